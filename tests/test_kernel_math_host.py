@@ -275,6 +275,17 @@ def test_g_and_g_prime_keep_their_relative_accuracy_in_the_tails(harness, name, 
                 pytest.fail(f"{impl} {name} fn {fn} {np.dtype(dtype)}: {bad.sum()} of {z.size} off\n{rows}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_gelu_is_cut_to_max_z_0_only_where_its_formula_rounds_to_that(dtype):
+    """Past GELU_SATURATION the reference takes g = max(z, 0) and g' = [z > 0] as they are: that is the formula's
+    value to the last bit only where e^2u has sunk under half the smallest subnormal. At -22 it has (g is -1e-344);
+    cut at -10, g(-15) would be 0 for a float64 -1.6e-114, and the tail test above, which stops at the cut, would not
+    see it."""
+    z = np.array([-GELU_SATURATION, GELU_SATURATION], dtype)
+    for fn, cut in ((FN_FORWARD, np.maximum(z, 0)), (FN_GRAD_INPUT, (z > 0).astype(dtype))):
+        assert np.array_equal(_tail_reference("gelu", fn, z).astype(dtype), cut), (fn, GELU_SATURATION)
+
+
 def _apply(act, fn, x):
     """The NumPy reference run in x's own dtype, as the CPU runs it."""
     out = np.empty_like(x)
