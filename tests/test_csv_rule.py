@@ -383,6 +383,20 @@ def test_a_far_longer_row_past_a_streamed_block_is_read_alike_by_training_and_pr
     numpy.testing.assert_array_equal(read_whole(path), expected)
 
 
+def test_a_run_of_empty_lines_longer_than_a_streamed_block_is_predicted_past(tmp_path, monkeypatch):
+    """The readers skip empty lines, so a block of gpunn predict's stream (1 MiB; 4 KiB here) that holds nothing else
+    gives no rows. None is predicted for it (a model refuses an empty X: "X is empty: shape (0, 2)"), and the rows
+    after it are predicted as where the file is read whole."""
+    from gpunn.data import files
+
+    monkeypatch.setattr(files, "CSV_BLOCK", 1 << 12)
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n1,2\n3,4\n" + "\n" * 10_000 + "5,6\n")
+    model = gpunn.MLP([2, 3, 1], device="cpu", dtype="float64", seed=0)
+    assert files.predict_file(model, path, tmp_path / "p.npy", features=["a", "b"]) == 3
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), model.predict(read_whole(str(path))))
+
+
 @pytest.mark.parametrize("features", ["2020,2021", "x,1_000"], ids=["years", "a number to Python"])
 def test_a_header_of_numbers_trained_on_is_a_header_to_gpunn_predict(tmp_path, capsys, features):
     """Training reads a CSV file's first row as its header whatever it holds; gpunn predict took a first row holding
