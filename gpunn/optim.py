@@ -255,8 +255,34 @@ SCHEDULE_OPTION_USES = {
     "step_size": "sets the epochs between a step schedule's decays",
     "gamma": "sets the factor of a step schedule (per decay) and of an exponential one (per epoch)",
     "total_epochs": "sets a cosine schedule's period", "min_factor": "sets a cosine schedule's floor"}
+_OPTIONS = ("step_size", "gamma", "total_epochs", "min_factor")  # a Schedule's options, each read by some schedules
 NEEDS_GAMMA = ("an exponential schedule needs its gamma, the factor per epoch; it has no default, as PyTorch's "
                "ExponentialLR has none (a tenth per epoch, step's default, takes lr 1e-3 to 1e-8 by epoch 6)")
+
+
+class _NotGivenInt(int):
+    """An int a Schedule holds that its caller did not give (:func:`_not_given`)."""
+    __slots__ = ()
+
+
+class _NotGivenFloat(float):
+    """A float a Schedule holds that its caller did not give (:func:`_not_given`)."""
+    __slots__ = ()
+
+
+def _not_given(value):
+    """``value`` marked as a Schedule's own number, not its caller's: an option's default, or one a checkpoint
+    records. The mark is its type, so that it goes through dataclasses.replace and a copy (which give every field
+    back to the constructor) and is told apart from the same number given (``Schedule("cosine", gamma=0.1)``:
+    refused); it is the number for all else (arithmetic, ==, JSON). Anything but an int or a float is left as it is."""
+    if isinstance(value, (int, float)) and not isinstance(value, (bool, _NotGivenInt, _NotGivenFloat)):
+        return _NotGivenInt(value) if isinstance(value, int) else _NotGivenFloat(value)
+    return value
+
+
+def _given(value) -> bool:
+    """Whether the caller gave a Schedule this option's ``value``: not None (unset), not :func:`_not_given`'s."""
+    return value is not None and not isinstance(value, (_NotGivenInt, _NotGivenFloat))
 
 
 @keywords_hinted
@@ -267,17 +293,20 @@ class Schedule:
     run's). E.g. ``fit(..., schedule=gpunn.Schedule("step", step_size=2, gamma=0.5))``, or a name, which takes the
     defaults below; "exponential" has no default gamma (PyTorch's ExponentialLR has none): give it one,
     ``Schedule("exponential", gamma=0.95)``. ``gamma`` holds the resolved number (a checkpoint records it). An
-    option the schedule does not read, set to another value than its default (``Schedule("cosine", gamma=0.5)``),
-    is refused, as ``gpunn train --schedule cosine --gamma 0.5`` is; a checkpoint holding one resumes as it ran."""
+    option the schedule does not read, given at any value (``Schedule("cosine", gamma=0.5)``, and ``gamma=0.1``,
+    its default, too), is refused, as ``gpunn train --schedule cosine --gamma 0.5`` is; a copy
+    (``dataclasses.replace``) and a pasted repr (which shows the options the schedule reads) give none, and a
+    checkpoint holding one resumes as it ran."""
 
     name: str = "constant"
-    step_size: int = 10  # step: epochs between decays
+    step_size: int = _NotGivenInt(10)  # step: epochs between decays
     gamma: float | None = None  # step: factor per decay (None: 0.1); exponential: factor per epoch (required)
-    total_epochs: int = 0  # cosine: period (0 means the run's epoch count)
-    min_factor: float = 0.0  # cosine: floor as a fraction of the base rate
+    total_epochs: int = _NotGivenInt(0)  # cosine: period (0 means the run's epoch count)
+    min_factor: float = _NotGivenFloat(0.0)  # cosine: floor as a fraction of the base rate
 
     def __post_init__(self):
         object.__setattr__(self, "name", known_name(self.name, SCHEDULES, "schedule"))  # "Cosine" is cosine
+        given = [option for option in _OPTIONS if _given(getattr(self, option))]
         # Python ints (a NumPy integer was refused, and would not go into a checkpoint's JSON)
         object.__setattr__(self, "step_size", positive_int(self.step_size, "step_size"))
         object.__setattr__(self, "total_epochs", non_negative_int(self.total_epochs, "total_epochs"))
@@ -291,13 +320,21 @@ class Schedule:
             raise ValueError(f"min_factor must be in [0, 1], {got(self.min_factor)}")
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "min_factor", min_factor)
-        for option, unset in _UNSET.items():  # (equal to it, it is what this schedule holds unset: a copy's)
+        for option in _OPTIONS:
             value = getattr(self, option)
-            if option not in SCHEDULE_FIELDS[self.name] and value != unset:
+            if option in given and option not in SCHEDULE_FIELDS[self.name]:
                 readers = " or ".join(f'Schedule("{name}", {option}={value!r})' for name, fields in
                                       SCHEDULE_FIELDS.items() if option in fields)
                 raise ValueError(f"{option}={value!r} {SCHEDULE_OPTION_USES[option]}, and this schedule is "
                                  f"{self.name}: choose {readers} (or drop it)")
+            if option not in given:  # (its default: a copy gives it back, and a schedule that reads it takes it)
+                object.__setattr__(self, option, _not_given(value))
+
+    def __repr__(self) -> str:
+        """The schedule and the options it reads, as a call that makes it again (the fields it does not read, which
+        dataclass's repr showed, would be refused as given)."""
+        read = "".join(f", {option}={getattr(self, option)!r}" for option in SCHEDULE_FIELDS[self.name])
+        return f"Schedule(name={self.name!r}{read})"
 
     @classmethod
     def recorded(cls, fields: dict) -> Schedule:
@@ -305,11 +342,11 @@ class Schedule:
         does not read kept as written, unchecked: gpunn took any before it refused them (``Schedule("cosine",
         gamma=0.5)``), and such a run resumes quietly, the file it writes holding the same record."""
         name = known_name(fields.get("name", "constant"), SCHEDULES, "schedule")
-        unread = {option: fields[option] for option in _UNSET
+        unread = {option: fields[option] for option in _OPTIONS
                   if option in fields and option not in SCHEDULE_FIELDS[name]}
         schedule = cls(**{key: value for key, value in fields.items() if key not in unread})
-        for option, value in unread.items():
-            object.__setattr__(schedule, option, value)
+        for option, value in unread.items():  # (not the caller's: a copy of the schedule keeps them)
+            object.__setattr__(schedule, option, _not_given(value))
         return schedule
 
     def factor(self, epoch: int, epochs: int) -> float:
@@ -324,9 +361,6 @@ class Schedule:
         return self.min_factor + (1 - self.min_factor) * cos
 
 
-# each option as a schedule that does not read it holds it unset (gamma resolved to step's default)
-_UNSET = {"step_size": Schedule.step_size, "gamma": STEP_GAMMA, "total_epochs": Schedule.total_epochs,
-          "min_factor": Schedule.min_factor}
 
 
 def make_schedule(schedule="constant", **kwargs) -> Schedule:

@@ -937,9 +937,10 @@ def test_numpy_integers_are_integers_for_callbacks_and_schedules_too(model, data
     path = tmp_path / "run.npz"
     callbacks = [gpunn.EarlyStopping(patience=i(2)), gpunn.ReduceLROnPlateau(patience=i(1), cooldown=i(1)),
                  gpunn.ModelCheckpoint(path, every=i(1))]
-    schedule = gpunn.Schedule("step", step_size=i(1), gamma=0.5, total_epochs=i(0))
+    schedule = gpunn.Schedule("step", step_size=i(1), gamma=0.5)
     model.fit(*data, epochs=2, schedule=schedule, callbacks=callbacks, verbose=False)
     assert gpunn.load_checkpoint(path).settings.schedule == gpunn.Schedule("step", step_size=1, gamma=0.5)
+    assert type(gpunn.Schedule("cosine", total_epochs=i(3)).total_epochs) is int  # (a step's was given one here)
 
 
 @pytest.mark.parametrize("make, match", [

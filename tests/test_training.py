@@ -952,10 +952,15 @@ def test_an_unknown_keyword_of_a_public_class_names_the_one_meant(make, call, ke
 
 def test_a_step_schedule_by_name_is_a_tenth_every_10_epochs_recorded_as_numbers():
     """"step" alone takes PyTorch's StepLR default gamma, 0.1, every 10 epochs; the Schedule holds that number (a
-    checkpoint records it), so it equals the one given in full."""
+    checkpoint records it), so it equals the one given in full. (A Python float: one not given is of a subclass,
+    which a copy gives back as not given.)"""
+    import json
+
     step = gpunn.Schedule("step")
     assert [step.factor(e, 30) for e in (0, 9, 10, 19, 20)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
-    assert step == gpunn.Schedule("step", step_size=10, gamma=0.1) and type(step.gamma) is float
+    assert step == gpunn.Schedule("step", step_size=10, gamma=0.1) and isinstance(step.gamma, float)
+    assert json.loads(json.dumps(dataclasses.asdict(step))) == {"name": "step", "step_size": 10, "gamma": 0.1,
+                                                                "total_epochs": 0, "min_factor": 0.0}
     assert gpunn.optim.make_schedule("step", gamma=None, step_size=None) == step
 
 
@@ -1053,17 +1058,39 @@ def test_gamma_given_to_fit_is_shown_in_each_schedule_that_reads_it_or_the_one_m
 ])
 def test_a_schedule_refuses_an_option_it_does_not_read_as_the_command_line_does(name, given, said):
     """Schedule("cosine", gamma=0.5) trained a cosine schedule without a word about its gamma, where gpunn train
-    --schedule cosine --gamma 0.5 is refused. An option at the value it holds unset (a copy's, or a repr's) is
-    taken: gamma 0.1, which every schedule holds resolved, step_size 10."""
+    --schedule cosine --gamma 0.5 is refused. A copy (dataclasses.replace, which gives every field back) and a
+    pasted repr make the schedule again."""
     with pytest.raises(ValueError) as caught:
         Schedule(name, **given)
     assert str(caught.value).startswith(said)
     with pytest.raises(ValueError, match="and this schedule is cosine"):
         MLP([2, 1], device="cpu").fit(numpy.zeros((4, 2)), numpy.zeros(4), schedule=Schedule("cosine", gamma=0.5))
-    assert Schedule("cosine", gamma=0.1, step_size=10) == Schedule("cosine")
     assert dataclasses.replace(Schedule("cosine", total_epochs=3), min_factor=0.2).min_factor == 0.2
-    cosine = Schedule("cosine", min_factor=0.2)  # its repr holds gamma=0.1 and step_size=10
+    cosine = Schedule("cosine", min_factor=0.2)
+    assert repr(cosine) == "Schedule(name='cosine', total_epochs=0, min_factor=0.2)"  # (the options it reads)
     assert eval(repr(cosine), {"Schedule": Schedule}) == cosine
+    assert eval(repr(Schedule("step")), {"Schedule": Schedule}) == Schedule("step")
+
+
+@pytest.mark.parametrize("name, option, default", [("cosine", "gamma", 0.1), ("constant", "step_size", 10),
+                                                   ("exponential", "total_epochs", 0), ("step", "min_factor", 0.0)])
+def test_a_schedule_refuses_an_option_it_does_not_read_given_at_its_default_value_too(name, option, default):
+    """Schedule("cosine", gamma=0.1) passed silently (a value equal to the unset default was taken for a copy's);
+    now an option given is refused whatever its value. Not given, it holds its default as before (every schedule
+    records its gamma, 0.1 where it reads none), and dataclasses.replace, which gives every field back, keeps the
+    defaults as not given: also to another schedule, where an option the caller gave is refused."""
+    other = {"gamma": 0.5} if name == "exponential" else {}
+    with pytest.raises(ValueError, match=rf"^{option}={default!r} .*and this schedule is {name}: choose "):
+        Schedule(name, **other, **{option: default})
+    made = Schedule(name, **other)
+    assert getattr(made, option) == default and dataclasses.asdict(made)["gamma"] == other.get("gamma", 0.1)
+    assert dataclasses.replace(made) == made
+    assert dataclasses.replace(Schedule("step"), name=name, **other) == made  # (step's step_size and gamma: not given)
+    if option != "gamma":  # (a reader of it, given it)
+        given = {"step_size": 3, "total_epochs": 3, "min_factor": 0.5}[option]
+        reader = Schedule("step" if option == "step_size" else "cosine", **{option: given})
+        with pytest.raises(ValueError, match=rf"^{option}={given} "):
+            dataclasses.replace(reader, name=name, **other)
 
 
 def test_a_fit_option_given_to_the_constructor_is_shown_with_a_short_value_only():
