@@ -370,6 +370,38 @@ def cut_short(path, line, count, expected) -> str:
     return " (the file's last line, which ends without a line end: was the file cut short?)"
 
 
+def left_open(path, line) -> str:
+    """What a row of another width than the lines before it, beginning on line ``line`` (from 1, as csv_line
+    counts) of the CSV file ``path``, says of a quote it opens and does not close on that line, the likely cause
+    (a quoted value runs on past its line end, taking the lines after it for its text): " (a quote on this line is
+    never closed: the lines after it, to the file's end, were read as one value; close the quote or remove it)", or
+    where a later line closes it, " (a quote on this line closes only on line 9: the lines between were read as one
+    value; is a quote left open?)"; "" where the line's quotes close on it. Quotes are counted as csv_rows counts
+    them. After wrong_width's words; the file is read from its start (an error's path only)."""
+    with open(path, "rb") as fh:
+        number, quoted = 1, False
+        for _, text in _lines_from(fh, 0):
+            odd = text.count(b'"') % 2
+            if number == line and (quoted or not odd):  # (inside a row begun before it, or its quotes closed)
+                return ""
+            if number > line and odd:
+                return (f" (a quote on this line closes only on line {number}: the lines between were read as one "
+                        "value; is a quote left open?)")
+            quoted, number = quoted != bool(odd), number + 1
+    if number <= line:
+        return ""
+    return (" (a quote on this line is never closed: the lines after it, to the file's end, were read as one value; "
+            "close the quote or remove it)")
+
+
+def width_refused(path, line, count, expected, header=None) -> str:
+    """The refusal of a CSV row of ``count`` values on line ``line`` of ``path``, where the lines before it have
+    ``expected``, in every reader's words: :func:`wrong_width`'s (``header``: the header row's names, where the row
+    is the first data row), then a likely cause, where there is one: the file cut short (:func:`cut_short`) or a
+    quote left open (:func:`left_open`)."""
+    return f"{wrong_width(count, expected, header)}{cut_short(path, line, count, expected) or left_open(path, line)}"
+
+
 def csv_values(path, row, header=True, delimiter=",") -> list | None:
     """The values of data row ``row`` (from 0 after the header row, empty lines skipped, as gpunn's readers count
     rows) of the CSV file ``path``, unquoted; None past the last row. Read for an error's message."""

@@ -21,8 +21,8 @@ import zipfile
 import numpy
 
 from .csvtext import (csv_column, csv_first_foreign, csv_first_text, csv_has_header, csv_line, csv_names,
-                      csv_values, cut_short, delimiter_hint, first_block_schema, header_lines, is_number, not_a_boolean,
-                      not_a_number, pyarrow_csv_booleans, read_as, wrong_width)
+                      csv_values, delimiter_hint, first_block_schema, header_lines, is_number, not_a_boolean,
+                      not_a_number, pyarrow_csv_booleans, read_as, width_refused, wrong_width)
 from .hints import shell_word
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -394,7 +394,7 @@ def _loadtxt_problem(exc, path, kinds=()) -> str:
         first = csv_values(path, 0) if names is not None else None
         if first is not None and len(first) != len(names):  # loadtxt skipped the header row; pyarrow refuses the
             line, count, expected = csv_line(path, 0), len(first), len(names)  # the first row's width first
-            return f"line {line}: {wrong_width(count, expected, names)}{cut_short(path, line, count, expected)}"
+            return f"line {line}: {width_refused(path, line, count, expected, names)}"
         kind = kinds[column] if kinds and column < len(kinds) else "number"
         said = csv_first_text(path, column, header=names is not None) if kind == "other" else ""
         refusal = not_a_boolean if kind == "boolean" and is_number(field) else not_a_number
@@ -407,9 +407,9 @@ def _loadtxt_problem(exc, path, kinds=()) -> str:
         names, before, count, row = csv_names(path), int(width[1]), int(width[2]), int(width[3]) - 1
         if names is not None and before != len(names):  # the first data row already differs from the header row,
             before, count, row = len(names), before, 0  # which loadtxt skipped: that row is named, as streamed
-        said = wrong_width(count, before, names if row == 0 else None)  # (row 0: the header the only line before)
+        header = names if row == 0 else None  # (row 0: the header the only line before it)
         line = csv_line(path, row, header=names is not None)
-        return f"line {line}: {said}{cut_short(path, line, count, before)}"
+        return f"line {line}: {width_refused(path, line, count, before, header)}"
     return f"is text but not comma-separated numbers ({text})"
 
 

@@ -262,6 +262,26 @@ def test_a_quoted_value_holding_a_line_end_is_refused_on_its_line_by_every_reade
 
 
 
+@pytest.mark.parametrize("text, cause", [
+    ('4,"5,6\n7,8,9\n10,11,12\n', "a quote on this line is never closed: the lines after it, to the file's end, were "
+                                  "read as one value; close the quote or remove it"),
+    ('4,"5,6\n7,8,9"\n10,11,12\n', "a quote on this line closes only on line 4: the lines between were read as one "
+                                   "value; is a quote left open?"),
+    ('4,"5,6"\n7,8,9\n', None),  # (its quotes close on it: the width alone)
+], ids=["never closed", "closed lines on", "closed on its line"])
+def test_a_row_whose_width_a_quote_left_open_changed_says_so_in_every_reader(tmp_path, monkeypatch, text, cause):
+    """A quote never closed made its row "2 values, where the lines before it have 3", the line right but no word of
+    the quote, where a value holding the line end says "is a quote left open?". Every reader now adds the likely
+    cause, a quote opened on the row's line and not closed on it."""
+    (tmp_path / "x.csv").write_text("a,b,c\n1,2,3\n" + text)
+    path = str(tmp_path / "x.csv")
+    said = f"{path} line 3: 2 values, where the lines before it have 3" + (f" ({cause})" if cause else "")
+    assert refusal(trained_on, path, "c") == said
+    assert refusal(streamed, path, ["a", "b"]) == said
+    assert refusal(read_whole, path) == said
+    assert refusal(read_whole, path, monkeypatch) == said
+
+
 def test_a_quote_left_open_on_a_line_the_byte_scans_block_cuts_is_refused(tmp_path):
     """csvtext.csv_first_foreign scans a file read whole in blocks of 16 MiB, carrying the quotes of the line a
     block cuts into the next: a quote opened before the cut and never closed is found, as on a line no block cuts

@@ -627,6 +627,37 @@ def test_a_nan_in_the_chunk_just_before_the_one_met_first_is_the_one_named(tmp_p
             list(source.batches(0, 100))
 
 
+@pytest.mark.parametrize("kind", ["npy", "csv"])
+def test_a_nan_refused_says_how_many_more_its_chunk_holds_and_the_rows_of_the_first(tmp_path, kind):
+    """Only the file's first missing value was named: a file of five took five runs to clean by hand. The refusal
+    adds how many more the chunk read with it holds (the file read no further) and the rows of the first three."""
+    X, Y = numpy.ones((400, 2)), numpy.ones((400, 1))
+    X[[10, 12, 40, 41, 90], 1] = numpy.nan
+    Y[12, 0] = numpy.inf  # (a second in a row already named: counted, its row said once)
+    X[250, 0] = numpy.nan  # in a later chunk: not counted
+    if kind == "npy":
+        numpy.save(tmp_path / "x.npy", X)
+        numpy.save(tmp_path / "y.npy", Y)
+        make, at = (lambda rows: data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=rows, device="cpu"),
+                    "x.npy row 10: column 1: nan is NaN; clean or impute it first ({} more missing or not finite "
+                    "among the {} rows read with it, at row 12, row 40, row 41, ...{})")
+    else:
+        pytest.importorskip("pyarrow")
+        (tmp_path / "t.csv").write_text("a,b,y\n" + "".join(f"{a},{b},{y}\n" for (a, b), (y,) in zip(X, Y)))
+        make, at = (lambda size: data.csv(tmp_path / "t.csv", target="y", block_size=size, device="cpu"),
+                    "t.csv line 12: column 'b': 'nan' is NaN; clean or impute it first ({} more missing or not "
+                    "finite among the {} rows read with it, at line 14, line 42, line 43, ...{})")
+    source = make(100 if kind == "npy" else 1200)
+    assert source.chunk_sizes[0] > 90 and len(source.chunk_sizes) > 3
+    with pytest.raises(DataError) as caught:
+        list(source.batches(0, 100))
+    assert str(caught.value).endswith(at.format(5, source.chunk_sizes[0], "; the rows after them are not checked yet"))
+    whole = make(400 if kind == "npy" else 1 << 20)  # one chunk: every row checked
+    with pytest.raises(DataError) as caught:
+        list(whole.batches(0, 100))
+    assert whole.chunk_sizes == [400] and str(caught.value).endswith(at.format(6, 400, ""))
+
+
 # ---- bad input: each case stops with a DataError that names the file ------------------------------
 @pytest.mark.parametrize("kind", ["npy targets", "parquet", "csv"])
 def test_a_missing_file_is_refused_naming_it(tmp_path, kind):
@@ -1323,7 +1354,8 @@ def test_a_quoted_value_with_line_ends_longer_than_a_block_reads(tmp_path):
     X, Y = stacked(epoch(source, 0, 64))
     numpy.testing.assert_array_equal(X[:, 0], numpy.arange(100))
     (tmp_path / "open.csv").write_text("note,a,y\nok,1,2\n\"open,3,4\n" + "ok,5,6\n" * 300)
-    with pytest.raises(DataError, match=r"open\.csv line 3: 1 value, where the lines before it have 3$"):
+    with pytest.raises(DataError, match=r"open\.csv line 3: 1 value, where the lines before it have 3 \(a quote on "
+                                        r"this line is never closed: .* close the quote or remove it\)$"):
         data.csv(tmp_path / "open.csv", target="y", features=["a"], block_size=64)
 
 

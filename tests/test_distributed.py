@@ -332,7 +332,8 @@ def test_a_shard_that_starts_inside_a_chunk_names_the_files_first_nan_in_that_ch
     numpy.save(tmp_path / "x.npy", X)
     numpy.save(tmp_path / "y.npy", numpy.ones((1000, 1)))
     source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=300, device="cpu")
-    with pytest.raises(DataError, match=r"x\.npy row 350: column 1: nan is NaN; clean or impute it first$"):
+    with pytest.raises(DataError, match=r"x\.npy row 350: column 1: nan is NaN; clean or impute it first \(1 more "
+                                        r"missing or not finite among the 300 rows read with it, at row 550; "):
         list(ShardedSource(source, 2, [1]).batches(0, 100))
 
 

@@ -402,12 +402,28 @@ class ChunkedSource(Closable):
                 said = self._not_finite(k, name, row, col, A.dtype,
                                         scaled=None if scaled is None else float(scaled[part][row, col]))
                 if said:
-                    raise DataError(said)
+                    raise DataError(said + (self._more_not_finite(k, X, Y, part, row, col) if scaled is None else ""))
                 where = f"column {names[col]!r}" if names else f"{name} column {col}"
                 what = (f"NaN or infinite {name} value(s)" if scaled is None else
                         f"{name} value(s) infinite in {numpy.dtype(A.dtype).name} once standardized")
                 raise DataError(f"{self._where(k)}: {int(finite.size - finite.sum())} {what}, the first at "
                                 f"{self._at_row(k, row)} ({where}); clean or impute them before training")
+
+    def _more_not_finite(self, k, X, Y, part, row, column, shown=3) -> str:
+        """How many values of chunk ``k`` (X, Y as read) are missing or not finite besides the one refused (at ``row``,
+        ``column`` of X, or of Y for ``part`` 1), and the rows of the first ``shown`` of them, so that a file with
+        several is not cleaned one run per value: " (4 more missing or not finite among the 1,000 rows read with it,
+        at line 32, line 501, line 1201, ...; the rows after them are not checked yet)"; "" for none. From the chunk
+        as read: no more of the file is read (but a CSV file's line of each row shown, within the chunk)."""
+        bad = [~numpy.isfinite(X), ~numpy.isfinite(Y)]
+        bad[part][row, column] = False
+        more = int(bad[0].sum() + bad[1].sum())
+        if not more:
+            return ""
+        rows = numpy.flatnonzero(bad[0].any(axis=1) | bad[1].any(axis=1))
+        at = ", ".join(self._at_row(k, int(r)) for r in rows[:shown]) + (", ..." if len(rows) > shown else "")
+        later = "; the rows after them are not checked yet" if k + 1 < len(self.chunk_sizes) else ""
+        return f" ({more} more missing or not finite among the {len(X):,} rows read with it, at {at}{later})"
 
     def _not_finite(self, k, role, row, column, dtype, scaled=None) -> str:
         """The refusal of the value at ``row`` of chunk ``k`` and ``column`` of its ``role`` ("features" or

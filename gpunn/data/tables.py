@@ -281,7 +281,7 @@ def first_refused(path, start, end, read, column, decimal=".", header=None):
     booleans in csvtext.not_a_boolean's) and a row of another width in csvtext.wrong_width's, as every reader
     says them (a number by the decimal mark ``decimal``; the first data row's against ``header``, the header row's
     names). (None, "") where the rows there all read (a caller's guess at the bytes missed them)."""
-    from ..csvtext import csv_line, csv_rows, cut_short, is_number, not_a_boolean, not_a_number, wrong_width
+    from ..csvtext import csv_line, csv_rows, is_number, not_a_boolean, not_a_number, width_refused
 
     pyarrow = pyarrow_module()
     with open(path, "rb") as fh:
@@ -321,8 +321,7 @@ def first_refused(path, start, end, read, column, decimal=".", header=None):
         line = rows[bad - 1][0]
         first = header is not None and line == csv_line(path, 0)  # (the header row the only line before it)
         count, expected = int(width[2]), int(width[1])
-        return line, (wrong_width(count, expected, header if first else None)
-                      + cut_short(path, line, count, expected))
+        return line, width_refused(path, line, count, expected, header if first else None)
     numbered = re.compile(r"In CSV column #(\d+): ")
     return rows[bad - 1][0], numbered.sub(lambda m: f"{column(int(m[1]))}: ", problem)
 
