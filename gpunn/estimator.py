@@ -349,6 +349,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         return [int(n) for n in sizes]
 
     def _seed(self):
+        if isinstance(self.random_state, (bool, numpy.bool_)):  # scikit-learn seeds with it (an int to Python), a
+            # slip most often (True for "random"); gpunn's seeds refuse a bool everywhere
+            value = bool(self.random_state)
+            raise ValueError(f"random_state={value} is a bool, not a seed (scikit-learn takes it for {int(value)}): "
+                             f"give an int, random_state={int(value)}, or None for a seed drawn at each fit")
         if isinstance(self.random_state, numbers.Integral):
             seed = seed_int(self.random_state, "random_state")
             if seed > SEED_MAX:  # scikit-learn's range (a RandomState's seeds); gpunn.MLP's seed takes larger ones

@@ -749,6 +749,12 @@ def test_numpy_integers_are_taken_where_ints_are_asked(data):
     # taken (scikit-learn refuses it: a RandomState's seeds end at 2**32 - 1)
     (dict(random_state=2**32), ValueError, r"random_state must be an int in \[0, 2\*\*32 - 1\] .*got 4294967296"),
     (dict(random_state=numpy.uint64(2**63)), ValueError, r"random_state must be an int in \[0, 2\*\*32 - 1\]"),
+    # a bool, which scikit-learn takes for the seed 1 or 0 (True, an int to Python, is a slip for "random" most often):
+    # refused as gpunn's seeds refuse one ("must be a non-negative int, got True"), saying what to give instead
+    (dict(random_state=True), ValueError, r"^random_state=True is a bool, not a seed \(scikit-learn takes it for 1\): "
+                                          r"give an int, random_state=1, or None for a seed drawn at each fit$"),
+    (dict(random_state=numpy.False_), ValueError, r"^random_state=False is a bool, not a seed \(scikit-learn takes it "
+                                                  r"for 0\): give an int, random_state=0, or None"),
 ])
 def test_parameters_are_checked_by_their_own_names(data, params, error, message):
     X, y = data
