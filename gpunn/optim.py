@@ -361,8 +361,6 @@ class Schedule:
         return self.min_factor + (1 - self.min_factor) * cos
 
 
-
-
 def make_schedule(schedule="constant", **kwargs) -> Schedule:
     """A Schedule from a Schedule (returned as is), a name (with its fields as keywords) or None (constant)."""
     if isinstance(schedule, Schedule):
