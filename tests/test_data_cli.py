@@ -1626,7 +1626,7 @@ def test_the_csv_writer_formats_a_block_of_rows_at_a_time_as_savetxt_formats_eac
     P = numpy.random.default_rng(2).standard_normal((10, 3)).astype(numpy.float32)
     P[4, 1], P[7, 2] = numpy.nan, -numpy.inf
     writer = CsvWriter(tmp_path / "p.csv", 3, numpy.float32)
-    for chunk in (P[:5], P[5:]):  # blocks of 3 rows, across the chunks' edge
+    for chunk in (P[:7], P[7:]):  # blocks of 3, 3 and 1 rows, then 3: a full block after a full one too
         writer.write(chunk, rows=3)
     writer.close()
     writer.commit()
