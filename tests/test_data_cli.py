@@ -678,6 +678,8 @@ def test_predict_names_the_csv_line_of_a_nan_read_whole_or_streamed(tmp_path, ca
     said = "line {}: {}: 'nan' is NaN; clean or impute it first"
     for args, words in ((["x.csv"], "IN {}x.csv " + said.format(251, "column 'b'")),  # read whole
                         (["x.csv", "--features", "a,b"], "IN {}x.csv " + said.format(251, "column 'b'")),  # streamed
+                        # b read first: its value is read again from the file's second field, not its first
+                        (["x.csv", "--features", "b,a"], "IN {}x.csv " + said.format(251, "column 'b'")),
                         (["h.csv"], "IN {}h.csv " + said.format(250, "value 2 of the line"))):
         args = [str(tmp_path / args[0]), *args[1:]]
         assert main(["predict", model, args[0], str(tmp_path / "p.npy"), *args[1:]]) == 2
