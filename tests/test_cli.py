@@ -146,6 +146,14 @@ def test_a_schedule_option_out_of_its_range_is_refused_by_argparse(capsys, optio
     assert re.search(f"argument {option}: {message}", capsys.readouterr().err)
 
 
+def test_the_closed_ends_of_the_schedule_options_ranges_are_taken():
+    """--gamma is in (0, 1] and --min-factor in [0, 1], as their help says: 1 is a gamma (no decay) and 0 and 1 are
+    floors (1: a constant rate)."""
+    for option, value in (("--gamma", "1"), ("--min-factor", "1"), ("--min-factor", "0")):
+        args = cli.parse_args(["train", "--schedule", "step" if option == "--gamma" else "cosine", option, value])
+        assert getattr(args, option[2:].replace("-", "_")) == float(value)
+
+
 def test_an_empty_hidden_is_a_linear_model_in_train_and_sweep(capsys):
     """--hidden '' (and hidden = [] in a config) trains no hidden layer, as --help now says."""
     assert cli.main(with_options(["train", *SMALL, "--quiet"], "--hidden", "")) == 0
