@@ -686,6 +686,21 @@ def test_predict_names_the_csv_line_of_a_nan_read_whole_or_streamed(tmp_path, ca
         assert capsys.readouterr().err == f"gpunn predict: error: {words.format(str(tmp_path) + '/')}\n"
 
 
+def test_predict_names_a_nan_of_an_array_saved_under_a_csv_name_by_its_row_and_column(tmp_path, capsys):
+    """IN read whole is read by its bytes, so numpy.save's array under a .csv name is read as the array it is, and
+    a NaN in it is named as an .npy file's is (its row and column from 0, and the value), not as a CSV file's line
+    and field, which its bytes do not have."""
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    X = numpy.arange(20.0).reshape(10, 2)
+    X[6, 1] = numpy.nan
+    with open(tmp_path / "x.csv", "wb") as fh:
+        numpy.save(fh, X)
+    assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err == (f"gpunn predict: error: IN {tmp_path}/x.csv row 6: column 1: nan is NaN; clean "
+                                       "or impute it first\n")
+
+
 def test_predict_names_its_input_in_one_form_read_whole_or_streamed(tmp_path, capsys):
     """gpunn predict's errors about its input begin "IN path", the argument's name, on both paths: streamed (a
     table's columns by name, a Parquet input) they began with the path alone. An error about OUT is not IN's."""
