@@ -1001,6 +1001,19 @@ def test_a_text_column_taken_as_a_feature_by_default_says_how_to_leave_it_out(tm
             in capsys.readouterr().err)
 
 
+def test_predict_names_the_text_column_to_leave_out_wherever_it_stands(tmp_path, capsys):
+    """The --features hint of a CSV file read whole names its column of text, here between two of numbers, and the
+    columns to name instead."""
+    pytest.importorskip("pyarrow")
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    (tmp_path / "ids.csv").write_text("a,name,b\n1,bob,2\n3,cat,4\n")
+    assert main(["predict", model, str(tmp_path / "ids.csv"), str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err.endswith("line 2: column 'name': 'bob' is not a number; with no features named, "
+                                           "every column is one: if 'name' is not, name those that are "
+                                           "(--features a,b)\n")
+
+
 def test_predict_of_a_text_column_read_as_a_feature_by_default_says_how_to_leave_it_out(tmp_path, capsys):
     """A model that knows no column names takes every column of a table: an id beside the model's features is
     refused, and the refusal says to name the others with --features, streamed (Parquet) and read whole (CSV)
@@ -1841,6 +1854,19 @@ def test_predict_with_in_and_out_swapped_refuses_to_replace_the_inputs(tmp_path,
         numpy.testing.assert_array_equal(numpy.load(X), inputs)
     assert main(["predict", model, out, X, "--overwrite"]) == 0  # (the model applied twice, asked for)
     assert not numpy.array_equal(numpy.load(X), inputs)
+
+
+def test_an_earlier_out_of_more_rows_than_in_is_replaced_for_a_model_of_as_many_outputs_as_inputs(tmp_path):
+    """IN of fewer rows than OUT's first ones cannot be OUT's predictions (the check for IN and OUT swapped, which
+    compares up to 32 rows), so OUT, the output of a longer file, is replaced as any earlier output is."""
+    model, out = str(tmp_path / "m.npz"), str(tmp_path / "o.npy")
+    net = gpunn.MLP([1, 8, 1], activation="tanh", seed=0, device="cpu")
+    gpunn.save(model, net)
+    numpy.save(tmp_path / "long.npy", numpy.linspace(-3, 3, 100)[:, None])
+    numpy.save(tmp_path / "short.npy", short := numpy.linspace(-1, 1, 5)[:, None])
+    for inputs in ("long.npy", "short.npy"):
+        assert main(["predict", model, str(tmp_path / inputs), out]) == 0
+    numpy.testing.assert_array_equal(numpy.load(out), net.predict(short))
 
 
 def test_predict_refuses_to_replace_a_table_of_the_models_feature_columns(tmp_path, capsys):
