@@ -55,6 +55,22 @@ def test_callbacks_fire_in_order(data):
     assert rec.events == ["train_begin", *epoch(0), *epoch(1), "train_end"]
 
 
+def test_a_batch_size_above_the_training_rows_is_the_row_count_as_the_run_records_it(data):
+    """fit's batch_size is at most the row count: a run of 250 rows asked for batches of 1000 trains one batch of
+    250 rows an epoch, and says 250 where callbacks (and a checkpoint's settings) read it."""
+    X, Y = data[0][:250], data[1][:250]
+    rec = Recorder()
+
+    class ReadsBatchSize(Callback):
+        def on_train_begin(self, trainer):
+            self.batch_size = trainer.batch_size
+
+    reads = ReadsBatchSize()
+    MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=1000, callbacks=[rec, reads], verbose=False)
+    assert reads.batch_size == 250 and rec.events == ["train_begin", "epoch_begin 0", "batch 0", "epoch_end 0",
+                                                      "train_end"]
+
+
 class Numbers(Callback):
     """The numbers each hook is given, with the epoch's logs["epoch"]."""
 
@@ -240,6 +256,22 @@ def test_one_models_history_has_a_best_value_beside_its_best_epoch_as_an_ensembl
     assert he.best == numpy.max(he["val_r2"], axis=0).tolist()
     h = model.fit(X, Y, epochs=2, verbose=False)
     assert h.best is None and h.best_epoch is None  # no validation and no EarlyStopping: none
+
+
+def test_under_early_stopping_the_best_epoch_is_its_monitors_even_where_no_epoch_scored(data):
+    """With EarlyStopping, history.best_epoch and best are its monitor's: None where no epoch's monitored value was
+    finite, not the least val_loss's epoch, which only a run without EarlyStopping reports."""
+    X, Y, Xv, Yv = data
+
+    class LogsNaN(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["made_up"] = float("nan")
+
+    model = MLP([5, 8, 1], device="cpu", seed=0)
+    h = model.fit(X, Y, epochs=2, batch_size=100, validation_data=(Xv, Yv),
+                  callbacks=[LogsNaN(), EarlyStopping("made_up", patience=5)], verbose=False)
+    assert all(numpy.isfinite(h["val_loss"]))
+    assert h.best_epoch is None and h.best is None
 
 
 def test_a_run_that_diverges_ends_with_its_best_epochs_weights_under_early_stopping(data):
@@ -792,6 +824,29 @@ def test_a_second_ctrl_c_raises_at_once_and_early_stopping_leaves_the_weights_re
         model.fit(X, Y, epochs=5, batch_size=100, callbacks=[press, EarlyStopping(patience=5)], verbose=False)
     numpy.testing.assert_array_equal(model.params, press.reached)  # not epoch 1's, the best so far
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_run_ended_by_a_callbacks_error_keeps_the_weights_it_reached_not_an_earlier_best_epochs(data):
+    """An error other than TrainingDiverged ends the run with the weights it had, even where EarlyStopping's best
+    epoch is not the last one that ended (epoch 1 of 2 here): only a run that finishes, stops early or diverges
+    gets the best epoch's weights back."""
+    X, Y = data[0], data[1]
+
+    class FailsInEpoch3(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["made_up"] = float(epoch)  # rises every epoch: epoch 1 stays EarlyStopping's best
+
+        def on_batch_end(self, trainer, batch):
+            if trainer.epoch == 2 and batch == 1:
+                self.reached = trainer.model.params.copy()
+                raise RuntimeError("a callback's own error")
+
+    fails, stopping = FailsInEpoch3(), EarlyStopping("made_up", patience=5)
+    model = MLP([5, 8, 1], device="cpu", seed=0)
+    with pytest.raises(RuntimeError, match="a callback's own error"):
+        model.fit(X, Y, epochs=5, batch_size=100, callbacks=[fails, stopping], verbose=False)
+    assert stopping.best_epoch == 1
+    numpy.testing.assert_array_equal(model.params, fails.reached)
 
 
 def test_an_interrupted_run_keeps_the_weights_it_reached_under_early_stopping(data, interrupt_at):
