@@ -94,6 +94,18 @@ def test_a_resumed_runs_best_is_the_whole_runs_as_the_run_never_stopped(data, tm
     assert resumed.best_epoch == ref_hist.best_epoch == ref_hist[key].index(resumed.best) + 1 == 6  # before the stop
 
 
+def test_a_resumed_epochs_throughput_counts_only_the_rows_trained_after_the_resume(data, tmp_path, interrupt_at):
+    """samples_per_s of the epoch a run was stopped part-way through counts the rows its resume trained (its time_s
+    is theirs), not the epoch's every row: 960 training rows in batches of 100, 5 batches done before the stop."""
+    X, Y = data
+    path = tmp_path / "run.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[interrupt_at(1, 4), gpunn.ModelCheckpoint(path)],
+                                             **{**FIT, "epochs": 3})
+    resumed = gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False)
+    rows_timed = [rate * seconds for rate, seconds in zip(resumed["samples_per_s"], resumed["time_s"])]
+    assert rows_timed == pytest.approx([960, 960 - 5 * 100, 960])
+
+
 class _PowerCut(gpunn.Callback):
     def __init__(self, epoch=2):
         self.epoch = epoch
