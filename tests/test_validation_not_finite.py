@@ -459,6 +459,21 @@ def test_where_no_member_has_a_score_the_rows_are_predicted_again_chunk_rows_at_
     assert max(predicted) == 2 and sum(predicted) == 2 * len(X_val)  # evaluate's pass, then the error's
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # the rows made to overflow
+def test_the_row_named_is_the_first_the_output_overflows_on_where_a_later_chunk_overflows_too(monkeypatch):
+    """Rows 3 and 7 of X_val overflow the output, predicted 2 rows at a time: the count is both chunks' and the row
+    named is the first chunk's, not the last one met."""
+    from gpunn import model as model_module
+
+    X, Y, X_val, Y_val = rows()
+    X_val[7] = HUGE  # (row 3 is HUGE already)
+    model = gpunn.MLP([3, 8, 1], device="cpu", seed=0)
+    model.fit(X, Y, epochs=1, batch_size=8, verbose=False)
+    monkeypatch.setattr(model_module, "PREDICT_CHUNK_ROWS", 2)
+    with pytest.raises(gpunn.ValidationNotFinite, match=r"\(2 values, the first at row 3 of X, column 0\)"):
+        model.score(X_val, Y_val)
+
+
 ONE_ROW = (r"^R² is not defined on 1 row: the targets' sum of squares about their mean, its denominator, is 0 there, "
            r"so r2 is NaN \(as scikit-learn's r2_score gives\); score at least 2 rows$")
 
