@@ -179,6 +179,23 @@ def test_validation_fraction_is_a_seeded_split(data):
         MLP([5, 1], device="cpu").fit(X, Y, validation_fraction=1.5, verbose=False)
 
 
+def test_fits_seed_not_the_models_draws_the_validation_split_and_is_the_runs_seed(data):
+    """fit(seed=7) of a model made with seed=0 holds out the rows seed 7 draws and runs by seed 7 (its shuffles, its
+    checkpoint's record): the model's seed is only the default."""
+    from gpunn.rng import host_rng
+
+    X, Y = data[0], data[1]
+
+    class Reads(Callback):
+        def on_train_begin(self, trainer):
+            self.seed, self.held = trainer.settings.seed, list(trainer.validation.rows_in[1])
+
+    reads = Reads()
+    MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=1, validation_fraction=0.25, seed=7, callbacks=[reads],
+                                             verbose=False)
+    assert reads.seed == 7 and reads.held == sorted(host_rng(7, "validation").permutation(len(X))[:250])
+
+
 def test_validation_fraction_holds_out_a_rounded_share_drawn_from_the_seed(data):
     from gpunn.training.fit import split_validation
 
