@@ -2667,3 +2667,31 @@ def test_a_sharded_pass_closes_every_shards_pass_when_it_ends_early(tmp_path, mo
         batches.close()
     assert len(opened) == len(closed) == 2 and set(closed) == set(opened)
     del caught
+
+
+def test_on_gpus_a_run_stopped_part_way_through_an_epoch_resumes_on_two_ranks_with_that_epochs_loss(
+        tmp_path, fake_cupy, monkeypatch, interrupt_at):
+    """A data-parallel run stopped after batch 2 of epoch 2 and resumed on two ranks reports the epoch losses of the
+    run that never stopped: rank 0 alone carries the saved part-epoch sum into the epoch's reduction (carried by
+    every rank, it was counted twice). Two ranks on the stand-in's GPUs (tests/thread_ranks.py); the same under
+    mpiexec: tests/mpi_script.py's resume."""
+    import gpunn
+    from thread_ranks import run_ranks
+
+    X, Y = gpunn.datasets.make("teacher", 96, 3, 1, device="cpu", seed=1)
+    X, Y = numpy.asarray(X), numpy.asarray(Y)
+    path = tmp_path / "run.npz"
+
+    def fit(rank, callbacks=()):
+        model = gpunn.MLP([3, 8, 1], device=f"cuda:{rank}", seed=0)
+        return model.fit(X, Y, epochs=3, batch_size=8, callbacks=list(callbacks), verbose=False, distributed=True)
+
+    def resume(rank):
+        return gpunn.load_checkpoint(path, device=f"cuda:{rank}").resume(X, Y, verbose=False, distributed=True)
+
+    straight, _ = run_ranks(monkeypatch, 2, fit)[0][0]
+    run_ranks(monkeypatch, 2, lambda rank: fit(rank, [interrupt_at(1, 2), gpunn.ModelCheckpoint(path)]))
+    outcomes, aborted = run_ranks(monkeypatch, 2, resume)
+    assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
+    for resumed, _ in outcomes:
+        assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-6)
