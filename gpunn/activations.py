@@ -36,21 +36,12 @@ class Activation:
         return self.grad_from_output is None
 
 
-def _sigmoid(xp, z, out):
-    # The seed's 1 / (1 + e^-z) (_logistic, in out), to a few ulps of itself at every z; the CPU ensemble pass
-    # (gpunn.ops.ensemble) forms these bits too, with NumPy's exp loop.
-    xp.negative(z, out=out)
-    with _quiet(xp):
-        xp.exp(out, out=out)
-    out += 1
-    return xp.reciprocal(out, out=out)
-
-
-def _logistic(xp, z):
-    """s = 1 / (1 + e^-z), to a few ulps of itself at every z (1 - s is _logistic(-z)). The header's logistic.
-    e^-z overflows to inf only where s is under the smallest normal (z < -88.7 in float32), and s is then 0 (see
-    the header's comment)."""
-    s = xp.negative(z)
+def _logistic(xp, z, out=None):
+    """s = 1 / (1 + e^-z), in ``out`` (a new array without it), to a few ulps of itself at every z (1 - s is
+    _logistic(-z)): the sigmoid activation's g, the seed's formula, and the header's logistic. The CPU ensemble pass
+    (gpunn.ops.ensemble) forms these bits too, with NumPy's exp loop. e^-z overflows to inf only where s is under
+    the smallest normal (z < -88.7 in float32), and s is then 0 (see the header's comment)."""
+    s = xp.negative(z, out=out)
     with _quiet(xp):
         xp.exp(s, out=s)
     s += 1
@@ -218,7 +209,7 @@ ACTIVATIONS: dict[str, Activation] = {
     for a in (
         Activation("identity", 0, _identity, _ones, _ones, "glorot"),
         Activation("relu", 1, _relu, _relu_grad, _relu_grad, "he"),
-        Activation("sigmoid", 2, _sigmoid, _sigmoid_grad, _sigmoid_grad_from_output, "glorot"),
+        Activation("sigmoid", 2, _logistic, _sigmoid_grad, _sigmoid_grad_from_output, "glorot"),
         Activation("tanh", 3, _tanh, _tanh_grad, _tanh_grad_from_output, "glorot"),
         Activation("leaky_relu", 4, _leaky_forward, _leaky_relu_grad, _leaky_relu_grad_from_output, "he"),
         Activation("softplus", 5, _softplus, _softplus_grad, None, "glorot"),

@@ -244,7 +244,7 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
     if key == "betas" and {"beta1", "beta2"} <= set(names):  # Adam(betas=(0.9, 0.99)) was "did you mean beta2?"
         return TypeError(f"{said} (PyTorch's betas pair is two options here: {call}({_betas(value)}))")
     placed = _placed_option(key, [*names, *fit_options])  # (gama: gamma)
-    meant_words = "" if placed == key else f"did you mean {placed}? "
+    meant_words = _did_you_mean(placed, key)
     if placed in OPTIMIZER_OPTIONS and "optimizer" in [*names, *fit_options]:
         option = _betas(value) if placed == "betas" else f"{placed}={shown}"
         return TypeError(f"{said} ({meant_words}{placed} is the optimizer's option: model.fit(X, Y, "
@@ -295,7 +295,12 @@ def _other_kinds_option(call: str, other: str, option: str, key: str, shown: str
 def _whose(option: str, key: str, other: str) -> str:
     """"bootstrap is an Ensemble's fit option", after "did you mean bootstrap?" where ``key`` (bootstrp) stands for
     ``option``. (Both kinds' names take "an": an MLP, an Ensemble.)"""
-    return f"{'' if option == key else f'did you mean {option}? '}{option} is an {other}'s fit option"
+    return f"{_did_you_mean(option, key)}{option} is an {other}'s fit option"
+
+
+def _did_you_mean(option: str, key: str) -> str:
+    """"did you mean gamma? " where keyword ``key`` (gama) stands for ``option``; "" where it is the option."""
+    return "" if option == key else f"did you mean {option}? "
 
 
 def _keyword_meant(key: str, names):
@@ -345,7 +350,7 @@ def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_option
                     for schedule in _schedules_reading(option, value, _as_meant(given, key, option))[1]]
     else:  # the run's optimizer goes on, its moments and step count too
         new_fits = [f"optimizer=ckpt.optimizer, {option}={shown}"]
-    meant_words = "" if option == key else f"did you mean {option}? "
+    meant_words = _did_you_mean(option, key)
     fits = " or ".join(f"ckpt.model.fit(X, Y, {new_fit})" for new_fit in new_fits)
     return TypeError(f"{call}() got an unexpected keyword argument {key!r} ({meant_words}a resume continues the run "
                      f"with the settings its checkpoint holds, {option} among them; to train on with another, fit "

@@ -430,8 +430,8 @@ def _define():
         """Members k0..k1's forward and backward pass, member after member, with no Python (and no GIL)
         between its products: the arithmetic of Ensemble._forward and _backward for ReLU, tanh or sigmoid hidden
         layers with bias (``layers``: each hidden layer's RELU, TANH or SIGMOID and whether its forward product is a
-        small-k one; ``loops``: NumPy's tanh and exp loops; from group_pass_activations), an identity output layer of one
-        column, each product the BLAS call numpy.matmul makes for it (gemm, gemv, dot at the addresses in ``blas``:
+        small-k one; ``loops``: NumPy's tanh and exp loops; from group_pass_activations), an identity output layer of
+        one column, each product the BLAS call numpy.matmul makes for it (gemm, gemv, dot at the addresses in ``blas``:
         gpunn.ops.cblas), or for a single model's small-k forward product the kernel CpuOps.matmul calls
         (_small_k_matmul), and each elementwise pass the kernel or NumPy operations those methods run.
 

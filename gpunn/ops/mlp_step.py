@@ -4,9 +4,9 @@ MLP.train_step), with Adam's or AdamW's step in the same call (one_call_step, fo
 A small net's step (16-64-64-1 at batch 128) made ~64 Python calls through MLP._forward, MLP._backward,
 ``CpuOps`` and Adam.step. Here it is the Ensemble's member-group kernel (gpunn.ops.ensemble._member_group_pass)
 run on one member: the same BLAS calls at NumPy's addresses (gpunn.ops.cblas; MKL's where GPUNN_GEMM forces mkl, whose
-products the generic path then makes) with the same operands (or
-CpuOps.matmul's small-k kernel where it computes a forward product), the same elementwise kernels (NumPy's own tanh
-and exp loops for tanh and sigmoid: gpunn.ops.ufuncs), the same float64 sums, Adam's constants formed in the same float64 arithmetic. So the bits
+products the generic path then makes) with the same operands (or CpuOps.matmul's small-k kernel where it computes a
+forward product), the same elementwise kernels (NumPy's own tanh and exp loops for tanh and sigmoid:
+gpunn.ops.ufuncs), the same float64 sums, Adam's constants formed in the same float64 arithmetic. So the bits
 are those of the generic path, and it is taken only where that path makes exactly these calls
 (one_call_step lists where), or where GPUNN_GEMM asks for a per-shape choice of library (auto: NumPy's BLAS, whatever
 the generic path would choose; no bit-for-bit promise there); everywhere else the generic step runs.
