@@ -31,12 +31,12 @@ $(TRAIN_STAMP): pyproject.toml | $(BIN)/python
 train: $(if $(wildcard $(STAMP)),$(STAMP),$(TRAIN_STAMP))
 	$(BIN)/gpunn train $(ARGS)
 
-# pytest-xdist: the tests in one process per core (-n auto), each test file in one of them (--dist loadfile: its
-# module fixtures set up once). In one process the suite used 1.2 of CI's 2 cores; on the project's 2-core Intel
-# Xeon (family 6 model 167) at load 1.5-3 make test took 212 s and 223 s against 301 s and 278 s in one process,
-# back to back (2026-12-02), and gained nothing at load 5, where others kept both cores busy. A worker's output is
-# not shown: a test that hangs has its threads' stacks printed by faulthandler, 10 s before pytest-timeout (1200 s, pyproject.toml) ends its
-# worker, and a worker that ends ends the run (--max-worker-restart 0), as the timeout does in one process.
+# pytest-xdist: the tests in one process per core (-n auto), each test file in one of them (--dist loadfile: its module
+# fixtures set up once). In one process the suite used 1.2 of CI's 2 cores; on the project's 2-core Intel Xeon (family 6
+# model 167) at load 1.5-3 make test took 212 s and 223 s against 301 s and 278 s in one process, back to back
+# (2026-12-02), and gained nothing at load 5, where others kept both cores busy. A worker's output is not shown: a test
+# that hangs has its threads' stacks printed by faulthandler, 10 s before pytest-timeout (1200 s, pyproject.toml) ends
+# its worker, and a worker that ends ends the run (--max-worker-restart 0), as the timeout does in one process.
 # TEST_WORKERS=0: one process (for pytest's -s or its debugger)
 TEST_WORKERS ?= auto
 
