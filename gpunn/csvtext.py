@@ -624,6 +624,29 @@ def delimiter_hint(path, delimiter=",", decimal=".") -> str:
     return hint
 
 
+def tab_separated_hint(path, in_python: str) -> str:
+    """For a file named .tsv, which no command reads (each reads a file by its name, a .csv one with commas, as a
+    tab-delimited .csv's refusal says), the end of its refusal: read it with the tab delimiter in Python, as
+    ``in_python`` does, or save it comma-separated. "" for any other name."""
+    if not str(path).lower().endswith(".tsv"):
+        return ""
+    return (f"; a tab-separated file is read as CSV with the tab delimiter in Python, {in_python}, or save it "
+            "comma-separated as .csv (gpunn's commands read commas only)")
+
+
+def tab_separated_output_hint(path) -> str:
+    """For an output named .tsv (gpunn predict's OUT), which no command writes, the end of its refusal: write the CSV
+    and make a tab-separated copy of it. "" for any other name. (tr leaves every number as written, none holds a
+    comma; the header's names are quoted, so one holding a comma, rare, keeps its column with a tab in its name.)"""
+    if not str(path).lower().endswith(".tsv"):
+        return ""
+    from .hints import shell_word
+
+    csv_path = shell_word(f"{path[:-4]}.csv")
+    return (f"; gpunn writes CSV with commas only: write {csv_path}, then tr , '\\t' < {csv_path} > "
+            f"{shell_word(path)} makes it tab-separated")
+
+
 def header_lines(path) -> int:
     """How many lines numpy.loadtxt's ``skiprows`` must skip to pass the header row: 1, more where a quoted
     name holds a line end ("a,\"b\nc\",y"; loadtxt counts lines, \r\n as one)."""

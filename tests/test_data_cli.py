@@ -1132,6 +1132,34 @@ def test_a_tab_separated_file_by_its_name_is_refused_saying_how_python_reads_it(
     assert capsys.readouterr().err.endswith("unknown file type; use .npy (with --targets), .parquet or .csv\n")
 
 
+def test_predict_file_refuses_a_tab_separated_name_saying_how_python_reads_or_writes_one(tmp_path):
+    """gpunn.data.files.predict_file (gpunn predict's reader, from Python) said only "unknown file type; use .npy,
+    .parquet or .csv" for t.tsv, in or out, where the command's refusal says what to do. The Python it shows runs."""
+    import pandas
+
+    from gpunn.data import DataError
+    from gpunn.data.files import TSV_IN_PYTHON, predict_file
+
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("a\tb\n1\t2\n3\t4\n")
+    numpy.save(tmp_path / "x.npy", numpy.ones((3, 2)))
+    with pytest.raises(DataError, match=re.escape(f"t.tsv: unknown file type; use .npy, .parquet or .csv; a "
+                                                  f"tab-separated file is read as CSV with the tab delimiter in "
+                                                  f"Python, {TSV_IN_PYTHON}, or save it comma-separated as .csv")):
+        predict_file(model, tsv, tmp_path / "o.npy")
+    with pytest.raises(DataError, match=re.escape(f"gpunn writes CSV with commas only: write {tmp_path}/o.csv, then "
+                                                  f"tr , '\\t' < {tmp_path}/o.csv > {tmp_path}/o.tsv makes it ")):
+        predict_file(model, tmp_path / "x.npy", tmp_path / "o.tsv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.tsv", "x.npy"]
+    predictions = TSV_IN_PYTHON.split(" for its predictions")[0]
+    with pytest.warns(UserWarning, match="read by position"):  # (a model fitted without names: by position)
+        predicted = eval(predictions, {"model": model, "pandas": pandas, "path": str(tsv)})
+    numpy.testing.assert_array_equal(predicted, model.predict(numpy.array([[1.0, 2], [3, 4]])))
+    with pytest.raises(DataError, match=r"o\.txt: unknown file type; use \.npy, \.parquet or \.csv$"):
+        predict_file(model, tmp_path / "x.npy", tmp_path / "o.txt")
+
+
 def test_a_tab_separated_out_is_refused_saying_what_is_written_and_how_to_make_one(tmp_path, capsys):
     """predict's OUT o.tsv said only "the name must end in .npy, .csv, .parquet, .parq or .pq", no word that gpunn
     writes commas only. The command the refusal shows makes the tab-separated file, every value as the CSV wrote it,

@@ -13,27 +13,6 @@ from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES, is_stdout
 
 
-def tab_separated_hint(path, in_python: str) -> str:
-    """For a file named .tsv, which no command reads (each reads a file by its name, a .csv one with commas, as a
-    tab-delimited .csv's refusal says), the end of its refusal: read it with the tab delimiter in Python, as
-    ``in_python`` does, or save it comma-separated. "" for any other name."""
-    if not str(path).lower().endswith(".tsv"):
-        return ""
-    return (f"; a tab-separated file is read as CSV with the tab delimiter in Python, {in_python}, or save it "
-            "comma-separated as .csv (gpunn's commands read commas only)")
-
-
-def tab_separated_output_hint(path) -> str:
-    """For an output named .tsv (gpunn predict's OUT), which no command writes, the end of its refusal: write the CSV
-    and make a tab-separated copy of it. "" for any other name. (tr leaves every number as written, none holds a
-    comma; the header's names are quoted, so one holding a comma, rare, keeps its column with a tab in its name.)"""
-    if not str(path).lower().endswith(".tsv"):
-        return ""
-    csv_path = shell_word(f"{path[:-4]}.csv")
-    return (f"; gpunn writes CSV with commas only: write {csv_path}, then tr , '\\t' < {csv_path} > "
-            f"{shell_word(path)} makes it tab-separated")
-
-
 def show_note(message, category, filename, lineno, file=None, line=None):
     """gpunn's own warnings as one ``note:`` line (what gpunn says, not where in it); others in Python's form."""
     from .. import environment

@@ -7,12 +7,12 @@ import os
 import sys
 import warnings
 
-from ..csvtext import joined_columns, named_twice, split_columns
+from ..csvtext import joined_columns, named_twice, split_columns, tab_separated_hint
 from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
 from ..hints import shell_word
 from ..preflight import PARQUET_SUFFIXES
-from .common import counted, file_path, number, positive, tab_separated_hint
+from .common import counted, file_path, number, positive
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
 WINDOW = 16  # --window's default

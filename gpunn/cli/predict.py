@@ -8,9 +8,10 @@ import os
 import numpy
 
 from ..checks import NotFinite, read_by_position
+from ..csvtext import tab_separated_hint, tab_separated_output_hint
 from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES, PARQUET_SUFFIXES
-from .common import DEVICE_NAMES, add_debug, file_path, tab_separated_hint, tab_separated_output_hint
+from .common import DEVICE_NAMES, add_debug, file_path
 from .data import COLUMNS_HELP, column_names
 
 

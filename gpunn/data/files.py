@@ -13,21 +13,26 @@ import os
 import numpy
 
 from ..checks import NotFinite, read_by_position
-from ..csvtext import CSV_BLOCK
+from ..csvtext import CSV_BLOCK, tab_separated_hint, tab_separated_output_hint
 from ..preflight import PARQUET_SUFFIXES
 from .base import DataError
 
 FORMATS = {".npy": "npy", ".csv": "csv", **dict.fromkeys(PARQUET_SUFFIXES, "parquet")}
+# a tab-separated file in Python, which a .tsv input's refusal shows (these readers read CSV with commas only)
+TSV_IN_PYTHON = ("model.predict(pandas.read_csv(path, sep='\\t')) for its predictions, "
+                 "gpunn.data.csv(path, target, delimiter='\\t') to train on it")
 
 
-def file_format(path) -> str:
-    """npy, parquet or csv, from the extension (a directory is read as Parquet)."""
+def file_format(path, written=False) -> str:
+    """npy, parquet or csv, from the extension (a directory is read as Parquet); ``written``: ``path`` is an output,
+    whose refusal as .tsv says how to make one (an input's, how Python reads one)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         return "parquet"
     kind = FORMATS.get(os.path.splitext(path)[1].lower())
     if kind is None:
-        raise DataError(f"{path}: unknown file type; use .npy, .parquet or .csv")
+        tsv = tab_separated_output_hint(path) if written else tab_separated_hint(path, TSV_IN_PYTHON)
+        raise DataError(f"{path}: unknown file type; use .npy, .parquet or .csv{tsv}")
     return kind
 
 
@@ -400,7 +405,7 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
 
 def output_writer(out_path, n_columns, dtype, names=None):
     """The writer of a prediction file (.npy, .csv or .parquet, by name): ``names``, the targets' (or None)."""
-    kind = file_format(out_path)
+    kind = file_format(out_path, written=True)
     writer = {"npy": NpyWriter, "csv": CsvWriter}.get(kind, TableWriter)
     return writer(out_path, n_columns, dtype, names)
 
