@@ -182,6 +182,9 @@ def _schedules_reading(key: str, value, given) -> tuple:
     readers = SCHEDULE_OPTIONS[key]
     if isinstance(named, str) and named.lower() in readers:
         readers = (named.lower(),)
+        if named is not given["schedule"]:  # a Schedule: the options it holds that the call does not give, kept
+            options.update({option: getattr(given["schedule"], option) for option, used in SCHEDULE_OPTIONS.items()
+                            if readers[0] in used and option not in options})
     else:
         readers = tuple(name for name in readers if all(name in SCHEDULE_OPTIONS[o] for o in options)) or readers
     schedules = []
@@ -196,8 +199,8 @@ def _in_schedule(key: str, value, given) -> str:
     schedule options ``given`` (the call's keywords) that it reads (:func:`_schedules_reading`)."""
     readers, schedules = _schedules_reading(key, value, given)
     fits = [f"model.fit(X, Y, schedule={schedule})" for schedule in schedules]
-    if len(fits) == 1:
-        return f"{key} is the schedule's option: {fits[0]}"
+    if len(fits) == 1:  # (named: the call may name another, schedule="cosine", step_size=3)
+        return f"{key} is the {readers[0]} schedule's option: {fits[0]}"
     return f"{key} is an option of the {' and '.join(readers)} schedules: {' or '.join(fits)}"
 
 

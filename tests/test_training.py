@@ -829,7 +829,7 @@ def test_help_of_model_fit_names_the_method_the_user_calls(cls, module, user):
     ("MLP.fit", "momentun", " (did you mean momentum? momentum is the optimizer's option: model.fit(X, Y, "
                             "optimizer=gpunn.SGD(momentum=0.1)))"),
     ("Ensemble.fit", "momentun", " (did you mean momentum?)"),
-    ("Ensemble.fit", "min_factr", " (did you mean min_factor? min_factor is the schedule's option: model.fit(X, Y, "
+    ("Ensemble.fit", "min_factr", " (did you mean min_factor? min_factor is the cosine schedule's option: model.fit(X, Y, "
                                   "schedule=gpunn.Schedule(\"cosine\", min_factor=0.1)))"),
     ("fit", "gama", " (did you mean gamma? gamma is an option of the step and exponential schedules: model.fit(X, Y, "
                     "schedule=gpunn.Schedule(\"step\", gamma=0.1)) or model.fit(X, Y, "
@@ -1013,7 +1013,7 @@ def test_a_schedules_option_given_to_fit_is_shown_in_its_schedule():
     from gpunn.hints import SCHEDULE_OPTIONS
     from gpunn.optim import SCHEDULE_FIELDS
 
-    with pytest.raises(TypeError, match=r"'gamma' \(gamma is the schedule's option: model\.fit\(X, Y, "
+    with pytest.raises(TypeError, match=r"'gamma' \(gamma is the exponential schedule's option: model\.fit\(X, Y, "
                                         r'schedule=gpunn\.Schedule\("exponential", gamma=0\.95\)\)\)$'):
         MLP([2, 1], device="cpu").fit(numpy.zeros((4, 2)), numpy.zeros(4), schedule="exponential", gamma=0.95)
     fields = {f.name for f in dataclasses.fields(Schedule)} - {"name"}
@@ -1039,11 +1039,33 @@ def test_gamma_given_to_fit_is_shown_in_each_schedule_that_reads_it_or_the_one_m
     said = str(caught.value)
     fits = [f"model.fit(X, Y, schedule=gpunn.{schedule})" for schedule in shown]
     readers = " and ".join(schedule.split('"')[1] for schedule in shown)
-    words = "is the schedule's option" if len(fits) == 1 else f"is an option of the {readers} schedules"
+    words = f"is the {readers} schedule's option" if len(fits) == 1 else f"is an option of the {readers} schedules"
     assert said.endswith(f" {words}: {' or '.join(fits)})"), said
     for call in fits:
         history = eval(call[:-1] + ", epochs=2, verbose=False)", {"model": model, "X": X, "Y": Y, "gpunn": gpunn})
         assert history["epoch"] == [1, 2]
+
+
+@pytest.mark.parametrize("given, shown", [
+    (dict(step=3), 'Schedule("step", step_size=3)'),
+    (dict(schedule="cosine", step=3), 'Schedule("step", step_size=3)'),
+    (dict(schedule=Schedule("step", step_size=2, gamma=0.5), step=3), 'Schedule("step", step_size=3, gamma=0.5)'),
+], ids=["alone", "cosine-named", "step-given"])
+def test_step_given_to_fit_is_shown_as_the_step_schedules_step_size_keeping_the_given_schedules_options(given, shown):
+    """fit(step=3) is step_size misspelt (PyTorch's StepLR's name; a prefix of it), a Schedule's option: the hint said
+    "step_size is the schedule's option" where the call named cosine, which reads none, and the Schedule it showed
+    dropped the given Schedule's gamma=0.5, so that the fit it showed trained at another rate. The fit shown runs the
+    rates the call meant."""
+    X, Y = numpy.zeros((4, 2)), numpy.zeros(4)
+    model = MLP([2, 1], device="cpu", seed=0)
+    with pytest.raises(TypeError) as caught:
+        model.fit(X, Y, verbose=False, **given)
+    call = f"model.fit(X, Y, schedule=gpunn.{shown})"
+    assert str(caught.value).endswith(f"'step' (did you mean step_size? step_size is the step schedule's option: "
+                                      f"{call})"), str(caught.value)
+    history = eval(call[:-1] + ", lr=1.0, epochs=7, verbose=False)", {"model": model, "X": X, "Y": Y, "gpunn": gpunn})
+    gamma = given["schedule"].gamma if "schedule" in given and not isinstance(given["schedule"], str) else 0.1
+    numpy.testing.assert_allclose(history["lr"], [1, 1, 1, gamma, gamma, gamma, gamma**2])
 
 
 @pytest.mark.parametrize("name, given, said", [
