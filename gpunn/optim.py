@@ -236,6 +236,8 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
     if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
         raise TypeError(f"optimizer is the class {optimizer.__name__}; pass an instance, {optimizer.__name__}(lr=...), "
                         f"or its name, {optimizer.name!r}")
+    if not isinstance(optimizer, str) and misplaced(optimizer, "optimizer"):
+        raise TypeError(misplaced(optimizer, "optimizer"))
     optimizer = known_name(optimizer, OPTIMIZERS, "optimizer")  # in any letter case: "Adam" is adam, as in Keras
     cls = OPTIMIZERS[optimizer]
     accepted = options_of(cls)
@@ -243,6 +245,29 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
     if unknown:
         raise ValueError(f"optimizer {optimizer!r} does not take {', '.join(unknown)}; it takes {', '.join(accepted)}")
     return cls(**{k: v for k, v in kwargs.items() if k in accepted and v is not None})
+
+
+def misplaced(value, option: str) -> str:
+    """Where ``value``, given as fit's ``option`` ("optimizer", "schedule" or "callbacks[i]"), belongs, where it is
+    one of fit's other kinds of object: a callback (PyTorch's ReduceLROnPlateau is a scheduler, gpunn's a callback),
+    a Schedule or an Optimizer; else "". A callback is told by its hooks: this module imports no training code."""
+    if isinstance(value, Schedule):
+        where, what = "schedule", "fit's schedule"
+    elif isinstance(value, Optimizer):
+        where, what = "optimizer", "fit's optimizer"
+    elif callable(getattr(value, "on_epoch_end", None)) and not isinstance(value, type):
+        where, what = "callbacks", "a callback"
+    else:
+        return ""
+    if option.startswith(where):
+        return ""
+    name = type(value).__name__
+    given = f"[{value!r}]" if where == "callbacks" else repr(value)
+    scales = " (it scales the schedule's rate on a plateau)" if name == "ReduceLROnPlateau" else ""
+    return f"{option} is {name}(...), {what}, not {_KINDS[option.split('[')[0]]}: fit(..., {where}={given}){scales}"
+
+
+_KINDS = {"optimizer": "an optimizer", "schedule": "a schedule", "callbacks": "a callback"}
 
 
 # ---- learning-rate schedules: epoch index -> multiplier of the base rate -----------------
@@ -370,6 +395,8 @@ def make_schedule(schedule="constant", **kwargs) -> Schedule:
     if schedule is Schedule:
         raise TypeError("schedule is the class Schedule; pass an instance, Schedule('step', step_size=5, gamma=0.5), "
                         "or a name")
+    if not isinstance(schedule, str) and misplaced(schedule, "schedule"):
+        raise TypeError(misplaced(schedule, "schedule"))
     if not isinstance(schedule, str):
         raise ValueError(f"schedule must be a name ({', '.join(SCHEDULES)}) or a gpunn.Schedule, got {schedule!r}")
     return Schedule(schedule, **{k: v for k, v in kwargs.items() if v is not None})

@@ -1039,6 +1039,31 @@ def test_a_class_where_an_instance_belongs_says_so(model, data, kwargs, match):
         model.fit(*data, epochs=1, verbose=False, **kwargs)
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    # PyTorch's ReduceLROnPlateau is one of its lr schedulers; gpunn's is a callback. Was "schedule must be a name
+    # (...) or a gpunn.Schedule, got ReduceLROnPlateau(...)", which did not say where it goes
+    (dict(schedule=gpunn.ReduceLROnPlateau(patience=2)),
+     r"schedule is ReduceLROnPlateau\(...\), a callback, not a schedule: fit\(..., callbacks=\[ReduceLROnPlateau\("
+     r"monitor=None, factor=0.1, patience=2, .*\)\]\) \(it scales the schedule's rate on a plateau\)"),
+    # was "callbacks[0] is a Schedule, not a gpunn.Callback; subclass gpunn.Callback and override the hooks it needs"
+    (dict(callbacks=[gpunn.Schedule("step", step_size=5)]),
+     r"callbacks\[0\] is Schedule\(...\), fit's schedule, not a callback: fit\(..., "
+     r"schedule=Schedule\(name='step', step_size=5, gamma=0.1\)\)"),
+    (dict(callbacks=[gpunn.EarlyStopping(), gpunn.Adam(lr=0.01)]),
+     r"callbacks\[1\] is Adam\(...\), fit's optimizer, not a callback: fit\(..., optimizer=Adam\(lr=0.01, "),
+    # was "unknown optimizer EarlyStopping(...); choose one of: sgd, ..."
+    (dict(optimizer=gpunn.EarlyStopping(patience=3)),
+     r"optimizer is EarlyStopping\(...\), a callback, not an optimizer: fit\(..., callbacks=\[EarlyStopping\("),
+    (dict(optimizer=gpunn.Schedule("cosine")), r"optimizer is Schedule\(...\), fit's schedule, not an optimizer"),
+    (dict(schedule=gpunn.SGD()), r"schedule is SGD\(...\), fit's optimizer, not a schedule: fit\(..., optimizer=SGD"),
+])
+@pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
+                         ids=["MLP", "Ensemble"])
+def test_a_callback_a_schedule_or_an_optimizer_given_in_anothers_place_is_told_where_it_goes(make, data, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        make().fit(*data, epochs=1, verbose=False, **kwargs)
+
+
 def test_save_with_its_arguments_swapped_says_so(model, tmp_path):
     # torch.save(obj, path) is the other order; this was "AttributeError: 'str' object has no attribute 'device'"
     with pytest.raises(TypeError, match=r"the other way round: gpunn.save\(path, model\)"):

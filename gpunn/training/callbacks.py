@@ -21,6 +21,7 @@ import numpy
 from ..backend import host_array
 from ..checks import flag, got, non_negative_int, real, verbosity
 from ..hints import keywords_hinted, missing_attribute
+from ..optim import misplaced
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
 
@@ -508,6 +509,8 @@ def order_callbacks(callbacks, verbose):
     for i, cb in enumerate(callbacks):
         if isinstance(cb, type) and issubclass(cb, Callback):
             raise TypeError(f"callbacks[{i}] is the class {cb.__name__}; pass an instance: {cb.__name__}(...)")
+        if not isinstance(cb, Callback) and misplaced(cb, f"callbacks[{i}]"):
+            raise TypeError(misplaced(cb, f"callbacks[{i}]"))
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks[{i}] is a {type(cb).__name__}, not a gpunn.Callback; subclass gpunn.Callback "
                             "and override the hooks it needs")
