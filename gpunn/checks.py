@@ -560,6 +560,15 @@ def _int_from(value, least: int, name: str, what: str) -> int:
     return int(value)
 
 
+def non_negative_number(value, name: str) -> float:
+    """A finite real number >= 0 (:func:`real`: a NumPy scalar or a 0-d array too) as a Python float; else ValueError
+    naming ``name``."""
+    number = real(value)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a non-negative number, {got(value)}")
+    return number
+
+
 def positive_int(value, name: str) -> int:
     return _int_from(value, 1, name, "a positive integer")
 

@@ -22,7 +22,7 @@ import numpy
 
 from . import backend as _backend
 from .rng import DeviceRNG, host_rng, normals, uniforms
-from .checks import canonical_dtype, got, positive_int, real, seed_int
+from .checks import canonical_dtype, non_negative_number, positive_int, seed_int
 from .hints import known_name
 
 __all__ = ["make", "stream", "get_task", "TASKS", "Task", "Teacher", "Linear", "Friedman1", "Sinusoid", "CHUNK_ROWS"]
@@ -38,9 +38,7 @@ class Task:
     def __init__(self, n_features, n_outputs=1, noise=0.1, seed=0):
         self.n_features = positive_int(n_features, "n_features")
         self.n_outputs = positive_int(n_outputs, "n_outputs")
-        self.noise = real(noise)
-        if self.noise is None or not math.isfinite(self.noise) or self.noise < 0:
-            raise ValueError(f"noise must be a non-negative number, {got(noise)}")
+        self.noise = non_negative_number(noise, "noise")
         self.seed = seed_int(seed)
         self._on_device = {}  # (device, dtype) -> the task's constants there
 

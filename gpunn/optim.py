@@ -9,7 +9,7 @@ import inspect
 import math
 from dataclasses import dataclass
 
-from .checks import flag, got, non_negative_int, positive_int, real
+from .checks import flag, got, non_negative_int, non_negative_number, positive_int, real
 from .hints import keywords_hinted, known_name
 
 
@@ -17,13 +17,6 @@ def check_lr(lr) -> float:
     number = real(lr)
     if number is None or not math.isfinite(number) or number <= 0:
         raise ValueError(f"learning rate must be a positive finite number, {got(lr)}")
-    return number
-
-
-def _check_nonneg(name, value) -> float:
-    number = real(value)
-    if number is None or not math.isfinite(number) or number < 0:
-        raise ValueError(f"{name} must be a non-negative number, {got(value)}")
     return number
 
 
@@ -46,7 +39,7 @@ class Optimizer:
 
     def __init__(self, lr=None, weight_decay=0.0):
         self.lr = check_lr(self.default_lr if lr is None else lr)
-        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
+        self.weight_decay = non_negative_number(weight_decay, "weight_decay")
         self.steps = 0
         self.state = {}  # name -> flat device array, shaped like the parameters
         self._params = None  # the buffer it was last bound to
@@ -106,7 +99,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr=None, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(lr, weight_decay)
-        self.momentum = _check_nonneg("momentum", momentum)
+        self.momentum = non_negative_number(momentum, "momentum")
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), {got(momentum)}"
                              + (f": {MOMENTUM_OF_ONE}" if self.momentum == 1 else ""))

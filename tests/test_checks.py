@@ -1383,6 +1383,29 @@ REAL_OPTIONS = {
 }
 
 
+@pytest.mark.parametrize("given, said", [
+    (dict(factor=0), "factor must be in (0, 1), got 0"), (dict(factor=1.0), "factor must be in (0, 1), got 1.0"),
+    (dict(factor=float("nan")), "factor must be in (0, 1), got nan"),
+    (dict(patience=-1), "patience must be a non-negative integer, got -1"),
+    (dict(patience=1.0), "patience must be a non-negative integer, got 1.0"),
+    (dict(cooldown=-1), "cooldown must be a non-negative integer, got -1"),
+    (dict(min_delta=-1e-4), "min_delta must be a non-negative number, got -0.0001"),
+    (dict(min_delta=numpy.inf), "min_delta must be a non-negative number, got inf"),
+    (dict(min_lr=-1), "min_lr must be a non-negative number, got -1"),
+    (dict(min_lr=float("inf")), "min_lr must be a non-negative number, got inf"),
+    (dict(min_lr="0"), "min_lr must be a non-negative number, got the string '0'; pass a number"),
+    (dict(mode="least"), "mode must be"),
+], ids=repr)
+def test_reduce_lr_on_plateau_refuses_each_option_out_of_its_range_by_name_as_it_is_made(given, said):
+    """Its checks, one rule each (checks.non_negative_number for min_delta and min_lr, as for momentum and noise):
+    every option refused in these words when the callback is made, before any fit."""
+    with pytest.raises(ValueError, match=f"^{re.escape(said)}"):
+        gpunn.ReduceLROnPlateau(**given)
+    kept = gpunn.ReduceLROnPlateau(factor=numpy.float32(0.5), min_lr=numpy.array(1e-6), min_delta=0)
+    assert [type(kept.factor), type(kept.min_lr), type(kept.min_delta)] == [float, float, float]
+    assert (kept.min_lr, kept.min_delta) == (1e-6, 0.0)
+
+
 @pytest.mark.parametrize("value", [True, numpy.True_, numpy.array(True), 0.5 + 0j, numpy.array(0.5 + 0j),
                                    numpy.array(numpy.nan), numpy.array([0.5]), numpy.array([0.5, 0.5]), "0.5"])
 @pytest.mark.parametrize("option", list(REAL_OPTIONS))

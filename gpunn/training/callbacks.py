@@ -19,7 +19,7 @@ import time
 import numpy
 
 from ..backend import host_array
-from ..checks import flag, got, non_negative_int, real, verbosity
+from ..checks import flag, got, non_negative_int, non_negative_number, real, verbosity
 from ..hints import keywords_hinted, missing_attribute
 from ..optim import misplaced
 
@@ -550,21 +550,13 @@ def checked_monitor(monitor):
 
 
 def checked_monitoring(monitor, min_delta, mode) -> tuple:
-    """(monitor, min_delta, mode) of a monitoring callback, checked in its order (:func:`checked_min_delta`,
+    """(monitor, min_delta, mode) of a monitoring callback, checked in its order (min_delta a non-negative number,
     :func:`checked_monitor`, then the mode against the monitor or "loss": an unknown mode refused as it is made,
     not when fit starts): EarlyStopping's, ReduceLROnPlateau's, ModelCheckpoint's and an ensemble's per-member early
     stopping's alike."""
-    min_delta, monitor = checked_min_delta(min_delta), checked_monitor(monitor)
+    min_delta, monitor = non_negative_number(min_delta, "min_delta"), checked_monitor(monitor)
     monitor_mode(monitor or "loss", mode)
     return monitor, min_delta, mode
-
-
-def checked_min_delta(min_delta) -> float:
-    """A monitoring callback's ``min_delta`` as a float: a finite number >= 0, else ValueError."""
-    number = real(min_delta)
-    if number is None or not math.isfinite(number) or number < 0:
-        raise ValueError(f"min_delta must be a non-negative number, {got(min_delta)}")
-    return number
 
 
 def improves(value, best, mode: str, min_delta: float) -> bool:
@@ -769,9 +761,7 @@ class ReduceLROnPlateau(_Monitoring):
         if self.factor is None or not 0 < self.factor < 1:
             raise ValueError(f"factor must be in (0, 1), {got(factor)}")
         self.patience, self.cooldown = non_negative_int(patience, "patience"), non_negative_int(cooldown, "cooldown")
-        self.min_lr = real(min_lr)
-        if self.min_lr is None or not math.isfinite(self.min_lr) or self.min_lr < 0:
-            raise ValueError(f"min_lr must be a non-negative number, {got(min_lr)}")
+        self.min_lr = non_negative_number(min_lr, "min_lr")
 
     def _reset(self):
         super()._reset()
@@ -796,7 +786,7 @@ class ReduceLROnPlateau(_Monitoring):
             next_lr = trainer.optimizer.lr * trainer.schedule.factor(epoch + 1, trainer.epochs)
             scale = trainer.lr_scale * self.factor
             if next_lr > 0 and next_lr * scale < self.min_lr:
-                scale = max(min(trainer.lr_scale, self.min_lr / next_lr), 0.0)
+                scale = min(trainer.lr_scale, self.min_lr / next_lr)  # (>= 0: min_lr is, next_lr > 0)
             if scale < trainer.lr_scale:
                 trainer.lr_scale = scale
                 self.reductions += 1
