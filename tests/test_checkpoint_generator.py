@@ -143,7 +143,8 @@ def test_a_shuffled_runs_checkpoint_records_what_ordered_its_rows_and_warns_of_a
     epoch's end, or where the same permutation orders them, nothing is said."""
     path = tmp_path / "run.npz"
     X, Y = _stopped("cpu", path, interrupt_at)
-    assert _recorded(path, "shuffled_by") == rng.shuffler(gpunn.load(path).backend) == SHUFFLED_ON["cpu"]
+    # (the run's device, the CPU: gpunn.load(path) is on "auto", a GPU where there is one, the stand-in's too)
+    assert _recorded(path, "shuffled_by") == rng.shuffler(gpunn.backend.resolve("cpu")) == SHUFFLED_ON["cpu"]
     on_gpu = tmp_path / "gpu.npz"
     rewrite_meta(path, on_gpu, lambda meta: meta.update(device="cuda:0") or
                  meta["training"].update(shuffled_by=SHUFFLED_ON["cuda"]))
