@@ -3,6 +3,7 @@ built-in callbacks a resume makes again from their saved settings."""
 from __future__ import annotations
 
 import os
+import string
 import warnings
 
 from ..checks import flag, positive_int
@@ -12,6 +13,23 @@ from ..training.callbacks import Callback, _Monitoring
 from ..training.ensemble import MemberEarlyStopping
 from .format import check_replaceable
 from .models import save_checkpoint
+
+
+# what Keras's ModelCheckpoint fills into its filepath: the epoch, the batch and the epoch's logs
+_LOG_FIELDS = ("epoch", "batch", "loss", "lr", "time_s", "samples_per_s")
+
+
+def _log_field(path: str) -> str:
+    """The first format field of ``path`` that names the epoch, the batch or a log (``{epoch:02d}``,
+    ``{val_loss:.2f}``), as written, or "": a directory named ``{run}`` is a name."""
+    try:
+        fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(path) if name is not None]
+    except ValueError:  # a lone brace: no field
+        return ""
+    for name, spec in fields:
+        if name in _LOG_FIELDS or name.startswith("val_"):
+            return "{" + name + (f":{spec}" if spec else "") + "}"
+    return ""
 
 
 class ModelCheckpoint(Callback):
@@ -30,6 +48,13 @@ class ModelCheckpoint(Callback):
         self.path, self.every = os.fspath(path), positive_int(every, "every")
         if not self.path:  # (found at the first save, after an epoch's work)
             raise ValueError("ModelCheckpoint's path is empty; name a file to write (run.npz)")
+        field = _log_field(os.fsdecode(self.path))
+        if field:  # Keras's filepath="ck-{epoch:02d}.npz": one file, literally so named, was written over each epoch
+            raise ValueError(f"ModelCheckpoint's path {self.path!r} holds {field}, a field Keras's ModelCheckpoint fills "
+                             "in; gpunn's writes one file, replaced at each save, which the run resumes from: name one "
+                             "(run.npz). To keep each epoch's model too, save it in a callback of yours, "
+                             "gpunn.save(f\"model-{epoch + 1:02d}.npz\", trainer.model) in its "
+                             "on_epoch_end(self, trainer, epoch, logs)")
         self.save_best_only = flag(save_best_only, "save_best_only")
         self._tracker = _Monitoring(monitor, 0.0, mode)
         self.saves = 0
