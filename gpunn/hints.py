@@ -224,6 +224,21 @@ OTHER_KEYWORDS = {
 OTHER_KEYWORDS["evaluate"]["sample_weight"] = OTHER_KEYWORDS["fit"]["sample_weight"]
 OTHER_KEYWORDS["score"] = {"sample_weight": OTHER_KEYWORDS["fit"]["sample_weight"]}
 
+# Keras's keywords to its callbacks of gpunn's names, which gpunn's do not take, {class: {keyword: hint}}: pasted
+# from Keras code (EarlyStopping(..., verbose=1)); difflib took save_weights_only for save_best_only, another option
+_PRINTS_NOTHING = "gpunn's callbacks print nothing of their own"
+OTHER_CALLBACK_KEYWORDS = {
+    "ModelCheckpoint": {
+        "filepath": "did you mean path? Keras's filepath is gpunn's path: ModelCheckpoint('run.npz')",
+        "save_weights_only": ("a checkpoint holds the model with its run's state, which resume goes on from; "
+                              "gpunn.load(path) reads the model alone from it"),
+        "save_freq": "every=N writes every N epochs; a checkpoint is also written at the end and on Ctrl-C",
+        "verbose": f"{_PRINTS_NOTHING}: it writes its file each epoch without a word",
+    },
+    "EarlyStopping": {"verbose": f"{_PRINTS_NOTHING}: history.stopped_early and history.best_epoch say how it ended"},
+    "ReduceLROnPlateau": {"verbose": f"{_PRINTS_NOTHING}: history['lr'] holds each epoch's rate"},
+}
+
 
 def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), given=None, other_fits=None,
                        made_with=()) -> TypeError:
@@ -239,7 +254,7 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
     (``made_with``: an Ensemble's graph), it is shown there, as Checkpoint.resume's refusal says whose it is."""
     said = f"{call}() got an unexpected keyword argument {key!r}"
     shown = _shown(value)
-    other = OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
+    other = OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key) or OTHER_CALLBACK_KEYWORDS.get(call, {}).get(key)
     if other:
         return TypeError(f"{said} ({other})")
     if key in fit_options:

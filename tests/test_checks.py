@@ -1129,6 +1129,29 @@ def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpu
         MLP([3, 4, 2], device="cpu").predict(x=X)  # predict's own, in scikit-learn's and PyTorch's case: hinted
 
 
+def test_kerass_keywords_to_a_callback_say_what_gpunn_does_instead(model, data, tmp_path):
+    """ModelCheckpoint(filepath=...), save_freq and EarlyStopping(..., verbose=1), pasted from Keras code, said only
+    "got an unexpected keyword argument"; save_weights_only=True said "did you mean save_best_only?", another
+    option. Each of hints.OTHER_CALLBACK_KEYWORDS says what gpunn does instead, and what it shows runs."""
+    from gpunn.hints import OTHER_CALLBACK_KEYWORDS
+
+    for name, hints in OTHER_CALLBACK_KEYWORDS.items():
+        cls = getattr(gpunn, name)
+        assert not set(hints) & set(inspect.signature(cls).parameters), name
+        for key, hint in hints.items():
+            with pytest.raises(TypeError) as caught:
+                cls(**{key: 1})
+            assert str(caught.value) == f"{name}() got an unexpected keyword argument {key!r} ({hint})"
+    assert "did you mean" not in OTHER_CALLBACK_KEYWORDS["ModelCheckpoint"]["save_weights_only"]
+    path = tmp_path / "run.npz"
+    history = model.fit(*data, epochs=3, verbose=False, callbacks=[
+        gpunn.ReduceLROnPlateau(patience=0, min_delta=1e9), gpunn.EarlyStopping(patience=5),
+        gpunn.ModelCheckpoint(path=path, every=1)])
+    assert gpunn.load(path).params.tolist() == model.params.tolist()  # the model alone, from the checkpoint
+    assert history.stopped_early is False and history.best_epoch in (1, 2, 3)
+    assert history["lr"] == pytest.approx([1e-3, 1e-3, 1e-4])  # (a plateau from the second epoch: min_delta)
+
+
 def test_load_and_save_take_a_path_and_refuse_an_open_file_saying_to_pass_its_name(model, tmp_path):
     """numpy.load and torch.load take an open file; gpunn reads and writes checkpoints by name (a write through a
     temporary file beside it), and said "expected str, bytes or os.PathLike object, not BufferedReader". A
