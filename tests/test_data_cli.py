@@ -686,6 +686,48 @@ def test_predict_names_the_csv_line_of_a_nan_read_whole_or_streamed(tmp_path, ca
         assert capsys.readouterr().err == f"gpunn predict: error: {words.format(str(tmp_path) + '/')}\n"
 
 
+def test_predict_says_how_many_more_missing_values_the_rows_read_with_the_first_hold_as_training_does(tmp_path,
+                                                                                                    capsys):
+    """gpunn predict named only the input's first NaN, infinite or empty value, where training's refusal adds how
+    many more the rows read with it hold and where the first three are: a file of five took five runs to clean. Now
+    in training's words, read whole or streamed (a CSV file's lines, an .npy file's rows), an empty value and a number
+    past float32 counted too; a chunk's refusal says that the rows after it are not checked yet (and counts none of
+    them); a value alone is refused as before."""
+    from gpunn.data import DataError
+    from gpunn.data.files import predict_file
+
+    pytest.importorskip("pyarrow")
+    model = gpunn.MLP([2, 1], seed=0, device="cpu")
+    gpunn.save(tmp_path / "m.npz", model)
+    rows = [f"{i},{i}.5" for i in range(300)]
+    rows[20], rows[21], rows[40], rows[90], rows[95] = "1,nan", "nan,inf", "-inf,2", "1e39,1", "1,-inf"
+    (tmp_path / "x.csv").write_text("a,b\n" + "\n".join(rows) + "\n")
+    rows[40] = ",2"  # (read whole, numpy.loadtxt refuses an empty value as it meets it: streamed only)
+    (tmp_path / "e.csv").write_text("a,b\n" + "\n".join(rows) + "\n")
+    said = ("IN {}/{} line 22: column 'b': 'nan' is NaN; clean or impute it first (5 more missing or not finite "
+            "among the 300 rows read with it, at line 23, line 42, line 92, ...)")
+    for name, features in (("x.csv", []), ("x.csv", ["--features", "a,b"]), ("e.csv", ["--features", "a,b"])):
+        assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / name), str(tmp_path / "p.npy"),
+                     *features]) == 2  # read whole, streamed
+        assert capsys.readouterr().err == f"gpunn predict: error: {said.format(tmp_path, name)}\n"
+    X = numpy.ones((300, 2))
+    X[[20, 21, 40, 90, 95], [1, 0, 0, 0, 0]] = numpy.nan
+    X[250, 1] = numpy.inf  # (in a later chunk of 100 rows: not counted)
+    numpy.save(tmp_path / "x.npy", X)
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err == (f"gpunn predict: error: IN {tmp_path}/x.npy row 20: column 1: nan is NaN; clean "
+                                       "or impute it first (5 more missing or not finite among the 300 rows read with "
+                                       "it, at row 21, row 40, row 90, ...)\n")
+    with pytest.raises(DataError, match=re.escape("x.npy row 20: column 1: nan is NaN; clean or impute it first (4 "
+                                                  "more missing or not finite among the 100 rows read with it, at row "
+                                                  "21, row 40, row 90, ...; the rows after them are not checked yet)")):
+        predict_file(model, tmp_path / "x.npy", tmp_path / "p.npy", chunk_rows=100)
+    X[21:] = 1.0
+    numpy.save(tmp_path / "x.npy", X[:100])
+    with pytest.raises(DataError, match=r"x\.npy row 20: column 1: nan is NaN; clean or impute it first$"):
+        predict_file(model, tmp_path / "x.npy", tmp_path / "p.npy", chunk_rows=100)  # (one: nothing more said)
+
+
 def test_predict_names_a_nan_of_an_array_saved_under_a_csv_name_by_its_row_and_column(tmp_path, capsys):
     """IN read whole is read by its bytes, so numpy.save's array under a .csv name is read as the array it is, and
     a NaN in it is named as an .npy file's is (its row and column from 0, and the value), not as a CSV file's line

@@ -159,11 +159,12 @@ def run(args) -> int:
         with read_by_position():  # an .npy or headerless file's columns, in order, as the help says
             P = numpy.asarray(model.backend.to_host(model.predict(X)))
     except NotFinite as exc:
-        from ..data.files import not_finite_in_file
+        from ..data.files import more_not_finite_in_file, not_finite_in_file
 
         csv = preflight.file_kind(args.input) == "text"  # else an .npy array's row and column, as NumPy indexes them
         names = csvtext.csv_names(args.input) if csv else None
-        raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv)}") from None
+        raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv)}"
+                         f"{more_not_finite_in_file(args.input, exc, X, 0, names, csv, later=False)}") from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"IN {shell_word(args.input)}: {exc}"
                          f"{_by_position(args.input, model, exc) or _trained_on(args.model, exc)}") from None

@@ -7,6 +7,23 @@ class DataError(ValueError):
     """Bad data in a file or a stream; the message names the file (and the rows, when it can)."""
 
 
+def more_not_finite(bad, rows_read, at_rows, later, shown=3) -> str:
+    """How many values are missing or not finite besides the one refused among the rows read with it, and the rows of
+    the first ``shown`` of them, so that a file with several is not cleaned one run per value: " (4 more missing or
+    not finite among the 1,000 rows read with it, at line 32, line 501, line 1201, ...; the rows after them are not
+    checked yet)"; "" for none. ``bad``: a boolean array (rows x columns) per part of those rows (features,
+    targets), True where a value is NaN or infinite, the refused one False; ``at_rows(rows)``: where rows (indices
+    into them, ascending) are in the file, as a message says it ("row 512", "line 514"); ``later``: rows follow
+    that were not read. gpunn predict's words; training's (gpunn.data.base) are the same."""
+    more = sum(int(part.sum()) for part in bad)
+    if not more:
+        return ""
+    rows = numpy.flatnonzero(numpy.logical_or.reduce([part.any(axis=1) for part in bad]))
+    at = ", ".join(at_rows([int(r) for r in rows[:shown]])) + (", ..." if len(rows) > shown else "")
+    later = "; the rows after them are not checked yet" if later else ""
+    return f" ({more} more missing or not finite among the {rows_read:,} rows read with it, at {at}{later})"
+
+
 def not_finite_value(path, row, column, number, dtype, scaled=None) -> str:
     """The refusal of the value an .npy or Parquet file ``path`` holds at ``row`` (from 0, as NumPy and pandas index
     the file's rows) of ``column`` (a Parquet column's name, an .npy file's column index from 0), read there as

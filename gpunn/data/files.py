@@ -350,6 +350,50 @@ def not_finite_in_file(path, exc, row, names, csv) -> str:
     return said or f"{path}: {what}, the first at {place}; clean or impute them first"
 
 
+def more_not_finite_in_file(path, exc, X, first_row, names, csv, later) -> str:
+    """What follows not_finite_in_file's refusal, as training's follows its own (errors.more_not_finite): how many
+    more values of the rows read with the refused one (``X``: the input file's data rows from ``first_row`` on, as
+    read; ``exc.row`` among them) are NaN or infinite after conversion to ``exc.dtype``, and where the first few are
+    (a CSV file's lines, an .npy or Parquet file's rows); ``later``: rows follow, not read. "" for none, and for values
+    refused once standardized (there, as in training, the first alone)."""
+    if exc.scaled is not None:
+        return ""
+    from .errors import more_not_finite
+
+    with numpy.errstate(over="ignore", invalid="ignore"):  # (1e39 is infinite in float32, as the model reads it)
+        bad = ~numpy.isfinite(numpy.asarray(X).astype(exc.dtype, copy=False))
+    bad[exc.row, exc.column] = False
+
+    def at_rows(rows):
+        if csv:
+            return [f"line {line}" for line in _csv_lines(path, [first_row + r for r in rows], names is not None)]
+        return [f"row {first_row + r}" for r in rows]
+    return more_not_finite([bad], len(X), at_rows, later)
+
+
+def _csv_lines(path, rows, header) -> list:
+    """The lines (from 1, as csvtext.csv_line counts them) on which data rows ``rows`` (ascending, from 0) of the CSV
+    file ``path`` begin, read once up to the last of them."""
+    from ..csvtext import csv_rows, data_start
+
+    lines = []
+    with open(path, "rb") as fh:
+        for n, (line, _) in enumerate(csv_rows(fh, data_start(fh, header))):
+            if n == rows[len(lines)]:
+                lines.append(line)
+                if len(lines) == len(rows):
+                    break
+    return lines
+
+
+def _more_follow(chunks) -> bool:
+    """Whether ``chunks`` (read_rows') has another chunk, read to see: on an error's path only."""
+    try:
+        return next(chunks, None) is not None
+    except Exception:  # the next rows refused (a value that is not a number): rows follow
+        return True
+
+
 def _stored_not_finite(path, exc, row, names) -> str:
     """not_finite_in_file's words for an .npy or Parquet file (errors.not_finite_value); "" where the value read
     again is finite or cannot be read."""
@@ -392,8 +436,9 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
                 try:
                     with read_by_position():  # (picked by name, or a headerless file's, in order: the help says so)
                         P = model.backend.to_host(model.predict(X))
-                except NotFinite as exc:  # NaN or inf in the inputs: say where in the file
-                    raise DataError(not_finite_in_file(in_path, exc, rows + exc.row, names, csv)) from None
+                except NotFinite as exc:  # NaN or inf in the inputs: say where in the file, and how many more
+                    more = more_not_finite_in_file(in_path, exc, X, rows, names, csv, _more_follow(chunks))
+                    raise DataError(not_finite_in_file(in_path, exc, rows + exc.row, names, csv) + more) from None
                 rows += P.shape[0]
                 yield P
             if rows == 0:
