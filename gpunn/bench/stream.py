@@ -123,8 +123,9 @@ def _source(args, rows):
     source = data.npy(x, y, window=args.window, standardize=args.standardize)
     if rows and rows < source.rows:  # train on a prefix: keep the first chunks
         keep = -(-rows // source.chunk_rows)
-        source.chunk_sizes = source.chunk_sizes[:keep]
-        source.chunk_sizes[-1] = rows - (keep - 1) * source.chunk_rows
+        sizes = source.chunk_sizes[:keep].copy()
+        sizes[-1] = rows - (keep - 1) * source.chunk_rows
+        source._set_chunks(sizes)
         source.hold_out(None)
     return source
 

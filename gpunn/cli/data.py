@@ -204,10 +204,10 @@ def _chunk_counts(sizes) -> str:
     """How many chunks of how many rows a synthetic cut has: "16 chunks of 8,192 rows", or where its last piece
     is another size (taking its make chunk's remainder, or a short last chunk) "17 chunks: 16 of 8,192 rows
     and one of 8,928"."""
-    *first, last = sizes
-    if not first or last == first[0]:
+    first, last = sizes[:-1], int(sizes[-1])
+    if not len(first) or last == first[0]:
         return f"{len(sizes):,} chunks of {last:,} rows"
-    return f"{len(sizes):,} chunks: {len(first):,} of {first[0]:,} rows and one of {last:,}"
+    return f"{len(sizes):,} chunks: {len(first):,} of {int(first[0]):,} rows and one of {last:,}"
 
 
 TASK_OPTIONS = ("task", "rows", "outputs", "noise", "stream")  # what a synthetic task is made of

@@ -26,10 +26,8 @@ chunks so that they hold out about the share asked; files by default into about 
 """
 from __future__ import annotations
 
-import bisect
 import contextlib
 import functools
-import math
 import os
 import warnings
 
@@ -111,36 +109,50 @@ class ChunkedSource(Closable):
         self._passes, self._pass_lock = 0, ForkSafeLock()  # passes reading the files now (_counted)
 
     # ---- set-up ------------------------------------------------------------------------
-    def _set_chunks(self, sizes, runs=None):
-        self.chunk_sizes = [int(n) for n in sizes]
-        if not self.chunk_sizes or sum(self.chunk_sizes) == 0:
+    def _set_chunks(self, sizes, run_lengths=None):
+        """The chunks' row counts (``sizes``) and their runs: ``run_lengths[r]`` consecutive chunks read front to back
+        (default: every chunk a run of its own). Kept as NumPy arrays, not Python lists: a stream of 10^12 rows has
+        15 million chunks, which as lists of ints took 9 GB and minutes to set up."""
+        self.chunk_sizes = numpy.asarray(sizes, dtype=numpy.int64).reshape(-1)
+        if not len(self.chunk_sizes) or not self.chunk_sizes.any():
             raise DataError(f"{self._name()}: no rows")
-        self._chunk_starts = [0, *_cumsum(self.chunk_sizes)]  # chunk k's first row: _row_offset, O(1)
+        self._chunk_starts = numpy.concatenate([[0], numpy.cumsum(self.chunk_sizes)])  # chunk k's first row: O(1)
         n = len(self.chunk_sizes)
-        self.runs = [list(run) for run in runs] if runs is not None else [[k] for k in range(n)]
-        everything = list(range(n))
+        lengths = (numpy.ones(n, numpy.int64) if run_lengths is None
+                   else numpy.asarray(run_lengths, dtype=numpy.int64).reshape(-1))
+        if lengths.sum() != n or (lengths < 1).any():
+            raise ValueError(f"run lengths {lengths.tolist()[:8]}... do not cut {n} chunks into runs")
+        self.run_lengths = lengths
+        self.run_starts = numpy.concatenate([[0], numpy.cumsum(lengths)])  # run r: chunks run_starts[r] to [r + 1]
+        held = numpy.zeros(n, bool)
         if self.validation_fraction:
             if n < 2:
-                rows = self.chunk_sizes[0]
+                rows = int(self.chunk_sizes[0])
                 raise ValueError(f"{self._name()}: validation_fraction holds out whole chunks and there is only "
                                  f"one chunk ({rows:,} row{'' if rows == 1 else 's'}); {self._more_chunks()}")
             n_val = held_count(n, self.validation_fraction)
-            held = sorted(int(k) for k in host_rng(self.seed, "validation-chunks").permutation(n)[:n_val])
-            self.validation_chunks = held
-            self._warn_if_share_is_off(held)
-            self.train_chunks = sorted(set(everything) - set(held))
-        else:
-            self.validation_chunks, self.train_chunks = [], everything
-        training = set(self.train_chunks)
-        self.train_runs = [r for r in ([k for k in run if k in training] for run in self.runs) if r]
+            held[host_rng(self.seed, "validation-chunks").permutation(n)[:n_val]] = True
+            self._warn_if_share_is_off(numpy.flatnonzero(held))
+        self.validation_chunks = numpy.flatnonzero(held)  # sorted chunk indices (int64 arrays)
+        self.train_chunks = numpy.flatnonzero(~held)
+        # the training chunks by run: runs keep their order, a run wholly held out is gone (train_run_starts[r] is
+        # training run r's first place in train_chunks)
+        run_of = numpy.repeat(numpy.arange(len(lengths)), lengths)[self.train_chunks]
+        self.train_run_starts = numpy.concatenate([numpy.flatnonzero(numpy.diff(run_of, prepend=-1)),
+                                                   [len(run_of)]])
+
+    @property
+    def runs(self) -> list:
+        """The runs as lists of chunk indices (for a look: the source keeps ``run_starts``)."""
+        return [list(range(a, b)) for a, b in zip(self.run_starts[:-1].tolist(), self.run_starts[1:].tolist())]
 
     def _warn_if_share_is_off(self, held):
         """Whole chunks held out can be far from the share asked for: a few chunks, or a short last one
         (100,000 rows in chunks of 65,536 and 34,464: 0.1 held out 34% or 66% of the rows; a synthetic
         source cuts its chunks finer by default, SyntheticSource, to hold out near the share asked).
         Say so when the rows held out are over twice, or under half, the fraction asked."""
-        fraction, rows = self.validation_fraction, sum(self.chunk_sizes)
-        held_rows = sum(self.chunk_sizes[k] for k in held)
+        fraction, rows = self.validation_fraction, int(self.chunk_sizes.sum())
+        held_rows = int(self.chunk_sizes[held].sum())
         share = held_rows / rows
         if not fraction / 2 <= share <= 2 * fraction:
             warnings.warn(f"{self._name()}: validation_fraction={fraction:g} holds out whole chunks: {len(held)} of "
@@ -148,16 +160,16 @@ class ChunkedSource(Closable):
                           f"{fraction:g}, {self._more_chunks()}", HeldOutShareWarning,
                           stacklevel=_backend.user_stacklevel())
 
-    def _ready(self, sizes, device=None, dtype=None, window_by_rows=False, runs=None, small=False) -> None:
-        """The subclass's last step of construction: its chunk sizes and runs (lists of chunks read
-        front to back; default: every chunk on its own), for files whose chunks the writer chose a
+    def _ready(self, sizes, device=None, dtype=None, window_by_rows=False, run_lengths=None, small=False) -> None:
+        """The subclass's last step of construction: its chunk sizes and runs (``run_lengths``: counts of
+        consecutive chunks read front to back; default: every chunk on its own), for files whose chunks the writer chose a
         window of about ``window`` x 65,536 rows, then binding when asked for. ``small``: the chunks
         were cut small by default (``default_chunk_rows``) for a file with few rows; when all of them
         fit in ``window`` x 65,536 rows they form one window, so the file is shuffled whole."""
-        self._set_chunks(sizes, runs)
+        self._set_chunks(sizes, run_lengths)
         if window_by_rows:
-            self.window = max(1, min(self.window, self.window * 65536 // max(self.chunk_sizes)))
-        if small and sum(self.chunk_sizes) <= self.window * 65536:
+            self.window = max(1, min(self.window, self.window * 65536 // int(self.chunk_sizes.max())))
+        if small and self.chunk_sizes.sum() <= self.window * 65536:
             self.window = max(self.window, len(self.chunk_sizes))
         if device is not None or dtype is not None:  # (the one left None: its default; "" is refused as a device)
             self.bind("auto" if device is None else device, "float32" if dtype is None else dtype)
@@ -165,7 +177,7 @@ class ChunkedSource(Closable):
     def hold_out(self, fraction) -> "ChunkedSource":
         """Hold out ``fraction`` of the chunks for validation (as ``validation_fraction`` does)."""
         self.validation_fraction = validation_share(fraction)
-        self._set_chunks(self.chunk_sizes, self.runs)
+        self._set_chunks(self.chunk_sizes, self.run_lengths)
         if self.standardize and self.standardizer is not None:  # statistics come from the training chunks
             self.standardizer = None if self.backend is None else self.compute_standardizer()
         return self
@@ -227,22 +239,23 @@ class ChunkedSource(Closable):
     @property
     def rows(self) -> int:
         """Training rows per epoch."""
-        return sum(self.chunk_sizes[k] for k in self.train_chunks)
+        return int(self.chunk_sizes[self.train_chunks].sum())
 
     @property
     def validation_rows(self) -> int:
-        return sum(self.chunk_sizes[k] for k in self.validation_chunks)
+        return int(self.chunk_sizes[self.validation_chunks].sum())
 
     # ---- the epoch plan ----------------------------------------------------------------
     def plan(self, epoch, chunks=None):
-        """The epoch's windows: lists of chunk indices, in training order."""
+        """The epoch's windows: arrays of chunk indices, in training order (``chunks``: that order, unshuffled)."""
         if chunks is not None:
-            order = list(chunks)
+            order = numpy.asarray(chunks, dtype=numpy.int64).reshape(-1)
         else:
-            runs = self.train_runs
+            order = self.train_chunks
             if self.shuffle:
-                runs = [runs[i] for i in host_rng(self.seed, "chunk-order", int(epoch)).permutation(len(runs))]
-            order = [k for run in runs for k in run]
+                starts = self.train_run_starts
+                runs = host_rng(self.seed, "chunk-order", int(epoch)).permutation(len(starts) - 1)
+                order = order[runs] if len(runs) == len(order) else order[_ranges(starts[runs], starts[runs + 1])]
         return [order[i:i + self.window] for i in range(0, len(order), self.window)]
 
     def batches(self, epoch, batch_size, first_batch=0):
@@ -250,18 +263,25 @@ class ChunkedSource(Closable):
         self._need_bound()
         batch_size = positive_int(batch_size, "batch_size")
         windows = self.plan(epoch)
-        ends = list(_cumsum(sum(self.chunk_sizes[k] for k in w) for w in windows))
+        ends = numpy.cumsum(self._window_rows(windows))
         start_row = int(first_batch) * batch_size
         if start_row >= ends[-1]:
             return
-        w0 = bisect.bisect_right(ends, start_row)
-        skip = start_row - (ends[w0 - 1] if w0 else 0)
+        w0 = int(numpy.searchsorted(ends, start_row, side="right"))
+        skip = start_row - (int(ends[w0 - 1]) if w0 else 0)
         pieces = self._windows(windows[w0:], epoch, w0, shuffle=self.shuffle,
                                window_chunks=lambda w: self.plan(epoch)[w])
         try:
             yield from self.backend.made_on_device(rebatch(pieces, batch_size, self.backend.xp, skip=skip))
         finally:  # also after an error in the batching (out of memory): the pipeline, its reader and buffers, ends
             self.backend.close_on_device(pieces)
+
+    def _window_rows(self, windows):
+        """The rows of each of ``windows`` (the plan's: consecutive slices of one order), as an int64 array."""
+        if not windows:
+            return numpy.zeros(0, numpy.int64)
+        sizes = self.chunk_sizes[numpy.concatenate(windows)]
+        return numpy.add.reduceat(sizes, numpy.cumsum([0] + [len(w) for w in windows[:-1]]))
 
     def _wide_dtype(self):
         """float64 when the values are standardized and stored wider than the model's dtype
@@ -336,7 +356,7 @@ class ChunkedSource(Closable):
         reader's thread and then cast into the model's dtype."""
         from .pipeline import host_windows
 
-        capacity = max((sum(self.chunk_sizes[k] for k in w) for w in windows), default=0)
+        capacity = int(self._window_rows(windows).max(initial=0))
         wide = self._wide_dtype()
         scaler = self.standardizer if wide is not None else None
         scratch = []  # the reader thread's float64 chunk buffers, made on first use
@@ -348,7 +368,7 @@ class ChunkedSource(Closable):
                 self._check_finite(k, X, Y)
                 return
             if not scratch:
-                most = max(self.chunk_sizes)
+                most = int(self.chunk_sizes.max())
                 scratch.extend((numpy.empty((most, self.n_features), wide), numpy.empty((most, self.n_outputs), wide)))
             Xw, Yw = scratch[0][:len(X)], scratch[1][:len(Y)]
             self._fill(k, Xw, Yw)
@@ -493,7 +513,7 @@ class ChunkedSource(Closable):
     def __repr__(self):
         # rows and chunks are the training ones (self.rows): chunks counted every chunk, the held-out ones too
         held = (f", validation_rows={self.validation_rows}, validation_chunks={len(self.validation_chunks)}"
-                if self.validation_chunks else "")
+                if len(self.validation_chunks) else "")
         return f"{type(self).__name__}({self._name()}, rows={self.rows}, chunks={len(self.train_chunks)}{held})"
 
 
@@ -524,11 +544,11 @@ def standardize_option(value):
     return value
 
 
-def _cumsum(values):
-    total = 0
-    for v in values:
-        total += v
-        yield total
+def _ranges(starts, ends):
+    """The indices ``starts[0]..ends[0] - 1``, then ``starts[1]..ends[1] - 1``, ..., as one int64 array."""
+    lengths = ends - starts
+    offsets = numpy.repeat(starts - numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]), lengths)
+    return offsets + numpy.arange(int(lengths.sum()))
 
 
 def pread_full(fd, view, offset) -> int:
@@ -554,6 +574,9 @@ def default_chunk_rows(rows, largest=65536):
 
 
 def chunk_sizes(rows, chunk_rows):
-    """Row counts of ``rows`` rows cut into chunks of ``chunk_rows`` (the last may be shorter)."""
-    rows, chunk_rows = int(rows), int(chunk_rows)
-    return [min(chunk_rows, rows - i * chunk_rows) for i in range(math.ceil(rows / chunk_rows))]
+    """Row counts of ``rows`` rows cut into chunks of ``chunk_rows`` (the last may be shorter), an int64 array."""
+    whole, left = divmod(int(rows), int(chunk_rows))
+    sizes = numpy.full(whole + bool(left), int(chunk_rows), numpy.int64)
+    if left:
+        sizes[-1] = left
+    return sizes

@@ -1,6 +1,7 @@
 """Sources that need nothing beyond NumPy: a synthetic task, a pair of ``.npy`` files, any iterable."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import os
@@ -51,21 +52,26 @@ class SyntheticSource(ChunkedSource):
         self.chunk_rows_given = chunk_rows is not None
         self._cut(piece_rows(chunk_rows) if self.chunk_rows_given
                   else default_piece_rows(self.total_rows, self.validation_fraction))
-        self._ready(self.chunk_sizes, device, dtype, runs=self.runs)
+        self._ready(self.chunk_sizes, device, dtype, run_lengths=self.run_lengths)
 
     def _cut(self, rows):
-        """Cut make's chunks into pieces of ``rows`` (``chunk_rows``); ``window`` pieces per make chunk."""
+        """Cut make's chunks into pieces of ``rows`` (``chunk_rows``); ``window`` pieces per make chunk. Every
+        make chunk but a short last one is cut alike, so a piece's place is arithmetic (``piece``): no table."""
         self.chunk_rows = rows
         self.window = self._window_asked * (CHUNK_ROWS // rows)
-        self.pieces, self.runs = [], []  # pieces[k] = (make's chunk m, first row, end row) of chunk k
-        for m, size in enumerate(chunk_sizes(self.total_rows, CHUNK_ROWS)):
-            run, start = [], 0
-            for n in piece_sizes(size, rows):
-                run.append(len(self.pieces))
-                self.pieces.append((m, start, start + n))
-                start += n
-            self.runs.append(run)
-        self.chunk_sizes = [hi - lo for _, lo, hi in self.pieces]
+        self._full_chunks, tail = divmod(self.total_rows, CHUNK_ROWS)
+        self._per_chunk = CHUNK_ROWS // rows  # pieces per make chunk of CHUNK_ROWS rows
+        self._tail_pieces = piece_sizes(tail, rows) if tail else []
+        self.chunk_sizes = _repeated(rows, self._full_chunks * self._per_chunk, self._tail_pieces)
+        self.run_lengths = _repeated(self._per_chunk, self._full_chunks, [len(self._tail_pieces)] if tail else [])
+
+    def piece(self, k):
+        """(make's chunk m, first row, end row) of chunk ``k``: the rows of make's chunk m that it holds."""
+        m, j = divmod(int(k), self._per_chunk)
+        if m < self._full_chunks:
+            return m, j * self.chunk_rows, (j + 1) * self.chunk_rows
+        j = int(k) - self._full_chunks * self._per_chunk  # a piece of the short last chunk
+        return self._full_chunks, j * self.chunk_rows, j * self.chunk_rows + self._tail_pieces[j]
 
     def hold_out(self, fraction):
         if not self.chunk_rows_given:  # the pieces that hold out about ``fraction``
@@ -84,7 +90,7 @@ class SyntheticSource(ChunkedSource):
         except ValueError:  # not a cut this source makes: the resume's comparison names it
             return
         self._cut(rows)
-        self._set_chunks(self.chunk_sizes, self.runs)
+        self._set_chunks(self.chunk_sizes, self.run_lengths)
 
     def _device_windows(self, windows):
         from .pipeline import generated_windows
@@ -99,7 +105,7 @@ class SyntheticSource(ChunkedSource):
         def generate(window):
             """The window's pieces: whole chunks in the order made are those arrays themselves, else the pieces
             are copied out of their chunks."""
-            parts = [self.pieces[k] for k in window]  # (make's chunk m, first row, end row) of each piece
+            parts = [self.piece(k) for k in window]  # (make's chunk m, first row, end row) of each piece
             chunks = list(dict.fromkeys(m for m, _, _ in parts if m not in kept))  # to make, in order
             whole = not kept and parts == [(m, 0, self._chunk_size(m)) for m in chunks]
             arrays = dict(kept)  # m -> (X, Y) of make's chunk m
@@ -130,7 +136,7 @@ class SyntheticSource(ChunkedSource):
         return min(CHUNK_ROWS, self.total_rows - m * CHUNK_ROWS)
 
     def _where(self, k):
-        m, lo, hi = self.pieces[k]
+        m, lo, hi = self.piece(k)
         whole = lo == 0 and hi == self._chunk_size(m)
         return f"synthetic {self.task.name} chunk {m}" + ("" if whole else f" (its rows {lo}-{hi - 1})")
 
@@ -187,17 +193,36 @@ def piece_cut(rows, fraction):
         return CHUNK_ROWS, True
     nearest = None
     piece = CHUNK_ROWS
+    full, tail = divmod(int(rows), CHUNK_ROWS)
     while piece >= SMALLEST_PIECE:
-        sizes = sorted(size for chunk in chunk_sizes(rows, CHUNK_ROWS) for size in piece_sizes(chunk, piece))
-        if len(sizes) >= 2:
-            held = held_count(len(sizes), fraction)
-            off = max(abs(sum(ends) / rows - fraction) for ends in (sizes[:held], sizes[-held:])) / fraction
+        # the pieces' sizes: full x (CHUNK_ROWS // piece) of ``piece`` rows, and the short last chunk's
+        counts = collections.Counter({piece: full * (CHUNK_ROWS // piece)})
+        counts.update(piece_sizes(tail, piece) if tail else [])
+        count = sum(counts.values())
+        if count >= 2:
+            held = held_count(count, fraction)
+            off = max(abs(_sum_of_first(held, sorted(counts.items(), reverse=largest)) / rows - fraction)
+                      for largest in (False, True)) / fraction
             if off <= SHARE_TOLERANCE:
                 return piece, True
             if nearest is None or off < nearest[0]:
                 nearest = (off, piece)
         piece //= 2
     return (CHUNK_ROWS if nearest is None else nearest[1]), False
+
+
+def _sum_of_first(n, counted) -> int:
+    """The sum of the first ``n`` of the values ``counted`` holds, in its order: [(value, how many times), ...]."""
+    total = 0
+    for value, times in counted:
+        take = min(n, times)
+        total, n = total + take * value, n - take
+    return total
+
+
+def _repeated(value, times, then) -> numpy.ndarray:
+    """``times`` x ``value``, then the values ``then``, as an int64 array."""
+    return numpy.concatenate([numpy.full(times, value, numpy.int64), numpy.asarray(then, numpy.int64)])
 
 
 class _NpyFile:

@@ -518,7 +518,7 @@ class ParquetSource(ChunkedSource):
                  validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
         self.path = os.fspath(path)
         files = self.list_files(self.path)
-        self.files, self._open, sizes, runs, self._chunks = files, [], [], [], []
+        self.files, self._open, sizes, run_lengths, self._chunks = files, [], [], [], []
         for name in files:
             self._open.append(open_parquet(name))
         schemas = [pf.schema_arrow for pf in self._open]
@@ -533,7 +533,7 @@ class ParquetSource(ChunkedSource):
             for g in range(pf.metadata.num_row_groups):
                 rows = pf.metadata.row_group(g).num_rows
                 if rows:
-                    runs.append(list(range(len(sizes), len(sizes) + -(-rows // self.chunk_rows))))
+                    run_lengths.append(-(-rows // self.chunk_rows))  # its pieces, read front to back
                     for start in range(0, rows, self.chunk_rows):
                         self._chunks.append((i, g, start))
                         sizes.append(min(self.chunk_rows, rows - start))
@@ -542,7 +542,7 @@ class ParquetSource(ChunkedSource):
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
-        self._ready(sizes, device, dtype, window_by_rows=True, runs=runs, small=small)
+        self._ready(sizes, device, dtype, window_by_rows=True, run_lengths=run_lengths, small=small)
 
     def _close_files(self):
         self.__dict__["_cursor"] = None  # (its batches read the file)

@@ -174,16 +174,14 @@ class PieceOfEachBatch:
 def shard_parts(chunk_sizes, chunks, shard, shards):
     """(chunk, lo, hi) row ranges of ``shard``'s rows: rows [floor(s N / S), floor((s + 1) N / S))
     of the chunks ``chunks`` (sorted, N rows in all) laid end to end."""
-    total = sum(chunk_sizes[k] for k in chunks)
+    chunks = numpy.asarray(chunks, dtype=numpy.int64)
+    sizes = numpy.asarray(chunk_sizes, dtype=numpy.int64)[chunks]
+    ends = numpy.cumsum(sizes)
+    starts, total = ends - sizes, int(ends[-1]) if len(ends) else 0
     lo, hi = shard * total // shards, (shard + 1) * total // shards
-    parts, start = [], 0
-    for k in chunks:
-        end = start + chunk_sizes[k]
-        a, b = max(lo, start), min(hi, end)
-        if a < b:
-            parts.append((k, a - start, b - start))
-        start = end
-    return parts
+    a, b = numpy.maximum(lo, starts), numpy.minimum(hi, ends)
+    cut = a < b
+    return list(zip(chunks[cut].tolist(), (a - starts)[cut].tolist(), (b - starts)[cut].tolist()))
 
 
 class _ShardView(ChunkedSource):
@@ -199,14 +197,10 @@ class _ShardView(ChunkedSource):
         self.parent, self.parts = parent, parts
         self.n_features, self.n_outputs = parent.n_features, parent.n_outputs
         super().__init__(seed=seed, shuffle=parent.shuffle, window=parent.window, prefetch=parent.prefetch)
-        run_of = {k: r for r, run in enumerate(parent.runs) for k in run}
-        runs = []  # the parent's runs (chunks read front to back, e.g. a large row group's pieces) stay runs
-        for j, (k, _, _) in enumerate(parts):
-            if runs and run_of[parts[j - 1][0]] == run_of[k]:
-                runs[-1].append(j)
-            else:
-                runs.append([j])
-        self._set_chunks([hi - lo for _, lo, hi in parts], runs)
+        # the parent's runs (chunks read front to back, e.g. a large row group's pieces) stay runs
+        run_of = numpy.searchsorted(parent.run_starts, [k for k, _, _ in parts], side="right")
+        firsts = numpy.flatnonzero(numpy.diff(run_of, prepend=-1))
+        self._set_chunks([hi - lo for _, lo, hi in parts], numpy.diff(numpy.append(firsts, len(parts))))
 
     @property
     def closed(self):  # the parent's: the shard reads its files
@@ -380,13 +374,13 @@ class ShardedSource(Closable):
         """The owned shards' sources (None for an empty shard), made again when the held-out chunks change."""
         source = self.source
         key, views = self._views
-        if key != tuple(source.train_chunks):
+        if key is None or not numpy.array_equal(key, source.train_chunks):
             views = []
             for s in self.owned:
                 parts = shard_parts(source.chunk_sizes, source.train_chunks, s, self.shards)
                 seed = source.seed if s == 0 else int(host_rng(source.seed, "shard", s).integers(2 ** 62))
                 views.append(_ShardView(source, parts, seed) if parts else None)
-            self.__dict__["_views"] = (tuple(source.train_chunks), views)
+            self.__dict__["_views"] = (source.train_chunks, views)
         return [v.sync() if v is not None else None for v in views]
 
     def owned_moments(self):

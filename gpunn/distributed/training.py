@@ -127,7 +127,7 @@ class _ShardedSourceValidation:
         self.comm, self.source, self.chunk_rows = comm, evaluator.source, evaluator.chunk_rows
         self.n_rows = evaluator.n_rows
         lo, hi = piece(len(chunks), comm.rank, comm.size)
-        self.chunks, self.ss_tot = list(chunks)[lo:hi], None
+        self.chunks, self.ss_tot = list(chunks[lo:hi]), None
         self.describe = evaluator.describe  # what a checkpoint records of a validation source
 
     def _pieces(self, moments=None):
