@@ -18,7 +18,7 @@ import numpy
 
 from .backend import DeviceError, user_stacklevel
 from .checks import feature_names, flag, got, seed_int, verbosity
-from .hints import bracketed_hint
+from .hints import bracketed_hint, keywords_hinted
 from .optim import MOMENTUM_OF_ONE, make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
 from .training.loop import train
@@ -220,6 +220,7 @@ class _NoImprovement(Callback):
         self.lr_scale = trainer.lr_scale
 
 
+@keywords_hinted  # MLPRegressor(lr=1e-3), gpunn's and Keras's name: did you mean learning_rate_init?
 class MLPRegressor(RegressorMixin, BaseEstimator):
     """A multilayer-perceptron regressor trained with gpunn on the GPU (CuPy) or the CPU.
 

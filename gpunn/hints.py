@@ -29,6 +29,10 @@ OTHER_NAMES = {
     "validation-split": ("validation-fraction", "did you mean {0}?", (None,)),
     "nb-epoch": ("epochs", "did you mean {0}?", (None,)), "max-iter": ("epochs", "did you mean {0}?", (None,)),
     "random-state": ("seed", "did you mean {0}?", (None,)),
+    # and the other way, to gpunn.MLPRegressor, whose names are scikit-learn's (weight decay: its alpha, L2)
+    "epochs": ("max-iter", "did you mean {0}?", (None,)), "seed": ("random-state", "did you mean {0}?", (None,)),
+    "lr": ("learning-rate-init", "did you mean {0}?", (None,)),
+    "weight-decay": ("alpha", "did you mean {0} (scikit-learn's L2 penalty)?", (None,)),
     # an ensemble's size: scikit-learn's ensembles' n_estimators, and the names of papers and other libraries
     "n-estimators": _MEMBERS, "n-members": _MEMBERS, "members": _MEMBERS, "ensemble-size": _MEMBERS, "k": _MEMBERS,
 }

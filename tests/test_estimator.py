@@ -2,6 +2,7 @@
 import math
 import os
 import pickle
+import re
 import sys
 import textwrap
 import warnings
@@ -11,6 +12,7 @@ import pytest
 import waiting
 
 sklearn = pytest.importorskip("sklearn")
+import sklearn.base  # noqa: E402
 import sklearn.neural_network  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -692,6 +694,22 @@ def test_what_gpunn_cannot_do_is_refused_by_name(data, params, message):
     X, y = data
     with pytest.raises(ValueError, match=message):
         MLPRegressor(**params, device="cpu").fit(X[:50], y[:50])
+
+
+@pytest.mark.parametrize("given, meant", [
+    # gpunn.MLP's and Keras's names, which said only "MLPRegressor.__init__() got an unexpected keyword argument"
+    ("lr", "learning_rate_init"), ("epochs", "max_iter"), ("seed", "random_state"),
+    ("weight_decay", "alpha (scikit-learn's L2 penalty)"), ("beta1", "beta_1"), ("eps", "epsilon"),
+    ("hidden_layers", "hidden_layer_sizes"), ("max_iters", "max_iter"),
+])
+def test_a_keyword_of_gpunns_or_another_librarys_names_the_estimators_parameter_meant(data, given, meant):
+    with pytest.raises(TypeError, match=rf"^MLPRegressor\(\) got an unexpected keyword argument '{given}' "
+                                        rf"\(did you mean {re.escape(meant)}\?\)$"):
+        MLPRegressor(**{given: 1})
+    # scikit-learn still reads the parameters from the signature: get_params, clone and a pickle keep them
+    est = MLPRegressor(max_iter=3, random_state=0, device="cpu")
+    assert sklearn.base.clone(est).get_params() == est.get_params() and est.get_params()["max_iter"] == 3
+    assert pickle.loads(pickle.dumps(est)).get_params() == est.get_params()
 
 
 @pytest.mark.parametrize("params", [dict(solver="sgd", beta_1=2), dict(solver="sgd", beta_2=1.0), dict(power_t=-1),
