@@ -2,6 +2,7 @@
 and the whole contract under ``mpiexec -n 2`` (tests/mpi_script.py) where mpi4py and mpiexec exist."""
 import ast
 import contextlib
+import io
 import json
 import math
 import os
@@ -444,6 +445,17 @@ def test_a_settings_order_is_no_difference_and_a_setting_one_rank_lacks_is_one()
     assert digest({"a": 1, "b": {"c": 2, "d": 3}}) == digest({"b": {"d": 3, "c": 2}, "a": 1})
     assert describe_differences([{"a": None}, {}]).strip() == 'a: null on rank 0; "<missing>" on rank 1'
     assert describe_differences([{}, {"a": None}]).strip() == 'a: "<missing>" on rank 0; null on rank 1'
+
+
+def test_the_differing_settings_are_listed_by_name_whatever_order_each_rank_holds_them_in():
+    # every rank prints the same lines in the same order (a set of the names, in each process's own hash order, did
+    # not): sorted by the dotted name
+    names = ["optimizer.lr", "model.seed", "fit.epochs", "data.rows", "start.batch", "backend", "fit.batch_size",
+             "model.dtype", "data.seed", "start.epoch"]
+    ours = {name: 0 for name in names}
+    theirs = {name: 1 for name in reversed(names)}
+    lines = describe_differences([ours, theirs]).splitlines()
+    assert lines == [f"  {name}: 0 on rank 0; 1 on rank 1" for name in sorted(names)]
 
 
 @pytest.mark.parametrize("ranks, listed", [(9, "0, 1, 2, 3, 4, 5, 6, 7"), (12, "0..10 (11)")])
@@ -1450,6 +1462,52 @@ def test_a_rank_that_starts_mpi_within_the_timeout_is_left_alone():
     env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent))
     done = waiting.run([sys.executable, "-c", _STARTING_MPI, "30", "0"], timeout=120, env=env)
     assert (done.returncode, done.stdout, done.stderr) == (0, "MPI started\n", "")
+
+
+@pytest.mark.parametrize("timeout, children", [(math.inf, 0), (600.0, 1)])
+def test_a_start_of_mpi_timed_by_an_infinite_timeout_starts_no_child(monkeypatch, timeout, children):
+    # GPUNN_DIST_TIMEOUT=inf waits as long as it takes: no child process watches that wait (one that would wait
+    # for ever beside it)
+    from gpunn.distributed import init_watch
+
+    started = []
+
+    class Child:
+        def __init__(self, argv, **kwargs):
+            started.append(argv)
+            self.stdin = io.BytesIO()
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(init_watch.subprocess, "Popen", Child)
+    with init_watch.timed_start("waited {:.0f} s\n", timeout):
+        pass
+    assert len(started) == children
+    if children:
+        assert started[0][-3:-1] == ["600.0", "waited {:.0f} s\n"]
+
+
+def test_the_child_timing_a_start_of_mpi_looks_each_quarter_timeout_and_counts_a_stopped_stretch_as_one_look(
+        monkeypatch, capsys):
+    # as the watchdog counts (comm._Watchdog): a stretch in which the processes were stopped (SIGSTOP) counts as two
+    # periods, not as waiting; here a 2 s timeout looked at every 0.5 s, with 100 s stopped after the second look
+    import types
+
+    from gpunn.distributed import init_watch
+
+    clock, looks, killed = iter([0.0, 0.5, 1.0, 101.0, 101.5, 102.0]), [], []
+    monkeypatch.setattr(init_watch, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    monkeypatch.setattr(init_watch, "select", types.SimpleNamespace(select=lambda r, w, x, period: looks.append(
+        period) or ([], [], [])))
+    monkeypatch.setattr(init_watch, "signal", types.SimpleNamespace(signal=lambda *a: None, SIGINT=2, SIG_IGN=1,
+                                                                    SIGKILL=9))
+    monkeypatch.setattr(init_watch, "os", types.SimpleNamespace(path=os.path, kill=lambda *a: killed.append(a)))
+    monkeypatch.setattr(sys, "path", list(sys.path))  # (the child puts its own folder first)
+    monkeypatch.setitem(sys.modules, "output", types.SimpleNamespace(read_by_the_launcher=lambda: None))
+    init_watch._watch(4321, 2.0, "waited {:.1f} s\n")
+    assert looks == [0.5] * 4 and killed == [(4321, 9)]
+    assert capsys.readouterr().err == "waited 2.5 s\n"
 
 
 def test_import_gpunn_under_a_launcher_alone_makes_an_uncaught_exception_end_the_job():

@@ -108,3 +108,28 @@ def test_rank_0s_reference_and_parameters_reach_every_rank():
     comm.calls.clear()
     hook.broadcast_parameters(trainable)
     assert len(comm.calls) == 1 and comm.calls[0][1] is trainable.params
+
+
+class Gathered:
+    """A rank whose allgather returns ``said``: each rank's data refusal, None where it refused nothing."""
+
+    def __init__(self, said):
+        self.said = said
+
+    def allgather(self, obj, label=None):
+        return list(self.said)
+
+
+def test_the_ranks_agree_on_the_first_refusing_ranks_words_and_keep_the_refusal_they_raise():
+    from gpunn.data.errors import DataError
+
+    hook = GradientAllReduce(Gathered([None, "X.npy row 3: nan", "X.npy row 9: inf"]))
+    error = hook.first_refusal(None)
+    assert isinstance(error, DataError) and error.gpunn_said_by == 1
+    assert str(error) == "rank 1 of ranks 0-2 refused its data: X.npy row 3: nan"
+    assert hook.refusal is error  # what DataParallel.run raises on every rank, not as this rank's failure alone
+    own = DataError("Y.npy row 2: inf")
+    hook = GradientAllReduce(Gathered(["Y.npy row 2: inf", None, "X.npy row 9: inf"]))
+    assert hook.first_refusal(own) is own and hook.refusal is own
+    hook = GradientAllReduce(Gathered([None, None]))
+    assert hook.first_refusal(None) is None and hook.refusal is None
