@@ -1456,6 +1456,21 @@ def test_the_child_timing_a_rank_holds_no_end_of_its_stdout_or_stderr_pipes():
     assert (child_out, child_err) == ("/dev/null", "/dev/null")
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="the child reopens a rank's pipes through /proc (Linux)")
+def test_the_child_timing_a_rank_whose_stderr_is_a_file_inherits_that_file_and_holds_no_end_of_its_stdout_pipe(
+        tmp_path):
+    # each of the rank's two streams on its own: its stdout pipe is reopened when the child speaks, its stderr file
+    # (no pipe: nothing to hold back) inherited as it always was
+    env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent))
+    log = tmp_path / "rank.err"
+    to_file = f"import os; os.dup2(os.open({str(log)!r}, os.O_WRONLY | os.O_CREAT), 2)\n"
+    done = waiting.run([sys.executable, "-c", to_file + _WATCHER_STREAMS], timeout=120, env=env)
+    assert done.returncode == 0, log.read_text()
+    rank_out, rank_err, child_out, child_err = ast.literal_eval(done.stdout)
+    assert rank_out.startswith("pipe:") and rank_err == str(log)
+    assert (child_out, child_err) == ("/dev/null", str(log))
+
+
 def test_a_rank_that_starts_mpi_within_the_timeout_is_left_alone():
     # the child leaves when the rank's start is over: it neither speaks nor kills after the timeout (30 s here,
     # when communicate(), which reads until every holder of the pipes has closed them, would still be waiting)
