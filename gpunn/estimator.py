@@ -374,6 +374,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}"
                              f"{bracketed_hint(self.solver, SOLVERS, 'solver')}")
+        if isinstance(self.learning_rate, numbers.Real) and not isinstance(self.learning_rate, (bool, numpy.bool_)):
+            # Keras's learning_rate=1e-3 is the rate; scikit-learn's names how the rate changes
+            raise ValueError(f"learning_rate must be one of {LEARNING_RATES}, got {self.learning_rate!r}: it names how "
+                             "the rate changes; the rate itself is learning_rate_init "
+                             f"(learning_rate_init={self.learning_rate}), as in scikit-learn")
         if self.learning_rate not in LEARNING_RATES:
             raise ValueError(f"learning_rate must be one of {LEARNING_RATES}, got {self.learning_rate!r}"
                              f"{bracketed_hint(self.learning_rate, LEARNING_RATES, 'learning_rate')}")

@@ -689,6 +689,11 @@ def test_adams_settings_reach_its_optimizer(data, solver, name):
     (dict(validation_fraction=0.99, early_stopping=True), "validation_fraction=0.99 of 50 rows leaves no rows to train"),
     (dict(validation_fraction=0.01, early_stopping=True),  # scikit-learn: "The validation set is too small"
      "validation_fraction=0.01 of 50 rows gives a validation set of 1 row; R² needs at least 2 rows"),
+    # Keras's learning_rate=1e-3, the rate, where scikit-learn's names how it changes: "must be one of (...), got 0.001"
+    (dict(learning_rate=1e-3), r"^learning_rate must be one of \('constant', 'invscaling', 'adaptive'\), got 0.001: it "
+                               r"names how the rate changes; the rate itself is learning_rate_init "
+                               r"\(learning_rate_init=0.001\), as in scikit-learn$"),
+    (dict(learning_rate=numpy.float32(0.5)), r"the rate itself is learning_rate_init \(learning_rate_init=0.5\)"),
 ])
 def test_what_gpunn_cannot_do_is_refused_by_name(data, params, message):
     X, y = data
