@@ -987,23 +987,37 @@ def test_a_commit_the_caller_names_is_the_reports_and_the_checkouts_git_is_only_
         assert (" no torch — " if torch == "not installed" else f" torch {torch} — ") in report.splitlines()[0]
 
 
+def _all_reserves() -> int:
+    """The seconds gpu_check.sh keeps for the stages after the tests when all of them run (240: kernels 30, train 90,
+    30 for each hook in bench/gpu_checks), read from the script."""
+    script = (ROOT / "bench" / "gpu_check.sh").read_text()
+    kernels, train = (int(re.search(rf"wants {stage} && RESERVE_{stage.upper()}=(\d+)", script)[1])
+                      for stage in ("kernels", "train"))
+    per_hook = int(re.search(r"RESERVE_HOOKS=\$\(\(present \* (\d+)\)\)", script)[1])
+    hooks = re.search(r'^HOOKS="(.+)"$', script, re.M)[1].split()
+    return kernels + train + per_hook * sum((ROOT / "bench" / "gpu_checks" / f"{hook}.py").exists() for hook in hooks)
+
+
 @pytest.mark.slow
 def test_a_dry_run_of_the_stages_asked_for_reports_the_others_as_not_asked_for(tmp_path):
     """GPUNN_CHECK_STAGES=tests: the device and tests stages run; each other stage's summary line says it was not
-    asked for, which fails nothing, and reserves no budget: at 60 s the tests stage gets its time (with the other
-    stages' 240 s kept, every stage would be skipped). The report built from the folder gives every target "not
-    measured: not asked for", reading none of the files an earlier run left there (here CI's dry run's): they are
-    not this run's."""
+    asked for, which fails nothing, and reserves no budget: at 249 s the tests stage gets its time (with the other
+    stages' 240 s kept, it would have under the 10 s a stage needs from the start, and be skipped at any speed). The
+    report built from the folder gives every target "not measured: not asked for", reading none of the files an
+    earlier run left there (here CI's dry run's): they are not this run's. (The budget is the script's wall clock:
+    at 60 s, a loaded machine (load 9 on 2 CPUs) once left the tests stage too little of it. At 249 s the stage has
+    its whole cap, 130 s, until the device stage has taken 119 s.)"""
     out = tmp_path / "out"
     shutil.copytree(RUNS / "cpu-dry-run", out)
     (out / "summary.txt").unlink()
-    rc, err = _dry_run(out, GPUNN_CHECK_STAGES="tests", GPUNN_CHECK_BUDGET="60")
+    budget = _all_reserves() + 9  # 249
+    rc, err = _dry_run(out, GPUNN_CHECK_STAGES="tests", GPUNN_CHECK_BUDGET=str(budget))
     summary = (out / "summary.txt").read_text().splitlines()
     assert rc == 0 and summary[0].startswith("ok   device: ") and summary[1].startswith("ok   tests: 3 passed"), (
         summary, err[-2000:])
     assert summary[2:-1] == [f"--   {stage}: not asked for (GPUNN_CHECK_STAGES)" for stage in (
         "kernels", "train", "precision", "ensemble", "streams", "nccl")]
-    assert summary[-1].endswith("60s budget: PASSED")
+    assert summary[-1].endswith(f"{budget}s budget: PASSED")
     report = (out / "report.md").read_text()
     assert ("budget; not run, not asked for (GPUNN_CHECK_STAGES): kernels, train, precision, ensemble, streams, nccl."
             in report)
