@@ -837,7 +837,11 @@ def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_st
     ("wide_first_layer.py", ["small", "0"], "ROUNDS must be a whole number, 1 or more, got '0'"),
     ("wide_first_layer.py", ["small", "3", "4"], "takes [CONFIG] [ROUNDS], got 3 arguments"),
     ("cpu_speed.py", ["0"], "SECONDS must be a whole number, 1 or more, got '0'"),
-    ("cpu_speed.py", ["3", "4"], "takes [SECONDS], got 2 arguments")])
+    ("cpu_speed.py", ["3", "4"], "takes [SECONDS], got 2 arguments"),
+    ("stream_setup.py", ["1e9", "0.5"], "ROWS must be a whole number of rows, 1 or more (1e12 or 1000000000000), "
+                                        "got '0.5'"),
+    ("stream_setup.py", ["many"], "ROWS must be a whole number of rows, 1 or more (1e12 or 1000000000000), got "
+                                  "'many'")])
 def test_the_measurement_scripts_refuse_arguments_they_cannot_run_in_one_line_before_they_measure(script, argv, says):
     """They read their arguments by position: a missing or malformed one was a traceback (IndexError, ValueError,
     KeyError; regression_probe's after the parts before it had run), a batch or K of 0 failed in the first fit or

@@ -137,9 +137,12 @@ class ChunkedSource(Closable):
         self.train_chunks = numpy.flatnonzero(~held)
         # the training chunks by run: runs keep their order, a run wholly held out is gone (train_run_starts[r] is
         # training run r's first place in train_chunks)
-        run_of = numpy.repeat(numpy.arange(len(lengths)), lengths)[self.train_chunks]
-        self.train_run_starts = numpy.concatenate([numpy.flatnonzero(numpy.diff(run_of, prepend=-1)),
-                                                   [len(run_of)]])
+        if len(lengths) == n:  # every chunk a run of its own
+            self.train_run_starts = numpy.arange(len(self.train_chunks) + 1)
+        else:
+            run_of = numpy.repeat(numpy.arange(len(lengths)), lengths)[self.train_chunks]
+            self.train_run_starts = numpy.concatenate([numpy.flatnonzero(numpy.diff(run_of, prepend=-1)),
+                                                       [len(run_of)]])
 
     @property
     def runs(self) -> list:
