@@ -358,6 +358,36 @@ def test_a_run_saved_at_the_old_default_features_resumes_at_them(tmp_path):
     assert ckpt.epoch == 2 and ckpt.model.layer_sizes[0] == 32
 
 
+def test_a_schedule_option_the_resumed_runs_schedule_does_not_read_is_refused_as_unused_not_as_a_change(tmp_path):
+    """A cosine run reads no --gamma: resumed with --gamma 0.2 it was told "--gamma 0.2 would change the run, which
+    has --gamma unset", and a run from before a Schedule refused an option it does not read (its checkpoint and
+    options recording gamma 0.5, as gpunn then took it) "... which has --gamma 0.5", yet --gamma 0.5 was refused as
+    unused. Each is refused as the unused option it is, with what to do on a resume. Without it the older run
+    resumes as the newer one does, bit for bit, its record kept as written."""
+    from gpunn.checkpoint import read_meta
+
+    new, old = tmp_path / "new.npz", tmp_path / "old.npz"
+    assert run("train", *BASE, "--schedule", "cosine", "--epochs", "2", "--save", str(new))[0] == 0
+
+    def before_the_refusal(meta):
+        meta["training"]["settings"]["schedule"].update(gamma=0.5)
+        run_options(meta)["gamma"] = 0.5
+
+    rewrite_meta(new, old, before_the_refusal)
+    for path in (new, old):
+        for gamma in ("0.2", "0.5"):
+            status, _, err = run("train", "--resume", str(path), "--epochs", "3", "--gamma", gamma)
+            assert status == 2 and err == (f"gpunn train: error: --gamma {gamma} sets the factor of --schedule step (per "
+                                           "decay) and exponential (per epoch), and this run's schedule is cosine: "
+                                           "drop it (a resumed run keeps its schedule)\n"), err
+    for path in (new, old):
+        assert run("train", "--resume", str(path), "--epochs", "3", "--quiet")[0] == 0
+    resumed = [gpunn.load_checkpoint(path, device="cpu") for path in (new, old)]
+    numpy.testing.assert_array_equal(resumed[0].model.params, resumed[1].model.params)
+    assert resumed[1].epoch == 3 and resumed[1].training["settings"]["schedule"]["gamma"] == 0.5
+    assert run_options(read_meta(old))["gamma"] == 0.5
+
+
 def test_an_exponential_run_saved_before_gamma_was_an_option_resumes_at_its_checkpoints_gamma(tmp_path):
     """gpunn train --schedule exponential trained at gamma 0.1 before --gamma existed and recorded no gamma among its
     options (its checkpoint's schedule holds 0.1): resumed alone, it continues bit for bit at 0.1, now refused to a

@@ -53,7 +53,8 @@ def idle_options(args) -> dict:
     """The schedule options this run's --schedule does not read, in gpunn.cli.train.idle_options's form: dest ->
     (what it does, what would use it, why this run does not)."""
     this_run = f"this run's schedule is {args.schedule}"
-    return {dest: (f"{WHAT[dest]}, and {this_run}", f": choose {_readers(dest)} (or drop it)", this_run)
+    return {dest: (f"{WHAT[dest]}, and {this_run}", ": drop it (a resumed run keeps its schedule)" if
+                   getattr(args, "resume", None) else f": choose {_readers(dest)} (or drop it)", this_run)
             for dest in OPTIONS if dest not in SCHEDULE_FIELDS[args.schedule]}
 
 

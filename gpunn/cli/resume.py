@@ -29,7 +29,7 @@ import os
 
 from ..csvtext import joined_columns
 from ..hints import shell_word
-from ..optim import default_of
+from ..optim import SCHEDULE_FIELDS, default_of
 from ..training.callbacks import Callback
 from . import lr_schedule
 from .common import counted
@@ -221,6 +221,8 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
             continue
         if dest not in options:  # not recorded, and no default known to compare with
             continue
+        if dest in lr_schedule.OPTIONS and dest not in SCHEDULE_FIELDS.get(options.get("schedule"), (dest,)):
+            continue  # not read by the run's schedule: refused as unused (train.refuse_idle_options), changing nothing
         ours, theirs = (_effective(dest, v, options, kind, source) for v in (value, options[dest]))
         if not _same(ours, theirs):
             differing.append((dest, value, options[dest], theirs))
