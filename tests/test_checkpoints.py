@@ -74,6 +74,34 @@ def test_interrupted_and_resumed_run_is_bit_identical(data, tmp_path, stop_at, i
     assert gpunn.load_checkpoint(path).state.reference_loss == ckpt.state.reference_loss
 
 
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
+def test_a_resume_given_its_runs_own_fit_options_goes_on_as_without_them_and_another_value_is_refused(
+        data, tmp_path, interrupt_at, kind):
+    """resume(X, Y, **fit_options), a script passing its fit's options again (Keras's habit, fit's keywords kept in
+    a dict), was refused for each one, even at the run's own value, with "to train on with another, fit the loaded
+    model: ... a new run whose epochs count from 1"; gpunn train --resume takes an option that resolves to the
+    recorded one. Those at the run's value are now taken (the checkpoint's settings go on); another is refused."""
+    X, Y = data
+    make = (lambda: MLP([6, 8, 2], device="cpu", seed=1)) if kind == "MLP" else (
+        lambda: gpunn.Ensemble([6, 8, 2], 2, device="cpu", seed=1))
+    options = dict(FIT, seed=4, shuffle=True)  # batch_size 100, adam, lr 5e-3, cosine, validation_fraction 0.2
+    path = tmp_path / "run.npz"
+    make().fit(X, Y, callbacks=[interrupt_at(2, 4), gpunn.ModelCheckpoint(path)], **options)
+    again = dict(options, schedule=gpunn.Schedule("cosine"), optimizer="Adam")
+    if kind == "Ensemble":  # an ensemble's optimizer and rates are per member: refused, as before
+        del again["optimizer"], again["lr"]
+    passed = gpunn.load_checkpoint(path, device="cpu")
+    with_them = passed.resume(X, Y, **again)
+    without = gpunn.load_checkpoint(path, device="cpu")
+    assert _no_timing(with_them) == _no_timing(without.resume(X, Y, verbose=False))
+    numpy.testing.assert_array_equal(passed.model.params, without.model.params)
+    assert passed.state.epoch == 2 and with_them["epoch"][-1] == 7
+    for key, value in dict(batch_size=50, seed=5, shuffle=False, validation_fraction=0.25, schedule="step",
+                           **({"lr": 1e-3, "optimizer": "sgd"} if kind == "MLP" else {"lr": 5e-3})).items():
+        with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}' \("):
+            gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **{key: value})
+
+
 @pytest.mark.parametrize("stopping", [False, True], ids=["least val_loss", "early stopping"])
 def test_a_resumed_runs_best_is_the_whole_runs_as_the_run_never_stopped(data, tmp_path, interrupt_at, stopping):
     """history.best and best_epoch of a run stopped and resumed from its checkpoint: those of the whole run (the

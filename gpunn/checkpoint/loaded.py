@@ -3,9 +3,14 @@ settings and history), from :func:`load_checkpoint`."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import numbers
 import os
 
+import numpy
+
 from ..hints import keywords_checked, unexpected_resume_keyword
+from ..optim import Schedule, make_schedule
 from ..training.callbacks import History
 from ..training.fit import fit, fit_options
 from ..training import ensemble as ens_training
@@ -84,7 +89,10 @@ class Checkpoint:
         two stoppers that restore their best weights the run's last one's stay); one passed that the run did not
         have, or, in a file from before the run's order was recorded, one without a saved state, runs just after the
         callback passed before it (first, if none was).
-        ``epochs`` (the run's total) may raise it, never below the epochs done.
+        ``epochs`` (the run's total) may raise it, never below the epochs done. A fit's option at the run's own
+        value (``batch_size``, ``lr``, ``optimizer`` by name, ``schedule``, ``seed``, ``shuffle``,
+        ``validation_fraction``: a script passing its fit's options again) is taken and left to the checkpoint;
+        another value is refused, showing the fit of the loaded model that trains on with it.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
         leaves this file as it was, whatever settings the callbacks passed have; a run saved with several writers
@@ -144,7 +152,47 @@ def _fit_options(checkpoint) -> dict:
     return {kind: _FIT_OPTIONS[kind], **_FIT_OPTIONS}
 
 
-Checkpoint.resume = keywords_checked(Checkpoint.resume, "Checkpoint.resume", _fit_options, unexpected_resume_keyword)
+def _the_runs_own(checkpoint, key: str, value) -> bool:
+    """Whether fit option ``key``, given to resume as ``value``, is the setting the run has (its checkpoint's): a
+    script that passes its fit's options again (``resume(X, Y, batch_size=256)`` for a run of 256). A value that
+    resolves otherwise, or one of an Ensemble's per-member settings, is not."""
+    settings, members = checkpoint.settings, _members(checkpoint.model)
+    if settings is None or isinstance(value, (bool, numpy.bool_)) != (key == "shuffle"):
+        return False
+    if key == "batch_size":  # None: full-batch, the training rows; a size over them trained on them all
+        return settings.ranks == 1 and (value is None and settings.batch_size == settings.train_rows or
+                                        isinstance(value, numbers.Integral) and value > 0 and
+                                        min(int(value), settings.train_rows) == settings.batch_size)
+    if key in ("seed", "shuffle", "validation_fraction"):
+        return isinstance(value, (numbers.Integral, numbers.Real)) and value == getattr(settings, key)
+    if key == "schedule":
+        try:
+            return isinstance(value, (str, Schedule)) and make_schedule(value) == settings.schedule
+        except ValueError:  # no schedule ("cosin", "exponential" without its gamma): the refusal says so
+            return False
+    if key == "optimizer":  # a name: an object of one's own would be dropped for the run's
+        return members is None and isinstance(value, str) and value.lower() == checkpoint.optimizer.name
+    if key == "lr":
+        return (members is None and isinstance(value, numbers.Real) and
+                float(value) == float(checkpoint.optimizer.lr))
+    return False
+
+
+def _taking_the_runs_own(resume):
+    """``resume`` taking fit's options at the run's own values, as ``gpunn train --resume --batch-size 256`` takes
+    them (each is left to the checkpoint); another value is refused by the resume's keyword check, showing the fit
+    that trains on with it."""
+    @functools.wraps(resume)
+    def checked(self, *args, **kwargs):
+        kwargs = {key: value for key, value in kwargs.items()
+                  if not (key in _RUN_OPTIONS and _the_runs_own(self, key, value))}
+        return resume(self, *args, **kwargs)
+    return checked
+
+
+_RUN_OPTIONS = ("batch_size", "lr", "optimizer", "schedule", "shuffle", "seed", "validation_fraction")
+Checkpoint.resume = _taking_the_runs_own(keywords_checked(Checkpoint.resume, "Checkpoint.resume", _fit_options,
+                                                          unexpected_resume_keyword))
 
 
 def load_checkpoint(path, device="auto") -> Checkpoint:
