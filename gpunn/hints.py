@@ -29,6 +29,12 @@ OTHER_NAMES = {
     "validation-split": ("validation-fraction", "did you mean {0}?", (None,)),
     "nb-epoch": ("epochs", "did you mean {0}?", (None,)), "max-iter": ("epochs", "did you mean {0}?", (None,)),
     "random-state": ("seed", "did you mean {0}?", (None,)),
+    # a table's columns (gpunn.data.csv and parquet) by pandas' names (read_csv's sep and usecols) and others'
+    "sep": ("delimiter", "did you mean {0}?", (None,)),
+    "usecols": ("features", "did you mean {0} (the input columns; target names the output's)?", (None,)),
+    "feature-columns": ("features", "did you mean {0}?", (None,)),
+    "label": ("target", "did you mean {0}?", (None,)), "labels": ("target", "did you mean {0}?", (None,)),
+    "target-column": ("target", "did you mean {0}?", (None,)), "label-column": ("target", "did you mean {0}?", (None,)),
     # and the other way, to gpunn.MLPRegressor, whose names are scikit-learn's (weight decay: its alpha, L2)
     "epochs": ("max-iter", "did you mean {0}?", (None,)), "seed": ("random-state", "did you mean {0}?", (None,)),
     "lr": ("learning-rate-init", "did you mean {0}?", (None,)),

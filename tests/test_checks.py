@@ -1152,6 +1152,24 @@ def test_kerass_keywords_to_a_callback_say_what_gpunn_does_instead(model, data, 
     assert history["lr"] == pytest.approx([1e-3, 1e-3, 1e-4])  # (a plateau from the second epoch: min_delta)
 
 
+@pytest.mark.parametrize("given, meant", [("sep", "delimiter"), ("usecols", "features (the input columns; target "
+                                                                          "names the output's)"),
+                                         ("feature_columns", "features"), ("label", "target"), ("labels", "target"),
+                                         ("target_column", "target"), ("label_column", "target")])
+def test_pandas_and_other_names_for_a_tables_columns_name_the_source_option_meant(tmp_path, given, meant):
+    """gpunn.data.csv("t.csv", target="y", sep=";"), pandas' read_csv name, and label= or target_column= for the
+    target said only "CsvSource() got an unexpected keyword argument"; sep is named for a CSV file only."""
+    pytest.importorskip("pyarrow")
+    from gpunn import data
+
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n4,5,6\n")
+    given_target = {} if meant == "target" else {"target": "y"}
+    with pytest.raises(TypeError, match=rf"^CsvSource\(\) got an unexpected keyword argument '{given}' "
+                                        rf"\(did you mean {re.escape(meant)}\?\)$"):
+        data.csv(tmp_path / "t.csv", **given_target, **{given: "y" if meant == "target" else ";"})
+    assert data.csv(tmp_path / "t.csv", target="y", delimiter=",", features=["a"]).n_features == 1
+
+
 def test_load_and_save_take_a_path_and_refuse_an_open_file_saying_to_pass_its_name(model, tmp_path):
     """numpy.load and torch.load take an open file; gpunn reads and writes checkpoints by name (a write through a
     temporary file beside it), and said "expected str, bytes or os.PathLike object, not BufferedReader". A
