@@ -1347,6 +1347,26 @@ def test_a_rank_whose_launcher_reads_nothing_still_ends_the_job(monkeypatch, ran
     assert len(aborted) == 2 and aborted[0][0] == 3 and aborted[0][1] > 0  # after WAIT_S, the line still unread
 
 
+def test_only_a_pipe_holds_bytes_its_reader_has_not_read(tmp_path):
+    # a file holds what was written once write() returns: nothing to wait for before the abort, wherever its offset
+    # is (FIONREAD asked of a regular file gives the bytes from the offset to its end)
+    from gpunn.distributed import output
+
+    path = tmp_path / "rank.out"
+    path.write_bytes(b"written and held")
+    with open(path, "rb") as held:
+        assert output.unread(held.fileno()) == 0
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"line\n")
+        assert output.unread(write_end) == output.unread(read_end) == 5
+        os.read(read_end, 5)
+        assert output.unread(write_end) == 0
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 def test_a_rank_whose_stdout_cannot_be_flushed_still_ends_the_job(monkeypatch, rank_with_piped_output):
     """The flush before the abort blocks where a pipe is full and its reader reads nothing (here a script's 256 KiB
     print() output still in the buffer, a pipe of 64 KiB): it is waited for WAIT_S at most, and the job ends."""
@@ -1519,9 +1539,10 @@ def test_the_child_timing_a_start_of_mpi_looks_each_quarter_timeout_and_counts_a
                                                                     SIGKILL=9))
     monkeypatch.setattr(init_watch, "os", types.SimpleNamespace(path=os.path, kill=lambda *a: killed.append(a)))
     monkeypatch.setattr(sys, "path", list(sys.path))  # (the child puts its own folder first)
-    monkeypatch.setitem(sys.modules, "output", types.SimpleNamespace(read_by_the_launcher=lambda: None))
+    launcher = types.SimpleNamespace(read_by_the_launcher=lambda: killed.append("read"))
+    monkeypatch.setitem(sys.modules, "output", launcher)
     init_watch._watch(4321, 2.0, "waited {:.1f} s\n")
-    assert looks == [0.5] * 4 and killed == [(4321, 9)]
+    assert looks == [0.5] * 4 and killed == ["read", (4321, 9)]  # killed once the launcher has read the line
     assert capsys.readouterr().err == "waited 2.5 s\n"
 
 

@@ -489,12 +489,35 @@ def test_a_resumed_sweep_reads_each_checkpoints_metadata_once(tmp_path, capsys, 
     assert reads == {"ensemble-0.npz": 2, "ensemble-1.npz": 1, "ensemble-2.npz": 1}
 
 
+def test_a_resumed_sweep_may_save_to_its_own_directory_however_spelled_but_a_new_one_not_over_a_saved_sweep(tmp_path):
+    import types
+
+    from gpunn.cli.sweep import _check_save_dir
+
+    saved, elsewhere, a_file = tmp_path / "saved", tmp_path / "new" / "dir", tmp_path / "file"
+    saved.mkdir()
+    (saved / "ensemble-0.npz").write_bytes(b"")
+    a_file.write_bytes(b"")
+    for spelled in (str(saved), str(saved) + os.sep, str(tmp_path / "new" / ".." / "saved")):
+        assert _check_save_dir(types.SimpleNamespace(save=spelled, resume=str(saved))) == spelled
+    assert _check_save_dir(types.SimpleNamespace(save=None, resume=str(saved))) == str(saved)
+    assert _check_save_dir(types.SimpleNamespace(save=str(elsewhere), resume=str(saved))) == str(elsewhere)
+    assert elsewhere.is_dir()
+    with pytest.raises(ValueError, match="already holds a sweep's checkpoints; continue it with --resume"):
+        _check_save_dir(types.SimpleNamespace(save=str(saved), resume=None))
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        _check_save_dir(types.SimpleNamespace(save=str(a_file), resume=None))
+    assert _check_save_dir(types.SimpleNamespace(save=None, resume=None)) is None
+
+
 def test_a_saved_sweeps_checkpoints_are_numbered_in_the_digits_0_to_9_only(tmp_path):
     """``ensemble-٣.npz`` (an Arabic-Indic 3) or ``ensemble-３.npz`` (full width) is no checkpoint gpunn sweep wrote:
-    ``\\d`` took it as ensemble 3, so --resume read it and --save refused the directory."""
+    ``\\d`` took it as ensemble 3, so --resume read it and --save refused the directory. Nor is a name that only
+    begins as one (a copy kept beside it, ``ensemble-3.npz.bak``)."""
     from gpunn.cli.sweep import saved_checkpoints
 
-    for name in ("ensemble-\u0663.npz", "ensemble-\uff13.npz", "ensemble-10.npz", "ensemble-2.npz", "ensemble-x.npz"):
+    for name in ("ensemble-\u0663.npz", "ensemble-\uff13.npz", "ensemble-10.npz", "ensemble-2.npz", "ensemble-x.npz",
+                 "ensemble-3.npz.bak"):
         (tmp_path / name).write_bytes(b"")
     assert saved_checkpoints(tmp_path) == [str(tmp_path / "ensemble-2.npz"), str(tmp_path / "ensemble-10.npz")]
 
