@@ -1367,6 +1367,43 @@ def test_only_a_pipe_holds_bytes_its_reader_has_not_read(tmp_path):
         os.close(write_end)
 
 
+def test_the_wait_for_the_launcher_lasts_while_either_stream_holds_unread_bytes(monkeypatch):
+    # the rank's stdout read already, its line on stderr not yet: the abort waits for stderr too
+    from gpunn.distributed import output
+
+    pending, pauses = {1: 0, 2: 40}, []
+
+    def pause():
+        pauses.append(pending[2])
+        pending[2] = max(0, pending[2] - 16)  # the launcher reads 16 bytes each time the rank looks
+
+    monkeypatch.setattr(output, "_written_to", lambda: [1, 2])
+    monkeypatch.setattr(output, "unread", pending.get)
+    monkeypatch.setattr(output, "_pause", pause)
+    monkeypatch.setattr(output, "flushed", lambda deadline: None)
+    output.read_by_the_launcher()
+    assert pauses == [40, 24, 8] and pending == {1: 0, 2: 0}
+
+
+def test_where_no_thread_can_start_the_streams_are_flushed_in_the_caller(monkeypatch):
+    # at interpreter shutdown (an uncaught exception's hook ending the job) no thread starts: the print() output still
+    # in Python's buffer is written out all the same, unbounded, before MPI_Abort ends the process
+    import types
+
+    from gpunn.distributed import output
+
+    class NoThread(threading.Thread):
+        def start(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    flushed = []
+    stream = types.SimpleNamespace(flush=lambda: flushed.append("stdout"))
+    monkeypatch.setattr(output, "threading", types.SimpleNamespace(Thread=NoThread))
+    monkeypatch.setattr(output, "_streams", lambda: [stream])
+    output.flushed(time.monotonic() + 5)
+    assert flushed == ["stdout"]
+
+
 def test_a_rank_whose_stdout_cannot_be_flushed_still_ends_the_job(monkeypatch, rank_with_piped_output):
     """The flush before the abort blocks where a pipe is full and its reader reads nothing (here a script's 256 KiB
     print() output still in the buffer, a pipe of 64 KiB): it is waited for WAIT_S at most, and the job ends."""

@@ -783,6 +783,25 @@ def test_an_exponential_sweep_saved_before_gamma_was_an_option_starts_its_other_
     assert gpunn.load_checkpoint(saved / "ensemble-1.npz").settings.schedule == gpunn.Schedule("exponential", gamma=0.1)
 
 
+def test_a_diverged_member_is_ranked_last_though_the_epoch_it_kept_scored_best(tmp_path, capsys, monkeypatch):
+    # early stopping restores a member's best epoch, so a member that diverged after it can hold the least val MSE:
+    # its settings are still ones to avoid, listed after every member that trained through
+    from gpunn.cli import sweep
+
+    ranked = sweep.rank
+
+    def diverged_after_its_best_epoch(settings, history_of, offset=0):
+        rows = ranked(settings, history_of, offset)
+        rows[0].update(diverged=True, val_mse=1e-9)  # the grid's member 0: lr 1e-3
+        return rows
+
+    monkeypatch.setattr(sweep, "rank", diverged_after_its_best_epoch)
+    path = tmp_path / "s.json"
+    run(["sweep", "--lr", "1e-3,3e-3,1e-2", "--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1",
+         "--quiet", "--device", "cpu", "--json", str(path)], capsys)
+    assert [(r["lr"], r["diverged"]) for r in members(path)][-1] == (1e-3, True)
+
+
 @pytest.mark.filterwarnings("ignore:members .* diverged")
 def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
     path = tmp_path / "s.json"
