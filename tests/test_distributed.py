@@ -1385,6 +1385,35 @@ def test_the_wait_for_the_launcher_lasts_while_either_stream_holds_unread_bytes(
     assert pauses == [40, 24, 8] and pending == {1: 0, 2: 0}
 
 
+def test_before_an_abort_a_script_that_replaced_stdout_and_stderr_has_those_and_pythons_own_flushed(monkeypatch):
+    from gpunn.distributed import output
+
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    assert output._streams() == [out, err, sys.__stdout__, sys.__stderr__]
+    monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+    monkeypatch.setattr(sys, "stderr", sys.__stdout__)  # (2>&1 in a script: one stream, flushed once)
+    assert output._streams() == [sys.__stdout__, sys.__stderr__]
+
+
+def test_the_launcher_is_waited_for_on_the_files_under_stdout_and_stderr_each_once(monkeypatch):
+    import types
+
+    from gpunn.distributed import output
+
+    def stream(fd):
+        return types.SimpleNamespace(fileno=lambda: fd)
+
+    monkeypatch.setattr(sys, "stdout", stream(7))
+    monkeypatch.setattr(sys, "stderr", stream(9))
+    assert output._written_to() == [7, 9]
+    monkeypatch.setattr(sys, "stderr", stream(7))
+    assert output._written_to() == [7]
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # (no file under it)
+    assert output._written_to() == [7]
+
+
 def test_where_no_thread_can_start_the_streams_are_flushed_in_the_caller(monkeypatch):
     # at interpreter shutdown (an uncaught exception's hook ending the job) no thread starts: the print() output still
     # in Python's buffer is written out all the same, unbounded, before MPI_Abort ends the process
