@@ -480,7 +480,7 @@ class ChunkedSource(Closable):
         """Device (X, Y) per chunk (default: every chunk), in file order, standardized."""
         self._need_bound()
         chunks = range(len(self.chunk_sizes)) if chunks is None else chunks
-        chunks = chunks if isinstance(chunks, (list, tuple, range)) else list(chunks)
+        chunks = chunks if isinstance(chunks, (list, tuple, range, numpy.ndarray)) else list(chunks)
         return self._windows([[k] for k in chunks], None, 0, shuffle=False, window_chunks=lambda w: [chunks[w]])
 
     def compute_standardizer(self) -> Standardizer:
