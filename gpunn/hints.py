@@ -67,8 +67,8 @@ OTHER_LIBRARIES = {
 
 
 # what users of other libraries look for on a model, {name: where gpunn has it}: the hint of a model's AttributeError
-# (Keras: save, save_weights, load_weights, compile, summary, count_params; PyTorch: state_dict, load_state_dict,
-# forward, parameters, to, cpu, cuda, eval, train)
+# (Keras: save, save_weights, load_weights, compile, summary, count_params, history; PyTorch: state_dict,
+# load_state_dict, forward, parameters, to, cpu, cuda, eval, train)
 _SAVED = "gpunn.save(path, model) writes the model and gpunn.load(path) reads it back"
 _COPY_IN = "copy weights into the model, model.params[...] = other.params, or read a saved one with gpunn.load(path)"
 _PARAMETERS = "the weights are model.params (one flat buffer) and its views model.weights and model.biases"
@@ -83,6 +83,9 @@ OTHER_MODEL_ATTRIBUTES = {
     "summary": "print(model) shows its layers; model.params.size is its parameter count",
     "count_params": "model.params.size is its parameter count",
     "to": _MOVED, "cpu": _MOVED, "cuda": _MOVED, "eval": _NO_MODES, "train": _NO_MODES,
+    # Keras's model.history after fit (an Ensemble keeps its last fit's, for best(): never reaches the hint)
+    "history": ("fit returns the run's history: history = model.fit(X, Y, ...), history['loss']; a training "
+                "checkpoint's is gpunn.load_checkpoint(path).history"),
 }
 
 

@@ -1094,6 +1094,18 @@ def test_what_another_library_looks_for_on_a_model_is_shown_where_gpunn_has_it(m
     assert caught.value.name == "predcit" and caught.value.obj is model
 
 
+def test_an_mlps_history_attribute_kerass_says_fit_returns_it(data, tmp_path):
+    """model.history after fit, as Keras keeps it, said only "'MLP' object has no attribute 'history'" (an Ensemble
+    keeps its last fit's, for best()). The hint shows where the history is, and both ways run."""
+    model = MLP([3, 4, 2], device="cpu", seed=0)
+    history = model.fit(*data, epochs=2, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")])
+    with pytest.raises(AttributeError, match=r"^'MLP' object has no attribute 'history' \(fit returns the run's "
+                                             r"history: history = model.fit\(X, Y, ...\), history\['loss'\]; a "
+                                             r"training checkpoint's is gpunn.load_checkpoint\(path\).history\)$"):
+        model.history
+    assert gpunn.load_checkpoint(tmp_path / "run.npz").history["loss"] == history["loss"]
+
+
 def test_an_attribute_error_inside_a_models_property_is_shown_not_no_attribute_of_the_property():
     """A model's __getattr__ (the hints above) is also what Python calls where a property's getter raises
     AttributeError: a subclass's property with a bug in it said "'Sub' object has no attribute 'broken'"."""
