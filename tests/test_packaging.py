@@ -399,3 +399,19 @@ def test_readme_quotes_the_codes_own_constants(words, code):
     smallest piece, a small file's chunks and a CSV block, the rows an Ensemble's memory check counts, leaky_relu's
     slope) are the code's: a constant changed in the code, or a number typed otherwise in README, fails here."""
     assert _readme_says(words) == code()
+
+
+def test_each_data_source_makers_help_names_every_option_its_source_takes():
+    """help(gpunn.data.csv) showed csv(path, target=None, features=None, **options) and "see CsvSource": what the
+    options are (delimiter, validation_fraction, standardize...) was in a class a notebook's help does not show.
+    Each maker's docstring names every keyword its source's class takes, so one added there is named here too."""
+    import inspect
+
+    from gpunn import data
+    from gpunn.data import tables
+
+    for maker, cls in ((data.synthetic, data.SyntheticSource), (data.npy, data.NpySource),
+                       (data.parquet, tables.ParquetSource), (data.csv, tables.CsvSource)):
+        names = [name for name, p in inspect.signature(cls).parameters.items() if p.kind != p.VAR_KEYWORD]
+        unnamed = [name for name in names if f"``{name}``" not in maker.__doc__]
+        assert not unnamed, f"{maker.__name__}'s docstring does not name {unnamed}"

@@ -25,31 +25,57 @@ from .base import ChunkedSource, DataError, HeldOutShareWarning
 from .sources import IterableSource, NpySource, SyntheticSource
 from .stats import Moments, Standardizer
 
+
+def _every_sources_options(function):
+    """``function``, a chunked source's maker, its docstring ending with the options every such source takes
+    (ChunkedSource's): help(data.csv) showed ``**options`` and the name of a class, not what they are."""
+    # (under python -OO a function has no docstring to add to)
+    function.__doc__ = function.__doc__ and function.__doc__ + """
+
+    Every source's options: ``seed`` and ``shuffle`` (the chunks' order and each window's permutation, by epoch),
+    ``window`` (chunks permuted together, 16), ``validation_fraction`` (the share of chunks held out),
+    ``standardize`` (True: X and Y, "inputs": X only), ``prefetch`` (windows read ahead), ``device`` and ``dtype``
+    (bound at once; fit binds to the model's otherwise)."""
+    return function
+
+
 __all__ = ["synthetic", "npy", "parquet", "csv", "iterable", "is_source", "ChunkedSource", "SyntheticSource",
            "NpySource", "IterableSource", "DataError", "HeldOutShareWarning", "Moments", "Standardizer"]
 
 
+@_every_sources_options
 def synthetic(task="teacher", rows=1_000_000, n_features=None, n_outputs=1, noise=None, seed=0, **options):
-    """A built-in task streamed from the device; see :class:`SyntheticSource`."""
+    """A built-in task streamed from the device: ``datasets.make``'s rows for the same ``task``, ``n_features``,
+    ``n_outputs``, ``noise`` and ``seed`` (and the task's own options), any number of ``rows``. Options:
+    ``chunk_rows`` (pieces of make's 65,536-row chunks), and every source's (below).
+    See :class:`SyntheticSource`."""
     return SyntheticSource(task, rows, n_features, n_outputs, noise, seed, **options)
 
 
+@_every_sources_options
 def npy(x_path, y_path, **options):
-    """Features and targets from two ``.npy`` files; see :class:`NpySource`."""
+    """Features and targets from two ``.npy`` files, ``x_path`` (rows x features) and ``y_path`` (rows x outputs,
+    or rows). Options: ``chunk_rows`` (rows read at a time), and every source's (below).
+    See :class:`NpySource`."""
     return NpySource(x_path, y_path, **options)
 
 
+@_every_sources_options
 def parquet(path, target=None, features=None, **options):
-    """A Parquet file or a directory of them, ``target`` columns as Y (none named: refused with the file's columns
-    listed); see :class:`gpunn.data.tables.ParquetSource`."""
+    """A Parquet file or a directory of them at ``path``, ``target`` columns as Y (none named: refused with the
+    file's columns listed), ``features`` the input columns (None: the others). Options: ``chunk_rows`` (rows of a
+    large row group read at a time), and every source's (below). See :class:`gpunn.data.tables.ParquetSource`."""
     from .tables import ParquetSource
 
     return ParquetSource(path, target, features, **options)
 
 
+@_every_sources_options
 def csv(path, target=None, features=None, **options):
-    """A CSV file with a header row, ``target`` columns as Y (none named: refused with the file's columns listed);
-    see :class:`gpunn.data.tables.CsvSource`."""
+    """A CSV file with a header row at ``path``, ``target`` columns as Y (none named: refused with the file's
+    columns listed), ``features`` the input columns (None: the others). Options: ``delimiter`` (",", or "\\t",
+    ";"), ``decimal`` ("." or ","), ``block_size`` (bytes read at a time), and every source's (below). See
+    :class:`gpunn.data.tables.CsvSource`."""
     from .tables import CsvSource
 
     return CsvSource(path, target, features, **options)
