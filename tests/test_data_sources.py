@@ -763,7 +763,18 @@ def test_a_nan_refused_says_how_many_more_its_chunk_holds_and_the_rows_of_the_fi
     whole = make(400 if kind == "npy" else 1 << 20)  # one chunk: every row checked
     with pytest.raises(DataError) as caught:
         list(whole.batches(0, 100))
-    assert whole.chunk_sizes == [400] and str(caught.value).endswith(at.format(6, 400, ""))
+    assert whole.chunk_sizes.tolist() == [400] and str(caught.value).endswith(at.format(6, 400, ""))
+    if kind == "npy":  # a chunk of one row (a 20-row file's default cut) said "among the 1 rows read with it, at row 5"
+        X, Y = numpy.ones((20, 2)), numpy.ones((20, 1))
+        X[5], Y[5] = numpy.nan, numpy.inf
+        numpy.save(tmp_path / "x20.npy", X)
+        numpy.save(tmp_path / "y20.npy", Y)
+        small = data.npy(tmp_path / "x20.npy", tmp_path / "y20.npy", device="cpu")
+        assert small.chunk_sizes.tolist() == [1] * 20
+        with pytest.raises(DataError, match=r"x20\.npy row 5: column 0: nan is NaN; clean or impute it first \(2 more "
+                                            r"missing or not finite in its row; the rows after them are not checked "
+                                            r"yet\)$"):
+            list(small.batches(0, 4))
 
 
 # ---- bad input: each case stops with a DataError that names the file ------------------------------

@@ -39,7 +39,7 @@ from ..forksafe import ForkSafeLock
 from ..hints import keywords_hinted
 from ..rng import DeviceRNG, host_rng
 from ..checks import canonical_dtype, flag, got, positive_int, seed_int, validation_share
-from .errors import DataError
+from .errors import DataError, more_not_finite
 from .overflow import OverflowWatch
 from .stats import Standardizer, standardizing_dtype
 
@@ -440,13 +440,8 @@ class ChunkedSource(Closable):
         as read: no more of the file is read (but a CSV file's line of each row shown, within the chunk)."""
         bad = [~numpy.isfinite(X), ~numpy.isfinite(Y)]
         bad[part][row, column] = False
-        more = int(bad[0].sum() + bad[1].sum())
-        if not more:
-            return ""
-        rows = numpy.flatnonzero(bad[0].any(axis=1) | bad[1].any(axis=1))
-        at = ", ".join(self._at_row(k, int(r)) for r in rows[:shown]) + (", ..." if len(rows) > shown else "")
-        later = "; the rows after them are not checked yet" if k + 1 < len(self.chunk_sizes) else ""
-        return f" ({more} more missing or not finite among the {len(X):,} rows read with it, at {at}{later})"
+        return more_not_finite(bad, len(X), lambda rows: [self._at_row(k, r) for r in rows],
+                               later=k + 1 < len(self.chunk_sizes), shown=shown)
 
     def _not_finite(self, k, role, row, column, dtype, scaled=None) -> str:
         """The refusal of the value at ``row`` of chunk ``k`` and ``column`` of its ``role`` ("features" or

@@ -18,9 +18,11 @@ def more_not_finite(bad, rows_read, at_rows, later, shown=3) -> str:
     more = sum(int(part.sum()) for part in bad)
     if not more:
         return ""
+    later = "; the rows after them are not checked yet" if later else ""
+    if rows_read == 1:  # (a chunk of one row: a small file's, cut into about 32 chunks)
+        return f" ({more} more missing or not finite in its row{later})"
     rows = numpy.flatnonzero(numpy.logical_or.reduce([part.any(axis=1) for part in bad]))
     at = ", ".join(at_rows([int(r) for r in rows[:shown]])) + (", ..." if len(rows) > shown else "")
-    later = "; the rows after them are not checked yet" if later else ""
     return f" ({more} more missing or not finite among the {rows_read:,} rows read with it, at {at}{later})"
 
 
