@@ -163,8 +163,9 @@ def _the_runs_own(checkpoint, key: str, value) -> bool:
         return settings.ranks == 1 and (value is None and settings.batch_size == settings.train_rows or
                                         isinstance(value, numbers.Integral) and value > 0 and
                                         min(int(value), settings.train_rows) == settings.batch_size)
-    if key in ("seed", "shuffle", "validation_fraction"):
-        return isinstance(value, (numbers.Integral, numbers.Real)) and value == getattr(settings, key)
+    if key in ("seed", "shuffle", "validation_fraction"):  # a seed of 4.0 is refused by fit, as here
+        kind = numbers.Real if key == "validation_fraction" else numbers.Integral
+        return isinstance(value, kind) and value == getattr(settings, key)
     if key == "schedule":
         try:
             return isinstance(value, (str, Schedule)) and make_schedule(value) == settings.schedule
