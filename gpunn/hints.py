@@ -226,10 +226,13 @@ def _as_keyword(name, value):
 # predict(X, batch_size=32, verbose=0) and evaluate's, its fit's steps_per_epoch and initial_epoch, and the loss its
 # compile takes; scikit-learn's sample_weight. Too far from gpunn's names for difflib, or nearest another option
 _ROWS_IN_CHUNKS = "it runs the rows in chunks of its own and shows no progress"
+_EPOCHS_NOT_STEPS = "a fit runs epochs, passes over the training rows, each of ceil(rows / batch_size) steps: epochs=N"
 OTHER_KEYWORDS = {
     "fit": {"loss": "gpunn's models train on the mean squared error only",
             "sample_weight": "every row weighs the same: gpunn has no sample weights",
             "steps_per_epoch": "an epoch is one pass over the training rows",
+            "steps": _EPOCHS_NOT_STEPS,  # (difflib's nearest was Adam's eps)
+            "max_steps": _EPOCHS_NOT_STEPS,
             "initial_epoch": "a run goes on from its checkpoint: gpunn.load_checkpoint(path).resume(X, Y)"},
     "predict": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
     "evaluate": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},

@@ -1122,7 +1122,8 @@ def test_an_attribute_error_inside_a_models_property_is_shown_not_no_attribute_o
                          ids=["MLP", "Ensemble"])
 def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpunn_does_instead(make, data):
     """model.predict(X, verbose=0), Keras's, said only "MLP.predict() got an unexpected keyword argument 'verbose'";
-    so did fit(loss=...), sample_weight, steps_per_epoch and initial_epoch. Each method of hints.OTHER_KEYWORDS
+    so did fit(loss=...), sample_weight, steps_per_epoch and initial_epoch, and fit(steps=3) asked "did you mean eps?"
+    (Adam's). Each method of hints.OTHER_KEYWORDS
     names what gpunn does instead; none of its keywords is one the method takes (which the hint would never reach)."""
     from gpunn.hints import OTHER_KEYWORDS
 
@@ -1139,6 +1140,9 @@ def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpu
     with pytest.raises(TypeError, match=r"^MLP.predict\(\) got an unexpected keyword argument 'x' "
                                         r"\(did you mean X\?\)$"):
         MLP([3, 4, 2], device="cpu").predict(x=X)  # predict's own, in scikit-learn's and PyTorch's case: hinted
+    with pytest.raises(TypeError, match=r"'steps' \(a fit runs epochs, passes over the training rows, each of "
+                                        r"ceil\(rows / batch_size\) steps: epochs=N\)$"):
+        model.fit(X, Y, steps=3)  # (it said "did you mean eps? eps is the optimizer's option")
 
 
 def test_kerass_keywords_to_a_callback_say_what_gpunn_does_instead(model, data, tmp_path):
