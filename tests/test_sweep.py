@@ -102,6 +102,21 @@ def test_a_grid_split_to_fit_the_memory_fits_it(tmp_path, capsys, monkeypatch):
     assert "out of memory: an ensemble of 1 x [5, 8, 8, 1] (float64) needs about 0.4 MiB" in captured.err
 
 
+def test_a_split_by_memory_leaves_a_fifth_of_the_free_memory_spare(monkeypatch):
+    import types
+
+    from gpunn.backend import CPU
+    from gpunn.cli.sweep import bytes_per_member, members_per_ensemble
+
+    args = types.SimpleNamespace(batch_size=64, dtype="float64", no_bias=False, precision="float32", max_members=None)
+    sizes = [5, 8, 8, 1]
+    per = bytes_per_member(sizes, 64, 60, 8)
+    for free, members in ((4 * per, 3), (5 * per, 4), (per, 1)):  # 80% of the memory free, in whole members
+        monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: free)
+        assert members_per_ensemble(args, CPU, sizes, 60, 8)[0] == members
+    assert members_per_ensemble(args, CPU, sizes, 60, 1) == (1, "")  # a grid that fits says no memory reason
+
+
 def test_a_task_too_large_for_the_memory_is_refused_before_its_rows_are_generated(capsys, monkeypatch):
     """README: memory is checked before any work, the data and their shuffled copy with the model, saying how
     many rows would fit. gpunn sweep split its grid by memory but generated any --rows: a task larger than the
