@@ -96,6 +96,41 @@ def test_a_bootstrapped_ensembles_ranks_gather_only_their_piece_of_each_members_
     assert sum(s.rows for s in sources) == rows
 
 
+def test_a_shards_parts_are_its_row_ranges_of_the_training_chunks_and_never_empty():
+    # rows [floor(s N / S), floor((s + 1) N / S)) of the training chunks laid end to end; a boundary that falls on a
+    # chunk's end gives no empty part of the next chunk (a shard of no rows has no parts, and no view)
+    from gpunn.distributed.shard import shard_parts
+
+    sizes, chunks = numpy.array([4, 4, 5, 3]), numpy.array([0, 1, 3])  # chunk 2 held out: N = 11
+    assert [shard_parts(sizes, chunks, s, 2) for s in range(2)] == [[(0, 0, 4), (1, 0, 1)], [(1, 1, 4), (3, 0, 3)]]
+    assert [shard_parts(sizes, chunks[:2], s, 2) for s in range(2)] == [[(0, 0, 4)], [(1, 0, 4)]]
+    assert [shard_parts(numpy.array([1]), numpy.array([0]), s, 3) for s in range(3)] == [[], [], [(0, 0, 1)]]
+
+
+def test_a_source_of_member_stacks_that_cannot_cut_is_cut_by_rows_on_its_second_last_axis():
+    # (K, rows, columns) batches of a source without cut=: each rank keeps its rows of every member's batch
+    import types
+
+    from gpunn.distributed.shard import PieceOfEachBatch
+    from gpunn.training.ensemble import BootstrapSource
+
+    X = numpy.arange(34, dtype="float64").reshape(17, 2)
+    bootstrap = BootstrapSource(X, X[:, :1], CPU, 3, seed=5)
+    uncut = types.SimpleNamespace(rows=bootstrap.rows, n_features=2, n_outputs=1, resumable=True,
+                                  batches=lambda epoch, B, first: bootstrap.batches(epoch, B, first))
+    cutting = [list(PieceOfEachBatch(BootstrapSource(X, X[:, :1], CPU, 3, seed=5), rank=r, size=2,
+                                     batch_size=4).batches(1, 4)) for r in range(2)]
+    for r in range(2):
+        pieces = PieceOfEachBatch(uncut, rank=r, size=2, batch_size=4)
+        got = list(pieces.batches(1, 4))
+        assert len(got) == len(cutting[r]) == 3
+        for (Xb, Yb), (Xc, Yc) in zip(got, cutting[r]):
+            assert Xb.shape[0] == 3
+            numpy.testing.assert_array_equal(Xb, Xc)
+            numpy.testing.assert_array_equal(Yb, Yc)
+        assert pieces.global_batch_rows == 1  # the last global batch: 17 - 2 x 8 rows
+
+
 @pytest.mark.parametrize("shards,batch", [(2, 8), (3, 5)])
 @pytest.mark.parametrize("kind", ["npy", "synthetic", "parquet", "csv"])
 def test_rank_shards_of_a_chunked_source_make_up_the_one_process_batches(tmp_path, kind, shards, batch, device,
