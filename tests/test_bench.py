@@ -130,6 +130,24 @@ def run_cli(args, capsys):
     return out.out
 
 
+def test_an_epoch_is_whole_batches_of_about_the_flop_budget_at_least_8_on_the_cpu_16_on_a_gpu_and_512_at_most():
+    import types
+
+    from gpunn.bench.runners import _dataset_rows
+
+    cpu, gpu = types.SimpleNamespace(is_gpu=False), types.SimpleNamespace(is_gpu=True)
+
+    def config(flops, batch):
+        return types.SimpleNamespace(flops_per_sample=flops, batch=batch)
+
+    assert _dataset_rows(config(1e12, 256), cpu) == 8 * 256  # a heavy step: the fewest batches
+    assert _dataset_rows(config(1e12, 256), gpu) == 16 * 256
+    assert _dataset_rows(config(1.0, 64), cpu) == 512 * 64  # 65,536 rows would be 1,024 batches
+    assert _dataset_rows(config(1e6, 1000), cpu) == 66 * 1000  # 1.2e5 rows capped at 65,536, rounded up to batches
+    assert _dataset_rows(config(1e7, 1000), gpu) == 66 * 1000  # 2e5 rows capped at 65,536 likewise
+    assert _dataset_rows(config(1e7, 1000), cpu) == 12 * 1000  # 1.2e4 rows
+
+
 def test_bench_quick_end_to_end(tmp_path, capsys):
     path = tmp_path / "bench.json"
     out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "naive", "--json", str(path)], capsys)
