@@ -373,34 +373,80 @@ def test_a_shard_that_starts_inside_a_chunk_names_the_files_first_nan_in_that_ch
         list(ShardedSource(source, 2, [1]).batches(0, 100))
 
 
-def test_a_nan_read_by_a_shard_of_a_source_without_a_file_is_named_by_its_chunk_and_row():
-    """A chunked source of one's own (no file to read the value again: ChunkedSource._not_finite says nothing) is
-    named by its own _where and row: the shard's part of chunk 1 (rows 500-599), as the source read whole names
-    it, not the shard's chunk 0 and row 50 of it (or row 350, the part's row from the chunk's start)."""
-    from gpunn.data import DataError
-    from gpunn.data.base import ChunkedSource, chunk_sizes
+def test_a_value_a_shard_standardizes_past_float32_is_named_by_its_row_in_the_file(tmp_path):
+    """Shard 1 of 24 rows in chunks of 5 starts at row 12, inside chunk 2: its value past float32 once standardized
+    (no earlier chunk is read again for it, as for a NaN) is named by its row in the file, 13, and its value."""
+    import gpunn.data
     from gpunn.distributed.shard import ShardedSource
 
-    class Memory(ChunkedSource):
-        def __init__(self, X, Y):
-            super().__init__(shuffle=False)
-            self.X, self.Y, self.n_features, self.n_outputs = X, Y, X.shape[1], Y.shape[1]
-            self._ready(chunk_sizes(len(X), 300), device="cpu", dtype="float64")
+    X = numpy.column_stack([numpy.linspace(-1, 1, 24), numpy.linspace(2, 3, 24)]).astype(numpy.float32)
+    numpy.save(tmp_path / "clean.npy", X)
+    numpy.save(tmp_path / "y.npy", X[:, :1])
+    X[13, 1] = 3e38
+    numpy.save(tmp_path / "x.npy", X)
 
-        def _fill(self, k, X, Y):
+    def source(x):
+        return gpunn.data.npy(tmp_path / x, tmp_path / "y.npy", chunk_rows=5, shuffle=False, standardize=True)
+
+    read = source("x.npy")
+    read.standardizer = source("clean.npy").bind(CPU, "float32").standardizer  # statistics without the value
+    read.bind(CPU, "float32")
+    with pytest.raises(DataError, match=r"x\.npy row 13: column 1: 3e\+38 is 1e\+39 once standardized, infinite in "
+                                        r"float32"):
+        list(ShardedSource(read, 2, [1]).batches(0, 4))
+
+
+def _Memory(X, Y, standardize=False):
+    """A chunked source of one's own over in-memory (X, Y), in chunks of 300 rows read in order, with no file to
+    read a value again from (ChunkedSource._not_finite says nothing)."""
+    from gpunn.data.base import ChunkedSource, chunk_sizes
+
+    class Memory(ChunkedSource):
+        def __init__(self):
+            super().__init__(shuffle=False, standardize=standardize)
+            self.X, self.Y, self.n_features, self.n_outputs = X, Y, X.shape[1], Y.shape[1]
+            self._ready(chunk_sizes(len(X), 300))
+
+        def _fill(self, k, X_k, Y_k):
             start = self._row_offset(k)
-            X[...], Y[...] = self.X[start:start + len(X)], self.Y[start:start + len(Y)]
+            X_k[...], Y_k[...] = self.X[start:start + len(X_k)], self.Y[start:start + len(Y_k)]
 
         def _where(self, k):
             return f"memory chunk {k}"
 
+    return Memory()
+
+
+def test_a_nan_read_by_a_shard_of_a_source_without_a_file_is_named_by_its_chunk_and_row():
+    """A chunked source of one's own (no file to read the value again: ChunkedSource._not_finite says nothing) is
+    named by its own _where and row: the shard's part of chunk 1 (rows 500-599), as the source read whole names
+    it, not the shard's chunk 0 and row 50 of it (or row 350, the part's row from the chunk's start)."""
+    from gpunn.distributed.shard import ShardedSource
+
     X = numpy.ones((1000, 2))
     X[550, 1] = numpy.nan
-    source = Memory(X, numpy.ones((1000, 1)))
+    source = _Memory(X, numpy.ones((1000, 1)))
+    source.bind(CPU, "float64")
     for read in (source, ShardedSource(source, 2, [1])):
         with pytest.raises(DataError, match=r"^memory chunk 1: 1 NaN or infinite features value\(s\), the first at row "
                                             r"550 \(features column 1\); clean or impute them before training$"):
             list(read.batches(0, 100))
+
+
+def test_a_value_a_shard_of_a_source_without_a_file_standardizes_past_float32_is_named_by_its_chunk_and_row():
+    """As above, for a value past float32 once standardized (statistics without it): shard 1's part of chunk 1 starts
+    at row 500, and the value's row is 550 of the source, not 350 (the part's row from the chunk's start)."""
+    from gpunn.distributed.shard import ShardedSource
+
+    X = numpy.column_stack([numpy.linspace(-1, 1, 1000), numpy.linspace(2, 3, 1000)]).astype("float32")
+    clean = _Memory(X.copy(), X[:, :1].copy(), standardize=True).bind(CPU, "float32")
+    X[550, 1] = 3e38
+    source = _Memory(X, X[:, :1].copy(), standardize=True)
+    source.standardizer = clean.standardizer
+    source.bind(CPU, "float32")
+    with pytest.raises(DataError, match=r"^memory chunk 1: 1 features value\(s\) infinite in float32 once "
+                                        r"standardized, the first at row 550 \(features column 1\)"):
+        list(ShardedSource(source, 2, [1]).batches(0, 100))
 
 
 def test_shards_of_float64_files_are_standardized_in_float64_like_their_source(tmp_path):
