@@ -313,8 +313,8 @@ def test_a_run_stopped_at_random_batches_and_resumed_each_time_ends_as_the_run_n
             fit["bootstrap"] = True
 
     def model():
-        return gpunn.Ensemble([4, 6, 2], 2, dtype=dtype, seed=1) if ensemble else MLP([4, 6, 2], dtype=dtype, seed=1,
-                                                                                      device="cpu")
+        return (gpunn.Ensemble([4, 6, 2], 2, dtype=dtype, seed=1, device="cpu") if ensemble
+                else MLP([4, 6, 2], dtype=dtype, seed=1, device="cpu"))
 
     def callbacks():
         stopping = [EarlyStopping(patience=2, min_delta=1e-3, restore_best_weights=restore)]
@@ -410,7 +410,7 @@ def test_a_run_without_shuffling_resumes_without_shuffling(data, tmp_path, inter
     straight.fit(X, Y, **fit)
     path = tmp_path / "run.npz"
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 2)], **fit)
-    ckpt = gpunn.load_checkpoint(path)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
     assert (ckpt.epoch, ckpt.state.batch, ckpt.settings.shuffle) == (1, 3, False)
     ckpt.resume(X, Y, verbose=False)
     numpy.testing.assert_array_equal(ckpt.model.params, straight.params)
@@ -1143,7 +1143,7 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(data, tmp_path):
     stopped = model.fit(X, Y, epochs=40, batch_size=100, lr=0.3, validation_fraction=0.2, verbose=False,
                         callbacks=[EarlyStopping(patience=1, min_delta=1.0), gpunn.ModelCheckpoint(tmp_path / "c.npz")])
     assert stopped.stopped_early and len(stopped["epoch"]) < 40
-    ckpt = gpunn.load_checkpoint(tmp_path / "c.npz")
+    ckpt = gpunn.load_checkpoint(tmp_path / "c.npz", device="cpu")
     numpy.testing.assert_array_equal(ckpt.model.params, model.params)  # the best weights, restored
     resumed = ckpt.resume(X, Y, verbose=False)
     assert resumed.stopped_early and resumed["epoch"] == stopped["epoch"]  # before the fix: one more epoch
@@ -1162,9 +1162,9 @@ def test_a_resume_with_nothing_left_to_train_says_so_instead_of_drawing_an_empty
                                              verbose=False, callbacks=[EarlyStopping(patience=0, min_delta=1e9),
                                                                        gpunn.ModelCheckpoint(tmp_path / "es.npz")])
     capsys.readouterr()
-    assert gpunn.load_checkpoint(tmp_path / "done.npz").resume(X, Y)["epoch"] == [1, 2]
+    assert gpunn.load_checkpoint(tmp_path / "done.npz", device="cpu").resume(X, Y)["epoch"] == [1, 2]
     assert capsys.readouterr().err == "train [cpu]: nothing left to train (2 of 2 epochs done)\n"
-    assert gpunn.load_checkpoint(tmp_path / "es.npz").resume(X, Y)["epoch"] == [1, 2]
+    assert gpunn.load_checkpoint(tmp_path / "es.npz", device="cpu").resume(X, Y)["epoch"] == [1, 2]
     assert capsys.readouterr().err == "train [cpu]: nothing left to train (early stopping ended it after epoch 2)\n"
 
 
@@ -1512,7 +1512,7 @@ def test_other_values_given_to_a_run_of_the_other_kind_of_device_say_that_make_d
     """A GPU script's run resumed by the same script on a laptop (datasets.make(..., seed=0) again) was told only
     "trained on other values ... Resume with the same X and Y": the same seed's call gives other rows on the CPU.
     The refusal now says so where the run trained on the other kind of device (here a CPU run relabelled cuda:0),
-    and not where it trained on this kind."""
+    and not where it trained on this kind (resumed on the CPU, whatever device "auto" finds)."""
     X, Y = data
     path, gpu_run = tmp_path / "c.npz", tmp_path / "gpu.npz"
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(path)], verbose=False)
@@ -1520,10 +1520,11 @@ def test_other_values_given_to_a_run_of_the_other_kind_of_device_say_that_make_d
     with pytest.raises(ValueError, match=r"trained on other values: .* It trained on cuda:0, and gpunn\.datasets\.make "
                                          r"draws other rows on the CPU for the same seed: .*\(numpy\.save\) and resume "
                                          r"on those\.$"):
-        gpunn.load_checkpoint(gpu_run).resume(X[::-1], Y[::-1], verbose=False)
+        gpunn.load_checkpoint(gpu_run, device="cpu").resume(X[::-1], Y[::-1], verbose=False)
     with pytest.raises(ValueError, match=r"in the same order\.$"):
-        gpunn.load_checkpoint(path).resume(X[::-1], Y[::-1], verbose=False)
-    assert gpunn.load_checkpoint(gpu_run).resume(X, Y, epochs=2, verbose=False, checkpoint=False)["epoch"] == [1, 2]
+        gpunn.load_checkpoint(path, device="cpu").resume(X[::-1], Y[::-1], verbose=False)
+    assert gpunn.load_checkpoint(gpu_run, device="cpu").resume(X, Y, epochs=2, verbose=False,
+                                                             checkpoint=False)["epoch"] == [1, 2]
 
 
 def test_a_file_from_before_the_checksum_counted_columns_is_checked_by_its_own_rule(data, tmp_path):
@@ -1639,9 +1640,9 @@ def test_a_run_extended_twice_after_early_stopping_restored_is_the_straight_run(
     MLP([4, 16, 1], device="cpu", seed=22).fit(X[150:], Y[150:], epochs=3, **fit,
                                                callbacks=[EarlyStopping(patience=5), gpunn.ModelCheckpoint(path)])
     for epochs in (4, 5):
-        ckpt = gpunn.load_checkpoint(path)
+        ckpt = gpunn.load_checkpoint(path, device="cpu")
         ckpt.resume(X[150:], Y[150:], epochs=epochs, validation_data=fit["validation_data"], verbose=False)
-    numpy.testing.assert_array_equal(gpunn.load_checkpoint(path).model.params, straight.params)
+    numpy.testing.assert_array_equal(gpunn.load_checkpoint(path, device="cpu").model.params, straight.params)
 
 
 def test_resume_refuses_arrays_for_a_run_on_a_source_and_the_reverse(data, tmp_path):
@@ -1689,7 +1690,8 @@ def test_resume_compares_a_validation_sources_data_not_how_it_is_read(data, tmp_
     MLP([6, 8, 2], device="cpu", seed=0).fit(synthetic(0, 3000), epochs=1, verbose=False, validation_data=synthetic(1, 500),
                                              callbacks=[gpunn.ModelCheckpoint(path)])
     with pytest.raises(ValueError, match="validated on another source: seed was 1, now 2"):
-        gpunn.load_checkpoint(path).resume(synthetic(0, 3000), epochs=2, validation_data=synthetic(2, 500), verbose=False)
+        gpunn.load_checkpoint(path, device="cpu").resume(synthetic(0, 3000), epochs=2,
+                                                         validation_data=synthetic(2, 500), verbose=False)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
