@@ -33,8 +33,8 @@ def test_train_on_an_npy_pair_then_predict_a_csv_and_an_npy(pair, capsys):
     assert found and sum(int(n.replace(",", "")) for n in found.groups()) == 12_000  # 32 chunks of 375 rows, 3 held out
     model = gpunn.load(model_path, device="cpu")
     assert model.standardizer is not None
-    assert main(["predict", model_path, str(tmp_path / "X.npy"), str(tmp_path / "P.csv")]) == 0
-    assert main(["predict", model_path, str(tmp_path / "X.npy"), str(tmp_path / "P.npy")]) == 0
+    assert main(["predict", model_path, str(tmp_path / "X.npy"), str(tmp_path / "P.csv"), "--device", "cpu"]) == 0
+    assert main(["predict", model_path, str(tmp_path / "X.npy"), str(tmp_path / "P.npy"), "--device", "cpu"]) == 0
     P = numpy.load(tmp_path / "P.npy")
     numpy.testing.assert_array_equal(P, model.predict(X))
     lines = (tmp_path / "P.csv").read_text().splitlines()
@@ -85,7 +85,8 @@ def test_train_on_a_parquet_table_by_column_names_and_predict_one(tmp_path, caps
                  "--save", model_path, *SMALL]) == 0
     model = gpunn.load(model_path, device="cpu")
     assert model.data_columns == {"features": ["a", "b", "c"], "targets": ["price"]}
-    assert main(["predict", model_path, str(tmp_path / "t.parquet"), str(tmp_path / "p.parquet")]) == 0
+    assert main(["predict", model_path, str(tmp_path / "t.parquet"), str(tmp_path / "p.parquet"),
+                 "--device", "cpu"]) == 0
     out = pq.read_table(tmp_path / "p.parquet")  # the saved feature columns are picked, the id column ignored
     assert out.column_names == ["price"]
     numpy.testing.assert_array_equal(out.column("price").to_numpy(), model.predict(X)[:, 0])
@@ -636,7 +637,8 @@ def test_train_and_predict_on_a_csv_that_starts_with_empty_lines(tmp_path, capsy
         expected = gpunn.load(model, device="cpu").predict(X)
         for name in ("x.csv", "n.csv"):
             out = tmp_path / "p.npy"
-            assert main(["predict", model, str(tmp_path / name), str(out)]) == 0, capsys.readouterr().err
+            assert main(["predict", model, str(tmp_path / name), str(out), "--device", "cpu"]) == 0, \
+                capsys.readouterr().err
             numpy.testing.assert_array_equal(numpy.load(out), expected)
 
 
@@ -659,7 +661,8 @@ def test_train_and_predict_on_a_csv_whose_quoted_header_name_holds_a_line_end(tm
                       fmt="%.17g", newline=newline)
         for model in (named, plain) if newline == "\n" else (plain,):
             out = tmp_path / "p.npy"
-            assert main(["predict", model, str(tmp_path / "x.csv"), str(out)]) == 0, capsys.readouterr().err
+            assert main(["predict", model, str(tmp_path / "x.csv"), str(out), "--device", "cpu"]) == 0, \
+                capsys.readouterr().err
             expected = gpunn.load(model, device="cpu").predict(X)
             numpy.testing.assert_array_equal(numpy.load(out), expected)
 
@@ -1281,7 +1284,7 @@ def test_a_run_on_files_resumes_from_its_checkpoint_bit_for_bit(pair):
     assert main(["train", *files, *run, "--epochs", "3", "--save", straight]) == 0
     assert main(["train", *files, *run, "--epochs", "1", "--save", first]) == 0
     assert main(["train", "--resume", first, "--epochs", "3", "--quiet"]) == 0  # --data etc. from first.npz.toml
-    a, b = gpunn.load_checkpoint(straight), gpunn.load_checkpoint(first)
+    a, b = gpunn.load_checkpoint(straight, device="cpu"), gpunn.load_checkpoint(first, device="cpu")
     assert b.epoch == 3
     numpy.testing.assert_array_equal(a.model.params, b.model.params)
 
@@ -1450,7 +1453,7 @@ def test_a_resumed_run_cuts_its_file_as_it_was_cut_when_saved(pair, monkeypatch)
         assert main(["train", *files, *run, "--epochs", "2", "--save", straight]) == 0
         assert main(["train", *files, *run, "--epochs", "1", "--save", first]) == 0
     assert main(["train", "--resume", first, "--epochs", "2", "--quiet"]) == 0
-    numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
+    numpy.testing.assert_array_equal(gpunn.load(first, device="cpu").params, gpunn.load(straight, device="cpu").params)
 
 
 def test_a_resumed_csv_run_reads_its_file_in_the_blocks_it_was_saved_with(tmp_path, monkeypatch):
@@ -1469,7 +1472,7 @@ def test_a_resumed_csv_run_reads_its_file_in_the_blocks_it_was_saved_with(tmp_pa
         assert main(["train", *run, "--epochs", "2", "--save", str(straight)]) == 0
         assert main(["train", *run, "--epochs", "1", "--save", str(first)]) == 0
     assert main(["train", "--resume", str(first), "--epochs", "2", "--quiet"]) == 0
-    numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
+    numpy.testing.assert_array_equal(gpunn.load(first, device="cpu").params, gpunn.load(straight, device="cpu").params)
 
 
 def test_column_options_that_do_not_fit_the_data_file_are_refused(pair, tmp_path, capsys):
@@ -1527,7 +1530,7 @@ def test_a_resumed_stream_holds_out_as_it_was_saved(tmp_path, monkeypatch, capsy
     assert main([*run, "--epochs", "1"]) == 0
     assert "0 validation rows" not in capsys.readouterr().out  # a new stream of 50,000 rows holds out a tenth
     assert main(["train", "--resume", str(first), "--epochs", "2", "--quiet"]) == 0
-    numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
+    numpy.testing.assert_array_equal(gpunn.load(first, device="cpu").params, gpunn.load(straight, device="cpu").params)
 
 
 def test_the_memory_an_in_memory_run_needs_counts_its_dtype(capsys):
@@ -1554,7 +1557,7 @@ def test_a_run_that_streamed_for_want_of_memory_resumes_streaming_where_the_rows
     assert "data: streaming teacher" in capsys.readouterr().out
     assert main(["train", "--resume", str(first), "--epochs", "2", "--quiet"]) == 0
     assert "data: streaming teacher" in capsys.readouterr().out
-    numpy.testing.assert_array_equal(gpunn.load(first).params, gpunn.load(straight).params)
+    numpy.testing.assert_array_equal(gpunn.load(first, device="cpu").params, gpunn.load(straight, device="cpu").params)
 
 
 def test_a_stream_too_short_to_hold_out_a_chunk_says_so_and_refuses_early_stopping(capsys):
@@ -1590,7 +1593,7 @@ def test_a_stream_resumes_cut_as_it_was_saved(tmp_path, monkeypatch, capsys, sav
     if saved_in == "make's chunks":  # 47% held out where 10% was asked: said in a note, as gpunn's other notes are
         assert "note: synthetic teacher: validation_fraction=0.1 holds out whole chunks: 1 of 3, 65,536 of 140,000" in err
         assert "UserWarning" not in err
-    a, b = gpunn.load_checkpoint(straight), gpunn.load_checkpoint(first)
+    a, b = gpunn.load_checkpoint(straight, device="cpu"), gpunn.load_checkpoint(first, device="cpu")
     assert b.epoch == 2
     numpy.testing.assert_array_equal(a.model.params, b.model.params)
 
