@@ -96,6 +96,19 @@ def test_a_bootstrapped_ensembles_ranks_gather_only_their_piece_of_each_members_
     assert sum(s.rows for s in sources) == rows
 
 
+def test_a_shard_reads_its_parts_of_a_sources_runs_as_runs():
+    # a synthetic source cuts each generated chunk of 65,536 rows into pieces read front to back (a run): a shard keeps
+    # its pieces of each run together, the part of a piece its boundary cuts included
+    import gpunn.data
+    from gpunn.distributed.shard import ShardedSource
+
+    source = gpunn.data.synthetic("teacher", rows=300_000, n_features=3, seed=1, device="cpu", chunk_rows=16384)
+    assert list(map(int, source.run_lengths)) == [4, 4, 4, 4, 2]
+    first, second = ShardedSource(source, 2).views()
+    assert [k for k, _, _ in second.parts][:3] == [9, 10, 11] and second.parts[0][1] > 0  # from inside chunk 9
+    assert [list(map(int, view.run_lengths)) for view in (first, second)] == [[4, 4, 2], [3, 4, 2]]
+
+
 def test_a_shards_parts_are_its_row_ranges_of_the_training_chunks_and_never_empty():
     # rows [floor(s N / S), floor((s + 1) N / S)) of the training chunks laid end to end; a boundary that falls on a
     # chunk's end gives no empty part of the next chunk (a shard of no rows has no parts, and no view)
