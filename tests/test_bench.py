@@ -148,6 +148,34 @@ def test_an_epoch_is_whole_batches_of_about_the_flop_budget_at_least_8_on_the_cp
     assert _dataset_rows(config(1e7, 1000), cpu) == 12 * 1000  # 1.2e4 rows
 
 
+def test_a_gpunn_rows_label_says_its_device_precision_and_whether_its_step_is_a_cuda_graph(fake_cupy):
+    from gpunn import backend
+    from gpunn.bench.runners import GpunnRunner
+
+    cfg, gpu = bench.parse_config("lin:4:8:1:16"), backend.resolve("cuda")
+    with gpu.use():
+        X, Y = gpunn.datasets.make("teacher", 64, 4, 1, seed=0, device=gpu, dtype="float32")
+        labels = [GpunnRunner(cfg, gpu, X, Y, precision=precision, graph=graph).label
+                  for precision in ("float32", "bf16") for graph in (None, False)]
+    assert labels == ["gpunn (cuda:0) graph", "gpunn (cuda:0) eager", "gpunn (cuda:0) bf16 graph",
+                      "gpunn (cuda:0) bf16 eager"]
+    X, Y = gpunn.datasets.make("teacher", 64, 4, 1, seed=0, device="cpu", dtype="float32")
+    assert GpunnRunner(cfg, backend.CPU, X, Y).label == "gpunn (cpu)"
+
+
+def test_each_timed_gpunn_repeat_shuffles_with_a_seed_of_its_own(monkeypatch):
+    # as the epochs of one long fit do: a repeat that drew the last one's batches again timed the same order
+    from gpunn.bench.runners import GpunnRunner
+
+    cfg = bench.parse_config("lin:4:8:1:16")
+    X, Y = gpunn.datasets.make("teacher", 64, 4, 1, seed=0, device="cpu", dtype="float32")
+    runner, seeds = GpunnRunner(cfg, gpunn.backend.CPU, X, Y), []
+    runner.fit = lambda model, *data, **options: seeds.append((options["seed"], options["epochs"]))
+    runner.epochs(1)
+    runner.epochs(3)
+    assert seeds == [(1, 1), (2, 3)]
+
+
 def test_bench_quick_end_to_end(tmp_path, capsys):
     path = tmp_path / "bench.json"
     out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "naive", "--json", str(path)], capsys)
