@@ -176,6 +176,39 @@ def test_each_timed_gpunn_repeat_shuffles_with_a_seed_of_its_own(monkeypatch):
     assert seeds == [(1, 1), (2, 3)]
 
 
+def test_the_profile_times_the_calling_threads_outermost_op_calls_and_puts_the_methods_back():
+    # an ensemble's member groups run the same ops on other threads at the same time: the step's shares are the
+    # calling thread's; an op that calls another counts once, as its own kind
+    import threading
+
+    from gpunn.bench.runners import timed_ops
+
+    class Ops:
+        def matmul(self, a, b):
+            return a @ b
+
+        def adam_step(self):
+            return self.matmul(numpy.eye(2), numpy.eye(2))  # (nested: counted as the optimizer's)
+
+    ops, totals = Ops(), {}
+    with timed_ops(ops, gpunn.backend.CPU, totals):
+        other = threading.Thread(target=ops.matmul, args=(numpy.eye(2), numpy.eye(2)))
+        other.start()
+        other.join()
+        assert totals == {}
+        ops.adam_step()
+        assert set(totals) == {"optimizer"}
+        ops.matmul(numpy.eye(2), numpy.eye(2))
+    assert set(totals) == {"optimizer", "matmul"} and all(t > 0 for t in totals.values())
+    assert "matmul" not in vars(ops) and "adam_step" not in vars(ops)  # the class's methods show through again
+
+
+def test_a_rows_rate_is_the_median_of_its_repeats_with_the_slowest_and_fastest_as_its_spread():
+    from gpunn.bench.runners import _median_rate
+
+    assert _median_rate([2.0, 1.0, 4.0], 8) == (4.0, (2.0, 8.0), [2.0, 4.0, 8.0])
+
+
 def test_bench_quick_end_to_end(tmp_path, capsys):
     path = tmp_path / "bench.json"
     out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "naive", "--json", str(path)], capsys)
