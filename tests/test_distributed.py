@@ -409,6 +409,31 @@ def test_a_value_a_shard_standardizes_past_float32_is_named_by_its_row_in_the_fi
         list(ShardedSource(read, 2, [1]).batches(0, 4))
 
 
+def test_on_a_gpu_a_value_a_shard_standardizes_past_float32_is_refused_by_the_fit_that_reads_the_shards(tmp_path,
+                                                                                                        fake_cupy):
+    """On a GPU a window is standardized on the device and checked by the source's OverflowWatch, whose flag the fit
+    reads with the loss: a shard reads its windows into its source's watch, so the fit refuses the value, naming
+    it, rather than training on inf (the stand-in in every run)."""
+    import gpunn
+    from gpunn.distributed.shard import ShardedSource
+
+    X = numpy.column_stack([numpy.linspace(-1, 1, 24), numpy.linspace(2, 3, 24)]).astype(numpy.float32)
+    numpy.save(tmp_path / "clean.npy", X)
+    numpy.save(tmp_path / "y.npy", X[:, :1])
+    X[13, 1] = 3e38
+    numpy.save(tmp_path / "x.npy", X)
+    model = gpunn.MLP([2, 4, 1], device="cuda", dtype="float32", seed=0)
+
+    def source(x):
+        return gpunn.data.npy(tmp_path / x, tmp_path / "y.npy", chunk_rows=5, shuffle=False, standardize=True)
+
+    read = source("x.npy")
+    read.standardizer = source("clean.npy").bind(model.backend, "float32").standardizer  # statistics without it
+    with pytest.raises(DataError, match=r"x\.npy row 13: column 1: 3e\+38 is 1e\+39 once standardized"), \
+            numpy.errstate(invalid="ignore", over="ignore"):
+        model.fit(ShardedSource(read, 2), epochs=1, batch_size=8, verbose=False)
+
+
 def _Memory(X, Y, standardize=False):
     """A chunked source of one's own over in-memory (X, Y), in chunks of 300 rows read in order, with no file to
     read a value again from (ChunkedSource._not_finite says nothing)."""
