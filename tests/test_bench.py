@@ -209,6 +209,30 @@ def test_a_rows_rate_is_the_median_of_its_repeats_with_the_slowest_and_fastest_a
     assert _median_rate([2.0, 1.0, 4.0], 8) == (4.0, (2.0, 8.0), [2.0, 4.0, 8.0])
 
 
+def test_each_job_gets_an_equal_share_of_the_budget_left_when_it_starts_and_gpu_only_ones_run_on_a_gpu_only(
+        monkeypatch):
+    import types
+
+    from gpunn.bench import runners
+
+    clock = [100.0]
+    monkeypatch.setattr(runners, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    cpu, gpu = types.SimpleNamespace(is_gpu=False, device="cpu"), types.SimpleNamespace(is_gpu=True, device="cuda:0")
+    small, graphs = types.SimpleNamespace(name="small", gpu_only=False), types.SimpleNamespace(name="graphs",
+                                                                                               gpu_only=True)
+    said, shares = [], []
+    for cfg, backend, deadline in runners.scheduled_jobs([small, graphs], [cpu, gpu], 190.0, said.append):
+        shares.append((cfg.name, backend.device, deadline - clock[0]))
+        clock[0] += 10.0  # each job spends 10 s of its share
+    assert said == ["  graphs [cpu]: skipped (GPU-only configuration)"]
+    # 90 s left over 3 jobs; then 80 s over 2 (the first spent 10 s of its 30); then 70 s over 1
+    assert shares == [("small", "cpu", 30.0), ("small", "cuda:0", 40.0), ("graphs", "cuda:0", 70.0)]
+    clock[0] = 100.0
+    jobs = runners.scheduled_jobs([small], [cpu, gpu], 100.0, said.append)
+    assert list(jobs) == [] and said[-2:] == ["  small [cpu]: skipped, --max-seconds budget spent",
+                                              "  small [cuda:0]: skipped, --max-seconds budget spent"]
+
+
 def test_bench_quick_end_to_end(tmp_path, capsys):
     path = tmp_path / "bench.json"
     out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "naive", "--json", str(path)], capsys)
