@@ -1150,6 +1150,31 @@ def test_a_rank_alone_on_its_node_takes_part_in_the_device_check_and_refuses_wit
         comm.NcclComm(backend.resolve("cuda:0"), AloneOnItsNode(2))
 
 
+def test_a_stop_that_a_callback_of_rank_0_alone_asks_for_stops_every_rank_after_the_same_epoch(monkeypatch, fake_cupy):
+    """A rank_zero_only callback (a writer's, say) that sets trainer.stop runs on rank 0 alone: the ranks agree on
+    the stop after each epoch, so every rank ends after epoch 2 (without it, rank 1 trained on alone and waited in
+    its next collective). Two thread ranks on the stand-in (tests/thread_ranks.py)."""
+    import gpunn
+    from gpunn.training.callbacks import Callback
+    from thread_ranks import run_ranks
+
+    class StopAfterTwo(Callback):
+        rank_zero_only = True
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop = epoch >= 1  # (from 0: after the second)
+
+    X, Y = gpunn.datasets.make("teacher", 32, 3, 1, device="cpu", dtype="float32", seed=1)
+
+    def fit(rank):
+        history = gpunn.MLP([3, 4, 1], device=f"cuda:{rank}", seed=0).fit(
+            X, Y, epochs=5, batch_size=4, verbose=False, distributed=True, callbacks=[StopAfterTwo()])
+        return len(history["loss"])
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, fit, timeout=10.0)
+    assert outcomes == [(2, None), (2, None)] and aborted == [], (outcomes, aborted)
+
+
 def test_three_ranks_on_two_gpus_are_refused_by_every_rank_in_one_line(monkeypatch, fake_cupy):
     """Ranks 0 and 2 on cuda:0, rank 1 on cuda:1 (three thread ranks on the stand-in, tests/thread_ranks.py): every
     rank refuses, rank 1 too, in the same words. Only the ranks that shared a GPU refused: rank 1 went on alone into
