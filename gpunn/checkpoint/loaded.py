@@ -157,6 +157,11 @@ def _the_runs_own(checkpoint, key: str, value) -> bool:
     script that passes its fit's options again (``resume(X, Y, batch_size=256)`` for a run of 256). A value that
     resolves otherwise, or one of an Ensemble's per-member settings, is not."""
     settings, members = checkpoint.settings, _members(checkpoint.model)
+    if key == "standardize":  # the run's statistics, saved with its model (True: of X and Y; "inputs": of X)
+        scaler = checkpoint.model.standardizer
+        if value is False or scaler is None:
+            return value is False and scaler is None
+        return value in (True, "inputs", "x") and scaler.scales_targets == (value is True)
     if settings is None or isinstance(value, (bool, numpy.bool_)) != (key == "shuffle"):
         return False
     if key == "batch_size":  # None: full-batch, the training rows; a size over them trained on them all
@@ -191,7 +196,7 @@ def _taking_the_runs_own(resume):
     return checked
 
 
-_RUN_OPTIONS = ("batch_size", "lr", "optimizer", "schedule", "shuffle", "seed", "validation_fraction")
+_RUN_OPTIONS = ("batch_size", "lr", "optimizer", "schedule", "shuffle", "seed", "validation_fraction", "standardize")
 Checkpoint.resume = _taking_the_runs_own(keywords_checked(Checkpoint.resume, "Checkpoint.resume", _fit_options,
                                                           unexpected_resume_keyword))
 

@@ -1,7 +1,8 @@
 """Setting a data source up for one model's training run (what ``fit(source, ...)`` does first)."""
 from __future__ import annotations
 
-from ..checks import flag, seed_int, validation_share
+from ..backend import backend_of
+from ..checks import check_rows_match, flag, seed_int, validation_share
 from ..metrics import SourceEvaluator, check_validation_rows, validation_arrays
 from .rawpass import every_row_of
 
@@ -141,3 +142,32 @@ def standardize_arrays(model, X, Y):
 
     if model.standardizer is None:
         model.standardizer = Standardizer.from_pieces([(X, Y)], X.shape[1], Y.shape[1])
+
+
+STATISTICS_CHUNK_ROWS = 65536  # rows of a fit's arrays read at a time for their statistics (a wide copy's bound)
+
+
+def array_statistics(model, X, Y, standardize, columns, training_rows=None):
+    """The Standardizer of a fit on arrays with ``standardize`` (True, or "inputs"/"x": X only): the statistics of
+    the training rows (``training_rows(rows)``: a sorted host index array; None: every row) of the raw X and Y, read
+    as the model reads them (``_raw_input``: by the fit's ``columns``, float64 where the model's dtype would not hold
+    the values), a chunk of rows at a time, as a source's pass computes them. The model is left as it was."""
+    from .stats import Standardizer
+
+    saved, model.data_columns = model.data_columns, columns  # (a DataFrame's columns picked as the fit picks them)
+    try:
+        Xr, Yr = model._raw_input(X, "X"), model._raw_input(Y, "Y", target=True)
+    finally:
+        model.data_columns = saved
+    check_rows_match(Xr, Yr)
+    step, rows = STATISTICS_CHUNK_ROWS, None if training_rows is None else training_rows(Xr.shape[0])
+
+    def rows_of(A, start):  # (X and Y may be on two devices: float64 values stay on the host)
+        if rows is None:
+            return A[start:start + step]
+        xp = backend_of(A).xp
+        return xp.take(A, xp.asarray(rows[start:start + step]), axis=0)
+
+    count = Xr.shape[0] if rows is None else len(rows)
+    return Standardizer.from_pieces(((rows_of(Xr, s), rows_of(Yr, s)) for s in range(0, count, step)),
+                                    Xr.shape[1], Yr.shape[1], targets=standardize is True)

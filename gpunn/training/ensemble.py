@@ -39,7 +39,8 @@ from ..rng import DeviceRNG, generator
 from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged,
                         checked_monitoring, default_monitor, four_digits, improves, lines_for, missing_monitor,
                         monitor_mode, order_callbacks, writes_checkpoints)
-from .fit import checked_arrays, split_validation
+from .fit import (checked_arrays, refuse_standardize_with_a_source, rows_trained_on, split_validation,
+                  statistics_kept_on_refusal)
 from .protocols import is_source
 from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, agreed, not_finite_validation,
                    train)
@@ -484,8 +485,8 @@ class EnsembleTrainer(Trainer):
             self._freeze_diverged(bad, epoch, "loss NaN, infinite or exploding", lambda: (
                 f"the training loss of every member became NaN, infinite or over {DIVERGENCE_FACTOR:,g} times its "
                 f"reference{shown} (the first batch's loss, or the loss of predicting zero if larger; by epoch "
-                f"{epoch + 1}); lower the learning rates, or standardize the targets and inputs (a gpunn.data source's "
-                "standardize=True, gpunn sweep --standardize)"))
+                f"{epoch + 1}); lower the learning rates, or standardize the targets and inputs (fit(X, Y, "
+                "standardize=True), a gpunn.data source's standardize=True, gpunn sweep --standardize)"))
         return {"epoch": epoch + 1, "loss": losses.tolist(), "lr": [float(x) for x in lr], "time_s": seconds,
                 "samples_per_s": model.n_models * seen / seconds if seconds > 0 else float("inf")}
 
@@ -522,7 +523,8 @@ class EnsembleTrainer(Trainer):
         def every():
             return (f"the weights of every member became NaN or infinite in the last steps of epoch {epoch + 1} (its "
                     "validation metrics are not finite); lower the learning rates, or standardize the targets and "
-                    "inputs (a gpunn.data source's standardize=True, gpunn sweep --standardize)")
+                    "inputs (fit(X, Y, standardize=True), a gpunn.data source's standardize=True, gpunn sweep "
+                    "--standardize)")
 
         if (bad & ~finite).any():  # their weights: NaN or infinite
             self._freeze_diverged([int(k) for k in numpy.flatnonzero(bad & ~finite)], epoch,
@@ -649,8 +651,8 @@ def continued(optimizer, model, *, lr=None, **settings) -> EnsembleOptimizer:
 
 def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, weight_decay=None,
                  momentum=None, beta1=None, beta2=None, schedule="constant", shuffle=True, seed=None, verbose=True,
-                 callbacks=(), validation_data=None, validation_fraction=None, bootstrap=False, handle_interrupt=True,
-                 distributed=False):
+                 callbacks=(), validation_data=None, validation_fraction=None, standardize=False, bootstrap=False,
+                 handle_interrupt=True, distributed=False):
     """Train every member of ``model`` (an Ensemble) on (X, Y), or on a data source (``gpunn.data``)
     passed alone as X, as :func:`gpunn.fit` takes one (and leaves it open: it is yours to close); returns an
     :class:`EnsembleHistory`.
@@ -678,56 +680,63 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     ``bootstrap=True`` each rank gathers its piece of every member's global batch of its resample. Member k is then ``MLP.fit(..., distributed=True)`` with member k's settings, and the
     one-process ensemble at P x batch_size, to rounding.
     """
+    from ..data.base import standardize_option
+
     epochs, bootstrap = positive_int(epochs, "epochs"), flag(bootstrap, "bootstrap")
+    standardize = standardize_option(standardize)
     if isinstance(schedule, (list, tuple)):  # (make_schedule's refusal said only "must be a name ...")
         raise ValueError(f"schedule={schedule!r}: an Ensemble's members train under one schedule, a name or a "
                          "gpunn.Schedule (lr, weight_decay, momentum, beta1 and beta2 take one value per member; a "
                          "schedule does not): fit an Ensemble for each schedule")
     with model.backend.use(), held_warnings() as checked:  # (columns read by position: warned once all is checked)
-        source = None
-        if is_source(X, Y):
-            from ..data.binding import prepare_source, source_order
+        with statistics_kept_on_refusal(model):  # (statistics that standardize set, unset by a refusal)
+            source = None
+            if is_source(X, Y):
+                from ..data.binding import prepare_source, source_order
 
-            source = X
-            if bootstrap:
-                raise ValueError("bootstrap=True draws each member's resample from in-memory rows; pass arrays (X, Y), "
-                                 "or the source without bootstrap")
-            seed, shuffle = source_order(source, seed, shuffle, model.seeds[0])
-            statistics = None
-            if distributed:  # standardization statistics from each rank's own shard, as for one model
-                from ..distributed.shard import statistics_over_ranks as statistics
-            validation = ensemble_evaluator(model, prepare_source(model, source, validation_data, validation_fraction,
-                                                                  statistics))
-            rows = source.rows  # once held out: the training rows
-        else:
-            X, Y = checked_arrays(model, X, Y)  # standardized copies for an ensemble with statistics
-            seed, shuffle = model.seeds[0] if seed is None else seed_int(seed), flag(shuffle, "shuffle")
-            X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
-            validation, rows = ensemble_evaluator(model, validation), X.shape[0]
-        if batch_size is not None:
-            batch_size = positive_int(batch_size, "batch_size")
-        opt = (continued(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay, beta1=beta1,
-                         beta2=beta2) if isinstance(optimizer, EnsembleOptimizer) else
-               EnsembleOptimizer(optimizer, model.n_models, model.xp, lr=lr, momentum=momentum,
-                                 weight_decay=weight_decay, beta1=beta1, beta2=beta2))
-        settings = FitSettings(epochs=epochs, batch_size=rows if batch_size is None else min(batch_size, rows),
-                               train_rows=int(rows), seed=seed, shuffle=bool(shuffle),
-                               schedule=make_schedule(schedule),
-                               validation="data" if validation_data is not None else
-                                          ("fraction" if validation_fraction else None),
-                               validation_fraction=validation_share(validation_fraction))  # float32(0.1) as 0.1
-        callbacks, hook, dp = order_callbacks(member_callbacks(callbacks, verbose), False), None, None
-        if distributed:
-            from ..distributed.training import DataParallel
+                source = X
+                refuse_standardize_with_a_source(standardize, source)
+                if bootstrap:
+                    raise ValueError("bootstrap=True draws each member's resample from in-memory rows; pass arrays "
+                                     "(X, Y), or the source without bootstrap")
+                seed, shuffle = source_order(source, seed, shuffle, model.seeds[0])
+                statistics = None
+                if distributed:  # standardization statistics from each rank's own shard, as for one model
+                    from ..distributed.shard import statistics_over_ranks as statistics
+                validation = ensemble_evaluator(model, prepare_source(model, source, validation_data,
+                                                                      validation_fraction, statistics))
+                rows = source.rows  # once held out: the training rows
+            else:
+                seed, shuffle = model.seeds[0] if seed is None else seed_int(seed), flag(shuffle, "shuffle")
+                X, Y = checked_arrays(model, X, Y, standardize,  # standardized copies for an ensemble with statistics
+                                      rows_trained_on(validation_data, validation_fraction, seed))
+                X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
+                validation, rows = ensemble_evaluator(model, validation), X.shape[0]
+            if batch_size is not None:
+                batch_size = positive_int(batch_size, "batch_size")
+            opt = (continued(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay, beta1=beta1,
+                             beta2=beta2) if isinstance(optimizer, EnsembleOptimizer) else
+                   EnsembleOptimizer(optimizer, model.n_models, model.xp, lr=lr, momentum=momentum,
+                                     weight_decay=weight_decay, beta1=beta1, beta2=beta2))
+            settings = FitSettings(epochs=epochs, batch_size=rows if batch_size is None else min(batch_size, rows),
+                                   train_rows=int(rows), seed=seed, shuffle=bool(shuffle),
+                                   schedule=make_schedule(schedule),
+                                   validation="data" if validation_data is not None else
+                                              ("fraction" if validation_fraction else None),
+                                   validation_fraction=validation_share(validation_fraction))  # float32(0.1) as 0.1
+            callbacks, hook, dp = order_callbacks(member_callbacks(callbacks, verbose), False), None, None
+            if distributed:
+                from ..distributed.training import DataParallel
 
-            if bootstrap:  # every rank gathers its piece of each member's global batch of its resample
-                source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=True)
-            dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed, shuffle=shuffle,
-                              verbose=verbose, source=source)
-            settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
-            source, hook, callbacks, validation = dp.source, dp.hook, dp.callbacks(callbacks), dp.validation(validation)
-        elif source is None:
-            source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=bootstrap)
+                if bootstrap:  # every rank gathers its piece of each member's global batch of its resample
+                    source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=True)
+                dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed,
+                                  shuffle=shuffle, verbose=verbose, source=source)
+                settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
+                source, hook = dp.source, dp.hook
+                callbacks, validation = dp.callbacks(callbacks), dp.validation(validation)
+            elif source is None:
+                source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=bootstrap)
 
         checked.give()
         history = EnsembleHistory()

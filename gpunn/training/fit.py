@@ -2,6 +2,7 @@
 resumption) use."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -73,12 +74,18 @@ def refusing_other_kinds(function, qualname, other_fits=None, made_with=None):
                             refusal=functools.partial(unexpected_keyword, other_fits=others, made_with=made_with))
 
 
-def checked_arrays(model, X, Y):
+def checked_arrays(model, X, Y, standardize=False, training_rows=None):
     """(X, Y) of a fit on arrays, checked as training takes them (``model._checked``: standardized copies for a model
     with statistics), rows matched; the model's ``data_columns`` then those the fit leaves (checks.fit_columns: a
-    DataFrame's names, read before the conversion drops them, else the model's own). MLP's and Ensemble's fit alike."""
+    DataFrame's names, read before the conversion drops them, else the model's own). MLP's and Ensemble's fit alike.
+    ``standardize`` (True, or "inputs": X only): a model without statistics first takes those of the raw training
+    rows (``training_rows(rows)``: a sorted host index array of them, or None for all; see ``rows_trained_on``)."""
     columns = fit_columns(X, Y, model.data_columns)
     warn_read_by_position(X, columns, "X", model)  # (the names this fit leaves: a DataFrame's own are no warning)
+    if standardize and model.standardizer is None:  # (a model with statistics keeps them, as a source's fit does)
+        from ..data.binding import array_statistics
+
+        model.standardizer = array_statistics(model, X, Y, standardize, columns, training_rows)
     X, Y = model._checked(X, Y)
     check_rows_match(X, Y)
     model.data_columns = columns  # (validation_data is picked by them)
@@ -102,23 +109,58 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
         return X, Y, validation_arrays(model, Xv, Yv)
     if not fraction:
         return X, Y, None
-    m = X.shape[0]
-    n_val = max(1, int(round(fraction * m)))
-    if n_val >= m:
-        raise ValueError(f"validation_fraction={fraction} of {m} row{'s' * (m != 1)} leaves no rows to train on")
-    check_validation_rows(n_val, f"validation_fraction={fraction} of {m} rows")
-    order = host_rng(seed, "validation").permutation(m)
-    xp, held = model.xp, numpy.sort(order[:n_val])
-    val_idx, train_idx = xp.asarray(held), xp.asarray(numpy.sort(order[n_val:]))
+    held, kept = held_out_rows(X.shape[0], fraction, seed)
+    xp = model.xp
+    val_idx, train_idx = xp.asarray(held), xp.asarray(kept)
     Xv, Yv = xp.take(X, val_idx, axis=0), xp.take(Y, val_idx, axis=0)
     return (xp.take(X, train_idx, axis=0), xp.take(Y, train_idx, axis=0),
             RegressionEvaluator(model, Xv, Yv, rows_in=("X", held)))
 
 
+def held_out_rows(m, fraction, seed):
+    """(held, kept): the rows of ``m`` that ``validation_fraction`` holds out, drawn by the stream (seed,
+    "validation"), and the others, as sorted host index arrays."""
+    n_val = max(1, int(round(fraction * m)))
+    if n_val >= m:
+        raise ValueError(f"validation_fraction={fraction} of {m} row{'s' * (m != 1)} leaves no rows to train on")
+    check_validation_rows(n_val, f"validation_fraction={fraction} of {m} rows")
+    order = host_rng(seed, "validation").permutation(m)
+    return numpy.sort(order[:n_val]), numpy.sort(order[n_val:])
+
+
+def rows_trained_on(validation_data, validation_fraction, seed):
+    """The training rows of a fit on arrays of ``m`` rows, as ``split_validation`` keeps them: a function of ``m``,
+    giving a sorted host index array, or None for every row (``checked_arrays``' ``training_rows``)."""
+    fraction = validation_share(validation_fraction)
+    if validation_data is not None or not fraction:
+        return lambda m: None
+    return lambda m: held_out_rows(m, fraction, seed)[1]
+
+
+def refuse_standardize_with_a_source(standardize, source):
+    """``standardize`` is a fit's option on arrays: a source standardizes itself (made with standardize=True)."""
+    if standardize:
+        raise ValueError(f"standardize={standardize!r} is fit's option on arrays; a data source standardizes its "
+                         f"rows itself: make it with standardize={standardize!r} (gpunn.data.npy(..., "
+                         f"standardize={standardize!r}), as its other makers take it) and fit on it without "
+                         f"standardize (given {type(source).__name__})")
+
+
+@contextlib.contextmanager
+def statistics_kept_on_refusal(model):
+    """A fit's set-up that raises leaves the model's statistics as they were (``standardize`` set them first)."""
+    given = model.standardizer
+    try:
+        yield
+    except BaseException:
+        model.standardizer = given
+        raise
+
+
 @keywords_checked
 def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,
-        seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, handle_interrupt=True,
-        distributed=False, graph=None):
+        seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, standardize=False,
+        handle_interrupt=True, distributed=False, graph=None):
     """Train ``model`` on (X, Y) with mini-batch gradient descent; returns a :class:`History`.
 
     epochs: passes over the training rows (default 10). batch_size: rows per step (default 256, at most
@@ -156,6 +198,12 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     synchronisation per epoch. val_loss is the training loss's formula on the validation rows, so the two
     compare: with one output it is the MSE (= val_mse); with k outputs the loss sums the outputs' squared
     errors, and val_loss = k x val_mse (val_mse and val_mae are means over every value, as scikit-learn's).
+    standardize=True (arrays; a source is made with its own): the model first takes the mean and spread of each
+    column of X and Y over the training rows (the held-out rows left out), trains on standardized copies, and keeps
+    the statistics (``model.standardizer``, saved with it), so that predict, score and evaluate take raw inputs and
+    give targets in their units, as after a source made with standardize=True; val_* metrics are then in
+    standardized units. "inputs" scales X only. A model that has statistics already (a second fit) keeps its own.
+    Columns far from unit scale (prices, years) train poorly as they are: held-out R² far below 0.
     Callbacks: ``gpunn.EarlyStopping(patience=8)`` (monitors val_loss with validation, else loss, and
     restores the best weights, also when the run then raises TrainingDiverged; a monitor no epoch's logs can
     hold is refused before the first epoch), ``gpunn.ReduceLROnPlateau(...)``, ``gpunn.ModelCheckpoint("run.npz")``
@@ -181,20 +229,25 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
         model.graph = graph_mode(graph)
     epochs = positive_int(epochs, "epochs")
     shuffle = flag(shuffle, "shuffle")
-    with model.backend.use(), held_warnings() as checked:  # (columns read by position: warned once all is checked)
-        source = None
+    from ..data.base import standardize_option
+
+    standardize = standardize_option(standardize)
+    with model.backend.use(), held_warnings() as checked, statistics_kept_on_refusal(model):
+        source = None  # (columns read by position: warned once all is checked; statistics set and refused: unset)
         if is_source(X, Y):
             from ..data.binding import prepare_source, source_order
 
             source = X
+            refuse_standardize_with_a_source(standardize, source)
             seed, shuffle = source_order(source, seed, shuffle, model.seed)
             statistics = None
             if distributed:  # standardization statistics from each rank's own shard
                 from ..distributed.shard import statistics_over_ranks as statistics
             validation = prepare_source(model, source, validation_data, validation_fraction, statistics)
         else:
-            X, Y = checked_arrays(model, X, Y)  # a standardized model takes raw units, in fit as in predict
             seed = model.seed if seed is None else seed_int(seed)
+            # a standardized model takes raw units, in fit as in predict
+            X, Y = checked_arrays(model, X, Y, standardize, rows_trained_on(validation_data, validation_fraction, seed))
             X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
         rows = source.rows if source is not None else X.shape[0]
         if batch_size is not None:
@@ -213,12 +266,13 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed, shuffle=shuffle,
                               verbose=verbose, source=source)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
-            checked.give()
+        elif source is None:
+            source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
+        checked.give()
+    with model.backend.use():  # (training's errors leave the statistics: the weights trained are in their units)
+        if distributed:
             return dp.run(lambda: train(model, dp.source, opt, settings, callbacks=dp.callbacks(callbacks),
                                         validation=dp.validation(validation), hook=dp.hook,
                                         handle_interrupt=handle_interrupt))
-        if source is None:
-            source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
-        checked.give()
         return train(model, source, opt, settings, callbacks=callbacks, validation=validation,
                      handle_interrupt=handle_interrupt)

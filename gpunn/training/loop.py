@@ -288,8 +288,8 @@ class Trainer:
                    "loss of predicting zero if larger)," if grew else f"{loss}")
             raise agreed(TrainingDiverged(
                 f"training loss became {how} in epoch {epoch + 1} (learning rate {lr:.3g}); "
-                "lower the learning rate, or standardize the targets and inputs (a gpunn.data source's standardize=True, "
-                "gpunn train --standardize)"
+                "lower the learning rate, or standardize the targets and inputs (fit(X, Y, standardize=True), a "
+                "gpunn.data source's standardize=True, gpunn train --standardize)"
             ))
         return {"epoch": epoch + 1, "loss": loss, "lr": lr, "time_s": seconds,
                 "samples_per_s": seen / seconds if seconds > 0 else float("inf")}
@@ -307,8 +307,8 @@ class Trainer:
             raise agreed(TrainingDiverged(
                 f"the weights became NaN or infinite in the last steps of epoch {epoch + 1} (learning rate "
                 f"{logs['lr']:.3g}; its validation loss is {logs.get('val_loss')}); lower the learning rate, or "
-                "standardize the targets and inputs (a gpunn.data source's standardize=True, gpunn train "
-                "--standardize)"))
+                "standardize the targets and inputs (fit(X, Y, standardize=True), a gpunn.data source's "
+                "standardize=True, gpunn train --standardize)"))
         raise agreed(ValidationNotFinite(not_finite_validation(epoch, bad, f"{logs['loss']:.4g}", model.dtype.name,
                                                                where=self.not_finite_places().get(0, ""))))
 

@@ -1,0 +1,118 @@
+"""fit(X, Y, standardize=True) on in-memory arrays: the statistics of the training rows kept in the model, as a
+source made with standardize=True leaves them."""
+import numpy
+import pytest
+
+import gpunn
+from gpunn import data
+from gpunn.rng import host_rng
+
+
+def _prices_and_years(rows=2000, seed=0):
+    """Columns far from unit scale (years, prices in the millions, a small one) and targets near 2e4."""
+    rng = numpy.random.default_rng(seed)
+    X = rng.uniform(1950, 2020, (rows, 3)) * [1, 1000, 0.01]
+    y = X @ [3.0, 0.002, 500.0] + rng.normal(0, 10, rows)
+    return X, y
+
+
+def _kept_rows(m, fraction, seed):
+    order = host_rng(seed, "validation").permutation(m)
+    return numpy.sort(order[int(round(fraction * m)):])
+
+
+def test_standardize_trains_on_columns_far_from_unit_scale_and_predicts_in_their_units():
+    """Years and prices trained as they are reach a held-out R² below 0 without a word (-2.8 here); arrays had
+    no way to standardize but a scikit-learn pipeline or an iterable source (which does not shuffle). With
+    standardize=True the model keeps the statistics and takes raw inputs, giving targets in their units."""
+    X, y = _prices_and_years()
+    raw = gpunn.MLP([3, 32, 1], device="cpu", seed=1)
+    assert raw.fit(X, y, epochs=6, batch_size=32, validation_fraction=0.2, verbose=False)["val_r2"][-1] < 0
+    model = gpunn.MLP([3, 32, 1], device="cpu", seed=1)
+    history = model.fit(X, y, epochs=6, batch_size=32, validation_fraction=0.2, verbose=False, standardize=True)
+    assert history["val_r2"][-1] > 0.9 and model.score(X, y) > 0.9
+    predicted = model.predict(X[:50]).ravel()
+    assert numpy.abs(predicted - y[:50]).mean() < 0.2 * y.std()  # in the targets' units, near 2e4
+
+
+def test_standardize_takes_the_statistics_of_the_training_rows_alone_in_float64():
+    """The held-out rows are left out of the statistics, as a source's held-out chunks are; float64 columns are
+    summed in float64 (a float32 model's mean of values near 2e6 would be off in its units digit)."""
+    X, y = _prices_and_years()
+    model = gpunn.MLP([3, 8, 1], device="cpu")
+    model.fit(X, y, epochs=1, validation_fraction=0.25, seed=7, verbose=False, standardize=True)
+    kept = _kept_rows(len(X), 0.25, 7)
+    scaler = model.standardizer
+    numpy.testing.assert_allclose(scaler.x_mean, X[kept].mean(axis=0), rtol=1e-12)
+    numpy.testing.assert_allclose(scaler.x_scale, X[kept].std(axis=0), rtol=1e-9)
+    numpy.testing.assert_allclose(scaler.y_mean, [y[kept].mean()], rtol=1e-12)
+    numpy.testing.assert_allclose(scaler.y_scale, [y[kept].std()], rtol=1e-9)
+    assert not numpy.allclose(scaler.x_mean, X.mean(axis=0), rtol=1e-9, atol=0)  # not every row's
+    given = gpunn.MLP([3, 8, 1], device="cpu")  # validation_data: every row of X trains
+    given.fit(X, y, epochs=1, validation_data=(X[:100], y[:100]), verbose=False, standardize="inputs")
+    numpy.testing.assert_allclose(given.standardizer.x_mean, X.mean(axis=0), rtol=1e-12)
+    assert given.standardizer.y_mean is None and not given.standardizer.scales_targets
+
+
+def test_a_model_with_statistics_keeps_its_own_in_a_later_standardized_fit():
+    """A second fit (train on, or on new rows) goes on in the units the weights were trained in."""
+    X, y = _prices_and_years()
+    model = gpunn.MLP([3, 8, 1], device="cpu")
+    model.fit(X, y, epochs=1, verbose=False, standardize=True)
+    first = model.standardizer
+    model.fit(X * 10, y, epochs=1, verbose=False, standardize=True)
+    assert model.standardizer is first
+
+
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
+def test_a_refused_fit_leaves_the_model_without_the_statistics_it_computed(kind):
+    """standardize sets the statistics before the fit's later checks; one that refuses (a bad rate, a validation
+    share leaving no rows) leaves the model as it was, so that a later fit without standardize is not scaled."""
+    X, y = _prices_and_years(200)
+    model = gpunn.MLP([3, 8, 1], device="cpu") if kind == "MLP" else gpunn.Ensemble([3, 8, 1], 2, device="cpu")
+    with pytest.raises(ValueError, match="learning rate"):
+        model.fit(X, y, lr=-1.0, verbose=False, standardize=True)
+    assert model.standardizer is None
+    with pytest.raises(ValueError, match="unknown optimizer|optimizer"):
+        model.fit(X, y, optimizer="adamm", verbose=False, standardize=True)
+    assert model.standardizer is None
+    model.fit(X, y, epochs=1, verbose=False, standardize=True)
+    assert model.standardizer is not None
+
+
+def test_standardize_with_a_source_says_to_make_the_source_with_it():
+    source = data.synthetic("linear", rows=3000, n_features=3)
+    model = gpunn.MLP([3, 4, 1], device="cpu")
+    with pytest.raises(ValueError, match=r"^standardize=True is fit's option on arrays; a data source standardizes "
+                                         r"its rows itself: make it with standardize=True .*\(given SyntheticSource\)$"):
+        model.fit(source, standardize=True, verbose=False)
+    with pytest.raises(ValueError, match="standardize must be True, False or 'inputs', got 'yes'"):
+        model.fit(*_prices_and_years(100), standardize="yes", verbose=False)
+    assert model.standardizer is None
+
+
+def test_an_ensembles_standardized_fit_takes_the_same_statistics_and_trains_its_members():
+    X, y = _prices_and_years()
+    ens = gpunn.Ensemble([3, 32, 1], 2, device="cpu", seed=1)
+    history = ens.fit(X, y, epochs=6, batch_size=32, validation_fraction=0.2, seed=3, verbose=False, standardize=True)
+    kept = _kept_rows(len(X), 0.2, 3)
+    numpy.testing.assert_allclose(ens.standardizer.x_mean, X[kept].mean(axis=0), rtol=1e-12)
+    assert min(history["val_r2"][-1]) > 0.9 and ens.predict(X[:5]).shape == (2, 5, 1)
+
+
+def test_a_standardized_run_on_arrays_resumes_from_its_checkpoint_bit_for_bit(tmp_path, interrupt_at):
+    """The statistics are saved with the model, so a resume on the raw arrays trains on the same standardized copy;
+    resume(X, Y, standardize=True), the run's fit options passed again, is the run's own setting."""
+    X, y = _prices_and_years(600)
+    options = dict(epochs=4, batch_size=64, validation_fraction=0.2, verbose=False, standardize=True)
+    reference = gpunn.MLP([3, 8, 1], device="cpu", seed=2)
+    reference.fit(X, y, **options)
+    path = tmp_path / "run.npz"
+    model = gpunn.MLP([3, 8, 1], device="cpu", seed=2)
+    assert model.fit(X, y, callbacks=[interrupt_at(2, 3), gpunn.ModelCheckpoint(path)], **options).interrupted
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    ckpt.resume(X, y, verbose=False, standardize=True)
+    numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
+    numpy.testing.assert_array_equal(ckpt.model.standardizer.x_mean, reference.standardizer.x_mean)
+    with pytest.raises(TypeError, match="standardize"):
+        gpunn.load_checkpoint(path, device="cpu").resume(X, y, verbose=False, standardize="inputs")
