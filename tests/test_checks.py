@@ -703,7 +703,7 @@ def test_a_fit_on_a_dataframe_keeps_its_column_names(tmp_path, ensemble):
     with pytest.raises(ValueError, match=r"^X has no column 'b': the model was trained on named columns, a, b, c"):
         model.predict(frame.rename(columns={"b": "B"}))
     gpunn.save(tmp_path / "m.npz", model)
-    loaded = gpunn.load(tmp_path / "m.npz")
+    loaded = gpunn.load(tmp_path / "m.npz", device="cpu")
     assert loaded.data_columns == model.data_columns
     numpy.testing.assert_array_equal(loaded.predict(frame[["c", "a", "b"]]), expected)
     if ensemble:  # a member keeps them too, as its own copy

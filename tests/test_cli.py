@@ -839,8 +839,8 @@ def test_an_unset_noise_is_the_tasks_own_as_in_datasets_make(tmp_path, capsys):
     assert json.loads(js.read_text())["config"]["noise"] == 0.05
     assert resume.saved_options(checkpoint.read_meta(tmp_path / "unset.npz"))["noise"] == 0.05
     assert cli.main(["train", *sinusoid, "--noise", "0.05", "--save", str(tmp_path / "given.npz")]) == 0
-    numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "unset.npz").model.params,
-                                     gpunn.load_checkpoint(tmp_path / "given.npz").model.params)
+    numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "unset.npz", device="cpu").model.params,
+                                     gpunn.load_checkpoint(tmp_path / "given.npz", device="cpu").model.params)
     assert cli.main(["sweep", *sinusoid, "--save", str(tmp_path / "sweep")]) == 0
     saved, = (tmp_path / "sweep").glob("*.npz")
     assert resume.saved_options(checkpoint.read_meta(saved))["noise"] == 0.05

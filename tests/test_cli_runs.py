@@ -135,7 +135,7 @@ def test_resume_continues_the_saved_run_bit_for_bit(tmp_path):
     assert main(["train", *SMALL, "--epochs", "4", "--save", straight]) == 0
     assert main(["train", *SMALL, "--epochs", "2", "--save", first]) == 0
     assert main(["train", "--resume", first, "--epochs", "4", "--quiet"]) == 0  # settings from first.npz.toml
-    a, b = gpunn.load_checkpoint(straight), gpunn.load_checkpoint(first)
+    a, b = gpunn.load_checkpoint(straight, device="cpu"), gpunn.load_checkpoint(first, device="cpu")
     assert b.epoch == 4
     numpy.testing.assert_array_equal(a.model.params, b.model.params)
     assert a.training["history"]["loss"] == b.training["history"]["loss"]

@@ -143,7 +143,7 @@ def test_train_then_predict_on_one_csv_file_take_its_columns_alike(tmp_path, cap
     expected = gpunn.load(model, device="cpu").predict(X)
     (tmp_path / "rows.csv").write_text("".join(f"{flag},{n % 10}.5\n" for n, flag in enumerate(flags)))
     for given in ("x.csv", "rows.csv"):  # streamed by the model's column names; read whole by position
-        assert main(["predict", model, str(tmp_path / given), str(tmp_path / "p.npy")]) == 0
+        assert main(["predict", model, str(tmp_path / given), str(tmp_path / "p.npy"), "--device", "cpu"]) == 0
         numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), expected, err_msg=given)
     capsys.readouterr()
 
@@ -433,7 +433,8 @@ def test_a_header_of_numbers_trained_on_is_a_header_to_gpunn_predict(tmp_path, c
     X = numpy.column_stack([numpy.arange(300) % 5 + 0.5, numpy.arange(300) % 3])
     expected = gpunn.load(model, device="cpu").predict(X)
     for options in ([], ["--features", f"{a},{b}"]):
-        assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy"), *options]) == 0, options
+        assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy"), "--device", "cpu",
+                     *options]) == 0, options
         numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), expected)
     capsys.readouterr()
 

@@ -583,10 +583,10 @@ def test_a_value_held_by_many_ranks_lists_up_to_8_of_them_and_counts_more(ranks,
     assert describe_differences(per_rank).strip() == f"seed: 0 on ranks {listed}; 1 on rank {ranks - 1}"
 
 
-def test_gpunn_distributed_is_reachable_from_import_gpunn_and_picks_the_cpu_here():
+def test_gpunn_distributed_is_reachable_from_import_gpunn_and_picks_the_cpu_here(no_gpu):
     import gpunn
 
-    assert gpunn.distributed.local_device() == "cpu"  # no CuPy in CI: the CPU, as device="auto" would
+    assert gpunn.distributed.local_device() == "cpu"  # no CuPy (CI): the CPU, as device="auto" would
     # and so are the sources a data-parallel fit reads (gpunn.data.npy(...) after import gpunn alone raised
     # AttributeError); a fresh interpreter, as this one has imported gpunn.data already
     code = "import gpunn; print(gpunn.data.npy.__name__, gpunn.distributed.ShardedSource.__name__)"
