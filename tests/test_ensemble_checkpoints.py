@@ -14,6 +14,14 @@ from gpunn import data as gdata
 SIZES = [5, 8, 7, 2]
 
 
+@pytest.fixture(autouse=True)
+def auto_is_the_cpu(monkeypatch):
+    """These runs are the CPU's (tests/test_ensemble_gpu.py resumes the GPU's): the ensembles and checkpoints made or
+    loaded on device "auto" are on the CPU on any machine, as on CI's; on a machine with a GPU, numpy.testing refused
+    their device arrays and the resumes met other generators' draws. GPUNN_DEVICE wins over "auto" alone."""
+    monkeypatch.setenv("GPUNN_DEVICE", "cpu")
+
+
 def _no_timing(history):
     return {k: v for k, v in history.items() if k not in ("time_s", "samples_per_s")}
 
