@@ -198,7 +198,7 @@ def test_resumed_run_with_graph_continues_the_step_count(data, tmp_path):
     full.fit(X, Y, epochs=3, batch_size=128, verbose=False)
     part = gpunn.MLP([6, 8, 2], device="cpu", seed=3, graph=True)
     part.fit(X, Y, epochs=2, batch_size=128, verbose=False, callbacks=[gpunn.ModelCheckpoint(str(tmp_path / "run.npz"))])
-    ckpt = gpunn.load_checkpoint(str(tmp_path / "run.npz"))
+    ckpt = gpunn.load_checkpoint(str(tmp_path / "run.npz"), device="cpu")
     ckpt.model.graph = True
     ckpt.resume(X, Y, epochs=3, verbose=False)
     np.testing.assert_array_equal(full.params, ckpt.model.params)

@@ -19,7 +19,7 @@ def test_make_npy_writes_the_rows_datasets_make_returns(tmp_path):
 
     stream.make_npy(tmp_path, 1000, 3, 2, seed=7)
     X, Y = numpy.load(tmp_path / "X.npy"), numpy.load(tmp_path / "Y.npy")
-    want_x, want_y = datasets.make("teacher", 1000, 3, 2, seed=7, dtype="float32")
+    want_x, want_y = datasets.make("teacher", 1000, 3, 2, seed=7, dtype="float32", device="cpu")  # make_npy's default
     assert X.dtype == Y.dtype == numpy.float32 and X.shape == (1000, 3) and Y.shape == (1000, 2)
     numpy.testing.assert_array_equal(X, want_x)
     numpy.testing.assert_array_equal(Y, want_y)
@@ -140,7 +140,7 @@ def test_a_runs_rates_are_its_rows_times_its_epochs_over_the_fits_seconds(monkey
     assert options["epochs"] == 2 and options["batch_size"] == 64
     assert data[0].shape == (640, 32) and data[1].shape == (640, 1)
     # the rows of the synthetic stream's task (seed 0), made in memory
-    numpy.testing.assert_array_equal(data[0], datasets.make("teacher", 640, 32, 1, seed=0)[0])
+    numpy.testing.assert_array_equal(data[0], datasets.make("teacher", 640, 32, 1, seed=0, device="cpu")[0])
     assert (result["rows"], result["epochs"], result["hidden"]) == (640, 2, [8])
     assert result["seconds"] == 2.0 and result["samples_per_s"] == 640 * 2 / 2.0
     assert result["cpu_seconds"] == 4.0 and result["samples_per_cpu_s"] == 640 * 2 / 4.0

@@ -168,7 +168,7 @@ def test_saved_best_member_is_the_mlp_its_settings_train(tmp_path, capsys):
     run(ARGS + ["--save-best", str(path), "--json", str(js)], capsys)
     best = json.loads(js.read_text())["members"][0]
     X, Y = gpunn.datasets.make("teacher", 600, 5, 1, noise=0.1, seed=0, device="cpu", dtype="float64")
-    twin = gpunn.MLP([5, 8, 8, 1], dtype="float64", seed=best["seed"])
+    twin = gpunn.MLP([5, 8, 8, 1], dtype="float64", seed=best["seed"], device="cpu")
     twin.fit(X[60:], Y[60:], epochs=3, batch_size=64, optimizer=gpunn.Adam(weight_decay=best["weight_decay"]),
              lr=best["lr"], seed=0, verbose=False)
     numpy.testing.assert_allclose(gpunn.load(path, device="cpu").params, twin.params, rtol=1e-10)
@@ -427,7 +427,8 @@ def test_an_interrupted_sweep_resumes_to_the_sweep_that_never_stopped(tmp_path, 
                                                        "done" in out
     assert len(fresh) == 1  # only the third ensemble starts from scratch
     assert members(resumed) == members(straight)  # every member's curve, bit for bit (CPU, float64)
-    numpy.testing.assert_array_equal(gpunn.load(tmp_path / "b.npz").params, gpunn.load(tmp_path / "a.npz").params)
+    numpy.testing.assert_array_equal(gpunn.load(tmp_path / "b.npz", device="cpu").params,
+                                     gpunn.load(tmp_path / "a.npz", device="cpu").params)
     assert gpunn.load_checkpoint(saved / "ensemble-2.npz").epoch == 3
 
 
