@@ -1941,6 +1941,23 @@ def test_an_iterable_is_cut_into_batches_in_order_and_cannot_resume_mid_epoch():
         epoch(source, 0, 1000, 1)
 
 
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
+def test_a_fit_of_several_epochs_on_a_one_shot_iterator_is_refused_before_it_trains(kind):
+    """A generator serves one pass: fit(epochs=3) trained epoch 1, then stopped refused as exhausted, its history
+    lost. It is refused first, saying what serves every epoch; epochs=1 trains on the same iterator afterwards."""
+    X = numpy.random.default_rng(0).normal(size=(400, 3)).astype(numpy.float32)
+    source = data.iterable(((X[i:i + 100], 2 * X[i:i + 100, :1]) for i in range(0, 400, 100)), rows=400)
+    model = gpunn.MLP([3, 8, 1], device="cpu") if kind == "MLP" else gpunn.Ensemble([3, 8, 1], 2, device="cpu")
+    before = model.params.copy()
+    with pytest.raises(ValueError, match=r"^epochs=3 on a one-shot iterator of batches, which serves one pass: fit "
+                                         r"it with epochs=1, or give data.iterable a list .* or a callable epoch"):
+        model.fit(source, epochs=3, verbose=False)
+    numpy.testing.assert_array_equal(model.params, before)
+    assert len(model.fit(source, epochs=1, verbose=False)["epoch"]) == 1
+    again = data.iterable([(X, 2 * X[:, :1])])  # a list serves every epoch
+    assert len(model.fit(again, epochs=3, verbose=False)["epoch"]) == 3
+
+
 def test_an_iterables_pieces_are_checked_for_matching_rows_and_the_rows_promised():
     uneven = data.iterable([(numpy.ones((4, 2)), numpy.zeros(3))], rows=4, n_features=2, n_outputs=1)
     with pytest.raises(DataError, match=r"^batch 1 \(epoch 1\): X has 4 rows but Y has 3$"):

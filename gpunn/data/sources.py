@@ -422,9 +422,10 @@ class IterableSource(Closable):
     one leaves the last epoch's file), and a resume from one is exact when the iterable gives the same
     pieces again. ``batches`` may also
     be a callable ``epoch -> iterable`` (called with 0 for the first epoch, as ``DataSource.batches`` is). A
-    one-shot iterator serves one epoch; pass ``rows`` with it. Errors name a piece as a batch counted from 1 in
-    an epoch counted from 1 ("X of batch 1 (epoch 1)" for the first piece of the first; ``piece_words``), as the
-    progress line and ``history["epoch"]`` count epochs: every message about a piece names both.
+    one-shot iterator serves one epoch (a fit of more is refused before it trains); pass ``rows`` with it.
+    Errors name a piece as a batch counted from 1 in an epoch counted from 1 ("X of batch 1 (epoch 1)" for the
+    first piece of the first; ``piece_words``), as the progress line and ``history["epoch"]`` count epochs: every
+    message about a piece names both.
     ``standardize`` (as for the chunked sources) takes one more pass, over the first epoch's pieces, for
     the statistics, so it needs a list or a callable: a one-shot iterator is refused. A pass that ends, also
     early (a break, an error, ``close()``), closes the iterator it read, as ``yield from`` does: a generator's
@@ -550,6 +551,15 @@ class IterableSource(Closable):
         self._check_open()
         with self._pass(0) as pieces:
             yield from self.backend.made_on_device(self._scaled(self._checked(pieces, 0), 0))
+
+    def refuse_epochs_past_its_pass(self, epochs):
+        """A fit of more than one epoch on a one-shot iterator not yet read is refused before it trains: it trained
+        the first epoch and then stopped, refused as exhausted, with its history lost."""
+        if self._one_shot and not self._used and epochs > 1:
+            raise ValueError(f"epochs={epochs} on a one-shot iterator of batches, which serves one pass: fit it with "
+                             "epochs=1, or give data.iterable a list of (X, Y) batches or a callable epoch -> "
+                             "iterable of them (data.iterable(lambda epoch: batches(epoch))), which it reads again "
+                             "each epoch")
 
     @contextlib.contextmanager
     def _pass(self, epoch):

@@ -705,6 +705,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
                     from ..distributed.shard import statistics_over_ranks as statistics
                 validation = ensemble_evaluator(model, prepare_source(model, source, validation_data,
                                                                       validation_fraction, statistics))
+                getattr(source, "refuse_epochs_past_its_pass", lambda epochs: None)(epochs)
                 rows = source.rows  # once held out: the training rows
             else:
                 seed, shuffle = model.seeds[0] if seed is None else seed_int(seed), flag(shuffle, "shuffle")

@@ -244,6 +244,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             if distributed:  # standardization statistics from each rank's own shard
                 from ..distributed.shard import statistics_over_ranks as statistics
             validation = prepare_source(model, source, validation_data, validation_fraction, statistics)
+            getattr(source, "refuse_epochs_past_its_pass", lambda epochs: None)(epochs)
         else:
             seed = model.seed if seed is None else seed_int(seed)
             # a standardized model takes raw units, in fit as in predict
