@@ -188,36 +188,52 @@ class _NoImprovement(Callback):
     start after a fit that stopped stops after one epoch unless that epoch beats the best by more than
     ``tol``. ``partial`` (partial_fit's one epoch): the count and the adaptive rate go on as in a fit (a
     rate divided by 5 stays so for the next partial_fit calls, whose optimizer scikit-learn keeps; a fit
-    starts from learning_rate_init), but nothing stops."""
+    starts from learning_rate_init), but nothing stops.
+
+    ``verbose``: print scikit-learn's lines as its MLP does, on stdout ("Iteration 3, loss = 0.01234567" on
+    ``loss_curve_``'s scale, numbered on from ``done`` earlier epochs; "Validation score: 0.912345"; the stop or
+    the rate divided by 5), in place of gpunn's progress bar."""
 
     def __init__(self, validation, n_outputs, tol, n_iter_no_change, adaptive_rate=None, carried=None,
-                 partial=False):
+                 partial=False, verbose=False, done=0):
         self.validation, self.n_outputs, self.tol = validation, n_outputs, tol
         self.n_iter_no_change, self.adaptive_rate, self.partial = n_iter_no_change, adaptive_rate, partial
         self.count, self.best, self.lr_scale = carried or (0, -math.inf if validation else math.inf, 1.0)
+        self.verbose, self.done = verbose, done
 
     def state(self):
         """What a later warm start or partial_fit carries on from: (validation, count, best, lr_scale)."""
         return self.validation, self.count, self.best, self.lr_scale
 
     def on_epoch_end(self, trainer, epoch, logs):
+        loss = sklearn_loss(float(logs["loss"]), self.n_outputs)
+        self._say(f"Iteration {self.done + epoch + 1}, loss = {loss:.8f}")
         if self.validation:
             value = float(logs["val_r2"])
+            self._say(f"Validation score: {value:f}")
             stalled, better = value < self.best + self.tol, value > self.best
         else:
-            value = sklearn_loss(float(logs["loss"]), self.n_outputs)
+            value = loss
             stalled, better = value > self.best - self.tol, value < self.best
         self.count = self.count + 1 if stalled else 0
         if better:
             self.best = value
         if self.count > self.n_iter_no_change:
+            said = (f"{'Validation score' if self.validation else 'Training loss'} did not improve more than "
+                    f"tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs.")
             if self.adaptive_rate is not None and self.adaptive_rate * trainer.lr_scale > 1e-6:
                 trainer.lr_scale *= 0.2
                 self.count = 0
+                self._say(f"{said} Setting learning rate to {self.adaptive_rate * trainer.lr_scale:f}")
             elif not self.partial:  # partial_fit trains its one epoch whatever the count, as scikit-learn's
                 trainer.stop = True
                 trainer.history.stopped_early = True
+                self._say(f"{said}{' Learning rate too small.' if self.adaptive_rate is not None else ''} Stopping.")
         self.lr_scale = trainer.lr_scale
+
+    def _say(self, line):
+        if self.verbose:
+            print(line, flush=True)
 
 
 @keywords_hinted  # MLPRegressor(lr=1e-3), gpunn's and Keras's name: did you mean learning_rate_init?
@@ -229,8 +245,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
 
     - ``hidden_layer_sizes``, ``activation`` ("identity", "logistic" (= sigmoid), "tanh", "relu",
       and gpunn's others: gelu, silu, elu, softplus, leaky_relu; in any letter case, as MLP's), ``max_iter`` (epochs),
-      ``batch_size`` ("auto" = min(200, rows)), ``shuffle``, ``random_state``, ``verbose``,
-      ``validation_fraction``: as in scikit-learn.
+      ``batch_size`` ("auto" = min(200, rows)), ``shuffle``, ``random_state``, ``validation_fraction``: as in
+      scikit-learn; ``verbose``: scikit-learn's lines on stdout ("Iteration 1, loss = 0.12345678", on
+      ``loss_curve_``'s scale; "Validation score: ..." with early stopping; the stop), not gpunn's progress bar.
     - ``solver``: "adam" (``beta_1``, ``beta_2``, ``epsilon``) or "sgd" (``momentum``,
       ``nesterovs_momentum``); gpunn adds "adamw". "lbfgs" is refused. Every parameter is checked at fit
       against scikit-learn's range whatever the solver, as scikit-learn checks them (``beta_1`` under sgd,
@@ -455,7 +472,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                              f"row{'s' * (X.shape[0] != 1)} leaves no rows to train on")
         batch = self._batch_size(rows)
         name, opt = self._optimizer(batch)
-        rule = self._no_improvement(Y.shape[1], warm)
+        rule = self._no_improvement(Y.shape[1], warm, done=len(self.loss_curve_) if warm else 0)
         kept = self._kept_best(model, previous)
         callbacks = [rule]
         if self.early_stopping:  # the best validation epoch's weights, any improvement counting (not only by
@@ -464,7 +481,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         # handle_interrupt=False: Ctrl-C aborts (KeyboardInterrupt) as with any estimator, rather than
         # quietly handing a half-trained model to a grid search.
         history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),
-                            shuffle=bool(self.shuffle), seed=self._seed_, verbose=self.verbose, callbacks=callbacks,
+                            shuffle=bool(self.shuffle), seed=self._seed_, verbose=False, callbacks=callbacks,
                             validation_fraction=self.validation_fraction if self.early_stopping else None,
                             handle_interrupt=False)
         self._no_improvement_state = rule.state()
@@ -526,7 +543,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             return None
         return state[2], model.params.copy(), previous.best_epoch, previous.best
 
-    def _no_improvement(self, n_outputs, continued, partial=False):
+    def _no_improvement(self, n_outputs, continued, partial=False, done=0):
         """The callback for tol and n_iter_no_change: carrying on from the earlier fits' count, best value
         and adaptive rate when ``continued`` (a warm start, partial_fit after a first call), as
         scikit-learn's attributes do; a warm fit keeps the count and best but starts from
@@ -538,7 +555,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             carried = state[1:] if partial else (*state[1:3], 1.0)
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
         return _NoImprovement(self.early_stopping, n_outputs, self.tol, self.n_iter_no_change,
-                              self.learning_rate_init if adaptive else None, carried, partial)
+                              self.learning_rate_init if adaptive else None, carried, partial,
+                              verbose=bool(self.verbose), done=done)
 
     def _check_same_network(self, n_outputs, activation, how):
         """A warm start or partial_fit continues the fitted network: refuse parameters that now describe

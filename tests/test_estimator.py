@@ -867,3 +867,28 @@ def test_every_setting_readme_says_the_estimator_refuses_is_refused(data):
         assert params and not call.args, span
         with pytest.raises(ValueError, match=re.escape(repr(params[next(reversed(params))]))):
             MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, device="cpu", **params).fit(data[0][:50], data[1][:50])
+
+
+def test_verbose_prints_scikit_learns_lines_on_the_loss_curves_scale(capsys):
+    """verbose=True showed gpunn's progress bar, whose loss is gpunn's (twice loss_curve_'s for one output), where
+    scikit-learn's MLPRegressor prints "Iteration 1, loss = 0.12345678" per epoch on stdout, the validation score
+    with early stopping and why it stopped. It prints those lines now, numbered on across a warm start."""
+    X, y = (numpy.asarray(a) for a in datasets.make("linear", 300, 3, seed=0, device="cpu"))
+    y = y.ravel()
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, verbose=True, device="cpu", random_state=0)
+    est.fit(X, y)
+    said = capsys.readouterr()
+    assert said.out.splitlines() == [f"Iteration {i}, loss = {loss:.8f}" for i, loss in enumerate(est.loss_curve_, 1)]
+    assert said.err == ""
+    est.set_params(warm_start=True, max_iter=2).fit(X, y)
+    assert capsys.readouterr().out.splitlines() == [f"Iteration {i}, loss = {est.loss_curve_[i - 1]:.8f}"
+                                                    for i in (4, 5)]
+    early = MLPRegressor(hidden_layer_sizes=(8,), max_iter=50, verbose=True, device="cpu", random_state=0,
+                         early_stopping=True, tol=10.0, n_iter_no_change=1).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [f"Iteration 1, loss = {early.loss_curve_[0]:.8f}",
+                         f"Validation score: {early.validation_scores_[0]:f}"]
+    assert lines[-1] == ("Validation score did not improve more than tol=10.000000 for 1 consecutive epochs. "
+                         "Stopping.") and len(lines) == 2 * len(early.loss_curve_) + 1
+    MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, device="cpu", random_state=0).fit(X, y)
+    assert capsys.readouterr() == ("", "")  # quiet by default
