@@ -1175,6 +1175,25 @@ def test_a_stop_that_a_callback_of_rank_0_alone_asks_for_stops_every_rank_after_
     assert outcomes == [(2, None), (2, None)] and aborted == [], (outcomes, aborted)
 
 
+def test_ranks_given_other_validation_rows_are_refused_by_the_configuration_check(monkeypatch, fake_cupy):
+    """In-memory validation rows are split over the ranks, each scoring its piece: ranks holding other rows would
+    score a mixture, so their checksum joins the settings compared before the first step. Two thread ranks on the
+    stand-in (tests/thread_ranks.py)."""
+    import gpunn
+    from gpunn.distributed.digest import ConfigMismatch
+    from thread_ranks import run_ranks
+
+    X, Y = gpunn.datasets.make("teacher", 32, 3, 1, device="cpu", dtype="float32", seed=1)
+
+    def fit(rank):
+        return gpunn.MLP([3, 4, 1], device=f"cuda:{rank}", seed=0).fit(
+            X, Y, epochs=1, batch_size=4, verbose=False, distributed=True, validation_data=(X[:8] + rank, Y[:8]))
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, fit, timeout=10.0)
+    assert [type(exc) for _, exc in outcomes] == [ConfigMismatch] * 2 and aborted == [], outcomes
+    assert "data.validation_fingerprint: " in str(outcomes[0][1])
+
+
 def test_three_ranks_on_two_gpus_are_refused_by_every_rank_in_one_line(monkeypatch, fake_cupy):
     """Ranks 0 and 2 on cuda:0, rank 1 on cuda:1 (three thread ranks on the stand-in, tests/thread_ranks.py): every
     rank refuses, rank 1 too, in the same words. Only the ranks that shared a GPU refused: rank 1 went on alone into
