@@ -1175,6 +1175,37 @@ def test_a_stop_that_a_callback_of_rank_0_alone_asks_for_stops_every_rank_after_
     assert outcomes == [(2, None), (2, None)] and aborted == [], (outcomes, aborted)
 
 
+def test_a_value_one_ranks_shard_standardizes_past_float32_is_raised_on_every_rank_and_ends_no_job(tmp_path,
+                                                                                                   monkeypatch,
+                                                                                                   fake_cupy):
+    """On GPUs the value is refused at the epoch's loss read, which the reduction gave every rank as NaN: the ranks
+    agree on the refusing rank's words (the hook's first_refusal) and every rank raises them, the DataError marked
+    as every rank's, so that no rank ends the job (tests/thread_ranks.py's two ranks on the stand-in)."""
+    import gpunn
+    from gpunn.distributed.comm import is_raised_on_every_rank
+    from thread_ranks import run_ranks
+
+    X = numpy.column_stack([numpy.linspace(-1, 1, 24), numpy.linspace(2, 3, 24)]).astype(numpy.float32)
+    numpy.save(tmp_path / "clean.npy", X)
+    numpy.save(tmp_path / "y.npy", X[:, :1])
+    X[13, 1] = 3e38  # in rank 1's shard (rows 12-23)
+    numpy.save(tmp_path / "x.npy", X)
+
+    def fit(rank):
+        model = gpunn.MLP([2, 4, 1], device=f"cuda:{rank}", dtype="float32", seed=0)
+        clean, read = (gpunn.data.npy(tmp_path / x, tmp_path / "y.npy", chunk_rows=5, shuffle=False,
+                                      standardize=True) for x in ("clean.npy", "x.npy"))
+        read.standardizer = clean.bind(model.backend, "float32").standardizer  # statistics without the value
+        with numpy.errstate(invalid="ignore", over="ignore"):
+            return model.fit(read, epochs=1, batch_size=4, verbose=False, distributed=True)
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, fit, timeout=10.0)
+    errors = [exc for _, exc in outcomes]
+    assert aborted == [] and all(isinstance(exc, DataError) and is_raised_on_every_rank(exc) for exc in errors), \
+        (outcomes, aborted)
+    assert "x.npy row 13: column 1: 3e+38 is 1e+39 once standardized" in str(errors[0])
+
+
 def test_ranks_given_other_validation_rows_are_refused_by_the_configuration_check(monkeypatch, fake_cupy):
     """In-memory validation rows are split over the ranks, each scoring its piece: ranks holding other rows would
     score a mixture, so their checksum joins the settings compared before the first step. Two thread ranks on the
