@@ -1400,7 +1400,7 @@ def test_a_ranks_own_ctrl_c_after_the_ranks_agreed_to_stop_on_anothers_is_its_fi
     assert history.interrupted and not history.get("epoch")  # stopped after the first batch, as agreed
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan"])
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "9" * 400])  # (400 digits: float() makes them inf)
 def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypatch, capsys, value):
     from gpunn import cli
     from gpunn.distributed.comm import DistributedError, _timeout_from_env
@@ -1408,8 +1408,9 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypat
     monkeypatch.setenv("GPUNN_DIST_TIMEOUT", value)
     with pytest.raises(DistributedError, match=f"GPUNN_DIST_TIMEOUT='{value}' is not a positive number of seconds"):
         _timeout_from_env(None)  # 0 or less aborted any collective that had to wait; NaN never aborted
-    monkeypatch.setenv("GPUNN_DIST_TIMEOUT", "inf")  # never abort: allowed
-    assert _timeout_from_env(None) == float("inf")
+    for never in ("inf", "INF", "Inf"):  # never abort: allowed, in any letter case
+        monkeypatch.setenv("GPUNN_DIST_TIMEOUT", never)
+        assert _timeout_from_env(None) == float("inf")
 
     def fails(args):  # what gpunn train under mpiexec meets: a setting or a missing extra, not a bug in gpunn
         raise DistributedError("distributed training needs mpi4py")
@@ -1868,6 +1869,33 @@ def test_the_timed_start_of_mpi_says_its_wait_in_a_sensible_precision_and_where_
     with comm._mpi_init_timed(timeout, "", setting):
         pass
     assert lines[0].format(waited) == f"gpunn [rank 0 of ranks 0-1]: {said}\n"
+
+
+def test_a_wait_is_said_in_whole_seconds_from_a_1_s_timeout_on_and_in_two_digits_below():
+    from gpunn.distributed.comm import seconds_spec
+
+    assert [format(1.26, seconds_spec(t)) for t in (0.2, 0.99, 1, 300)] == ["1.3", "1.3", "1", "1"]
+
+
+@pytest.mark.parametrize("size, started, timed", [("1", False, 0), ("2", False, 1), ("2", True, 0)])
+def test_only_a_process_of_a_launched_job_of_several_times_its_start_of_mpi(monkeypatch, size, started, timed):
+    # alone (a singleton, or a launcher's one process) no other process can keep it waiting; once MPI has started
+    # there is nothing left to time
+    import types
+
+    from gpunn.distributed import comm, init_watch
+
+    lines = []
+    monkeypatch.setattr(init_watch, "timed_start", lambda line, seconds: lines.append(line) or contextlib.nullcontext())
+    if started:
+        monkeypatch.setitem(sys.modules, "mpi4py.MPI", types.ModuleType("mpi4py.MPI"))
+    else:
+        monkeypatch.delitem(sys.modules, "mpi4py.MPI", raising=False)
+    monkeypatch.setenv("PMI_SIZE", size)
+    monkeypatch.setenv("PMI_RANK", "0")
+    with comm._mpi_init_timed(300.0):
+        pass
+    assert len(lines) == timed
 
 
 def test_the_watchdogs_line_says_a_sub_second_wait_in_hundredths(monkeypatch, capsys):
