@@ -1206,6 +1206,27 @@ def test_a_value_one_ranks_shard_standardizes_past_float32_is_raised_on_every_ra
     assert "x.npy row 13: column 1: 3e+38 is 1e+39 once standardized" in str(errors[0])
 
 
+def test_the_ranks_validation_metrics_are_those_of_every_validation_row(monkeypatch, fake_cupy):
+    """Each rank scores its piece of the in-memory validation rows and the error sums are added over the ranks:
+    the metrics are the one process's of the same weights on every row (two thread ranks on the stand-in)."""
+    import gpunn
+    from thread_ranks import run_ranks
+
+    X, Y = gpunn.datasets.make("teacher", 32, 3, 1, device="cpu", dtype="float64", seed=1)
+
+    def fit(rank):
+        model = gpunn.MLP([3, 4, 1], device=f"cuda:{rank}", dtype="float64", seed=0)
+        history = model.fit(X, Y, epochs=1, batch_size=4, verbose=False, distributed=True,
+                            validation_data=(X[:9], Y[:9]))
+        return history, model.evaluate(X[:9], Y[:9])
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, fit, timeout=10.0)
+    assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
+    for (history, whole), _ in outcomes:
+        for name in ("mse", "mae", "r2"):
+            numpy.testing.assert_allclose(history[f"val_{name}"][-1], whole[name], rtol=1e-12)
+
+
 def test_ranks_given_other_validation_rows_are_refused_by_the_configuration_check(monkeypatch, fake_cupy):
     """In-memory validation rows are split over the ranks, each scoring its piece: ranks holding other rows would
     score a mixture, so their checksum joins the settings compared before the first step. Two thread ranks on the
