@@ -237,6 +237,10 @@ OTHER_KEYWORDS = {
     "predict": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
     "evaluate": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
 }
+# fit's options given to a data source's maker (data.npy(x, y, batch_size=256)): the source cuts the batches fit asks for
+for _source in ("SyntheticSource", "NpySource", "ParquetSource", "CsvSource", "IterableSource", "iterable"):
+    OTHER_KEYWORDS[_source] = {key: f"{key} is fit's option: model.fit(source, {key}=...)"
+                               for key in ("batch_size", "epochs", "lr", "optimizer", "callbacks", "validation_data")}
 OTHER_KEYWORDS["evaluate"]["sample_weight"] = OTHER_KEYWORDS["fit"]["sample_weight"]
 OTHER_KEYWORDS["score"] = {"sample_weight": OTHER_KEYWORDS["fit"]["sample_weight"]}
 

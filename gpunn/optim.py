@@ -9,6 +9,8 @@ import inspect
 import math
 from dataclasses import dataclass
 
+import numpy
+
 from .checks import flag, got, non_negative_int, non_negative_number, positive_int, real
 from .hints import keywords_hinted, known_name
 
@@ -16,7 +18,10 @@ from .hints import keywords_hinted, known_name
 def check_lr(lr) -> float:
     number = real(lr)
     if number is None or not math.isfinite(number) or number <= 0:
-        raise ValueError(f"learning rate must be a positive finite number, {got(lr)}")
+        several = numpy.ndim(lr) == 1 and not isinstance(lr, str) and len(lr) > 1  # (one per member, an Ensemble's)
+        raise ValueError(f"learning rate must be a positive finite number, {got(lr)}" + (
+            f"; {len(lr)} rates, one per member, are an Ensemble's: gpunn.Ensemble(layer_sizes, {len(lr)})"
+            ".fit(X, Y, lr=[...]) trains a model per rate at once" if several else ""))
     return number
 
 

@@ -1130,6 +1130,8 @@ def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpu
     model = make()
     X, Y = data
     for method, hints in OTHER_KEYWORDS.items():
+        if not method.islower() or method == "iterable":  # (a source maker's: the test below)
+            continue
         call = getattr(model, method)
         assert not set(hints) & set(inspect.signature(call).parameters), method
         for key, hint in hints.items():
@@ -1143,6 +1145,38 @@ def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpu
     with pytest.raises(TypeError, match=r"'steps' \(a fit runs epochs, passes over the training rows, each of "
                                         r"ceil\(rows / batch_size\) steps: epochs=N\)$"):
         model.fit(X, Y, steps=3)  # (it said "did you mean eps? eps is the optimizer's option")
+
+
+def test_fits_options_given_to_a_data_source_say_they_are_fits(tmp_path):
+    """data.npy(x, y, batch_size=256) said only "NpySource() got an unexpected keyword argument 'batch_size'" (and
+    data.iterable's Python's own words): the batch size, epochs, rate, optimizer, callbacks and validation data are
+    fit's, which cuts its batches from the source; each maker says so."""
+    from gpunn import data
+
+    numpy.save(tmp_path / "x.npy", numpy.ones((10, 2)))
+    numpy.save(tmp_path / "y.npy", numpy.ones((10, 1)))
+    makers = {"SyntheticSource": lambda **kw: data.synthetic("linear", rows=100, n_features=2, **kw),
+              "NpySource": lambda **kw: data.npy(tmp_path / "x.npy", tmp_path / "y.npy", **kw),
+              "iterable": lambda **kw: data.iterable([(numpy.ones((4, 2)), numpy.ones(4))], **kw)}
+    for name, make in makers.items():
+        for key in ("batch_size", "epochs", "lr", "optimizer", "callbacks", "validation_data"):
+            with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword argument '{key}' \({key} is "
+                                                rf"fit's option: model.fit\(source, {key}=...\)\)$"):
+                make(**{key: 1})
+    with pytest.raises(TypeError, match=r"^iterable\(\) got an unexpected keyword argument 'row' \(did you mean rows"):
+        data.iterable([(numpy.ones((4, 2)), numpy.ones(4))], row=4)
+
+
+def test_a_list_of_rates_to_one_models_fit_says_it_is_an_ensembles(data):
+    """MLP.fit(lr=[1e-3, 1e-2]) said only that the rate must be a positive number, got the list: a list of rates,
+    one per member, is an Ensemble's fit's."""
+    X, Y = data
+    with pytest.raises(ValueError, match=r"got \[0.001, 0.01\]; 2 rates, one per member, are an Ensemble's: "
+                                         r"gpunn.Ensemble\(layer_sizes, 2\).fit\(X, Y, lr=\[...\]\) trains a model "
+                                         r"per rate at once$"):
+        MLP([3, 4, 2], device="cpu").fit(X, Y, lr=[1e-3, 1e-2], verbose=False)
+    with pytest.raises(ValueError, match=r"got the string 'fast'; pass a number$"):
+        MLP([3, 4, 2], device="cpu").fit(X, Y, lr="fast", verbose=False)
 
 
 def test_kerass_keywords_to_a_callback_say_what_gpunn_does_instead(model, data, tmp_path):
@@ -1470,8 +1504,15 @@ def test_a_bool_complex_nan_or_array_of_values_is_refused_by_every_real_option(o
     """Text is named as text ("got '0.5'" read as the number refused); every other value by its repr."""
     make, message = REAL_OPTIONS[option]
     shown = f"the string {value!r}; pass a number" if isinstance(value, str) else repr(value)
-    with pytest.raises(ValueError, match=f"^{message}, got {re.escape(shown)}$"):
+    with pytest.raises(ValueError, match=f"^{message}, got {re.escape(shown + _per_member(option, value))}$"):
         make(value)
+
+
+def _per_member(option, value) -> str:
+    """What a refusal of several learning rates adds: they are an Ensemble's, one per member."""
+    several = option == "lr" and numpy.ndim(value) == 1 and len(value) > 1
+    return (f"; {len(value)} rates, one per member, are an Ensemble's: gpunn.Ensemble(layer_sizes, {len(value)})"
+            ".fit(X, Y, lr=[...]) trains a model per rate at once") if several else ""
 
 
 @pytest.mark.parametrize("value", [True, numpy.array(True), numpy.array(0.5 + 0j), numpy.array(numpy.nan),
@@ -1481,7 +1522,8 @@ def test_fit_refuses_them_as_lr_and_validation_fraction(model, data, value):
     one element is ambiguous", and numpy.array([0.0]) held nothing out: fit's `if not validation_fraction` read the
     array before the check."""
     shown = re.escape(repr(value))
-    with pytest.raises(ValueError, match=f"^learning rate must be a positive finite number, got {shown}$"):
+    with pytest.raises(ValueError, match=f"^learning rate must be a positive finite number, got "
+                                         f"{shown}{re.escape(_per_member('lr', value))}$"):
         model.fit(*data, epochs=1, lr=value, verbose=False)
     with pytest.raises(ValueError, match=rf"^validation_fraction must be a number in \[0, 1\), got {shown}$"):
         model.fit(*data, epochs=1, validation_fraction=value, verbose=False)

@@ -20,6 +20,7 @@ stored wider than the model's dtype in float64, before the cast.
 """
 from __future__ import annotations
 
+from ..hints import keywords_checked
 from ..training.protocols import is_source as _is_source
 from .base import ChunkedSource, DataError, HeldOutShareWarning
 from .sources import IterableSource, NpySource, SyntheticSource
@@ -81,6 +82,7 @@ def csv(path, target=None, features=None, **options):
     return CsvSource(path, target, features, **options)
 
 
+@keywords_checked  # data.iterable(batches, batch_size=256): fit's option, said so (hints.OTHER_KEYWORDS)
 def iterable(batches, rows=None, n_features=None, n_outputs=None, standardize=False):
     """Any iterable of (X, Y) batches; see :class:`IterableSource`."""
     return IterableSource(batches, rows, n_features, n_outputs, standardize)
