@@ -116,3 +116,19 @@ def test_a_standardized_run_on_arrays_resumes_from_its_checkpoint_bit_for_bit(tm
     numpy.testing.assert_array_equal(ckpt.model.standardizer.x_mean, reference.standardizer.x_mean)
     with pytest.raises(TypeError, match="standardize"):
         gpunn.load_checkpoint(path, device="cpu").resume(X, y, verbose=False, standardize="inputs")
+
+
+def test_standardize_on_the_device_takes_the_same_statistics_and_predicts_in_raw_units(device):
+    """On a GPU the float32 rows are gathered on the device (float64 ones stay on the host), a chunk at a time; the
+    statistics and the raw-unit predictions are the CPU's."""
+    X, y = _prices_and_years(500)
+    X32 = X.astype(numpy.float32)  # float32 rows: read on the model's device
+    model = gpunn.MLP([3, 8, 1], device=device, seed=1)
+    model.fit(X32, y, epochs=2, validation_fraction=0.2, seed=5, verbose=False, standardize=True)
+    kept = _kept_rows(len(X), 0.2, 5)
+    numpy.testing.assert_allclose(model.standardizer.x_mean, X32[kept].astype(numpy.float64).mean(axis=0),
+                                  rtol=1e-6)
+    numpy.testing.assert_allclose(model.standardizer.y_mean, [y[kept].mean()], rtol=1e-12)
+    predicted = model.predict(X32[:4])
+    host = predicted.get() if hasattr(predicted, "get") else predicted
+    assert host.shape == (4, 1) and numpy.isfinite(host).all() and abs(float(host.mean()) - y.mean()) < 5 * y.std()
