@@ -1892,6 +1892,35 @@ def test_the_timed_start_of_mpi_says_its_wait_in_a_sensible_precision_and_where_
     assert lines[0].format(waited) == f"gpunn [rank 0 of ranks 0-1]: {said}\n"
 
 
+def test_a_rank_that_did_not_fail_waits_for_the_first_failed_ranks_abort_naming_it():
+    from gpunn.distributed.comm import DistributedError, agreeing_on_failure
+
+    class Rank1Of3:
+        rank, size, waited = 1, 3, []
+
+        def allgather(self, mine, label=None):
+            return [("a", True), mine, ("c", True)]  # ranks 0 and 2 failed
+
+        def barrier(self, label=None):
+            self.waited.append(label)
+
+    comm = Rank1Of3()
+    with pytest.raises(DistributedError, match=r"^rank 0 of ranks 0-2 failed in the statistics$"):
+        agreeing_on_failure(comm, lambda: "b", "the statistics")
+    assert comm.waited == ["the statistics (waiting for rank 0 of ranks 0-2, which failed, to end the job)"]
+
+
+def test_the_nccl_engine_says_its_version_as_major_minor_patch():
+    import types
+
+    from gpunn.distributed.comm import NcclComm
+
+    comm = object.__new__(NcclComm)
+    comm.size, comm.control = 2, types.SimpleNamespace(engine="mpi")
+    comm.nccl = types.SimpleNamespace(get_version=lambda: 22305)
+    assert comm.describe() == "2 rank(s) over NCCL 2.23.5 (control: mpi)"
+
+
 def test_a_wait_is_said_in_whole_seconds_from_a_1_s_timeout_on_and_in_two_digits_below():
     from gpunn.distributed.comm import seconds_spec
 
