@@ -1445,6 +1445,8 @@ def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monk
     """A script's rank that failed before its distributed fit left the others waiting for it forever (in MPI_Init):
     an exception nothing caught now ends the job (end_launched_job, stubbed), after this rank's line and the
     traceback of the hook it replaced; only under a launcher with several processes, installed once."""
+    import types
+
     from gpunn.distributed import comm
 
     ended, shown = [], []
@@ -1467,6 +1469,10 @@ def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monk
     hook(KeyboardInterrupt, KeyboardInterrupt(), None)
     assert ended == [1, 2] and shown == [FileNotFoundError, KeyboardInterrupt]  # MPI_Abort's status, as abort_on_error's
     assert capsys.readouterr().err == "gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\n" * 2
+    for finalized in (False, True):  # MPI started, and finalized by the script itself: it has left the job
+        monkeypatch.setitem(sys.modules, "mpi4py.MPI", types.SimpleNamespace(Is_finalized=lambda: finalized))
+        hook(ValueError, ValueError("after the fit"), None)
+    assert ended == [1, 2, 1]
 
 
 @pytest.fixture
