@@ -1307,6 +1307,7 @@ def test_the_results_table_gives_each_rows_numbers_in_their_columns():
     assert cells[1][2] == "gpunn (cuda:0) eager, a note" and cells[1][5] == "999-1.5M (!)" and cells[1][9] == "—"
     assert cells[2][2:] == ["torch eager", "bf16", "1,000", "1k--", "12.3", "n/a", "n/a", "0.40x"]
     assert lines[2].index("1,234,567") + len("1,234,567") == lines[3].index("1,234,567") + len("1,234,567")  # right
+    assert lines[2].index("—") + 1 == lines[4].index("0.40x") + len("0.40x")  # "gpunn is" right-aligned too
     # an ensemble's other gpunn rows (graph, a precision) against its eager row, which "gpunn is" is measured by
     ensemble = format_table([_row(config="small-x4"), _row(config="small-x4", impl="gpunn-graph", gpunn_speedup=0.8)])
     assert [line.split()[-1] for line in ensemble.splitlines()[2:]] == ["—", "0.80x"]
