@@ -854,6 +854,8 @@ class _RankOfTwo:
 
 def test_a_data_parallel_batch_is_capped_at_one_global_batch_of_every_row_and_the_data_shared_by_rows(monkeypatch,
                                                                                                      capsys):
+    import types
+
     import gpunn
     from gpunn.distributed import training
     from gpunn.training.sources import ArraySource
@@ -866,6 +868,9 @@ def test_a_data_parallel_batch_is_capped_at_one_global_batch_of_every_row_and_th
             for b in (None, 100, 4)] == [9, 9, 4]  # 17 rows on 2 ranks: 9 a rank holds every row in one global batch
     with pytest.raises(ValueError, match="needs a source whose batches are a pure function of"):
         training.DataParallel(model, source=gpunn.data.iterable([(X, Y)]), batch_size=4, verbose=False)
+    own = types.SimpleNamespace(rows=17, n_features=5, n_outputs=2, batches=lambda *a: iter([(X, Y)]))  # (no word)
+    with pytest.raises(ValueError, match="needs a source whose batches are a pure function of"):
+        training.DataParallel(model, source=own, batch_size=4, verbose=False)
     ranks["rank"] = 0  # rank 0 says how it runs
     resumed = training.DataParallel(model, source=ArraySource(X, Y, model.backend, seed=7), batch_size=4, verbose=True)
     assert type(resumed.source) is ShardedArraySource  # a resume's arrays shared by rows as fit's, not whole batches
