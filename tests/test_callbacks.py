@@ -99,7 +99,7 @@ def test_hooks_get_indexes_from_0_where_the_logs_and_history_count_from_1(data, 
     assert whole.seen == [*epoch(0), *epoch(1)] and h["epoch"] == [1, 2]
     MLP([5, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=100, verbose=False,
                                              callbacks=[gpunn.ModelCheckpoint(path), interrupt_at(1, 0)])
-    h = gpunn.load_checkpoint(path).resume(X, Y, callbacks=[cut], verbose=False)
+    h = gpunn.load_checkpoint(path, device="cpu").resume(X, Y, callbacks=[cut], verbose=False)
     assert cut.seen == [("begin", 1), ("batch", 1), ("batch", 2), ("end", 1, 2)] and h["epoch"] == [1, 2]
 
 

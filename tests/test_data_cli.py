@@ -1306,12 +1306,13 @@ def test_predict_picks_a_csv_tables_columns_by_the_models_feature_names(tmp_path
                   fmt="%.17g")
     for name in ("with_target.csv", "reordered.csv"):
         out = tmp_path / f"p-{name}"
-        assert main(["predict", model_path, str(tmp_path / name), str(out)]) == 0, capsys.readouterr().err
+        assert main(["predict", model_path, str(tmp_path / name), str(out), "--device", "cpu"]) == 0, \
+            capsys.readouterr().err
         lines = out.read_text().splitlines()
         assert lines[0] == '"price"'
         numpy.testing.assert_allclose(numpy.array(lines[1:], float), expected, rtol=1e-6)
     numpy.savetxt(tmp_path / "plain.csv", X[:50], delimiter=",", fmt="%.17g")  # no header: by position, as before
-    assert main(["predict", model_path, str(tmp_path / "plain.csv"), str(tmp_path / "p.npy")]) == 0
+    assert main(["predict", model_path, str(tmp_path / "plain.csv"), str(tmp_path / "p.npy"), "--device", "cpu"]) == 0
     numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy")[:, 0], expected)
 
 
@@ -1703,7 +1704,7 @@ def test_predict_writes_one_csv_on_both_paths_whose_digits_read_back_exactly(tmp
     gpunn.save(tmp_path / "m.npz", model)
     X = numpy.random.default_rng(1).standard_normal((50, 3))
     numpy.save(tmp_path / "X.npy", X)
-    argv = ["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy")]
+    argv = ["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), "--device", "cpu"]
     assert main(argv + [str(tmp_path / "whole.csv")]) == 0
     assert main(argv + [str(tmp_path / "whole.npy")]) == 0  # an .npy OUT holds the model's dtype too
     whole = numpy.load(tmp_path / "whole.npy")
@@ -1844,10 +1845,11 @@ def test_predict_reads_features_given_with_spaces_and_a_trailing_comma_and_knows
     X = numpy.random.default_rng(3).standard_normal((20, 3))
     numpy.savetxt(tmp_path / "t.csv", X[:, [2, 0, 1]], delimiter=",", header="c,a,b", comments="", fmt="%.17g")
     model_path = str(tmp_path / "m.npz")
-    assert main(["predict", model_path, str(tmp_path / "t.csv"), str(tmp_path / "p.npy"), "--features", " a, b ,c,"]) == 0
+    assert main(["predict", model_path, str(tmp_path / "t.csv"), str(tmp_path / "p.npy"), "--features", " a, b ,c,",
+                 "--device", "cpu"]) == 0
     numpy.testing.assert_allclose(numpy.load(tmp_path / "p.npy"), model.predict(X), rtol=1e-6)
     numpy.save(tmp_path / "x.npy", X)
-    assert main(["predict", model_path, str(tmp_path / "x.npy"), str(tmp_path / "P.CSV")]) == 0
+    assert main(["predict", model_path, str(tmp_path / "x.npy"), str(tmp_path / "P.CSV"), "--device", "cpu"]) == 0
     header, *lines = (tmp_path / "P.CSV").read_text().splitlines()  # CSV text, as for p.csv, not an .npy array
     assert header == '"y"'
     numpy.testing.assert_allclose(numpy.array(lines, float), model.predict(X)[:, 0], rtol=1e-6)
