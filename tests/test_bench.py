@@ -1317,6 +1317,17 @@ def test_the_results_table_gives_each_rows_numbers_in_their_columns():
     assert md[4] == "| small | cuda:0 | torch eager | bf16 | 1,000 | 1k-- | 12.3 | n/a | n/a | 0.40x |  |"
 
 
+def test_the_speed_note_gives_each_configurations_probe_times_once_and_a_variation_only_where_measured():
+    from gpunn.bench.report import speed_note
+
+    nan = float("nan")
+    rows = [_row(machine_probe_ms=[2.0, 3.0, 2.5], machine_spread=1.5), _row(impl="torch", machine_probe_ms=[9.0]),
+            _row(config="big", machine_probe_ms=[4.0], machine_spread=nan), _row(config="old")]
+    said = speed_note(rows).split("\n")[0]
+    assert said.endswith(": small [cuda:0] 2.00-2.50-3.00, varied 1.50x, big [cuda:0] 4.00-4.00-4.00.")
+    assert speed_note([_row()]) == ""  # a JSON from before the probe
+
+
 def test_the_graph_note_gives_each_eager_rows_graph_speedup():
     from gpunn.bench.report import graph_note
 
