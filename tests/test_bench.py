@@ -233,6 +233,27 @@ def test_each_job_gets_an_equal_share_of_the_budget_left_when_it_starts_and_gpu_
                                               "  small [cuda:0]: skipped, --max-seconds budget spent"]
 
 
+def test_the_square_gemm_is_the_size_asked_for_else_256_for_a_ci_sized_run_else_the_devices_default():
+    from gpunn.bench.runners import peak_size_for
+
+    assert [peak_size_for(0.01), peak_size_for(0.01, 512), peak_size_for(0.3), peak_size_for(0.3, 1024)] == \
+        [256, 512, None, 1024]
+
+
+def test_the_rounds_past_the_deadline_stop_after_two_at_least_and_say_how_many_ran():
+    from gpunn.bench import runners
+
+    ran, said = [], []
+
+    class Runner:
+        def epochs(self, n):
+            ran.append(n)
+
+    runner = Runner()
+    times = runners.interleaved_rounds([runner], {runner: 3}, 5, deadline=0.0, on_budget=said.append)
+    assert ran == [3, 3] and said == [2] and len(times[runner]) == 2
+
+
 def test_bench_quick_end_to_end(tmp_path, capsys):
     path = tmp_path / "bench.json"
     out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "naive", "--json", str(path)], capsys)
