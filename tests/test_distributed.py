@@ -1849,6 +1849,27 @@ def test_import_gpunn_under_a_launcher_alone_makes_an_uncaught_exception_end_the
     assert said == ["False", "True"]
 
 
+def test_a_process_no_launcher_started_ends_no_job(monkeypatch):
+    # one process on its own has no job to end: it fails as any program does, MPI neither started nor aborted
+    import types
+
+    from gpunn.distributed import comm
+
+    pytest.importorskip("mpi4py")
+    import mpi4py
+
+    done = []
+    fake = types.SimpleNamespace(COMM_WORLD=types.SimpleNamespace(Abort=done.append))
+    monkeypatch.setattr(mpi4py, "MPI", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", fake)
+    monkeypatch.setattr(comm, "_end_this_process", lambda code: done.append(("ended", code)))
+    for name in comm._SIZE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert comm.end_launched_job(2) is None and done == []
+    monkeypatch.setenv("PMI_SIZE", "1")
+    assert comm.end_launched_job(2) is None and done == []
+
+
 @pytest.mark.parametrize("value, timeout", [("2", 2.0), ("0.2", 0.2), ("abc", 300.0), ("inf", math.inf)])
 def test_a_launched_process_ending_the_job_times_its_start_of_mpi_by_the_timeout(monkeypatch, value, timeout):
     # the start of MPI that its abort needs is timed by GPUNN_DIST_TIMEOUT (the default where the variable cannot be
