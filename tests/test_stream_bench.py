@@ -51,6 +51,27 @@ def test_the_peak_rss_is_the_kernels_high_water_mark_in_bytes():
     assert hwm / 4 <= stream.peak_rss_bytes() <= hwm * 4
 
 
+def test_the_peak_rss_is_ru_maxrss_read_as_kib(monkeypatch):
+    import types
+
+    monkeypatch.setattr(stream.resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=3))
+    assert stream.peak_rss_bytes() == 3 * 1024
+
+
+@pytest.mark.parametrize("rows, sizes", [(800, [400, 400]), (1000, [400, 400, 200]), (3000, [400] * 7 + [200])])
+def test_a_prefix_of_the_npy_pair_is_its_first_whole_chunks_and_the_last_cut(tmp_path, monkeypatch, rows, sizes):
+    import types
+
+    from gpunn import data
+
+    numpy.save(tmp_path / "X.npy", numpy.zeros((3000, 2), "float32"))
+    numpy.save(tmp_path / "Y.npy", numpy.zeros((3000, 1), "float32"))
+    monkeypatch.setattr(data, "npy", functools.partial(data.npy, chunk_rows=400))
+    args = types.SimpleNamespace(mode="npy", dir=str(tmp_path), window=16, standardize=False)
+    source = stream._source(args, rows)
+    assert list(map(int, source.chunk_sizes)) == sizes and source.rows == rows
+
+
 def test_the_cpu_seconds_are_the_processs_user_and_system_time():
     """samples_per_cpu_s's CPU time: user and system (the reader thread's pread, the kernel's page copies)."""
     start = os.times().system
