@@ -168,6 +168,26 @@ def test_a_runs_rates_are_its_rows_times_its_epochs_over_the_fits_seconds(monkey
     assert result["epoch_samples_per_s"] == [7.0, 5.0] and result["loss"] == 2.0 and result["peak_rss_gib"] == 3.0
 
 
+def test_the_timed_fit_starts_from_the_models_fresh_weights_not_the_warm_ups(monkeypatch):
+    from gpunn import MLP
+    from gpunn.bench import runners
+
+    class Training(_FakeFits):
+        def __call__(self, model, *data, **options):
+            self.weights = getattr(self, "weights", []) + [model.params.copy()]
+            model.params[...] += 1.0  # what the fit's steps do to them
+            return super().__call__(model, *data, **options)
+
+    fits = Training()
+    monkeypatch.setattr(runners, "timed_fit", fits)
+    monkeypatch.setattr(stream, "_cpu_seconds", iter([10.0, 14.0]).__next__)
+    stream.run(stream_args("synthetic-memory", "--rows", "640"))
+    fresh = MLP([32, 8, 1], device="cpu", seed=0).params
+    assert len(fits.weights) == 2
+    numpy.testing.assert_array_equal(fits.weights[0], fresh)
+    numpy.testing.assert_array_equal(fits.weights[1], fresh)
+
+
 @pytest.mark.parametrize("mode", ["npy", "memory"])
 def test_npy_and_memory_train_on_the_first_rows_of_the_pair(tmp_path, monkeypatch, mode):
     """--rows on npy/memory: a prefix of the files (npy: whole chunks, the last one cut), the same rows both ways."""
