@@ -168,6 +168,15 @@ def test_a_runs_rates_are_its_rows_times_its_epochs_over_the_fits_seconds(monkey
     assert result["epoch_samples_per_s"] == [7.0, 5.0] and result["loss"] == 2.0 and result["peak_rss_gib"] == 3.0
 
 
+def test_without_rows_the_synthetic_stream_is_ten_million_rows_and_memory_reads_every_row(tmp_path, monkeypatch):
+    assert stream_args("synthetic").rows == 10_000_000
+    X = numpy.arange(300 * 2, dtype="float32").reshape(300, 2)
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", X[:, :1])
+    result, calls = _run(monkeypatch, "memory", str(tmp_path))
+    assert result["rows"] == 300 and calls[1][0][0].shape == (300, 2)
+
+
 def test_the_timed_fit_starts_from_the_models_fresh_weights_not_the_warm_ups(monkeypatch):
     from gpunn import MLP
     from gpunn.bench import runners
