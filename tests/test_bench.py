@@ -254,6 +254,22 @@ def test_the_rounds_past_the_deadline_stop_after_two_at_least_and_say_how_many_r
     assert ran == [3, 3] and said == [2] and len(times[runner]) == 2
 
 
+def test_the_setups_peak_per_device_is_the_best_of_its_configurations(monkeypatch):
+    from gpunn.bench import runners
+
+    peaks = {"small": 300.0, "big": 900.04, "mid": 500.0}
+
+    def config(cfg, backend, *args):
+        return [runners.Result(cfg.name, "", backend.device, "gpunn", "gpunn", "float32", 8,
+                               peak_gflops=peaks[cfg.name])]
+
+    monkeypatch.setattr(runners, "bench_config", config)
+    monkeypatch.setattr(runners, "setup_info", lambda backends: {})
+    configs = [bench.parse_config(f"{name}:4:8:1:16") for name in peaks]
+    data = runners.run(configs, [gpunn.backend.CPU], log=lambda msg: None)
+    assert data["setup"]["peak_gemm_gflops"] == {"cpu": 900.0}
+
+
 def test_bench_quick_end_to_end(tmp_path, capsys):
     path = tmp_path / "bench.json"
     out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "naive", "--json", str(path)], capsys)
