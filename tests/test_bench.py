@@ -517,7 +517,8 @@ def test_bench_ensembles_alone_give_the_torch_that_ran_in_the_setup(tmp_path):
     single networks gives both. In a process of its own, where torch is not loaded yet."""
     torch = pytest.importorskip("torch")
     path = tmp_path / "e.json"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    paths = [str(Path(__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]  # (torch's too)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     proc = subprocess.run([sys.executable, "-m", "gpunn", "bench", "--device", "cpu", "--config", "lin:4:8:1:16-x2",
                            "--peers", "torch-vmap", "--repeats", "1", "--seconds", "0.01", "--no-profile",
                            "--json", str(path)], env=env, capture_output=True, text=True, timeout=300)
