@@ -132,3 +132,27 @@ def test_standardize_on_the_device_takes_the_same_statistics_and_predicts_in_raw
     predicted = model.predict(X32[:4])
     host = predicted.get() if hasattr(predicted, "get") else predicted
     assert host.shape == (4, 1) and numpy.isfinite(host).all() and abs(float(host.mean()) - y.mean()) < 5 * y.std()
+
+
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
+def test_a_fit_refused_by_a_callback_before_its_first_step_leaves_the_model_without_the_statistics(kind, tmp_path):
+    """A callback's refusal in on_train_begin (a monitor the logs lack, a ModelCheckpoint's missing folder) comes
+    after the set-up, before any step: the weights are untouched, so the statistics go too, and the fit that follows
+    without standardize trains on the arrays as they are. Once a step ran, the weights are in their units and keep
+    them."""
+    X, y = _prices_and_years(200)
+    model = gpunn.MLP([3, 8, 1], device="cpu") if kind == "MLP" else gpunn.Ensemble([3, 8, 1], 2, device="cpu")
+    with pytest.raises(ValueError, match="val_nope"):
+        model.fit(X, y, verbose=False, standardize=True, callbacks=[gpunn.EarlyStopping(monitor="val_nope")])
+    assert model.standardizer is None
+    with pytest.raises(ValueError, match="does not exist"):  # (a PreflightError)
+        model.fit(X, y, verbose=False, standardize=True, callbacks=[gpunn.ModelCheckpoint(tmp_path / "no" / "r.npz")])
+    assert model.standardizer is None
+
+    class StopAtTheFirstEpochsEnd(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            raise RuntimeError("stopped after a step")
+
+    with pytest.raises(RuntimeError, match="after a step"):
+        model.fit(X, y, verbose=False, standardize=True, callbacks=[StopAtTheFirstEpochsEnd()])
+    assert model.standardizer is not None

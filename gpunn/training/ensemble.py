@@ -40,7 +40,7 @@ from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLRO
                         checked_monitoring, default_monitor, four_digits, improves, lines_for, missing_monitor,
                         monitor_mode, order_callbacks, writes_checkpoints)
 from .fit import (checked_arrays, refuse_standardize_with_a_source, rows_trained_on, split_validation,
-                  statistics_kept_on_refusal)
+                  statistics_kept_before_a_step, statistics_kept_on_refusal)
 from .protocols import is_source
 from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, agreed, not_finite_validation,
                    train)
@@ -683,7 +683,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     from ..data.base import standardize_option
 
     epochs, bootstrap = positive_int(epochs, "epochs"), flag(bootstrap, "bootstrap")
-    standardize = standardize_option(standardize)
+    standardize, given = standardize_option(standardize), model.standardizer
     if isinstance(schedule, (list, tuple)):  # (make_schedule's refusal said only "must be a name ...")
         raise ValueError(f"schedule={schedule!r}: an Ensemble's members train under one schedule, a name or a "
                          "gpunn.Schedule (lr, weight_decay, momentum, beta1 and beta2 take one value per member; a "
@@ -743,5 +743,6 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
         history = EnsembleHistory()
         if opt is optimizer:  # continued: a member that diverged and stays frozen holds the weights it diverged with
             history.diverged = [k for k in model.diverged if k in opt.frozen]
-        return run_ensemble(model, source, opt, settings, TrainState(history=history), callbacks=callbacks,
-                            validation=validation, hook=hook, handle_interrupt=handle_interrupt, dp=dp)
+        with statistics_kept_before_a_step(model, opt, given):
+            return run_ensemble(model, source, opt, settings, TrainState(history=history), callbacks=callbacks,
+                                validation=validation, hook=hook, handle_interrupt=handle_interrupt, dp=dp)

@@ -157,6 +157,20 @@ def statistics_kept_on_refusal(model):
         raise
 
 
+@contextlib.contextmanager
+def statistics_kept_before_a_step(model, optimizer, given):
+    """Training that raises before its first step (a callback's refusal in on_train_begin: a monitor the logs lack,
+    a ModelCheckpoint's missing folder) leaves the statistics as the fit found them (``given``), as a refusal in the
+    set-up does: the weights are untouched. After a step the weights are in the statistics' units and keep them."""
+    steps = optimizer.steps
+    try:
+        yield
+    except BaseException:
+        if optimizer.steps == steps:
+            model.standardizer = given
+        raise
+
+
 @keywords_checked
 def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,
         seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, standardize=False,
@@ -231,7 +245,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     shuffle = flag(shuffle, "shuffle")
     from ..data.base import standardize_option
 
-    standardize = standardize_option(standardize)
+    standardize, given = standardize_option(standardize), model.standardizer
     with model.backend.use(), held_warnings() as checked, statistics_kept_on_refusal(model):
         source = None  # (columns read by position: warned once all is checked; statistics set and refused: unset)
         if is_source(X, Y):
@@ -270,7 +284,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
         elif source is None:
             source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
         checked.give()
-    with model.backend.use():  # (training's errors leave the statistics: the weights trained are in their units)
+    with model.backend.use(), statistics_kept_before_a_step(model, opt, given):
         if distributed:
             return dp.run(lambda: train(model, dp.source, opt, settings, callbacks=dp.callbacks(callbacks),
                                         validation=dp.validation(validation), hook=dp.hook,
