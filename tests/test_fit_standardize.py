@@ -156,3 +156,44 @@ def test_a_fit_refused_by_a_callback_before_its_first_step_leaves_the_model_with
     with pytest.raises(RuntimeError, match="after a step"):
         model.fit(X, y, verbose=False, standardize=True, callbacks=[StopAtTheFirstEpochsEnd()])
     assert model.standardizer is not None
+
+
+def test_a_standardized_fit_on_a_dataframe_reads_its_columns_by_name_and_so_does_the_saved_model(tmp_path):
+    """The statistics follow the fit's columns: a later predict with the columns in another order, and the model
+    saved and loaded, give the same raw-unit predictions."""
+    pandas = pytest.importorskip("pandas")
+    X, y = _prices_and_years(300)
+    frame = pandas.DataFrame(X, columns=["year", "price", "small"])
+    model = gpunn.MLP([3, 8, 1], device="cpu", seed=1)
+    model.fit(frame[["small", "year", "price"]], pandas.Series(y, name="t"), epochs=2, verbose=False,
+              standardize=True)
+    numpy.testing.assert_allclose(model.standardizer.x_mean, X[:, [2, 0, 1]].mean(axis=0), rtol=1e-12)
+    predicted = model.predict(frame)
+    numpy.testing.assert_array_equal(model.predict(frame[["price", "small", "year"]]), predicted)
+    gpunn.save(tmp_path / "m.npz", model)
+    numpy.testing.assert_array_equal(gpunn.load(tmp_path / "m.npz").predict(frame), predicted)
+
+
+def test_the_val_metrics_of_a_standardized_fit_are_in_standardized_units_and_its_r2_is_scores():
+    """As the README says: val_mse is the mean squared error of the standardized targets, val_r2 is score's."""
+    X, y = _prices_and_years(400)
+    model = gpunn.MLP([3, 8, 1], device="cpu", seed=1)
+    history = model.fit(X[:300], y[:300], epochs=2, verbose=False, standardize=True,
+                        validation_data=(X[300:], y[300:]))
+    scale = model.standardizer.y_scale[0]
+    errors = (model.predict(X[300:]).ravel() - y[300:]) / scale
+    assert history["val_mse"][-1] == pytest.approx((errors ** 2).mean(), rel=1e-5)
+    assert history["val_r2"][-1] == pytest.approx(model.score(X[300:], y[300:]), rel=1e-5)
+
+
+def test_standardize_centres_a_constant_column_and_reads_int64_columns_exactly():
+    """A column with zero spread gets scale 1 (centred only, no division by zero); int64 columns are summed in
+    float64, as NumPy's mean of them."""
+    X, y = _prices_and_years(200)
+    X = X.astype(numpy.int64)
+    X[:, 1] = 7
+    model = gpunn.MLP([3, 8, 1], device="cpu", seed=1)
+    history = model.fit(X, y, epochs=2, verbose=False, standardize=True)
+    numpy.testing.assert_allclose(model.standardizer.x_mean, X.mean(axis=0), rtol=1e-12)
+    assert model.standardizer.x_scale[1] == 1.0 and numpy.isfinite(history["loss"]).all()
+    assert numpy.isfinite(model.predict(X)).all()
