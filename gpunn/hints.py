@@ -237,10 +237,6 @@ OTHER_KEYWORDS = {
     "predict": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
     "evaluate": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
 }
-# fit's options given to a data source's maker (data.npy(x, y, batch_size=256)): the source cuts the batches fit asks for
-for _source in ("SyntheticSource", "NpySource", "ParquetSource", "CsvSource", "IterableSource", "iterable"):
-    OTHER_KEYWORDS[_source] = {key: f"{key} is fit's option: model.fit(source, {key}=...)"
-                               for key in ("batch_size", "epochs", "lr", "optimizer", "callbacks", "validation_data")}
 OTHER_KEYWORDS["evaluate"]["sample_weight"] = OTHER_KEYWORDS["fit"]["sample_weight"]
 OTHER_KEYWORDS["score"] = {"sample_weight": OTHER_KEYWORDS["fit"]["sample_weight"]}
 
@@ -258,6 +254,11 @@ OTHER_CALLBACK_KEYWORDS = {
     "EarlyStopping": {"verbose": f"{_PRINTS_NOTHING}: history.stopped_early and history.best_epoch say how it ended"},
     "ReduceLROnPlateau": {"verbose": f"{_PRINTS_NOTHING}: history['lr'] holds each epoch's rate"},
 }
+# fit's options given to a data source's maker (data.npy(x, y, batch_size=256)): the source cuts the batches fit
+# asks for
+SOURCE_MAKERS = ("SyntheticSource", "NpySource", "ParquetSource", "CsvSource", "IterableSource", "iterable")
+FIT_OPTIONS_TO_A_SOURCE = {key: f"{key} is fit's option: model.fit(source, {key}=...)"
+                           for key in ("batch_size", "epochs", "lr", "optimizer", "callbacks", "validation_data")}
 
 
 def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), given=None, other_fits=None,
@@ -274,7 +275,9 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
     (``made_with``: an Ensemble's graph), it is shown there, as Checkpoint.resume's refusal says whose it is."""
     said = f"{call}() got an unexpected keyword argument {key!r}"
     shown = _shown(value)
-    other = OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key) or OTHER_CALLBACK_KEYWORDS.get(call, {}).get(key)
+    other = (OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
+             or OTHER_CALLBACK_KEYWORDS.get(call, {}).get(key)
+             or (FIT_OPTIONS_TO_A_SOURCE.get(key) if call in SOURCE_MAKERS else None))
     if other:
         return TypeError(f"{said} ({other})")
     if key in fit_options:

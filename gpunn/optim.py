@@ -18,7 +18,7 @@ from .hints import keywords_hinted, known_name
 def check_lr(lr) -> float:
     number = real(lr)
     if number is None or not math.isfinite(number) or number <= 0:
-        several = numpy.ndim(lr) == 1 and not isinstance(lr, str) and len(lr) > 1  # (one per member, an Ensemble's)
+        several = numpy.ndim(lr) == 1 and len(lr) > 1  # (one per member, an Ensemble's)
         raise ValueError(f"learning rate must be a positive finite number, {got(lr)}" + (
             f"; {len(lr)} rates, one per member, are an Ensemble's: gpunn.Ensemble(layer_sizes, {len(lr)})"
             ".fit(X, Y, lr=[...]) trains a model per rate at once" if several else ""))
@@ -234,8 +234,8 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
     if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
         raise TypeError(f"optimizer is the class {optimizer.__name__}; pass an instance, {optimizer.__name__}(lr=...), "
                         f"or its name, {optimizer.name!r}")
-    if not isinstance(optimizer, str) and misplaced(optimizer, "optimizer"):
-        raise TypeError(misplaced(optimizer, "optimizer"))
+    if not isinstance(optimizer, str) and (said := misplaced(optimizer, "optimizer")):
+        raise TypeError(said)
     optimizer = known_name(optimizer, OPTIMIZERS, "optimizer")  # in any letter case: "Adam" is adam, as in Keras
     cls = OPTIMIZERS[optimizer]
     accepted = options_of(cls)
@@ -393,8 +393,8 @@ def make_schedule(schedule="constant", **kwargs) -> Schedule:
     if schedule is Schedule:
         raise TypeError("schedule is the class Schedule; pass an instance, Schedule('step', step_size=5, gamma=0.5), "
                         "or a name")
-    if not isinstance(schedule, str) and misplaced(schedule, "schedule"):
-        raise TypeError(misplaced(schedule, "schedule"))
+    if not isinstance(schedule, str) and (said := misplaced(schedule, "schedule")):
+        raise TypeError(said)
     if not isinstance(schedule, str):
         raise ValueError(f"schedule must be a name ({', '.join(SCHEDULES)}) or a gpunn.Schedule, got {schedule!r}")
     return Schedule(schedule, **{k: v for k, v in kwargs.items() if v is not None})

@@ -82,7 +82,7 @@ def csv(path, target=None, features=None, **options):
     return CsvSource(path, target, features, **options)
 
 
-@keywords_checked  # data.iterable(batches, batch_size=256): fit's option, said so (hints.OTHER_KEYWORDS)
+@keywords_checked  # data.iterable(batches, batch_size=256): fit's option, said so (hints.FIT_OPTIONS_TO_A_SOURCE)
 def iterable(batches, rows=None, n_features=None, n_outputs=None, standardize=False):
     """Any iterable of (X, Y) batches; see :class:`IterableSource`."""
     return IterableSource(batches, rows, n_features, n_outputs, standardize)

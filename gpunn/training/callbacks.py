@@ -509,8 +509,8 @@ def order_callbacks(callbacks, verbose):
     for i, cb in enumerate(callbacks):
         if isinstance(cb, type) and issubclass(cb, Callback):
             raise TypeError(f"callbacks[{i}] is the class {cb.__name__}; pass an instance: {cb.__name__}(...)")
-        if not isinstance(cb, Callback) and misplaced(cb, f"callbacks[{i}]"):
-            raise TypeError(misplaced(cb, f"callbacks[{i}]"))
+        if not isinstance(cb, Callback) and (said := misplaced(cb, f"callbacks[{i}]")):
+            raise TypeError(said)
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks[{i}] is a {type(cb).__name__}, not a gpunn.Callback; subclass gpunn.Callback "
                             "and override the hooks it needs")
