@@ -140,9 +140,11 @@ class ChunkedSource(Closable):
         if len(lengths) == n:  # every chunk a run of its own
             self.train_run_starts = numpy.arange(len(self.train_chunks) + 1)
         else:
-            run_of = numpy.repeat(numpy.arange(len(lengths)), lengths)[self.train_chunks]
-            self.train_run_starts = numpy.concatenate([numpy.flatnonzero(numpy.diff(run_of, prepend=-1)),
-                                                       [len(run_of)]])
+            self.train_run_starts = stretch_starts(self.run_of(self.train_chunks))
+
+    def run_of(self, chunks):
+        """The run each of ``chunks`` (chunk indices) belongs to, an int64 array."""
+        return numpy.searchsorted(self.run_starts, chunks, side="right") - 1
 
     @property
     def runs(self) -> list:
@@ -540,6 +542,12 @@ def standardize_option(value):
     if value not in (False, True, "x", "inputs"):
         raise ValueError(f"standardize must be True, False or 'inputs', got {value!r}")
     return value
+
+
+def stretch_starts(labels):
+    """Where each stretch of equal consecutive ``labels`` (non-negative) starts, then ``len(labels)``: runs cut
+    out of a sequence of run indices."""
+    return numpy.concatenate([numpy.flatnonzero(numpy.diff(labels, prepend=-1)), [len(labels)]])
 
 
 def _ranges(starts, ends):

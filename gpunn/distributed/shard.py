@@ -28,7 +28,7 @@ import contextlib
 
 import numpy
 
-from ..data.base import ChunkedSource, Closable
+from ..data.base import ChunkedSource, Closable, stretch_starts
 from ..rng import DeviceRNG, host_rng
 from ..training.sources import FINGERPRINT_RULE, fingerprint
 
@@ -198,9 +198,8 @@ class _ShardView(ChunkedSource):
         self.n_features, self.n_outputs = parent.n_features, parent.n_outputs
         super().__init__(seed=seed, shuffle=parent.shuffle, window=parent.window, prefetch=parent.prefetch)
         # the parent's runs (chunks read front to back, e.g. a large row group's pieces) stay runs
-        run_of = numpy.searchsorted(parent.run_starts, [k for k, _, _ in parts], side="right")
-        firsts = numpy.flatnonzero(numpy.diff(run_of, prepend=-1))
-        self._set_chunks([hi - lo for _, lo, hi in parts], numpy.diff(numpy.append(firsts, len(parts))))
+        runs = stretch_starts(parent.run_of([k for k, _, _ in parts]))
+        self._set_chunks([hi - lo for _, lo, hi in parts], numpy.diff(runs))
 
     @property
     def closed(self):  # the parent's: the shard reads its files
