@@ -1,5 +1,7 @@
 """fit(X, Y, standardize=True) on in-memory arrays: the statistics of the training rows kept in the model, as a
 source made with standardize=True leaves them."""
+import warnings
+
 import numpy
 import pytest
 
@@ -62,6 +64,35 @@ def test_a_model_with_statistics_keeps_its_own_in_a_later_standardized_fit():
     first = model.standardizer
     model.fit(X * 10, y, epochs=1, verbose=False, standardize=True)
     assert model.standardizer is first
+
+
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
+def test_a_later_fit_asking_for_other_statistics_than_the_models_says_it_keeps_its_own(kind):
+    """A model with statistics of X alone, given standardize=True (X and Y) in a later fit, keeps them: the targets
+    stay unscaled. That is said, not done silently, and the same for "inputs" given to one that scales Y too, and
+    for a source made with standardize; a fit asking for what the model has is no warning."""
+    X, y = _prices_and_years(300)
+    model = gpunn.MLP([3, 8, 1], device="cpu") if kind == "MLP" else gpunn.Ensemble([3, 8, 1], 2, device="cpu")
+    model.fit(X, y, epochs=1, verbose=False, standardize="inputs")
+    first = model.standardizer
+    with pytest.warns(UserWarning, match=rf"^standardize=True asks for statistics of X and Y, but this {kind} has "
+                                         r"statistics of X only from an earlier fit and keeps them .*make a new model "
+                                         r"to standardize X and Y$") as caught:
+        model.fit(X, y, epochs=1, verbose=False, standardize=True)
+    assert caught[0].filename == __file__ and model.standardizer is first and not first.scales_targets
+    source = data.synthetic("linear", rows=600, n_features=3, standardize=True)
+    with pytest.warns(UserWarning, match=r"^SyntheticSource\(standardize=\.\.\.\) asks for statistics of X and Y"):
+        model.fit(source, epochs=1, verbose=False)
+    assert model.standardizer is first
+    scaled = gpunn.MLP([3, 8, 1], device="cpu")
+    scaled.fit(X, y, epochs=1, verbose=False, standardize=True)
+    with pytest.warns(UserWarning, match=r"^standardize='inputs' asks for statistics of X only, but this MLP has "
+                                         r"statistics of X and Y"):
+        scaled.fit(X, y, epochs=1, verbose=False, standardize="inputs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaled.fit(X, y, epochs=1, verbose=False, standardize=True)
+        scaled.fit(X, y, epochs=1, verbose=False)
 
 
 @pytest.mark.parametrize("kind", ["MLP", "Ensemble"])

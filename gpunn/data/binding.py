@@ -1,7 +1,9 @@
 """Setting a data source up for one model's training run (what ``fit(source, ...)`` does first)."""
 from __future__ import annotations
 
-from ..backend import backend_of
+import warnings
+
+from ..backend import backend_of, user_stacklevel
 from ..checks import check_rows_match, flag, seed_int, validation_share
 from ..metrics import SourceEvaluator, check_validation_rows, validation_arrays
 from .rawpass import every_row_of
@@ -41,6 +43,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         if not hasattr(source, "standardizer"):
             raise ValueError(f"the model has standardization statistics (it takes raw units) and {name} cannot apply "
                              "them: pass a gpunn.data source or arrays (X, Y)")
+        warn_statistics_kept(model, getattr(source, "standardize", False), f"{name}(standardize=...)")
         _lend(source, model.standardizer)  # as fit(X, Y) keeps them: the weights were trained in these units
     elif _lent(source):  # another model's statistics, from an earlier fit: this one trains as the source says
         source.standardizer = None  # (none, or the source's own, computed again by bind)
@@ -131,6 +134,19 @@ def _sized_by_the_source(model) -> str:
     sizes = "[source.n_features, 64, source.n_outputs]"
     made = f"gpunn.Ensemble({sizes}, {model.n_models})" if getattr(model, "n_models", None) else f"gpunn.MLP({sizes})"
     return f": make the model from the source's widths, {made}"
+
+
+def warn_statistics_kept(model, standardize, given: str) -> None:
+    """Where ``standardize`` (True: X and Y; "inputs"/"x": X only) asks for other statistics than those the model has
+    from an earlier fit, say that it keeps its own: its weights were trained in their units, so a later fit cannot
+    change them, and without a word ``standardize=True`` would leave the targets unscaled (or "inputs" scale them)."""
+    scaler = getattr(model, "standardizer", None)
+    if not standardize or scaler is None or scaler.scales_targets == (standardize is True):
+        return
+    has, asked = ("X and Y", "X only") if scaler.scales_targets else ("X only", "X and Y")
+    warnings.warn(f"{given} asks for statistics of {asked}, but this {type(model).__name__} has statistics of {has} "
+                  f"from an earlier fit and keeps them (its weights were trained in their units): make a new model "
+                  f"to standardize {asked}", UserWarning, stacklevel=user_stacklevel())
 
 
 def standardize_arrays(model, X, Y):

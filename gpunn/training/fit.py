@@ -82,10 +82,11 @@ def checked_arrays(model, X, Y, standardize=False, training_rows=None):
     rows (``training_rows(rows)``: a sorted host index array of them, or None for all; see ``rows_trained_on``)."""
     columns = fit_columns(X, Y, model.data_columns)
     warn_read_by_position(X, columns, "X", model)  # (the names this fit leaves: a DataFrame's own are no warning)
-    if standardize and model.standardizer is None:  # (a model with statistics keeps them, as a source's fit does)
-        from ..data.binding import array_statistics
+    from ..data.binding import array_statistics, warn_statistics_kept
 
+    if standardize and model.standardizer is None:  # (a model with statistics keeps them, as a source's fit does)
         model.standardizer = array_statistics(model, X, Y, standardize, columns, training_rows)
+    warn_statistics_kept(model, standardize, f"standardize={standardize!r}")
     X, Y = model._checked(X, Y)
     check_rows_match(X, Y)
     model.data_columns = columns  # (validation_data is picked by them)
@@ -216,7 +217,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     column of X and Y over the training rows (the held-out rows left out), trains on standardized copies, and keeps
     the statistics (``model.standardizer``, saved with it), so that predict, score and evaluate take raw inputs and
     give targets in their units, as after a source made with standardize=True; val_* metrics are then in
-    standardized units. "inputs" scales X only. A model that has statistics already (a second fit) keeps its own.
+    standardized units. "inputs" scales X only. A model that has statistics already (a second fit) keeps its own,
+    warning where ``standardize`` asks for the other kind (True of X's alone, "inputs" of X's and Y's).
     Columns far from unit scale (prices, years) train poorly as they are: held-out R² far below 0.
     Callbacks: ``gpunn.EarlyStopping(patience=8)`` (monitors val_loss with validation, else loss, and
     restores the best weights, also when the run then raises TrainingDiverged; a monitor no epoch's logs can
