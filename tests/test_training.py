@@ -586,6 +586,42 @@ def test_a_logs_lines_give_the_epochs_rate_and_the_runs_time_left_and_come_at_mo
         "train [cpu] epoch 3/3: loss=0.5000; 11.1 rows/s, elapsed 04:00, left 00:00"]
 
 
+@pytest.mark.parametrize("seconds, text", [(307, "05:07"), (11_107, "3:05:07"), (86_399, "23:59:59"),
+                                            (86_400, "1d 00h"), (376 * 3600 + 1604, "15d 16h"),
+                                            (40_812 * 3600, "4.7 years"), (1e17, "3,168,808,781 years")])
+def test_a_time_past_a_day_is_said_in_days_and_hours_and_past_a_year_in_years(seconds, text):
+    from gpunn.training.callbacks import interval_text
+
+    assert interval_text(seconds) == text
+
+
+def test_a_stream_of_a_trillion_rows_says_its_time_left_in_years_in_the_lines_and_on_the_bar(monkeypatch, capsys):
+    """10^12 rows at 6,000 rows/s, a laptop's CPU: tqdm's clock gave the time left as 41666:39:59 (hours)."""
+    import io
+    import types
+
+    from gpunn.training import callbacks
+    from gpunn.training.callbacks import ProgressBar
+
+    clock = iter([0.0, 0.0, 100.0] + [100.0] * 5)  # train begins, epoch 1 begins, the batch ends 100 s later
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    monkeypatch.setattr(ProgressBar, "line_every_s", 0.0)
+    trainer = _progress_trainer(rows=10**12, batch_size=600_000, epochs=2)
+    lines = ProgressBar(lines=True)
+    lines.on_train_begin(trainer)
+    lines.on_epoch_begin(trainer, 0)
+    lines.on_batch_end(trainer, 0)
+    assert capsys.readouterr().err == "train [cpu] epoch 1/2: 600,000/1,000,000,000,000 rows, 6.00k rows/s, " \
+                                      "epoch left 5.3 years\n"
+    bar = ProgressBar(lines=False)
+    bar.on_train_begin(trainer)
+    bar.bar.fp = io.StringIO()
+    bar.bar.start_t -= 100.0
+    bar.bar.update(600_000)  # the bar's own rate (its clock is tqdm's): 6,000 rows/s since it began
+    assert "| 600k/2.00T [01:40<10.6 years, 6.00krows/s]" in str(bar.bar)
+    bar.bar.close()
+
+
 def test_an_epoch_shows_its_loss_and_validation_metrics_and_not_val_mse_again():
     """val_mse is val_loss over the outputs: not shown beside it; the lr and timings are not the bar's."""
     from gpunn.training.callbacks import ProgressBar

@@ -9,6 +9,7 @@ same patience counters, best value and best weights.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -274,8 +275,9 @@ class ProgressBar(Callback):
         self.total, self.done = epochs_left * self.rows, done  # the run's rows left when it began; those counted
         self._epoch = trainer.start_epoch
         if self.lines is False or (self.lines is None and draws_bar(self.stream)):
-            self.bar = tqdm(total=self.total, initial=done, unit="rows", unit_scale=True, file=self.stream,
-                            desc=self._title(trainer.start_epoch), dynamic_ncols=True, smoothing=0.1)
+            self.bar = _readable_times(tqdm)(total=self.total, initial=done, unit="rows", unit_scale=True,
+                                             file=self.stream, desc=self._title(trainer.start_epoch),
+                                             dynamic_ncols=True, smoothing=0.1, bar_format=_BAR_FORMAT)
         self._epoch_eta = epochs_left > 1  # with one epoch, the bar's own time left is the epoch's
         self._start, self._start_rows = time.monotonic(), done
         self._next_eta = self._start + self.eta_every_s
@@ -363,9 +365,7 @@ class ProgressBar(Callback):
 
     @staticmethod
     def _interval(seconds):
-        from tqdm.std import tqdm
-
-        return tqdm.format_interval(seconds)
+        return interval_text(seconds)
 
     @staticmethod
     def _format_rate(rate):
@@ -382,6 +382,51 @@ class ProgressBar(Callback):
             self._numba = None
         if self.bar is not None:
             self.bar.close()
+
+
+DAY, YEAR = 86400, 365.25 * 86400
+
+
+def interval_text(seconds) -> str:
+    """A time left or elapsed as the progress shows it: tqdm's clock under a day (``05:07``, ``3:05:07``), then days
+    and hours (``15d 16h``), then years (``4.7 years``, ``15,855 years``). A stream of 10^10 rows on a laptop's CPU
+    takes weeks an epoch and one of 10^12 years: tqdm's clock said ``40812:01:01``, hours to divide by 24 and 8,766
+    in one's head."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, seconds)  # (a clock stepped back)
+    if seconds < DAY:  # tqdm.format_interval's [H:]MM:SS
+        minutes, secs = divmod(int(seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+    if seconds < YEAR:
+        days, hours = divmod(int(seconds) // 3600, 24)
+        return f"{days}d {hours:02d}h"
+    years = seconds / YEAR
+    return f"{years:.1f} years" if years < 100 else f"{years:,.0f} years"
+
+
+# tqdm's own bar, its times given by interval_text (the {elapsed} and {remaining} of tqdm's format_meter are its
+# clock, computed inside a static method that a subclass cannot reach)
+_BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed_text}<{left_text}, {rate_fmt}{postfix}]"
+
+
+@functools.cache
+def _readable_times(tqdm_class):
+    """``tqdm_class`` (tqdm.auto's: a terminal's or a notebook's), with ``_BAR_FORMAT``'s times in format_dict,
+    which every tqdm's display formats its line from."""
+    class ReadableTimes(tqdm_class):
+        @property
+        def format_dict(self):
+            shown = super().format_dict
+            n, total, elapsed, rate = shown["n"], shown["total"], shown["elapsed"], shown["rate"]
+            if rate is None and elapsed:  # format_meter's own fallback: the mean rate
+                rate = (n - shown["initial"]) / elapsed
+            left = interval_text((total - n) / rate) if rate and total else "?"
+            return {**shown, "elapsed_text": interval_text(elapsed), "left_text": left}
+
+    ReadableTimes.__name__ = ReadableTimes.__qualname__ = f"ReadableTimes{tqdm_class.__name__}"
+    return ReadableTimes
 
 
 def numba_seconds(say_compiling=None):
