@@ -2066,6 +2066,31 @@ def test_merged_chunk_moments_match_the_two_pass_formula_even_far_from_zero():
     assert abs(naive[1] - A.var(axis=0)[1]) > 1e-3
 
 
+def test_moments_of_chunks_of_changing_sizes_leave_them_as_they_were_and_pickle_without_their_work_buffer():
+    """Moments.update works in a float64 buffer kept from chunk to chunk (fresh memory per chunk cost half the pass):
+    a smaller chunk after a larger one, and a larger after, give the whole data's statistics, the caller's float64
+    chunks are not written, and a Moments gathered from another process (pickled) does not carry the buffer."""
+    import pickle
+
+    rng = numpy.random.default_rng(5)
+    A = 7.0 + rng.standard_normal((6_000, 4)) * [1.0, 2.0, 0.5, 30.0]
+    before = A.copy()
+    m = Moments(4)
+    for start, stop in ((0, 2_000), (2_000, 2_010), (2_010, 2_500), (2_500, 6_000)):
+        m.update(A[start:stop])
+    numpy.testing.assert_array_equal(A, before)
+    numpy.testing.assert_allclose(m.mean, A.mean(axis=0), rtol=1e-13)
+    numpy.testing.assert_allclose(m.variance, A.var(axis=0), rtol=1e-11)
+    sent = pickle.dumps(m)
+    assert len(sent) < 2_000  # (the buffer of 3,500 x 4 float64 is 112 kB)
+    again, kept = pickle.loads(sent), pickle.loads(sent)
+    again.update(A[:100].astype(numpy.float32))
+    kept.merge(Moments(4).update(A[:100].astype(numpy.float32)))
+    assert again.count == kept.count == 6_100
+    numpy.testing.assert_allclose(again.mean, kept.mean, rtol=1e-14)
+    numpy.testing.assert_allclose(again.variance, kept.variance, rtol=1e-12)
+
+
 @pytest.mark.parametrize("x_dtype, y_dtype", [("float32", "float64"), ("float64", "float32")])
 def test_a_standardizer_predicts_in_the_dtype_its_targets_were_read_in_not_its_features(x_dtype, y_dtype):
     """Standardizer.from_moments records the targets' dtype: a float32 model's predictions come back in float64 where
