@@ -358,6 +358,25 @@ def test_a_sources_chunk_tables_plan_the_chunks_the_lists_before_them_planned(ru
                                                                  numpy.cumsum(run_lengths))]
 
 
+
+def test_the_held_out_share_warned_of_is_the_rows_of_the_chunks_held_out():
+    """The warning weighs the chunks held out, wherever they are: of chunks of 100 and 900 rows, 0.5 holding out the
+    900 (90%) is within twice the share asked and says nothing, holding out the 100 (10%) says so with its rows."""
+    said = set()
+    for seed in range(8):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", data.HeldOutShareWarning)
+            source = _Sized([100, 900], None, seed=seed, validation_fraction=0.5)
+        held = int(source.chunk_sizes[source.validation_chunks].sum())
+        warned = [str(w.message) for w in caught if issubclass(w.category, data.HeldOutShareWarning)]
+        assert source.validation_chunks.tolist() in ([0], [1])
+        assert warned == ([] if held == 900 else [f"{source.kind}: validation_fraction=0.5 holds out whole chunks: 1 "
+                                                  "of 2, 100 of 1,000 rows (10%); for a share nearer 0.5, use smaller "
+                                                  "chunks (chunk_rows) or pass validation_data"]), seed
+        said.add(held)
+    assert said == {100, 900}  # (both draws met)
+
+
 @pytest.mark.parametrize("rows", [1000, 65536, 70_000, 3 * 65536 + 5, 5 * 65536 + 40_000])
 def test_a_synthetic_sources_pieces_are_makes_chunks_cut_as_the_lists_cut_them(rows):
     """A synthetic source's piece k, (make's chunk, first row, end row), is arithmetic now (no table of 15 million

@@ -228,3 +228,63 @@ def test_standardize_centres_a_constant_column_and_reads_int64_columns_exactly()
     numpy.testing.assert_allclose(model.standardizer.x_mean, X.mean(axis=0), rtol=1e-12)
     assert model.standardizer.x_scale[1] == 1.0 and numpy.isfinite(history["loss"]).all()
     assert numpy.isfinite(model.predict(X)).all()
+
+
+@pytest.mark.parametrize("fraction", [None, 0.25], ids=["every row", "held out"])
+def test_statistics_read_a_chunk_of_rows_at_a_time_are_those_of_every_training_row(monkeypatch, fraction):
+    """array_statistics reads the raw arrays 65,536 rows at a time (a wide copy's bound); with chunks of 64 rows a
+    fit of 500 takes eight of them, of every row or of the training rows alone, and the statistics are still those of
+    every training row, not of the first chunk's or of rows cut at the chunks' ends."""
+    monkeypatch.setattr("gpunn.data.binding.STATISTICS_CHUNK_ROWS", 64)
+    X, y = _prices_and_years(500)
+    model = gpunn.MLP([3, 8, 1], device="cpu")
+    model.fit(X, y, epochs=1, validation_fraction=fraction, seed=7, verbose=False, standardize=True)
+    kept = numpy.arange(len(X)) if fraction is None else _kept_rows(len(X), fraction, 7)
+    scaler = model.standardizer
+    numpy.testing.assert_allclose(scaler.x_mean, X[kept].mean(axis=0), rtol=1e-12)
+    numpy.testing.assert_allclose(scaler.x_scale, X[kept].std(axis=0), rtol=1e-9)
+    numpy.testing.assert_allclose(scaler.y_mean, [y[kept].mean()], rtol=1e-12)
+    numpy.testing.assert_allclose(scaler.y_scale, [y[kept].std()], rtol=1e-9)
+
+
+def test_a_standardized_fit_on_a_dataframe_refused_for_its_rows_leaves_the_models_columns_as_they_were():
+    """The statistics are read by the fit's columns (a DataFrame's names), set on the model for the read alone: a fit
+    refused there (X and Y of other row counts) leaves the model's columns and statistics as they were, as the same
+    fit without standardize does."""
+    pandas = pytest.importorskip("pandas")
+    X, y = _prices_and_years(300)
+    frame = pandas.DataFrame(X, columns=["year", "price", "small"])
+    model = gpunn.MLP([3, 8, 1], device="cpu", seed=1)
+    with pytest.raises(ValueError, match="rows"):
+        model.fit(frame, y[:200], epochs=1, verbose=False, standardize=True)
+    assert model.data_columns is None and model.standardizer is None
+
+
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
+def test_a_ctrl_c_in_a_standardized_fits_set_up_leaves_the_model_without_the_statistics(kind, monkeypatch):
+    """A KeyboardInterrupt while the fit sets up (here as the validation rows are split off, after the statistics
+    were taken) is no Exception, and leaves the model as a refusal there does: without the statistics, so that the
+    fit run again without standardize is not scaled."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(f"gpunn.training.{'fit' if kind == 'MLP' else 'ensemble'}.split_validation", interrupted)
+    X, y = _prices_and_years(200)
+    model = gpunn.MLP([3, 8, 1], device="cpu") if kind == "MLP" else gpunn.Ensemble([3, 8, 1], 2, device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, epochs=1, verbose=False, standardize=True)
+    assert model.standardizer is None
+
+
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
+def test_a_later_fit_refused_by_a_callback_before_its_first_step_leaves_the_models_own_statistics(kind):
+    """A model trained with standardize keeps its statistics through a later fit that a callback refuses before any
+    step (its weights are in their units): the statistics it had, not none, whether that fit asks to standardize."""
+    X, y = _prices_and_years(200)
+    model = gpunn.MLP([3, 8, 1], device="cpu") if kind == "MLP" else gpunn.Ensemble([3, 8, 1], 2, device="cpu")
+    model.fit(X, y, epochs=1, verbose=False, standardize=True)
+    first = model.standardizer
+    for standardize in (True, False):
+        with pytest.raises(ValueError, match="val_nope"):
+            model.fit(X, y, verbose=False, standardize=standardize, callbacks=[gpunn.EarlyStopping(monitor="val_nope")])
+        assert model.standardizer is first
