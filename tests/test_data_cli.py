@@ -1276,6 +1276,39 @@ def test_a_sweeps_window_from_a_config_file_is_noted_unused_for_a_synthetic_task
             "--data)") in capsys.readouterr().out
 
 
+def test_standardize_says_its_statistics_pass_before_it_runs_and_shows_its_progress(pair, capsys, monkeypatch):
+    """The pass over the training rows ran inside fit, before its first batch and its bar: a 3 GB X.npy said nothing
+    for minutes after the model: line, and a stream of 10^10 rows would on a laptop's CPU for an hour. Its statistics
+    are the source's own (those of the training chunks), as fit made them."""
+    from gpunn.training.callbacks import PassProgress
+
+    monkeypatch.setattr(PassProgress, "line_every_s", 0.0)  # a line per chunk read, rather than every minute
+    tmp_path, _, _ = pair
+    files = [str(tmp_path / "X.npy"), str(tmp_path / "Y.npy")]
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", files[0], "--targets", files[1], "--standardize", "--save", model_path,
+                 "--hidden", "8", "--batch-size", "500", "--epochs", "1", "--device", "cpu", "--progress", "lines"]) == 0
+    captured = capsys.readouterr()
+    source = gpunn.data.npy(*files, validation_fraction=0.1, standardize=True).bind("cpu", "float32")
+    out = captured.out.splitlines()
+    said = out.index(f"standardize: each column's mean and spread, from one pass over the {source.rows:,} training "
+                     "rows before the first epoch")
+    assert re.fullmatch(rf"standardize: statistics of {source.rows:,} rows in \d+\.\ds", out[said + 1]), out
+    assert out[said - 1].startswith("model: ") and out[said + 2].startswith("held-out (standardized targets): ")
+    shown = [line for line in captured.err.splitlines() if line.startswith("standardize: ")]
+    assert len(shown) == len(source.train_chunks) and shown[-1].startswith(f"standardize: {source.rows:,}/{source.rows:,} rows, ")
+    assert shown[-1].endswith(" rows/s, left 00:00")
+    saved = gpunn.load(model_path, device="cpu").standardizer
+    for name in ("x_mean", "x_scale", "y_mean", "y_scale"):
+        numpy.testing.assert_array_equal(getattr(saved, name), getattr(source.standardizer, name))
+    assert main(["train", "--rows", "2000", "--features", "4", "--stream", "on", "--standardize", *SMALL]) == 0
+    captured = capsys.readouterr()
+    assert "standardize: statistics of " in captured.out and "standardize" not in captured.err  # --quiet: no progress
+    assert main(["sweep", "--data", files[0], "--targets", files[1], "--standardize", "--hidden", "4", "--epochs", "1",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert f"standardize: statistics of {source.rows:,} rows in " in capsys.readouterr().out
+
+
 def test_a_run_on_files_resumes_from_its_checkpoint_bit_for_bit(pair):
     tmp_path, _, _ = pair
     files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--standardize"]

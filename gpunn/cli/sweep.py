@@ -561,6 +561,8 @@ def _run(args, opened) -> int:
     print(chosen, flush=True)
     if len(groups) > 1:
         print(f"the grid is split into {len(groups)} ensembles of up to {counted(per, 'member')} ({why})", flush=True)
+    if args.data and args.standardize and not (meta or distributed):  # (the first fit's pass, said and shown)
+        data_cli.standardize_first(source, backend, args.dtype, verbose_of(args))
     record = None
     if save_dir:
         names = CHECKPOINT.format(0) + (f" ... {CHECKPOINT.format(len(groups) - 1)}" if len(groups) > 1 else "")

@@ -591,6 +591,8 @@ def _run(args, opened) -> int:
     if save_path and root:  # a run that a second Ctrl-C or an error ends: its config too, beside the checkpoint it wrote
         opened.push(_config_after_failure(args, save_path))
     if source is not None:  # gpunn.data: a file or a stream, with whole chunks held out
+        if args.standardize and not (ckpt or distributed):  # (a resumed model keeps its own; ranks: their shards')
+            data_cli.standardize_first(source, model.backend, model.dtype, verbose_of(args))
         # (the progress bar of verbose runs counts rows per batch: no second, per-epoch bar)
         if ckpt:
             history = ckpt.resume(source, epochs=args.epochs, verbose=verbose_of(args), checkpoint=args.save or True,

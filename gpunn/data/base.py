@@ -480,15 +480,17 @@ class ChunkedSource(Closable):
         chunks = chunks if isinstance(chunks, (list, tuple, range, numpy.ndarray)) else list(chunks)
         return self._windows([[k] for k in chunks], None, 0, shuffle=False, window_chunks=lambda w: [chunks[w]])
 
-    def compute_standardizer(self) -> Standardizer:
-        """Mean and spread per column of the training chunks, in one streaming pass."""
+    def compute_standardizer(self, progress=None) -> Standardizer:
+        """Mean and spread per column of the training chunks, in one streaming pass; ``progress(rows)``, when given,
+        is called with the rows of each chunk read (gpunn.training.callbacks.PassProgress shows them)."""
         saved, self.standardizer = self.standardizer, None
         try:
             # on cuda:N (bind() runs at construction too, outside any use()); the pass closed on leaving, also when
             # the statistics stop it (Ctrl-C): its reader thread and buffers end then, not when the traceback goes
             with self.backend.use(), contextlib.closing(self._windows([[k] for k in self.train_chunks], 0, 0,
                                                                        shuffle=False)) as windows:
-                return Standardizer.from_pieces(windows, self.n_features, self.n_outputs,
+                pieces = windows if progress is None else _reported(windows, progress)
+                return Standardizer.from_pieces(pieces, self.n_features, self.n_outputs,
                                                 targets=self.standardize is True)
         finally:
             self.standardizer = saved
@@ -515,6 +517,13 @@ class ChunkedSource(Closable):
         held = (f", validation_rows={self.validation_rows}, validation_chunks={len(self.validation_chunks)}"
                 if len(self.validation_chunks) else "")
         return f"{type(self).__name__}({self._name()}, rows={self.rows}, chunks={len(self.train_chunks)}{held})"
+
+
+def _reported(pieces, progress):
+    """``pieces`` ((X, Y) pairs), calling ``progress(rows)`` as each has been used."""
+    for X, Y in pieces:
+        yield X, Y
+        progress(X.shape[0])
 
 
 def closes_files_when_refused(init):

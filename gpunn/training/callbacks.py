@@ -429,6 +429,44 @@ def _readable_times(tqdm_class):
     return ReadableTimes
 
 
+class PassProgress:
+    """Progress of a pass over rows before training, which no epoch's bar shows (the statistics pass of ``gpunn train
+    --standardize``: an hour on a laptop's CPU for a stream of 10^10 rows, said by nothing until the first batch).
+    Called with the rows of each piece read. A bar on a terminal (:func:`draws_bar`), else a line every
+    ``line_every_s`` seconds with the rows read, the rate and the time left, as :class:`ProgressBar` gives an epoch's;
+    ``lines=True`` or ``False`` forces one or the other. ``close()`` ends the bar."""
+
+    line_every_s = 60.0
+
+    def __init__(self, label: str, rows: int, lines=None, stream=None):
+        self.label, self.rows, self.done = label, int(rows), 0
+        self.stream = sys.stderr if stream is None else stream
+        self.bar = None
+        if lines is False or (lines is None and draws_bar(self.stream)):
+            from tqdm.auto import tqdm
+
+            self.bar = _readable_times(tqdm)(total=self.rows, unit="rows", unit_scale=True, file=self.stream,
+                                             desc=label, dynamic_ncols=True, smoothing=0.1, bar_format=_BAR_FORMAT)
+        self._start = time.monotonic()
+        self._next_line = self._start + self.line_every_s
+
+    def __call__(self, rows: int) -> None:
+        self.done += int(rows)
+        if self.bar is not None:
+            self.bar.update(int(rows))
+            return
+        now = time.monotonic()
+        if now >= self._next_line:
+            self._next_line = now + self.line_every_s
+            rate = self.done / max(now - self._start, 1e-9)
+            print(f"{self.label}: {self.done:,}/{self.rows:,} rows, {ProgressBar._format_rate(rate)}, left "
+                  f"{interval_text((self.rows - self.done) / max(rate, 1e-9))}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def numba_seconds(say_compiling=None):
     """A function that reads the seconds Numba has spent loading or compiling kernels since this call, in any thread
     (the time some thread waited for or held Numba's compiler lock, from a wait that starts after this call: a
