@@ -1272,8 +1272,10 @@ def test_a_sweeps_window_from_a_config_file_is_noted_unused_for_a_synthetic_task
     (tmp_path / "grid.toml").write_text("[sweep]\nwindow = 8\n")
     assert main(["sweep", "--config", str(tmp_path / "grid.toml"), "--rows", "400", "--features", "4", "--hidden", "8",
                  "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+    out, err = capsys.readouterr()
     assert ("validation rows; --window 8 unused: rows in memory are shuffled whole every epoch (it applies with "
-            "--data)") in capsys.readouterr().out
+            "--data)") in out
+    assert "window" not in err  # said once, on the data: line, not again as a key of the file (audit35b's T14)
 
 
 def test_standardize_says_its_statistics_pass_before_it_runs_and_shows_its_progress(pair, capsys, monkeypatch):

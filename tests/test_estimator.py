@@ -200,6 +200,12 @@ def test_works_without_scikit_learn():
             assert str(exc) == "Input contains NaN.", exc
         else:
             raise AssertionError("the stand-in scored NaN predictions")
+        try:  # scikit-learn's set_params refuses a name it has no parameter of (audit35b's E39)
+            est.set_params(max_iters=5)
+        except ValueError as exc:
+            assert "max_iters" in str(exc) and "max_iter" in str(exc), exc
+        else:
+            raise AssertionError("the stand-in's set_params took max_iters")
     """)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = waiting.run([sys.executable, "-c", code], env=env, timeout=120)  # the time this process ran
@@ -283,6 +289,15 @@ def test_scikit_learns_parameter_names_are_all_accepted():
     defaults = SkMLPRegressor().get_params()
     mine = MLPRegressor().get_params()
     assert {k: mine[k] for k in theirs} == {k: defaults[k] for k in theirs}  # the same defaults too
+
+
+def test_scikit_learns_logistic_is_the_sigmoid_in_any_letter_case(data):
+    """activation="Logistic" trains the sigmoid, as "logistic" does and as every activation name is taken in any letter
+    case (audit35b's E37: the name not lowered before scikit-learn's names were mapped passed every test)."""
+    X, y = data
+    for name in ("logistic", "Logistic", "LOGISTIC"):
+        est = MLPRegressor(hidden_layer_sizes=(4,), activation=name, max_iter=1, device="cpu").fit(X[:50], y[:50])
+        assert est.model_.activations[0].name == "sigmoid", name
 
 
 def test_changing_the_import_line_is_enough(data):
@@ -625,6 +640,16 @@ def test_alpha_is_scaled_by_the_rows_of_a_batch_as_trained(data, batch_size):
     est = MLPRegressor(hidden_layer_sizes=(4,), alpha=0.01, batch_size=batch_size, max_iter=1, device="cpu")
     est.fit(X[:50], y[:50])
     assert est.model_.optimizer.weight_decay == pytest.approx(2 * 0.01 / 50, rel=1e-12)
+
+
+def test_under_early_stopping_alpha_is_scaled_by_the_rows_left_once_the_rounded_validation_share_is_held_out(data):
+    """With early_stopping the batch is of the rows fit trains on: 105 rows less round(0.15 x 105) = 16 held out
+    leave 89 (audit35b's E11: the share floored, 90 rows, passed every test)."""
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(4,), alpha=0.01, early_stopping=True, validation_fraction=0.15,
+                       max_iter=1, device="cpu")
+    est.fit(X[:105], y[:105])
+    assert est.model_.optimizer.weight_decay == pytest.approx(2 * 0.01 / 89, rel=1e-12)
 
 
 def test_shuffle_false_trains_on_the_rows_in_their_order(data):
