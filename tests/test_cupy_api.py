@@ -12,7 +12,8 @@ cupy-cuda13x[ctk]`` on any Linux machine: no driver is needed to import it and r
   same keyword, with the same default (it may lack optional ones: it is then stricter, which is safe).
 
 Skipped where CuPy is not installed, and under GPUNN_FAKE_CUPY (``cupy`` is then the stand-in). Checked against
-cupy-cuda13x 14.2.0 on Python 3.12 without a driver (cupyapi11).
+cupy-cuda13x 14.2.0 on Python 3.12 without a driver (cupyapi11), and on Python 3.11 in session 35
+(gpureview35: cupy-cuda13x without [ctk], plus nvidia-curand on LD_LIBRARY_PATH, which ``cupy.cuda.curand`` loads).
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def _resolve(dotted):
 def test_the_scan_finds_the_cupy_names_gpunn_is_known_to_use():
     """The scan itself: names from each way gpunn reaches CuPy (a local ``cupy`` string is left out)."""
     found = used_cupy_names()
-    for name in ("cupy.RawModule", "cupy.cuda.runtime.getDeviceCount", "cupy.cuda.Stream", "cupy.random.RandomState",
+    for name in ("cupy.RawModule", "cupy.cuda.runtime.getDeviceCount", "cupy.cuda.Stream", "cupy.argsort",
                  "cupy_backends.cuda.libs.cublas", "cupyx.empty_pinned", "cupy.cuda.device.get_cublas_handle",
                  "cupy.take"):
         assert name in found, name

@@ -1614,8 +1614,10 @@ class RandomState:
         return _wrap(self._gen.permutation(a))
 
 
-class CURANDError(RuntimeError):
-    """cupy_backends.cuda.libs.curand.CURANDError (cupy.cuda.curand.CURANDError): a cuRAND status."""
+class _CURANDError(RuntimeError):
+    """cupy_backends.cuda.libs.curand.CURANDError (cupy.cuda.curand.CURANDError): a cuRAND status. Reached as CuPy
+    reaches it only: an underscore name here (``fakecupy.CURANDError`` would be a ``cupy.CURANDError``, which CuPy
+    lacks: tests/test_cupy_api.py), CuPy's name on the class."""
 
     def __init__(self, status):
         self.status = status
@@ -1631,7 +1633,7 @@ def _refuse_beside_another_threads_capture():
     me = threading.get_ident()
     for recording in list(_OPEN_CAPTURES.values()):
         if recording.thread != me and recording.device == state.current:
-            raise CURANDError(201)
+            raise _CURANDError(201)
 
 
 def _random_dtype(dtype):
@@ -1643,7 +1645,8 @@ def _random_dtype(dtype):
 
 
 random = _Random(RandomState=RandomState)
-cuda.curand.CURANDError = CURANDError
+_CURANDError.__name__ = _CURANDError.__qualname__ = "CURANDError"
+cuda.curand.CURANDError = _CURANDError
 
 # ---- cuBLAS (what gpunn.ops.cublas.CupyBlas calls) --------------------------------------------
 
