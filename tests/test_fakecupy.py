@@ -2242,6 +2242,16 @@ def _event_pair(cp, timing):
                                                                            out=cp.empty(2, "float64"))),
     ("take into an out of another shape", ValueError, lambda cp, a: cp.take(a, cp.arange(2), axis=0,
                                                                             out=cp.empty(3, "float32"))),
+    # keywords NumPy takes and CuPy 14 does not (a ufunc: out, dtype, casting; no function where= but copyto's, nor
+    # initial=, like=, device=; no reduction where= or initial=)
+    ("a ufunc's where=", TypeError, lambda cp, a: numpy.add(a, a, where=True)),
+    ("cupy.exp(order=)", TypeError, lambda cp, a: cp.exp(a, order="C")),
+    ("a.max(initial=)", TypeError, lambda cp, a: a.max(initial=0)),
+    ("a.sum(where=) of a mask (where=True: NumPy's own default, let through)", TypeError,
+     lambda cp, a: a.sum(where=numpy.ones(4, bool))),
+    ("numpy.sum(device array, where=)", TypeError, lambda cp, a: numpy.sum(a, where=a > 0)),
+    ("cupy.max(initial=)", TypeError, lambda cp, a: cp.max(a, initial=0)),
+    ("cupy.zeros(device=)", TypeError, lambda cp, a: cp.zeros(2, device="cuda")),
 ])
 def test_the_stand_in_refuses_what_cupy_refuses(fake_cupy, what, error, run):
     """Where NumPy, under the stand-in, would accept what CuPy 14 refuses, fakecupy refuses it too: gpunn code
@@ -2249,6 +2259,20 @@ def test_the_stand_in_refuses_what_cupy_refuses(fake_cupy, what, error, run):
     a = fake_cupy.arange(4, dtype="float32")
     with pytest.raises(error):
         run(fake_cupy, a)
+
+
+def test_the_keywords_cupy_takes_pass_the_stand_ins_keyword_checks(fake_cupy):
+    """The keyword checks refuse only what CuPy lacks: a ufunc's out, dtype and casting, copyto's where, and the
+    reductions NumPy's methods hand to a ufunc with where=True (a.mean() also divides with subok=False: NumPy's own)."""
+    cp = fake_cupy
+    a = cp.arange(4, dtype="float32")
+    flags = cp.empty(4, "float32")
+    cp.greater(a, 1, out=flags, casting="unsafe")
+    assert flags.tolist() == [0, 0, 1, 1]
+    assert [float(a.mean()), float(a.sum()), float(a.max()), float(numpy.mean(a)), float(a.std() ** 2)] == [
+        1.5, 6.0, 3.0, 1.5, 1.25]
+    cp.copyto(a, cp.zeros(4, "float32"), where=a > 1)
+    assert a.tolist() == [0, 1, 0, 0]
 
 
 def _consumed_twice(cp, a):

@@ -73,7 +73,9 @@ where CuPy is strict, so a bug that would fail on a GPU fails here (and, where s
   (``refuse_host_conversions``; NumPy's C code does not ask, so ``host[...] = device`` and ``host[device_index]``
   are refused in gpunn's own code by tests/fakecupy_setitem.py, which compiles gpunn's modules with each subscript
   checked), and
-  ``a.__array__()`` itself; the buffer protocol (``memoryview``, ``file.write(a)``, hashlib) is refused as CuPy's
+  ``a.__array__()`` itself; keywords CuPy lacks are TypeErrors: a ufunc's other than out, dtype and casting
+  (NumPy's where=, order=), where= (but copyto's), initial=, like= and device= to any function, and where= or initial=
+  to a reduction (``a.max(initial=0)``); the buffer protocol (``memoryview``, ``file.write(a)``, hashlib) is refused as CuPy's
   ``__getbuffer__`` refuses memory the host cannot reach (Python 3.12 and later: ``__buffer__``); a pickle is CuPy's
   ``cupy.array`` of a ``get()`` copy (a synchronous read), unpickled onto the device current then; DLPack exports
   the device memory itself (``fakecupy.dlpack``: NumPy's ``from_dlpack`` refuses it in its own words, unless asked
@@ -676,8 +678,11 @@ class ndarray(numpy.ndarray):
         empty (``_launches``); its other methods (reduce, accumulate, outer...) go by ``_routine_launches``."""
         what, operands = f"ufunc {ufunc.__name__}", inputs + (out or ())
         if method == "__call__":
+            if not _called_from_numpy():  # (NumPy's own methods pass subok=False for the user's a.mean())
+                _ufunc_keywords(ufunc.__name__, kwargs)
             _check_operands(what, operands, writes=out or (), launches=not _broadcast_empty(operands))
         else:
+            _reduction_keywords(ufunc.__name__, method, kwargs)
             _checked(what, operands)
         args = [_host_view(x) for x in inputs]
         if out is not None:
@@ -694,6 +699,7 @@ class ndarray(numpy.ndarray):
         if func.__name__ not in space:  # CuPy's __array_function__ returns NotImplemented: NumPy raises
             raise TypeError(f"no implementation found for '{func.__module__}.{func.__name__}' on types that "
                             "implement __array_function__: CuPy 14 has no such function (tests/fakecupy/names.py)")
+        _function_keywords(func.__name__, kwargs)
         written = [kwargs["out"]] if kwargs.get("out") is not None else []
         if func is numpy.copyto:
             written.append(args[0])
@@ -1489,10 +1495,52 @@ def asnumpy(a, stream=None, order="C", out=None):
     return a.get(order=order, out=out) if isinstance(a, ndarray) else numpy.asarray(a, order=order)
 
 
+# The keywords CuPy 14 takes where NumPy takes more (v14.2.0): a ufunc call takes out, dtype and casting only
+# (cupy/_core/_kernel.pyx, ufunc.__call__: "Wrong arguments" for any other, NumPy's where=, order=, subok= among them);
+# no other function takes where= but copyto, nor initial=, like= or device= (inspect.signature over every callable of
+# cupy 14.2.0's namespace), and the ndarray reductions (sum, max, mean, any...) take neither where= nor initial=
+_UFUNC_KEYWORDS = frozenset({"out", "dtype", "casting"})
+_NUMPY_ONLY_KEYWORDS = ("where", "initial", "like", "device")
+
+
+def _ufunc_keywords(name, kwargs):
+    """Refuse, as CuPy's ufunc does, a keyword it lacks (``kwargs``: the call's, less ``out`` where split off)."""
+    wrong = {k: v for k, v in kwargs.items() if k not in _UFUNC_KEYWORDS}
+    if wrong:
+        raise TypeError(f"Wrong arguments {wrong} (cupy.{name} is a CuPy ufunc: it takes out=, dtype= and casting= "
+                        "only)")
+
+
+def _function_keywords(name, kwargs):
+    """Refuse NumPy's where=, initial=, like= and device= given to a CuPy function (copyto takes where=)."""
+    for k in _NUMPY_ONLY_KEYWORDS:
+        if k in kwargs and not (k == "where" and name == "copyto"):
+            raise TypeError(f"{name}() got an unexpected keyword argument {k!r} (CuPy 14's cupy.{name} has none)")
+
+
+def _reduction_keywords(name, method, kwargs):
+    """A reduction of a device array (``a.sum()``, ``a.max()``: NumPy's method hands it to the ufunc's ``method``, with
+    where=True and no initial unless given): CuPy's methods take neither where= nor initial=."""
+    if "initial" in kwargs or kwargs.get("where", True) is not True:
+        given = "initial" if "initial" in kwargs else "where"
+        raise TypeError(f"{given}= to a reduction of a CuPy array ({name}.{method}): CuPy 14's ndarray reductions "
+                        "(sum, max, min, mean, any, all...) and its ufunc methods take no where= or initial=")
+
+
+def _called_from_numpy():
+    """Whether the ufunc being dispatched was called by NumPy's own Python code (its ndarray methods' helpers)."""
+    caller = sys._getframe(2).f_globals.get("__name__", "")
+    return caller == "numpy" or caller.startswith("numpy.")
+
+
 def _creator(name):
     fn = getattr(numpy, name)
 
     def create(*args, **kwargs):
+        if isinstance(fn, numpy.ufunc):
+            _ufunc_keywords(name, kwargs)
+        else:
+            _function_keywords(name, kwargs)
         written = [kwargs["out"]] if kwargs.get("out") is not None else []
         if name == "copyto":
             written.append(args[0])
