@@ -254,6 +254,19 @@ def test_a_synthetic_source_keeps_the_chunk_rows_given_when_it_holds_out_later()
     assert source.chunk_sizes.tolist() == [65536, 34464] and len(source.validation_chunks) == 1
 
 
+@pytest.mark.parametrize("chunk_rows", [None, 8192], ids=["cut by default", "chunk_rows given"])
+def test_a_source_that_holds_out_later_keeps_its_runs_and_plans_as_one_made_with_the_fraction(chunk_rows):
+    """hold_out cuts the chunks again: a synthetic source's pieces of one of make's chunks stay a run, read front to
+    back (a window generates few of make's chunks), so the held-out pieces, the runs and each epoch's windows are
+    those of the source made with the fraction."""
+    made = data.synthetic("teacher", rows=200_000, n_features=2, chunk_rows=chunk_rows, validation_fraction=0.2)
+    later = data.synthetic("teacher", rows=200_000, n_features=2, chunk_rows=chunk_rows).hold_out(0.2)
+    assert later.run_lengths.tolist() == made.run_lengths.tolist() and max(made.run_lengths) > 1
+    assert later.validation_chunks.tolist() == made.validation_chunks.tolist()
+    for epoch in range(2):
+        assert [w.tolist() for w in later.plan(epoch)] == [w.tolist() for w in made.plan(epoch)]
+
+
 def test_validation_never_holds_out_every_chunk():
     """held_count: round(0.9 * 2) is 2, which would leave nothing to train on; one chunk at most of two."""
     source = data.synthetic("teacher", rows=2048, n_features=2, validation_fraction=0.9)

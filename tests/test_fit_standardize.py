@@ -288,3 +288,15 @@ def test_a_later_fit_refused_by_a_callback_before_its_first_step_leaves_the_mode
         with pytest.raises(ValueError, match="val_nope"):
             model.fit(X, y, verbose=False, standardize=standardize, callbacks=[gpunn.EarlyStopping(monitor="val_nope")])
         assert model.standardizer is first
+
+
+def test_an_ensembles_fit_on_a_source_with_standardize_says_to_make_the_source_with_it():
+    """As a model's fit: standardize is fit's option on arrays, refused for a source before anything trains."""
+    source = data.synthetic("linear", rows=3000, n_features=3)
+    ens = gpunn.Ensemble([3, 4, 1], 2, device="cpu", seed=1)
+    before = ens.params.copy()
+    with pytest.raises(ValueError, match=r"^standardize='inputs' is fit's option on arrays; a data source "
+                                         r"standardizes its rows itself: .*\(given SyntheticSource\)$"):
+        ens.fit(source, standardize="inputs", verbose=False)
+    assert ens.standardizer is None
+    numpy.testing.assert_array_equal(ens.params, before)
