@@ -1404,6 +1404,31 @@ def test_a_csv_file_streams_its_blocks_shuffled_and_resumes_exactly(tmp_path, ta
         numpy.testing.assert_array_equal(a, b)
 
 
+def test_a_resume_that_begins_where_a_window_ends_reads_from_the_next_window_on(tmp_path, monkeypatch):
+    """A resume whose first batch begins where a window ends starts reading at the next window: the window before it
+    is neither read nor skipped row by row (1,000 rows in chunks of 100, windows of 2 chunks, batches of 100: batch
+    4 begins the third window)."""
+    from gpunn.data.sources import NpySource
+
+    X = numpy.arange(2000, dtype=numpy.float32).reshape(1000, 2)
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", X[:, :1])
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=100, window=2, device="cpu")
+    read, fill = [], NpySource._fill
+
+    def counting(self, k, X, Y):
+        read.append(int(k))
+        return fill(self, k, X, Y)
+
+    monkeypatch.setattr(NpySource, "_fill", counting)
+    full = epoch(source, 1, 100)
+    read.clear()
+    resumed = epoch(source, 1, 100, 4)
+    for (a, _), (b, _) in zip(full[4:], resumed):
+        numpy.testing.assert_array_equal(a, b)
+    assert len(resumed) == 6 and read == [int(k) for w in source.plan(1)[2:] for k in w]
+
+
 def test_a_csv_resume_parses_only_the_windows_it_reads_and_the_index_is_kept_for_the_next_source(
         tmp_path, monkeypatch):
     pytest.importorskip("pyarrow")
