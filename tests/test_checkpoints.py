@@ -104,6 +104,29 @@ def test_a_resume_given_its_runs_own_fit_options_goes_on_as_without_them_and_ano
             gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **{key: value})
 
 
+
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
+def test_a_resume_takes_its_runs_own_shuffle_and_validation_fraction_in_every_form_fit_takes_them(
+        data, tmp_path, interrupt_at, kind):
+    """fit takes shuffle=numpy.True_, validation_fraction=numpy.float32(0.2) (recorded as 0.2), and None or 0 for no
+    hold-out; given again to resume, each is the run's own and is taken as the plain value is (they were refused as
+    another value); another share, or the other flag, is still refused."""
+    X, Y = data
+    make = (lambda: MLP([6, 8, 2], device="cpu", seed=1)) if kind == "MLP" else (
+        lambda: gpunn.Ensemble([6, 8, 2], 2, device="cpu", seed=1))
+    for n, (fraction, again) in enumerate([(0.2, numpy.float32(0.2)), (None, None), (None, 0.0)]):
+        path = tmp_path / f"run{n}.npz"
+        make().fit(X, Y, callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)],
+                   **dict(FIT, epochs=3, validation_fraction=fraction))
+        given = gpunn.load_checkpoint(path, device="cpu")
+        history = given.resume(X, Y, verbose=False, shuffle=numpy.bool_(True), validation_fraction=again)
+        plain = gpunn.load_checkpoint(path, device="cpu")
+        assert _no_timing(history) == _no_timing(plain.resume(X, Y, verbose=False))
+        numpy.testing.assert_array_equal(given.model.params, plain.model.params)
+    for key, value in (("validation_fraction", 0.1), ("shuffle", numpy.bool_(False))):
+        with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}' \("):
+            gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **{key: value})
+
 @pytest.mark.parametrize("stopping", [False, True], ids=["least val_loss", "early stopping"])
 def test_a_resumed_runs_best_is_the_whole_runs_as_the_run_never_stopped(data, tmp_path, interrupt_at, stopping):
     """history.best and best_epoch of a run stopped and resumed from its checkpoint: those of the whole run (the

@@ -9,6 +9,7 @@ import os
 
 import numpy
 
+from ..checks import validation_share
 from ..hints import keywords_checked, unexpected_resume_keyword
 from ..optim import Schedule, make_schedule
 from ..training.callbacks import History
@@ -168,8 +169,13 @@ def _the_runs_own(checkpoint, key: str, value) -> bool:
         return settings.ranks == 1 and (value is None and settings.batch_size == settings.train_rows or
                                         isinstance(value, numbers.Integral) and value > 0 and
                                         min(int(value), settings.train_rows) == settings.batch_size)
-    if key in ("seed", "shuffle", "validation_fraction"):  # a seed of 4.0 is refused by fit, as here
-        kind = numbers.Real if key == "validation_fraction" else numbers.Integral
+    if key == "validation_fraction":  # as fit records it: None and 0 alike (no hold-out), numpy.float32(0.2) as 0.2
+        try:
+            return validation_share(value) == settings.validation_fraction
+        except ValueError:  # not a share: refused, as fit refuses it
+            return False
+    if key in ("seed", "shuffle"):  # a seed of 4.0 is refused by fit, as here; a NumPy bool is a flag
+        kind = (bool, numpy.bool_) if key == "shuffle" else numbers.Integral
         return isinstance(value, kind) and value == getattr(settings, key)
     if key == "schedule":
         try:
