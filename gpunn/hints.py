@@ -44,6 +44,23 @@ OTHER_NAMES = {
 }
 
 
+# other tools' options that gpunn train and gpunn sweep have none of, {name: {command: what it does instead}}: a run
+# bounded by steps or time (Keras's steps_per_epoch, Lightning's max_steps and max_time) and a held-out share, which
+# a user of 10^10 streamed rows reaches for first. difflib found nothing for them ("unrecognized arguments" alone)
+_WHOLE_EPOCHS = ("gpunn {0} runs whole epochs (--epochs): fewer --rows make a shorter one, and Ctrl-C stops after the "
+                 "current batch (with --save, in a checkpoint that --resume continues)")
+_TENTH_HELD_OUT = {
+    "train": ("gpunn train holds out 10% of the rows for validation (a --data file's in whole chunks, a stream's in "
+              "whole pieces of its chunks); another share is validation_fraction= of a gpunn.data source in Python"),
+    "sweep": ("gpunn sweep holds out 10% of the rows for validation (a --data file's in whole chunks); another share "
+              "is validation_fraction= of a gpunn.data source in Python"),
+}
+COMMAND_OPTIONS_ABSENT = {
+    **{name: {command: _WHOLE_EPOCHS.format(command) for command in ("train", "sweep")}
+       for name in ("max-steps", "steps", "steps-per-epoch", "max-time", "time-limit")},
+    **{name: _TENTH_HELD_OUT for name in ("validation-fraction", "validation-split", "val-fraction", "val-split")},
+}
+
 # other libraries' names for gpunn's activations and optimizers: {what: {name: gpunn's name for the same function, or
 # None where gpunn has none}}. A hint, not a second name accepted: gpunn's models, checkpoints and config files name
 # each function one way. Among them the names difflib misreads (nadam, adamax, radam: "did you mean 'adam'?"; lrelu:

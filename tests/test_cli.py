@@ -1007,6 +1007,29 @@ def test_an_option_named_as_other_tools_name_it_gets_the_option_meant(argv, hint
     assert hint in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, hint", [
+    (["train", "--rows", "1e10", "--max-steps", "100"], "--max-steps: gpunn train runs whole epochs (--epochs): fewer "
+     "--rows make a shorter one, and Ctrl-C stops after the current batch (with --save, in a checkpoint that --resume "
+     "continues)"),
+    (["sweep", "--steps-per-epoch", "5"], "--steps-per-epoch: gpunn sweep runs whole epochs (--epochs)"),
+    (["train", "--validation-fraction", "0.01"], "--validation-fraction: gpunn train holds out 10% of the rows for "
+     "validation (a --data file's in whole chunks, a stream's in whole pieces of its chunks); another share is "
+     "validation_fraction= of a gpunn.data source in Python"),
+    (["sweep", "--validation_split", "0.2"], "--validation_split: gpunn sweep holds out 10% of the rows for "
+     "validation (a --data file's in whole chunks);"),
+])
+def test_a_step_limit_or_a_held_out_share_the_commands_lack_is_told_what_they_do_instead(argv, hint, capsys):
+    """A user of 10^10 streamed rows asks for a short run or a smaller held-out share first: --max-steps and
+    --validation-fraction were "unrecognized arguments" alone."""
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    assert hint in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "m.npz", "i.npy", "o.npy", "--max-steps", "3"])  # a command that runs no epochs: no hint
+    assert capsys.readouterr().err == ("gpunn predict: error: unrecognized arguments: --max-steps 3 (see gpunn predict "
+                                       "--help)\n")
+
+
 def test_an_unknown_option_is_named_when_required_arguments_are_missing_too(capsys):
     """argparse stops at the missing positionals first: 'gpunn predict --hel' said only that model, input and
     output are required, not that --hel is no option (--help)."""
@@ -1206,6 +1229,9 @@ def test_every_option_readmes_prose_names_is_an_option_of_the_command_it_gives()
               "--pch": "NVRTC's", "--device-as-default-execution-space": "NVRTC's",
               "--out": "bench/gpu_checks/NAME.py's", "--merge": "bench/gpu_report.py's",
               "--index-url": "pip's (PyTorch's CPU wheel)"}
+    from gpunn.hints import COMMAND_OPTIONS_ABSENT  # other tools' options README says train and sweep lack
+
+    others.update({f"--{name}": "another tool's, which train and sweep lack" for name in COMMAND_OPTIONS_ABSENT})
     text = (ROOT / "README.md").read_text()
     parser = cli.build_parser()
     commands = parser.commands

@@ -122,7 +122,7 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
     the option meant where one is close (--batchsize: --batch-size; --checkpoint_every: --checkpoint-every;
     --Epochs: --epochs, as case matters) or where it is an abbreviation, which gpunn does not accept
     (--batch: --batch-size); ``then``: what else is wrong, after them."""
-    from ..hints import meant
+    from ..hints import COMMAND_OPTIONS_ABSENT, meant
 
     options = [option for option in option_names(command_parser) if option.startswith("--")]
     names = [option[2:] for option in options]
@@ -137,6 +137,10 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
         given_with = _file_option(token, options, [h.split(" as in ")[-1] for h in hints])
         if given_with:  # gpunn train t.csv: a file given as the command's argument (it said "did you mean --csv?")
             hints.append(f"{name}: a {given_with[1]} follows {given_with[0]}, as in {given_with[0]} {name}")
+            continue
+        absent = COMMAND_OPTIONS_ABSENT.get(spelled[2:].lower(), {}).get(command) if spelled.startswith("--") else None
+        if absent:  # another tool's option, which this command has none of: what it does instead
+            hints.append(f"{name}: {absent}")
             continue
         found = meant(spelled[2:] if spelled.startswith("--") else spelled, names)  # -v: as written
         if found is None:
