@@ -540,9 +540,12 @@ def available_bytes(backend) -> int | None:
 
 
 def size_text(n_bytes) -> str:
-    """A memory size as gpunn's messages give it: in GiB from 1 GiB, in MiB under it, one decimal (a small
-    run's "0.00 GiB" said nothing)."""
-    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
+    """A memory size as gpunn's messages give it: in TiB from 1 TiB, GiB from 1 GiB, in MiB under it, one decimal
+    and thousands grouped (a small run's "0.00 GiB" said nothing; --rows 1e12 streamed since "263378.0 GiB would
+    not fit", now 257.2 TiB)."""
+    if n_bytes >= 2**40:
+        return f"{n_bytes / 2**40:,.1f} TiB"
+    return f"{n_bytes / 2**30:,.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:,.1f} MiB"
 
 
 def train_memory(rows, features, outputs, itemsize, layer_sizes, batch_size, graph=False, standardize=False) -> dict:
