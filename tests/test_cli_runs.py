@@ -180,10 +180,11 @@ def test_the_throughput_line_is_this_processs_epochs_after_its_first(tmp_path, c
     """Each process's first epoch also pays its start-up (Numba's first dispatch: 0.5-0.9 s, 40x a steady epoch
     of a small run). The median of a 2-epoch run averaged it in (half the speed), and after --resume it mixed
     the earlier process's epochs with this one's. Epoch rates are scripted here: 1,000 for each process's first
-    epoch, then 100,000, 90,000."""
+    epoch, then 100,000, and 200,000 and 300,000 after the resume (with the earlier process's epochs the median
+    would be 150,000: audit35b's T18, which 90,000 twice did not tell), and the seconds are the resume's epochs'."""
     from gpunn.training.loop import Trainer
 
-    epoch_logs, rates = Trainer.epoch_logs, iter([1_000.0, 100_000.0, 1_000.0, 90_000.0, 90_000.0])
+    epoch_logs, rates = Trainer.epoch_logs, iter([1_000.0, 100_000.0, 1_000.0, 200_000.0, 300_000.0])
 
     def scripted(self, *args, **kwargs):
         return {**epoch_logs(self, *args, **kwargs), "samples_per_s": next(rates)}
@@ -193,9 +194,25 @@ def test_the_throughput_line_is_this_processs_epochs_after_its_first(tmp_path, c
     assert main(["train", *SMALL, "--epochs", "2", "--save", save, "--json", str(out)]) == 0
     assert "throughput: 100,000 samples/s (median epoch after the first)" in capsys.readouterr().out
     assert json.loads(out.read_text())["result"]["samples_per_s"] == 100_000
-    assert main(["train", "--resume", save, "--epochs", "5", "--quiet"]) == 0
+    assert main(["train", "--resume", save, "--epochs", "5", "--quiet", "--json", str(out)]) == 0
     line = capsys.readouterr().out.splitlines()[-2]
-    assert line.startswith("throughput: 90,000 samples/s (median epoch after the first)") and "since the resume" in line
+    assert line.startswith("throughput: 250,000 samples/s (median epoch after the first)") and "since the resume" in line
+    resumed = json.loads(out.read_text())
+    assert resumed["result"]["samples_per_s"] == 250_000
+    assert resumed["result"]["train_seconds"] == sum(resumed["history"]["time_s"][2:])
+
+
+def test_a_one_epoch_runs_throughput_is_that_epochs_start_up_included(tmp_path, capsys, monkeypatch):
+    """With no epoch after the first, the rate is the first epoch's, said so (audit35b's T17: the median of the
+    epochs after the first, of none, was NaN)."""
+    from gpunn.training.loop import Trainer
+
+    epoch_logs = Trainer.epoch_logs
+    monkeypatch.setattr(Trainer, "epoch_logs", lambda self, *a, **k: {**epoch_logs(self, *a, **k), "samples_per_s": 1_000.0})
+    out = tmp_path / "out.json"
+    assert main(["train", *SMALL, "--epochs", "1", "--json", str(out)]) == 0
+    assert "throughput: 1,000 samples/s (one epoch, start-up included)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["result"]["samples_per_s"] == 1_000
 
 
 def test_a_resume_stopped_before_its_first_epoch_ended_says_its_throughput_is_the_earlier_runs(tmp_path, capsys,

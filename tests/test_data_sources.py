@@ -1928,6 +1928,19 @@ def test_a_headerless_csv_that_begins_with_a_utf8_mark_keeps_its_first_row(tmp_p
     assert names is None
 
 
+def test_a_first_row_of_quoted_numbers_is_data_not_a_header(tmp_path):
+    """A number in quotes is a number: a first row '1.5','2' (or "2" after a space, which the csv module leaves
+    quoted) is no header, so it is not dropped as one (audit35b's X2: only the spaces stripped, not the quotes, took
+    it for column names)."""
+    from gpunn.csvtext import csv_has_header
+
+    for first in ("'1.5','2'", '1.5, "2"'):
+        (tmp_path / "q.csv").write_text(f"{first}\n3,4\n")
+        assert not csv_has_header(tmp_path / "q.csv"), first
+    (tmp_path / "q.csv").write_text("'a','b'\n3,4\n")
+    assert csv_has_header(tmp_path / "q.csv")
+
+
 def test_a_header_whose_crlf_is_cut_by_the_first_read_ends_after_both_bytes(tmp_path):
     """csv_header_end reads 64 KiB first: a header whose \\r is that read's last byte ends after the \\n that
     follows it, so the data's lines are counted as an editor shows them."""
