@@ -127,6 +127,29 @@ def test_a_resume_takes_its_runs_own_shuffle_and_validation_fraction_in_every_fo
         with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}' \("):
             gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **{key: value})
 
+
+def test_a_resumes_batch_size_is_the_runs_own_as_fit_resolved_it_and_a_data_parallel_runs_is_refused(
+        data, tmp_path, interrupt_at):
+    """fit(batch_size=5000) on 960 training rows trains on batches of all 960, as batch_size=None does: 5000, 960 and
+    None given to its resume are each the run's own, and go on as the resume without them; None is not the own of a
+    run of batches of 100. A data-parallel run's batch size is refused at any value (ranks x it trained a step)."""
+    X, Y = data
+    full, batched, two_ranks = tmp_path / "full.npz", tmp_path / "batched.npz", tmp_path / "two.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[interrupt_at(1, 0), gpunn.ModelCheckpoint(full)],
+                                             **dict(FIT, epochs=3, batch_size=5000))
+    plain = gpunn.load_checkpoint(full, device="cpu")
+    plain.resume(X, Y, verbose=False)
+    for size in (5000, 960, None):
+        given = gpunn.load_checkpoint(full, device="cpu")
+        given.resume(X, Y, verbose=False, batch_size=size)
+        numpy.testing.assert_array_equal(given.model.params, plain.model.params)
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(batched)],
+                                             **dict(FIT, epochs=3))
+    rewrite_meta(batched, two_ranks, lambda meta: meta["training"]["settings"].update(ranks=2))
+    for path, size in ((batched, None), (two_ranks, 100)):
+        with pytest.raises(TypeError, match=r"unexpected keyword argument 'batch_size' \("):
+            gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, batch_size=size)
+
 @pytest.mark.parametrize("stopping", [False, True], ids=["least val_loss", "early stopping"])
 def test_a_resumed_runs_best_is_the_whole_runs_as_the_run_never_stopped(data, tmp_path, interrupt_at, stopping):
     """history.best and best_epoch of a run stopped and resumed from its checkpoint: those of the whole run (the

@@ -2022,8 +2022,12 @@ def test_a_fit_of_several_epochs_on_a_one_shot_iterator_is_refused_before_it_tra
     with pytest.raises(ValueError, match=r"^epochs=3 on a one-shot iterator of batches, which serves one pass: fit "
                                          r"it with epochs=1, or give data.iterable a list .* or a callable epoch"):
         model.fit(source, epochs=3, verbose=False)
+    with pytest.raises(ValueError, match=r"^epochs=2 on a one-shot iterator"):
+        model.fit(source, epochs=2, verbose=False)
     numpy.testing.assert_array_equal(model.params, before)
     assert len(model.fit(source, epochs=1, verbose=False)["epoch"]) == 1
+    with pytest.raises(DataError, match=r"^the iterator of batches is exhausted \(it served one pass"):
+        model.fit(source, epochs=3, verbose=False)  # read: exhausted, whatever the epochs
     again = data.iterable([(X, 2 * X[:, :1])])  # a list serves every epoch
     assert len(model.fit(again, epochs=3, verbose=False)["epoch"]) == 3
 

@@ -145,8 +145,9 @@ def test_a_standardized_run_on_arrays_resumes_from_its_checkpoint_bit_for_bit(tm
     ckpt.resume(X, y, verbose=False, standardize=True)
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
     numpy.testing.assert_array_equal(ckpt.model.standardizer.x_mean, reference.standardizer.x_mean)
-    with pytest.raises(TypeError, match="standardize"):
-        gpunn.load_checkpoint(path, device="cpu").resume(X, y, verbose=False, standardize="inputs")
+    for other in ("inputs", False):  # not the run's: its targets were scaled too; fit's default, no statistics
+        with pytest.raises(TypeError, match="standardize"):
+            gpunn.load_checkpoint(path, device="cpu").resume(X, y, verbose=False, standardize=other)
 
 
 def test_standardize_on_the_device_takes_the_same_statistics_and_predicts_in_raw_units(device):
