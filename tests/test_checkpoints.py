@@ -97,9 +97,11 @@ def test_a_resume_given_its_runs_own_fit_options_goes_on_as_without_them_and_ano
     numpy.testing.assert_array_equal(passed.model.params, without.model.params)
     assert passed.state.epoch == 2 and with_them["epoch"][-1] == 7
     for key, value in dict(batch_size=50, seed=5, shuffle=False, validation_fraction=0.25, schedule="step",
-                           batch_size_float=100.0, seed_float=4.0,
-                           **({"lr": 1e-3, "optimizer": "sgd"} if kind == "MLP" else {"lr": 5e-3})).items():
-        key = key.removesuffix("_float")  # the run's value as a float, which fit refuses too
+                           batch_size_float=100.0, seed_float=4.0, schedule_other=gpunn.Schedule("cosine", min_factor=0.1),
+                           **({"lr": 1e-3, "optimizer": "sgd"} if kind == "MLP" else {"lr": 5e-3, "optimizer": "adam"})
+                           ).items():
+        key = key.removesuffix("_float").removesuffix("_other")  # the run's value as a float, which fit refuses too;
+        # the run's schedule with another option; an Ensemble's rate and optimizer, per member, even at the run's
         with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}' \("):
             gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **{key: value})
 

@@ -238,6 +238,18 @@ def test_a_resumed_synthetic_source_takes_makes_chunks_where_the_checkpoint_reco
     assert source.rows + source.validation_rows == 140_000
 
 
+def test_a_resumed_synthetic_source_cut_as_its_checkpoint_recorded_has_the_runs_and_plan_of_that_cut():
+    """A resume's source cut by default otherwise than the run's takes the recorded cut: its pieces of one of make's
+    chunks a run again, read front to back, so the held-out pieces and each epoch's windows are the run's."""
+    source = data.synthetic("teacher", rows=200_000, n_features=3, validation_fraction=0.2, device="cpu")
+    run = data.synthetic("teacher", rows=200_000, n_features=3, validation_fraction=0.2, chunk_rows=8192)
+    assert source.chunk_rows != 8192
+    source.follow_saved_cut({"kind": "synthetic", "chunk_rows": 8192})
+    assert source.chunk_rows == 8192 and source.run_lengths.tolist() == run.run_lengths.tolist()
+    assert source.validation_chunks.tolist() == run.validation_chunks.tolist()
+    assert [w.tolist() for w in source.plan(1)] == [w.tolist() for w in run.plan(1)]
+
+
 def test_a_synthetic_source_refuses_a_bad_fraction_to_hold_out_before_it_cuts_anew():
     source = data.synthetic("teacher", rows=140_000, n_features=3, device="cpu")
     for bad in (1.5, "x"):
