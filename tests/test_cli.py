@@ -733,7 +733,7 @@ def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_
     assert cli.main(["train", *TINY, "--batch-size", "32", "--json", str(js), "--save", str(path)]) == 130
     out = capsys.readouterr().out
     assert (f"interrupted after 0 complete epochs: no epoch to report, no held-out metrics (--json not written); "
-            f"checkpoint in {path}, at 2 of 6 batches of epoch 1 (continue with --resume {path})") in out
+            f"checkpoint in {path}, at 2 of 6 batches of epoch 1 (continue with gpunn train --resume {path})") in out
     assert "held-out" not in out.replace("no held-out", "") and not js.exists()
     state = gpunn.load_checkpoint(str(path), device="cpu").state  # README: the next step's indexes from 0
     assert (state.epoch, state.batch) == (0, 2)  # stopped after the hook's batch 1, "2 of 6 batches of epoch 1"
@@ -781,7 +781,7 @@ def test_a_run_interrupted_at_an_epochs_end_names_no_batch_and_resumes_with_its_
         *k["callbacks"], interrupt_at(0, 5)]}))  # batch 6 of 6
     path = tmp_path / "run.npz"
     assert cli.main(with_options(["train", *TINY, "--batch-size", "32", "--save", str(path)], "--epochs", "2")) == 130
-    assert (f"interrupted after 1 complete epoch; checkpoint in {path} (continue with --resume {path})\n"
+    assert (f"interrupted after 1 complete epoch; checkpoint in {path} (continue with gpunn train --resume {path})\n"
             in capsys.readouterr().out)
     monkeypatch.setattr(gpunn.MLP, "fit", fit)
     assert cli.main(["train", "--resume", str(path), "--checkpoint-every", "1", "--quiet", "--debug"]) == 0  # (this
@@ -1028,6 +1028,23 @@ def test_a_step_limit_or_a_held_out_share_the_commands_lack_is_told_what_they_do
         cli.main(["predict", "m.npz", "i.npy", "o.npy", "--max-steps", "3"])  # a command that runs no epochs: no hint
     assert capsys.readouterr().err == ("gpunn predict: error: unrecognized arguments: --max-steps 3 (see gpunn predict "
                                        "--help)\n")
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["resume", "run.npz"], "; a run goes on with gpunn train --resume run.npz (a sweep with gpunn sweep --resume DIR)"),
+    (["continue"], "; a run goes on with gpunn train --resume PATH (a sweep with gpunn sweep --resume DIR)"),
+    (["--resume", "my run.npz"], "; did you mean gpunn train --resume 'my run.npz'?"),  # the interrupted line's option
+    (["trian", "--rows", "5"], "; did you mean 'train'?"), (["Predict"], "; did you mean 'predict'?"), (["foo"], ""),
+])
+def test_a_command_gpunn_has_not_is_told_the_command_meant(argv, hint, capsys):
+    """An interrupted run says to continue with --resume: gpunn resume run.npz, and gpunn --resume run.npz, were
+    argparse's "invalid choice" alone, as was a misspelt command."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    named = argv[1] if argv[0] == "--resume" else argv[0]
+    assert capsys.readouterr().err == (f"gpunn: error: argument command: invalid choice: {named!r} (choose from "
+                                       f"'train', 'predict', 'sweep', 'bench', 'info'){hint} (see gpunn --help)\n")
 
 
 def test_an_unknown_option_is_named_when_required_arguments_are_missing_too(capsys):

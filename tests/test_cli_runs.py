@@ -257,7 +257,7 @@ def test_an_interrupted_run_and_its_resume_say_where_in_an_epoch_the_run_is(tmp_
     assert f"resuming {save}: 1 epoch done;" in out
     # 2,700 training rows in batches of 100
     assert (f"interrupted after 1 complete epoch; checkpoint in {save}, at 1 epoch and 1 of 27 batches of epoch 2 "
-            f"(continue with --resume {save})") in out
+            f"(continue with gpunn train --resume {save})") in out
     assert main(["train", "--resume", save, "--epochs", "3"]) == 0
     assert f"resuming {save}: 1 epoch and 1 of 27 batches of epoch 2 done;" in capsys.readouterr().out
 

@@ -56,6 +56,8 @@ def parse_args(argv=None):
         stray = [token for token in argv if token.split("=", 1)[0] not in own]
         if stray:
             refuse_unknown(parser, stray, "and a command is required")
+    if _command(argv) is not None and _command(argv) not in parser.commands:
+        _refuse_command(parser, argv)
     command = parser.commands.get(_command(argv))
     if command is not None:  # its unknown options, named too if argparse stops first at a missing argument
         own = set(option_names(command))
@@ -91,6 +93,29 @@ def parse_args(argv=None):
     refuse_idle_options(given, args, from_config, args.config)
     args.config_keys = frozenset(from_config) - frozenset(given)  # what --config set: a refusal of one names its key
     return args
+
+
+def _refuse_command(parser, argv):
+    """argparse's refusal of a command gpunn has not, with the command meant: a run goes on with ``gpunn train --resume
+    PATH``, which a user whose run was cut short types as ``gpunn resume PATH`` (or ``gpunn --resume PATH``, copying
+    the --resume of the interrupted run's line); a misspelt command gets the one it stands for (trian: train)."""
+    import difflib
+
+    from ..hints import shell_word
+
+    named = _command(argv)
+    at = argv.index(named)
+    after = next((token for token in argv[at + 1:] if not token.startswith("-")), None)
+    if named in ("resume", "continue"):
+        path = shell_word(after) if after else "PATH"
+        hint = f"; a run goes on with gpunn train --resume {path} (a sweep with gpunn sweep --resume DIR)"
+    elif at and argv[at - 1] == "--resume":  # gpunn --resume run.npz
+        hint = f"; did you mean gpunn train --resume {shell_word(named)}?"
+    else:
+        close = difflib.get_close_matches(named.lower(), list(parser.commands), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    choices = ", ".join(repr(name) for name in parser.commands)
+    parser.error(f"argument command: invalid choice: {named!r} (choose from {choices}){hint}")
 
 
 EXPECTED_ERRORS = (ValueError, TypeError, _backend.DeviceError, FloatingPointError, OSError, MissingExtra,
