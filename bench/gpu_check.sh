@@ -197,7 +197,7 @@ except m.PackageNotFoundError: print('not installed')" 2>/dev/null)
 cat "$OUT/device.txt"
 if [ "$DRY" = 0 ]; then
   reason=$(bounded 60 "$PY" -c "from gpunn import backend; c, n, r = backend.probe_cuda(); print(r or 'ok')" 2>&1 | tail -n 1)
-  [ -n "$reason" ] || reason="the probe (compile and run a kernel, a cuRAND draw) gave no answer in 60 s"
+  [ -n "$reason" ] || reason="the probe (compile and run a kernel, a CuPy elementwise kernel, a cuBLAS product) gave no answer in 60 s"
   if [ "$reason" != ok ]; then
     record "FAIL device: CuPy is not usable, nothing else was run: $reason"
     exit 3

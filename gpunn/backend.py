@@ -1,7 +1,7 @@
 """Device resolution: which array module (NumPy or CuPy) and which device a model runs on.
 
 CuPy is probed once per process: it must import, see a device, and then compile and run a
-trivial kernel, run one of CuPy's own elementwise kernels and draw from cuRAND on it (a CuPy
+trivial kernel, run one of CuPy's own elementwise kernels and a cuBLAS product on it (a CuPy
 wheel without a CUDA toolkit imports and counts devices fine, then fails at the first compile).
 The answer, and the reason when there is no usable GPU, is cached.
 """
