@@ -1550,6 +1550,24 @@ def test_a_run_on_files_resumes_from_another_directory_and_after_the_files_moved
     assert "was trained on another source: n_outputs was 1, now 2" in capsys.readouterr().err
 
 
+def test_a_stream_whose_chunks_bookkeeping_would_not_fit_in_memory_is_refused_before_it_is_made(monkeypatch, capsys):
+    """--rows 1e13 failed after 27 s with NumPy's "Unable to allocate 1.14 GiB for an array with shape (152587892,)"
+    under a 4 GB limit (a laptop without one swaps), and 1e15 said "114. GiB" so: the stream's chunk tables, 70 bytes a
+    chunk, are weighed against the host's free memory first."""
+    from gpunn import data, preflight
+
+    def not_made(*args, **kwargs):
+        raise AssertionError("the stream was made")
+
+    monkeypatch.setattr(preflight, "host_available_bytes", lambda: 512 << 20)
+    monkeypatch.setattr(data, "synthetic", not_made)
+    assert main(["train", "--rows", "1e12", "--stream", "on", "--device", "cpu", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "gpunn train: error: --rows 1,000,000,000,000 streams 15,258,790 chunks of 65,536 rows, whose bookkeeping alone "
+        "(about 70 bytes a chunk, in host memory) needs about 1,018.6 MiB, and the host has 512.0 MiB free; stream "
+        "fewer rows (10^12 rows' bookkeeping takes about 1,018.6 MiB)\n")
+
+
 def test_a_resumed_stream_holds_out_as_it_was_saved(tmp_path, monkeypatch, capsys):
     """A stream saved when its rows could not be cut to hold out a tenth (gpunn before pieces: none under 131,072
     rows) held out nothing; resumed now, it still holds out nothing, where a new stream of its rows would."""

@@ -17,6 +17,9 @@ from .common import counted, file_path, number, positive
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
 WINDOW = 16  # --window's default
 COMFORT = 0.5  # materialize only when data, its shuffled copy and the model take at most this share of free memory
+# a stream's bookkeeping per chunk in host memory (its chunk tables and epoch plans: README's "about 70 bytes"; a
+# train process's RSS grew by 63-73 bytes a chunk from 10^10 to 10^12 rows, 2026-12-02)
+CHUNK_BOOKKEEPING_BYTES = 70
 
 
 def feature_count_or_names(text):
@@ -189,6 +192,7 @@ def make_source(args, backend, ckpt=None):
                       f"their shuffled copy and the model{room}){unused_window(args)}")
     # a resumed stream is cut as it was saved (make's chunks, when it recorded no chunk_rows)
     cut = _saved_cut(ckpt).get("chunk_rows", CHUNK_ROWS) if ckpt else None
+    _check_bookkeeping(args.rows, cut or piece_cut(args.rows, VALIDATION_FRACTION)[0])
     source = data.synthetic(args.task, args.rows, args.features, args.outputs, noise=args.noise, chunk_rows=cut,
                             validation_fraction=_stream_fraction(args.rows, ckpt), **common)
     why = "--stream on" if args.stream == "on" else (f"{preflight.size_text(need)} would not fit comfortably in "
@@ -198,6 +202,22 @@ def make_source(args, backend, ckpt=None):
             f"{VALIDATION_FRACTION:.0%} of {args.rows:,} rows: none" if not ckpt else "none, as the run was saved")
     return source, (f"data: streaming {args.task} from {backend.device}, {source.rows:,} training rows, "
                     f"{source.validation_rows:,} validation rows ({held}) ({why})")
+
+
+def _check_bookkeeping(rows, piece_rows):
+    """A stream whose chunks' bookkeeping alone would not fit in the host's free memory is refused before it is made:
+    --rows 1e13 (153 million chunks, some 10 GiB) failed after 27 s with NumPy's "Unable to allocate 1.14 GiB for an
+    array with shape (152587892,)" under a 4 GB limit, or would swap a laptop, and 1e15 said 114 GiB so."""
+    from .. import preflight
+
+    chunks = -(-rows // piece_rows)
+    need, free = chunks * CHUNK_BOOKKEEPING_BYTES, preflight.host_available_bytes()
+    if free is not None and need > free:
+        raise preflight.PreflightError(
+            f"--rows {rows:,} streams {chunks:,} chunks of {piece_rows:,} rows, whose bookkeeping alone (about "
+            f"{CHUNK_BOOKKEEPING_BYTES} bytes a chunk, in host memory) needs about {preflight.size_text(need)}, and "
+            f"the host has {preflight.size_text(free)} free; stream fewer rows (10^12 rows' bookkeeping takes about "
+            f"{preflight.size_text(-(-10**12 // CHUNK_ROWS) * CHUNK_BOOKKEEPING_BYTES)})")
 
 
 def standardize_first(source, backend, dtype, verbose) -> None:
