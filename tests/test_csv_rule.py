@@ -567,3 +567,15 @@ def test_a_nan_or_infinite_number_is_refused_in_one_wording_by_training_and_pred
         source = data.csv(path, "b", shuffle=False).bind("cpu", "float32")
         assert refusal(lambda: list(source.ordered_windows())) == said
     assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn predict: error: IN {said}"] * 2
+
+
+def test_a_header_ending_in_a_comma_is_named_the_cause_only_of_rows_one_value_short():
+    """A header 'a,b,c,' names 4 columns, the last without a name: the comma is the likely cause of rows of 3 values,
+    not of rows of 2, which removing it would not mend (audit35b's X22: it was said for any width)."""
+    from gpunn.csvtext import wrong_width
+
+    header = ["a", "b", "c", ""]
+    assert wrong_width(3, 4, header) == ("3 values, where the header row names 4 columns, its last without a name: "
+                                         "the header line ends in a comma (remove it)")
+    assert wrong_width(2, 4, header) == ("2 values, where the header row names 4 columns, column 4 without a name (an "
+                                         "empty name between two commas, or a comma at the line's end)")

@@ -1984,6 +1984,21 @@ def test_predict_with_in_and_out_swapped_refuses_to_replace_the_inputs(tmp_path,
     assert not numpy.array_equal(numpy.load(X), inputs)
 
 
+def test_in_and_out_swapped_are_told_where_ins_float32_predictions_differ_from_outs_in_their_last_bits(tmp_path, capsys):
+    """Predictions of other batches (another chunk size, another machine's BLAS) may differ in their last bits: IN
+    holding OUT's rows' float32 predictions one ulp off is still IN and OUT swapped (audit35b's P3: compared to 1e-9
+    whatever the dtype, they were taken for other data and X.npy replaced)."""
+    model, X, out = str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), str(tmp_path / "o.npy")
+    net = gpunn.MLP([1, 8, 1], activation="tanh", seed=0, device="cpu")
+    gpunn.save(model, net)
+    numpy.save(X, inputs := numpy.linspace(-3, 3, 100)[:, None])
+    predicted = numpy.asarray(net.predict(inputs), dtype=numpy.float32)
+    numpy.save(out, numpy.nextafter(predicted, numpy.float32(numpy.inf)))
+    assert main(["predict", model, out, X]) == 2
+    assert "IN and OUT look swapped" in capsys.readouterr().err
+    numpy.testing.assert_array_equal(numpy.load(X), inputs)
+
+
 def test_an_earlier_out_of_more_rows_than_in_is_replaced_for_a_model_of_as_many_outputs_as_inputs(tmp_path):
     """IN of fewer rows than OUT's first ones cannot be OUT's predictions (the check for IN and OUT swapped, which
     compares up to 32 rows), so OUT, the output of a longer file, is replaced as any earlier output is."""
