@@ -2252,6 +2252,12 @@ def _event_pair(cp, timing):
     ("numpy.sum(device array, where=)", TypeError, lambda cp, a: numpy.sum(a, where=a > 0)),
     ("cupy.max(initial=)", TypeError, lambda cp, a: cp.max(a, initial=0)),
     ("cupy.zeros(device=)", TypeError, lambda cp, a: cp.zeros(2, device="cuda")),
+    # ufunc methods CuPy 14 implements for add (and multiply) only (a.max() is CuPy's own method, let through)
+    ("numpy.maximum.reduce of a device array", NotImplementedError, lambda cp, a: numpy.maximum.reduce(a)),
+    ("numpy.logical_or.accumulate of a device array", NotImplementedError,
+     lambda cp, a: numpy.logical_or.accumulate(a > 1)),
+    ("numpy.multiply.reduceat of a device array", NotImplementedError,
+     lambda cp, a: numpy.multiply.reduceat(a, cp.arange(2))),
 ])
 def test_the_stand_in_refuses_what_cupy_refuses(fake_cupy, what, error, run):
     """Where NumPy, under the stand-in, would accept what CuPy 14 refuses, fakecupy refuses it too: gpunn code
@@ -2271,6 +2277,8 @@ def test_the_keywords_cupy_takes_pass_the_stand_ins_keyword_checks(fake_cupy):
     assert flags.tolist() == [0, 0, 1, 1]
     assert [float(a.mean()), float(a.sum()), float(a.max()), float(numpy.mean(a)), float(a.std() ** 2)] == [
         1.5, 6.0, 3.0, 1.5, 1.25]
+    assert [float(numpy.add.reduce(a)), float(a.max()), float(a.min()), bool(a.all()), a.cumsum().tolist()] == [
+        6.0, 3.0, 0.0, False, [0, 1, 3, 6]]
     cp.copyto(a, cp.zeros(4, "float32"), where=a > 1)
     assert a.tolist() == [0, 1, 0, 0]
 

@@ -75,7 +75,8 @@ where CuPy is strict, so a bug that would fail on a GPU fails here (and, where s
   checked), and
   ``a.__array__()`` itself; keywords CuPy lacks are TypeErrors: a ufunc's other than out, dtype and casting
   (NumPy's where=, order=), where= (but copyto's), initial=, like= and device= to any function, and where= or initial=
-  to a reduction (``a.max(initial=0)``); the buffer protocol (``memoryview``, ``file.write(a)``, hashlib) is refused as CuPy's
+  to a reduction (``a.max(initial=0)``); a ufunc method CuPy has not implemented for the ufunc
+  (``numpy.maximum.reduce(a)``: reduce and accumulate are add's and multiply's only, reduceat add's); the buffer protocol (``memoryview``, ``file.write(a)``, hashlib) is refused as CuPy's
   ``__getbuffer__`` refuses memory the host cannot reach (Python 3.12 and later: ``__buffer__``); a pickle is CuPy's
   ``cupy.array`` of a ``get()`` copy (a synchronous read), unpickled onto the device current then; DLPack exports
   the device memory itself (``fakecupy.dlpack``: NumPy's ``from_dlpack`` refuses it in its own words, unless asked
@@ -683,6 +684,8 @@ class ndarray(numpy.ndarray):
             _check_operands(what, operands, writes=out or (), launches=not _broadcast_empty(operands))
         else:
             _reduction_keywords(ufunc.__name__, method, kwargs)
+            if not _called_from_numpy():  # (NumPy's a.max() hands its reduction to maximum.reduce: CuPy's own method)
+                _ufunc_method(ufunc.__name__, method)
             _checked(what, operands)
         args = [_host_view(x) for x in inputs]
         if out is not None:
@@ -1525,6 +1528,20 @@ def _reduction_keywords(name, method, kwargs):
         given = "initial" if "initial" in kwargs else "where"
         raise TypeError(f"{given}= to a reduction of a CuPy array ({name}.{method}): CuPy 14's ndarray reductions "
                         "(sum, max, min, mean, any, all...) and its ufunc methods take no where= or initial=")
+
+
+# The ufunc methods CuPy 14 implements, and for which ufuncs (cupy/_core/_kernel.pyx v14.2.0, ufunc.reduce,
+# accumulate, reduceat: NotImplementedError for any other); outer takes every ufunc, at those with a scatter kernel
+_UFUNC_METHODS = {"reduce": ("add", "multiply"), "accumulate": ("add", "multiply"), "reduceat": ("add",)}
+
+
+def _ufunc_method(name, method):
+    """Refuse, as CuPy does, a ufunc method it has not implemented for this ufunc (``numpy.maximum.reduce(a)``:
+    ``a.max()`` is the way on a GPU)."""
+    if name not in _UFUNC_METHODS.get(method, (name,)):
+        raise NotImplementedError(f"`cupy_{name}.{method}` is not supported yet (CuPy 14 implements {method} for "
+                                  f"{' and '.join(_UFUNC_METHODS[method])} only: use the array's method or a cupy "
+                                  "function)")
 
 
 def _called_from_numpy():
