@@ -917,3 +917,20 @@ def test_verbose_prints_scikit_learns_lines_on_the_loss_curves_scale(capsys):
                          "Stopping.") and len(lines) == 2 * len(early.loss_curve_) + 1
     MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, device="cpu", random_state=0).fit(X, y)
     assert capsys.readouterr() == ("", "")  # quiet by default
+
+
+def test_verbose_says_each_division_of_the_adaptive_rate_and_the_stop_in_scikit_learns_words(capsys):
+    """solver="sgd" with learning_rate="adaptive": the lines that say why the rate is divided by 5 give the new rate,
+    and the last says it is too small to go on, as scikit-learn's MLPRegressor prints them for the same settings."""
+    X, y = (numpy.asarray(a) for a in datasets.make("linear", 300, 3, seed=0, device="cpu"))
+    y = y.ravel()
+    options = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate="adaptive", learning_rate_init=1e-5, tol=10.0,
+                   n_iter_no_change=1, max_iter=20, verbose=True, random_state=0)
+    said = []
+    for estimator in (MLPRegressor(device="cpu", **options), sklearn.neural_network.MLPRegressor(**options)):
+        estimator.fit(X, y)
+        said.append([line for line in capsys.readouterr().out.splitlines() if not line.startswith("Iteration ")])
+    stalled = "Training loss did not improve more than tol=10.000000 for 1 consecutive epochs."
+    assert said[0] == said[1] == [f"{stalled} Setting learning rate to 0.000002",
+                                  f"{stalled} Setting learning rate to 0.000000",
+                                  f"{stalled} Learning rate too small. Stopping."]

@@ -633,12 +633,14 @@ def test_a_checkpoint_writer_refuses_a_path_it_cannot_write_before_training(tmp_
 
 
 @pytest.mark.parametrize("path, field", [("ck-{epoch:02d}.npz", "{epoch:02d}"), ("best-{val_loss:.2f}.npz",
-                                                                                 "{val_loss:.2f}")])
+                                                                                 "{val_loss:.2f}"),
+                                         ("{run}-{batch}.npz", "{batch}")])
 def test_a_checkpoint_path_with_the_epoch_field_kerass_fills_in_is_refused_saying_how_to_keep_each_epoch(
         tmp_path, path, field):
     """ModelCheckpoint("ck-{epoch:02d}.npz"), Keras's filepath, wrote one file of that very name, over and over,
     where Keras writes one per epoch. Refused as it is made, with the callback that keeps each epoch's model; a
-    brace that names no log (a directory "{run}") is a name, as before."""
+    brace that names no log (a directory "{run}") or a lone brace is a name, as before; {batch} after {run} is
+    found."""
     with pytest.raises(ValueError, match="^" + re.escape(f"ModelCheckpoint's path {str(tmp_path / path)!r} holds "
                                                          f"{field}, a field Keras's ModelCheckpoint fills in; gpunn's "
                                                          "writes one file, replaced at each save, which the run "
@@ -653,6 +655,8 @@ def test_a_checkpoint_path_with_the_epoch_field_kerass_fills_in_is_refused_sayin
     (tmp_path / "{run}").mkdir()
     model, X = gpunn.MLP([2, 3, 1], device="cpu", seed=0), numpy.ones((8, 2))
     model.fit(X, X[:, :1], epochs=2, verbose=False,
-              callbacks=[SaveEach(), gpunn.ModelCheckpoint(tmp_path / "{run}" / "a.npz")])
+              callbacks=[SaveEach(), gpunn.ModelCheckpoint(tmp_path / "{run}" / "a.npz"),
+                         gpunn.ModelCheckpoint(tmp_path / "b{.npz")])  # (a lone brace: no field, a name)
     assert gpunn.load(tmp_path / "model-02.npz").params.tolist() == model.params.tolist()
     assert (tmp_path / "model-01.npz").exists() and (tmp_path / "{run}" / "a.npz").exists()
+    assert (tmp_path / "b{.npz").exists()
