@@ -725,10 +725,37 @@ def test_predict_says_how_many_more_missing_values_the_rows_read_with_the_first_
                                                   "more missing or not finite among the 100 rows read with it, at row "
                                                   "21, row 40, row 90, ...; the rows after them are not checked yet)")):
         predict_file(model, tmp_path / "x.npy", tmp_path / "p.npy", chunk_rows=100)
-    X[21:] = 1.0
+    X[[120, 130], [0, 1]] = numpy.nan  # in the second chunk: its rows named in the file, from its first row
+    X[:100] = 1.0
+    numpy.save(tmp_path / "x.npy", X)
+    with pytest.raises(DataError, match=re.escape("x.npy row 120: column 0: nan is NaN; clean or impute it first (1 "
+                                                  "more missing or not finite among the 100 rows read with it, at row "
+                                                  "130; the rows after them are not checked yet)")):
+        predict_file(model, tmp_path / "x.npy", tmp_path / "p.npy", chunk_rows=100)
+    X[:] = 1.0
+    X[20, 1] = numpy.nan
     numpy.save(tmp_path / "x.npy", X[:100])
     with pytest.raises(DataError, match=r"x\.npy row 20: column 1: nan is NaN; clean or impute it first$"):
         predict_file(model, tmp_path / "x.npy", tmp_path / "p.npy", chunk_rows=100)  # (one: nothing more said)
+
+
+@pytest.mark.parametrize("header", [True, False], ids=["header", "no header"])
+def test_predict_counts_more_missing_values_on_the_lines_of_a_csv_with_or_without_a_header(tmp_path, header):
+    """A streamed CSV file's values not finite among the rows read with the first (its block) are named on their own
+    lines, a file without a header row counted from its first line; the rows of later blocks are not checked yet."""
+    from gpunn.data import DataError
+    from gpunn.data.files import predict_file
+
+    pytest.importorskip("pyarrow")
+    model = gpunn.MLP([2, 1], seed=0, device="cpu")
+    rows = [f"{i},{i}.5" for i in range(200_000)]  # blocks of 1 MiB: about 76,000 rows
+    rows[20], rows[40], rows[90] = "1,nan", "nan,2", "inf,1"
+    (tmp_path / "x.csv").write_text("a,b\n" * header + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=re.escape(
+            f"line {21 + header}: {'column ' + repr('b') if header else 'value 2 of the line'}: 'nan' is NaN; clean or "
+            f"impute it first (2 more missing or not finite among the 76,485 rows read with it, at line {41 + header}, "
+            f"line {91 + header}; the rows after them are not checked yet)")):
+        predict_file(model, tmp_path / "x.csv", tmp_path / "p.npy")
 
 
 def test_predict_names_a_nan_of_an_array_saved_under_a_csv_name_by_its_row_and_column(tmp_path, capsys):

@@ -226,6 +226,21 @@ def test_a_value_standardized_past_float32_is_refused_alike_by_training_and_pred
     assert predict_refusals(tmp_path, monkeypatch, capsys, path, model)[-1] == f"gpunn predict: error: IN {said}"
 
 
+def test_predict_names_the_first_value_standardized_past_float32_alone_as_training_does(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """A value refused once standardized is named alone, with no count of more: another 1e39 in the rows read with
+    it, which the model reads in float64 and scales past float32 too, is not counted as "not finite" (as float32
+    would hold it raw), nor is one the statistics scale to a finite number."""
+    model = fitted(write(tmp_path, "npy", name="c"), standardize=True)
+    path = write(tmp_path, "npy", 1e39)
+    X = numpy.load(path)
+    X[BAD_ROW + 1, 0] = 1e39
+    numpy.save(path, X)
+    said = predict_refusals(tmp_path, monkeypatch, capsys, path, model)
+    assert all(line.endswith(f"row {BAD_ROW}: column 1: 1e+39 is 3.3e+39 once standardized, infinite in float32 (past "
+                             "its largest value); clean or impute it first") for line in said), said
+
+
 def test_a_float32_value_standardized_past_float32_is_refused_by_predict_and_fit(tmp_path, device):
     """Values already float32 are standardized in float32 (one copy, in place): 3e38 with statistics of spread 0.3
     became inf without a word, predict gave NaN for its row and a fit trained on it. Now NotFinite, with the row,
