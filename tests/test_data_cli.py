@@ -751,13 +751,14 @@ def test_predict_counts_more_missing_values_on_the_lines_of_a_csv_with_or_withou
     pytest.importorskip("pyarrow")
     model = gpunn.MLP([2, 1], seed=0, device="cpu")
     rows = [f"{i},{i}.5" for i in range(200_000)]
-    rows[first], rows[first + 20], rows[first + 70] = "1,nan", "nan,2", "inf,1"
+    rows[first], rows[first + 20], rows[first + 70], rows[first + 90] = "1,nan", "nan,2", "inf,1", "1,-inf"
     (tmp_path / "x.csv").write_text("a,b\n" * header + "\n".join(rows) + "\n")
     line = first + 1 + header
     with pytest.raises(DataError, match=re.escape(
             f"line {line}: {'column ' + repr('b') if header else 'value 2 of the line'}: 'nan' is NaN; clean or impute "
-            "it first (2 more missing or not finite among the ") + r"[\d,]+" + re.escape(
-            f" rows read with it, at line {line + 20}, line {line + 70}; the rows after them are not checked yet)")):
+            "it first (3 more missing or not finite among the ") + r"[\d,]+" + re.escape(
+            f" rows read with it, at line {line + 20}, line {line + 70}, line {line + 90}; the rows after them are not "
+            "checked yet)")):  # (three shown: no "...")
         predict_file(model, tmp_path / "x.csv", tmp_path / "p.npy")
 
 

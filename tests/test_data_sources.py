@@ -786,28 +786,29 @@ def test_a_nan_refused_says_how_many_more_its_chunk_holds_and_the_rows_of_the_fi
     X, Y = numpy.ones((400, 2)), numpy.ones((400, 1))
     X[[10, 12, 40, 41, 90], 1] = numpy.nan
     Y[12, 0] = numpy.inf  # (a second in a row already named: counted, its row said once)
+    Y[11, 0] = numpy.inf  # (a target's alone: its row said too)
     X[250, 0] = numpy.nan  # in a later chunk: not counted
     if kind == "npy":
         numpy.save(tmp_path / "x.npy", X)
         numpy.save(tmp_path / "y.npy", Y)
         make, at = (lambda rows: data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=rows, device="cpu"),
                     "x.npy row 10: column 1: nan is NaN; clean or impute it first ({} more missing or not finite "
-                    "among the {} rows read with it, at row 12, row 40, row 41, ...{})")
+                    "among the {} rows read with it, at row 11, row 12, row 40, ...{})")
     else:
         pytest.importorskip("pyarrow")
         (tmp_path / "t.csv").write_text("a,b,y\n" + "".join(f"{a},{b},{y}\n" for (a, b), (y,) in zip(X, Y)))
         make, at = (lambda size: data.csv(tmp_path / "t.csv", target="y", block_size=size, device="cpu"),
                     "t.csv line 12: column 'b': 'nan' is NaN; clean or impute it first ({} more missing or not "
-                    "finite among the {} rows read with it, at line 14, line 42, line 43, ...{})")
+                    "finite among the {} rows read with it, at line 13, line 14, line 42, ...{})")
     source = make(100 if kind == "npy" else 1200)
     assert source.chunk_sizes[0] > 90 and len(source.chunk_sizes) > 3
     with pytest.raises(DataError) as caught:
         list(source.batches(0, 100))
-    assert str(caught.value).endswith(at.format(5, source.chunk_sizes[0], "; the rows after them are not checked yet"))
+    assert str(caught.value).endswith(at.format(6, source.chunk_sizes[0], "; the rows after them are not checked yet"))
     whole = make(400 if kind == "npy" else 1 << 20)  # one chunk: every row checked
     with pytest.raises(DataError) as caught:
         list(whole.batches(0, 100))
-    assert whole.chunk_sizes.tolist() == [400] and str(caught.value).endswith(at.format(6, 400, ""))
+    assert whole.chunk_sizes.tolist() == [400] and str(caught.value).endswith(at.format(7, 400, ""))
     if kind == "npy":  # a chunk of one row (a 20-row file's default cut) said "among the 1 rows read with it, at row 5"
         X, Y = numpy.ones((20, 2)), numpy.ones((20, 1))
         X[5], Y[5] = numpy.nan, numpy.inf
