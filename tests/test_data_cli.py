@@ -1224,6 +1224,8 @@ def test_predict_file_refuses_a_tab_separated_name_saying_how_python_reads_or_wr
                                                   f"tab-separated file is read as CSV with the tab delimiter in "
                                                   f"Python, {TSV_IN_PYTHON}, or save it comma-separated as .csv")):
         predict_file(model, tsv, tmp_path / "o.npy")
+    with pytest.raises(DataError, match=r"T\.TSV: unknown file type; .*; a tab-separated file is read as CSV"):
+        predict_file(model, tmp_path / "T.TSV", tmp_path / "o.npy")  # (the name in any case, as .CSV is read)
     with pytest.raises(DataError, match=re.escape(f"gpunn writes CSV with commas only: write {tmp_path}/o.csv, then "
                                                   f"tr , '\\t' < {tmp_path}/o.csv > {tmp_path}/o.tsv makes it ")):
         predict_file(model, tmp_path / "x.npy", tmp_path / "o.tsv")
