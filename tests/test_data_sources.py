@@ -2715,6 +2715,16 @@ def test_a_small_file_in_row_order_is_shuffled_whole_and_holds_out_a_tenth(tmp_p
     assert Y.min() < rows / 4 and Y.max() > 3 * rows / 4
 
 
+def test_a_small_file_past_its_windows_rows_keeps_its_window_of_chunks(tmp_path):
+    """A file cut small by default is one window only where all of it fits in ``window`` x 65,536 rows: 100,000 rows
+    in 32 chunks of 3,125 with window=1 (65,536 rows) keep windows of one chunk, a file of 60,000 rows is one."""
+    for rows, windows in ((100_000, 32), (60_000, 1)):
+        numpy.save(tmp_path / "x.npy", numpy.zeros((rows, 1), numpy.float32))
+        numpy.save(tmp_path / "y.npy", numpy.zeros(rows, numpy.float32))
+        source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", window=1)
+        assert len(source.chunk_sizes) == 32 and len(source.plan(0)) == windows, rows
+
+
 def test_copy_columns_copies_the_named_columns_in_their_order_by_position():
     """tables.copy_columns looks columns up by position (one lookup per name, then column(i)): the picked order, a
     missing value as NaN, booleans as 1 and 0, from a table and a record batch alike; a name absent or repeated is a

@@ -908,6 +908,9 @@ def test_verbose_prints_scikit_learns_lines_on_the_loss_curves_scale(capsys):
     est.set_params(warm_start=True, max_iter=2).fit(X, y)
     assert capsys.readouterr().out.splitlines() == [f"Iteration {i}, loss = {est.loss_curve_[i - 1]:.8f}"
                                                     for i in (4, 5)]
+    est.set_params(warm_start=False).fit(X, y)  # a fit afresh: numbered from 1 again
+    assert capsys.readouterr().out.splitlines() == [f"Iteration {i}, loss = {loss:.8f}"
+                                                    for i, loss in enumerate(est.loss_curve_, 1)]
     early = MLPRegressor(hidden_layer_sizes=(8,), max_iter=50, verbose=True, device="cpu", random_state=0,
                          early_stopping=True, tol=10.0, n_iter_no_change=1).fit(X, y)
     lines = capsys.readouterr().out.splitlines()

@@ -301,3 +301,16 @@ def test_an_ensembles_fit_on_a_source_with_standardize_says_to_make_the_source_w
         ens.fit(source, standardize="inputs", verbose=False)
     assert ens.standardizer is None
     numpy.testing.assert_array_equal(ens.params, before)
+
+
+def test_a_fit_that_goes_on_with_a_used_optimizer_refused_before_its_step_leaves_the_model_without_statistics():
+    """The steps counted from the optimizer's own (a run's, ckpt.optimizer, goes on): a fit refused by a callback
+    before its first step unsets the statistics its standardize set, whatever steps the optimizer took before."""
+    X, y = _prices_and_years(200)
+    model, optimizer = gpunn.MLP([3, 8, 1], device="cpu"), gpunn.Adam()
+    model.fit(X / 1000, y / 1e4, epochs=1, optimizer=optimizer, verbose=False)
+    assert optimizer.steps > 0 and model.standardizer is None
+    with pytest.raises(ValueError, match="val_nope"):
+        model.fit(X, y, optimizer=optimizer, verbose=False, standardize=True,
+                  callbacks=[gpunn.EarlyStopping(monitor="val_nope")])
+    assert model.standardizer is None
