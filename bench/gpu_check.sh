@@ -267,7 +267,8 @@ stage "training benchmark"
 help=""; wants train && help=$("$PY" -m gpunn bench --help 2>/dev/null)
 args=(--device "$DEVICE" --config small --config medium --config deep --config large --peers torch,torch-bf16)
 want=190
-[ "$DRY" = 1 ] && args=(--device cpu --quick --peers naive) && want=30
+# the dry run: a cap of 60 s (30 s was passed at load ~10 on a 2-core machine, 2026-12-02); it ends when done
+[ "$DRY" = 1 ] && args=(--device cpu --quick --peers naive) && want=60
 echo "$help" | grep -q -- "--precision" && args+=(--precision float32,tf32,bf16)
 echo "$help" | grep -q -- "--eager" && args+=(--eager)
 # the chart needs matplotlib, which this machine need not have (gpunn bench refuses --plot without it)
