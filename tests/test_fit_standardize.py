@@ -232,18 +232,20 @@ def test_standardize_centres_a_constant_column_and_reads_int64_columns_exactly()
 
 
 @pytest.mark.parametrize("fraction", [None, 0.25], ids=["every row", "held out"])
-def test_statistics_read_a_chunk_of_rows_at_a_time_are_those_of_every_training_row(monkeypatch, fraction):
+def test_statistics_read_a_chunk_of_rows_at_a_time_are_those_of_every_training_row(monkeypatch, fraction, device):
     """array_statistics reads the raw arrays 65,536 rows at a time (a wide copy's bound); with chunks of 64 rows a
-    fit of 500 takes eight of them, of every row or of the training rows alone, and the statistics are still those of
-    every training row, not of the first chunk's or of rows cut at the chunks' ends."""
+    fit of 500 takes eight of them, of every row or of the training rows alone (float32 rows: gathered on the model's
+    device), and the statistics are still those of every training row, not of the first chunk's or of rows cut at
+    the chunks' ends."""
     monkeypatch.setattr("gpunn.data.binding.STATISTICS_CHUNK_ROWS", 64)
     X, y = _prices_and_years(500)
-    model = gpunn.MLP([3, 8, 1], device="cpu")
+    X = X.astype(numpy.float32)
+    model = gpunn.MLP([3, 8, 1], device=device)
     model.fit(X, y, epochs=1, validation_fraction=fraction, seed=7, verbose=False, standardize=True)
     kept = numpy.arange(len(X)) if fraction is None else _kept_rows(len(X), fraction, 7)
-    scaler = model.standardizer
-    numpy.testing.assert_allclose(scaler.x_mean, X[kept].mean(axis=0), rtol=1e-12)
-    numpy.testing.assert_allclose(scaler.x_scale, X[kept].std(axis=0), rtol=1e-9)
+    scaler, X = model.standardizer, X.astype(numpy.float64)
+    numpy.testing.assert_allclose(scaler.x_mean, X[kept].mean(axis=0), rtol=1e-9)
+    numpy.testing.assert_allclose(scaler.x_scale, X[kept].std(axis=0), rtol=1e-7)
     numpy.testing.assert_allclose(scaler.y_mean, [y[kept].mean()], rtol=1e-12)
     numpy.testing.assert_allclose(scaler.y_scale, [y[kept].std()], rtol=1e-9)
 
