@@ -178,6 +178,7 @@ def test_an_empty_hidden_is_a_linear_model_in_train_and_sweep(capsys):
     (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs' ('lbfgs' is not supported); choose one of: sgd, momentum"),
     (["--optimizer", "bogus"], "invalid choice: 'bogus'"),  # no hint: argparse's refusal
     (["--rows", "19"], "--rows: must be at least 20, got 19 (a tenth is held out, and R² needs 2 held-out rows)"),
+    (["--features", "0"], "--features: must be positive, got 0"),  # (audit35b's D4: a count of 0 taken)
 ])
 def test_bad_options_fail_with_a_message(capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:

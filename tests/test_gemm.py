@@ -98,6 +98,19 @@ def test_a_library_must_beat_numpy_by_the_margin(monkeypatch):
     assert chooser.choices[gemm.shape_key(a, b)] == "blis"
 
 
+def test_the_libraries_are_timed_in_turns_each_round_starting_with_the_next(monkeypatch):
+    """Each round times one product of each library, the first to go rotating from round to round, so that no
+    library is always timed right after another's call (audit35b's G8: every round in the same order passed)."""
+    need("blis")
+    chooser = gemm.GemmChooser(candidates=["numpy", "blis"])
+    timed = []
+    monkeypatch.setattr(chooser, "_time", lambda lib, a, b, out, calls: timed.append(lib.name) or 1e-4)
+    a, b = operands(64, 32, 16, False, False, "float32")
+    chooser.matmul(a, b, numpy.empty((64, 16), "float32"))
+    rounds = timed[1:]  # (after the first, which sizes the rounds: 15 for a product under a millisecond)
+    assert len(rounds) == 2 * 15 and rounds[0::2] == ["numpy", "blis"] * 7 + ["numpy"]
+
+
 def test_the_rates_and_the_summary_of_the_choices(monkeypatch):
     """rates: GFLOP/s of each library, 2 m k n flops over its median time; summary: each library's shapes, the
     library with the most first, "; " between libraries (mut17b's G58 G59: rates off by 1e3, or of m k k flops;
