@@ -1448,6 +1448,17 @@ def test_a_file_of_one_row_is_refused_as_one_whose_held_out_tenth_is_one_row(tmp
         "R² needs 2: use a file with more rows (20 at least)"]
 
 
+def test_a_file_of_two_rows_is_cut_in_two_chunks_and_refused_for_its_one_held_out_row(tmp_path, capsys):
+    """Two chunks are enough to hold one out (audit35b's D17: only three were, and two rows were refused as "2 rows in
+    one chunk")."""
+    numpy.save(tmp_path / "X.npy", numpy.ones((2, 2)))
+    numpy.save(tmp_path / "Y.npy", numpy.ones((2, 1)))
+    assert main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), *SMALL]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"gpunn train: error: --data {tmp_path / 'X.npy'}: the tenth of its chunks held out for validation is 1 row of "
+        "2, and R² needs 2: use a file with more rows (20 at least)"]
+
+
 def test_a_csv_file_too_small_to_hold_out_two_rows_is_refused_in_one_line_without_a_note(tmp_path, capsys):
     """The note that 1 held-out row of 3 is 33% of them (HeldOutShareWarning) came before the refusal."""
     pytest.importorskip("pyarrow")
@@ -1918,6 +1929,15 @@ def test_a_compressed_csv_is_refused_saying_to_decompress_it(tmp_path, capsys):
     gpunn.save(tmp_path / "m.npz", gpunn.MLP([2, 1], seed=0, device="cpu"))
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "t.csv"), str(tmp_path / "P.npy")]) == 2
     assert "t.csv is gzip-compressed" in capsys.readouterr().err
+
+
+def test_data_compressed_by_bzip2_xz_or_zstandard_is_refused_by_its_name_as_gzips_is(tmp_path, capsys):
+    """Each compression suffix that gpunn predict's IN is refused by, --data is too (audit35b's D8: only .gz, and
+    .xz said "unknown file type")."""
+    for suffix in (".bz2", ".xz", ".zst"):
+        (tmp_path / f"t.csv{suffix}").write_bytes(b"compressed bytes")
+        assert main(["train", "--data", str(tmp_path / f"t.csv{suffix}"), "--target", "y", *SMALL]) == 2
+        assert f"t.csv{suffix} is compressed ({suffix}): decompress it first" in capsys.readouterr().err
 
 
 def test_predict_reads_features_given_with_spaces_and_a_trailing_comma_and_knows_a_suffix_in_capitals(tmp_path, capsys):
