@@ -148,6 +148,35 @@ def test_a_standardized_run_on_arrays_resumes_from_its_checkpoint_bit_for_bit(tm
     for other in ("inputs", False):  # not the run's: its targets were scaled too; fit's default, no statistics
         with pytest.raises(TypeError, match="standardize"):
             gpunn.load_checkpoint(path, device="cpu").resume(X, y, verbose=False, standardize=other)
+    # fit takes standardize=numpy.True_ and shuffle=1 as True (they were refused here as another setting)
+    again = gpunn.load_checkpoint(path, device="cpu")
+    again.resume(X, y, verbose=False, standardize=numpy.bool_(True), shuffle=1)
+    numpy.testing.assert_array_equal(again.model.params, reference.params)
+    with pytest.raises(TypeError, match="shuffle"):  # the run shuffled
+        gpunn.load_checkpoint(path, device="cpu").resume(X, y, verbose=False, shuffle=0)
+
+
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
+def test_standardize_takes_a_numpy_bool_and_1_as_true_scaling_the_targets_too(kind):
+    """standardize was checked with ``in (False, True, "x", "inputs")``, which let numpy.True_, 1 and 1.0 through as
+    they were, and read with ``standardize is True``: they scaled X alone without a word (and the warning of a
+    later fit called numpy.True_ a request for X's statistics only). They are flags now, as shuffle's are; 1.0 is
+    refused."""
+    X, y = _prices_and_years(300)
+    for given in (numpy.bool_(True), 1, numpy.int64(1)):
+        model = gpunn.MLP([3, 8, 1], device="cpu") if kind == "MLP" else gpunn.Ensemble([3, 8, 1], 2, device="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.fit(X, y, epochs=1, verbose=False, standardize=given)
+            model.fit(X, y, epochs=1, verbose=False, standardize=given)  # the statistics it has: no warning
+        assert model.standardizer.scales_targets
+    plain = gpunn.MLP([3, 8, 1], device="cpu")
+    plain.fit(X, y, epochs=1, verbose=False, standardize=numpy.bool_(False))
+    assert plain.standardizer is None
+    assert data.synthetic("linear", rows=600, n_features=3, standardize=0).standardize is False
+    assert data.synthetic("linear", rows=600, n_features=3, standardize=numpy.bool_(True)).standardize is True
+    with pytest.raises(ValueError, match=r"standardize must be True, False or 'inputs', got 1\.0"):
+        gpunn.MLP([3, 8, 1], device="cpu").fit(X, y, verbose=False, standardize=1.0)
 
 
 def test_standardize_on_the_device_takes_the_same_statistics_and_predicts_in_raw_units(device):

@@ -9,7 +9,7 @@ import os
 
 import numpy
 
-from ..checks import validation_share
+from ..checks import flag, validation_share
 from ..hints import keywords_checked, unexpected_resume_keyword
 from ..optim import Schedule, make_schedule
 from ..training.callbacks import History
@@ -159,11 +159,24 @@ def _the_runs_own(checkpoint, key: str, value) -> bool:
     resolves otherwise, or one of an Ensemble's per-member settings, is not."""
     settings, members = checkpoint.settings, _members(checkpoint.model)
     if key == "standardize":  # the run's statistics, saved with its model (True: of X and Y; "inputs": of X)
+        from ..data.base import standardize_option
+
+        try:
+            value = standardize_option(value)  # (numpy.True_ and 1 as fit takes them)
+        except ValueError:  # not a standardize: refused, as fit refuses it
+            return False
         scaler = checkpoint.model.standardizer
         if value is False or scaler is None:
             return value is False and scaler is None
-        return value in (True, "inputs", "x") and scaler.scales_targets == (value is True)
-    if settings is None or isinstance(value, (bool, numpy.bool_)) != (key == "shuffle"):
+        return scaler.scales_targets == (value is True)
+    if settings is None:
+        return False
+    if key == "shuffle":  # as fit takes it (flag: a NumPy bool, 0 or 1 too)
+        try:
+            return flag(value, "shuffle") == settings.shuffle
+        except TypeError:  # not a flag: refused, as fit refuses it
+            return False
+    if isinstance(value, (bool, numpy.bool_)):  # a seed or batch size of True is no number of the run's
         return False
     if key == "batch_size":  # None: full-batch, the training rows; a size over them trained on them all
         return settings.ranks == 1 and (value is None and settings.batch_size == settings.train_rows or
@@ -174,9 +187,8 @@ def _the_runs_own(checkpoint, key: str, value) -> bool:
             return validation_share(value) == settings.validation_fraction
         except ValueError:  # not a share: refused, as fit refuses it
             return False
-    if key in ("seed", "shuffle"):  # a seed of 4.0 is refused by fit, as here; a NumPy bool is a flag
-        kind = (bool, numpy.bool_) if key == "shuffle" else numbers.Integral
-        return isinstance(value, kind) and value == getattr(settings, key)
+    if key == "seed":  # a seed of 4.0 is refused by fit, as here
+        return isinstance(value, numbers.Integral) and value == settings.seed
     if key == "schedule":
         try:
             return isinstance(value, (str, Schedule)) and make_schedule(value) == settings.schedule

@@ -547,10 +547,15 @@ def held_count(chunks, fraction) -> int:
 
 
 def standardize_option(value):
-    """``standardize`` checked: True (X and Y), False, or "inputs"/"x" (X only)."""
-    if value not in (False, True, "x", "inputs"):
-        raise ValueError(f"standardize must be True, False or 'inputs', got {value!r}")
-    return value
+    """``standardize`` checked: True (X and Y), False, or "inputs"/"x" (X only); a NumPy bool, 0 or 1 as ``flag``
+    takes them, given back as a bool. ``value in (False, True, ...)`` let numpy.True_, 1 and 1.0 through as they
+    were, and every reader asks ``standardize is True``: they scaled X alone, silently."""
+    if isinstance(value, str) and value in ("x", "inputs"):
+        return value
+    try:
+        return flag(value, "standardize")
+    except TypeError:
+        raise ValueError(f"standardize must be True, False or 'inputs', got {value!r}") from None
 
 
 def stretch_starts(labels):
