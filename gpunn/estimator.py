@@ -191,15 +191,16 @@ class _NoImprovement(Callback):
     starts from learning_rate_init), but nothing stops.
 
     ``verbose``: print scikit-learn's lines as its MLP does, on stdout ("Iteration 3, loss = 0.01234567" on
-    ``loss_curve_``'s scale, numbered on from ``done`` earlier epochs; "Validation score: 0.912345"; the stop or
+    ``loss_curve_``'s scale, numbered from 1 in each call as ``n_iter_`` counts them, partial_fit's and a warm start's
+    too, as scikit-learn 1.9 numbers them; "Validation score: 0.912345"; the stop or
     the rate divided by 5), in place of gpunn's progress bar."""
 
     def __init__(self, validation, n_outputs, tol, n_iter_no_change, adaptive_rate=None, carried=None,
-                 partial=False, verbose=False, done=0):
+                 partial=False, verbose=False):
         self.validation, self.n_outputs, self.tol = validation, n_outputs, tol
         self.n_iter_no_change, self.adaptive_rate, self.partial = n_iter_no_change, adaptive_rate, partial
         self.count, self.best, self.lr_scale = carried or (0, -math.inf if validation else math.inf, 1.0)
-        self.verbose, self.done = verbose, done
+        self.verbose, self.iterations = verbose, 0  # (this call's epochs)
 
     def state(self):
         """What a later warm start or partial_fit carries on from: (validation, count, best, lr_scale)."""
@@ -207,7 +208,8 @@ class _NoImprovement(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs):
         loss = sklearn_loss(float(logs["loss"]), self.n_outputs)
-        self._say(f"Iteration {self.done + epoch + 1}, loss = {loss:.8f}")
+        self.iterations += 1
+        self._say(f"Iteration {self.iterations}, loss = {loss:.8f}")
         if self.validation:
             value = float(logs["val_r2"])
             self._say(f"Validation score: {value:f}")
@@ -472,7 +474,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                              f"row{'s' * (X.shape[0] != 1)} leaves no rows to train on")
         batch = self._batch_size(rows)
         name, opt = self._optimizer(batch)
-        rule = self._no_improvement(Y.shape[1], warm, done=len(self.loss_curve_) if warm else 0)
+        rule = self._no_improvement(Y.shape[1], warm)
         kept = self._kept_best(model, previous)
         callbacks = [rule]
         if self.early_stopping:  # the best validation epoch's weights, any improvement counting (not only by
@@ -543,7 +545,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             return None
         return state[2], model.params.copy(), previous.best_epoch, previous.best
 
-    def _no_improvement(self, n_outputs, continued, partial=False, done=0):
+    def _no_improvement(self, n_outputs, continued, partial=False):
         """The callback for tol and n_iter_no_change: carrying on from the earlier fits' count, best value
         and adaptive rate when ``continued`` (a warm start, partial_fit after a first call), as
         scikit-learn's attributes do; a warm fit keeps the count and best but starts from
@@ -556,7 +558,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
         return _NoImprovement(self.early_stopping, n_outputs, self.tol, self.n_iter_no_change,
                               self.learning_rate_init if adaptive else None, carried, partial,
-                              verbose=bool(self.verbose), done=done)
+                              verbose=bool(self.verbose))
 
     def _check_same_network(self, n_outputs, activation, how):
         """A warm start or partial_fit continues the fitted network: refuse parameters that now describe

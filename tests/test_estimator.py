@@ -897,7 +897,8 @@ def test_every_setting_readme_says_the_estimator_refuses_is_refused(data):
 def test_verbose_prints_scikit_learns_lines_on_the_loss_curves_scale(capsys):
     """verbose=True showed gpunn's progress bar, whose loss is gpunn's (twice loss_curve_'s for one output), where
     scikit-learn's MLPRegressor prints "Iteration 1, loss = 0.12345678" per epoch on stdout, the validation score
-    with early stopping and why it stopped. It prints those lines now, numbered on across a warm start."""
+    with early stopping and why it stopped. It prints those lines now, numbered from 1 in each call (a warm start's
+    and partial_fit's too: scikit-learn 1.9 numbers them by n_iter_, this call's epochs; gpunn numbered on)."""
     X, y = (numpy.asarray(a) for a in datasets.make("linear", 300, 3, seed=0, device="cpu"))
     y = y.ravel()
     est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, verbose=True, device="cpu", random_state=0)
@@ -906,8 +907,19 @@ def test_verbose_prints_scikit_learns_lines_on_the_loss_curves_scale(capsys):
     assert said.out.splitlines() == [f"Iteration {i}, loss = {loss:.8f}" for i, loss in enumerate(est.loss_curve_, 1)]
     assert said.err == ""
     est.set_params(warm_start=True, max_iter=2).fit(X, y)
-    assert capsys.readouterr().out.splitlines() == [f"Iteration {i}, loss = {est.loss_curve_[i - 1]:.8f}"
-                                                    for i in (4, 5)]
+    assert capsys.readouterr().out.splitlines() == [f"Iteration {i}, loss = {est.loss_curve_[i + 2]:.8f}"
+                                                    for i in (1, 2)]
+    for _ in range(2):
+        est.partial_fit(X, y)
+        assert capsys.readouterr().out.splitlines() == [f"Iteration 1, loss = {est.loss_curve_[-1]:.8f}"]
+    reference = sklearn.neural_network.MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, verbose=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (two epochs do not converge)
+        reference.fit(X, y)
+        reference.set_params(warm_start=True).fit(X, y)
+        reference.partial_fit(X, y)
+    numbered = [line.split(",")[0] for line in capsys.readouterr().out.splitlines()]
+    assert numbered == ["Iteration 1", "Iteration 2"] * 2 + ["Iteration 1"]  # scikit-learn's own
     est.set_params(warm_start=False).fit(X, y)  # a fit afresh: numbered from 1 again
     assert capsys.readouterr().out.splitlines() == [f"Iteration {i}, loss = {loss:.8f}"
                                                     for i, loss in enumerate(est.loss_curve_, 1)]
