@@ -251,16 +251,13 @@ class ChunkedSource(Closable):
         return int(self.chunk_sizes[self.validation_chunks].sum())
 
     # ---- the epoch plan ----------------------------------------------------------------
-    def plan(self, epoch, chunks=None):
-        """The epoch's windows: arrays of chunk indices, in training order (``chunks``: that order, unshuffled)."""
-        if chunks is not None:
-            order = numpy.asarray(chunks, dtype=numpy.int64).reshape(-1)
-        else:
-            order = self.train_chunks
-            if self.shuffle:
-                starts = self.train_run_starts
-                runs = host_rng(self.seed, "chunk-order", int(epoch)).permutation(len(starts) - 1)
-                order = order[runs] if len(runs) == len(order) else order[_ranges(starts[runs], starts[runs + 1])]
+    def plan(self, epoch):
+        """The epoch's windows: arrays of chunk indices, in training order."""
+        order = self.train_chunks
+        if self.shuffle:
+            starts = self.train_run_starts
+            runs = host_rng(self.seed, "chunk-order", int(epoch)).permutation(len(starts) - 1)
+            order = order[runs] if len(runs) == len(order) else order[_ranges(starts[runs], starts[runs + 1])]
         return [order[i:i + self.window] for i in range(0, len(order), self.window)]
 
     def batches(self, epoch, batch_size, first_batch=0):
