@@ -1034,6 +1034,13 @@ def test_a_step_limit_or_a_held_out_share_the_commands_lack_is_told_what_they_do
 @pytest.mark.parametrize("argv, hint", [
     (["resume", "run.npz"], "; a run goes on with gpunn train --resume run.npz (a sweep with gpunn sweep --resume DIR)"),
     (["continue"], "; a run goes on with gpunn train --resume PATH (a sweep with gpunn sweep --resume DIR)"),
+    # the path, not an option's value (it said 'gpunn train --resume 8'), nor a flag's neighbour
+    (["resume", "--epochs", "8", "run.npz"], "; a run goes on with gpunn train --resume run.npz (a sweep with gpunn "
+     "sweep --resume DIR)"),
+    (["resume", "--quiet", "out"], "; a run goes on with gpunn train --resume PATH (a sweep with gpunn sweep --resume "
+     "DIR)"),
+    (["continue", "sweep_dir", "--epochs", "9"], "; a run goes on with gpunn train --resume sweep_dir (a sweep with "
+     "gpunn sweep --resume DIR)"),
     (["--resume", "my run.npz"], "; did you mean gpunn train --resume 'my run.npz'?"),  # the interrupted line's option
     (["trian", "--rows", "5"], "; did you mean 'train'?"), (["Predict"], "; did you mean 'predict'?"), (["foo"], ""),
 ])

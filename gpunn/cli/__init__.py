@@ -105,7 +105,7 @@ def _refuse_command(parser, argv):
 
     named = _command(argv)
     at = argv.index(named)
-    after = next((token for token in argv[at + 1:] if not token.startswith("-")), None)
+    after = _path_typed(argv[at + 1:])
     if named in ("resume", "continue"):
         path = shell_word(after) if after else "PATH"
         hint = f"; a run goes on with gpunn train --resume {path} (a sweep with gpunn sweep --resume DIR)"
@@ -116,6 +116,14 @@ def _refuse_command(parser, argv):
         hint = f"; did you mean {close[0]!r}?" if close else ""
     choices = ", ".join(repr(name) for name in parser.commands)
     parser.error(f"argument command: invalid choice: {named!r} (choose from {choices}){hint}")
+
+
+def _path_typed(tokens):
+    """The path among the words typed after ``gpunn resume``: a .npz name, else the first word that is neither an
+    option nor the word after one (its value, as far as can be told: ``gpunn resume --epochs 8 run.npz`` named 8)."""
+    words = [token for i, token in enumerate(tokens) if not token.startswith("-")
+             and not (i and tokens[i - 1].startswith("-") and tokens[i - 1] != "--" and "=" not in tokens[i - 1])]
+    return next((token for token in tokens if token.endswith(".npz")), words[0] if words else None)
 
 
 EXPECTED_ERRORS = (ValueError, TypeError, _backend.DeviceError, FloatingPointError, OSError, MissingExtra,
