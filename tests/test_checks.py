@@ -153,6 +153,13 @@ def test_every_non_finite_value_is_counted_and_the_first_in_row_order_is_named(m
         model.predict(X)
 
 
+def test_a_columns_name_held_as_a_numpy_string_is_said_as_its_text():
+    """A column's name may come as a numpy.str_ (a list of an array's names): it is said as the text it holds, not as
+    its repr, np.str_('price') (audit35b's K28)."""
+    exc = NotFinite("X", 1, 7, 1, "float32", label=numpy.str_("price"))
+    assert "(first at row 7, column 1 ('price'))" in str(exc)
+
+
 def test_a_value_that_overflows_the_models_dtype_is_refused_without_numpys_overflow_warning(model):
     import warnings
 

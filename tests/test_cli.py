@@ -640,6 +640,20 @@ def test_saves_config_beside_it_is_checked_before_training(tmp_path, capsys):
     assert not path.exists()
 
 
+def test_a_resumes_config_beside_its_checkpoint_is_checked_before_training_too(tmp_path, capsys):
+    """--resume PATH without --save goes on saving to PATH, and writes PATH.toml: a directory there is refused before
+    the run goes on, as for --save (audit35b's T33: only --save's was checked, and the resume trained first)."""
+    path = tmp_path / "run.npz"
+    assert cli.main(["train", *TINY, "--save", str(path)]) == 0
+    (tmp_path / "run.npz.toml").unlink()
+    (tmp_path / "run.npz.toml").mkdir()
+    saved = path.read_bytes()
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(path), "--epochs", "2", "--quiet"]) == 2
+    assert f"--save (its config) {path}.toml is a directory; give a file name" in capsys.readouterr().err
+    assert path.read_bytes() == saved
+
+
 @pytest.mark.parametrize("command, option", [("train", "--save"), ("sweep", "--save-best")])
 def test_a_checkpoint_named_as_a_data_file_or_report_is_refused_before_training(tmp_path, capsys, command, option):
     """A model written as best.csv was taken for data by its name (gpunn train --resume best.csv: "it is a data

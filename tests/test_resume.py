@@ -307,6 +307,26 @@ def stand_in_gpu(monkeypatch):
         fakecupy.forget_gpunn_state(None)
 
 
+def test_a_run_trained_on_the_cpu_under_device_auto_resumes_there_where_auto_now_finds_a_gpu(tmp_path, monkeypatch):
+    """The recorded kind, not the recorded "auto", is a resume's device: a run that auto put on the CPU goes on on
+    the CPU on a machine whose auto is a GPU (tests/fakecupy), bit for bit as it would have there (audit35b's R18:
+    auto resolved anew, it went on on the GPU's other random data)."""
+    import sys
+
+    from gpunn import backend
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError: auto is the CPU here
+    backend.probe_cuda.cache_clear()
+    auto = BASE[:-3] + ["--quiet"]  # (BASE without --device cpu)
+    for name, epochs in (("run.npz", "1"), ("straight.npz", "2")):
+        assert run("train", *auto, "--epochs", epochs, "--save", str(tmp_path / name))[0] == 0
+    with stand_in_gpu(monkeypatch):
+        status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "2")
+    assert status == 0 and "device: cpu" in out, err
+    numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").model.params,
+                                     gpunn.load_checkpoint(tmp_path / "straight.npz", device="cpu").model.params)
+
+
 def test_a_refused_flag_off_is_written_as_the_user_types_it(tmp_path, monkeypatch):
     """On a GPU, --no-graph changes a run that left --graph unset (its steps ran as a CUDA graph): the refusal
     names it --no-graph, as typed and as --help writes it, where it said "no --graph"."""
