@@ -22,8 +22,10 @@
 #              otherwise the script stops at once, failing, with the reason; so when gpunn info exits 2 (a
 #              GPUNN_ setting it refuses: the FAIL line names info's error lines; unset or fix it and send the
 #              call again); info failing otherwise fails the stage and the run goes on
-#   tests      pytest -m gpu; fails when a test fails or when no GPU test ran (all skipped = CuPy unusable); a test
-#              still running after 60 s dumps every thread's stack into gpu_tests.log (what a hang leaves to read)
+#   tests      pytest -m "gpu or cupy_api" (the GPU tests, and tests/test_cupy_api.py's checks of gpunn's CuPy
+#              calls against the real package); fails when a test fails or when no GPU test ran (all skipped =
+#              CuPy unusable); a test still running after 60 s dumps every thread's stack into gpu_tests.log
+#              (what a hang leaves to read)
 #   kernels    elementwise kernels' GB/s against a device copy measured at each size (2^20 and 2^24), the
 #              ensemble's Adam step (K=256 members in one launch) among them
 #   train      gpunn bench on small, medium, deep and large against PyTorch eager float32 and PyTorch
@@ -235,7 +237,8 @@ elif [ "$cap" -eq 0 ]; then skip "tests"; else
   else
     xdist=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")
     [ -n "$xdist" ] || serial=" (one at a time: no pytest-xdist)"
-    GPUNN_TESTS_ONE_SIGINT=1 bounded "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider $xdist -o faulthandler_timeout=60 tests \
+    GPUNN_TESTS_ONE_SIGINT=1 bounded "$cap" "$PY" -m pytest -q -m "gpu or cupy_api" -p no:cacheprovider $xdist \
+      -o faulthandler_timeout=60 tests \
       --junitxml="$OUT/gpu_tests.xml" > "$OUT/gpu_tests.log" 2>&1
   fi
   rc=$?

@@ -28,6 +28,10 @@ import types
 import numpy
 import pytest
 
+# (the marker: bench/gpu_check.sh's tests stage, -m "gpu or cupy_api", runs these where CuPy is, on the GPU machine;
+# nothing else installs CuPy, so until session 35 they ran nowhere by default and two had gone stale)
+pytestmark = pytest.mark.cupy_api
+
 if os.environ.get("GPUNN_FAKE_CUPY") in ("1", "gpu"):
     pytest.skip("GPUNN_FAKE_CUPY: cupy is the stand-in here, not the package these tests compare it with",
                 allow_module_level=True)
