@@ -225,8 +225,8 @@ def test_a_hook_not_asked_for_reserves_nothing_and_says_so_landed_or_not(tmp_pat
 
 def test_the_dry_run_gives_its_hooks_the_gpus_max_seconds_and_60_s_more_before_the_cut(tmp_path):
     """GPUNN_CHECK_DEVICE=cpu: each hook's --max-seconds is the GPU's (its cap less 5 s) and it is cut 60 s after its
-    cap; the ensemble hook gets the next GPU session's 90 s unless told otherwise; the train stage wants 30 s (25 for
-    gpunn bench, which runs --device cpu --quick --peers naive); the tests stage runs tests/test_backend.py."""
+    cap; the ensemble hook gets the next GPU session's 90 s unless told otherwise; the train stage wants 60 s (51 for
+    gpunn bench, which runs --device cpu --quick --peers naive: 30 s was passed at load ~10); the tests stage runs tests/test_backend.py."""
     caps, runs, summary, rc, seconds = _run(tmp_path, device="cpu")
     assert rc == 0, summary
     cap = dict(caps)
@@ -234,7 +234,7 @@ def test_the_dry_run_gives_its_hooks_the_gpus_max_seconds_and_60_s_more_before_t
     assert {h: cap[h] for h in HOOKS} == {"precision": 100, "ensemble": 150, "streams": 100, "nccl": 100}
     assert {h: _max_seconds(runs, f"gpu_checks/{h}.py") for h in HOOKS} == {
         "precision": 35, "ensemble": 85, "streams": 35, "nccl": 35}
-    assert cap["train"] == 30 and _max_seconds(runs, "-m gpunn bench --device cpu --quick --peers naive") == 25
+    assert cap["train"] == 60 and _max_seconds(runs, "-m gpunn bench --device cpu --quick --peers naive") == 51
     assert any(run.startswith("-m pytest -q -m gpu") and "tests/test_backend.py" in run for run in runs), runs
     caps, runs, summary, rc, seconds = _run(tmp_path / "40", device="cpu", GPUNN_CHECK_ENSEMBLE_SECONDS="40")
     assert dict(caps)["ensemble"] == 100 and _max_seconds(runs, "gpu_checks/ensemble.py") == 35
