@@ -47,8 +47,9 @@ OTHER_NAMES = {
 # other tools' options that gpunn train and gpunn sweep have none of, {name: {command: what it does instead}}: a run
 # bounded by steps or time (Keras's steps_per_epoch, Lightning's max_steps and max_time) and a held-out share, which
 # a user of 10^10 streamed rows reaches for first. difflib found nothing for them ("unrecognized arguments" alone)
-_WHOLE_EPOCHS = ("gpunn {0} runs whole epochs (--epochs): fewer --rows make a shorter one, and Ctrl-C stops after the "
-                 "current batch (with --save, in a checkpoint that --resume continues)")
+_WHOLE_EPOCHS = ("gpunn {0} runs whole epochs (--epochs): fewer --rows of a synthetic task (or a smaller --data file) "
+                 "make a shorter one, and Ctrl-C stops after the current batch (with --save, in a checkpoint that "
+                 "--resume continues)")
 _TENTH_HELD_OUT = {
     "train": ("gpunn train holds out 10% of the rows for validation (a --data file's in whole chunks, a stream's in "
               "whole pieces of its chunks); another share is validation_fraction= of a gpunn.data source in Python"),

@@ -1024,7 +1024,7 @@ def test_an_option_named_as_other_tools_name_it_gets_the_option_meant(argv, hint
 
 @pytest.mark.parametrize("argv, hint", [
     (["train", "--rows", "1e10", "--max-steps", "100"], "--max-steps: gpunn train runs whole epochs (--epochs): fewer "
-     "--rows make a shorter one, and Ctrl-C stops after the current batch (with --save, in a checkpoint that --resume "
+     "--rows of a synthetic task (or a smaller --data file) make a shorter one, and Ctrl-C stops after the current batch (with --save, in a checkpoint that --resume "
      "continues)"),
     (["sweep", "--steps-per-epoch", "5"], "--steps-per-epoch: gpunn sweep runs whole epochs (--epochs)"),
     (["train", "--validation-fraction", "0.01"], "--validation-fraction: gpunn train holds out 10% of the rows for "

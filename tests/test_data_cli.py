@@ -1344,6 +1344,20 @@ def test_standardize_says_its_statistics_pass_before_it_runs_and_shows_its_progr
     assert f"standardize: statistics of {source.rows:,} rows in " in capsys.readouterr().out
 
 
+def test_a_statistics_pass_of_hours_is_timed_in_days_and_hours_as_the_progress_says_it(monkeypatch, capsys):
+    """--standardize's closing line gave a pass of a day as "90061.0s", where the progress bar and lines say "1d 01h"."""
+    import time
+
+    from gpunn.cli.data import standardize_first
+
+    clock = iter([0.0])
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock, 90061.0))  # the pass's start, then its end
+    source = gpunn.data.synthetic("linear", rows=3000, n_features=3, standardize=True)
+    standardize_first(source, "cpu", "float32", verbose=False)
+    assert capsys.readouterr().out.splitlines()[-1] == f"standardize: statistics of {source.rows:,} rows in 1d 01h"
+    assert source.standardizer is not None
+
+
 def test_a_run_on_files_resumes_from_its_checkpoint_bit_for_bit(pair):
     tmp_path, _, _ = pair
     files = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--standardize"]

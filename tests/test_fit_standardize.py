@@ -81,7 +81,7 @@ def test_a_later_fit_asking_for_other_statistics_than_the_models_says_it_keeps_i
         model.fit(X, y, epochs=1, verbose=False, standardize=True)
     assert caught[0].filename == __file__ and model.standardizer is first and not first.scales_targets
     source = data.synthetic("linear", rows=600, n_features=3, standardize=True)
-    with pytest.warns(UserWarning, match=r"^SyntheticSource\(standardize=\.\.\.\) asks for statistics of X and Y"):
+    with pytest.warns(UserWarning, match=r"^SyntheticSource\(standardize=True\) asks for statistics of X and Y"):
         model.fit(source, epochs=1, verbose=False)
     assert model.standardizer is first
     scaled = gpunn.MLP([3, 8, 1], device="cpu")

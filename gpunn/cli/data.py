@@ -227,7 +227,7 @@ def standardize_first(source, backend, dtype, verbose) -> None:
     for a minute, and a stream of 10^10 rows on a laptop's CPU would say nothing for hours."""
     import time
 
-    from ..training.callbacks import PassProgress, lines_for
+    from ..training.callbacks import PassProgress, interval_text, lines_for
 
     print(f"standardize: each column's mean and spread, from one pass over the {source.rows:,} training rows before "
           "the first epoch", flush=True)
@@ -243,7 +243,9 @@ def standardize_first(source, backend, dtype, verbose) -> None:
     finally:
         if progress is not None:
             progress.close()
-    print(f"standardize: statistics of {source.rows:,} rows in {time.perf_counter() - t0:.1f}s", flush=True)
+    seconds = time.perf_counter() - t0  # (a pass of hours in days and hours, as the progress says it)
+    took = f"{seconds:.1f}s" if seconds < 60 else interval_text(seconds)
+    print(f"standardize: statistics of {source.rows:,} rows in {took}", flush=True)
 
 
 def _chunk_counts(sizes) -> str:

@@ -43,7 +43,8 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         if not hasattr(source, "standardizer"):
             raise ValueError(f"the model has standardization statistics (it takes raw units) and {name} cannot apply "
                              "them: pass a gpunn.data source or arrays (X, Y)")
-        warn_statistics_kept(model, getattr(source, "standardize", False), f"{name}(standardize=...)")
+        standardize = getattr(source, "standardize", False)
+        warn_statistics_kept(model, standardize, f"{name}(standardize={standardize!r})")
         _lend(source, model.standardizer)  # as fit(X, Y) keeps them: the weights were trained in these units
     elif _lent(source):  # another model's statistics, from an earlier fit: this one trains as the source says
         source.standardizer = None  # (none, or the source's own, computed again by bind)
