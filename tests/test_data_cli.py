@@ -1622,8 +1622,8 @@ def test_a_stream_whose_chunks_bookkeeping_would_not_fit_in_memory_is_refused_be
     assert main(["train", "--rows", "1e12", "--stream", "on", "--device", "cpu", "--quiet"]) == 2
     assert capsys.readouterr().err == (
         "gpunn train: error: --rows 1,000,000,000,000 streams 15,258,790 chunks of 65,536 rows, whose bookkeeping alone "
-        "(about 70 bytes a chunk, in host memory) needs about 1,018.6 MiB, and the host has 512.0 MiB free; stream "
-        "fewer rows (10^12 rows' bookkeeping takes about 1,018.6 MiB)\n")
+        "(about 70 bytes a chunk, in host memory) needs about 1,018.6 MiB, and the host has 512.0 MiB free; stream at "
+        "most about 500,000,000,000 rows here\n")  # (512 MiB / 70 bytes = 7,669,584 chunks of 65,536 rows)
 
 
 def test_a_resumed_stream_holds_out_as_it_was_saved(tmp_path, monkeypatch, capsys):

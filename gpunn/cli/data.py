@@ -216,8 +216,15 @@ def _check_bookkeeping(rows, piece_rows):
         raise preflight.PreflightError(
             f"--rows {rows:,} streams {chunks:,} chunks of {piece_rows:,} rows, whose bookkeeping alone (about "
             f"{CHUNK_BOOKKEEPING_BYTES} bytes a chunk, in host memory) needs about {preflight.size_text(need)}, and "
-            f"the host has {preflight.size_text(free)} free; stream fewer rows (10^12 rows' bookkeeping takes about "
-            f"{preflight.size_text(-(-10**12 // CHUNK_ROWS) * CHUNK_BOOKKEEPING_BYTES)})")
+            f"the host has {preflight.size_text(free)} free; stream at most about {_fitting_rows(free, piece_rows):,} "
+            "rows here")
+
+
+def _fitting_rows(free, piece_rows) -> int:
+    """The rows whose chunks' bookkeeping fits in ``free`` bytes, to two significant digits (not over them)."""
+    rows = free // CHUNK_BOOKKEEPING_BYTES * piece_rows
+    digits = max(len(str(rows)) - 2, 0)
+    return rows // 10 ** digits * 10 ** digits
 
 
 def standardize_first(source, backend, dtype, verbose) -> None:
