@@ -588,7 +588,8 @@ def test_a_logs_lines_give_the_epochs_rate_and_the_runs_time_left_and_come_at_mo
 
 @pytest.mark.parametrize("seconds, text", [(307, "05:07"), (11_107, "3:05:07"), (86_399, "23:59:59"),
                                             (86_400, "1d 00h"), (376 * 3600 + 1604, "15d 16h"),
-                                            (40_812 * 3600, "4.7 years"), (1e17, "3,168,808,781 years")])
+                                            (40_812 * 3600, "4.7 years"), (1e16, "316,880,878 years"),
+                                            (1e17, "3.2e+09 years"), (1e300, "3.2e+292 years")])
 def test_a_time_past_a_day_is_said_in_days_and_hours_and_past_a_year_in_years(seconds, text):
     from gpunn.training.callbacks import interval_text
 

@@ -403,6 +403,8 @@ def interval_text(seconds) -> str:
         days, hours = divmod(int(seconds) // 3600, 24)
         return f"{days}d {hours:02d}h"
     years = seconds / YEAR
+    if years >= 1e9:  # (a rate near 0 at the start: 1e300 s printed 293 digits)
+        return f"{years:.1e} years"
     return f"{years:.1f} years" if years < 100 else f"{years:,.0f} years"
 
 
