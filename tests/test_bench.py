@@ -1882,3 +1882,24 @@ def test_a_configurations_shape_words_and_its_ensembles():
     for bad in ("a:4:8:1:0", "a:0:8:1:4", "a:4:8:0:4"):  # each size, the batch too
         with pytest.raises(ValueError, match=f"^configuration '{bad}': needs a name and positive sizes$"):
             bench.parse_config(bad)
+
+
+def test_an_ensemble_rows_step_profile_splits_a_one_call_step_as_a_single_models_does(monkeypatch):
+    """A CPU ensemble whose step runs as one compiled call (ReLU hidden layers with bias, one identity output, Adam)
+    printed "0% / 0% / 0% / 100%" in the step column of every such row (tiny-x4, small-x8, medium-x4): the profile
+    timed the per-op methods, which the one call never calls. As for one small MLP's compiled step, the one call
+    steps aside while they are timed, so the shares are of the same step run op by op."""
+    from gpunn.bench import ensemble as eb, runners
+
+    monkeypatch.setattr(runners, "measure_gemm", lambda *a, **k: 1e9)
+    cfg = bench.parse_config("tiny:8:32x32:1:64-x4")
+    X, Y = gpunn.datasets.make("teacher", 256, 8, 1, seed=0, device="cpu", dtype="float32")
+    runner = eb.EnsembleRunner(cfg, gpunn.backend.CPU, X, Y)
+    ens = runner.model
+    if not ens.member_ops.one_call_applies(X[:64], Y[:64], ens.weights, ens.biases, ens.activations):
+        pytest.skip("the one-call ensemble step needs Numba and NumPy's CBLAS")
+    shares = runners.profile_step(runner, 1, ops=ens.member_ops)
+    assert shares["matmul"] > 0 and shares["elementwise"] > 0 and shares["optimizer"] > 0, shares
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # the timed methods put back, the step is one call again
+    assert ens.member_ops.one_call_applies(X[:64], Y[:64], ens.weights, ens.biases, ens.activations)

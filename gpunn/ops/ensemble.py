@@ -696,6 +696,11 @@ MIN_GROUP_ELEMENTS = 65536  # the optimizer's update (memory-bound): parameters 
 SPIN = True  # the one-call group pass hands its groups to _SpinningWorkers (False: gpunn's pool)
 
 
+# the per-op methods of a step that group_pass's one call does the work of
+_STANDS_IN_FOR = frozenset(("matmul", "unsplit_matmul", "bias_activation", "activation_bias_backward",
+                            "outer_activation_bias_backward", "bias_gradient", "loss_gradient", "adam_step"))
+
+
 class CpuEnsembleOps(EnsembleOps):
     """EnsembleOps with the single-model Numba kernels looped over members (when Numba is installed).
 
@@ -826,8 +831,10 @@ class CpuEnsembleOps(EnsembleOps):
         return made.on(X, Y, sums)
 
     def one_call_applies(self, X, Y, weights, biases, acts) -> bool:
-        """Whether group_pass gives a function for these arguments (see there)."""
-        return (2 <= X.shape[-2] <= GEMM_INT_MAX  # a CBLAS of C int dimensions (LP64) may be the one bound
+        """Whether group_pass gives a function for these arguments (see there). Not while a method it stands in
+        for is set on these ops (``gpunn bench``'s step profile times them so, as one small MLP's one call steps
+        aside: gpunn.ops.mlp_step)."""
+        return (_STANDS_IN_FOR.isdisjoint(vars(self)) and 2 <= X.shape[-2] <= GEMM_INT_MAX  # a CBLAS of C int dimensions (LP64) may be the one bound
                 and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous
                 and Y.flags.c_contiguous and self._one_call_network(weights, biases, acts) is not None)
 
@@ -849,7 +856,7 @@ class CpuEnsembleOps(EnsembleOps):
         (each member's update is its own: any split of the members gives the same bits); None where the Numba
         kernel does not apply (then adam_step runs the generic update). Kept while it is for the same arrays, table
         (and its version) and settings, and moved to each ``step`` (_MemberAdam.at): the object of the last call."""
-        if not self.fused:
+        if not self.fused or "adam_step" in vars(self):  # (timed by gpunn bench's profile: as one_call_applies)
             return None
         made = self._member_adam
         if made is None or not made.made_for(w, g, m, v, rates, eps, decoupled):
