@@ -2236,3 +2236,18 @@ def test_the_members_adam_step_follows_a_change_of_its_table_and_of_the_weights_
             ops.adam_step(ws, g, m, v, rates, 1e-8, 2, False)
         for got, want in zip(*states):
             np.testing.assert_array_equal(got, want, err_msg=f"{dtype.__name__}, changed: {change}")
+
+
+def test_an_ensembles_optimizer_shows_its_kind_and_each_members_settings_as_one_models_does():
+    """``ens.optimizer`` (which README says to pass back to continue a fit) and a loaded checkpoint's printed as
+    ``<gpunn.training.ensemble.EnsembleOptimizer object at 0x...>``, where one model's shows ``Adam(lr=...)``."""
+    X, Y = gpunn.datasets.make("linear", 64, 3, 1, seed=0, device="cpu")
+    ens = gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu")
+    ens.fit(X, Y, epochs=1, batch_size=32, lr=[1e-3, 1e-2], verbose=False)
+    assert repr(ens.optimizer) == ("EnsembleOptimizer('adam', n_models=2, lr=[0.001, 0.01], beta1=0.9, beta2=0.999, "
+                                   "eps=1e-08, weight_decay=0.0, steps=2)")
+    ens.optimizer.freeze([1])
+    assert repr(ens.optimizer).endswith("steps=2, frozen=[1])")
+    ens.fit(X, Y, epochs=1, batch_size=64, optimizer="momentum", momentum=[0.9, 0.5], verbose=False)
+    assert repr(ens.optimizer) == ("EnsembleOptimizer('momentum', n_models=2, lr=0.01, momentum=[0.9, 0.5], "
+                                   "nesterov=False, weight_decay=0.0, steps=1)")

@@ -274,6 +274,19 @@ class EnsembleOptimizer:
     def config(self) -> dict:
         return {"name": self.name, "members": [opt.config() for opt in self.members]}
 
+    def __repr__(self) -> str:
+        """The kind, each setting (one value where every member has it, else the K values), the steps taken and any
+        frozen members: what ``ens.optimizer`` and a loaded checkpoint's optimizer show, as one model's does."""
+        configs = [opt.config() for opt in self.members]
+        settings = []
+        for key in options_of(type(self.members[0])):
+            if key in configs[0]:
+                values = [config[key] for config in configs]
+                settings.append(f"{key}={values[0] if values.count(values[0]) == len(values) else values!r}")
+        frozen = f", frozen={self.frozen}" if self.frozen else ""
+        return (f"EnsembleOptimizer({self.name!r}, n_models={self.n_models}, {', '.join(settings)}, "
+                f"steps={self.steps}{frozen})")
+
 
 class EnsembleEvaluator(RegressionEvaluator):
     """Validation MSE, MAE and R² of every member on one fixed (X, Y): lists of K, one host read. Rows go
