@@ -1905,3 +1905,20 @@ def test_an_ensemble_rows_step_profile_splits_a_one_call_step_as_a_single_models
     assert sum(shares.values()) == pytest.approx(1.0)
     # the timed methods put back, the step is one call again
     assert ens.member_ops.one_call_applies(X[:64], Y[:64], ens.weights, ens.biases, ens.activations)
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_a_peer_skipped_as_not_installed_says_what_installs_it(tmp_path, capsys, monkeypatch, ensemble):
+    """`gpunn bench --peers torch` without torch said only "torch skipped (No module named 'torch')": the row asked
+    for is missing, and the way to get it (README's Benchmarks) was not on the screen."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    peers = "torch-vmap" if ensemble else "torch,sklearn"
+    out = run_cli(["bench", "--device", "cpu", "--config", "lin:4:8:1:16" + ("-x2" if ensemble else ""),
+                   "--peers", peers, "--repeats", "1", "--seconds", "0.01", "--no-profile"], capsys)
+    for key in peers.split(","):
+        line = next(line for line in out.splitlines() if f"{key} skipped" in line)
+        module = "scikit-learn" if key == "sklearn" else "torch"
+        assert f"{key} skipped ({module} is not installed: pip install 'gpunn[bench]'" in line, line
+    if not ensemble:
+        assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in out

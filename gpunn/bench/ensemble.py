@@ -28,7 +28,7 @@ from .. import datasets
 from .configs import Config
 from .system import OthersCpu, SpeedProbe, threads_words
 from .runners import (Result, Runner, _median_rate, best_gemm, differ, peak_runners, peak_size_for, profile_step,
-                      scheduled_jobs, synchronize, timed_peaks, timed_rounds, torch_device)
+                      scheduled_jobs, skipped_because, synchronize, timed_peaks, timed_rounds, torch_device)
 
 ENSEMBLE_PEERS = ("sequential", "torch-vmap", "torch-loop")
 
@@ -316,7 +316,7 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
             kwargs = {"threads": threads} if key.startswith("torch") else {}
             runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
         except ImportError as exc:
-            log(f"  {cfg.name} [{backend.device}]: {key} skipped ({exc})")
+            log(f"  {cfg.name} [{backend.device}]: {key} skipped ({skipped_because(exc)})")
     speed = SpeedProbe()
     with OthersCpu() as load:  # (the warm-ups' time too: a few epochs against the rounds')
         counts, times = timed_rounds(runners, repeats, seconds, deadline,

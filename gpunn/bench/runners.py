@@ -389,6 +389,21 @@ _PEER_CLASSES = {"naive": NaiveRunner, "torch": TorchRunner, "torch-bf16": Torch
 TORCH_IMPORT_SECONDS = 20.0  # what a cold `import torch` (CUDA) may take: not started with less budget left
 
 
+# what installs a peer's module (README's Benchmarks), by the name its ImportError gives
+_PEER_MODULES = {"torch": ("torch", "; on a machine without an NVIDIA GPU first pip install torch --index-url "
+                                    "https://download.pytorch.org/whl/cpu, as the extra takes the CUDA build"),
+                 "sklearn": ("scikit-learn", "")}
+
+
+def skipped_because(exc: ImportError) -> str:
+    """Why a peer was skipped, for its "skipped (...)" line: a module not installed says what installs it."""
+    module = getattr(exc, "name", None)
+    if module not in _PEER_MODULES:
+        return str(exc)
+    package, note = _PEER_MODULES[module]
+    return f"{package} is not installed: pip install 'gpunn[bench]'{note}"
+
+
 def _left(deadline) -> float:
     return math.inf if deadline is None else deadline - time.perf_counter()
 
@@ -636,7 +651,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             kwargs = {"threads": threads} if key.startswith("torch") else {}
             runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
         except ImportError as exc:
-            log(f"  {where}: {key} skipped ({exc})")
+            log(f"  {where}: {key} skipped ({skipped_because(exc)})")
     # Warm-up (compiles, allocations, first-touch) and calibration: whole epochs, about `seconds` each,
     # less when the budget is short. gpunn (every variant) and its GEMM always run; a peer is dropped once it is spent.
     counts = {}
