@@ -2251,3 +2251,18 @@ def test_an_ensembles_optimizer_shows_its_kind_and_each_members_settings_as_one_
     ens.fit(X, Y, epochs=1, batch_size=64, optimizer="momentum", momentum=[0.9, 0.5], verbose=False)
     assert repr(ens.optimizer) == ("EnsembleOptimizer('momentum', n_models=2, lr=0.01, momentum=[0.9, 0.5], "
                                    "nesterov=False, weight_decay=0.0, steps=1)")
+
+
+@pytest.mark.parametrize("seeds", [[1, 2, 3], (1, 2, 3), np.array([1, 2, 3])])
+def test_a_list_of_seeds_given_to_fit_says_the_members_seeds_go_to_the_ensemble(seeds):
+    """README's "Per member" bullet lists seed beside lr (one value or K); ``ens.fit(X, Y, seed=[1, 2, 3])`` said only
+    "seed must be a non-negative int, got [1, 2, 3]". fit's seed orders the rows for every member; the members'
+    starting seeds are the Ensemble's."""
+    X, Y = gpunn.datasets.make("linear", 64, 3, 1, seed=0, device="cpu")
+    ens = gpunn.Ensemble([3, 4, 1], n_models=3, device="cpu")
+    with pytest.raises(ValueError) as info:
+        ens.fit(X, Y, epochs=1, seed=seeds, verbose=False)
+    message = str(info.value)
+    assert "fit's seed orders the rows, one order for every member" in message, message
+    assert "gpunn.Ensemble([3, 4, 1], n_models=3, seed=[1, 2, 3])" in message, message
+    assert gpunn.Ensemble([3, 4, 1], n_models=3, seed=[1, 2, 3], device="cpu").seeds == [1, 2, 3]  # as the message says

@@ -701,6 +701,11 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
         raise ValueError(f"schedule={schedule!r}: an Ensemble's members train under one schedule, a name or a "
                          "gpunn.Schedule (lr, weight_decay, momentum, beta1 and beta2 take one value per member; a "
                          "schedule does not): fit an Ensemble for each schedule")
+    if isinstance(seed, (list, tuple)) or getattr(seed, "ndim", 0) > 0:  # (seed_int said only "must be an int")
+        raise ValueError(f"seed={seed!r}: fit's seed orders the rows, one order for every member; each member's "
+                         "starting weights take a seed of their own from the ensemble: "
+                         f"gpunn.Ensemble({list(model.layer_sizes)}, n_models={model.n_models}, "
+                         f"seed={numpy.asarray(seed).tolist()!r})")
     with model.backend.use(), held_warnings() as checked:  # (columns read by position: warned once all is checked)
         with statistics_kept_on_refusal(model):  # (statistics that standardize set, unset by a refusal)
             source = None
