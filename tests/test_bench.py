@@ -1922,3 +1922,30 @@ def test_a_peer_skipped_as_not_installed_says_what_installs_it(tmp_path, capsys,
         assert f"{key} skipped ({module} is not installed: pip install 'gpunn[bench]'" in line, line
     if not ensemble:
         assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in out
+
+
+def test_the_charts_title_fits_in_the_figure_however_long_the_setup(tmp_path, monkeypatch):
+    """The title gives the machine and BLAS from the setup, which on the CPU runs to 170 characters or more (the thread
+    counts of a small fit and an ensemble): `gpunn bench --plot` cut it at both edges ("unn bench, ... 1 threa")."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    blas = ("openblas 0.3.31.188.0, SkylakeX kernels, 2 threads (a gpunn fit of a net under 65,536 parameters: 1 "
+            "thread; an Ensemble's: 1 thread)")
+    data = {"setup": {"date": "2026-12-02 07:52 UTC", "machine": "Intel(R) Xeon(R) Processor", "cores": 2,
+                      "blas": blas}, "results": _tiny_rows(1.74, 0.3)}
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    bench.plot(data, tmp_path / "b.png")
+    fig = figures[0]
+    title = fig._suptitle
+    assert " ".join(title.get_text().split()) == (f"gpunn bench, 2026-12-02 07:52 UTC: Intel(R) Xeon(R) Processor (2 "
+                                                  f"cores), {blas}")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # (the figure is closed: a canvas to measure it with)
+    box, width = title.get_window_extent(renderer), fig.bbox.width
+    assert 0 <= box.x0 and box.x1 <= width, (box, width)
+    top_of_axes = max(ax.get_tightbbox(renderer).y1 for ax in fig.axes)
+    assert box.y0 >= top_of_axes - 1  # above the two charts' titles' boxes, not over them

@@ -1,7 +1,11 @@
 """The benchmark's chart (PNG; needs matplotlib)."""
 from __future__ import annotations
 
+import textwrap
+
 from .report import gemm_untrusted
+
+TITLE_CHARACTERS = 150  # a title line at fontsize 9 in the 13-inch figure: about 7 pixels a character at 100 dpi
 
 
 def plot(data, path) -> None:
@@ -45,6 +49,8 @@ def plot(data, path) -> None:
     axes[1].axhline(100, color="k", lw=0.8, ls="--")
     axes[1].legend(fontsize=7, loc="upper left")
     s = data["setup"]
-    fig.suptitle(f"gpunn bench, {s['date']}: {s['machine']} ({s['cores']} cores), {s['blas']}", fontsize=9)
+    # wrapped: a CPU's BLAS words (its thread counts for a small fit and an ensemble) ran past both edges
+    title = f"gpunn bench, {s['date']}: {s['machine']} ({s['cores']} cores), {s['blas']}"
+    fig.suptitle(textwrap.fill(title, TITLE_CHARACTERS), fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)  # (and closes it)
