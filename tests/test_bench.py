@@ -1949,3 +1949,14 @@ def test_the_charts_title_fits_in_the_figure_however_long_the_setup(tmp_path, mo
     assert 0 <= box.x0 and box.x1 <= width, (box, width)
     top_of_axes = max(ax.get_tightbbox(renderer).y1 for ax in fig.axes)
     assert box.y0 >= top_of_axes - 1  # above the two charts' titles' boxes, not over them
+
+
+def test_the_tiny_configuration_that_quick_runs_can_be_named_with_config(capsys):
+    """`gpunn bench --quick` prints its rows as "tiny" (and README cites `tiny-x4`), but `--config tiny` was refused as
+    "unknown configuration 'tiny': use one of small, medium, wide, deep, large"."""
+    assert bench.parse_config("tiny") == bench.QUICK_CONFIG
+    assert bench.parse_config("tiny-x4") == bench.QUICK_CONFIG.ensemble(4)
+    assert "tiny" not in bench.CONFIGS  # the default run stays the five named ones
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    assert "and tiny, --quick's 8:32x32:1:64" in " ".join(capsys.readouterr().out.split())

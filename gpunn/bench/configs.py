@@ -76,6 +76,8 @@ def parse_config(text: str) -> Config:
     either with ``-xK`` appended is an ensemble of K (e.g. ``small-x64``)."""
     if text in CONFIGS:
         return CONFIGS[text]
+    if text == QUICK_CONFIG.name:  # --quick's, which its rows name (not in the default run)
+        return QUICK_CONFIG
     if text in ENSEMBLE_CONFIGS:
         return ENSEMBLE_CONFIGS[text]
     match = _ENSEMBLE_SUFFIX.match(text)
@@ -83,7 +85,7 @@ def parse_config(text: str) -> Config:
         return parse_config(match.group(1)).ensemble(int(match.group(2)))
     parts = text.split(":")
     if len(parts) != 5:
-        known = ", ".join(CONFIGS)
+        known = ", ".join([*CONFIGS, QUICK_CONFIG.name])
         raise ValueError(f"unknown configuration {text!r}: use one of {known}, or name:inputs:h1xh2:outputs:batch "
                          "(e.g. mine:32:128x128:1:256)")
     name, inputs, hidden, outputs, batch = parts

@@ -23,8 +23,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "virtual machine's does). "
                                    "Peers that are not installed are skipped (pip install 'gpunn[bench]').")
     b.add_argument("--config", action="append", metavar="NAME|SPEC",
-                   help="a named configuration (small, medium, wide, deep, large) or name:inputs:h1xh2:outputs:batch; "
-                        "repeatable (default: all named ones; large runs on GPU only)")
+                   help="a named configuration (small, medium, wide, deep, large, and tiny, --quick's 8:32x32:1:64) or "
+                        "name:inputs:h1xh2:outputs:batch; "
+                        "repeatable (default: small to large; large runs on GPU only)")
     b.add_argument("--ensemble", type=positive(int), metavar="K",
                    help="train each configuration as an ensemble of K networks (gpunn.Ensemble) against K sequential "
                         "gpunn fits, a torch vmap ensemble and K torch models in a loop; throughput in member-samples/s. "
