@@ -964,7 +964,7 @@ def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_st
     ("dist_bench.py", ["medium", "x"], "BATCH must be a whole number, 1 or more, got 'x'"),
     ("dist_bench.py", ["medium", "8", "\u0663"], "STEPS must be a whole number, 1 or more, got '\u0663'"),
     ("dist_bench.py", ["nosuch", "8"], "unknown configuration 'nosuch': use one of small, medium, wide, deep, large, "
-                                       "or name:inputs:h1xh2:outputs:batch (e.g. mine:32:128x128:1:256)"),
+                                       "tiny, or name:inputs:h1xh2:outputs:batch (e.g. mine:32:128x128:1:256)"),
     ("dist_bench.py", ["medium", "8", "5", "sauce"], "the fourth argument is source or none, got 'sauce'"),
     ("dist_bench.py", ["allreduce", "8"], "allreduce takes no other argument, got 8"),
     ("regression_probe.py", ["small", "nosuch"], "unknown PART 'nosuch': use small, stream, ens, medium, predict, "
@@ -1877,7 +1877,7 @@ def test_a_configurations_shape_words_and_its_ensembles():
     assert bench.parse_config("my-xl:4:8:1:16").ensemble(2).name == "my-xl-x2"
     one = bench.parse_config("small-x1")
     assert one.name == "small-x1" and one.members == 1 and one.sizes == [16, 64, 64, 1]
-    known = "use one of small, medium, wide, deep, large, or name:inputs:h1xh2:outputs:batch"
+    known = "use one of small, medium, wide, deep, large, tiny, or name:inputs:h1xh2:outputs:batch"
     for bad in ("small-x0", "small-x3y", "a:1:2:1:8:9"):
         with pytest.raises(ValueError, match=f"unknown configuration '{bad}': {known}"):
             bench.parse_config(bad)
