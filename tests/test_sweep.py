@@ -1228,3 +1228,19 @@ def test_the_defaults_sweeps_help_calls_smaller_are_those_that_differ_from_gpunn
     assert named == differ | {"--features"}, (named, differ)
     size = lambda v: sum(int(x) for x in v.split(",")) if isinstance(v, str) else v  # noqa: E731 -- --hidden
     assert all(size(defaults["sweep"][o]) < size(defaults["train"][o]) for o in differ)
+
+
+def test_the_json_options_help_names_what_a_members_record_holds(tmp_path, capsys):
+    """--help said --json writes "every member's settings, result and history": a member's record holds its validation
+    curve alone (no training loss, rates or times), so the help names the keys it holds."""
+    path = tmp_path / "s.json"
+    run(["sweep", "--lr", "1e-3", "--rows", "400", "--epochs", "2", "--hidden", "4", "--quiet", "--json", str(path)],
+        capsys)
+    member = json.loads(path.read_text())["members"][0]
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    said = help_text[help_text.index("--json PATH write"):help_text.index("--csv PATH write")]
+    assert "history" not in said
+    for key in member:
+        assert key in said, (key, said)

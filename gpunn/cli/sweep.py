@@ -138,8 +138,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "%(default)s)")
     s.add_argument("--max-members", type=positive(int), default=None,
                    help="at most this many members per ensemble (default: as many as the device memory holds)")
-    s.add_argument("--json", type=file_path, metavar="PATH", help="write every member's settings, result and history as JSON (- for "
-                   "standard output: the lines of text then go to stderr)")
+    s.add_argument("--json", type=file_path, metavar="PATH", help="write the ranked members as JSON, each with member (its place in "
+                   "the grid), lr, weight_decay, seed, val_mse, val_r2, best_epoch, stopped_early, diverged and "
+                   "val_curve (its validation MSE per epoch), beside the sweep's config and units (- for standard "
+                   "output: the lines of text then go to stderr)")
     s.add_argument("--csv", type=file_path, metavar="PATH", help="write the ranked table as CSV (- for standard output); an infinite "
                    "score is inf, a member no epoch scored has empty fields (- in the printed table)")
     s.add_argument("--plot", type=file_path, metavar="PNG", help="draw every member's validation curve, the best highlighted: .png, "
