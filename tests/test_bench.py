@@ -1960,3 +1960,18 @@ def test_the_tiny_configuration_that_quick_runs_can_be_named_with_config(capsys)
     with pytest.raises(SystemExit):
         cli.main(["bench", "--help"])
     assert "and tiny, --quick's 8:32x32:1:64" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("var, value", [("GPUNN_ENSEMBLE_BLAS_THREADS", "2"), ("BLIS_NUM_THREADS", "1"),
+                                        ("GOTO_NUM_THREADS", "1"), ("GPUNN_GEMM", "numpy"),
+                                        ("GPUNN_FUSED_KERNELS", "0")])
+def test_the_setup_records_each_variable_readme_says_changes_the_cpu_speed(monkeypatch, var, value):
+    """The setup's env line held the OpenBLAS/OMP/MKL counts and GPUNN_CPU_THREADS only: a run under
+    GPUNN_ENSEMBLE_BLAS_THREADS=2 (an ensemble row's BLAS threads), BLIS_NUM_THREADS or GOTO_NUM_THREADS (counts README
+    says win over gpunn's one thread), GPUNN_GEMM or GPUNN_FUSED_KERNELS=0 printed its numbers without a word of it.
+    (KMP_BLOCKTIME is not recorded: gpunn sets it to 0 itself as it loads MKL, so its value says nothing of the user.)"""
+    from gpunn.bench import system
+
+    monkeypatch.setenv(var, value)
+    info = system.setup_info([])
+    assert info["env"][var] == value

@@ -31,8 +31,11 @@ def setup_info(backends) -> dict:
         "dtype": "float32",
         "blas": _blas(),
     }
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                "GPUNN_CPU_THREADS"):
+    # what README says changes a CPU step's speed (KMP_BLOCKTIME is left out: gpunn sets it to 0 itself as it loads
+    # MKL, so its value would not say what the user set)
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "GPUNN_CPU_THREADS", "GPUNN_ENSEMBLE_BLAS_THREADS", "GPUNN_GEMM",
+                "GPUNN_FUSED_KERNELS"):
         if os.environ.get(var):
             info.setdefault("env", {})[var] = os.environ[var]
     from ..ops.cpu import CpuOps, numba
