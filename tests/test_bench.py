@@ -1864,7 +1864,7 @@ def test_the_setups_cpu_path_is_the_reference_where_a_deferred_numba_does_not_im
 def test_a_configurations_shape_words_and_its_ensembles():
     """gemm_shape is batch x widest x widest (the inputs or outputs when there is no hidden layer), its spec the
     NAME:IN:H1xH2:OUT:BATCH text parse_config reads back; an ensemble of an ensemble is named for its base and keeps
-    gpu_only; -xK needs K >= 1 and the whole suffix; the error names the configurations there are."""
+    gpu_only; -xK needs K >= 2 (below) and the whole suffix; the error names the configurations there are."""
     cfg = bench.parse_config("mine:4:8x32x16:2:100")
     assert cfg.gemm_shape == (100, 32, 32) and cfg.gemm_batch == 1 and cfg.flops_per_sample == 6 * cfg.n_weights
     assert cfg.n_weights == 4 * 8 + 8 * 32 + 32 * 16 + 16 * 2
@@ -1875,8 +1875,6 @@ def test_a_configurations_shape_words_and_its_ensembles():
     assert k4.name == "small-x4" and k4.members == 4 and k4.gemm_batch == 4
     assert bench.CONFIGS["large"].ensemble(2).gpu_only and bench.parse_config("small-x256").gpu_only
     assert bench.parse_config("my-xl:4:8:1:16").ensemble(2).name == "my-xl-x2"
-    one = bench.parse_config("small-x1")
-    assert one.name == "small-x1" and one.members == 1 and one.sizes == [16, 64, 64, 1]
     known = "use one of small, medium, wide, deep, large, tiny, or name:inputs:h1xh2:outputs:batch"
     for bad in ("small-x0", "small-x3y", "a:1:2:1:8:9"):
         with pytest.raises(ValueError, match=f"unknown configuration '{bad}': {known}"):
@@ -1975,3 +1973,15 @@ def test_the_setup_records_each_variable_readme_says_changes_the_cpu_speed(monke
     monkeypatch.setenv(var, value)
     info = system.setup_info([])
     assert info["env"][var] == value
+
+
+def test_an_ensemble_of_one_network_is_refused_saying_the_plain_configuration_times_one(capsys):
+    """`gpunn bench --quick --ensemble 1` ran one MLP against the single-network peers in rows named `tiny-x1`, as if
+    it were an Ensemble of K=1 (and `small-x1` alike)."""
+    with pytest.raises(ValueError, match=r"configuration 'small-x1': an ensemble needs K of 2 or more; small alone "
+                                         r"times one network"):
+        bench.parse_config("small-x1")
+    assert cli.main(["bench", "--quick", "--ensemble", "1"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--ensemble 1: an ensemble needs K of 2 or more; without --ensemble each configuration times one network" \
+        in err, err

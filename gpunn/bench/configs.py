@@ -81,7 +81,10 @@ def parse_config(text: str) -> Config:
     if text in ENSEMBLE_CONFIGS:
         return ENSEMBLE_CONFIGS[text]
     match = _ENSEMBLE_SUFFIX.match(text)
-    if match and int(match.group(2)) >= 1:
+    if match and int(match.group(2)) == 1:  # (it ran as the plain configuration, in rows named NAME-x1)
+        raise ValueError(f"configuration {text!r}: an ensemble needs K of 2 or more; {match.group(1)} alone times one "
+                         "network")
+    if match and int(match.group(2)) >= 2:
         return parse_config(match.group(1)).ensemble(int(match.group(2)))
     parts = text.split(":")
     if len(parts) != 5:

@@ -27,7 +27,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "name:inputs:h1xh2:outputs:batch; "
                         "repeatable (default: small to large; large runs on GPU only)")
     b.add_argument("--ensemble", type=positive(int), metavar="K",
-                   help="train each configuration as an ensemble of K networks (gpunn.Ensemble) against K sequential "
+                   help="train each configuration as an ensemble of K >= 2 networks (gpunn.Ensemble) against K sequential "
                         "gpunn fits, a torch vmap ensemble and K torch models in a loop; throughput in member-samples/s. "
                         "Named ensembles: small-x64, medium-x16, small-x256 (GPU only), or append -xK to any config")
     b.add_argument("--device", default="all", help=f"all (cpu, plus cuda when CuPy sees a device), auto (cuda where a GPU is "
@@ -127,6 +127,9 @@ def run(args) -> int:
     repeats = args.repeats or (2 if args.quick else 5)
     seconds = args.seconds or (0.02 if args.quick else 0.3)
     extra = variants(args.precision, args.eager)  # a bad --precision refused before anything is printed
+    if args.ensemble == 1:  # (it ran the plain configurations, in rows named NAME-x1)
+        raise ValueError("--ensemble 1: an ensemble needs K of 2 or more; without --ensemble each configuration times "
+                         "one network")
     if args.ensemble:
         clash = [c.name for c in configs if c.members > 1 and c.members != args.ensemble]
         if clash:  # small-x2 --ensemble 3 ran small-x3
