@@ -1985,3 +1985,13 @@ def test_an_ensemble_of_one_network_is_refused_saying_the_plain_configuration_ti
     err = " ".join(capsys.readouterr().err.split())
     assert "--ensemble 1: an ensemble needs K of 2 or more; without --ensemble each configuration times one network" \
         in err, err
+
+
+def test_gpunn_help_describes_bench_by_what_its_table_prints(capsys):
+    """`gpunn --help` said bench measures "training throughput vs the GEMM roofline", a word its table and notes never
+    use: they give FLOP/s as "% of peak" and "% of GEMM", fractions of GEMM rates measured in the same run."""
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    line = said[said.index("bench training throughput"):said.index(" info ")]
+    assert "roofline" not in line and "% of peak" in line and "% of GEMM" in line, line

@@ -1,4 +1,5 @@
-"""``gpunn bench``: training throughput vs the GEMM roofline and vs NumPy, PyTorch, scikit-learn."""
+"""``gpunn bench``: training throughput against GEMM rates measured in the same run, and against NumPy, PyTorch,
+scikit-learn."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,8 @@ from .common import (DEVICE_NAMES, add_debug, check_report_outputs, file_path, n
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    b = sub.add_parser("bench", help="training throughput vs the GEMM roofline and vs NumPy, PyTorch, scikit-learn",
+    b = sub.add_parser("bench", help="training throughput, as %% of peak and %% of GEMM (rates measured in the same "
+                       "run), and against NumPy, PyTorch, scikit-learn",
                        description="Training throughput (float32, ReLU, Adam) per configuration and backend: "
                                    "samples/s, FLOP/s as a fraction of a GEMM measured in the same run ('>100%' "
                                    "where it is over 100% and that GEMM's timing cannot be trusted), the share "
