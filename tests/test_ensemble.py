@@ -2266,3 +2266,16 @@ def test_a_list_of_seeds_given_to_fit_says_the_members_seeds_go_to_the_ensemble(
     assert "fit's seed orders the rows, one order for every member" in message, message
     assert "gpunn.Ensemble([3, 4, 1], n_models=3, seed=[1, 2, 3])" in message, message
     assert gpunn.Ensemble([3, 4, 1], n_models=3, seed=[1, 2, 3], device="cpu").seeds == [1, 2, 3]  # as the message says
+
+
+@pytest.mark.parametrize("name", ["r2", "mse", "mae"])
+def test_best_by_an_evaluate_name_points_to_the_historys_validation_name(name):
+    """``ens.score``/``evaluate`` give r2, mse and mae; ``ens.best("r2")`` said only "the history has no 'r2'; it has
+    ..., val_r2", with no hint that the held-out values carry val_."""
+    X, Y = gpunn.datasets.make("linear", 64, 3, 1, seed=0, device="cpu")
+    ens = gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu")
+    ens.fit(X, Y, epochs=1, batch_size=32, validation_fraction=0.25, verbose=False)
+    with pytest.raises(ValueError, match=rf"the history has no '{name}' \(did you mean 'val_{name}'\? the held-out "
+                                         rf"rows' values carry val_\)"):
+        ens.best(name)
+    assert ens.best_index(f"val_{name}") in (0, 1)
