@@ -834,7 +834,8 @@ class CpuEnsembleOps(EnsembleOps):
         """Whether group_pass gives a function for these arguments (see there). Not while a method it stands in
         for is set on these ops (``gpunn bench``'s step profile times them so, as one small MLP's one call steps
         aside: gpunn.ops.mlp_step)."""
-        return (_STANDS_IN_FOR.isdisjoint(vars(self)) and 2 <= X.shape[-2] <= GEMM_INT_MAX  # a CBLAS of C int dimensions (LP64) may be the one bound
+        return (_STANDS_IN_FOR.isdisjoint(vars(self))
+                and 2 <= X.shape[-2] <= GEMM_INT_MAX  # a CBLAS of C int dimensions (LP64) may be the one bound
                 and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous
                 and Y.flags.c_contiguous and self._one_call_network(weights, biases, acts) is not None)
 
