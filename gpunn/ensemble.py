@@ -556,8 +556,6 @@ class Ensemble(DeviceModel):
         if monitor not in self.history:
             hint = missing_log_hint(monitor, self.history, "fit with validation_data or validation_fraction, or rank "
                                                            "the members by best('loss')")
-            if not hint and f"val_{monitor}" in self.history:  # evaluate's and score's names: r2, mse, mae
-                hint = f" (did you mean 'val_{monitor}'? the held-out rows' values carry val_)"
             raise ValueError(f"the history has no {monitor!r}{hint}; it has {', '.join(sorted(self.history))}")
         if not self.history[monitor]:  # (numpy's min over no epochs: "zero-size array to reduction operation")
             raise ValueError(f"no epoch of the last fit finished (it was stopped in its first), so no member has a "

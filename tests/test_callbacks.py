@@ -548,6 +548,17 @@ class WritesValLoss(Callback):
         logs["val_loss"] = trainer.model.loss(self.X, self.Y)
 
 
+@pytest.mark.parametrize("name", ["r2", "mse", "mae"])
+def test_a_callback_monitoring_an_evaluate_name_is_pointed_to_the_logs_validation_name(name):
+    """EarlyStopping(monitor="r2") was refused listing val_r2 among what the logs hold, with no hint, as
+    ens.best("r2") was until f220bb9: evaluate's and score's names lack the held-out values' val_."""
+    X, Y = gpunn.datasets.make("linear", 200, 3, seed=0, device="cpu")
+    model = gpunn.MLP([3, 4, 1], device="cpu")
+    with pytest.raises(ValueError, match=rf"^EarlyStopping monitors '{name}', which the logs lack \(did you mean "
+                                         rf"'val_{name}'\? the held-out rows' values carry val_\); available: "):
+        model.fit(X, Y, epochs=2, validation_fraction=0.2, verbose=False, callbacks=[gpunn.EarlyStopping(name)])
+
+
 def test_a_monitor_no_epoch_can_log_is_refused_before_the_first_epoch(data):
     """EarlyStopping(monitor='val_loss') (ReduceLROnPlateau's, a best-only ModelCheckpoint's, an ensemble's early
     stopping) in a run without validation data was refused only at the end of the first epoch, which may be long;

@@ -656,14 +656,18 @@ def improves(value, best, mode: str, min_delta: float) -> bool:
 
 def missing_log_hint(name, logs, validate) -> str:
     """What to say after "no <name>" of ``logs`` (a run's logs or history): `` (validate)`` for a val_ name in a run
-    without validation, `` (did you mean 'val_loss'?)`` for a misspelling of one it has (val_los, VAL_LOSS), else
-    nothing."""
+    without validation, `` (did you mean 'val_loss'?)`` for a misspelling of one it has (val_los, VAL_LOSS) or for
+    evaluate's and score's name of one (r2, mse, mae: the held-out values carry val_), else nothing."""
     from ..hints import meant
 
     if name.startswith("val_") and not any(k.startswith("val_") for k in logs):
         return f" ({validate})"
     found = meant(name, list(logs), aliases=False)  # (the command line's names: no metric's)
-    return f" ({found.hint(lambda metric, value: repr(metric))})" if found else ""
+    if found:
+        return f" ({found.hint(lambda metric, value: repr(metric))})"
+    if f"val_{name}" in logs:
+        return f" (did you mean 'val_{name}'? the held-out rows' values carry val_)"
+    return ""
 
 
 def missing_monitor(who, name, logs, more="") -> str:
