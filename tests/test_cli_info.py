@@ -88,6 +88,9 @@ def test_the_cpu_kernels_line_names_them_without_underscores_or_says_why_none(mo
     pytest.importorskip("numba")
     names = info.cpu_kernels().split("): ", 1)[1].split(", ")
     assert "adam" in names and not any(name.startswith("_") or name.endswith("_") for name in names)
+    for threads, words in ((1, "1 thread"), (2, "2 threads")):  # (not "1 thread(s)")
+        monkeypatch.setattr(cpu, "default_threads", lambda: threads)
+        assert info.cpu_kernels().startswith("fused (Numba ") and f", {words}): " in info.cpu_kernels()
     monkeypatch.setattr(cpu, "numba", None)
     monkeypatch.delenv("GPUNN_FUSED_KERNELS", raising=False)
     assert info.cpu_kernels() == "off: Numba is not installed (pip install 'gpunn[cpu]'); the NumPy reference runs"

@@ -53,7 +53,7 @@ def test_four_ranks_on_four_shared_cores_run_one_blas_thread_each_during_the_fit
     comm = Gathers([FOUR, FOUR, FOUR])
     with threads.rank_threads(comm, _model()) as said:
         assert set(_blas_threads()) == {1}
-    assert said == "1 BLAS thread(s) per rank (its 4 cores shared with other ranks of this machine)"
+    assert said == "1 BLAS thread per rank (its 4 cores shared with other ranks of this machine)"
     assert comm.labels == ["the core-placement exchange"] and _blas_threads() == before
 
 
@@ -86,7 +86,7 @@ def test_a_blank_thread_setting_is_no_setting(on_four_cores, monkeypatch):
     _blas_threads_not_one()
     with threads.rank_threads(Gathers([FOUR, FOUR, FOUR]), _model()) as said:
         assert set(_blas_threads()) == {1}
-    assert said.startswith("1 BLAS thread(s) per rank")
+    assert said.startswith("1 BLAS thread per rank")
 
 
 def test_without_threadpoolctl_the_start_line_says_what_to_set(on_four_cores, monkeypatch):
@@ -94,7 +94,7 @@ def test_without_threadpoolctl_the_start_line_says_what_to_set(on_four_cores, mo
     with threads.rank_threads(Gathers([FOUR, FOUR, FOUR]), _model()) as said:  # 4 ranks share the 4 cores
         pass
     assert said == ("BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS=1, to give each rank "
-                    "1 core(s)) (its 4 cores shared with other ranks of this machine)")
+                    "1 core) (its 4 cores shared with other ranks of this machine)")
 
 
 def test_an_ensembles_member_groups_take_the_share_and_get_their_threads_back(on_four_cores):
@@ -103,12 +103,12 @@ def test_an_ensembles_member_groups_take_the_share_and_get_their_threads_back(on
     with threads.rank_threads(Gathers([FOUR]), model) as said:
         assert model.member_ops.threads == 2
         assert _blas_threads() == before  # its BLAS runs on one thread already: left to the ensemble
-    assert said == "member groups on 2 thread(s) (its 4 cores shared with other ranks of this machine)"
+    assert said == "member groups on 2 threads (its 4 cores shared with other ranks of this machine)"
     assert model.member_ops.threads == 3
     fewer = _model(member_threads=1)  # already fewer than the share
     with threads.rank_threads(Gathers([FOUR]), fewer) as said:
         assert fewer.member_ops.threads == 1
-    assert said == "member groups on 1 thread(s) (its 4 cores shared with other ranks of this machine)"
+    assert said == "member groups on 1 thread (its 4 cores shared with other ranks of this machine)"
 
 
 def test_member_groups_the_user_sized_are_left_as_they_are(on_four_cores, monkeypatch):

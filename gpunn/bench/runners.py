@@ -664,7 +664,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
         counts[r] = fastest_epoch(r)
     if sustain_steps:  # the state a long run reaches (e.g. subnormals built up in Adam's moments)
         ageing = math.ceil(sustain_steps / math.ceil(rows / cfg.batch))
-        log(f"  {where}: {ageing} more epochs ({sustain_steps}+ steps) of each before timing")
+        log(f"  {where}: {ageing} more epoch{'s' * (ageing != 1)} ({sustain_steps}+ steps) of each before timing")
         for r in runners:
             if not isinstance(r, GemmRunner):
                 r.epochs(ageing)

@@ -55,7 +55,11 @@ def cpu_kernels() -> str:
         return (f"off: Numba is installed but does not import ({' '.join(str(exc).split())}); CPU runs use the NumPy "
                 f"reference, with a warning ({ENV_FUSED}=0: without one; {ENV_FUSED}=1: refused)")
     names = sorted(name.strip("_") for name in cpu.KERNELS)
-    return f"fused (Numba {lazynumba.version()}, {cpu.default_threads()} thread(s)): {', '.join(names)}"
+    return f"fused (Numba {lazynumba.version()}, {_threads(cpu.default_threads())}): {', '.join(names)}"
+
+
+def _threads(n) -> str:
+    return f"{n} thread{'s' * (n != 1)}"
 
 
 def _or_error(describe) -> str:

@@ -62,13 +62,13 @@ def rank_threads(comm, model):
                 from threadpoolctl import threadpool_limits
             except ImportError:
                 said.append(f"BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS={share}, "
-                            f"to give each rank {share} core(s))")
+                            f"to give each rank {share} core{'s' * (share != 1)})")
             else:
                 stack.enter_context(threadpool_limits(limits=share, user_api="blas"))
-                said.append(f"{share} BLAS thread(s) per rank")
+                said.append(f"{share} BLAS thread{'s' * (share != 1)} per rank")
         if member_ops is not None and hasattr(member_ops, "threads") and threads_setting() is None:
             before = member_ops.threads
             member_ops.threads = min(before, share)
             stack.callback(setattr, member_ops, "threads", before)
-            said.append(f"member groups on {member_ops.threads} thread(s)")
+            said.append(f"member groups on {member_ops.threads} thread{'s' * (member_ops.threads != 1)}")
         yield f"{'; '.join(said)} (its {cores} cores shared with other ranks of this machine)" if said else None
