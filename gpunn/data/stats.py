@@ -59,8 +59,8 @@ class Moments:
     def _scratch(self, chunk):
         """A float64 array of ``chunk``'s shape to work in: the buffer kept from the last host chunk, grown when this
         one is larger. A NumPy array of a chunk's size is fresh memory from the OS each time (page faults as it is
-        first written): with the three chunk-sized temporaries gone, 65,536 x 32 chunks are 2-3x faster (2M rows in
-        0.5-0.9 s, was 1.6-2.0, on a loaded 2-core Xeon; a device chunk uses CuPy's memory pool)."""
+        first written): with the three chunk-sized temporaries gone, 2M x 32 rows in 65,536-row chunks take 0.20 s,
+        was 0.36, on a quiet 2-core Xeon (0.5-0.9 s, was 1.6-2.0, under load); a device chunk uses CuPy's pool."""
         if self._host_buffer.size < chunk.size:
             self._host_buffer = numpy.empty(chunk.size)
         return self._host_buffer[:chunk.size].reshape(chunk.shape)
