@@ -11,7 +11,7 @@ from .. import backend as _backend
 from .. import environment
 from .._version import __version__
 from ..ops import denormals, gemm
-from .common import DEBUG_ENV, DEVICE_NAMES, add_debug, refused_setting, setting_readers
+from .common import DEBUG_ENV, DEVICE_NAMES, add_debug, counted, refused_setting, setting_readers
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -55,11 +55,7 @@ def cpu_kernels() -> str:
         return (f"off: Numba is installed but does not import ({' '.join(str(exc).split())}); CPU runs use the NumPy "
                 f"reference, with a warning ({ENV_FUSED}=0: without one; {ENV_FUSED}=1: refused)")
     names = sorted(name.strip("_") for name in cpu.KERNELS)
-    return f"fused (Numba {lazynumba.version()}, {_threads(cpu.default_threads())}): {', '.join(names)}"
-
-
-def _threads(n) -> str:
-    return f"{n} thread{'s' * (n != 1)}"
+    return f"fused (Numba {lazynumba.version()}, {counted(cpu.default_threads(), 'thread')}): {', '.join(names)}"
 
 
 def _or_error(describe) -> str:
