@@ -130,6 +130,34 @@ def test_a_resume_takes_its_runs_own_shuffle_and_validation_fraction_in_every_fo
             gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **{key: value})
 
 
+@pytest.mark.parametrize("kind", ["MLP", "Ensemble"])
+def test_a_resume_takes_fits_none_where_it_is_the_runs_own_and_refuses_a_seed_of_none_the_run_did_not_have(
+        data, tmp_path, interrupt_at, kind):
+    """fit's defaults written out (seed=None, lr=None, optimizer=None, schedule=None, and an Ensemble's
+    weight_decay=None ...), a script passing its fit's options again, were refused by resume as other values. Where
+    None resolves to the run's (its seed the model's, adam, constant) or keeps the optimizer's own, the resume goes
+    on as without them; seed=None for a run of another seed, optimizer=None for an sgd run, are still refused."""
+    X, Y = data
+    make = (lambda: MLP([6, 8, 2], device="cpu", seed=1)) if kind == "MLP" else (
+        lambda: gpunn.Ensemble([6, 8, 2], 2, device="cpu", seed=1))
+    defaults = dict(seed=None, lr=None, schedule=None)
+    defaults.update(optimizer=None) if kind == "MLP" else defaults.update(
+        weight_decay=None, momentum=None, beta1=None, beta2=None)
+    path, seeded = tmp_path / "run.npz", tmp_path / "seeded.npz"
+    make().fit(X, Y, callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)],
+               **dict(FIT, epochs=3, **defaults))
+    given = gpunn.load_checkpoint(path, device="cpu")
+    history = given.resume(X, Y, verbose=False, **defaults)
+    plain = gpunn.load_checkpoint(path, device="cpu")
+    assert _no_timing(history) == _no_timing(plain.resume(X, Y, verbose=False))
+    numpy.testing.assert_array_equal(given.model.params, plain.model.params)
+    make().fit(X, Y, callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(seeded)],
+               **dict(FIT, epochs=3, seed=4, optimizer="sgd"))
+    for key in ("seed", "schedule") + (("optimizer",) if kind == "MLP" else ()):  # 4, cosine and sgd: not None's
+        with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}' \("):
+            gpunn.load_checkpoint(seeded, device="cpu").resume(X, Y, verbose=False, **{key: None})
+
+
 def test_a_resumes_batch_size_is_the_runs_own_as_fit_resolved_it_and_a_data_parallel_runs_is_refused(
         data, tmp_path, interrupt_at):
     """fit(batch_size=5000) on 960 training rows trains on batches of all 960, as batch_size=None does: 5000, 960 and

@@ -18,7 +18,7 @@ from ..training import ensemble as ens_training
 from ..training.state import FitSettings, TrainState
 from .format import CheckpointError, _optimizer_from_meta, read
 from .models import _build_model, _members, file_name
-from .resume import resume_run
+from .resume import _ARRAY_KINDS, resume_run
 
 
 @dataclasses.dataclass
@@ -92,8 +92,10 @@ class Checkpoint:
         callback passed before it (first, if none was).
         ``epochs`` (the run's total) may raise it, never below the epochs done. A fit's option at the run's own
         value (``batch_size``, ``lr``, ``optimizer`` by name, ``schedule``, ``seed``, ``shuffle``,
-        ``validation_fraction``: a script passing its fit's options again) is taken and left to the checkpoint;
-        another value is refused, showing the fit of the loaded model that trains on with it.
+        ``validation_fraction``: a script passing its fit's options again) is taken and left to the checkpoint, as
+        is fit's None where it resolves to the run's (``seed``, ``optimizer``, ``schedule``) or keeps the optimizer's
+        own (``lr``, and an Ensemble's ``weight_decay``, ``momentum``, ``beta1``, ``beta2``); another value is
+        refused, showing the fit of the loaded model that trains on with it.
         ``checkpoint``: True keeps writing to this file, a path writes elsewhere, False stops
         checkpointing; a resume that trains nothing (early stopping ended the run, or its epochs are all done)
         leaves this file as it was, whatever settings the callbacks passed have; a run saved with several writers
@@ -176,6 +178,8 @@ def _the_runs_own(checkpoint, key: str, value) -> bool:
             return flag(value, "shuffle") == settings.shuffle
         except TypeError:  # not a flag: refused, as fit refuses it
             return False
+    if value is None and key in _NONE_KEEPS:  # fit's "not given": the optimizer's own rate (or an Ensemble's own
+        return key == "lr" or members is not None  # hyperparameters) go on, as fit(optimizer=opt, lr=None) keeps opt's
     if isinstance(value, (bool, numpy.bool_)):  # a seed or batch size of True is no number of the run's
         return False
     if key == "batch_size":  # None: full-batch, the training rows; a size over them trained on them all
@@ -188,14 +192,19 @@ def _the_runs_own(checkpoint, key: str, value) -> bool:
         except ValueError:  # not a share: refused, as fit refuses it
             return False
     if key == "seed":  # a seed of 4.0 is refused by fit, as here
+        if value is None:  # fit's default: a source's own seed (its config is checked by the resume), else the model's
+            on_a_source = (checkpoint.training.get("source") or {}).get("kind") not in (None, *_ARRAY_KINDS)
+            return on_a_source or settings.seed == (checkpoint.model.seed if members is None else
+                                                    checkpoint.model.seeds[0])
         return isinstance(value, numbers.Integral) and value == settings.seed
     if key == "schedule":
-        try:
-            return isinstance(value, (str, Schedule)) and make_schedule(value) == settings.schedule
+        try:  # (None: fit's "constant")
+            return (value is None or isinstance(value, (str, Schedule))) and make_schedule(value) == settings.schedule
         except ValueError:  # no schedule ("cosin", "exponential" without its gamma): the refusal says so
             return False
-    if key == "optimizer":  # a name: an object of one's own would be dropped for the run's
-        return members is None and isinstance(value, str) and value.lower() == checkpoint.optimizer.name
+    if key == "optimizer":  # a name (None: fit's "adam"): an object of one's own would be dropped for the run's
+        return members is None and (value is None or isinstance(value, str)) and \
+            (value or "adam").lower() == checkpoint.optimizer.name
     if key == "lr":
         return (members is None and isinstance(value, numbers.Real) and
                 float(value) == float(checkpoint.optimizer.lr))
@@ -214,7 +223,9 @@ def _taking_the_runs_own(resume):
     return checked
 
 
-_RUN_OPTIONS = ("batch_size", "lr", "optimizer", "schedule", "shuffle", "seed", "validation_fraction", "standardize")
+_RUN_OPTIONS = ("batch_size", "lr", "optimizer", "schedule", "shuffle", "seed", "validation_fraction", "standardize",
+                "weight_decay", "momentum", "beta1", "beta2")
+_NONE_KEEPS = ("lr", "weight_decay", "momentum", "beta1", "beta2")  # fit_ensemble's last four: None or refused
 Checkpoint.resume = _taking_the_runs_own(keywords_checked(Checkpoint.resume, "Checkpoint.resume", _fit_options,
                                                           unexpected_resume_keyword))
 
