@@ -244,6 +244,37 @@ def test_a_long_epoch_in_a_log_also_gets_a_line_every_line_every_s(teacher, caps
     assert all("rows/s" in line for line in lines) and sum("loss=" in line for line in lines) == 2
 
 
+def test_the_progress_says_when_the_epochs_pass_over_the_held_out_rows_is_running(teacher, capsys, monkeypatch):
+    """The bar stood full (a log of a long epoch silent after its last line) while a held-out source of many rows was
+    read: on_validation_begin, between an epoch's last batch and its end, now puts "validating" in the bar's title,
+    which the epoch's end takes back out, and writes a line in a log whose epoch wrote lines on the way."""
+    from gpunn.training.callbacks import ProgressBar
+
+    X, Y = teacher[0][:600], teacher[1][:600]
+    titles = []
+
+    class Watch(ProgressBar):
+        def on_validation_begin(self, trainer, epoch):
+            super().on_validation_begin(trainer, epoch)
+            titles.append(self.bar.desc.removesuffix(": "))  # (tqdm adds ": ")
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            super().on_epoch_end(trainer, epoch, logs)
+            titles.append(self.bar.desc.removesuffix(": "))  # (tqdm adds ": ")
+
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=250, verbose=False, validation_fraction=0.2,
+                                            callbacks=[Watch(lines=False)])
+    assert titles == ["train [cpu] epoch 1/2 validating", "train [cpu] epoch 1/2",
+                      "train [cpu] epoch 2/2 validating", "train [cpu] epoch 2/2"]
+    capsys.readouterr()
+    monkeypatch.setattr(ProgressBar, "line_every_s", 0.0)  # every epoch is a long one
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=250, validation_fraction=0.2)
+    lines = capsys.readouterr().err.splitlines()
+    said = [n for n, line in enumerate(lines) if line.endswith(": validating on the held-out rows")]
+    assert [lines[n].split(":")[0] for n in said] == ["train [cpu] epoch 1/2", "train [cpu] epoch 2/2"]
+    assert all("val_loss=" in lines[n + 1] for n in said)  # each just before its epoch's line
+
+
 def test_lines_or_the_bar_can_be_forced(teacher, terminal_stderr, monkeypatch, progress_clock):
     from gpunn.training import callbacks
     from gpunn.training.callbacks import ProgressBar

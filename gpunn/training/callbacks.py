@@ -31,7 +31,8 @@ class Callback:
     """Hooks called by :func:`fit`; set ``trainer.stop = True`` to end training after this epoch (in
     ``on_train_begin``: before the first).
 
-    Order: on_train_begin; per epoch on_epoch_begin, on_batch_end for each batch, on_epoch_end
+    Order: on_train_begin; per epoch on_epoch_begin, on_batch_end for each batch, with validation
+    on_validation_begin (the epoch's training done, its pass over the held-out rows next), on_epoch_end
     (``logs`` holds the epoch's loss, lr and, with validation, val_loss/val_mse/val_mae/val_r2);
     on_train_end (also after an interruption or an error). ``trainer.interrupt()`` stops after
     the current batch, as Ctrl-C does. on_batch_end is called only for callbacks that override
@@ -75,13 +76,15 @@ class Callback:
     def on_train_begin(self, trainer): ...
     def on_epoch_begin(self, trainer, epoch): ...
     def on_batch_end(self, trainer, batch): ...
+    def on_validation_begin(self, trainer, epoch): ...
     def on_epoch_end(self, trainer, epoch, logs): ...
     def on_train_end(self, trainer): ...
 
 
 # the arguments the loop passes each hook (after self), and Keras's batch hooks, which gpunn never calls
 HOOK_ARGUMENTS = {"on_train_begin": ("trainer",), "on_epoch_begin": ("trainer", "epoch"),
-                  "on_batch_end": ("trainer", "batch"), "on_epoch_end": ("trainer", "epoch", "logs"),
+                  "on_batch_end": ("trainer", "batch"), "on_validation_begin": ("trainer", "epoch"),
+                  "on_epoch_end": ("trainer", "epoch", "logs"),
                   "on_train_end": ("trainer",)}
 _KERAS_BATCH_HOOKS = ("on_batch_begin", "on_train_batch_begin", "on_train_batch_end")
 # ... and the state methods a checkpoint calls, where a callback has them (PyTorch's load_state_dict takes one dict)
@@ -328,6 +331,14 @@ class ProgressBar(Callback):
             self.bar.set_postfix({**self._shown, "epoch_eta": self._interval(
                 (self.rows - rows_done) / max(rate, 1e-9))}, refresh=True)
 
+    def on_validation_begin(self, trainer, epoch):
+        """Say the epoch's pass over the held-out rows is running: the bar stood full, or a log of a long epoch
+        silent after its last line, while a held-out source of many rows was read."""
+        if self.bar is not None:
+            self.bar.set_description(f"{self._title(epoch)} validating", refresh=True)
+        elif time.monotonic() - self._epoch_start >= self.line_every_s:  # an epoch that wrote lines on the way
+            self._write("validating on the held-out rows")
+
     def shown(self, trainer, logs) -> dict:
         """What an epoch's end shows of its logs, by name: the loss and validation metrics (:func:`four_digits`)."""
         shown = {"loss": four_digits(logs['loss'])}
@@ -338,6 +349,7 @@ class ProgressBar(Callback):
     def on_epoch_end(self, trainer, epoch, logs):
         self._shown = self.shown(trainer, logs)
         if self.bar is not None:
+            self.bar.set_description(self._title(epoch), refresh=False)  # (not "validating" any more)
             self.bar.set_postfix(self._shown, refresh=True)
             return
         now = time.monotonic()

@@ -371,6 +371,8 @@ class Trainer:
                     state.interrupted = self.history.interrupted = True
                     break
                 if self.validation is not None:
+                    for cb in self.callbacks:
+                        cb.on_validation_begin(self, epoch)
                     logs.update(self.validation.evaluate(self.model))  # one more host sync per epoch
                     self.check_validation(epoch, logs)
                 state.epoch, state.batch, state.partial_sum_sq = epoch + 1, 0, 0.0
