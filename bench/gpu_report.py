@@ -77,11 +77,13 @@ def killed_words(stage):
 
 
 def _json(path):
+    from gpunn.bench.report import read_json  # a row's null (not measured) as nan, as older files' NaN reads
+
     text = _read(path)
     if text is None:
         return None
     try:
-        return json.loads(text)
+        return read_json(text)
     except ValueError:
         return None
 
@@ -510,7 +512,7 @@ def _r2(run):
                 f"{sticky_error(p['r2']['error'])}, a sticky CUDA error its {first} part met first)",
                 MET if outcome == "passed" else NOT_MET if outcome.startswith("failed") else "")
     if "r2" in p:
-        r2 = p["r2"]["r2"]
+        r2 = {k: math.nan if v is None else v for k, v in p["r2"]["r2"].items()}  # null: score() refused it (errors)
         text = ", ".join(f"{k} {v:.4f}" + ("" if k == "float32" else f" ({v - r2['float32']:+.4f})") for k, v in r2.items())
         text += f" ({p['r2']['rows']:,} rows, {p['r2']['layers']}, {p['r2']['epochs']} epochs; {p['device']})"
         text += "".join(f"; {k}: {v}" for k, v in p["r2"].get("errors", {}).items())  # score() refused its predictions

@@ -273,7 +273,7 @@ def test_the_setups_peak_per_device_is_the_best_of_its_configurations(monkeypatc
 def test_bench_quick_end_to_end(tmp_path, capsys):
     path = tmp_path / "bench.json"
     out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "naive", "--json", str(path)], capsys)
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(), parse_constant=_refused)  # strict JSON: no NaN
     setup, results = data["setup"], data["results"]
     for key in ("date", "machine", "cores", "blas", "numpy", "dtype", "devices", "gpunn_cpu_path", "peak_gemm_gflops",
                 "gemm", "gemm_choices", "subnormals"):
@@ -298,6 +298,7 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
     one = fit_threads.one_thread_for(gpunn.MLP([32, 32, 1], device="cpu"))
     assert gp["note"] == "BLAS " + bench.system.threads_words(1 if one else bench.system.blas_threads() or usable_cores())
     assert nv["note"] == ""
+    assert gp["graph_speedup"] is None and nv["graph_speedup"] is None  # no CUDA graph on a CPU: not measured, null
     shares = gp["profile"]
     assert set(shares) == {"matmul", "elementwise", "optimizer", "other"}
     assert sum(shares.values()) == pytest.approx(1.0, abs=0.02) and shares["matmul"] > 0
@@ -1600,11 +1601,23 @@ def test_a_run_whose_products_no_chooser_picked_has_no_chosen_per_shape_line(mon
     assert "chosen per shape" not in format_setup(setup)
 
 
-def test_the_json_writes_numpy_numbers_as_numbers(tmp_path):
-    from gpunn.bench.report import json_bytes, write_json
+def _refused(token):
+    raise ValueError(f"{token} is not JSON")
 
-    data = {"rate": numpy.float32(1.5), "rows": [numpy.float64(2.0)]}
-    assert json.loads(json_bytes(data)) == {"rate": 1.5, "rows": [2.0]}
+
+def test_the_json_writes_numpy_numbers_as_numbers_and_a_figure_not_measured_as_null(tmp_path):
+    """NaN, which the JSON held for a figure not measured (graph_speedup on a CPU), is not JSON: jq and JSON.parse
+    refuse it. read_json reads the null back as the row's nan, as json.loads read NaN."""
+    from gpunn.bench.report import json_bytes, read_json, write_json
+
+    data = {"rate": numpy.float32(1.5), "rows": [numpy.float64(2.0)], "nan": numpy.float32("nan"),
+            "inf": -math.inf, "results": [{"graph_speedup": math.nan, "spread": (math.nan, math.nan), "n": 3}]}
+    assert json.loads(json_bytes(data), parse_constant=_refused) == {
+        "rate": 1.5, "rows": [2.0], "nan": None, "inf": None,
+        "results": [{"graph_speedup": None, "spread": [None, None], "n": 3}]}
+    row = read_json(json_bytes(data))["results"][0]
+    assert math.isnan(row["graph_speedup"]) and all(map(math.isnan, row["spread"])) and row["n"] == 3
+    assert read_json(json_bytes(data))["nan"] is None  # only a row's figures: null elsewhere may mean "none"
     write_json(data, tmp_path / "b.json")
     assert (tmp_path / "b.json").read_bytes() == json_bytes(data)
 

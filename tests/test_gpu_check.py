@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import pathlib
 import re
@@ -129,6 +130,43 @@ def test_the_report_of_the_cpu_dry_run_measures_no_gpu_target(capsys):
     assert "tf32 relu adam: 0 (bound 0.0001, within)" in out  # the precision hook's values
     assert "**precision hook**" in out and "**nccl hook**" in out and "| adam step | 2^12 |" in out
     assert '"communicator":' not in out  # nccl.txt's JSON dump is left out of the hook's lines
+
+
+def _refused(token):
+    raise ValueError(f"{token} is not JSON")
+
+
+def test_a_figure_not_measured_reads_the_same_as_null_as_it_did_as_nan(tmp_path, capsys):
+    """gpunn bench and the hooks wrote a figure they did not measure (nan) as NaN, which is not JSON (jq, JSON.parse
+    and Go refuse it); they write null now, and the report reads such a file as it reads the older NaN ones: the
+    H200 run's rows with graph_speedup, others_cpu and spread not measured, its precision part with bf16 unscored."""
+    from gpunn.bench.report import write_json
+
+    hook_args = _load("bench/gpu_checks/hook_args.py", "hook_args_for_nulls")
+    reports = []
+    for how in ("NaN", "null"):
+        run = tmp_path / how
+        shutil.copytree(RUNS / "h200-2026-11-28", run)
+        train = json.loads((run / "train.json").read_text())
+        for r in train["results"]:
+            r.update(graph_speedup=math.nan, others_cpu=math.nan, spread=[math.nan, math.nan])
+        precision = json.loads((RUNS / "cpu-dry-run" / "precision" / "precision.json").read_text())
+        precision["r2"]["r2"]["bf16"] = math.nan
+        (run / "precision").mkdir()
+        if how == "NaN":  # as they were written before 2026-12-02
+            (run / "train.json").write_text(json.dumps(train))
+            (run / "precision" / "precision.json").write_text(json.dumps(precision))
+        else:
+            write_json(train, run / "train.json")
+            hook_args.write_json(run / "precision" / "precision.json", precision)
+            for path in (run / "train.json", run / "precision" / "precision.json"):
+                json.loads(path.read_text(), parse_constant=_refused)  # strict JSON
+        summary = (run / "summary.txt").read_text().replace("\n", "\nok   precision: precision.txt (5s)\n", 1)
+        (run / "summary.txt").write_text(summary)
+        reports.append(_report(run, capsys=capsys))
+    assert reports[0] == reports[1]
+    assert "graph over eager (ratios of medians): small float32 11.53×" in reports[1]
+    assert "bf16 nan (+nan)" in reports[1]
 
 
 def test_a_cpu_runs_large_rows_get_no_gpu_verdict(tmp_path, capsys):
@@ -1933,20 +1971,28 @@ def test_a_hook_json_cut_while_written_leaves_the_last_whole_one(tmp_path, monke
     hook_args = _load("bench/gpu_checks/hook_args.py", "hook_args_for_test")
     path = tmp_path / "streams.json"
     hook_args.write_json(path, {"checks": {"synthetic_rows_are_makes": True}})
-    dump = hook_args.json.dump
 
-    def interrupted(obj, fh, **kw):  # half the text written, then the stage's SIGINT
-        text = json.dumps(obj, **kw)
-        fh.write(text[:len(text) // 2])
-        fh.flush()
-        raise KeyboardInterrupt
+    class Interrupted:  # the file hook_args opens: half the text written, then the stage's SIGINT
+        def __init__(self, *args):
+            self.fh = open(*args)
 
-    monkeypatch.setattr(hook_args.json, "dump", interrupted)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, text):
+            self.fh.write(text[:len(text) // 2])
+            self.fh.flush()
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(hook_args, "open", Interrupted, raising=False)
     with pytest.raises(KeyboardInterrupt):
         hook_args.write_json(path, {"checks": {"synthetic_rows_are_makes": True}, "throughput": {"synthetic": 1}})
     assert json.loads(path.read_text()) == {"checks": {"synthetic_rows_are_makes": True}}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["streams.json"]  # nothing left beside it
-    monkeypatch.setattr(hook_args.json, "dump", dump)
+    monkeypatch.delattr(hook_args, "open")
     hook_args.write_json(path, {"throughput": {}})
     assert json.loads(path.read_text()) == {"throughput": {}}
 

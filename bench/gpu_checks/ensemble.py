@@ -38,7 +38,6 @@ the bf16 row are reported, not judged).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -251,6 +250,7 @@ def run_child(args, flag, name, left) -> tuple:
     """This hook with ``flag`` in a process of its own, killed after ``left`` seconds: (what it wrote into
     DIR/``name``, or {}, and how its process ended, in words)."""
     import gpunn
+    from gpunn.bench.report import read_json
 
     path = os.path.join(args.out, name)
     if os.path.exists(path):
@@ -267,7 +267,7 @@ def run_child(args, flag, name, left) -> tuple:
                  else f"exited with status {rc}")
     try:
         with open(path) as fh:
-            got = json.load(fh)
+            got = read_json(fh.read())  # the rows' null (not measured) as nan, as the bench held them
     except (OSError, ValueError):
         got = {}
     return (got if isinstance(got, dict) else {}), ended

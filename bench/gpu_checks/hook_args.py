@@ -3,7 +3,6 @@ its JSON out (``write_json``)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 
@@ -37,10 +36,12 @@ def write_json(path, obj) -> None:
     JSON as it goes, and the stage's SIGINT (a KeyboardInterrupt), the call's SIGTERM or SIGKILL can land while it
     writes: written in place, the file was then cut short, and the report read none of it (not even the parts
     saved before). A kill before the rename leaves ``path`` as it was and ``path.tmp`` beside it."""
+    from gpunn.cli.common import json_text  # strict JSON: a figure not measured (nan) is null, as gpunn bench's
+
     tmp = f"{path}.tmp"
     try:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2)
+        with open(tmp, "wb") as fh:
+            fh.write(json_text(obj))
         os.replace(tmp, path)
     except BaseException:
         try:

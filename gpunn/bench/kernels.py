@@ -10,7 +10,6 @@ Usage: python -m gpunn.bench.kernels [--device cuda] [--sizes 24] [--json out.js
 """
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -173,7 +172,7 @@ def main(argv=None):
 
 
 def _main(argv):
-    from ..cli.common import Parser
+    from ..cli.common import Parser, json_text
 
     # gpunn's commands' parser and rules: one-line errors, options in full (--rep: --repeat named), an option
     # given twice refused (plain argparse kept the last: --sizes 12 --sizes 20 measured 2^20 alone)
@@ -193,7 +192,7 @@ def _main(argv):
     def save(result):  # after each size, atomically: a killed run keeps the sizes that finished
         if args.json:
             tmp = Path(args.json + ".tmp")
-            tmp.write_text(json.dumps(result, indent=2))
+            tmp.write_bytes(json_text(result))
             tmp.replace(args.json)
 
     result = run(args.device, log2_sizes(parser, args.sizes), args.dtype, args.repeat, on_size=save)

@@ -191,8 +191,30 @@ def speed_note(results) -> str:
 
 
 def json_bytes(data) -> bytes:
-    """The results as indented JSON (NumPy numbers as floats)."""
-    return (json.dumps(data, indent=2, default=float) + "\n").encode()
+    """The results as strict, indented JSON (gpunn.cli.common.json_text): a figure not measured, nan in a row, is
+    null (read_json reads it back as nan); NumPy numbers are floats."""
+    from ..cli.common import json_text
+
+    return json_text(data)
+
+
+def _nan_for_null(obj: dict) -> dict:
+    from .runners import NOT_MEASURED
+
+    for key in NOT_MEASURED.intersection(obj):
+        value = obj[key]
+        if value is None:
+            obj[key] = math.nan
+        elif isinstance(value, list):  # spread: (lowest, highest)
+            obj[key] = [math.nan if v is None else v for v in value]
+    return obj
+
+
+def read_json(text):
+    """A JSON that gpunn bench (``--json``) or a gpu_check hook wrote, with each row's figure not measured (null in
+    the file, NaN in one written before 2026-12-02) read back as nan, the value its row held: a reader's arithmetic
+    and math.isfinite take it as they took it in the run."""
+    return json.loads(text, object_hook=_nan_for_null)
 
 
 def write_json(data, path) -> None:

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy
 
@@ -520,6 +520,11 @@ class Result:
     note: str = ""
     graph: str = ""  # gpunn on a GPU: "graph" (the step ran as a replayed CUDA graph) or "eager"
     graph_speedup: float = float("nan")  # an eager row: the same precision's graph row's samples/s over its own
+
+
+# A Result's figures that are nan where not measured: null in the JSON (strict JSON has no NaN), read back as nan
+# by report.read_json
+NOT_MEASURED = frozenset(f.name for f in fields(Result) if isinstance(f.default, (float, tuple)))
 
 
 def _median_rate(times, samples):

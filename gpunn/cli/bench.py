@@ -62,7 +62,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="CI-sized: a tiny configuration (unless --config names "
                                                          "others), 2 short repeats (unless --repeats/--seconds)")
     b.add_argument("--no-profile", action="store_true", help="skip the per-op timing run")
-    b.add_argument("--json", type=file_path, metavar="PATH", help="write setup and results as JSON (rewritten after each configuration, "
+    b.add_argument("--json", type=file_path, metavar="PATH", help="write setup and results as strict JSON (a "
+                                                  "figure not measured is null; rewritten after each configuration, "
                                                   "so a killed run keeps what finished; \"complete\" says which; "
                                                   "- for standard output, written once at the end, the table then "
                                                   "going to stderr)")

@@ -211,15 +211,20 @@ def _as_option(name, value) -> str:
 
 
 def json_text(obj) -> bytes:
-    """``obj`` as strict JSON (indented, UTF-8): a non-finite float (a diverged member's loss, a metric with
-    no held-out rows) becomes null, which every JSON reader takes; Python's NaN/Infinity tokens are not JSON."""
+    """``obj`` as strict JSON (indented, UTF-8), as every gpunn report writes it (train, sweep, bench, the kernel
+    benchmark, the gpu_check hooks): a non-finite float (a diverged member's loss, a metric with no held-out rows, a
+    bench figure not measured) becomes null, which every JSON reader takes; Python's NaN/Infinity tokens are not
+    JSON (jq, JSON.parse and Go refuse them). NumPy's numbers are written as floats."""
     def strict(value):
-        if isinstance(value, float):
-            return value if math.isfinite(value) else None
         if isinstance(value, dict):
             return {k: strict(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [strict(v) for v in value]
+        if value is None or isinstance(value, (str, int)):  # bool is an int
+            return value
+        if hasattr(value, "__float__"):  # a float, NumPy's numbers
+            value = float(value)
+            return value if math.isfinite(value) else None
         return value
 
     return json.dumps(strict(obj), indent=2, allow_nan=False).encode() + b"\n"
