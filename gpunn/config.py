@@ -88,11 +88,24 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
         try:
             converted = action.type(text) if action.type else text
         except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            raise ConfigError(f"{source}: invalid {key} = {written!r} ({flag}: {exc})") from None
+            several = _several_seeds(written, "seeds" in options) if dest == "seed" else ""
+            raise ConfigError(f"{source}: invalid {key} = {written!r} ({flag}: {exc}){several}") from None
         if action.choices is not None and converted not in action.choices:
             raise ConfigError(f"{source}: {key} = {written!r} is not one of {', '.join(map(str, action.choices))}")
         out[dest] = converted
     return out
+
+
+def _several_seeds(written, in_a_sweep: bool) -> str:
+    """What to say of ``seed = [1, 2]``: a sweep's members start from seed, seed + 1, ... (``seeds``: how many per
+    setting); a run trains one."""
+    if not (isinstance(written, list) and written and all(isinstance(v, int) for v in written)):
+        return ""
+    counted = written == list(range(written[0], written[0] + len(written)))  # [3, 4, 5]: seed = 3, seeds = 3
+    sweep = (f"seed = {written[0]} with seeds = {len(written)} trains members of seeds {_toml_value(written)}" if counted
+             else "the members' seeds follow on from seed (seed, seed + 1, ...; seeds = how many per setting)")
+    return f": seed is one number; {sweep}" if in_a_sweep else \
+        f": a run trains one seed; gpunn sweep trains several as an ensemble's members: {sweep}"
 
 
 def as_key(name, value) -> str:

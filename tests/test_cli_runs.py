@@ -355,6 +355,11 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, ca
     ("hidden = [[16], [32, 32]]", "hidden is one network's layer sizes, as hidden = [64, 64], got [[16], [32, 32]]: "
                                   "a run (a sweep too: its grid is lr, weight_decay and seeds) trains one architecture"),
     ('hidden = ["16", "32,32"]', "hidden is one network's layer sizes"),
+    # several seeds: "expected a whole number, got '1,2'", without a word of gpunn sweep's members
+    ("seed = [1, 2]", "got '1,2'): a run trains one seed; gpunn sweep trains several as an ensemble's members: seed = 1 "
+                      "with seeds = 2 trains members of seeds [1, 2]"),
+    ("seed = [4, 9]", "members: the members' seeds follow on from seed (seed, seed + 1, ...; seeds = how many per "
+                      "setting)"),
     ("rows = ", "not valid TOML"),
     # --debug is the process's, as GPUNN_DEBUG is; (epochs = -2: a run that took the key would stop there at once)
     ("debug = true\nepochs = -2", "unknown option 'debug'"),
@@ -364,6 +369,13 @@ def test_bad_config_files_get_a_clear_error(tmp_path, capsys, text, message):
     (tmp_path / "bad.toml").write_text(text + "\n")
     assert main(["train", "--config", str(tmp_path / "bad.toml")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_sweeps_config_with_a_list_of_seeds_is_shown_its_seed_and_seeds_count(tmp_path, capsys):
+    (tmp_path / "sweep.toml").write_text("seed = [3, 4, 5]\n")
+    assert main(["sweep", "--config", str(tmp_path / "sweep.toml")]) == 2
+    assert "got '3,4,5'): seed is one number; seed = 3 with seeds = 3 trains members of seeds [3, 4, 5]" in \
+        capsys.readouterr().err
 
 
 def test_a_saved_configs_strings_read_back_as_written_whatever_characters_they_hold():
