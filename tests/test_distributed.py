@@ -1849,6 +1849,33 @@ def test_import_gpunn_under_a_launcher_alone_makes_an_uncaught_exception_end_the
     assert said == ["False", "True"]
 
 
+def test_an_mpiexec_of_another_mpi_than_mpi4pys_is_refused_where_each_process_would_train_alone(monkeypatch):
+    """Open MPI's mpiexec starting processes whose mpi4py runs on the mpich wheel: each process's MPI counts a job of
+    one, so each trained the whole run alone and wrote the same files, while gpunn train said "launched by MPI with
+    2 processes" and its throughput "x 2 ranks"."""
+    import types
+
+    from gpunn.distributed import comm
+
+    pytest.importorskip("mpi4py")
+    import mpi4py
+
+    alone = types.SimpleNamespace(Get_rank=lambda: 0, Get_size=lambda: 1)
+    fake = types.SimpleNamespace(COMM_WORLD=alone, Get_library_version=lambda: "MPICH Version:  5.0.2\nMPICH Release")
+    monkeypatch.setattr(mpi4py, "MPI", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", fake)
+    for name in comm._SIZE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    with pytest.raises(comm.DistributedError, match=r"^an MPI launcher started 2 processes \(OMPI_COMM_WORLD_SIZE=2\), "
+                       r"but the MPI that mpi4py runs on \(MPICH Version: 5.0.2\) counts 1 in this process's job: the "
+                       r"mpiexec that started it is another MPI's. Launch with the mpiexec of mpi4py's MPI"):
+        comm.MpiComm(timeout=5)
+    comm._check_launcher_is_mpis(2, "MPICH Version: 5.0.2")  # the launcher's count is MPI's: no refusal
+    monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
+    comm._check_launcher_is_mpis(1, "MPICH Version: 5.0.2")  # no launcher: a job of one, as MPI counts it
+
+
 def test_a_process_no_launcher_started_ends_no_job(monkeypatch):
     # one process on its own has no job to end: it fails as any program does, MPI neither started nor aborted
     import types

@@ -206,6 +206,28 @@ def _mpi_init_timed(timeout, why="", setting=None):
                        f"that much later to its fit). Ending the job ({setting}).\n", timeout)
 
 
+def _library(MPI) -> str:
+    """The MPI library mpi4py runs on, in a few words: ``MPICH Version: 5.0.2``."""
+    return " ".join(MPI.Get_library_version().splitlines()[0].split())
+
+
+def _check_launcher_is_mpis(size: int, library: str) -> None:
+    """Refuse a process whose MPI counts ``size`` processes in its job where the launcher says it started another
+    number: that mpiexec is another MPI's than the one mpi4py runs on (Open MPI's starting processes whose mpi4py
+    loads the mpich wheel). Each process then starts MPI as a job of its own and trains the whole run alone, every
+    one writing the same files, where `gpunn train` said "launched by MPI with 2 processes"."""
+    started = launched_size()
+    if started <= 1 or started == size:
+        return
+    variable = next(name for name in _SIZE_VARIABLES if environment.text(name) is not None)
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    theirs = f" ({beside})" if os.path.exists(beside) else ""
+    raise DistributedError(f"an MPI launcher started {started} processes ({variable}={started}), but the MPI that "
+                           f"mpi4py runs on ({library}) counts {size} in this process's job: the mpiexec that started "
+                           f"it is another MPI's. Launch with the mpiexec of mpi4py's MPI{theirs}, or install mpi4py "
+                           "built against the MPI of your mpiexec (README: A system MPI)")
+
+
 class MpiComm:
     """Collectives over MPI on host arrays (the CPU engine), and the control channel of NcclComm.
 
@@ -228,6 +250,8 @@ class MpiComm:
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD if comm is None else comm  # (its duplicate's below: the watchdog's abort till then)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        if comm is None:
+            _check_launcher_is_mpis(self.size, _library(MPI))
         self._watchdog = _Watchdog(self.timeout, self._timed_out)
         # collectives too, every rank's first with gpunn (one that left after starting MPI was waited for forever)
         self._watchdog.begin("the set-up of gpunn's communicator")
@@ -242,7 +266,7 @@ class MpiComm:
         self.collectives = 0  # begun on this rank (a rank that failed before any since the command check: cli)
 
     def describe(self) -> str:
-        return f"{self.size} rank(s) over MPI ({' '.join(self.MPI.Get_library_version().splitlines()[0].split())})"
+        return f"{self.size} rank(s) over MPI ({_library(self.MPI)})"
 
     @contextlib.contextmanager
     def _guard(self, label):
