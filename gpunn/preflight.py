@@ -6,7 +6,8 @@
   ``--save`` would clobber.
 * Input files by content, not by name: ``.npy``, ``.npz``/zip, pickle, text (CSV), empty.
 * Memory: what the data, its shuffled copy and the model need, against what is free on the
-  host (``MemAvailable``) and on the GPU, with what would fit instead.
+  host (``MemAvailable``, or a container's or job's memory cgroup's room where less) and on the GPU, with what
+  would fit instead.
 
 Every failure is a :class:`PreflightError` (a ``ValueError``) whose message is one line.
 """
@@ -507,7 +508,14 @@ def read_matrix(path, option="input"):
 
 # ---- memory --------------------------------------------------------------------------------
 def host_available_bytes() -> int | None:
-    """Memory the host can give without swapping (MemAvailable), or None where unknown."""
+    """Memory the host can give this process without swapping: MemAvailable, or less where the process's memory
+    cgroup leaves it less (:func:`cgroup_available_bytes`); None where unknown."""
+    limited = cgroup_available_bytes()
+    host = _meminfo_available()
+    return limited if host is None else host if limited is None else min(host, limited)
+
+
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -518,6 +526,88 @@ def host_available_bytes() -> int | None:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
+        return None
+
+
+def cgroup_available_bytes(root="/sys/fs/cgroup", membership="/proc/self/cgroup") -> int | None:
+    """What this process's memory cgroup (a container's ``--memory``, a Slurm job's ``--mem``) lets it add before the
+    kernel kills it: the limit less what the group holds, page cache it can drop (its inactive files) not counted;
+    the least over the group and the groups above it. None where no group limits it, or none can be read.
+    MemAvailable is the whole machine's: a 4 GB job on a 256 GB node was told 200 GB were free, and killed
+    mid-run with no message. cgroup v2 (``0::/path``: memory.max, memory.current) and v1 (the ``memory``
+    hierarchy: memory.limit_in_bytes, memory.usage_in_bytes, whose memory.stat gives the least limit above)."""
+    try:
+        with open(membership) as fh:
+            lines = [line.rstrip("\n").split(":", 2) for line in fh]
+    except OSError:
+        return None
+    rooms = []  # (a hybrid system lists both; its memory controller is on one)
+    for parts in lines:
+        if len(parts) == 3 and parts[0] == "0" and parts[1] == "":  # v2
+            rooms.append(_least_room(_v2_room, root, parts[2]))
+        elif len(parts) == 3 and "memory" in parts[1].split(","):  # v1
+            rooms.append(_least_room(_v1_room, os.path.join(root, "memory"), parts[2]))
+    rooms = [room for room in rooms if room is not None]
+    return min(rooms) if rooms else None
+
+
+def _least_room(room, mount, path):
+    """The least ``room`` of the group at ``path`` under ``mount`` and the groups above it, up to the mount (a
+    container sees its own group as the mount's root, whatever /proc/self/cgroup names)."""
+    here = os.path.join(mount, path.lstrip("/"))
+    if not os.path.isdir(here):
+        here = mount  # (a cgroup namespace: the process's group is mounted as the root)
+    rooms, top = [], os.path.normpath(mount)
+    while True:
+        rooms.append(room(here))
+        if os.path.normpath(here) == top or os.path.dirname(here) == here:
+            break
+        here = os.path.dirname(here)
+    rooms = [r for r in rooms if r is not None]
+    return max(0, min(rooms)) if rooms else None
+
+
+def _read(path) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _stat_value(text, key) -> int:
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
+def _v2_room(group) -> int | None:
+    limit, used = _read(os.path.join(group, "memory.max")), _read(os.path.join(group, "memory.current"))
+    if limit is None or used is None or limit.strip() == "max":
+        return None
+    try:
+        dropped = _stat_value(_read(os.path.join(group, "memory.stat")), "inactive_file")
+        return int(limit) - int(used) + dropped
+    except ValueError:
+        return None
+
+
+_V1_UNLIMITED = 2**62  # v1 writes "no limit" as the largest page-aligned long, 9223372036854771712
+
+
+def _v1_room(group) -> int | None:
+    limit, used = _read(os.path.join(group, "memory.limit_in_bytes")), _read(os.path.join(group, "memory.usage_in_bytes"))
+    if limit is None or used is None:
+        return None
+    try:
+        stats = _read(os.path.join(group, "memory.stat"))
+        limit = min(int(limit), _stat_value(stats, "hierarchical_memory_limit") or _V1_UNLIMITED)
+        if limit >= _V1_UNLIMITED:
+            return None
+        return limit - int(used) + _stat_value(stats, "total_inactive_file")
+    except ValueError:
         return None
 
 

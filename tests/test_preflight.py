@@ -71,6 +71,56 @@ def test_the_host_estimate_uses_memavailable(monkeypatch):
         preflight.check_train_memory(need, 100_000_000, host)
 
 
+def _cgroup_files(root, files):
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_a_memory_cgroups_room_is_its_least_limit_less_what_it_holds_but_its_inactive_page_cache(tmp_path):
+    """MemAvailable is the whole machine's: a job limited to 4 GB on a node of 256 was told 200 GB were free and
+    killed mid-run. A v2 group (and the groups above it, to the mount) or a v1 one (memory.stat's hierarchical
+    limit: the least above it) leaves limit - usage + inactive files; no limit anywhere is None."""
+    GiB, MiB = 2**30, 2**20
+    v2 = tmp_path / "v2"
+    _cgroup_files(v2, {"job/memory.max": f"{4 * GiB}\n", "job/memory.current": f"{3 * GiB}\n",
+                       "job/memory.stat": f"anon 1\ninactive_file {512 * MiB}\nactive_file 7\n",
+                       "job/step/memory.max": "max\n", "job/step/memory.current": f"{GiB}\n",
+                       "memory.max": f"{64 * GiB}\n", "memory.current": f"{GiB}\n", "in": "0::/job/step\n",
+                       "top": "0::/\n", "gone": "0::/job/left\n"})
+    assert preflight.cgroup_available_bytes(v2, v2 / "in") == GiB + 512 * MiB  # the job's, above the step's none
+    assert preflight.cgroup_available_bytes(v2, v2 / "top") == 63 * GiB  # a container: its group is the mount's root
+    assert preflight.cgroup_available_bytes(v2, v2 / "gone") == 63 * GiB  # (a group not mounted here: the root's)
+    v1 = tmp_path / "v1"
+    job = "memory/slurm/job_7"
+    _cgroup_files(v1, {f"{job}/memory.limit_in_bytes": "9223372036854771712\n",
+                       f"{job}/memory.usage_in_bytes": f"{GiB}\n",
+                       f"{job}/memory.stat": f"cache 5\nhierarchical_memory_limit {2 * GiB}\n"
+                                             f"total_inactive_file {100 * MiB}\n",
+                       "memory/memory.limit_in_bytes": "9223372036854771712\n", "memory/memory.usage_in_bytes": "5\n",
+                       "in": "5:cpuset:/\n4:memory:/slurm/job_7\n0::/\n", "free": "4:cpu,memory:/\n"})
+    assert preflight.cgroup_available_bytes(v1, v1 / "in") == GiB + 100 * MiB  # a v1 line before the empty v2 one
+    assert preflight.cgroup_available_bytes(v1, v1 / "free") is None  # no limit
+    assert preflight.cgroup_available_bytes(v1, tmp_path / "absent") is None  # no /proc (not Linux)
+    _cgroup_files(v2, {"job/memory.current": f"{5 * GiB}\n", "job/memory.stat": ""})
+    assert preflight.cgroup_available_bytes(v2, v2 / "in") == 0  # over its limit (reclaiming): no room, not less
+
+
+def test_the_host_has_the_least_of_memavailable_and_its_cgroups_room(monkeypatch):
+    monkeypatch.setattr(preflight, "_meminfo_available", lambda: 200 << 30)
+    monkeypatch.setattr(preflight, "cgroup_available_bytes", lambda: 3 << 30)
+    assert preflight.host_available_bytes() == 3 << 30
+    monkeypatch.setattr(preflight, "cgroup_available_bytes", lambda: None)
+    assert preflight.host_available_bytes() == 200 << 30
+    monkeypatch.setattr(preflight, "_meminfo_available", lambda: None)
+    assert preflight.host_available_bytes() is None
+    monkeypatch.setattr(preflight, "cgroup_available_bytes", lambda: 3 << 30)
+    assert preflight.host_available_bytes() == 3 << 30
+    host = types.SimpleNamespace(is_gpu=False, device="cpu")
+    with pytest.raises(preflight.PreflightError, match=r"of host memory .* but 3\.0 GiB is available"):
+        preflight.check_train_memory(preflight.train_memory(100_000_000, 8, 1, 4, [8, 16, 1], 256), 100_000_000, host)
+
+
 def test_a_network_that_cannot_fit_by_itself_is_refused_before_the_rows_are_chosen(monkeypatch, capsys, tmp_path):
     """Streaming the rows cannot help a network too large for the memory: gpunn train said "streaming
     (... would not fit comfortably)" and then failed in NumPy with a bare out-of-memory line."""
