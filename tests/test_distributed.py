@@ -560,6 +560,22 @@ def test_the_configuration_check_gathers_the_settings_only_when_a_digest_differs
     assert ranks.gathered == [digest(same), same]
 
 
+def test_ranks_given_a_part_of_the_data_each_are_told_to_give_every_rank_all_of_it():
+    """mpiexec -n 1 gpunn train --data X0.npy : -n 1 gpunn train --data X1.npy (files split per rank, or X[rank::2]
+    in a script) listed the paths and rows that differ, with no word that every rank takes the whole data."""
+    from gpunn.distributed.digest import ConfigMismatch, check_same_config
+
+    halves = [{"data": {"x_path": f"X{rank}.npy", "rows": 5000 + rank}, "optimizer": {"lr": 0.01}} for rank in (0, 1)]
+    with pytest.raises(ConfigMismatch) as refused:
+        check_same_config(_Ranks(halves), halves[0])
+    assert str(refused.value).startswith(
+        "the ranks are not training the same run; give every rank the same data, all of it: each reads (or gathers) "
+        "only its own share of the rows; these settings differ (before the first step):\n  data.rows: 5000 on rank 0")
+    other_lr = [{"data": {"x_path": "X.npy"}, "optimizer": {"lr": lr}} for lr in (0.01, 0.02)]
+    with pytest.raises(ConfigMismatch, match=r"^the ranks are not training the same run; these settings differ"):
+        check_same_config(_Ranks(other_lr), other_lr[0])  # no word of the data where it is the same
+
+
 def test_a_settings_order_is_no_difference_and_a_setting_one_rank_lacks_is_one():
     assert digest({"a": 1, "b": {"c": 2, "d": 3}}) == digest({"b": {"d": 3, "c": 2}, "a": 1})
     assert describe_differences([{"a": None}, {}]).strip() == 'a: null on rank 0; "<missing>" on rank 1'

@@ -58,5 +58,10 @@ def check_same_config(comm, settings: dict) -> None:
     if len(set(digests)) == 1:
         return
     per_rank = comm.allgather(settings)
-    raise ConfigMismatch("the ranks are not training the same run; these settings differ (before the first step):\n"
-                         + describe_differences(per_rank))
+    differences = describe_differences(per_rank)
+    # ranks each given a part of the data (files split per rank, X[rank::P]): the one difference with a way on
+    # that is not in its own line
+    data = ("; give every rank the same data, all of it: each reads (or gathers) only its own share of the rows"
+            if any(line.lstrip().startswith("data.") for line in differences.splitlines()) else "")
+    raise ConfigMismatch(f"the ranks are not training the same run{data}; these settings differ (before the first "
+                         f"step):\n{differences}")
