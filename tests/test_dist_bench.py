@@ -233,7 +233,7 @@ def test_two_ranks_time_one_all_reduce_a_step_and_name_the_mpi_library(tmp_path)
     assert r["samples_per_s_at_min"] == pytest.approx(8 / (r["step_ms_min"] / 1e3))  # the global batch's rows
     assert r["steps_timed"] == r["allreduce_timed"] == r["epochs"] * 3
     assert 0 < r["allreduce_ms_min"] <= r["allreduce_ms_median"]
-    assert r["mpi"].startswith("2 rank(s) over MPI (") and r["blas_threads_in_fit"] == 1
+    assert r["mpi"].startswith("2 ranks over MPI (") and r["blas_threads_in_fit"] == 1
     assert r["threads"]["OPENBLAS_NUM_THREADS"] == "1" and r["data"] == "arrays"
     assert len(r["cpu_s_per_rank"]) == 2 and r["cpu_s"] == pytest.approx(sum(r["cpu_s_per_rank"]), abs=2e-3)
 

@@ -626,7 +626,7 @@ def test_resuming_on_another_number_of_ranks_needs_an_even_split_of_the_global_b
     settings = FitSettings(epochs=1, batch_size=6, train_rows=100, ranks=2)  # global batch 12
     assert per_rank_batch_on_resume("run.npz", settings, 1) == 12
     assert per_rank_batch_on_resume("run.npz", settings, 4) == 3
-    with pytest.raises(ValueError, match=r"^run.npz was written by 2 rank\(s\) at a global batch of 12 rows; 5 ranks "
+    with pytest.raises(ValueError, match=r"^run.npz was written by 2 ranks at a global batch of 12 rows; 5 ranks "
                                          r"cannot split it evenly, so the run would change\. Resume with a number of "
                                          r"ranks that divides 12 \(e\.g\. 2\)\.$"):
         per_rank_batch_on_resume("run.npz", settings, 5)
@@ -642,6 +642,18 @@ def one_process(monkeypatch):
     for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
+
+
+def test_a_distributed_fit_started_without_a_launcher_says_it_is_the_plain_fit_and_how_to_start_ranks(one_process,
+                                                                                                       capsys):
+    """python script.py, where mpiexec -n 2 python script.py was meant, said "data parallel: 1 rank(s) over MPI ...;
+    batch 4 per rank, 4 global", as if the run were spread over ranks."""
+    import gpunn
+
+    X, Y = gpunn.datasets.make("teacher", 16, 3, 1, device="cpu", seed=1)
+    gpunn.MLP([3, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=4, verbose=True, distributed=True)
+    assert capsys.readouterr().out.splitlines()[0] == ("data parallel: 1 process (no MPI), so the plain fit, batch 4 "
+                                                       "(start it with mpiexec -n P to train on P ranks)")
 
 
 def _save_columns(tmp_path, X):
@@ -1993,7 +2005,7 @@ def test_the_nccl_engine_says_its_version_as_major_minor_patch():
     comm = object.__new__(NcclComm)
     comm.size, comm.control = 2, types.SimpleNamespace(engine="mpi")
     comm.nccl = types.SimpleNamespace(get_version=lambda: 22305)
-    assert comm.describe() == "2 rank(s) over NCCL 2.23.5 (control: mpi)"
+    assert comm.describe() == "2 ranks over NCCL 2.23.5 (control: mpi)"
 
 
 def test_a_wait_is_said_in_whole_seconds_from_a_1_s_timeout_on_and_in_two_digits_below():
@@ -2429,8 +2441,8 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
     assert result["one_process_resume_params_rel"] < 1e-10  # a 2-rank checkpoint resumed without MPI
     assert result["resumed_same_on_ranks"]  # early stopping restored the same weights on both ranks
     assert result["rank_zero_only_ran_on"] == [0]  # checkpoint writers and bars: rank 0 alone
-    assert out.count("data parallel: 2 rank(s) over MPI") == 1  # the verbose resume, on rank 0 only
-    start = next(line for line in out.splitlines() if line.startswith("data parallel: 2 rank(s) over MPI"))
+    assert out.count("data parallel: 2 ranks over MPI") == 1  # the verbose resume, on rank 0 only
+    start = next(line for line in out.splitlines() if line.startswith("data parallel: 2 ranks over MPI"))
     assert "  " not in start  # the library's name as one line of words ('MPICH Version:      5.0.2' was)
     assert err.count("train [cpu]") >= 1 and "rank 1" not in err
     # its bar counts every rank's rows: 2 epochs of the 183 training rows (rank 0 trains 91 of them an epoch)
@@ -2542,7 +2554,7 @@ def test_a_script_run_without_a_launcher_is_one_rank_over_mpi():
                       env=dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent)))
     said, library = run.stdout.splitlines()
     # the library's first line ('MPICH Version:      5.0.2') as words, not its release date, device, configure...
-    assert said == f"mpi 0 1 0 1 1 rank(s) over MPI ({' '.join(library.split())})", run.stderr
+    assert said == f"mpi 0 1 0 1 1 rank over MPI ({' '.join(library.split())})", run.stderr
 
 
 @needs_mpi

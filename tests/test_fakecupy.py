@@ -2087,7 +2087,7 @@ def test_nccl_sums_the_gradients_and_broadcasts_rank_0s_parameters_on_the_caller
     for g, p, said in _thread_ranks(2, rank):
         numpy.testing.assert_array_equal(g, grads[0] + grads[1])
         numpy.testing.assert_array_equal(p, params[0])
-        assert said == "2 rank(s) over NCCL 2.21.5 (control: threads)"
+        assert said == "2 ranks over NCCL 2.21.5 (control: threads)"
 
 
 def test_an_nccl_collective_on_stream_0_runs_on_its_communicators_devices_null_stream(fake_cupy):

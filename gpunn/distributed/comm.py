@@ -206,6 +206,10 @@ def _mpi_init_timed(timeout, why="", setting=None):
                        f"that much later to its fit). Ending the job ({setting}).\n", timeout)
 
 
+def _ranks(size: int) -> str:
+    return f"{size} rank{'' if size == 1 else 's'}"
+
+
 def _library(MPI) -> str:
     """The MPI library mpi4py runs on, in a few words: ``MPICH Version: 5.0.2``."""
     return " ".join(MPI.Get_library_version().splitlines()[0].split())
@@ -266,7 +270,7 @@ class MpiComm:
         self.collectives = 0  # begun on this rank (a rank that failed before any since the command check: cli)
 
     def describe(self) -> str:
-        return f"{self.size} rank(s) over MPI ({_library(self.MPI)})"
+        return f"{_ranks(self.size)} over MPI ({_library(self.MPI)})"
 
     @contextlib.contextmanager
     def _guard(self, label):
@@ -468,7 +472,7 @@ class NcclComm:
 
     def describe(self) -> str:
         version = self.nccl.get_version()
-        return (f"{self.size} rank(s) over NCCL {version // 10000}.{version // 100 % 100}.{version % 100} "
+        return (f"{_ranks(self.size)} over NCCL {version // 10000}.{version // 100 % 100}.{version % 100} "
                 f"(control: {self.control.engine})")
 
     def abort(self, code=1):

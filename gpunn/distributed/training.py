@@ -256,7 +256,10 @@ class DataParallel:
         self.comm = world(model.backend, timeout)  # (on GPUs, ranks of a node that share one are refused there)
         self.hook = GradientAllReduce(self.comm, self.source)
         self._validation_fingerprint = None  # in-memory validation rows' checksum, set by validation()
-        if verbose and self.is_root:
+        if verbose and self.is_root and self.size == 1:  # (python script.py, where mpiexec -n P was meant)
+            print(f"data parallel: {self.comm.describe()}, so the plain fit, batch {self.batch_size} (start it with "
+                  "mpiexec -n P to train on P ranks)", flush=True)
+        elif verbose and self.is_root:
             print(f"data parallel: {self.comm.describe()}; batch {self.batch_size} per rank, "
                   f"{self.batch_size * self.size} global", flush=True)
 
@@ -371,7 +374,8 @@ def per_rank_batch_on_resume(path, settings, size):
     epoch holds the same rows in the same order."""
     global_batch = settings.batch_size * settings.ranks
     if global_batch % size:
-        raise ValueError(f"{path} was written by {settings.ranks} rank(s) at a global batch of {global_batch} rows; "
+        written = f"{settings.ranks} rank{'' if settings.ranks == 1 else 's'}"
+        raise ValueError(f"{path} was written by {written} at a global batch of {global_batch} rows; "
                          f"{size} ranks cannot split it evenly, so the run would change. Resume with a number of "
                          f"ranks that divides {global_batch} (e.g. {settings.ranks}).")
     return global_batch // size
