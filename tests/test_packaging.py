@@ -96,6 +96,16 @@ def test_extras_bring_a_toolkit_and_keep_cuda_13_nvrtc_out_of_cuda12():
     assert any(d.startswith("nvidia-cuda-nvrtc>=13") for d in extras["nvrtc"])
 
 
+def test_readmes_set_up_names_every_extra_pyproject_defines():
+    """The set-up's list of extras left out mpi, which the data-parallel section's first command installs."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    readme = (ROOT / "README.md").read_text()
+    set_up = readme[readme.index("**By hand**, from a checkout"):readme.index("## Synthetic data")]
+    assert [name for name in extras if f"`{name}`" not in set_up and f'".[{name}]"' not in set_up] == []
+
+
 def test_the_changelog_has_a_section_for_this_version_and_readme_links_it():
     """Release notes for the version pyproject.toml builds, under Keep a Changelog's heading, so that a
     version bump without its notes fails here."""
