@@ -196,9 +196,10 @@ class _NoImprovement(Callback):
     the rate divided by 5), in place of gpunn's progress bar."""
 
     def __init__(self, validation, n_outputs, tol, n_iter_no_change, adaptive_rate=None, carried=None,
-                 partial=False, verbose=False):
+                 partial=False, verbose=False, in_place=False):
         self.validation, self.n_outputs, self.tol = validation, n_outputs, tol
         self.n_iter_no_change, self.adaptive_rate, self.partial = n_iter_no_change, adaptive_rate, partial
+        self.in_place = in_place  # the fitted network trains on (a warm start, partial_fit after the first)
         self.count, self.best, self.lr_scale = carried or (0, -math.inf if validation else math.inf, 1.0)
         self.verbose, self.iterations = verbose, 0  # (this call's epochs)
 
@@ -232,6 +233,18 @@ class _NoImprovement(Callback):
                 trainer.history.stopped_early = True
                 self._say(f"{said}{' Learning rate too small.' if self.adaptive_rate is not None else ''} Stopping.")
         self.lr_scale = trainer.lr_scale
+
+    def on_train_end(self, trainer):
+        """With verbose, a KeyboardInterrupt (Ctrl-C: the estimator's fits do not catch it) says where it landed
+        and what the estimator holds, before it goes on up."""
+        if not isinstance(trainer.failure, KeyboardInterrupt):
+            return
+        where = f"Training interrupted by KeyboardInterrupt in iteration {self.iterations + 1}"
+        if self.in_place:  # a warm start's or partial_fit's: the fitted network trains in place
+            self._say(f"{where}: model_ holds the weights it left, part-trained, while coefs_, intercepts_, n_iter_ "
+                      "and loss_curve_ are still the earlier fit's")
+        else:
+            self._say(f"{where}: this fit's network is dropped; the estimator holds its earlier fit, if any")
 
     def _say(self, line):
         if self.verbose:
@@ -558,7 +571,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
         return _NoImprovement(self.early_stopping, n_outputs, self.tol, self.n_iter_no_change,
                               self.learning_rate_init if adaptive else None, carried, partial,
-                              verbose=bool(self.verbose))
+                              verbose=bool(self.verbose), in_place=continued)
 
     def _check_same_network(self, n_outputs, activation, how):
         """A warm start or partial_fit continues the fitted network: refuse parameters that now describe

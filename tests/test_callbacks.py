@@ -854,6 +854,57 @@ def test_a_second_ctrl_c_raises_at_once_and_early_stopping_leaves_the_weights_re
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_an_interrupted_verbose_fit_says_where_it_stopped_and_what_the_model_holds(data, tmp_path, capsys,
+                                                                                     interrupt_at):
+    """fit(verbose=True) stopped by Ctrl-C (trainer.interrupt() here) returned its history, and its progress just
+    stopped, where gpunn train says where the run stopped: one line now says the position and what the model holds
+    (the weights of that last step: checked) and the checkpoint it wrote. Without verbose, nothing is said."""
+    X, Y = data[0], data[1]
+
+    class LastStep(Callback):
+        def on_batch_end(self, trainer, batch):
+            self.params = trainer.model.params.copy()
+
+    last, path = LastStep(), tmp_path / "run.npz"
+    model = MLP([5, 8, 1], device="cpu", seed=0)
+    h = model.fit(X, Y, epochs=3, batch_size=100, verbose=2,
+                  callbacks=[last, interrupt_at(1, 2), gpunn.ModelCheckpoint(path)])
+    said = capsys.readouterr().err.splitlines()
+    assert h.interrupted and h["epoch"] == [1]
+    assert said[-1] == (f"train [cpu]: interrupted after 1 of 3 epochs and 3 of 10 batches of epoch 2: the model "
+                        f"holds the weights of that last step; checkpoint in {path}; fit returns the history of the "
+                        "complete epochs (history.interrupted is True)")
+    assert len([line for line in said if "interrupted" in line]) == 1
+    numpy.testing.assert_array_equal(model.params, last.params)
+    assert gpunn.load_checkpoint(path).state.batch == 3
+    MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=100, verbose=False,
+                                             callbacks=[interrupt_at(1, 2)])
+    assert capsys.readouterr().err == ""
+    ens = gpunn.Ensemble([5, 8, 1], 2, device="cpu", seed=0)  # an Ensemble's progress says it too
+    assert ens.fit(X, Y, epochs=3, batch_size=100, verbose=2, callbacks=[interrupt_at(0, 4)]).interrupted
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "ensemble of 2 [cpu]: interrupted after 0 of 3 epochs and 5 of 10 batches of epoch 1: the model holds")
+
+
+def test_a_keyboard_interrupt_in_a_verbose_fit_says_where_it_landed_and_goes_on_up(data, capsys):
+    """A KeyboardInterrupt (a second Ctrl-C, one with handle_interrupt=False, or raised by a callback as here) ends
+    fit where it lands, inside a step's update too: the line says the steps that ended and that the next may have
+    run in part or whole (here whole: it was raised after batch 3's step), then the KeyboardInterrupt goes on."""
+    X, Y = data[0], data[1]
+
+    class RaisesAfterAStep(Callback):
+        def on_batch_end(self, trainer, batch):
+            if trainer.epoch == 1 and batch == 2:
+                raise KeyboardInterrupt
+
+    model = MLP([5, 8, 1], device="cpu", seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, Y, epochs=3, batch_size=100, verbose=2, callbacks=[RaisesAfterAStep()])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "train [cpu]: KeyboardInterrupt after 1 of 3 epochs and 2 of 10 batches of epoch 2: the model holds the "
+        "weights of those steps, or of part or all of the next one where it landed during that step")
+
+
 def test_a_run_ended_by_a_callbacks_error_keeps_the_weights_it_reached_not_an_earlier_best_epochs(data):
     """An error other than TrainingDiverged ends the run with the weights it had, even where EarlyStopping's best
     epoch is not the last one that ended (epoch 1 of 2 here): only a run that finishes, stops early or diverges

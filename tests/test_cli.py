@@ -786,6 +786,19 @@ def test_a_run_a_second_ctrl_c_ends_after_its_first_checkpoint_leaves_its_config
     capsys.readouterr()
 
 
+def test_an_interrupted_run_prints_the_commands_line_and_not_the_progresss_too(tmp_path, capsys, monkeypatch,
+                                                                                interrupt_at):
+    """fit's progress says where an interrupted run stopped (ProgressBar.says_interrupted); gpunn train's own line
+    says it with the checkpoint and the command that goes on, so its progress leaves that line out: one line."""
+    fit = gpunn.MLP.fit
+    monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [
+        *k["callbacks"], interrupt_at(0, 2)]}))
+    shown = [token for token in TINY if token != "--quiet"]
+    assert cli.main(["train", *shown, "--progress", "lines", "--batch-size", "32"]) == 130
+    captured = capsys.readouterr()
+    assert "interrupted after 0 complete epochs" in captured.out and "the model holds" not in captured.err
+
+
 def test_a_run_interrupted_at_an_epochs_end_names_no_batch_and_resumes_with_its_checkpoint_interval(
         tmp_path, capsys, monkeypatch, interrupt_at):
     """Ctrl-C after an epoch's last batch: the checkpoint is at that epoch's end, said without a batch; a resume

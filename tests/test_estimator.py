@@ -934,6 +934,43 @@ def test_verbose_prints_scikit_learns_lines_on_the_loss_curves_scale(capsys):
     assert capsys.readouterr() == ("", "")  # quiet by default
 
 
+def test_verbose_says_where_a_ctrl_c_landed_and_what_the_estimator_holds(capsys, monkeypatch):
+    """The estimator's fits let Ctrl-C's KeyboardInterrupt go up (gpunn/estimator.py: no half-trained model handed
+    to a grid search), and verbose=True printed nothing about it: a line now says the iteration it landed in and
+    what the estimator holds, a fresh fit's earlier state, a warm start's network trained in place."""
+    from gpunn.training.loop import Trainer
+
+    X, y = (numpy.asarray(a) for a in datasets.make("linear", 300, 3, seed=0, device="cpu"))
+    y = y.ravel()
+    epoch_logs, calls = Trainer.epoch_logs, []
+
+    def ctrl_c_in_the_second_epoch(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return epoch_logs(self, *args)
+
+    monkeypatch.setattr(Trainer, "epoch_logs", ctrl_c_in_the_second_epoch)
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, verbose=True, device="cpu", random_state=0)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X, y)
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "Training interrupted by KeyboardInterrupt in iteration 2: this fit's network is dropped; the estimator "
+        "holds its earlier fit, if any"]
+    assert not hasattr(est, "model_")
+    calls[:] = [1, 1, 1]  # no Ctrl-C in the next fit
+    est.fit(X, y)
+    calls[:] = []
+    fitted, weights = [c.copy() for c in est.coefs_], est.model_.params.copy()
+    with pytest.raises(KeyboardInterrupt):
+        est.set_params(warm_start=True).fit(X, y)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "Training interrupted by KeyboardInterrupt in iteration 2: model_ holds the weights it left, part-trained, "
+        "while coefs_, intercepts_, n_iter_ and loss_curve_ are still the earlier fit's")
+    assert est.n_iter_ == len(est.loss_curve_) == 3 and all(map(numpy.array_equal, est.coefs_, fitted))
+    assert not numpy.array_equal(est.model_.params, weights)
+
+
 def test_verbose_says_each_division_of_the_adaptive_rate_and_the_stop_in_scikit_learns_words(capsys):
     """solver="sgd" with learning_rate="adaptive": the lines that say why the rate is divided by 5 give the new rate,
     and the last says it is too small to go on, as scikit-learn's MLPRegressor prints them for the same settings."""

@@ -361,8 +361,9 @@ def progress_of(args, g, groups) -> list:
     if not verbose:
         return []
     which = f" ensemble {g}" if len(groups) > 1 else ""
-    label = f"sweep{which} ({counted(len(groups[g]), 'member')})"
-    return [EnsembleProgressBar(lines=lines_for(verbose), label=label)]
+    bar = EnsembleProgressBar(lines=lines_for(verbose), label=f"sweep{which} ({counted(len(groups[g]), 'member')})")
+    bar.says_interrupted = False  # the sweep prints its own line: the ensemble reached, the --resume that goes on
+    return [bar]
 
 
 def _resume_group(path, save_to, group, g, args, backend, train, validation, record, distributed=False, progress=()):

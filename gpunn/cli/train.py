@@ -583,6 +583,9 @@ def _run(args, opened) -> int:
     extra = [resume.record(args, standalone_parser(), backend)]  # the options, in every checkpoint
     if args.reduce_lr_patience:
         extra.append(cbmod.ReduceLROnPlateau(factor=0.5, patience=args.reduce_lr_patience))
+    if verbose_of(args):  # the bar fit would show, less its interrupted line: this command prints its own below
+        extra.append(cbmod.ProgressBar(lines=cbmod.lines_for(verbose_of(args))))
+        extra[-1].says_interrupted = False
     callbacks = list(extra)
     if args.early_stopping and n_val:
         callbacks.append(cbmod.EarlyStopping(patience=args.patience, min_delta=args.min_delta))

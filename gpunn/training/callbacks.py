@@ -241,6 +241,9 @@ class ProgressBar(Callback):
     # a run's first Numba compile, said once, and an epoch line's seconds in Numba (its start, kernels loaded or
     # compiled: once per process): see numba_seconds
     says_compiling = True
+    # an interrupted run's line: where it stopped and what the model holds (interrupted_words). gpunn train and gpunn
+    # sweep turn it off on their bars: they print their own, with the checkpoint and the command that goes on
+    says_interrupted = True
 
     def __init__(self, lines=None, label=None):
         self.lines = flag(lines, "lines", allow_none=True)
@@ -265,6 +268,7 @@ class ProgressBar(Callback):
         self.batch_size = int(trainer.batch_size) * trainer.settings.ranks
         epochs_left = trainer.epochs - trainer.start_epoch
         self.bar = None
+        self._stepped = None  # the batches of epoch self._epoch whose step has ended (None: nothing to train)
         self.device = trainer.model.device
         self.heading = f"{self.label or self.default_label(trainer)} [{self.device}]"  # "ensemble of 8 [cpu]"
         if epochs_left <= 0 or trainer.stop:  # a resume of a run that had ended drew a bar of 0 rows (epoch 3/50: 0%)
@@ -276,7 +280,7 @@ class ProgressBar(Callback):
         done = min(trainer.state.batch * self.batch_size, self.rows)
         self.epochs, self.stream = trainer.epochs, sys.stderr
         self.total, self.done = epochs_left * self.rows, done  # the run's rows left when it began; those counted
-        self._epoch = trainer.start_epoch
+        self._epoch, self._stepped = trainer.start_epoch, trainer.state.batch
         if self.lines is False or (self.lines is None and draws_bar(self.stream)):
             self.bar = _readable_times(tqdm)(total=self.total, initial=done, unit="rows", unit_scale=True,
                                              file=self.stream, desc=self._title(trainer.start_epoch),
@@ -303,6 +307,8 @@ class ProgressBar(Callback):
         return f"{self.heading} epoch {min(epoch + 1, self.epochs)}/{self.epochs}"
 
     def on_epoch_begin(self, trainer, epoch):
+        if epoch != self._epoch:  # (a resumed run's first epoch began at its saved batch)
+            self._stepped = 0
         self._epoch = epoch
         if self.bar is None:
             self._epoch_start, self._epoch_start_rows = time.monotonic(), self.done
@@ -312,6 +318,7 @@ class ProgressBar(Callback):
             self.bar.set_description(self._title(epoch), refresh=False)
 
     def on_batch_end(self, trainer, batch):
+        self._stepped = batch + 1
         rows_done = min((batch + 1) * self.batch_size, self.rows)
         self.done += rows_done - batch * self.batch_size
         now = time.monotonic()
@@ -394,6 +401,28 @@ class ProgressBar(Callback):
             self._numba = None
         if self.bar is not None:
             self.bar.close()
+        counted = getattr(self, "_stepped", None) is not None  # (not where on_train_begin found nothing to train)
+        said = self.interrupted_words(trainer) if self.says_interrupted and counted else ""
+        if said:
+            print(f"{self.heading}: {said}", file=self.stream, flush=True)
+
+    def interrupted_words(self, trainer) -> str:
+        """Where a run that was interrupted stopped and what the model holds, or "" for one that was not. A stop
+        (Ctrl-C, SIGTERM, trainer.interrupt()) ends a step, and fit returns; a KeyboardInterrupt (a second Ctrl-C,
+        handle_interrupt=False, one a callback raises) lands anywhere, inside a step's update too, and goes on up."""
+        if getattr(trainer, "interrupted", False):  # (a trainer-like object of a test's may have neither)
+            writer = next((cb for cb in trainer.callbacks if getattr(cb, "writes_checkpoint", False)), None)
+            saved = f"; checkpoint in {writer.path}" if getattr(writer, "path", None) else ""
+            return (f"interrupted after {trainer.position(trainer.state.epoch, trainer.state.batch)}: the model "
+                    f"holds the weights of that last step{saved}; fit returns the history of the complete epochs "
+                    "(history.interrupted is True)")
+        if isinstance(getattr(trainer, "failure", None), KeyboardInterrupt):
+            epoch, stepped = self._epoch, self._stepped
+            if stepped >= trainer.settings.batches_per_epoch:  # in the epoch's validation or its end
+                epoch, stepped = epoch + 1, 0
+            return (f"KeyboardInterrupt after {trainer.position(epoch, stepped)}: the model holds the weights of "
+                    "those steps, or of part or all of the next one where it landed during that step")
+        return ""
 
 
 DAY, YEAR = 86400, 365.25 * 86400

@@ -25,7 +25,7 @@ from ..metrics import VALIDATION_KEYS
 from ..ops.denormals import flush_denormals
 from ..ops.fit_threads import fit_threads
 from .callbacks import Callback, EarlyStopping, History
-from .state import FitSettings, TrainState
+from .state import FitSettings, TrainState, position_words
 
 
 DIVERGENCE_FACTOR = 1e4  # an epoch's loss this many times the run's first batch loss means divergence
@@ -103,7 +103,8 @@ class Trainer:
     (TrainState), ``history``, ``epoch``, ``epochs``, ``validation``, ``log_keys`` (what the loop puts in every
     epoch's logs, before the callbacks' own); they may set ``stop = True`` (end
     after this epoch; in ``on_train_begin``, before any), ``lr_scale`` (ReduceLROnPlateau) or call
-    ``interrupt()``. Build it with :func:`train`, not directly.
+    ``interrupt()``; ``failure`` is the exception ending the run, where one is, and ``position(epoch, batch)`` says
+    where a run is in words. Build it with :func:`train`, not directly.
     """
 
     def __init__(self, trainable, source, optimizer, settings: FitSettings, state: TrainState | None = None, *,
@@ -117,6 +118,7 @@ class Trainer:
         self.start_epoch = self.epoch = self.state.epoch
         self.stop = False
         self.failed = False  # an exception is ending the run
+        self.failure = None  # ... that exception (a KeyboardInterrupt: the progress says where it landed)
         self.diverged = False  # ... and the weights are garbage: TrainingDiverged, or spoiled
         self.spoiled = False  # steps took a value the source standardized past the dtype (refuse_bad_data)
         self._halt = False
@@ -167,6 +169,11 @@ class Trainer:
     def interrupt_asked(self) -> bool:
         """Whether a stop was asked of this process already (a Ctrl-C now is the second: it raises)."""
         return self._halt
+
+    def position(self, epoch, batch) -> str:
+        """Where ``batch`` batches of epoch ``epoch`` (from 0) are in this run, in words (state.position_words):
+        "3 of 10 epochs and 2 of 27 batches of epoch 4"; "3 of 10 epochs" at an epoch's end."""
+        return position_words(epoch, batch, self.settings.batches_per_epoch, self.epochs)
 
     def lr_at(self, epoch):
         return self.optimizer.lr * self.schedule.factor(epoch, self.epochs) * self.lr_scale
@@ -383,7 +390,7 @@ class Trainer:
                     state.interrupted = self.history.interrupted = True
                     break
         except BaseException as exc:
-            self.failed = True  # e.g. TrainingDiverged: callbacks must not save this state as good
+            self.failed, self.failure = True, exc  # e.g. TrainingDiverged: callbacks must not save this state as good
             # the weights are garbage (EarlyStopping restores, no checkpoint is written)
             self.diverged = isinstance(exc, TrainingDiverged) or self.spoiled
             raise
