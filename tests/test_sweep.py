@@ -573,8 +573,8 @@ def test_a_sweep_interrupted_in_its_first_epoch_says_so_and_resumes(tmp_path, ca
     saved, js, best = tmp_path / "sweep", tmp_path / "s.json", tmp_path / "best.npz"
     out = run(GRID + ["--epochs", "2", "--save", str(saved), "--json", str(js), "--save-best", str(best)], capsys,
               status=130)
-    assert f"interrupted before any member finished an epoch: nothing to rank; continue with gpunn sweep --resume " \
-           f"{saved}" in out
+    assert f"interrupted in ensemble 0 (1 of 3: members 0-2) after 0 of 2 epochs and 3 of 9 batches of epoch 1, " \
+           f"before any member finished an epoch: nothing to rank; continue with gpunn sweep --resume {saved}" in out
     assert not js.exists() and not best.exists()
     monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", fit)
     straight = tmp_path / "straight.json"
@@ -582,6 +582,38 @@ def test_a_sweep_interrupted_in_its_first_epoch_says_so_and_resumes(tmp_path, ca
     out = run(["sweep", "--resume", str(saved), "--json", str(js), "--quiet"], capsys)
     assert "ensemble 0: 0 of 2 epochs and 3 of 9 batches of epoch 1 done" in out
     assert members(js) == members(straight)
+
+
+def test_an_interrupted_sweep_says_which_ensemble_of_how_many_and_where_and_its_json_times_each(
+        tmp_path, capsys, monkeypatch, interrupt_at):
+    """The line said "interrupted: the table ranks what was trained so far", not where; it now names the ensemble
+    (of the split's), its members and the position, as gpunn train's line and a resume's do. The JSON had no timing:
+    its result gives gpunn train --json's train_seconds (and samples_per_s, member-samples/s) per ensemble trained.
+    The progress leaves out its own interrupted line, which the sweep's says."""
+    fit, calls = gpunn.ensemble.Ensemble.fit, []
+
+    def second_interrupted(self, *args, **kwargs):  # Ctrl-C in the second epoch of the second ensemble
+        calls.append(1)
+        more = [interrupt_at(1, 2)] if len(calls) == 2 else []
+        return fit(self, *args, **{**kwargs, "callbacks": [*kwargs["callbacks"], *more]})
+
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", second_interrupted)
+    js = tmp_path / "s.json"
+    shown = [token for token in GRID if token != "--quiet"]
+    assert cli.main(shown + ["--epochs", "2", "--json", str(js), "--progress", "lines"]) == 130
+    said = capsys.readouterr()
+    assert ("interrupted in ensemble 1 (2 of 3: members 3-5) after 1 of 2 epochs and 3 of 9 batches of epoch 2: the "
+            "table ranks what was trained so far\n") in said.out
+    assert "the model holds" not in said.err
+    result = json.loads(js.read_text())["result"]
+    assert result["interrupted"] is True and result["device"] == "cpu"
+    assert [(e["ensemble"], e["members"], e["epochs"]) for e in result["ensembles"]] == [(0, 3, 2), (1, 3, 1)]
+    assert all(e["samples_per_s"] > 0 and e["train_seconds"] > 0 for e in result["ensembles"])
+    assert result["train_seconds"] == pytest.approx(sum(e["train_seconds"] for e in result["ensembles"]))
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", fit)
+    run(GRID + ["--epochs", "1", "--json", str(js)], capsys)
+    result = json.loads(js.read_text())["result"]
+    assert result["interrupted"] is False and [e["members"] for e in result["ensembles"]] == [3, 3, 2]
 
 
 def test_a_resumed_sweep_interrupted_again_says_where_it_goes_on_and_every_rank_exits_130(
@@ -601,7 +633,8 @@ def test_a_resumed_sweep_interrupted_again_says_where_it_goes_on_and_every_rank_
 
     monkeypatch.setattr(checkpoint.Checkpoint, "resume", interrupted)
     out = run(["sweep", "--resume", str(saved), "--epochs", "3", "--quiet"], capsys, status=130)
-    assert f"interrupted: the table ranks what was trained so far; continue with gpunn sweep --resume {saved}\n" in out
+    assert (f"interrupted in ensemble 0 (1 of 3: members 0-2) after 1 of 3 epochs and 3 of 9 batches of epoch 2: the "
+            f"table ranks what was trained so far; continue with gpunn sweep --resume {saved}\n") in out
     monkeypatch.setattr(gpunn.cli.sweep, "_launch", lambda device: (True, False, device))  # rank 1 of mpiexec -n 2
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:  # (a data-parallel sweep stopped by Ctrl-C ignores the signals from there: restored for the next tests)

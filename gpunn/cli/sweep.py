@@ -16,6 +16,7 @@ from ..activations import ACTIVATIONS
 from ..hints import folding, shell_word
 from ..model import PRECISIONS
 from ..optim import OPTIMIZERS, default_of
+from ..training.callbacks import Callback
 from ..training.state import position_words
 from . import data as data_cli, lr_schedule
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report_outputs, counted, csv_text, dtype,
@@ -23,7 +24,7 @@ from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
                     check_task_memory, constant_targets_note, features_help, ignore_late_interrupts, optimizer_of,
-                    resolve_task, resolved_device)
+                    resolve_task, resolved_device, throughput)
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 FEATURES = 16  # --features left unset, of a task that has no width of its own: smaller than gpunn train's, as
@@ -140,8 +141,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="at most this many members per ensemble (default: as many as the device memory holds)")
     s.add_argument("--json", type=file_path, metavar="PATH", help="write the ranked members as JSON, each with member (its place in "
                    "the grid), lr, weight_decay, seed, val_mse, val_r2, best_epoch, stopped_early, diverged and "
-                   "val_curve (its validation MSE per epoch), beside the sweep's config and units (- for standard "
-                   "output: the lines of text then go to stderr)")
+                   "val_curve (its validation MSE per epoch), beside the sweep's config, units and result (its "
+                   "train_seconds, and each ensemble's train_seconds and samples_per_s) (- for standard output: the "
+                   "lines of text then go to stderr)")
     s.add_argument("--csv", type=file_path, metavar="PATH", help="write the ranked table as CSV (- for standard output); an infinite "
                    "score is inf, a member no epoch scored has empty fields (- in the printed table)")
     s.add_argument("--plot", type=file_path, metavar="PNG", help="draw every member's validation curve, the best highlighted: .png, "
@@ -296,6 +298,31 @@ def rank(settings, history_of, offset=0):
     return rows
 
 
+class _Reached(Callback):
+    """What the sweep says of an ensemble's fit: the epoch it began at (a resumed one's earlier epochs ran in another
+    process: its timing is this process's epochs', as gpunn train's) and, where it was interrupted, where it
+    stopped, in words (its progress bar leaves its own line out)."""
+
+    def __init__(self):
+        self.start_epoch, self.stopped_at = 0, ""
+
+    def on_train_begin(self, trainer):
+        self.start_epoch = trainer.start_epoch
+
+    def on_train_end(self, trainer):
+        if trainer.interrupted:
+            self.stopped_at = trainer.position(trainer.state.epoch, trainer.state.batch)
+
+
+def timing(g, group, history, reached) -> dict:
+    """Ensemble g's timing in the JSON's result, named as gpunn train --json's: ``train_seconds``, the seconds of
+    the epochs this process trained, and ``samples_per_s``, member-samples/s of their median epoch after the first
+    (an Ensemble's history counts each member's rows)."""
+    rate, seconds, _ = throughput(history, reached.start_epoch)
+    return {"ensemble": g, "members": len(group), "epochs": len(history["epoch"]), "train_seconds": seconds,
+            "samples_per_s": rate}
+
+
 def format_table(rows) -> str:
     """The ranked table as printed. A member with no score (NaN: no epoch scored it) shows "-", as its best epoch
     does and as --csv leaves the cell empty; an infinite score shows inf, as --csv writes it."""
@@ -366,10 +393,11 @@ def progress_of(args, g, groups) -> list:
     return [bar]
 
 
-def _resume_group(path, save_to, group, g, args, backend, train, validation, record, distributed=False, progress=()):
+def _resume_group(path, save_to, group, g, args, backend, train, validation, record, distributed=False, progress=(),
+                  reached=None):
     """Ensemble g of a saved sweep, continued from its checkpoint ``path`` to --epochs (a finished one trains
     no further), checkpointing to ``save_to``, data parallel under mpiexec: (the ensemble, its history).
-    ``progress``: its progress bar (progress_of)."""
+    ``progress``: its progress bar (progress_of); ``reached``: the sweep's _Reached."""
     from .. import checkpoint
 
     ckpt = checkpoint.load_checkpoint(path, device=backend)
@@ -383,7 +411,8 @@ def _resume_group(path, save_to, group, g, args, backend, train, validation, rec
     ckpt.model.graph = args.graph  # (a checkpoint records no graph: the run's --graph, recorded with its options)
     shown = verbose_of(args) if left else False
     history = ckpt.resume(*train, epochs=args.epochs, validation_data=validation, verbose=shown, checkpoint=save_to,
-                          callbacks=[record, *(progress if left else ())], distributed=distributed)
+                          callbacks=[record, *(progress if left else ()), *([reached] if reached else [])],
+                          distributed=distributed)
     return ckpt.model, history
 
 
@@ -573,11 +602,11 @@ def _run(args, opened) -> int:
               flush=True)
         record = resume.record(args, standalone_parser(), backend)
         record.options[resume.GROUP_KEY] = per
-    rows, models, interrupted, all_diverged = [], [], False, None
+    rows, models, interrupted, all_diverged, timings = [], [], False, None, []
     for g, group in enumerate(groups):
         path = os.path.join(save_dir, CHECKPOINT.format(g)) if save_dir else None
         saved = os.path.join(args.resume, CHECKPOINT.format(g)) if args.resume else None
-        offset = g * per
+        offset, reached = g * per, _Reached()
         if distributed and g:  # an error every rank meets from here to the next fit's first collective (a checkpoint
             # of this ensemble they cannot read) said once, one rank's ending the job, as before the first fit
             from ..distributed.comm import next_collective_agrees
@@ -587,7 +616,7 @@ def _run(args, opened) -> int:
             with _members_of_the_grid(offset, group):  # (a member that diverges named by its place in the grid)
                 if saved and os.path.exists(saved):
                     ens, history = _resume_group(saved, path, group, g, args, backend, train, validation, record,
-                                                 distributed, progress_of(args, g, groups))
+                                                 distributed, progress_of(args, g, groups), reached)
                 else:
                     ens = Ensemble(sizes, len(group), activation=args.activation,
                                    output_activation=args.output_activation, bias=not args.no_bias, dtype=args.dtype,
@@ -598,7 +627,7 @@ def _run(args, opened) -> int:
                                  if args.early_stopping else [])
                     if path:
                         callbacks += [checkpoint.ModelCheckpoint(path), record]
-                    callbacks += progress_of(args, g, groups)
+                    callbacks += [*progress_of(args, g, groups), reached]
                     history = ens.fit(*fresh, epochs=args.epochs, batch_size=batch_size,
                                       optimizer=optimizer, lr=[s["lr"] for s in group],
                                       weight_decay=[s["weight_decay"] for s in group], schedule=schedule,
@@ -615,14 +644,18 @@ def _run(args, opened) -> int:
             continue
         if history.get("val_loss"):  # an ensemble interrupted in its first epoch has nothing to rank
             rows += rank(group, lambda k, h=history: (h, k), offset)
+            timings.append(timing(g, group, history, reached))
         models.append(ens)
         if history.interrupted:
             interrupted = True
             resume_hint = f"; continue with gpunn sweep --resume {shell_word(save_dir)}" if save_dir else ""
+            where = (f" in ensemble {g} ({g + 1} of {len(groups)}: members {offset}-{offset + len(group) - 1})"
+                     if len(groups) > 1 else "") + f" after {reached.stopped_at}"
             if not rows:
-                print(f"interrupted before any member finished an epoch: nothing to rank{resume_hint}", flush=True)
+                print(f"interrupted{where}, before any member finished an epoch: nothing to rank{resume_hint}",
+                      flush=True)
                 return 130
-            print(f"interrupted: the table ranks what was trained so far{resume_hint}", flush=True)
+            print(f"interrupted{where}: the table ranks what was trained so far{resume_hint}", flush=True)
             break
     if all_diverged is not None and all(r["diverged"] for r in rows):
         raise all_diverged  # as one ensemble of the whole grid fails when every member diverged
@@ -649,9 +682,11 @@ def _run(args, opened) -> int:
         print(note, file=sys.stderr, flush=True)
     table = [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]
     if args.json:
+        result = {"train_seconds": sum(t["train_seconds"] for t in timings), "device": backend.device,
+                  "interrupted": interrupted, "ensembles": timings}
         text = json_text({"config": data_cli.json_config(args),
                           "units": "standardized targets" if args.standardize else "targets",  # of val_mse, val_r2
-                          "members": rows})
+                          "members": rows, "result": result})
         write_output(args.json, text, announce=True)
     if args.csv:
         write_output(args.csv, csv_text(list(table[0]), (r.values() for r in table)), announce=True)
