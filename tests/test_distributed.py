@@ -2755,8 +2755,9 @@ def test_a_refused_command_line_names_the_rank_and_ends_the_job_only_in_a_launch
     from gpunn import cli
     from gpunn.distributed import comm
 
-    ended = []
+    ended, checked = [], []
     monkeypatch.setattr(comm, "end_launched_job", ended.append)
+    monkeypatch.setattr(comm, "same_command_on_every_rank", checked.append)  # MPI never started here: no agreement
     monkeypatch.setattr(comm, "_REPORT", [])  # the launched command sets how a rank's failure is said: not for later
     for name in comm._SIZE_VARIABLES + comm._RANK_VARIABLES + comm._LOCAL_RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -2764,10 +2765,8 @@ def test_a_refused_command_line_names_the_rank_and_ends_the_job_only_in_a_launch
     said = "error: unrecognized arguments: --bogus (see gpunn train --help)"
     monkeypatch.setenv("PMI_SIZE", "2")
     monkeypatch.setenv("PMI_RANK", "1")
-    with pytest.raises(SystemExit) as refused:
-        cli.main(argv)
-    assert refused.value.code == 2 and ended == [2]
-    assert capsys.readouterr().err.splitlines()[-1] == f"gpunn train [rank 1 of ranks 0-1]: {said}"
+    assert cli.main(argv) == 2 and ended == [2] and checked == ["train"]  # (the others' next collective: joined)
+    assert capsys.readouterr().err.splitlines() == [f"gpunn train [rank 1 of ranks 0-1]: {said}"]
     monkeypatch.delenv("PMI_SIZE")
     monkeypatch.delenv("PMI_RANK")
     with pytest.raises(SystemExit) as refused:
@@ -2825,6 +2824,21 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
     assert "Traceback" not in err
     line = next(line for line in err.splitlines() if line.startswith(f"gpunn {command} [rank 1 of ranks 0-1]: error: "))
     assert "Abort(" not in line  # a line of its own: MPI's report of the abort follows on the next
+
+
+@needs_mpi
+@pytest.mark.parametrize("refused, says", [
+    (["--batch-size", "0"], "argument --batch-size: must be positive, got 0 (see gpunn train --help)"),
+    (["--resume", "missing.npz"], "--resume missing.npz does not exist")])
+def test_a_command_line_every_rank_refuses_is_said_once_and_aborts_nothing(tmp_path, refused, says):
+    """mpiexec -n 2 gpunn train --batch-size 0 (a typo any rank's argparse refuses; a --resume file that is not
+    there) was said by every rank, each naming its own rank and aborting the job: MPI's "Abort(2) on node ..."
+    after the lines, as if gpunn had crashed."""
+    train = ["train", "--rows", "200", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet", *refused]
+    code, _, err = _gpunn_ranks(tmp_path, train, train)
+    assert [line for line in err.splitlines() if line.startswith("gpunn")] == [
+        f"gpunn train [ranks 0-1]: error: {says}"], err
+    assert code == 2 and "Abort(" not in err, err
 
 
 def _gpunn_ranks(tmp_path, *ranks):

@@ -243,6 +243,25 @@ def _printed_on_every_rank(argv) -> None:
     same_command_on_every_rank(" ".join(filter(None, (command, "--help" if printed == "-h" else printed))))
 
 
+class CommandLineRefused(ValueError):
+    """argparse's refusal of a launched rank's command line (its message), said by gpunn.cli._failed as the command's
+    other failures are."""
+
+
+def _join_the_command_check(argv) -> None:
+    """For a launched rank of gpunn train or sweep whose command line was refused (argparse, a GPUNN_ variable, a
+    --resume or --config it cannot read): the ranks' command check, which the others take next, so that the ranks then
+    agree on who failed (_failed). A refusal every rank met, the same mpiexec command line's, was said by every rank,
+    each aborting the job (MPI's "Abort(2) on node ..." lines after them); it is said once now, by rank 0. Where MPI
+    cannot start (no mpi4py, another MPI's mpiexec) the rank says its own line and ends the job, as before."""
+    from ..distributed.comm import same_command_on_every_rank
+
+    try:
+        same_command_on_every_rank(_command(argv))
+    except DistributedError:
+        pass
+
+
 def _with_rank(text: str) -> str:
     """A command's one line with this process's rank after its prog: ``gpunn train [rank 1 of ranks 0-1]: ...``."""
     from ..distributed.comm import launched_rank, launched_size, rank_words
@@ -364,13 +383,21 @@ def _run(argv) -> int:
         report_failures_with(report, prog_of(_command(argv)))  # the watchdog's line led by the command too
     elif launcher_set():  # gpunn info (predict, bench) starts MPI, timed, for the ranks' check: its line says so
         speaking_as(prog_of(_command(argv)))
+    refused = []  # a launched rank's refusal of its command line, said once the ranks agree on who refused
     try:
         try:
-            with refusals_said_by(_with_rank) if launched else contextlib.nullcontext():
+            with refusals_said_by(refused.append) if launched else contextlib.nullcontext():
                 args = parse_args(argv)
         except SystemExit as exc:
             if exc.code in (0, None):  # --help or --version printed: under a launcher, agreed on (or refused) first
                 _printed_on_every_rank(argv)
+            if not refused:
+                raise
+            _join_the_command_check(argv)
+            raise CommandLineRefused(refused[-1].partition(": error: ")[2]) from None
+        except Exception:
+            if launched:
+                _join_the_command_check(argv)
             raise
         _check_launch(args.command)
         if launched:  # before any data is read: a rank of the job that printed --help instead waits here too

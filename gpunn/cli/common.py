@@ -68,8 +68,9 @@ _SAID = []  # how Parser.error says its line while refusals_said_by holds
 
 @contextlib.contextmanager
 def refusals_said_by(say):
-    """While it holds, a Parser's refusal of the command line says ``say(line)``: gpunn.cli, under an MPI launcher,
-    names the rank in it (``gpunn train [rank 1 of ranks 0-1]: error: ...``), as in the command's other lines."""
+    """While it holds, a Parser's refusal of the command line says ``say(line)``, or nothing where that is None:
+    gpunn.cli, under an MPI launcher, keeps the line until the ranks have agreed on who refused (said once where
+    every rank did)."""
     _SAID.append(say)
     try:
         yield
@@ -96,7 +97,8 @@ class Parser(argparse.ArgumentParser):
             stray, self.stray = self.stray, ()
             refuse_unknown(self, stray, f"and {message}")  # gpunn predict --hel: the option meant too
         line = f"{self.prog}: error: {message} (see {self.prog} --help)"
-        self.exit(2, (_SAID[-1](line) if _SAID else line) + "\n")
+        said = _SAID[-1](line) if _SAID else line
+        self.exit(2, None if said is None else said + "\n")
 
     def parse_strictly(self, argv=None) -> argparse.Namespace:
         """parse_args for a parser without subcommands (the ``python -m gpunn.bench.*`` tools), by the rules
