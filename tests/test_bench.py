@@ -1253,12 +1253,15 @@ def test_an_ensembles_eager_row_gives_its_graph_rows_speed_up_paired_by_round(mo
 def test_a_batched_gemm_epoch_runs_one_product_per_step_of_the_ensembles_epoch(monkeypatch, device):
     """BatchedGemmRunner.epochs(n): n x inner batched products (its FLOPs count that many), each through what the
     ensemble's step runs it with: gpunn's member ops on the GPU (cuBLAS's batched product, as the step) and under
-    the step's BLAS limit; NumPy's stacked matmul at BLAS's own threads; NumPy per member group."""
+    the step's BLAS limit; NumPy's stacked matmul at BLAS's own threads; NumPy per member group, under the step's
+    BLAS limit as the step's groups run. chosen() names what ran them (numpy's strategies as numpy, the member
+    groups with their number)."""
+    import contextlib
     import threading
 
     from gpunn import backend
     from gpunn.bench import ensemble as eb
-    from gpunn.ops import ensemble_ops_for, ops_for
+    from gpunn.ops import ensemble_ops_for, fit_threads, ops_for
 
     if device == "cuda":
         import fakecupy
@@ -1270,14 +1273,24 @@ def test_a_batched_gemm_epoch_runs_one_product_per_step_of_the_ensembles_epoch(m
     try:
         b = backend.resolve(device)
         mops = ensemble_ops_for(ops_for(b))
-        calls, lock, local = [], threading.Lock(), threading.local()
+        calls, lock, local, limited = [], threading.Lock(), threading.local(), [False]
+        real_limit = fit_threads.member_blas_threads
+
+        @contextlib.contextmanager
+        def limit(xp):  # the step's BLAS thread limit, entered on the calling thread around the groups' products
+            with real_limit(xp):
+                limited[0] = True
+                try:
+                    yield
+                finally:
+                    limited[0] = False
 
         def counted(name, real):
             def call(*args, **kwargs):  # the outermost call only (member ops' own matmul may call NumPy's)
                 if getattr(local, "inside", False):
                     return real(*args, **kwargs)
                 with lock:
-                    calls.append(name)
+                    calls.append((name, limited[0]))
                 local.inside = True
                 try:
                     return real(*args, **kwargs)
@@ -1287,14 +1300,19 @@ def test_a_batched_gemm_epoch_runs_one_product_per_step_of_the_ensembles_epoch(m
 
         monkeypatch.setattr(mops, "matmul", counted("member ops", mops.matmul))
         monkeypatch.setattr(numpy, "matmul", counted("numpy", numpy.matmul))
-        want = {"cuBLAS batched": "member ops", eb.STACKED: "numpy", eb.STACKED_STEP_BLAS: "member ops",
-                eb.GROUPS: "numpy"}
+        monkeypatch.setattr(fit_threads, "member_blas_threads", limit)
+        # what runs each product, and whether under the step's BLAS limit
+        want = {"cuBLAS batched": ("member ops", False), eb.STACKED: ("numpy", False),
+                eb.STACKED_STEP_BLAS: ("member ops", True), eb.GROUPS: ("numpy", True)}
         for strategy in eb.gemm_strategies(b, mops, 3):
             g = eb.BatchedGemmRunner(b, "float32", 3, 5, 4, 6, strategy=strategy, inner=7, member_ops=mops)
             calls.clear()
             g.epochs(2)
             per_call = len(g.groups) if strategy == eb.GROUPS else 1  # a group's product is its share of one
             assert calls == [want[strategy]] * (2 * 7 * per_call), strategy
+            said = {eb.STACKED: "numpy stacked", eb.STACKED_STEP_BLAS: "numpy stacked, step's BLAS threads",
+                    eb.GROUPS: f"numpy, {per_call} member groups"}.get(strategy, strategy)  # the GPU's as named
+            assert g.chosen() == said  # the name the rows' gemm_library and gemm_strategies give it
     finally:
         if device == "cuda":
             fakecupy.forget_gpunn_state(None)

@@ -513,6 +513,7 @@ def test_bench_precision_variants():
     assert variants("float32,tf32,bf16", False) == [("tf32", None), ("bf16", None)]
     assert variants("bf16", True) == [("bf16", None), ("bf16", False)]
     assert variants("float32", True) == [("float32", False)]
+    assert variants("", True) == variants(" , ", True) == [("float32", False)]  # no name given: float32, the default
     with pytest.raises(ValueError, match="unknown precision"):
         variants("fp8", False)
 
