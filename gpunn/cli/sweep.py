@@ -315,8 +315,9 @@ class _Reached(Callback):
 
 
 def timing(g, group, history, reached) -> dict:
-    """Ensemble g's timing in the JSON's result, named as gpunn train --json's: ``train_seconds``, the seconds of
-    the epochs this process trained, and ``samples_per_s``, member-samples/s of their median epoch after the first
+    """Ensemble g's timing in the JSON's result, named and taken as gpunn train --json's (cli.train.throughput):
+    ``train_seconds``, the seconds of the epochs this process trained (all of them where it trained none: one that
+    had finished before a --resume), and ``samples_per_s``, member-samples/s of their median epoch after the first
     (an Ensemble's history counts each member's rows)."""
     rate, seconds, _ = throughput(history, reached.start_epoch)
     return {"ensemble": g, "members": len(group), "epochs": len(history["epoch"]), "train_seconds": seconds,
