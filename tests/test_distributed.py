@@ -627,9 +627,13 @@ def test_resuming_on_another_number_of_ranks_needs_an_even_split_of_the_global_b
     assert per_rank_batch_on_resume("run.npz", settings, 1) == 12
     assert per_rank_batch_on_resume("run.npz", settings, 4) == 3
     with pytest.raises(ValueError, match=r"^run.npz was written by 2 ranks at a global batch of 12 rows; 5 ranks "
-                                         r"cannot split it evenly, so the run would change\. Resume with a number of "
-                                         r"ranks that divides 12 \(e\.g\. 2\)\.$"):
+                                         r"cannot split it evenly, so the run would change\. Resume on a number of "
+                                         r"ranks that divides 12: 1, 2, 3, 4, 6 or 12 \(1: in one process\)\.$"):
         per_rank_batch_on_resume("run.npz", settings, 5)
+    # a run on 4 shards: the counts that split both (it said 'e.g. 2', and 6 was then refused for the shards)
+    with pytest.raises(ValueError, match=r"Resume on a number of ranks that divides both 12 \(the global batch\) and 4 "
+                                         r"\(the shards\): 1, 2 or 4 \(1: in one process\)\.$"):
+        per_rank_batch_on_resume("run.npz", settings, 5, shards=4)
 
 
 @pytest.fixture
@@ -1081,7 +1085,7 @@ def test_a_source_the_ranks_cannot_share_out_is_refused_alike_on_every_rank_with
             verbose=False, distributed=True)
 
     outcomes, aborted = run_ranks(monkeypatch, 2, fit, timeout=10.0)
-    said = "this run's data were read as 3 shard(s), one per rank of the run that started it; 2 ranks cannot share"
+    said = "the source is cut into 3 shards (ShardedSource(source, 3)), which 2 ranks cannot share out evenly"
     if who == "every rank":
         assert aborted == [], aborted
         for _, exc in outcomes:
@@ -1366,9 +1370,19 @@ def test_each_rank_takes_its_run_of_the_shards_and_a_count_it_cannot_share_out_i
     source = gpunn.data.synthetic("teacher", 1024, 5, 2, seed=1, chunk_rows=128, dtype="float64", device="cpu")
     dp = training.DataParallel(model, source=source, shards=4, batch_size=8, verbose=False)
     assert (dp.source.shards, dp.source.owned) == (4, [2, 3])
-    with pytest.raises(ValueError, match=r"^this run's data were read as 3 shard\(s\), one per rank of the run that "
-                                         r"started it; 2 ranks cannot share them out evenly"):
-        training.DataParallel(model, source=source, shards=3, batch_size=8, verbose=False)
+    # a ShardedSource of 3 passed to a fresh fit on 2 ranks was told to "Resume on a number of ranks that divides 3"
+    with pytest.raises(ValueError, match=r"^the source is cut into 3 shards \(ShardedSource\(source, 3\)\), which 2 ranks "
+                                         r"cannot share out evenly\. Train on a number of ranks that divides 3: 1 or 3, or "
+                                         r"pass the source itself \(a shard per rank\)\.$"):
+        training.DataParallel(model, source=gpunn.distributed.ShardedSource(source, 3), batch_size=8, verbose=False)
+    from gpunn.training.state import FitSettings
+
+    written = ("run.npz", FitSettings(epochs=1, batch_size=4, train_rows=1024, ranks=6))  # 6 ranks, global batch 24
+    with pytest.raises(ValueError, match=r"^this run's data were read as 3 shards, one per rank of the run that "
+                                         r"started it; 2 ranks cannot share them out evenly, so the batches would "
+                                         r"change\. Resume on a number of ranks that divides both 24 \(the global "
+                                         r"batch\) and 3 \(the shards\): 1 or 3 \(1: in one process\)\.$"):
+        training.DataParallel(model, source=source, shards=3, resuming=written, verbose=False, batch_size=None)
 
 
 def test_a_data_parallel_checkpoint_records_the_training_rows_checksum_that_a_resume_compares(one_process, tmp_path):

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy
 
@@ -273,8 +274,10 @@ class DataParallel:
             raise ValueError("distributed='mpi' needs a CPU model; a GPU model's gradients go over NCCL")
         if distributed == "nccl" and not backend.is_gpu:
             raise ValueError("distributed='nccl' needs a model on a GPU (device=gpunn.distributed.local_device())")
+        self._resumed_global_batch = None  # a resume's global batch, which the shards' refusal names too
         if resuming is not None:
-            batch_size = per_rank_batch_on_resume(*resuming, self.size)
+            batch_size = per_rank_batch_on_resume(*resuming, self.size, shards=shards or None)
+            self._resumed_global_batch = resuming[1].batch_size * resuming[1].ranks
         rows = int(source.rows if source is not None else X.shape[0])
         cap = -(-rows // self.size)  # one global batch holds every row
         self.batch_size = cap if batch_size is None else min(batch_size, cap)
@@ -300,10 +303,14 @@ class DataParallel:
         if not isinstance(source, ChunkedSource) or shards == 0:  # 0: a resumed run that read the source whole
             return PieceOfEachBatch(source, rank=self.rank, size=self.size, batch_size=self.batch_size)
         shards = self.size if shards is None else int(shards)
-        if shards % self.size:
-            raise ValueError(f"this run's data were read as {shards} shard(s), one per rank of the run that "
-                             f"started it; {self.size} ranks cannot share them out evenly, so the batches would "
-                             f"change. Resume on a number of ranks that divides {shards} (or in one process).")
+        if shards % self.size and self._resumed_global_batch is not None:
+            raise ValueError(f"this run's data were read as {shards} shards, one per rank of the run that started it; "
+                             f"{self.size} ranks cannot share them out evenly, so the batches would change. Resume "
+                             f"on {ranks_dividing(self._resumed_global_batch, shards)} (1: in one process).")
+        if shards % self.size:  # a ShardedSource passed to a fresh fit
+            raise ValueError(f"the source is cut into {shards} shards (ShardedSource(source, {shards})), which "
+                             f"{self.size} ranks cannot share out evenly. Train on {ranks_dividing(shards)}, or pass "
+                             "the source itself (a shard per rank).")
         own = shards // self.size
         return ShardedSource(source, shards, range(self.rank * own, (self.rank + 1) * own))
 
@@ -368,14 +375,28 @@ class DataParallel:
                 raise
 
 
-def per_rank_batch_on_resume(path, settings, size):
+def per_rank_batch_on_resume(path, settings, size, shards=None):
     """The per-rank batch that continues a checkpointed run on ``size`` ranks: the global batch
     (ranks x per-rank batch when it was written) must split evenly, so that batch i of every
-    epoch holds the same rows in the same order."""
+    epoch holds the same rows in the same order. ``shards``: a run on a chunked source's, which the ranks
+    must share out evenly too (DataParallel._split): the refusal names the counts that meet both."""
     global_batch = settings.batch_size * settings.ranks
     if global_batch % size:
         written = f"{settings.ranks} rank{'' if settings.ranks == 1 else 's'}"
         raise ValueError(f"{path} was written by {written} at a global batch of {global_batch} rows; "
-                         f"{size} ranks cannot split it evenly, so the run would change. Resume with a number of "
-                         f"ranks that divides {global_batch} (e.g. {settings.ranks}).")
+                         f"{size} ranks cannot split it evenly, so the run would change. Resume on "
+                         f"{ranks_dividing(global_batch, *([shards] if shards else []))} (1: in one process).")
     return global_batch // size
+
+
+def ranks_dividing(*counts) -> str:
+    """The numbers of ranks that divide each of ``counts`` (a global batch, a run's shards), in words: "a number of
+    ranks that divides 128: 1, 2, 4, 8, 16, 32, 64 or 128"; for both, "... divides both 128 (the global batch) and 2
+    (the shards): 1 or 2". A refusal said only "e.g. 2", and a run on shards was refused again for the count it
+    then tried where the shards did not split."""
+    common = math.gcd(*counts)
+    fits = [str(n) for n in range(1, common + 1) if common % n == 0]
+    shown = fits if len(fits) <= 10 else [*fits[:9], "...", fits[-1]]
+    listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+    which = f"{counts[0]}" if len(counts) == 1 else f"both {counts[0]} (the global batch) and {counts[1]} (the shards)"
+    return f"a number of ranks that divides {which}: {listed}"
