@@ -189,7 +189,8 @@ class Ensemble(DeviceModel):
         if free is not None and need > free:
             where = "the device has" if self.backend.is_gpu else "the host has"
             raise MemoryError(f"an ensemble of {self.n_models} x {self.layer_sizes} ({self.dtype.name}) needs about "
-                              f"{preflight.size_text(need)} {what} but {where} {preflight.size_text(free)} free; "
+                              f"{preflight.size_text(need)} {what} but {where} {preflight.size_text(free)} free"
+                              f"{preflight.share_words(self.backend)}; "
                               f"use {instead}")
 
     def _member_views(self, flat):

@@ -624,9 +624,32 @@ def device_available_bytes(backend) -> int | None:
 
 
 def available_bytes(backend) -> int | None:
-    """Memory free for a run on ``backend``: the GPU's (:func:`device_available_bytes`) or, on the CPU, what
-    the host can give without swapping (:func:`host_available_bytes`); None where unknown."""
-    return device_available_bytes(backend) if backend.is_gpu else host_available_bytes()
+    """Memory free for a run on ``backend``: the GPU's (:func:`device_available_bytes`) or, on the CPU, this
+    process's share of what the host can give without swapping (:func:`host_share_bytes`); None where unknown."""
+    return device_available_bytes(backend) if backend.is_gpu else host_share_bytes()
+
+
+def ranks_on_this_node() -> int:
+    """The processes an MPI launcher started on this node (1 where none did, or it does not say)."""
+    from .distributed.comm import launched_local_size
+
+    return launched_local_size()
+
+
+def host_share_bytes() -> int | None:
+    """This process's share of :func:`host_available_bytes`: all of it, or 1/P where a launcher started P processes
+    on this node. Each rank of ``mpiexec -n 4 gpunn train`` on one machine checked the whole host's free memory for
+    its own copy of the rows, and four copies were made of what fitted once."""
+    free = host_available_bytes()
+    return None if free is None else free // ranks_on_this_node()
+
+
+def share_words(backend=None) -> str:
+    """What a message adds to the memory :func:`available_bytes` (or, for ``backend=None``, :func:`host_share_bytes`)
+    gives where it is a share of the host's: ``", this process's share: 4 processes of the job on this node"``, or
+    ""."""
+    ranks = 1 if backend is not None and backend.is_gpu else ranks_on_this_node()
+    return f", this process's share: {ranks} processes of the job on this node" if ranks > 1 else ""
 
 
 def size_text(n_bytes) -> str:
@@ -669,7 +692,8 @@ def check_model_memory(layer_sizes, batch_size, itemsize, backend, graph=False, 
     place = f"GPU {backend.device}" if backend.is_gpu else "host"
     raise PreflightError(f"the network {list(layer_sizes)} alone needs about {size_text(need)} of {place} memory "
                          f"(parameters, gradients, Adam's moments, workspaces for a batch of {batch:,}) but "
-                         f"{size_text(available)} is available; use smaller --hidden layers (or --batch-size)")
+                         f"{size_text(available)} is available{share_words(backend)}; use smaller --hidden layers (or "
+                         "--batch-size)")
 
 
 def check_train_memory(need, rows, backend, hint="") -> None:
@@ -691,4 +715,4 @@ def check_train_memory(need, rows, backend, hint="") -> None:
     raise PreflightError(
         f"--rows {rows:,} needs about {size_text(total)} of {place} memory (data {size_text(need['data'])}, its "
         f"shuffled copy {size_text(need['shuffle'])}, model {size_text(need['model'])}) but {size_text(available)} is "
-        f"available; about {fit:,} rows would fit{hint}")
+        f"available{share_words(backend)}; about {fit:,} rows would fit{hint}")

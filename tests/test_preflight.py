@@ -121,6 +121,50 @@ def test_the_host_has_the_least_of_memavailable_and_its_cgroups_room(monkeypatch
         preflight.check_train_memory(preflight.train_memory(100_000_000, 8, 1, 4, [8, 16, 1], 256), 100_000_000, host)
 
 
+@pytest.fixture
+def launcher_env(monkeypatch):
+    from gpunn.distributed import comm
+
+    for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES, *comm._LOCAL_RANK_VARIABLES,
+                 *comm._LOCAL_SIZE_VARIABLES, "SLURM_STEP_TASKS_PER_NODE", "SLURM_NODEID"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("variables, here", [
+    ({}, 1), ({"PMI_SIZE": "4", "MPI_LOCALNRANKS": "4"}, 4), ({"OMPI_COMM_WORLD_SIZE": "8",
+                                                              "OMPI_COMM_WORLD_LOCAL_SIZE": "2"}, 2),
+    ({"PMI_SIZE": "7", "SLURM_STEP_TASKS_PER_NODE": "2(x3),1", "SLURM_NODEID": "1"}, 2),
+    ({"PMI_SIZE": "7", "SLURM_STEP_TASKS_PER_NODE": "2(x3),1", "SLURM_NODEID": "3"}, 1),
+    ({"PMI_SIZE": "3", "SLURM_STEP_TASKS_PER_NODE": "3", "SLURM_NODEID": "0"}, 3),
+    ({"PMI_SIZE": "3", "SLURM_STEP_TASKS_PER_NODE": "3", "SLURM_NODEID": "5"}, 1),  # (not this step's: unknown)
+    ({"PMI_SIZE": "2"}, 1),  # a launcher that says no node's count: as before
+    ({"SLURM_STEP_TASKS_PER_NODE": "4", "SLURM_NODEID": "0"}, 1),  # a Slurm job not launched by srun: one process
+])
+def test_the_processes_on_this_node_are_the_launchers_local_count(launcher_env, variables, here):
+    for name, value in variables.items():
+        launcher_env.setenv(name, value)
+    assert preflight.ranks_on_this_node() == here
+
+
+def test_the_host_memory_a_rank_may_use_is_its_share_among_the_ranks_on_its_node(launcher_env):
+    """Each rank of mpiexec -n 4 gpunn train on one machine checked the host's whole free memory for its own copy of
+    the rows (every rank makes them all): four copies of what fitted once, and the kernel killed the job. A rank now
+    checks 1/4 of it, and the refusal says the figure is its share; a GPU's memory is its rank's own."""
+    launcher_env.setattr(preflight, "host_available_bytes", lambda: 8 << 30)
+    host = types.SimpleNamespace(is_gpu=False, device="cpu")
+    need = preflight.train_memory(40_000_000, 8, 1, 4, [8, 16, 1], 256)  # about 3 GiB
+    preflight.check_train_memory(need, 40_000_000, host)
+    launcher_env.setenv("PMI_SIZE", "4")
+    launcher_env.setenv("MPI_LOCALNRANKS", "4")
+    assert preflight.available_bytes(host) == preflight.host_share_bytes() == 2 << 30
+    with pytest.raises(preflight.PreflightError, match=r"but 2\.0 GiB is available, this process's share: 4 "
+                                                       r"processes of the job on this node; about"):
+        preflight.check_train_memory(need, 40_000_000, host)
+    gpu = types.SimpleNamespace(is_gpu=True, device="cuda:0")
+    assert preflight.share_words(gpu) == "" and preflight.share_words() != ""
+
+
 def test_a_network_that_cannot_fit_by_itself_is_refused_before_the_rows_are_chosen(monkeypatch, capsys, tmp_path):
     """Streaming the rows cannot help a network too large for the memory: gpunn train said "streaming
     (... would not fit comfortably)" and then failed in NumPy with a bare out-of-memory line."""

@@ -187,7 +187,7 @@ def make_source(args, backend, ckpt=None):
     free = preflight.available_bytes(backend)
     fits = free is None or need <= COMFORT * free
     if args.stream == "off" or (args.stream == "auto" and fits):
-        room = "" if free is None else f", {preflight.size_text(free)} free"
+        room = "" if free is None else f", {preflight.size_text(free)} free{preflight.share_words(backend)}"
         return None, (f"data: {args.rows:,} rows materialized on {backend.device} ({preflight.size_text(need)} with "
                       f"their shuffled copy and the model{room}){unused_window(args)}")
     # a resumed stream is cut as it was saved (make's chunks, when it recorded no chunk_rows)
@@ -196,7 +196,7 @@ def make_source(args, backend, ckpt=None):
     source = data.synthetic(args.task, args.rows, args.features, args.outputs, noise=args.noise, chunk_rows=cut,
                             validation_fraction=_stream_fraction(args.rows, ckpt), **common)
     why = "--stream on" if args.stream == "on" else (f"{preflight.size_text(need)} would not fit comfortably in "
-                                                      f"{preflight.size_text(free)} free")
+                                                      f"{preflight.size_text(free)} free{preflight.share_words(backend)}")
     held = (f"{len(source.validation_chunks):,} of {_chunk_counts(source.chunk_sizes)}" if source.validation_rows else
             f"a stream holds out whole pieces of {SMALLEST_PIECE:,} rows at least, which cannot hold out about "
             f"{VALIDATION_FRACTION:.0%} of {args.rows:,} rows: none" if not ckpt else "none, as the run was saved")
@@ -211,12 +211,12 @@ def _check_bookkeeping(rows, piece_rows):
     from .. import preflight
 
     chunks = -(-rows // piece_rows)
-    need, free = chunks * CHUNK_BOOKKEEPING_BYTES, preflight.host_available_bytes()
+    need, free = chunks * CHUNK_BOOKKEEPING_BYTES, preflight.host_share_bytes()  # (each rank's own bookkeeping)
     if free is not None and need > free:
         raise preflight.PreflightError(
             f"--rows {rows:,} streams {chunks:,} chunks of {piece_rows:,} rows, whose bookkeeping alone (about "
             f"{CHUNK_BOOKKEEPING_BYTES} bytes a chunk, in host memory) needs about {preflight.size_text(need)}, and "
-            f"the host has {preflight.size_text(free)} free; stream at most about {_fitting_rows(free, piece_rows):,} "
+            f"the host has {preflight.size_text(free)} free{preflight.share_words()}; stream at most about {_fitting_rows(free, piece_rows):,} "
             "rows here")
 
 

@@ -254,7 +254,7 @@ def members_per_ensemble(args, backend, sizes, val_rows, total) -> tuple[int, st
         fit = max(1, int(0.8 * free) // per)
         if fit < limit:
             limit, why = fit, (f"{preflight.size_text(per)} per member, {preflight.size_text(free)} free on "
-                               f"{backend.device}")
+                               f"{backend.device}{preflight.share_words(backend)}")
     if args.max_members is not None and args.max_members < limit:
         limit, why = args.max_members, f"--max-members {args.max_members}"
     return limit, why

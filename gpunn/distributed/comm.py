@@ -43,6 +43,8 @@ DEFAULT_TIMEOUT_S = 300.0
 _SIZE_VARIABLES = _startup.LAUNCHER_SIZE_VARIABLES
 _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 _LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
+# ... and how many it started on this process's node (Slurm's srun: per node, in SLURM_STEP_TASKS_PER_NODE)
+_LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE")
 
 
 class DistributedError(RuntimeError):
@@ -84,9 +86,37 @@ def launched_local_rank() -> int:
     return launched_rank() if local is None else local
 
 
+def _launched_local_size_variable() -> int | None:
+    """The processes on this node as a launcher's variable says it; None where none is set."""
+    return _from_launcher(_LOCAL_SIZE_VARIABLES, None, "how many processes it started on this node")
+
+
+def launched_local_size() -> int:
+    """How many processes the launcher started on this node, which share its host memory: 1 when not launched by
+    one, or where it does not say. srun says it per node: ``SLURM_STEP_TASKS_PER_NODE=2(x3),1`` (three nodes of two
+    tasks, then one of one), this node's by ``SLURM_NODEID``."""
+    local = _launched_local_size_variable()
+    if local is None and launched_size() > 1:
+        local = _slurm_tasks_here()
+    return max(1, local or 1)
+
+
+def _slurm_tasks_here() -> int | None:
+    counts = []
+    for part in (environment.text("SLURM_STEP_TASKS_PER_NODE") or "").split(","):
+        found = re.fullmatch(r"([0-9]+)(?:\(x([0-9]+)\))?", part.strip())
+        if found is None:
+            return None
+        counts += [int(found[1])] * int(found[2] or 1)
+    node = environment.text("SLURM_NODEID")
+    if node is None or not (node.isascii() and node.isdigit()) or int(node) >= len(counts):
+        return None
+    return counts[int(node)]
+
+
 # each refuses the variables of its own kind that it cannot read: each bad variable once (launched_local_rank also
 # reads the rank's where no local rank is set, and PMI_RANK='²' was said twice in one line)
-LAUNCHER_READERS = (launched_size, launched_rank, _launched_local_rank_variable)
+LAUNCHER_READERS = (launched_size, launched_rank, _launched_local_rank_variable, _launched_local_size_variable)
 
 
 def rank_words(rank: int, size: int) -> str:
