@@ -27,7 +27,7 @@ from .csvtext import (csv_column, csv_first_foreign, csv_first_text, csv_has_hea
 from .hints import shell_word
 
 NPY_MAGIC = b"\x93NUMPY"
-ZIP_MAGIC = b"PK\x03\x04"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first file, or an empty zip's end record (numpy.savez of nothing)
 CHECKPOINT_META = "gpunn_meta"  # the member every gpunn checkpoint holds (gpunn.checkpoint.META)
 
 

@@ -275,7 +275,9 @@ def test_an_output_directory_that_refuses_new_files_is_refused_before_any_work(t
     numpy.save(tmp_path / "in.npy", numpy.ones((4, 2)))
     gpunn.save(tmp_path / "m.npz", gpunn.MLP([2, 1], device="cpu"))
     assert cli.main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "in.npy"), "/sys/o.npy"]) == 2
-    assert capsys.readouterr().err.startswith("gpunn predict: error: OUT /sys/o.npy: directory /sys is not writable")
+    said = capsys.readouterr().err
+    assert said.startswith("gpunn predict: error: OUT /sys/o.npy: directory /sys is not writable")
+    assert "/sys/tmp" not in said  # the OSError's words, not the name of the file it tried to make (as root)
     assert cli.main(["train", "--rows", "100", "--features", "2", "--hidden", "4", "--epochs", "1", "--device", "cpu",
                      "--quiet", "--save", "/sys/m.npz"]) == 2
     captured = capsys.readouterr()
@@ -320,6 +322,40 @@ def test_save_refuses_an_npz_of_arrays_and_takes_an_empty_file_as_gpunn_save_doe
     for path in (empty, model, tmp_path / "new.npz"):
         assert preflight.check_checkpoint_output(str(path), "--save") == str(path)
 
+
+
+@pytest.mark.parametrize("arrays, files, said", [
+    (["X"], [], "an .npz archive of the array X"),
+    (["a", "b", "c", "d"], [], "an .npz archive of the arrays a, b, c and 1 more"),
+    ([], ["notes.txt"], "a zip archive of notes.txt"),
+    ([], [], "an empty zip archive"),
+], ids=["one array", "four arrays", "other files", "empty"])
+def test_a_zip_that_is_no_checkpoint_is_named_by_its_first_three_arrays_or_files(tmp_path, arrays, files, said):
+    """What a checkpoint writer refuses to replace (and --resume refuses to read) is said by what it holds: an array
+    without a plural, three names and how many more, a zip's own files where it holds no array."""
+    import zipfile
+
+    path = tmp_path / "x.npz"
+    if arrays:
+        numpy.savez(path, **{name: numpy.zeros(1) for name in arrays})
+    else:
+        with zipfile.ZipFile(path, "w") as archive:
+            for name in files:
+                archive.writestr(name, "a note")
+    assert preflight.not_a_checkpoint(str(path)) == said
+
+
+def test_an_empty_zip_is_said_to_be_one_by_load_and_save(tmp_path):
+    """numpy.savez of no arrays writes a zip of no files, which begins with the zip's end record, not a file's: it was
+    "not a gpunn checkpoint (binary, not an .npz/zip archive)" to gpunn.load and "binary" to gpunn.save."""
+    import gpunn
+
+    path = tmp_path / "nothing.npz"
+    numpy.savez(path)
+    with pytest.raises(gpunn.CheckpointError, match=r"not a gpunn checkpoint \(an empty zip archive\)$"):
+        gpunn.load(path)
+    with pytest.raises(FileExistsError, match=r"is not a gpunn checkpoint \(an empty zip archive\); refusing"):
+        gpunn.save(path, gpunn.MLP([2, 1], device="cpu"))
 
 def test_dev_stdout_is_written_into_even_where_stdout_is_a_file(capfd):
     """/dev/stdout is a link into /proc: where standard output is a regular file (as under pytest's capture), a

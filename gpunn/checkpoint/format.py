@@ -56,7 +56,7 @@ from .._version import __version__
 from ..activations import ACTIVATIONS
 from ..hints import shell_word
 from ..optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
-from ..preflight import CHECKPOINT_META, archive_words, file_kind, foreign_file, kind_words
+from ..preflight import CHECKPOINT_META, ZIP_MAGIC, archive_words, file_kind, foreign_file, kind_words
 from ..training import ensemble as ens_training
 from ..training.state import FitSettings, position_words
 from ..atomic import atomic_write
@@ -67,7 +67,6 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 META = CHECKPOINT_META  # the member every checkpoint holds (preflight's: what a checkpoint writer may replace reads it)
 MAX_META_BYTES = 64 << 20
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 class CheckpointError(ValueError):
@@ -222,11 +221,11 @@ def _check_head(path, head: bytes):
     """The file's first bytes: a zip file's, not a pickle's."""
     if head[:1] == b"\x80" or head[:2] in (b"(d", b"(l", b"}q"):
         _fail(path, "looks like a Python pickle; gpunn checkpoints never contain pickles and are not unpickled")
-    if head[:4] != _ZIP_MAGIC and os.fspath(path).lower().endswith(".toml"):  # what --save writes beside a checkpoint
+    if head[:4] not in ZIP_MAGIC and os.fspath(path).lower().endswith(".toml"):  # what --save writes beside a checkpoint
         beside = os.fspath(path)[:-len(".toml")]
         _fail(path, f"a run's config (gpunn train --config {shell_word(path)}), not a checkpoint"
                     + (f": the checkpoint beside it is {beside}" if os.path.isfile(beside) else ""))
-    _require(head[:4] == _ZIP_MAGIC, path,
+    _require(head[:4] in ZIP_MAGIC, path,
              f"not a gpunn checkpoint ({kind_words(file_kind(path))}, not an .npz/zip archive)")
 
 
