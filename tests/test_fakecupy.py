@@ -868,6 +868,24 @@ def test_a_captured_graph_records_launches_and_replays_them(fake_cupy):
         s.end_capture()
 
 
+def test_work_on_the_legacy_stream_is_refused_while_a_blocking_stream_captures_and_runs_beside_a_non_blocking_one(
+        fake_cupy):
+    """As CUDA: the legacy stream waits for every stream made without non_blocking, so work for it while such a
+    stream captures would depend on the capture (cudaErrorStreamCaptureImplicit). Beside a non-blocking stream's
+    capture (gpunn's, graph.capture_resources) the legacy stream's work runs."""
+    for non_blocking in (False, True):
+        s = fake_cupy.cuda.Stream(non_blocking=non_blocking)
+        s.begin_capture()
+        try:
+            if non_blocking:
+                assert float(fake_cupy.ones(4, "float32").sum()) == 4.0
+            else:
+                with pytest.raises(fake_cupy.CUDARuntimeError, match="StreamCaptureImplicit"):
+                    fake_cupy.ones(4, "float32")
+        finally:
+            s.end_capture()
+
+
 @pytest.mark.parametrize("what, run", [
     ("CuPy's ufunc add", lambda cp, a, out, blas: a + 1),
     ("allocation", lambda cp, a, out, blas: cp.asarray(numpy.ones(2))),

@@ -220,3 +220,17 @@ def test_a_second_fit_reuses_the_graph_trainer_and_its_step_count(data):
     m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False, shuffle=False, graph=True)
     assert m.graph_trainer is first and opt.steps == 27
     np.testing.assert_array_equal(ref.params, m.params)
+
+
+def test_a_trainer_reused_with_four_batch_sizes_keeps_the_step_buffers_of_the_last_three(data):
+    """Each batch shape has its own fixed buffers (and graph, on a GPU); a trainer reused by fits of other batch
+    sizes (one optimizer) keeps those of the last three shapes it stepped, the oldest dropped first: not every
+    shape it ever met, nor without the newest."""
+    from gpunn.optim import Adam
+
+    X, Y = data
+    m = gpunn.MLP([6, 8, 2], device="cpu", seed=4, graph=True)
+    opt = Adam()
+    for batch_size in (96, 48, 32, 24):  # 96 rows: one shape a fit
+        m.fit(X[:96], Y[:96], epochs=1, batch_size=batch_size, optimizer=opt, verbose=False)
+    assert list(m.graph_trainer._steps) == [48, 32, 24] and opt.steps == 1 + 2 + 3 + 4

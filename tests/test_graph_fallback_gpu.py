@@ -131,3 +131,36 @@ def test_a_product_refused_on_the_capture_handle_falls_back(monkeypatch, graph, 
     assert (len(said) == 1) == (graph is True) and not m.graph_trainer.captured
     assert "refused a product" in m.graph_trainer.reason and m.optimizer.steps == ref.optimizer.steps == 10
     np.testing.assert_allclose(cupy.asnumpy(m.params), cupy.asnumpy(ref.params), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("graph", [None, True])
+def test_a_product_refused_for_a_later_batch_shape_ends_the_replays_of_the_shapes_captured_before(monkeypatch, graph):
+    """The full batches' step is captured in the first epoch; cuBLAS then refuses a product of the last, partial
+    batch on the graph's handle. From there no graph replays, as ``reason`` says (``captured`` is False): the default
+    takes the ordinary step, graph=True the eager form, and the weights are graph=False's."""
+    import warnings
+
+    import cupy
+
+    def make(graph):
+        return gpunn.MLP([8, 16, 2], device="cuda", seed=0, graph=graph, dtype="float64")
+
+    X, Y = gpunn.datasets.make("teacher", n_samples=600, n_features=8, n_outputs=2, seed=1, device="cuda",
+                               dtype="float64")  # four batches of 128 rows and one of 88
+    ref = make(False)
+    ref.fit(X, Y, epochs=2, batch_size=128, optimizer="momentum", verbose=False)
+    gemm = cublas_mod.CapturableBlas.gemm
+
+    def refuse_the_partial_batch(self, a, b, out, precision="float32"):
+        if a.shape[0] == 88:  # the partial batch's first product
+            raise cublas_mod.GemmError("CUBLAS_STATUS_NOT_SUPPORTED (made so by the test)")
+        return gemm(self, a, b, out, precision)
+
+    monkeypatch.setattr(cublas_mod.CapturableBlas, "gemm", refuse_the_partial_batch)
+    m = make(graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GraphWarning)
+        m.fit(X, Y, epochs=2, batch_size=128, optimizer="momentum", verbose=False)
+    assert "refused a product" in m.graph_trainer.reason and not m.graph_trainer.captured
+    assert m.optimizer.steps == ref.optimizer.steps == 10
+    np.testing.assert_allclose(cupy.asnumpy(m.params), cupy.asnumpy(ref.params), rtol=1e-12, atol=1e-14)

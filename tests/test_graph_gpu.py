@@ -284,6 +284,8 @@ def test_a_fit_continued_on_another_thread_leaves_the_first_threads_capture_stre
         m = gpunn.MLP([16, 64, 2], device="cuda", seed=0, graph=graph)
         opt = gpunn.optim.Adam(lr=1e-3)  # one optimizer: the second fit takes up the first's trainer and graphs
         m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False)
+        if graph:
+            firsts.extend(step.graph for step in m.graph_trainer._steps.values() if step.graph is not None)
         errors, histories, ready, go = [], [], threading.Event(), threading.Event()
 
         def continue_there():
@@ -315,9 +317,11 @@ def test_a_fit_continued_on_another_thread_leaves_the_first_threads_capture_stre
         assert not ended, ended  # the other thread issued work into this thread's capture
         return m, histories[-1]
 
+    firsts = []  # the graphs the first thread captured, on its stream and cuBLAS workspace
     (m, h), (ref, h_ref) = run(True, True), run(False, False)
     trainer = m.graph_trainer
     assert trainer.reason is None and all(step.graph is not None for step in trainer._steps.values())
+    assert firsts and not any(step.graph is graph for step in trainer._steps.values() for graph in firsts)
     _agree(m, ref, h, h_ref, 1e-4)
 
 

@@ -422,6 +422,7 @@ class _Stream:
         if self._capture is not None:
             raise CUDARuntimeError("cudaErrorIllegalState: the stream is already capturing")
         self._capture = _Recording(state.current, _Runtime.streamCaptureModeRelaxed if mode is None else mode)
+        self._capture.blocking = self._blocking  # (see _refuse_legacy_work_beside_a_blocking_capture)
         _OPEN_CAPTURES[id(self)] = self._capture
 
     def is_capturing(self):
@@ -450,6 +451,7 @@ class _Recording:
 
     def __init__(self, device, mode=2):
         self.device, self.nodes, self.invalid = device, [], None
+        self.blocking = False  # whether the capturing stream was made without non_blocking
         self.mode, self.thread = mode, threading.get_ident()
 
     def invalidate(self, what):
@@ -529,7 +531,22 @@ def _current_stream(device_id=-1):
 
 def _issuing(stream=None):
     """The stream work goes to: a graph's launch stream while it replays, else ``stream`` or the current one."""
-    return getattr(state._tls, "replaying", None) or stream or _current_stream()
+    on = getattr(state._tls, "replaying", None) or stream or _current_stream()
+    if on.ptr == 0 and _OPEN_CAPTURES:
+        _refuse_legacy_work_beside_a_blocking_capture()
+    return on
+
+
+def _refuse_legacy_work_beside_a_blocking_capture():
+    """Work for the legacy null stream while a stream of its device made without non_blocking captures is refused,
+    as CUDA refuses it (Programming Guide, CUDA graphs, prohibited operations: the legacy stream waits for every
+    blocking stream, so its work would depend on the capture; cudaErrorStreamCaptureImplicit). gpunn captures on a
+    non-blocking stream (training.graph.capture_resources), so another thread's work on the legacy stream goes on
+    while a fit captures (tests/test_graph_gpu.py)."""
+    for recording in list(_OPEN_CAPTURES.values()):
+        if recording.blocking and recording.device == state.current:
+            raise CUDARuntimeError("cudaErrorStreamCaptureImplicit: work on the legacy stream while a blocking stream "
+                                   "of its device captures (it would wait for the capture)")
 
 
 def _launch_stream(stream=None):
