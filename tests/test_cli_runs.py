@@ -398,13 +398,17 @@ def test_a_checkpoint_or_a_data_file_given_as_a_config_is_told_where_it_goes(tmp
     """--config run.npz said "run.npz is not valid TOML: 'utf-8' codec can't decode byte 0xb2 in position 16", and
     --config X.npy or t.csv TOML's complaint, none saying what the file is or which option takes it."""
     import gzip
+    import zipfile
 
     gpunn.save(tmp_path / "run.npz", gpunn.MLP([2, 1], device="cpu"))
     numpy.save(tmp_path / "X.npy", numpy.zeros((3, 2)))
     (tmp_path / "t.csv").write_text("a,y\n1,2\n")
     numpy.savez(tmp_path / "xy.npz", X=numpy.zeros((3, 2)), Y=numpy.zeros(3))
     (tmp_path / "run.toml.gz").write_bytes(gzip.compress(b"epochs = 3\n"))
+    with zipfile.ZipFile(tmp_path / "notes.zip", "w") as archive:
+        archive.writestr("notes.txt", "epochs = 3\n")
     refusals = {"run.npz": "it is an .npz/zip archive: a checkpoint is continued with --resume",
+                "notes.zip": "it is a zip archive of notes.txt, not text",
                 "X.npy": f"it is a data file (a .npy array), which follows --data: --data {tmp_path / 'X.npy'}",
                 "t.csv": f"it is a data file (CSV text), which follows --data: --data {tmp_path / 't.csv'}",
                 "xy.npz": "it is an .npz archive of the arrays X, Y; for training data save its arrays as .npy files "
@@ -421,20 +425,33 @@ def test_a_checkpoint_or_a_data_file_given_as_a_config_is_told_where_it_goes(tmp
 def test_a_data_file_or_arrays_given_to_resume_is_told_where_it_goes(tmp_path, capsys, monkeypatch):
     """--resume t.csv said "t.csv: not a gpunn checkpoint (not an .npz/zip file)", numpy.savez's arrays "(no
     gpunn_meta member)", and a path with a space bare: they say what the file is and where it goes, as --config's
-    refusal does (preflight.misplaced), and any other file the checkpoint reader's words after --resume PATH."""
+    refusal does (preflight.misplaced), and any other file the checkpoint reader's words after --resume PATH (a zip
+    too: a damaged checkpoint is no file to give to --config)."""
+    import zipfile
+
     monkeypatch.chdir(tmp_path)
     numpy.save("X.npy", numpy.zeros((3, 2)))
     (tmp_path / "my data.csv").write_text("a,y\n1,2\n")
     numpy.savez("xy.npz", X=numpy.zeros((3, 2)), Y=numpy.zeros(3))
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    (tmp_path / "T.CSV").write_text("a,y\n1,2\n")
+    gpunn.save("run.npz", gpunn.MLP([2, 1], device="cpu"))
+    whole = (tmp_path / "run.npz").read_bytes()
+    (tmp_path / "half.npz").write_bytes(whole[:len(whole) // 2])  # a checkpoint cut short: a zip that does not open
+    with zipfile.ZipFile("notes.zip", "w") as archive:
+        archive.writestr("notes.txt", "not a checkpoint\n")
     refusals = {"X.npy": "--resume X.npy is not a gpunn checkpoint: it is a data file (a .npy array), which follows "
                          "--data: --data X.npy",
+                "T.CSV": "--resume T.CSV is not a gpunn checkpoint: it is a data file (CSV text), which follows --data: "
+                         "--data T.CSV",
                 "my data.csv": "--resume 'my data.csv' is not a gpunn checkpoint: it is a data file (CSV text), which "
                                "follows --data: --data 'my data.csv'",
                 "xy.npz": "--resume xy.npz is not a gpunn checkpoint: it is an .npz archive of the arrays X, Y; for "
                           "training data save its arrays as .npy files (numpy.save) and give them to --data and "
                           "--targets",
-                "notes.txt": "--resume notes.txt: not a gpunn checkpoint (text, not an .npz/zip archive)"}
+                "notes.txt": "--resume notes.txt: not a gpunn checkpoint (text, not an .npz/zip archive)",
+                "half.npz": "--resume half.npz: corrupt, truncated or foreign file (BadZipFile: File is not a zip file)",
+                "notes.zip": "--resume notes.zip: not a gpunn checkpoint (a zip archive of notes.txt)"}
     for name, refusal in refusals.items():
         assert main(["train", "--resume", name]) == 2
         assert capsys.readouterr().err == f"gpunn train: error: {refusal}\n"

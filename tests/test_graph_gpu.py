@@ -325,6 +325,56 @@ def test_a_fit_continued_on_another_thread_leaves_the_first_threads_capture_stre
     _agree(m, ref, h, h_ref, 1e-4)
 
 
+
+def test_a_fit_continued_where_no_capture_stream_can_be_made_runs_eagerly_off_the_first_threads_stream(monkeypatch):
+    """Where a thread cannot make its capture stream and cuBLAS handle (no stream, a cuBLAS that fails), a fit
+    continued there says why (graph=True) and runs the eager form on that thread's own stream, not on the first
+    thread's capture stream, which the first thread may be capturing on meanwhile: CUDA would record the steps into
+    that capture instead of running them."""
+    from gpunn.training import graph as graph_mod
+
+    X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda")
+    make_resources, first_thread = graph_mod.capture_resources, threading.get_ident()
+
+    def none_on_other_threads(device):
+        if threading.get_ident() != first_thread:
+            raise RuntimeError("no stream on this thread (made so by the test)")
+        return make_resources(device)
+
+    def run(graph, moved):
+        m = gpunn.MLP([16, 64, 2], device="cuda", seed=0, graph=graph)
+        opt = gpunn.optim.Adam(lr=1e-3)  # one optimizer: the second fit takes up the first's trainer
+        m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False)
+        errors, said, histories, go = [], [], [], threading.Event()
+
+        def continue_there():
+            try:
+                go.wait()
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    histories.append(m.fit(X, Y, epochs=2, batch_size=128, optimizer=opt, verbose=False))
+                said.extend(str(w.message) for w in caught if issubclass(w.category, GraphWarning))
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        if not moved:
+            go.set()
+            continue_there()
+            return m, histories[-1], errors, said, []
+        monkeypatch.setattr(graph_mod, "capture_resources", none_on_other_threads)
+        thread = threading.Thread(target=continue_there, daemon=True)  # daemon: as the continued-fit test's
+        thread.start()
+        ended = []
+        _capturing_while(m.backend.device, go, thread, ended)  # the first thread captures while the other trains
+        return m, histories[-1] if histories else None, errors, said, ended
+
+    m, h, errors, said, ended = run(True, True)
+    assert not errors, errors
+    assert not ended, ended  # the moved fit issued work into the first thread's capture
+    assert said and "cuBLAS could not be set up for capture: RuntimeError: no stream on this thread" in said[0]
+    ref, h_ref, *_ = run(False, False)
+    _agree(m, ref, h, h_ref, 1e-4)
+
 def test_a_thread_that_set_up_capture_resources_exits_without_ending_another_threads_capture():
     """A thread's capture stream and cuBLAS handle, and the cuBLAS handle CuPy keeps per thread, went when the thread
     exited, before join() returned: each cublasDestroy synchronizes the device (cuBLAS docs), which CUDA refuses
