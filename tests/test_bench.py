@@ -552,6 +552,23 @@ def test_bench_refuses_bad_numbers_and_names_before_printing_anything(capsys, ar
     assert code == 2 and message in captured.err and captured.out == ""
 
 
+def test_bench_plot_without_matplotlib_is_refused_before_anything_is_measured(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code = cli.main(["bench", "--quick", "--device", "cpu", "--peers", "none", "--plot", str(tmp_path / "b.png")])
+    captured = capsys.readouterr()
+    assert code == 2 and "--plot needs matplotlib, which is not installed: pip install 'gpunn[bench]'" in captured.err
+    assert captured.out == "" and not (tmp_path / "b.png").exists()
+
+
+def test_bench_json_and_plot_naming_one_file_are_refused_before_anything_is_measured(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "b.png"
+    code = cli.main(["bench", "--quick", "--device", "cpu", "--peers", "none", "--json", str(path), "--plot", str(path)])
+    captured = capsys.readouterr()
+    assert code == 2 and f"--json and --plot both name {path}; give each its own file" in captured.err
+    assert captured.out == "" and not path.exists()
+
+
 def test_bench_quick_takes_the_repeats_asked_for(tmp_path, capsys):
     path = tmp_path / "b.json"
     run_cli(["bench", "--quick", "--device", "cpu", "--peers", "none", "--no-profile", "--repeats", "3",
@@ -1301,6 +1318,7 @@ def test_a_batched_gemm_epoch_runs_one_product_per_step_of_the_ensembles_epoch(m
         monkeypatch.setattr(mops, "matmul", counted("member ops", mops.matmul))
         monkeypatch.setattr(numpy, "matmul", counted("numpy", numpy.matmul))
         monkeypatch.setattr(fit_threads, "member_blas_threads", limit)
+        monkeypatch.setattr(eb, "synchronize", lambda on: calls.append(("device synchronized", on is b)))
         # what runs each product, and whether under the step's BLAS limit
         want = {"cuBLAS batched": ("member ops", False), eb.STACKED: ("numpy", False),
                 eb.STACKED_STEP_BLAS: ("member ops", True), eb.GROUPS: ("numpy", True)}
@@ -1309,7 +1327,8 @@ def test_a_batched_gemm_epoch_runs_one_product_per_step_of_the_ensembles_epoch(m
             calls.clear()
             g.epochs(2)
             per_call = len(g.groups) if strategy == eb.GROUPS else 1  # a group's product is its share of one
-            assert calls == [want[strategy]] * (2 * 7 * per_call), strategy
+            # the epoch ends when the device has run its products (a GPU's are asynchronous): timed, not queued
+            assert calls == [want[strategy]] * (2 * 7 * per_call) + [("device synchronized", True)], strategy
             said = {eb.STACKED: "numpy stacked", eb.STACKED_STEP_BLAS: "numpy stacked, step's BLAS threads",
                     eb.GROUPS: f"numpy, {per_call} member groups"}.get(strategy, strategy)  # the GPU's as named
             assert g.chosen() == said  # the name the rows' gemm_library and gemm_strategies give it

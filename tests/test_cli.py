@@ -514,6 +514,7 @@ def test_bench_precision_variants():
     assert variants("bf16", True) == [("bf16", None), ("bf16", False)]
     assert variants("float32", True) == [("float32", False)]
     assert variants("", True) == variants(" , ", True) == [("float32", False)]  # no name given: float32, the default
+    assert variants("bf16,tf32,bf16", False) == [("bf16", None), ("tf32", None)]  # a name given twice: one row
     with pytest.raises(ValueError, match="unknown precision"):
         variants("fp8", False)
 
