@@ -72,6 +72,26 @@ def test_the_checkpoint_alone_resumes_bit_for_bit(runs, tmp_path):
     assert (tmp_path / "run.npz.toml").exists()  # written again once the resumed run has its checkpoint
 
 
+def test_a_data_parallel_run_resumed_on_another_count_takes_the_batch_size_it_goes_on_at_there(runs, tmp_path):
+    """A 2-rank run at --batch-size 25 (a global batch of 50) goes on in one process at 50; --batch-size 50 with
+    --resume was refused as a change of the run ("which has --batch-size 25"), and its refusal of another value
+    did not say which one continues it here."""
+    d, straight = runs
+
+    def as_two_ranks(meta):  # the run's global batch of 50 as 2 ranks x 25, as mpiexec -n 2 ... --batch-size 25
+        meta["training"]["settings"].update(batch_size=25, ranks=2)
+        run_options(meta)["batch_size"] = 25
+
+    rewrite_meta(d / "base.npz", tmp_path / "run.npz", as_two_ranks)
+    status, _, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "3", "--batch-size", "40")
+    assert status == 2 and ("--batch-size 40 would change the run, which has --batch-size 25 (a global batch of 50: "
+                            "--batch-size 50 in this launch's 1 process); a resumed run continues") in err, err
+    status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "3", "--batch-size", "50")
+    assert status == 0, err
+    numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").model.params,
+                                     straight[3].model.params)  # the run it was, at its global batch
+
+
 @settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(options=st.dictionaries(st.sampled_from(sorted(OPTIONS)), st.booleans(), max_size=4),
        epochs=st.sampled_from([None, 1, 2, 3, 4]), save_elsewhere=st.booleans())

@@ -108,7 +108,7 @@ def sweep_directory(meta, path) -> str | None:
 
 def recorded(path, parser, command="train"):
     """(options as parser defaults, epochs done, backend kind or None, the kind of data source the run
-    trained on or None) of the checkpoint ``path``.
+    trained on or None, its fit settings: batch size, ranks...) of the checkpoint ``path``.
 
     ``command``: "train" (one model's run) or "sweep" (one ensemble of a gpunn sweep). Checkpoints of
     ``gpunn train`` runs from before RunOptions fall back to the ``PATH.toml`` written beside them.
@@ -147,7 +147,7 @@ def recorded(path, parser, command="train"):
                              "gpunn.load_checkpoint(path).resume(X, Y)")
         options = cfgmod.convert(parser, cfgmod.read_toml(toml), toml)
         options = {**lr_schedule.recorded_options(training["settings"]["schedule"]), **options}
-        return {k: v for k, v in options.items() if k not in RUN_LOCAL}, done, None, source
+        return {k: v for k, v in options.items() if k not in RUN_LOCAL}, done, None, source, training["settings"]
     kind = saved.get(BACKEND_KEY)
     known = {k: v for k, v in saved.items() if k not in (BACKEND_KEY, GROUP_KEY)}
     try:
@@ -158,7 +158,7 @@ def recorded(path, parser, command="train"):
     options.update({k: None for k, v in known.items() if v is None})
     # a run recorded before --gamma, --step-size and --min-factor ran at its checkpoint's schedule's
     options = {**lr_schedule.recorded_options(training["settings"]["schedule"]), **options}
-    return options, done, kind, source
+    return options, done, kind, source, training["settings"]
 
 
 def explicit(argv, parser) -> dict:
@@ -195,15 +195,29 @@ def _effective(dest, value, options, kind, source):
     return value
 
 
+def batch_here(settings: dict) -> tuple[int, int, int] | None:
+    """(per-rank batch, global batch, processes) at which a run (its checkpoint's fit ``settings``) goes on under this
+    launch: its global batch (the ranks x per-rank batch it was last written at) over this launch's processes, as the
+    fit splits it (gpunn.distributed.training.per_rank_batch_on_resume); None where they cannot split it (the fit
+    refuses that, naming the counts that can)."""
+    from ..distributed.comm import launched_size
+
+    global_batch, here = settings["batch_size"] * settings.get("ranks", 1), max(launched_size(), 1)
+    return None if global_batch % here else (global_batch // here, global_batch, here)
+
+
 def check(path, given: dict, options: dict, done: int, kind, defaults=None, source=None, negatable=(),
-          resumed="run") -> None:
+          resumed="run", batch=None) -> None:
     """Refuse, in one line naming them, the options that would not continue the recorded run exactly (``resumed``
     names it in the refusal: a "run" of gpunn train, a "sweep").
     An option the run did not record (its gpunn was older than the option) ran at its default
     (``defaults``, the parser's): only that passes. A data file (MOVABLE) may be named where it is now,
     but not given to a run that had none. Values are compared as they resolve in the run (``kind``, its
     backend kind, and ``source``, its data source's kind: see :func:`_effective`). ``negatable``: the options
-    with a --no- form (:func:`negatable`), which the refusal writes so (--no-graph)."""
+    with a --no- form (:func:`negatable`), which the refusal writes so (--no-graph). ``batch``: the per-rank batch
+    the run goes on at under this launch, with its global batch and processes (:func:`batch_here`), which
+    --batch-size may give as well as the recorded one: a 2-rank run's 128 continued in one process trains at 256,
+    which was refused as a change of the run."""
     from .. import backend as _backend
 
     options = {**{d: v for d, v in (defaults or {}).items() if d not in options}, **options}
@@ -223,12 +237,15 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
             continue
         if dest in lr_schedule.OPTIONS and dest not in SCHEDULE_FIELDS.get(options.get("schedule"), (dest,)):
             continue  # not read by the run's schedule: refused as unused (train.refuse_idle_options), changing nothing
+        if dest == "batch_size" and batch is not None and value == batch[0]:
+            continue  # the run's global batch over this launch's ranks: the same run
         ours, theirs = (_effective(dest, v, options, kind, source) for v in (value, options[dest]))
         if not _same(ours, theirs):
             differing.append((dest, value, options[dest], theirs))
     if differing:
         names = ", ".join(_said(d, v, negatable) for d, v, _, _ in differing)
         had = ", ".join(_said(d, s, negatable) + ("" if _same(s, e) else f" ({_shown(e)})")
+                        + (_batch_words(*batch) if d == "batch_size" and batch is not None and batch[0] != s else "")
                         for d, _, s, e in differing)
         raise ValueError(f"--resume {shell_word(path)}: {names} would change the {resumed}, which has {had}; a resumed "
                          f"{resumed} continues exactly as it started (start a new {resumed}, without --resume, to change it)")
@@ -238,6 +255,12 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
         said = (f"--epochs {total} is not above the {trained} it has trained" if "epochs" in given
                 else f"the run has trained its {counted(total, 'epoch')}")
         raise ValueError(f"--resume {shell_word(path)}: {said}; give --epochs above {done} to train further")
+
+
+def _batch_words(per_rank, global_batch, processes) -> str:
+    """What --batch-size continues a run at here, after the recorded one: "(a global batch of 256: --batch-size 256
+    in this launch's 1 process)"."""
+    return f" (a global batch of {global_batch}: --batch-size {per_rank} in this launch's {counted(processes, 'process')})"
 
 
 def _kind_bound(kind, options) -> str:
@@ -281,7 +304,7 @@ def defaults_for(path, on_command_line: dict, parser, config_values: dict, comma
     values; every option given (``on_command_line``: :func:`explicit`'s, or --config) checked first, a refusal
     naming ``--resume given_as`` (a sweep's directory, whose first checkpoint is ``path``; it named that file, which
     its user had not typed). A sweep's epochs are checked against each of its checkpoints (gpunn.cli.sweep), not here."""
-    options, done, kind, source = recorded(path, parser, command)
+    options, done, kind, source, settings = recorded(path, parser, command)
     given = {**config_values, **on_command_line}
     defaults = {a.dest: a.type(a.default) if isinstance(a.default, str) and callable(a.type) else a.default
                 for a in parser._actions if a.dest != "help"}  # as argparse converts a string default
@@ -290,7 +313,7 @@ def defaults_for(path, on_command_line: dict, parser, config_values: dict, comma
         raise ValueError(f"--resume {shell_word(given_as or path)}: the {resumed} {_kind_bound(kind, options)}; "
                          f"{_resume_on(kind, given_as or path, resumed, options)}")
     check(given_as or path, given, options, done if command == "train" else 0, kind, defaults, source,
-          negatable(parser), "run" if command == "train" else command)
+          negatable(parser), "run" if command == "train" else command, batch_here(settings))
     if kind is not None and "device" not in given:
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
     return {**options, **config_values}

@@ -129,8 +129,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--resume", type=file_path, metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
                    "every option; --epochs can extend it, --save, --json, --csv, --plot, --progress, --quiet and --device (same kind) apply, "
                    "--data and --targets may say where its files are now (the same data), "
-                   "any other option that differs from the recorded one is refused; keeps saving to PATH unless "
-                   "--save says otherwise")
+                   "any other option that differs from the recorded one is refused (--batch-size may also give the "
+                   "per-rank batch the run goes on at on another number of ranks: its global batch over them); keeps "
+                   "saving to PATH unless --save says otherwise")
     r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between the checkpoints --save writes (default: %(default)s)")
     r.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stops improving; keep the best weights")
     r.add_argument("--patience", type=positive(int), default=5, help="with --early-stopping: epochs without improvement before stopping (default: %(default)s)")
