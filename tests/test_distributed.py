@@ -2840,6 +2840,29 @@ def test_gpunn_train_or_sweep_failing_on_one_rank_ends_the_job_in_one_line(tmp_p
     assert "Abort(" not in line  # a line of its own: MPI's report of the abort follows on the next
 
 
+def test_a_rank_interrupted_before_mpi_started_leaves_without_starting_mpi_to_end_the_job(monkeypatch, capsys):
+    """Ctrl-C on mpiexec -n 2 gpunn train half a second in: rank 0, still starting (gpunn._startup), left without
+    MPI, and rank 1, interrupted just after, started MPI to end the job and waited for rank 0 in MPI_Init for
+    GPUNN_DIST_TIMEOUT (300 s) until the watchdog killed it. Every process got the Ctrl-C: one that has not started
+    MPI now says its line and leaves. Another failure still ends the job (stubbed here)."""
+    from gpunn import cli
+    from gpunn.distributed import comm
+
+    ended = []
+    monkeypatch.setattr(comm, "end_launched_job", ended.append)
+    monkeypatch.setattr(comm, "_WORLD", {})
+    monkeypatch.delitem(sys.modules, "mpi4py.MPI", raising=False)
+    for name in comm._SIZE_VARIABLES + comm._RANK_VARIABLES + comm._LOCAL_RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "1")
+    argv = ["train", "--rows", "200"]
+    line = "gpunn train: interrupted (Ctrl-C); any checkpoint is the last one completely written"
+    assert cli._failed(130, line, argv, KeyboardInterrupt()) == 130 and ended == []
+    assert capsys.readouterr().err == f"gpunn train [rank 1 of ranks 0-1]: {line.partition(': ')[2]}\n"
+    assert cli._failed(2, "gpunn train: error: no such file", argv, ValueError("no such file")) == 2 and ended == [2]
+
+
 @needs_mpi
 @pytest.mark.parametrize("refused, says", [
     (["--batch-size", "0"], "argument --batch-size: must be positive, got 0 (see gpunn train --help)"),

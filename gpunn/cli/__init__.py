@@ -301,7 +301,9 @@ def _failed(status: int, text: str, argv, exc: BaseException | None = None) -> i
     # one write: the launcher merges the ranks' stderr, and a separate newline can land after another rank's line
     sys.stderr.write(_with_rank(text) + "\n")
     sys.stderr.flush()
-    if lines is None:
+    # a Ctrl-C (SIGTERM) on mpiexec reaches every process: one interrupted as it started (gpunn._startup) left
+    # without MPI, so ending the job from here, which starts MPI, waited for it GPUNN_DIST_TIMEOUT s in MPI_Init
+    if lines is None and not (isinstance(exc, KeyboardInterrupt) and "mpi4py.MPI" not in sys.modules):
         end_launched_job(status)
     return status
 
