@@ -623,9 +623,12 @@ def test_ensemble_gemm_baseline_is_the_best_strategy_of_each_round():
 def test_ensemble_gemm_baseline_na_when_no_strategy_can_be_timed():
     from gpunn.bench.ensemble import gemm_baseline
 
-    a = _fake_gemm("a")
+    a, b = _fake_gemm("a"), _fake_gemm("b")
     best, top, why = gemm_baseline({a: [0.002, 0.003]}, {a: 2}, min_timed=0.01)
     assert best is None and top is None and "took 5.0 ms, under the 10 ms" in why
+    # of several strategies, the shortest repeat is said (a's 5 ms, not b's 8)
+    assert "took 5.0 ms, under the 10 ms" in gemm_baseline({a: [0.002, 0.003], b: [0.008] * 2}, {a: 2, b: 1},
+                                                           min_timed=0.01)[2]
 
 
 def test_a_stall_while_calibrating_leaves_the_gemm_baseline_timed(monkeypatch):
@@ -1750,6 +1753,24 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     assert asked["run"][1]["peers"] == ["naive", "torch", "sklearn"] and asked["ensembles"][1]["peers"] == []
     run_cli(["bench", "--device", "cpu", "--config", "small-x4"], capsys)
     assert asked["ensembles"][1]["peers"] == list(bench.ENSEMBLE_PEERS)
+
+
+def test_gpunn_bench_device_all_runs_on_the_cpu_and_the_gpu_and_auto_on_the_gpu_alone(capsys, monkeypatch, fake_cupy):
+    """--device all (the default): the CPU, and cuda:0 where CuPy sees a device (tests/fakecupy's here); --device auto
+    resolves to one device, the GPU. What bench.run is handed is recorded, nothing is timed."""
+    asked = []
+    setup = {"gpunn": "0", "date": "today", "machine": "m", "cores": 2, "devices": ["cpu"], "blas": "b",
+             "gpunn_cpu_path": "p", "python": "3", "numpy": "2", "torch": "no", "sklearn": "no", "dtype": "float32"}
+
+    def run(configs, backends, **kwargs):
+        asked.append([b.device for b in backends])
+        return {"setup": dict(setup, wall_seconds=1.0), "results": [_row(config="small")], "complete": True}
+
+    monkeypatch.setattr(bench, "run", run)
+    for device in ("all", "auto"):
+        out = run_cli(["bench", "--device", device, "--config", "small", "--peers", "none"], capsys)
+        assert f"configuration(s) on {', '.join(asked[-1])}; peers: none" in out
+    assert asked == [["cpu", "cuda:0"], ["cuda:0"]]
 
 
 def test_gpunn_bench_rewrites_its_json_after_each_configuration_only_into_a_file(tmp_path):

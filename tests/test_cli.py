@@ -731,6 +731,8 @@ def test_a_report_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
                                            f"wrote {refusal}\n")
     assert cli.main(["sweep", *TINY, "--csv", str(data)]) == 2
     assert "--csv writes this run's report" in capsys.readouterr().err
+    assert cli.main(["bench", "--quick", "--device", "cpu", "--peers", "none", "--json", str(array)]) == 2
+    assert "(a .npy array); refusing to overwrite it: --json writes this run's report" in capsys.readouterr().err
     assert {path: path.read_bytes() for path in (data, array, model, arrays)} == before
     report, empty = tmp_path / "h.csv", tmp_path / "empty.json"
     empty.write_text("")  # (mktemp's)
