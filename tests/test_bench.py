@@ -1064,6 +1064,8 @@ def test_the_ensemble_benchmarks_runners_fit_what_they_time():
         runner.epochs(5)
         runner.epochs(5)
         assert len(calls) == 2 * fits and len({id(model) for model, _, _ in calls}) == fits, runner.label
+        # each epochs() call, a timed repeat, shuffles with a seed of its own (the K sequential fits share theirs)
+        assert [options["seed"] for _, _, options in calls] == [1] * fits + [2] * fits, runner.label
         for model, data, options in calls:
             assert data[0] is X and data[1] is Y
             assert (options["epochs"], options["batch_size"]) == (5, 16)
@@ -1753,6 +1755,11 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     assert asked["run"][1]["peers"] == ["naive", "torch", "sklearn"] and asked["ensembles"][1]["peers"] == []
     run_cli(["bench", "--device", "cpu", "--config", "small-x4"], capsys)
     assert asked["ensembles"][1]["peers"] == list(bench.ENSEMBLE_PEERS)
+    # --quick: its tiny configuration, 2 repeats of 0.02 s, unless --repeats and --seconds say otherwise (--help)
+    run_cli(["bench", "--quick", "--device", "cpu", "--peers", "none"], capsys)
+    assert asked["run"][0] == ["tiny"] and (asked["run"][1]["repeats"], asked["run"][1]["seconds"]) == (2, 0.02)
+    run_cli(["bench", "--quick", "--device", "cpu", "--peers", "none", "--repeats", "3", "--seconds", "0.5"], capsys)
+    assert (asked["run"][1]["repeats"], asked["run"][1]["seconds"]) == (3, 0.5)
 
 
 def test_gpunn_bench_device_all_runs_on_the_cpu_and_the_gpu_and_auto_on_the_gpu_alone(capsys, monkeypatch, fake_cupy):
