@@ -707,14 +707,17 @@ def test_a_report_over_the_config_file_the_run_reads_is_refused(tmp_path, capsys
 
 def test_a_report_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
     """gpunn train --csv t.csv, taken for a CSV input, trained the synthetic task and wrote its history over the
-    data (--json over an array or a checkpoint alike). --json and --csv replace what they wrote, or an empty file;
-    any other file is refused before the run, saying what it is and, for data, the option that reads it."""
+    data (--json over an array or a checkpoint alike). --json and --csv replace what they wrote (train's history,
+    sweep's table), or an empty file; any other file is refused before the run, saying what it is and, for data, the
+    option that reads it."""
     data, array, model, arrays = tmp_path / "t.csv", tmp_path / "x.npy", tmp_path / "m.npz", tmp_path / "xy.npz"
     data.write_text("a,b,y\n1,2,3\n")
+    wide = tmp_path / "WIDE.CSV"  # a first line of 169 characters, in a name in capitals
+    wide.write_text(",".join(f"column{i}" for i in range(20)) + "\n" + ",".join("1" * 20) + "\n")
     numpy.save(array, numpy.zeros((2, 2)))
     gpunn.save(model, gpunn.MLP([3, 1], device="cpu"))
     numpy.savez(arrays, X=numpy.zeros((2, 2)), Y=numpy.zeros(2))
-    before = {path: path.read_bytes() for path in (data, array, model, arrays)}
+    before = {path: path.read_bytes() for path in (data, array, model, arrays, wide)}
     refusals = [("--csv", data, f"(a CSV file whose first line is 'a,b,y'); refusing to overwrite it: --csv writes "
                                 f"this run's report, choose another name (to train on it: --data {data} --target "
                                 "COLUMN)"),
@@ -724,7 +727,10 @@ def test_a_report_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
                                  "choose another name"),
                 # (it said "no gpunn_meta member", and "to train on it: --data xy.npz --targets Y.npy": no --data file)
                 ("--json", arrays, "(an .npz archive of the arrays X, Y); refusing to overwrite it: --json writes this "
-                                   "run's report, choose another name")]
+                                   "run's report, choose another name"),
+                ("--json", wide, "(a CSV file whose first line is 'column0,column1,column2,column3,column4,column5,"
+                                 "column6,colu'); refusing to overwrite it: --json writes this run's report, choose "
+                                 f"another name (to train on it: --data {wide} --target COLUMN)")]
     for option, path, refusal in refusals:
         assert cli.main(["train", *TINY, option, str(path)]) == 2
         assert capsys.readouterr().err == (f"gpunn train: error: {option} {path} exists and is not a report gpunn "
@@ -733,12 +739,17 @@ def test_a_report_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
     assert "--csv writes this run's report" in capsys.readouterr().err
     assert cli.main(["bench", "--quick", "--device", "cpu", "--peers", "none", "--json", str(array)]) == 2
     assert "(a .npy array); refusing to overwrite it: --json writes this run's report" in capsys.readouterr().err
-    assert {path: path.read_bytes() for path in (data, array, model, arrays)} == before
+    assert {path: path.read_bytes() for path in (data, array, model, arrays, wide)} == before
     report, empty = tmp_path / "h.csv", tmp_path / "empty.json"
     empty.write_text("")  # (mktemp's)
     assert cli.main(["train", *TINY, "--csv", str(report), "--json", str(empty)]) == 0
     assert cli.main(["train", *TINY, "--csv", str(report), "--json", str(empty)]) == 0  # its own reports, replaced
     assert report.read_text().startswith("epoch,loss,") and empty.read_text().startswith("{")
+    table = tmp_path / "table.csv"
+    assert cli.main(["sweep", *TINY, "--csv", str(table)]) == 0
+    assert cli.main(["sweep", *TINY, "--csv", str(table)]) == 0  # a sweep's table, replaced by the next sweep
+    assert table.read_text().startswith("member,lr,")
+    capsys.readouterr()
 
 
 def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_path, capsys, monkeypatch,

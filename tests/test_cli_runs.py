@@ -427,6 +427,7 @@ def test_a_data_file_or_arrays_given_to_resume_is_told_where_it_goes(tmp_path, c
     gpunn_meta member)", and a path with a space bare: they say what the file is and where it goes, as --config's
     refusal does (preflight.misplaced), and any other file the checkpoint reader's words after --resume PATH (a zip
     too: a damaged checkpoint is no file to give to --config)."""
+    import pickle
     import zipfile
 
     monkeypatch.chdir(tmp_path)
@@ -440,6 +441,9 @@ def test_a_data_file_or_arrays_given_to_resume_is_told_where_it_goes(tmp_path, c
     (tmp_path / "half.npz").write_bytes(whole[:len(whole) // 2])  # a checkpoint cut short: a zip that does not open
     with zipfile.ZipFile("notes.zip", "w") as archive:
         archive.writestr("notes.txt", "not a checkpoint\n")
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps({"weights": [1.0]}))
+    (tmp_path / "latin.csv").write_bytes(b"caf\xe9,y\n1,2\n")  # Excel's Latin-1 CSV: text, not UTF-8
+    (tmp_path / "t.pq").write_bytes(b"PAR1\x15\x04\x15\x10\x00PAR1")  # binary, named as a Parquet file
     refusals = {"X.npy": "--resume X.npy is not a gpunn checkpoint: it is a data file (a .npy array), which follows "
                          "--data: --data X.npy",
                 "T.CSV": "--resume T.CSV is not a gpunn checkpoint: it is a data file (CSV text), which follows --data: "
@@ -451,7 +455,13 @@ def test_a_data_file_or_arrays_given_to_resume_is_told_where_it_goes(tmp_path, c
                           "--targets",
                 "notes.txt": "--resume notes.txt: not a gpunn checkpoint (text, not an .npz/zip archive)",
                 "half.npz": "--resume half.npz: corrupt, truncated or foreign file (BadZipFile: File is not a zip file)",
-                "notes.zip": "--resume notes.zip: not a gpunn checkpoint (a zip archive of notes.txt)"}
+                "notes.zip": "--resume notes.zip: not a gpunn checkpoint (a zip archive of notes.txt)",
+                "model.pkl": "--resume model.pkl: looks like a Python pickle; gpunn checkpoints never contain pickles "
+                             "and are not unpickled",
+                "latin.csv": "--resume latin.csv is not a gpunn checkpoint: it is a data file (CSV text), which follows "
+                             "--data: --data latin.csv",
+                "t.pq": "--resume t.pq is not a gpunn checkpoint: it is a data file (a Parquet file), which follows "
+                        "--data: --data t.pq"}
     for name, refusal in refusals.items():
         assert main(["train", "--resume", name]) == 2
         assert capsys.readouterr().err == f"gpunn train: error: {refusal}\n"

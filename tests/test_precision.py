@@ -121,6 +121,9 @@ def test_gemm_plan_refuses_what_cublas_cannot_read():
         cublas.plan_for(a, np.zeros((5, 3), np.float32), np.zeros((4, 3), np.float32))
     with pytest.raises(cublas.GemmError, match="do not match"):  # cuBLAS would write 4 rows into 2
         cublas.plan_for(a, np.zeros((6, 3), np.float32), np.zeros((2, 3), np.float32))
+    odd = np.lib.stride_tricks.as_strided(np.zeros(8, np.float32), shape=(2, 2), strides=(6, 4))  # rows 1.5 apart
+    with pytest.raises(cublas.GemmError, match=r"A: strides \(6, 4\) are not whole elements"):
+        cublas.plan_for(odd, np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32))
     with pytest.raises(cublas.GemmError, match="share a dtype"):  # GemmEx takes one type for both operands
         cublas.product_type(np.zeros((2, 2), BF16), np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32), "bf16")
 
