@@ -613,12 +613,13 @@ def test_predicts_reader_of_an_npy_file_gives_every_row_when_the_last_chunk_is_o
 @pytest.mark.parametrize("content, said", [
     (b"oops\n", " is text, not a .npy array (no .npy header): a CSV file? save the {} with numpy.save(path, X)"),
     (b"1,2\n3,4\n", " is text, not a .npy array (no .npy header): a CSV file? save the {} with numpy.save(path, X)"),
+    (b"caf\xe9,y\n1,2\n", " is text, not a .npy array (no .npy header): a CSV file? save the {} with numpy.save(path, X)"),
     (b"", " is empty (0 bytes), not a .npy array"),
     (_pickle_bytes(), " is a Python pickle; gpunn never unpickles: save the {} with numpy.save"),
     (_npz_bytes(), " is an .npz/zip archive (a checkpoint?), not one array; save the {} with numpy.save(path, X)"),
     (_gzip_bytes(), " is gzip-compressed: decompress it first"),
     (b"\x01\x02\x00\x03" * 8, ": not a .npy array (no .npy header), and binary"),
-], ids=["text", "csv text", "empty", "pickle", "npz", "gzip", "binary"])
+], ids=["text", "csv text", "latin-1 text", "empty", "pickle", "npz", "gzip", "binary"])
 def test_a_file_named_npy_that_is_no_npy_array_is_refused_for_what_it_is_by_every_reader(tmp_path, content, said):
     """gpunn train --data x.npy (gpunn.data.npy) and gpunn predict's streamed read said NumPy's "not a readable .npy
     file (the magic string is not correct; expected b'\\x93NUMPY', got b'\\x80\\x04\\x95...')" of a pickle, an

@@ -429,8 +429,9 @@ def test_save_and_a_checkpoint_writer_refuse_to_replace_a_file_that_is_not_a_che
     model = gpunn.MLP([2, 3, 1], device="cpu", seed=0)
     X = numpy.ones((8, 2))
     (tmp_path / "data.csv").write_text("a,b,y\n1,2,3\n")
+    (tmp_path / "latin.csv").write_bytes(b"caf\xe9,y\n1,2\n")  # Excel's Latin-1 CSV: text too
     numpy.save(tmp_path / "X.npy", X)
-    for name, what in (("data.csv", "text"), ("X.npy", "a .npy array")):
+    for name, what in (("data.csv", "text"), ("latin.csv", "text"), ("X.npy", "a .npy array")):
         before = (tmp_path / name).read_bytes()
         refusal = rf"{name} exists and is not a gpunn checkpoint \({what}\); refusing to overwrite it: choose another"
         with pytest.raises(FileExistsError, match=refusal):

@@ -228,6 +228,11 @@ def test_the_memory_checks_count_a_cuda_graph_on_a_gpu_unless_no_graph():
     ("a,b,c\n1,2,3\n4,5,6,7\n", "line 3: 4 values, where the lines before it have 3"),
     ('"a","b\nc",d\r\n1,2,3\r\n4,5\r\n', "line 4: 2 values, where the lines before it have 3"),
     ("a,b,c\n1,2\n4,5,6\n", "line 2: 2 values, where the lines before it have 3"),  # the header's 3, as streamed
+    # a header ending in a comma is named as the cause of the first row's width (a word in that row or not), and of
+    # no later row's: the first row had the header's width
+    ("a,b,y,\n1,x,3\n", "line 2: 3 values, where the header row names 4 columns, its last without a name: the header "
+                        "line ends in a comma (remove it)"),
+    ("a,b,\n1,2,3\n4,5\n", "line 3: 2 values, where the lines before it have 3"),
 ])
 def test_a_csv_input_that_is_not_numbers_is_located_as_the_streamed_reader_locates_a_bad_value(tmp_path, text, said):
     """numpy.loadtxt's own words: a value's row counted from 0 after the header but its column from 1, the row of
