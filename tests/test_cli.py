@@ -662,7 +662,8 @@ def test_a_checkpoint_named_as_a_data_file_or_report_is_refused_before_training(
     file"), by gpunn and any other tool; train's --save and sweep's --save-best take any other name."""
     args = ["train", *TINY] if command == "train" else ["sweep", "--rows", "200", "--features", "3", "--hidden", "4",
                                                          "--epochs", "1", "--quiet", "--device", "cpu"]
-    for name, kind in [("best.csv", "a data file"), ("best.Parquet", "a data file"), ("best.json", "a JSON report")]:
+    for name, kind in [("best.csv", "a data file"), ("best.Parquet", "a data file"), ("best.json", "a JSON report"),
+                       ("best.toml", "a config file"), ("best.svg", "a plot")]:
         assert cli.main([*args, option, str(tmp_path / name)]) == 2
         out = capsys.readouterr()
         assert out.out == "" and not (tmp_path / name).exists()

@@ -1630,6 +1630,18 @@ def test_the_batched_gemm_plan_computes_every_product_of_an_ensemble_step():
     with pytest.raises(cublas.GemmError, match="not a stack of 3"):
         cublas.batched_plan_for(A1[:2], ens.weights[1], np.empty((3, 6, SIZES[2]), np.float32))
 
+    def half_element_apart(x):  # the same matrices, each 2 bytes past a whole element from the one before
+        step = x.strides[0] + 2
+        flat = np.zeros(x.size + 3 * x.shape[0], x.dtype)
+        return np.lib.stride_tricks.as_strided(flat, x.shape, (step, *x.strides[1:]))
+
+    with pytest.raises(cublas.GemmError, match="A: a .* operand is not a stack of 3 matrices"):
+        cublas.batched_plan_for(half_element_apart(A1), ens.weights[1], np.empty((3, 6, SIZES[2]), np.float32))
+    with pytest.raises(cublas.GemmError, match="C: strides .* are not whole elements"):
+        cublas.batched_plan_for(A1, ens.weights[1], half_element_apart(np.empty((3, 6, SIZES[2]), np.float32)))
+    with pytest.raises(cublas.GemmError, match=r"writes a \(K, n, m\) stack, not \(6, 8\)"):
+        cublas.batched_plan_for(X, ens.weights[0][0], np.empty((6, SIZES[1]), np.float32))
+
 
 @pytest.mark.filterwarnings("ignore::gpunn.training.graph.GraphWarning")  # the CPU does not capture: said once
 @pytest.mark.parametrize("optimizer", ["adam", "momentum"])

@@ -54,8 +54,9 @@ def test_the_gpu_estimate_counts_driver_free_and_pooled_memory_and_says_what_fit
 
 
 @pytest.mark.parametrize("n_bytes, text", [(3 << 20, "3.0 MiB"), (1023 << 20, "1,023.0 MiB"), (15 << 30, "15.0 GiB"),
-                                            (1023 << 30, "1,023.0 GiB"), (2633.8 * 2**30, "2.6 TiB"),
-                                            (263378 * 2**30, "257.2 TiB"), (5000 << 40, "5,000.0 TiB")])
+                                            (1023 << 30, "1,023.0 GiB"), (1 << 40, "1.0 TiB"),
+                                            (2633.8 * 2**30, "2.6 TiB"), (263378 * 2**30, "257.2 TiB"),
+                                            (5000 << 40, "5,000.0 TiB")])
 def test_a_memory_size_is_given_in_the_unit_that_keeps_it_short(n_bytes, text):
     """gpunn train --rows 1e12 said it streamed since "263378.0 GiB would not fit comfortably in 14.4 GiB free"."""
     assert preflight.size_text(n_bytes) == text
