@@ -745,6 +745,11 @@ def end_job_on_uncaught_exception() -> None:
     before = sys.excepthook
 
     def ends_the_job(kind, exc, tb):
+        if issubclass(kind, KeyboardInterrupt) and "mpi4py.MPI" not in sys.modules:
+            # a Ctrl-C (SIGTERM) on mpiexec reaches every process, and one interrupted while it imported gpunn (before
+            # this hook) left without MPI: ending the job from here starts MPI, which waited for it in MPI_Init for
+            # GPUNN_DIST_TIMEOUT s (then hydra's "Segmentation fault (signal 11)" of the rank killed there)
+            return before(kind, exc, tb)
         try:
             _say(f"gpunn{_where()}: this rank failed; aborting all ranks.\n")
             before(kind, exc, tb)
