@@ -76,6 +76,12 @@ def killed_words(stage):
     return f"the run ended while {what} ran (summary.txt has no {stage} line)"
 
 
+# the hooks' check figures that are NaN where the check met non-finite numbers (a NaN in the weights or the product
+# on the GPU): written null since 2026-12-02, read back as nan, as the NaN of older files was (a null one stopped
+# the report formatting it, or was said "not measured", where nan fails the check)
+HOOK_FIGURES = frozenset({"worst", "rel_err", "max_rel_err", "exactness_max_rel_err"})
+
+
 def _json(path):
     from gpunn.bench.report import read_json  # a row's null (not measured) as nan, as older files' NaN reads
 
@@ -83,7 +89,7 @@ def _json(path):
     if text is None:
         return None
     try:
-        return read_json(text)
+        return read_json(text, HOOK_FIGURES)
     except ValueError:
         return None
 

@@ -1664,6 +1664,18 @@ def test_the_json_writes_numpy_numbers_as_numbers_and_a_figure_not_measured_as_n
     assert (tmp_path / "b.json").read_bytes() == json_bytes(data)
 
 
+def test_the_json_writes_numpys_bools_and_integers_as_json_bools_and_integers():
+    """float() made 1.0 of numpy.True_ and 3.0 of numpy.int64(3): a reader testing ``is True`` or an integer got a
+    float."""
+    from gpunn.bench.report import json_bytes
+
+    data = {"ok": numpy.bool_(True), "no": numpy.False_, "n": numpy.int64(3), "k": [numpy.uint8(7)],
+            "rate": numpy.float32(1.5)}
+    read = json.loads(json_bytes(data))
+    assert read == {"ok": True, "no": False, "n": 3, "k": [7], "rate": 1.5}  # (1.0 == True: the types next)
+    assert [type(read[k]) for k in ("ok", "no", "n", "rate")] == [bool, bool, int, float] and type(read["k"][0]) is int
+
+
 def test_the_square_gemms_keep_to_the_budget_and_none_is_timed_once_it_is_spent(monkeypatch):
     """The ensemble bench timed its square "peak" GEMMs after its rounds with the ``seconds`` asked, whatever was left
     of --max-seconds: a warm-up, a calibration and at least two rounds of each, past the budget (the ensemble hook's

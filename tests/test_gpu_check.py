@@ -136,10 +136,9 @@ def _refused(token):
     raise ValueError(f"{token} is not JSON")
 
 
-def test_a_figure_not_measured_reads_the_same_as_null_as_it_did_as_nan(tmp_path, capsys):
-    """gpunn bench and the hooks wrote a figure they did not measure (nan) as NaN, which is not JSON (jq, JSON.parse
-    and Go refuse it); they write null now, and the report reads such a file as it reads the older NaN ones: the
-    H200 run's rows with graph_speedup, others_cpu and spread not measured, its precision part with bf16 unscored."""
+def _reports_with_nan_and_null(tmp_path, capsys, edit):
+    """The H200 run's report twice, with the JSON files that ``edit(run)`` returns ({path: data}, NaN in it) written
+    as before 2026-12-02 (NaN) and as now (strict JSON, null): gpunn bench's train.json, the hooks' others."""
     from gpunn.bench.report import write_json
 
     hook_args = _load("bench/gpu_checks/hook_args.py", "hook_args_for_nulls")
@@ -147,27 +146,55 @@ def test_a_figure_not_measured_reads_the_same_as_null_as_it_did_as_nan(tmp_path,
     for how in ("NaN", "null"):
         run = tmp_path / how
         shutil.copytree(RUNS / "h200-2026-11-28", run)
+        (run / "precision").mkdir()
+        for path, data in edit(run).items():
+            if how == "NaN":
+                path.write_text(json.dumps(data))
+            else:
+                write_json(data, path) if path.name == "train.json" else hook_args.write_json(path, data)
+                json.loads(path.read_text(), parse_constant=_refused)  # strict JSON
+        summary = (run / "summary.txt").read_text().replace("\n", "\nok   precision: precision.txt (5s)\n", 1)
+        (run / "summary.txt").write_text(summary)
+        reports.append(_report(run, capsys=capsys))
+    return reports
+
+
+def test_a_figure_not_measured_reads_the_same_as_null_as_it_did_as_nan(tmp_path, capsys):
+    """gpunn bench and the hooks wrote a figure they did not measure (nan) as NaN, which is not JSON (jq, JSON.parse
+    and Go refuse it); they write null now, and the report reads such a file as it reads the older NaN ones: the
+    H200 run's rows with graph_speedup, others_cpu and spread not measured, its precision part with bf16 unscored."""
+    def edit(run):
         train = json.loads((run / "train.json").read_text())
         for r in train["results"]:
             r.update(graph_speedup=math.nan, others_cpu=math.nan, spread=[math.nan, math.nan])
         precision = json.loads((RUNS / "cpu-dry-run" / "precision" / "precision.json").read_text())
         precision["r2"]["r2"]["bf16"] = math.nan
-        (run / "precision").mkdir()
-        if how == "NaN":  # as they were written before 2026-12-02
-            (run / "train.json").write_text(json.dumps(train))
-            (run / "precision" / "precision.json").write_text(json.dumps(precision))
-        else:
-            write_json(train, run / "train.json")
-            hook_args.write_json(run / "precision" / "precision.json", precision)
-            for path in (run / "train.json", run / "precision" / "precision.json"):
-                json.loads(path.read_text(), parse_constant=_refused)  # strict JSON
-        summary = (run / "summary.txt").read_text().replace("\n", "\nok   precision: precision.txt (5s)\n", 1)
-        (run / "summary.txt").write_text(summary)
-        reports.append(_report(run, capsys=capsys))
+        return {run / "train.json": train, run / "precision" / "precision.json": precision}
+
+    reports = _reports_with_nan_and_null(tmp_path, capsys, edit)
     assert reports[0] == reports[1]
     assert "graph over eager (ratios of medians): small float32 11.53×" in reports[1]
     assert "bf16 nan (+nan)" in reports[1]
 
+
+def test_a_hooks_check_that_met_nan_reads_as_nan_from_null_not_as_not_measured(tmp_path, capsys):
+    """A check's figure is NaN where the GPU's numbers were (NaN weights, a NaN product): the hooks write it null now,
+    and the report read that null as no figure, failing to format a member's or a GEMM's (TypeError) or saying the
+    ensemble's exactness was "not measured", where the NaN of an older file fails the check."""
+    def edit(run):
+        ensemble = json.loads((run / "ensemble" / "ensemble.json").read_text())
+        ensemble.update(exactness_max_rel_err=math.nan, exact=False)
+        precision = json.loads((RUNS / "cpu-dry-run" / "precision" / "precision.json").read_text())
+        precision["members"]["bf16 relu adam"].update(worst=math.nan, ok=False)
+        precision["gemm"] = {"bf16, eager": {"accepted": True, "rel_err": math.nan, "ok": False}}
+        return {run / "ensemble" / "ensemble.json": ensemble, run / "precision" / "precision.json": precision}
+
+    reports = _reports_with_nan_and_null(tmp_path, capsys, edit)
+    assert reports[0] == reports[1]
+    assert "bf16 relu adam: nan (bound 0.02" in reports[1]
+    assert "bf16, eager: nan" in reports[1]
+    exactness = next(v for k, v in _targets(reports[1]).items() if k.startswith("each member equals its MLP"))
+    assert exactness == ("nan (cuda)", "**not met**")
 
 def test_a_cpu_runs_large_rows_get_no_gpu_verdict(tmp_path, capsys):
     """Issue 10's throughput targets read train.json's large/small/medium rows without their device: a CPU

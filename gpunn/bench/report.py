@@ -198,10 +198,8 @@ def json_bytes(data) -> bytes:
     return json_text(data)
 
 
-def _nan_for_null(obj: dict) -> dict:
-    from .runners import NOT_MEASURED
-
-    for key in NOT_MEASURED.intersection(obj):
+def _nan_for_null(obj: dict, figures) -> dict:
+    for key in figures.intersection(obj):
         value = obj[key]
         if value is None:
             obj[key] = math.nan
@@ -210,11 +208,15 @@ def _nan_for_null(obj: dict) -> dict:
     return obj
 
 
-def read_json(text):
+def read_json(text, figures=()):
     """A JSON that gpunn bench (``--json``) or a gpu_check hook wrote, with each row's figure not measured (null in
     the file, NaN in one written before 2026-12-02) read back as nan, the value its row held: a reader's arithmetic
-    and math.isfinite take it as they took it in the run."""
-    return json.loads(text, object_hook=_nan_for_null)
+    and math.isfinite take it as they took it in the run. ``figures``: the names of more figures read so (a hook's
+    checks, whose NaN is a failed check: bench/gpu_report.py's HOOK_FIGURES)."""
+    from .runners import NOT_MEASURED
+
+    names = NOT_MEASURED.union(figures)
+    return json.loads(text, object_hook=lambda obj: _nan_for_null(obj, names))
 
 
 def write_json(data, path) -> None:

@@ -216,7 +216,12 @@ def json_text(obj) -> bytes:
     """``obj`` as strict JSON (indented, UTF-8), as every gpunn report writes it (train, sweep, bench, the kernel
     benchmark, the gpu_check hooks): a non-finite float (a diverged member's loss, a metric with no held-out rows, a
     bench figure not measured) becomes null, which every JSON reader takes; Python's NaN/Infinity tokens are not
-    JSON (jq, JSON.parse and Go refuse them). NumPy's numbers are written as floats."""
+    JSON (jq, JSON.parse and Go refuse them). NumPy's numbers are written as Python's: a bool as true/false, an
+    integer as one (float() made 1.0 of numpy.True_ and 3.0 of numpy.int64(3)), the others as floats."""
+    import numbers
+
+    import numpy
+
     def strict(value):
         if isinstance(value, dict):
             return {k: strict(v) for k, v in value.items()}
@@ -224,6 +229,10 @@ def json_text(obj) -> bytes:
             return [strict(v) for v in value]
         if value is None or isinstance(value, (str, int)):  # bool is an int
             return value
+        if isinstance(value, numpy.bool_):
+            return bool(value)
+        if isinstance(value, numbers.Integral):  # numpy.int64
+            return int(value)
         if hasattr(value, "__float__"):  # a float, NumPy's numbers
             value = float(value)
             return value if math.isfinite(value) else None
