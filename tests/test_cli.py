@@ -39,6 +39,7 @@ def test_the_result_is_the_last_epochs_loss_and_the_saved_models_held_out_metric
     assert not {"func", "debug"} & set(saved["config"])  # the run's options, not the process's
     assert result["train_loss"] == history["loss"][-1] and result["train_loss"] != history["loss"][0]
     assert result["train_seconds"] == sum(history["time_s"])  # every epoch's, the first too
+    assert result["ranks"] == 1  # no launcher: one process
     X, Y = gpunn.datasets.make("teacher", 3000, 6, 1, seed=0, device="cpu", dtype="float64")  # the first tenth held out
     held_out = gpunn.load(path, device="cpu").evaluate(X[:300], Y[:300])
     assert [result[k] for k in ("val_mse", "val_mae", "val_r2")] == pytest.approx(

@@ -2690,7 +2690,8 @@ def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_p
         proc = waiting.run(cmd, env=env, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert ", batch 128\n" in proc.stdout
-    assert json.loads((tmp_path / "run.json").read_text())["result"]["epochs"] == 2
+    result = json.loads((tmp_path / "run.json").read_text())["result"]
+    assert (result["epochs"], result["ranks"]) == (2, 2)  # (config's batch_size, 64, is per rank)
 
 
 def _sweep_on_two_ranks(tmp_path, *options):

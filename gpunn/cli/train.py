@@ -652,6 +652,8 @@ def _run(args, opened) -> int:
     result = {"train_loss": history["loss"][-1], "val_mse": held_out["val_mse"],
               "val_mae": held_out["val_mae"], "val_r2": held_out["val_r2"],
               "samples_per_s": rate, "train_seconds": seconds, "device": backend.device,
+              # (config's batch_size is per rank: with this, a 2-rank run's record is not a 1-process run's)
+              "ranks": _ranks() if distributed else 1,
               "epochs": len(history["epoch"]), "interrupted": history.interrupted,
               # the fit's History.best: val_loss is what gpunn train's early stopping monitors (and, without it, the
               # least val_loss's epoch is best_epoch), so the key names it; "best" beside val_mse would be ambiguous
