@@ -886,6 +886,22 @@ def test_an_interrupted_verbose_fit_says_where_it_stopped_and_what_the_model_hol
         "ensemble of 2 [cpu]: interrupted after 0 of 3 epochs and 5 of 10 batches of epoch 1: the model holds")
 
 
+def test_an_interrupted_fit_on_a_source_that_cannot_resume_mid_epoch_says_its_checkpoint_was_left(
+        data, tmp_path, capsys, interrupt_at):
+    """ModelCheckpoint leaves its file at an epoch's end where a gpunn.data.iterable run stops part-way through one
+    (warning so); the interrupted line said "checkpoint in PATH" after that warning, as if the file held the stop."""
+    X, Y = data[0], data[1]
+    path = tmp_path / "run.npz"
+    source = gpunn.data.iterable(lambda epoch: ((X[i:i + 250], Y[i:i + 250]) for i in range(0, len(X), 250)),
+                                 rows=len(X), n_features=X.shape[1], n_outputs=Y.shape[1])
+    with pytest.warns(RuntimeWarning, match="cannot resume part-way through an epoch"):
+        MLP([5, 8, 1], device="cpu", seed=0).fit(source, epochs=3, batch_size=100, verbose=2,
+                                                 callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)])
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert f"; {path} left as it was (the end of the last epoch it was written at, if any" in said
+    assert "checkpoint in" not in said and gpunn.load_checkpoint(path).state.batch == 0
+
+
 def test_a_keyboard_interrupt_in_a_verbose_fit_says_where_it_landed_and_goes_on_up(data, capsys):
     """A KeyboardInterrupt (a second Ctrl-C, one with handle_interrupt=False, or raised by a callback as here) ends
     fit where it lands, inside a step's update too: the line says the steps that ended and that the next may have

@@ -72,6 +72,7 @@ class ModelCheckpoint(Callback):
         check_output(self.path, "ModelCheckpoint's path")  # before the first epoch trains, not at its first save
         check_replaceable(self.path)
         self._tracker.on_train_begin(trainer)
+        self.left_as_was = False  # the end's write skipped: the file holds an earlier epoch's end (ProgressBar says so)
         if self.save_best_only:  # (its monitor is read only then)
             self._tracker.check_logged(trainer, self)
 
@@ -102,6 +103,7 @@ class ModelCheckpoint(Callback):
                           f"{type(trainer.source).__name__} cannot resume part-way through an epoch: {self.path} was "
                           "left as it was (the end of the last epoch it was written at, if any)", RuntimeWarning,
                           stacklevel=2)
+            self.left_as_was = True
             return
         self.save(trainer)
 

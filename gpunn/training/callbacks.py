@@ -412,7 +412,9 @@ class ProgressBar(Callback):
         handle_interrupt=False, one a callback raises) lands anywhere, inside a step's update too, and goes on up."""
         if getattr(trainer, "interrupted", False):  # (a trainer-like object of a test's may have neither)
             writer = next((cb for cb in trainer.callbacks if getattr(cb, "writes_checkpoint", False)), None)
-            saved = f"; checkpoint in {writer.path}" if getattr(writer, "path", None) else ""
+            saved = "" if not getattr(writer, "path", None) else (
+                f"; {writer.path} left as it was (the end of the last epoch it was written at, if any: this source "
+                "cannot resume part-way through an epoch)" if getattr(writer, "left_as_was", False) else f"; checkpoint in {writer.path}")
             return (f"interrupted after {trainer.position(trainer.state.epoch, trainer.state.batch)}: the model "
                     f"holds the weights of that last step{saved}; fit returns the history of the complete epochs "
                     "(history.interrupted is True)")
