@@ -1191,7 +1191,7 @@ def test_every_ensemble_graph_row_says_when_its_graph_was_not_captured(monkeypat
     """On tests/fakecupy's GPU: the default row (a graph), its eager row (--eager) and another precision's default
     (graph) row of an ensemble, each run once (a tiny epoch; the rounds' timings injected). A row whose step fell
     back to eager says so in its note -- silently, as the default falls back -- the tf32 or bf16 one too
-    (gpunn-graph-bf16: issue 11's bf16 row)."""
+    (gpunn-graph-bf16: issue 11's bf16 row). run_ensembles(graph=False)'s first row is the eager step."""
     import fakecupy
 
     from gpunn import backend
@@ -1218,11 +1218,15 @@ def test_every_ensemble_graph_row_says_when_its_graph_was_not_captured(monkeypat
             results = [vars(r) for r in eb.bench_ensemble_config(
                 bench.parse_config("lin:4:8:1:16-x2"), backend.resolve("cuda"), peers=(), repeats=2, seconds=0.001,
                 log=lambda msg: None, profile=False, variants=[("float32", False), ("tf32", None)])]
+            # graph=False, handed on by run_ensembles: the first row is the eager step
+            eager_first = eb.run_ensembles([bench.parse_config("lin:4:8:1:16-x2")], [backend.resolve("cuda")], peers=(),
+                                           repeats=2, seconds=0.001, log=lambda msg: None, profile=False, graph=False)[0]
     finally:
         fakecupy.forget_gpunn_state(None)
     assert [r["impl"] for r in results] == ["gpunn-graph", "gpunn", "gpunn-graph-tf32"]
     assert [r["label"] for r in results] == ["gpunn Ensemble K=2 (cuda:0) graph", "gpunn Ensemble K=2 (cuda:0) eager",
                                              "gpunn Ensemble K=2 (cuda:0) graph tf32"]
+    assert (eager_first["impl"], eager_first["label"]) == ("gpunn", "gpunn Ensemble K=2 (cuda:0) eager")
     notes = {r["impl"]: r["note"] for r in results}
     assert "not captured" not in notes["gpunn"]
     for impl in ("gpunn-graph", "gpunn-graph-tf32"):
@@ -1767,6 +1771,9 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     assert asked["run"][1]["peers"] == ["naive", "torch", "sklearn"] and asked["ensembles"][1]["peers"] == []
     run_cli(["bench", "--device", "cpu", "--config", "small-x4"], capsys)
     assert asked["ensembles"][1]["peers"] == list(bench.ENSEMBLE_PEERS)
+    # --ensemble K with a NAME-xK of that K names the same ensemble: taken (another K is refused: see above)
+    run_cli(["bench", "--device", "cpu", "--config", "small-x4", "--ensemble", "4"], capsys)
+    assert asked["ensembles"][0] == ["small-x4"]
     # --quick: its tiny configuration, 2 repeats of 0.02 s, unless --repeats and --seconds say otherwise (--help)
     run_cli(["bench", "--quick", "--device", "cpu", "--peers", "none"], capsys)
     assert asked["run"][0] == ["tiny"] and (asked["run"][1]["repeats"], asked["run"][1]["seconds"]) == (2, 0.02)
