@@ -9,6 +9,7 @@ works as a plain estimator (get_params/set_params/fit/predict/score are provided
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import numbers
@@ -172,6 +173,34 @@ def sklearn_loss(loss, n_outputs):
     return loss / (2 * n_outputs)
 
 
+@contextlib.contextmanager
+def _put_back_on_interrupt(model):
+    """A KeyboardInterrupt in a fit that trains the fitted network ``model`` in place (a warm start; partial_fit after
+    the first; None: a fresh network, dropped) puts back its weights, its optimizer and that optimizer's moments
+    and step count, in place (a captured CUDA graph keeps its buffers), before it goes on up. ``model_`` was left
+    part-trained beside the earlier fit's ``coefs_``, ``n_iter_`` and ``loss_curve_``, and predict used it."""
+    if model is None:
+        yield
+        return
+    params, optimizer = model.params.copy(), getattr(model, "optimizer", None)
+    moments = {} if optimizer is None else {key: value.copy() for key, value in optimizer.state.items()}
+    steps = getattr(optimizer, "steps", 0)
+    try:
+        yield
+    except KeyboardInterrupt:
+        model.params[...] = params
+        model.optimizer = optimizer
+        if optimizer is not None:
+            for key in list(optimizer.state):
+                if key in moments and optimizer.state[key].shape == moments[key].shape:
+                    optimizer.state[key][...] = moments[key]
+                else:  # made by this call: the optimizer had none
+                    del optimizer.state[key]
+            optimizer.state.update({key: value for key, value in moments.items() if key not in optimizer.state})
+            optimizer.steps = steps
+        raise
+
+
 class _NoImprovement(Callback):
     """scikit-learn's rule for ``tol`` and ``n_iter_no_change`` (its MLP's _update_no_improvement_count), on
     its scale: the validation R² (``validation``, for early_stopping), else the epoch's training loss as
@@ -240,9 +269,9 @@ class _NoImprovement(Callback):
         if not isinstance(trainer.failure, KeyboardInterrupt):
             return
         where = f"Training interrupted by KeyboardInterrupt in iteration {self.iterations + 1}"
-        if self.in_place:  # a warm start's or partial_fit's: the fitted network trains in place
-            self._say(f"{where}: model_ holds the weights it left, part-trained, while coefs_, intercepts_, n_iter_ "
-                      "and loss_curve_ are still the earlier fit's")
+        if self.in_place:  # a warm start's or partial_fit's: the fitted network trained in place, put back
+            self._say(f"{where}: the estimator is as before this call (its network's weights and optimizer are put "
+                      "back)")
         else:
             self._say(f"{where}: this fit's network is dropped; the estimator holds its earlier fit, if any")
 
@@ -495,10 +524,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             callbacks.append(EarlyStopping("val_r2", patience=self.max_iter, restore_best_weights=True))
         # handle_interrupt=False: Ctrl-C aborts (KeyboardInterrupt) as with any estimator, rather than
         # quietly handing a half-trained model to a grid search.
-        history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),
-                            shuffle=bool(self.shuffle), seed=self._seed_, verbose=False, callbacks=callbacks,
-                            validation_fraction=self.validation_fraction if self.early_stopping else None,
-                            handle_interrupt=False)
+        with _put_back_on_interrupt(model if warm else None):
+            history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),
+                                shuffle=bool(self.shuffle), seed=self._seed_, verbose=False, callbacks=callbacks,
+                                validation_fraction=self.validation_fraction if self.early_stopping else None,
+                                handle_interrupt=False)
         self._no_improvement_state = rule.state()
         if kept is not None and not max(history.get("val_r2", ()), default=-math.inf) > kept[0]:
             model.params[...] = kept[1]  # no epoch of this warm fit beat the earlier best: its weights stay
@@ -535,7 +565,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             self._check_same_network(Y.shape[1], activation, "partial_fit")
             model, history, n_iter = self._network(), self.history_, len(self.loss_curve_)  # every epoch so far
         rule = self._no_improvement(Y.shape[1], not first, partial=True)
-        with model.backend.use():
+        with model.backend.use(), _put_back_on_interrupt(None if first else model):
             Xd, Yd = model._as_input(X), model._as_target(Y)
             settings = FitSettings(epochs=n_iter + 1, batch_size=batch, train_rows=int(Xd.shape[0]), seed=self._seed_,
                                    shuffle=bool(self.shuffle), schedule=make_schedule("constant"))

@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from gpunn import MLPRegressor, datasets  # noqa: E402
+from gpunn import MLP, MLPRegressor, datasets  # noqa: E402
 
 # most fits here train their max_iter epochs, which warns as scikit-learn's does
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -965,10 +965,48 @@ def test_verbose_says_where_a_ctrl_c_landed_and_what_the_estimator_holds(capsys,
     with pytest.raises(KeyboardInterrupt):
         est.set_params(warm_start=True).fit(X, y)
     assert capsys.readouterr().out.splitlines()[-1] == (
-        "Training interrupted by KeyboardInterrupt in iteration 2: model_ holds the weights it left, part-trained, "
-        "while coefs_, intercepts_, n_iter_ and loss_curve_ are still the earlier fit's")
+        "Training interrupted by KeyboardInterrupt in iteration 2: the estimator is as before this call (its "
+        "network's weights and optimizer are put back)")
     assert est.n_iter_ == len(est.loss_curve_) == 3 and all(map(numpy.array_equal, est.coefs_, fitted))
-    assert not numpy.array_equal(est.model_.params, weights)
+    numpy.testing.assert_array_equal(est.model_.params, weights)  # (it was left part-trained: predict used it)
+
+
+def test_a_ctrl_c_in_partial_fit_puts_back_the_weights_and_the_optimizers_moments_so_the_next_call_goes_on_exactly(
+        monkeypatch):
+    """partial_fit after the first trains the fitted network and its optimizer in place: a KeyboardInterrupt left
+    model_ and Adam's moments part-stepped beside the earlier call's coefs_ and n_iter_. They are put back, so a
+    partial_fit after the interrupted one gives the weights of an uninterrupted run, bit for bit."""
+    X, y = (numpy.asarray(a) for a in datasets.make("linear", 300, 3, seed=0, device="cpu"))
+    y = y.ravel()
+
+    def make():
+        return MLPRegressor(hidden_layer_sizes=(8,), batch_size=50, device="cpu", random_state=0).partial_fit(X, y)
+
+    plain, interrupted = make(), make()
+    plain.partial_fit(X, y)
+    optimizer = interrupted.model_.optimizer
+    steps, moments = optimizer.steps, {k: v.copy() for k, v in optimizer.state.items()}
+    step = MLP.train_step_and_update  # (the forward, backward and Adam's step of one batch)
+
+    def ctrl_c_at_the_third_batch(self, *args, **kwargs):
+        ctrl_c_at_the_third_batch.calls += 1
+        if ctrl_c_at_the_third_batch.calls == 3:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    ctrl_c_at_the_third_batch.calls = 0
+    monkeypatch.setattr(MLP, "train_step_and_update", ctrl_c_at_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.partial_fit(X, y)
+    assert ctrl_c_at_the_third_batch.calls == 3  # (two steps were taken, then put back)
+    assert interrupted.model_.optimizer is optimizer
+    assert optimizer.steps == steps and optimizer.state.keys() == moments.keys()
+    for key, value in moments.items():
+        numpy.testing.assert_array_equal(optimizer.state[key], value)
+    monkeypatch.setattr(MLP, "train_step_and_update", step)
+    interrupted.partial_fit(X, y)
+    assert interrupted.loss_curve_ == plain.loss_curve_ and len(plain.loss_curve_) == 2
+    numpy.testing.assert_array_equal(interrupted.model_.params, plain.model_.params)
 
 
 def test_verbose_says_each_division_of_the_adaptive_rate_and_the_stop_in_scikit_learns_words(capsys):
