@@ -574,6 +574,9 @@ def test_ranks_given_a_part_of_the_data_each_are_told_to_give_every_rank_all_of_
     other_lr = [{"data": {"x_path": "X.npy"}, "optimizer": {"lr": lr}} for lr in (0.01, 0.02)]
     with pytest.raises(ConfigMismatch, match=r"^the ranks are not training the same run; these settings differ"):
         check_same_config(_Ranks(other_lr), other_lr[0])  # no word of the data where it is the same
+    seeded = [{"data": {"kind": "arrays", "seed": rank, "shuffle": True}, "fit": {"seed": rank}} for rank in (0, 1)]
+    with pytest.raises(ConfigMismatch, match=r"^the ranks are not training the same run; these settings differ"):
+        check_same_config(_Ranks(seeded), seeded[0])  # MLP(seed=rank): the same rows, ordered by another seed
 
 
 def test_a_settings_order_is_no_difference_and_a_setting_one_rank_lacks_is_one():

@@ -62,6 +62,18 @@ def check_same_config(comm, settings: dict) -> None:
     # ranks each given a part of the data (files split per rank, X[rank::P]): the one difference with a way on
     # that is not in its own line
     data = ("; give every rank the same data, all of it: each reads (or gathers) only its own share of the rows"
-            if any(line.lstrip().startswith("data.") for line in differences.splitlines()) else "")
+            if any(_names_the_rows(line) for line in differences.splitlines()) else "")
     raise ConfigMismatch(f"the ranks are not training the same run{data}; these settings differ (before the first "
                          f"step):\n{differences}")
+
+
+# a data source's settings of how it is read (the seed and shuffle a fit gives it, its window, hold-out and
+# statistics), which differ where the fit's do (MLP(seed=rank): data.seed beside fit.seed), not where ranks were
+# given parts of the data
+_HOW_READ = ("seed", "shuffle", "window", "validation_fraction", "standardize")
+
+
+def _names_the_rows(line: str) -> bool:
+    """Whether a line of describe_differences is of the data's rows (a path, the row count, the checksum...)."""
+    key = line.strip().split(":", 1)[0]
+    return key.startswith("data.") and key.rsplit(".", 1)[-1] not in _HOW_READ
