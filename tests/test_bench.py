@@ -422,6 +422,23 @@ def test_gpu_only_precision_variants_are_skipped_on_the_cpu_with_a_line():
     assert any("gpunn float32 eager skipped (GPU only)" in line for line in lines)
 
 
+def test_gpu_only_ensemble_variants_are_skipped_on_the_cpu_with_a_line_each(monkeypatch):
+    """As the single network's (above): each GPU-only ensemble row asked for on the CPU is one line, however often
+    it was asked for (the rounds' timings injected, nothing timed)."""
+    from gpunn import backend as _backend
+    from gpunn.bench import ensemble as eb
+
+    monkeypatch.setattr(eb, "timed_rounds", lambda rs, *_, **__: ({r: 1 for r in rs}, {r: [1.0] * 2 for r in rs}))
+    lines = []
+    results = eb.bench_ensemble_config(bench.parse_config("lin:4:8:1:16-x2"), _backend.resolve("cpu"), peers=(),
+                                       repeats=2, seconds=0.01, log=lines.append, profile=False,
+                                       variants=[("bf16", None), ("float32", False), ("bf16", None)])
+    assert [r.impl for r in results] == ["gpunn"]
+    skipped = [line.strip() for line in lines if "skipped" in line]
+    assert skipped == ["lin-x2 [cpu]: gpunn Ensemble bf16 skipped (GPU only)",
+                       "lin-x2 [cpu]: gpunn Ensemble float32 eager skipped (GPU only)"]
+
+
 def test_results_arrive_per_configuration_and_max_seconds_bounds_everything(tmp_path, capsys, monkeypatch):
     """on_result sees each configuration as it finishes (the CLI rewrites --json then), and a spent
     --max-seconds budget skips the peers, the profile run and the peak GEMM instead of running them."""
