@@ -716,10 +716,12 @@ def test_a_report_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
     data.write_text("a,b,y\n1,2,3\n")
     wide = tmp_path / "WIDE.CSV"  # a first line of 169 characters, in a name in capitals
     wide.write_text(",".join(f"column{i}" for i in range(20)) + "\n" + ",".join("1" * 20) + "\n")
+    late = tmp_path / "late.csv"  # UTF-8 in its first 4 KiB (text), a Latin-1 byte on line 1001
+    late.write_bytes(b"a,b,y\n" + b"1,2,3\n" * 999 + b"caf\xe9,2,3\n")
     numpy.save(array, numpy.zeros((2, 2)))
     gpunn.save(model, gpunn.MLP([3, 1], device="cpu"))
     numpy.savez(arrays, X=numpy.zeros((2, 2)), Y=numpy.zeros(2))
-    before = {path: path.read_bytes() for path in (data, array, model, arrays, wide)}
+    before = {path: path.read_bytes() for path in (data, array, model, arrays, wide, late)}
     refusals = [("--csv", data, f"(a CSV file whose first line is 'a,b,y'); refusing to overwrite it: --csv writes "
                                 f"this run's report, choose another name (to train on it: --data {data} --target "
                                 "COLUMN)"),
@@ -732,7 +734,10 @@ def test_a_report_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
                                    "run's report, choose another name"),
                 ("--json", wide, "(a CSV file whose first line is 'column0,column1,column2,column3,column4,column5,"
                                  "column6,colu'); refusing to overwrite it: --json writes this run's report, choose "
-                                 f"another name (to train on it: --data {wide} --target COLUMN)")]
+                                 f"another name (to train on it: --data {wide} --target COLUMN)"),
+                ("--csv", late, f"(a CSV file whose first line is 'a,b,y'); refusing to overwrite it: --csv writes "
+                                f"this run's report, choose another name (to train on it: --data {late} --target "
+                                "COLUMN)")]
     for option, path, refusal in refusals:
         assert cli.main(["train", *TINY, option, str(path)]) == 2
         assert capsys.readouterr().err == (f"gpunn train: error: {option} {path} exists and is not a report gpunn "
@@ -741,7 +746,7 @@ def test_a_report_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
     assert "--csv writes this run's report" in capsys.readouterr().err
     assert cli.main(["bench", "--quick", "--device", "cpu", "--peers", "none", "--json", str(array)]) == 2
     assert "(a .npy array); refusing to overwrite it: --json writes this run's report" in capsys.readouterr().err
-    assert {path: path.read_bytes() for path in (data, array, model, arrays, wide)} == before
+    assert {path: path.read_bytes() for path in (data, array, model, arrays, wide, late)} == before
     report, empty = tmp_path / "h.csv", tmp_path / "empty.json"
     empty.write_text("")  # (mktemp's)
     assert cli.main(["train", *TINY, "--csv", str(report), "--json", str(empty)]) == 0

@@ -86,3 +86,14 @@ def test_the_capture_handles_status_is_a_gemm_error_naming_the_product(fake_cupy
     stream.synchronize()
     assert out.get().tolist() == [[3.0] * 5] * 4
     blas.close()
+
+
+@pytest.mark.parametrize("sizes", [[3, 3], [2, 2]])
+def test_a_product_cut_into_row_blocks_that_are_not_its_rows_is_refused(fake_cupy, sizes):
+    """gemm_rows (a synthetic window's products, one GemmEx per chunk) takes blocks of exactly the product's rows:
+    more would read and write past them, fewer leave rows unwritten."""
+    from gpunn.ops.cublas import CupyBlas
+
+    a, b, out = fake_cupy.ones((5, 3), "float32"), fake_cupy.ones((3, 2), "float32"), fake_cupy.empty((5, 2), "float32")
+    with pytest.raises(GemmError, match=rf"^blocks of {sum(sizes)} rows for a product of 5$"):
+        CupyBlas().gemm_rows(a, b, out, sizes)
