@@ -54,6 +54,20 @@ def test_a_refusal_on_the_graphs_handle_falls_back_and_cupys_handle_then_says_wh
     assert reason.endswith("failed with CUBLAS_STATUS_NOT_SUPPORTED (15)")
 
 
+
+def test_an_ensembles_refusal_on_the_graphs_handle_falls_back_and_cupys_handle_then_says_what_failed(fake_cupy):
+    """As one model's: the batched product's status on the graph's handle gives up the capture with the product in
+    its reason, and CuPy's handle, refusing it too, ends the fit saying so."""
+    fake_cupy.state.cublas_refuses = {COMPUTE_32F_FAST_TF32: NOT_SUPPORTED}
+    X, Y = _data()
+    ensemble = gpunn.Ensemble([8, 16, 2], n_models=3, device="cuda", seed=0, precision="tf32")
+    with pytest.raises(CublasError, match=r"^cublasGemmStridedBatchedEx of 3 products, .* failed: "
+                                          r"CUBLAS_STATUS_NOT_SUPPORTED \(15\)$"):
+        ensemble.fit(X, Y, epochs=1, batch_size=128, verbose=False)
+    reason = ensemble.graph_trainer.reason
+    assert reason.startswith("cuBLAS refused a product on the capture handle: cublasGemmStridedBatchedEx of 3 products")
+    assert reason.endswith("failed with CUBLAS_STATUS_NOT_SUPPORTED (15)")
+
 def test_a_float64_product_refused_on_the_graphs_handle_trains_on_without_the_graph(fake_cupy):
     """CUBLAS_COMPUTE_64F refused by the graph's handle: the eager step's products are CuPy's matmul, which does
     not go through that GemmEx, so the run goes on and ends with graph=False's weights."""
@@ -70,17 +84,18 @@ def test_a_float64_product_refused_on_the_graphs_handle_trains_on_without_the_gr
     numpy.testing.assert_array_equal(runs[0], runs[1])
 
 
-def test_the_capture_handles_status_is_a_gemm_error_naming_the_product(fake_cupy):
+@pytest.mark.parametrize("status, name", [(13, "CUBLAS_STATUS_EXECUTION_FAILED"), (1, "CUBLAS_STATUS_NOT_INITIALIZED")])
+def test_the_capture_handles_status_is_a_gemm_error_naming_the_product(fake_cupy, status, name):
+    """Any status but 0 (CUBLAS_STATUS_SUCCESS) is a refusal, the first of cublas_api.h's too."""
     from gpunn.ops.cublas import CapturableBlas
 
-    fake_cupy.state.cublas_refuses = {COMPUTE_32F_FAST_TF32: 13}
+    fake_cupy.state.cublas_refuses = {COMPUTE_32F_FAST_TF32: status}
     stream = fake_cupy.cuda.Stream(non_blocking=True)
     blas = CapturableBlas(stream.ptr)
     a, b, out = fake_cupy.ones((4, 3), "float32"), fake_cupy.ones((3, 5), "float32"), fake_cupy.empty((4, 5), "float32")
     fake_cupy.cuda.Device().synchronize()  # made on the null stream; used on the handle's
     with pytest.raises(GemmError, match=r"^cublasGemmEx of \(4, 3\) float32 @ \(3, 5\) float32 -> \(4, 5\) float32, "
-                                        r"compute type CUBLAS_COMPUTE_32F_FAST_TF32 .* failed with "
-                                        r"CUBLAS_STATUS_EXECUTION_FAILED \(13\)$"):
+                                        rf"compute type CUBLAS_COMPUTE_32F_FAST_TF32 .* failed with {name} \({status}\)$"):
         blas.gemm(a, b, out, "tf32")
     assert blas.gemm(a, b, out, "float32") is out
     stream.synchronize()
