@@ -2732,8 +2732,9 @@ def test_gpunn_sweep_under_mpiexec_ranks_the_one_process_sweep_at_twice_the_batc
                         "--plot", "s.png", "--save-best", "best.npz", "--save", "saved")
     assert cli.main(["sweep", "--hidden", "8", "--lr", "1e-3,1e-2", "--dtype", "float64", "--device", "cpu", "--quiet",
                      *task, "--batch-size", "32", "--json", str(tmp_path / "one.json")]) == 0
-    read = [json.loads((tmp_path / name).read_text())["members"] for name in ("s.json", "one.json")]
-    _same_table(*read)
+    records = [json.loads((tmp_path / name).read_text()) for name in ("s.json", "one.json")]
+    _same_table(*[record["members"] for record in records])
+    assert [record["result"]["ranks"] for record in records] == [2, 1]  # (config's batch_size is per rank)
     assert (tmp_path / "s.csv").exists() and (tmp_path / "s.png").exists()
     assert isinstance(gpunn.load(tmp_path / "best.npz", device="cpu"), gpunn.MLP)
     ckpt = gpunn.load_checkpoint(tmp_path / "saved" / "ensemble-0.npz", device="cpu")

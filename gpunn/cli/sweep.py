@@ -23,7 +23,7 @@ from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report
                      file_path, json_text, non_negative, positive, refuse_replacing_data, verbose_of, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
-                    check_task_memory, constant_targets_note, features_help, ignore_late_interrupts, optimizer_of,
+                    _ranks, check_task_memory, constant_targets_note, features_help, ignore_late_interrupts, optimizer_of,
                     resolve_task, resolved_device, throughput)
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
@@ -454,7 +454,6 @@ def _batch_size(args, meta, distributed) -> int:
         return args.batch_size
     from ..training.state import FitSettings
     from ..distributed.training import per_rank_batch_on_resume
-    from .train import _ranks
 
     return per_rank_batch_on_resume(f"--resume {shell_word(args.resume)}", FitSettings.from_dict(meta["training"]["settings"]),
                                     _ranks() if distributed else 1)
@@ -684,6 +683,7 @@ def _run(args, opened) -> int:
     table = [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]
     if args.json:
         result = {"train_seconds": sum(t["train_seconds"] for t in timings), "device": backend.device,
+                  "ranks": _ranks() if distributed else 1,  # (--batch-size in config is per rank)
                   "interrupted": interrupted, "ensembles": timings}
         text = json_text({"config": data_cli.json_config(args),
                           "units": "standardized targets" if args.standardize else "targets",  # of val_mse, val_r2
