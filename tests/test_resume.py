@@ -3,6 +3,7 @@ option that would change the run is refused by name before any file is touched."
 import contextlib
 import hashlib
 import io
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -90,6 +91,14 @@ def test_a_data_parallel_run_resumed_on_another_count_takes_the_batch_size_it_go
     assert status == 0, err
     numpy.testing.assert_array_equal(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").model.params,
                                      straight[3].model.params)  # the run it was, at its global batch
+    rewrite_meta(d / "base.npz", tmp_path / "run.npz", as_two_ranks)  # without --batch-size, the same batch is
+    status, _, err = run("train", "--resume", str(tmp_path / "run.npz"), "--epochs", "3", "--quiet",  # recorded
+                         "--json", str(tmp_path / "run.json"))
+    assert status == 0, err
+    report = json.loads((tmp_path / "run.json").read_text())  # (config's batch_size is per rank, beside ranks)
+    assert (report["config"]["batch_size"], report["result"]["ranks"]) == (50, 1)
+    assert "batch-size = 50\n" in (tmp_path / "run.npz.toml").read_text()
+    assert run_options(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").meta)["batch_size"] == 50
 
 
 @settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

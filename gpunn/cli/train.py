@@ -537,6 +537,11 @@ def _run(args, opened) -> int:
         done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch)
         print(f"resuming {shell_word(args.resume)}: {done} done; model, optimizer, batch size and seed come from the checkpoint",
               flush=True)
+        here, run_global = _ranks() if distributed else 1, ckpt.settings.batch_size * ckpt.settings.ranks
+        if ckpt.settings.ranks != here and run_global % here == 0:  # (another split: the fit refuses it, naming those
+            # that work) the per-rank batch the run goes on at, as its checkpoint's options, PATH.toml and --json's
+            # config (per rank, beside result.ranks) record it: a 2-rank run's 128 goes on at 256 in one process
+            args.batch_size = run_global // here
     backend = ckpt.model.backend if ckpt else resolved_device(args, device)
     if ckpt:  # --precision is the recorded one: the library's refusal of a resume it cannot run here
         io.check_resume_precision(ckpt)
