@@ -1049,6 +1049,24 @@ def test_a_sweep_resumed_under_mpiexec_before_all_its_ensembles_start_goes_on_un
     assert "resumed ensemble 0" in err and "started in one process" not in err
 
 
+def test_a_sweep_of_two_ranks_resumed_in_one_process_records_the_batch_it_goes_on_at(tmp_path, capsys):
+    """A sweep at --batch-size 32 on 2 ranks (a global batch of 64) goes on in one process at 64, but its --json
+    config said batch_size 32 beside result.ranks 1 (config's batch_size is per rank): a one-process sweep at 32."""
+    saved = tmp_path / "sweep"
+    run(GRID + ["--epochs", "1", "--save", str(saved)], capsys)
+
+    def as_two_ranks(meta):  # as saved by mpiexec -n 2 gpunn sweep ... --batch-size 32
+        meta["training"]["settings"].update(batch_size=32, ranks=2)
+        run_options(meta)["batch_size"] = 32
+
+    for path in saved.glob("ensemble-*.npz"):
+        rewrite_meta(path, path, as_two_ranks)
+    run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", "--json", str(tmp_path / "s.json")], capsys)
+    report = json.loads((tmp_path / "s.json").read_text())
+    assert (report["config"]["batch_size"], report["result"]["ranks"]) == (64, 1)
+    assert run_options(gpunn.load_checkpoint(saved / "ensemble-0.npz", device="cpu").meta)["batch_size"] == 64
+
+
 @pytest.mark.parametrize("extra, match", [
     (["--rows", "900"], "--rows 900 sets up a synthetic task, which --data replaces"),
     (["--features", "3"], "--features 3 sets up a synthetic task"),

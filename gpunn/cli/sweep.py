@@ -553,6 +553,9 @@ def _run(args, opened) -> int:
     _check_precision(args, backend, args.dtype)  # before any data is generated or read
     meta = _read_saved_sweep(args) if args.resume else None
     batch_size = _batch_size(args, meta, distributed)
+    if meta is not None and meta["training"]["settings"].get("ranks", 1) != (_ranks() if distributed else 1):
+        args.batch_size = batch_size  # the per-rank batch it goes on at here, as --json's config and the
+        # checkpoints' options record it (beside result.ranks), as gpunn train's does
     if args.data:  # read chunk by chunk, as gpunn train --data reads it (cut as the resumed sweep cut it)
         saved = types.SimpleNamespace(training=meta.get("training") or {}) if meta else None
         source, chosen = data_cli.make_source(args, backend, saved)
