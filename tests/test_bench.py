@@ -422,6 +422,33 @@ def test_gpu_only_precision_variants_are_skipped_on_the_cpu_with_a_line():
     assert any("gpunn float32 eager skipped (GPU only)" in line for line in lines)
 
 
+def test_an_ensemble_configurations_torch_peers_get_the_threads_asked_for_and_say_them(monkeypatch):
+    """bench_ensemble_config hands ``threads`` (run_ensembles': BLAS's, or every usable core) to the torch peers
+    alone, whose rows say them; the peers are stand-ins recording what they were given, the timings injected."""
+    from gpunn import backend as _backend
+    from gpunn.bench import ensemble as eb
+    from gpunn.bench.runners import Runner
+
+    given = {}
+
+    class Peer(Runner):
+        def __init__(self, cfg, backend, X, Y, **kwargs):
+            given[self.key] = kwargs
+            self.label = self.key
+            if "threads" in kwargs:  # as the torch peers keep torch's thread count
+                self.threads = kwargs["threads"]
+
+    for key in ("sequential", "torch-loop"):
+        monkeypatch.setitem(eb._PEER_CLASSES, key, type(key, (Peer,), {"key": key}))
+    monkeypatch.setattr(eb, "timed_rounds", lambda rs, *_, **__: ({r: 1 for r in rs}, {r: [1.0] * 2 for r in rs}))
+    results = eb.bench_ensemble_config(bench.parse_config("lin:4:8:1:16-x2"), _backend.resolve("cpu"),
+                                       peers=("sequential", "torch-loop"), repeats=2, seconds=0.01, threads=3,
+                                       log=lambda msg: None, profile=False)
+    assert given == {"sequential": {}, "torch-loop": {"threads": 3}}
+    assert {r.impl: r.note for r in results} == {"gpunn": "member-samples/s", "sequential": "member-samples/s",
+                                                 "torch-loop": "member-samples/s, 3 threads"}
+
+
 def test_gpu_only_ensemble_variants_are_skipped_on_the_cpu_with_a_line_each(monkeypatch):
     """As the single network's (above): each GPU-only ensemble row asked for on the CPU is one line, however often
     it was asked for (the rounds' timings injected, nothing timed)."""
@@ -1771,9 +1798,10 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     monkeypatch.setattr(bench, "run", run)
     monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
     path = tmp_path / "b.json"
-    run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "medium", "--config", "small-x4",
-             "--precision", "float32,bf16", "--eager", "--max-seconds", "90", "--peers", "none", "--json", str(path)],
-            capsys)
+    out = run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "medium", "--config", "small-x4",
+                   "--precision", "float32,bf16", "--eager", "--max-seconds", "90", "--peers", "none", "--json",
+                   str(path)], capsys)
+    assert out.startswith("gpunn bench: 3 configuration(s) on cpu; peers: none\n")  # the ensemble counted
     names, single = asked["run"]
     assert names == ["small", "medium"] and single["max_seconds"] == 60  # 2 of the 3 configurations
     assert single["variants"] == [("float32", False), ("bf16", None), ("bf16", False)]
