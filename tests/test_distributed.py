@@ -2493,6 +2493,38 @@ def test_a_rank_gets_its_share_of_its_cores_unless_the_launcher_bound_it():
     assert cores_per_rank(two, [two, two, ("a", list(range(2, 16)))]) == 1  # taskset around the job: 2 share 2
 
 
+def test_more_ranks_than_cores_are_told_they_take_turns_and_how_many_to_start(monkeypatch):
+    """mpiexec -n 3 and -n 4 gpunn train on the 2-core machine trained 4x and 33x slower than -n 2, and the start
+    line said only "1 BLAS thread per rank (its 2 cores shared with other ranks of this machine)"."""
+    import types
+
+    from gpunn.distributed import threads
+
+    class Ranks:  # every rank on this machine, with the same cores
+        def __init__(self, count):
+            self.count = count
+
+        def allgather(self, mine, label=None):
+            return [mine] * self.count
+
+    model = types.SimpleNamespace(backend=types.SimpleNamespace(is_gpu=False))
+
+    def said(cores, ranks):
+        monkeypatch.setattr(threads, "_placement", lambda: ("a", list(range(cores))))
+        with threads.rank_threads(Ranks(ranks), model) as words:
+            return words
+
+    monkeypatch.setattr(threads, "user_set", lambda: True)  # OPENBLAS_NUM_THREADS set: no BLAS threads to change
+    assert said(2, 2) is None and said(1, 1) is None
+    assert said(2, 3) == "3 ranks on 2 cores take turns on them, many times slower than 2: start at most 2 on this machine"
+    assert said(1, 2) == "2 ranks on 1 core take turns on them, many times slower than 1: start at most 1 on this machine"
+    monkeypatch.setattr(threads, "user_set", lambda: False)
+    pytest.importorskip("threadpoolctl")
+    assert said(2, 4) == ("1 BLAS thread per rank (its 2 cores shared with other ranks of this machine; 4 ranks on 2 "
+                          "cores take turns on them, many times slower than 2: start at most 2 on this machine)")
+    assert said(4, 2) == "2 BLAS threads per rank (its 4 cores shared with other ranks of this machine)"
+
+
 @needs_mpi
 def test_each_rank_reads_only_its_shard_of_a_file_and_trains_the_one_process_run(tmp_path):
     code, out, err = _run("shards", tmp_path)

@@ -23,12 +23,29 @@ from ..ops.cpu import threads_setting, usable_cores
 from ..ops.fit_threads import BLAS_ENV, user_set  # noqa: F401 (BLAS_ENV: the variables user_set reads, named here too)
 
 
+def _sharing(mine: tuple, ranks: list) -> int:
+    """How many of ``ranks`` (every rank's (host, affinity set)) run on ``mine``'s host with a core it may use too,
+    itself included."""
+    host, cores = mine[0], set(mine[1])
+    return sum(1 for h, other in ranks if h == host and cores & set(other))
+
+
 def cores_per_rank(mine: tuple, ranks: list) -> int:
     """This rank's share of its cores: ``mine`` is its (host, affinity set), ``ranks`` every rank's. The cores
     it may use, divided by the ranks on its host whose sets overlap its own (itself included)."""
-    host, cores = mine[0], set(mine[1])
-    sharing = sum(1 for h, other in ranks if h == host and cores & set(other))
-    return max(1, len(cores) // max(1, sharing))
+    return max(1, len(mine[1]) // max(1, _sharing(mine, ranks)))
+
+
+def crowding(mine: tuple, ranks: list) -> str | None:
+    """Where more ranks than cores share this rank's cores, what that costs, for the start line: they take turns on
+    the cores, each collective waiting for the rank that is not running. mpiexec -n 3 and -n 4 gpunn train on the
+    project's 2-core machine trained at 106,000 and 13,000 samples/s where -n 2 trained at 429,000 (--rows 20000
+    --hidden 32 --batch-size 32, load 8-10 from others, 2026-12-02), with no word of why."""
+    sharing, cores = _sharing(mine, ranks), len(mine[1])
+    if sharing <= cores:
+        return None
+    return (f"{sharing} ranks on {cores} core{'s' * (cores != 1)} take turns on them, many times slower than "
+            f"{cores}: start at most {cores} on this machine")
 
 
 def _placement() -> tuple:
@@ -49,10 +66,10 @@ def rank_threads(comm, model):
         return
     mine = _placement()
     ranks = comm.allgather(mine, label="the core-placement exchange")  # every CPU rank takes part
-    share = cores_per_rank(mine, ranks)
+    share, crowded = cores_per_rank(mine, ranks), crowding(mine, ranks)
     cores = len(mine[1])
-    if share >= cores:  # alone on its cores: nothing to change
-        yield None
+    if share >= cores:  # alone on its cores (or the only core): nothing to change
+        yield crowded
         return
     said, stack = [], contextlib.ExitStack()
     member_ops = getattr(model, "member_ops", None)  # an ensemble: its BLAS already runs on one thread
@@ -71,4 +88,5 @@ def rank_threads(comm, model):
             member_ops.threads = min(before, share)
             stack.callback(setattr, member_ops, "threads", before)
             said.append(f"member groups on {member_ops.threads} thread{'s' * (member_ops.threads != 1)}")
-        yield f"{'; '.join(said)} (its {cores} cores shared with other ranks of this machine)" if said else None
+        shared = f"its {cores} cores shared with other ranks of this machine"
+        yield (f"{'; '.join(said)} ({shared}{'' if crowded is None else f'; {crowded}'})" if said else crowded)
