@@ -449,6 +449,26 @@ def test_an_ensemble_configurations_torch_peers_get_the_threads_asked_for_and_sa
                                                  "torch-loop": "member-samples/s, 3 threads"}
 
 
+def test_an_ensemble_configurations_rows_hold_the_machine_speed_probes_times_of_its_rounds(monkeypatch):
+    """As the single network's: the probe runs between the ensemble's rounds (timed_rounds' ``between``) and every
+    row holds its times and their spread, which the report's (~) reads (the probe's seconds and the rounds injected)."""
+    from gpunn.bench import ensemble as eb
+    from gpunn.bench import system
+
+    probe = iter([0.001, 0.004, 0.002])
+    monkeypatch.setattr(system, "probe_seconds", lambda: next(probe))
+
+    def rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None, between=None):
+        for _ in range(repeats + 1 if between is not None else 0):  # before the first round and after each
+            between()
+        return {r: 1 for r in rs}, {r: [1.0] * repeats for r in rs}
+
+    monkeypatch.setattr(eb, "timed_rounds", rounds)
+    results = eb.bench_ensemble_config(bench.parse_config("lin:4:8:1:16-x2"), gpunn.backend.CPU, peers=("sequential",),
+                                       repeats=2, seconds=0.01, log=lambda msg: None, profile=False)
+    assert [(r.machine_probe_ms, r.machine_spread) for r in results] == [([1.0, 4.0, 2.0], 4.0)] * 2
+
+
 def test_gpu_only_ensemble_variants_are_skipped_on_the_cpu_with_a_line_each(monkeypatch):
     """As the single network's (above): each GPU-only ensemble row asked for on the CPU is one line, however often
     it was asked for (the rounds' timings injected, nothing timed)."""
@@ -1798,9 +1818,10 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     monkeypatch.setattr(bench, "run", run)
     monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
     path = tmp_path / "b.json"
-    out = run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "medium", "--config", "small-x4",
-                   "--precision", "float32,bf16", "--eager", "--max-seconds", "90", "--peers", "none", "--json",
-                   str(path)], capsys)
+    argv = ["bench", "--device", "cpu", "--config", "small", "--config", "medium", "--config", "small-x4",
+            "--precision", "float32,bf16", "--eager", "--max-seconds", "90", "--peers", "none", "--json", str(path)]
+    monkeypatch.setattr(sys, "argv", ["gpunn", *argv])  # as the gpunn script is run
+    out = run_cli(argv, capsys)
     assert out.startswith("gpunn bench: 3 configuration(s) on cpu; peers: none\n")  # the ensemble counted
     names, single = asked["run"]
     assert names == ["small", "medium"] and single["max_seconds"] == 60  # 2 of the 3 configurations
@@ -1811,6 +1832,7 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     # the ensembles' rows as the single networks': the default (a CUDA graph on a GPU) and beside it the variants
     assert "graph" not in ensembles and ensembles["variants"] == single["variants"]
     assert [r["config"] for r in json.loads(path.read_text())["results"]] == ["small", "small-x4"]
+    assert json.loads(path.read_text())["setup"]["command"] == "gpunn " + " ".join(argv)  # to run it again
     # the default --peers: the single networks' peers, or the ensemble peers when every configuration is an ensemble
     run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "small-x4"], capsys)
     assert asked["run"][1]["peers"] == ["naive", "torch", "sklearn"] and asked["ensembles"][1]["peers"] == []
