@@ -87,6 +87,12 @@ def _rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+def _worst(*differences):
+    """The largest of ``differences``, NaN where one is: Python's max(0.0, nan) is 0.0, which passed a member whose
+    gradients or weights were NaN (a GPU kernel's garbage) as equal to its MLP's."""
+    return float(np.max(differences))
+
+
 @pytest.fixture
 def emulate(monkeypatch):
     monkeypatch.setattr(gm, "_EMULATE_PRECISION_ON_CPU", True)
@@ -102,7 +108,7 @@ def _contract(device, precision, act, optimizer, graph=False, members=3):
     for k in range(members):
         twin = gpunn.MLP(SIZES, activation=act, device=device, seed=10 + k, precision=precision)
         h = twin.fit(X, Y, lr=LRS[k], **kwargs)
-        worst = max(worst, _rel(ens.member_params[k], twin.params))
+        worst = _worst(worst, _rel(ens.member_params[k], twin.params))
         # (on a GPU the losses drift as the weights do: GPU_TOL, not a tighter bound than the weights')
         np.testing.assert_allclose(history.member(k)["val_loss"], h["val_loss"],
                                    rtol=1e-3 if FAKE else max(1e-3, GPU_TOL[precision]))
@@ -120,9 +126,23 @@ def _gradient_contract(device, precision, act, members=3):
         twin = gpunn.MLP(SIZES, activation=act, device=device, seed=10 + k, precision=precision)
         assert _rel(ens.member_params[k], twin.params) == 0.0, f"member {k} starts elsewhere"
         twin_loss, twin_dW, twin_db = twin.loss_and_gradients(X, Y)
-        worst = max([worst, abs(float(loss[k]) - twin_loss) / abs(twin_loss)]
-                    + [_rel(a[k], b) for a, b in zip(dW + db, twin_dW + twin_db)])
+        worst = _worst(worst, abs(float(loss[k]) - twin_loss) / abs(twin_loss),
+                       *[_rel(a[k], b) for a, b in zip(dW + db, twin_dW + twin_db)])
     return worst
+
+
+def test_a_members_nan_gradient_is_the_contracts_worst_difference_not_dropped(monkeypatch):
+    """The contract's worst difference was Python's max, and max(0.0, nan) is 0.0: an ensemble whose member gradients
+    came back NaN (with its MLP's finite) passed the GPU test at a difference of 0."""
+    loss_and_gradients = gpunn.Ensemble.loss_and_gradients
+
+    def nan_in_member_1(self, X, Y):
+        loss, dW, db = loss_and_gradients(self, X, Y)
+        dW[0][1] = np.nan
+        return loss, dW, db
+
+    monkeypatch.setattr(gpunn.Ensemble, "loss_and_gradients", nan_in_member_1)
+    assert np.isnan(_gradient_contract("cpu", "float32", "relu"))
 
 
 # ---- the CPU: refused; the emulation keeps the contract --------------------------------------------------

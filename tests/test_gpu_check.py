@@ -1296,6 +1296,23 @@ def sigint_in_a_fit(monkeypatch):
     signal.signal(signal.SIGINT, previous)
 
 
+def test_the_ensemble_exactness_of_a_nan_member_is_nan_not_zero(monkeypatch):
+    """exactness() took Python's max of the members' differences, and max(0.0, nan) is 0.0: NaN weights on the GPU
+    read as exact (the report's "each member equals its MLP" met)."""
+    import gpunn
+
+    hook = _load("bench/gpu_checks/ensemble.py", "ensemble_hook_for_nan")
+    fit = gpunn.MLP.fit
+
+    def nan_weights(self, *args, **kwargs):
+        history = fit(self, *args, **kwargs)
+        self.params[0] = math.nan
+        return history
+
+    monkeypatch.setattr(gpunn.MLP, "fit", nan_weights)
+    assert math.isnan(hook.exactness("cpu"))
+
+
 HOOK_FITS = {  # each hook's code that trains, called as the hook calls it (small sizes)
     "precision held-out R²": lambda hook: hook.held_out_r2("cpu", True),
     "ensemble exactness": lambda hook: hook.exactness("cpu"),
