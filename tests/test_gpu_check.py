@@ -376,6 +376,14 @@ def test_a_stage_skipped_killed_or_not_reached_reads_no_earlier_runs_files(tmp_p
         "train.json", "")
 
 
+def test_the_nccl_hooks_largest_difference_is_nan_where_one_is():
+    """Its checks took Python's max of the runs' differences, which drops a NaN that is not first: an Ensemble check
+    whose bootstrapped run came out NaN passed at the arrays run's 1e-12."""
+    largest = _load("bench/gpu_checks/nccl.py", "nccl_hook_for_nan").largest
+    assert math.isnan(largest({"arrays": 1e-12, "bootstrap": math.nan, "npy source": 2e-12}.values()))
+    assert not largest([1e-12, math.nan]) < 1e-10 and largest([1e-12, 3e-11]) == 3e-11
+
+
 def test_a_nccl_hook_cut_short_after_passing_checks_is_not_met(tmp_path, capsys):
     """The nccl hook rewrites nccl.json after each check, so a hook ended part-way (its stage timed out, or the call
     ran out of time in it) leaves only the checks before the cut, all passed: the report counted them and said
