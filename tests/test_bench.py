@@ -338,6 +338,8 @@ def test_bench_custom_config_markdown_and_missing_peer(tmp_path, capsys, monkeyp
     out = run_cli(["bench", "--quick", "--device", "cpu", "--config", "lin:4:8:2:16", "--peers", "torch",
                    "--no-profile", "--markdown", "--json", str(path)], capsys)
     assert "torch skipped" in out and "| lin | cpu |" in out
+    # the table as each configuration finishes and the whole one at the end, both in Markdown
+    assert out.count("| config | device | implementation |") == 2 and "config  device  implementation" not in out
     results = json.loads(path.read_text())["results"]
     assert [r["impl"] for r in results] == ["gpunn"] and results[0]["profile"] is None
 
