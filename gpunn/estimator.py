@@ -528,7 +528,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),
                                 shuffle=bool(self.shuffle), seed=self._seed_, verbose=False, callbacks=callbacks,
                                 validation_fraction=self.validation_fraction if self.early_stopping else None,
-                                handle_interrupt=False)
+                                handle_interrupt=False, distributed=False)  # (one process's, under mpiexec too)
         self._no_improvement_state = rule.state()
         if kept is not None and not max(history.get("val_r2", ()), default=-math.inf) > kept[0]:
             model.params[...] = kept[1]  # no epoch of this warm fit beat the earlier best: its weights stay

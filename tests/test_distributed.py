@@ -663,6 +663,54 @@ def test_a_distributed_fit_started_without_a_launcher_says_it_is_the_plain_fit_a
                                                        "(start it with mpiexec -n P to train on P ranks)")
 
 
+def test_a_fit_under_a_launcher_of_several_processes_without_distributed_warns_once_on_rank_0(monkeypatch, tmp_path):
+    """mpiexec -n 2 python script.py, its fit without distributed=True: each rank trained the whole run, writing the
+    same files, with no word. Rank 0 warns once per process (fit, Ensemble.fit, resume alike), pointing at the
+    user's line; the other ranks and distributed=False (on purpose) say nothing, nor does a process not launched."""
+    import warnings
+
+    import gpunn
+    from gpunn.distributed import comm
+
+    for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+    X, Y = gpunn.datasets.make("teacher", 16, 3, 1, device="cpu", seed=1)
+    options = dict(epochs=1, batch_size=4, verbose=False)
+
+    def said(fit, **given):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(**options, **given)
+        return [(str(w.message), os.path.basename(w.filename)) for w in caught]
+
+    mlp = gpunn.MLP([3, 4, 1], device="cpu", seed=0)
+    assert said(lambda **k: mlp.fit(X, Y, **k)) == []  # not launched
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "1")
+    assert said(lambda **k: mlp.fit(X, Y, **k)) == []  # rank 1
+    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+    monkeypatch.setenv("PMI_RANK", "0")
+    assert said(lambda **k: mlp.fit(X, Y, **k), distributed=False) == []  # on purpose
+    assert said(lambda **k: mlp.fit(X, Y, **k)) == [(
+        "fit: an MPI launcher started 2 processes, and without distributed=True each trains the whole run (the same "
+        "batches, every rank writing the same files); pass distributed=True to train one data-parallel run, each rank "
+        "a piece of every batch, or distributed=False to train on each on purpose (said once, by rank 0)",
+        "test_distributed.py")]
+    assert said(lambda **k: mlp.fit(X, Y, **k)) == []  # once per process
+    ensemble = gpunn.Ensemble([3, 4, 1], 2, device="cpu", seed=0)
+    assert said(lambda **k: ensemble.fit(X, Y, **k)) == []
+    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+    assert said(lambda **k: ensemble.fit(X, Y, **k))[0][0].startswith("Ensemble.fit: an MPI launcher started 2 ")
+    path = tmp_path / "run.npz"
+    mlp.fit(X, Y, epochs=2, batch_size=4, verbose=False, distributed=False,
+            callbacks=[gpunn.ModelCheckpoint(path), gpunn.EarlyStopping("loss", patience=0, min_delta=1e9)])
+    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+    resumed = said(lambda **k: gpunn.load_checkpoint(path).resume(X, Y, verbose=False, epochs=3))
+    assert resumed[0][0].startswith("Checkpoint.resume: an MPI launcher started 2 ") and resumed[0][1] == \
+        "test_distributed.py"
+
+
 def _save_columns(tmp_path, X):
     """X.npy, and Y.npy of X's first column, for _fit_standardized."""
     numpy.save(tmp_path / "X.npy", X)

@@ -73,7 +73,7 @@ class Checkpoint:
                 f"optimizer={self.optimizer!r}{where})")
 
     def resume(self, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
-               handle_interrupt=True, distributed=False):
+               handle_interrupt=True, distributed=None):
         """Continue training on the same (X, Y), or the same data source passed alone as X (left open, as fit
         leaves it: yours to close), from where the checkpoint was written.
 
@@ -112,7 +112,9 @@ class Checkpoint:
         missing is refused by name, and columns read by position though one side has names are warned of (see
         ``MLP.predict``). On the CPU the result is bit-identical to a run that was never interrupted.
         ``distributed=True`` resumes data parallel (every rank loads this file) on any number of ranks that divides
-        the run's global batch; without it a data-parallel run continues in one process at its global batch.
+        the run's global batch; without it a data-parallel run continues in one process at its global batch (under
+        a launcher of several processes, each process then trains all of it: warned once, by rank 0, unless
+        ``distributed=False`` is passed).
 
         ``verbose`` and ``handle_interrupt`` are this call's, with fit's defaults, not the run's: the checkpoint
         records neither (no result depends on them), so a script that fit with ``verbose=False`` passes it here

@@ -14,7 +14,7 @@ from ..training import callbacks as cbmod
 from ..training.callbacks import order_callbacks
 from ..training import ensemble as ens_training
 from ..training.ensemble import MemberEarlyStopping
-from ..training.fit import split_validation
+from ..training.fit import not_data_parallel, split_validation
 from ..training.loop import train
 from ..training.protocols import is_source
 from ..training.sources import ArraySource, fingerprint_matches
@@ -42,8 +42,9 @@ def check_resume_precision(ckpt) -> None:
 
 
 def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
-               handle_interrupt=True, distributed=False):
+               handle_interrupt=True, distributed=None):
     """Continue the run saved in ``ckpt`` on (X, Y): see :meth:`Checkpoint.resume`."""
+    distributed = not_data_parallel(distributed, "Checkpoint.resume")
     check_resume_precision(ckpt)
     if isinstance(checkpoint, (str, bytes, os.PathLike)) and not os.fspath(checkpoint):
         # (the writer made of it refused its path as the file's "invalid saved state for ModelCheckpoint")

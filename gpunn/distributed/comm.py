@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 
 import numpy
 
@@ -117,6 +118,35 @@ def _slurm_tasks_here() -> int | None:
 # each refuses the variables of its own kind that it cannot read: each bad variable once (launched_local_rank also
 # reads the rank's where no local rank is set, and PMI_RANK='²' was said twice in one line)
 LAUNCHER_READERS = (launched_size, launched_rank, _launched_local_rank_variable, _launched_local_size_variable)
+
+
+_SAID_EACH_TRAINS_IT_ALL = []  # (said once per process)
+
+
+def not_data_parallel(distributed, call: str):
+    """``distributed`` as a fit takes it, None (not given) as False, warning once per process, on the launcher's
+    rank 0, where an MPI launcher started several processes and ``call`` trains the whole run on each: ``mpiexec -n
+    2 python script.py`` without ``distributed=True`` trained it twice, every rank writing the same files, with no
+    word. ``distributed=False`` trains on each rank on purpose, unwarned."""
+    if distributed is not None:
+        return distributed
+    if _SAID_EACH_TRAINS_IT_ALL or not _startup.launched():
+        return False
+    try:
+        size, rank = launched_size(), launched_rank()
+    except (DistributedError, ValueError):  # (a variable gpunn cannot read: a data-parallel fit refuses it)
+        return False
+    if size > 1:
+        _SAID_EACH_TRAINS_IT_ALL.append(True)
+        if rank == 0:
+            from ..backend import user_stacklevel
+
+            warnings.warn(f"{call}: an MPI launcher started {size} processes, and without distributed=True each "
+                          "trains the whole run (the same batches, every rank writing the same files); pass "
+                          "distributed=True to train one data-parallel run, each rank a piece of every batch, or "
+                          "distributed=False to train on each on purpose (said once, by rank 0)",
+                          stacklevel=user_stacklevel())
+    return False
 
 
 def rank_words(rank: int, size: int) -> str:

@@ -39,8 +39,8 @@ from ..rng import DeviceRNG, generator
 from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged,
                         checked_monitoring, default_monitor, four_digits, improves, lines_for, missing_monitor,
                         monitor_mode, order_callbacks, writes_checkpoints)
-from .fit import (checked_arrays, refuse_standardize_with_a_source, rows_trained_on, split_validation,
-                  statistics_kept_before_a_step, statistics_kept_on_refusal)
+from .fit import (checked_arrays, not_data_parallel, refuse_standardize_with_a_source, rows_trained_on,
+                  split_validation, statistics_kept_before_a_step, statistics_kept_on_refusal)
 from .protocols import is_source
 from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, agreed, not_finite_validation,
                    train)
@@ -665,7 +665,7 @@ def continued(optimizer, model, *, lr=None, **settings) -> EnsembleOptimizer:
 def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, weight_decay=None,
                  momentum=None, beta1=None, beta2=None, schedule="constant", shuffle=True, seed=None, verbose=True,
                  callbacks=(), validation_data=None, validation_fraction=None, standardize=False, bootstrap=False,
-                 handle_interrupt=True, distributed=False):
+                 handle_interrupt=True, distributed=None):
     """Train every member of ``model`` (an Ensemble) on (X, Y), or on a data source (``gpunn.data``)
     passed alone as X, as :func:`gpunn.fit` takes one (and leaves it open: it is yours to close); returns an
     :class:`EnsembleHistory`.
@@ -691,10 +691,12 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     arrays each rank gathers its rows of each batch, on a chunked source each rank reads only its
     shard (the single-process order is ``gpunn.distributed.ShardedSource(source, P)``'s), and with
     ``bootstrap=True`` each rank gathers its piece of every member's global batch of its resample. Member k is then ``MLP.fit(..., distributed=True)`` with member k's settings, and the
-    one-process ensemble at P x batch_size, to rounding.
+    one-process ensemble at P x batch_size, to rounding. ``distributed=None`` (the default) is False, warned of
+    under a launcher of several processes, as gpunn.fit's.
     """
     from ..data.base import standardize_option
 
+    distributed = not_data_parallel(distributed, "Ensemble.fit")
     epochs, bootstrap = positive_int(epochs, "epochs"), flag(bootstrap, "bootstrap")
     standardize, given = standardize_option(standardize), model.standardizer
     if isinstance(schedule, (list, tuple)):  # (make_schedule's refusal said only "must be a name ...")

@@ -10,6 +10,7 @@ import sys
 
 import numpy
 
+from .. import _startup
 from ..checks import (check_rows_match, fit_columns, flag, held_warnings, positive_int, seed_int, validation_share,
                       warn_read_by_position)
 from ..hints import OPTIMIZER_OPTIONS, keywords_checked, unexpected_keyword
@@ -118,6 +119,15 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
             RegressionEvaluator(model, Xv, Yv, rows_in=("X", held)))
 
 
+def not_data_parallel(distributed, call):
+    """gpunn.distributed.comm.not_data_parallel, imported where it can warn (an MPI launcher's variables set)."""
+    if distributed is not None or not _startup.launched():
+        return False if distributed is None else distributed
+    from ..distributed.comm import not_data_parallel
+
+    return not_data_parallel(distributed, call)
+
+
 def held_out_rows(m, fraction, seed):
     """(held, kept): the rows of ``m`` that ``validation_fraction`` holds out, drawn by the stream (seed,
     "validation"), and the others, as sorted host index arrays."""
@@ -175,7 +185,7 @@ def statistics_kept_before_a_step(model, optimizer, given):
 @keywords_checked
 def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,
         seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, standardize=False,
-        handle_interrupt=True, distributed=False, graph=None):
+        handle_interrupt=True, distributed=None, graph=None):
     """Train ``model`` on (X, Y) with mini-batch gradient descent; returns a :class:`History`.
 
     epochs: passes over the training rows (default 10). batch_size: rows per step (default 256, at most
@@ -234,7 +244,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     per-rank batch, the global batch is P times it, and the result is the single-process run at
     that global batch (see gpunn.distributed; on a gpunn.data source each rank reads only its shard,
     and the single-process order is ``gpunn.distributed.ShardedSource(source, P)``'s). Rank 0 prints
-    and writes checkpoints.
+    and writes checkpoints. ``distributed=None`` (the default) is False, with a warning (once, by rank 0) where an MPI
+    launcher started several processes, each of which then trains the whole run; ``False`` trains so, unwarned.
     graph: sets ``model.graph`` for this and later fits: True, False, or "auto" (on for a CUDA GPU where the
     step can be captured: the default); None leaves it as it is (see MLP and gpunn.training.graph).
     """
@@ -243,6 +254,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
                         "takes per-member lr, weight_decay, momentum, beta1, beta2 and bootstrap")
     if graph is not None:
         model.graph = graph_mode(graph)
+    distributed = not_data_parallel(distributed, "fit")
     epochs = positive_int(epochs, "epochs")
     shuffle = flag(shuffle, "shuffle")
     from ..data.base import standardize_option
