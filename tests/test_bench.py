@@ -471,6 +471,24 @@ def test_an_ensemble_configurations_rows_hold_the_machine_speed_probes_times_of_
     assert [(r.machine_probe_ms, r.machine_spread) for r in results] == [([1.0, 4.0, 2.0], 4.0)] * 2
 
 
+def test_an_ensemble_row_without_any_gemm_timed_has_no_percent_of_peak_and_the_run_goes_on(monkeypatch):
+    """A budget spent before the square products (timed_peaks times none) with a baseline too short to time (n/a):
+    no GEMM rate was measured, so "% of peak" has no base: nan (the table's n/a), not a division by zero."""
+    import time
+
+    from gpunn.bench import ensemble as eb
+
+    def rounds(rs, repeats, seconds, deadline=None, on_budget=None, min_seconds=None, between=None):
+        return {r: 1 for r in rs}, {r: [1e-6 if r in (min_seconds or ()) else 1.0] * 2 for r in rs}
+
+    monkeypatch.setattr(eb, "timed_rounds", rounds)
+    logs = []
+    (row,) = eb.bench_ensemble_config(bench.parse_config("lin:4:8:1:16-x2"), gpunn.backend.CPU, peers=(), repeats=2,
+                                      seconds=0.01, deadline=time.perf_counter(), log=logs.append, profile=False)
+    assert row.gemm_na and math.isnan(row.fraction_of_gemm) and math.isnan(row.fraction_of_peak)
+    assert row.peak_gflops == 0.0 and any("% of GEMM n/a" in line for line in logs)
+
+
 def test_gpu_only_ensemble_variants_are_skipped_on_the_cpu_with_a_line_each(monkeypatch):
     """As the single network's (above): each GPU-only ensemble row asked for on the CPU is one line, however often
     it was asked for (the rounds' timings injected, nothing timed)."""
@@ -1840,6 +1858,11 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     assert asked["run"][1]["peers"] == ["naive", "torch", "sklearn"] and asked["ensembles"][1]["peers"] == []
     run_cli(["bench", "--device", "cpu", "--config", "small-x4"], capsys)
     assert asked["ensembles"][1]["peers"] == list(bench.ENSEMBLE_PEERS)
+    # a list naming both kinds: each run gets its own kind's; --sustain reaches the single networks' run
+    run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "small-x4", "--peers", "naive,sequential",
+             "--sustain", "7"], capsys)
+    assert (asked["run"][1]["peers"], asked["ensembles"][1]["peers"]) == (["naive"], ["sequential"])
+    assert asked["run"][1]["sustain_steps"] == 7 and single["sustain_steps"] == 0
     # --ensemble K with a NAME-xK of that K names the same ensemble: taken (another K is refused: see above)
     run_cli(["bench", "--device", "cpu", "--config", "small-x4", "--ensemble", "4"], capsys)
     assert asked["ensembles"][0] == ["small-x4"]
