@@ -614,6 +614,11 @@ def test_an_interrupted_sweep_says_which_ensemble_of_how_many_and_where_and_its_
     run(GRID + ["--epochs", "1", "--json", str(js)], capsys)
     result = json.loads(js.read_text())["result"]
     assert result["interrupted"] is False and [e["members"] for e in result["ensembles"]] == [3, 3, 2]
+    calls.clear()
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", second_interrupted)
+    one_each = with_options(GRID, "--max-members", "1", "--weight-decay", "0", "--seeds", "1", "--epochs", "2")
+    assert cli.main(one_each) == 130  # (it said "members 1-1")
+    assert "interrupted in ensemble 1 (2 of 2: member 1) after 1 of 2 epochs" in capsys.readouterr().out
 
 
 def test_a_resumed_sweep_interrupted_again_says_where_it_goes_on_and_every_rank_exits_130(

@@ -652,7 +652,8 @@ def _run(args, opened) -> int:
         if history.interrupted:
             interrupted = True
             resume_hint = f"; continue with gpunn sweep --resume {shell_word(save_dir)}" if save_dir else ""
-            where = (f" in ensemble {g} ({g + 1} of {len(groups)}: members {offset}-{offset + len(group) - 1})"
+            which = f"member {offset}" if len(group) == 1 else f"members {offset}-{offset + len(group) - 1}"
+            where = (f" in ensemble {g} ({g + 1} of {len(groups)}: {which})"
                      if len(groups) > 1 else "") + f" after {reached.stopped_at}"
             if not rows:
                 print(f"interrupted{where}, before any member finished an epoch: nothing to rank{resume_hint}",
