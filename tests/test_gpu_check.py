@@ -376,6 +376,21 @@ def test_a_stage_skipped_killed_or_not_reached_reads_no_earlier_runs_files(tmp_p
         "train.json", "")
 
 
+def test_every_fit_of_the_nccl_hook_says_whether_it_is_data_parallel():
+    """The hook runs under mpiexec, and rank 0's one-process reference fits left distributed out: since fit warns of
+    that under a launcher (each rank training the whole run, 532d9d3), the hook's log said so of its own references."""
+    import ast
+
+    tree = ast.parse((ROOT / "bench" / "gpu_checks" / "nccl.py").read_text())
+    saying = {target.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+              and any(k.arg == "distributed" for k in node.value.keywords) for target in node.targets}  # kw = dict(...)
+    fits = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "fit"]
+    assert len(fits) >= 6 and "kw" in saying
+    assert [ast.unparse(f)[:70] for f in fits if not any(
+        k.arg == "distributed" or k.arg is None and getattr(k.value, "id", None) in saying for k in f.keywords)] == []
+
+
 def test_the_nccl_hooks_largest_difference_is_nan_where_one_is():
     """Its checks took Python's max of the runs' differences, which drops a NaN that is not first: an Ensemble check
     whose bootstrapped run came out NaN passed at the arrays run's 1e-12."""
