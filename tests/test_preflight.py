@@ -107,6 +107,23 @@ def test_a_memory_cgroups_room_is_its_least_limit_less_what_it_holds_but_its_ina
     assert preflight.cgroup_available_bytes(v2, v2 / "in") == 0  # over its limit (reclaiming): no room, not less
 
 
+def test_a_memory_cgroups_room_is_the_least_of_its_groups_up_to_the_mount_and_of_both_hierarchies_listed(tmp_path):
+    """A group's room is the least of its own and its parents' (a job's step under a job under a smaller slice), up
+    to the mount and not above it (a container's root, whatever lies outside); a hybrid system lists a v2 line and a
+    v1 memory line (its controller mounted beside cpu here): the room is the least of the two."""
+    GiB, MiB = 2**30, 2**20
+    outside, root = tmp_path, tmp_path / "cgroup"
+    _cgroup_files(outside, {"memory.max": f"{10 * MiB}\n", "memory.current": "0\n"})  # not the process's: above the mount
+    _cgroup_files(root, {"job/memory.max": f"{4 * GiB}\n", "job/memory.current": f"{GiB}\n",
+                         "memory.max": f"{2 * GiB}\n", "memory.current": f"{GiB}\n", "v2": "0::/job\n",
+                         "memory/job/memory.limit_in_bytes": f"{3 * GiB // 2}\n",
+                         "memory/job/memory.usage_in_bytes": f"{GiB}\n",
+                         "memory/memory.limit_in_bytes": "9223372036854771712\n",
+                         "memory/memory.usage_in_bytes": "5\n", "hybrid": "0::/job\n7:cpu,memory:/job\n"})
+    assert preflight.cgroup_available_bytes(root, root / "v2") == GiB  # the parent's, less than the job's 3 GiB
+    assert preflight.cgroup_available_bytes(root, root / "hybrid") == 512 * MiB  # the v1 group's, less than v2's
+
+
 def test_the_host_has_the_least_of_memavailable_and_its_cgroups_room(monkeypatch):
     monkeypatch.setattr(preflight, "_meminfo_available", lambda: 200 << 30)
     monkeypatch.setattr(preflight, "cgroup_available_bytes", lambda: 3 << 30)
@@ -164,6 +181,24 @@ def test_the_host_memory_a_rank_may_use_is_its_share_among_the_ranks_on_its_node
         preflight.check_train_memory(need, 40_000_000, host)
     gpu = types.SimpleNamespace(is_gpu=True, device="cuda:0")
     assert preflight.share_words(gpu) == "" and preflight.share_words() != ""
+
+
+def test_a_network_refused_for_its_size_says_the_hosts_figure_is_this_processs_share_and_a_gpus_is_its_own(
+        launcher_env):
+    """The refusal of a network too large for the memory says, as the rows' refusal does, that the host's figure is
+    this rank's share of it where a launcher started several processes on the node; a GPU's memory is its rank's
+    own, said without a share."""
+    launcher_env.setenv("PMI_SIZE", "4")
+    launcher_env.setenv("MPI_LOCALNRANKS", "4")
+    launcher_env.setattr(preflight, "host_available_bytes", lambda: 8 << 20)
+    launcher_env.setattr(preflight, "device_available_bytes", lambda backend: 2 << 20)
+    host = types.SimpleNamespace(is_gpu=False, device="cpu")
+    with pytest.raises(preflight.PreflightError, match=r"but 2\.0 MiB is available, this process's share: 4 processes "
+                                                       r"of the job on this node; use smaller --hidden layers"):
+        preflight.check_model_memory([8, 4096, 4096, 1], 256, 4, host)
+    gpu = types.SimpleNamespace(is_gpu=True, device="cuda:0")
+    with pytest.raises(preflight.PreflightError, match=r"of GPU cuda:0 memory .* but 2\.0 MiB is available; use "):
+        preflight.check_model_memory([8, 4096, 4096, 1], 256, 4, gpu)
 
 
 def test_a_network_that_cannot_fit_by_itself_is_refused_before_the_rows_are_chosen(monkeypatch, capsys, tmp_path):
