@@ -55,15 +55,22 @@ def test_the_mpi_line_names_mpi4py_the_mpi_wheel_and_the_mpiexec_found_or_where_
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
     monkeypatch.setattr(importlib.metadata, "version", version)
-    monkeypatch.setattr(shutil, "which", lambda name: "/opt/mpi/bin/mpiexec")
-    assert info.mpi_info() == "mpi4py 4.1.2, mpich 5.0.2, mpiexec /opt/mpi/bin/mpiexec"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))  # (no mpiexec beside it yet)
+    monkeypatch.setattr(shutil, "which", lambda name: "/opt/mpi/bin/mpiexec")
+    assert info.mpi_info() == "mpi4py 4.1.2, mpich 5.0.2, mpiexec /opt/mpi/bin/mpiexec"
     (bin_dir / "mpiexec").touch()
-    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert info.mpi_info() == (f"mpi4py 4.1.2, mpich 5.0.2, mpiexec {bin_dir / 'mpiexec'}, not on the PATH (activate "
                                "the environment, or call it by that path)")
+    monkeypatch.setattr(shutil, "which", lambda name: "/opt/mpi/bin/mpiexec")  # a system MPI's first on the PATH
+    assert info.mpi_info() == (f"mpi4py 4.1.2, mpich 5.0.2, mpiexec /opt/mpi/bin/mpiexec, not the one beside Python "
+                               f"({bin_dir / 'mpiexec'}), which is the one to launch with where mpi4py runs on its MPI "
+                               "(another MPI's mpiexec is refused)")
+    monkeypatch.setattr(shutil, "which", lambda name: str(bin_dir / "mpiexec"))  # the environment activated
+    assert info.mpi_info() == f"mpi4py 4.1.2, mpich 5.0.2, mpiexec {bin_dir / 'mpiexec'}"
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     (bin_dir / "mpiexec").unlink()
     assert info.mpi_info().endswith(", no mpiexec on the PATH (pip install 'gpunn[mpi]' installs MPICH's, or use "
                                     "your system MPI's)")

@@ -82,13 +82,27 @@ def mpi_info() -> str:
             continue
     beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     launcher = shutil.which("mpiexec")
-    if launcher is not None:
+    if launcher is not None and os.path.exists(beside) and not _same_file(launcher, beside):
+        # a system MPI's first on the PATH, the environment's (the wheel's) beside Python: the launch gpunn refuses
+        # (distributed.comm's launcher check), which a setup check can say before it
+        found.append(f"mpiexec {launcher}, not the one beside Python ({beside}), which is the one to launch with "
+                     "where mpi4py runs on its MPI (another MPI's mpiexec is refused)")
+    elif launcher is not None:
         found.append(f"mpiexec {launcher}")
     elif os.path.exists(beside):
         found.append(f"mpiexec {beside}, not on the PATH (activate the environment, or call it by that path)")
     else:
         found.append("no mpiexec on the PATH (pip install 'gpunn[mpi]' installs MPICH's, or use your system MPI's)")
     return ", ".join(found)
+
+
+def _same_file(a, b) -> bool:
+    import os
+
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _or_error(describe) -> str:
