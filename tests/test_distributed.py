@@ -711,6 +711,25 @@ def test_a_fit_under_a_launcher_of_several_processes_without_distributed_warns_o
         "test_distributed.py"
 
 
+def test_a_fit_under_a_launcher_of_one_process_is_not_warned_that_each_process_trains_it_all(monkeypatch):
+    """mpiexec -n 1 python script.py: one process trains the run, as without the launcher; nothing to warn of."""
+    import warnings
+
+    import gpunn
+    from gpunn.distributed import comm
+
+    for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+    monkeypatch.setenv("PMI_SIZE", "1")
+    monkeypatch.setenv("PMI_RANK", "0")
+    X, Y = gpunn.datasets.make("teacher", 16, 3, 1, device="cpu", seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gpunn.MLP([3, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=4, verbose=False)
+    assert comm.not_data_parallel(None, "fit") is False
+
+
 def _save_columns(tmp_path, X):
     """X.npy, and Y.npy of X's first column, for _fit_standardized."""
     numpy.save(tmp_path / "X.npy", X)

@@ -165,6 +165,33 @@ def test_the_processes_on_this_node_are_the_launchers_local_count(launcher_env, 
     assert preflight.ranks_on_this_node() == here
 
 
+@pytest.mark.parametrize("variables, here", [
+    ({"MV2_COMM_WORLD_SIZE": "6", "MV2_COMM_WORLD_LOCAL_SIZE": "3"}, 3),  # MVAPICH's mpiexec
+    ({"PMI_SIZE": "5", "SLURM_STEP_TASKS_PER_NODE": "2(x2,3", "SLURM_NODEID": "0"}, 1),  # a part not read: unknown
+    ({"PMI_SIZE": "3", "SLURM_STEP_TASKS_PER_NODE": "3", "SLURM_NODEID": "1"}, 1),  # the node after the last counted
+    ({"PMI_SIZE": "7", "SLURM_STEP_TASKS_PER_NODE": "1(x3),2", "SLURM_NODEID": "-1"}, 1),  # no node number
+])
+def test_the_processes_on_this_node_under_mvapich_and_where_slurms_words_cannot_be_read(launcher_env, variables,
+                                                                                      here):
+    for name, value in variables.items():
+        launcher_env.setenv(name, value)
+    assert preflight.ranks_on_this_node() == here
+
+
+def test_a_launchers_count_of_the_processes_on_this_node_that_is_no_whole_number_is_refused_as_a_command_starts(
+        launcher_env):
+    """Every command reads it (each rank's share of the host's memory): refused with the launcher's other variables
+    as the command starts, not as the memory check reads it after the data was read."""
+    from gpunn.cli.common import refuse_bad_settings
+    from gpunn.distributed.comm import DistributedError
+
+    launcher_env.setenv("PMI_SIZE", "2")
+    launcher_env.setenv("MPI_LOCALNRANKS", "two")
+    with pytest.raises(DistributedError, match=r"^MPI_LOCALNRANKS='two' is not a whole number \(an MPI launcher's "
+                                               r"variable: how many processes it started on this node\)$"):
+        refuse_bad_settings()
+
+
 def test_the_host_memory_a_rank_may_use_is_its_share_among_the_ranks_on_its_node(launcher_env):
     """Each rank of mpiexec -n 4 gpunn train on one machine checked the host's whole free memory for its own copy of
     the rows (every rank makes them all): four copies of what fitted once, and the kernel killed the job. A rank now
