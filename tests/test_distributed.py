@@ -730,6 +730,52 @@ def test_a_fit_under_a_launcher_of_one_process_is_not_warned_that_each_process_t
     assert comm.not_data_parallel(None, "fit") is False
 
 
+def test_a_fit_under_a_launcher_variable_gpunn_cannot_read_trains_as_one_process_unwarned(monkeypatch):
+    """The warning of each rank training the whole run reads the launcher's size and rank; one it cannot read
+    (PMI_RANK='x') is a data-parallel fit's to refuse: a plain fit trains as it did before the warning was added."""
+    import warnings
+
+    import gpunn
+    from gpunn.distributed import comm
+
+    for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "x")
+    X, Y = gpunn.datasets.make("teacher", 16, 3, 1, device="cpu", seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = gpunn.MLP([3, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=4, verbose=False)
+    assert len(history["loss"]) == 1
+
+
+def test_a_job_whose_launcher_sets_no_variable_gpunn_reads_is_not_refused_for_mpis_count(monkeypatch):
+    """The check that the launcher's count is MPI's compares the two where the launcher says one; a launcher that
+    sets none of PMI_SIZE, OMPI_COMM_WORLD_SIZE, ... leaves MPI's count alone to say the job's size."""
+    from gpunn.distributed import comm
+
+    for name in comm._SIZE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    comm._check_launcher_is_mpis(4, "MPICH Version: 5.0.2")
+
+
+def test_the_refusal_of_another_mpis_mpiexec_names_mpi4pys_mpiexec_only_where_it_is_beside_python(monkeypatch,
+                                                                                                   tmp_path):
+    from gpunn.distributed import comm
+
+    for name in comm._SIZE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(comm.DistributedError, match=r"Launch with the mpiexec of mpi4py's MPI, or install"):
+        comm._check_launcher_is_mpis(1, "MPICH Version: 5.0.2")
+    (tmp_path / "mpiexec").write_text("")
+    with pytest.raises(comm.DistributedError, match=rf"Launch with the mpiexec of mpi4py's MPI "
+                                                    rf"\({re.escape(str(tmp_path / 'mpiexec'))}\), or install"):
+        comm._check_launcher_is_mpis(1, "MPICH Version: 5.0.2")
+
+
 def _save_columns(tmp_path, X):
     """X.npy, and Y.npy of X's first column, for _fit_standardized."""
     numpy.save(tmp_path / "X.npy", X)

@@ -1009,6 +1009,34 @@ def test_a_ctrl_c_in_partial_fit_puts_back_the_weights_and_the_optimizers_moment
     numpy.testing.assert_array_equal(interrupted.model_.params, plain.model_.params)
 
 
+def test_a_ctrl_c_in_a_warm_start_puts_back_the_optimizer_that_a_later_partial_fit_goes_on_with(monkeypatch):
+    """A warm fit trains with an optimizer of its own; interrupted, the network's optimizer is the earlier fit's
+    again, so a partial_fit after it goes on as after the earlier fit alone, bit for bit."""
+    X, y = (numpy.asarray(a) for a in datasets.make("linear", 300, 3, seed=0, device="cpu"))
+    y = y.ravel()
+
+    def make():
+        return MLPRegressor(hidden_layer_sizes=(8,), batch_size=50, max_iter=2, device="cpu", random_state=0).fit(X, y)
+
+    from gpunn.training.loop import Trainer
+
+    plain, interrupted = make(), make()
+    before = interrupted.model_.optimizer
+
+    def ctrl_c_at_the_first_epochs_end(self, *args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "epoch_logs", ctrl_c_at_the_first_epochs_end)  # (after its steps)
+        with pytest.raises(KeyboardInterrupt):
+            interrupted.set_params(warm_start=True).fit(X, y)
+    assert interrupted.model_.optimizer is before
+    plain.partial_fit(X, y)
+    interrupted.partial_fit(X, y)
+    assert interrupted.loss_curve_ == plain.loss_curve_
+    numpy.testing.assert_array_equal(interrupted.model_.params, plain.model_.params)
+
+
 def test_verbose_says_each_division_of_the_adaptive_rate_and_the_stop_in_scikit_learns_words(capsys):
     """solver="sgd" with learning_rate="adaptive": the lines that say why the rate is divided by 5 give the new rate,
     and the last says it is too small to go on, as scikit-learn's MLPRegressor prints them for the same settings."""
