@@ -1344,12 +1344,16 @@ def test_an_ensembles_eager_row_gives_its_graph_rows_speed_up_paired_by_round(mo
             _refuse_graph_capture(monkeypatch)
         monkeypatch.setattr(eb, "timed_rounds", fake_rounds)
         monkeypatch.setattr(eb, "ensemble_rows", lambda cfg, backend: 2 * cfg.batch)
+        # (the step profile recorded, not run: the float32 eager step's, where a bf16 eager row comes before it)
+        monkeypatch.setattr(eb, "profile_step", lambda runner, *args, **kwargs: {"of": runner.key})
         results = [vars(r) for r in eb.bench_ensemble_config(
             bench.parse_config("lin:4:8:1:16-x2"), backend.resolve("cuda"), peers=(), repeats=3, seconds=0.001,
-            log=lambda msg: None, profile=False, variants=[("float32", False)])]
+            log=lambda msg: None, variants=[("bf16", False), ("float32", False)])]
     finally:
         fakecupy.forget_gpunn_state(None)
     rows = {r["impl"]: r for r in results}
+    # profiled: the float32 eager step (where the graph fell back, the default row is that step)
+    assert [r["profile"] for r in results if r["profile"]] == [{"of": "gpunn" if captured else "gpunn-graph"}]
     assert rows["gpunn"]["graph"] == "eager" and rows["gpunn-graph"]["graph"] == ("graph" if captured else "eager")
     assert math.isnan(rows["gpunn-graph"]["graph_speedup"])
     if captured:
@@ -1481,6 +1485,8 @@ def test_the_results_table_gives_each_rows_numbers_in_their_columns():
     ensemble = format_table([_row(config="small-x4"), _row(config="small-x4", impl="gpunn-graph", gpunn_speedup=0.8)])
     assert [line.split()[-1] for line in ensemble.splitlines()[2:]] == ["—", "0.80x"]
     assert format_table([_row(backend="cpu"), _row(backend="cuda:0")]).splitlines()[3] == ""  # one config, 2 devices
+    slow = format_table([_row(impl="sklearn", spread=[0.456, 12.34])]).splitlines()[2]
+    assert " 0.456-12.3 " in slow  # a slow peer's spread in three figures, under 1 too
     md = format_table(_report_rows(), markdown=True).splitlines()
     assert md[0].startswith("| config | device |") and md[1].startswith("|---|---|")
     assert md[4] == "| small | cuda:0 | torch eager | bf16 | 1,000 | 1k-- | 12.3 | n/a | n/a | 0.40x |  |"
@@ -1860,9 +1866,14 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     assert asked["ensembles"][1]["peers"] == list(bench.ENSEMBLE_PEERS)
     # a list naming both kinds: each run gets its own kind's; --sustain reaches the single networks' run
     run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "small-x4", "--peers", "naive,sequential",
-             "--sustain", "7"], capsys)
+             "--sustain", "7", "--no-profile"], capsys)
     assert (asked["run"][1]["peers"], asked["ensembles"][1]["peers"]) == (["naive"], ["sequential"])
     assert asked["run"][1]["sustain_steps"] == 7 and single["sustain_steps"] == 0
+    assert (asked["run"][1]["profile"], asked["ensembles"][1]["profile"]) == (False, False)
+    assert single["profile"] and ensembles["profile"]  # profiled unless --no-profile
+    # single runs that overran the budget (30 s of --max-seconds 20) leave the ensembles a second, not nothing
+    run_cli(["bench", "--device", "cpu", "--config", "small", "--config", "small-x4", "--max-seconds", "20"], capsys)
+    assert (asked["run"][1]["max_seconds"], asked["ensembles"][1]["max_seconds"]) == (10, 1.0)
     # --ensemble K with a NAME-xK of that K names the same ensemble: taken (another K is refused: see above)
     run_cli(["bench", "--device", "cpu", "--config", "small-x4", "--ensemble", "4"], capsys)
     assert asked["ensembles"][0] == ["small-x4"]
