@@ -1037,6 +1037,37 @@ def test_a_ctrl_c_in_a_warm_start_puts_back_the_optimizer_that_a_later_partial_f
     numpy.testing.assert_array_equal(interrupted.model_.params, plain.model_.params)
 
 
+def test_a_verbose_fit_that_fails_with_another_error_says_nothing_of_a_keyboardinterrupt(capsys, monkeypatch):
+    from gpunn.training.loop import Trainer
+
+    X, y = (numpy.asarray(a) for a in datasets.make("linear", 300, 3, seed=0, device="cpu"))
+
+    def fails_at_the_first_epochs_end(self, *args):
+        raise RuntimeError("a failure of the test's own")
+
+    monkeypatch.setattr(Trainer, "epoch_logs", fails_at_the_first_epochs_end)
+    with pytest.raises(RuntimeError, match="a failure of the test's own"):
+        MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, verbose=True, device="cpu", random_state=0).fit(X, y.ravel())
+    assert "KeyboardInterrupt" not in capsys.readouterr().out
+
+
+def test_the_estimators_fit_under_a_launcher_of_several_processes_is_one_processs_and_not_warned_of(monkeypatch):
+    """MLPRegressor trains in the process that calls it (a grid search's worker under mpiexec too): the warning
+    that each rank trains the whole run, meant for a script's fit without distributed=True, is not its to give."""
+    from gpunn.distributed import comm
+
+    for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "0")
+    X, y = (numpy.asarray(a) for a in datasets.make("linear", 100, 3, seed=0, device="cpu"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, device="cpu", random_state=0).fit(X, y.ravel())
+    assert est.n_iter_ == 2 and not [w for w in caught if "launcher" in str(w.message)]
+
+
 def test_verbose_says_each_division_of_the_adaptive_rate_and_the_stop_in_scikit_learns_words(capsys):
     """solver="sgd" with learning_rate="adaptive": the lines that say why the rate is divided by 5 give the new rate,
     and the last says it is too small to go on, as scikit-learn's MLPRegressor prints them for the same settings."""
