@@ -1158,3 +1158,54 @@ def test_a_run_stopped_part_way_through_an_epoch_has_closed_its_batches(stop, in
             MLP([3, 4, 1], device="cpu", seed=0).fit(source, **fit)
         assert caught.value is not None  # (the error and its traceback held here)
     assert closed == [0]
+
+
+def test_a_keyboard_interrupt_in_an_epochs_first_step_or_in_its_validation_is_said_where_it_landed(data, capsys,
+                                                                                                 monkeypatch):
+    """The interrupted line counts the steps that ended in the epoch it landed in: none where it landed in the
+    first step of epoch 2 (not epoch 1's ten), and all of epoch 2 where it landed in its pass over the held-out
+    rows (said as the end of that epoch)."""
+    X, Y = data[0], data[1]
+    step, steps = MLP.train_step_and_update, []
+
+    def ctrl_c_in_the_eleventh_step(self, *args, **kwargs):
+        steps.append(1)
+        if len(steps) == 11:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MLP, "train_step_and_update", ctrl_c_in_the_eleventh_step)
+        with pytest.raises(KeyboardInterrupt):
+            MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=100, verbose=2)
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "train [cpu]: KeyboardInterrupt after 1 of 3 epochs: the model holds")
+
+    class CtrlCInTheSecondValidation(Callback):
+        def on_validation_begin(self, trainer, epoch):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=80, verbose=2, validation_fraction=0.2,
+                                                 callbacks=[CtrlCInTheSecondValidation()])
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "train [cpu]: KeyboardInterrupt after 2 of 3 epochs: the model holds")
+
+
+def test_a_keyboard_interrupt_before_a_resumed_runs_first_step_counts_the_batches_it_resumed_after(
+        data, tmp_path, capsys, monkeypatch, interrupt_at):
+    X, Y = data[0], data[1]
+    path = tmp_path / "run.npz"
+    MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=100, verbose=False,
+                                             callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)])
+
+    def ctrl_c(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MLP, "train_step_and_update", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=2)
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "train [cpu]: KeyboardInterrupt after 1 of 3 epochs and 3 of 10 batches of epoch 2: the model holds")
+
