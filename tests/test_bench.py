@@ -489,6 +489,22 @@ def test_an_ensemble_row_without_any_gemm_timed_has_no_percent_of_peak_and_the_r
     assert row.peak_gflops == 0.0 and any("% of GEMM n/a" in line for line in logs)
 
 
+def test_run_ensembles_gives_the_torch_peers_blas_threads_else_every_usable_core(monkeypatch):
+    from gpunn.bench import ensemble as eb
+    from gpunn.bench import system
+    from gpunn.ops import cpu
+
+    given = []
+    monkeypatch.setattr(eb, "bench_ensemble_config", lambda cfg, backend, peers, repeats, seconds, deadline, threads,
+                        *rest: given.append(threads) or [])
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 4)
+    for blas, threads in ((3, None), (None, None), (3, 1)):  # (threads: what the caller asked for, which wins)
+        monkeypatch.setattr(system, "blas_threads", lambda: blas)
+        eb.run_ensembles([bench.parse_config("lin:4:8:1:16-x2")], [gpunn.backend.CPU], threads=threads,
+                         log=lambda msg: None)
+    assert given == [3, 4, 1]
+
+
 def test_gpu_only_ensemble_variants_are_skipped_on_the_cpu_with_a_line_each(monkeypatch):
     """As the single network's (above): each GPU-only ensemble row asked for on the CPU is one line, however often
     it was asked for (the rounds' timings injected, nothing timed)."""
@@ -1344,8 +1360,10 @@ def test_an_ensembles_eager_row_gives_its_graph_rows_speed_up_paired_by_round(mo
             _refuse_graph_capture(monkeypatch)
         monkeypatch.setattr(eb, "timed_rounds", fake_rounds)
         monkeypatch.setattr(eb, "ensemble_rows", lambda cfg, backend: 2 * cfg.batch)
-        # (the step profile recorded, not run: the float32 eager step's, where a bf16 eager row comes before it)
-        monkeypatch.setattr(eb, "profile_step", lambda runner, *args, **kwargs: {"of": runner.key})
+        # (the step profile recorded, not run: the float32 eager step's, where a bf16 eager row comes before it, with
+        # its ensemble's member ops timed)
+        monkeypatch.setattr(eb, "profile_step", lambda runner, *args, ops=None: {
+            "of": runner.key, "member ops": ops is runner.model.member_ops})
         results = [vars(r) for r in eb.bench_ensemble_config(
             bench.parse_config("lin:4:8:1:16-x2"), backend.resolve("cuda"), peers=(), repeats=3, seconds=0.001,
             log=lambda msg: None, variants=[("bf16", False), ("float32", False)])]
@@ -1353,7 +1371,8 @@ def test_an_ensembles_eager_row_gives_its_graph_rows_speed_up_paired_by_round(mo
         fakecupy.forget_gpunn_state(None)
     rows = {r["impl"]: r for r in results}
     # profiled: the float32 eager step (where the graph fell back, the default row is that step)
-    assert [r["profile"] for r in results if r["profile"]] == [{"of": "gpunn" if captured else "gpunn-graph"}]
+    assert [r["profile"] for r in results if r["profile"]] == [{"of": "gpunn" if captured else "gpunn-graph",
+                                                                "member ops": True}]
     assert rows["gpunn"]["graph"] == "eager" and rows["gpunn-graph"]["graph"] == ("graph" if captured else "eager")
     assert math.isnan(rows["gpunn-graph"]["graph_speedup"])
     if captured:
@@ -1721,6 +1740,8 @@ def test_the_setup_block_gives_the_runs_conditions():
                          "configuration's '% of peak' is over the fastest of its own rounds: under the table)"]
     for key in ("gemm", "gemm_choices", "sustain_steps", "env", "peak_gemm_gflops"):
         assert len(format_setup(dict(setup, **{key: None})).splitlines()) == len(lines) - 1
+    unrecorded = {key: value for key, value in setup.items() if key != "subnormals"}  # a JSON from before the field
+    assert format_setup(unrecorded).splitlines()[4] == "CPU GEMM: numpy; subnormals: ?"
 
 
 def test_a_run_whose_products_no_chooser_picked_has_no_chosen_per_shape_line(monkeypatch):
@@ -1849,6 +1870,8 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     monkeypatch.setattr(sys, "argv", ["gpunn", *argv])  # as the gpunn script is run
     out = run_cli(argv, capsys)
     assert out.startswith("gpunn bench: 3 configuration(s) on cpu; peers: none\n")  # the ensemble counted
+    # the ensembles' rows in a table as they arrive (a kill keeps them), then in the whole table at the end
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("small-x4 ")] == ["small-x4"] * 2
     names, single = asked["run"]
     assert names == ["small", "medium"] and single["max_seconds"] == 60  # 2 of the 3 configurations
     assert single["variants"] == [("float32", False), ("bf16", None), ("bf16", False)]
