@@ -2308,3 +2308,31 @@ def test_a_checkpoints_repr_says_what_it_holds_and_where_the_run_is_in_one_line(
     assert text.startswith(f"Checkpoint({str(path)!r}, kind='training', model=MLP(layer_sizes=")
     assert text.endswith("optimizer=Adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0), epoch=30, "
                          "batch=0, epochs=30)")
+
+
+def test_a_resume_on_a_source_takes_seed_none_where_the_run_took_the_sources_own_seed(tmp_path, interrupt_at):
+    """fit(source) without a seed shuffles with the source's own (5 here, the model's 0): seed=None passed again to
+    the resume is that run's, as for a run on arrays of the model's seed."""
+    def source():
+        return gpunn.data.synthetic("teacher", rows=2000, n_features=6, n_outputs=2, seed=5, device="cpu")
+
+    path = tmp_path / "run.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(source(), epochs=3, batch_size=250, verbose=False,
+                                             callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)])
+    given = gpunn.load_checkpoint(path, device="cpu")
+    history = given.resume(source(), verbose=False, seed=None)
+    plain = gpunn.load_checkpoint(path, device="cpu")
+    assert _no_timing(history) == _no_timing(plain.resume(source(), verbose=False))
+    numpy.testing.assert_array_equal(given.model.params, plain.model.params)
+
+
+def test_an_mlps_resume_refuses_an_ensembles_optimizer_options_given_as_none(data, tmp_path):
+    """weight_decay, momentum, beta1 and beta2 are fit_ensemble's; an MLP's fit has none of them, and its resume
+    refuses them, None too (an Ensemble's None keeps its optimizer's own)."""
+    X, Y = data
+    path = tmp_path / "run.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, epochs=1, batch_size=100, verbose=False,
+                                             callbacks=[gpunn.ModelCheckpoint(path)])
+    for key in ("weight_decay", "momentum", "beta1", "beta2"):
+        with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}' \("):
+            gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, epochs=2, **{key: None})

@@ -578,3 +578,15 @@ def test_readmes_config_resume_and_predict_example_runs_as_written(tmp_path, mon
     assert gpunn.load_checkpoint(tmp_path / "run.npz").epoch > 4
     assert (tmp_path / "loss.png").stat().st_size > 0
     assert numpy.load(tmp_path / "out.npy").shape == (50, 1)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seed = []", "invalid seed = [] (--seed: expected a whole number, got '')"),
+    ("seed = [1.5, 2.5]", "invalid seed = [1.5, 2.5] (--seed: expected a whole number, got '1.5,2.5')"),
+    ("epochs = [1, 2]", "invalid epochs = [1, 2] (--epochs: expected a whole number, got '1,2')"),
+])
+def test_a_config_list_that_is_no_list_of_seeds_is_refused_without_a_word_of_a_sweeps_members(tmp_path, capsys, text,
+                                                                                               message):
+    (tmp_path / "bad.toml").write_text(text + "\n")
+    assert main(["train", "--config", str(tmp_path / "bad.toml")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(message)
