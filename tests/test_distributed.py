@@ -579,6 +579,23 @@ def test_ranks_given_a_part_of_the_data_each_are_told_to_give_every_rank_all_of_
         check_same_config(_Ranks(seeded), seeded[0])  # MLP(seed=rank): the same rows, ordered by another seed
 
 
+@pytest.mark.parametrize("key, values", [("shuffle", (True, False)), ("window", (4, 8)),
+                                         ("validation_fraction", (0.1, 0.2)), ("standardize", (False, "inputs"))])
+def test_ranks_reading_the_same_rows_another_way_are_not_told_to_give_every_rank_all_of_the_data(key, values):
+    """A source's settings of how its rows are read (its shuffle, window, hold-out, statistics) differ where the
+    ranks' fits differ, not where each was given a part of the rows; a difference of the rows beside another
+    setting's is still said."""
+    from gpunn.distributed.digest import ConfigMismatch, check_same_config
+
+    ranks = [{"data": {"kind": "npy", "x_path": "X.npy", key: value}} for value in values]
+    with pytest.raises(ConfigMismatch, match=r"^the ranks are not training the same run; these settings differ"):
+        check_same_config(_Ranks(ranks), ranks[0])
+    halves = [{"data": {"x_path": f"X{rank}.npy"}, "optimizer": {"lr": lr}} for rank, lr in ((0, 0.01), (1, 0.02))]
+    with pytest.raises(ConfigMismatch, match=r"^the ranks are not training the same run; give every rank the same "
+                                             r"data, all of it"):
+        check_same_config(_Ranks(halves), halves[0])
+
+
 def test_a_settings_order_is_no_difference_and_a_setting_one_rank_lacks_is_one():
     assert digest({"a": 1, "b": {"c": 2, "d": 3}}) == digest({"b": {"d": 3, "c": 2}, "a": 1})
     assert describe_differences([{"a": None}, {}]).strip() == 'a: null on rank 0; "<missing>" on rank 1'
