@@ -489,20 +489,21 @@ def test_an_ensemble_row_without_any_gemm_timed_has_no_percent_of_peak_and_the_r
     assert row.peak_gflops == 0.0 and any("% of GEMM n/a" in line for line in logs)
 
 
-def test_run_ensembles_gives_the_torch_peers_blas_threads_else_every_usable_core(monkeypatch):
+def test_run_ensembles_says_each_configuration_and_gives_torch_blas_threads_else_every_usable_core(monkeypatch):
     from gpunn.bench import ensemble as eb
     from gpunn.bench import system
     from gpunn.ops import cpu
 
-    given = []
+    given, logs = [], []
     monkeypatch.setattr(eb, "bench_ensemble_config", lambda cfg, backend, peers, repeats, seconds, deadline, threads,
                         *rest: given.append(threads) or [])
     monkeypatch.setattr(cpu, "usable_cores", lambda: 4)
     for blas, threads in ((3, None), (None, None), (3, 1)):  # (threads: what the caller asked for, which wins)
         monkeypatch.setattr(system, "blas_threads", lambda: blas)
         eb.run_ensembles([bench.parse_config("lin:4:8:1:16-x2")], [gpunn.backend.CPU], threads=threads,
-                         log=lambda msg: None)
+                         log=logs.append)
     assert given == [3, 4, 1]
+    assert logs == ["  lin-x2 [cpu] 2 x [4, 8, 1] batch 16 ..."] * 3  # each configuration's line as it starts
 
 
 def test_gpu_only_ensemble_variants_are_skipped_on_the_cpu_with_a_line_each(monkeypatch):
@@ -1870,6 +1871,7 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
     monkeypatch.setattr(sys, "argv", ["gpunn", *argv])  # as the gpunn script is run
     out = run_cli(argv, capsys)
     assert out.startswith("gpunn bench: 3 configuration(s) on cpu; peers: none\n")  # the ensemble counted
+    assert "\n\ngpunn is: " not in out  # no graph note (a CPU run), and no empty line in its place
     # the ensembles' rows in a table as they arrive (a kill keeps them), then in the whole table at the end
     assert [line.split()[0] for line in out.splitlines() if line.startswith("small-x4 ")] == ["small-x4"] * 2
     names, single = asked["run"]
