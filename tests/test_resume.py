@@ -463,3 +463,25 @@ def test_an_exponential_run_saved_before_gamma_was_an_option_resumes_at_its_chec
     numpy.testing.assert_array_equal(resumed.model.params, gpunn.load_checkpoint(straight, device="cpu").model.params)
     assert resumed.training["history"]["lr"] == pytest.approx([1e-2, 1e-3, 1e-4], rel=1e-12)
     assert cfgmod.read_toml(str(old) + ".toml")["gamma"] == 0.1
+
+
+def test_the_batch_size_a_data_parallel_run_goes_on_at_is_its_global_batch_over_this_launchs_processes(monkeypatch):
+    """A 4-rank run at --batch-size 25 (a global batch of 100) goes on at 50 on 2 ranks: --batch-size 50 is taken
+    there, 100 refused saying so; where the processes cannot split it, no batch is taken but the recorded one (the
+    fit refuses the split, naming the counts that can); a run going on at its recorded batch is said no global
+    batch."""
+    from gpunn.cli import resume as cli_resume
+    from gpunn.distributed import comm
+
+    for name in comm._SIZE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    assert cli_resume.batch_here({"batch_size": 25, "ranks": 4}) == (50, 100, 2)
+    cli_resume.check("run.npz", {"batch_size": 50}, {"batch_size": 25}, 0, None, batch=(50, 100, 2))
+    with pytest.raises(ValueError, match=r"--batch-size 100 would change the run, which has --batch-size 25 \(a global "
+                                         r"batch of 100: --batch-size 50 in this launch's 2 processes\); a resumed"):
+        cli_resume.check("run.npz", {"batch_size": 100}, {"batch_size": 25}, 0, None, batch=(50, 100, 2))
+    monkeypatch.setenv("PMI_SIZE", "3")
+    assert cli_resume.batch_here({"batch_size": 25, "ranks": 4}) is None
+    with pytest.raises(ValueError, match=r"--batch-size 40 would change the run, which has --batch-size 25; a resumed"):
+        cli_resume.check("run.npz", {"batch_size": 40}, {"batch_size": 25}, 0, None, batch=(25, 25, 1))

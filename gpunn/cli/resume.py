@@ -260,7 +260,8 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
 def _batch_words(per_rank, global_batch, processes) -> str:
     """What --batch-size continues a run at here, after the recorded one: "(a global batch of 256: --batch-size 256
     in this launch's 1 process)"."""
-    return f" (a global batch of {global_batch}: --batch-size {per_rank} in this launch's {counted(processes, 'process')})"
+    launch = f"{processes:,} process{'' if processes == 1 else 'es'}"  # (counted's plural would be "processs")
+    return f" (a global batch of {global_batch}: --batch-size {per_rank} in this launch's {launch})"
 
 
 def _kind_bound(kind, options) -> str:
