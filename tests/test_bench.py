@@ -496,13 +496,13 @@ def test_run_ensembles_says_each_configuration_and_gives_torch_blas_threads_else
 
     given, logs = [], []
     monkeypatch.setattr(eb, "bench_ensemble_config", lambda cfg, backend, peers, repeats, seconds, deadline, threads,
-                        *rest: given.append(threads) or [])
+                        log, profile, *rest: given.append((threads, profile)) or [])
     monkeypatch.setattr(cpu, "usable_cores", lambda: 4)
     for blas, threads in ((3, None), (None, None), (3, 1)):  # (threads: what the caller asked for, which wins)
         monkeypatch.setattr(system, "blas_threads", lambda: blas)
         eb.run_ensembles([bench.parse_config("lin:4:8:1:16-x2")], [gpunn.backend.CPU], threads=threads,
-                         log=logs.append)
-    assert given == [3, 4, 1]
+                         log=logs.append, profile=threads is None)
+    assert given == [(3, True), (4, True), (1, False)]  # (and profile=, as asked)
     assert logs == ["  lin-x2 [cpu] 2 x [4, 8, 1] batch 16 ..."] * 3  # each configuration's line as it starts
 
 
@@ -1507,6 +1507,8 @@ def test_the_results_table_gives_each_rows_numbers_in_their_columns():
     assert format_table([_row(backend="cpu"), _row(backend="cuda:0")]).splitlines()[3] == ""  # one config, 2 devices
     slow = format_table([_row(impl="sklearn", spread=[0.456, 12.34])]).splitlines()[2]
     assert " 0.456-12.3 " in slow  # a slow peer's spread in three figures, under 1 too
+    unmeasured = {key: value for key, value in _row().items() if key != "fraction_of_peak"}  # a JSON without it
+    assert [c.strip() for c in format_table([unmeasured]).splitlines()[2].split("  ") if c.strip()][7] == "n/a"
     md = format_table(_report_rows(), markdown=True).splitlines()
     assert md[0].startswith("| config | device |") and md[1].startswith("|---|---|")
     assert md[4] == "| small | cuda:0 | torch eager | bf16 | 1,000 | 1k-- | 12.3 | n/a | n/a | 0.40x |  |"
@@ -1850,7 +1852,9 @@ def test_run_ensembles_gives_each_configuration_a_deadline_within_max_seconds(mo
 def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_path, capsys, monkeypatch):
     """What `gpunn bench` asks of bench.run and bench.run_ensembles (both recorded, nothing timed): the variants
     from --precision and --eager, the ensembles' graph row and precisions, --max-seconds shared by the number of
-    configurations, the ensembles' share what the single ones left; the JSON holds both runs' rows."""
+    configurations, the ensembles' share what the single ones left; the JSON and the chart hold both runs' rows."""
+    import types
+
     asked = {}
     setup = {"gpunn": "0", "date": "today", "machine": "m", "cores": 2, "devices": ["cpu"], "blas": "b",
              "gpunn_cpu_path": "p", "python": "3", "numpy": "2", "torch": "no", "sklearn": "no", "dtype": "float32"}
@@ -1865,12 +1869,17 @@ def test_gpunn_bench_hands_its_options_to_the_single_and_the_ensemble_runs(tmp_p
 
     monkeypatch.setattr(bench, "run", run)
     monkeypatch.setattr(bench, "run_ensembles", run_ensembles)
-    path = tmp_path / "b.json"
+    # the chart: matplotlib and bench.plot stand-ins, the rows it is handed recorded
+    monkeypatch.setitem(sys.modules, "matplotlib", types.ModuleType("matplotlib"))
+    monkeypatch.setattr(bench, "plot", lambda data, chart: asked.update(plot=[r["config"] for r in data["results"]]))
+    path, chart = tmp_path / "b.json", tmp_path / "b.png"
     argv = ["bench", "--device", "cpu", "--config", "small", "--config", "medium", "--config", "small-x4",
-            "--precision", "float32,bf16", "--eager", "--max-seconds", "90", "--peers", "none", "--json", str(path)]
+            "--precision", "float32,bf16", "--eager", "--max-seconds", "90", "--peers", "none", "--json", str(path),
+            "--plot", str(chart)]
     monkeypatch.setattr(sys, "argv", ["gpunn", *argv])  # as the gpunn script is run
     out = run_cli(argv, capsys)
     assert out.startswith("gpunn bench: 3 configuration(s) on cpu; peers: none\n")  # the ensemble counted
+    assert asked["plot"] == ["small", "small-x4"] and out.endswith(f"\nwrote {chart}\n")
     assert "\n\ngpunn is: " not in out  # no graph note (a CPU run), and no empty line in its place
     # the ensembles' rows in a table as they arrive (a kill keeps them), then in the whole table at the end
     assert [line.split()[0] for line in out.splitlines() if line.startswith("small-x4 ")] == ["small-x4"] * 2
