@@ -1300,3 +1300,23 @@ def test_the_json_options_help_names_what_a_members_record_holds(tmp_path, capsy
     assert "history" not in said
     for key in member:
         assert key in said, (key, said)
+
+
+def test_a_split_by_memory_under_a_launcher_says_the_free_memory_is_this_processs_share(monkeypatch):
+    """Each rank of a sweep under mpiexec on one machine counts its share of the host's free memory for its
+    members; the reason for the split says so, as gpunn train's memory refusal does."""
+    import types
+
+    from gpunn.backend import CPU
+    from gpunn.cli.sweep import bytes_per_member, members_per_ensemble
+    from gpunn.distributed import comm
+
+    for name in (*comm._SIZE_VARIABLES, *comm._LOCAL_SIZE_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("MPI_LOCALNRANKS", "2")
+    args = types.SimpleNamespace(batch_size=64, dtype="float64", no_bias=False, precision="float32", max_members=None)
+    per = bytes_per_member([5, 8, 8, 1], 64, 60, 8)
+    monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 8 * per)
+    members, why = members_per_ensemble(args, CPU, [5, 8, 8, 1], 60, 8)
+    assert members == 3 and why.endswith("free on cpu, this process's share: 2 processes of the job on this node")
