@@ -1320,3 +1320,15 @@ def test_a_split_by_memory_under_a_launcher_says_the_free_memory_is_this_process
     monkeypatch.setattr(gpunn.preflight, "host_available_bytes", lambda: 8 * per)
     members, why = members_per_ensemble(args, CPU, [5, 8, 8, 1], 60, 8)
     assert members == 3 and why.endswith("free on cpu, this process's share: 2 processes of the job on this node")
+
+
+def test_a_resumed_sweeps_json_times_the_epochs_this_process_trained(tmp_path, capsys):
+    """An ensemble's train_seconds is gpunn train --json's: the epochs this process trained, not those its
+    checkpoint's history holds from the process that trained it first."""
+    saved, resumed = tmp_path / "sweep", tmp_path / "resumed.json"
+    run(GRID + ["--epochs", "1", "--save", str(saved)], capsys)
+    run(["sweep", "--resume", str(saved), "--epochs", "2", "--quiet", "--json", str(resumed)], capsys)
+    timed = json.loads(resumed.read_text())["result"]["ensembles"]
+    for ensemble in timed:
+        history = gpunn.load_checkpoint(saved / f"ensemble-{ensemble['ensemble']}.npz").training["history"]
+        assert ensemble["train_seconds"] == pytest.approx(history["time_s"][1]) and len(history["time_s"]) == 2
