@@ -1550,6 +1550,9 @@ def test_the_gemm_note_gives_each_configurations_baselines_once():
     quiet = gemm_note([dict(r, noisy=False) for r in rows[3:]])
     assert "(!)" not in quiet and "them), timed in the same rounds, GFLOP/s: none.\n" in quiet
     assert "over 100%" not in text + quiet
+    # one configuration on two devices: a baseline of each
+    both = gemm_note([_row(backend="cpu", gemm_library="numpy"), _row(backend="cuda:0")])
+    assert "GFLOP/s: small [cpu] 1000 (numpy), small [cuda:0] 1000 (cuBLAS).\n" in both
 
 
 def test_a_row_is_noisy_where_its_fastest_repeat_beat_its_slowest_by_over_30_percent():
