@@ -175,10 +175,11 @@ def sklearn_loss(loss, n_outputs):
 
 @contextlib.contextmanager
 def _put_back_on_interrupt(model):
-    """A KeyboardInterrupt in a fit that trains the fitted network ``model`` in place (a warm start; partial_fit after
-    the first; None: a fresh network, dropped) puts back its weights, its optimizer and that optimizer's moments
-    and step count, in place (a captured CUDA graph keeps its buffers), before it goes on up. ``model_`` was left
-    part-trained beside the earlier fit's ``coefs_``, ``n_iter_`` and ``loss_curve_``, and predict used it."""
+    """A KeyboardInterrupt, or any other failure (TrainingDiverged), in a fit that trains the fitted network ``model``
+    in place (a warm start; partial_fit after the first; None: a fresh network, dropped) puts back its weights, its
+    optimizer and that optimizer's moments and step count, in place (a captured CUDA graph keeps its buffers),
+    before it goes on up. ``model_`` was left part-trained (a diverged one with inf weights) beside the earlier
+    fit's ``coefs_``, ``n_iter_`` and ``loss_curve_``, and predict used it."""
     if model is None:
         yield
         return
@@ -187,7 +188,7 @@ def _put_back_on_interrupt(model):
     steps = getattr(optimizer, "steps", 0)
     try:
         yield
-    except KeyboardInterrupt:
+    except BaseException:  # a Ctrl-C, a divergence (inf weights), any failure: the call leaves what it found
         model.params[...] = params
         model.optimizer = optimizer
         if optimizer is not None:

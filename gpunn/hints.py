@@ -399,6 +399,10 @@ def unexpected_resume_keyword(call: str, key: str, names, value=None, fit_option
     if option is None:
         return unexpected_keyword(call, key, names, value)
     shown = _shown(value)
+    if value is None and option in OPTIMIZER_OPTIONS:  # fit's "not given", which no optimizer takes as a setting
+        return TypeError(f"{call}() got an unexpected keyword argument {key!r} (a resume continues the run with the "
+                         f"optimizer its checkpoint holds, its {option} among its settings; {key}=None changes "
+                         f"nothing: resume without it)")
     if option == "optimizer":
         new_fits = [f"optimizer={shown}"]
     elif option in OPTIMIZER_OPTIONS:  # a new optimizer of that setting

@@ -971,6 +971,20 @@ def test_verbose_says_where_a_ctrl_c_landed_and_what_the_estimator_holds(capsys,
     numpy.testing.assert_array_equal(est.model_.params, weights)  # (it was left part-trained: predict used it)
 
 
+def test_a_warm_start_that_diverges_leaves_the_estimators_network_as_it_was():
+    """A warm start at a rate that diverges raised TrainingDiverged and left model_ (which predict uses) with inf
+    weights beside the earlier fit's coefs_; its weights are put back, as for a Ctrl-C."""
+    from gpunn.training.loop import TrainingDiverged
+
+    X, y = (numpy.asarray(a) for a in datasets.make("linear", 300, 3, seed=0, device="cpu"))
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, device="cpu", random_state=0).fit(X, y.ravel())
+    weights, predicted = est.model_.params.copy(), est.predict(X)
+    with pytest.raises(TrainingDiverged):
+        est.set_params(warm_start=True, solver="sgd", learning_rate_init=1e8).fit(X * 1e6, y.ravel())
+    numpy.testing.assert_array_equal(est.model_.params, weights)
+    numpy.testing.assert_array_equal(est.predict(X), predicted)
+
+
 def test_a_ctrl_c_in_partial_fit_puts_back_the_weights_and_the_optimizers_moments_so_the_next_call_goes_on_exactly(
         monkeypatch):
     """partial_fit after the first trains the fitted network and its optimizer in place: a KeyboardInterrupt left
