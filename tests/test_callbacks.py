@@ -408,6 +408,32 @@ def test_a_run_stopped_before_its_first_epoch_returns_the_logs_it_would_have_kep
     assert h["epoch"] == h["loss"] == h["lr"] == h["val_loss"] == h["val_r2"] == [] and h.last == {}
 
 
+def test_a_callback_whose_on_train_begin_ran_gets_its_on_train_end_when_a_later_ones_begin_fails(tmp_path):
+    """on_train_begin ran before the loop's try: a later callback refusing the run there (a monitor the logs cannot
+    hold, a file it cannot open) left the earlier ones' on_train_end uncalled (what they opened, not closed), and a
+    writer among them not told the run failed. Each callback whose begin ran gets its end, with trainer.failed; the
+    one that raised, and those after it, none."""
+    calls = []
+
+    class Opens(gpunn.Callback):
+        def __init__(self, name, fails=False):
+            self.name, self.fails = name, fails
+
+        def on_train_begin(self, trainer):
+            calls.append(("begin", self.name))
+            if self.fails:
+                raise OSError(f"{self.name} cannot open its file")
+
+        def on_train_end(self, trainer):
+            calls.append(("end", self.name, trainer.failed))
+
+    X, Y = gpunn.datasets.make("linear", 64, 3, seed=0, device="cpu")
+    with pytest.raises(OSError, match="b cannot open its file"):
+        gpunn.MLP([3, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, verbose=False,
+                                                      callbacks=[Opens("a"), Opens("b", fails=True), Opens("c")])
+    assert calls == [("begin", "a"), ("begin", "b"), ("end", "a", True)]
+
+
 def test_callbacks_run_users_first_then_checkpoint_writers_then_the_progress_bar(tmp_path):
     from gpunn.training.callbacks import ProgressBar, order_callbacks
 

@@ -34,7 +34,8 @@ class Callback:
     Order: on_train_begin; per epoch on_epoch_begin, on_batch_end for each batch, with validation
     on_validation_begin (the epoch's training done, its pass over the held-out rows next), on_epoch_end
     (``logs`` holds the epoch's loss, lr and, with validation, val_loss/val_mse/val_mae/val_r2);
-    on_train_end (also after an interruption or an error). ``trainer.interrupt()`` stops after
+    on_train_end (also after an interruption or an error, another callback's on_train_begin's too: every callback
+    whose on_train_begin ran gets it). ``trainer.interrupt()`` stops after
     the current batch, as Ctrl-C does. on_batch_end is called only for callbacks that override
     it, so epoch-level callbacks add no per-batch work. ``epoch`` and ``batch`` are indexes from 0, as
     Keras passes them (``batch`` within its epoch, a resumed one's too), where ``logs["epoch"]``,

@@ -363,9 +363,11 @@ class Trainer:
         start_batch, start_sum_sq = state.batch, state.partial_sum_sq
         self.log_keys = EPOCH_KEYS + (VALIDATION_KEYS if self.validation is not None else ())
         self.history.expect(self.log_keys)
-        for cb in self.callbacks:
-            cb.on_train_begin(self)
+        begun = []  # the callbacks whose on_train_begin ran: each gets its on_train_end, whatever fails after it
         try:
+            for cb in self.callbacks:
+                cb.on_train_begin(self)
+                begun.append(cb)
             for epoch in range(self.start_epoch, self.epochs):
                 if self.stop:  # a callback ended the run: after an epoch, or already at its start (a resumed
                     break      # run that had stopped early)
@@ -395,7 +397,7 @@ class Trainer:
             self.diverged = isinstance(exc, TrainingDiverged) or self.spoiled
             raise
         finally:
-            for cb in self.callbacks:
+            for cb in begun:
                 cb.on_train_end(self)
         return self.history
 
