@@ -174,7 +174,7 @@ def sklearn_loss(loss, n_outputs):
 
 
 @contextlib.contextmanager
-def _put_back_on_interrupt(model):
+def _put_back_on_failure(model):
     """A KeyboardInterrupt, or any other failure (TrainingDiverged), in a fit that trains the fitted network ``model``
     in place (a warm start; partial_fit after the first; None: a fresh network, dropped) puts back its weights, its
     optimizer and that optimizer's moments and step count, in place (a captured CUDA graph keeps its buffers),
@@ -525,7 +525,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             callbacks.append(EarlyStopping("val_r2", patience=self.max_iter, restore_best_weights=True))
         # handle_interrupt=False: Ctrl-C aborts (KeyboardInterrupt) as with any estimator, rather than
         # quietly handing a half-trained model to a grid search.
-        with _put_back_on_interrupt(model if warm else None):
+        with _put_back_on_failure(model if warm else None):
             history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),
                                 shuffle=bool(self.shuffle), seed=self._seed_, verbose=False, callbacks=callbacks,
                                 validation_fraction=self.validation_fraction if self.early_stopping else None,
@@ -566,7 +566,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             self._check_same_network(Y.shape[1], activation, "partial_fit")
             model, history, n_iter = self._network(), self.history_, len(self.loss_curve_)  # every epoch so far
         rule = self._no_improvement(Y.shape[1], not first, partial=True)
-        with model.backend.use(), _put_back_on_interrupt(None if first else model):
+        with model.backend.use(), _put_back_on_failure(None if first else model):
             Xd, Yd = model._as_input(X), model._as_target(Y)
             settings = FitSettings(epochs=n_iter + 1, batch_size=batch, train_rows=int(Xd.shape[0]), seed=self._seed_,
                                    shuffle=bool(self.shuffle), schedule=make_schedule("constant"))

@@ -630,10 +630,15 @@ def available_bytes(backend) -> int | None:
 
 
 def ranks_on_this_node() -> int:
-    """The processes an MPI launcher started on this node (1 where none did, or it does not say)."""
-    from .distributed.comm import launched_local_size
+    """The processes an MPI launcher started on this node (1 where none did, or it does not say, or says it in a
+    variable gpunn cannot read: a memory check is no place to refuse it, and a plain Ensemble(...) on the CPU was
+    refused with DistributedError for MPI_LOCALNRANKS=x; a data-parallel fit or a command refuses it)."""
+    from .distributed.comm import DistributedError, launched_local_size
 
-    return launched_local_size()
+    try:
+        return launched_local_size()
+    except DistributedError:
+        return 1
 
 
 def host_share_bytes() -> int | None:

@@ -7,6 +7,7 @@ import types
 import numpy
 import pytest
 
+import gpunn
 from gpunn import preflight
 
 
@@ -190,6 +191,9 @@ def test_a_launchers_count_of_the_processes_on_this_node_that_is_no_whole_number
     with pytest.raises(DistributedError, match=r"^MPI_LOCALNRANKS='two' is not a whole number \(an MPI launcher's "
                                                r"variable: how many processes it started on this node\)$"):
         refuse_bad_settings()
+    # a memory check is no place to refuse it: a plain Ensemble(...) on the CPU was refused with DistributedError
+    assert preflight.ranks_on_this_node() == 1
+    gpunn.Ensemble([3, 4, 1], 2, device="cpu", seed=0)
 
 
 def test_the_host_memory_a_rank_may_use_is_its_share_among_the_ranks_on_its_node(launcher_env):
