@@ -1592,6 +1592,7 @@ def test_a_percent_of_gemm_over_100_is_shown_as_measured_and_said_why():
     assert "(!)" not in text and ">100%" not in text
     calm = gemm_note(_tiny_rows(0.89, 0.3))
     assert "over 100%" not in calm and "(!)" not in calm
+    assert "over 100%" not in gemm_note(_tiny_rows(1.0, 0.3))  # 100% is not over it
     # an H200's (tests/gpu_check_runs/h200-2026-11-28): CUDA graph rows 137-266%, bf16 up to 1078% (tensor cores)
     h200 = json.loads((Path(__file__).parent / "gpu_check_runs" / "h200-2026-11-28" / "train.json").read_text())
     said = gemm_note(h200["results"]).split("\n% of GEMM over 100% (", 1)[1].split(") is as measured", 1)[0]
