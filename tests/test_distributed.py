@@ -680,6 +680,33 @@ def test_a_distributed_fit_started_without_a_launcher_says_it_is_the_plain_fit_a
                                                        "(start it with mpiexec -n P to train on P ranks)")
 
 
+def test_a_distributed_fit_in_one_process_on_a_gpu_without_nccl_is_the_plain_fit(one_process, fake_cupy, capsys):
+    """python script.py of a GPU script fitting with distributed=True, on a machine without NCCL: README and the
+    fit's line call it the plain fit, and it was refused with "CuPy cannot load NCCL: pip install ...". One process
+    needs no NCCL (every sum over ranks is its own): it trains the plain fit's weights, bit for bit (the stand-in's
+    kernels), and says so; two ranks still need NCCL."""
+    import gpunn
+    from gpunn import backend
+    from gpunn.distributed import comm
+
+    one_process.setattr(comm, "_load_nccl", lambda: None)
+    X, Y = gpunn.datasets.make("teacher", 64, 3, 1, device="cpu", seed=1)
+    ranks = gpunn.MLP([3, 4, 1], device="cuda", seed=0)
+    ranks.fit(X, Y, epochs=2, batch_size=16, verbose=True, distributed=True)
+    assert capsys.readouterr().out.splitlines()[0] == ("data parallel: 1 process (no MPI), without NCCL, so the plain "
+                                                       "fit, batch 16 (start it with mpiexec -n P to train on P ranks)")
+    plain = gpunn.MLP([3, 4, 1], device="cuda", seed=0)
+    plain.fit(X, Y, epochs=2, batch_size=16, verbose=False)
+    numpy.testing.assert_array_equal(ranks.params.get(), plain.params.get())
+
+    class TwoRanks(comm.LocalComm):
+        size, local_size = 2, 2
+
+    one_process.setattr(comm, "check_one_gpu_per_rank", lambda control, backend: None)
+    with pytest.raises(comm.DistributedError, match="^CuPy cannot load NCCL: pip install"):
+        comm.NcclComm(backend.resolve("cuda"), TwoRanks())
+
+
 def test_a_fit_under_a_launcher_of_several_processes_without_distributed_warns_once_on_rank_0(monkeypatch, tmp_path):
     """mpiexec -n 2 python script.py, its fit without distributed=True: each rank trained the whole run, writing the
     same files, with no word. Rank 0 warns once per process (fit, Ensemble.fit, resume alike), pointing at the
@@ -3383,11 +3410,16 @@ def test_nccl_unloadable_without_any_nvidia_wheel_says_what_to_install(fake_cupy
     import sys
 
     from gpunn import backend
+    from gpunn.distributed import comm
     from gpunn.distributed.comm import DistributedError, LocalComm, NcclComm
 
+    class TwoRanks(LocalComm):  # (one process needs no NCCL: its fit is the plain fit)
+        size, local_size = 2, 2
+
     monkeypatch.setitem(sys.modules, "nvidia", None)  # import nvidia fails, as with no such package
+    monkeypatch.setattr(comm, "check_one_gpu_per_rank", lambda control, backend: None)
     with pytest.raises(DistributedError, match="CuPy cannot load NCCL: pip install nvidia-nccl-cu12"):
-        NcclComm(backend.resolve("cuda"), LocalComm())
+        NcclComm(backend.resolve("cuda"), TwoRanks())
 
 
 def test_a_sharded_pass_closes_every_shards_pass_when_it_ends_early(tmp_path, monkeypatch):

@@ -514,6 +514,9 @@ class NcclComm:
         if self.size > 1:  # a collective: every rank takes part, one alone on its node too (its node's size is 1)
             check_one_gpu_per_rank(control, backend)
         nccl = _load_nccl()
+        if nccl is None and self.size == 1:  # one process (no launcher): the plain fit, whose every collective is
+            self.nccl = None  # the identity on its device arrays; a GPU without NCCL refused it, though README and
+            return  # the fit's line call it the plain fit
         if nccl is None:
             raise DistributedError("CuPy cannot load NCCL: pip install nvidia-nccl-cu12 (or -cu13, matching your "
                                    "CuPy), or python -m cupyx.tools.install_library --library nccl --cuda 12.x; "
@@ -531,23 +534,30 @@ class NcclComm:
         return getattr(self.control, name)
 
     def describe(self) -> str:
+        if self.nccl is None:  # (one process on a machine without NCCL)
+            return f"{self.control.describe()}, without NCCL"
         version = self.nccl.get_version()
         return (f"{_ranks(self.size)} over NCCL {version // 10000}.{version // 100 % 100}.{version % 100} "
                 f"(control: {self.control.engine})")
 
     def abort(self, code=1):
         with contextlib.suppress(Exception):
-            self.gpu_comm.abort()
+            if self.nccl is not None:
+                self.gpu_comm.abort()
         self.control.abort(code)
 
     def _stream(self):
         return self.backend.xp.cuda.get_current_stream().ptr
 
     def allreduce_sum_(self, array):
+        if self.nccl is None:  # one process: the sum over ranks is its own
+            return
         ptr = array.data.ptr
         self.gpu_comm.allReduce(ptr, ptr, array.size, self._types[array.dtype], self.nccl.NCCL_SUM, self._stream())
 
     def broadcast_(self, array, root=0):
+        if self.nccl is None:
+            return
         self.gpu_comm.bcast(array.data.ptr, array.size, self._types[array.dtype], root, self._stream())
 
 
