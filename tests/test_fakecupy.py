@@ -2151,8 +2151,13 @@ def test_a_cupy_whose_nccl_is_unavailable_is_refused_saying_what_to_install(fake
     import types
 
     from gpunn import backend
+    from gpunn.distributed import comm
     from gpunn.distributed.comm import DistributedError, LocalComm, NcclComm
 
+    class TwoRanks(LocalComm):  # (one process needs no NCCL: its fit is the plain fit, 4333776)
+        size, local_size = 2, 2
+
+    monkeypatch.setattr(comm, "check_one_gpu_per_rank", lambda control, backend: None)
     unavailable = types.ModuleType("cupy.cuda.nccl")  # CuPy built without NCCL: the module, available False
     unavailable.available = False
     monkeypatch.setitem(sys.modules, "cupy.cuda", fake_cupy.cuda)  # importable as a module, as CuPy's is
@@ -2160,7 +2165,7 @@ def test_a_cupy_whose_nccl_is_unavailable_is_refused_saying_what_to_install(fake
     monkeypatch.setattr(fake_cupy.cuda, "nccl", unavailable, raising=False)
     monkeypatch.setitem(sys.modules, "nvidia", None)
     with pytest.raises(DistributedError, match="CuPy cannot load NCCL: pip install nvidia-nccl-cu12"):
-        NcclComm(backend.resolve("cuda"), LocalComm())
+        NcclComm(backend.resolve("cuda"), TwoRanks())
 
 
 # ---- where NumPy is more permissive than CuPy 14 (each as cupy/_core/core.pyx, cuda/stream.pyx, raw.pyx says) ---
