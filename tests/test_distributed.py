@@ -761,6 +761,7 @@ def test_a_fit_under_a_launcher_of_one_process_is_not_warned_that_each_process_t
 
     import gpunn
     from gpunn.distributed import comm
+    from gpunn.training.fit import not_data_parallel
 
     for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES):
         monkeypatch.delenv(name, raising=False)
@@ -771,7 +772,7 @@ def test_a_fit_under_a_launcher_of_one_process_is_not_warned_that_each_process_t
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gpunn.MLP([3, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=4, verbose=False)
-    assert comm.not_data_parallel(None, "fit") is False
+    assert not_data_parallel(None, "fit") is False
 
 
 def test_a_fit_under_a_launcher_variable_gpunn_cannot_read_trains_as_one_process_unwarned(monkeypatch):

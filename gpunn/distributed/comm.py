@@ -123,19 +123,17 @@ LAUNCHER_READERS = (launched_size, launched_rank, _launched_local_rank_variable,
 _SAID_EACH_TRAINS_IT_ALL = []  # (said once per process)
 
 
-def not_data_parallel(distributed, call: str):
-    """``distributed`` as a fit takes it, None (not given) as False, warning once per process, on the launcher's
-    rank 0, where an MPI launcher started several processes and ``call`` trains the whole run on each: ``mpiexec -n
-    2 python script.py`` without ``distributed=True`` trained it twice, every rank writing the same files, with no
-    word. ``distributed=False`` trains on each rank on purpose, unwarned."""
-    if distributed is not None:
-        return distributed
-    if _SAID_EACH_TRAINS_IT_ALL or not _startup.launched():
-        return False
+def warn_each_rank_trains_it_all(call: str) -> None:
+    """Warn, once per process and on the launcher's rank 0, where an MPI launcher started several processes and
+    ``call`` (a fit without ``distributed``: gpunn.training.fit.not_data_parallel) trains the whole run on each:
+    ``mpiexec -n 2 python script.py`` without ``distributed=True`` trained it twice, every rank writing the same
+    files, with no word."""
+    if _SAID_EACH_TRAINS_IT_ALL:
+        return
     try:
         size, rank = launched_size(), launched_rank()
     except (DistributedError, ValueError):  # (a variable gpunn cannot read: a data-parallel fit refuses it)
-        return False
+        return
     if size > 1:
         _SAID_EACH_TRAINS_IT_ALL.append(True)
         if rank == 0:
@@ -146,7 +144,6 @@ def not_data_parallel(distributed, call: str):
                           "distributed=True to train one data-parallel run, each rank a piece of every batch, or "
                           "distributed=False to train on each on purpose (said once, by rank 0)",
                           stacklevel=user_stacklevel())
-    return False
 
 
 def rank_words(rank: int, size: int) -> str:

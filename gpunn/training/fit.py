@@ -120,12 +120,16 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
 
 
 def not_data_parallel(distributed, call):
-    """gpunn.distributed.comm.not_data_parallel, imported where it can warn (an MPI launcher's variables set)."""
-    if distributed is not None or not _startup.launched():
-        return False if distributed is None else distributed
-    from ..distributed.comm import not_data_parallel
+    """``distributed`` as a fit takes it, None (not given) as False; under an MPI launcher, None is warned of where
+    each of several processes then trains the whole run (gpunn.distributed.comm.warn_each_rank_trains_it_all,
+    imported only there). ``distributed=False`` trains on each rank on purpose, unwarned."""
+    if distributed is not None:
+        return distributed
+    if _startup.launched():
+        from ..distributed.comm import warn_each_rank_trains_it_all
 
-    return not_data_parallel(distributed, call)
+        warn_each_rank_trains_it_all(call)
+    return False
 
 
 def held_out_rows(m, fraction, seed):
