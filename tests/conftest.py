@@ -214,6 +214,25 @@ def no_gpu(monkeypatch):
 
 
 @pytest.fixture
+def launched_as(monkeypatch):
+    """``launched_as(size, rank)``: this process as the launcher's rank ``rank`` of ``size`` (PMI_SIZE, PMI_RANK; the
+    other launchers' size and rank variables cleared, as they are before the first call), the once-per-process warning
+    of each rank training the whole run not yet said."""
+    from gpunn.distributed import comm
+
+    for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+
+    def launch(size, rank):
+        monkeypatch.setenv("PMI_SIZE", str(size))
+        monkeypatch.setenv("PMI_RANK", str(rank))
+        monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+
+    return launch
+
+
+@pytest.fixture
 def gpu():
     """The CUDA backend (tests using it must also be marked gpu)."""
     return _backend.resolve("cuda")

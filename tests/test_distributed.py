@@ -707,18 +707,14 @@ def test_a_distributed_fit_in_one_process_on_a_gpu_without_nccl_is_the_plain_fit
         comm.NcclComm(backend.resolve("cuda"), TwoRanks())
 
 
-def test_a_fit_under_a_launcher_of_several_processes_without_distributed_warns_once_on_rank_0(monkeypatch, tmp_path):
+def test_a_fit_under_a_launcher_of_several_processes_without_distributed_warns_once_on_rank_0(launched_as, tmp_path):
     """mpiexec -n 2 python script.py, its fit without distributed=True: each rank trained the whole run, writing the
     same files, with no word. Rank 0 warns once per process (fit, Ensemble.fit, resume alike), pointing at the
     user's line; the other ranks and distributed=False (on purpose) say nothing, nor does a process not launched."""
     import warnings
 
     import gpunn
-    from gpunn.distributed import comm
 
-    for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
     X, Y = gpunn.datasets.make("teacher", 16, 3, 1, device="cpu", seed=1)
     options = dict(epochs=1, batch_size=4, verbose=False)
 
@@ -730,11 +726,9 @@ def test_a_fit_under_a_launcher_of_several_processes_without_distributed_warns_o
 
     mlp = gpunn.MLP([3, 4, 1], device="cpu", seed=0)
     assert said(lambda **k: mlp.fit(X, Y, **k)) == []  # not launched
-    monkeypatch.setenv("PMI_SIZE", "2")
-    monkeypatch.setenv("PMI_RANK", "1")
+    launched_as(2, 1)
     assert said(lambda **k: mlp.fit(X, Y, **k)) == []  # rank 1
-    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
-    monkeypatch.setenv("PMI_RANK", "0")
+    launched_as(2, 0)
     assert said(lambda **k: mlp.fit(X, Y, **k), distributed=False) == []  # on purpose
     assert said(lambda **k: mlp.fit(X, Y, **k)) == [(
         "fit: an MPI launcher started 2 processes, and without distributed=True each trains the whole run (the same "
@@ -744,30 +738,25 @@ def test_a_fit_under_a_launcher_of_several_processes_without_distributed_warns_o
     assert said(lambda **k: mlp.fit(X, Y, **k)) == []  # once per process
     ensemble = gpunn.Ensemble([3, 4, 1], 2, device="cpu", seed=0)
     assert said(lambda **k: ensemble.fit(X, Y, **k)) == []
-    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+    launched_as(2, 0)  # (the warning not yet said, for the next call's own)
     assert said(lambda **k: ensemble.fit(X, Y, **k))[0][0].startswith("Ensemble.fit: an MPI launcher started 2 ")
     path = tmp_path / "run.npz"
     mlp.fit(X, Y, epochs=2, batch_size=4, verbose=False, distributed=False,
             callbacks=[gpunn.ModelCheckpoint(path), gpunn.EarlyStopping("loss", patience=0, min_delta=1e9)])
-    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+    launched_as(2, 0)  # (the warning not yet said, for the next call's own)
     resumed = said(lambda **k: gpunn.load_checkpoint(path).resume(X, Y, verbose=False, epochs=3))
     assert resumed[0][0].startswith("Checkpoint.resume: an MPI launcher started 2 ") and resumed[0][1] == \
         "test_distributed.py"
 
 
-def test_a_fit_under_a_launcher_of_one_process_is_not_warned_that_each_process_trains_it_all(monkeypatch):
+def test_a_fit_under_a_launcher_of_one_process_is_not_warned_that_each_process_trains_it_all(launched_as):
     """mpiexec -n 1 python script.py: one process trains the run, as without the launcher; nothing to warn of."""
     import warnings
 
     import gpunn
-    from gpunn.distributed import comm
     from gpunn.training.fit import not_data_parallel
 
-    for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
-    monkeypatch.setenv("PMI_SIZE", "1")
-    monkeypatch.setenv("PMI_RANK", "0")
+    launched_as(1, 0)
     X, Y = gpunn.datasets.make("teacher", 16, 3, 1, device="cpu", seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -775,19 +764,14 @@ def test_a_fit_under_a_launcher_of_one_process_is_not_warned_that_each_process_t
     assert not_data_parallel(None, "fit") is False
 
 
-def test_a_fit_under_a_launcher_variable_gpunn_cannot_read_trains_as_one_process_unwarned(monkeypatch):
+def test_a_fit_under_a_launcher_variable_gpunn_cannot_read_trains_as_one_process_unwarned(launched_as):
     """The warning of each rank training the whole run reads the launcher's size and rank; one it cannot read
     (PMI_RANK='x') is a data-parallel fit's to refuse: a plain fit trains as it did before the warning was added."""
     import warnings
 
     import gpunn
-    from gpunn.distributed import comm
 
-    for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
-    monkeypatch.setenv("PMI_SIZE", "2")
-    monkeypatch.setenv("PMI_RANK", "x")
+    launched_as(2, "x")
     X, Y = gpunn.datasets.make("teacher", 16, 3, 1, device="cpu", seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -1065,16 +1065,10 @@ def test_a_verbose_fit_that_fails_with_another_error_says_nothing_of_a_keyboardi
     assert "KeyboardInterrupt" not in capsys.readouterr().out
 
 
-def test_the_estimators_fit_under_a_launcher_of_several_processes_is_one_processs_and_not_warned_of(monkeypatch):
+def test_the_estimators_fit_under_a_launcher_of_several_processes_is_one_processs_and_not_warned_of(launched_as):
     """MLPRegressor trains in the process that calls it (a grid search's worker under mpiexec too): the warning
     that each rank trains the whole run, meant for a script's fit without distributed=True, is not its to give."""
-    from gpunn.distributed import comm
-
-    for name in (*comm._SIZE_VARIABLES, *comm._RANK_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
-    monkeypatch.setenv("PMI_SIZE", "2")
-    monkeypatch.setenv("PMI_RANK", "0")
+    launched_as(2, 0)
     X, y = (numpy.asarray(a) for a in datasets.make("linear", 100, 3, seed=0, device="cpu"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
