@@ -1506,6 +1506,22 @@ def test_the_engine_asked_for_must_fit_the_models_device(one_process, fake_cupy)
         gpunn.MLP([5, 8, 2], device="cuda", seed=0).fit(X, Y, epochs=1, verbose=False, distributed="mpi")
 
 
+def test_the_engine_is_named_in_any_letter_case(one_process, fake_cupy):
+    """distributed="MPI", the engine as it spells itself, was refused as "must be True, 'mpi' or 'nccl'" (optimizer,
+    activation and device names are taken in any letter case)."""
+    import gpunn
+
+    X, Y = gpunn.datasets.make("teacher", 40, 5, 2, device="cpu", dtype="float64", seed=1)
+    fits = [gpunn.MLP([5, 8, 2], dtype="float64", device="cpu", seed=0) for _ in range(2)]
+    for model, engine in zip(fits, ("MPI", "mpi")):
+        model.fit(X, Y, epochs=2, verbose=False, distributed=engine)
+    assert fits[0].params.tolist() == fits[1].params.tolist()
+    with pytest.raises(ValueError, match=r"^distributed='nccl' needs a model on a GPU"):
+        fits[0].fit(X, Y, epochs=1, verbose=False, distributed="NCCL")
+    with pytest.raises(ValueError, match=r"^distributed='mpi' needs a CPU model"):
+        gpunn.MLP([5, 8, 2], device="cuda", seed=0).fit(X, Y, epochs=1, verbose=False, distributed="Mpi")
+
+
 def test_each_rank_takes_its_run_of_the_shards_and_a_count_it_cannot_share_out_is_refused(monkeypatch):
     import gpunn
     from gpunn.distributed import training

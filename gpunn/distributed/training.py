@@ -267,6 +267,8 @@ class DataParallel:
     def _set_up(self, model, X, Y, distributed, batch_size, seed, shuffle, source, shards, resuming):
         """This rank's share of the data, after the checks of the arguments (the same on every rank);
         ``resuming``: (checkpoint path, its FitSettings), whose global batch sets the per-rank one."""
+        if isinstance(distributed, str):  # "MPI" and "NCCL", as the engines spell themselves, were refused
+            distributed = distributed.lower()
         if distributed not in (True, "mpi", "nccl"):
             raise ValueError(f"distributed must be True, 'mpi' or 'nccl', got {distributed!r}")
         backend = model.backend

@@ -243,8 +243,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     returns the history so far with ``history.interrupted = True``; a SIGTERM is then passed on to a
     process without a handler of its own for it, which ends there (after the checkpoint).
     Data parallel: ``distributed=True`` (every rank of ``mpiexec -n P`` calls fit with the same
-    arguments and data) trains over MPI on the CPU or NCCL on GPUs (``"mpi"`` or ``"nccl"`` asks for that
-    engine, refused on the other kind of device); ``batch_size`` is then the
+    arguments and data) trains over MPI on the CPU or NCCL on GPUs (``"mpi"`` or ``"nccl"``, in any letter case,
+    asks for that engine, refused on the other kind of device); ``batch_size`` is then the
     per-rank batch, the global batch is P times it, and the result is the single-process run at
     that global batch (see gpunn.distributed; on a gpunn.data source each rank reads only its shard,
     and the single-process order is ``gpunn.distributed.ShardedSource(source, P)``'s). Rank 0 prints
