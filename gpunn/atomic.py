@@ -57,6 +57,9 @@ def temp_beside(path) -> tuple[int, str]:
     writing, with the mode a plain open gives a new file there (see _TEMP_FLAGS); those a killed writer of ``path``
     left are removed first. Errors name ``path``."""
     path = os.fsdecode(path)
+    not_a_file = _not_a_file_name(path)
+    if not_a_file:  # (refused before the write: a directory was found only by the rename after it)
+        raise not_a_file
     directory, base = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     _remove_stale_temps(directory, base)
     prefix = os.path.join(directory, f".{base}.{os.getpid()}.")
@@ -73,6 +76,20 @@ def temp_beside(path) -> tuple[int, str]:
     except BaseException:  # Ctrl-C inside the open, once it had made the file (it may block on a disk busy with
         _remove_stale_temps(directory, base, own=True)  # the last write's fsync): its name never came back, so by
         raise  # pattern
+
+
+def _not_a_file_name(path: str) -> OSError | None:
+    """The error of a write to ``path`` where it names no file: empty, a directory, or a name ending in a separator
+    (a directory's), in the words of gpunn train --save's refusal (gpunn.save(directory) said "[Errno 21] cannot write
+    DIR: Is a directory"); None for a file's name."""
+    if not path:
+        return FileNotFoundError(errno.ENOENT, "cannot write '': the name is empty; give a file name")
+    if os.path.isdir(path):
+        return IsADirectoryError(errno.EISDIR, f"cannot write {path}: it is a directory; give a file name")
+    if path.endswith(("/", os.sep)):
+        return IsADirectoryError(errno.EISDIR, f"cannot write {path}: it names a directory (it ends in {path[-1]}); "
+                                               "give a file name")
+    return None
 
 
 def _naming(exc: OSError, path) -> OSError:

@@ -1,4 +1,5 @@
 """Checkpoints: exact resumption, atomic writes, and refusal of anything that is not a valid checkpoint."""
+import errno
 import io
 import json
 import os
@@ -1884,16 +1885,18 @@ def test_a_temp_file_of_this_pid_that_another_process_left_is_removed_by_the_nex
     assert sorted(os.listdir(tmp_path)) == [ours.name, "m.npz"]
 
 
-def test_a_rename_that_fails_names_the_checkpoint_not_the_temp_file_and_removes_it(tmp_path):
-    """The rename over ``path`` fails (a directory holds that name): the error says which file could not be
-    written, not the hidden temp file's name (mut16c K57), and the temp file is gone."""
-    (tmp_path / "m.npz").mkdir()
-    (tmp_path / "m.npz" / "keep").write_text("")
+def test_a_rename_that_fails_names_the_checkpoint_not_the_temp_file_and_removes_it(tmp_path, monkeypatch):
+    """The rename over ``path`` fails (a directory holding that name did so; it is refused before the write now):
+    the error says which file could not be written, not the hidden temp file's name (mut16c K57), and the temp
+    file is gone."""
+    def refused(source, target):
+        raise PermissionError(errno.EACCES, "Permission denied", source)
+
+    monkeypatch.setattr(atomic.os, "replace", refused)
     with pytest.raises(OSError) as raised:
         gio.save(tmp_path / "m.npz", MLP([2, 3, 1], device="cpu", seed=0))
-    assert str(raised.value).startswith(f"[Errno {raised.value.errno}] cannot write {tmp_path / 'm.npz'}: ")
-    assert ".tmp" not in str(raised.value)
-    assert os.listdir(tmp_path) == ["m.npz"]
+    assert str(raised.value) == f"[Errno {errno.EACCES}] cannot write {tmp_path / 'm.npz'}: Permission denied"
+    assert os.listdir(tmp_path) == []
 
 
 # ---- refusing what is not a checkpoint ---------------------------------------------------------

@@ -4,6 +4,7 @@ and illegitimate ones (NaN/inf, ragged lists, complex/str/object, 3-D, no rows) 
 argument. Hypothesis runs few, derandomized examples (the "gpunn" profile, tests/conftest.py): the module
 runs in a few seconds on the CPU.
 """
+import os
 import pickle
 import re
 
@@ -545,6 +546,27 @@ def test_a_checkpoint_callback_writes_to_a_bytes_path(tmp_path):
     gpunn.MLP([3, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)])
     resumed = gpunn.load_checkpoint(path, device="cpu")
     assert resumed.resume(X, Y, epochs=3, verbose=False)["epoch"] == [1, 2, 3]
+
+
+def test_saving_to_a_directory_or_an_empty_name_says_to_give_a_file_name_and_writes_nothing(tmp_path):
+    """gpunn.save(directory) wrote the whole checkpoint to a temp file, then failed renaming it over the directory:
+    "[Errno 21] cannot write DIR: Is a directory"; a name ending in / said "Not a directory" and "" said "No such
+    file or directory". Each is refused before the write now, saying to give a file name, as --save's refusal says
+    (every atomic write: a config's, a report's)."""
+    from gpunn.atomic import atomic_write
+
+    model = gpunn.MLP([3, 4, 1], device="cpu", seed=0)
+    (tmp_path / "runs").mkdir()
+    for path, error, words in ((tmp_path / "runs", IsADirectoryError, "it is a directory"),
+                               (f"{tmp_path}/runs/", IsADirectoryError, "it is a directory"),
+                               (f"{tmp_path}/new/", IsADirectoryError, "it names a directory (it ends in /)"),
+                               ("", FileNotFoundError, "the name is empty")):
+        shown = "''" if path == "" else path
+        for write in (lambda: gpunn.save(path, model), lambda: atomic_write(path, lambda fh: fh.write(b"x"))):
+            with pytest.raises(error) as refused:
+                write()
+            assert str(refused.value).endswith(f"] cannot write {shown}: {words}; give a file name")
+    assert sorted(os.listdir(tmp_path)) == ["runs"] and os.listdir(tmp_path / "runs") == []  # no temp file left
 
 
 def test_an_object_array_of_numbers_is_read_as_numbers_and_a_generator_is_refused_by_name():
