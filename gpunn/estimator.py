@@ -335,9 +335,10 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     scikit-learn's scale, half the mean squared error over every value, averaged over the epoch's
     batches before each step, without scikit-learn's L2 term), ``loss_`` (its last value),
     ``best_loss_`` (its least, without early stopping), ``validation_scores_`` and
-    ``best_validation_score_`` (validation R², with early stopping), ``n_iter_`` (the epochs of the last
-    call, as scikit-learn's: 1 after ``partial_fit``; ``loss_curve_`` holds every epoch, warm starts and
-    ``partial_fit`` calls included), ``t_`` (samples seen by every call), ``coefs_``, ``intercepts_`` (host copies of
+    ``best_validation_score_`` (validation R², with early stopping; None without it, as scikit-learn's),
+    ``n_iter_`` (the epochs of the last call, as scikit-learn's: 1 after ``partial_fit``; ``loss_curve_`` holds
+    every epoch, warm starts and ``partial_fit`` calls included), ``t_`` (the training samples seen by every call,
+    as scikit-learn's: the rows early stopping holds out not counted), ``coefs_``, ``intercepts_`` (host copies of
     the network's weights; edited, in place or replaced, they are copied into it when predict, a warm fit,
     partial_fit or pickling next uses it, as scikit-learn's are its weights; the other way, the network's weights
     edited through ``model_`` are what predict uses, and show in ``coefs_`` only after the next fit, as the copies
@@ -543,7 +544,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             previous.stopped_early, previous.best_epoch, previous.best = (history.stopped_early, history.best_epoch,
                                                                           history.best)
             history = previous
-        self._set_fitted(model, history, Y.shape[1], X.shape[0], warm)
+        self._set_fitted(model, history, Y.shape[1], rows, warm)  # (t_ counts the rows trained on, as scikit-learn's)
         return self
 
     def partial_fit(self, X, y):
@@ -654,9 +655,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             self.best_loss_ = min(self.loss_curve_)
         else:
             self.best_loss_ = min(before_best, *new) if new else before_best
-        if history.get("val_r2"):
+        if self.early_stopping and history.get("val_r2"):
             self.validation_scores_ = list(history["val_r2"])
             self.best_validation_score_ = max(self.validation_scores_)
+        else:  # None without early stopping, as scikit-learn's (an earlier fit's scores stayed, as if this fit's)
+            self.validation_scores_ = self.best_validation_score_ = None
         host = model.backend.to_host
         self.coefs_ = [numpy.array(host(W)) for W in model.weights]
         self.intercepts_ = [numpy.array(host(b)) for b in model.biases] if model.bias else None

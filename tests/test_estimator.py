@@ -412,6 +412,28 @@ def test_n_iter_counts_the_last_calls_epochs_as_scikit_learn(data):
         assert est.t_ == 3 * len(X), type(est).__module__
 
 
+def test_t_counts_the_rows_trained_on_as_scikit_learns_so_not_those_early_stopping_holds_out(data):
+    X, y = data
+    X, y = X[:200], y[:200]  # 20 held out: scikit-learn's ceil and gpunn's round agree
+    settings = dict(hidden_layer_sizes=(8,), max_iter=3, tol=0, random_state=0, early_stopping=True, warm_start=True)
+    for est in (MLPRegressor(**settings, device="cpu"), sklearn.neural_network.MLPRegressor(**settings)):
+        assert est.fit(X, y).t_ == 3 * 180, type(est).__module__
+        assert est.fit(X, y).t_ == 6 * 180, type(est).__module__
+
+
+def test_without_early_stopping_the_validation_scores_are_none_as_scikit_learns_not_an_earlier_fits(data):
+    # a fit with early stopping, then one without (grid searches and set_params do this): the earlier fit's
+    # validation_scores_ and best_validation_score_ stayed, read as this fit's
+    X, y = data
+    settings = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, early_stopping=True)
+    for est in (MLPRegressor(**settings, device="cpu"), sklearn.neural_network.MLPRegressor(**settings)):
+        assert len(est.fit(X, y).validation_scores_) == 3
+        est.set_params(early_stopping=False).fit(X, y)
+        assert est.validation_scores_ is None and est.best_validation_score_ is None, type(est).__module__
+        new = sklearn.base.clone(est).partial_fit(X, y)
+        assert new.validation_scores_ is None and new.best_validation_score_ is None, type(est).__module__
+
+
 def test_partial_fit_divides_an_adaptive_rate_by_5_as_scikit_learn(data):
     # scikit-learn's partial_fit counts epochs without improvement too, and its adaptive sgd divides the rate of the
     # optimizer it keeps across calls by 5 when the count exceeds n_iter_no_change (here after every 2nd epoch
