@@ -772,7 +772,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             if saved["optimizer"] is not None:
                 opt = optimizer_from_config(saved["optimizer"]["config"])
                 opt.steps = saved["optimizer"]["steps"]
-                opt.state = {k: model.xp.asarray(v) for k, v in saved["optimizer"]["state"].items()}
+                # copies: joblib.load(path, mmap_mode="r") gives read-only arrays, which asarray kept on the CPU
+                opt.state = {k: model.xp.array(v) for k, v in saved["optimizer"]["state"].items()}
                 opt.bind(model.params, model.ops)
                 model.optimizer = opt
         return model

@@ -131,6 +131,18 @@ def test_pickle_round_trip_carries_arrays_not_device_objects(data):
     assert back.model_.optimizer.steps == est.model_.optimizer.steps + 3
 
 
+def test_an_estimator_joblib_loads_memory_mapped_trains_on_as_the_one_it_saved(data, tmp_path):
+    """joblib.load(path, mmap_mode="r") gives read-only arrays: the optimizer's moments were those arrays, so
+    partial_fit failed ("output array is read-only", then its put-back "assignment destination is read-only")."""
+    import joblib
+
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu").fit(X, y)
+    joblib.dump(est, tmp_path / "est.joblib")
+    back = joblib.load(tmp_path / "est.joblib", mmap_mode="r")
+    numpy.testing.assert_array_equal(back.partial_fit(X, y).predict(X), est.partial_fit(X, y).predict(X))
+
+
 def test_an_estimator_pickled_for_a_gpu_unpickles_without_one_and_says_how_to_choose_a_device(data):
     """pickle.loads of an MLPRegressor(device="cuda") raised DeviceError on a machine without a GPU, and no
     setting could get it back there. Now it unpickles (its network built when first used), keeps its device,
