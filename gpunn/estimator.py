@@ -19,7 +19,7 @@ import numpy
 
 from .backend import DeviceError, user_stacklevel
 from .checks import feature_names, flag, got, seed_int, verbosity
-from .hints import bracketed_hint, keywords_hinted
+from .hints import bracketed_hint, keywords_checked, keywords_hinted, unexpected_estimator_keyword
 from .optim import MOMENTUM_OF_ONE, make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
 from .training.loop import train
@@ -320,7 +320,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     - ``warm_start``: fit continues from the fitted weights (with a fresh optimizer, as scikit-learn). It
       and ``partial_fit`` refuse parameters or data that describe another network (hidden_layer_sizes,
       activation, output_activation, dtype, the feature or output count), with what to do instead.
-    - No ``sample_weight`` (see ``fit``).
+    - No ``sample_weight``, which scikit-learn's takes since 1.7 (see ``fit``); fit and partial_fit take the data
+      alone, as scikit-learn's, and a parameter given to them (Keras's ``fit(X, y, epochs=10)``) is refused
+      naming the estimator's (``est.set_params(max_iter=...)``).
     - ``loss``: "squared_error" only; ``max_fun``: only used by lbfgs (ignored).
     - gpunn's own: ``output_activation``, ``dtype`` (any spelling of float32/float64), ``device``
       ("auto", "cpu", "cuda", "cuda:N").
@@ -498,7 +500,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y):
         """Train on (X, y) (a fresh network, or the fitted one with warm_start); returns self.
 
-        There is no ``sample_weight``: gpunn trains on the unweighted mean squared error (its fused loss
+        There is no ``sample_weight`` (scikit-learn's has one since 1.7, and ``fit(X, y, sample_weight=w)`` is
+        refused saying what to do instead): gpunn trains on the unweighted mean squared error (its fused loss
         kernels, CUDA graphs, ensembles and data-parallel reductions have no per-row weight). Without the
         parameter, scikit-learn's meta-estimators that can do without it (BaggingRegressor,
         AdaBoostRegressor) resample rows instead; for integer weights, repeat rows."""
@@ -547,6 +550,10 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self._set_fitted(model, history, Y.shape[1], rows, warm)  # (t_ counts the rows trained on, as scikit-learn's)
         return self
 
+    # fit(X, y, sample_weight=w), scikit-learn's since 1.7, and Keras's fit(X, y, epochs=10) say what to do instead
+    fit = keywords_checked(fit, "MLPRegressor.fit", lambda est: list(est.get_params(deep=False)),
+                           refusal=unexpected_estimator_keyword)
+
     def partial_fit(self, X, y):
         """One more epoch over (X, y), continuing the optimizer (a fresh network on first call). As in
         scikit-learn, there is no early stopping in it (``early_stopping=True`` is refused)."""
@@ -578,6 +585,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self._no_improvement_state = rule.state()
         self._set_fitted(model, history, Y.shape[1], X.shape[0], not first)
         return self
+
+    partial_fit = keywords_checked(partial_fit, "MLPRegressor.partial_fit", lambda est: list(est.get_params(deep=False)),
+                                   refusal=unexpected_estimator_keyword)
 
     def _kept_best(self, model, previous):
         """(best validation R², a copy of the weights, their epoch and the history's best) for a warm fit with early stopping after one

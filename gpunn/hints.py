@@ -325,6 +325,29 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
     return TypeError(f"{said}{f' ({found.hint(_as_keyword)})' if found else ''}")
 
 
+# scikit-learn's MLPRegressor has taken sample_weight since 1.7; gpunn's loss is unweighted
+ESTIMATOR_SAMPLE_WEIGHT = ("every row weighs the same in gpunn, where scikit-learn's MLPRegressor takes sample_weight "
+                           "since 1.7: BaggingRegressor and AdaBoostRegressor resample the rows instead, and integer "
+                           "weights w are rows repeated, est.{method}(numpy.repeat(X, w, axis=0), numpy.repeat(y, "
+                           "w, axis=0))")
+
+
+def unexpected_estimator_keyword(call: str, key: str, names, value=None, parameters=(), given=None) -> TypeError:
+    """:func:`unexpected_keyword` for a scikit-learn estimator's ``call`` ("MLPRegressor.fit", partial_fit), which
+    takes the data alone, as scikit-learn's: one of the estimator's ``parameters``, or a name standing for one
+    (Keras's ``fit(X, y, epochs=10, verbose=0)``: max_iter), is shown set on the estimator; ``sample_weight``, which
+    scikit-learn's MLPRegressor takes, says what to do instead. Python's said only "unexpected keyword argument"."""
+    said, method = f"{call}() got an unexpected keyword argument {key!r}", call.rsplit(".", 1)[-1]
+    if key == "sample_weight":
+        return TypeError(f"{said} ({ESTIMATOR_SAMPLE_WEIGHT.format(method=method)})")
+    parameter = None if _keyword_meant(key, names) else _option_meant(key, parameters)  # (x: X)
+    if parameter is None:
+        return unexpected_keyword(call, key, names, value)
+    shown = _shown(value) if parameter == key else "..."
+    return TypeError(f"{said} ({_did_you_mean(parameter, key)}{parameter} is the estimator's parameter, set before "
+                     f"fit, as in scikit-learn: est.set_params({parameter}={shown}).{method}(X, y))")
+
+
 def _placed_option(key: str, names) -> str | None:
     """The optimizer's or schedule's option that keyword ``key`` is, or misspells where it stands for none of the
     call's ``names`` (gama: gamma; momentun: momentum, where the call takes no momentum); else None."""

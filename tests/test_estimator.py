@@ -897,6 +897,26 @@ def test_no_sample_weight_so_bagging_resamples_rows(data):
     assert bag.predict(X[:3]).shape == (3,)
 
 
+def test_a_sample_weight_or_a_parameter_given_to_fit_is_refused_saying_what_to_do_instead(data):
+    # Python's "unexpected keyword argument" alone, where scikit-learn's MLPRegressor takes sample_weight (1.7) and
+    # Keras's fit takes epochs, batch_size and verbose; a pipeline's fit passes mlpregressor__sample_weight on
+    X, y = data[0][:100], data[1][:100]
+    w = numpy.arange(100) % 3
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0, device="cpu")
+    for fit, name in ((make_pipeline(StandardScaler(), est).fit, "fit"), (est.partial_fit, "partial_fit")):
+        with pytest.raises(TypeError, match=r"'sample_weight' \(every row weighs the same in gpunn, where "
+                                            r"scikit-learn's MLPRegressor takes sample_weight since 1\.7: "
+                                            rf"BaggingRegressor .* est\.{name}\(numpy\.repeat\(X, w, axis=0\), "):
+            fit(X, y, **{"mlpregressor__sample_weight" if name == "fit" else "sample_weight": w})
+    with pytest.raises(TypeError, match=r"'epochs' \(did you mean max_iter\? max_iter is the estimator's parameter, "
+                                        r"set before fit, as in scikit-learn: est\.set_params\(max_iter=\.\.\.\)"):
+        est.fit(X, y, epochs=5)
+    with pytest.raises(TypeError, match=r"est\.set_params\(verbose=0\)\.partial_fit\(X, y\)\)$"):
+        est.partial_fit(X, y, verbose=0)
+    with pytest.raises(TypeError, match=r"'Y' \(did you mean y\?\)$"):
+        est.fit(X, Y=y)
+
+
 def test_readme_names_every_solver_the_estimator_takes():
     """README said `solver` adam/sgd, and MLPRegressor also takes adamw (its docstring said so)."""
     from pathlib import Path
