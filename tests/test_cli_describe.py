@@ -22,6 +22,28 @@ def test_a_failures_line_is_its_words_on_one_line_or_its_type():
     assert cli.one_line(KeyError()) == "KeyError"
 
 
+def test_a_config_mismatchs_settings_are_said_apart_on_its_one_line():
+    """Ranks given other files differ in several settings, a line each; the command's one line ran them together
+    ("... 5001 on rank 1 data.x_path: ..."). They are joined by "; " now."""
+    from gpunn.distributed.digest import ConfigMismatch, check_same_config, digest
+
+    class TwoRanks:  # each collective hands back both ranks' values: the digests, then the settings
+        def allgather(self, value):
+            return [digest(s) for s in halves] if isinstance(value, str) else halves
+
+    halves = [{"data": {"x_path": f"X{rank}.npy", "rows": 5000 + rank}} for rank in (0, 1)]
+    with pytest.raises(ConfigMismatch) as refused:
+        check_same_config(TwoRanks(), halves[0])
+    assert cli.one_line(refused.value).endswith(
+        'these settings differ (before the first step): data.rows: 5000 on rank 0; 5001 on rank 1; '
+        'data.x_path: "X0.npy" on rank 0; "X1.npy" on rank 1')
+    one = ConfigMismatch("the ranks do not all run the same command; give every rank the same command:\n"
+                         '  command: "train" on rank 0; "info" on rank 1')
+    assert cli.one_line(one) == ('the ranks do not all run the same command; give every rank the same command: '
+                                 'command: "train" on rank 0; "info" on rank 1')
+    assert cli.one_line(ConfigMismatch()) == "ConfigMismatch"
+
+
 @pytest.mark.parametrize("argv,env,asked", [(["train", "--debug"], None, True), (["train"], " ON ", True),
                                              (["train"], " Off ", False), (["train"], "no", False),
                                              (["train"], "", False), (["train"], None, False)])

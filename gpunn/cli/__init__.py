@@ -18,6 +18,7 @@ from .._startup import command_of as _command, launched as launcher_set, prog_of
 from .._version import __version__
 from ..checks import MissingExtra
 from ..distributed.comm import DistributedError, speaking_as
+from ..distributed.digest import ConfigMismatch
 from . import bench, info, predict, sweep, train
 from .common import (DEBUG_ENV, Parser, add_debug, notes_shown, option_names, refusals_said_by, refuse_bad_settings,
                      refuse_repeated, refuse_unknown, text_to_stderr)
@@ -143,6 +144,13 @@ def debug_requested(argv) -> bool:
 
 
 def one_line(exc: BaseException) -> str:
+    """``exc``'s words on one line, each run of spaces and line breaks as one space, or its type's name where it has
+    none. A ConfigMismatch's settings, a line each under its first, are joined by "; ": they ran together ("... 0.02
+    on rank 1 data.rows: ...")."""
+    if isinstance(exc, ConfigMismatch):
+        lines = [" ".join(line.split()) for line in str(exc).splitlines()]
+        head, *settings = [line for line in lines if line] or [type(exc).__name__]
+        return f"{head} {'; '.join(settings)}" if settings else head
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
