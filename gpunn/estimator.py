@@ -19,7 +19,7 @@ import numpy
 
 from .backend import DeviceError, user_stacklevel
 from .checks import feature_names, flag, got, seed_int, verbosity
-from .hints import bracketed_hint, keywords_checked, keywords_hinted, unexpected_estimator_keyword
+from .hints import bracketed_hint, keyword_hint, keywords_checked, keywords_hinted, unexpected_estimator_keyword
 from .optim import MOMENTUM_OF_ONE, make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
 from .training.loop import train
@@ -389,6 +389,19 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self.device = device
 
     # ---- scikit-learn plumbing -------------------------------------------------------
+    def set_params(self, **params):
+        """scikit-learn's, whose refusal of a parameter the estimator does not take now names the one meant: a
+        Pipeline's or a grid's ``mlpregressor__lr`` (gpunn.MLP's name) listed the valid names alone."""
+        try:
+            return super().set_params(**params)
+        except ValueError as exc:
+            names = self._get_param_names()
+            refused = next((key.partition("__")[0] for key in params if key.partition("__")[0] not in names), None)
+            hint = keyword_hint(refused, names) if refused else ""  # (the first, which scikit-learn's names)
+            if not hint:
+                raise
+            raise ValueError(f"{exc}{hint}") from None
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True

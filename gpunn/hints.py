@@ -454,6 +454,14 @@ def known_name(name, names, what: str) -> str:
     raise unknown_name(name, names, what)
 
 
+def keyword_hint(key: str, names) -> str:
+    """" (did you mean learning_rate_init?)" for keyword ``key``, none of the parameter ``names`` (lr, gpunn's name; a
+    misspelling), as :func:`unexpected_keyword` words it; "" for none: for a refusal in another library's words
+    (scikit-learn's set_params)."""
+    found = _keyword_meant(key, names)
+    return f" ({found.hint(_as_keyword)})" if found else ""
+
+
 def unknown_name(name, names, what: str) -> ValueError:
     """The ValueError of :func:`known_name` for ``name``, none of ``names``: its hint, then the names to choose from."""
     return ValueError(f"unknown {what} {name!r}{bracketed_hint(name, names, what)}; choose one of: {', '.join(names)}")

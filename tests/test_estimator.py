@@ -776,6 +776,23 @@ def test_a_keyword_of_gpunns_or_another_librarys_names_the_estimators_parameter_
     assert pickle.loads(pickle.dumps(est)).get_params() == est.get_params()
 
 
+def test_set_params_of_a_name_the_estimator_does_not_take_names_the_one_meant_in_a_pipeline_and_a_grid(data):
+    # scikit-learn's "Invalid parameter 'lr' for estimator ... Valid parameters are: [...]." named none
+    X, y = data[0][:60], data[1][:60]
+    pipe = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, device="cpu"))
+    with pytest.raises(ValueError, match=r"(?s)^Invalid parameter 'lr' for estimator MLPRegressor\(.*Valid parameters "
+                                        r"are: \[.*'warm_start'\]\. \(did you mean learning_rate_init\?\)$"):
+        pipe.set_params(mlpregressor__lr=0.1)
+    with pytest.raises(ValueError, match=r"(?s)Invalid parameter 'epochs' .* \(did you mean max_iter\?\)$"):
+        GridSearchCV(pipe, {"mlpregressor__epochs": [2]}, cv=2).fit(X, y)
+    with pytest.raises(ValueError, match=r"(?s)'weight_decay' .*\]\. \(did you mean alpha \(scikit-learn's L2 "
+                                        r"penalty\)\?\)$"):  # the first refused, the one scikit-learn's words name
+        MLPRegressor().set_params(weight_decay=1e-4, hidden_layers=(4,))
+    with pytest.raises(ValueError, match=r"(?s)Invalid parameter 'foo' .*'warm_start'\]\.$"):  # none meant
+        pipe.set_params(mlpregressor__foo=1)
+    assert pipe.set_params(mlpregressor__max_iter=3).get_params()["mlpregressor__max_iter"] == 3
+
+
 @pytest.mark.parametrize("params", [dict(solver="sgd", beta_1=2), dict(solver="sgd", beta_2=1.0), dict(power_t=-1),
                                     dict(momentum=1.5), dict(max_fun=0), dict(solver="sgd", epsilon=0)])
 def test_scikit_learn_refuses_what_gpunn_refuses_whatever_the_solver(data, params):
