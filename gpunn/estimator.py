@@ -774,7 +774,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         except DeviceError as exc:
             raise DeviceError(f"this MLPRegressor was unpickled without its network, as its device={self.device!r} "
                               f"is not usable here ({exc}); it keeps the device it was given: to use it on this "
-                              "machine, choose one with est.set_params(device='cpu') (or 'auto'), as "
+                              "machine, choose one with est.set_params(device='cpu') (or 'auto'; in a Pipeline, "
+                              "its step's: pipe.set_params(mlpregressor__device='cpu'), by the step's name), as "
                               "gpunn.load(path, device=...) chooses a saved model's. Its coefs_ and intercepts_ "
                               "are readable as they are") from None
         del self.__dict__["_unbuilt"]

@@ -168,6 +168,20 @@ def test_an_estimator_pickled_for_a_gpu_unpickles_without_one_and_says_how_to_ch
     numpy.testing.assert_array_equal(again.set_params(device="cpu").predict(X), P)
 
 
+def test_a_pipeline_pickled_for_a_gpu_is_told_the_set_params_that_chooses_its_steps_device(data):
+    # the message showed est.set_params(device='cpu') alone, which a pipeline refuses (no parameter 'device')
+    from gpunn import DeviceError
+
+    X, y = data
+    pipe = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0,
+                                                        device="cpu")).fit(X, y)
+    P = pipe.predict(X)
+    back = pickle.loads(pickle.dumps(pipe.set_params(mlpregressor__device="cuda:99")))
+    with pytest.raises(DeviceError, match=r"in a Pipeline, its step's: pipe\.set_params\(mlpregressor__device='cpu'\)"):
+        back.predict(X)
+    numpy.testing.assert_array_equal(back.set_params(mlpregressor__device="cpu").predict(X), P)
+
+
 def test_a_diverged_networks_score_is_refused_as_scikit_learn_refuses_nan_predictions(data):
     """With scikit-learn, its RegressorMixin.score (r2_score) refuses NaN predictions: so does the stand-in now
     (test_works_without_scikit_learn), which returned NaN."""
