@@ -410,9 +410,17 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
 
     def _validate(self, X, y=None, reset=True):
         kwargs = dict(reset=reset, dtype=[numpy.float64, numpy.float32])
-        if y is None and not reset:
-            return validate_data(self, X, **kwargs), None
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, **kwargs)
+        try:
+            if y is None and not reset:
+                return validate_data(self, X, **kwargs), None
+            X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, **kwargs)
+        except TypeError as exc:  # scikit-learn's "Sparse data was passed for X ... Use '.toarray()'", which a
+            # Pipeline's user cannot call: the step before gives sparse output
+            if not hasattr(X, "toarray"):
+                raise
+            raise TypeError(f"{exc} In a Pipeline, make the step before it give dense output: "
+                            "OneHotEncoder(sparse_output=False), or ColumnTransformer(..., sparse_threshold=0); "
+                            "gpunn trains on dense arrays.") from None
         if y.ndim == 2 and y.shape[1] == 1:  # scikit-learn's MLPRegressor warns so for a column, and ravels it
             y = column_or_1d(y, warn=True)
         return X, y

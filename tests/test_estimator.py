@@ -916,6 +916,26 @@ def test_a_warm_start_refuses_another_feature_or_output_count(data):
     assert est.n_features_in_ == 6 and est.n_iter_ == 2
 
 
+def test_sparse_output_of_a_pipelines_step_before_it_is_told_how_to_make_it_dense():
+    # scikit-learn's words alone said to call .toarray(), which a Pipeline's user cannot: a ColumnTransformer with a
+    # OneHotEncoder of many categories gives a sparse matrix (its default sparse_threshold=0.3)
+    from sklearn.compose import make_column_transformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = numpy.random.default_rng(0)
+    X = numpy.column_stack([rng.standard_normal(120), rng.integers(0, 40, 120)])
+    y = X[:, 0] + (X[:, 1] == 1)
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0, device="cpu")
+    with pytest.raises(TypeError, match=r"^Sparse data was passed for X, .* Use '\.toarray\(\)' .* In a Pipeline, "
+                                        r"make the step before it give dense output: "
+                                        r"OneHotEncoder\(sparse_output=False\), or ColumnTransformer\(\.\.\., "
+                                        r"sparse_threshold=0\); gpunn trains on dense arrays\.$"):
+        make_pipeline(make_column_transformer((StandardScaler(), [0]), (OneHotEncoder(), [1])), est).fit(X, y)
+    for dense in (make_column_transformer((StandardScaler(), [0]), (OneHotEncoder(), [1]), sparse_threshold=0),
+                  make_column_transformer((StandardScaler(), [0]), (OneHotEncoder(sparse_output=False), [1]))):
+        assert make_pipeline(dense, est).fit(X, y).predict(X).shape == (120,)
+
+
 def test_no_sample_weight_so_bagging_resamples_rows(data):
     # the documented choice: fit has no sample_weight, so meta-estimators that can resample do so
     from sklearn.ensemble import BaggingRegressor
