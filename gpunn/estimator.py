@@ -561,7 +561,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             history.best_epoch, history.best = kept[2], kept[3]
         if not history.stopped_early and len(history.get("epoch", ())) == self.max_iter:  # as scikit-learn warns
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the optimization "
-                          "hasn't converged yet.", ConvergenceWarning, stacklevel=2)
+                          "hasn't converged yet.", ConvergenceWarning, stacklevel=user_stacklevel())
         if previous is not None:  # warm start: the curves go on
             for key, values in history.items():
                 previous.setdefault(key, []).extend(values)

@@ -393,8 +393,9 @@ def test_reaching_max_iter_warns_and_partial_fit_refuses_early_stopping_as_sciki
 
     X, y = data
     settings = dict(hidden_layer_sizes=(4,), max_iter=3, random_state=0, device="cpu")
-    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached"):  # it said nothing
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached") as caught:  # it said nothing
         MLPRegressor(**settings).fit(X, y)
+    assert caught[0].filename == __file__  # the line that called fit (fit's keyword check made it gpunn's own)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # stopped by tol in its last epoch (the first counts from no best value): no warning, as in scikit-learn
