@@ -1012,6 +1012,37 @@ def test_a_source_written_by_hand_is_refused_what_it_cannot_do_saying_what_to_pa
         model.fit(ByHand(), epochs=1, verbose=False)
 
 
+def test_a_source_that_names_its_features_and_not_its_targets_trains_and_the_model_keeps_no_column_names():
+    """A hand-written source may name its features alone (``feature_names``, no ``target_names``): the model learns
+    column names only from a source that names both (gpunn.data.binding.prepare_source), so this one trains and
+    leaves ``data_columns`` None, rather than failing on the names it lacks."""
+    X, Y = gpunn.datasets.make("teacher", n_samples=200, n_features=3, n_outputs=1, seed=0, device="cpu")
+
+    class FeaturesNamed(_written_by_hand(X, Y)):
+        feature_names = ["a", "b", "c"]
+
+    model = gpunn.MLP([3, 4, 1], device="cpu", seed=0)
+    model.fit(FeaturesNamed(), epochs=1, batch_size=50, verbose=False)
+    assert model.data_columns is None
+
+
+def test_a_validation_set_of_one_row_from_a_source_is_refused_before_training(tmp_path):
+    """R² needs two rows: one held-out chunk of one row (validation_fraction of a source) or a validation source of
+    one row is refused as fit starts, naming which option made it, as arrays of one validation row are."""
+    rng = numpy.random.default_rng(0)
+    for name, rows in (("x", 3), ("x1", 1)):
+        numpy.save(tmp_path / f"{name}.npy", rng.standard_normal((rows, 2)).astype("float32"))
+        numpy.save(tmp_path / f"y{name[1:]}.npy", rng.standard_normal((rows, 1)).astype("float32"))
+    model = gpunn.MLP([2, 4, 1], device="cpu", seed=0)
+    one_row = r" gives a validation set of 1 row; R² needs at least 2 rows to score it"
+    with pytest.raises(ValueError, match=r"^NpySource's validation_fraction=0.3 \(whole chunks\)" + one_row):
+        model.fit(data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1), epochs=1, verbose=False,
+                  validation_fraction=0.3)
+    with pytest.raises(ValueError, match=r"^validation_data \(NpySource\)" + one_row):
+        model.fit(data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1), epochs=1, verbose=False,
+                  validation_data=data.npy(tmp_path / "x1.npy", tmp_path / "y1.npy"))
+
+
 def test_fit_holds_out_a_sources_chunks_for_validation_fraction_but_not_with_validation_data_too(tmp_path):
     """fit(source, validation_fraction=f) holds out whole chunks of the source (about f of its rows), scored each
     epoch; with validation_data as well it is refused (either would be the validation, not both), as validation_data
