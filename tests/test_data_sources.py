@@ -2443,6 +2443,41 @@ def test_a_window_never_released_fails_the_pass_in_the_tests(fake_cupy):
     fake_cupy.cuda.Device().synchronize()
 
 
+def test_a_read_that_outlasts_the_close_of_its_pass_copies_nothing_to_the_device_after_it(fake_cupy, monkeypatch):
+    """Reader.close() waits at most 30 s for the reader thread (data/pipeline.py, close), so a read (fill) slower than
+    that runs on past the pass's end, after its last wait for the copies in flight. A read that ends then asks for a
+    free device buffer, which a stopped reader refuses: nothing is copied to the device once the pass is closed, so no
+    copy is in flight when the buffers go back to CuPy's pools, and a window the consumer still holds keeps its rows.
+    (The join's wait is cut short here; left at 30 s the test would wait it out.)"""
+    from gpunn import backend
+    from gpunn.data.pipeline import host_windows
+
+    join = threading.Thread.join
+    monkeypatch.setattr(threading.Thread, "join", lambda self, timeout=None: join(self, 0.05 if timeout else None))
+    reading, go_on = threading.Event(), threading.Event()
+
+    def fill(window, X, Y):
+        if window == 3:  # the read in progress when the pass is closed
+            reading.set()
+            go_on.wait(30)
+        X[:4], Y[:4] = window, -window
+        return 4
+
+    before = set(threading.enumerate())
+    windows = host_windows(backend.resolve("cuda"), [1, 2, 3], fill, 4, 2, 1, "float32")
+    X1, _, release = next(windows)
+    [reader] = [t for t in threading.enumerate() if t not in before and t.name == "gpunn-data-reader"]
+    release()  # window 3 may take window 1's device buffer, which X1 still views
+    assert reading.wait(30)
+    windows.close()
+    assert reader.is_alive()  # still reading after close() gave up waiting for it
+    go_on.set()
+    join(reader, 30)
+    assert not reader.is_alive()
+    fake_cupy.cuda.Device().synchronize()
+    assert float(X1[0, 0]) == 1.0
+
+
 def test_an_epoch_of_a_file_stopped_part_way_stops_its_reader_thread(npy_pair):
     """A consumer that stops early (an interrupted fit, a closed generator) ends the reader thread that was
     reading windows ahead; left running it would wait for ever to hand over its next window, holding it."""
