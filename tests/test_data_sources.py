@@ -2443,6 +2443,28 @@ def test_a_window_never_released_fails_the_pass_in_the_tests(fake_cupy):
     fake_cupy.cuda.Device().synchronize()
 
 
+@pytest.mark.parametrize("prefetch", [1, 3])
+def test_a_source_reads_prefetch_windows_ahead_of_the_batch_its_consumer_holds(npy_pair, prefetch):
+    """``prefetch`` is how many windows the reader thread may hold ready: while the consumer holds its first batch
+    (window 0), the thread reads the next ``prefetch`` windows and one more, which waits to be handed over."""
+    x, y, _, _ = npy_pair
+    source = data.npy(x, y, chunk_rows=2000, window=1, shuffle=False, prefetch=prefetch, device="cpu")
+    read, ahead = [], threading.Event()
+    fill = source._fill
+
+    def counted(k, X, Y):
+        fill(k, X, Y)
+        read.append(k)
+        if len(read) == prefetch + 2:
+            ahead.set()
+
+    source._fill = counted
+    batches = source.batches(0, 2000)
+    next(batches)
+    assert ahead.wait(30), f"read {len(read)} windows, not {prefetch + 2}"
+    batches.close()
+
+
 def test_a_read_that_outlasts_the_close_of_its_pass_copies_nothing_to_the_device_after_it(fake_cupy, monkeypatch):
     """Reader.close() waits at most 30 s for the reader thread (data/pipeline.py, close), so a read (fill) slower than
     that runs on past the pass's end, after its last wait for the copies in flight. A read that ends then asks for a
