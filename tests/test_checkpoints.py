@@ -2045,6 +2045,18 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["arrays"].update(ghost={"shape": [3], "dtype": "<f4"}),
      r"do not match what the metadata describes"),  # K81
     (lambda m, a: m["model"].update(layer_sizes=[6, 0, 2]), r"invalid layer_sizes \[6, 0, 2\]"),  # K87
+    # audit37b: each was refused by a later check's words (the hidden activations', the parameters' shape)
+    (lambda m, a: m["model"].update(layer_sizes=[6], activations=[]), r"invalid layer_sizes \[6\]"),  # f3
+    (lambda m, a: m["model"].update(layer_sizes=[0, 4, 2]), r"invalid layer_sizes \[0, 4, 2\]"),  # f4
+    (lambda m, a: m["model"].update(layer_sizes=[6, True, 2]), r"invalid layer_sizes \[6, True, 2\]"),  # f5
+    (lambda m, a: m["model"].update(layer_sizes=[6, 2**31, 2]), r"invalid layer_sizes \[6, 2147483648, 2\]"),  # f6
+    (lambda m, a: m["model"].update(output_activation="nope"), "invalid output activation"),  # f8
+    (lambda m, a: m["model"].update(precision="fp8"), "invalid precision 'fp8' for dtype 'float32'"),  # f11
+    (lambda m, a: m["model"].update(layer_sizes=[2**30, 2**30, 2]), "implausible parameter count"),  # f12
+    (lambda m, a: m["training"]["position"].update(epoch=True), "invalid training position"),  # f13
+    (lambda m, a: m["training"]["position"].update(partial_sum_sq=True), "invalid training position"),  # f16
+    (lambda m, a: m["training"]["settings"].update(epochs=0), "invalid fit settings$"),  # f17
+    (lambda m, a: m["training"]["settings"].update(batch_size=0), "invalid fit settings$"),  # f18
     (lambda m, a: m["model"].update(bias="yes"), "invalid bias flag"),  # K88
     (lambda m, a: m["model"].update(dtype="float64", precision="bf16"),
      "invalid precision 'bf16' for dtype 'float64'"),  # K89
