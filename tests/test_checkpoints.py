@@ -2057,6 +2057,9 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["training"]["position"].update(partial_sum_sq=True), "invalid training position"),  # f16
     (lambda m, a: m["training"]["settings"].update(epochs=0), "invalid fit settings$"),  # f17
     (lambda m, a: m["training"]["settings"].update(batch_size=0), "invalid fit settings$"),  # f18
+    (lambda m, a: m["training"]["settings"].update(train_rows=0), "invalid fit settings$"),  # f19
+    (lambda m, a: m["training"]["settings"].update(shuffle="no"), "invalid fit settings$"),  # f20: bool("no") is True
+    (lambda m, a: m["training"]["settings"].update(validation="half"), "invalid fit settings$"),  # f22
     (lambda m, a: m["model"].update(bias="yes"), "invalid bias flag"),  # K88
     (lambda m, a: m["model"].update(dtype="float64", precision="bf16"),
      "invalid precision 'bf16' for dtype 'float64'"),  # K89

@@ -327,6 +327,17 @@ def test_the_config_a_run_with_named_features_saves_is_read_back_by_config(tmp_p
     assert "bad.toml: features must list column names, got ['a', 2]" in capsys.readouterr().err
 
 
+def test_a_config_files_column_name_holding_a_comma_is_one_column_as_it_is_quoted_on_the_command_line(tmp_path):
+    """`features = ["a,b", "c"]` names two columns, as `--features '"a,b",c'` does: the list is joined as a CSV header
+    line, a name holding a comma quoted (audit37b g14: joined with bare commas, "a,b" was two columns)."""
+    from gpunn.cli import parse_args
+
+    (tmp_path / "run.toml").write_text('data = "t.csv"\nfeatures = ["a,b", "c"]\ntarget = ["y, 1", "z"]\n')
+    from_file = parse_args(["train", "--config", str(tmp_path / "run.toml")])
+    given = parse_args(["train", "--data", "t.csv", "--features", '"a,b",c', "--target", '"y, 1",z'])
+    assert (from_file.features, from_file.target) == (given.features, given.target) == (["a,b", "c"], '"y, 1",z')
+
+
 @pytest.mark.parametrize("text, names", [
     ("a,b", ["a", "b"]), (" a , b ,", ["a", "b"]), ('"x,y",b', ["x,y", "b"]), ('a, "x,y" ,b', ["a", "x,y", "b"]),
     ('" y"', [" y"]), ('"say ""hi""",c', ['say "hi"', "c"]), ('a"b', ['a"b']), ("a,,b", ["a", "b"]), ("", []),
