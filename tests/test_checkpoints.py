@@ -2060,6 +2060,11 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["training"]["settings"].update(train_rows=0), "invalid fit settings$"),  # f19
     (lambda m, a: m["training"]["settings"].update(shuffle="no"), "invalid fit settings$"),  # f20: bool("no") is True
     (lambda m, a: m["training"]["settings"].update(validation="half"), "invalid fit settings$"),  # f22
+    (lambda m, a: m["training"]["settings"]["schedule"].pop("min_factor"), "invalid schedule"),  # f23: loaded
+    (lambda m, a: m["training"]["settings"]["schedule"].update(name="sawtooth"), "invalid schedule"),  # f24
+    # f25: FitSettings' own refusal, not "corrupt, truncated or foreign file (ValueError: ...)"
+    (lambda m, a: m["training"]["settings"].update(validation_fraction="a fifth"),
+     r"invalid fit settings \(validation_fraction must be a number"),
     (lambda m, a: m["model"].update(bias="yes"), "invalid bias flag"),  # K88
     (lambda m, a: m["model"].update(dtype="float64", precision="bf16"),
      "invalid precision 'bf16' for dtype 'float64'"),  # K89
