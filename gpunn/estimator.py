@@ -17,7 +17,7 @@ import warnings
 
 import numpy
 
-from .backend import DeviceError, user_stacklevel
+from .backend import DeviceError, resolve, user_stacklevel
 from .checks import feature_names, flag, got, seed_int, verbosity
 from .hints import bracketed_hint, keyword_hint, keywords_checked, keywords_hinted, unexpected_estimator_keyword
 from .optim import MOMENTUM_OF_ONE, make_optimizer, make_schedule
@@ -351,7 +351,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     Pickling (joblib) carries host arrays. One made with ``device="cuda"`` unpickles where no GPU is
     usable without its network (``coefs_`` and the rest are there); using it raises DeviceError until a
     device that is usable here is chosen: ``est.set_params(device="cpu")``, as ``gpunn.load(path,
-    device=...)`` chooses a saved model's.
+    device=...)`` chooses a saved model's. A device set after a fit is where predict, a warm start and partial_fit
+    go on: the network moves there, with its optimizer's state.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", solver="adam",
@@ -701,7 +702,17 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     def _parameters(self) -> list:
         return [*self.coefs_, *(self.intercepts_ or ())]
 
-    def _network(self):
+    def _network(self, on_device=True):
+        """``model_`` with any edit of ``coefs_`` and ``intercepts_`` copied into it, and (``on_device``) on the device
+        the ``device`` parameter names now: one set since the fit (``est.set_params(device="cuda")``) gets the network
+        moved there, with its optimizer's moments and step count, as pickling carries them, where predict, a warm
+        start and partial_fit went on on the fitted network's device without a word. Pickling moves nothing."""
+        model = self._edits_copied()
+        if on_device and resolve(self.device) != model.backend:
+            self.model_ = model = self._built(self._saved(model))
+        return model
+
+    def _edits_copied(self):
         """``model_`` with any edit of ``coefs_`` and ``intercepts_`` since they were set copied into it. In
         scikit-learn they are the estimator's weights, which predict and a warm fit use; here they are host copies
         of the network's (which may be on a GPU), and an edit (``est.coefs_[1][...] = 0``, an item or the list
@@ -743,20 +754,11 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     # ---- pickling (joblib workers, sklearn's checks): arrays and settings, never device objects
     def __getstate__(self):
         if "model_" in self.__dict__:
-            self._network()  # (coefs_ edited: pickled as the weights they are)
+            self._network(on_device=False)  # (coefs_ edited: pickled as the weights they are)
         state = self.__dict__.copy()
         model = state.pop("model_", None)
         if model is not None:
-            from .checkpoint import model_config
-
-            host = model.backend.to_host
-            opt = getattr(model, "optimizer", None)
-            state["_model_state"] = {
-                "config": model_config(model), "params": numpy.array(host(model.params)),
-                "optimizer": None if opt is None else {
-                    "config": opt.config(), "steps": opt.steps,
-                    "state": {k: numpy.array(host(v)) for k, v in opt.state.items()}},
-            }
+            state["_model_state"] = self._saved(model)
         elif "_unbuilt" in state:  # unpickled where its device is not usable, and pickled again as it came
             state["_model_state"] = state.pop("_unbuilt")
         return state
@@ -789,6 +791,18 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         del self.__dict__["_unbuilt"]
         self.model_ = model
         return model
+
+    @staticmethod
+    def _saved(model):
+        """The network ``model`` and its optimizer as host arrays and settings, which ``_built`` makes again."""
+        from .checkpoint import model_config
+
+        host = model.backend.to_host
+        opt = getattr(model, "optimizer", None)
+        return {"config": model_config(model), "params": numpy.array(host(model.params)),
+                "optimizer": None if opt is None else {
+                    "config": opt.config(), "steps": opt.steps,
+                    "state": {k: numpy.array(host(v)) for k, v in opt.state.items()}}}
 
     def _built(self, saved):
         """The pickled network (``__getstate__``'s ``_model_state``) on ``self.device``, with its optimizer."""

@@ -304,6 +304,23 @@ def test_on_the_gpu_predictions_come_back_as_host_arrays(gpu, data):
     numpy.testing.assert_array_equal(back.predict(X[:5]), P)
 
 
+@pytest.mark.gpu
+def test_a_device_set_after_the_fit_is_where_predict_a_partial_fit_and_a_warm_start_go_on(gpu, data):
+    # they went on on the fitted network's device without a word (set_params(device="cuda") trained on the CPU)
+    X, y = data
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, shuffle=False, random_state=0, device="cpu").fit(X, y)
+    twin = pickle.loads(pickle.dumps(est))  # the same network and optimizer, left on the CPU (unshuffled: the
+    # device's shuffle draws another order)
+    est.set_params(device="cuda")
+    numpy.testing.assert_allclose(est.predict(X), twin.predict(X), rtol=1e-5, atol=1e-6)
+    assert est.model_.backend == gpu
+    est.partial_fit(X, y), twin.partial_fit(X, y)  # the optimizer's moments and step count came along
+    assert est.model_.backend == gpu and est.model_.optimizer.steps == twin.model_.optimizer.steps
+    numpy.testing.assert_allclose(est.predict(X), twin.predict(X), rtol=1e-4, atol=1e-5)
+    est.set_params(device="cpu", warm_start=True).fit(X, y)
+    assert not est.model_.backend.is_gpu
+
+
 def test_scikit_learns_parameter_names_are_all_accepted():
     from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 
