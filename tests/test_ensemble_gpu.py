@@ -168,6 +168,24 @@ def test_an_ensemble_run_interrupted_mid_epoch_resumes_on_cuda(gpu, tmp_path, in
     assert resumed.stopped_epoch == ref_hist.stopped_epoch
 
 
+def test_an_ensembles_fit_after_set_precision_captures_the_new_precisions_step(gpu):
+    """set_precision drops the ensemble's graphs, as MLP's does (tests/test_graph_gpu.py): the next fit with the
+    same optimizer captures the float32 step and trains as the eager one (audit37b e9: with the bf16 fit's trainer
+    kept, its graphs were replayed in the float32 ensemble and no test failed)."""
+    X, Y = _data()
+
+    def run(graph):
+        ens = gpunn.Ensemble(SIZES, 3, device="cuda", seed=7, precision="bf16", graph=graph)
+        ens.fit(X, Y, epochs=1, batch_size=40, optimizer="adam", lr=1e-3, verbose=False)
+        ens.set_precision("float32")
+        return ens, ens.fit(X, Y, epochs=1, batch_size=40, optimizer=ens.optimizer, verbose=False)
+
+    (ens, history), (eager, eager_history) = run(None), run(False)
+    assert ens.graph_trainer.captured, ens.graph_trainer.reason
+    assert _rel(ens.params, eager.params) <= 2e-2
+    numpy.testing.assert_allclose(history["loss"], eager_history["loss"], rtol=2e-2)
+
+
 @pytest.mark.parametrize("optimizer,bootstrap", [("adam", False), ("sgd", True)])
 def test_the_ensemble_step_as_a_cuda_graph_trains_as_the_eager_step(gpu, optimizer, bootstrap):
     """Ensemble(graph=True) on cuda: the K members' step captured and replayed (on tests/fakecupy, which
