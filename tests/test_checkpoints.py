@@ -2065,6 +2065,13 @@ def _rewrite_meta(blob, change):
     # f25: FitSettings' own refusal, not "corrupt, truncated or foreign file (ValueError: ...)"
     (lambda m, a: m["training"]["settings"].update(validation_fraction="a fifth"),
      r"invalid fit settings \(validation_fraction must be a number"),
+    (lambda m, a: m["training"]["position"].update(epoch=0, batch=1, partial_sum_sq=float("inf")),
+     "invalid partial squared error"),  # f26
+    (lambda m, a: m["training"].update(lr_scale="1"), "invalid lr scale"),  # f29
+    (lambda m, a: m["training"].update(validation_data={"kind": "arrays", "rows": 5, "fingerprint": ["0"] * 6}),
+     "invalid validation_data record"),  # f32
+    (lambda m, a: m["training"].update(validation_data={"kind": 5}), "invalid validation_data record"),  # f33
+    (lambda m, a: m["training"]["callbacks"][0].update(arrays=["best weights"]), "invalid callback states"),  # f34
     (lambda m, a: m["model"].update(bias="yes"), "invalid bias flag"),  # K88
     (lambda m, a: m["model"].update(dtype="float64", precision="bf16"),
      "invalid precision 'bf16' for dtype 'float64'"),  # K89
