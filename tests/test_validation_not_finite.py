@@ -527,3 +527,17 @@ def test_an_ensemble_scores_its_other_members_and_gives_nan_with_a_warning_for_o
     with pytest.raises(gpunn.TrainingDiverged, match=r"^no member of the ensemble has a score on \(X, Y\): members "
                                                      r"\[0, 1, 2\]: the weights are NaN or infinite; fit it again"):
         ens.evaluate(X, Y)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # the rows made to overflow
+def test_an_ensemble_member_scored_on_rows_it_overflows_on_gets_nan_metrics_as_one_with_nan_weights(device):
+    """A member whose outputs overflow (its weights finite) has no score either: its four metrics are NaN, not the
+    infinite loss and -inf R² its predictions give (audit37b e16: with the NaN not written, the member kept them)."""
+    X, Y, _, _ = rows()
+    ens = gpunn.Ensemble([3, 8, 1], n_models=3, device=device, seed=0)
+    ens.fit(X, Y, epochs=1, batch_size=8, verbose=False)
+    ens.member_params[2] = 1e30  # finite float32 weights whose products overflow
+    with pytest.warns(RuntimeWarning, match=r"^members \[2\] have no score on \(X, Y\): their metrics are NaN"):
+        logs = ens.evaluate(X, Y)
+    assert all(numpy.isnan(logs[key][2]) for key in ("loss", "mse", "mae", "r2")), logs
+    assert all(numpy.isfinite(logs[key][k]) for key in ("loss", "mse", "mae", "r2") for k in (0, 1))
