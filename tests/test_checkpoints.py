@@ -2072,6 +2072,9 @@ def _rewrite_meta(blob, change):
      "invalid validation_data record"),  # f32
     (lambda m, a: m["training"].update(validation_data={"kind": 5}), "invalid validation_data record"),  # f33
     (lambda m, a: m["training"]["callbacks"][0].update(arrays=["best weights"]), "invalid callback states"),  # f34
+    (lambda m, a: m["training"]["callbacks"][0].update(state=[1]), "invalid callback states"),  # f35: loaded
+    (lambda m, a: m["training"]["callbacks"][1].update(index=-1), "invalid callback states"),  # f36: loaded
+    (lambda m, a: m["training"].update(shuffled_by=5), "invalid shuffled_by"),  # f37: loaded
     (lambda m, a: m["model"].update(bias="yes"), "invalid bias flag"),  # K88
     (lambda m, a: m["model"].update(dtype="float64", precision="bf16"),
      "invalid precision 'bf16' for dtype 'float64'"),  # K89
