@@ -188,6 +188,22 @@ def test_set_flush_and_follow_set_and_clear_both_bits_alone(monkeypatch):
     assert control() == before
 
 
+@needs_flush
+def test_a_thread_holding_one_of_the_two_bits_gets_that_one_back_after_the_block():
+    """A thread may hold FTZ without DAZ, or DAZ alone (code built with a compiler's fast-math options sets a mode of
+    its own): the block sets both, and its end puts each bit back as it was, not FTZ's alone."""
+    before = control()
+    try:
+        for bits in (denormals.FTZ, denormals.DAZ):
+            denormals.follow(bits)
+            with denormals.flush_denormals(True):
+                assert control() == before | FLUSH
+            assert control() == before | bits
+    finally:
+        denormals.follow(before & FLUSH)
+    assert control() == before
+
+
 def test_without_glibcs_mode_calls_everything_is_a_no_op(monkeypatch):
     """Where the mode cannot be set (_LIBM None: not x86-64 Linux), nothing is read or set and nothing fails."""
     monkeypatch.setattr(denormals, "_LIBM", None)
