@@ -2032,7 +2032,7 @@ def test_the_setup_names_the_cpu_from_proc_cpuinfo_else_from_platform(monkeypatc
 def test_the_setup_records_the_devices_cores_thread_settings_cpu_path_and_peer_versions(monkeypatch):
     """setup_info: every device given, gpunn's usable cores, the thread variables that are set (an empty one
     is unset), the CPU path in words, and the peers' versions from the package metadata (torch's threads once
-    it is loaded; "not installed" for one that is not)."""
+    it is loaded, a loaded scikit-learn's version alone; "not installed" for one that is not)."""
     import datetime
     import importlib.metadata
     import types
@@ -2072,6 +2072,8 @@ def test_the_setup_records_the_devices_cores_thread_settings_cpu_path_and_peer_v
     assert system.setup_info([])["torch"] == "2.5.1 (4 threads)"
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert system.setup_info([])["torch"] == "2.5.1 (1 thread)"  # (it said "1 threads")
+    monkeypatch.setitem(sys.modules, "sklearn", types.SimpleNamespace(__version__="1.7.0"))  # loaded: no threads
+    assert system.setup_info([])["sklearn"] == "1.7.0"
 
 
 def test_the_setups_cpu_path_is_the_reference_where_a_deferred_numba_does_not_import(monkeypatch):
@@ -2200,7 +2202,8 @@ def test_the_tiny_configuration_that_quick_runs_can_be_named_with_config(capsys)
 
 @pytest.mark.parametrize("var, value", [("GPUNN_ENSEMBLE_BLAS_THREADS", "2"), ("BLIS_NUM_THREADS", "1"),
                                         ("GOTO_NUM_THREADS", "1"), ("GPUNN_GEMM", "numpy"),
-                                        ("GPUNN_FUSED_KERNELS", "0")])
+                                        ("GPUNN_FUSED_KERNELS", "0"), ("OPENBLAS_CORETYPE", "Haswell"),
+                                        ("OPENBLAS_L2_SIZE", "1048576")])
 def test_the_setup_records_each_variable_readme_says_changes_the_cpu_speed(monkeypatch, var, value):
     """The setup's env line held the OpenBLAS/OMP/MKL counts and GPUNN_CPU_THREADS only: a run under
     GPUNN_ENSEMBLE_BLAS_THREADS=2 (an ensemble row's BLAS threads), BLIS_NUM_THREADS or GOTO_NUM_THREADS (counts README
