@@ -1662,6 +1662,24 @@ def test_the_speed_probe_runs_before_the_first_round_and_after_each_outside_the_
     assert events[-5:] == ["probe", "a", "probe", "a", "probe"] and "probe" not in events[:-5]
 
 
+def test_the_speed_probe_keeps_its_fastest_try_and_a_spread_needs_two_times_over_zero(monkeypatch):
+    """probe_seconds is the fastest of its tries (one interrupt does not make a slow stretch); SpeedProbe's spread is
+    nan under two times or with a 0 among them, and a spread counts as varied only over SPEED_SPREAD."""
+    import types
+
+    from gpunn.bench import system
+
+    clock = iter([0.0, 0.5, 1.0, 1.2, 2.0, 2.4])  # tries of 0.5, 0.2 and 0.4 s
+    monkeypatch.setattr(system, "time", types.SimpleNamespace(thread_time=lambda: next(clock)))
+    monkeypatch.setattr(system, "probe_loop", lambda steps=0: 0)
+    assert system.probe_seconds(3) == pytest.approx(0.2)
+    probe = system.SpeedProbe()
+    for ms, spread in (([0.3], None), ([0.0, 0.3], None), ([0.3, 0.6], 2.0)):
+        probe.ms = ms
+        assert math.isnan(probe.spread) if spread is None else probe.spread == pytest.approx(spread)
+    assert [system.speed_varied(s) for s in (None, math.nan, system.SPEED_SPREAD, 1.51)] == [False, False, False, True]
+
+
 def test_a_row_timed_while_the_machines_own_speed_varied_is_marked_and_said(monkeypatch):
     """A shared virtual machine's CPU runs at two speeds from second to second with no other process running
     (bench/RESULTS.md, session 25), which moved issue 11's ratios 2.7x-3.4x unseen by the load check. The fixed
@@ -1720,8 +1738,9 @@ def test_other_processes_cpu_share_is_the_machines_busy_time_less_this_processs_
     # 4 s of the cores' time passed (1 user, 1 nice, 0.5 idle, 0.5 iowait, 1 steal): 3 busy, 0.5 of them ours
     assert load.share == pytest.approx(2.5 / 4)
     assert real(str(tmp_path / "missing")) is None
-    path.write_text("intr 1 2 3\n")
-    assert real(str(path)) is None
+    for line in ("intr 1 2 3\n", "intr 1 2 3 4 5 6 7 8 9\n"):  # not the cpu line, of few fields or of as many
+        path.write_text(line)
+        assert real(str(path)) is None
     monkeypatch.setattr(system, "machine_cpu_seconds", lambda: None)  # no /proc/stat
     with system.OthersCpu() as unknown:
         pass
@@ -2006,6 +2025,12 @@ def test_the_setup_says_the_blas_threads_gpunns_fits_run_on_where_not_the_proces
     assert system.gpunn_fits_words(4) == ""
     monkeypatch.delenv("GPUNN_ENSEMBLE_BLAS_THREADS")
     assert system.gpunn_fits_words(4) == ""
+
+
+def test_a_thread_count_is_said_in_words_and_a_count_a_library_does_not_give_as_none():
+    from gpunn.bench import system
+
+    assert [system.threads_words(n) for n in (1, 4, 0, None)] == ["1 thread", "4 threads", "0 threads", "None threads"]
 
 
 def test_the_setup_names_the_cpu_from_proc_cpuinfo_else_from_platform(monkeypatch):
