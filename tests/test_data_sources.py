@@ -250,6 +250,16 @@ def test_a_resumed_synthetic_source_cut_as_its_checkpoint_recorded_has_the_runs_
     assert [w.tolist() for w in source.plan(1)] == [w.tolist() for w in run.plan(1)]
 
 
+def test_a_resumed_synthetic_source_keeps_its_cut_for_another_kinds_checkpoint_or_a_cut_it_does_not_make():
+    """follow_saved_cut takes a synthetic run's recorded cut only: another kind's chunk_rows (an npy run's) or a cut
+    no synthetic source makes (3000 rows) leaves the source as it was, for the resume's comparison to name."""
+    source = data.synthetic("teacher", rows=200_000, n_features=3, validation_fraction=0.2, device="cpu")
+    cut, chunks = source.chunk_rows, source.chunk_sizes.tolist()
+    for saved in ({"kind": "npy", "chunk_rows": 8192}, {"kind": "synthetic", "chunk_rows": 3000}):
+        source.follow_saved_cut(saved)
+        assert source.chunk_rows == cut and source.chunk_sizes.tolist() == chunks
+
+
 def test_a_synthetic_source_refuses_a_bad_fraction_to_hold_out_before_it_cuts_anew():
     source = data.synthetic("teacher", rows=140_000, n_features=3, device="cpu")
     for bad in (1.5, "x"):
