@@ -332,6 +332,9 @@ def test_a_diverged_member_is_left_out_of_the_mean_std_and_best_and_remembered(e
             mean, std = model.predict(X, return_std=True)
         np.testing.assert_allclose(mean, P[[0, 2]].mean(axis=0), rtol=1e-6)
         np.testing.assert_allclose(std, P[[0, 2]].std(axis=0), rtol=1e-6)
+    with pytest.warns(RuntimeWarning, match=r"^members \[1\] have no score on \(X, Y\): their metrics are NaN \(member "
+                                            r"1: .*\(in ens\.diverged\)\)$"):  # (audit37b e17: not said)
+        assert np.isnan(ens.evaluate(X, Y)["loss"][1])
     ens.history["val_loss"][0][1] = 0.0  # its first epoch looking best: still never picked
     assert ens.best_index() in (0, 2) and ens.best_index("val_r2") in (0, 2)
     with pytest.raises(gpunn.TrainingDiverged, match="every member"):
