@@ -2171,6 +2171,22 @@ def test_standardization_statistics_that_cannot_scale_are_refused(tmp_path, name
         _load_bytes(tmp_path, _rewrite_meta((tmp_path / "m.npz").read_bytes(), edit))
 
 
+def test_a_runs_config_given_to_load_is_named_one_in_any_letter_case_and_its_checkpoint_only_where_it_is(tmp_path,
+                                                                                                       good_bytes):
+    """The config --save writes beside a checkpoint, given to load, is said to be one (audit37b f43: RUN.NPZ.TOML was
+    "not a gpunn checkpoint (text ...)"), naming the checkpoint beside it only where that file is (f44: it was named
+    whether or not it was there)."""
+    (tmp_path / "run.npz").write_bytes(good_bytes[0])
+    for name in ("run.npz.toml", "other.npz.TOML"):
+        (tmp_path / name).write_text("epochs = 1\n")
+    with pytest.raises(CheckpointError, match=r"run\.npz\.toml: a run's config \(gpunn train --config \S+\), not a "
+                                              r"checkpoint: the checkpoint beside it is \S+run\.npz$"):
+        gpunn.load(tmp_path / "run.npz.toml")
+    with pytest.raises(CheckpointError, match=r"other\.npz\.TOML: a run's config \(gpunn train --config \S+\), not a "
+                                              r"checkpoint$"):
+        gpunn.load(tmp_path / "other.npz.TOML")
+
+
 def test_a_foreign_npz_is_rejected(tmp_path):
     out = io.BytesIO()
     numpy.savez(out, weights=numpy.zeros(3))
