@@ -2075,6 +2075,8 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["training"]["callbacks"][0].update(state=[1]), "invalid callback states"),  # f35: loaded
     (lambda m, a: m["training"]["callbacks"][1].update(index=-1), "invalid callback states"),  # f36: loaded
     (lambda m, a: m["training"].update(shuffled_by=5), "invalid shuffled_by"),  # f37: loaded
+    (lambda m, a: m["arrays"]["params"].update(dtype="<f8"),
+     r"array 'params' should be float32 .*manifest says"),  # f46: the array itself float32, it loaded
     (lambda m, a: m["model"].update(bias="yes"), "invalid bias flag"),  # K88
     (lambda m, a: m["model"].update(dtype="float64", precision="bf16"),
      "invalid precision 'bf16' for dtype 'float64'"),  # K89
