@@ -2085,6 +2085,8 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["training"]["settings"]["schedule"].pop("gamma"), "invalid schedule"),  # K91: gamma 0.1 came back
     (lambda m, a: m["training"]["settings"]["schedule"].update(gamma=None), "invalid schedule"),  # not step's 0.1
     (lambda m, a: m["optimizer"].update(steps=-1), "invalid optimizer step count"),  # K97
+    (lambda m, a: m["optimizer"].update(steps=2.5), "invalid optimizer step count"),  # audit37b f59: loaded
+    (lambda m, a: m.update(format_version="2"), "missing format version"),  # f54: "corrupt, ... (TypeError: ...)"
     (lambda m, a: m["optimizer"].update(state=["m"]), "optimizer state does not match its kind"),  # K98: Adam's
     # the run's callbacks in order: each a class name, module and qualified name, every saved state at its place
     (lambda m, a: m["training"].update(callback_order={"0": "EarlyStopping"}), "invalid callback order"),
@@ -2187,6 +2189,17 @@ def test_a_runs_config_given_to_load_is_named_one_in_any_letter_case_and_its_che
     with pytest.raises(CheckpointError, match=r"other\.npz\.TOML: a run's config \(gpunn train --config \S+\), not a "
                                               r"checkpoint$"):
         gpunn.load(tmp_path / "other.npz.TOML")
+
+
+def test_a_metadata_member_of_another_dtype_than_bytes_is_refused(tmp_path, good_bytes):
+    """gpunn_meta is uint8 bytes of JSON; the same bytes as int8 are refused (audit37b f53: they loaded)."""
+    npz = numpy.load(io.BytesIO(good_bytes[0]), allow_pickle=False)
+    arrays = {k: npz[k] for k in npz.files}
+    arrays["gpunn_meta"] = arrays["gpunn_meta"].view(numpy.int8)
+    out = io.BytesIO()
+    numpy.savez(out, **arrays)
+    with pytest.raises(CheckpointError, match="metadata member has the wrong type"):
+        _load_bytes(tmp_path, out.getvalue())
 
 
 def test_a_foreign_npz_is_rejected(tmp_path):

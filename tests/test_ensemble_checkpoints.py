@@ -286,6 +286,10 @@ def _one_seed(meta, arrays):
     meta["model"]["seeds"] = [0]  # for 2 members
 
 
+def _members_past_the_parameter_limit(meta, arrays):  # each member's count under 2**40, the ensemble's past it
+    meta["model"].update(layer_sizes=[2**29, 2**10, 2**10, 1], members=4, seeds=[0, 1, 2, 3])
+
+
 @pytest.mark.parametrize("edit, match", [
     (_position, "invalid training position"),
     # mut16c K86, K94, K83, K84: each loaded, or failed outside the checks (the Ensemble's own ValueError)
@@ -293,6 +297,7 @@ def _one_seed(meta, arrays):
     (_frozen_twice, "frozen members should be a list of distinct indices"),
     (_no_members, "invalid member count 0"),
     (_one_seed, "invalid member seeds"),
+    (_members_past_the_parameter_limit, "implausible parameter count"),  # audit37b f57: the manifest's words
     (_frozen_past_the_members, r"frozen members \[2\] are not indices of 2 members"),  # mut12e T9: IndexError
     (_mixed_kinds, "every member must use one optimizer kind"),  # mut12e T10: refused only past two kinds
     (_mixed_eps, "every member must use one optimizer kind with one nesterov flag and eps"),
