@@ -89,12 +89,13 @@ def test_a_blank_thread_setting_is_no_setting(on_four_cores, monkeypatch):
     assert said.startswith("1 BLAS thread per rank")
 
 
-def test_without_threadpoolctl_the_start_line_says_what_to_set(on_four_cores, monkeypatch):
+@pytest.mark.parametrize("ranks, share", [(4, "1 core"), (2, "2 cores")])
+def test_without_threadpoolctl_the_start_line_says_what_to_set(on_four_cores, monkeypatch, ranks, share):
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)
-    with threads.rank_threads(Gathers([FOUR, FOUR, FOUR]), _model()) as said:  # 4 ranks share the 4 cores
+    with threads.rank_threads(Gathers([FOUR] * (ranks - 1)), _model()) as said:  # the ranks share the 4 cores
         pass
-    assert said == ("BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS=1, to give each rank "
-                    "1 core) (its 4 cores shared with other ranks of this machine)")
+    assert said == (f"BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS={share[0]}, to give "
+                    f"each rank {share}) (its 4 cores shared with other ranks of this machine)")
 
 
 def test_an_ensembles_member_groups_take_the_share_and_get_their_threads_back(on_four_cores):
