@@ -440,6 +440,27 @@ def test_a_column_name_in_another_letter_case_is_hinted_not_taken(tmp_path, caps
         gpunn.data.csv(path, target=["PRICE", "Y "])  # 'y' and 'Y' both: no one name meant
 
 
+@pytest.mark.parametrize("columns, asked, hint", [
+    (["a", "x, y", "b"], {"target": "y"}, "the column 'x, y' has a comma in its name: in a line of names put it in "
+                                          "double quotes, as a CSV header does (\"x, y\": --target '\"x, y\"' on the "
+                                          "command line), or pass a list of names"),
+    (["Size", "SIZE", "y"], {"target": "y", "features": ["size"]}, "did you mean 'Size'?"),
+    (["price", "area", "y"], {"target": "y", "features": ["prise", "pryce"]}, "did you mean 'price'?"),
+])
+def test_a_missing_column_is_hinted_once_by_the_one_column_it_could_mean(columns, asked, hint):
+    """The hints of a column not found (gpunn.data.tables.pick_columns): a name that is any piece of a column's name
+    with a comma and a space in it (the second, 'y' of 'x, y', as the first); no letter-case hint where two columns
+    match in another case (which one was meant?), only the misspelling's; and a column two misspelt names are
+    close to named once."""
+    pyarrow = pytest.importorskip("pyarrow")
+    from gpunn.data.tables import MissingColumns, pick_columns
+
+    schema = pyarrow.schema([(name, pyarrow.float64()) for name in columns])
+    with pytest.raises(MissingColumns) as refused:
+        pick_columns("t.csv", schema, asked["target"], asked.get("features"))
+    assert str(refused.value).split("; ", 2)[2] == hint
+
+
 def test_a_misspelt_column_name_is_hinted_by_the_close_one(tmp_path, capsys):
     """--target price for a header's 'prcie' (or --features agee for 'age') said "no column 'price'; the columns
     are: ..." and left the user to spot it, where a misspelt option or config key is hinted. A beginning is no
