@@ -2287,6 +2287,30 @@ def test_a_window_generated_on_the_side_stream_is_drawn_with_no_generator_of_its
 
 
 @pytest.mark.gpu
+def test_on_the_gpu_each_window_is_generated_with_the_side_stream_current(gpu):
+    """generated_windows issues each window's generation on the side stream (window w+1's right after window w is
+    handed over), so that it runs while w trains; issued on the training stream it would wait for that training."""
+    import cupy
+
+    from gpunn.data.pipeline import generated_windows, side_stream
+
+    current = []
+
+    def generate(window):
+        current.append(cupy.cuda.get_current_stream().ptr)
+        return cupy.full((4, 2), window, "float32"), cupy.zeros((4, 1), "float32")
+
+    with gpu.use():
+        training = cupy.cuda.get_current_stream().ptr
+    got = []
+    for X, _, release in generated_windows(gpu, [1, 2, 3], generate):
+        got.append(float(X[0, 0]))
+        release()
+    assert got == [1.0, 2.0, 3.0]
+    assert current == [side_stream(gpu, "generate").ptr] * 3 and training not in current
+
+
+@pytest.mark.gpu
 def test_on_the_gpu_two_generated_streams_read_at_their_own_pace_give_their_own_batches(gpu):
     """Two synthetic sources generating at once share the side stream and its memory pool (the shards of a
     ShardedSource do): a window one of them frees may go to the other's next generation, which must then
@@ -2514,7 +2538,17 @@ def test_an_epoch_of_a_file_stopped_part_way_stops_its_reader_thread(npy_pair):
     """A consumer that stops early (an interrupted fit, a closed generator) ends the reader thread that was
     reading windows ahead; left running it would wait for ever to hand over its next window, holding it."""
     x, y, _, _ = npy_pair
-    source = data.npy(x, y, chunk_rows=2000, window=1, seed=3, device="cpu")
+    _stopped_part_way_stops_its_reader_thread(data.npy(x, y, chunk_rows=2000, window=1, seed=3, device="cpu"))
+
+
+def test_an_epoch_of_a_synthetic_source_stopped_part_way_stops_its_generating_thread():
+    """On the CPU a synthetic source generates its next window on a reader thread, as a file's are read: a consumer
+    that stops early ends that thread, which would otherwise wait for ever to hand over the window it made."""
+    _stopped_part_way_stops_its_reader_thread(
+        data.synthetic("linear", rows=4 * 65536, n_features=2, seed=1, window=1, device="cpu"))  # 4 windows
+
+
+def _stopped_part_way_stops_its_reader_thread(source):
     before = set(threading.enumerate())
     batches = source.batches(0, 500)
     next(batches)
