@@ -2087,6 +2087,10 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["optimizer"].update(steps=-1), "invalid optimizer step count"),  # K97
     (lambda m, a: m["optimizer"].update(steps=2.5), "invalid optimizer step count"),  # audit37b f59: loaded
     (lambda m, a: m.update(format_version="2"), "missing format version"),  # f54: "corrupt, ... (TypeError: ...)"
+    (lambda m, a: m.update(kind="weights"), "unknown checkpoint kind 'weights'"),  # f63: the members' words
+    (lambda m, a: m["model"].update(columns={"features": ["a"], "targets": None}), "invalid column names"),  # f70
+    (lambda m, a: m["model"].update(columns={"features": None, "targets": None}), "invalid column names"),  # f71
+    (lambda m, a: m["model"].update(standardizer={"targets": "yes"}), "invalid standardizer section"),  # f72
     (lambda m, a: m["optimizer"].update(state=["m"]), "optimizer state does not match its kind"),  # K98: Adam's
     # the run's callbacks in order: each a class name, module and qualified name, every saved state at its place
     (lambda m, a: m["training"].update(callback_order={"0": "EarlyStopping"}), "invalid callback order"),

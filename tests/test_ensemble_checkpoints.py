@@ -286,6 +286,10 @@ def _one_seed(meta, arrays):
     meta["model"]["seeds"] = [0]  # for 2 members
 
 
+def _a_million_members(meta, arrays):
+    meta["model"].update(members=2**20, seeds=list(range(2**20)))
+
+
 def _members_past_the_parameter_limit(meta, arrays):  # each member's count under 2**40, the ensemble's past it
     meta["model"].update(layer_sizes=[2**29, 2**10, 2**10, 1], members=4, seeds=[0, 1, 2, 3])
 
@@ -298,6 +302,7 @@ def _members_past_the_parameter_limit(meta, arrays):  # each member's count unde
     (_no_members, "invalid member count 0"),
     (_one_seed, "invalid member seeds"),
     (_members_past_the_parameter_limit, "implausible parameter count"),  # audit37b f57: the manifest's words
+    (_a_million_members, r"invalid member count 1048576"),  # audit37b f66: the manifest's words
     (_frozen_past_the_members, r"frozen members \[2\] are not indices of 2 members"),  # mut12e T9: IndexError
     (_mixed_kinds, "every member must use one optimizer kind"),  # mut12e T10: refused only past two kinds
     (_mixed_eps, "every member must use one optimizer kind with one nesterov flag and eps"),
@@ -351,6 +356,15 @@ def test_a_saved_models_file_that_lists_members_is_refused(tmp_path):
     for extra in ({"members": 2, "seeds": [0, 1]}, {"seeds": [0]}):
         with pytest.raises(gpunn.CheckpointError, match="a 'model' file describes one model, not members"):
             gpunn.load(_forge(path, tmp_path / "bad.npz", lambda meta, arrays: meta["model"].update(extra)))
+
+
+def test_a_saved_ensembles_diverged_member_past_its_members_is_refused(tmp_path):
+    """A saved Ensemble's ``ensemble.diverged`` lists indices of its members (audit37b f64: without that check, [5] for
+    2 members was "corrupt, truncated or foreign file (IndexError: index 5 is out of bounds ...)")."""
+    path = tmp_path / "e.npz"
+    gpunn.save(path, gpunn.Ensemble(SIZES, 2, device="cpu", seed=0))
+    with pytest.raises(gpunn.CheckpointError, match="diverged members must be a list of member indices"):
+        gpunn.load(_forge(path, tmp_path / "bad.npz", lambda meta, arrays: meta["ensemble"].update(diverged=[5])))
 
 
 @pytest.fixture
