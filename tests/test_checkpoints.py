@@ -1193,6 +1193,19 @@ def test_an_option_only_the_other_kinds_fit_takes_given_to_resume_is_said_to_be_
     assert mlp.resume(X, Y, epochs=2, verbose=False)["epoch"] == [1, 2]  # (refused before anything trained)
 
 
+@pytest.mark.parametrize("epochs, says", [("3", "got the string '3'"), (2.0, "got 2.0"), (True, "got True"),
+                                          (0, "got 0")])
+def test_resume_checks_epochs_as_fit_does(tmp_path, epochs, says):
+    """resume's epochs is checked as fit's is (audit37b r3: without the check, "3" failed comparing a str with an int,
+    2.0 and True trained, and 0 was said to end before the epochs done)."""
+    X, Y = datasets.make("teacher", 200, 4, seed=1, device="cpu")
+    path = tmp_path / "r.npz"
+    MLP([4, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=50, callbacks=[gpunn.ModelCheckpoint(path)],
+                                            verbose=False)
+    with pytest.raises(ValueError, match=f"^epochs must be a positive integer, {says}"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=epochs, verbose=False, checkpoint=False)
+
+
 def test_resume_refuses_fewer_epochs_than_were_done_and_leaves_the_checkpoint_loadable(data, tmp_path, interrupt_at):
     # resume(epochs=2) of a 3-epoch run trained nothing, then wrote a checkpoint at epoch 3 of a 2-epoch run,
     # which every later load refused ("impossible position")
@@ -2088,6 +2101,7 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["optimizer"].update(steps=2.5), "invalid optimizer step count"),  # audit37b f59: loaded
     (lambda m, a: m.update(format_version="2"), "missing format version"),  # f54: "corrupt, ... (TypeError: ...)"
     (lambda m, a: m.update(kind="weights"), "unknown checkpoint kind 'weights'"),  # f63: the members' words
+    (lambda m, a: m.pop("arrays"), "missing array manifest"),  # f76: "corrupt, ... (TypeError: ...)"
     (lambda m, a: m["model"].update(columns={"features": ["a"], "targets": None}), "invalid column names"),  # f70
     (lambda m, a: m["model"].update(columns={"features": None, "targets": None}), "invalid column names"),  # f71
     (lambda m, a: m["model"].update(standardizer={"targets": "yes"}), "invalid standardizer section"),  # f72
