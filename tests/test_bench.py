@@ -451,6 +451,35 @@ def test_an_ensemble_configurations_torch_peers_get_the_threads_asked_for_and_sa
                                                  "torch-loop": "member-samples/s, 3 threads"}
 
 
+@pytest.mark.parametrize("blas_env, torch_threads", [("", 1), ("2", 3)])
+def test_the_torch_peer_runs_on_the_threads_gpunns_fit_runs_its_blas_on(monkeypatch, blas_env, torch_threads):
+    """A small net's fit runs NumPy's BLAS on one thread (gpunn.ops.fit_threads), and the torch peer ran on the
+    bench's BLAS count: under load torch's two threads trained the tiny net 10-100x slower than one, and "gpunn is
+    28x" measured that. The peer gets one thread where gpunn's fit asks for one, else the count given (here: a count
+    set in the environment, which gpunn's fit keeps). The peer is a stand-in recording it, the timings injected."""
+    from gpunn import backend as _backend
+    from gpunn.bench import runners
+
+    given = {}
+
+    class Peer(runners.TorchRunner):
+        def __init__(self, cfg, backend, X, Y, **kwargs):
+            given.update(kwargs)
+            self.label, self.threads = "torch", kwargs["threads"]
+
+        def epochs(self, n):
+            pass
+
+    monkeypatch.setitem(runners._PEER_CLASSES, "torch", Peer)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", blas_env)
+    monkeypatch.setattr(runners, "interleaved_rounds", lambda rs, *_, **__: {r: [1.0] * 2 for r in rs})
+    monkeypatch.setattr(runners, "timed_peaks", lambda *_, **__: {})
+    results = runners.bench_config(bench.parse_config("lin:4:8:1:16"), _backend.resolve("cpu"), peers=["torch"],
+                                   repeats=2, seconds=0.001, threads=3, log=lambda msg: None, profile=False)
+    assert given == {"threads": torch_threads}
+    assert results[1].note == ("1 thread" if torch_threads == 1 else f"{torch_threads} threads")
+
+
 def test_an_ensemble_configurations_rows_hold_the_machine_speed_probes_times_of_its_rounds(monkeypatch):
     """As the single network's: the probe runs between the ensemble's rounds (timed_rounds' ``between``) and every
     row holds its times and their spread, which the report's (~) reads (the probe's seconds and the rounds injected)."""

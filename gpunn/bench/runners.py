@@ -35,7 +35,7 @@ import numpy
 
 from .. import backend as _backend, datasets
 from ..ops.cpu import usable_cores
-from ..ops.fit_threads import one_thread_for
+from ..ops.fit_threads import asks_one_thread, one_thread_for
 from .configs import Config
 from .system import OthersCpu, SpeedProbe, blas_threads, setup_info, threads_words
 
@@ -640,6 +640,10 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     gpunn = GpunnRunner(cfg, backend, X, Y)
     runners.append(gpunn)
     where = f"{cfg.name} [{backend.device}]"
+    # the torch peer on the CPU threads gpunn's fit runs its BLAS on: one for a small net (gpunn.ops.fit_threads).
+    # On torch's own count, every core, it trained the tiny and small nets 10-100x slower than on one under other
+    # processes' load (2-core Xeon, 2026-12-02), and gpunn's ratio over it measured that
+    torch_threads = 1 if asks_one_thread(gpunn.model) else threads
     for precision, graph in variants:
         if not backend.is_gpu:
             log(f"  {where}: gpunn {precision}{' eager' if graph is False else ''} skipped (GPU only)")
@@ -653,7 +657,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             log(f"  {where}: {key} skipped (under {TORCH_IMPORT_SECONDS:.0f} s of budget left to import torch)")
             continue
         try:
-            kwargs = {"threads": threads} if key.startswith("torch") else {}
+            kwargs = {"threads": torch_threads} if key.startswith("torch") else {}
             runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
         except ImportError as exc:
             log(f"  {where}: {key} skipped ({skipped_because(exc)})")

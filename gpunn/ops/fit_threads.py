@@ -136,13 +136,20 @@ def _small(model) -> bool:
             and not hasattr(model, "n_models"))
 
 
+def asks_one_thread(model) -> bool:
+    """Whether a fit of ``model`` asks the BLAS libraries for one thread: ``model`` small and no count set in the
+    environment (known before the fit: gpunn bench gives its torch peer the same count; one_thread_for says, after
+    the fit, whether every library took it)."""
+    return _small(model) and not user_set()
+
+
 def one_thread_for(model) -> bool:
     """Whether the last fit of a model like ``model`` ran NumPy's BLAS on one thread (fit_threads): ``model`` small,
     no count set in the environment, and every BLAS library at one thread once gpunn set it, as read back from each
     (gpunn bench's note, said after the fit). Not where threadpoolctl failed to read or set a library, nor where one
     kept its count (a setter that does nothing; another thread's threadpoolctl limit): that fit ran on the counts as
     they were. False before any such fit."""
-    return _small(model) and not user_set() and _reached == 1
+    return asks_one_thread(model) and _reached == 1
 
 
 @contextlib.contextmanager
