@@ -1741,7 +1741,8 @@ def test_a_row_timed_while_the_machines_own_speed_varied_is_marked_and_said(monk
 
 def test_other_processes_cpu_share_is_the_machines_busy_time_less_this_processs_own(monkeypatch, tmp_path):
     """OthersCpu: /proc/stat's busy ticks (all but idle and iowait; steal counts) less this process's CPU time, over
-    all the cores' ticks, between entering and leaving; nan where /proc/stat cannot be read or no tick passed."""
+    all the cores' ticks, between entering and leaving, 0 at least; nan where /proc/stat cannot be read or no tick
+    passed."""
     import types
 
     from gpunn.bench import system
@@ -1766,6 +1767,11 @@ def test_other_processes_cpu_share_is_the_machines_busy_time_less_this_processs_
         pass
     # 4 s of the cores' time passed (1 user, 1 nice, 0.5 idle, 0.5 iowait, 1 steal): 3 busy, 0.5 of them ours
     assert load.share == pytest.approx(2.5 / 4)
+    # this process's own CPU time is finer than the ticks: 1.5 s of it against 1 s of busy ticks is no one else's, 0
+    lines, cpu = iter([stat(0, 0, 0, 0, 0, 0, 0, 0), stat(hz, 0, 0, hz, 0, 0, 0, 0)]), iter([0.0, 1.5, 2.0])
+    with system.OthersCpu() as quiet:
+        pass
+    assert quiet.share == 0.0
     assert real(str(tmp_path / "missing")) is None
     for line in ("intr 1 2 3\n", "intr 1 2 3 4 5 6 7 8 9\n"):  # not the cpu line, of few fields or of as many
         path.write_text(line)

@@ -250,6 +250,16 @@ def test_a_resumed_synthetic_source_cut_as_its_checkpoint_recorded_has_the_runs_
     assert [w.tolist() for w in source.plan(1)] == [w.tolist() for w in run.plan(1)]
 
 
+def test_a_synthetic_sources_chunk_is_named_by_makes_chunk_and_the_rows_of_it_a_piece_holds():
+    """As an error names a chunk (a value standardized past the model's dtype): make's chunk, and a piece's first and
+    last rows in it; a piece that is a whole chunk (the short last one here) by the chunk alone."""
+    source = data.synthetic("teacher", rows=140_000, n_features=3, chunk_rows=8192, device="cpu")
+    assert [source._where(k) for k in (0, 9, 16)] == ["synthetic teacher chunk 0 (its rows 0-8191)",
+                                                      "synthetic teacher chunk 1 (its rows 8192-16383)",
+                                                      "synthetic teacher chunk 2"]
+    assert data.synthetic("teacher", rows=140_000, n_features=3, device="cpu")._where(1) == "synthetic teacher chunk 1"
+
+
 def test_a_resumed_synthetic_source_keeps_its_cut_for_another_kinds_checkpoint_or_a_cut_it_does_not_make():
     """follow_saved_cut takes a synthetic run's recorded cut only: another kind's chunk_rows (an npy run's) or a cut
     no synthetic source makes (3000 rows) leaves the source as it was, for the resume's comparison to name."""
