@@ -147,6 +147,40 @@ def test_each_op_counts_the_fewest_bytes_it_must_move_on_data_of_the_size_asked(
     assert (eps, step, decoupled) == (1e-8, 10, False)  # as the one-model row's
 
 
+def test_each_row_runs_the_op_its_name_says_with_that_activation_and_keeps_z_as_it_says():
+    """A row that ran another activation or layout than its name says would print that op's bandwidth under the
+    name."""
+    from gpunn import backend
+    from gpunn.activations import Activation
+
+    calls = []
+
+    class Ops:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: calls.append(
+                (name, *[a.name for a in args if isinstance(a, Activation)], *[a for a in args if isinstance(a, bool)],
+                 *kwargs.values()))
+
+    for _, run_op, _ in kernels.cases(backend.CPU, Ops(), 4096, "float64", cols=64, members=16, member_ops=Ops())[:5]:
+        run_op()
+    assert calls == [("bias_activation", "relu", False), ("bias_activation", "gelu", True),
+                     ("activation_backward", "relu", True), ("activation_backward", "tanh", True),
+                     ("activation_backward", "gelu", False)]
+
+
+@pytest.mark.gpu
+def test_a_gpu_rows_seconds_are_the_fused_sides_and_its_speedup_the_unfused_over_the_fused(gpu, monkeypatch):
+    """On the GPU each op runs fused (CupyOps' kernels) and unfused (the reference's CuPy expressions): the row's
+    seconds and GB/s are the fused side's, unfused_seconds the other's, fused_speedup unfused over fused."""
+    monkeypatch.setattr(kernels, "cases", lambda backend, ops, n, dtype: [("op", "fused" if ops.fused else "unfused",
+                                                                          10**9)])
+    monkeypatch.setattr(kernels, "timer", lambda backend, side, repeat: {"fused": 0.5, "unfused": 2.0}[side])
+    monkeypatch.setattr(kernels, "copy_seconds", lambda backend, xp, n, dtype, repeat: (1.0, 4 * 10**9, "cudaMemcpy"))
+    (row,) = kernels.run("cuda", (12,), "float32", repeat=1)["rows"]
+    assert (row["seconds"], row["unfused_seconds"], row["fused_speedup"]) == (0.5, 2.0, 4.0)
+    assert (row["gb_per_s"], row["copy_gb_per_s"], row["fraction_of_copy"]) == (2.0, 4.0, 0.5)
+
+
 class _Given:
     """Member ops that keep what adam_step was given (and w, m, v as they were) before stepping with ``real``."""
 
