@@ -192,7 +192,8 @@ def test_a_held_out_share_far_from_the_fraction_asked_is_said():
 
 @pytest.mark.parametrize("rows, fraction, pieces", [
     (100_000, 0.1, 8192), (140_000, 0.1, 8192), (1_000_000, 0.1, 32768), (2_000_000, 0.1, 65536),
-    (65_537, 0.1, 1024), (1_000_000, 0.01, 8192), (200_000, 0.3, 16384), (3 * 65536, 0.3, 65536)])
+    (65_537, 0.1, 1024), (1_000_000, 0.01, 8192), (200_000, 0.3, 16384), (3 * 65536, 0.3, 65536),
+    (140_000, 0.05, 2048), (200_000, 0.2, 16384)])  # (8,192-row pieces would be 28% off; these 16,384, 23%)
 def test_a_synthetic_source_holds_out_about_the_fraction_asked(rows, fraction, pieces):
     """validation_fraction holds out whole chunks, and make's 65,536-row chunks held out 66% of 100,000 rows
     and 47% of 140,000 (gpunn train --stream on) for 10%. By default the chunks are now cut into pieces (a power
@@ -224,6 +225,9 @@ def test_the_default_cut_of_a_small_or_far_off_synthetic_source(recwarn):
         near = data.synthetic("teacher", rows=10_000, n_features=2, seed=seed, validation_fraction=0.05)
         assert near.chunk_rows == 1024 and near.validation_rows in (1024, 1808)
     assert any(issubclass(w.category, data.HeldOutShareWarning) for w in recwarn)
+    from gpunn.data.sources import default_piece_rows
+
+    assert default_piece_rows(2047, 0.5) == 65536  # no cut of two pieces at all: make's chunk, as without a fraction
 
 
 def test_a_resumed_synthetic_source_takes_makes_chunks_where_the_checkpoint_recorded_no_cut():
