@@ -10,6 +10,7 @@ import stat
 import sys
 import threading
 import warnings
+import weakref
 
 import numpy
 import pytest
@@ -585,13 +586,15 @@ def test_validation_holds_out_whole_chunks_never_trained_on(npy_pair):
 @pytest.mark.parametrize("make_bad, message", [
     (lambda p: None, "no such file"),
     (lambda p: numpy.save(p, numpy.zeros((3, 2, 2))), "must be a 2-D array"),
-    (lambda p: numpy.save(p, numpy.array([{"a": 1}] * 4, dtype=object), allow_pickle=True), "must be numbers"),
+    (lambda p: numpy.save(p, numpy.array([{"a": 1}] * 4, dtype=object), allow_pickle=True),
+     r"holds Python objects \(dtype object\), which only pickle can read; .* features must be numbers"),
     (lambda p: numpy.save(p, numpy.array(["a", "b"])), "must be numbers"),
     (lambda p: numpy.save(p, numpy.ones((4, 2), numpy.complex64)), "must be numbers"),
     (lambda p: p.write_bytes(b"not an npy file at all"), "is text, not a .npy array"),
     (lambda p: numpy.save(p, numpy.zeros((0, 3))), "empty"),
     (lambda p: numpy.save(p, numpy.zeros((4, 0))), "empty"),
     (lambda p: numpy.save(p, numpy.zeros(4)), "must be a 2-D array"),  # (a targets file may be 1-D)
+    (lambda p: p.mkdir(), r"is a directory, not a .npy file \(features\)"),
 ])
 def test_a_bad_features_file_is_refused_naming_it(tmp_path, make_bad, message):
     bad = tmp_path / "bad.npy"
@@ -1017,8 +1020,9 @@ def test_closing_a_sharded_source_closes_the_source_it_wraps_and_fit_closes_neit
 
 def test_closing_an_iterable_source_closes_the_one_shot_iterator_it_took_not_an_iterable_you_gave():
     """An iterable source closes what it took and did not read to its end: a one-shot iterator (a generator's finally
-    runs at close(), not when the collector takes it). An iterable given (a list, an object with a close() of its
-    own) is yours: its passes' iterators are closed by the passes, the object never."""
+    runs at close(), not when the collector takes it), and lets go of the first piece it read. An iterable given (a
+    list, an object with a close() of its own) is yours: its passes' iterators are closed by the passes, the object
+    never."""
     ended = []
 
     def pieces():
@@ -1030,6 +1034,17 @@ def test_closing_an_iterable_source_closes_the_one_shot_iterator_it_took_not_an_
     source = data.iterable(pieces(), rows=4)
     source.close()
     assert ended == ["generator"] and source.closed
+    made = []
+
+    def one_piece():
+        X = numpy.ones((4, 2))
+        made.append(weakref.ref(X))
+        yield X, numpy.ones(4)
+
+    source = data.iterable(one_piece(), rows=4)  # its first piece read for the widths, and kept for the epoch
+    assert made[0]() is not None
+    source.close()
+    assert made[0]() is None  # let go by the closed source
 
     class Yours:
         def __iter__(self):
