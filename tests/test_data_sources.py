@@ -2234,7 +2234,7 @@ def test_a_standardizer_predicts_in_the_dtype_its_targets_were_read_in_not_its_f
 def test_moments_merged_part_by_part_are_the_whole_datas_and_an_empty_part_changes_nothing():
     """Moments.merge (the ranks' shards, gpunn.distributed) of parts kept around their own first rows: the
     statistics of all the rows, whatever the order; a part that saw no rows (an empty shard) adds nothing,
-    merged into another or another merged into it."""
+    merged into another or another merged into it; nor does a chunk of no rows given to update."""
     rng = numpy.random.default_rng(4)
     A = 50.0 + rng.standard_normal((300, 2)) * [1.0, 3.0]
     parts = [Moments(2).update(A[:120]), Moments(2), Moments(2).update(A[120:].astype(numpy.float32))]
@@ -2249,11 +2249,13 @@ def test_moments_merged_part_by_part_are_the_whole_datas_and_an_empty_part_chang
     alone = Moments(2).update(A)
     before = (alone.count, alone.mean.copy(), alone.variance.copy())
     alone.merge(Moments(2))
+    alone.update(A[:0])
     assert alone.count == before[0]
     numpy.testing.assert_array_equal(alone.mean, before[1])
     numpy.testing.assert_array_equal(alone.variance, before[2])
-    empty = Moments(2).merge(Moments(2))
-    assert empty.count == 0 and empty.dtype is None
+    for empty in (Moments(2).merge(Moments(2)), Moments(2).update(A[:0])):  # of no rows: 0 and 0, not NaN
+        assert empty.count == 0 and empty.dtype is None
+        assert empty.mean.tolist() == [0.0, 0.0] and empty.variance.tolist() == [0.0, 0.0]
 
 
 def test_standardize_computes_training_statistics_and_scales_batches(npy_pair):
