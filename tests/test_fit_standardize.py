@@ -260,6 +260,21 @@ def test_standardize_centres_a_constant_column_and_reads_int64_columns_exactly()
     assert numpy.isfinite(model.predict(X)).all()
 
 
+def test_int64_values_past_float32s_resolution_are_standardized_in_float64_for_a_float32_model():
+    """Unix times in seconds (about 1.7e9, held to 128 s in float32) as an int64 column and int64 targets: a float32
+    model's statistics are those of the int64 values (gpunn.data.stats.standardizing_dtype widens int64 as it
+    does float64), so a spread of seconds is not lost to float32's rounding, and predictions come back in float64."""
+    rng = numpy.random.default_rng(0)
+    X = 1_700_000_000 + numpy.stack([rng.integers(0, 600, 300), rng.integers(0, 60, 300)], axis=1).astype(numpy.int64)
+    y = X[:, :1] + 3
+    model = gpunn.MLP([2, 8, 1], device="cpu", seed=1)
+    model.fit(X, y, epochs=1, verbose=False, standardize=True)
+    numpy.testing.assert_allclose(model.standardizer.x_mean, X.mean(axis=0), rtol=1e-15)
+    numpy.testing.assert_allclose(model.standardizer.x_scale, X.std(axis=0), rtol=1e-9)
+    numpy.testing.assert_allclose(model.standardizer.y_mean, y.mean(axis=0), rtol=1e-15)
+    assert model.predict(X).dtype == numpy.float64
+
+
 @pytest.mark.parametrize("fraction", [None, 0.25], ids=["every row", "held out"])
 def test_statistics_read_a_chunk_of_rows_at_a_time_are_those_of_every_training_row(monkeypatch, fraction, device):
     """array_statistics reads the raw arrays 65,536 rows at a time (a wide copy's bound); with chunks of 64 rows a
