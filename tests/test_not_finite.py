@@ -909,3 +909,19 @@ def test_predict_names_the_row_in_the_file_where_the_source_finds_no_words_for_t
     with pytest.raises(NotFinite) as caught:
         model.predict(read)
     assert caught.value.row == BAD_ROW and str(caught.value).startswith(f"X of {read._name()} contains 1 value(s) ")
+
+
+
+def test_a_nan_past_the_first_65536_rows_of_a_parquet_row_group_is_named_by_its_row(tmp_path):
+    """The value refused is read again from its row group in batches of 65,536 rows (data.tables.parquet_cell): a NaN
+    in the second batch of a row group of 70,000 rows is named at its row, counted over the batches before it."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    a = numpy.arange(70_000, dtype=numpy.float64)
+    a[68_000] = numpy.nan
+    pq.write_table(pa.table({"a": a, "y": numpy.ones(70_000)}), tmp_path / "one_group.parquet", row_group_size=70_000)
+    source = data.parquet(tmp_path / "one_group.parquet", "y", chunk_rows=70_000)
+    with pytest.raises(DataError, match=r"one_group\.parquet row 68000: column 'a': nan is NaN; clean or impute it "
+                                        r"first$"):
+        gpunn.MLP([1, 2, 1], device="cpu").fit(source, epochs=1, verbose=False)
