@@ -1647,6 +1647,10 @@ def test_a_pandas_index_is_never_a_default_feature(tmp_path):
         {b"pandas": json.dumps({"index_columns": ["__index_level_0__"], "columns": []}).encode()})
     pq.write_table(t, tmp_path / "t.parquet")
     assert data.parquet(tmp_path / "t.parquet", target="y").feature_names == ["a"]
+    ranged = pa.table({"a": a, "y": y}).replace_schema_metadata({b"pandas": json.dumps(  # a RangeIndex: metadata alone
+        {"index_columns": [{"kind": "range", "name": None, "start": 0, "stop": 200, "step": 1}], "columns": []}).encode()})
+    pq.write_table(ranged, tmp_path / "r.parquet")
+    assert data.parquet(tmp_path / "r.parquet", target="y").feature_names == ["a"]
     (tmp_path / "t.csv").write_text(",a,y\n" + "".join(f"{i},{u},{v}\n" for i, u, v in zip(index, a, y)))
     with pytest.raises(DataError, match=r"t\.csv: column 1 has no name .*pandas.*index=False.*or name the feature "
                                         r"columns"):
@@ -1769,6 +1773,36 @@ def test_an_empty_last_column_of_lines_ending_with_a_comma_is_refused_as_that_no
         "make an empty last column), and an unnamed column is not taken as a feature: name the feature columns "
         "(features=[...], --features 'a,b c')")
     assert data.csv(tmp_path / "e.csv", target="y", features=["a", "b c"]).rows == 20
+
+
+def test_a_last_column_named_with_spaces_is_no_trailing_comma_and_many_features_are_not_all_listed(tmp_path):
+    """Only an empty last name is a trailing comma's: a last column named with spaces ("...,y,  ") is refused as an
+    unnamed column without that story; and past 12 named features the refusal's example names two, not them all."""
+    pytest.importorskip("pyarrow")
+    names = [f"x{j}" for j in range(13)]
+    rows = "".join(",".join(["1"] * 13) + f",{i},{i}\n" for i in range(20))  # the last value under the blank name
+    (tmp_path / "s.csv").write_text(",".join(names) + ",y,  \n" + rows)
+    with pytest.raises(DataError) as refused:
+        data.csv(tmp_path / "s.csv", target="y")
+    assert str(refused.value) == (f"{tmp_path / 's.csv'}: column 15 has no name, and an unnamed column is not taken as "
+                                  "a feature: name the feature columns (features=[...], --features a,b)")
+
+
+def test_a_target_column_of_text_is_refused_without_the_features_hint(tmp_path):
+    """A column of text among the default features is told how to leave it out of them; the target is no feature,
+    so a target of text is refused at its first value alone."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "t.csv").write_text("a,b,name\n" + "".join(f"{i},{2 * i},n{i}\n" for i in range(20)))
+    with pytest.raises(DataError) as refused:
+        data.csv(tmp_path / "t.csv", target="name")
+    assert str(refused.value) == f"{tmp_path / 't.csv'} line 2: column 'name': 'n0' is not a number"
+
+
+def test_an_empty_csv_file_is_refused_as_unreadable_not_as_another_kind_of_file(tmp_path):
+    pytest.importorskip("pyarrow")
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(DataError, match=r"e\.csv: not a readable CSV file with a header row \(Empty CSV file\)$"):
+        data.csv(tmp_path / "e.csv", target="y")
 
 
 def test_a_null_in_a_parquet_file_names_the_file_and_rows(tmp_path):
