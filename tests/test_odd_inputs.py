@@ -456,12 +456,16 @@ def test_save_and_a_checkpoint_writer_refuse_to_replace_a_file_that_is_not_a_che
 @pytest.mark.parametrize("target", [False, True])
 def test_a_column_too_spread_for_float64_statistics_is_refused_by_standardize(tmp_path, target):
     """Values near ±1e200 are finite, but their squared deviations overflow float64: the column's spread came
-    out NaN, it was given scale 1, and training stopped with TrainingDiverged ("standardize the targets")."""
+    out NaN, it was given scale 1, and training stopped with TrainingDiverged ("standardize the targets"). Of two
+    such feature columns the first is named."""
     X, Y = _data(40, 3, 1)
-    (Y if target else X)[:, -1] *= 1e200
+    if target:
+        Y[:, -1] *= 1e200
+    else:
+        X[:, 1:] *= 1e200
     numpy.save(tmp_path / "x.npy", X)
     numpy.save(tmp_path / "y.npy", Y)
-    what = "targets column 0" if target else "features column 2"
+    what = "targets column 0" if target else "features column 1"
     with pytest.raises(gpunn.data.DataError, match=rf"^{what} cannot be standardized: its spread overflows float64"):
         source = gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy", standardize=True)
         gpunn.MLP([3, 4, 1], device="cpu", dtype="float64", seed=0).fit(source, epochs=1, verbose=False)
