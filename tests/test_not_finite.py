@@ -925,3 +925,20 @@ def test_a_nan_past_the_first_65536_rows_of_a_parquet_row_group_is_named_by_its_
     with pytest.raises(DataError, match=r"one_group\.parquet row 68000: column 'a': nan is NaN; clean or impute it "
                                         r"first$"):
         gpunn.MLP([1, 2, 1], device="cpu").fit(source, epochs=1, verbose=False)
+
+
+def test_a_float32_parquet_value_standardized_past_float32_is_said_as_the_file_holds_it(tmp_path):
+    """A Parquet file's float32 column is read as float64: its 3e38, scaled by a model's statistics (spread 0.3) to
+    1e39, is refused by the value read again from the file as float32 holds it, 3e+38, not as the float64 it reads
+    as (3.0000000054977558e+38, data.tables._as_stored)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    for name, bad in (("clean", None), ("bad", 3e38)):
+        table = {column: values.astype(numpy.float32) for column, values in zip("aby", columns(bad))}
+        pq.write_table(pa.table(table), tmp_path / f"{name}.parquet")
+    model = gpunn.MLP([2, 4, 1], device="cpu", dtype="float32", seed=0)
+    model.fit(data.parquet(tmp_path / "clean.parquet", "y", standardize=True), epochs=1, batch_size=4, verbose=False)
+    with pytest.raises(DataError) as caught:
+        model.fit(data.parquet(tmp_path / "bad.parquet", "y"), epochs=1, batch_size=4, verbose=False)
+    assert str(caught.value) == f"{tmp_path / 'bad.parquet'} row {BAD_ROW}: column 'b': {PAST}"
