@@ -29,6 +29,8 @@ OTHER_NAMES = {
     "validation-split": ("validation-fraction", "did you mean {0}?", (None,)),
     "nb-epoch": ("epochs", "did you mean {0}?", (None,)), "max-iter": ("epochs", "did you mean {0}?", (None,)),
     "random-state": ("seed", "did you mean {0}?", (None,)),
+    # PyTorch's CosineAnnealingLR(T_max=...): gpunn's cosine schedule's period (its eta_min: OTHER_KEYWORDS)
+    "t-max": ("total-epochs", "did you mean {0}?", (None,)),
     # a table's columns (gpunn.data.csv and parquet) by pandas' names (read_csv's sep and usecols) and others'
     "sep": ("delimiter", "did you mean {0}?", (None,)),
     "usecols": ("features", "did you mean {0} (the input columns; target names the output's)?", (None,)),
@@ -81,6 +83,14 @@ OTHER_LIBRARIES = {
         "rmsprop": None, "adagrad": None, "adadelta": None, "adamax": None, "nadam": None, "radam": None,
         "lbfgs": None, "l-bfgs": None, "ftrl": None, "lamb": None, "lion": None,
     },
+    # PyTorch's lr schedulers, by their class names (difflib found nothing for CosineAnnealingLR; ConstantLR is a
+    # warm-up factor, not gpunn's constant)
+    "schedule": {
+        "steplr": "step", "exponentiallr": "exponential", "cosineannealinglr": "cosine", "cosineannealing": "cosine",
+        "onecyclelr": None, "onecycle": None, "cycliclr": None, "linearlr": None, "constantlr": None,
+        "lambdalr": None, "multiplicativelr": None, "multisteplr": None, "polynomiallr": None, "sequentiallr": None,
+        "cosineannealingwarmrestarts": None, "warmup": None,
+    },
 }
 
 
@@ -89,12 +99,16 @@ OTHER_LIBRARIES = {
 # load_state_dict, forward, parameters, to, cpu, cuda, eval, train)
 _SAVED = "gpunn.save(path, model) writes the model and gpunn.load(path) reads it back"
 _COPY_IN = "copy weights into the model, model.params[...] = other.params, or read a saved one with gpunn.load(path)"
+# PyTorch's nn.Linear keeps weight as out x in, gpunn's W[l] is in x out: a square layer takes it untransposed, silently
+_FROM_TORCH = ("copy a PyTorch state dict in layer by layer, each nn.Linear's weight transposed (it is out x in, "
+               "gpunn's W in x out): model.weights[0][...] = state['0.weight'].T.numpy(), model.biases[0][...] = "
+               "state['0.bias'].numpy(), and so on (README: Coming from PyTorch)")
 _PARAMETERS = "the weights are model.params (one flat buffer) and its views model.weights and model.biases"
 _MOVED = "a model stays on the device it was made on: gpunn.save(path, model), then gpunn.load(path, device='cpu')"
 _NO_MODES = ("gpunn's models have no training and evaluation modes (no dropout or batch norm): fit trains, predict "
              "infers")
 OTHER_MODEL_ATTRIBUTES = {
-    "save": _SAVED, "save_weights": _SAVED, "load_weights": _COPY_IN, "load_state_dict": _COPY_IN,
+    "save": _SAVED, "save_weights": _SAVED, "load_weights": _COPY_IN, "load_state_dict": f"{_FROM_TORCH}; {_COPY_IN}",
     "state_dict": f"{_PARAMETERS}; {_SAVED}", "parameters": _PARAMETERS,
     "forward": "model.predict(X) gives the outputs",
     "compile": "fit takes the optimizer and its rate itself: model.fit(X, Y, optimizer='adam', lr=1e-3)",
@@ -255,6 +269,10 @@ OTHER_KEYWORDS = {
     "predict": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
     "evaluate": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
 }
+# PyTorch's CosineAnnealingLR(eta_min=...) is a rate, the cosine schedule's floor a fraction of lr: not the same value
+_ETA_MIN = ("PyTorch's eta_min is a rate; gpunn's cosine floor is min_factor, a fraction of lr: "
+            "gpunn.Schedule('cosine', min_factor=eta_min / lr)")
+OTHER_KEYWORDS["fit"]["eta_min"] = _ETA_MIN
 OTHER_KEYWORDS["evaluate"]["sample_weight"] = OTHER_KEYWORDS["fit"]["sample_weight"]
 OTHER_KEYWORDS["score"] = {"sample_weight": OTHER_KEYWORDS["fit"]["sample_weight"]}
 
@@ -272,6 +290,8 @@ OTHER_CALLBACK_KEYWORDS = {
     "EarlyStopping": {"verbose": f"{_PRINTS_NOTHING}: history.stopped_early and history.best_epoch say how it ended"},
     "ReduceLROnPlateau": {"verbose": f"{_PRINTS_NOTHING}: history['lr'] holds each epoch's rate"},
 }
+# and PyTorch's to its lr schedulers, which gpunn's Schedule does not take, {class: {keyword: hint}}
+OTHER_SCHEDULE_KEYWORDS = {"Schedule": {"eta_min": _ETA_MIN}}
 # fit's options given to a data source's maker (data.npy(x, y, batch_size=256)): the source cuts the batches fit
 # asks for
 SOURCE_MAKERS = ("SyntheticSource", "NpySource", "ParquetSource", "CsvSource", "IterableSource", "iterable")
@@ -294,7 +314,7 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
     said = f"{call}() got an unexpected keyword argument {key!r}"
     shown = _shown(value)
     other = (OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
-             or OTHER_CALLBACK_KEYWORDS.get(call, {}).get(key)
+             or OTHER_CALLBACK_KEYWORDS.get(call, {}).get(key) or OTHER_SCHEDULE_KEYWORDS.get(call, {}).get(key)
              or (FIT_OPTIONS_TO_A_SOURCE.get(key) if call in SOURCE_MAKERS else None))
     if other:
         return TypeError(f"{said} ({other})")
@@ -477,14 +497,25 @@ def bracketed_hint(name, names, what: str) -> str:
 def name_hint(name, names, what: str) -> str:
     """The hint for ``name``, no name of ``names`` (``what``'s): another library's name (swish: "'swish' is gpunn's
     'silu'"; rmsprop: "'rmsprop' is not supported"), else the name meant (leakyrelu: "did you mean 'leaky_relu'?");
-    "" for none."""
-    if not isinstance(name, str):
-        return ""
+    another library's object or class by its class's name (PyTorch's nn.Tanh(): "a name, not torch's Tanh: did you
+    mean 'tanh'?"); "" for none."""
+    if not isinstance(name, str):  # PyTorch's nn.ReLU() said "unknown activation ReLU()" alone
+        foreign = _foreign_class(name)
+        hint = name_hint(foreign[1], names, what) if foreign else ""
+        return f"a name, not {foreign[0]}'s {foreign[1]}: {hint}" if hint else ""
     other = other_library(name, what)
     if other:
         return other
     found = meant(name, names, aliases=False)
     return found.hint(lambda known, _: repr(known)) if found else ""
+
+
+def _foreign_class(obj) -> tuple | None:
+    """(library, class name) of another library's object or class given where gpunn takes a name (PyTorch's nn.ReLU()
+    or nn.ReLU, torch.optim.Adam, a StepLR): ("torch", "ReLU"); None for gpunn's own, Python's and NumPy's."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    library = cls.__module__.split(".")[0]
+    return None if library in ("gpunn", "builtins", "numpy") else (library, cls.__name__)
 
 
 def folding(names, what: str, any_case: bool = True):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy
 
 from .checks import flag, got, non_negative_int, non_negative_number, positive_int, real
-from .hints import keywords_hinted, known_name
+from .hints import bracketed_hint, keywords_hinted, known_name
 
 
 def check_lr(lr) -> float:
@@ -23,6 +23,29 @@ def check_lr(lr) -> float:
             f"; {len(lr)} rates, one per member, are an Ensemble's: gpunn.Ensemble(layer_sizes, {len(lr)})"
             ".fit(X, Y, lr=[...]) trains a model per rate at once" if several else ""))
     return number
+
+
+def _parameters_like(value) -> bool:
+    """Whether ``value``, an optimizer's first argument (its lr), is a model's parameters rather than a rate or
+    several: an iterator (PyTorch's net.parameters()), a list of arrays (model.weights), an array of 2-D or more
+    (one weight matrix), or a 1-D array of several values, one of which no rate can be (model.params: negative
+    weights, zeros). Positive rates are left to check_lr (several: one per member, an Ensemble's)."""
+    if hasattr(value, "__next__"):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(numpy.ndim(item) > 0 or hasattr(item, "shape") for item in value)
+    ndim = getattr(value, "ndim", 0)
+    return ndim > 1 or (ndim == 1 and value.size > 1 and not bool((value > 0).all()))
+
+
+def _parameters_words(value) -> str:
+    """What :func:`_parameters_like` found, as a refusal names it: "a generator", "a list of 2 arrays", "an array
+    of 21 values"."""
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} arrays"
+    if hasattr(value, "shape"):
+        return f"an array of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
 
 
 class Optimizer:
@@ -41,6 +64,16 @@ class Optimizer:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         keywords_hinted(cls)  # Adam(beta_1=0.9): did you mean beta1?
+
+    def __new__(cls, *args, **kwargs):
+        # PyTorch's optimizers take the parameters first, torch.optim.Adam(net.parameters(), lr=1e-3): gpunn.Adam(
+        # model.params) was "learning rate must be a positive finite number, got array([...]); 21 rates, one per
+        # member, are an Ensemble's", and with lr= too Python's "got multiple values for argument 'lr'"
+        if args and _parameters_like(args[0]):
+            raise TypeError(f"{cls.__name__}() got the model's parameters ({_parameters_words(args[0])}), as "
+                            f"PyTorch's optimizers take them: gpunn's take none, as fit gives the optimizer its "
+                            f"model's: model.fit(X, Y, optimizer=gpunn.{cls.__name__}(lr=...))")
+        return super().__new__(cls)
 
     def __init__(self, lr=None, weight_decay=0.0):
         self.lr = check_lr(self.default_lr if lr is None else lr)
@@ -395,6 +428,7 @@ def make_schedule(schedule="constant", **kwargs) -> Schedule:
                         "or a name")
     if not isinstance(schedule, str) and (said := misplaced(schedule, "schedule")):
         raise TypeError(said)
-    if not isinstance(schedule, str):
-        raise ValueError(f"schedule must be a name ({', '.join(SCHEDULES)}) or a gpunn.Schedule, got {schedule!r}")
+    if not isinstance(schedule, str):  # (torch's StepLR: "a name, not torch's StepLR: 'steplr' is gpunn's 'step'")
+        raise ValueError(f"schedule must be a name ({', '.join(SCHEDULES)}) or a gpunn.Schedule, got "
+                         f"{schedule!r}{bracketed_hint(schedule, SCHEDULES, 'schedule')}")
     return Schedule(schedule, **{k: v for k, v in kwargs.items() if v is not None})

@@ -1082,7 +1082,9 @@ def test_save_with_its_arguments_swapped_says_so(model, tmp_path):
 @pytest.mark.parametrize("name, says", [
     ("save", "gpunn.save(path, model) writes the model and gpunn.load(path) reads it back"),  # Keras's
     ("state_dict", "the weights are model.params (one flat buffer) and its views model.weights and model.biases; "),
-    ("load_state_dict", "copy weights into the model, model.params[...] = other.params, or read a saved one"),
+    # PyTorch's: its state dict's layout first (nn.Linear's weight is out x in), then any model's weights
+    ("load_state_dict", "copy a PyTorch state dict in layer by layer, each nn.Linear's weight transposed (it is out x "
+                        "in, gpunn's W in x out): model.weights[0][...] = state['0.weight'].T.numpy(), "),
     ("forward", "model.predict(X) gives the outputs"),  # PyTorch's
     ("compile", "fit takes the optimizer and its rate itself: model.fit(X, Y, optimizer='adam', lr=1e-3)"),
     ("to", "a model stays on the device it was made on: gpunn.save(path, model), then gpunn.load(path, device="),
@@ -1172,6 +1174,26 @@ def test_fits_options_given_to_a_data_source_say_they_are_fits(tmp_path):
                 make(**{key: 1})
     with pytest.raises(TypeError, match=r"^iterable\(\) got an unexpected keyword argument 'row' \(did you mean rows"):
         data.iterable([(numpy.ones((4, 2)), numpy.ones(4))], row=4)
+
+
+@pytest.mark.parametrize("given, keywords", [
+    (lambda m: m.params, {}), (lambda m: m.params, {"lr": 0.1}), (lambda m: m.weights, {}),
+    (lambda m: list(m.biases), {}), (lambda m: m.weights[0], {}), (lambda m: iter([m.params]), {})],
+    ids=["params", "params, lr=", "weights", "a list of biases", "one matrix", "an iterator"])
+@pytest.mark.parametrize("cls", [gpunn.SGD, gpunn.Adam, gpunn.AdamW, gpunn.Nesterov])
+def test_an_optimizer_given_the_models_parameters_as_pytorchs_are_says_gpunns_take_none(cls, given, keywords):
+    """torch.optim.Adam(net.parameters(), lr=1e-3) takes the parameters first. gpunn.Adam(model.params) said
+    "learning rate must be a positive finite number, got array([...]); 21 rates, one per member, are an
+    Ensemble's", and gpunn.SGD(model.params, lr=0.1) Python's "got multiple values for argument 'lr'". Rates given
+    by position are taken as before, several of them refused as an Ensemble's."""
+    model = MLP([3, 4, 2], device="cpu", seed=0)
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\(\) got the model's parameters \(.+\), as PyTorch's "
+                                        rf"optimizers take them: gpunn's take none, as fit gives the optimizer its "
+                                        rf"model's: model.fit\(X, Y, optimizer=gpunn.{cls.__name__}\(lr=...\)\)$"):
+        cls(given(model), **keywords)
+    assert cls(0.05).lr == 0.05 and cls(numpy.float32(0.5)).lr == 0.5
+    with pytest.raises(ValueError, match=r"2 rates, one per member, are an Ensemble's"):
+        cls(numpy.array([1e-3, 1e-2]))
 
 
 def test_a_list_of_rates_to_one_models_fit_says_it_is_an_ensembles(data):

@@ -140,6 +140,10 @@ OTHER_LIBRARIES = [  # (what, name, the hint): other libraries' names, which dif
     ("optimizer", "RMSprop", "'rmsprop' is not supported"),  # Keras's and PyTorch's
     ("optimizer", "adagrad", "'adagrad' is not supported"),
     ("optimizer", "nadam", "'nadam' is not supported"),  # difflib: 'adam', another optimizer
+    ("schedule", "CosineAnnealingLR", "'cosineannealinglr' is gpunn's 'cosine'"),  # PyTorch's: difflib found none
+    ("schedule", "StepLR", "'steplr' is gpunn's 'step'"),
+    ("schedule", "OneCycleLR", "'onecyclelr' is not supported"),
+    ("schedule", "ConstantLR", "'constantlr' is not supported"),  # a warm-up factor: not gpunn's constant
 ]
 
 
@@ -148,12 +152,62 @@ def test_another_librarys_name_is_refused_with_gpunns_name_for_it_or_not_support
     """Another library's name is a hint, not a second name taken: gpunn's models, checkpoints and config files name
     each function one way. The refusal said only "unknown activation 'swish'" (or, for nadam, "did you mean
     'adam'?", another optimizer)."""
-    make = ((lambda: gpunn.MLP([3, 4, 1], activation=name, device="cpu")) if what == "activation" else
-            (lambda: gpunn.optim.make_optimizer(name)))
+    make, names = {"activation": (lambda: gpunn.MLP([3, 4, 1], activation=name, device="cpu"),
+                                  gpunn.activations.ACTIVATIONS),
+                   "optimizer": (lambda: gpunn.optim.make_optimizer(name), gpunn.optim.OPTIMIZERS),
+                   "schedule": (lambda: gpunn.Schedule(name), gpunn.optim.SCHEDULES)}[what]
     with pytest.raises(ValueError) as caught:
         make()
-    names = ", ".join(gpunn.activations.ACTIVATIONS if what == "activation" else gpunn.optim.OPTIMIZERS)
-    assert str(caught.value) == f"unknown {what} {name!r} ({hint}); choose one of: {names}"
+    assert str(caught.value) == f"unknown {what} {name!r} ({hint}); choose one of: {', '.join(names)}"
+
+
+def _torchs(name, module):
+    """A stand-in for PyTorch's class ``name`` of ``module`` (no torch needed): what the hints read of it."""
+    return type(name, (), {"__module__": module, "__repr__": lambda self: f"{name}()"})
+
+
+@pytest.mark.parametrize("given, refusal", [
+    (lambda: gpunn.MLP([3, 4, 1], activation=_torchs("Tanh", "torch.nn.modules.activation")()),
+     r"^unknown activation Tanh\(\) \(a name, not torch's Tanh: did you mean 'tanh'\?\); choose one of: identity"),
+    (lambda: gpunn.MLP([3, 4, 4, 1], activation=["relu", _torchs("LeakyReLU", "torch.nn.modules.activation")]),
+     r"^unknown activation <class '.*LeakyReLU'> \(a name, not torch's LeakyReLU: did you mean 'leaky_relu'\?\)"),
+    (lambda: gpunn.MLP([3, 4, 1], activation=_torchs("SELU", "torch.nn.modules.activation")()),
+     r"\(a name, not torch's SELU: 'selu' is not supported\)"),
+    (lambda: gpunn.optim.make_optimizer(_torchs("Adam", "torch.optim.adam")),
+     r"^unknown optimizer <class '.*Adam'> \(a name, not torch's Adam: did you mean 'adam'\?\); choose one of: sgd"),
+    (lambda: gpunn.optim.make_schedule(_torchs("CosineAnnealingLR", "torch.optim.lr_scheduler")()),
+     r"^schedule must be a name \(constant, step, exponential, cosine\) or a gpunn.Schedule, got "
+     r"CosineAnnealingLR\(\) \(a name, not torch's CosineAnnealingLR: 'cosineannealinglr' is gpunn's 'cosine'\)$"),
+], ids=["module", "class in a list", "none of gpunn's", "optimizer class", "scheduler"])
+def test_pytorchs_module_optimizer_or_scheduler_where_gpunn_takes_a_name_is_told_the_name(given, refusal):
+    """activation=nn.Tanh(), a PyTorch Sequential's layer, said "unknown activation Tanh()" alone; so did
+    optimizer=torch.optim.Adam and a StepLR or CosineAnnealingLR as the schedule ("schedule must be a name ... got
+    <torch.optim.lr_scheduler.StepLR object at 0x...>"). The class's name finds gpunn's, as a name would. Stand-ins
+    of PyTorch's classes, by their module's name."""
+    with pytest.raises(ValueError, match=refusal):
+        given()
+    with pytest.raises(ValueError, match=r"^unknown activation <object object at .*>; choose one of"):  # no hint
+        gpunn.MLP([3, 4, 1], activation=object())
+
+
+def test_pytorchs_cosine_annealing_options_say_gpunns():
+    """Schedule("cosine", T_max=20) and fit(..., T_max=20), PyTorch CosineAnnealingLR's period, said only "unexpected
+    keyword argument"; eta_min, its floor, is a rate where gpunn's min_factor is a fraction of lr: said so, not shown
+    as the same value."""
+    with pytest.raises(TypeError, match=r"^Schedule\(\) got an unexpected keyword argument 'T_max' \(did you mean "
+                                        r"total_epochs\?\)$"):
+        gpunn.Schedule("cosine", T_max=20)
+    eta_min = (r"\(PyTorch's eta_min is a rate; gpunn's cosine floor is min_factor, a fraction of lr: "
+               r"gpunn.Schedule\('cosine', min_factor=eta_min / lr\)\)$")
+    with pytest.raises(TypeError, match=r"^Schedule\(\) got an unexpected keyword argument 'eta_min' " + eta_min):
+        gpunn.Schedule("cosine", eta_min=1e-5)
+    X, Y = _data()
+    with pytest.raises(TypeError, match=r"^MLP.fit\(\) got an unexpected keyword argument 'eta_min' " + eta_min):
+        gpunn.MLP([3, 4, 1], device="cpu").fit(X, Y, schedule="cosine", eta_min=1e-5)
+    with pytest.raises(TypeError, match=r"'T_max' \(did you mean total_epochs\? total_epochs is the cosine schedule's "
+                                        r"option: model.fit\(X, Y, schedule=gpunn.Schedule\(\"cosine\", "
+                                        r"total_epochs=20\)\)\)$"):
+        gpunn.MLP([3, 4, 1], device="cpu").fit(X, Y, schedule="cosine", T_max=20)
 
 
 @pytest.mark.parametrize("command", ["train", "sweep"])

@@ -319,6 +319,24 @@ def test_an_x_y_pair_passed_as_x_is_told_to_pass_them_apart(tmp_path, pair, make
         model.fit(pair((X[0], X[1])), epochs=1, verbose=False)
 
 
+@pytest.mark.parametrize("name", ["DataLoader", "TensorDataset"])
+@pytest.mark.parametrize("make", [lambda: gpunn.MLP([3, 4, 1], device="cpu", seed=0),
+                                  lambda: gpunn.Ensemble([3, 4, 1], 2, device="cpu", seed=0)], ids=["MLP", "Ensemble"])
+def test_a_pytorch_dataloader_or_dataset_passed_as_x_is_told_what_fit_takes(make, name):
+    """fit(loader), a PyTorch loop's DataLoader, said "X must be an array of numbers, got a DataLoader", and a
+    TensorDataset NumPy's "setting an array element with a sequence ... inhomogeneous shape". A stand-in class of
+    torch.utils.data's (no torch needed): fit takes the tensors; data.iterable takes a loader's batches."""
+    stand_in = type(name, (), {"__module__": "torch.utils.data.dataset", "__len__": lambda self: 4,
+                               "__getitem__": lambda self, i: (numpy.ones(3), numpy.ones(1))})
+    with pytest.raises(TypeError, match=rf"^X is PyTorch's {name}: fit cuts and shuffles the batches itself from "
+                                        r"arrays or tensors, fit\(X, Y, batch_size=64\) \(a TensorDataset's are its "
+                                        r"\.tensors: fit\(\*dataset\.tensors, \.\.\.\)\); gpunn\.data\.iterable\(loader\) "
+                                        r"trains on a DataLoader's batches in its order instead$"):
+        make().fit(stand_in(), epochs=1, verbose=False)
+    loader = [(numpy.ones((2, 3)), numpy.ones((2, 1)))] * 2  # what a DataLoader yields: (X, Y) batches
+    make().fit(gpunn.data.iterable(loader), epochs=1, verbose=False)
+
+
 # ---- files ---------------------------------------------------------------------------------------------
 def _csv_text(X, Y, header=("a", "b", "c", "y")):
     lines = [",".join(header)] + [",".join(repr(float(v)) for v in [*x, *y]) for x, y in zip(X, Y)]

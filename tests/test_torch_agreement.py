@@ -74,3 +74,63 @@ def test_a_fit_is_torch_optim_step_for_step(ours, theirs):
         scheduler.step()
     for ours_p, theirs_p in zip([t for pair in zip(model.weights, model.biases) for t in pair], params):
         numpy.testing.assert_allclose(ours_p, theirs_p.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+K = 3  # outputs: gpunn's loss sums their squared errors, nn.MSELoss means over them, so its gradients are K times
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (lambda: gpunn.SGD(lr=0.05 / K, weight_decay=0.02 * K), lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=0.02)),
+    (lambda: gpunn.SGD(lr=0.05 / K, momentum=0.9, nesterov=True, weight_decay=0.02 * K),
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.02)),
+    (lambda: gpunn.Adam(lr=0.01, eps=1e-8 * K, weight_decay=0.02 * K),
+     lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.02)),
+    (lambda: gpunn.AdamW(lr=0.01, eps=1e-8 * K), lambda p: torch.optim.AdamW(p, lr=0.01)),
+], ids=["sgd", "nesterov", "adam", "adamw"])
+def test_readmes_rates_for_k_outputs_give_a_pytorch_loop_with_mseloss_step_for_step(ours, theirs):
+    """README's "Coming from PyTorch": with k outputs, PyTorch's nn.MSELoss loop and gpunn's fit take the same steps
+    at the SGD family's lr / k and weight_decay x k, Adam's eps x k and weight_decay x k, AdamW's eps x k. A porter's
+    loop as written (nn.Sequential of Linear, ReLU, Linear, Tanh, Linear; a cosine schedule; the weights copied
+    over transposed, as README's block does), its rows in order; the epoch losses are K times MSELoss's."""
+    X, Y = _data(48, 4, K, seed=4)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 5), torch.nn.Tanh(),
+                              torch.nn.Linear(5, K)).double()
+    model = MLP([4, 6, 5, K], activation=["relu", "tanh"], dtype="float64", device="cpu")
+    linears = [layer for layer in net if isinstance(layer, torch.nn.Linear)]
+    for W, b, linear in zip(model.weights, model.biases, linears):
+        W[...] = linear.weight.detach().numpy().T
+        b[...] = linear.bias.detach().numpy()
+    opt = theirs(net.parameters())
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
+    epoch_losses = []
+    for _ in range(4):
+        total = 0.0
+        for start in range(0, 48, 20):  # (a partial last batch, as gpunn's)
+            opt.zero_grad()
+            xb, yb = torch.tensor(X[start:start + 20]), torch.tensor(Y[start:start + 20])
+            loss = torch.nn.MSELoss()(net(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(xb)
+        epoch_losses.append(total / 48)
+        scheduler.step()
+    history = model.fit(X, Y, epochs=4, batch_size=20, shuffle=False, optimizer=ours(), schedule="cosine",
+                        verbose=False)
+    numpy.testing.assert_allclose(history["loss"], K * numpy.array(epoch_losses), rtol=1e-12)
+    for W, b, linear in zip(model.weights, model.biases, linears):
+        numpy.testing.assert_allclose(W, linear.weight.detach().numpy().T, rtol=1e-11, atol=1e-14)
+        numpy.testing.assert_allclose(b, linear.bias.detach().numpy(), rtol=1e-11, atol=1e-14)
+
+
+def test_readmes_coming_from_pytorch_block_runs_and_prints_what_it_says(capsys):
+    """README's PyTorch section copies a torch net's weights into a gpunn model and back; it needs torch, which CI
+    has not, so it runs here rather than in tests/test_packaging.py's examples."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = text.split("## Coming from PyTorch\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in body.split("```python")[1:]]
+    said = [line[2:] for block in blocks for line in block.splitlines() if line.startswith("# ")]
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == said == ["True"]

@@ -65,6 +65,12 @@ def is_source(X, Y, *, strict=True) -> bool:
     if missing and strict and callable(getattr(X, "batches", None)):
         raise TypeError(f"X ({type(X).__name__}) has a batches method but lacks {', '.join(missing)}, so it is no "
                         f"data source: a DataSource (gpunn.training.protocols) has {', '.join(_SOURCE_MEMBERS)}")
+    if missing and strict and Y is None and type(X).__module__.startswith("torch.utils.data"):  # (a DataLoader was
+        # "X must be an array of numbers, got a DataLoader"; a TensorDataset, NumPy's "inhomogeneous shape")
+        raise TypeError(f"X is PyTorch's {type(X).__name__}: fit cuts and shuffles the batches itself from arrays or "
+                        "tensors, fit(X, Y, batch_size=64) (a TensorDataset's are its .tensors: "
+                        "fit(*dataset.tensors, ...)); gpunn.data.iterable(loader) trains on a DataLoader's batches in "
+                        "its order instead")
     if missing and strict and Y is None and _a_pair(X):
         raise TypeError(f"X is a {type(X).__name__} of two arrays, an (X, Y) pair as a Keras or PyTorch dataset holds "
                         "them, and Y is None: pass them apart, fit(X, Y)")
