@@ -637,6 +637,17 @@ def test_predict_stacks_members_and_return_std_is_the_population_std(ensemble_da
     assert std.min() > 0
 
 
+def test_an_ensemble_keeps_the_workspaces_of_the_last_four_batch_sizes_it_stepped():
+    """Each batch size's (K, rows, n) buffers are kept for the next step of that size, four sizes at most (a fit's
+    batch, its last partial batch, validation chunks), the first made dropped first (audit37b e10: with none dropped,
+    every size stepped kept its buffers for the ensemble's life)."""
+    ens = gpunn.Ensemble([3, 4, 1], 2, device="cpu", seed=0)
+    X = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    for rows in (5, 6, 7, 8, 9, 10, 9):
+        ens.train_step(X[:rows], X[:rows, :1])
+    assert list(ens._workspaces) == [7, 8, 9, 10]
+
+
 def test_predict_and_validation_run_in_chunks_of_rows_per_member(ensemble_data):
     X, Y = ensemble_data
     rng = np.random.default_rng(1)
