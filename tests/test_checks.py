@@ -1270,6 +1270,13 @@ def test_load_and_save_take_a_path_and_refuse_an_open_file_saying_to_pass_its_na
     with pytest.raises(TypeError, match=r"^gpunn.load\(path\): path must be a file name .*, got None \(NoneType\)$"):
         gpunn.load(None)
 
+    class Sink:  # a stream of the caller's that only writes (audit37b m8: said as any object, not as an open file)
+        def write(self, data):
+            return len(data)
+
+    with pytest.raises(TypeError, match=r"^gpunn.save\(path, model\): .*got an open file \(Sink\)"):
+        gpunn.save(Sink(), model)
+
 
 def test_optimizer_options_belong_to_the_optimizer(model, data):
     with pytest.raises(TypeError, match="momentum"):
