@@ -717,6 +717,10 @@ class _TorchStyleState(gpunn.Callback):
     ({"seen": 1}, r"returned a dict; a gpunn callback's returns a pair \(json_dict, arrays\)"),
     ({"seen": 1, "best": 2.0}, r"returned a dict; a gpunn callback's returns a pair \(json_dict, arrays\)"),
     (({"seen": 1}, [numpy.zeros(2)]), r"returned a pair whose arrays are a list, not a dict \{name: array\}"),
+    # audit37b m17: a list for the dict was written, and every load refused the file ("invalid callback states");
+    # m18: three values said "too many values to unpack", naming no callback
+    (([1], {}), r"returned a tuple of 2; a gpunn callback's returns a pair \(json_dict, arrays\)"),
+    (({"seen": 1}, {}, {}), r"returned a tuple of 3; a gpunn callback's returns a pair \(json_dict, arrays\)"),
     # "Object of type float32 is not JSON serializable", naming no callback
     (({"best": numpy.float32(1.5)}, {}), r"returned a state whose 'best' is a float32, which JSON does not hold: give it as a Python "
                                           r"float, int, str, bool, list or dict \(float\(x\)\), an array among the arrays"),
