@@ -526,6 +526,14 @@ def test_an_npy_pair_gives_the_arrays_rows_converted_to_the_model_dtype(device, 
     numpy.testing.assert_array_equal(sorted_rows(Xs, Ys), sorted_rows(X.astype(numpy.float32), Y.astype(numpy.float32)))
 
 
+def test_an_npy_file_of_booleans_reads_as_zeros_and_ones(tmp_path):
+    X = numpy.array([[True, False], [False, True], [True, True]])
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", numpy.arange(3.0))
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", shuffle=False, device="cpu", dtype="float32")
+    numpy.testing.assert_array_equal(stacked(epoch(source))[0], X.astype(numpy.float32))
+
+
 def test_a_one_dimensional_target_file_is_one_column(tmp_path):
     numpy.save(tmp_path / "x.npy", numpy.arange(20.0).reshape(10, 2))
     numpy.save(tmp_path / "y.npy", numpy.arange(10.0))
@@ -2091,6 +2099,7 @@ def test_an_iterable_is_cut_into_batches_in_order_and_cannot_resume_mid_epoch():
     batches = [(numpy.full((4, 2), 1.0), numpy.zeros(4)), (numpy.full((3, 2), 2.0), numpy.zeros(3))]
     source = data.iterable(batches)
     assert (source.rows, source.n_features, source.n_outputs, source.resumable) == (7, 2, 1, False)
+    assert source.config()["resumable"] is False  # (as a checkpoint records it)
     cut = epoch(source, 0, 3)
     assert [b[0][:, 0].tolist() for b in cut] == [[1, 1, 1], [1, 2, 2], [2]]
     assert len(epoch(source, 1, 1000)) == 1  # a list serves every epoch
@@ -2128,6 +2137,13 @@ def test_an_iterables_pieces_are_checked_for_matching_rows_and_the_rows_promised
     assert sum(X.shape[0] for X, _ in epoch(short, 0, 3)) == 8
     with pytest.raises(DataError, match="the iterable gave 4 rows in epoch 2; rows=8 was expected"):
         epoch(short, 1, 3)
+
+
+def test_an_iterables_widths_are_its_first_pieces_and_a_later_piece_of_others_is_refused_by_its_number():
+    source = data.iterable([(numpy.ones((4, 2)), numpy.zeros(4)), (numpy.ones((4, 3)), numpy.zeros((4, 2)))])
+    assert (source.n_features, source.n_outputs) == (2, 1)
+    with pytest.raises(ValueError, match=r"^X of batch 2 \(epoch 1\) has 3 columns but the model expects 2$"):
+        epoch(source)
 
 
 def test_an_iterables_piece_must_be_a_pair_and_standardized_pieces_are_in_the_models_dtype():
