@@ -751,6 +751,18 @@ def test_a_truncated_file_is_refused_before_training_and_when_cut_during_a_run(t
         next(source.batches(1, 1000))
 
 
+def test_a_file_one_byte_short_of_a_chunk_while_an_epoch_reads_is_refused_naming_that_chunks_rows(npy_pair):
+    x, y, _, _ = npy_pair
+    source = data.npy(x, y, chunk_rows=2000, window=1, shuffle=False, device="cpu")
+    batches = source.batches(0, 1000)
+    next(batches)
+    with open(x, "r+b") as fh:  # the last chunk (rows 22000-23455, read last) one byte short
+        fh.truncate(os.path.getsize(x) - 1)
+    with pytest.raises(DataError, match=r"x\.npy: truncated or shrunk while reading rows 22000-23455: got 58239 of "
+                                        r"58240 bytes$"):
+        list(batches)
+
+
 def test_an_npy_sources_stored_dtype_is_the_wider_of_its_two_files(tmp_path):
     """The dtype standardization and the model's dtype are weighed against: float64 targets beside float32
     features are float64 data."""
@@ -2225,6 +2237,11 @@ def test_an_iterable_standardizes_from_one_more_pass_and_a_one_shot_iterator_is_
         numpy.testing.assert_allclose(Ys, expected_Y, atol=1e-12)
         numpy.testing.assert_array_equal(X, kept)  # the caller's arrays are not scaled in place
         assert source.config()["standardize"] == source.standardize
+    passes = []
+    source = data.iterable(lambda e: (passes.append(e), pieces)[1], standardize=True)  # the rows counted: one pass
+    for _ in range(2):  # as each fit on the source binds it: the statistics' pass once
+        source.bind("cpu", "float64")
+    assert passes == [0, 0]
 
     with pytest.raises(ValueError, match="two passes .* an iterator can be read only once"):
         data.iterable(iter(pieces), rows=900, standardize=True)
