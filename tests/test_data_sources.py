@@ -724,6 +724,15 @@ def test_a_file_saved_transposed_is_named_so(tmp_path):
             data.npy(tmp_path / x, tmp_path / y)
 
 
+def test_a_features_file_of_one_row_is_named_as_the_transposed_one_not_its_targets(tmp_path):
+    """x of shape (1, 5) (five examples of one feature saved as a row) beside y of 5 rows: x looks transposed; y, of
+    one column as many as x's rows, does not (a one-column file is the same in either order)."""
+    numpy.save(tmp_path / "x.npy", numpy.zeros((1, 5)))
+    numpy.save(tmp_path / "y.npy", numpy.zeros(5))
+    with pytest.raises(DataError, match=r"x\.npy is 1 x 5, which looks transposed"):
+        data.npy(tmp_path / "x.npy", tmp_path / "y.npy")
+
+
 def test_a_truncated_file_is_refused_before_training_and_when_cut_during_a_run(tmp_path, npy_pair):
     x, y, _, _ = npy_pair
     size = os.path.getsize(x)
@@ -761,6 +770,29 @@ def test_a_file_one_byte_short_of_a_chunk_while_an_epoch_reads_is_refused_naming
     with pytest.raises(DataError, match=r"x\.npy: truncated or shrunk while reading rows 22000-23455: got 58239 of "
                                         r"58240 bytes$"):
         list(batches)
+
+
+def test_an_npy_sources_chunk_is_named_by_its_files_and_rows_and_its_config_by_absolute_paths(npy_pair,
+                                                                                                monkeypatch):
+    """As an error names a chunk, the short last one too; the config (a checkpoint's record of the source) holds the
+    files' absolute paths, for a source opened by relative ones."""
+    x, y, _, _ = npy_pair
+    monkeypatch.chdir(x.parent)
+    source = data.npy("x.npy", "y.npy", chunk_rows=2000, device="cpu")
+    assert [source._where(k) for k in (0, 11)] == ["x.npy / y.npy (rows 0-1999)", "x.npy / y.npy (rows 22000-23455)"]
+    assert (source.config()["x_path"], source.config()["y_path"]) == (str(x), str(y))
+
+
+def test_a_float64_value_past_float32_is_refused_by_the_finite_check_without_numpys_cast_warning(tmp_path):
+    X = numpy.ones((10, 2))
+    X[7, 1] = 1e300
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", numpy.ones(10))
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", shuffle=False, device="cpu", dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (NumPy's "overflow encountered in cast" before gpunn's own line)
+        with pytest.raises(DataError, match=r"x\.npy row 7: column 1: 1e\+300 is infinite in float32"):
+            list(source.batches(0, 5))
 
 
 def test_an_npy_sources_stored_dtype_is_the_wider_of_its_two_files(tmp_path):
