@@ -813,6 +813,27 @@ def test_a_nan_in_a_chunk_names_the_file_and_the_row(tmp_path):
         list(source.batches(0, 100))
 
 
+def test_a_nan_whose_file_is_cut_short_before_its_value_is_read_again_is_named_by_its_chunk(tmp_path, monkeypatch):
+    """The refusal reads the value again to show it as the file holds it; a file cut short meanwhile has none to show,
+    and the refusal names the chunk, its count of such values and the row instead (not the read's own error)."""
+    X = numpy.ones((5000, 3))
+    X[3210, 1] = numpy.nan
+    numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy", numpy.ones(5000))
+    source = data.npy(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1000, shuffle=False, device="cpu")
+    read_again = source.x.value
+
+    def cut_short_first(row, column):
+        with open(tmp_path / "x.npy", "r+b") as fh:
+            fh.truncate(1000)
+        return read_again(row, column)
+
+    monkeypatch.setattr(source.x, "value", cut_short_first)
+    with pytest.raises(DataError, match=r"y\.npy \(rows 3000-3999\): 1 NaN or infinite features value\(s\), the "
+                                        r"first at row 3210 \(features column 1\); clean or impute them"):
+        list(source.batches(0, 100))
+
+
 @pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
 def test_a_nan_met_in_shuffled_chunks_is_named_by_the_files_first(tmp_path, kind):
     """Training reads the chunks shuffled, and named the first NaN it met: "row 941" where the file's first, which
