@@ -360,3 +360,17 @@ def test_a_fit_that_goes_on_with_a_used_optimizer_refused_before_its_step_leaves
         model.fit(X, y, optimizer=optimizer, verbose=False, standardize=True,
                   callbacks=[gpunn.EarlyStopping(monitor="val_nope")])
     assert model.standardizer is None
+
+
+def test_a_model_standardized_on_its_inputs_alone_saves_and_loads_with_its_statistics(tmp_path):
+    """A checkpoint of a model with statistics of X only (standardize="inputs") holds no target statistics, and loads
+    as it was: X's statistics, targets unscaled, the same predictions (Standardizer.state and from_state)."""
+    X, y = _prices_and_years(200)
+    model = gpunn.MLP([3, 8, 1], device="cpu", seed=1)
+    model.fit(X, y, epochs=1, verbose=False, standardize="inputs")
+    gpunn.save(tmp_path / "m.npz", model)
+    loaded = gpunn.load(tmp_path / "m.npz", device="cpu")
+    assert not loaded.standardizer.scales_targets
+    numpy.testing.assert_array_equal(loaded.standardizer.x_mean, model.standardizer.x_mean)
+    numpy.testing.assert_array_equal(loaded.standardizer.x_scale, model.standardizer.x_scale)
+    numpy.testing.assert_array_equal(loaded.predict(X), model.predict(X))
