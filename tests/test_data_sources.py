@@ -2937,6 +2937,26 @@ def test_a_parquet_file_corrupted_after_opening_stops_naming_the_file_and_row_gr
         list(source.batches(0, 500))
 
 
+def test_a_parquet_row_group_that_failed_to_read_is_read_afresh_by_the_next_pass(tmp_path):
+    """A read that fails (a file being replaced, a network file system's error) stops the pass naming the row group;
+    the reader it failed in is dropped, so a later pass once the file reads again reads every row, from its first
+    row group too, rather than going on with the failed reader (which said the row group had ended)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    values = numpy.arange(9000, dtype=numpy.float64)
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"x": values, "y": values}), path, row_group_size=3000)
+    source = data.parquet(path, target="y", shuffle=False, window=1, device="cpu")
+    whole = path.read_bytes()
+    path.write_bytes(whole[:4] + b"\0" * (len(whole) // 3) + whole[4 + len(whole) // 3:])  # the first row group's pages
+    with pytest.raises(DataError, match=r"c\.parquet \(row group 0, rows 0-\d+\): could not be read"):
+        list(source.batches(0, 500))
+    path.write_bytes(whole)
+    read = numpy.concatenate([X[:, 0] for X, _ in source.batches(0, 500)])
+    numpy.testing.assert_array_equal(read, values)
+
+
 @pytest.mark.parametrize("rows", [4000, 200])
 @pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
 def test_a_small_file_in_row_order_is_shuffled_whole_and_holds_out_a_tenth(tmp_path, kind, rows):
