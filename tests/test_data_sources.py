@@ -2937,6 +2937,22 @@ def test_a_parquet_file_corrupted_after_opening_stops_naming_the_file_and_row_gr
         list(source.batches(0, 500))
 
 
+def test_a_directory_of_parquet_files_with_an_empty_one_reads_every_row_of_the_others(tmp_path):
+    """An empty Parquet file (a shard that got no rows: one row group of none) in a directory is no chunk and no run
+    of chunks: the others' rows are read, each once, shuffled or not."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({"x": pa.array([], pa.float64()), "y": pa.array([], pa.float64())}), tmp_path / "d/a.parquet")
+    values = numpy.arange(3000, dtype=numpy.float64)
+    pq.write_table(pa.table({"x": values, "y": values}), tmp_path / "d/b.parquet", row_group_size=1000)
+    for shuffle in (False, True):
+        source = data.parquet(tmp_path / "d", "y", shuffle=shuffle, chunk_rows=500, window=2, device="cpu")
+        read = numpy.concatenate([X[:, 0] for X, _ in source.batches(0, 256)])
+        numpy.testing.assert_array_equal(numpy.sort(read), values)
+
+
 def test_a_parquet_row_group_that_failed_to_read_is_read_afresh_by_the_next_pass(tmp_path):
     """A read that fails (a file being replaced, a network file system's error) stops the pass naming the row group;
     the reader it failed in is dropped, so a later pass once the file reads again reads every row, from its first
