@@ -260,7 +260,8 @@ def _as_keyword(name, value):
 _ROWS_IN_CHUNKS = "it runs the rows in chunks of its own and shows no progress"
 _EPOCHS_NOT_STEPS = "a fit runs epochs, passes over the training rows, each of ceil(rows / batch_size) steps: epochs=N"
 OTHER_KEYWORDS = {
-    "fit": {"loss": "gpunn's models train on the mean squared error only",
+    "fit": {"loss": "gpunn's models train on the squared error only, (1/m)||A - Y||^2: the mean squared error with "
+                    "one output, k x nn.MSELoss with k",
             "sample_weight": "every row weighs the same: gpunn has no sample weights",
             "steps_per_epoch": "an epoch is one pass over the training rows",
             "steps": _EPOCHS_NOT_STEPS,  # (difflib's nearest was Adam's eps)

@@ -412,7 +412,8 @@ class DeviceModel(RawUnits):
 
 
 class MLP(DeviceModel):
-    """A fully connected regression network trained on the mean squared error.
+    """A fully connected regression network trained on the squared error, f = (1/m)||A - Y||_F^2: the mean squared
+    error with one output, the sum of the outputs' with several (k x PyTorch's nn.MSELoss, with k outputs).
 
     ``layer_sizes`` runs from inputs to outputs, e.g. ``[16, 64, 64, 1]``.
     ``activation`` applies to hidden layers (one name, or a list with one per hidden
