@@ -166,6 +166,10 @@ def test_a_shuffled_runs_checkpoint_records_what_ordered_its_rows_and_warns_of_a
         gpunn.load_checkpoint(on_gpu, device="cpu").resume(X, Y, epochs=3, verbose=False)  # at an epoch's end
     _stopped("cpu", path, interrupt_at, shuffle=False)
     assert "shuffled_by" not in gpunn.load_checkpoint(path, device="cpu").training  # no order to record
+    rewrite_meta(path, on_gpu, lambda meta: meta.update(device="cuda:0"))  # nor a GPU's to differ (audit37b r31)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gpunn.load_checkpoint(on_gpu, device="cpu").resume(X, Y, verbose=False, checkpoint=False)
 
 
 def test_a_data_parallel_resume_part_way_where_another_permutation_orders_the_rows_warns_once(tmp_path, interrupt_at,

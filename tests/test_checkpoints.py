@@ -736,6 +736,18 @@ def test_a_callback_state_that_is_not_gpunns_pair_is_refused_naming_the_callback
                                                  callbacks=[_TorchStyleState(state), gpunn.ModelCheckpoint(tmp_path / "c.npz")])
 
 
+def test_a_callback_state_holding_a_tuple_is_written_as_the_list_json_makes_of_it(data, tmp_path):
+    """JSON holds a tuple as a list, and so the checkpoint does (audit37b m21: a tuple was refused as a type JSON does
+    not hold)."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[_TorchStyleState(({"pair": (1, 2)}, {})),
+                                                        gpunn.ModelCheckpoint(path)])
+    states = gpunn.load_checkpoint(path).training["callbacks"]
+    assert [c["state"] for c in states if c["class"] == "_TorchStyleState"] == [{"pair": [1, 2]}]
+
+
 def _stoppers():
     return [EarlyStopping(monitor="loss", patience=50), EarlyStopping(monitor="val_loss", patience=4,
                                                                       restore_best_weights=False)]
