@@ -154,6 +154,11 @@ def test_a_shuffled_runs_checkpoint_records_what_ordered_its_rows_and_warns_of_a
                                          r"whole\). For the run's order, resume it on a GPU: "
                                          r"gpunn.load_checkpoint\(path, device='cuda'\)"):
         gpunn.load_checkpoint(on_gpu, device="cpu").resume(X, Y, verbose=False, checkpoint=False)
+    old_gpu = tmp_path / "old-gpu.npz"  # a GPU's from before the record: a GPU's order (audit37b r32: the CPU's)
+    rewrite_meta(path, old_gpu, lambda meta: meta.update(device="cuda:0") or meta["training"].pop("shuffled_by"))
+    with pytest.warns(UserWarning, match=r"old-gpu.npz stopped part-way .* whose rows gpunn's hash permutation on a "
+                                         r"GPU ordered, and on cpu NumPy's permutation on the CPU orders them"):
+        gpunn.load_checkpoint(old_gpu, device="cpu").resume(X, Y, verbose=False, checkpoint=False)
     old = tmp_path / "old.npz"  # from before the record: what orders them on the device it names (the CPU)
     rewrite_meta(path, old, lambda meta: meta["training"].pop("shuffled_by"))
     with warnings.catch_warnings():

@@ -1686,6 +1686,18 @@ def test_a_checksum_rule_this_gpunn_does_not_know_is_refused_and_rule_1_is_plain
         gpunn.load_checkpoint(now, device="cpu").resume(X, Y, epochs=4, verbose=False, checkpoint=False)
 
 
+def test_only_a_run_given_validation_data_records_them_for_its_resume_to_compare(data, tmp_path):
+    """A run's checkpoint records validation_data (rows and checksum) when the run was given them; one holding out
+    validation_fraction of its rows records none, its resume drawing the same split again from the seed (audit37b
+    m23: such a run recorded its held-out rows too)."""
+    X, Y = data
+    for fit, recorded in ((dict(validation_fraction=0.2), False), (dict(validation_data=(X[:100], Y[:100])), True)):
+        path = tmp_path / "run.npz"
+        MLP([6, 4, 2], device="cpu", seed=0).fit(X[100:], Y[100:], epochs=1, batch_size=200, verbose=False,
+                                                 callbacks=[gpunn.ModelCheckpoint(path)], **fit)
+        assert ("validation_data" in gpunn.load_checkpoint(path).training) is recorded
+
+
 def test_resume_refuses_other_validation_data_or_validation_data_the_run_had_none_of(data, tmp_path):
     """validation_data decide early stopping, plateaus and the best weights: resumed with others, the run
     went on without a word (and one given to a run that had none, or held out a fraction, was dropped)."""
