@@ -2937,6 +2937,18 @@ def test_a_parquet_file_corrupted_after_opening_stops_naming_the_file_and_row_gr
         list(source.batches(0, 500))
 
 
+def test_blank_lines_longer_than_a_csv_block_make_no_chunk_of_no_rows(tmp_path, monkeypatch):
+    """The first pass keeps a chunk per piece of the file that holds rows: pieces of blank lines alone (a run of
+    them longer than block_size) are no chunk, which would count among the chunks and could be held out as
+    validation chunks of no rows."""
+    pytest.importorskip("pyarrow")
+    monkeypatch.setenv("GPUNN_CACHE_DIR", str(tmp_path / "cache"))
+    rows = [f"{i},{2 * i}\n" for i in range(60)]
+    (tmp_path / "t.csv").write_text("a,y\n" + "".join(rows[:40]) + "\n" * 200 + "".join(rows[40:]))
+    source = data.csv(tmp_path / "t.csv", "y", block_size=64, device="cpu")
+    assert source.rows == 60 and len(source.chunk_sizes) == 7 and source.chunk_sizes.min() > 0
+
+
 def test_a_directory_of_parquet_files_with_an_empty_one_reads_every_row_of_the_others(tmp_path):
     """An empty Parquet file (a shard that got no rows: one row group of none) in a directory is no chunk and no run
     of chunks: the others' rows are read, each once, shuffled or not."""
