@@ -2173,6 +2173,7 @@ def test_a_configurations_shape_words_and_its_ensembles():
     assert bench.CONFIGS["small"].gemm_shape == (128, 64, 64)
     k4 = bench.CONFIGS["small"].ensemble(64).ensemble(4)
     assert k4.name == "small-x4" and k4.members == 4 and k4.gemm_batch == 4
+    assert k4.spec() == "small-x4:16:64x64:1:128"  # each member's shape (a row's spec adds " x4", ensemble.py)
     assert bench.CONFIGS["large"].ensemble(2).gpu_only and bench.parse_config("small-x256").gpu_only
     assert bench.parse_config("my-xl:4:8:1:16").ensemble(2).name == "my-xl-x2"
     known = "use one of small, medium, wide, deep, large, tiny, or name:inputs:h1xh2:outputs:batch"

@@ -2228,6 +2228,8 @@ def test_a_one_shot_iterator_needs_rows_and_serves_one_epoch():
 
     with pytest.raises(ValueError, match="pass rows="):
         data.iterable(gen())
+    with pytest.raises(DataError, match="^the iterator of batches is empty$"):  # (its first piece read for the widths)
+        data.iterable(iter([]), rows=15)
     source = data.iterable(gen(), rows=15)
     assert len(epoch(source, 0, 5)) == 3
     with pytest.raises(DataError, match="exhausted"):
