@@ -2230,6 +2230,8 @@ def test_a_one_shot_iterator_needs_rows_and_serves_one_epoch():
         data.iterable(gen())
     with pytest.raises(DataError, match="^the iterator of batches is empty$"):  # (its first piece read for the widths)
         data.iterable(iter([]), rows=15)
+    with pytest.raises(DataError, match="^the iterable of batches is empty$"):
+        data.iterable([])
     source = data.iterable(gen(), rows=15)
     assert len(epoch(source, 0, 5)) == 3
     with pytest.raises(DataError, match="exhausted"):
@@ -2300,6 +2302,26 @@ def test_an_iterable_standardizes_from_one_more_pass_and_a_one_shot_iterator_is_
 
     with pytest.raises(ValueError, match="two passes .* an iterator can be read only once"):
         data.iterable(iter(pieces), rows=900, standardize=True)
+
+
+def test_a_batch_standardized_past_float32_that_is_clean_when_made_again_is_refused_naming_the_batch():
+    """The refusal makes the batch again to name the value; an iterable that gives another batch then (a generator
+    function drawing anew) has none to name, and the refusal says so, naming the batch, not a window of rows."""
+    X = numpy.random.default_rng(0).standard_normal((40, 2))
+    made = []
+
+    def batches(epoch):
+        made.append(epoch)
+        bad = X.copy()
+        if len(made) == 3:  # the epoch's pass (after the count's and the statistics'): a value past float32
+            bad[15, 1] = 1e39
+        return [(bad[i:i + 10], bad[i:i + 10, :1]) for i in range(0, 40, 10)]
+
+    with pytest.raises(DataError, match=r"^batch 2 \(epoch 1\) of the iterable held a value standardized past "
+                                        r"float32, and made again it holds none"):
+        gpunn.MLP([2, 1], device="cpu", seed=0).fit(data.iterable(batches, standardize=True), epochs=1,
+                                                      batch_size=10, verbose=0)
+    assert made == [0, 0, 0, 0]
 
 
 def test_merged_chunk_moments_match_the_two_pass_formula_even_far_from_zero():
