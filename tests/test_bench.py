@@ -297,7 +297,7 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
     # and no count set by the user, else the process's (the setup line's)
     one = fit_threads.one_thread_for(gpunn.MLP([32, 32, 1], device="cpu"))
     assert gp["note"] == "BLAS " + bench.system.threads_words(1 if one else bench.system.blas_threads() or usable_cores())
-    assert nv["note"] == ""
+    assert nv["note"] == gp["note"]  # the NumPy loop's BLAS on the threads gpunn's fit ran on
     assert gp["graph_speedup"] is None and nv["graph_speedup"] is None  # no CUDA graph on a CPU: not measured, null
     shares = gp["profile"]
     assert set(shares) == {"matmul", "elementwise", "optimizer", "other"}
@@ -451,16 +451,18 @@ def test_an_ensemble_configurations_torch_peers_get_the_threads_asked_for_and_sa
                                                  "torch-loop": "member-samples/s, 3 threads"}
 
 
-@pytest.mark.parametrize("blas_env, torch_threads", [("", 1), ("2", 3)])
-def test_the_torch_peer_runs_on_the_threads_gpunns_fit_runs_its_blas_on(monkeypatch, blas_env, torch_threads):
-    """A small net's fit runs NumPy's BLAS on one thread (gpunn.ops.fit_threads), and the torch peer ran on the
-    bench's BLAS count: under load torch's two threads trained the tiny net 10-100x slower than one, and "gpunn is
-    28x" measured that. The peer gets one thread where gpunn's fit asks for one, else the count given (here: a count
-    set in the environment, which gpunn's fit keeps). The peer is a stand-in recording it, the timings injected."""
+@pytest.mark.parametrize("blas_env, peer_threads", [("", 1), ("2", 3)])
+def test_the_torch_and_numpy_peers_run_on_the_threads_gpunns_fit_runs_its_blas_on(monkeypatch, blas_env, peer_threads):
+    """A small net's fit runs NumPy's BLAS on one thread (gpunn.ops.fit_threads), and the torch and naive NumPy peers
+    ran on the bench's BLAS count: under load two threads trained the tiny and small nets 10-100x slower than one,
+    and "gpunn is 28x" (torch) and "34x" (naive) measured that. The peers get one thread where gpunn's fit asks
+    for one, else the count given (here: a count set in the environment, which gpunn's fit keeps), and the naive
+    loop's epochs run under fit_threads' one-thread context. The torch peer is a stand-in recording its threads;
+    the timings are injected."""
     from gpunn import backend as _backend
     from gpunn.bench import runners
 
-    given = {}
+    given, contexts = {}, []
 
     class Peer(runners.TorchRunner):
         def __init__(self, cfg, backend, X, Y, **kwargs):
@@ -470,14 +472,22 @@ def test_the_torch_peer_runs_on_the_threads_gpunns_fit_runs_its_blas_on(monkeypa
         def epochs(self, n):
             pass
 
+    naive = runners.load_naive().NaiveMLP
+    train_epoch = naive.train_epoch  # recording whether fit_threads' one-thread context holds each naive epoch
+    monkeypatch.setattr(naive, "train_epoch", lambda self, *args: contexts.append(
+        bool(runners.fit_threads._holders)) or train_epoch(self, *args))
     monkeypatch.setitem(runners._PEER_CLASSES, "torch", Peer)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", blas_env)
     monkeypatch.setattr(runners, "interleaved_rounds", lambda rs, *_, **__: {r: [1.0] * 2 for r in rs})
     monkeypatch.setattr(runners, "timed_peaks", lambda *_, **__: {})
-    results = runners.bench_config(bench.parse_config("lin:4:8:1:16"), _backend.resolve("cpu"), peers=["torch"],
-                                   repeats=2, seconds=0.001, threads=3, log=lambda msg: None, profile=False)
-    assert given == {"threads": torch_threads}
-    assert results[1].note == ("1 thread" if torch_threads == 1 else f"{torch_threads} threads")
+    results = runners.bench_config(bench.parse_config("lin:4:8:1:16"), _backend.resolve("cpu"),
+                                   peers=["torch", "naive"], repeats=2, seconds=0.001, threads=3,
+                                   log=lambda msg: None, profile=False)
+    assert given == {"threads": peer_threads}
+    gpunns, torchs, naives = results
+    assert torchs.note == ("1 thread" if peer_threads == 1 else f"{peer_threads} threads")
+    assert naives.note == gpunns.note  # NumPy's BLAS, on the threads gpunn's fit ran it on
+    assert contexts == [peer_threads == 1] * 2  # the naive loop's warm-up epochs (the rounds injected)
 
 
 def test_an_ensemble_configurations_rows_hold_the_machine_speed_probes_times_of_its_rounds(monkeypatch):

@@ -35,6 +35,7 @@ import numpy
 
 from .. import backend as _backend, datasets
 from ..ops.cpu import usable_cores
+from ..ops import fit_threads
 from ..ops.fit_threads import asks_one_thread, one_thread_for
 from .configs import Config
 from .system import OthersCpu, SpeedProbe, blas_threads, setup_info, threads_words
@@ -273,16 +274,18 @@ def load_naive():
 class NaiveRunner(Runner):
     key = "naive"
 
-    def __init__(self, cfg, backend, X, Y, lr=1e-3):
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, threads=None):
         naive = load_naive()
         self.backend = backend
         self.net = naive.NaiveMLP(cfg.sizes, dtype="float32", seed=0, lr=lr, xp=backend.xp)
         self.X, self.Y, self.batch = X, Y, cfg.batch
         self.rng = numpy.random.default_rng(0)
         self.label = "naive numpy loop" if not backend.is_gpu else "naive loop (CuPy)"
+        self.threads = threads  # NumPy's BLAS threads on the CPU, as gpunn's fit of the net sets them (1), or None
 
     def epochs(self, n):
-        with self.backend.use():
+        one_thread = self.threads == 1 and not self.backend.is_gpu
+        with self.backend.use(), fit_threads.blas_threads(1) if one_thread else contextlib.nullcontext():
             for _ in range(n):
                 self.net.train_epoch(self.X, self.Y, self.batch, self.rng)
         synchronize(self.backend)
@@ -640,10 +643,10 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     gpunn = GpunnRunner(cfg, backend, X, Y)
     runners.append(gpunn)
     where = f"{cfg.name} [{backend.device}]"
-    # the torch peer on the CPU threads gpunn's fit runs its BLAS on: one for a small net (gpunn.ops.fit_threads).
-    # On torch's own count, every core, it trained the tiny and small nets 10-100x slower than on one under other
-    # processes' load (2-core Xeon, 2026-12-02), and gpunn's ratio over it measured that
-    torch_threads = 1 if asks_one_thread(gpunn.model) else threads
+    # the torch and NumPy peers on the CPU threads gpunn's fit runs its BLAS on: one for a small net
+    # (gpunn.ops.fit_threads). On every core they trained the tiny and small nets 10-100x slower than on one under
+    # other processes' load (2-core Xeon, 2026-12-02), and gpunn's ratio over them measured that
+    peer_threads = 1 if asks_one_thread(gpunn.model) else threads
     for precision, graph in variants:
         if not backend.is_gpu:
             log(f"  {where}: gpunn {precision}{' eager' if graph is False else ''} skipped (GPU only)")
@@ -657,7 +660,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             log(f"  {where}: {key} skipped (under {TORCH_IMPORT_SECONDS:.0f} s of budget left to import torch)")
             continue
         try:
-            kwargs = {"threads": torch_threads} if key.startswith("torch") else {}
+            kwargs = {"threads": peer_threads} if key.startswith("torch") or key == "naive" else {}
             runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
         except ImportError as exc:
             log(f"  {where}: {key} skipped ({skipped_because(exc)})")
@@ -714,6 +717,9 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:
             res.note = threads_words(r.threads)
+        if isinstance(r, NaiveRunner) and not backend.is_gpu:  # in fit_threads' context where gpunn's fit is: as it
+            one = r.threads == 1 and one_thread_for(gpunn.model)
+            res.note = "BLAS " + threads_words(1 if one else blas_threads() or usable_cores())
         if isinstance(r, GpunnRunner) and not backend.is_gpu:  # a small net's fit: one (gpunn.ops.fit_threads)
             res.note = "BLAS " + threads_words(1 if one_thread_for(r.model) else blas_threads() or usable_cores())
         if isinstance(r, GpunnRunner) and backend.is_gpu:
