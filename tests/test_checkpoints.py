@@ -2379,6 +2379,8 @@ def test_gpu_checkpoint_loads_on_cpu_and_back(gpu, tmp_path, data):
               callbacks=[gpunn.ModelCheckpoint(tmp_path / "g.npz")], verbose=False)
     on_cpu = gpunn.load_checkpoint(tmp_path / "g.npz", device="cpu")
     assert on_cpu.model.device == "cpu" and isinstance(on_cpu.model.params, numpy.ndarray)
+    gpunn.save(tmp_path / "m.npz", model)  # and gpunn.load's model where it is asked for (audit37b m28: on "auto")
+    assert [gpunn.load(tmp_path / "m.npz", device=d).device for d in ("cpu", "cuda:0")] == ["cpu", "cuda:0"]
     numpy.testing.assert_array_equal(on_cpu.model.params, cupy.asnumpy(model.params))
     numpy.testing.assert_array_equal(on_cpu.optimizer.state["m"], cupy.asnumpy(model.optimizer.state["m"]))
     numpy.testing.assert_allclose(on_cpu.model.predict(X), cupy.asnumpy(model.predict(X)), rtol=1e-4, atol=1e-5)
