@@ -8,6 +8,7 @@ import sys
 import textwrap
 import threading
 import types
+import warnings
 
 import numpy
 import pytest
@@ -926,6 +927,21 @@ def test_an_interrupted_fit_on_a_source_that_cannot_resume_mid_epoch_says_its_ch
     said = capsys.readouterr().err.splitlines()[-1]
     assert f"; {path} left as it was (the end of the last epoch it was written at, if any" in said
     assert "checkpoint in" not in said and gpunn.load_checkpoint(path).state.batch == 0
+
+
+def test_a_fit_on_a_source_that_cannot_resume_mid_epoch_that_ends_whole_writes_its_last_epoch(data, tmp_path):
+    """The file is left as it was only where such a run stopped part-way through an epoch: one that trains its epochs
+    writes its end, unwarned (audit37b k9: it was left at epoch 2 of 3 with every=2, and the warning said it stopped
+    part-way)."""
+    X, Y = data[0], data[1]
+    path = tmp_path / "run.npz"
+    source = gpunn.data.iterable(lambda epoch: ((X[i:i + 250], Y[i:i + 250]) for i in range(0, len(X), 250)),
+                                 rows=len(X), n_features=X.shape[1], n_outputs=Y.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MLP([5, 8, 1], device="cpu", seed=0).fit(source, epochs=3, batch_size=100, verbose=False,
+                                                 callbacks=[gpunn.ModelCheckpoint(path, every=2)])
+    assert gpunn.load_checkpoint(path).state.epoch == 3
 
 
 def test_a_keyboard_interrupt_in_a_verbose_fit_says_where_it_landed_and_goes_on_up(data, capsys):
