@@ -32,8 +32,8 @@ def _parameters_like(value) -> bool:
     weights, zeros). Positive rates are left to check_lr (several: one per member, an Ensemble's)."""
     if hasattr(value, "__next__"):
         return True
-    if isinstance(value, (list, tuple)):
-        return any(numpy.ndim(item) > 0 or hasattr(item, "shape") for item in value)
+    if isinstance(value, (list, tuple)):  # (by ndim: NumPy's scalars have a shape, (), and are rates)
+        return any(numpy.ndim(item) > 0 for item in value)
     ndim = getattr(value, "ndim", 0)
     return ndim > 1 or (ndim == 1 and value.size > 1 and not bool((value > 0).all()))
 

@@ -1196,6 +1196,16 @@ def test_an_optimizer_given_the_models_parameters_as_pytorchs_are_says_gpunns_ta
         cls(numpy.array([1e-3, 1e-2]))
 
 
+@pytest.mark.parametrize("rates", [list(numpy.logspace(-3, -2, 2)), [numpy.float32(1e-3), numpy.float32(1e-2)],
+                                   [numpy.array(1e-3), numpy.array(1e-2)]], ids=["float64", "float32", "0-d arrays"])
+def test_a_list_of_numpys_rates_to_an_optimizer_is_an_ensembles_rates_not_a_models_parameters(rates):
+    """list(numpy.logspace(-3, -2, 2)) holds NumPy scalars, which have a shape, (): the parameters' check took them
+    for arrays and said "got the model's parameters (a list of 2 arrays)", where floats are said to be an
+    Ensemble's rates."""
+    with pytest.raises(ValueError, match=r"2 rates, one per member, are an Ensemble's"):
+        gpunn.Adam(rates)
+
+
 def test_a_list_of_rates_to_one_models_fit_says_it_is_an_ensembles(data):
     """MLP.fit(lr=[1e-3, 1e-2]) said only that the rate must be a positive number, got the list: a list of rates,
     one per member, is an Ensemble's fit's."""
