@@ -1646,13 +1646,19 @@ def test_a_csv_text_column_whose_quoted_values_hold_line_ends_reads_every_row(tm
 def test_a_quoted_value_with_line_ends_longer_than_a_block_reads(tmp_path):
     """A quoted value with line ends longer than a chunk's bytes (a review of a few KiB in a small file, whose
     blocks are a 32nd of it): no line end of the block is outside it, and the chunk was cut at one inside, refused
-    as "line 7: 1 value, where the lines before it have 3". The chunk reads on to the row's end; a quote never
-    closed is still refused on its line."""
+    as "line 7: 1 value, where the lines before it have 3". The chunk reads on to the row's end, past 64 KiB too (the
+    search reads on 64 KiB at a time); a quote never closed is still refused on its line."""
     pytest.importorskip("pyarrow")
     review = '"' + "\r\n".join(["a long review"] * 60) + '"'  # ~900 bytes over 60 lines
     rows = [f"{review if i == 5 else 'ok'},{i},{2 * i}" for i in range(100)]
     (tmp_path / "r.csv").write_text("note,a,y\n" + "\n".join(rows) + "\n", newline="")
     source = data.csv(tmp_path / "r.csv", target="y", features=["a"], block_size=256, shuffle=False, device="cpu")
+    X, Y = stacked(epoch(source, 0, 64))
+    numpy.testing.assert_array_equal(X[:, 0], numpy.arange(100))
+    longer = '"' + "\r\n".join(["a long review"] * 5000) + '"'  # ~75 KB: its row's end is read on past 64 KiB
+    rows = [f"{longer if i == 5 else 'ok'},{i},{2 * i}" for i in range(100)]
+    (tmp_path / "l.csv").write_text("note,a,y\r\n" + "\r\n".join(rows) + "\r\n", newline="")
+    source = data.csv(tmp_path / "l.csv", target="y", features=["a"], block_size=256, shuffle=False, device="cpu")
     X, Y = stacked(epoch(source, 0, 64))
     numpy.testing.assert_array_equal(X[:, 0], numpy.arange(100))
     (tmp_path / "open.csv").write_text("note,a,y\nok,1,2\n\"open,3,4\n" + "ok,5,6\n" * 300)
