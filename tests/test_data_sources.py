@@ -1326,6 +1326,22 @@ def test_a_csv_file_cut_short_during_an_epoch_stops_naming_it(tmp_path, new_size
         next(source.batches(1, 500))
 
 
+def test_a_csv_chunk_that_reads_another_row_count_than_indexed_is_refused(tmp_path):
+    """A file changed in place with its size and modification time kept (a row made blank lines: the same bytes
+    long) passes the stamp check, and its chunk then parses to fewer rows than the first pass counted: refused
+    naming the chunk's lines, not copied short into a window whose last rows are left as they were."""
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "c.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(10, 30)))
+    source = data.csv(path, target="y", shuffle=False, device="cpu")
+    before = path.stat()
+    path.write_bytes(path.read_bytes().replace(b"12,12\n", b"\n" * 6))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(DataError, match=r"c\.csv \(lines \d+-\d+\): holds \d+ rows, the first pass read \d+ \(was the "
+                                        r"file changed\?\)$"):
+        list(source.batches(0, 5))
+
+
 # ---- Parquet and CSV ------------------------------------------------------------------------------
 @pytest.fixture
 def table(tmp_path):
