@@ -1342,6 +1342,25 @@ def test_a_csv_chunk_that_reads_another_row_count_than_indexed_is_refused(tmp_pa
         list(source.batches(0, 5))
 
 
+def test_a_csv_index_whose_lists_do_not_fit_the_file_is_built_again(tmp_path, monkeypatch):
+    """The index kept in the cache is used only where its byte offsets fit the file: one more offset than chunks,
+    the last at the file's end. One whose lists do not fit (edited, or written by something else, its key still the
+    file's) is not trusted: the file is parsed again, and the rows are the file's."""
+    import json
+
+    pytest.importorskip("pyarrow")
+    monkeypatch.setenv("GPUNN_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "c.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(300)))
+    first = data.csv(path, target="y", block_size=256, device="cpu")
+    [saved] = (tmp_path / "cache" / "csv-index").iterdir()
+    index = json.loads(saved.read_text())
+    index["rows"] = index["rows"][:-1]  # the last chunk's count gone, its offsets kept
+    saved.write_text(json.dumps(index))
+    again = data.csv(path, target="y", block_size=256, device="cpu")
+    assert again.rows == first.rows == 300 and again.chunk_sizes.tolist() == first.chunk_sizes.tolist()
+
+
 # ---- Parquet and CSV ------------------------------------------------------------------------------
 @pytest.fixture
 def table(tmp_path):
