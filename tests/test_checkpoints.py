@@ -360,7 +360,7 @@ def _as_before_callback_order(path):
 _SMALL = datasets.make("teacher", 150, 4, n_outputs=2, noise=0.1, seed=5, device="cpu")
 
 
-@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ensemble=st.booleans(), optimizer=st.sampled_from(sorted(gpunn.optim.OPTIMIZERS)),
        schedule=st.sampled_from(gpunn.optim.SCHEDULES), validation=st.sampled_from([None, "fraction", "data"]),
        dtype=st.sampled_from(["float32", "float64"]), restore=st.booleans(),
@@ -1957,7 +1957,7 @@ def _load_bytes(tmp_path, blob, name="x.npz"):
     return gpunn.load_checkpoint(path, device="cpu")
 
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @FAST

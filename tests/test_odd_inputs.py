@@ -16,7 +16,7 @@ import gpunn
 
 pytestmark = pytest.mark.filterwarnings("ignore:Stochastic Optimizer:UserWarning")  # ConvergenceWarning at max_iter=2
 
-FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def _data(rows=24, features=3, outputs=2, seed=0):

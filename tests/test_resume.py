@@ -101,7 +101,7 @@ def test_a_data_parallel_run_resumed_on_another_count_takes_the_batch_size_it_go
     assert run_options(gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").meta)["batch_size"] == 50
 
 
-@settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(options=st.dictionaries(st.sampled_from(sorted(OPTIONS)), st.booleans(), max_size=4),
        epochs=st.sampled_from([None, 1, 2, 3, 4]), save_elsewhere=st.booleans())
 @example(options={"--lr": True, "--dtype": True, "--rows": True}, epochs=3, save_elsewhere=True)  # same, spelled apart
