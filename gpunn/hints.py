@@ -353,6 +353,10 @@ ESTIMATOR_SAMPLE_WEIGHT = ("every row weighs the same in gpunn, where scikit-lea
                            "w, axis=0))")
 
 
+# the estimator's parameters that its partial_fit, one epoch without early stopping, does not read (as scikit-learn's)
+ESTIMATOR_FIT_ONLY = ("max_iter", "early_stopping", "validation_fraction")
+
+
 def unexpected_estimator_keyword(call: str, key: str, names, value=None, parameters=(), given=None) -> TypeError:
     """:func:`unexpected_keyword` for a scikit-learn estimator's ``call`` ("MLPRegressor.fit", partial_fit), which
     takes the data alone, as scikit-learn's: one of the estimator's ``parameters``, or a name standing for one
@@ -364,9 +368,16 @@ def unexpected_estimator_keyword(call: str, key: str, names, value=None, paramet
     parameter = None if _keyword_meant(key, names) else _option_meant(key, parameters)  # (x: X)
     if parameter is None:
         return unexpected_keyword(call, key, names, value)
-    shown = _shown(value) if parameter == key else "..."
-    return TypeError(f"{said} ({_did_you_mean(parameter, key)}{parameter} is the estimator's parameter, set before "
-                     f"fit, as in scikit-learn: est.set_params({parameter}={shown}).{method}(X, y))")
+    setting = f"{parameter}={_shown(value) if parameter == key else '...'}"
+    read = ""
+    if parameter == "validation_fraction":  # read only with early stopping: set alone, it held nothing out
+        setting, read = f"early_stopping=True, {setting}", ", read with early_stopping=True"
+    if method == "partial_fit" and parameter in ESTIMATOR_FIT_ONLY:  # (set_params(max_iter=5) changed nothing there)
+        return TypeError(f"{said} ({_did_you_mean(parameter, key)}partial_fit trains one epoch without early stopping, "
+                         f"as scikit-learn's, and does not read {parameter}: call it once per epoch, or "
+                         f"est.set_params({setting}).fit(X, y))")
+    return TypeError(f"{said} ({_did_you_mean(parameter, key)}{parameter} is the estimator's parameter{read}, set "
+                     f"before fit, as in scikit-learn: est.set_params({setting}).{method}(X, y))")
 
 
 def _placed_option(key: str, names) -> str | None:

@@ -986,6 +986,31 @@ def test_a_sample_weight_or_a_parameter_given_to_fit_is_refused_saying_what_to_d
         est.fit(X, Y=y)
 
 
+def test_a_validation_or_epochs_option_given_to_fit_or_partial_fit_is_shown_the_setting_that_does_it(data):
+    """fit(X, y, validation_data=...) was shown est.set_params(validation_fraction=...).fit(X, y), which holds
+    nothing out without early_stopping=True; partial_fit(X, y, epochs=5) est.set_params(max_iter=...).partial_fit(X,
+    y), which trains one epoch still, as scikit-learn's."""
+    X, y = data[0][:60], data[1][:60]
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0, device="cpu")
+    for key in ("validation_data", "validation_split"):
+        with pytest.raises(TypeError, match=rf"'{key}' \(did you mean validation_fraction\? validation_fraction is the "
+                                            r"estimator's parameter, read with early_stopping=True, set before fit, as "
+                                            r"in scikit-learn: est\.set_params\(early_stopping=True, "
+                                            r"validation_fraction=\.\.\.\)\.fit\(X, y\)\)$"):
+            est.fit(X, y, **{key: 0.1})
+    with pytest.raises(TypeError, match=r"'epochs' \(did you mean max_iter\? partial_fit trains one epoch without "
+                                        r"early stopping, as scikit-learn's, and does not read max_iter: call it once per "
+                                        r"epoch, or est\.set_params\(max_iter=\.\.\.\)\.fit\(X, y\)\)$"):
+        est.partial_fit(X, y, epochs=5)
+    with pytest.raises(TypeError, match=r"does not read validation_fraction: call it once per epoch, or est\.set_params"
+                                        r"\(early_stopping=True, validation_fraction=0\.2\)\.fit\(X, y\)\)$"):
+        est.partial_fit(X, y, validation_fraction=0.2)
+    est.set_params(max_iter=5).partial_fit(X, y)
+    assert len(est.loss_curve_) == 1  # (what the old hint's set_params(max_iter=...).partial_fit trained)
+    with pytest.raises(TypeError, match=r"est\.set_params\(batch_size=16\)\.partial_fit\(X, y\)\)$"):
+        est.partial_fit(X, y, batch_size=16)
+
+
 def test_readme_names_every_solver_the_estimator_takes():
     """README said `solver` adam/sgd, and MLPRegressor also takes adamw (its docstring said so)."""
     from pathlib import Path
