@@ -35,7 +35,12 @@ def _parameters_like(value) -> bool:
     if isinstance(value, (list, tuple)):  # (by ndim: NumPy's scalars have a shape, (), and are rates)
         return any(numpy.ndim(item) > 0 for item in value)
     ndim = getattr(value, "ndim", 0)
-    return ndim > 1 or (ndim == 1 and value.size > 1 and not bool((value > 0).all()))
+    if ndim != 1 or value.size < 2:
+        return ndim > 1
+    try:
+        return not bool((value > 0).all())
+    except TypeError:  # text or None among them (NumPy's "ufunc 'greater' did not contain a loop"): check_lr's to say
+        return False
 
 
 def _parameters_words(value) -> str:

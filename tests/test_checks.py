@@ -1206,6 +1206,15 @@ def test_a_list_of_numpys_rates_to_an_optimizer_is_an_ensembles_rates_not_a_mode
         gpunn.Adam(rates)
 
 
+@pytest.mark.parametrize("rates", [numpy.array(["1e-3", "1e-2"]), numpy.array([1e-3, None], dtype=object)],
+                         ids=["text", "a None"])
+def test_an_array_of_rates_that_are_no_numbers_is_refused_as_a_rate_not_with_numpys_words(rates):
+    """The parameters' check compared them with 0, and NumPy's "ufunc 'greater' did not contain a loop" (or
+    Python's "'>' not supported") came out of gpunn.Adam(...) in place of the learning rate's refusal."""
+    with pytest.raises(ValueError, match=r"^learning rate must be a positive finite number, got array\("):
+        gpunn.Adam(rates)
+
+
 def test_a_list_of_rates_to_one_models_fit_says_it_is_an_ensembles(data):
     """MLP.fit(lr=[1e-3, 1e-2]) said only that the rate must be a positive number, got the list: a list of rates,
     one per member, is an Ensemble's fit's."""
