@@ -452,17 +452,20 @@ def test_an_ensemble_configurations_torch_peers_get_the_threads_asked_for_and_sa
 
 
 @pytest.mark.parametrize("blas_env, peer_threads", [("", 1), ("2", 3)])
-def test_the_torch_and_numpy_peers_run_on_the_threads_gpunns_fit_runs_its_blas_on(monkeypatch, blas_env, peer_threads):
-    """A small net's fit runs NumPy's BLAS on one thread (gpunn.ops.fit_threads), and the torch and naive NumPy peers
-    ran on the bench's BLAS count: under load two threads trained the tiny and small nets 10-100x slower than one,
-    and "gpunn is 28x" (torch) and "34x" (naive) measured that. The peers get one thread where gpunn's fit asks
-    for one, else the count given (here: a count set in the environment, which gpunn's fit keeps), and the naive
-    loop's epochs run under fit_threads' one-thread context. The torch peer is a stand-in recording its threads;
-    the timings are injected."""
+def test_the_torch_numpy_and_sklearn_peers_run_on_the_threads_gpunns_fit_runs_its_blas_on(monkeypatch, blas_env,
+                                                                                         peer_threads):
+    """A small net's fit runs NumPy's BLAS on one thread (gpunn.ops.fit_threads), and the torch, naive NumPy and
+    scikit-learn peers ran on the bench's BLAS count: under load two threads trained the tiny and small nets 10-100x
+    slower than one, and "gpunn is 28x" (torch) and "34x" (naive) measured that. The peers get one thread where
+    gpunn's fit asks for one, else the count given (here: a count set in the environment, which gpunn's fit keeps),
+    and the naive loop's epochs and scikit-learn's run under fit_threads' one-thread context. The torch peer and
+    scikit-learn's MLPRegressor are stand-ins recording their threads; the timings are injected."""
+    import types
+
     from gpunn import backend as _backend
     from gpunn.bench import runners
 
-    given, contexts = {}, []
+    given, contexts, sklearn_contexts = {}, [], []
 
     class Peer(runners.TorchRunner):
         def __init__(self, cfg, backend, X, Y, **kwargs):
@@ -472,22 +475,31 @@ def test_the_torch_and_numpy_peers_run_on_the_threads_gpunns_fit_runs_its_blas_o
         def epochs(self, n):
             pass
 
+    class Regressor:  # scikit-learn's MLPRegressor: records whether the one-thread context holds each epoch
+        def __init__(self, **kwargs):
+            self.coefs_ = None
+
+        def partial_fit(self, X, Y):
+            sklearn_contexts.append(bool(runners.fit_threads._holders))
+
     naive = runners.load_naive().NaiveMLP
     train_epoch = naive.train_epoch  # recording whether fit_threads' one-thread context holds each naive epoch
     monkeypatch.setattr(naive, "train_epoch", lambda self, *args: contexts.append(
         bool(runners.fit_threads._holders)) or train_epoch(self, *args))
     monkeypatch.setitem(runners._PEER_CLASSES, "torch", Peer)
+    monkeypatch.setitem(sys.modules, "sklearn", types.SimpleNamespace(__version__="1.7.0"))
+    monkeypatch.setitem(sys.modules, "sklearn.neural_network", types.SimpleNamespace(MLPRegressor=Regressor))
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", blas_env)
     monkeypatch.setattr(runners, "interleaved_rounds", lambda rs, *_, **__: {r: [1.0] * 2 for r in rs})
     monkeypatch.setattr(runners, "timed_peaks", lambda *_, **__: {})
     results = runners.bench_config(bench.parse_config("lin:4:8:1:16"), _backend.resolve("cpu"),
-                                   peers=["torch", "naive"], repeats=2, seconds=0.001, threads=3,
+                                   peers=["torch", "naive", "sklearn"], repeats=2, seconds=0.001, threads=3,
                                    log=lambda msg: None, profile=False)
     assert given == {"threads": peer_threads}
-    gpunns, torchs, naives = results
+    gpunns, torchs, naives, sklearns = results
     assert torchs.note == ("1 thread" if peer_threads == 1 else f"{peer_threads} threads")
-    assert naives.note == gpunns.note  # NumPy's BLAS, on the threads gpunn's fit ran it on
-    assert contexts == [peer_threads == 1] * 2  # the naive loop's warm-up epochs (the rounds injected)
+    assert naives.note == sklearns.note == gpunns.note  # NumPy's BLAS, on the threads gpunn's fit ran it on
+    assert contexts == sklearn_contexts == [peer_threads == 1] * 2  # their warm-up epochs (the rounds injected)
 
 
 def test_an_ensemble_configurations_rows_hold_the_machine_speed_probes_times_of_its_rounds(monkeypatch):

@@ -284,11 +284,17 @@ class NaiveRunner(Runner):
         self.threads = threads  # NumPy's BLAS threads on the CPU, as gpunn's fit of the net sets them (1), or None
 
     def epochs(self, n):
-        one_thread = self.threads == 1 and not self.backend.is_gpu
-        with self.backend.use(), fit_threads.blas_threads(1) if one_thread else contextlib.nullcontext():
+        with self.backend.use(), numpy_blas_threads(None if self.backend.is_gpu else self.threads):
             for _ in range(n):
                 self.net.train_epoch(self.X, self.Y, self.batch, self.rng)
         synchronize(self.backend)
+
+
+def numpy_blas_threads(threads):
+    """The context a NumPy peer's epochs run in on the CPU (the naive loop's, scikit-learn's: NumPy's BLAS does their
+    products): one BLAS thread (fit_threads.blas_threads) where ``threads`` is 1, as gpunn's fit of a small net runs
+    in; else the count as it is."""
+    return fit_threads.blas_threads(1) if threads == 1 else contextlib.nullcontext()
 
 
 def torch_device(backend, threads=None):
@@ -355,7 +361,7 @@ class TorchRunner(Runner):
 class SklearnRunner(Runner):
     key = "sklearn"
 
-    def __init__(self, cfg, backend, X, Y, lr=1e-3, dtype="float64"):
+    def __init__(self, cfg, backend, X, Y, lr=1e-3, dtype="float64", threads=None):
         import sklearn
         from sklearn.neural_network import MLPRegressor
 
@@ -368,9 +374,10 @@ class SklearnRunner(Runner):
                                 batch_size=cfg.batch, learning_rate_init=lr, shuffle=True, random_state=0)
         self.dtype = dtype
         self.label = f"sklearn {sklearn.__version__} MLPRegressor ({dtype} input)"
+        self.threads = threads  # NumPy's BLAS threads, as gpunn's fit of the net sets them (1), or None
 
     def epochs(self, n):
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), numpy_blas_threads(self.threads):
             warnings.simplefilter("ignore")
             for _ in range(n):
                 self.reg.partial_fit(self.X, self.Y)  # one epoch of mini-batches
@@ -643,7 +650,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     gpunn = GpunnRunner(cfg, backend, X, Y)
     runners.append(gpunn)
     where = f"{cfg.name} [{backend.device}]"
-    # the torch and NumPy peers on the CPU threads gpunn's fit runs its BLAS on: one for a small net
+    # the torch, NumPy and scikit-learn peers on the CPU threads gpunn's fit runs its BLAS on: one for a small net
     # (gpunn.ops.fit_threads). On every core they trained the tiny and small nets 10-100x slower than on one under
     # other processes' load (2-core Xeon, 2026-12-02), and gpunn's ratio over them measured that
     peer_threads = 1 if asks_one_thread(gpunn.model) else threads
@@ -660,8 +667,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             log(f"  {where}: {key} skipped (under {TORCH_IMPORT_SECONDS:.0f} s of budget left to import torch)")
             continue
         try:
-            kwargs = {"threads": peer_threads} if key.startswith("torch") or key == "naive" else {}
-            runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, **kwargs))
+            runners.append(_PEER_CLASSES[key](cfg, backend, X, Y, threads=peer_threads))
         except ImportError as exc:
             log(f"  {where}: {key} skipped ({skipped_because(exc)})")
     # Warm-up (compiles, allocations, first-touch) and calibration: whole epochs, about `seconds` each,
@@ -717,7 +723,7 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             res.dtype = r.ran_in()
         if isinstance(r, TorchRunner) and not backend.is_gpu:
             res.note = threads_words(r.threads)
-        if isinstance(r, NaiveRunner) and not backend.is_gpu:  # in fit_threads' context where gpunn's fit is: as it
+        if isinstance(r, (NaiveRunner, SklearnRunner)) and not backend.is_gpu:  # in gpunn's fit's context: as it
             one = r.threads == 1 and one_thread_for(gpunn.model)
             res.note = "BLAS " + threads_words(1 if one else blas_threads() or usable_cores())
         if isinstance(r, GpunnRunner) and not backend.is_gpu:  # a small net's fit: one (gpunn.ops.fit_threads)
