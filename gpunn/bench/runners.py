@@ -779,7 +779,7 @@ def run(configs, backends, peers=PEERS, repeats=5, seconds=0.3, max_seconds=None
             setup["wall_seconds"] = round(time.perf_counter() - t_start, 1)
             on_result({"setup": setup, "results": [asdict(r) for r in results], "complete": False},
                       [asdict(r) for r in new])
-    setup = setup_info(backends)  # again: torch's threads are known once it is loaded
+    setup = setup_info(backends)  # again: torch's build (+cpu, +cu130) is known once it is loaded
     setup["sustain_steps"] = sustain_steps
     # The device's practical peak: the best float32 GEMM rate measured for any configuration (square products
     # through every GEMM library installed, and the same-shape ones).

@@ -56,9 +56,11 @@ def setup_info(backends) -> dict:
 
 
 def peer_versions() -> dict:
-    """The setup's "torch" and "sklearn": each one's version, and torch's threads once it is loaded.
+    """The setup's "torch" and "sklearn": each one's version, with the build's local tag (+cu130) once it is loaded.
     Before that, versions from the package metadata (importing torch only to print its version can take
-    longer than a whole --max-seconds budget on a cold machine), without the build's local tag (+cu130)."""
+    longer than a whole --max-seconds budget on a cold machine), without it. No thread count: the bench sets torch's
+    per row (one for a small net, gpunn.bench.runners.bench_config), so a count read here is the last row's, and
+    each torch row says its own."""
     info = {}
     for mod, dist in (("torch", "torch"), ("sklearn", "scikit-learn")):
         m = sys.modules.get(mod)
@@ -67,7 +69,7 @@ def peer_versions() -> dict:
         except importlib.metadata.PackageNotFoundError:
             info[mod] = "not installed"
             continue
-        info[mod] = version + (f" ({threads_words(m.get_num_threads())})" if mod == "torch" and m is not None else "")
+        info[mod] = version
     return info
 
 

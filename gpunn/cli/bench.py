@@ -175,7 +175,7 @@ def run(args) -> int:
                                   repeats=repeats, seconds=seconds, max_seconds=left, log=log,
                                   profile=not args.no_profile, variants=extra)
         data["results"] += new
-        data["setup"].update(bench.peer_versions())  # the torch the ensembles' peers loaded: its build, its threads
+        data["setup"].update(bench.peer_versions())  # the torch the ensembles' peers loaded: its build
         on_result(data, new)
     data["setup"]["command"] = command
     print()
