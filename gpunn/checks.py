@@ -506,10 +506,24 @@ def real(value) -> float | None:
 def got(value, kind: str = "a number") -> str:
     """The end of a numeric option's refusal, naming what was given: ``got 0`` (its repr), and for text ``got the
     string '0.01'; pass a number`` (``kind``: "an integer" for the int options): a number read from a config file or a
-    command line as text, whose quotes alone ("got '0.01'") read as the number refused."""
+    command line as text, whose quotes alone ("got '0.01'") read as the number refused. Another library's 0-d
+    array (a torch tensor, a CuPy or JAX array: ``lr=torch.tensor(0.01)``) is not read as the number it holds, as a
+    0-d NumPy array is (its dtype may be a bool's, and reading it may wait on a GPU): its refusal says to pass that
+    number, where "got tensor(0.0100)" read as a rate refused."""
     if isinstance(value, str):
         return f"got the string {value!r}; pass {kind}"
+    if _foreign_0d(value):
+        python = "int" if kind == "an integer" else "float"
+        return (f"got {value!r}, a 0-d {type(value).__name__}, which gpunn does not read: pass the number it holds as "
+                f"a Python {python}, {python}(value)")
     return f"got {value!r}"
+
+
+def _foreign_0d(value) -> bool:
+    """Whether ``value`` is a 0-d array of a library other than NumPy's that converts to a number (shape (), with
+    __float__: a torch tensor, a CuPy or JAX array)."""
+    return (not isinstance(value, (numpy.ndarray, numpy.generic)) and getattr(value, "shape", None) == ()
+            and hasattr(value, "__float__"))
 
 
 def validation_share(value) -> float | None:

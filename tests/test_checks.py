@@ -1215,6 +1215,37 @@ def test_an_array_of_rates_that_are_no_numbers_is_refused_as_a_rate_not_with_num
         gpunn.Adam(rates)
 
 
+class _Tensor:
+    """Another library's 0-d array, as torch.tensor(0.01) is: shape (), a number by __float__, its own repr."""
+
+    shape = ()
+
+    def __init__(self, number):
+        self.number = number
+
+    def __float__(self):
+        return float(self.number)
+
+    def __repr__(self):
+        return f"tensor({self.number})"
+
+
+def test_another_librarys_0d_array_as_a_number_is_refused_saying_to_pass_the_number_it_holds(data):
+    """lr=torch.tensor(0.01) said "learning rate must be a positive finite number, got tensor(0.0100)", which read as
+    the rate refused: a 0-d array not NumPy's is not read as its number (its dtype may be a bool's, reading it may
+    wait on a GPU), and its refusal says to pass the number, as a float or an int (the stand-in: a torch tensor)."""
+    X, Y = data
+    with pytest.raises(ValueError, match=r"^learning rate must be a positive finite number, got tensor\(0.01\), a 0-d "
+                                         r"_Tensor, which gpunn does not read: pass the number it holds as a Python "
+                                         r"float, float\(value\)$"):
+        gpunn.Adam(lr=_Tensor(0.01))
+    with pytest.raises(ValueError, match=r"^epochs must be a positive integer, got tensor\(3\), a 0-d _Tensor, .*as a "
+                                         r"Python int, int\(value\)$"):
+        MLP([X.shape[1], 4, Y.shape[1]], seed=0).fit(X, Y, epochs=_Tensor(3))
+    assert gpunn.Adam(lr=float(_Tensor(0.01))).lr == 0.01  # as the refusal says
+    assert gpunn.Adam(lr=numpy.array(0.01)).lr == 0.01  # a 0-d NumPy array is read, as before
+
+
 def test_a_list_of_rates_to_one_models_fit_says_it_is_an_ensembles(data):
     """MLP.fit(lr=[1e-3, 1e-2]) said only that the rate must be a positive number, got the list: a list of rates,
     one per member, is an Ensemble's fit's."""
