@@ -351,8 +351,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     Pickling (joblib) carries host arrays. One made with ``device="cuda"`` unpickles where no GPU is
     usable without its network (``coefs_`` and the rest are there); using it raises DeviceError until a
     device that is usable here is chosen: ``est.set_params(device="cpu")``, as ``gpunn.load(path,
-    device=...)`` chooses a saved model's. A device set after a fit is where predict, a warm start and partial_fit
-    go on: the network moves there, with its optimizer's state.
+    device=...)`` chooses a saved model's. A device set after a fit (with ``device="auto"``, also a GPUNN_DEVICE
+    changed since: "auto" is read anew at each call) is where predict, a warm start and partial_fit go on: the
+    network moves there, with its optimizer's state.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", solver="adam",
