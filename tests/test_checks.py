@@ -1246,6 +1246,29 @@ def test_another_librarys_0d_array_as_a_number_is_refused_saying_to_pass_the_num
     assert gpunn.Adam(lr=numpy.array(0.01)).lr == 0.01  # a 0-d NumPy array is read, as before
 
 
+class _Vector(_Tensor):
+    """Another library's array of shape (2,), which converts to a number by __float__ as torch's raises for it."""
+
+    shape = (2,)
+
+
+class _Text:
+    """Another library's 0-d array that holds no number: shape (), no __float__."""
+
+    shape = ()
+
+    def __repr__(self):
+        return "text('fast')"
+
+
+def test_another_librarys_array_of_values_or_0d_array_of_no_number_is_not_told_to_pass_the_number_it_holds():
+    """Only a 0-d array that converts to a number is told to pass the number it holds (audit37d c4 c5): a vector, or a
+    0-d array of no number, is refused naming it alone."""
+    for given, shown in ((_Vector(0.01), r"tensor\(0.01\)"), (_Text(), r"text\('fast'\)")):
+        with pytest.raises(ValueError, match=rf"^learning rate must be a positive finite number, got {shown}$"):
+            gpunn.Adam(lr=given)
+
+
 def test_a_list_of_rates_to_one_models_fit_says_it_is_an_ensembles(data):
     """MLP.fit(lr=[1e-3, 1e-2]) said only that the rate must be a positive number, got the list: a list of rates,
     one per member, is an Ensemble's fit's."""
