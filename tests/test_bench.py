@@ -451,15 +451,17 @@ def test_an_ensemble_configurations_torch_peers_get_the_threads_asked_for_and_sa
                                                  "torch-loop": "member-samples/s, 3 threads"}
 
 
-@pytest.mark.parametrize("blas_env, peer_threads", [("", 1), ("2", 3)])
+@pytest.mark.parametrize("blas_env, peer_threads, taken", [("", 1, True), ("2", 3, True), ("", 1, False)],
+                         ids=["one", "the environment's", "one not taken"])
 def test_the_torch_numpy_and_sklearn_peers_run_on_the_threads_gpunns_fit_runs_its_blas_on(monkeypatch, blas_env,
-                                                                                         peer_threads):
+                                                                                         peer_threads, taken):
     """A small net's fit runs NumPy's BLAS on one thread (gpunn.ops.fit_threads), and the torch, naive NumPy and
     scikit-learn peers ran on the bench's BLAS count: under load two threads trained the tiny and small nets 10-100x
     slower than one, and "gpunn is 28x" (torch) and "34x" (naive) measured that. The peers get one thread where
     gpunn's fit asks for one, else the count given (here: a count set in the environment, which gpunn's fit keeps),
     and the naive loop's epochs and scikit-learn's run under fit_threads' one-thread context. The torch peer and
-    scikit-learn's MLPRegressor are stand-ins recording their threads; the timings are injected."""
+    scikit-learn's MLPRegressor are stand-ins recording their threads; the timings are injected. Where no BLAS library
+    took the one thread (none found here), the NumPy peers' rows say the BLAS count, as gpunn's (audit37d b6)."""
     import types
 
     from gpunn import backend as _backend
@@ -490,6 +492,9 @@ def test_the_torch_numpy_and_sklearn_peers_run_on_the_threads_gpunns_fit_runs_it
     monkeypatch.setitem(sys.modules, "sklearn", types.SimpleNamespace(__version__="1.7.0"))
     monkeypatch.setitem(sys.modules, "sklearn.neural_network", types.SimpleNamespace(MLPRegressor=Regressor))
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", blas_env)
+    if not taken:
+        monkeypatch.setattr(runners.fit_threads, "_libraries", lambda: [])
+        monkeypatch.setattr(runners, "blas_threads", lambda: 4)
     monkeypatch.setattr(runners, "interleaved_rounds", lambda rs, *_, **__: {r: [1.0] * 2 for r in rs})
     monkeypatch.setattr(runners, "timed_peaks", lambda *_, **__: {})
     results = runners.bench_config(bench.parse_config("lin:4:8:1:16"), _backend.resolve("cpu"),
@@ -499,6 +504,7 @@ def test_the_torch_numpy_and_sklearn_peers_run_on_the_threads_gpunns_fit_runs_it
     gpunns, torchs, naives, sklearns = results
     assert torchs.note == ("1 thread" if peer_threads == 1 else f"{peer_threads} threads")
     assert naives.note == sklearns.note == gpunns.note  # NumPy's BLAS, on the threads gpunn's fit ran it on
+    assert taken or naives.note == "BLAS 4 threads"
     assert contexts == sklearn_contexts == [peer_threads == 1] * 2  # their warm-up epochs (the rounds injected)
 
 

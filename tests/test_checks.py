@@ -1215,6 +1215,22 @@ def test_an_array_of_rates_that_are_no_numbers_is_refused_as_a_rate_not_with_num
         gpunn.Adam(rates)
 
 
+def test_the_models_parameters_given_to_an_optimizer_are_named_by_their_count_or_shape():
+    """Which parameters the refusal found (audit37d o9 o10): a list by its arrays' count, an array by its shape."""
+    model = MLP([3, 4, 2], device="cpu", seed=0)
+    for given, words in ((list(model.weights), "a list of 2 arrays"), (tuple(model.biases), "a tuple of 2 arrays"),
+                         (model.params, f"an array of shape ({model.params.size},)"), (iter([]), "a list_iterator")):
+        with pytest.raises(TypeError, match=rf"^SGD\(\) got the model's parameters \({re.escape(words)}\), as"):
+            gpunn.SGD(given)
+
+
+def test_one_rate_in_an_array_of_one_value_is_checked_as_a_rate_not_taken_for_a_models_parameters():
+    """An array of one value is a rate, one per member of a 1-member Ensemble's, even a negative one: refused as a
+    rate (audit37d o4), not as "the model's parameters", which only arrays of several values can be."""
+    with pytest.raises(ValueError, match=r"^learning rate must be a positive finite number, got array\(\[-0.5\]\)"):
+        gpunn.Adam(numpy.array([-0.5]))
+
+
 class _Tensor:
     """Another library's 0-d array, as torch.tensor(0.01) is: shape (), a number by __float__, its own repr."""
 

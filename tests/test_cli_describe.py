@@ -42,6 +42,7 @@ def test_a_config_mismatchs_settings_are_said_apart_on_its_one_line():
     assert cli.one_line(one) == ('the ranks do not all run the same command; give every rank the same command: '
                                  'command: "train" on rank 0; "info" on rank 1')
     assert cli.one_line(ConfigMismatch()) == "ConfigMismatch"
+    assert cli.one_line(ConfigMismatch(" \n\n")) == "ConfigMismatch"  # blank lines are no setting (audit37d l3)
 
 
 @pytest.mark.parametrize("argv,env,asked", [(["train", "--debug"], None, True), (["train"], " ON ", True),
