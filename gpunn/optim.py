@@ -28,8 +28,9 @@ def check_lr(lr) -> float:
 def _parameters_like(value) -> bool:
     """Whether ``value``, an optimizer's first argument (its lr), is a model's parameters rather than a rate or
     several: an iterator (PyTorch's net.parameters()), a list of arrays (model.weights), an array of 2-D or more
-    (one weight matrix), or a 1-D array of several values, one of which no rate can be (model.params: negative
-    weights, zeros). Positive rates are left to check_lr (several: one per member, an Ensemble's)."""
+    (one weight matrix), or a 1-D array of several values, one of them negative, which no rate can be (model.params:
+    He-initialized weights). Rates of 0 and more are left to check_lr (several: one per member, an Ensemble's:
+    numpy.linspace(0, 1e-2, 5), whose 0 check_lr refuses as a rate)."""
     if hasattr(value, "__next__"):
         return True
     if isinstance(value, (list, tuple)):  # (by ndim: NumPy's scalars have a shape, (), and are rates)
@@ -38,7 +39,7 @@ def _parameters_like(value) -> bool:
     if ndim != 1 or value.size < 2:
         return ndim > 1
     try:
-        return not bool((value > 0).all())
+        return not bool((value >= 0).all())
     except TypeError:  # text or None among them (NumPy's "ufunc 'greater' did not contain a loop"): check_lr's to say
         return False
 

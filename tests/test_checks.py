@@ -1231,6 +1231,16 @@ def test_one_rate_in_an_array_of_one_value_is_checked_as_a_rate_not_taken_for_a_
         gpunn.Adam(numpy.array([-0.5]))
 
 
+def test_an_ensembles_rates_from_zero_are_refused_as_rates_not_taken_for_a_models_parameters():
+    """gpunn.Adam(numpy.linspace(0, 1e-2, 5)), an Ensemble's rates from 0, was "got the model's parameters (an array
+    of shape (5,))" (audit37d o6): a zero is a rate refused; a negative value, which every model's He-initialized
+    weights hold, says the parameters."""
+    with pytest.raises(ValueError, match=r"^learning rate must be a positive finite number, got array\(\[0\."):
+        gpunn.Adam(numpy.linspace(0, 1e-2, 5))
+    with pytest.raises(TypeError, match=r"got the model's parameters \(an array of shape \(2,\)\)"):
+        gpunn.Adam(numpy.array([1e-3, -1e-3]))
+
+
 class _Tensor:
     """Another library's 0-d array, as torch.tensor(0.01) is: shape (), a number by __float__, its own repr."""
 

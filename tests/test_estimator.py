@@ -822,6 +822,8 @@ def test_set_params_of_a_name_the_estimator_does_not_take_names_the_one_meant_in
         MLPRegressor().set_params(weight_decay=1e-4, hidden_layers=(4,))
     with pytest.raises(ValueError, match=r"(?s)Invalid parameter 'foo' .*'warm_start'\]\.$"):  # none meant
         pipe.set_params(mlpregressor__foo=1)
+    with pytest.raises(ValueError, match=r"(?s)^Invalid parameter 'lr' .* \(did you mean learning_rate_init\?\)$"):
+        MLPRegressor().set_params(lr__x=1)  # a nested name: its first part's (audit37d e2)
     assert pipe.set_params(mlpregressor__max_iter=3).get_params()["mlpregressor__max_iter"] == 3
 
 
@@ -952,6 +954,9 @@ def test_sparse_output_of_a_pipelines_step_before_it_is_told_how_to_make_it_dens
     for dense in (make_column_transformer((StandardScaler(), [0]), (OneHotEncoder(), [1]), sparse_threshold=0),
                   make_column_transformer((StandardScaler(), [0]), (OneHotEncoder(sparse_output=False), [1]))):
         assert make_pipeline(dense, est).fit(X, y).predict(X).shape == (120,)
+    with pytest.raises(TypeError) as refused:  # no sparse matrix, no Pipeline's advice (audit37d e3)
+        est.fit(object(), y)
+    assert "Pipeline" not in str(refused.value)
 
 
 def test_no_sample_weight_so_bagging_resamples_rows(data):
