@@ -476,6 +476,11 @@ def test_without_early_stopping_the_validation_scores_are_none_as_scikit_learns_
         assert est.validation_scores_ is None and est.best_validation_score_ is None, type(est).__module__
         new = sklearn.base.clone(est).partial_fit(X, y)
         assert new.validation_scores_ is None and new.best_validation_score_ is None, type(est).__module__
+    # a warm start that turns early stopping off: the network's history holds the earlier fit's val_r2 (audit37d e6;
+    # scikit-learn's fails there, its best_loss_ None)
+    est = MLPRegressor(**settings, warm_start=True, device="cpu").fit(X, y)
+    assert est.set_params(early_stopping=False).fit(X, y).validation_scores_ is None
+    assert est.partial_fit(X, y).validation_scores_ is None and est.best_validation_score_ is None
 
 
 def test_partial_fit_divides_an_adaptive_rate_by_5_as_scikit_learn(data):

@@ -333,6 +333,7 @@ def test_a_pytorch_dataloader_or_dataset_passed_as_x_is_told_what_fit_takes(make
                                         r"\.tensors: fit\(\*dataset\.tensors, \.\.\.\)\); gpunn\.data\.iterable\(loader\) "
                                         r"trains on a DataLoader's batches in its order instead$"):
         make().fit(stand_in(), epochs=1, verbose=False)
+    assert not gpunn.data.is_source(stand_in())  # a question, not fit's refusal (audit37d p3)
     loader = [(numpy.ones((2, 3)), numpy.ones((2, 1)))] * 2  # what a DataLoader yields: (X, Y) batches
     make().fit(gpunn.data.iterable(loader), epochs=1, verbose=False)
 
