@@ -144,6 +144,7 @@ OTHER_LIBRARIES = [  # (what, name, the hint): other libraries' names, which dif
     ("schedule", "StepLR", "'steplr' is gpunn's 'step'"),
     ("schedule", "OneCycleLR", "'onecyclelr' is not supported"),
     ("schedule", "ConstantLR", "'constantlr' is not supported"),  # a warm-up factor: not gpunn's constant
+    ("schedule", "CosineAnnealingWarmRestarts", "'cosineannealingwarmrestarts' is not supported"),  # restarts: not cosine
 ]
 
 
