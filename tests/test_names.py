@@ -143,6 +143,8 @@ OTHER_LIBRARIES = [  # (what, name, the hint): other libraries' names, which dif
     ("schedule", "CosineAnnealingLR", "'cosineannealinglr' is gpunn's 'cosine'"),  # PyTorch's: difflib found none
     ("schedule", "StepLR", "'steplr' is gpunn's 'step'"),
     ("schedule", "OneCycleLR", "'onecyclelr' is not supported"),
+    ("schedule", "OneCycle", "'onecycle' is not supported"),  # a warm-up then an anneal: not cosine (audit37d h24)
+    ("schedule", "ExponentialLR", "'exponentiallr' is gpunn's 'exponential'"),  # audit37d h25
     ("schedule", "ConstantLR", "'constantlr' is not supported"),  # a warm-up factor: not gpunn's constant
     ("schedule", "CosineAnnealingWarmRestarts", "'cosineannealingwarmrestarts' is not supported"),  # restarts: not cosine
 ]
