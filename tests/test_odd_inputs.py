@@ -326,8 +326,13 @@ def test_a_pytorch_dataloader_or_dataset_passed_as_x_is_told_what_fit_takes(make
     """fit(loader), a PyTorch loop's DataLoader, said "X must be an array of numbers, got a DataLoader", and a
     TensorDataset NumPy's "setting an array element with a sequence ... inhomogeneous shape". A stand-in class of
     torch.utils.data's (no torch needed): fit takes the tensors; data.iterable takes a loader's batches."""
+    def item(self, i):  # past the end an IndexError, as a Dataset's: without the refusal NumPy read it forever
+        if i >= 4:
+            raise IndexError(i)
+        return numpy.ones(3), numpy.ones(1)
+
     stand_in = type(name, (), {"__module__": "torch.utils.data.dataset", "__len__": lambda self: 4,
-                               "__getitem__": lambda self, i: (numpy.ones(3), numpy.ones(1))})
+                               "__getitem__": item})
     with pytest.raises(TypeError, match=rf"^X is PyTorch's {name}: fit cuts and shuffles the batches itself from "
                                         r"arrays or tensors, fit\(X, Y, batch_size=64\) \(a TensorDataset's are its "
                                         r"\.tensors: fit\(\*dataset\.tensors, \.\.\.\)\); gpunn\.data\.iterable\(loader\) "
