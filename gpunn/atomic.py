@@ -6,7 +6,7 @@ import errno
 import os
 import secrets
 
-from .preflight import writes_in_place
+from .preflight import directory_named, writes_in_place
 
 # A temp file is opened as a plain open() makes a file (mode 0o666, less what the umask and a default ACL take), not
 # mkstemp's 0o600 changed to 0o666 & ~umask at the end: the umask is read portably only by setting it, process-wide (a
@@ -84,12 +84,8 @@ def _not_a_file_name(path: str) -> OSError | None:
     DIR: Is a directory"); None for a file's name."""
     if not path:
         return FileNotFoundError(errno.ENOENT, "cannot write '': the name is empty; give a file name")
-    if os.path.isdir(path):
-        return IsADirectoryError(errno.EISDIR, f"cannot write {path}: it is a directory; give a file name")
-    if path.endswith(("/", os.sep)):
-        return IsADirectoryError(errno.EISDIR, f"cannot write {path}: it names a directory (it ends in {path[-1]}); "
-                                               "give a file name")
-    return None
+    named = directory_named(path)
+    return IsADirectoryError(errno.EISDIR, f"cannot write {path}: it {named}; give a file name") if named else None
 
 
 def _naming(exc: OSError, path) -> OSError:

@@ -59,6 +59,17 @@ def writes_in_place(path) -> bool:
     return os.path.realpath(os.path.dirname(os.path.abspath(path))).startswith("/proc/")  # /dev/fd/N
 
 
+def directory_named(path: str) -> str | None:
+    """How ``path`` names a directory where a file's name is wanted, as a refusal says it: "is a directory", "names a
+    directory (it ends in /)" (one not made yet: its parent passes, and a write failed only at its end); None for
+    a file's name. check_output's words and every atomic write's (gpunn.atomic)."""
+    if os.path.isdir(path):
+        return "is a directory"
+    if path.endswith(("/", os.sep)):
+        return f"names a directory (it ends in {path[-1]})"
+    return None
+
+
 def check_output(path, option, *, reads=(), suffixes=None, other_suffix_hint="") -> str:
     """Refuse an output path the command could not write, or must not overwrite.
 
@@ -69,10 +80,9 @@ def check_output(path, option, *, reads=(), suffixes=None, other_suffix_hint="")
     path = os.fsdecode(path)  # (a bytes name too: ModelCheckpoint's)
     if not path:
         raise PreflightError(f"{option} needs a file name")
-    if os.path.isdir(path):
-        raise PreflightError(f"{option} {shell_word(path)} is a directory; give a file name")
-    if path.endswith(("/", os.sep)):  # a directory not made yet: its parent passed, and the write failed at the end
-        raise PreflightError(f"{option} {shell_word(path)} names a directory (it ends in {path[-1]}); give a file name")
+    named = directory_named(path)
+    if named:
+        raise PreflightError(f"{option} {shell_word(path)} {named}; give a file name")
     for other, what in reads:
         if other and os.path.exists(path) and same_file(path, other):
             raise PreflightError(f"{option} {shell_word(path)} is the {what} this command reads; choose another output file")
