@@ -18,10 +18,11 @@ import warnings
 import numpy
 
 from .backend import DeviceError, resolve, user_stacklevel
-from .checks import feature_names, flag, got, seed_int, verbosity
+from .checks import feature_names, flag, got, seed_int, validation_share, verbosity
 from .hints import bracketed_hint, keyword_hint, keywords_checked, keywords_hinted, unexpected_estimator_keyword
 from .optim import MOMENTUM_OF_ONE, make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
+from .training.fit import held_out_count, scikit_learn_split
 from .training.loop import train
 from .training.sources import ArraySource
 from .training.state import FitSettings, TrainState
@@ -305,7 +306,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
       gpunn's coupled weight decay of 2·alpha / batch_size. Unlike scikit-learn it also decays biases.
     - ``tol``, ``n_iter_no_change``, ``early_stopping``: training stops once the training loss
       (scikit-learn's: half the mean squared error) or, with early_stopping, the validation R² on
-      ``validation_fraction`` of the rows has not beaten its best by more than ``tol`` for more than
+      ``validation_fraction`` of the rows (ceil(validation_fraction x rows), as scikit-learn's train_test_split
+      holds out; gpunn.fit rounds) has not beaten its best by more than ``tol`` for more than
       ``n_iter_no_change`` epochs (``numpy.inf``: never), by scikit-learn's rule (so after the same epochs for the same values);
       with early_stopping the best epoch's weights are kept (a warm fit in which no epoch beats an earlier
       early-stopping fit's best keeps that fit's weights, ``history_.best`` and ``history_.best_epoch``, which
@@ -538,7 +540,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         else:
             self._seed_ = self._seed()
             model, previous = self._new_model(X.shape[1], Y.shape[1], self._seed_, activation), None
-        rows = X.shape[0] - (max(1, int(round(self.validation_fraction * X.shape[0]))) if self.early_stopping else 0)
+        # ceil(validation_fraction x rows) held out, as scikit-learn's train_test_split (gpunn.fit rounds)
+        rows = X.shape[0] - (held_out_count(X.shape[0], validation_share(self.validation_fraction), scikit_learn=True)
+                             if self.early_stopping else 0)
         if rows < 1:  # as gpunn.fit's split says it, before the batch size and alpha are computed from the rows
             raise ValueError(f"validation_fraction={self.validation_fraction} of {X.shape[0]} "
                              f"row{'s' * (X.shape[0] != 1)} leaves no rows to train on")
@@ -552,7 +556,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             callbacks.append(EarlyStopping("val_r2", patience=self.max_iter, restore_best_weights=True))
         # handle_interrupt=False: Ctrl-C aborts (KeyboardInterrupt) as with any estimator, rather than
         # quietly handing a half-trained model to a grid search.
-        with _put_back_on_failure(model if warm else None):
+        with _put_back_on_failure(model if warm else None), scikit_learn_split():
             history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),
                                 shuffle=bool(self.shuffle), seed=self._seed_, verbose=False, callbacks=callbacks,
                                 validation_fraction=self.validation_fraction if self.early_stopping else None,

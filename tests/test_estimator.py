@@ -465,6 +465,31 @@ def test_t_counts_the_rows_trained_on_as_scikit_learns_so_not_those_early_stoppi
         assert est.fit(X, y).t_ == 6 * 180, type(est).__module__
 
 
+@pytest.mark.parametrize("rows", [205, 25, 12])
+def test_early_stopping_holds_out_scikit_learns_ceil_of_the_rows_not_gpunn_fits_round(data, rows):
+    # scikit-learn's train_test_split holds out ceil(0.1 x rows): 21 of 205, 3 of 25, 2 of 12; gpunn held out
+    # round(...) (Python's, to even): 20, 2, and 1 of 12, refused as too few to score where scikit-learn trains
+    X, y = data
+    X, y = X[:rows], y[:rows]
+    settings = dict(hidden_layer_sizes=(8,), max_iter=2, tol=0, random_state=0, early_stopping=True)
+    trained = rows - math.ceil(0.1 * rows)
+    for est in (MLPRegressor(**settings, device="cpu"), sklearn.neural_network.MLPRegressor(**settings)):
+        assert est.fit(X, y).t_ == 2 * trained, type(est).__module__
+        assert len(est.validation_scores_) == 2, type(est).__module__
+
+
+def test_gpunn_fit_holds_out_round_of_the_rows_as_its_checkpoints_were_split():
+    # a checkpoint's resume splits the rows again by the fraction and refuses another training row count, so
+    # gpunn.fit keeps its rule; MLPRegressor (which checkpoints nothing) takes scikit-learn's in scikit_learn_split
+    from gpunn.training.fit import held_out_rows, scikit_learn_split
+
+    held, kept = held_out_rows(205, 0.1, seed=0)
+    assert (len(held), len(kept)) == (20, 185)
+    with scikit_learn_split():
+        held21, kept = held_out_rows(205, 0.1, seed=0)
+    assert (len(held21), len(kept)) == (21, 184) and set(held) <= set(held21)  # the same draw, one row more
+
+
 def test_without_early_stopping_the_validation_scores_are_none_as_scikit_learns_not_an_earlier_fits(data):
     # a fit with early stopping, then one without (grid searches and set_params do this): the earlier fit's
     # validation_scores_ and best_validation_score_ stayed, read as this fit's

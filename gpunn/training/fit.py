@@ -3,9 +3,11 @@ resumption) use."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import inspect
+import math
 import sys
 
 import numpy
@@ -132,10 +134,33 @@ def not_data_parallel(distributed, call):
     return False
 
 
+# True while scikit_learn_split holds in this context: a validation_fraction holds out scikit-learn's count of rows
+_scikit_learn_count = contextvars.ContextVar("gpunn_scikit_learn_count", default=False)
+
+
+@contextlib.contextmanager
+def scikit_learn_split():
+    """While it holds, a fit in this thread holds out ceil(fraction x rows) rows for a ``validation_fraction``, as
+    scikit-learn's train_test_split does (so its MLPRegressor), where gpunn.fit holds out round(fraction x rows):
+    gpunn.MLPRegressor's fit, which checkpoints nothing (a checkpoint's resume splits again by gpunn.fit's rule)."""
+    token = _scikit_learn_count.set(True)
+    try:
+        yield
+    finally:
+        _scikit_learn_count.reset(token)
+
+
+def held_out_count(m, fraction, scikit_learn=False):
+    """How many of ``m`` rows ``validation_fraction`` holds out: round(fraction x m), at least 1 (gpunn.fit's
+    rule, which its checkpoints' resumes split by again), or with ``scikit_learn`` (as in scikit_learn_split)
+    scikit-learn's ceil(fraction x m): 205 rows at 0.1 hold out 20, and 21; 12 rows, 1 (too few to score), and 2."""
+    return math.ceil(fraction * m) if scikit_learn else max(1, int(round(fraction * m)))
+
+
 def held_out_rows(m, fraction, seed):
-    """(held, kept): the rows of ``m`` that ``validation_fraction`` holds out, drawn by the stream (seed,
-    "validation"), and the others, as sorted host index arrays."""
-    n_val = max(1, int(round(fraction * m)))
+    """(held, kept): the rows of ``m`` that ``validation_fraction`` holds out (``held_out_count``), drawn by the
+    stream (seed, "validation"), and the others, as sorted host index arrays."""
+    n_val = held_out_count(m, fraction, _scikit_learn_count.get())
     if n_val >= m:
         raise ValueError(f"validation_fraction={fraction} of {m} row{'s' * (m != 1)} leaves no rows to train on")
     check_validation_rows(n_val, f"validation_fraction={fraction} of {m} rows")
@@ -222,7 +247,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     gamma=0.5)``) or a name: "constant", "step" (x0.1 every 10 epochs), "cosine" (to zero over the run);
     "exponential" (x gamma per epoch) has no default gamma: ``Schedule("exponential", gamma=0.95)``. batch_size=None trains full-batch. seed (default: the model's) fixes the shuffles.
 
-    Validation: ``validation_data=(X_val, Y_val)`` or ``validation_fraction`` (rows held out
+    Validation: ``validation_data=(X_val, Y_val)`` or ``validation_fraction`` (round(fraction x rows) rows held out
     by the seed; at least 2, as R² needs) adds val_loss, val_mse, val_mae and val_r2 to each epoch's logs, at one extra host
     synchronisation per epoch. val_loss is the training loss's formula on the validation rows, so the two
     compare: with one output it is the MSE (= val_mse); with k outputs the loss sums the outputs' squared
