@@ -196,7 +196,7 @@ class Ensemble(DeviceModel):
     def _member_views(self, flat):
         """(K, n_in, n_out) weight and (K, n_out) bias views into a (K * P) flat buffer."""
         rows = flat.reshape(self.n_models, self.params_per_member)
-        weights, biases, offset = ParamList(self.backend), ParamList(self.backend), 0
+        weights, biases, offset = ParamList(self.backend, "weights"), ParamList(self.backend, "biases"), 0
         for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
             weights.append(rows[:, offset:offset + n_in * n_out].reshape(self.n_models, n_in, n_out))
             offset += n_in * n_out

@@ -67,12 +67,14 @@ def runnable_precision(precision, backend) -> str:
 
 
 class ParamList(list):
-    """A list of views into a flat buffer; assigning an item copies into the buffer."""
+    """A list of views into a flat buffer; assigning an item copies into the buffer. ``model_attribute``: the
+    model's attribute it is, "weights" or "biases", as refusals name it (``gpunn.SGD(model.weights)``)."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, model_attribute):
         super().__init__()
         self.backend = backend
         self.xp = backend.xp
+        self.model_attribute = model_attribute
 
     def __setitem__(self, index, value):
         if isinstance(index, slice):
@@ -490,7 +492,7 @@ class MLP(DeviceModel):
         return sum(a * b for a, b in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
 
     def _views(self, flat):
-        weights, biases, offset = ParamList(self.backend), ParamList(self.backend), 0
+        weights, biases, offset = ParamList(self.backend, "weights"), ParamList(self.backend, "biases"), 0
         for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
             weights.append(flat[offset:offset + n_in * n_out].reshape(n_in, n_out))
             offset += n_in * n_out

@@ -46,9 +46,12 @@ def _parameters_like(value) -> bool:
 
 def _parameters_words(value) -> str:
     """What :func:`_parameters_like` found, as a refusal names it: "a generator", "a list of 2 arrays", "an array
-    of 21 values"."""
+    of 21 values", "model.weights, 2 arrays" (a model's own list: gpunn.model.ParamList, which the user never
+    named)."""
     if isinstance(value, (list, tuple)):
-        return f"a {type(value).__name__} of {len(value)} arrays"
+        arrays = f"{len(value)} array{'s' * (len(value) != 1)}"
+        attribute = getattr(value, "model_attribute", None)
+        return f"model.{attribute}, {arrays}" if attribute else f"a {type(value).__name__} of {arrays}"
     if hasattr(value, "shape"):
         return f"an array of shape {tuple(value.shape)}"
     return f"a {type(value).__name__}"

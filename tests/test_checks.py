@@ -1224,6 +1224,21 @@ def test_the_models_parameters_given_to_an_optimizer_are_named_by_their_count_or
             gpunn.SGD(given)
 
 
+@pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu", seed=0),
+                                  lambda: MLP([3, 2], device="cpu", seed=0),
+                                  lambda: gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0)],
+                         ids=["MLP", "one layer", "Ensemble"])
+def test_a_models_own_weights_given_to_an_optimizer_are_named_as_the_user_wrote_them_not_by_gpunns_class(make):
+    """gpunn.SGD(model.weights), PyTorch's habit, said "got the model's parameters (a ParamList of 2 arrays)",
+    naming a class of gpunn's insides the user never wrote."""
+    model = make()
+    arrays = f"{len(model.weights)} array{'s' * (len(model.weights) != 1)}"
+    for attribute in ("weights", "biases"):
+        with pytest.raises(TypeError, match=rf"^SGD\(\) got the model's parameters \(model\.{attribute}, {arrays}\), "
+                                            r"as PyTorch's .*: model\.fit\(X, Y, optimizer=gpunn\.SGD\(lr=\.\.\.\)\)$"):
+            gpunn.SGD(getattr(model, attribute))
+
+
 def test_one_rate_in_an_array_of_one_value_is_checked_as_a_rate_not_taken_for_a_models_parameters():
     """An array of one value is a rate, one per member of a 1-member Ensemble's, even a negative one: refused as a
     rate (audit37d o4), not as "the model's parameters", which only arrays of several values can be."""
