@@ -333,11 +333,15 @@ def test_a_pytorch_dataloader_or_dataset_passed_as_x_is_told_what_fit_takes(make
 
     stand_in = type(name, (), {"__module__": "torch.utils.data.dataset", "__len__": lambda self: 4,
                                "__getitem__": item})
-    with pytest.raises(TypeError, match=rf"^X is PyTorch's {name}: fit cuts and shuffles the batches itself from "
-                                        r"arrays or tensors, fit\(X, Y, batch_size=64\) \(a TensorDataset's are its "
-                                        r"\.tensors: fit\(\*dataset\.tensors, \.\.\.\)\); gpunn\.data\.iterable\(loader\) "
-                                        r"trains on a DataLoader's batches in its order instead$"):
+    says = (r"fit cuts and shuffles the batches itself from arrays or tensors, fit\(X, Y, batch_size=64\) \(a "
+            r"TensorDataset's are its \.tensors: fit\(\*dataset\.tensors, \.\.\.\); a DataLoader's rows are its "
+            r"\.dataset\); gpunn\.data\.iterable\(loader\) trains on a DataLoader's \(X, Y\) batches in its order instead")
+    with pytest.raises(TypeError, match=rf"^X is PyTorch's {name}: {says}$"):
         make().fit(stand_in(), epochs=1, verbose=False)
+    # fit(loader, Y) (a loader of X's rows, Y beside it) said "X must be an array of numbers, got a DataLoader"
+    with pytest.raises(TypeError, match=rf"^X is PyTorch's {name} and Y is given: {says}, given without Y: "
+                                        r"fit\(gpunn\.data\.iterable\(loader\), epochs=\.\.\.\)$"):
+        make().fit(stand_in(), numpy.ones((4, 1)), epochs=1, verbose=False)
     assert not gpunn.data.is_source(stand_in())  # a question, not fit's refusal (audit37d p3)
     loader = [(numpy.ones((2, 3)), numpy.ones((2, 1)))] * 2  # what a DataLoader yields: (X, Y) batches
     make().fit(gpunn.data.iterable(loader), epochs=1, verbose=False)

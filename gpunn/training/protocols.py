@@ -56,7 +56,8 @@ def is_source(X, Y, *, strict=True) -> bool:
     targets, so Y must then be None (a TypeError says so rather than a failure deep in the arrays path).
     With ``strict`` (fit's and resume's), an object with a ``batches`` method that lacks another member, a
     source written by hand that misses one, is refused by a TypeError naming what it lacks: it is no array
-    either, and the arrays path said only "X must be an array of numbers".
+    either, and the arrays path said only "X must be an array of numbers"; so is PyTorch's DataLoader or Dataset,
+    with Y or without, saying what fit takes.
 
     Each member is looked up with ``hasattr``, so a source may provide some through ``__getattr__``, as
     ``gpunn.distributed.ShardedSource`` does for its wrapped source's. (Not ``isinstance(X, DataSource)``:
@@ -65,12 +66,14 @@ def is_source(X, Y, *, strict=True) -> bool:
     if missing and strict and callable(getattr(X, "batches", None)):
         raise TypeError(f"X ({type(X).__name__}) has a batches method but lacks {', '.join(missing)}, so it is no "
                         f"data source: a DataSource (gpunn.training.protocols) has {', '.join(_SOURCE_MEMBERS)}")
-    if missing and strict and Y is None and type(X).__module__.startswith("torch.utils.data"):  # (a DataLoader was
-        # "X must be an array of numbers, got a DataLoader"; a TensorDataset, NumPy's "inhomogeneous shape")
-        raise TypeError(f"X is PyTorch's {type(X).__name__}: fit cuts and shuffles the batches itself from arrays or "
-                        "tensors, fit(X, Y, batch_size=64) (a TensorDataset's are its .tensors: "
-                        "fit(*dataset.tensors, ...)); gpunn.data.iterable(loader) trains on a DataLoader's batches in "
-                        "its order instead")
+    if missing and strict and type(X).__module__.startswith("torch.utils.data"):  # (a DataLoader was "X must be an
+        # array of numbers, got a DataLoader", with Y or without; a TensorDataset, NumPy's "inhomogeneous shape")
+        given = "" if Y is None else " and Y is given"
+        raise TypeError(f"X is PyTorch's {type(X).__name__}{given}: fit cuts and shuffles the batches itself from "
+                        "arrays or tensors, fit(X, Y, batch_size=64) (a TensorDataset's are its .tensors: "
+                        "fit(*dataset.tensors, ...); a DataLoader's rows are its .dataset); "
+                        "gpunn.data.iterable(loader) trains on a DataLoader's (X, Y) batches in its order instead"
+                        + ("" if Y is None else ", given without Y: fit(gpunn.data.iterable(loader), epochs=...)"))
     if missing and strict and Y is None and _a_pair(X):
         raise TypeError(f"X is a {type(X).__name__} of two arrays, an (X, Y) pair as a Keras or PyTorch dataset holds "
                         "them, and Y is None: pass them apart, fit(X, Y)")
