@@ -2104,7 +2104,21 @@ def test_the_setup_names_the_cpu_from_proc_cpuinfo_else_from_platform(monkeypatc
 
     cpuinfo = "processor\t: 0\nmodel\t\t: 85\nmodel name\t: Intel(R) Xeon(R) Gold 6130 \nflags\t\t: fpu\n"
     monkeypatch.setattr(system, "open", lambda path: io.StringIO(cpuinfo), raising=False)
-    assert system._cpu_name() == "Intel(R) Xeon(R) Gold 6130"
+    assert system.cpu_name() == "Intel(R) Xeon(R) Gold 6130"
+    # x86: the family, model and widest vector instructions, from the first processor's block. A virtual machine's
+    # name alone ("AMD EPYC") was the same on the project's Zen 3, Zen 4 and Zen 5 machines
+    block = ("processor\t: {n}\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\nmodel name\t: {name}\n"
+             "flags\t\t: fpu sse2 {flags}\n\n")
+    for (vendor, family, model, name, flags), said in (
+            (("AuthenticAMD", 25, 17, "AMD EPYC", "avx avx2 fma avx512f avx512bw"), "AMD EPYC (family 25 model 17, AVX-512)"),
+            (("AuthenticAMD", 25, 1, "AMD EPYC", "avx avx2 fma"), "AMD EPYC (family 25 model 1, AVX2)"),
+            (("GenuineIntel", 6, 143, "Intel(R) Xeon(R) Processor", "avx2 avx512f amx_bf16 amx_tile amx_int8"),
+             "Intel(R) Xeon(R) Processor (family 6 model 143, AVX-512, AMX)"),
+            (("GenuineIntel", 6, 15, "Intel(R) Core(TM)2", "ssse3"), "Intel(R) Core(TM)2 (family 6 model 15)")):
+        first = block.format(n=0, vendor=vendor, family=family, model=model, name=name, flags=flags)
+        other = block.format(n=1, vendor=vendor, family=99, model=99, name="other", flags="")
+        monkeypatch.setattr(system, "open", lambda path, text=first + other: io.StringIO(text), raising=False)
+        assert system.cpu_name() == said
 
     def unreadable(path):
         raise PermissionError(path)
@@ -2112,9 +2126,9 @@ def test_the_setup_names_the_cpu_from_proc_cpuinfo_else_from_platform(monkeypatc
     monkeypatch.setattr(system, "open", unreadable, raising=False)
     monkeypatch.setattr(platform, "processor", lambda: "")
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
-    assert system._cpu_name() == "aarch64"
+    assert system.cpu_name() == "aarch64"
     monkeypatch.setattr(platform, "processor", lambda: "arm")
-    assert system._cpu_name() == "arm"
+    assert system.cpu_name() == "arm"
 
 
 def test_the_setup_records_the_devices_cores_thread_settings_cpu_path_and_peer_versions(monkeypatch):

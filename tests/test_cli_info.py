@@ -8,7 +8,7 @@ import pytest
 from gpunn import cli
 from gpunn.cli import info
 
-KEYS = ["gpunn", "python", "numpy", "blas", "cpu gemm", "cpu subnormals", "cupy", "cuda devices", "mpi",
+KEYS = ["gpunn", "python", "numpy", "cpu", "blas", "cpu gemm", "cpu subnormals", "cupy", "cuda devices", "mpi",
         "cpu kernels", "environment", "device"]
 
 
@@ -35,6 +35,7 @@ def test_info_shows_every_line_in_order_with_the_values_in_one_column(capsys, mo
     step = next(line for line in lines if line.startswith(" "))  # the CPU GEMM's products, measured now
     assert step.startswith(" " * 16 + "default net's step: ") and "ᵀ" in step  # the transposed product too
     assert rows["device"] == "cpu (NumPy)"
+    assert rows["cpu"].endswith((", 1 core", " cores"))  # the model name before: tests/test_bench.py's cpu_name test
 
 
 def test_the_mpi_line_names_mpi4py_the_mpi_wheel_and_the_mpiexec_found_or_where_it_is_or_how_to_install(

@@ -25,7 +25,7 @@ def setup_info(backends) -> dict:
         "gpunn": __version__,
         "python": platform.python_version(),
         "numpy": numpy.__version__,
-        "machine": _cpu_name(),
+        "machine": cpu_name(),
         "cores": usable_cores(),
         "devices": [b.describe() for b in backends],
         "dtype": "float32",
@@ -73,15 +73,34 @@ def peer_versions() -> dict:
     return info
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, on x86 with its family, model and widest vector instructions:
+    "AMD EPYC (family 25 model 17, AVX-512)". A virtual machine's model name may be all a vendor's machines share
+    ("AMD EPYC" on the project's Zen 3, Zen 4 and Zen 5 machines), and which BLAS kernels run, and how fast, turns on
+    the rest. Else the platform's processor or machine name."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, sep, value = line.partition(":")
+                if not sep:
+                    if fields:  # the first processor's block ends: the others repeat it
+                        break
+                    continue
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name")
+    if not name:
+        return platform.processor() or platform.machine()
+    details = [f"family {fields['cpu family']} model {fields['model']}"] if "cpu family" in fields and "model" in fields \
+        else []
+    flags = set(fields.get("flags", "").split())
+    if "avx512f" in flags:
+        details.append("AVX-512, AMX" if "amx_tile" in flags else "AVX-512")
+    elif "avx2" in flags:
+        details.append("AVX2")
+    return f"{name} ({', '.join(details)})" if details else name
 
 
 def numpy_blas_pool() -> dict | None:

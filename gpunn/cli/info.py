@@ -18,7 +18,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="show the backend, device, versions and BLAS in use",
                        description="Show what gpunn runs on here: the device --device resolves to (and why a GPU is "
                                    "not used, where it is not), the versions of gpunn, Python, NumPy and CuPy, the "
-                                   "BLAS and its threads, the CPU GEMM library chosen for the default net's "
+                                   "CPU (its model name; on x86 its family, model and widest vector instructions) "
+                                   "and the cores this process may use, the BLAS and its threads, the CPU GEMM library chosen for the default net's "
                                    "products, the active Numba CPU kernels, the subnormal mode, the MPI for data "
                                    "parallel (mpi4py, its runtime, the mpiexec found) and the GPUNN_ "
                                    "environment variables set, each as it was set. Exits with status 2 when a line "
@@ -156,13 +157,15 @@ def settings() -> str:
 
 
 def run(args) -> int:
-    from ..bench.system import blas_info  # here: importing gpunn.bench loads the whole benchmark
+    from ..bench.system import blas_info, cpu_name  # here: importing gpunn.bench loads the whole benchmark
+    from ..ops.cpu import usable_cores
 
     cupy, count, reason = _backend.probe_cuda()
     lines = {
         "gpunn": __version__,
         "python": platform.python_version(),
         "numpy": numpy.__version__,
+        "cpu": f"{cpu_name()}, {counted(usable_cores(), 'core')}",
         "blas": blas_info(),
         "cpu gemm": _gemm_info(),
         "cpu subnormals": _or_error(denormals.describe),
