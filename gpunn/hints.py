@@ -510,11 +510,11 @@ def name_hint(name, names, what: str) -> str:
     """The hint for ``name``, no name of ``names`` (``what``'s): another library's name (swish: "'swish' is gpunn's
     'silu'"; rmsprop: "'rmsprop' is not supported"), else the name meant (leakyrelu: "did you mean 'leaky_relu'?");
     another library's object or class by its class's name (PyTorch's nn.Tanh(): "a name, not torch's Tanh: did you
-    mean 'tanh'?"); "" for none."""
-    if not isinstance(name, str):  # PyTorch's nn.ReLU() said "unknown activation ReLU()" alone
+    mean 'tanh'?"), its function by the function's (F.relu: "a name, not torch's function relu: ..."); "" for none."""
+    if not isinstance(name, str):  # PyTorch's nn.ReLU() said "unknown activation ReLU()" alone, and F.relu still does
         foreign = _foreign_class(name)
         hint = name_hint(foreign[1], names, what) if foreign else ""
-        return f"a name, not {foreign[0]}'s {foreign[1]}: {hint}" if hint else ""
+        return f"a name, not {foreign[0]}'s {foreign[2]}: {hint}" if hint else ""
     other = other_library(name, what)
     if other:
         return other
@@ -523,11 +523,15 @@ def name_hint(name, names, what: str) -> str:
 
 
 def _foreign_class(obj) -> tuple | None:
-    """(library, class name) of another library's object or class given where gpunn takes a name (PyTorch's nn.ReLU()
-    or nn.ReLU, torch.optim.Adam, a StepLR): ("torch", "ReLU"); None for gpunn's own, Python's and NumPy's."""
-    cls = obj if isinstance(obj, type) else type(obj)
-    library = cls.__module__.split(".")[0]
-    return None if library in ("gpunn", "builtins", "numpy") else (library, cls.__name__)
+    """(library, name, words) of another library's object, class or function given where gpunn takes a name
+    (PyTorch's nn.ReLU() or nn.ReLU, torch.optim.Adam, a StepLR: ("torch", "ReLU", "ReLU"); its functions,
+    F.relu or torch.tanh: ("torch", "relu", "function relu")); None for gpunn's own, Python's and NumPy's."""
+    if inspect.isroutine(obj) and isinstance(getattr(obj, "__name__", None), str):  # (a function's type is Python's)
+        library, name, words = (getattr(obj, "__module__", None) or "builtins").split(".")[0], obj.__name__, "function "
+    else:
+        cls = obj if isinstance(obj, type) else type(obj)
+        library, name, words = cls.__module__.split(".")[0], cls.__name__, ""
+    return None if library in ("gpunn", "builtins", "numpy") else (library, name, words + name)
 
 
 def folding(names, what: str, any_case: bool = True):

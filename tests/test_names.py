@@ -169,6 +169,15 @@ def _torchs(name, module):
     return type(name, (), {"__module__": module, "__repr__": lambda self: f"{name}()"})
 
 
+def _torchs_function(name, module):
+    """A stand-in for PyTorch's function ``name`` of ``module`` (F.relu, torch.tanh): what the hints read of it."""
+    def function(x):
+        return x
+
+    function.__name__, function.__qualname__, function.__module__ = name, name, module
+    return function
+
+
 @pytest.mark.parametrize("given, refusal", [
     (lambda: gpunn.MLP([3, 4, 1], activation=_torchs("Tanh", "torch.nn.modules.activation")()),
      r"^unknown activation Tanh\(\) \(a name, not torch's Tanh: did you mean 'tanh'\?\); choose one of: identity"),
@@ -181,7 +190,16 @@ def _torchs(name, module):
     (lambda: gpunn.optim.make_schedule(_torchs("CosineAnnealingLR", "torch.optim.lr_scheduler")()),
      r"^schedule must be a name \(constant, step, exponential, cosine\) or a gpunn.Schedule, got "
      r"CosineAnnealingLR\(\) \(a name, not torch's CosineAnnealingLR: 'cosineannealinglr' is gpunn's 'cosine'\)$"),
-], ids=["module", "class in a list", "none of gpunn's", "optimizer class", "scheduler"])
+    # activation=F.relu (torch.nn.functional's) or torch.tanh, PyTorch's functions, said "unknown activation
+    # <function relu at 0x...>" alone where nn.ReLU() had its hint
+    (lambda: gpunn.MLP([3, 4, 1], activation=_torchs_function("relu", "torch.nn.functional")),
+     r"^unknown activation <function relu at .*> \(a name, not torch's function relu: did you mean 'relu'\?\); choose "),
+    (lambda: gpunn.MLP([3, 4, 4, 1], activation=["relu", _torchs_function("tanh", "torch")]),
+     r"\(a name, not torch's function tanh: did you mean 'tanh'\?\)"),
+    (lambda: gpunn.MLPRegressor(activation=_torchs_function("mish", "torch.nn.functional")).fit([[1.0], [2.0]], [1, 2]),
+     r"\(a name, not torch's function mish: 'mish' is not supported\)"),
+], ids=["module", "class in a list", "none of gpunn's", "optimizer class", "scheduler", "function", "function in a list",
+        "function none of gpunn's"])
 def test_pytorchs_module_optimizer_or_scheduler_where_gpunn_takes_a_name_is_told_the_name(given, refusal):
     """activation=nn.Tanh(), a PyTorch Sequential's layer, said "unknown activation Tanh()" alone; so did
     optimizer=torch.optim.Adam and a StepLR or CosineAnnealingLR as the schedule ("schedule must be a name ... got
@@ -191,6 +209,9 @@ def test_pytorchs_module_optimizer_or_scheduler_where_gpunn_takes_a_name_is_told
         given()
     with pytest.raises(ValueError, match=r"^unknown activation <object object at .*>; choose one of"):  # no hint
         gpunn.MLP([3, 4, 1], activation=object())
+    for python_or_numpys in (len, numpy.tanh, lambda x: x):  # nor for Python's functions, NumPy's or a lambda
+        with pytest.raises(ValueError, match=r"^unknown activation <[^(]*; choose one of"):
+            gpunn.MLP([3, 4, 1], activation=python_or_numpys)
 
 
 def test_pytorchs_cosine_annealing_options_say_gpunns():
