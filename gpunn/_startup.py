@@ -1,4 +1,4 @@
-"""Ctrl-C (or SIGTERM) while the ``gpunn`` command starts: one line and status 130, as later in the command.
+"""Ctrl-C (or SIGTERM, SIGUSR1) while the ``gpunn`` command starts: one line and status 130, as later in the command.
 
 The command's imports (NumPy, Numba, gpunn's modules) take about a second, more on a loaded machine; a
 Ctrl-C then printed Python's KeyboardInterrupt traceback of whichever import it cut short. ``gpunn``'s
@@ -74,7 +74,7 @@ def _prog() -> str:
 
 
 def _interrupted(signum, frame):
-    how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     try:
         sys.stderr.write(f"{_prog()}: interrupted ({how}) while starting; nothing was read or written\n")
         sys.stderr.flush()
@@ -91,7 +91,8 @@ def install() -> None:
     try:
         if _previous or not _is_the_command() or _debug_requested():
             return
-        for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL),
+                                (signal.SIGUSR1, signal.SIG_DFL)):  # (SIGUSR1: Slurm's warning, --signal=USR1@120)
             if signal.getsignal(signum) is default:
                 _previous[signum] = signal.signal(signum, _interrupted)
     except (ValueError, OSError, AttributeError):  # not the main thread; no such signal here

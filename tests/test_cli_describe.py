@@ -90,6 +90,7 @@ def test_ctrl_c_and_sigterm_say_what_the_command_leaves(command):
     prog = f"gpunn {command}" if command else "gpunn"
     assert cli._describe(KeyboardInterrupt(), False, command) == (130, f"{prog}: interrupted (Ctrl-C){left}")
     assert cli._describe(cli.Terminated(), False, command) == (130, f"{prog}: interrupted (SIGTERM){left}")
+    assert cli._describe(cli.Terminated("SIGUSR1"), False, command) == (130, f"{prog}: interrupted (SIGUSR1){left}")
 
 
 def test_gpunns_own_warnings_are_notes_and_others_keep_pythons_form(capsys, monkeypatch):
@@ -133,6 +134,30 @@ def test_sigterm_interrupts_the_command_then_the_handler_before_is_back():
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_sigusr1_does_what_sigterm_does_in_the_command_then_its_handler_before_is_back():
+    """Slurm's warning before a job's time limit (sbatch --signal=USR1@120): SIGUSR1's default action ended the
+    command at once. Now it is SIGTERM's handler's: the command's Terminated (naming it), a fit's stop (told SIGTERM,
+    which the fit passes on as its own), and nothing where SIGTERM is ignored."""
+    def mine(signum, frame):
+        pass
+
+    before = signal.signal(signal.SIGUSR1, mine)
+    try:
+        with cli.sigterm_interrupts():
+            with pytest.raises(cli.Terminated) as raised:
+                signal.raise_signal(signal.SIGUSR1)
+            assert raised.value.args == ("SIGUSR1",)
+            told = []
+            signal.signal(signal.SIGTERM, lambda signum, frame: told.append(signum))  # a fit's handler
+            signal.raise_signal(signal.SIGUSR1)
+            assert told == [signal.SIGTERM]
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a data-parallel run that has stopped
+            signal.raise_signal(signal.SIGUSR1)
+        assert signal.getsignal(signal.SIGUSR1) is mine
+    finally:
+        signal.signal(signal.SIGUSR1, before)
 
 
 def test_sigterm_interrupts_changes_nothing_outside_the_main_thread():

@@ -196,10 +196,11 @@ sys.addaudithook(signal_at_numpy)
 
 
 @pytest.mark.parametrize("entry", ["script", "-m"])
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1])
 def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, entry, signum):
     """Ctrl-C in the command's first second (its imports, longer on a loaded machine) printed Python's
-    KeyboardInterrupt traceback of the import it cut short (status -2); SIGTERM ended it with no word (-15)."""
+    KeyboardInterrupt traceback of the import it cut short (status -2); SIGTERM ended it with no word (-15), and
+    SIGUSR1 (Slurm's warning before a job's time limit, --signal=USR1@120) too (-10)."""
     hook, run = tmp_path / "hook", tmp_path / "run"
     hook.mkdir()
     run.mkdir()
@@ -211,7 +212,7 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, entry, signum):
     proc = subprocess.Popen([*command, "train", *TINY, "--save", "run.npz"], cwd=run, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches_it)
     out, err = waiting.communicate(proc, 60)
-    how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     assert (proc.returncode, err.strip().splitlines()) == (
         130, [f"gpunn train: interrupted ({how}) while starting; nothing was read or written"]), err
     assert out == "" and os.listdir(run) == []
@@ -387,12 +388,15 @@ def _training_past_its_first_checkpoint(tmp_path, options):
     return proc
 
 
-def test_sigterm_during_training_stops_after_the_batch_and_writes_the_outputs(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_sigterm_during_training_stops_after_the_batch_and_writes_the_outputs(tmp_path, signum):
     """The command handles SIGTERM itself: the fit stops after its batch and returns, and train still writes
-    its checkpoint and --json and exits 130 (a fit in a program without a handler ends the process instead)."""
+    its checkpoint and --json and exits 130 (a fit in a program without a handler ends the process instead).
+    SIGUSR1, Slurm's usual warning before a job's time limit (sbatch --signal=USR1@120), does the same: it ended
+    the process at once (status -10), its checkpoint an epoch behind and no --json written."""
     proc = _training_past_its_first_checkpoint(tmp_path, ["--features", "8", "--hidden", "8", "--epochs", "100000",
                                                           "--json", "run.json"])
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = waiting.communicate(proc, 120)
     assert proc.returncode == 130, err
     assert "interrupted after" in out

@@ -325,7 +325,26 @@ INTERRUPTED = {  # what a Ctrl-C leaves, per command
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``timeout``, Slurm, ``docker stop``) outside a fit: ends the command as Ctrl-C does."""
+    """SIGTERM (``timeout``, Slurm, ``docker stop``), or SIGUSR1 (Slurm's warning before a job's time limit,
+    ``--signal=USR1@120``), outside a fit: ends the command as Ctrl-C does. ``args[0]``: the signal's name."""
+
+
+# Slurm's usual warning signal before a job's time limit (sbatch --signal=USR1@120): its default action ended the
+# command at once, with no checkpoint of the batch reached and no word (status 138). The command takes it as SIGTERM.
+WARNING_SIGNAL = signal.SIGUSR1
+
+
+def _terminated(signum, frame):
+    raise Terminated(signal.Signals(signum).name)
+
+
+def _as_sigterm(signum, frame):
+    """SIGUSR1 does what SIGTERM does now: the handler SIGTERM has (a fit's stops it after the batch, and is told
+    SIGTERM, which it passes on as its own; the command's raises :class:`Terminated` naming SIGUSR1), nothing where
+    SIGTERM is ignored (a data-parallel run that has stopped)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if callable(handler):
+        handler(signum if handler is _terminated else signal.SIGTERM, frame)
 
 
 @contextlib.contextmanager
@@ -333,19 +352,16 @@ def sigterm_interrupts():
     """While a command runs, SIGTERM raises :class:`Terminated` (outside a fit; inside one, the fit's own
     handler stops it after the batch and returns, so the command still writes its outputs and exits
     130). Without a handler of the command's own, a fit passes SIGTERM on after stopping and the
-    process dies there (status 143), its outputs unwritten."""
+    process dies there (status 143), its outputs unwritten. SIGUSR1 is taken as SIGTERM (:func:`_as_sigterm`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def terminated(signum, frame):
-        raise Terminated
-
-    before = signal.signal(signal.SIGTERM, terminated)
+    before = signal.signal(signal.SIGTERM, _terminated), signal.signal(WARNING_SIGNAL, _as_sigterm)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
+        for signum, handler in zip((signal.SIGTERM, WARNING_SIGNAL), before):
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def _describe(exc: BaseException, debug: bool, command: str | None = "train") -> tuple[int, str]:
@@ -356,7 +372,7 @@ def _describe(exc: BaseException, debug: bool, command: str | None = "train") ->
     prog = prog_of(command)
     if isinstance(exc, KeyboardInterrupt):
         left = INTERRUPTED.get(command)
-        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        how = (exc.args[0] if exc.args else "SIGTERM") if isinstance(exc, Terminated) else "Ctrl-C"
         return 130, f"{prog}: interrupted ({how})" + (f"; {left}" if left else "")
     if isinstance(exc, MemoryError):
         return 2, f"{prog}: error: out of memory: {one_line(exc)}"
