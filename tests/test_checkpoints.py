@@ -2122,6 +2122,12 @@ def _rewrite_meta(blob, change):
     (lambda m, a: m["model"].update(dtype="float64", precision="bf16"),
      "invalid precision 'bf16' for dtype 'float64'"),  # K89
     (lambda m, a: m["model"].update(seed="7"), "invalid seed"),  # K90
+    # lefts38: a hand-edited negative seed loaded, and failed at the resume's first shuffle with NumPy's "expected
+    # non-negative integer" (the run's), or at the model's build with the MLP's words (the model's), naming no file
+    (lambda m, a: m["training"]["settings"].update(seed=-1),
+     r"invalid fit settings: seed -1 \(a seed is a non-negative int\)$"),
+    (lambda m, a: m["model"].update(seed=-1), r"invalid seed -1 \(a seed is a non-negative int\)$"),
+    (lambda m, a: m["model"].update(seed=True), r"invalid seed True \(a seed is a non-negative int\)$"),
     (lambda m, a: m["training"]["history"].update(loss=0.5), "invalid history"),  # K92
     (lambda m, a: m["training"]["settings"]["schedule"].pop("gamma"), "invalid schedule"),  # K91: gamma 0.1 came back
     (lambda m, a: m["training"]["settings"]["schedule"].update(gamma=None), "invalid schedule"),  # not step's 0.1

@@ -126,7 +126,7 @@ def _check_model_config(cfg, path):
     _require(cfg.get("output_activation") in ACTIVATIONS, path, "invalid output activation")
     _require(isinstance(cfg.get("bias"), bool), path, "invalid bias flag")
     _require(cfg.get("dtype") in DTYPES, path, f"invalid dtype {cfg.get('dtype')!r}")
-    _require(isinstance(cfg.get("seed"), int), path, "invalid seed")
+    _require(_is_int(cfg.get("seed")), path, f"invalid seed {cfg.get('seed')!r} (a seed is a non-negative int)")
     precision = cfg.get("precision", "float32")
     _require(precision in PRECISIONS and (precision == "float32" or cfg["dtype"] == "float32"), path,
              f"invalid precision {precision!r} for dtype {cfg['dtype']!r}")
@@ -152,8 +152,12 @@ def _check_training(training, path, members=None, diverged=()):
              "invalid training position")
     st = training.get("settings")
     _require(isinstance(st, dict) and _is_int(st.get("epochs"), 1) and _is_int(st.get("batch_size"), 1)
-             and _is_int(st.get("train_rows"), 1) and isinstance(st.get("shuffle"), bool) and _is_int(st.get("seed"), -2**63)
+             and _is_int(st.get("train_rows"), 1) and isinstance(st.get("shuffle"), bool)
              and st.get("validation") in (None, "data", "fraction"), path, "invalid fit settings")
+    # (fit takes no negative seed: one edited in failed at the resume's first shuffle, NumPy's "expected non-negative
+    # integer", naming no file)
+    _require(_is_int(st.get("seed")), path, f"invalid fit settings: seed {st.get('seed')!r} (a seed is a non-negative "
+                                            "int)")
     sched = st.get("schedule")
     fields = {f.name for f in dataclasses.fields(Schedule)}
     # (gamma recorded as the number the run used: a null would be read as a schedule's default)
