@@ -141,15 +141,20 @@ def atomic_write(path, write) -> None:
         os.close(dir_fd)
 
 
-def save_figure(fig, path, **options) -> None:
-    """A matplotlib figure written to ``path`` as :func:`atomic_write` writes a file, in the format its name ends in
-    (.png, .pdf, .svg; ``options``: savefig's): a Ctrl-C or a full disk part-way leaves an earlier plot of that name
-    whole, where savefig(path) had cut it short. Then the figure is closed, on a failure too: pyplot keeps a figure
-    until it is."""
-    kind = os.path.splitext(os.fsdecode(path))[1].lstrip(".").lower() or None
-    try:
-        atomic_write(path, lambda fh: fig.savefig(fh, format=kind, **options))
-    finally:
-        import matplotlib.pyplot as plt
+def new_figure(**options):
+    """A matplotlib figure of no pyplot's (``options``: Figure's, figsize and dpi), for a plot to write with
+    :func:`save_figure`: drawing it picks no backend and opens no window. The plots called ``matplotlib.use("Agg")``
+    and drew with pyplot, which switched the backend of the process they ran in: in a notebook, after
+    ``%run -m gpunn train --plot loss.png``, every later ``plt.show()`` showed nothing."""
+    from matplotlib.figure import Figure
 
-        plt.close(fig)
+    return Figure(**options)
+
+
+def save_figure(fig, path, **options) -> None:
+    """A matplotlib figure (:func:`new_figure`'s) written to ``path`` as :func:`atomic_write` writes a file, in the
+    format its name ends in (.png, .pdf, .svg; ``options``: savefig's): a Ctrl-C or a full disk part-way leaves an
+    earlier plot of that name whole, where savefig(path) had cut it short. (No pyplot holds the figure: nothing to
+    close.)"""
+    kind = os.path.splitext(os.fsdecode(path))[1].lstrip(".").lower() or None
+    atomic_write(path, lambda fh: fig.savefig(fh, format=kind, **options))

@@ -359,6 +359,16 @@ def test_bench_plot(tmp_path):
 
 
 
+def _saved_figures(monkeypatch) -> list:
+    """The figures bench.plot writes, in order (figures of no pyplot's: gpunn.atomic.new_figure)."""
+    from gpunn import atomic
+
+    figures, save = [], atomic.save_figure
+    monkeypatch.setattr(atomic, "save_figure", lambda fig, path, **options: (figures.append(fig),
+                                                                            save(fig, path, **options)))
+    return figures
+
+
 def test_bench_plot_draws_each_implementations_bars_at_its_configurations(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
@@ -371,9 +381,7 @@ def test_bench_plot_draws_each_implementations_bars_at_its_configurations(tmp_pa
                         row("small", "cpu", "naive", "naive numpy loop", 100.0, 0.05),
                         row("wide", "cpu", "gpunn", "gpunn (cpu)", 400.0, 0.8),
                         row("wide", "cpu", "gpunn", "gpunn graph", 500.0, 1.0)]}
-    figures = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    figures = _saved_figures(monkeypatch)
     path = tmp_path / "b.png"
     bench.plot(data, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(figures) == 1 and not plt.get_fignums()
@@ -392,14 +400,10 @@ def test_bench_plot_draws_each_implementations_bars_at_its_configurations(tmp_pa
 
 def test_bench_plot_draws_no_bar_for_a_percent_of_gemm_the_table_withholds(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    import matplotlib.pyplot as plt
-
     data = {"setup": {"date": "2026-12-01", "machine": "box", "cores": 2, "blas": "OpenBLAS 0.3"},
             "results": _tiny_rows(187.08, 0.3, others_cpu=0.8)
             + [dict(r, config="tiny2") for r in _tiny_rows(1.74, 0.3)]}
-    figures = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    figures = _saved_figures(monkeypatch)
     bench.plot(data, tmp_path / "b.png")
     heights = [b.get_height() for b in figures[0].axes[1].patches]  # gpunn's bars, then naive's
     assert numpy.isnan(heights[0]) and heights[1:] == pytest.approx([174.0, 30.0, 30.0])
@@ -2269,15 +2273,11 @@ def test_the_charts_title_fits_in_the_figure_however_long_the_setup(tmp_path, mo
     """The title gives the machine and BLAS from the setup, which on the CPU runs to 170 characters or more (the thread
     counts of a small fit and an ensemble): `gpunn bench --plot` cut it at both edges ("unn bench, ... 1 threa")."""
     pytest.importorskip("matplotlib")
-    import matplotlib.pyplot as plt
-
     blas = ("openblas 0.3.31.188.0, SkylakeX kernels, 2 threads (a gpunn fit of a net under 65,536 parameters: 1 "
             "thread; an Ensemble's: 1 thread)")
     data = {"setup": {"date": "2026-12-02 07:52 UTC", "machine": "Intel(R) Xeon(R) Processor", "cores": 2,
                       "blas": blas}, "results": _tiny_rows(1.74, 0.3)}
-    figures = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    figures = _saved_figures(monkeypatch)
     bench.plot(data, tmp_path / "b.png")
     fig = figures[0]
     title = fig._suptitle
@@ -2285,7 +2285,7 @@ def test_the_charts_title_fits_in_the_figure_however_long_the_setup(tmp_path, mo
                                                   f"cores), {blas}")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    renderer = FigureCanvasAgg(fig).get_renderer()  # (the figure is closed: a canvas to measure it with)
+    renderer = FigureCanvasAgg(fig).get_renderer()  # (a figure of no pyplot's: a canvas to measure it with)
     box, width = title.get_window_extent(renderer), fig.bbox.width
     assert 0 <= box.x0 and box.x1 <= width, (box, width)
     top_of_axes = max(ax.get_tightbbox(renderer).y1 for ax in fig.axes)

@@ -372,8 +372,42 @@ def test_a_plot_is_written_to_a_temp_file_renamed_into_place(tmp_path, capsys, m
     assert plot.read_text() == before and sorted(os.listdir(tmp_path)) == ["kept.svg", "loss.svg"]
     import matplotlib.pyplot as plt
 
-    assert not plt.get_fignums()  # the figure closed all the same (pyplot kept it)
+    assert not plt.get_fignums()  # none left open (the plots draw on figures of no pyplot's)
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("plotter", ["train", "sweep", "bench"])
+def test_a_plot_leaves_the_processs_matplotlib_backend_and_figures_alone(tmp_path, monkeypatch, plotter):
+    """The plots called matplotlib.use("Agg") and drew with pyplot: in a notebook, `%run -m gpunn train --plot
+    loss.png` (the command run in the kernel's process) switched its backend to Agg, and every later plt.show() in
+    the notebook showed nothing. A plot now draws on a figure of no pyplot's: the backend, and a figure the user has
+    open and current, stay as they were."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from gpunn import bench
+    from gpunn.cli import sweep, train
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a backend that is not Agg, as a notebook's inline one is not
+    try:
+        mine = plt.figure()
+        path = tmp_path / "p.png"
+        if plotter == "train":
+            train.plot_history({"epoch": [1, 2], "loss": [2.0, 1.0]}, path)
+        elif plotter == "sweep":
+            sweep.plot_curves([{"val_curve": [2.0, 1.0], "lr": 0.1, "weight_decay": 0.0, "seed": 0}], path)
+        else:
+            row = dict(config="tiny", backend="cpu", impl="gpunn", label="gpunn (cpu)", samples_per_s=1e3,
+                       fraction_of_gemm=0.5)
+            bench.plot({"setup": {"date": "2026-12-02", "machine": "box", "cores": 2, "blas": "OpenBLAS"},
+                        "results": [row]}, path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == [mine.number] and plt.gcf() is mine
+    finally:
+        plt.close("all")
+        matplotlib.use(before)
 
 
 def test_where_the_memory_free_is_unknown_the_rows_are_held_in_memory(capsys, monkeypatch):

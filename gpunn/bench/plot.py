@@ -11,12 +11,7 @@ TITLE_CHARACTERS = 150  # a title line at fontsize 9 in the 13-inch figure: abou
 def plot(data, path) -> None:
     """Throughput and fraction of the GEMM rate per configuration and implementation (PNG); a "% of GEMM" the table
     shows as ">100%" (report.gemm_untrusted) gets no bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..atomic import save_figure
+    from ..atomic import new_figure, save_figure
 
     results = data["results"]
     groups = []
@@ -28,7 +23,8 @@ def plot(data, path) -> None:
     for r in results:
         if (r["impl"], r["label"]) not in impls:
             impls.append((r["impl"], r["label"]))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig = new_figure(figsize=(13, 4.8))
+    axes = fig.subplots(1, 2)
     width = 0.8 / max(1, len(impls))
     for j, (impl, label) in enumerate(impls):
         xs, rate, frac = [], [], []
@@ -53,4 +49,4 @@ def plot(data, path) -> None:
     title = f"gpunn bench, {s['date']}: {s['machine']} ({s['cores']} cores), {s['blas']}"
     fig.suptitle(textwrap.fill(title, TITLE_CHARACTERS), fontsize=9)
     fig.tight_layout()
-    save_figure(fig, path, dpi=110)  # (and closes it)
+    save_figure(fig, path, dpi=110)

@@ -345,14 +345,10 @@ def _score(value, spec) -> str:
 
 
 def plot_curves(rows, path) -> None:
-    import matplotlib
+    from ..atomic import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..atomic import save_figure
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = new_figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
     for r in rows[1:]:
         ax.plot(range(1, len(r["val_curve"]) + 1), r["val_curve"], color="0.7", lw=0.8)
     best = rows[0]
@@ -365,7 +361,7 @@ def plot_curves(rows, path) -> None:
     ax.legend()
     ax.set_title(f"{len(rows)} members")
     fig.tight_layout()
-    save_figure(fig, path)  # (and closes it)
+    save_figure(fig, path)
 
 
 def _members_of_the_grid(offset, group):

@@ -160,14 +160,10 @@ def _check_plot_available(path):
 
 
 def plot_history(history, path) -> None:
-    import matplotlib
+    from ..atomic import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..atomic import save_figure
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = new_figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
     ax.plot(history["epoch"], history["loss"], marker=".", label="training loss")
     if "val_loss" in history:
         ax.plot(history["epoch"], history["val_loss"], marker=".", label="validation loss")
@@ -177,7 +173,7 @@ def plot_history(history, path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    save_figure(fig, path)  # (and closes it)
+    save_figure(fig, path)
 
 
 def history_csv(history) -> bytes:
