@@ -554,6 +554,10 @@ def folding(names, what: str, any_case: bool = True):
     return name
 
 
+# A wrapper that only passes a call on (a keyword check, a method made of a function, an __init__ that cleans up
+# when refused) sets __tracebackhide__ = True in its frame: IPython and Jupyter ("[... skipping hidden 1 frame]")
+# and pytest leave such frames out of a traceback. A notebook's error in model.fit showed three of them, the same
+# two lines of gpunn's plumbing each, between the user's line and the fit that refused the call.
 def keywords_checked(function, name=None, fit_options=(), refusal=unexpected_keyword):
     """``function`` refusing a keyword it does not take as Python does, a TypeError, but naming the parameter meant
     (``validation_split``, Keras's name: ``validation_fraction``), or, for a constructor, the class's fit where
@@ -567,6 +571,7 @@ def keywords_checked(function, name=None, fit_options=(), refusal=unexpected_key
 
     @functools.wraps(function)
     def checked(*args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 (out of tracebacks: see above)
         for key in kwargs:
             if key not in known:
                 options = fit_options(args[0]) if callable(fit_options) else fit_options

@@ -913,6 +913,26 @@ def test_an_unknown_fit_option_is_pythons_type_error_naming_the_option_meant(cal
     assert str(raised.value) == f"{call}() got an unexpected keyword argument {key!r}{hint}"
 
 
+@pytest.mark.parametrize("call", ["fit", "fit_option", "predict", "npy"])
+def test_a_traceback_leaves_out_gpunns_wrappers_that_only_pass_the_call_on(call, tmp_path):
+    """In a notebook, a refused model.fit showed three frames of gpunn's plumbing between the user's line and the fit
+    (as_method's method, keywords_checked's checked twice), each the same two lines. They mark themselves as IPython
+    and pytest hide a frame (__tracebackhide__): what is left runs from the call to the check that refused it."""
+    model = MLP([3, 4, 1], device="cpu")
+    numpy.save(tmp_path / "x.npy", numpy.zeros((5, 3)))
+    numpy.save(tmp_path / "y.npy", numpy.zeros((4, 1)))
+    calls = {"fit": lambda: model.fit(numpy.zeros((8, 2)), numpy.zeros(8), verbose=False),
+             "fit_option": lambda: model.fit(numpy.zeros((8, 3)), numpy.zeros(8), validation_split=0.1),
+             "predict": lambda: model.predict(numpy.zeros((8, 2))),
+             "npy": lambda: gpunn.data.npy(tmp_path / "x.npy", tmp_path / "y.npy")}
+    with pytest.raises((TypeError, ValueError)) as raised:
+        calls[call]()
+    shown = [entry.name for entry in raised.traceback.filter(raised)]
+    wrappers = {"method", "checked", "closing_init", "removing_init"}
+    assert shown[1] == "<lambda>" and not wrappers & set(shown), shown
+    assert len(shown) < len(raised.traceback)  # (there were such frames, hidden)
+
+
 @pytest.mark.parametrize("kind, other", [("MLP", "Ensemble"), ("Ensemble", "MLP")])
 def test_an_option_only_the_other_kinds_fit_takes_is_said_to_be_that_kinds(kind, other):
     """MLP.fit(X, Y, bootstrap=True) said only "unexpected keyword argument 'bootstrap'", where a resume of an MLP's

@@ -219,6 +219,7 @@ def _taking_the_runs_own(resume):
     that trains on with it."""
     @functools.wraps(resume)
     def checked(self, *args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 (out of tracebacks: gpunn/hints.py's keywords_checked)
         kwargs = {key: value for key, value in kwargs.items()
                   if not (key in _RUN_OPTIONS and _the_runs_own(self, key, value))}
         return resume(self, *args, **kwargs)

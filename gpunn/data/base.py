@@ -529,6 +529,7 @@ def closes_files_when_refused(init):
     and its files with it, for as long as the error is kept (in a notebook, until the next error)."""
     @functools.wraps(init)
     def closing_init(self, *args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 (out of tracebacks: gpunn/hints.py's keywords_checked)
         try:
             init(self, *args, **kwargs)
         except BaseException:

@@ -214,6 +214,7 @@ def _removes_its_temp_when_refused(init):
     before the error reaches the caller: it stayed on disk until the next write to the same path."""
     @functools.wraps(init)
     def removing_init(self, *args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 (out of tracebacks: gpunn/hints.py's keywords_checked)
         try:
             init(self, *args, **kwargs)
         except BaseException:

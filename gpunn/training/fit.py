@@ -43,6 +43,7 @@ def as_method(function, qualname, summary, other_fits=None, made_with=None):
     call = refusing_other_kinds(function, qualname, other_fits, made_with)
 
     def method(self, *args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 (out of tracebacks: gpunn/hints.py's keywords_checked)
         return call(self, *args, **kwargs)
 
     signature = inspect.signature(function)
