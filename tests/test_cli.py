@@ -1337,6 +1337,8 @@ def test_every_option_readmes_prose_names_is_an_option_of_the_command_it_gives()
               "--pch": "NVRTC's", "--device-as-default-execution-space": "NVRTC's",
               "--out": "bench/gpu_checks/NAME.py's", "--merge": "bench/gpu_report.py's",
               "--index-url": "pip's (PyTorch's CPU wheel)"}
+    others.update({f"--{name}": "sbatch's (README's Slurm job script)" for name in (
+        "job-name", "time", "cpus-per-task", "mem", "output", "open-mode", "requeue", "signal")})
     from gpunn.hints import COMMAND_OPTIONS_ABSENT  # other tools' options README says train and sweep lack
 
     others.update({f"--{name}": "another tool's, which train and sweep lack" for name in COMMAND_OPTIONS_ABSENT})

@@ -138,6 +138,38 @@ def test_resume_with_random_options_is_exact_or_refused(runs, options, epochs, s
                 assert files(tmp)["run.npz"] == before["run.npz"]
 
 
+def test_a_jobs_line_that_saves_and_resumes_one_file_starts_the_run_goes_on_with_it_and_then_succeeds(runs, tmp_path):
+    """A batch job's command, run again when Slurm requeues the job: `--save PATH --resume PATH`. Where PATH is not
+    written yet the run starts (it was refused: does not exist, so a job script had to test for the file); where it
+    is, the run goes on exactly; where its run has trained all its epochs, the command says so and succeeds (it was
+    refused, status 2, failing a requeued job whose run had ended and its afterok dependants)."""
+    d, straight = runs
+    path = str(tmp_path / "run.npz")
+
+    def job(epochs):
+        return run("train", *BASE, "--epochs", str(epochs), "--save", path, "--resume", path)
+
+    status, out, err = job(DONE)  # cut short after DONE epochs: as a run stopped by SIGTERM leaves it
+    assert status == 0, err
+    assert out.startswith(f"starting the run: --resume {path} is not written yet (--save writes it; ")
+    status, out, err = job(4)  # requeued: the same line, its epochs
+    assert status == 0, err
+    assert out.startswith(f"resuming {path}: 2 epochs done")
+    resumed = gpunn.load_checkpoint(path, device="cpu")
+    numpy.testing.assert_array_equal(resumed.model.params, straight[4].model.params)
+    assert resumed.training["history"]["loss"] == straight[4].training["history"]["loss"]
+    before = files(tmp_path)
+    assert job(4) == (0, f"{path}: the run has trained its 4 epochs: nothing left to train (--epochs above 4 trains "
+                         "it further)\n", "")
+    assert files(tmp_path) == before
+    # the other forms are as they were: a resume with nothing to train, or of a file not there, is refused
+    status, _, err = run("train", "--resume", path, "--epochs", "4", "--quiet")
+    assert status == 2 and "--epochs 4 is not above the 4 epochs it has trained" in err
+    assert job(3)[0] == 2  # the job's run has trained more than its line says: not this line's run
+    status, _, err = run("train", *BASE, "--save", path, "--resume", str(tmp_path / "other.npz"))
+    assert status == 2 and "other.npz does not exist" in err and files(tmp_path) == before
+
+
 def test_options_from_a_config_file_are_checked_like_flags(runs, tmp_path):
     d, straight = runs
     shutil.copy(d / "base.npz", tmp_path / "run.npz")

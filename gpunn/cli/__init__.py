@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -76,17 +77,31 @@ def parse_args(argv=None):
     command = parser.commands[args.command]
     given = resume.explicit(argv, build_parser().commands[args.command])  # the options written out
     from_config = {}
+    starts, finished = None, None  # --save PATH --resume PATH: PATH not yet written; or its run all trained
     if args.config or args.resume:  # defaults: the run's recorded options, then --config's; the flags override both
         from_config = (cfgmod.convert(command, cfgmod.read_toml(args.config, table=args.command), args.config)
                        if args.config else {})
         resume_path = given_as = args.resume or from_config.get("resume")  # resume = "run.npz" in the file resumes too
+        in_place = args.command == "train" and resume.in_place(resume_path, args.save or from_config.get("save"))
+        if in_place and not os.path.lexists(resume_path):  # a job's first start: the run starts, saved there
+            starts, resume_path = given_as, None
+            from_config.pop("resume", None)
         if resume_path and args.command == "sweep":  # a sweep's options are recorded in its first checkpoint
             from .sweep import first_checkpoint
 
             resume_path = first_checkpoint(resume_path)
-        command.set_defaults(**(resume.defaults_for(resume_path, given, command, from_config, command=args.command,
-                                                    given_as=given_as) if resume_path else from_config))
+        try:
+            command.set_defaults(**(resume.defaults_for(resume_path, given, command, from_config, command=args.command,
+                                                        given_as=given_as) if resume_path else from_config))
+        except resume.NothingLeft as exc:
+            if not in_place:
+                raise
+            finished = exc
         args = parser.parse_args(argv)
+    if starts is not None:
+        args.resume, args.starts_in_place = None, starts
+    if finished is not None:  # the job's command run again after its run ended: nothing to do, and no failure
+        args.func = functools.partial(_finished, finished)
     from .common import settle_progress
     from .train import refuse_idle_options
 
@@ -94,6 +109,18 @@ def parse_args(argv=None):
     refuse_idle_options(given, args, from_config, args.config)
     args.config_keys = frozenset(from_config) - frozenset(given)  # what --config set: a refusal of one names its key
     return args
+
+
+def _finished(said, args) -> int:
+    """``gpunn train --save PATH --resume PATH`` whose run has trained all its epochs (a job run again after its
+    run ended, a requeued one): it says so (rank 0, under a launcher), and succeeds, as a job's dependency on it
+    (afterok) expects."""
+    from ..distributed import launched_rank
+
+    if launched_rank() == 0:
+        print(f"{said.where}: {said.said}: nothing left to train (--epochs above {said.done} trains it further)",
+              flush=True)
+    return 0
 
 
 def _refuse_command(parser, argv):

@@ -254,7 +254,27 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
         trained = counted(done, "epoch")
         said = (f"--epochs {total} is not above the {trained} it has trained" if "epochs" in given
                 else f"the run has trained its {counted(total, 'epoch')}")
-        raise ValueError(f"--resume {shell_word(path)}: {said}; give --epochs above {done} to train further")
+        message = f"--resume {shell_word(path)}: {said}; give --epochs above {done} to train further"
+        if total < done:
+            raise ValueError(message)
+        raise NothingLeft(message, where=shell_word(path), said=f"the run has trained its {trained}", done=done)
+
+
+class NothingLeft(ValueError):
+    """A resume whose run has trained the epochs asked for: refused, except in place (:func:`in_place`), where the
+    command succeeds saying so. ``where``, ``said`` and ``done``: the path as written, what it holds, its epochs."""
+
+    def __init__(self, message, where="", said="", done=0):
+        super().__init__(message)
+        self.where, self.said, self.done = where, said, done
+
+
+def in_place(resume, save) -> bool:
+    """Whether ``gpunn train`` resumes and saves one file, ``--save PATH --resume PATH``: a job's command line that
+    starts the run where PATH is not yet written, and goes on with it (or says it has ended) when run again."""
+    from .. import preflight
+
+    return bool(resume and save) and preflight.same_file(resume, save)
 
 
 def _batch_words(per_rank, global_batch, processes) -> str:

@@ -131,7 +131,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "--data and --targets may say where its files are now (the same data), "
                    "any other option that differs from the recorded one is refused (--batch-size may also give the "
                    "per-rank batch the run goes on at on another number of ranks: its global batch over them); keeps "
-                   "saving to PATH unless --save says otherwise")
+                   "saving to PATH unless --save says otherwise. With --save PATH too (a batch job's line, run again "
+                   "when the job is requeued): a PATH not yet written starts the run with the options given, and a "
+                   "run that has trained all its epochs says so with status 0")
     r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between the checkpoints --save writes (default: %(default)s)")
     r.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stops improving; keep the best weights")
     r.add_argument("--patience", type=positive(int), default=5, help="with --early-stopping: epochs without improvement before stopping (default: %(default)s)")
@@ -528,6 +530,9 @@ def _run(args, opened) -> int:
         _check_outputs(args)
         _check_plot_available(args.plot)
     ckpt = None
+    if getattr(args, "starts_in_place", None):  # --save PATH --resume PATH, PATH not yet written
+        print(f"starting the run: --resume {shell_word(args.starts_in_place)} is not written yet (--save writes it; "
+              "the same command then goes on from it)", flush=True)
     if args.resume:
         ckpt = io.load_checkpoint(args.resume, device=device)
         done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch)
