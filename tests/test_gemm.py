@@ -233,6 +233,14 @@ def test_describe_names_the_libraries_gpunn_gemm_leaves_out_and_the_setup_line_o
     assert gemm.choices_summary() == ""
 
 
+@pytest.mark.parametrize("threads,said", [(1, "(1 thread)"), (2, "(2 threads)")])
+def test_describe_counts_mkls_threads_in_words(monkeypatch, threads, said):
+    """`taskset -c 0 gpunn info` (a Slurm job bound to one core) said "mkl 2026.2 (1 threads)"."""
+    need("mkl")
+    monkeypatch.setattr(gemm.library("mkl"), "threads", lambda: threads)
+    assert gemm.describe().split("mkl ", 1)[1].split(" (off")[0].split(",")[0].endswith(said)
+
+
 @pytest.mark.parametrize("name", ["blis", "mkl"])
 def test_training_through_a_library_matches_numpy(monkeypatch, name):
     """A short run with every product through the library ends where the NumPy run ends (float32 rounding)."""

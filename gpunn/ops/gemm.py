@@ -392,8 +392,9 @@ def describe() -> str:
             out.append(f"{n} not installed")
             continue
         text = f"{n} {lib.version}".strip()
-        if n == "mkl" and lib.threads():
-            text += f" ({lib.threads()} threads)"
+        threads = lib.threads() if n == "mkl" else None
+        if threads:  # (a job bound to one core: "mkl 2026.2 (1 thread)")
+            text += f" ({threads} thread{'' if threads == 1 else 's'})"
         if n not in names:
             text += " (off: " + ENV + ")"
         out.append(text)
