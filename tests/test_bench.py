@@ -275,9 +275,11 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
     out = run_cli(["bench", "--quick", "--device", "cpu", "--peers", "naive", "--json", str(path)], capsys)
     data = json.loads(path.read_text(), parse_constant=_refused)  # strict JSON: no NaN
     setup, results = data["setup"], data["results"]
-    for key in ("date", "machine", "cores", "blas", "numpy", "dtype", "devices", "gpunn_cpu_path", "peak_gemm_gflops",
+    for key in ("date", "machine", "cores", "blas", "numpy", "devices", "gpunn_cpu_path", "peak_gemm_gflops",
                 "gemm", "gemm_choices", "subnormals"):
         assert key in setup
+    # no run-wide "dtype": float32, said above a GPU's tf32, bf16 and bf16-autocast rows (each row has its own)
+    assert "dtype" not in setup and "dtype float32" not in out
     assert [r["impl"] for r in results] == ["gpunn", "naive"]
     gp, nv = results
     for r in results:
@@ -1826,6 +1828,8 @@ def test_the_setup_block_gives_the_runs_conditions():
              "peak_gemm_gflops": {"cpu": 123.4, "cuda:0": 50000.0}}
     lines = format_setup(setup).splitlines()
     assert lines[1] == "machine: x86_64, 2 cores; devices: cpu; cuda:0"
+    # a JSON from before holds "dtype": "float32", which the header said for every row, bf16's and tf32's too
+    assert lines[3] == "python 3.12, numpy 2.1, torch no, sklearn 1.5"
     assert lines[4:] == ["CPU GEMM: numpy; subnormals: flushed", "CPU GEMM chosen per shape: 64x32 numpy",
                          "timed after 600+ more training steps of each implementation (--sustain)",
                          "env: OMP_NUM_THREADS=2",

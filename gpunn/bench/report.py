@@ -25,8 +25,9 @@ def format_setup(setup: dict) -> str:
     lines = [f"gpunn {setup['gpunn']} bench, {setup['date']}",
              f"machine: {setup['machine']}, {setup['cores']} cores; devices: {'; '.join(setup['devices'])}",
              f"BLAS: {setup['blas']}; gpunn CPU path: {setup['gpunn_cpu_path']}",
-             f"python {setup['python']}, numpy {setup['numpy']}, torch {setup['torch']}, sklearn {setup['sklearn']}; "
-             f"dtype {setup['dtype']} (sklearn: as labelled)"]
+             # (no run-wide dtype: each row's is in its dtype column, tf32, bf16 or torch's bf16 autocast beside float32
+             # on a GPU, and scikit-learn's float64; a JSON from before holds "dtype": "float32", unread)
+             f"python {setup['python']}, numpy {setup['numpy']}, torch {setup['torch']}, sklearn {setup['sklearn']}"]
     if setup.get("gemm"):
         lines.append(f"CPU GEMM: {setup['gemm']}; subnormals: {setup.get('subnormals', '?')}")
     if setup.get("gemm_choices"):

@@ -28,7 +28,6 @@ def setup_info(backends) -> dict:
         "machine": cpu_name(),
         "cores": usable_cores(),
         "devices": [b.describe() for b in backends],
-        "dtype": "float32",
         "blas": _blas(),
     }
     # what README says changes a CPU step's speed (KMP_BLOCKTIME is left out: gpunn sets it to 0 itself as it loads
