@@ -550,6 +550,7 @@ def test_an_ensemble_row_without_any_gemm_timed_has_no_percent_of_peak_and_the_r
                                       seconds=0.01, deadline=time.perf_counter(), log=logs.append, profile=False)
     assert row.gemm_na and math.isnan(row.fraction_of_gemm) and math.isnan(row.fraction_of_peak)
     assert row.peak_gflops == 0.0 and any("% of GEMM n/a" in line for line in logs)
+    assert bench.parse_config(row.spec) == bench.parse_config("lin:4:8:1:16-x2")  # the row's spec, read back
 
 
 def test_run_ensembles_says_each_configuration_and_gives_torch_blas_threads_else_every_usable_core(monkeypatch):
@@ -2223,7 +2224,11 @@ def test_a_configurations_shape_words_and_its_ensembles():
     assert bench.CONFIGS["small"].gemm_shape == (128, 64, 64)
     k4 = bench.CONFIGS["small"].ensemble(64).ensemble(4)
     assert k4.name == "small-x4" and k4.members == 4 and k4.gemm_batch == 4
-    assert k4.spec() == "small-x4:16:64x64:1:128"  # each member's shape (a row's spec adds " x4", ensemble.py)
+    # an ensemble's spec reads back as the ensemble: it was "small-x4:16:64x64:1:128", read back as one network named
+    # small-x4, and its rows' "small-x4:16:64x64:1:128 x4", which parse_config refused
+    assert k4.spec() == "small:16:64x64:1:128-x4" and bench.parse_config(k4.spec()) == k4
+    custom = bench.parse_config("my-xl:4:8:1:16-x2")
+    assert custom.spec() == "my-xl:4:8:1:16-x2" and bench.parse_config(custom.spec()) == custom
     assert bench.CONFIGS["large"].ensemble(2).gpu_only and bench.parse_config("small-x256").gpu_only
     assert bench.parse_config("my-xl:4:8:1:16").ensemble(2).name == "my-xl-x2"
     known = "use one of small, medium, wide, deep, large, tiny, or name:inputs:h1xh2:outputs:batch"

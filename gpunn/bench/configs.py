@@ -22,8 +22,12 @@ class Config:
 
     def ensemble(self, members: int) -> "Config":
         """This shape as an ensemble of ``members`` networks, named NAME-xK."""
-        base = self.name.rsplit("-x", 1)[0] if self.members > 1 else self.name
-        return dataclasses.replace(self, name=f"{base}-x{members}", members=int(members))
+        return dataclasses.replace(self, name=f"{self.base_name}-x{members}", members=int(members))
+
+    @property
+    def base_name(self) -> str:
+        """The name of one network of this shape: an ensemble's without its -xK."""
+        return self.name.rsplit("-x", 1)[0] if self.members > 1 else self.name
 
     @property
     def sizes(self) -> list:
@@ -51,7 +55,11 @@ class Config:
         return self.members
 
     def spec(self) -> str:
-        return f"{self.name}:{self.inputs}:{'x'.join(map(str, self.hidden))}:{self.outputs}:{self.batch}"
+        """NAME:IN:H1xH2:OUT:BATCH, with -xK for an ensemble of K (small:16:64x64:1:128-x4), as parse_config reads it
+        back: the same shape and members (not gpu_only, which no spec holds). An ensemble's was small-x4:16:64x64:1:128,
+        read back as one network named small-x4."""
+        shape = f"{self.base_name}:{self.inputs}:{'x'.join(map(str, self.hidden))}:{self.outputs}:{self.batch}"
+        return shape + (f"-x{self.members}" if self.members > 1 else "")
 
 
 CONFIGS = {c.name: c for c in (

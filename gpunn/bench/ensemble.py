@@ -344,7 +344,7 @@ def bench_ensemble_config(cfg: Config, backend, peers=ENSEMBLE_PEERS, repeats=5,
     results = []
     for r in runners:
         med, spread, rates = _median_rate(times[r], member_samples)
-        res = Result(cfg.name, cfg.spec() + f" x{cfg.members}", backend.device, r.key, r.label,
+        res = Result(cfg.name, cfg.spec(), backend.device, r.key, r.label,
                      getattr(r, "precision", "float32"), cfg.batch, med, spread, rates)
         res.rounds = [member_samples / t for t in times[r]]
         res.gflops = flops_per_member_sample * med / 1e9
