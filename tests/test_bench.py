@@ -47,15 +47,21 @@ def test_parse_config_rejects(bad):
 
 def test_naive_baseline_gradients_are_the_seed_equations():
     """The naive peer computes the same gradients as gpunn (same weights, float64)."""
-    from gpunn import MLP
-
     naive = bench.load_naive()
     rng = numpy.random.default_rng(0)
     X, Y = rng.standard_normal((20, 5)), rng.standard_normal((20, 2))
     net = naive.NaiveMLP([5, 7, 6, 2], dtype="float64", seed=3)
-    model = MLP([5, 7, 6, 2], dtype="float64", device="cpu", seed=0)
-    for l, (W, b) in enumerate(zip(net.W, net.b)):
+    for b in net.b:
         b[...] = rng.standard_normal(b.shape)
+    assert_naive_gradients_are_gpunns(net, X, Y)
+
+
+def assert_naive_gradients_are_gpunns(net, X, Y):
+    """The naive ``net``'s loss and gradients at (X, Y) are a gpunn MLP's of its weights and biases (float64)."""
+    from gpunn import MLP
+
+    model = MLP([w.shape[0] for w in net.W] + [net.W[-1].shape[1]], dtype="float64", device="cpu", seed=0)
+    for l, (W, b) in enumerate(zip(net.W, net.b)):
         model.weights[l][...] = W
         model.biases[l][...] = b
     loss, dW, db = net.gradients(X, Y)
@@ -111,6 +117,27 @@ def test_naive_baseline_step_is_its_gradients_then_gpunns_adam_on_every_weight_a
         assert net.t == step
         for a, b in zip(net.W + net.b, ref.W + ref.b):
             numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_naive_baseline_defaults_are_the_benchmarks_float32_and_torch_optim_adams_hyperparameters():
+    """The naive peer's defaults are what it stands for: float32 weights (kept float32 by every step, as gpunn's
+    benchmark trains) and torch.optim.Adam's lr 1e-3, betas (0.9, 0.999) and eps 1e-8 (the runner passes dtype and
+    lr, and leaves the betas and eps to these)."""
+    naive = bench.load_naive()
+    net = naive.NaiveMLP([3, 4, 1])
+    assert (net.lr, net.beta1, net.beta2, net.eps) == (1e-3, 0.9, 0.999, 1e-8)
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.standard_normal((8, 3)).astype("float32"), rng.standard_normal((8, 1)).astype("float32")
+    net.train_step(X, Y)
+    assert all(p.dtype == numpy.float32 for p in net.W + net.b + net.mW + net.vW + net.mb + net.vb)
+
+
+def test_naive_baseline_passes_no_gradient_through_a_zero_pre_activation_as_gpunns_relu():
+    """A hidden unit at exactly 0 (a zero row, zero biases: as every unit starts on a zero input) gets no gradient,
+    as gpunn's ReLU and PyTorch's give it."""
+    X, Y = numpy.zeros((4, 3)), numpy.ones((4, 1))
+    X[1] = [1.0, -2.0, 0.5]
+    assert_naive_gradients_are_gpunns(bench.load_naive().NaiveMLP([3, 5, 1], dtype="float64", seed=2), X, Y)
 
 
 def test_naive_baseline_epoch_visits_each_row_once_in_the_rngs_order_and_returns_the_mean_batch_loss():
@@ -409,6 +436,34 @@ def test_bench_plot_draws_no_bar_for_a_percent_of_gemm_the_table_withholds(tmp_p
     bench.plot(data, tmp_path / "b.png")
     heights = [b.get_height() for b in figures[0].axes[1].patches]  # gpunn's bars, then naive's
     assert numpy.isnan(heights[0]) and heights[1:] == pytest.approx([174.0, 30.0, 30.0])
+
+
+def test_bench_plots_axes_are_titled_gridded_and_its_long_title_wrapped_in_a_1430_by_528_png(tmp_path, monkeypatch):
+    """Each chart says what it shows (samples/s on the log axis, "% of GEMM" on the other), with a grid to read the
+    bars by; a setup line longer than TITLE_CHARACTERS (a CPU's BLAS words) wraps rather than runs past the edges;
+    the PNG is the 13 x 4.8 inch figure at 110 dpi."""
+    pytest.importorskip("matplotlib")
+    import struct
+
+    import matplotlib.pyplot as plt
+
+    from gpunn.bench.plot import TITLE_CHARACTERS
+
+    blas = "OpenBLAS 0.3.27 " + " ".join(f"threads{n}=64" for n in range(20))
+    data = {"setup": {"date": "2026-12-02", "machine": "box", "cores": 2, "blas": blas},
+            "results": _tiny_rows(0.5, 0.05)}
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    path = tmp_path / "b.png"
+    bench.plot(data, path)
+    rates, fractions = figures[0].axes
+    assert (rates.get_title(), fractions.get_title()) == ("training samples/s (log)", "% of the measured GEMM rate")
+    assert all(line.get_visible() for ax in (rates, fractions) for line in ax.yaxis.get_gridlines())
+    lines = figures[0]._suptitle.get_text().split("\n")
+    assert len(lines) > 1 and all(len(line) <= TITLE_CHARACTERS for line in lines)
+    assert " ".join(lines) == f"gpunn bench, 2026-12-02: box (2 cores), {blas}"
+    assert struct.unpack(">II", path.read_bytes()[16:24]) == (1430, 528)  # the PNG's IHDR: width, height
 
 
 def test_sklearn_peer_runs_in_float64(tmp_path):
