@@ -129,6 +129,33 @@ def test_a_schedule_option_its_schedule_does_not_read_is_refused_naming_the_sche
     assert f"and this run's schedule is {schedule}: {readers}" in err
 
 
+@pytest.mark.parametrize("schedule, option, says", [
+    ("exponential", ["--step-size", "3", "--gamma", "0.5"], "--step-size 3 sets the epochs between the decays of "
+     "--schedule step, and this run's schedule is exponential: choose --schedule step (or drop it)"),
+    ("constant", ["--min-factor", "0.1"], "--min-factor 0.1 sets the floor of --schedule cosine, and this run's "
+     "schedule is constant: choose --schedule cosine (or drop it)"),
+    ("cosine", ["--gamma", "0.5"], "--gamma 0.5 sets the factor of --schedule step (per decay) and exponential (per "
+     "epoch), and this run's schedule is cosine: choose --schedule step or exponential (or drop it)"),
+])
+def test_an_unread_schedule_option_is_refused_saying_what_it_sets(capsys, schedule, option, says):
+    assert cli.main(["train", *SCHEDULED, "--schedule", schedule, *option]) == 2
+    assert capsys.readouterr().err == f"gpunn train: error: {says}\n"
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_the_schedule_options_help_gives_the_defaults_a_schedule_takes(capsys, command):
+    """--help's defaults of step's --step-size and --gamma and cosine's --min-factor are the numbers gpunn.Schedule
+    fills in for an option not given."""
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    step, cosine = gpunn.optim.make_schedule("step"), gpunn.optim.make_schedule("cosine")
+    assert f"step: epochs between the decays (default: {step.step_size})" in text
+    assert f"per decay for step (default: {step.gamma}, PyTorch's StepLR's)" in text
+    assert f"as a fraction of --lr, in [0, 1] (default: {cosine.min_factor:g})" in text
+    assert "learning-rate schedule, in any letter case (default: constant)" in text
+
+
 def test_a_config_files_schedule_option_its_schedule_does_not_read_is_a_note(tmp_path, capsys):
     (tmp_path / "run.toml").write_text('schedule = "cosine"\ngamma = 0.5\n')
     assert cli.main(["train", *SCHEDULED, "--config", str(tmp_path / "run.toml")]) == 0

@@ -469,6 +469,18 @@ def test_a_schedule_option_the_resumed_runs_schedule_does_not_read_is_refused_as
     assert run_options(read_meta(old))["gamma"] == 0.5
 
 
+def as_saved_before_the_schedule_options(path):
+    """The run saved at ``path`` as gpunn saved it before --gamma, --step-size and --min-factor: none of them among
+    its options (its checkpoint's schedule holds all three), and no PATH.toml."""
+    def before_them(meta):
+        options = run_options(meta)
+        for newer in ("gamma", "step_size", "min_factor"):
+            del options[newer]
+
+    rewrite_meta(path, path, before_them)
+    Path(str(path) + ".toml").unlink()
+
+
 def test_an_exponential_run_saved_before_gamma_was_an_option_resumes_at_its_checkpoints_gamma(tmp_path):
     """gpunn train --schedule exponential trained at gamma 0.1 before --gamma existed and recorded no gamma among its
     options (its checkpoint's schedule holds 0.1): resumed alone, it continues bit for bit at 0.1, now refused to a
@@ -480,13 +492,7 @@ def test_an_exponential_run_saved_before_gamma_was_an_option_resumes_at_its_chec
     assert run("train", *exponential, "--epochs", "3", "--save", str(straight))[0] == 0
     assert run("train", *exponential, "--epochs", "2", "--save", str(old))[0] == 0
 
-    def before_gamma(meta):
-        options = run_options(meta)
-        for newer in ("gamma", "step_size", "min_factor"):
-            del options[newer]
-
-    rewrite_meta(old, old, before_gamma)
-    Path(str(old) + ".toml").unlink()
+    as_saved_before_the_schedule_options(old)
     status, _, err = run("train", "--resume", str(old), "--epochs", "3", "--gamma", "0.5", "--quiet")
     assert status == 2 and "--gamma 0.5 would change the run, which has --gamma 0.1" in err
     status, _, err = run("train", "--resume", str(old), "--epochs", "3", "--gamma", "0.1", "--quiet")
@@ -495,6 +501,26 @@ def test_an_exponential_run_saved_before_gamma_was_an_option_resumes_at_its_chec
     numpy.testing.assert_array_equal(resumed.model.params, gpunn.load_checkpoint(straight, device="cpu").model.params)
     assert resumed.training["history"]["lr"] == pytest.approx([1e-2, 1e-3, 1e-4], rel=1e-12)
     assert cfgmod.read_toml(str(old) + ".toml")["gamma"] == 0.1
+
+
+def test_a_cosine_run_saved_before_the_schedule_options_resumes_recording_only_the_option_its_schedule_reads(tmp_path):
+    """A run from before --gamma, --step-size and --min-factor records none of them among its options; its
+    checkpoint's schedule holds all three fields. Resumed, it records the one its cosine reads (min_factor, 0.0): not
+    step's gamma 0.1 and step size 10, which the resumed PATH.toml would pass to a run started from it, to be noted
+    there as not used."""
+    from gpunn import config as cfgmod
+    from gpunn.checkpoint import read_meta
+
+    old = tmp_path / "old.npz"
+    assert run("train", *BASE, "--schedule", "cosine", "--epochs", "2", "--save", str(old))[0] == 0
+    as_saved_before_the_schedule_options(old)
+    status, _, err = run("train", "--resume", str(old), "--epochs", "3", "--quiet")
+    assert status == 0, err
+    saved = cfgmod.read_toml(str(old) + ".toml")
+    assert saved["schedule"] == "cosine" and saved["min-factor"] == 0.0
+    assert "gamma" not in saved and "step-size" not in saved
+    options = run_options(read_meta(old))
+    assert (options["gamma"], options["step_size"], options["min_factor"]) == (None, None, 0.0)
 
 
 def test_the_batch_size_a_data_parallel_run_goes_on_at_is_its_global_batch_over_this_launchs_processes(monkeypatch):
