@@ -642,8 +642,9 @@ def _run(args, opened) -> int:
             f" ({', '.join(unwritten)} not written)" if unwritten else ""))
         saved = save_path and root and os.path.exists(save_path)  # (rank 0 writes it; only rank 0 prints)
         again = f"mpiexec -n {_ranks()} gpunn train" if distributed else "gpunn train"  # a command to paste
-        again = ("the same command goes on from it" if getattr(args, "starts_in_place", None)  # a job's line
-                 or resume.in_place(args.resume, args.save) else f"continue with {again} --resume {shell_word(save_path)}")
+        if saved:
+            again = ("the same command goes on from it" if getattr(args, "starts_in_place", None)  # a job's line
+                     or resume.in_place(args.resume, args.save) else f"continue with {again} --resume {shell_word(save_path)}")
         print(f"interrupted after {counted(completed, 'complete epoch')}{nothing}"
               + (f"; checkpoint in {shell_word(save_path)}{saved_position(save_path)} ({again})" if saved else ""),
               flush=True)
