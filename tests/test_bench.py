@@ -445,16 +445,12 @@ def test_bench_plots_axes_are_titled_gridded_and_its_long_title_wrapped_in_a_143
     pytest.importorskip("matplotlib")
     import struct
 
-    import matplotlib.pyplot as plt
-
     from gpunn.bench.plot import TITLE_CHARACTERS
 
     blas = "OpenBLAS 0.3.27 " + " ".join(f"threads{n}=64" for n in range(20))
     data = {"setup": {"date": "2026-12-02", "machine": "box", "cores": 2, "blas": blas},
             "results": _tiny_rows(0.5, 0.05)}
-    figures = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    figures = _saved_figures(monkeypatch)
     path = tmp_path / "b.png"
     bench.plot(data, path)
     rates, fractions = figures[0].axes
