@@ -494,7 +494,8 @@ def test_gpunn_data_and_fit_tell_a_source_by_one_rule(missing):
         with pytest.raises(TypeError, match="X must be an array of numbers, got a SimpleNamespace"):
             gpunn.MLP([3, 4, 1], device="cpu").fit(lacking, epochs=1, verbose=False)
     else:
-        said = f"X \\(SimpleNamespace\\) has a batches method but lacks {missing}, so it is no data source: a DataSource"
+        said = (f"^X \\(SimpleNamespace\\) has a batches method but lacks {missing}, so it is no data source: a "
+                r"DataSource \(gpunn.training.protocols\) has rows, n_features, n_outputs, resumable, batches, config$")
         for fit in (gpunn.MLP([3, 4, 1], device="cpu").fit, gpunn.Ensemble([3, 4, 1], n_models=2, device="cpu").fit):
             with pytest.raises(TypeError, match=said):
                 fit(lacking, epochs=1, verbose=False)

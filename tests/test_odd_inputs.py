@@ -317,6 +317,12 @@ def test_an_x_y_pair_passed_as_x_is_told_to_pass_them_apart(tmp_path, pair, make
         gpunn.load_checkpoint(tmp_path / "m.npz").resume(pair((X, Y)), epochs=2, verbose=False)
     with pytest.raises(TypeError, match="^Y is None"):  # two rows of numbers, the targets forgotten: as before
         model.fit(pair((X[0], X[1])), epochs=1, verbose=False)
+    assert not gpunn.data.is_source(pair((X, Y)))  # a question, not fit's refusal (audit38b p07)
+    # Y given too, or three arrays (Keras's x, y, sample_weight): no "pair ... and Y is None" (audit38b p06, p10)
+    for call in (lambda: model.fit(pair((X, Y)), Y, epochs=1, verbose=False),
+                 lambda: model.fit(pair((X, Y, Y)), epochs=1, verbose=False)):
+        with pytest.raises(ValueError, match="^X could not be read as a numeric array"):
+            call()
 
 
 @pytest.mark.parametrize("name", ["DataLoader", "TensorDataset"])
