@@ -168,6 +168,12 @@ def test_a_jobs_line_that_saves_and_resumes_one_file_starts_the_run_goes_on_with
     assert job(3)[0] == 2  # the job's run has trained more than its line says: not this line's run
     status, _, err = run("train", *BASE, "--save", path, "--resume", str(tmp_path / "other.npz"))
     assert status == 2 and "other.npz does not exist" in err and files(tmp_path) == before
+    # a config file's save and resume keys are the same line's
+    (tmp_path / "job.toml").write_text(f'save = "{tmp_path / "cfg.npz"}"\nresume = "{tmp_path / "cfg.npz"}"\n')
+    status, out, err = run("train", *BASE, "--epochs", "1", "--config", str(tmp_path / "job.toml"))
+    assert status == 0 and out.startswith("starting the run: "), err
+    status, out, err = run("train", *BASE, "--epochs", "1", "--config", str(tmp_path / "job.toml"))
+    assert status == 0 and "the run has trained its 1 epoch: nothing left to train" in out, err
 
 
 def test_options_from_a_config_file_are_checked_like_flags(runs, tmp_path):
