@@ -17,6 +17,7 @@ import numpy
 
 from .._version import __version__
 from ..ops.cpu import usable_cores
+from ..ops.gemm import threads_words
 
 
 def setup_info(backends) -> dict:
@@ -133,11 +134,6 @@ def gpunn_fits_words(threads) -> str:
                                                              "parameters", nets), ("an Ensemble's", ensembles))
             if n not in (threads, 0)]
     return f" ({'; '.join(said)})" if said else ""
-
-
-def threads_words(n) -> str:
-    """"1 thread", "4 threads" (and "None threads" where a library does not say)."""
-    return f"{n} thread{'' if n == 1 else 's'}"
 
 
 def blas_threads() -> int | None:

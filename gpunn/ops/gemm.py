@@ -382,6 +382,11 @@ def choices_summary() -> str:
     return "; ".join(c.summary() for c in _SHARED.values() if c.choices)
 
 
+def threads_words(n) -> str:
+    """"1 thread", "4 threads" (and "None threads" where a library does not say)."""
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
 def describe() -> str:
     """The candidates installed here, with versions, for ``gpunn info`` and the bench's setup line."""
     names, forced = requested()
@@ -394,7 +399,7 @@ def describe() -> str:
         text = f"{n} {lib.version}".strip()
         threads = lib.threads() if n == "mkl" else None
         if threads:  # (a job bound to one core: "mkl 2026.2 (1 thread)")
-            text += f" ({threads} thread{'' if threads == 1 else 's'})"
+            text += f" ({threads_words(threads)})"
         if n not in names:
             text += " (off: " + ENV + ")"
         out.append(text)
