@@ -594,6 +594,57 @@ def test_a_notebooks_bar_ends_with_the_runs_mean_rate_as_a_terminals_does():
     assert bar.shown[-1].endswith("| 10.1k/10.1k [00:11<00:00, 915rows/s]")  # 10,064 rows in 11 s
 
 
+def test_a_notebooks_bar_leaves_its_closed_line_as_its_outputs_text(monkeypatch):
+    """The output of tqdm.notebook's widget holds the plain text of the moment it was displayed, the bar's first
+    (``0%| 0.00/36.0k [00:00<?, ?rows/s]``), which a notebook run headless with nbclient and saved showed wherever
+    the widget is not drawn (GitHub's view of it). Displayed under a display id, the output is updated as the bar
+    closes. Neither IPython nor ipywidgets is a test need: stand-ins for IPython's display and for the widget (the
+    bar is tqdm.notebook's own class, with the stand-in's status printer)."""
+    import io
+    import types
+
+    from tqdm import notebook
+    from tqdm.notebook import tqdm_notebook
+
+    from gpunn.training.callbacks import _BAR_FORMAT, _readable_times
+
+    class Widget:  # three children, as tqdm's TqdmHBox, and its text the bar's line, as TqdmHBox's repr
+        def __init__(self):
+            self.children = [types.SimpleNamespace(value="", bar_style="", style=types.SimpleNamespace(bar_color=None))
+                             for _ in range(3)]
+
+        def __repr__(self):
+            return self.pbar.format_meter(**self.pbar.format_dict)
+
+    class WidgetBar(tqdm_notebook):
+        status_printer = staticmethod(lambda *args: Widget())
+
+    outputs = []  # per output: the texts it held, the display's first, then each update's
+
+    class Handle:
+        def __init__(self, widget):
+            self.texts = [repr(widget)]
+            outputs.append(self.texts)
+
+        def update(self, widget):
+            self.texts.append(repr(widget))
+
+    ipython = types.ModuleType("IPython")
+    ipython.display = types.ModuleType("IPython.display")
+    ipython.display.display = lambda widget, display_id=None: Handle(widget)
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", ipython.display)
+    monkeypatch.setattr(notebook, "display", ipython.display.display, raising=False)  # (tqdm's own display of it)
+    bar = _readable_times(WidgetBar)(total=300, unit="rows", unit_scale=True, file=io.StringIO(), desc="fit",
+                                     dynamic_ncols=True, smoothing=0.1, bar_format=_BAR_FORMAT)
+    bar.update(300)
+    bar.close()
+    bar.close()  # (as tqdm's __del__ does: nothing more)
+    assert len(outputs) == 1 and len(outputs[0]) == 2, outputs
+    first, last = outputs[0]
+    assert first.startswith("fit:   0%|") and last.startswith("fit: 100%|") and "| 300/300 [" in last
+
+
 def _progress_trainer(rows, batch_size, epochs, start_epoch=0, batch=0, ranks=1):
     """What ProgressBar reads of a trainer: the epoch's training rows (every rank's), the per-rank batch, the ranks
     and where the run starts; the source is this rank's share (rows / ranks), as a data-parallel fit's is."""

@@ -477,8 +477,35 @@ def _readable_times(tqdm_class):
             left = interval_text((total - n) / rate) if rate and total else "?"
             return {**shown, "elapsed_text": interval_text(elapsed), "left_text": left}
 
+    from tqdm.notebook import tqdm_notebook
+
+    if issubclass(tqdm_class, tqdm_notebook):
+        ReadableTimes = _text_kept_up(ReadableTimes)
     ReadableTimes.__name__ = ReadableTimes.__qualname__ = f"ReadableTimes{tqdm_class.__name__}"
     return ReadableTimes
+
+
+def _text_kept_up(widget_class):
+    """tqdm.notebook's bar class ``widget_class``, whose output's plain text is its closed bar's line. The output of
+    a widget holds the plain text of the moment it was displayed, the bar's first (``epoch 1/20: 0%| 0.00/36.0k
+    [00:00<?, ?rows/s]``), which is what a notebook run headless (nbclient, papermill) and saved shows wherever the
+    widget is not drawn (GitHub's view of it, say). Displayed under a display id, the output is updated as the bar
+    closes, the widget with it."""
+    class TextKeptUp(widget_class):
+        def __init__(self, *args, **kwargs):
+            from IPython.display import display
+
+            super().__init__(*args, display=False, **kwargs)
+            self._output = display(self.container, display_id=True)
+
+        def close(self):
+            if self.disable:  # closed already: tqdm's __del__ closes again, where the container's link to the bar
+                return  # is dead (its text would raise ReferenceError)
+            super().close()
+            if self._output is not None:  # (None: display found no IPython shell, and printed the widget's text)
+                self._output.update(self.container)
+
+    return TextKeptUp
 
 
 class PassProgress:
