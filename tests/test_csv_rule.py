@@ -436,6 +436,10 @@ def test_a_header_of_numbers_trained_on_is_a_header_to_gpunn_predict(tmp_path, c
         assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy"), "--device", "cpu",
                      *options]) == 0, options
         numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), expected)
+    # a file of the features alone: its first row is every column, all the model's (audit38b c02: a strict subset)
+    (tmp_path / "f.csv").write_text(f"{features}\n" + "".join(f"{n % 5}.5,{n % 3}\n" for n in range(300)))
+    assert main(["predict", model, str(tmp_path / "f.csv"), str(tmp_path / "p.npy"), "--device", "cpu"]) == 0
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), expected)
     capsys.readouterr()
 
 
