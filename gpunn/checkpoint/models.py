@@ -84,8 +84,10 @@ def save(path, model) -> None:
         # (its __dict__, not hasattr: an MLPRegressor unpickled without a usable device builds model_ on access)
         fitted = {"model_", "_unbuilt"} & set(getattr(model, "__dict__", {}))
         hint = " (the network is its model_; the estimator itself pickles)" if fitted else ""
-        raise TypeError(f"gpunn.save(path, model): model must be a gpunn.MLP or gpunn.Ensemble, got "
-                        f"{type(model).__name__}{hint}")
+        attribute = getattr(model, "model_attribute", None)  # model.weights: a ParamList, gpunn's inner class
+        given = f"model.{attribute}" if attribute else type(model).__name__
+        hint += f" (the model saves its {attribute} with its architecture)" if attribute else ""
+        raise TypeError(f"gpunn.save(path, model): model must be a gpunn.MLP or gpunn.Ensemble, got {given}{hint}")
     kind = "model" if _members(model) is None else "ensemble"
     meta = {"kind": kind, "device": model.device, "model": model_config(model)}
     if kind == "ensemble":  # its diverged members, whose parameters alone may be NaN or infinite
