@@ -1092,6 +1092,51 @@ def test_a_run_with_two_writers_resumes_with_them_passed_or_without_writing_and_
     assert gpunn.load_checkpoint(path).epoch == 3 and gpunn.load_checkpoint(best).epoch >= 1
 
 
+def test_a_model_only_checkpoint_is_at_epoch_0_with_no_settings_state_or_history_and_resumes_nothing(data, tmp_path):
+    """gpunn.load_checkpoint of a gpunn.save file: a model without a run (its meta has no "training")."""
+    X, Y = data
+    model = MLP([6, 8, 2], device="cpu", seed=0)
+    gpunn.save(tmp_path / "m.npz", model)
+    ckpt = gpunn.load_checkpoint(tmp_path / "m.npz")
+    assert (ckpt.epoch, ckpt.settings, ckpt.state, ckpt.optimizer, ckpt.training) == (0, None, None, None, {})
+    assert isinstance(ckpt.history, gpunn.History) and dict(ckpt.history) == {}
+    assert repr(ckpt).endswith("optimizer=None)")
+    with pytest.raises(gpunn.CheckpointError, match="m.npz holds a model only"):
+        ckpt.resume(X, Y)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'shuffle' \(a resume continues the run"):
+        ckpt.resume(X, Y, shuffle=True)  # (no run's own to take it as)
+
+
+def test_a_loaded_optimizer_given_to_another_models_fit_starts_afresh_as_a_new_one(data, tmp_path):
+    """The loaded optimizer is bound to its model's weights, as the run's was: another model's fit given it starts
+    from zero moments and step 0, as optim.Optimizer.bind says, not from the loaded run's."""
+    X, Y = data
+    path = tmp_path / "run.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[gpunn.ModelCheckpoint(path)], **dict(FIT, epochs=2))
+    other, fresh = (MLP([6, 8, 2], device="cpu", seed=2) for _ in range(2))
+    fit = dict(epochs=1, batch_size=100, seed=3, verbose=False)
+    other.fit(X, Y, optimizer=gpunn.load_checkpoint(path).optimizer, **fit)
+    fresh.fit(X, Y, optimizer="adam", lr=FIT["lr"], **fit)
+    numpy.testing.assert_array_equal(other.params, fresh.params)
+
+
+@pytest.mark.parametrize("key, value", [("shuffle", "yes"), ("shuffle", 2), ("validation_fraction", 1.5),
+                                        ("validation_fraction", "0.2"), ("standardize", "yes"),
+                                        ("schedule", {"name": "cosine"}), ("schedule", "cosin"),
+                                        ("schedule", gpunn.Schedule)])
+def test_a_fit_option_fit_would_refuse_is_no_runs_own_though_it_reads_as_the_runs_value(
+        data, tmp_path, interrupt_at, key, value):
+    """A run of shuffle=True, validation_fraction 0.2, no standardize and cosine: "yes" and 2 are truthy, 1.5 and
+    "0.2" no share, "yes" no standardize, a dict, "cosin" and the class Schedule no schedule: fit refuses each, so a resume does not take
+    it as the run's own (and leave it to the checkpoint): it is refused as another value is."""
+    X, Y = data
+    path = tmp_path / "run.npz"
+    MLP([6, 8, 2], device="cpu", seed=1).fit(X, Y, callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)],
+                                             **dict(FIT, epochs=3))
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}' \("):
+        gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **{key: value})
+
+
 def test_a_checkpoint_object_resumes_once_and_the_file_loaded_again_continues(data, tmp_path, interrupt_at):
     """A second resume() of the same Checkpoint (after a Ctrl-C, or to extend the run, as in a notebook) started
     again from the position it was loaded at, with the model and optimizer it had already trained on: the run
