@@ -1635,6 +1635,30 @@ def test_a_hand_edited_callback_setting_or_state_is_a_checkpoint_error_with_or_w
             gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False, callbacks=passed)
 
 
+class _Strict(_Tally):
+    """A user's stateful callback whose load_state_dict, made with ``refuse``, refuses the state it is given."""
+
+    def __init__(self, refuse=False):
+        self.refuse = refuse
+
+    def load_state_dict(self, state, arrays):
+        if self.refuse:
+            raise ValueError("_Strict wants epochs > 0")
+
+
+def test_a_users_callback_refusing_its_saved_state_raises_its_own_error_not_the_files(data, tmp_path):
+    """A built-in callback refusing its saved state is the file's fault (a CheckpointError, above); a user's own
+    class refusing one passed to resume raises its own error as it is: the check is the user's, whose code to look
+    at, not the file's."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[_Strict(), gpunn.ModelCheckpoint(path)])
+    with pytest.raises(ValueError, match=r"^_Strict wants epochs > 0$") as raised:
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, checkpoint=False, callbacks=[_Strict(refuse=True)])
+    assert type(raised.value) is ValueError
+
+
 def test_resume_refuses_other_data(data, tmp_path):
     X, Y = data
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")],
