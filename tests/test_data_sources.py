@@ -1228,12 +1228,13 @@ def test_a_csv_error_names_the_line_an_editor_shows(tmp_path):
         # the header takes lines 1-2, row 10 lines 13-14, an empty line follows row 20: row i >= 21 is on line i + 5
         return bad_row + 5
 
-    line = write("nan.csv", 2345, "1,nan,3")
-    assert line == 2350 and csv_line(tmp_path / "nan.csv", 2345) == line
-    with pytest.raises(DataError, match=rf"nan\.csv line {line}: column 'b': 'nan' is NaN; clean or impute it "
-                                        r"first$"):
-        epoch(data.csv(tmp_path / "nan.csv", target="y", features=["b"], block_size=1 << 12, shuffle=False,
-                       device="cpu"))
+    for newline in ("\n", "\r"):  # (a \r alone is a line end too: audit38b c19, lines_before counting \n only)
+        line = write("nan.csv", 2345, "1,nan,3", newline)
+        assert line == 2350 and csv_line(tmp_path / "nan.csv", 2345) == line
+        with pytest.raises(DataError, match=rf"nan\.csv line {line}: column 'b': 'nan' is NaN; clean or impute it "
+                                            r"first$"):
+            epoch(data.csv(tmp_path / "nan.csv", target="y", features=["b"], block_size=1 << 12, shuffle=False,
+                           device="cpu"))
     for newline in ("\n", "\r\n", "\r"):
         line = write("word.csv", 2500, "1,two,3", newline)
         with pytest.raises(DataError, match=rf"word\.csv line {line}: column 'b': 'two' is not a number$"):

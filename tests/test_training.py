@@ -1166,6 +1166,8 @@ def test_pytorchs_betas_pair_is_shown_as_gpunns_two_options():
     with pytest.raises(TypeError, match=r"'betas' \(PyTorch's betas pair is two options here: "
                                         r"Adam\(beta1=0.9, beta2=0.99\)\)$"):
         gpunn.Adam(lr=1e-3, betas=(0.9, 0.99))
+    with pytest.raises(TypeError, match=r"Adam\(beta1=0.9, beta2=0.99\)\)$"):  # a list too, as a config gives it
+        gpunn.Adam(lr=1e-3, betas=[0.9, 0.99])  # (audit38b h16: "beta1=..., beta2=..." for a list)
     with pytest.raises(TypeError, match=r"'betas' \(betas is the optimizer's option: model.fit\(X, Y, "
                                         r"optimizer=gpunn.Adam\(beta1=0.9, beta2=0.99\)\)\)$"):
         MLP([2, 1], device="cpu").fit(numpy.zeros((4, 2)), numpy.zeros(4), betas=(0.9, 0.99), verbose=False)
