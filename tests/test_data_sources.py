@@ -2063,6 +2063,12 @@ def test_a_quoted_header_name_with_a_line_end_in_a_semicolon_delimited_file(tmp_
     (tmp_path / "q.csv").write_text('a;"b\nx";y\n' + rows)
     source = data.csv(tmp_path / "q.csv", target="y", delimiter=";", block_size=1 << 10)
     assert source.feature_names == ["a", "b\nx"] and source.rows == 300
+    # an error's line is counted from that header's end too (audit38b c24: data_start assuming ",")
+    for bad, said in (("1;2;oops", "column 'y': 'oops' is not a number"), ("1;2", "2 values, where the lines before "
+                                                                            "it have 3")):
+        (tmp_path / "q.csv").write_text('a;"b\nx";y\n' + rows + bad + "\n")
+        with pytest.raises(DataError, match=rf"q\.csv line 303: {said}$"):
+            data.csv(tmp_path / "q.csv", target="y", delimiter=";", block_size=1 << 10)
 
 
 def test_an_unclosed_quote_in_a_header_ends_it_at_its_first_line_end_past_the_limit(tmp_path):
