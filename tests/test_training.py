@@ -1208,7 +1208,9 @@ def test_a_schedules_option_given_to_fit_is_shown_in_its_schedule():
     (dict(schedule=Schedule("exponential", gamma=0.9), gamma=0.5), ['Schedule("exponential", gamma=0.5)']),
     (dict(gamma=0.5, step_size=2), ['Schedule("step", gamma=0.5, step_size=2)']),
     (dict(schedule="cosine", gamma=0.5), ['Schedule("step", gamma=0.5)', 'Schedule("exponential", gamma=0.5)']),
-], ids=["alone", "step-named", "exponential-given", "with-step_size", "cosine-named"])
+    # an option of another schedule (cosine's) is not shown in these (audit38b h27)
+    (dict(gamma=0.5, total_epochs=10), ['Schedule("step", gamma=0.5)', 'Schedule("exponential", gamma=0.5)']),
+], ids=["alone", "step-named", "exponential-given", "with-step_size", "cosine-named", "with-total_epochs"])
 def test_gamma_given_to_fit_is_shown_in_each_schedule_that_reads_it_or_the_one_meant(given, shown):
     """The hint named exponential's schedule alone, though a step schedule reads gamma too: fit(schedule="step",
     gamma=0.5) was shown Schedule("exponential", gamma=0.5). Each fit shown runs."""
