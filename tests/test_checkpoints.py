@@ -1,5 +1,6 @@
 """Checkpoints: exact resumption, atomic writes, and refusal of anything that is not a valid checkpoint."""
 import errno
+import gc
 import io
 import json
 import os
@@ -903,6 +904,51 @@ def test_a_users_stateful_class_named_like_a_built_in_keeps_its_own_state_and_th
     passed = _OwnEarlyStopping()
     resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, callbacks=[passed])
     assert resumed.stopped_early and resumed["epoch"] == [1, 2] and passed.seen == 1  # from 0: the run had none
+
+
+# a user's own class named like a built-in that writes a state and reads none back
+_OwnWriteOnlyStopping = type("EarlyStopping", (gpunn.Callback,), {"state_dict": lambda self: ({"n": 1}, {})})
+
+
+@pytest.mark.parametrize("own", [_OwnEarlyStopping, _OwnWriteOnlyStopping], ids=["stateful", "writes a state only"])
+def test_in_a_file_from_before_callback_order_a_users_class_named_like_a_built_in_passed_stands_for_its_saved_state(
+        data, tmp_path, own):
+    """A file from before callback_order names a saved state's class alone: "EarlyStopping" saved by a user's own
+    class of that name, the run having no gpunn EarlyStopping. Passed again, theirs stands for it (_passed_for: none
+    of gpunn's passed, and theirs has a state): a stateful one goes on from it, one that only writes a state is
+    taken as the run's; gpunn's EarlyStopping is not made again from their settings and state (a CheckpointError)."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[own(), gpunn.ModelCheckpoint(path)])
+    _as_before_callback_order(path)
+    passed = own()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False, callbacks=[passed])
+    assert resumed["epoch"] == [1, 2] and getattr(passed, "seen", 2) == 2  # (the stateful one: 1 saved, 1 more)
+    assert [cb["class"] for cb in gpunn.load_checkpoint(path).training["callbacks"]] == ["EarlyStopping",
+                                                                                      "ModelCheckpoint"]
+
+
+def test_in_a_file_from_before_callback_order_a_built_ins_name_is_the_built_in_whatever_subclass_shares_it(
+        data, tmp_path):
+    """An old file's saved "EarlyStopping" is gpunn's, restored, though this process defines a subclass of it named
+    EarlyStopping too (by name alone, two classes would have it: neither restored, with a warning)."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=100, lr=0.3, validation_fraction=0.2,
+                                             verbose=False, callbacks=[EarlyStopping(patience=0, min_delta=1e9),
+                                                                       gpunn.ModelCheckpoint(path)])
+    _as_before_callback_order(path)
+    # alive through the resume; of a module of its own, so that no other test's class has its module and name
+    namesake = type("EarlyStopping", (EarlyStopping,), {"__module__": "gpunn_tests_namesake"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False)
+    assert resumed.stopped_early and resumed["epoch"] == [1, 2] and namesake.__name__ == "EarlyStopping"
+    del namesake
+    gc.collect()  # (gone from EarlyStopping.__subclasses__() for the tests after)
 
 
 def test_a_class_is_found_by_the_module_the_file_names_which_is_compared_never_imported(data, tmp_path):
