@@ -610,6 +610,27 @@ class _EveryOtherWriter(gpunn.ModelCheckpoint):
         super().__init__(path, every=every, **settings)
 
 
+class _NewFieldWriter(gpunn.ModelCheckpoint):
+    """A user's writer whose load_state_dict reads a field its run's file does not hold (its code changed since)."""
+
+    def load_state_dict(self, state, arrays):
+        self.since = state["since"]
+        super().load_state_dict(state, arrays)
+
+
+def test_a_users_writer_that_cannot_read_its_saved_state_is_replaced_by_a_plain_one_with_a_warning(data, tmp_path):
+    """Its KeyError, as a constructor's TypeError or ValueError above, is said in a warning and a plain
+    ModelCheckpoint writes the file; the resume goes on."""
+    X, Y = data
+    path = tmp_path / "c.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=200, verbose=False,
+                                             callbacks=[_NewFieldWriter(path)])
+    with pytest.warns(UserWarning, match=r"c\.npz: the run's _NewFieldWriter cannot be made again from its saved "
+                                         r"settings .* \('since'\): it is not restored; pass it in callbacks"):
+        gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False)
+    assert gpunn.load_checkpoint(path).epoch == 2
+
+
 def _another_programs_writer(meta, older=False):
     """A file's writer made a class this process does not define, in the file's records of it; ``older``: as a gpunn
     from before ``callback_order`` wrote it (the class's name alone)."""
