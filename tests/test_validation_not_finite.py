@@ -120,10 +120,11 @@ def _validation_source(kind, tmp_path, X, Y):
         lambda r: f"row {r % 5} of {tmp_path / 'v' / ('a.parquet', 'b.parquet')[r // 5]}"
 
 
+@pytest.mark.parametrize("bad", [7, 5], ids=["in a chunk", "a second file's first"])
 @pytest.mark.parametrize("members", [None, 2], ids=["mlp", "ensemble"])
 @pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
 def test_the_refusal_names_the_first_row_of_a_validation_source_as_the_source_names_its_rows(tmp_path, kind,
-                                                                                            members):
+                                                                                            members, bad):
     """A validation source's rows (validation_data=a gpunn.data source, read chunk by chunk): ValidationNotFinite
     named no row (a second streamed pass was left out), so the user had to search the file for the 3e38. It names
     the first value's row as the source's own errors name a row now (the chunk's first row plus the row in it: an
@@ -135,7 +136,8 @@ def test_the_refusal_names_the_first_row_of_a_validation_source_as_the_source_na
 
     X, Y, X_val, Y_val = rows()
     X_val[3] = 1.0
-    X_val[7] = HUGE  # in the third chunk (or the second Parquet file), past the first chunks' rows
+    X_val[bad] = HUGE  # 7: in the third chunk (or the second Parquet file), past the first chunks' rows; 5: the
+    # second Parquet file's row 0, a chunk's first row (audit38b m36: the row past a chunk's last named in that chunk)
     numpy.save(tmp_path / "X.npy", X)
     numpy.save(tmp_path / "Y.npy", Y)
     validation, row_words = _validation_source(kind, tmp_path, X_val, Y_val)
@@ -148,7 +150,7 @@ def test_the_refusal_names_the_first_row_of_a_validation_source_as_the_source_na
     who = "" if members is None else r"members \[0, 1\]: their "
     where = re.fullmatch(who + REFUSAL, str(caught.value))["where"]
     column = "column 0" if kind == "npy" else "column 'y'"  # a table's target by its name (it said "column 0")
-    assert where == ("" if members is None else "members [0, 1]: ") + f"1 value, the first at {row_words(7)}, {column}"
+    assert where == ("" if members is None else "members [0, 1]: ") + f"1 value, the first at {row_words(bad)}, {column}"
 
 
 class _Windows:
