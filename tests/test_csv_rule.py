@@ -441,6 +441,10 @@ def test_a_header_of_numbers_trained_on_is_a_header_to_gpunn_predict(tmp_path, c
     assert main(["predict", model, str(tmp_path / "f.csv"), str(tmp_path / "p.npy"), "--device", "cpu"]) == 0
     numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), expected)
     capsys.readouterr()
+    # a NaN in such a file is named by its column's name (audit38b c31: csv_names not told the columns read none)
+    (tmp_path / "f.csv").write_text(f"{features}\n0.5,1\n1.5,nan\n")
+    assert main(["predict", model, str(tmp_path / "f.csv"), str(tmp_path / "p.npy"), "--device", "cpu"]) == 2
+    assert f"line 3: column '{b}': 'nan' is NaN" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value, problem", [
