@@ -806,6 +806,27 @@ def test_a_progress_bar_says_its_setting_in_its_repr():
             ProgressBar(label=label)
 
 
+# a fresh process: a terminal's bar (tqdm.std's, what tqdm.auto gives outside a notebook) made and closed
+TERMINAL_BAR_ALONE = r"""
+import io, sys
+from tqdm import std
+from gpunn.training import callbacks
+bar = callbacks._readable_times(std.tqdm)(total=10, file=io.StringIO(), bar_format=callbacks._BAR_FORMAT)
+bar.update(10)
+bar.close()
+print(sorted(name for name in ("tqdm.notebook", "ipywidgets", "IPython") if name in sys.modules))
+"""
+
+
+def test_a_terminals_progress_bar_imports_no_notebook_module():
+    """A terminal's bar is tqdm's plain one; it imported tqdm.notebook all the same, to ask whether it was a
+    notebook's, which loads ipywidgets and IPython where Jupyter is installed (some 0.1 s more at every
+    verbose fit's start). A notebook's bar class comes from tqdm.notebook, imported already by whoever made it."""
+    proc = waiting.run([sys.executable, "-c", TERMINAL_BAR_ALONE], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["[]"]
+
+
 def test_a_terminal_of_no_columns_gets_lines():
     """A pseudo-terminal never sized (0 x 0: ``script`` run from a pipe) is a terminal where tqdm draws nothing at
     all, not even the epoch's end: lines there; once sized, the bar."""

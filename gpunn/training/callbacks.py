@@ -477,9 +477,10 @@ def _readable_times(tqdm_class):
             left = interval_text((total - n) / rate) if rate and total else "?"
             return {**shown, "elapsed_text": interval_text(elapsed), "left_text": left}
 
-    from tqdm.notebook import tqdm_notebook
-
-    if issubclass(tqdm_class, tqdm_notebook):
+    # a notebook's bar class comes from tqdm.notebook, imported already; importing it here for a terminal's bar loaded
+    # ipywidgets and IPython (some 0.1 s) into every verbose fit where Jupyter is installed
+    notebook = sys.modules.get("tqdm.notebook")
+    if notebook is not None and issubclass(tqdm_class, notebook.tqdm_notebook):
         ReadableTimes = _text_kept_up(ReadableTimes)
     ReadableTimes.__name__ = ReadableTimes.__qualname__ = f"ReadableTimes{tqdm_class.__name__}"
     return ReadableTimes
