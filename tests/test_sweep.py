@@ -1332,3 +1332,50 @@ def test_a_resumed_sweeps_json_times_the_epochs_this_process_trained(tmp_path, c
     for ensemble in timed:
         history = gpunn.load_checkpoint(saved / f"ensemble-{ensemble['ensemble']}.npz").training["history"]
         assert ensemble["train_seconds"] == pytest.approx(history["time_s"][1]) and len(history["time_s"]) == 2
+
+
+def test_a_jobs_sweep_line_that_saves_and_resumes_one_directory_starts_goes_on_and_then_succeeds(
+        tmp_path, capsys, monkeypatch, interrupt_at):
+    """gpunn train's one line for every start of a Slurm job, for a sweep: `--save DIR --resume DIR`. Where DIR holds
+    no checkpoint yet (not made, or made and left empty by a start stopped before its first epoch) the sweep starts;
+    it was refused (`--resume DIR is not a directory`, `holds no ensemble-G.npz`), so a job script had to test for
+    the directory. Stopped, it says the same command goes on; run again, it does, to the sweep that never stopped."""
+    straight, js = tmp_path / "straight.json", tmp_path / "s.json"
+    run(GRID + ["--epochs", "2", "--json", str(straight)], capsys)
+    saved = tmp_path / "sweep"
+    line = GRID + ["--epochs", "2", "--save", str(saved), "--resume", str(saved), "--json", str(js)]
+    fit, calls = gpunn.ensemble.Ensemble.fit, []
+
+    def second_interrupted(self, *args, **kwargs):  # a signal in the second epoch of the second ensemble
+        calls.append(1)
+        more = [interrupt_at(1, 2)] if len(calls) == 2 else []
+        return fit(self, *args, **{**kwargs, "callbacks": [*kwargs["callbacks"], *more]})
+
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", second_interrupted)
+    out = run(line, capsys, status=130)
+    assert out.startswith(f"starting the sweep: --resume {saved} holds no checkpoint yet (--save writes them; the same "
+                          "command then goes on from them)\n")
+    assert "\ninterrupted in ensemble 1 (2 of 3: members 3-5) after 1 of 2 epochs and 3 of 9 batches of epoch 2: the " \
+           "table ranks what was trained so far; the same command goes on from it\n" in out
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", fit)
+    out = run(line, capsys)  # the requeued start
+    assert "starting the sweep" not in out and "ensemble 1: 1 of 2 epochs and 3 of 9 batches of epoch 2 done" in out
+    assert members(js) == members(straight)
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+    out = run(line, capsys)  # run again once the sweep has ended: each ensemble done, status 0
+    assert "ensemble 2: 2 of 2 epochs done" in out and members(js) == members(straight)
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
+    # a directory made but holding no checkpoint (a start stopped while it generated the data) starts too
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = run(with_options(line, "--save", str(empty), "--resume", str(empty)), capsys)
+    assert out.startswith(f"starting the sweep: --resume {empty} holds no checkpoint yet") and members(js) == members(
+        straight)
+    # --resume DIR alone is refused where DIR holds no sweep, as before, and so is a DIR that is a file
+    for where in (tmp_path / "missing", tmp_path / "made"):
+        (tmp_path / "made").mkdir(exist_ok=True)
+        assert cli.main(GRID + ["--epochs", "2", "--resume", str(where)]) == 2
+        assert "--resume" in capsys.readouterr().err and not (where / "ensemble-0.npz").exists()
+    (tmp_path / "a file").write_bytes(b"")
+    assert cli.main(with_options(line, "--save", str(tmp_path / "a file"), "--resume", str(tmp_path / "a file"))) == 2
+    assert "is not a directory" in capsys.readouterr().err

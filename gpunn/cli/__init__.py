@@ -82,8 +82,8 @@ def parse_args(argv=None):
         from_config = (cfgmod.convert(command, cfgmod.read_toml(args.config, table=args.command), args.config)
                        if args.config else {})
         resume_path = given_as = args.resume or from_config.get("resume")  # resume = "run.npz" in the file resumes too
-        in_place = args.command == "train" and resume.in_place(resume_path, args.save or from_config.get("save"))
-        if in_place and not os.path.lexists(resume_path):  # a job's first start: the run starts, saved there
+        in_place = resume.in_place(resume_path, args.save or from_config.get("save"))
+        if in_place and not _written(resume_path, args.command):  # a job's first start: the run starts, saved there
             starts, resume_path = given_as, None
             from_config.pop("resume", None)
         if resume_path and args.command == "sweep":  # a sweep's options are recorded in its first checkpoint
@@ -109,6 +109,17 @@ def parse_args(argv=None):
     refuse_idle_options(given, args, from_config, args.config)
     args.config_keys = frozenset(from_config) - frozenset(given)  # what --config set: a refusal of one names its key
     return args
+
+
+def _written(path, command) -> bool:
+    """Whether an in-place command's ``path`` (``--save PATH --resume PATH``) holds its run: gpunn train's checkpoint
+    file; gpunn sweep's directory with an ensemble's checkpoint in it (a sweep stopped before its first checkpoint, while
+    it made its data, leaves the directory made and empty; a file there is refused as not a directory)."""
+    if command == "sweep" and os.path.isdir(path):
+        from .sweep import saved_checkpoints
+
+        return bool(saved_checkpoints(path))
+    return os.path.lexists(path)
 
 
 def _finished(said, args) -> int:

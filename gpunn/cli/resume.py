@@ -270,11 +270,30 @@ class NothingLeft(ValueError):
 
 
 def in_place(resume, save) -> bool:
-    """Whether ``gpunn train`` resumes and saves one file, ``--save PATH --resume PATH``: a job's command line that
-    starts the run where PATH is not yet written, and goes on with it (or says it has ended) when run again."""
+    """Whether a command resumes and saves one place, ``gpunn train --save PATH --resume PATH`` (one file) or ``gpunn
+    sweep --save DIR --resume DIR`` (one directory): a job's command line that starts the run where PATH holds none
+    yet, and goes on with it (or says it has ended) when run again."""
     from .. import preflight
 
     return bool(resume and save) and preflight.same_file(resume, save)
+
+
+def starting_line(path, command="train") -> str:
+    """What an in-place command (:func:`in_place`) says as it starts its run, ``path`` holding none yet."""
+    if command == "train":
+        return (f"starting the run: --resume {shell_word(path)} is not written yet (--save writes it; the same command "
+                "then goes on from it)")
+    return (f"starting the {command}: --resume {shell_word(path)} holds no checkpoint yet (--save writes them; the same "
+            "command then goes on from them)")
+
+
+GOES_ON = "the same command goes on from it"  # an in-place run's interrupted line, where another says --resume PATH
+
+
+def goes_on_in_place(args) -> bool:
+    """Whether the command ``args`` saves where it resumes from (:func:`in_place`), started there or resumed: its
+    interrupted line then says :data:`GOES_ON`, not a --resume line of its own, in a job's log."""
+    return bool(getattr(args, "starts_in_place", None)) or in_place(args.resume, args.save)
 
 
 def _batch_words(per_rank, global_batch, processes) -> str:

@@ -156,7 +156,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "are read back, an interrupted one resumes, the rest train; its checkpoints record every option; "
                    "--epochs can extend it, --json, --csv, --plot, --save-best, --save, --progress, --quiet and --device (same kind) "
                    "apply, --data and --targets may say where its files are now (the same data), any other option that differs "
-                   "from the recorded one is refused; keeps saving to DIR unless --save says otherwise. Under mpiexec "
+                   "from the recorded one is refused; keeps saving to DIR unless --save says otherwise. With --save DIR too (a "
+                   "batch job's line, run again when the job is requeued): a DIR that holds no checkpoint yet (not made, "
+                   "or empty) starts the sweep with the options given. Under mpiexec "
                    "a --data sweep started in one process resumes only once each of its ensembles has started")
     s.add_argument("--config", type=file_path, metavar="TOML", help="read options from a TOML file (keys are these options' long "
                    "names, lists for the grid: lr = [1e-4, 1e-3]; top level or a [sweep] table); flags on the "
@@ -545,6 +547,8 @@ def _run(args, opened) -> int:
         save_dir = _check_save_dir(args)
     else:
         save_dir = args.save or args.resume
+    if getattr(args, "starts_in_place", None):  # --save DIR --resume DIR, DIR holding no checkpoint yet
+        print(resume.starting_line(args.starts_in_place, "sweep"), flush=True)
     backend = resolved_device(args, device)
     _check_precision(args, backend, args.dtype)  # before any data is generated or read
     meta = _read_saved_sweep(args) if args.resume else None
@@ -647,7 +651,8 @@ def _run(args, opened) -> int:
         models.append(ens)
         if history.interrupted:
             interrupted = True
-            resume_hint = f"; continue with gpunn sweep --resume {shell_word(save_dir)}" if save_dir else ""
+            resume_hint = ("" if not save_dir else f"; {resume.GOES_ON}" if resume.goes_on_in_place(args)  # a job's line
+                           else f"; continue with gpunn sweep --resume {shell_word(save_dir)}")
             which = f"member {offset}" if len(group) == 1 else f"members {offset}-{offset + len(group) - 1}"
             where = (f" in ensemble {g} ({g + 1} of {len(groups)}: {which})"
                      if len(groups) > 1 else "") + f" after {reached.stopped_at}"

@@ -531,8 +531,7 @@ def _run(args, opened) -> int:
         _check_plot_available(args.plot)
     ckpt = None
     if getattr(args, "starts_in_place", None):  # --save PATH --resume PATH, PATH not yet written
-        print(f"starting the run: --resume {shell_word(args.starts_in_place)} is not written yet (--save writes it; "
-              "the same command then goes on from it)", flush=True)
+        print(resume.starting_line(args.starts_in_place), flush=True)
     if args.resume:
         ckpt = io.load_checkpoint(args.resume, device=device)
         done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch)
@@ -643,8 +642,8 @@ def _run(args, opened) -> int:
         saved = save_path and root and os.path.exists(save_path)  # (rank 0 writes it; only rank 0 prints)
         again = f"mpiexec -n {_ranks()} gpunn train" if distributed else "gpunn train"  # a command to paste
         if saved:
-            again = ("the same command goes on from it" if getattr(args, "starts_in_place", None)  # a job's line
-                     or resume.in_place(args.resume, args.save) else f"continue with {again} --resume {shell_word(save_path)}")
+            again = (resume.GOES_ON if resume.goes_on_in_place(args)  # a job's line
+                     else f"continue with {again} --resume {shell_word(save_path)}")
         print(f"interrupted after {counted(completed, 'complete epoch')}{nothing}"
               + (f"; checkpoint in {shell_word(save_path)}{saved_position(save_path)} ({again})" if saved else ""),
               flush=True)
