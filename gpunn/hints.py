@@ -205,14 +205,27 @@ SCHEDULE_OPTIONS = {"gamma": ("step", "exponential"), "step_size": ("step",), "t
 def _betas(value) -> str:
     """PyTorch's ``betas=(0.9, 0.99)`` in gpunn's options: "beta1=0.9, beta2=0.99"."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
-        return f"beta1={value[0]!r}, beta2={value[1]!r}"
+        return f"beta1={_shown(value[0])}, beta2={_shown(value[1])}"
     return "beta1=..., beta2=..."
 
 
 def _shown(value) -> str:
-    """A keyword's value as a hint writes it back: its repr, or "..." past 40 characters (validation_data's arrays)."""
-    text = repr(value)
+    """A keyword's value as a hint writes it back: its repr, or "..." past 40 characters (validation_data's arrays) or
+    where its repr raises (the repr's error stood in place of the refusal: fit(X, Y, batchsize=obj))."""
+    try:
+        text = repr(value)
+    except Exception:
+        return "..."
     return text if len(text) <= 40 else "..."
+
+
+def user_attribute(obj, name: str, default=None):
+    """``getattr(obj, name, default)`` of a user's object, ``default`` where reading it raises anything (an attribute
+    dict's KeyError, a property's error): a hint's own code never stands in place of the refusal it words."""
+    try:
+        return getattr(obj, name, default)
+    except Exception:
+        return default
 
 
 def _schedules_reading(key: str, value, given) -> tuple:
@@ -223,13 +236,15 @@ def _schedules_reading(key: str, value, given) -> tuple:
     exponential's alone."""
     given = given or {key: value}
     options = {option: given[option] for option in given if option in SCHEDULE_OPTIONS}
-    named = getattr(given.get("schedule"), "name", given.get("schedule"))  # a name, or a Schedule's
+    schedule = given.get("schedule")
+    named = user_attribute(schedule, "name", schedule)  # a name, or a Schedule's
     readers = SCHEDULE_OPTIONS[key]
     if isinstance(named, str) and named.lower() in readers:
         readers = (named.lower(),)
-        if named is not given["schedule"]:  # a Schedule: the options it holds that the call does not give, kept
-            options.update({option: getattr(given["schedule"], option) for option, used in SCHEDULE_OPTIONS.items()
-                            if readers[0] in used and option not in options})
+        if named is not schedule:  # a Schedule: the options it holds that the call does not give, kept (those it has)
+            held = {option: user_attribute(schedule, option) for option, used in SCHEDULE_OPTIONS.items()
+                    if readers[0] in used and option not in options}
+            options.update({option: value for option, value in held.items() if value is not None})
     else:
         readers = tuple(name for name in readers if all(name in SCHEDULE_OPTIONS[o] for o in options)) or readers
     schedules = []
@@ -526,11 +541,14 @@ def _foreign_class(obj) -> tuple | None:
     """(library, name, words) of another library's object, class or function given where gpunn takes a name
     (PyTorch's nn.ReLU() or nn.ReLU, torch.optim.Adam, a StepLR: ("torch", "ReLU", "ReLU"); its functions,
     F.relu or torch.tanh: ("torch", "relu", "function relu")); None for gpunn's own, Python's and NumPy's."""
-    if inspect.isroutine(obj) and isinstance(getattr(obj, "__name__", None), str):  # (a function's type is Python's)
-        library, name, words = (getattr(obj, "__module__", None) or "builtins").split(".")[0], obj.__name__, "function "
-    else:
-        cls = obj if isinstance(obj, type) else type(obj)
-        library, name, words = cls.__module__.split(".")[0], cls.__name__, ""
+    if inspect.isroutine(obj) and isinstance(user_attribute(obj, "__name__"), str):  # (a function's type is Python's)
+        module, name, words = user_attribute(obj, "__module__") or "builtins", obj.__name__, "function "
+    else:  # (its type, not its __class__, which a Mock(spec=type) or a proxy sets to a class it is not)
+        cls = obj if issubclass(type(obj), type) else type(obj)
+        module, name, words = cls.__module__, cls.__name__, ""
+    if not (isinstance(module, str) and isinstance(name, str)):  # (an odd object's: no hint, the refusal alone)
+        return None
+    library = module.split(".")[0]
     return None if library in ("gpunn", "builtins", "numpy") else (library, name, words + name)
 
 

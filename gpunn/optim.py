@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy
 
 from .checks import flag, got, non_negative_int, non_negative_number, positive_int, real
-from .hints import bracketed_hint, keywords_hinted, known_name
+from .hints import bracketed_hint, keywords_hinted, known_name, user_attribute
 
 
 def check_lr(lr) -> float:
@@ -273,7 +273,8 @@ def make_optimizer(optimizer="adam", **kwargs) -> Optimizer:
         if kwargs.get("lr") is not None:
             optimizer.lr = check_lr(kwargs["lr"])
         return optimizer
-    if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+    if issubclass(type(optimizer), type) and issubclass(optimizer, Optimizer):  # (its type: an object whose __class__
+        # claims a class, a Mock(spec=type), failed issubclass's own TypeError)
         raise TypeError(f"optimizer is the class {optimizer.__name__}; pass an instance, {optimizer.__name__}(lr=...), "
                         f"or its name, {optimizer.name!r}")
     if not isinstance(optimizer, str) and (said := misplaced(optimizer, "optimizer")):
@@ -295,7 +296,8 @@ def misplaced(value, option: str) -> str:
         where, what = "schedule", "fit's schedule"
     elif isinstance(value, Optimizer):
         where, what = "optimizer", "fit's optimizer"
-    elif callable(getattr(value, "on_epoch_end", None)) and not isinstance(value, type):
+    elif callable(user_attribute(value, "on_epoch_end")) and not isinstance(value, type):  # (a user's attribute dict
+        # raises KeyError: it stood in place of the refusal of the value as an optimizer or a schedule)
         where, what = "callbacks", "a callback"
     else:
         return ""

@@ -1,7 +1,11 @@
 """gpunn.hints.meant: which known name an unknown one stands for (the command line's options, a config file's keys
-and a run's metrics each word the hint; tests/test_cli.py and tests/test_cli_runs.py check those words)."""
+and a run's metrics each word the hint; tests/test_cli.py and tests/test_cli_runs.py check those words), and a hint's
+own code on odd objects of a user's: it never stands in place of the refusal it words."""
+from unittest import mock
+
 import pytest
 
+import gpunn
 from gpunn.hints import meant
 
 OPTIONS = ["batch-size", "data", "device", "epochs", "eps", "hidden", "lr", "quiet", "resume", "seed",
@@ -57,3 +61,90 @@ def test_an_aliass_hint_spells_the_option_with_its_values_as_the_place_does():
     assert meant("gpu", OPTIONS).hint(as_option) == "did you mean --device cuda (or cuda:N)?"
     assert (meant("layers", OPTIONS).hint(as_option)
             == "did you mean --hidden (the hidden layers' widths, e.g. --hidden 256,256)?")
+
+
+class _ReprRaises:
+    """A user's object whose repr raises (a lazy proxy whose target is gone, say)."""
+
+    def __repr__(self):
+        raise RuntimeError("repr of a closed proxy")
+
+
+class _AttributeDict:
+    """A user's attribute dict, whose __getattr__ raises KeyError for a name it lacks (where Python's raise
+    AttributeError)."""
+
+    def __init__(self):
+        self.values = {}
+
+    def __getattr__(self, name):
+        return self.values[name]
+
+
+class _NamedStep:
+    """A user's object with a name gpunn's schedules have, and none of a Schedule's options."""
+
+    name = "step"
+
+
+class _ClaimsToBeAClass:
+    """An object whose __class__ says it is a class, as a Mock(spec=type) or a proxy's does."""
+
+    @property
+    def __class__(self):
+        return type
+
+
+def _fit_args():
+    import numpy
+
+    return numpy.zeros((4, 3)), numpy.zeros((4, 1))
+
+
+@pytest.mark.parametrize("call, refusal", [
+    # the repr of the value given is written back in the hint: its RuntimeError stood in place of the TypeError
+    (lambda model: model.fit(*_fit_args(), batchsize=_ReprRaises()),
+     "MLP.fit() got an unexpected keyword argument 'batchsize' (did you mean batch_size?)"),
+    (lambda model: gpunn.MLP([3, 4, 1], lr=_ReprRaises()),
+     "MLP() got an unexpected keyword argument 'lr' (lr is fit's option: model.fit(X, Y, lr=...))"),
+    (lambda model: gpunn.Adam(betas=(_ReprRaises(), 0.99)),
+     "Adam() got an unexpected keyword argument 'betas' (PyTorch's betas pair is two options here: "
+     "Adam(beta1=..., beta2=0.99))"),
+    # the schedule given beside a schedule's option is read for its name: KeyError: 'name' stood in place of it
+    (lambda model: model.fit(*_fit_args(), schedule=_AttributeDict(), gamma=0.5),
+     "MLP.fit() got an unexpected keyword argument 'gamma' (gamma is an option of the step and exponential schedules: "
+     'model.fit(X, Y, schedule=gpunn.Schedule("step", gamma=0.5)) or model.fit(X, Y, '
+     'schedule=gpunn.Schedule("exponential", gamma=0.5)))'),
+    # and an object named as a schedule for its options: "'_NamedStep' object has no attribute 'step_size'"
+    (lambda model: model.fit(*_fit_args(), schedule=_NamedStep(), gamma=0.5),
+     "MLP.fit() got an unexpected keyword argument 'gamma' (gamma is the step schedule's option: "
+     'model.fit(X, Y, schedule=gpunn.Schedule("step", gamma=0.5)))'),
+], ids=["repr", "repr of a fit option", "repr in betas", "attribute dict schedule", "named schedule"])
+def test_a_keywords_refusal_is_not_replaced_by_an_error_of_the_odd_object_its_hint_reads(call, refusal):
+    """A hint reads what the user gave (its repr, a schedule's name and options); an object of the user's whose repr
+    or attributes raise gave that error, from inside gpunn's hint, in place of the refusal of the keyword."""
+    with pytest.raises(TypeError) as caught:
+        call(gpunn.MLP([3, 4, 1], device="cpu"))
+    assert str(caught.value) == refusal
+
+
+@pytest.mark.parametrize("odd", [_ClaimsToBeAClass, _AttributeDict, lambda: mock.Mock(spec=type)],
+                         ids=["claims a class", "attribute dict", "Mock(spec=type)"])
+def test_an_odd_object_given_for_a_name_is_refused_without_a_hint_not_by_the_hints_own_error(odd):
+    """activation=obj, where gpunn takes a name, is hinted by obj's class (PyTorch's nn.Tanh(): tanh), and a schedule
+    or an optimizer that is a callback is told so by its on_epoch_end. An object whose __class__ claims a class it is
+    not (a proxy, Mock(spec=type)) was read as that class: "AttributeError: __name__", "can only concatenate str (not
+    "Mock") to str", issubclass's "arg 1 must be a class"; a user's attribute dict raised "KeyError: 'on_epoch_end'":
+    each in place of the refusal, which now stands alone."""
+    given = odd()
+    names = ", ".join(gpunn.activations.ACTIVATIONS)
+    with pytest.raises(ValueError) as caught:
+        gpunn.MLP([3, 4, 1], activation=given, device="cpu")
+    assert str(caught.value) == f"unknown activation {given!r}; choose one of: {names}"
+    with pytest.raises(ValueError) as caught:
+        gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), schedule=given, epochs=1)
+    assert str(caught.value) == ("schedule must be a name (constant, step, exponential, cosine) or a gpunn.Schedule, "
+                                 f"got {given!r}")
+    with pytest.raises(ValueError) as caught:
+        gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), optimizer=given, epochs=1)
+    assert str(caught.value) == f"unknown optimizer {given!r}; choose one of: {', '.join(gpunn.optim.OPTIMIZERS)}"
