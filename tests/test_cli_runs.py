@@ -590,3 +590,35 @@ def test_a_config_list_that_is_no_list_of_seeds_is_refused_without_a_word_of_a_s
     (tmp_path / "bad.toml").write_text(text + "\n")
     assert main(["train", "--config", str(tmp_path / "bad.toml")]) == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(message)
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGUSR1", "SIGINT"])
+def test_a_signal_during_the_held_out_pass_after_training_still_writes_the_outputs_and_exits_130(
+        tmp_path, capsys, monkeypatch, signum, sends_itself_sigint):
+    """SIGTERM (Slurm's time limit), SIGUSR1 (its warning) or Ctrl-C that lands after the last epoch, in the pass over
+    the held-out rows, ended the command (`interrupted (SIGTERM)`) with no --json, --csv or held-out line, though
+    the run had trained and saved all its epochs. The pass is cut short: the outputs record the run, its held-out
+    metrics null and `interrupted` true, and the command exits 130 as for any interrupt."""
+    import os
+    import signal
+
+    evaluate, calls = gpunn.metrics.RegressionEvaluator.evaluate, []
+
+    def signalled(self, model):  # the signal arrives in the pass after the 2 epochs' validation, as kill sends it
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), getattr(signal, signum))
+        return evaluate(self, model)
+
+    monkeypatch.setattr(gpunn.metrics.RegressionEvaluator, "evaluate", signalled)
+    js, table, save = tmp_path / "run.json", tmp_path / "run.csv", tmp_path / "run.npz"
+    assert main(["train", *SMALL, "--epochs", "2", "--save", str(save), "--json", str(js), "--csv", str(table)]) == 130
+    assert len(calls) == 3
+    out = capsys.readouterr().out
+    assert "\ninterrupted during the held-out pass, after training: no held-out metrics (null in --json)\n" in out
+    assert "held-out: mse" not in out and f"checkpoint: {save}" in out
+    record = json.loads(js.read_text())
+    assert record["result"]["interrupted"] is True and record["result"]["epochs"] == 2
+    assert [record["result"][k] for k in ("val_mse", "val_mae", "val_r2")] == [None, None, None]
+    assert record["history"]["epoch"] == [1, 2] and len(table.read_text().splitlines()) == 3
+    assert gpunn.load_checkpoint(save, device="cpu").epoch == 2 and (tmp_path / "run.npz.toml").exists()

@@ -1379,3 +1379,28 @@ def test_a_jobs_sweep_line_that_saves_and_resumes_one_directory_starts_goes_on_a
     (tmp_path / "a file").write_bytes(b"")
     assert cli.main(with_options(line, "--save", str(tmp_path / "a file"), "--resume", str(tmp_path / "a file"))) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_signal_during_the_held_out_pass_after_training_still_writes_the_sweeps_outputs_and_exits_130(
+        tmp_path, capsys, monkeypatch):
+    """After the table, the sweep reads the held-out targets once more (a --data sweep's held-out chunks, for the note
+    on targets that do not vary). SIGTERM there ended the command with no --json, --csv or best member saved, the
+    sweep trained. The pass is cut short: the outputs are written, --json's result says interrupted, status 130."""
+    import signal
+
+    from gpunn.cli import sweep
+
+    spread = sweep._held_out_spread
+
+    def signalled(*args):  # the signal arrives in the pass, as kill sends it
+        os.kill(os.getpid(), signal.SIGTERM)
+        return spread(*args)
+
+    monkeypatch.setattr(sweep, "_held_out_spread", signalled)
+    js, table, best = tmp_path / "s.json", tmp_path / "s.csv", tmp_path / "best.npz"
+    out = run(with_options(ARGS, "--epochs", "1", "--json", str(js), "--csv", str(table), "--save-best", str(best)),
+              capsys, status=130)
+    assert "\ninterrupted during the held-out pass, after training: the table ranks the trained sweep\n" in out
+    record = json.loads(js.read_text())
+    assert record["result"]["interrupted"] is True and len(record["members"]) == 8
+    assert len(table.read_text().splitlines()) == 9 and best.exists()

@@ -681,8 +681,13 @@ def _run(args, opened) -> int:
     member = ens[best["member"] % per]
     print(f"\nbest: lr {best['lr']:.3g}, weight decay {best['weight_decay']:.3g}, seed {best['seed']}: val MSE "
           f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} at epoch {best['best_epoch']}", flush=True)
-    note = constant_targets_note(_held_out_spread(backend, validation, train[0]),
-                                 (member.data_columns or {}).get("targets"), "val R2", "the members by val MSE")
+    try:  # a pass over the held-out targets (a --data sweep's chunks, read again), for the note alone
+        spread = _held_out_spread(backend, validation, train[0])
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGUSR1: the sweep has trained, its outputs are still written
+        spread, interrupted = None, True
+        print("interrupted during the held-out pass, after training: the table ranks the trained sweep", flush=True)
+    note = spread is not None and constant_targets_note(spread, (member.data_columns or {}).get("targets"), "val R2",
+                                                        "the members by val MSE")
     if note:  # once: every member is scored on the same held-out rows
         print(note, file=sys.stderr, flush=True)
     table = [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]

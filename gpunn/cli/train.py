@@ -113,7 +113,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "capture; --no-graph turns it off)")
     t.add_argument("--seed", type=non_negative(int), default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
     t.add_argument("--json", type=file_path, metavar="PATH", help="also write the history and final metrics as JSON, the best epoch "
-                   "and its val_loss among them (result's best_epoch, best_val_loss); - for standard output: the "
+                   "and its val_loss among them (result's best_epoch, best_val_loss; the held-out metrics null where "
+                   "an interrupt cut their pass short, result's interrupted true); - for standard output: the "
                    "lines of text then go to stderr, so gpunn train --json - | jq works")
     t.add_argument("--csv", type=file_path, metavar="PATH", help="also write the history as CSV, one row per epoch (- for standard "
                    "output)")
@@ -656,9 +657,9 @@ def _run(args, opened) -> int:
     # and a source's pass gives the held-out targets' spread that the constant-targets note reads. It costs a forward
     # pass over the held-out rows, about 1% of a run (0.14 s after a 12.5 s epoch over a 1M-row CSV file, 2 cores)
     with backend.use():  # on cuda:N the evaluation's arrays and kernels belong to device N
-        evaluator = held_out_evaluator() if n_val else None
-        held_out = (evaluator.evaluate(model) if evaluator  # one pass, one read-back
-                    else dict.fromkeys(("val_mse", "val_mae", "val_r2"), float("nan")))
+        evaluator, held_out, cut = held_out_pass(held_out_evaluator if n_val else None, model)
+    if cut:  # the run trained and its checkpoint is written: its outputs still are, without held-out metrics
+        print("interrupted during the held-out pass, after training: no held-out metrics (null in --json)", flush=True)
     done_before = ckpt.epoch if ckpt else 0  # epochs an earlier process trained
     rate, seconds, after_first = throughput(history, done_before)
     result = {"train_loss": history["loss"][-1], "val_mse": held_out["val_mse"],
@@ -666,7 +667,7 @@ def _run(args, opened) -> int:
               "samples_per_s": rate, "train_seconds": seconds, "device": backend.device,
               # (config's batch_size is per rank: with this, a 2-rank run's record is not a 1-process run's)
               "ranks": _ranks() if distributed else 1,
-              "epochs": len(history["epoch"]), "interrupted": history.interrupted,
+              "epochs": len(history["epoch"]), "interrupted": history.interrupted or cut,
               # the fit's History.best: val_loss is what gpunn train's early stopping monitors (and, without it, the
               # least val_loss's epoch is best_epoch), so the key names it; "best" beside val_mse would be ambiguous
               "best_epoch": getattr(history, "best_epoch", None), "best_val_loss": getattr(history, "best", None)}
@@ -688,9 +689,10 @@ def _run(args, opened) -> int:
         # (without early stopping best_epoch is the least val_loss's, and the model keeps the last epoch's weights)
         print(f"early stopping: best epoch {best} of {last} (the epochs ran out before its patience); its weights "
               "are kept")
-    print(f"held-out{' (standardized targets)' if scaled else ''}: mse {result['val_mse']:.5g}  "
-          f"mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
-          else "held-out: none (no rows were held out)")
+    if not cut:
+        print(f"held-out{' (standardized targets)' if scaled else ''}: mse {result['val_mse']:.5g}  "
+              f"mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
+              else "held-out: none (no rows were held out)")
     if evaluator and args.data and model.standardizer is None and result["val_r2"] < 0:
         # a user's file of prices and years trained unscaled reached r2 -5 with no word of why; r2 = 1 - mse / var
         # gives the held-out targets' spread, so that a run merely too short (unit-scale targets) is not told this
@@ -715,4 +717,20 @@ def _run(args, opened) -> int:
           + (f" per rank x {_ranks()} ranks" if distributed else ""))
     if save_path:
         print(f"checkpoint: {shell_word(save_path)} (config: {shell_word(save_path + '.toml')})")
-    return 130 if history.interrupted else 0
+    return 130 if history.interrupted or cut else 0
+
+
+def held_out_pass(evaluator_of, model):
+    """(evaluator, metrics, cut) of the pass over the held-out rows after training: the evaluator ``evaluator_of()``
+    makes and the metrics of ``model`` it gives, NaN for all three where there is none (no rows held out, or the pass
+    cut short); ``cut``: whether a Ctrl-C, SIGTERM or SIGUSR1 (gpunn.cli's Terminated, a KeyboardInterrupt) landed in
+    it. The run has trained and its checkpoint is written by then: the command still writes its outputs (--json:
+    the metrics null, interrupted true) and exits 130, where the interrupt ended it with none of them."""
+    none = dict.fromkeys(("val_mse", "val_mae", "val_r2"), float("nan"))
+    if evaluator_of is None:
+        return None, none, False
+    try:
+        evaluator = evaluator_of()
+        return evaluator, evaluator.evaluate(model), False  # one pass, one read-back
+    except KeyboardInterrupt:
+        return None, none, True
