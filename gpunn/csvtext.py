@@ -333,23 +333,26 @@ def not_a_boolean(value, column) -> str:
     return f"{column}: {value!r} is not a boolean (true/false or 1/0, as the column's first rows are)"
 
 
-def wrong_width(count, expected, header=None) -> str:
+def wrong_width(count, expected, header=None, delimiter=",") -> str:
     """The refusal of a CSV row of ``count`` values in a file whose lines before it (the header row's too) have
     ``expected``, after "path line N: ", in the one wording every gpunn reader gives it (gpunn predict reading IN
     whole or streamed, gpunn.data.csv and ``train --data``, in the first block pyarrow reads and past it):
     "1 value, where the lines before it have 2". ``header``: the header row's names where the row is the first
     data row (the header the only line before it): one without a name is said, the likely cause ("a,b,c,price,"
-    names 5 columns, the last empty, where each row has 4 values)."""
+    names 5 columns, the last empty, where each row has 4 values), with the file's ``delimiter`` in its words ("ends in
+    a ';'", not "in a comma", for a file delimited by ";")."""
     values = f"{count} value{'s' * (count != 1)}"
+    mark = "a comma" if delimiter == "," else "a tab" if delimiter == "\t" else f"a {delimiter!r}"
+    marks = "commas" if delimiter == "," else "tabs" if delimiter == "\t" else f"{delimiter!r}s"
     unnamed = [i for i, name in enumerate(header or []) if not name.strip()]
     if not unnamed or len(header) != expected:
         return f"{values}, where the lines before it have {expected}"
     if unnamed == [expected - 1] and count == expected - 1:
         return (f"{values}, where the header row names {expected} columns, its last without a name: the header "
-                "line ends in a comma (remove it)")
+                f"line ends in {mark} (remove it)")
     said = ", ".join(str(i + 1) for i in unnamed)
     return (f"{values}, where the header row names {expected} columns, column{'s' * (len(unnamed) > 1)} {said} "
-            "without a name (an empty name between two commas, or a comma at the line's end)")
+            f"without a name (an empty name between two {marks}, or {mark} at the line's end)")
 
 
 def cut_short(path, line, count, expected) -> str:
@@ -394,12 +397,13 @@ def left_open(path, line) -> str:
             "close the quote or remove it)")
 
 
-def width_refused(path, line, count, expected, header=None) -> str:
+def width_refused(path, line, count, expected, header=None, delimiter=",") -> str:
     """The refusal of a CSV row of ``count`` values on line ``line`` of ``path``, where the lines before it have
     ``expected``, in every reader's words: :func:`wrong_width`'s (``header``: the header row's names, where the row
-    is the first data row), then a likely cause, where there is one: the file cut short (:func:`cut_short`) or a
-    quote left open (:func:`left_open`)."""
-    return f"{wrong_width(count, expected, header)}{cut_short(path, line, count, expected) or left_open(path, line)}"
+    is the first data row; ``delimiter``: the file's), then a likely cause, where there is one: the file cut short
+    (:func:`cut_short`) or a quote left open (:func:`left_open`)."""
+    cause = cut_short(path, line, count, expected) or left_open(path, line)
+    return f"{wrong_width(count, expected, header, delimiter)}{cause}"
 
 
 def csv_values(path, row, header=True, delimiter=",") -> list | None:

@@ -587,3 +587,15 @@ def test_a_header_ending_in_a_comma_is_named_the_cause_only_of_rows_one_value_sh
                                          "the header line ends in a comma (remove it)")
     assert wrong_width(2, 4, header) == ("2 values, where the header row names 4 columns, column 4 without a name (an "
                                          "empty name between two commas, or a comma at the line's end)")
+
+
+def test_a_header_without_a_name_is_said_in_its_files_delimiter():
+    """A ";" or tab-delimited file's empty names are between two of its delimiters, not two commas."""
+    from gpunn.csvtext import wrong_width
+
+    assert wrong_width(2, 4, ["a", "", "c", ""], ";") == (
+        "2 values, where the header row names 4 columns, columns 2, 4 without a name (an empty name between two "
+        "';'s, or a ';' at the line's end)")
+    assert wrong_width(2, 3, ["a", "", "c"], "\t") == (
+        "2 values, where the header row names 3 columns, column 2 without a name (an empty name between two tabs, or "
+        "a tab at the line's end)")

@@ -1277,6 +1277,21 @@ def test_a_short_or_long_row_in_a_small_csv_is_named_by_its_line(tmp_path, newli
         data.csv(path, target="y", device="cpu")
 
 
+def test_a_header_ending_in_its_delimiter_is_said_in_a_semicolon_or_tab_files_words(tmp_path):
+    """A ";" or tab-delimited file (data.csv's ``delimiter``) whose header row ends in its delimiter, and holds a quoted
+    name with a line end: its first row, one value short, is said to be so for the header's empty last name, in the
+    file's delimiter. The header's end was found as a comma-delimited file's (the quote after a ";" opened no name),
+    one line early, so the first row was taken for a later one and the cause went unsaid; and it said "a comma"."""
+    pytest.importorskip("pyarrow")
+    for name, delimiter, words in (("s.csv", ";", "a ';'"), ("t.csv", "\t", "a tab"), ("c.csv", ",", "a comma")):
+        path = tmp_path / name
+        path.write_text(delimiter.join(["a", '"b\nc"', "y", "\n1", "2", "3\n4", "5", "6\n"]))
+        with pytest.raises(DataError) as refused:
+            data.csv(path, target="y", delimiter=delimiter, device="cpu")
+        assert str(refused.value) == (f"{path} line 3: 3 values, where the header row names 4 columns, its last without "
+                                      f"a name: the header line ends in {words} (remove it)")
+
+
 def test_a_bad_last_row_without_a_line_end_is_named_by_its_own_line(tmp_path):
     """The file's last row, with no line end after it, is a row to the line counts too (it was named as the row
     before it): a short row in the first block, a word past it."""

@@ -257,21 +257,22 @@ def csv_column_types(schema, names) -> dict:
     return {c: pyarrow.bool_() if read_as(schema.field(c).type) == "boolean" else pyarrow.float64() for c in names}
 
 
-def refused_rows(path, start, end, read, names, exc, decimal=".") -> str:
+def refused_rows(path, start, end, read, names, exc, decimal=".", delimiter=",") -> str:
     """The error of a CSV file whose rows in the bytes [start, end) (whole rows: a training chunk, a batch gpunn
     predict streams) ``read`` refused with ``exc``, in one rule for both: "x.csv line 5: column 'b': 'oops' is not
     a number" at the row first_refused finds (``names``: the file's column names, None without a header row), or,
     where the rows read again all read, "x.csv: bad data from line 4 on (exc)", the line of the first data row
-    from ``start`` (csvtext.csv_line: empty lines skipped, as the readers skip them)."""
+    from ``start`` (csvtext.csv_line: empty lines skipped, as the readers skip them). ``delimiter``: the file's, as
+    ``read`` parses it."""
     from ..csvtext import csv_column, csv_line
 
-    line, problem = first_refused(path, start, end, read, lambda i: csv_column(names, i), decimal, names)
+    line, problem = first_refused(path, start, end, read, lambda i: csv_column(names, i), decimal, names, delimiter)
     if line is None:
         return f"{path}: bad data from line {csv_line(path, 0, start)} on ({exc})"
     return f"{path} line {line}: {problem}"
 
 
-def first_refused(path, start, end, read, column, decimal=".", header=None):
+def first_refused(path, start, end, read, column, decimal=".", header=None, delimiter=","):
     """(line, complaint) of the first row of the CSV file ``path`` in the bytes [start, end) (whole rows) that
     ``read`` (a pyarrow buffer of rows -> a table, as the caller parses them) refuses: the rows are read again,
     fewer each time (bisection), so that an error names the row's line (csvtext.csv_rows: from 1, the
@@ -280,7 +281,8 @@ def first_refused(path, start, end, read, column, decimal=".", header=None):
     counted from 0; a value that is not a number in csvtext.not_a_number's words (a number in a column of
     booleans in csvtext.not_a_boolean's) and a row of another width in csvtext.wrong_width's, as every reader
     says them (a number by the decimal mark ``decimal``; the first data row's against ``header``, the header row's
-    names). (None, "") where the rows there all read (a caller's guess at the bytes missed them)."""
+    names, the header row found as ``delimiter`` splits it: a quoted name may hold a line end). (None, "") where the
+    rows there all read (a caller's guess at the bytes missed them)."""
     from ..csvtext import csv_line, csv_rows, is_number, not_a_boolean, not_a_number, width_refused
 
     pyarrow = pyarrow_module()
@@ -319,9 +321,10 @@ def first_refused(path, start, end, read, column, decimal=".", header=None):
     width = re.fullmatch(r"CSV parse error: Expected (\d+) columns, got (\d+):.*", problem, re.S)
     if width:  # in the words gpunn predict's whole read gives it
         line = rows[bad - 1][0]
-        first = header is not None and line == csv_line(path, 0)  # (the header row the only line before it)
+        # the first data row, whose line the header row's end gives (the only line before it)
+        first = header is not None and line == csv_line(path, 0, delimiter=delimiter)
         count, expected = int(width[2]), int(width[1])
-        return line, width_refused(path, line, count, expected, header if first else None)
+        return line, width_refused(path, line, count, expected, header if first else None, delimiter)
     numbered = re.compile(r"In CSV column #(\d+): ")
     return rows[bad - 1][0], numbered.sub(lambda m: f"{column(int(m[1]))}: ", problem)
 
@@ -347,7 +350,7 @@ def refused_in_first_block(path, block_size, header=True, delimiter=",", decimal
                             convert_options=csv.ConvertOptions(decimal_point=decimal))
 
     return first_refused(path, begin, end, read, lambda i: csv_column(None, i), decimal,
-                         csv_names(path, delimiter) if header else None)
+                         csv_names(path, delimiter) if header else None, delimiter)
 
 
 def check_csv_kind(path) -> None:
@@ -833,7 +836,7 @@ class CsvSource(ChunkedSource):
             return self._read(buffer)
         except Exception as exc:  # ArrowInvalid: a value that is not a number, a ragged row
             raise DataError(refused_rows(self.path, start, end, self._read, self._column_names, exc,
-                                         self.decimal)) from None
+                                         self.decimal, self.delimiter)) from None
 
     def _read(self, buffer):
         """The whole rows in ``buffer`` (a pyarrow buffer) as a table of the picked columns."""
