@@ -538,8 +538,10 @@ class Ensemble(DeviceModel):
     __getitem__ = member
 
     def best(self, monitor="val_loss") -> MLP:
-        """The member whose best ``monitor`` value in the last fit was the best (lowest; highest for
-        names ending in r2), as an MLP; never a member in ``ens.diverged`` (one that holds the weights it
+        """The member whose weights score best by ``monitor`` in the last fit (lowest; highest for names ending
+        in r2), as an MLP: each member is ranked by the value of the epoch whose weights it holds
+        (``history.weights_epoch``: its best epoch where early stopping restored it, else the last, not a better
+        epoch its weights have since left); never a member in ``ens.diverged`` (one that holds the weights it
         diverged with)."""
         return self.member(self.best_index(monitor))
 
@@ -564,7 +566,12 @@ class Ensemble(DeviceModel):
         values = numpy.asarray(self.history[monitor], dtype=numpy.float64)  # epochs x K
         maximise = monitor_mode(monitor) == "max"
         values = numpy.where(numpy.isfinite(values), values, -numpy.inf if maximise else numpy.inf)
-        per_member = values.max(axis=0) if maximise else values.min(axis=0)
+        held = getattr(self.history, "weights_epoch", None)
+        if isinstance(held, list) and len(held) == self.n_models:  # the value of the weights each member holds
+            row = {epoch: i for i, epoch in enumerate(self.history["epoch"])}
+            per_member = numpy.array([values[row[e], k] if e in row else values[-1, k] for k, e in enumerate(held)])
+        else:  # a history without it (a checkpoint's): each member's best epoch's
+            per_member = values.max(axis=0) if maximise else values.min(axis=0)
         kept = self._members_left("to pick")  # a diverged member's best epoch may look best; its weights are not
         values = per_member[kept]
         return kept[int(numpy.argmax(values) if maximise else numpy.argmin(values))]

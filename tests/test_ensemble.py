@@ -691,18 +691,26 @@ def test_member_is_a_copy_and_best_is_the_lowest_validation_loss(ensemble_data):
 
 def test_best_takes_the_highest_r2_and_each_members_best_finite_epoch(ensemble_data):
     """best() on scripted histories (epochs x members): an r2 is ranked highest-first (mut12e N35: lowest-first
-    picked member 0), a member's best epoch is its best finite one, and a NaN or infinite epoch (a member
-    diverged and put back at its best epoch by EarlyStopping has them; it is not in ens.diverged) never wins
-    (N37: numpy's argmin took the NaN member 2)."""
+    picked member 0), a member is ranked by the epoch whose weights it holds (history.weights_epoch), and a NaN
+    or infinite value (a member diverged and put back at its best epoch by EarlyStopping has them; it is not in
+    ens.diverged) never wins (N37: numpy's argmin took the NaN member 2). A history without weights_epoch
+    ranks each member by its best finite epoch."""
     X, Y = ensemble_data
     ens = gpunn.Ensemble(SIZES, 3, dtype="float64", seed=0)
     ens.fit(X, Y, epochs=2, batch_size=50, validation_fraction=0.2, verbose=False)
+    assert ens.history.weights_epoch == [2, 2, 2]  # no early stopping: every member holds the last epoch's
     ens.history["val_r2"] = [[0.1, 0.5, 0.3], [0.2, 0.9, 0.4]]
     assert ens.best_index("val_r2") == 1
+    ens.history.weights_epoch = [1, 2, 1]  # member 0 put back at epoch 1
     ens.history["val_loss"] = [[0.4, 2.0, float("nan")], [1.0, 1.5, 0.5]]
     assert ens.best_index() == 0
+    ens.history.weights_epoch = [1, 2, 2]
     ens.history["val_loss"] = [[0.4, 2.0, float("inf")], [1.0, 1.5, 0.3]]
     assert ens.best_index() == 2
+    ens.history["val_loss"] = [[0.2, 2.0, float("inf")], [1.0, 1.5, 0.3]]
+    ens.history.weights_epoch = None
+    assert ens.best_index() == 0
+    ens.history["val_loss"] = [[0.4, 2.0, float("inf")], [1.0, 1.5, 0.3]]
     np.testing.assert_array_equal(ens.best().params, ens.member_params[2])
     ens.history["val_loss"] = []  # a fit stopped in its first epoch (N40: numpy's "zero-size array" instead)
     with pytest.raises(ValueError, match="no epoch of the last fit finished"):
@@ -735,6 +743,37 @@ def test_a_loaded_training_checkpoints_ensemble_has_its_runs_history_and_picks_i
     assert loaded.history["val_loss"] == ens.history["val_loss"] and len(loaded.history["val_loss"]) == 2
     assert loaded.best_index() == ens.best_index() and loaded.best_index("loss") == ens.best_index("loss")
     np.testing.assert_array_equal(loaded.best().predict(X[:5]), ens.best().predict(X[:5]))
+
+
+def test_best_is_the_member_whose_weights_score_best_not_one_whose_earlier_epoch_did(tmp_path):
+    """Without early stopping a member ends with its last epoch's weights: best() took the member with the least
+    val_loss of any epoch (lr 0.1, 6.62 at epoch 6), whose weights scored 9.1 by the last, over lr 0.02's 6.69
+    (newuser39). With early stopping each member holds its best epoch's, and ranks by it; a loaded checkpoint's
+    ensemble picks as the run did."""
+    X, Y = gpunn.datasets.make("friedman1", 1000, 10, 1, noise=1.0, seed=0, device="cpu")
+    Xv, Yv = gpunn.datasets.make("friedman1", 500, 10, 1, noise=1.0, seed=1, device="cpu")
+    lrs = [1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 3e-1]
+    ens = gpunn.Ensemble([10, 32, 1], n_models=6, seed=0)
+    history = ens.fit(X, Y, epochs=8, lr=lrs, validation_data=(Xv, Yv), batch_size=32, verbose=False,
+                      callbacks=[gpunn.ModelCheckpoint(tmp_path / "c.npz")])
+    val = np.asarray(history["val_loss"])
+    assert np.argmin(val.min(axis=0)) != np.argmin(val[-1])  # a member's earlier epoch beat every last one
+    held = ens.loss(Xv, Yv)  # what each member's weights score now: the last epoch's
+    np.testing.assert_allclose(held, val[-1], rtol=1e-6)
+    assert ens.best_index() == int(np.argmin(held)) == 1
+    assert history.weights_epoch == [8] * 6
+    assert ens.best().loss(Xv, Yv) == held.min()
+    assert gpunn.load_checkpoint(tmp_path / "c.npz").model.best_index() == 1
+
+    stopping = gpunn.Ensemble([10, 32, 1], n_models=6, seed=0)
+    history = stopping.fit(X, Y, epochs=8, lr=lrs, validation_data=(Xv, Yv), batch_size=32, verbose=False,
+                           callbacks=[gpunn.EarlyStopping(patience=2), gpunn.ModelCheckpoint(tmp_path / "s.npz")])
+    assert history.weights_epoch == history.best_epoch  # each member put back at its best epoch
+    held = stopping.loss(Xv, Yv)
+    np.testing.assert_allclose(held, history.best, rtol=1e-6)
+    assert stopping.best_index() == int(np.argmin(held))
+    loaded = gpunn.load_checkpoint(tmp_path / "s.npz").model
+    assert loaded.history.weights_epoch == history.best_epoch and loaded.best_index() == stopping.best_index()
 
 
 @pytest.mark.parametrize("call,match", [

@@ -61,7 +61,7 @@ def test_an_interrupted_ensemble_run_resumes_bit_for_bit(ensemble_data, tmp_path
         np.testing.assert_array_equal(ckpt.optimizer.state[name], reference.optimizer.state[name])
     assert ckpt.optimizer.steps == reference.optimizer.steps
     assert _no_timing(resumed) == _no_timing(ref_hist)
-    for attribute in ("best", "best_epoch", "stopped_early", "stopped_epoch", "diverged"):
+    for attribute in ("best", "best_epoch", "stopped_early", "stopped_epoch", "diverged", "weights_epoch"):
         assert getattr(resumed, attribute) == getattr(ref_hist, attribute), attribute
     assert ckpt.model.history is resumed and ckpt.model.best_index() == reference.best_index()
 

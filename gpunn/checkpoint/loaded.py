@@ -254,4 +254,17 @@ def load_checkpoint(path, device="auto") -> Checkpoint:
         # an Ensemble's run so far, as its fit leaves it (ens.history): best() and best_index() rank by it, where
         # they said it had none (its best_epoch and best are set when a fit or resume ends)
         model.history = loaded.history
+        model.history.weights_epoch = _weights_epochs(model.history, model.n_models, loaded.training)
     return loaded
+
+
+def _weights_epochs(history, n_models, training):
+    """The epoch whose weights each member of the saved ensemble holds (EnsembleHistory.weights_epoch), from its
+    early stopping's saved state: a run's last checkpoint written after its best weights were put back keeps the
+    weights reached beside them (``last_params``)."""
+    for entry in training.get("callbacks", []):
+        if entry.get("class") == "MemberEarlyStopping" and isinstance(entry.get("state"), dict):
+            state = entry["state"]
+            return ens_training.weights_epochs(history, n_models, state.get("stopped_epoch"), state.get("best_epoch"),
+                                               restored="last_params" in entry.get("arrays", []))
+    return ens_training.weights_epochs(history, n_models)

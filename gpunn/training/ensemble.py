@@ -97,10 +97,13 @@ class EnsembleHistory(History):
     None without either), ``stopped_early`` (per member), ``diverged`` (indices of members whose loss became
     NaN or infinite) and ``interrupted``. In the epochs after a member stopped early its entries are those of the
     weights it stopped with (its val_* repeat the epoch it stopped in's); ``member(k)`` ends at that epoch.
+    ``weights_epoch`` (per member, from 1): the epoch whose weights the member ends with, its best epoch where early
+    stopping restored it, else the epoch it stopped in or the last; what ``Ensemble.best()`` ranks it by.
     """
 
     diverged = ()
     stopped_epoch = None
+    weights_epoch = None
 
     def member(self, k) -> dict:
         """Member k's history as one model's: {name: per-epoch list}, up to the epoch it stopped at."""
@@ -404,6 +407,8 @@ class MemberEarlyStopping(Callback):
         restore = [k for k in range(trainer.model.n_models) if self.best_epoch[k] is not None
                    and (diverged or self.best_epoch[k] != (self.stopped_epoch[k] or last_epoch))]
         if restore:
+            history.weights_epoch = [self.best_epoch[k] if k in restore else self.stopped_epoch[k] or last_epoch
+                                     for k in range(trainer.model.n_models)]  # (as weights_epochs, restored)
             if not diverged and writes_checkpoints(trainer):  # for the checkpoint written now: a resume that
                 self.last_params = trainer.model.member_params.copy()  # trains further goes on from them
             rows = trainer.model.xp.asarray(restore)
@@ -618,8 +623,24 @@ def run_ensemble(model, source, optimizer, settings, state, *, callbacks, valida
         history = dp.run(loop) if dp is not None else loop()
     if not isinstance(history.stopped_early, list):  # per member, also without early stopping
         history.stopped_early = [False] * model.n_models
+    if history.weights_epoch is None:  # (early stopping sets it where it restored)
+        history.weights_epoch = weights_epochs(history, model.n_models, history.stopped_epoch)
     model.history = history
     return history
+
+
+def weights_epochs(history, n_models, stopped_epoch=None, best_epoch=None, restored=False):
+    """Per member, the epoch (from 1) whose weights it ends a run with (``history.weights_epoch``): the best epoch
+    where early stopping ``restored`` it (``best_epoch``, where that is not the epoch it stopped in or the last),
+    else the epoch it stopped in (``stopped_epoch``), else the run's last; None where no epoch finished."""
+    if not history.get("epoch"):
+        return None
+    last = history["epoch"][-1]
+    stopped = stopped_epoch if isinstance(stopped_epoch, list) else [None] * n_models
+    reached = [e or last for e in stopped]
+    if not restored or not isinstance(best_epoch, list):
+        return reached
+    return [b if b is not None and b != e else e for b, e in zip(best_epoch, reached)]
 
 
 def ensemble_history(history, diverged=()) -> EnsembleHistory:
