@@ -378,6 +378,24 @@ def test_a_sweeps_config_with_a_list_of_seeds_is_shown_its_seed_and_seeds_count(
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--seeds", "1,2"], "argument --seeds: is how many seeds each setting trains, got the seeds '1,2': --seed 1 "
+                         "--seeds 2 trains seeds 1, 2"),
+    (["--seeds", "3, 1"], "got the seeds '3, 1': the members' seeds follow on from --seed: --seed, --seed + 1, ..."),
+    (["--seeds", "0"], "argument --seeds: must be positive, got 0"),
+    (["--seeds", "1.5"], "argument --seeds: expected a whole number, got '1.5'"),
+])
+def test_a_sweeps_seeds_given_as_a_list_of_seeds_is_told_it_is_a_count(tmp_path, capsys, args, message):
+    """--seeds 1,2 said "expected a whole number, got '1,2'" to one who gave whole numbers, the seeds (newuser39)."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["sweep", *args])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+    (tmp_path / "sweep.toml").write_text("seeds = [0, 1]\n")
+    assert main(["sweep", "--config", str(tmp_path / "sweep.toml")]) == 2
+    assert "invalid seeds = [0, 1] (--seeds: is how many seeds each setting trains, got the seeds '0,1': --seed 0 " \
+           "--seeds 2 trains seeds 0, 1)" in capsys.readouterr().err
+
+
 def test_a_saved_configs_strings_read_back_as_written_whatever_characters_they_hold():
     import tomllib
 

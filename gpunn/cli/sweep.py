@@ -93,7 +93,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=None,
                    help="weight decays, comma-separated (default: the optimizer's, as gpunn train's: 0.01 for adamw, "
                         "0 for the others)")
-    s.add_argument("--seeds", type=positive(int), default=1, help="seeds per setting: members start as MLP(seed=s), "
+    s.add_argument("--seeds", type=seed_count, default=1, help="seeds per setting: members start as MLP(seed=s), "
                    "s = --seed, --seed + 1, ... (default: %(default)s)")
     s.add_argument("--task", choices=sorted(datasets.TASKS), type=folding(datasets.TASKS, "task"), default="teacher",
                    help="synthetic task, in any letter case (default: %(default)s)")
@@ -273,6 +273,23 @@ def split_over_ranks(per, why, comm) -> tuple[int, str]:
     r = min(range(len(splits)), key=lambda i: splits[i][0])
     per, why = splits[r]
     return per, (f"{why} (rank {r})" if r and why else why)
+
+
+def seed_count(text):
+    """--seeds's type: how many seeds each setting trains. A list of seeds (``--seeds 1,2``, ``seeds = [1, 2]``) is
+    told how to ask for them: they said "expected a whole number", the seeds given being whole numbers."""
+    try:
+        return positive(int)(text)
+    except argparse.ArgumentTypeError:
+        seeds = [part.strip() for part in text.split(",")]
+        if len(seeds) < 2 or not all(re.fullmatch(r"\d+", seed) for seed in seeds):
+            raise
+        seeds = [int(seed) for seed in seeds]
+        how = (f"--seed {seeds[0]} --seeds {len(seeds)} trains seeds {', '.join(map(str, seeds))}"
+               if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else
+               "the members' seeds follow on from --seed: --seed, --seed + 1, ...")
+        raise argparse.ArgumentTypeError(f"is how many seeds each setting trains, got the seeds {text!r}: {how}") \
+            from None
 
 
 def rank(settings, history_of, offset=0):
