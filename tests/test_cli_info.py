@@ -196,3 +196,40 @@ def test_on_a_gpu_info_gives_cupys_version_the_device_count_and_resolves_auto_to
     status, _, rows = _info(capsys)
     assert status == 0 and rows["cupy"] == fake_cupy.__version__
     assert rows["cuda devices"] == str(fake_cupy.cuda.runtime.getDeviceCount()) and rows["device"].startswith("cuda:0 (")
+
+
+def test_under_slurm_the_cpu_and_blas_lines_say_its_cpus_per_task_and_the_blas_is_held_to_them():
+    """A Slurm job's --cpus-per-task=N on a node Slurm does not bind it to (task/none) ran OpenBLAS on every core
+    the process may run on, and gpunn info said "2 threads" with no word of where that came from. The command holds
+    NumPy's BLAS to N (a count set in the environment stays as it is) and info says where each count comes from."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gpunn.ops.cpu import affinity_cores
+
+    pytest.importorskip("threadpoolctl")
+    cores = affinity_cores()
+    if cores < 2:
+        pytest.skip("one core: no count for Slurm's to be below")
+    root = str(Path(__file__).resolve().parents[1])
+
+    def info(**env):
+        environ = {k: v for k, v in os.environ.items() if k not in ("SLURM_CPUS_PER_TASK", "OPENBLAS_NUM_THREADS",
+                                                                    "GOTO_NUM_THREADS", "OMP_NUM_THREADS")}
+        out = subprocess.run([sys.executable, "-m", "gpunn", "info", "--device", "cpu"], capture_output=True, text=True,
+                             env={**environ, "PYTHONPATH": root, **env}, timeout=300).stdout
+        return {line[:16].strip(): line[16:] for line in out.splitlines() if not line.startswith(" ")}
+
+    plain = info()
+    if f"({cores} threads, " not in plain["blas"]:
+        pytest.skip(f"NumPy's BLAS is not OpenBLAS on a thread per core here: {plain['blas']}")
+    assert plain["cpu"].endswith(f", {cores} cores")
+    assert plain["blas"].endswith("; threads: the library's own count, the cores the process may run on")
+    slurm = info(SLURM_CPUS_PER_TASK="1")
+    assert slurm["cpu"].endswith(f", 1 core (SLURM_CPUS_PER_TASK; the process may run on {cores})")
+    assert "(1 thread, " in slurm["blas"]
+    assert slurm["blas"].endswith(f"; threads held to SLURM_CPUS_PER_TASK=1 (the library started {cores})")
+    kept = info(SLURM_CPUS_PER_TASK="1", OPENBLAS_NUM_THREADS=str(cores))
+    assert f"({cores} threads, " in kept["blas"] and kept["blas"].endswith(f"; threads set by OPENBLAS_NUM_THREADS={cores}")

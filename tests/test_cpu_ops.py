@@ -854,6 +854,22 @@ def test_usable_cores_are_those_this_process_may_run_on(monkeypatch):
     assert cpu.usable_cores() == 3
 
 
+@pytest.mark.parametrize("value, cores", [("8", 8), ("128", 64), (" 4 ", 4), ("0", 64), ("8(x2)", 64), ("", 64),
+                                          (None, 64)])
+def test_slurms_cpus_per_task_caps_the_usable_cores(monkeypatch, value, cores):
+    """A Slurm job of --cpus-per-task=8 on a 64-core node that Slurm does not bind to its cores (task/none, its
+    default) may run on all 64: gpunn used them all (its member groups, BLIS's pieces). A value that is not a whole
+    number 1 or more is Slurm's business, not refused: the affinity set counts then."""
+    from gpunn.ops import cpu
+
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    if value is None:
+        monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    else:
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", value)
+    assert cpu.usable_cores() == cores and cpu.affinity_cores() == 64
+
+
 @pytest.mark.parametrize("setting", [None, "1", "1 and fused=True"])
 def test_without_numba_cpu_ops_is_the_reference_and_the_kernels_asked_for_are_refused(monkeypatch, setting):
     """Numba not installed: the default runs the reference, silently (the [cpu] extra is optional); fused=True or

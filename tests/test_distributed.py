@@ -2681,6 +2681,10 @@ def test_more_ranks_than_cores_are_told_they_take_turns_and_how_many_to_start(mo
     assert said(2, 4) == ("1 BLAS thread per rank (its 2 cores shared with other ranks of this machine; 4 ranks on 2 "
                           "cores take turns on them, many times slower than 2: start at most 2 on this machine)")
     assert said(4, 2) == "2 BLAS threads per rank (its 4 cores shared with other ranks of this machine)"
+    # srun's tasks left on every core of the node (Slurm's task/none): each rank at most its --cpus-per-task
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert said(4, 2) == "1 BLAS thread per rank (its 4 cores shared with other ranks of this machine)"
+    assert said(4, 1) == "1 BLAS thread per rank (its 4 cores shared with other ranks of this machine)"
 
 
 @needs_mpi

@@ -468,6 +468,9 @@ def _run(argv) -> int:
             from ..distributed.comm import same_command_on_every_rank
 
             same_command_on_every_rank(args.command)
+        from ..ops.fit_threads import cap_at_slurm_cpus
+
+        cap_at_slurm_cpus()  # under Slurm, NumPy's BLAS on at most --cpus-per-task threads
         with text_to_stderr(args), sigterm_interrupts():  # --json -: stdout holds the JSON alone
             status = args.func(args)
         if launched:  # a command that trained nothing meets a rank that failed before its fit, as a fit would

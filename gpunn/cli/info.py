@@ -19,7 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Show what gpunn runs on here: the device --device resolves to (and why a GPU is "
                                    "not used, where it is not), the versions of gpunn, Python, NumPy and CuPy, the "
                                    "CPU (its model name; on x86 its family, model and widest vector instructions) "
-                                   "and the cores this process may use, the BLAS and its threads, the CPU GEMM library chosen for the default net's "
+                                   "and the cores this process may use (at most Slurm's SLURM_CPUS_PER_TASK), the BLAS, its threads and "
+                                   "where their count comes from, the CPU GEMM library chosen for the default net's "
                                    "products, the active Numba CPU kernels, the subnormal mode, the MPI for data "
                                    "parallel (mpi4py, its runtime, the mpiexec found) and the GPUNN_ "
                                    "environment variables set, each as it was set. Exits with status 2 when a line "
@@ -158,15 +159,17 @@ def settings() -> str:
 
 def run(args) -> int:
     from ..bench.system import blas_info, cpu_name  # here: importing gpunn.bench loads the whole benchmark
-    from ..ops.cpu import usable_cores
+    from ..ops.cpu import SLURM_CPUS, affinity_cores, usable_cores
+    from ..ops.fit_threads import count_source
 
     cupy, count, reason = _backend.probe_cuda()
     lines = {
         "gpunn": __version__,
         "python": platform.python_version(),
         "numpy": numpy.__version__,
-        "cpu": f"{cpu_name()}, {counted(usable_cores(), 'core')}",
-        "blas": blas_info(),
+        "cpu": f"{cpu_name()}, {counted(usable_cores(), 'core')}" + (
+            "" if usable_cores() == affinity_cores() else f" ({SLURM_CPUS}; the process may run on {affinity_cores()})"),
+        "blas": f"{blas_info()}; {count_source()}",
         "cpu gemm": _gemm_info(),
         "cpu subnormals": _or_error(denormals.describe),
         "cupy": getattr(cupy, "__version__", None) or f"unavailable: {reason}",

@@ -19,7 +19,7 @@ import contextlib
 import os
 import socket
 
-from ..ops.cpu import threads_setting, usable_cores
+from ..ops.cpu import slurm_cpus, threads_setting, usable_cores
 from ..ops.fit_threads import BLAS_ENV, user_set  # noqa: F401 (BLAS_ENV: the variables user_set reads, named here too)
 
 
@@ -66,7 +66,8 @@ def rank_threads(comm, model):
         return
     mine = _placement()
     ranks = comm.allgather(mine, label="the core-placement exchange")  # every CPU rank takes part
-    share, crowded = cores_per_rank(mine, ranks), crowding(mine, ranks)
+    # (at most Slurm's --cpus-per-task, where Slurm left its tasks on every core of the node: each rank is a task)
+    share, crowded = min(cores_per_rank(mine, ranks), slurm_cpus() or len(mine[1])), crowding(mine, ranks)
     cores = len(mine[1])
     if share >= cores:  # alone on its cores (or the only core): nothing to change
         yield crowded

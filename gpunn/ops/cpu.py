@@ -344,12 +344,30 @@ def wait_uninterrupted(wait, settled):
         raise raised
 
 
-def usable_cores() -> int:
-    """The cores this process may run on."""
+SLURM_CPUS = "SLURM_CPUS_PER_TASK"  # Slurm's --cpus-per-task, set in the job where it was asked for
+
+
+def affinity_cores() -> int:
+    """The cores this process may run on: its affinity set (a launcher's binding, taskset, a cgroup's cpuset)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def slurm_cpus() -> int | None:
+    """The CPUs Slurm gave each task of this job (SLURM_CPUS_PER_TASK, --cpus-per-task), or None: unset, or not a
+    whole number 1 or more (Slurm's variable, not gpunn's: not refused). Where Slurm binds the task to its cores
+    (task/affinity, a cgroup's cpuset) the affinity set says the same; where it does not (task/none, Slurm's
+    default), the process may run on every core of the node, and this is its share."""
+    value = os.environ.get(SLURM_CPUS, "").strip()
+    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
+
+
+def usable_cores() -> int:
+    """The cores this process may use: those it may run on (affinity_cores), at most Slurm's --cpus-per-task."""
+    cores, slurm = affinity_cores(), slurm_cpus()
+    return cores if slurm is None else min(cores, slurm)
 
 
 def _bounds(n: int, parts: int) -> list:

@@ -39,7 +39,7 @@ import numpy
 
 from .. import environment
 from ..forksafe import ForkSafeLock
-from .cpu import PARALLEL_MIN_ELEMENTS
+from .cpu import PARALLEL_MIN_ELEMENTS, SLURM_CPUS, affinity_cores, slurm_cpus
 
 # Variables in which a user sets a BLAS library's thread count (OpenBLAS reads the first three; MKL, BLIS and OpenMP
 # builds read OMP_NUM_THREADS too).
@@ -50,6 +50,7 @@ _holders = {}  # thread ident -> its contexts inside blas_threads's count
 _changed = []  # [(library, its count before, the count set)] while they are: the last one out puts them back
 _made = None  # (threadpoolctl's controller, len(sys.modules) as it was made) where it has no cached one (before 3.8)
 _reached = None  # the count gpunn last set on every BLAS library, read back from each; None where one did not take it
+_capped = None  # (count, the largest before) where a command held NumPy's BLAS to Slurm's --cpus-per-task
 
 
 def _libraries() -> list:
@@ -126,6 +127,45 @@ def _put_back(changed):
 def user_set() -> bool:
     """Whether the environment sets a BLAS thread count (BLAS_ENV, not blank)."""
     return any(os.environ.get(name, "").strip() for name in BLAS_ENV)
+
+
+def cap_at_slurm_cpus() -> None:
+    """For a gpunn command (gpunn.cli, as it starts): each BLAS library on at most SLURM_CPUS_PER_TASK threads, where
+    the environment sets no count (BLAS_ENV). OpenBLAS starts as many threads as the process may run on cores: where
+    Slurm binds a task to its --cpus-per-task cores (task/affinity, a cgroup's cpuset) that is the job's count
+    already, but where it does not (task/none, Slurm's default) it is every core of the node, which the job shares
+    with others. Kept for the process: its fits put their own counts back to it. Without threadpoolctl nothing
+    changes (``gpunn info``'s blas line says so)."""
+    global _capped
+    slurm = slurm_cpus()
+    if slurm is None or user_set():
+        return
+    try:
+        for lib in _libraries():
+            before = lib.get_num_threads()
+            if before is not None and before > slurm:
+                lib.set_num_threads(slurm)
+                _capped = (slurm, max(before, _capped[1] if _capped else 0))
+        _let_go()
+    except Exception as exc:  # noqa: BLE001 - any of threadpoolctl's: the command runs on the counts as they are
+        warnings.warn(f"gpunn could not hold NumPy's BLAS to {SLURM_CPUS}={slurm} threads (threadpoolctl: "
+                      f"{type(exc).__name__}: {exc}); set OPENBLAS_NUM_THREADS={slurm}", RuntimeWarning, stacklevel=2)
+
+
+def count_source() -> str:
+    """Where NumPy's BLAS thread count comes from, in words (``gpunn info``'s blas line): a variable the user set
+    (BLAS_ENV), Slurm's --cpus-per-task (cap_at_slurm_cpus), or the library's own: the cores the process may run on
+    (where that is more than Slurm's count and threadpoolctl is not installed, what to do)."""
+    named = next((name for name in BLAS_ENV if os.environ.get(name, "").strip()), None)
+    if named is not None:
+        return f"threads set by {named}={os.environ[named].strip()}"
+    if _capped is not None:
+        return f"threads held to {SLURM_CPUS}={_capped[0]} (the library started {_capped[1]})"
+    slurm, cores = slurm_cpus(), affinity_cores()
+    if slurm is not None and slurm < cores and not _libraries():
+        return (f"threads: the library's own count, up to the {cores} cores the process may run on, not {SLURM_CPUS}="
+                f"{slurm}: install threadpoolctl (gpunn[cpu]) or export OPENBLAS_NUM_THREADS={slurm}")
+    return "threads: the library's own count, the cores the process may run on"
 
 
 def _small(model) -> bool:
