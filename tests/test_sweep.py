@@ -240,6 +240,26 @@ def test_sweep_plot_and_bad_grid(tmp_path, capsys):
     assert "--weight-decay: takes comma-separated numbers" in capsys.readouterr().err
 
 
+def test_the_plots_tick_whole_epochs(tmp_path, monkeypatch):
+    """A 3-epoch run's curves (gpunn sweep's --plot, and gpunn train's) were drawn over ticks at 1.25, 1.5, 1.75...
+    epochs (newuser39)."""
+    pytest.importorskip("matplotlib")
+    from gpunn import atomic
+    from gpunn.cli.sweep import plot_curves
+    from gpunn.cli.train import plot_history
+
+    figures, save = [], atomic.save_figure
+    monkeypatch.setattr(atomic, "save_figure", lambda fig, path, **options: (figures.append(fig),
+                                                                            save(fig, path, **options)))
+    rows = [{"lr": 1e-2, "weight_decay": 0.0, "seed": s, "val_curve": [0.5 - s / 10, 0.3, 0.2]} for s in range(2)]
+    plot_curves(rows, tmp_path / "c.png")
+    plot_history({"epoch": [1, 2, 3], "loss": [0.5, 0.3, 0.2], "val_loss": [0.6, 0.4, 0.3]}, tmp_path / "t.png")
+    for figure in figures:
+        ax, = figure.axes
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+        assert ax.get_xlabel() == "epoch" and ticks and all(t == int(t) for t in ticks), ticks
+
+
 @pytest.mark.parametrize("option, values, said", [
     # a value left out was dropped without a word: 1e-3,,3e-3 swept two rates
     ("--lr", "1e-3,,3e-3", "has an empty value in '1e-3,,3e-3': write each value, comma-separated"),

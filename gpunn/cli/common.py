@@ -476,6 +476,15 @@ def bounded(kind, low, *, inclusive=False, what=None):
     return parse
 
 
+def epoch_axis(ax) -> None:
+    """A plot's x axis of epochs (gpunn train's and sweep's --plot): labelled, with whole epochs as its ticks, where
+    matplotlib put a few epochs' at 1.25, 1.5, 1.75..."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def positive(kind):
     """An argparse type: ``kind(text)``, refused unless > 0."""
     return bounded(kind, 0, what="must be positive, got {text}")

@@ -20,7 +20,8 @@ from ..training.callbacks import Callback
 from ..training.state import position_words
 from . import data as data_cli, lr_schedule
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report_outputs, counted, csv_text, dtype,
-                     file_path, json_text, non_negative, positive, refuse_replacing_data, verbose_of, write_output)
+                     epoch_axis, file_path, json_text, non_negative, positive, refuse_replacing_data, verbose_of,
+                     write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
                     _ranks, check_task_memory, constant_targets_note, features_help, ignore_late_interrupts, optimizer_of,
@@ -373,7 +374,7 @@ def plot_curves(rows, path) -> None:
     best = rows[0]
     ax.plot(range(1, len(best["val_curve"]) + 1), best["val_curve"], color="C3", lw=2,
             label=f"best: lr {best['lr']:.3g}, wd {best['weight_decay']:.3g}, seed {best['seed']}")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.set_ylabel("validation MSE")
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3)

@@ -19,7 +19,7 @@ from ..optim import OPTIMIZERS, default_of, make_optimizer, options_of
 from ..training.state import position_words
 from . import data as data_cli, lr_schedule
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, bounded, check_report_outputs, counted, csv_text,
-                     dtype, file_path, json_text, non_negative, number, positive, refuse_replacing_data, verbose_of,
+                     dtype, epoch_axis, file_path, json_text, non_negative, number, positive, refuse_replacing_data, verbose_of,
                      write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
@@ -170,7 +170,7 @@ def plot_history(history, path) -> None:
     ax.plot(history["epoch"], history["loss"], marker=".", label="training loss")
     if "val_loss" in history:
         ax.plot(history["epoch"], history["val_loss"], marker=".", label="validation loss")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.set_ylabel("loss (mean squared error, summed over outputs)")
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
