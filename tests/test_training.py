@@ -594,19 +594,17 @@ def test_a_notebooks_bar_ends_with_the_runs_mean_rate_as_a_terminals_does():
     assert bar.shown[-1].endswith("| 10.1k/10.1k [00:11<00:00, 915rows/s]")  # 10,064 rows in 11 s
 
 
-def test_a_notebooks_bar_leaves_its_closed_line_as_its_outputs_text(monkeypatch):
-    """The output of tqdm.notebook's widget holds the plain text of the moment it was displayed, the bar's first
-    (``0%| 0.00/36.0k [00:00<?, ?rows/s]``), which a notebook run headless with nbclient and saved showed wherever
-    the widget is not drawn (GitHub's view of it). Displayed under a display id, the output is updated as the bar
-    closes. Neither IPython nor ipywidgets is a test need: stand-ins for IPython's display and for the widget (the
-    bar is tqdm.notebook's own class, with the stand-in's status printer)."""
-    import io
+def _notebook_bar(monkeypatch):
+    """tqdm.notebook's bar class as gpunn's progress makes it (_readable_times), with stand-ins for IPython's display
+    and for the widget (neither IPython nor ipywidgets is a test need: the bar is tqdm.notebook's own class, with the
+    stand-in's status printer), and the outputs displayed: per output, the texts it held, the display's first, then
+    each update's."""
     import types
 
     from tqdm import notebook
     from tqdm.notebook import tqdm_notebook
 
-    from gpunn.training.callbacks import _BAR_FORMAT, _readable_times
+    from gpunn.training.callbacks import _readable_times
 
     class Widget:  # three children, as tqdm's TqdmHBox, and its text the bar's line, as TqdmHBox's repr
         def __init__(self):
@@ -619,7 +617,7 @@ def test_a_notebooks_bar_leaves_its_closed_line_as_its_outputs_text(monkeypatch)
     class WidgetBar(tqdm_notebook):
         status_printer = staticmethod(lambda *args: Widget())
 
-    outputs = []  # per output: the texts it held, the display's first, then each update's
+    outputs = []
 
     class Handle:
         def __init__(self, widget):
@@ -635,14 +633,58 @@ def test_a_notebooks_bar_leaves_its_closed_line_as_its_outputs_text(monkeypatch)
     monkeypatch.setitem(sys.modules, "IPython", ipython)
     monkeypatch.setitem(sys.modules, "IPython.display", ipython.display)
     monkeypatch.setattr(notebook, "display", ipython.display.display, raising=False)  # (tqdm's own display of it)
-    bar = _readable_times(WidgetBar)(total=300, unit="rows", unit_scale=True, file=io.StringIO(), desc="fit",
-                                     dynamic_ncols=True, smoothing=0.1, bar_format=_BAR_FORMAT)
+    return _readable_times(WidgetBar), outputs
+
+
+def test_a_notebooks_bar_leaves_its_closed_line_as_its_outputs_text(monkeypatch):
+    """The output of tqdm.notebook's widget holds the plain text of the moment it was displayed, the bar's first
+    (``0%| 0.00/36.0k [00:00<?, ?rows/s]``), which a notebook run headless with nbclient and saved showed wherever
+    the widget is not drawn (GitHub's view of it). Displayed under a display id, the output is updated as the bar
+    closes."""
+    import io
+
+    from gpunn.training.callbacks import _BAR_FORMAT
+
+    bar_class, outputs = _notebook_bar(monkeypatch)
+    bar = bar_class(total=300, unit="rows", unit_scale=True, file=io.StringIO(), desc="fit", dynamic_ncols=True,
+                    smoothing=0.1, bar_format=_BAR_FORMAT)
     bar.update(300)
     bar.close()
     bar.close()  # (as tqdm's __del__ does: nothing more)
     assert len(outputs) == 1 and len(outputs[0]) == 2, outputs
     first, last = outputs[0]
     assert first.startswith("fit:   0%|") and last.startswith("fit: 100%|") and "| 300/300 [" in last
+
+
+def test_a_notebooks_bar_keeps_tqdms_delay_and_disable(monkeypatch):
+    """tqdm's ``delay`` (TQDM_DELAY in the environment, which tqdm reads for every bar) holds a notebook's bar back
+    until it has passed, and one that closes first is never shown: gpunn's displayed it at once, and tqdm displayed
+    it again once the delay passed (two bars in the cell). ``disable`` (TQDM_DISABLE) shows none: gpunn's raised
+    AttributeError (tqdm makes no widget for a disabled bar), ending the fit."""
+    import io
+
+    from gpunn.training.callbacks import _BAR_FORMAT
+
+    bar_class, outputs = _notebook_bar(monkeypatch)
+
+    def bar(**kwargs):
+        return bar_class(total=300, unit="rows", unit_scale=True, file=io.StringIO(), desc="fit", dynamic_ncols=True,
+                         smoothing=0.1, bar_format=_BAR_FORMAT, **kwargs)
+
+    quick = bar(delay=3600)  # a fit that ends before its delay
+    quick.update(300)
+    quick.close()
+    assert outputs == []
+    later = bar(delay=1e-9, mininterval=0)  # its delay passed at the first update
+    assert outputs == []
+    later.update(100)
+    later.update(200)
+    later.close()
+    assert len(outputs) == 1 and outputs[0][0].startswith("fit:  33%|") and outputs[0][-1].startswith("fit: 100%|")
+    off = bar(disable=True)
+    off.update(300)
+    off.close()
+    assert len(outputs) == 1
 
 
 def _progress_trainer(rows, batch_size, epochs, start_epoch=0, batch=0, ranks=1):

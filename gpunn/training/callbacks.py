@@ -491,13 +491,27 @@ def _text_kept_up(widget_class):
     a widget holds the plain text of the moment it was displayed, the bar's first (``epoch 1/20: 0%| 0.00/36.0k
     [00:00<?, ?rows/s]``), which is what a notebook run headless (nbclient, papermill) and saved shows wherever the
     widget is not drawn (GitHub's view of it, say). Displayed under a display id, the output is updated as the bar
-    closes, the widget with it."""
+    closes, the widget with it. As tqdm.notebook's own, a bar with a ``delay`` (TQDM_DELAY in the environment) is
+    displayed once that delay has passed, and not where it closes first; a disabled one (TQDM_DISABLE) not at all."""
     class TextKeptUp(widget_class):
         def __init__(self, *args, **kwargs):
+            self._output = None
+            super().__init__(*args, display=False, **kwargs)
+            if not self.disable and self.delay <= 0:  # (disabled, tqdm made no widget: it raised AttributeError here)
+                self._display()
+
+        def _display(self):
             from IPython.display import display
 
-            super().__init__(*args, display=False, **kwargs)
-            self._output = display(self.container, display_id=True)
+            self._output, self.displayed = display(self.container, display_id=True), True
+
+        def display(self, *args, check_delay=True, **kwargs):
+            # tqdm's own display of the widget once the delay has passed had no display id; displayed at once here
+            # regardless of the delay, the bar then showed twice
+            shown = super().display(*args, check_delay=False, **kwargs)
+            if check_delay and self.delay > 0 and not self.displayed:
+                self._display()
+            return shown
 
         def close(self):
             if self.disable:  # closed already: tqdm's __del__ closes again, where the container's link to the bar
