@@ -640,3 +640,26 @@ def test_a_signal_during_the_held_out_pass_after_training_still_writes_the_outpu
     assert [record["result"][k] for k in ("val_mse", "val_mae", "val_r2")] == [None, None, None]
     assert record["history"]["epoch"] == [1, 2] and len(table.read_text().splitlines()) == 3
     assert gpunn.load_checkpoint(save, device="cpu").epoch == 2 and (tmp_path / "run.npz.toml").exists()
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGUSR1"])
+def test_a_second_signal_in_a_fit_is_named_as_the_signal_not_as_ctrl_c(tmp_path, capsys, monkeypatch, signum):
+    """The first SIGTERM (or SIGUSR1, Slurm's warning, taken as SIGTERM) stops the run after the batch; a second
+    before it stops ends the command at once, as a second Ctrl-C does. Its line said `interrupted (Ctrl-C)` to a job
+    whose log no one had typed in (Slurm's SIGUSR1, then its SIGTERM at the time limit); it names the signal."""
+    import os
+    import signal
+
+    from gpunn.training.loop import Trainer
+
+    run_epoch = Trainer.run_epoch
+
+    def signalled_twice(self, *args, **kwargs):
+        os.kill(os.getpid(), getattr(signal, signum))  # stops after the batch ...
+        os.kill(os.getpid(), getattr(signal, signum))  # ... and the second ends it at once
+        return run_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "run_epoch", signalled_twice)
+    assert main(["train", *SMALL, "--epochs", "2", "--save", str(tmp_path / "run.npz")]) == 130
+    assert capsys.readouterr().err.endswith(f"gpunn train: interrupted ({signum}); any checkpoint is the last one "
+                                            "completely written\n")

@@ -378,11 +378,18 @@ def _terminated(signum, frame):
 
 def _as_sigterm(signum, frame):
     """SIGUSR1 does what SIGTERM does now: the handler SIGTERM has (a fit's stops it after the batch, and is told
-    SIGTERM, which it passes on as its own; the command's raises :class:`Terminated` naming SIGUSR1), nothing where
-    SIGTERM is ignored (a data-parallel run that has stopped)."""
+    SIGTERM, which it passes on as its own, and a second one ends the fit at once, as :class:`Terminated` naming
+    SIGUSR1; the command's raises :class:`Terminated` naming SIGUSR1), nothing where SIGTERM is ignored (a
+    data-parallel run that has stopped)."""
     handler = signal.getsignal(signal.SIGTERM)
-    if callable(handler):
+    if not callable(handler):
+        return
+    try:
         handler(signum if handler is _terminated else signal.SIGTERM, frame)
+    except KeyboardInterrupt as exc:  # a fit's, at a second stop signal: named SIGTERM, which it was told
+        if isinstance(exc, Terminated):
+            raise
+        raise Terminated(signal.Signals(signum).name) from None
 
 
 @contextlib.contextmanager
@@ -402,6 +409,16 @@ def sigterm_interrupts():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
+def _interrupt_named(exc: KeyboardInterrupt) -> str:
+    """What interrupted the command, as its line says it: the signal a :class:`Terminated` names (SIGTERM where it
+    names none), or a fit's second stop signal (its KeyboardInterrupt('SIGTERM'): gpunn.training.loop.sigint_stops);
+    else Ctrl-C."""
+    said = exc.args[0] if exc.args else None
+    if isinstance(exc, Terminated):
+        return said or "SIGTERM"
+    return said if said in signal.Signals.__members__ else "Ctrl-C"
+
+
 def _describe(exc: BaseException, debug: bool, command: str | None = "train") -> tuple[int, str]:
     """(status, one line) for a failure of ``command``: 130 Ctrl-C, 2 refused or failed, 1 a bug in gpunn. The line
     starts with the command's prog (prog_of: ``gpunn train: error: ...``)."""
@@ -410,7 +427,7 @@ def _describe(exc: BaseException, debug: bool, command: str | None = "train") ->
     prog = prog_of(command)
     if isinstance(exc, KeyboardInterrupt):
         left = INTERRUPTED.get(command)
-        how = (exc.args[0] if exc.args else "SIGTERM") if isinstance(exc, Terminated) else "Ctrl-C"
+        how = _interrupt_named(exc)
         return 130, f"{prog}: interrupted ({how})" + (f"; {left}" if left else "")
     if isinstance(exc, MemoryError):
         return 2, f"{prog}: error: out of memory: {one_line(exc)}"

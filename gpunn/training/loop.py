@@ -430,7 +430,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; timeout, Slurm's end o
 def sigint_stops(trainer, enabled=True):
     """While active, the first Ctrl-C (or SIGTERM: ``timeout``, Slurm at the end of a job's time,
     ``docker stop``) asks ``trainer`` to stop after its current batch, so that a checkpoint holds the
-    batch reached; a second one raises KeyboardInterrupt at once. Installed only in the main thread;
+    batch reached; a second one raises KeyboardInterrupt at once (``KeyboardInterrupt('SIGTERM')`` for SIGTERM). Installed only in the main thread;
     the previous handlers are restored on exit, and a fit running inside another's (from a callback) passes
     the stop on to the outer fit. A SIGTERM is then passed on when the process had no
     handler of its own for it (the default action: the process ends, status 143), so a script under
@@ -449,8 +449,8 @@ def sigint_stops(trainer, enabled=True):
     asked = []
 
     def handler(signum, frame):
-        if trainer.interrupt_asked():  # a second signal: the user really wants out
-            raise KeyboardInterrupt
+        if trainer.interrupt_asked():  # a second signal: the user really wants out (a SIGTERM's named: no Ctrl-C's)
+            raise KeyboardInterrupt(*(() if signum == signal.SIGINT else (signal.Signals(signum).name,)))
         asked.append(signum)
         trainer.interrupt()
 
