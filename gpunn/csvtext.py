@@ -136,7 +136,9 @@ def csv_line(path, row, start=None, first_row=0, header=True, delimiter=",") -> 
     """The line of the CSV file ``path`` on which its data row ``row`` begins: counted from 1, the header's
     lines too, as an editor shows it, where gpunn's readers count data rows from 0 after the header (empty lines
     skipped: csv_rows). ``start``: the byte at which data row ``first_row`` begins (a chunk's), to count from
-    there; by default the header's end (the file's start with ``header=False``). Read for an error's message."""
+    there; by default the header's end (the file's start with ``header=False``). A row past the last: the line after
+    the last row's, or, with no data row from ``start`` (a file cut short there), the line ``start`` begins (it named
+    the line after that one). Read for an error's message."""
     with open(path, "rb") as fh:
         if start is None:
             start, first_row = data_start(fh, header, delimiter), 0
@@ -144,8 +146,10 @@ def csv_line(path, row, start=None, first_row=0, header=True, delimiter=",") -> 
         for n, (line, _) in enumerate(csv_rows(fh, start), first_row):
             if n == row:
                 return line
-        if line is None:  # no data row from there
-            line = 1 + lines_before(fh, start)
+        if line is None:  # no data row from there: the line after the one before `start` (a line without an end)
+            fh.seek(max(start - 1, 0))
+            unended = start > 0 and fh.read(1) not in (b"\n", b"\r")
+            return 1 + lines_before(fh, start) + unended
     return line + 1
 
 

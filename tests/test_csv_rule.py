@@ -599,3 +599,15 @@ def test_a_header_without_a_name_is_said_in_its_files_delimiter():
     assert wrong_width(2, 3, ["a", "", "c"], "\t") == (
         "2 values, where the header row names 3 columns, column 2 without a name (an empty name between two tabs, or "
         "a tab at the line's end)")
+
+
+@pytest.mark.parametrize("text, rows, line", [("a,b\n", 0, 2), ("a,b\r\n", 0, 2), ("a,b", 0, 2), ("a,b\n1,2\n", 1, 3),
+                                             ("a,b\n\n", 0, 2)])
+def test_the_row_past_a_csv_files_last_is_on_the_line_after_it(tmp_path, text, rows, line):
+    """csv_line of the data row after the last (its index: the file's count of data rows): the line after the last
+    row's (or the header's), not one more (a header row alone, with its line end, said line 3)."""
+    from gpunn.csvtext import csv_line
+
+    path = tmp_path / "h.csv"
+    path.write_bytes(text.encode())
+    assert csv_line(path, rows) == line

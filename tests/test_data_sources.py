@@ -1369,6 +1369,22 @@ def test_a_csv_file_cut_short_during_an_epoch_stops_naming_it(tmp_path, new_size
         next(source.batches(1, 500))
 
 
+def test_a_csv_file_cut_at_a_chunks_first_byte_names_that_chunks_first_line(tmp_path):
+    """A file cut short exactly where a chunk begins (rewritten with fewer rows) names the line the chunk's first row
+    was on: csv_line, finding no row from there, named the line after it."""
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "c.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(6000)))  # row i on line i + 2
+    source = data.csv(path, target="y", block_size=1 << 12, shuffle=False, window=1, device="cpu")
+    batches = source.batches(0, 500)
+    next(batches)
+    first = sum(source.chunk_sizes[:5])
+    with open(path, "r+b") as fh:
+        fh.truncate(source._starts[5])
+    with pytest.raises(DataError, match=rf"c\.csv: truncated or shrunk while reading the rows from line {first + 2} "):
+        list(batches)
+
+
 def test_a_csv_chunk_that_reads_another_row_count_than_indexed_is_refused(tmp_path):
     """A file changed in place with its size and modification time kept (a row made blank lines: the same bytes
     long) passes the stamp check, and its chunk then parses to fewer rows than the first pass counted: refused
