@@ -609,7 +609,12 @@ def member_index(k, n_models: int) -> int:
 
 
 def per_member(value, n_models: int, name: str) -> list:
-    """A scalar repeated K times, or a length-K sequence, as a list (clear error otherwise)."""
+    """A scalar repeated K times, or a length-K sequence, as a list (clear error otherwise). A set or a dict is
+    refused: member k took the k-th value of a set's own order (lr={1e-3, 4e-3} trained member 0 at 4e-3)."""
+    if isinstance(value, (set, frozenset, dict)):
+        kind = "a set, whose order is its own" if not isinstance(value, dict) else "a dict"
+        raise ValueError(f"{name} is {kind}, not the members': pass a list, member k's value k-th (e.g. "
+                         f"{name}=sorted(...)), or one value for all")
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
         return [value] * n_models
     if isinstance(value, numpy.ndarray) and value.ndim == 0:  # numpy.array(1e-3): one value, though it has __len__

@@ -804,6 +804,14 @@ def test_bad_construction_is_a_clear_error(call, match):
     ({"optimizer": "adam", "momentum": 0.9}, "member 0: optimizer 'adam' does not take momentum"),
     ({"beta1": [0.9, 0.9]}, "beta1 lists 2 values"),
     ({"beta1": [0.9]}, "beta1 lists 1 value but the ensemble has 3 members"),
+    # a set's order is its own: lr={1e-3, 4e-3, 2e-3} trained member 0 at 4e-3 (newuser39)
+    ({"lr": {1e-3, 4e-3, 2e-3}}, r"^lr is a set, whose order is its own, not the members': pass a list, member k's "
+                                 r"value k-th \(e.g. lr=sorted\(...\)\), or one value for all$"),
+    ({"weight_decay": {0: 0.0, 1: 1e-4, 2: 0.0}}, "^weight_decay is a dict, not the members': pass a list"),
+    # it said "member 0: unknown optimizer ['adam', 'sgd', 'adam']"
+    ({"optimizer": ["adam", "sgd", "adam"]}, r"^optimizer=\['adam', 'sgd', 'adam'\]: an Ensemble's members train with "
+                                             "one kind of optimizer, a name or a gpunn Optimizer .*: fit an Ensemble "
+                                             "for each optimizer$"),
 ])
 def test_bad_per_member_settings_are_clear_errors(ensemble_data, kwargs, match):
     X, Y = ensemble_data

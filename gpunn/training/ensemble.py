@@ -724,6 +724,10 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
         raise ValueError(f"schedule={schedule!r}: an Ensemble's members train under one schedule, a name or a "
                          "gpunn.Schedule (lr, weight_decay, momentum, beta1 and beta2 take one value per member; a "
                          "schedule does not): fit an Ensemble for each schedule")
+    if isinstance(optimizer, (list, tuple)):  # (it said "member 0: unknown optimizer ['adam', 'sgd']")
+        raise ValueError(f"optimizer={optimizer!r}: an Ensemble's members train with one kind of optimizer, a name or "
+                         "a gpunn Optimizer (lr, weight_decay, momentum, beta1 and beta2 take one value per member): fit "
+                         "an Ensemble for each optimizer")
     if isinstance(seed, (list, tuple)) or getattr(seed, "ndim", 0) > 0:  # (seed_int said only "must be an int")
         raise ValueError(f"seed={seed!r}: fit's seed orders the rows, one order for every member; each member's "
                          "starting weights take a seed of their own from the ensemble: "
