@@ -23,6 +23,9 @@ OTHER_NAMES = {
     "learning-rate": ("lr", "did you mean {0}?", (None,)),
     "verbose": _QUIET, "-v": _QUIET, "-q": ("quiet", "did you mean {0}?", (True,)),
     "layers": _HIDDEN, "hidden-layers": _HIDDEN, "hidden-layer-sizes": _HIDDEN,
+    # a width's names (a sweep over widths: --width 32 said "unrecognized arguments" alone)
+    "width": _HIDDEN, "widths": _HIDDEN, "hidden-size": _HIDDEN, "hidden-sizes": _HIDDEN, "units": _HIDDEN,
+    "hidden-units": _HIDDEN, "neurons": _HIDDEN,
     "gpu": _DEVICE, "cuda": _DEVICE, "cpu": ("device", "did you mean {0}?", ("cpu",)),
     "load": ("resume", "did you mean {0} (continue a saved run)?", (None,)),
     # Keras's (nb-epoch: Keras 1's) and scikit-learn's names; difflib took validation-split for validation-data

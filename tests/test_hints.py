@@ -33,7 +33,8 @@ def test_every_known_name_a_shortened_one_begins_is_hinted():
     ("learning-rate", "lr"), ("verbose", "quiet"), ("-v", "quiet"), ("layers", "hidden"), ("hidden-layers", "hidden"),
     ("hidden-layer-sizes", "hidden"), ("gpu", "device"), ("cuda", "device"), ("load", "resume"),
     ("validation-split", "validation-fraction"), ("nb-epoch", "epochs"), ("max-iter", "epochs"),
-    ("random-state", "seed"),
+    ("random-state", "seed"), ("width", "hidden"), ("widths", "hidden"), ("hidden-size", "hidden"),
+    ("hidden-sizes", "hidden"), ("units", "hidden"), ("hidden-units", "hidden"), ("neurons", "hidden"),
 ])
 def test_another_tools_name_is_hinted_as_the_option_it_stands_for(other, option):
     found = meant(other, OPTIONS)
