@@ -89,6 +89,7 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
             converted = action.type(text) if action.type else text
         except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
             several = _several_seeds(written, "seeds" in options) if dest == "seed" else ""
+            exc = getattr(exc, "unhinted", exc) if several else exc  # (gpunn sweep's --seed 1,2 hint, in flags' words)
             raise ConfigError(f"{source}: invalid {key} = {written!r} ({flag}: {exc}){several}") from None
         if action.choices is not None and converted not in action.choices:
             raise ConfigError(f"{source}: {key} = {written!r} is not one of {', '.join(map(str, action.choices))}")

@@ -396,6 +396,26 @@ def test_a_sweeps_seeds_given_as_a_list_of_seeds_is_told_it_is_a_count(tmp_path,
            "--seeds 2 trains seeds 0, 1)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--momentum", "0.9,0.99"], "argument --momentum: expected a number, got '0.9,0.99': --momentum is one value for "
+                                 "every member (a sweep's grid is --lr, --weight-decay and --seeds); run a sweep for "
+                                 "each --momentum"),
+    (["--patience", "2,3"], "got '2,3': --patience is one value for every member"),
+    (["--batch-size", "32, 64"], "got '32, 64': --batch-size is one value for every member"),
+    (["--seed", "1,2"], "argument --seed: expected a whole number, got '1,2': --seed is one value for every member (a "
+                        "sweep's grid is --lr, --weight-decay and --seeds); --seed 1 --seeds 2 trains seeds 1, 2"),
+    (["--seed", "3,1"], "got '3,1': --seed is one value for every member (a sweep's grid is --lr, --weight-decay and "
+                        "--seeds); run a sweep for each --seed"),
+    (["--momentum", "x,y"], "argument --momentum: expected a number, got 'x,y' ("),  # not numbers: no hint
+    (["--max-members", "2,3"], "argument --max-members: expected a whole number, got '2,3' ("),  # not a member's
+])
+def test_a_sweeps_one_value_options_given_a_list_are_told_what_the_grid_is(capsys, args, message):
+    """--momentum 0.9,0.99 said "expected a number" alone, to one who took the grid for any option's (newuser39)."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["sweep", *args])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_a_saved_configs_strings_read_back_as_written_whatever_characters_they_hold():
     import tomllib
 

@@ -167,8 +167,37 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_progress(s)
     data_cli.add_arguments(s, stream=False)
     add_debug(s)
+    for action in s._actions:  # the training's numbers, one for every member: told so where given a list
+        if action.dest in _ONE_VALUE:
+            action.type = _one_value(action.type, action.option_strings[-1])
     s.set_defaults(func=run)
     return s
+
+
+_ONE_VALUE = ("momentum", "gamma", "step_size", "min_factor", "patience", "min_delta", "batch_size", "epochs", "seed")
+
+
+def _one_value(parse, flag):
+    """An option's argparse type ``parse``, whose refusal of a comma-separated list of numbers (--momentum 0.9,0.99)
+    says that the option is one value for every member, and what the grid is: it said "expected a number" alone,
+    to one who took the grid for any option's."""
+    def parse_one(text):
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError as exc:
+            values = [part.strip() for part in str(text).split(",")]
+            if len(values) < 2 or not all(re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", v) for v in values):
+                raise
+            if flag == "--seed" and all(v.isdigit() for v in values) and \
+                    [int(v) for v in values] == list(range(int(values[0]), int(values[0]) + len(values))):
+                how = f"--seed {values[0]} --seeds {len(values)} trains seeds {', '.join(values)}"
+            else:
+                how = f"run a sweep for each {flag}"
+            hinted = argparse.ArgumentTypeError(f"{exc}: {flag} is one value for every member (a sweep's grid is "
+                                                f"--lr, --weight-decay and --seeds); {how}")
+            hinted.unhinted = exc  # (a config file's seed = [1, 2] is hinted in its own words: gpunn.config)
+            raise hinted from None
+    return parse_one
 
 
 def standalone_parser() -> argparse.ArgumentParser:
