@@ -611,3 +611,16 @@ def test_the_row_past_a_csv_files_last_is_on_the_line_after_it(tmp_path, text, r
     path = tmp_path / "h.csv"
     path.write_bytes(text.encode())
     assert csv_line(path, rows) == line
+
+
+def test_a_header_quote_open_past_the_limit_ends_the_header_at_its_first_line_end():
+    """A header whose quote is still open ``limit`` bytes on ends at its first line end (pyarrow then says what is
+    wrong), also where the bytes read are exactly ``limit``; without one in those bytes, at the file's end."""
+    import io
+
+    from gpunn.csvtext import csv_header_end
+
+    text = b'"a\nb,' + b"x" * (1 << 17) + b"\n1,2\n"  # read 64 KiB at a time: exactly the limit, then no more
+    assert csv_header_end(io.BytesIO(text), len(text), limit=1 << 16) == 3
+    text = b'"a,b' + b"x" * 100 + b"\n1,2\n"  # a quote left open to the file's end, under the limit
+    assert csv_header_end(io.BytesIO(text), len(text), limit=1 << 16) == len(text)

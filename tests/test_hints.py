@@ -149,3 +149,27 @@ def test_an_odd_object_given_for_a_name_is_refused_without_a_hint_not_by_the_hin
     with pytest.raises(ValueError) as caught:
         gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), optimizer=given, epochs=1)
     assert str(caught.value) == f"unknown optimizer {given!r}; choose one of: {', '.join(gpunn.optim.OPTIMIZERS)}"
+
+
+def test_a_keywords_value_is_written_back_up_to_40_characters_and_as_dots_past_them():
+    """A value whose repr is 40 characters is shown in the hint's call as given; one of 41 (an array's repr, pages
+    long) as "...", which the hint's reader fills in."""
+    def hint(value):
+        with pytest.raises(TypeError) as refused:
+            gpunn.MLP([2, 1], lr=value)
+        return str(refused.value).split("model.fit(X, Y, ", 1)[1]
+
+    assert hint("x" * 38) == f"lr={'x' * 38!r}))"  # 'xx...x': 40 characters
+    assert hint("x" * 39) == "lr=...))"
+
+
+def test_pytorchs_betas_are_written_back_as_beta1_and_beta2_only_when_they_are_a_pair():
+    """betas=(0.9, 0.99) is shown as the two options; a betas of three values, or one number, is no pair to split:
+    both as "..." (its first two were shown as if they were all)."""
+    def hint(betas):
+        with pytest.raises(TypeError) as refused:
+            gpunn.Adam(betas=betas)
+        return str(refused.value).split("two options here: ", 1)[1]
+
+    assert hint((0.9, 0.99)) == "Adam(beta1=0.9, beta2=0.99))"
+    assert hint((0.9, 0.99, 0.999)) == hint(0.9) == "Adam(beta1=..., beta2=...))"
