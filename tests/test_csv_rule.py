@@ -497,6 +497,21 @@ def test_rows_refused_where_no_single_row_is_named_are_placed_on_one_line_by_tra
     assert predict_refusals(tmp_path, monkeypatch, capsys, str(path))[1] == f"gpunn predict: error: IN {said}"
 
 
+
+def test_rows_refused_where_no_single_row_is_named_in_a_later_chunk_are_placed_at_that_chunks_first_line(
+        tmp_path, monkeypatch):
+    """As above, in a file of several chunks: "bad data from line N on" names the first line of the chunk refused
+    (bytes 126-138 of 139 in chunks of 64: line 24), not the file's first data row (line 4)."""
+    from gpunn import csvtext
+    from gpunn.data import tables
+
+    monkeypatch.setattr(csvtext, "CSV_BLOCK", 1 << 4)
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n\n\n1.5,2\n" + "2.5,3\n" * 20 + "oops,4\n")  # 2.5,3 on lines 5-24, oops on 25
+    monkeypatch.setattr(tables, "first_refused", lambda *args, **kwargs: (None, ""))
+    said = refusal(trained_on, str(path), block_size=1 << 6)
+    assert said.startswith(f"{path}: bad data from line 24 on ("), said
+
 # ---- a file that is not CSV text --------------------------------------------------------------------------
 @pytest.mark.parametrize("content, what", [
     (b"a,b\n1\x00,2\n3,4\n", r"not a CSV file \(binary, not text\)"),

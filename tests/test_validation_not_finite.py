@@ -543,3 +543,27 @@ def test_an_ensemble_member_scored_on_rows_it_overflows_on_gets_nan_metrics_as_o
         logs = ens.evaluate(X, Y)
     assert all(numpy.isnan(logs[key][2]) for key in ("loss", "mse", "mae", "r2")), logs
     assert all(numpy.isfinite(logs[key][k]) for key in ("loss", "mse", "mae", "r2") for k in (0, 1))
+
+
+def test_on_a_gpu_the_pass_that_names_the_row_leaves_nothing_in_the_sources_overflow_watch(tmp_path, fake_cupy):
+    """On tests/fakecupy, a standardized source's held-out rows: the second pass that names the first row the output
+    overflows on standardizes its windows on the device too, and takes them from the source's watch (metrics'
+    SourceEvaluator.not_finite_places), so none is left held, with its pass's refuse_at, for the next reader's take."""
+    from gpunn import data
+
+    X, Y = (numpy.asarray(A) for A in gpunn.datasets.make("teacher", 50, 3, 1, device="cpu", seed=1))
+    numpy.save(tmp_path / "Y.npy", Y)
+
+    def source():
+        numpy.save(tmp_path / "X.npy", X)
+        return data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=5, validation_fraction=0.3,
+                        seed=1, standardize=True)
+
+    row = 5 * list(source().validation_chunks)[1] + 2
+    X[row] = 2.8e38  # finite in float32 once standardized (3e38 is not), and the output overflows on it
+    read = source()
+    with pytest.raises(gpunn.ValidationNotFinite) as caught:
+        gpunn.MLP([3, 8, 1], device="cuda", seed=0).fit(read, epochs=2, batch_size=8, verbose=False)
+    assert re.fullmatch(REFUSAL, str(caught.value))["where"] == (f"1 value, the first at row {row} of "
+                                                                 f"{tmp_path / 'X.npy'}, column 0")
+    assert read.overflow_watch.take(fake_cupy) is None  # nothing seen since the last take
