@@ -194,7 +194,10 @@ def test_the_saved_best_member_says_when_its_weights_are_not_its_best_epochs(tmp
     Y_val = gpunn.datasets.make("teacher", 600, 5, 1, seed=0, device="cpu", dtype="float64")[1][:60]
     best = members(js)[0]
     assert best["best_epoch"] == 5 and best["val_r2"] == pytest.approx(1 - best["val_mse"] / Y_val.var(), rel=1e-9)
-    assert "its weights are epoch 6's, the last: --early-stopping keeps the best epoch's" in out
+    # and what they score: the table's val MSE is epoch 5's (newuser39: the file's own was not said)
+    assert f"its weights are epoch 6's, the last (val MSE {best['val_curve'][-1]:.5g}): --early-stopping keeps the " \
+           "best epoch's" in out
+    assert best["val_curve"][-1] > best["val_mse"]
     out = run(grid + ["--save-best", str(path), "--early-stopping", "--patience", "3"], capsys)
     assert "at epoch 5" in out and "the last" not in out
 

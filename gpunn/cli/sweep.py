@@ -755,6 +755,7 @@ def _run(args, opened) -> int:
         checkpoint.save(args.save_best, member)
         last = len(best["val_curve"])
         kept = "" if args.early_stopping or best["best_epoch"] == last else \
-            f"; its weights are epoch {last}'s, the last: --early-stopping keeps the best epoch's"
+            f"; its weights are epoch {last}'s, the last (val MSE {best['val_curve'][-1]:.5g}): --early-stopping " \
+            "keeps the best epoch's"
         print(f"best member saved: {shell_word(args.save_best)} (gpunn predict {shell_word(args.save_best)} IN OUT){kept}")
     return 130 if interrupted else 0  # as gpunn train: 130 for Ctrl-C
