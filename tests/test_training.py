@@ -1178,6 +1178,13 @@ def test_gpunn_fit_given_an_ensembles_fit_option_says_whose_it_is_as_mlp_fit_doe
     (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "valid",
      " (did you mean validation_data or validation_fraction? they are fit's options: model.fit(X, Y, ...))"),
     (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "random_state", " (did you mean seed?)"),  # MLP's own first
+    # an Ensemble's fit takes the optimizer's options itself, per member: not shown in an Adam (audit39b m44)
+    (lambda **kw: gpunn.Ensemble([2, 1], 2, device="cpu", **kw), "Ensemble", "weightdecay",
+     " (did you mean weight_decay? weight_decay is fit's option: model.fit(X, Y, weight_decay=0.1))"),
+    # a schedule's option to a call of no fit's schedule is not shown in one: MLPRegressor's fit takes X and y alone,
+    # and predict trains nothing (audit39b m47)
+    (lambda **kw: gpunn.MLPRegressor(**kw), "MLPRegressor", "gamma", ""),
+    (lambda **kw: MLP([2, 1], device="cpu").predict(numpy.zeros((3, 2)), **kw), "MLP.predict", "gamma", ""),
     # an ensemble's size by other libraries' names (scikit-learn's n_estimators); its count is n_models
     (lambda **kw: gpunn.Ensemble([2, 1], **kw), "Ensemble", "k", " (did you mean n_models (the number of members)?)"),
     (lambda **kw: gpunn.Ensemble([2, 1], **kw), "Ensemble", "n_estimators",
