@@ -1244,8 +1244,6 @@ def test_pytorchs_betas_pair_is_shown_as_gpunns_two_options():
     with pytest.raises(TypeError, match=r"'betas' \(betas is the optimizer's option: model.fit\(X, Y, "
                                         r"optimizer=gpunn.Adam\(beta1=0.9, beta2=0.99\)\)\)$"):
         MLP([2, 1], device="cpu").fit(numpy.zeros((4, 2)), numpy.zeros(4), betas=(0.9, 0.99), verbose=False)
-    with pytest.raises(TypeError, match=r"Adam\(beta1=\.\.\., beta2=\.\.\.\)\)$"):  # no pair: not read as one (audit39b m18)
-        gpunn.Adam(lr=1e-3, betas=(0.9, 0.99, 0.999))
 
 
 def test_the_hints_table_of_optimizer_options_is_the_optimizers_own():
@@ -1377,12 +1375,6 @@ def test_a_fit_option_given_to_the_constructor_is_shown_with_a_short_value_only(
     with pytest.raises(TypeError, match=r"^MLP\(\) got an unexpected keyword argument 'validation_data' "
                                         r"\(validation_data is fit's option: model\.fit\(X, Y, validation_data=\.\.\.\)\)$"):
         MLP([2, 1], device="cpu", validation_data=(numpy.zeros((20, 2)), numpy.zeros(20)))
-    # a repr of 40 characters is written back, one of 41 is not (audit39b m20 m21)
-    for value, shown in (("x" * 38, repr("x" * 38)), ("x" * 39, "...")):
-        with pytest.raises(TypeError) as caught:
-            MLP([2, 1], device="cpu", lr=value)
-        assert str(caught.value) == (f"MLP() got an unexpected keyword argument 'lr' (lr is fit's option: "
-                                     f"model.fit(X, Y, lr={shown}))")
 
 
 def test_a_subclass_of_a_callback_hints_its_own_keywords_and_takes_any_with_kwargs():
