@@ -2,12 +2,15 @@
 
 A small net (fewer than PARALLEL_MIN_ELEMENTS = 65,536 parameters; a 16-64-64-1 net at batch 128: 128x64x64,
 262,144 multiply-adds a product) gains little from OpenBLAS's second thread: quiet, 2 threads 4-6% faster than 1 on
-the project's 2-core machine. With another busy process on the machine each product waits for a descheduled worker
+the 2-core Zen 3 of session 24. With another busy process on the machine each product waits for a descheduled worker
 thread, and the fit runs 10-50x slower (bench/RESULTS.md, session 24). A medium net (64-256-256-1, 83k parameters,
-batch 256) gains 20-66% from 2 threads quiet (220k and 190k samples/s against 133k and 158k on one;
-bench/RESULTS.md, session 25), so the bound stays where the one-call step's is (raise it only where 2 threads gain
-under 10%). An Ensemble's products are many small ones, and its members split over the cores instead
-(member_blas_threads: one BLAS thread, or GPUNN_ENSEMBLE_BLAS_THREADS). One thread also gives
+batch 256) gains 20-66% from 2 threads quiet (220k and 190k samples/s against 133k and 158k on one, on the 2-core
+Zen 3; bench/RESULTS.md, session 25), so the bound stays where the one-call step's is (raise it only where 2 threads
+gain under 10%). Under load its 2 threads lose far more (on the 2-core Zen 4 at load 3.87-7.29 medium trained 3.7-33x
+slower than on one; session 39), which is README's case for OPENBLAS_NUM_THREADS=1 on a shared machine: a count chosen
+from the load at each fit was left undone (bench/RESULTS.md, session 39, says why). An Ensemble's products are many
+small ones, and its members split over the cores instead (member_blas_threads: one BLAS thread, or
+GPUNN_ENSEMBLE_BLAS_THREADS). One thread also gives
 one thread's bits whatever the core count (two threads split a 128x64x64 product otherwise: its last bits differ),
 with the one-call step (gpunn.ops.mlp_step) or without it alike.
 
