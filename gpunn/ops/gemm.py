@@ -26,11 +26,13 @@ Why NumPy is the default:
 - On the project's machine (2-core AMD EPYC, Zen 5, OpenBLAS with its Haswell kernels) NumPy is the
   fastest library on every shape of a training step (quiet machine, float32: 1024³ OpenBLAS 255, MKL
   215, BLIS 83 GFLOP/s; 128x64x64 173 / 90 / 35), so ``auto`` lands on NumPy anyway (bench/RESULTS.md); on the
-  Zen 3 machine of session 24, one thread, a 16-64-64-1 step's 8 products took 130 us with OpenBLAS, 129 with MKL.
+  Zen 3 machine of session 24, one thread, a 16-64-64-1 step's 8 products took 130 us with OpenBLAS, 129 with MKL;
+  on the Zen 4 of session 38 (family 25 model 17) a small step took 57 us with OpenBLAS, 104 with MKL, 176 with BLIS,
+  a medium step 1372 / 1388 / 3737 us: MKL 2-3x slower on small products there.
 - The choice is a timing, so two processes may choose differently for a near-tie and round their sums
   differently: with one fixed library a run is reproducible to the bit, and a checkpoint resumed in a
   new process continues exactly. Set ``GPUNN_GEMM=auto`` (or ``mkl``) where another library is faster,
-  as MKL may be on Intel CPUs (on session 32's 2-core Xeon, timed on two threads, it was not by the margin).
+  as MKL may be on Intel CPUs only (on session 32's 2-core Xeon, timed on two threads, it was not by the margin).
 An earlier measurement blamed mixing libraries within one step for a 2-3x slower medium step. The
 cause was MKL's OpenMP workers spinning for 200 ms after every call (KMP_BLOCKTIME), holding the
 cores the next OpenBLAS product needed; gpunn now sets KMP_BLOCKTIME=0 before loading MKL, and the
