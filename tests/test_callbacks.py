@@ -135,6 +135,15 @@ def test_r2_is_scikit_learns_r2_score_to_the_last_bit():
         assert metrics.r2(numpy, P, Y) == model.evaluate(X, Y)["r2"] == r2_score(Y, P)
 
 
+def test_r2_centres_float32_targets_on_their_float64_mean():
+    """Float32 targets near 1e7 (1e7 + 0, 1, 2, 3: their mean 1e7 + 1.5, which float32 rounds to 1e7 + 1): R²'s
+    denominator is their squares about the float64 mean, 1.25 a row, so predictions 0.5 off score 0.8 (about the
+    float32 mean, 1.5 a row: 0.83)."""
+    Y = (1e7 + numpy.tile(numpy.arange(4.0), 250)).astype("float32").reshape(-1, 1)
+    assert metrics.total_squares(Y).tolist() == [1250.0]
+    assert metrics.r2(numpy, Y.astype("float64") + 0.5, Y) == 0.8
+
+
 def test_val_loss_is_the_training_loss_on_the_validation_rows_with_several_outputs(data):
     # val_loss was the mean over every value (val_mse): with 3 outputs a third of `loss` on the same rows
     X, Y = data[0][:200], numpy.tile(data[1][:200], (1, 3)) * [1.0, 2.0, -1.0]

@@ -1277,6 +1277,17 @@ def test_a_short_or_long_row_in_a_small_csv_is_named_by_its_line(tmp_path, newli
         data.csv(path, target="y", device="cpu")
 
 
+def test_a_header_ending_in_a_comma_is_not_named_for_a_later_row_one_value_short(tmp_path):
+    """Rows that each end in a comma as the header does ("a,b,y," over "1,2,3,") read; a later row without it is one
+    value short of the lines before it, data rows among them: the header's empty name is not its cause."""
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "w.csv"
+    path.write_text("a,b,y,\n1,2,3,\n4,5,6,\n7,8,9\n")
+    with pytest.raises(DataError) as refused:
+        data.csv(path, target="y", device="cpu")
+    assert str(refused.value) == f"{path} line 4: 3 values, where the lines before it have 4"
+
+
 def test_a_header_ending_in_its_delimiter_is_said_in_a_semicolon_or_tab_files_words(tmp_path):
     """A ";" or tab-delimited file (data.csv's ``delimiter``) whose header row ends in its delimiter, and holds a quoted
     name with a line end: its first row, one value short, is said to be so for the header's empty last name, in the
