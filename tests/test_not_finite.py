@@ -942,3 +942,22 @@ def test_a_float32_parquet_value_standardized_past_float32_is_said_as_the_file_h
     with pytest.raises(DataError) as caught:
         model.fit(data.parquet(tmp_path / "bad.parquet", "y"), epochs=1, batch_size=4, verbose=False)
     assert str(caught.value) == f"{tmp_path / 'bad.parquet'} row {BAD_ROW}: column 'b': {PAST}"
+
+
+def test_evaluate_on_a_source_names_a_value_standardizing_overflows_past_its_windows_first_chunk_rows(tmp_path):
+    """evaluate(source) predicts a window of 70,000 rows in pieces of 65,536 (PREDICT_CHUNK_ROWS): a value that the
+    model's statistics take past float32 at row 66,000, in the second piece, is named at its own row, read again
+    there (the piece's first row in the window counted: metrics.window_pieces' place)."""
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((200, 2)).astype("float32") * 0.1  # a spread of 0.1: 3e38 is 3e39 standardized
+    model = gpunn.MLP([2, 4, 1], device="cpu", seed=0)
+    model.fit(X, X.sum(1, keepdims=True), epochs=1, standardize=True, verbose=False)
+    X = rng.standard_normal((70000, 2)).astype("float32")
+    X[66000, 1] = 3e38
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", numpy.zeros((70000, 1), "float32"))
+    source = data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), chunk_rows=70000)
+    with pytest.raises(DataError) as caught:
+        model.evaluate(source)
+    assert str(caught.value) == (f"{tmp_path / 'X.npy'} row 66000: column 1: 3e+38 is 3e+39 once standardized, "
+                                 "infinite in float32 (past its largest value); clean or impute it first")

@@ -567,3 +567,20 @@ def test_on_a_gpu_the_pass_that_names_the_row_leaves_nothing_in_the_sources_over
     assert re.fullmatch(REFUSAL, str(caught.value))["where"] == (f"1 value, the first at row {row} of "
                                                                  f"{tmp_path / 'X.npy'}, column 0")
     assert read.overflow_watch.take(fake_cupy) is None  # nothing seen since the last take
+
+
+def test_an_mlps_evaluate_on_a_source_its_output_overflows_on_says_so_without_reading_the_rows_again(tmp_path):
+    """evaluate(source) where the output overflows on a row: ValidationNotFinite says predict(source) is not finite
+    on some row (or its errors overflow), the weights finite; the source is not read again to name the row, and the
+    words are not those of X's errors against Y, which no X was given for."""
+    from gpunn import data
+
+    X, Y = (numpy.asarray(A) for A in gpunn.datasets.make("teacher", 50, 3, 1, device="cpu", seed=1))
+    X[3] = HUGE
+    numpy.save(tmp_path / "X.npy", X)
+    numpy.save(tmp_path / "Y.npy", Y)
+    with pytest.raises(gpunn.ValidationNotFinite) as caught:
+        gpunn.MLP([3, 8, 1], device="cpu", seed=0).evaluate(data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy")))
+    assert str(caught.value).split(": ", 1)[1] == (
+        "predict(source) is NaN or infinite on some row, or its errors against the targets overflow float32, while "
+        "the weights are finite (an input far outside the training rows' range; clean them)")
