@@ -1275,6 +1275,9 @@ def test_a_finished_run_whose_best_weights_were_restored_extends_from_the_weight
     (dict(momentun=0.9), "momentum", "optimizer=gpunn.SGD(momentum=0.9)"),
     # PyTorch's betas pair, as gpunn's two options (audit39b m67: Adam(betas=(0.9, 0.99)), which Adam refuses)
     (dict(betas=(0.8, 0.99)), "betas", "optimizer=gpunn.Adam(beta1=0.8, beta2=0.99)"),
+    # a share held out other than the run's, a fit's option resume has not, though it begins resume's validation_data
+    # (audit39b m61 m62: "did you mean validation_data?")
+    (dict(validation_fraction=0.5), "validation_fraction", "optimizer=ckpt.optimizer, validation_fraction=0.5"),
 ])
 def test_a_fit_option_given_to_resume_shows_the_fit_that_trains_on_with_it(data, tmp_path, given, meant, shown):
     """resume(X, Y, lr=0.1) said only "got an unexpected keyword argument 'lr'", and resume(X, Y, gamma=0.5) still
