@@ -1,6 +1,7 @@
 """gpunn.hints.meant: which known name an unknown one stands for (the command line's options, a config file's keys
 and a run's metrics each word the hint; tests/test_cli.py and tests/test_cli_runs.py check those words), and a hint's
 own code on odd objects of a user's: it never stands in place of the refusal it words."""
+import types
 from unittest import mock
 
 import pytest
@@ -96,6 +97,14 @@ class _ClaimsToBeAClass:
         return type
 
 
+class _ClaimsToBeAFunction:
+    """An object whose __class__ says it is a function, and that has no __name__ (read as PyTorch's F.relu is)."""
+
+    @property
+    def __class__(self):
+        return types.FunctionType
+
+
 def _fit_args():
     import numpy
 
@@ -129,8 +138,8 @@ def test_a_keywords_refusal_is_not_replaced_by_an_error_of_the_odd_object_its_hi
     assert str(caught.value) == refusal
 
 
-@pytest.mark.parametrize("odd", [_ClaimsToBeAClass, _AttributeDict, lambda: mock.Mock(spec=type)],
-                         ids=["claims a class", "attribute dict", "Mock(spec=type)"])
+@pytest.mark.parametrize("odd", [_ClaimsToBeAClass, _ClaimsToBeAFunction, _AttributeDict, lambda: mock.Mock(spec=type)],
+                         ids=["claims a class", "claims a function", "attribute dict", "Mock(spec=type)"])
 def test_an_odd_object_given_for_a_name_is_refused_without_a_hint_not_by_the_hints_own_error(odd):
     """activation=obj, where gpunn takes a name, is hinted by obj's class (PyTorch's nn.Tanh(): tanh), and a schedule
     or an optimizer that is a callback is told so by its on_epoch_end. An object whose __class__ claims a class it is
