@@ -589,14 +589,18 @@ def keywords_checked(function, name=None, fit_options=(), refusal=unexpected_key
     if any(spec.kind == spec.VAR_KEYWORD for spec in parameters.values()):
         return function
     known = {p for p, spec in parameters.items() if spec.kind not in (spec.POSITIONAL_ONLY, spec.VAR_POSITIONAL)}
+    # a positional-only parameter given by keyword is Python's to refuse ("got some positional-only arguments passed as
+    # keyword arguments"), and no hint names one: a user's Callback(every, /) given every=2 was "did you mean every?"
+    positional = set(parameters) - known
+    names = [p for p in list(parameters)[1:] if p in known]
 
     @functools.wraps(function)
     def checked(*args, **kwargs):
         __tracebackhide__ = True  # noqa: F841 (out of tracebacks: see above)
         for key in kwargs:
-            if key not in known:
+            if key not in known and key not in positional:
                 options = fit_options(args[0]) if callable(fit_options) else fit_options
-                raise refusal(name or function.__name__, key, list(parameters)[1:], kwargs[key], options, kwargs)
+                raise refusal(name or function.__name__, key, names, kwargs[key], options, kwargs)
         return function(*args, **kwargs)
     return checked
 

@@ -1391,6 +1391,25 @@ def test_a_subclass_of_a_callback_hints_its_own_keywords_and_takes_any_with_kwar
     assert Every(every=2).every == 2 and Anything(colour=1).options == {"colour": 1}
 
 
+def test_a_callbacks_positional_only_parameter_given_by_keyword_is_pythons_refusal_and_named_in_no_hint():
+    """A user's callback taking ``every`` positionally only, given every=2, was told "got an unexpected keyword
+    argument 'every' (did you mean every?)", the parameter named as the one meant; a misspelling of it was told to pass
+    it by keyword too (audit39b, from mutant m87). Python refuses the first in its own words; the second has no hint."""
+    class Every(gpunn.Callback):
+        def __init__(self, every, /, verbose=False):
+            self.every = every
+
+    with pytest.raises(TypeError, match=r"Every.__init__\(\) got some positional-only arguments passed as keyword "
+                                        r"arguments: 'every'$"):
+        Every(every=2)
+    with pytest.raises(TypeError) as caught:
+        Every(2, evry=2)
+    assert str(caught.value) == "Every() got an unexpected keyword argument 'evry'"
+    with pytest.raises(TypeError, match=r"'verbos' \(did you mean verbose\?\)$"):
+        Every(2, verbos=True)
+    assert Every(3, verbose=True).every == 3
+
+
 def test_a_validation_set_of_one_row_is_refused_and_r2_of_one_row_is_nan():
     """R² is undefined on 1 row: fit reported 0 for such a validation set and trained on; scikit-learn refuses
     (its MLPRegressor) or gives NaN (r2_score). Every fit refuses it by the parameter; a score is NaN."""
