@@ -1058,6 +1058,10 @@ def test_help_of_model_fit_names_the_method_the_user_calls(cls, module, user):
     # a name that begins two of the optimizer's options (beta1, beta2, and PyTorch's betas) is shown in neither
     # (audit39b m60: beta1 was shown, the first found)
     ("MLP.fit", "beta", ""),
+    # the method's self, and gpunn.fit's model, given first, are no keyword a hint names (audit39b m89: "did you mean
+    # model?" for the Ensemble's n_models given to a fit)
+    ("Ensemble.fit", "n_models", ""),
+    ("fit", "n_models", ""),
 ])
 def test_an_unknown_fit_option_is_pythons_type_error_naming_the_option_meant(call, key, hint):
     """fit(X, Y, validation_split=0.1) said only "fit() got an unexpected keyword argument 'validation_split'"."""
