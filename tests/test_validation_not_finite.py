@@ -584,3 +584,17 @@ def test_an_mlps_evaluate_on_a_source_its_output_overflows_on_says_so_without_re
     assert str(caught.value).split(": ", 1)[1] == (
         "predict(source) is NaN or infinite on some row, or its errors against the targets overflow float32, while "
         "the weights are finite (an input far outside the training rows' range; clean them)")
+
+
+def test_a_float64_mlps_errors_that_overflow_are_said_so_where_its_output_is_finite():
+    """A target of 1e200: the output is finite, its error's square is not in float64 (loss inf, mae finite). The
+    refusal says the errors overflow, with no row of X, as no output is NaN or infinite."""
+    X, Y = (numpy.asarray(A, "float64") for A in gpunn.datasets.make("teacher", 50, 3, 1, device="cpu", seed=1))
+    Y[5] = 1e200
+    model = gpunn.MLP([3, 8, 1], device="cpu", seed=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (NumPy's overflow in the squares)
+        with pytest.raises(gpunn.ValidationNotFinite) as caught:
+            model.evaluate(X, Y)
+    assert str(caught.value).endswith("): the errors predict(X) - Y overflow float64 (predictions and targets far "
+                                      "apart near its limits)")
