@@ -1277,6 +1277,17 @@ def test_a_short_or_long_row_in_a_small_csv_is_named_by_its_line(tmp_path, newli
         data.csv(path, target="y", device="cpu")
 
 
+def test_a_last_line_of_one_character_without_a_line_end_is_a_row_of_its_own(tmp_path):
+    """"x,y\n1,2\n3": the last line, one byte and no line end, is the row refused, on line 3, and the file is said
+    to be cut short (csvtext._lines_from gives a last unended line of any length)."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "s.csv").write_text("x,y\n1,2\n3")
+    with pytest.raises(DataError) as refused:
+        data.csv(tmp_path / "s.csv", target="y", device="cpu")
+    assert str(refused.value) == (f"{tmp_path / 's.csv'} line 3: 1 value, where the lines before it have 2 (the file's "
+                                  "last line, which ends without a line end: was the file cut short?)")
+
+
 def test_a_header_ending_in_a_comma_is_not_named_for_a_later_row_one_value_short(tmp_path):
     """Rows that each end in a comma as the header does ("a,b,y," over "1,2,3,") read; a later row without it is one
     value short of the lines before it, data rows among them: the header's empty name is not its cause."""
