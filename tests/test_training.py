@@ -1192,6 +1192,9 @@ def test_gpunn_fit_given_an_ensembles_fit_option_says_whose_it_is_as_mlp_fit_doe
     # and predict trains nothing (audit39b m47)
     (lambda **kw: gpunn.MLPRegressor(**kw), "MLPRegressor", "gamma", ""),
     (lambda **kw: MLP([2, 1], device="cpu").predict(numpy.zeros((3, 2)), **kw), "MLP.predict", "gamma", ""),
+    # fit's data and its self are no fit options shown to the constructor (audit39b m90: "X is fit's option:
+    # model.fit(X, Y, X=0.1)")
+    (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "X", ""),
     # an ensemble's size by other libraries' names (scikit-learn's n_estimators); its count is n_models
     (lambda **kw: gpunn.Ensemble([2, 1], **kw), "Ensemble", "k", " (did you mean n_models (the number of members)?)"),
     (lambda **kw: gpunn.Ensemble([2, 1], **kw), "Ensemble", "n_estimators",
