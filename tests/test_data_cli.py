@@ -369,6 +369,7 @@ def test_a_line_of_column_names_naming_one_twice_is_refused_as_typed(capsys):
     was opened; it is refused as the command line is read, with the names as they were typed."""
     for command, option, text, twice in (["train", "--target", "price,price", "the column 'price'"],
                                          ["train", "--features", 'a,b,"x,y", b,a', "the columns 'b', 'a'"],
+                                         ["train", "--features", "a,a,a", "the column 'a'"],  # (said once)
                                          ["predict m.npz in.csv out.csv", "--features", "a,a", "the column 'a'"]):
         with pytest.raises(SystemExit) as exit_info:
             main([*command.split(), option, text])
