@@ -282,6 +282,18 @@ def test_a_row_whose_width_a_quote_left_open_changed_says_so_in_every_reader(tmp
     assert refusal(read_whole, path, monkeypatch) == said
 
 
+def test_a_quote_left_open_after_a_value_of_three_lines_is_said_to_be_never_closed(tmp_path):
+    """A quoted value over lines 2-4, its middle line without a quote, then a quote opened on line 5 and never closed:
+    the row on line 5 is said to hold it (csvtext.left_open carries the quote open over the middle line, which holds
+    none, so that line 4's quote closes it and line 5's opens one)."""
+    (tmp_path / "x.csv").write_text('a,b,c\n1,"x\ny\nz",3\n4,"5,6\n7,8,9\n')
+    path = str(tmp_path / "x.csv")
+    said = (f"{path} line 5: 2 values, where the lines before it have 3 (a quote on this line is never closed: the "
+            "lines after it, to the file's end, were read as one value; close the quote or remove it)")
+    assert refusal(trained_on, path, "c") == said
+    assert refusal(streamed, path, ["a", "c"]) == said
+
+
 def test_a_quote_left_open_on_a_line_the_byte_scans_block_cuts_is_refused(tmp_path):
     """csvtext.csv_first_foreign scans a file read whole in blocks of 16 MiB, carrying the quotes of the line a
     block cuts into the next: a quote opened before the cut and never closed is found, as on a line no block cuts
