@@ -651,3 +651,15 @@ def test_a_header_quote_open_past_the_limit_ends_the_header_at_its_first_line_en
     assert csv_header_end(io.BytesIO(text), len(text), limit=1 << 16) == 3
     text = b'"a,b' + b"x" * 100 + b"\n1,2\n"  # a quote left open to the file's end, under the limit
     assert csv_header_end(io.BytesIO(text), len(text), limit=1 << 16) == len(text)
+
+
+def test_the_typing_block_is_twice_the_header_and_first_row_where_they_pass_half_the_csv_block(tmp_path, monkeypatch):
+    """csvtext.typing_block: CSV_BLOCK (16 bytes here), or twice the bytes to the second data row's first where that is
+    more (a wide table's first row); for a header row alone, twice the file."""
+    from gpunn import csvtext
+
+    monkeypatch.setattr(csvtext, "CSV_BLOCK", 16)
+    (tmp_path / "w.csv").write_text("a,b\n1.5,2.5\n3,4\n")  # the second data row at byte 12
+    (tmp_path / "h.csv").write_text("a,b,c,d,e,f,g\n")  # 14 bytes, no data row
+    (tmp_path / "n.csv").write_text("a,b\n1,2\n3,4\n")  # the second data row at byte 8: CSV_BLOCK is more
+    assert [csvtext.typing_block(tmp_path / name) for name in ("w.csv", "h.csv", "n.csv")] == [24, 28, 16]
