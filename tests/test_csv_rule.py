@@ -663,3 +663,20 @@ def test_the_typing_block_is_twice_the_header_and_first_row_where_they_pass_half
     (tmp_path / "h.csv").write_text("a,b,c,d,e,f,g\n")  # 14 bytes, no data row
     (tmp_path / "n.csv").write_text("a,b\n1,2\n3,4\n")  # the second data row at byte 8: CSV_BLOCK is more
     assert [csvtext.typing_block(tmp_path / name) for name in ("w.csv", "h.csv", "n.csv")] == [24, 28, 16]
+
+
+def test_the_delimiter_hint_names_excel_for_semicolons_only_and_spaces_only_between_two_numbers(tmp_path):
+    """delimiter_hint: a tab-delimited file is told to pass the tab, with no word of Excel (whose CSV where the
+    decimal mark is a comma has semicolons); a file of one column of numbers, one number a line, gets no hint of
+    numbers between spaces, which two numbers on its first line get."""
+    from gpunn.csvtext import delimiter_hint
+
+    (tmp_path / "t.csv").write_text("a\tb\n1\t2\n")
+    (tmp_path / "one.csv").write_text("1.5\n2.5\n")
+    (tmp_path / "two.csv").write_text("1.5 2.5\n3 4\n")
+    assert delimiter_hint(tmp_path / "t.csv") == (
+        "; its first row is one column holding tabs: the file looks tab-delimited: pass delimiter='\\t' to "
+        "gpunn.data.csv, or save it comma-separated (gpunn train --data and gpunn predict read commas only)")
+    assert delimiter_hint(tmp_path / "one.csv") == ""
+    assert delimiter_hint(tmp_path / "two.csv").startswith("; its first row is one column holding numbers separated "
+                                                           "by spaces, as numpy.savetxt writes them by default")
