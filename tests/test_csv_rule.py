@@ -680,3 +680,14 @@ def test_the_delimiter_hint_names_excel_for_semicolons_only_and_spaces_only_betw
     assert delimiter_hint(tmp_path / "one.csv") == ""
     assert delimiter_hint(tmp_path / "two.csv").startswith("; its first row is one column holding numbers separated "
                                                            "by spaces, as numpy.savetxt writes them by default")
+
+
+@pytest.mark.parametrize("text", ["a,b", "a,b\n"], ids=["no line end", "line end"])
+def test_a_header_row_alone_read_whole_has_no_rows_with_or_without_its_line_end(tmp_path, text):
+    """gpunn predict's whole read (numpy.loadtxt past csvtext.header_lines' lines) of a file holding a header row
+    alone: no rows, whether or not the header ends in a line end (without one, loadtxt is still to skip one line)."""
+    from gpunn.preflight import PreflightError, read_matrix
+
+    (tmp_path / "h.csv").write_text(text)
+    with pytest.raises(PreflightError, match=r" has no rows \(a header line only\)$"):
+        read_matrix(str(tmp_path / "h.csv"))
