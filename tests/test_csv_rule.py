@@ -691,3 +691,12 @@ def test_a_header_row_alone_read_whole_has_no_rows_with_or_without_its_line_end(
     (tmp_path / "h.csv").write_text(text)
     with pytest.raises(PreflightError, match=r" has no rows \(a header line only\)$"):
         read_matrix(str(tmp_path / "h.csv"))
+
+
+def test_a_boolean_with_a_space_before_it_is_refused_as_a_stray_value_not_an_id_column(tmp_path):
+    """' true' opening a column of true/false: refused as not a number, with no hint to leave the column out of the
+    default features (csvtext.first_value_is_text: a boolean or a missing mark with spaces around it is no text
+    column's first value, as an id's is)."""
+    path = tmp_path / "b.csv"
+    path.write_text("a,b,y\n true,1,2\nfalse,3,4\n")
+    assert refusal(data.csv, path, "y", device="cpu") == f"{path} line 2: column 'a': ' true' is not a number"
