@@ -628,8 +628,8 @@ def test_a_header_without_a_name_is_said_in_its_files_delimiter():
         "a tab at the line's end)")
 
 
-@pytest.mark.parametrize("text, rows, line", [("a,b\n", 0, 2), ("a,b\r\n", 0, 2), ("a,b", 0, 2), ("a,b\n1,2\n", 1, 3),
-                                             ("a,b\n\n", 0, 2)])
+@pytest.mark.parametrize("text, rows, line", [("a,b\n", 0, 2), ("a,b\r\n", 0, 2), ("a,b\r", 0, 2), ("a,b", 0, 2),
+                                             ("a,b\n1,2\n", 1, 3), ("a,b\n\n", 0, 2)])
 def test_the_row_past_a_csv_files_last_is_on_the_line_after_it(tmp_path, text, rows, line):
     """csv_line of the data row after the last (its index: the file's count of data rows): the line after the last
     row's (or the header's), not one more (a header row alone, with its line end, said line 3)."""
