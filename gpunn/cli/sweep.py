@@ -188,11 +188,8 @@ def _one_value(parse, flag):
             values = [part.strip() for part in str(text).split(",")]
             if len(values) < 2 or not all(re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", v) for v in values):
                 raise
-            if flag == "--seed" and all(v.isdigit() for v in values) and \
-                    [int(v) for v in values] == list(range(int(values[0]), int(values[0]) + len(values))):
-                how = f"--seed {values[0]} --seeds {len(values)} trains seeds {', '.join(values)}"
-            else:
-                how = f"run a sweep for each {flag}"
+            seeds = flag == "--seed" and all(v.isdigit() for v in values) and _counted_seeds([int(v) for v in values])
+            how = seeds or f"run a sweep for each {flag}"
             hinted = argparse.ArgumentTypeError(f"{exc}: {flag} is one value for every member (a sweep's grid is "
                                                 f"--lr, --weight-decay and --seeds); {how}")
             hinted.unhinted = exc  # (a config file's seed = [1, 2] is hinted in its own words: gpunn.config)
@@ -314,12 +311,18 @@ def seed_count(text):
         seeds = [part.strip() for part in text.split(",")]
         if len(seeds) < 2 or not all(re.fullmatch(r"\d+", seed) for seed in seeds):
             raise
-        seeds = [int(seed) for seed in seeds]
-        how = (f"--seed {seeds[0]} --seeds {len(seeds)} trains seeds {', '.join(map(str, seeds))}"
-               if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else
-               "the members' seeds follow on from --seed: --seed, --seed + 1, ...")
+        how = (_counted_seeds([int(seed) for seed in seeds])
+               or "the members' seeds follow on from --seed: --seed, --seed + 1, ...")
         raise argparse.ArgumentTypeError(f"is how many seeds each setting trains, got the seeds {text!r}: {how}") \
             from None
+
+
+def _counted_seeds(seeds) -> str:
+    """The flags that train ``seeds`` where each follows on from the one before ("--seed 3 --seeds 2 trains seeds 3,
+    4"), else "" (a config file's ``seed = [3, 4]`` is told in its own keys: gpunn.config)."""
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        return ""
+    return f"--seed {seeds[0]} --seeds {len(seeds)} trains seeds {', '.join(map(str, seeds))}"
 
 
 def rank(settings, history_of, offset=0):

@@ -407,8 +407,8 @@ class MemberEarlyStopping(Callback):
         restore = [k for k in range(trainer.model.n_models) if self.best_epoch[k] is not None
                    and (diverged or self.best_epoch[k] != (self.stopped_epoch[k] or last_epoch))]
         if restore:
-            history.weights_epoch = [self.best_epoch[k] if k in restore else self.stopped_epoch[k] or last_epoch
-                                     for k in range(trainer.model.n_models)]  # (as weights_epochs, restored)
+            history.weights_epoch = weights_epochs(history, trainer.model.n_models, list(self.stopped_epoch),
+                                                   list(self.best_epoch), restored=True)
             if not diverged and writes_checkpoints(trainer):  # for the checkpoint written now: a resume that
                 self.last_params = trainer.model.member_params.copy()  # trains further goes on from them
             rows = trainer.model.xp.asarray(restore)
