@@ -1165,8 +1165,20 @@ def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):
                                        f"Parquet or CSV table's columns: did you mean --targets {tmp_path / 'Y.npy'}?\n")
     assert main(["train", "--data", x, "--target", "y", *SMALL]) == 2
     assert capsys.readouterr().err.endswith("needs --targets Y.npy; --target names a Parquet or CSV table's columns\n")
+    (tmp_path / "X.txt").write_text("1,2\n")
     assert main(["train", "--data", str(tmp_path / "X.txt"), *SMALL]) == 2
     assert "unknown file type" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["runs2", "X.npz", "t.cvs", "t.csv.gz"])
+def test_a_data_path_that_does_not_exist_is_said_missing_not_of_an_unknown_type(tmp_path, capsys, name):
+    """--data runs2 (a Parquet directory's name mistyped) or t.cvs said "unknown file type; use .npy (with --targets),
+    .parquet or .csv", as if a directory were not taken, where the path is not there at all: gpunn predict's IN
+    says so first, and so does --data now."""
+    path = str(tmp_path / name)
+    for command in ("train", "sweep"):
+        assert main([command, "--data", path, "--target", "y", *SMALL]) == 2
+        assert capsys.readouterr().err == f"gpunn {command}: error: --data {path}: no such file or directory\n"
 
 
 def test_targets_naming_the_data_file_is_noted(pair, capsys):
@@ -1237,6 +1249,7 @@ def test_a_tab_separated_file_by_its_name_is_refused_saying_how_python_reads_it(
     assert capsys.readouterr().err.endswith(f"(or be a directory of Parquet files); {hint.format(TSV_PREDICTED)}")
     predicted = eval(TSV_PREDICTED, {"model": model, "pandas": pandas, "path": str(tsv)})
     numpy.testing.assert_array_equal(predicted, model.predict(pandas.DataFrame(X, columns=["a", "b"])))  # (by name)
+    (tmp_path / "X.txt").write_text("1,2\n")
     assert main(["train", "--data", str(tmp_path / "X.txt"), *SMALL]) == 2
     assert capsys.readouterr().err.endswith("unknown file type; use .npy (with --targets), .parquet or .csv\n")
 

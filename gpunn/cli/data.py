@@ -158,6 +158,8 @@ def make_source(args, backend, ckpt=None):
             source = _table(data.parquet, args, chunk_rows=cut.get("chunk_rows"), **common)
         elif kind == ".csv":
             source = _table(data.csv, args, block_size=cut.get("block_size"), **common)
+        elif not os.path.exists(args.data):  # a name mistyped (a directory's, `pq2`) is missing, not of an unknown type
+            raise ValueError(f"--data {shell_word(args.data)}: no such file or directory")
         elif kind in (".gz", ".bz2", ".xz", ".zst"):
             raise ValueError(f"--data {shell_word(args.data)} is compressed ({kind}): decompress it first (gpunn reads .npy, "
                              ".parquet and .csv files uncompressed)")
