@@ -382,6 +382,40 @@ def test_an_epoch_line_says_the_seconds_numba_took_in_it(teacher, terminal_stder
     assert watches[0]() == pytest.approx(0.74)
 
 
+def test_the_time_left_leaves_out_the_seconds_numba_took_once(teacher, terminal_stderr, monkeypatch):
+    """A first run's Numba compile (12 s on 2 cores) happens once, in the first batch, but the time left was the rows
+    left at the run's rate with those seconds in it: a 300,000-row run of 0.2 s epochs said "left 00:25" after its
+    first, and "left 00:06" after its second with 0.2 s to go. The rate it is taken at leaves them out now (the
+    epoch's own rate, beside it, still counts them). Epochs of 3 batches of 1 s here, 12 s of Numba in the first."""
+    numba_event = pytest.importorskip("numba.core.event")
+    import types
+
+    from gpunn.training import callbacks
+
+    monkeypatch.setattr(callbacks.ProgressBar, "says_compiling", True)
+    now = [0.0]
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+
+    class FirstRun(callbacks.Callback):
+        def on_batch_end(self, trainer, batch):
+            now[0] += 1.0  # training
+            if trainer.state.epoch == 0 and batch == 0:
+                with numba_event.trigger_event("numba:compiler_lock"):
+                    now[0] += 12.0
+                    with numba_event.trigger_event("numba:compile", data={"dispatcher": None, "args": (),
+                                                                          "return_type": None}):
+                        pass
+
+    X, Y = teacher[0][:300], teacher[1][:300]
+    MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=100, verbose=False,
+                                            callbacks=[FirstRun(), callbacks.ProgressBar(lines=True)])
+    lines = terminal_stderr.readouterr().err.splitlines()[1:]  # after the compile's note
+    assert lines[0].endswith("; 20.0 rows/s, elapsed 00:15, left 00:06 (12.00s of it in Numba: its start and the "
+                             "CPU kernels' compile, first run only)")  # 2 epochs of 3 s left, not 2 of 15 s
+    assert lines[1].endswith("; 100 rows/s, elapsed 00:18, left 00:03")
+    assert lines[2].endswith("; 100 rows/s, elapsed 00:21, left 00:00")
+
+
 def test_a_fit_ending_while_another_thread_imports_numba_leaves_no_listener(monkeypatch):
     """A fit's Numba seconds wait for Numba's import (gpunn.ops.lazynumba.on_import) where it has not happened: a
     fit ending (its watch's stop()) after lazynumba.load on another thread took the watch's hook, before it called

@@ -231,7 +231,8 @@ class ProgressBar(Callback):
 
     The lines (Keras' verbose=2): one per epoch, with its loss and validation metrics, the epoch's rows/s, the
     time since the run began and the time left; within an epoch longer than ``line_every_s`` seconds also a
-    line every ``line_every_s`` with the rows done, the run's rows/s and the epoch's time left.
+    line every ``line_every_s`` with the rows done, the run's rows/s and the epoch's time left. The run's rate,
+    which every time left is taken at, leaves out the seconds in Numba (:meth:`_run_rate`).
 
     Each starts with what is running, ``label`` ("train [cpu] epoch 1/5"): by default "train" for one model's fit,
     "ensemble of K" for an Ensemble's; gpunn sweep names its ensembles."""
@@ -328,14 +329,14 @@ class ProgressBar(Callback):
                 self._next_line = now + self.line_every_s
                 # the run's rate, as the bar's epoch_eta: the epoch's own, a batch or two into it (its first batch
                 # waits on a stream's first chunk), put an epoch of 20 s at two hours
-                rate = self._rate(now, self._start, self._start_rows)
+                rate = self._run_rate(now)
                 self._write(f"{rows_done:,}/{self.rows:,} rows, {self._format_rate(rate)}, "
                             f"epoch left {self._interval((self.rows - rows_done) / max(rate, 1e-9))}")
             return
         self.bar.update(rows_done - batch * self.batch_size)
         if self._epoch_eta and now >= self._next_eta:
             self._next_eta = now + self.eta_every_s
-            rate = self._rate(now, self._start, self._start_rows)
+            rate = self._run_rate(now)
             self.bar.set_postfix({**self._shown, "epoch_eta": self._interval(
                 (self.rows - rows_done) / max(rate, 1e-9))}, refresh=True)
 
@@ -363,7 +364,7 @@ class ProgressBar(Callback):
         now = time.monotonic()
         self._next_line = now + self.line_every_s
         rate = self._rate(now, self._epoch_start, self._epoch_start_rows)
-        left = (self.total - self.done) / max(self._rate(now, self._start, self._start_rows), 1e-9)
+        left = (self.total - self.done) / max(self._run_rate(now), 1e-9)
         self._write(f"{', '.join(f'{k}={v}' for k, v in self._shown.items())}; {self._format_rate(rate)}, "
                     f"elapsed {self._interval(now - self._start)}, left {self._interval(left)}{self._in_numba()}")
 
@@ -382,6 +383,13 @@ class ProgressBar(Callback):
 
     def _rate(self, now, since, rows_then):
         return (self.done - rows_then) / max(now - since, 1e-9)
+
+    def _run_rate(self, now):
+        """The run's rows/s so far, which the time left is taken at: without its seconds in Numba (its start, the
+        kernels' load or compile), which a process pays once and the rows left will not pay again. A first run's
+        12 s compile put a 0.4 s epoch's time left at 25 s."""
+        once = self._numba() if self._numba is not None else 0.0  # (since on_train_begin made the watch)
+        return (self.done - self._start_rows) / max(now - self._start - once, 1e-9)
 
     @staticmethod
     def _interval(seconds):
