@@ -28,7 +28,7 @@ from .checks import (check_rows_match, flag, got, held_warnings, member_index, p
 from .model import MLP, DeviceModel, ParamList, gradients_over, source_given
 from .ops import ensemble_ops_for
 from .training.callbacks import missing_log_hint, monitor_mode
-from .training.ensemble import fit_ensemble
+from .training.ensemble import fit_ensemble, held_rows
 from .training.fit import as_method, fit as _fit
 from .training.graph import graph_mode
 
@@ -566,10 +566,9 @@ class Ensemble(DeviceModel):
         values = numpy.asarray(self.history[monitor], dtype=numpy.float64)  # epochs x K
         maximise = monitor_mode(monitor) == "max"
         values = numpy.where(numpy.isfinite(values), values, -numpy.inf if maximise else numpy.inf)
-        held = getattr(self.history, "weights_epoch", None)
-        if isinstance(held, list) and len(held) == self.n_models:  # the value of the weights each member holds
-            row = {epoch: i for i, epoch in enumerate(self.history["epoch"])}
-            per_member = numpy.array([values[row[e], k] if e in row else values[-1, k] for k, e in enumerate(held)])
+        held = held_rows(self.history, self.n_models)
+        if held is not None:  # the value of the weights each member holds
+            per_member = values[held, numpy.arange(self.n_models)]
         else:  # a history without it (a checkpoint's): each member's best epoch's
             per_member = values.max(axis=0) if maximise else values.min(axis=0)
         kept = self._members_left("to pick")  # a diverged member's best epoch may look best; its weights are not

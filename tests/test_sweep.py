@@ -67,8 +67,8 @@ def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
     rows = list(csv.DictReader((tmp_path / "t.csv").open()))
     assert len(rows) == 8 and float(rows[0]["val_mse"]) == a[0]["val_mse"]
     lines = list(csv.reader((tmp_path / "t.csv").open()))  # the table's columns, no curve: one field per column
-    assert lines[0] == ["member", "lr", "weight_decay", "seed", "val_mse", "val_r2", "best_epoch", "stopped_early",
-                        "diverged"] and {len(line) for line in lines} == {9}
+    assert lines[0] == ["member", "lr", "weight_decay", "seed", "val_mse", "val_r2", "weights_epoch", "best_epoch",
+                        "stopped_early", "diverged"] and {len(line) for line in lines} == {10}
 
 
 def test_a_grid_split_to_fit_the_memory_fits_it(tmp_path, capsys, monkeypatch):
@@ -183,23 +183,48 @@ def test_the_network_options_reach_every_member(tmp_path, capsys):
     assert [a.name for a in best.activations] == ["tanh", "tanh", "sigmoid"]
 
 
-def test_the_saved_best_member_says_when_its_weights_are_not_its_best_epochs(tmp_path, capsys):
+def test_the_best_line_says_when_a_members_best_epoch_scored_better_than_the_weights_it_holds(tmp_path, capsys):
     path = tmp_path / "best.npz"
     grid = ["sweep", "--lr", "0.1", "--optimizer", "sgd", "--rows", "600", "--features", "5", "--hidden", "8,8",
             "--epochs", "6", "--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64"]
     js = tmp_path / "s.json"
     out = run(grid + ["--save-best", str(path), "--json", str(js)], capsys)
-    assert "at epoch 5" in out  # the best validation MSE, one epoch before the last
-    # its R² is that epoch's too: 1 - MSE / the variance of the 60 held-out targets
-    Y_val = gpunn.datasets.make("teacher", 600, 5, 1, seed=0, device="cpu", dtype="float64")[1][:60]
     best = members(js)[0]
-    assert best["best_epoch"] == 5 and best["val_r2"] == pytest.approx(1 - best["val_mse"] / Y_val.var(), rel=1e-9)
-    # and what they score: the table's val MSE is epoch 5's (newuser39: the file's own was not said)
-    assert f"its weights are epoch 6's, the last (val MSE {best['val_curve'][-1]:.5g}): --early-stopping keeps the " \
-           "best epoch's" in out
-    assert best["val_curve"][-1] > best["val_mse"]
+    # the row is the weights the member holds, the last epoch's; its best validation MSE was one epoch before
+    assert best["weights_epoch"] == 6 and best["best_epoch"] == 5 and best["val_mse"] == best["val_curve"][-1]
+    assert best["val_curve"][4] < best["val_mse"]
+    # its R² is that epoch's too: 1 - MSE / the variance of the 60 held-out targets
+    X, Y = gpunn.datasets.make("teacher", 600, 5, 1, seed=0, device="cpu", dtype="float64")
+    assert best["val_r2"] == pytest.approx(1 - best["val_mse"] / Y[:60].var(), rel=1e-9)
+    assert gpunn.load(path, device="cpu").evaluate(X[:60], Y[:60])["mse"] == pytest.approx(best["val_mse"], rel=1e-9)
+    assert f"at epoch 6 (its best epoch, 5, scored {best['val_curve'][4]:.5g}: --early-stopping keeps each member's " \
+           "best epoch's weights)" in out
     out = run(grid + ["--save-best", str(path), "--early-stopping", "--patience", "3"], capsys)
-    assert "at epoch 5" in out and "the last" not in out
+    assert "at epoch 5\n" in out and "its best epoch" not in out
+
+
+def test_the_table_ranks_the_weights_each_member_holds_as_ensemble_best_does(tmp_path, capsys):
+    """Without --early-stopping each member ends with its last epoch's weights. The table ranked the members by their
+    best epoch, so it put first lr 0.3 (0.083 at epoch 4, but its weights score 0.196), and --save-best saved those
+    weights, while Ensemble.best() picked lr 0.1, whose weights score 0.138: the two now agree, on the weights."""
+    js, path = tmp_path / "s.json", tmp_path / "best.npz"
+    lrs = [0.01, 0.03, 0.1, 0.3]
+    out = run(["sweep", "--lr", ",".join(map(str, lrs)), "--optimizer", "sgd", "--rows", "400", "--features", "5",
+               "--hidden", "8", "--epochs", "6", "--batch-size", "32", "--seed", "1", "--quiet", "--device", "cpu",
+               "--dtype", "float64", "--json", str(js), "--save-best", str(path)], capsys)
+    rows = members(js)
+    by_best_epoch = min(rows, key=lambda r: min(r["val_curve"]))
+    assert by_best_epoch["lr"] == 0.3 and by_best_epoch["best_epoch"] == 4  # the old table's first: not the weights'
+    assert [r["lr"] for r in rows] == [0.1, 0.03, 0.3, 0.01]  # by the last epoch's val MSE, the weights held
+    assert [r["val_mse"] for r in rows] == [r["val_curve"][-1] for r in rows] == sorted(r["val_mse"] for r in rows)
+    assert {r["weights_epoch"] for r in rows} == {6} and "best: lr 0.1," in out
+    X, Y = gpunn.datasets.make("teacher", 400, 5, 1, seed=1, device="cpu", dtype="float64")
+    assert gpunn.load(path, device="cpu").evaluate(X[:40], Y[:40])["mse"] == pytest.approx(rows[0]["val_mse"], rel=1e-9)
+    ens = gpunn.Ensemble([5, 8, 1], 4, seed=[1] * 4, dtype="float64", device="cpu")  # the sweep, in Python
+    ens.fit(X[40:], Y[40:], epochs=6, batch_size=32, optimizer="sgd", lr=lrs, seed=1, validation_data=(X[:40], Y[:40]),
+            verbose=False)
+    assert lrs[ens.best_index()] == 0.1
+    numpy.testing.assert_allclose(ens.best().params, gpunn.load(path, device="cpu").params, rtol=1e-12)
 
 
 def test_a_member_stopped_early_is_ranked_by_the_epoch_whose_weights_it_keeps(tmp_path, capsys):

@@ -17,6 +17,7 @@ from ..hints import folding, shell_word
 from ..model import PRECISIONS
 from ..optim import OPTIMIZERS, default_of
 from ..training.callbacks import Callback
+from ..training.ensemble import held_rows
 from ..training.state import position_words
 from . import data as data_cli, lr_schedule
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report_outputs, counted, csv_text, dtype,
@@ -77,7 +78,9 @@ def _non_negative(v):
 def add_parser(sub) -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="train a grid of learning rates, weight decays and seeds as one ensemble",
                        description="Train every combination of --lr, --weight-decay and --seeds as the members of one "
-                                   "gpunn.Ensemble (one step trains them all), then rank them by validation MSE. A member "
+                                   "gpunn.Ensemble (one step trains them all), then rank them by the validation MSE of the "
+                                   "weights each holds (the last epoch's; the best epoch's with --early-stopping), "
+                                   "the weights --save-best saves and Ensemble.best() ranks by. A member "
                                    "of the first seed trains as gpunn train would with its --lr and --weight-decay and "
                                    "the same other options (to rounding: an ensemble sums in another order), though "
                                    "some defaults here are smaller (--rows, --hidden, --epochs, --batch-size, and "
@@ -141,7 +144,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--max-members", type=positive(int), default=None,
                    help="at most this many members per ensemble (default: as many as the device memory holds)")
     s.add_argument("--json", type=file_path, metavar="PATH", help="write the ranked members as JSON, each with member (its place in "
-                   "the grid), lr, weight_decay, seed, val_mse, val_r2, best_epoch, stopped_early, diverged and "
+                   "the grid), lr, weight_decay, seed, val_mse and val_r2 (of the weights it holds and --save-best saves, "
+                   "as Ensemble.best() ranks them), weights_epoch (their epoch: the last, the best with --early-stopping), "
+                   "best_epoch, stopped_early, diverged and "
                    "val_curve (its validation MSE per epoch), beside the sweep's config, units and result (its "
                    "train_seconds, and each ensemble's train_seconds and samples_per_s) (- for standard output: the "
                    "lines of text then go to stderr)")
@@ -326,9 +331,11 @@ def _counted_seeds(seeds) -> str:
 
 
 def rank(settings, history_of, offset=0):
-    """One row per member: settings, its best epoch and that epoch's validation MSE and R², stopped early. The best
-    epoch is the history's (EnsembleHistory.best_epoch): early stopping's, whose weights the member keeps (and
-    --save-best saves), else the least val_loss's; the least val_mse's where it has none (an interrupted run)."""
+    """One row per member: settings, the validation MSE and R² of the weights it holds (those --save-best saves and
+    Ensemble.best() ranks by: EnsembleHistory.weights_epoch, its best epoch where early stopping restored it, else
+    the last) and their epoch, its best epoch (EnsembleHistory.best_epoch: early stopping's, else the least
+    val_loss's; the least val_mse's where it has none, an interrupted run), stopped early. A history without
+    weights_epoch (one made by hand) is scored at its best epoch."""
     rows = []
     for k, s in enumerate(settings):
         history, j = history_of(k)
@@ -341,10 +348,13 @@ def rank(settings, history_of, offset=0):
             best = kept[j] - 1
         else:  # an infinite MSE is a score (the worst); NaN none
             best = int(numpy.argmin(numpy.where(numpy.isnan(val), numpy.inf, val)))
+        held = held_rows(history, len(history["val_mse"][0]))
+        at = None if best is None else best if held is None else held[j]
         stopped = bool(history.stopped_early[j])
         nan = float("nan")
-        rows.append({"member": offset + k, **s, "val_mse": nan if best is None else float(val[best]),
-                     "val_r2": nan if best is None else float(r2[best]),
+        rows.append({"member": offset + k, **s, "val_mse": nan if at is None else float(val[at]),
+                     "val_r2": nan if at is None else float(r2[at]),
+                     "weights_epoch": None if at is None else at + 1,
                      "best_epoch": None if best is None else best + 1, "stopped_early": stopped,
                      "diverged": j in history.diverged, "val_curve": val.tolist()})
     return rows
@@ -377,19 +387,30 @@ def timing(g, group, history, reached) -> dict:
 
 
 def format_table(rows) -> str:
-    """The ranked table as printed. A member with no score (NaN: no epoch scored it) shows "-", as its best epoch
-    does and as --csv leaves the cell empty; an infinite score shows inf, as --csv writes it."""
+    """The ranked table as printed: the val MSE and R2 of the weights each member holds, of epoch ``epoch``. A member
+    with no score (NaN: no epoch scored it) shows "-", as its epochs do and as --csv leaves the cell empty; an
+    infinite score shows inf, as --csv writes it."""
     head = f"{'rank':>4}  {'lr':>9}  {'weight_decay':>12}  {'seed':>4}  {'val MSE':>10}  {'val R2':>7}  " \
-           f"{'best epoch':>10}  stopped early"
+           f"{'epoch':>5}  {'best epoch':>10}  stopped early"
     lines = [head, "-" * len(head)]
     for i, r in enumerate(rows, 1):
         flag = "diverged" if r["diverged"] else ("yes" if r["stopped_early"] else "no")
-        epoch = "-" if r["best_epoch"] is None else r["best_epoch"]
+        held, epoch = ("-" if r[key] is None else r[key] for key in ("weights_epoch", "best_epoch"))
         r2 = r["val_r2"]  # (a diverged member's -5e104 took 100 digits in .4f)
         lines.append(f"{i:>4}  {r['lr']:>9.3g}  {r['weight_decay']:>12.3g}  {r['seed']:>4}  "
                      f"{_score(r['val_mse'], '.5g'):>10}  {_score(r2, '.4f' if abs(r2) < 1e4 else '.4g'):>7}  "
-                     f"{epoch:>10}  {flag}")
+                     f"{held:>5}  {epoch:>10}  {flag}")
     return "\n".join(lines)
+
+
+def _earlier_best(args, row) -> str:
+    """What the best line adds where the member's weights (the epoch it is ranked by) are not its best epoch's, a
+    run without --early-stopping: that epoch and its val MSE, and how to keep it."""
+    held, best = row["weights_epoch"], row["best_epoch"]
+    if args.early_stopping or held is None or best is None or held == best:
+        return ""
+    return (f" (its best epoch, {best}, scored {row['val_curve'][best - 1]:.5g}: --early-stopping keeps each "
+            "member's best epoch's weights)")
 
 
 def _score(value, spec) -> str:
@@ -691,8 +712,9 @@ def _run(args, opened) -> int:
             # and listed as diverged (where another member scored), and so they are here
             print(f"ensemble {g}: " + ("no member scored the held-out rows finitely" if isinstance(
                 exc, ValidationNotFinite) else "every member diverged") + "; they are ranked last", flush=True)
-            rows += [{"member": offset + k, **s, "val_mse": float("nan"), "val_r2": float("nan"), "best_epoch": None,
-                      "stopped_early": False, "diverged": True, "val_curve": []} for k, s in enumerate(group)]
+            rows += [{"member": offset + k, **s, "val_mse": float("nan"), "val_r2": float("nan"), "weights_epoch": None,
+                      "best_epoch": None, "stopped_early": False, "diverged": True, "val_curve": []}
+                     for k, s in enumerate(group)]
             models.append(None)
             continue
         if history.get("val_loss"):  # an ensemble interrupted in its first epoch has nothing to rank
@@ -730,7 +752,8 @@ def _run(args, opened) -> int:
     ens = models[best["member"] // per]
     member = ens[best["member"] % per]
     print(f"\nbest: lr {best['lr']:.3g}, weight decay {best['weight_decay']:.3g}, seed {best['seed']}: val MSE "
-          f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} at epoch {best['best_epoch']}", flush=True)
+          f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} at epoch {best['weights_epoch']}{_earlier_best(args, best)}",
+          flush=True)
     try:  # a pass over the held-out targets (a --data sweep's chunks, read again), for the note alone
         spread = _held_out_spread(backend, validation, train[0])
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGUSR1: the sweep has trained, its outputs are still written
@@ -756,9 +779,5 @@ def _run(args, opened) -> int:
         print(f"validation curves: {args.plot}")
     if args.save_best:
         checkpoint.save(args.save_best, member)
-        last = len(best["val_curve"])
-        kept = "" if args.early_stopping or best["best_epoch"] == last else \
-            f"; its weights are epoch {last}'s, the last (val MSE {best['val_curve'][-1]:.5g}): --early-stopping " \
-            "keeps the best epoch's"
-        print(f"best member saved: {shell_word(args.save_best)} (gpunn predict {shell_word(args.save_best)} IN OUT){kept}")
+        print(f"best member saved: {shell_word(args.save_best)} (gpunn predict {shell_word(args.save_best)} IN OUT)")
     return 130 if interrupted else 0  # as gpunn train: 130 for Ctrl-C

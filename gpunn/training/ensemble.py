@@ -643,6 +643,17 @@ def weights_epochs(history, n_models, stopped_epoch=None, best_epoch=None, resto
     return [b if b is not None and b != e else e for b, e in zip(best_epoch, reached)]
 
 
+def held_rows(history, n_models):
+    """Per member, the row of ``history``'s per-epoch lists that scores the weights it holds: its
+    ``weights_epoch``'s, the last row where that epoch is not among them; None where the history has no
+    ``weights_epoch`` (one made by hand). What ``Ensemble.best()`` and ``gpunn sweep``'s table rank a member by."""
+    held = getattr(history, "weights_epoch", None)
+    if not isinstance(held, list) or len(held) != n_models:
+        return None
+    row = {epoch: i for i, epoch in enumerate(history["epoch"])}
+    return [row.get(epoch, len(history["epoch"]) - 1) for epoch in held]
+
+
 def ensemble_history(history, diverged=()) -> EnsembleHistory:
     """``history`` (a checkpoint's History of an ensemble run) as an EnsembleHistory, ``diverged`` restored."""
     out = EnsembleHistory(history)
