@@ -2681,10 +2681,14 @@ def test_more_ranks_than_cores_are_told_they_take_turns_and_how_many_to_start(mo
     assert said(2, 4) == ("1 BLAS thread per rank (its 2 cores shared with other ranks of this machine; 4 ranks on 2 "
                           "cores take turns on them, many times slower than 2: start at most 2 on this machine)")
     assert said(4, 2) == "2 BLAS threads per rank (its 4 cores shared with other ranks of this machine)"
-    # srun's tasks left on every core of the node (Slurm's task/none): each rank at most its --cpus-per-task
+    # srun's tasks left on every core of the node (Slurm's task/none): each rank at most its --cpus-per-task, said
+    # as Slurm's count (a rank alone on its 4 cores was said to share them "with other ranks of this machine")
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
-    assert said(4, 2) == "1 BLAS thread per rank (its 4 cores shared with other ranks of this machine)"
-    assert said(4, 1) == "1 BLAS thread per rank (its 4 cores shared with other ranks of this machine)"
+    assert said(4, 2) == "1 BLAS thread per rank (SLURM_CPUS_PER_TASK=1 of the 4 cores it may run on)"
+    assert said(4, 1) == "1 BLAS thread per rank (SLURM_CPUS_PER_TASK=1 of the 4 cores it may run on)"
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")  # more than the ranks' share: the cores shared, as without Slurm
+    assert said(4, 2) == "2 BLAS threads per rank (its 4 cores shared with other ranks of this machine)"
+    assert said(4, 1) == "3 BLAS threads per rank (SLURM_CPUS_PER_TASK=3 of the 4 cores it may run on)"
 
 
 @needs_mpi

@@ -19,7 +19,7 @@ import contextlib
 import os
 import socket
 
-from ..ops.cpu import slurm_cpus, threads_setting, usable_cores
+from ..ops.cpu import SLURM_CPUS, slurm_cpus, threads_setting, usable_cores
 from ..ops.fit_threads import BLAS_ENV, user_set  # noqa: F401 (BLAS_ENV: the variables user_set reads, named here too)
 
 
@@ -67,7 +67,9 @@ def rank_threads(comm, model):
     mine = _placement()
     ranks = comm.allgather(mine, label="the core-placement exchange")  # every CPU rank takes part
     # (at most Slurm's --cpus-per-task, where Slurm left its tasks on every core of the node: each rank is a task)
-    share, crowded = min(cores_per_rank(mine, ranks), slurm_cpus() or len(mine[1])), crowding(mine, ranks)
+    share, crowded, slurm = cores_per_rank(mine, ranks), crowding(mine, ranks), slurm_cpus()
+    held = slurm is not None and slurm < share  # the share is Slurm's, not the cores divided among the ranks
+    share = slurm if held else share
     cores = len(mine[1])
     if share >= cores:  # alone on its cores (or the only core): nothing to change
         yield crowded
@@ -89,5 +91,7 @@ def rank_threads(comm, model):
             member_ops.threads = min(before, share)
             stack.callback(setattr, member_ops, "threads", before)
             said.append(f"member groups on {member_ops.threads} thread{'s' * (member_ops.threads != 1)}")
-        shared = f"its {cores} cores shared with other ranks of this machine"
+        # (a rank alone on its cores, held to Slurm's count, was said to share them "with other ranks")
+        shared = (f"{SLURM_CPUS}={slurm} of the {cores} cores it may run on" if held
+                  else f"its {cores} cores shared with other ranks of this machine")
         yield (f"{'; '.join(said)} ({shared}{'' if crowded is None else f'; {crowded}'})" if said else crowded)
