@@ -1405,8 +1405,12 @@ def test_a_jobs_sweep_line_that_saves_and_resumes_one_directory_starts_goes_on_a
                           "command then goes on from them)\n")
     assert "\ninterrupted in ensemble 1 (2 of 3: members 3-5) after 1 of 2 epochs and 3 of 9 batches of epoch 2: the " \
            "table ranks what was trained so far; the same command goes on from it\n" in out
+    # and so does the checkpoints line, at every start (it said "continue with gpunn sweep --resume DIR" in the log)
+    checkpoints = f"\ncheckpoints: {saved}/ensemble-0.npz ... ensemble-2.npz (the same command goes on from them)\n"
+    assert checkpoints in out
     monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", fit)
     out = run(line, capsys)  # the requeued start
+    assert checkpoints in out
     assert "starting the sweep" not in out and "ensemble 1: 1 of 2 epochs and 3 of 9 batches of epoch 2 done" in out
     assert members(js) == members(straight)
     before = {p.name: p.read_bytes() for p in saved.iterdir()}

@@ -672,8 +672,10 @@ def _run(args, opened) -> int:
     record = None
     if save_dir:
         names = CHECKPOINT.format(0) + (f" ... {CHECKPOINT.format(len(groups) - 1)}" if len(groups) > 1 else "")
-        print(f"checkpoints: {os.path.join(save_dir, names)} (continue with gpunn sweep --resume {shell_word(save_dir)})",
-              flush=True)
+        # (a job's in-place line, --save DIR --resume DIR, goes on as it is: its log told it another command too)
+        again = ("the same command goes on from them" if resume.goes_on_in_place(args)
+                 else f"continue with gpunn sweep --resume {shell_word(save_dir)}")
+        print(f"checkpoints: {os.path.join(save_dir, names)} ({again})", flush=True)
         record = resume.record(args, standalone_parser(), backend)
         record.options[resume.GROUP_KEY] = per
     rows, models, interrupted, all_diverged, timings = [], [], False, None, []
