@@ -1110,6 +1110,34 @@ def test_a_text_column_taken_as_a_feature_by_default_says_how_to_leave_it_out(tm
             in capsys.readouterr().err)
 
 
+def test_predict_of_a_table_with_a_text_column_and_more_numbers_than_features_says_to_pick_them(tmp_path, capsys):
+    """A model trained on unnamed columns (X.npy) given the CSV file they came from, an id, a name and the target
+    beside its features: the refusal said only "line 2: column 'name': 'x' is not a number" (its hint was for as
+    many columns of numbers as the model's features), and the next try, without the name, "3 feature columns ...,
+    the model takes 2". It names the columns of numbers to pick the model's from now, read whole (CSV) and streamed
+    (Parquet) alike, and --features picks them as it says."""
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
+    (tmp_path / "t.csv").write_text("id,name,a,b,y\r\n1,bob,1,2,3\r\n2,cat,3,4,5\r\n\r\n")
+    pq.write_table(pa.table({"id": [1, 2], "name": ["bob", "cat"], "a": [1.0, 3.0], "b": [2.0, 4.0],
+                             "y": [3.0, 5.0]}), tmp_path / "t.parquet")
+    hint = ("; with no features named, every column is one: if 'name' is not, name the model's 2 among the columns "
+            "of numbers (id, a, b, y) with --features, in the order it was trained on\n")
+    for name, refused in (("t.csv", " line 2: column 'name': 'bob' is not a number"),
+                          ("t.parquet", ": column 'name' is string, not numeric; every feature column must hold "
+                                        "numbers")):
+        path = str(tmp_path / name)
+        assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
+        assert capsys.readouterr().err == f"gpunn predict: error: IN {path}{refused}{hint}"
+        assert main(["predict", model, path, str(tmp_path / "p.npy"), "--features", "a,b"]) == 0
+        numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"),
+                                         gpunn.load(model).predict(numpy.array([[1.0, 2.0], [3.0, 4.0]])))
+
+
 def test_predict_names_the_text_column_to_leave_out_wherever_it_stands(tmp_path, capsys):
     """The --features hint of a CSV file read whole names its column of text, here between two of numbers, and the
     columns to name instead."""

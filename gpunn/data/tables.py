@@ -240,9 +240,14 @@ def leave_out_hint(name, numeric, targets=None, width=None) -> str:
     """How to leave the text column ``name`` out of the features taken by default, naming the ``numeric`` ones, or ""
     where none is (the text is the problem, said as it is). No ``targets``: gpunn predict's (its --features alone),
     for a table streamed or a CSV file read whole for a model that knows no column names, whose ``width`` features
-    the numeric columns must be (else no hint: they would be refused next, as too few or too many)."""
-    if not numeric or (width is not None and len(numeric) != width):
+    the numeric columns must be; where there are more (an id or the target beside them, in the file X.npy was cut
+    from), it says to pick the model's among them (too few: no hint, they would be refused next)."""
+    if not numeric or (width is not None and len(numeric) < width):
         return ""
+    if width is not None and len(numeric) > width:  # (it said "'x' is not a number" alone, then "3 feature columns")
+        listed = f" ({', '.join(numeric)})" if len(numeric) <= 12 else ""
+        return (f"; with no features named, every column is one: if {name!r} is not, name the model's {width} among "
+                f"the columns of numbers{listed} with --features, in the order it was trained on")
     example = f"--features {shell_word(','.join(numeric))}" if len(numeric) <= 12 else "--features a,b"
     example = f" ({example}, features=[...])" if targets else f" ({example})"
     every = "every column but the target" if targets else "every column"
