@@ -365,3 +365,36 @@ def test_the_count_a_fit_ran_on_is_said_as_the_libraries_took_it(monkeypatch, li
     assert [m.startswith("gpunn could not set NumPy's BLAS to 1 thread") for m in said] == [True] * warned
     assert fit_threads.one_thread_for(model) is one
     assert fit_threads.one_thread_for(gpunn.Ensemble([4, 3, 1], 2, seed=0, device="cpu")) is False  # (its own count)
+
+
+class NamedLibrary(FailingLibrary):
+    """A BLAS library as threadpoolctl names it (``internal_api``), on ``threads`` threads."""
+
+    def __init__(self, internal_api, threads):
+        super().__init__(0)
+        self.internal_api, self.threads = internal_api, threads
+
+
+@pytest.mark.parametrize("env, capped, said", [
+    ({}, [1, 1], "threads held to SLURM_CPUS_PER_TASK=1 (the library started 8)"),
+    # MKL's variable is no count of OpenBLAS's: it was taken for one, OpenBLAS left on 8 threads "set by" it
+    ({"MKL_NUM_THREADS": "4"}, [1, 8], "threads held to SLURM_CPUS_PER_TASK=1 (the library started 8)"),
+    ({"BLIS_NUM_THREADS": "4"}, [1, 1], "threads held to SLURM_CPUS_PER_TASK=1 (the library started 8)"),
+    ({"OMP_NUM_THREADS": "4"}, [8, 8], "threads set by OMP_NUM_THREADS=4"),  # (both read it)
+    ({"GOTO_NUM_THREADS": "4", "MKL_NUM_THREADS": "2"}, [8, 8], "threads set by GOTO_NUM_THREADS=4"),
+])
+def test_under_slurm_a_command_holds_each_blas_to_its_cpus_unless_a_variable_it_reads_sets_its_count(
+        monkeypatch, env, capped, said):
+    """cap_at_slurm_cpus: each BLAS library on at most SLURM_CPUS_PER_TASK threads, but for one whose count the
+    environment sets in a variable that library reads (OpenBLAS: OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS,
+    OMP_NUM_THREADS; MKL: MKL_NUM_THREADS, OMP_NUM_THREADS); count_source says where NumPy's (the first) count comes
+    from. A job's MKL_NUM_THREADS left NumPy's OpenBLAS on every core of the node, said to be "set by" it."""
+    clear(monkeypatch)
+    for name, value in {"SLURM_CPUS_PER_TASK": "1", **env}.items():
+        monkeypatch.setenv(name, value)
+    libraries = [NamedLibrary("openblas", 8), NamedLibrary("mkl", 8)]
+    monkeypatch.setattr(fit_threads, "_libraries", lambda: libraries)
+    monkeypatch.setattr(fit_threads, "_capped", None)
+    fit_threads.cap_at_slurm_cpus()
+    assert [lib.threads for lib in libraries] == capped
+    assert fit_threads.count_source() == said

@@ -47,6 +47,9 @@ from .cpu import PARALLEL_MIN_ELEMENTS, SLURM_CPUS, affinity_cores, slurm_cpus
 # Variables in which a user sets a BLAS library's thread count (OpenBLAS reads the first three; MKL, BLIS and OpenMP
 # builds read OMP_NUM_THREADS too).
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+# Those each library reads (by threadpoolctl's internal_api), first the one it takes first
+_READ_BY = {"openblas": BLAS_ENV[:3], "mkl": ("MKL_NUM_THREADS", "OMP_NUM_THREADS"),
+            "blis": ("BLIS_NUM_THREADS", "OMP_NUM_THREADS")}
 
 _lock = ForkSafeLock()
 _holders = {}  # thread ident -> its contexts inside blas_threads's count
@@ -132,19 +135,28 @@ def user_set() -> bool:
     return any(os.environ.get(name, "").strip() for name in BLAS_ENV)
 
 
+def _count_variable(library=None) -> str | None:
+    """The variable of the environment that sets the thread count of ``library`` (a threadpoolctl controller; None:
+    any library), of those it reads (_READ_BY) the first it takes; None where none is set."""
+    names = _READ_BY.get(getattr(library, "internal_api", None), BLAS_ENV)
+    return next((name for name in names if os.environ.get(name, "").strip()), None)
+
+
 def cap_at_slurm_cpus() -> None:
     """For a gpunn command (gpunn.cli, as it starts): each BLAS library on at most SLURM_CPUS_PER_TASK threads, where
-    the environment sets no count (BLAS_ENV). OpenBLAS starts as many threads as the process may run on cores: where
-    Slurm binds a task to its --cpus-per-task cores (task/affinity, a cgroup's cpuset) that is the job's count
-    already, but where it does not (task/none, Slurm's default) it is every core of the node, which the job shares
-    with others. Kept for the process: its fits put their own counts back to it. Without threadpoolctl nothing
+    the environment sets no count in a variable it reads (MKL_NUM_THREADS is no count of OpenBLAS's). OpenBLAS starts
+    as many threads as the process may run on cores: where Slurm binds a task to its --cpus-per-task cores
+    (task/affinity, a cgroup's cpuset) that is the job's count already, but where it does not (task/none, Slurm's
+    default) it is every core of the node, which the job shares with others. Kept for the process: its fits put their own counts back to it. Without threadpoolctl nothing
     changes (``gpunn info``'s blas line says so)."""
     global _capped
     slurm = slurm_cpus()
-    if slurm is None or user_set():
+    if slurm is None:
         return
     try:
         for lib in _libraries():
+            if _count_variable(lib) is not None:  # the user's count for it
+                continue
             before = lib.get_num_threads()
             if before is not None and before > slurm:
                 lib.set_num_threads(slurm)
@@ -157,15 +169,17 @@ def cap_at_slurm_cpus() -> None:
 
 def count_source() -> str:
     """Where NumPy's BLAS thread count comes from, in words (``gpunn info``'s blas line): a variable the user set
-    (BLAS_ENV), Slurm's --cpus-per-task (cap_at_slurm_cpus), or the library's own: the cores the process may run on
-    (where that is more than Slurm's count and threadpoolctl is not installed, what to do)."""
-    named = next((name for name in BLAS_ENV if os.environ.get(name, "").strip()), None)
+    that the library reads (BLAS_ENV: any of them without threadpoolctl to name it), Slurm's --cpus-per-task
+    (cap_at_slurm_cpus), or the library's own: the cores the process may run on (where that is more than Slurm's
+    count and threadpoolctl is not installed, what to do)."""
+    libraries = _libraries()
+    named = _count_variable(libraries[0] if libraries else None)  # (the first: NumPy's, as gpunn info's blas line)
     if named is not None:
         return f"threads set by {named}={os.environ[named].strip()}"
     if _capped is not None:
         return f"threads held to {SLURM_CPUS}={_capped[0]} (the library started {_capped[1]})"
     slurm, cores = slurm_cpus(), affinity_cores()
-    if slurm is not None and slurm < cores and not _libraries():
+    if slurm is not None and slurm < cores and not libraries:
         return (f"threads: the library's own count, up to the {cores} cores the process may run on, not {SLURM_CPUS}="
                 f"{slurm}: install threadpoolctl (gpunn[cpu]) or export OPENBLAS_NUM_THREADS={slurm}")
     return "threads: the library's own count, the cores the process may run on"
