@@ -610,11 +610,14 @@ def member_index(k, n_models: int) -> int:
 
 def per_member(value, n_models: int, name: str) -> list:
     """A scalar repeated K times, or a length-K sequence, as a list (clear error otherwise). A set or a dict is
-    refused: member k took the k-th value of a set's own order (lr={1e-3, 4e-3} trained member 0 at 4e-3)."""
+    refused: member k took the k-th value of a set's own order (lr={1e-3, 4e-3} trained member 0 at 4e-3), and a
+    dict's k-th key (weight_decay={0: 0.0, 1: 1e-4} trained at decays 0 and 1)."""
     if isinstance(value, (set, frozenset, dict)):
-        kind = "a set, whose order is its own" if not isinstance(value, dict) else "a dict"
-        raise ValueError(f"{name} is {kind}, not the members': pass a list, member k's value k-th (e.g. "
-                         f"{name}=sorted(...)), or one value for all")
+        # (a dict sorted is its keys: weight_decay=sorted({0: 0.0, 1: 1e-4}) would train at decays 0 and 1)
+        kind, e_g = (("a dict", f"{name}=[d[k] for k in range({n_models})] for a dict d keyed by member")
+                     if isinstance(value, dict) else ("a set, whose order is its own", f"{name}=sorted(...)"))
+        raise ValueError(f"{name} is {kind}, not the members': pass a list, member k's value k-th (e.g. {e_g}), or one "
+                         "value for all")
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
         return [value] * n_models
     if isinstance(value, numpy.ndarray) and value.ndim == 0:  # numpy.array(1e-3): one value, though it has __len__

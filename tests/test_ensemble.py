@@ -807,7 +807,10 @@ def test_bad_construction_is_a_clear_error(call, match):
     # a set's order is its own: lr={1e-3, 4e-3, 2e-3} trained member 0 at 4e-3 (newuser39)
     ({"lr": {1e-3, 4e-3, 2e-3}}, r"^lr is a set, whose order is its own, not the members': pass a list, member k's "
                                  r"value k-th \(e.g. lr=sorted\(...\)\), or one value for all$"),
-    ({"weight_decay": {0: 0.0, 1: 1e-4, 2: 0.0}}, "^weight_decay is a dict, not the members': pass a list"),
+    # and a dict is not told to be sorted(...), which gives its keys, the members' indices here
+    ({"weight_decay": {0: 0.0, 1: 1e-4, 2: 0.0}}, r"^weight_decay is a dict, not the members': pass a list, member "
+                                                  r"k's value k-th \(e.g. weight_decay=\[d\[k\] for k in range\(3\)\] "
+                                                  r"for a dict d keyed by member\), or one value for all$"),
     # it said "member 0: unknown optimizer ['adam', 'sgd', 'adam']"
     ({"optimizer": ["adam", "sgd", "adam"]}, r"^optimizer=\['adam', 'sgd', 'adam'\]: an Ensemble's members train with "
                                              "one kind of optimizer, a name or a gpunn Optimizer .*: fit an Ensemble "
