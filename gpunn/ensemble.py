@@ -569,7 +569,7 @@ class Ensemble(DeviceModel):
         held = held_rows(self.history, self.n_models)
         if held is not None:  # the value of the weights each member holds
             per_member = values[held, numpy.arange(self.n_models)]
-        else:  # a history without it (a checkpoint's): each member's best epoch's
+        else:  # a history without it (one made by hand; a loaded checkpoint's has it): each member's best epoch's
             per_member = values.max(axis=0) if maximise else values.min(axis=0)
         kept = self._members_left("to pick")  # a diverged member's best epoch may look best; its weights are not
         values = per_member[kept]
