@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import collections.abc
 import contextlib
 import contextvars
 import math
@@ -157,7 +158,11 @@ def _frame_labels(data, name: str):
     """A DataFrame's column labels, a list: a pandas frame's (what ``columns`` and ``iloc`` say one is) or a polars
     frame's (``columns`` and ``select``, no ``iloc``); None for anything else. Labels mixing strings and other types
     are refused (a TypeError, as scikit-learn's ``_get_feature_names`` refuses them): such a frame was taken as named,
-    its string labels picked by name and the others left out of the model's names."""
+    its string labels picked by name and the others left out of the model's names. A mapping (a dict, an attribute
+    dict) is refused here, the checks' first look at X or Y, before any attribute is read: an attribute dict's
+    ``__getattr__`` raises KeyError for a name it lacks, which stood in place of this refusal."""
+    if isinstance(data, collections.abc.Mapping):
+        raise TypeError(f"{name} must be an array of numbers, got a {type(data).__name__}")
     labels = getattr(data, "columns", None)
     if labels is None or not (hasattr(data, "iloc") or hasattr(data, "select")):
         return None

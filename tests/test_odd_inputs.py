@@ -627,6 +627,51 @@ def test_an_object_array_of_numbers_is_read_as_numbers_and_a_generator_is_refuse
             model.predict(thing)
 
 
+class _AttrDict(dict):
+    """An attribute dict, as many configs and batch records are: its __getattr__ raises KeyError for a name it lacks."""
+
+    def __getattr__(self, name):
+        return self[name]
+
+
+def test_an_attribute_dict_as_x_or_y_is_refused_as_no_array_not_by_its_keyerror():
+    """fit, predict, score and an Ensemble's fit given an attribute dict raised its ``KeyError: 'rows'`` (hasattr, in
+    the check for a data source, catches AttributeError alone), and past that ``KeyError: 'columns'``: now the
+    refusal a dict gets. A source written so that lacks a member is told which, as one lacking it otherwise is; a
+    member that raises KeyError itself (a property) still raises it."""
+    X, Y = _data(12, 3, 1)
+    model = _fitted_mlp(X, Y)
+    odd = _AttrDict(a=X)
+    for call in (lambda: model.fit(odd, Y, epochs=1, verbose=False), lambda: model.fit(odd, epochs=1, verbose=False),
+                 lambda: model.predict(odd), lambda: model.score(odd, Y),
+                 lambda: gpunn.Ensemble([3, 4, 1], 2, device="cpu").fit(odd, Y, epochs=1, verbose=False)):
+        with pytest.raises(TypeError, match=r"^X must be an array of numbers, got a _AttrDict$"):
+            call()
+    with pytest.raises(TypeError, match=r"^Y must be an array of numbers, got a _AttrDict$"):
+        model.evaluate(X, _AttrDict(y=Y))
+    with pytest.raises(TypeError, match=r"^X_val must be an array of numbers, got a _AttrDict$"):
+        model.fit(X, Y, epochs=1, verbose=False, validation_data=(odd, Y))
+    assert not gpunn.data.is_source(odd)
+
+    source = gpunn.data.synthetic("teacher", rows=100, n_features=3, seed=1, device="cpu")
+    members = {name: getattr(source, name) for name in ("n_features", "n_outputs", "resumable", "batches", "config")}
+
+    class Lacking:  # every member but rows, through a __getattr__ that raises KeyError
+        def __getattr__(self, name):
+            return members[name]
+
+    with pytest.raises(TypeError, match=r"^X \(Lacking\) has a batches method but lacks rows, so it is no data source"):
+        model.fit(Lacking(), epochs=1, verbose=False)
+
+    class Broken(Lacking):
+        @property
+        def rows(self):
+            raise KeyError("the file's row count")
+
+    with pytest.raises(KeyError, match="the file's row count"):
+        model.fit(Broken(), epochs=1, verbose=False)
+
+
 def test_none_among_numbers_is_refused_as_a_missing_value():
     """fit([[1, None]] * 5) said "X must hold real numbers; got dtype object (strings or other Python objects:
     encode them as numbers first)": a None is a missing value, refused as one, a ValueError as a NaN (or a

@@ -9,6 +9,7 @@ the loop. ``typing.Protocol``: implementations need not inherit from these class
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Iterator, Protocol, runtime_checkable
 
 
@@ -62,8 +63,8 @@ def is_source(X, Y, *, strict=True) -> bool:
     Each member is looked up with ``hasattr``, so a source may provide some through ``__getattr__``, as
     ``gpunn.distributed.ShardedSource`` does for its wrapped source's. (Not ``isinstance(X, DataSource)``:
     from Python 3.12 that looks members up statically and does not see those.)"""
-    missing = [name for name in _SOURCE_MEMBERS if not hasattr(X, name)]
-    if missing and strict and callable(getattr(X, "batches", None)):
+    missing = [name for name in _SOURCE_MEMBERS if not _has(X, name)]
+    if missing and strict and "batches" not in missing and callable(getattr(X, "batches")):
         raise TypeError(f"X ({type(X).__name__}) has a batches method but lacks {', '.join(missing)}, so it is no "
                         f"data source: a DataSource (gpunn.training.protocols) has {', '.join(_SOURCE_MEMBERS)}")
     if missing and strict and type(X).__module__.startswith("torch.utils.data"):  # (a DataLoader was "X must be an
@@ -82,6 +83,23 @@ def is_source(X, Y, *, strict=True) -> bool:
     if Y is not None:
         raise TypeError(f"got a data source ({type(X).__name__}) and Y: a source holds its targets; pass it "
                         "without Y, e.g. fit(source, epochs=...)")
+    return True
+
+
+def _has(X, name) -> bool:
+    """``hasattr(X, name)``, also False where ``X.__getattr__`` raises KeyError for ``name``: an attribute dict's
+    (``__getattr__ = dict.__getitem__``), whose KeyError stood in place of fit's "X must be an array of numbers".
+    An error of a member X has (a property's) still raises, as hasattr lets it."""
+    try:
+        getattr(X, name)
+    except AttributeError:
+        return False
+    except KeyError:
+        try:
+            inspect.getattr_static(X, name)
+        except AttributeError:  # no such member: the KeyError is __getattr__'s
+            return False
+        raise
     return True
 
 
