@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy
 
 from . import environment
-from .hints import bracketed_hint, name_hint
+from .hints import bracketed_hint, name_hint, value_repr
 
 ENV_DEVICE = "GPUNN_DEVICE"
 
@@ -305,7 +305,7 @@ def _device_names(device, names=DEVICE_NAMES) -> list:
 def _parsed(device) -> tuple[str, str | None]:
     """(kind, index or None) of a device name resolve takes; any other is refused."""
     if not isinstance(device, str):
-        raise TypeError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', not {device!r}")
+        raise TypeError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', not {value_repr(device)}")
     match = _DEVICE_RE.match(device.strip().lower())
     if not match:
         raise unknown_device(device)

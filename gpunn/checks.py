@@ -13,6 +13,7 @@ import warnings
 import numpy
 
 from .backend import is_device_array, user_stacklevel
+from .hints import value_repr
 
 
 DTYPES = ("float32", "float64")  # a model's, and a synthetic task's
@@ -468,11 +469,11 @@ def canonical_dtype(dtype) -> str:
     "double", numpy.dtype("float64"), float... Anything else raises ValueError."""
     try:
         name = numpy.dtype(dtype).name if dtype is not None and not isinstance(dtype, bool) else None
-    except TypeError:
+    except Exception:  # (TypeError; numpy's own message calls the object's repr, which may raise anything)
         name = None
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES} (or a NumPy spelling of one: f4, single, numpy.float64...), "
-                         f"got {dtype!r}")
+                         f"got {value_repr(dtype)}")
     return name
 
 
@@ -521,7 +522,7 @@ def got(value, kind: str = "a number") -> str:
         python = "int" if kind == "an integer" else "float"
         return (f"got {value!r}, a 0-d {type(value).__name__}, which gpunn does not read: pass the number it holds as "
                 f"a Python {python}, {python}(value)")
-    return f"got {value!r}"
+    return f"got {value_repr(value)}"
 
 
 def _foreign_0d(value) -> bool:

@@ -212,6 +212,15 @@ def _betas(value) -> str:
     return "beta1=..., beta2=..."
 
 
+def value_repr(value) -> str:
+    """``repr(value)`` for a refusal that names a user's value, ``<Odd object>`` where its repr raises: the repr's error
+    stood in place of the refusal (``MLP(..., activation=obj)``: ZeroDivisionError for "unknown activation")."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+
+
 def _shown(value) -> str:
     """A keyword's value as a hint writes it back: its repr, or "..." past 40 characters (validation_data's arrays) or
     where its repr raises (the repr's error stood in place of the refusal: fit(X, Y, batchsize=obj))."""
@@ -514,7 +523,8 @@ def keyword_hint(key: str, names) -> str:
 
 def unknown_name(name, names, what: str) -> ValueError:
     """The ValueError of :func:`known_name` for ``name``, none of ``names``: its hint, then the names to choose from."""
-    return ValueError(f"unknown {what} {name!r}{bracketed_hint(name, names, what)}; choose one of: {', '.join(names)}")
+    return ValueError(f"unknown {what} {value_repr(name)}{bracketed_hint(name, names, what)}; choose one of: "
+                      f"{', '.join(names)}")
 
 
 def bracketed_hint(name, names, what: str) -> str:

@@ -28,7 +28,8 @@ from . import backend as _backend
 from .activations import Activation, get_activation
 from .checks import (DTYPES, NotFinite, as_array, as_matrix, by_feature_names, canonical_dtype, check_rows_match, flag,
                      held_warnings, picked_names, positive_int, seed_int, warn_read_by_position)
-from .hints import OTHER_MODEL_ATTRIBUTES, bracketed_hint, keywords_checked, keywords_hinted, missing_attribute
+from .hints import (OTHER_MODEL_ATTRIBUTES, bracketed_hint, keywords_checked, keywords_hinted, missing_attribute,
+                    value_repr)
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
@@ -47,7 +48,7 @@ _EMULATE_PRECISION_ON_CPU = False
 def check_precision(precision, dtype, backend, fused=None) -> str:
     """The precision, or a ValueError saying why it cannot run here."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}"
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {value_repr(precision)}"
                          f"{bracketed_hint(precision, PRECISIONS, 'precision')}")
     if precision == "float32":
         return precision

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy
 
 from .checks import flag, got, non_negative_int, non_negative_number, positive_int, real
-from .hints import bracketed_hint, keywords_hinted, known_name, user_attribute
+from .hints import bracketed_hint, keywords_hinted, known_name, user_attribute, value_repr
 
 
 def check_lr(lr) -> float:
@@ -441,5 +441,5 @@ def make_schedule(schedule="constant", **kwargs) -> Schedule:
         raise TypeError(said)
     if not isinstance(schedule, str):  # (torch's StepLR: "a name, not torch's StepLR: 'steplr' is gpunn's 'step'")
         raise ValueError(f"schedule must be a name ({', '.join(SCHEDULES)}) or a gpunn.Schedule, got "
-                         f"{schedule!r}{bracketed_hint(schedule, SCHEDULES, 'schedule')}")
+                         f"{value_repr(schedule)}{bracketed_hint(schedule, SCHEDULES, 'schedule')}")
     return Schedule(schedule, **{k: v for k, v in kwargs.items() if v is not None})

@@ -160,6 +160,31 @@ def test_an_odd_object_given_for_a_name_is_refused_without_a_hint_not_by_the_hin
     assert str(caught.value) == f"unknown optimizer {given!r}; choose one of: {', '.join(gpunn.optim.OPTIMIZERS)}"
 
 
+@pytest.mark.parametrize("call, refusal", [
+    (lambda odd: gpunn.MLP([3, 4, 1], activation=odd, device="cpu"),
+     f"unknown activation <_ReprRaises object>; choose one of: {', '.join(gpunn.activations.ACTIVATIONS)}"),
+    (lambda odd: gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), optimizer=odd, epochs=1),
+     f"unknown optimizer <_ReprRaises object>; choose one of: {', '.join(gpunn.optim.OPTIMIZERS)}"),
+    (lambda odd: gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), schedule=odd, epochs=1),
+     "schedule must be a name (constant, step, exponential, cosine) or a gpunn.Schedule, got <_ReprRaises object>"),
+    (lambda odd: gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), lr=odd, epochs=1),
+     "learning rate must be a positive finite number, got <_ReprRaises object>"),
+    (lambda odd: gpunn.MLP([3, 4, 1], dtype=odd, device="cpu"),
+     "dtype must be one of ('float32', 'float64') (or a NumPy spelling of one: f4, single, numpy.float64...), got "
+     "<_ReprRaises object>"),
+    (lambda odd: gpunn.MLP([3, 4, 1], device=odd),
+     "device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', not <_ReprRaises object>"),
+    (lambda odd: gpunn.MLP([3, 4, 1], precision=odd, device="cpu"),
+     "precision must be one of ('float32', 'tf32', 'bf16'), got <_ReprRaises object>"),
+], ids=["activation", "optimizer", "schedule", "lr", "dtype", "device", "precision"])
+def test_a_refusal_names_a_value_whose_repr_raises_by_its_type(call, refusal):
+    """A refusal that writes back the value given (``unknown activation obj``) raised the repr's own error in its
+    place (audit39b: RuntimeError, or a ZeroDivisionError, from a user's lazy proxy): it names the value by its type."""
+    with pytest.raises((ValueError, TypeError)) as caught:
+        call(_ReprRaises())
+    assert str(caught.value) == refusal
+
+
 def test_a_keywords_value_is_written_back_up_to_40_characters_and_as_dots_past_them():
     """A value whose repr is 40 characters is shown in the hint's call as given; one of 41 (an array's repr, pages
     long) as "...", which the hint's reader fills in."""
