@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy
 
 from .checks import flag, got, non_negative_int, non_negative_number, positive_int, real
-from .hints import bracketed_hint, keywords_hinted, known_name, user_attribute, value_repr
+from .hints import bracketed_hint, keywords_hinted, known_name, value_repr
 
 
 def check_lr(lr) -> float:
@@ -296,8 +296,7 @@ def misplaced(value, option: str) -> str:
         where, what = "schedule", "fit's schedule"
     elif isinstance(value, Optimizer):
         where, what = "optimizer", "fit's optimizer"
-    elif callable(user_attribute(value, "on_epoch_end")) and not isinstance(value, type):  # (a user's attribute dict
-        # raises KeyError: it stood in place of the refusal of the value as an optimizer or a schedule)
+    elif _defines_hook(value) and not isinstance(value, type):
         where, what = "callbacks", "a callback"
     else:
         return ""
@@ -307,6 +306,17 @@ def misplaced(value, option: str) -> str:
     given = f"[{value!r}]" if where == "callbacks" else repr(value)
     scales = " (it scales the schedule's rate on a plateau)" if name == "ReduceLROnPlateau" else ""
     return f"{option} is {name}(...), {what}, not {_KINDS[option.split('[')[0]]}: fit(..., {where}={given}){scales}"
+
+
+def _defines_hook(value) -> bool:
+    """Whether ``value`` (or its class) defines a callable ``on_epoch_end``, read without calling its ``__getattr__``:
+    a unittest.mock.Mock answers every name, so it was told it is "a callback" (given as the optimizer or the
+    schedule: it is refused as no optimizer's name instead), and a user's attribute dict raises KeyError for one
+    it lacks, which stood in place of the refusal."""
+    try:
+        return callable(inspect.getattr_static(value, "on_epoch_end"))
+    except AttributeError:
+        return False
 
 
 _KINDS = {"optimizer": "an optimizer", "schedule": "a schedule", "callbacks": "a callback"}

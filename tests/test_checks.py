@@ -1073,6 +1073,23 @@ def test_a_callback_a_schedule_or_an_optimizer_given_in_anothers_place_is_told_w
         make().fit(*data, epochs=1, verbose=False, **kwargs)
 
 
+@pytest.mark.parametrize("mock_class", ["Mock", "MagicMock", "NonCallableMock"])
+def test_a_mock_given_as_the_optimizer_or_the_schedule_is_not_told_it_is_a_callback(model, data, mock_class):
+    """A callback is told by the on_epoch_end it defines; a Mock answers every name, so it was "optimizer is
+    Mock(...), a callback, not an optimizer: fit(..., callbacks=[<Mock id=...>])". It is refused as what it is not,
+    by name; a Mock made from a callback (create_autospec) is still told where a callback goes."""
+    from unittest import mock
+
+    stand_in = getattr(mock, mock_class)()
+    with pytest.raises(ValueError, match=rf"^unknown optimizer <{mock_class} id='\d+'>; choose one of: sgd, "):
+        model.fit(*data, epochs=1, verbose=False, optimizer=stand_in)
+    with pytest.raises(ValueError, match=rf"^schedule must be a name \(.*\) or a gpunn.Schedule, got <{mock_class} "):
+        model.fit(*data, epochs=1, verbose=False, schedule=stand_in)
+    spec = mock.create_autospec(gpunn.EarlyStopping(), instance=True)
+    with pytest.raises(TypeError, match=r"^optimizer is NonCallableMagicMock\(...\), a callback, not an optimizer"):
+        model.fit(*data, epochs=1, verbose=False, optimizer=spec)
+
+
 def test_save_with_its_arguments_swapped_says_so(model, tmp_path):
     # torch.save(obj, path) is the other order; this was "AttributeError: 'str' object has no attribute 'device'"
     with pytest.raises(TypeError, match=r"the other way round: gpunn.save\(path, model\)"):
