@@ -19,13 +19,14 @@ _QUIET = ("quiet", "progress is shown by default; {0} turns it off", (True,))
 _HIDDEN = ("hidden", "did you mean {0} (the hidden layers' widths, e.g. {1})?", (None, [256, 256]))
 _DEVICE = ("device", "did you mean {0} (or cuda:N)?", ("cuda",))
 _MEMBERS = ("n-models", "did you mean {0} (the number of members)?", (None,))
+_WIDTHS = ("width", "widths", "hidden-size", "hidden-sizes", "units", "hidden-units", "neurons")  # a layer's width
 OTHER_NAMES = {
     "learning-rate": ("lr", "did you mean {0}?", (None,)),
     "verbose": _QUIET, "-v": _QUIET, "-q": ("quiet", "did you mean {0}?", (True,)),
     "layers": _HIDDEN, "hidden-layers": _HIDDEN, "hidden-layer-sizes": _HIDDEN,
-    # a width's names (a sweep over widths: --width 32 said "unrecognized arguments" alone)
-    "width": _HIDDEN, "widths": _HIDDEN, "hidden-size": _HIDDEN, "hidden-sizes": _HIDDEN, "units": _HIDDEN,
-    "hidden-units": _HIDDEN, "neurons": _HIDDEN,
+    # a width's names (a sweep over widths: --width 32 said "unrecognized arguments" alone; COMMAND_OPTIONS_ABSENT's
+    # words for gpunn sweep)
+    **dict.fromkeys(_WIDTHS, _HIDDEN),
     "gpu": _DEVICE, "cuda": _DEVICE, "cpu": ("device", "did you mean {0}?", ("cpu",)),
     "load": ("resume", "did you mean {0} (continue a saved run)?", (None,)),
     # Keras's (nb-epoch: Keras 1's) and scikit-learn's names; difflib took validation-split for validation-data
@@ -61,10 +62,16 @@ _TENTH_HELD_OUT = {
     "sweep": ("gpunn sweep holds out 10% of the rows for validation (a --data file's in whole chunks); another share "
               "is validation_fraction= of a gpunn.data source in Python"),
 }
+# gpunn sweep's refusal of several --hidden, and of a width's name: --hidden 32,64 there is one net of two layers, the
+# same for every member, where one who gave --widths 32,64 meant a grid of two widths
+ONE_ARCHITECTURE = ("a sweep's members share one architecture (they train as one ensemble; its grid is --lr, "
+                    "--weight-decay and --seeds): run one sweep per --hidden to compare sizes")
 COMMAND_OPTIONS_ABSENT = {
     **{name: {command: _WHOLE_EPOCHS.format(command) for command in ("train", "sweep")}
        for name in ("max-steps", "steps", "steps-per-epoch", "max-time", "time-limit")},
     **{name: _TENTH_HELD_OUT for name in ("validation-fraction", "validation-split", "val-fraction", "val-split")},
+    **{name: {"sweep": "did you mean --hidden (the hidden layers' widths: --hidden 32,64 is one net of two layers)? "
+                       + ONE_ARCHITECTURE} for name in _WIDTHS},
 }
 
 # other libraries' names for gpunn's activations and optimizers: {what: {name: gpunn's name for the same function, or

@@ -416,6 +416,21 @@ def test_a_sweeps_one_value_options_given_a_list_are_told_what_the_grid_is(capsy
     assert stopped.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, said", [
+    ("train", "unrecognized arguments: --widths 32,64 (--widths: did you mean --hidden (the hidden layers' widths, e.g. "
+              "--hidden 256,256)?)"),
+    # a sweep's --hidden 32,64 is one net of two layers for every member, not a grid of two widths (newuser39): the
+    # hint to it alone (3da6ab8) led a user sweeping widths to train another net than meant, without a word
+    ("sweep", "unrecognized arguments: --widths 32,64 (--widths: did you mean --hidden (the hidden layers' widths: "
+              "--hidden 32,64 is one net of two layers)? a sweep's members share one architecture (they train as one "
+              "ensemble; its grid is --lr, --weight-decay and --seeds): run one sweep per --hidden to compare sizes)"),
+])
+def test_a_width_option_is_hinted_as_hidden_and_a_sweep_says_it_is_one_architecture(capsys, command, said):
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--widths", "32,64"])
+    assert stopped.value.code == 2 and said in capsys.readouterr().err
+
+
 def test_a_saved_configs_strings_read_back_as_written_whatever_characters_they_hold():
     import tomllib
 

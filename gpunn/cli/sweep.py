@@ -13,7 +13,7 @@ import numpy
 
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
-from ..hints import folding, shell_word
+from ..hints import ONE_ARCHITECTURE, folding, shell_word
 from ..model import PRECISIONS
 from ..optim import OPTIMIZERS, default_of
 from ..training.callbacks import Callback
@@ -31,8 +31,6 @@ from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _ch
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 FEATURES = 16  # --features left unset, of a task that has no width of its own: smaller than gpunn train's, as
 # the sweep's other defaults are (it trains the whole grid)
-ONE_ARCHITECTURE = ("a sweep's members share one architecture (they train as one ensemble; its grid is --lr, "
-                    "--weight-decay and --seeds): run one sweep per --hidden to compare sizes")
 
 
 def _one_hidden(text: str) -> list[int]:
