@@ -1682,6 +1682,28 @@ def test_a_run_on_files_resumes_from_another_directory_and_after_the_files_moved
     assert "was trained on another source: n_outputs was 1, now 2" in capsys.readouterr().err
 
 
+def test_a_resume_on_another_file_names_the_file_the_run_read(tmp_path, capsys):
+    """A run on big.csv resumed with --data pq/ (the other copy of the data, in Parquet) was refused as "trained on
+    another source: block_size was 912211, now None; chunk_rows was None, now 9375; chunks_at was 'byte offsets',
+    now None; ...", its bookkeeping's words alone: the refusal names the file the run read now, which is the
+    --data to give."""
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X = numpy.random.default_rng(0).standard_normal((600, 2))
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,y\n" + "".join(f"{a},{b},{a - b}\n" for a, b in X))
+    (tmp_path / "parts").mkdir()
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "y": X[:, 0] - X[:, 1]}), tmp_path / "parts" / "p.parquet")
+    run = str(tmp_path / "run.npz")
+    assert main(["train", "--data", str(csv), "--target", "y", *SMALL, "--save", run]) == 0
+    assert main(["train", "--resume", run, "--epochs", "3", "--data", str(tmp_path / "parts"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on another source: " in err and "kind was 'csv', now 'parquet'" in err
+    assert err.endswith(f". Resume with the same data (the run read {csv}).\n")
+
+
 def test_a_stream_whose_chunks_bookkeeping_would_not_fit_in_memory_is_refused_before_it_is_made(monkeypatch, capsys):
     """--rows 1e13 failed after 27 s with NumPy's "Unable to allocate 1.14 GiB for an array with shape (152587892,)"
     under a 4 GB limit (a laptop without one swaps), and 1e15 said "114. GiB" so: the stream's chunk tables, 70 bytes a

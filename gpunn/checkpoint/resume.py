@@ -226,7 +226,9 @@ def _resume_source(ckpt, source, validation_data):
         source.follow_saved_cut(saved)
     differ = _config_differences(saved, source.config(), ignored=("shards",))  # (how data-parallel ranks split it:
     if differ:                                                                   # the resume follows the checkpoint)
-        raise ValueError(f"{ckpt.path} was trained on another source: {differ}. Resume with the same data.")
+        read = [saved[k] for k in ("path", "x_path", "y_path") if saved.get(k)]  # (absolute: see make_source)
+        read = f" (the run read {' and '.join(map(str, read))})" if read else ""
+        raise ValueError(f"{ckpt.path} was trained on another source: {differ}. Resume with the same data{read}.")
     _check_drawn_by(ckpt, saved)
     if hasattr(source, "standardizer"):
         source.standardizer = ckpt.model.standardizer  # exactly the statistics training used
