@@ -56,11 +56,13 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
         dest = key.replace("-", "_")
         action = options.get(dest)
         if action is None:
-            from .hints import meant
+            from .hints import ONE_ARCHITECTURE_KEYS, WIDTHS, meant
 
             names = sorted(d.replace("_", "-") for d in options)
             found = meant(key.replace("_", "-"), names)  # epoch = 3: epochs; batchsize: batch-size; gpu: device
             hint = f" ({found.hint(as_key)})" if found else ""
+            if found and parser.prog.endswith(" sweep") and key.replace("_", "-").lower() in WIDTHS:
+                hint = f"{hint[:-1]}; {ONE_ARCHITECTURE_KEYS})"  # (widths = [32, 64]: not a grid of widths)
             raise ConfigError(f"{source}: unknown option {key!r}{hint}; valid options: {', '.join(names)}")
         flag = action.option_strings[-1]
         if action.nargs == 0:  # store_true flags

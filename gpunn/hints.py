@@ -19,14 +19,14 @@ _QUIET = ("quiet", "progress is shown by default; {0} turns it off", (True,))
 _HIDDEN = ("hidden", "did you mean {0} (the hidden layers' widths, e.g. {1})?", (None, [256, 256]))
 _DEVICE = ("device", "did you mean {0} (or cuda:N)?", ("cuda",))
 _MEMBERS = ("n-models", "did you mean {0} (the number of members)?", (None,))
-_WIDTHS = ("width", "widths", "hidden-size", "hidden-sizes", "units", "hidden-units", "neurons")  # a layer's width
+WIDTHS = ("width", "widths", "hidden-size", "hidden-sizes", "units", "hidden-units", "neurons")  # a layer's width
 OTHER_NAMES = {
     "learning-rate": ("lr", "did you mean {0}?", (None,)),
     "verbose": _QUIET, "-v": _QUIET, "-q": ("quiet", "did you mean {0}?", (True,)),
     "layers": _HIDDEN, "hidden-layers": _HIDDEN, "hidden-layer-sizes": _HIDDEN,
     # a width's names (a sweep over widths: --width 32 said "unrecognized arguments" alone; COMMAND_OPTIONS_ABSENT's
     # words for gpunn sweep)
-    **dict.fromkeys(_WIDTHS, _HIDDEN),
+    **dict.fromkeys(WIDTHS, _HIDDEN),
     "gpu": _DEVICE, "cuda": _DEVICE, "cpu": ("device", "did you mean {0}?", ("cpu",)),
     "load": ("resume", "did you mean {0} (continue a saved run)?", (None,)),
     # Keras's (nb-epoch: Keras 1's) and scikit-learn's names; difflib took validation-split for validation-data
@@ -71,8 +71,11 @@ COMMAND_OPTIONS_ABSENT = {
        for name in ("max-steps", "steps", "steps-per-epoch", "max-time", "time-limit")},
     **{name: _TENTH_HELD_OUT for name in ("validation-fraction", "validation-split", "val-fraction", "val-split")},
     **{name: {"sweep": "did you mean --hidden (the hidden layers' widths: --hidden 32,64 is one net of two layers)? "
-                       + ONE_ARCHITECTURE} for name in _WIDTHS},
+                       + ONE_ARCHITECTURE} for name in WIDTHS},
 }
+# and a sweep's config file's key, in its words
+ONE_ARCHITECTURE_KEYS = ("a sweep's members share one architecture: hidden = [32, 64] is one net of two layers, every "
+                         "member's (its grid is lr, weight-decay and seeds): run one sweep per hidden to compare sizes")
 
 # other libraries' names for gpunn's activations and optimizers: {what: {name: gpunn's name for the same function, or
 # None where gpunn has none}}. A hint, not a second name accepted: gpunn's models, checkpoints and config files name

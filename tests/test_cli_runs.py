@@ -425,10 +425,17 @@ def test_a_sweeps_one_value_options_given_a_list_are_told_what_the_grid_is(capsy
               "--hidden 32,64 is one net of two layers)? a sweep's members share one architecture (they train as one "
               "ensemble; its grid is --lr, --weight-decay and --seeds): run one sweep per --hidden to compare sizes)"),
 ])
-def test_a_width_option_is_hinted_as_hidden_and_a_sweep_says_it_is_one_architecture(capsys, command, said):
+def test_a_width_option_is_hinted_as_hidden_and_a_sweep_says_it_is_one_architecture(tmp_path, capsys, command, said):
     with pytest.raises(SystemExit) as stopped:
         main([command, "--widths", "32,64"])
     assert stopped.value.code == 2 and said in capsys.readouterr().err
+    (tmp_path / "w.toml").write_text("widths = [32, 64]\n")  # a config file's key alike, in its words
+    assert main([command, "--config", str(tmp_path / "w.toml")]) == 2
+    hint = "(did you mean 'hidden' (the hidden layers' widths, e.g. hidden = [256, 256])?"
+    one = ("; a sweep's members share one architecture: hidden = [32, 64] is one net of two layers, every member's "
+           "(its grid is lr, weight-decay and seeds): run one sweep per hidden to compare sizes)")
+    assert f"unknown option 'widths' {hint}{one if command == 'sweep' else ')'}; valid options: " in \
+        capsys.readouterr().err
 
 
 def test_a_saved_configs_strings_read_back_as_written_whatever_characters_they_hold():
