@@ -129,13 +129,22 @@ def misnamed_checkpoint(path) -> str:
     file gpunn reads or writes as something else (a data file, a report, a config, a plot); "" where it may. A
     model saved as best.csv was taken for data by its name (``gpunn train best.csv``: "a data file follows
     --data"; ``gpunn train --resume best.csv``: "it is a data file"), and by any other tool."""
+    return misnamed(path, "a gpunn checkpoint (an .npz archive)", ".npz")
+
+
+def misnamed(path, writes: str, own: str) -> str:
+    """Why an output that writes ``writes``, named by suffix ``own``, must not be named ``path``, whose suffix names
+    another kind of file gpunn reads or writes (NAMED_FILES); "" where it may (its own suffix, or one that names no
+    kind: run.txt). A checkpoint named best.csv (:func:`misnamed_checkpoint`) or a --csv report named out.json
+    would be read by that name, by gpunn and by any other tool."""
     name = os.fspath(path)
     suffix = os.path.splitext(name)[1]
-    kind = next((what for suffixes, what in OTHER_FILES if suffix.lower() in suffixes), None)
+    kind = None if suffix.lower() == own else next(
+        (what for suffixes, what in NAMED_FILES if suffix.lower() in suffixes), None)
     if kind is None:
         return ""
-    return (f"a {suffix} name says {kind}, but this writes a gpunn checkpoint (an .npz archive), which gpunn and "
-            f"other tools would then read as {kind}: name it .npz, e.g. {shell_word(name[:-len(suffix)] + '.npz')}")
+    return (f"a {suffix} name says {kind}, but this writes {writes}, which gpunn and other tools would then read as "
+            f"{kind}: name it {own}, e.g. {shell_word(name[:-len(suffix)] + own)}")
 
 
 def foreign_file(path) -> str:
@@ -191,6 +200,7 @@ PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")  # a Parquet file's names
 DATA_SUFFIXES = (".npy", ".csv", *PARQUET_SUFFIXES)  # the data files --data reads, by their names
 OTHER_FILES = ((DATA_SUFFIXES, "a data file"), ((".json",), "a JSON report"), ((".toml",), "a config file"),
                ((".png", ".pdf", ".svg"), "a plot"))  # what a name says of a file that no checkpoint should have
+NAMED_FILES = (*OTHER_FILES, ((".npz",), "a gpunn checkpoint"))  # and of a file no report should be
 
 
 def misplaced(path, option) -> str:

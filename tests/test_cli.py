@@ -820,6 +820,29 @@ def test_a_report_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_report_whose_name_says_another_kind_of_file_is_refused_before_the_run(tmp_path, capsys, command):
+    """gpunn sweep --csv out.json (and train's, and --json out.csv) wrote CSV into a .json name without a word, which
+    a reader then took for JSON; refused now before the run, as --save best.csv is. A name of no kind (.txt) and
+    the report's own suffix in any case are written."""
+    for option, name, says, own in (("--csv", "out.json", "a JSON report", "CSV text"),
+                                    ("--json", "out.csv", "a data file", "JSON"),
+                                    ("--csv", "out.npz", "a gpunn checkpoint", "CSV text"),
+                                    ("--json", "out.png", "a plot", "JSON")):
+        path = tmp_path / name
+        assert cli.main([command, *TINY, option, str(path)]) == 2
+        right = tmp_path / ("out" + option.replace("--", "."))
+        suffix = os.path.splitext(name)[1]
+        assert capsys.readouterr().err == (f"gpunn {command}: error: {option} {path}: a {suffix} name says {says}, "
+                                           f"but this writes {own}, which gpunn and other tools would then read as "
+                                           f"{says}: name it {right.suffix}, e.g. {right}\n")
+        assert not path.exists()
+    for option, name in (("--csv", "out.txt"), ("--json", "OUT.JSON")):
+        assert cli.main([command, *TINY, option, str(tmp_path / name)]) == 0
+        assert (tmp_path / name).exists()
+    capsys.readouterr()
+
+
 def test_a_run_interrupted_in_its_first_epoch_says_it_has_nothing_to_report(tmp_path, capsys, monkeypatch,
                                                                             interrupt_at):
     """Ctrl-C before the first epoch ended: no held-out line and no reports, as before, now said (a --json left

@@ -66,7 +66,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                                   "figure not measured is null; rewritten after each configuration, "
                                                   "so a killed run keeps what finished; \"complete\" says which; "
                                                   "- for standard output, written once at the end, the table then "
-                                                  "going to stderr)")
+                                                  "going to stderr; a name that says another kind of file, "
+                                                  ".csv or .npz..., is refused)")
     b.add_argument("--plot", type=file_path, metavar="PATH", help="write a chart, .png, .pdf or .svg (needs matplotlib: gpunn[bench])")
     b.add_argument("--markdown", action="store_true", help="print the table as Markdown (for bench/RESULTS.md)")
     add_debug(b)

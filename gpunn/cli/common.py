@@ -282,7 +282,9 @@ def check_report_outputs(args, reads=()) -> list:
 def refuse_replacing_data(args, reports) -> None:
     """A --json or --csv of ``reports`` (check_report_outputs') that would replace a file it did not write
     (preflight.not_a_report: a data file, a checkpoint) is refused, after preflight.check_distinct has said which
-    outputs name one file: gpunn train --csv t.csv, taken for a CSV input, wrote the run's history over the data."""
+    outputs name one file: gpunn train --csv t.csv, taken for a CSV input, wrote the run's history over the data.
+    Then one whose name says another kind of file (preflight.misnamed: --csv out.json, --json out.csv) is refused, as
+    --save's is: it was written under that name without a word."""
     from .. import preflight
 
     for option, path in reports:
@@ -296,6 +298,14 @@ def refuse_replacing_data(args, reports) -> None:
             raise preflight.PreflightError(f"{option} {shell_word(path)} exists and is not a report gpunn wrote ({what}); "
                                            f"refusing to overwrite it: {option} writes this run's report, choose "
                                            f"another name{data}")
+    for option, path in reports:
+        misnamed = (path and option in REPORT_KINDS and not is_stdout(path)
+                    and preflight.misnamed(path, *REPORT_KINDS[option]))
+        if misnamed:
+            raise preflight.PreflightError(f"{option} {shell_word(path)}: {misnamed}")
+
+
+REPORT_KINDS = {"--json": ("JSON", ".json"), "--csv": ("CSV text", ".csv")}  # what each report writes, its suffix
 
 
 @contextlib.contextmanager

@@ -147,9 +147,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "best_epoch, stopped_early, diverged and "
                    "val_curve (its validation MSE per epoch), beside the sweep's config, units and result (its "
                    "train_seconds, and each ensemble's train_seconds and samples_per_s) (- for standard output: the "
-                   "lines of text then go to stderr)")
+                   "lines of text then go to stderr; a name that says another kind of file, .csv or .npz..., is "
+                   "refused)")
     s.add_argument("--csv", type=file_path, metavar="PATH", help="write the ranked table as CSV (- for standard output); an infinite "
-                   "score is inf, a member no epoch scored has empty fields (- in the printed table)")
+                   "score is inf, a member no epoch scored has empty fields (- in the printed table); a name that "
+                   "says another kind of file, .json or .npz..., is refused")
     s.add_argument("--plot", type=file_path, metavar="PNG", help="draw every member's validation curve, the best highlighted: .png, "
                    ".pdf or .svg (needs matplotlib: gpunn[plot])")
     s.add_argument("--save-best", type=file_path, metavar="PATH", help="save the best member as a gpunn model, an .npz archive "

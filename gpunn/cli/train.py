@@ -115,9 +115,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--json", type=file_path, metavar="PATH", help="also write the history and final metrics as JSON, the best epoch "
                    "and its val_loss among them (result's best_epoch, best_val_loss; the held-out metrics null where "
                    "an interrupt cut their pass short, result's interrupted true); - for standard output: the "
-                   "lines of text then go to stderr, so gpunn train --json - | jq works")
+                   "lines of text then go to stderr, so gpunn train --json - | jq works; a name that says another "
+                   "kind of file, .csv or .npz..., is refused")
     t.add_argument("--csv", type=file_path, metavar="PATH", help="also write the history as CSV, one row per epoch (- for standard "
-                   "output)")
+                   "output; a name that says another kind of file, .json or .npz..., is refused)")
     add_progress(t)
     r = t.add_argument_group("runs you can trust")
     r.add_argument("--config", type=file_path, metavar="TOML", help="read options from a TOML file (keys are these options' long "
