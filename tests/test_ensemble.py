@@ -140,6 +140,24 @@ def test_a_schedule_per_member_is_refused_saying_the_members_share_one(ensemble_
         gpunn.Ensemble(SIZES, 2, device="cpu").fit(X, Y, schedule=schedule, epochs=1, verbose=False)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", gpunn.SGD(lr=0.05, weight_decay=0.3)], ids=["name", "SGD(lr=0.05)"])
+def test_none_in_a_list_of_the_members_values_is_refused_not_a_default(ensemble_data, optimizer):
+    """lr=[1e-3, None] trained member 1 at SGD's class default, 0.01, also where the optimizer given was SGD(lr=0.05),
+    whose 0.05 lr=None (no list) trains every member at; weight_decay=[0.0, None] alike. A list gives each member its
+    value: None in it is refused, naming the member, as continuing a fit with it and seed=[0, None] are."""
+    X, Y = ensemble_data
+    for key, values in (("lr", [1e-3, None]), ("weight_decay", [0.0, None]), ("momentum", (None, 0.9))):
+        with pytest.raises(ValueError, match=rf"^{key} lists None for member {values.index(None)}: a list gives each "
+                                             rf"member its value; leave {key} out for the optimizer's own, for every "
+                                             rf"member$"):
+            gpunn.Ensemble(SIZES, 2, device="cpu").fit(X, Y, optimizer=optimizer, epochs=1, verbose=False,
+                                                       **{key: values})
+    ens = gpunn.Ensemble(SIZES, 2, device="cpu")
+    ens.fit(X, Y, optimizer=optimizer, epochs=1, verbose=False, lr=None, weight_decay=[0.0, 0.1])
+    expected = 0.01 if optimizer == "sgd" else 0.05
+    assert [(m.lr, m.weight_decay) for m in ens.optimizer.members] == [(expected, 0.0), (expected, 0.1)]
+
+
 @pytest.mark.parametrize("make, per_member", [
     (lambda: gpunn.Nesterov(lr=0.05, momentum=0.8), {"momentum": [0.5, 0.8, 0.9]}),
     (lambda: gpunn.Nesterov(lr=0.05, weight_decay=1e-3), {}),

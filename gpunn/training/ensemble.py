@@ -136,6 +136,12 @@ class EnsembleOptimizer:
         given = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "beta1": beta1, "beta2": beta2}
         lists = {key: per_member(value if value is not None else template.get(key), n_models, key)
                  for key, value in given.items()}
+        for key, value in given.items():  # (None in a list of the members' values fell back to the class default,
+            # not to the Optimizer given's: lr=[1e-3, None] with SGD(lr=0.05) trained member 1 at 0.01)
+            missing = [k for k, v in enumerate(lists[key]) if v is None] if value is not None else []
+            if missing:
+                raise ValueError(f"{key} lists None for member {missing[0]}: a list gives each member its value; leave "
+                                 f"{key} out for the optimizer's own, for every member")
         shared = {key: template[key] for key in ("nesterov", "eps") if key in template}
         members = []
         for k in range(n_models):
