@@ -313,6 +313,11 @@ _ETA_MIN = ("PyTorch's eta_min is a rate; gpunn's cosine floor is min_factor, a 
 OTHER_KEYWORDS["fit"]["eta_min"] = _ETA_MIN
 OTHER_KEYWORDS["evaluate"]["sample_weight"] = OTHER_KEYWORDS["fit"]["sample_weight"]
 OTHER_KEYWORDS["score"] = {"sample_weight": OTHER_KEYWORDS["fit"]["sample_weight"]}
+# and those one model's method lacks where an Ensemble's takes them, {call: {keyword: hint}}: scikit-learn's
+# GaussianProcessRegressor.predict(X, return_std=True), given to a member taken out of an Ensemble (ens.best())
+OTHER_MODEL_KEYWORDS = {"MLP.predict": {"return_std": "one network gives no spread of its predictions; an Ensemble's "
+                                                      "predict(X, return_std=True) gives the mean and std across its "
+                                                      "members"}}
 
 # Keras's keywords to its callbacks of gpunn's names, which gpunn's do not take, {class: {keyword: hint}}: pasted
 # from Keras code (EarlyStopping(..., verbose=1)); difflib took save_weights_only for save_best_only, another option
@@ -352,7 +357,8 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
     said = f"{call}() got an unexpected keyword argument {key!r}"
     shown = _shown(value)
     other = (OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
-             or OTHER_CALLBACK_KEYWORDS.get(call, {}).get(key) or OTHER_SCHEDULE_KEYWORDS.get(call, {}).get(key)
+             or OTHER_MODEL_KEYWORDS.get(call, {}).get(key) or OTHER_CALLBACK_KEYWORDS.get(call, {}).get(key)
+             or OTHER_SCHEDULE_KEYWORDS.get(call, {}).get(key)
              or (FIT_OPTIONS_TO_A_SOURCE.get(key) if call in SOURCE_MAKERS else None))
     if other:
         return TypeError(f"{said} ({other})")

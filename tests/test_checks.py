@@ -1173,6 +1173,26 @@ def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpu
         model.fit(X, Y, steps=3)  # (it said "did you mean eps? eps is the optimizer's option")
 
 
+def test_one_models_predict_given_return_std_says_an_ensemble_gives_the_spread(data):
+    """MLP.predict(X, return_std=True), scikit-learn's GaussianProcessRegressor habit (or a member taken out of an
+    Ensemble, whose predict takes it), said only "unexpected keyword argument 'return_std'"; a keyword of
+    hints.OTHER_MODEL_KEYWORDS is one the model's method lacks and an Ensemble's takes."""
+    from gpunn.hints import OTHER_MODEL_KEYWORDS
+
+    X, _ = data
+    ens = Ensemble([3, 4, 2], 2, device="cpu")
+    for call, hints in OTHER_MODEL_KEYWORDS.items():
+        kind, method = call.split(".")
+        assert kind == "MLP" and set(hints) <= set(inspect.signature(getattr(ens, method)).parameters)
+    with pytest.raises(TypeError) as caught:
+        ens.member(1).predict(X, return_std=True)
+    assert str(caught.value) == ("MLP.predict() got an unexpected keyword argument 'return_std' (one network gives no "
+                                 "spread of its predictions; an Ensemble's predict(X, return_std=True) gives the mean "
+                                 "and std across its members)")
+    mean, std = ens.predict(X, return_std=True)  # (the Ensemble's own: taken)
+    assert mean.shape == std.shape == (len(X), 2)
+
+
 def test_fits_options_given_to_a_data_source_say_they_are_fits(tmp_path):
     """data.npy(x, y, batch_size=256) said only "NpySource() got an unexpected keyword argument 'batch_size'" (and
     data.iterable's Python's own words): the batch size, epochs, rate, optimizer, callbacks and validation data are
