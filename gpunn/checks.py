@@ -150,6 +150,24 @@ def by_feature_names(data, columns, name: str = "X", key: str = "features"):
     return data[picked]  # (pandas' and polars' alike: the columns of these names, in this order)
 
 
+def check_source_columns(model, source, fitting=False) -> None:
+    """Refuse a table source whose feature (or target) columns are not those ``model`` was trained on, in its order
+    (``model.data_columns``): a source's columns are read in the source's order, so a held-out file of the same
+    columns in another order was scored on the wrong features without a word (a new user's R² -1.0 for 0.99), where
+    gpunn predict and a DataFrame pick them by name. ``fitting``: a later fit, which may go on on a table of other
+    columns (the model's names then become the new table's), is refused only the model's own in another order."""
+    columns = getattr(model, "data_columns", None) or {}
+    for key, option in (("feature", "features"), ("target", "target")):
+        trained, given = columns.get(f"{key}s"), getattr(source, f"{key}_names", None)
+        if not trained or not given or list(trained) == list(given):
+            continue
+        if fitting and sorted(trained) != sorted(given):
+            continue
+        raise ValueError(f"{type(source).__name__}'s {key} columns are {', '.join(given)}, and the model was trained "
+                         f"on {', '.join(trained)}, in that order (model.data_columns): a source's columns are read in "
+                         f"its order, not picked by name as a DataFrame's are; make it with {option}={list(trained)!r}")
+
+
 def _shown(labels) -> str:
     """A DataFrame's column labels for a message: the first 20."""
     return ", ".join(map(str, labels[:20])) + (", ..." if len(labels) > 20 else "")

@@ -1,5 +1,7 @@
 """evaluate, score and predict on a data source: every row streamed, equal to the same rows loaded whole."""
 
+import re
+
 import numpy
 import pytest
 
@@ -204,3 +206,38 @@ def test_a_value_the_statistics_take_past_the_dtype_is_named_where_the_source_ho
     with pytest.raises(gpunn.checks.NotFinite, match=r"X of batch 2 \(epoch 1\) contains 1 value\(s\) infinite in "
                                                      r"float32 once standardized \(first at row 36, column 1"):
         model.evaluate(data.iterable(pieces))
+
+
+def test_a_table_source_of_the_models_columns_in_another_order_is_refused_not_read_by_position(tmp_path):
+    """A model trained on a Parquet table's columns f0, f1, f2, scored on a held-out file written with them in
+    another order: the source's columns were read in the source's order, so evaluate, score and predict gave the
+    wrong features' numbers without a word (a new user's R² -1.0 for 0.99), where gpunn predict and a DataFrame pick
+    them by name. Refused now, naming the features= that reads them right, which then scores as the file in the
+    model's order does; a later fit on them in another order (going on from the weights) is refused alike."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rng = numpy.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    columns = {"f0": X[:, 0], "f1": X[:, 1], "f2": X[:, 2], "y": X[:, 0] - 2 * X[:, 1] + X[:, 2] ** 2}
+    pq.write_table(pa.table(columns), tmp_path / "train.parquet")
+    pq.write_table(pa.table({k: columns[k] for k in ("y", "f2", "f1", "f0")}), tmp_path / "reversed.parquet")
+    model = gpunn.MLP([3, 16, 1], seed=0, device="cpu")
+    with data.parquet(tmp_path / "train.parquet", target="y") as source:
+        model.fit(source, epochs=3, batch_size=32, lr=1e-2, verbose=False)
+        expected = model.evaluate(source)
+    said = ("ParquetSource's feature columns are f2, f1, f0, and the model was trained on f0, f1, f2, in that order "
+            "(model.data_columns): a source's columns are read in its order, not picked by name as a DataFrame's "
+            "are; make it with features=['f0', 'f1', 'f2']")
+    with data.parquet(tmp_path / "reversed.parquet", target="y") as source:
+        for call in (model.evaluate, model.score, model.predict):
+            with pytest.raises(ValueError, match=re.escape(said)):
+                call(source)
+        with pytest.raises(ValueError, match=re.escape(said)):
+            model.fit(source, epochs=1, verbose=False)
+    with data.parquet(tmp_path / "reversed.parquet", target="y", features=["f0", "f1", "f2"]) as source:
+        assert model.evaluate(source) == pytest.approx(expected, rel=1e-12)
+    with data.parquet(tmp_path / "train.parquet", target="y", features=["f0", "f1"]) as source:
+        with pytest.raises(ValueError, match=r"ParquetSource's feature columns are f0, f1, and the model was trained "
+                                             r"on f0, f1, f2"):
+            model.score(source)

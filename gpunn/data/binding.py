@@ -4,7 +4,7 @@ from __future__ import annotations
 import warnings
 
 from ..backend import backend_of, user_stacklevel
-from ..checks import check_rows_match, flag, seed_int, validation_share
+from ..checks import check_rows_match, check_source_columns, flag, seed_int, validation_share
 from ..metrics import SourceEvaluator, check_validation_rows, validation_arrays
 from .rawpass import every_row_of
 
@@ -23,6 +23,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     (a data-parallel fit: each rank reads only its shard).
     """
     name = type(source).__name__
+    check_source_columns(model, source, fitting=True)
     _check_widths(model, source, name, _sized_by_the_source(model))
     validation_data = every_row_of(validation_data, "validation_data")  # a ShardedSource: the whole source it wraps
     fraction = validation_share(validation_fraction)  # checked before its truth is read: "" or False held nothing out
