@@ -915,6 +915,57 @@ def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
     assert last["lr"] == "10000000000.0" and last["val_mse"] == last["val_r2"] == ""
 
 
+def test_a_sweep_over_seeds_gives_each_settings_mean_and_std_over_them(tmp_path, capsys):
+    """A researcher's --seeds 3 had to aggregate the JSON to compare settings (newuser39): the table is followed by one
+    row per setting, ranked by its members' mean val MSE, with the std over the seeds (ddof 1, as pandas' .std());
+    the JSON holds them as "settings". One seed prints no such table."""
+    js = tmp_path / "s.json"
+    grid = ["sweep", "--lr", "1e-3,3e-2", "--seeds", "3", "--rows", "300", "--features", "3", "--hidden", "4",
+            "--epochs", "2", "--quiet", "--device", "cpu", "--dtype", "float64", "--json", str(js)]
+    out = run(grid, capsys)
+    saved = json.loads(js.read_text())
+    rows, settings = saved["members"], saved["settings"]
+    assert [s["lr"] for s in settings] == [3e-2, 1e-3]  # ranked by mean val MSE
+    for s in settings:
+        mine = [r for r in rows if r["lr"] == s["lr"]]
+        assert sorted(r["member"] for r in mine) == s["members"] and s["seeds"] == s["scored"] == 3
+        for key in ("val_mse", "val_r2"):
+            values = [r[key] for r in mine]
+            assert s[key + "_mean"] == pytest.approx(numpy.mean(values), rel=1e-12)
+            assert s[key + "_std"] == pytest.approx(numpy.std(values, ddof=1), rel=1e-12)
+    lines = out.split("by setting, over the seeds (mean and std of its members; std with ddof 1, as pandas' .std()):\n",
+                      1)[1].splitlines()
+    assert lines[0].split() == ["rank", "lr", "weight_decay", "seeds", "val", "MSE", "std", "val", "R2", "std"]
+    top = settings[0]
+    assert lines[2].split() == ["1", "0.03", "0", "3", f"{top['val_mse_mean']:.5g}", f"{top['val_mse_std']:.3g}",
+                                f"{top['val_r2_mean']:.4f}", f"{top['val_r2_std']:.3g}"]
+    out = run([*grid[:4], "1", *grid[5:]], capsys)
+    assert "by setting" not in out and json.loads(js.read_text())["settings"][0]["scored"] == 1
+
+
+def test_a_settings_mean_leaves_out_its_diverged_and_unscored_members_and_says_how_many_scored():
+    from gpunn.cli.sweep import by_setting, format_settings
+
+    nan = float("nan")
+
+    def row(member, lr, val_mse, diverged=False):
+        return {"member": member, "lr": lr, "weight_decay": 0.0, "seed": member % 3, "val_mse": val_mse,
+                "val_r2": 1 - val_mse, "diverged": diverged}
+
+    rows = [row(0, 0.1, 2.0), row(1, 0.1, 1e-3, diverged=True), row(2, 0.1, nan),  # one of three scored
+            row(3, 0.01, 0.5), row(4, 0.01, 1.5), row(5, 0.01, 1.0),
+            row(6, 1.0, nan, diverged=True), row(7, 1.0, nan), row(8, 1.0, nan)]  # none did
+    settings = by_setting(rows, 3)
+    assert [(s["lr"], s["scored"]) for s in settings] == [(0.01, 3), (0.1, 1), (1.0, 0)]
+    assert (settings[0]["val_mse_mean"], settings[0]["val_mse_std"]) == (1.0, 0.5)
+    assert settings[1]["val_mse_mean"] == 2.0 and numpy.isnan(settings[1]["val_mse_std"])
+    assert numpy.isnan(settings[2]["val_mse_mean"])
+    lines = format_settings(settings).splitlines()[3:]
+    assert lines[0].split()[3:6] == ["3", "1", "0.5"]
+    assert lines[1].split()[3:] == ["1/3", "2", "-", "-1.0000", "-"] and lines[2].split()[3:] == ["0/3", "-", "-", "-",
+                                                                                                 "-"]
+
+
 def test_the_table_and_the_csv_say_a_members_infinite_or_missing_score_alike():
     """An infinite validation MSE is inf in both (the CSV's cell was empty, as for no score: pandas read NaN);
     a member no epoch scored (NaN in every epoch) shows "-" in the table, best epoch included (it said "nan" and

@@ -96,7 +96,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="weight decays, comma-separated (default: the optimizer's, as gpunn train's: 0.01 for adamw, "
                         "0 for the others)")
     s.add_argument("--seeds", type=seed_count, default=1, help="seeds per setting: members start as MLP(seed=s), "
-                   "s = --seed, --seed + 1, ... (default: %(default)s)")
+                   "s = --seed, --seed + 1, ...; with more than one, a second table gives each setting's mean and std over "
+                   "them (default: %(default)s)")
     s.add_argument("--task", choices=sorted(datasets.TASKS), type=folding(datasets.TASKS, "task"), default="teacher",
                    help="synthetic task, in any letter case (default: %(default)s)")
     s.add_argument("--rows", type=positive(int), default=20_000, help="rows generated, 10%% held out (default: %(default)s)")
@@ -145,7 +146,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "the grid), lr, weight_decay, seed, val_mse and val_r2 (of the weights it holds and --save-best saves, "
                    "as Ensemble.best() ranks them), weights_epoch (their epoch: the last, the best with --early-stopping), "
                    "best_epoch, stopped_early, diverged and "
-                   "val_curve (its validation MSE per epoch), beside the sweep's config, units and result (its "
+                   "val_curve (its validation MSE per epoch), and per setting (lr, weight decay) the mean and std of its "
+                   "members' val_mse and val_r2 over the seeds (settings), beside the sweep's config, units and result (its "
                    "train_seconds, and each ensemble's train_seconds and samples_per_s) (- for standard output: the "
                    "lines of text then go to stderr; a name that says another kind of file, .csv or .npz..., is "
                    "refused)")
@@ -400,6 +402,44 @@ def format_table(rows) -> str:
         lines.append(f"{i:>4}  {r['lr']:>9.3g}  {r['weight_decay']:>12.3g}  {r['seed']:>4}  "
                      f"{_score(r['val_mse'], '.5g'):>10}  {_score(r2, '.4f' if abs(r2) < 1e4 else '.4g'):>7}  "
                      f"{held:>5}  {epoch:>10}  {flag}")
+    return "\n".join(lines)
+
+
+def by_setting(rows, seeds) -> list[dict]:
+    """Per setting (lr, weight decay), the val MSE and R² of its members over the seeds: their mean and std (ddof 1,
+    as pandas' ``.std()`` gives it: the spread of the seeds as a sample; NaN with one score), over the members that
+    scored and did not diverge, ``scored`` of the ``seeds`` (members holds the grid's places of those trained).
+    Ranked as the members are: by mean val MSE, a setting no member of which scored last."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["lr"], r["weight_decay"]), []).append(r)
+    nan, out = float("nan"), []
+    for (lr, wd), members in groups.items():
+        kept = [r for r in members if not r["diverged"] and not numpy.isnan(r["val_mse"])]
+        summary = {"lr": lr, "weight_decay": wd, "members": sorted(r["member"] for r in members), "seeds": seeds,
+                   "scored": len(kept)}
+        for key in ("val_mse", "val_r2"):
+            values = numpy.array([r[key] for r in kept], dtype=numpy.float64)
+            summary[key + "_mean"] = float(values.mean()) if kept else nan
+            summary[key + "_std"] = float(values.std(ddof=1)) if len(kept) > 1 else nan
+        out.append(summary)
+    out.sort(key=lambda s: (not s["scored"], s["val_mse_mean"] if s["scored"] else numpy.inf))
+    return out
+
+
+def format_settings(settings) -> str:
+    """by_setting's summary as printed, under the members' table: "-" for no score (a std of one seed), and the
+    seeds column as "2/3" where some of a setting's members diverged, scored no epoch or were not trained."""
+    head = (f"{'rank':>4}  {'lr':>9}  {'weight_decay':>12}  {'seeds':>5}  {'val MSE':>10}  {'std':>10}  {'val R2':>7}  "
+            f"{'std':>7}")
+    lines = ["by setting, over the seeds (mean and std of its members; std with ddof 1, as pandas' .std()):", head,
+             "-" * len(head)]
+    for i, s in enumerate(settings, 1):
+        seeds = s["scored"] if s["scored"] == s["seeds"] else f"{s['scored']}/{s['seeds']}"
+        r2, r2_std = s["val_r2_mean"], s["val_r2_std"]
+        lines.append(f"{i:>4}  {s['lr']:>9.3g}  {s['weight_decay']:>12.3g}  {seeds:>5}  "
+                     f"{_score(s['val_mse_mean'], '.5g'):>10}  {_score(s['val_mse_std'], '.3g'):>10}  "
+                     f"{_score(r2, '.4f' if abs(r2) < 1e4 else '.4g'):>7}  {_score(r2_std, '.3g'):>7}")
     return "\n".join(lines)
 
 
@@ -750,6 +790,10 @@ def _run(args, opened) -> int:
         print("(validation MSE in standardized target units; the saved best member takes raw inputs and predicts "
               "in the targets' units)")
     print(format_table(rows))
+    settings = by_setting(rows, args.seeds)
+    if args.seeds > 1:
+        print()
+        print(format_settings(settings))
     best = rows[0]
     ens = models[best["member"] // per]
     member = ens[best["member"] % per]
@@ -772,7 +816,7 @@ def _run(args, opened) -> int:
                   "interrupted": interrupted, "ensembles": timings}
         text = json_text({"config": data_cli.json_config(args),
                           "units": "standardized targets" if args.standardize else "targets",  # of val_mse, val_r2
-                          "members": rows, "result": result})
+                          "members": rows, "settings": settings, "result": result})
         write_output(args.json, text, announce=True)
     if args.csv:
         write_output(args.csv, csv_text(list(table[0]), (r.values() for r in table)), announce=True)
