@@ -400,7 +400,12 @@ def test_a_sweeps_seeds_given_as_a_list_of_seeds_is_told_it_is_a_count(tmp_path,
     (["--momentum", "0.9,0.99"], "argument --momentum: expected a number, got '0.9,0.99': --momentum is one value for "
                                  "every member (a sweep's grid is --lr, --weight-decay and --seeds); run a sweep for "
                                  "each --momentum"),
-    (["--patience", "2,3"], "got '2,3': --patience is one value for every member"),
+    # whole numbers in a list that is not --seed's: no --seed/--seeds words (audit review40: m02)
+    (["--patience", "2,3"], "argument --patience: expected a whole number, got '2,3': --patience is one value for every "
+                            "member (a sweep's grid is --lr, --weight-decay and --seeds); run a sweep for each "
+                            "--patience ("),
+    # one number, refused for itself, is no list (audit review40: m01 told it "--patience is one value")
+    (["--patience", "1.5"], "argument --patience: expected a whole number, got '1.5' ("),
     (["--batch-size", "32, 64"], "got '32, 64': --batch-size is one value for every member"),
     (["--seed", "1,2"], "argument --seed: expected a whole number, got '1,2': --seed is one value for every member (a "
                         "sweep's grid is --lr, --weight-decay and --seeds); --seed 1 --seeds 2 trains seeds 1, 2"),

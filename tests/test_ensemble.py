@@ -794,6 +794,36 @@ def test_best_is_the_member_whose_weights_score_best_not_one_whose_earlier_epoch
     assert loaded.history.weights_epoch == history.best_epoch and loaded.best_index() == stopping.best_index()
 
 
+def test_weights_epoch_is_the_epoch_a_member_stopped_in_where_early_stopping_put_no_best_weights_back(tmp_path):
+    """history.weights_epoch of a member stopped early is the epoch it stopped in where its best weights were not put
+    back: restore_best_weights=False, and a run interrupted (its checkpoint, loaded, too: the file's early stopping
+    state holds no last_params). Its best epoch is earlier (patience 1), which only a restore would hold (audit
+    review40: m06, every member at the last epoch, and m07, a loaded file's taken as restored, survived)."""
+    X, Y = gpunn.datasets.make("friedman1", 1000, 10, 1, noise=1.0, seed=0, device="cpu")
+    Xv, Yv = gpunn.datasets.make("friedman1", 500, 10, 1, noise=1.0, seed=1, device="cpu")
+    lrs = [1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 3e-1]
+    history = gpunn.Ensemble([10, 32, 1], n_models=6, seed=0).fit(
+        X, Y, epochs=8, lr=lrs, validation_data=(Xv, Yv), batch_size=32, verbose=False,
+        callbacks=[gpunn.EarlyStopping(patience=1, restore_best_weights=False)])
+    stopped = history.stopped_epoch  # (here [None, None, 4, 5, 8, 5], best epochs [8, 8, 3, 4, 7, 4])
+    assert any(e is not None and e != b for e, b in zip(stopped, history.best_epoch))
+    assert history.weights_epoch == [e or 8 for e in stopped]
+
+    class StopAtEpoch6(gpunn.Callback):
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 5:
+                trainer.interrupt()
+
+    history = gpunn.Ensemble([10, 32, 1], n_models=6, seed=0).fit(
+        X, Y, epochs=8, lr=lrs, validation_data=(Xv, Yv), batch_size=32, verbose=False,
+        callbacks=[gpunn.EarlyStopping(patience=1), StopAtEpoch6(), gpunn.ModelCheckpoint(tmp_path / "i.npz")])
+    stopped = history.stopped_epoch  # (here [None, None, 4, 5, None, 5], best epochs [5, 5, 3, 4, 5, 4])
+    assert history.interrupted and history["epoch"] == [1, 2, 3, 4, 5]
+    assert any(e is not None and e != b for e, b in zip(stopped, history.best_epoch))
+    assert history.weights_epoch == [e or 5 for e in stopped]
+    assert gpunn.load_checkpoint(tmp_path / "i.npz").model.history.weights_epoch == history.weights_epoch
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: gpunn.Ensemble([2, 3, 1], 0), "n_models must be a positive integer"),
     (lambda: gpunn.Ensemble([2, 3, 1], 2, seed=[1, 2, 3]), "seed lists 3 values but the ensemble has 2"),

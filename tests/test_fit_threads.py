@@ -398,3 +398,19 @@ def test_under_slurm_a_command_holds_each_blas_to_its_cpus_unless_a_variable_it_
     fit_threads.cap_at_slurm_cpus()
     assert [lib.threads for lib in libraries] == capped
     assert fit_threads.count_source() == said
+
+
+def test_under_slurm_without_threadpoolctl_info_says_what_holds_the_blas_to_its_cpus(monkeypatch):
+    """Where threadpoolctl is not installed, a command cannot hold NumPy's BLAS to SLURM_CPUS_PER_TASK: gpunn info's
+    blas line says the library runs its own count, on more cores than Slurm's, and how to set it."""
+    clear(monkeypatch)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    monkeypatch.setattr(fit_threads, "_libraries", lambda: [])
+    monkeypatch.setattr(fit_threads, "_capped", None)
+    monkeypatch.setattr(fit_threads, "affinity_cores", lambda: 64)
+    fit_threads.cap_at_slurm_cpus()
+    assert fit_threads.count_source() == (
+        "threads: the library's own count, up to the 64 cores the process may run on, not SLURM_CPUS_PER_TASK=8: "
+        "install threadpoolctl (gpunn[cpu]) or export OPENBLAS_NUM_THREADS=8")
+    monkeypatch.setattr(fit_threads, "affinity_cores", lambda: 8)  # bound to its 8 cores: nothing to say
+    assert fit_threads.count_source() == "threads: the library's own count, the cores the process may run on"
