@@ -150,6 +150,16 @@ def by_feature_names(data, columns, name: str = "X", key: str = "features"):
     return data[picked]  # (pandas' and polars' alike: the columns of these names, in this order)
 
 
+def check_source_widths(model, source, name=None, hint="") -> None:
+    """Refuse a source whose feature or target count is not the model's, naming it (``name``, else its class) and
+    both widths: fit's refusal, and evaluate's, score's and predict's (which said "X has 2 columns but the model
+    expects 3", of an X the caller never gave)."""
+    if source.n_features != model.layer_sizes[0] or source.n_outputs != model.layer_sizes[-1]:
+        outputs = f"{source.n_outputs} output{'s' * (source.n_outputs != 1)}"
+        raise ValueError(f"{name or type(source).__name__} gives {source.n_features} features and {outputs}; the "
+                         f"model takes {model.layer_sizes[0]} and gives {model.layer_sizes[-1]}{hint}")
+
+
 def check_source_columns(model, source, fitting=False) -> None:
     """Refuse a table source whose feature (or target) columns are not those ``model`` was trained on, in its order
     (``model.data_columns``): a source's columns are read in the source's order, so a held-out file of the same

@@ -241,3 +241,17 @@ def test_a_table_source_of_the_models_columns_in_another_order_is_refused_not_re
         with pytest.raises(ValueError, match=r"ParquetSource's feature columns are f0, f1, and the model was trained "
                                              r"on f0, f1, f2"):
             model.score(source)
+
+
+def test_a_source_of_other_widths_than_the_models_is_named_in_the_refusal_of_its_score(files, tmp_path):
+    """evaluate, score and predict on a source of 2 feature columns, for a model of 3, said "X has 2 columns but the
+    model expects 3", naming an X the caller never gave; fit on it names the source and both widths. They say it as
+    fit does now."""
+    x, y, X, Y = files
+    numpy.save(tmp_path / "X2.npy", X[:, :2])
+    model = gpunn.MLP([3, 4, 2], seed=0, device="cpu")
+    with data.npy(tmp_path / "X2.npy", y) as source:
+        for call in (model.evaluate, model.score, model.predict):
+            with pytest.raises(ValueError, match=r"^NpySource gives 2 features and 2 outputs; the model takes 3 and "
+                                                 r"gives 2$"):
+                call(source)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import warnings
 
 from ..backend import backend_of, user_stacklevel
-from ..checks import check_rows_match, check_source_columns, flag, seed_int, validation_share
+from ..checks import check_rows_match, check_source_columns, check_source_widths, flag, seed_int, validation_share
 from ..metrics import SourceEvaluator, check_validation_rows, validation_arrays
 from .rawpass import every_row_of
 
@@ -24,7 +24,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
     """
     name = type(source).__name__
     check_source_columns(model, source, fitting=True)
-    _check_widths(model, source, name, _sized_by_the_source(model))
+    check_source_widths(model, source, name, _sized_by_the_source(model))
     validation_data = every_row_of(validation_data, "validation_data")  # a ShardedSource: the whole source it wraps
     fraction = validation_share(validation_fraction)  # checked before its truth is read: "" or False held nothing out
     if validation_data is not None and fraction:
@@ -69,7 +69,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
                                                       f"{getattr(source, 'validation_fraction', None)} (whole chunks)")
         return SourceEvaluator(source)
     if hasattr(validation_data, "batches"):
-        _check_widths(model, validation_data, f"the validation source ({type(validation_data).__name__})")
+        check_source_widths(model, validation_data, f"the validation source ({type(validation_data).__name__})")
         for kind, option in (("feature", "features"), ("target", "target")):  # a table's columns, by name, in order
             train, held = getattr(source, f"{kind}_names", None), getattr(validation_data, f"{kind}_names", None)
             if train and held and list(train) != list(held):
@@ -122,13 +122,6 @@ def _lend(source, statistics):
 def _lent(source) -> bool:
     scaler = getattr(source, "standardizer", None)
     return scaler is not None and scaler is getattr(source, "_lent_standardizer", None)
-
-
-def _check_widths(model, source, name, hint=""):
-    if source.n_features != model.layer_sizes[0] or source.n_outputs != model.layer_sizes[-1]:
-        outputs = f"{source.n_outputs} output{'s' * (source.n_outputs != 1)}"
-        raise ValueError(f"{name} gives {source.n_features} features and {outputs}; the model takes "
-                         f"{model.layer_sizes[0]} and gives {model.layer_sizes[-1]}{hint}")
 
 
 def _sized_by_the_source(model) -> str:
