@@ -859,6 +859,9 @@ def test_bad_construction_is_a_clear_error(call, match):
     ({"weight_decay": {0: 0.0, 1: 1e-4, 2: 0.0}}, r"^weight_decay is a dict, not the members': pass a list, member "
                                                   r"k's value k-th \(e.g. weight_decay=\[d\[k\] for k in range\(3\)\] "
                                                   r"for a dict d keyed by member\), or one value for all$"),
+    ({"beta1": frozenset({0.9, 0.8, 0.7})}, "^beta1 is a set, whose order is its own"),  # (audit review40 m23)
+    ({"optimizer": ("adam", "sgd", "adam")}, r"^optimizer=\('adam', 'sgd', 'adam'\): an Ensemble's members train with "
+                                             "one kind of optimizer"),  # a tuple too (audit review40 m17)
     # it said "member 0: unknown optimizer ['adam', 'sgd', 'adam']"
     ({"optimizer": ["adam", "sgd", "adam"]}, r"^optimizer=\['adam', 'sgd', 'adam'\]: an Ensemble's members train with "
                                              "one kind of optimizer, a name or a gpunn Optimizer .*: fit an Ensemble "
