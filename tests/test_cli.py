@@ -688,7 +688,8 @@ def test_a_late_ctrl_c_after_an_agreed_data_parallel_stop_does_not_end_the_run(m
     finally:
         signal.signal(signal.SIGINT, previous)
     out = capsys.readouterr().out
-    assert "interrupted after 1 complete epoch\n" in out and "held-out:" in out
+    assert ("interrupted after 1 complete epoch; not saved: --save PATH keeps a run that gpunn train --resume PATH "
+            "continues\n" in out and "held-out:" in out)
 
 
 TINY = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
@@ -903,6 +904,19 @@ def test_an_interrupted_run_prints_the_commands_line_and_not_the_progresss_too(t
     assert cli.main(["train", *shown, "--progress", "lines", "--batch-size", "32"]) == 130
     captured = capsys.readouterr()
     assert "interrupted after 0 complete epochs" in captured.out and "the model holds" not in captured.err
+
+
+def test_an_interrupted_run_without_save_says_it_is_not_saved(capsys, monkeypatch, interrupt_at):
+    """A new user's gpunn train --data t.parquet, Ctrl-C'd to resume later, said "interrupted after 0 complete
+    epochs: no epoch to report, no held-out metrics" and exited: the weights went with the process, and nothing
+    said that --save keeps them. Its line says so now, with the command a run with --save continues with."""
+    fit = gpunn.MLP.fit
+    monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [
+        *k["callbacks"], interrupt_at(0, 2)]}))
+    assert cli.main(["train", *TINY, "--batch-size", "32"]) == 130
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "interrupted after 0 complete epochs: no epoch to report, no held-out metrics; not saved: --save PATH keeps "
+        "a run that gpunn train --resume PATH continues")
 
 
 def test_a_run_interrupted_at_an_epochs_end_names_no_batch_and_resumes_with_its_checkpoint_interval(

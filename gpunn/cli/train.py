@@ -646,8 +646,10 @@ def _run(args, opened) -> int:
         if saved:
             again = (resume.GOES_ON if resume.goes_on_in_place(args)  # a job's line
                      else f"continue with {again} --resume {shell_word(save_path)}")
+        # without --save the run's weights end with the process: said, as a new user Ctrl-C'd to resume later
+        unsaved = "" if save_path else "; not saved: --save PATH keeps a run that gpunn train --resume PATH continues"
         print(f"interrupted after {counted(completed, 'complete epoch')}{nothing}"
-              + (f"; checkpoint in {shell_word(save_path)}{saved_position(save_path)} ({again})" if saved else ""),
+              + (f"; checkpoint in {shell_word(save_path)}{saved_position(save_path)} ({again})" if saved else unsaved),
               flush=True)
     if not completed:
         return 130 if history.interrupted else 0
