@@ -651,7 +651,8 @@ def test_an_interrupted_sweep_says_which_ensemble_of_how_many_and_where_and_its_
     assert cli.main(shown + ["--epochs", "2", "--json", str(js), "--progress", "lines"]) == 130
     said = capsys.readouterr()
     assert ("interrupted in ensemble 1 (2 of 3: members 3-5) after 1 of 2 epochs and 3 of 9 batches of epoch 2: the "
-            "table ranks what was trained so far\n") in said.out
+            "table ranks what was trained so far; not saved: --save DIR keeps a sweep that gpunn sweep --resume DIR "
+            "continues\n") in said.out  # (without --save: as gpunn train says it)
     assert "the model holds" not in said.err
     result = json.loads(js.read_text())["result"]
     assert result["interrupted"] is True and result["device"] == "cpu"

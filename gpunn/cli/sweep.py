@@ -765,7 +765,8 @@ def _run(args, opened) -> int:
         models.append(ens)
         if history.interrupted:
             interrupted = True
-            resume_hint = ("" if not save_dir else f"; {resume.GOES_ON}" if resume.goes_on_in_place(args)  # a job's line
+            resume_hint = ("; not saved: --save DIR keeps a sweep that gpunn sweep --resume DIR continues"  # (as train)
+                           if not save_dir else f"; {resume.GOES_ON}" if resume.goes_on_in_place(args)  # a job's line
                            else f"; continue with gpunn sweep --resume {shell_word(save_dir)}")
             which = f"member {offset}" if len(group) == 1 else f"members {offset}-{offset + len(group) - 1}"
             where = (f" in ensemble {g} ({g + 1} of {len(groups)}: {which})"
