@@ -493,6 +493,15 @@ def _read_csv(path, option):
     return X
 
 
+def npz_meant(path) -> str:
+    """": did you mean run.npz?" where ``path``, given for a checkpoint and not a file, is one with ".npz" added (a
+    checkpoint named without it: --save writes the name as given, run.npz most often), else ""."""
+    path = os.fspath(path)
+    if os.path.isfile(path) or path.lower().endswith(".npz") or not os.path.isfile(path + ".npz"):
+        return ""
+    return f": did you mean {shell_word(path + '.npz')}?"
+
+
 def read_matrix(path, option="input"):
     """The array in a ``.npy`` file (read without pickle) or a CSV file of numbers, by content."""
     path = os.fspath(path)

@@ -85,6 +85,8 @@ CASES = [
     ("missing .csv input", ["predict", "m.npz", "nope.csv", "o.csv"], "IN nope.csv does not exist"),
     ("missing Parquet input", ["predict", "m.npz", "nope.parquet", "o.npy"], "IN nope.parquet does not exist"),
     ("model a directory", ["predict", "adir", "in.npy", "o.npy"], "MODEL adir is not a file"),
+    # a checkpoint named without its .npz (which --save does not add): "MODEL m does not exist" alone
+    ("model named without its .npz", ["predict", "m", "in.npy", "o.npy"], "MODEL m does not exist: did you mean m.npz?"),
     ("not a checkpoint", ["predict", "notes.txt", "in.npy", "o.npy"], "not a gpunn checkpoint"),
     # MODEL and IN the other way round: said before IN is read ("IN m.npz is an .npz/zip archive"), by its argument
     ("model and input swapped", ["predict", "in.npy", "m.npz", "o.npy"], "MODEL in.npy is not a gpunn checkpoint "
@@ -127,6 +129,7 @@ CASES = [
     ("resume a model-only file", ["train", "--resume", "model_only.npz"], "holds a model only"),
     ("resume without recorded options", ["train", "--resume", "from_python.npz"], "does not record its gpunn train"),
     ("resume a missing file", ["train", "--resume", "nope.npz"], "--resume nope.npz does not exist"),
+    ("resume named without its .npz", ["train", "--resume", "m"], "--resume m does not exist: did you mean m.npz?"),
     ("diverging run", ["train", "--rows", "4000", "--features", "8", "--hidden", "32,32", "--epochs", "3", "--lr", "10",
                        "--device", "cpu", "--quiet"], "times its reference"),
 ]

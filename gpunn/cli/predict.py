@@ -111,8 +111,9 @@ def run(args) -> int:
     from .. import checkpoint as io, csvtext, preflight
 
     if not os.path.isfile(args.model):
-        raise preflight.PreflightError(f"MODEL {shell_word(args.model)} does not exist" if not os.path.exists(args.model)
-                                       else f"MODEL {shell_word(args.model)} is not a file")
+        raise preflight.PreflightError((f"MODEL {shell_word(args.model)} does not exist" if not os.path.exists(args.model)
+                                        else f"MODEL {shell_word(args.model)} is not a file")
+                                       + preflight.npz_meant(args.model))
     _check_model_first(args)
     preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
                            suffixes=SUFFIXES, other_suffix_hint=tab_separated_output_hint(args.output))

@@ -116,7 +116,7 @@ def recorded(path, parser, command="train"):
     from .. import checkpoint, config as cfgmod, preflight
 
     if not os.path.exists(path):
-        raise ValueError(f"--resume {shell_word(path)} does not exist")
+        raise ValueError(f"--resume {shell_word(path)} does not exist{preflight.npz_meant(path)}")
     if os.path.isdir(path):
         raise ValueError(f"--resume {shell_word(path)} is a directory; gpunn train resumes a checkpoint file (--save PATH's), "
                          f"and a directory of gpunn sweep --save continues with gpunn sweep --resume {shell_word(path)}")
