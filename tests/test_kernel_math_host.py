@@ -215,6 +215,28 @@ def test_the_reference_warns_of_nothing_at_saturation_or_inf(act, dtype):
             f(np, x, np.empty_like(x))
 
 
+@pytest.mark.parametrize("act", ACTS, ids=[a.name for a in ACTS])
+def test_the_reference_leaves_numpys_error_settings_as_it_found_them(act):
+    """Where the reference lets exp or z**3 overflow on purpose it silences NumPy for that call alone (_quiet): the
+    user's own settings (np.seterr, np.errstate) hold again as each function returns, whatever they were. Not put
+    back, a user's over='raise' or 'warn' would be 'ignore' for the rest of the process after one fit."""
+    z = grid(np.float64)
+    calls = [(act.forward, z), (act.grad_from_input, z)]
+    if act.grad_from_output:
+        calls.append((act.grad_from_output, reference_act(act, FN_FORWARD, z)))
+    for settings in (dict(all="warn"), dict(all="raise", under="ignore")):
+        with np.errstate(**settings):
+            before = np.geterr()
+            for f, x in calls:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    try:
+                        f(np, x, np.empty_like(x))
+                    except FloatingPointError:  # (where the user asked for that: a settings check, not a math one)
+                        pass
+                assert np.geterr() == before, (f.__name__, settings)
+
+
 
 def _tail_reference(name, fn, z):
     """g (fn 0) or g'(z) (fn 1) in extended precision (np.longdouble), by textbook formulas that cancel nowhere for

@@ -131,6 +131,20 @@ def test_the_estimators_activation_takes_scikit_learns_name_in_any_letter_case_t
         assert [a.name for a in est.model_.activations] == [kept, "identity"], name
 
 
+def test_an_entry_of_gpunn_activations_is_taken_as_its_name():
+    """gpunn.ACTIVATIONS' entries stand for their names, as activation, in a list of them, and as output_activation:
+    the same model, with the same start, as by name."""
+    X, _ = _data()
+    acts = gpunn.ACTIVATIONS
+    by_entry = gpunn.MLP([3, 8, 6, 1], activation=[acts["tanh"], "elu"], output_activation=acts["identity"],
+                         device="cpu", seed=0)
+    by_name = gpunn.MLP([3, 8, 6, 1], activation=["tanh", "elu"], device="cpu", seed=0)
+    assert by_entry.activations == by_name.activations == [acts["tanh"], acts["elu"], acts["identity"]]
+    numpy.testing.assert_array_equal(by_entry.predict(X), by_name.predict(X))
+    assert [a.name for a in gpunn.MLP([3, 4, 1], activation=acts["silu"], device="cpu").activations] == [
+        "silu", "identity"]
+
+
 OTHER_LIBRARIES = [  # (what, name, the hint): other libraries' names, which difflib found nothing for or misread
     ("activation", "swish", "'swish' is gpunn's 'silu'"),  # Keras's
     ("activation", "Linear", "'linear' is gpunn's 'identity'"),  # Keras's, in any case
