@@ -259,6 +259,28 @@ def test_the_member_kernels_launch_shapes_are_the_documented_ones(fake_cupy, mon
     assert launches(lambda: members.bias_gradient(fake_cupy.zeros((3, 4, 0)), no_columns)) == []
 
 
+def test_member_rates_are_copied_to_the_device_once_per_change_and_stay_at_one_address(fake_cupy, monkeypatch):
+    """MemberRates.device: made on first use; after update() (an epoch's learning rates, a member frozen) the same
+    device array holds the new table, by one copy however many changes came before it and however often it is read
+    after; no copy while nothing changed. A captured CUDA graph reads the table at that address."""
+    from gpunn.ops.member_rates import ACTIVE, LR, MemberRates
+
+    copies, set_ = [], fake_cupy.ndarray.set
+    monkeypatch.setattr(fake_cupy.ndarray, "set", lambda self, arr, stream=None: (copies.append(arr.copy()),
+                                                                                  set_(self, arr, stream))[1])
+    table = [[0.1, 0.0, 0.9, 0.9, 0.999, 1.0]] * 3
+    rates = MemberRates(fake_cupy, table)
+    assert rates.device_copy is None
+    device = rates.device
+    assert rates.device_copy is device and device.get().tolist() == table
+    assert rates.device is device and not copies
+    rates.update(LR, [0.2, 0.3, 0.4])
+    rates.update(ACTIVE, [1.0, 0.0, 1.0])
+    assert rates.device is device and rates.device is device and rates.device_copy is device
+    assert len(copies) == 1 and device.get().tolist() == rates.host.tolist() == [
+        [0.2, 0.0, 0.9, 0.9, 0.999, 1.0], [0.3, 0.0, 0.9, 0.9, 0.999, 0.0], [0.4, 0.0, 0.9, 0.9, 0.999, 1.0]]
+
+
 def test_adams_scalars_are_rounded_once_from_double(fake_cupy, monkeypatch):
     """adam_step's 1 - beta are computed in double and rounded once to the kernel's T (as torch does), not computed
     in float32 from rounded betas; the betas and the step go as doubles, from which the kernel forms the bias

@@ -613,3 +613,34 @@ def test_member_bias_grad_bf16_sums_widened_values_in_double_into_float(harness,
     for k in range(K):
         np.testing.assert_array_equal(db[k * P:k * P + cols], want[k])
         assert np.isnan(db[k * P + cols:(k + 1) * P]).all()  # the rest of the member's row is not touched
+
+
+def test_the_member_kernels_read_a_table_as_gpunn_writes_it(harness):
+    """A table laid out by gpunn.ops.member_rates' column numbers and HYPER_FIELDS (as gpunn.training.ensemble fills
+    it) steps every member as MEMBER_TABLE, written out in the header's HyperField order, does: bit for bit, Adam and
+    SGD. A column number or a width apart from the header's would give a member another's or no settings; the
+    CPU's ops read the table by the same numbers, so only the header can tell."""
+    from gpunn.ops.member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates
+
+    K, P, dtype = MEMBER_TABLE.shape[0], 257, np.float64
+    table = np.zeros((K, HYPER_FIELDS))
+    for header_column, column in enumerate((LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE)):
+        table[:, column] = MEMBER_TABLE[:, header_column]
+    written = MemberRates(np, table).host
+    rng = np.random.default_rng(7)
+    g = rng.standard_normal(K * P)
+    w0 = rng.standard_normal(K * P)
+    runs = []
+    for rows in (MEMBER_TABLE, written):
+        rows = np.ascontiguousarray(rows).ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        w, m, v = w0.copy(), np.zeros(K * P), np.zeros(K * P)
+        for step in (1, 2):
+            harness.member_adam_f64(_ptr(w, dtype), _ptr(g, dtype), _ptr(m, dtype), _ptr(v, dtype), rows, 1e-8,
+                                    float(step), 0, K, P)
+        ws, vel = w0.copy(), np.zeros(K * P)
+        for _ in range(2):
+            harness.member_sgd_f64(_ptr(ws, dtype), _ptr(g, dtype), _ptr(vel, dtype), rows, 0, K, P)
+        runs.append([w, m, v, ws, vel])
+    for got, want in zip(runs[1], runs[0]):
+        np.testing.assert_array_equal(got, want)
+
