@@ -1138,6 +1138,32 @@ def test_predict_of_a_table_with_a_text_column_and_more_numbers_than_features_sa
                                          gpunn.load(model).predict(numpy.array([[1.0, 2.0], [3.0, 4.0]])))
 
 
+def test_predict_features_naming_the_models_own_columns_in_another_order_is_refused(tmp_path, capsys):
+    """--features maps a table's columns to the model's features in order (for a table whose names differ). A new
+    user's --features f1,f0 for a model trained on f0, f1, meant as "these columns", read f1 as the model's f0 and
+    predicted without a word. Refused now, saying to leave --features out (the model picks its own by name) or give
+    them in its order; in its order, or left out, they predict as the table's columns picked by name."""
+    pytest.importorskip("pyarrow")
+    pandas = pytest.importorskip("pandas")
+    X = numpy.random.default_rng(0).standard_normal((50, 2))
+    (tmp_path / "t.csv").write_text("f0,f1,y\n" + "".join(f"{a},{b},{a - b}\n" for a, b in X))
+    with gpunn.data.csv(tmp_path / "t.csv", target="y") as source:
+        model = gpunn.MLP([2, 4, 1], seed=0, device="cpu")
+        model.fit(source, epochs=1, verbose=False)
+    path, out = str(tmp_path / "m.npz"), str(tmp_path / "p.npy")
+    gpunn.save(path, model)
+    assert main(["predict", path, str(tmp_path / "t.csv"), out, "--features", "f1,f0"]) == 2
+    assert capsys.readouterr().err == (
+        "gpunn predict: error: --features f1,f0 names the model's columns in another order than it was trained on "
+        "(f0, f1): --features gives the table's columns for the model's features in order, so f1 would be read as "
+        "f0; leave --features out (the model picks its columns by name), or give them in its order\n")
+    assert not (tmp_path / "p.npy").exists()
+    expected = model.predict(pandas.DataFrame(X, columns=["f0", "f1"]))
+    for more in (["--features", "f0,f1"], []):
+        assert main(["predict", path, str(tmp_path / "t.csv"), out, *more]) == 0
+        numpy.testing.assert_array_equal(numpy.load(out), expected)
+
+
 def test_predict_names_the_text_column_to_leave_out_wherever_it_stands(tmp_path, capsys):
     """The --features hint of a CSV file read whole names its column of text, here between two of numbers, and the
     columns to name instead."""

@@ -8,7 +8,7 @@ import os
 import numpy
 
 from ..checks import NotFinite, read_by_position
-from ..csvtext import tab_separated_hint, tab_separated_output_hint
+from ..csvtext import joined_columns, tab_separated_hint, tab_separated_output_hint
 from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES, PARQUET_SUFFIXES
 from .common import DEVICE_NAMES, add_debug, file_path
@@ -41,7 +41,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("output", type=file_path, metavar="OUT", help="file to write, by name: .npy, .csv (commas) or .parquet (.parq, .pq)")
     p.add_argument("--features", metavar="COLUMNS", type=column_names,
                    help=f"feature columns of a table input, comma-separated ({COLUMNS_HELP}; default: "
-                   "the model's training columns, else every column); streams the input")
+                   "the model's training columns, else every column), read as the model's features in this order "
+                   "(the model's own names in another order are refused); streams the input")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT even where it exists and holds the model's inputs: a file of as many columns as "
                         "the model's features (not its outputs), a table naming its feature columns, or, for a model "
@@ -135,6 +136,7 @@ def run(args) -> int:
             raise ValueError(f"--features names columns, and {os.path.basename(args.input)} has no header row: its "
                              "columns are the model's features, in order")
     model = _one_model(io.load(args.model, device=args.device), args.model)
+    _check_features_order(args, model)
     if not args.overwrite:
         _check_not_inputs(args, model, features)
     if _streams(args, model):
@@ -183,6 +185,21 @@ def run(args) -> int:
 
 STREAM_BYTES = 256 << 20
 COMPARED_ROWS = 32  # the rows of OUT predicted and compared with IN's, for a model of as many outputs as inputs
+
+
+def _check_features_order(args, model) -> None:
+    """--features maps a table's columns to the model's features in order, for a table whose names differ from the
+    model's: the model's own names in another order (--features f1,f0 for f0, f1, meant as "these columns") read
+    one column as another, without a word. Refused, saying what --features does."""
+    names = (getattr(model, "data_columns", None) or {}).get("features")
+    given = args.features
+    if not names or not given or list(given) == list(names) or sorted(given) != sorted(names):
+        return
+    first = next(g for g, n in zip(given, names) if g != n)
+    raise ValueError(f"--features {shell_word(joined_columns(given))} names the model's columns in another order than "
+                     f"it was trained on ({', '.join(names)}): --features gives the table's columns for the model's "
+                     f"features in order, so {first} would be read as {names[given.index(first)]}; leave --features "
+                     "out (the model picks its columns by name), or give them in its order")
 
 
 def _check_not_inputs(args, model, features) -> None:
