@@ -541,8 +541,9 @@ class Ensemble(DeviceModel):
         """The member whose weights score best by ``monitor`` in the last fit (lowest; highest for names ending
         in r2), as an MLP: each member is ranked by the value of the epoch whose weights it holds
         (``history.weights_epoch``: its best epoch where early stopping restored it, else the last, not a better
-        epoch its weights have since left); never a member in ``ens.diverged`` (one that holds the weights it
-        diverged with)."""
+        epoch its weights have since left; after an interrupt part-way through an epoch, which left a member with
+        that epoch's steps so far and no score, the last epoch it finished); never a member in ``ens.diverged``
+        (one that holds the weights it diverged with)."""
         return self.member(self.best_index(monitor))
 
     def best_index(self, monitor="val_loss") -> int:

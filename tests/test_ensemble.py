@@ -820,7 +820,8 @@ def test_weights_epoch_is_the_epoch_a_member_stopped_in_where_early_stopping_put
     stopped = history.stopped_epoch  # (here [None, None, 4, 5, None, 5], best epochs [5, 5, 3, 4, 5, 4])
     assert history.interrupted and history["epoch"] == [1, 2, 3, 4, 5]
     assert any(e is not None and e != b for e, b in zip(stopped, history.best_epoch))
-    assert history.weights_epoch == [e or 5 for e in stopped]
+    # the others took epoch 6's first step before the stop (the loop stops after a batch): no epoch's weights
+    assert history.weights_epoch == stopped
     assert gpunn.load_checkpoint(tmp_path / "i.npz").model.history.weights_epoch == history.weights_epoch
 
 
@@ -2411,3 +2412,39 @@ def test_best_by_an_evaluate_name_points_to_the_historys_validation_name(name):
                                          rf"rows' values carry val_\)"):
         ens.best(name)
     assert ens.best_index(f"val_{name}") in (0, 1)
+
+
+def test_an_ensemble_interrupted_part_way_through_an_epoch_names_no_epoch_for_the_weights_its_members_hold(
+        tmp_path, interrupt_at):
+    """Interrupted in epoch 3 after 4 of its batches, the members that trained in it hold weights part-way through
+    it, as the checkpoint written then does: history.weights_epoch said 2, the last finished epoch, whose
+    val_loss best() ranked them by, though no member held those weights any more. It is now None for each of them
+    (a member frozen before, stopped early, keeps the epoch it stopped in), in the fit's history and the loaded
+    checkpoint's alike; interrupted at an epoch's end, it names that epoch as before."""
+    X, Y = gpunn.datasets.make("friedman1", 640, 10, 1, noise=1.0, seed=0, device="cpu")
+    Xv, Yv = gpunn.datasets.make("friedman1", 200, 10, 1, noise=1.0, seed=1, device="cpu")
+    ens = gpunn.Ensemble([10, 16, 1], n_models=3, seed=0)
+    history = ens.fit(X, Y, epochs=4, batch_size=64, lr=[1e-2, 2e-2, 5e-2], validation_data=(Xv, Yv), verbose=False,
+                      callbacks=[interrupt_at(2, 3), gpunn.ModelCheckpoint(tmp_path / "cut.npz")])
+    assert history.interrupted and history["epoch"] == [1, 2]
+    assert history.weights_epoch == [None, None, None]
+    loaded = gpunn.load_checkpoint(tmp_path / "cut.npz")
+    assert loaded.model.history.weights_epoch == [None, None, None]
+    np.testing.assert_array_equal(loaded.model.member_params, ens.member_params)  # the weights held, mid-epoch
+    assert ens.best_index() in range(3)  # still ranked: by the last epoch each finished, the nearest scored
+    history = loaded.resume(X, Y, validation_data=(Xv, Yv), verbose=False)
+    assert history["epoch"] == [1, 2, 3, 4] and history.weights_epoch == [4, 4, 4] and not history.interrupted
+
+    ens = gpunn.Ensemble([10, 16, 1], n_models=3, seed=0)
+    history = ens.fit(X, Y, epochs=4, batch_size=64, lr=[1e-2, 2e-2, 5e-2], validation_data=(Xv, Yv), verbose=False,
+                      callbacks=[interrupt_at(1, 9), gpunn.ModelCheckpoint(tmp_path / "end.npz")])  # the last batch
+    assert history.interrupted and history["epoch"] == [1, 2] and history.weights_epoch == [2, 2, 2]
+    assert gpunn.load_checkpoint(tmp_path / "end.npz").model.history.weights_epoch == [2, 2, 2]
+
+    X, Y = gpunn.datasets.make("friedman1", 1000, 10, 1, noise=1.0, seed=0, device="cpu")  # members stopped early
+    Xv, Yv = gpunn.datasets.make("friedman1", 500, 10, 1, noise=1.0, seed=1, device="cpu")  # before the cut keep
+    history = gpunn.Ensemble([10, 32, 1], n_models=6, seed=0).fit(  # the epoch they stopped in
+        X, Y, epochs=8, lr=[1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 3e-1], validation_data=(Xv, Yv), batch_size=32,
+        verbose=False, callbacks=[gpunn.EarlyStopping(patience=1), interrupt_at(5, 3)])
+    assert history["epoch"] == [1, 2, 3, 4, 5] and history.stopped_epoch == [None, None, 4, 5, None, 5]
+    assert history.weights_epoch == [None, None, 4, 5, None, 5]

@@ -67,8 +67,8 @@ def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
     rows = list(csv.DictReader((tmp_path / "t.csv").open()))
     assert len(rows) == 8 and float(rows[0]["val_mse"]) == a[0]["val_mse"]
     lines = list(csv.reader((tmp_path / "t.csv").open()))  # the table's columns, no curve: one field per column
-    assert lines[0] == ["member", "lr", "weight_decay", "seed", "val_mse", "val_r2", "weights_epoch", "best_epoch",
-                        "stopped_early", "diverged"] and {len(line) for line in lines} == {10}
+    assert lines[0] == ["member", "lr", "weight_decay", "seed", "val_mse", "val_r2", "weights_epoch", "partial_epoch",
+                        "best_epoch", "stopped_early", "diverged"] and {len(line) for line in lines} == {11}
 
 
 def test_a_grid_split_to_fit_the_memory_fits_it(tmp_path, capsys, monkeypatch):
@@ -893,8 +893,8 @@ def test_a_diverged_member_is_ranked_last_though_the_epoch_it_kept_scored_best(t
 
     ranked = sweep.rank
 
-    def diverged_after_its_best_epoch(settings, history_of, offset=0):
-        rows = ranked(settings, history_of, offset)
+    def diverged_after_its_best_epoch(settings, history_of, offset=0, held_scores=None):
+        rows = ranked(settings, history_of, offset, held_scores)
         rows[0].update(diverged=True, val_mse=1e-9)  # the grid's member 0: lr 1e-3
         return rows
 
@@ -1508,3 +1508,27 @@ def test_a_signal_during_the_held_out_pass_after_training_still_writes_the_sweep
     record = json.loads(js.read_text())
     assert record["result"]["interrupted"] is True and len(record["members"]) == 8
     assert len(table.read_text().splitlines()) == 9 and best.exists()
+
+
+def test_a_sweep_interrupted_part_way_through_an_epoch_scores_the_weights_it_holds_and_saves(
+        tmp_path, capsys, monkeypatch, interrupt_at):
+    """Ctrl-C after 4 of epoch 2's 9 batches: the members hold those steps' weights, which --save-best saved, but
+    the table scored them at epoch 1 (history.weights_epoch, the last finished) and said so. The weights held are
+    now scored by a pass of their own, as gpunn train's held-out line scores its model's, and labelled part-way
+    through epoch 2: weights_epoch null, partial_epoch 2 in the JSON, "2*" in the table, and the best line."""
+    fit = gpunn.ensemble.Ensemble.fit
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda self, *a, **k: fit(
+        self, *a, **{**k, "callbacks": [*k["callbacks"], interrupt_at(1, 3)]}))
+    js, best = tmp_path / "s.json", tmp_path / "b.npz"
+    out = run(with_options(ARGS, "--task", "teacher", "--noise", "0.5", "--json", str(js), "--save-best", str(best)),
+              capsys, status=130)
+    rows = json.loads(js.read_text())["members"]
+    assert {(r["weights_epoch"], r["partial_epoch"], len(r["val_curve"])) for r in rows} == {(None, 2, 1)}
+    X, Y = gpunn.datasets.make("teacher", 600, 5, 1, noise=0.5, seed=0, device="cpu", dtype="float64")
+    held = gpunn.load(best, device="cpu").evaluate(X[:60], Y[:60])  # the saved best member on the held-out rows
+    assert rows[0]["val_mse"] == pytest.approx(held["mse"], rel=1e-12) and rows[0]["val_r2"] == pytest.approx(
+        held["r2"], rel=1e-12)
+    assert rows[0]["val_mse"] != rows[0]["val_curve"][0]  # (not epoch 1's)
+    assert [r["val_mse"] for r in rows] == sorted(r["val_mse"] for r in rows)
+    assert re.search(r"\n   1  .* 2\*           1  no\n", out), out
+    assert f"R2 {rows[0]['val_r2']:.4f} part-way through epoch 2 (4 of 9 batches)" in out

@@ -261,10 +261,12 @@ def load_checkpoint(path, device="auto") -> Checkpoint:
 def _weights_epochs(history, n_models, training):
     """The epoch whose weights each member of the saved ensemble holds (EnsembleHistory.weights_epoch), from its
     early stopping's saved state: a run's last checkpoint written after its best weights were put back keeps the
-    weights reached beside them (``last_params``)."""
+    weights reached beside them (``last_params``). A checkpoint written part-way through an epoch (an interrupt's)
+    holds the weights of its steps so far: None for each member that trained in it."""
+    partial = training.get("position", {}).get("batch", 0) > 0
     for entry in training.get("callbacks", []):
         if entry.get("class") == "MemberEarlyStopping" and isinstance(entry.get("state"), dict):
             state = entry["state"]
             return ens_training.weights_epochs(history, n_models, state.get("stopped_epoch"), state.get("best_epoch"),
-                                               restored="last_params" in entry.get("arrays", []))
-    return ens_training.weights_epochs(history, n_models)
+                                               restored="last_params" in entry.get("arrays", []), partial=partial)
+    return ens_training.weights_epochs(history, n_models, partial=partial)

@@ -144,7 +144,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="at most this many members per ensemble (default: as many as the device memory holds)")
     s.add_argument("--json", type=file_path, metavar="PATH", help="write the ranked members as JSON, each with member (its place in "
                    "the grid), lr, weight_decay, seed, val_mse and val_r2 (of the weights it holds and --save-best saves, "
-                   "as Ensemble.best() ranks them), weights_epoch (their epoch: the last, the best with --early-stopping), "
+                   "as Ensemble.best() ranks them), weights_epoch (their epoch: the last, the best with --early-stopping; "
+                   "null where an interrupt cut an epoch short, partial_epoch naming it), "
                    "best_epoch, stopped_early, diverged and "
                    "val_curve (its validation MSE per epoch), and per setting (lr, weight decay) the mean and std of its "
                    "members' val_mse and val_r2 over the seeds (settings), beside the sweep's config, units and result (its "
@@ -332,12 +333,14 @@ def _counted_seeds(seeds) -> str:
     return f"--seed {seeds[0]} --seeds {len(seeds)} trains seeds {', '.join(map(str, seeds))}"
 
 
-def rank(settings, history_of, offset=0):
+def rank(settings, history_of, offset=0, held_scores=None):
     """One row per member: settings, the validation MSE and R² of the weights it holds (those --save-best saves and
     Ensemble.best() ranks by: EnsembleHistory.weights_epoch, its best epoch where early stopping restored it, else
     the last) and their epoch, its best epoch (EnsembleHistory.best_epoch: early stopping's, else the least
     val_loss's; the least val_mse's where it has none, an interrupted run), stopped early. A history without
-    weights_epoch (one made by hand) is scored at its best epoch."""
+    weights_epoch (one made by hand) is scored at its best epoch. A member holding the weights of an epoch an
+    interrupt cut short (weights_epoch None) is scored by ``held_scores`` (_Reached.held: the validation logs of
+    the weights held, NaN where that pass was cut short too), ``partial_epoch`` naming that epoch."""
     rows = []
     for k, s in enumerate(settings):
         history, j = history_of(k)
@@ -354,9 +357,15 @@ def rank(settings, history_of, offset=0):
         at = None if best is None else best if held is None else held[j]
         stopped = bool(history.stopped_early[j])
         nan = float("nan")
-        rows.append({"member": offset + k, **s, "val_mse": nan if at is None else float(val[at]),
-                     "val_r2": nan if at is None else float(r2[at]),
+        score = (nan, nan) if at is None else (float(val[at]), float(r2[at]))
+        partial = history.interrupted and isinstance(history.weights_epoch, list) and history.weights_epoch[j] is None
+        if partial:  # the weights held part-way through the next epoch, as --save-best saves them
+            at = None
+            score = (nan, nan) if held_scores is None else (float(held_scores["val_mse"][j]),
+                                                            float(held_scores["val_r2"][j]))
+        rows.append({"member": offset + k, **s, "val_mse": score[0], "val_r2": score[1],
                      "weights_epoch": None if at is None else at + 1,
+                     "partial_epoch": len(history["epoch"]) + 1 if partial else None,
                      "best_epoch": None if best is None else best + 1, "stopped_early": stopped,
                      "diverged": j in history.diverged, "val_curve": val.tolist()})
     return rows
@@ -369,6 +378,7 @@ class _Reached(Callback):
 
     def __init__(self):
         self.start_epoch, self.stopped_at = 0, ""
+        self.held, self.cut = None, ""  # an epoch cut short: the validation logs of the weights held, and where
 
     def on_train_begin(self, trainer):
         self.start_epoch = trainer.start_epoch
@@ -376,6 +386,14 @@ class _Reached(Callback):
     def on_train_end(self, trainer):
         if trainer.interrupted:
             self.stopped_at = trainer.position(trainer.state.epoch, trainer.state.batch)
+        if trainer.interrupted and trainer.state.batch and trainer.validation is not None:
+            # the members hold the weights of the cut epoch's steps, which --save-best saves and no epoch's
+            # validation scored: scored here, as gpunn train's held-out pass scores its model (one more pass)
+            self.cut = f"{trainer.state.batch} of {trainer.settings.batches_per_epoch} batches"
+            try:
+                self.held = trainer.validation.evaluate(trainer.model)
+            except KeyboardInterrupt:  # a second Ctrl-C: those members go unscored ("-"), ranked last
+                self.held = None
 
 
 def timing(g, group, history, reached) -> dict:
@@ -398,6 +416,8 @@ def format_table(rows) -> str:
     for i, r in enumerate(rows, 1):
         flag = "diverged" if r["diverged"] else ("yes" if r["stopped_early"] else "no")
         held, epoch = ("-" if r[key] is None else r[key] for key in ("weights_epoch", "best_epoch"))
+        if r.get("partial_epoch"):  # weights part-way through that epoch (the note under the table says where)
+            held = f"{r['partial_epoch']}*"
         r2 = r["val_r2"]  # (a diverged member's -5e104 took 100 digits in .4f)
         lines.append(f"{i:>4}  {r['lr']:>9.3g}  {r['weight_decay']:>12.3g}  {r['seed']:>4}  "
                      f"{_score(r['val_mse'], '.5g'):>10}  {_score(r2, '.4f' if abs(r2) < 1e4 else '.4g'):>7}  "
@@ -719,6 +739,7 @@ def _run(args, opened) -> int:
         record = resume.record(args, standalone_parser(), backend)
         record.options[resume.GROUP_KEY] = per
     rows, models, interrupted, all_diverged, timings = [], [], False, None, []
+    cut = ""  # where the interrupted ensemble's epoch was cut: "4 of 9 batches", its members' weights held there
     for g, group in enumerate(groups):
         path = os.path.join(save_dir, CHECKPOINT.format(g)) if save_dir else None
         saved = os.path.join(args.resume, CHECKPOINT.format(g)) if args.resume else None
@@ -755,16 +776,17 @@ def _run(args, opened) -> int:
             print(f"ensemble {g}: " + ("no member scored the held-out rows finitely" if isinstance(
                 exc, ValidationNotFinite) else "every member diverged") + "; they are ranked last", flush=True)
             rows += [{"member": offset + k, **s, "val_mse": float("nan"), "val_r2": float("nan"), "weights_epoch": None,
+                      "partial_epoch": None,
                       "best_epoch": None, "stopped_early": False, "diverged": True, "val_curve": []}
                      for k, s in enumerate(group)]
             models.append(None)
             continue
         if history.get("val_loss"):  # an ensemble interrupted in its first epoch has nothing to rank
-            rows += rank(group, lambda k, h=history: (h, k), offset)
+            rows += rank(group, lambda k, h=history: (h, k), offset, reached.held)
             timings.append(timing(g, group, history, reached))
         models.append(ens)
         if history.interrupted:
-            interrupted = True
+            interrupted, cut = True, reached.cut
             resume_hint = ("; not saved: --save DIR keeps a sweep that gpunn sweep --resume DIR continues"  # (as train)
                            if not save_dir else f"; {resume.GOES_ON}" if resume.goes_on_in_place(args)  # a job's line
                            else f"; continue with gpunn sweep --resume {shell_word(save_dir)}")
@@ -791,6 +813,12 @@ def _run(args, opened) -> int:
         print("(validation MSE in standardized target units; the saved best member takes raw inputs and predicts "
               "in the targets' units)")
     print(format_table(rows))
+    partial = [r for r in rows if r["partial_epoch"]]
+    if partial:
+        print(f"* part-way through epoch {partial[0]['partial_epoch']} ({cut}), where the interrupt stopped it: the "
+              "weights the members hold (and --save-best saves), scored by a pass of their own"
+              + ("" if not numpy.isnan([r["val_mse"] for r in partial]).all()
+                 else " (cut short by a second interrupt: unscored, -)"))
     settings = by_setting(rows, args.seeds)
     if args.seeds > 1:
         print()
@@ -799,7 +827,9 @@ def _run(args, opened) -> int:
     ens = models[best["member"] // per]
     member = ens[best["member"] % per]
     print(f"\nbest: lr {best['lr']:.3g}, weight decay {best['weight_decay']:.3g}, seed {best['seed']}: val MSE "
-          f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} at epoch {best['weights_epoch']}{_earlier_best(args, best)}",
+          f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} "
+          + (f"part-way through epoch {best['partial_epoch']} ({cut})" if best["partial_epoch"]
+             else f"at epoch {best['weights_epoch']}") + _earlier_best(args, best),
           flush=True)
     try:  # a pass over the held-out targets (a --data sweep's chunks, read again), for the note alone
         spread = _held_out_spread(backend, validation, train[0])

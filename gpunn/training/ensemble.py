@@ -98,12 +98,15 @@ class EnsembleHistory(History):
     NaN or infinite) and ``interrupted``. In the epochs after a member stopped early its entries are those of the
     weights it stopped with (its val_* repeat the epoch it stopped in's); ``member(k)`` ends at that epoch.
     ``weights_epoch`` (per member, from 1): the epoch whose weights the member ends with, its best epoch where early
-    stopping restored it, else the epoch it stopped in or the last; what ``Ensemble.best()`` ranks it by.
+    stopping restored it, else the epoch it stopped in or the last; what ``Ensemble.best()`` ranks it by. None for
+    a member that holds the weights of an epoch an interrupt cut short (``interrupted`` with ``cut_batch`` of its
+    batches run), which no epoch's validation scored; ``best()`` ranks it by the last epoch it finished.
     """
 
     diverged = ()
     stopped_epoch = None
     weights_epoch = None
+    cut_batch = 0  # the batches of the epoch an interrupt cut short that ran (0: it stopped at an epoch's end)
 
     def member(self, k) -> dict:
         """Member k's history as one model's: {name: per-epoch list}, up to the epoch it stopped at."""
@@ -494,6 +497,13 @@ class EnsembleTrainer(Trainer):
     """The loop's Trainer with K losses per epoch: a member whose loss is NaN, infinite or past
     DIVERGENCE_FACTOR times the run's reference loss (gpunn.training.loop.reference_loss) is frozen; TrainingDiverged only when all are."""
 
+    def _run(self):
+        history = super()._run()
+        # where an interrupt cut an epoch short, the members that trained in it hold none of the finished epochs'
+        # weights: run_ensemble's history.weights_epoch says so
+        history.cut_batch = self.state.batch if self.interrupted else 0
+        return history
+
     def epoch_logs(self, epoch, total, rows, seen, lr, t0) -> dict:
         model, opt = self.model, self.optimizer
         losses = model.backend.to_host(total) / rows  # the one host synchronisation of the epoch
@@ -629,21 +639,26 @@ def run_ensemble(model, source, optimizer, settings, state, *, callbacks, valida
         history = dp.run(loop) if dp is not None else loop()
     if not isinstance(history.stopped_early, list):  # per member, also without early stopping
         history.stopped_early = [False] * model.n_models
-    if history.weights_epoch is None:  # (early stopping sets it where it restored)
-        history.weights_epoch = weights_epochs(history, model.n_models, history.stopped_epoch)
+    if history.weights_epoch is None:  # (early stopping sets it where it restored; an interrupt restores none)
+        history.weights_epoch = weights_epochs(history, model.n_models, history.stopped_epoch,
+                                               partial=history.interrupted and history.cut_batch > 0)
     model.history = history
     return history
 
 
-def weights_epochs(history, n_models, stopped_epoch=None, best_epoch=None, restored=False):
+def weights_epochs(history, n_models, stopped_epoch=None, best_epoch=None, restored=False, partial=False):
     """Per member, the epoch (from 1) whose weights it ends a run with (``history.weights_epoch``): the best epoch
     where early stopping ``restored`` it (``best_epoch``, where that is not the epoch it stopped in or the last),
-    else the epoch it stopped in (``stopped_epoch``), else the run's last; None where no epoch finished."""
+    else the epoch it stopped in (``stopped_epoch``), else the run's last; None where no epoch finished. Where the
+    run was interrupted ``partial``-way through an epoch, None for each member that trained in it (not stopped
+    early, not diverged): it holds the weights of that epoch's steps so far, as the checkpoint written then does,
+    which no epoch's validation scored."""
     if not history.get("epoch"):
         return None
     last = history["epoch"][-1]
     stopped = stopped_epoch if isinstance(stopped_epoch, list) else [None] * n_models
-    reached = [e or last for e in stopped]
+    cut = set(range(n_models)) - set(getattr(history, "diverged", ())) if partial else ()
+    reached = [None if e is None and k in cut else e or last for k, e in enumerate(stopped)]
     if not restored or not isinstance(best_epoch, list):
         return reached
     return [b if b is not None and b != e else e for b, e in zip(best_epoch, reached)]
@@ -651,8 +666,10 @@ def weights_epochs(history, n_models, stopped_epoch=None, best_epoch=None, resto
 
 def held_rows(history, n_models):
     """Per member, the row of ``history``'s per-epoch lists that scores the weights it holds: its
-    ``weights_epoch``'s, the last row where that epoch is not among them; None where the history has no
-    ``weights_epoch`` (one made by hand). What ``Ensemble.best()`` and ``gpunn sweep``'s table rank a member by."""
+    ``weights_epoch``'s, the last row where that epoch is not among them (a member holding the weights of an epoch
+    an interrupt cut short, None: the last epoch it finished, the nearest scored); None where the history has no
+    ``weights_epoch`` (one made by hand). What ``Ensemble.best()`` ranks a member by (``gpunn sweep``'s table scores
+    an interrupted member's weights by a pass of its own)."""
     held = getattr(history, "weights_epoch", None)
     if not isinstance(held, list) or len(held) != n_models:
         return None
