@@ -1594,3 +1594,25 @@ def test_a_fresh_run_saved_over_an_earlier_runs_checkpoint_says_so(tmp_path, mon
                                        "with that run instead: gpunn train --resume run.npz\n")
     assert cli.main(["train", "--resume", "run.npz", "--epochs", "2", "--quiet", "--save", "run.npz"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_a_run_interrupted_part_way_through_an_epoch_says_its_held_out_metrics_are_the_weights_held(
+        capsys, monkeypatch, interrupt_at):
+    """Ctrl-C after 3 of epoch 2's 6 batches: the held-out line scores the model as it is, those steps' weights (as
+    the checkpoint written then holds them), not epoch 1's, but said only "held-out: mse ...", after "interrupted
+    after 1 complete epoch", and --json's result only epochs 1: it reads as epoch 1's. Both now say where the
+    weights are (history.cut_batch, from the loop); a run interrupted at an epoch's end says nothing more."""
+    fit = gpunn.MLP.fit
+    monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [
+        *k["callbacks"], interrupt_at(1, 2)]}))
+    assert cli.main(with_options(["train", *TINY, "--batch-size", "32", "--json", "-"], "--epochs", "3")) == 130
+    out = capsys.readouterr()
+    record = json.loads(out.out)
+    assert record["result"]["partial_epoch"] == 2 and record["result"]["epochs"] == 1
+    assert record["result"]["val_mse"] != record["history"]["val_mse"][-1]
+    assert f"held-out (the weights 3 batches into epoch 2): mse {record['result']['val_mse']:.5g}  " in out.err
+    monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [
+        *k["callbacks"], interrupt_at(1, 5)]}))  # the epoch's last batch
+    assert cli.main(with_options(["train", *TINY, "--batch-size", "32", "--json", "-"], "--epochs", "3")) == 130
+    out = capsys.readouterr()
+    assert json.loads(out.out)["result"]["partial_epoch"] is None and "held-out: mse " in out.err

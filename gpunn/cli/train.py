@@ -114,7 +114,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=non_negative(int), default=0, help="seeds data, initialisation and shuffles (default: %(default)s)")
     t.add_argument("--json", type=file_path, metavar="PATH", help="also write the history and final metrics as JSON, the best epoch "
                    "and its val_loss among them (result's best_epoch, best_val_loss; the held-out metrics null where "
-                   "an interrupt cut their pass short, result's interrupted true); - for standard output: the "
+                   "an interrupt cut their pass short, result's interrupted true; result's partial_epoch the epoch an "
+                   "interrupt cut short, whose steps so far the scored weights hold); - for standard output: the "
                    "lines of text then go to stderr, so gpunn train --json - | jq works; a name that says another "
                    "kind of file, .csv or .npz..., is refused")
     t.add_argument("--csv", type=file_path, metavar="PATH", help="also write the history as CSV, one row per epoch (- for standard "
@@ -671,6 +672,8 @@ def _run(args, opened) -> int:
               # (config's batch_size is per rank: with this, a 2-rank run's record is not a 1-process run's)
               "ranks": _ranks() if distributed else 1,
               "epochs": len(history["epoch"]), "interrupted": history.interrupted or cut,
+              # where an interrupt cut an epoch short: the held-out metrics are of the weights part-way through it
+              "partial_epoch": len(history["epoch"]) + 1 if history.interrupted and history.cut_batch else None,
               # the fit's History.best: val_loss is what gpunn train's early stopping monitors (and, without it, the
               # least val_loss's epoch is best_epoch), so the key names it; "best" beside val_mse would be ambiguous
               "best_epoch": getattr(history, "best_epoch", None), "best_val_loss": getattr(history, "best", None)}
@@ -693,7 +696,11 @@ def _run(args, opened) -> int:
         print(f"early stopping: best epoch {best} of {last} (the epochs ran out before its patience); its weights "
               "are kept")
     if not cut:
-        print(f"held-out{' (standardized targets)' if scaled else ''}: mse {result['val_mse']:.5g}  "
+        where = (f"the weights {history.cut_batch:,} batch{'' if history.cut_batch == 1 else 'es'} into epoch "
+                 f"{result['partial_epoch']}"
+                 if result["partial_epoch"] else "")  # (else the last epoch's, or early stopping's best, as said)
+        said = ", ".join(filter(None, (where, "standardized targets" if scaled else "")))
+        print(f"held-out{f' ({said})' if said else ''}: mse {result['val_mse']:.5g}  "
               f"mae {result['val_mae']:.5g}  r2 {result['val_r2']:.4f}" if evaluator
               else "held-out: none (no rows were held out)")
     if evaluator and args.data and model.standardizer is None and result["val_r2"] < 0:

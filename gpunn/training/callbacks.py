@@ -133,7 +133,9 @@ class History(dict):
     ``interrupted`` is True when training stopped on Ctrl-C / ``trainer.interrupt()`` (only
     completed epochs are listed: a run stopped in its first epoch returns a History whose lists are empty,
     ``history["epoch"] == []``, as Keras's ``history.epoch`` lists the epochs completed);
-    ``stopped_early`` when early stopping ended it.
+    ``stopped_early`` when early stopping ended it. ``cut_batch``: where an interrupt stopped part-way through an
+    epoch, how many of its batches ran (the model holds the weights of their steps, which no epoch's row scores, as
+    the checkpoint written then does); 0 where it stopped at an epoch's end, or was not interrupted.
 
     ``best_epoch`` (from 1) and ``best`` (its value): EarlyStopping's best epoch and value by its monitor, whose
     weights the model ends with (``restore_best_weights``); without EarlyStopping, the epoch and value of the least
@@ -142,6 +144,7 @@ class History(dict):
     """
 
     interrupted = False
+    cut_batch = 0
     stopped_early = False
     best_epoch = None
     best = None

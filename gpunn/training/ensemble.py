@@ -106,7 +106,6 @@ class EnsembleHistory(History):
     diverged = ()
     stopped_epoch = None
     weights_epoch = None
-    cut_batch = 0  # the batches of the epoch an interrupt cut short that ran (0: it stopped at an epoch's end)
 
     def member(self, k) -> dict:
         """Member k's history as one model's: {name: per-epoch list}, up to the epoch it stopped at."""
@@ -496,13 +495,6 @@ class BootstrapSource(ArraySource):
 class EnsembleTrainer(Trainer):
     """The loop's Trainer with K losses per epoch: a member whose loss is NaN, infinite or past
     DIVERGENCE_FACTOR times the run's reference loss (gpunn.training.loop.reference_loss) is frozen; TrainingDiverged only when all are."""
-
-    def _run(self):
-        history = super()._run()
-        # where an interrupt cut an epoch short, the members that trained in it hold none of the finished epochs'
-        # weights: run_ensemble's history.weights_epoch says so
-        history.cut_batch = self.state.batch if self.interrupted else 0
-        return history
 
     def epoch_logs(self, epoch, total, rows, seen, lr, t0) -> dict:
         model, opt = self.model, self.optimizer

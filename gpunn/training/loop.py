@@ -418,6 +418,7 @@ def train(trainable, source, optimizer, settings: FitSettings, state: TrainState
     with sigint_stops(trainer, handle_interrupt), fit_threads(trainable):  # a small net's BLAS on one thread
         history = trainer.run()
     history.interrupted = trainer.interrupted
+    history.cut_batch = trainer.state.batch if trainer.interrupted else 0  # the model holds those steps' weights
     if validation is not None and not any(isinstance(cb, EarlyStopping) for cb in trainer.callbacks):
         history.settle_best()  # the least val_loss's epoch, where no EarlyStopping names one
     return history
