@@ -2144,7 +2144,9 @@ def test_the_setup_says_the_blas_threads_gpunns_fits_run_on_where_not_the_proces
     assert system.gpunn_fits_words(4) == both.replace("an Ensemble's: 1 thread", "an Ensemble's: 2 threads")
     monkeypatch.setenv("GPUNN_ENSEMBLE_BLAS_THREADS", "0")
     assert system.gpunn_fits_words(4) == " (a gpunn fit of a net under 65,536 parameters: 1 thread)"
-    monkeypatch.setenv("MKL_NUM_THREADS", "4")
+    monkeypatch.setenv("MKL_NUM_THREADS", "4")  # no count of NumPy's OpenBLAS: its fits still put it on one thread
+    assert system.gpunn_fits_words(4) == " (a gpunn fit of a net under 65,536 parameters: 1 thread)"
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # (OpenBLAS reads it)
     assert system.gpunn_fits_words(4) == ""
     monkeypatch.delenv("GPUNN_ENSEMBLE_BLAS_THREADS")
     assert system.gpunn_fits_words(4) == ""

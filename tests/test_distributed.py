@@ -2672,11 +2672,13 @@ def test_more_ranks_than_cores_are_told_they_take_turns_and_how_many_to_start(mo
         with threads.rank_threads(Ranks(ranks), model) as words:
             return words
 
-    monkeypatch.setattr(threads, "user_set", lambda: True)  # OPENBLAS_NUM_THREADS set: no BLAS threads to change
+    for name in threads.BLAS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # no BLAS threads to change
     assert said(2, 2) is None and said(1, 1) is None
     assert said(2, 3) == "3 ranks on 2 cores take turns on them, many times slower than 2: start at most 2 on this machine"
     assert said(1, 2) == "2 ranks on 1 core take turns on them, many times slower than 1: start at most 1 on this machine"
-    monkeypatch.setattr(threads, "user_set", lambda: False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
     pytest.importorskip("threadpoolctl")
     assert said(2, 4) == ("1 BLAS thread per rank (its 2 cores shared with other ranks of this machine; 4 ranks on 2 "
                           "cores take turns on them, many times slower than 2: start at most 2 on this machine)")

@@ -72,10 +72,24 @@ def test_openblas_num_threads_set_by_the_user_wins(monkeypatch):
 
 
 @needs_two
-@pytest.mark.parametrize("name", fit_threads.BLAS_ENV)
-def test_any_blas_thread_variable_set_wins(monkeypatch, name):
+@pytest.mark.parametrize("name", ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"])
+def test_a_variable_openblas_reads_set_wins(monkeypatch, name):
     counts, before = fit(monkeypatch, **{name: "2"})
     assert counts == [set(before)] * 2
+
+
+@needs_two
+@pytest.mark.parametrize("name", ["MKL_NUM_THREADS", "BLIS_NUM_THREADS"])
+def test_another_librarys_thread_variable_leaves_openblas_to_the_fit(monkeypatch, name):
+    """MKL_NUM_THREADS is no count of OpenBLAS's (it does not read it): a small fit, and an Ensemble's, still put
+    NumPy's OpenBLAS on one thread. Any BLAS_ENV variable left it on every core before, as under Slurm (32120e2)."""
+    counts, _ = fit(monkeypatch, **{name: "2"})
+    assert counts == [{1}, {1}]
+    X = numpy.ones((64, 4), numpy.float32)
+    seen = Seen()
+    gpunn.Ensemble([4, 8, 1], 2, device="cpu", seed=0).fit(X, X[:, :1], epochs=1, batch_size=32, verbose=False,
+                                                           callbacks=[seen])
+    assert seen.counts == [{1}]
 
 
 @needs_two
@@ -414,3 +428,52 @@ def test_under_slurm_without_threadpoolctl_info_says_what_holds_the_blas_to_its_
         "install threadpoolctl (gpunn[cpu]) or export OPENBLAS_NUM_THREADS=8")
     monkeypatch.setattr(fit_threads, "affinity_cores", lambda: 8)  # bound to its 8 cores: nothing to say
     assert fit_threads.count_source() == "threads: the library's own count, the cores the process may run on"
+
+
+@pytest.mark.parametrize("env, during, asked", [
+    ({}, [1, 1], True),
+    # MKL's variable is no count of OpenBLAS's: it kept NumPy's OpenBLAS on its 8 threads, the fit said to run on them
+    ({"MKL_NUM_THREADS": "4"}, [1, 8], True),
+    ({"BLIS_NUM_THREADS": "4"}, [1, 1], True),
+    ({"OMP_NUM_THREADS": "4"}, [8, 8], False),  # (both read it)
+    ({"OPENBLAS_NUM_THREADS": "4", "MKL_NUM_THREADS": "2"}, [8, 8], False),
+    ({"OPENBLAS_NUM_THREADS": "4"}, [8, 1], False),
+])
+def test_a_small_fit_puts_each_blas_on_one_thread_unless_a_variable_it_reads_sets_its_count(
+        monkeypatch, env, during, asked):
+    """The rule of cap_at_slurm_cpus for a small net's fit too: a library keeps its count where a variable that library
+    reads sets one, the others go to one thread and come back; asks_one_thread and one_thread_for (gpunn bench's
+    peer count and note) follow NumPy's (the first)."""
+    clear(monkeypatch)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    libraries = [NamedLibrary("openblas", 8), NamedLibrary("mkl", 8)]
+    monkeypatch.setattr(fit_threads, "_libraries", lambda: libraries)
+    seen = []
+
+    class Counts(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen.append([lib.threads for lib in libraries])
+
+    X = numpy.ones((64, 4))
+    model = gpunn.MLP([4, 3, 1], seed=0, device="cpu")
+    assert fit_threads.asks_one_thread(model) is asked
+    model.fit(X, X[:, :1], epochs=1, verbose=False, callbacks=[Counts()])
+    assert seen == [during] and [lib.threads for lib in libraries] == [8, 8]
+    assert fit_threads.one_thread_for(model) is asked and not fit_threads._holders
+
+
+def test_numpys_blas_is_the_one_from_numpys_folder_whichever_threadpoolctl_lists_first(monkeypatch):
+    """user_set() (a small fit's count asked of NumPy's BLAS: gpunn bench's peers and setup line) reads the variables
+    of NumPy's own library: threadpoolctl's list can open with MKL (loaded by GPUNN_GEMM=mkl, or torch's) or SciPy's
+    OpenBLAS, whatever order the libraries were loaded in."""
+    clear(monkeypatch)
+    mkl, numpys = NamedLibrary("mkl", 8), NamedLibrary("openblas", 8)
+    mkl.filepath, numpys.filepath = "/venv/lib/libmkl_rt.so.3", "/venv/numpy.libs/libscipy_openblas64_.so"
+    monkeypatch.setattr(fit_threads, "_libraries", lambda: [mkl, numpys])
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert fit_threads.user_set() and not fit_threads.user_set(mkl)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    monkeypatch.setenv("MKL_NUM_THREADS", "2")
+    assert not fit_threads.user_set() and fit_threads.user_set(mkl)
+    assert fit_threads.libraries_to_set() == [numpys]

@@ -72,13 +72,33 @@ def test_a_gpu_rank_exchanges_nothing():
     assert said is None and comm.labels == []
 
 
-@pytest.mark.parametrize("name", threads.BLAS_ENV)
+def _openblas_alone():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if {p["internal_api"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"} != {"openblas"}:
+        pytest.skip("a BLAS other than OpenBLAS is loaded")
+
+
+@pytest.mark.parametrize("name", ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"])
 def test_a_blas_thread_count_the_user_set_is_left_as_it_is(on_four_cores, monkeypatch, name):
+    _openblas_alone()
     monkeypatch.setenv(name, "3")
     before = _blas_threads_not_one()
     with threads.rank_threads(Gathers([FOUR, FOUR, FOUR]), _model()) as said:
         assert _blas_threads() == before
     assert said is None
+
+
+@pytest.mark.parametrize("name", ["MKL_NUM_THREADS", "BLIS_NUM_THREADS"])
+def test_another_librarys_thread_variable_leaves_openblas_its_share(on_four_cores, monkeypatch, name):
+    """OpenBLAS does not read MKL_NUM_THREADS: any BLAS_ENV variable left a rank's OpenBLAS on every core of the
+    machine, shared with the other ranks (the rule of the Slurm cap, 32120e2, for the rank's share too)."""
+    _openblas_alone()
+    monkeypatch.setenv(name, "3")
+    before = _blas_threads_not_one()
+    with threads.rank_threads(Gathers([FOUR, FOUR, FOUR]), _model()) as said:
+        assert set(_blas_threads()) == {1}
+    assert said == "1 BLAS thread per rank (its 4 cores shared with other ranks of this machine)"
+    assert _blas_threads() == before
 
 
 def test_a_blank_thread_setting_is_no_setting(on_four_cores, monkeypatch):

@@ -9,9 +9,9 @@ data-parallel fit runs on the CPU, each rank's BLAS (an ensemble's member groups
 thread anyway) uses its share of the cores it may run on: those cores divided by the ranks of the same
 machine that may run on them too. The ranks compare their affinity sets, so ranks a launcher bound to
 cores of their own keep all of theirs, and ranks that share a set (no binding, or ``taskset`` around the
-whole job) split it. A thread count the user set (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS,
-OMP_NUM_THREADS, MKL_NUM_THREADS, BLIS_NUM_THREADS: gpunn.ops.fit_threads.BLAS_ENV; or GPUNN_CPU_THREADS for the
-member groups) is left as it is.
+whole job) split it. A BLAS library whose thread count the user set in a variable it reads (OpenBLAS:
+OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS; MKL_NUM_THREADS is MKL's: gpunn.ops.fit_threads.user_set),
+and the member groups where GPUNN_CPU_THREADS is set, are left as they are.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import os
 import socket
 
 from ..ops.cpu import SLURM_CPUS, slurm_cpus, threads_setting, usable_cores
-from ..ops.fit_threads import BLAS_ENV, user_set  # noqa: F401 (BLAS_ENV: the variables user_set reads, named here too)
+from ..ops.fit_threads import BLAS_ENV, libraries_to_set, user_set  # noqa: F401 (BLAS_ENV: user_set's variables)
 
 
 def _sharing(mine: tuple, ranks: list) -> int:
@@ -77,15 +77,19 @@ def rank_threads(comm, model):
     said, stack = [], contextlib.ExitStack()
     member_ops = getattr(model, "member_ops", None)  # an ensemble: its BLAS already runs on one thread
     with stack:
-        if member_ops is None and not user_set():
+        if member_ops is None:
             try:
                 from threadpoolctl import threadpool_limits
             except ImportError:
-                said.append(f"BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS={share}, "
-                            f"to give each rank {share} core{'s' * (share != 1)})")
+                if not user_set():
+                    said.append(f"BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS={share}, "
+                                f"to give each rank {share} core{'s' * (share != 1)})")
             else:
-                stack.enter_context(threadpool_limits(limits=share, user_api="blas"))
-                said.append(f"{share} BLAS thread{'s' * (share != 1)} per rank")
+                # (each library but one whose count a variable it reads sets: MKL_NUM_THREADS left OpenBLAS on all)
+                limits = {lib.prefix: share for lib in libraries_to_set()}
+                if limits:
+                    stack.enter_context(threadpool_limits(limits=limits))
+                    said.append(f"{share} BLAS thread{'s' * (share != 1)} per rank")
         if member_ops is not None and hasattr(member_ops, "threads") and threads_setting() is None:
             before = member_ops.threads
             member_ops.threads = min(before, share)

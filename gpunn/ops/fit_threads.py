@@ -14,10 +14,12 @@ GPUNN_ENSEMBLE_BLAS_THREADS). One thread also gives
 one thread's bits whatever the core count (two threads split a 128x64x64 product otherwise: its last bits differ),
 with the one-call step (gpunn.ops.mlp_step) or without it alike.
 
-The rule, the same for both: a count the user set in the environment (BLAS_ENV: OPENBLAS_NUM_THREADS and the rest)
-is left as it is; GPUNN_ENSEMBLE_BLAS_THREADS, set, gives an Ensemble's count over it. A threadpoolctl limit (or a
-data-parallel rank's share, gpunn.distributed.threads) is a ceiling: one thread stays under it, and the limit comes
-back as the fit ends. Without threadpoolctl nothing is changed.
+The rule, the same for both: a library whose count the user set in a variable it reads (OpenBLAS:
+OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS; MKL: MKL_NUM_THREADS, OMP_NUM_THREADS; BLIS: BLIS_NUM_THREADS,
+OMP_NUM_THREADS) is left as it is, the others are set (MKL_NUM_THREADS is no count of OpenBLAS's: until session 40 any
+of them left every library alone); GPUNN_ENSEMBLE_BLAS_THREADS, set, gives an Ensemble's count over it. A
+threadpoolctl limit (or a data-parallel rank's share, gpunn.distributed.threads) is a ceiling: one thread stays under
+it, and the limit comes back as the fit ends. Without threadpoolctl nothing is changed.
 
 One mechanism for both, ~30 us a fit: threadpoolctl's controllers of the BLAS libraries loaded (every BLAS: OpenBLAS,
 MKL, BLIS), from its cached controller (threadpoolctl 3.8+), which looks for the libraries again (~1 ms) only where a
@@ -103,13 +105,14 @@ def _said_as_a_warning(doing: str):
                       "BLAS thread counts as they are", RuntimeWarning, stacklevel=2)
 
 
-def _set(threads: int) -> list:
-    """Each BLAS library on ``threads`` threads: [(library, count before, threads)] for those that changed (a library
-    another thread's threadpoolctl limit holds does not), those changed before a failure too (put back at the end)."""
+def _set(threads: int, forced: bool) -> list:
+    """Each BLAS library on ``threads`` threads, but one whose count the user set in a variable it reads (unless
+    ``forced``): [(library, count before, threads)] for those that changed (a library another thread's threadpoolctl
+    limit holds does not), those changed before a failure too (put back at the end)."""
     global _reached
     changed, _reached = [], None
     with _said_as_a_warning(f"set NumPy's BLAS to {threads} thread{'s' if threads != 1 else ''} for the fit"):
-        libraries = _libraries()
+        libraries = _libraries() if forced else libraries_to_set()
         for lib in libraries:
             before = lib.get_num_threads()
             if before != threads:
@@ -130,9 +133,36 @@ def _put_back(changed):
     _let_go()
 
 
-def user_set() -> bool:
-    """Whether the environment sets a BLAS thread count (BLAS_ENV, not blank)."""
-    return any(os.environ.get(name, "").strip() for name in BLAS_ENV)
+def user_set(library=None) -> bool:
+    """Whether the environment sets the thread count of ``library`` (a threadpoolctl controller) in a variable that
+    library reads (_READ_BY: MKL_NUM_THREADS is no count of OpenBLAS's); None: NumPy's BLAS (the one loaded from
+    NumPy's folder, as gpunn bench's setup line: MKL loaded by GPUNN_GEMM, or SciPy's OpenBLAS, may come first in
+    threadpoolctl's list; else the first), or without threadpoolctl to name it, any BLAS_ENV variable."""
+    if library is None:
+        try:
+            libraries = _libraries()
+        except Exception:  # noqa: BLE001 - threadpoolctl cannot read them (a fit warns): any variable, as without it
+            libraries = []
+        numpys = [lib for lib in libraries if "numpy" in str(getattr(lib, "filepath", "")).lower()]
+        library = (numpys or libraries or [None])[0]
+    return _count_variable(library) is not None
+
+
+def _every_count_set() -> bool:
+    """Whether the user set the count of every BLAS library loaded, each in a variable it reads (none loaded, or no
+    threadpoolctl to name them: any BLAS_ENV variable set; threadpoolctl failing to read them: False, the fit warns)."""
+    try:
+        libraries = _libraries()
+    except Exception:  # noqa: BLE001 - (the fit's _set says so)
+        return False
+    return all(user_set(lib) for lib in libraries) if libraries else user_set()
+
+
+def libraries_to_set() -> list:
+    """The BLAS libraries loaded (threadpoolctl's controllers) whose count the user set in no variable they read: those
+    a small net's fit, an Ensemble's and a data-parallel rank's share put on their own count. MKL_NUM_THREADS=1 kept
+    NumPy's OpenBLAS on every core for all three (as it did under Slurm before session 40)."""
+    return [lib for lib in _libraries() if not user_set(lib)]
 
 
 def _count_variable(library=None) -> str | None:
@@ -147,16 +177,14 @@ def cap_at_slurm_cpus() -> None:
     the environment sets no count in a variable it reads (MKL_NUM_THREADS is no count of OpenBLAS's). OpenBLAS starts
     as many threads as the process may run on cores: where Slurm binds a task to its --cpus-per-task cores
     (task/affinity, a cgroup's cpuset) that is the job's count already, but where it does not (task/none, Slurm's
-    default) it is every core of the node, which the job shares with others. Kept for the process: its fits put their own counts back to it. Without threadpoolctl nothing
-    changes (``gpunn info``'s blas line says so)."""
+    default) it is every core of the node, which the job shares with others. Kept for the process: its fits put their
+    own counts back to it. Without threadpoolctl nothing changes (``gpunn info``'s blas line says so)."""
     global _capped
     slurm = slurm_cpus()
     if slurm is None:
         return
     try:
-        for lib in _libraries():
-            if _count_variable(lib) is not None:  # the user's count for it
-                continue
+        for lib in libraries_to_set():
             before = lib.get_num_threads()
             if before is not None and before > slurm:
                 lib.set_num_threads(slurm)
@@ -194,33 +222,33 @@ def _small(model) -> bool:
 
 
 def asks_one_thread(model) -> bool:
-    """Whether a fit of ``model`` asks the BLAS libraries for one thread: ``model`` small and no count set in the
-    environment (known before the fit: gpunn bench gives its torch peer the same count; one_thread_for says, after
-    the fit, whether every library took it)."""
+    """Whether a fit of ``model`` asks NumPy's BLAS for one thread: ``model`` small and no count set in a variable
+    that library reads (user_set; known before the fit: gpunn bench gives its torch peer the same count;
+    one_thread_for says, after the fit, whether every library took it)."""
     return _small(model) and not user_set()
 
 
 def one_thread_for(model) -> bool:
     """Whether the last fit of a model like ``model`` ran NumPy's BLAS on one thread (fit_threads): ``model`` small,
-    no count set in the environment, and every BLAS library at one thread once gpunn set it, as read back from each
-    (gpunn bench's note, said after the fit). Not where threadpoolctl failed to read or set a library, nor where one
-    kept its count (a setter that does nothing; another thread's threadpoolctl limit): that fit ran on the counts as
-    they were. False before any such fit."""
+    no count set in a variable NumPy's BLAS reads, and every BLAS library gpunn set at one thread, as read back from
+    each (gpunn bench's note, said after the fit). Not where threadpoolctl failed to read or set a library, nor where
+    one kept its count (a setter that does nothing; another thread's threadpoolctl limit): that fit ran on the counts
+    as they were. False before any such fit."""
     return asks_one_thread(model) and _reached == 1
 
 
 @contextlib.contextmanager
 def blas_threads(threads: int = 1, *, forced: bool = False):
-    """While it is active: the BLAS libraries on ``threads`` threads, unless the environment sets a count (BLAS_ENV;
-    ``forced``: set all the same); shared with the contexts active on other threads (see the module), and put back
-    by the last of them to end (also on an error or an interruption)."""
+    """While it is active: the BLAS libraries on ``threads`` threads, but one whose count the environment sets in a
+    variable it reads (user_set; ``forced``: set all the same); shared with the contexts active on other threads (see
+    the module), and put back by the last of them to end (also on an error or an interruption)."""
     global _changed
     me = threading.get_ident()
     with _lock.current:
-        joined = bool(_holders) or forced or not user_set()
+        joined = bool(_holders) or forced or not _every_count_set()
         if joined:
             if not _holders:
-                _changed = _set(threads)
+                _changed = _set(threads, forced)
             _holders[me] = _holders.get(me, 0) + 1
     if not joined:
         yield
@@ -256,7 +284,7 @@ os.register_at_fork(after_in_child=_forked)
 
 def fit_threads(model):
     """The context a fit of ``model`` runs in (gpunn.training.loop.train): one BLAS thread where the model is small
-    (_small) and the user set no count (see the module)."""
+    (_small), for each BLAS library whose count the user set in no variable it reads (see the module)."""
     return blas_threads(1) if _small(model) else contextlib.nullcontext()
 
 
@@ -270,8 +298,8 @@ def blas_threads_setting() -> int:
 
 
 def member_blas_threads(xp):
-    """A context in which NumPy's BLAS runs on one thread while an ensemble trains on the CPU: a count set in the
-    environment (OPENBLAS_NUM_THREADS and the rest, BLAS_ENV) is left as it is, and
+    """A context in which NumPy's BLAS runs on one thread while an ensemble trains on the CPU: a count set in a
+    variable the library reads (OPENBLAS_NUM_THREADS for OpenBLAS, not MKL_NUM_THREADS: user_set) is left as it is, and
     GPUNN_ENSEMBLE_BLAS_THREADS, set, gives the count over it (0 leaves the BLAS alone). Through the mechanism a small
     net's fit uses (blas_threads: threadpoolctl's cached controller, the count shared with
     fits running beside it; a no-op without threadpoolctl). On a GPU the variable is not read, so a bad value is not
