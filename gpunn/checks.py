@@ -13,7 +13,7 @@ import warnings
 import numpy
 
 from .backend import is_device_array, user_stacklevel
-from .hints import value_repr
+from .hints import a_type, value_repr
 
 
 DTYPES = ("float32", "float64")  # a model's, and a synthetic task's
@@ -82,7 +82,7 @@ def as_array(data, name: str = "X"):
     if is_array(data) and not (isinstance(data, numpy.ndarray) and data.dtype == object):
         return data
     if isinstance(data, (str, bytes, os.PathLike)):  # fit("X.npy", "Y.npy") said "got dtype <U5"
-        raise TypeError(f"{name} is a {type(data).__name__} ({os.fsdecode(data)!r}), not an array: read a file first "
+        raise TypeError(f"{name} is {a_type(data)} ({os.fsdecode(data)!r}), not an array: read a file first "
                         "(numpy.load for .npy); fit also takes files as a data source, in place of X and Y "
                         "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)")
     _refuse_dates(data, name)
@@ -191,7 +191,7 @@ def _frame_labels(data, name: str):
     dict) is refused here, the checks' first look at X or Y, before any attribute is read: an attribute dict's
     ``__getattr__`` raises KeyError for a name it lacks, which stood in place of this refusal."""
     if isinstance(data, collections.abc.Mapping):
-        raise TypeError(f"{name} must be an array of numbers, got a {type(data).__name__}")
+        raise TypeError(f"{name} must be an array of numbers, got {a_type(data)}")
     labels = getattr(data, "columns", None)
     if labels is None or not (hasattr(data, "iloc") or hasattr(data, "select")):
         return None
@@ -453,7 +453,7 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
             held = data.item()
             # a SciPy sparse matrix (OneHotEncoder's default output): gpunn's products are dense
             dense = f": gpunn trains on dense arrays, {name.split()[0]}.toarray()" if hasattr(held, "toarray") else ""
-            raise TypeError(f"{name} must be an array of numbers, got a {type(held).__name__}{dense}")
+            raise TypeError(f"{name} must be an array of numbers, got {a_type(held)}{dense}")
         if _kind_of(data) == "O":
             _refuse_missing(data, name)
         # numbers read as text (csv.reader's rows, numpy.loadtxt(dtype=str)) are converted by the caller, as

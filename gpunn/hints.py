@@ -222,6 +222,16 @@ def _betas(value) -> str:
     return "beta1=..., beta2=..."
 
 
+def a_type(value) -> str:
+    """``value``'s type name with the article it is read with, for a refusal's "got {a_type(x)}": "an AttrDict",
+    "an object", "a set"; "an MLP" (an initialism said letter by letter, "em-el-pee"), "a UserDict" (a U read
+    "you"). Leading underscores are not read: "an _AttrDict"."""
+    name = type(value).__name__
+    said = name.lstrip("_")
+    vowel = said[:1] in "aeioAEIO" and said[:1] != "" or (said[:2].isupper() and said[:1] in "FHLMNRSX")
+    return f"{'an' if vowel else 'a'} {name}"
+
+
 def value_repr(value) -> str:
     """``repr(value)`` for a refusal that names a user's value, ``<Odd object>`` where its repr raises: the repr's error
     stood in place of the refusal (``MLP(..., activation=obj)``: ZeroDivisionError for "unknown activation")."""

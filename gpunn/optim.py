@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy
 
 from .checks import flag, got, non_negative_int, non_negative_number, positive_int, real
-from .hints import bracketed_hint, keywords_hinted, known_name, value_repr
+from .hints import a_type, bracketed_hint, keywords_hinted, known_name, value_repr
 
 
 def check_lr(lr) -> float:
@@ -51,10 +51,10 @@ def _parameters_words(value) -> str:
     if isinstance(value, (list, tuple)):
         arrays = f"{len(value)} array{'s' * (len(value) != 1)}"
         attribute = getattr(value, "model_attribute", None)
-        return f"model.{attribute}, {arrays}" if attribute else f"a {type(value).__name__} of {arrays}"
+        return f"model.{attribute}, {arrays}" if attribute else f"{a_type(value)} of {arrays}"
     if hasattr(value, "shape"):
         return f"an array of shape {tuple(value.shape)}"
-    return f"a {type(value).__name__}"
+    return a_type(value)
 
 
 class Optimizer:

@@ -4,6 +4,7 @@ and illegitimate ones (NaN/inf, ragged lists, complex/str/object, 3-D, no rows) 
 argument. Hypothesis runs few, derandomized examples (the "gpunn" profile, tests/conftest.py): the module
 runs in a few seconds on the CPU.
 """
+import collections
 import os
 import pickle
 import re
@@ -645,11 +646,11 @@ def test_an_attribute_dict_as_x_or_y_is_refused_as_no_array_not_by_its_keyerror(
     for call in (lambda: model.fit(odd, Y, epochs=1, verbose=False), lambda: model.fit(odd, epochs=1, verbose=False),
                  lambda: model.predict(odd), lambda: model.score(odd, Y),
                  lambda: gpunn.Ensemble([3, 4, 1], 2, device="cpu").fit(odd, Y, epochs=1, verbose=False)):
-        with pytest.raises(TypeError, match=r"^X must be an array of numbers, got a _AttrDict$"):
+        with pytest.raises(TypeError, match=r"^X must be an array of numbers, got an _AttrDict$"):
             call()
-    with pytest.raises(TypeError, match=r"^Y must be an array of numbers, got a _AttrDict$"):
+    with pytest.raises(TypeError, match=r"^Y must be an array of numbers, got an _AttrDict$"):
         model.evaluate(X, _AttrDict(y=Y))
-    with pytest.raises(TypeError, match=r"^X_val must be an array of numbers, got a _AttrDict$"):
+    with pytest.raises(TypeError, match=r"^X_val must be an array of numbers, got an _AttrDict$"):
         model.fit(X, Y, epochs=1, verbose=False, validation_data=(odd, Y))
     assert not gpunn.data.is_source(odd)
 
@@ -670,6 +671,19 @@ def test_an_attribute_dict_as_x_or_y_is_refused_as_no_array_not_by_its_keyerror(
 
     with pytest.raises(KeyError, match="the file's row count"):
         model.fit(Broken(), epochs=1, verbose=False)
+
+
+@pytest.mark.parametrize("odd, said", [(_AttrDict(a=1), "an _AttrDict"), ({1, 2}, "a set"), (object(), "an object"),
+                                       (collections.UserDict(), "a UserDict")],
+                         ids=["attrdict", "set", "object", "userdict"])  # (an id read _AttrDict's __name__: KeyError)
+def test_a_refused_type_takes_the_article_it_is_read_with(odd, said):
+    """"got a {type}" read "got a _AttrDict", "got a object" before a vowel: the article follows the name's first
+    letter (after underscores), "a" before a U ("a UserDict", as "a user")."""
+    with pytest.raises(TypeError, match=rf"^X must be an array of numbers, got {said}$"):
+        gpunn.MLP([3, 1], seed=0, device="cpu").predict(odd)
+    assert gpunn.hints.a_type(gpunn.MLP([3, 1], seed=0, device="cpu")) == "an MLP"  # an initialism, said "em-el-pee"
+    with pytest.raises(TypeError, match=r"path must be a file name, got an Ensemble \(the arguments go the other way"):
+        gpunn.save(gpunn.Ensemble([3, 1], n_models=2, seed=0, device="cpu"), "m.npz")
 
 
 def test_none_among_numbers_is_refused_as_a_missing_value():

@@ -8,6 +8,7 @@ import reprlib
 import numpy
 
 from .. import backend as _backend
+from ..hints import a_type
 from ..rng import shuffler
 from ..training.state import FitSettings, TrainState
 from .format import _write, read
@@ -75,7 +76,7 @@ def save(path, model) -> None:
     An :class:`gpunn.Ensemble` is saved whole (kind "ensemble": its members' seeds beside the model
     section, the flat buffer of all members as ``params``); :func:`load` gives the Ensemble back."""
     if not isinstance(path, (str, bytes, os.PathLike)) and isinstance(model, (str, bytes, os.PathLike)):
-        raise TypeError(f"gpunn.save(path, model): path must be a file name, got a {type(path).__name__} (the "
+        raise TypeError(f"gpunn.save(path, model): path must be a file name, got {a_type(path)} (the "
                         "arguments go the other way round: gpunn.save(path, model))")
     file_name(path, "gpunn.save(path, model)")
     from ..model import DeviceModel
@@ -151,13 +152,13 @@ def _callback_state(cb) -> tuple:
     said = f"{type(cb).__name__}.state_dict() returned"
     got = cb.state_dict()
     if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], dict)):
-        shape = f"a {type(got).__name__}" + (f" of {len(got)}" if isinstance(got, tuple) else "")
+        shape = a_type(got) + (f" of {len(got)}" if isinstance(got, tuple) else "")
         raise TypeError(f"{said} {shape}; a gpunn callback's returns a pair (json_dict, arrays): a dict of its progress "
                         "that JSON holds, and a dict {name: array} (empty for none): return {'seen': self.seen}, {} "
                         "(PyTorch's state_dict returns one dict)")
     state, arrays = got
     if not isinstance(arrays, dict):
-        raise TypeError(f"{said} a pair whose arrays are a {type(arrays).__name__}, not a dict {{name: array}}")
+        raise TypeError(f"{said} a pair whose arrays are {a_type(arrays)}, not a dict {{name: array}}")
     for key, value in state.items():
         foreign = _not_json(value)
         if foreign is not None:

@@ -10,6 +10,7 @@ import numpy
 
 from ..datasets import CHUNK_ROWS, get_task, rebatch, refuse_unknown_options
 from ..checks import as_array, as_matrix, canonical_dtype, positive_int, validation_share
+from ..hints import a_type
 from ..rng import generator
 from .base import (ChunkedSource, Closable, DataError, chunk_sizes, closes_files_when_refused,
                    default_chunk_rows, held_count, pread_full, standardize_option)
@@ -685,7 +686,7 @@ def _pair(item, piece):
         except (TypeError, ValueError):
             pass
     what = f"an array of shape {item.shape}" if isinstance(item, numpy.ndarray) else (
-        f"a {type(item).__name__} of {len(item)}" if hasattr(item, "__len__") else repr(item))
+        f"{a_type(item)} of {len(item)}" if hasattr(item, "__len__") else repr(item))
     raise DataError(f"{piece} of the iterable must be an (X, Y) pair; got {what}")
 
 

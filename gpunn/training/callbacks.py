@@ -21,7 +21,7 @@ import numpy
 
 from ..backend import host_array
 from ..checks import flag, got, non_negative_int, non_negative_number, real, verbosity
-from ..hints import keywords_hinted, missing_attribute
+from ..hints import a_type, keywords_hinted, missing_attribute
 from ..optim import misplaced
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
@@ -700,7 +700,7 @@ def order_callbacks(callbacks, verbose):
         if not isinstance(cb, Callback) and (said := misplaced(cb, f"callbacks[{i}]")):
             raise TypeError(said)
         if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks[{i}] is a {type(cb).__name__}, not a gpunn.Callback; subclass gpunn.Callback "
+            raise TypeError(f"callbacks[{i}] is {a_type(cb)}, not a gpunn.Callback; subclass gpunn.Callback "
                             "and override the hooks it needs")
         refuse_foreign_hooks(cb, i)
     writers = [cb for cb in callbacks if getattr(cb, "writes_checkpoint", False)]

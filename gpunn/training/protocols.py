@@ -12,6 +12,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Iterator, Protocol, runtime_checkable
 
+from ..hints import a_type
+
 
 @runtime_checkable
 class DataSource(Protocol):
@@ -76,7 +78,7 @@ def is_source(X, Y, *, strict=True) -> bool:
                         "gpunn.data.iterable(loader) trains on a DataLoader's (X, Y) batches in its order instead"
                         + ("" if Y is None else ", given without Y: fit(gpunn.data.iterable(loader), epochs=...)"))
     if missing and strict and Y is None and _a_pair(X):
-        raise TypeError(f"X is a {type(X).__name__} of two arrays, an (X, Y) pair as a Keras or PyTorch dataset holds "
+        raise TypeError(f"X is {a_type(X)} of two arrays, an (X, Y) pair as a Keras or PyTorch dataset holds "
                         "them, and Y is None: pass them apart, fit(X, Y)")
     if missing:
         return False
