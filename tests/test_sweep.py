@@ -1532,3 +1532,31 @@ def test_a_sweep_interrupted_part_way_through_an_epoch_scores_the_weights_it_hol
     assert [r["val_mse"] for r in rows] == sorted(r["val_mse"] for r in rows)
     assert re.search(r"\n   1  .* 2\*           1  no\n", out), out
     assert f"R2 {rows[0]['val_r2']:.4f} part-way through epoch 2 (4 of 9 batches)" in out
+
+
+def test_a_second_interrupt_during_the_pass_over_the_weights_held_leaves_them_unscored(
+        tmp_path, capsys, monkeypatch, interrupt_at):
+    """A second Ctrl-C while the sweep scores the weights an interrupt left part-way through epoch 2: the table still
+    comes (as a second one in the held-out pass after the table lets it), those members unscored, "-", and said;
+    with no member scored, no best is named and --save-best writes nothing."""
+    from gpunn.training.ensemble import EnsembleEvaluator
+
+    fit, evaluate, calls = gpunn.ensemble.Ensemble.fit, EnsembleEvaluator.evaluate, []
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda self, *a, **k: fit(
+        self, *a, **{**k, "callbacks": [*k["callbacks"], interrupt_at(1, 3)]}))
+
+    def second_interrupt_in_the_second_pass(self, model):
+        calls.append(1)
+        if len(calls) == 2:  # epoch 1's validation, then the pass over the weights held
+            raise KeyboardInterrupt
+        return evaluate(self, model)
+
+    monkeypatch.setattr(EnsembleEvaluator, "evaluate", second_interrupt_in_the_second_pass)
+    js, best = tmp_path / "s.json", tmp_path / "b.npz"
+    out = run(with_options(ARGS, "--weight-decay", "0", "--seeds", "1", "--json", str(js), "--save-best", str(best)),
+              capsys, status=130)
+    rows = json.loads(js.read_text())["members"]
+    assert len(calls) == 2 and [(r["val_mse"], r["partial_epoch"]) for r in rows] == [(None, 2), (None, 2)]
+    assert "(cut short by a second interrupt: unscored, -)" in out
+    assert "\nbest: none, no member's weights were scored\n" in out  # (it named one: "val MSE nan, R2 nan")
+    assert f"--save-best {best}: not written, no member was scored\n" in out and not best.exists()

@@ -826,11 +826,12 @@ def _run(args, opened) -> int:
     best = rows[0]
     ens = models[best["member"] // per]
     member = ens[best["member"] % per]
+    scored = not numpy.isnan(best["val_mse"])  # (none: a second interrupt cut short the pass over the weights held)
     print(f"\nbest: lr {best['lr']:.3g}, weight decay {best['weight_decay']:.3g}, seed {best['seed']}: val MSE "
           f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} "
           + (f"part-way through epoch {best['partial_epoch']} ({cut})" if best["partial_epoch"]
-             else f"at epoch {best['weights_epoch']}") + _earlier_best(args, best),
-          flush=True)
+             else f"at epoch {best['weights_epoch']}") + _earlier_best(args, best) if scored
+          else "\nbest: none, no member's weights were scored", flush=True)
     try:  # a pass over the held-out targets (a --data sweep's chunks, read again), for the note alone
         spread = _held_out_spread(backend, validation, train[0])
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGUSR1: the sweep has trained, its outputs are still written
@@ -854,7 +855,9 @@ def _run(args, opened) -> int:
     if args.plot:
         plot_curves(rows, args.plot)
         print(f"validation curves: {args.plot}")
-    if args.save_best:
+    if args.save_best and not scored:
+        print(f"--save-best {shell_word(args.save_best)}: not written, no member was scored")
+    elif args.save_best:
         checkpoint.save(args.save_best, member)
         print(f"best member saved: {shell_word(args.save_best)} (gpunn predict {shell_word(args.save_best)} IN OUT)")
     return 130 if interrupted else 0  # as gpunn train: 130 for Ctrl-C
