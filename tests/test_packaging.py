@@ -293,6 +293,34 @@ def test_readmes_examples_run_and_print_what_readme_says_they_print(tmp_path, mo
     assert [line for line in printed if not line.startswith("data parallel: ")] == said and len(said) == lines and blocks
 
 
+def test_readmes_command_line_data_examples_run_on_the_files_its_setup_block_makes(tmp_path, monkeypatch, capsys):
+    """"Data beyond memory"'s `gpunn train --data` and `gpunn predict` lines name the files its first Python block
+    makes, and each runs on them as written, its optional `[...]` part given too (one epoch of a small net here, for
+    time): README's `--data runs.parquet` named a file the block never wrote (it writes a directory `runs/`), and
+    its tables held too few rows for train's held-out tenth."""
+    import shlex
+
+    pytest.importorskip("pyarrow")
+    from gpunn import cli
+
+    body = (ROOT / "README.md").read_text().split("## Data beyond memory\n", 1)[1].split("\n## ", 1)[0]
+    setup = body.split("```python", 1)[1].split("```", 1)[0]
+    commands = body.split("From the command line:\n\n```sh\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPUNN_DEVICE", "cpu")
+    exec(compile(setup, "README.md", "exec"), {})
+    ran = []
+    for line in commands.splitlines():
+        args = shlex.split(line.replace("[", "").replace("]", ""), comments=True)
+        if args[:3] == ["gpunn", "train", "--data"]:
+            args += ["--epochs", "1", "--hidden", "4", "--quiet"]
+        elif args[:2] != ["gpunn", "predict"]:
+            continue
+        assert cli.main(args[1:]) == 0, (line, capsys.readouterr())
+        ran.append(args[1])
+    assert ran == ["train"] * 4 + ["predict"] and (tmp_path / "out.csv").exists()
+
+
 def _markdown_sections(text):
     """{GitHub's anchor: the heading's section, down to the next heading of its level or above}; headings in
     fenced code are text. The anchor is github-slugger's: lower case, every character but letters, marks,
