@@ -2448,3 +2448,10 @@ def test_an_ensemble_interrupted_part_way_through_an_epoch_names_no_epoch_for_th
         verbose=False, callbacks=[gpunn.EarlyStopping(patience=1), interrupt_at(5, 3)])
     assert history["epoch"] == [1, 2, 3, 4, 5] and history.stopped_epoch == [None, None, 4, 5, None, 5]
     assert history.weights_epoch == [None, None, 4, 5, None, 5]
+
+    X, Y = gpunn.datasets.make("friedman1", 640, 10, 1, noise=1.0, seed=0, device="cpu")  # a member diverged, and
+    with pytest.warns(RuntimeWarning, match="diverged"):  # frozen, before the cut keeps the epoch it froze in
+        history = gpunn.Ensemble([10, 16, 1], n_models=2, seed=0).fit(
+            X, Y, epochs=3, batch_size=64, lr=[1e-2, 1e3], validation_data=(Xv[:200], Yv[:200]), verbose=False,
+            callbacks=[interrupt_at(1, 3)])
+    assert history.diverged == [1] and history["epoch"] == [1] and history.weights_epoch == [None, 1]
