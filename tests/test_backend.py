@@ -88,6 +88,19 @@ def test_a_driver_is_found_by_nvidia_smi_on_the_path(tmp_path, monkeypatch):
     assert backend.nvidia_driver_found()
 
 
+def test_a_driver_is_found_by_its_kernel_modules_directory_without_nvidia_smi(tmp_path, monkeypatch):
+    """A machine whose driver's kernel module is loaded (/proc/driver/nvidia) but whose PATH has no nvidia-smi (a
+    container given the device without the tools) has a driver: "auto" without CuPy says how to get it there."""
+    import os
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda path: path == "/proc/driver/nvidia" or isdir(path))
+    assert backend.nvidia_driver_found()
+    monkeypatch.setattr(os.path, "isdir", lambda path: path != "/proc/driver/nvidia" and isdir(path))
+    assert not backend.nvidia_driver_found()
+
+
 @pytest.mark.parametrize("make", [lambda: MLP([2, 3, 1]), lambda: datasets.make("linear", 10, 2),
                                   lambda: backend.resolve("auto")])
 def test_the_fallback_note_points_at_the_callers_line_not_inside_gpunn(fresh_probe, make):
@@ -373,6 +386,21 @@ def test_the_smoke_tests_reason_is_one_line_of_at_most_300_characters_of_the_err
     assert reason == f"CuPy sees a CUDA device but running a kernel failed (RuntimeError: {text})"
     assert backend._smoke_test(_SmokeStub("launch", MemoryError())) == (
         "CuPy sees a CUDA device but running a kernel failed (MemoryError: MemoryError)")
+
+
+def test_a_device_that_fails_the_smoke_test_is_no_usable_gpu(fresh_probe):
+    """CuPy that counts a device whose first compile fails (a wheel without the CUDA toolkit) is no GPU: the probe
+    answers the smoke test's reason, "auto" runs on NumPy saying it and "cuda" is refused with it."""
+    stub = _SmokeStub("compile")
+    stub.cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+    fresh_probe.setitem(sys.modules, "cupy", stub)
+    reason = backend._smoke_test(_SmokeStub("compile"))
+    assert reason.startswith("CuPy sees a CUDA device but compiling a kernel with NVRTC failed")
+    assert backend.probe_cuda() == (None, 0, reason)
+    with pytest.warns(backend.CPUFallbackWarning, match="compiling a kernel with NVRTC failed"):
+        assert backend.resolve("auto") is backend.CPU
+    with pytest.raises(backend.DeviceError, match="compiling a kernel with NVRTC failed"):
+        backend.resolve("cuda")
 
 
 @pytest.mark.parametrize("wrong", ["values", "product"])

@@ -569,10 +569,11 @@ def test_made_on_device_passes_send_throw_and_close_to_the_iterator_with_its_dev
     from gpunn import backend
 
     inside = 1 if device == "cuda:1" else 0  # (on the CPU no device is made current)
-    seen = []
+    seen, started = [], []
 
     def items():
         try:
+            started.append(fakecupy.state.current)  # (the first next() runs this far)
             while True:
                 try:
                     seen.append(((yield len(seen)), fakecupy.state.current))
@@ -586,10 +587,27 @@ def test_made_on_device_passes_send_throw_and_close_to_the_iterator_with_its_dev
     assert fakecupy.state.current == 0
     made.close()
     assert seen == [("sent", inside), ("thrown", inside), ("closed", inside)] and fakecupy.state.current == 0
+    assert started == [inside]  # next() too
     made = backend.resolve(device).made_on_device(items())
     next(made)
     del made  # dropped unclosed (a loop left by a break): items is closed so too
     assert seen[-1] == ("closed", inside) and fakecupy.state.current == 0
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda:1"])
+def test_to_host_gives_a_device_array_as_a_numpy_array_of_its_values(fake_cupy, device):
+    """Backend.to_host: a GPU backend's array copied to the host, a NumPy array (the one host synchronisation of an
+    epoch's losses); the CPU's array itself."""
+    from gpunn import backend
+
+    on = backend.resolve(device)
+    with on.use():
+        values = on.xp.arange(6.0).reshape(2, 3)
+    got = on.to_host(values)
+    assert type(got) is numpy.ndarray and backend.is_device_array(values) == (device != "cpu")
+    numpy.testing.assert_array_equal(got, numpy.arange(6.0).reshape(2, 3))
+    if device == "cpu":
+        assert got is values
 
 
 def test_a_cuda_1_pass_alive_at_the_interpreters_exit_is_closed_with_device_1_current_without_a_word():
