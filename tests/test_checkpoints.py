@@ -2008,6 +2008,9 @@ def test_a_write_is_made_durable_before_the_rename_and_the_rename_after_it(tmp_p
     path = tmp_path / "m.npz"
     gio.save(path, MLP([2, 3, 1], device="cpu", seed=0))
     assert events == [("fsync file", path.stat().st_size), ("replace", "m.npz"), ("fsync dir",)]
+    events.clear()  # a write that leaves its bytes in the file object's buffer: they are flushed before the fsync
+    atomic.atomic_write(tmp_path / "a.bin", lambda fh: fh.write(b"x" * 100))
+    assert events == [("fsync file", 100), ("replace", "a.bin"), ("fsync dir",)]
     (tmp_path / "plain").write_bytes(b"")
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
 
@@ -2065,6 +2068,117 @@ def test_a_temp_file_of_this_pid_that_another_process_left_is_removed_by_the_nex
     ours.write_bytes(b"")
     gio.save(tmp_path / "m.npz", MLP([2, 3, 1], device="cpu", seed=0))
     assert sorted(os.listdir(tmp_path)) == [ours.name, "m.npz"]
+
+
+def test_a_temp_name_another_thread_holds_is_never_opened_again_and_a_file_of_no_pid_is_left(tmp_path, monkeypatch):
+    """A temp file name is a new file's (O_EXCL): where the random part drawn names this process's write under way
+    in another thread, the next is drawn, and that one's bytes stay as its thread wrote them (a plain open would
+    write over them, then rename them away). A file ``.NAME.word.tmp`` whose PID part is no number is not a
+    writer's, and is left."""
+    draws = iter(["aaaa", "bbbb"])
+    monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: next(draws))
+    other = tmp_path / f".a.bin.{os.getpid()}.{atomic._PROCESS_MARK}aaaa.tmp"
+    other.write_bytes(b"the other thread's write")
+    (tmp_path / ".a.bin.backup.tmp").write_bytes(b"the user's")
+    atomic.atomic_write(tmp_path / "a.bin", lambda fh: fh.write(b"x"))
+    assert (tmp_path / "a.bin").read_bytes() == b"x" and other.read_bytes() == b"the other thread's write"
+    assert (tmp_path / ".a.bin.backup.tmp").read_bytes() == b"the user's"
+    assert sorted(os.listdir(tmp_path)) == sorted([".a.bin.backup.tmp", other.name, "a.bin"])
+
+
+def test_a_write_under_way_in_another_thread_is_left_whole_by_a_second_write_to_the_same_path(tmp_path):
+    """Two threads write one path at once (the second starts and ends while the first writes): the second leaves
+    the first's temp file (this process's, told by its mark) alone, so the first renames it over the path after.
+    Both writes succeed, the path holds the last renamed, and no temp file is left."""
+    import threading
+
+    path = tmp_path / "a.bin"
+    errors = []
+
+    def second():
+        try:
+            atomic.atomic_write(path, lambda fh: fh.write(b"second"))
+        except BaseException as exc:  # (raised in the thread: kept for the assertion below)
+            errors.append(exc)
+
+    def first(fh):
+        fh.write(b"first")
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join()
+
+    atomic.atomic_write(path, first)
+    assert errors == [] and path.read_bytes() == b"first" and os.listdir(tmp_path) == ["a.bin"]
+
+
+def test_a_temp_file_that_cannot_be_made_names_the_file_written_not_the_temp_file(tmp_path):
+    """The temp file beside ``path`` cannot be made (its directory is missing): the error says which file could not
+    be written, in the words of the system's error, not the hidden temp file's name."""
+    path = tmp_path / "nodir" / "m.npz"
+    with pytest.raises(FileNotFoundError) as raised:
+        gio.save(path, MLP([2, 3, 1], device="cpu", seed=0))
+    assert str(raised.value) == f"[Errno {errno.ENOENT}] cannot write {path}: No such file or directory"
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_ctrl_c_inside_a_write_leaves_the_earlier_file_and_no_temp_file(tmp_path):
+    """A KeyboardInterrupt (no Exception) raised by ``write`` part-way: the file written before is whole and the
+    temp file is gone, as after a failed write."""
+    path = tmp_path / "a.bin"
+    atomic.atomic_write(path, lambda fh: fh.write(b"before"))
+
+    def interrupted(fh):
+        fh.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic.atomic_write(path, interrupted)
+    assert path.read_bytes() == b"before" and os.listdir(tmp_path) == ["a.bin"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads the open descriptors from /proc/self/fd (Linux)")
+def test_a_write_leaves_no_descriptor_open_on_its_file_or_its_directory(tmp_path):
+    """Each write opens its temp file and then its directory (to make the rename durable), and closes both: a run
+    writing a checkpoint every epoch would otherwise run out of descriptors."""
+    def open_on(directory):
+        held = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:  # (the listing's own descriptor, closed by now)
+                continue
+            if target == str(directory) or target.startswith(str(directory) + os.sep):
+                held.append(target)
+        return held
+
+    for n in range(3):
+        atomic.atomic_write(tmp_path / "a.bin", lambda fh: fh.write(b"x" * n))
+    assert open_on(tmp_path) == [] and (tmp_path / "a.bin").read_bytes() == b"xx"
+
+
+def test_a_relative_paths_write_removes_a_killed_writers_temp_file_too(tmp_path, monkeypatch):
+    """A path relative to the working directory ("m.npz", as gpunn train --save m.npz gives it) is written beside
+    itself there, and a temp file a killed writer left there is removed as for an absolute path."""
+    monkeypatch.chdir(tmp_path)
+    kill = os.kill
+
+    def gone(pid, sig):
+        if pid == 999_999_002:
+            raise ProcessLookupError(3, "No such process")
+        return kill(pid, sig)
+
+    monkeypatch.setattr(os, "kill", gone)
+    (tmp_path / ".m.npz.999999002.abc.tmp").write_bytes(b"x")
+    atomic.atomic_write("m.npz", lambda fh: fh.write(b"y"))
+    assert os.listdir(tmp_path) == ["m.npz"] and (tmp_path / "m.npz").read_bytes() == b"y"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="writes to /dev/full (Linux)")
+def test_a_device_that_refuses_the_write_is_named_in_the_error():
+    """A device is written into directly (no temp file beside it); its error names it, as a file's does."""
+    with pytest.raises(OSError) as raised:
+        atomic.atomic_write("/dev/full", lambda fh: fh.write(b"x"))
+    assert str(raised.value) == f"[Errno {errno.ENOSPC}] cannot write /dev/full: No space left on device"
 
 
 def test_a_rename_that_fails_names_the_checkpoint_not_the_temp_file_and_removes_it(tmp_path, monkeypatch):
