@@ -134,6 +134,21 @@ def test_a_teacher_is_an_mlp_of_its_hidden_widths_with_standardized_outputs():
         _, Y = datasets.make("teacher", 20000, 5, n_outputs=3, noise=0, seed=seed, device="cpu", dtype="float64")
         numpy.testing.assert_allclose(Y.mean(axis=0), 0, atol=0.06)
         numpy.testing.assert_allclose(Y.std(axis=0), 1, atol=0.06)
+    # standardized exactly on the 4,096 rows of its calibration draw (the rows it measures them on)
+    from gpunn.backend import CPU
+    from gpunn.rng import host_rng
+
+    task = datasets.get_task("teacher", 5, n_outputs=3, seed=2)
+    calibration = host_rng(2, "teacher-calibration").standard_normal((4096, 5))
+    Y = task.targets(numpy, calibration, task.constants(CPU, numpy.float64))
+    numpy.testing.assert_allclose(Y.mean(axis=0), 0, atol=1e-12)
+    numpy.testing.assert_allclose(Y.std(axis=0), 1, rtol=1e-9)
+    # each layer's weights are N(0, 1/fan_in), its biases N(0, 1/4): a hidden unit's input has variance about 1.25
+    # for unit-variance inputs, so its tanh is neither linear nor saturated
+    W1, b1, W2, b2, W3, b3, *_ = datasets.get_task("teacher", 2, seed=0).host_constants()
+    for W in (W1, W2, W3):
+        assert W.std() * numpy.sqrt(W.shape[0]) == pytest.approx(1, abs=0.3), W.shape
+    assert numpy.concatenate([b1, b2, b3]).std() == pytest.approx(0.5, abs=0.15)
 
 
 def test_a_teachers_weights_and_a_linear_tasks_coefficients_follow_the_seed():
@@ -190,6 +205,9 @@ def test_rebatch_cuts_pieces_of_any_size_into_whole_batches_in_order():
     for (gx, gy), (wx, wy) in zip(got, want):
         numpy.testing.assert_array_equal(gx, wx)
         numpy.testing.assert_array_equal(gy, wy)
+    # a batch completed by a whole piece, one row short of batch_size: it waits for the next piece's row
+    pieces = [(X[:2], Y[:2]), (X[2:4], Y[2:4]), (X[4:7], Y[4:7])]
+    assert [len(x) for x, _ in datasets.rebatch(pieces, 5, numpy)] == [5, 2]
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -288,3 +306,39 @@ def test_a_window_of_chunks_issues_two_draws_and_one_elementwise_launch_per_oper
         window = _launches(cupy, lambda: task.chunks(gpu, [(m, 1000) for m in range(16)], "float32"))
     assert one == 2 * 2 + 3 + 9
     assert window == 2 * 2 + 16 * 3 + 9
+
+
+def test_make_draws_its_rows_in_chunks_of_65536_each_from_its_own_stream():
+    """The module's layout, which fixes a seed's rows: row 65,536 is the first of chunk 1 (rows made with another
+    chunk size would be other rows for the same seed), and the rows before it are chunk 0's."""
+    X, Y = datasets.make("linear", 65_537, 2, seed=3, device="cpu", dtype="float64")
+    task = datasets.get_task("linear", 2, seed=3)
+    X0, Y0 = task.chunk(gpunn.backend.CPU, 0, 65_536, "float64")
+    X1, Y1 = task.chunk(gpunn.backend.CPU, 1, 1, "float64")
+    assert datasets.CHUNK_ROWS == 65_536
+    numpy.testing.assert_array_equal(X, numpy.concatenate([X0, X1]))
+    numpy.testing.assert_array_equal(Y, numpy.concatenate([Y0, Y1]))
+
+
+def test_a_task_object_takes_no_task_options_and_no_keyword_stands_for_the_others():
+    """A Task made already has its options set: make(Teacher(3), hidden=...) is refused, not run with the object's
+    own hidden widths without a word. The names a refusal may hint are make's own and the task's, never the
+    ``**kwargs`` that collects the task's ('kwarg' is no misspelt option)."""
+    with pytest.raises(TypeError, match=r"^make\(\) got an unexpected keyword argument 'hidden'"):
+        datasets.make(datasets.Teacher(3), 10, hidden=(4,), device="cpu")
+    with pytest.raises(TypeError, match=r"^make\(\) got an unexpected keyword argument 'kwarg'$"):
+        datasets.make("linear", 10, 2, kwarg=1, device="cpu")
+
+
+def test_each_tasks_defaults_are_those_make_says():
+    """make's docstring: noise 0.1 for teacher and linear, 1.0 for friedman1, 0.05 for sinusoid; friedman1 10
+    features and sinusoid 1, teacher and linear none of their own; a sinusoid's frequency 1 (y = sin(+-x + phase)
+    for one feature). gpunn train's unset --noise and --features are these (default_noise, default_features)."""
+    assert {name: datasets.default_noise(name) for name in datasets.TASKS} == {
+        "teacher": 0.1, "linear": 0.1, "friedman1": 1.0, "sinusoid": 0.05}
+    assert {name: datasets.default_features(name) for name in datasets.TASKS} == {
+        "teacher": None, "linear": None, "friedman1": 10, "sinusoid": 1}
+    X, Y = datasets.make("sinusoid", 500, noise=0, seed=4, device="cpu", dtype="float64")
+    A = numpy.hstack([numpy.sin(X), numpy.cos(X)])
+    (a, b), residual = numpy.linalg.lstsq(A, Y, rcond=None)[:2]
+    assert residual.max() < 1e-18 and a**2 + b**2 == pytest.approx(1, rel=1e-9)
