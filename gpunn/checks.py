@@ -82,7 +82,14 @@ def as_array(data, name: str = "X"):
     if is_array(data) and not (isinstance(data, numpy.ndarray) and data.dtype == object):
         return data
     if isinstance(data, (str, bytes, os.PathLike)):  # fit("X.npy", "Y.npy") said "got dtype <U5"
-        raise TypeError(f"{name} is {a_type(data)} ({os.fsdecode(data)!r}), not an array: read a file first "
+        path = os.fsdecode(data)
+        reader = _table_reader(path)
+        if reader:  # predict("heldout.parquet") was told of numpy.load only
+            kind = reader.removeprefix("read_")
+            raise TypeError(f"{name} is {a_type(data)} ({path!r}), not an array: to predict a table file, "
+                            f"{predicting_a_table_file(reader)}; fit, evaluate, score and predict also take it, with "
+                            f"its target column(s), as a data source, streamed: gpunn.data.{kind}(path, target=...)")
+        raise TypeError(f"{name} is {a_type(data)} ({path!r}), not an array: read a file first "
                         "(numpy.load for .npy); fit also takes files as a data source, in place of X and Y "
                         "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)")
     _refuse_dates(data, name)
@@ -98,6 +105,24 @@ def as_array(data, name: str = "X"):
     if array.dtype == object and array.ndim and all(isinstance(v, numbers.Real) for v in array.flat):
         array = array.astype(numpy.float64)  # it was refused as "strings or other Python objects"
     return array
+
+
+def predicting_a_table_file(reader: str) -> str:
+    """How a table file of inputs is predicted, for a refusal: ``reader`` is pandas' for the file (``read_csv``,
+    ``read_parquet``)."""
+    return (f"gpunn predict MODEL IN OUT (streamed), or model.predict(pandas.{reader}(path)), whose columns a model "
+            "trained on named ones picks by name")
+
+
+def _table_reader(path: str) -> str | None:
+    """pandas' reader of the table file ``path`` names, by its suffix as gpunn's command line reads it (a directory
+    as Parquet files), or None for a name that is not a table's (``.npy``, another suffix)."""
+    suffix = os.path.splitext(path.rstrip("/" + os.sep))[1].lower()
+    if suffix == ".csv":
+        return "read_csv"
+    if suffix in (".parquet", ".parq", ".pq") or (not suffix and os.path.isdir(path)):
+        return "read_parquet"
+    return None
 
 
 def _refuse_dates(data, name: str) -> None:

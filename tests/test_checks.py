@@ -137,6 +137,27 @@ def test_a_file_name_in_place_of_an_array_is_named_as_one(model, data, tmp_path)
         model.loss(X, "Y.npy")
 
 
+def test_a_table_files_name_in_place_of_an_array_names_the_ways_that_read_a_table(model, data, tmp_path, monkeypatch):
+    """predict("heldout.parquet") was told to read it with numpy.load, which cannot: a table file's name (a Parquet
+    directory's too) is told of gpunn predict, which streams it to a file, of pandas' reader for it, and of the
+    data source that fit, evaluate, score and predict take, each one that exists."""
+    X, Y = data
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for path, reader, source in [("heldout.parquet", "read_parquet", "parquet"), ("h.CSV", "read_csv", "csv"),
+                                 ("runs", "read_parquet", "parquet"), (tmp_path / "t.pq", "read_parquet", "parquet")]:
+        for call in (lambda: model.predict(path), lambda: model.evaluate(path, Y), lambda: model.fit(path, Y)):
+            with pytest.raises(TypeError) as refused:
+                call()
+            said = str(refused.value)
+            assert said.startswith(f"X is a {type(path).__name__} ({str(path)!r}), not an array: to predict a table "
+                                   "file, gpunn predict MODEL IN OUT (streamed), or model.predict(pandas."
+                                   f"{reader}(path)), whose columns"), said
+            assert said.endswith(f"as a data source, streamed: gpunn.data.{source}(path, target=...)"), said
+            assert "numpy.load" not in said
+    assert "predict" in gpunn.cli.COMMAND_NAMES and callable(gpunn.data.parquet) and callable(gpunn.data.csv)
+
+
 def test_python_lists_are_accepted(model):
     assert model.predict([[1.0, 2.0, 3.0]]).shape == (1, 2)
 

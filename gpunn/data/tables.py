@@ -18,7 +18,7 @@ import re
 import numpy
 
 from .. import environment
-from ..checks import MissingExtra, positive_int
+from ..checks import MissingExtra, positive_int, predicting_a_table_file
 from ..csvtext import joined_columns, named_twice, read_as, split_columns
 from ..forksafe import ForkSafeLock
 from ..hints import shell_word
@@ -126,8 +126,7 @@ class NoTarget(ValueError):
     def __init__(self, columns, hint="", reader="read_csv"):
         self.columns, self.hint = list(columns), hint  # hint: a sentence on how the file reads, or ""
         super().__init__(f"target: name the target column(s); {columns_are(self.columns)}{hint}; to predict a file "
-                         f"of inputs alone: gpunn predict MODEL IN OUT (streamed), or model.predict(pandas.{reader}("
-                         "path)), whose columns a model trained on named ones picks by name")
+                         f"of inputs alone: {predicting_a_table_file(reader)}")
 
 
 def _names(value, what):
