@@ -710,3 +710,57 @@ def test_a_second_signal_in_a_fit_is_named_as_the_signal_not_as_ctrl_c(tmp_path,
     assert main(["train", *SMALL, "--epochs", "2", "--save", str(tmp_path / "run.npz")]) == 130
     assert capsys.readouterr().err.endswith(f"gpunn train: interrupted ({signum}); any checkpoint is the last one "
                                             "completely written\n")
+
+
+def test_a_requeued_job_whose_held_out_pass_was_cut_makes_it_again_and_writes_the_outputs(tmp_path, capsys, monkeypatch):
+    """A job's `--save PATH --resume PATH` run again (Slurm requeued it) after SIGTERM cut its held-out pass: it said
+    "nothing left to train" and exited 0, --json keeping null held-out metrics and `interrupted` true. It now makes
+    the held-out pass again and writes --json and --csv (the checkpoint untouched); run again once they are written,
+    or where they are missing (a SIGKILL before they were written) or of fewer epochs, likewise; under a launcher,
+    whose ranks may see other files, it says what writes them."""
+    import os
+    import signal
+
+    from gpunn.distributed import comm
+
+    evaluate, calls = gpunn.metrics.RegressionEvaluator.evaluate, []
+
+    def signalled(self, model):  # SIGTERM in the pass after the 2 epochs' validation, the first run only
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return evaluate(self, model)
+
+    monkeypatch.setattr(gpunn.metrics.RegressionEvaluator, "evaluate", signalled)
+    js, table, save = tmp_path / "run.json", tmp_path / "run.csv", tmp_path / "run.npz"
+    job = ["train", *SMALL, "--epochs", "2", "--save", str(save), "--resume", str(save), "--json", str(js),
+           "--csv", str(table)]
+    assert main(job) == 130
+    assert json.loads(js.read_text())["result"]["val_mse"] is None
+    capsys.readouterr()
+    checkpoint = save.read_bytes()
+
+    def requeued():
+        assert main(job) == 0
+        return capsys.readouterr().out
+
+    out = requeued()
+    assert out.startswith(f"{save}: the run has trained its 2 epochs, and --json {js} records it cut short (its "
+                          "held-out pass, no held-out metrics): the held-out pass again, then the outputs\n"), out
+    assert "\nheld-out: mse " in out and len(calls) == 4
+    result = json.loads(js.read_text())["result"]
+    assert result["interrupted"] is False and result["epochs"] == 2
+    assert all(isinstance(result[k], float) for k in ("val_mse", "val_mae", "val_r2"))
+    assert len(table.read_text().splitlines()) == 3 and save.read_bytes() == checkpoint
+    assert requeued() == f"{save}: the run has trained its 2 epochs: nothing left to train (--epochs above 2 trains it further)\n"
+    assert len(calls) == 4  # (no pass)
+    js.unlink()
+    assert f"--json {js} is not written: the held-out pass again" in requeued() and js.exists()
+    table.write_text(table.read_text().splitlines()[0] + "\n")  # an earlier process's, of no epoch
+    assert f"--csv {table} does not hold its 2 epochs: the held-out pass again" in requeued()
+    assert len(table.read_text().splitlines()) == 3
+    js.unlink()
+    monkeypatch.setattr(comm, "launched_size", lambda: 2)  # under mpiexec -n 2 (rank 0 speaks)
+    assert requeued() == (f"{save}: the run has trained its 2 epochs: nothing left to train (--epochs above 2 trains it "
+                          f"further); --json {js} is not written: the same command in one process (without the "
+                          "launcher) writes them\n")

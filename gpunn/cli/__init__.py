@@ -97,11 +97,12 @@ def parse_args(argv=None):
             if not in_place:
                 raise
             finished = exc
+            command.set_defaults(**exc.defaults)  # (the run's own: its outputs may be left to write)
         args = parser.parse_args(argv)
     if starts is not None:
         args.resume, args.starts_in_place = None, starts
-    if finished is not None:  # the job's command run again after its run ended: nothing to do, and no failure
-        args.func = functools.partial(_finished, finished)
+    if finished is not None:  # the job's command run again after its run ended: nothing to train, and no failure
+        _after_the_end(args, finished)
     from .common import settle_progress
     from .train import refuse_idle_options
 
@@ -122,14 +123,33 @@ def _written(path, command) -> bool:
     return os.path.lexists(path)
 
 
-def _finished(said, args) -> int:
-    """``gpunn train --save PATH --resume PATH`` whose run has trained all its epochs (a job run again after its
-    run ended, a requeued one): it says so (rank 0, under a launcher), and succeeds, as a job's dependency on it
-    (afterok) expects."""
+def _after_the_end(args, finished) -> None:
+    """``gpunn train --save PATH --resume PATH`` whose run has trained all its epochs (``finished``: resume's
+    NothingLeft), a job run again after its run ended (a requeued one). Where its outputs are written, or go to
+    stdout, it says so and succeeds (_finished). Where a signal cut its held-out pass (--json records no held-out
+    metrics), or killed it before it wrote them (train.outputs_left), it goes on as a resume with nothing to train:
+    the held-out pass again, then --json, --csv and --plot. Under a launcher the ranks could see other files (another
+    node's) and part ways, so there it says what to run instead."""
+    from ..distributed.comm import launched_size
+    from .train import outputs_left
+
+    left = outputs_left(args, finished.done) if args.command == "train" else None
+    if left is None or launched_size() > 1:
+        args.func = functools.partial(_finished, finished, left)
+    else:
+        args.outputs_left = (f"{finished.where}: {finished.said}, and {left}: the held-out pass again, then the "
+                             "outputs")
+
+
+def _finished(said, left, args) -> int:
+    """The run has trained all its epochs (:func:`_after_the_end`): it says so (rank 0, under a launcher), and
+    succeeds, as a job's dependency on it (afterok) expects; ``left``: what its outputs lack, which one process
+    writes."""
     from ..distributed import launched_rank
 
     if launched_rank() == 0:
-        print(f"{said.where}: {said.said}: nothing left to train (--epochs above {said.done} trains it further)",
+        print(f"{said.where}: {said.said}: nothing left to train (--epochs above {said.done} trains it further)"
+              + (f"; {left}: the same command in one process (without the launcher) writes them" if left else ""),
               flush=True)
     return 0
 

@@ -262,11 +262,13 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
 
 class NothingLeft(ValueError):
     """A resume whose run has trained the epochs asked for: refused, except in place (:func:`in_place`), where the
-    command succeeds saying so. ``where``, ``said`` and ``done``: the path as written, what it holds, its epochs."""
+    command succeeds saying so, or writes the outputs its run left unwritten (gpunn.cli.train.outputs_left).
+    ``where``, ``said`` and ``done``: the path as written, what it holds, its epochs; ``defaults``: the parser's
+    defaults for the run, its options checked (:func:`defaults_for`)."""
 
     def __init__(self, message, where="", said="", done=0):
         super().__init__(message)
-        self.where, self.said, self.done = where, said, done
+        self.where, self.said, self.done, self.defaults = where, said, done, {}
 
 
 def in_place(resume, save) -> bool:
@@ -352,9 +354,13 @@ def defaults_for(path, on_command_line: dict, parser, config_values: dict, comma
         resumed = "run" if command == "train" else command  # "cuda" said "Use device 'cpu'", which check refuses)
         raise ValueError(f"--resume {shell_word(given_as or path)}: the {resumed} {_kind_bound(kind, options)}; "
                          f"{_resume_on(kind, given_as or path, resumed, options)}")
-    check(given_as or path, given, options, done if command == "train" else 0, kind, defaults, source,
-          negatable(parser), "run" if command == "train" else command, batch_here(settings))
     if kind is not None and "device" not in given:
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
+    try:
+        check(given_as or path, given, options, done if command == "train" else 0, kind, defaults, source,
+              negatable(parser), "run" if command == "train" else command, batch_here(settings))
+    except NothingLeft as exc:  # (checked: an in-place command's run that has ended may still write its outputs)
+        exc.defaults = {**options, **config_values}
+        raise
     return {**options, **config_values}
 

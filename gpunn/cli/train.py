@@ -136,7 +136,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "per-rank batch the run goes on at on another number of ranks: its global batch over them); keeps "
                    "saving to PATH unless --save says otherwise. With --save PATH too (a batch job's line, run again "
                    "when the job is requeued): a PATH not yet written starts the run with the options given, and a "
-                   "run that has trained all its epochs says so with status 0")
+                   "run that has trained all its epochs says so with status 0 (where a signal cut its held-out pass, "
+                   "or its --json, --csv or --plot file is missing, it makes that pass again and writes them)")
     r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between the checkpoints --save writes (default: %(default)s)")
     r.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stops improving; keep the best weights")
     r.add_argument("--patience", type=positive(int), default=5, help="with --early-stopping: epochs without improvement before stopping (default: %(default)s)")
@@ -368,6 +369,39 @@ def _check_outputs(args):
     refuse_replacing_data(args, reports)
 
 
+def outputs_left(args, epochs) -> str | None:
+    """What the outputs of an in-place run (--save PATH --resume PATH) that has trained its ``epochs`` lack, in words,
+    or None: a --json file that records a run cut short (a signal in its held-out pass: null held-out metrics) or
+    fewer epochs (an earlier process's: this one was killed before writing it), or that is missing or no record; a
+    --csv file of fewer epochs, or missing; a --plot file missing. An output to stdout cannot be read back: not
+    counted."""
+    import json
+
+    for option in ("json", "csv", "plot"):
+        path = getattr(args, option, None)
+        if not path or path == "-":
+            continue
+        said = f"--{option} {shell_word(path)}"
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace") if option != "plot" else ""
+        except OSError:
+            return f"{said} is not written"
+        if option == "json":
+            try:
+                result = json.loads(text)["result"]
+                interrupted, recorded = result["interrupted"], result["epochs"]
+            except (ValueError, KeyError, TypeError):
+                return f"{said} holds no record of it"
+            if recorded != epochs:
+                return f"{said} records {counted(recorded, 'epoch')} of its {epochs}"
+            if interrupted:
+                return f"{said} records it cut short (its held-out pass, no held-out metrics)"
+        elif option == "csv" and len([line for line in text.splitlines() if line.strip()]) - 1 != epochs:
+            return f"{said} does not hold its {counted(epochs, 'epoch')}"
+    return None
+
+
 def _note_replaced_run(args) -> None:
     """A note where --save names a checkpoint this run does not resume: a fresh run replaces an earlier one's
     (gpunn train --config run.npz.toml, re-run to go on, records save = "run.npz" and started over it, silently)."""
@@ -535,6 +569,8 @@ def _run(args, opened) -> int:
     ckpt = None
     if getattr(args, "starts_in_place", None):  # --save PATH --resume PATH, PATH not yet written
         print(resume.starting_line(args.starts_in_place), flush=True)
+    if getattr(args, "outputs_left", None):  # --save PATH --resume PATH, its run ended and its outputs not all written
+        print(args.outputs_left, flush=True)
     if args.resume:
         ckpt = io.load_checkpoint(args.resume, device=device)
         done = position_words(ckpt.epoch, ckpt.state.batch, ckpt.settings.batches_per_epoch)
