@@ -242,7 +242,7 @@ def test_forced_mkl_runs_the_one_call_step_with_mkls_products(monkeypatch, kerne
 def test_forced_mkl_leaves_a_product_of_many_threads_to_the_generic_step(monkeypatch, kernel_calls):
     """Under GPUNN_GEMM=mkl a batch whose largest product reaches ONE_THREAD_MACS multiply-adds (432 x 151 weights at
     65 rows: 4.24M) is the generic step's, whose MKL runs that product on its threads; 64 rows (4.17M) and the
-    default's NumPy take the one call."""
+    default's NumPy take the one call. A product of exactly ONE_THREAD_MACS (2^22) is the generic step's too."""
     from gpunn.ops import gemm
 
     if gemm.library("mkl") is None or mkl_blas("float32") is None:
@@ -255,6 +255,15 @@ def test_forced_mkl_leaves_a_product_of_many_threads_to_the_generic_step(monkeyp
         model = gpunn.MLP([432, 151, 1], device="cpu", seed=0)
         model.train_step_and_update(X[:rows], Y[:rows], gpunn.Adam().bind(model.params, model.ops), 1e-3)
         assert kernel_calls == ["step"] * runs, (setting, rows)
+    # a product of exactly ONE_THREAD_MACS (128 x 128 x 256 = 2^22) is one gpunn.ops.gemm's MKL gives its threads
+    assert 128 * 128 * 256 == gemm.library("mkl").ONE_THREAD_MACS
+    X, Y = data(128, 128)
+    monkeypatch.setenv(gemm.ENV, "mkl")
+    for rows, runs in ((128, False), (127, True)):
+        kernel_calls.clear()
+        model = gpunn.MLP([128, 256, 1], device="cpu", seed=0)
+        model.train_step_and_update(X[:rows], Y[:rows], gpunn.Adam().bind(model.params, model.ops), 1e-3)
+        assert kernel_calls == ["step"] * runs, rows
 
 
 def test_the_step_falls_back_where_a_call_differs(monkeypatch, kernel_calls):
@@ -316,6 +325,65 @@ def test_a_target_of_another_shape_raises_as_in_the_generic_step(kernel_calls):
         with pytest.raises(ValueError):
             model.train_step(X, wrong)
     assert not kernel_calls
+
+
+def test_a_batch_of_another_shape_raises_or_trains_as_in_the_generic_step(monkeypatch, kernel_calls):
+    """X of another width or of three axes (the kernel would read its first rows x 16 values as the batch), or a
+    model of two outputs given one target column (broadcast over both in the generic step; the kernel forms one
+    output): the one call must not run on them. The generic step's ValueError, or its bits; the step's sum of
+    squares a numpy.float64 either way, as train_step's."""
+    X, Y = data(64)
+    mlp = lambda sizes=(16, 32, 1): gpunn.MLP(list(sizes), device="cpu", seed=0)
+    for wrong in (numpy.ones((64, 17), numpy.float32), numpy.ones((64, 15), numpy.float32), X[:, :, None].copy(),
+                  X[:, :1, None].repeat(16, 1)):
+        model = mlp()
+        with pytest.raises(ValueError):
+            model.train_step_and_update(wrong, Y, gpunn.Adam().bind(model.params, model.ops), 1e-3)
+        with pytest.raises(ValueError):
+            model.train_step(wrong, Y)
+
+    def two_outputs():
+        model = mlp((16, 32, 2))
+        opt = gpunn.Adam().bind(model.params, model.ops)
+        sums = [model.train_step_and_update(X, Y, opt, 1e-3), model.train_step(X, Y)]
+        return sums, model.params.copy()
+
+    runs = each_way(monkeypatch, two_outputs)
+    assert runs[0][0] == runs[1][0] and runs[0][1].tobytes() == runs[1][1].tobytes()
+    assert not kernel_calls
+    model = mlp()
+    sums = model.train_step_and_update(X, Y, gpunn.Adam().bind(model.params, model.ops), 1e-3), model.train_step(X, Y)
+    assert kernel_calls == ["step", "gradients"] and [type(s) for s in sums] == [numpy.float64] * 2
+
+
+def test_moments_given_or_replaced_are_the_ones_stepped(monkeypatch, kernel_calls):
+    """Adam's moments as a checkpoint gives them before the first bind (kept by bind where their shape fits: float64
+    for a float32 model, or every other value of a longer array), or replaced between steps: a float32 C-ordered
+    moment replaced is stepped by the one call (its arguments made anew for it), any other by Adam.step after the
+    gradients' call; each the generic step's bits."""
+    X, Y = data(64)
+
+    def run(given):
+        model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+        opt = gpunn.Adam()
+        P = model.params.size
+        if given == "float64":
+            opt.state = {"m": numpy.full(P, 1e-3), "v": numpy.full(P, 1e-6)}
+        elif given == "strided":
+            opt.state = {k: numpy.full(2 * P, value, numpy.float32)[::2] for k, value in (("m", 1e-3), ("v", 1e-6))}
+        opt.bind(model.params, model.ops)
+        sums = [model.train_step_and_update(X, Y, opt, 1e-3)]
+        if given == "replaced":
+            opt.state["m"] = numpy.full(P, 1e-3, numpy.float32)  # (the first moment alone)
+            sums.append(model.train_step_and_update(X, Y, opt, 1e-3))
+        return sums, model.params.copy(), {k: v.copy() for k, v in opt.state.items()}
+
+    for given, calls in (("float64", ["gradients"]), ("strided", ["gradients"]), ("replaced", ["step", "step"])):
+        kernel_calls.clear()
+        runs = each_way(monkeypatch, lambda: run(given))
+        assert kernel_calls == calls, given
+        assert runs[0][0] == runs[1][0] and runs[0][1].tobytes() == runs[1][1].tobytes(), given
+        assert all(runs[0][2][k].tobytes() == runs[1][2][k].tobytes() for k in ("m", "v")), given
 
 
 @pytest.mark.parametrize("method", ["matmul", "bias_activation", "activation_bias_backward",
