@@ -1560,3 +1560,21 @@ def test_a_second_interrupt_during_the_pass_over_the_weights_held_leaves_them_un
     assert "(cut short by a second interrupt: unscored, -)" in out
     assert "\nbest: none, no member's weights were scored\n" in out  # (it named one: "val MSE nan, R2 nan")
     assert f"--save-best {best}: not written, no member was scored\n" in out and not best.exists()
+
+
+def test_a_sweep_interrupted_at_an_epochs_end_scores_that_epoch_with_no_pass_of_its_own(
+        tmp_path, capsys, monkeypatch, interrupt_at):
+    """Ctrl-C in epoch 2's last batch stops at its end: the members hold epoch 2's weights, which its validation
+    scored, so the table is that epoch's (weights_epoch 2, no partial_epoch) and no further pass runs (audit: the
+    pass over the weights held ran at an epoch's end too, its result unused, and no test saw it)."""
+    from gpunn.training.ensemble import EnsembleEvaluator
+
+    fit, evaluate, calls = gpunn.ensemble.Ensemble.fit, EnsembleEvaluator.evaluate, []
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda self, *a, **k: fit(
+        self, *a, **{**k, "callbacks": [*k["callbacks"], interrupt_at(1, 8)]}))  # batch 9 of 9
+    monkeypatch.setattr(EnsembleEvaluator, "evaluate", lambda self, model: calls.append(1) or evaluate(self, model))
+    js = tmp_path / "s.json"
+    out = run(with_options(ARGS, "--weight-decay", "0", "--seeds", "1", "--json", str(js)), capsys, status=130)
+    rows = json.loads(js.read_text())["members"]
+    assert len(calls) == 2 and {(r["weights_epoch"], r["partial_epoch"]) for r in rows} == {(2, None)}
+    assert all(r["val_mse"] == r["val_curve"][1] for r in rows) and "part-way" not in out
