@@ -90,7 +90,9 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
         try:
             converted = action.type(text) if action.type else text
         except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            several = _several_seeds(written, "seeds" in options) if dest == "seed" else ""
+            several = (_several_seeds(written, "seeds" in options) if dest == "seed"
+                       else _several_seeds(written, True, listed=True) if hasattr(exc, "unhinted") and dest == "seeds"
+                       else "")
             exc = getattr(exc, "unhinted", exc) if several else exc  # (gpunn sweep's --seed 1,2 hint, in flags' words)
             raise ConfigError(f"{source}: invalid {key} = {written!r} ({flag}: {exc}){several}") from None
         if action.choices is not None and converted not in action.choices:
@@ -99,14 +101,17 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
     return out
 
 
-def _several_seeds(written, in_a_sweep: bool) -> str:
+def _several_seeds(written, in_a_sweep: bool, listed=False) -> str:
     """What to say of ``seed = [1, 2]``: a sweep's members start from seed, seed + 1, ... (``seeds``: how many per
-    setting); a run trains one."""
+    setting); a run trains one. ``listed``: of a sweep's ``seeds = [0, 1]`` (the seeds, where seeds counts them),
+    which was told "--seed 0 --seeds 2", the command line's words."""
     if not (isinstance(written, list) and written and all(isinstance(v, int) for v in written)):
         return ""
     counted = written == list(range(written[0], written[0] + len(written)))  # [3, 4, 5]: seed = 3, seeds = 3
     sweep = (f"seed = {written[0]} with seeds = {len(written)} trains members of seeds {_toml_value(written)}" if counted
              else "the members' seeds follow on from seed (seed, seed + 1, ...; seeds = how many per setting)")
+    if listed:
+        return f": {sweep}"
     return f": seed is one number; {sweep}" if in_a_sweep else \
         f": a run trains one seed; gpunn sweep trains several as an ensemble's members: {sweep}"
 

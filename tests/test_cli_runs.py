@@ -390,10 +390,21 @@ def test_a_sweeps_seeds_given_as_a_list_of_seeds_is_told_it_is_a_count(tmp_path,
     with pytest.raises(SystemExit) as stopped:
         main(["sweep", *args])
     assert stopped.value.code == 2 and message in capsys.readouterr().err
-    (tmp_path / "sweep.toml").write_text("seeds = [0, 1]\n")
+
+
+@pytest.mark.parametrize("text, told", [
+    ("seeds = [0, 1]", "seed = 0 with seeds = 2 trains members of seeds [0, 1]"),
+    ("seeds = [3, 5]", "the members' seeds follow on from seed (seed, seed + 1, ...; seeds = how many per setting)"),
+])
+def test_a_sweep_config_files_list_of_seeds_is_told_in_its_keys(tmp_path, capsys, text, told):
+    """A config file's seeds = [0, 1] was told "--seed 0 --seeds 2 trains seeds 0, 1", flags its user had not typed,
+    where its seed = [3, 4] is told in keys (review40)."""
+    (tmp_path / "sweep.toml").write_text(text + "\n")
     assert main(["sweep", "--config", str(tmp_path / "sweep.toml")]) == 2
-    assert "invalid seeds = [0, 1] (--seeds: is how many seeds each setting trains, got the seeds '0,1': --seed 0 " \
-           "--seeds 2 trains seeds 0, 1)" in capsys.readouterr().err
+    written = text.split(" = ")[1]
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"invalid {text} (--seeds: is how many seeds each setting trains, got the seeds "
+        f"{written[1:-1].replace(' ', '')!r}): {told}")
 
 
 @pytest.mark.parametrize("args,message", [

@@ -321,13 +321,15 @@ def seed_count(text):
             raise
         how = (_counted_seeds([int(seed) for seed in seeds])
                or "the members' seeds follow on from --seed: --seed, --seed + 1, ...")
-        raise argparse.ArgumentTypeError(f"is how many seeds each setting trains, got the seeds {text!r}: {how}") \
-            from None
+        said = f"is how many seeds each setting trains, got the seeds {text!r}"
+        hinted = argparse.ArgumentTypeError(f"{said}: {how}")
+        hinted.unhinted = argparse.ArgumentTypeError(said)  # (a config file's seeds = [0, 1]: in its keys)
+        raise hinted from None
 
 
 def _counted_seeds(seeds) -> str:
     """The flags that train ``seeds`` where each follows on from the one before ("--seed 3 --seeds 2 trains seeds 3,
-    4"), else "" (a config file's ``seed = [3, 4]`` is told in its own keys: gpunn.config)."""
+    4"), else "" (a config file's ``seed = [3, 4]`` or ``seeds = [3, 4]`` is told in its own keys: gpunn.config)."""
     if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
         return ""
     return f"--seed {seeds[0]} --seeds {len(seeds)} trains seeds {', '.join(map(str, seeds))}"
