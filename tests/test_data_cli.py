@@ -597,7 +597,8 @@ def test_predict_says_why_a_csv_read_by_position_has_another_width(tmp_path, cap
     model.fit(gpunn.data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False)
     gpunn.save(named, model)
     assert main(["predict", unnamed, str(tmp_path / "t.csv"), str(tmp_path / "p.npy")]) == 2
-    assert ("IN {}: X has 3 columns but the model expects 2; its header names a, b, y, and the model was trained on "
+    assert ("IN {}: X has 3 columns but the model expects 2 (its target too?); its header names a, b, y, and the "
+            "model was trained on "
             "unnamed columns (an .npy file or a synthetic task), so they are taken in order: pick the model's 2 with "
             "--features, e.g. --features a,b\n".format(tmp_path / "t.csv")) in capsys.readouterr().err
     assert main(["predict", unnamed, str(tmp_path / "t.csv"), str(tmp_path / "p.npy"), "--features", "a,b"]) == 0
@@ -654,6 +655,37 @@ def test_predict_of_another_width_names_what_gpunn_train_trained_the_model_on(pa
     assert main(["predict", plain, x, str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err == f"gpunn predict: error: IN {x}: X has 5 columns but the model expects 3\n"
 
+
+def test_predict_of_a_file_one_column_per_output_too_wide_asks_of_the_target_for_a_model_of_unnamed_columns(pair, capsys):
+    """A model trained on an .npy pair (or saved by gpunn.save), given its features and its target in one file, was
+    told only the widths, where a model of named columns asks "(its target y too?)": it asks "(its target too?)",
+    "(its 2 targets too?)" for two outputs, of an .npy file, a headerless CSV file and one with a header; a file of
+    another width is not asked."""
+    tmp_path, X, Y = pair
+    on_file, plain = str(tmp_path / "file.npz"), str(tmp_path / "plain.npz")
+    assert main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--save", on_file,
+                 *SMALL]) == 0
+    gpunn.save(plain, gpunn.MLP([4, 2], seed=0))
+    capsys.readouterr()
+    x = str(tmp_path / "X.npy")
+    whole = numpy.column_stack([X, Y[:, 0]])  # the features and the target, as a table of both holds them
+    numpy.save(tmp_path / "whole.npy", whole)
+    numpy.save(tmp_path / "seven.npy", numpy.column_stack([whole, Y[:, 0]]))
+    numpy.savetxt(tmp_path / "bare.csv", whole[:50], delimiter=",")
+    numpy.savetxt(tmp_path / "head.csv", whole[:50], delimiter=",", header="a,b,c,d,e,y", comments="")
+    for name in ("whole.npy", "bare.csv"):
+        assert main(["predict", on_file, str(tmp_path / name), str(tmp_path / "p.npy")]) == 2
+        assert capsys.readouterr().err == (f"gpunn predict: error: IN {tmp_path / name}: X has 6 columns but the model "
+                                           f"expects 5 (its target too?); MODEL {on_file} was trained on --data {x}: "
+                                           "give rows of that file's columns, in its order\n")
+    assert main(["predict", on_file, str(tmp_path / "head.csv"), str(tmp_path / "p.npy")]) == 2
+    assert "X has 6 columns but the model expects 5 (its target too?); its header names a, b, c, d, e, y, and" in \
+        capsys.readouterr().err
+    assert main(["predict", on_file, str(tmp_path / "seven.npy"), str(tmp_path / "p.npy")]) == 2
+    assert "expects 5; MODEL" in capsys.readouterr().err  # two columns more for one output: not asked
+    assert main(["predict", plain, str(tmp_path / "whole.npy"), str(tmp_path / "p.npy")]) == 2
+    assert capsys.readouterr().err == (f"gpunn predict: error: IN {tmp_path / 'whole.npy'}: X has 6 columns but the "
+                                       "model expects 4 (its 2 targets too?)\n")
 
 def test_train_and_predict_on_a_csv_that_starts_with_empty_lines(tmp_path, capsys):
     """Its header was taken to end at the first line end: gpunn train --data failed ("bad data after row 0"),

@@ -170,7 +170,7 @@ def run(args) -> int:
                          f"{more_not_finite_in_file(args.input, exc, X, 0, names, csv, later=False)}") from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"IN {shell_word(args.input)}: {exc}"
-                         f"{_by_position(args.input, model, exc) or _trained_on(args.model, exc)}") from None
+                         f"{_by_position(args.input, model, exc) or _trained_on(args.model, model, exc)}") from None
     if args.output.lower().endswith(".csv"):  # as the streamed path writes it (header, digits)
         from ..data.files import output_writer, write_rows
 
@@ -292,14 +292,11 @@ def _by_position(path, model, exc) -> str:
     header = csv_names(path) if preflight.file_kind(path) == "text" else None
     n = model.layer_sizes[0]
     if header and not names:
-        return (f"; its header names {', '.join(header)}, and the model was trained on unnamed columns (an .npy "
+        return (f"{_target_too(model, width)}; its header names {', '.join(header)}, and the model was trained on unnamed columns (an .npy "
                 f"file or a synthetic task), so they are taken in order: pick the model's {n} with --features"
                 + (f", e.g. --features {shell_word(joined_columns(header[:n]))}" if len(header) > n else ""))
     if names and not header:
-        targets = model.data_columns.get("targets") or []
-        # a table of the training file's columns saved whole, its target(s) among them
-        extra = f" (its target{'s' if len(targets) > 1 else ''} {', '.join(targets)} too?)" \
-            if targets and width == n + len(targets) else ""
+        extra = _target_too(model, width)
         if preflight.file_kind(path) == "npy":  # an array has no header to give it
             return (f"; an .npy array holds no column names, so its columns are taken in order as the model's "
                     f"features, {', '.join(names)}{extra}: save those {n} alone, in that order, or give a CSV or "
@@ -308,6 +305,20 @@ def _by_position(path, model, exc) -> str:
                 f"features, {', '.join(names)}{extra}: give it a header row naming them, and the columns are picked "
                 "by name")
     return ""
+
+
+def _target_too(model, width) -> str:
+    """The refusal's " (its target y too?)" where a file of ``width`` columns, read in order, holds one column more
+    than the model's features per output: a table of the training file's columns saved whole, its target(s) among
+    them. The names are the model's where it has them, else " (its target too?)", " (its 2 targets too?)": a model
+    trained on an .npy pair was given no hint where a named one was."""
+    n, outputs = model.layer_sizes[0], model.layer_sizes[-1]
+    if width != n + outputs:
+        return ""
+    targets = (getattr(model, "data_columns", None) or {}).get("targets") or []
+    if len(targets) == outputs:
+        return f" (its target{'s' if outputs > 1 else ''} {', '.join(targets)} too?)"
+    return f" (its {outputs} targets too?)" if outputs > 1 else " (its target too?)"
 
 
 def _picked_by_name(model, exc) -> str:
@@ -328,7 +339,7 @@ def _picked_by_name(model, exc) -> str:
             f"picks a table's by name: {how}")
 
 
-def _trained_on(path, exc) -> str:
+def _trained_on(path, model, exc) -> str:
     """Where the model of ``path``, whose width another input's differs from, was trained, as gpunn train recorded
     it: "; MODEL run.npz was trained on gpunn train's synthetic task teacher, of 16 features: the model of another
     run?", or the --data file whose columns it takes; "" for a model without that record (gpunn.save's) or another
@@ -336,16 +347,18 @@ def _trained_on(path, exc) -> str:
     from .. import checkpoint
     from .resume import saved_options
 
-    if _width(exc) is None:
+    width = _width(exc)
+    if width is None:
         return ""
+    too = _target_too(model, width)  # (its target too?): one column more per output than the model's features
     saved = saved_options(checkpoint.read_meta(path)) or {}
     if saved.get("data"):
-        return (f"; MODEL {shell_word(path)} was trained on --data {shell_word(saved['data'])}: give rows of that "
-                "file's columns, in its order")
+        return (f"{too}; MODEL {shell_word(path)} was trained on --data {shell_word(saved['data'])}: give rows of "
+                "that file's columns, in its order")
     if saved.get("task"):
-        return (f"; MODEL {shell_word(path)} was trained on gpunn train's synthetic task {saved['task']}, of "
+        return (f"{too}; MODEL {shell_word(path)} was trained on gpunn train's synthetic task {saved['task']}, of "
                 f"{saved.get('features')} features: the model of another run?")
-    return ""
+    return too
 
 
 def _text_read_by_position(path, model) -> str:
