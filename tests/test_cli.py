@@ -1616,3 +1616,22 @@ def test_a_run_interrupted_part_way_through_an_epoch_says_its_held_out_metrics_a
     assert cli.main(with_options(["train", *TINY, "--batch-size", "32", "--json", "-"], "--epochs", "3")) == 130
     out = capsys.readouterr()
     assert json.loads(out.out)["result"]["partial_epoch"] is None and "held-out: mse " in out.err
+
+
+def test_a_run_with_early_stopping_interrupted_gives_its_best_epoch_so_far_and_keeps_the_weights_it_stopped_with(
+        capsys, monkeypatch, interrupt_at):
+    """gpunn train --early-stopping, Ctrl-C in epoch 3: --json's best_epoch and best_val_loss were null (EarlyStopping
+    set history.best_epoch only where the run ended by itself; without it, and an Ensemble's members, give the best
+    so far), though two epochs were scored. They are now the best of those two; the model holds the weights it
+    stopped with, and no "early stopping: ... its weights are kept" line says otherwise."""
+    fit = gpunn.MLP.fit
+    monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [
+        *k["callbacks"], interrupt_at(2, 2)]}))
+    assert cli.main(with_options(["train", *TINY, "--batch-size", "32", "--json", "-", "--early-stopping"],
+                                 "--epochs", "4")) == 130
+    out = capsys.readouterr()
+    record = json.loads(out.out)
+    losses = record["history"]["val_loss"]
+    assert len(losses) == 2 and record["result"]["best_epoch"] == losses.index(min(losses)) + 1
+    assert record["result"]["best_val_loss"] == min(losses) and record["result"]["partial_epoch"] == 3
+    assert "early stopping:" not in out.err and "held-out (the weights 3 batches into epoch 3): " in out.err

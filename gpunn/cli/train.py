@@ -725,7 +725,9 @@ def _run(args, opened) -> int:
         plot_history(history, args.plot)
         print(f"loss curves: {args.plot}")
     best, last = getattr(history, "best_epoch", None), history["epoch"][-1]
-    if history.stopped_early:
+    if history.interrupted:  # the model keeps the weights it stopped with: the held-out line below says which
+        pass
+    elif history.stopped_early:
         print(f"early stopping: best epoch {best} of {last}; its weights are kept")
     elif args.early_stopping and best is not None and best != last:  # the held-out metrics below are that epoch's
         # (without early stopping best_epoch is the least val_loss's, and the model keeps the last epoch's weights)

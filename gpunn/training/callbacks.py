@@ -138,7 +138,8 @@ class History(dict):
     the checkpoint written then does); 0 where it stopped at an epoch's end, or was not interrupted.
 
     ``best_epoch`` (from 1) and ``best`` (its value): EarlyStopping's best epoch and value by its monitor, whose
-    weights the model ends with (``restore_best_weights``); without EarlyStopping, the epoch and value of the least
+    weights the model ends with (``restore_best_weights``; not where ``interrupted``: the model then holds the weights
+    it stopped with); without EarlyStopping, the epoch and value of the least
     ``val_loss`` where the run was validated (the model then ends with the last epoch's weights), as an Ensemble's
     history gives per member; else None.
     """
@@ -911,9 +912,12 @@ class EarlyStopping(_Monitoring):
 
     def on_train_end(self, trainer):
         diverged = getattr(trainer, "diverged", False)  # the weights are garbage: the best epoch's are kept
-        if trainer.interrupted or (trainer.failed and not diverged):
+        if trainer.failed and not diverged:
             return
+        # the best of the epochs so far, an interrupted run's too (as an Ensemble's MemberEarlyStopping gives it)
         trainer.history.best_epoch, trainer.history.best = self.best_epoch, self.best
+        if trainer.interrupted:  # the model keeps the weights it stopped with, as the checkpoint written now holds
+            return
         last = trainer.history["epoch"][-1] if trainer.history.get("epoch") else None
         if self.restore_best_weights and self.best_params is not None and (diverged or self.best_epoch != last):
             if not diverged and writes_checkpoints(trainer):  # for the checkpoint written now: a resume that
