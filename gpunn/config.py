@@ -93,6 +93,8 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
             several = (_several_seeds(written, "seeds" in options) if dest == "seed"
                        else _several_seeds(written, True, listed=True) if hasattr(exc, "unhinted") and dest == "seeds"
                        else "")
+            if not several and callable(getattr(exc, "in_keys", None)):  # gpunn sweep's momentum = [0.9, 0.99]
+                several = f": {exc.in_keys(key)}"
             exc = getattr(exc, "unhinted", exc) if several else exc  # (gpunn sweep's --seed 1,2 hint, in flags' words)
             raise ConfigError(f"{source}: invalid {key} = {written!r} ({flag}: {exc}){several}") from None
         if action.choices is not None and converted not in action.choices:

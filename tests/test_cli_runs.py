@@ -432,6 +432,24 @@ def test_a_sweeps_one_value_options_given_a_list_are_told_what_the_grid_is(capsy
     assert stopped.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text, said", [
+    ("momentum = [0.9, 0.99]", "invalid momentum = [0.9, 0.99] (--momentum: expected a number, got '0.9,0.99'): "
+                               "momentum is one value for every member (a sweep's grid is lr, weight-decay and seeds); "
+                               "run a sweep for each momentum"),
+    ("batch-size = [64, 128]", "(--batch-size: expected a whole number, got '64,128'): batch-size is one value for "
+                               "every member (a sweep's grid is lr, weight-decay and seeds); run a sweep for each "
+                               "batch-size"),
+    ("seed = [3, 1]", "(--seed: expected a whole number, got '3,1'): seed is one number; the members' seeds follow on "
+                      "from seed (seed, seed + 1, ...; seeds = how many per setting)"),
+])
+def test_a_sweep_config_files_list_for_a_one_value_option_is_told_in_its_keys(tmp_path, capsys, text, said):
+    """A config file's momentum = [0.9, 0.99] was told "--momentum is one value ...; run a sweep for each
+    --momentum", flags its user had not typed (review40)."""
+    (tmp_path / "sweep.toml").write_text(f'optimizer = "sgd"\n{text}\n')
+    assert main(["sweep", "--config", str(tmp_path / "sweep.toml")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(said)
+
+
 @pytest.mark.parametrize("command, said", [
     ("train", "unrecognized arguments: --widths 32,64 (--widths: did you mean --hidden (the hidden layers' widths, e.g. "
               "--hidden 256,256)?)"),

@@ -201,6 +201,8 @@ def _one_value(parse, flag):
             hinted = argparse.ArgumentTypeError(f"{exc}: {flag} is one value for every member (a sweep's grid is "
                                                 f"--lr, --weight-decay and --seeds); {how}")
             hinted.unhinted = exc  # (a config file's seed = [1, 2] is hinted in its own words: gpunn.config)
+            hinted.in_keys = lambda key: (f"{key} is one value for every member (a sweep's grid is lr, weight-decay "
+                                          f"and seeds); run a sweep for each {key}")  # (momentum = [0.9, 0.99])
             raise hinted from None
     return parse_one
 
