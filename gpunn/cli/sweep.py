@@ -158,7 +158,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--plot", type=file_path, metavar="PNG", help="draw every member's validation curve, the best highlighted: .png, "
                    ".pdf or .svg (needs matplotlib: gpunn[plot])")
     s.add_argument("--save-best", type=file_path, metavar="PATH", help="save the best member as a gpunn model, an .npz archive "
-                   "(gpunn.load, gpunn predict); a name that says a data file, report or plot (.csv, .json...) is refused")
+                   "(gpunn.load, gpunn predict), with the weights the table scored (after a Ctrl-C, those it held "
+                   "part-way through an epoch; nothing where no member was scored); a name that says a data file, report or plot (.csv, .json...) is refused")
     s.add_argument("--save", type=file_path, metavar="DIR", help="write each ensemble's resumable checkpoint, DIR/ensemble-0.npz, -1, ..., every "
                    "epoch, at the end and on Ctrl-C; the sweep's options are recorded in them")
     s.add_argument("--resume", type=file_path, metavar="DIR", help="continue the sweep saved in DIR exactly: ensembles that finished "
