@@ -274,6 +274,7 @@ def test_where_a_run_is_has_one_phrasing_with_or_without_the_total():
     assert position_words(1, 0, 9, epochs=1) == "1 of 1 epoch"
     assert position_words(0, 3, 9, epochs=2) == "0 of 2 epochs and 3 of 9 batches of epoch 1"
     assert position_words(1, 1234, 5000, epochs=10) == "1 of 10 epochs and 1,234 of 5,000 batches of epoch 2"
+    assert position_words(1234, 0, 9) == "1,234 epochs" and position_words(1500, 0, 9, epochs=2000) == "1,500 of 2,000 epochs"
 
 
 def test_resume_in_a_config_file_resumes_as_the_flag_does(tmp_path, capsys):

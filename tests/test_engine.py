@@ -111,6 +111,12 @@ def test_settings_and_state_round_trip_through_json():
         assert TrainState.from_dict({**saved, "reference_loss": no_number}).reference_loss is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.epochs = 6
+    kept = TrainState(epoch=2, reference_loss=2.5)  # a run's own first batch loss is written down and read back
+    assert TrainState.from_dict(json.loads(json.dumps(kept.to_dict()))).reference_loss == 2.5
+    assert TrainState.from_dict({**saved, "reference_loss": 2}).reference_loss == 2.0  # JSON's whole number too
+    # a file from before lr_scale, interrupted, history and reference_loss were written: each its default
+    oldest = TrainState.from_dict({"position": {"epoch": 4, "batch": 0, "partial_sum_sq": 0}})
+    assert oldest == TrainState(epoch=4) and oldest.lr_scale == 1.0 and not oldest.interrupted
 
 
 def test_fit_settings_refuse_an_unknown_validation_and_hold_the_fraction_as_a_float():
