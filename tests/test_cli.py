@@ -1138,6 +1138,15 @@ def test_a_file_given_without_its_option_is_told_the_option(argv, hints, capsys)
                                        f"(see gpunn {command} --help)\n")
 
 
+def test_a_directory_given_without_its_option_is_told_data(tmp_path, monkeypatch, capsys):
+    """A directory (a Parquet dataset's) given bare is a data file's place too: --data DIR."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rows").mkdir()
+    with pytest.raises(SystemExit):
+        cli.main(["train", "rows"])
+    assert "(rows: a data file follows --data, as in --data rows)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, hint", [
     (["train", "--learning-rate", "3e-3"], "--learning-rate: did you mean --lr?"),
     (["sweep", "--learning_rate", "3e-3"], "--learning_rate: did you mean --lr?"),

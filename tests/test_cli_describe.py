@@ -106,6 +106,51 @@ def test_gpunns_own_warnings_are_notes_and_others_keep_pythons_form(capsys, monk
     assert others == [(message, UserWarning, "x.py", 7, None, None)]
 
 
+def test_notes_are_shown_while_a_command_runs_and_the_callers_way_is_back_after_it_even_after_an_error():
+    """A command's main is also called in process (a notebook, a test, a program): its notes_shown puts the
+    caller's warnings.showwarning back when it ends, also when it ends by an error."""
+    def mine(*args):
+        pass
+
+    before = warnings.showwarning
+    try:
+        warnings.showwarning = mine
+        with common.notes_shown():
+            assert warnings.showwarning is common.show_note
+        assert warnings.showwarning is mine
+        with pytest.raises(KeyError), common.notes_shown():
+            raise KeyError("inside")
+        assert warnings.showwarning is mine
+    finally:
+        warnings.showwarning = before
+
+
+def test_a_tools_option_repeated_after_a_double_dash_is_an_argument_not_a_repeat(capsys):
+    """parse_strictly (the python -m gpunn.bench.* tools) refuses an option given twice before ``--`` only: after it
+    the words are arguments, whatever they look like."""
+    parser = common.Parser(prog="tool")
+    parser.add_argument("--x")
+    parser.add_argument("rest", nargs="*")
+    args = parser.parse_strictly(["--x", "1", "--", "--x", "2"])
+    assert args.x == "1" and args.rest == ["--x", "2"]
+    with pytest.raises(SystemExit):
+        parser.parse_strictly(["--x", "1", "--x", "2"])
+    assert "--x is given twice (1, then 2)" in capsys.readouterr().err
+
+
+def test_a_reports_json_writes_numpys_numbers_as_pythons_and_a_non_finite_one_as_null():
+    """json_text, every report's JSON: NumPy's bool as true/false, its integers as integers, its floats as floats,
+    NaN and infinities as null (no JSON reader takes Python's NaN token)."""
+    import json
+
+    import numpy
+
+    text = common.json_text({"a": numpy.bool_(True), "b": [numpy.int64(3), numpy.float32(0.5)],
+                             "c": (float("nan"), -numpy.inf, None, "x")})
+    assert json.loads(text) == {"a": True, "b": [3, 0.5], "c": [None, None, None, "x"]}
+    assert b'"a": true' in text and b"3.0" not in text and text.endswith(b"}\n")
+
+
 def test_the_command_is_the_first_word_that_is_no_option():
     assert cli._command(["--debug", "-q", "train", "--rows", "5"]) == "train"
     assert cli._command(["--version"]) is None
