@@ -689,7 +689,7 @@ def test_a_late_ctrl_c_after_an_agreed_data_parallel_stop_does_not_end_the_run(m
         signal.signal(signal.SIGINT, previous)
     out = capsys.readouterr().out
     assert ("interrupted after 1 complete epoch; not saved: --save PATH keeps a run that gpunn train --resume PATH "
-            "continues\n" in out and "held-out:" in out)
+            "continues\n" in out and "held-out (the weights " in out and " batches into epoch 2): mse " in out)
 
 
 TINY = ["--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
