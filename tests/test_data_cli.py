@@ -9,6 +9,7 @@ from cli_args import with_options
 
 import gpunn
 from gpunn import datasets
+from gpunn.checks import read_by_position
 from gpunn.cli import main
 
 SMALL = ["--hidden", "16", "--batch-size", "200", "--epochs", "2", "--device", "cpu", "--quiet"]
@@ -92,6 +93,58 @@ def test_train_on_a_parquet_table_by_column_names_and_predict_one(tmp_path, caps
     numpy.testing.assert_array_equal(out.column("price").to_numpy(), model.predict(X)[:, 0])
     assert main(["predict", model_path, str(tmp_path / "t.parquet"), str(tmp_path / "p.csv")]) == 0
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == '"price"'  # named targets: a header
+
+
+def test_predict_score_gives_model_evaluates_metrics_of_a_held_out_table_in_trains_held_out_words(tmp_path, capsys):
+    """There was no way to score a held-out file from the command line (Python's model.evaluate alone). --score
+    reads IN's target columns by the model's names, beside the predictions: the printed line is gpunn train's
+    held-out one, of model.evaluate's metrics on a source of IN's columns (the same numbers to the bit, as evaluate
+    computes them), which also agree with evaluate(X, Y) of the table loaded whole. A held-out file of the columns
+    in another order, with an id among them, as CSV and Parquet, and two outputs; a model, or an IN, without target
+    names, and --features of other columns, are refused before OUT is written."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, Y = datasets.make("friedman1", 3000, 5, seed=1, device="cpu")
+    Y = numpy.column_stack([Y[:, 0], Y[:, 0] * 0.5 - X[:, 0]])
+    train, held = slice(0, 2500), slice(2500, None)
+    columns = {"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "d": X[:, 3], "e": X[:, 4], "y": Y[:, 0], "z": Y[:, 1]}
+    pq.write_table(pa.table({k: v[train] for k, v in columns.items()}), tmp_path / "t.parquet", row_group_size=500)
+    pq.write_table(pa.table({k: columns[k][held] if k != "id" else numpy.arange(500) for k in
+                             ["z", "id", "e", "d", "c", "b", "a", "y"]}), tmp_path / "h.parquet", row_group_size=128)
+    pq.read_table(tmp_path / "h.parquet").to_pandas().to_csv(tmp_path / "h.csv", index=False)
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.parquet"), "--target", "y,z", "--standardize",
+                 "--save", model_path, *SMALL]) == 0
+    model = gpunn.load(model_path, device="cpu")
+    with read_by_position():  # (X's columns are the model's, in its order)
+        whole, predicted = model.evaluate(X[held], Y[held]), model.predict(X[held])
+    for name, source in (("h.parquet", gpunn.data.parquet), ("h.csv", gpunn.data.csv)):
+        capsys.readouterr()
+        assert main(["predict", model_path, str(tmp_path / name), str(tmp_path / "p.npy"), "--score"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        with source(tmp_path / name, target=["y", "z"], features=list("abcde")) as table:
+            metrics = model.evaluate(table)
+        said = (f"held-out ({tmp_path / name}, against y, z): mse {metrics['mse']:.5g}  mae {metrics['mae']:.5g}  "
+                f"r2 {metrics['r2']:.4f}")
+        assert out[-1] == said, out
+        assert said == (f"held-out ({tmp_path / name}, against y, z): mse {whole['mse']:.5g}  mae {whole['mae']:.5g}  "
+                        f"r2 {whole['r2']:.4f}")
+        # (a table's columns are read as float64, the arrays' targets are float32: agreement to float32's rounding)
+        numpy.testing.assert_allclose([metrics[k] for k in whole], [whole[k] for k in whole], rtol=1e-6)
+        numpy.testing.assert_allclose(numpy.load(tmp_path / "p.npy"), predicted, atol=1e-5)  # written
+    numpy.save(tmp_path / "x.npy", X[held])
+    unnamed = str(tmp_path / "plain.npz")
+    gpunn.save(unnamed, gpunn.MLP([5, 2], seed=0))
+    for args, said in (([unnamed, str(tmp_path / "h.parquet")], "the model was trained on unnamed columns"),
+                       ([model_path, str(tmp_path / "x.npy")], "an .npy array has none"),
+                       ([model_path, str(tmp_path / "h.csv"), "--features", "a,b,c,d,id"], "--features names others")):
+        (tmp_path / "q.npy").unlink(missing_ok=True)
+        assert main(["predict", *args, str(tmp_path / "q.npy"), "--score"]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "q.npy").exists()
+    pq.write_table(pa.table({k: columns[k][held] for k in "abcdey"}), tmp_path / "no_z.parquet")
+    assert main(["predict", model_path, str(tmp_path / "no_z.parquet"), str(tmp_path / "q.npy"), "--score"]) == 2
+    assert "(the model's target columns, y, z, in IN)" in capsys.readouterr().err and not (tmp_path / "q.npy").exists()
 
 
 def test_a_directory_of_parquet_files_and_an_upper_case_suffix_are_data_files(tmp_path, capsys):

@@ -49,6 +49,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "of as many outputs as inputs, the rows whose predictions IN holds (the arguments swapped); "
                         "refused without it, as most often a slip that would lose the data. An earlier OUT of "
                         "predictions is replaced without it")
+    p.add_argument("--score", action="store_true",
+                   help="also score the predictions against IN's target columns, the model's (a table of the "
+                        "columns it was trained on, a held-out file): mse, mae and r2 in the targets' units, as "
+                        "model.evaluate gives them, printed as gpunn train's held-out line; read in a second "
+                        "streamed pass. For a model trained on named columns (a CSV or Parquet --data) and a CSV "
+                        "(with a header) or Parquet IN")
     p.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     add_debug(p)
     p.set_defaults(func=run)
@@ -137,6 +143,7 @@ def run(args) -> int:
                              "columns are the model's features, in order")
     model = _one_model(io.load(args.model, device=args.device), args.model)
     _check_features_order(args, model)
+    targets = _score_targets(args, model) if args.score else None  # refused before OUT is written
     if not args.overwrite:
         _check_not_inputs(args, model, features)
     if _streams(args, model):
@@ -153,6 +160,8 @@ def run(args) -> int:
             raise _named_in(exc, args.input) from None
         print(f"{shell_word(args.output)}: {rows:,} x {model.layer_sizes[-1]} predictions "
               f"({model._prediction_dtype().name}) from {shell_word(args.model)} on {model.device}, streamed")
+        if targets:
+            _print_score(args, model, targets)
         return 0
     try:
         X = preflight.read_matrix(args.input, "IN")
@@ -180,7 +189,60 @@ def run(args) -> int:
         io.atomic_write(args.output, lambda fh: numpy.save(fh, P, allow_pickle=False))
     print(f"{shell_word(args.output)}: {P.shape[0]:,} x {P.shape[1]} predictions ({P.dtype.name}) from "
           f"{shell_word(args.model)} on {model.device}")
+    if targets:
+        _print_score(args, model, targets)
     return 0
+
+
+def _score_targets(args, model) -> list:
+    """The target columns --score reads from IN: the model's, which a table source (gpunn.data.csv, .parquet) reads
+    beside its features, refused here, before OUT is written, where there are none to read: a model trained on
+    unnamed columns (an .npy pair, a synthetic task), an .npy IN, a --features naming other columns than the
+    model's (model.evaluate scores a source of the model's own columns)."""
+    columns = getattr(model, "data_columns", None) or {}
+    python = "score it in Python: model.evaluate(gpunn.data.npy('X.npy', 'Y.npy')), or evaluate(X, Y) of arrays"
+    if not columns.get("targets") or not columns.get("features"):
+        raise ValueError("--score reads IN's target columns by the model's names, and the model was trained on "
+                         f"unnamed columns (an .npy pair or a synthetic task); {python}")
+    if args.input.lower().endswith(".npy"):
+        raise ValueError(f"--score reads IN's target columns by name, and an .npy array has none; {python}")
+    if args.features and list(args.features) != list(columns["features"]):
+        raise ValueError(f"--score reads IN's columns by the model's names ({', '.join(columns['features'])}, and "
+                         f"{', '.join(columns['targets'])}), and --features names others: rename IN's columns to the "
+                         "model's, or score it in Python, model.evaluate(X, Y) of arrays")
+    targets = list(columns["targets"])
+    _score_source(args, model, targets).close()  # IN without the target columns: refused before OUT is written
+    return targets
+
+
+def _score_source(args, model, targets):
+    """The source --score evaluates: IN's feature and target columns, by the model's names."""
+    from .. import data
+    from ..data.errors import DataError
+    from ..data.tables import MissingColumns
+
+    kind = data.csv if args.input.lower().endswith(".csv") else data.parquet
+    try:
+        return kind(args.input, target=targets, features=list(model.data_columns["features"]))
+    except MissingColumns as exc:
+        raise DataError(f"--score: {_named_in(exc, args.input)} (the model's target "
+                        f"column{'s' * (len(targets) > 1)}, {', '.join(targets)}, in IN)") from None
+    except DataError as exc:
+        raise _named_in(exc, args.input) from None
+
+
+def _print_score(args, model, targets) -> None:
+    """--score's line: model.evaluate of a source reading IN's feature and target columns (so the metrics are
+    evaluate's to the bit), in gpunn train's held-out words and digits; a second streamed pass over IN."""
+    from ..data.errors import DataError
+
+    try:
+        with _score_source(args, model, targets) as source:
+            metrics = model.evaluate(source)
+    except DataError as exc:
+        raise _named_in(exc, args.input) from None
+    print(f"held-out ({shell_word(args.input)}, against {', '.join(targets)}): mse {metrics['mse']:.5g}  "
+          f"mae {metrics['mae']:.5g}  r2 {metrics['r2']:.4f}")
 
 
 STREAM_BYTES = 256 << 20
