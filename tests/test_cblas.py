@@ -138,6 +138,45 @@ def test_the_probe_refuses_a_library_off_in_any_one_call_form(dtype):
     assert not cblas._probe(dtype, library)
 
 
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64], ids=["float32", "float64"])
+def test_the_probe_refuses_a_ddot_one_ulp_off_and_numpy_blas_gives_none_for_a_library_it_refuses(monkeypatch, dtype):
+    """ddot, the pass's float64 sum of squared errors, is probed against numpy.dot as the products are against
+    numpy.matmul; and numpy_blas gives None (the group pass not used) for a library its probe refuses."""
+    dtype = numpy.dtype(dtype)
+    library, keep = _library(dtype)
+    real = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                            ctypes.c_int64)
+    ddot = real(int(library[2]))
+    for nudge, taken in ((0.0, True), (numpy.inf, False)):
+        wrapper = real(lambda *args, nudge=nudge: float(numpy.nextafter(ddot(*args), nudge)) if nudge else ddot(*args))
+        keep.append(wrapper)
+        off = library.copy()
+        off[2] = ctypes.cast(wrapper, ctypes.c_void_p).value
+        assert bool(cblas._probe(dtype, off)) is taken, nudge
+    find = cblas.numpy_blas.__wrapped__  # without its cache per dtype
+    assert find(dtype) is not None
+    monkeypatch.setattr(cblas, "_bind", lambda dtype: off)
+    assert find(dtype) is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mkl_blas_is_mkls_gemm_and_gemv_in_numpys_integer_width_with_numpys_ddot(dtype):
+    """Where gpunn.ops.gemm's MKL is loaded (with its thread-local count): mkl_blas binds (its probe takes MKL's
+    products as that MKL makes them), with MKL's cblas_?gemm and ?gemv of NumPy's BLAS's integer width (the _64
+    symbols for an ILP64 NumPy), NumPy's ddot and NumPy's ilp64 flag. (The tests of GPUNN_GEMM=mkl's one-call step
+    skip where mkl_blas is None: this one does not.)"""
+    from gpunn.ops import gemm
+
+    mkl, ours = gemm.library("mkl"), cblas.numpy_blas(dtype)
+    if mkl is None or mkl.local_threads is None or ours is None:
+        pytest.skip("MKL (with its thread-local count) or NumPy's BLAS is not bound here")
+    letter, suffix = ("s" if dtype == "float32" else "d"), ("_64" if ours[3] else "")
+    symbols = [ctypes.cast(getattr(mkl._lib, f"cblas_{letter}{name}{suffix}"), ctypes.c_void_p).value
+               for name in ("gemm", "gemv")]
+    blas = cblas.mkl_blas(dtype)
+    assert blas is not None and blas.tolist() == symbols + [int(ours[2]), int(ours[3])]
+
+
 class _Library:
     """A library with the given symbols (each a C function of its own)."""
 
