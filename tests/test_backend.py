@@ -456,6 +456,24 @@ def test_none_is_auto_and_an_empty_env_variable_overrides_nothing(fresh_probe):
         assert backend.resolve(None) is backend.CPU
 
 
+def test_closing_on_the_device_what_has_no_close_does_nothing():
+    """close_on_device closes a generator (its finally runs); an iterator with nothing to close (a list's, as a pass
+    over in-memory pieces may be) is passed over, not an AttributeError."""
+    done = []
+
+    def items():
+        try:
+            yield 1
+        finally:
+            done.append("closed")
+
+    generator = items()
+    next(generator)
+    backend.CPU.close_on_device(generator)
+    backend.CPU.close_on_device(iter([1, 2]))
+    assert done == ["closed"]
+
+
 def test_host_array_is_a_c_contiguous_numpy_copy_of_host_values():
     X = numpy.arange(12.0).reshape(3, 4)
     got = backend.host_array(X.T)

@@ -151,6 +151,17 @@ def test_a_reports_json_writes_numpys_numbers_as_pythons_and_a_non_finite_one_as
     assert b'"a": true' in text and b"3.0" not in text and text.endswith(b"}\n")
 
 
+@pytest.mark.parametrize("text", ["inf", "-inf", "nan", "1e999"])
+def test_a_number_option_refuses_what_is_not_finite(text):
+    """positive and non_negative (--lr, --weight-decay, ...) take finite numbers only: inf is above 0, and was a
+    learning rate."""
+    import argparse
+
+    for kind in (common.positive(float), common.non_negative(float)):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"^must be a finite number, got {text}$"):
+            kind(text)
+
+
 def test_the_command_is_the_first_word_that_is_no_option():
     assert cli._command(["--debug", "-q", "train", "--rows", "5"]) == "train"
     assert cli._command(["--version"]) is None

@@ -176,6 +176,22 @@ def test_a_pass_in_raw_units_leaves_the_source_as_it_is_for_a_thread_training_on
     assert numpy.array_equal(numpy.concatenate([w[1] for w in raw]), Y)
 
 
+def test_a_pass_in_raw_units_left_early_is_closed_as_it_ends(files):
+    """A raw pass left part-way (an error in predict's consumer, a break) is closed as its block ends, not left
+    suspended with its file and reader until it is collected."""
+    import inspect
+
+    from gpunn.data.rawpass import raw_windows
+
+    x, y, _, _ = files
+    source = data.npy(x, y, chunk_rows=100, device="cpu")
+    model = gpunn.MLP([3, 8, 2], dtype="float64", seed=1, device="cpu")
+    with raw_windows(source, model) as windows:
+        next(iter(windows))
+        assert inspect.getgeneratorstate(windows) == inspect.GEN_SUSPENDED
+    assert inspect.getgeneratorstate(windows) == inspect.GEN_CLOSED
+
+
 def test_a_value_the_statistics_take_past_the_dtype_is_named_where_the_source_holds_it(tmp_path):
     """evaluate, score and predict on a source refuse a raw value that the model's statistics take past float32 in
     training's words: the file, its row and column, the value read again. They said "X" and the row in its window
