@@ -191,13 +191,14 @@ def test_two_small_fits_on_two_python_threads(monkeypatch):
 def test_an_ensemble_leaves_a_count_the_user_set_unless_gpunn_ensemble_blas_threads_is_set(monkeypatch):
     """One rule for a small fit and an Ensemble: OPENBLAS_NUM_THREADS (any of BLAS_ENV) set, the ensemble's fit keeps
     the count (it took one thread over it before session 25); GPUNN_ENSEMBLE_BLAS_THREADS, gpunn's own and the
-    ensemble's alone, set, wins over it; neither set, one thread."""
+    ensemble's alone, set, wins over it (blank, it is unset); neither set, one thread."""
     rng = numpy.random.default_rng(0)
     X = rng.standard_normal((64, 4)).astype(numpy.float32)
     Y = X[:, :1].copy()
     before = openblas_threads()
     for env, want in (({}, [1]), ({"OPENBLAS_NUM_THREADS": "2"}, before),
-                      ({"OPENBLAS_NUM_THREADS": "2", "GPUNN_ENSEMBLE_BLAS_THREADS": "1"}, [1])):
+                      ({"OPENBLAS_NUM_THREADS": "2", "GPUNN_ENSEMBLE_BLAS_THREADS": "1"}, [1]),
+                      ({"OPENBLAS_NUM_THREADS": "2", "GPUNN_ENSEMBLE_BLAS_THREADS": " "}, before)):
         clear(monkeypatch)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -357,18 +358,21 @@ class IgnoringLibrary(FailingLibrary):
     (lambda: FailingLibrary(1), True, False),  # it reads one and fails to set it
     (lambda: IgnoringLibrary(0), False, False),  # its setter does nothing
     (lambda: FailingLibrary(0), False, True),  # set and read back at one thread
-], ids=["unreadable", "set fails", "set ignored", "set"])
+    (lambda: [], False, False),  # no BLAS library it knows: nothing set
+    (lambda: [FailingLibrary(0), IgnoringLibrary(0)], False, False),  # one of two set, the other's setter a no-op
+], ids=["unreadable", "set fails", "set ignored", "set", "none", "one of two ignored"])
 def test_the_count_a_fit_ran_on_is_said_as_the_libraries_took_it(monkeypatch, library, warned, one):
     """one_thread_for (gpunn bench's "BLAS 1 thread" note, said after the fit) said one thread wherever threadpoolctl
     could read the libraries, where the fit it describes had failed to set a library's count (and warned) or set it
     to no effect: that fit ran on the counts as they were. It failed with threadpoolctl's traceback where the
-    libraries could not be read."""
+    libraries could not be read. One thread only where every library threadpoolctl knows took it, and there is one."""
     clear(monkeypatch)
 
     def unreadable():
         raise RuntimeError("openblas_get_num_threads not found")
 
-    libraries = [library()] if library else None
+    made = library() if library else None
+    libraries = made if isinstance(made, list) else [made]
     monkeypatch.setattr(fit_threads, "_libraries", unreadable if library is None else (lambda: libraries))
     X = numpy.ones((64, 4))
     model = gpunn.MLP([4, 3, 1], seed=0, device="cpu")
