@@ -418,6 +418,25 @@ def test_under_slurm_a_command_holds_each_blas_to_its_cpus_unless_a_variable_it_
     assert fit_threads.count_source() == said
 
 
+@pytest.mark.parametrize("threads, capped, said", [
+    ([4, 4], [4, 4], "threads: the library's own count, the cores the process may run on"),  # at the count already
+    ([16, 8], [4, 4], "threads held to SLURM_CPUS_PER_TASK=4 (the library started 16)"),  # the largest before
+    ([4, 8], [4, 4], "threads held to SLURM_CPUS_PER_TASK=4 (the library started 8)"),
+])
+def test_under_slurm_only_a_library_over_its_cpus_is_held_and_said_to_be(monkeypatch, threads, capped, said):
+    """cap_at_slurm_cpus changes a library only above SLURM_CPUS_PER_TASK: one at that count already is its own
+    count, and gpunn info does not say it was held; where some were, it says the largest count they started at."""
+    clear(monkeypatch)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    libraries = [NamedLibrary("openblas", threads[0]), NamedLibrary("mkl", threads[1])]
+    monkeypatch.setattr(fit_threads, "_libraries", lambda: libraries)
+    monkeypatch.setattr(fit_threads, "_capped", None)
+    monkeypatch.setattr(fit_threads, "affinity_cores", lambda: 64)
+    fit_threads.cap_at_slurm_cpus()
+    assert [lib.threads for lib in libraries] == capped
+    assert fit_threads.count_source() == said
+
+
 def test_under_slurm_without_threadpoolctl_info_says_what_holds_the_blas_to_its_cpus(monkeypatch):
     """Where threadpoolctl is not installed, a command cannot hold NumPy's BLAS to SLURM_CPUS_PER_TASK: gpunn info's
     blas line says the library runs its own count, on more cores than Slurm's, and how to set it."""
