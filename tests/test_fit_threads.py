@@ -331,6 +331,18 @@ class FailingLibrary:
         self.threads = threads
 
 
+def test_a_count_changed_while_the_fit_ran_is_left_as_it_was_changed(monkeypatch):
+    """The end of a fit puts back only the counts still at the one it set: a library another thread's threadpoolctl
+    limit (say) set to 3 threads while the fit ran stays on 3, the other goes back to its 2."""
+    clear(monkeypatch)
+    changed, kept = FailingLibrary(0), FailingLibrary(0)  # both on 2 threads
+    monkeypatch.setattr(fit_threads, "_libraries", lambda: [changed, kept])
+    with fit_threads.blas_threads(1):
+        assert [changed.threads, kept.threads] == [1, 1]
+        changed.threads = 3
+    assert [changed.threads, kept.threads] == [3, 2]
+
+
 @pytest.mark.parametrize("fail_at, doing, left", [(1, "set NumPy's BLAS to 1 thread for the fit", 2),
                                                   (2, "put NumPy's BLAS thread count back after the fit", 1)])
 def test_a_blas_count_threadpoolctl_fails_to_set_is_a_warning_and_the_fit_trains(monkeypatch, fail_at, doing, left):
