@@ -2674,11 +2674,15 @@ def test_more_ranks_than_cores_are_told_they_take_turns_and_how_many_to_start(mo
 
     for name in threads.BLAS_ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # no BLAS threads to change
+    # no BLAS threads to change: a count set for every library loaded (MKL, loaded by an earlier test of the same
+    # process through GPUNN_GEMM, reads OMP_NUM_THREADS, not OPENBLAS_NUM_THREADS: its count would be the rank's share)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert said(2, 2) is None and said(1, 1) is None
     assert said(2, 3) == "3 ranks on 2 cores take turns on them, many times slower than 2: start at most 2 on this machine"
     assert said(1, 2) == "2 ranks on 1 core take turns on them, many times slower than 1: start at most 1 on this machine"
     monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
     pytest.importorskip("threadpoolctl")
     assert said(2, 4) == ("1 BLAS thread per rank (its 2 cores shared with other ranks of this machine; 4 ranks on 2 "
                           "cores take turns on them, many times slower than 2: start at most 2 on this machine)")
