@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 
 import numpy
 
@@ -344,6 +345,8 @@ def source_given(X, Y, call) -> bool:
                             f"without Y, e.g. {call}(source)")
         return True
     if Y is None and call is not None:
+        if isinstance(X, (str, bytes, os.PathLike)):  # evaluate("h.parquet") was told of Y, not how a file is read
+            as_array(X)  # (raises, naming the readers of the file: a table's, or numpy.load)
         raise TypeError(f"Y is None: {call}(X, Y) needs the targets Y with arrays X (Y is omitted only for a data "
                         "source from gpunn.data, which holds its targets)")
     return False

@@ -130,7 +130,8 @@ def test_a_file_name_in_place_of_an_array_is_named_as_one(model, data, tmp_path)
     model.fit(gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy"), epochs=1, verbose=False)  # as it says
     # a model fit on a standardize=True source reads raw inputs another way, where a name still said "dtype <U5"
     model.fit(gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", standardize=True), epochs=1, verbose=False)
-    for call in (lambda: model.predict("X.npy"), lambda: model.score("X.npy", Y), lambda: model.evaluate("X.npy", Y)):
+    for call in (lambda: model.predict("X.npy"), lambda: model.score("X.npy", Y), lambda: model.evaluate("X.npy", Y),
+                 lambda: model.evaluate("X.npy"), lambda: model.score("X.npy")):  # without Y: said "Y is None"
         with pytest.raises(TypeError, match="^X " + said.format("str", "X.npy")):
             call()
     with pytest.raises(TypeError, match="^Y " + said.format("str", "Y.npy")):
@@ -146,7 +147,8 @@ def test_a_table_files_name_in_place_of_an_array_names_the_ways_that_read_a_tabl
     monkeypatch.chdir(tmp_path)
     for path, reader, source in [("heldout.parquet", "read_parquet", "parquet"), ("h.CSV", "read_csv", "csv"),
                                  ("runs", "read_parquet", "parquet"), (tmp_path / "t.pq", "read_parquet", "parquet")]:
-        for call in (lambda: model.predict(path), lambda: model.evaluate(path, Y), lambda: model.fit(path, Y)):
+        for call in (lambda: model.predict(path), lambda: model.evaluate(path, Y), lambda: model.fit(path, Y),
+                     lambda: model.evaluate(path), lambda: model.score(path)):  # without Y: said "Y is None"
             with pytest.raises(TypeError) as refused:
                 call()
             said = str(refused.value)
