@@ -89,9 +89,13 @@ def as_array(data, name: str = "X"):
             raise TypeError(f"{name} is {a_type(data)} ({path!r}), not an array: to predict a table file, "
                             f"{predicting_a_table_file(reader)}; fit, evaluate, score and predict also take it, with "
                             f"its target column(s), as a data source, streamed: gpunn.data.{kind}(path, target=...)")
+        # predict("X.npy") was told of numpy.load and fit's source only, not of the command that predicts the file
+        command = ("; gpunn predict MODEL X.npy OUT predicts an .npy file to a file (one over 256 MiB streamed)"
+                   if name == "X" and path.lower().endswith(".npy") else "")
         raise TypeError(f"{name} is {a_type(data)} ({path!r}), not an array: read a file first "
                         "(numpy.load for .npy); fit also takes files as a data source, in place of X and Y "
-                        "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)")
+                        "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)"
+                        f"{command}")
     _refuse_dates(data, name)
     try:
         array = numpy.asarray(data)

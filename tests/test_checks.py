@@ -130,12 +130,16 @@ def test_a_file_name_in_place_of_an_array_is_named_as_one(model, data, tmp_path)
     model.fit(gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy"), epochs=1, verbose=False)  # as it says
     # a model fit on a standardize=True source reads raw inputs another way, where a name still said "dtype <U5"
     model.fit(gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", standardize=True), epochs=1, verbose=False)
+    # an .npy X is told of gpunn predict too, which predicts the file (streamed over STREAM_BYTES, as it says)
+    command = r"; gpunn predict MODEL X\.npy OUT predicts an \.npy file to a file \(one over 256 MiB streamed\)$"
+    assert gpunn.cli.predict.STREAM_BYTES == 256 << 20
     for call in (lambda: model.predict("X.npy"), lambda: model.score("X.npy", Y), lambda: model.evaluate("X.npy", Y),
                  lambda: model.evaluate("X.npy"), lambda: model.score("X.npy")):  # without Y: said "Y is None"
-        with pytest.raises(TypeError, match="^X " + said.format("str", "X.npy")):
+        with pytest.raises(TypeError, match="^X " + said.format("str", "X.npy") + ".*" + command):
             call()
-    with pytest.raises(TypeError, match="^Y " + said.format("str", "Y.npy")):
+    with pytest.raises(TypeError, match="^Y " + said.format("str", "Y.npy")) as refused:
         model.loss(X, "Y.npy")
+    assert "gpunn predict" not in str(refused.value)  # Y's file is no input to predict
 
 
 def test_a_table_files_name_in_place_of_an_array_names_the_ways_that_read_a_table(model, data, tmp_path, monkeypatch):
