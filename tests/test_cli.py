@@ -1034,6 +1034,15 @@ def test_json_to_standard_output_is_the_json_alone(tmp_path, monkeypatch, capsys
     captured = capsys.readouterr()
     assert json.loads(captured.out)["result"]["epochs"] == 1
     assert "held-out: mse" in captured.err and "throughput:" in captured.err
+    assert "wrote -" not in captured.err
+    # train announces a file it writes, as sweep and bench do (it wrote --json and --csv without a word)
+    assert cli.main(["train", *TINY, "--json", "-", "--csv", str(tmp_path / "t.csv")]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["result"]["epochs"] == 1 and f"wrote {tmp_path / 't.csv'}\n" in captured.err
+    assert cli.main(["train", *TINY, "--json", "t.json", "--csv", "t.csv"]) == 0
+    assert "wrote t.json\nwrote t.csv\n" in capsys.readouterr().out
+    os.remove(tmp_path / "t.json")
+    os.remove(tmp_path / "t.csv")
     assert cli.main(["sweep", *TINY, "--lr", "1e-3,1e-2", "--csv", "-"]) == 0
     captured = capsys.readouterr()
     assert captured.out.splitlines()[0].startswith("member,lr,") and len(captured.out.splitlines()) == 3

@@ -718,9 +718,9 @@ def _run(args, opened) -> int:
         text = json_text({"config": data_cli.json_config(args),
                           "units": "standardized targets" if scaled else "targets",  # of the losses and metrics
                           "history": history, "result": result})
-        write_output(args.json, text)
+        write_output(args.json, text, announce=True)
     if args.csv and root:
-        write_output(args.csv, history_csv(history))
+        write_output(args.csv, history_csv(history), announce=True)
     if args.plot and root:
         plot_history(history, args.plot)
         print(f"loss curves: {args.plot}")
