@@ -621,9 +621,21 @@ def test_a_sweep_interrupted_in_its_first_epoch_says_so_and_resumes(tmp_path, ca
     saved, js, best = tmp_path / "sweep", tmp_path / "s.json", tmp_path / "best.npz"
     out = run(GRID + ["--epochs", "2", "--save", str(saved), "--json", str(js), "--save-best", str(best)], capsys,
               status=130)
-    assert f"interrupted in ensemble 0 (1 of 3: members 0-2) after 0 of 2 epochs and 3 of 9 batches of epoch 1, " \
-           f"before any member finished an epoch: nothing to rank; continue with gpunn sweep --resume {saved}" in out
-    assert not js.exists() and not best.exists()
+    # it said "before any member finished an epoch: nothing to rank" and wrote nothing, where the members hold 3
+    # batches' weights: scored by a pass of their own, as an interrupt part-way through a later epoch's are
+    assert f"interrupted in ensemble 0 (1 of 3: members 0-2) after 0 of 2 epochs and 3 of 9 batches of epoch 1: " \
+           f"the table ranks what was trained so far; continue with gpunn sweep --resume {saved}" in out
+    record = json.loads(js.read_text())
+    rows = record["members"]
+    assert [(r["member"], r["weights_epoch"], r["partial_epoch"], r["val_curve"]) for r in sorted(
+        rows, key=lambda r: r["member"])] == [(k, None, 1, []) for k in range(3)]
+    assert record["result"]["interrupted"] is True and record["result"]["ensembles"] == []  # (no epoch to time)
+    assert [r["val_mse"] for r in rows] == sorted(r["val_mse"] for r in rows)
+    X, Y = gpunn.datasets.make("teacher", 600, 5, 1, seed=0, device="cpu", dtype="float64")
+    held = gpunn.load(best, device="cpu").evaluate(X[:60], Y[:60])  # the saved best member on the held-out rows
+    assert rows[0]["val_mse"] == pytest.approx(held["mse"], rel=1e-12)
+    assert f"R2 {rows[0]['val_r2']:.4f} part-way through epoch 1 (3 of 9 batches)" in out
+    js.unlink()
     monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", fit)
     straight = tmp_path / "straight.json"
     run(GRID + ["--epochs", "2", "--json", str(straight)], capsys)

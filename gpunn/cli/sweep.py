@@ -149,7 +149,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "best_epoch, stopped_early, diverged and "
                    "val_curve (its validation MSE per epoch), and per setting (lr, weight decay) the mean and std of its "
                    "members' val_mse and val_r2 over the seeds (settings), beside the sweep's config, units and result (its "
-                   "train_seconds, and each ensemble's train_seconds and samples_per_s) (- for standard output: the "
+                   "train_seconds, and each ensemble's train_seconds and samples_per_s, of one that finished an epoch) (- for standard output: the "
                    "lines of text then go to stderr; a name that says another kind of file, .csv or .npz..., is "
                    "refused)")
     s.add_argument("--csv", type=file_path, metavar="PATH", help="write the ranked table as CSV (- for standard output); an infinite "
@@ -358,12 +358,13 @@ def rank(settings, history_of, offset=0, held_scores=None):
             best = kept[j] - 1
         else:  # an infinite MSE is a score (the worst); NaN none
             best = int(numpy.argmin(numpy.where(numpy.isnan(val), numpy.inf, val)))
-        held = held_rows(history, len(history["val_mse"][0]))
+        held = held_rows(history, len(history["val_mse"][0])) if history["val_mse"] else None
         at = None if best is None else best if held is None else held[j]
         stopped = bool(history.stopped_early[j])
         nan = float("nan")
         score = (nan, nan) if at is None else (float(val[at]), float(r2[at]))
-        partial = history.interrupted and isinstance(history.weights_epoch, list) and history.weights_epoch[j] is None
+        partial = history.interrupted and (not history["epoch"]  # (cut in its first epoch: no weights_epoch list)
+                                           or isinstance(history.weights_epoch, list) and history.weights_epoch[j] is None)
         if partial:  # the weights held part-way through the next epoch, as --save-best saves them
             at = None
             score = (nan, nan) if held_scores is None else (float(held_scores["val_mse"][j]),
@@ -786,8 +787,12 @@ def _run(args, opened) -> int:
                      for k, s in enumerate(group)]
             models.append(None)
             continue
-        if history.get("val_loss"):  # an ensemble interrupted in its first epoch has nothing to rank
+        # an ensemble interrupted in its first epoch is ranked by the pass over the weights it holds (none where the
+        # interrupt came before its first step or a second one cut that pass short: nothing to rank); its timing,
+        # of the epochs it finished, is left out
+        if history.get("val_loss") or reached.held is not None:
             rows += rank(group, lambda k, h=history: (h, k), offset, reached.held)
+        if history.get("val_loss"):
             timings.append(timing(g, group, history, reached))
         models.append(ens)
         if history.interrupted:
