@@ -90,8 +90,8 @@ def as_array(data, name: str = "X"):
                             f"{predicting_a_table_file(reader)}; fit, evaluate, score and predict also take it, with "
                             f"its target column(s), as a data source, streamed: gpunn.data.{kind}(path, target=...)")
         # predict("X.npy") was told of numpy.load and fit's source only, not of the command that predicts the file
-        command = ("; gpunn predict MODEL X.npy OUT predicts an .npy file to a file (one over 256 MiB streamed)"
-                   if name == "X" and path.lower().endswith(".npy") else "")
+        command = (f"; gpunn predict MODEL X.npy OUT predicts an .npy file to a file (one over 256 MiB streamed; "
+                   f"{ONE_NETWORKS_FILE})" if name == "X" and path.lower().endswith(".npy") else "")
         raise TypeError(f"{name} is {a_type(data)} ({path!r}), not an array: read a file first "
                         "(numpy.load for .npy); fit also takes files as a data source, in place of X and Y "
                         "(gpunn.data.npy('X.npy', 'Y.npy'), gpunn.data.csv(path, target=...), gpunn.data.parquet)"
@@ -114,8 +114,13 @@ def as_array(data, name: str = "X"):
 def predicting_a_table_file(reader: str) -> str:
     """How a table file of inputs is predicted, for a refusal: ``reader`` is pandas' for the file (``read_csv``,
     ``read_parquet``)."""
-    return (f"gpunn predict MODEL IN OUT (streamed), or model.predict(pandas.{reader}(path)), whose columns a model "
-            "trained on named ones picks by name")
+    return (f"gpunn predict MODEL IN OUT (streamed; {ONE_NETWORKS_FILE}), or model.predict(pandas.{reader}(path)), "
+            "whose columns a model trained on named ones picks by name")
+
+
+# gpunn predict refuses an Ensemble's checkpoint (K predictions a row): an Ensemble's user pointed to the command by
+# a file-name refusal was sent to one that refuses theirs
+ONE_NETWORKS_FILE = "MODEL one network's file: gpunn.save(path, ens.best()) saves an Ensemble's best member as one"
 
 
 def _table_reader(path: str) -> str | None:

@@ -131,7 +131,8 @@ def test_a_file_name_in_place_of_an_array_is_named_as_one(model, data, tmp_path)
     # a model fit on a standardize=True source reads raw inputs another way, where a name still said "dtype <U5"
     model.fit(gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", standardize=True), epochs=1, verbose=False)
     # an .npy X is told of gpunn predict too, which predicts the file (streamed over STREAM_BYTES, as it says)
-    command = r"; gpunn predict MODEL X\.npy OUT predicts an \.npy file to a file \(one over 256 MiB streamed\)$"
+    command = (r"; gpunn predict MODEL X\.npy OUT predicts an \.npy file to a file \(one over 256 MiB streamed; MODEL "
+               r"one network's file: gpunn\.save\(path, ens\.best\(\)\) saves an Ensemble's best member as one\)$")
     assert gpunn.cli.predict.STREAM_BYTES == 256 << 20
     for call in (lambda: model.predict("X.npy"), lambda: model.score("X.npy", Y), lambda: model.evaluate("X.npy", Y),
                  lambda: model.evaluate("X.npy"), lambda: model.score("X.npy")):  # without Y: said "Y is None"
@@ -157,11 +158,32 @@ def test_a_table_files_name_in_place_of_an_array_names_the_ways_that_read_a_tabl
                 call()
             said = str(refused.value)
             assert said.startswith(f"X is a {type(path).__name__} ({str(path)!r}), not an array: to predict a table "
-                                   "file, gpunn predict MODEL IN OUT (streamed), or model.predict(pandas."
+                                   "file, gpunn predict MODEL IN OUT (streamed; MODEL one network's file: "
+                                   "gpunn.save(path, ens.best()) saves an Ensemble's best member as one), "
+                                   "or model.predict(pandas."
                                    f"{reader}(path)), whose columns"), said
             assert said.endswith(f"as a data source, streamed: gpunn.data.{source}(path, target=...)"), said
             assert "numpy.load" not in said
     assert "predict" in gpunn.cli.COMMAND_NAMES and callable(gpunn.data.parquet) and callable(gpunn.data.csv)
+
+
+def test_an_ensembles_file_name_refusal_says_how_gpunn_predict_takes_one_of_its_members(data, tmp_path):
+    """gpunn predict refuses an Ensemble's checkpoint, yet an Ensemble given a file's name was pointed to it as it
+    stood: the refusal says MODEL is one network's file, and how an Ensemble's best member is saved as one (which
+    gpunn predict then takes)."""
+    X, Y = data
+    ens = gpunn.Ensemble([3, 4, 2], 2, seed=0)
+    ens.fit(X, Y, epochs=1, validation_data=(X, Y), verbose=False)
+    for path in ("X.npy", "heldout.parquet"):
+        with pytest.raises(TypeError, match=re.escape("MODEL one network's file: gpunn.save(path, ens.best()) saves an "
+                                                      "Ensemble's best member as one")):
+            ens.predict(path)
+    gpunn.save(tmp_path / "best.npz", ens.best())  # as it says: one network's file, which gpunn predict takes
+    numpy.save(tmp_path / "X.npy", X.astype(numpy.float32))
+    assert gpunn.cli.main(["predict", str(tmp_path / "best.npz"), str(tmp_path / "X.npy"),
+                           str(tmp_path / "P.npy")]) in (0, None)
+    numpy.testing.assert_allclose(numpy.load(tmp_path / "P.npy"), ens.best().predict(X.astype(numpy.float32)),
+                                  rtol=1e-6)
 
 
 def test_python_lists_are_accepted(model):

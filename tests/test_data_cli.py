@@ -223,7 +223,9 @@ def test_the_index_pandas_wrote_unnamed_is_not_listed_among_a_parquet_files_colu
     assert f"--data {path}: name the target column(s) with --target; the columns are: a, y, t\n" in \
         capsys.readouterr().err
     with pytest.raises(ValueError, match=r"^target: name the target column\(s\); the columns are: a, y, t; to predict "
-                                         r"a file of inputs alone: gpunn predict MODEL IN OUT \(streamed\), or "
+                                         r"a file of inputs alone: gpunn predict MODEL IN OUT \(streamed; MODEL one "
+                                         r"network's file: gpunn\.save\(path, ens\.best\(\)\) saves an Ensemble's "
+                                         r"best member as one\), or "
                                          r"model\.predict\(pandas\.read_parquet\(path\)\), ") as caught:
         gpunn.data.parquet(path, None)
     assert caught.value.columns == ["a", "y", "t"]
