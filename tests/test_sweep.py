@@ -1590,3 +1590,24 @@ def test_a_sweep_interrupted_at_an_epochs_end_scores_that_epoch_with_no_pass_of_
     rows = json.loads(js.read_text())["members"]
     assert len(calls) == 2 and {(r["weights_epoch"], r["partial_epoch"]) for r in rows} == {(2, None)}
     assert all(r["val_mse"] == r["val_curve"][1] for r in rows) and "part-way" not in out
+
+
+def test_a_second_interrupt_in_the_first_epochs_pass_says_no_member_was_scored(tmp_path, capsys, monkeypatch,
+                                                                                interrupt_at):
+    """Since 44944d1 an interrupt in the first epoch scores the weights held; "nothing to rank" is left for a second
+    interrupt cutting that pass short, and it said "before any member finished an epoch", no longer the reason."""
+    from gpunn.training.ensemble import EnsembleEvaluator
+
+    fit = gpunn.ensemble.Ensemble.fit
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda self, *a, **k: fit(
+        self, *a, **{**k, "callbacks": [*k["callbacks"], interrupt_at(0, 2)]}))
+
+    def second_interrupt(self, model):  # the pass over the weights held, epoch 1 having no validation of its own
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EnsembleEvaluator, "evaluate", second_interrupt)
+    saved = tmp_path / "sweep"
+    out = run(GRID + ["--epochs", "2", "--save", str(saved)], capsys, status=130)
+    assert ("interrupted in ensemble 0 (1 of 3: members 0-2) after 0 of 2 epochs and 3 of 9 batches of epoch 1, "
+            f"before any member's weights were scored: nothing to rank; continue with gpunn sweep --resume {saved}"
+            in out), out

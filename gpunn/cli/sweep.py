@@ -804,7 +804,9 @@ def _run(args, opened) -> int:
             where = (f" in ensemble {g} ({g + 1} of {len(groups)}: {which})"
                      if len(groups) > 1 else "") + f" after {reached.stopped_at}"
             if not rows:
-                print(f"interrupted{where}, before any member finished an epoch: nothing to rank{resume_hint}",
+                # (since 44944d1 a first epoch's weights are scored: this is a second interrupt in that pass, or a
+                # first before any step; "before any member finished an epoch" had stopped saying why)
+                print(f"interrupted{where}, before any member's weights were scored: nothing to rank{resume_hint}",
                       flush=True)
                 return 130
             print(f"interrupted{where}: the table ranks what was trained so far{resume_hint}", flush=True)
