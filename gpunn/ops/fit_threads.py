@@ -143,9 +143,15 @@ def user_set(library=None) -> bool:
             libraries = _libraries()
         except Exception:  # noqa: BLE001 - threadpoolctl cannot read them (a fit warns): any variable, as without it
             libraries = []
-        numpys = [lib for lib in libraries if "numpy" in str(getattr(lib, "filepath", "")).lower()]
-        library = (numpys or libraries or [None])[0]
+        library = _numpys(libraries)
     return _count_variable(library) is not None
+
+
+def _numpys(libraries: list):
+    """Of threadpoolctl's BLAS controllers, NumPy's: the one loaded from NumPy's folder (MKL loaded by GPUNN_GEMM, or
+    SciPy's OpenBLAS, may come first in threadpoolctl's list), else the first; None where there is none."""
+    numpys = [lib for lib in libraries if "numpy" in str(getattr(lib, "filepath", "")).lower()]
+    return (numpys or libraries or [None])[0]
 
 
 def _every_count_set() -> bool:
@@ -201,7 +207,7 @@ def count_source() -> str:
     (cap_at_slurm_cpus), or the library's own: the cores the process may run on (where that is more than Slurm's
     count and threadpoolctl is not installed, what to do)."""
     libraries = _libraries()
-    named = _count_variable(libraries[0] if libraries else None)  # (the first: NumPy's, as gpunn info's blas line)
+    named = _count_variable(_numpys(libraries))
     if named is not None:
         return f"threads set by {named}={os.environ[named].strip()}"
     if _capped is not None:
