@@ -2102,29 +2102,62 @@ SCIPYS_POOL = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.2
                "num_threads": 8, "filepath": "/venv/scipy.libs/libopenblasp.so"}
 TORCHS_POOL = {"user_api": "blas", "internal_api": "mkl", "version": "2024.2", "architecture": None,
                "num_threads": 4, "filepath": "/venv/torch/lib/libmkl.so"}
-OPENMP_POOL = {"user_api": "openmp", "internal_api": "openmp", "version": None, "num_threads": 16,
-               "filepath": "/venv/torch/lib/libgomp.so"}
 
 
-def test_the_setup_names_the_blas_numpy_itself_calls_among_the_loaded_ones(monkeypatch):
-    """threadpoolctl lists every BLAS loaded (SciPy's and torch's own copies too) and the OpenMP runtimes: the
-    setup's BLAS is NumPy's (found by its path), else the first BLAS listed; `gpunn info`'s line the first BLAS."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+class _Controller:
+    """A threadpoolctl BLAS controller as gpunn reads one: its filepath and internal_api, and info()'s dict."""
+
+    def __init__(self, pool):
+        self.pool, self.filepath, self.internal_api = pool, pool["filepath"], pool["internal_api"]
+
+    def info(self):
+        return self.pool
+
+
+def test_the_setup_and_gpunn_infos_line_name_the_blas_numpy_itself_calls_among_the_loaded_ones(monkeypatch):
+    """threadpoolctl lists every BLAS loaded (SciPy's and torch's own copies too): the setup's BLAS and `gpunn
+    info`'s line are NumPy's (found by its path, by fit_threads' one rule), else the first BLAS listed. `gpunn info`
+    named the first (MKL loaded before NumPy: 'mkl 2026.2-Product (1 thread, None)', then NumPy's OpenBLAS's count)."""
     from gpunn.bench import system
+    from gpunn.ops import fit_threads
 
-    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [OPENMP_POOL, SCIPYS_POOL, NUMPYS_POOL, TORCHS_POOL])
+    def listed(*pools):
+        monkeypatch.setattr(fit_threads, "_libraries", lambda: [_Controller(p) for p in pools])
+
+    listed(TORCHS_POOL, SCIPYS_POOL, NUMPYS_POOL)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # gpunn's fits keep the count (gpunn_fits_words says nothing)
     assert system.numpy_blas_pool() is NUMPYS_POOL and system.blas_threads() == 2
     assert system._blas() == "openblas 0.3.27, SkylakeX kernels, 2 threads"
-    assert system.blas_info() == "openblas 0.3.21 (8 threads, Haswell)"
-    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [OPENMP_POOL, SCIPYS_POOL, TORCHS_POOL])
+    assert system.blas_info() == "openblas 0.3.27 (2 threads, SkylakeX)"
+    assert fit_threads.count_source() == "threads set by OPENBLAS_NUM_THREADS=2"  # the same library's count
+    listed(SCIPYS_POOL, TORCHS_POOL)
     assert system.numpy_blas_pool() is SCIPYS_POOL and system.blas_threads() == 8
-    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [OPENMP_POOL])
+    assert system.blas_info() == "openblas 0.3.21 (8 threads, Haswell)"
+    listed()
     assert system.numpy_blas_pool() is None and system.blas_threads() is None
+    blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    assert system.blas_info() == system._blas() == f"{blas['name']} {blas['version']}"
+
+
+def test_without_threadpoolctl_the_setup_names_numpys_build_configuration(monkeypatch):
+    from gpunn.bench import system
+
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # not installed: NumPy's build configuration
     assert system.numpy_blas_pool() is None and system.blas_threads() is None
     blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
     assert system.blas_info() == system._blas() == f"{blas['name']} {blas['version']}"
+
+
+def test_numpy_blas_pool_is_threadpoolctls_own_record_of_numpys_blas():
+    """Read through fit_threads' controllers, the record is threadpool_info()'s for the same library."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from gpunn.bench import system
+
+    pools = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    if not pools:
+        pytest.skip("no BLAS library that threadpoolctl finds")
+    numpys = [p for p in pools if "numpy" in p["filepath"].lower()] or pools
+    assert system.numpy_blas_pool() == numpys[0]
 
 
 def test_the_setup_says_the_blas_threads_gpunns_fits_run_on_where_not_the_processs(monkeypatch):

@@ -104,14 +104,13 @@ def cpu_name() -> str:
 
 
 def numpy_blas_pool() -> dict | None:
-    """threadpoolctl's record of the BLAS NumPy itself calls (not SciPy's or torch's own copy)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-    mine = [p for p in pools if "numpy" in str(p.get("filepath", "")).lower()]
-    return (mine or pools or [None])[0]
+    """threadpoolctl's record of the BLAS NumPy itself calls (not SciPy's or torch's own copy): the library
+    gpunn.ops.fit_threads takes for NumPy's (_numpys), as a dict (internal_api, version, architecture, num_threads,
+    filepath); None without threadpoolctl or a BLAS it finds."""
+    from ..ops.fit_threads import _libraries, _numpys
+
+    library = _numpys(_libraries())
+    return library.info() if library is not None else None
 
 
 def _blas() -> str:
@@ -142,16 +141,11 @@ def blas_threads() -> int | None:
 
 
 def blas_info() -> str:
-    """The BLAS NumPy uses, as one line (threadpoolctl's view when installed, else NumPy's build config)."""
-    try:
-        from threadpoolctl import threadpool_info
-
-        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        if pools:
-            p = pools[0]
-            return f"{p.get('internal_api')} {p.get('version')} ({threads_words(p.get('num_threads'))}, {p.get('architecture')})"
-    except ImportError:
-        pass
+    """The BLAS NumPy uses, as one line (threadpoolctl's view of it, numpy_blas_pool, when installed, else NumPy's build
+    config)."""
+    p = numpy_blas_pool()
+    if p:
+        return f"{p.get('internal_api')} {p.get('version')} ({threads_words(p.get('num_threads'))}, {p.get('architecture')})"
     try:
         cfg = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
         return f"{cfg.get('name')} {cfg.get('version')}"
