@@ -123,13 +123,18 @@ def predicting_a_table_file(reader: str) -> str:
 ONE_NETWORKS_FILE = "MODEL one network's file: gpunn.save(path, ens.best()) saves an Ensemble's best member as one"
 
 
+# A Parquet file's names: here, where _table_reader reads them, for preflight (its DATA_SUFFIXES) and gpunn.data
+# too (preflight imports checks, through csvtext: checks cannot import preflight)
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+
+
 def _table_reader(path: str) -> str | None:
     """pandas' reader of the table file ``path`` names, by its suffix as gpunn's command line reads it (a directory
     as Parquet files), or None for a name that is not a table's (``.npy``, another suffix)."""
     suffix = os.path.splitext(path.rstrip("/" + os.sep))[1].lower()
     if suffix == ".csv":
         return "read_csv"
-    if suffix in (".parquet", ".parq", ".pq") or (not suffix and os.path.isdir(path)):
+    if suffix in PARQUET_SUFFIXES or (not suffix and os.path.isdir(path)):
         return "read_parquet"
     return None
 

@@ -21,6 +21,7 @@ import zipfile
 
 import numpy
 
+from .checks import PARQUET_SUFFIXES
 from .csvtext import (csv_column, csv_first_foreign, csv_first_text, csv_has_header, csv_line, csv_names,
                       csv_values, delimiter_hint, first_block_schema, header_lines, is_number, not_a_boolean,
                       not_a_number, pyarrow_csv_booleans, read_as, width_refused, wrong_width)
@@ -196,7 +197,6 @@ def archive_words(members) -> str:
     return f"a zip archive of {shown}" if named else "an empty zip archive"
 
 
-PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")  # a Parquet file's names
 DATA_SUFFIXES = (".npy", ".csv", *PARQUET_SUFFIXES)  # the data files --data reads, by their names
 OTHER_FILES = ((DATA_SUFFIXES, "a data file"), ((".json",), "a JSON report"), ((".toml",), "a config file"),
                ((".png", ".pdf", ".svg"), "a plot"))  # what a name says of a file that no checkpoint should have

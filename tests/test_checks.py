@@ -167,6 +167,20 @@ def test_a_table_files_name_in_place_of_an_array_names_the_ways_that_read_a_tabl
     assert "predict" in gpunn.cli.COMMAND_NAMES and callable(gpunn.data.parquet) and callable(gpunn.data.csv)
 
 
+def test_a_table_files_name_is_told_by_the_suffixes_the_command_line_reads_as_that_tables():
+    """The refusal's reader (checks._table_reader) and the command line's (--data, gpunn predict's IN: preflight and
+    gpunn.data.files) read a name's suffix by one list of Parquet suffixes (checks held a copy of preflight's):
+    each data suffix, in either case, names the reader of the format gpunn reads the file as."""
+    from gpunn import checks, preflight
+    from gpunn.data.files import FORMATS
+
+    assert preflight.PARQUET_SUFFIXES is checks.PARQUET_SUFFIXES
+    assert set(FORMATS) == set(preflight.DATA_SUFFIXES)
+    for suffix, kind in FORMATS.items():
+        for name in (f"t{suffix}", f"T{suffix.upper()}"):
+            assert checks._table_reader(name) == (None if kind == "npy" else f"read_{kind}"), name
+
+
 def test_an_ensembles_file_name_refusal_says_how_gpunn_predict_takes_one_of_its_members(data, tmp_path):
     """gpunn predict refuses an Ensemble's checkpoint, yet an Ensemble given a file's name was pointed to it as it
     stood: the refusal says MODEL is one network's file, and how an Ensemble's best member is saved as one (which

@@ -7,11 +7,11 @@ import os
 import sys
 import warnings
 
+from ..checks import PARQUET_SUFFIXES
 from ..csvtext import joined_columns, named_twice, split_columns, tab_separated_hint
 from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
 from ..hints import shell_word
-from ..preflight import PARQUET_SUFFIXES
 from .common import counted, file_path, number, positive
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows

@@ -7,10 +7,10 @@ import os
 
 import numpy
 
-from ..checks import NotFinite, read_by_position
+from ..checks import PARQUET_SUFFIXES, NotFinite, read_by_position
 from ..csvtext import joined_columns, tab_separated_hint, tab_separated_output_hint
 from ..hints import shell_word
-from ..preflight import DATA_SUFFIXES, PARQUET_SUFFIXES
+from ..preflight import DATA_SUFFIXES
 from .common import DEVICE_NAMES, add_debug, file_path
 from .data import COLUMNS_HELP, column_names
 

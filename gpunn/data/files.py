@@ -12,9 +12,8 @@ import os
 
 import numpy
 
-from ..checks import NotFinite, read_by_position
+from ..checks import PARQUET_SUFFIXES, NotFinite, read_by_position
 from ..csvtext import CSV_BLOCK, tab_separated_hint, tab_separated_output_hint
-from ..preflight import PARQUET_SUFFIXES
 from .base import DataError
 
 FORMATS = {".npy": "npy", ".csv": "csv", **dict.fromkeys(PARQUET_SUFFIXES, "parquet")}

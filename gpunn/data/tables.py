@@ -18,11 +18,10 @@ import re
 import numpy
 
 from .. import environment
-from ..checks import MissingExtra, positive_int, predicting_a_table_file
+from ..checks import PARQUET_SUFFIXES, MissingExtra, positive_int, predicting_a_table_file
 from ..csvtext import joined_columns, named_twice, read_as, split_columns
 from ..forksafe import ForkSafeLock
 from ..hints import shell_word
-from ..preflight import PARQUET_SUFFIXES
 from .base import ChunkedSource, DataError, closes_files_when_refused, default_chunk_rows, pread_full
 
 
