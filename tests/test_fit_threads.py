@@ -465,6 +465,58 @@ def test_under_slurm_without_threadpoolctl_info_says_what_holds_the_blas_to_its_
     assert fit_threads.count_source() == "threads: the library's own count, the cores the process may run on"
 
 
+@pytest.fixture
+def built_with(monkeypatch):
+    """NumPy's build configuration naming its BLAS as given (fit_threads._built_with reads it once a process)."""
+    def build(name):
+        config = {"Build Dependencies": {"blas": {"name": name, "version": "1"}}}
+        monkeypatch.setattr(numpy, "show_config", lambda mode="stdout": config)
+        fit_threads._built_with.cache_clear()
+
+    yield build
+    fit_threads._built_with.cache_clear()
+
+
+@pytest.mark.parametrize("blas, set_by", [
+    ("scipy-openblas", {"OPENBLAS_NUM_THREADS": True, "OMP_NUM_THREADS": True, "MKL_NUM_THREADS": False,
+                        "BLIS_NUM_THREADS": False}),
+    ("mkl-sdl", {"MKL_NUM_THREADS": True, "OMP_NUM_THREADS": True, "OPENBLAS_NUM_THREADS": False}),
+    ("blis", {"BLIS_NUM_THREADS": True, "MKL_NUM_THREADS": False}),
+    ("accelerate", {name: True for name in fit_threads.BLAS_ENV}),  # none gpunn names: any of them, as before
+])
+def test_without_threadpoolctl_a_variable_counts_where_numpys_blas_by_its_build_reads_it(
+        monkeypatch, built_with, blas, set_by):
+    """Where threadpoolctl cannot name NumPy's BLAS, NumPy's build configuration does: MKL_NUM_THREADS=1 was taken as
+    the count of NumPy's OpenBLAS (gpunn info said 'threads set by MKL_NUM_THREADS=1' of a library on every core,
+    and a data-parallel rank's start line kept quiet about its BLAS threads left unchanged)."""
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    built_with(blas)
+    for name, counted in set_by.items():
+        clear(monkeypatch)
+        monkeypatch.setenv(name, "1")
+        assert fit_threads.user_set() is counted, name
+        assert fit_threads._every_count_set() is counted, name
+        assert fit_threads.asks_one_thread(gpunn.MLP([4, 3, 1], device="cpu")) is not counted, name
+        assert fit_threads.count_source() == (f"threads set by {name}=1" if counted else
+                                              "threads: the library's own count, the cores the process may run on")
+
+
+def test_a_numpy_that_does_not_say_its_blas_counts_any_variable(monkeypatch):
+    def old_numpy(mode="stdout"):
+        raise TypeError("show_config() got an unexpected keyword argument 'mode'")
+
+    clear(monkeypatch)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    monkeypatch.setattr(numpy, "show_config", old_numpy)
+    fit_threads._built_with.cache_clear()
+    try:
+        assert fit_threads._built_with() is None and not fit_threads.user_set()
+        monkeypatch.setenv("MKL_NUM_THREADS", "1")
+        assert fit_threads.user_set()
+    finally:
+        fit_threads._built_with.cache_clear()
+
+
 @pytest.mark.parametrize("env, during, asked", [
     ({}, [1, 1], True),
     # MKL's variable is no count of OpenBLAS's: it kept NumPy's OpenBLAS on its 8 threads, the fit said to run on them

@@ -6,6 +6,7 @@ import types
 import pytest
 
 from gpunn.distributed import threads
+from gpunn.ops import fit_threads
 
 FOUR = ("node", [0, 1, 2, 3])
 
@@ -116,6 +117,18 @@ def test_without_threadpoolctl_the_start_line_says_what_to_set(on_four_cores, mo
         pass
     assert said == (f"BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS={share[0]}, to give "
                     f"each rank {share}) (its 4 cores shared with other ranks of this machine)")
+
+
+def test_without_threadpoolctl_mkls_variable_is_no_count_of_numpys_openblas(on_four_cores, monkeypatch):
+    """NumPy's wheels' OpenBLAS (by NumPy's build configuration) reads no MKL_NUM_THREADS: a rank's start line said
+    nothing of its BLAS threads, left on every core, where it was set."""
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    if fit_threads._built_with() != "openblas":
+        pytest.skip("NumPy is built with another BLAS than OpenBLAS")
+    with threads.rank_threads(Gathers([FOUR]), _model()) as said:
+        pass
+    assert said.startswith("BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS=2")
 
 
 def test_an_ensembles_member_groups_take_the_share_and_get_their_threads_back(on_four_cores):

@@ -35,6 +35,7 @@ library it cannot read or set), the fit trains on the counts as they are, with a
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -137,7 +138,8 @@ def user_set(library=None) -> bool:
     """Whether the environment sets the thread count of ``library`` (a threadpoolctl controller) in a variable that
     library reads (_READ_BY: MKL_NUM_THREADS is no count of OpenBLAS's); None: NumPy's BLAS (the one loaded from
     NumPy's folder, as gpunn bench's setup line: MKL loaded by GPUNN_GEMM, or SciPy's OpenBLAS, may come first in
-    threadpoolctl's list; else the first), or without threadpoolctl to name it, any BLAS_ENV variable."""
+    threadpoolctl's list; else the first), or without threadpoolctl to name it, the one NumPy's build configuration
+    names (_count_variable)."""
     if library is None:
         try:
             libraries = _libraries()
@@ -156,7 +158,8 @@ def _numpys(libraries: list):
 
 def _every_count_set() -> bool:
     """Whether the user set the count of every BLAS library loaded, each in a variable it reads (none loaded, or no
-    threadpoolctl to name them: any BLAS_ENV variable set; threadpoolctl failing to read them: False, the fit warns)."""
+    threadpoolctl to name them: NumPy's, named by its build configuration; threadpoolctl failing to read them: False,
+    the fit warns)."""
     try:
         libraries = _libraries()
     except Exception:  # noqa: BLE001 - (the fit's _set says so)
@@ -173,9 +176,25 @@ def libraries_to_set() -> list:
 
 def _count_variable(library=None) -> str | None:
     """The variable of the environment that sets the thread count of ``library`` (a threadpoolctl controller; None:
-    any library), of those it reads (_READ_BY) the first it takes; None where none is set."""
-    names = _READ_BY.get(getattr(library, "internal_api", None), BLAS_ENV)
+    NumPy's BLAS as its build configuration names it, _built_with), of those it reads (_READ_BY) the first it takes;
+    None where none is set. A library of no name in _READ_BY (Accelerate; a build configuration that names none) reads
+    any BLAS_ENV variable."""
+    api = getattr(library, "internal_api", None) if library is not None else _built_with()
+    names = _READ_BY.get(api, BLAS_ENV)
     return next((name for name in names if os.environ.get(name, "").strip()), None)
+
+
+@functools.lru_cache(maxsize=None)
+def _built_with() -> str | None:
+    """NumPy's BLAS as its build configuration names it, in threadpoolctl's internal_api words (openblas for NumPy's
+    wheels' scipy-openblas; mkl; blis), for a process where threadpoolctl cannot name the library loaded: without it
+    MKL_NUM_THREADS=1 was said to set the count of NumPy's OpenBLAS (gpunn info: 'threads set by
+    MKL_NUM_THREADS=1'), which ran on every core. None where it names none of them, or NumPy cannot say."""
+    try:
+        name = str(numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]).lower()
+    except Exception:  # noqa: BLE001 - an older NumPy without mode="dicts", or a configuration without the entry
+        return None
+    return next((api for api in _READ_BY if api in name), None)
 
 
 def cap_at_slurm_cpus() -> None:
