@@ -42,6 +42,17 @@ class StopAt(gpunn.Callback):
             trainer.interrupt()
 
 
+class SlowEnd(gpunn.Callback):
+    """Rank 0 slow to write its last checkpoint (as a big model's is): it runs before the checkpoint writer's."""
+
+    rank_zero_only = True
+
+    def on_train_end(self, trainer):
+        import time
+
+        time.sleep(1.5)
+
+
 def resumed_on_ranks(path, *data):
     """Rank 0's checkpoint ``path`` resumed data parallel on every rank: (checkpoint, history, whether every rank
     ends with the same weights)."""
@@ -524,23 +535,25 @@ def terminate(out, tmp):
     """Trains until SIGTERM (no handler of the script's own), rank 0 slow to write its last checkpoint (as a
     big model's is); the line after the fit is never reached."""
     import pathlib
-    import time
 
     class Started(gpunn.Callback):
         def on_epoch_end(self, trainer, epoch, logs):
             if epoch == 0 and world().rank == 0:
                 pathlib.Path(f"{tmp}/started").touch()
 
-    class SlowEnd(gpunn.Callback):
-        rank_zero_only = True
-
-        def on_train_end(self, trainer):  # runs before the checkpoint writer's
-            time.sleep(1.5)
-
     X, Y = datasets.make("teacher", 2000, 5, 2, device="cpu", dtype="float64", seed=1)
     MLP(**ARCH).fit(X, Y, epochs=100000, batch_size=8, distributed=True,
                     callbacks=[Started(), SlowEnd(), gpunn.ModelCheckpoint(f"{tmp}/run.npz")], **FIT)
     pathlib.Path(f"{tmp}/after{world().rank}").touch()
+
+
+def load_after_fit(out, tmp):
+    """README's script: every rank loads rank 0's checkpoint as soon as its fit returns; rank 0 slow to write its
+    last one, and the file's last epoch-end write (every=2) an epoch before the end."""
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    MLP(**ARCH).fit(X, Y, epochs=3, batch_size=8, distributed=True,
+                    callbacks=[SlowEnd(), gpunn.ModelCheckpoint(f"{tmp}/run.npz", every=2)], **FIT)
+    out["epochs"] = world().allgather(gpunn.load_checkpoint(f"{tmp}/run.npz", device="cpu").epoch)
 
 
 def threads(out, tmp):

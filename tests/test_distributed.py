@@ -2873,6 +2873,15 @@ def test_sigterm_on_mpiexec_ends_every_rank_after_rank_0_wrote_the_stopped_runs_
 
 
 @needs_mpi
+def test_every_rank_that_loads_the_checkpoint_after_its_fit_reads_the_runs_last_one(tmp_path):
+    """README's script loads run.npz on every rank right after the fit. Rank 1 left its fit while rank 0 was still
+    writing the last checkpoint: it read the file of the epoch before (or none: FileNotFoundError aborted the job)."""
+    code, _, err = _run("load_after_fit", tmp_path)
+    assert code == 0, err
+    assert json.loads((tmp_path / "out.json").read_text())["epochs"] == [3, 3]
+
+
+@needs_mpi
 @pytest.mark.parametrize("data", ["arrays", "stream"])
 def test_gpunn_train_under_mpiexec_is_data_parallel_and_only_rank_0_writes(tmp_path, data):
     gpunn_cli = pathlib.Path(sys.executable).with_name("gpunn")

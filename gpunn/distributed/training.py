@@ -11,8 +11,9 @@
   rank 0's epoch logs are broadcast, so early stopping and learning-rate plateaus decide the same on
   every rank.
 * Ctrl-C (mpiexec forwards it to every rank) is agreed on after each batch, so all ranks stop
-  after the same step and rank 0's checkpoint is a valid resume point; no rank leaves the stopped fit
-  before rank 0 has written it (a SIGTERM, passed on as the fit returns, then ends every rank after it).
+  after the same step and rank 0's checkpoint is a valid resume point; no rank leaves a fit, stopped or
+  finished, before rank 0 has written its last checkpoint (a SIGTERM, passed on as the fit returns, then ends every
+  rank after it; a rank that loads the file after its fit reads the run's end).
 * A rank that raises prints its error and aborts the job; consistent errors that every rank
   raises at the same point (a configuration mismatch, a diverged loss, validation metrics that are not finite:
   every rank checks the same validation logs) are raised normally. So are DataParallel's refusals of its arguments
@@ -84,11 +85,12 @@ class _AgreedStop(Callback):
         trainer.stop = self.comm.any(trainer.stop, label="the early-stopping agreement")
 
     def on_train_end(self, trainer):
-        # After the writers (this callback is the last): a stopped run leaves the fit on every rank only once
-        # rank 0's checkpoint is written. A SIGTERM is passed on when the fit returns, and a rank that ended
-        # first would have the launcher kill rank 0 mid-write (the batch reached lost).
-        if trainer.interrupted and not trainer.failed:
-            self.comm.barrier(label="the barrier after the stopped run's checkpoint")
+        # After the writers (this callback is the last): a run leaves the fit on every rank only once rank 0's
+        # checkpoint is written. A SIGTERM is passed on when a stopped fit returns, and a rank that ended first would
+        # have the launcher kill rank 0 mid-write (the batch reached lost); after a finished run, a rank that loads
+        # the checkpoint (README's script) would read the file of an earlier epoch's write, or none yet.
+        if not trainer.failed:
+            self.comm.barrier(label="the barrier after the run's last checkpoint")
 
 
 class _ShardedValidation:
