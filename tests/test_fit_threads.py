@@ -1,5 +1,6 @@
 """The fit of a small net, and an Ensemble's, puts NumPy's BLAS on one thread while it runs (gpunn.ops.fit_threads),
 puts the count back after it (the last of overlapping fits does), and leaves a count the user set alone."""
+import json
 import os
 import sys
 import threading
@@ -8,6 +9,7 @@ import warnings
 
 import numpy
 import pytest
+import waiting
 
 import gpunn
 from gpunn.ops import cblas, fit_threads
@@ -447,6 +449,43 @@ def test_under_slurm_only_a_library_over_its_cpus_is_held_and_said_to_be(monkeyp
     fit_threads.cap_at_slurm_cpus()
     assert [lib.threads for lib in libraries] == capped
     assert fit_threads.count_source() == said
+
+
+MKL_LOADED_LATER = """
+import json, sys
+from gpunn.ops import fit_threads, gemm
+seen = [lib.internal_api for lib in fit_threads._libraries()]  # (threadpoolctl's cached controller made: no MKL)
+if sys.argv[1] == "command":
+    fit_threads.cap_at_slurm_cpus()  # as a gpunn command starts
+mkl = gemm.library("mkl")  # as GPUNN_GEMM=mkl or auto loads it, at the first product
+print(json.dumps({"mkl": mkl and mkl.threads(), "seen": seen,
+                  "then": [lib.internal_api for lib in fit_threads._libraries()]}))
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a process on one core: MKL's own count is one")
+def test_an_mkl_gpunn_loads_after_the_slurm_cap_is_held_and_seen_by_threadpoolctl():
+    """gpunn.ops.gemm loads MKL with ctypes, after a command held the BLAS to SLURM_CPUS_PER_TASK (at its start) and
+    with no module imported: MKL ran its large products on every core the process may run on (gpunn info under
+    SLURM_CPUS_PER_TASK=1 on 2 cores: 'mkl 2026.2 (2 threads)'), and threadpoolctl's cached controller did not list
+    it (a small fit left it on its count). In a script of one's own (no cap) MKL keeps its count."""
+    pytest.importorskip("threadpoolctl")
+    env = {k: v for k, v in os.environ.items() if k not in fit_threads.BLAS_ENV}
+    said = {}
+    for how, slurm in (("script", "1"), ("command", "1"), ("command", None)):
+        job = {**env, "SLURM_CPUS_PER_TASK": slurm} if slurm else {k: v for k, v in env.items()
+                                                                    if k != "SLURM_CPUS_PER_TASK"}
+        done = waiting.run([sys.executable, "-c", MKL_LOADED_LATER, how], timeout=120, env=job)
+        assert done.returncode == 0, done.stderr
+        said[how, slurm] = json.loads(done.stdout.splitlines()[-1])
+    own = said["script", "1"]
+    if own["mkl"] is None:
+        pytest.skip("MKL is not installed")
+    if own["mkl"] < 2:
+        pytest.skip("MKL's own count is one here")
+    assert said["command", "1"]["mkl"] == 1 and said["command", None]["mkl"] == own["mkl"]
+    for seen in said.values():
+        assert "mkl" not in seen["seen"] and "mkl" in seen["then"]
 
 
 def test_under_slurm_without_threadpoolctl_info_says_what_holds_the_blas_to_its_cpus(monkeypatch):

@@ -45,6 +45,7 @@ import numpy
 
 from .. import environment
 from ..forksafe import ForkSafeLock
+from . import gemm
 from .cpu import PARALLEL_MIN_ELEMENTS, SLURM_CPUS, affinity_cores, slurm_cpus
 
 # Variables in which a user sets a BLAS library's thread count (OpenBLAS reads the first three; MKL, BLIS and OpenMP
@@ -60,6 +61,7 @@ _changed = []  # [(library, its count before, the count set)] while they are: th
 _made = None  # (threadpoolctl's controller, len(sys.modules) as it was made) where it has no cached one (before 3.8)
 _reached = None  # the count gpunn last set on every BLAS library, read back from each; None where one did not take it
 _capped = None  # (count, the largest before) where a command held NumPy's BLAS to Slurm's --cpus-per-task
+_holding = False  # whether a command called cap_at_slurm_cpus: a library loaded later is held too (_gemm_loaded)
 
 
 def _libraries() -> list:
@@ -204,10 +206,11 @@ def cap_at_slurm_cpus() -> None:
     (task/affinity, a cgroup's cpuset) that is the job's count already, but where it does not (task/none, Slurm's
     default) it is every core of the node, which the job shares with others. Kept for the process: its fits put their
     own counts back to it. Without threadpoolctl nothing changes (``gpunn info``'s blas line says so)."""
-    global _capped
+    global _capped, _holding
     slurm = slurm_cpus()
     if slurm is None:
         return
+    _holding = True
     try:
         for lib in libraries_to_set():
             before = lib.get_num_threads()
@@ -218,6 +221,28 @@ def cap_at_slurm_cpus() -> None:
     except Exception as exc:  # noqa: BLE001 - any of threadpoolctl's: the command runs on the counts as they are
         warnings.warn(f"gpunn could not hold NumPy's BLAS to {SLURM_CPUS}={slurm} threads (threadpoolctl: "
                       f"{type(exc).__name__}: {exc}); set OPENBLAS_NUM_THREADS={slurm}", RuntimeWarning, stacklevel=2)
+
+
+def _gemm_loaded() -> None:
+    """gpunn.ops.gemm loaded a library (gemm.LOADED_HOOKS): MKL, loaded with ctypes, imports no module, so
+    threadpoolctl's cached controller (and _made) would not list it until one is (a small fit left it on its count);
+    where a command held the BLAS to Slurm's count (cap_at_slurm_cpus), MKL is held too: loaded after the cap
+    (GPUNN_GEMM=mkl or auto, at the first product), its large products ran on every core of the node (gpunn info
+    under SLURM_CPUS_PER_TASK=1 on 2 cores: 'mkl 2026.2 (2 threads)')."""
+    global _made
+    _made = None
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    reset = getattr(threadpoolctl, "reset_cached_controller", None)
+    if reset is not None:
+        reset()
+    if _holding:
+        cap_at_slurm_cpus()
+
+
+gemm.LOADED_HOOKS.append(_gemm_loaded)
 
 
 def count_source() -> str:

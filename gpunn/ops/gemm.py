@@ -9,7 +9,8 @@ Candidates, each used only where it is installed:
   single-threaded).
 - ``mkl``: Intel's MKL from the ``mkl`` package, called through its CBLAS ``cblas_?gemm`` (``cblas_?gemv`` for a
   matrix times a vector) with ctypes (no Python binding is needed), with the threads it picks itself but for
-  products under ``_Mkl.ONE_THREAD_MACS`` multiply-adds, which run on the calling thread alone.
+  products under ``_Mkl.ONE_THREAD_MACS`` multiply-adds, which run on the calling thread alone (a gpunn command
+  under Slurm holds it to ``--cpus-per-task``, as NumPy's BLAS: LOADED_HOOKS, gpunn.ops.fit_threads).
 
 ``GemmChooser.matmul(a, b, out)`` keys a product by (dtype, m, k, n, a transposed, b transposed),
 times every candidate on the real operands the first time it sees the key (single calls, the
@@ -234,17 +235,26 @@ class _Numpy:
 
 _LOADED: dict = {}
 _LOAD_LOCK = ForkSafeLock()  # a child forked while another thread loaded a library gets a new one
+# Called, with no argument, after a library is loaded: gpunn.ops.fit_threads's, so that threadpoolctl sees MKL (loaded
+# with ctypes, no module imported: its cached controller looks for libraries again only after an import) and a
+# command held to Slurm's --cpus-per-task holds MKL too (loaded after the cap, it ran on every core of the node)
+LOADED_HOOKS: list = []
 
 
 def library(name: str):
     """The candidate ``name`` (loaded once), or None where it is not installed."""
     with _LOAD_LOCK.current:
-        if name not in _LOADED:
+        loaded = name not in _LOADED
+        if loaded:
             try:
                 _LOADED[name] = {"numpy": _Numpy, "blis": _Blis, "mkl": _Mkl}[name]()
             except (ImportError, OSError, AttributeError):
                 _LOADED[name] = None
-        return _LOADED[name]
+        lib = _LOADED[name]
+    if loaded and lib is not None and name != "numpy":
+        for hook in LOADED_HOOKS:
+            hook()
+    return lib
 
 
 def available() -> list:
