@@ -742,6 +742,41 @@ def test_a_second_signal_in_a_fit_is_named_as_the_signal_not_as_ctrl_c(tmp_path,
                                             "completely written\n")
 
 
+def test_a_requeued_job_whose_run_early_stopping_ended_trains_nothing_and_rewrites_nothing(tmp_path, capsys, monkeypatch):
+    """A job's `--save PATH --resume PATH` run again after early stopping ended its run: as one whose run trained all
+    its epochs, it says so and succeeds, its files untouched. It read the data, made the held-out pass again and
+    rewrote --json (its config as resolved: "device": "cpu", "stream": "off") and PATH.toml each time; a missing
+    --json is still written, by the held-out pass again."""
+    evaluate, calls = gpunn.metrics.RegressionEvaluator.evaluate, []
+
+    def counted(self, model):
+        calls.append(1)
+        return evaluate(self, model)
+
+    monkeypatch.setattr(gpunn.metrics.RegressionEvaluator, "evaluate", counted)
+    js, table, save = tmp_path / "run.json", tmp_path / "run.csv", tmp_path / "run.npz"
+
+    def job(epochs=6):  # (no epoch improves by 1e9: early stopping ends the run after epoch 2)
+        return main(["train", *SMALL, "--epochs", str(epochs), "--early-stopping", "--patience", "1", "--min-delta",
+                     "1e9", "--save", str(save), "--resume", str(save), "--json", str(js), "--csv", str(table)])
+
+    assert job() == 0
+    assert json.loads(js.read_text())["result"]["epochs"] == 2
+    written = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    passes = len(calls)
+    capsys.readouterr()
+    for epochs in (6, 9):  # (more epochs do not train it further)
+        assert job(epochs) == 0
+        assert capsys.readouterr().out == (f"{save}: early stopping ended its run after epoch 2: nothing left to "
+                                           "train (a stopped run stays stopped)\n")
+        assert len(calls) == passes and {path: path.read_bytes() for path in tmp_path.iterdir()} == written
+    js.unlink()
+    assert job() == 0
+    assert capsys.readouterr().out.startswith(f"{save}: early stopping ended its run after epoch 2, and --json {js} "
+                                              "is not written: the held-out pass again, then the outputs\n")
+    assert len(calls) == passes + 1 and json.loads(js.read_text())["result"]["epochs"] == 2
+
+
 def test_a_requeued_job_whose_held_out_pass_was_cut_makes_it_again_and_writes_the_outputs(tmp_path, capsys, monkeypatch):
     """A job's `--save PATH --resume PATH` run again (Slurm requeued it) after SIGTERM cut its held-out pass: it said
     "nothing left to train" and exited 0, --json keeping null held-out metrics and `interrupted` true. It now makes

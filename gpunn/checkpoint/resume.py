@@ -126,19 +126,28 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                      handle_interrupt=handle_interrupt)
 
 
+def stopped_epochs(training: dict) -> list:
+    """The saved stops of the early stopping callbacks of a checkpoint's run (``training``: its record, as
+    checkpoint.read_meta gives it too), those that stopped it: EarlyStopping's epoch; MemberEarlyStopping's list, None
+    for a member it did not stop."""
+    order = _run_order(training)
+    stops = []
+    for entry in training.get("callbacks", []):
+        cls = _callback_class(_saved_key(entry, order))
+        if cls is None or not issubclass(cls, (cbmod.EarlyStopping, MemberEarlyStopping)):
+            continue
+        stopped = entry["state"].get("stopped_epoch") if isinstance(entry.get("state"), dict) else None
+        if stopped is not None:
+            stops.append(stopped)
+    return stops
+
+
 def _over(ckpt, settings) -> str | None:
     """Why the run saved in ``ckpt`` trains no more when resumed with ``settings`` (its epochs as passed), in words;
     None when it has epochs to train. A run early stopping ended stays ended (EarlyStopping's saved stop, every
     member's in an ensemble; or an ensemble's members all frozen, some stopped early and the others diverged),
     whatever the callbacks passed."""
-    order = _run_order(ckpt)
-    for entry in ckpt.training.get("callbacks", []):
-        cls = _callback_class(_saved_key(entry, order))
-        if cls is None or not issubclass(cls, (cbmod.EarlyStopping, MemberEarlyStopping)):
-            continue
-        stopped = entry["state"].get("stopped_epoch") if isinstance(entry.get("state"), dict) else None
-        if stopped is None:
-            continue
+    for stopped in stopped_epochs(ckpt.training):
         if not isinstance(stopped, list) or all(e is not None for e in stopped):
             return (f"early stopping ended the run after epoch {ckpt.state.epoch}, and this resume trains no more "
                     "(a stopped run stays stopped)")

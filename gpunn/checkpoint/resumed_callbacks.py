@@ -38,7 +38,7 @@ def _resumed_callbacks(ckpt, user, checkpoint, over=None) -> list:
     of that class, with a state or not); in an older file only those passed that saved a state have a place (those
     that took one, and those of its name that write one and read none back), by their saved states' indexes."""
     target = ckpt.path if checkpoint is True else checkpoint
-    order = _run_order(ckpt)
+    order = _run_order(ckpt.training)
     saved, passed = {}, {}
     for entry in sorted(ckpt.training.get("callbacks", []), key=lambda entry: entry["index"]):
         saved.setdefault(_saved_key(entry, order), []).append(entry)
@@ -172,10 +172,10 @@ def _class_key_of(cls) -> tuple:
     return _class_key(record["module"], record["qualname"])
 
 
-def _run_order(ckpt):
-    """The class keys (_class_key) of the run's callbacks in the order they ran, or None for a file from before
-    ``callback_order`` (whose saved states name their class alone)."""
-    order = ckpt.training.get("callback_order")
+def _run_order(training):
+    """The class keys (_class_key) of the run's callbacks (``training``: a checkpoint's record of its run) in the order
+    they ran, or None for a file from before ``callback_order`` (whose saved states name their class alone)."""
+    order = training.get("callback_order")
     return None if order is None else [_class_key(c["module"], c["qualname"]) for c in order]
 
 

@@ -92,7 +92,8 @@ def parse_args(argv=None):
             resume_path = first_checkpoint(resume_path)
         try:
             command.set_defaults(**(resume.defaults_for(resume_path, given, command, from_config, command=args.command,
-                                                        given_as=given_as) if resume_path else from_config))
+                                                        given_as=given_as, in_place=in_place)
+                                   if resume_path else from_config))
         except resume.NothingLeft as exc:
             if not in_place:
                 raise
@@ -148,7 +149,7 @@ def _finished(said, left, args) -> int:
     from ..distributed import launched_rank
 
     if launched_rank() == 0:
-        print(f"{said.where}: {said.said}: nothing left to train (--epochs above {said.done} trains it further)"
+        print(f"{said.where}: {said.said}: nothing left to train ({said.further})"
               + (f"; {left}: the same command in one process (without the launcher) writes them" if left else ""),
               flush=True)
     return 0

@@ -262,13 +262,15 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
 
 class NothingLeft(ValueError):
     """A resume whose run has trained the epochs asked for: refused, except in place (:func:`in_place`), where the
-    command succeeds saying so, or writes the outputs its run left unwritten (gpunn.cli.train.outputs_left).
-    ``where``, ``said`` and ``done``: the path as written, what it holds, its epochs; ``defaults``: the parser's
-    defaults for the run, its options checked (:func:`defaults_for`)."""
+    command succeeds saying so, or writes the outputs its run left unwritten (gpunn.cli.train.outputs_left); in place
+    too, a run early stopping ended (:func:`defaults_for`). ``where``, ``said`` and ``done``: the path as written, what
+    it holds, its epochs; ``further``: what trains it further, in words; ``defaults``: the parser's defaults for the
+    run, its options checked (:func:`defaults_for`)."""
 
-    def __init__(self, message, where="", said="", done=0):
+    def __init__(self, message, where="", said="", done=0, further=None):
         super().__init__(message)
         self.where, self.said, self.done, self.defaults = where, said, done, {}
+        self.further = further or f"--epochs above {done} trains it further"
 
 
 def in_place(resume, save) -> bool:
@@ -341,11 +343,15 @@ def negatable(parser) -> frozenset:
     return frozenset(a.dest for a in parser._actions if isinstance(a, argparse.BooleanOptionalAction))
 
 
-def defaults_for(path, on_command_line: dict, parser, config_values: dict, command="train", given_as=None) -> dict:
+def defaults_for(path, on_command_line: dict, parser, config_values: dict, command="train", given_as=None,
+                 in_place=False) -> dict:
     """The command parser's defaults for ``--resume path``: the recorded options, then --config's
     values; every option given (``on_command_line``: :func:`explicit`'s, or --config) checked first, a refusal
     naming ``--resume given_as`` (a sweep's directory, whose first checkpoint is ``path``; it named that file, which
-    its user had not typed). A sweep's epochs are checked against each of its checkpoints (gpunn.cli.sweep), not here."""
+    its user had not typed). A sweep's epochs are checked against each of its checkpoints (gpunn.cli.sweep), not here.
+    ``in_place`` (gpunn train --save PATH --resume PATH): a run early stopping ended is NothingLeft, as one that has
+    trained its epochs: the job's line run again read its data, made the held-out pass and rewrote --json (its config
+    as resolved: device "cpu", stream "off") and PATH.toml every time, training nothing."""
     options, done, kind, source, settings = recorded(path, parser, command)
     given = {**config_values, **on_command_line}
     defaults = {a.dest: a.type(a.default) if isinstance(a.default, str) and callable(a.type) else a.default
@@ -359,8 +365,21 @@ def defaults_for(path, on_command_line: dict, parser, config_values: dict, comma
     try:
         check(given_as or path, given, options, done if command == "train" else 0, kind, defaults, source,
               negatable(parser), "run" if command == "train" else command, batch_here(settings))
+        if in_place and command == "train":
+            _refuse_stopped(given_as or path, path, done)
     except NothingLeft as exc:  # (checked: an in-place command's run that has ended may still write its outputs)
         exc.defaults = {**options, **config_values}
         raise
     return {**options, **config_values}
 
+
+def _refuse_stopped(where, path, done) -> None:
+    """NothingLeft where early stopping ended the run of the checkpoint ``path`` (a stopped run stays stopped,
+    whatever --epochs says: gpunn.checkpoint.resume)."""
+    from .. import checkpoint
+    from ..checkpoint.resume import stopped_epochs
+
+    if stopped_epochs(checkpoint.read_meta(path)["training"]):
+        said = f"early stopping ended its run after epoch {done}"
+        raise NothingLeft(f"--resume {shell_word(where)}: {said}", where=shell_word(where), said=said, done=done,
+                          further="a stopped run stays stopped")

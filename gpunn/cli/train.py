@@ -136,7 +136,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "per-rank batch the run goes on at on another number of ranks: its global batch over them); keeps "
                    "saving to PATH unless --save says otherwise. With --save PATH too (a batch job's line, run again "
                    "when the job is requeued): a PATH not yet written starts the run with the options given, and a "
-                   "run that has trained all its epochs says so with status 0 (where a signal cut its held-out pass, "
+                   "run that has trained all its epochs, or that early stopping ended, says so with status 0 (where "
+                   "a signal cut its held-out pass, "
                    "or its --json, --csv or --plot file is missing, it makes that pass again and writes them)")
     r.add_argument("--checkpoint-every", type=positive(int), default=1, help="epochs between the checkpoints --save writes (default: %(default)s)")
     r.add_argument("--early-stopping", action="store_true", help="stop when the validation loss stops improving; keep the best weights")
