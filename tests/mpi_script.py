@@ -362,6 +362,12 @@ def mismatch(out, tmp):
         out["order_error"] = str(exc)
 
 
+def mismatch_uncaught(out, tmp):
+    """The ranks given other learning rates, and nothing catches the ConfigMismatch every rank raises."""
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, **dict(FIT, lr=1e-2 * (1 + world().rank)))
+
+
 def broadcast(out, tmp):
     """Rank 1 starts from other parameters (and, resuming, other optimizer moments) than rank 0's, which the
     configuration check does not compare: rank 0's are broadcast before the first step, so both ranks train

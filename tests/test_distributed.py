@@ -1683,6 +1683,18 @@ def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monk
         hook(KeyboardInterrupt, KeyboardInterrupt(), None)  # (before MPI started, Python's own: the test below)
     assert ended == [1, 1, 2]  # MPI_Abort's status for a Ctrl-C, as abort_on_error's
     assert capsys.readouterr().err == "gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\n" * 4
+    waited = []  # an error every rank raised: rank 0 says it for all; rank 1 waits for that, then says its own
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", types.SimpleNamespace(Is_finalized=lambda: False))
+    monkeypatch.setattr(comm, "_let_rank_0_say_it", lambda: waited.append(True))
+    from gpunn.distributed.digest import ConfigMismatch
+
+    hook(ConfigMismatch, ConfigMismatch("lr: 0.01 on rank 0; 0.02 on rank 1"), None)
+    assert waited == [True]
+    assert capsys.readouterr().err == "gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\n"
+    monkeypatch.setenv("PMI_RANK", "0")
+    hook(ConfigMismatch, ConfigMismatch("lr: 0.01 on rank 0; 0.02 on rank 1"), None)
+    assert waited == [True] and ended == [1, 1, 2, 1, 1]
+    assert capsys.readouterr().err == "gpunn [ranks 0-1]: every rank failed with this error; aborting all ranks.\n"
 
 
 @pytest.fixture
@@ -2870,6 +2882,18 @@ def test_sigterm_on_mpiexec_ends_every_rank_after_rank_0_wrote_the_stopped_runs_
     ckpt = gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
     assert ckpt.training["interrupted"], "the checkpoint is an epoch end's, not the stopped run's"
     assert ckpt.training["settings"]["ranks"] == 2
+
+
+@needs_mpi
+def test_an_error_every_rank_raises_and_no_script_catches_is_said_once_by_rank_0(tmp_path):
+    """Each rank printed "this rank failed" and its traceback of the same ConfigMismatch, the ranks' lines
+    interleaved (one per rank: 64 on 64 ranks). Rank 0 now says it once, for every rank, and ends the job."""
+    code, _, err = _run("mismatch_uncaught", tmp_path)
+    assert code == 1, err
+    assert err.count("gpunn.distributed.digest.ConfigMismatch: the ranks are not training the same run") == 1, err
+    assert err.count("Traceback (most recent call last)") == 1, err
+    assert "gpunn [ranks 0-1]: every rank failed with this error; aborting all ranks." in err
+    assert "this rank failed" not in err
 
 
 @needs_mpi

@@ -761,6 +761,17 @@ def end_launched_job(code: int) -> None:
         _end_this_process(code)
 
 
+def _let_rank_0_say_it() -> None:
+    """On a rank other than 0 that met the error every rank raised: wait, saying nothing, while rank 0 says it and
+    ends the job, which ends this rank; after ABORT_GRACE_S and the launcher's read (rank 0 caught the error and went
+    on, say), return, and this rank says its own and ends the job. What the script printed is written out first: the
+    abort that ends this rank would lose what Python still held of it."""
+    from . import output
+
+    read_by_the_launcher()
+    time.sleep(output.WAIT_S + ABORT_GRACE_S)
+
+
 def end_job_on_uncaught_exception() -> None:
     """Under an MPI launcher with several processes (``import gpunn`` calls this): an exception that nothing caught
     ends the whole job, as it ends a one-process run, rather than this process alone. A script's rank that failed
@@ -771,7 +782,8 @@ def end_job_on_uncaught_exception() -> None:
     the traceback; ``sys.excepthook = sys.__excepthook__`` after ``import gpunn`` puts Python's own back. In a job
     whose other processes never start MPI (independent runs under mpiexec), the rank waits for them in MPI_Init
     until end_launched_job's timed start of MPI (GPUNN_DIST_TIMEOUT) says so and ends it: measured 3.6 s at
-    GPUNN_DIST_TIMEOUT=2."""
+    GPUNN_DIST_TIMEOUT=2. An error every rank raised at the same point (:func:`is_raised_on_every_rank`) is said
+    once, by rank 0, for every rank; the others wait for its abort (:func:`_let_rank_0_say_it`)."""
     try:
         if launched_size() <= 1:
             return
@@ -787,8 +799,19 @@ def end_job_on_uncaught_exception() -> None:
             # this hook) left without MPI: ending the job from here starts MPI, which waited for it in MPI_Init for
             # GPUNN_DIST_TIMEOUT s (then hydra's "Segmentation fault (signal 11)" of the rank killed there)
             return before(kind, exc, tb)
+        # an error every rank raised at the same point (a ConfigMismatch, a diverged fit's): each rank's traceback of
+        # it, its lines interleaved with the others' (one per rank), said nothing more than rank 0's
         try:
-            _say(f"gpunn{_where()}: this rank failed; aborting all ranks.\n")
+            rank = launched_rank() if is_raised_on_every_rank(exc) else None
+        except DistributedError:  # (a launcher's rank variable gpunn cannot read: each rank says its own)
+            rank = None
+        if rank:
+            _let_rank_0_say_it()  # (returns where rank 0 has not ended the job: this rank then says its own)
+        try:
+            if rank == 0:
+                _say(f"gpunn [ranks 0-{launched_size() - 1}]: every rank failed with this error; aborting all ranks.\n")
+            else:
+                _say(f"gpunn{_where()}: this rank failed; aborting all ranks.\n")
             before(kind, exc, tb)
             _say("")
         finally:  # (the hook before failing, on a closed stderr say, ends the job all the same)
