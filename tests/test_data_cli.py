@@ -147,6 +147,23 @@ def test_predict_score_gives_model_evaluates_metrics_of_a_held_out_table_in_trai
     assert "(the model's target columns, y, z, in IN)" in capsys.readouterr().err and not (tmp_path / "q.npy").exists()
 
 
+def test_predict_score_of_a_csv_in_without_the_models_target_column_says_score_wants_it(tmp_path, capsys):
+    """A CSV IN lacking the model's target column was refused by --score's read without a word of --score or the
+    target ("IN h.csv: no column 'y'; the columns are: a, b", after OUT's check had passed): a CSV source turned its
+    MissingColumns into a plain DataError, so the words a Parquet IN gets were never said for a CSV one."""
+    pytest.importorskip("pyarrow")
+    X, Y = datasets.make("linear", 600, 2, seed=1, device="cpu")
+    numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([X, Y]), delimiter=",", header="a,b,y", comments="")
+    numpy.savetxt(tmp_path / "h.csv", X[:100], delimiter=",", header="a,b", comments="")
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--save", model_path, *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["predict", model_path, str(tmp_path / "h.csv"), str(tmp_path / "p.npy"), "--score"]) == 2
+    err = capsys.readouterr().err
+    assert f"--score: IN {tmp_path / 'h.csv'}: no column 'y'" in err, err
+    assert "(the model's target column, y, in IN)" in err and not (tmp_path / "p.npy").exists()
+
+
 def test_a_directory_of_parquet_files_and_an_upper_case_suffix_are_data_files(tmp_path, capsys):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

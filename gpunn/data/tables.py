@@ -735,6 +735,9 @@ class CsvSource(ChunkedSource):
             self.feature_names, self.target_names = pick_columns(
                 self.path, schema, target, features, lambda i: csv_first_text(self.path, i, delimiter=self.delimiter, decimal=self.decimal),
                 lambda i: first_value_is_text(self.path, i, self.delimiter, self.decimal))
+        except MissingColumns as exc:  # (kept a MissingColumns, as a Parquet source's is: gpunn predict --score's
+            # refusal of a CSV IN without the model's target columns names them by it)
+            raise MissingColumns(f"{exc}{hint()}", exc.missing, exc.available, exc.first_file) from None
         except DataError as exc:  # a ";"-delimited file read with ",": "no column 'y'; the columns are: a;b;y"
             raise DataError(f"{exc}{hint()}") from None
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
