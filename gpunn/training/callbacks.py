@@ -130,6 +130,10 @@ class History(dict):
     ``loss`` is the training loss over the epoch's rows, each batch's taken before that batch's step (no
     extra pass over the data), so it is not ``model.loss(X, Y)`` after the epoch, which is lower while the loss falls.
 
+    ``time_s`` and ``samples_per_s`` are the epoch's in this process: for the epoch a resume from a checkpoint written
+    part-way through it finished, the seconds since the resume and the rate of the rows trained since (an interrupted
+    process's part of that epoch is in neither, and the sum of ``time_s`` leaves its seconds out).
+
     ``interrupted`` is True when training stopped on Ctrl-C / ``trainer.interrupt()`` (only
     completed epochs are listed: a run stopped in its first epoch returns a History whose lists are empty,
     ``history["epoch"] == []``, as Keras's ``history.epoch`` lists the epochs completed);
