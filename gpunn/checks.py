@@ -204,7 +204,10 @@ def check_source_columns(model, source, fitting=False) -> None:
     (``model.data_columns``): a source's columns are read in the source's order, so a held-out file of the same
     columns in another order was scored on the wrong features without a word (a new user's R² -1.0 for 0.99), where
     gpunn predict and a DataFrame pick them by name. ``fitting``: a later fit, which may go on on a table of other
-    columns (the model's names then become the new table's), is refused only the model's own in another order."""
+    columns (the model's names then become the new table's), is refused only the model's own in another order. The
+    refusal names the ``features=``/``target=`` that reads the model's columns where the table has them
+    (``source.table_columns``), else says it has none of those names ("make it with features=['a', 'b']" sent a
+    held-out file of columns p, q to a refusal of missing columns)."""
     columns = getattr(model, "data_columns", None) or {}
     for key, option in (("feature", "features"), ("target", "target")):
         trained, given = columns.get(f"{key}s"), getattr(source, f"{key}_names", None)
@@ -212,9 +215,24 @@ def check_source_columns(model, source, fitting=False) -> None:
             continue
         if fitting and sorted(trained) != sorted(given):
             continue
+        how = columns_picked(source, option, trained, "the model's column names, or pass arrays of its columns, read "
+                                                      f"by position as {', '.join(trained)}")
         raise ValueError(f"{type(source).__name__}'s {key} columns are {', '.join(given)}, and the model was trained "
                          f"on {', '.join(trained)}, in that order (model.data_columns): a source's columns are read in "
-                         f"its order, not picked by name as a DataFrame's are; make it with {option}={list(trained)!r}")
+                         f"its order, not picked by name as a DataFrame's are; {how}")
+
+
+def columns_picked(source, option, wanted, names_to_give) -> str:
+    """How to make a table source read the columns ``wanted`` (``option``: "features" or "target"): "make it with
+    features=['a', 'b']" where its table has them (``source.table_columns``), else that it has none of those names
+    to pick, and to give it ``names_to_give`` (a held-out file of columns p, q was sent to pick a, b, and then
+    refused them as missing)."""
+    table = getattr(source, "table_columns", None)
+    absent = [name for name in wanted if name not in table] if isinstance(table, list) else []
+    if not absent:
+        return f"make it with {option}={list(wanted)!r}"
+    return (f"its table has no column {', '.join(map(repr, absent))} for {option}={list(wanted)!r} to pick: give it "
+            f"{names_to_give}")
 
 
 def _shown(labels) -> str:

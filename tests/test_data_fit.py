@@ -407,7 +407,8 @@ def test_a_sources_validation_in_chunks_of_rows_is_the_whole_pass(tmp_path):
 @pytest.mark.filterwarnings("ignore:X has no column names")  # (named, scored on arrays)
 def test_a_validation_source_with_other_columns_is_refused_naming_them(tmp_path):
     """A validation table whose columns come in another order (or are others) would be scored column
-    for column against the wrong features: refused, saying which columns to pick."""
+    for column against the wrong features: refused, saying which columns to pick, or, where it has none of those
+    names (a target z for y), so (it was told "make it with target=['y']", which its file cannot do)."""
     pytest.importorskip("pyarrow")
     X = numpy.random.default_rng(0).standard_normal((3000, 3))
     y = X @ [1.0, 10.0, 100.0]
@@ -422,7 +423,8 @@ def test_a_validation_source_with_other_columns_is_refused_naming_them(tmp_path)
                   validation_data=data.csv(tmp_path / "v.csv", target="y"))
     numpy.savetxt(tmp_path / "z.csv", numpy.column_stack([X, y]), delimiter=",", header="a,b,c,z", comments="")
     with pytest.raises(ValueError, match=r"validation source's target columns \['z'\] are not the training source's "
-                                         r"\['y'\]: make it with target=\['y'\]"):
+                                         r"\['y'\]: its table has no column 'y' for target=\['y'\] to pick: give it "
+                                         r"the training source's column names$"):
         model.fit(data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False,
                   validation_data=data.csv(tmp_path / "z.csv", target="z"))
     with pytest.raises(ValueError, match=r"the validation source \(CsvSource\) gives 2 features and 1 output"):

@@ -259,6 +259,47 @@ def test_a_table_source_of_the_models_columns_in_another_order_is_refused_not_re
             model.score(source)
 
 
+def test_a_table_source_of_other_column_names_is_not_told_to_pick_the_models_columns_it_lacks(tmp_path):
+    """A held-out table of other column names (p, q for the model's a, b; a target named price for y) is refused
+    for scoring, as one in another order is, but was told "make it with features=['a', 'b']", which its file cannot
+    do (a refusal of missing columns next): it says the table has no such column and how to score it (the model's
+    names, or arrays read by position), which then scores as the file of the model's names does. A table that has
+    them among others is still told the features= that picks them."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rng = numpy.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    y = X[:, 0] - 2 * X[:, 1]
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "y": y}), tmp_path / "train.parquet")
+    pq.write_table(pa.table({"p": X[:, 0], "q": X[:, 1], "y": y}), tmp_path / "renamed.parquet")
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "price": y}), tmp_path / "target.parquet")
+    pq.write_table(pa.table({"id": X[:, 0] * 0, "a": X[:, 0], "b": X[:, 1], "y": y}), tmp_path / "id.parquet")
+    model = gpunn.MLP([2, 8, 1], seed=0, device="cpu")
+    with data.parquet(tmp_path / "train.parquet", target="y") as source:
+        model.fit(source, epochs=2, batch_size=32, lr=1e-2, verbose=False)
+        expected = model.evaluate(source)
+    for name, target, said in (
+            ("renamed.parquet", "y", "ParquetSource's feature columns are p, q, and the model was trained on a, b, in "
+             "that order (model.data_columns): a source's columns are read in its order, not picked by name as a "
+             "DataFrame's are; its table has no column 'a', 'b' for features=['a', 'b'] to pick: give it the model's "
+             "column names, or pass arrays of its columns, read by position as a, b"),
+            ("target.parquet", "price", "ParquetSource's target columns are price, and the model was trained on y, "
+             "in that order (model.data_columns): a source's columns are read in its order, not picked by name as a "
+             "DataFrame's are; its table has no column 'y' for target=['y'] to pick"),
+            ("id.parquet", "y", "ParquetSource's feature columns are id, a, b, and the model was trained on a, b, in "
+             "that order (model.data_columns): a source's columns are read in its order, not picked by name as a "
+             "DataFrame's are; make it with features=['a', 'b']")):
+        with data.parquet(tmp_path / name, target=target) as source:
+            for call in (model.evaluate, model.score, model.predict):
+                with pytest.raises(ValueError, match=re.escape(said)):
+                    call(source)
+    with data.parquet(tmp_path / "id.parquet", target="y", features=["a", "b"]) as source:
+        assert model.evaluate(source) == pytest.approx(expected, rel=1e-12)
+    with pytest.warns(UserWarning, match="read by position"):  # (the way out the refusal names)
+        assert model.evaluate(X, y[:, None]) == pytest.approx(expected, rel=1e-6)
+
+
 def test_a_source_of_other_widths_than_the_models_is_named_in_the_refusal_of_its_score(files, tmp_path):
     """evaluate, score and predict on a source of 2 feature columns, for a model of 3, said "X has 2 columns but the
     model expects 3", naming an X the caller never gave; fit on it names the source and both widths. They say it as

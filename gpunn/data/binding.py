@@ -4,7 +4,8 @@ from __future__ import annotations
 import warnings
 
 from ..backend import backend_of, user_stacklevel
-from ..checks import check_rows_match, check_source_columns, check_source_widths, flag, seed_int, validation_share
+from ..checks import (check_rows_match, check_source_columns, check_source_widths, columns_picked, flag, seed_int,
+                      validation_share)
 from ..metrics import SourceEvaluator, check_validation_rows, validation_arrays
 from .rawpass import every_row_of
 
@@ -73,8 +74,9 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         for kind, option in (("feature", "features"), ("target", "target")):  # a table's columns, by name, in order
             train, held = getattr(source, f"{kind}_names", None), getattr(validation_data, f"{kind}_names", None)
             if train and held and list(train) != list(held):
+                how = columns_picked(validation_data, option, train, "the training source's column names")
                 raise ValueError(f"the validation source's {kind} columns {list(held)} are not the training "
-                                 f"source's {list(train)}: make it with {option}={list(train)}")
+                                 f"source's {list(train)}: {how}")
         if hasattr(validation_data, "standardizer"):
             _lend(validation_data, scaler)  # the training statistics, never its own
         validation_data.bind(model.backend, model.dtype)

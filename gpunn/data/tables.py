@@ -531,6 +531,7 @@ class ParquetSource(ChunkedSource):
         if target is None:  # before the columns' checks, which a text column would fail first
             raise NoTarget(listed_columns(schemas[0]), reader="read_parquet")
         self.feature_names, self.target_names = pick_in_every_file(files, schemas, target, features)
+        self.table_columns = listed_columns(schemas[0])  # every column (its first file's), picked or not
         default = default_chunk_rows(sum(pf.metadata.num_rows for pf in self._open))
         chunk_rows = default if chunk_rows is None else chunk_rows
         small = chunk_rows == default < 65536  # cut small by default
@@ -742,6 +743,7 @@ class CsvSource(ChunkedSource):
             raise DataError(f"{exc}{hint()}") from None
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         self._column_names = list(schema.names)
+        self.table_columns = listed_columns(schema)  # every column, picked or not (checks.check_source_columns)
         self._column_types = csv_column_types(schema, self.feature_names + self.target_names)
         if index is None:
             index = self._build_index(schema)
