@@ -775,6 +775,9 @@ def test_a_requeued_job_whose_run_early_stopping_ended_trains_nothing_and_rewrit
     assert capsys.readouterr().out.startswith(f"{save}: early stopping ended its run after epoch 2, and --json {js} "
                                               "is not written: the held-out pass again, then the outputs\n")
     assert len(calls) == passes + 1 and json.loads(js.read_text())["result"]["epochs"] == 2
+    # --resume PATH alone goes on as it did: nothing to train, the held-out pass and the outputs
+    assert main(["train", "--resume", str(save), "--json", str(tmp_path / "again.json")]) == 0
+    assert len(calls) == passes + 2 and json.loads((tmp_path / "again.json").read_text())["result"]["epochs"] == 2
 
 
 def test_a_requeued_job_whose_held_out_pass_was_cut_makes_it_again_and_writes_the_outputs(tmp_path, capsys, monkeypatch):
