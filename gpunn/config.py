@@ -87,6 +87,10 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
                 raise ConfigError(f"{source}: {key} must list {what}, got {value!r}")
             value = joined_columns(value) if dest in COLUMN_LISTS else ",".join(map(str, value))
         text = str(value)
+        if dest == "seeds" and isinstance(written, list) and len(written) == 1:  # gpunn sweep's seeds = [7]: the seed,
+            # as seeds = [0, 1] lists two (refused below), not a count: it trained 7 members a setting, seeds 0 to 6
+            raise ConfigError(f"{source}: invalid {key} = {written!r} ({flag}: is how many seeds each setting trains, "
+                              f"got the seeds {text!r}){_several_seeds(written, True, listed=True)}")
         try:
             converted = action.type(text) if action.type else text
         except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:

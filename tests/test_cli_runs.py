@@ -396,6 +396,8 @@ def test_a_sweeps_seeds_given_as_a_list_of_seeds_is_told_it_is_a_count(tmp_path,
 @pytest.mark.parametrize("text, told", [
     ("seeds = [0, 1]", "seed = 0 with seeds = 2 trains members of seeds [0, 1]"),
     ("seeds = [3, 5]", "the members' seeds follow on from seed (seed, seed + 1, ...; seeds = how many per setting)"),
+    # one seed listed: it was read as the count, and trained 7 members a setting, seeds 0 to 6 (review41)
+    ("seeds = [7]", "seed = 7 with seeds = 1 trains members of seeds [7]"),
 ])
 def test_a_sweep_config_files_list_of_seeds_is_told_in_its_keys(tmp_path, capsys, text, told):
     """A config file's seeds = [0, 1] was told "--seed 0 --seeds 2 trains seeds 0, 1", flags its user had not typed,
