@@ -368,6 +368,18 @@ def mismatch_uncaught(out, tmp):
     MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, **dict(FIT, lr=1e-2 * (1 + world().rank)))
 
 
+def fewer_rows_than_ranks(out, tmp):
+    """One training row on 2 ranks: rank 0's piece of the first batch is empty. In memory and from a .npy source."""
+    X, Y = datasets.make("teacher", 1, 5, 2, device="cpu", dtype="float64", seed=1)
+    numpy.save(f"{tmp}/X.npy", X)
+    numpy.save(f"{tmp}/Y.npy", Y)
+    for name, data in (("arrays", (X, Y)), ("npy", (gpunn.data.npy(f"{tmp}/X.npy", f"{tmp}/Y.npy"),))):
+        try:
+            MLP(**ARCH).fit(*data, epochs=1, batch_size=8, distributed=True, **FIT)
+        except ValueError as exc:
+            out[name] = str(exc)
+
+
 def broadcast(out, tmp):
     """Rank 1 starts from other parameters (and, resuming, other optimizer moments) than rank 0's, which the
     configuration check does not compare: rank 0's are broadcast before the first step, so both ranks train

@@ -2897,6 +2897,18 @@ def test_an_error_every_rank_raises_and_no_script_catches_is_said_once_by_rank_0
 
 
 @needs_mpi
+def test_fewer_training_rows_than_ranks_is_refused_on_every_rank(tmp_path):
+    """Rank 0's piece of the first batch was empty: its divergence reference divided by zero rows, and
+    ZeroDivisionError aborted the job (3 rows on 4 ranks, in memory or from a .npy source; here 1 on 2)."""
+    code, _, err = _run("fewer_rows_than_ranks", tmp_path)
+    assert code == 0, err
+    said = json.loads((tmp_path / "out.json").read_text())
+    for name in ("arrays", "npy"):
+        assert said[name] == ("1 training row on 2 ranks: rank 0 would have no row to train on (each rank trains "
+                              "its piece of every batch); train in one process"), name
+
+
+@needs_mpi
 def test_every_rank_that_loads_the_checkpoint_after_its_fit_reads_the_runs_last_one(tmp_path):
     """README's script loads run.npz on every rank right after the fit. Rank 1 left its fit while rank 0 was still
     writing the last checkpoint: it read the file of the epoch before (or none: FileNotFoundError aborted the job)."""

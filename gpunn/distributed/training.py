@@ -283,6 +283,10 @@ class DataParallel:
             batch_size = per_rank_batch_on_resume(*resuming, self.size, shards=shards or None)
             self._resumed_global_batch = resuming[1].batch_size * resuming[1].ranks
         rows = int(source.rows if source is not None else X.shape[0])
+        if 1 < self.size and rows < self.size:  # rank 0's piece of the first batch, which sets the divergence reference, is empty
+            fewer = "in one process" if rows <= 1 else f"on at most {rows} ranks"
+            raise ValueError(f"{rows} training row{'' if rows == 1 else 's'} on {self.size} ranks: rank 0 would have no "
+                             f"row to train on (each rank trains its piece of every batch); train {fewer}")
         cap = -(-rows // self.size)  # one global batch holds every row
         self.batch_size = cap if batch_size is None else min(batch_size, cap)
         if source is None:
