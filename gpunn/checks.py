@@ -84,8 +84,13 @@ def as_array(data, name: str = "X"):
     if isinstance(data, (str, bytes, os.PathLike)):  # fit("X.npy", "Y.npy") said "got dtype <U5"
         path = os.fsdecode(data)
         reader = _table_reader(path)
+        kind = reader and reader.removeprefix("read_")
+        if reader and name != "X":  # fit(X, "y.csv"): Y's file is no input to predict (it was told gpunn predict)
+            raise TypeError(f"{name} is {a_type(data)} ({path!r}), not an array: read its target column(s) first, "
+                            f"pandas.{reader}(path)[[...]]; fit, evaluate and score also take a table of the features "
+                            f"and targets as a data source, in place of X and Y, streamed: "
+                            f"gpunn.data.{kind}(path, target=...)")
         if reader:  # predict("heldout.parquet") was told of numpy.load only
-            kind = reader.removeprefix("read_")
             raise TypeError(f"{name} is {a_type(data)} ({path!r}), not an array: to predict a table file, "
                             f"{predicting_a_table_file(reader)}; fit, evaluate, score and predict also take it, with "
                             f"its target column(s), as a data source, streamed: gpunn.data.{kind}(path, target=...)")

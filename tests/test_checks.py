@@ -165,6 +165,16 @@ def test_a_table_files_name_in_place_of_an_array_names_the_ways_that_read_a_tabl
             assert said.endswith(f"as a data source, streamed: gpunn.data.{source}(path, target=...)"), said
             assert "numpy.load" not in said
     assert "predict" in gpunn.cli.COMMAND_NAMES and callable(gpunn.data.parquet) and callable(gpunn.data.csv)
+    # Y's table file is no input to predict (as Y's .npy file is not): told how to read its targets, not gpunn predict
+    for path, reader, source in [("y.csv", "read_csv", "csv"), ("runs", "read_parquet", "parquet")]:
+        for call in (lambda: model.fit(X, path), lambda: model.evaluate(X, path), lambda: model.score(X, path),
+                     lambda: model.loss(X, path)):
+            with pytest.raises(TypeError) as refused:
+                call()
+            said = str(refused.value)
+            assert said == (f"Y is a str ({path!r}), not an array: read its target column(s) first, pandas.{reader}("
+                            "path)[[...]]; fit, evaluate and score also take a table of the features and targets as a "
+                            f"data source, in place of X and Y, streamed: gpunn.data.{source}(path, target=...)"), said
 
 
 def test_a_table_files_name_is_told_by_the_suffixes_the_command_line_reads_as_that_tables():
