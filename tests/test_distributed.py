@@ -2909,6 +2909,27 @@ def test_fewer_training_rows_than_ranks_is_refused_on_every_rank(tmp_path):
 
 
 @needs_mpi
+def test_readmes_script_runs_under_mpiexec_and_rank_0_alone_saves_and_prints(tmp_path):
+    """README's script.py as written, under mpiexec -n 2: it trains, every rank resumes from rank 0's checkpoint,
+    and rank 0 alone saves the model and prints its metrics (each rank's print() showed)."""
+    readme = (SCRIPT.parent.parent / "README.md").read_text()
+    script = readme.split("A `script.py` for that last line", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "script.py").write_text(script)
+    env = dict(os.environ, PYTHONPATH=str(SCRIPT.parent.parent), GPUNN_DEVICE="cpu", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1")
+    proc = own_session([mpiexec(), "-n", "2", sys.executable, "script.py"], cwd=tmp_path, env=env, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = ended(proc, 120)
+    assert proc.returncode == 0, err
+    assert out.count("'r2':") == 1, out
+    import gpunn
+
+    model, ckpt = gpunn.load(tmp_path / "model.npz"), gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu")
+    assert ckpt.epoch == 6 and ckpt.training["settings"]["ranks"] == 2
+    assert numpy.array_equal(model.params, ckpt.model.params)
+
+
+@needs_mpi
 def test_every_rank_that_loads_the_checkpoint_after_its_fit_reads_the_runs_last_one(tmp_path):
     """README's script loads run.npz on every rank right after the fit. Rank 1 left its fit while rank 0 was still
     writing the last checkpoint: it read the file of the epoch before (or none: FileNotFoundError aborted the job)."""
