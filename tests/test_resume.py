@@ -549,3 +549,17 @@ def test_the_batch_size_a_data_parallel_run_goes_on_at_is_its_global_batch_over_
     assert cli_resume.batch_here({"batch_size": 25, "ranks": 4}) is None
     with pytest.raises(ValueError, match=r"--batch-size 40 would change the run, which has --batch-size 25; a resumed"):
         cli_resume.check("run.npz", {"batch_size": 40}, {"batch_size": 25}, 0, None, batch=(25, 25, 1))
+
+
+def test_a_refused_batch_size_that_is_the_runs_per_rank_batch_on_other_ranks_is_said_so():
+    """A job line at --batch-size 64 started the run on 2 ranks; continued in one process (at 128, which its
+    checkpoint records since), the same line in one process again was refused as a change of the run, which it is
+    not on 2 ranks: the refusal says so. A value that no count of ranks makes the run's says nothing more."""
+    from gpunn.cli import resume as cli_resume
+
+    with pytest.raises(ValueError, match=r"--batch-size 64 would change the run, which has --batch-size 128 \(64 is its "
+                                         r"per-rank batch on 2 ranks, mpiexec -n 2; in this launch's 1 process it is "
+                                         r"128\); a resumed run continues"):
+        cli_resume.check("run.npz", {"batch_size": 64}, {"batch_size": 128}, 0, None, batch=(128, 128, 1))
+    with pytest.raises(ValueError, match=r"--batch-size 100 would change the run, which has --batch-size 128; a resumed"):
+        cli_resume.check("run.npz", {"batch_size": 100}, {"batch_size": 128}, 0, None, batch=(128, 128, 1))

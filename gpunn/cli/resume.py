@@ -247,8 +247,11 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
         had = ", ".join(_said(d, s, negatable) + ("" if _same(s, e) else f" ({_shown(e)})")
                         + (_batch_words(*batch) if d == "batch_size" and batch is not None and batch[0] != s else "")
                         for d, _, s, e in differing)
-        raise ValueError(f"--resume {shell_word(path)}: {names} would change the {resumed}, which has {had}; a resumed "
-                         f"{resumed} continues exactly as it started (start a new {resumed}, without --resume, to change it)")
+        given = next((v for d, v, _, _ in differing if d == "batch_size"), None)
+        other = _other_launch(given, batch) if batch is not None and batch[0] == options.get("batch_size") else ""
+        raise ValueError(f"--resume {shell_word(path)}: {names} would change the {resumed}, which has {had}{other}; a "
+                         f"resumed {resumed} continues exactly as it started (start a new {resumed}, without --resume, "
+                         "to change it)")
     total = given.get("epochs", options.get("epochs"))
     if total is not None and total <= done:
         trained = counted(done, "epoch")
@@ -305,6 +308,18 @@ def _batch_words(per_rank, global_batch, processes) -> str:
     in this launch's 1 process)"."""
     launch = f"{processes:,} process{'' if processes == 1 else 'es'}"  # (counted's plural would be "processs")
     return f" (a global batch of {global_batch}: --batch-size {per_rank} in this launch's {launch})"
+
+
+def _other_launch(given, batch) -> str:
+    """Where a refused --batch-size ``given`` is the run's per-rank batch on another number of ranks than this
+    launch's (``batch``: :func:`batch_here`'s, the run going on at its recorded batch here), that, in words: a job line that started the run on 2 ranks at
+    --batch-size 64 and was continued in one process (at 128, which its checkpoint records since) was refused in one
+    process again as a change of the run that it is not."""
+    if not isinstance(given, int) or given <= 0 or batch[1] % given or batch[1] // given == batch[2]:
+        return ""
+    ranks, launch = batch[1] // given, f"{batch[2]:,} process{'' if batch[2] == 1 else 'es'}"
+    where = "its batch in one process" if ranks == 1 else f"its per-rank batch on {ranks:,} ranks, mpiexec -n {ranks}"
+    return f" ({given} is {where}; in this launch's {launch} it is {batch[0]})"
 
 
 def _kind_bound(kind, options) -> str:
