@@ -203,6 +203,25 @@ def test_the_best_line_says_when_a_members_best_epoch_scored_better_than_the_wei
     assert "at epoch 5\n" in out and "its best epoch" not in out
 
 
+def test_the_best_line_says_why_an_early_stopping_member_interrupted_holds_no_best_epochs_weights(
+        tmp_path, capsys, monkeypatch, interrupt_at):
+    """With --early-stopping, Ctrl-C at epoch 6's end leaves each member the weights it reached (as the checkpoint
+    written then holds them), not its best epoch's (5): the table ranks epoch 6's, and the best line said "at epoch 6"
+    alone, where --early-stopping was to keep epoch 5's. It says the best epoch's score and why; not "--early-stopping
+    keeps" them, which the run had."""
+    fit = gpunn.ensemble.Ensemble.fit
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", lambda self, *a, **k: fit(
+        self, *a, **{**k, "callbacks": [*k["callbacks"], interrupt_at(5, 8)]}))  # epoch 6's last batch of 9
+    js = tmp_path / "s.json"
+    out = run(["sweep", "--lr", "0.1", "--optimizer", "sgd", "--rows", "600", "--features", "5", "--hidden", "8,8",
+               "--epochs", "8", "--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64",
+               "--early-stopping", "--patience", "3", "--json", str(js)], capsys, status=130)
+    best = members(js)[0]
+    assert best["weights_epoch"] == 6 and best["best_epoch"] == 5 and best["val_curve"][4] < best["val_mse"]
+    assert (f"at epoch 6 (its best epoch, 5, scored {best['val_curve'][4]:.5g}: the interrupt left each member the "
+            "weights it had reached; early stopping puts the best epoch's back as a run ends)\n") in out, out
+
+
 def test_the_table_ranks_the_weights_each_member_holds_as_ensemble_best_does(tmp_path, capsys):
     """Without --early-stopping each member ends with its last epoch's weights. The table ranked the members by their
     best epoch, so it put first lr 0.3 (0.083 at epoch 4, but its weights score 0.196), and --save-best saved those

@@ -470,13 +470,17 @@ def format_settings(settings) -> str:
 
 
 def _earlier_best(args, row) -> str:
-    """What the best line adds where the member's weights (the epoch it is ranked by) are not its best epoch's, a
-    run without --early-stopping: that epoch and its val MSE, and how to keep it."""
+    """What the best line adds where the member's weights (the epoch it is ranked by) are not its best epoch's: that
+    epoch and its val MSE, and why: a run without --early-stopping, which keeps them, or with it one that Ctrl-C
+    stopped (the weights reached are kept, as the checkpoint written then holds them; early stopping puts the best
+    epoch's back as a run ends). With --early-stopping the line said nothing of it, the table's "epoch" 6 beside
+    "best epoch" 5 unexplained."""
     held, best = row["weights_epoch"], row["best_epoch"]
-    if args.early_stopping or held is None or best is None or held == best:
+    if held is None or best is None or held == best:
         return ""
-    return (f" (its best epoch, {best}, scored {row['val_curve'][best - 1]:.5g}: --early-stopping keeps each "
-            "member's best epoch's weights)")
+    why = ("the interrupt left each member the weights it had reached; early stopping puts the best epoch's back as "
+           "a run ends" if args.early_stopping else "--early-stopping keeps each member's best epoch's weights")
+    return f" (its best epoch, {best}, scored {row['val_curve'][best - 1]:.5g}: {why})"
 
 
 def _score(value, spec) -> str:
