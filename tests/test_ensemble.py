@@ -725,6 +725,11 @@ def test_best_takes_the_highest_r2_and_each_members_best_finite_epoch(ensemble_d
     ens.history.weights_epoch = [1, 2, 2]
     ens.history["val_loss"] = [[0.4, 2.0, float("inf")], [1.0, 1.5, 0.3]]
     assert ens.best_index() == 2
+    # a member that holds the weights of an epoch an interrupt cut short (None) is ranked by the last epoch it
+    # finished, the nearest scored (a mutant ranking it by the first, 0.1 here, survived every test: review41)
+    ens.history["val_loss"] = [[0.1, 2.0, 0.6], [1.0, 1.5, 0.5]]
+    ens.history.weights_epoch = [None, None, 2]
+    assert ens.best_index() == 2
     ens.history["val_loss"] = [[0.2, 2.0, float("inf")], [1.0, 1.5, 0.3]]
     ens.history.weights_epoch = None
     assert ens.best_index() == 0
