@@ -363,7 +363,10 @@ def mismatch(out, tmp):
 
 
 def mismatch_uncaught(out, tmp):
-    """The ranks given other learning rates, and nothing catches the ConfigMismatch every rank raises."""
+    """The ranks given other learning rates, and nothing catches the ConfigMismatch every rank raises; rank 1 printed
+    a line before (block-buffered on the launcher's pipe)."""
+    if world().rank == 1:
+        print("rank 1 made its data")
     X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
     MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, **dict(FIT, lr=1e-2 * (1 + world().rank)))
 

@@ -2888,8 +2888,9 @@ def test_sigterm_on_mpiexec_ends_every_rank_after_rank_0_wrote_the_stopped_runs_
 def test_an_error_every_rank_raises_and_no_script_catches_is_said_once_by_rank_0(tmp_path):
     """Each rank printed "this rank failed" and its traceback of the same ConfigMismatch, the ranks' lines
     interleaved (one per rank: 64 on 64 ranks). Rank 0 now says it once, for every rank, and ends the job."""
-    code, _, err = _run("mismatch_uncaught", tmp_path)
+    code, out, err = _run("mismatch_uncaught", tmp_path)
     assert code == 1, err
+    assert "rank 1 made its data" in out  # written out before rank 1 waits for rank 0's abort, which ends it
     assert err.count("gpunn.distributed.digest.ConfigMismatch: the ranks are not training the same run") == 1, err
     assert err.count("Traceback (most recent call last)") == 1, err
     assert "gpunn [ranks 0-1]: every rank failed with this error; aborting all ranks." in err

@@ -563,3 +563,6 @@ def test_a_refused_batch_size_that_is_the_runs_per_rank_batch_on_other_ranks_is_
         cli_resume.check("run.npz", {"batch_size": 64}, {"batch_size": 128}, 0, None, batch=(128, 128, 1))
     with pytest.raises(ValueError, match=r"--batch-size 100 would change the run, which has --batch-size 128; a resumed"):
         cli_resume.check("run.npz", {"batch_size": 100}, {"batch_size": 128}, 0, None, batch=(128, 128, 1))
+    with pytest.raises(ValueError, match=r"which has --batch-size 64 \(128 is its batch in one process; in this launch's "
+                                         r"2 processes it is 64\); a resumed"):  # the one-process line under mpiexec -n 2
+        cli_resume.check("run.npz", {"batch_size": 128}, {"batch_size": 64}, 0, None, batch=(64, 128, 2))
