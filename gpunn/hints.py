@@ -343,6 +343,12 @@ OTHER_CALLBACK_KEYWORDS = {
     "EarlyStopping": {"verbose": f"{_PRINTS_NOTHING}: history.stopped_early and history.best_epoch say how it ended"},
     "ReduceLROnPlateau": {"verbose": f"{_PRINTS_NOTHING}: history['lr'] holds each epoch's rate"},
 }
+# PyTorch's ReduceLROnPlateau(optimizer, threshold=1e-4, threshold_mode="rel"): its threshold is a fraction of the best
+# value by default, gpunn's (and Keras's) min_delta an amount, as PyTorch's threshold_mode="abs" makes its threshold
+_THRESHOLD = ("PyTorch's threshold is a fraction of the best value (threshold_mode='rel', its default: an epoch improves "
+              "below best x (1 - threshold)); gpunn's min_delta is an amount, as with threshold_mode='abs': "
+              "ReduceLROnPlateau(min_delta=...), 1e-4 by default")
+OTHER_CALLBACK_KEYWORDS["ReduceLROnPlateau"].update(threshold=_THRESHOLD, threshold_mode=_THRESHOLD)
 # and PyTorch's to its lr schedulers, which gpunn's Schedule does not take, {class: {keyword: hint}}
 OTHER_SCHEDULE_KEYWORDS = {"Schedule": {"eta_min": _ETA_MIN}}
 # fit's options given to a data source's maker (data.npy(x, y, batch_size=256)): the source cuts the batches fit

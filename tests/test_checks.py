@@ -1455,6 +1455,41 @@ def test_kerass_keywords_to_a_callback_say_what_gpunn_does_instead(model, data, 
     assert history["lr"] == pytest.approx([1e-3, 1e-3, 1e-4])  # (a plateau from the second epoch: min_delta)
 
 
+class _TorchAdam:
+    """torch.optim.Adam as a stand-in (CI has no torch): its param_groups list, its module."""
+
+    __module__ = "torch.optim.adam"
+
+    def __init__(self):
+        self.param_groups = [{"lr": 1e-3}]
+
+    def __repr__(self):
+        return "Adam (\nParameter Group 0\n    lr: 0.001\n)"
+
+
+_TorchAdam.__name__ = _TorchAdam.__qualname__ = "Adam"
+
+
+def test_pytorchs_reduce_lr_on_plateau_pasted_says_gpunns_way():
+    """PyTorch's ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3), pasted from a porter's script, said
+    "monitor must be the name of a logged value ..., got Adam(...)"; its threshold= and threshold_mode= said only
+    "unexpected keyword argument", though PyTorch's threshold is a fraction of the best value by default where
+    gpunn's min_delta is an amount."""
+    for optimizer, shown in ((gpunn.Adam(lr=1e-3), re.escape(repr(gpunn.Adam(lr=1e-3)))), (_TorchAdam(), "torch's Adam")):
+        with pytest.raises(TypeError, match=rf"^ReduceLROnPlateau\(\) got an optimizer as its monitor \({shown}\), as "
+                                            r"PyTorch's takes one first: gpunn's is a callback, which lowers the rate "
+                                            r"of fit's optimizer: model.fit\(X, Y, optimizer=..., callbacks=\[gpunn."
+                                            r"ReduceLROnPlateau\(factor=0.5, patience=3, mode='min'\)\]\)$"):
+            gpunn.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+    for key in ("threshold", "threshold_mode"):
+        with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}' \(PyTorch's threshold is a fraction "
+                                            r"of the best value \(threshold_mode='rel', its default: .*gpunn's "
+                                            r"min_delta is an amount, as with threshold_mode='abs': "
+                                            r"ReduceLROnPlateau\(min_delta=...\), 1e-4 by default\)$"):
+            gpunn.ReduceLROnPlateau(**{key: 1e-4 if key == "threshold" else "abs"})
+    assert gpunn.ReduceLROnPlateau("val_mse", patience=3).monitor == "val_mse"  # (a name first is the monitor)
+
+
 @pytest.mark.parametrize("given, meant", [("sep", "delimiter"), ("usecols", "features (the input columns; target "
                                                                           "names the output's)"),
                                          ("feature_columns", "features"), ("label", "target"), ("labels", "target"),

@@ -134,3 +134,89 @@ def test_readmes_coming_from_pytorch_block_runs_and_prints_what_it_says(capsys):
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
     assert capsys.readouterr().out.splitlines() == said == ["True"]
+
+
+def test_readmes_reduce_lr_on_plateau_for_pytorchs_lowers_the_rate_at_the_same_epochs():
+    """README's "Coming from PyTorch": torch's ReduceLROnPlateau(opt, patience=p, cooldown=c, threshold=t,
+    threshold_mode="abs") lowers the rate where gpunn's ReduceLROnPlateau(patience=p + 1, cooldown=c + 1, min_delta=t)
+    does (PyTorch's waits for more than patience epochs without improvement, gpunn's, as Keras's, for patience), and
+    at its default threshold_mode "rel" a small loss's plateau is another one's than gpunn's min_delta sees."""
+    from types import SimpleNamespace
+
+    def run(values, ours):
+        trainer = SimpleNamespace(optimizer=SimpleNamespace(lr=1.0), schedule=gpunn.Schedule("constant"), epochs=100,
+                                  lr_scale=1.0, validation=True)
+        ours.on_train_begin(trainer)
+        rates = []
+        for epoch, value in enumerate(values):
+            ours.on_epoch_end(trainer, epoch, {"val_mse": value})
+            rates.append(trainer.lr_scale)
+        return rates
+
+    def theirs(values, **options):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **options)
+        rates = []
+        for value in values:
+            scheduler.step(value)
+            rates.append(opt.param_groups[0]["lr"])
+        return rates
+
+    rng = numpy.random.default_rng(7)
+    for trial in range(40):  # a falling loss with plateaus and noise
+        values = list(1.0 / (1 + numpy.cumsum(rng.random(60) < 0.25)) + rng.choice([0.0, 1e-3], 60))
+        p, c, factor = int(rng.integers(0, 5)), int(rng.integers(0, 4)), float(rng.choice([0.1, 0.5]))
+        expected = theirs(values, factor=factor, patience=p, cooldown=c, threshold=1e-3, threshold_mode="abs",
+                          min_lr=1e-3)
+        ours = gpunn.ReduceLROnPlateau(monitor="val_mse", factor=factor, patience=p + 1, cooldown=c + 1,
+                                       min_delta=1e-3, min_lr=1e-3)
+        assert run(values, ours) == pytest.approx(expected, rel=1e-12), (trial, p, c)
+        assert min(expected) < 1.0  # (each trial lowers the rate)
+    values = [0.01 * 0.999 ** e for e in range(12)]  # 0.1% better an epoch: PyTorch's default sees it improve
+    assert theirs(values, patience=2) == [1.0] * 12
+    assert run(values, gpunn.ReduceLROnPlateau(monitor="val_mse", patience=3))[-1] < 1.0  # min_delta 1e-4 does not
+
+
+def test_readmes_early_stopping_for_a_pytorch_loops_is_that_loop():
+    """README's "Coming from PyTorch": a loop that keeps the best validation nn.MSELoss, breaks after `patience` epochs
+    without an improvement of more than `delta` and loads the best state back is EarlyStopping(monitor="val_mse",
+    patience=patience, min_delta=delta) with validation_data: it stops after the same epoch, with the same weights."""
+    import copy
+
+    (X, noise), (Xv, noise_v) = _data(60, 4, 2, seed=6), _data(30, 4, 2, seed=8)
+    Y, Yv = numpy.tanh(X[:, :2]) + 0.3 * noise, numpy.tanh(Xv[:, :2]) + 0.3 * noise_v  # a signal and noise
+    net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2)).double()
+    model = MLP([4, 32, 2], activation="tanh", dtype="float64", device="cpu")
+    linears = [net[0], net[2]]
+    for W, b, linear in zip(model.weights, model.biases, linears):
+        W[...] = linear.weight.detach().numpy().T
+        b[...] = linear.bias.detach().numpy()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    patience, delta = 3, 1e-3
+    best, best_state, bad, losses = float("inf"), None, 0, []
+    for epoch in range(200):
+        for start in range(0, 60, 16):
+            opt.zero_grad()
+            loss = torch.nn.MSELoss()(net(torch.tensor(X[start:start + 16])), torch.tensor(Y[start:start + 16]))
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            val = torch.nn.MSELoss()(net(torch.tensor(Xv)), torch.tensor(Yv)).item()
+        losses.append(val)
+        if val < best - delta:
+            best, best_state, bad = val, copy.deepcopy(net.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    net.load_state_dict(best_state)
+    assert 4 < epoch + 1 < 200  # (it stopped early, after epochs of improvement: 6 here, its best the third)
+    history = model.fit(X, Y, epochs=200, batch_size=16, shuffle=False, optimizer=gpunn.Adam(lr=0.01, eps=1e-8 * 2),
+                        validation_data=(Xv, Yv), verbose=False,
+                        callbacks=[gpunn.EarlyStopping(monitor="val_mse", patience=patience, min_delta=delta)])
+    assert history.stopped_early and len(history["epoch"]) == epoch + 1
+    numpy.testing.assert_allclose(history["val_mse"], losses, rtol=1e-10)
+    assert history.best == pytest.approx(best, rel=1e-10)
+    for W, b, linear in zip(model.weights, model.biases, linears):
+        numpy.testing.assert_allclose(W, linear.weight.detach().numpy().T, rtol=1e-10, atol=1e-13)
+        numpy.testing.assert_allclose(b, linear.bias.detach().numpy(), rtol=1e-10, atol=1e-13)

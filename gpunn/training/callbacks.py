@@ -21,8 +21,8 @@ import numpy
 
 from ..backend import host_array
 from ..checks import flag, got, non_negative_int, non_negative_number, real, verbosity
-from ..hints import a_type, keywords_hinted, missing_attribute
-from ..optim import misplaced
+from ..hints import a_type, keywords_hinted, missing_attribute, value_repr
+from ..optim import Optimizer, misplaced
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ReduceLROnPlateau", "CALLBACKS", "order_callbacks"]
 
@@ -953,9 +953,24 @@ class ReduceLROnPlateau(_Monitoring):
     to (the schedule itself may still go lower). ``cooldown`` epochs follow each reduction
     before the patience count restarts. ``monitor`` and ``mode`` are EarlyStopping's; an epoch improves
     when it beats the best value by more than ``min_delta`` (default 1e-4, as Keras').
+
+    It counts as Keras's: the rate is lowered at the ``patience``-th epoch without improvement. PyTorch's
+    ``ReduceLROnPlateau(optimizer, patience=p, cooldown=c, threshold=t, threshold_mode="abs")`` lowers it at the one
+    after: it is ``ReduceLROnPlateau(patience=p + 1, cooldown=c + 1, min_delta=t)`` here. PyTorch's default
+    threshold is a fraction of the best value (``threshold_mode="rel"``), ``min_delta`` an amount.
     """
 
     def __init__(self, monitor=None, factor=0.1, patience=10, min_delta=1e-4, mode="auto", cooldown=0, min_lr=0.0):
+        if _an_optimizer(monitor):  # PyTorch's ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+            options = {"factor": factor, "patience": patience, "min_delta": min_delta, "mode": mode,
+                       "cooldown": cooldown, "min_lr": min_lr}
+            shown = ", ".join(f"{key}={value!r}" for key, value in options.items()
+                              if value != inspect.signature(ReduceLROnPlateau).parameters[key].default)
+            given = (value_repr(monitor) if isinstance(monitor, Optimizer)  # (PyTorch's repr runs over 14 lines)
+                     else f"{type(monitor).__module__.split('.')[0]}'s {type(monitor).__name__}")
+            raise TypeError(f"ReduceLROnPlateau() got an optimizer as its monitor ({given}), as "
+                            f"PyTorch's takes one first: gpunn's is a callback, which lowers the rate of fit's "
+                            f"optimizer: model.fit(X, Y, optimizer=..., callbacks=[gpunn.ReduceLROnPlateau({shown})])")
         super().__init__(monitor, min_delta, mode)
         self.factor = real(factor)
         if self.factor is None or not 0 < self.factor < 1:
@@ -998,6 +1013,11 @@ class ReduceLROnPlateau(_Monitoring):
     def load_state_dict(self, state, arrays):
         self._load_base(state)
         self.cooldown_left, self.reductions = int(state["cooldown_left"]), int(state["reductions"])
+
+
+def _an_optimizer(value) -> bool:
+    """Whether ``value`` is gpunn's optimizer or PyTorch's (a ``param_groups`` list, read without a ``__getattr__``)."""
+    return isinstance(value, Optimizer) or isinstance(inspect.getattr_static(value, "param_groups", None), list)
 
 
 CALLBACKS = {cls.__name__: cls for cls in (EarlyStopping, ReduceLROnPlateau)}
