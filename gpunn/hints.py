@@ -109,7 +109,7 @@ OTHER_LIBRARIES = {
 
 # what users of other libraries look for on a model, {name: where gpunn has it}: the hint of a model's AttributeError
 # (Keras: save, save_weights, load_weights, compile, summary, count_params, history; PyTorch: state_dict,
-# load_state_dict, forward, parameters, to, cpu, cuda, eval, train)
+# load_state_dict, forward, parameters, to, cpu, cuda, double, float, half, bfloat16, eval, train)
 _SAVED = "gpunn.save(path, model) writes the model and gpunn.load(path) reads it back"
 _COPY_IN = "copy weights into the model, model.params[...] = other.params, or read a saved one with gpunn.load(path)"
 # PyTorch's nn.Linear keeps weight as out x in, gpunn's W[l] is in x out: a square layer takes it untransposed, silently
@@ -117,7 +117,12 @@ _FROM_TORCH = ("copy a PyTorch state dict in layer by layer, each nn.Linear's we
                "gpunn's W in x out): model.weights[0][...] = state['0.weight'].T.numpy(), model.biases[0][...] = "
                "state['0.bias'].numpy(), and so on (README: Coming from PyTorch)")
 _PARAMETERS = "the weights are model.params (one flat buffer) and its views model.weights and model.biases"
-_MOVED = "a model stays on the device it was made on: gpunn.save(path, model), then gpunn.load(path, device='cpu')"
+_MOVED = "a model stays on the device it was made on: gpunn.save(path, model), then gpunn.load(path, device={!r})"
+# PyTorch's net.double(), .float() and .half(): a gpunn model's dtype is its constructor's, float32 or float64
+_DTYPE = ("a model keeps the dtype it was made with, float32 or float64: copy its weights into one made with "
+          "dtype={!r}, new.params[...] = model.params")
+_HALF = ("a model's dtype is float32 or float64, its constructor's; on a GPU, gpunn.MLP(..., precision='bf16') "
+         "computes in bfloat16 with float32 weights")
 _NO_MODES = ("gpunn's models have no training and evaluation modes (no dropout or batch norm): fit trains, predict "
              "infers")
 OTHER_MODEL_ATTRIBUTES = {
@@ -127,7 +132,9 @@ OTHER_MODEL_ATTRIBUTES = {
     "compile": "fit takes the optimizer and its rate itself: model.fit(X, Y, optimizer='adam', lr=1e-3)",
     "summary": "print(model) shows its layers; model.params.size is its parameter count",
     "count_params": "model.params.size is its parameter count",
-    "to": _MOVED, "cpu": _MOVED, "cuda": _MOVED, "eval": _NO_MODES, "train": _NO_MODES,
+    "to": _MOVED.format("cpu"), "cpu": _MOVED.format("cpu"), "cuda": _MOVED.format("cuda"),
+    "double": _DTYPE.format("float64"), "float": _DTYPE.format("float32"), "half": _HALF,
+    "bfloat16": _HALF, "eval": _NO_MODES, "train": _NO_MODES,
     # Keras's model.history after fit (an Ensemble keeps its last fit's, for best(): never reaches the hint)
     "history": ("fit returns the run's history: history = model.fit(X, Y, ...), history['loss']; a training "
                 "checkpoint's is gpunn.load_checkpoint(path).history"),

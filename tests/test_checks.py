@@ -1178,6 +1178,16 @@ def test_save_with_its_arguments_swapped_says_so(model, tmp_path):
     ("forward", "model.predict(X) gives the outputs"),  # PyTorch's
     ("compile", "fit takes the optimizer and its rate itself: model.fit(X, Y, optimizer='adam', lr=1e-3)"),
     ("to", "a model stays on the device it was made on: gpunn.save(path, model), then gpunn.load(path, device="),
+    # PyTorch's net.cuda() was told to load the model with device='cpu', and net.double() had no hint
+    ("cuda", "a model stays on the device it was made on: gpunn.save(path, model), then gpunn.load(path, "
+             "device='cuda'))"),
+    ("cpu", "a model stays on the device it was made on: gpunn.save(path, model), then gpunn.load(path, device='cpu'))"),
+    ("double", "a model keeps the dtype it was made with, float32 or float64: copy its weights into one made with "
+               "dtype='float64', new.params[...] = model.params)"),
+    ("float", "a model keeps the dtype it was made with, float32 or float64: copy its weights into one made with "
+              "dtype='float32', new.params[...] = model.params)"),
+    ("half", "a model's dtype is float32 or float64, its constructor's; on a GPU, gpunn.MLP(..., precision='bf16') "
+             "computes in bfloat16 with float32 weights)"),
     ("eval", "gpunn's models have no training and evaluation modes (no dropout or batch norm): fit trains, predict"),
 ])
 @pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
