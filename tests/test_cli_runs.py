@@ -829,6 +829,13 @@ def test_a_requeued_job_whose_held_out_pass_was_cut_makes_it_again_and_writes_th
     table.write_text(table.read_text().splitlines()[0] + "\n")  # an earlier process's, of no epoch
     assert f"--csv {table} does not hold its 2 epochs: the held-out pass again" in requeued()
     assert len(table.read_text().splitlines()) == 3
+    # a --json of a shorter run, complete (--epochs 1 earlier, then --epochs 2 killed before its outputs): written
+    # again (a mutant without this check survived, review41)
+    record = json.loads(js.read_text())
+    record["result"]["epochs"] = 1
+    js.write_text(json.dumps(record))
+    assert f"--json {js} records 1 epoch of its 2: the held-out pass again" in requeued()
+    assert json.loads(js.read_text())["result"]["epochs"] == 2
     js.unlink()
     monkeypatch.setattr(comm, "launched_size", lambda: 2)  # under mpiexec -n 2 (rank 0 speaks)
     assert requeued() == (f"{save}: the run has trained its 2 epochs: nothing left to train (--epochs above 2 trains it "
