@@ -782,6 +782,35 @@ def test_a_requeued_job_whose_run_early_stopping_ended_trains_nothing_and_rewrit
     assert len(calls) == passes + 2 and json.loads((tmp_path / "again.json").read_text())["result"]["epochs"] == 2
 
 
+def test_a_requeued_job_interrupted_in_its_last_batch_has_its_outputs_and_rewrites_nothing(tmp_path, capsys,
+                                                                                             monkeypatch, interrupt_at):
+    """Ctrl-C in the last batch of the last epoch ends the run whole: its checkpoint holds every epoch, and its --json
+    the held-out metrics, with `interrupted` true. Run again in place (a requeued job), it was told "--json records it
+    cut short (its held-out pass, no held-out metrics)", untrue, and made the pass again and rewrote --json; it has
+    nothing left to do, as outputs_left's docstring says (a cut pass is one of null held-out metrics)."""
+    from gpunn.training.loop import Trainer
+
+    js, save = tmp_path / "run.json", tmp_path / "run.npz"
+    job = ["train", *SMALL, "--epochs", "2", "--save", str(save), "--resume", str(save), "--json", str(js)]
+    init = Trainer.__init__
+
+    def interrupted_in_the_last_batch(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.callbacks.append(interrupt_at(1, self.settings.batches_per_epoch - 1))
+
+    monkeypatch.setattr(Trainer, "__init__", interrupted_in_the_last_batch)
+    assert main(job) == 130
+    result = json.loads(js.read_text())["result"]
+    assert result["interrupted"] is True and result["epochs"] == 2 and isinstance(result["val_mse"], float)
+    monkeypatch.setattr(Trainer, "__init__", init)
+    written = js.read_bytes()
+    capsys.readouterr()
+    assert main(job) == 0
+    assert capsys.readouterr().out == (f"{save}: the run has trained its 2 epochs: nothing left to train (--epochs "
+                                       "above 2 trains it further)\n")
+    assert js.read_bytes() == written
+
+
 def test_a_requeued_job_whose_held_out_pass_was_cut_makes_it_again_and_writes_the_outputs(tmp_path, capsys, monkeypatch):
     """A job's `--save PATH --resume PATH` run again (Slurm requeued it) after SIGTERM cut its held-out pass: it said
     "nothing left to train" and exited 0, --json keeping null held-out metrics and `interrupted` true. It now makes

@@ -391,12 +391,12 @@ def outputs_left(args, epochs) -> str | None:
         if option == "json":
             try:
                 result = json.loads(text)["result"]
-                interrupted, recorded = result["interrupted"], result["epochs"]
+                interrupted, recorded, scored = result["interrupted"], result["epochs"], result.get("val_mse")
             except (ValueError, KeyError, TypeError):
                 return f"{said} holds no record of it"
             if recorded != epochs:
                 return f"{said} records {counted(recorded, 'epoch')} of its {epochs}"
-            if interrupted:
+            if interrupted and scored is None:  # (a Ctrl-C in the last epoch's last batch ends a run whole, scored)
                 return f"{said} records it cut short (its held-out pass, no held-out metrics)"
         elif option == "csv" and len([line for line in text.splitlines() if line.strip()]) - 1 != epochs:
             return f"{said} does not hold its {counted(epochs, 'epoch')}"
