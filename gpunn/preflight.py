@@ -194,7 +194,16 @@ def archive_words(members) -> str:
     shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
     if arrays:
         return f"an .npz archive of the array{'s' * (len(arrays) > 1)} {shown}"
+    if torch_saved(members):
+        return "a PyTorch file, torch.save's"
     return f"a zip archive of {shown}" if named else "an empty zip archive"
+
+
+def torch_saved(members) -> bool:
+    """Whether a zip archive of ``members`` is torch.save's: NAME/data.pkl beside NAME/version or NAME/.format_version
+    (a state dict a porter gave gpunn.load, which said "a zip archive of net/data.pkl, ..." alone)."""
+    tops = {m[:-len("/data.pkl")] for m in members if m.endswith("/data.pkl") and m.count("/") == 1}
+    return any(f"{top}/version" in members or f"{top}/.format_version" in members for top in tops)
 
 
 DATA_SUFFIXES = (".npy", ".csv", *PARQUET_SUFFIXES)  # the data files --data reads, by their names

@@ -417,6 +417,32 @@ def test_a_zip_that_is_no_checkpoint_is_named_by_its_first_three_arrays_or_files
     assert preflight.not_a_checkpoint(str(path)) == said
 
 
+def test_a_pytorch_file_is_said_to_be_one_and_gpunn_load_says_how_its_weights_come_in(tmp_path):
+    """torch.save(net.state_dict(), "net.pt"), given to gpunn.load by a porter, was "not a gpunn checkpoint (a zip
+    archive of net/data.pkl, net/.format_version, net/.storage_alignment and 5 more)": torch's file layout (a stand-in
+    here, as CI has no torch) is named, and gpunn.load (gpunn train --resume too) says how its weights come in; a
+    writer refuses to replace it, naming it so. Another zip with a data.pkl is not taken for one."""
+    import zipfile
+
+    import gpunn
+
+    path, other = tmp_path / "net.pt", tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in ("net/data.pkl", "net/.format_version", "net/byteorder", "net/data/0", "net/version"):
+            archive.writestr(name, "x")
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("pickles/data.pkl", "x")
+    with pytest.raises(gpunn.CheckpointError, match=r"net.pt: not a gpunn checkpoint \(a PyTorch file, torch.save's\): "
+                                                    r"torch.load reads it, and gpunn.MLP takes its weights layer by "
+                                                    r"layer, each nn.Linear's transposed \(README: Coming from "
+                                                    r"PyTorch\)$"):
+        gpunn.load(path)
+    with pytest.raises(FileExistsError, match=r"is not a gpunn checkpoint \(a PyTorch file, torch.save's\); refusing"):
+        gpunn.save(path, gpunn.MLP([2, 1], device="cpu"))
+    with pytest.raises(gpunn.CheckpointError, match=r"not a gpunn checkpoint \(a zip archive of pickles/data.pkl\)$"):
+        gpunn.load(other)
+
+
 def test_an_empty_zip_is_said_to_be_one_by_load_and_save(tmp_path):
     """numpy.savez of no arrays writes a zip of no files, which begins with the zip's end record, not a file's: it was
     "not a gpunn checkpoint (binary, not an .npz/zip archive)" to gpunn.load and "binary" to gpunn.save."""

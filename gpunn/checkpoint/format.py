@@ -56,7 +56,7 @@ from .._version import __version__
 from ..activations import ACTIVATIONS
 from ..hints import shell_word
 from ..optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
-from ..preflight import CHECKPOINT_META, ZIP_MAGIC, archive_words, file_kind, foreign_file, kind_words
+from ..preflight import CHECKPOINT_META, ZIP_MAGIC, archive_words, file_kind, foreign_file, kind_words, torch_saved
 from ..training import ensemble as ens_training
 from ..training.state import FitSettings, position_words
 from ..atomic import atomic_write
@@ -269,7 +269,10 @@ def _parse_meta(path, zf: zipfile.ZipFile):
     """(meta, {array name: shape}, diverged members, K or None) of an open checkpoint: the metadata member
     read (its CRC checked as it is read) and validated, with the file's list of members; no array is read."""
     members = {info.filename: info for info in zf.infolist()}
-    _require(f"{META}.npy" in members, path, f"not a gpunn checkpoint ({archive_words(members)})")
+    if f"{META}.npy" not in members:
+        copied = (": torch.load reads it, and gpunn.MLP takes its weights layer by layer, each nn.Linear's transposed "
+                  "(README: Coming from PyTorch)") if torch_saved(members) else ""
+        _fail(path, f"not a gpunn checkpoint ({archive_words(members)}){copied}")
     _require(members[f"{META}.npy"].file_size < MAX_META_BYTES, path, "metadata too large")
     with zf.open(f"{META}.npy") as fh:
         blob = numpy.lib.format.read_array(fh, allow_pickle=False)
