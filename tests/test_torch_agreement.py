@@ -252,3 +252,23 @@ def test_a_float32_fit_from_pytorchs_weights_stays_within_rounding_of_pytorchs()
         numpy.testing.assert_allclose(W, linear.weight.detach().numpy().T, rtol=0, atol=2e-6)
     with torch.no_grad():
         numpy.testing.assert_allclose(model.predict(X), net(torch.from_numpy(X)).numpy(), rtol=0, atol=5e-6)
+
+
+def test_pytorchs_flat_parameter_vector_fits_model_params_but_is_not_its_layout():
+    """README's "Coming from PyTorch", the weights: model.params holds the layers in net.parameters()'s order, each W
+    in x out, so parameters_to_vector's vector (each weight out x in) has its size, is taken without a word and gives
+    another function; the layer-by-layer copy, each weight transposed, gives PyTorch's."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2)).double()
+    model = MLP([3, 5, 2], dtype="float64", device="cpu")
+    X = numpy.random.default_rng(0).standard_normal((7, 3))
+    with torch.no_grad():
+        expected = net(torch.from_numpy(X)).numpy()
+    model.params[...] = torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy()
+    assert numpy.abs(model.predict(X) - expected).max() > 1e-3
+    for W, b, linear in zip(model.weights, model.biases, [net[0], net[2]]):
+        W[...] = linear.weight.detach().numpy().T
+        b[...] = linear.bias.detach().numpy()
+    numpy.testing.assert_allclose(model.predict(X), expected, rtol=1e-13, atol=1e-15)
+    flat = [t for pair in zip(model.weights, model.biases) for t in pair]
+    assert [t.size for t in flat] == [p.numel() for p in net.parameters()]  # (the order, sizes, of parameters())
+    assert numpy.array_equal(numpy.concatenate([t.ravel() for t in flat]), model.params)
