@@ -320,7 +320,11 @@ OTHER_KEYWORDS = {
             "steps_per_epoch": "an epoch is one pass over the training rows",
             "steps": _EPOCHS_NOT_STEPS,  # (difflib's nearest was Adam's eps)
             "max_steps": _EPOCHS_NOT_STEPS,
-            "initial_epoch": "a run goes on from its checkpoint: gpunn.load_checkpoint(path).resume(X, Y)"},
+            "initial_epoch": "a run goes on from its checkpoint: gpunn.load_checkpoint(path).resume(X, Y)",
+            # PyTorch's DataLoader(batch_size=64, shuffle=True, drop_last=True), its options mapped onto fit's
+            "drop_last": ("an epoch ends with a partial batch of the rows left over, as a DataLoader's with "
+                          "drop_last=False: a batch_size that divides the training rows leaves none, and "
+                          "gpunn.data.iterable(loader) trains on a loader's own batches")},
     "predict": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
     "evaluate": {"batch_size": _ROWS_IN_CHUNKS, "verbose": _ROWS_IN_CHUNKS},
 }

@@ -1256,6 +1256,16 @@ def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpu
         model.fit(X, Y, steps=3)  # (it said "did you mean eps? eps is the optimizer's option")
 
 
+def test_a_dataloaders_drop_last_given_to_fit_says_an_epoch_ends_with_a_partial_batch(data):
+    """fit(X, Y, batch_size=64, shuffle=True, drop_last=True), a porter's DataLoader options mapped onto fit's, said
+    only "unexpected keyword argument 'drop_last'"."""
+    with pytest.raises(TypeError, match=r"'drop_last' \(an epoch ends with a partial batch of the rows left over, as "
+                                        r"a DataLoader's with drop_last=False: a batch_size that divides the training "
+                                        r"rows leaves none, and gpunn.data.iterable\(loader\) trains on a loader's "
+                                        r"own batches\)$"):
+        MLP([3, 4, 2], device="cpu").fit(*data, batch_size=64, shuffle=True, drop_last=True)
+
+
 def test_one_models_predict_given_return_std_says_an_ensemble_gives_the_spread(data):
     """MLP.predict(X, return_std=True), scikit-learn's GaussianProcessRegressor habit (or a member taken out of an
     Ensemble, whose predict takes it), said only "unexpected keyword argument 'return_std'"; a keyword of
