@@ -123,8 +123,9 @@ def test_readmes_rates_for_k_outputs_give_a_pytorch_loop_with_mseloss_step_for_s
 
 
 def test_readmes_coming_from_pytorch_block_runs_and_prints_what_it_says(capsys):
-    """README's PyTorch section copies a torch net's weights into a gpunn model and back; it needs torch, which CI
-    has not, so it runs here rather than in tests/test_packaging.py's examples."""
+    """README's PyTorch section copies a torch net's weights into a gpunn model and back, and sets a MultiStepLR's
+    rates from a callback; it needs torch, which CI has not, so it runs here rather than in tests/test_packaging.py's
+    examples."""
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -133,7 +134,7 @@ def test_readmes_coming_from_pytorch_block_runs_and_prints_what_it_says(capsys):
     said = [line[2:] for block in blocks for line in block.splitlines() if line.startswith("# ")]
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
-    assert capsys.readouterr().out.splitlines() == said == ["True"]
+    assert capsys.readouterr().out.splitlines() == said == ["True", "True 0.001"]
 
 
 def test_readmes_reduce_lr_on_plateau_for_pytorchs_lowers_the_rate_at_the_same_epochs():
