@@ -421,7 +421,10 @@ class MLP(DeviceModel):
     """A fully connected regression network trained on the squared error, f = (1/m)||A - Y||_F^2: the mean squared
     error with one output, the sum of the outputs' with several (k x PyTorch's nn.MSELoss, with k outputs).
 
-    ``layer_sizes`` runs from inputs to outputs, e.g. ``[16, 64, 64, 1]``.
+    ``layer_sizes`` runs from inputs to outputs, e.g. ``[16, 64, 64, 1]``. Weights start He-normal in a layer whose
+    own activation is of the ReLU family, Glorot-normal in the others (the output layer of an identity output too),
+    biases at zero, drawn on the host from ``seed``; PyTorch's nn.Linear draws weights and biases uniform in
+    +-1/sqrt(n_in), so to start from its weights copy them in (README, "Coming from PyTorch").
     ``activation`` applies to hidden layers (one name, or a list with one per hidden
     layer; a name in any letter case, "ReLU" is relu); ``output_activation`` to the last. With ``bias=False`` and
     ``optimizer="sgd"`` training is exactly W <- W - lr * dW (README, "The math").
