@@ -356,10 +356,20 @@ OTHER_CALLBACK_KEYWORDS = {
 }
 # PyTorch's ReduceLROnPlateau(optimizer, threshold=1e-4, threshold_mode="rel"): its threshold is a fraction of the best
 # value by default, gpunn's (and Keras's) min_delta an amount, as PyTorch's threshold_mode="abs" makes its threshold
-_THRESHOLD = ("PyTorch's threshold is a fraction of the best value (threshold_mode='rel', its default: an epoch improves "
-              "below best x (1 - threshold)); gpunn's min_delta is an amount, as with threshold_mode='abs': "
+_THRESHOLD = ("PyTorch's threshold is a fraction of the best value (threshold_mode='rel', its default: an epoch "
+              "improves below best x (1 - threshold)); gpunn's min_delta is an amount, as with threshold_mode='abs': "
               "ReduceLROnPlateau(min_delta=...), 1e-4 by default")
 OTHER_CALLBACK_KEYWORDS["ReduceLROnPlateau"].update(threshold=_THRESHOLD, threshold_mode=_THRESHOLD)
+# and PyTorch's to its optimizers, which gpunn's do not take, {class: {keyword: hint}}: torch.optim.Adam's
+# decoupled_weight_decay=True is AdamW, and its implementation switches choose nothing here
+_ONE_PASS = ("gpunn's step is one pass over the flat parameter buffer (a fused kernel on a GPU): there is nothing "
+             "to choose")
+_TORCH_SWITCHES = dict.fromkeys(("foreach", "fused", "capturable", "differentiable"), _ONE_PASS)
+OTHER_OPTIMIZER_KEYWORDS = {
+    "Adam": {"decoupled_weight_decay": "PyTorch's Adam(decoupled_weight_decay=True) is gpunn.AdamW, Adam's step with "
+                                       "the weight decay decoupled", **_TORCH_SWITCHES},
+    **{name: _TORCH_SWITCHES for name in ("AdamW", "SGD", "Momentum", "Nesterov")},
+}
 # and PyTorch's to its lr schedulers, which gpunn's Schedule does not take, {class: {keyword: hint}}
 OTHER_SCHEDULE_KEYWORDS = {"Schedule": {"eta_min": _ETA_MIN}}
 # fit's options given to a data source's maker (data.npy(x, y, batch_size=256)): the source cuts the batches fit
@@ -386,6 +396,7 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
     other = (OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
              or OTHER_MODEL_KEYWORDS.get(call, {}).get(key) or OTHER_CALLBACK_KEYWORDS.get(call, {}).get(key)
              or OTHER_SCHEDULE_KEYWORDS.get(call, {}).get(key)
+             or OTHER_OPTIMIZER_KEYWORDS.get(call, {}).get(key)
              or (FIT_OPTIONS_TO_A_SOURCE.get(key) if call in SOURCE_MAKERS else None))
     if other:
         return TypeError(f"{said} ({other})")

@@ -1256,6 +1256,25 @@ def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpu
         model.fit(X, Y, steps=3)  # (it said "did you mean eps? eps is the optimizer's option")
 
 
+def test_pytorchs_optimizer_keywords_say_what_gpunn_has_instead():
+    """torch.optim.Adam(..., decoupled_weight_decay=True), PyTorch's AdamW by another name, and the implementation
+    switches a porter's optimizer line carries (fused=True, foreach) said only "unexpected keyword argument"; each
+    of hints.OTHER_OPTIMIZER_KEYWORDS is no option of the optimizer it is hinted for."""
+    from gpunn.hints import OTHER_OPTIMIZER_KEYWORDS
+
+    with pytest.raises(TypeError, match=r"^Adam\(\) got an unexpected keyword argument 'decoupled_weight_decay' "
+                                        r"\(PyTorch's Adam\(decoupled_weight_decay=True\) is gpunn.AdamW, Adam's step "
+                                        r"with the weight decay decoupled\)$"):
+        gpunn.Adam(lr=3e-3, weight_decay=1e-2, decoupled_weight_decay=True)
+    for make in (lambda: gpunn.Adam(fused=True), lambda: gpunn.SGD(lr=0.1, momentum=0.9, foreach=True),
+                 lambda: gpunn.AdamW(capturable=True)):
+        with pytest.raises(TypeError, match=r"\(gpunn's step is one pass over the flat parameter buffer \(a fused "
+                                            r"kernel on a GPU\): there is nothing to choose\)$"):
+            make()
+    for name, hints in OTHER_OPTIMIZER_KEYWORDS.items():
+        assert not set(hints) & set(inspect.signature(getattr(gpunn, name)).parameters), name
+
+
 def test_a_dataloaders_drop_last_given_to_fit_says_an_epoch_ends_with_a_partial_batch(data):
     """fit(X, Y, batch_size=64, shuffle=True, drop_last=True), a porter's DataLoader options mapped onto fit's, said
     only "unexpected keyword argument 'drop_last'"."""
