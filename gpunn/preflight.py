@@ -200,9 +200,10 @@ def archive_words(members) -> str:
 
 
 def torch_saved(members) -> bool:
-    """Whether a zip archive of ``members`` is torch.save's: NAME/data.pkl beside NAME/version or NAME/.format_version
-    (a state dict a porter gave gpunn.load, which said "a zip archive of net/data.pkl, ..." alone)."""
-    tops = {m[:-len("/data.pkl")] for m in members if m.endswith("/data.pkl") and m.count("/") == 1}
+    """Whether a zip archive of ``members`` is torch.save's: NAME/data.pkl beside NAME/version (before torch 2.1)
+    or NAME/.format_version (a state dict a porter gave gpunn.load, which said "a zip archive of net/data.pkl, ..."
+    alone)."""
+    tops = {m[:-len("/data.pkl")] for m in members if m.endswith("/data.pkl")}
     return any(f"{top}/version" in members or f"{top}/.format_version" in members for top in tops)
 
 

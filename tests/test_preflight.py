@@ -426,10 +426,15 @@ def test_a_pytorch_file_is_said_to_be_one_and_gpunn_load_says_how_its_weights_co
 
     import gpunn
 
-    path, other = tmp_path / "net.pt", tmp_path / "other.zip"
-    with zipfile.ZipFile(path, "w") as archive:
-        for name in ("net/data.pkl", "net/.format_version", "net/byteorder", "net/data/0", "net/version"):
+    path, old, other = tmp_path / "net.pt", tmp_path / "old.pt", tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as archive:  # torch 2.13's layout (its .storage_alignment and others left out)
+        for name in ("net/data.pkl", "net/.format_version", "net/byteorder", "net/data/0"):
             archive.writestr(name, "x")
+    with zipfile.ZipFile(old, "w") as archive:  # torch 1.6 to 2.0's
+        for name in ("archive/data.pkl", "archive/data/0", "archive/version"):
+            archive.writestr(name, "x")
+    with pytest.raises(gpunn.CheckpointError, match=r"not a gpunn checkpoint \(a PyTorch file, torch.save's\): "):
+        gpunn.load(old)
     with zipfile.ZipFile(other, "w") as archive:
         archive.writestr("pickles/data.pkl", "x")
     with pytest.raises(gpunn.CheckpointError, match=r"net.pt: not a gpunn checkpoint \(a PyTorch file, torch.save's\): "
