@@ -13,7 +13,7 @@ import warnings
 import numpy
 
 from .backend import is_device_array, user_stacklevel
-from .hints import a_type, value_repr
+from .hints import a_type, torch_data, torch_tensors, value_repr
 
 
 DTYPES = ("float32", "float64")  # a model's, and a synthetic task's
@@ -497,6 +497,16 @@ def _refuse_masked(array, name: str) -> None:
                      f"({name.split()[0]}.filled(value), or drop those rows)")
 
 
+def refuse_torch_validation(validation_data):
+    """PyTorch's DataLoader or Dataset given as fit's ``validation_data`` is refused saying where its tensors are: it
+    was "validation_data must be a pair (X_val, Y_val)"; a loader of two batches was unpacked as the pair ("X_val must
+    be 2-D ...; got shape (2, 16, 3)"), and a TensorDataset of two rows too, validated on without a word where X's and
+    Y's rows are as wide (torch 2.13)."""
+    if torch_data(validation_data):
+        raise TypeError(f"validation_data is {torch_data(validation_data)}: pass the held-out arrays or tensors as a "
+                        f"pair, validation_data=(X_val, Y_val): {torch_tensors()}")
+
+
 def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_columns: int | None = None):
     """``data`` as a C-contiguous 2-D array of ``dtype`` on ``backend``'s device, checked.
 
@@ -504,6 +514,10 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
     """
     if data is None:
         raise TypeError(f"{name} is None; pass a 2-D numeric array")
+    if torch_data(data):
+        index = "[1]" if name.startswith("Y") else "[0]"
+        raise TypeError(f"{name} must be an array of numbers, got {torch_data(data)}: pass the tensor, "
+                        f"{torch_tensors(index)}")
     xp = backend.xp
     labels = _frame_labels(data, name)
     frame = data if labels is not None else None

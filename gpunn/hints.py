@@ -141,6 +141,21 @@ OTHER_MODEL_ATTRIBUTES = {
 }
 
 
+def torch_data(obj) -> str:
+    """PyTorch's DataLoader or Dataset as a refusal names it, "PyTorch's DataLoader"; "" for anything else. Given where
+    gpunn takes arrays (predict's X, validation_data), it said "X must be an array of numbers, got a DataLoader" or
+    "validation_data must be a pair (X_val, Y_val)", or NumPy's "inhomogeneous shape" for a TensorDataset."""
+    module = getattr(type(obj), "__module__", None)
+    torchs = isinstance(module, str) and module.startswith("torch.utils.data")
+    return f"PyTorch's {type(obj).__name__}" if torchs else ""
+
+
+def torch_tensors(index="") -> str:
+    """Where the tensors of PyTorch's data objects are, for a refusal of one: ``index`` "[0]" for the inputs',
+    "[1]" for the targets', "" for the pair (fit's own refusal of them says it too)."""
+    return f"dataset.tensors{index} of a TensorDataset, loader.dataset.tensors{index} of a DataLoader over one"
+
+
 def missing_attribute(obj, name: str, hint: str = "") -> AttributeError:
     """Python's AttributeError for ``name``, which ``obj`` lacks, from a ``__getattr__``: with ``hint`` where it has
     one (": gpunn.save(path, model) writes the model"), and ``name`` and ``obj`` set, so that a traceback adds

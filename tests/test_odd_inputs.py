@@ -354,6 +354,31 @@ def test_a_pytorch_dataloader_or_dataset_passed_as_x_is_told_what_fit_takes(make
     make().fit(gpunn.data.iterable(loader), epochs=1, verbose=False)
 
 
+@pytest.mark.parametrize("name", ["DataLoader", "TensorDataset"])
+def test_a_pytorch_dataloader_or_dataset_as_validation_data_or_predicts_x_says_where_its_tensors_are(name):
+    """validation_data=loader, a PyTorch loop's held-out loader, said "validation_data must be a pair (X_val, Y_val)"
+    (with a source as X: "... or a data source"); predict(loader) "X must be an array of numbers, got a
+    DataLoader", and score(X, loader) the same of Y, naming neither the loader nor where its tensors are. A stand-in
+    class of torch.utils.data's, as above."""
+    stand_in = type(name, (), {"__module__": "torch.utils.data.dataset", "__len__": lambda self: 2,
+                               "__getitem__": lambda self, i: (numpy.ones(3), numpy.ones(1))})
+    X, Y = numpy.ones((4, 3)), numpy.ones((4, 1))
+    model = gpunn.MLP([3, 4, 1], device="cpu", seed=0)
+    pair = (rf"^validation_data is PyTorch's {name}: pass the held-out arrays or tensors as a pair, "
+            r"validation_data=\(X_val, Y_val\): dataset.tensors of a TensorDataset, loader.dataset.tensors of a "
+            r"DataLoader over one$")
+    with pytest.raises(TypeError, match=pair):
+        model.fit(X, Y, epochs=1, verbose=False, validation_data=stand_in())
+    with pytest.raises(TypeError, match=pair):
+        model.fit(gpunn.data.iterable([(X, Y)]), epochs=1, verbose=False, validation_data=stand_in())
+    for call, which, index in ((lambda: model.predict(stand_in()), "X", 0), (lambda: model.score(X, stand_in()), "Y", 1),
+                               (lambda: model.evaluate(stand_in(), Y), "X", 0)):
+        with pytest.raises(TypeError, match=rf"^{which} must be an array of numbers, got PyTorch's {name}: pass the "
+                                            rf"tensor, dataset.tensors\[{index}\] of a TensorDataset, "
+                                            rf"loader.dataset.tensors\[{index}\] of a DataLoader over one$"):
+            call()
+
+
 # ---- files ---------------------------------------------------------------------------------------------
 def _csv_text(X, Y, header=("a", "b", "c", "y")):
     lines = [",".join(header)] + [",".join(repr(float(v)) for v in [*x, *y]) for x, y in zip(X, Y)]

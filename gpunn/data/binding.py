@@ -4,8 +4,8 @@ from __future__ import annotations
 import warnings
 
 from ..backend import backend_of, user_stacklevel
-from ..checks import (check_rows_match, check_source_columns, check_source_widths, columns_picked, flag, seed_int,
-                      validation_share)
+from ..checks import (check_rows_match, check_source_columns, check_source_widths, columns_picked, flag,
+                      refuse_torch_validation, seed_int, validation_share)
 from ..metrics import SourceEvaluator, check_validation_rows, validation_arrays
 from .rawpass import every_row_of
 
@@ -86,6 +86,7 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         evaluator = SourceEvaluator(validation_data, windows=validation_data.ordered_windows)
         check_validation_rows(evaluator.n_rows, f"validation_data ({type(validation_data).__name__})")
         return evaluator
+    refuse_torch_validation(validation_data)
     try:
         Xv, Yv = validation_data
     except (TypeError, ValueError):

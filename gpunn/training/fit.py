@@ -13,8 +13,8 @@ import sys
 import numpy
 
 from .. import _startup
-from ..checks import (check_rows_match, fit_columns, flag, held_warnings, positive_int, seed_int, validation_share,
-                      warn_read_by_position)
+from ..checks import (check_rows_match, fit_columns, flag, held_warnings, positive_int, refuse_torch_validation,
+                      seed_int, validation_share, warn_read_by_position)
 from ..hints import OPTIMIZER_OPTIONS, keywords_checked, unexpected_keyword
 from ..metrics import RegressionEvaluator, check_validation_rows, validation_arrays
 from ..optim import make_optimizer, make_schedule
@@ -107,6 +107,7 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
     if validation_data is not None and fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
     if validation_data is not None:
+        refuse_torch_validation(validation_data)
         try:
             Xv, Yv = validation_data
         except (TypeError, ValueError):
