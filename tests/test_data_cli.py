@@ -2321,3 +2321,44 @@ def test_predict_refuses_to_replace_a_table_of_the_models_feature_columns(tmp_pa
                                        "columns, x: writing the predictions there would replace the inputs; choose "
                                        "another OUT, or add --overwrite to replace it\n")
     assert (tmp_path / "t.csv").read_text().startswith("x,y\n0.0,0\n")
+
+
+def test_predict_json_summarises_the_run_on_stdout_with_scores_or_in_a_file(tmp_path, capsys):
+    """gpunn predict had no --json (train, sweep and bench have one): a script read its rows and --score's metrics
+    back from the printed lines. --json - writes the summary alone on stdout (the lines go to stderr), the score
+    model.evaluate's metrics to the bit; --json PATH without --score has a null score; --json naming IN, MODEL or
+    OUT is refused before anything is written."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, Y = datasets.make("linear", 1200, 3, seed=2, device="cpu")
+    pq.write_table(pa.table({"id": numpy.arange(1200), "a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": Y[:, 0]}),
+                   tmp_path / "t.parquet", row_group_size=300)
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.parquet"), "--target", "y", "--features", "a,b,c",
+                 "--save", model_path, *SMALL]) == 0
+    model = gpunn.load(model_path, device="cpu")
+    capsys.readouterr()
+    out_path = str(tmp_path / "p.parquet")
+    assert main(["predict", model_path, str(tmp_path / "t.parquet"), out_path, "--score", "--json", "-",
+                 "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert "held-out" in captured.err
+    with gpunn.data.parquet(tmp_path / "t.parquet", target=["y"], features=["a", "b", "c"]) as table:
+        metrics = model.evaluate(table)
+    assert summary == {"model": model_path, "input": str(tmp_path / "t.parquet"), "output": out_path, "rows": 1200,
+                       "outputs": 1, "dtype": "float32", "device": "cpu", "streamed": True,
+                       "score": {"targets": ["y"], "mse": metrics["mse"], "mae": metrics["mae"], "r2": metrics["r2"]}}
+    numpy.save(tmp_path / "x.npy", X)
+    assert main(["predict", model_path, str(tmp_path / "x.npy"), str(tmp_path / "p.npy"), "--json",
+                 str(tmp_path / "s.json"), "--device", "cpu"]) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert (summary["rows"], summary["streamed"], summary["score"]) == (1200, False, None)
+    for report in ("x.npy", "m.npz", "q.npy"):
+        before = (tmp_path / report).read_bytes() if (tmp_path / report).exists() else None
+        assert main(["predict", model_path, str(tmp_path / "x.npy"), str(tmp_path / "q.npy"),
+                     "--json", str(tmp_path / report)]) == 2
+        assert capsys.readouterr().err
+        after = (tmp_path / report).read_bytes() if (tmp_path / report).exists() else None
+        assert before == after

@@ -11,7 +11,8 @@ from ..checks import PARQUET_SUFFIXES, NotFinite, read_by_position
 from ..csvtext import joined_columns, tab_separated_hint, tab_separated_output_hint
 from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES
-from .common import DEVICE_NAMES, add_debug, file_path
+from .common import (DEVICE_NAMES, add_debug, check_report_outputs, file_path, json_text, refuse_replacing_data,
+                     write_output)
 from .data import COLUMNS_HELP, column_names
 
 
@@ -55,6 +56,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "model.evaluate gives them, printed as gpunn train's held-out line; read in a second "
                         "streamed pass. For a model trained on named columns (a CSV or Parquet --data) and a CSV "
                         "(with a header) or Parquet IN")
+    p.add_argument("--json", type=file_path, metavar="PATH",
+                   help="also write a summary as JSON: model, input, output, rows, outputs, dtype, device, streamed, "
+                        "and score (--score's targets, mse, mae and r2; null without --score); - for standard output: "
+                        "the lines of text then go to stderr, so gpunn predict m.npz in.csv p.npy --json - | jq "
+                        "works; a name that says another kind of file, .csv or .npz..., is refused")
     p.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     add_debug(p)
     p.set_defaults(func=run)
@@ -124,6 +130,10 @@ def run(args) -> int:
     _check_model_first(args)
     preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
                            suffixes=SUFFIXES, other_suffix_hint=tab_separated_output_hint(args.output))
+    # (--json IN or --json MODEL would replace a file the command reads; --json OUT, the predictions)
+    reports = check_report_outputs(args, reads=[(args.model, "MODEL"), (args.input, "IN")])
+    preflight.check_distinct([("OUT", args.output), *reports])
+    refuse_replacing_data(args, reports)
     _check_input_name(args.input)
     if args.features and args.input.lower().endswith(".npy"):
         raise ValueError(f"--features names columns of a table (CSV or Parquet); {os.path.basename(args.input)} has "
@@ -158,10 +168,10 @@ def run(args) -> int:
             raise DataError(f"{_named_in(exc, args.input)}{'' if features else _picked_by_name(model, exc)}") from None
         except DataError as exc:
             raise _named_in(exc, args.input) from None
+        dtype = model._prediction_dtype()
         print(f"{shell_word(args.output)}: {rows:,} x {model.layer_sizes[-1]} predictions "
-              f"({model._prediction_dtype().name}) from {shell_word(args.model)} on {model.device}, streamed")
-        if targets:
-            _print_score(args, model, targets)
+              f"({dtype.name}) from {shell_word(args.model)} on {model.device}, streamed")
+        _finish(args, model, targets, rows, dtype, streamed=True)
         return 0
     try:
         X = preflight.read_matrix(args.input, "IN")
@@ -189,9 +199,19 @@ def run(args) -> int:
         io.atomic_write(args.output, lambda fh: numpy.save(fh, P, allow_pickle=False))
     print(f"{shell_word(args.output)}: {P.shape[0]:,} x {P.shape[1]} predictions ({P.dtype.name}) from "
           f"{shell_word(args.model)} on {model.device}")
-    if targets:
-        _print_score(args, model, targets)
+    _finish(args, model, targets, P.shape[0], P.dtype, streamed=False)
     return 0
+
+
+def _finish(args, model, targets, rows, dtype, streamed) -> None:
+    """After OUT is written: --score's line, then --json's summary of the run (its score null without --score)."""
+    metrics = _print_score(args, model, targets) if targets else None
+    if args.json:
+        score = None if metrics is None else {"targets": targets, **{k: metrics[k] for k in ("mse", "mae", "r2")}}
+        write_output(args.json, json_text({"model": args.model, "input": args.input, "output": args.output,
+                                           "rows": rows, "outputs": model.layer_sizes[-1], "dtype": dtype.name,
+                                           "device": str(model.device), "streamed": streamed, "score": score}),
+                     announce=True)
 
 
 def _score_targets(args, model) -> list:
@@ -231,8 +251,8 @@ def _score_source(args, model, targets):
         raise _named_in(exc, args.input) from None
 
 
-def _print_score(args, model, targets) -> None:
-    """--score's line: model.evaluate of a source reading IN's feature and target columns (so the metrics are
+def _print_score(args, model, targets) -> dict:
+    """--score's line (returning the metrics): model.evaluate of a source reading IN's feature and target columns (so the metrics are
     evaluate's to the bit), in gpunn train's held-out words and digits; a second streamed pass over IN."""
     from ..data.errors import DataError
 
@@ -243,6 +263,7 @@ def _print_score(args, model, targets) -> None:
         raise _named_in(exc, args.input) from None
     print(f"held-out ({shell_word(args.input)}, against {', '.join(targets)}): mse {metrics['mse']:.5g}  "
           f"mae {metrics['mae']:.5g}  r2 {metrics['r2']:.4f}")
+    return metrics
 
 
 STREAM_BYTES = 256 << 20
