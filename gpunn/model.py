@@ -68,6 +68,29 @@ def runnable_precision(precision, backend) -> str:
     return precision if backend.is_gpu or _EMULATE_PRECISION_ON_CPU else "float32"
 
 
+def _read_by_chunk(X, chunk_rows) -> bool:
+    """Whether ``_predicted`` converts X a chunk at a time: a NumPy array (an np.memmap among them) of more rows than a
+    chunk that the whole read would copy (another dtype than the model's, not C-contiguous, a memmap: as_matrix copies
+    all but a plain array it takes as it is). Read whole, a float64 memmap of 1M x 16 for a float32 model took its
+    whole size in host memory at once (122 MiB, tracemalloc's peak); a chunk's conversion is elementwise, so the
+    predictions are the same to the bit."""
+    return (isinstance(X, numpy.ndarray) and not isinstance(X, numpy.ma.MaskedArray) and X.ndim == 2
+            and X.shape[0] > chunk_rows and X.dtype.kind in "biuf")
+
+
+def _rows_from(exc, start, X, dtype, chunk_rows):
+    """A chunk's NotFinite (rows counted from ``start`` in X), as the whole read says it: its row in X, and, for
+    values not finite once converted to ``dtype``, their count over the whole of X (counted a chunk at a time)."""
+    count = exc.count
+    if exc.scaled is None:
+        count = 0
+        for first in range(0, X.shape[0], chunk_rows):
+            with numpy.errstate(over="ignore"):
+                count += int((~numpy.isfinite(numpy.asarray(X[first:first + chunk_rows], dtype=dtype))).sum())
+    name = str(exc).split(" contains ", 1)[0]
+    return NotFinite(name, count, start + exc.row, exc.column, exc.dtype, exc.scaled, exc.label)
+
+
 class ParamList(list):
     """A list of views into a flat buffer; assigning an item copies into the buffer. ``model_attribute``: the
     model's attribute it is, "weights" or "biases", as refusals name it (``gpunn.SGD(model.weights)``)."""
@@ -243,10 +266,20 @@ class RawUnits:
         standardized before its forward pass, and the predictions returned in the targets' units.
         Call inside ``backend.use()``."""
         scaler = self.standardizer
-        X, names = self._input_named(X)
-        out = self.xp.empty((*members, X.shape[0], self.layer_sizes[-1]), self._prediction_dtype())
-        for start, P in self._forward_chunks(X, chunk_rows, names):
-            out[..., start:start + P.shape[-2], :] = P
+        if _read_by_chunk(X, chunk_rows):
+            out = self.xp.empty((*members, X.shape[0], self.layer_sizes[-1]), self._prediction_dtype())
+            for start in range(0, X.shape[0], chunk_rows):
+                try:
+                    A, names = self._input_named(X[start:start + chunk_rows])
+                    (_, P), = self._forward_chunks(A, chunk_rows, names)
+                except NotFinite as exc:
+                    raise _rows_from(exc, start, X, self.dtype, chunk_rows) from None
+                out[..., start:start + P.shape[-2], :] = P
+        else:
+            X, names = self._input_named(X)
+            out = self.xp.empty((*members, X.shape[0], self.layer_sizes[-1]), self._prediction_dtype())
+            for start, P in self._forward_chunks(X, chunk_rows, names):
+                out[..., start:start + P.shape[-2], :] = P
         if scaler is not None:
             scaler.inverse_y_(self.xp, out)
         return out
@@ -637,7 +670,9 @@ class MLP(DeviceModel):
 
         X may be a data source (``gpunn.data``): every row of it (training and held-out chunks), in file order,
         is predicted a window at a time and the predictions returned in one array (rows x outputs: a source of
-        40M rows and one float32 output gives 160 MB), equal to ``predict`` of the rows loaded whole.
+        40M rows and one float32 output gives 160 MB), equal to ``predict`` of the rows loaded whole. A NumPy
+        array of more rows than a chunk (65,536), an ``np.memmap`` among them, is converted to the model's dtype a
+        chunk at a time as it is predicted, so memory holds one chunk's conversion, not the whole input's.
 
         A DataFrame's (pandas' or polars') columns are picked by the model's column names where it has them
         (``data_columns``: a fit on a DataFrame's or a table's named columns), else read in order. Where they are

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import gpunn
+from gpunn.checks import NotFinite
 
 pytestmark = pytest.mark.filterwarnings("ignore:Stochastic Optimizer:UserWarning")  # ConvergenceWarning at max_iter=2
 
@@ -806,3 +807,45 @@ def test_a_checkpoint_path_with_the_epoch_field_kerass_fills_in_is_refused_sayin
     assert gpunn.load(tmp_path / "model-02.npz").params.tolist() == model.params.tolist()
     assert (tmp_path / "model-01.npz").exists() and (tmp_path / "{run}" / "a.npz").exists()
     assert (tmp_path / "b{.npz").exists()
+
+
+def test_predict_converts_a_memmap_a_chunk_at_a_time_to_the_same_bits_and_the_same_refusal(tmp_path, monkeypatch):
+    """model.predict of an np.memmap (or any array of more rows than a chunk) converted the whole of it at once
+    (as_matrix to the model's dtype): a float64 memmap of 1M x 16 took its whole size in host memory. Now each
+    chunk of PREDICT_CHUNK_ROWS rows is converted as it is predicted: no conversion of more rows than a chunk, the
+    predictions those of the chunks predicted one by one (as the whole read predicted them), with and without a
+    standardizer, and a value not finite refused in the whole read's words (its row in X, the count over X)."""
+    from gpunn import checks, model as model_module
+
+    rng = numpy.random.default_rng(3)
+    values = rng.standard_normal((5000, 4)) * 50
+    numpy.save(tmp_path / "x.npy", values)
+    X = numpy.load(tmp_path / "x.npy", mmap_mode="r")
+    plain = gpunn.MLP([4, 8, 2], seed=0, device="cpu")
+    scaled = gpunn.MLP([4, 8, 2], seed=0, device="cpu")
+    scaled.fit(values[:400], values[:400, :2] * 3 + 1e3, epochs=1, standardize=True, verbose=False)
+    monkeypatch.setattr(model_module, "PREDICT_CHUNK_ROWS", 1000)
+    converted = []
+    as_matrix = model_module.as_matrix
+
+    def counting(data, *args, **kwargs):
+        converted.append(len(data))
+        return as_matrix(data, *args, **kwargs)
+
+    for model in (plain, scaled):
+        chunks = numpy.concatenate([model.predict(X[i:i + 1000]) for i in range(0, 5000, 1000)])
+        monkeypatch.setattr(model_module, "as_matrix", counting)
+        converted.clear()
+        P = model.predict(X)
+        monkeypatch.setattr(model_module, "as_matrix", as_matrix)
+        assert converted and max(converted) <= 1000
+        assert P.dtype == chunks.dtype and P.tobytes() == chunks.tobytes()
+    bad = values.copy()
+    bad[2503, 3], bad[4100, 1] = numpy.nan, 1e39  # (1e39: infinite once converted to float32)
+    numpy.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(NotFinite) as whole:
+        checks.as_matrix(bad, "X", plain.backend, numpy.float32)
+    with pytest.raises(NotFinite) as chunked:
+        plain.predict(numpy.load(tmp_path / "bad.npy", mmap_mode="r"))
+    assert str(chunked.value) == str(whole.value) and "2 NaN or infinite value(s) (first at row 2503, column 3)" \
+        in str(whole.value)
