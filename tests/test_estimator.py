@@ -1168,6 +1168,19 @@ def test_a_warm_start_that_diverges_leaves_the_estimators_network_as_it_was():
     numpy.testing.assert_array_equal(est.predict(X), predicted)
 
 
+def _ctrl_c_at_the_third_call(step):
+    """``step`` (a method) wrapped to raise KeyboardInterrupt at its third call, as a Ctrl-C in the third batch;
+    ``.calls`` counts the calls."""
+    def ctrl_c_at_the_third_batch(self, *args, **kwargs):
+        ctrl_c_at_the_third_batch.calls += 1
+        if ctrl_c_at_the_third_batch.calls == 3:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    ctrl_c_at_the_third_batch.calls = 0
+    return ctrl_c_at_the_third_batch
+
+
 def test_a_ctrl_c_in_partial_fit_puts_back_the_weights_and_the_optimizers_moments_so_the_next_call_goes_on_exactly(
         monkeypatch):
     """partial_fit after the first trains the fitted network and its optimizer in place: a KeyboardInterrupt left
@@ -1184,14 +1197,7 @@ def test_a_ctrl_c_in_partial_fit_puts_back_the_weights_and_the_optimizers_moment
     optimizer = interrupted.model_.optimizer
     steps, moments = optimizer.steps, {k: v.copy() for k, v in optimizer.state.items()}
     step = MLP.train_step_and_update  # (the forward, backward and Adam's step of one batch)
-
-    def ctrl_c_at_the_third_batch(self, *args, **kwargs):
-        ctrl_c_at_the_third_batch.calls += 1
-        if ctrl_c_at_the_third_batch.calls == 3:
-            raise KeyboardInterrupt
-        return step(self, *args, **kwargs)
-
-    ctrl_c_at_the_third_batch.calls = 0
+    ctrl_c_at_the_third_batch = _ctrl_c_at_the_third_call(step)
     monkeypatch.setattr(MLP, "train_step_and_update", ctrl_c_at_the_third_batch)
     with pytest.raises(KeyboardInterrupt):
         interrupted.partial_fit(X, y)
@@ -1204,6 +1210,37 @@ def test_a_ctrl_c_in_partial_fit_puts_back_the_weights_and_the_optimizers_moment
     interrupted.partial_fit(X, y)
     assert interrupted.loss_curve_ == plain.loss_curve_ and len(plain.loss_curve_) == 2
     numpy.testing.assert_array_equal(interrupted.model_.params, plain.model_.params)
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_a_ctrl_c_in_partial_fit_puts_back_the_captured_steps_weights_and_moments(gpu, monkeypatch):
+    """The put-back on the GPU, where the step is the default captured CUDA graph (GraphTrainer.step, not
+    train_step_and_update): the weights and Adam's moments are restored into the buffers the graph replays, and its
+    device step count follows the optimizer's restored one, so the next partial_fit matches an uninterrupted run.
+    The CPU test above never reaches the graph's buffers (gpu_check.sh's tests stage runs this one on the GPU)."""
+    from gpunn.training.graph import GraphTrainer
+
+    X, y = (numpy.asarray(a) for a in datasets.make("linear", 300, 3, seed=0, device="cpu"))
+    y = y.ravel()
+
+    def make():
+        return MLPRegressor(hidden_layer_sizes=(8,), batch_size=50, shuffle=False, device="cuda",
+                            random_state=0).partial_fit(X, y)
+
+    plain, interrupted = make(), make()
+    plain.partial_fit(X, y)
+    graph_step = GraphTrainer.step
+    ctrl_c_at_the_third_batch = _ctrl_c_at_the_third_call(graph_step)
+    monkeypatch.setattr(GraphTrainer, "step", ctrl_c_at_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.partial_fit(X, y)
+    assert ctrl_c_at_the_third_batch.calls == 3  # (two steps were taken on the graph, then put back)
+    monkeypatch.setattr(GraphTrainer, "step", graph_step)
+    interrupted.partial_fit(X, y)
+    assert interrupted.model_.graph_trainer is not None and interrupted.model_.graph_trainer.captured
+    assert interrupted.loss_curve_ == plain.loss_curve_ and len(plain.loss_curve_) == 2
+    numpy.testing.assert_allclose(gpu.to_host(interrupted.model_.params), gpu.to_host(plain.model_.params),
+                                  rtol=1e-6, atol=1e-7)
 
 
 def test_a_ctrl_c_in_a_warm_start_puts_back_the_optimizer_that_a_later_partial_fit_goes_on_with(monkeypatch):
