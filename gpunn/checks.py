@@ -399,7 +399,17 @@ def held_warnings():
     held.give()
 
 
-def warn_read_by_position(data, columns, name: str, model) -> None:
+def warn_source_read_by_position(source, model) -> None:
+    """warn_read_by_position's first warning for a table source (gpunn.data.csv, parquet: its ``feature_names``) given
+    to a model fitted without column names: its columns are read in the source's order as the model's, as a
+    DataFrame's of names are, which predict, evaluate and score on a source did without a word. (A model fitted with
+    names is given a source of its own columns, in its order, or refused: check_source_columns.)"""
+    names = getattr(source, "feature_names", None)
+    if names and not (getattr(model, "data_columns", None) or {}).get("features"):
+        warn_read_by_position(source, model.data_columns, type(source).__name__, model, source_names=list(names))
+
+
+def warn_read_by_position(data, columns, name: str, model, source_names=None) -> None:
     """scikit-learn's two warnings (sklearn.utils.validation._check_feature_names) where a model reads ``data``'s
     columns by position though one side of it has names and the other none: a DataFrame of column names given to a
     model fitted without them (on arrays: ``columns``, its ``data_columns``, has no features), and arrays (or a
@@ -411,6 +421,8 @@ def warn_read_by_position(data, columns, name: str, model) -> None:
     features = (columns or {}).get("features")
     labels = _frame_labels(data, name)
     named = labels is not None and any(isinstance(label, str) for label in labels)
+    if source_names is not None:  # a table source's feature columns (warn_source_read_by_position)
+        labels, named = source_names, not features
     owner = type(model).__name__
     if named and not features:
         said = (f"{name} has column names ({_shown(labels)}), but the {owner} was fitted without column names: "

@@ -676,8 +676,8 @@ class MLP(DeviceModel):
 
         A DataFrame's (pandas' or polars') columns are picked by the model's column names where it has them
         (``data_columns``: a fit on a DataFrame's or a table's named columns), else read in order. Where they are
-        read by position though one side has names (a DataFrame of names to a model fitted without them, arrays to
-        one fitted with them) a UserWarning says so, as scikit-learn's does; so do ``score``, ``evaluate``,
+        read by position though one side has names (a DataFrame of names, or a CSV or Parquet source, to a model
+        fitted without them, arrays to one fitted with them) a UserWarning says so, as scikit-learn's does; so do ``score``, ``evaluate``,
         ``loss``, ``loss_and_gradients`` and a fit.
 
         With a ``standardizer`` (training with standardize=True), X is taken in raw units and the

@@ -2362,3 +2362,40 @@ def test_predict_json_summarises_the_run_on_stdout_with_scores_or_in_a_file(tmp_
         assert capsys.readouterr().err
         after = (tmp_path / report).read_bytes() if (tmp_path / report).exists() else None
         assert before == after
+
+
+def test_an_unnamed_model_given_a_named_table_says_its_columns_are_read_by_position(tmp_path, capsys):
+    """A model trained on arrays (no column names) given a table of named columns took them in the table's order,
+    without a word, where a DataFrame of names to it warns (scikit-learn's warning): model.predict and evaluate of a
+    table source warn the same now, and gpunn predict of a Parquet file or a CSV file with a header row says so in
+    a note on stderr. None where --features names the columns, for an .npy or headerless IN, or for a model trained
+    on the table's names."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, Y = datasets.make("linear", 600, 3, seed=4, device="cpu")
+    unnamed = gpunn.MLP([3, 8, 1], seed=0, device="cpu")
+    unnamed.fit(X, Y, epochs=1, verbose=False)
+    gpunn.save(tmp_path / "u.npz", unnamed)
+    pq.write_table(pa.table({"c": X[:, 2], "b": X[:, 1], "a": X[:, 0], "y": Y[:, 0]}), tmp_path / "t.parquet")
+    pq.write_table(pa.table({"c": X[:, 2], "b": X[:, 1], "a": X[:, 0]}), tmp_path / "x.parquet")
+    pq.read_table(tmp_path / "x.parquet").to_pandas().to_csv(tmp_path / "x.csv", index=False)
+    numpy.savetxt(tmp_path / "plain.csv", X, delimiter=",")
+    numpy.save(tmp_path / "x.npy", X)
+    said = ("ParquetSource has column names (c, b, a), but the MLP was fitted without column names: ParquetSource's "
+            "columns are read by position")
+    for call in (unnamed.predict, unnamed.evaluate, unnamed.score):
+        with pytest.warns(UserWarning, match=re.escape(said)):
+            call(gpunn.data.parquet(tmp_path / "t.parquet", target="y"))
+    named = gpunn.MLP([3, 8, 1], seed=0, device="cpu")
+    named.fit(gpunn.data.parquet(tmp_path / "t.parquet", target="y"), epochs=1, verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        named.predict(gpunn.data.parquet(tmp_path / "t.parquet", target="y"))
+    note = "has column names (c, b, a), but MODEL"
+    for name, extra, noted in (("x.parquet", [], True), ("x.csv", [], True), ("x.csv", ["--features", "a,b,c"], False),
+                               ("plain.csv", [], False), ("x.npy", [], False)):
+        capsys.readouterr()
+        assert main(["predict", str(tmp_path / "u.npz"), str(tmp_path / name), str(tmp_path / "p.npy"), *extra,
+                     "--overwrite"]) == 0
+        assert (note in capsys.readouterr().err) == noted, (name, extra)

@@ -28,7 +28,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "chunk of rows at a time (Parquet and CSV tables need pyarrow: gpunn[data]); the "
                                    "columns are then picked by the model's feature names (or --features), in any "
                                    "order and among others. An .npy file and a CSV file without a header row are "
-                                   "read by position. A table OUT's columns are named after the model's targets "
+                                   "read by position, as is a table's every column for a model trained on unnamed "
+                                   "columns (a note on stderr says so where they have names). A table OUT's columns are named after the model's targets "
                                    "when it knows them (a CSV then has a header row); a CSV OUT holds the digits "
                                    "that read back each value exactly (9 significant for float32, 17 for "
                                    "float64). A model trained with --standardize takes raw inputs and predicts "
@@ -204,7 +205,10 @@ def run(args) -> int:
 
 
 def _finish(args, model, targets, rows, dtype, streamed) -> None:
-    """After OUT is written: --score's line, then --json's summary of the run (its score null without --score)."""
+    """After OUT is written: the note of a named table's columns read by position, --score's line, then --json's
+    summary of the run (its score null without --score)."""
+    if not args.features:
+        _note_read_by_position(args, model)
     metrics = _print_score(args, model, targets) if targets else None
     if args.json:
         score = None if metrics is None else {"targets": targets, **{k: metrics[k] for k in ("mse", "mae", "r2")}}
@@ -283,6 +287,24 @@ def _check_features_order(args, model) -> None:
                      f"it was trained on ({', '.join(names)}): --features gives the table's columns for the model's "
                      f"features in order, so {first} would be read as {names[given.index(first)]}; leave --features "
                      "out (the model picks its columns by name), or give them in its order")
+
+
+def _note_read_by_position(args, model) -> None:
+    """A note where IN is a table whose columns have names (a Parquet file, a CSV file with a header row) and the
+    model was trained on unnamed columns (an .npy pair, a synthetic task, arrays in Python): its columns are then
+    taken in order as the model's features, as model.predict warns of a DataFrame's or a table source's; gpunn
+    predict did it without a word, right only where the table's columns are in training's order. Said once OUT is
+    written: a table of another width, or holding a value not finite, is refused in its own words alone."""
+    import sys
+
+    if (getattr(model, "data_columns", None) or {}).get("features"):
+        return
+    _, names = _first_rows(args.input, model.layer_sizes[0], None)
+    if names:
+        print(f"note: IN {shell_word(args.input)} has column names ({', '.join(names)}), but MODEL "
+              f"{shell_word(args.model)} was trained on unnamed columns (an .npy pair, a synthetic task or arrays): "
+              f"they are read by position, in order, as its features; --features names the table's columns for them, in its "
+              f"order", file=sys.stderr, flush=True)
 
 
 def _check_not_inputs(args, model, features) -> None:

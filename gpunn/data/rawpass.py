@@ -21,11 +21,12 @@ def raw_windows(source, model):
     An iterable source (gpunn.data.iterable) gives its pieces of one pass instead (``ordered_pieces``); a
     ShardedSource that owns every shard, the rows of the source it wraps; one that owns some is refused
     (``every_row_of``)."""
-    from ..checks import check_source_columns, check_source_widths
+    from ..checks import check_source_columns, check_source_widths, warn_source_read_by_position
 
     source = every_row_of(source)
     check_source_columns(model, source)  # (read in its order: the model's columns in another order are refused)
     check_source_widths(model, source)
+    warn_source_read_by_position(source, model)  # (a named table's columns, by position, for an unnamed model)
     if not (hasattr(source, "ordered_windows") or hasattr(source, "ordered_pieces")) or not hasattr(source, "bind"):
         raise TypeError(f"{type(source).__name__} cannot be read in file order (it has no ordered_windows): "
                         "evaluate, score and predict take a chunked source (gpunn.data.npy, csv, parquet, ...), an "
