@@ -413,6 +413,7 @@ def test_a_config_files_column_name_holding_a_comma_is_one_column_as_it_is_quote
 @pytest.mark.parametrize("text, names", [
     ("a,b", ["a", "b"]), (" a , b ,", ["a", "b"]), ('"x,y",b', ["x,y", "b"]), ('a, "x,y" ,b', ["a", "x,y", "b"]),
     ('" y"', [" y"]), ('"say ""hi""",c', ['say "hi"', "c"]), ('a"b', ['a"b']), ("a,,b", ["a", "b"]), ("", []),
+    ('"""q""",b', ['"q"', "b"]),  # a name that begins with a quote is quoted when written back (audit41a c24)
 ])
 def test_a_line_of_column_names_reads_as_a_csv_header_and_is_written_back_so(text, names):
     from gpunn.csvtext import joined_columns, split_columns

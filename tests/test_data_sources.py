@@ -1930,7 +1930,9 @@ def test_a_boolean_column_is_read_as_zeros_and_ones_for_training_and_prediction(
     (["1", "0", "", "true", "maybe", "false"], 6, "maybe"),
     (["1.5", "true", "maybe"], 3, "true"),
     (["true", "2.5", "false"], 2, "true"),
-], ids=["a word among booleans", "after 0, 1 and an empty value", "a number column", "no word: the first boolean"])
+    (["1", "2.5", "true", "maybe"], 4, "true"),  # 1 is a number or a boolean: 2.5 makes it a number column (audit41a c28)
+], ids=["a word among booleans", "after 0, 1 and an empty value", "a number column", "no word: the first boolean",
+        "a number column from 1"])
 def test_a_word_among_booleans_in_the_first_block_is_named_on_its_line(tmp_path, values, line, word):
     """pyarrow reads the column as text for the one word; its refusal named the first value that is not a number,
     'true' (csv_first_text did not know booleans), not the word. In a column of numbers a boolean is the value at
