@@ -1949,6 +1949,17 @@ def test_a_word_among_booleans_in_the_first_block_is_named_on_its_line(tmp_path,
         read_rows(path, 1, ["flag"])
 
 
+def test_a_column_without_a_name_is_listed_in_quotes_where_the_columns_are_listed(tmp_path):
+    """A header "a,,y" lists its columns as 'a', '', 'y': bare, the empty name was a gap between two commas (audit41a
+    t01: columns_are without its check of an empty name survived)."""
+    pytest.importorskip("pyarrow")
+    from gpunn.data.tables import NoTarget
+
+    (tmp_path / "e.csv").write_text("a,,y\n" + "".join(f"{i},{2 * i},{3 * i}\n" for i in range(5)))
+    with pytest.raises(NoTarget, match="the columns are: 'a', '', 'y';"):
+        data.csv(tmp_path / "e.csv")
+
+
 def test_a_csv_column_named_only_by_spaces_is_refused_as_unnamed(tmp_path):
     pytest.importorskip("pyarrow")
     (tmp_path / "s.csv").write_text("a,  ,y\n" + "".join(f"{i},{2 * i},{3 * i}\n" for i in range(20)))
