@@ -700,3 +700,10 @@ def test_a_boolean_with_a_space_before_it_is_refused_as_a_stray_value_not_an_id_
     path = tmp_path / "b.csv"
     path.write_text("a,b,y\n true,1,2\nfalse,3,4\n")
     assert refusal(data.csv, path, "y", device="cpu") == f"{path} line 2: column 'a': ' true' is not a number"
+
+
+def test_an_infinite_value_written_with_spaces_around_it_is_shown_as_written(tmp_path):
+    """A field " inf " is shown with its spaces, as the file holds it (audit41a c34: the field shown stripped survived)."""
+    (tmp_path / "s.csv").write_text("a,b\n1.5,2\n inf ,3\n3.5,4\n")
+    with pytest.raises(DataError, match=r"s\.csv line 3: column 'a': ' inf ' is infinite; clean or impute it first$"):
+        trained_on(str(tmp_path / "s.csv"), "b")
