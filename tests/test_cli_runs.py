@@ -641,11 +641,12 @@ def test_a_run_without_early_stopping_records_its_least_val_loss_epoch_and_keeps
 def test_readmes_config_resume_and_predict_example_runs_as_written(tmp_path, monkeypatch, capsys):
     """README's console example under "Training runs you can trust" (`cat run.toml`, then `gpunn train --config
     run.toml --epochs 4 --save run.npz`, `gpunn train --resume run.npz --epochs 8 --plot loss.png`, `gpunn predict
-    run.npz in.npy out.npy`), run as written in an empty directory on the CPU (GPUNN_DEVICE=cpu: the commands
+    run.npz in.npy out.npy`, then with `--json - | jq .rows`), run as written in an empty directory on the CPU (GPUNN_DEVICE=cpu: the commands
     leave --device at auto), but for the file's rows, 5,000 here (README's 100,000 cost 30 s of CPU; run by hand
     as written). Each command succeeds; the saved config holds the file's options and the resumed total; the
     resume trains past epoch 4 and draws loss.png; predict writes a prediction per row of in.npy (made here, with
-    the file's feature count). A renamed option or config key, or an output README shows and the command no
+    the file's feature count), and with --json - its standard output is the JSON alone, holding rows. README's
+    `--score` line named a model of unnamed columns, which --score refuses. A renamed option or config key, or an output README shows and the command no
     longer writes, fails here."""
     import re
     import shlex
@@ -659,7 +660,8 @@ def test_readmes_config_resume_and_predict_example_runs_as_written(tmp_path, mon
                           flags=re.M)
     assert cut == 1
     commands = [shlex.split(line[2:].split("#", 1)[0]) for line in block.splitlines() if line.startswith("$ gpunn ")]
-    assert [command[:2] for command in commands] == [["gpunn", "train"], ["gpunn", "train"], ["gpunn", "predict"]]
+    assert [command[:2] for command in commands] == [["gpunn", "train"]] * 2 + [["gpunn", "predict"]] * 2
+    assert commands[-1][-3:] == ["|", "jq", ".rows"]  # the summary's field that jq picks, checked below
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GPUNN_DEVICE", "cpu")
     (tmp_path / "run.toml").write_text(config)
@@ -667,7 +669,9 @@ def test_readmes_config_resume_and_predict_example_runs_as_written(tmp_path, mon
     rows = numpy.random.default_rng(0).normal(size=(50, written["features"])).astype(numpy.float32)
     numpy.save(tmp_path / "in.npy", rows)
     for command in commands:
-        assert main(command[1:]) == 0, capsys.readouterr().err
+        capsys.readouterr()
+        assert main(command[1:command.index("|") if "|" in command else None]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["rows"] == 50  # --json -: standard output holds the JSON alone
     saved = tomllib.loads((tmp_path / "run.npz.toml").read_text())
     run_options = {key: value for key, value in {**written, "epochs": 8}.items() if key != "quiet"}
     assert {key: saved.get(key) for key in run_options} == run_options

@@ -266,13 +266,13 @@ def test_every_signature_readme_writes_out_is_the_codes():
     ("## Use", 2),
     pytest.param("## Training runs you can trust", 3, marks=pytest.mark.slow),
     pytest.param("## Many models at once: ensembles and sweeps", 0, marks=pytest.mark.slow),
-    ("## Several processes: data parallel over MPI and NCCL", 0),
+    ("## Several processes: data parallel over MPI and NCCL", 1),
     ("## Data beyond memory", 0)])
 def test_readmes_examples_run_and_print_what_readme_says_they_print(tmp_path, monkeypatch, capsys, section, lines):
     """README's examples, run as README gives them, print the lines README's comments say ("Use": `20 epochs, last
     loss 3.49`, `(200, 1) R² 0.84`; "Training runs you can trust": `61 epochs, best 53, stopped early: True`, `test
-    R² 0.9565`, and the scikit-learn grid search's best setting and test R²; the ensemble and data sources' examples
-    print nothing): an API change that breaks an example, or a change of results that leaves README's numbers
+    R² 0.9565`, and the scikit-learn grid search's best setting and test R²; "Several processes": script.py run alone, `R²
+    0.756`; the ensemble and data sources' examples print nothing): an API change that breaks an example, or a change of results that leaves README's numbers
     behind, fails here. A section's Python blocks run in turn in one
     namespace (the data sources' first makes the files its second reads: copied verbatim, it ran). CPU (device
     "auto" through GPUNN_DEVICE, as a reader without a GPU runs them), float32, fixed seeds: the same numbers on
