@@ -247,10 +247,12 @@ def _betas(value) -> str:
 def a_type(value) -> str:
     """``value``'s type name with the article it is read with, for a refusal's "got {a_type(x)}": "an AttrDict",
     "an object", "a set"; "an MLP" (an initialism said letter by letter, "em-el-pee"), "a UserDict" (a U read
-    "you"). Leading underscores are not read: "an _AttrDict"."""
+    "you"); "an ndarray" (NumPy's nd- said "en-dee": ndarray, nditer, ndindex). Leading underscores are not read:
+    "an _AttrDict"."""
     name = type(value).__name__
     said = name.lstrip("_")
-    vowel = said[:1] in "aeioAEIO" and said[:1] != "" or (said[:2].isupper() and said[:1] in "FHLMNRSX")
+    vowel = (said[:1] in "aeioAEIO" and said[:1] != "" or (said[:2].isupper() and said[:1] in "FHLMNRSX")
+             or said.startswith("nd"))
     return f"{'an' if vowel else 'a'} {name}"
 
 

@@ -708,6 +708,10 @@ def test_a_refused_type_takes_the_article_it_is_read_with(odd, said):
     with pytest.raises(TypeError, match=rf"^X must be an array of numbers, got {said}$"):
         gpunn.MLP([3, 1], seed=0, device="cpu").predict(odd)
     assert gpunn.hints.a_type(gpunn.MLP([3, 1], seed=0, device="cpu")) == "an MLP"  # an initialism, said "em-el-pee"
+    assert gpunn.hints.a_type(numpy.zeros(2)) == "an ndarray"  # "en-dee-array": gpunn.save(X, path) said "a ndarray"
+    assert [gpunn.hints.a_type(v) for v in (numpy.ndindex(2), numpy.nditer(numpy.zeros(2)), numpy.int64(1),
+                                            numpy.uint8(1), numpy.float32(1))] == [
+        "an ndindex", "an nditer", "an int64", "a uint8", "a float32"]
     with pytest.raises(TypeError, match=r"path must be a file name, got an Ensemble \(the arguments go the other way"):
         gpunn.save(gpunn.Ensemble([3, 1], n_models=2, seed=0, device="cpu"), "m.npz")
 
