@@ -166,3 +166,51 @@ def test_a_blank_gpunn_cpu_threads_is_as_unset_and_the_member_groups_take_the_sh
     model = _model(member_threads=3)
     with threads.rank_threads(Gathers([FOUR]), model):
         assert model.member_ops.threads == 2
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _refuses(*_, **__):
+    raise _Unreadable("no threadpool info for libfoo.so")
+
+
+@pytest.mark.parametrize("fails", ["libraries", "limits"])
+def test_threadpoolctl_failing_to_read_or_set_a_library_is_a_warning_and_the_run_goes_on(on_four_cores, monkeypatch,
+                                                                                          fails):
+    """threadpoolctl raising (a library it cannot read: its threadpool info missing) ended the data-parallel run with
+    its traceback, for a thread count that changes its speed alone: a RuntimeWarning, as in a fit, the counts as they
+    are, and the start line says nothing was changed."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if fails == "libraries":
+        monkeypatch.setattr(threads, "libraries_to_set", _refuses)
+    else:
+        monkeypatch.setattr(threads, "libraries_to_set", lambda: [types.SimpleNamespace(prefix="libfoo")])
+        monkeypatch.setattr(threadpoolctl, "threadpool_limits", _refuses)
+    with pytest.warns(RuntimeWarning, match=r"gpunn could not give each rank 1 BLAS thread \(threadpoolctl: _Unreadable: "
+                                            r"no threadpool info for libfoo.so\)"):
+        with threads.rank_threads(Gathers([FOUR, FOUR, FOUR]), _model()) as said:
+            pass
+    assert said is None
+
+
+def test_threadpoolctl_failing_to_put_the_count_back_is_a_warning_after_the_run(on_four_cores, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    class Limits:
+        def __init__(self, limits):
+            self.limits = limits
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            _refuses()
+
+    monkeypatch.setattr(threads, "libraries_to_set", lambda: [types.SimpleNamespace(prefix="libfoo")])
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", Limits)
+    with pytest.warns(RuntimeWarning, match=r"could not put the BLAS thread count back after the run"):
+        with threads.rank_threads(Gathers([FOUR, FOUR, FOUR]), _model()) as said:
+            pass
+    assert said == "1 BLAS thread per rank (its 4 cores shared with other ranks of this machine)"

@@ -21,6 +21,7 @@ import socket
 
 from ..ops.cpu import SLURM_CPUS, slurm_cpus, threads_setting, usable_cores
 from ..ops.fit_threads import BLAS_ENV, libraries_to_set, user_set  # noqa: F401 (BLAS_ENV: user_set's variables)
+from ..ops.fit_threads import said_as_a_warning
 
 
 def _sharing(mine: tuple, ranks: list) -> int:
@@ -57,6 +58,24 @@ def _placement() -> tuple:
 
 
 @contextlib.contextmanager
+def _limited(threadpool_limits, share, threads):
+    """While it is active, each BLAS library on ``share`` threads, but one whose count a variable it reads sets
+    (MKL_NUM_THREADS left OpenBLAS on all); yields whether any was limited. threadpoolctl failing to read or set a
+    library (or to put it back) is a RuntimeWarning, as in a fit (fit_threads): it ended the data-parallel run with
+    its traceback, for a thread count that changes its speed alone."""
+    limiter = None
+    with said_as_a_warning(f"give each rank {threads}"):
+        limits = {lib.prefix: share for lib in libraries_to_set()}
+        limiter = threadpool_limits(limits=limits).__enter__() if limits else None
+    try:
+        yield limiter is not None
+    finally:
+        if limiter is not None:
+            with said_as_a_warning("put the BLAS thread count back after the run"):
+                limiter.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
 def rank_threads(comm, model):
     """While it is active, a CPU model's BLAS and member groups use this rank's share of its cores (every
     rank of a CPU job must enter it: the ranks exchange their placement). Yields what was done, as a
@@ -85,11 +104,9 @@ def rank_threads(comm, model):
                     said.append(f"BLAS threads unchanged (install threadpoolctl, or set OPENBLAS_NUM_THREADS={share}, "
                                 f"to give each rank {share} core{'s' * (share != 1)})")
             else:
-                # (each library but one whose count a variable it reads sets: MKL_NUM_THREADS left OpenBLAS on all)
-                limits = {lib.prefix: share for lib in libraries_to_set()}
-                if limits:
-                    stack.enter_context(threadpool_limits(limits=limits))
-                    said.append(f"{share} BLAS thread{'s' * (share != 1)} per rank")
+                threads = f"{share} BLAS thread{'s' * (share != 1)}"
+                if stack.enter_context(_limited(threadpool_limits, share, threads)):
+                    said.append(f"{threads} per rank")
         if member_ops is not None and hasattr(member_ops, "threads") and threads_setting() is None:
             before = member_ops.threads
             member_ops.threads = min(before, share)

@@ -30,7 +30,7 @@ it: the first sets it, the last to end puts it back, and a later fit's own count
 waits for a time no other is running. A library whose count was changed while the fit ran (by another thread's
 threadpoolctl limit, say) is left at that count. A child forked while fits run keeps those of the thread that forked;
 where that thread ran none, the child's counts are put back as it starts (_forked). Should threadpoolctl fail (a
-library it cannot read or set), the fit trains on the counts as they are, with a RuntimeWarning (_said_as_a_warning).
+library it cannot read or set), the fit trains on the counts as they are, with a RuntimeWarning (said_as_a_warning).
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def _let_go():
 
 
 @contextlib.contextmanager
-def _said_as_a_warning(doing: str):
+def said_as_a_warning(doing: str):
     """threadpoolctl failing while gpunn does ``doing`` (a library it cannot read or set) said in a RuntimeWarning: a
     fit failed with threadpoolctl's traceback, for a thread count that changes its speed alone."""
     try:
@@ -114,7 +114,7 @@ def _set(threads: int, forced: bool) -> list:
     limit holds does not), those changed before a failure too (put back at the end)."""
     global _reached
     changed, _reached = [], None
-    with _said_as_a_warning(f"set NumPy's BLAS to {threads} thread{'s' if threads != 1 else ''} for the fit"):
+    with said_as_a_warning(f"set NumPy's BLAS to {threads} thread{'s' if threads != 1 else ''} for the fit"):
         libraries = _libraries() if forced else libraries_to_set()
         for lib in libraries:
             before = lib.get_num_threads()
@@ -312,7 +312,7 @@ def blas_threads(threads: int = 1, *, forced: bool = False):
                 del _holders[me]
             if not _holders:
                 changed, _changed = _changed, []
-                with _said_as_a_warning("put NumPy's BLAS thread count back after the fit"):
+                with said_as_a_warning("put NumPy's BLAS thread count back after the fit"):
                     _put_back(changed)
 
 
