@@ -3,8 +3,10 @@ the configs, reports and prediction files gpunn writes)."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
+import socket
 
 from .preflight import directory_named, writes_in_place
 
@@ -19,19 +21,26 @@ _TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 
 # is removed as a killed writer's is (it stayed, never removed by the restarted program's writes).
 _PROCESS_MARK = secrets.token_hex(4)
 
+# This machine, in its temp files' names after the PID (.NAME.PID-HOST.*.tmp; a hash: a host name holds dots): on
+# storage that machines share (NFS, Lustre) another machine's writer has a PID that says nothing here, and its temp
+# file, its PID running on no process of this machine, was removed as a killed writer's, under its write.
+_HOST = hashlib.blake2s(socket.gethostname().encode(), digest_size=4).hexdigest()
+
 
 def _remove_stale_temps(directory, base, own=False) -> None:
-    """Delete temp files an earlier, killed writer of ``base`` left behind (named ``.BASE.PID.*.tmp``,
-    PID no longer running, or this process's PID without its mark); ``own``: this process's instead (one write to a
-    path at a time)."""
+    """Delete temp files an earlier, killed writer of ``base`` on this machine left behind (named ``.BASE.PID-HOST.*.tmp``,
+    HOST this machine's (_HOST; a name without one, of a gpunn before it, is taken as this machine's), PID no longer
+    running, or this process's PID without its mark); ``own``: this process's instead (one write to a path at a time).
+    Another machine's are left: its PIDs are not this one's."""
     prefix = f".{base}."
     try:
         names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
     except OSError:
         return
     for name in names:
-        pid, _, rest = name[len(prefix):].partition(".")
-        if not pid.isdigit():
+        writer, _, rest = name[len(prefix):].partition(".")
+        pid, _, host = writer.partition("-")
+        if not pid.isdigit() or host not in ("", _HOST):
             continue
         if int(pid) == os.getpid():
             if not own and rest.startswith(_PROCESS_MARK):
@@ -53,7 +62,7 @@ def _remove_stale_temps(directory, base, own=False) -> None:
 
 
 def temp_beside(path) -> tuple[int, str]:
-    """(fd, name) of a new temp file beside ``path``, ``.NAME.PID.MARKrandom.tmp`` (MARK: _PROCESS_MARK), open for
+    """(fd, name) of a new temp file beside ``path``, ``.NAME.PID-HOST.MARKrandom.tmp`` (_HOST, _PROCESS_MARK), open for
     writing, with the mode a plain open gives a new file there (see _TEMP_FLAGS); those a killed writer of ``path``
     left are removed first. Errors name ``path``."""
     path = os.fsdecode(path)
@@ -62,7 +71,7 @@ def temp_beside(path) -> tuple[int, str]:
         raise not_a_file
     directory, base = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     _remove_stale_temps(directory, base)
-    prefix = os.path.join(directory, f".{base}.{os.getpid()}.")
+    prefix = os.path.join(directory, f".{base}.{os.getpid()}-{_HOST}.")
     try:
         for _ in range(100):
             tmp = f"{prefix}{_PROCESS_MARK}{secrets.token_hex(4)}.tmp"
@@ -100,7 +109,7 @@ def _naming(exc: OSError, path) -> OSError:
 def atomic_write(path, write) -> None:
     """Call ``write(fileobj)`` on a temp file beside ``path``, make it durable, then rename over ``path``.
 
-    The temp file (``.NAME.PID.MARKrandom.tmp``: temp_beside) is removed on any failure, Ctrl-C included, and one left
+    The temp file (``.NAME.PID-HOST.MARKrandom.tmp``: temp_beside) is removed on any failure, Ctrl-C included, and one left
     by a killed process is removed by the next write to the same path. Errors name ``path``, not the
     temp file. A device, pipe or terminal (:func:`writes_in_place`) is written into directly. ``path`` may be
     str, bytes or a path object.

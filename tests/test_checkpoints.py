@@ -2063,11 +2063,34 @@ def test_a_temp_file_of_this_pid_that_another_process_left_is_removed_by_the_nex
     from gpunn import atomic
 
     left = tmp_path / f".m.npz.{os.getpid()}.deadbeef1234.tmp"  # as the process before the restart named it
-    ours = tmp_path / f".m.npz.{os.getpid()}.{atomic._PROCESS_MARK}5678.tmp"
+    ours = tmp_path / f".m.npz.{os.getpid()}-{atomic._HOST}.{atomic._PROCESS_MARK}5678.tmp"
     left.write_bytes(b"\0" * 4096)
     ours.write_bytes(b"")
     gio.save(tmp_path / "m.npz", MLP([2, 3, 1], device="cpu", seed=0))
     assert sorted(os.listdir(tmp_path)) == [ours.name, "m.npz"]
+
+
+def test_another_machines_temp_file_on_shared_storage_is_left_and_this_ones_of_a_pid_gone_is_removed(tmp_path,
+                                                                                                   monkeypatch):
+    """On storage machines share (NFS, Lustre), a write's temp file named only its PID: another machine's writer, its
+    PID running on no process here, had its temp file removed under its write by this machine's next write to the same
+    path. The name holds the machine too; only this machine's are judged by their PID."""
+    from gpunn import atomic
+
+    def temp_of(host=None, pid=999_999_002):  # a write of PID on HOST (None: this machine); no PID runs past pid_max
+        with monkeypatch.context() as m:
+            if host:
+                m.setattr(atomic, "_HOST", host, raising=False)
+            m.setattr(os, "getpid", lambda: pid)
+            fd, name = atomic.temp_beside(tmp_path / "m.npz")
+        os.write(fd, b"a write under way")
+        os.close(fd)
+        return os.path.basename(name)
+
+    elsewhere, here = temp_of("0badc0de"), temp_of()
+    gio.save(tmp_path / "m.npz", MLP([2, 3, 1], device="cpu", seed=0))
+    assert sorted(os.listdir(tmp_path)) == sorted([elsewhere, "m.npz"])  # here's removed, elsewhere's left
+    assert elsewhere.startswith(".m.npz.999999002-0badc0de.") and here.startswith(f".m.npz.999999002-{atomic._HOST}.")
 
 
 def test_a_temp_name_another_thread_holds_is_never_opened_again_and_a_file_of_no_pid_is_left(tmp_path, monkeypatch):
@@ -2077,7 +2100,7 @@ def test_a_temp_name_another_thread_holds_is_never_opened_again_and_a_file_of_no
     writer's, and is left."""
     draws = iter(["aaaa", "bbbb"])
     monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: next(draws))
-    other = tmp_path / f".a.bin.{os.getpid()}.{atomic._PROCESS_MARK}aaaa.tmp"
+    other = tmp_path / f".a.bin.{os.getpid()}-{atomic._HOST}.{atomic._PROCESS_MARK}aaaa.tmp"
     other.write_bytes(b"the other thread's write")
     (tmp_path / ".a.bin.backup.tmp").write_bytes(b"the user's")
     atomic.atomic_write(tmp_path / "a.bin", lambda fh: fh.write(b"x"))

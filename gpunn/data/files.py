@@ -181,7 +181,7 @@ class _Output:
     """A file being written under a temporary name; ``commit()`` renames it into place.
 
     The temporary file is made as gpunn.atomic.atomic_write makes its own (``temp_beside``:
-    ``.NAME.PID.MARKrandom.tmp``, the mode a plain open gives), so one left by a killed process is removed by the next
+    ``.NAME.PID-HOST.MARKrandom.tmp``, the mode a plain open gives), so one left by a killed process is removed by the next
     write to the same path, and errors name the output, not the temporary file."""
 
     def __init__(self, path):
