@@ -1484,6 +1484,8 @@ def test_a_jobs_sweep_line_that_saves_and_resumes_one_directory_starts_goes_on_a
 
     monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", second_interrupted)
     out = run(line, capsys, status=130)
+    first = json.loads(js.read_text())["config"]  # --json's config, the same at every start of the same command
+    assert first["resume"] == str(saved) and "starts_in_place" not in first
     assert out.startswith(f"starting the sweep: --resume {saved} holds no checkpoint yet (--save writes them; the same "
                           "command then goes on from them)\n")
     assert "\ninterrupted in ensemble 1 (2 of 3: members 3-5) after 1 of 2 epochs and 3 of 9 batches of epoch 2: the " \
@@ -1495,10 +1497,11 @@ def test_a_jobs_sweep_line_that_saves_and_resumes_one_directory_starts_goes_on_a
     out = run(line, capsys)  # the requeued start
     assert checkpoints in out
     assert "starting the sweep" not in out and "ensemble 1: 1 of 2 epochs and 3 of 9 batches of epoch 2 done" in out
-    assert members(js) == members(straight)
+    assert members(js) == members(straight) and json.loads(js.read_text())["config"] == first
     before = {p.name: p.read_bytes() for p in saved.iterdir()}
     out = run(line, capsys)  # run again once the sweep has ended: each ensemble done, status 0
     assert "ensemble 2: 2 of 2 epochs done" in out and members(js) == members(straight)
+    assert json.loads(js.read_text())["config"] == first
     assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
     # a directory made but holding no checkpoint (a start stopped while it generated the data) starts too
     empty = tmp_path / "empty"

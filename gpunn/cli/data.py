@@ -272,13 +272,18 @@ TASK_OPTIONS = ("task", "rows", "outputs", "noise", "stream")  # what a syntheti
 
 def json_config(args) -> dict:
     """The options as ``--json`` records them: with --data, without the synthetic task's (a file replaces the
-    task; its --features are the column names, if any were given)."""
-    unused = {"func", "debug", "config_keys"}
+    task; its --features are the column names, if any were given). A job's ``--save PATH --resume PATH`` records
+    --resume PATH at every start: its first (PATH not yet written, the run started afresh: gpunn.cli) recorded
+    resume null and a starts_in_place key, which its later starts, the same command, did not."""
+    unused = {"func", "debug", "config_keys", "starts_in_place"}
     if args.data:
         unused.update(TASK_OPTIONS)
         if not isinstance(args.features, list):
             unused.add("features")
-    return {k: v for k, v in vars(args).items() if k not in unused}
+    config = {k: v for k, v in vars(args).items() if k not in unused}
+    if getattr(args, "starts_in_place", None):
+        config["resume"] = args.starts_in_place
+    return config
 
 
 def _check_column_options(args, kind):
