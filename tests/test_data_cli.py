@@ -2324,6 +2324,21 @@ def test_predict_refuses_to_replace_a_table_of_the_models_feature_columns(tmp_pa
     assert (tmp_path / "t.csv").read_text().startswith("x,y\n0.0,0\n")
 
 
+def test_predict_score_of_a_small_csv_streams_the_only_path_that_scores(tmp_path, capsys):
+    """--score reads IN's columns by the model's names, so IN is a table that holds them, read chunk by chunk:
+    the path that reads IN whole printed a --score line that no scored IN reached (a dead branch, removed), and
+    --json says streamed for a CSV file far under STREAM_BYTES."""
+    X, Y = datasets.make("linear", 600, 3, seed=2, device="cpu")
+    numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([X, Y[:, 0]]), delimiter=",", header="a,b,c,y", comments="")
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--save", model_path, *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["predict", model_path, str(tmp_path / "t.csv"), str(tmp_path / "p.npy"), "--score", "--json", "-",
+                 "--device", "cpu"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["streamed"] is True and summary["score"]["targets"] == ["y"]
+
+
 def test_predict_json_summarises_the_run_on_stdout_with_scores_or_in_a_file(tmp_path, capsys):
     """gpunn predict had no --json (train, sweep and bench have one): a script read its rows and --score's metrics
     back from the printed lines. --json - writes the summary alone on stdout (the lines go to stderr), the score

@@ -200,7 +200,7 @@ def run(args) -> int:
         io.atomic_write(args.output, lambda fh: numpy.save(fh, P, allow_pickle=False))
     print(f"{shell_word(args.output)}: {P.shape[0]:,} x {P.shape[1]} predictions ({P.dtype.name}) from "
           f"{shell_word(args.model)} on {model.device}")
-    _finish(args, model, targets, P.shape[0], P.dtype, streamed=False)
+    _finish(args, model, None, P.shape[0], P.dtype, streamed=False)  # (--score streams: _streams)
     return 0
 
 
@@ -368,10 +368,12 @@ def _predicted(model, X, held) -> bool:
 def _streams(args, model) -> bool:
     """Whether to predict chunk by chunk (gpunn.data.files) rather than read IN whole: Parquet in or
     out, named feature columns (--features, or a CSV with a header for a model that knows its
-    feature names: its columns are then picked by name, not by position), or a .npy or CSV input
-    over STREAM_BYTES."""
+    feature names: its columns are then picked by name, not by position; --score, which reads IN's columns by the
+    model's names, _score_targets refusing an IN without them), or a .npy or CSV input over STREAM_BYTES."""
     from ..csvtext import csv_has_header
 
+    if args.score:  # (so it did all along: the path read whole scored nothing, its --score line unreachable)
+        return True
     if (os.path.isdir(args.input) or args.input.lower().endswith(PARQUET_SUFFIXES)
             or args.output.lower().endswith(PARQUET_SUFFIXES)):
         return True
