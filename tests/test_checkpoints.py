@@ -2592,6 +2592,7 @@ def test_sigkill_during_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
             time.sleep(rnd.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         ckpt = gpunn.load_checkpoint(path, device="cpu")  # never raises: the last complete write is there
         assert ckpt.epoch >= 1 and ckpt.model.params.shape == (32 * 512 + 512 + 512 * 512 + 512 + 512 + 1,)
         leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]

@@ -9,6 +9,7 @@ import pytest
 
 import gpunn
 from gpunn import data
+from gpunn.checks import read_by_position
 from gpunn.cli import main
 from gpunn.data import DataError
 from gpunn.data.files import read_rows  # imported before any test patches csvtext.CSV_BLOCK
@@ -140,7 +141,8 @@ def test_train_then_predict_on_one_csv_file_take_its_columns_alike(tmp_path, cap
     assert main(["train", "--data", str(tmp_path / "x.csv"), "--target", "y", "--hidden", "4", "--epochs", "1",
                  "--batch-size", "500", "--device", "cpu", "--quiet", "--save", model]) == 0
     X = numpy.column_stack([[1.0 if f in ("1", "true") else 0.0 for f in flags], numpy.arange(10_000) % 10 + 0.5])
-    expected = gpunn.load(model, device="cpu").predict(X)
+    with read_by_position():  # (X holds the model's columns, in its order)
+        expected = gpunn.load(model, device="cpu").predict(X)
     (tmp_path / "rows.csv").write_text("".join(f"{flag},{n % 10}.5\n" for n, flag in enumerate(flags)))
     for given in ("x.csv", "rows.csv"):  # streamed by the model's column names; read whole by position
         assert main(["predict", model, str(tmp_path / given), str(tmp_path / "p.npy"), "--device", "cpu"]) == 0
@@ -443,7 +445,8 @@ def test_a_header_of_numbers_trained_on_is_a_header_to_gpunn_predict(tmp_path, c
     assert main(["train", "--data", str(tmp_path / "x.csv"), "--target", "y", "--hidden", "4", "--epochs", "1",
                  "--batch-size", "100", "--device", "cpu", "--quiet", "--save", model]) == 0
     X = numpy.column_stack([numpy.arange(300) % 5 + 0.5, numpy.arange(300) % 3])
-    expected = gpunn.load(model, device="cpu").predict(X)
+    with read_by_position():  # (X holds the model's columns, in its order)
+        expected = gpunn.load(model, device="cpu").predict(X)
     for options in ([], ["--features", f"{a},{b}"]):
         assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy"), "--device", "cpu",
                      *options]) == 0, options

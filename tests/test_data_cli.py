@@ -15,6 +15,13 @@ from gpunn.cli import main
 SMALL = ["--hidden", "16", "--batch-size", "200", "--epochs", "2", "--device", "cpu", "--quiet"]
 
 
+def by_position(model, X):
+    """The model's predictions of X, an array of its feature columns in its order: the reference a test compares
+    gpunn predict's output with (a model trained on a table's named columns warns of arrays read by position)."""
+    with read_by_position():
+        return model.predict(X)
+
+
 @pytest.fixture
 def pair(tmp_path):
     X, Y = datasets.make("linear", 12_000, 5, seed=0, device="cpu")
@@ -90,7 +97,7 @@ def test_train_on_a_parquet_table_by_column_names_and_predict_one(tmp_path, caps
                  "--device", "cpu"]) == 0
     out = pq.read_table(tmp_path / "p.parquet")  # the saved feature columns are picked, the id column ignored
     assert out.column_names == ["price"]
-    numpy.testing.assert_array_equal(out.column("price").to_numpy(), model.predict(X)[:, 0])
+    numpy.testing.assert_array_equal(out.column("price").to_numpy(), by_position(model, X)[:, 0])
     assert main(["predict", model_path, str(tmp_path / "t.parquet"), str(tmp_path / "p.csv")]) == 0
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == '"price"'  # named targets: a header
 
@@ -773,7 +780,7 @@ def test_train_and_predict_on_a_csv_that_starts_with_empty_lines(tmp_path, capsy
         capsys.readouterr().err
     gpunn.save(plain, gpunn.MLP([3, 4, 1], seed=0))
     for model in (named, plain):  # by name (streamed) and by position (numpy.loadtxt); no header: by position
-        expected = gpunn.load(model, device="cpu").predict(X)
+        expected = by_position(gpunn.load(model, device="cpu"), X)
         for name in ("x.csv", "n.csv"):
             out = tmp_path / "p.npy"
             assert main(["predict", model, str(tmp_path / name), str(out), "--device", "cpu"]) == 0, \
@@ -802,7 +809,7 @@ def test_train_and_predict_on_a_csv_whose_quoted_header_name_holds_a_line_end(tm
             out = tmp_path / "p.npy"
             assert main(["predict", model, str(tmp_path / "x.csv"), str(out), "--device", "cpu"]) == 0, \
                 capsys.readouterr().err
-            expected = gpunn.load(model, device="cpu").predict(X)
+            expected = by_position(gpunn.load(model, device="cpu"), X)
             numpy.testing.assert_array_equal(numpy.load(out), expected)
 
 
@@ -1193,7 +1200,8 @@ def test_a_parquet_decimal_column_is_read_as_numbers_for_training_and_predict(tm
     pq.write_table(pa.table(as_decimal), tmp_path / "d.parquet")
     pq.write_table(pa.table({"a": [float(v) for v in a], "b": b, "y": [float(v) for v in a]}), tmp_path / "f.parquet")
     model = gpunn.MLP([2, 4, 1], seed=0, device="cpu")
-    scores = [model.evaluate(gpunn.data.parquet(tmp_path / name, target="y")) for name in ("d.parquet", "f.parquet")]
+    with read_by_position():  # (an unfitted model: the tables' columns in order)
+        scores = [model.evaluate(gpunn.data.parquet(tmp_path / name, target="y")) for name in ("d.parquet", "f.parquet")]
     assert scores[0] == scores[1]
     gpunn.save(tmp_path / "m.npz", model)
     pq.write_table(pa.table({"a": as_decimal["a"], "b": b}), tmp_path / "in.parquet")
@@ -1201,7 +1209,7 @@ def test_a_parquet_decimal_column_is_read_as_numbers_for_training_and_predict(tm
     numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"),
                                      model.predict(numpy.array([[float(v) for v in a], b]).T))
     pq.write_table(pa.table({"a": pa.array([None] + a[1:], pa.decimal128(10, 2)), "b": b, "y": b}), tmp_path / "n.parquet")
-    with pytest.raises(gpunn.data.DataError, match="n.parquet row 0: column 'a': a null"):
+    with pytest.raises(gpunn.data.DataError, match="n.parquet row 0: column 'a': a null"), read_by_position():
         model.evaluate(gpunn.data.parquet(tmp_path / "n.parquet", target="y"))
 
 
@@ -1587,7 +1595,7 @@ def test_predict_picks_a_csv_tables_columns_by_the_models_feature_names(tmp_path
     model_path = str(tmp_path / "m.npz")
     assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "price", "--save", model_path, *SMALL]) == 0
     model = gpunn.load(model_path, device="cpu")
-    expected = model.predict(X[:50])[:, 0]
+    expected = by_position(model, X[:50])[:, 0]
     numpy.savetxt(tmp_path / "with_target.csv", table[:50], delimiter=",", header="a,b,c,price", comments="",
                   fmt="%.17g")
     numpy.savetxt(tmp_path / "reordered.csv", table[:50, [2, 0, 1]], delimiter=",", header="c,a,b", comments="",
@@ -2048,7 +2056,7 @@ def test_predict_writes_one_csv_on_both_paths_whose_digits_read_back_exactly(tmp
     assert main(argv + [str(tmp_path / "whole.npy")]) == 0  # an .npy OUT holds the model's dtype too
     whole = numpy.load(tmp_path / "whole.npy")
     assert whole.dtype == dtype
-    numpy.testing.assert_array_equal(whole, gpunn.load(tmp_path / "m.npz", device="cpu").predict(X))
+    numpy.testing.assert_array_equal(whole, by_position(gpunn.load(tmp_path / "m.npz", device="cpu"), X))
     monkeypatch.setattr(predict_cli, "STREAM_BYTES", 100)  # as for an input of gigabytes
     assert main(argv + [str(tmp_path / "streamed.csv")]) == 0
     assert "streamed" in capsys.readouterr().out
@@ -2056,7 +2064,7 @@ def test_predict_writes_one_csv_on_both_paths_whose_digits_read_back_exactly(tmp
     header, *lines = (tmp_path / "whole.csv").read_text().splitlines()
     assert header == '"price","q,2"'
     P = numpy.array([line.split(",") for line in lines], dtype=dtype)
-    numpy.testing.assert_array_equal(P, gpunn.load(tmp_path / "m.npz", device="cpu").predict(X))
+    numpy.testing.assert_array_equal(P, by_position(gpunn.load(tmp_path / "m.npz", device="cpu"), X))
     assert max(len(v.lstrip("-").replace(".", "").split("e")[0].lstrip("0")) for line in lines for v in line.split(",")) == \
         {"float32": 9, "float64": 17}[dtype]  # the digits the dtype needs, not more
 
@@ -2195,12 +2203,12 @@ def test_predict_reads_features_given_with_spaces_and_a_trailing_comma_and_knows
     model_path = str(tmp_path / "m.npz")
     assert main(["predict", model_path, str(tmp_path / "t.csv"), str(tmp_path / "p.npy"), "--features", " a, b ,c,",
                  "--device", "cpu"]) == 0
-    numpy.testing.assert_allclose(numpy.load(tmp_path / "p.npy"), model.predict(X), rtol=1e-6)
+    numpy.testing.assert_allclose(numpy.load(tmp_path / "p.npy"), by_position(model, X), rtol=1e-6)
     numpy.save(tmp_path / "x.npy", X)
     assert main(["predict", model_path, str(tmp_path / "x.npy"), str(tmp_path / "P.CSV"), "--device", "cpu"]) == 0
     header, *lines = (tmp_path / "P.CSV").read_text().splitlines()  # CSV text, as for p.csv, not an .npy array
     assert header == '"y"'
-    numpy.testing.assert_allclose(numpy.array(lines, float), model.predict(X)[:, 0], rtol=1e-6)
+    numpy.testing.assert_allclose(numpy.array(lines, float), by_position(model, X)[:, 0], rtol=1e-6)
     with open(tmp_path / "X.NPY", "wb") as fh:  # (numpy.save of a name not ending in .npy writes X.NPY.npy)
         numpy.save(fh, X)
     assert main(["predict", model_path, str(tmp_path / "X.NPY"), str(tmp_path / "q.npy"), "--features", "a,b,c"]) == 2

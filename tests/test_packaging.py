@@ -2,6 +2,7 @@
 import os
 import stat
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -262,6 +263,11 @@ def test_every_signature_readme_writes_out_is_the_codes():
     assert {"MLP", "model.fit", "gpunn.SGD", "gpunn.Adam", "gpunn.datasets.make"} <= set(checked), checked
 
 
+# The warnings a README section's examples give, as README says: its grid search's 7 fits (3 folds x 2 rates, and the
+# refit), each of max_iter=30 epochs, warn as scikit-learn's MLPRegressor's do. make test printed them, unasserted.
+README_WARNS = {"## Training runs you can trust": ["ConvergenceWarning"] * 7}
+
+
 @pytest.mark.parametrize("section, lines", [
     ("## Use", 2),
     pytest.param("## Training runs you can trust", 3, marks=pytest.mark.slow),
@@ -286,8 +292,13 @@ def test_readmes_examples_run_and_print_what_readme_says_they_print(tmp_path, mo
     monkeypatch.chdir(tmp_path)  # ModelCheckpoint("run.npz"), the data sources' files
     monkeypatch.setenv("GPUNN_DEVICE", "cpu")
     namespace = {}
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), namespace)
+    said_warnings = [w for w in caught if issubclass(w.category, UserWarning)]  # (not a library's deprecations)
+    assert [w.category.__name__ for w in said_warnings] == README_WARNS.get(section, []), \
+        [str(w.message) for w in said_warnings]
     printed = capsys.readouterr().out.splitlines()
     # (a data-parallel fit's own first line names the MPI library installed, which README cannot give)
     assert [line for line in printed if not line.startswith("data parallel: ")] == said and len(said) == lines and blocks

@@ -12,6 +12,7 @@ from cli_args import with_options
 
 import gpunn
 from gpunn import cli
+from gpunn.checks import read_by_position
 
 ARGS = ["sweep", "--lr", "1e-3,1e-2", "--weight-decay", "0,1e-2", "--seeds", "2", "--rows", "600", "--features", "5",
         "--hidden", "8,8", "--epochs", "3", "--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64"]
@@ -64,9 +65,9 @@ def test_sweep_ranks_the_grid_and_splitting_changes_nothing(tmp_path, capsys):
     # members are independent: the same member in another ensemble trains to the same result
     numpy.testing.assert_allclose([r["val_mse"] for r in sorted(a, key=key)], [r["val_mse"] for r in sorted(b, key=key)],
                                   rtol=1e-10)
-    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "t.csv").read_text().splitlines()))
     assert len(rows) == 8 and float(rows[0]["val_mse"]) == a[0]["val_mse"]
-    lines = list(csv.reader((tmp_path / "t.csv").open()))  # the table's columns, no curve: one field per column
+    lines = list(csv.reader((tmp_path / "t.csv").read_text().splitlines()))  # the table's columns, no curve: one field per column
     assert lines[0] == ["member", "lr", "weight_decay", "seed", "val_mse", "val_r2", "weights_epoch", "partial_epoch",
                         "best_epoch", "stopped_early", "diverged"] and {len(line) for line in lines} == {11}
 
@@ -271,7 +272,7 @@ def test_each_member_says_whether_it_stopped_early(tmp_path, capsys):
     # lr 0.1 is best at epoch 5 and stops after one epoch without improvement; lr 0.3 improves to the last
     assert {(r["lr"], r["best_epoch"], r["stopped_early"]) for r in members(js)} == {(0.1, 5, True), (0.3, 6, False)}
     assert [line.split()[-1] for line in out.splitlines() if line.lstrip()[:1] in ("1", "2")] == ["yes", "no"]
-    assert [r["stopped_early"] for r in csv.DictReader((tmp_path / "t.csv").open())] == ["True", "False"]
+    assert [r["stopped_early"] for r in csv.DictReader((tmp_path / "t.csv").read_text().splitlines())] == ["True", "False"]
 
 
 def test_sweep_plot_and_bad_grid(tmp_path, capsys):
@@ -943,7 +944,7 @@ def test_the_json_is_strict_when_a_members_loss_became_nan(tmp_path, capsys):
          "--epochs", "2", "--quiet", "--device", "cpu", "--json", str(path), "--csv", str(tmp_path / "t.csv")], capsys)
     blown = json.loads(path.read_text(), parse_constant=_not_json)["members"][1]  # no NaN/Infinity tokens
     assert blown["lr"] == 1e10 and blown["diverged"] and blown["val_mse"] is None and blown["val_curve"] == [None] * 2
-    last = list(csv.DictReader((tmp_path / "t.csv").open()))[1]  # and the CSV's NaN fields are empty, as null
+    last = list(csv.DictReader((tmp_path / "t.csv").read_text().splitlines()))[1]  # and the CSV's NaN fields are empty, as null
     assert last["lr"] == "10000000000.0" and last["val_mse"] == last["val_r2"] == ""
 
 
@@ -1116,7 +1117,8 @@ def test_a_sweep_on_a_table_saves_a_best_member_that_predicts_the_table(tmp_path
     model = gpunn.load(best, device="cpu")
     assert model.layer_sizes[0] == 2 and model.data_columns == {"features": ["c", "a"], "targets": ["y"]}
     assert cli.main(["predict", str(best), str(tmp_path / "t.parquet"), str(tmp_path / "p.npy")]) == 0
-    numpy.testing.assert_allclose(numpy.load(tmp_path / "p.npy"), model.predict(X[:, [2, 0]]), rtol=1e-6)
+    with read_by_position():  # (X's columns c, a: the model's, in its order)
+        numpy.testing.assert_allclose(numpy.load(tmp_path / "p.npy"), model.predict(X[:, [2, 0]]), rtol=1e-6)
 
 
 def test_an_interrupted_sweep_on_a_file_resumes_to_the_sweep_that_never_stopped(files, tmp_path, capsys, monkeypatch,
