@@ -1520,6 +1520,9 @@ def test_pytorchs_reduce_lr_on_plateau_pasted_says_gpunns_way():
                                             r"of fit's optimizer: model.fit\(X, Y, optimizer=..., callbacks=\[gpunn."
                                             r"ReduceLROnPlateau\(factor=0.5, patience=3, mode='min'\)\]\)$"):
             gpunn.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+    # PyTorch's positional mode, ReduceLROnPlateau(optimizer, "max"), was shown as gpunn's factor='max'
+    with pytest.raises(TypeError, match=r"callbacks=\[gpunn.ReduceLROnPlateau\(mode='max'\)\]\)$"):
+        gpunn.ReduceLROnPlateau(_TorchAdam(), "max")
     for key in ("threshold", "threshold_mode"):
         with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}' \(PyTorch's threshold is a fraction "
                                             r"of the best value \(threshold_mode='rel', its default: .*gpunn's "

@@ -962,10 +962,12 @@ class ReduceLROnPlateau(_Monitoring):
 
     def __init__(self, monitor=None, factor=0.1, patience=10, min_delta=1e-4, mode="auto", cooldown=0, min_lr=0.0):
         if _an_optimizer(monitor):  # PyTorch's ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+            defaults = inspect.signature(ReduceLROnPlateau).parameters
             options = {"factor": factor, "patience": patience, "min_delta": min_delta, "mode": mode,
                        "cooldown": cooldown, "min_lr": min_lr}
-            shown = ", ".join(f"{key}={value!r}" for key, value in options.items()
-                              if value != inspect.signature(ReduceLROnPlateau).parameters[key].default)
+            if isinstance(factor, str):  # PyTorch's ReduceLROnPlateau(optimizer, "min"): its second place is mode
+                options["factor"], options["mode"] = defaults["factor"].default, factor
+            shown = ", ".join(f"{key}={value!r}" for key, value in options.items() if value != defaults[key].default)
             given = (value_repr(monitor) if isinstance(monitor, Optimizer)  # (PyTorch's repr runs over 14 lines)
                      else f"{type(monitor).__module__.split('.')[0]}'s {type(monitor).__name__}")
             raise TypeError(f"ReduceLROnPlateau() got an optimizer as its monitor ({given}), as "
