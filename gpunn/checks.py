@@ -86,10 +86,13 @@ def as_array(data, name: str = "X"):
         reader = _table_reader(path)
         kind = reader and reader.removeprefix("read_")
         if reader and name != "X":  # fit(X, "y.csv"): Y's file is no input to predict (it was told gpunn predict)
-            raise TypeError(f"{name} is {a_type(data)} ({path!r}), not an array: read its target column(s) first, "
-                            f"pandas.{reader}(path)[[...]]; fit, evaluate and score also take a table of the features "
-                            f"and targets as a data source, in place of X and Y, streamed: "
-                            f"gpunn.data.{kind}(path, target=...)")
+            # X_val's file, or an iterable's batch's "X of batch 3", is inputs: it was told to read its target columns
+            columns, where, instead = (("target", "fit, evaluate and score also take", "X and Y") if name.startswith("Y") else
+                                       ("feature", "validation_data also takes", "(X_val, Y_val)") if name.endswith("_val")
+                                       else ("feature", "fit also takes", "X and Y"))
+            raise TypeError(f"{name} is {a_type(data)} ({path!r}), not an array: read its {columns} column(s) first, "
+                            f"pandas.{reader}(path)[[...]]; {where} a table of the features and targets as a "
+                            f"data source, in place of {instead}, streamed: gpunn.data.{kind}(path, target=...)")
         if reader:  # predict("heldout.parquet") was told of numpy.load only
             raise TypeError(f"{name} is {a_type(data)} ({path!r}), not an array: to predict a table file, "
                             f"{predicting_a_table_file(reader)}; fit, evaluate, score and predict also take it, with "

@@ -175,6 +175,19 @@ def test_a_table_files_name_in_place_of_an_array_names_the_ways_that_read_a_tabl
             assert said == (f"Y is a str ({path!r}), not an array: read its target column(s) first, pandas.{reader}("
                             "path)[[...]]; fit, evaluate and score also take a table of the features and targets as a "
                             f"data source, in place of X and Y, streamed: gpunn.data.{source}(path, target=...)"), said
+    # X's side of validation_data, or an iterable's batch, is inputs: it was told to read its target column(s)
+    Yv = Y[:4]
+    for call, name, where, instead in [
+            (lambda: model.fit(X, Y, epochs=1, validation_data=("v.csv", Yv)), "X_val", "validation_data also takes",
+             "(X_val, Y_val)"),
+            (lambda: model.fit(gpunn.data.iterable([("v.csv", Yv)]), epochs=1), "X of batch 1 (epoch 1)",
+             "fit also takes", "X and Y")]:
+        with pytest.raises(TypeError) as refused:
+            call()
+        assert str(refused.value) == (
+            f"{name} is a str ('v.csv'), not an array: read its feature column(s) first, pandas.read_csv(path)[[...]]; "
+            f"{where} a table of the features and targets as a data source, in place of {instead}, streamed: "
+            "gpunn.data.csv(path, target=...)"), str(refused.value)
 
 
 def test_a_table_files_name_is_told_by_the_suffixes_the_command_line_reads_as_that_tables():
