@@ -78,15 +78,12 @@ def _read_by_chunk(X, chunk_rows) -> bool:
             and X.shape[0] > chunk_rows and X.dtype.kind in "biuf")
 
 
-def _rows_from(exc, start, X, dtype, chunk_rows):
-    """A chunk's NotFinite (rows counted from ``start`` in X), as the whole read says it: its row in X, and, for
-    values not finite once converted to ``dtype``, their count over the whole of X (counted a chunk at a time)."""
-    count = exc.count
-    if exc.scaled is None:
-        count = 0
-        for first in range(0, X.shape[0], chunk_rows):
-            with numpy.errstate(over="ignore"):
-                count += int((~numpy.isfinite(numpy.asarray(X[first:first + chunk_rows], dtype=dtype))).sum())
+def _pieces(X, chunk_rows):
+    return (X[first:first + chunk_rows] for first in range(0, X.shape[0], chunk_rows))
+
+
+def _counted(exc, count, start=0):
+    """NotFinite ``exc`` saying ``count`` values, its rows counted from ``start``."""
     name = str(exc).split(" contains ", 1)[0]
     return NotFinite(name, count, start + exc.row, exc.column, exc.dtype, exc.scaled, exc.label)
 
@@ -273,16 +270,47 @@ class RawUnits:
                     A, names = self._input_named(X[start:start + chunk_rows])
                     (_, P), = self._forward_chunks(A, chunk_rows, names)
                 except NotFinite as exc:
-                    raise _rows_from(exc, start, X, self.dtype, chunk_rows) from None
+                    raise self._as_read_whole(exc, start, X, chunk_rows) from None
                 out[..., start:start + P.shape[-2], :] = P
         else:
             X, names = self._input_named(X)
             out = self.xp.empty((*members, X.shape[0], self.layer_sizes[-1]), self._prediction_dtype())
-            for start, P in self._forward_chunks(X, chunk_rows, names):
-                out[..., start:start + P.shape[-2], :] = P
+            try:
+                for start, P in self._forward_chunks(X, chunk_rows, names):
+                    out[..., start:start + P.shape[-2], :] = P
+            except NotFinite as exc:  # a value standardized past the dtype: counted in its chunk alone
+                raise _counted(exc, self._overflow_count(_pieces(X, chunk_rows))) from None
         if scaler is not None:
             scaler.inverse_y_(self.xp, out)
         return out
+
+    def _as_read_whole(self, exc, start, X, chunk_rows):
+        """NotFinite ``exc`` of X's chunk from row ``start`` (read by ``_predicted`` a chunk at a time) as the whole
+        read says it: NaN or inf in any chunk as read (in the dtype it is checked in) first, counted over all of X
+        with the first one's place, as the whole read's check of every value before any standardizing; else the
+        values standardizing takes past the model's dtype, counted over all of X. On the error's path only: X is
+        read again, a chunk at a time."""
+        refused = []
+        for first, piece in zip(range(0, X.shape[0], chunk_rows), _pieces(X, chunk_rows)):
+            try:
+                self._input_named(piece)
+            except NotFinite as raw:
+                refused.append((first, raw))
+        if refused:
+            (start, exc), count = refused[0], sum(raw.count for _, raw in refused)
+        else:
+            count = self._overflow_count(self._input_named(piece)[0] for piece in _pieces(X, chunk_rows))
+        return _counted(exc, count, start)
+
+    def _overflow_count(self, chunks) -> int:
+        """How many values of the raw-input ``chunks`` (``_input_named``'s, checked finite) standardizing takes past
+        the model's dtype."""
+        count = 0
+        for A in chunks:
+            with numpy.errstate(over="ignore"):
+                out = self._scale_(self.xp.array(A, copy=True)).astype(self.dtype, copy=False)
+            count += int(out.size - int(self.xp.isfinite(out).sum()))
+        return count
 
     def _input_named(self, X):
         """(X as ``_predicted`` reads it: ``_as_input``, or ``_raw_input`` for a model with a ``standardizer``, and its

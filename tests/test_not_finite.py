@@ -309,6 +309,41 @@ def test_an_array_value_standardized_past_float32_is_refused_leaving_the_array_a
         numpy.testing.assert_array_equal(model.backend.to_host(X), model.backend.to_host(given))
 
 
+@pytest.mark.parametrize("standardize", [True, False], ids=["standardized", "plain"])
+@pytest.mark.parametrize("bad, standardized_said, plain_said", [
+    ({20: 1e300, 250: 1e300}, (2, 20), (2, 20)),
+    ({250: 1e300, 280: numpy.nan}, (1, 280), (2, 250)),  # (standardized: NaN anywhere is said before an overflow)
+    ({20: 1e300, 250: 1e300, 290: numpy.nan}, (1, 290), (3, 20))], ids=["two-past", "past-then-nan", "all"])
+def test_predict_a_chunk_at_a_time_says_what_the_whole_read_says(monkeypatch, standardize, bad, standardized_said,
+                                                                 plain_said):
+    """predict converts a NumPy array of more rows than a chunk a chunk at a time (model._read_by_chunk); its refusal
+    is the whole read's. A float32 model standardizing float64 X counted a chunk's NaN and the values past float32
+    in float32 ("2 NaN or infinite value(s) ... after conversion to float64" where the whole read says 1: 1e300 is
+    finite in float64, its check's dtype), and a value standardized past float32 in its chunk alone (1 of 2), as did
+    a DataFrame's read, cut into chunks too."""
+    import pandas
+
+    from gpunn import model as model_module
+
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    model = gpunn.MLP([3, 4, 1], device="cpu", dtype="float32", seed=0)
+    model.fit(X.astype(numpy.float32), X[:, :1].astype(numpy.float32), epochs=1, standardize=standardize,
+              verbose=False)
+    for row, value in bad.items():
+        X[row, 1] = value
+    for given in (X, pandas.DataFrame(X)):
+        said = []
+        for chunk_rows in (1000, 64):
+            monkeypatch.setattr(model_module, "PREDICT_CHUNK_ROWS", chunk_rows)
+            with pytest.raises(NotFinite) as refused:
+                model.predict(given)
+            said.append(str(refused.value))
+        assert said[0] == said[1], said
+    count, row = standardized_said if standardize else plain_said
+    assert said[0].startswith(f"X contains {count} ") and f"(first at row {row}, column 1" in said[0], said[0]
+
+
 # ---- standardized on the device: values stored in the model's dtype (gpunn.data.overflow) ---------------------
 def float32_pair(tmp_path, bad=None, name="f"):
     """The table (a, b; y) as a float32 .npy pair, b's BAD_ROW holding ``bad``: standardized where it trains (in
