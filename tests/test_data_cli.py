@@ -2423,3 +2423,9 @@ def test_an_unnamed_model_given_a_named_table_says_its_columns_are_read_by_posit
         assert main(["predict", str(tmp_path / "u.npz"), str(tmp_path / name), str(tmp_path / "p.npy"), *extra,
                      "--overwrite"]) == 0
         assert (note in capsys.readouterr().err) == noted, (name, extra)
+    gpunn.save(tmp_path / "n.npz", named)  # trained on the table's names: no note, for either kind of table
+    for name in ("x.parquet", "x.csv"):
+        capsys.readouterr()
+        assert main(["predict", str(tmp_path / "n.npz"), str(tmp_path / name), str(tmp_path / "p.npy"),
+                     "--overwrite"]) == 0
+        assert "was trained on unnamed columns" not in capsys.readouterr().err, name
