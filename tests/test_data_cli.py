@@ -2379,13 +2379,15 @@ def test_predict_json_summarises_the_run_on_stdout_with_scores_or_in_a_file(tmp_
                  str(tmp_path / "s.json"), "--device", "cpu"]) == 0
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (summary["rows"], summary["streamed"], summary["score"]) == (1200, False, None)
-    for report in ("x.npy", "m.npz", "q.npy"):
+    for report, said in (("x.npy", "is the IN this command reads"), ("m.npz", "is the MODEL this command reads"),
+                         ("q.npy", "OUT and --json both name")):
         before = (tmp_path / report).read_bytes() if (tmp_path / report).exists() else None
         assert main(["predict", model_path, str(tmp_path / "x.npy"), str(tmp_path / "q.npy"),
                      "--json", str(tmp_path / report)]) == 2
-        assert capsys.readouterr().err
+        assert said in capsys.readouterr().err, report
         after = (tmp_path / report).read_bytes() if (tmp_path / report).exists() else None
         assert before == after
+        assert not (tmp_path / "q.npy").exists(), report  # refused before OUT is written, not once it is
 
 
 def test_an_unnamed_model_given_a_named_table_says_its_columns_are_read_by_position(tmp_path, capsys):
