@@ -46,9 +46,52 @@ def _debug_requested() -> bool:
 LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
 
 
+# ... and which of them this process is (gpunn.distributed.comm.launched_rank reads them)
+LAUNCHER_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+# what an MPI wire-up leaves in each process's environment besides: srun --mpi=pmi2's PMI_FD, --mpi=pmix's namespace
+_MPI_WIREUP_VARIABLES = (*LAUNCHER_SIZE_VARIABLES, *LAUNCHER_RANK_VARIABLES, "PMI_FD", "PMIX_NAMESPACE")
+
+
 def launched() -> bool:
     """Whether an MPI launcher's size variable is set (gpunn.distributed.comm.launched_size reads its value)."""
     return any(environment.text(name) is not None for name in LAUNCHER_SIZE_VARIABLES)
+
+
+class SrunTasksWarning(UserWarning):
+    """srun started several tasks with no MPI wire-up, and each runs the whole of what it was given
+    (srun_tasks_without_mpi)."""
+
+
+def srun_tasks_without_mpi() -> int | None:
+    """How many tasks Slurm's srun started in this process's job step, where it started several and no MPI wire-up
+    of them is in the environment (``srun -n 4 gpunn train`` where the cluster's MpiDefault is none and no --mpi=pmix
+    was given): each task's MPI is then a job of one process, which trains the whole run alone, every task writing
+    the same files. None otherwise: one task, no srun step (sbatch's batch script is no step: srun sets
+    SLURM_STEP_NUM_TASKS, sbatch does not), or an MPI launcher's variables there, which MPI's own start checks."""
+    tasks = environment.text("SLURM_STEP_NUM_TASKS")
+    if tasks is None or not (tasks.isascii() and tasks.isdigit()) or int(tasks) <= 1:
+        return None
+    if any(environment.text(name) is not None for name in _MPI_WIREUP_VARIABLES):
+        return None
+    return int(tasks)
+
+
+def srun_task() -> int:
+    """This process's task in its srun step (SLURM_PROCID; 0 where unset or unreadable)."""
+    task = environment.text("SLURM_PROCID") or "0"
+    return int(task) if task.isascii() and task.isdigit() else 0
+
+
+def srun_tasks_words(tasks: int, each: str, data_parallel: bool = True) -> str:
+    """What srun_tasks_without_mpi's ``tasks`` means, for a warning or refusal; ``each``: what each task does alone;
+    ``data_parallel``: whether it could run as ranks of one run (gpunn train and sweep, a fit), else it runs in one
+    process."""
+    ways = (f"For one data-parallel run of {tasks} ranks: srun --mpi=pmix -n {tasks} (or --mpi=pmi2; srun --mpi=list "
+            f"names the cluster's), or mpiexec -n {tasks}; for one run: srun -n 1" if data_parallel else
+            "It runs in one process: srun -n 1")
+    return (f"srun started {tasks} tasks (SLURM_STEP_NUM_TASKS={tasks}) with no MPI wire-up (no PMI_RANK, PMIX_RANK or "
+            f"other MPI launcher's variable): each task's MPI is a job of one process, and {each}, every task writing "
+            f"the same files. {ways}")
 
 
 # the gpunn command's subcommands (gpunn.cli.COMMAND_NAMES, which cannot be imported yet: a test keeps them equal)

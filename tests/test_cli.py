@@ -1418,7 +1418,7 @@ def test_every_option_readmes_prose_names_is_an_option_of_the_command_it_gives()
     others = {"--batch": "the abbreviation README shows refused", "--timeout": "pytest-timeout's",
               "--pch": "NVRTC's", "--device-as-default-execution-space": "NVRTC's",
               "--out": "bench/gpu_checks/NAME.py's", "--merge": "bench/gpu_report.py's",
-              "--index-url": "pip's (PyTorch's CPU wheel)"}
+              "--index-url": "pip's (PyTorch's CPU wheel)", "--mpi": "srun's (README's Slurm section)"}
     others.update({f"--{name}": "sbatch's (README's Slurm job script)" for name in (
         "job-name", "time", "cpus-per-task", "mem", "output", "open-mode", "requeue", "signal")})
     from gpunn.hints import COMMAND_OPTIONS_ABSENT  # other tools' options README says train and sweep lack

@@ -3571,3 +3571,107 @@ def test_on_gpus_a_run_stopped_part_way_through_an_epoch_resumes_on_two_ranks_wi
     assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
     for resumed, _ in outcomes:
         assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-6)
+
+
+@pytest.fixture
+def srun_step(monkeypatch):
+    """``srun_step(tasks, task, **more)``: this process as task ``task`` of an srun step of ``tasks`` tasks
+    (SLURM_STEP_NUM_TASKS, SLURM_PROCID) with no MPI launcher's variable set but ``more``; the once-per-process
+    warning of each task training the whole run not yet said."""
+    from gpunn import _startup
+    from gpunn.distributed import comm
+
+    def step(tasks=None, task=None, **more):
+        for name in (*_startup._MPI_WIREUP_VARIABLES, "SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_NTASKS"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in {"SLURM_STEP_NUM_TASKS": tasks, "SLURM_PROCID": task, **more}.items():
+            if value is not None:
+                monkeypatch.setenv(name, str(value))
+        monkeypatch.setattr(comm, "_SAID_EACH_TRAINS_IT_ALL", [])
+        return _startup.srun_tasks_without_mpi()
+
+    step()
+    return step
+
+
+def test_an_srun_step_of_several_tasks_without_mpi_is_told_by_srun_not_by_sbatch_or_an_mpi_wire_up(srun_step):
+    """srun -n 4 with the cluster's MpiDefault none (no --mpi=pmix) starts 4 processes whose MPI is each a job of one:
+    SLURM_STEP_NUM_TASKS says 4 and no launcher's variable is set. sbatch -n 4's batch script is no step (SLURM_NTASKS
+    alone), srun -n 1 is one task, and srun --mpi=pmi2 or pmix (PMI_FD, PMIX_NAMESPACE, a rank or size variable) is
+    MPI's own wire-up, which MPI's start checks."""
+    assert srun_step() is None
+    assert srun_step(4, 0) == 4 and srun_step(4, 3) == 4
+    assert srun_step(1, 0) is None and srun_step(None, 0, SLURM_NTASKS=4) is None  # srun -n 1; sbatch's batch step
+    for wire_up in ("PMI_FD", "PMIX_NAMESPACE", "PMI_RANK", "PMIX_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        assert srun_step(4, 0, **{wire_up: "3"}) is None, wire_up
+    assert srun_step("x", 0) is None and srun_step(" 2 ", 1) == 2
+
+
+def test_a_fit_in_an_srun_step_of_several_tasks_without_mpi_warns_on_task_0_and_refuses_distributed(srun_step):
+    """srun -n 2 python script.py with no MPI wire-up: each task's fit trained the whole run, writing the same files,
+    with no word, and fit(distributed=True) trained it on a world of one rank in each. Task 0 warns once (as under a
+    launcher: warn_each_rank_trains_it_all), distributed=False says nothing, and distributed=True is refused."""
+    import warnings
+
+    import gpunn
+    from gpunn._startup import SrunTasksWarning
+
+    X, Y = gpunn.datasets.make("teacher", 16, 3, 1, device="cpu", seed=1)
+    mlp = gpunn.MLP([3, 4, 1], device="cpu", seed=0)
+
+    def said(**given):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mlp.fit(X, Y, epochs=1, batch_size=4, verbose=False, **given)
+        return [(w.category, str(w.message), os.path.basename(w.filename)) for w in caught]
+
+    srun_step(2, 1)
+    assert said() == []  # task 1
+    srun_step(2, 0)
+    assert said(distributed=False) == []
+    (category, message, where), = said()
+    assert (category, where) == (SrunTasksWarning, "test_distributed.py")
+    assert message == (
+        "fit: srun started 2 tasks (SLURM_STEP_NUM_TASKS=2) with no MPI wire-up (no PMI_RANK, PMIX_RANK or other MPI "
+        "launcher's variable): each task's MPI is a job of one process, and each task trains the whole run, every "
+        "task writing the same files. For one data-parallel run of 2 ranks: srun --mpi=pmix -n 2 (or --mpi=pmi2; "
+        "srun --mpi=list names the cluster's), or mpiexec -n 2; for one run: srun -n 1; pass distributed=False to "
+        "train on each task on purpose (said once, by task 0)")
+    assert said() == []  # once per process
+    with pytest.raises(gpunn.distributed.DistributedError, match=r"^srun started 2 tasks .* and a data-parallel run "
+                                                                 r"of one rank on each trains all of it, every task"):
+        said(distributed=True)
+    srun_step(2, 0, PMIX_NAMESPACE="slurm.pmix.7.0")  # srun --mpi=pmix: MPI's wire-up, not this
+    assert said() == []
+
+
+def test_a_command_in_an_srun_step_of_several_tasks_without_mpi_is_noted_by_task_0(srun_step, capsys):
+    """srun -n 2 gpunn train (no --mpi=pmix where MpiDefault is none) ran the whole command on each task with no word.
+    Task 0 says so in a note (not a refusal: srun -n 4 bash -c 'gpunn train --save m$SLURM_PROCID.npz' is on purpose);
+    predict and bench are told they run in one process; info, and the other tasks, say nothing."""
+    import warnings
+
+    from gpunn import cli
+
+    command = ["train", "--rows", "64", "--features", "2", "--hidden", "4", "--epochs", "1", "--quiet"]
+    srun_step(2, 0)
+    assert cli.main(command) == 0
+    note = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: srun")]
+    assert note == ["note: srun started 2 tasks (SLURM_STEP_NUM_TASKS=2) with no MPI wire-up (no PMI_RANK, PMIX_RANK "
+                    "or other MPI launcher's variable): each task's MPI is a job of one process, and each task runs "
+                    "all of this command, every task writing the same files. For one data-parallel run of 2 ranks: "
+                    "srun --mpi=pmix -n 2 (or --mpi=pmi2; srun --mpi=list names the cluster's), or mpiexec -n 2; for "
+                    "one run: srun -n 1; where each task is meant to run on its own (its own --save, --json), this is "
+                    "as asked (said once, by task 0)"]
+    srun_step(2, 1)
+    assert cli.main(command) == 0
+    assert "srun" not in capsys.readouterr().err
+    srun_step(2, 0)
+    with cli.notes_shown(), warnings.catch_warnings():
+        warnings.simplefilter("always")  # (the same note twice, from one line: said each time)
+        for one_process in ("predict", "bench"):
+            cli._note_srun_tasks(one_process)
+            assert "every task writing the same files. It runs in one process: srun -n 1; where each task" in \
+                capsys.readouterr().err, one_process
+        cli._note_srun_tasks("info")
+    assert capsys.readouterr().err == ""

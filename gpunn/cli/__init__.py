@@ -287,6 +287,20 @@ def _check_launch(command: str) -> None:
                          "train and gpunn sweep train data parallel: mpiexec -n P gpunn train ...)")
 
 
+def _note_srun_tasks(command: str) -> None:
+    """A note, by task 0, where srun started several tasks with no MPI wire-up (``srun -n 4 gpunn train``, the
+    cluster's MpiDefault none): each runs the whole command alone, every one writing the same files, where one
+    data-parallel run was likely meant. A note, not a refusal: ``srun -n 4 bash -c 'gpunn train --seed $SLURM_PROCID
+    --save m$SLURM_PROCID.npz'`` runs four on purpose, each writing its own."""
+    from .. import _startup
+
+    tasks = _startup.srun_tasks_without_mpi()
+    if tasks is not None and command != "info" and _startup.srun_task() == 0:
+        said = _startup.srun_tasks_words(tasks, "each task runs all of this command", command in DATA_PARALLEL)
+        warnings.warn(f"{said}; where each task is meant to run on its own (its own --save, --json), this is as "
+                      "asked (said once, by task 0)", _startup.SrunTasksWarning)
+
+
 def _printed_on_every_rank(argv) -> None:
     """After ``gpunn train --help`` (or sweep's, or ``gpunn --help``/``--version``) printed its text: under an MPI
     launcher with several processes, the ranks' check that each runs the same command (gpunn.distributed.comm.
@@ -502,6 +516,7 @@ def _run(argv) -> int:
                 _join_the_command_check(argv)
             raise
         _check_launch(args.command)
+        _note_srun_tasks(args.command)
         if launched:  # before any data is read: a rank of the job that printed --help instead waits here too
             from ..distributed.comm import same_command_on_every_rank
 

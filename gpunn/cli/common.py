@@ -15,7 +15,7 @@ from ..preflight import DATA_SUFFIXES, is_stdout
 
 def show_note(message, category, filename, lineno, file=None, line=None):
     """gpunn's own warnings as one ``note:`` line (what gpunn says, not where in it); others in Python's form."""
-    from .. import environment
+    from .. import _startup, environment
     from ..backend import CPUFallbackWarning
     from ..data import HeldOutShareWarning
     from ..ops.cpu import KernelFallbackWarning
@@ -23,7 +23,7 @@ def show_note(message, category, filename, lineno, file=None, line=None):
     from ..training.graph import GraphWarning
 
     notes = (CPUFallbackWarning, GraphWarning, HeldOutShareWarning, KernelFallbackWarning, MembersDivergedWarning,
-             environment.SettingWarning)
+             environment.SettingWarning, _startup.SrunTasksWarning)
     if issubclass(category, notes):
         print(f"note: {str(message).removeprefix('gpunn: ')}", file=sys.stderr, flush=True)
     else:

@@ -42,7 +42,7 @@ DEFAULT_TIMEOUT_S = 300.0
 # Environment variables by which MPI launchers tell a process how many ranks were started and which it is
 # (MPICH/Intel MPI/Slurm PMI, Open MPI, MVAPICH), read without initialising MPI.
 _SIZE_VARIABLES = _startup.LAUNCHER_SIZE_VARIABLES
-_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+_RANK_VARIABLES = _startup.LAUNCHER_RANK_VARIABLES
 _LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
 # ... and how many it started on this process's node (Slurm's srun: per node, in SLURM_STEP_TASKS_PER_NODE)
 _LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE")
@@ -129,6 +129,16 @@ def warn_each_rank_trains_it_all(call: str) -> None:
     ``mpiexec -n 2 python script.py`` without ``distributed=True`` trained it twice, every rank writing the same
     files, with no word."""
     if _SAID_EACH_TRAINS_IT_ALL:
+        return
+    tasks = _startup.srun_tasks_without_mpi()
+    if tasks is not None:  # srun -n 4 python script.py, no MPI: each task a whole fit, as distributed=True refuses
+        _SAID_EACH_TRAINS_IT_ALL.append(True)
+        if _startup.srun_task() == 0:
+            from ..backend import user_stacklevel
+
+            warnings.warn(f"{call}: {_startup.srun_tasks_words(tasks, 'each task trains the whole run')}; pass "
+                          "distributed=False to train on each task on purpose (said once, by task 0)",
+                          _startup.SrunTasksWarning, stacklevel=user_stacklevel())
         return
     try:
         size, rank = launched_size(), launched_rank()
@@ -898,6 +908,10 @@ def world(backend=None, timeout=None):
     math.inf (never), over GPUNN_DIST_TIMEOUT; 0, a negative number or nan is a ValueError, before MPI starts."""
     if timeout is not None:
         _seconds_given(timeout)
+    tasks = _startup.srun_tasks_without_mpi()
+    if tasks is not None:  # (each task's world would be of one rank, each training the whole run)
+        raise DistributedError(_startup.srun_tasks_words(tasks, "a data-parallel run of one rank on each trains "
+                                                                "all of it"))
     control = _control(timeout)
     if backend is None or not backend.is_gpu:
         return control

@@ -129,7 +129,7 @@ def not_data_parallel(distributed, call):
     imported only there). ``distributed=False`` trains on each rank on purpose, unwarned."""
     if distributed is not None:
         return distributed
-    if _startup.launched():
+    if _startup.launched() or _startup.srun_tasks_without_mpi():
         from ..distributed.comm import warn_each_rank_trains_it_all
 
         warn_each_rank_trains_it_all(call)
