@@ -1695,6 +1695,41 @@ def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monk
     hook(ConfigMismatch, ConfigMismatch("lr: 0.01 on rank 0; 0.02 on rank 1"), None)
     assert waited == [True] and ended == [1, 1, 2, 1, 1]
     assert capsys.readouterr().err == "gpunn [ranks 0-1]: every rank failed with this error; aborting all ranks.\n"
+    # every rank failed at the same point, each with its own error (each its own shard's file missing): each says
+    # its own, rank 1 not waiting for rank 0's, which said "every rank failed with this error" of its own alone
+    own = comm.raised_on_every_rank(FileNotFoundError("shard-0.npy"), alike=False)
+    hook(FileNotFoundError, own, None)
+    assert waited == [True] and ended == [1, 1, 2, 1, 1, 1]
+    assert capsys.readouterr().err == "gpunn [rank 0 of ranks 0-1]: this rank failed; aborting all ranks.\n"
+    monkeypatch.setenv("PMI_RANK", "1")
+    hook(FileNotFoundError, own, None)
+    assert waited == [True] and ended == [1, 1, 2, 1, 1, 1, 1]
+    assert capsys.readouterr().err == "gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\n"
+
+
+@pytest.mark.parametrize("errors, alike", [(["shard-0.npy", "shard-1.npy"], False), (["X.npy", "X.npy"], True)],
+                         ids=["each-its-own", "the-same"])
+def test_a_failure_of_every_rank_is_marked_alike_only_where_every_ranks_error_says_the_same(errors, alike):
+    """agreeing_on_failure gathered whether each rank failed, and marked a failure of every rank as one error every
+    rank raised: a script's uncaught one was said once, by rank 0 ("every rank failed with this error"), though rank 1
+    had another (its own shard's file missing), which it never said. The ranks gather their errors' words now."""
+    from gpunn.distributed import comm
+
+    class Rank0Of2:
+        rank, size = 0, 2
+
+        def allgather(self, mine, label=None):
+            theirs = (None, comm._error_words(FileNotFoundError(errors[1])))
+            return [mine, theirs]
+
+    def fails():
+        raise FileNotFoundError(errors[0])
+
+    with pytest.raises(FileNotFoundError) as raised:
+        comm.agreeing_on_failure(Rank0Of2(), fails, "the statistics")
+    assert comm.is_raised_on_every_rank(raised.value)
+    assert comm.is_said_alike_on_every_rank(raised.value) is alike
+    assert comm.is_said_alike_on_every_rank(comm.raised_on_every_rank(ValueError("marked without words")))
 
 
 @pytest.fixture

@@ -653,11 +653,13 @@ def abort_on_error(comm, exc: BaseException) -> None:
     comm.abort(code)
 
 
-def raised_on_every_rank(exc: BaseException) -> BaseException:
+def raised_on_every_rank(exc: BaseException, alike: bool = True) -> BaseException:
     """Mark ``exc`` as raised by every rank of the job at the same point, so that no rank waits for another (the
-    command then says it once where the ranks' lines are the same: gpunn.cli); ``exc`` back."""
+    command then says it once where the ranks' lines are the same: gpunn.cli); ``alike``: whether every rank's error
+    says the same (:func:`agreeing_on_failure` compares them), so that a script's uncaught one is said once, by rank 0
+    (:func:`end_job_on_uncaught_exception`); ``exc`` back."""
     with contextlib.suppress(AttributeError, TypeError):  # (an exception that takes no attribute stays unmarked)
-        exc.gpunn_every_rank = True
+        exc.gpunn_every_rank, exc.gpunn_alike = True, alike
     return exc
 
 
@@ -667,11 +669,24 @@ def is_raised_on_every_rank(exc: BaseException) -> bool:
     return isinstance(exc, ConfigMismatch) or getattr(exc, "gpunn_every_rank", False) is True
 
 
+def is_said_alike_on_every_rank(exc: BaseException) -> bool:
+    """Whether every rank raised ``exc`` at the same point (:func:`is_raised_on_every_rank`) with the same words: one
+    rank's saying it says every rank's."""
+    return is_raised_on_every_rank(exc) and getattr(exc, "gpunn_alike", True) is not False
+
+
+def _error_words(exc: BaseException) -> str:
+    """``exc`` as the last line of its traceback says it (its type and message), for the ranks to compare."""
+    return "".join(traceback.format_exception_only(type(exc), exc))
+
+
 def agreeing_on_failure(comm, compute, label, gather=True):
     """``compute()`` on every rank, the ranks agreeing on who failed in one gather (that of the results, where
     ``gather``: every rank's result in rank order back; else this rank's result alone, the gather only of whether
     each failed). A failure every rank has (each its own error, alike or not) is raised on every rank as it is, marked
-    :func:`raised_on_every_rank`: a script can catch it, and no rank waits for another. A failure of some ranks ends
+    :func:`raised_on_every_rank` (alike where every rank's says the same: the ranks gather their errors' words, so
+    that one rank's saying it says all only then): a script can catch it, and no rank waits for another. A failure
+    of some ranks ends
     the job: each failed rank prints its error and aborts (:func:`abort_on_error`); the others, who have no part of
     the result to go on with, wait in a barrier for that abort (timed, as every collective)."""
     error = part = None
@@ -679,13 +694,13 @@ def agreeing_on_failure(comm, compute, label, gather=True):
         part = compute()
     except BaseException as exc:  # noqa: BLE001 - a Ctrl-C too: the ranks agree on it as on any failure
         error = exc
-    gathered = comm.allgather((part if gather else None, error is not None), label=label)
-    failed = [rank for rank, (_, fails) in enumerate(gathered) if fails]
+    gathered = comm.allgather((part if gather else None, None if error is None else _error_words(error)), label=label)
+    failed = [rank for rank, (_, words) in enumerate(gathered) if words is not None]
     if error is not None:
         if len(failed) < comm.size:
             abort_on_error(comm, error)
             raise error  # (where the abort returns: a test's stand-in)
-        raise raised_on_every_rank(error)
+        raise raised_on_every_rank(error, alike=len({words for _, words in gathered}) == 1)
     if failed:
         comm.barrier(label=f"{label} (waiting for {rank_words(failed[0], comm.size)}, which failed, to end the job)")
         raise DistributedError(f"{rank_words(failed[0], comm.size)} failed in {label}")  # (its abort ends this rank)
@@ -792,8 +807,9 @@ def end_job_on_uncaught_exception() -> None:
     the traceback; ``sys.excepthook = sys.__excepthook__`` after ``import gpunn`` puts Python's own back. In a job
     whose other processes never start MPI (independent runs under mpiexec), the rank waits for them in MPI_Init
     until end_launched_job's timed start of MPI (GPUNN_DIST_TIMEOUT) says so and ends it: measured 3.6 s at
-    GPUNN_DIST_TIMEOUT=2. An error every rank raised at the same point (:func:`is_raised_on_every_rank`) is said
-    once, by rank 0, for every rank; the others wait for its abort (:func:`_let_rank_0_say_it`)."""
+    GPUNN_DIST_TIMEOUT=2. An error every rank raised at the same point with the same words
+    (:func:`is_said_alike_on_every_rank`) is said once, by rank 0, for every rank; the others wait for its abort
+    (:func:`_let_rank_0_say_it`). Where the ranks' errors differ (each its own file missing), each says its own."""
     try:
         if launched_size() <= 1:
             return
@@ -812,7 +828,7 @@ def end_job_on_uncaught_exception() -> None:
         # an error every rank raised at the same point (a ConfigMismatch, a diverged fit's): each rank's traceback of
         # it, its lines interleaved with the others' (one per rank), said nothing more than rank 0's
         try:
-            rank = launched_rank() if is_raised_on_every_rank(exc) else None
+            rank = launched_rank() if is_said_alike_on_every_rank(exc) else None
         except DistributedError:  # (a launcher's rank variable gpunn cannot read: each rank says its own)
             rank = None
         if rank:
