@@ -136,9 +136,9 @@ def test_a_data_parallel_sweep_splits_its_grid_for_the_rank_with_the_least_memor
     # would not fit on a rank whose GPU has less memory free
     from gpunn.cli.sweep import split_over_ranks
 
-    class Ranks:  # the 3 ranks' own members_per_ensemble, this one rank 1, each with whether it failed (none)
+    class Ranks:  # the 3 ranks' own members_per_ensemble, this one rank 1, each with its error's words (none failed)
         def allgather(self, mine, label=None):
-            return [((6, "0.1 MiB per member, 0.60 GiB free on cuda:0"), False), mine, ((6, ""), False)]
+            return [((6, "0.1 MiB per member, 0.60 GiB free on cuda:0"), None), mine, ((6, ""), None)]
 
     assert split_over_ranks(2, "0.1 MiB per member, 0.20 GiB free on cuda:1", Ranks()) == (
         2, "0.1 MiB per member, 0.20 GiB free on cuda:1 (rank 1)")
@@ -149,9 +149,9 @@ def test_a_data_parallel_sweep_splits_its_grid_for_the_rank_with_the_least_memor
 def test_a_data_parallel_sweep_takes_that_split(capsys, monkeypatch):
     import gpunn.distributed
 
-    class Ranks:  # rank 1 of 2 has room for two members an ensemble (and failed in none: the split's agreement)
+    class Ranks:  # rank 1 of 2 has room for two members an ensemble (no error's words: the split's agreement)
         def allgather(self, mine, label=None):
-            return [mine, ((2, "0.4 MiB per member, 1.0 MiB free on cuda:1"), False)]
+            return [mine, ((2, "0.4 MiB per member, 1.0 MiB free on cuda:1"), None)]
 
     def training(*args, **kwargs):
         raise RuntimeError("training")
