@@ -4,12 +4,14 @@ alternating, on a quiet machine, with one BLAS thread (the least noisy small-net
 
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=CHECKOUT python bench/regression_probe.py [PART ...]
 
-PARTs (default: all but partial_fit): small (16-64-64-1, batch 128, 262,144 rows, 8 epochs), medium
+PARTs (default: all but partial_fit and score): small (16-64-64-1, batch 128, 262,144 rows, 8 epochs), medium
 (64-256-256-1, batch 256, 131,072 rows, 5 epochs), ens (Ensemble of 16 small nets, 65,536 rows, 5 epochs),
 stream (the small net on gpunn.data.synthetic, 262,144 rows, 5 epochs), predict (1e6 x 16 float32 rows: in
 process, and `gpunn predict` to .npy and .csv, start-up included), partial_fit (6,000 MLPRegressor.partial_fit
-calls of 128 rows: microseconds per call over each thousand). Rates are the median and best epoch after the
-first; "params" is a digest of the weights after the fit, equal between checkouts whose training is the same.
+calls of 128 rows: microseconds per call over each thousand), score (`gpunn predict` of 1e6 x 16 Parquet rows to
+.npy by a 16-256-256-1 net, gpunn train's default hidden layers, without and with --score, alternated, 3 each,
+start-up included: a checkout of session 41 on, with pyarrow). Rates are the median and best epoch after the first;
+"params" is a digest of the weights after the fit, equal between checkouts whose training is the same.
 """
 import hashlib
 import os
@@ -88,6 +90,33 @@ def predict():
             f"CLI .csv {cli['csv']:.2f}s, pred {digest(P)}")
 
 
+def score():
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as d:
+        X, Y = teacher(1_000_000, 16)
+        columns = {**{f"f{i}": np.asarray(X)[:, i] for i in range(16)}, "y": np.asarray(Y)[:, 0]}
+        pq.write_table(pa.table(columns), f"{d}/in.parquet")
+        pq.write_table(pa.table({k: v[:20000] for k, v in columns.items()}), f"{d}/train.parquet")
+        model = gpunn.MLP([16, 256, 256, 1], seed=0, device="cpu")  # fit on named columns: --score reads by them
+        with gpunn.data.parquet(f"{d}/train.parquet", target=["y"]) as source:
+            model.fit(source, epochs=1, batch_size=256, verbose=0)
+        gpunn.save(f"{d}/model.npz", model)
+        seconds = {"plain": [], "--score": []}
+        for _ in range(3):  # alternated, so that the load's drift falls on both alike
+            for how in seconds:
+                t = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "gpunn", "predict", "--device", "cpu", "--overwrite",
+                                f"{d}/model.npz", f"{d}/in.parquet", f"{d}/P.npy", *[how] * (how != "plain")],
+                               check=True, stdout=subprocess.DEVNULL)
+                seconds[how].append(time.perf_counter() - t)
+                digests = digest(np.load(f"{d}/P.npy"))
+    plain, scored = (sorted(v)[1] for v in seconds.values())
+    return (f"predict 1e6 Parquet rows: CLI .npy median {plain:.2f}s, with --score {scored:.2f}s "
+            f"({scored / plain:.2f}x), pred {digests}")
+
+
 def partial_fit():
     from gpunn.estimator import MLPRegressor
 
@@ -105,7 +134,8 @@ def partial_fit():
     return f"partial_fit us per call, by thousand calls: {' '.join(per)}, coefs {digest(est.coefs_[0])}"
 
 
-PARTS = {"small": small, "stream": stream, "ens": ens, "medium": medium, "predict": predict, "partial_fit": partial_fit}
+PARTS = {"small": small, "stream": stream, "ens": ens, "medium": medium, "predict": predict, "partial_fit": partial_fit,
+         "score": score}
 
 
 def refuse_bad_settings():
@@ -128,5 +158,5 @@ if __name__ == "__main__":
         if unknown:  # before any part runs (it was a KeyError once the parts before it had run)
             refuse(f"unknown PART {', '.join(map(repr, unknown))}: use {', '.join(PARTS)}")
     refuse_bad_settings()
-    for part in sys.argv[1:] or [p for p in PARTS if p != "partial_fit"]:
+    for part in sys.argv[1:] or [p for p in PARTS if p not in ("partial_fit", "score")]:
         print(PARTS[part](), flush=True)

@@ -355,10 +355,12 @@ class RawUnits:
 
         return evaluate_pieces(self, predicted(), total_squares(Y), lambda P: P)
 
-    def _evaluated_source(self, source, chunk_rows, members=()) -> dict:
+    def _evaluated_source(self, source, chunk_rows, members=(), each=None) -> dict:
         """``_evaluated`` over every row of a data source, streamed a window at a time (gpunn.data.rawpass: raw
         rows, the model's standardizer applied as ``predict`` applies it); R²'s denominator from the targets'
-        moments, merged window by window (gpunn.data.stats.Moments). Call inside ``backend.use()``."""
+        moments, merged window by window (gpunn.data.stats.Moments). ``each(P)``, when given, is called with each
+        piece's predictions in row order (gpunn predict --score writes them: one pass over the source). Call
+        inside ``backend.use()``."""
         from .data.rawpass import overflow_named, raw_windows
         from .data.stats import Moments
         from .metrics import evaluate_pieces, window_pieces
@@ -367,7 +369,10 @@ class RawUnits:
 
         def predicted(Xc):
             with overflow_named(source, *place):
-                return self._predicted(Xc, chunk_rows, members)
+                P = self._predicted(Xc, chunk_rows, members)
+            if each is not None:
+                each(P)
+            return P
 
         with raw_windows(source, self) as windows:
             pieces = ((Xc, self._raw_target(Yc)) for Xc, Yc in window_pieces(windows, chunk_rows, moments, place))
@@ -778,8 +783,6 @@ class MLP(DeviceModel):
         source is read in one more pass over its pieces (a one-shot iterator's only one: refused once read); a
         ShardedSource owning every shard is the source it wraps, and a rank's share of one is refused
         (gpunn.data.rawpass)."""
-        from .metrics import unscored
-
         with self.backend.use():
             on_source = source_given(X, Y, "evaluate")
             if on_source:
@@ -788,7 +791,16 @@ class MLP(DeviceModel):
                 with held_warnings():
                     warn_read_by_position(X, self.data_columns, "X", self)
                     logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS)
-            bad = unscored(self, logs, None if on_source else X, PREDICT_CHUNK_ROWS)
+        return self._scored(logs, None if on_source else X)
+
+    def _scored(self, logs, X) -> dict:
+        """``evaluate``'s metrics of its ``logs`` over X (None: a data source's), or its error where they are not
+        finite (``unscored``)."""
+        from .metrics import unscored
+
+        on_source = X is None
+        with self.backend.use():
+            bad = unscored(self, logs, X, PREDICT_CHUNK_ROWS)
         if bad:
             from .training.loop import TrainingDiverged, ValidationNotFinite
 

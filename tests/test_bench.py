@@ -1205,7 +1205,7 @@ def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_st
     ("dist_bench.py", ["medium", "8", "5", "sauce"], "the fourth argument is source or none, got 'sauce'"),
     ("dist_bench.py", ["allreduce", "8"], "allreduce takes no other argument, got 8"),
     ("regression_probe.py", ["small", "nosuch"], "unknown PART 'nosuch': use small, stream, ens, medium, predict, "
-                                                 "partial_fit"),
+                                                 "partial_fit, score"),
     ("ensemble_products.py", ["0"], "K must be a whole number, 1 or more, got '0'"),
     ("ensemble_products.py", ["4", "-3"], "batch must be a whole number, 1 or more, got '-3'"),
     ("ensemble_products.py", ["4", "8", "9"], "takes [K] [batch], got 3 arguments"),

@@ -54,8 +54,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--score", action="store_true",
                    help="also score the predictions against IN's target columns, the model's (a table of the "
                         "columns it was trained on, a held-out file): mse, mae and r2 in the targets' units, as "
-                        "model.evaluate gives them, printed as gpunn train's held-out line; read in a second "
-                        "streamed pass. For a model trained on named columns (a CSV or Parquet --data) and a CSV "
+                        "model.evaluate gives them, printed as gpunn train's held-out line; read in the "
+                        "pass that writes OUT (a target that is not a number refuses IN, OUT not written). For a model trained on named columns (a CSV or Parquet --data) and a CSV "
                         "(with a header) or Parquet IN")
     p.add_argument("--json", type=file_path, metavar="PATH",
                    help="also write a summary as JSON: model, input, output, rows, outputs, dtype, device, streamed, "
@@ -164,7 +164,10 @@ def run(args) -> int:
         from ..data.tables import MissingColumns
 
         try:
-            rows = predict_file(model, args.input, args.output, features=features)
+            if targets:  # one pass: the predictions written as evaluate's sums add up
+                rows, logs = _predict_scored(args, model, targets)
+            else:
+                rows, logs = predict_file(model, args.input, args.output, features=features), None
         except MissingColumns as exc:
             raise DataError(f"{_named_in(exc, args.input)}{'' if features else _picked_by_name(model, exc)}") from None
         except DataError as exc:
@@ -172,7 +175,7 @@ def run(args) -> int:
         dtype = model._prediction_dtype()
         print(f"{shell_word(args.output)}: {rows:,} x {model.layer_sizes[-1]} predictions "
               f"({dtype.name}) from {shell_word(args.model)} on {model.device}, streamed")
-        _finish(args, model, targets, rows, dtype, streamed=True)
+        _finish(args, model, targets, rows, dtype, streamed=True, logs=logs)
         return 0
     try:
         X = preflight.read_matrix(args.input, "IN")
@@ -204,12 +207,12 @@ def run(args) -> int:
     return 0
 
 
-def _finish(args, model, targets, rows, dtype, streamed) -> None:
-    """After OUT is written: the note of a named table's columns read by position, --score's line, then --json's
-    summary of the run (its score null without --score)."""
+def _finish(args, model, targets, rows, dtype, streamed, logs=None) -> None:
+    """After OUT is written: the note of a named table's columns read by position, --score's line (of the pass's
+    ``logs``), then --json's summary of the run (its score null without --score)."""
     if not args.features:
         _note_read_by_position(args, model)
-    metrics = _print_score(args, model, targets) if targets else None
+    metrics = _print_score(args, model, targets, logs) if targets else None
     if args.json:
         score = None if metrics is None else {"targets": targets, **{k: metrics[k] for k in ("mse", "mae", "r2")}}
         write_output(args.json, json_text({"model": args.model, "input": args.input, "output": args.output,
@@ -255,16 +258,23 @@ def _score_source(args, model, targets):
         raise _named_in(exc, args.input) from None
 
 
-def _print_score(args, model, targets) -> dict:
-    """--score's line (returning the metrics): model.evaluate of a source reading IN's feature and target columns (so the metrics are
-    evaluate's to the bit), in gpunn train's held-out words and digits; a second streamed pass over IN."""
+def _predict_scored(args, model, targets) -> tuple[int, dict]:
+    """(rows, evaluate's logs) of one pass over a source of IN's feature and target columns (gpunn.data.files.
+    predict_scored): OUT written as the metrics add up, the metrics model.evaluate's of that source to the bit."""
     from ..data.errors import DataError
+    from ..data.files import predict_scored
 
-    try:
-        with _score_source(args, model, targets) as source:
-            metrics = model.evaluate(source)
-    except DataError as exc:
-        raise _named_in(exc, args.input) from None
+    with _score_source(args, model, targets) as source:
+        try:
+            return predict_scored(model, source, args.output)
+        except DataError as exc:  # (a NaN target too: OUT, written in the same pass, is not)
+            raise DataError(f"{_named_in(exc, args.input)}; OUT not written") from None
+
+
+def _print_score(args, model, targets, logs) -> dict:
+    """--score's line (returning the metrics): model.evaluate's of the pass's ``logs`` (or its error, OUT written), in
+    gpunn train's held-out words and digits."""
+    metrics = model._scored(logs, None)
     print(f"held-out ({shell_word(args.input)}, against {', '.join(targets)}): mse {metrics['mse']:.5g}  "
           f"mae {metrics['mae']:.5g}  r2 {metrics['r2']:.4f}")
     return metrics

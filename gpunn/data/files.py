@@ -448,6 +448,28 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
     return rows
 
 
+def predict_scored(model, source, out_path) -> tuple[int, dict]:
+    """(rows, ``evaluate``'s logs) of one pass over ``source`` (a table source of the model's feature and target
+    columns): each piece's predictions written to ``out_path`` as ``predict_file`` writes them (the rows of
+    ``model.predict(source)``) while ``model.evaluate(source)``'s sums add up, so the metrics are evaluate's to the
+    bit (``model._scored(logs, None)`` gives them, or evaluate's error, with OUT written). A refusal of the source's
+    rows (a NaN target too) stops the pass, and OUT is not written."""
+    from ..model import PREDICT_CHUNK_ROWS
+
+    names = (getattr(model, "data_columns", None) or {}).get("targets")
+    writer, rows = output_writer(out_path, model.layer_sizes[-1], model._prediction_dtype(), names), 0
+
+    def write(P):
+        nonlocal rows
+        P = model.backend.to_host(P)
+        writer.write(P)
+        rows += P.shape[0]
+
+    with committed(writer), model.backend.use():  # (a table source has rows: an empty one is refused as made)
+        logs = model._evaluated_source(source, PREDICT_CHUNK_ROWS, each=write)
+    return rows, logs
+
+
 def output_writer(out_path, n_columns, dtype, names=None):
     """The writer of a prediction file (.npy, .csv or .parquet, by name): ``names``, the targets' (or None)."""
     kind = file_format(out_path, written=True)
@@ -456,11 +478,18 @@ def output_writer(out_path, n_columns, dtype, names=None):
 
 
 def write_rows(writer, chunks) -> None:
-    """Write each chunk of rows, then rename the file into place; on any failure (Ctrl-C too, up to the rename)
-    remove it. Each writer's ``close`` may be called again after one that failed part-way."""
-    try:
+    """Write each chunk of rows, then rename the file into place (``committed``)."""
+    with committed(writer):
         for P in chunks:
             writer.write(P)
+
+
+@contextlib.contextmanager
+def committed(writer):
+    """``writer`` closed and renamed into place as the block ends; on any failure in it (Ctrl-C too, up to the
+    rename) the file removed. Each writer's ``close`` may be called again after one that failed part-way."""
+    try:
+        yield writer
         writer.close()
         writer.commit()
     except BaseException:
