@@ -222,6 +222,95 @@ def test_predict_score_reads_in_once_writing_predict_of_its_source_with_evaluate
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
 
 
+def test_predict_keep_copies_in_columns_into_out_beside_the_predictions_row_for_row(tmp_path, capsys, monkeypatch):
+    """OUT held the predictions alone: a user matched them back to IN's ids by row number. --keep names IN's columns
+    written first in a table OUT: a CSV IN's as the text written (an id 007, a note with a comma, a quote, a leading
+    space, or empty, read back the same), a Parquet IN's in their type (int64, timestamp), row for row with the
+    predictions however the reads cut the rows (small CSV blocks, other for the kept columns; a Parquet directory of
+    row groups of 100; --score's source windows), the predictions those of the run without --keep."""
+    import csv
+
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    from gpunn.data import files, kept
+
+    X, Y = datasets.make("linear", 1200, 3, seed=5, device="cpu")
+    notes = ["plain", "with,comma", 'say "hi"', " lead", ""]
+    ids = [f"{i:04d}" for i in range(1200)]
+    with open(tmp_path / "in.csv", "w", newline="") as fh:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(["id", "a", "note", "b", "c", "y"])
+        out.writerows([i, *map(float, X[k, :1]), notes[k % 5], *map(float, X[k, 1:]), float(Y[k, 0])]
+                      for k, i in enumerate(ids))
+    (tmp_path / "parts").mkdir()
+    for part in (0, 1):
+        rows = slice(600 * part, 600 * (part + 1))
+        pq.write_table(pa.table({"id": numpy.arange(1200)[rows], "t": numpy.arange(1200)[rows].astype("datetime64[ms]"),
+                                 "a": X[rows, 0], "b": X[rows, 1], "c": X[rows, 2], "y": Y[rows, 0]}),
+                       tmp_path / "parts" / f"p{part}.parquet", row_group_size=100)
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "in.csv"), "--target", "y", "--features", "a,b,c", "--save",
+                 model_path, *SMALL]) == 0
+    monkeypatch.setattr(files, "CSV_BLOCK", 1000)  # the predictions' reads and the kept columns' cut rows apart
+    monkeypatch.setattr(kept, "CSV_BLOCK", 1700)
+
+    def predict(name, out, *options):
+        assert main(["predict", model_path, str(tmp_path / name), str(tmp_path / out), "--overwrite", *options]) == 0
+
+    predict("in.csv", "plain.csv")
+    plain = numpy.loadtxt(tmp_path / "plain.csv", delimiter=",", skiprows=1, dtype="float32")
+    for options in ([], ["--score"]):
+        predict("in.csv", "o.csv", "--keep", "id,note", *options)
+        with open(tmp_path / "o.csv", newline="") as fh:
+            rows = list(csv.reader(fh))
+        assert rows[0] == ["id", "note", "y"]
+        assert [r[:2] for r in rows[1:]] == [[i, notes[k % 5]] for k, i in enumerate(ids)]
+        if not options:  # (--score's are predict(source)'s: its own test)
+            numpy.testing.assert_array_equal(numpy.array([r[2] for r in rows[1:]], "float32"), plain)
+        predict("in.csv", "o.parquet", "--keep", "note,id", *options)
+        table = pq.read_table(tmp_path / "o.parquet")
+        assert table.schema.names == ["note", "id", "y"] and str(table.schema.field("id").type) == "string"
+        assert table.column("id").to_pylist() == ids and table.column("note").to_pylist()[:5] == notes
+        numpy.testing.assert_array_equal(table.column("y").to_numpy(), numpy.array([r[2] for r in rows[1:]], "float32"))
+    for options in ([], ["--score"]):
+        predict("parts", "d.parquet", "--keep", "t,id", *options)
+        table = pq.read_table(tmp_path / "d.parquet")
+        assert [str(f.type) for f in table.schema] == ["timestamp[ms]", "int64", "float"]
+        assert table.column("id").to_pylist() == list(range(1200))
+        predict("parts", "d.csv", "--keep", "id", *options)
+        assert [r.split(",")[0] for r in (tmp_path / "d.csv").read_text().splitlines()] == ['"id"', *map(str, range(1200))]
+    capsys.readouterr()
+    predict("in.csv", "j.csv", "--keep", "id", "--json", "-")
+    assert json.loads(capsys.readouterr().out)["keep"] == ["id"]
+
+
+@pytest.mark.parametrize("in_name, out_name, keep, says", [
+    ("x.npy", "o.csv", "id", "--keep copies IN's columns by name, and an .npy array has none"),
+    ("in.csv", "o.npy", "id", "an .npy OUT holds the predictions alone: name a .csv or .parquet OUT"),
+    ("in.csv", "o.csv", "id,idx", "--keep: IN {tmp}/in.csv: no column 'idx'; the columns are: id, a, b, y"),
+    ("in.parquet", "o.parquet", "ref", "--keep: IN {tmp}/in.parquet: no column 'ref'; the columns are: id, a, b, y"),
+    ("in.csv", "o.csv", "id,y", "--keep y: OUT's predictions are named y, so OUT would hold two columns of that name"),
+    ("bare.csv", "o.csv", "f0", "no header row naming 'f0' (--keep copies columns by their names in the header)")])
+def test_predict_keep_refuses_what_it_cannot_copy_before_out_is_written(tmp_path, capsys, in_name, out_name, keep, says):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, Y = datasets.make("linear", 300, 2, seed=1, device="cpu")
+    numpy.savetxt(tmp_path / "in.csv", numpy.column_stack([numpy.arange(300), X, Y]), delimiter=",",
+                  header="id,a,b,y", comments="")
+    numpy.savetxt(tmp_path / "bare.csv", X, delimiter=",")
+    numpy.save(tmp_path / "x.npy", X)
+    pq.write_table(pa.table({"id": numpy.arange(300), "a": X[:, 0], "b": X[:, 1], "y": Y[:, 0]}), tmp_path / "in.parquet")
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "in.csv"), "--target", "y", "--features", "a,b",
+                 "--save", model_path, *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["predict", model_path, str(tmp_path / in_name), str(tmp_path / out_name), "--keep", keep]) == 2
+    assert says.format(tmp=tmp_path) in capsys.readouterr().err
+    assert not (tmp_path / out_name).exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_a_directory_of_parquet_files_and_an_upper_case_suffix_are_data_files(tmp_path, capsys):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -2423,7 +2512,7 @@ def test_predict_json_summarises_the_run_on_stdout_with_scores_or_in_a_file(tmp_
     with gpunn.data.parquet(tmp_path / "t.parquet", target=["y"], features=["a", "b", "c"]) as table:
         metrics = model.evaluate(table)
     assert summary == {"model": model_path, "input": str(tmp_path / "t.parquet"), "output": out_path, "rows": 1200,
-                       "outputs": 1, "dtype": "float32", "device": "cpu", "streamed": True,
+                       "outputs": 1, "dtype": "float32", "device": "cpu", "streamed": True, "keep": None,
                        "score": {"targets": ["y"], "mse": metrics["mse"], "mae": metrics["mae"], "r2": metrics["r2"]}}
     numpy.save(tmp_path / "x.npy", X)
     assert main(["predict", model_path, str(tmp_path / "x.npy"), str(tmp_path / "p.npy"), "--json",

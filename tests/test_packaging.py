@@ -312,6 +312,8 @@ def test_readmes_command_line_data_examples_run_on_the_files_its_setup_block_mak
     import shlex
 
     pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
     from gpunn import cli
 
     body = (ROOT / "README.md").read_text().split("## Data beyond memory\n", 1)[1].split("\n## ", 1)[0]
@@ -329,7 +331,8 @@ def test_readmes_command_line_data_examples_run_on_the_files_its_setup_block_mak
             continue
         assert cli.main(args[1:]) == 0, (line, capsys.readouterr())
         ran.append(args[1])
-    assert ran == ["train"] * 4 + ["predict"] * 2 and (tmp_path / "out.csv").exists()
+    assert ran == ["train"] * 4 + ["predict"] * 3 and (tmp_path / "out.csv").exists()
+    assert pq.read_table(tmp_path / "p.parquet").column_names == ["x", "y1", "y2"]  # --keep x
     assert capsys.readouterr().out.splitlines()[-1].startswith("held-out (runs/, against y1, y2): mse ")  # --score
 
 

@@ -45,6 +45,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help=f"feature columns of a table input, comma-separated ({COLUMNS_HELP}; default: "
                    "the model's training columns, else every column), read as the model's features in this order "
                    "(the model's own names in another order are refused); streams the input")
+    p.add_argument("--keep", metavar="COLUMNS", type=column_names,
+                   help="columns of IN copied into OUT before the predictions, comma-separated (an id, a date, the "
+                        "true target): from a Parquet IN or a CSV IN with a header row, into a .csv or .parquet OUT "
+                        "(a CSV IN's as text, as written; a Parquet IN's in their type); a name OUT's predictions "
+                        "take (the model's targets, else y0, y1, ...) is refused; streams the input")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT even where it exists and holds the model's inputs: a file of as many columns as "
                         "the model's features (not its outputs), a table naming its feature columns, or, for a model "
@@ -59,7 +64,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "(with a header) or Parquet IN")
     p.add_argument("--json", type=file_path, metavar="PATH",
                    help="also write a summary as JSON: model, input, output, rows, outputs, dtype, device, streamed, "
-                        "and score (--score's targets, mse, mae and r2; null without --score); - for standard output: "
+                        "keep (--keep's columns, null without it) and score (--score's targets, mse, mae and r2; null "
+                        "without --score); - for standard output: "
                         "the lines of text then go to stderr, so gpunn predict m.npz in.csv p.npy --json - | jq "
                         "works; a name that says another kind of file, .csv or .npz..., is refused")
     p.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
@@ -136,6 +142,7 @@ def run(args) -> int:
     preflight.check_distinct([("OUT", args.output), *reports])
     refuse_replacing_data(args, reports)
     _check_input_name(args.input)
+    _check_keep_files(args)
     if args.features and args.input.lower().endswith(".npy"):
         raise ValueError(f"--features names columns of a table (CSV or Parquet); {os.path.basename(args.input)} has "
                          "none: its columns are the model's features, in order")
@@ -157,6 +164,15 @@ def run(args) -> int:
     targets = _score_targets(args, model) if args.score else None  # refused before OUT is written
     if not args.overwrite:
         _check_not_inputs(args, model, features)
+    with _kept_columns(args, model) as keep:
+        return _predict_and_say(args, model, features, targets, keep)
+
+
+def _predict_and_say(args, model, features, targets, keep) -> int:
+    """gpunn predict's run once its arguments are checked: OUT written, the lines said; ``keep``: IN's --keep
+    columns (gpunn.data.kept.KeptColumns) or None."""
+    from .. import checkpoint as io, csvtext, preflight
+
     if _streams(args, model):
         from ..data.errors import DataError
         from ..data.files import predict_file
@@ -165,9 +181,9 @@ def run(args) -> int:
 
         try:
             if targets:  # one pass: the predictions written as evaluate's sums add up
-                rows, logs = _predict_scored(args, model, targets)
+                rows, logs = _predict_scored(args, model, targets, keep)
             else:
-                rows, logs = predict_file(model, args.input, args.output, features=features), None
+                rows, logs = predict_file(model, args.input, args.output, features=features, keep=keep), None
         except MissingColumns as exc:
             raise DataError(f"{_named_in(exc, args.input)}{'' if features else _picked_by_name(model, exc)}") from None
         except DataError as exc:
@@ -217,8 +233,46 @@ def _finish(args, model, targets, rows, dtype, streamed, logs=None) -> None:
         score = None if metrics is None else {"targets": targets, **{k: metrics[k] for k in ("mse", "mae", "r2")}}
         write_output(args.json, json_text({"model": args.model, "input": args.input, "output": args.output,
                                            "rows": rows, "outputs": model.layer_sizes[-1], "dtype": dtype.name,
-                                           "device": str(model.device), "streamed": streamed, "score": score}),
+                                           "device": str(model.device), "streamed": streamed, "keep": args.keep,
+                                           "score": score}),
                      announce=True)
+
+
+def _check_keep_files(args) -> None:
+    """--keep copies IN's columns by name into a table OUT: an .npy IN has no names, an .npy OUT no place for them."""
+    if not args.keep:
+        return
+    if args.input.lower().endswith(".npy"):
+        raise ValueError(f"--keep copies IN's columns by name, and an .npy array has none: keep them from a CSV (with "
+                         "a header row) or Parquet IN")
+    if args.output.lower().endswith(".npy"):
+        raise ValueError(f"--keep writes IN's columns beside the predictions, and an .npy OUT holds the predictions "
+                         f"alone: name a .csv or .parquet OUT")
+
+
+@contextlib.contextmanager
+def _kept_columns(args, model):
+    """IN's --keep columns (gpunn.data.kept.KeptColumns), or None without --keep; refused before OUT is written where
+    IN lacks one, or where one takes the name of a column of OUT's predictions."""
+    if not args.keep:
+        yield None
+        return
+    from ..data.errors import DataError
+    from ..data.files import prediction_names
+    from ..data.kept import KeptColumns
+
+    predicted = prediction_names((getattr(model, "data_columns", None) or {}).get("targets"), model.layer_sizes[-1])
+    clash = [n for n in args.keep if n in predicted]
+    if clash:
+        raise ValueError(f"--keep {', '.join(clash)}: OUT's predictions are named {', '.join(predicted)}, so OUT would "
+                         f"hold two columns of that name; rename the column in IN to keep it, or score the "
+                         f"predictions against it with --score")
+    try:
+        keep = KeptColumns(args.input, args.keep)
+    except DataError as exc:
+        raise DataError(f"--keep: {_named_in(exc, args.input)}") from None
+    with contextlib.closing(keep):
+        yield keep
 
 
 def _score_targets(args, model) -> list:
@@ -258,15 +312,16 @@ def _score_source(args, model, targets):
         raise _named_in(exc, args.input) from None
 
 
-def _predict_scored(args, model, targets) -> tuple[int, dict]:
+def _predict_scored(args, model, targets, keep) -> tuple[int, dict]:
     """(rows, evaluate's logs) of one pass over a source of IN's feature and target columns (gpunn.data.files.
     predict_scored): OUT written as the metrics add up, the metrics model.evaluate's of that source to the bit."""
     from ..data.errors import DataError
     from ..data.files import predict_scored
+    from ..model import PREDICT_CHUNK_ROWS
 
     with _score_source(args, model, targets) as source:
         try:
-            return predict_scored(model, source, args.output)
+            return predict_scored(model, source, args.output, PREDICT_CHUNK_ROWS, keep)
         except DataError as exc:  # (a NaN target too: OUT, written in the same pass, is not)
             raise DataError(f"{_named_in(exc, args.input)}; OUT not written") from None
 
@@ -382,7 +437,7 @@ def _streams(args, model) -> bool:
     model's names, _score_targets refusing an IN without them), or a .npy or CSV input over STREAM_BYTES."""
     from ..csvtext import csv_has_header
 
-    if args.score:  # (so it did all along: the path read whole scored nothing, its --score line unreachable)
+    if args.score or args.keep:  # (--score: so it did all along: the path read whole scored nothing)
         return True
     if (os.path.isdir(args.input) or args.input.lower().endswith(PARQUET_SUFFIXES)
             or args.output.lower().endswith(PARQUET_SUFFIXES)):

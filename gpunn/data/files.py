@@ -266,22 +266,28 @@ class CsvWriter(_Output):
     be any Unicode."""
 
     @_removes_its_temp_when_refused
-    def __init__(self, path, n_columns, dtype, names=None):
+    def __init__(self, path, n_columns, dtype, names=None, keep=None):
         import csv
 
         super().__init__(path)
         info = numpy.finfo(dtype)
         self.fmt = f"%.{int(numpy.ceil(1 + (info.nmant + 1) * numpy.log10(2)))}g"
         self.fh = open(self.tmp, "w", newline="", encoding="utf-8")
-        if names:
-            csv.writer(self.fh, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(names)  # as pyarrow's was
+        self.keep = keep
+        if names or keep:  # (kept columns: the predictions named as a Parquet OUT names them)
+            csv.writer(self.fh, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(
+                (keep.names if keep else []) + prediction_names(names, n_columns))  # as pyarrow's was
 
     def write(self, P, rows=65536):
         # one % per block of rows: numpy.savetxt formats a row at a time in Python, 4x slower
         line = ",".join([self.fmt] * P.shape[1]) + "\n"
+        kept = self.keep.take(P.shape[0]) if self.keep else None
         for i in range(0, P.shape[0], rows):
             block = P[i:i + rows]
-            self.fh.write((line * block.shape[0]) % tuple(block.ravel().tolist()))
+            text = (line * block.shape[0]) % tuple(block.ravel().tolist())
+            if kept is not None:  # each row's kept fields before its predictions
+                text = _with_kept_fields(kept.slice(i, rows), text)
+            self.fh.write(text)
 
     def close(self):
         self.fh.close()
@@ -292,26 +298,56 @@ class TableWriter(_Output):
     when the model does not know them)."""
 
     @_removes_its_temp_when_refused
-    def __init__(self, path, n_columns, dtype, names=None):
+    def __init__(self, path, n_columns, dtype, names=None, keep=None):
         from .tables import pyarrow_module
 
         pyarrow = pyarrow_module()
         super().__init__(path)
-        self.names = list(names) if names else [f"y{i}" for i in range(n_columns)]
+        self.names = prediction_names(names, n_columns)
         self.pa = pyarrow
-        schema = pyarrow.schema([(n, pyarrow.from_numpy_dtype(numpy.dtype(dtype))) for n in self.names])
+        kept = keep.fields if keep else []
+        schema = pyarrow.schema([*kept, *((n, pyarrow.from_numpy_dtype(numpy.dtype(dtype))) for n in self.names)])
         self.writer = pyarrow_module("parquet").ParquetWriter(self.tmp, schema)
-        self.schema, self.dtype = schema, numpy.dtype(dtype)
+        self.schema, self.dtype, self.keep, self.kept = schema, numpy.dtype(dtype), keep, len(kept)
 
     def write(self, P):
         # each column from its buffer: pyarrow.array(numpy_array) imports pandas, 0.3-0.5 s (see copy_columns)
         columns = [numpy.ascontiguousarray(P[:, j], self.dtype) for j in range(P.shape[1])]
         arrays = [self.pa.Array.from_buffers(field.type, len(c), [None, self.pa.py_buffer(c)])
-                  for field, c in zip(self.schema, columns)]
+                  for field, c in zip(list(self.schema)[self.kept:], columns)]
+        if self.keep:  # IN's kept columns first, as many rows
+            arrays = [column.combine_chunks() for column in self.keep.take(P.shape[0]).columns] + arrays
         self.writer.write_batch(self.pa.record_batch(arrays, schema=self.schema))
 
     def close(self):
         self.writer.close()
+
+
+def prediction_names(names, n_columns) -> list:
+    """The predictions' column names in a table OUT: the model's targets', else y0, y1, ..."""
+    return list(names) if names else [f"y{i}" for i in range(n_columns)]
+
+
+def csv_fields(column):
+    """A kept column's values (a pyarrow array) as CSV fields, a pyarrow string array: text as read (a CSV IN's),
+    another type as pyarrow casts it to text; quoted where a field holds the delimiter, a quote or a line end, or
+    starts or ends with a space (as Python's csv module quotes); a null empty."""
+    import pyarrow.compute as pc
+
+    text = pc.fill_null(column if str(column.type) in ("string", "large_string") else pc.cast(column, "string"), "")
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+    return pc.if_else(pc.match_substring_regex(text, '[,"\r\n]|^ | $'), quoted, text)
+
+
+def _with_kept_fields(kept, numbers: str) -> str:
+    """The CSV lines ``numbers`` (the predictions', each ended by a line end) with the fields of the pyarrow Table
+    ``kept`` (as many rows) before them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lines = pa.array(numbers.split("\n")[:-1])
+    joined = pc.binary_join_element_wise(*(csv_fields(c.combine_chunks()) for c in kept.columns), lines, ",")
+    return pc.binary_join(pa.ListArray.from_arrays([0, len(joined)], joined), "\n")[0].as_py() + "\n"
 
 
 def _file_column(path, names, index) -> int:
@@ -416,18 +452,19 @@ def _stored_not_finite(path, exc, row, names) -> str:
         return ""
 
 
-def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> int:
+def predict_file(model, in_path, out_path, features=None, chunk_rows=65536, keep=None) -> int:
     """Predictions of ``model`` for every row of ``in_path`` written to ``out_path``; returns the rows.
 
     Inputs and outputs are .npy, .parquet (or a directory of them, as input) or .csv; tables take
     the model's saved feature names (or ``features``) as columns and get its target names as output
-    columns (a Parquet output y0, y1, ... when the model does not know them, a CSV output no header row)."""
+    columns (a Parquet output y0, y1, ... when the model does not know them, a CSV output no header row).
+    ``keep``: a gpunn.data.kept.KeptColumns of the input, written first in a table output."""
     columns = getattr(model, "data_columns", None) or {}
     features = features or columns.get("features")
     _, chunks, names = read_rows(in_path, model.layer_sizes[0], features, chunk_rows)
     with contextlib.closing(chunks):  # the input closed on any error too (the output's), before it reaches the caller
         csv = file_format(in_path) == "csv"
-        writer = output_writer(out_path, model.layer_sizes[-1], model._prediction_dtype(), columns.get("targets"))
+        writer = output_writer(out_path, model.layer_sizes[-1], model._prediction_dtype(), columns.get("targets"), keep)
         rows = 0
 
         def predictions():
@@ -448,16 +485,16 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536) -> i
     return rows
 
 
-def predict_scored(model, source, out_path) -> tuple[int, dict]:
+def predict_scored(model, source, out_path, chunk_rows, keep=None) -> tuple[int, dict]:
     """(rows, ``evaluate``'s logs) of one pass over ``source`` (a table source of the model's feature and target
     columns): each piece's predictions written to ``out_path`` as ``predict_file`` writes them (the rows of
     ``model.predict(source)``) while ``model.evaluate(source)``'s sums add up, so the metrics are evaluate's to the
     bit (``model._scored(logs, None)`` gives them, or evaluate's error, with OUT written). A refusal of the source's
-    rows (a NaN target too) stops the pass, and OUT is not written."""
-    from ..model import PREDICT_CHUNK_ROWS
+    rows (a NaN target too) stops the pass, and OUT is not written. ``chunk_rows``: evaluate's (gpunn.model.
+    PREDICT_CHUNK_ROWS, given by the caller: gpunn.data does not import the model). ``keep``: as for ``predict_file``."""
 
     names = (getattr(model, "data_columns", None) or {}).get("targets")
-    writer, rows = output_writer(out_path, model.layer_sizes[-1], model._prediction_dtype(), names), 0
+    writer, rows = output_writer(out_path, model.layer_sizes[-1], model._prediction_dtype(), names, keep), 0
 
     def write(P):
         nonlocal rows
@@ -466,15 +503,19 @@ def predict_scored(model, source, out_path) -> tuple[int, dict]:
         rows += P.shape[0]
 
     with committed(writer), model.backend.use():  # (a table source has rows: an empty one is refused as made)
-        logs = model._evaluated_source(source, PREDICT_CHUNK_ROWS, each=write)
+        logs = model._evaluated_source(source, chunk_rows, each=write)
     return rows, logs
 
 
-def output_writer(out_path, n_columns, dtype, names=None):
-    """The writer of a prediction file (.npy, .csv or .parquet, by name): ``names``, the targets' (or None)."""
+def output_writer(out_path, n_columns, dtype, names=None, keep=None):
+    """The writer of a prediction file (.npy, .csv or .parquet, by name): ``names``, the targets' (or None);
+    ``keep``, the input's columns a table writes first (gpunn.data.kept.KeptColumns, or None)."""
     kind = file_format(out_path, written=True)
+    if kind == "npy" and keep:
+        raise ValueError(f"{out_path}: an .npy array holds the predictions alone; write a .csv or .parquet file to keep "
+                         "columns of the input beside them")
     writer = {"npy": NpyWriter, "csv": CsvWriter}.get(kind, TableWriter)
-    return writer(out_path, n_columns, dtype, names)
+    return writer(out_path, n_columns, dtype, names, *[keep] * bool(keep))
 
 
 def write_rows(writer, chunks) -> None:

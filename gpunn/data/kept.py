@@ -1,0 +1,106 @@
+"""The columns of a prediction run's input that its output keeps beside the predictions (gpunn predict --keep): an
+id, a timestamp, the true target. They are read in a pass of their own, in file order, the rows of each chunk of
+predictions taken as it is written, so any reader of the input (predict_file's, a source's for --score) is matched
+row for row.
+
+A CSV file's kept columns are read as text, as written (an id 007 stays 007, a date is not re-formatted); a
+Parquet file's keep their type."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+from ..checks import PARQUET_SUFFIXES
+from ..csvtext import CSV_BLOCK
+from .base import DataError
+
+
+class KeptColumns:
+    """The columns ``names`` of the table file ``path`` (a CSV file with a header row naming them, a Parquet file or
+    directory), ``take(rows)`` at a time: a pyarrow Table of the next ``rows`` rows. ``fields``: their pyarrow
+    fields, as OUT's schema takes them. Refused here, before anything is written, where the file lacks one."""
+
+    def __init__(self, path, names):
+        from .tables import listed_columns, pyarrow_module
+
+        pyarrow = self._pa = pyarrow_module()
+        self.path, self.names = os.fspath(path), list(names)
+        if os.path.isdir(self.path) or self.path.lower().endswith(PARQUET_SUFFIXES):
+            from .tables import ParquetSource, open_parquet
+
+            files = ParquetSource.list_files(self.path)
+            for name in files:  # (each file's schema: a directory's files may differ)
+                with contextlib.closing(open_parquet(name)) as pf:
+                    schema = pf.schema_arrow
+                self._check(name, listed_columns(schema), schema.names)
+            self.fields = [schema.field(n) for n in self.names]
+            batches = self._parquet_batches(files)
+        else:
+            from ..csvtext import csv_has_header
+            from .tables import check_csv_kind, csv_schema
+
+            check_csv_kind(self.path)
+            if not csv_has_header(self.path, columns=self.names):
+                raise DataError(f"{self.path}: no header row naming {', '.join(map(repr, self.names))} (--keep copies "
+                                "columns by their names in the header)")
+            schema = csv_schema(self.path, True)
+            self._check(self.path, listed_columns(schema), schema.names)
+            self.fields = [pyarrow.field(n, pyarrow.string()) for n in self.names]
+            batches = self._csv_batches(schema.names)
+        self._batches, self._held, self._at = batches, None, 0
+
+    def _check(self, file, listed, names) -> None:
+        missing = [n for n in self.names if n not in names]
+        if missing:
+            from .tables import MissingColumns
+
+            raise MissingColumns(f"{file}: no column{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}; the "
+                                 f"columns are: {', '.join(listed)}", missing, listed)
+
+    def _parquet_batches(self, files):
+        from .tables import open_parquet
+
+        for name in files:
+            with contextlib.closing(open_parquet(name)) as pf:
+                try:
+                    yield from pf.iter_batches(batch_size=65536, columns=self.names)
+                except Exception as exc:
+                    raise DataError(f"{name}: could not be read ({type(exc).__name__}: {exc})") from None
+
+    def _csv_batches(self, columns):
+        from ..csvtext import data_start
+        from .tables import parse_rows, read_range, row_ranges
+
+        types = {n: self._pa.string() for n in self.names}
+        with open(self.path, "rb") as fh:  # pieces of whole rows, as predict_file's and a CsvSource's reads cut them
+            size = os.fstat(fh.fileno()).st_size
+            for start, end in row_ranges(fh, data_start(fh, True), size, CSV_BLOCK):
+                buffer = read_range(fh.fileno(), start, end)
+                if buffer is None:
+                    raise DataError(f"{self.path}: truncated or shrunk while reading it (bytes {start}-{end - 1})")
+                yield from parse_rows(buffer, columns, self.names, types).to_batches()
+
+    def take(self, rows):
+        """The next ``rows`` rows of the kept columns, a pyarrow Table."""
+        parts, need = [], rows
+        while need:
+            if self._held is None or self._at == self._held.num_rows:
+                self._held, self._at = next(self._batches, None), 0
+                if self._held is None:
+                    raise DataError(f"{self.path}: fewer rows for --keep's columns than predicted (the file changed "
+                                    "while read?)")
+                continue
+            part = self._held.slice(self._at, need)
+            self._at += part.num_rows
+            need -= part.num_rows
+            parts.append(part)
+        return self._pa.Table.from_batches(parts, self._pa.schema(self.fields))
+
+    def close(self):
+        self._batches.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
