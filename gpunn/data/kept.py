@@ -28,12 +28,14 @@ class KeptColumns:
         if os.path.isdir(self.path) or self.path.lower().endswith(PARQUET_SUFFIXES):
             from .tables import ParquetSource, open_parquet
 
-            files = ParquetSource.list_files(self.path)
+            files, self.fields = ParquetSource.list_files(self.path), None
             for name in files:  # (each file's schema: a directory's files may differ)
                 with contextlib.closing(open_parquet(name)) as pf:
                     schema = pf.schema_arrow
                 self._check(name, listed_columns(schema), schema.names)
-            self.fields = [schema.field(n) for n in self.names]
+                fields = [schema.field(n).remove_metadata() for n in self.names]
+                self._check_types(files[0], self.fields, name, fields)
+                self.fields = self.fields or fields
             batches = self._parquet_batches(files)
         else:
             from ..csvtext import csv_has_header
@@ -56,6 +58,14 @@ class KeptColumns:
 
             raise MissingColumns(f"{file}: no column{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}; the "
                                  f"columns are: {', '.join(listed)}", missing, listed)
+
+    @staticmethod
+    def _check_types(first, fields, name, its):
+        """A kept column of one type in every file of a directory: OUT's column has one."""
+        for f, g in zip(fields or its, its):
+            if f.type != g.type:
+                raise DataError(f"{name}: column {f.name!r} is {g.type}, and {f.type} in {first}: a column --keep "
+                                "copies is of one type in every file")
 
     def _parquet_batches(self, files):
         from .tables import open_parquet
