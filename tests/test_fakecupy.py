@@ -16,6 +16,7 @@ source. Running every GPU-marked test against the stand-in: ``GPUNN_FAKE_CUPY=1 
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 
 import numpy
@@ -817,6 +818,32 @@ def test_cli_train_and_predict_on_cuda_1(fake_cupy, tmp_path, capsys):
                          "--epochs", "2", "--quiet", *extra])
         out = capsys.readouterr()
         assert code == 0 and "held-out" in out.out, (extra, out.err)
+
+
+def test_cli_predict_score_and_keep_on_cuda_1(fake_cupy, tmp_path, capsys):
+    """gpunn predict --score --keep on the CuPy path: the one pass's predictions copied to the host a piece at a time
+    as evaluate's sums add up on the device, beside IN's kept column, and the metrics evaluate(source)'s."""
+    pytest.importorskip("pyarrow")
+    import gpunn
+    from gpunn import cli, datasets
+
+    X, Y = datasets.make("linear", 600, 3, seed=4, device="cpu")
+    numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([numpy.arange(600), X, Y[:, 0]]), delimiter=",",
+                  header="id,a,b,c,y", comments="", fmt=["%d", "%.17g", "%.17g", "%.17g", "%.17g"])
+    save = str(tmp_path / "m.npz")
+    assert cli.main(["train", "--device", "cuda:1", "--data", str(tmp_path / "t.csv"), "--target", "y", "--features",
+                     "a,b,c", "--hidden", "8", "--epochs", "2", "--quiet", "--save", save]) == 0
+    capsys.readouterr()
+    assert cli.main(["predict", save, str(tmp_path / "t.csv"), str(tmp_path / "p.csv"), "--device", "cuda:1",
+                     "--score", "--keep", "id", "--json", str(tmp_path / "s.json")]) == 0
+    assert "on cuda:1" in capsys.readouterr().out
+    out = numpy.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    model = gpunn.load(save, device="cuda:1")
+    with gpunn.data.csv(tmp_path / "t.csv", target=["y"], features=["a", "b", "c"]) as source:
+        numpy.testing.assert_array_equal(out[:, 1].astype("float32"), model.predict(source).get()[:, 0])
+        metrics = model.evaluate(source)
+    assert out[:, 0].tolist() == list(range(600))
+    assert json.loads((tmp_path / "s.json").read_text())["score"]["mse"] == metrics["mse"]
 
 
 def test_shuffled_training_gathers_on_the_device(fake_cupy):
