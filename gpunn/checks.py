@@ -136,6 +136,28 @@ ONE_NETWORKS_FILE = "MODEL one network's file: gpunn.save(path, ens.best()) save
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 
 
+def refuse_a_file_to_fit(X, Y, fit="model.fit") -> None:
+    """fit("t.csv", ...) and fit("X.npy", "Y.npy"): the way fit reads a file, told first (as_array, which does not
+    know its caller, told predict's first: "to predict a table file, gpunn predict ...")."""
+    if not isinstance(X, (str, bytes, os.PathLike)):
+        return
+    path = os.fsdecode(X)
+    reader = _table_reader(path)
+    if reader:
+        kind = reader.removeprefix("read_")
+        raise TypeError(f"X is {a_type(X)} ({path!r}), not an array: {fit} takes a table file as a data source in "
+                        f"place of X and Y, its feature and target columns streamed: {fit}(gpunn.data.{kind}({path!r}, "
+                        f"target=[...])), the target columns named; or read it first, pandas.{reader}(path)")
+    if path.lower().endswith(".npy"):
+        raise TypeError(f"X is {a_type(X)} ({path!r}), not an array: {fit} takes .npy files as a data source in place "
+                        f"of X and Y, memory-mapped: {fit}(gpunn.data.npy({path!r}, {_y_path(Y)!r})); or load them "
+                        "first, numpy.load(path)")
+
+
+def _y_path(Y) -> str:
+    return os.fsdecode(Y) if isinstance(Y, (str, bytes, os.PathLike)) else "Y.npy"
+
+
 def _table_reader(path: str) -> str | None:
     """pandas' reader of the table file ``path`` names, by its suffix as gpunn's command line reads it (a directory
     as Parquet files), or None for a name that is not a table's (``.npy``, another suffix)."""

@@ -121,8 +121,13 @@ def test_a_file_name_in_place_of_an_array_is_named_as_one(model, data, tmp_path)
     numpy.save(tmp_path / "X.npy", X)
     numpy.save(tmp_path / "Y.npy", Y)
     said = r"is a {} \('{}'\), not an array: read a file first \(numpy.load for .npy\); fit also takes files as a data"
-    with pytest.raises(TypeError, match="^X " + said.format("str", "X.npy")):
-        model.fit("X.npy", "Y.npy", epochs=1, verbose=False)
+    # fit is told how fit reads them first (it was told of predict's ways, "to predict a table file", for a table)
+    for fit, how in ((model.fit, "model.fit"), (gpunn.Ensemble([3, 4, 1], 2, device="cpu").fit, "ens.fit")):
+        with pytest.raises(TypeError) as refused:
+            fit("X.npy", "Y.npy", epochs=1, verbose=False)
+        assert str(refused.value) == (f"X is a str ('X.npy'), not an array: {how} takes .npy files as a data source in "
+                                      f"place of X and Y, memory-mapped: {how}(gpunn.data.npy('X.npy', 'Y.npy')); or "
+                                      "load them first, numpy.load(path)")
     with pytest.raises(TypeError, match="^Y " + said.format("str", "Y.npy")):
         model.fit(X, "Y.npy", epochs=1, verbose=False)
     with pytest.raises(TypeError, match="^X " + said.format(type(tmp_path).__name__, re.escape(str(tmp_path / "X.npy")))):
@@ -152,7 +157,13 @@ def test_a_table_files_name_in_place_of_an_array_names_the_ways_that_read_a_tabl
     monkeypatch.chdir(tmp_path)
     for path, reader, source in [("heldout.parquet", "read_parquet", "parquet"), ("h.CSV", "read_csv", "csv"),
                                  ("runs", "read_parquet", "parquet"), (tmp_path / "t.pq", "read_parquet", "parquet")]:
-        for call in (lambda: model.predict(path), lambda: model.evaluate(path, Y), lambda: model.fit(path, Y),
+        with pytest.raises(TypeError) as refused:  # fit is told how fit reads it, first
+            model.fit(path, Y)
+        assert str(refused.value) == (f"X is a {type(path).__name__} ({str(path)!r}), not an array: model.fit takes a "
+                                      "table file as a data source in place of X and Y, its feature and target columns "
+                                      f"streamed: model.fit(gpunn.data.{source}({str(path)!r}, target=[...])), the "
+                                      f"target columns named; or read it first, pandas.{reader}(path)")
+        for call in (lambda: model.predict(path), lambda: model.evaluate(path, Y),
                      lambda: model.evaluate(path), lambda: model.score(path)):  # without Y: said "Y is None"
             with pytest.raises(TypeError) as refused:
                 call()

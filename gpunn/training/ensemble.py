@@ -28,8 +28,8 @@ import warnings
 import numpy
 
 from ..backend import backend_of, host_array, user_stacklevel
-from ..checks import (flag, held_warnings, member_index, non_negative_int, per_member, positive_int, seed_int,
-                      validation_share, verbosity)
+from ..checks import (flag, held_warnings, member_index, non_negative_int, per_member, positive_int,
+                      refuse_a_file_to_fit, seed_int, validation_share, verbosity)
 from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator, by_member
 from ..ops import ensemble_ops_for
 from ..ops.fit_threads import member_blas_threads
@@ -759,6 +759,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
                          "starting weights take a seed of their own from the ensemble: "
                          f"gpunn.Ensemble({list(model.layer_sizes)}, n_models={model.n_models}, "
                          f"seed={numpy.asarray(seed).tolist()!r})")
+    refuse_a_file_to_fit(X, Y, "ens.fit")
     with model.backend.use(), held_warnings() as checked:  # (columns read by position: warned once all is checked)
         with statistics_kept_on_refusal(model):  # (statistics that standardize set, unset by a refusal)
             source = None

@@ -13,8 +13,8 @@ import sys
 import numpy
 
 from .. import _startup
-from ..checks import (check_rows_match, fit_columns, flag, held_warnings, positive_int, refuse_torch_validation,
-                      seed_int, validation_share, warn_read_by_position)
+from ..checks import (check_rows_match, fit_columns, flag, held_warnings, positive_int, refuse_a_file_to_fit,
+                      refuse_torch_validation, seed_int, validation_share, warn_read_by_position)
 from ..hints import OPTIMIZER_OPTIONS, keywords_checked, unexpected_keyword
 from ..metrics import RegressionEvaluator, check_validation_rows, validation_arrays
 from ..optim import make_optimizer, make_schedule
@@ -283,6 +283,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     if hasattr(model, "n_models"):  # (it failed with "'Ensemble' object has no attribute 'seed'")
         raise TypeError("gpunn.fit trains one MLP; train an Ensemble with its own fit, ens.fit(X, Y, ...), which also "
                         "takes per-member lr, weight_decay, momentum, beta1, beta2 and bootstrap")
+    refuse_a_file_to_fit(X, Y)
     if graph is not None:
         model.graph = graph_mode(graph)
     distributed = not_data_parallel(distributed, "fit")
