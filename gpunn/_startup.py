@@ -53,8 +53,28 @@ _MPI_WIREUP_VARIABLES = (*LAUNCHER_SIZE_VARIABLES, *LAUNCHER_RANK_VARIABLES, "PM
 
 
 def launched() -> bool:
-    """Whether an MPI launcher's size variable is set (gpunn.distributed.comm.launched_size reads its value)."""
-    return any(environment.text(name) is not None for name in LAUNCHER_SIZE_VARIABLES)
+    """Whether an MPI launcher's size variable is set, or srun started several tasks wired up by MPI without one
+    (srun_tasks_with_mpi): gpunn.distributed.comm.launched_size reads how many."""
+    return (any(environment.text(name) is not None for name in LAUNCHER_SIZE_VARIABLES)
+            or (srun_tasks_with_mpi() or 0) > 1)
+
+
+def _srun_step_tasks() -> int | None:
+    """How many tasks srun started in this process's job step (SLURM_STEP_NUM_TASKS); None where it is unset or not
+    a whole number (sbatch's batch script is no step: srun sets it, sbatch does not)."""
+    tasks = environment.text("SLURM_STEP_NUM_TASKS")
+    return int(tasks) if tasks is not None and tasks.isascii() and tasks.isdigit() else None
+
+
+def srun_tasks_with_mpi() -> int | None:
+    """How many tasks srun started in this step where an MPI wire-up of them is in the environment but no launcher's
+    size variable: srun --mpi=pmix sets PMIX_RANK and PMIX_NAMESPACE, not a size, so the tasks are MPI's world.
+    None otherwise (a size variable says it: PMI_SIZE under --mpi=pmi2, mpiexec's)."""
+    if any(environment.text(name) is not None for name in LAUNCHER_SIZE_VARIABLES):
+        return None
+    if not any(environment.text(name) is not None for name in _MPI_WIREUP_VARIABLES):
+        return None
+    return _srun_step_tasks()
 
 
 class SrunTasksWarning(UserWarning):
@@ -68,12 +88,12 @@ def srun_tasks_without_mpi() -> int | None:
     was given): each task's MPI is then a job of one process, which trains the whole run alone, every task writing
     the same files. None otherwise: one task, no srun step (sbatch's batch script is no step: srun sets
     SLURM_STEP_NUM_TASKS, sbatch does not), or an MPI launcher's variables there, which MPI's own start checks."""
-    tasks = environment.text("SLURM_STEP_NUM_TASKS")
-    if tasks is None or not (tasks.isascii() and tasks.isdigit()) or int(tasks) <= 1:
+    tasks = _srun_step_tasks()
+    if tasks is None or tasks <= 1:
         return None
     if any(environment.text(name) is not None for name in _MPI_WIREUP_VARIABLES):
         return None
-    return int(tasks)
+    return tasks
 
 
 def srun_task() -> int:

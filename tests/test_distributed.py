@@ -3642,6 +3642,26 @@ def test_an_srun_step_of_several_tasks_without_mpi_is_told_by_srun_not_by_sbatch
     assert srun_step("x", 0) is None and srun_step(" 2 ", 1) == 2
 
 
+def test_srun_with_pmix_which_sets_no_size_variable_is_a_launch_of_its_step_tasks(srun_step):
+    """srun --mpi=pmix sets PMIX_RANK and PMIX_NAMESPACE and no size variable (Slurm's pmix plugin; PMI_SIZE is pmi2's):
+    launched_size() read 1, so gpunn saw no launcher until MPI started: `import gpunn` set no excepthook ending the
+    job where a rank's script fails (the others waited in their next collective), a fit without distributed was not
+    warned that each rank trains the whole run, and gpunn train's ranks were not told apart. The step's tasks are
+    now the launch's size; a size variable, where one is set, still says it."""
+    from gpunn import _startup
+    from gpunn.distributed import comm
+
+    srun_step(4, 2, PMIX_RANK=2, PMIX_NAMESPACE="slurm.pmix.7.0", SLURM_STEP_TASKS_PER_NODE="2(x2)", SLURM_NODEID=1)
+    assert (comm.launched_size(), comm.launched_rank(), _startup.launched()) == (4, 2, True)
+    assert comm.launched_local_size() == 2
+    srun_step(4, 2, PMI_RANK=2, PMI_SIZE=4, PMI_FD=7)  # srun --mpi=pmi2
+    assert (comm.launched_size(), _startup.srun_tasks_with_mpi()) == (4, None)
+    srun_step(1, 0, PMIX_RANK=0, PMIX_NAMESPACE="slurm.pmix.7.0")  # srun -n 1 --mpi=pmix: one process
+    assert (comm.launched_size(), _startup.launched()) == (1, False)
+    srun_step(None, 0, PMIX_RANK=0, PMIX_NAMESPACE="prterun-host-1@1")  # PMIx outside Slurm: no step to count
+    assert (comm.launched_size(), _startup.launched()) == (1, False)
+
+
 def test_a_fit_in_an_srun_step_of_several_tasks_without_mpi_warns_on_task_0_and_refuses_distributed(srun_step):
     """srun -n 2 python script.py with no MPI wire-up: each task's fit trained the whole run, writing the same files,
     with no word, and fit(distributed=True) trained it on a world of one rank in each. Task 0 warns once (as under a
@@ -3676,8 +3696,10 @@ def test_a_fit_in_an_srun_step_of_several_tasks_without_mpi_warns_on_task_0_and_
     with pytest.raises(gpunn.distributed.DistributedError, match=r"^srun started 2 tasks .* and a data-parallel run "
                                                                  r"of one rank on each trains all of it, every task"):
         said(distributed=True)
-    srun_step(2, 0, PMIX_NAMESPACE="slurm.pmix.7.0")  # srun --mpi=pmix: MPI's wire-up, not this
-    assert said() == []
+    srun_step(2, 0, PMIX_NAMESPACE="slurm.pmix.7.0", PMIX_RANK=0)  # srun --mpi=pmix: MPI's wire-up, told as mpiexec's
+    (category, message, _), = said()
+    assert category is UserWarning and message.startswith("fit: an MPI launcher started 2 processes, and without "
+                                                           "distributed=True each trains the whole run")
 
 
 def test_a_command_in_an_srun_step_of_several_tasks_without_mpi_is_noted_by_task_0(srun_step, capsys):

@@ -67,8 +67,10 @@ def _from_launcher(names, default: int, says: str) -> int:
 
 
 def launched_size() -> int:
-    """How many processes an MPI launcher started (1 when not launched by one). Does not import MPI."""
-    return _from_launcher(_SIZE_VARIABLES, 1, "how many processes it started")
+    """How many processes an MPI launcher started (1 when not launched by one): its size variable, else srun's tasks
+    where MPI wired them up without one (srun --mpi=pmix: _startup.srun_tasks_with_mpi). Does not import MPI."""
+    size = _from_launcher(_SIZE_VARIABLES, None, "how many processes it started")
+    return size if size is not None else _startup.srun_tasks_with_mpi() or 1
 
 
 def launched_rank() -> int:
