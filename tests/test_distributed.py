@@ -3644,16 +3644,18 @@ def test_an_srun_step_of_several_tasks_without_mpi_is_told_by_srun_not_by_sbatch
 
 def test_srun_with_pmix_which_sets_no_size_variable_is_a_launch_of_its_step_tasks(srun_step):
     """srun --mpi=pmix sets PMIX_RANK and PMIX_NAMESPACE and no size variable (Slurm's pmix plugin; PMI_SIZE is pmi2's):
-    launched_size() read 1, so gpunn saw no launcher until MPI started: `import gpunn` set no excepthook ending the
-    job where a rank's script fails (the others waited in their next collective), a fit without distributed was not
-    warned that each rank trains the whole run, and gpunn train's ranks were not told apart. The step's tasks are
+    launched_size() read 1, so gpunn saw no launcher until MPI started: gpunn train (and sweep), which is data parallel
+    by the launcher's size, trained the whole run on each task, README's `srun --mpi=pmix -n 4 gpunn train` four
+    runs, not four ranks of one; `import gpunn` set no excepthook ending the job where a rank's script fails (the
+    others waited in their next collective), and a fit without distributed was not warned. The step's tasks are
     now the launch's size; a size variable, where one is set, still says it."""
-    from gpunn import _startup
+    from gpunn import _startup, cli
     from gpunn.distributed import comm
 
     srun_step(4, 2, PMIX_RANK=2, PMIX_NAMESPACE="slurm.pmix.7.0", SLURM_STEP_TASKS_PER_NODE="2(x2)", SLURM_NODEID=1)
     assert (comm.launched_size(), comm.launched_rank(), _startup.launched()) == (4, 2, True)
     assert comm.launched_local_size() == 2
+    assert cli._in_launched_run(["train", "--rows", "100"]) and cli.train._ranks() == 4  # a data-parallel gpunn train
     srun_step(4, 2, PMI_RANK=2, PMI_SIZE=4, PMI_FD=7)  # srun --mpi=pmi2
     assert (comm.launched_size(), _startup.srun_tasks_with_mpi()) == (4, None)
     srun_step(1, 0, PMIX_RANK=0, PMIX_NAMESPACE="slurm.pmix.7.0")  # srun -n 1 --mpi=pmix: one process
