@@ -166,6 +166,16 @@ def test_val_loss_is_the_training_loss_on_the_validation_rows_with_several_outpu
     assert he["val_loss"][-1] == pytest.approx([ens[k].loss(X, Y) for k in range(2)], rel=1e-12)
 
 
+def test_metrics_mae_and_mse_of_float32_errors_sum_in_float64():
+    """metrics.mae and mse (the functions tests and users check val_mae and val_mse by) sum float32 errors in float64,
+    as validation does: 100 errors of 1e37 sum past float32's 3.4e38, so a float32 mean was inf where validation's
+    val_mae is 1e37. Checked by mutation: mae without dtype="float64" passed every other test."""
+    P, Y = numpy.full((100, 2), 1e37, "float32"), numpy.zeros((100, 2), "float32")
+    with numpy.errstate(over="raise"):
+        assert metrics.mae(numpy, P, Y) == pytest.approx(float(numpy.float32(1e37)), rel=1e-12)
+        assert metrics.mse(numpy, P, Y) == pytest.approx(float(numpy.float32(1e37)) ** 2, rel=1e-12)
+
+
 def test_validation_reads_back_once_per_epoch(data, monkeypatch, device):
     X, Y, Xv, Yv = data
     calls = []
