@@ -594,6 +594,19 @@ def test_a_users_best_only_writer_made_again_goes_on_from_the_best_it_saved(data
     assert _LoggedWriter.writes == [(str(path), 1, 3), (str(path), 1, 3)]  # epoch 4's end, and the run's end
 
 
+def test_a_best_only_writer_made_again_keeps_its_mode(data, tmp_path):
+    """A save_best_only writer of mode="max" made again from the file is of mode "max": at epoch 3 its score 2.0 is
+    no better than the best 3.0 saved, and epoch 4's 4.0 is. Checked by mutation: get_config saying "auto" (which reads
+    a "score" as one to lessen) passed every other test; made so, it wrote at epoch 3 and not at epoch 4."""
+    X, Y = data
+    path, scores = tmp_path / "c.npz", [1.0, 3.0, 2.0, 4.0]
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=2, batch_size=200, verbose=False, callbacks=[
+        _Scripted(scores), _LoggedWriter(path, save_best_only=True, monitor="score", mode="max")])
+    del _LoggedWriter.writes[:]
+    gpunn.load_checkpoint(path).resume(X, Y, epochs=4, verbose=False, callbacks=[_Scripted(scores)])
+    assert _LoggedWriter.writes == [(str(path), 1, 3), (str(path), 1, 3)]  # epoch 4's end, and the run's end
+
+
 class _PathOnlyWriter(gpunn.ModelCheckpoint):
     """A user's writer whose constructor takes a path alone (not the settings its get_config gives)."""
 
