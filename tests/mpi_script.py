@@ -505,6 +505,14 @@ def nan_in_a_shard(out, tmp):
     MLP([2, 4, 1], device="cpu", seed=0).fit(source, epochs=1, batch_size=4, distributed=True, verbose=False)
 
 
+def refused_apart(out, tmp):
+    """Every rank refuses its data-parallel settings at the same point, each with its own words (the ranks given
+    other arguments: distributed='rank0' and 'rank1'), and nothing catches them."""
+    comm = world()
+    X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
+    MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=f"rank{comm.rank}", **FIT)
+
+
 def die(out, tmp):
     comm = world(timeout=20)
 

@@ -1686,6 +1686,7 @@ def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monk
     waited = []  # an error every rank raised: rank 0 says it for all; rank 1 waits for that, then says its own
     monkeypatch.setitem(sys.modules, "mpi4py.MPI", types.SimpleNamespace(Is_finalized=lambda: False))
     monkeypatch.setattr(comm, "_let_rank_0_say_it", lambda: waited.append(True))
+    monkeypatch.setattr(comm, "_let_the_others_say_theirs", lambda: waited.append("theirs"))
     from gpunn.distributed.digest import ConfigMismatch
 
     hook(ConfigMismatch, ConfigMismatch("lr: 0.01 on rank 0; 0.02 on rank 1"), None)
@@ -1697,13 +1698,14 @@ def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monk
     assert capsys.readouterr().err == "gpunn [ranks 0-1]: every rank failed with this error; aborting all ranks.\n"
     # every rank failed at the same point, each with its own error (each its own shard's file missing): each says
     # its own, rank 1 not waiting for rank 0's, which said "every rank failed with this error" of its own alone
+    # (and each waits for the others to say theirs before its abort ends them)
     own = comm.raised_on_every_rank(FileNotFoundError("shard-0.npy"), alike=False)
     hook(FileNotFoundError, own, None)
-    assert waited == [True] and ended == [1, 1, 2, 1, 1, 1]
+    assert waited == [True, "theirs"] and ended == [1, 1, 2, 1, 1, 1]
     assert capsys.readouterr().err == "gpunn [rank 0 of ranks 0-1]: this rank failed; aborting all ranks.\n"
     monkeypatch.setenv("PMI_RANK", "1")
     hook(FileNotFoundError, own, None)
-    assert waited == [True] and ended == [1, 1, 2, 1, 1, 1, 1]
+    assert waited == [True, "theirs", "theirs"] and ended == [1, 1, 2, 1, 1, 1, 1]
     assert capsys.readouterr().err == "gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\n"
 
 
@@ -2930,6 +2932,20 @@ def test_an_error_every_rank_raises_and_no_script_catches_is_said_once_by_rank_0
     assert err.count("Traceback (most recent call last)") == 1, err
     assert "gpunn [ranks 0-1]: every rank failed with this error; aborting all ranks." in err
     assert "this rank failed" not in err
+
+
+@needs_mpi
+def test_every_ranks_own_error_at_one_point_is_said_by_each_rank(tmp_path):
+    """Every rank refused its settings at the same point, each with its own words (here other arguments; each its own
+    shard's file missing, in a user's script): each rank says its own, rank 1's too, where rank 0 said one error "for
+    every rank" (4352a35); the contrast, the same error on every rank, is said once
+    (test_an_error_every_rank_raises_and_no_script_catches_is_said_once_by_rank_0)."""
+    code, _, err = _run("refused_apart", tmp_path)
+    assert code == 1, err
+    for rank in (0, 1):
+        assert f"gpunn [rank {rank} of ranks 0-1]: this rank failed; aborting all ranks." in err, err
+        assert err.count(f"ValueError: distributed must be True, 'mpi' or 'nccl', got 'rank{rank}'") == 1, err
+    assert "every rank failed with this error" not in err
 
 
 @needs_mpi

@@ -799,6 +799,16 @@ def _let_rank_0_say_it() -> None:
     time.sleep(output.WAIT_S + ABORT_GRACE_S)
 
 
+EACH_SAYS_S = 1.0  # an error every rank met at one point, each its own: the others' time to say theirs
+
+
+def _let_the_others_say_theirs() -> None:
+    """On a rank whose error every rank met at the same point, each its own words (each its own shard's file
+    missing): wait :data:`EACH_SAYS_S` before ending the job, as the others, past the same gather, say theirs; the
+    first rank's abort ended them, their words unsaid, where one was slower to format its traceback."""
+    time.sleep(EACH_SAYS_S)
+
+
 def end_job_on_uncaught_exception() -> None:
     """Under an MPI launcher with several processes (``import gpunn`` calls this): an exception that nothing caught
     ends the whole job, as it ends a one-process run, rather than this process alone. A script's rank that failed
@@ -811,7 +821,8 @@ def end_job_on_uncaught_exception() -> None:
     until end_launched_job's timed start of MPI (GPUNN_DIST_TIMEOUT) says so and ends it: measured 3.6 s at
     GPUNN_DIST_TIMEOUT=2. An error every rank raised at the same point with the same words
     (:func:`is_said_alike_on_every_rank`) is said once, by rank 0, for every rank; the others wait for its abort
-    (:func:`_let_rank_0_say_it`). Where the ranks' errors differ (each its own file missing), each says its own."""
+    (:func:`_let_rank_0_say_it`). Where the ranks' errors differ (each its own file missing), each says its own, and
+    waits for the others to say theirs before it ends the job (:func:`_let_the_others_say_theirs`)."""
     try:
         if launched_size() <= 1:
             return
@@ -845,6 +856,8 @@ def end_job_on_uncaught_exception() -> None:
         finally:  # (the hook before failing, on a closed stderr say, ends the job all the same)
             mpi = sys.modules.get("mpi4py.MPI")
             if mpi is None or not mpi.Is_finalized():  # (a script that finalized MPI itself has left the job)
+                if is_raised_on_every_rank(exc) and not is_said_alike_on_every_rank(exc):
+                    _let_the_others_say_theirs()
                 end_launched_job(2 if issubclass(kind, KeyboardInterrupt) else 1)
 
     ends_the_job.gpunn_ends_the_job = True
