@@ -318,6 +318,33 @@ def test_predict_keep_refuses_what_it_cannot_copy_before_out_is_written(tmp_path
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_predict_to_standard_output_writes_the_csv_a_file_out_holds_for_a_pipe(tmp_path, capsys):
+    """gpunn predict MODEL IN - (for `| head`, `| awk`) was refused ("OUT -: the name must end in .npy, ..."). OUT -
+    writes the CSV a .csv OUT holds onto standard output, and the lines of text go to stderr (as --json - sends
+    them), --keep's and --score's too; OUT - beside --json - is refused, as both would be standard output."""
+    pytest.importorskip("pyarrow")
+    X, Y = datasets.make("linear", 700, 3, seed=6, device="cpu")
+    numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([numpy.arange(700), X, Y]), delimiter=",",
+                  header="id,a,b,c,y", comments="", fmt=["%d", "%.17g", "%.17g", "%.17g", "%.17g"])
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--features", "a,b,c", "--save",
+                 model_path, *SMALL]) == 0
+    for options in ([], ["--keep", "id", "--score"]):
+        assert main(["predict", model_path, str(tmp_path / "t.csv"), str(tmp_path / "p.csv"), *options]) == 0
+        capsys.readouterr()
+        assert main(["predict", model_path, str(tmp_path / "t.csv"), "-", *options, "--json",
+                     str(tmp_path / "s.json")]) == 0
+        captured = capsys.readouterr()
+        assert captured.out == (tmp_path / "p.csv").read_text()
+        assert captured.err.startswith(f"standard output: 700 x 1 predictions (float32) from {model_path} on cpu, "
+                                       "streamed\n"), captured.err
+        assert ("held-out (" in captured.err) is bool(options) and "wrote " in captured.err
+        assert json.loads((tmp_path / "s.json").read_text())["output"] == "-"
+    assert main(["predict", model_path, str(tmp_path / "t.csv"), "-", "--json", "-"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "OUT - and --json - would both write to standard output" in captured.err
+
+
 def test_a_directory_of_parquet_files_and_an_upper_case_suffix_are_data_files(tmp_path, capsys):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -325,13 +325,14 @@ def test_readmes_command_line_data_examples_run_on_the_files_its_setup_block_mak
     ran = []
     for line in commands.splitlines():
         args = shlex.split(line.replace("[", "").replace("]", ""), comments=True)
+        args = args[:args.index("|")] if "|" in args else args  # (gpunn's part of a pipe: OUT - writes to it)
         if args[:3] == ["gpunn", "train", "--data"]:
             args += ["--epochs", "1", "--hidden", "4", "--quiet"]
         elif args[:2] != ["gpunn", "predict"]:
             continue
         assert cli.main(args[1:]) == 0, (line, capsys.readouterr())
         ran.append(args[1])
-    assert ran == ["train"] * 4 + ["predict"] * 3 and (tmp_path / "out.csv").exists()
+    assert ran == ["train"] * 4 + ["predict"] * 4 and (tmp_path / "out.csv").exists()
     assert pq.read_table(tmp_path / "p.parquet").column_names == ["x", "y1", "y2"]  # --keep x
     assert capsys.readouterr().out.splitlines()[-1].startswith("held-out (runs/, against y1, y2): mse ")  # --score
 

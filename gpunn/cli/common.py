@@ -241,7 +241,7 @@ def json_text(obj) -> bytes:
     return json.dumps(strict(obj), indent=2, allow_nan=False).encode() + b"\n"
 
 
-STDOUT_OPTIONS = ("json", "csv")  # the outputs that may be standard output ("-")
+STDOUT_OPTIONS = ("json", "csv", "output")  # the outputs that may be standard output ("-"): gpunn predict's OUT too
 _data_stdout = []  # where those go while text_to_stderr() holds: the process's standard output
 
 
@@ -323,6 +323,12 @@ def text_to_stderr(args):
         _data_stdout.pop()
 
 
+def data_stdout():
+    """The standard output a command's data goes to (``-``): the process's, also while text_to_stderr sends its lines of
+    text to stderr."""
+    return _data_stdout[-1] if _data_stdout else sys.stdout
+
+
 def write_output(path, data: bytes, announce=False) -> None:
     """``data`` into the output file ``path`` (atomically: gpunn.atomic.atomic_write), or onto
     standard output when ``path`` is it (:func:`is_stdout`). ``announce``: print "wrote PATH" after a file
@@ -334,7 +340,7 @@ def write_output(path, data: bytes, announce=False) -> None:
         if announce:
             print(f"wrote {shell_word(path)}")
         return
-    stream = _data_stdout[-1] if _data_stdout else sys.stdout
+    stream = data_stdout()
     stream.flush()
     stream.buffer.write(data)
     stream.buffer.flush()

@@ -11,8 +11,8 @@ from ..checks import PARQUET_SUFFIXES, NotFinite, read_by_position
 from ..csvtext import joined_columns, tab_separated_hint, tab_separated_output_hint
 from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES
-from .common import (DEVICE_NAMES, add_debug, check_report_outputs, file_path, json_text, refuse_replacing_data,
-                     write_output)
+from .common import (DEVICE_NAMES, add_debug, check_report_outputs, data_stdout, file_path, is_stdout, json_text,
+                     refuse_replacing_data, write_output)
 from .data import COLUMNS_HELP, column_names
 
 
@@ -40,7 +40,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("model", type=file_path, metavar="MODEL", help="checkpoint .npz")
     p.add_argument("input", type=file_path, metavar="IN", help="inputs, by name: .npy array (read without pickle), .csv file, or "
                    ".parquet (.parq, .pq) file or a directory of them")
-    p.add_argument("output", type=file_path, metavar="OUT", help="file to write, by name: .npy, .csv (commas) or .parquet (.parq, .pq)")
+    p.add_argument("output", type=file_path, metavar="OUT", help="file to write, by name: .npy, .csv (commas) or .parquet (.parq, .pq); - for "
+                   "standard output, as CSV (the lines of text then go to stderr: gpunn predict m.npz in.csv - | head)")
     p.add_argument("--features", metavar="COLUMNS", type=column_names,
                    help=f"feature columns of a table input, comma-separated ({COLUMNS_HELP}; default: "
                    "the model's training columns, else every column), read as the model's features in this order "
@@ -135,11 +136,16 @@ def run(args) -> int:
                                         else f"MODEL {shell_word(args.model)} is not a file")
                                        + preflight.npz_meant(args.model))
     _check_model_first(args)
-    preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
-                           suffixes=SUFFIXES, other_suffix_hint=tab_separated_output_hint(args.output))
+    to_stdout = is_stdout(args.output)
+    if to_stdout and is_stdout(args.json):
+        raise ValueError("OUT - and --json - would both write to standard output: name a file for one of them "
+                         "(--json run.json)")
+    if not to_stdout:
+        preflight.check_output(args.output, "OUT", reads=[(args.model, "MODEL"), (args.input, "input")],
+                               suffixes=SUFFIXES, other_suffix_hint=tab_separated_output_hint(args.output))
     # (--json IN or --json MODEL would replace a file the command reads; --json OUT, the predictions)
     reports = check_report_outputs(args, reads=[(args.model, "MODEL"), (args.input, "IN")])
-    preflight.check_distinct([("OUT", args.output), *reports])
+    preflight.check_distinct([*[("OUT", args.output)] * (not to_stdout), *reports])
     refuse_replacing_data(args, reports)
     _check_input_name(args.input)
     _check_keep_files(args)
@@ -162,7 +168,7 @@ def run(args) -> int:
     model = _one_model(io.load(args.model, device=args.device), args.model)
     _check_features_order(args, model)
     targets = _score_targets(args, model) if args.score else None  # refused before OUT is written
-    if not args.overwrite:
+    if not (args.overwrite or to_stdout):
         _check_not_inputs(args, model, features)
     with _kept_columns(args, model) as keep:
         return _predict_and_say(args, model, features, targets, keep)
@@ -183,13 +189,13 @@ def _predict_and_say(args, model, features, targets, keep) -> int:
             if targets:  # one pass: the predictions written as evaluate's sums add up
                 rows, logs = _predict_scored(args, model, targets, keep)
             else:
-                rows, logs = predict_file(model, args.input, args.output, features=features, keep=keep), None
+                rows, logs = predict_file(model, args.input, _out(args), features=features, keep=keep), None
         except MissingColumns as exc:
             raise DataError(f"{_named_in(exc, args.input)}{'' if features else _picked_by_name(model, exc)}") from None
         except DataError as exc:
             raise _named_in(exc, args.input) from None
         dtype = model._prediction_dtype()
-        print(f"{shell_word(args.output)}: {rows:,} x {model.layer_sizes[-1]} predictions "
+        print(f"{_out_words(args)}: {rows:,} x {model.layer_sizes[-1]} predictions "
               f"({dtype.name}) from {shell_word(args.model)} on {model.device}, streamed")
         _finish(args, model, targets, rows, dtype, streamed=True, logs=logs)
         return 0
@@ -236,6 +242,15 @@ def _finish(args, model, targets, rows, dtype, streamed, logs=None) -> None:
                                            "device": str(model.device), "streamed": streamed, "keep": args.keep,
                                            "score": score}),
                      announce=True)
+
+
+def _out(args):
+    """OUT as the writers take it: its path, or the standard output's text stream for ``-`` (CSV onto it)."""
+    return data_stdout() if is_stdout(args.output) else args.output
+
+
+def _out_words(args) -> str:
+    return "standard output" if is_stdout(args.output) else shell_word(args.output)
 
 
 def _check_keep_files(args) -> None:
@@ -321,7 +336,7 @@ def _predict_scored(args, model, targets, keep) -> tuple[int, dict]:
 
     with _score_source(args, model, targets) as source:
         try:
-            return predict_scored(model, source, args.output, PREDICT_CHUNK_ROWS, keep)
+            return predict_scored(model, source, _out(args), PREDICT_CHUNK_ROWS, keep)
         except DataError as exc:  # (a NaN target too: OUT, written in the same pass, is not)
             raise DataError(f"{_named_in(exc, args.input)}; OUT not written") from None
 
@@ -437,8 +452,8 @@ def _streams(args, model) -> bool:
     model's names, _score_targets refusing an IN without them), or a .npy or CSV input over STREAM_BYTES."""
     from ..csvtext import csv_has_header
 
-    if args.score or args.keep:  # (--score: so it did all along: the path read whole scored nothing)
-        return True
+    if args.score or args.keep or is_stdout(args.output):  # (--score: so it did all along: the path read whole
+        return True  # scored nothing; OUT -: written as its rows are predicted)
     if (os.path.isdir(args.input) or args.input.lower().endswith(PARQUET_SUFFIXES)
             or args.output.lower().endswith(PARQUET_SUFFIXES)):
         return True

@@ -267,13 +267,15 @@ class CsvWriter(_Output):
 
     @_removes_its_temp_when_refused
     def __init__(self, path, n_columns, dtype, names=None, keep=None):
+        super().__init__(path)
+        self._start(open(self.tmp, "w", newline="", encoding="utf-8"), n_columns, dtype, names, keep)
+
+    def _start(self, fh, n_columns, dtype, names, keep):
         import csv
 
-        super().__init__(path)
         info = numpy.finfo(dtype)
         self.fmt = f"%.{int(numpy.ceil(1 + (info.nmant + 1) * numpy.log10(2)))}g"
-        self.fh = open(self.tmp, "w", newline="", encoding="utf-8")
-        self.keep = keep
+        self.fh, self.keep = fh, keep
         if names or keep:  # (kept columns: the predictions named as a Parquet OUT names them)
             csv.writer(self.fh, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(
                 (keep.names if keep else []) + prediction_names(names, n_columns))  # as pyarrow's was
@@ -291,6 +293,24 @@ class CsvWriter(_Output):
 
     def close(self):
         self.fh.close()
+
+
+class StreamCsvWriter(CsvWriter):
+    """CsvWriter's rows onto an open text stream (gpunn predict MODEL IN -: standard output, for a pipe): no file to
+    rename into place or remove, and what was written before a failure stays written (its reader has it)."""
+
+    def __init__(self, stream, n_columns, dtype, names=None, keep=None):
+        self.path = getattr(stream, "name", "-")
+        self._start(stream, n_columns, dtype, names, keep)
+
+    def close(self):
+        self.fh.flush()
+
+    def commit(self):
+        pass
+
+    def abort(self):
+        pass
 
 
 class TableWriter(_Output):
@@ -457,8 +477,9 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536, keep
 
     Inputs and outputs are .npy, .parquet (or a directory of them, as input) or .csv; tables take
     the model's saved feature names (or ``features``) as columns and get its target names as output
-    columns (a Parquet output y0, y1, ... when the model does not know them, a CSV output no header row).
-    ``keep``: a gpunn.data.kept.KeptColumns of the input, written first in a table output."""
+    columns (a Parquet output y0, y1, ... when the model does not know them, a CSV output no header row);
+    ``out_path`` may be an open text stream instead (CSV written onto it). ``keep``: a gpunn.data.kept.KeptColumns of
+    the input, written first in a table output."""
     columns = getattr(model, "data_columns", None) or {}
     features = features or columns.get("features")
     _, chunks, names = read_rows(in_path, model.layer_sizes[0], features, chunk_rows)
@@ -508,8 +529,11 @@ def predict_scored(model, source, out_path, chunk_rows, keep=None) -> tuple[int,
 
 
 def output_writer(out_path, n_columns, dtype, names=None, keep=None):
-    """The writer of a prediction file (.npy, .csv or .parquet, by name): ``names``, the targets' (or None);
+    """The writer of a prediction file (.npy, .csv or .parquet, by name; CSV onto a text stream given in place of a
+    path): ``names``, the targets' (or None);
     ``keep``, the input's columns a table writes first (gpunn.data.kept.KeptColumns, or None)."""
+    if hasattr(out_path, "write"):  # a text stream: CSV onto it
+        return StreamCsvWriter(out_path, n_columns, dtype, names, keep)
     kind = file_format(out_path, written=True)
     if kind == "npy" and keep:
         raise ValueError(f"{out_path}: an .npy array holds the predictions alone; write a .csv or .parquet file to keep "
