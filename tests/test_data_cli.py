@@ -292,7 +292,9 @@ def test_predict_keep_copies_in_columns_into_out_beside_the_predictions_row_for_
     ("in.csv", "o.csv", "id,y", "--keep y: OUT's predictions are named y, so OUT would hold two columns of that name"),
     ("bare.csv", "o.csv", "f0", "no header row naming 'f0' (--keep copies columns by their names in the header)"),
     ("mixed", "o.parquet", "id", "--keep: IN {tmp}/mixed/p1.parquet: column 'id' is int64, and int32 in "
-                                 "{tmp}/mixed/p0.parquet: a column --keep copies is of one type in every file")])
+                                 "{tmp}/mixed/p0.parquet: a column --keep copies is of one type in every file"),
+    ("lists.parquet", "o.csv", "ids", "--keep ids: its values are list<element: int64>, which a CSV field cannot hold; "
+                                      "write a .parquet OUT to keep it")])
 def test_predict_keep_refuses_what_it_cannot_copy_before_out_is_written(tmp_path, capsys, in_name, out_name, keep, says):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -303,6 +305,8 @@ def test_predict_keep_refuses_what_it_cannot_copy_before_out_is_written(tmp_path
     numpy.savetxt(tmp_path / "bare.csv", X, delimiter=",")
     numpy.save(tmp_path / "x.npy", X)
     pq.write_table(pa.table({"id": numpy.arange(300), "a": X[:, 0], "b": X[:, 1], "y": Y[:, 0]}), tmp_path / "in.parquet")
+    pq.write_table(pa.table({"ids": [[i, i + 1] for i in range(300)], "a": X[:, 0], "b": X[:, 1]}),
+                   tmp_path / "lists.parquet")
     (tmp_path / "mixed").mkdir()
     for part, kind in enumerate(("int32", "int64")):
         rows = slice(150 * part, 150 * (part + 1))

@@ -276,6 +276,8 @@ class CsvWriter(_Output):
         info = numpy.finfo(dtype)
         self.fmt = f"%.{int(numpy.ceil(1 + (info.nmant + 1) * numpy.log10(2)))}g"
         self.fh, self.keep = fh, keep
+        for field in keep.fields if keep else ():  # before the header: a kept column CSV text cannot hold
+            _check_csv_field_type(field)
         if names or keep:  # (kept columns: the predictions named as a Parquet OUT names them)
             csv.writer(self.fh, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(
                 (keep.names if keep else []) + prediction_names(names, n_columns))  # as pyarrow's was
@@ -357,6 +359,18 @@ def csv_fields(column):
     text = pc.fill_null(column if str(column.type) in ("string", "large_string") else pc.cast(column, "string"), "")
     quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
     return pc.if_else(pc.match_substring_regex(text, '[,"\r\n]|^ | $'), quoted, text)
+
+
+def _check_csv_field_type(field) -> None:
+    """Refuse a kept column whose type has no CSV text (a list, a struct): pyarrow casts it to none."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.cast(pa.array([], field.type), "string")
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        raise ValueError(f"--keep {field.name}: its values are {field.type}, which a CSV field cannot hold; write a "
+                         ".parquet OUT to keep it") from None
 
 
 def _with_kept_fields(kept, numbers: str) -> str:
