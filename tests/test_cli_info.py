@@ -233,3 +233,66 @@ def test_under_slurm_the_cpu_and_blas_lines_say_its_cpus_per_task_and_the_blas_i
     assert slurm["blas"].endswith(f"; threads held to SLURM_CPUS_PER_TASK=1 (the library started {cores})")
     kept = info(SLURM_CPUS_PER_TASK="1", OPENBLAS_NUM_THREADS=str(cores))
     assert f"({cores} threads, " in kept["blas"] and kept["blas"].endswith(f"; threads set by OPENBLAS_NUM_THREADS={cores}")
+
+
+SMALL_RUN = ["--hidden", "8", "--batch-size", "100", "--epochs", "2", "--device", "cpu", "--quiet"]
+
+
+def test_info_of_a_checkpoint_says_what_it_holds_and_how_to_predict_with_it(tmp_path, capsys):
+    """Which columns a saved model reads, whether it standardizes, how far it trained: a user read them in Python
+    (gpunn.load_checkpoint(path).model.data_columns, .standardizer, .history) or learned them from gpunn predict's
+    refusals; gpunn info took no MODEL. gpunn info MODEL says them, for a training run, a model saved alone and a
+    sweep's ensemble, whose predict line says how to save one member."""
+    pytest.importorskip("pyarrow")
+    import gpunn
+    from gpunn import datasets
+
+    X, Y = datasets.make("linear", 600, 3, seed=2, device="cpu")
+    numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([X, Y[:, 0]]), delimiter=",", header="a,b,c,y", comments="")
+    run = str(tmp_path / "run.npz")
+    assert cli.main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--standardize", "--save", run,
+                     *SMALL_RUN]) == 0
+    ckpt = gpunn.load_checkpoint(run, device="cpu")
+    history, rows = ckpt.history, ckpt.settings.train_rows  # (the held-out chunks' rows left out)
+    capsys.readouterr()
+    assert cli.main(["info", run]) == 0
+    lines = dict(line.split("  ", 1) for line in capsys.readouterr().out.splitlines())
+    lines = {k.strip(): v.strip() for k, v in lines.items()}
+    assert lines == {
+        "checkpoint": f"a training run, resumable (gpunn train --resume {run}), written by gpunn {gpunn.__version__}",
+        "model": "MLP 3-8-1 (relu, identity), bias, float32, 41 parameters",
+        "columns": "features a, b, c; targets y (a table IN is read by these names)",
+        "standardized": "inputs and targets (predict takes raw inputs and gives targets in their units)",
+        "trained": f"epoch 2 of 2; adam lr 0.001, batch 100, on {tmp_path / 't.csv'} ({rows} training rows)",
+        "last epoch": "  ".join(f"{k} {history[k][-1]:.5g}" for k in ("loss", "val_mse", "val_mae", "val_r2")),
+        "predict": f"gpunn predict {run} IN OUT"}, lines
+    alone = str(tmp_path / "alone.npz")
+    gpunn.save(alone, gpunn.MLP([4, 2], seed=0))
+    assert cli.main(["info", alone]) == 0
+    out = capsys.readouterr().out
+    assert "a model (gpunn.save, --save-best)" in out and "no training state" in out and "trained" not in out
+    assert "unnamed: 4 features read by position, 2 outputs" in out
+    assert cli.main(["sweep", "--data", str(tmp_path / "t.csv"), "--target", "y", "--lr", "1e-3,1e-2",
+                     "--save", str(tmp_path / "sw"), *SMALL_RUN]) == 0
+    capsys.readouterr()
+    assert cli.main(["info", str(tmp_path / "sw" / "ensemble-0.npz")]) == 0
+    out = capsys.readouterr().out
+    assert f"an Ensemble's training run of 2 members, resumable (gpunn sweep --resume {tmp_path / 'sw'})" in out
+    assert "Ensemble of 2 x 3-8-1 (relu, identity), bias, float32, 41 parameters each" in out
+    assert "last epoch    per member: loss " in out
+    assert (f"gpunn predict takes one model: save the sweep's best member with gpunn sweep --resume {tmp_path / 'sw'} "
+            "--save-best best.npz") in out
+
+
+@pytest.mark.parametrize("name, says", [
+    ("nope.npz", "MODEL {tmp}/nope.npz does not exist"),
+    ("t.csv", "MODEL {tmp}/t.csv is not a gpunn checkpoint (CSV text); gpunn info MODEL describes one written by "
+              "gpunn train --save or gpunn.save"),
+    ("arrays.npz", "MODEL {tmp}/arrays.npz is not a gpunn checkpoint (an .npz archive of the array X)"),
+    ("empty.npz", "MODEL {tmp}/empty.npz is not a gpunn checkpoint (an empty file)")])
+def test_info_of_a_file_that_is_no_checkpoint_says_what_it_is(tmp_path, capsys, name, says):
+    (tmp_path / "t.csv").write_text("a,y\n1,2\n")
+    numpy.savez(tmp_path / "arrays.npz", X=numpy.ones(3))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    assert cli.main(["info", str(tmp_path / name)]) == 2
+    assert f"gpunn info: error: {says.format(tmp=tmp_path)}" in capsys.readouterr().err

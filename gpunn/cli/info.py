@@ -11,7 +11,7 @@ from .. import backend as _backend
 from .. import environment
 from .._version import __version__
 from ..ops import denormals, gemm
-from .common import DEBUG_ENV, DEVICE_NAMES, add_debug, counted, refused_setting, setting_readers
+from .common import DEBUG_ENV, DEVICE_NAMES, add_debug, counted, file_path, refused_setting, setting_readers
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -31,6 +31,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "import, where GPUNN_FUSED_KERNELS=1 asks for its kernels; no GPU under --device "
                                    "auto is no error (status 0), nor is that Numba unasked (CPU runs use the NumPy "
                                    "reference, with a warning where Numba is installed).")
+    i.add_argument("model", nargs="?", type=file_path, metavar="MODEL",
+                   help="a checkpoint (gpunn train --save, gpunn.save, gpunn sweep --save's): show what it holds "
+                        "instead (its network, the columns it reads by name, its standardization, its training and "
+                        "last epoch's metrics, and how to predict with it), read on the CPU")
     i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s; env "
                                                          "GPUNN_DEVICE)")
     add_debug(i)
@@ -158,6 +162,8 @@ def settings() -> str:
 
 
 def run(args) -> int:
+    if args.model is not None:
+        return _describe_model(args.model)
     from ..bench.system import blas_info, cpu_name  # here: importing gpunn.bench loads the whole benchmark
     from ..ops.cpu import SLURM_CPUS, affinity_cores, usable_cores
     from ..ops.fit_threads import count_source
@@ -185,8 +191,33 @@ def run(args) -> int:
         lines["device"] = resolved.describe()
     except (_backend.DeviceError, ValueError) as exc:
         lines["device"] = f"error: {exc}"
+    _print_lines(lines)
+    # a script's check: 2 for what gpunn refuses here; a machine without a GPU (auto resolving to the CPU) is fine
+    return 2 if any(str(value).startswith("error: ") for value in lines.values()) else 0
+
+
+def _print_lines(lines) -> None:
     width = max(map(len, lines))
     for key, value in lines.items():
         print(f"{key:<{width}}  {value}")
-    # a script's check: 2 for what gpunn refuses here; a machine without a GPU (auto resolving to the CPU) is fine
-    return 2 if any(str(value).startswith("error: ") for value in lines.values()) else 0
+
+
+def _describe_model(path) -> int:
+    """gpunn info MODEL's lines (gpunn.cli.model_info), or a refusal naming MODEL."""
+    import os
+
+    from .. import preflight
+    from ..hints import shell_word
+    from .model_info import describe
+
+    if not os.path.isfile(path):
+        raise preflight.PreflightError((f"MODEL {shell_word(path)} does not exist" if not os.path.exists(path)
+                                        else f"MODEL {shell_word(path)} is not a file") + preflight.npz_meant(path))
+    kind = preflight.file_kind(path)
+    what = (preflight.not_a_checkpoint(path) if kind == "zip"
+            else "an empty file" if kind == "empty" else preflight.data_file_words(path, kind) or "not an .npz archive")
+    if what:
+        raise preflight.PreflightError(f"MODEL {shell_word(path)} is not a gpunn checkpoint ({what}); gpunn info "
+                                       "MODEL describes one written by gpunn train --save or gpunn.save")
+    _print_lines(describe(path))
+    return 0

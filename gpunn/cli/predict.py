@@ -593,11 +593,17 @@ def _one_model(model, path):
     """The loaded model, or a clear refusal for a saved gpunn.Ensemble (K predictions per row): one of gpunn sweep
     --save's checkpoints is pointed to the command that saves the sweep's best member."""
     if getattr(model, "n_models", None) is not None:
-        from .. import checkpoint
-        from .resume import sweep_directory
-
-        sweep = sweep_directory(checkpoint.read_meta(path), path)
-        how = (f"save the sweep's best member with gpunn sweep --resume {shell_word(sweep)} --save-best best.npz" if sweep else
-               "save one member (gpunn.save(path, ens.best()) or ens[k]), or use ens.predict in Python")
-        raise ValueError(f"MODEL {shell_word(path)} is an ensemble of {model.n_models} members; gpunn predict takes one model: {how}")
+        raise ValueError(f"MODEL {shell_word(path)} is an ensemble of {model.n_models} members; gpunn predict takes one "
+                         f"model: {one_member_words(path)}")
     return model
+
+
+def one_member_words(path) -> str:
+    """How one member of the ensemble saved at ``path`` is saved for gpunn predict: a gpunn sweep --save checkpoint's
+    by the command that saves the sweep's best member."""
+    from .. import checkpoint
+    from .resume import sweep_directory
+
+    sweep = sweep_directory(checkpoint.read_meta(path), path)
+    return (f"save the sweep's best member with gpunn sweep --resume {shell_word(sweep)} --save-best best.npz" if sweep
+            else "save one member (gpunn.save(path, ens.best()) or ens[k]), or use ens.predict in Python")

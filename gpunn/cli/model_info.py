@@ -1,0 +1,95 @@
+"""``gpunn info MODEL``: what a checkpoint holds, in lines: its kind, network, columns, standardization, training
+and how to predict with it (read on the CPU: it runs nothing)."""
+from __future__ import annotations
+
+from ..hints import shell_word
+from .common import counted
+
+
+def describe(path) -> dict:
+    """{label: line} of the checkpoint ``path`` (gpunn train --save, gpunn.save, gpunn sweep --save's)."""
+    from .. import checkpoint
+
+    ckpt = checkpoint.load_checkpoint(path, device="cpu")
+    model, meta = ckpt.model, ckpt.meta
+    members, training = getattr(model, "n_models", None), meta.get("kind") == "training"
+    lines = {"checkpoint": _kind(path, training, members, meta.get("gpunn_version", "?")),
+             "model": _network(model, members),
+             "columns": _columns(model),
+             "standardized": _standardized(model)}
+    if training:
+        lines["trained"] = _trained(ckpt)
+        last = {k: v[-1] for k, v in (ckpt.history or {}).items() if v and k in ("loss", "val_mse", "val_mae", "val_r2")}
+        if last:
+            lines["last epoch"] = (f"{'per member: ' if members else ''}"
+                                   + "  ".join(f"{k} {_value(v)}" for k, v in last.items()))
+    if members is None:
+        lines["predict"] = f"gpunn predict {shell_word(path)} IN OUT"
+    else:
+        from .predict import one_member_words
+
+        lines["predict"] = f"gpunn predict takes one model: {one_member_words(path)}"
+    return lines
+
+
+def _kind(path, training, members, version) -> str:
+    written = f"written by gpunn {version}"
+    if not training:
+        return f"a model (gpunn.save, --save-best), {written}; no training state: it predicts, it does not resume"
+    if not members:
+        return f"a training run, resumable (gpunn train --resume {shell_word(path)}), {written}"
+    from .. import checkpoint
+    from .resume import sweep_directory
+
+    sweep = sweep_directory(checkpoint.read_meta(path), path)
+    resume = f"gpunn sweep --resume {shell_word(sweep)}" if sweep else "gpunn.load_checkpoint(path).resume(...)"
+    return f"an Ensemble's training run of {members} members, resumable ({resume}), {written}"
+
+
+def _network(model, members) -> str:
+    sizes = "-".join(map(str, model.layer_sizes))
+    activations = ", ".join(a.name for a in model.activations)
+    parameters = int(model.params.size) // (members or 1)
+    head = f"Ensemble of {members} x {sizes}" if members else f"MLP {sizes}"
+    return (f"{head} ({activations}), {'bias' if model.bias else 'no bias'}, {model.dtype.name}, "
+            f"{parameters:,} parameters{' each' if members else ''}")
+
+
+def _columns(model) -> str:
+    columns = getattr(model, "data_columns", None) or {}
+    n_in, n_out = model.layer_sizes[0], model.layer_sizes[-1]
+    if columns.get("features"):
+        targets = f"; targets {', '.join(columns['targets'])}" if columns.get("targets") else ""
+        return f"features {', '.join(columns['features'])}{targets} (a table IN is read by these names)"
+    return (f"unnamed: {counted(n_in, 'feature')} read by position, {counted(n_out, 'output')} (an .npy pair or a "
+            "synthetic task)")
+
+
+def _standardized(model) -> str:
+    scaler = model.standardizer
+    if scaler is None:
+        return "no"
+    what = "inputs and targets" if scaler.scales_targets else "inputs"
+    return f"{what} (predict takes raw inputs and gives targets in their units)"
+
+
+def _trained(ckpt) -> str:
+    settings, training = ckpt.settings, ckpt.training
+    where = f"epoch {ckpt.epoch} of {settings.epochs}"
+    if ckpt.state.batch:
+        where += f", and {counted(ckpt.state.batch, 'batch')} of epoch {ckpt.epoch + 1}"
+    stopped = " (interrupted)" if training.get("interrupted") else ""
+    config = ckpt.meta["optimizer"]["config"]
+    lr = config.get("lr")
+    source = training.get("source") or {}
+    data = f", on {source['path']}" if source.get("path") else (f", on {source['kind']}" if source.get("kind") else "")
+    rows = f" ({counted(settings.train_rows, 'training row')})" if settings.train_rows else ""
+    return (f"{where}{stopped}; {config.get('name', '?')}{'' if lr is None else f' lr {_value(lr)}'}, "
+            f"batch {settings.batch_size}{data}{rows}")
+
+
+def _value(v) -> str:
+    """A number as the lines show it (5 significant digits); a list (an ensemble's, one per member) comma-joined."""
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(_value, v))
+    return f"{v:.5g}" if isinstance(v, float) else str(v)
