@@ -266,6 +266,13 @@ def test_info_of_a_checkpoint_says_what_it_holds_and_how_to_predict_with_it(tmp_
         "trained": f"epoch 2 of 2; adam lr 0.001, batch 100, on {tmp_path / 't.csv'} ({rows} training rows)",
         "last epoch": "  ".join(f"{k} {history[k][-1]:.5g}" for k in ("loss", "val_mse", "val_mae", "val_r2")),
         "predict": f"gpunn predict {run} IN OUT"}, lines
+    python = str(tmp_path / "python.npz")  # a fit's ModelCheckpoint records no gpunn train options: resumed in Python
+    gpunn.MLP([3, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=1, verbose=False,
+                                                   callbacks=[gpunn.ModelCheckpoint(python)])
+    assert cli.main(["info", python]) == 0
+    out = capsys.readouterr().out
+    assert ("a training run, resumable (in Python: gpunn.load_checkpoint(path).resume(X, Y) or .resume(source))"
+            in out and "unnamed: 3 features read by position, 1 output (arrays, " in out and " on arrays (" in out)
     alone = str(tmp_path / "alone.npz")
     gpunn.save(alone, gpunn.MLP([4, 2], seed=0))
     assert cli.main(["info", alone]) == 0

@@ -13,7 +13,7 @@ def describe(path) -> dict:
     ckpt = checkpoint.load_checkpoint(path, device="cpu")
     model, meta = ckpt.model, ckpt.meta
     members, training = getattr(model, "n_models", None), meta.get("kind") == "training"
-    lines = {"checkpoint": _kind(path, training, members, meta.get("gpunn_version", "?")),
+    lines = {"checkpoint": _kind(path, meta, training, members),
              "model": _network(model, members),
              "columns": _columns(model),
              "standardized": _standardized(model)}
@@ -32,18 +32,20 @@ def describe(path) -> dict:
     return lines
 
 
-def _kind(path, training, members, version) -> str:
-    written = f"written by gpunn {version}"
+def _kind(path, meta, training, members) -> str:
+    """What the checkpoint is, and how it resumes: by the command that wrote it (its options recorded in it), else
+    in Python (a fit's ModelCheckpoint)."""
+    from .resume import saved_options, sweep_directory
+
+    written = f"written by gpunn {meta.get('gpunn_version', '?')}"
     if not training:
         return f"a model (gpunn.save, --save-best), {written}; no training state: it predicts, it does not resume"
-    if not members:
-        return f"a training run, resumable (gpunn train --resume {shell_word(path)}), {written}"
-    from .. import checkpoint
-    from .resume import sweep_directory
-
-    sweep = sweep_directory(checkpoint.read_meta(path), path)
-    resume = f"gpunn sweep --resume {shell_word(sweep)}" if sweep else "gpunn.load_checkpoint(path).resume(...)"
-    return f"an Ensemble's training run of {members} members, resumable ({resume}), {written}"
+    sweep = sweep_directory(meta, path)
+    resume = (f"gpunn sweep --resume {shell_word(sweep)}" if sweep else
+              f"gpunn train --resume {shell_word(path)}" if saved_options(meta) and not members else
+              "in Python: gpunn.load_checkpoint(path).resume(X, Y) or .resume(source)")
+    what = f"an Ensemble's training run of {members} members" if members else "a training run"
+    return f"{what}, resumable ({resume}), {written}"
 
 
 def _network(model, members) -> str:
@@ -61,8 +63,8 @@ def _columns(model) -> str:
     if columns.get("features"):
         targets = f"; targets {', '.join(columns['targets'])}" if columns.get("targets") else ""
         return f"features {', '.join(columns['features'])}{targets} (a table IN is read by these names)"
-    return (f"unnamed: {counted(n_in, 'feature')} read by position, {counted(n_out, 'output')} (an .npy pair or a "
-            "synthetic task)")
+    return (f"unnamed: {counted(n_in, 'feature')} read by position, {counted(n_out, 'output')} (arrays, an .npy pair "
+            "or a synthetic task)")
 
 
 def _standardized(model) -> str:
