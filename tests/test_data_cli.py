@@ -1,5 +1,6 @@
 """gpunn train --data/--target/--stream/--standardize and gpunn predict on .npy, .parquet and .csv files."""
 import json
+import os
 import re
 import warnings
 
@@ -347,6 +348,39 @@ def test_predict_to_standard_output_writes_the_csv_a_file_out_holds_for_a_pipe(t
     assert main(["predict", model_path, str(tmp_path / "t.csv"), "-", "--json", "-"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "OUT - and --json - would both write to standard output" in captured.err
+
+
+def test_predict_from_standard_input_reads_it_into_a_file_named_by_its_bytes(tmp_path, capsys, monkeypatch):
+    """gpunn predict MODEL - OUT (zcat x.csv.gz | ..., a compressed IN being refused) was refused ("IN - does not
+    exist"). Standard input is read into a temporary file, named by its bytes (CSV, an .npy array, Parquet), said on
+    stderr and removed at the end; the predictions are those of the file; --json records the input as -; a terminal
+    is refused."""
+    import io
+    import sys
+
+    pytest.importorskip("pyarrow")
+    X, Y = datasets.make("linear", 500, 3, seed=7, device="cpu")
+    numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([X, Y]), delimiter=",", header="a,b,c,y", comments="")
+    numpy.save(tmp_path / "x.npy", X)
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--save", model_path, *SMALL]) == 0
+    for name in ("t.csv", "x.npy"):
+        assert main(["predict", model_path, str(tmp_path / name), str(tmp_path / "file.npy")]) == 0
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((tmp_path / name).read_bytes())))
+        assert main(["predict", model_path, "-", str(tmp_path / "piped.npy"), "--overwrite", "--json",
+                     str(tmp_path / "s.json")]) == 0
+        note = capsys.readouterr().err.splitlines()[0]
+        spooled = re.fullmatch(r"IN -: standard input, [\d,]+ bytes read into (\S+) \(removed at the end\)", note)
+        assert spooled and spooled.group(1).endswith(".csv" if name.endswith(".csv") else ".npy"), note
+        assert not os.path.exists(spooled.group(1))
+        numpy.testing.assert_array_equal(numpy.load(tmp_path / "piped.npy"), numpy.load(tmp_path / "file.npy"))
+        assert json.loads((tmp_path / "s.json").read_text())["input"] == "-"
+    terminal = io.TextIOWrapper(io.BytesIO(b""))
+    monkeypatch.setattr(terminal, "isatty", lambda: True)
+    monkeypatch.setattr(sys, "stdin", terminal)
+    assert main(["predict", model_path, "-", str(tmp_path / "q.npy")]) == 2
+    assert "IN - reads standard input, and it is a terminal" in capsys.readouterr().err
 
 
 def test_a_directory_of_parquet_files_and_an_upper_case_suffix_are_data_files(tmp_path, capsys):

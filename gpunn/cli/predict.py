@@ -40,7 +40,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     # MODEL IN OUT, as the description, README and the errors ("IN in.npy: X has 8 columns") name them
     p.add_argument("model", type=file_path, metavar="MODEL", help="checkpoint .npz")
     p.add_argument("input", type=file_path, metavar="IN", help="inputs, by name: .npy array (read without pickle), .csv file, or "
-                   ".parquet (.parq, .pq) file or a directory of them")
+                   ".parquet (.parq, .pq) file or a directory of them; - for standard input (by its bytes: an .npy "
+                   "array, a Parquet file, else CSV), read into a temporary file first")
     p.add_argument("output", type=file_path, metavar="OUT", help="file to write, by name: .npy, .csv (commas) or .parquet (.parq, .pq); - for "
                    "standard output, as CSV (the lines of text then go to stderr: gpunn predict m.npz in.csv - | head)")
     p.add_argument("--features", metavar="COLUMNS", type=column_names,
@@ -130,6 +131,41 @@ def _check_model_first(args) -> None:
 
 
 def run(args) -> int:
+    if args.input != "-":
+        return _run(args)
+    with spooled_stdin() as path:  # IN -: standard input, read into a file (a table is read more than once)
+        args.input, args.stdin = path, True
+        return _run(args)
+
+
+@contextlib.contextmanager
+def spooled_stdin():
+    """The path of a temporary file holding standard input, named by its bytes (stdin.npy for an .npy array,
+    stdin.parquet for a Parquet file, else stdin.csv), removed at the end; said on stderr, as errors name it."""
+    import shutil
+    import sys
+    import tempfile
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise ValueError("IN - reads standard input, and it is a terminal: pipe the rows into it (zcat x.csv.gz | "
+                         "gpunn predict MODEL - OUT), or name a file")
+    folder = tempfile.mkdtemp(prefix="gpunn-stdin-")
+    try:
+        path = os.path.join(folder, "stdin")
+        with open(path, "wb") as fh:
+            shutil.copyfileobj(sys.stdin.buffer, fh, 1 << 20)
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        named = path + (".npy" if head.startswith(b"\x93NUMPY") else ".parquet" if head.startswith(b"PAR1") else ".csv")
+        os.replace(path, named)
+        print(f"IN -: standard input, {os.path.getsize(named):,} bytes read into {named} (removed at the end)",
+              file=sys.stderr)
+        yield named
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(args) -> int:
     from .. import checkpoint as io, csvtext, preflight
 
     if not os.path.isfile(args.model):
@@ -238,7 +274,8 @@ def _finish(args, model, targets, rows, dtype, streamed, logs=None) -> None:
     metrics = _print_score(args, model, targets, logs) if targets else None
     if args.json:
         score = None if metrics is None else {"targets": targets, **{k: metrics[k] for k in ("mse", "mae", "r2")}}
-        write_output(args.json, json_text({"model": args.model, "input": args.input, "output": args.output,
+        write_output(args.json, json_text({"model": args.model, "input": "-" if getattr(args, "stdin", False)
+                                           else args.input, "output": args.output,
                                            "rows": rows, "outputs": model.layer_sizes[-1], "dtype": dtype.name,
                                            "device": str(model.device), "streamed": streamed, "keep": args.keep,
                                            "score": score}),
