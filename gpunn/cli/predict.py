@@ -146,6 +146,8 @@ def spooled_stdin():
     import sys
     import tempfile
 
+    from .. import preflight
+
     if sys.stdin is None or sys.stdin.isatty():
         raise ValueError("IN - reads standard input, and it is a terminal: pipe the rows into it (zcat x.csv.gz | "
                          "gpunn predict MODEL - OUT), or name a file")
@@ -156,7 +158,8 @@ def spooled_stdin():
             shutil.copyfileobj(sys.stdin.buffer, fh, 1 << 20)
         with open(path, "rb") as fh:
             head = fh.read(8)
-        named = path + (".npy" if head.startswith(b"\x93NUMPY") else ".parquet" if head.startswith(b"PAR1") else ".csv")
+        named = path + (".npy" if head.startswith(preflight.NPY_MAGIC) else ".parquet" if head.startswith(b"PAR1")
+                        else ".csv")
         os.replace(path, named)
         print(f"IN -: standard input, {os.path.getsize(named):,} bytes read into {named} (removed at the end)",
               file=sys.stderr)
@@ -296,11 +299,11 @@ def _check_keep_files(args) -> None:
     if not args.keep:
         return
     if args.input.lower().endswith(".npy"):
-        raise ValueError(f"--keep copies IN's columns by name, and an .npy array has none: keep them from a CSV (with "
+        raise ValueError("--keep copies IN's columns by name, and an .npy array has none: keep them from a CSV (with "
                          "a header row) or Parquet IN")
     if args.output.lower().endswith(".npy"):
-        raise ValueError(f"--keep writes IN's columns beside the predictions, and an .npy OUT holds the predictions "
-                         f"alone: name a .csv or .parquet OUT")
+        raise ValueError("--keep writes IN's columns beside the predictions, and an .npy OUT holds the predictions "
+                         "alone: name a .csv or .parquet OUT")
 
 
 @contextlib.contextmanager
@@ -318,8 +321,8 @@ def _kept_columns(args, model):
     clash = [n for n in args.keep if n in predicted]
     if clash:
         raise ValueError(f"--keep {', '.join(clash)}: OUT's predictions are named {', '.join(predicted)}, so OUT would "
-                         f"hold two columns of that name; rename the column in IN to keep it, or score the "
-                         f"predictions against it with --score")
+                         "hold two columns of that name; rename the column in IN to keep it, or score the "
+                         "predictions against it with --score")
     try:
         keep = KeptColumns(args.input, args.keep)
     except DataError as exc:

@@ -100,7 +100,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
         from ..csvtext import csv_first_text, csv_has_header, data_start, first_value_is_text
-        from .tables import check_csv_kind, csv_schema, parse_rows, read_range, refused_rows, row_ranges
+        from .tables import check_csv_kind, csv_schema, parse_rows, refused_rows, row_range_buffers
 
         check_csv_kind(path)  # as training words it; pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
 
@@ -123,11 +123,8 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
 
         def batches():  # pieces of CSV_BLOCK bytes cut at line ends (tables.row_ranges): a row of any length reads
             with open(path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                for n, (start, end) in enumerate(row_ranges(fh, data_start(fh, header), size, CSV_BLOCK)):
-                    buffer = read_range(fh.fileno(), start, end)
-                    if buffer is None:
-                        raise DataError(f"{path}: truncated or shrunk while reading it (bytes {start}-{end - 1})")
+                for n, ((start, end), buffer) in enumerate(row_range_buffers(fh, path, data_start(fh, header),
+                                                                             CSV_BLOCK)):
                     try:
                         table = read(buffer)
                     except Exception as exc:  # a value that is not a number, a row of another width
@@ -330,13 +327,14 @@ class TableWriter(_Output):
         kept = keep.fields if keep else []
         schema = pyarrow.schema([*kept, *((n, pyarrow.from_numpy_dtype(numpy.dtype(dtype))) for n in self.names)])
         self.writer = pyarrow_module("parquet").ParquetWriter(self.tmp, schema)
-        self.schema, self.dtype, self.keep, self.kept = schema, numpy.dtype(dtype), keep, len(kept)
+        self.schema, self.dtype, self.keep = schema, numpy.dtype(dtype), keep
+        self.predicted = list(schema)[len(kept):]  # the predictions' fields, after the kept columns
 
     def write(self, P):
         # each column from its buffer: pyarrow.array(numpy_array) imports pandas, 0.3-0.5 s (see copy_columns)
         columns = [numpy.ascontiguousarray(P[:, j], self.dtype) for j in range(P.shape[1])]
         arrays = [self.pa.Array.from_buffers(field.type, len(c), [None, self.pa.py_buffer(c)])
-                  for field, c in zip(list(self.schema)[self.kept:], columns)]
+                  for field, c in zip(self.predicted, columns)]
         if self.keep:  # IN's kept columns first, as many rows
             arrays = [column.combine_chunks() for column in self.keep.take(P.shape[0]).columns] + arrays
         self.writer.write_batch(self.pa.record_batch(arrays, schema=self.schema))
@@ -549,11 +547,12 @@ def output_writer(out_path, n_columns, dtype, names=None, keep=None):
     if hasattr(out_path, "write"):  # a text stream: CSV onto it
         return StreamCsvWriter(out_path, n_columns, dtype, names, keep)
     kind = file_format(out_path, written=True)
-    if kind == "npy" and keep:
+    if kind != "npy":
+        return (CsvWriter if kind == "csv" else TableWriter)(out_path, n_columns, dtype, names, keep)
+    if keep:
         raise ValueError(f"{out_path}: an .npy array holds the predictions alone; write a .csv or .parquet file to keep "
                          "columns of the input beside them")
-    writer = {"npy": NpyWriter, "csv": CsvWriter}.get(kind, TableWriter)
-    return writer(out_path, n_columns, dtype, names, *[keep] * bool(keep))
+    return NpyWriter(out_path, n_columns, dtype, names)
 
 
 def write_rows(writer, chunks) -> None:

@@ -79,15 +79,11 @@ class KeptColumns:
 
     def _csv_batches(self, columns):
         from ..csvtext import data_start
-        from .tables import parse_rows, read_range, row_ranges
+        from .tables import parse_rows, row_range_buffers
 
         types = {n: self._pa.string() for n in self.names}
         with open(self.path, "rb") as fh:  # pieces of whole rows, as predict_file's and a CsvSource's reads cut them
-            size = os.fstat(fh.fileno()).st_size
-            for start, end in row_ranges(fh, data_start(fh, True), size, CSV_BLOCK):
-                buffer = read_range(fh.fileno(), start, end)
-                if buffer is None:
-                    raise DataError(f"{self.path}: truncated or shrunk while reading it (bytes {start}-{end - 1})")
+            for _, buffer in row_range_buffers(fh, self.path, data_start(fh, True), CSV_BLOCK):
                 yield from parse_rows(buffer, columns, self.names, types).to_batches()
 
     def take(self, rows):

@@ -922,6 +922,18 @@ class CsvSource(ChunkedSource):
     __del__ = _close_files
 
 
+def row_range_buffers(fh, path, start, block_size):
+    """((start, end), buffer) of each piece of whole rows of the CSV file ``fh`` (binary, named ``path``) from the byte
+    ``start``: row_ranges' pieces of about ``block_size`` bytes, read_range's buffers; a file that ends before a piece
+    it measured (truncated or shrunk while read) is refused. gpunn predict's streamed batches and --keep's columns."""
+    size = os.fstat(fh.fileno()).st_size
+    for start, end in row_ranges(fh, start, size, block_size):
+        buffer = read_range(fh.fileno(), start, end)
+        if buffer is None:
+            raise DataError(f"{path}: truncated or shrunk while reading it (bytes {start}-{end - 1})")
+        yield (start, end), buffer
+
+
 def row_ranges(fh, start, size, block_size):
     """(start, end) of each piece of whole rows of the CSV file ``fh`` (binary) from the byte ``start`` (a row's
     start) to ``size``: about ``block_size`` bytes each, cut after the last line end in them that is not inside a
