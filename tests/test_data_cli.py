@@ -376,6 +376,11 @@ def test_predict_from_standard_input_reads_it_into_a_file_named_by_its_bytes(tmp
         assert not os.path.exists(spooled.group(1))
         numpy.testing.assert_array_equal(numpy.load(tmp_path / "piped.npy"), numpy.load(tmp_path / "file.npy"))
         assert json.loads((tmp_path / "s.json").read_text())["input"] == "-"
+    monkeypatch.setenv("GPUNN_CACHE_DIR", str(tmp_path / "cache"))  # --score's CSV index of the spooled file:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((tmp_path / "t.csv").read_bytes())))
+    assert main(["predict", model_path, "-", str(tmp_path / "scored.npy"), "--score"]) == 0
+    assert "held-out (" in capsys.readouterr().out  # removed with it, not left in the cache once a run
+    assert not (tmp_path / "cache").exists() and os.environ["GPUNN_CACHE_DIR"] == str(tmp_path / "cache")
     terminal = io.TextIOWrapper(io.BytesIO(b""))
     monkeypatch.setattr(terminal, "isatty", lambda: True)
     monkeypatch.setattr(sys, "stdin", terminal)

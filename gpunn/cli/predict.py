@@ -163,9 +163,27 @@ def spooled_stdin():
         os.replace(path, named)
         print(f"IN -: standard input, {os.path.getsize(named):,} bytes read into {named} (removed at the end)",
               file=sys.stderr)
-        yield named
+        with _cache_in(folder):
+            yield named
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _cache_in(folder):
+    """gpunn's cache directory set to ``folder`` meanwhile: a CSV source's index of a spooled file (--score's) is
+    removed with it, not left in the user's cache once a run (a pipe in a cron job), never to be read again."""
+    from ..data.tables import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = folder
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = before
 
 
 def _run(args) -> int:
