@@ -350,6 +350,38 @@ def test_predict_to_standard_output_writes_the_csv_a_file_out_holds_for_a_pipe(t
     assert captured.out == "" and "OUT - and --json - would both write to standard output" in captured.err
 
 
+@pytest.mark.gpu
+def test_predict_score_keep_and_standard_output_on_the_gpu_agree_with_the_cpu(gpu, tmp_path, capsys):
+    """gpunn predict --score --keep, to a file and to OUT -, on the device: --score's one pass copies each piece of
+    predictions to the host as evaluate's sums add up there. The kept column is IN's as written, the predictions
+    and metrics the CPU's to float32's rounding of the products, and standard output holds OUT's bytes."""
+    pytest.importorskip("pyarrow")
+    X, Y = datasets.make("linear", 900, 3, seed=8, device="cpu")
+    numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([numpy.arange(900) + 7, X, Y]), delimiter=",",
+                  header="id,a,b,c,y", comments="", fmt=["%04d", "%.17g", "%.17g", "%.17g", "%.17g"])
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--features", "a,b,c", "--save",
+                 model_path, *SMALL]) == 0
+    runs = {}
+    for device in ("cpu", "cuda"):
+        options = ["--score", "--keep", "id", "--device", device, "--json", str(tmp_path / f"{device}.json")]
+        assert main(["predict", model_path, str(tmp_path / "t.csv"), str(tmp_path / f"{device}.csv"), *options]) == 0
+        assert f"on {device}" in capsys.readouterr().out
+        with open(tmp_path / f"{device}.csv") as fh:
+            header, ids = fh.readline(), [line.split(",")[0] for line in fh]
+        runs[device] = (header, ids, numpy.loadtxt(tmp_path / f"{device}.csv", delimiter=",", skiprows=1)[:, 1],
+                        json.loads((tmp_path / f"{device}.json").read_text())["score"])
+    (cpu_header, cpu_ids, cpu_p, cpu_score), (header, ids, p, score) = runs["cpu"], runs["cuda"]
+    assert header == cpu_header and ids == cpu_ids == [f"{i:04d}" for i in range(7, 907)]  # 0007 as written
+    numpy.testing.assert_allclose(p, cpu_p, rtol=1e-5, atol=1e-6)
+    for name in ("mse", "mae", "r2"):
+        assert score[name] == pytest.approx(cpu_score[name], rel=1e-4, abs=1e-7), name
+    assert main(["predict", model_path, str(tmp_path / "t.csv"), "-", "--score", "--keep", "id", "--device",
+                 "cuda"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == (tmp_path / "cuda.csv").read_text() and "held-out (" in captured.err
+
+
 def test_predict_from_standard_input_reads_it_into_a_file_named_by_its_bytes(tmp_path, capsys, monkeypatch):
     """gpunn predict MODEL - OUT (zcat x.csv.gz | ..., a compressed IN being refused) was refused ("IN - does not
     exist"). Standard input is read into a temporary file, named by its bytes (CSV, an .npy array, Parquet), said on
