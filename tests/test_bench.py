@@ -516,7 +516,8 @@ def test_the_torch_numpy_and_sklearn_peers_run_on_the_threads_gpunns_fit_runs_it
     scikit-learn peers ran on the bench's BLAS count: under load two threads trained the tiny and small nets 10-100x
     slower than one, and "gpunn is 28x" (torch) and "34x" (naive) measured that. The peers get one thread where
     gpunn's fit asks for one, else the count given (here: a count set in the environment, which gpunn's fit keeps),
-    and the naive loop's epochs and scikit-learn's run under fit_threads' one-thread context. The torch peer and
+    and the naive loop's epochs, scikit-learn's and the same-shape GEMM's products run under fit_threads' one-thread
+    context. The torch peer and
     scikit-learn's MLPRegressor are stand-ins recording their threads; the timings are injected. Where no BLAS library
     took the one thread (none found here), the NumPy peers' rows say the BLAS count, as gpunn's (audit37d b6)."""
     import types
@@ -524,7 +525,7 @@ def test_the_torch_numpy_and_sklearn_peers_run_on_the_threads_gpunns_fit_runs_it
     from gpunn import backend as _backend
     from gpunn.bench import runners
 
-    given, contexts, sklearn_contexts = {}, [], []
+    given, contexts, sklearn_contexts, gemm_contexts = {}, [], [], []
 
     class Peer(runners.TorchRunner):
         def __init__(self, cfg, backend, X, Y, **kwargs):
@@ -545,6 +546,14 @@ def test_the_torch_numpy_and_sklearn_peers_run_on_the_threads_gpunns_fit_runs_it
     train_epoch = naive.train_epoch  # recording whether fit_threads' one-thread context holds each naive epoch
     monkeypatch.setattr(naive, "train_epoch", lambda self, *args: contexts.append(
         bool(runners.fit_threads._holders)) or train_epoch(self, *args))
+    made = runners.GemmRunner.__init__
+
+    def gemm(self, *args, **kwargs):  # the same-shape GEMM's products: whether the one-thread context holds each
+        made(self, *args, **kwargs)
+        matmul = self._matmul
+        self._matmul = lambda *operands: gemm_contexts.append(bool(runners.fit_threads._holders)) or matmul(*operands)
+
+    monkeypatch.setattr(runners.GemmRunner, "__init__", gemm)
     monkeypatch.setitem(runners._PEER_CLASSES, "torch", Peer)
     monkeypatch.setitem(sys.modules, "sklearn", types.SimpleNamespace(__version__="1.7.0"))
     monkeypatch.setitem(sys.modules, "sklearn.neural_network", types.SimpleNamespace(MLPRegressor=Regressor))
@@ -563,6 +572,9 @@ def test_the_torch_numpy_and_sklearn_peers_run_on_the_threads_gpunns_fit_runs_it
     assert naives.note == sklearns.note == gpunns.note  # NumPy's BLAS, on the threads gpunn's fit ran it on
     assert taken or naives.note == "BLAS 4 threads"
     assert contexts == sklearn_contexts == [peer_threads == 1] * 2  # their warm-up epochs (the rounds injected)
+    # and so does the same-shape GEMM "% of GEMM" is over: on two threads under load small's ran 2-5 GFLOP/s, one
+    # thread's 30-45, and the gpunn row's one-thread step was "2072%" of it
+    assert gemm_contexts == [peer_threads == 1] * 2
 
 
 def test_an_ensemble_configurations_rows_hold_the_machine_speed_probes_times_of_its_rounds(monkeypatch):

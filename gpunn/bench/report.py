@@ -132,7 +132,7 @@ def gemm_note(results) -> str:
             "GEMM library installed, timed in rounds of their own after the rest, and of the same-shape one), "
             "GFLOP/s: " + ", ".join(peaks) +
             ".\n% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest) "
-            "through the library gpunn chose for it (for an ensemble NAME-xK: K such products, the fastest per "
+            "through the library gpunn chose for it, on the BLAS threads its fit runs on (for an ensemble NAME-xK: K such products, the fastest per "
             "round of the ways the ensemble's step may run them), timed in the same rounds, GFLOP/s: "
             + (", ".join(parts) or "none") + ".")
     if missing:

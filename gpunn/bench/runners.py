@@ -119,12 +119,14 @@ class GemmRunner(Runner):
 
     On the CPU the product goes through ``library`` (a name in gpunn.ops.gemm.LIBRARIES), or by
     default through the library gpunn's own training step chose for the shape; on the GPU, cuBLAS.
+    ``threads``: as the NumPy peers' (numpy_blas_threads): 1 runs the products on one BLAS thread, as gpunn's fit
+    of a small net runs its own, so that "% of GEMM" sets the step against the product on the same threads.
     """
 
     key = "gemm"
 
-    def __init__(self, backend, dtype, m, k, n, library=None):
-        xp, self.backend = backend.xp, backend
+    def __init__(self, backend, dtype, m, k, n, library=None, threads=None):
+        xp, self.backend, self.threads = backend.xp, backend, threads
         rng = numpy.random.default_rng(0)
         self.a = xp.asarray(rng.standard_normal((m, k)), dtype=dtype)
         self.b = xp.asarray(rng.standard_normal((k, n)), dtype=dtype)
@@ -153,8 +155,9 @@ class GemmRunner(Runner):
 
     def epochs(self, n):
         matmul = self._matmul
-        for _ in range(n):
-            matmul(self.a, self.b, self.out)
+        with numpy_blas_threads(None if self.backend.is_gpu else self.threads):
+            for _ in range(n):
+                matmul(self.a, self.b, self.out)
         synchronize(self.backend)
 
 
@@ -644,16 +647,17 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
     rows = _dataset_rows(cfg, backend)
     X, Y = datasets.make("teacher", rows, cfg.inputs, cfg.outputs, noise=0.1, seed=0, device=backend,
                          dtype="float32")
-    gemm = GemmRunner(backend, "float32", *cfg.gemm_shape)  # timed in the same rounds as the rest
-    peaks = peak_runners(backend, "float32", peak_size)  # timed in rounds of their own, after them (timed_peaks)
-    runners, results = [gemm], []
     gpunn = GpunnRunner(cfg, backend, X, Y)
-    runners.append(gpunn)
-    where = f"{cfg.name} [{backend.device}]"
     # the torch, NumPy and scikit-learn peers on the CPU threads gpunn's fit runs its BLAS on: one for a small net
     # (gpunn.ops.fit_threads). On every core they trained the tiny and small nets 10-100x slower than on one under
-    # other processes' load (2-core Xeon, 2026-12-02), and gpunn's ratio over them measured that
+    # other processes' load (2-core Xeon, 2026-12-02), and gpunn's ratio over them measured that. The same-shape
+    # GEMM too: on two threads under load it ran small's 128x64x64 at 2-5 GFLOP/s, one thread at 30-45 (2-core
+    # AMD EPYC, 2026-12-04), and "% of GEMM" said 2072%
     peer_threads = 1 if asks_one_thread(gpunn.model) else threads
+    gemm = GemmRunner(backend, "float32", *cfg.gemm_shape, threads=peer_threads)  # timed in the rounds of the rest
+    peaks = peak_runners(backend, "float32", peak_size)  # timed in rounds of their own, after them (timed_peaks)
+    runners, results = [gemm, gpunn], []
+    where = f"{cfg.name} [{backend.device}]"
     for precision, graph in variants:
         if not backend.is_gpu:
             log(f"  {where}: gpunn {precision}{' eager' if graph is False else ''} skipped (GPU only)")
