@@ -28,8 +28,12 @@ class ConfigError(ValueError):
     """A config file is unreadable, names an unknown option, or gives an invalid value."""
 
 
+COMMAND_TABLES = ("train", "sweep")  # the commands that read a config file: each its own table of one
+
+
 def read_toml(path, table="train") -> dict:
-    """The options of a TOML file: its top-level keys, and those of a [train] ([sweep]) table."""
+    """The options of a TOML file: its top-level keys, and those of a [train] ([sweep]) table. The other command's
+    table is skipped: one file serves both, its shared keys at the top level."""
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -39,17 +43,18 @@ def read_toml(path, table="train") -> dict:
         raise ConfigError(f"config file {path} is a directory; give a TOML file (as --save writes: PATH.toml)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {misplaced(path, '--config') or exc}") from None
-    if table in data and isinstance(data[table], dict):  # a [train] (or [sweep]) table is accepted too
-        data = {**{k: v for k, v in data.items() if k != table}, **data[table]}
-    return data
+    tables = {name: data[name] for name in COMMAND_TABLES if isinstance(data.get(name), dict)}
+    data = {k: v for k, v in data.items() if k not in tables}
+    return {**data, **tables.get(table, {})}  # a [train] (or [sweep]) table is accepted too, over the top level
 
 
 def _options(parser: argparse.ArgumentParser) -> dict:
     return {a.dest: a for a in parser._actions if a.dest not in NOT_IN_FILES and a.option_strings}
 
 
-def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
-    """Config values -> {dest: value}, each checked with the option's own type and choices."""
+def convert(parser: argparse.ArgumentParser, values: dict, source: str, other=None) -> dict:
+    """Config values -> {dest: value}, each checked with the option's own type and choices. ``other``: the other
+    command's parser (gpunn sweep's for gpunn train), whose options a refused key is told apart by."""
     options = _options(parser)
     out = {}
     for key, value in values.items():
@@ -59,6 +64,10 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
             from .hints import ONE_ARCHITECTURE_KEYS, WIDTHS, meant
 
             names = sorted(d.replace("_", "-") for d in options)
+            if other is not None and dest in _options(other):  # checkpoint-every (train's PATH.toml) to gpunn sweep
+                this, that = parser.prog.split()[-1], other.prog.split()[-1]
+                raise ConfigError(f"{source}: {key} is an option of gpunn {that}, not of gpunn {this}: drop it, or put "
+                                  f"it in a [{that}] table, which gpunn {this} skips (one file for both commands)")
             found = meant(key.replace("_", "-"), names)  # epoch = 3: epochs; batchsize: batch-size; gpu: device
             hint = f" ({found.hint(as_key)})" if found else ""
             if found and parser.prog.endswith(" sweep") and key.replace("_", "-").lower() in WIDTHS:

@@ -580,6 +580,35 @@ def test_a_train_table_overrides_the_files_top_level_and_a_train_key_that_is_no_
     assert f"{config}: unknown option 'train'; valid options: " in capsys.readouterr().err
 
 
+def test_one_config_file_serves_train_and_sweep_each_skipping_the_others_table(tmp_path):
+    """read_toml took the command's own table and left the other's as a key: a file with [train] and [sweep] tables
+    was refused by both commands (unknown option 'sweep', 'train')."""
+    from gpunn.cli import parse_args
+
+    config = tmp_path / "both.toml"
+    config.write_text("epochs = 5\n[train]\nlr = 0.5\n[sweep]\nlr = [0.1, 0.2]\nseeds = 2\n")
+    train = parse_args(["train", "--config", str(config)])
+    assert (train.epochs, train.lr) == (5, 0.5)
+    sweep = parse_args(["sweep", "--config", str(config)])
+    assert (sweep.epochs, sweep.lr, sweep.seeds) == (5, [0.1, 0.2], 2)
+
+
+@pytest.mark.parametrize("command, key, other", [("sweep", "checkpoint-every = 2", "train"),
+                                                 ("sweep", "reduce-lr-patience = 2", "train"),
+                                                 ("train", "seeds = 2", "sweep"),
+                                                 ("train", "save-best = 'b.npz'", "sweep")])
+def test_a_config_key_of_the_other_command_is_refused_saying_whose_it_is(tmp_path, capsys, command, key, other):
+    """gpunn train --save's PATH.toml (checkpoint-every = 1) given to gpunn sweep said only "unknown option", with
+    sweep's options listed: it is train's, and goes in a [train] table, which sweep skips."""
+    config = tmp_path / "c.toml"
+    config.write_text(key + "\n")
+    assert main([command, "--config", str(config)]) == 2
+    name = key.split(" =")[0]
+    assert capsys.readouterr().err == (
+        f"gpunn {command}: error: {config}: {name} is an option of gpunn {other}, not of gpunn {command}: drop it, "
+        f"or put it in a [{other}] table, which gpunn {command} skips (one file for both commands)\n")
+
+
 @pytest.mark.parametrize("key, option, config_hint, option_hint", [
     ("learning-rate", "--learning-rate", "(did you mean 'lr'?)", "(--learning-rate: did you mean --lr?)"),
     ("learning_rate", "--learning_rate", "(did you mean 'lr'?)", "(--learning_rate: did you mean --lr?)"),

@@ -79,7 +79,8 @@ def parse_args(argv=None):
     from_config = {}
     starts, finished = None, None  # --save PATH --resume PATH: PATH not yet written; or its run all trained
     if args.config or args.resume:  # defaults: the run's recorded options, then --config's; the flags override both
-        from_config = (cfgmod.convert(command, cfgmod.read_toml(args.config, table=args.command), args.config)
+        other = parser.commands["sweep" if args.command == "train" else "train"]  # its keys are told apart
+        from_config = (cfgmod.convert(command, cfgmod.read_toml(args.config, table=args.command), args.config, other)
                        if args.config else {})
         resume_path = given_as = args.resume or from_config.get("resume")  # resume = "run.npz" in the file resumes too
         in_place = resume.in_place(resume_path, args.save or from_config.get("save"))

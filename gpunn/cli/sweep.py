@@ -171,7 +171,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "or empty) starts the sweep with the options given. Under mpiexec "
                    "a --data sweep started in one process resumes only once each of its ensembles has started")
     s.add_argument("--config", type=file_path, metavar="TOML", help="read options from a TOML file (keys are these options' long "
-                   "names, lists for the grid: lr = [1e-4, 1e-3]; top level or a [sweep] table); flags on the "
+                   "names, lists for the grid: lr = [1e-4, 1e-3]; top level or in a [sweep] table; a [train] table, gpunn train's, is skipped); flags on the "
                    "command line override it; a key this sweep would not use is noted, not refused")
     add_progress(s)
     data_cli.add_arguments(s, stream=False)

@@ -123,7 +123,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_progress(t)
     r = t.add_argument_group("runs you can trust")
     r.add_argument("--config", type=file_path, metavar="TOML", help="read options from a TOML file (keys are these options' long "
-                   "names); flags on the command line override it; a key this run would not use (patience without "
+                   "names, top level or in a [train] table; a [sweep] table, gpunn sweep's, is skipped); flags on the command line override it; a key this run would not use (patience without "
                    "early-stopping, a synthetic task's with --data) is noted, not refused")
     r.add_argument("--save", type=file_path, metavar="PATH", help="write a resumable checkpoint (.npz, atomic) every epoch, at the end "
                    "and on Ctrl-C, and the run's resolved config beside it as PATH.toml (without --json, --csv, --plot, "
