@@ -303,3 +303,51 @@ def test_info_of_a_file_that_is_no_checkpoint_says_what_it_is(tmp_path, capsys, 
     (tmp_path / "empty.npz").write_bytes(b"")
     assert cli.main(["info", str(tmp_path / name)]) == 2
     assert f"gpunn info: error: {says.format(tmp=tmp_path)}" in capsys.readouterr().err
+
+
+def test_info_names_the_task_or_the_npy_pair_a_run_trained_on(tmp_path, capsys):
+    """The trained line said "on arrays" of a synthetic task held in memory (a sweep's too), "on synthetic" of a
+    streamed one and "on npy" of --data X.npy --targets Y.npy: the source's kind, where a table's path was named."""
+    from gpunn import datasets
+
+    task = ["--rows", "500", "--features", "3", *SMALL_RUN]
+    for name, more in (("held.npz", ["--stream", "off"]), ("streamed.npz", ["--stream", "on"])):
+        assert cli.main(["train", *task, *more, "--save", str(tmp_path / name)]) == 0
+    assert cli.main(["sweep", *task, "--lr", "1e-3,1e-2", "--save", str(tmp_path / "sw")]) == 0
+    X, Y = datasets.make("linear", 500, 3, seed=2, device="cpu")
+    numpy.save(tmp_path / "X.npy", X), numpy.save(tmp_path / "Y.npy", Y)
+    assert cli.main(["train", "--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), *SMALL_RUN,
+                     "--save", str(tmp_path / "pair.npz")]) == 0
+    capsys.readouterr()
+    said = {}
+    for name in ("held.npz", "streamed.npz", "sw/ensemble-0.npz", "pair.npz"):
+        assert cli.main(["info", str(tmp_path / name)]) == 0
+        said[name] = _info_row(capsys.readouterr().out, "trained").split(", on ", 1)[1].split(" (")[0]
+    assert said == {"held.npz": "task teacher", "streamed.npz": "task teacher", "sw/ensemble-0.npz": "task teacher",
+                    "pair.npz": f"{tmp_path / 'X.npy'} and {tmp_path / 'Y.npy'}"}
+
+
+def test_a_sweeps_save_directory_as_model_is_told_its_checkpoints_and_what_to_run(tmp_path, capsys):
+    """gpunn info DIR and gpunn predict DIR IN OUT, DIR a gpunn sweep --save's, said only "MODEL DIR is not a file"."""
+    sweep = str(tmp_path / "sw")
+    assert cli.main(["sweep", "--rows", "500", "--features", "3", *SMALL_RUN, "--lr", "1e-3,1e-2",
+                     "--save", sweep]) == 0
+    capsys.readouterr()
+    first = str(tmp_path / "sw" / "ensemble-0.npz")
+    assert cli.main(["info", sweep]) == 2
+    assert capsys.readouterr().err == (f"gpunn info: error: MODEL {sweep} is a directory of gpunn sweep --save "
+                                       f"checkpoints ({first}, one per ensemble); gpunn info {first} says what one "
+                                       "holds\n")
+    numpy.save(tmp_path / "in.npy", numpy.ones((4, 3), numpy.float32))
+    assert cli.main(["predict", sweep, str(tmp_path / "in.npy"), str(tmp_path / "out.npy")]) == 2
+    assert capsys.readouterr().err == (f"gpunn predict: error: MODEL {sweep} is a directory of gpunn sweep --save "
+                                       f"checkpoints ({first}, one per ensemble); gpunn predict takes one model: save "
+                                       f"the sweep's best member with gpunn sweep --resume {sweep} --save-best "
+                                       "best.npz\n")
+    assert not (tmp_path / "out.npy").exists()
+    assert cli.main(["info", str(tmp_path)]) == 2  # a directory of no sweep: as before
+    assert capsys.readouterr().err == f"gpunn info: error: MODEL {tmp_path} is not a file\n"
+
+
+def _info_row(out, key):
+    return next(line[len(key):].strip() for line in out.splitlines() if line.startswith(key + " "))

@@ -209,10 +209,10 @@ def _describe_model(path) -> int:
     from .. import preflight
     from ..hints import shell_word
     from .model_info import describe
+    from .predict import no_model_file
 
     if not os.path.isfile(path):
-        raise preflight.PreflightError((f"MODEL {shell_word(path)} does not exist" if not os.path.exists(path)
-                                        else f"MODEL {shell_word(path)} is not a file") + preflight.npz_meant(path))
+        raise preflight.PreflightError(no_model_file(path, "info"))
     kind = preflight.file_kind(path)
     what = (preflight.not_a_checkpoint(path) if kind == "zip"
             else "an empty file" if kind == "empty" else preflight.data_file_words(path, kind) or "not an .npz archive")

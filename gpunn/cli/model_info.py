@@ -76,6 +76,8 @@ def _standardized(model) -> str:
 
 
 def _trained(ckpt) -> str:
+    from .resume import saved_options
+
     settings, training = ckpt.settings, ckpt.training
     where = f"epoch {ckpt.epoch} of {settings.epochs}"
     if ckpt.state.batch:
@@ -84,7 +86,11 @@ def _trained(ckpt) -> str:
     config = ckpt.meta["optimizer"]["config"]
     lr = config.get("lr")
     source = training.get("source") or {}
-    data = f", on {source['path']}" if source.get("path") else (f", on {source['kind']}" if source.get("kind") else "")
+    options = saved_options(ckpt.meta) or {}  # a command's synthetic task, held in memory ("arrays") or streamed
+    task = options.get("task") if not options.get("data") else None
+    files = [source[key] for key in ("path", "x_path", "y_path") if source.get(key)]  # a table; an .npy pair
+    data = (f", on {' and '.join(files)}" if files else f", on task {task}" if task
+            else f", on {source['kind']}" if source.get("kind") else "")
     rows = f" ({counted(settings.train_rows, 'training row')})" if settings.train_rows else ""
     return (f"{where}{stopped}; {config.get('name', '?')}{'' if lr is None else f' lr {_value(lr)}'}, "
             f"batch {settings.batch_size}{data}{rows}")

@@ -190,9 +190,7 @@ def _run(args) -> int:
     from .. import checkpoint as io, csvtext, preflight
 
     if not os.path.isfile(args.model):
-        raise preflight.PreflightError((f"MODEL {shell_word(args.model)} does not exist" if not os.path.exists(args.model)
-                                        else f"MODEL {shell_word(args.model)} is not a file")
-                                       + preflight.npz_meant(args.model))
+        raise preflight.PreflightError(no_model_file(args.model, "predict"))
     _check_model_first(args)
     to_stdout = is_stdout(args.output)
     if to_stdout and is_stdout(args.json):
@@ -665,3 +663,21 @@ def one_member_words(path) -> str:
     sweep = sweep_directory(checkpoint.read_meta(path), path)
     return (f"save the sweep's best member with gpunn sweep --resume {shell_word(sweep)} --save-best best.npz" if sweep
             else "save one member (gpunn.save(path, ens.best()) or ens[k]), or use ens.predict in Python")
+
+
+def no_model_file(path, command) -> str:
+    """Why MODEL ``path``, no file, is refused by gpunn ``command`` (predict, info): missing (or named without its
+    .npz), or a directory; a gpunn sweep --save DIR's is told what its checkpoints are and what to run on them."""
+    from .. import preflight
+    from .sweep import saved_checkpoints
+
+    if not os.path.exists(path):
+        return f"MODEL {shell_word(path)} does not exist{preflight.npz_meant(path)}"
+    checkpoints = saved_checkpoints(path)
+    if not checkpoints:
+        return f"MODEL {shell_word(path)} is not a file{preflight.npz_meant(path)}"
+    first = shell_word(checkpoints[0])
+    todo = (f"gpunn predict takes one model: {one_member_words(checkpoints[0])}" if command == "predict"
+            else f"gpunn info {first} says what one holds")
+    return (f"MODEL {shell_word(path)} is a directory of gpunn sweep --save checkpoints ({first}"
+            f"{', ...' if len(checkpoints) > 1 else ''}, one per ensemble); {todo}")
