@@ -351,3 +351,15 @@ def test_a_sweeps_save_directory_as_model_is_told_its_checkpoints_and_what_to_ru
 
 def _info_row(out, key):
     return next(line[len(key):].strip() for line in out.splitlines() if line.startswith(key + " "))
+
+
+def test_gpunn_help_and_info_help_say_that_info_describes_a_model(capsys):
+    """gpunn --help's line for info, and info's description, named only the machine's lines: gpunn info MODEL, which
+    README's command line shows, was found only in the MODEL argument's own help."""
+    for argv in (["--help"], ["info", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        assert ("info show the backend, device, versions and BLAS in use; gpunn info MODEL: what a checkpoint holds"
+                in text) if argv == ["--help"] else ("Show what gpunn runs on here (or, given MODEL, what that "
+                                                     "checkpoint holds: see MODEL below): the device" in text)

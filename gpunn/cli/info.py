@@ -15,8 +15,10 @@ from .common import DEBUG_ENV, DEVICE_NAMES, add_debug, counted, file_path, refu
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    i = sub.add_parser("info", help="show the backend, device, versions and BLAS in use",
-                       description="Show what gpunn runs on here: the device --device resolves to (and why a GPU is "
+    i = sub.add_parser("info", help="show the backend, device, versions and BLAS in use; gpunn info MODEL: what a "
+                                         "checkpoint holds",
+                       description="Show what gpunn runs on here (or, given MODEL, what that checkpoint holds: see "
+                                   "MODEL below): the device --device resolves to (and why a GPU is "
                                    "not used, where it is not), the versions of gpunn, Python, NumPy and CuPy, the "
                                    "CPU (its model name; on x86 its family, model and widest vector instructions) "
                                    "and the cores this process may use (at most Slurm's SLURM_CPUS_PER_TASK), the BLAS, its threads and "
