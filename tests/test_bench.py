@@ -1843,39 +1843,42 @@ def test_other_processes_cpu_share_is_the_machines_busy_time_less_this_processs_
     passed."""
     import types
 
+    from gpunn import cpuload
     from gpunn.bench import system
+
+    assert system.OthersCpu is cpuload.OthersCpu  # (the bench's name for it)
 
     def stat(user, nice, system_, idle, iowait, irq, softirq, steal):
         return f"cpu  {user} {nice} {system_} {idle} {iowait} {irq} {softirq} {steal} 0 0\ncpu0 1 2 3\n"
 
-    hz = system.os.sysconf("SC_CLK_TCK")
+    hz = cpuload.os.sysconf("SC_CLK_TCK")
     lines = iter([stat(100, 50, 20, 1000, 10, 1, 1, 0), stat(100 + hz, 50 + hz, 20, 1000 + hz // 2, 10 + hz // 2,
                                                               1, 1, hz)])
     path = tmp_path / "stat"
     cpu = iter([5.0, 5.5, 6.0, 6.0])  # this process's CPU seconds, as each window's start and end read them
-    monkeypatch.setattr(system, "time", types.SimpleNamespace(process_time=lambda: next(cpu)))
-    real = system.machine_cpu_seconds
+    monkeypatch.setattr(cpuload, "time", types.SimpleNamespace(process_time=lambda: next(cpu), perf_counter=lambda: 0.0))
+    real = cpuload.machine_cpu_seconds
 
     def reads():
         path.write_text(next(lines))
         return real(str(path))
 
-    monkeypatch.setattr(system, "machine_cpu_seconds", reads)
-    with system.OthersCpu() as load:
+    monkeypatch.setattr(cpuload, "machine_cpu_seconds", reads)
+    with cpuload.OthersCpu() as load:
         pass
     # 4 s of the cores' time passed (1 user, 1 nice, 0.5 idle, 0.5 iowait, 1 steal): 3 busy, 0.5 of them ours
     assert load.share == pytest.approx(2.5 / 4)
     # this process's own CPU time is finer than the ticks: 1.5 s of it against 1 s of busy ticks is no one else's, 0
     lines, cpu = iter([stat(0, 0, 0, 0, 0, 0, 0, 0), stat(hz, 0, 0, hz, 0, 0, 0, 0)]), iter([0.0, 1.5, 2.0])
-    with system.OthersCpu() as quiet:
+    with cpuload.OthersCpu() as quiet:
         pass
     assert quiet.share == 0.0
     assert real(str(tmp_path / "missing")) is None
     for line in ("intr 1 2 3\n", "intr 1 2 3 4 5 6 7 8 9\n"):  # not the cpu line, of few fields or of as many
         path.write_text(line)
         assert real(str(path)) is None
-    monkeypatch.setattr(system, "machine_cpu_seconds", lambda: None)  # no /proc/stat
-    with system.OthersCpu() as unknown:
+    monkeypatch.setattr(cpuload, "machine_cpu_seconds", lambda: None)  # no /proc/stat
+    with cpuload.OthersCpu() as unknown:
         pass
     assert math.isnan(unknown.share)
 

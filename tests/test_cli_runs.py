@@ -903,3 +903,40 @@ def test_a_requeued_job_whose_held_out_pass_was_cut_makes_it_again_and_writes_th
     assert requeued() == (f"{save}: the run has trained its 2 epochs: nothing left to train (--epochs above 2 trains it "
                           f"further); --json {js} is not written: the same command in one process (without the "
                           "launcher) writes them\n")
+
+
+@pytest.mark.parametrize("share, seconds, cores, threads, told", [
+    (0.6, 6.0, 2, 2, "OPENBLAS_NUM_THREADS=1"),  # 2 cores, others on 60%: 0.8 idle, one thread
+    (0.3, 6.0, 8, 8, "OPENBLAS_NUM_THREADS=5"),  # 8 cores, others on 30%: 5.6 idle, 8 threads
+    (0.3, 6.0, 4, 2, None),  # 2.8 cores idle: the fit's 2 threads have theirs
+    (0.2, 6.0, 2, 2, None),  # not busy
+    (0.6, 4.0, 2, 2, None),  # too short a run to tell
+    (float("nan"), 6.0, 2, 2, None),  # no /proc/stat
+])
+def test_train_says_when_other_processes_stall_numpys_blas_threads(monkeypatch, capsys, share, seconds, cores, threads,
+                                                                    told):
+    """A net of 65,536 parameters or more trains with NumPy's BLAS on its threads, each product waiting for whichever
+    is descheduled: on a 2-core machine with others on 53% of the CPU a default run trained 20,902 samples/s, 156,544 on
+    OPENBLAS_NUM_THREADS=1, and nothing said why. Where others took over 25% of the CPU during a fit of 5 s or more and
+    the fit's BLAS had more threads than the cores they left idle, a note on stderr names the count. The load, the
+    cores and the count are set by the test."""
+    from gpunn import cpuload
+    from gpunn.ops import cpu, fit_threads
+
+    def stop(self):
+        self.share, self.seconds = share, seconds
+        return self
+
+    monkeypatch.setattr(cpuload.OthersCpu, "stop", stop)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: cores)
+    monkeypatch.setattr(fit_threads, "numpys_count", lambda: (threads, "OPENBLAS_NUM_THREADS"))
+    net = ["--rows", "400", "--features", "32", "--hidden", "256,256", "--epochs", "1", "--device", "cpu", "--quiet"]
+    assert main(["train", *net]) == 0
+    err = capsys.readouterr().err
+    assert ("other processes took" in err) is bool(told), err
+    if told:
+        assert (f"note: other processes took {share:.0%} of this machine's CPU time while it trained, and NumPy's BLAS "
+                f"ran this net's products on {threads} threads") in err and f"{told} may train it" in err
+    assert main(["train", *SMALL, "--epochs", "1"]) == 0  # a small net: its fit runs the BLAS on one thread
+    assert "other processes took" not in capsys.readouterr().err or not fit_threads.one_thread_for(
+        gpunn.MLP([6, 16, 1], device="cpu"))

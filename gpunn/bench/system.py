@@ -16,6 +16,7 @@ import time
 import numpy
 
 from .._version import __version__
+from ..cpuload import OthersCpu, machine_cpu_seconds  # noqa: F401 - (the bench's names for them)
 from ..ops.cpu import usable_cores
 from ..ops.gemm import threads_words
 
@@ -217,38 +218,3 @@ def speed_varied(spread) -> bool:
     return spread is not None and spread > SPEED_SPREAD
 
 
-def machine_cpu_seconds(path="/proc/stat") -> tuple[float, float] | None:
-    """(CPU seconds the machine's cores have been busy, and have been in all, since boot) from the first line of
-    /proc/stat (busy: every state but idle and iowait, the hypervisor's steal included), or None where it cannot
-    be read (not Linux)."""
-    try:
-        with open(path) as fh:
-            fields = fh.readline().split()
-        ticks = [int(x) for x in fields[1:9]]
-        hz = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not fields or fields[0] != "cpu" or len(ticks) < 5:
-        return None
-    return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz
-
-
-class OthersCpu:
-    """``with OthersCpu() as load: ...``: then ``load.share`` is the part of the machine's CPU time that other
-    processes (and a hypervisor's steal) took meanwhile: the cores' busy time less this process's own CPU time,
-    over all the cores' time; nan where /proc/stat cannot be read or no clock tick (10 ms) passed. On a shared
-    2-core machine a short timing round then got a fraction of a core, which changed from round to round: --quick's
-    "% of GEMM" came out 15-441% for the same code with others at about 80% (bench20, 2026-11-30)."""
-
-    share = math.nan
-
-    def __enter__(self):
-        self._start = machine_cpu_seconds(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        (start, ours), end = self._start, machine_cpu_seconds()
-        if start is not None and end is not None and end[1] > start[1]:
-            others = (end[0] - start[0]) - (time.process_time() - ours)
-            self.share = min(1.0, max(0.0, others / (end[1] - start[1])))
-        return False

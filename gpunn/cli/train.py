@@ -10,7 +10,7 @@ import time
 
 import numpy
 
-from .. import backend as _backend, datasets, metrics
+from .. import backend as _backend, cpuload, datasets, metrics
 from ..activations import ACTIVATIONS
 from ..config import as_key
 from ..hints import folding, shell_word
@@ -639,6 +639,7 @@ def _run(args, opened) -> int:
         callbacks.append(io.ModelCheckpoint(args.save, every=args.checkpoint_every))
     if save_path and root:  # a run that a second Ctrl-C or an error ends: its config too, beside the checkpoint it wrote
         opened.push(_config_after_failure(args, save_path))
+    load = cpuload.OthersCpu().start()  # the CPU other processes take while it trains (_busy_blas_note)
     if source is not None:  # gpunn.data: a file or a stream, with whole chunks held out
         if args.standardize and not (ckpt or distributed):  # (a resumed model keeps its own; ranks: their shards')
             data_cli.standardize_first(source, model.backend, model.dtype, verbose_of(args))
@@ -670,6 +671,7 @@ def _run(args, opened) -> int:
             history = model.fit(X_train, Y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                                 schedule=schedule, verbose=verbose_of(args), validation_data=validation,
                                 callbacks=callbacks, distributed=distributed)
+    load.stop()
     if distributed and history.interrupted:
         ignore_late_interrupts()
     if save_path and root and os.path.exists(save_path):  # (a run that fails validation rewrites nothing)
@@ -766,7 +768,34 @@ def _run(args, opened) -> int:
           + (f" per rank x {_ranks()} ranks" if distributed else ""))
     if save_path:
         print(f"checkpoint: {shell_word(save_path)} (config: {shell_word(save_path + '.toml')})")
+    note = None if backend.is_gpu or distributed else _busy_blas_note(model, load)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     return 130 if history.interrupted or cut else 0
+
+
+BUSY_SHARE = 0.25  # of the machine's CPU time taken by other processes while a fit trained: gpunn bench's (!) too
+BUSY_MIN_SECONDS = 5.0  # a shorter fit loses little, and its share is of fewer clock ticks (10 ms)
+
+
+def _busy_blas_note(model, load) -> str | None:
+    """A note where other processes took over BUSY_SHARE of the machine's CPU while the fit of ``model`` ran NumPy's
+    BLAS on more threads than the cores they left idle: each product then waits for whichever of its threads is
+    descheduled. On the 2-core AMD EPYC under load, the medium net trained 3.7-33x faster on one thread than on two,
+    and 0.28x PyTorch eager on two (bench/RESULTS.md, sessions 39 and 45); a small net's fit is on one already."""
+    from ..ops import fit_threads
+    from ..ops.cpu import usable_cores
+
+    if not load.seconds >= BUSY_MIN_SECONDS or not load.share > BUSY_SHARE or fit_threads.one_thread_for(model):
+        return None
+    threads, variable = fit_threads.numpys_count()
+    idle = max(1, math.floor(usable_cores() * (1 - load.share)))
+    if threads is None or threads <= idle:
+        return None
+    return (f"note: other processes took {load.share:.0%} of this machine's CPU time while it trained, and NumPy's "
+            f"BLAS ran this net's products on {threads} threads, each product waiting for whichever is descheduled: "
+            f"on a machine this busy, {variable}={idle} may train it several times faster, to other last bits (README, "
+            "CPU speed that holds)")
 
 
 def held_out_pass(evaluator_of, model):

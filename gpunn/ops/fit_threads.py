@@ -176,6 +176,19 @@ def libraries_to_set() -> list:
     return [lib for lib in _libraries() if not user_set(lib)]
 
 
+def numpys_count() -> tuple[int | None, str]:
+    """(NumPy's BLAS thread count now, as threadpoolctl reads it, or None without threadpoolctl or where it cannot
+    read it; the variable that library reads its count from first, OPENBLAS_NUM_THREADS for OpenBLAS): what gpunn
+    train's note of a busy machine names."""
+    try:
+        library = _numpys(_libraries())
+        threads = library.num_threads if library is not None else None
+    except Exception:  # noqa: BLE001 - threadpoolctl cannot read it (a fit says so): no count to name
+        library, threads = None, None
+    api = getattr(library, "internal_api", None) if library is not None else _built_with()
+    return threads, _READ_BY.get(api, BLAS_ENV)[0]
+
+
 def _count_variable(library=None) -> str | None:
     """The variable of the environment that sets the thread count of ``library`` (a threadpoolctl controller; None:
     NumPy's BLAS as its build configuration names it, _built_with), of those it reads (_READ_BY) the first it takes;
