@@ -286,9 +286,41 @@ def test_info_of_a_checkpoint_says_what_it_holds_and_how_to_predict_with_it(tmp_
     out = capsys.readouterr().out
     assert f"an Ensemble's training run of 2 members, resumable (gpunn sweep --resume {tmp_path / 'sw'})" in out
     assert "Ensemble of 2 x 3-8-1 (relu, identity), bias, float32, 41 parameters each" in out
-    assert "last epoch    per member: loss " in out
+    members = gpunn.load_checkpoint(tmp_path / "sw" / "ensemble-0.npz", device="cpu").history
+    assert "\nlast epoch    per member: " + "  ".join(  # each metric's members, comma-joined
+        f"{k} " + ", ".join(f"{v:.5g}" for v in members[k][-1]) for k in members
+        if k in ("loss", "val_mse", "val_mae", "val_r2")) + "\n" in out, out
     assert (f"gpunn predict takes one model: save the sweep's best member with gpunn sweep --resume {tmp_path / 'sw'} "
             "--save-best best.npz") in out
+
+
+def test_info_of_a_checkpoint_cut_in_its_first_epoch_says_where_and_its_models_dtype_bias_and_statistics(
+        tmp_path, capsys, interrupt_at):
+    """A run interrupted part-way through its first epoch has no epoch's metrics: no "last epoch" line (it was one
+    of no metrics, or an IndexError where a metric had none); "3 batches" (it said "3 batchs"), "(interrupted)", a
+    model without bias in float64, inputs alone standardized, a DataFrame's feature names without target names, and
+    the learning rate in 5 digits. Each was a mutation that passed the test above."""
+    pandas = pytest.importorskip("pandas")
+    import gpunn
+    from gpunn import datasets
+
+    X, Y = datasets.make("linear", 600, 3, seed=2, device="cpu")
+    cut = str(tmp_path / "cut.npz")
+    gpunn.MLP([3, 4, 1], bias=False, dtype="float64", device="cpu", seed=0).fit(
+        pandas.DataFrame(X, columns=list("abc")), Y, epochs=2, batch_size=100, optimizer="sgd", lr=0.0123456789,
+        standardize="inputs", verbose=False, callbacks=[interrupt_at(0, 2), gpunn.ModelCheckpoint(cut)])
+    assert cli.main(["info", cut]) == 0
+    lines = dict(line.split("  ", 1) for line in capsys.readouterr().out.splitlines())
+    lines = {k.strip(): v.strip() for k, v in lines.items()}
+    assert lines == {
+        "checkpoint": "a training run, resumable (in Python: gpunn.load_checkpoint(path).resume(X, Y) or "
+                      f".resume(source)), written by gpunn {gpunn.__version__}",
+        "model": "MLP 3-4-1 (relu, identity), no bias, float64, 16 parameters",
+        "columns": "features a, b, c (a table IN is read by these names)",
+        "standardized": "inputs (predict takes raw inputs and gives targets in their units)",
+        "trained": "epoch 0 of 2, and 3 batches of epoch 1 (interrupted); sgd lr 0.012346, batch 100, on arrays "
+                   "(600 training rows)",
+        "predict": f"gpunn predict {cut} IN OUT"}, lines
 
 
 @pytest.mark.parametrize("name, says", [

@@ -346,9 +346,10 @@ def write_output(path, data: bytes, announce=False) -> None:
     stream.buffer.flush()
 
 
-def counted(n: int, noun: str) -> str:
-    """``n`` and ``noun``, plural unless one: "1 epoch", "3 epochs", "1,024 rows"."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """``n`` and ``noun``, plural unless one: "1 epoch", "3 epochs", "1,024 rows"; ``plural`` where it is not
+    ``noun`` + s ("3 batches")."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 # --device's names, as gpunn.backend.resolve takes them (gpu: JAX's and TensorFlow's name for CUDA, the one

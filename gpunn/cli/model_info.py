@@ -81,7 +81,7 @@ def _trained(ckpt) -> str:
     settings, training = ckpt.settings, ckpt.training
     where = f"epoch {ckpt.epoch} of {settings.epochs}"
     if ckpt.state.batch:
-        where += f", and {counted(ckpt.state.batch, 'batch')} of epoch {ckpt.epoch + 1}"
+        where += f", and {counted(ckpt.state.batch, 'batch', 'batches')} of epoch {ckpt.epoch + 1}"
     stopped = " (interrupted)" if training.get("interrupted") else ""
     config = ckpt.meta["optimizer"]["config"]
     lr = config.get("lr")
