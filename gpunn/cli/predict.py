@@ -148,8 +148,9 @@ def spooled_stdin():
 
     from .. import preflight
 
-    if sys.stdin is None or sys.stdin.isatty():
-        raise ValueError("IN - reads standard input, and it is a terminal: pipe the rows into it (zcat x.csv.gz | "
+    if sys.stdin is None or sys.stdin.isatty():  # (None: started with standard input closed, <&-)
+        state = "closed" if sys.stdin is None else "a terminal"
+        raise ValueError(f"IN - reads standard input, and it is {state}: pipe the rows into it (zcat x.csv.gz | "
                          "gpunn predict MODEL - OUT), or name a file")
     folder = tempfile.mkdtemp(prefix="gpunn-stdin-")
     try:
