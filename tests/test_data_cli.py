@@ -177,8 +177,9 @@ def test_predict_score_reads_in_once_writing_predict_of_its_source_with_evaluate
     """--score read IN twice: the predictions' pass, then model.evaluate's of a source of IN's columns (10-11 s against
     4.7-4.9 s for predict alone on 1M x 16 Parquet rows). Now one pass over that source writes OUT as the metrics add
     up: IN's bytes are read once, OUT holds model.predict(source)'s rows exactly and --json's score is
-    model.evaluate(source)'s exactly (CSV and Parquet). A target that is not a number stops the pass: OUT not
-    written, an earlier OUT left as it was."""
+    model.evaluate(source)'s exactly (CSV and Parquet; a CSV IN named in capitals, H.CSV; evaluate's pieces made
+    7 rows: mutations reading H.CSV as Parquet, or the pass taking pieces of 64 rows, passed every test). A target
+    that is not a number stops the pass: OUT not written, an earlier OUT left as it was."""
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
     from gpunn.data import tables
@@ -188,6 +189,7 @@ def test_predict_score_reads_in_once_writing_predict_of_its_source_with_evaluate
     pq.write_table(pa.table({k: v[:2400] for k, v in table.items()}), tmp_path / "t.parquet")
     pq.write_table(pa.table({k: v[2400:] for k, v in table.items()}), tmp_path / "h.parquet", row_group_size=100)
     pq.read_table(tmp_path / "h.parquet").to_pandas().to_csv(tmp_path / "h.csv", index=False)
+    (tmp_path / "H.CSV").write_bytes((tmp_path / "h.csv").read_bytes())  # (a CSV file by its name in capitals too)
     model_path = str(tmp_path / "m.npz")
     assert main(["train", "--data", str(tmp_path / "t.parquet"), "--target", "y,z", "--standardize",
                  "--save", model_path, *SMALL]) == 0
@@ -196,7 +198,11 @@ def test_predict_score_reads_in_once_writing_predict_of_its_source_with_evaluate
     real_read_range = tables.read_range
     monkeypatch.setattr(tables, "read_range", lambda fd, start, end: read.append(end - start) or
                         real_read_range(fd, start, end))
-    for name, kind in (("h.csv", gpunn.data.csv), ("h.csv", gpunn.data.csv), ("h.parquet", gpunn.data.parquet)):
+    for name, kind, chunk_rows in (("h.csv", gpunn.data.csv, None), ("h.csv", gpunn.data.csv, None),
+                                   ("h.parquet", gpunn.data.parquet, None), ("H.CSV", gpunn.data.csv, None),
+                                   ("h.parquet", gpunn.data.parquet, 7)):
+        if chunk_rows:  # evaluate's pieces, which the pass takes as evaluate's (the sums' bits depend on them)
+            monkeypatch.setattr("gpunn.model.PREDICT_CHUNK_ROWS", chunk_rows)
         read.clear()
         assert main(["predict", model_path, str(tmp_path / name), str(tmp_path / "p.npy"), "--score", "--overwrite",
                      "--json", str(tmp_path / "s.json")]) == 0

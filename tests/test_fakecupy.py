@@ -834,16 +834,42 @@ def test_cli_predict_score_and_keep_on_cuda_1(fake_cupy, tmp_path, capsys):
     assert cli.main(["train", "--device", "cuda:1", "--data", str(tmp_path / "t.csv"), "--target", "y", "--features",
                      "a,b,c", "--hidden", "8", "--epochs", "2", "--quiet", "--save", save]) == 0
     capsys.readouterr()
-    assert cli.main(["predict", save, str(tmp_path / "t.csv"), str(tmp_path / "p.csv"), "--device", "cuda:1",
-                     "--score", "--keep", "id", "--json", str(tmp_path / "s.json")]) == 0
-    assert "on cuda:1" in capsys.readouterr().out
-    out = numpy.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
     model = gpunn.load(save, device="cuda:1")
     with gpunn.data.csv(tmp_path / "t.csv", target=["y"], features=["a", "b", "c"]) as source:
-        numpy.testing.assert_array_equal(out[:, 1].astype("float32"), model.predict(source).get()[:, 0])
-        metrics = model.evaluate(source)
-    assert out[:, 0].tolist() == list(range(600))
-    assert json.loads((tmp_path / "s.json").read_text())["score"]["mse"] == metrics["mse"]
+        predicted, metrics = model.predict(source).get()[:, 0], model.evaluate(source)
+    import pyarrow.parquet as pq
+
+    # (a CSV OUT takes the device's rows too, by tolist(), a synchronous read CuPy allows; a Parquet OUT's columns
+    # are NumPy arrays, which CuPy's arrays are refused as: each piece copied to the host first)
+    for out_name in ("p.csv", "p.parquet"):
+        assert cli.main(["predict", save, str(tmp_path / "t.csv"), str(tmp_path / out_name), "--device", "cuda:1",
+                         "--score", "--keep", "id", "--json", str(tmp_path / "s.json"), "--overwrite"]) == 0
+        assert "on cuda:1" in capsys.readouterr().out
+        out = pq.read_table(tmp_path / out_name).to_pandas() if out_name.endswith(".parquet") else \
+            numpy.loadtxt(tmp_path / out_name, delimiter=",", skiprows=1)
+        out = numpy.asarray(out, "float64")
+        numpy.testing.assert_array_equal(out[:, 1].astype("float32"), predicted)
+        assert out[:, 0].tolist() == list(range(600))
+        assert json.loads((tmp_path / "s.json").read_text())["score"]["mse"] == metrics["mse"]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # the row made to overflow
+def test_evaluate_on_cuda_1_names_the_row_whose_output_overflows_as_on_the_cpu(fake_cupy):
+    """evaluate's no-score path predicts the rows again on the model's device to name the first bad row
+    (metrics.unscored): on cuda:1 too, under the model's device (model._scored's backend.use(); without it the rows
+    were predicted under device 0, a mutation no CPU test saw)."""
+    import gpunn
+    from gpunn import datasets
+
+    X, Y = datasets.make("teacher", 50, 3, 1, device="cpu", seed=1)
+    X, Y = numpy.asarray(X), numpy.asarray(Y)
+    X_val = X[40:].copy()
+    X_val[3] = 3e38  # finite in float32; the output overflows
+    model = gpunn.MLP([3, 8, 1], device="cuda:1", seed=0)
+    model.fit(X[:40], Y[:40], epochs=1, batch_size=8, verbose=False)
+    with pytest.raises(gpunn.ValidationNotFinite, match=r"predict\(X\) is NaN or infinite \(1 value, the first at "
+                                                        r"row 3 of X, column 0\) while the weights are finite"):
+        model.evaluate(X_val, Y[40:])
 
 
 def test_shuffled_training_gathers_on_the_device(fake_cupy):
