@@ -1251,6 +1251,24 @@ def test_an_unknown_option_is_hinted_only_an_option_it_could_stand_for(argv, hin
 
 
 @pytest.mark.parametrize("argv, hint", [
+    (["train", "--save-best", "b.npz"], "--save-best: an option of gpunn sweep, not of gpunn train"),
+    (["train", "--seeds", "2"], "--seeds: an option of gpunn sweep, not of gpunn train: did you mean --seed?"),
+    (["sweep", "--stream", "off"], "--stream: an option of gpunn train, not of gpunn sweep"),
+    (["sweep", "--checkpoint_every", "2"], "--checkpoint_every: an option of gpunn train, not of gpunn sweep"),
+    (["predict", "m.npz", "i.npy", "o.npy", "--target", "y"],
+     "--target: an option of gpunn train and sweep, not of gpunn predict"),
+    (["info", "--json", "i.json"], "--json: an option of gpunn train, predict, sweep and bench, not of gpunn info"),
+])
+def test_an_option_of_another_command_is_refused_saying_whose_it_is(argv, hint, capsys):
+    """gpunn train --save-best (gpunn sweep's) and gpunn sweep --stream (gpunn train's) said "unrecognized arguments"
+    alone, as a made-up option does."""
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert err.startswith(f"gpunn {argv[0]}: error: unrecognized arguments: ") and f"({hint})" in err
+
+
+@pytest.mark.parametrize("argv, hint", [
     (["train", "--Epochs", "3"], "--Epochs: options are written in lower case: did you mean --epochs?"),
     (["sweep", "--BATCH-SIZE=3"], "--BATCH-SIZE: options are written in lower case: did you mean --batch-size?"),
     (["train", "--Epoch", "3"], "--Epoch: options are written in full: did you mean --epochs?"),

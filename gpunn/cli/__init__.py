@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     parser.commands = {name: command.add_parser(sub) for name, command in zip(COMMAND_NAMES, COMMANDS)}
     parser.train_parser = parser.commands["train"]
+    for command in parser.commands.values():  # an option of another command is refused saying whose it is
+        command.siblings = parser.commands
     return parser
 
 

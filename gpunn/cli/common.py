@@ -145,13 +145,26 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
             hints.append(f"{name}: {absent}")
             continue
         found = meant(spelled[2:] if spelled.startswith("--") else spelled, names)  # -v: as written
+        whose = _whose(command_parser, command, spelled)
         if found is None:
+            if whose:
+                hints.append(f"{name}: {whose}")
             continue
         note = {"shortened": "options are written in full: ",
                 "case": "options are written in lower case: " if spelled != spelled.lower() else ""}.get(found.how, "")
-        hints.append(f"{name}: {note}{found.hint(_as_option)}")
+        hints.append(f"{name}: {f'{whose}: ' if whose else ''}{note}{found.hint(_as_option)}")
     command_parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else "")
                          + (f" {then}" if then else ""))
+
+
+def _whose(command_parser, command, option) -> str:
+    """Which other gpunn commands take ``option`` (gpunn sweep's --save-best given to gpunn train), in words; or ''."""
+    others = [name for name, other in getattr(command_parser, "siblings", {}).items()
+              if name != command and option in option_names(other)]
+    if not others or option in option_names(command_parser):  # --batch_size: this command's own, misspelt
+        return ""
+    named = others[0] if len(others) == 1 else f"{', '.join(others[:-1])} and {others[-1]}"
+    return f"an option of gpunn {named}, not of gpunn {command}"
 
 
 def _file_option(token, options, said=()):
