@@ -1904,6 +1904,23 @@ def test_a_window_that_stream_auto_leaves_unused_is_noted_on_the_data_line(tmp_p
     assert "data: streaming teacher" in out and "unused" not in out
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_window_help_says_a_small_file_is_shuffled_whole_as_it_is(pair, capsys, command):
+    """--window's help said "chunks whose rows are shuffled together (default: 16)": a user giving --window 2 to a
+    file of a few thousand rows (32 small chunks) saw nothing change, as README's data section says, and the help
+    did not. --window 1 and 16 give such a file one window, its every chunk."""
+    from gpunn import cli
+
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert ("a small file (under about 2 million rows, or 128 MiB of CSV)" + (" or a stream" if command == "train"
+            else "") + " of at most WINDOW x 65,536 rows is shuffled whole") in " ".join(capsys.readouterr().out.split())
+    tmp_path = pair[0]
+    for window in (1, 16):
+        source = gpunn.data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), window=window)
+        assert source.window == len(source.chunk_sizes) > window
+
+
 def test_a_sweeps_window_from_a_config_file_is_noted_unused_for_a_synthetic_task(tmp_path, capsys):
     (tmp_path / "grid.toml").write_text("[sweep]\nwindow = 8\n")
     assert main(["sweep", "--config", str(tmp_path / "grid.toml"), "--rows", "400", "--features", "4", "--hidden", "8",

@@ -95,8 +95,9 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
             "a synthetic task's rows are held in memory and shuffled whole: with one --window is refused, or said "
             "unused on the data: line where a --config file sets it")
     g.add_argument("--window", type=positive(int), default=WINDOW,
-                   help="chunks whose rows are shuffled together, for --data" + (" and streams" if stream else "") +
-                        f" (default: %(default)s); {held}")
+                   help="chunks whose rows are shuffled together, for --data" + (" and streams" if stream else "")
+                        + " (default: %(default)s); a small file (under about 2 million rows, or 128 MiB of CSV)"
+                        + (" or a stream" if stream else "") + f" of at most WINDOW x 65,536 rows is shuffled whole; {held}")
 
 
 def unused_window(args) -> str:
