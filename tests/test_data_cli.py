@@ -109,7 +109,8 @@ def test_predict_score_gives_model_evaluates_metrics_of_a_held_out_table_in_trai
     held-out one, of model.evaluate's metrics on a source of IN's columns (the same numbers to the bit, as evaluate
     computes them), which also agree with evaluate(X, Y) of the table loaded whole. A held-out file of the columns
     in another order, with an id among them, as CSV and Parquet, and two outputs; a model, or an IN, without target
-    names, and --features of other columns, are refused before OUT is written."""
+    names, and --features of other columns, are refused before OUT is written (a model fit on a DataFrame X and an
+    array Y, its features named, was said to be "trained on unnamed columns")."""
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
@@ -142,9 +143,14 @@ def test_predict_score_gives_model_evaluates_metrics_of_a_held_out_table_in_trai
         numpy.testing.assert_allclose([metrics[k] for k in whole], [whole[k] for k in whole], rtol=1e-6)
         numpy.testing.assert_allclose(numpy.load(tmp_path / "p.npy"), predicted, atol=1e-5)  # written
     numpy.save(tmp_path / "x.npy", X[held])
-    unnamed = str(tmp_path / "plain.npz")
+    unnamed, unnamed_targets = str(tmp_path / "plain.npz"), str(tmp_path / "frame.npz")
     gpunn.save(unnamed, gpunn.MLP([5, 2], seed=0))
+    frame = gpunn.MLP([5, 2], seed=0)  # its features named by a DataFrame, its targets by none
+    frame.fit(pq.read_table(tmp_path / "h.parquet").to_pandas()[list("abcde")], Y[held], epochs=1, verbose=False)
+    gpunn.save(unnamed_targets, frame)
     for args, said in (([unnamed, str(tmp_path / "h.parquet")], "the model was trained on unnamed columns"),
+                       ([unnamed_targets, str(tmp_path / "h.parquet")], "the model's targets have none (it was fit on "
+                                                                         "a DataFrame X with an array, or a Series"),
                        ([model_path, str(tmp_path / "x.npy")], "an .npy array has none"),
                        ([model_path, str(tmp_path / "h.csv"), "--features", "a,b,c,d,id"], "--features names others")):
         (tmp_path / "q.npy").unlink(missing_ok=True)

@@ -356,8 +356,10 @@ def _score_targets(args, model) -> list:
     columns = getattr(model, "data_columns", None) or {}
     python = "score it in Python: model.evaluate(gpunn.data.npy('X.npy', 'Y.npy')), or evaluate(X, Y) of arrays"
     if not columns.get("targets") or not columns.get("features"):
-        raise ValueError("--score reads IN's target columns by the model's names, and the model was trained on "
-                         f"unnamed columns (an .npy pair or a synthetic task); {python}")
+        unnamed = ("the model's targets have none (it was fit on a DataFrame X with an array, or a Series of no name, "
+                   "as Y)" if columns.get("features") else
+                   "the model was trained on unnamed columns (an .npy pair or a synthetic task)")
+        raise ValueError(f"--score reads IN's target columns by the model's names, and {unnamed}; {python}")
     if args.input.lower().endswith(".npy"):
         raise ValueError(f"--score reads IN's target columns by name, and an .npy array has none; {python}")
     if args.features and list(args.features) != list(columns["features"]):
