@@ -440,3 +440,21 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     _, err = waiting.communicate(proc, 120)
     assert proc.returncode == 128 + signal.SIGPIPE
     assert "Broken pipe" not in err and "error" not in err
+
+
+def test_predict_onto_a_pipe_whose_reader_is_gone_ends_as_quietly(tmp_path):
+    """gpunn predict MODEL IN - | head -1, head gone before a row is written (here the pipe's read end is closed
+    first): SIGPIPE's status and not a word, as train's above; OUT -'s rows meet the closed pipe in the writer (its
+    flush as it closes), said when OUT - came and not tested."""
+    numpy.savetxt(tmp_path / "in.csv", numpy.ones((20, 3)), delimiter=",")
+    gpunn.save(tmp_path / "m.npz", gpunn.MLP([3, 1], seed=0))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "gpunn", "predict", "m.npz", "in.csv", "-"], cwd=tmp_path,
+                                env=env, stdout=write, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write)
+    _, err = waiting.communicate(proc, 120)
+    assert proc.returncode == 128 + signal.SIGPIPE and err == "", err
