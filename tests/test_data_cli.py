@@ -532,7 +532,8 @@ def test_predict_from_standard_input_reads_it_into_a_file_named_by_its_bytes(tmp
     monkeypatch.setenv("GPUNN_CACHE_DIR", str(tmp_path / "cache"))  # --score's CSV index of the spooled file:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((tmp_path / "t.csv").read_bytes())))
     assert main(["predict", model_path, "-", str(tmp_path / "scored.npy"), "--score"]) == 0
-    assert "held-out (" in capsys.readouterr().out  # removed with it, not left in the cache once a run
+    assert "held-out (standard input, against y): mse " in capsys.readouterr().out  # not the file, gone by then
+    # and the index: removed with it, not left in the cache once a run
     assert not (tmp_path / "cache").exists() and os.environ["GPUNN_CACHE_DIR"] == str(tmp_path / "cache")
     terminal = io.TextIOWrapper(io.BytesIO(b""))
     monkeypatch.setattr(terminal, "isatty", lambda: True)

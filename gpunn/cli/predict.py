@@ -405,7 +405,8 @@ def _print_score(args, model, targets, logs) -> dict:
     """--score's line (returning the metrics): model.evaluate's of the pass's ``logs`` (or its error, OUT written), in
     gpunn train's held-out words and digits."""
     metrics = model._scored(logs, None)
-    print(f"held-out ({shell_word(args.input)}, against {', '.join(targets)}): mse {metrics['mse']:.5g}  "
+    named = "standard input" if getattr(args, "stdin", False) else shell_word(args.input)  # (its file is gone)
+    print(f"held-out ({named}, against {', '.join(targets)}): mse {metrics['mse']:.5g}  "
           f"mae {metrics['mae']:.5g}  r2 {metrics['r2']:.4f}")
     return metrics
 

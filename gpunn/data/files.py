@@ -299,7 +299,6 @@ class StreamCsvWriter(CsvWriter):
     rename into place or remove, and what was written before a failure stays written (its reader has it)."""
 
     def __init__(self, stream, n_columns, dtype, names=None, keep=None):
-        self.path = getattr(stream, "name", "-")
         self._start(stream, n_columns, dtype, names, keep)
 
     def close(self):
@@ -351,7 +350,8 @@ def prediction_names(names, n_columns) -> list:
 def csv_fields(column):
     """A kept column's values (a pyarrow array) as CSV fields, a pyarrow string array: text as read (a CSV IN's),
     another type as pyarrow casts it to text; quoted where a field holds the delimiter, a quote or a line end, or
-    starts or ends with a space (as Python's csv module quotes); a null empty."""
+    starts or ends with a space (which a reader that strips the spaces around fields would lose); a null
+    empty."""
     import pyarrow.compute as pc
 
     text = pc.fill_null(column if str(column.type) in ("string", "large_string") else pc.cast(column, "string"), "")
