@@ -288,8 +288,11 @@ def test_resume_in_a_config_file_resumes_as_the_flag_does(tmp_path, capsys):
     assert "task teacher: 2,700 training rows" in capsys.readouterr().out
     assert gpunn.load_checkpoint(run).epoch == 2
     (tmp_path / "other.toml").write_text(f'resume = "{run}"\nepochs = 3\nlr = 0.5\n')
-    assert main(["train", "--config", str(tmp_path / "other.toml")]) == 2  # checked as the flags are
-    assert "--lr 0.5 would change the run" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "other.toml")]) == 2  # checked as the flags are, named as the
+    # file writes them: "--lr 0.5", which the user had not typed, sent them to the command line
+    assert f"{tmp_path / 'other.toml'}'s lr = 0.5 would change the run, which has --lr 0.001" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "other.toml"), "--lr", "0.25"]) == 2  # the flag, over the file's
+    assert ": --lr 0.25 would change the run, which has --lr 0.001" in capsys.readouterr().err
 
 
 def test_predict_writes_npy(tmp_path, capsys):

@@ -182,7 +182,8 @@ def test_options_from_a_config_file_are_checked_like_flags(runs, tmp_path):
     (tmp_path / "more.toml").write_text("epochs = 3\nlr = 0.5\n")
     before = files(tmp_path)
     status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--config", str(tmp_path / "more.toml"))
-    assert status == 2 and "--lr 0.5 would change the run, which has --lr 0.01" in err and files(tmp_path) == before
+    assert status == 2 and files(tmp_path) == before
+    assert f"{tmp_path / 'more.toml'}'s lr = 0.5 would change the run, which has --lr 0.01" in err
     (tmp_path / "more.toml").write_text("epochs = 3\nlr = 0.01\nquiet = true\n")
     status, out, err = run("train", "--resume", str(tmp_path / "run.npz"), "--config", str(tmp_path / "more.toml"))
     assert status == 0, err

@@ -95,7 +95,7 @@ def parse_args(argv=None):
             resume_path = first_checkpoint(resume_path)
         try:
             command.set_defaults(**(resume.defaults_for(resume_path, given, command, from_config, command=args.command,
-                                                        given_as=given_as, in_place=in_place)
+                                                        given_as=given_as, in_place=in_place, config=args.config)
                                    if resume_path else from_config))
         except resume.NothingLeft as exc:
             if not in_place:

@@ -87,6 +87,15 @@ def _said(dest, value, negatable=()) -> str:
     return f"{_flag(dest)} {shell_word(_shown(value))}"
 
 
+def _said_given(dest, value, negatable, from_file) -> str:
+    """An option given to a resume, as given: a --config file's key as the file writes it (run.toml's lr = 0.1)."""
+    if from_file is not None and dest in from_file[1]:
+        from ..config import as_key
+
+        return f"{shell_word(from_file[0])}'s {as_key(dest.replace('_', '-'), value)}"
+    return _said(dest, value, negatable)
+
+
 def _shown(value) -> str:
     if isinstance(value, (list, tuple)):  # --hidden 64,64; --features '"a,b",c' (a name with a comma, quoted)
         return joined_columns(value)
@@ -207,7 +216,7 @@ def batch_here(settings: dict) -> tuple[int, int, int] | None:
 
 
 def check(path, given: dict, options: dict, done: int, kind, defaults=None, source=None, negatable=(),
-          resumed="run", batch=None) -> None:
+          resumed="run", batch=None, from_file=None) -> None:
     """Refuse, in one line naming them, the options that would not continue the recorded run exactly (``resumed``
     names it in the refusal: a "run" of gpunn train, a "sweep").
     An option the run did not record (its gpunn was older than the option) ran at its default
@@ -217,7 +226,8 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
     with a --no- form (:func:`negatable`), which the refusal writes so (--no-graph). ``batch``: the per-rank batch
     the run goes on at under this launch, with its global batch and processes (:func:`batch_here`), which
     --batch-size may give as well as the recorded one: a 2-rank run's 128 continued in one process trains at 256,
-    which was refused as a change of the run."""
+    which was refused as a change of the run. ``from_file``: (the --config file, the dests it alone gave), which the
+    refusal names as the file writes them (run.toml's lr = 0.1), not as flags the user did not type."""
     from .. import backend as _backend
 
     options = {**{d: v for d, v in (defaults or {}).items() if d not in options}, **options}
@@ -243,7 +253,7 @@ def check(path, given: dict, options: dict, done: int, kind, defaults=None, sour
         if not _same(ours, theirs):
             differing.append((dest, value, options[dest], theirs))
     if differing:
-        names = ", ".join(_said(d, v, negatable) for d, v, _, _ in differing)
+        names = ", ".join(_said_given(d, v, negatable, from_file) for d, v, _, _ in differing)
         had = ", ".join(_said(d, s, negatable) + ("" if _same(s, e) else f" ({_shown(e)})")
                         + (_batch_words(*batch) if d == "batch_size" and batch is not None and batch[0] != s else "")
                         for d, _, s, e in differing)
@@ -359,11 +369,11 @@ def negatable(parser) -> frozenset:
 
 
 def defaults_for(path, on_command_line: dict, parser, config_values: dict, command="train", given_as=None,
-                 in_place=False) -> dict:
+                 in_place=False, config=None) -> dict:
     """The command parser's defaults for ``--resume path``: the recorded options, then --config's
     values; every option given (``on_command_line``: :func:`explicit`'s, or --config) checked first, a refusal
     naming ``--resume given_as`` (a sweep's directory, whose first checkpoint is ``path``; it named that file, which
-    its user had not typed). A sweep's epochs are checked against each of its checkpoints (gpunn.cli.sweep), not here.
+    its user had not typed; ``config``, the --config file that gave ``config_values``, by its keys). A sweep's epochs are checked against each of its checkpoints (gpunn.cli.sweep), not here.
     ``in_place`` (gpunn train --save PATH --resume PATH): a run early stopping ended is NothingLeft, as one that has
     trained its epochs: the job's line run again read its data, made the held-out pass and rewrote --json (its config
     as resolved: device "cpu", stream "off") and PATH.toml every time, training nothing."""
@@ -379,7 +389,8 @@ def defaults_for(path, on_command_line: dict, parser, config_values: dict, comma
         options["device"] = kind  # the recorded kind, even where "auto" would now find another
     try:
         check(given_as or path, given, options, done if command == "train" else 0, kind, defaults, source,
-              negatable(parser), "run" if command == "train" else command, batch_here(settings))
+              negatable(parser), "run" if command == "train" else command, batch_here(settings),
+              (config, set(config_values) - set(on_command_line)) if config else None)
         if in_place and command == "train":
             _refuse_stopped(given_as or path, path, done)
     except NothingLeft as exc:  # (checked: an in-place command's run that has ended may still write its outputs)
