@@ -395,3 +395,23 @@ def test_gpunn_help_and_info_help_say_that_info_describes_a_model(capsys):
         assert ("info show the backend, device, versions and BLAS in use; gpunn info MODEL: what a checkpoint holds"
                 in text) if argv == ["--help"] else ("Show what gpunn runs on here (or, given MODEL, what that "
                                                      "checkpoint holds: see MODEL below): the device" in text)
+
+
+def test_info_of_a_model_refuses_a_device_it_would_not_use(tmp_path, capsys, monkeypatch):
+    """gpunn info MODEL reads the checkpoint on the CPU: --device cuda (and --device bogus) beside it were dropped
+    without a word, where train and sweep refuse an option the run would not use. --device auto, the default, cpu,
+    where it is read, and GPUNN_DEVICE, the machine's setting, pass."""
+    import gpunn
+
+    model = str(tmp_path / "m.npz")
+    gpunn.save(model, gpunn.MLP([3, 1], seed=0))
+    for device in ("cuda", "bogus"):
+        assert cli.main(["info", model, "--device", device]) == 2
+        assert capsys.readouterr().err == (f"gpunn info: error: --device {device} sets the device gpunn info resolves "
+                                           "without MODEL, and gpunn info MODEL reads the checkpoint on the CPU: drop "
+                                           f"it (gpunn info --device {device} checks that device)\n")
+    for device in ("auto", "cpu"):  # where it is read
+        assert cli.main(["info", model, "--device", device]) == 0
+    monkeypatch.setenv("GPUNN_DEVICE", "cuda")
+    assert cli.main(["info", model]) == 0
+    assert "MLP 3-1" in capsys.readouterr().out

@@ -37,8 +37,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="a checkpoint (gpunn train --save, gpunn.save, gpunn sweep --save's): show what it holds "
                         "instead (its network, the columns it reads by name, its standardization, its training and "
                         "last epoch's metrics, and how to predict with it), read on the CPU")
-    i.add_argument("--device", default="auto", help=f"device to resolve: auto, {DEVICE_NAMES} (default: %(default)s; env "
-                                                         "GPUNN_DEVICE)")
+    i.add_argument("--device", default="auto", help=f"device to resolve, without MODEL: auto, {DEVICE_NAMES} (default: "
+                                                         "%(default)s; env GPUNN_DEVICE)")
     add_debug(i)
     i.set_defaults(func=run)
     return i
@@ -165,6 +165,14 @@ def settings() -> str:
 
 def run(args) -> int:
     if args.model is not None:
+        if args.device.strip().lower() not in ("auto", "cpu", "cpu:0"):  # read on the CPU whatever it says: another
+            # device is refused rather than dropped, as train's options the run would not use are
+            from .. import preflight
+            from ..hints import shell_word
+
+            raise preflight.PreflightError(f"--device {shell_word(args.device)} sets the device gpunn info resolves "
+                                           "without MODEL, and gpunn info MODEL reads the checkpoint on the CPU: drop "
+                                           f"it (gpunn info --device {shell_word(args.device)} checks that device)")
         return _describe_model(args.model)
     from ..bench.system import blas_info, cpu_name  # here: importing gpunn.bench loads the whole benchmark
     from ..ops.cpu import SLURM_CPUS, affinity_cores, usable_cores
