@@ -1912,6 +1912,28 @@ def test_a_window_that_stream_auto_leaves_unused_is_noted_on_the_data_line(tmp_p
 
 
 @pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_config_files_missing_data_path_is_named_by_its_key_and_where_it_was_read_from(pair, capsys, monkeypatch,
+                                                                                         command):
+    """A config file's relative data = "X.npy" is read from the current directory, not the file's: run from another,
+    it said "X.npy: no such file (inputs)", naming neither the file nor that."""
+    from gpunn import cli
+
+    tmp_path = pair[0]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "run.toml").write_text('data = "X.npy"\ntargets = "Y.npy"\nhidden = [4]\nepochs = 1\nquiet = true\n')
+    monkeypatch.chdir(tmp_path / "sub")
+    assert cli.main([command, "--config", "../run.toml"]) == 2
+    assert capsys.readouterr().err == (
+        f'gpunn {command}: error: ../run.toml: data = "X.npy": no such file or directory in {tmp_path / "sub"}, the '
+        "directory the command runs in: a config file's paths are read from there, as the command line's; give "
+        "--data PATH, or the path in the file from there\n")
+    assert cli.main([command, "--config", "../run.toml", "--data", "../X.npy", "--device", "cpu"]) == 2
+    assert 'targets = "Y.npy": no such file or directory' in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([command, "--config", "run.toml", "--device", "cpu"]) == 0
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
 def test_window_help_says_a_small_file_is_shuffled_whole_as_it_is(pair, capsys, command):
     """--window's help said "chunks whose rows are shuffled together (default: 16)": a user giving --window 2 to a
     file of a few thousand rows (32 small chunks) saw nothing change, as README's data section says, and the help

@@ -129,6 +129,21 @@ def _check_files_there(args):
                              "--targets) where they are now: the checkpoint checks that they hold the same data")
 
 
+def _check_config_paths(args):
+    """A --config file's data and targets exist, or the refusal names the key and where its path was read from: the
+    current directory, as the command line's paths are, not the file's (it said "t.csv: no such file", naming no
+    file the user had typed)."""
+    for key in ("data", "targets"):
+        path = getattr(args, key, None)
+        if path and key in getattr(args, "config_keys", ()) and not os.path.exists(path):
+            from ..config import as_key
+
+            where = "" if os.path.isabs(path) else (f" in {shell_word(os.getcwd())}, the directory the command runs in: a "
+                                                    "config file's paths are read from there, as the command line's")
+            raise ValueError(f"{shell_word(args.config)}: {as_key(key, path)}: no such file or directory{where}; give "
+                             f"--{key} PATH, or the path in the file from there")
+
+
 # a .tsv file's source in Python, which --data's refusal of the name shows
 TSV_SOURCE = "gpunn.data.csv(path, target, delimiter='\\t')"
 
@@ -146,6 +161,7 @@ def make_source(args, backend, ckpt=None):
 
     common = dict(seed=args.seed, window=args.window, standardize=args.standardize)
     if args.data:
+        _check_config_paths(args)
         if ckpt is not None:
             _check_files_there(args)
         kind = os.path.splitext(args.data)[1].lower()
