@@ -1635,3 +1635,23 @@ def test_a_second_interrupt_in_the_first_epochs_pass_says_no_member_was_scored(t
     assert ("interrupted in ensemble 0 (1 of 3: members 0-2) after 0 of 2 epochs and 3 of 9 batches of epoch 1, "
             f"before any member's weights were scored: nothing to rank; continue with gpunn sweep --resume {saved}"
             in out), out
+
+
+def test_a_checkpoint_file_given_to_sweep_resume_is_told_which_command_continues_it(tmp_path, capsys):
+    """gpunn sweep --resume DIR/ensemble-0.npz (the file, not its directory) or a gpunn train checkpoint said only
+    "is not a directory (gpunn sweep --save DIR writes one)", as gpunn train --resume DIR names gpunn sweep's."""
+    small = ["--rows", "300", "--features", "3", "--hidden", "4", "--epochs", "1", "--quiet", "--device", "cpu"]
+    sweep, train = tmp_path / "sw", tmp_path / "run.npz"
+    run(["sweep", *small, "--save", str(sweep)], capsys)
+    run(["train", *small, "--save", str(train)], capsys)
+    said = {}
+    for path in (sweep / "ensemble-0.npz", train, tmp_path / "nope"):
+        assert cli.main(["sweep", "--resume", str(path)]) == 2
+        said[path] = capsys.readouterr().err
+    refused = "gpunn sweep: error: --resume {} is not a directory (gpunn sweep --save DIR writes one)"
+    assert said == {
+        sweep / "ensemble-0.npz": refused.format(sweep / "ensemble-0.npz") + "; it is one ensemble's checkpoint of the "
+                                  f"sweep saved in {sweep}: continue that with gpunn sweep --resume {sweep}\n",
+        train: refused.format(train) + f"; it is a gpunn train run's checkpoint: continue it with gpunn train --resume "
+                                       f"{train}\n",
+        tmp_path / "nope": refused.format(tmp_path / "nope") + "\n"}

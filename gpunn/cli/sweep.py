@@ -231,12 +231,33 @@ def numbered_checkpoints(directory) -> list[tuple[int, str]]:
 def first_checkpoint(directory) -> str:
     """The checkpoint of a saved sweep's first saved ensemble: each records the sweep's options."""
     if not os.path.isdir(directory):
-        raise ValueError(f"--resume {shell_word(directory)} is not a directory (gpunn sweep --save DIR writes one)")
+        raise ValueError(f"--resume {shell_word(directory)} is not a directory (gpunn sweep --save DIR writes one)"
+                         f"{_checkpoint_resumed(directory)}")
     saved = saved_checkpoints(directory)
     if not saved:
         raise ValueError(f"--resume {shell_word(directory)} holds no {CHECKPOINT.format('G')}: it is not a saved sweep, or the "
                          "sweep was stopped before its first checkpoint")
     return saved[0]
+
+
+def _checkpoint_resumed(path) -> str:
+    """How the checkpoint file ``path``, given to gpunn sweep --resume, goes on: one ensemble's of a sweep with its
+    directory, a gpunn train run's with gpunn train --resume; '' for another file."""
+    from .. import checkpoint
+    from .resume import saved_options, sweep_directory
+
+    try:
+        meta = checkpoint.read_meta(path) if os.path.isfile(path) else None
+    except Exception:  # not a checkpoint: the refusal as it was
+        return ""
+    if meta is None or meta.get("kind") != "training":
+        return ""
+    sweep = sweep_directory(meta, path)
+    if sweep:
+        return f"; it is one ensemble's checkpoint of the sweep saved in {shell_word(sweep)}: continue that with gpunn " \
+               f"sweep --resume {shell_word(sweep)}"
+    return f"; it is a gpunn train run's checkpoint: continue it with gpunn train --resume {shell_word(path)}" \
+        if saved_options(meta) else ""
 
 
 def _check_save_dir(args) -> str | None:
