@@ -24,6 +24,15 @@ def machine_cpu_seconds(path="/proc/stat") -> tuple[float, float] | None:
     return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz
 
 
+def machine_cores() -> int:
+    """The cores /proc/stat's busy and total times are of: every online CPU of the machine, not only those this
+    process may run on (a taskset, a cgroup's cpuset, Slurm's --cpus-per-task)."""
+    try:
+        return max(1, os.sysconf("SC_NPROCESSORS_ONLN"))
+    except (OSError, ValueError, AttributeError):
+        return os.cpu_count() or 1
+
+
 class OthersCpu:
     """``with OthersCpu() as load: ...``: then ``load.share`` is the part of the machine's CPU time that other
     processes (and a hypervisor's steal) took meanwhile: the cores' busy time less this process's own CPU time,

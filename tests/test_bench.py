@@ -1840,11 +1840,15 @@ def test_a_row_timed_while_the_machines_own_speed_varied_is_marked_and_said(monk
 def test_other_processes_cpu_share_is_the_machines_busy_time_less_this_processs_own(monkeypatch, tmp_path):
     """OthersCpu: /proc/stat's busy ticks (all but idle and iowait; steal counts) less this process's CPU time, over
     all the cores' ticks, between entering and leaving, 0 at least; nan where /proc/stat cannot be read or no tick
-    passed."""
+    passed; ``seconds`` the wall time between. machine_cores: the CPUs /proc/stat sums, the machine's, whatever
+    this process may run on."""
+    import itertools
     import types
 
     from gpunn import cpuload
     from gpunn.bench import system
+
+    assert cpuload.machine_cores() == os.cpu_count()
 
     assert system.OthersCpu is cpuload.OthersCpu  # (the bench's name for it)
 
@@ -1856,7 +1860,9 @@ def test_other_processes_cpu_share_is_the_machines_busy_time_less_this_processs_
                                                               1, 1, hz)])
     path = tmp_path / "stat"
     cpu = iter([5.0, 5.5, 6.0, 6.0])  # this process's CPU seconds, as each window's start and end read them
-    monkeypatch.setattr(cpuload, "time", types.SimpleNamespace(process_time=lambda: next(cpu), perf_counter=lambda: 0.0))
+    clock = itertools.count(10.0, 2.5)  # each window's wall time: 2.5 s
+    monkeypatch.setattr(cpuload, "time", types.SimpleNamespace(process_time=lambda: next(cpu),
+                                                               perf_counter=lambda: next(clock)))
     real = cpuload.machine_cpu_seconds
 
     def reads():
@@ -1867,7 +1873,7 @@ def test_other_processes_cpu_share_is_the_machines_busy_time_less_this_processs_
     with cpuload.OthersCpu() as load:
         pass
     # 4 s of the cores' time passed (1 user, 1 nice, 0.5 idle, 0.5 iowait, 1 steal): 3 busy, 0.5 of them ours
-    assert load.share == pytest.approx(2.5 / 4)
+    assert load.share == pytest.approx(2.5 / 4) and load.seconds == 2.5
     # this process's own CPU time is finer than the ticks: 1.5 s of it against 1 s of busy ticks is no one else's, 0
     lines, cpu = iter([stat(0, 0, 0, 0, 0, 0, 0, 0), stat(hz, 0, 0, hz, 0, 0, 0, 0)]), iter([0.0, 1.5, 2.0])
     with cpuload.OthersCpu() as quiet:

@@ -908,21 +908,28 @@ def test_a_requeued_job_whose_held_out_pass_was_cut_makes_it_again_and_writes_th
                           "launcher) writes them\n")
 
 
-@pytest.mark.parametrize("share, seconds, cores, threads, told", [
-    (0.6, 6.0, 2, 2, "OPENBLAS_NUM_THREADS=1"),  # 2 cores, others on 60%: 0.8 idle, one thread
-    (0.3, 6.0, 8, 8, "OPENBLAS_NUM_THREADS=5"),  # 8 cores, others on 30%: 5.6 idle, 8 threads
-    (0.3, 6.0, 4, 2, None),  # 2.8 cores idle: the fit's 2 threads have theirs
-    (0.2, 6.0, 2, 2, None),  # not busy
-    (0.6, 4.0, 2, 2, None),  # too short a run to tell
-    (float("nan"), 6.0, 2, 2, None),  # no /proc/stat
+@pytest.mark.parametrize("share, seconds, cores, machine, threads, told", [
+    (0.6, 6.0, 2, 2, 2, "OPENBLAS_NUM_THREADS=1"),  # 2 cores, others on 60%: 0.8 idle, one thread
+    (0.3, 6.0, 8, 8, 8, "OPENBLAS_NUM_THREADS=5"),  # 8 cores, others on 30%: 5.6 idle, 8 threads
+    (0.3, 6.0, 4, 4, 2, None),  # 2.8 cores idle: the fit's 2 threads have theirs
+    (0.2, 6.0, 2, 2, 2, None),  # not busy
+    (0.25, 6.0, 2, 2, 2, None),  # not over 25%
+    (0.6, 4.0, 2, 2, 2, None),  # too short a run to tell
+    (0.6, 5.0, 2, 2, 2, "OPENBLAS_NUM_THREADS=1"),  # 5 s is long enough
+    (float("nan"), 6.0, 2, 2, 2, None),  # no /proc/stat
+    (0.6, 6.0, 2, 2, None, None),  # no count read (no threadpoolctl)
+    (0.8, 6.0, 2, 16, 2, None),  # held to 2 cores of 16 (taskset, Slurm): the others' 12.8 left 3.2 idle, ours
+    (0.95, 6.0, 2, 16, 2, "OPENBLAS_NUM_THREADS=1"),  # ... and busy on ours too: 0.8 left idle
 ])
-def test_train_says_when_other_processes_stall_numpys_blas_threads(monkeypatch, capsys, share, seconds, cores, threads,
-                                                                    told):
+def test_train_says_when_other_processes_stall_numpys_blas_threads(monkeypatch, capsys, share, seconds, cores, machine,
+                                                                    threads, told):
     """A net of 65,536 parameters or more trains with NumPy's BLAS on its threads, each product waiting for whichever
     is descheduled: on a 2-core machine with others on 53% of the CPU a default run trained 20,902 samples/s, 156,544 on
     OPENBLAS_NUM_THREADS=1, and nothing said why. Where others took over 25% of the CPU during a fit of 5 s or more and
     the fit's BLAS had more threads than the cores they left idle, a note on stderr names the count. The load, the
-    cores and the count are set by the test."""
+    cores (those the process may run on, and the machine's, which the share is of) and the count are set by the test.
+    A process held to 2 cores of a 16-core machine whose others took 80% of it was told to set 1 thread (its 2 cores
+    times the 20% idle), where the others had left 3.2 cores idle."""
     from gpunn import cpuload
     from gpunn.ops import cpu, fit_threads
 
@@ -931,6 +938,7 @@ def test_train_says_when_other_processes_stall_numpys_blas_threads(monkeypatch, 
         return self
 
     monkeypatch.setattr(cpuload.OthersCpu, "stop", stop)
+    monkeypatch.setattr(cpuload, "machine_cores", lambda: machine)
     monkeypatch.setattr(cpu, "usable_cores", lambda: cores)
     monkeypatch.setattr(fit_threads, "numpys_count", lambda: (threads, "OPENBLAS_NUM_THREADS"))
     net = ["--rows", "400", "--features", "32", "--hidden", "256,256", "--epochs", "1", "--device", "cpu", "--quiet"]
@@ -943,3 +951,38 @@ def test_train_says_when_other_processes_stall_numpys_blas_threads(monkeypatch, 
     assert main(["train", *SMALL, "--epochs", "1"]) == 0  # a small net: its fit runs the BLAS on one thread
     assert "other processes took" not in capsys.readouterr().err or not fit_threads.one_thread_for(
         gpunn.MLP([6, 16, 1], device="cpu"))
+
+
+def test_the_busy_machines_note_is_said_after_a_first_epoch_cut_short_and_not_on_a_gpu_nor_for_ranks(
+        monkeypatch, capsys, interrupt_at, fake_cupy):
+    """The note of a busy machine's BLAS stall is said as a run Ctrl-C'd in its first epoch ends (the run that
+    crawled most: it ended before the note, 'interrupted after 0 complete epochs'), and not where NumPy's BLAS did not
+    train the net: on a GPU, or under mpiexec (whose ranks are each other's load). Each case's load is the test's."""
+    from gpunn import cpuload
+    from gpunn.cli import train
+    from gpunn.ops import cpu, fit_threads
+
+    def stop(self):
+        self.share, self.seconds = 0.6, 6.0
+        return self
+
+    monkeypatch.setattr(cpuload.OthersCpu, "stop", stop)
+    monkeypatch.setattr(cpuload, "machine_cores", lambda: 2)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
+    monkeypatch.setattr(fit_threads, "numpys_count", lambda: (2, "OPENBLAS_NUM_THREADS"))
+    net = ["--rows", "400", "--features", "32", "--hidden", "256,256", "--epochs", "1", "--quiet"]
+    fit = gpunn.MLP.fit
+    with monkeypatch.context() as cut:
+        cut.setattr(gpunn.MLP, "fit", lambda self, *a, **k: fit(self, *a, **{**k, "callbacks": [
+            *k["callbacks"], interrupt_at(0, 0)]}))
+        assert main(["train", *net, "--device", "cpu"]) == 130
+    captured = capsys.readouterr()
+    assert "interrupted after 0 complete epochs" in captured.out
+    assert "OPENBLAS_NUM_THREADS=1 may train it" in captured.err, captured.err
+    assert main(["train", *net, "--device", "cuda"]) == 0
+    captured = capsys.readouterr()
+    assert "device: cuda" in captured.out and "other processes took" not in captured.err, captured
+    monkeypatch.setattr(train, "_launch", lambda device: (True, True, device))  # as rank 0 of mpiexec
+    assert main(["train", *net, "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "per rank" in captured.out and "other processes took" not in captured.err, captured

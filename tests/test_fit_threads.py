@@ -603,3 +603,23 @@ def test_numpys_blas_is_the_one_from_numpys_folder_whichever_threadpoolctl_lists
     monkeypatch.setenv("MKL_NUM_THREADS", "2")
     assert not fit_threads.user_set() and fit_threads.user_set(mkl)
     assert fit_threads.libraries_to_set() == [numpys]
+
+
+def test_numpys_count_is_numpys_blas_count_and_the_variable_that_library_reads_first(monkeypatch):
+    """fit_threads.numpys_count, which gpunn train's note of a busy machine names: NumPy's library's count (not MKL's,
+    listed first: GPUNN_GEMM=mkl's, torch's) and the variable it reads first (MKL_NUM_THREADS for MKL, not
+    OMP_NUM_THREADS); no count where threadpoolctl lists none or cannot read them, the variable then NumPy's build's."""
+    clear(monkeypatch)
+    if openblas_threads():  # this NumPy's OpenBLAS (a wheel's), as it is
+        assert fit_threads.numpys_count() == (openblas_threads()[0], "OPENBLAS_NUM_THREADS")
+    monkeypatch.setattr(fit_threads, "_built_with", lambda: "mkl")  # NumPy's build configuration's BLAS
+    mkl, numpys = NamedLibrary("mkl", 8), NamedLibrary("openblas", 3)
+    mkl.filepath, numpys.filepath = "/venv/lib/libmkl_rt.so.3", "/venv/numpy.libs/libscipy_openblas64_.so"
+    for libraries, count in (([mkl, numpys, NamedLibrary("blis", 4)], (3, "OPENBLAS_NUM_THREADS")), ([mkl], (8, "MKL_NUM_THREADS")),
+                             ([NamedLibrary("blis", 4)], (4, "BLIS_NUM_THREADS")),
+                             ([NamedLibrary("accelerate", 5)], (5, "OPENBLAS_NUM_THREADS")),  # (any: the first)
+                             ([], (None, "MKL_NUM_THREADS"))):  # (none listed: as NumPy's build names its BLAS)
+        monkeypatch.setattr(fit_threads, "_libraries", lambda: libraries)
+        assert fit_threads.numpys_count() == count, libraries
+    monkeypatch.setattr(fit_threads, "_libraries", lambda: (_ for _ in ()).throw(RuntimeError("cannot read")))
+    assert fit_threads.numpys_count() == (None, "MKL_NUM_THREADS")

@@ -672,6 +672,7 @@ def _run(args, opened) -> int:
                                 schedule=schedule, verbose=verbose_of(args), validation_data=validation,
                                 callbacks=callbacks, distributed=distributed)
     load.stop()
+    busy = None if backend.is_gpu or distributed else _busy_blas_note(model, load)  # said as the run ends
     if distributed and history.interrupted:
         ignore_late_interrupts()
     if save_path and root and os.path.exists(save_path):  # (a run that fails validation rewrites nothing)
@@ -691,7 +692,9 @@ def _run(args, opened) -> int:
         print(f"interrupted after {counted(completed, 'complete epoch')}{nothing}"
               + (f"; checkpoint in {shell_word(save_path)}{saved_position(save_path)} ({again})" if saved else unsaved),
               flush=True)
-    if not completed:
+    if not completed:  # (a first epoch Ctrl-C'd as it crawled: the busy machine's note too)
+        if busy:
+            print(busy, file=sys.stderr, flush=True)
         return 130 if history.interrupted else 0
     if not root:  # the other ranks print and write nothing: no second pass over every held-out row
         return 130 if history.interrupted else 0
@@ -768,9 +771,8 @@ def _run(args, opened) -> int:
           + (f" per rank x {_ranks()} ranks" if distributed else ""))
     if save_path:
         print(f"checkpoint: {shell_word(save_path)} (config: {shell_word(save_path + '.toml')})")
-    note = None if backend.is_gpu or distributed else _busy_blas_note(model, load)
-    if note:
-        print(note, file=sys.stderr, flush=True)
+    if busy:
+        print(busy, file=sys.stderr, flush=True)
     return 130 if history.interrupted or cut else 0
 
 
@@ -789,7 +791,9 @@ def _busy_blas_note(model, load) -> str | None:
     if not load.seconds >= BUSY_MIN_SECONDS or not load.share > BUSY_SHARE or fit_threads.one_thread_for(model):
         return None
     threads, variable = fit_threads.numpys_count()
-    idle = max(1, math.floor(usable_cores() * (1 - load.share)))
+    # the cores the others left idle, at most those this process may run on: the share is of every core of the
+    # machine, and a job held to 2 cores (taskset, Slurm) of a 64-core node busy on the other 62 has its 2 to itself
+    idle = max(1, math.floor(min(usable_cores(), cpuload.machine_cores() * (1 - load.share))))
     if threads is None or threads <= idle:
         return None
     return (f"note: other processes took {load.share:.0%} of this machine's CPU time while it trained, and NumPy's "

@@ -182,7 +182,7 @@ def numpys_count() -> tuple[int | None, str]:
     train's note of a busy machine names."""
     try:
         library = _numpys(_libraries())
-        threads = library.num_threads if library is not None else None
+        threads = library.get_num_threads() if library is not None else None
     except Exception:  # noqa: BLE001 - threadpoolctl cannot read it (a fit says so): no count to name
         library, threads = None, None
     api = getattr(library, "internal_api", None) if library is not None else _built_with()
