@@ -547,7 +547,10 @@ def test_predict_from_standard_input_removes_its_file_when_refused_and_says_a_cl
     """Standard input's file is removed when the run is refused part-way (IN's rows read, not the model's width),
     as at its end; a standard input that is closed (gpunn predict MODEL - OUT <&-: sys.stdin None) is refused
     saying so, where it was said to be a terminal. Checked by mutation: a removal at the end alone, and the closed
-    standard input left to the terminal's check (an internal error, AttributeError), passed every other test."""
+    standard input left to the terminal's check (an internal error, AttributeError), passed every other test. The
+    cache directory set to the file's folder meanwhile (--score's CSV index, _cache_in) is unset again, as it was:
+    left set on the refusal, or set where it had been unset, a later gpunn.cli.main in the process put its CSV
+    indexes in the removed folder's name (mutations that passed every test)."""
     import io
     import sys
     import tempfile
@@ -557,10 +560,13 @@ def test_predict_from_standard_input_removes_its_file_when_refused_and_says_a_cl
     (tmp_path / "spool").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "spool"))
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"1,2\n3,4\n")))
+    monkeypatch.delenv("GPUNN_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert main(["predict", str(tmp_path / "m.npz"), "-", str(tmp_path / "p.npy")]) == 2
     err = capsys.readouterr().err
     assert "IN -: standard input, 8 bytes read into " in err and "the model expects 3" in err, err
     assert os.listdir(tmp_path / "spool") == [] and not (tmp_path / "p.npy").exists()
+    assert "GPUNN_CACHE_DIR" not in os.environ
     monkeypatch.setattr(sys, "stdin", None)
     assert main(["predict", str(tmp_path / "m.npz"), "-", str(tmp_path / "p.npy")]) == 2
     assert "gpunn predict: error: IN - reads standard input, and it is closed: pipe the rows into it" in \
