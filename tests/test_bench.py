@@ -577,6 +577,36 @@ def test_the_torch_numpy_and_sklearn_peers_run_on_the_threads_gpunns_fit_runs_it
     assert gemm_contexts == [peer_threads == 1] * 2
 
 
+def test_the_same_shape_gemms_repeats_are_as_long_as_asked_on_one_blas_thread(monkeypatch):
+    """The same-shape GEMM of a small net runs on one BLAS thread, set and put back around each call of its products
+    (~50 us through threadpoolctl here, against 5-20 us a tiny or small product): its count of products per repeat
+    was calibrated on one product with that around it, and its repeats were 10-18x shorter than asked (small's 1,646
+    products, 33 ms, for --seconds 0.3; tiny's 17 ms), the noisier under load. It is calibrated on its products, the
+    count held: here a put back made to take 5 ms, the count is still of products (it was 0.1 s / 5 ms, 19)."""
+    import time
+
+    from gpunn import backend as _backend
+    from gpunn.bench import runners
+    from gpunn.bench.configs import QUICK_CONFIG
+    from gpunn.ops import fit_threads
+
+    for name in fit_threads.BLAS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    put = fit_threads._put_back
+    monkeypatch.setattr(fit_threads, "_put_back", lambda changed: time.sleep(0.005) or put(changed))
+    seen = {}
+
+    def rounds(rs, counts, repeats, *args):  # the rounds of the rest (the square GEMMs' come after them)
+        seen.setdefault("gemm", (rs[0].threads, counts[rs[0]]))
+        return {r: [1.0] * repeats for r in rs}
+
+    monkeypatch.setattr(runners, "interleaved_rounds", rounds)
+    runners.bench_config(QUICK_CONFIG, _backend.CPU, peers=(), repeats=2, seconds=0.1, peak_size=64,
+                         log=lambda msg: None, profile=False)
+    threads, count = seen["gemm"]
+    assert threads == 1 and count > 10 * 0.1 / 0.005, seen  # (a product of 64x32x32 takes 5-10 us)
+
+
 def test_an_ensemble_configurations_rows_hold_the_machine_speed_probes_times_of_its_rounds(monkeypatch):
     """As the single network's: the probe runs between the ensemble's rounds (timed_rounds' ``between``) and every
     row holds its times and their spread, which the report's (~) reads (the probe's seconds and the rounds injected)."""

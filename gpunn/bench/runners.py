@@ -113,6 +113,11 @@ class Runner:
     def epochs(self, n: int) -> None:
         raise NotImplementedError
 
+    def on_its_threads(self):
+        """A context holding the BLAS thread count this runner's epochs run on (GemmRunner's), over its warm-up and
+        calibration (bench_config); none for the others, whose epochs set their own."""
+        return contextlib.nullcontext()
+
 
 class GemmRunner(Runner):
     """The roofline: out = a @ b of a representative shape; one "epoch" is one product.
@@ -155,10 +160,16 @@ class GemmRunner(Runner):
 
     def epochs(self, n):
         matmul = self._matmul
-        with numpy_blas_threads(None if self.backend.is_gpu else self.threads):
+        with self.on_its_threads():
             for _ in range(n):
                 matmul(self.a, self.b, self.out)
         synchronize(self.backend)
+
+    def on_its_threads(self):
+        """One BLAS thread where ``threads`` is 1 (numpy_blas_threads). Held over the calibration too: its set and put
+        back (~50 us through threadpoolctl) around the one product of a calibration epoch (5-20 us, a tiny or small
+        net's) made the count of products 10-18x fewer than a repeat of ``seconds`` asks."""
+        return numpy_blas_threads(None if self.backend.is_gpu else self.threads)
 
 
 def best_gemm(gemm, gemm_rates, peak_times) -> tuple[float, str]:
@@ -682,8 +693,9 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             log(f"  {where}: {r.key} skipped (--max-seconds budget spent during the warm-ups)")
             runners.remove(r)
             continue
-        r.epochs(1)
-        counts[r] = fastest_epoch(r)
+        with r.on_its_threads():
+            r.epochs(1)
+            counts[r] = fastest_epoch(r)
     if sustain_steps:  # the state a long run reaches (e.g. subnormals built up in Adam's moments)
         ageing = math.ceil(sustain_steps / math.ceil(rows / cfg.batch))
         log(f"  {where}: {ageing} more epoch{'s' * (ageing != 1)} ({sustain_steps}+ steps) of each before timing")
