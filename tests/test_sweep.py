@@ -1655,3 +1655,18 @@ def test_a_checkpoint_file_given_to_sweep_resume_is_told_which_command_continues
         train: refused.format(train) + f"; it is a gpunn train run's checkpoint: continue it with gpunn train --resume "
                                        f"{train}\n",
         tmp_path / "nope": refused.format(tmp_path / "nope") + "\n"}
+
+
+def test_a_save_that_is_a_file_names_the_config_key_that_set_it_and_what_to_give(tmp_path, capsys):
+    """gpunn train --save's PATH.toml records save = "run.npz", a file; given to gpunn sweep (checkpoint-every and the
+    like dropped, as README says) it said "--save run.npz exists and is not a directory", a flag the user had not
+    typed, and not what a sweep's --save takes."""
+    (tmp_path / "run.npz").write_bytes(b"a checkpoint")
+    (tmp_path / "run.npz.toml").write_text(f'rows = 300\nsave = "{tmp_path / "run.npz"}"\n')
+    assert cli.main(["sweep", "--config", str(tmp_path / "run.npz.toml"), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f'gpunn sweep: error: {tmp_path / "run.npz.toml"}: save = "{tmp_path / "run.npz"}" exists and is not a '
+        "directory: gpunn sweep saves a directory of checkpoints (gpunn train's --save is a file); name a directory\n")
+    assert cli.main(["sweep", "--rows", "300", "--save", str(tmp_path / "run.npz"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith(f"gpunn sweep: error: --save {tmp_path / 'run.npz'} exists and is not a "
+                                              "directory: gpunn sweep saves a directory of checkpoints")

@@ -13,6 +13,7 @@ import numpy
 
 from .. import backend as _backend, datasets
 from ..activations import ACTIVATIONS
+from ..config import as_key
 from ..hints import ONE_ARCHITECTURE, folding, shell_word
 from ..model import PRECISIONS
 from ..optim import OPTIMIZERS, default_of
@@ -24,9 +25,9 @@ from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report
                      epoch_axis, file_path, json_text, non_negative, positive, refuse_replacing_data, verbose_of,
                      write_output)
 from .data import feature_count_or_names
-from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _hidden_sizes, _launch,
-                    _ranks, check_task_memory, constant_targets_note, features_help, ignore_late_interrupts, optimizer_of,
-                    resolve_task, resolved_device, throughput)
+from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _from_config,
+                    _hidden_sizes, _launch, _ranks, check_task_memory, constant_targets_note, features_help,
+                    ignore_late_interrupts, optimizer_of, resolve_task, resolved_device, throughput)
 
 CHECKPOINT = "ensemble-{}.npz"  # in --save DIR: ensemble g's training checkpoint
 FEATURES = 16  # --features left unset, of a task that has no width of its own: smaller than gpunn train's, as
@@ -269,8 +270,11 @@ def _check_save_dir(args) -> str | None:
     if elsewhere and saved_checkpoints(args.save):
         raise ValueError(f"--save {shell_word(args.save)} already holds a sweep's checkpoints; continue it with --resume "
                          f"{shell_word(args.save)}, or save this sweep elsewhere")
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise ValueError(f"--save {shell_word(directory)} exists and is not a directory")
+    if os.path.exists(directory) and not os.path.isdir(directory):  # a train PATH.toml's save = "run.npz", say
+        said = (f"{shell_word(args.config)}: {as_key('save', directory)}" if _from_config(args, "save")
+                else f"--save {shell_word(directory)}")
+        raise ValueError(f"{said} exists and is not a directory: gpunn sweep saves a directory of checkpoints (gpunn "
+                         "train's --save is a file); name a directory")
     os.makedirs(directory, exist_ok=True)
     return directory
 
