@@ -533,7 +533,7 @@ def test_predict_from_standard_input_reads_it_into_a_file_named_by_its_bytes(tmp
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((tmp_path / "t.csv").read_bytes())))
     assert main(["predict", model_path, "-", str(tmp_path / "scored.npy"), "--score"]) == 0
     assert "held-out (standard input, against y): mse " in capsys.readouterr().out  # not the file, gone by then
-    # and the index: removed with it, not left in the cache once a run
+    # and its index: none kept (data.csv cache=False), not left in the cache once a run
     assert not (tmp_path / "cache").exists() and os.environ["GPUNN_CACHE_DIR"] == str(tmp_path / "cache")
     terminal = io.TextIOWrapper(io.BytesIO(b""))
     monkeypatch.setattr(terminal, "isatty", lambda: True)
@@ -548,9 +548,8 @@ def test_predict_from_standard_input_removes_its_file_when_refused_and_says_a_cl
     as at its end; a standard input that is closed (gpunn predict MODEL - OUT <&-: sys.stdin None) is refused
     saying so, where it was said to be a terminal. Checked by mutation: a removal at the end alone, and the closed
     standard input left to the terminal's check (an internal error, AttributeError), passed every other test. The
-    cache directory set to the file's folder meanwhile (--score's CSV index, _cache_in) is unset again, as it was:
-    left set on the refusal, or set where it had been unset, a later gpunn.cli.main in the process put its CSV
-    indexes in the removed folder's name (mutations that passed every test)."""
+    cache directory is left as it was (an earlier way set it to the file's folder meanwhile, for --score's CSV
+    index, and had to put it back)."""
     import io
     import sys
     import tempfile

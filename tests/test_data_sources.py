@@ -1443,6 +1443,31 @@ def test_a_csv_index_whose_lists_do_not_fit_the_file_is_built_again(tmp_path, mo
     assert again.rows == first.rows == 300 and again.chunk_sizes.tolist() == first.chunk_sizes.tolist()
 
 
+
+def test_a_csv_source_made_with_cache_false_neither_reads_nor_keeps_an_index(tmp_path, monkeypatch):
+    """data.csv(cache=False) for a file no later run reads (gpunn predict MODEL - OUT --score's temporary copy of
+    standard input): its first pass is kept in no index file, and a saved one is not read (an index edited to a
+    wrong row count would be trusted); the rows are the file's either way. cache='no' is refused."""
+    import json
+
+    pytest.importorskip("pyarrow")
+    monkeypatch.setenv("GPUNN_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "c.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(300)))
+    fresh = data.csv(path, target="y", block_size=256, device="cpu", cache=False)
+    assert fresh.rows == 300 and not (tmp_path / "cache").exists()
+    kept = data.csv(path, target="y", block_size=256, device="cpu")
+    [saved] = (tmp_path / "cache" / "csv-index").iterdir()
+    index = json.loads(saved.read_text())
+    index["rows"][0] += 1  # a count the file does not have: trusted by a source that reads the index
+    saved.write_text(json.dumps(index))
+    assert data.csv(path, target="y", block_size=256, device="cpu").rows == 301
+    unread = data.csv(path, target="y", block_size=256, device="cpu", cache=False)
+    assert unread.rows == 300 and unread.chunk_sizes.tolist() == kept.chunk_sizes.tolist() == fresh.chunk_sizes.tolist()
+    with pytest.raises(TypeError, match="cache"):
+        data.csv(path, target="y", cache="no")
+
+
 # ---- Parquet and CSV ------------------------------------------------------------------------------
 @pytest.fixture
 def table(tmp_path):

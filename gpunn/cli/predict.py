@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 
 import numpy
@@ -164,27 +165,9 @@ def spooled_stdin():
         os.replace(path, named)
         print(f"IN -: standard input, {os.path.getsize(named):,} bytes read into {named} (removed at the end)",
               file=sys.stderr)
-        with _cache_in(folder):
-            yield named
+        yield named
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _cache_in(folder):
-    """gpunn's cache directory set to ``folder`` meanwhile: a CSV source's index of a spooled file (--score's) is
-    removed with it, not left in the user's cache once a run (a pipe in a cron job), never to be read again."""
-    from ..data.tables import CACHE_ENV
-
-    before = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = folder
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(CACHE_ENV, None)
-        else:
-            os.environ[CACHE_ENV] = before
 
 
 def _run(args) -> int:
@@ -377,7 +360,9 @@ def _score_source(args, model, targets):
     from ..data.errors import DataError
     from ..data.tables import MissingColumns
 
-    kind = data.csv if args.input.lower().endswith(".csv") else data.parquet
+    # (IN -'s file: no CSV index kept in gpunn's cache, where it would be left once a run, never to be read again)
+    kind = (functools.partial(data.csv, cache=not getattr(args, "stdin", False)) if args.input.lower().endswith(".csv")
+            else data.parquet)
     try:
         return kind(args.input, target=targets, features=list(model.data_columns["features"]))
     except MissingColumns as exc:

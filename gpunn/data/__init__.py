@@ -75,7 +75,8 @@ def parquet(path, target=None, features=None, **options):
 def csv(path, target=None, features=None, **options):
     """A CSV file with a header row at ``path``, ``target`` columns as Y (none named: refused with the file's
     columns listed), ``features`` the input columns (None: the others). Options: ``delimiter`` (",", or "\\t",
-    ";"), ``decimal`` ("." or ","), ``block_size`` (bytes read at a time), and every source's (below). See
+    ";"), ``decimal`` ("." or ","), ``block_size`` (bytes read at a time), ``cache`` (True: the first pass's
+    index kept in gpunn's cache for the next run; False for a temporary file), and every source's (below). See
     :class:`gpunn.data.tables.CsvSource`."""
     from .tables import CsvSource
 

@@ -18,7 +18,7 @@ import re
 import numpy
 
 from .. import environment
-from ..checks import PARQUET_SUFFIXES, MissingExtra, positive_int, predicting_a_table_file
+from ..checks import PARQUET_SUFFIXES, MissingExtra, flag, positive_int, predicting_a_table_file
 from ..csvtext import joined_columns, named_twice, read_as, split_columns
 from ..forksafe import ForkSafeLock
 from ..hints import shell_word
@@ -683,7 +683,8 @@ class CsvSource(ChunkedSource):
     resume reads only the windows it still needs. The offsets are kept in an index file in the
     cache directory (``$GPUNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/gpunn`` or ``~/.cache/gpunn``),
     used again only while the file's size and modification time are unchanged: a second run or a
-    resume on the same file parses nothing at construction. The columns are typed from the file's first MiB
+    resume on the same file parses nothing at construction (``cache=False``: none is read or kept, for a file
+    that no later run reads, a temporary one). The columns are typed from the file's first MiB
     (csvtext.typing_block), whatever ``block_size``, as gpunn predict types them: numbers, or true/false read as 1
     and 0. A quoted value may hold line ends (a text column's note, as pandas and Excel write one), in the header
     and the data rows: the file is cut at line ends outside quoted values (row_ranges).
@@ -704,7 +705,7 @@ class CsvSource(ChunkedSource):
     @closes_files_when_refused
     def __init__(self, path, target=None, features=None, *, block_size=None, delimiter=",", decimal=".", seed=0,
                  shuffle=True, window=16, validation_fraction=None, standardize=False, prefetch=1, device=None,
-                 dtype=None):
+                 dtype=None, cache=True):
         if not (isinstance(decimal, str) and len(decimal) == 1) or decimal in (delimiter, '"', "\n", "\r"):
             raise ValueError(f"decimal is the numbers' decimal mark, one character other than the delimiter "
                              f"({delimiter!r}) and a quote or line end: '.' or ',', got {decimal!r}")
@@ -723,7 +724,8 @@ class CsvSource(ChunkedSource):
         block_size = default if block_size is None else block_size
         small = block_size == default < self.BLOCK  # cut small by default
         self.block_size, self.delimiter, self.decimal = positive_int(block_size, "block_size"), delimiter, decimal
-        index = self._load_index()
+        self.cache = flag(cache, "cache")
+        index = self._load_index() if self.cache else None
 
         def hint():  # how the file reads: ";"-delimited (one column "a;b;y"), or without a header ("0.5, 1.25")
             return (delimiter_hint(self.path, self.delimiter, self.decimal)
@@ -769,7 +771,8 @@ class CsvSource(ChunkedSource):
         if not rows:
             raise DataError(f"{self.path}: no rows")
         index = {"starts": starts, "rows": rows, "schema": schema}
-        self._save_index(index)
+        if self.cache:
+            self._save_index(index)
         return index
 
     def _index_path(self):
