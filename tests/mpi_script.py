@@ -362,11 +362,31 @@ def mismatch(out, tmp):
         out["order_error"] = str(exc)
 
 
+class _SlowToFlush:
+    """A stream whose flush takes 0.3 s (a rank slowed by a loaded machine as it writes out what it printed)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        return self._stream.write(text)
+
+    def flush(self):
+        import time
+
+        time.sleep(0.3)
+        self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def mismatch_uncaught(out, tmp):
     """The ranks given other learning rates, and nothing catches the ConfigMismatch every rank raises; rank 1 printed
-    a line before (block-buffered on the launcher's pipe)."""
+    a line before (block-buffered on the launcher's pipe), and is slow to write it out."""
     if world().rank == 1:
         print("rank 1 made its data")
+        sys.stdout = _SlowToFlush(sys.stdout)
     X, Y = datasets.make("teacher", 64, 5, 2, device="cpu", dtype="float64", seed=1)
     MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=True, **dict(FIT, lr=1e-2 * (1 + world().rank)))
 

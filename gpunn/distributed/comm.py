@@ -799,13 +799,16 @@ def _let_rank_0_say_it() -> None:
     time.sleep(output.WAIT_S + ABORT_GRACE_S)
 
 
-EACH_SAYS_S = 1.0  # an error every rank met at one point, each its own: the others' time to say theirs
+EACH_SAYS_S = 1.0  # an error every rank met at one point: the others' time to say theirs (or to write out theirs)
 
 
 def _let_the_others_say_theirs() -> None:
     """On a rank whose error every rank met at the same point, each its own words (each its own shard's file
     missing): wait :data:`EACH_SAYS_S` before ending the job, as the others, past the same gather, say theirs; the
-    first rank's abort ended them, their words unsaid, where one was slower to format its traceback."""
+    first rank's abort ended them, their words unsaid, where one was slower to format its traceback. On rank 0 where
+    every rank's says the same (rank 0 says it for all): as the others write out what their scripts printed
+    (:func:`_let_rank_0_say_it`), which its abort lost where one was slower (a line of rank 1's, in a full test run
+    on a loaded 2-core machine)."""
     time.sleep(EACH_SAYS_S)
 
 
@@ -856,8 +859,8 @@ def end_job_on_uncaught_exception() -> None:
         finally:  # (the hook before failing, on a closed stderr say, ends the job all the same)
             mpi = sys.modules.get("mpi4py.MPI")
             if mpi is None or not mpi.Is_finalized():  # (a script that finalized MPI itself has left the job)
-                if is_raised_on_every_rank(exc) and not is_said_alike_on_every_rank(exc):
-                    _let_the_others_say_theirs()
+                if is_raised_on_every_rank(exc) and (rank == 0 or not is_said_alike_on_every_rank(exc)):
+                    _let_the_others_say_theirs()  # (said alike: what the others' scripts printed, written out)
                 end_launched_job(2 if issubclass(kind, KeyboardInterrupt) else 1)
 
     ends_the_job.gpunn_ends_the_job = True
