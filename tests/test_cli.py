@@ -1671,3 +1671,26 @@ def test_a_run_with_early_stopping_interrupted_gives_its_best_epoch_so_far_and_k
     assert len(losses) == 2 and record["result"]["best_epoch"] == losses.index(min(losses)) + 1
     assert record["result"]["best_val_loss"] == min(losses) and record["result"]["partial_epoch"] == 3
     assert "early stopping:" not in out.err and "held-out (the weights 3 batches into epoch 3): " in out.err
+
+
+def test_stream_and_progress_take_any_letter_case_as_task_and_device_do(tmp_path, capsys):
+    """--task TEACHER and --device CPU were taken, --stream ON and --progress Lines refused ("invalid choice"); both
+    now take any letter case, on the command line and in a config file, and a near miss names the one meant."""
+    small = ["train", "--rows", "400", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "CPU",
+             "--task", "TEACHER"]
+    assert cli.main([*small, "--stream", "ON", "--progress", "Off"]) == 0
+    out = capsys.readouterr()
+    assert "data: streaming teacher" in out.out and out.err == ""
+    (tmp_path / "run.toml").write_text('stream = "Off"\nprogress = "LINES"\n')
+    assert cli.main([*small, "--config", str(tmp_path / "run.toml")]) == 0
+    out = capsys.readouterr()
+    assert "data: streaming" not in out.out and "train [cpu] epoch 1/1: loss=" in out.err
+    with pytest.raises(SystemExit):
+        cli.main([*small, "--progress", "line"])
+    assert "argument --progress: unknown progress 'line' (did you mean 'lines'?)" in capsys.readouterr().err
+    for command in ("train", "sweep"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "progress on stderr, in any letter case:" in text
+        assert command == "sweep" or "materializing every row, in any letter case" in text

@@ -9,7 +9,7 @@ import os
 import sys
 import warnings
 
-from ..hints import shell_word
+from ..hints import folding, shell_word
 from ..preflight import DATA_SUFFIXES, is_stdout
 
 
@@ -377,9 +377,10 @@ PROGRESS_LEVELS = {"auto": True, "lines": 2, "off": False}  # fit's verbose for 
 def add_progress(parser) -> None:
     """--progress and --quiet (its older, shorter "off"), not both on one command line."""
     either = parser.add_mutually_exclusive_group()
-    either.add_argument("--progress", choices=tuple(PROGRESS_LEVELS), default=None,
-                        help="progress on stderr: auto, a bar on a terminal and a line per epoch in a file or pipe; "
-                             "lines, a line per epoch wherever stderr goes; off, none (default: auto)")
+    either.add_argument("--progress", choices=tuple(PROGRESS_LEVELS), type=folding(PROGRESS_LEVELS, "progress"),
+                        default=None, help="progress on stderr, in any letter case: auto, a bar on a terminal and a "
+                        "line per epoch in a file or pipe; lines, a line per epoch wherever stderr goes; off, none "
+                        "(default: auto)")
     either.add_argument("--quiet", action="store_true", help="no progress (--progress off)")
 
 

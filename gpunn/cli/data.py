@@ -11,7 +11,7 @@ from ..checks import PARQUET_SUFFIXES
 from ..csvtext import joined_columns, named_twice, split_columns, tab_separated_hint
 from ..data.sources import SMALLEST_PIECE, piece_cut
 from ..datasets import CHUNK_ROWS
-from ..hints import shell_word
+from ..hints import folding, shell_word
 from .common import counted, file_path, number, positive
 
 VALIDATION_FRACTION = 0.1  # as the in-memory path holds out 10% of the rows
@@ -21,6 +21,8 @@ COMFORT = 0.5  # materialize only when data, its shuffled copy and the model tak
 # train process's RSS grew by 63-73 bytes a chunk from 10^10 to 10^12 rows, 2026-12-02)
 CHUNK_BOOKKEEPING_BYTES = 70
 
+
+STREAM_CHOICES = ("auto", "on", "off")  # --stream
 
 def feature_count_or_names(text):
     """``--features``: a count (synthetic tasks; a whole number in any spelling the other options take,
@@ -82,9 +84,10 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
     else:
         parser.set_defaults(standardize=False)
     if stream:
-        g.add_argument("--stream", choices=("auto", "on", "off"), default="auto",
+        g.add_argument("--stream", choices=STREAM_CHOICES, type=folding(STREAM_CHOICES, "stream"), default="auto",
                        help="synthetic task: generate it chunk by chunk on the device while training instead of "
-                            "materializing every row (auto: stream when the rows would not fit comfortably; "
+                            "materializing every row, in any letter case (auto: stream when the rows would not fit "
+                            "comfortably; "
                             "default: %(default)s); a stream holds out 10%% of its rows for validation as whole "
                             "pieces of its chunks, cut so that whichever pieces are drawn hold out 7.5-12.5%%, "
                             f"or none when pieces of {SMALLEST_PIECE:,} rows cannot (some --rows under 40,000)")
