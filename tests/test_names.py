@@ -117,7 +117,8 @@ def test_help_says_the_names_take_any_letter_case(capsys):
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
-        assert text.count("any letter case") == 5, (command, text)  # task, optimizer, schedule and two activations
+        # task, optimizer, schedule, two activations and --progress; train's --stream too
+        assert text.count("any letter case") == (7 if command == "train" else 6), (command, text)
 
 
 @pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # (2 epochs: scikit-learn's ConvergenceWarning)
