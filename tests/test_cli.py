@@ -888,7 +888,7 @@ def test_a_run_a_second_ctrl_c_ends_after_its_first_checkpoint_leaves_its_config
 
     (tmp_path / "run.npz.toml").write_text("# another run's\n")
     monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-    assert cli.main(with_options(["train", *TINY, "--save", str(path)], "--epochs", "3")) == 130
+    assert cli.main(with_options(["train", *TINY, "--save", str(path), "--overwrite"], "--epochs", "3")) == 130
     assert (tmp_path / "run.npz.toml").read_text() == "# another run's\n"
     capsys.readouterr()
 
@@ -1618,16 +1618,26 @@ def test_an_output_never_overwrites_what_the_run_reads_or_someones_file(tmp_path
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
-def test_a_fresh_run_saved_over_an_earlier_runs_checkpoint_says_so(tmp_path, monkeypatch, capsys):
-    """--save naming a checkpoint the run does not resume replaces an earlier run: re-running `gpunn train --config
-    run.npz.toml` (which records save = "run.npz") to go on started over it without a word. Resuming it says
-    nothing: that is how a run continues in place."""
+def test_a_fresh_run_saved_over_an_earlier_runs_checkpoint_is_refused_without_overwrite(tmp_path, monkeypatch, capsys):
+    """--save naming a checkpoint the run does not resume replaced an earlier run: re-running `gpunn train --config
+    run.npz.toml` (which records save = "run.npz") to go on started over it, first without a word, then after a note
+    that came too late (its first checkpoint, or a Ctrl-C's, had replaced the run). Refused now, as gpunn sweep
+    refuses to save over a saved sweep, naming the way on; --overwrite replaces it, with a note. Resuming it says
+    nothing: that is how a run continues in place. --overwrite is not recorded in PATH.toml."""
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", *TINY, "--save", "run.npz"]) == 0
     assert "note:" not in capsys.readouterr().err  # nothing there yet
-    assert cli.main(["train", *TINY, "--save", "run.npz"]) == 0
-    assert capsys.readouterr().err == ("note: --save run.npz replaces the checkpoint of an earlier run there; to go on "
-                                       "with that run instead: gpunn train --resume run.npz\n")
+    earlier = (tmp_path / "run.npz").read_bytes()
+    for given in (["--save", "run.npz"], ["--config", "run.npz.toml"]):
+        assert cli.main(["train", *TINY, *given]) == 2
+        said = re.escape("--save run.npz") if given[0] == "--save" else r"run\.npz\.toml's save = \"(\S*/)?run\.npz\""
+        assert re.fullmatch(f"gpunn train: error: {said} holds the checkpoint of an earlier run, which this run would "
+                            r"replace: go on with that run with gpunn train --resume (\S*/)?run\.npz, save this one "
+                            r"elsewhere, or add --overwrite to replace it\n", capsys.readouterr().err)
+        assert (tmp_path / "run.npz").read_bytes() == earlier
+    assert cli.main(["train", *TINY, "--save", "run.npz", "--overwrite", "--seed", "1"]) == 0
+    assert capsys.readouterr().err == "note: --save run.npz replaces the checkpoint of an earlier run there (--overwrite)\n"
+    assert (tmp_path / "run.npz").read_bytes() != earlier and "overwrite" not in (tmp_path / "run.npz.toml").read_text()
     assert cli.main(["train", "--resume", "run.npz", "--epochs", "2", "--quiet", "--save", "run.npz"]) == 0
     assert "note:" not in capsys.readouterr().err
 

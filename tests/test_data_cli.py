@@ -892,7 +892,7 @@ def test_a_column_name_with_a_comma_is_named_in_double_quotes_as_a_csv_header_wr
         "a new run, without --resume, to change it)\n")
     # (in the model's order: '"x,y",a' read x,y as the model's a, refused now as the model's columns reordered)
     assert main(["predict", model, data, str(tmp_path / "p.csv"), "--features", 'a,"x,y"']) == 0
-    assert main(["train", "--data", data, "--target", '"x,y",y', "--save", again, *SMALL]) == 0
+    assert main(["train", "--data", data, "--target", '"x,y",y', "--save", again, "--overwrite", *SMALL]) == 0
     assert gpunn.load(again).data_columns == {"features": ["a", "b"], "targets": ["x,y", "y"]}
     assert gpunn.data.csv(data, target='"x,y"').target_names == ["x,y"]  # the library's line of names, alike
     capsys.readouterr()

@@ -1383,7 +1383,7 @@ def test_a_sweep_member_takes_the_optimizers_weight_decay_as_gpunn_train_does(tm
     # and a --weight-decay and --schedule given are each command's: the sweep's member and the train run
     given = with_options(common, "--optimizer", "sgd", "--weight-decay", "0.1", "--schedule", "cosine")
     run(["sweep", *given, "--save-best", str(swept)], capsys)
-    run(["train", *given, "--save", str(alone)], capsys)
+    run(["train", *given, "--save", str(alone), "--overwrite"], capsys)
     numpy.testing.assert_allclose(gpunn.load(swept, device="cpu").params, gpunn.load(alone, device="cpu").params,
                                   rtol=1e-12)
 

@@ -36,7 +36,8 @@ from .common import counted
 
 # options that only say where this process writes and what it shows: free with --resume, never recorded
 # (csv and save_best are gpunn sweep's)
-RUN_LOCAL = frozenset({"resume", "save", "json", "csv", "plot", "save_best", "progress", "quiet", "config", "debug"})
+RUN_LOCAL = frozenset({"resume", "save", "overwrite", "json", "csv", "plot", "save_best", "progress", "quiet", "config",
+                       "debug"})
 BACKEND_KEY = "data_backend"  # recorded beside the options: "cpu" or "cuda", the generator of the data
 # where the data files are: recorded as absolute paths; with --resume they may name where the files are
 # now (the checkpoint then checks that the source holds the same data: rows, columns, chunks, ...)

@@ -129,6 +129,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "and on Ctrl-C, and the run's resolved config beside it as PATH.toml (without --json, --csv, --plot, "
                    "--progress, --quiet: each command's own; nor the options the run did not use); a name that says a "
                    "data file, report or plot (.csv, .json...) is refused")
+    r.add_argument("--overwrite", action="store_true",
+                   help="let --save replace the checkpoint of an earlier run (refused without it: go on with that "
+                        "run with --resume PATH, or save elsewhere)")
     r.add_argument("--resume", type=file_path, metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
                    "every option; --epochs can extend it, --save, --json, --csv, --plot, --progress, --quiet and --device (same kind) apply, "
                    "--data and --targets may say where its files are now (the same data), "
@@ -361,7 +364,7 @@ def _check_outputs(args):
     if args.save:
         # (over the checkpoint being resumed is how a run continues in place)
         preflight.check_checkpoint_output(args.save, "--save", reads=preflight.inputs_read(args, resume=False))
-        _note_replaced_run(args)
+        _check_replaced_run(args)
     if save:
         preflight.check_output(save + ".toml", "--save (its config)")
     # (--json Y.npy overwrote the --targets file the run had trained on)
@@ -403,15 +406,24 @@ def outputs_left(args, epochs) -> str | None:
     return None
 
 
-def _note_replaced_run(args) -> None:
-    """A note where --save names a checkpoint this run does not resume: a fresh run replaces an earlier one's
-    (gpunn train --config run.npz.toml, re-run to go on, records save = "run.npz" and started over it, silently)."""
+def _check_replaced_run(args) -> None:
+    """--save naming the checkpoint of an earlier run that this run does not resume: refused without --overwrite
+    (a note with it), as gpunn sweep refuses to save over a saved sweep. Replacing it loses that run, and its first
+    checkpoint (an epoch's end, or a Ctrl-C's) did so before a note at the start could be acted on: gpunn train
+    --config run.npz.toml, re-run to go on, records save = "run.npz" and started over it."""
     from .. import preflight
 
-    if (os.path.isfile(args.save) and preflight.file_kind(args.save) == "zip" and not preflight.not_a_checkpoint(args.save)
+    if not (os.path.isfile(args.save) and preflight.file_kind(args.save) == "zip"
+            and not preflight.not_a_checkpoint(args.save)
             and not (args.resume and preflight.same_file(args.resume, args.save))):
-        print(f"note: --save {shell_word(args.save)} replaces the checkpoint of an earlier run there; to go on with "
-              f"that run instead: gpunn train --resume {shell_word(args.save)}", file=sys.stderr, flush=True)
+        return
+    said = (f"{shell_word(args.config)}'s {as_key('save', args.save)}" if _from_config(args, "save")
+            else f"--save {shell_word(args.save)}")
+    if not args.overwrite:
+        raise preflight.PreflightError(
+            f"{said} holds the checkpoint of an earlier run, which this run would replace: go on with that run with "
+            f"gpunn train --resume {shell_word(args.save)}, save this one elsewhere, or add --overwrite to replace it")
+    print(f"note: {said} replaces the checkpoint of an earlier run there (--overwrite)", file=sys.stderr, flush=True)
 
 
 def _check_precision(args, backend, dtype) -> None:
