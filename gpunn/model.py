@@ -445,6 +445,11 @@ class DeviceModel(RawUnits):
         hint = OTHER_MODEL_ATTRIBUTES.get(name)
         raise missing_attribute(self, name, f" ({hint})" if hint else "")
 
+    def __call__(self, *args, **kwargs):
+        # PyTorch's and Keras's forward pass, model(X): Python's own "'MLP' object is not callable" said not what to call
+        raise TypeError(f"{type(self).__name__!r} object is not callable (model(X), PyTorch's and Keras's forward "
+                        "pass): model.predict(X) gives the outputs")
+
     def _as_input(self, X, name="X"):
         """X as the model's input matrix: a DataFrame's columns picked by ``data_columns``, on the device."""
         X = by_feature_names(X, self.data_columns, name)

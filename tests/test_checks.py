@@ -1229,6 +1229,16 @@ def test_what_another_library_looks_for_on_a_model_is_shown_where_gpunn_has_it(m
     assert caught.value.name == "predcit" and caught.value.obj is model
 
 
+@pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
+                         ids=["MLP", "Ensemble"])
+def test_calling_a_model_as_pytorch_and_keras_do_says_to_predict(make):
+    """model(X), PyTorch's and Keras's forward pass, said only Python's "'MLP' object is not callable"."""
+    model = make()
+    with pytest.raises(TypeError, match=rf"^'{type(model).__name__}' object is not callable \(model\(X\), PyTorch's "
+                                        r"and Keras's forward pass\): model.predict\(X\) gives the outputs$"):
+        model(numpy.zeros((2, 3)))
+
+
 def test_an_mlps_history_attribute_kerass_says_fit_returns_it(data, tmp_path):
     """model.history after fit, as Keras keeps it, said only "'MLP' object has no attribute 'history'" (an Ensemble
     keeps its last fit's, for best()). The hint shows where the history is, and both ways run."""
