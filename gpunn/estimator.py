@@ -425,6 +425,13 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             raise TypeError(f"{exc} In a Pipeline, make the step before it give dense output: "
                             "OneHotEncoder(sparse_output=False), or ColumnTransformer(..., sparse_threshold=0); "
                             "gpunn trains on dense arrays.") from None
+        except ValueError as exc:  # scikit-learn's "X has 200 features, but ... is expecting 10": rows of the fitted
+            # width are X's rows and columns swapped, which gpunn.MLP's refusal says and scikit-learn's did not
+            shape = getattr(X, "shape", ())
+            if reset or len(shape) != 2 or shape[0] != getattr(self, "n_features_in_", None) or shape[1] == shape[0]:
+                raise
+            raise ValueError(f"{str(exc).rstrip('.')}; its shape {tuple(shape)} looks transposed (rows are examples): "
+                             "pass X.T") from None
         if y.ndim == 2 and y.shape[1] == 1:  # scikit-learn's MLPRegressor warns so for a column, and ravels it
             y = column_or_1d(y, warn=True)
         return X, y

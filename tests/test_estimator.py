@@ -966,6 +966,17 @@ def test_a_warm_start_refuses_another_feature_or_output_count(data):
     assert est.n_features_in_ == 6 and est.n_iter_ == 2
 
 
+def test_a_transposed_x_given_to_predict_is_told_to_pass_its_transpose(data):
+    # scikit-learn's "X has 100 features, but MLPRegressor is expecting 6" alone, where gpunn.MLP says "pass X.T"
+    X, y = data[0][:100], data[1][:100]
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0, device="cpu").fit(X, y)
+    with pytest.raises(ValueError, match=r"X has 100 features, but MLPRegressor is expecting 6 features.*; its shape "
+                                         r"\(6, 100\) looks transposed \(rows are examples\): pass X.T$"):
+        est.predict(X.T)
+    with pytest.raises(ValueError, match=r"X has 5 features, but MLPRegressor is expecting 6 features[^;]*$"):
+        est.predict(X[:, :5])  # (another width: no word of a transpose)
+
+
 def test_sparse_output_of_a_pipelines_step_before_it_is_told_how_to_make_it_dense():
     # scikit-learn's words alone said to call .toarray(), which a Pipeline's user cannot: a ColumnTransformer with a
     # OneHotEncoder of many categories gives a sparse matrix (its default sparse_threshold=0.3)
