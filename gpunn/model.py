@@ -446,6 +446,7 @@ class DeviceModel(RawUnits):
         raise missing_attribute(self, name, f" ({hint})" if hint else "")
 
     def __call__(self, *args, **kwargs):
+        """Not a forward pass: a model is not callable (a TypeError); ``model.predict(X)`` gives the outputs."""
         # PyTorch's and Keras's forward pass, model(X): Python's own "'MLP' object is not callable" said not what to call
         raise TypeError(f"{type(self).__name__!r} object is not callable (model(X), PyTorch's and Keras's forward "
                         "pass): model.predict(X) gives the outputs")
