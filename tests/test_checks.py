@@ -1073,6 +1073,14 @@ def test_an_ensemble_member_out_of_range_and_gpunn_fit_of_an_ensemble_say_so(dat
         gpunn.fit(ens, *data, epochs=1, verbose=False)  # "'Ensemble' object has no attribute 'seed'"
 
 
+def test_gpunn_fit_given_no_model_says_it_takes_the_model_first(data):
+    # gpunn.fit(X, Y) said "'numpy.ndarray' object has no attribute 'standardizer'"
+    with pytest.raises(TypeError, match=r"^gpunn.fit\(model, X, Y, ...\) takes the model to train first, and got an "
+                                        r"ndarray: gpunn.fit\(gpunn.MLP\(\[n_features, 64, n_outputs\]\), X, Y\), "
+                                        r"or model.fit\(X, Y\)$"):
+        gpunn.fit(*data, epochs=1, verbose=False)
+
+
 def test_a_string_given_as_an_ensembles_setting_is_one_value_for_all_members_not_a_list_of_letters(data):
     ens = gpunn.Ensemble([3, 4, 2], 2, device="cpu", seed=0)
     with pytest.raises(ValueError, match="member 0: learning rate must be a positive finite number, got the string '0.01'; pass a number$"):

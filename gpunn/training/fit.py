@@ -15,7 +15,7 @@ import numpy
 from .. import _startup
 from ..checks import (check_rows_match, fit_columns, flag, held_warnings, positive_int, refuse_a_file_to_fit,
                       refuse_torch_validation, seed_int, validation_share, warn_read_by_position)
-from ..hints import OPTIMIZER_OPTIONS, keywords_checked, unexpected_keyword
+from ..hints import OPTIMIZER_OPTIONS, a_type, keywords_checked, unexpected_keyword
 from ..metrics import RegressionEvaluator, check_validation_rows, validation_arrays
 from ..optim import make_optimizer, make_schedule
 from ..rng import host_rng
@@ -280,6 +280,10 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     graph: sets ``model.graph`` for this and later fits: True, False, or "auto" (on for a CUDA GPU where the
     step can be captured: the default); None leaves it as it is (see MLP and gpunn.training.graph).
     """
+    if not hasattr(model, "layer_sizes"):  # gpunn.fit(X, Y) without the model: "'numpy.ndarray' object has no
+        # attribute 'standardizer'" said not what was missing
+        raise TypeError(f"gpunn.fit(model, X, Y, ...) takes the model to train first, and got {a_type(model)}: "
+                        "gpunn.fit(gpunn.MLP([n_features, 64, n_outputs]), X, Y), or model.fit(X, Y)")
     if hasattr(model, "n_models"):  # (it failed with "'Ensemble' object has no attribute 'seed'")
         raise TypeError("gpunn.fit trains one MLP; train an Ensemble with its own fit, ens.fit(X, Y, ...), which also "
                         "takes per-member lr, weight_decay, momentum, beta1, beta2 and bootstrap")
