@@ -541,6 +541,25 @@ def test_what_another_library_looks_for_on_the_history_is_shown_where_it_is(data
     assert not hasattr(history, "__deepcopy__") and copy.deepcopy(history) == history
 
 
+@pytest.mark.parametrize("key, validated, says", [
+    ("val_loss", False, r"the history has no val_loss \(this fit had no validation: pass validation_data or "
+                        r"validation_fraction\); its keys: epoch, loss, lr, time_s, samples_per_s\"$"),
+    ("val_los", True, r"the history has no val_los \(did you mean 'val_loss'\?\); its keys: epoch, .*, val_r2\"$"),
+    ("r2", True, r"the history has no r2 \(did you mean 'val_r2'\? the held-out rows' values carry val_\)"),
+    ("accuracy", True, r"the history has no accuracy; its keys: epoch, loss, lr"),
+])
+def test_a_key_the_history_lacks_says_why_and_what_it_holds(data, key, validated, says):
+    """history["val_loss"] of a fit without validation data, Keras's habit, said only KeyError: 'val_loss'."""
+    X, Y, _, _ = data
+    history = MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=1, verbose=False,
+                                                        validation_fraction=0.2 if validated else None)
+    with pytest.raises(KeyError, match=rf"^\"'{key}': " + says):
+        history[key]
+    with pytest.raises(KeyError) as caught:
+        history[0]  # (not a name: Python's own)
+    assert caught.value.args == (0,) and history.get(key) is None and key not in history
+
+
 def test_kerass_stop_training_is_refused_saying_gpunns_stop(data):
     """`trainer.stop_training = True`, Keras's way to end a run (model.stop_training), set an attribute nothing read:
     the run trained on to its last epoch."""

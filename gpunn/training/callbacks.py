@@ -157,6 +157,13 @@ class History(dict):
     def __getattr__(self, name):
         raise missing_attribute(self, name, self._hint(name))
 
+    def __missing__(self, key):
+        # history["val_loss"] of a fit without validation, Keras's habit, said only KeyError: 'val_loss'
+        if not isinstance(key, str):
+            raise KeyError(key)
+        hint = missing_log_hint(key, self, "this fit had no validation: pass validation_data or validation_fraction")
+        raise KeyError(f"{key!r}: the history has no {key}{hint}; its keys: {', '.join(self)}")
+
     def _hint(self, name) -> str:
         """What a user of another library looks for under ``name``: Keras's ``history.history["loss"]``, a key
         (``history.loss``), or the model, which scikit-learn's fit returns (``model.fit(X, Y).predict(X)``)."""
