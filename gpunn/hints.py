@@ -660,6 +660,17 @@ def folding(names, what: str, any_case: bool = True):
 # when refused) sets __tracebackhide__ = True in its frame: IPython and Jupyter ("[... skipping hidden 1 frame]")
 # and pytest leave such frames out of a traceback. A notebook's error in model.fit showed three of them, the same
 # two lines of gpunn's plumbing each, between the user's line and the fit that refused the call.
+def too_many_positional(name, by_position, by_keyword, extra) -> TypeError:
+    """Python's refusal of positional arguments past ``by_position`` (``fit(X, Y, 10, 32)``: "fit() takes from 2 to 3
+    positional arguments but 5 were given", counting self), saying the options after them are keywords. The values
+    are not matched to names: Keras's fit(x, y, batch_size, epochs) orders them otherwise."""
+    shown = by_position[1:] if "." in name else by_position  # (a method's: not its self, or fit's model)
+    values = ", ".join(value_repr(value) for value in extra)
+    example = ", ".join([*shown, *(f"{p}=..." for p in by_keyword[:2])])
+    return TypeError(f"{name}() takes {', '.join(shown)} by position and its options by keyword, and got "
+                     f"{len(extra)} more by position ({values}): name them, {name}({example})")
+
+
 def keywords_checked(function, name=None, fit_options=(), refusal=unexpected_keyword):
     """``function`` refusing a keyword it does not take as Python does, a TypeError, but naming the parameter meant
     (``validation_split``, Keras's name: ``validation_fraction``), or, for a constructor, the class's fit where
@@ -674,10 +685,15 @@ def keywords_checked(function, name=None, fit_options=(), refusal=unexpected_key
     # keyword arguments"), and no hint names one: a user's Callback(every, /) given every=2 was "did you mean every?"
     positional = set(parameters) - known
     names = [p for p in list(parameters)[1:] if p in known]
+    by_position = [p for p, spec in parameters.items() if spec.kind in (spec.POSITIONAL_ONLY, spec.POSITIONAL_OR_KEYWORD)]
+    by_keyword = [p for p, spec in parameters.items() if spec.kind == spec.KEYWORD_ONLY]
+    takes_more = any(spec.kind == spec.VAR_POSITIONAL for spec in parameters.values())
 
     @functools.wraps(function)
     def checked(*args, **kwargs):
         __tracebackhide__ = True  # noqa: F841 (out of tracebacks: see above)
+        if len(args) > len(by_position) and by_keyword and not takes_more:
+            raise too_many_positional(name or function.__name__, by_position, by_keyword, args[len(by_position):])
         for key in kwargs:
             if key not in known and key not in positional:
                 options = fit_options(args[0]) if callable(fit_options) else fit_options

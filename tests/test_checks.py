@@ -1273,6 +1273,23 @@ def test_an_attribute_error_inside_a_models_property_is_shown_not_no_attribute_o
 
 @pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
                          ids=["MLP", "Ensemble"])
+def test_fits_options_given_by_position_are_told_to_be_named(make, data):
+    """fit(X, Y, 10, 32), Keras's positional batch_size and epochs, said Python's "fit() takes from 2 to 3 positional
+    arguments but 5 were given" (self counted); gpunn.fit(model, X, Y, 5) and a resume's alike."""
+    model = make()
+    name = type(model).__name__
+    with pytest.raises(TypeError, match=rf"^{name}.fit\(\) takes X, Y by position and its options by keyword, and got "
+                                        rf"2 more by position \(10, 32\): name them, {name}.fit\(X, Y, epochs=..., "
+                                        r"batch_size=...\)$"):
+        model.fit(*data, 10, 32)
+    if name == "MLP":
+        with pytest.raises(TypeError, match=r"^fit\(\) takes model, X, Y by position .* got 1 more by position \(5\)"):
+            gpunn.fit(model, *data, 5)
+    gpunn.Adam(0.1, 0.9)  # (a function whose parameters all take a position keeps them)
+
+
+@pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
+                         ids=["MLP", "Ensemble"])
 def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpunn_does_instead(make, data):
     """model.predict(X, verbose=0), Keras's, said only "MLP.predict() got an unexpected keyword argument 'verbose'";
     so did fit(loss=...), sample_weight, steps_per_epoch and initial_epoch, and fit(steps=3) asked "did you mean eps?"
