@@ -664,7 +664,8 @@ def too_many_positional(name, by_position, by_keyword, extra) -> TypeError:
     """Python's refusal of positional arguments past ``by_position`` (``fit(X, Y, 10, 32)``: "fit() takes from 2 to 3
     positional arguments but 5 were given", counting self), saying the options after them are keywords. The values
     are not matched to names: Keras's fit(x, y, batch_size, epochs) orders them otherwise."""
-    shown = by_position[1:] if "." in name else by_position  # (a method's: not its self, or fit's model)
+    # a method's or a constructor's: not its self, nor the model of the fit a method is made from
+    shown = by_position[1:] if "." in name or by_position[:1] == ["self"] else by_position
     values = ", ".join(value_repr(value) for value in extra)
     example = ", ".join([*shown, *(f"{p}=..." for p in by_keyword[:2])])
     return TypeError(f"{name}() takes {', '.join(shown)} by position and its options by keyword, and got "
