@@ -1268,6 +1268,16 @@ def test_an_option_of_another_command_is_refused_saying_whose_it_is(argv, hint, 
     assert err.startswith(f"gpunn {argv[0]}: error: unrecognized arguments: ") and f"({hint})" in err
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_misspelling_of_the_commands_own_option_is_not_told_another_commands(command, capsys):
+    """--batch_size reads as --batch-size, which gpunn sweep (and predict) take too: it is this command's own, misspelt,
+    and not "an option of gpunn sweep, not of gpunn train"."""
+    with pytest.raises(SystemExit):
+        cli.main([command, "--batch_size", "4"])
+    assert capsys.readouterr().err == (f"gpunn {command}: error: unrecognized arguments: --batch_size 4 (--batch_size: "
+                                       f"did you mean --batch-size?) (see gpunn {command} --help)\n")
+
+
 @pytest.mark.parametrize("argv, hint", [
     (["train", "--Epochs", "3"], "--Epochs: options are written in lower case: did you mean --epochs?"),
     (["sweep", "--BATCH-SIZE=3"], "--BATCH-SIZE: options are written in lower case: did you mean --batch-size?"),
@@ -1640,6 +1650,24 @@ def test_a_fresh_run_saved_over_an_earlier_runs_checkpoint_is_refused_without_ov
     assert (tmp_path / "run.npz").read_bytes() != earlier and "overwrite" not in (tmp_path / "run.npz.toml").read_text()
     assert cli.main(["train", "--resume", "run.npz", "--epochs", "2", "--quiet", "--save", "run.npz"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_save_over_an_empty_file_is_free_and_over_another_runs_checkpoint_while_resuming_is_refused(
+        tmp_path, monkeypatch, capsys):
+    """An empty file at --save (tempfile.NamedTemporaryFile's, to be written) holds no earlier run; a run resumed from
+    one checkpoint and saved over another's would lose that other run, as a fresh run would."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.npz").write_bytes(b"")
+    assert cli.main(["train", *TINY, "--save", "run.npz"]) == 0
+    assert cli.main(["train", *TINY, "--save", "other.npz"]) == 0
+    assert "note:" not in capsys.readouterr().err
+    other = (tmp_path / "other.npz").read_bytes()
+    assert cli.main(["train", "--resume", "run.npz", "--epochs", "2", "--quiet", "--save", "other.npz"]) == 2
+    assert capsys.readouterr().err == (
+        "gpunn train: error: --save other.npz holds the checkpoint of an earlier run, which this run would replace: go "
+        "on with that run with gpunn train --resume other.npz, save this one elsewhere, or add --overwrite to replace "
+        "it\n")
+    assert (tmp_path / "other.npz").read_bytes() == other
 
 
 def test_a_run_interrupted_part_way_through_an_epoch_says_its_held_out_metrics_are_the_weights_held(
