@@ -381,6 +381,16 @@ def test_a_sweeps_save_directory_as_model_is_told_its_checkpoints_and_what_to_ru
     assert capsys.readouterr().err == f"gpunn info: error: MODEL {tmp_path} is not a file\n"
 
 
+def test_a_sweep_directory_of_several_ensembles_as_model_names_the_first_and_says_there_are_more(tmp_path, capsys):
+    for g in (0, 1):
+        (tmp_path / f"ensemble-{g}.npz").write_bytes(b"")
+    first = tmp_path / "ensemble-0.npz"
+    assert cli.main(["info", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"gpunn info: error: MODEL {tmp_path} is a directory of gpunn sweep --save "
+                                       f"checkpoints ({first}, ..., one per ensemble); gpunn info {first} says what "
+                                       "one holds\n")
+
+
 def _info_row(out, key):
     return next(line[len(key):].strip() for line in out.splitlines() if line.startswith(key + " "))
 
@@ -410,8 +420,8 @@ def test_info_of_a_model_refuses_a_device_it_would_not_use(tmp_path, capsys, mon
         assert capsys.readouterr().err == (f"gpunn info: error: --device {device} sets the device gpunn info resolves "
                                            "without MODEL, and gpunn info MODEL reads the checkpoint on the CPU: drop "
                                            f"it (gpunn info --device {device} checks that device)\n")
-    for device in ("auto", "cpu"):  # where it is read
-        assert cli.main(["info", model, "--device", device]) == 0
+    for device in ("auto", "cpu", "cpu:0", "CPU", " cpu "):  # where it is read, as resolve takes its names
+        assert cli.main(["info", model, "--device", device]) == 0, device
     monkeypatch.setenv("GPUNN_DEVICE", "cuda")
     assert cli.main(["info", model]) == 0
     assert "MLP 3-1" in capsys.readouterr().out
