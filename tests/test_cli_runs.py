@@ -295,6 +295,19 @@ def test_resume_in_a_config_file_resumes_as_the_flag_does(tmp_path, capsys):
     assert ": --lr 0.25 would change the run, which has --lr 0.001" in capsys.readouterr().err
 
 
+def test_a_resumed_runs_config_key_is_named_as_the_file_writes_it_hyphened_and_its_path_quoted(tmp_path, capsys):
+    """The refusal names a --config key as the file writes it: batch-size (the option's name), not batch_size (its
+    dest), and the file's path as a command line takes it ('my run.toml', quoted: its extent is clear)."""
+    run = str(tmp_path / "run.npz")
+    assert main(["train", *SMALL, "--epochs", "1", "--save", run]) == 0
+    config = tmp_path / "my run.toml"
+    config.write_text(f'resume = "{run}"\nbatch-size = 50\n')
+    capsys.readouterr()
+    assert main(["train", "--config", str(config)]) == 2
+    assert (f"'{config}''s batch-size = 50 would change the run, which has --batch-size 100"
+            in capsys.readouterr().err)
+
+
 def test_predict_writes_npy(tmp_path, capsys):
     save = str(tmp_path / "m.npz")
     assert main(["train", *SMALL, "--epochs", "1", "--save", save]) == 0
