@@ -1938,6 +1938,18 @@ def test_a_config_files_missing_data_path_is_named_by_its_key_and_where_it_was_r
     assert cli.main([command, "--config", "run.toml", "--device", "cpu"]) == 0
 
 
+def test_a_config_files_data_that_is_a_directory_is_there_and_read_as_one(tmp_path, capsys, monkeypatch):
+    """data = "tables", a directory (of Parquet files), is there: it is read and refused for what it holds, not
+    said to be no such file."""
+    from gpunn import cli
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "run.toml").write_text('data = "tables"\nepochs = 1\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--config", "run.toml", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == "gpunn train: error: tables: a directory with no .parquet files (it is empty)\n"
+
+
 @pytest.mark.parametrize("command", ["train", "sweep"])
 def test_window_help_says_a_small_file_is_shuffled_whole_as_it_is(pair, capsys, command):
     """--window's help said "chunks whose rows are shuffled together (default: 16)": a user giving --window 2 to a
