@@ -1657,6 +1657,18 @@ def test_a_checkpoint_file_given_to_sweep_resume_is_told_which_command_continues
         tmp_path / "nope": refused.format(tmp_path / "nope") + "\n"}
 
 
+def test_a_python_fits_checkpoint_given_to_sweep_resume_is_not_told_gpunn_train_continues_it(tmp_path, capsys):
+    """A training checkpoint of MLP.fit's ModelCheckpoint records no command's options: gpunn train --resume cannot
+    go on with it, and the refusal does not send it there."""
+    X = numpy.random.default_rng(0).standard_normal((64, 3)).astype(numpy.float32)
+    path = tmp_path / "py.npz"
+    gpunn.MLP([3, 4, 1], seed=0).fit(X, X[:, :1], epochs=1, batch_size=32, verbose=0,
+                                     callbacks=[gpunn.ModelCheckpoint(str(path))])
+    assert cli.main(["sweep", "--resume", str(path)]) == 2
+    assert capsys.readouterr().err == (f"gpunn sweep: error: --resume {path} is not a directory (gpunn sweep --save "
+                                       "DIR writes one)\n")
+
+
 def test_a_save_that_is_a_file_names_the_config_key_that_set_it_and_what_to_give(tmp_path, capsys):
     """gpunn train --save's PATH.toml records save = "run.npz", a file; given to gpunn sweep (checkpoint-every and the
     like dropped, as README says) it said "--save run.npz exists and is not a directory", a flag the user had not
