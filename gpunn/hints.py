@@ -349,6 +349,14 @@ OTHER_KEYWORDS = {
 _ETA_MIN = ("PyTorch's eta_min is a rate; gpunn's cosine floor is min_factor, a fraction of lr: "
             "gpunn.Schedule('cosine', min_factor=eta_min / lr)")
 OTHER_KEYWORDS["fit"]["eta_min"] = _ETA_MIN
+# Keras's optimizers' clipping (Adam(clipnorm=1.0)), given to fit or to gpunn's optimizers: gpunn has none
+_NO_CLIPPING = ("gpunn clips no gradients: a lower lr, or a schedule, keeps the steps from diverging, and a fit whose "
+                "loss diverges stops with TrainingDiverged")
+OTHER_KEYWORDS["fit"].update(dict.fromkeys(("clipnorm", "clipvalue", "global_clipnorm", "max_norm", "clip_grad_norm"),
+                                           _NO_CLIPPING))
+# PyTorch's model.to(device) done in fit (fit(X, Y, device="cuda")): a model's device is the one it was made on
+OTHER_KEYWORDS["fit"]["device"] = ("a model trains on the device it was made on, its constructor's device='cuda', "
+                                   "or gpunn.load(path, device='cuda') of a saved one")
 OTHER_KEYWORDS["evaluate"]["sample_weight"] = OTHER_KEYWORDS["fit"]["sample_weight"]
 OTHER_KEYWORDS["score"] = {"sample_weight": OTHER_KEYWORDS["fit"]["sample_weight"]}
 # and those one model's method lacks where an Ensemble's takes them, {call: {keyword: hint}}: scikit-learn's
@@ -381,7 +389,8 @@ OTHER_CALLBACK_KEYWORDS["ReduceLROnPlateau"].update(threshold=_THRESHOLD, thresh
 # decoupled_weight_decay=True is AdamW, and its implementation switches choose nothing here
 _ONE_PASS = ("gpunn's step is one pass over the flat parameter buffer (a fused kernel on a GPU): there is nothing "
              "to choose")
-_TORCH_SWITCHES = dict.fromkeys(("foreach", "fused", "capturable", "differentiable"), _ONE_PASS)
+_TORCH_SWITCHES = {**dict.fromkeys(("foreach", "fused", "capturable", "differentiable"), _ONE_PASS),
+                   **dict.fromkeys(("clipnorm", "clipvalue", "global_clipnorm"), _NO_CLIPPING)}
 OTHER_OPTIMIZER_KEYWORDS = {
     "Adam": {"decoupled_weight_decay": "PyTorch's Adam(decoupled_weight_decay=True) is gpunn.AdamW, Adam's step with "
                                        "the weight decay decoupled", **_TORCH_SWITCHES},

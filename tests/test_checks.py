@@ -1334,6 +1334,24 @@ def test_pytorchs_optimizer_keywords_say_what_gpunn_has_instead():
         assert not set(hints) & set(inspect.signature(getattr(gpunn, name)).parameters), name
 
 
+def test_gradient_clipping_and_a_device_given_to_fit_say_what_gpunn_has_instead(data):
+    """Keras's clipnorm (to an optimizer or a fit) and PyTorch's model.to(device) done in fit(device=...) said only
+    "unexpected keyword argument" (api45's note): gpunn clips no gradients, and a model trains where it was made."""
+    X, Y = data
+    model = gpunn.MLP([X.shape[1], 4, Y.shape[1]], device="cpu")
+    clipping = (r"\(gpunn clips no gradients: a lower lr, or a schedule, keeps the steps from diverging, and a fit "
+                r"whose loss diverges stops with TrainingDiverged\)$")
+    for call in (lambda: model.fit(X, Y, clipnorm=1.0), lambda: model.fit(X, Y, clipvalue=0.5),
+                 lambda: gpunn.Ensemble([X.shape[1], 4, Y.shape[1]], n_models=2, device="cpu").fit(X, Y, max_norm=1),
+                 lambda: gpunn.Adam(lr=1e-3, clipnorm=1.0), lambda: gpunn.SGD(global_clipnorm=1.0)):
+        with pytest.raises(TypeError, match=clipping):
+            call()
+    with pytest.raises(TypeError, match=r"^MLP.fit\(\) got an unexpected keyword argument 'device' \(a model trains "
+                                        r"on the device it was made on, its constructor's device='cuda', or "
+                                        r"gpunn.load\(path, device='cuda'\) of a saved one\)$"):
+        model.fit(X, Y, device="cpu")
+
+
 def test_a_dataloaders_drop_last_given_to_fit_says_an_epoch_ends_with_a_partial_batch(data):
     """fit(X, Y, batch_size=64, shuffle=True, drop_last=True), a porter's DataLoader options mapped onto fit's, said
     only "unexpected keyword argument 'drop_last'"."""
