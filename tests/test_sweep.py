@@ -573,6 +573,31 @@ def test_a_resumed_sweep_reads_each_checkpoints_metadata_once(tmp_path, capsys, 
     assert reads == {"ensemble-0.npz": 2, "ensemble-1.npz": 1, "ensemble-2.npz": 1}
 
 
+def test_save_best_over_a_training_runs_checkpoint_is_refused_and_over_an_earlier_best_member_is_not(tmp_path, capsys):
+    """--save-best PATH where gpunn train --save PATH had saved a run replaced that run with the best member, a model
+    saved alone, without a word (as train --save over an earlier run did, refused since 4155c1e). Refused now, the
+    run left as it was; a sweep's ensemble checkpoint likewise. An earlier sweep's best member there is replaced, as
+    a re-run replaces its own output."""
+    run_path, best = tmp_path / "run.npz", tmp_path / "best.npz"
+    run(["train", "--rows", "300", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet",
+         "--save", str(run_path)], capsys)
+    saved = run_path.read_bytes()
+    grid = GRID + ["--epochs", "1"]
+    run(grid + ["--save", str(tmp_path / "sweep")], capsys)
+    for path in (run_path, tmp_path / "sweep" / "ensemble-0.npz"):
+        before = path.read_bytes()
+        assert cli.main(grid + ["--save-best", str(path)]) == 2
+        assert capsys.readouterr().err == (
+            f"gpunn sweep: error: --save-best {path} holds the checkpoint of a training run, which the best member would "
+            f"replace: save it elsewhere (gpunn info {path} says what the run is)\n")
+        assert path.read_bytes() == before
+    assert run_path.read_bytes() == saved
+    run(grid + ["--save-best", str(best)], capsys)
+    first = best.read_bytes()
+    run(grid + ["--seed", "3", "--save-best", str(best)], capsys)
+    assert best.read_bytes() != first  # the earlier best member, replaced
+
+
 def test_a_resumed_sweep_may_save_to_its_own_directory_however_spelled_but_a_new_one_not_over_a_saved_sweep(tmp_path):
     import types
 

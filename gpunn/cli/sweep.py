@@ -683,8 +683,24 @@ def _check_outputs(args):
     reports = check_report_outputs(args, reads)
     if args.save_best:  # a foreign file there is refused, as gpunn train --save refuses one
         preflight.check_checkpoint_output(args.save_best, "--save-best", reads=reads)
+        _refuse_best_over_a_run(args.save_best)
     preflight.check_distinct([*reports, ("--save-best", args.save_best)])
     refuse_replacing_data(args, reports)
+
+
+def _refuse_best_over_a_run(path) -> None:
+    """--save-best naming the checkpoint of a training run (gpunn train --save's, a fit's ModelCheckpoint's, a sweep's
+    ensemble): refused, as gpunn train --save refuses one without --overwrite. The best member, a model saved alone,
+    replaced the run there without a word; an earlier sweep's best member (a model alone) is replaced as before."""
+    from .. import checkpoint
+
+    try:
+        meta = checkpoint.read_meta(path) if os.path.isfile(path) else None
+    except Exception:  # noqa: BLE001 - not a checkpoint: check_checkpoint_output's rules
+        return
+    if meta is not None and meta.get("kind") == "training":
+        raise ValueError(f"--save-best {shell_word(path)} holds the checkpoint of a training run, which the best member "
+                         f"would replace: save it elsewhere (gpunn info {shell_word(path)} says what the run is)")
 
 
 def run(args) -> int:
