@@ -241,17 +241,25 @@ def first_checkpoint(directory) -> str:
     return saved[0]
 
 
-def _checkpoint_resumed(path) -> str:
-    """How the checkpoint file ``path``, given to gpunn sweep --resume, goes on: one ensemble's of a sweep with its
-    directory, a gpunn train run's with gpunn train --resume; '' for another file."""
+def _training_meta(path) -> dict | None:
+    """The metadata of the training run's checkpoint at ``path`` (gpunn train --save's, a fit's ModelCheckpoint's, a
+    sweep's ensemble), or None: no file there, not a checkpoint, or a model saved alone."""
     from .. import checkpoint
-    from .resume import saved_options, sweep_directory
 
     try:
         meta = checkpoint.read_meta(path) if os.path.isfile(path) else None
-    except Exception:  # not a checkpoint: the refusal as it was
-        return ""
-    if meta is None or meta.get("kind") != "training":
+    except Exception:  # noqa: BLE001 - not a checkpoint: the caller's refusal as it was
+        return None
+    return meta if meta is not None and meta.get("kind") == "training" else None
+
+
+def _checkpoint_resumed(path) -> str:
+    """How the checkpoint file ``path``, given to gpunn sweep --resume, goes on: one ensemble's of a sweep with its
+    directory, a gpunn train run's with gpunn train --resume; '' for another file."""
+    from .resume import saved_options, sweep_directory
+
+    meta = _training_meta(path)
+    if meta is None:
         return ""
     sweep = sweep_directory(meta, path)
     if sweep:
@@ -692,13 +700,7 @@ def _refuse_best_over_a_run(path) -> None:
     """--save-best naming the checkpoint of a training run (gpunn train --save's, a fit's ModelCheckpoint's, a sweep's
     ensemble): refused, as gpunn train --save refuses one without --overwrite. The best member, a model saved alone,
     replaced the run there without a word; an earlier sweep's best member (a model alone) is replaced as before."""
-    from .. import checkpoint
-
-    try:
-        meta = checkpoint.read_meta(path) if os.path.isfile(path) else None
-    except Exception:  # noqa: BLE001 - not a checkpoint: check_checkpoint_output's rules
-        return
-    if meta is not None and meta.get("kind") == "training":
+    if _training_meta(path) is not None:
         raise ValueError(f"--save-best {shell_word(path)} holds the checkpoint of a training run, which the best member "
                          f"would replace: save it elsewhere (gpunn info {shell_word(path)} says what the run is)")
 
