@@ -27,7 +27,8 @@ from .checks import (check_rows_match, flag, got, held_warnings, member_index, p
                      seed_int, warn_read_by_position)
 from .model import MLP, DeviceModel, ParamList, gradients_over, source_given
 from .ops import ensemble_ops_for
-from .training.callbacks import missing_log_hint, monitor_mode
+from .training.history import missing_log_hint
+from .training.monitoring import monitor_mode
 from .training.ensemble import fit_ensemble, held_rows
 from .training.fit import as_method, fit as _fit
 from .training.graph import graph_mode

@@ -264,9 +264,9 @@ def device(request):
 def terminal_stderr(capsys, monkeypatch):
     """capsys, with progress drawn as on a terminal: a bar (its stderr is no terminal, and pytest puts it in place
     after the fixtures' set-up, so it cannot be given an isatty here)."""
-    from gpunn.training import callbacks
+    from gpunn.training import progress
 
-    monkeypatch.setattr(callbacks, "draws_bar", lambda stream: True)
+    monkeypatch.setattr(progress, "draws_bar", lambda stream: True)
     return capsys
 
 
@@ -279,9 +279,11 @@ def progress_clock(monkeypatch):
     import itertools
     import types
 
-    from gpunn.training import callbacks
+    from gpunn.training import numba_watch, progress
 
-    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=itertools.count(0.0, 0.001).__next__))
+    clock = types.SimpleNamespace(monotonic=itertools.count(0.0, 0.001).__next__)
+    monkeypatch.setattr(progress, "time", clock)
+    monkeypatch.setattr(numba_watch, "time", clock)  # (the seconds in Numba that the progress reads, by one clock)
 
 
 @pytest.fixture

@@ -228,3 +228,51 @@ def test_locks_a_forked_child_renews_are_renewed_in_one_place():
             if isinstance(node, ast.Attribute) and node.attr == "register_at_fork":
                 hooks.add(name)
     assert hooks == {"gpunn.forksafe", "gpunn.ops.cpu", "gpunn.ops.fit_threads"}
+
+
+# every name gpunn.training.callbacks defined before it was split into modules of one job (callback_protocol,
+# history, progress, numba_watch, monitoring): code that imported one from there still does
+CALLBACKS_MODULE_NAMES = [
+    "CALLBACKS", "Callback", "DAY", "EarlyStopping", "HOOK_ARGUMENTS", "History", "PassProgress", "ProgressBar",
+    "ReduceLROnPlateau", "YEAR", "_BAR_FORMAT", "_KERAS_BATCH_HOOKS", "_MODEL_ATTRIBUTES", "_Monitoring",
+    "_NUMBA_EVENTS", "_NumbaWatch", "_STATE_ARGUMENTS", "_an_optimizer", "_readable_times", "_text_kept_up",
+    "check_logged", "checked_monitor", "checked_monitoring", "default_monitor", "draws_bar", "four_digits", "improves",
+    "interval_text", "lines_for", "may_add_logs", "missing_log_hint", "missing_monitor", "monitor_mode",
+    "numba_seconds", "order_callbacks", "refuse_foreign_hooks", "writes_checkpoints"]
+
+
+def test_every_name_of_the_callbacks_module_before_its_split_still_imports_from_it():
+    import importlib
+
+    from gpunn.training import callbacks
+
+    homes = [importlib.import_module(f"gpunn.training.{name}")
+             for name in ("callbacks", "callback_protocol", "history", "progress", "numba_watch", "monitoring")]
+    for name in CALLBACKS_MODULE_NAMES:
+        defined = [home for home in homes if name in vars(home) and not _imported_into(home, name)]
+        assert len(defined) == 1 and getattr(callbacks, name) is getattr(defined[0], name), name
+    assert {name: getattr(gpunn, name) for name in ("Callback", "History", "EarlyStopping", "ReduceLROnPlateau")} == {
+        name: getattr(callbacks, name) for name in ("Callback", "History", "EarlyStopping", "ReduceLROnPlateau")}
+
+
+def _imported_into(module, name) -> bool:
+    """Whether ``module`` binds ``name`` by an import rather than defining it."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    return any(isinstance(node, ast.ImportFrom) and any((alias.asname or alias.name) == name for alias in node.names)
+               for node in tree.body)
+
+
+def test_a_callback_pickled_before_the_split_of_the_callbacks_module_loads():
+    """A pickle names a class by its module and qualified name: one of a callback pickled before the callbacks module
+    was split names gpunn.training.callbacks, which still holds every class it held."""
+    import pickle
+
+    stopper = gpunn.EarlyStopping(monitor="loss", patience=3)
+    stopper.best, stopper.wait = 0.25, 2
+    before = pickle.dumps(stopper, protocol=2).replace(b"gpunn.training.monitoring", b"gpunn.training.callbacks")
+    assert b"gpunn.training.callbacks\nEarlyStopping" in before
+    loaded = pickle.loads(before)
+    assert type(loaded) is gpunn.EarlyStopping and loaded.get_config() == stopper.get_config()
+    assert (loaded.best, loaded.wait) == (0.25, 2)
+    for name in ("History", "ProgressBar", "ReduceLROnPlateau", "Callback"):
+        assert pickle.loads(f"cgpunn.training.callbacks\n{name}\n.".encode()) is getattr(gpunn.training.callbacks, name)

@@ -1000,17 +1000,19 @@ def test_a_class_is_found_by_the_module_the_file_names_which_is_compared_never_i
     assert passed.seen == 1 and module not in sys.modules  # from 0, not the run's 1
 
 
-def test_a_built_in_recorded_in_another_gpunn_module_is_still_the_built_in(data, tmp_path):
+@pytest.mark.parametrize("module", ["gpunn.training.callbacks", "gpunn.stopping"])
+def test_a_built_in_recorded_in_another_gpunn_module_is_still_the_built_in(data, tmp_path, module):
     """gpunn's own classes are found by qualified name wherever in gpunn a file says they lived (a later gpunn may
-    move one): the run's EarlyStopping, recorded in another gpunn module, is made again and ends the run."""
+    move one): the run's EarlyStopping, recorded in another gpunn module, is made again and ends the run. Files
+    written before gpunn.training.callbacks was split into modules of one job record it there."""
     X, Y = data
     path = tmp_path / "c.npz"
     MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, batch_size=100, lr=0.3, validation_fraction=0.2,
                                              verbose=False, callbacks=[EarlyStopping(patience=0, min_delta=1e9),
                                                                        gpunn.ModelCheckpoint(path)])
     assert gpunn.load_checkpoint(path).training["callback_order"][0] == {
-        "class": "EarlyStopping", "module": "gpunn.training.callbacks", "qualname": "EarlyStopping"}
-    rewrite_meta(path, path, lambda meta: meta["training"]["callback_order"][0].update(module="gpunn.stopping"))
+        "class": "EarlyStopping", "module": "gpunn.training.monitoring", "qualname": "EarlyStopping"}
+    rewrite_meta(path, path, lambda meta: meta["training"]["callback_order"][0].update(module=module))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         resumed = gpunn.load_checkpoint(path).resume(X, Y, epochs=6, verbose=False, checkpoint=False)

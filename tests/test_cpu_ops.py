@@ -1234,7 +1234,7 @@ print(watch.listener is not None, len(imports), imports[0] > 0, watch() >= impor
 def test_numba_is_imported_at_the_first_kernel_call_not_by_import_gpunn():
     """Numba's import (0.3 s) waits for the first call of a CPU kernel (gpunn.ops.lazynumba): ``import gpunn``, the
     CLI (gpunn --help) and a CPU model's construction do not import it; the first kernel call does, and computes. A
-    progress line's Numba seconds made before (gpunn.training.callbacks.numba_seconds) listen from the import on and
+    progress line's Numba seconds made before (gpunn.training.numba_watch.numba_seconds) listen from the import on and
     count the import's seconds."""
     pytest.importorskip("numba")
     import sys

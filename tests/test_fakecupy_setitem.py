@@ -138,9 +138,9 @@ def test_the_rewrite_keeps_pythons_order_of_evaluation_and_leaves_numba_class_an
 @pytest.mark.skipif(not fakecupy_setitem.installed(), reason="the hook is off where the real CuPy is installed")
 def test_gpunns_modules_are_compiled_with_the_check():
     import gpunn.model
-    import gpunn.training.callbacks
+    import gpunn.training.monitoring
 
-    assert fakecupy_setitem.installed_in(gpunn.training.callbacks) and fakecupy_setitem.installed_in(gpunn.model)
+    assert fakecupy_setitem.installed_in(gpunn.training.monitoring) and fakecupy_setitem.installed_in(gpunn.model)
     assert fakecupy_setitem.installed_in(sys.modules["gpunn"])  # the package itself: nothing imported it before
 
 

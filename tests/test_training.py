@@ -276,14 +276,14 @@ def test_the_progress_says_when_the_epochs_pass_over_the_held_out_rows_is_runnin
 
 
 def test_lines_or_the_bar_can_be_forced(teacher, terminal_stderr, monkeypatch, progress_clock):
-    from gpunn.training import callbacks
+    from gpunn.training import progress
     from gpunn.training.callbacks import ProgressBar
 
     X, Y = teacher[0][:300], teacher[1][:300]
     MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False, callbacks=[ProgressBar(lines=True)])
     err = terminal_stderr.readouterr().err
     assert "\r" not in err and len(err.splitlines()) == 2
-    monkeypatch.setattr(callbacks, "draws_bar", lambda stream: False)
+    monkeypatch.setattr(progress, "draws_bar", lambda stream: False)
     MLP([8, 4, 1], device="cpu", seed=0).fit(X, Y, epochs=2, verbose=False, callbacks=[ProgressBar(lines=False)])
     assert "\r" in terminal_stderr.readouterr().err
     with pytest.raises(TypeError, match="lines must be True or False or None"):
@@ -340,13 +340,14 @@ def test_an_epoch_line_says_the_seconds_numba_took_in_it(teacher, terminal_stder
     numba_event = pytest.importorskip("numba.core.event")
     import types
 
-    from gpunn.training import callbacks
+    from gpunn.training import callbacks, numba_watch, progress
 
     monkeypatch.setattr(callbacks.ProgressBar, "says_compiling", True)  # off for the other tests (tests/conftest.py)
     now = [0.0]
-    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
-    watches, numba_seconds = [], callbacks.numba_seconds  # the fit's watch, kept to read after the fit
-    monkeypatch.setattr(callbacks, "numba_seconds", lambda *args: watches.append(numba_seconds(*args)) or watches[-1])
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(numba_watch, "time", progress.time)
+    watches, numba_seconds = [], progress.numba_seconds  # the fit's watch, kept to read after the fit
+    monkeypatch.setattr(progress, "numba_seconds", lambda *args: watches.append(numba_seconds(*args)) or watches[-1])
 
     def load_kernels():
         with numba_event.trigger_event("numba:compiler_lock"):
@@ -390,11 +391,12 @@ def test_the_time_left_leaves_out_the_seconds_numba_took_once(teacher, terminal_
     numba_event = pytest.importorskip("numba.core.event")
     import types
 
-    from gpunn.training import callbacks
+    from gpunn.training import callbacks, numba_watch, progress
 
     monkeypatch.setattr(callbacks.ProgressBar, "says_compiling", True)
     now = [0.0]
-    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(numba_watch, "time", progress.time)
 
     class FirstRun(callbacks.Callback):
         def on_batch_end(self, trainer, batch):
@@ -425,9 +427,9 @@ def test_a_fit_ending_while_another_thread_imports_numba_leaves_no_listener(monk
     import threading
 
     from gpunn.ops import lazynumba
-    from gpunn.training import callbacks
+    from gpunn.training import numba_watch
 
-    watch, taken, ended = callbacks._NumbaWatch(None), threading.Event(), threading.Event()
+    watch, taken, ended = numba_watch._NumbaWatch(None), threading.Event(), threading.Event()
 
     class Hooks(list):  # lazynumba's hooks: the fit ends between load()'s pop of the watch's hook and its call
         def pop(self, index=-1):
@@ -437,7 +439,7 @@ def test_a_fit_ending_while_another_thread_imports_numba_leaves_no_listener(monk
             return hook
 
     monkeypatch.setattr(lazynumba, "_HOOKS", Hooks([watch.imported]))
-    registered = {kind: list(numba_event._registered[kind]) for kind in callbacks._NUMBA_EVENTS}
+    registered = {kind: list(numba_event._registered[kind]) for kind in numba_watch._NUMBA_EVENTS}
     importing = threading.Thread(target=lazynumba.load)  # a kernel's first call, which imports Numba
     importing.start()
     try:
@@ -446,11 +448,11 @@ def test_a_fit_ending_while_another_thread_imports_numba_leaves_no_listener(monk
         ended.set()
         importing.join(60)
         assert not importing.is_alive()
-        assert {kind: list(numba_event._registered[kind]) for kind in callbacks._NUMBA_EVENTS} == registered
+        assert {kind: list(numba_event._registered[kind]) for kind in numba_watch._NUMBA_EVENTS} == registered
         assert watch.listener is None
     finally:
         ended.set()
-        for kind in callbacks._NUMBA_EVENTS:  # not to leave it listening in the other tests where this fails
+        for kind in numba_watch._NUMBA_EVENTS:  # not to leave it listening in the other tests where this fails
             numba_event._registered[kind][:] = registered[kind]
 
 
@@ -458,7 +460,7 @@ def test_a_fit_ending_while_another_thread_imports_numba_leaves_no_listener(monk
 ON_IMPORT_WHILE_ANOTHER_THREAD_IMPORTS = r"""
 import sys, threading
 from gpunn.ops import lazynumba
-from gpunn.training import callbacks
+from gpunn.training import numba_watch
 assert "numba" not in sys.modules
 
 
@@ -471,7 +473,7 @@ class Hooks(list):  # lazynumba's hooks: a kernel's first call on another thread
 
 
 lazynumba._HOOKS = Hooks()
-watch = callbacks.numba_seconds()  # a fit starts
+watch = numba_watch.numba_seconds()  # a fit starts
 print(watch.listener is not None, len(lazynumba._HOOKS))
 watch.stop()
 
@@ -511,10 +513,10 @@ def test_a_numba_lock_taken_before_the_watch_listened_ends_without_counting(monk
     import threading
     import types
 
-    from gpunn.training import callbacks
+    from gpunn.training import numba_watch
 
     now = [1000.0]
-    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(numba_watch, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     taken, release, released = threading.Event(), threading.Event(), threading.Event()
 
     def other_thread():  # takes the lock before the watch listens, releases it while the test thread holds it
@@ -523,7 +525,7 @@ def test_a_numba_lock_taken_before_the_watch_listened_ends_without_counting(monk
             assert release.wait(60)
         released.set()
 
-    watch = callbacks._NumbaWatch(None)
+    watch = numba_watch._NumbaWatch(None)
     other = threading.Thread(target=other_thread)
     other.start()
     try:
@@ -758,14 +760,14 @@ def test_a_logs_lines_give_the_epochs_rate_and_the_runs_time_left_and_come_at_mo
     time left. The clock is the test's: epoch 1 takes 100 s, epoch 2 50 s, epoch 3 90 s."""
     import types
 
-    from gpunn.training import callbacks
+    from gpunn.training import progress
     from gpunn.training.callbacks import ProgressBar
 
     times = iter([0,                          # train begins
                   0, 30, 70, 80, 100, 100,    # epoch 1: begin, 4 batches of 250 rows, end
                   100, 110, 140, 145, 150, 150,
                   150, 160, 212, 220, 230, 240])
-    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: float(next(times))))
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=lambda: float(next(times))))
     trainer = _progress_trainer(rows=1000, batch_size=250, epochs=3)
     progress = ProgressBar(lines=True)
     progress.on_train_begin(trainer)
@@ -798,11 +800,11 @@ def test_a_stream_of_a_trillion_rows_says_its_time_left_in_years_in_the_lines_an
     import io
     import types
 
-    from gpunn.training import callbacks
+    from gpunn.training import progress
     from gpunn.training.callbacks import ProgressBar
 
     clock = iter([0.0, 0.0, 100.0] + [100.0] * 5)  # train begins, epoch 1 begins, the batch ends 100 s later
-    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
     monkeypatch.setattr(ProgressBar, "line_every_s", 0.0)
     trainer = _progress_trainer(rows=10**12, batch_size=600_000, epochs=2)
     lines = ProgressBar(lines=True)

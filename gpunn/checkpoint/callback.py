@@ -9,7 +9,8 @@ import warnings
 from ..checks import flag, positive_int
 from ..preflight import check_output
 from ..training import callbacks as cbmod
-from ..training.callbacks import Callback, _Monitoring
+from ..training.callback_protocol import Callback
+from ..training.monitoring import _Monitoring
 from ..training.ensemble import MemberEarlyStopping
 from .format import check_replaceable
 from .models import save_checkpoint

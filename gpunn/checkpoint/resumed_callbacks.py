@@ -261,7 +261,7 @@ def _warn_other_settings(ckpt, cb, entry, over=None) -> None:
 
 def _as_run(config: dict, validated: bool) -> dict:
     """A monitoring callback's settings as they run: monitor None is val_loss in a run with validation (else
-    loss), mode "auto" follows the monitor (see gpunn.training.callbacks)."""
+    loss), mode "auto" follows the monitor (see gpunn.training.monitoring)."""
     if "monitor" not in config:
         return config
     monitor = config["monitor"] or cbmod.default_monitor(validated)

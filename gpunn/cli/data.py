@@ -256,7 +256,7 @@ def standardize_first(source, backend, dtype, verbose) -> None:
     for a minute, and a stream of 10^10 rows on a laptop's CPU would say nothing for hours."""
     import time
 
-    from ..training.callbacks import PassProgress, interval_text, lines_for
+    from ..training.progress import PassProgress, interval_text, lines_for
 
     print(f"standardize: each column's mean and spread, from one pass over the {source.rows:,} training rows before "
           "the first epoch", flush=True)

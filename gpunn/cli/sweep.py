@@ -554,7 +554,7 @@ def progress_of(args, g, groups) -> list:
     """The callbacks that show ensemble g's progress: none with --quiet (or --progress off), else its bar (or
     lines) naming what runs, "sweep (8 members) [cpu] epoch 1/5" (an Ensemble's own says "ensemble of 8"), and
     which ensemble where the grid is split into several: "sweep ensemble 1 (8 members)", as its other lines say."""
-    from ..training.callbacks import lines_for
+    from ..training.progress import lines_for
     from ..training.ensemble import EnsembleProgressBar
 
     verbose = verbose_of(args)

@@ -479,7 +479,7 @@ class ChunkedSource(Closable):
 
     def compute_standardizer(self, progress=None) -> Standardizer:
         """Mean and spread per column of the training chunks, in one streaming pass; ``progress(rows)``, when given,
-        is called with the rows of each chunk read (gpunn.training.callbacks.PassProgress shows them)."""
+        is called with the rows of each chunk read (gpunn.training.progress.PassProgress shows them)."""
         saved, self.standardizer = self.standardizer, None
         try:
             # on cuda:N (bind() runs at construction too, outside any use()); the pass closed on leaving, also when

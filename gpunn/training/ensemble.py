@@ -36,14 +36,17 @@ from ..ops.fit_threads import member_blas_threads
 from ..ops.member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates
 from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG, generator
-from .callbacks import (Callback, EarlyStopping, History, ProgressBar, ReduceLROnPlateau, check_logged,
-                        checked_monitoring, default_monitor, four_digits, improves, lines_for, missing_monitor,
-                        monitor_mode, order_callbacks, writes_checkpoints)
+from .callback_protocol import Callback, writes_checkpoints
+from .callbacks import order_callbacks
 from .fit import (checked_arrays, not_data_parallel, refuse_standardize_with_a_source, rows_trained_on,
                   split_validation, statistics_kept_before_a_step, statistics_kept_on_refusal)
+from .history import History
 from .protocols import is_source
 from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, agreed, not_finite_validation,
                    train)
+from .monitoring import (EarlyStopping, ReduceLROnPlateau, check_logged, checked_monitoring, default_monitor, improves,
+                         missing_monitor, monitor_mode)
+from .progress import ProgressBar, four_digits, lines_for
 from .sources import ArraySource
 from .state import FitSettings, TrainState
 
@@ -309,9 +312,9 @@ class EnsembleEvaluator(RegressionEvaluator):
 
 
 class MemberEarlyStopping(Callback):
-    """EarlyStopping (gpunn.training.callbacks) for each member on its own; a stopped member is frozen.
+    """EarlyStopping (gpunn.training.monitoring) for each member on its own; a stopped member is frozen.
 
-    The same rule per member, by the same functions (gpunn.training.callbacks: ``default_monitor``,
+    The same rule per member, by the same functions (gpunn.training.monitoring: ``default_monitor``,
     ``monitor_mode`` for mode "auto", ``improves``): an improvement is a finite value better than the best by more
     than ``min_delta``; ``patience`` epochs without one stop the member; with
     ``restore_best_weights`` it ends with its best epoch's parameters (kept in one device copy

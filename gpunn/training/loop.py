@@ -24,7 +24,9 @@ from ..checks import flag
 from ..metrics import VALIDATION_KEYS
 from ..ops.denormals import flush_denormals
 from ..ops.fit_threads import fit_threads
-from .callbacks import Callback, EarlyStopping, History
+from .callback_protocol import Callback
+from .history import History
+from .monitoring import EarlyStopping
 from .state import FitSettings, TrainState, position_words
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..checks import got, real
 from ..optim import Schedule
-from .callbacks import History
+from .history import History
 
 VALIDATION_KINDS = (None, "data", "fraction")
 
