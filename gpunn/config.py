@@ -1,8 +1,9 @@
 """Run configuration files for ``gpunn train --config run.toml`` (and ``gpunn sweep --config``).
 
 A config file sets any ``gpunn train`` (``gpunn sweep``) option by its long name (``batch-size`` or
-``batch_size``); values are checked exactly as the command line checks them, and flags given
-on the command line override the file. The resolved configuration of a run is written beside
+``batch_size``); values are checked exactly as the command line checks them, and by their TOML type (a count
+is an integer, a number is not quoted: the command line's text has no types), and flags given on the command line
+override the file. The resolved configuration of a run is written beside
 its checkpoint (``run.npz`` -> ``run.npz.toml``) in the same format, so it can be fed back in: the options
 the run used. A file is shared between runs, so a key the run would not use (``patience`` without
 ``early-stopping``, a synthetic task's ``rows`` with ``data``) is a note naming the file and key, where the
@@ -112,8 +113,25 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str, other=No
             raise ConfigError(f"{source}: invalid {key} = {written!r} ({flag}: {exc}){several}") from None
         if action.choices is not None and converted not in action.choices:
             raise ConfigError(f"{source}: {key} = {written!r} is not one of {', '.join(map(str, action.choices))}")
+        wanted = getattr(action.type, "toml_types", None)
+        if wanted and not isinstance(written, (list, *wanted)):  # features = 4.0, lr = "1e-3": the value converts
+            raise ConfigError(f"{source}: {_mistyped(key, written, wanted, converted)}")
         out[dest] = converted
     return out
+
+
+def _mistyped(key, written, wanted, converted) -> str:
+    """What is wrong with ``key = written``, a TOML type the option does not take (``wanted``, its type's
+    toml_types): a float for a count, a string for a number; and the value as the key takes it (``converted``, as
+    the option's type read ``written``: lr = "1e-3,3e-3", gpunn sweep's grid as the command line writes it, is
+    lr = [0.001, 0.003])."""
+    takes = "a number" if float in wanted else "a whole number (a TOML integer)"
+    if isinstance(converted, list):
+        takes = f"{takes[2:]}s (a TOML list of them, or one)"
+        converted = converted[0] if len(converted) == 1 else converted
+    unquoted = ", unquoted" if isinstance(written, str) and not isinstance(converted, list) else ""
+    return (f"{as_key(key, written)} is a {'string' if isinstance(written, str) else 'float'}; {key} takes {takes}: "
+            f"{as_key(key, converted)}{unquoted}")
 
 
 def _several_seeds(written, in_a_sweep: bool, listed=False) -> str:

@@ -469,6 +469,40 @@ def test_a_sweep_config_files_list_for_a_one_value_option_is_told_in_its_keys(tm
     assert capsys.readouterr().err.splitlines()[-1].endswith(said)
 
 
+@pytest.mark.parametrize("command, text, said", [
+    ("train", "features = 4.0", "features = 4.0 is a float; features takes a whole number (a TOML integer): "
+                                "features = 4"),
+    ("train", "rows = 1e6", "rows = 1000000.0 is a float; rows takes a whole number (a TOML integer): rows = 1000000"),
+    ("train", 'lr = "1e-3"', 'lr = "1e-3" is a string; lr takes a number: lr = 0.001, unquoted'),
+    ("train", 'gamma = "0.5"', 'gamma = "0.5" is a string; gamma takes a number: gamma = 0.5, unquoted'),
+    ("sweep", "seeds = 2.0", "seeds = 2.0 is a float; seeds takes a whole number (a TOML integer): seeds = 2"),
+    ("sweep", 'lr = "1e-3,3e-3"', 'lr = "1e-3,3e-3" is a string; lr takes numbers (a TOML list of them, or one): '
+                                  "lr = [0.001, 0.003]"),
+])
+def test_a_config_files_float_for_a_count_or_quoted_number_is_refused_naming_the_key_and_the_toml_type(
+        tmp_path, command, text, said):
+    """A config file's values reached the options as the command line's text, so features = 4.0 and lr = "1e-3"
+    were taken, where MLP(...) and fit refuse 4.0 for a count and "1e-3" for a rate: a TOML file has the types
+    (lefts46). The refusal names the file, the key and the value to write instead."""
+    from gpunn.cli import parse_args
+    from gpunn.config import ConfigError
+
+    path = tmp_path / "run.toml"
+    path.write_text(f"{text}\n")
+    with pytest.raises(ConfigError) as refused:  # (parsed only: without the check, train would run 2,000,000 rows)
+        parse_args([command, "--config", str(path)])
+    assert str(refused.value) == f"{path}: {said}"
+
+
+def test_a_config_files_integer_for_a_number_and_string_for_a_count_or_names_are_taken(tmp_path):
+    from gpunn.cli import parse_args
+
+    path = tmp_path / "run.toml"
+    path.write_text('lr = 1\nnoise = 0\nfeatures = "4"\n')  # a TOML integer is a number; --features takes names too
+    args = parse_args(["train", "--config", str(path)])
+    assert (args.lr, args.noise, args.features) == (1.0, 0.0, 4)
+
+
 @pytest.mark.parametrize("command, said", [
     ("train", "unrecognized arguments: --widths 32,64 (--widths: did you mean --hidden (the hidden layers' widths, e.g. "
               "--hidden 256,256)?)"),

@@ -493,6 +493,11 @@ def number(text, kind):
     raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
 
 
+TOML_TYPES = {int: (int,), float: (int, float)}  # what a config file may give an option of each kind (an argparse
+# type's toml_types): the command line's text spells 4 as 4.0 or 1e-3 as "1e-3" alike, a TOML file's types do not,
+# and a float for a count, or a quoted number, is refused naming its key (gpunn.config.convert)
+
+
 def bounded(kind, low, *, inclusive=False, what=None):
     """An argparse type: a finite number of ``kind`` above ``low`` (at least ``low`` when inclusive).
     ``what``: the complaint, with ``{text}`` for what was given."""
@@ -504,6 +509,7 @@ def bounded(kind, low, *, inclusive=False, what=None):
             what_ = what or f"must be {'at least' if inclusive else 'greater than'} {low}, got {{text}}"
             raise argparse.ArgumentTypeError(what_.format(text=text))
         return value
+    parse.toml_types = TOML_TYPES[kind]
     return parse
 
 

@@ -40,6 +40,9 @@ def feature_count_or_names(text):
     return names
 
 
+feature_count_or_names.toml_types = (int, str)  # features = 4 or features = "a,b" (a list of names: gpunn.config)
+
+
 COLUMNS_HELP = ("a name holding a comma, a double quote or spaces of its own goes in double quotes, as a CSV header "
                 "writes it: '\"a,b\",c'")
 

@@ -27,6 +27,7 @@ def _unit_interval(zero: bool):
         if value > 1:
             raise argparse.ArgumentTypeError(f"must be in {span}, got {text}")
         return value
+    parse.toml_types = above.toml_types
     return parse
 
 

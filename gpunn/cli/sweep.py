@@ -21,9 +21,9 @@ from ..training.callbacks import Callback
 from ..training.ensemble import held_rows
 from ..training.state import position_words
 from . import data as data_cli, lr_schedule
-from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, check_report_outputs, counted, csv_text, dtype,
-                     epoch_axis, file_path, json_text, non_negative, positive, refuse_replacing_data, verbose_of,
-                     write_output)
+from .common import (DEVICE_NAMES, TOML_TYPES, Parser, add_debug, add_progress, check_report_outputs, counted,
+                     csv_text, dtype, epoch_axis, file_path, json_text, non_negative, positive, refuse_replacing_data,
+                     verbose_of, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _from_config,
                     _hidden_sizes, _launch, _ranks, check_task_memory, constant_targets_note, features_help,
@@ -61,6 +61,7 @@ def _number_list(kind, check):
                 f"names {', '.join(f'{v:g}' for v in repeated)} more than once in {text!r}: a repeated value trains "
                 "the same members again, to the same weights; name each once (--seeds trains repeats that differ)")
         return values
+    parse.toml_types = TOML_TYPES[kind]
     return parse
 
 
@@ -361,6 +362,9 @@ def seed_count(text):
         hinted = argparse.ArgumentTypeError(f"{said}: {how}")
         hinted.unhinted = argparse.ArgumentTypeError(said)  # (a config file's seeds = [0, 1]: in its keys)
         raise hinted from None
+
+
+seed_count.toml_types = TOML_TYPES[int]
 
 
 def _counted_seeds(seeds) -> str:
