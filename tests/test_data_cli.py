@@ -2250,7 +2250,7 @@ def test_column_options_that_do_not_fit_the_data_file_are_refused(pair, tmp_path
 
 
 def test_a_run_on_files_resumes_from_another_directory_and_after_the_files_moved(pair, monkeypatch, capsys):
-    tmp_path, _, _ = pair
+    tmp_path, _, Y = pair
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path)
     run = ["--hidden", "8", "--batch-size", "500", "--device", "cpu", "--quiet"]
@@ -2272,6 +2272,10 @@ def test_a_run_on_files_resumes_from_another_directory_and_after_the_files_moved
     assert main(["train", "--resume", "../run.npz", "--epochs", "4", "--data", "../moved/X.npy",
                  "--targets", "../moved/Y2.npy"]) == 2
     assert "was trained on another source: n_outputs was 1, now 2" in capsys.readouterr().err
+    numpy.save(tmp_path / "moved" / "Y.npy", Y[:, 0] + 1)  # the run's file, other values of its shape: refused too
+    assert main(["train", "--resume", "../run.npz", "--epochs", "4", "--data", "../moved/X.npy",
+                 "--targets", "../moved/Y.npy"]) == 2
+    assert f"{tmp_path / 'moved' / 'Y.npy'} have changed since the run read them" in capsys.readouterr().err
 
 
 def test_a_resume_on_another_file_names_the_file_the_run_read(tmp_path, capsys):

@@ -779,6 +779,93 @@ def test_resuming_on_other_data_is_refused_saying_what_differs(tmp_path, linear_
         data.npy(moved / "features.npy", moved / "targets.npy", chunk_rows=1500, seed=4), epochs=2, verbose=False)
     assert resumed["epoch"] == [1, 2]
 
+def _files_of(kind, folder, X, Y):
+    """X and Y written in ``folder`` as a ``kind`` source's files, and that source (chunks of about 1,500 rows)."""
+    folder.mkdir(exist_ok=True)
+    if kind == "npy":
+        numpy.save(folder / "x.npy", X)
+        numpy.save(folder / "y.npy", Y)
+        return data.npy(folder / "x.npy", folder / "y.npy", chunk_rows=1500, seed=4)
+    columns = {**{f"x{j}": X[:, j] for j in range(X.shape[1])}, **{f"y{j}": Y[:, j] for j in range(Y.shape[1])}}
+    target = [f"y{j}" for j in range(Y.shape[1])]
+    if kind == "csv":
+        rows = numpy.column_stack(list(columns.values()))
+        (folder / "t.csv").write_text(",".join(columns) + "\n" + "".join(",".join(map(repr, r.tolist())) + "\n"
+                                                                         for r in rows))
+        return data.csv(folder / "t.csv", target=target, block_size=100_000, seed=4)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (folder / "parts").mkdir(exist_ok=True)
+    half = len(X) // 2
+    for name, rows in (("a", slice(None, half)), ("b", slice(half, None))):  # a directory of two files: one dataset
+        pq.write_table(pa.table({k: v[rows] for k, v in columns.items()}), folder / "parts" / f"{name}.parquet")
+    return data.parquet(folder / "parts", target=target, chunk_rows=1500, seed=4)
+
+
+@pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
+def test_a_resume_on_files_of_the_runs_shape_with_other_values_is_refused_and_on_a_copy_goes_on(tmp_path, kind):
+    """A resume compared a file source's description (rows, widths, chunks, seed, columns), paths aside, not its
+    values: a run on X.npy and Y.npy resumed on other files of their shape trained on without a word (api45: an X of
+    other values took the loss from 0.26 to 12,024). A checksum of the files' sizes and of bytes sampled through
+    them (gpunn.data.contents) now refuses other values; a copy of the files elsewhere still resumes, and a
+    checkpoint from before the checksum was recorded resumes as it did."""
+    if kind != "npy":
+        pytest.importorskip("pyarrow")
+    from checkpoint_edits import rewrite_meta
+
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((6000, 3))
+    Y = X @ rng.standard_normal((3, 2))
+    ckpt = tmp_path / "run.npz"
+    gpunn.MLP([3, 2], device="cpu", seed=1).fit(_files_of(kind, tmp_path / "run", X, Y), epochs=1, verbose=False,
+                                                callbacks=[gpunn.ModelCheckpoint(ckpt)])
+    old = tmp_path / "old.npz"  # as gpunn wrote it before the checksum
+    rewrite_meta(ckpt, old, lambda meta: [meta["training"]["source"].pop(k) for k in ("contents", "contents_rule")])
+    fit = dict(epochs=2, verbose=False)
+    assert gpunn.load_checkpoint(ckpt).resume(_files_of(kind, tmp_path / "copy", X, Y), **fit)["epoch"] == [1, 2]
+    either = r"\S*{0}\S*( and \S*{0}\S*)?"  # an .npy pair's two files, or the table's file or directory
+    with pytest.raises(ValueError, match=rf"run.npz was trained on other values: {either.format('other')} have the "
+                                         r"run's shape but not its values \(a checksum of their sizes and of bytes "
+                                         r"sampled through them differs\)\. Resume with the run's files \(the run "
+                                         rf"read {either.format('copy')}\); to train its model on these, train the "
+                                         r"model gpunn.load\(path\) returns further"):
+        gpunn.load_checkpoint(ckpt).resume(_files_of(kind, tmp_path / "other", X, Y + 1), epochs=3, verbose=False)
+    with pytest.raises(ValueError, match=rf"run.npz was trained on other values: {either.format('copy')} have changed "
+                                         r"since the run read them \(.*\)\. Resume with the files as the run read "
+                                         r"them; to train"):
+        gpunn.load_checkpoint(ckpt).resume(_files_of(kind, tmp_path / "copy", X, Y + 1), epochs=3, verbose=False)
+    assert gpunn.load_checkpoint(old).resume(_files_of(kind, tmp_path / "other", X, Y + 1), **fit)["epoch"] == [1, 2]
+
+
+def test_a_file_removed_while_its_source_reads_it_leaves_the_checkpoint_without_a_checksum(tmp_path, linear_pair):
+    """The checksum opens the files by their paths at the first checkpoint; one removed since the source opened it
+    (which reads on through its handle) must not fail the checkpoint's write: it is written without the checksum."""
+    x, y, _, _ = linear_pair
+    source = data.npy(x, y, chunk_rows=1500, seed=4)
+    x.unlink()
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(source, epochs=1, verbose=False,
+                                                callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")])
+    recorded = gpunn.load_checkpoint(tmp_path / "run.npz").training["source"]
+    assert recorded["rows"] == 20_000 and "contents" not in recorded
+
+
+def test_a_resume_with_a_validation_source_whose_files_changed_is_refused(tmp_path, linear_pair):
+    x, y, X, Y = linear_pair
+    ckpt = tmp_path / "run.npz"
+    held = _files_of("npy", tmp_path / "held", X[:500], Y[:500])
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(data.npy(x, y, chunk_rows=1500, seed=4), epochs=1, verbose=False,
+                                                validation_data=held, callbacks=[gpunn.ModelCheckpoint(ckpt)])
+    changed = Y[:500].copy()
+    changed[499, 1] += 1  # one value, in the last row: a file this small is read whole
+    with pytest.raises(ValueError, match=r"run.npz was validated on other values: \S*held\S*x.npy and \S*held\S*y.npy "
+                                         r"have changed since the run read them \(.*\)\. Resume with the same "
+                                         r"validation_data"):
+        gpunn.load_checkpoint(ckpt, device="cpu").resume(data.npy(x, y, chunk_rows=1500, seed=4), epochs=2,
+                                                         validation_data=_files_of("npy", tmp_path / "held",
+                                                                                   X[:500], changed), verbose=False)
+
+
 def test_resuming_with_another_validation_source_is_refused_saying_what_differs(tmp_path, linear_pair):
     x, y, X, Y = linear_pair
     for name, rows in (("v500", 500), ("v400", 400)):

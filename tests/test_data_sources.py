@@ -3359,3 +3359,66 @@ def test_a_prediction_file_gets_the_mode_a_plain_open_gives_it_without_setting_t
             monkeypatch.undo()
             os.umask(before)
         assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask and set_to == []
+
+
+def test_a_sources_files_checksum_reads_a_small_file_whole_and_samples_a_large_one_from_first_to_last_block(tmp_path,
+                                                                                                            monkeypatch):
+    """gpunn.data.contents: a resume's check of the files' values costs a few hundred small reads, whatever their
+    size; a file of up to BLOCKS blocks is read whole, so that any change to it is seen."""
+    from gpunn.data import contents
+
+    small = tmp_path / "small.bin"
+    payload = bytearray(numpy.random.default_rng(0).integers(0, 256, 3 * contents.BLOCK + 5, numpy.uint8).tobytes())
+    small.write_bytes(payload)
+    before = contents.sampled_checksum([small])
+    for at in (0, contents.BLOCK + 7, len(payload) - 1):  # any byte of a small file
+        changed = bytearray(payload)
+        changed[at] ^= 1
+        small.write_bytes(changed)
+        assert contents.sampled_checksum([small]) != before, at
+    small.write_bytes(payload + b"\0")  # a byte more, of a value the blocks would not show: the size does
+    assert contents.sampled_checksum([small]) != before
+    small.write_bytes(payload)
+    assert contents.sampled_checksum([small]) == before
+
+    large = tmp_path / "large.bin"
+    size = 3 * contents.BLOCKS * contents.BLOCK + 123
+    with open(large, "wb") as f:
+        f.truncate(size)
+    offsets = list(contents._offsets(size, contents.BLOCKS))
+    assert len(offsets) == contents.BLOCKS and offsets[0] == 0 and offsets[-1] == size - contents.BLOCK
+    read = []
+    real_open = open
+
+    class Counted:  # the reads a checksum of the large file makes
+        def __init__(self, file):
+            self.file = file
+
+        def __enter__(self):
+            self.file.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+        def fileno(self):
+            return self.file.fileno()
+
+        def seek(self, offset):
+            return self.file.seek(offset)
+
+        def read(self, n):
+            read.append(n)
+            return self.file.read(n)
+
+    monkeypatch.setattr(contents, "open", lambda path, mode: Counted(real_open(path, mode)), raising=False)
+    empty = contents.sampled_checksum([large])
+    assert sum(read) == contents.BLOCKS * contents.BLOCK
+    with open(large, "r+b") as f:  # a byte in the last block
+        f.seek(size - 1)
+        f.write(b"\1")
+    assert contents.sampled_checksum([large]) != empty
+    # two files share the blocks, each sampled in half of them (a directory of files: at least two blocks each)
+    read.clear()
+    contents.sampled_checksum([large, large])
+    assert sum(read) == contents.BLOCKS * contents.BLOCK

@@ -233,11 +233,17 @@ def _resume_source(ckpt, source, validation_data):
                          "own windows and shuffle): resume it with the same X and Y, resume(X, Y)")
     if hasattr(source, "follow_saved_cut"):  # a synthetic source cut by default: into the pieces the run was cut into
         source.follow_saved_cut(saved)
-    differ = _config_differences(saved, source.config(), ignored=("shards",))  # (how data-parallel ranks split it:
-    if differ:                                                                   # the resume follows the checkpoint)
-        read = [saved[k] for k in ("path", "x_path", "y_path") if saved.get(k)]  # (absolute: see make_source)
-        read = f" (the run read {' and '.join(map(str, read))})" if read else ""
+    now = source.config()
+    differ = _config_differences(saved, now, ignored=("shards",))  # (how data-parallel ranks split it:
+    read = [saved[k] for k in ("path", "x_path", "y_path") if saved.get(k)]  # (the resume follows the checkpoint)
+    read = f" (the run read {' and '.join(map(str, read))})" if read else ""  # (absolute: see make_source)
+    if differ:
         raise ValueError(f"{ckpt.path} was trained on another source: {differ}. Resume with the same data{read}.")
+    if _other_contents(saved, now):
+        back = "the files as the run read them" if _same_files(saved, now) else f"the run's files{read}"
+        raise ValueError(f"{ckpt.path} was trained on other values: {_contents_differ(saved, now)}. Resume with "
+                         f"{back}; to train its model on these, train the model gpunn.load(path) returns further (a "
+                         "new run, with a new optimizer)")
     _check_drawn_by(ckpt, saved)
     if hasattr(source, "standardizer"):
         source.standardizer = ckpt.model.standardizer  # exactly the statistics training used
@@ -325,12 +331,44 @@ def _other_shuffle(ckpt, settings, state) -> str | None:
             f"whole). For the run's order, resume it on {on}")
 
 
+# a file source's sampled checksum of its files (gpunn.data.contents): compared apart from the config, as files from
+# before it was recorded lack it
+_CONTENTS = ("contents", "contents_rule")
+_CHECKSUM_DIFFERS = "a checksum of their sizes and of bytes sampled through them differs"
+
+
+def _other_contents(saved: dict, now: dict) -> bool:
+    """Whether a file source's files hold other values than the run's: both checksums recorded by the same rule,
+    and different."""
+    if "contents" not in saved or "contents" not in now or saved.get("contents_rule") != now.get("contents_rule"):
+        return False
+    return saved["contents"] != now["contents"]
+
+
+def _files(config: dict) -> list:
+    """A file source's files as its config names them: an .npy pair's two, or the file or directory."""
+    return [config[k] for k in ("x_path", "y_path") if config.get(k)] or [config.get("path")]
+
+
+def _same_files(saved: dict, now: dict) -> bool:
+    return _files(saved) == _files(now)
+
+
+def _contents_differ(saved: dict, now: dict) -> str:
+    """How the files differ from the run's: changed where the run read them, or others of its shape."""
+    named = " and ".join(map(str, _files(now)))
+    if _same_files(saved, now):
+        return f"{named} have changed since the run read them ({_CHECKSUM_DIFFERS})"
+    return f"{named} have the run's shape but not its values ({_CHECKSUM_DIFFERS})"
+
+
 def _config_differences(saved: dict, now: dict, ignored=()) -> str:
     """How two sources' configs differ ("seed was 4, now 5; ..."), or "" when they describe the same data;
     paths aside (the same files may be read from another place) and the keys ``ignored``."""
     from ..datasets import CHUNK_ROWS
 
-    moved = ("path", "x_path", "y_path", "rng")  # ("rng": _check_drawn_by's, which knows what a file without it drew)
+    moved = ("path", "x_path", "y_path", "rng") + _CONTENTS  # ("rng": _check_drawn_by's, which knows what a file
+    # without it drew; the contents: _other_contents's)
     # a synthetic source records chunk_rows only when it is not make's 65,536 (as every run before pieces)
     unrecorded = {"chunk_rows": CHUNK_ROWS} if now.get("kind") == "synthetic" else {}
 
@@ -373,4 +411,6 @@ def _check_validation(ckpt, evaluator) -> None:
     differ = _config_differences(saved, now, ignored=free)
     if differ:
         raise ValueError(f"{ckpt.path} was validated on another source: {differ}. {fix}")
+    if _other_contents(saved, now):
+        raise ValueError(f"{ckpt.path} was validated on other values: {_contents_differ(saved, now)}. {fix}")
     _check_drawn_by(ckpt, saved, validation=True)

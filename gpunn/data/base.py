@@ -40,6 +40,7 @@ from ..hints import keywords_hinted
 from ..rng import DeviceRNG, host_rng
 from ..checks import canonical_dtype, flag, got, positive_int, seed_int, validation_share
 from .errors import DataError, more_not_finite
+from .contents import CONTENTS_RULE, sampled_checksum
 from .overflow import OverflowWatch
 from .stats import Standardizer, standardizing_dtype
 
@@ -504,10 +505,30 @@ class ChunkedSource(Closable):
         """JSON-able description saved in checkpoints: what to read and how it is cut and shuffled."""
         return {"kind": self.kind, **self._describe(), "seed": self.seed, "shuffle": self.shuffle,
                 "window": self.window, "validation_fraction": self.validation_fraction,
-                "standardize": self.standardize, "rows": self.rows, "chunks": len(self.chunk_sizes)}
+                "standardize": self.standardize, "rows": self.rows, "chunks": len(self.chunk_sizes),
+                **self._contents()}
 
     def _describe(self) -> dict:
         return {}
+
+    def _content_files(self) -> list:
+        """The files whose bytes the source reads, in order (none: a source that draws its rows)."""
+        return []
+
+    def _contents(self) -> dict:
+        """The files' sampled checksum (gpunn.data.contents), computed at the first call (a run's first checkpoint)
+        and kept, so that every checkpoint of the run records the files as the run began on them. None where a file
+        cannot be opened by its path now (removed while the source reads it through its open handle): the
+        checkpoint is written without it, and a resume from it compares the description alone."""
+        files = self._content_files()
+        if not files:
+            return {}
+        if "_checksum" not in self.__dict__:
+            try:
+                self._checksum = sampled_checksum(files)
+            except OSError:
+                self._checksum = None
+        return {} if self._checksum is None else {"contents": self._checksum, "contents_rule": CONTENTS_RULE}
 
     def __repr__(self):
         # rows and chunks are the training ones (self.rows): chunks counted every chunk, the held-out ones too

@@ -414,6 +414,9 @@ class NpySource(ChunkedSource):
         return {"x_path": os.path.abspath(self.x.path), "y_path": os.path.abspath(self.y.path),
                 "chunk_rows": self.chunk_rows, "n_features": self.n_features, "n_outputs": self.n_outputs}
 
+    def _content_files(self):
+        return [self.x.path, self.y.path]
+
 
 class IterableSource(Closable):
     """Any iterable of (X, Y) pieces, as a last resort, cut into batches of ``batch_size`` rows in order.

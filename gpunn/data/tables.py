@@ -620,6 +620,9 @@ class ParquetSource(ChunkedSource):
         return {"path": os.path.abspath(self.path), "files": len(self.files), "target": self.target_names,
                 "features": self.feature_names, "chunk_rows": self.chunk_rows}
 
+    def _content_files(self):
+        return list(self.files)
+
 
 class _EmptySlice(RuntimeError):
     """A row group's batch gave no rows where rows were asked of it: without this, take() would ask again for
@@ -915,6 +918,9 @@ class CsvSource(ChunkedSource):
     def _describe(self):
         return {"path": os.path.abspath(self.path), "target": self.target_names, "features": self.feature_names,
                 "block_size": self.block_size, "chunks_at": "byte offsets"}
+
+    def _content_files(self):
+        return [self.path]
 
     def _close_files(self):
         fd = self.__dict__.get("_fd")
