@@ -3,8 +3,9 @@
 A source's config describes its data by shape (rows, widths, chunks, column names), paths aside, so that files
 moved elsewhere still resume; the checksum adds their values: other files of the same shape are refused, as
 other in-memory arrays are (by their fingerprint). It is sampled, not read whole, so that a resume of a 5 GB
-``.npy`` pair costs milliseconds (47 from disk, 4-5 cached, measured), not a pass over the files: ``BLOCKS`` blocks of ``BLOCK`` bytes in all, spread
-evenly over the files (at least the first and last of each), with each file's size. A file of up to
+``.npy`` pair costs milliseconds (47 from disk, 4-5 cached, measured), not a pass over the files: ``BLOCKS``
+blocks of ``BLOCK`` bytes in all, spread evenly over the files (at least the first and last of each), with each
+file's size. A file of up to
 ``BLOCK * blocks_per_file`` bytes is read whole; in a larger one, a change confined to the bytes between the
 blocks goes unseen (as a value changed in place in a 5 GB file would)."""
 from __future__ import annotations
