@@ -712,6 +712,25 @@ def keywords_checked(function, name=None, fit_options=(), refusal=unexpected_key
     return checked
 
 
+def targets_refused(predict, name):
+    """A model's ``predict`` refusing targets given after X (``model.predict(X, Y)``, as score takes them) by the
+    methods that take them, where Python said "takes 2 positional arguments but 3 were given" (and an Ensemble's,
+    whose second is ``return_std``, "return_std must be True or False, got array(...)"). ``name``: "MLP.predict".
+    A second argument that is no array (``ens.predict(X, True)``) is left to ``predict``."""
+    model = name.rsplit(".", 1)[0]
+    options = list(inspect.signature(predict).parameters)[2:]  # (after self and X: an Ensemble's return_std)
+
+    @functools.wraps(predict)
+    def checked(self, *args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 (out of tracebacks: see keywords_checked)
+        if len(args) > 1 and (hasattr(args[1], "shape") or isinstance(args[1], (list, tuple))):
+            takes = f"X and {', '.join(f'{p}=...' for p in options)}" if options else "X alone"
+            raise TypeError(f"{name}() takes {takes}, not the targets: {model}.evaluate(X, Y) scores the "
+                            f"predictions against them (loss, mse, mae, r2), {model}.score(X, Y) gives R²")
+        return predict(self, *args, **kwargs)
+    return checked
+
+
 def keywords_hinted(cls):
     """The class ``cls`` whose constructor refuses a keyword it does not take naming the one meant, as fit does
     (:func:`keywords_checked`): ``Adam(beta_1=0.9)``, Keras's name, said only "unexpected keyword argument

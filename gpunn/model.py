@@ -30,7 +30,7 @@ from .activations import Activation, get_activation
 from .checks import (DTYPES, NotFinite, as_array, as_matrix, by_feature_names, canonical_dtype, check_rows_match, flag,
                      held_warnings, picked_names, positive_int, seed_int, warn_read_by_position)
 from .hints import (OTHER_MODEL_ATTRIBUTES, bracketed_hint, keywords_checked, keywords_hinted, missing_attribute,
-                    value_repr)
+                    targets_refused, value_repr)
 from .ops import ops_for
 from .ops.base import bf16_dtype
 from .ops.mlp_step import one_call_gradients, one_call_step
@@ -435,6 +435,8 @@ class DeviceModel(RawUnits):
         for name in ("predict", "evaluate", "score", "loss"):  # predict(X, verbose=0), Keras's: it takes X alone
             if name in cls.__dict__:
                 setattr(cls, name, keywords_checked(cls.__dict__[name], f"{cls.__name__}.{name}"))
+        if "predict" in cls.__dict__:  # predict(X, Y), as score takes them: evaluate and score do
+            cls.predict = targets_refused(cls.__dict__["predict"], f"{cls.__name__}.predict")
 
     def __getattr__(self, name):  # (an attribute not found): another library's name is shown gpunn's way
         # Python comes here too where a property's getter raised AttributeError (a bug in it, or one of a subclass's):

@@ -1352,6 +1352,23 @@ def test_gradient_clipping_and_a_device_given_to_fit_say_what_gpunn_has_instead(
         model.fit(X, Y, device="cpu")
 
 
+def test_targets_given_to_predict_name_evaluate_and_score_which_take_them(data):
+    """model.predict(X, Y), thinking of score, said Python's "takes 2 positional arguments but 3 were given" (an
+    Ensemble's, whose second is return_std, "return_std must be True or False, got array(...)")."""
+    X, Y = data
+    sizes = [X.shape[1], 4, Y.shape[1]]
+    model, ensemble = MLP(sizes, device="cpu"), Ensemble(sizes, 2, device="cpu")
+    with pytest.raises(TypeError, match=r"^MLP.predict\(\) takes X alone, not the targets: MLP.evaluate\(X, Y\) "
+                                        r"scores the predictions against them \(loss, mse, mae, r2\), MLP.score\(X, "
+                                        r"Y\) gives R²$"):
+        model.predict(X, Y)
+    with pytest.raises(TypeError, match=r"^Ensemble.predict\(\) takes X and return_std=..., not the targets: "
+                                        r"Ensemble.evaluate\(X, Y\) scores"):
+        ensemble.predict(X, Y.tolist())
+    assert len(ensemble.predict(X, True)) == 2  # (mean, std): return_std by position, as before
+    assert inspect.signature(MLP.predict) == inspect.signature(MLP.__dict__["predict"].__wrapped__)
+
+
 def test_a_dataloaders_drop_last_given_to_fit_says_an_epoch_ends_with_a_partial_batch(data):
     """fit(X, Y, batch_size=64, shuffle=True, drop_last=True), a porter's DataLoader options mapped onto fit's, said
     only "unexpected keyword argument 'drop_last'"."""
