@@ -486,6 +486,19 @@ def _text_column(frame) -> str:
     return ""
 
 
+def _reads_as_numbers(array) -> bool:
+    """Whether every value of ``array``, text or Python objects, reads as a number, as ``array.astype(float)`` reads
+    it ('1.5', b'2', 3): numbers written as text, told to convert them. A None (a missing value, which astype reads
+    as NaN) is none."""
+    if array.dtype == object and any(v is None for v in array.flat):
+        return False
+    try:
+        array.astype(numpy.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _column_holds(value) -> tuple:
     """(what a column holds, what to do with it) for the refusal of a DataFrame's column of Python objects, by its
     first that is not a number: a column of datetime.date objects (pandas keeps them as objects, where a
@@ -571,10 +584,16 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
             _refuse_missing(data, name)
         # numbers read as text (csv.reader's rows, numpy.loadtxt(dtype=str)) are converted by the caller, as
         # scikit-learn asks: a guess here would take "1,5" or "N/A" silently one way or another
-        text = (f" (text: where every string is a number, convert them first, {name.split()[0]}.astype(float); "
+        var = name.split()[0]
+        text = (f" (text: where every string is a number, convert them first, {var}.astype(float); "
                 "encode other text as numbers)")
         what = {"O": _text_column(frame) or " (strings or other Python objects: encode them as numbers first)",
                 "U": text, "S": text}.get(_kind_of(data), "")
+        if frame is None and _kind_of(data) in "OUS" and _reads_as_numbers(data):  # an object array's '1.5' was told
+            # to encode them, a str array's to convert them where they are numbers: both are told they are
+            text = _kind_of(data) in "US" or any(isinstance(v, (str, bytes)) for v in data.flat)
+            what = (f" ({'text' if text else 'Python objects'}: its every value is a number; convert them first, "
+                    f"{var}.astype(float))")
         raise TypeError(f"{name} must hold real numbers; got dtype {data.dtype}{what}")
     if data.ndim == 1 and allow_1d:
         data = data.reshape(-1, 1)

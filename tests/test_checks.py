@@ -100,6 +100,13 @@ def test_one_dimensional_y_is_never_broadcast(data):
                                                 r"string is a number, convert them first, X\.astype\(float\); encode "
                                                 r"other text as numbers\)$"),
     (numpy.array([[b"1", b"2", b"3"]]), TypeError, r"got dtype \|S1 \(text: .* X\.astype\(float\)"),
+    # an object array of numbers as text (a list of str and numbers) was told to encode them, a str array to convert
+    # them: both are told to convert them where every value reads as a number
+    (numpy.array([["1", "2.5", 3]], dtype=object), TypeError, r"^X must hold real numbers; got dtype object \(text: its "
+                                                              r"every value is a number; convert them first, "
+                                                              r"X\.astype\(float\)\)$"),
+    (numpy.array([["1", "2", "3"]]), TypeError, r"got dtype <U1 \(text: its every value is a number; convert them "
+                                                r"first, X\.astype\(float\)\)$"),
     (numpy.ones((2, 3), dtype=complex), TypeError, "X must hold real numbers; got dtype complex128$"),  # no objects
     (numpy.array([[1 + 2j, 3, 4]], dtype=object), TypeError, r"X must hold real numbers; got dtype object \(strings"),
     (numpy.empty((0, 3)), ValueError, r"X is empty: shape \(0, 3\)"),
