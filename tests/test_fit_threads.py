@@ -605,6 +605,29 @@ def test_numpys_blas_is_the_one_from_numpys_folder_whichever_threadpoolctl_lists
     assert fit_threads.libraries_to_set() == [numpys]
 
 
+def test_the_busy_machines_note_names_mkls_count_and_variable_where_gpunn_gemm_sent_the_products_there(monkeypatch):
+    """GPUNN_GEMM=mkl (or auto's choice of MKL for a shape) runs a fit's products on MKL, whose count MKL_NUM_THREADS
+    sets: gpunn train's note of a busy machine named NumPy's count and OPENBLAS_NUM_THREADS, which leave MKL's threads
+    as they were. The chooser (its choices, MKL's count) and the load are the test's: no MKL is needed."""
+    from gpunn import cpuload
+    from gpunn.cli.train import _busy_blas_note
+    from gpunn.ops import cpu
+
+    model = gpunn.MLP([32, 256, 256, 1], device="cpu")  # (a medium net: not one fit_threads puts on one thread)
+    mkl = types.SimpleNamespace(threads=lambda: 4)
+    chooser = types.SimpleNamespace(choices={("float32", 256, 32, 256, False, False): "mkl"}, _impl={"mkl": mkl})
+    monkeypatch.setattr(model.ops, "gemm", chooser)
+    monkeypatch.setattr(fit_threads, "numpys_count", lambda: (2, "OPENBLAS_NUM_THREADS"))
+    monkeypatch.setattr(cpuload, "machine_cores", lambda: 4)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 4)
+    busy = types.SimpleNamespace(share=0.6, seconds=6.0)  # 1.6 cores left idle
+    note = _busy_blas_note(model, busy)
+    assert "and MKL ran this net's products on 4 threads" in note and "MKL_NUM_THREADS=1 may train it" in note, note
+    chooser.choices = {key: "numpy" for key in chooser.choices}  # NumPy's BLAS ran them: its count and variable
+    note = _busy_blas_note(model, busy)
+    assert "and NumPy's BLAS ran this net's products on 2 threads" in note and "OPENBLAS_NUM_THREADS=1 may" in note
+
+
 def test_numpys_count_is_numpys_blas_count_and_the_variable_that_library_reads_first(monkeypatch):
     """fit_threads.numpys_count, which gpunn train's note of a busy machine names: NumPy's library's count (not MKL's,
     listed first: GPUNN_GEMM=mkl's, torch's) and the variable it reads first (MKL_NUM_THREADS for MKL, not

@@ -794,22 +794,23 @@ BUSY_MIN_SECONDS = 5.0  # a shorter fit loses little, and its share is of fewer 
 
 def _busy_blas_note(model, load) -> str | None:
     """A note where other processes took over BUSY_SHARE of the machine's CPU while the fit of ``model`` ran NumPy's
-    BLAS on more threads than the cores they left idle: each product then waits for whichever of its threads is
-    descheduled. On the 2-core AMD EPYC under load, the medium net trained 3.7-33x faster on one thread than on two,
-    and 0.28x PyTorch eager on two (bench/RESULTS.md, sessions 39 and 45); a small net's fit is on one already."""
+    BLAS (MKL's, where GPUNN_GEMM sent the products there) on more threads than the cores they left idle: each product
+    then waits for whichever of its threads is descheduled. On the 2-core AMD EPYC under load, the medium net trained
+    3.7-33x faster on one thread than on two, and 0.28x PyTorch eager on two (bench/RESULTS.md, sessions 39 and 45);
+    a small net's fit is on one already."""
     from ..ops import fit_threads
     from ..ops.cpu import usable_cores
 
     if not load.seconds >= BUSY_MIN_SECONDS or not load.share > BUSY_SHARE or fit_threads.one_thread_for(model):
         return None
-    threads, variable = fit_threads.numpys_count()
+    threads, variable, library = fit_threads.products_count(model.ops)
     # the cores the others left idle, at most those this process may run on: the share is of every core of the
     # machine, and a job held to 2 cores (taskset, Slurm) of a 64-core node busy on the other 62 has its 2 to itself
     idle = max(1, math.floor(min(usable_cores(), cpuload.machine_cores() * (1 - load.share))))
     if threads is None or threads <= idle:
         return None
-    return (f"note: other processes took {load.share:.0%} of this machine's CPU time while it trained, and NumPy's "
-            f"BLAS ran this net's products on {threads} threads, each product waiting for whichever is descheduled: "
+    return (f"note: other processes took {load.share:.0%} of this machine's CPU time while it trained, and {library} "
+            f"ran this net's products on {threads} threads, each product waiting for whichever is descheduled: "
             f"on a machine this busy, {variable}={idle} may train it several times faster, to other last bits (README, "
             "CPU speed that holds)")
 

@@ -189,6 +189,17 @@ def numpys_count() -> tuple[int | None, str]:
     return threads, _READ_BY.get(api, BLAS_ENV)[0]
 
 
+def products_count(ops) -> tuple[int | None, str, str]:
+    """(thread count, the variable it is read from first, the library in words) of the BLAS that ran the products of
+    a fit on ``ops`` (a model's CPU ops): MKL's where GPUNN_GEMM sent any shape to it (gpunn.ops.gemm's chooser: mkl,
+    or auto's choice), which reads MKL_NUM_THREADS (gpunn train's note of a busy machine named NumPy's count and
+    OPENBLAS_NUM_THREADS, which leave MKL's threads as they are); else NumPy's BLAS's (numpys_count)."""
+    chooser = getattr(ops, "gemm", None)
+    if chooser is not None and "mkl" in chooser.choices.values():
+        return chooser._impl["mkl"].threads(), _READ_BY["mkl"][0], "MKL"
+    return (*numpys_count(), "NumPy's BLAS")
+
+
 def _count_variable(library=None) -> str | None:
     """The variable of the environment that sets the thread count of ``library`` (a threadpoolctl controller; None:
     NumPy's BLAS as its build configuration names it, _built_with), of those it reads (_READ_BY) the first it takes;
