@@ -463,7 +463,7 @@ def first_block_schema(path, header, delimiter=",", decimal="."):
                                       block_size=typing_block(path, header, delimiter))
     # a file of its own, closed on return: given the path, pyarrow's I/O thread closed it a moment later (still open
     # on return 5-10% of the time), and an error raised then held it; a NativeFile (not a Python one, which pyarrow's
-    # threads would drop without the GIL: tables.read_range)
+    # threads would drop without the GIL: csv_tables.read_range)
     with pyarrow.OSFile(os.fspath(path)) as file:
         return pyarrow.csv.open_csv(file, read_options=options,
                                     parse_options=pyarrow.csv.ParseOptions(delimiter=delimiter),

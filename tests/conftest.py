@@ -91,7 +91,7 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, _ctrl_c_ends_the_run)
     # device="auto" falling back to NumPy is expected here; tests/test_backend.py checks the warning itself
     config.addinivalue_line("filterwarnings", "ignore::gpunn.backend.CPUFallbackWarning")
-    # indexes of CSV files (gpunn.data.tables) go to a directory of this session, not the user's cache
+    # indexes of CSV files (gpunn.data.csv_tables) go to a directory of this session, not the user's cache
     if "GPUNN_CACHE_DIR" not in os.environ:
         _SESSION_CACHE.append(tempfile.mkdtemp(prefix="gpunn-test-cache-"))
         os.environ["GPUNN_CACHE_DIR"] = _SESSION_CACHE[-1]

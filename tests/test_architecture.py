@@ -230,29 +230,44 @@ def test_locks_a_forked_child_renews_are_renewed_in_one_place():
     assert hooks == {"gpunn.forksafe", "gpunn.ops.cpu", "gpunn.ops.fit_threads"}
 
 
-# every name gpunn.training.callbacks defined before it was split into modules of one job (callback_protocol,
-# history, progress, numba_watch, monitoring): code that imported one from there still does
-CALLBACKS_MODULE_NAMES = [
-    "CALLBACKS", "Callback", "DAY", "EarlyStopping", "HOOK_ARGUMENTS", "History", "PassProgress", "ProgressBar",
-    "ReduceLROnPlateau", "YEAR", "_BAR_FORMAT", "_KERAS_BATCH_HOOKS", "_MODEL_ATTRIBUTES", "_Monitoring",
-    "_NUMBA_EVENTS", "_NumbaWatch", "_STATE_ARGUMENTS", "_an_optimizer", "_readable_times", "_text_kept_up",
-    "check_logged", "checked_monitor", "checked_monitoring", "default_monitor", "draws_bar", "four_digits", "improves",
-    "interval_text", "lines_for", "may_add_logs", "missing_log_hint", "missing_monitor", "monitor_mode",
-    "numba_seconds", "order_callbacks", "refuse_foreign_hooks", "writes_checkpoints"]
+# every name a module defined before it was split into modules of one job (which it imports them from): code that
+# imported one from it still does
+SPLIT_MODULES = {
+    "gpunn.training.callbacks": (
+        ["callback_protocol", "history", "progress", "numba_watch", "monitoring"],
+        ["CALLBACKS", "Callback", "DAY", "EarlyStopping", "HOOK_ARGUMENTS", "History", "PassProgress", "ProgressBar",
+         "ReduceLROnPlateau", "YEAR", "_BAR_FORMAT", "_KERAS_BATCH_HOOKS", "_MODEL_ATTRIBUTES", "_Monitoring",
+         "_NUMBA_EVENTS", "_NumbaWatch", "_STATE_ARGUMENTS", "_an_optimizer", "_readable_times", "_text_kept_up",
+         "check_logged", "checked_monitor", "checked_monitoring", "default_monitor", "draws_bar", "four_digits",
+         "improves", "interval_text", "lines_for", "may_add_logs", "missing_log_hint", "missing_monitor",
+         "monitor_mode", "numba_seconds", "order_callbacks", "refuse_foreign_hooks", "writes_checkpoints"]),
+    "gpunn.data.tables": (
+        ["table_columns", "parquet_tables", "csv_tables"],
+        ["CACHE_ENV", "CsvSource", "MissingColumns", "NoTarget", "ParquetSource", "QUOTED_MOST", "_EmptySlice",
+         "_QUOTE_OR_LINE_END", "_RowGroupCursor", "_as_stored", "_by_default", "_float64_values", "_held_instead",
+         "_last_row_end", "_line_end", "_misspelt", "_names", "_other_case", "_pandas_index_columns", "_row_end",
+         "_spaced", "_unnamed_column", "_validity", "_with_comma", "cache_directory", "check_csv_kind",
+         "close_column", "columns_are", "copy_columns", "csv_column_types", "csv_schema", "first_refused",
+         "leave_out_hint", "listed_columns", "open_parquet", "parquet_cell", "parse_rows", "pick_columns",
+         "pick_in_every_file", "pyarrow_module", "read_range", "refused_in_first_block", "refused_rows",
+         "row_range_buffers", "row_ranges"]),
+}
 
 
-def test_every_name_of_the_callbacks_module_before_its_split_still_imports_from_it():
+@pytest.mark.parametrize("name", sorted(SPLIT_MODULES))
+def test_every_name_of_a_module_before_its_split_still_imports_from_it(name):
+    """Each name is defined in one of the modules it was split into (or still in it), and is that object there."""
     import importlib
 
-    from gpunn.training import callbacks
-
-    homes = [importlib.import_module(f"gpunn.training.{name}")
-             for name in ("callbacks", "callback_protocol", "history", "progress", "numba_watch", "monitoring")]
-    for name in CALLBACKS_MODULE_NAMES:
-        defined = [home for home in homes if name in vars(home) and not _imported_into(home, name)]
-        assert len(defined) == 1 and getattr(callbacks, name) is getattr(defined[0], name), name
-    assert {name: getattr(gpunn, name) for name in ("Callback", "History", "EarlyStopping", "ReduceLROnPlateau")} == {
-        name: getattr(callbacks, name) for name in ("Callback", "History", "EarlyStopping", "ReduceLROnPlateau")}
+    module = importlib.import_module(name)
+    parts, names = SPLIT_MODULES[name]
+    homes = [module] + [importlib.import_module(f"{name.rpartition('.')[0]}.{part}") for part in parts]
+    for each in names:
+        defined = [home for home in homes if each in vars(home) and not _imported_into(home, each)]
+        assert len(defined) == 1 and getattr(module, each) is getattr(defined[0], each), each
+    public = ("Callback", "History", "EarlyStopping", "ReduceLROnPlateau")  # gpunn's own re-exports too
+    assert {each: getattr(gpunn, each) for each in public} == {each: getattr(gpunn.training.callbacks, each)
+                                                               for each in public}
 
 
 def _imported_into(module, name) -> bool:

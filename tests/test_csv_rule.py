@@ -383,7 +383,7 @@ def test_rows_longer_than_a_streamed_block_are_read_alike_by_training_and_predic
     """A wide table whose every row is longer than the block gpunn predict streams in (1 MiB; 4 KiB here): training
     read it (its chunks are cut at line ends), gpunn predict streamed refused it, "bad data from line 4 on
     (straddling object straddles two block boundaries (try to increase block size?))" (in 4 KiB blocks "line 3: 91
-    values, where the lines before it have 401"). Its batches are now cut at line ends too (tables.row_ranges)."""
+    values, where the lines before it have 401"). Its batches are now cut at line ends too (csv_tables.row_ranges)."""
     from gpunn import csvtext
     from gpunn.data import files
 
@@ -403,7 +403,7 @@ def test_a_far_longer_row_past_a_streamed_block_is_read_alike_by_training_and_pr
     """A row far longer than the others, past the first block: training reads it (its chunks are cut at line ends),
     gpunn predict streamed refused it, through pyarrow's streaming reader (each row inside a block: "straddling
     object"), and named it for a width it does not have ("line 1502: 2 values, where the lines before it have 3"):
-    its batches are now cut at line ends as training's chunks are (tables.row_ranges)."""
+    its batches are now cut at line ends as training's chunks are (csv_tables.row_ranges)."""
     from gpunn.data import files
 
     monkeypatch.setattr(files, "CSV_BLOCK", 1 << 12)
@@ -498,14 +498,14 @@ def test_rows_refused_where_no_single_row_is_named_are_placed_on_one_line_by_tra
     """Where first_refused names no row (the rows read again one by one all read), training and gpunn predict say
     "bad data from line N on (...)": training with N the line of the chunk's first data row, predict streamed the
     line of its batch's first byte, an empty line here (line 2, where the rows begin on line 4). One rule now,
-    tables.refused_rows: the first data row's line, empty lines skipped, as every reader skips them."""
+    csv_tables.refused_rows: the first data row's line, empty lines skipped, as every reader skips them."""
     from gpunn import csvtext
-    from gpunn.data import tables
+    from gpunn.data import csv_tables
 
     monkeypatch.setattr(csvtext, "CSV_BLOCK", 1 << 4)  # the columns typed from the first rows: 'oops' past them
     path = tmp_path / "x.csv"
     path.write_text("a,b\n\n\n1.5,2\n" + "2.5,3\n" * 20 + "oops,4\n")
-    monkeypatch.setattr(tables, "first_refused", lambda *args, **kwargs: (None, ""))
+    monkeypatch.setattr(csv_tables, "first_refused", lambda *args, **kwargs: (None, ""))
     said = refusal(trained_on, str(path), block_size=1 << 20)  # one chunk, as predict reads it in one batch
     assert said.startswith(f"{path}: bad data from line 4 on ("), said
     assert refusal(streamed, str(path), ["a"]) == said
@@ -518,12 +518,12 @@ def test_rows_refused_where_no_single_row_is_named_in_a_later_chunk_are_placed_a
     """As above, in a file of several chunks: "bad data from line N on" names the first line of the chunk refused
     (bytes 126-138 of 139 in chunks of 64: line 24), not the file's first data row (line 4)."""
     from gpunn import csvtext
-    from gpunn.data import tables
+    from gpunn.data import csv_tables
 
     monkeypatch.setattr(csvtext, "CSV_BLOCK", 1 << 4)
     path = tmp_path / "x.csv"
     path.write_text("a,b\n\n\n1.5,2\n" + "2.5,3\n" * 20 + "oops,4\n")  # 2.5,3 on lines 5-24, oops on 25
-    monkeypatch.setattr(tables, "first_refused", lambda *args, **kwargs: (None, ""))
+    monkeypatch.setattr(csv_tables, "first_refused", lambda *args, **kwargs: (None, ""))
     said = refusal(trained_on, str(path), block_size=1 << 6)
     assert said.startswith(f"{path}: bad data from line 24 on ("), said
 

@@ -188,7 +188,7 @@ def test_predict_score_reads_in_once_writing_predict_of_its_source_with_evaluate
     that is not a number stops the pass: OUT not written, an earlier OUT left as it was."""
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
-    from gpunn.data import tables
+    from gpunn.data import csv_tables
 
     X, Y = datasets.make("friedman1", 3000, 5, seed=3, device="cpu")
     table = {**{c: X[:, i] for i, c in enumerate("abcde")}, "y": Y[:, 0], "z": Y[:, 0] - X[:, 1]}
@@ -201,8 +201,8 @@ def test_predict_score_reads_in_once_writing_predict_of_its_source_with_evaluate
                  "--save", model_path, *SMALL]) == 0
     model = gpunn.load(model_path, device="cpu")
     read, read_before = [], False
-    real_read_range = tables.read_range
-    monkeypatch.setattr(tables, "read_range", lambda fd, start, end: read.append(end - start) or
+    real_read_range = csv_tables.read_range
+    monkeypatch.setattr(csv_tables, "read_range", lambda fd, start, end: read.append(end - start) or
                         real_read_range(fd, start, end))
     for name, kind, chunk_rows in (("h.csv", gpunn.data.csv, None), ("h.csv", gpunn.data.csv, None),
                                    ("h.parquet", gpunn.data.parquet, None), ("H.CSV", gpunn.data.csv, None),
@@ -931,7 +931,7 @@ def test_a_column_name_in_another_letter_case_is_hinted_not_taken(tmp_path, caps
     (["price", "area", "y"], {"target": "y", "features": ["prise", "pryce"]}, "did you mean 'price'?"),
 ])
 def test_a_missing_column_is_hinted_once_by_the_one_column_it_could_mean(columns, asked, hint):
-    """The hints of a column not found (gpunn.data.tables.pick_columns): a name that is any piece of a column's name
+    """The hints of a column not found (gpunn.data.table_columns.pick_columns): a name that is any piece of a column's name
     with a comma and a space in it (the second, 'y' of 'x, y', as the first); no letter-case hint where two columns
     match in another case (which one was meant?), only the misspelling's; and a column two misspelt names are
     close to named once."""
@@ -2154,7 +2154,7 @@ def test_a_run_saved_with_its_file_in_one_chunk_resumes_and_says_1_chunk(tmp_pat
     cut so, though a new run on a file of one chunk is refused. Its data line said '40 training rows in 1 chunks'."""
     pytest.importorskip("pyarrow")
     from gpunn.cli import data as data_cli
-    from gpunn.data import tables
+    from gpunn.data import csv_tables
 
     X, Y = datasets.make("linear", 40, 2, seed=1, device="cpu", dtype="float64")
     numpy.savetxt(tmp_path / "t.csv", numpy.hstack([X, Y]), delimiter=",", header="a,b,y", comments="", fmt="%.2f")
@@ -2162,7 +2162,7 @@ def test_a_run_saved_with_its_file_in_one_chunk_resumes_and_says_1_chunk(tmp_pat
            "--quiet"]
     first = str(tmp_path / "first.npz")
     with monkeypatch.context() as m:  # as a run was saved before (the file is under 1 KiB)
-        m.setattr(tables, "default_chunk_rows", lambda size, largest: 1024)
+        m.setattr(csv_tables, "default_chunk_rows", lambda size, largest: 1024)
         assert main(["train", *run]) == 2
         assert "40 rows in one chunk, none of which can be held out" in capsys.readouterr().err
         m.setattr(data_cli, "_check_held_out", lambda *args: None)
@@ -2176,14 +2176,14 @@ def test_the_note_on_the_share_a_csv_file_holds_out_says_what_the_command_can_do
     """HeldOutShareWarning's advice is the Python arguments (block_size, validation_data): gpunn train --data has
     no option for them, nor for validation_fraction, which the note named. Python keeps its words."""
     pytest.importorskip("pyarrow")
-    from gpunn.data import tables
+    from gpunn.data import csv_tables
 
     path = tmp_path / "t.csv"
     path.write_text("a,b,y\n" + "".join(f"{i},{2 * i},{3 * i}\n" for i in range(200)))  # 2,203 bytes
     run = ["train", "--data", str(path), "--target", "y", "--hidden", "4", "--epochs", "1", "--device", "cpu",
            "--quiet"]
     with monkeypatch.context() as m:  # 1 KiB blocks, as a file under 32 KiB was cut before: 3 chunks
-        m.setattr(tables, "default_chunk_rows", lambda size, largest: 1024)
+        m.setattr(csv_tables, "default_chunk_rows", lambda size, largest: 1024)
         assert main([*run, "--save", str(tmp_path / "m.npz")]) == 0
     said = (f"note: --data {path}: the tenth of its chunks held out for validation is 1 of 3 whole chunks, 102 of 200 "
             "rows (51%)")
@@ -2219,7 +2219,7 @@ def test_a_resumed_run_cuts_its_file_as_it_was_cut_when_saved(pair, monkeypatch)
 def test_a_resumed_csv_run_reads_its_file_in_the_blocks_it_was_saved_with(tmp_path, monkeypatch):
     """As an .npy file's chunk rows (above), a CSV file's block size is the recorded one, whatever the default."""
     pytest.importorskip("pyarrow")
-    from gpunn.data import tables
+    from gpunn.data import csv_tables
 
     X, Y = datasets.make("linear", 1500, 2, seed=1, device="cpu", dtype="float64")
     numpy.savetxt(tmp_path / "t.csv", numpy.hstack([X, Y]), delimiter=",", header="a,b,y", comments="", fmt="%.17g")
@@ -2227,8 +2227,8 @@ def test_a_resumed_csv_run_reads_its_file_in_the_blocks_it_was_saved_with(tmp_pa
            "cpu", "--dtype", "float64", "--quiet"]
     straight, first = tmp_path / "straight.npz", tmp_path / "first.npz"
     with monkeypatch.context() as m:  # blocks of twice the default's bytes
-        default = tables.default_chunk_rows
-        m.setattr(tables, "default_chunk_rows", lambda size, largest: 2 * default(size, largest))
+        default = csv_tables.default_chunk_rows
+        m.setattr(csv_tables, "default_chunk_rows", lambda size, largest: 2 * default(size, largest))
         assert main(["train", *run, "--epochs", "2", "--save", str(straight)]) == 0
         assert main(["train", *run, "--epochs", "1", "--save", str(first)]) == 0
     assert main(["train", "--resume", str(first), "--epochs", "2", "--quiet"]) == 0

@@ -1829,7 +1829,7 @@ def test_the_csv_bytes_pyarrow_parses_are_arrows_own_memory(tmp_path, monkeypatc
     process aborts: "terminate called without an active exception" after a command's output (seen once, too
     rare to run here). Arrow's own memory is freed without the GIL."""
     pa = pytest.importorskip("pyarrow")
-    import gpunn.data.tables as tables
+    import gpunn.data.csv_tables as csv_tables
 
     read_into = []
 
@@ -1837,8 +1837,8 @@ def test_the_csv_bytes_pyarrow_parses_are_arrows_own_memory(tmp_path, monkeypatc
         read_into.append(type(view.obj))
         return tables_pread_full(fd, view, offset)
 
-    tables_pread_full = tables.pread_full
-    monkeypatch.setattr(tables, "pread_full", pread_full)
+    tables_pread_full = csv_tables.pread_full
+    monkeypatch.setattr(csv_tables, "pread_full", pread_full)
     X = numpy.arange(300.0).reshape(100, 3)
     numpy.savetxt(tmp_path / "t.csv", X, delimiter=",", header="a,b,y", comments="")
     source = data.csv(tmp_path / "t.csv", target="y", block_size=256, shuffle=False, window=1, device="cpu")
@@ -3019,16 +3019,16 @@ def test_the_pieces_of_a_row_group_read_in_order_decode_it_once(tmp_path, monkey
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    from gpunn.data import tables
+    from gpunn.data import parquet_tables
 
     made = []
 
-    class Counted(tables._RowGroupCursor):
+    class Counted(parquet_tables._RowGroupCursor):
         def __init__(self, *args):
             made.append(args[1])
             super().__init__(*args)
 
-    monkeypatch.setattr(tables, "_RowGroupCursor", Counted)
+    monkeypatch.setattr(parquet_tables, "_RowGroupCursor", Counted)
     ids = numpy.arange(10_000, dtype=numpy.float64)
     pq.write_table(pa.table({"id": ids, "y": 2 * ids}), tmp_path / "one.parquet", row_group_size=6_000)
     source = data.parquet(tmp_path / "one.parquet", target="y", chunk_rows=1000, shuffle=False, device="cpu",
@@ -3051,7 +3051,7 @@ def test_an_empty_slice_of_a_row_group_is_an_internal_error_naming_it_not_a_hang
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    from gpunn.data import tables
+    from gpunn.data import parquet_tables
 
     class Emptied:
         calls = 0
@@ -3064,12 +3064,12 @@ def test_an_empty_slice_of_a_row_group_is_an_internal_error_naming_it_not_a_hang
             assert Emptied.calls < 100, "take() looped"
             return self.batch.slice(offset, 0)
 
-    class Cursor(tables._RowGroupCursor):
+    class Cursor(parquet_tables._RowGroupCursor):
         def __init__(self, *args):
             super().__init__(*args)
             self._batches = map(Emptied, self._batches)
 
-    monkeypatch.setattr(tables, "_RowGroupCursor", Cursor)
+    monkeypatch.setattr(parquet_tables, "_RowGroupCursor", Cursor)
     ids = numpy.arange(100, dtype=numpy.float64)
     pq.write_table(pa.table({"id": ids, "y": 2 * ids}), tmp_path / "one.parquet", row_group_size=60)
     source = data.parquet(tmp_path / "one.parquet", target="y", chunk_rows=20, shuffle=False, device="cpu",

@@ -948,7 +948,7 @@ def test_predict_names_the_row_in_the_file_where_the_source_finds_no_words_for_t
 
 
 def test_a_nan_past_the_first_65536_rows_of_a_parquet_row_group_is_named_by_its_row(tmp_path):
-    """The value refused is read again from its row group in batches of 65,536 rows (data.tables.parquet_cell): a NaN
+    """The value refused is read again from its row group in batches of 65,536 rows (data.parquet_tables.parquet_cell): a NaN
     in the second batch of a row group of 70,000 rows is named at its row, counted over the batches before it."""
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -965,7 +965,7 @@ def test_a_nan_past_the_first_65536_rows_of_a_parquet_row_group_is_named_by_its_
 def test_a_float32_parquet_value_standardized_past_float32_is_said_as_the_file_holds_it(tmp_path):
     """A Parquet file's float32 column is read as float64: its 3e38, scaled by a model's statistics (spread 0.3) to
     1e39, is refused by the value read again from the file as float32 holds it, 3e+38, not as the float64 it reads
-    as (3.0000000054977558e+38, data.tables._as_stored)."""
+    as (3.0000000054977558e+38, data.parquet_tables._as_stored)."""
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 

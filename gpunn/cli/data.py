@@ -407,7 +407,7 @@ def _stream_fraction(rows, ckpt=None):
 def _table(make, args, **options):
     """data.parquet or data.csv on --data, --target and --features; without --target, the refusal lists the
     table's columns to choose from."""
-    from ..data.tables import NoTarget, columns_are
+    from ..data.table_columns import NoTarget, columns_are
 
     try:
         return make(args.data, args.target or None, _feature_names(args), **options)

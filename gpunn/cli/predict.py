@@ -196,7 +196,7 @@ def _run(args) -> int:
     if features and args.input.lower().endswith(".csv") and os.path.isfile(args.input):
         from ..csvtext import csv_has_header
         from ..data.errors import DataError
-        from ..data.tables import check_csv_kind
+        from ..data.csv_tables import check_csv_kind
 
         try:  # a binary file is no CSV file, header or not: said so, as training and the streamed read say it
             check_csv_kind(args.input)
@@ -223,7 +223,7 @@ def _predict_and_say(args, model, features, targets, keep) -> int:
         from ..data.errors import DataError
         from ..data.files import predict_file
 
-        from ..data.tables import MissingColumns
+        from ..data.table_columns import MissingColumns
 
         try:
             if targets:  # one pass: the predictions written as evaluate's sums add up
@@ -358,7 +358,7 @@ def _score_source(args, model, targets):
     """The source --score evaluates: IN's feature and target columns, by the model's names."""
     from .. import data
     from ..data.errors import DataError
-    from ..data.tables import MissingColumns
+    from ..data.table_columns import MissingColumns
 
     # (IN -'s file: no CSV index kept in gpunn's cache, where it would be left once a run, never to be read again)
     kind = (functools.partial(data.csv, cache=not getattr(args, "stdin", False)) if args.input.lower().endswith(".csv")
@@ -559,7 +559,7 @@ def _picked_by_name(model, exc) -> str:
     model's names, and the --features that picks the table's columns for them where each is there or misspelt
     there (a header's 'roms' for 'rooms'). gpunn predict said the column was missing, with no word of the model."""
     from ..csvtext import joined_columns
-    from ..data.tables import close_column
+    from ..data.table_columns import close_column
 
     names = (getattr(model, "data_columns", None) or {}).get("features")
     if not names or exc.first_file:  # (a directory whose first file has them: its refusal says what to do)
@@ -596,12 +596,12 @@ def _trained_on(path, model, exc) -> str:
 
 def _text_read_by_position(path, model) -> str:
     """How to leave out a column of text (an id beside the numbers) of a CSV file read whole for a model that knows
-    no column names, its columns taken in order, or "": the --features of tables.leave_out_hint, by which the
+    no column names, its columns taken in order, or "": the --features of table_columns.leave_out_hint, by which the
     file is streamed and its columns picked by name. The column whose first value is text is the one refused (the
     read stops at the first row's); without pyarrow, which reads by name, no hint."""
     from .. import preflight
     from ..csvtext import csv_names, first_value_is_text
-    from ..data.tables import leave_out_hint
+    from ..data.table_columns import leave_out_hint
 
     if getattr(model, "data_columns", None) or preflight.file_kind(path) != "text":
         return ""

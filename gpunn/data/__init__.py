@@ -65,8 +65,8 @@ def npy(x_path, y_path, **options):
 def parquet(path, target=None, features=None, **options):
     """A Parquet file or a directory of them at ``path``, ``target`` columns as Y (none named: refused with the
     file's columns listed), ``features`` the input columns (None: the others). Options: ``chunk_rows`` (rows of a
-    large row group read at a time), and every source's (below). See :class:`gpunn.data.tables.ParquetSource`."""
-    from .tables import ParquetSource
+    large row group read at a time), and every source's (below). See :class:`gpunn.data.parquet_tables.ParquetSource`."""
+    from .parquet_tables import ParquetSource
 
     return ParquetSource(path, target, features, **options)
 
@@ -77,8 +77,8 @@ def csv(path, target=None, features=None, **options):
     columns listed), ``features`` the input columns (None: the others). Options: ``delimiter`` (",", or "\\t",
     ";"), ``decimal`` ("." or ","), ``block_size`` (bytes read at a time), ``cache`` (True: the first pass's
     index kept in gpunn's cache for the next run; False for a temporary file), and every source's (below). See
-    :class:`gpunn.data.tables.CsvSource`."""
-    from .tables import CsvSource
+    :class:`gpunn.data.csv_tables.CsvSource`."""
+    from .csv_tables import CsvSource
 
     return CsvSource(path, target, features, **options)
 

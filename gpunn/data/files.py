@@ -66,10 +66,12 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
                 f.close()
         return f.rows, _FileChunks(chunks(), f.close), None
     from ..csvtext import delimiter_hint
-    from .tables import copy_columns, csv_column_types, pick_columns, pyarrow_module
+    from .csv_tables import csv_column_types
+    from .table_columns import copy_columns, pick_columns, pyarrow_module
 
     if kind == "parquet":
-        from .tables import ParquetSource, open_parquet, pick_in_every_file
+        from .parquet_tables import ParquetSource, open_parquet
+        from .table_columns import pick_in_every_file
 
         files, opened = ParquetSource.list_files(path), []
 
@@ -100,7 +102,7 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         if not os.path.isfile(path):
             raise DataError(f"{path}: no such file")
         from ..csvtext import csv_first_text, csv_has_header, data_start, first_value_is_text
-        from .tables import check_csv_kind, csv_schema, parse_rows, refused_rows, row_range_buffers
+        from .csv_tables import check_csv_kind, csv_schema, parse_rows, refused_rows, row_range_buffers
 
         check_csv_kind(path)  # as training words it; pyarrow's "'utf-8' codec can't decode byte 0xe9" named no remedy
 
@@ -114,14 +116,14 @@ def read_rows(path, n_features, features=None, chunk_rows=65536):
         except DataError as exc:
             hint = delimiter_hint(path)
             if not hint:
-                raise  # as it is: gpunn predict words a tables.MissingColumns for its model
+                raise  # as it is: gpunn predict words a table_columns.MissingColumns for its model
             raise DataError(f"{exc}{hint}") from None
         columns, types, rows = schema.names, csv_column_types(schema, names), None  # (no header: f0, f1, ...)
 
         def read(buffer):  # whole rows, as CsvSource reads its chunks
             return parse_rows(buffer, columns, names, types)
 
-        def batches():  # pieces of CSV_BLOCK bytes cut at line ends (tables.row_ranges): a row of any length reads
+        def batches():  # pieces of CSV_BLOCK bytes cut at line ends (csv_tables.row_ranges): a row of any length reads
             with open(path, "rb") as fh:
                 for n, ((start, end), buffer) in enumerate(row_range_buffers(fh, path, data_start(fh, header),
                                                                              CSV_BLOCK)):
@@ -317,7 +319,7 @@ class TableWriter(_Output):
 
     @_removes_its_temp_when_refused
     def __init__(self, path, n_columns, dtype, names=None, keep=None):
-        from .tables import pyarrow_module
+        from .table_columns import pyarrow_module
 
         pyarrow = pyarrow_module()
         super().__init__(path)
@@ -476,7 +478,7 @@ def _stored_not_finite(path, exc, row, names) -> str:
                 return not_finite_value(path, row, exc.column, array.value(row, exc.column), exc.dtype, exc.scaled)
             finally:
                 array.close()
-        from .tables import ParquetSource, parquet_cell
+        from .parquet_tables import ParquetSource, parquet_cell
 
         file, row, number = parquet_cell(ParquetSource.list_files(path), row, names[exc.column])
         return not_finite_value(file, row, names[exc.column], number, exc.dtype, exc.scaled)

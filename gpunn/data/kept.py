@@ -21,12 +21,12 @@ class KeptColumns:
     fields, as OUT's schema takes them. Refused here, before anything is written, where the file lacks one."""
 
     def __init__(self, path, names):
-        from .tables import listed_columns, pyarrow_module
+        from .table_columns import listed_columns, pyarrow_module
 
         pyarrow = self._pa = pyarrow_module()
         self.path, self.names = os.fspath(path), list(names)
         if os.path.isdir(self.path) or self.path.lower().endswith(PARQUET_SUFFIXES):
-            from .tables import ParquetSource, open_parquet
+            from .parquet_tables import ParquetSource, open_parquet
 
             files, self.fields = ParquetSource.list_files(self.path), None
             for name in files:  # (each file's schema: a directory's files may differ)
@@ -39,7 +39,7 @@ class KeptColumns:
             batches = self._parquet_batches(files)
         else:
             from ..csvtext import csv_has_header
-            from .tables import check_csv_kind, csv_schema
+            from .csv_tables import check_csv_kind, csv_schema
 
             check_csv_kind(self.path)
             if not csv_has_header(self.path, columns=self.names):
@@ -54,7 +54,7 @@ class KeptColumns:
     def _check(self, file, listed, names) -> None:
         missing = [n for n in self.names if n not in names]
         if missing:
-            from .tables import MissingColumns
+            from .table_columns import MissingColumns
 
             raise MissingColumns(f"{file}: no column{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}; the "
                                  f"columns are: {', '.join(listed)}", missing, listed)
@@ -68,7 +68,7 @@ class KeptColumns:
                                 "copies is of one type in every file")
 
     def _parquet_batches(self, files):
-        from .tables import open_parquet
+        from .parquet_tables import open_parquet
 
         for name in files:
             with contextlib.closing(open_parquet(name)) as pf:
@@ -79,7 +79,7 @@ class KeptColumns:
 
     def _csv_batches(self, columns):
         from ..csvtext import data_start
-        from .tables import parse_rows, row_range_buffers
+        from .csv_tables import parse_rows, row_range_buffers
 
         types = {n: self._pa.string() for n in self.names}
         with open(self.path, "rb") as fh:  # pieces of whole rows, as predict_file's and a CsvSource's reads cut them
