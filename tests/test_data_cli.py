@@ -2887,3 +2887,13 @@ def test_an_unnamed_model_given_a_named_table_says_its_columns_are_read_by_posit
         assert main(["predict", str(tmp_path / "n.npz"), str(tmp_path / name), str(tmp_path / "p.npy"),
                      "--overwrite"]) == 0
         assert "was trained on unnamed columns" not in capsys.readouterr().err, name
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_data_from_standard_input_is_refused_saying_to_save_it_to_a_file(command, capsys):
+    """gpunn predict reads IN -; --data - for training said "--data -: no such file or directory"."""
+    extra = ["--lr", "1e-3,1e-2"] if command == "sweep" else []
+    assert main([command, "--data", "-", "--target", "y", "--epochs", "1", *extra]) == 2
+    assert ("--data -: training does not read standard input, as every epoch reads the rows again (and a --resume "
+            "once more): save them to a file (.csv, .parquet, or an .npy pair with --targets) and give its path. "
+            "gpunn predict MODEL - OUT reads standard input") in capsys.readouterr().err

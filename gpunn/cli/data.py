@@ -181,6 +181,10 @@ def make_source(args, backend, ckpt=None):
             source = _table(data.parquet, args, chunk_rows=cut.get("chunk_rows"), **common)
         elif kind == ".csv":
             source = _table(data.csv, args, block_size=cut.get("block_size"), **common)
+        elif args.data == "-" and not os.path.exists(args.data):  # (gpunn predict's IN -: its rows are read once)
+            raise ValueError("--data -: training does not read standard input, as every epoch reads the rows again (and "
+                             "a --resume once more): save them to a file (.csv, .parquet, or an .npy pair with "
+                             "--targets) and give its path. gpunn predict MODEL - OUT reads standard input")
         elif not os.path.exists(args.data):  # a name mistyped (a directory's, `pq2`) is missing, not of an unknown type
             raise ValueError(f"--data {shell_word(args.data)}: no such file or directory")
         elif kind in (".gz", ".bz2", ".xz", ".zst"):
