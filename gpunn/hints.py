@@ -672,10 +672,11 @@ def folding(names, what: str, any_case: bool = True):
 def too_many_positional(name, by_position, by_keyword, extra) -> TypeError:
     """Python's refusal of positional arguments past ``by_position`` (``fit(X, Y, 10, 32)``: "fit() takes from 2 to 3
     positional arguments but 5 were given", counting self), saying the options after them are keywords. The values
-    are not matched to names: Keras's fit(x, y, batch_size, epochs) orders them otherwise."""
+    are not matched to names: Keras's fit(x, y, batch_size, epochs) orders them otherwise; one past 40 characters is
+    "..." (fit(X, Y, X_val, Y_val) wrote out both arrays)."""
     # a method's or a constructor's: not its self, nor the model of the fit a method is made from
     shown = by_position[1:] if "." in name or by_position[:1] == ["self"] else by_position
-    values = ", ".join(value_repr(value) for value in extra)
+    values = ", ".join(_shown(value) for value in extra)
     example = ", ".join([*shown, *(f"{p}=..." for p in by_keyword[:2])])
     return TypeError(f"{name}() takes {', '.join(shown)} by position and its options by keyword, and got "
                      f"{len(extra)} more by position ({values}): name them, {name}({example})")

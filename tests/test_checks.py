@@ -1295,6 +1295,23 @@ def test_fits_options_given_by_position_are_told_to_be_named(make, data):
     gpunn.Adam(0.1, 0.9)  # (a function whose parameters all take a position keeps them)
 
 
+def test_arrays_given_to_fit_by_position_are_not_written_out_in_its_refusal(data, tmp_path):
+    """fit(X, Y, X_val, Y_val), the held-out arrays given by position, was told so with both arrays' reprs in the
+    message (4,046 characters for 50 rows of 3 and 2 columns); a value past 40 characters is '...', as a refused
+    keyword's is. A resume's refusal alike (Checkpoint.resume, its self not shown)."""
+    X, Y = data
+    model = MLP([3, 4, 2], device="cpu", seed=0)
+    with pytest.raises(TypeError, match=r"^MLP.fit\(\) takes X, Y by position and its options by keyword, and got 2 "
+                                        r"more by position \(\.\.\., \.\.\.\): name them, MLP.fit\(X, Y, epochs=..., "
+                                        r"batch_size=...\)$"):
+        model.fit(X, Y, X[:5], Y[:5])
+    model.fit(X, Y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")])
+    with pytest.raises(TypeError, match=r"^Checkpoint.resume\(\) takes X, Y by position and its options by keyword, "
+                                        r"and got 1 more by position \(3\): name them, Checkpoint.resume\(X, Y, "
+                                        r"epochs=..., validation_data=...\)$"):
+        gpunn.load_checkpoint(tmp_path / "run.npz").resume(X, Y, 3)
+
+
 @pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
                          ids=["MLP", "Ensemble"])
 def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpunn_does_instead(make, data):
