@@ -607,6 +607,21 @@ def test_the_same_shape_gemms_repeats_are_as_long_as_asked_on_one_blas_thread(mo
     assert threads == 1 and count > 10 * 0.1 / 0.005, seen  # (a product of 64x32x32 takes 5-10 us)
 
 
+def test_the_same_shape_gemms_timed_products_run_on_its_threads_whoever_calls_them():
+    """GemmRunner.epochs holds the one BLAS thread itself, as the timed rounds call it (interleaved_rounds, outside
+    bench_config's hold over the warm-up and calibration): the peers' test injects the rounds, and passed with the
+    hold dropped from epochs (checked by mutation); a count given as None leaves the BLAS as it is."""
+    from gpunn import backend as _backend
+    from gpunn.bench import runners
+
+    for threads, held in ((1, True), (None, False), (2, False)):
+        gemm, seen = runners.GemmRunner(_backend.CPU, "float32", 8, 8, 8, threads=threads), []
+        matmul = gemm._matmul
+        gemm._matmul = lambda *operands: seen.append(bool(runners.fit_threads._holders)) or matmul(*operands)
+        gemm.epochs(3)
+        assert seen == [held] * 3 and not runners.fit_threads._holders, (threads, seen)
+
+
 def test_an_ensemble_configurations_rows_hold_the_machine_speed_probes_times_of_its_rounds(monkeypatch):
     """As the single network's: the probe runs between the ensemble's rounds (timed_rounds' ``between``) and every
     row holds its times and their spread, which the report's (~) reads (the probe's seconds and the rounds injected)."""
@@ -1706,6 +1721,8 @@ def test_the_gemm_note_gives_each_configurations_baselines_once():
                          "load on the machine; rerun when it is quiet.")
     quiet = gemm_note([dict(r, noisy=False) for r in rows[3:]])
     assert "(!)" not in quiet and "them), timed in the same rounds, GFLOP/s: none.\n" in quiet
+    assert ("\n% of GEMM: of one float32 GEMM of the configuration's hidden shape (batch x widest x widest) through the "
+            "library gpunn chose for it, on the BLAS threads its fit runs on (for an ensemble") in text
     assert "over 100%" not in text + quiet
     # one configuration on two devices: a baseline of each
     both = gemm_note([_row(backend="cpu", gemm_library="numpy"), _row(backend="cuda:0")])
@@ -1910,6 +1927,12 @@ def test_other_processes_cpu_share_is_the_machines_busy_time_less_this_processs_
         pass
     assert quiet.share == 0.0
     assert real(str(tmp_path / "missing")) is None
+    path.write_text("cpu  100 0 50 1000 10 0 0\n")  # (a kernel's of 7 fields, no steal: read, as one of 5 or more)
+    assert real(str(path)) == (150 / hz, 1160 / hz)
+    lines, cpu = iter([stat(0, 0, 0, 0, 0, 0, 0, 0)] * 2), iter([0.0, 0.0, 0.0])  # no tick passed: no share
+    with cpuload.OthersCpu() as instant:
+        pass
+    assert math.isnan(instant.share)
     for line in ("intr 1 2 3\n", "intr 1 2 3 4 5 6 7 8 9\n"):  # not the cpu line, of few fields or of as many
         path.write_text(line)
         assert real(str(path)) is None

@@ -1252,6 +1252,7 @@ def test_calling_a_model_as_pytorch_and_keras_do_says_to_predict(make):
     with pytest.raises(TypeError, match=rf"^'{type(model).__name__}' object is not callable \(model\(X\), PyTorch's "
                                         r"and Keras's forward pass\): model.predict\(X\) gives the outputs$"):
         model(numpy.zeros((2, 3)))
+    assert "Not a forward pass" in type(model).__call__.__doc__  # help(model) says so (its one line was unchecked)
 
 
 def test_an_mlps_history_attribute_kerass_says_fit_returns_it(data, tmp_path):
@@ -1312,6 +1313,27 @@ def test_arrays_given_to_fit_by_position_are_not_written_out_in_its_refusal(data
         gpunn.load_checkpoint(tmp_path / "run.npz").resume(X, Y, 3)
 
 
+def test_only_functions_of_keyword_only_options_refuse_more_positional_arguments_so(data):
+    """keywords_checked's refusal of positional arguments past those a function takes so (hints.too_many_positional),
+    checked by mutation: a function without keyword-only options keeps Python's words (model.predict(X, 32): no
+    options to name), one taking *args takes them all, a positional-only parameter is one taken by position, and a
+    constructor's self is not shown (none of gpunn's has keyword-only options now)."""
+    from gpunn.hints import keywords_checked
+
+    with pytest.raises(TypeError, match=r"^MLP.predict\(\) takes 2 positional arguments but 3 were given$"):
+        MLP([3, 4, 2], device="cpu").predict(data[0], 32)
+    assert keywords_checked(lambda *arrays, axis=0: (arrays, axis))(1, 2, 3) == ((1, 2, 3), 0)
+    assert keywords_checked(lambda a, /, b, *, c=1: (a, b, c))(1, 2) == (1, 2, 1)
+
+    class Net:
+        def __init__(self, sizes, *, seed=0, lr=0.1):
+            self.sizes = sizes
+
+    with pytest.raises(TypeError, match=r"^Net\(\) takes sizes by position and its options by keyword, and got 1 more "
+                                        r"by position \(7\): name them, Net\(sizes, seed=..., lr=...\)$"):
+        keywords_checked(Net.__init__, "Net")(object.__new__(Net), [3, 1], 7)
+
+
 @pytest.mark.parametrize("make", [lambda: MLP([3, 4, 2], device="cpu"), lambda: Ensemble([3, 4, 2], 2, device="cpu")],
                          ids=["MLP", "Ensemble"])
 def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpunn_does_instead(make, data):
@@ -1370,6 +1392,14 @@ def test_gradient_clipping_and_a_device_given_to_fit_say_what_gpunn_has_instead(
                  lambda: gpunn.Adam(lr=1e-3, clipnorm=1.0), lambda: gpunn.SGD(global_clipnorm=1.0)):
         with pytest.raises(TypeError, match=clipping):
             call()
+    # each of Keras's and PyTorch's names, to fit and to each optimizer (checked by mutation: a name dropped passed)
+    for name in ("clipnorm", "clipvalue", "global_clipnorm", "max_norm", "clip_grad_norm"):
+        with pytest.raises(TypeError, match=rf"unexpected keyword argument '{name}' " + clipping):
+            model.fit(X, Y, **{name: 1.0})
+    for optimizer in (gpunn.Adam, gpunn.AdamW, gpunn.SGD, gpunn.Momentum, gpunn.Nesterov):
+        for name in ("clipnorm", "clipvalue", "global_clipnorm"):
+            with pytest.raises(TypeError, match=rf"unexpected keyword argument '{name}' " + clipping):
+                optimizer(**{name: 1.0})
     with pytest.raises(TypeError, match=r"^MLP.fit\(\) got an unexpected keyword argument 'device' \(a model trains "
                                         r"on the device it was made on, its constructor's device='cuda', or "
                                         r"gpunn.load\(path, device='cuda'\) of a saved one\)$"):

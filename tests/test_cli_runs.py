@@ -967,6 +967,7 @@ def test_a_requeued_job_whose_held_out_pass_was_cut_makes_it_again_and_writes_th
     (0.6, 6.0, 2, 2, None, None),  # no count read (no threadpoolctl)
     (0.8, 6.0, 2, 16, 2, None),  # held to 2 cores of 16 (taskset, Slurm): the others' 12.8 left 3.2 idle, ours
     (0.95, 6.0, 2, 16, 2, "OPENBLAS_NUM_THREADS=1"),  # ... and busy on ours too: 0.8 left idle
+    (0.5, 6.0, 2, 16, 4, "OPENBLAS_NUM_THREADS=2"),  # held to 2 of 16, 8 left idle: at most our 2 (a count of 4 set)
 ])
 def test_train_says_when_other_processes_stall_numpys_blas_threads(monkeypatch, capsys, share, seconds, cores, machine,
                                                                     threads, told):
@@ -994,10 +995,35 @@ def test_train_says_when_other_processes_stall_numpys_blas_threads(monkeypatch, 
     assert ("other processes took" in err) is bool(told), err
     if told:
         assert (f"note: other processes took {share:.0%} of this machine's CPU time while it trained, and NumPy's BLAS "
-                f"ran this net's products on {threads} threads") in err and f"{told} may train it" in err
+                f"ran this net's products on {threads} threads, each product waiting for whichever is descheduled: on "
+                f"a machine this busy, {told} may train it several times faster, to other last bits (README, CPU "
+                "speed that holds)\n") in err
     assert main(["train", *SMALL, "--epochs", "1"]) == 0  # a small net: its fit runs the BLAS on one thread
     assert "other processes took" not in capsys.readouterr().err or not fit_threads.one_thread_for(
         gpunn.MLP([6, 16, 1], device="cpu"))
+
+
+@pytest.mark.parametrize("data", [False, True], ids=["arrays", "source"])
+def test_the_busy_machines_load_is_measured_over_the_fit(monkeypatch, capsys, tmp_path, data):
+    """The other processes' share of the CPU that the busy machine's note reads is measured from before the fit (of
+    arrays, or of a --data source) to its end: the tests above set the share its stop reads, which passed with the
+    window closed before the fit began (checked by mutation)."""
+    from gpunn import cpuload
+
+    said = []
+    monkeypatch.setattr(cpuload.OthersCpu, "start", lambda self: said.append("start") or self)
+    monkeypatch.setattr(cpuload.OthersCpu, "stop", lambda self: said.append("stop") or self)
+    fit = gpunn.MLP.fit
+    monkeypatch.setattr(gpunn.MLP, "fit", lambda self, *a, **k: said.append("fit") or fit(self, *a, **k))
+    args = ["train", "--epochs", "1", "--device", "cpu", "--quiet", "--hidden", "4"]
+    if data:
+        X, Y = gpunn.datasets.make("linear", 200, 2, seed=0, device="cpu")
+        numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([X, Y]), delimiter=",", header="a,b,y", comments="")
+        args += ["--data", str(tmp_path / "t.csv"), "--target", "y"]
+    else:
+        args += ["--rows", "200", "--features", "2"]
+    assert main(args) == 0
+    assert said == ["start", "fit", "stop"], said
 
 
 def test_the_busy_machines_note_is_said_after_a_first_epoch_cut_short_and_not_on_a_gpu_nor_for_ranks(

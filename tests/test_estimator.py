@@ -977,6 +977,28 @@ def test_a_transposed_x_given_to_predict_is_told_to_pass_its_transpose(data):
         est.predict(X[:, :5])  # (another width: no word of a transpose)
 
 
+def test_a_transposed_looking_x_is_told_so_only_where_predict_refuses_its_width(data):
+    """The hint's limits, checked by mutation: scikit-learn's sentence keeps its words (its full stop dropped, not
+    '.;'), without its ValueError chained; a square X of the fitted width (6 x 6) refused for its NaN, and a refit's
+    X of 6 rows (a fit takes any width), are no transposes."""
+    X, y = data[0][:100], data[1][:100]
+    est = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0, device="cpu").fit(X, y)
+    with pytest.raises(ValueError) as caught:
+        est.predict(X.T)
+    assert "expecting 6 features as input; its shape (6, 100)" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    square = X[:6, :6].copy()
+    square[0, 0] = numpy.nan
+    with pytest.raises(ValueError, match="NaN") as caught:
+        est.predict(square)
+    assert "transposed" not in str(caught.value)
+    wide = X[:6, :].repeat(2, axis=1)  # 6 rows of 12 columns, a NaN in them: a new fit's data, not a transpose
+    wide[0, 0] = numpy.nan
+    with pytest.raises(ValueError, match="NaN") as caught:
+        est.fit(wide, y[:6])
+    assert "transposed" not in str(caught.value)
+
+
 def test_sparse_output_of_a_pipelines_step_before_it_is_told_how_to_make_it_dense():
     # scikit-learn's words alone said to call .toarray(), which a Pipeline's user cannot: a ColumnTransformer with a
     # OneHotEncoder of many categories gives a sparse matrix (its default sparse_threshold=0.3)

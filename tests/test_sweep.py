@@ -13,6 +13,7 @@ from cli_args import with_options
 import gpunn
 from gpunn import cli
 from gpunn.checks import read_by_position
+from gpunn.hints import shell_word
 
 ARGS = ["sweep", "--lr", "1e-3,1e-2", "--weight-decay", "0,1e-2", "--seeds", "2", "--rows", "600", "--features", "5",
         "--hidden", "8,8", "--epochs", "3", "--batch-size", "64", "--quiet", "--device", "cpu", "--dtype", "float64"]
@@ -578,7 +579,7 @@ def test_save_best_over_a_training_runs_checkpoint_is_refused_and_over_an_earlie
     saved alone, without a word (as train --save over an earlier run did, refused since 4155c1e). Refused now, the
     run left as it was; a sweep's ensemble checkpoint likewise. An earlier sweep's best member there is replaced, as
     a re-run replaces its own output."""
-    run_path, best = tmp_path / "run.npz", tmp_path / "best.npz"
+    run_path, best = tmp_path / "my run.npz", tmp_path / "best.npz"  # (a path of a space: quoted, as shell_word)
     run(["train", "--rows", "300", "--features", "3", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet",
          "--save", str(run_path)], capsys)
     saved = run_path.read_bytes()
@@ -588,14 +589,20 @@ def test_save_best_over_a_training_runs_checkpoint_is_refused_and_over_an_earlie
         before = path.read_bytes()
         assert cli.main(grid + ["--save-best", str(path)]) == 2
         assert capsys.readouterr().err == (
-            f"gpunn sweep: error: --save-best {path} holds the checkpoint of a training run, which the best member would "
-            f"replace: save it elsewhere (gpunn info {path} says what the run is)\n")
+            f"gpunn sweep: error: --save-best {shell_word(path)} holds the checkpoint of a training run, which the best "
+            f"member would replace: save it elsewhere (gpunn info {shell_word(path)} says what the run is)\n")
         assert path.read_bytes() == before
     assert run_path.read_bytes() == saved
     run(grid + ["--save-best", str(best)], capsys)
     first = best.read_bytes()
     run(grid + ["--seed", "3", "--save-best", str(best)], capsys)
     assert best.read_bytes() != first  # the earlier best member, replaced
+    empty, alone = tmp_path / "empty.npz", tmp_path / "ensemble.npz"  # (an empty file, tempfile's, say: free, as
+    empty.touch()  # for gpunn train --save; an Ensemble saved alone, no run's checkpoint, is replaced as a model is)
+    gpunn.save(alone, gpunn.Ensemble([3, 4, 1], 2, device="cpu"))
+    for path in (empty, alone):
+        run(grid + ["--save-best", str(path)], capsys)
+        assert isinstance(gpunn.load(path), gpunn.MLP)  # the best member
 
 
 def test_a_resumed_sweep_may_save_to_its_own_directory_however_spelled_but_a_new_one_not_over_a_saved_sweep(tmp_path):
