@@ -583,8 +583,9 @@ def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_s
     counts, min_seconds = {}, min_seconds or {}
     for r in runners:
         r.epochs(1)
-        once = fastest_epoch(r, CALIBRATION_EPOCHS if r in min_seconds else 1)
-        counts[r] = max(1, round(max(seconds, min_seconds.get(r, 0.0)) / once))
+        asked = max(seconds, min_seconds.get(r, 0.0))
+        once = fastest_epoch(r, CALIBRATION_EPOCHS if r in min_seconds else 1, calibration_seconds(asked))
+        counts[r] = max(1, round(asked / once))
     return counts, interleaved_rounds(runners, counts, repeats, deadline, on_budget, between)
 
 
@@ -594,16 +595,40 @@ def timed_rounds(runners, repeats, seconds, deadline=None, on_budget=None, min_s
 # under gpunn.bench.ensemble.GEMM_MIN_TIMED_SECONDS, "n/a" (% of GEMM nan). A stall only lengthens an epoch:
 # the fastest is the one it is least likely to have reached.
 CALIBRATION_EPOCHS = 3
+# And each timing of a calibration is of as many epochs as last CALIBRATION_SECONDS together (a tenth of a shorter
+# repeat). One epoch timed alone is a short runner's call overhead too, which a repeat of many epochs pays once: the
+# same-shape GEMM's one product took 8.6 us timed alone and 4.9 us in 200s (tiny's 64x32x32; small's 128x64x64 19.5
+# and 15.7 us; fastest of 2,000 and of 50, one thread, 2-core AMD EPYC, 2026-12-04), so its count was 1.2-1.8x too
+# few (repeats of 0.1-0.15 s for 0.3, review45, under load too). The GEMM is calibrated on the fastest of
+# CALIBRATION_EPOCHS such timings (a stall only lengthens one), so a repeat lasts at least what is asked: under load 5-7
+# on those 2 cores, its repeats ran 0.1-0.9 s for 0.3 either way, the load's doing, which no count undoes.
+CALIBRATION_SECONDS = 0.002
 
 
-def fastest_epoch(runner, tries=1) -> float:
-    """Seconds of the fastest of ``tries`` timed epochs of ``runner`` (at least 1 us)."""
-    best = math.inf
+def calibration_seconds(asked) -> float:
+    """How long each timing of a calibration lasts for repeats of ``asked`` seconds (fastest_epoch's ``least``)."""
+    return min(CALIBRATION_SECONDS, asked / 10)
+
+
+def fastest_epoch(runner, tries=1, least=0.0) -> float:
+    """Seconds per epoch of ``runner``, the fastest of ``tries`` timings (at least 1 us), each of as many epochs as
+    last ``least`` seconds together: 1, 2, 4, ... until one does (as timeit's autorange counts), the count then kept
+    for the other tries, or as many as would last it at the floor of 1 us an epoch (a runner whose epochs cost
+    nothing). A repeat runs its epochs in one ``epochs(n)`` call, as these are timed."""
+    best, count = math.inf, 1
     for _ in range(tries):
-        t0 = time.perf_counter()
-        runner.epochs(1)
-        best = min(best, time.perf_counter() - t0)
-    return max(best, 1e-6)
+        while True:
+            t0 = time.perf_counter()
+            runner.epochs(count)
+            took = time.perf_counter() - t0
+            if took >= least or count * MIN_EPOCH_SECONDS >= least:
+                break
+            count *= 2
+        best = min(best, took / count)
+    return max(best, MIN_EPOCH_SECONDS)
+
+
+MIN_EPOCH_SECONDS = 1e-6
 
 
 def interleaved_rounds(runners, counts, repeats, deadline=None, on_budget=None, between=None):
@@ -695,7 +720,8 @@ def bench_config(cfg: Config, backend, peers=PEERS, repeats=5, seconds=0.3, dead
             continue
         with r.on_its_threads():
             r.epochs(1)
-            counts[r] = fastest_epoch(r)
+            counts[r] = fastest_epoch(r, CALIBRATION_EPOCHS if isinstance(r, GemmRunner) else 1,
+                                      calibration_seconds(seconds))
     if sustain_steps:  # the state a long run reaches (e.g. subnormals built up in Adam's moments)
         ageing = math.ceil(sustain_steps / math.ceil(rows / cfg.batch))
         log(f"  {where}: {ageing} more epoch{'s' * (ageing != 1)} ({sustain_steps}+ steps) of each before timing")
