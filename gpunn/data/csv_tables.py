@@ -384,13 +384,27 @@ class CsvSource(ChunkedSource):
 
     def batches(self, epoch, batch_size, first_batch=0):
         self._check_open()
-        if (os.fstat(self._fd).st_size, os.stat(self.path).st_mtime_ns) != self._stamp:
+        self._check_unchanged()
+        yield from super().batches(epoch, batch_size, first_batch)
+
+    def _check_unchanged(self, written_over=False):
+        """Refuse the file changed since it was indexed: before each pass, and (``written_over``) after each chunk's
+        read where it was written over, not cut short (a value rewritten part-way through an epoch was read on, and
+        the checkpoint at the epoch's end held the steps taken on it; a file cut short is refused by the read that
+        comes up short, naming its lines, before the epoch ends)."""
+        try:
+            modified = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:  # (it said "[Errno 2] No such file or directory")
+            raise DataError(f"{self.path}: the file was removed since it was indexed; construct the source again "
+                            "once it is back") from None
+        size = os.fstat(self._fd).st_size
+        if (size, modified) != self._stamp and not (written_over and size < self._stamp[0]):
             raise DataError(f"{self.path}: the file changed since it was indexed (size or modification time); "
                             "construct the source again")
-        yield from super().batches(epoch, batch_size, first_batch)
 
     def _fill(self, k, X, Y):
         table = self._parse(self._starts[k], self._starts[k + 1], self._row_offset(k))
+        self._check_unchanged(written_over=True)
         if table.num_rows != X.shape[0]:
             raise DataError(f"{self._where(k)}: holds {table.num_rows} rows, the first pass read {X.shape[0]} "
                             "(was the file changed?)")

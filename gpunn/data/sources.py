@@ -233,6 +233,10 @@ class _NpyFile:
     memory map that stay mapped would count as resident), and a file truncated while training
     turns into a DataError naming it instead of a SIGBUS. A file in Fortran (column-major) order,
     as ``numpy.save`` writes a pandas DataFrame's ``.values``, is read a column's range at a time.
+    A file written over in place since it was opened (``numpy.save`` to its name: the same inode, its
+    size or modification time changed) is refused by the next read, as a CSV source refuses its file:
+    its bytes were read with the old header's shape and dtype, and training went on, on garbage. One
+    renamed over its name is another file; the one opened is read to the end.
     """
 
     def __init__(self, path, role, allow_1d=False):
@@ -270,6 +274,8 @@ class _NpyFile:
         if shape[0] == 0 or shape[1] == 0:
             raise DataError(f"{self.path}: {role} array is empty (shape {shape})")
         self._fd = os.open(self.path, os.O_RDONLY)
+        opened = os.fstat(self._fd)
+        self._stamp = (opened.st_size, opened.st_mtime_ns)
         self.rows, self.columns = int(shape[0]), int(shape[1])
         self.fortran = bool(fortran) and self.columns > 1  # (one column is the same bytes in either order)
         self.dtype = dtype
@@ -281,11 +287,21 @@ class _NpyFile:
             raise
 
     def check_size(self):
+        """Refuse the file cut short, or written over since it was opened (the class's docstring), before each epoch;
+        each read checks it was not written over, so that no step, and no checkpoint after one, takes rows read from
+        it since (a file cut short is refused by the read that comes up short, naming its rows, before the epoch
+        ends)."""
         expected = self.offset + self.rows * self.row_bytes
-        actual = os.fstat(self._fd).st_size
-        if actual < expected:
+        now = os.fstat(self._fd)
+        if now.st_size < expected:
             raise DataError(f"{self.path}: truncated: its header describes {self.rows} rows ({expected} bytes) "
-                            f"but the file has {actual} bytes")
+                            f"but the file has {now.st_size} bytes")
+        if (now.st_size, now.st_mtime_ns) != self._stamp:
+            raise self._changed()
+
+    def _changed(self):
+        return DataError(f"{self.path}: the file changed since it was opened (size or modification time): its rows "
+                         "are no longer those the run read; construct the source again")
 
     def read(self, start, out):
         """Rows [start, start + len(out)) into ``out`` (C-contiguous, any float dtype)."""
@@ -317,6 +333,9 @@ class _NpyFile:
         if got < len(view):
             raise DataError(f"{self.path}: truncated or shrunk while reading rows {start}-{start + n - 1}: "
                             f"got {got} of {len(view)} bytes")
+        now = os.fstat(self._fd)  # written over since it was opened (a file cut short: the short read says its rows)
+        if now.st_size >= self._stamp[0] and (now.st_size, now.st_mtime_ns) != self._stamp:
+            raise self._changed()
 
     def close(self):
         if self._fd is not None:

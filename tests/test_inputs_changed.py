@@ -1,0 +1,119 @@
+"""An input file written over while a run reads it: the next read of a .npy or CSV file refuses it, naming it, so
+that no step (and no checkpoint after one) takes rows read from the changed file. One renamed over its name, or
+removed, is another file: the file opened (a .npy or Parquet file) is read to the end. (A Parquet file written over
+in place is read on where its bytes still parse: a read that fails is read afresh once the file reads again,
+test_data_sources' test_a_parquet_row_group_that_failed_to_read_is_read_afresh_by_the_next_pass.)"""
+import os
+
+import numpy
+import pytest
+
+import gpunn
+from gpunn import data
+from gpunn.data import DataError
+
+
+def _written_over(path, write):
+    """``write()`` in place (the same file), its modification time set apart: a rewrite in the same clock tick as
+    the opening (a coarse file system clock) would keep it, where a run's rewrite does not."""
+    before = os.stat(path)
+    write()
+    assert os.stat(path).st_ino == before.st_ino
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+
+@pytest.mark.parametrize("shape", [(4000, 5), (4000, 7)], ids=["same shape", "another shape"])
+def test_an_npy_file_written_over_during_an_epoch_is_refused_at_the_next_read(tmp_path, shape):
+    """numpy.save onto the X file a run reads (the same inode): its rows were read at the old header's offsets and
+    dtype, and training went on silently (another shape: garbage rows; the same one: other rows), an epoch's
+    checkpoint holding those steps."""
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    numpy.save(x, numpy.zeros((4000, 5)))
+    numpy.save(y, numpy.zeros(4000))
+    source = data.npy(x, y, chunk_rows=500, window=1, shuffle=False, device="cpu")
+    batches = source.batches(0, 500)
+    next(batches)
+    _written_over(x, lambda: numpy.save(x, numpy.ones(shape)))
+    with pytest.raises(DataError, match=r"x\.npy: the file changed since it was opened"):
+        list(batches)
+    with pytest.raises(DataError, match=r"x\.npy: the file changed since it was opened"):
+        next(source.batches(1, 500))
+
+
+def test_an_npy_file_renamed_over_or_removed_is_read_to_the_end_as_opened(tmp_path):
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    numpy.save(x, numpy.arange(4000.0).reshape(-1, 1))
+    numpy.save(y, numpy.zeros(4000))
+    source = data.npy(x, y, chunk_rows=500, window=1, shuffle=False, device="cpu")
+    batches = source.batches(0, 500)
+    first = next(batches)[0]
+    numpy.save(tmp_path / "new.npy", numpy.ones((10, 3)))
+    os.replace(tmp_path / "new.npy", x)  # another file under its name
+    os.remove(y)
+    rows = numpy.concatenate([first, *(X for X, _ in batches)])
+    numpy.testing.assert_array_equal(rows[:, 0], numpy.arange(4000.0))
+
+
+def test_a_parquet_file_removed_from_its_directory_is_read_to_the_end_as_opened(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    (tmp_path / "d").mkdir()
+    for part in range(2):
+        values = numpy.arange(2000.0) + 2000 * part
+        pq.write_table(pa.table({"x": values, "y": values}), tmp_path / "d" / f"{part}.parquet", row_group_size=500)
+    source = data.parquet(tmp_path / "d", target="y", chunk_rows=500, window=1, shuffle=False,
+                          device="cpu")
+    batches = source.batches(0, 500)
+    first = next(batches)[0]
+    os.remove(tmp_path / "d" / "1.parquet")
+    rows = numpy.concatenate([first, *(X for X, _ in batches)])
+    numpy.testing.assert_array_equal(numpy.sort(rows[:, 0]), numpy.arange(4000.0))
+
+
+def test_a_csv_line_rewritten_during_an_epoch_is_refused_at_the_next_chunk_not_the_next_epoch(tmp_path):
+    """A CSV file was checked before each epoch alone: a value rewritten part-way through one (the same bytes'
+    count) was read on, and the epoch's checkpoint held the steps taken on it."""
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "c.csv"
+    path.write_text("x,y\n" + "".join(f"{i % 10},{i % 10}\n" for i in range(6000)))
+    source = data.csv(path, target="y", block_size=1 << 12, shuffle=False, window=1, device="cpu",
+                      cache=False)
+    batches = source.batches(0, 500)
+    next(batches)
+
+    def rewrite():
+        with open(path, "r+b") as fh:
+            fh.seek(path.stat().st_size - 4)
+            fh.write(b"7,7\n")
+    _written_over(path, rewrite)
+    with pytest.raises(DataError, match=r"c\.csv: the file changed since it was indexed"):
+        list(batches)
+
+
+def test_a_csv_file_removed_under_a_run_is_said_so_naming_it(tmp_path):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "c.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(100)))
+    source = data.csv(path, target="y", device="cpu", cache=False)
+    os.remove(path)
+    with pytest.raises(DataError, match=r"c\.csv: the file was removed since it was indexed"):
+        next(source.batches(0, 10))
+
+
+def test_a_fit_whose_x_file_is_written_over_mid_epoch_keeps_the_last_epochs_checkpoint(tmp_path):
+    x, y, ckpt = tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / "run.npz"
+    rng = numpy.random.default_rng(0)
+    numpy.save(x, rng.standard_normal((2000, 3)).astype(numpy.float32))
+    numpy.save(y, rng.standard_normal((2000, 1)).astype(numpy.float32))
+
+    class WriteOver(gpunn.Callback):
+        def on_batch_end(self, trainer, batch):
+            if trainer.epoch == 1 and batch == 2:
+                _written_over(x, lambda: numpy.save(x, numpy.ones((2000, 3), numpy.float32)))
+
+    source = data.npy(x, y, chunk_rows=200, window=1, device="cpu")
+    with pytest.raises(DataError, match=r"x\.npy: the file changed since it was opened"):
+        gpunn.MLP([3, 1], device="cpu", seed=0).fit(source, epochs=3, batch_size=100, verbose=False,
+                                                    callbacks=[gpunn.ModelCheckpoint(ckpt), WriteOver()])
+    assert gpunn.load_checkpoint(ckpt, device="cpu").epoch == 1
