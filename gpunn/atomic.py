@@ -81,7 +81,7 @@ def temp_beside(path) -> tuple[int, str]:
                 continue
         raise FileExistsError(errno.EEXIST, f"no free temp file name {prefix}*.tmp in 100 tries")
     except OSError as exc:
-        raise _naming(exc, path) from None
+        raise naming(exc, path) from None
     except BaseException:  # Ctrl-C inside the open, once it had made the file (it may block on a disk busy with
         _remove_stale_temps(directory, base, own=True)  # the last write's fsync): its name never came back, so by
         raise  # pattern
@@ -97,7 +97,7 @@ def _not_a_file_name(path: str) -> OSError | None:
     return IsADirectoryError(errno.EISDIR, f"cannot write {path}: it {named}; give a file name") if named else None
 
 
-def _naming(exc: OSError, path) -> OSError:
+def naming(exc: OSError, path) -> OSError:
     """The same error, saying which file could not be written (not the temp file's name)."""
     message = f"cannot write {path}: {exc.strerror or exc}"
     try:
@@ -120,7 +120,7 @@ def atomic_write(path, write) -> None:
             with open(path, "wb") as fh:
                 write(fh)
         except OSError as exc:
-            raise _naming(exc, path) from None
+            raise naming(exc, path) from None
         return
     fd, tmp = temp_beside(path)
     try:
@@ -131,15 +131,20 @@ def atomic_write(path, write) -> None:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except OSError as exc:
-            raise _naming(exc, path) from None
+            raise naming(exc, path) from None
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(os.path.dirname(tmp), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    fsync_directory(os.path.dirname(tmp))
+
+
+def fsync_directory(directory) -> None:
+    """Make a rename into ``directory`` durable (where the system can: errors are ignored)."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
         return
     try:

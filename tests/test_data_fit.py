@@ -1,5 +1,6 @@
 """Training on gpunn.data sources: fit(source), validation by chunks, standardization, predict files, the CLI."""
 import copy
+import errno
 import subprocess
 import sys
 import warnings
@@ -709,6 +710,68 @@ def test_an_output_that_cannot_be_put_in_place_is_named_and_leaves_no_temp_file(
     with pytest.raises(OSError, match=rf"cannot write .*{out}: Operation not permitted"):
         predict_file(gpunn.MLP([2, 1], device="cpu"), tmp_path / "in.npy", tmp_path / out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
+
+
+class _FullDisk:
+    """A writer's file (or pyarrow ParquetWriter) on a full disk: its writes raise ENOSPC, the rest is the file's."""
+
+    def __init__(self, real, words="No space left on device"):
+        self.real, self.words = real, words
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, self.words)
+
+    write_batch = write
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
+def test_a_full_disk_while_rows_are_written_names_out_and_leaves_no_temp_file(tmp_path, kind):
+    """A prediction file's rows refused (a disk full, a quota): the error said "[Errno 28] No space left on device"
+    (pyarrow: "Error writing bytes to file"), naming no file; OUT's earlier file stays as it was."""
+    if kind == "parquet":
+        pytest.importorskip("pyarrow")
+    from gpunn.data.files import output_writer, write_rows
+
+    out = tmp_path / f"out.{kind}"
+    write_rows(output_writer(out, 2, "float32"), [numpy.ones((3, 2))])
+    before = out.read_bytes()
+    writer = output_writer(out, 2, "float32")
+    if kind == "parquet":
+        writer.writer = _FullDisk(writer.writer, "Error writing bytes to file. Detail: [errno 28] No space left")
+    else:
+        writer.fh = _FullDisk(writer.fh)
+    with pytest.raises(OSError, match=rf"cannot write .*out\.{kind}: (No space|Error writing)") as caught:
+        write_rows(writer, [numpy.zeros((5, 2))])
+    assert caught.value.errno == errno.ENOSPC
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+@pytest.mark.parametrize("out", ["out.npy", "out.csv", "out.parquet"])
+def test_a_prediction_file_is_made_durable_before_it_replaces_the_earlier_one(tmp_path, monkeypatch, out):
+    """A streamed OUT was renamed into place unsynced: a crash soon after could leave it empty or short where the
+    earlier file was whole, and an error that a network file system reports at fsync (a full disk, a quota) went
+    unseen. Its fsync failing now stops the write, naming OUT, with the earlier file in place."""
+    pytest.importorskip("pyarrow")
+    import os
+
+    from gpunn.data.files import predict_file
+
+    numpy.save(tmp_path / "in.npy", numpy.ones((100, 2)))
+    model = gpunn.MLP([2, 1], device="cpu")
+    predict_file(model, tmp_path / "in.npy", tmp_path / out)
+    before = (tmp_path / out).read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=rf"cannot write .*{out}: No space left on device"):
+        predict_file(model, tmp_path / "in.npy", tmp_path / out)
+    assert (tmp_path / out).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.npy", out])
 
 
 @pytest.mark.parametrize("kind", ["npy", "synthetic", "pieces", "before pieces"])

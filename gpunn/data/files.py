@@ -191,13 +191,28 @@ class _Output:
         os.close(fd)
 
     def commit(self):
-        from ..atomic import _naming
+        """The closed file made durable and renamed into place, as atomic_write's (a crash after the rename left an
+        empty or short OUT where the data had not reached the disk yet); then the rename made durable."""
+        from ..atomic import fsync_directory
 
         try:
+            fd = os.open(self.tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # (a full disk or a network file system's write error may show only here)
+            finally:
+                os.close(fd)
             os.replace(self.tmp, self.path)
         except OSError as exc:
             self.abort()
-            raise _naming(exc, self.path) from None
+            raise self.naming(exc) from None
+        fsync_directory(os.path.dirname(os.path.abspath(self.path)))
+
+    def naming(self, exc):
+        """``exc`` of a write of the temporary file, saying which file could not be written: OUT (a full disk said
+        "[Errno 28] No space left on device", pyarrow's "Error writing bytes to file", naming no file)."""
+        from ..atomic import naming
+
+        return naming(exc, self.path)
 
     def abort(self):
         try:
@@ -209,20 +224,38 @@ class _Output:
 def _removes_its_temp_when_refused(init):
     """A writer's ``__init__`` that, refused after ``_Output`` made the temporary file (pyarrow's ParquetWriter or
     schema refusing, a dtype a CSV writer cannot format, a disk full), closes what it opened and removes that file
-    before the error reaches the caller: it stayed on disk until the next write to the same path."""
+    before the error reaches the caller: it stayed on disk until the next write to the same path. A write's error
+    (OSError) names OUT (``_Output.naming``)."""
     @functools.wraps(init)
     def removing_init(self, *args, **kwargs):
         __tracebackhide__ = True  # noqa: F841 (out of tracebacks: gpunn/hints.py's keywords_checked)
         try:
             init(self, *args, **kwargs)
-        except BaseException:
+        except BaseException as exc:
             fh = self.__dict__.get("fh")
             if fh is not None:
-                fh.close()
+                with contextlib.suppress(OSError):  # (its flush, on a full disk too: the error to tell is exc)
+                    fh.close()
             if "tmp" in self.__dict__:
                 self.abort()
+                if isinstance(exc, OSError):
+                    raise self.naming(exc) from None
             raise
     return removing_init
+
+
+def _names_its_output(method):
+    """A writer's ``write`` or ``close`` whose OSError (a full disk, a quota, an I/O error) names OUT, not the
+    temporary file or no file at all (``_Output.naming``); a writer onto a stream has no OUT to name."""
+    @functools.wraps(method)
+    def naming_method(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            if not isinstance(self, _Output) or "tmp" not in self.__dict__:
+                raise
+            raise self.naming(exc) from None
+    return naming_method
 
 
 class NpyWriter(_Output):
@@ -244,16 +277,20 @@ class NpyWriter(_Output):
         pad = length - 10 - len(text) - 1
         return b"\x93NUMPY\x01\x00" + (len(text) + pad + 1).to_bytes(2, "little") + text + b" " * pad + b"\n"
 
+    @_names_its_output
     def write(self, P):
         self.fh.write(numpy.ascontiguousarray(P, self.dtype).tobytes())
         self.rows += P.shape[0]
 
+    @_names_its_output
     def close(self):
         if self.fh.closed:  # write_rows closes a writer again on a failure, a Ctrl-C in this close's flush too
             return
-        self.fh.seek(0)
-        self.fh.write(self._header(self.rows, self.header_bytes))
-        self.fh.close()
+        try:
+            self.fh.seek(0)
+            self.fh.write(self._header(self.rows, self.header_bytes))
+        finally:  # closed on a full disk too (its flush failing): no descriptor left open on the removed file
+            self.fh.close()
 
 
 class CsvWriter(_Output):
@@ -267,7 +304,8 @@ class CsvWriter(_Output):
     @_removes_its_temp_when_refused
     def __init__(self, path, n_columns, dtype, names=None, keep=None):
         super().__init__(path)
-        self._start(open(self.tmp, "w", newline="", encoding="utf-8"), n_columns, dtype, names, keep)
+        self.fh = open(self.tmp, "w", newline="", encoding="utf-8")  # (held first: a refusal in _start closes it)
+        self._start(self.fh, n_columns, dtype, names, keep)
 
     def _start(self, fh, n_columns, dtype, names, keep):
         import csv
@@ -281,6 +319,7 @@ class CsvWriter(_Output):
             csv.writer(self.fh, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(
                 (keep.names if keep else []) + prediction_names(names, n_columns))  # as pyarrow's was
 
+    @_names_its_output
     def write(self, P, rows=65536):
         # one % per block of rows: numpy.savetxt formats a row at a time in Python, 4x slower
         line = ",".join([self.fmt] * P.shape[1]) + "\n"
@@ -292,6 +331,7 @@ class CsvWriter(_Output):
                 text = _with_kept_fields(kept.slice(i, rows), text)
             self.fh.write(text)
 
+    @_names_its_output
     def close(self):
         self.fh.close()
 
@@ -331,6 +371,7 @@ class TableWriter(_Output):
         self.schema, self.dtype, self.keep = schema, numpy.dtype(dtype), keep
         self.predicted = list(schema)[len(kept):]  # the predictions' fields, after the kept columns
 
+    @_names_its_output
     def write(self, P):
         # each column from its buffer: pyarrow.array(numpy_array) imports pandas, 0.3-0.5 s (see copy_columns)
         columns = [numpy.ascontiguousarray(P[:, j], self.dtype) for j in range(P.shape[1])]
@@ -340,6 +381,7 @@ class TableWriter(_Output):
             arrays = [column.combine_chunks() for column in self.keep.take(P.shape[0]).columns] + arrays
         self.writer.write_batch(self.pa.record_batch(arrays, schema=self.schema))
 
+    @_names_its_output
     def close(self):
         self.writer.close()
 
