@@ -97,7 +97,7 @@ def check_output(path, option, *, reads=(), suffixes=None, other_suffix_hint="")
         return path
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise PreflightError(f"{option} {shell_word(path)}: directory {shell_word(directory)} does not exist")
+        raise PreflightError(f"{option} {shell_word(path)}: {no_directory(directory)}")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PreflightError(f"{option} {shell_word(path)}: directory {shell_word(directory)} is not writable")
     try:  # os.access asks the permission bits, which root passes: sysfs, an NFS export that squashes root, a FUSE
@@ -109,6 +109,17 @@ def check_output(path, option, *, reads=(), suffixes=None, other_suffix_hint="")
         raise PreflightError(f"{option} {shell_word(path)}: directory {shell_word(directory)} is not writable "
                              f"(making a file there: {exc.strerror or exc})") from None
     return path
+
+
+def no_directory(directory) -> str:
+    """Why ``directory`` (not one) holds no file, in a refusal's words: "directory D does not exist", or, where D or a
+    folder above it is a file, "F is a file, not a directory" (it said D "does not exist" of a path under a file)."""
+    above = directory
+    while not os.path.lexists(above) and os.path.dirname(above) != above:
+        above = os.path.dirname(above)
+    if os.path.lexists(above) and not os.path.isdir(above):
+        return f"{shell_word(above)} is a file, not a directory"
+    return f"directory {shell_word(directory)} does not exist"
 
 
 def check_checkpoint_output(path, option, *, reads=()) -> str:

@@ -595,3 +595,14 @@ def test_without_pyarrow_a_word_numpy_cut_to_100_characters_is_named_without_num
         preflight.read_matrix(path)
     assert "\"'w" not in str(refused.value)
     assert "'" + "w" * 99 + "'" in str(refused.value)  # NumPy's 99 characters, none dropped with its quote
+
+
+def test_an_output_under_a_file_is_said_to_be_under_a_file_not_in_a_missing_directory(tmp_path):
+    """OUT notes.txt/o.npy said "directory notes.txt does not exist", of a file that does: the user looked for it."""
+    (tmp_path / "notes.txt").write_text("mine")
+    for under in ("notes.txt/o.npy", "notes.txt/a/b/o.npy"):
+        with pytest.raises(preflight.PreflightError) as caught:
+            preflight.check_output(str(tmp_path / under), "OUT")
+        assert str(caught.value) == f"OUT {tmp_path / under}: {tmp_path / 'notes.txt'} is a file, not a directory"
+    with pytest.raises(preflight.PreflightError, match=r"o\.npy: directory .*/nodir does not exist$"):
+        preflight.check_output(str(tmp_path / "nodir" / "o.npy"), "OUT")

@@ -1714,3 +1714,28 @@ def test_a_save_that_is_a_file_names_the_config_key_that_set_it_and_what_to_give
     assert cli.main(["sweep", "--rows", "300", "--save", str(tmp_path / "run.npz"), "--quiet"]) == 2
     assert capsys.readouterr().err.startswith(f"gpunn sweep: error: --save {tmp_path / 'run.npz'} exists and is not a "
                                               "directory: gpunn sweep saves a directory of checkpoints")
+
+
+def test_a_save_directory_that_cannot_be_made_or_written_is_refused_in_saves_words_before_any_member_trains(
+        tmp_path, capsys, monkeypatch):
+    """--save DIR under a file said "[Errno 20] Not a directory: 'notes.txt/sweep'", naming no option; a directory that
+    refuses new files (a read-only file system) was refused by the first ensemble's ModelCheckpoint, in the API's
+    words ("ModelCheckpoint's path DIR/ensemble-0.npz: ..."), after the lines of the sweep's start."""
+    from gpunn import preflight
+
+    (tmp_path / "notes.txt").write_text("mine")
+    for under in ("notes.txt/sweep", "notes.txt/a/sweep"):
+        assert cli.main(["sweep", "--rows", "300", "--save", str(tmp_path / under), "--quiet"]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == (f"gpunn sweep: error: --save {tmp_path / under}: cannot make the directory: "
+                                f"{tmp_path / 'notes.txt'} is a file, not a directory\n")
+        assert captured.out == ""
+    (tmp_path / "sealed").mkdir()
+    writable = os.access
+    monkeypatch.setattr(preflight.os, "access", lambda path, mode: writable(path, mode) and "sealed" not in str(path))
+    assert cli.main(["sweep", "--rows", "300", "--save", str(tmp_path / "sealed"), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"gpunn sweep: error: --save {tmp_path / 'sealed'}: directory {tmp_path / 'sealed'} is not "
+                            "writable\n")
+    assert captured.out == "" and sorted(os.listdir(tmp_path)) == ["notes.txt", "sealed"]
+    assert os.listdir(tmp_path / "sealed") == []

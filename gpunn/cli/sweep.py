@@ -279,12 +279,27 @@ def _check_save_dir(args) -> str | None:
     if elsewhere and saved_checkpoints(args.save):
         raise ValueError(f"--save {shell_word(args.save)} already holds a sweep's checkpoints; continue it with --resume "
                          f"{shell_word(args.save)}, or save this sweep elsewhere")
+    option = "--save" if args.save else "--resume"
+    said = (f"{shell_word(args.config)}: {as_key(option[2:], directory)}" if _from_config(args, option[2:])
+            else f"{option} {shell_word(directory)}")
     if os.path.exists(directory) and not os.path.isdir(directory):  # a train PATH.toml's save = "run.npz", say
-        said = (f"{shell_word(args.config)}: {as_key('save', directory)}" if _from_config(args, "save")
-                else f"--save {shell_word(directory)}")
         raise ValueError(f"{said} exists and is not a directory: gpunn sweep saves a directory of checkpoints (gpunn "
                          "train's --save is a file); name a directory")
-    os.makedirs(directory, exist_ok=True)
+    from .. import preflight
+
+    try:  # (a file above it, a read-only file system: "[Errno 20] Not a directory: 'notes.txt/sweep'", no option)
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        parent = os.path.dirname(os.path.abspath(directory))
+        why = preflight.no_directory(parent) if not os.path.isdir(parent) else exc.strerror or exc
+        raise preflight.PreflightError(f"{said}: cannot make the directory: {why}") from None
+    # refused before any member trains, in --save's words (a ModelCheckpoint's refusal came after the lines of the
+    # sweep's start, "checkpoints: D/ensemble-0.npz (continue with gpunn sweep --resume D)", in the API's words)
+    first = os.path.join(directory, "ensemble-0.npz")
+    try:
+        preflight.check_output(first, "--save")
+    except preflight.PreflightError as exc:  # ("--save D/ensemble-0.npz: directory D is not writable ...")
+        raise preflight.PreflightError(f"{said}: {str(exc).partition(': ')[2]}") from None
     return directory
 
 
