@@ -542,6 +542,35 @@ def test_predict_from_standard_input_reads_it_into_a_file_named_by_its_bytes(tmp
     assert "IN - reads standard input, and it is a terminal" in capsys.readouterr().err
 
 
+def test_predict_score_of_standard_input_indexes_its_csv_once(tmp_path, capsys, monkeypatch):
+    """--score built its source of IN twice: once to refuse an IN without the target columns, then the pass's. A file's
+    CSV index is kept, so the second was free; standard input's is not (a spooled file, cache=False), and each built
+    it again, one more read of IN's bytes: 3 x its size with the rows' pass (audit45's redundant check). An IN without
+    the target is still refused before OUT is written, by the pass's source."""
+    import io
+    import sys
+
+    from gpunn.data import csv_tables
+
+    X, Y = datasets.make("linear", 2000, 2, seed=5, device="cpu")
+    numpy.savetxt(tmp_path / "t.csv", numpy.column_stack([X, Y]), delimiter=",", header="a,b,y", comments="")
+    numpy.savetxt(tmp_path / "x.csv", X, delimiter=",", header="a,b", comments="")
+    model_path = str(tmp_path / "m.npz")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--save", model_path, *SMALL]) == 0
+    read = []
+    real_read_range = csv_tables.read_range
+    monkeypatch.setattr(csv_tables, "read_range", lambda fd, start, end: read.append(end - start) or
+                        real_read_range(fd, start, end))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((tmp_path / "t.csv").read_bytes())))
+    assert main(["predict", model_path, "-", str(tmp_path / "p.npy"), "--score"]) == 0
+    size = (tmp_path / "t.csv").stat().st_size
+    assert 0 < sum(read) <= 2 * size, (read, size)  # the index's pass and the rows'
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((tmp_path / "x.csv").read_bytes())))
+    assert main(["predict", model_path, "-", str(tmp_path / "q.npy"), "--score"]) == 2
+    assert "(the model's target column, y, in IN)" in capsys.readouterr().err and not (tmp_path / "q.npy").exists()
+
+
 def test_predict_from_standard_input_removes_its_file_when_refused_and_says_a_closed_one_is_closed(tmp_path, capsys,
                                                                                                 monkeypatch):
     """Standard input's file is removed when the run is refused part-way (IN's rows read, not the model's width),

@@ -350,12 +350,13 @@ def _score_targets(args, model) -> list:
                          f"{', '.join(columns['targets'])}), and --features names others: rename IN's columns to the "
                          "model's, or score it in Python, model.evaluate(X, Y) of arrays")
     targets = list(columns["targets"])
-    _score_source(args, model, targets).close()  # IN without the target columns: refused before OUT is written
     return targets
 
 
 def _score_source(args, model, targets):
-    """The source --score evaluates: IN's feature and target columns, by the model's names."""
+    """The source --score evaluates: IN's feature and target columns, by the model's names; built before OUT is opened,
+    it refuses an IN without them (built once: standard input's CSV index is not kept, and a second source indexed it
+    again)."""
     from .. import data
     from ..data.errors import DataError
     from ..data.table_columns import MissingColumns
@@ -495,7 +496,8 @@ def _streams(args, model) -> bool:
     """Whether to predict chunk by chunk (gpunn.data.files) rather than read IN whole: Parquet in or
     out, named feature columns (--features, or a CSV with a header for a model that knows its
     feature names: its columns are then picked by name, not by position; --score, which reads IN's columns by the
-    model's names, _score_targets refusing an IN without them), or a .npy or CSV input over STREAM_BYTES."""
+    model's names, its source refusing an IN without them before OUT is opened), or a .npy or CSV input over
+    STREAM_BYTES."""
     from ..csvtext import csv_has_header
 
     if args.score or args.keep or is_stdout(args.output):  # (--score: so it did all along: the path read whole
