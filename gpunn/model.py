@@ -20,6 +20,7 @@ ml_dtypes is installed, else uint16 holding the same 16 bits.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import os
 
@@ -33,6 +34,7 @@ from .hints import (OTHER_MODEL_ATTRIBUTES, bracketed_hint, keywords_checked, ke
                     targets_refused, value_repr)
 from .ops import ops_for
 from .ops.base import bf16_dtype
+from .ops.fit_threads import inference_threads
 from .ops.mlp_step import one_call_gradients, one_call_step
 from .training.ensemble import fit_ensemble
 from .training.fit import as_function, as_method, fit as _fit
@@ -177,6 +179,22 @@ def _may_share_memory(A, data) -> bool:
     return owner(A) is owner(data)
 
 
+def _rows_of(X):
+    """X's row count where it has a 2-D shape (an array, a DataFrame), else None."""
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) == 2 else None
+
+
+def _in_fit_threads(method):
+    """``method(self, X, ...)``, a pass of the model over X, run in the BLAS count its fit runs with
+    (gpunn.ops.fit_threads.inference_threads): its validation's bits, and a small net's one thread's."""
+    @functools.wraps(method)
+    def run(self, X, *args, **kwargs):
+        with inference_threads(self, _rows_of(X)):
+            return method(self, X, *args, **kwargs)
+    return run
+
+
 class RawUnits:
     """What a model with a ``standardizer`` (training on a source made with standardize=True) needs to
     take data in raw units: MLP and Ensemble (``backend``, ``dtype``, ``xp``, ``layer_sizes``, and for
@@ -257,6 +275,7 @@ class RawUnits:
         scaler = self.standardizer
         return self.dtype if scaler is None else scaler.prediction_dtype(self.dtype)
 
+    @_in_fit_threads
     def _predicted(self, X, chunk_rows, members=()):
         """A[L] for the rows of X, ``chunk_rows`` at a time, in ``_prediction_dtype``: (rows, outputs), or
         (K, rows, outputs) with ``members=(K,)``. With a ``standardizer``, X in raw units, each chunk
@@ -334,6 +353,7 @@ class RawUnits:
         return as_matrix(Y, name, self.backend, self._prediction_dtype(), allow_1d=True,
                          n_columns=self.layer_sizes[-1])
 
+    @_in_fit_threads
     def _evaluated(self, X, Y, chunk_rows) -> dict:
         """``evaluate``'s logs (validation_logs' names): the error of ``predict`` on X against Y, ``chunk_rows``
         at a time, in the targets' units as ``loss`` takes it (with a ``standardizer``: raw X, predictions
@@ -848,7 +868,8 @@ def gradients_over(model, X, Y):
     warn_read_by_position(given, model.data_columns, "X", model)
     rows = X.shape[0]
     kept = rows in model._workspaces  # (a training batch's size)
-    sum_sq = model.train_step(X, Y)
+    with inference_threads(model, rows):  # (a fit's gradients' bits)
+        sum_sq = model.train_step(X, Y)
     dW = [g.copy() for g in model._dW]
     db = [g.copy() for g in model._db] if model.bias else None
     if not kept:  # a workspace for every row at once is not kept in the model's cache after the call

@@ -646,3 +646,30 @@ def test_numpys_count_is_numpys_blas_count_and_the_variable_that_library_reads_f
         assert fit_threads.numpys_count() == count, libraries
     monkeypatch.setattr(fit_threads, "_libraries", lambda: (_ for _ in ()).throw(RuntimeError("cannot read")))
     assert fit_threads.numpys_count() == (None, "MKL_NUM_THREADS")
+
+
+@needs_two
+def test_evaluate_after_a_fit_gives_the_bits_its_validation_logged_and_a_small_nets_predictions_one_threads(
+        monkeypatch):
+    """A small net's fit, and an Ensemble's, run NumPy's BLAS on one thread, its validation too; predict and evaluate
+    after it ran on OpenBLAS's own count: a 32-64-64-1 net's history said val_loss 2.462753380911569 and evaluate
+    on the same rows 2.462753390684636 (its docstring says they are the same exactly), and its predictions were two
+    threads' bits on this machine, one thread's on a machine of one core. They now run in the fit's count
+    (gpunn.ops.fit_threads.inference_threads), which is put back after them; a few rows' predict sets nothing."""
+    clear(monkeypatch)
+    X, Y = gpunn.datasets.make("teacher", 4096, 32, seed=0, device="cpu")
+    Xv, Yv = gpunn.datasets.make("teacher", 4096, 32, seed=1, device="cpu")
+    before = openblas_threads()
+    model = gpunn.MLP([32, 64, 64, 1], device="cpu", seed=0)
+    history = model.fit(X, Y, epochs=1, batch_size=256, validation_data=(Xv, Yv), verbose=False)
+    logs = model.evaluate(Xv, Yv)
+    assert (logs["loss"], logs["mae"], logs["r2"]) == (history["val_loss"][-1], history["val_mae"][-1],
+                                                       history["val_r2"][-1])
+    with threadpoolctl.threadpool_limits(1):
+        one_thread = model.predict(Xv)
+    assert numpy.array_equal(model.predict(Xv), one_thread) and openblas_threads() == before
+    ensemble = gpunn.Ensemble([32, 64, 64, 1], 2, device="cpu", seed=0)
+    history = ensemble.fit(X, Y, epochs=1, batch_size=256, validation_data=(Xv, Yv), verbose=False)
+    assert ensemble.evaluate(Xv, Yv)["loss"] == history["val_loss"][-1]
+    monkeypatch.setattr(fit_threads, "blas_threads", lambda *a, **k: pytest.fail("a few rows' predict set the count"))
+    model.predict(Xv[:2])  # (2 rows x 64 x 64: 8,192 multiply-adds, on the calling thread whatever the count)
