@@ -125,9 +125,10 @@ def _mistyped(key, written, wanted, converted) -> str:
     toml_types): a float for a count, a string for a number; and the value as the key takes it (``converted``, as
     the option's type read ``written``: lr = "1e-3,3e-3", gpunn sweep's grid as the command line writes it, is
     lr = [0.001, 0.003])."""
-    takes = "a number" if float in wanted else "a whole number (a TOML integer)"
-    if isinstance(converted, list):
-        takes = f"{takes[2:]}s (a TOML list of them, or one)"
+    whole = float not in wanted
+    takes = "a whole number (a TOML integer)" if whole else "a number"
+    if isinstance(converted, list):  # (a sweep's grid; hidden's sizes)
+        takes = f"{'whole numbers (TOML integers)' if whole else 'numbers'}, a list of them or one"
         converted = converted[0] if len(converted) == 1 else converted
     unquoted = ", unquoted" if isinstance(written, str) and not isinstance(converted, list) else ""
     return (f"{as_key(key, written)} is a {'string' if isinstance(written, str) else 'float'}; {key} takes {takes}: "

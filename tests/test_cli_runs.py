@@ -476,8 +476,12 @@ def test_a_sweep_config_files_list_for_a_one_value_option_is_told_in_its_keys(tm
     ("train", 'lr = "1e-3"', 'lr = "1e-3" is a string; lr takes a number: lr = 0.001, unquoted'),
     ("train", 'gamma = "0.5"', 'gamma = "0.5" is a string; gamma takes a number: gamma = 0.5, unquoted'),
     ("sweep", "seeds = 2.0", "seeds = 2.0 is a float; seeds takes a whole number (a TOML integer): seeds = 2"),
-    ("sweep", 'lr = "1e-3,3e-3"', 'lr = "1e-3,3e-3" is a string; lr takes numbers (a TOML list of them, or one): '
+    ("sweep", 'lr = "1e-3,3e-3"', 'lr = "1e-3,3e-3" is a string; lr takes numbers, a list of them or one: '
                                   "lr = [0.001, 0.003]"),
+    ("train", "hidden = 64.0", "hidden = 64.0 is a float; hidden takes whole numbers (TOML integers), a list of them "
+                               "or one: hidden = 64"),
+    ("sweep", "hidden = 32.0", "hidden = 32.0 is a float; hidden takes whole numbers (TOML integers), a list of them "
+                               "or one: hidden = 32"),
 ])
 def test_a_config_files_float_for_a_count_or_quoted_number_is_refused_naming_the_key_and_the_toml_type(
         tmp_path, command, text, said):
@@ -498,9 +502,9 @@ def test_a_config_files_integer_for_a_number_and_string_for_a_count_or_names_are
     from gpunn.cli import parse_args
 
     path = tmp_path / "run.toml"
-    path.write_text('lr = 1\nnoise = 0\nfeatures = "4"\n')  # a TOML integer is a number; --features takes names too
-    args = parse_args(["train", "--config", str(path)])
-    assert (args.lr, args.noise, args.features) == (1.0, 0.0, 4)
+    path.write_text('lr = 1\nnoise = 0\nfeatures = "4"\nhidden = "64,32"\n')  # a TOML integer is a number;
+    args = parse_args(["train", "--config", str(path)])  # --features takes names too, --hidden its sizes' text
+    assert (args.lr, args.noise, args.features, args.hidden) == (1.0, 0.0, 4, [64, 32])
 
 
 @pytest.mark.parametrize("command, said", [

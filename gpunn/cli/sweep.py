@@ -44,6 +44,9 @@ def _one_hidden(text: str) -> list[int]:
         raise
 
 
+_one_hidden.toml_types = _hidden_sizes.toml_types
+
+
 def _number_list(kind, check):
     def parse(text):
         items = text.replace(" ", "").split(",")

@@ -65,6 +65,9 @@ def _hidden_sizes(text: str) -> list[int]:
     return sizes
 
 
+_hidden_sizes.toml_types = (int, str)  # hidden = 64 or "64,64" (a list of sizes: gpunn.config), not 64.0
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``train`` to the subparsers ``sub``; returns its parser."""
     t = sub.add_parser("train", help="train an MLP on a built-in synthetic regression or your own data "
