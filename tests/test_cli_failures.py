@@ -458,3 +458,29 @@ def test_predict_onto_a_pipe_whose_reader_is_gone_ends_as_quietly(tmp_path):
         os.close(write)
     _, err = waiting.communicate(proc, 120)
     assert proc.returncode == 128 + signal.SIGPIPE and err == "", err
+
+
+def test_a_full_disk_after_the_first_checkpoint_says_where_that_checkpoint_is_and_the_run_goes_on_from_it(
+        tmp_path, capsys, monkeypatch):
+    """The disk filled between two checkpoints: the line said "cannot write run.npz: No space left on device" alone,
+    as if the run were lost, where run.npz held its first epoch, whole. It says so now, and the command that goes
+    on from it; that command, with room again, finishes the run."""
+    import errno
+
+    ckpt = tmp_path / "run.npz"
+    synced = os.fsync
+
+    def full_once_written(fd):  # (a directory's fsync failing is ignored: the first write's rename is kept)
+        if ckpt.exists():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        synced(fd)
+
+    monkeypatch.setattr(os, "fsync", full_once_written)
+    assert main(with_options(["train", *TINY], "--epochs", "3") + ["--save", str(ckpt)]) == 2
+    assert capsys.readouterr().err == (f"gpunn train: error: [Errno 28] cannot write {ckpt}: No space left on device; "
+                                       f"checkpoint in {ckpt}, after 1 epoch (continue with gpunn train --resume "
+                                       f"{ckpt} once that is fixed)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"]  # (its PATH.toml could not be written either)
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(ckpt), "--epochs", "3", "--quiet"]) == 0
+    assert gpunn.load_checkpoint(ckpt, device="cpu").epoch == 3

@@ -469,8 +469,9 @@ def _describe(exc: BaseException, debug: bool, command: str | None = "train") ->
         return 130, f"{prog}: interrupted ({how})" + (f"; {left}" if left else "")
     if isinstance(exc, MemoryError):
         return 2, f"{prog}: error: out of memory: {one_line(exc)}"
-    if isinstance(exc, EXPECTED_ERRORS):
-        return 2, f"{prog}: error: {one_line(exc)}"
+    if isinstance(exc, EXPECTED_ERRORS):  # (gpunn_kept: where a failed run's checkpoint is, gpunn train's words)
+        kept = getattr(exc, "gpunn_kept", None)
+        return 2, f"{prog}: error: {one_line(exc)}" + (f"; {kept}" if kept else "")
     return 1, (f"{prog}: internal error: {type(exc).__name__}: {one_line(exc)}"  # still one line
                + ("" if debug else " (rerun with --debug for the traceback)"))
 

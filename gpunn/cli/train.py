@@ -303,15 +303,20 @@ def refuse_idle_options(given: dict, args, config=None, path=None) -> None:
 def saved_position(path) -> str:
     """Where the run saved in ``path`` stopped part-way through an epoch, as ", at 1 epoch and 3 of 27 batches of
     epoch 2" (read from its metadata alone); "" for a checkpoint at an epoch's end."""
+    words, part_way = _position_saved(path)
+    return f", at {words}" if part_way else ""
+
+
+def _position_saved(path) -> tuple[str, bool]:
+    """(where the run saved in ``path`` is, "2 epochs" or "1 epoch and 3 of 27 batches of epoch 2"; whether that is
+    part-way through an epoch), read from its metadata alone."""
     from ..checkpoint import read_meta
     from ..training.state import FitSettings
 
     training = read_meta(path).get("training") or {}
     position = training.get("position", {})
-    if not position.get("batch"):
-        return ""
     per_epoch = FitSettings.from_dict(training["settings"]).batches_per_epoch
-    return f", at {position_words(position['epoch'], position['batch'], per_epoch)}"
+    return position_words(position["epoch"], position.get("batch", 0), per_epoch), bool(position.get("batch"))
 
 
 def _batch_trained(args, ckpt, distributed, rows):
@@ -540,10 +545,14 @@ def _save_config(args, save_path) -> None:
     cfgmod.save(save_path + ".toml", resolved)
 
 
-def _config_after_failure(args, save_path):
+def _config_after_failure(args, save_path, tell_kept=True):
     """An exit callback (ExitStack.push) that, where the command fails (a second Ctrl-C, which raises at once; a
     diverged run) after it wrote its checkpoint, writes the config beside it, as a run that returns does: the
-    checkpoint written, its PATH.toml was not. Not where the checkpoint is another run's, left as it was."""
+    checkpoint written, its PATH.toml was not. Not where the checkpoint is another run's, left as it was.
+    ``tell_kept``: a failure of the disk or the data (an OSError, a DataError) after a checkpoint of this run (one
+    it wrote, or the one it resumed in place) gets where that checkpoint is, and the command that goes on from it,
+    added to its line (_kept_words: a full disk said "cannot write run.npz: No space left on device" alone, as if
+    the run were lost)."""
     def identity():
         try:
             st = os.stat(save_path)
@@ -554,11 +563,29 @@ def _config_after_failure(args, save_path):
     before = identity()
 
     def on_exit(exc_type, exc, tb):
-        if exc_type is not None and identity() not in (None, before):
+        now = identity()
+        if exc_type is not None and now not in (None, before):
             with contextlib.suppress(Exception):  # the error that ended the run is the one to tell
                 _save_config(args, save_path)
+        from ..data.errors import DataError
+
+        ours = now is not None and (now != before or (args.resume and os.path.abspath(args.resume)
+                                                       == os.path.abspath(save_path)))
+        if tell_kept and ours and isinstance(exc, (OSError, DataError)):
+            with contextlib.suppress(Exception):  # (words the error cannot take are left out, not raised)
+                exc.gpunn_kept = _kept_words(args, save_path)
         return False
     return on_exit
+
+
+def _kept_words(args, save_path) -> str:
+    """Where the checkpoint in ``save_path`` is, and what goes on from it: "checkpoint in run.npz, after 2 epochs
+    (continue with gpunn train --resume run.npz once that is fixed)"."""
+    from . import resume
+
+    again = (resume.GOES_ON if resume.goes_on_in_place(args)
+             else f"continue with gpunn train --resume {shell_word(save_path)}")
+    return f"checkpoint in {shell_word(save_path)}, after {_position_saved(save_path)[0]} ({again} once that is fixed)"
 
 
 def run(args) -> int:
@@ -653,7 +680,7 @@ def _run(args, opened) -> int:
     if args.save:
         callbacks.append(io.ModelCheckpoint(args.save, every=args.checkpoint_every))
     if save_path and root:  # a run that a second Ctrl-C or an error ends: its config too, beside the checkpoint it wrote
-        opened.push(_config_after_failure(args, save_path))
+        opened.push(_config_after_failure(args, save_path, tell_kept=not distributed))
     load = cpuload.OthersCpu().start()  # the CPU other processes take while it trains (_busy_blas_note)
     if source is not None:  # gpunn.data: a file or a stream, with whole chunks held out
         if args.standardize and not (ckpt or distributed):  # (a resumed model keeps its own; ranks: their shards')
