@@ -901,16 +901,34 @@ def test_a_resume_on_files_of_the_runs_shape_with_other_values_is_refused_and_on
     assert gpunn.load_checkpoint(old).resume(_files_of(kind, tmp_path / "other", X, Y + 1), **fit)["epoch"] == [1, 2]
 
 
-def test_a_file_removed_while_its_source_reads_it_leaves_the_checkpoint_without_a_checksum(tmp_path, linear_pair):
-    """The checksum opens the files by their paths at the first checkpoint; one removed since the source opened it
-    (which reads on through its handle) must not fail the checkpoint's write: it is written without the checksum."""
-    x, y, _, _ = linear_pair
+def test_the_checksum_is_of_the_files_a_source_reads_though_their_names_now_hold_others(tmp_path, linear_pair):
+    """The checksum is taken at the first checkpoint: an .npy pair's through the descriptors the source reads, so a
+    file renamed over X's name since the source opened it (which reads on from the one opened) is not the one
+    recorded, and a removed one is still read; a Parquet file, opened by its name, removed since: the checkpoint is
+    written without a checksum (a resume from it compares the description alone), not refused."""
+    pytest.importorskip("pyarrow")
+    x, y, X, Y = linear_pair
     source = data.npy(x, y, chunk_rows=1500, seed=4)
-    x.unlink()
-    gpunn.MLP([4, 2], device="cpu", seed=1).fit(source, epochs=1, verbose=False,
-                                                callbacks=[gpunn.ModelCheckpoint(tmp_path / "run.npz")])
-    recorded = gpunn.load_checkpoint(tmp_path / "run.npz").training["source"]
-    assert recorded["rows"] == 20_000 and "contents" not in recorded
+    numpy.save(tmp_path / "other.npy", X + 1)
+    (tmp_path / "other.npy").replace(x)  # another file under X's name; the source reads the one it opened
+    ckpt = tmp_path / "run.npz"
+    fit = dict(epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(ckpt)])
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(source, **fit)
+    run = _files_of("npy", tmp_path / "run", X, Y)  # the values the run read, in files of their own
+    assert gpunn.load_checkpoint(ckpt).resume(run, epochs=2, verbose=False)["epoch"] == [1, 2]
+    with pytest.raises(ValueError, match=r"trained on other values: .*x.npy and .*y.npy have the run's shape but not "):
+        gpunn.load_checkpoint(ckpt).resume(data.npy(x, y, chunk_rows=1500, seed=4), epochs=3, verbose=False)
+    source = data.npy(tmp_path / "run" / "x.npy", tmp_path / "run" / "y.npy", chunk_rows=1500, seed=4)
+    (tmp_path / "run" / "x.npy").unlink()  # removed: read through its descriptor, checksum and all
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(source, **fit)
+    assert gpunn.load_checkpoint(ckpt).training["source"]["contents"] == run.config()["contents"]
+    parquet = _files_of("parquet", tmp_path / "table", X, Y)
+    for piece in (tmp_path / "table" / "parts").iterdir():
+        piece.unlink()
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(parquet, **fit)
+    recorded = gpunn.load_checkpoint(ckpt).training["source"]
+    assert recorded["kind"] == "parquet" and recorded["rows"] + parquet.validation_rows == 20_000
+    assert "contents" not in recorded
 
 
 def test_a_resume_with_a_validation_source_whose_files_changed_is_refused(tmp_path, linear_pair):

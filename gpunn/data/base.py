@@ -512,14 +512,15 @@ class ChunkedSource(Closable):
         return {}
 
     def _content_files(self) -> list:
-        """The files whose bytes the source reads, in order (none: a source that draws its rows)."""
+        """The files whose bytes the source reads, in order, as paths or the descriptors it reads them through (none:
+        a source that draws its rows)."""
         return []
 
     def _contents(self) -> dict:
         """The files' sampled checksum (gpunn.data.contents), computed at the first call (a run's first checkpoint)
         and kept, so that every checkpoint of the run records the files as the run began on them. None where a file
-        cannot be opened by its path now (removed while the source reads it through its open handle): the
-        checkpoint is written without it, and a resume from it compares the description alone."""
+        cannot be read (a Parquet file, opened by its path, removed since the source opened it): the checkpoint is
+        written without it, and a resume from it compares the description alone."""
         files = self._content_files()
         if not files:
             return {}

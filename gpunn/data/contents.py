@@ -19,18 +19,28 @@ BLOCKS = 256
 CONTENTS_RULE = 1
 
 
-def sampled_checksum(paths) -> str:
-    """Hex BLAKE2b-128 of each file's size and of blocks sampled from it, files in the order given."""
-    per_file = max(2, BLOCKS // max(len(paths), 1))
+def sampled_checksum(files) -> str:
+    """Hex BLAKE2b-128 of each file's size and of blocks sampled from it, files in the order given: paths, or the
+    descriptors a source reads them through (the file it reads, whatever was renamed over its name since)."""
+    per_file = max(2, BLOCKS // max(len(files), 1))
     digest = hashlib.blake2b(digest_size=16)
-    for path in paths:
-        with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            digest.update(size.to_bytes(8, "little"))
-            for offset in _offsets(size, per_file):
-                file.seek(offset)
-                digest.update(file.read(BLOCK))
+    for file in files:
+        if isinstance(file, int):
+            _add_file(digest, file, per_file)
+            continue
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            _add_file(digest, fd, per_file)
+        finally:
+            os.close(fd)
     return digest.hexdigest()
+
+
+def _add_file(digest, fd: int, blocks: int) -> None:
+    size = os.fstat(fd).st_size
+    digest.update(size.to_bytes(8, "little"))
+    for offset in _offsets(size, blocks):
+        digest.update(os.pread(fd, BLOCK, offset))
 
 
 def _offsets(size: int, blocks: int):

@@ -427,7 +427,8 @@ class CsvSource(ChunkedSource):
                 "block_size": self.block_size, "chunks_at": "byte offsets"}
 
     def _content_files(self):
-        return [self.path]
+        fd = self.__dict__.get("_fd")
+        return [self.path if fd is None else fd]  # (the file indexed and read, as opened; closed: its name)
 
     def _close_files(self):
         fd = self.__dict__.get("_fd")

@@ -434,7 +434,8 @@ class NpySource(ChunkedSource):
                 "chunk_rows": self.chunk_rows, "n_features": self.n_features, "n_outputs": self.n_outputs}
 
     def _content_files(self):
-        return [self.x.path, self.y.path]
+        return [f.path if f._fd is None else f._fd for f in (self.x, self.y)]  # (the files read, as opened; closed:
+        # their names)
 
 
 class IterableSource(Closable):
