@@ -484,3 +484,25 @@ def test_a_full_disk_after_the_first_checkpoint_says_where_that_checkpoint_is_an
     monkeypatch.undo()
     assert main(["train", "--resume", str(ckpt), "--epochs", "3", "--quiet"]) == 0
     assert gpunn.load_checkpoint(ckpt, device="cpu").epoch == 3
+
+
+def test_a_full_disk_for_the_outputs_of_a_trained_run_says_where_its_checkpoint_is_and_no_resume(
+        tmp_path, capsys, monkeypatch):
+    """After the fit, an output's write failing leaves a run with no more to train: where its checkpoint is, alone
+    (a --resume of it is refused: 'the run has trained its 1 epoch')."""
+    import errno
+
+    from gpunn import atomic
+
+    written = atomic.atomic_write
+
+    def full_for_json(path, write):
+        if str(path).endswith(".json"):
+            raise atomic.naming(OSError(errno.ENOSPC, "No space left on device"), path)
+        written(path, write)
+
+    monkeypatch.setattr(atomic, "atomic_write", full_for_json)
+    ckpt, report = tmp_path / "run.npz", tmp_path / "run.json"
+    assert main(["train", *TINY, "--save", str(ckpt), "--json", str(report)]) == 2
+    assert capsys.readouterr().err == (f"gpunn train: error: [Errno 28] cannot write {report}: No space left on device; "
+                                       f"checkpoint in {ckpt}, after 1 epoch\n")

@@ -573,19 +573,24 @@ def _config_after_failure(args, save_path, tell_kept=True):
                                                        == os.path.abspath(save_path)))
         if tell_kept and ours and isinstance(exc, (OSError, DataError)):
             with contextlib.suppress(Exception):  # (words the error cannot take are left out, not raised)
-                exc.gpunn_kept = _kept_words(args, save_path)
+                exc.gpunn_kept = _kept_words(args, save_path, on_exit.trained)
         return False
+    on_exit.trained = False  # set once the fit has returned (the run has no more to train)
     return on_exit
 
 
-def _kept_words(args, save_path) -> str:
+def _kept_words(args, save_path, trained) -> str:
     """Where the checkpoint in ``save_path`` is, and what goes on from it: "checkpoint in run.npz, after 2 epochs
-    (continue with gpunn train --resume run.npz once that is fixed)"."""
+    (continue with gpunn train --resume run.npz once that is fixed)"; where the fit had ``trained`` (a failure in the
+    outputs' writes after it), where it is alone."""
     from . import resume
 
+    where = f"checkpoint in {shell_word(save_path)}, after {_position_saved(save_path)[0]}"
+    if trained:
+        return where
     again = (resume.GOES_ON if resume.goes_on_in_place(args)
              else f"continue with gpunn train --resume {shell_word(save_path)}")
-    return f"checkpoint in {shell_word(save_path)}, after {_position_saved(save_path)[0]} ({again} once that is fixed)"
+    return f"{where} ({again} once that is fixed)"
 
 
 def run(args) -> int:
@@ -679,8 +684,10 @@ def _run(args, opened) -> int:
         callbacks.append(cbmod.EarlyStopping(patience=args.patience, min_delta=args.min_delta))
     if args.save:
         callbacks.append(io.ModelCheckpoint(args.save, every=args.checkpoint_every))
+    after_failure = None
     if save_path and root:  # a run that a second Ctrl-C or an error ends: its config too, beside the checkpoint it wrote
-        opened.push(_config_after_failure(args, save_path, tell_kept=not distributed))
+        after_failure = _config_after_failure(args, save_path, tell_kept=not distributed)
+        opened.push(after_failure)
     load = cpuload.OthersCpu().start()  # the CPU other processes take while it trains (_busy_blas_note)
     if source is not None:  # gpunn.data: a file or a stream, with whole chunks held out
         if args.standardize and not (ckpt or distributed):  # (a resumed model keeps its own; ranks: their shards')
@@ -714,6 +721,8 @@ def _run(args, opened) -> int:
                                 schedule=schedule, verbose=verbose_of(args), validation_data=validation,
                                 callbacks=callbacks, distributed=distributed)
     load.stop()
+    if after_failure is not None:  # the fit returned: a failure now (an output's write) leaves nothing to go on with
+        after_failure.trained = True
     busy = None if backend.is_gpu or distributed else _busy_blas_note(model, load)  # said as the run ends
     if distributed and history.interrupted:
         ignore_late_interrupts()
