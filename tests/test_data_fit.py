@@ -904,8 +904,9 @@ def test_a_resume_on_files_of_the_runs_shape_with_other_values_is_refused_and_on
 def test_the_checksum_is_of_the_files_a_source_reads_though_their_names_now_hold_others(tmp_path, linear_pair):
     """The checksum is taken at the first checkpoint: an .npy pair's through the descriptors the source reads, so a
     file renamed over X's name since the source opened it (which reads on from the one opened) is not the one
-    recorded, and a removed one is still read; a Parquet file, opened by its name, removed since: the checkpoint is
-    written without a checksum (a resume from it compares the description alone), not refused."""
+    recorded, and a removed one is still read. A Parquet dataset's is taken as the source opens its files (pyarrow
+    reads on from those, but gives no descriptor to read them by): taken at the first checkpoint, by name, a file
+    renamed over one of them was recorded, and a removed one left the checkpoint without a checksum."""
     pytest.importorskip("pyarrow")
     x, y, X, Y = linear_pair
     source = data.npy(x, y, chunk_rows=1500, seed=4)
@@ -922,13 +923,23 @@ def test_the_checksum_is_of_the_files_a_source_reads_though_their_names_now_hold
     (tmp_path / "run" / "x.npy").unlink()  # removed: read through its descriptor, checksum and all
     gpunn.MLP([4, 2], device="cpu", seed=1).fit(source, **fit)
     assert gpunn.load_checkpoint(ckpt).training["source"]["contents"] == run.config()["contents"]
+    with _files_of("parquet", tmp_path / "copy", X, Y) as copy:
+        read = copy.config()["contents"]
+    parquet = _files_of("parquet", tmp_path / "table", X, Y)
+    _files_of("parquet", tmp_path / "new", X, Y + 1).close()
+    (tmp_path / "new" / "parts" / "b.parquet").replace(tmp_path / "table" / "parts" / "b.parquet")
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(parquet, **fit)
+    recorded = gpunn.load_checkpoint(ckpt).training["source"]
+    assert recorded["kind"] == "parquet" and recorded["rows"] + parquet.validation_rows == 20_000
+    assert recorded["contents"] == read
+    with pytest.raises(ValueError, match=r"trained on other values: \S*table\S*parts have changed since the run read"):
+        gpunn.load_checkpoint(ckpt).resume(data.parquet(tmp_path / "table" / "parts", target=["y0", "y1"],
+                                                        chunk_rows=1500, seed=4), epochs=2, verbose=False)
     parquet = _files_of("parquet", tmp_path / "table", X, Y)
     for piece in (tmp_path / "table" / "parts").iterdir():
         piece.unlink()
     gpunn.MLP([4, 2], device="cpu", seed=1).fit(parquet, **fit)
-    recorded = gpunn.load_checkpoint(ckpt).training["source"]
-    assert recorded["kind"] == "parquet" and recorded["rows"] + parquet.validation_rows == 20_000
-    assert "contents" not in recorded
+    assert gpunn.load_checkpoint(ckpt).training["source"]["contents"] == read
 
 
 def test_a_resume_with_a_validation_source_whose_files_changed_is_refused(tmp_path, linear_pair):

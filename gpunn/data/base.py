@@ -517,10 +517,10 @@ class ChunkedSource(Closable):
         return []
 
     def _contents(self) -> dict:
-        """The files' sampled checksum (gpunn.data.contents), computed at the first call (a run's first checkpoint)
-        and kept, so that every checkpoint of the run records the files as the run began on them. None where a file
-        cannot be read (a Parquet file, opened by its path, removed since the source opened it): the checkpoint is
-        written without it, and a resume from it compares the description alone."""
+        """The files' sampled checksum (gpunn.data.contents), computed at the first call (a run's first checkpoint;
+        a Parquet source's construction) and kept, so that every checkpoint of the run records the files as the run
+        began on them. None where a file cannot be read (a closed source's, by a name that no longer holds it): the
+        checkpoint is written without it, and a resume from it compares the description alone."""
         files = self._content_files()
         if not files:
             return {}

@@ -119,6 +119,8 @@ class ParquetSource(ChunkedSource):
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
         self._ready(sizes, device, dtype, window_by_rows=True, run_lengths=run_lengths, small=small)
+        self._contents()  # now, of the files just opened: pyarrow reads on from them, but gives no descriptor to
+        # read them by at the first checkpoint, when their names may hold other files (renamed over them)
 
     def _close_files(self):
         self.__dict__["_cursor"] = None  # (its batches read the file)
