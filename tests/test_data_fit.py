@@ -887,16 +887,20 @@ def test_a_resume_on_files_of_the_runs_shape_with_other_values_is_refused_and_on
     rewrite_meta(ckpt, old, lambda meta: [meta["training"]["source"].pop(k) for k in ("contents", "contents_rule")])
     fit = dict(epochs=2, verbose=False)
     assert gpunn.load_checkpoint(ckpt).resume(_files_of(kind, tmp_path / "copy", X, Y), **fit)["epoch"] == [1, 2]
-    either = r"\S*{0}\S*( and \S*{0}\S*)?"  # an .npy pair's two files, or the table's file or directory
-    with pytest.raises(ValueError, match=rf"run.npz was trained on other values: {either.format('other')} have the "
-                                         r"run's shape but not its values \(a checksum of their sizes and of bytes "
-                                         r"sampled through them differs\)\. Resume with the run's files \(the run "
+    # an .npy pair's two files, or the table's file or directory (said in the singular: "t.csv have changed")
+    either, thing, has, its, them, it = {
+        "npy": (r"\S*{0}\S*x.npy and \S*{0}\S*y.npy", "files", "have", "their sizes", "them", "them"),
+        "csv": (r"\S*{0}\S*t.csv", "file", "has", "its size", "it", "it"),
+        "parquet": (r"\S*{0}\S*parts", "directory", "has", "its files' sizes", "them", "it")}[kind]
+    with pytest.raises(ValueError, match=rf"run.npz was trained on other values: {either.format('other')} {has} the "
+                                         rf"run's shape but not its values \(a checksum of {its} and of bytes "
+                                         rf"sampled through {them} differs\)\. Resume with the run's {thing} \(the run "
                                          rf"read {either.format('copy')}\); to train its model on these, train the "
                                          r"model gpunn.load\(path\) returns further"):
         gpunn.load_checkpoint(ckpt).resume(_files_of(kind, tmp_path / "other", X, Y + 1), epochs=3, verbose=False)
-    with pytest.raises(ValueError, match=rf"run.npz was trained on other values: {either.format('copy')} have changed "
-                                         r"since the run read them \(.*\)\. Resume with the files as the run read "
-                                         r"them; to train"):
+    with pytest.raises(ValueError, match=rf"run.npz was trained on other values: {either.format('copy')} {has} changed "
+                                         rf"since the run read {it} \(.*\)\. Resume with the {thing} as the run "
+                                         rf"read {it}; to train"):
         gpunn.load_checkpoint(ckpt).resume(_files_of(kind, tmp_path / "copy", X, Y + 1), epochs=3, verbose=False)
     assert gpunn.load_checkpoint(old).resume(_files_of(kind, tmp_path / "other", X, Y + 1), **fit)["epoch"] == [1, 2]
 
@@ -932,7 +936,7 @@ def test_the_checksum_is_of_the_files_a_source_reads_though_their_names_now_hold
     recorded = gpunn.load_checkpoint(ckpt).training["source"]
     assert recorded["kind"] == "parquet" and recorded["rows"] + parquet.validation_rows == 20_000
     assert recorded["contents"] == read
-    with pytest.raises(ValueError, match=r"trained on other values: \S*table\S*parts have changed since the run read"):
+    with pytest.raises(ValueError, match=r"trained on other values: \S*table\S*parts has changed since the run read"):
         gpunn.load_checkpoint(ckpt).resume(data.parquet(tmp_path / "table" / "parts", target=["y0", "y1"],
                                                         chunk_rows=1500, seed=4), epochs=2, verbose=False)
     parquet = _files_of("parquet", tmp_path / "table", X, Y)

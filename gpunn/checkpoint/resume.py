@@ -240,7 +240,8 @@ def _resume_source(ckpt, source, validation_data):
     if differ:
         raise ValueError(f"{ckpt.path} was trained on another source: {differ}. Resume with the same data{read}.")
     if _other_contents(saved, now):
-        back = "the files as the run read them" if _same_files(saved, now) else f"the run's files{read}"
+        thing, _, it, _ = _said_of(now)
+        back = f"{thing} as the run read {it}" if _same_files(saved, now) else f"the run's {thing[4:]}{read}"
         raise ValueError(f"{ckpt.path} was trained on other values: {_contents_differ(saved, now)}. Resume with "
                          f"{back}; to train its model on these, train the model gpunn.load(path) returns further (a "
                          "new run, with a new optimizer)")
@@ -334,7 +335,6 @@ def _other_shuffle(ckpt, settings, state) -> str | None:
 # a file source's sampled checksum of its files (gpunn.data.contents): compared apart from the config, as files from
 # before it was recorded lack it
 _CONTENTS = ("contents", "contents_rule")
-_CHECKSUM_DIFFERS = "a checksum of their sizes and of bytes sampled through them differs"
 
 
 def _other_contents(saved: dict, now: dict) -> bool:
@@ -356,10 +356,22 @@ def _same_files(saved: dict, now: dict) -> bool:
 
 def _contents_differ(saved: dict, now: dict) -> str:
     """How the files differ from the run's: changed where the run read them, or others of its shape."""
+    _, has, it, sampled = _said_of(now)
     named = " and ".join(map(str, _files(now)))
     if _same_files(saved, now):
-        return f"{named} have changed since the run read them ({_CHECKSUM_DIFFERS})"
-    return f"{named} have the run's shape but not its values ({_CHECKSUM_DIFFERS})"
+        return f"{named} {has} changed since the run read {it} ({sampled} differs)"
+    return f"{named} {has} the run's shape but not its values ({sampled} differs)"
+
+
+def _said_of(config: dict) -> tuple:
+    """How a file source's files are named in a sentence: an .npy pair's in the plural, a table's file or directory
+    in the singular (a CSV file was said "t.csv have changed since the run read them")."""
+    files = _files(config)
+    if len(files) > 1:
+        return "the files", "have", "them", "a checksum of their sizes and of bytes sampled through them"
+    if os.path.isdir(files[0]):
+        return ("the directory", "has", "it", "a checksum of its files' sizes and of bytes sampled through them")
+    return "the file", "has", "it", "a checksum of its size and of bytes sampled through it"
 
 
 def _config_differences(saved: dict, now: dict, ignored=()) -> str:
