@@ -3,6 +3,7 @@ and ``gpunn predict`` (read whole or streamed), naming the file, where in it, th
 file's line as csvtext.not_finite words it (tests/test_csv_rule.py), an .npy or Parquet file's row in the same words
 (errors.not_finite_value); where the value read again is finite (the file changed since it was read), the count's
 words without it; and a value past float32's range that standardize=True scales in float64 first is no refusal."""
+import os
 import re
 
 import numpy
@@ -135,15 +136,16 @@ def test_a_nan_in_a_directory_of_parquet_files_names_its_file_and_its_row_there(
 
 # ---- the file changed since it was read: the value read again is finite --------------------------------------
 def changed_after_reading(monkeypatch, read, rewrite):
-    """``read``'s class reads its chunks, then the file is rewritten (``rewrite()``) before a refusal is worded."""
-    fill = type(read)._fill
+    """``read``'s class reads its chunks, then the file is rewritten (``rewrite()``) as a refusal is worded. (Rewritten
+    as soon as the chunk was read, the next chunk's read refused the file as changed, where the file system's clock
+    had moved on: test_inputs_changed.)"""
+    words = type(read)._not_finite
 
-    def fill_then_change(self, k, X, Y):
-        fill(self, k, X, Y)
-        if not numpy.isfinite(X).all():
-            rewrite()
+    def change_then_word(self, *args, **kwargs):
+        rewrite()
+        return words(self, *args, **kwargs)
 
-    monkeypatch.setattr(type(read), "_fill", fill_then_change)
+    monkeypatch.setattr(type(read), "_not_finite", change_then_word)
     return read
 
 
@@ -473,16 +475,20 @@ def test_a_value_left_past_float32_on_the_way_to_its_standardized_value_is_named
 
 class PutsBadValue(gpunn.Callback):
     """After epoch ``after`` (from 0), writes 3e38 at b's BAD_ROW of the float32 file at ``path`` in place (the
-    source reads the same file again next epoch)."""
+    source reads the same file again next epoch), its modification time put back: a file written over, its size or
+    time changed, is refused by the next read as changed (test_inputs_changed), and the value never met."""
 
     def __init__(self, path, after=0):
         self.path, self.after = path, after
 
     def on_epoch_end(self, trainer, epoch, logs):
         if epoch == self.after:
+            before = os.stat(self.path)
             X = numpy.load(self.path, mmap_mode="r+")
             X[BAD_ROW, 1] = 3e38
             X.flush()
+            del X  # (unmapped before the time is put back)
+            os.utime(self.path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def test_a_value_met_in_a_later_epoch_leaves_the_last_checkpoint_and_the_best_weights(tmp_path, device):
