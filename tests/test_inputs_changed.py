@@ -1,8 +1,8 @@
-"""An input file written over while a run reads it: the next read of a .npy or CSV file refuses it, naming it, so
-that no step (and no checkpoint after one) takes rows read from the changed file. One renamed over its name, or
-removed, is another file: the file opened (a .npy or Parquet file) is read to the end. (A Parquet file written over
-in place is read on where its bytes still parse: a read that fails is read afresh once the file reads again,
-test_data_sources' test_a_parquet_row_group_that_failed_to_read_is_read_afresh_by_the_next_pass.)"""
+"""An input file written over while a run reads it: the next read refuses it, naming it, so that no step (and no
+checkpoint after one) takes rows read from the changed file. One renamed over its name, or removed, is another file:
+the file opened (a .npy or Parquet file) is read to the end. (A Parquet file whose footer is the same, put back as it
+was after a failed read, is read afresh: test_data_sources'
+test_a_parquet_row_group_that_failed_to_read_is_read_afresh_by_the_next_pass.)"""
 import os
 
 import numpy
@@ -52,6 +52,29 @@ def test_an_npy_file_renamed_over_or_removed_is_read_to_the_end_as_opened(tmp_pa
     os.remove(y)
     rows = numpy.concatenate([first, *(X for X, _ in batches)])
     numpy.testing.assert_array_equal(rows[:, 0], numpy.arange(4000.0))
+
+
+@pytest.mark.parametrize("pages", ["plain", "default"])
+def test_a_parquet_file_written_again_with_the_same_columns_is_refused_not_read_on(tmp_path, pages):
+    """pandas' or pyarrow's write of the table again (other values, the same columns and row groups) onto the file a
+    run reads: pyarrow read on at the old footer's offsets, plain pages without a word (the run training on the new
+    values), others with pyarrow's words ("Couldn't deserialize thrift"), naming a row group."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    values = numpy.arange(4000.0)
+    plain = {"compression": "NONE", "use_dictionary": False} if pages == "plain" else {}
+
+    def write(y):
+        pq.write_table(pa.table({"x": values, "y": y}), path, row_group_size=500, **plain)
+    write(values)
+    source = data.parquet(path, target="y", chunk_rows=500, window=1, shuffle=False, device="cpu")
+    batches = source.batches(0, 500)
+    next(batches)
+    _written_over(path, lambda: write(values + 100))
+    with pytest.raises(DataError, match=r"t\.parquet: the file changed since it was opened \(its footer is another"):
+        list(batches)
 
 
 def test_a_parquet_file_removed_from_its_directory_is_read_to_the_end_as_opened(tmp_path):

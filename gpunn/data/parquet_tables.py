@@ -96,6 +96,7 @@ class ParquetSource(ChunkedSource):
         self.files, self._open, sizes, run_lengths, self._chunks = files, [], [], [], []
         for name in files:
             self._open.append(open_parquet(name))
+        self._stamps = [_stamp(name) for name in files]
         schemas = [pf.schema_arrow for pf in self._open]
         if target is None:  # before the columns' checks, which a text column would fail first
             raise NoTarget(listed_columns(schemas[0]), reader="read_parquet")
@@ -155,12 +156,38 @@ class ParquetSource(ChunkedSource):
                 raise RuntimeError(f"{self._where(k)}: {exc}") from None
             except Exception as exc:
                 self._cursor = None
+                self._check_unchanged(i)  # a file written over since: said so, not as pyarrow's words
                 raise DataError(f"{self._where(k)}: could not be read ({type(exc).__name__}: {exc})") from None
+            self._check_unchanged(i)
         n = 0
         for part in parts:
             copy_columns(part, self.feature_names, X[n:n + part.num_rows])
             copy_columns(part, self.target_names, Y[n:n + part.num_rows])
             n += part.num_rows
+
+    def _check_unchanged(self, i):
+        """Refuse file ``i`` written over in place since it was opened, its footer another (after each chunk's read):
+        pyarrow read on at the old footer's offsets, and a table written again with the same columns (other values)
+        was read without a word, the run training on the new values and its checkpoints holding those steps. A file
+        whose footer is the same (put back as it was, after a failed read) is read on; one removed, or renamed over
+        by another, is not this file: the one opened is read to the end."""
+        now = _stamp(self.files[i])
+        if now is None or now == self._stamps[i] or now[:2] != self._stamps[i][:2]:
+            return
+        try:
+            again = open_parquet(self.files[i])
+        except DataError:  # no footer now (cut short, or being written)
+            same = False
+        else:
+            try:
+                same = again.metadata.equals(self._open[i].metadata)
+            finally:
+                again.close()
+        if not same:
+            self._cursor = None
+            raise DataError(f"{self.files[i]}: the file changed since it was opened (its footer is another: other "
+                            "row groups or values); construct the source again")
+        self._stamps[i] = now
 
     def _row_offset(self, k):  # rows are counted within the file, in the messages
         first = bisect.bisect_left(self._chunks, (self._chunks[k][0],))  # the file's first chunk (file order)
@@ -193,6 +220,15 @@ class ParquetSource(ChunkedSource):
 
     def _content_files(self):
         return list(self.files)
+
+
+def _stamp(path):
+    """(device, inode, size, modification time) of the file at ``path``, or None where there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class _EmptySlice(RuntimeError):
