@@ -673,3 +673,28 @@ def test_evaluate_after_a_fit_gives_the_bits_its_validation_logged_and_a_small_n
     assert ensemble.evaluate(Xv, Yv)["loss"] == history["val_loss"][-1]
     monkeypatch.setattr(fit_threads, "blas_threads", lambda *a, **k: pytest.fail("a few rows' predict set the count"))
     model.predict(Xv[:2])  # (2 rows x 64 x 64: 8,192 multiply-adds, on the calling thread whatever the count)
+
+
+@needs_two
+def test_a_predict_of_fewer_rows_than_openblas_splits_a_product_over_sets_nothing_and_gives_one_threads_bits(
+        monkeypatch):
+    """OpenBLAS splits a matrix product (gemm) only past 65,536 x 4 multiply-adds, a matrix-vector or dot product (one
+    row, or one output) past 2,304 x 4: inference_threads skipped a pass only under the latter for every product, so
+    a 32-64-64-1 net's predict of 3-63 rows set the count and put it back for nothing (350 us for 130 under load 6
+    here). Below each product's own bound nothing is set and the bits are one thread's; at a product's bound the
+    count is set (a 1-row predict through 16,384 inputs to one output is a dot product, which two threads sum
+    otherwise)."""
+    clear(monkeypatch)
+    rng = numpy.random.default_rng(0)
+    real, calls = fit_threads.blas_threads, []
+    monkeypatch.setattr(fit_threads, "blas_threads", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for sizes, dtype, rows, sets in (([32, 64, 64, 1], "float32", 63, False), ([32, 64, 64, 1], "float32", 64, True),
+                                     ([32, 64, 64, 1], "float32", 128, True), ([16384, 1], "float64", 1, True),
+                                     ([64, 256, 1], "float32", 15, False), ([64, 256, 1], "float32", 32, True)):
+        model = gpunn.MLP(sizes, device="cpu", dtype=dtype, seed=1)
+        X = rng.standard_normal((rows, sizes[0])).astype(dtype)
+        with threadpoolctl.threadpool_limits(1):
+            one_thread = model.predict(X)
+        calls.clear()
+        assert [numpy.array_equal(model.predict(X), one_thread) for _ in range(3)] == [True] * 3, (sizes, rows)
+        assert bool(calls) == sets, (sizes, rows)

@@ -362,9 +362,25 @@ def fit_threads(model):
     return blas_threads(1) if _small(model) else contextlib.nullcontext()
 
 
-# OpenBLAS runs a product of fewer multiply-adds on the calling thread, whatever its count: its gemv's bound (2304 x
-# GEMM_MULTITHREAD_THRESHOLD, 4 by default), below its gemm's (65,536 x 4)
-SPLIT_MIN_MULTIPLY_ADDS = 2304 * 4
+# OpenBLAS runs a product on the calling thread, whatever its count, where it is too small to split: a matrix
+# product (gemm) of at most 65,536 x GEMM_MULTITHREAD_THRESHOLD (4 by default) multiply-adds (interface/gemm.c), and
+# NumPy's matmul of one row or one column, a matrix-vector product (gemv) or a dot product, of under 2,304 x 4
+# (gemv.c; dot.c's bound, 10,000, is above it). Measured on NumPy 2.4's OpenBLAS 0.3.31, 2 threads against 1: a
+# float32 (rows x a)(a x b) took other bits from rows x a x b = 524,288 (two threads' share of 65,536 x 4 each),
+# never below; a 1 x 16,384 dot product in float64 from 16,384.
+GEMM_SPLIT_MIN = 65536 * 4
+GEMV_SPLIT_MIN = 2304 * 4
+
+
+def _could_split(model, rows: int) -> bool:
+    """Whether NumPy's BLAS could split a product of a pass of ``model`` over ``rows`` rows: each layer's (rows x a)
+    (a x b) forward, and the gradients' (a x rows)(rows x b) and (rows x b)(b x a), rows x a x b multiply-adds each;
+    a matrix-vector one where rows, a or b is 1. OpenBLAS's gemm bound holds where NumPy's OpenBLAS makes every
+    product (GPUNN_GEMM's default); another library's (MKL's: gpunn.ops.gemm) is taken at the vector bound."""
+    sizes, ops = model.layer_sizes, getattr(model, "ops", None)
+    openblas = getattr(ops, "_numpy_only", False) and _built_with() == "openblas"
+    return any(rows * a * b >= (GEMM_SPLIT_MIN if openblas and 1 not in (rows, a, b) else GEMV_SPLIT_MIN)
+               for a, b in zip(sizes, sizes[1:]))
 
 
 def inference_threads(model, rows=None):
@@ -374,10 +390,9 @@ def inference_threads(model, rows=None):
     bits the fit's validation logged, and a small net's predictions are one thread's whatever the machine's cores. On
     OpenBLAS's two threads they differed in the last bits: a 32-64-64-1 net's val_loss 2.462753380911569 in its
     history, 2.462753390684636 from evaluate on the same rows. Where no product of ``rows`` rows could be split
-    (``rows`` times the largest layer's weights under SPLIT_MIN_MULTIPLY_ADDS) nothing is set: a predict of a few rows
-    does not pay threadpoolctl's set and put back (~30 us quiet, 160 us under load)."""
-    sizes = model.layer_sizes
-    if rows is not None and rows * max(a * b for a, b in zip(sizes, sizes[1:])) < SPLIT_MIN_MULTIPLY_ADDS:
+    (_could_split) nothing is set: a predict of a few rows does not pay threadpoolctl's set and put back (~30 us
+    quiet, 200 us under load: a 32-64-64-1 net's predict of 4-63 rows took 350 us for 130)."""
+    if rows is not None and not _could_split(model, rows):
         return contextlib.nullcontext()
     return member_blas_threads(model.xp) if hasattr(model, "n_models") else fit_threads(model)
 
