@@ -698,3 +698,19 @@ def test_a_predict_of_fewer_rows_than_openblas_splits_a_product_over_sets_nothin
         calls.clear()
         assert [numpy.array_equal(model.predict(X), one_thread) for _ in range(3)] == [True] * 3, (sizes, rows)
         assert bool(calls) == sets, (sizes, rows)
+
+
+def test_a_predict_of_one_row_given_as_a_list_sets_nothing(monkeypatch):
+    """inference_threads read the rows of a 2-D shape alone: one row given as a Python list set the count and put it
+    back, a predict of 83 us taking 180 here. A list's or tuple's length counts its rows: few set nothing, and a pass
+    of many still sets the count."""
+    clear(monkeypatch)
+    model = gpunn.MLP([32, 64, 64, 1], device="cpu", seed=1)
+    row = numpy.random.default_rng(0).standard_normal(32)
+    real, calls = fit_threads.blas_threads, []
+    monkeypatch.setattr(fit_threads, "blas_threads", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for X in ([row.tolist()], (row.tolist(),), [row.tolist()] * 2):
+        model.predict(X)
+    assert calls == []
+    model.predict([row.tolist()] * 300)
+    assert calls == [(1,)]
