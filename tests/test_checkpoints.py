@@ -2463,6 +2463,23 @@ def test_a_flipped_bit_in_the_parameters_is_named_a_crc_failure_of_their_member(
         _load_bytes(tmp_path, bytes(corrupt))
 
 
+def test_a_flipped_bit_in_the_metadata_is_named_alike_by_read_meta_which_resume_reads_first(tmp_path, good_bytes):
+    """gpunn train --resume reads the metadata alone first (read_meta): a bit flipped in it said "corrupt, truncated
+    or foreign file (BadZipFile: Bad CRC-32 for file 'gpunn_meta.npy')", where gpunn.load, gpunn info and gpunn
+    predict say the same file's member fails its CRC check."""
+    blob = bytearray(good_bytes[0])
+    at = blob.find(b'"format"')  # in the metadata member's JSON (stored, not deflated)
+    assert at > 0
+    blob[at + 2] ^= 0x01
+    path = tmp_path / "x.npz"
+    path.write_bytes(bytes(blob))
+    said = re.escape(f"{path}: corrupt checkpoint: member 'gpunn_meta.npy' fails its CRC check")
+    with pytest.raises(CheckpointError, match=f"^{said}$"):
+        gio.read_meta(path)
+    with pytest.raises(CheckpointError, match=f"^{said}$"):
+        gpunn.load_checkpoint(path, device="cpu")
+
+
 @pytest.mark.parametrize("home", [checkpoint_format, gio], ids=["format", "the package"])
 def test_metadata_past_the_limit_is_refused_before_it_is_read(tmp_path, good_bytes, monkeypatch, home):
     """The metadata member's size is capped before it is read and parsed (MAX_META_BYTES; mut16c K76: a larger

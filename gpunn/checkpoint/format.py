@@ -48,6 +48,7 @@ import io as _io
 import json
 import math
 import os
+import re
 import zipfile
 
 import numpy
@@ -400,6 +401,16 @@ def _validated(path, parse):
         return parse()
     except CheckpointError:
         raise
-    except Exception as exc:  # zipfile, numpy's reader, json: all mean the bytes are not a valid checkpoint
-        raise CheckpointError(f"{os.fspath(path)}: corrupt, truncated or foreign file "
-                              f"({type(exc).__name__}: {exc})") from None
+    except zipfile.BadZipFile as exc:  # read_meta's member read as it is read: said as read's testzip says it
+        bad = re.fullmatch(r"Bad CRC-32 for file '(.*)'", str(exc))
+        if not bad:
+            raise _bytes_refused(path, exc) from None
+        raise CheckpointError(f"{os.fspath(path)}: corrupt checkpoint: member {bad.group(1)!r} fails its CRC "
+                              "check") from None
+    except Exception as exc:
+        raise _bytes_refused(path, exc) from None
+
+
+def _bytes_refused(path, exc) -> CheckpointError:
+    """zipfile's, numpy's reader's, json's error: all mean the bytes are not a valid checkpoint."""
+    return CheckpointError(f"{os.fspath(path)}: corrupt, truncated or foreign file ({type(exc).__name__}: {exc})")
