@@ -2926,3 +2926,23 @@ def test_data_from_standard_input_is_refused_saying_to_save_it_to_a_file(command
     assert ("--data -: training does not read standard input, as every epoch reads the rows again (and a --resume "
             "once more): save them to a file (.csv, .parquet, or an .npy pair with --targets) and give its path. "
             "gpunn predict MODEL - OUT reads standard input") in capsys.readouterr().err
+
+
+def test_standard_input_as_targets_beside_a_file_on_a_resume_or_in_a_config_file_is_refused_in_the_same_words(
+        pair, monkeypatch, capsys):
+    """--data - alone said it: with --targets Y.npy it said '--targets goes with --data X.npy; for --data -, name
+    the target column(s) with --target', --targets - '-: no such file (targets)', a --resume's --data - 'no such
+    file; if the run's files have moved', a config file's data = "-" 'no such file or directory in DIR'."""
+    tmp_path, _, _ = pair
+    monkeypatch.chdir(tmp_path)
+    words = ("training does not read standard input, as every epoch reads the rows again (and a --resume once "
+             "more): save them to a file")
+    assert main(["train", "--data", "X.npy", "--targets", "Y.npy", "--save", "run.npz", *SMALL]) == 0
+    capsys.readouterr()
+    (tmp_path / "c.toml").write_text('data = "-"\nepochs = 1\n')
+    for argv, said in ((["--data", "-", "--targets", "Y.npy", *SMALL], "--data -"),
+                       (["--data", "X.npy", "--targets", "-", *SMALL], "--targets -"),
+                       (["--resume", "run.npz", "--epochs", "3", "--data", "-", "--targets", "Y.npy"], "--data -"),
+                       (["--config", "c.toml", "--device", "cpu"], 'c.toml: data = "-"')):
+        assert main(["train", *argv]) == 2, argv
+        assert f"{said}: {words}" in capsys.readouterr().err, argv

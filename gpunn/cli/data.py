@@ -150,6 +150,25 @@ def _check_config_paths(args):
                              f"--{key} PATH, or the path in the file from there")
 
 
+def _refuse_standard_input(args):
+    """--data - or --targets - (a --config file's too), before any other check of them: training does not read
+    standard input (gpunn predict's IN - is read once; every epoch reads the rows again). Only --data - said so: with
+    --targets Y.npy it said '--targets goes with --data X.npy; for --data -, name the target column(s) with
+    --target', --targets - '-: no such file (targets)', a --resume's 'no such file; if the run's files have moved',
+    a config file's data = "-" 'no such file or directory in DIR'."""
+    for key in ("data", "targets"):
+        if getattr(args, key, None) != "-" or os.path.exists("-"):
+            continue
+        said = f"--{key} -"
+        if key in getattr(args, "config_keys", ()):
+            from ..config import as_key
+
+            said = f"{shell_word(args.config)}: {as_key(key, '-')}"
+        raise ValueError(f"{said}: training does not read standard input, as every epoch reads the rows again (and a "
+                         "--resume once more): save them to a file (.csv, .parquet, or an .npy pair with --targets) "
+                         "and give its path. gpunn predict MODEL - OUT reads standard input")
+
+
 # a .tsv file's source in Python, which --data's refusal of the name shows
 TSV_SOURCE = "gpunn.data.csv(path, target, delimiter='\\t')"
 
@@ -167,6 +186,7 @@ def make_source(args, backend, ckpt=None):
 
     common = dict(seed=args.seed, window=args.window, standardize=args.standardize)
     if args.data:
+        _refuse_standard_input(args)
         _check_config_paths(args)
         if ckpt is not None:
             _check_files_there(args)
@@ -181,10 +201,6 @@ def make_source(args, backend, ckpt=None):
             source = _table(data.parquet, args, chunk_rows=cut.get("chunk_rows"), **common)
         elif kind == ".csv":
             source = _table(data.csv, args, block_size=cut.get("block_size"), **common)
-        elif args.data == "-" and not os.path.exists(args.data):  # (gpunn predict's IN -: its rows are read once)
-            raise ValueError("--data -: training does not read standard input, as every epoch reads the rows again (and "
-                             "a --resume once more): save them to a file (.csv, .parquet, or an .npy pair with "
-                             "--targets) and give its path. gpunn predict MODEL - OUT reads standard input")
         elif not os.path.exists(args.data):  # a name mistyped (a directory's, `pq2`) is missing, not of an unknown type
             raise ValueError(f"--data {shell_word(args.data)}: no such file or directory")
         elif kind in (".gz", ".bz2", ".xz", ".zst"):
