@@ -315,10 +315,12 @@ class _NpyFile:
             direct = out.dtype == self.dtype and self.dtype.isnative and out.flags.c_contiguous
             buffer = out if direct else numpy.empty((n, self.columns), self.dtype)
             self._read_into(buffer, start * self.row_bytes, start, n)
-            if direct:
-                return
-        with numpy.errstate(over="ignore"):  # overflow to inf is reported by the finite check
-            out[...] = buffer
+        now = os.fstat(self._fd)  # written over since it was opened (a file cut short: the short read says its rows)
+        if now.st_size >= self._stamp[0] and (now.st_size, now.st_mtime_ns) != self._stamp:
+            raise self._changed()
+        if buffer is not out:
+            with numpy.errstate(over="ignore"):  # overflow to inf is reported by the finite check
+                out[...] = buffer
 
     def value(self, row, column):
         """The value at ``row`` and ``column`` as the file stores it (for an error's message)."""
@@ -333,9 +335,6 @@ class _NpyFile:
         if got < len(view):
             raise DataError(f"{self.path}: truncated or shrunk while reading rows {start}-{start + n - 1}: "
                             f"got {got} of {len(view)} bytes")
-        now = os.fstat(self._fd)  # written over since it was opened (a file cut short: the short read says its rows)
-        if now.st_size >= self._stamp[0] and (now.st_size, now.st_mtime_ns) != self._stamp:
-            raise self._changed()
 
     def close(self):
         if self._fd is not None:
