@@ -2768,3 +2768,21 @@ def test_an_mlps_resume_refuses_an_ensembles_optimizer_options_given_as_none(dat
                                             rf"the optimizer its checkpoint holds, its {key} among its settings; "
                                             rf"{key}=None changes nothing: resume without it\)$"):
             gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, epochs=2, **{key: None})
+
+
+def test_a_directory_given_to_load_is_refused_naming_the_checkpoints_in_it(tmp_path):
+    """gpunn.load(DIR), a gpunn sweep --save directory or a ModelCheckpoint's folder, said only Python's
+    "[Errno 21] Is a directory: 'DIR'"; it stays an IsADirectoryError and names a checkpoint in it to give."""
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)
+    for name in ("b.npz", "a.npz", "notes.txt"):
+        (gpunn.save(tmp_path / name, model) if name.endswith(".npz") else (tmp_path / name).write_text(""))
+    for load in (gpunn.load, gpunn.load_checkpoint, gpunn.checkpoint.read_meta):
+        with pytest.raises(IsADirectoryError) as refused:
+            load(tmp_path)
+        assert refused.value.errno == errno.EISDIR
+        assert str(refused.value) == (f"[Errno 21] {tmp_path} is a directory, not a checkpoint file; it holds a.npz, "
+                                      f"b.npz: give one of them, {str(tmp_path / 'a.npz')!r}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(IsADirectoryError, match=r"empty is a directory, not a checkpoint file; it holds no .npz file$"):
+        gpunn.load(empty)

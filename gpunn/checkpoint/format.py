@@ -380,9 +380,25 @@ def _standardizer_members(cfg, path) -> dict:
     return members
 
 
+def _opened(path):
+    """``path`` opened to read. A directory is refused as the OS refuses it (IsADirectoryError), naming the
+    checkpoints in it: a gpunn sweep --save DIR's ensembles, or a ModelCheckpoint's folder, given for its file."""
+    try:
+        return open(path, "rb")
+    except IsADirectoryError as exc:
+        try:
+            names = sorted(name for name in os.listdir(path) if name.lower().endswith(".npz"))
+        except OSError:  # (not listable: said without its contents)
+            names = None
+        held = (f"; it holds {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}: give one of them, "
+                f"{os.path.join(os.fsdecode(path), names[0])!r}" if names else "" if names is None else
+                "; it holds no .npz file")
+        raise IsADirectoryError(exc.errno, f"{os.fsdecode(path)} is a directory, not a checkpoint file{held}") from None
+
+
 def read(path):
     """(metadata, host arrays) of a checkpoint, validated, without building anything."""
-    with open(path, "rb") as fh:
+    with _opened(path) as fh:
         data = fh.read()
     return _validated(path, lambda: _parse(path, data))
 
@@ -390,7 +406,7 @@ def read(path):
 def read_meta(path) -> dict:
     """A checkpoint's metadata, validated as :func:`read` validates it, without reading its arrays (the
     options a run recorded, read before it is loaded; its arrays are checked when it is)."""
-    with open(path, "rb") as fh:
+    with _opened(path) as fh:
         _check_head(path, fh.read(4))
         fh.seek(0)
         return _validated(path, lambda: _parse_meta(path, zipfile.ZipFile(fh))[0])
