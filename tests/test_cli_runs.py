@@ -482,6 +482,11 @@ def test_a_sweep_config_files_list_for_a_one_value_option_is_told_in_its_keys(tm
                                "or one: hidden = 64"),
     ("sweep", "hidden = 32.0", "hidden = 32.0 is a float; hidden takes whole numbers (TOML integers), a list of them "
                                "or one: hidden = 32"),
+    # a sweep's one-value options (one for every member: _one_value's wrapper) as train's (audit46b)
+    ("sweep", "epochs = 5.0", "epochs = 5.0 is a float; epochs takes a whole number (a TOML integer): epochs = 5"),
+    ("sweep", 'momentum = "0.9"', 'momentum = "0.9" is a string; momentum takes a number: momentum = 0.9, unquoted'),
+    # one number quoted for a sweep's grid is told to unquote it, as a list of them is told the TOML list
+    ("sweep", 'lr = "1e-3"', 'lr = "1e-3" is a string; lr takes numbers, a list of them or one: lr = 0.001, unquoted'),
 ])
 def test_a_config_files_float_for_a_count_or_quoted_number_is_refused_naming_the_key_and_the_toml_type(
         tmp_path, command, text, said):

@@ -210,6 +210,7 @@ def _one_value(parse, flag):
             hinted.in_keys = lambda key: (f"{key} is one value for every member (a sweep's grid is lr, weight-decay "
                                           f"and seeds); run a sweep for each {key}")  # (momentum = [0.9, 0.99])
             raise hinted from None
+    parse_one.toml_types = getattr(parse, "toml_types", None)  # (a config file's epochs = 5.0, as train's)
     return parse_one
 
 
