@@ -717,14 +717,15 @@ def targets_refused(predict, name):
     """A model's ``predict`` refusing targets given after X (``model.predict(X, Y)``, as score takes them) by the
     methods that take them, where Python said "takes 2 positional arguments but 3 were given" (and an Ensemble's,
     whose second is ``return_std``, "return_std must be True or False, got array(...)"). ``name``: "MLP.predict".
-    A second argument that is no array (``ens.predict(X, True)``) is left to ``predict``."""
+    A second argument that is no array (``ens.predict(X, True)``; a NumPy scalar, ``numpy.True_``, whose shape is
+    ()) is left to ``predict``."""
     model = name.rsplit(".", 1)[0]
     options = list(inspect.signature(predict).parameters)[2:]  # (after self and X: an Ensemble's return_std)
 
     @functools.wraps(predict)
     def checked(self, *args, **kwargs):
         __tracebackhide__ = True  # noqa: F841 (out of tracebacks: see keywords_checked)
-        if len(args) > 1 and (hasattr(args[1], "shape") or isinstance(args[1], (list, tuple))):
+        if len(args) > 1 and (getattr(args[1], "shape", ()) != () or isinstance(args[1], (list, tuple))):
             takes = f"X and {', '.join(f'{p}=...' for p in options)}" if options else "X alone"
             raise TypeError(f"{name}() takes {takes}, not the targets: {model}.evaluate(X, Y) scores the "
                             f"predictions against them (loss, mse, mae, r2), {model}.score(X, Y) gives R²")

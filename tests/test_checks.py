@@ -1421,6 +1421,13 @@ def test_targets_given_to_predict_name_evaluate_and_score_which_take_them(data):
         ensemble.predict(X, Y.tolist())
     assert len(ensemble.predict(X, True)) == 2  # (mean, std): return_std by position, as before
     assert inspect.signature(MLP.predict) == inspect.signature(MLP.__dict__["predict"].__wrapped__)
+    # (audit46b) targets as a tuple of rows are targets too; a value that is no array is left to predict: a NumPy
+    # scalar (return_std=numpy.True_ is taken by name, and was refused by position as targets), and MLP's Python words
+    with pytest.raises(TypeError, match=r"^MLP.predict\(\) takes X alone, not the targets"):
+        model.predict(X, tuple(map(tuple, Y)))
+    assert len(ensemble.predict(X, numpy.True_)) == 2
+    with pytest.raises(TypeError, match=r"^MLP.predict\(\) takes 2 positional arguments but 3 were given$"):
+        model.predict(X, 32)
 
 
 def test_a_dataloaders_drop_last_given_to_fit_says_an_epoch_ends_with_a_partial_batch(data):
