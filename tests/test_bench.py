@@ -643,20 +643,32 @@ def test_the_same_shape_gemms_calibration_counts_products_for_a_repeat_as_long_a
 
     fake_time = types.SimpleNamespace(perf_counter=lambda: clock[0], sleep=advance, process_time=lambda: 0.0)
     monkeypatch.setattr(runners, "time", fake_time)
-    monkeypatch.setattr(runners.GemmRunner, "epochs", lambda self, n: advance(20e-6 + n * 5e-6))
+    products = []  # (audit46b) the counts asked of the GEMMs, the same-shape one's first; its first 512 stalls 1 ms
+
+    def products_run(self, n):
+        advance(20e-6 + n * 5e-6 + (1e-3 if n == 512 and 512 not in products else 0.0))
+        products.append(n)
+
+    monkeypatch.setattr(runners.GemmRunner, "epochs", products_run)
     monkeypatch.setattr(runners.GpunnRunner, "epochs", lambda self, n: advance(20e-6 + n * 4e-3))
     seen = {}
 
-    def rounds(rs, counts, repeats, *args):
-        seen.update((r.key, counts[r]) for r in rs)
+    def rounds(rs, counts, repeats, *args):  # (the same-shape GEMM's rounds come first, the square GEMMs' after)
+        for r in rs:
+            seen.setdefault(r.key, counts[r])
         return {r: [1.0] * repeats for r in rs}
 
     monkeypatch.setattr(runners, "interleaved_rounds", rounds)
     runners.bench_config(QUICK_CONFIG, _backend.CPU, peers=(), repeats=2, seconds=0.3, peak_size=64,
                          log=lambda msg: None, profile=False)
     repeat = 20e-6 + seen["gemm"] * 5e-6
-    assert 0.98 * 0.3 <= repeat <= 1.02 * 0.3, seen
+    assert 0.98 * 0.3 <= repeat <= 1.02 * 0.3, seen  # (the stalled timing is not the fastest of the three)
+    assert products[:13] == [1, *(2 ** i for i in range(10)), 512, 512]  # its warm-up; 2 ms of products, 3 times
     assert seen["gpunn"] == 75  # (an epoch of 4 ms: its count as before)
+    products.clear(), seen.clear()
+    runners.bench_config(QUICK_CONFIG, _backend.CPU, peers=(), repeats=2, seconds=0.005, peak_size=64,
+                         log=lambda msg: None, profile=False)
+    assert max(products[:13]) == 128  # repeats of 5 ms: timings of a tenth of one, 0.5 ms (128 products)
     counted = types.SimpleNamespace(calls=[], epochs=lambda n: (counted.calls.append(n), advance(20e-6 + n * 5e-6)))
     assert runners.fastest_epoch(counted, tries=3, least=0.03) == pytest.approx(5e-6, rel=0.01)
     assert counted.calls[-3:] == [8192] * 3 and counted.calls[:3] == [1, 2, 4]  # found once, then kept

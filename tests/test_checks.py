@@ -1,6 +1,7 @@
 """Bad input gets a clear error naming what was wrong and where, never a silent result."""
 import copy
 import datetime
+import decimal
 import inspect
 import io
 import json
@@ -107,6 +108,14 @@ def test_one_dimensional_y_is_never_broadcast(data):
                                                               r"X\.astype\(float\)\)$"),
     (numpy.array([["1", "2", "3"]]), TypeError, r"got dtype <U1 \(text: its every value is a number; convert them "
                                                 r"first, X\.astype\(float\)\)$"),
+    # (audit46b) a None is no number (astype reads it as NaN); Decimals, numbers but no numbers.Real, are Python
+    # objects; bytes among them are text
+    (numpy.array([["1", None, 3]], dtype=object), TypeError, r"got dtype object \(strings or other Python objects: "
+                                                             r"encode them as numbers first\)$"),
+    (numpy.array([[decimal.Decimal("1.5"), decimal.Decimal("2"), 3]], dtype=object), TypeError,
+     r"got dtype object \(Python objects: its every value is a number; convert them first, X\.astype\(float\)\)$"),
+    (numpy.array([[b"1", decimal.Decimal("2"), 3]], dtype=object), TypeError, r"got dtype object \(text: its every "
+                                                                             r"value is a number"),
     (numpy.ones((2, 3), dtype=complex), TypeError, "X must hold real numbers; got dtype complex128$"),  # no objects
     (numpy.array([[1 + 2j, 3, 4]], dtype=object), TypeError, r"X must hold real numbers; got dtype object \(strings"),
     (numpy.empty((0, 3)), ValueError, r"X is empty: shape \(0, 3\)"),
@@ -120,6 +129,14 @@ def test_one_dimensional_y_is_never_broadcast(data):
 def test_non_numeric_empty_or_misshapen_inputs(model, bad, error, match):
     with pytest.raises(error, match=match):
         model.predict(bad)
+
+
+def test_a_data_sources_piece_of_numbers_as_text_is_told_to_convert_its_x_not_its_name():
+    """An iterable's piece is checked as "X of batch 1 (epoch 1)": the conversion names X (audit46b)."""
+    pieces = gpunn.data.iterable([(numpy.array([["1", "2"]] * 4, dtype=object), numpy.zeros(4))])
+    with pytest.raises(TypeError, match=r"^X of batch 1 \(epoch 1\) must hold real numbers; got dtype object \(text: "
+                                        r"its every value is a number; convert them first, X\.astype\(float\)\)$"):
+        MLP([2, 3, 1], device="cpu").fit(pieces, epochs=1, verbose=False)
 
 
 def test_a_file_name_in_place_of_an_array_is_named_as_one(model, data, tmp_path):
