@@ -747,6 +747,116 @@ def test_a_full_disk_while_rows_are_written_names_out_and_leaves_no_temp_file(tm
         write_rows(writer, [numpy.zeros((5, 2))])
     assert caught.value.errno == errno.ENOSPC
     assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [out.name]
+    if kind != "parquet":  # (audit46b) the file closed though its last write failed: no descriptor left open
+        assert writer.fh.closed
+
+
+class _FullOnce(_FullDisk):
+    """A disk full for one write (a quota, another process's file removed after): the next reach the file."""
+
+    def write(self, data):
+        if not hasattr(self, "refused"):
+            self.refused = True
+            super().write(data)
+        return self.real.write(data)
+
+    write_batch = write
+
+
+class _FullAtClose(_FullDisk):
+    """A disk full at the close's flush (or a network file system's error at close): written, closed, refused."""
+
+    def write(self, data):
+        return self.real.write(data)
+
+    write_batch = write
+
+    def close(self):
+        self.real.close()
+        raise OSError(errno.ENOSPC, self.words)
+
+
+@pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
+@pytest.mark.parametrize("full", [_FullOnce, _FullAtClose], ids=["one write", "the close"])
+def test_a_write_or_a_close_refused_alone_names_out(tmp_path, kind, full):
+    """Each writer's write and close name OUT (audit46b: an .npy writer's write, a CSV or Parquet writer's close left
+    unnamed passed every test: a write refused on every call was named by the close that failed after it)."""
+    if kind == "parquet":
+        pytest.importorskip("pyarrow")
+    from gpunn.data.files import output_writer, write_rows
+
+    out = tmp_path / f"out.{kind}"
+    writer = output_writer(out, 2, "float32")
+    if kind == "parquet":
+        writer.writer = full(writer.writer)
+    else:
+        writer.fh = full(writer.fh)
+    with pytest.raises(OSError, match=rf"^\[Errno 28\] cannot write .*out\.{kind}: No space left on device$"):
+        write_rows(writer, [numpy.zeros((5, 2))])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_writer_refused_as_it_is_made_names_out_closes_its_file_and_tells_its_refusal(tmp_path, monkeypatch):
+    """(audit46b) A ParquetWriter refused on a full disk names OUT; a CSV writer refusing the dtype closes the file it
+    opened (it was left open) and tells that refusal, not the error of a close that fails on a full disk."""
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from gpunn.data import files
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "ParquetWriter", full)
+    with pytest.raises(OSError, match=r"^\[Errno 28\] cannot write .*out\.parquet: No space left on device$"):
+        files.output_writer(tmp_path / "out.parquet", 2, "float32")
+    opened = []
+
+    def opening(*args, **kwargs):
+        opened.append(_FullAtClose(open(*args, **kwargs)))
+        return opened[-1]
+
+    monkeypatch.setattr(files, "open", opening, raising=False)
+    with pytest.raises(ValueError, match="not inexact"):
+        files.output_writer(tmp_path / "out.csv", 2, "int64")
+    assert len(opened) == 1 and opened[0].closed and list(tmp_path.iterdir()) == []
+
+
+def test_a_written_file_and_its_directory_are_synced_however_out_is_named(tmp_path, monkeypatch):
+    """(audit46b) OUT's file, then its directory (the rename), are fsynced: OUT named relative to the working
+    directory too (its dirname is ''), and atomic_write's; a commit refused removes its temporary file itself
+    (gpunn.bench.stream commits outside write_rows)."""
+    import os
+
+    from gpunn.atomic import atomic_write
+    from gpunn.data.files import NpyWriter, output_writer, write_rows
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("reads the fsynced descriptors' paths from /proc/self/fd")
+    synced, fsync = [], os.fsync
+
+    def recording(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    monkeypatch.chdir(tmp_path)
+    for out in ("out.npy", "out.csv"):
+        write_rows(output_writer(out, 2, "float32"), [numpy.zeros((3, 2))])
+        assert synced[-2].endswith(".tmp") and synced[-1] == str(tmp_path), synced
+    atomic_write("run.bin", lambda fh: fh.write(b"x"))
+    assert synced[-2].endswith(".tmp") and synced[-1] == str(tmp_path), synced
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer = NpyWriter(str(tmp_path / "x.npy"), 2, "float32")
+    writer.write(numpy.zeros((3, 2)))
+    writer.close()
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"cannot write .*x\.npy: No space left on device$"):
+        writer.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.npy", "run.bin"]
 
 
 @pytest.mark.parametrize("out", ["out.npy", "out.csv", "out.parquet"])

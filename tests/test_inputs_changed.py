@@ -145,3 +145,47 @@ def test_a_fit_whose_x_file_is_written_over_mid_epoch_keeps_the_last_epochs_chec
         gpunn.MLP([3, 1], device="cpu", seed=0).fit(source, epochs=3, batch_size=100, verbose=False,
                                                     callbacks=[gpunn.ModelCheckpoint(ckpt), WriteOver()])
     assert gpunn.load_checkpoint(ckpt, device="cpu").epoch == 1
+
+
+def test_an_npy_file_cut_short_is_read_on_up_to_the_read_that_comes_up_short_naming_its_rows(tmp_path):
+    """A file cut short is not 'changed' at the next read (its rows up to the cut are the run's): the read that comes
+    up short refuses it, naming its rows (audit46b: the size test of the read's check dropped refused it at once)."""
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    numpy.save(x, numpy.arange(4000.0).reshape(-1, 1))
+    numpy.save(y, numpy.zeros(4000))
+    source = data.npy(x, y, chunk_rows=500, window=1, shuffle=False, device="cpu")
+    batches = source.batches(0, 500)
+    rows = [next(batches)[0]]
+    header = os.path.getsize(x) - 4000 * 8
+    os.truncate(x, header + 2000 * 8)
+    with pytest.raises(DataError, match=r"x\.npy: truncated or shrunk while reading rows 2000-2499: got 0 of 4000 "
+                                        r"bytes$"):
+        for X, _ in batches:
+            rows.append(X)
+    numpy.testing.assert_array_equal(numpy.concatenate(rows)[:, 0], numpy.arange(2000.0))
+
+
+def test_a_csv_file_written_over_while_a_chunk_is_parsed_is_refused_before_that_chunks_rows_are_given(tmp_path):
+    """The check follows each chunk's parse (audit46b: before it, a rewrite during the parse gave the chunk's rows
+    and was refused a chunk later)."""
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "c.csv"
+    path.write_text("x,y\n" + "".join(f"{i % 10},{i % 10}\n" for i in range(6000)))
+    source = data.csv(path, target="y", block_size=1 << 12, shuffle=False, window=1, device="cpu",
+                      cache=False)
+    parse = source._parse
+    parsed = []
+
+    def parse_then_written_over(*args):
+        table = parse(*args)
+        parsed.append(args)
+        if len(parsed) == 2:  # (the second chunk's read: the file changed under it)
+            _written_over(path, lambda: path.write_text(path.read_text().replace("9,9\n", "8,8\n", 1)))
+        return table
+
+    source._parse = parse_then_written_over
+    given = []
+    with pytest.raises(DataError, match=r"c\.csv: the file changed since it was indexed"):
+        for X, _ in source.batches(0, 8):
+            given.append(X)
+    assert len(parsed) == 2 and sum(len(X) for X in given) == source.chunk_sizes[0]  # the first chunk's alone
