@@ -113,11 +113,12 @@ def check_output(path, option, *, reads=(), suffixes=None, other_suffix_hint="")
 
 def no_directory(directory) -> str:
     """Why ``directory`` (not one) holds no file, in a refusal's words: "directory D does not exist", or, where D or a
-    folder above it is a file, "F is a file, not a directory" (it said D "does not exist" of a path under a file)."""
+    folder above it is a file, "F is a file, not a directory" (it said D "does not exist" of a path under a file). A
+    link to nothing (a scratch disk not mounted) does not exist: it was called a file."""
     above = directory
-    while not os.path.lexists(above) and os.path.dirname(above) != above:
+    while not os.path.exists(above) and os.path.dirname(above) != above:
         above = os.path.dirname(above)
-    if os.path.lexists(above) and not os.path.isdir(above):
+    if os.path.exists(above) and not os.path.isdir(above):
         return f"{shell_word(above)} is a file, not a directory"
     return f"directory {shell_word(directory)} does not exist"
 

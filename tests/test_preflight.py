@@ -606,3 +606,7 @@ def test_an_output_under_a_file_is_said_to_be_under_a_file_not_in_a_missing_dire
         assert str(caught.value) == f"OUT {tmp_path / under}: {tmp_path / 'notes.txt'} is a file, not a directory"
     with pytest.raises(preflight.PreflightError, match=r"o\.npy: directory .*/nodir does not exist$"):
         preflight.check_output(str(tmp_path / "nodir" / "o.npy"), "OUT")
+    (tmp_path / "scratch").symlink_to(tmp_path / "unmounted")  # (audit46b) a link to nothing is no file
+    with pytest.raises(preflight.PreflightError) as caught:
+        preflight.check_output(str(tmp_path / "scratch" / "o.npy"), "OUT")
+    assert str(caught.value) == f"OUT {tmp_path / 'scratch' / 'o.npy'}: directory {tmp_path / 'scratch'} does not exist"
