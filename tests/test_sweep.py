@@ -1739,3 +1739,34 @@ def test_a_save_directory_that_cannot_be_made_or_written_is_refused_in_saves_wor
                             "writable\n")
     assert captured.out == "" and sorted(os.listdir(tmp_path)) == ["notes.txt", "sealed"]
     assert os.listdir(tmp_path / "sealed") == []
+
+
+def test_a_save_directory_refused_by_its_file_system_or_a_resumed_one_not_writable_is_said_in_its_options_words(
+        tmp_path, monkeypatch):
+    """(audit46b) os.makedirs refused under a directory that is there (a read-only file system) says the system's
+    words, not that a directory is missing; a --resume DIR that refuses new files is --resume's, not --save's."""
+    import errno
+    import types
+
+    from gpunn import preflight
+    from gpunn.cli.sweep import _check_save_dir
+
+    made = os.makedirs
+
+    def read_only(path, *args, **kwargs):
+        if "mounted" in str(path):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        made(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", read_only)
+    target = tmp_path / "mounted"
+    with pytest.raises(preflight.PreflightError) as caught:
+        _check_save_dir(types.SimpleNamespace(save=str(target), resume=None))
+    assert str(caught.value) == f"--save {target}: cannot make the directory: Read-only file system"
+    monkeypatch.undo()
+    (tmp_path / "saved").mkdir()
+    writable = os.access
+    monkeypatch.setattr(preflight.os, "access", lambda path, mode: writable(path, mode) and "saved" not in str(path))
+    with pytest.raises(preflight.PreflightError) as caught:
+        _check_save_dir(types.SimpleNamespace(save=None, resume=str(tmp_path / "saved")))
+    assert str(caught.value) == f"--resume {tmp_path / 'saved'}: directory {tmp_path / 'saved'} is not writable"
