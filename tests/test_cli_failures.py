@@ -506,3 +506,49 @@ def test_a_full_disk_for_the_outputs_of_a_trained_run_says_where_its_checkpoint_
     assert main(["train", *TINY, "--save", str(ckpt), "--json", str(report)]) == 2
     assert capsys.readouterr().err == (f"gpunn train: error: [Errno 28] cannot write {report}: No space left on device; "
                                        f"checkpoint in {ckpt}, after 1 epoch\n")
+
+
+def test_a_failure_after_a_checkpoint_resumed_in_place_or_of_the_data_says_where_that_checkpoint_is(
+        tmp_path, capsys, monkeypatch):
+    """(audit46b) A run resumed in place (--resume PATH --save PATH) whose disk fills before its next checkpoint:
+    PATH is still the run's, and the same command goes on from it (not where a fresh run over another's fails before
+    its first); a data file changed under a run (a DataError) after its first checkpoint is told where that
+    checkpoint is, as a full disk is."""
+    import errno
+
+    from gpunn.data import sources
+
+    ckpt = tmp_path / "run.npz"
+    assert main(with_options(["train", *TINY], "--epochs", "1") + ["--save", str(ckpt)]) == 0
+    capsys.readouterr()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(["train", "--resume", str(ckpt), "--save", str(ckpt), "--epochs", "3", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"gpunn train: error: [Errno 28] cannot write {ckpt}: No space left on device; "
+                                       f"checkpoint in {ckpt}, after 1 epoch (the same command goes on from it once "
+                                       "that is fixed)\n")
+    # a fresh run over it (--overwrite) that fails before its first checkpoint: PATH is the earlier run's, not told
+    assert main(with_options(["train", *TINY], "--epochs", "2") + ["--save", str(ckpt), "--overwrite"]) == 2
+    assert capsys.readouterr().err.endswith(f"\ngpunn train: error: [Errno 28] cannot write {ckpt}: No space left on "
+                                            "device\n")
+    monkeypatch.undo()
+    x, y, run = tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / "data.npz"
+    rng = numpy.random.default_rng(0)
+    numpy.save(x, rng.standard_normal((200, 3)))
+    numpy.save(y, rng.standard_normal((200, 1)))
+    check = sources._NpyFile.check_size
+
+    def changed_once_saved(self):  # (the check before each epoch: x.npy written over once run.npz holds epoch 1)
+        if run.exists() and self.path.endswith("x.npy"):
+            raise self._changed()
+        check(self)
+
+    monkeypatch.setattr(sources._NpyFile, "check_size", changed_once_saved)
+    assert main(["train", "--data", str(x), "--targets", str(y), "--hidden", "4", "--epochs", "3", "--batch-size", "50",
+                 "--device", "cpu", "--quiet", "--save", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gpunn train: error: {x}: the file changed since it was opened") and err.endswith(
+        f"; checkpoint in {run}, after 1 epoch (continue with gpunn train --resume {run} once that is fixed)\n"), err
