@@ -407,6 +407,69 @@ def test_sigterm_during_training_stops_after_the_batch_and_writes_the_outputs(tm
     assert gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").epoch >= 1
 
 
+def _on_its_own_terminal(slave_fd):
+    """For a child run on a terminal of its own (a pseudo-terminal's ``slave_fd``), as a shell's job in a terminal
+    window or an ssh session: a session of its own, the terminal its controlling one, so that the terminal's hangup
+    (its master closed: the window closed, ssh dropped) signals it; SIGHUP's default action back (a test run under
+    nohup would pass its SIG_IGN on)."""
+    import fcntl
+    import termios
+
+    def child():
+        os.setsid()
+        fcntl.ioctl(slave_fd, termios.TIOCSCTTY, 0)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    return child
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no terminal hangups (Windows)")
+def test_a_terminal_that_hangs_up_stops_training_after_the_batch_as_sigterm_does(tmp_path):
+    """The terminal closed (its window, an ssh session that dropped) under a run with no nohup or tmux: SIGHUP's
+    default action ended it at once (status 129), the batches since its last checkpoint lost. Now it stops after the
+    batch, writes the checkpoint there and exits 130; its lines, which a hung-up terminal refuses (EIO: the command
+    ended with status 1, an internal error it could not print), go to /dev/null."""
+    import select
+
+    master, slave = os.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu"}
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "gpunn", "train", "--rows", "2000", "--features", "8",
+                                 "--hidden", "8", "--epochs", "100000", "--save", "run.npz"], cwd=tmp_path, env=env,
+                                stdin=slave, stdout=slave, stderr=slave, preexec_fn=_on_its_own_terminal(slave))
+    finally:
+        os.close(slave)
+    deadline = waiting.Deadline(600)  # a ceiling: the first epoch takes well under 1 s on an idle machine
+    try:
+        while not (tmp_path / "run.npz").exists():  # reading the terminal as it goes, as the window does
+            assert not deadline.expired() and proc.poll() is None, "no checkpoint written"
+            if select.select([master], [], [], 0.01)[0]:
+                os.read(master, 1 << 16)
+    finally:
+        os.close(master)  # the terminal hangs up: SIGHUP to the session's leader, the command
+    try:
+        assert proc.wait(120) == 130
+    finally:
+        proc.kill()
+    assert gpunn.load_checkpoint(tmp_path / "run.npz", device="cpu").state.interrupted is True  # the stop's, whole
+    assert sorted(os.listdir(tmp_path)) == ["run.npz", "run.npz.toml"]
+
+
+def test_sighup_is_left_ignored_where_the_command_was_started_ignoring_it():
+    """nohup starts the command with SIGHUP ignored: it stays so (the run goes on as the terminal closes); at its
+    default action the command takes it, and puts the default back after."""
+    from gpunn import cli
+
+    before = signal.getsignal(signal.SIGHUP)
+    try:
+        for start, during in ((signal.SIG_IGN, signal.SIG_IGN), (signal.SIG_DFL, cli._hung_up)):
+            signal.signal(signal.SIGHUP, start)
+            with cli.sigterm_interrupts():
+                assert signal.getsignal(signal.SIGHUP) is during
+            assert signal.getsignal(signal.SIGHUP) is start
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 @pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_and_leaves_the_last_complete_checkpoint(tmp_path):
     # ~1M parameters: each checkpoint write (weights and two Adam moments, fsync'd) takes a while, so the

@@ -430,21 +430,63 @@ def _as_sigterm(signum, frame):
         raise Terminated(signal.Signals(signum).name) from None
 
 
+# The terminal closed (its window, an ssh session that dropped): its default action ended the command at once (status
+# 129), the batches since the last checkpoint lost. Not on Windows, which has none.
+HANGUP_SIGNAL = getattr(signal, "SIGHUP", None)
+
+
+def _hung_up(signum, frame):
+    """SIGHUP: the command stops as at SIGTERM (:func:`_as_sigterm`), once. Its standard output and error, where
+    they are the terminal that hung up, go to /dev/null first: each write to it fails (EIO), and the stop's progress
+    line or its "interrupted after" line would have ended the command before its checkpoint was written or with
+    another error. Later SIGHUPs (the shell's and the kernel's, for the same hangup) are ignored from here, to the
+    process's end: the second of them would have ended the fit at once, as a second SIGTERM does."""
+    signal.signal(signum, signal.SIG_IGN)
+    _off_a_hung_up_terminal()
+    _as_sigterm(signum, frame)
+
+
+def _off_a_hung_up_terminal() -> None:
+    """Standard output and error onto /dev/null where they are a terminal that has hung up (asked for its settings,
+    it answers EIO; a file or a pipe answers ENOTTY, and keeps its lines, as does a terminal still open, which a
+    ``kill -HUP`` from elsewhere leaves)."""
+    import errno
+    import termios
+
+    for fd in (1, 2):
+        try:
+            termios.tcgetattr(fd)
+            continue
+        except termios.error as exc:
+            if exc.args[0] != errno.EIO:
+                continue
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+
+
 @contextlib.contextmanager
 def sigterm_interrupts():
     """While a command runs, SIGTERM raises :class:`Terminated` (outside a fit; inside one, the fit's own
     handler stops it after the batch and returns, so the command still writes its outputs and exits
     130). Without a handler of the command's own, a fit passes SIGTERM on after stopping and the
-    process dies there (status 143), its outputs unwritten. SIGUSR1 is taken as SIGTERM (:func:`_as_sigterm`)."""
+    process dies there (status 143), its outputs unwritten. SIGUSR1 is taken as SIGTERM (:func:`_as_sigterm`), and
+    SIGHUP too (:func:`_hung_up`), where it is at its default action: ignored (``nohup``), it stays so."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.signal(signal.SIGTERM, _terminated), signal.signal(WARNING_SIGNAL, _as_sigterm)
+    handlers = {signal.SIGTERM: _terminated, WARNING_SIGNAL: _as_sigterm}
+    if HANGUP_SIGNAL is not None and signal.getsignal(HANGUP_SIGNAL) is signal.SIG_DFL:
+        handlers[HANGUP_SIGNAL] = _hung_up
+    before = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:
         yield
     finally:
-        for signum, handler in zip((signal.SIGTERM, WARNING_SIGNAL), before):
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum, handler in before.items():
+            if signum != HANGUP_SIGNAL or signal.getsignal(signum) is _hung_up:  # (after a hangup, ignored: _hung_up)
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def _interrupt_named(exc: KeyboardInterrupt) -> str:
