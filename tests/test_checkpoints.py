@@ -2478,6 +2478,15 @@ def test_a_flipped_bit_in_the_metadata_is_named_alike_by_read_meta_which_resume_
         gio.read_meta(path)
     with pytest.raises(CheckpointError, match=f"^{said}$"):
         gpunn.load_checkpoint(path, device="cpu")
+    # (audit46b) zipfile's other errors keep their words: the metadata member's name in its local header spoilt
+    blob = bytearray(good_bytes[0])
+    at = blob.find(b"gpunn_meta.npy")  # (the local header's copy comes first, the central directory's last)
+    assert blob[at - 30:at - 26] == b"PK\x03\x04"
+    blob[at] ^= 0x01
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(path))}: corrupt, truncated or foreign file "
+                                              r"\(BadZipFile: File name in directory 'gpunn_meta.npy' and header "):
+        gio.read_meta(path)
 
 
 @pytest.mark.parametrize("home", [checkpoint_format, gio], ids=["format", "the package"])

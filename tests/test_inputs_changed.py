@@ -99,6 +99,31 @@ def test_a_parquet_file_removed_from_its_directory_is_read_to_the_end_as_opened(
     numpy.testing.assert_array_equal(numpy.sort(rows[:, 0]), numpy.arange(4000.0))
 
 
+def test_a_parquet_file_renamed_over_is_read_to_the_end_and_one_cut_short_in_place_is_refused_as_changed(tmp_path):
+    """(audit46b) Another file renamed over the name is not this file (its inode is another): the one opened is read
+    to the end, not refused for the other's footer; the file cut short in place (no footer left to read again) is
+    refused as changed, not in pyarrow's words."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path, other = tmp_path / "t.parquet", tmp_path / "other.parquet"
+    values = numpy.arange(4000.0)
+    pq.write_table(pa.table({"x": values, "y": values}), path, row_group_size=500)
+    source = data.parquet(path, target="y", chunk_rows=500, window=1, shuffle=False, device="cpu")
+    batches = source.batches(0, 500)
+    first = next(batches)[0]
+    pq.write_table(pa.table({"x": values + 100, "y": values}), other, row_group_size=500)
+    os.replace(other, path)
+    rows = numpy.concatenate([first, *(X for X, _ in batches)])
+    numpy.testing.assert_array_equal(rows[:, 0], values)
+    source = data.parquet(path, target="y", chunk_rows=500, window=1, shuffle=False, device="cpu")
+    batches = source.batches(0, 500)
+    next(batches)
+    _written_over(path, lambda: os.truncate(path, os.path.getsize(path) // 2))
+    with pytest.raises(DataError, match=r"t\.parquet: the file changed since it was opened"):
+        list(batches)
+
+
 def test_a_csv_line_rewritten_during_an_epoch_is_refused_at_the_next_chunk_not_the_next_epoch(tmp_path):
     """A CSV file was checked before each epoch alone: a value rewritten part-way through one (the same bytes'
     count) was read on, and the epoch's checkpoint held the steps taken on it."""
