@@ -1744,7 +1744,8 @@ def test_a_save_directory_that_cannot_be_made_or_written_is_refused_in_saves_wor
 def test_a_save_directory_refused_by_its_file_system_or_a_resumed_one_not_writable_is_said_in_its_options_words(
         tmp_path, monkeypatch):
     """(audit46b) os.makedirs refused under a directory that is there (a read-only file system) says the system's
-    words, not that a directory is missing; a --resume DIR that refuses new files is --resume's, not --save's."""
+    words, not that a directory is missing; a --resume DIR that refuses new files is --resume's, not --save's, its
+    name whole though it holds ': ' (it was cut there: "--save 'D/run: 2': 2/ensemble-0.npz': directory ...")."""
     import errno
     import types
 
@@ -1764,9 +1765,10 @@ def test_a_save_directory_refused_by_its_file_system_or_a_resumed_one_not_writab
         _check_save_dir(types.SimpleNamespace(save=str(target), resume=None))
     assert str(caught.value) == f"--save {target}: cannot make the directory: Read-only file system"
     monkeypatch.undo()
-    (tmp_path / "saved").mkdir()
+    saved = tmp_path / "run: 2"  # (a name holding ': ', as the refusal's own words do)
+    saved.mkdir()
     writable = os.access
-    monkeypatch.setattr(preflight.os, "access", lambda path, mode: writable(path, mode) and "saved" not in str(path))
+    monkeypatch.setattr(preflight.os, "access", lambda path, mode: writable(path, mode) and "run: 2" not in str(path))
     with pytest.raises(preflight.PreflightError) as caught:
-        _check_save_dir(types.SimpleNamespace(save=None, resume=str(tmp_path / "saved")))
-    assert str(caught.value) == f"--resume {tmp_path / 'saved'}: directory {tmp_path / 'saved'} is not writable"
+        _check_save_dir(types.SimpleNamespace(save=None, resume=str(saved)))
+    assert str(caught.value) == f"--resume '{saved}': directory '{saved}' is not writable"

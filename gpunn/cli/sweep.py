@@ -302,8 +302,9 @@ def _check_save_dir(args) -> str | None:
     first = os.path.join(directory, "ensemble-0.npz")
     try:
         preflight.check_output(first, "--save")
-    except preflight.PreflightError as exc:  # ("--save D/ensemble-0.npz: directory D is not writable ...")
-        raise preflight.PreflightError(f"{said}: {str(exc).partition(': ')[2]}") from None
+    except preflight.PreflightError as exc:  # ("--save D/ensemble-0.npz: directory D is not writable ...": its words
+        # after that prefix, which a directory named "a: b" holds ': ' in)
+        raise preflight.PreflightError(f"{said}: {str(exc).removeprefix(f'--save {shell_word(first)}: ')}") from None
     return directory
 
 
