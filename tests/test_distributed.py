@@ -596,6 +596,28 @@ def test_ranks_reading_the_same_rows_another_way_are_not_told_to_give_every_rank
         check_same_config(_Ranks(halves), halves[0])
 
 
+def test_ranks_whose_files_of_one_name_and_shape_hold_other_values_stop_naming_the_files_checksum(tmp_path,
+                                                                                                 monkeypatch):
+    """Each node's own copy of X.npy and Y.npy, of the run's shape but other values: the ranks' settings hold the
+    source's config, whose sampled checksum of its files (gpunn.data.contents) differs, so the check before the
+    first step names data.contents (README: Several processes, Before the first step)."""
+    import gpunn
+    from gpunn.distributed.digest import ConfigMismatch, check_same_config
+
+    settings = []
+    for node, value in enumerate((1.0, 2.0)):
+        (tmp_path / str(node)).mkdir()
+        monkeypatch.chdir(tmp_path / str(node))
+        numpy.save("X.npy", numpy.full((200, 3), value))
+        numpy.save("Y.npy", numpy.ones((200, 1)))
+        with gpunn.data.npy("X.npy", "Y.npy") as source:
+            config = source.config()
+        settings.append({"data": dict(config, x_path="X.npy", y_path="Y.npy")})  # (one path on every node)
+    with pytest.raises(ConfigMismatch, match=r"these settings differ \(before the first step\):\n  data.contents: "
+                                             r'"[0-9a-f]{32}" on rank 0; "[0-9a-f]{32}" on rank 1$'):
+        check_same_config(_Ranks(settings), settings[0])
+
+
 def test_a_settings_order_is_no_difference_and_a_setting_one_rank_lacks_is_one():
     assert digest({"a": 1, "b": {"c": 2, "d": 3}}) == digest({"b": {"d": 3, "c": 2}, "a": 1})
     assert describe_differences([{"a": None}, {}]).strip() == 'a: null on rank 0; "<missing>" on rank 1'

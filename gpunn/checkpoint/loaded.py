@@ -102,8 +102,12 @@ class Checkpoint:
         (whose paths the file does not hold) needs them passed in ``callbacks``, or False. Other data are refused:
         another row count, or in-memory arrays whose values, row order or column order differ from the run's (the
         checkpoint keeps a checksum of them; one written before it recorded its ``fingerprint_rule`` is checked by
-        plain row sums, as then, blind to the columns' order); so are other
-        ``validation_data`` than the run's (arrays by the same checksum, a validation source by its config),
+        plain row sums, as then, blind to the columns' order), or a data source that describes other data (its
+        config: rows, widths, chunks, seed, column names; not its files' paths) or, a file source, whose files hold
+        other values (a checksum of their sizes and of blocks sampled through them, gpunn.data.contents: other files
+        of the run's shape, or its files rewritten); so are other
+        ``validation_data`` than the run's (arrays by the same checksum, a validation source by its config and its
+        files' checksum),
         and ``validation_data`` for a run that had none or held out ``validation_fraction``; and a synthetic
         source's rows or a bootstrap's resamples where another generator would draw them than the file records
         (a GPU run loaded on the CPU, a CPU run on a GPU, a GPU run from before the record, whose rows cuRAND

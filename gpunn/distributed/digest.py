@@ -2,7 +2,8 @@
 
 Each rank describes its run as a flat dict of settings (model shape, activations, dtype,
 optimizer, schedule, batch size, epochs, seed, data source, a fingerprint of in-memory data: a
-gpunn.data source is described, not read, as each rank reads only its shard) and
+gpunn.data source is described, not read, as each rank reads only its shard, with a file source's sampled
+checksum of its files, gpunn.data.contents) and
 the ranks exchange a SHA-256 of it. Only when the digests differ are the dicts themselves
 gathered, to name each differing setting and the ranks that hold each value.
 """
