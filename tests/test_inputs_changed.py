@@ -154,6 +154,22 @@ def test_a_csv_file_removed_under_a_run_is_said_so_naming_it(tmp_path):
         next(source.batches(0, 10))
 
 
+def test_a_csv_file_renamed_over_under_a_run_is_refused_not_read_on_as_opened(tmp_path):
+    """Unlike an .npy or Parquet file's (read to the end as opened), a CSV source's check is of its name's
+    modification time (its index is of the name): another file renamed over it is refused, as README says."""
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "c.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(100)))
+    source = data.csv(path, target="y", device="cpu", cache=False)
+    opened = path.stat()
+    (tmp_path / "new.csv").write_text("x,y\n" + "".join(f"{i},{2 * i}\n" for i in range(100)))
+    os.utime(tmp_path / "new.csv", ns=(opened.st_atime_ns, opened.st_mtime_ns + 1_000_000_000))
+    os.replace(tmp_path / "new.csv", path)
+    with pytest.raises(DataError, match=r"c\.csv: the file changed since it was indexed"):
+        next(source.batches(0, 10))
+    source.close()
+
+
 def test_a_fit_whose_x_file_is_written_over_mid_epoch_keeps_the_last_epochs_checkpoint(tmp_path):
     x, y, ckpt = tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / "run.npz"
     rng = numpy.random.default_rng(0)
