@@ -391,7 +391,7 @@ def inference_threads(model, rows=None):
     OpenBLAS's two threads they differed in the last bits: a 32-64-64-1 net's val_loss 2.462753380911569 in its
     history, 2.462753390684636 from evaluate on the same rows. Where no product of ``rows`` rows could be split
     (_could_split) nothing is set: a predict of a few rows does not pay threadpoolctl's set and put back (~30 us
-    quiet, 200 us under load: a 32-64-64-1 net's predict of 4-63 rows took 350 us for 130)."""
+    quiet, 200 us under load: a 32-64-64-1 net's predict of 3-63 rows took 350 us for 130)."""
     if rows is not None and not _could_split(model, rows):
         return contextlib.nullcontext()
     return member_blas_threads(model.xp) if hasattr(model, "n_models") else fit_threads(model)
