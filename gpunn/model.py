@@ -795,8 +795,9 @@ class MLP(DeviceModel):
         They are in Y's units, as ``predict`` and ``loss`` are: ``evaluate(X, Y)["loss"]`` is ``loss(X, Y)``.
         For a model with a ``standardizer`` (fit on a source made with standardize=True) that is not the
         units its history's ``loss`` and ``val_*`` are in: training's, the standardized targets' (the
-        ``val_r2`` of the same rows agrees). Without one, on the validation rows, these are the last epoch's
-        ``val_loss``, ``val_mse``, ``val_mae`` and ``val_r2`` exactly.
+        ``val_r2`` of the same rows agrees). Without one, on the validation rows, these are exactly the
+        ``val_loss``, ``val_mse``, ``val_mae`` and ``val_r2`` its history logged for the weights it holds: the last
+        epoch's, or the best epoch's where EarlyStopping(restore_best_weights=True) restored them.
 
         Where they are not finite (``predict(X)`` NaN or infinite on some rows), there is no score, as for
         scikit-learn's metrics ("Input contains NaN"), and the error says where, as a fit's validation does:

@@ -1518,3 +1518,23 @@ def test_the_bar_counts_a_held_out_synthetic_sources_training_rows():
     MLP([3, 4, 1], device="cpu", seed=0).fit(source, epochs=2, batch_size=500, verbose=False,
                                              callbacks=[Watch(lines=False)])
     assert bars == [(2 * source.rows, 2 * source.rows)]
+
+
+def test_evaluate_on_the_validation_rows_gives_the_logged_val_metrics_of_the_weights_the_model_holds():
+    """MLP.evaluate's docstring: on the validation rows its metrics are the history's val_* exactly for the weights
+    the model holds, the last epoch's, or the best epoch's where EarlyStopping restored them (it said the last
+    epoch's alone)."""
+    X, Y = datasets.make("teacher", 2048, 8, seed=0, device="cpu")
+    Xv, Yv = datasets.make("teacher", 512, 8, seed=1, device="cpu")
+    model = MLP([8, 16, 1], device="cpu", seed=0)
+    history = model.fit(X, Y, epochs=2, batch_size=128, validation_data=(Xv, Yv), verbose=False)
+    logs = model.evaluate(Xv, Yv)
+    names = ("loss", "mse", "mae", "r2")
+    assert [logs[k] for k in names] == [history[f"val_{k}"][-1] for k in names]
+    model = MLP([8, 16, 1], device="cpu", seed=0)
+    stopper = gpunn.EarlyStopping(patience=1, restore_best_weights=True)
+    history = model.fit(X, Y, epochs=8, batch_size=128, lr=0.3, validation_data=(Xv, Yv), callbacks=[stopper],
+                        verbose=False)
+    best = int(numpy.argmin(history["val_loss"]))
+    assert best < len(history["val_loss"]) - 1  # (restored: the last epoch's weights are not the ones held)
+    assert model.evaluate(Xv, Yv)["loss"] == history["val_loss"][best] != history["val_loss"][-1]

@@ -239,7 +239,8 @@ def load(path, device="auto"):
     with precision "tf32" or "bf16" gets it back on a GPU; on the CPU, which has no tensor cores, it loads
     in float32 (its parameters are the float32 master weights), to predict, and keeps the recorded precision
     in ``model.saved_precision``: :func:`save` writes it back. Resuming such a training checkpoint there is
-    refused, saying to resume it on a GPU.
+    refused, saying to resume it on a GPU. A directory (a gpunn sweep --save DIR, a ModelCheckpoint's folder) is
+    refused as the OS refuses it, an IsADirectoryError, naming the checkpoints in it to give.
     """
     meta, arrays = read(file_name(path, "gpunn.load(path)"))
     return _build_model(meta, arrays, device)
