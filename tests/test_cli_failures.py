@@ -523,6 +523,31 @@ def test_predict_onto_a_pipe_whose_reader_is_gone_ends_as_quietly(tmp_path):
     assert proc.returncode == 128 + signal.SIGPIPE and err == "", err
 
 
+def _files_limited_to_64k():
+    """For a child whose files may not grow past 64 KiB (``ulimit -f 64``): a write past that comes up short, then
+    fails (EFBIG, SIGXFSZ ignored as a shell's limited job has it not: it would end the process), as a full disk's."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="no file size limit (Windows)")
+def test_an_npy_out_that_cannot_be_written_whole_says_why_and_leaves_no_file(tmp_path):
+    """IN an .npy array, OUT .npy (written whole, not streamed) on a full disk: "cannot write p.npy: 20000 requested
+    and 992 written", NumPy's words of C's short write into the file, its errno dropped. It says the cause now
+    (ENOSPC: "No space left on device"; here a file size limit's, EFBIG), and no file is left, as before."""
+    numpy.save(tmp_path / "in.npy", numpy.ones((100_000, 3), numpy.float32))  # 400 KB of predictions
+    gpunn.save(tmp_path / "m.npz", gpunn.MLP([3, 1], seed=0))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_DEVICE": "cpu", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    env.pop("GPUNN_DEBUG", None)
+    done = waiting.run([sys.executable, "-m", "gpunn", "predict", "m.npz", "in.npy", "p.npy"], cwd=tmp_path, env=env,
+                       timeout=120, preexec_fn=_files_limited_to_64k)
+    assert (done.returncode, done.stderr.strip().splitlines()) == (
+        2, ["gpunn predict: error: [Errno 27] cannot write p.npy: File too large"]), done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["in.npy", "m.npz"]
+
+
 def test_a_full_disk_after_the_first_checkpoint_says_where_that_checkpoint_is_and_the_run_goes_on_from_it(
         tmp_path, capsys, monkeypatch):
     """The disk filled between two checkpoints: the line said "cannot write run.npz: No space left on device" alone,
