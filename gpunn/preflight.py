@@ -187,12 +187,26 @@ def not_a_checkpoint(path) -> str:
 
 
 def _zip_members(path) -> list | None:
-    """The file names in the zip archive ``path``, or None where it does not open."""
+    """The file names in the zip archive ``path``, or None where it does not open, or a name in its directory is
+    damaged (misnamed_member: a checkpoint's metadata member so damaged named it numpy.savez's arrays)."""
     try:
         with zipfile.ZipFile(os.fsdecode(path)) as archive:  # (a bytes name: ZipFile takes bytes as a file)
-            return archive.namelist()
+            return archive.namelist() if misnamed_member(archive) is None else None
     except (OSError, zipfile.BadZipFile):
         return None
+
+
+def misnamed_member(archive: zipfile.ZipFile, infos=None) -> zipfile.BadZipFile | None:
+    """zipfile's refusal of the first member of ``archive`` (of its ``infos``) whose own header bears another name
+    than the zip's directory gives it, one of the two damaged; None where none does. Only their headers are read;
+    zipfile's other refusals of them (an encrypted member of a foreign zip file) are left to the checks after."""
+    for info in archive.infolist() if infos is None else infos:
+        try:
+            archive.open(info).close()
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
+            if str(exc).startswith("File name in directory "):
+                return exc
+    return None
 
 
 def archive_words(members) -> str:

@@ -2478,15 +2478,41 @@ def test_a_flipped_bit_in_the_metadata_is_named_alike_by_read_meta_which_resume_
         gio.read_meta(path)
     with pytest.raises(CheckpointError, match=f"^{said}$"):
         gpunn.load_checkpoint(path, device="cpu")
-    # (audit46b) zipfile's other errors keep their words: the metadata member's name in its local header spoilt
+    # (audit46b) the metadata member's name in its local header spoilt: named alike by both (test below)
     blob = bytearray(good_bytes[0])
     at = blob.find(b"gpunn_meta.npy")  # (the local header's copy comes first, the central directory's last)
     assert blob[at - 30:at - 26] == b"PK\x03\x04"
     blob[at] ^= 0x01
     path.write_bytes(bytes(blob))
-    with pytest.raises(CheckpointError, match=f"^{re.escape(str(path))}: corrupt, truncated or foreign file "
-                                              r"\(BadZipFile: File name in directory 'gpunn_meta.npy' and header "):
-        gio.read_meta(path)
+    said = re.escape(f"{path}: corrupt checkpoint: member 'gpunn_meta.npy' (so named in the zip's directory) is "
+                     "'fpunn_meta.npy' in its own header: one of the names is damaged")
+    for read in (gio.read_meta, gpunn.load):
+        with pytest.raises(CheckpointError, match=f"^{said}$"):
+            read(path)
+
+
+@pytest.mark.parametrize("member", ["optimizer.m.npy", "gpunn_meta.npy"])
+def test_a_member_name_damaged_in_the_zip_directory_is_said_alike_by_load_and_by_resume(tmp_path, good_bytes, member):
+    """A byte of a member's name flipped in the zip's directory (its local header keeps the name): gpunn.load said the
+    member "fails its CRC check" (zipfile's testzip gives the member for any refusal), and gpunn train --resume, which
+    reads the metadata alone first (read_meta), "unexpected members in the file" (the metadata's own name damaged:
+    "an .npz archive of the arrays gPunn_meta, ...", someone's data). Both say now what is wrong, in the same words."""
+    from gpunn import preflight
+
+    blob = bytearray(good_bytes[0])
+    at = blob.rfind(member.encode())  # the central directory's copy, after every local header's
+    assert blob[at - 46:at - 42] == b"PK\x01\x02"
+    blob[at + 1] ^= 0x20  # a letter's case: optimizer -> oPtimizer
+    path = tmp_path / "x.npz"
+    path.write_bytes(bytes(blob))
+    damaged = member[0] + member[1].upper() + member[2:]
+    said = re.escape(f"{path}: corrupt checkpoint: member {damaged!r} (so named in the zip's directory) is "
+                     f"{member!r} in its own header: one of the names is damaged")
+    for read in (gio.read_meta, gpunn.load, lambda p: gpunn.load_checkpoint(p, device="cpu")):
+        with pytest.raises(CheckpointError, match=f"^{said}$"):
+            read(path)
+    assert preflight.misplaced(path, "--resume") == ""  # the checkpoint reader says it, not "an .npz archive of ..."
+    assert preflight.not_a_checkpoint(path) == ""  # a damaged checkpoint, which a --save may replace
 
 
 @pytest.mark.parametrize("home", [checkpoint_format, gio], ids=["format", "the package"])

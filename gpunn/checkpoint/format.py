@@ -43,6 +43,7 @@ anything else raises :class:`CheckpointError` before any array is used.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import io as _io
 import json
@@ -57,7 +58,8 @@ from .._version import __version__
 from ..activations import ACTIVATIONS
 from ..hints import shell_word
 from ..optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
-from ..preflight import CHECKPOINT_META, ZIP_MAGIC, archive_words, file_kind, foreign_file, kind_words, torch_saved
+from ..preflight import (CHECKPOINT_META, ZIP_MAGIC, archive_words, file_kind, foreign_file, kind_words,
+                         misnamed_member, torch_saved)
 from ..training import ensemble as ens_training
 from ..training.state import FitSettings, position_words
 from ..atomic import atomic_write
@@ -238,8 +240,10 @@ def _parse(path, data: bytes):
     """(meta, host arrays) from the file's bytes, fully validated; raises CheckpointError."""
     _check_head(path, data)
     zf = zipfile.ZipFile(_io.BytesIO(data))
-    bad = zf.testzip()  # reads every member and checks its CRC-32
-    _require(bad is None, path, f"corrupt checkpoint: member {bad!r} fails its CRC check")
+    for info in zf.infolist():  # every member read: its CRC-32 checked, and its header's name (_damaged_member)
+        with zf.open(info) as fh:
+            while fh.read(1 << 20):
+                pass
     meta, expected, diverged, n_members = _parse_meta(path, zf)
     members = {info.filename: info for info in zf.infolist()}
     manifest = meta["arrays"]
@@ -271,6 +275,7 @@ def _parse_meta(path, zf: zipfile.ZipFile):
     read (its CRC checked as it is read) and validated, with the file's list of members; no array is read."""
     members = {info.filename: info for info in zf.infolist()}
     if f"{META}.npy" not in members:
+        _check_header_names(zf, zf.infolist())
         copied = (": torch.load reads it, and gpunn.MLP takes its weights layer by layer, each nn.Linear's transposed "
                   "(README: Coming from PyTorch)") if torch_saved(members) else ""
         _fail(path, f"not a gpunn checkpoint ({archive_words(members)}){copied}")
@@ -332,9 +337,19 @@ def _parse_meta(path, zf: zipfile.ZipFile):
                      "invalid ensemble section: diverged members must be a list of member indices")
     _require(set(manifest) == set(expected), path,
              f"members {sorted(manifest)} do not match what the metadata describes ({sorted(expected)})")
-    _require(set(members) == {f"{k}.npy" for k in [META, *expected]}, path,
-             f"unexpected members in the file: {sorted(set(members) - {f'{k}.npy' for k in [META, *expected]})}")
+    unexpected = sorted(set(members) - {f"{k}.npy" for k in [META, *expected]})
+    _check_header_names(zf, [members[name] for name in unexpected])
+    _require(not unexpected, path, f"unexpected members in the file: {unexpected}")
     return meta, expected, diverged, n_members
+
+
+def _check_header_names(zf: zipfile.ZipFile, infos) -> None:
+    """Members read_meta does not read (ones it does not expect, or every one where the metadata's name is not
+    there): one whose name in the zip's directory was damaged is refused as read's pass over every member refuses
+    it (zipfile's BadZipFile: _damaged_member), not as an unexpected member or a file of someone's arrays."""
+    misnamed = misnamed_member(zf, infos)
+    if misnamed is not None:
+        raise misnamed
 
 
 def _check_members(meta, path):
@@ -417,14 +432,28 @@ def _validated(path, parse):
         return parse()
     except CheckpointError:
         raise
-    except zipfile.BadZipFile as exc:  # read_meta's member read as it is read: said as read's testzip says it
-        bad = re.fullmatch(r"Bad CRC-32 for file '(.*)'", str(exc))
-        if not bad:
-            raise _bytes_refused(path, exc) from None
-        raise CheckpointError(f"{os.fspath(path)}: corrupt checkpoint: member {bad.group(1)!r} fails its CRC "
-                              "check") from None
+    except zipfile.BadZipFile as exc:
+        raise _damaged_member(path, exc) from None
     except Exception as exc:
         raise _bytes_refused(path, exc) from None
+
+
+def _damaged_member(path, exc: zipfile.BadZipFile) -> CheckpointError:
+    """zipfile's refusal of a member as it is opened or read, in the same words for every reader (read reads every
+    member; read_meta the metadata, and the header of a member it does not expect): a CRC-32 that fails, or a name
+    in the zip's directory that is not its header's (one of the two damaged: read said the member failed its CRC
+    check, and gpunn train --resume that it was an unexpected member); else zipfile's words."""
+    crc = re.fullmatch(r"Bad CRC-32 for file ('.*'|\".*\")", str(exc))
+    names = re.fullmatch(r"File name in directory ('.*'|\".*\") and header (b'.*'|b\".*\") differ\.", str(exc))
+    if crc:
+        said = f"member {ast.literal_eval(crc.group(1))!r} fails its CRC check"
+    elif names:
+        directory, header = (ast.literal_eval(name) for name in names.groups())
+        said = (f"member {directory!r} (so named in the zip's directory) is {header.decode('utf-8', 'replace')!r} "
+                "in its own header: one of the names is damaged")
+    else:
+        return _bytes_refused(path, exc)
+    return CheckpointError(f"{os.fspath(path)}: corrupt checkpoint: {said}")
 
 
 def _bytes_refused(path, exc) -> CheckpointError:
