@@ -2821,3 +2821,59 @@ def test_a_directory_given_to_load_is_refused_naming_the_checkpoints_in_it(tmp_p
     empty.mkdir()
     with pytest.raises(IsADirectoryError, match=r"empty is a directory, not a checkpoint file; it holds no .npz file$"):
         gpunn.load(empty)
+
+
+def test_a_damaged_name_that_holds_a_quote_is_said_as_any_other(tmp_path, good_bytes):
+    """(audit46c) zipfile quotes a name that holds ' in double quotes ("'punn_meta.npy": gpunn_meta.npy's g with one
+    bit flipped): _damaged_member reads either quoting, of the directory's name, of the header's, and of a member that
+    fails its CRC check, not zipfile's words as a foreign file's."""
+    path = tmp_path / "x.npz"
+    for copy, find in (("directory", bytearray.rfind), ("header", bytearray.find)):
+        blob = bytearray(good_bytes[0])
+        at = find(blob, b"gpunn_meta.npy")
+        blob[at] ^= 0x40  # g -> '
+        path.write_bytes(bytes(blob))
+        directory, header = ("'punn_meta.npy", "gpunn_meta.npy") if copy == "directory" else ("gpunn_meta.npy",
+                                                                                             "'punn_meta.npy")
+        said = re.escape(f"{path}: corrupt checkpoint: member {directory!r} (so named in the zip's directory) is "
+                         f"{header!r} in its own header: one of the names is damaged")
+        for read in (gio.read_meta, gpunn.load):
+            with pytest.raises(CheckpointError, match=f"^{said}$"):
+                read(path)
+    with zipfile.ZipFile(path, "w") as archive:  # stored: its bytes as written
+        archive.writestr("it's.npy", b"0123456789")
+    blob = bytearray(path.read_bytes())
+    blob[blob.find(b"0123456789")] ^= 0x01
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match=re.escape(f"{path}: corrupt checkpoint: member \"it's.npy\" fails its "
+                                                        "CRC check") + "$"):
+        gpunn.load(path)
+
+
+def test_a_directory_of_many_checkpoints_names_three_and_one_not_listable_is_said_without_them(tmp_path, monkeypatch):
+    """(audit46c) _opened names the first three .npz files, of either case, and '...' past three; a directory it may
+    not list is said a directory alone."""
+    for name in ("b.npz", "C.NPZ", "a.npz", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+
+    def said(held):
+        return f"[Errno 21] {tmp_path} is a directory, not a checkpoint file{held}"
+
+    with pytest.raises(IsADirectoryError) as refused:
+        gpunn.load(tmp_path)
+    assert str(refused.value) == said(f"; it holds C.NPZ, a.npz, b.npz: give one of them, {str(tmp_path / 'C.NPZ')!r}")
+    (tmp_path / "d.npz").write_bytes(b"")
+    with pytest.raises(IsADirectoryError) as refused:
+        gpunn.load(tmp_path)
+    assert str(refused.value) == said(f"; it holds C.NPZ, a.npz, b.npz, ...: give one of them, "
+                                      f"{str(tmp_path / 'C.NPZ')!r}")
+
+    def unlistable(path):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(os, "listdir", unlistable)
+    for load in (gpunn.load, gpunn.checkpoint.read_meta):
+        with pytest.raises(IsADirectoryError) as refused:
+            load(tmp_path)
+        assert str(refused.value) == said("")
+

@@ -1369,3 +1369,59 @@ def test_fit_holds_out_a_sources_chunks_for_validation_fraction_but_not_with_val
         gpunn.Ensemble([3, 4, 2], 2, device="cpu").fit(source, epochs=1, verbose=False)
     history = model.fit(source, epochs=2, batch_size=100, validation_fraction=0.3, verbose=False)
     assert source.validation_rows == 300 and source.rows == 700 and len(history["val_loss"]) == 2
+
+
+def test_a_csv_renamed_over_after_its_last_read_is_checksummed_as_the_run_read_it(tmp_path, linear_pair):
+    """(audit46c) A CSV source's checksum reads the file through the descriptor it indexed and read (7abe0b6e): another
+    file renamed over its name after the epoch's reads, before the first checkpoint, is not the one recorded."""
+    pytest.importorskip("pyarrow")
+    X, Y = linear_pair[2][:3000], linear_pair[3][:3000]
+    source = _files_of("csv", tmp_path / "run", X, Y)
+    with _files_of("csv", tmp_path / "copy", X, Y) as copy:
+        read = copy.config()["contents"]
+    _files_of("csv", tmp_path / "new", X, Y + 1).close()
+
+    class RenameOver(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            (tmp_path / "new" / "t.csv").replace(tmp_path / "run" / "t.csv")
+
+    ckpt = tmp_path / "run.npz"
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(source, epochs=1, verbose=False,
+                                                callbacks=[RenameOver(), gpunn.ModelCheckpoint(ckpt)])
+    assert gpunn.load_checkpoint(ckpt).training["source"]["contents"] == read
+
+
+def test_a_checksum_that_cannot_be_read_or_of_another_rule_leaves_the_description_alone_compared(tmp_path, linear_pair,
+                                                                                                 monkeypatch):
+    """(audit46c) A file source whose checksum cannot be read (OSError) writes its checkpoint without one, and a resume
+    on such a source, or from a checkpoint whose checksum another rule made (contents_rule), compares the
+    description alone, as a checkpoint from before the checksum does."""
+    from checkpoint_edits import rewrite_meta
+
+    from gpunn.data import base
+    from gpunn.data.contents import sampled_checksum
+
+    x, y, X, Y = linear_pair
+    ckpt, fit = tmp_path / "run.npz", dict(epochs=1, verbose=False)
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(data.npy(x, y, chunk_rows=1500, seed=4), **fit,
+                                                callbacks=[gpunn.ModelCheckpoint(ckpt)])
+    recorded = gpunn.load_checkpoint(ckpt).training["source"]  # (an .npy pair's: X's file, then Y's)
+    assert (recorded["contents"], recorded["contents_rule"]) == (sampled_checksum([x, y]), 1)
+    other = _files_of("npy", tmp_path / "other", X, Y + 1)
+    with pytest.raises(ValueError, match="trained on other values"):
+        gpunn.load_checkpoint(ckpt).resume(other, epochs=2, verbose=False)
+    ruled = tmp_path / "rule2.npz"  # (a later gpunn's rule)
+    rewrite_meta(ckpt, ruled, lambda meta: meta["training"]["source"].update(contents_rule=2))
+    assert gpunn.load_checkpoint(ruled).resume(_files_of("npy", tmp_path / "other", X, Y + 1), epochs=2,
+                                               verbose=False)["epoch"] == [1, 2]
+
+    def unreadable(files):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(base, "sampled_checksum", unreadable)
+    assert gpunn.load_checkpoint(ckpt).resume(_files_of("npy", tmp_path / "other", X, Y + 1), epochs=2,
+                                              verbose=False)["epoch"] == [1, 2]
+    unread = tmp_path / "unread.npz"
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(data.npy(x, y, chunk_rows=1500, seed=4), **fit,
+                                                callbacks=[gpunn.ModelCheckpoint(unread)])
+    assert not {"contents", "contents_rule"} & set(gpunn.load_checkpoint(unread).training["source"])

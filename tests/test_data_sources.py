@@ -3404,3 +3404,38 @@ def test_a_sources_files_checksum_reads_a_small_file_whole_and_samples_a_large_o
     read.clear()
     contents.sampled_checksum([large, large])
     assert sum(read) == contents.BLOCKS * contents.BLOCK
+
+
+def test_rule_1_of_the_files_checksum_is_blake2b_128_of_sizes_and_blocks_and_a_file_of_many_samples_two_blocks_each(
+        tmp_path):
+    """(audit46c) What contents_rule 1 hashes, pinned: a checkpoint from an earlier gpunn records its checksum by it,
+    and one of other bytes (another digest, the size in another order, or none) would refuse every such resume.
+    Each file's size (8 bytes, little-endian) and its blocks, in order; at least two blocks of each file of a
+    directory of more files than BLOCKS (a first and a last), closing what it opens."""
+    import hashlib
+
+    from gpunn.data import contents
+
+    assert contents.CONTENTS_RULE == 1
+    assert not {"contents", "contents_rule"} & set(data.synthetic("teacher", rows=2000, n_features=4).config())
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"xy")
+    b.write_bytes(b"z" * (contents.BLOCK + 1))
+    # a's size and bytes, then b's size and its two blocks (the second holds its last byte alone)
+    expected = hashlib.blake2b((2).to_bytes(8, "little") + b"xy" + (contents.BLOCK + 1).to_bytes(8, "little")
+                               + b"z" * contents.BLOCK + b"z", digest_size=16).hexdigest()
+    assert contents.sampled_checksum([a, b]) == expected
+    assert contents.sampled_checksum([tmp_path / "a.bin", os.fspath(b)]) == expected
+    size = 200 * contents.BLOCK + 1  # a file of up to BLOCKS blocks is read whole, block by block
+    assert list(contents._offsets(size, contents.BLOCKS)) == list(range(0, size, contents.BLOCK))
+    many = []
+    for i in range(contents.BLOCKS + 44):  # 300 files of two blocks and a byte: each sampled at its first and last
+        many.append(tmp_path / f"part{i}.bin")
+        many[-1].write_bytes(bytes([i % 251]) * (2 * contents.BLOCK + 1))
+    opened = len(os.listdir("/proc/self/fd"))
+    before = contents.sampled_checksum(many)
+    assert len(os.listdir("/proc/self/fd")) == opened
+    with open(many[-1], "r+b") as f:  # the last byte of the last file
+        f.seek(2 * contents.BLOCK)
+        f.write(b"\xff")
+    assert contents.sampled_checksum(many) != before
