@@ -2877,3 +2877,24 @@ def test_a_directory_of_many_checkpoints_names_three_and_one_not_listable_is_sai
             load(tmp_path)
         assert str(refused.value) == said("")
 
+
+def test_someones_zip_of_an_encrypted_member_is_said_a_zip_archive_of_it_by_load_resume_and_info_alike(tmp_path):
+    """(audit46c) A zip file whose member is encrypted (zipfile opens it only with its password: RuntimeError) is
+    someone's archive, said so by gpunn.load and load_checkpoint as by read_meta (gpunn train --resume) and preflight
+    (gpunn info, predict): load's pass over the members said "corrupt, truncated or foreign file (RuntimeError: File
+    <ZipInfo filename='secret.txt' filemode='?rw-------' file_size=5> is encrypted, password required for
+    extraction)". preflight.misnamed_member leaves such a member to the checks after, as its name is not damaged."""
+    from gpunn import preflight
+
+    path = tmp_path / "x.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("secret.txt", b"hello")
+    blob = bytearray(path.read_bytes())
+    blob[blob.find(b"PK\x03\x04") + 6] |= 0x01  # the encryption flag, in the member's header and the directory's
+    blob[blob.find(b"PK\x01\x02") + 8] |= 0x01
+    path.write_bytes(bytes(blob))
+    said = re.escape(f"{path}: not a gpunn checkpoint (a zip archive of secret.txt)")
+    for read in (gio.read_meta, gpunn.load, lambda p: gpunn.load_checkpoint(p, device="cpu")):
+        with pytest.raises(CheckpointError, match=f"^{said}$"):
+            read(path)
+    assert preflight.not_a_checkpoint(path) == "a zip archive of secret.txt"
