@@ -1,7 +1,10 @@
 """gpunn.cli's failure words in process: the status and one line each kind of failure gets, --debug's traceback,
 the notes gpunn's own warnings become, and which command line is a data-parallel run (the same end to end, as
 processes: tests/test_cli_failures.py)."""
+import os
 import signal
+import subprocess
+import sys
 import threading
 import warnings
 
@@ -357,3 +360,56 @@ def test_a_failing_rank_without_the_commands_report_names_itself_from_0(monkeypa
     comm.abort_on_error(Comm(), RuntimeError("x"))
     assert capsys.readouterr().err.startswith("gpunn [rank 2 of ranks 0-2]: this rank failed; aborting all ranks.\n")
     assert Comm.aborted == 1
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="a system with SIGHUP")
+def test_a_hangup_stops_the_command_once_and_later_ones_of_it_stay_ignored_after_the_command():
+    """(audit46c) SIGHUP outside a fit ends the command as SIGTERM does (Terminated, naming it); the later SIGHUPs of
+    the same hangup (the shell's, the kernel's) are ignored to the process's end: sigterm_interrupts does not put
+    SIGHUP's default action back, which would end the process at once as it writes its outputs. Standard output and
+    error that are not a hung-up terminal (here pytest's files) keep their lines. Without a hangup it is put back."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with pytest.raises(cli.Terminated, match="SIGHUP"):
+            with cli.sigterm_interrupts():
+                signal.raise_signal(signal.SIGHUP)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        signal.raise_signal(signal.SIGHUP)  # (a second one: ignored)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        with cli.sigterm_interrupts():
+            assert signal.getsignal(signal.SIGHUP) is cli._hung_up
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+PROBE_TERMINALS = """
+import os, pty, sys
+from gpunn import cli
+m, s = pty.openpty()
+out = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+os.dup2(s, 1); os.dup2(out, 2)
+cli._off_a_hung_up_terminal()
+seen = [os.readlink("/proc/self/fd/1") == os.ttyname(s), os.readlink("/proc/self/fd/2") == sys.argv[1]]
+os.close(m)
+cli._off_a_hung_up_terminal()
+seen += [os.readlink("/proc/self/fd/1") == os.devnull, os.readlink("/proc/self/fd/2") == sys.argv[1]]
+m, s = pty.openpty()
+os.dup2(out, 1); os.dup2(s, 2)
+os.close(m)
+cli._off_a_hung_up_terminal()
+seen += [os.readlink("/proc/self/fd/1") == sys.argv[1], os.readlink("/proc/self/fd/2") == os.devnull]
+os.write(1, repr(seen).encode())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pty, and /proc/self/fd")
+def test_only_a_terminal_that_has_hung_up_is_put_onto_dev_null(tmp_path):
+    """(audit46c) _off_a_hung_up_terminal: a terminal still open (a kill -HUP from elsewhere) keeps standard output,
+    and a file keeps standard error; once the terminal's other end is closed, its output goes to /dev/null, and so
+    does standard error where it is that terminal."""
+    said = tmp_path / "said.txt"
+    said.write_text("")
+    subprocess.run([sys.executable, "-c", PROBE_TERMINALS, str(said)], check=True, timeout=60,
+                   env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(cli.__file__)))})
+    assert said.read_text() == repr([True] * 6)

@@ -2946,3 +2946,5 @@ def test_standard_input_as_targets_beside_a_file_on_a_resume_or_in_a_config_file
                        (["--config", "c.toml", "--device", "cpu"], 'c.toml: data = "-"')):
         assert main(["train", *argv]) == 2, argv
         assert f"{said}: {words}" in capsys.readouterr().err, argv
+    (tmp_path / "-").write_bytes((tmp_path / "Y.npy").read_bytes())  # (audit46c) a file named "-" is read as one
+    assert main(["train", "--data", "X.npy", "--targets", "-", "--save", "dash.npz", *SMALL]) == 0

@@ -714,3 +714,37 @@ def test_a_predict_of_one_row_given_as_a_list_sets_nothing(monkeypatch):
     assert calls == []
     model.predict([row.tolist()] * 300)
     assert calls == [(1,)]
+
+
+def test_a_pass_is_taken_at_the_vector_bound_where_a_product_has_one_row_or_one_output_or_another_library_makes_it(
+        monkeypatch):
+    """(audit46c) 1138e328's bounds, product by product: a product of one row or of one output (a matrix-vector one)
+    is split past 2,304 x 4 multiply-adds, not the matrix product's 65,536 x 4; where NumPy's OpenBLAS does not make
+    every product (GPUNN_GEMM=mkl; a NumPy on another BLAS) every product is taken at the vector bound."""
+    clear(monkeypatch)
+
+    def net(*sizes, numpy_only=True):
+        return types.SimpleNamespace(layer_sizes=list(sizes), ops=types.SimpleNamespace(_numpy_only=numpy_only))
+
+    monkeypatch.setattr(fit_threads, "_built_with", lambda: "openblas")
+    assert [fit_threads._could_split(net(16384, 1), 2), fit_threads._could_split(net(128, 128), 1),
+            fit_threads._could_split(net(128, 128), 2), fit_threads._could_split(net(32, 64, 64, 1), 63)] == [
+        True, True, False, False]
+    assert fit_threads._could_split(net(32, 64, 64, 1, numpy_only=False), 63)  # (MKL's products)
+    monkeypatch.setattr(fit_threads, "_built_with", lambda: "mkl")
+    assert fit_threads._could_split(net(32, 64, 64, 1), 63) and not fit_threads._could_split(net(32, 64, 64, 1), 2)
+
+
+def test_loss_and_gradients_runs_in_the_fits_count(monkeypatch):
+    """(audit46c) gradients_over's backward pass over every row runs in the fit's count (its bits a fit's); a few
+    rows' sets nothing."""
+    clear(monkeypatch)
+    real, calls = fit_threads.blas_threads, []
+    monkeypatch.setattr(fit_threads, "blas_threads", lambda *a, **k: calls.append(a) or real(*a, **k))
+    rng = numpy.random.default_rng(0)
+    X, Y = rng.standard_normal((4096, 32)), rng.standard_normal((4096, 1))
+    model = gpunn.MLP([32, 64, 64, 1], device="cpu", seed=0)
+    model.loss_and_gradients(X, Y)
+    assert calls == [(1,)]
+    model.loss_and_gradients(X[:2], Y[:2])
+    assert calls == [(1,)]
