@@ -107,8 +107,8 @@ def as_array(data, name: str = "X"):
     _refuse_dates(data, name)
     try:
         array = numpy.asarray(data)
-        if array.dtype == object and hasattr(data, "to_numpy"):  # a DataFrame of nullable or mixed columns
-            try:
+        if array.dtype == object and hasattr(data, "to_numpy") and not _holds_text(data):  # a DataFrame of nullable
+            try:  # or mixed columns (numbers written as text are the caller's to convert, as a NumPy array's are)
                 array = data.to_numpy(dtype=numpy.float64, na_value=numpy.nan)
             except (ValueError, TypeError):
                 pass  # not numbers: refused by the caller, with the dtype
@@ -117,6 +117,21 @@ def as_array(data, name: str = "X"):
     if array.dtype == object and array.ndim and all(isinstance(v, numbers.Real) for v in array.flat):
         array = array.astype(numpy.float64)  # it was refused as "strings or other Python objects"
     return array
+
+
+def _holds_text(frame) -> bool:
+    """Whether a pandas DataFrame (or Series) has a column of Python objects holding text (str or bytes), by pandas'
+    own inference (in C: a nullable column's NA or a column of Python ints costs no Python loop); False for
+    anything else (a polars frame, whose text columns to_numpy(dtype=float64) refuses itself)."""
+    try:
+        from pandas.api.types import infer_dtype, is_string_dtype
+    except ImportError:
+        return False
+    columns = ([frame.iloc[:, i] for i in range(frame.shape[1])] if getattr(frame, "ndim", 0) == 2 and
+               hasattr(frame, "iloc") else [frame] if hasattr(frame, "iloc") else [])
+    return any((column.dtype == object or is_string_dtype(column.dtype))  # (pandas 3's str columns: StringDtype)
+               and infer_dtype(column, skipna=True) in ("string", "bytes", "mixed", "mixed-integer")
+               for column in columns)
 
 
 def predicting_a_table_file(reader: str) -> str:
@@ -464,7 +479,7 @@ def warn_read_by_position(data, columns, name: str, model, source_names=None) ->
     warnings.warn(said, UserWarning, stacklevel=user_stacklevel())
 
 
-def _text_column(frame) -> str:
+def _text_column(frame, var="X") -> str:
     """Which column of the DataFrame ``frame`` (pandas' or polars'; or None) does not read as numbers, for the refusal
     of its dtype object: " (its column 'city' holds text, 'Paris' in row 0: leave it out, or encode it as numbers)",
     or "". It said "strings or other Python objects" of the whole frame, naming no column."""
@@ -481,6 +496,9 @@ def _text_column(frame) -> str:
             row, value = next(((r, v) for r, v in enumerate(column) if not isinstance(v, numbers.Real) and v is not None),
                               (None, None))
             example = f", {value!r} in row {row}" if row is not None else ""
+            if isinstance(value, (str, bytes)) and _reads_as_numbers(numpy.asarray(column, dtype=object)):
+                return (f" (its column {label!r} holds numbers written as text{example}: convert them first, "
+                        f"{var}.astype(float))")
             what, do = _column_holds(value)
             return f" (its column {label!r} holds {what}{example}: leave it out, or {do})"
     return ""
@@ -587,7 +605,7 @@ def as_matrix(data, name: str, backend, dtype, *, allow_1d: bool = False, n_colu
         var = name.split()[0]
         text = (f" (text: where every string is a number, convert them first, {var}.astype(float); "
                 "encode other text as numbers)")
-        what = {"O": _text_column(frame) or " (strings or other Python objects: encode them as numbers first)",
+        what = {"O": _text_column(frame, var) or " (strings or other Python objects: encode them as numbers first)",
                 "U": text, "S": text}.get(_kind_of(data), "")
         if frame is None and _kind_of(data) in "OUS" and _reads_as_numbers(data):  # an object array's '1.5' was told
             # to encode them, a str array's to convert them where they are numbers: both are told they are

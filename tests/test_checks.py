@@ -405,6 +405,16 @@ def test_pandas_columns_nullable_or_mixed_are_numbers_and_missing_values_are_nam
         model.predict(frame.assign(b="x"))
     with pytest.raises(TypeError, match=r"\(its column 'c' holds text, 'n/a' in row 2: leave it out"):
         model.fit(frame.assign(b=1, c=[1.5, 2.0, "n/a"] + [0.0] * 9), y, epochs=1, verbose=False)
+    # numbers written as text are the caller's to convert, as a NumPy array's are: a DataFrame's were converted
+    # silently (the nullable columns' conversion took them too), whatever the text ('1,5' would have been refused)
+    written = frame.fillna(0).assign(b=lambda f: f["b"].map(repr))
+    for X in (written, written.astype({"b": object})):  # (pandas 3's str column, and a column of Python objects)
+        with pytest.raises(TypeError, match=r"^X must hold real numbers; got dtype object \(its column 'b' holds numbers "
+                                            r"written as text, '0' in row 0: convert them first, X\.astype\(float\)\)$"):
+            model.predict(X)
+    with pytest.raises(TypeError, match=r"^Y must hold real numbers; .*convert them first, Y\.astype\(float\)\)$"):
+        model.fit(frame.fillna(0), y.map(repr), epochs=1, verbose=False)
+    numpy.testing.assert_array_equal(model.predict(written.astype({"b": float})), model.predict(frame.fillna(0)))
 
 
 class _NamedFrame:
