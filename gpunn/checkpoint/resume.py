@@ -235,8 +235,8 @@ def _resume_source(ckpt, source, validation_data):
         source.follow_saved_cut(saved)
     now = source.config()
     differ = _config_differences(saved, now, ignored=("shards",))  # (how data-parallel ranks split it:
-    read = [saved[k] for k in ("path", "x_path", "y_path") if saved.get(k)]  # (the resume follows the checkpoint)
-    read = f" (the run read {' and '.join(map(str, read))})" if read else ""  # (absolute: see make_source)
+    read = source_files(saved)  # (the resume follows the checkpoint)
+    read = f" (the run read {' and '.join(map(str, read))})" if read else ""
     if differ:
         raise ValueError(f"{ckpt.path} was trained on another source: {differ}. Resume with the same data{read}.")
     if _other_contents(saved, now):
@@ -345,19 +345,20 @@ def _other_contents(saved: dict, now: dict) -> bool:
     return saved["contents"] != now["contents"]
 
 
-def _files(config: dict) -> list:
-    """A file source's files as its config names them: an .npy pair's two, or the file or directory."""
-    return [config[k] for k in ("x_path", "y_path") if config.get(k)] or [config.get("path")]
+def source_files(config: dict) -> list:
+    """The files a source's config names: an .npy pair's two, a table's file or directory, none for a synthetic
+    source (the paths as recorded: absolute, see gpunn.cli.data.make_source)."""
+    return [config[k] for k in ("path", "x_path", "y_path") if config.get(k)]
 
 
 def _same_files(saved: dict, now: dict) -> bool:
-    return _files(saved) == _files(now)
+    return source_files(saved) == source_files(now)
 
 
 def _contents_differ(saved: dict, now: dict) -> str:
     """How the files differ from the run's: changed where the run read them, or others of its shape."""
     _, has, it, sampled = _said_of(now)
-    named = " and ".join(map(str, _files(now)))
+    named = " and ".join(map(str, source_files(now)))
     if _same_files(saved, now):
         return f"{named} {has} changed since the run read {it} ({sampled} differs)"
     return f"{named} {has} the run's shape but not its values ({sampled} differs)"
@@ -366,7 +367,7 @@ def _contents_differ(saved: dict, now: dict) -> str:
 def _said_of(config: dict) -> tuple:
     """How a file source's files are named in a sentence: an .npy pair's in the plural, a table's file or directory
     in the singular (a CSV file was said "t.csv have changed since the run read them")."""
-    files = _files(config)
+    files = source_files(config)
     if len(files) > 1:
         return "the files", "have", "them", "a checksum of their sizes and of bytes sampled through them"
     if os.path.isdir(files[0]):

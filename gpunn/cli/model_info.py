@@ -76,6 +76,7 @@ def _standardized(model) -> str:
 
 
 def _trained(ckpt) -> str:
+    from ..checkpoint.resume import source_files
     from .resume import saved_options
 
     settings, training = ckpt.settings, ckpt.training
@@ -88,7 +89,7 @@ def _trained(ckpt) -> str:
     source = training.get("source") or {}
     options = saved_options(ckpt.meta) or {}  # a command's synthetic task, held in memory ("arrays") or streamed
     task = options.get("task") if not options.get("data") else None
-    files = [source[key] for key in ("path", "x_path", "y_path") if source.get(key)]  # a table; an .npy pair
+    files = source_files(source)  # a table; an .npy pair
     data = (f", on {' and '.join(files)}" if files else f", on task {task}" if task
             else f", on {source['kind']}" if source.get("kind") else "")
     rows = f" ({counted(settings.train_rows, 'training row')})" if settings.train_rows else ""

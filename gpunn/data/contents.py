@@ -5,9 +5,9 @@ moved elsewhere still resume; the checksum adds their values: other files of the
 other in-memory arrays are (by their fingerprint). It is sampled, not read whole, so that a resume of a 5 GB
 ``.npy`` pair costs milliseconds (47 from disk, 4-5 cached, measured), not a pass over the files: ``BLOCKS``
 blocks of ``BLOCK`` bytes in all, spread evenly over the files (at least the first and last of each), with each
-file's size. A file of up to
-``BLOCK * blocks_per_file`` bytes is read whole; in a larger one, a change confined to the bytes between the
-blocks goes unseen (as a value changed in place in a 5 GB file would)."""
+file's size. A file of up to ``BLOCK`` x its share of the blocks (``BLOCKS`` divided among the files, 2 at least)
+is read whole; in a larger one, a change confined to the bytes between the blocks goes unseen (as a value changed
+in place in a 5 GB file would)."""
 from __future__ import annotations
 
 import hashlib
