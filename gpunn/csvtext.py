@@ -10,6 +10,7 @@ refused.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 CSV_BLOCK = 1 << 20  # the bytes every reader types a file's columns from (typing_block; pyarrow's default block)
@@ -77,6 +78,12 @@ def csv_header_end(fh, size, delimiter=",", limit=1 << 24):
         i += 1
 
 
+def binary(file):
+    """``file`` to read bytes from, in a ``with``: a path, opened (and closed after), or a file open in binary, as it is
+    (left open: a source's, read through the descriptor it holds)."""
+    return open(file, "rb") if isinstance(file, (str, bytes, os.PathLike)) else contextlib.nullcontext(file)
+
+
 def lines_before(fh, offset) -> int:
     """How many line ends (\\n, \\r\\n or \\r) the file ``fh`` (binary) holds before the byte ``offset``."""
     fh.seek(0)
@@ -133,13 +140,13 @@ def csv_rows(fh, start):
 
 
 def csv_line(path, row, start=None, first_row=0, header=True, delimiter=",") -> int:
-    """The line of the CSV file ``path`` on which its data row ``row`` begins: counted from 1, the header's
-    lines too, as an editor shows it, where gpunn's readers count data rows from 0 after the header (empty lines
-    skipped: csv_rows). ``start``: the byte at which data row ``first_row`` begins (a chunk's), to count from
-    there; by default the header's end (the file's start with ``header=False``). A row past the last: the line after
-    the last row's, or, with no data row from ``start`` (a file cut short there), the line ``start`` begins (it named
-    the line after that one). Read for an error's message."""
-    with open(path, "rb") as fh:
+    """The line of the CSV file ``path`` (a path, or the file open in binary: binary) on which its data row ``row``
+    begins: counted from 1, the header's lines too, as an editor shows it, where gpunn's readers count data rows
+    from 0 after the header (empty lines skipped: csv_rows). ``start``: the byte at which data row ``first_row``
+    begins (a chunk's), to count from there; by default the header's end (the file's start with ``header=False``). A
+    row past the last: the line after the last row's, or, with no data row from ``start`` (a file cut short there),
+    the line ``start`` begins (it named the line after that one). Read for an error's message."""
+    with binary(path) as fh:
         if start is None:
             start, first_row = data_start(fh, header, delimiter), 0
         line = None

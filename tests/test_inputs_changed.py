@@ -1,7 +1,7 @@
 """An input file written over while a run reads it: the next read refuses it, naming it, so that no step (and no
 checkpoint after one) takes rows read from the changed file. One renamed over its name, or removed, is another file:
-the file opened (a .npy or Parquet file) is read to the end. (A Parquet file whose footer is the same, put back as it
-was after a failed read, is read afresh: test_data_sources'
+the file opened (a .npy, Parquet or CSV file) is read to the end. (A Parquet file whose footer is the same, put back
+as it was after a failed read, is read afresh: test_data_sources'
 test_a_parquet_row_group_that_failed_to_read_is_read_afresh_by_the_next_pass.)"""
 import os
 
@@ -144,29 +144,52 @@ def test_a_csv_line_rewritten_during_an_epoch_is_refused_at_the_next_chunk_not_t
         list(batches)
 
 
-def test_a_csv_file_removed_under_a_run_is_said_so_naming_it(tmp_path):
-    pytest.importorskip("pyarrow")
-    path = tmp_path / "c.csv"
-    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(100)))
-    source = data.csv(path, target="y", device="cpu", cache=False)
-    os.remove(path)
-    with pytest.raises(DataError, match=r"c\.csv: the file was removed since it was indexed"):
-        next(source.batches(0, 10))
+def _another_csv_under_its_name(path, how):
+    """Another file (other values, an empty line first: its lines are not the opened file's) renamed over ``path``,
+    its modification time set apart; or ``path`` removed."""
+    if how == "removed":
+        os.remove(path)
+        return
+    opened, other = path.stat(), path.with_name("new.csv")
+    other.write_text("x,y\n\n" + "".join(f"{i},{2 * i}\n" for i in range(50)))
+    os.utime(other, ns=(opened.st_atime_ns, opened.st_mtime_ns + 1_000_000_000))
+    os.replace(other, path)
 
 
-def test_a_csv_file_renamed_over_under_a_run_is_refused_not_read_on_as_opened(tmp_path):
-    """Unlike an .npy or Parquet file's (read to the end as opened), a CSV source's check is of its name's
-    modification time (its index is of the name): another file renamed over it is refused, as README says."""
+@pytest.mark.parametrize("how", ["renamed over", "removed"])
+def test_a_csv_file_renamed_over_or_removed_is_read_to_the_end_as_opened(tmp_path, how):
+    """As an .npy or Parquet file is: the file indexed is read through the descriptor it was indexed by (the check
+    stat'ed its name: another file renamed over it was refused as changed, a removed one as removed)."""
     pytest.importorskip("pyarrow")
     path = tmp_path / "c.csv"
-    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(100)))
-    source = data.csv(path, target="y", device="cpu", cache=False)
-    opened = path.stat()
-    (tmp_path / "new.csv").write_text("x,y\n" + "".join(f"{i},{2 * i}\n" for i in range(100)))
-    os.utime(tmp_path / "new.csv", ns=(opened.st_atime_ns, opened.st_mtime_ns + 1_000_000_000))
-    os.replace(tmp_path / "new.csv", path)
-    with pytest.raises(DataError, match=r"c\.csv: the file changed since it was indexed"):
-        next(source.batches(0, 10))
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(6000)))
+    source = data.csv(path, target="y", block_size=1 << 12, shuffle=False, window=1, device="cpu", cache=False)
+    batches = source.batches(0, 500)
+    first = next(batches)[0]
+    _another_csv_under_its_name(path, how)
+    rows = numpy.concatenate([first, *(X for X, _ in batches)])
+    numpy.testing.assert_array_equal(rows[:, 0], numpy.arange(6000.0))
+    rows = numpy.concatenate([X for X, _ in source.batches(1, 500)])  # the next epoch's check too
+    numpy.testing.assert_array_equal(rows[:, 0], numpy.arange(6000.0))
+    source.close()
+
+
+@pytest.mark.parametrize("how", ["renamed over", "removed"])
+def test_a_nan_in_a_csv_file_renamed_over_or_removed_is_named_at_its_line_in_the_file_opened(tmp_path, how):
+    """The line a refusal names is counted in the file read (through its descriptor), not in whatever holds its name
+    now: another file's line, or, removed, [Errno 2]."""
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "c.csv"
+    rows = [f"{i},{i}" for i in range(6000)]
+    rows[4321] = rows[4400] = "nan,1"
+    path.write_text("x,y\n" + "".join(r + "\n" for r in rows))  # row i on line i + 2
+    source = data.csv(path, target="y", block_size=1 << 12, shuffle=False, window=1, device="cpu", cache=False)
+    batches = source.batches(0, 500)
+    next(batches)
+    _another_csv_under_its_name(path, how)
+    with pytest.raises(DataError, match=r"c\.csv line 4323: column 'x': 'nan' is NaN; clean or impute it first \(1 "
+                                        r"more missing or not finite among the \d+ rows read with it, at line 4402"):
+        list(batches)
     source.close()
 
 

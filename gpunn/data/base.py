@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import warnings
 
@@ -601,6 +602,41 @@ def pread_full(fd, view, offset) -> int:
             break
         got += count
     return got
+
+
+class PreadFile(io.RawIOBase):
+    """The open file ``fd`` as a binary file of a position of its own, read by ``os.preadv``: a source's file read with
+    seeks (a CSV file's first pass, a line counted for a message) through the descriptor it holds, whatever has been
+    renamed over its name or removed since, neither moving nor following the offset another reader of ``fd`` (a
+    pread, on another thread) may share. Closing it leaves ``fd`` open; io.BufferedReader(PreadFile(fd)) reads lines."""
+
+    def __init__(self, fd):
+        super().__init__()
+        self._fd, self._position = fd, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def fileno(self):
+        return self._fd
+
+    def tell(self):
+        return self._position
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        start = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: os.fstat(self._fd).st_size}[whence]
+        if start + offset < 0:
+            raise ValueError(f"negative seek position {start + offset}")
+        self._position = start + offset
+        return self._position
+
+    def readinto(self, buffer):
+        count = os.preadv(self._fd, [buffer], self._position)
+        self._position += count
+        return count
 
 
 SPLIT_CHUNKS = 32  # a small file is cut into about this many chunks, so that a tenth of them is about a tenth of it

@@ -8,6 +8,7 @@ The columns are picked as :mod:`gpunn.data.table_columns` says.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 
@@ -16,7 +17,7 @@ import numpy
 from .. import environment
 from ..checks import flag, positive_int
 from ..csvtext import read_as
-from .base import ChunkedSource, DataError, closes_files_when_refused, default_chunk_rows, pread_full
+from .base import ChunkedSource, DataError, PreadFile, closes_files_when_refused, default_chunk_rows, pread_full
 from .table_columns import MissingColumns, NoTarget, copy_columns, listed_columns, pick_columns, pyarrow_module
 
 
@@ -28,23 +29,26 @@ def csv_column_types(schema, names) -> dict:
     return {c: pyarrow.bool_() if read_as(schema.field(c).type) == "boolean" else pyarrow.float64() for c in names}
 
 
-def refused_rows(path, start, end, read, names, exc, decimal=".", delimiter=",") -> str:
+def refused_rows(path, start, end, read, names, exc, decimal=".", delimiter=",", file=None) -> str:
     """The error of a CSV file whose rows in the bytes [start, end) (whole rows: a training chunk, a batch gpunn
     predict streams) ``read`` refused with ``exc``, in one rule for both: "x.csv line 5: column 'b': 'oops' is not
     a number" at the row first_refused finds (``names``: the file's column names, None without a header row), or,
     where the rows read again all read, "x.csv: bad data from line 4 on (exc)", the line of the first data row
     from ``start`` (csvtext.csv_line: empty lines skipped, as the readers skip them). ``delimiter``: the file's, as
-    ``read`` parses it."""
-    from ..csvtext import csv_column, csv_line
+    ``read`` parses it. ``file``: the file open in binary to read it by (a source's, through the descriptor it
+    holds), else ``path`` is opened."""
+    from ..csvtext import binary, csv_column, csv_line
 
-    line, problem = first_refused(path, start, end, read, lambda i: csv_column(names, i), decimal, names, delimiter)
-    if line is None:
-        return f"{path}: bad data from line {csv_line(path, 0, start)} on ({exc})"
+    with binary(path if file is None else file) as fh:
+        line, problem = first_refused(fh, start, end, read, lambda i: csv_column(names, i), decimal, names, delimiter)
+        if line is None:
+            return f"{path}: bad data from line {csv_line(fh, 0, start)} on ({exc})"
     return f"{path} line {line}: {problem}"
 
 
 def first_refused(path, start, end, read, column, decimal=".", header=None, delimiter=","):
-    """(line, complaint) of the first row of the CSV file ``path`` in the bytes [start, end) (whole rows) that
+    """(line, complaint) of the first row of the CSV file ``path`` (a path, or the file open in binary:
+    csvtext.binary) in the bytes [start, end) (whole rows) that
     ``read`` (a pyarrow buffer of rows -> a table, as the caller parses them) refuses: the rows are read again,
     fewer each time (bisection), so that an error names the row's line (csvtext.csv_rows: from 1, the
     header's counted, as an editor shows it), not where its chunk or batch began. The complaint is pyarrow's,
@@ -54,10 +58,10 @@ def first_refused(path, start, end, read, column, decimal=".", header=None, deli
     says them (a number by the decimal mark ``decimal``; the first data row's against ``header``, the header row's
     names, the header row found as ``delimiter`` splits it: a quoted name may hold a line end). (None, "") where the
     rows there all read (a caller's guess at the bytes missed them)."""
-    from ..csvtext import csv_line, csv_rows, is_number, not_a_boolean, not_a_number, width_refused
+    from ..csvtext import binary, csv_line, csv_rows, is_number, not_a_boolean, not_a_number, width_refused
 
     pyarrow = pyarrow_module()
-    with open(path, "rb") as fh:
+    with binary(path) as fh:
         rows = []
         for line, offset in csv_rows(fh, start):
             if offset >= end:
@@ -257,7 +261,7 @@ class CsvSource(ChunkedSource):
 
         size = self._stamp[0]
         starts, rows = [], []
-        with open(self.path, "rb") as fh:  # from past the header row
+        with self._opened() as fh:  # from past the header row
             for position, end in row_ranges(fh, csv_header_end(fh, size, self.delimiter), size, self.block_size):
                 n = self._parse(position, end, sum(rows)).num_rows
                 if n:
@@ -342,8 +346,9 @@ class CsvSource(ChunkedSource):
         try:
             return self._read(buffer)
         except Exception as exc:  # ArrowInvalid: a value that is not a number, a ragged row
-            raise DataError(refused_rows(self.path, start, end, self._read, self._column_names, exc,
-                                         self.decimal, self.delimiter)) from None
+            with self._opened() as fh:
+                raise DataError(refused_rows(self.path, start, end, self._read, self._column_names, exc,
+                                             self.decimal, self.delimiter, fh)) from None
 
     def _read(self, buffer):
         """The whole rows in ``buffer`` (a pyarrow buffer) as a table of the picked columns."""
@@ -355,7 +360,14 @@ class CsvSource(ChunkedSource):
         data row ``first_row`` begins: csvtext.csv_line."""
         from ..csvtext import csv_line
 
-        return csv_line(self.path, row, start, first_row, delimiter=self.delimiter)
+        with self._opened() as fh:
+            return csv_line(fh, row, start, first_row, delimiter=self.delimiter)
+
+    def _opened(self):
+        """The file indexed and read, open in binary to read with seeks (its first pass, a line for a message), through
+        the descriptor it is read by: whatever has been renamed over its name or removed since (closed: its name)."""
+        fd = self.__dict__.get("_fd")
+        return open(self.path, "rb") if fd is None else io.BufferedReader(PreadFile(fd))
 
     def _at_row(self, k, row):
         first = self._row_offset(k)
@@ -391,14 +403,11 @@ class CsvSource(ChunkedSource):
         """Refuse the file changed since it was indexed: before each pass, and (``written_over``) after each chunk's
         read where it was written over, not cut short (a value rewritten part-way through an epoch was read on, and
         the checkpoint at the epoch's end held the steps taken on it; a file cut short is refused by the read that
-        comes up short, naming its lines, before the epoch ends)."""
-        try:
-            modified = os.stat(self.path).st_mtime_ns
-        except FileNotFoundError:  # (it said "[Errno 2] No such file or directory")
-            raise DataError(f"{self.path}: the file was removed since it was indexed; construct the source again "
-                            "once it is back") from None
-        size = os.fstat(self._fd).st_size
-        if (size, modified) != self._stamp and not (written_over and size < self._stamp[0]):
+        comes up short, naming its lines, before the epoch ends). The file read, through its descriptor: another
+        renamed over its name, or its name removed, leaves it as it was, read to the end (as an .npy file is)."""
+        now = os.fstat(self._fd)
+        size = now.st_size
+        if (size, now.st_mtime_ns) != self._stamp and not (written_over and size < self._stamp[0]):
             raise DataError(f"{self.path}: the file changed since it was indexed (size or modification time); "
                             "construct the source again")
 
