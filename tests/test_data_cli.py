@@ -2948,3 +2948,27 @@ def test_standard_input_as_targets_beside_a_file_on_a_resume_or_in_a_config_file
         assert f"{said}: {words}" in capsys.readouterr().err, argv
     (tmp_path / "-").write_bytes((tmp_path / "Y.npy").read_bytes())  # (audit46c) a file named "-" is read as one
     assert main(["train", "--data", "X.npy", "--targets", "-", "--save", "dash.npz", *SMALL]) == 0
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_data_dash_beside_a_file_named_dash_says_standard_input_is_not_read_nor_that_file(command, pair, monkeypatch,
+                                                                                           capsys):
+    """(audit46c) With a file named "-" in the directory the command runs in, --data - --targets Y.npy said
+    '--targets goes with --data X.npy; for --data -, name the target column(s) with --target' and --data - --target y
+    '--data -: unknown file type': the standard input refusal's words were skipped, and the file (which --targets -
+    reads, an .npy file by its bytes) was not named. A directory named "-" is read, as a directory of Parquet files."""
+    tmp_path, _, _ = pair
+    monkeypatch.chdir(tmp_path)
+    extra = ["--lr", "1e-3,1e-2"] if command == "sweep" else []
+    (tmp_path / "-").write_bytes((tmp_path / "X.npy").read_bytes())
+    for options in (["--targets", "Y.npy"], ["--target", "y"]):
+        assert main([command, "--data", "-", *options, *SMALL, *extra]) == 2, options
+        assert (f"--data -: training does not read standard input, as every epoch reads the rows again (and a "
+                f"--resume once more): save them to a file (.csv, .parquet, or an .npy pair with --targets) and give "
+                f"its path. gpunn predict MODEL - OUT reads standard input. The file named - in {tmp_path} (the "
+                f"directory the command runs in) has no suffix to read its kind by: rename it with its kind's (.csv, "
+                f".parquet or .npy) and give that path\n") in capsys.readouterr().err, options
+    (tmp_path / "-").unlink()
+    (tmp_path / "-").mkdir()
+    assert main([command, "--data", "-", "--target", "y", *SMALL, *extra]) == 2
+    assert "error: -: a directory with no .parquet files (it is empty)\n" in capsys.readouterr().err

@@ -155,18 +155,25 @@ def _refuse_standard_input(args):
     standard input (gpunn predict's IN - is read once; every epoch reads the rows again). Only --data - said so: with
     --targets Y.npy it said '--targets goes with --data X.npy; for --data -, name the target column(s) with
     --target', --targets - '-: no such file (targets)', a --resume's 'no such file; if the run's files have moved',
-    a config file's data = "-" 'no such file or directory in DIR'."""
+    a config file's data = "-" 'no such file or directory in DIR'. A file named "-" in the directory the command runs
+    in is read as targets (an .npy file whatever its name), and a directory so named as data (of Parquet files); as
+    data a plain file so named is not (its kind is read from its suffix): said too, where --data - with --targets said
+    '--targets goes with --data X.npy; for --data -, name the target column(s) with --target'."""
     for key in ("data", "targets"):
-        if getattr(args, key, None) != "-" or os.path.exists("-"):
+        named = os.path.exists("-")
+        if getattr(args, key, None) != "-" or (named and (key == "targets" or os.path.isdir("-"))):
             continue
         said = f"--{key} -"
         if key in getattr(args, "config_keys", ()):
             from ..config import as_key
 
             said = f"{shell_word(args.config)}: {as_key(key, '-')}"
+        also = (f". The file named - in {shell_word(os.getcwd())} (the directory the command runs in) has no suffix "
+                "to read its kind by: rename it with its kind's (.csv, .parquet or .npy) and give that path"
+                if named else "")
         raise ValueError(f"{said}: training does not read standard input, as every epoch reads the rows again (and a "
                          "--resume once more): save them to a file (.csv, .parquet, or an .npy pair with --targets) "
-                         "and give its path. gpunn predict MODEL - OUT reads standard input")
+                         f"and give its path. gpunn predict MODEL - OUT reads standard input{also}")
 
 
 # a .tsv file's source in Python, which --data's refusal of the name shows
