@@ -2850,6 +2850,29 @@ def test_a_damaged_name_that_holds_a_quote_is_said_as_any_other(tmp_path, good_b
         gpunn.load(path)
 
 
+@pytest.mark.parametrize("member", ["gpunn_meta.npy", "params.npy"])
+def test_a_checkpoints_member_marked_encrypted_is_said_damaged_naming_it_by_every_reader(tmp_path, good_bytes, member):
+    """(audit46c) One bit, the encryption flag of a member in the zip's directory (the one zipfile reads), damaged in a
+    gpunn checkpoint: "corrupt, truncated or foreign file (RuntimeError: File 'gpunn_meta.npy' is encrypted, password
+    required for extraction)" (a ZipInfo's repr where zipfile was given one), where the other damaged members are said
+    in plain words; read_meta (gpunn train --resume) read past an array's, which load then refused so."""
+    from gpunn import preflight
+
+    blob = bytearray(good_bytes[0])
+    entries = [m.start() for m in re.finditer(b"PK\x01\x02", blob)]  # the zip's directory's entries, named from 46 on
+    at = next(i for i in entries if blob[i + 46:i + 46 + int.from_bytes(blob[i + 28:i + 30], "little")]
+              == member.encode())
+    blob[at + 8] |= 0x01  # its general purpose flags' bit 0: encrypted
+    path = tmp_path / "x.npz"
+    path.write_bytes(bytes(blob))
+    said = re.escape(f"{path}: corrupt checkpoint: member {member!r} is marked encrypted, which gpunn never writes "
+                     "(a damaged flag bit, or the file encrypted since)")
+    for read in (gio.read_meta, gpunn.load, lambda p: gpunn.load_checkpoint(p, device="cpu")):
+        with pytest.raises(CheckpointError, match=f"^{said}$"):
+            read(path)
+    assert preflight.not_a_checkpoint(path) == ""  # a damaged checkpoint, which a --save may replace
+
+
 def test_a_directory_of_many_checkpoints_names_three_and_one_not_listable_is_said_without_them(tmp_path, monkeypatch):
     """(audit46c) _opened names the first three .npz files, of either case, and '...' past three; a directory it may
     not list is said a directory alone."""

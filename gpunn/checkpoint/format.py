@@ -283,6 +283,7 @@ def _parse_meta(path, zf: zipfile.ZipFile):
         copied = (": torch.load reads it, and gpunn.MLP takes its weights layer by layer, each nn.Linear's transposed "
                   "(README: Coming from PyTorch)") if torch_saved(members) else ""
         _fail(path, f"not a gpunn checkpoint ({archive_words(members)}){copied}")
+    _check_none_encrypted(path, zf.infolist())
     _require(members[f"{META}.npy"].file_size < MAX_META_BYTES, path, "metadata too large")
     with zf.open(f"{META}.npy") as fh:
         blob = numpy.lib.format.read_array(fh, allow_pickle=False)
@@ -345,6 +346,20 @@ def _parse_meta(path, zf: zipfile.ZipFile):
     _check_header_names(zf, [members[name] for name in unexpected])
     _require(not unexpected, path, f"unexpected members in the file: {unexpected}")
     return meta, expected, diverged, n_members
+
+
+ENCRYPTED = 0x1  # a zip member's flag: encrypted (zipfile reads it from the zip's directory)
+
+
+def _check_none_encrypted(path, infos) -> None:
+    """No member of a gpunn checkpoint is marked encrypted (``infos``: its zip's directory), which gpunn never writes:
+    one so marked is said in plain words, by read_meta as by read, where zipfile's refusal came out as a foreign
+    file's ("RuntimeError: File 'gpunn_meta.npy' is encrypted, password required for extraction", or a ZipInfo's
+    repr), and read_meta read past an array's."""
+    marked = next((info.filename for info in infos if info.flag_bits & ENCRYPTED), None)
+    if marked is not None:
+        _fail(path, f"corrupt checkpoint: member {marked!r} is marked encrypted, which gpunn never writes (a damaged "
+                    "flag bit, or the file encrypted since)")
 
 
 def _check_header_names(zf: zipfile.ZipFile, infos) -> None:
