@@ -22,7 +22,8 @@ from .checks import feature_names, flag, got, seed_int, validation_share, verbos
 from .hints import bracketed_hint, keyword_hint, keywords_checked, keywords_hinted, unexpected_estimator_keyword
 from .optim import MOMENTUM_OF_ONE, make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
-from .training.fit import held_out_count, scikit_learn_split
+from .sample_weights import checked_weights, training_targets
+from .training.fit import held_out_count, is_weighted, scikit_learn_split, weighted_rows
 from .training.loop import train
 from .training.sources import ArraySource
 from .training.state import FitSettings, TrainState
@@ -71,9 +72,8 @@ except ImportError:  # a minimal stand-in with the same conventions
 
     class RegressorMixin:
         def score(self, X, y, sample_weight=None):
-            if sample_weight is not None:
-                raise TypeError("sample_weight needs scikit-learn installed")
             from .metrics import r2
+            from .sample_weights import checked_weights
 
             y = numpy.asarray(y, dtype=numpy.float64)
             P = self.predict(X).reshape(y.shape[0], -1)
@@ -82,7 +82,7 @@ except ImportError:  # a minimal stand-in with the same conventions
                     raise ValueError("Input contains NaN.")
                 if not numpy.isfinite(values).all():
                     raise ValueError("Input contains infinity or a value too large for dtype('float64').")
-            return r2(numpy, P, y.reshape(y.shape[0], -1))
+            return r2(numpy, P, y.reshape(y.shape[0], -1), checked_weights(sample_weight, y.shape[0]))
 
     class NotFittedError(ValueError, AttributeError):
         pass
@@ -322,7 +322,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     - ``warm_start``: fit continues from the fitted weights (with a fresh optimizer, as scikit-learn). It
       and ``partial_fit`` refuse parameters or data that describe another network (hidden_layer_sizes,
       activation, output_activation, dtype, the feature or output count), with what to do instead.
-    - No ``sample_weight``, which scikit-learn's takes since 1.7 (see ``fit``); fit and partial_fit take the data
+    - ``sample_weight`` (fit, partial_fit, score; scikit-learn's since 1.7): each batch's gradient is divided by
+      its rows with the weights scaled to mean 1 over the training rows, where scikit-learn divides it by the
+      batch's weights' sum (the same full-batch; see ``fit``). fit and partial_fit take the data and the weights
       alone, as scikit-learn's, and a parameter given to them (Keras's ``fit(X, y, epochs=10)``) is refused
       naming the estimator's (``est.set_params(max_iter=...)``).
     - ``loss``: "squared_error" only; ``max_fun``: only used by lbfgs (ignored).
@@ -513,9 +515,13 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
         return min(int(self.batch_size), rows)
 
-    def _optimizer(self, batch_size):
-        """(gpunn optimizer name, make_optimizer keyword arguments) for the scikit-learn settings."""
-        decay = 2.0 * self.alpha / batch_size or None  # scikit-learn's alpha·W/n on the half-MSE gradient
+    def _optimizer(self, batch_size, weights=None):
+        """(gpunn optimizer name, make_optimizer keyword arguments) for the scikit-learn settings. ``weights`` (host
+        float64, one a row): alpha is divided by the batch's weight sum, as scikit-learn's, where the weights'
+        mean over the rows given stands for each row's (a full batch: its sum exactly, so weights w and the rows
+        repeated w times train alike)."""
+        per_row = 1.0 if weights is None else float(weights.mean())
+        decay = 2.0 * self.alpha / (batch_size * per_row) or None  # scikit-learn's alpha·W/n on the half-MSE gradient
         if self.solver == "sgd":
             name = ("nesterov" if self.nesterovs_momentum else "momentum") if self.momentum else "sgd"
             return name, dict(lr=self.learning_rate_init / 2, momentum=self.momentum or None, weight_decay=decay)
@@ -529,14 +535,15 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                    output_activation=self.output_activation, dtype=self.dtype, device=self.device, seed=seed)
 
     # ---- estimator API ----------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train on (X, y) (a fresh network, or the fitted one with warm_start); returns self.
 
-        There is no ``sample_weight`` (scikit-learn's has one since 1.7, and ``fit(X, y, sample_weight=w)`` is
-        refused saying what to do instead): gpunn trains on the unweighted mean squared error (its fused loss
-        kernels, CUDA graphs, ensembles and data-parallel reductions have no per-row weight). Without the
-        parameter, scikit-learn's meta-estimators that can do without it (BaggingRegressor,
-        AdaBoostRegressor) resample rows instead; for integer weights, repeat rows."""
+        ``sample_weight`` (one weight a row, 0 or more; scikit-learn's since 1.7) weighs each row's squared error:
+        the loss is sum_i w_i ||a_i - y_i||^2 / sum_i w_i over the training rows, and with early_stopping the
+        held-out rows' R² is weighted by theirs (gpunn.MLP.fit's sample_weight). scikit-learn divides each batch's
+        gradient by that batch's weights' sum; gpunn scales the weights to mean 1 over the training rows and
+        divides by the batch's rows, so a batch's gradient is an unbiased estimate of the whole loss's (the same
+        full-batch; weights that are all equal train as none)."""
         activation = self._check_params()
         warm = self.warm_start and hasattr(self, "model_")
         X, y = self._validate(X, y, reset=not warm)  # as scikit-learn: a warm start keeps n_features_in_
@@ -554,7 +561,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"validation_fraction={self.validation_fraction} of {X.shape[0]} "
                              f"row{'s' * (X.shape[0] != 1)} leaves no rows to train on")
         batch = self._batch_size(rows)
-        name, opt = self._optimizer(batch)
+        name, opt = self._optimizer(batch, checked_weights(sample_weight, X.shape[0]))
         rule = self._no_improvement(Y.shape[1], warm)
         kept = self._kept_best(model, previous)
         callbacks = [rule]
@@ -567,7 +574,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             history = model.fit(X, Y, epochs=self.max_iter, batch_size=batch, optimizer=make_optimizer(name, **opt),
                                 shuffle=bool(self.shuffle), seed=self._seed_, verbose=False, callbacks=callbacks,
                                 validation_fraction=self.validation_fraction if self.early_stopping else None,
-                                handle_interrupt=False, distributed=False)  # (one process's, under mpiexec too)
+                                handle_interrupt=False, distributed=False,  # (one process's, under mpiexec too)
+                                sample_weight=sample_weight)
         self._no_improvement_state = rule.state()
         if kept is not None and not max(history.get("val_r2", ()), default=-math.inf) > kept[0]:
             model.params[...] = kept[1]  # no epoch of this warm fit beat the earlier best: its weights stay
@@ -584,24 +592,26 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self._set_fitted(model, history, Y.shape[1], rows, warm)  # (t_ counts the rows trained on, as scikit-learn's)
         return self
 
-    # fit(X, y, sample_weight=w), scikit-learn's since 1.7, and Keras's fit(X, y, epochs=10) say what to do instead
+    # Keras's fit(X, y, epochs=10) says what to do instead
     fit = keywords_checked(fit, "MLPRegressor.fit", lambda est: list(est.get_params(deep=False)),
                            refusal=unexpected_estimator_keyword)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One more epoch over (X, y), continuing the optimizer (a fresh network on first call). As in
-        scikit-learn, there is no early stopping in it (``early_stopping=True`` is refused)."""
+        scikit-learn, there is no early stopping in it (``early_stopping=True`` is refused). ``sample_weight``: as
+        ``fit``'s, scaled to mean 1 over this call's rows."""
         activation = self._check_params()
         if self.early_stopping:  # it held nothing out and was silently ignored
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "model_")
         X, y = self._validate(X, y, reset=first)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        weights = checked_weights(sample_weight, X.shape[0])
         batch = self._batch_size(X.shape[0])
         if first:
             self._seed_ = self._seed()
             model = self._new_model(X.shape[1], Y.shape[1], self._seed_, activation)
-            name, opt = self._optimizer(batch)
+            name, opt = self._optimizer(batch, weights)  # (its decay is the first call's, as its batch size)
             model.optimizer = make_optimizer(name, **opt)
             history, n_iter = History(), 0
         else:
@@ -609,13 +619,16 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             model, history, n_iter = self._network(), self.history_, len(self.loss_curve_)  # every epoch so far
         rule = self._no_improvement(Y.shape[1], not first, partial=True)
         with model.backend.use(), _put_back_on_failure(None if first else model):
-            Xd, Yd = model._as_input(X), model._as_target(Y)
+            Xd = model._as_input(X)
+            Yd = training_targets(model.xp, model._as_target(Y), weights)
             settings = FitSettings(epochs=n_iter + 1, batch_size=batch, train_rows=int(Xd.shape[0]), seed=self._seed_,
                                    shuffle=bool(self.shuffle), schedule=make_schedule("constant"))
-            source = ArraySource(Xd, Yd, model.backend, seed=self._seed_, shuffle=bool(self.shuffle))
-            train(model, source, model.optimizer, settings,
-                  TrainState(epoch=n_iter, history=history, lr_scale=rule.lr_scale), callbacks=[rule],
-                  handle_interrupt=False)
+            weighted = is_weighted(model, Yd)
+            source = ArraySource(Xd, Yd, model.backend, seed=self._seed_, shuffle=bool(self.shuffle), weighted=weighted)
+            with weighted_rows(model, weighted):
+                train(model, source, model.optimizer, settings,
+                      TrainState(epoch=n_iter, history=history, lr_scale=rule.lr_scale), callbacks=[rule],
+                      handle_interrupt=False)
         self._no_improvement_state = rule.state()
         self._set_fitted(model, history, Y.shape[1], X.shape[0], not first)
         return self

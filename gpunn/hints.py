@@ -327,13 +327,12 @@ def _as_keyword(name, value):
 
 # keywords another library's method of the same name takes, and gpunn's does not, {method: {keyword: hint}}: Keras's
 # predict(X, batch_size=32, verbose=0) and evaluate's, its fit's steps_per_epoch and initial_epoch, and the loss its
-# compile takes; scikit-learn's sample_weight. Too far from gpunn's names for difflib, or nearest another option
+# compile takes. Too far from gpunn's names for difflib, or nearest another option
 _ROWS_IN_CHUNKS = "it runs the rows in chunks of its own and shows no progress"
 _EPOCHS_NOT_STEPS = "a fit runs epochs, passes over the training rows, each of ceil(rows / batch_size) steps: epochs=N"
 OTHER_KEYWORDS = {
     "fit": {"loss": "gpunn's models train on the squared error only, (1/m)||A - Y||^2: the mean squared error with "
                     "one output, k x nn.MSELoss with k",
-            "sample_weight": "every row weighs the same: gpunn has no sample weights",
             "steps_per_epoch": "an epoch is one pass over the training rows",
             "steps": _EPOCHS_NOT_STEPS,  # (difflib's nearest was Adam's eps)
             "max_steps": _EPOCHS_NOT_STEPS,
@@ -357,13 +356,16 @@ OTHER_KEYWORDS["fit"].update(dict.fromkeys(("clipnorm", "clipvalue", "global_cli
 # PyTorch's model.to(device) done in fit (fit(X, Y, device="cuda")): a model's device is the one it was made on
 OTHER_KEYWORDS["fit"]["device"] = ("a model trains on the device it was made on, its constructor's device='cuda', "
                                    "or gpunn.load(path, device='cuda') of a saved one")
-OTHER_KEYWORDS["evaluate"]["sample_weight"] = OTHER_KEYWORDS["fit"]["sample_weight"]
-OTHER_KEYWORDS["score"] = {"sample_weight": OTHER_KEYWORDS["fit"]["sample_weight"]}
 # and those one model's method lacks where an Ensemble's takes them, {call: {keyword: hint}}: scikit-learn's
 # GaussianProcessRegressor.predict(X, return_std=True), given to a member taken out of an Ensemble (ens.best())
 OTHER_MODEL_KEYWORDS = {"MLP.predict": {"return_std": "one network gives no spread of its predictions; an Ensemble's "
                                                       "predict(X, return_std=True) gives the mean and std across its "
                                                       "members"}}
+# one MLP's fit, evaluate and score take scikit-learn's and Keras's sample_weight; an Ensemble's do not
+_ENSEMBLE_UNWEIGHTED = ("an Ensemble weighs every row the same: one MLP's fit, evaluate and score take sample_weight, "
+                        "gpunn.MLP(...).fit(X, Y, sample_weight=w)")
+OTHER_MODEL_KEYWORDS.update({f"Ensemble.{method}": {"sample_weight": _ENSEMBLE_UNWEIGHTED}
+                             for method in ("fit", "evaluate", "score")})
 
 # Keras's keywords to its callbacks of gpunn's names, which gpunn's do not take, {class: {keyword: hint}}: pasted
 # from Keras code (EarlyStopping(..., verbose=1)); difflib took save_weights_only for save_best_only, another option
@@ -453,13 +455,6 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
     return TypeError(f"{said}{f' ({found.hint(_as_keyword)})' if found else ''}")
 
 
-# scikit-learn's MLPRegressor has taken sample_weight since 1.7; gpunn's loss is unweighted
-ESTIMATOR_SAMPLE_WEIGHT = ("every row weighs the same in gpunn, where scikit-learn's MLPRegressor takes sample_weight "
-                           "since 1.7: BaggingRegressor and AdaBoostRegressor resample the rows instead, and integer "
-                           "weights w are rows repeated, est.{method}(numpy.repeat(X, w, axis=0), numpy.repeat(y, "
-                           "w, axis=0))")
-
-
 # the estimator's parameters that its partial_fit, one epoch without early stopping, does not read (as scikit-learn's)
 ESTIMATOR_FIT_ONLY = ("max_iter", "early_stopping", "validation_fraction")
 
@@ -467,11 +462,9 @@ ESTIMATOR_FIT_ONLY = ("max_iter", "early_stopping", "validation_fraction")
 def unexpected_estimator_keyword(call: str, key: str, names, value=None, parameters=(), given=None) -> TypeError:
     """:func:`unexpected_keyword` for a scikit-learn estimator's ``call`` ("MLPRegressor.fit", partial_fit), which
     takes the data alone, as scikit-learn's: one of the estimator's ``parameters``, or a name standing for one
-    (Keras's ``fit(X, y, epochs=10, verbose=0)``: max_iter), is shown set on the estimator; ``sample_weight``, which
-    scikit-learn's MLPRegressor takes, says what to do instead. Python's said only "unexpected keyword argument"."""
+    (Keras's ``fit(X, y, epochs=10, verbose=0)``: max_iter), is shown set on the estimator. Python's said only
+    "unexpected keyword argument"."""
     said, method = f"{call}() got an unexpected keyword argument {key!r}", call.rsplit(".", 1)[-1]
-    if key == "sample_weight":
-        return TypeError(f"{said} ({ESTIMATOR_SAMPLE_WEIGHT.format(method=method)})")
     parameter = None if _keyword_meant(key, names) else _option_meant(key, parameters)  # (x: X)
     if parameter is None:
         return unexpected_keyword(call, key, names, value)

@@ -51,29 +51,41 @@ def r2_per_output(xp, ss_res, ss_tot, rows):
     return xp.full_like(score, numpy.nan)
 
 
-def r2(xp, P, Y) -> float:
+def r2(xp, P, Y, weights=None) -> float:
     """Coefficient of determination, averaged uniformly over outputs (scikit-learn's default); NaN for
-    under 2 rows (r2_per_output). The squares are formed in float64 (``squares64``), as every evaluation's."""
-    ss_res = squares64(xp, Y - P).sum(axis=0)
-    return float(r2_per_output(xp, ss_res, total_squares(Y), Y.shape[0]).mean())
+    under 2 rows (r2_per_output). The squares are formed in float64 (``squares64``), as every evaluation's.
+    ``weights`` (float64, one a row): scikit-learn's r2_score(sample_weight=...)."""
+    squares = squares64(xp, Y - P)
+    ss_res = (squares if weights is None else squares * weights[:, None]).sum(axis=0)
+    return float(r2_per_output(xp, ss_res, total_squares(Y, weights), Y.shape[0]).mean())
 
 
-def total_squares(Y):
+def total_squares(Y, weights=None):
     """R²'s denominator: per output, the sum of squares of Y about its mean, centred on a float64 mean (so
-    each square is formed in float64), on Y's device."""
-    centred = Y - Y.mean(axis=0, dtype="float64")
-    return (centred * centred).sum(axis=0)
+    each square is formed in float64), on Y's device. With ``weights`` (a float64 vector, one a row), the weighted
+    sum about the weighted mean, as scikit-learn's r2_score(sample_weight=...) takes it."""
+    if weights is None:
+        centred = Y - Y.mean(axis=0, dtype="float64")
+        return (centred * centred).sum(axis=0)
+    w = weights[:, None]
+    centred = Y - (Y * w).sum(axis=0) / weights.sum()
+    return (w * centred * centred).sum(axis=0)
 
 
-def validation_arrays(model, Xv, Yv):
+def validation_arrays(model, Xv, Yv, weights=None):
     """The RegressionEvaluator of a fit's ``validation_data=(Xv, Yv)``, arrays or DataFrames (on arrays or a data
     source alike): checked as training's rows are (a DataFrame picked by the model's column names, standardized
-    for a model with statistics), rows matched, at least 2. Call inside ``model.backend.use()``."""
+    for a model with statistics), rows matched, at least 2; ``weights``, validation_data's third item, weigh its
+    rows' metrics (gpunn.sample_weights). Call inside ``model.backend.use()``."""
+    from .sample_weights import checked_weights, evaluation_weights
+
     warn_read_by_position(Xv, model.data_columns, "X_val", model)
     Xv, Yv = model._checked(Xv, Yv, "X_val", "Y_val")
     check_rows_match(Xv, Yv, "X_val", "Y_val")
     check_validation_rows(Xv.shape[0], "validation_data")
-    return RegressionEvaluator(model, Xv, Yv)
+    weights = evaluation_weights(model.xp, checked_weights(weights, Xv.shape[0], "validation_data's sample weights"),
+                                 "validation_data's rows")
+    return RegressionEvaluator(model, Xv, Yv, weights=weights)
 
 
 class RegressionEvaluator:
@@ -86,9 +98,10 @@ class RegressionEvaluator:
     are, for an error's words: the user's array's name and their rows in it (a host index array; None: 0, 1, ...).
     """
 
-    def __init__(self, model, X, Y, chunk_rows=65536, rows_in=("X_val", None)):
+    def __init__(self, model, X, Y, chunk_rows=65536, rows_in=("X_val", None), weights=None):
         self.X, self.Y, self.chunk_rows, self.rows_in = X, Y, int(chunk_rows), rows_in
-        self.ss_tot = total_squares(Y)  # float64, per output, stays on the device
+        self.weights = weights  # None, or a float64 device vector, mean 1 (gpunn.sample_weights)
+        self.ss_tot = total_squares(Y, weights)  # float64, per output, stays on the device
         self._xp, self._described = model.xp, None
 
     @property
@@ -101,12 +114,15 @@ class RegressionEvaluator:
         if self._described is None:
             from .training.sources import FINGERPRINT_RULE, fingerprint
 
+            arrays = (self.X, self.Y) if self.weights is None else (self.X, self.Y, self.weights[:, None])
             self._described = {"kind": "arrays", "rows": self.n_rows,
-                               "fingerprint": fingerprint(self._xp, self.X, self.Y), "fingerprint_rule": FINGERPRINT_RULE}
+                               "fingerprint": fingerprint(self._xp, *arrays), "fingerprint_rule": FINGERPRINT_RULE}
         return self._described
 
     def _pieces(self):
-        return window_pieces([(self.X, self.Y)], self.chunk_rows)
+        if self.weights is None:
+            return window_pieces([(self.X, self.Y)], self.chunk_rows)
+        return weighted_pieces(self.X, self.Y, self.weights, self.chunk_rows)
 
     def evaluate(self, model) -> dict:
         return evaluate_pieces(model, self._pieces(), self.ss_tot)
@@ -197,6 +213,13 @@ def window_pieces(windows, chunk_rows, moments=None, place=None):
             yield X[start:start + chunk_rows], Y[start:start + chunk_rows]
 
 
+def weighted_pieces(X, Y, weights, chunk_rows):
+    """(X, Y, weights) pieces of ``chunk_rows`` rows: ``error_sums`` weighs each row's errors by its weight."""
+    for start in range(0, X.shape[0], chunk_rows):
+        end = start + chunk_rows
+        yield X[start:end], Y[start:end], weights[start:end]
+
+
 def source_row_words(source, chunks, row) -> str:
     """Row ``row`` of the rows of ``chunks`` (a chunked source's, read in that order, as validation reads them) as
     the source names it (``_row_words``: the chunk's first row plus the row in it); for a source without chunks
@@ -245,16 +268,22 @@ def error_sums(model, pieces, predict=None):
     the device in float64: shaped (outputs,) and () for one model, (K, outputs) and (K,) for an ensemble,
     whose forward pass gives (K, rows, outputs). Validation's sums, one process's or one rank's, of the
     forward pass on X as training sees it; ``predict(X)``, when given, makes the predictions instead
-    (``evaluate``'s: those of ``predict``, in the targets' units)."""
+    (``evaluate``'s: those of ``predict``, in the targets' units). A piece (X, Y, weights) weighs each row's
+    errors by its weight (``weighted_pieces``: weights of mean 1, so the sums over ``rows`` are weighted means)."""
     xp = model.xp
     members = (model.n_models,) if hasattr(model, "n_models") else ()
     ss_res, abs_sum = xp.zeros((*members, model.layer_sizes[-1]), "float64"), xp.zeros(members, "float64")
     rows = 0
-    for Xc, Yc in pieces:
+    for Xc, Yc, *weights in pieces:
         P = model._forward(Xc, model._workspace(Xc.shape[0])) if predict is None else predict(Xc)
         D = P - Yc  # (rows, outputs) or (K, rows, outputs)
-        abs_sum += xp.abs(D).sum(axis=(-2, -1), dtype="float64")
-        ss_res += squares64(xp, D).sum(axis=-2)  # float32 squares of errors under 1e-19 are 0: an R² of 1
+        if weights:
+            w = weights[0][:, None]
+            abs_sum += (xp.abs(D) * w).sum(dtype="float64")
+            ss_res += (squares64(xp, D) * w).sum(axis=-2)
+        else:
+            abs_sum += xp.abs(D).sum(axis=(-2, -1), dtype="float64")
+            ss_res += squares64(xp, D).sum(axis=-2)  # float32 squares of errors under 1e-19 are 0: an R² of 1
         rows += Yc.shape[0]
     return ss_res, abs_sum, rows
 

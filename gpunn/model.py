@@ -26,7 +26,7 @@ import os
 
 import numpy
 
-from . import backend as _backend
+from . import backend as _backend, sample_weights
 from .activations import Activation, get_activation
 from .checks import (DTYPES, NotFinite, as_array, as_matrix, by_feature_names, canonical_dtype, check_rows_match, flag,
                      held_warnings, picked_names, positive_int, seed_int, warn_read_by_position)
@@ -357,16 +357,19 @@ class RawUnits:
                          n_columns=self.layer_sizes[-1])
 
     @_in_fit_threads
-    def _evaluated(self, X, Y, chunk_rows) -> dict:
+    def _evaluated(self, X, Y, chunk_rows, sample_weight=None) -> dict:
         """``evaluate``'s logs (validation_logs' names): the error of ``predict`` on X against Y, ``chunk_rows``
         at a time, in the targets' units as ``loss`` takes it (with a ``standardizer``: raw X, predictions
-        un-standardized, Y in the predictions' dtype). Without one, the very sums validation adds. Call inside
+        un-standardized, Y in the predictions' dtype); each row's errors weighed by ``sample_weight`` where given
+        (gpunn.sample_weights). Without a standardizer, the very sums validation adds. Call inside
         ``backend.use()``."""
         from .metrics import evaluate_pieces, total_squares
 
         Y = self._raw_target(Y)
         X, names = self._input_named(X)
         check_rows_match(X, Y)
+        weights = sample_weights.evaluation_weights(self.xp, sample_weights.checked_weights(sample_weight, Y.shape[0]),
+                                                    "these rows")
         scaler = self.standardizer
 
         def predicted():  # (predict's output on each chunk, and its targets: a refusal names its row in the whole X)
@@ -374,9 +377,10 @@ class RawUnits:
                 P = P.astype(self._prediction_dtype(), copy=True)
                 if scaler is not None:
                     scaler.inverse_y_(self.xp, P)
-                yield P, Y[start:start + chunk_rows]
+                rows = slice(start, start + chunk_rows)
+                yield (P, Y[rows]) if weights is None else (P, Y[rows], weights[rows])
 
-        return evaluate_pieces(self, predicted(), total_squares(Y), lambda P: P)
+        return evaluate_pieces(self, predicted(), total_squares(Y, weights), lambda P: P)
 
     def _evaluated_source(self, source, chunk_rows, members=(), each=None) -> dict:
         """``_evaluated`` over every row of a data source, streamed a window at a time (gpunn.data.rawpass: raw
@@ -546,6 +550,10 @@ class MLP(DeviceModel):
     capture), ``False`` turns it off.
     """
 
+    # True while a fit with sample_weight trains it: its batches' Y carry each row's weight as one more column
+    # (gpunn.sample_weights; set and cleared by gpunn.training.fit.weighted_rows)
+    _sample_weighted = False
+
     def __init__(self, layer_sizes, activation="relu", output_activation="identity", bias=True,
                  dtype="float32", device="auto", seed=None, fused=None, precision="float32", graph=None):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__") or len(layer_sizes) < 2:
@@ -675,10 +683,15 @@ class MLP(DeviceModel):
 
     def _backward(self, X, Y, ws, sum_sq=None):
         """Fill the flat gradient buffer; return sum((A[L] - Y)^2) as a device scalar (``sum_sq``,
-        a preallocated 0-d float64 array, when given)."""
+        a preallocated 0-d float64 array, when given). In a fit with sample_weight, Y's last column is each row's
+        weight (gpunn.sample_weights), and the sum is of the weighted squares."""
         ops, bf16, activations, Zs, As, dAs = self.ops, self._bf16, self.activations, ws.Z, ws.A, ws.dA
         dW, dbs, weights = self._dW, self._db if self.bias else None, self._W16 if bf16 else self.weights
-        sum_sq = ops.loss_gradient(As[-1], Y, dAs[-1], sum_sq)
+        if self._sample_weighted:
+            Y, row_weights = sample_weights.split(Y, self.layer_sizes[-1])
+            sum_sq = ops.loss_gradient(As[-1], Y, dAs[-1], sum_sq, row_weights)
+        else:
+            sum_sq = ops.loss_gradient(As[-1], Y, dAs[-1], sum_sq)
         L = len(activations)
         for l in range(L - 1, -1, -1):
             act, dZ = activations[l], dAs[l]
@@ -700,7 +713,7 @@ class MLP(DeviceModel):
         """Forward and backward on a device batch (the Trainable protocol, gpunn.training.protocols):
         gradients land in ``self.grads``; returns sum((A[L] - Y)^2) as a 0-d device array. A small net on the CPU
         runs it as one Numba call with the same bits (gpunn.ops.mlp_step.one_call_gradients)."""
-        if self.xp is numpy:
+        if self.xp is numpy and not self._sample_weighted:
             sum_sq = one_call_gradients(self, X, Y)
             if sum_sq is not None:
                 return sum_sq
@@ -720,7 +733,7 @@ class MLP(DeviceModel):
         """train_step, then ``optimizer.step(params, grads, lr)``: what the training loop does with no gradient
         hook between the two. A small net with Adam or AdamW on the CPU runs both as one Numba call with the same
         bits (gpunn.ops.mlp_step.one_call_step: ~64 Python calls a step fewer)."""
-        if self.xp is numpy:
+        if self.xp is numpy and not self._sample_weighted:
             sum_sq = one_call_step(self, X, Y, optimizer, lr)
             if sum_sq is not None:
                 return sum_sq
@@ -775,7 +788,7 @@ class MLP(DeviceModel):
             sum_sq, rows, dW, db = gradients_over(self, X, Y)
             return float(sum_sq) / rows, dW, db
 
-    def score(self, X, Y=None) -> float:
+    def score(self, X, Y=None, sample_weight=None) -> float:
         """R² of the predictions on (X, Y), averaged over outputs (scikit-learn's definition); raises as
         ``evaluate`` does where the predictions are NaN or infinite. ``score(source)``: on every row of a data
         source, streamed (see ``evaluate``).
@@ -783,11 +796,11 @@ class MLP(DeviceModel):
         An output whose targets are all the same value has no R² (its variance, the denominator, is 0): it counts
         as 0, or 1 where predicted exactly, scikit-learn's r2_score convention (``force_finite=True``), so the
         score of constant targets is 0 however close the predictions; judge those by ``evaluate``'s mse. Under 2
-        rows R² is NaN, with an UndefinedMetricWarning, as scikit-learn's."""
+        rows R² is NaN, with an UndefinedMetricWarning, as scikit-learn's. ``sample_weight``: see ``evaluate``."""
         source_given(X, Y, "score")  # (its own name in the error)
-        return self.evaluate(X, Y)["r2"]
+        return self.evaluate(X, Y, sample_weight=sample_weight)["r2"]
 
-    def evaluate(self, X, Y=None) -> dict:
+    def evaluate(self, X, Y=None, sample_weight=None) -> dict:
         """{"loss", "mse", "mae", "r2"} of ``predict(X)`` against Y, in one pass and one host read: the metrics
         validation logs each epoch. ``loss`` is the training loss's f = (1/m)||A - Y||_F^2 (with k outputs, k x
         ``mse``); ``mse`` and ``mae`` are means over every value; ``r2`` is averaged over outputs.
@@ -814,15 +827,22 @@ class MLP(DeviceModel):
         window). Where it is not finite, the error says no row (the source is not read again). A ``data.iterable``
         source is read in one more pass over its pieces (a one-shot iterator's only one: refused once read); a
         ShardedSource owning every shard is the source it wraps, and a rank's share of one is refused
-        (gpunn.data.rawpass)."""
+        (gpunn.data.rawpass).
+
+        ``sample_weight`` (arrays: one weight a row, 0 or more) weighs each row's errors: the loss, mse and mae are
+        weighted means, and r2 is scikit-learn's r2_score(sample_weight=...), the fit's validation metrics with the
+        same weights (gpunn.sample_weights)."""
         with self.backend.use():
             on_source = source_given(X, Y, "evaluate")
             if on_source:
+                if sample_weight is not None:
+                    raise ValueError("sample_weight weighs the rows of in-memory arrays; a data source has no weights "
+                                     "beside its rows: evaluate its rows loaded as (X, Y)")
                 logs = self._evaluated_source(X, PREDICT_CHUNK_ROWS)
             else:
                 with held_warnings():
                     warn_read_by_position(X, self.data_columns, "X", self)
-                    logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS)
+                    logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS, sample_weight)
         return self._scored(logs, None if on_source else X)
 
     def _scored(self, logs, X) -> dict:

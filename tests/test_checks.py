@@ -1470,14 +1470,17 @@ def test_a_dataloaders_drop_last_given_to_fit_says_an_epoch_ends_with_a_partial_
 def test_one_models_predict_given_return_std_says_an_ensemble_gives_the_spread(data):
     """MLP.predict(X, return_std=True), scikit-learn's GaussianProcessRegressor habit (or a member taken out of an
     Ensemble, whose predict takes it), said only "unexpected keyword argument 'return_std'"; a keyword of
-    hints.OTHER_MODEL_KEYWORDS is one the model's method lacks and an Ensemble's takes."""
+    hints.OTHER_MODEL_KEYWORDS is one the model's method lacks and the other kind's takes (an Ensemble's
+    return_std, one MLP's sample_weight)."""
     from gpunn.hints import OTHER_MODEL_KEYWORDS
 
     X, _ = data
-    ens = Ensemble([3, 4, 2], 2, device="cpu")
+    ens, mlp = Ensemble([3, 4, 2], 2, device="cpu"), MLP([3, 4, 2], device="cpu")
     for call, hints in OTHER_MODEL_KEYWORDS.items():
         kind, method = call.split(".")
-        assert kind == "MLP" and set(hints) <= set(inspect.signature(getattr(ens, method)).parameters)
+        model, other = (mlp, ens) if kind == "MLP" else (ens, mlp)
+        assert not set(hints) & set(inspect.signature(getattr(model, method)).parameters)
+        assert set(hints) <= set(inspect.signature(getattr(other, method)).parameters)
     with pytest.raises(TypeError) as caught:
         ens.member(1).predict(X, return_std=True)
     assert str(caught.value) == ("MLP.predict() got an unexpected keyword argument 'return_std' (one network gives no "

@@ -73,7 +73,7 @@ class Checkpoint:
                 f"optimizer={self.optimizer!r}{where})")
 
     def resume(self, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
-               handle_interrupt=True, distributed=None):
+               handle_interrupt=True, distributed=None, sample_weight=None):
         """Continue training on the same (X, Y), or the same data source passed alone as X (left open, as fit
         leaves it: yours to close), from where the checkpoint was written.
 
@@ -108,7 +108,9 @@ class Checkpoint:
         of the run's shape, or its files rewritten); so are other
         ``validation_data`` than the run's (arrays by the same checksum, a validation source by its config and its
         files' checksum),
-        and ``validation_data`` for a run that had none or held out ``validation_fraction``; and a synthetic
+        and ``validation_data`` for a run that had none or held out ``validation_fraction``; a run fit with
+        ``sample_weight`` (not all equal) resumes with the same weights, passed again (other weights are other data,
+        by the same checksum; none, or weights for a run fit without, are refused); and a synthetic
         source's rows or a bootstrap's resamples where another generator would draw them than the file records
         (a GPU run loaded on the CPU, a CPU run on a GPU, a GPU run from before the record, whose rows cuRAND
         drew). A DataFrame X is read by the checkpoint's column names (``model.data_columns``, kept: a resume records
@@ -145,7 +147,7 @@ class Checkpoint:
                              "again. Load the file again (gpunn.load_checkpoint(path)) to continue the run")
         return resume_run(self, X, Y, epochs=epochs, validation_data=validation_data, callbacks=callbacks,
                           verbose=verbose, checkpoint=checkpoint, handle_interrupt=handle_interrupt,
-                          distributed=distributed)
+                          distributed=distributed, sample_weight=sample_weight)
 
 
 # each kind of model's fit options, which a resume does not take (the run's, from its checkpoint): its refusal shows

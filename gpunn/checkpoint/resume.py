@@ -14,7 +14,9 @@ from ..training import callbacks as cbmod
 from ..training.callbacks import order_callbacks
 from ..training import ensemble as ens_training
 from ..training.ensemble import MemberEarlyStopping
-from ..training.fit import not_data_parallel, split_validation
+from ..sample_weights import checked_weights
+from ..training.fit import (is_weighted, not_data_parallel, refuse_weights_where_unweighted, split_validation,
+                            weighted_rows)
 from ..training.loop import train
 from ..training.protocols import is_source
 from ..training.sources import ArraySource, fingerprint_matches
@@ -42,9 +44,14 @@ def check_resume_precision(ckpt) -> None:
 
 
 def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=(), verbose=True, checkpoint=True,
-               handle_interrupt=True, distributed=None):
+               handle_interrupt=True, distributed=None, sample_weight=None):
     """Continue the run saved in ``ckpt`` on (X, Y): see :meth:`Checkpoint.resume`."""
     distributed = not_data_parallel(distributed, "Checkpoint.resume")
+    if sample_weight is not None:
+        if _members(ckpt.model) is not None:
+            raise ValueError(f"{ckpt.path} holds an Ensemble's run, and an Ensemble weighs every row the same: resume "
+                             "it without sample_weight")
+        refuse_weights_where_unweighted(ckpt.model, X, Y, distributed)
     check_resume_precision(ckpt)
     if isinstance(checkpoint, (str, bytes, os.PathLike)) and not os.fspath(checkpoint):
         # (the writer made of it refused its path as the file's "invalid saved state for ModelCheckpoint")
@@ -82,7 +89,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
             # a data-parallel run on a chunked source read it as rank shards; 0: it read the source whole
             shards = (ckpt.training.get("source") or {}).get("shards", 0)
         else:
-            X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data)
+            X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data, sample_weight)
         _check_validation(ckpt, evaluator)
         other_order = _other_shuffle(ckpt, settings, state)
         over = _over(ckpt, settings)
@@ -122,8 +129,9 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         if ensemble:
             return ens_training.run_ensemble(model, source, opt, settings, state, callbacks=callbacks,
                                              validation=evaluator, handle_interrupt=handle_interrupt)
-        return train(model, source, opt, settings, state, callbacks=callbacks, validation=evaluator,
-                     handle_interrupt=handle_interrupt)
+        with weighted_rows(model, getattr(source, "weighted", False)):
+            return train(model, source, opt, settings, state, callbacks=callbacks, validation=evaluator,
+                         handle_interrupt=handle_interrupt)
 
 
 def stopped_epochs(training: dict) -> list:
@@ -170,10 +178,11 @@ def _writes_to(cb, path) -> bool:
 _ARRAY_KINDS = ("arrays", "bootstrap", "sharded-arrays")  # source kinds of a run on in-memory arrays (data parallel's too)
 
 
-def _resume_arrays(ckpt, settings, X, Y, validation_data):
+def _resume_arrays(ckpt, settings, X, Y, validation_data, sample_weight=None):
     """(X, Y, source, evaluator) for resuming on in-memory (X, Y): the training rows of the same validation
     split as the run had, their source and the evaluator; an ensemble's evaluator, and its members'
-    resamples drawn again from the seed when the run was bootstrapped."""
+    resamples drawn again from the seed when the run was bootstrapped. ``sample_weight``: the run's weights
+    (gpunn.sample_weights), refused where the run had none, required where it had them."""
     model = ckpt.model
     kind = (ckpt.training.get("source") or {}).get("kind")
     if kind is not None and kind not in _ARRAY_KINDS:  # in-memory arrays give other batches than its windows
@@ -184,8 +193,9 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
     X, Y = model._checked(X, Y)  # standardized copies for a model with statistics, as fit trains on
     check_rows_match(X, Y)
     given = X.shape[0]
+    weights = checked_weights(sample_weight, given)
     X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
-                                       settings.validation_fraction, settings.seed)
+                                       settings.validation_fraction, settings.seed, weights)
     if X.shape[0] != settings.train_rows:  # (it said "the checkpoint trained on 16200 rows; these data give 16195" of
         fraction = settings.validation_fraction  # an X of 17995 rows: the count after the split, unexplained)
         split = f" (those validation_fraction={fraction:g} left of X)" if settings.validation == "fraction" else ""
@@ -193,8 +203,15 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
         raise ValueError(f"{ckpt.path} trained on {settings.train_rows:,} rows{split}; these X and Y have {given:,}"
                          f"{after}. Resume with the same X and Y.")
     saved = ckpt.training.get("source") or {}
+    weighted = is_weighted(model, Y)
+    if weighted != bool(saved.get("sample_weight")):
+        if weighted:
+            raise ValueError(f"{ckpt.path} was trained without sample_weight (or with weights all equal, which weigh "
+                             "nothing); these weights would train another run: resume without sample_weight")
+        raise ValueError(f"{ckpt.path} was trained with sample_weight: pass the same weights to resume, "
+                         f"resume(X, Y, sample_weight=w){' (these are all equal)' if weights is not None else ''}")
     if _members(model) is None:
-        source = ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle)
+        source = ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle, weighted=weighted)
     else:
         source = ens_training.ensemble_source(model, X, Y, seed=settings.seed, shuffle=settings.shuffle,
                                               bootstrap=saved.get("kind") == "bootstrap")
@@ -204,9 +221,10 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data):
     # none: rows are all it checks
     if "fingerprint" in saved and not fingerprint_matches(saved, lambda: source.config()["fingerprint"], model.xp,
                                                           X, Y, where=ckpt.path):
-        raise ValueError(f"{ckpt.path} trained on other values: these X and Y have its {X.shape[0]} training rows "
+        data = "X, Y and sample_weight" if weighted else "X and Y"
+        raise ValueError(f"{ckpt.path} trained on other values: these {data} have its {X.shape[0]} training rows "
                          "but not its data (a checksum differs; rows or columns in another order count as other "
-                         f"data). Resume with the same X and Y, in the same order.{_drawn_elsewhere(ckpt)}")
+                         f"data). Resume with the same {data}, in the same order.{_drawn_elsewhere(ckpt)}")
     return X, Y, source, evaluator
 
 

@@ -239,12 +239,22 @@ class Ops:
             self.bias_gradient(dZ, db)
         return dZ
 
-    def loss_gradient(self, A, Y, dA, sum_sq=None):
+    def loss_gradient(self, A, Y, dA, sum_sq=None, weights=None):
         """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d float64 device array, the squares in float64
-        (``sums_of_squares64``) (written into ``sum_sq``, a 0-d float64 array, when given)."""
-        self.xp.subtract(A, Y, out=dA)
-        total = sums_of_squares64(self.xp, dA.reshape(-1))
+        (``sums_of_squares64``) (written into ``sum_sq``, a 0-d float64 array, when given). ``weights``, a vector of
+        one weight a row (gpunn.sample_weights: mean 1 over the training rows): dA <- (2/m) w (A - Y), and the
+        sum is of w (A - Y)^2, formed as the dot product of w (A - Y) and (A - Y) in float64 (unit weights: the
+        unweighted sum's very call)."""
+        xp = self.xp
+        xp.subtract(A, Y, out=dA)
+        if weights is None:
+            total = sums_of_squares64(xp, dA.reshape(-1))
+        else:
+            D = dA.astype(numpy.float64)
+            total = xp.dot((D * weights.astype(numpy.float64)[:, None]).reshape(-1), D.reshape(-1))
         dA *= 2.0 / max(A.shape[0], 1)  # a data-parallel rank may get an empty last batch
+        if weights is not None:
+            dA *= weights[:, None]
         if sum_sq is None:
             return total
         sum_sq[...] = total

@@ -135,12 +135,12 @@ class CupyOps(Ops):
         self._launch(name, dtype, act, dA.size, (dA, source, dZ, numpy.int64(dA.size)))
         return dZ
 
-    def loss_gradient(self, A, Y, dA, sum_sq=None):
+    def loss_gradient(self, A, Y, dA, sum_sq=None, weights=None):
         """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d float64 device array (``sum_sq``
-        when given: zeroed with a memset, then accumulated into)."""
+        when given: zeroed with a memset, then accumulated into). With ``weights``, the reference's CuPy calls."""
         dtype = self._kernel_dtype(A, Y, dA)
-        if dtype is None or not (A.shape == Y.shape == dA.shape):
-            return super().loss_gradient(A, Y, dA, sum_sq)
+        if dtype is None or weights is not None or not (A.shape == Y.shape == dA.shape):
+            return super().loss_gradient(A, Y, dA, sum_sq, weights)
         if sum_sq is None:
             sum_sq = cupy.zeros((), numpy.float64)
         else:

@@ -12,7 +12,7 @@ import sys
 
 import numpy
 
-from .. import _startup
+from .. import _startup, sample_weights
 from ..checks import (check_rows_match, fit_columns, flag, held_warnings, positive_int, refuse_a_file_to_fit,
                       refuse_torch_validation, seed_int, validation_share, warn_read_by_position)
 from ..hints import OPTIMIZER_OPTIONS, a_type, keywords_checked, unexpected_keyword
@@ -97,30 +97,68 @@ def checked_arrays(model, X, Y, standardize=False, training_rows=None):
     return X, Y
 
 
-def split_validation(model, X, Y, validation_data=None, validation_fraction=None, seed=0):
-    """(X_train, Y_train, evaluator or None). X, Y are checked device matrices.
+def split_validation(model, X, Y, validation_data=None, validation_fraction=None, seed=0, weights=None):
+    """(X_train, Y_train, evaluator or None). X, Y are checked device matrices; ``weights``, a host float64 vector
+    of one weight a row (gpunn.sample_weights.checked_weights) or None.
 
     A fraction holds out that share of rows, chosen by the stream (seed, "validation"), so a
-    resumed run with the same data and seed gets the same split.
+    resumed run with the same data and seed gets the same split. With ``weights``, each part's rows are weighed by
+    theirs, scaled to mean 1 over the part: Y_train then carries them as one more column (``sample_weights.training_targets``), and the
+    evaluator weighs the held-out rows' metrics. validation_data may be (X_val, Y_val, weights_val), as Keras's.
     """
     fraction = validation_share(validation_fraction)
     if validation_data is not None and fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
     if validation_data is not None:
         refuse_torch_validation(validation_data)
-        try:
-            Xv, Yv = validation_data
-        except (TypeError, ValueError):
-            raise ValueError("validation_data must be a pair (X_val, Y_val)") from None
-        return X, Y, validation_arrays(model, Xv, Yv)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a pair (X_val, Y_val), or (X_val, Y_val, sample_weight_val)")
+        return X, sample_weights.training_targets(model.xp, Y, weights), validation_arrays(model, *validation_data)
     if not fraction:
-        return X, Y, None
+        return X, sample_weights.training_targets(model.xp, Y, weights), None
     held, kept = held_out_rows(X.shape[0], fraction, seed)
     xp = model.xp
     val_idx, train_idx = xp.asarray(held), xp.asarray(kept)
     Xv, Yv = xp.take(X, val_idx, axis=0), xp.take(Y, val_idx, axis=0)
-    return (xp.take(X, train_idx, axis=0), xp.take(Y, train_idx, axis=0),
-            RegressionEvaluator(model, Xv, Yv, rows_in=("X", held)))
+    Y_train = sample_weights.training_targets(xp, xp.take(Y, train_idx, axis=0),
+                                              None if weights is None else weights[kept])
+    val_weights = sample_weights.evaluation_weights(xp, None if weights is None else weights[held],
+                                                    "the validation rows")
+    return (xp.take(X, train_idx, axis=0), Y_train,
+            RegressionEvaluator(model, Xv, Yv, rows_in=("X", held), weights=val_weights))
+
+
+def refuse_weights_where_unweighted(model, X, Y, distributed):
+    """What fit's ``sample_weight`` does not reach, refused before anything runs: a data source (its rows are
+    read a window at a time, with no weights beside them), data-parallel training and a model whose training step is
+    not MLP's own (a subclass's train_step or _backward would be given Y with the weights' column)."""
+    if is_source(X, Y):
+        raise ValueError(f"sample_weight weighs the rows of in-memory arrays; a data source ({type(X).__name__}) has "
+                         "no weights beside its rows: load its rows (X, Y) and fit(X, Y, sample_weight=w)")
+    if distributed:
+        raise ValueError("sample_weight is not taken with distributed training: fit each process's arrays without "
+                         "distributed, or train unweighted")
+    if not model.steps_as_mlp():
+        raise TypeError(f"sample_weight needs MLP's own training step; {type(model).__name__} defines its own "
+                        "train_step, _forward or _backward, which would be given Y with the weights as one more column")
+
+
+def is_weighted(model, Y) -> bool:
+    """Whether training's Y (``split_validation``'s) carries weights: one column more than the model's outputs."""
+    return Y.shape[1] == model.layer_sizes[-1] + 1
+
+
+@contextlib.contextmanager
+def weighted_rows(model, weighted: bool):
+    """While training: the model's batches' Y carry each row's weight as their last column (MLP._sample_weighted)."""
+    if not weighted:
+        yield
+        return
+    model._sample_weighted = True
+    try:
+        yield
+    finally:
+        del model._sample_weighted  # (back to the class's False)
 
 
 def not_data_parallel(distributed, call):
@@ -216,7 +254,7 @@ def statistics_kept_before_a_step(model, optimizer, given):
 @keywords_checked
 def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, schedule="constant", shuffle=True,
         seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None, standardize=False,
-        handle_interrupt=True, distributed=None, graph=None):
+        handle_interrupt=True, distributed=None, graph=None, sample_weight=None):
     """Train ``model`` on (X, Y) with mini-batch gradient descent; returns a :class:`History`.
 
     epochs: passes over the training rows (default 10). batch_size: rows per step (default 256, at most
@@ -279,6 +317,12 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     launcher started several processes, each of which then trains the whole run; ``False`` trains so, unwarned.
     graph: sets ``model.graph`` for this and later fits: True, False, or "auto" (on for a CUDA GPU where the
     step can be captured: the default); None leaves it as it is (see MLP and gpunn.training.graph).
+    sample_weight: one weight a row of X (or one number, which weighs nothing), 0 or more: the loss becomes
+    sum_i w_i ||a_i - y_i||^2 / sum_i w_i (gpunn.sample_weights), and the weights of rows a validation_fraction holds
+    out weigh val_loss, val_mse, val_mae and val_r2 (scikit-learn's r2_score(sample_weight=...)); validation_data
+    takes a third item, the validation rows' weights (Keras's). Arrays, one process, an MLP's own step: a data
+    source, distributed training and an Ensemble are refused. Weights that are not all equal train with the
+    reference's step (not the CPU's one Numba call, nor a CUDA graph).
     """
     if not hasattr(model, "layer_sizes"):  # gpunn.fit(X, Y) without the model: "'numpy.ndarray' object has no
         # attribute 'standardizer'" said not what was missing
@@ -291,6 +335,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     if graph is not None:
         model.graph = graph_mode(graph)
     distributed = not_data_parallel(distributed, "fit")
+    if sample_weight is not None:
+        refuse_weights_where_unweighted(model, X, Y, distributed)
     epochs = positive_int(epochs, "epochs")
     shuffle = flag(shuffle, "shuffle")
     from ..data.base import standardize_option
@@ -313,7 +359,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             seed = model.seed if seed is None else seed_int(seed)
             # a standardized model takes raw units, in fit as in predict
             X, Y = checked_arrays(model, X, Y, standardize, rows_trained_on(validation_data, validation_fraction, seed))
-            X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
+            weights = sample_weights.checked_weights(sample_weight, X.shape[0])
+            X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed, weights)
         rows = source.rows if source is not None else X.shape[0]
         if batch_size is not None:
             batch_size = positive_int(batch_size, "batch_size")
@@ -332,9 +379,10 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
                               verbose=verbose, source=source)
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
         elif source is None:
-            source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
+            source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle, weighted=is_weighted(model, Y))
         checked.give()
-    with model.backend.use(), statistics_kept_before_a_step(model, opt, given):
+    with model.backend.use(), statistics_kept_before_a_step(model, opt, given), \
+            weighted_rows(model, getattr(source, "weighted", False)):
         if distributed:
             return dp.run(lambda: train(model, dp.source, opt, settings, callbacks=dp.callbacks(callbacks),
                                         validation=dp.validation(validation), hook=dp.hook,

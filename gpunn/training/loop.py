@@ -207,10 +207,14 @@ class Trainer:
             return None
         from .graph import graph_trainer_for
 
-        if self.hook is not None:  # nothing set up: the hook must see the gradients before the update
-            self.model.graph_trainer = graph_trainer_for(
-                self.model, self.optimizer, auto=mode is None,
-                blocked="a gradient hook (data-parallel training) runs between backward and the optimizer")
+        # nothing set up: a hook must see the gradients before the update; the weighted loss is the reference's
+        # CuPy calls, which allocate their temporaries
+        blocked = ("a gradient hook (data-parallel training) runs between backward and the optimizer"
+                   if self.hook is not None else
+                   "sample_weight: the weighted loss's CuPy calls allocate temporaries"
+                   if getattr(self.model, "_sample_weighted", False) else None)
+        if blocked is not None:
+            self.model.graph_trainer = graph_trainer_for(self.model, self.optimizer, auto=mode is None, blocked=blocked)
             self.model.graph_trainer.warn_if_forced()
             return None
         previous = getattr(self.model, "graph_trainer", None)

@@ -5,7 +5,8 @@ from ..rng import DeviceRNG
 
 
 class ArraySource:
-    """In-memory device arrays (X, Y), reshuffled on the device every epoch.
+    """In-memory device arrays (X, Y), reshuffled on the device every epoch (with ``weighted``, Y's last column
+    holds each row's weight, gpunn.sample_weights, and goes with its row).
 
     With ``shuffle``, epoch ``e`` is the permutation drawn from the stream (seed, "shuffle", e): the whole
     epoch is gathered once into a reused shuffled copy of the data, so each batch is a contiguous slice
@@ -16,10 +17,12 @@ class ArraySource:
 
     resumable = True
 
-    def __init__(self, X, Y, backend, *, seed=0, shuffle=True):
+    def __init__(self, X, Y, backend, *, seed=0, shuffle=True, weighted=False):
         self.X, self.Y, self.backend = X, Y, backend
-        self.seed, self.shuffle = int(seed), bool(shuffle)
-        self.rows, self.n_features, self.n_outputs = int(X.shape[0]), int(X.shape[1]), int(Y.shape[1])
+        self.seed, self.shuffle, self.weighted = int(seed), bool(shuffle), bool(weighted)
+        # weighted: Y's last column is each row's weight (gpunn.sample_weights), not an output
+        self.rows, self.n_features = int(X.shape[0]), int(X.shape[1])
+        self.n_outputs = int(Y.shape[1]) - self.weighted
         self._buffers = None  # the shuffled copy, made on first use (False: it did not fit)
         self._fingerprint = None
 
@@ -28,9 +31,12 @@ class ArraySource:
         values (see :func:`fingerprint`; computed once, at the first checkpoint), which a resume compares."""
         if self._fingerprint is None:
             self._fingerprint = fingerprint(self.backend.xp, self.X, self.Y)
-        return {"kind": "arrays", "rows": self.rows, "n_features": self.n_features, "n_outputs": self.n_outputs,
-                "shuffle": self.shuffle, "seed": self.seed, "fingerprint": self._fingerprint,
-                "fingerprint_rule": FINGERPRINT_RULE}
+        config = {"kind": "arrays", "rows": self.rows, "n_features": self.n_features, "n_outputs": self.n_outputs,
+                  "shuffle": self.shuffle, "seed": self.seed, "fingerprint": self._fingerprint,
+                  "fingerprint_rule": FINGERPRINT_RULE}
+        if self.weighted:  # (the weights' column is in the fingerprint's Y)
+            config["sample_weight"] = True
+        return config
 
     def batches(self, epoch, batch_size, first_batch=0):
         """Device batches (X_b, Y_b) of ``epoch`` from batch ``first_batch`` on; views valid until the next. Each

@@ -1,0 +1,268 @@
+"""sample_weight: fit, evaluate, score and resume weigh each row's squared error (gpunn.sample_weights)."""
+import numpy
+import pytest
+
+import gpunn
+from gpunn import MLP
+from gpunn.sample_weights import mean_one, with_weights
+from gpunn.training.fit import held_out_rows, weighted_rows
+
+
+@pytest.fixture
+def data():
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((240, 4))
+    Y = numpy.stack([numpy.sin(X[:, 0]) + X[:, 1] ** 2, X[:, 2] * X[:, 3]], axis=1)
+    w = rng.uniform(0.0, 3.0, 240)
+    w[::7] = 0.0  # rows that do not count
+    return X, Y, w
+
+
+def weighted_loss(model, X, Y, w):
+    """f = sum_i w_i ||a_i - y_i||^2 / sum_i w_i, from predict (the definition, not the training code)."""
+    return float((w * ((model.predict(X) - Y) ** 2).sum(axis=1)).sum() / w.sum())
+
+
+def test_the_weighted_gradients_are_the_weighted_losss_central_differences_in_float64(data):
+    X, Y, w = data[0][:40], data[1][:40], data[2][:40]
+    model = MLP([4, 6, 5, 2], activation="tanh", dtype="float64", device="cpu", seed=3)
+    Yw = with_weights(numpy, Y, mean_one(w, "rows"))
+    with weighted_rows(model, True):
+        sum_sq = float(model.train_step(X, Yw))
+    assert sum_sq / 40 == pytest.approx(weighted_loss(model, X, Y, w), rel=1e-12)
+    grads, h = model.grads.copy(), 1e-6
+    numeric = numpy.empty_like(grads)
+    for i in range(model.params.size):
+        kept = model.params[i]
+        model.params[i] = kept + h
+        up = weighted_loss(model, X, Y, w)
+        model.params[i] = kept - h
+        down = weighted_loss(model, X, Y, w)
+        model.params[i] = kept
+        numeric[i] = (up - down) / (2 * h)
+    numpy.testing.assert_allclose(grads, numeric, rtol=1e-3, atol=1e-5)  # torch gradcheck's tolerances
+    unweighted = model.loss_and_gradients(X, Y)[1][0]  # (the weights change the gradient; W[0] is first in params)
+    assert not numpy.allclose(unweighted, grads[:unweighted.size].reshape(unweighted.shape), rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_weighted_loss_gradient_with_unit_weights_is_the_unweighted_one_bit_for_bit(dtype):
+    rng = numpy.random.default_rng(1)
+    A, Y = rng.standard_normal((300, 3)).astype(dtype), rng.standard_normal((300, 3)).astype(dtype)
+    ops = MLP([2, 3], device="cpu", dtype=dtype).ops
+    dA, dA_w = numpy.empty_like(A), numpy.empty_like(A)
+    total = ops.loss_gradient(A, Y, dA)
+    total_w = ops.loss_gradient(A, Y, dA_w, weights=numpy.ones(300, dtype))
+    assert float(total_w) == float(total)
+    numpy.testing.assert_array_equal(dA_w, dA)
+
+
+@pytest.mark.parametrize("weights", [lambda m: numpy.ones(m), lambda m: numpy.full(m, 2.5), lambda m: 4.0],
+                         ids=["ones", "constant", "number"])
+def test_equal_weights_train_the_unweighted_run_bit_for_bit(data, weights):
+    X, Y, _ = data
+    runs = []
+    for sample_weight in (None, weights(X.shape[0])):
+        model = MLP([4, 16, 2], device="cpu", seed=2)
+        history = model.fit(X, Y, epochs=3, batch_size=32, validation_fraction=0.2, verbose=False,
+                            sample_weight=sample_weight)
+        runs.append((model.params.copy(), dict(history)))
+    numpy.testing.assert_array_equal(runs[1][0], runs[0][0])
+    for key in ("loss", "val_loss", "val_mae", "val_r2"):
+        assert runs[1][1][key] == runs[0][1][key]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_integer_weights_train_as_the_rows_repeated(data, optimizer):
+    """Full-batch, weights 0..3 are the rows repeated that many times (a weight of 0 drops the row), to rounding."""
+    X, Y, _ = data
+    w = numpy.arange(X.shape[0]) % 4
+    runs = []
+    for Xs, Ys, sample_weight in ((X, Y, w), (numpy.repeat(X, w, axis=0), numpy.repeat(Y, w, axis=0), None)):
+        model = MLP([4, 12, 2], dtype="float64", device="cpu", seed=5)
+        history = model.fit(Xs, Ys, epochs=6, batch_size=None, optimizer=optimizer, lr=1e-2, shuffle=False,
+                            verbose=False, sample_weight=sample_weight)
+        runs.append((model.params.copy(), history["loss"]))
+    numpy.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-10, atol=1e-12)
+    numpy.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-10)
+    assert runs[0][1][-1] < runs[0][1][0]
+
+
+def test_the_epoch_loss_is_the_weighted_mean_of_the_batches_losses(data):
+    """Each batch's loss is sum w' r^2 / rows with w' the weights scaled to mean 1 over the training rows; the epoch's
+    the sum over its batches / rows: the weighted mean squared error over the epoch before each step. Full batch,
+    that is f of the starting weights."""
+    X, Y, w = data
+    model = MLP([4, 8, 2], dtype="float64", device="cpu", seed=1)
+    start = weighted_loss(model, X, Y, w)
+    history = model.fit(X, Y, epochs=1, batch_size=None, verbose=False, sample_weight=w)
+    assert history["loss"][0] == pytest.approx(start, rel=1e-12)
+
+
+def test_validation_and_evaluate_are_scikit_learns_weighted_metrics(data):
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    X, Y, w = data
+    Xv, Yv, wv = X[:60], Y[:60], w[:60]
+    model = MLP([4, 16, 2], dtype="float64", device="cpu", seed=0)
+    history = model.fit(X[60:], Y[60:], epochs=2, batch_size=32, verbose=False, sample_weight=w[60:],
+                        validation_data=(Xv, Yv, wv))
+    got, P = model.evaluate(Xv, Yv, sample_weight=wv), model.predict(Xv)
+    assert got["r2"] == pytest.approx(r2_score(Yv, P, sample_weight=wv), rel=1e-12)
+    assert got["mse"] == pytest.approx(mean_squared_error(Yv, P, sample_weight=wv), rel=1e-12)
+    assert got["mae"] == pytest.approx(mean_absolute_error(Yv, P, sample_weight=wv), rel=1e-12)
+    assert got["loss"] == pytest.approx(weighted_loss(model, Xv, Yv, wv), rel=1e-12)
+    assert model.score(Xv, Yv, sample_weight=wv) == got["r2"]
+    for name in ("loss", "mse", "mae", "r2"):  # the very sums validation adds, for the weights it holds
+        assert history[f"val_{name}"][-1] == got[name]
+    assert got["r2"] != model.evaluate(Xv, Yv)["r2"]
+
+
+def test_a_validation_fraction_weighs_the_held_out_rows_by_theirs(data):
+    X, Y, w = data
+    model = MLP([4, 16, 2], device="cpu", seed=0)
+    history = model.fit(X, Y, epochs=2, batch_size=32, verbose=False, sample_weight=w, validation_fraction=0.25)
+    held, _ = held_out_rows(X.shape[0], 0.25, model.seed)
+    got = model.evaluate(X[held], Y[held], sample_weight=w[held])
+    for name in ("loss", "r2"):
+        assert history[f"val_{name}"][-1] == pytest.approx(got[name], rel=1e-6)  # float32 X: the cast's rounding
+
+
+def test_sample_weight_is_checked_and_what_it_does_not_reach_is_refused(data):
+    X, Y, w = data
+    model = MLP([4, 8, 2], device="cpu", seed=0)
+
+    def fit(**kwargs):
+        return model.fit(X, Y, epochs=1, verbose=False, **kwargs)
+
+    for weights, error, says in (
+            (w[:-1], ValueError, r"^sample_weight has 239 weights for 240 rows: one a row$"),
+            (w[:, None], ValueError, r"^sample_weight must be 1-D, one weight a row \(or one number\); got shape "
+                                     r"\(240, 1\): pass w\.ravel\(\)$"),
+            (numpy.where(numpy.arange(240) == 5, -1.0, w), ValueError, r"^sample_weight is negative in row 5 \(-1\)"),
+            (numpy.where(numpy.arange(240) == 9, numpy.nan, w), ValueError,
+             r"^sample_weight is NaN or infinite in 1 row\(s\), the first row 9 \(nan\)"),
+            (numpy.zeros(240), ValueError, r"^sample_weight is zero for every row: no row counts in the loss$"),
+            (w.astype(str), TypeError, r"^sample_weight must hold numbers; got <U\d+ values"),
+            (0.0, ValueError, r"^sample_weight is zero for every row")):
+        with pytest.raises(error, match=says):
+            fit(sample_weight=weights)
+    held, _ = held_out_rows(240, 0.25, 0)
+    only_held = numpy.zeros(240)
+    only_held[numpy.setdiff1d(numpy.arange(240), held)] = 1.0  # the held-out rows all weigh 0
+    with pytest.raises(ValueError, match=r"^sample_weight is zero for every one of the validation rows"):
+        fit(sample_weight=only_held, validation_fraction=0.25, seed=0)
+    with pytest.raises(ValueError, match=r"^validation_data's sample weights has 3 weights for 240 rows"):
+        fit(validation_data=(X, Y, numpy.ones(3)))
+    with pytest.raises(ValueError, match=r"^validation_data must be a pair \(X_val, Y_val\), or \(X_val, Y_val, "
+                                         r"sample_weight_val\)$"):
+        fit(validation_data=(X, Y, w, w))
+    with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays; a data source "):
+        model.fit(gpunn.data.iterable([(X, Y)]), epochs=1, verbose=False, sample_weight=w)
+    with pytest.raises(ValueError, match=r"^sample_weight is not taken with distributed training"):
+        fit(sample_weight=w, distributed=True)
+    with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays"):
+        model.evaluate(gpunn.data.iterable([(X, Y)]), sample_weight=w)
+    with pytest.raises(TypeError, match=r"\(an Ensemble weighs every row the same: one MLP's fit, evaluate and score "
+                                        r"take sample_weight, gpunn\.MLP\(\.\.\.\)\.fit\(X, Y, sample_weight=w\)\)$"):
+        gpunn.Ensemble([4, 8, 2], 2, device="cpu").fit(X, Y, sample_weight=w)
+
+    class OwnStep(MLP):
+        def train_step(self, X, Y):
+            return super().train_step(X, Y)
+
+    with pytest.raises(TypeError, match=r"^sample_weight needs MLP's own training step; OwnStep defines its own"):
+        OwnStep([4, 8, 2], device="cpu").fit(X, Y, epochs=1, verbose=False, sample_weight=w)
+    assert not MLP._sample_weighted and "_sample_weighted" not in model.__dict__  # nothing left set
+
+
+def test_a_weighted_run_does_not_take_the_cpus_one_call_step_nor_a_graph(data, monkeypatch):
+    import gpunn.model as model_module
+
+    X, Y, w = data
+    calls = []
+    monkeypatch.setattr(model_module, "one_call_step", lambda *a: calls.append(a) or None)
+    model = MLP([4, 8, 1], device="cpu", seed=0, graph=True)
+    with pytest.warns(gpunn.GraphWarning, match=r"\(sample_weight: the weighted loss's CuPy calls allocate"):
+        model.fit(X, Y[:, :1], epochs=1, batch_size=32, verbose=False, sample_weight=w)
+    assert calls == [] and "sample_weight" in model.graph_trainer.reason
+    model.fit(X, Y[:, :1], epochs=1, batch_size=32, verbose=False, graph=False)  # unweighted: the one call is asked
+    assert calls
+
+
+def test_a_weighted_run_resumes_exactly_and_only_with_its_weights(data, tmp_path):
+    X, Y, w = data
+    path = tmp_path / "run.npz"
+    whole = MLP([4, 16, 2], dtype="float64", device="cpu", seed=1)
+    expected = whole.fit(X, Y, epochs=4, batch_size=32, verbose=False, sample_weight=w, validation_fraction=0.2)
+
+    class StopAfter2(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop = epoch == 1
+
+    model = MLP([4, 16, 2], dtype="float64", device="cpu", seed=1)
+    model.fit(X, Y, epochs=4, batch_size=32, verbose=False, sample_weight=w, validation_fraction=0.2,
+              callbacks=[gpunn.ModelCheckpoint(path), StopAfter2()])
+    for kwargs, says in (({}, r"was trained with sample_weight: pass the same weights to resume, resume\(X, Y, "
+                                 r"sample_weight=w\)$"),
+                         ({"sample_weight": 1.0}, r"resume\(X, Y, sample_weight=w\) \(these are all equal\)$"),
+                         ({"sample_weight": w[::-1].copy()}, r"trained on other values: these X, Y and sample_weight "
+                                                             r"have its 192 training rows but not its data")):
+        with pytest.raises(ValueError, match=says):
+            gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **kwargs)
+    checkpoint = gpunn.load_checkpoint(path, device="cpu")
+    history = checkpoint.resume(X, Y, verbose=False, sample_weight=w)
+    numpy.testing.assert_array_equal(checkpoint.model.params, whole.params)
+    assert history["val_loss"] == expected["val_loss"] and history["loss"] == expected["loss"]
+
+    plain = tmp_path / "plain.npz"
+    MLP([4, 8, 2], device="cpu").fit(X, Y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(plain)])
+    with pytest.raises(ValueError, match=r"was trained without sample_weight \(or with weights all equal, which weigh "
+                                         r"nothing\); these weights would train another run"):
+        gpunn.load_checkpoint(plain, device="cpu").resume(X, Y, epochs=2, verbose=False, sample_weight=w)
+    gpunn.load_checkpoint(plain, device="cpu").resume(X, Y, epochs=2, verbose=False, sample_weight=numpy.ones(240))
+
+
+def test_the_estimator_takes_sample_weight_in_fit_partial_fit_score_and_a_pipeline(data):
+    from sklearn.ensemble import BaggingRegressor
+    from sklearn.metrics import r2_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.utils.validation import has_fit_parameter
+
+    X, Y, w = data
+    y = Y[:, 0]
+    est = gpunn.MLPRegressor(hidden_layer_sizes=(16,), max_iter=5, random_state=0, device="cpu", dtype="float64")
+    assert has_fit_parameter(est, "sample_weight")
+    with pytest.warns(gpunn.estimator.ConvergenceWarning):
+        est.fit(X, y, sample_weight=w)
+    assert est.score(X, y, sample_weight=w) == pytest.approx(r2_score(y, est.predict(X), sample_weight=w), rel=1e-12)
+    unweighted = gpunn.MLPRegressor(hidden_layer_sizes=(16,), max_iter=5, random_state=0, device="cpu",
+                                    dtype="float64")
+    with pytest.warns(gpunn.estimator.ConvergenceWarning):
+        unweighted.fit(X, y)
+    assert not numpy.allclose(est.coefs_[0], unweighted.coefs_[0])
+    before = est.coefs_[0].copy()
+    est.partial_fit(X, y, sample_weight=w)
+    assert not numpy.array_equal(before, est.coefs_[0])
+    with pytest.warns(gpunn.estimator.ConvergenceWarning):
+        pipe = make_pipeline(StandardScaler(), est).fit(X, y, mlpregressor__sample_weight=w)
+    assert pipe.predict(X).shape == (240,)
+    with pytest.warns(gpunn.estimator.ConvergenceWarning):
+        assert BaggingRegressor(est, n_estimators=2, random_state=0).fit(X, y, sample_weight=w).predict(X).shape == \
+            (240,)
+
+
+@pytest.mark.gpu
+def test_a_weighted_fit_on_the_gpu_follows_the_cpus(gpu, data):
+    X, Y, w = data
+    results = []
+    for device in ("cpu", "cuda"):
+        model = MLP([4, 16, 2], dtype="float64", device=device, seed=2)
+        history = model.fit(X, Y, epochs=3, batch_size=32, shuffle=False, verbose=False, sample_weight=w,
+                            validation_fraction=0.2)  # (the GPU draws its shuffles with cuRAND)
+        params = model.params.get() if device == "cuda" else model.params
+        results.append((params, history["loss"], history["val_r2"]))
+    numpy.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-10, atol=1e-12)
+    numpy.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-10)
+    numpy.testing.assert_allclose(results[1][2], results[0][2], rtol=1e-10)
