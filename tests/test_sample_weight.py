@@ -266,3 +266,17 @@ def test_a_weighted_fit_on_the_gpu_follows_the_cpus(gpu, data):
     numpy.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-10, atol=1e-12)
     numpy.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-10)
     numpy.testing.assert_allclose(results[1][2], results[0][2], rtol=1e-10)
+
+
+def test_gpunn_info_of_a_weighted_runs_checkpoint_says_so_and_how_it_resumes(data, tmp_path):
+    from gpunn.cli.model_info import describe
+
+    X, Y, w = data
+    MLP([4, 8, 2], device="cpu").fit(X, Y, epochs=1, verbose=False, sample_weight=w,
+                                     callbacks=[gpunn.ModelCheckpoint(tmp_path / "w.npz")])
+    lines = describe(tmp_path / "w.npz")
+    assert "resume(X, Y, sample_weight=w)" in lines["checkpoint"]
+    assert lines["trained"].endswith("on arrays (240 training rows, weighted by sample_weight)")
+    MLP([4, 8, 2], device="cpu").fit(X, Y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "u.npz")])
+    lines = describe(tmp_path / "u.npz")
+    assert "sample_weight" not in lines["checkpoint"] + lines["trained"]

@@ -1143,7 +1143,9 @@ def test_an_option_only_the_other_kinds_fit_takes_is_said_to_be_that_kinds(kind,
     makes = {"MLP": lambda **kw: MLP([2, 1], device="cpu", seed=0, **kw),
              "Ensemble": lambda **kw: gpunn.Ensemble([2, 1], 2, device="cpu", seed=0, **kw)}
     options = {"MLP": fit_options(fit), "Ensemble": fit_options(fit_ensemble)}
-    only_others = [option for option in options[other] if option not in options[kind] + list(OPTIMIZER_OPTIONS)]
+    # (sample_weight, the rows' weights one MLP's fit takes, has its own words for an Ensemble: test_sample_weight.py)
+    only_others = [option for option in options[other]
+                   if option not in options[kind] + list(OPTIMIZER_OPTIONS) + ["sample_weight"]]
     assert only_others == {"MLP": ["bootstrap"], "Ensemble": ["graph"]}[kind]  # (what the hints below are about)
     for option in only_others:
         for given in (option, option[:-1]):  # bootstrap, and bootstra: did you mean bootstrap?

@@ -13,7 +13,8 @@ def describe(path) -> dict:
     ckpt = checkpoint.load_checkpoint(path, device="cpu")
     model, meta = ckpt.model, ckpt.meta
     members, training = getattr(model, "n_models", None), meta.get("kind") == "training"
-    lines = {"checkpoint": _kind(path, meta, training, members),
+    weighted = training and bool((ckpt.training.get("source") or {}).get("sample_weight"))
+    lines = {"checkpoint": _kind(path, meta, training, members, weighted),
              "model": _network(model, members),
              "columns": _columns(model),
              "standardized": _standardized(model)}
@@ -32,9 +33,9 @@ def describe(path) -> dict:
     return lines
 
 
-def _kind(path, meta, training, members) -> str:
+def _kind(path, meta, training, members, weighted=False) -> str:
     """What the checkpoint is, and how it resumes: by the command that wrote it (its options recorded in it), else
-    in Python (a fit's ModelCheckpoint)."""
+    in Python (a fit's ModelCheckpoint; ``weighted``: a fit with sample_weight, resumed with it)."""
     from .resume import saved_options, sweep_directory
 
     written = f"written by gpunn {meta.get('gpunn_version', '?')}"
@@ -43,6 +44,7 @@ def _kind(path, meta, training, members) -> str:
     sweep = sweep_directory(meta, path)
     resume = (f"gpunn sweep --resume {shell_word(sweep)}" if sweep else
               f"gpunn train --resume {shell_word(path)}" if saved_options(meta) and not members else
+              "in Python: gpunn.load_checkpoint(path).resume(X, Y, sample_weight=w)" if weighted else
               "in Python: gpunn.load_checkpoint(path).resume(X, Y) or .resume(source)")
     what = f"an Ensemble's training run of {members} members" if members else "a training run"
     return f"{what}, resumable ({resume}), {written}"
@@ -93,6 +95,8 @@ def _trained(ckpt) -> str:
     data = (f", on {' and '.join(files)}" if files else f", on task {task}" if task
             else f", on {source['kind']}" if source.get("kind") else "")
     rows = f" ({counted(settings.train_rows, 'training row')})" if settings.train_rows else ""
+    if source.get("sample_weight"):  # (a resume passes the same weights again)
+        rows = f"{rows[:-1]}, weighted by sample_weight)" if rows else " (weighted by sample_weight)"
     return (f"{where}{stopped}; {config.get('name', '?')}{'' if lr is None else f' lr {_value(lr)}'}, "
             f"batch {settings.batch_size}{data}{rows}")
 
