@@ -533,6 +533,34 @@ def refused_apart(out, tmp):
     MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=f"rank{comm.rank}", **FIT)
 
 
+def resume_refused_on_one_rank(out, tmp):
+    """Rank 0's run resumed on both ranks, rank 1's files holding other values than the run's (of its shape): each
+    rank catches the error it raises, and rank 0 gathers them (type, words, marked as raised on every rank)."""
+    from gpunn.distributed.comm import is_raised_on_every_rank
+
+    comm = world(timeout=20)  # a rank left waiting in the check of the settings ends the job by the watchdog
+    X = numpy.column_stack([numpy.linspace(0, 1, 16), numpy.ones(16)])
+
+    def source(name):
+        return gpunn.data.npy(f"{tmp}/X_{name}.npy", f"{tmp}/Y_{name}.npy", chunk_rows=4)
+
+    if comm.rank == 0:
+        for name, values in (("run", X), ("other", X[::-1].copy())):
+            numpy.save(f"{tmp}/X_{name}.npy", values)
+            numpy.save(f"{tmp}/Y_{name}.npy", values[:, :1])
+        MLP([2, 4, 1], device="cpu", seed=0).fit(source("run"), epochs=1, batch_size=8, verbose=False,
+                                                 callbacks=[gpunn.ModelCheckpoint(f"{tmp}/run.npz")],
+                                                 distributed=False)
+    comm.barrier()
+    said = None
+    try:
+        gpunn.load_checkpoint(f"{tmp}/run.npz", device="cpu").resume(
+            source("other" if comm.rank == 1 else "run"), epochs=2, verbose=False, checkpoint=False, distributed=True)
+    except ValueError as exc:
+        said = [type(exc).__name__, str(exc), is_raised_on_every_rank(exc)]
+    out["said"] = comm.allgather(said)
+
+
 def die(out, tmp):
     comm = world(timeout=20)
 

@@ -1262,6 +1262,52 @@ def test_a_source_the_ranks_cannot_share_out_is_refused_alike_on_every_rank_with
         assert said in str(outcomes[1][1]) and not comm.is_raised_on_every_rank(outcomes[1][1]), outcomes
 
 
+@pytest.mark.parametrize("who", ["one rank", "every rank"])
+def test_a_resume_that_one_rank_refuses_ends_every_ranks_resume_at_once_naming_that_rank_and_why(tmp_path, fake_cupy,
+                                                                                                  monkeypatch, who):
+    """A data-parallel resume that one rank refuses before the ranks' first collective (here rank 1's files hold other
+    values than the run's: their sampled checksum differs, gpunn.data.contents): that rank raised its refusal, and
+    the other waited for it in the check of the settings until GPUNN_DIST_TIMEOUT (its first collective). The
+    refusing rank now tells the others in that check, the agreement on who failed that gpunn train's ranks take
+    (comm.agreeing_on_failure), and every rank raises at once: that rank its own refusal, the others a
+    ConfigMismatch naming it and its words (said by that rank alone: gpunn_said_by); nothing aborts. Where every
+    rank refuses, each raises its own, marked as raised on every rank. Two thread ranks on the stand-in's GPUs
+    (tests/thread_ranks.py), whose 10 s barrier only guards against a regression's wait."""
+    import gpunn
+    from gpunn.distributed import ConfigMismatch, comm
+    from thread_ranks import run_ranks
+
+    monkeypatch.setattr(comm, "_REPORT", [])  # (a launched command's way of saying a rank's failure: not here)
+    X = numpy.column_stack([numpy.linspace(0, 1, 16), numpy.ones(16)])
+    for name, values in (("run", X), ("other", X[::-1].copy())):  # the same shape, other values
+        numpy.save(tmp_path / f"X_{name}.npy", values)
+        numpy.save(tmp_path / f"Y_{name}.npy", values[:, :1])
+
+    def source(name):
+        return gpunn.data.npy(str(tmp_path / f"X_{name}.npy"), str(tmp_path / f"Y_{name}.npy"), chunk_rows=4)
+
+    path = tmp_path / "run.npz"
+    gpunn.MLP([2, 4, 1], device="cuda:0", seed=0).fit(source("run"), epochs=1, batch_size=8, verbose=False,
+                                                      callbacks=[gpunn.ModelCheckpoint(path)])
+
+    def resume(rank):
+        refuses = who == "every rank" or rank == 1
+        gpunn.load_checkpoint(path, device=f"cuda:{rank}").resume(source("other" if refuses else "run"), epochs=2,
+                                                                  verbose=False, checkpoint=False, distributed=True)
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, resume, timeout=10.0)
+    assert aborted == [], (aborted, outcomes)
+    said = "was trained on other values: "
+    errors = [exc for _, exc in outcomes]
+    assert all(comm.is_raised_on_every_rank(exc) for exc in errors), outcomes
+    assert type(errors[1]) is ValueError and said in str(errors[1]), outcomes
+    if who == "every rank":
+        assert type(errors[0]) is ValueError and said in str(errors[0]), outcomes
+        return
+    assert type(errors[0]) is ConfigMismatch and errors[0].gpunn_said_by == 1, outcomes
+    assert str(errors[0]) == f"rank 1 of ranks 0-1 refused to resume the run: ValueError: {errors[1]}", outcomes
+
+
 def test_a_data_refusal_of_one_rank_is_said_once_by_that_rank(fake_cupy, monkeypatch, capsys):
     """The data refusal the ranks agree on (the hook's first_refusal: every rank raises it) was said by gpunn train
     in two lines that said the same thing in other words, the holder's own and the other's "rank 1 of ranks 0-1
@@ -2970,6 +3016,20 @@ def test_every_ranks_own_error_at_one_point_is_said_by_each_rank(tmp_path):
         assert f"gpunn [rank {rank} of ranks 0-1]: this rank failed; aborting all ranks." in err, err
         assert err.count(f"ValueError: distributed must be True, 'mpi' or 'nccl', got 'rank{rank}'") == 1, err
     assert "every rank failed with this error" not in err
+
+
+@needs_mpi
+def test_a_resume_one_rank_refuses_under_mpiexec_is_raised_on_every_rank_and_ends_no_job(tmp_path):
+    """The thread ranks' test_a_resume_that_one_rank_refuses_ends_every_ranks_resume_at_once_naming_that_rank_and_why
+    under mpiexec: rank 1's files hold other values than the run's; each rank raises at once (rank 1 its refusal,
+    rank 0 one naming rank 1 and its words), each script catches its own and goes on, and the job ends with status 0,
+    not by the watchdog of rank 0 waiting in the check of the settings (world(timeout=20) there)."""
+    code, _, err = _run("resume_refused_on_one_rank", tmp_path, timeout=60)
+    assert code == 0, err
+    said = json.loads((tmp_path / "out.json").read_text())["said"]
+    assert said[1][0] == "ValueError" and " was trained on other values: " in said[1][1] and said[1][2], said
+    assert said[0] == ["ConfigMismatch", f"rank 1 of ranks 0-1 refused to resume the run: ValueError: {said[1][1]}",
+                       True], said
 
 
 @needs_mpi

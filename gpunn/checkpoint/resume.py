@@ -2,6 +2,7 @@
 validation data, the generator that draws rows and the precision checked against the run's, then the run trained on."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import warnings
@@ -47,56 +48,12 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                handle_interrupt=True, distributed=None, sample_weight=None):
     """Continue the run saved in ``ckpt`` on (X, Y): see :meth:`Checkpoint.resume`."""
     distributed = not_data_parallel(distributed, "Checkpoint.resume")
-    if sample_weight is not None:
-        if _members(ckpt.model) is not None:
-            raise ValueError(f"{ckpt.path} holds an Ensemble's run, and an Ensemble weighs every row the same: resume "
-                             "it without sample_weight")
-        refuse_weights_where_unweighted(ckpt.model, X, Y, distributed)
-    check_resume_precision(ckpt)
-    if isinstance(checkpoint, (str, bytes, os.PathLike)) and not os.fspath(checkpoint):
-        # (the writer made of it refused its path as the file's "invalid saved state for ModelCheckpoint")
-        raise ValueError("checkpoint='' names no file: pass the path to write the resumed run to, True (the file "
-                         "loaded, the default) or False (no writer)")
-    model, opt, training = ckpt.model, ckpt.optimizer, ckpt.training
-    settings, state = ckpt.settings, ckpt.state
+    model, opt, state = ckpt.model, ckpt.optimizer, ckpt.state
     ensemble = _members(model) is not None
-    if epochs is not None:
-        epochs = positive_int(epochs, "epochs")
-        if epochs < state.epoch or (epochs == state.epoch and state.batch):
-            # it trained nothing and then wrote a checkpoint past its own end, which no load accepted again
-            done = position_words(state.epoch, state.batch, settings.batches_per_epoch)
-            raise ValueError(f"{ckpt.path}: the run has done {done}; epochs={epochs} ends before that (epochs is "
-                             f"the run's total, not the epochs to add): pass more to train on")
-        settings = dataclasses.replace(settings, epochs=epochs)
-    if ensemble:  # what an ensemble's run cannot do, refused before anything runs
-        if is_source(X, Y) and (training.get("source") or {}).get("kind") == "bootstrap":
-            raise ValueError(f"{ckpt.path} holds a bootstrapped ensemble's run (each member its own resample of "
-                             "in-memory arrays): resume it with the same X and Y")
-        callbacks = ens_training.member_callbacks(callbacks, verbose)
     with model.backend.use(), held_warnings() as checked:  # (columns read by position: warned once all is checked)
-        if settings.validation == "data" and validation_data is None:
-            raise ValueError(f"{ckpt.path} was trained with validation_data; pass the same validation_data to resume")
-        if settings.validation != "data" and validation_data is not None:  # it was dropped without a word
-            how = (f"held out validation_fraction={settings.validation_fraction} of its rows"
-                   if settings.validation == "fraction" else "was given no validation_data")
-            raise ValueError(f"{ckpt.path}: the run {how}; resuming it with validation_data would not use them "
-                             "(the run continues as it started): resume without validation_data")
-        shards = None
-        if is_source(X, Y):
-            source, evaluator = _resume_source(ckpt, X, validation_data if settings.validation == "data" else None)
-            if ensemble:
-                evaluator = ens_training.ensemble_evaluator(model, evaluator)
-            # a data-parallel run on a chunked source read it as rank shards; 0: it read the source whole
-            shards = (ckpt.training.get("source") or {}).get("shards", 0)
-        else:
-            X, Y, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data, sample_weight)
-        _check_validation(ckpt, evaluator)
-        other_order = _other_shuffle(ckpt, settings, state)
-        over = _over(ckpt, settings)
-        callbacks = order_callbacks(_resumed_callbacks(ckpt, list(callbacks), checkpoint, over), verbose)
-        if over:  # nothing trains: a writer of the file resumed would only put this call's settings in it (patience
-            # 50 for the 1 that stopped the run), and the file would no longer say which run it holds
-            callbacks = [cb for cb in callbacks if not _writes_to(cb, ckpt.path)]
+        with _refusals_agreed(distributed):  # (data parallel: a rank's refusal ends every rank's resume, said)
+            settings, source, evaluator, shards, callbacks, other_order = _checked(
+                ckpt, X, Y, epochs, validation_data, callbacks, verbose, checkpoint, distributed, sample_weight)
         ckpt._resumed = True  # the model and optimizer train on from here: Checkpoint.resume refuses a second run
         if distributed:
             from ..distributed.training import DataParallel
@@ -132,6 +89,72 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
         with weighted_rows(model, getattr(source, "weighted", False)):
             return train(model, source, opt, settings, state, callbacks=callbacks, validation=evaluator,
                          handle_interrupt=handle_interrupt)
+
+
+def _refusals_agreed(distributed):
+    """Around a resume's checks: a data-parallel one's refusal on one rank told to the others
+    (gpunn.distributed.training.resume_refusals_agreed); nothing for a resume in one process."""
+    if not distributed:
+        return contextlib.nullcontext()
+    from ..distributed.training import resume_refusals_agreed
+
+    return resume_refusals_agreed()
+
+
+def _checked(ckpt, X, Y, epochs, validation_data, callbacks, verbose, checkpoint, distributed, sample_weight):
+    """Every check of a resume of ``ckpt`` before it trains (each rank's own, data parallel), with what it gives:
+    (settings, the epochs given; the training source; the validation evaluator or None; a chunked source's shards,
+    None for arrays; the callbacks, ordered, the run's resumed; the warning of another shuffle, or None)."""
+    if sample_weight is not None:
+        if _members(ckpt.model) is not None:
+            raise ValueError(f"{ckpt.path} holds an Ensemble's run, and an Ensemble weighs every row the same: resume "
+                             "it without sample_weight")
+        refuse_weights_where_unweighted(ckpt.model, X, Y, distributed)
+    check_resume_precision(ckpt)
+    if isinstance(checkpoint, (str, bytes, os.PathLike)) and not os.fspath(checkpoint):
+        # (the writer made of it refused its path as the file's "invalid saved state for ModelCheckpoint")
+        raise ValueError("checkpoint='' names no file: pass the path to write the resumed run to, True (the file "
+                         "loaded, the default) or False (no writer)")
+    model, training = ckpt.model, ckpt.training
+    settings, state = ckpt.settings, ckpt.state
+    ensemble = _members(model) is not None
+    if epochs is not None:
+        epochs = positive_int(epochs, "epochs")
+        if epochs < state.epoch or (epochs == state.epoch and state.batch):
+            # it trained nothing and then wrote a checkpoint past its own end, which no load accepted again
+            done = position_words(state.epoch, state.batch, settings.batches_per_epoch)
+            raise ValueError(f"{ckpt.path}: the run has done {done}; epochs={epochs} ends before that (epochs is "
+                             f"the run's total, not the epochs to add): pass more to train on")
+        settings = dataclasses.replace(settings, epochs=epochs)
+    if ensemble:  # what an ensemble's run cannot do, refused before anything runs
+        if is_source(X, Y) and (training.get("source") or {}).get("kind") == "bootstrap":
+            raise ValueError(f"{ckpt.path} holds a bootstrapped ensemble's run (each member its own resample of "
+                             "in-memory arrays): resume it with the same X and Y")
+        callbacks = ens_training.member_callbacks(callbacks, verbose)
+    if settings.validation == "data" and validation_data is None:
+        raise ValueError(f"{ckpt.path} was trained with validation_data; pass the same validation_data to resume")
+    if settings.validation != "data" and validation_data is not None:  # it was dropped without a word
+        how = (f"held out validation_fraction={settings.validation_fraction} of its rows"
+               if settings.validation == "fraction" else "was given no validation_data")
+        raise ValueError(f"{ckpt.path}: the run {how}; resuming it with validation_data would not use them "
+                         "(the run continues as it started): resume without validation_data")
+    shards = None
+    if is_source(X, Y):
+        source, evaluator = _resume_source(ckpt, X, validation_data if settings.validation == "data" else None)
+        if ensemble:
+            evaluator = ens_training.ensemble_evaluator(model, evaluator)
+        # a data-parallel run on a chunked source read it as rank shards; 0: it read the source whole
+        shards = (ckpt.training.get("source") or {}).get("shards", 0)
+    else:
+        _, _, source, evaluator = _resume_arrays(ckpt, settings, X, Y, validation_data, sample_weight)
+    _check_validation(ckpt, evaluator)
+    other_order = _other_shuffle(ckpt, settings, state)
+    over = _over(ckpt, settings)
+    callbacks = order_callbacks(_resumed_callbacks(ckpt, list(callbacks), checkpoint, over), verbose)
+    if over:  # nothing trains: a writer of the file resumed would only put this call's settings in it (patience
+        # 50 for the 1 that stopped the run), and the file would no longer say which run it holds
+        callbacks = [cb for cb in callbacks if not _writes_to(cb, ckpt.path)]
+    return settings, source, evaluator, shards, callbacks, other_order
 
 
 def stopped_epochs(training: dict) -> list:

@@ -380,8 +380,8 @@ def _failed(status: int, text: str, argv, exc: BaseException | None = None) -> i
             sys.stderr.write(f"{prog} [ranks 0-{control.size - 1}]: {said}\n")
             sys.stderr.flush()
         return status
-    if lines is not None and getattr(exc, "gpunn_said_by", None) is not None:  # another rank's refusal of its data
-        return status  # in other words: that rank says it
+    if lines is not None and getattr(exc, "gpunn_said_by", None) is not None:  # another rank's refusal (of its data,
+        return status  # of a resume) in other words: that rank says it
     # one write: the launcher merges the ranks' stderr, and a separate newline can land after another rank's line
     sys.stderr.write(_with_rank(text) + "\n")
     sys.stderr.flush()

@@ -665,6 +665,13 @@ def raised_on_every_rank(exc: BaseException, alike: bool = True) -> BaseExceptio
     return exc
 
 
+def said_by(exc: BaseException, rank: int) -> BaseException:
+    """Mark ``exc`` as rank ``rank``'s error said again on this rank, in other words (``rank 1 of ranks 0-1 refused
+    ...``): that rank says it itself, and gpunn train says it once (gpunn.cli._failed); ``exc`` back."""
+    exc.gpunn_said_by = rank
+    return exc
+
+
 def is_raised_on_every_rank(exc: BaseException) -> bool:
     """Whether every rank raised ``exc`` at the same point: marked by :func:`raised_on_every_rank`, or a
     ConfigMismatch (every rank refuses with it, by design)."""
@@ -682,7 +689,7 @@ def _error_words(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc))
 
 
-def agreeing_on_failure(comm, compute, label, gather=True):
+def agreeing_on_failure(comm, compute, label, gather=True, refused=None):
     """``compute()`` on every rank, the ranks agreeing on who failed in one gather (that of the results, where
     ``gather``: every rank's result in rank order back; else this rank's result alone, the gather only of whether
     each failed). A failure every rank has (each its own error, alike or not) is raised on every rank as it is, marked
@@ -690,7 +697,10 @@ def agreeing_on_failure(comm, compute, label, gather=True):
     that one rank's saying it says all only then): a script can catch it, and no rank waits for another. A failure
     of some ranks ends
     the job: each failed rank prints its error and aborts (:func:`abort_on_error`); the others, who have no part of
-    the result to go on with, wait in a barrier for that abort (timed, as every collective)."""
+    the result to go on with, wait in a barrier for that abort (timed, as every collective). Unless ``refused`` (what
+    a failed rank did, in the others' words: "refused to resume the run", the same on every rank) is given: then it
+    is raised on every rank too, each failed rank its own error and the others a ConfigMismatch naming the first
+    failed rank and its error's words (:func:`said_by` it), and no rank aborts."""
     error = part = None
     try:
         part = compute()
@@ -699,10 +709,14 @@ def agreeing_on_failure(comm, compute, label, gather=True):
     gathered = comm.allgather((part if gather else None, None if error is None else _error_words(error)), label=label)
     failed = [rank for rank, (_, words) in enumerate(gathered) if words is not None]
     if error is not None:
-        if len(failed) < comm.size:
+        if len(failed) < comm.size and refused is None:
             abort_on_error(comm, error)
             raise error  # (where the abort returns: a test's stand-in)
         raise raised_on_every_rank(error, alike=len({words for _, words in gathered}) == 1)
+    if failed and refused is not None:
+        words = gathered[failed[0]][1].strip()
+        raise raised_on_every_rank(said_by(ConfigMismatch(f"{rank_words(failed[0], comm.size)} {refused}: {words}"),
+                                           failed[0]), alike=False)
     if failed:
         comm.barrier(label=f"{label} (waiting for {rank_words(failed[0], comm.size)}, which failed, to end the job)")
         raise DistributedError(f"{rank_words(failed[0], comm.size)} failed in {label}")  # (its abort ends this rank)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy
 
-from .comm import rank_words
+from .comm import rank_words, said_by
 
 
 class GradientAllReduce:
@@ -69,8 +69,7 @@ class GradientAllReduce:
                 from ..data.errors import DataError
 
                 rank, text = refused[0]
-                error = DataError(f"{rank_words(rank, len(said))} refused its data: {text}")
-                error.gpunn_said_by = rank  # the words of that rank, which says them itself (gpunn train: once)
+                error = said_by(DataError(f"{rank_words(rank, len(said))} refused its data: {text}"), rank)
         self.refusal = error
         return error
 

@@ -17,7 +17,8 @@
 * A rank that raises prints its error and aborts the job; consistent errors that every rank
   raises at the same point (a configuration mismatch, a diverged loss, validation metrics that are not finite:
   every rank checks the same validation logs) are raised normally. So are DataParallel's refusals of its arguments
-  where every rank refuses them: the ranks agree on who refused in one gather of flags before the fit.
+  where every rank refuses them: the ranks agree on who refused in one gather of flags before the fit; and a resume's
+  refusals where only some ranks refuse (:func:`resume_refusals_agreed`: each raises, naming who refused).
 """
 from __future__ import annotations
 
@@ -30,11 +31,50 @@ from ..metrics import (RegressionEvaluator, column_words, error_sums, forward_pl
                        r2_per_output, source_column_words, source_row_words, validation_logs, window_pieces)
 from ..training.callbacks import Callback
 from ..training.sources import ArraySource
-from .comm import abort_on_error, agreeing_on_failure, is_raised_on_every_rank, raised_on_every_rank, world
+from .comm import (DistributedError, abort_on_error, agreeing_on_failure, is_raised_on_every_rank,
+                   raised_on_every_rank, world)
 from .digest import check_same_config
 from .hook import GradientAllReduce
 from .shard import PieceOfEachBatch, ShardedArraySource, ShardedSource, piece
 from .threads import rank_threads
+
+
+SETTINGS_CHECK = "the check of the data-parallel settings"  # every rank's first collective of a fit (a resume's too)
+RESUMING = "refused to resume the run"  # a resume's refusal by another rank, as this rank says it
+
+
+@contextlib.contextmanager
+def resume_refusals_agreed():
+    """Around a data-parallel resume's own checks, which come before its DataParallel (gpunn.checkpoint.resume: its
+    data and validation data against the run's, its device's precision, its epochs...): a rank that refuses the
+    resume there tells the others in their first collective, DataParallel's check of the settings, which it joins
+    with its failure as gpunn train's ranks join it with theirs before the fit (comm.agreeing_before_any_collective);
+    every rank then raises at once: each refusing rank its own error, the others a ConfigMismatch naming the first
+    of them and its words (comm.agreeing_on_failure's ``refused``). No rank aborts: every rank leaves the resume at
+    the same point, before it trains. The rank raised alone, and the others waited in that check until
+    GPUNN_DIST_TIMEOUT. Nothing more in one process, or where no communicator can be made (each rank's DataParallel
+    says why)."""
+    try:
+        yield
+    except BaseException as exc:
+        _told_in_the_settings_check(exc)
+        raise
+
+
+def _told_in_the_settings_check(exc: BaseException) -> None:
+    """``exc``, this rank's refusal of a resume, told in the others' check of the settings (raised from there,
+    marked as raised on every rank); nothing where this rank has no other."""
+    try:
+        control = world(None)
+    except DistributedError:
+        return
+    if control.size == 1:
+        return
+
+    def refused():
+        raise exc
+
+    agreeing_on_failure(control, refused, SETTINGS_CHECK, gather=False, refused=RESUMING)
 
 
 class _Start(Callback):
@@ -253,9 +293,10 @@ class DataParallel:
         # where every rank refuses (the same arguments, as mpiexec -n P gives them), each raises its error as one
         # process does, marked as raised on every rank (gpunn train says it once), and no rank aborts; where some do,
         # they end the job, as before, and the others, which cannot train without them, wait for that
+        # (a resume: where some refuse, every rank raises, and no rank aborts: resume_refusals_agreed)
         self.source = agreeing_on_failure(control, lambda: self._set_up(model, X, Y, distributed, batch_size, seed,
                                                                         shuffle, source, shards, resuming),
-                                          "the check of the data-parallel settings", gather=False)
+                                          SETTINGS_CHECK, gather=False, refused=None if resuming is None else RESUMING)
         self.comm = world(model.backend, timeout)  # (on GPUs, ranks of a node that share one are refused there)
         self.hook = GradientAllReduce(self.comm, self.source)
         self._validation_fingerprint = None  # in-memory validation rows' checksum, set by validation()
