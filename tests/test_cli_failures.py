@@ -640,3 +640,30 @@ def test_a_failure_after_a_checkpoint_resumed_in_place_or_of_the_data_says_where
     err = capsys.readouterr().err
     assert err.startswith(f"gpunn train: error: {x}: the file changed since it was opened") and err.endswith(
         f"; checkpoint in {run}, after 1 epoch (continue with gpunn train --resume {run} once that is fixed)\n"), err
+
+
+def test_under_mpiexec_rank_0_says_an_error_every_rank_raised_in_their_words_without_where_its_checkpoint_is(
+        tmp_path, capsys, monkeypatch):
+    """Where a run's checkpoint is, added to a failure of the disk or the data after it (the tests above), is left out
+    under mpiexec: rank 0 alone writes the checkpoint and would add it, and the ranks compare their lines, so an
+    error every rank raised alike (a data refusal the ranks agreed on) would be said by each rank in its own line
+    rather than once for all (gpunn.cli._failed). Rank 0 of two mirrored ranks (tests/mirror_ranks.py) resuming its
+    run in place (its checkpoint the run's from the start), where the resume raises such a DataError."""
+    from mirror_ranks import as_rank
+
+    from gpunn.checkpoint.loaded import Checkpoint
+    from gpunn.data import DataError
+    from gpunn.distributed import comm
+
+    ckpt = tmp_path / "run.npz"
+    assert main(["train", *TINY, "--save", str(ckpt)]) == 0
+    capsys.readouterr()
+    as_rank(monkeypatch, 0)
+    said = f"{tmp_path / 'x.npy'}: the file changed since it was opened"
+
+    def refused_on_every_rank(self, *args, **kwargs):
+        raise comm.raised_on_every_rank(DataError(said))
+
+    monkeypatch.setattr(Checkpoint, "resume", refused_on_every_rank)
+    assert main(["train", "--resume", str(ckpt), "--save", str(ckpt), "--epochs", "3", "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"gpunn train [ranks 0-1]: error: {said}"
