@@ -307,8 +307,13 @@ def test_readmes_examples_run_and_print_what_readme_says_they_print(tmp_path, mo
 def test_readmes_command_line_data_examples_run_on_the_files_its_setup_block_makes(tmp_path, monkeypatch, capsys):
     """"Data beyond memory"'s `gpunn train --data` and `gpunn predict` lines name the files its first Python block
     makes, and each runs on them as written, its optional `[...]` part given too (one epoch of a small net here, for
-    time): README's `--data runs.parquet` named a file the block never wrote (it writes a directory `runs/`), and
-    its tables held too few rows for train's held-out tenth."""
+    time), in the directory where a reader ran the section's Python blocks before them: README's `--data
+    runs.parquet` named a file the block never wrote (it writes a directory `runs/`), and its tables held too few
+    rows for train's held-out tenth. The second block's `ModelCheckpoint("run.npz")` left the checkpoint that the
+    first line's `--save run.npz` then refused to replace, and the `cat runs/a.parquet | gpunn predict runs.npz -
+    out.csv` line (gpunn's part fed the file on standard input here) was refused: `out.csv`, the line before's
+    predictions, holds one column, as many as runs.npz's inputs."""
+    import io
     import shlex
 
     pytest.importorskip("pyarrow")
@@ -317,14 +322,19 @@ def test_readmes_command_line_data_examples_run_on_the_files_its_setup_block_mak
     from gpunn import cli
 
     body = (ROOT / "README.md").read_text().split("## Data beyond memory\n", 1)[1].split("\n## ", 1)[0]
-    setup = body.split("```python", 1)[1].split("```", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in body.split("```python")[1:]]
     commands = body.split("From the command line:\n\n```sh\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GPUNN_DEVICE", "cpu")
-    exec(compile(setup, "README.md", "exec"), {})
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
     ran = []
     for line in commands.splitlines():
         args = shlex.split(line.replace("[", "").replace("]", ""), comments=True)
+        if args[:1] == ["cat"] and args[2:4] == ["|", "gpunn"]:  # (standard input from the file cat gives)
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((tmp_path / args[1]).read_bytes())))
+            args = args[3:]
         args = args[:args.index("|")] if "|" in args else args  # (gpunn's part of a pipe: OUT - writes to it)
         if args[:3] == ["gpunn", "train", "--data"]:
             args += ["--epochs", "1", "--hidden", "4", "--quiet"]
@@ -332,7 +342,7 @@ def test_readmes_command_line_data_examples_run_on_the_files_its_setup_block_mak
             continue
         assert cli.main(args[1:]) == 0, (line, capsys.readouterr())
         ran.append(args[1])
-    assert ran == ["train"] * 4 + ["predict"] * 4 and (tmp_path / "out.csv").exists()
+    assert ran == ["train"] * 4 + ["predict"] * 5 and (tmp_path / "out.csv").exists()
     assert pq.read_table(tmp_path / "p.parquet").column_names == ["x", "y1", "y2"]  # --keep x
     assert capsys.readouterr().out.splitlines()[-1].startswith("held-out (runs/, against y1, y2): mse ")  # --score
 
