@@ -1772,3 +1772,39 @@ def test_a_save_directory_refused_by_its_file_system_or_a_resumed_one_not_writab
     with pytest.raises(preflight.PreflightError) as caught:
         _check_save_dir(types.SimpleNamespace(save=None, resume=str(saved)))
     assert str(caught.value) == f"--resume '{saved}': directory '{saved}' is not writable"
+
+
+@pytest.mark.slow
+def test_readmes_sweep_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    """README's `gpunn sweep` block (under "Many models at once"), run as written in a directory where "Data beyond
+    memory"'s first block made its files, on the CPU (GPUNN_DEVICE=cpu: the commands leave --device at auto), but for
+    the first line's size: --rows 2000 and --epochs 3 here (README's 20,000 rows and 10 epochs, 24 members, cost 10 s
+    of wall time on 2 loaded cores; run by hand as written). Each command succeeds and writes what it names: the
+    members' JSON and CSV, the plot, the best member, and its predictions of the table's rows under the targets'
+    names. README's second and third lines named `runs.parquet` with a column `y`, a file nothing in README makes."""
+    import shlex
+    from pathlib import Path
+
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("matplotlib")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    setup = text.split("## Data beyond memory\n", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    section = text.split("## Many models at once: ensembles and sweeps\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("`gpunn sweep` trains a grid as one ensemble", 1)[1].split("```sh\n", 1)[1].split("```")[0]
+    commands = [shlex.split(line, comments=True) for line in block.replace("\\\n", " ").splitlines()]
+    assert [command[:2] for command in commands] == [["gpunn", "sweep"]] * 2 + [["gpunn", "predict"]]
+    first = commands[0]
+    assert first[first.index("--rows") + 1] == "20000" and first[first.index("--epochs") + 1] == "10"
+    first[first.index("--rows") + 1], first[first.index("--epochs") + 1] = "2000", "3"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPUNN_DEVICE", "cpu")
+    exec(compile(setup, "README.md", "exec"), {})
+    for command in commands:
+        run(command[1:] + (["--quiet"] if command[1] == "sweep" else []), capsys)
+    members = json.loads((tmp_path / "sweep.json").read_text())["members"]
+    assert len(members) == 24 and [r["val_mse"] for r in members] == sorted(r["val_mse"] for r in members)
+    assert len(list(csv.DictReader((tmp_path / "sweep.csv").read_text().splitlines()))) == 24
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    assert gpunn.load(tmp_path / "best.npz").data_columns is not None  # the second sweep's best: of the table's columns
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert rows[0] == '"y1","y2"' and len(rows) == 1 + 40
