@@ -294,6 +294,37 @@ def test_info_of_a_checkpoint_says_what_it_holds_and_how_to_predict_with_it(tmp_
             "--save-best best.npz") in out
 
 
+def test_readmes_gpunn_info_example_is_what_gpunn_info_prints_for_such_a_run(tmp_path, capsys):
+    """README's `$ gpunn info run.npz` block (under "Command line"): a run of `gpunn train --data /tmp/t.csv --target y
+    --standardize --epochs 1 --save run.npz`, the default net, on a CSV file of columns a, b, c and y, gives those
+    lines, in that order, each as README writes it but for its numbers (the rows, the metrics) and the file's
+    path. A line renamed, added or reworded fails here, as does an example edited away from the output."""
+    import re
+    from pathlib import Path
+
+    pytest.importorskip("pyarrow")
+    import gpunn
+    from gpunn import datasets
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("\n$ gpunn info run.npz\n", 1)[1].split("```", 1)[0]
+    X, Y = datasets.make("linear", 600, 3, seed=2, device="cpu")
+    data = tmp_path / "t.csv"
+    numpy.savetxt(data, numpy.column_stack([X, Y[:, 0]]), delimiter=",", header="a,b,c,y", comments="")
+    run = str(tmp_path / "run.npz")
+    assert cli.main(["train", "--data", str(data), "--target", "y", "--standardize", "--epochs", "1", "--save", run,
+                     "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["info", run]) == 0
+    printed = capsys.readouterr().out.splitlines()
+
+    def shape(line):  # (numbers and the data file's path left out)
+        line = line.replace(str(data), "/tmp/t.csv").replace(run, "run.npz")
+        return re.sub(r"(?<![A-Za-z_])-?\d[\d,]*(\.\d+)?", "N", line)  # (not float32's, val_r2's)
+
+    assert [shape(line) for line in printed] == [shape(line) for line in block.splitlines()]
+
+
 def test_info_of_a_checkpoint_cut_in_its_first_epoch_says_where_and_its_models_dtype_bias_and_statistics(
         tmp_path, capsys, interrupt_at):
     """A run interrupted part-way through its first epoch has no epoch's metrics: no "last epoch" line (it was one
