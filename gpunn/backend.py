@@ -254,7 +254,8 @@ def resolve(device: str | Backend | None = "auto") -> Backend:
     """
     if isinstance(device, Backend):
         return device
-    if device is None or device == "auto":
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):  # (as _parsed reads it:
+        # device="AUTO" went past GPUNN_DEVICE)
         device = device_setting()
         if device != "auto":  # an error must say the device came from the environment, not the caller
             try:

@@ -444,16 +444,24 @@ def test_a_gpu_backend_describes_its_device_by_name_and_cupys_version(fresh_prob
     assert backend.resolve("cuda:1").describe() == f"cuda:1 ({name.decode()}, CuPy {fakecupy.__version__})"
 
 
-def test_none_is_auto_and_an_empty_env_variable_overrides_nothing(fresh_probe):
-    """resolve(None) is resolve("auto"), the env override included; GPUNN_DEVICE set to "" is as unset."""
+@pytest.mark.parametrize("auto", [None, "auto", "AUTO", " Auto "])
+def test_none_and_auto_in_any_letter_case_are_overridden_by_gpunn_device_and_an_empty_one_overrides_nothing(
+        fresh_probe, auto):
+    """resolve(None) is resolve("auto"), the env override included; GPUNN_DEVICE set to "" is as unset. "AUTO" is
+    "auto" (any letter case, as every device name), but was compared with "auto" as written before the override:
+    device="AUTO" (or gpunn train --device AUTO) ignored GPUNN_DEVICE=cpu and fell back with a warning, and
+    GPUNN_DEVICE=cuda went to the CPU without a word."""
     fresh_probe.setenv(backend.ENV_DEVICE, "cpu")
     _without_cupy(fresh_probe)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the override: no fallback
-        assert backend.resolve(None) is backend.CPU
+        assert backend.resolve(auto) is backend.CPU
+    fresh_probe.setenv(backend.ENV_DEVICE, "cuda")
+    with pytest.raises(backend.DeviceError, match="^GPUNN_DEVICE='cuda': "):
+        backend.resolve(auto)
     fresh_probe.setenv(backend.ENV_DEVICE, "")
     with pytest.warns(backend.CPUFallbackWarning, match="CuPy is not installed"):
-        assert backend.resolve(None) is backend.CPU
+        assert backend.resolve(auto) is backend.CPU
 
 
 def test_closing_on_the_device_what_has_no_close_does_nothing():

@@ -112,6 +112,33 @@ def test_the_command_line_and_config_files_take_names_in_any_case_and_record_the
     assert exit_info.value.code == 2 and "invalid choice: 'BOGUS'" in capsys.readouterr().err
 
 
+def test_a_device_in_another_letter_case_is_recorded_lower_and_read_as_every_command_reads_it(tmp_path, capsys):
+    """--device CPU was taken (resolve reads any letter case) but recorded as written: the checkpoint's options,
+    PATH.toml and --json's config said "CPU", where README says each name is kept in lower case, the way models,
+    checkpoints and --save's config name it; and the commands' own words for it ("all", "auto", "cuda" compared as
+    written) missed it: gpunn bench --device ALL was refused, an MPI rank's --device CUDA went past
+    local_device. Every command reads --device in lower case now, and a config file's device alike."""
+    import json
+    import tomllib
+
+    from gpunn.checkpoint import read_meta
+    from gpunn.cli import parse_args
+    from gpunn.cli.resume import saved_options
+
+    for argv in (["train"], ["sweep"], ["predict", "m.npz", "X.npy", "P.npy"], ["info"], ["bench"]):
+        assert parse_args([*argv, "--device", " CPU "]).device == "cpu", argv
+    assert parse_args(["bench", "--device", "ALL"]).device == "all"
+    small = ["train", "--rows", "200", "--features", "3", "--hidden", "4", "--epochs", "1", "--quiet"]
+    path = tmp_path / "run.npz"
+    assert cli.main([*small, "--device", "CPU", "--save", str(path), "--json", str(tmp_path / "o.json")]) == 0
+    assert tomllib.loads((tmp_path / "run.npz.toml").read_text())["device"] == "cpu"
+    assert json.loads((tmp_path / "o.json").read_text())["config"]["device"] == "cpu"
+    assert saved_options(read_meta(str(path)))["device"] == "cpu"
+    (tmp_path / "cpu.toml").write_text('device = "Cpu"\n')
+    assert cli.main([*small, "--config", str(tmp_path / "cpu.toml"), "--save", str(tmp_path / "b.npz")]) == 0
+    assert tomllib.loads((tmp_path / "b.npz.toml").read_text())["device"] == "cpu"
+
+
 def test_help_says_the_names_take_any_letter_case(capsys):
     for command in ("train", "sweep"):
         with pytest.raises(SystemExit):

@@ -8,7 +8,7 @@ import sys
 from .. import backend as _backend
 from ..hints import bracketed_hint, shell_word
 from ..preflight import is_stdout
-from .common import (DEVICE_NAMES, add_debug, check_report_outputs, file_path, non_negative, positive,
+from .common import (DEVICE_NAMES, add_debug, check_report_outputs, device_name, file_path, non_negative, positive,
                      refuse_replacing_data, write_output)
 
 
@@ -32,7 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="train each configuration as an ensemble of K >= 2 networks (gpunn.Ensemble) against K sequential "
                         "gpunn fits, a torch vmap ensemble and K torch models in a loop; throughput in member-samples/s. "
                         "Named ensembles: small-x64, medium-x16, small-x256 (GPU only), or append -xK to any config")
-    b.add_argument("--device", default="all", help=f"all (cpu, plus cuda when CuPy sees a device), auto (cuda where a GPU is "
+    b.add_argument("--device", type=device_name, default="all", help=f"all (cpu, plus cuda when CuPy sees a device), auto (cuda where a GPU is "
                                                    f"usable, else cpu), {DEVICE_NAMES} "
                                                    "(default: %(default)s)")
     b.add_argument("--peers", default="naive,torch,sklearn",

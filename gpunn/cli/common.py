@@ -371,6 +371,13 @@ DEVICE_NAMES = ("cpu, cuda or cuda:N (gpu and gpu:N are the same as cuda and cud
                 "usable and the CPU otherwise; cpu:0 is cpu)")
 
 
+def device_name(text: str) -> str:
+    """--device's type: the name in lower case, the spaces around it left out, as resolve reads it. A run recorded
+    --device CPU as written (its checkpoint, PATH.toml and --json said "CPU"), and the words compared to "auto",
+    "cuda" or bench's "all" missed it (--device ALL was refused)."""
+    return text.strip().lower()
+
+
 PROGRESS_LEVELS = {"auto": True, "lines": 2, "off": False}  # fit's verbose for each --progress
 
 

@@ -11,7 +11,8 @@ from .. import backend as _backend
 from .. import environment
 from .._version import __version__
 from ..ops import denormals, gemm
-from .common import DEBUG_ENV, DEVICE_NAMES, add_debug, counted, file_path, refused_setting, setting_readers
+from .common import (DEBUG_ENV, DEVICE_NAMES, add_debug, counted, device_name, file_path, refused_setting,
+                     setting_readers)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -37,7 +38,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="a checkpoint (gpunn train --save, gpunn.save, gpunn sweep --save's): show what it holds "
                         "instead (its network, the columns it reads by name, its standardization, its training and "
                         "last epoch's metrics, and how to predict with it), read on the CPU")
-    i.add_argument("--device", default="auto", help=f"device to resolve, without MODEL: auto, {DEVICE_NAMES} (default: "
+    i.add_argument("--device", type=device_name, default="auto", help=f"device to resolve, without MODEL: auto, {DEVICE_NAMES} (default: "
                                                          "%(default)s; env GPUNN_DEVICE)")
     add_debug(i)
     i.set_defaults(func=run)

@@ -12,8 +12,8 @@ from ..checks import PARQUET_SUFFIXES, NotFinite, read_by_position
 from ..csvtext import joined_columns, tab_separated_hint, tab_separated_output_hint
 from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES
-from .common import (DEVICE_NAMES, add_debug, check_report_outputs, data_stdout, file_path, is_stdout, json_text,
-                     refuse_replacing_data, write_output)
+from .common import (DEVICE_NAMES, add_debug, check_report_outputs, data_stdout, device_name, file_path, is_stdout,
+                     json_text, refuse_replacing_data, write_output)
 from .data import COLUMNS_HELP, column_names
 
 
@@ -72,7 +72,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "without --score); - for standard output: "
                         "the lines of text then go to stderr, so gpunn predict m.npz in.csv p.npy --json - | jq "
                         "works; a name that says another kind of file, .csv or .npz..., is refused")
-    p.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
+    p.add_argument("--device", type=device_name, default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     add_debug(p)
     p.set_defaults(func=run)
     return p

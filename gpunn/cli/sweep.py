@@ -21,9 +21,9 @@ from ..training.callbacks import Callback
 from ..training.ensemble import held_rows
 from ..training.state import position_words
 from . import data as data_cli, lr_schedule
-from .common import (DEVICE_NAMES, TOML_TYPES, Parser, add_debug, add_progress, check_report_outputs, counted,
-                     csv_text, dtype, epoch_axis, file_path, json_text, non_negative, positive, refuse_replacing_data,
-                     verbose_of, write_output)
+from .common import (DEVICE_NAMES, TOML_TYPES, Parser, add_debug, add_progress, check_report_outputs, counted, csv_text,
+                     device_name, dtype, epoch_axis, file_path, json_text, non_negative, positive,
+                     refuse_replacing_data, verbose_of, write_output)
 from .data import feature_count_or_names
 from .train import (LR_DEFAULT, MIN_ROWS, NOISE_HELP, _check_plot_available, _check_precision, _from_config,
                     _hidden_sizes, _launch, _ranks, check_task_memory, constant_targets_note, features_help,
@@ -132,7 +132,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--momentum", type=non_negative(float), default=None,
                    help="momentum of every member, for sgd, momentum and nesterov (default: 0.9 for momentum and "
                         "nesterov, 0 for sgd)")
-    s.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
+    s.add_argument("--device", type=device_name, default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     s.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them (default: %(default)s)")
     s.add_argument("--precision", choices=PRECISIONS, type=folding(PRECISIONS, "precision", any_case=False),
                    default="float32",

@@ -19,8 +19,8 @@ from ..optim import OPTIMIZERS, default_of, make_optimizer, options_of
 from ..training.state import position_words
 from . import data as data_cli, lr_schedule
 from .common import (DEVICE_NAMES, Parser, add_debug, add_progress, bounded, check_report_outputs, counted, csv_text,
-                     dtype, epoch_axis, file_path, json_text, non_negative, number, positive, refuse_replacing_data, verbose_of,
-                     write_output)
+                     device_name, dtype, epoch_axis, file_path, json_text, non_negative, number, positive,
+                     refuse_replacing_data, verbose_of, write_output)
 
 MIN_ROWS = 20  # a tenth is held out, and R² needs at least two held-out rows
 DEFAULTS = dict(task="teacher", rows=2_000_000, features=None, outputs=1, noise=None, hidden="256,256",
@@ -103,7 +103,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=non_negative(float), default=None, help="weight decay: L2 for sgd, momentum, nesterov and adam, decoupled for adamw "
                    "(default: 0; adamw: 0.01, as in PyTorch)")
     t.add_argument("--momentum", type=non_negative(float), default=None, help="momentum of sgd, momentum and nesterov (default: 0.9 for momentum and nesterov, 0 for sgd)")
-    t.add_argument("--device", default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
+    t.add_argument("--device", type=device_name, default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     t.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them "
                    "(f4, single, double...) (default: %(default)s)")
     t.add_argument("--precision", choices=PRECISIONS, type=folding(PRECISIONS, "precision", any_case=False),
