@@ -2535,6 +2535,7 @@ def test_each_rank_trains_on_the_gpu_its_local_rank_picks(monkeypatch):
     assert [local_device(d) for d in ("auto", "cpu", "cuda:1")] == ["cpu", "cpu", "cuda:1"]  # a named device stays
     monkeypatch.setattr(backend, "probe_cuda", lambda: (object(), 2, ""))  # two GPUs
     assert [local_device(d) for d in ("auto", "cpu")] == ["cuda:0", "cpu"]
+    assert [local_device(d) for d in ("AUTO", " Cpu ")] == ["cuda:0", "cpu"]  # (any letter case: "CPU" gave cuda:0)
     for name in ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"):
         monkeypatch.setenv(name, "3")  # the fourth rank of its node: GPU 3 mod 2
         assert local_device() == "cuda:1", name

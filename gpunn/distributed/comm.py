@@ -974,6 +974,8 @@ def local_device(default="auto") -> str:
     else ``default`` resolved as usual. Reads the launcher's environment; does not start MPI."""
     from .. import backend as _backend
 
+    default = default.strip().lower() if isinstance(default, str) else default  # (any letter case, as resolve reads
+    # it: local_device("CPU") gave a GPU)
     cupy, count, _ = _backend.probe_cuda()
     if cupy is None or count == 0 or default == "cpu":
         return "cpu" if default in ("auto", "cpu") else default
