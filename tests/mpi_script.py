@@ -533,9 +533,10 @@ def refused_apart(out, tmp):
     MLP(**ARCH).fit(X, Y, epochs=1, batch_size=8, distributed=f"rank{comm.rank}", **FIT)
 
 
-def resume_refused_on_one_rank(out, tmp):
+def resume_refused_on_one_rank(out, tmp, caught=True):
     """Rank 0's run resumed on both ranks, rank 1's files holding other values than the run's (of its shape): each
-    rank catches the error it raises, and rank 0 gathers them (type, words, marked as raised on every rank)."""
+    rank catches the error it raises, and rank 0 gathers them (type, words, marked as raised on every rank); or, not
+    ``caught``, nothing catches them (gpunn's uncaught-exception hook ends the job)."""
     from gpunn.distributed.comm import is_raised_on_every_rank
 
     comm = world(timeout=20)  # a rank left waiting in the check of the settings ends the job by the watchdog
@@ -557,8 +558,14 @@ def resume_refused_on_one_rank(out, tmp):
         gpunn.load_checkpoint(f"{tmp}/run.npz", device="cpu").resume(
             source("other" if comm.rank == 1 else "run"), epochs=2, verbose=False, checkpoint=False, distributed=True)
     except ValueError as exc:
+        if not caught:
+            raise
         said = [type(exc).__name__, str(exc), is_raised_on_every_rank(exc)]
     out["said"] = comm.allgather(said)
+
+
+def resume_refused_on_one_rank_uncaught(out, tmp):
+    resume_refused_on_one_rank(out, tmp, caught=False)
 
 
 def die(out, tmp):

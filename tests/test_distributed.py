@@ -1325,7 +1325,6 @@ def test_a_data_refusal_of_one_rank_is_said_once_by_that_rank(fake_cupy, monkeyp
 
     def refused(rank):
         error = GradientAllReduce(comm.world()).first_refusal(DataError(said) if rank == 1 else None)
-        comm.raised_on_every_rank(error)  # as DataParallel.run marks it
         return cli._failed(*cli._describe(error, False, "train"), ["train"], error)
 
     outcomes, aborted = run_ranks(monkeypatch, 2, refused)
@@ -1753,7 +1752,7 @@ def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monk
     assert capsys.readouterr().err == "gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\n" * 4
     waited = []  # an error every rank raised: rank 0 says it for all; rank 1 waits for that, then says its own
     monkeypatch.setitem(sys.modules, "mpi4py.MPI", types.SimpleNamespace(Is_finalized=lambda: False))
-    monkeypatch.setattr(comm, "_let_rank_0_say_it", lambda: waited.append(True))
+    monkeypatch.setattr(comm, "_let_that_rank_say_it", lambda: waited.append(True))
     monkeypatch.setattr(comm, "_let_the_others_say_theirs", lambda: waited.append("theirs"))
     from gpunn.distributed.digest import ConfigMismatch
 
@@ -1775,6 +1774,14 @@ def test_an_uncaught_exception_of_a_launched_rank_names_it_and_ends_the_job(monk
     hook(FileNotFoundError, own, None)
     assert waited == [True, "theirs", "theirs", "theirs"] and ended == [1, 1, 2, 1, 1, 1, 1]
     assert capsys.readouterr().err == "gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\n"
+    # one rank's refusal that the others raise in other words (said_by: a resume's, a data refusal's): that rank
+    # says it; this one waits, having said nothing (and says its own only where that rank went on: the stub returns)
+    monkeypatch.setattr(comm, "_let_that_rank_say_it", lambda: waited.append(capsys.readouterr().err))
+    monkeypatch.setenv("PMI_RANK", "0")
+    again = comm.said_by(ConfigMismatch("rank 1 of ranks 0-1 refused to resume the run: ValueError: ..."), 1)
+    hook(ConfigMismatch, comm.raised_on_every_rank(again, alike=False), None)
+    assert waited == [True, "theirs", "theirs", "theirs", ""] and ended == [1, 1, 2, 1, 1, 1, 1, 1]
+    assert capsys.readouterr().err == "gpunn [rank 0 of ranks 0-1]: this rank failed; aborting all ranks.\n"
 
 
 @pytest.mark.parametrize("errors, alike", [(["shard-0.npy", "shard-1.npy"], False), (["X.npy", "X.npy"], True)],
@@ -3031,6 +3038,19 @@ def test_a_resume_one_rank_refuses_under_mpiexec_is_raised_on_every_rank_and_end
     assert said[1][0] == "ValueError" and " was trained on other values: " in said[1][1] and said[1][2], said
     assert said[0] == ["ConfigMismatch", f"rank 1 of ranks 0-1 refused to resume the run: ValueError: {said[1][1]}",
                        True], said
+
+
+@needs_mpi
+def test_a_resume_one_rank_refuses_that_no_script_catches_is_said_by_that_rank_alone(tmp_path):
+    """test_a_resume_one_rank_refuses_under_mpiexec_is_raised_on_every_rank_and_ends_no_job with nothing catching
+    the errors: rank 0 printed its traceback of the ConfigMismatch that only repeats rank 1's refusal (marked
+    gpunn_said_by), under rank 1's own. Rank 1 now says it, and rank 0 nothing, as gpunn train's line is said by that
+    rank alone; rank 1's abort ends the job, status 1."""
+    code, _, err = _run("resume_refused_on_one_rank_uncaught", tmp_path, timeout=60)
+    assert code == 1, err
+    assert "gpunn [rank 1 of ranks 0-1]: this rank failed; aborting all ranks.\nTraceback " in err, err
+    assert err.count("Traceback (most recent call last)") == 1 and " was trained on other values: " in err, err
+    assert "refused to resume the run" not in err and "rank 0 of ranks 0-1" not in err, err
 
 
 @needs_mpi

@@ -121,15 +121,25 @@ class Gathered:
 
 
 def test_the_ranks_agree_on_the_first_refusing_ranks_words_and_keep_the_refusal_they_raise():
+    """Every rank's refusal comes back marked as raised on every rank (DataParallel.run raises it so, ending no job),
+    and said alike only where every rank refused in the same words: the refusing rank's own was marked alike, so that
+    a script's uncaught-exception hook on rank 0 said rank 1's refusal for every rank, in rank 0's words, and rank
+    1's went unsaid (gpunn.distributed.comm._rank_that_says: who says it)."""
     from gpunn.data.errors import DataError
+    from gpunn.distributed.comm import _rank_that_says, is_raised_on_every_rank
 
     hook = GradientAllReduce(Gathered([None, "X.npy row 3: nan", "X.npy row 9: inf"]))
     error = hook.first_refusal(None)
     assert isinstance(error, DataError) and error.gpunn_said_by == 1
     assert str(error) == "rank 1 of ranks 0-2 refused its data: X.npy row 3: nan"
     assert hook.refusal is error  # what DataParallel.run raises on every rank, not as this rank's failure alone
+    assert is_raised_on_every_rank(error) and _rank_that_says(error) == 1
     own = DataError("Y.npy row 2: inf")
     hook = GradientAllReduce(Gathered(["Y.npy row 2: inf", None, "X.npy row 9: inf"]))
     assert hook.first_refusal(own) is own and hook.refusal is own
+    assert is_raised_on_every_rank(own) and _rank_that_says(own) is None  # this rank says its own
+    alike = DataError("X.npy row 3: nan")
+    assert GradientAllReduce(Gathered(["X.npy row 3: nan"] * 2)).first_refusal(alike) is alike
+    assert _rank_that_says(alike) == 0  # every rank's in the same words: rank 0 says it for all
     hook = GradientAllReduce(Gathered([None, None]))
     assert hook.first_refusal(None) is None and hook.refusal is None

@@ -896,6 +896,7 @@ def test_two_ranks_on_the_stand_ins_gpus_both_raise_the_refusal_of_a_value_one_r
     """The test above with two ranks that train (threads on cuda:0 and cuda:1, NCCL and control between them:
     tests/thread_ranks.py), no reduction stubbed: the holder's flag makes its epoch loss NaN, the reduction gives
     the other rank that NaN, and both raise the refusal, the other naming the holder; no rank aborts the job."""
+    from gpunn.distributed.comm import _rank_that_says
     from thread_ranks import run_ranks
 
     path = float32_pair(tmp_path, 3e38)
@@ -909,6 +910,8 @@ def test_two_ranks_on_the_stand_ins_gpus_both_raise_the_refusal_of_a_value_one_r
     assert [str(raised) for _, raised in outcomes] == [
         said if rank == holder else f"rank {holder} of ranks 0-1 refused its data: {said}" for rank in (0, 1)]
     assert aborted == []
+    # uncaught in a script, the holder says its own and the other waits for it (rank 0 said the holder's for both)
+    assert [_rank_that_says(raised) for _, raised in outcomes] == [None if rank == holder else holder for rank in (0, 1)]
 
 
 def test_two_ranks_on_the_stand_ins_gpus_a_held_out_value_is_refused_by_the_rank_that_scored_it_ending_the_job(

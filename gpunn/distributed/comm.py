@@ -802,11 +802,21 @@ def end_launched_job(code: int) -> None:
         _end_this_process(code)
 
 
-def _let_rank_0_say_it() -> None:
-    """On a rank other than 0 that met the error every rank raised: wait, saying nothing, while rank 0 says it and
-    ends the job, which ends this rank; after ABORT_GRACE_S and the launcher's read (rank 0 caught the error and went
-    on, say), return, and this rank says its own and ends the job. What the script printed is written out first: the
-    abort that ends this rank would lose what Python still held of it."""
+def _rank_that_says(exc: BaseException) -> int | None:
+    """The rank whose uncaught-exception hook says ``exc`` for this rank: the rank whose refusal ``exc`` says again in
+    other words (:func:`said_by`: a resume or data refusal of that rank alone), else rank 0 where every rank raised it
+    with the same words (:func:`is_said_alike_on_every_rank`); None where this rank says its own."""
+    said = getattr(exc, "gpunn_said_by", None)
+    if said is not None:
+        return said
+    return 0 if is_said_alike_on_every_rank(exc) else None
+
+
+def _let_that_rank_say_it() -> None:
+    """On a rank whose error another rank says (:func:`_rank_that_says`): wait, saying nothing, while that rank says
+    it and ends the job, which ends this rank; after ABORT_GRACE_S and the launcher's read (that rank caught its
+    error and went on, say), return, and this rank says its own and ends the job. What the script printed is written
+    out first: the abort that ends this rank would lose what Python still held of it."""
     from . import output
 
     read_by_the_launcher()
@@ -819,10 +829,10 @@ EACH_SAYS_S = 1.0  # an error every rank met at one point: the others' time to s
 def _let_the_others_say_theirs() -> None:
     """On a rank whose error every rank met at the same point, each its own words (each its own shard's file
     missing): wait :data:`EACH_SAYS_S` before ending the job, as the others, past the same gather, say theirs; the
-    first rank's abort ended them, their words unsaid, where one was slower to format its traceback. On rank 0 where
-    every rank's says the same (rank 0 says it for all): as the others write out what their scripts printed
-    (:func:`_let_rank_0_say_it`), which its abort lost where one was slower (a line of rank 1's, in a full test run
-    on a loaded 2-core machine)."""
+    first rank's abort ended them, their words unsaid, where one was slower to format its traceback. On a rank that
+    says the others' error for them (rank 0 where every rank's says the same): as the others write out what their
+    scripts printed (:func:`_let_that_rank_say_it`), which its abort lost where one was slower (a line of rank 1's,
+    in a full test run on a loaded 2-core machine)."""
     time.sleep(EACH_SAYS_S)
 
 
@@ -838,8 +848,11 @@ def end_job_on_uncaught_exception() -> None:
     until end_launched_job's timed start of MPI (GPUNN_DIST_TIMEOUT) says so and ends it: measured 3.6 s at
     GPUNN_DIST_TIMEOUT=2. An error every rank raised at the same point with the same words
     (:func:`is_said_alike_on_every_rank`) is said once, by rank 0, for every rank; the others wait for its abort
-    (:func:`_let_rank_0_say_it`). Where the ranks' errors differ (each its own file missing), each says its own, and
-    waits for the others to say theirs before it ends the job (:func:`_let_the_others_say_theirs`)."""
+    (:func:`_let_that_rank_say_it`). So is one rank's refusal that the others raise in other words (a resume or the
+    data it refused: :func:`said_by`), by that rank alone, as gpunn train says its line: each other rank printed its
+    traceback of ``rank 1 of ranks 0-1 refused ...`` too. Where the ranks' errors differ (each its own file missing),
+    each says its own, and waits for the others to say theirs before it ends the job
+    (:func:`_let_the_others_say_theirs`)."""
     try:
         if launched_size() <= 1:
             return
@@ -856,15 +869,17 @@ def end_job_on_uncaught_exception() -> None:
             # GPUNN_DIST_TIMEOUT s (then hydra's "Segmentation fault (signal 11)" of the rank killed there)
             return before(kind, exc, tb)
         # an error every rank raised at the same point (a ConfigMismatch, a diverged fit's): each rank's traceback of
-        # it, its lines interleaved with the others' (one per rank), said nothing more than rank 0's
+        # it, its lines interleaved with the others' (one per rank), said nothing more than rank 0's; one rank's
+        # refusal that the others say again in other words, nothing more than that rank's
         try:
-            rank = launched_rank() if is_said_alike_on_every_rank(exc) else None
+            speaker = _rank_that_says(exc)
+            rank = None if speaker is None else launched_rank()
         except DistributedError:  # (a launcher's rank variable gpunn cannot read: each rank says its own)
-            rank = None
-        if rank:
-            _let_rank_0_say_it()  # (returns where rank 0 has not ended the job: this rank then says its own)
+            speaker = rank = None
+        if rank != speaker:
+            _let_that_rank_say_it()  # (returns where that rank has not ended the job: this rank then says its own)
         try:
-            if rank == 0:
+            if rank == speaker == 0:
                 _say(f"gpunn [ranks 0-{launched_size() - 1}]: every rank failed with this error; aborting all ranks.\n")
             else:
                 _say(f"gpunn{_where()}: this rank failed; aborting all ranks.\n")
@@ -873,8 +888,8 @@ def end_job_on_uncaught_exception() -> None:
         finally:  # (the hook before failing, on a closed stderr say, ends the job all the same)
             mpi = sys.modules.get("mpi4py.MPI")
             if mpi is None or not mpi.Is_finalized():  # (a script that finalized MPI itself has left the job)
-                if is_raised_on_every_rank(exc) and (rank == 0 or not is_said_alike_on_every_rank(exc)):
-                    _let_the_others_say_theirs()  # (said alike: what the others' scripts printed, written out)
+                if is_raised_on_every_rank(exc) and rank == speaker:
+                    _let_the_others_say_theirs()  # (said for them: what the others' scripts printed, written out)
                 end_launched_job(2 if issubclass(kind, KeyboardInterrupt) else 1)
 
     ends_the_job.gpunn_ends_the_job = True

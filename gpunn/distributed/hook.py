@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy
 
-from .comm import rank_words, said_by
+from .comm import raised_on_every_rank, rank_words, said_by
 
 
 class GradientAllReduce:
@@ -61,7 +61,11 @@ class GradientAllReduce:
         refused a value; the run diverged): this rank's own ``error``, else the first refusing rank's words as a
         DataError. On a GPU a value standardized past the model's dtype is refused at the loss read, and the
         reduction gives every rank the NaN that one rank's window made, so the others said "training loss became
-        nan ...; lower the learning rate, or standardize" (gpunn.data.overflow). One gather, on this error path."""
+        nan ...; lower the learning rate, or standardize" (gpunn.data.overflow). The error comes back marked as raised on
+        every rank, said alike only where every rank refused in the same words: the refusing rank's own, marked alike,
+        was said for every rank by rank 0's uncaught-exception hook, in rank 0's words where rank 1 refused ("rank 1
+        of ranks 0-1 refused its data: ...", under "every rank failed with this error"), and rank 1's unsaid. One
+        gather, on this error path."""
         said = self.comm.allgather(None if error is None else str(error), label="the data refusal")
         if error is None:
             refused = [(rank, text) for rank, text in enumerate(said) if text is not None]
@@ -70,6 +74,8 @@ class GradientAllReduce:
 
                 rank, text = refused[0]
                 error = said_by(DataError(f"{rank_words(rank, len(said))} refused its data: {text}"), rank)
+        if error is not None:
+            raised_on_every_rank(error, alike=len(set(said)) == 1)
         self.refusal = error
         return error
 

@@ -31,8 +31,7 @@ from ..metrics import (RegressionEvaluator, column_words, error_sums, forward_pl
                        r2_per_output, source_column_words, source_row_words, validation_logs, window_pieces)
 from ..training.callbacks import Callback
 from ..training.sources import ArraySource
-from .comm import (DistributedError, abort_on_error, agreeing_on_failure, is_raised_on_every_rank,
-                   raised_on_every_rank, world)
+from .comm import DistributedError, abort_on_error, agreeing_on_failure, is_raised_on_every_rank, world
 from .digest import check_same_config
 from .hook import GradientAllReduce
 from .shard import PieceOfEachBatch, ShardedArraySource, ShardedSource, piece
@@ -414,12 +413,10 @@ class DataParallel:
             except BaseException as exc:
                 # every rank raises at the same point the settings check's ConfigMismatch, the loop's own checks'
                 # TrainingDiverged and ValidationNotFinite (training.loop.agreed: each rank checks the same sums, logs
-                # and weights) and a data refusal the ranks agreed on (the hook's first_refusal); another error ends
-                # the job (alone, no rank waits for this one: the caller gets it, as from fit), a ValidationNotFinite
-                # of score() in a callback of one rank too
-                if exc is self.hook.refusal:
-                    raised_on_every_rank(exc)
-                elif self.comm.size > 1 and not is_raised_on_every_rank(exc):
+                # and weights) and a data refusal the ranks agreed on (the hook's first_refusal, which marks it);
+                # another error ends the job (alone, no rank waits for this one: the caller gets it, as from fit), a
+                # ValidationNotFinite of score() in a callback of one rank too
+                if exc is not self.hook.refusal and self.comm.size > 1 and not is_raised_on_every_rank(exc):
                     abort_on_error(self.comm, exc)
                 raise
 
