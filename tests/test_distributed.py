@@ -1262,7 +1262,7 @@ def test_a_source_the_ranks_cannot_share_out_is_refused_alike_on_every_rank_with
         assert said in str(outcomes[1][1]) and not comm.is_raised_on_every_rank(outcomes[1][1]), outcomes
 
 
-@pytest.mark.parametrize("who", ["one rank", "every rank"])
+@pytest.mark.parametrize("who", ["one rank", "every rank", "one rank interrupted"])
 def test_a_resume_that_one_rank_refuses_ends_every_ranks_resume_at_once_naming_that_rank_and_why(tmp_path, fake_cupy,
                                                                                                   monkeypatch, who):
     """A data-parallel resume that one rank refuses before the ranks' first collective (here rank 1's files hold other
@@ -1271,8 +1271,10 @@ def test_a_resume_that_one_rank_refuses_ends_every_ranks_resume_at_once_naming_t
     refusing rank now tells the others in that check, the agreement on who failed that gpunn train's ranks take
     (comm.agreeing_on_failure), and every rank raises at once: that rank its own refusal, the others a
     ConfigMismatch naming it and its words (said by that rank alone: gpunn_said_by); nothing aborts. Where every
-    rank refuses, each raises its own, marked as raised on every rank. Two thread ranks on the stand-in's GPUs
-    (tests/thread_ranks.py), whose 10 s barrier only guards against a regression's wait."""
+    rank refuses, each raises its own, marked as raised on every rank. Where rank 1 is interrupted in its checks (a
+    Ctrl-C on it alone), the other raises a KeyboardInterrupt saying so, where it raised "rank 1 of ranks 0-1 refused
+    to resume the run: KeyboardInterrupt", a ValueError that a script caught as a refusal. Two thread ranks on the
+    stand-in's GPUs (tests/thread_ranks.py), whose 10 s barrier only guards against a regression's wait."""
     import gpunn
     from gpunn.distributed import ConfigMismatch, comm
     from thread_ranks import run_ranks
@@ -1290,8 +1292,15 @@ def test_a_resume_that_one_rank_refuses_ends_every_ranks_resume_at_once_naming_t
     gpunn.MLP([2, 4, 1], device="cuda:0", seed=0).fit(source("run"), epochs=1, batch_size=8, verbose=False,
                                                       callbacks=[gpunn.ModelCheckpoint(path)])
 
+    def interrupted_on_rank_1(ckpt):
+        if comm.world().rank == 1:
+            raise KeyboardInterrupt
+
+    if who == "one rank interrupted":
+        monkeypatch.setattr(gpunn.checkpoint.resume, "check_resume_precision", interrupted_on_rank_1)
+
     def resume(rank):
-        refuses = who == "every rank" or rank == 1
+        refuses = who == "every rank" or (who == "one rank" and rank == 1)
         gpunn.load_checkpoint(path, device=f"cuda:{rank}").resume(source("other" if refuses else "run"), epochs=2,
                                                                   verbose=False, checkpoint=False, distributed=True)
 
@@ -1300,6 +1309,10 @@ def test_a_resume_that_one_rank_refuses_ends_every_ranks_resume_at_once_naming_t
     said = "was trained on other values: "
     errors = [exc for _, exc in outcomes]
     assert all(comm.is_raised_on_every_rank(exc) for exc in errors), outcomes
+    if who == "one rank interrupted":
+        assert [type(exc) for exc in errors] == [KeyboardInterrupt] * 2 and errors[0].gpunn_said_by == 1, outcomes
+        assert str(errors[0]) == "rank 1 of ranks 0-1 was interrupted (KeyboardInterrupt)", outcomes
+        return
     assert type(errors[1]) is ValueError and said in str(errors[1]), outcomes
     if who == "every rank":
         assert type(errors[0]) is ValueError and said in str(errors[0]), outcomes
@@ -1330,6 +1343,37 @@ def test_a_data_refusal_of_one_rank_is_said_once_by_that_rank(fake_cupy, monkeyp
     outcomes, aborted = run_ranks(monkeypatch, 2, refused)
     assert outcomes == [(2, None), (2, None)] and aborted == [], (outcomes, aborted)
     assert capsys.readouterr().err.splitlines() == [f"gpunn train [rank 1 of ranks 0-1]: error: {said}"]
+
+
+def test_a_resume_interrupted_on_one_rank_is_said_by_that_rank_alone(fake_cupy, monkeypatch, capsys):
+    """A Ctrl-C on rank 1 alone during a data-parallel resume's checks (comm.agreeing_on_failure's ``refused``): rank 0
+    raised "rank 1 of ranks 0-1 refused to resume the run: KeyboardInterrupt", a ConfigMismatch (status 2, a refusal
+    to a script). It raises a KeyboardInterrupt naming rank 1 now, and gpunn train's line of it, the same words as rank
+    1's own ("interrupted (Ctrl-C)"), is said by rank 1 alone, naming it, not "[ranks 0-1]" by rank 0; status 130 on
+    every rank. Two thread ranks (tests/thread_ranks.py) each running the command's last step (gpunn.cli._failed)."""
+    from gpunn import cli
+    from gpunn.distributed import comm, training
+    from thread_ranks import run_ranks
+
+    monkeypatch.setattr(comm, "started_world", lambda: comm.world())  # (run_ranks's world: this thread's rank)
+    monkeypatch.setattr(comm, "launched_rank", lambda: comm.world().rank)
+    monkeypatch.setattr(comm, "launched_size", lambda: 2)
+
+    def interrupted(rank):
+        def checks():
+            if rank == 1:
+                raise KeyboardInterrupt
+
+        try:
+            comm.agreeing_on_failure(comm.world(), checks, training.SETTINGS_CHECK, gather=False,
+                                     refused=training.RESUMING)
+        except KeyboardInterrupt as exc:
+            return cli._failed(*cli._describe(exc, False, "train"), ["train"], exc)
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, interrupted)
+    assert outcomes == [(130, None), (130, None)] and aborted == [], (outcomes, aborted)
+    assert capsys.readouterr().err.splitlines() == [
+        "gpunn train [rank 1 of ranks 0-1]: interrupted (Ctrl-C); any checkpoint is the last one completely written"]
 
 
 def test_errors_every_rank_raises_in_its_own_words_are_each_said_by_their_rank(fake_cupy, monkeypatch, capsys):

@@ -362,8 +362,8 @@ def _failed(status: int, text: str, argv, exc: BaseException | None = None) -> i
     any collective since the ranks' command check or a sweep's end of an ensemble, where the ranks agree on who failed
     in the next one of the others: agreeing_before_any_collective) waits for no rank: the ranks compare their lines,
     rank 0 says a line every rank has once (``gpunn train [ranks 0-1]: ...``), each rank says its own where they differ
-    (but for a rank that only repeats another's refusal of its data, which that rank says), and every rank exits with
-    its status."""
+    (but for a rank that only repeats another's refusal of its data or of a resume, or its interrupt, which that rank
+    says, even where the lines are the same: "interrupted (Ctrl-C)" on both), and every rank exits with its status."""
     from ..distributed.comm import (agreeing_before_any_collective, end_launched_job, is_raised_on_every_rank,
                                     started_world)
 
@@ -374,14 +374,17 @@ def _failed(status: int, text: str, argv, exc: BaseException | None = None) -> i
         print(text, file=sys.stderr, flush=True)
         return status
     prog, _, said = text.partition(": ")  # (a rank that printed gpunn --version speaks as gpunn: its words compared)
-    lines = None if control is None else control.allgather(said, label="the comparison of the ranks' error lines")
-    if lines is not None and len(set(lines)) == 1:
+    repeats = None if exc is None else getattr(exc, "gpunn_said_by", None)  # another rank's refusal (of its data, of
+    # a resume) or interrupt, in other words: that rank says it (one interrupted: in the same words as this rank's)
+    lines = None if control is None else control.allgather((said, repeats),
+                                                           label="the comparison of the ranks' error lines")
+    if lines is not None and len({line for line, _ in lines}) == 1 and all(by is None for _, by in lines):
         if control.rank == 0:
             sys.stderr.write(f"{prog} [ranks 0-{control.size - 1}]: {said}\n")
             sys.stderr.flush()
         return status
-    if lines is not None and getattr(exc, "gpunn_said_by", None) is not None:  # another rank's refusal (of its data,
-        return status  # of a resume) in other words: that rank says it
+    if lines is not None and repeats is not None:
+        return status
     # one write: the launcher merges the ranks' stderr, and a separate newline can land after another rank's line
     sys.stderr.write(_with_rank(text) + "\n")
     sys.stderr.flush()

@@ -684,9 +684,15 @@ def is_said_alike_on_every_rank(exc: BaseException) -> bool:
     return is_raised_on_every_rank(exc) and getattr(exc, "gpunn_alike", True) is not False
 
 
+class _InterruptWords(str):
+    """The words of an interrupt (KeyboardInterrupt, or gpunn's SIGTERM as one) as a rank gathers them: the others
+    tell it from a refusal by its type, which a subclass's words (``gpunn.cli.Terminated: SIGTERM``) do not say."""
+
+
 def _error_words(exc: BaseException) -> str:
     """``exc`` as the last line of its traceback says it (its type and message), for the ranks to compare."""
-    return "".join(traceback.format_exception_only(type(exc), exc))
+    words = "".join(traceback.format_exception_only(type(exc), exc))
+    return _InterruptWords(words) if isinstance(exc, KeyboardInterrupt) else words
 
 
 def agreeing_on_failure(comm, compute, label, gather=True, refused=None):
@@ -700,7 +706,9 @@ def agreeing_on_failure(comm, compute, label, gather=True, refused=None):
     the result to go on with, wait in a barrier for that abort (timed, as every collective). Unless ``refused`` (what
     a failed rank did, in the others' words: "refused to resume the run", the same on every rank) is given: then it
     is raised on every rank too, each failed rank its own error and the others a ConfigMismatch naming the first
-    failed rank and its error's words (:func:`said_by` it), and no rank aborts."""
+    failed rank and its error's words (:func:`said_by` it), and no rank aborts; where that rank was interrupted
+    (Ctrl-C on it alone), a KeyboardInterrupt saying so (``rank 1 of ranks 0-1 was interrupted (KeyboardInterrupt)``),
+    which read "refused to resume the run: KeyboardInterrupt" and was caught as a refusal (a ValueError)."""
     error = part = None
     try:
         part = compute()
@@ -714,9 +722,11 @@ def agreeing_on_failure(comm, compute, label, gather=True, refused=None):
             raise error  # (where the abort returns: a test's stand-in)
         raise raised_on_every_rank(error, alike=len({words for _, words in gathered}) == 1)
     if failed and refused is not None:
-        words = gathered[failed[0]][1].strip()
-        raise raised_on_every_rank(said_by(ConfigMismatch(f"{rank_words(failed[0], comm.size)} {refused}: {words}"),
-                                           failed[0]), alike=False)
+        words = gathered[failed[0]][1]
+        told = (KeyboardInterrupt(f"{rank_words(failed[0], comm.size)} was interrupted ({words.strip()})")
+                if isinstance(words, _InterruptWords)
+                else ConfigMismatch(f"{rank_words(failed[0], comm.size)} {refused}: {words.strip()}"))
+        raise raised_on_every_rank(said_by(told, failed[0]), alike=False)
     if failed:
         comm.barrier(label=f"{label} (waiting for {rank_words(failed[0], comm.size)}, which failed, to end the job)")
         raise DistributedError(f"{rank_words(failed[0], comm.size)} failed in {label}")  # (its abort ends this rank)
