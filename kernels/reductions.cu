@@ -1,8 +1,8 @@
-// reductions.cu -- kernels that sum: the MSE gradient with its loss, and the bias gradient.
+// reductions.cu -- kernels that sum: the MSE gradient with its loss (unweighted and weighted), and the bias gradient.
 //
 // Templates instantiated by name ("gpunn::mse_grad<float>", ...) through cupy.RawModule;
-// see gpunn/ops/kernels.py. T is float or double (mse_grad), or also bf16 (bias_grad, whose db is then
-// float: master_t<T>, bfloat16.cuh).
+// see gpunn/ops/kernels.py. T is float or double (mse_grad, weighted_mse_grad), or also bf16 (bias_grad, whose
+// db is then float: master_t<T>, bfloat16.cuh).
 #include "activations.cuh"
 #include "bfloat16.cuh"
 #include "block_sum.cuh"
@@ -24,6 +24,34 @@ __global__ void mse_grad(const T* A, const T* Y, T* dA, T scale, long long n, do
         const T d = A[i] - Y[i];
         if (dA != nullptr) dA[i] = scale * d;
         acc += (double)d * (double)d;
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) atomicAdd(sum_sq, acc);
+}
+
+// The weighted loss's gradient (gpunn/sample_weights.py): dA[r, c] = (scale * d) * w_r with d = A[r, c] - Y[r, c],
+// and *sum_sq += sum over r, c of (d * w_r) * d, each term formed in double and accumulated in double (one atomicAdd
+// per block), as mse_grad accumulates: the reference's roundings (Ops.loss_gradient), and with unit weights mse_grad's
+// very bits. Training's Y carries each row's weight as one more, last column, so Y's rows are cols + 1 apart and the
+// weights a column of it: hence a row stride for Y and a stride for w, where A and dA are contiguous.
+// Launch with blockDim.x a multiple of 32.
+//   A        [rows x cols] predictions (read)
+//   Y        row r's cols targets at Y + r * y_stride (read)
+//   w        row r's weight at w[r * w_stride] (read)
+//   dA       [rows x cols] receives the gradient; may be A
+//   scale    2/m for the mean over m rows of the summed weighted squared error
+//   sum_sq   [1] accumulator, zeroed by the caller
+template <typename T>
+__global__ void weighted_mse_grad(const T* A, const T* Y, long long y_stride, const T* w, long long w_stride, T* dA,
+                                  T scale, long long rows, long long cols, double* sum_sq) {
+    const long long stride = (long long)blockDim.x * gridDim.x, n = rows * cols;
+    double acc = 0.0;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const long long r = i / cols;
+        const T d = A[i] - Y[r * y_stride + (i - r * cols)];
+        const T wr = w[r * w_stride];
+        dA[i] = (scale * d) * wr;
+        acc += ((double)d * (double)wr) * (double)d;
     }
     acc = block_sum(acc);
     if (threadIdx.x == 0) atomicAdd(sum_sq, acc);

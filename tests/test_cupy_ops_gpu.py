@@ -170,6 +170,31 @@ def test_loss_gradient_and_squared_error(ops, dtype, rows, cols):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("rows,cols", [(1, 1), (31, 1), (1000, 3), (2**20 + 3, 1)])
+def test_weighted_loss_gradient_reads_y_and_its_weights_column(ops, dtype, rows, cols):
+    """Training's Y carries each row's weight as its last column (gpunn.sample_weights), so the targets and the
+    weights are views of it, whose rows are cols + 1 apart: weighted_mse_grad reads them so. Some weights are 0.
+    Unit weights give the unweighted kernel's bits (the same products, the same sums: on a GPU, the same FMAs)."""
+    rng = _rng("weighted mse", rows, cols)
+    A0 = rng.standard_normal((rows, cols)).astype(dtype)
+    w = rng.uniform(0.0, 3.0, rows)
+    w[::5] = 0.0
+    Y0 = np.concatenate([rng.standard_normal((rows, cols)), w[:, None]], axis=1).astype(dtype)
+    diff, w64 = A0.astype(np.float64) - Y0[:, :cols].astype(np.float64), Y0[:, cols:].astype(np.float64)
+    A, Y, dA = cupy.asarray(A0), cupy.asarray(Y0), _poisoned((rows, cols), dtype)
+    s = ops.loss_gradient(A, Y[:, :cols], dA, weights=Y[:, cols])
+    assert isinstance(s, cupy.ndarray) and s.shape == ()
+    _check(dA, 2.0 / rows * w64 * diff, dtype, "dA", k_rel=4, k_abs=0)
+    assert float(s) == pytest.approx(float(np.sum(w64 * diff * diff)), rel=4 * EPS[dtype] + 1e-12)
+    Y[:, cols] = 1
+    dA1, dA0, sums = _poisoned((rows, cols), dtype), _poisoned((rows, cols), dtype), cupy.zeros(2)
+    ops.loss_gradient(A, Y[:, :cols], dA1, sums[0], weights=Y[:, cols])
+    ops.loss_gradient(A, cupy.ascontiguousarray(Y[:, :cols]), dA0, sums[1])
+    np.testing.assert_array_equal(cupy.asnumpy(dA1), cupy.asnumpy(dA0))
+    assert float(sums[0]) == float(sums[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("rows,cols", [(1, 1), (31, 1), (1, 31), (1000, 33), (2**20 + 3, 2), (64, 1000)])
 def test_bias_gradient(ops, dtype, rows, cols):
     rng = _rng("db", rows, cols)

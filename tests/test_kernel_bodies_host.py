@@ -7,7 +7,7 @@ tests/kernel_harness/cuda_host.h (blocks run one after another, a block's thread
 __syncthreads and warp shuffles) and launched, in double, on small arrays with the launch shapes gpunn
 uses and with awkward ones (a grid-stride loop that wraps, a column step that is not a multiple of the
 columns, fewer blocks in y than members, several row chunks, a partial last chunk), then compared with
-NumPy. What a GPU run must still check: the device's arithmetic (-ftz, its libm), float32/bf16
+NumPy (weighted_mse_grad in float too, its dA with the reference's bit for bit). What a GPU run must still check: the device's arithmetic (-ftz, its libm), float32/bf16
 instances, and races between threads running at once.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pytest
 
 from gpunn.activations import ACTIVATIONS
 from gpunn.ops import Ops
+from gpunn.sample_weights import mean_one, split, with_weights
 from host_library import build_host_library
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,8 @@ SIGNATURES = {
     "k_bias_act_forward": [I, U, U, P, P, P, P, LL, LL],
     "k_act_backward": [I, I, U, U, P, P, P, LL],
     "k_mse_grad": [U, U, P, P, P, D, LL, P],
+    "k_weighted_mse_grad": [I, U, U, ctypes.c_void_p, ctypes.c_void_p, LL, ctypes.c_void_p, LL, ctypes.c_void_p, D, LL,
+                            LL, P],
     "k_bias_grad": [U, U, U, U, P, P, P, LL, LL, LL],
     "k_bias_grad_finish": [U, U, P, P, LL, LL],
     "k_sgd_step": [U, U, P, P, P, D, D, D, I, LL],
@@ -213,6 +216,61 @@ def test_mse_grad_scales_the_difference_and_sums_its_squares_over_all_blocks(k, 
     if with_grad:
         close(dA, (2.0 / 30) * (A - Y))
     close(total[0], 0.5 + np.sum((A - Y) ** 2), SUMS)
+
+
+def _weighted_launch(k, grid, block, A, Y, w, dA, total):
+    """weighted_mse_grad on A and Y (rows at Y's row step) with the weights w (at theirs: a column of Y or a vector),
+    scale 2/m in A's dtype."""
+    rows, cols = A.shape
+    scale = float(A.dtype.type(2.0 / rows))
+    steps = [a.strides[0] // a.itemsize for a in (Y, w)]
+    k.weighted_mse_grad(int(A.dtype == np.float64), grid, block, A.ctypes.data, Y.ctypes.data, steps[0], w.ctypes.data,
+                        steps[1], dA.ctypes.data, scale, rows, cols, total)
+
+
+@pytest.mark.parametrize("grid, block", SHAPES_1D + [(2, 1024)])
+@pytest.mark.parametrize("rows, cols", [(1, 1), (37, 1), (300, 3), (64, 7)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["double", "float"])
+@pytest.mark.parametrize("layout", ["weights-in-Y", "weights-apart"])
+def test_weighted_mse_grad_follows_y_and_its_weights_at_their_row_steps_with_the_references_roundings(
+        k, grid, block, rows, cols, dtype, layout):
+    """Training's Y carries each row's weight as one more column (gpunn.sample_weights): Y's rows are cols + 1 apart
+    and the weights a column of it, where A and dA are contiguous. dA is Ops.loss_gradient(weights=)'s bit for bit
+    (the same two products in the same order, in float and double), some weights 0; the sum is to a sum's rounding."""
+    r = rng(5)
+    A = r.standard_normal((rows, cols)).astype(dtype)
+    w = r.uniform(0.0, 3.0, rows)
+    w[1::4] = 0.0
+    Y = with_weights(np, r.standard_normal((rows, cols)).astype(dtype), mean_one(w, "rows"))
+    targets, weights = split(Y, cols)
+    if layout == "weights-apart":
+        targets, weights = np.ascontiguousarray(targets), np.ascontiguousarray(weights)
+    want_dA = np.empty_like(A)
+    want = float(Ops(np).loss_gradient(A, targets, want_dA, weights=weights))
+    dA, total = np.full_like(A, np.nan), np.array([0.5])  # accumulated into: the caller zeroes it
+    _weighted_launch(k, grid, block, A, targets, weights, dA, total)
+    np.testing.assert_array_equal(dA, want_dA)
+    assert (dA[weights == 0] == 0).all()
+    close(total[0], 0.5 + want, SUMS)
+    inplace = A.copy()  # dA may be A
+    _weighted_launch(k, grid, block, inplace, targets, weights, inplace, total)
+    np.testing.assert_array_equal(inplace, want_dA)
+
+
+@pytest.mark.parametrize("grid, block", SHAPES_1D)
+@pytest.mark.parametrize("rows, cols", [(37, 1), (100, 3)])
+@BOTH_ORDERS
+def test_weighted_mse_grad_with_unit_weights_is_mse_grads_bits(k, schedule, grid, block, rows, cols):
+    r = rng(6)
+    A = r.standard_normal((rows, cols))
+    Y = with_weights(np, r.standard_normal((rows, cols)), np.ones(rows))
+    targets, weights = split(Y, cols)
+    dA, total = np.empty_like(A), np.zeros(1)
+    _weighted_launch(k, grid, block, A, targets, weights, dA, total)
+    dA_plain, total_plain = np.empty_like(A), np.zeros(1)
+    k.mse_grad(grid, block, A, np.ascontiguousarray(targets), dA_plain, 2.0 / rows, rows * cols, total_plain)
+    np.testing.assert_array_equal(dA, dA_plain)
+    assert total[0] == total_plain[0]
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 1), (5, 3), (100, 40), (1000, 70)])

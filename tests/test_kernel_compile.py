@@ -194,8 +194,9 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
     n_from_output = sum(a.grad_from_output is not None for a in ACTIVATIONS.values())
     # float, double and bf16 activation kernels, and to_storage for bf16 only
     assert len(names["elementwise.cu"]) == 3 * (2 * n_acts + n_from_output) + 1
-    # mse_grad for float and double; bias_grad and bias_grad_finish for bf16 too
-    assert len(names["reductions.cu"]) == 8 and len(names["optimizers.cu"]) == 10
+    # mse_grad and weighted_mse_grad for float and double; bias_grad and bias_grad_finish for bf16 too
+    assert len(names["reductions.cu"]) == 10 and len(names["optimizers.cu"]) == 10
+    assert {"gpunn::weighted_mse_grad<float>", "gpunn::weighted_mse_grad<double>"} <= set(names["reductions.cu"])
     assert "gpunn::to_storage<gpunn::bf16>" in names["elementwise.cu"]
     assert "gpunn::bias_grad<gpunn::bf16>" in names["reductions.cu"]
     assert not any("bf16" in n for n in names["optimizers.cu"])  # float32 master weights and state
@@ -215,8 +216,9 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
     assert "gpunn::act_backward_from_output<float, 6>" not in names["elementwise.cu"]  # gelu: no g'(a)
     assert gk.name_expression("adam_step", "float32") == "gpunn::adam_step<float>"
     assert gk.name_expression("bias_act_forward", "bfloat16", 1) == "gpunn::bias_act_forward<gpunn::bf16, 1>"
-    with pytest.raises(gk.KernelError, match="no mse_grad kernel for dtype bfloat16"):
-        gk.name_expression("mse_grad", "bfloat16")
+    for loss in ("mse_grad", "weighted_mse_grad"):  # the output layer's A and dA are float32 in a bf16 model
+        with pytest.raises(gk.KernelError, match=f"no {loss} kernel for dtype bfloat16"):
+            gk.name_expression(loss, "bfloat16")
     with pytest.raises(gk.KernelError, match="no to_storage kernel for dtype float32"):
         gk.name_expression("to_storage", "float32")
 

@@ -31,6 +31,32 @@ BIAS_GRAD_ONE_LAUNCH_BLOCK = (32, 32)
 _NULL = numpy.uintp(0)  # a null pointer argument
 
 
+def _zeroed(sum_sq):
+    """A 0-d float64 device accumulator at 0: ``sum_sq`` zeroed with a memset (nothing allocated: the graph's
+    captured step passes its own), or a new one."""
+    if sum_sq is None:
+        return cupy.zeros((), numpy.float64)
+    sum_sq.data.memset_async(0, sum_sq.nbytes)
+    return sum_sq
+
+
+def _loss_scale(A, dtype):
+    """2/m in the kernel's T, m the rows of A (a data-parallel rank may get an empty last batch)."""
+    return dtype.type(2.0 / max(A.shape[0], 1)) if A.ndim else dtype.type(2.0)
+
+
+def _row_step(a, dtype):
+    """The elements between two rows of ``a`` (a vector: between two of its elements), whose rows must be
+    contiguous; None where a kernel cannot read it so (another dtype, or steps that are negative or not whole
+    elements)."""
+    if a.dtype != dtype or a.ndim not in (1, 2):
+        return None
+    item = a.itemsize
+    if any(st < 0 or st % item for st in a.strides) or (a.ndim == 2 and a.shape[1] > 1 and a.strides[1] != item):
+        return None
+    return a.strides[0] // item
+
+
 def _multiprocessors() -> int:
     """The current device's multiprocessor count (a runtime query: CupyOps._sms caches it)."""
     device = cupy.cuda.runtime.getDevice()
@@ -137,16 +163,29 @@ class CupyOps(Ops):
 
     def loss_gradient(self, A, Y, dA, sum_sq=None, weights=None):
         """dA <- (2/m)(A - Y); returns sum((A - Y)^2) as a 0-d float64 device array (``sum_sq``
-        when given: zeroed with a memset, then accumulated into). With ``weights``, the reference's CuPy calls."""
+        when given: zeroed with a memset, then accumulated into). With ``weights`` (one a row): dA <- (2/m) w (A - Y)
+        and the sum of w (A - Y)^2, by weighted_mse_grad, which reads Y and the weights through row steps of their
+        own: training's Y carries them as its last column (gpunn.sample_weights), so both are views of it."""
+        if weights is not None:
+            return self._weighted_loss_gradient(A, Y, dA, sum_sq, weights)
         dtype = self._kernel_dtype(A, Y, dA)
-        if dtype is None or weights is not None or not (A.shape == Y.shape == dA.shape):
+        if dtype is None or not (A.shape == Y.shape == dA.shape):
+            return super().loss_gradient(A, Y, dA, sum_sq)
+        sum_sq = _zeroed(sum_sq)
+        self._launch("mse_grad", dtype, None, A.size, (A, Y, dA, _loss_scale(A, dtype), numpy.int64(A.size), sum_sq))
+        return sum_sq
+
+    def _weighted_loss_gradient(self, A, Y, dA, sum_sq, weights):
+        dtype = self._kernel_dtype(A, dA)
+        steps = (_row_step(Y, dtype), _row_step(weights, dtype)) if dtype in kernels.CXX_TYPES else (None,)
+        if None in steps or A.ndim != 2 or not (A.shape == Y.shape == dA.shape) or weights.shape != A.shape[:1]:
             return super().loss_gradient(A, Y, dA, sum_sq, weights)
-        if sum_sq is None:
-            sum_sq = cupy.zeros((), numpy.float64)
-        else:
-            sum_sq.data.memset_async(0, sum_sq.nbytes)
-        scale = dtype.type(2.0 / max(A.shape[0], 1)) if A.ndim else dtype.type(2.0)
-        self._launch("mse_grad", dtype, None, A.size, (A, Y, dA, scale, numpy.int64(A.size), sum_sq))
+        sum_sq = _zeroed(sum_sq)
+        rows, cols = A.shape
+        y_step, w_step = steps
+        self._launch("weighted_mse_grad", dtype, None, A.size, (
+            A, Y, numpy.int64(y_step), weights, numpy.int64(w_step), dA, _loss_scale(A, dtype), numpy.int64(rows),
+            numpy.int64(cols), sum_sq))
         return sum_sq
 
     def squared_error(self, A, Y):

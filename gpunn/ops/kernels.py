@@ -50,7 +50,7 @@ SOURCES = {
         "act_backward_from_output": "act_from_output",
         "to_storage": None,
     },
-    "reductions.cu": {"mse_grad": None, "bias_grad": None, "bias_grad_finish": None},
+    "reductions.cu": {"mse_grad": None, "weighted_mse_grad": None, "bias_grad": None, "bias_grad_finish": None},
     "optimizers.cu": {"sgd_step": None, "adam_step": None, "optimizer_tick": None, "sgd_step_dev": None,
                       "adam_step_dev": None},
     # the member-axis kernels of gpunn.Ensemble

@@ -329,6 +329,23 @@ def _mse_grad(launch, T, A, Y, dA, scale, n, sum_sq):
     total += numpy.dot(d.astype(numpy.float64), d.astype(numpy.float64))
 
 
+@reference("weighted_mse_grad")
+def _weighted_mse_grad(launch, T, A, Y, y_stride, w, w_stride, dA, scale, rows, cols, sum_sq):
+    """Ops.loss_gradient(weights=)'s roundings: (scale * d) * w in T, the sum of (d * w) * d in float64."""
+    launch.check(launch.block[0] % 32 == 0 and launch.block[1:] == (1, 1),
+                 "weighted_mse_grad's block_sum needs a one-dimensional block, a multiple of 32 threads")
+    rows, cols, ys, ws = int(rows), int(cols), int(y_stride), int(w_stride)
+    launch.check(ys >= cols or rows <= 1, f"Y's rows, {ys} elements apart, overlap its {cols} columns")
+    targets = launch.read("Y", (rows - 1) * ys + cols)
+    Yv = numpy.lib.stride_tricks.as_strided(targets, (rows, cols), (ys * targets.itemsize, targets.itemsize))
+    weights = launch.read("w", (rows - 1) * ws + 1)[::ws] if ws else launch.read("w", 1).repeat(rows)
+    d = launch.read("A", rows * cols).reshape(rows, cols).astype(T) - Yv
+    launch.write("dA", rows * cols)[...] = ((scale * d) * weights[:, None]).reshape(-1)
+    D = d.astype(numpy.float64)
+    total = launch.write("sum_sq", 1)
+    total += numpy.dot((D * weights.astype(numpy.float64)[:, None]).reshape(-1), D.reshape(-1))
+
+
 @reference("bias_grad")
 def _bias_grad(launch, T, dZ, db, partial, rows, cols, rows_per_chunk):
     rows, cols, per = int(rows), int(cols), int(rows_per_chunk)

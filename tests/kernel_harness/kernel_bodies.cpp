@@ -58,6 +58,16 @@ int philox(int uniform, unsigned gx, unsigned gy, unsigned bx, const unsigned lo
     return run(gx, gy, bx, 1, [&] { philox_normal<T>(streams, n_streams, n, o); });
 }
 
+// The weighted loss gradient in float or double: its terms' roundings are compared with the reference's bit for bit.
+template <typename T>
+int weighted_mse_grad_in(unsigned gx, unsigned bx, const void* A, const void* Y, LL y_stride, const void* w,
+                         LL w_stride, void* dA, double scale, LL rows, LL cols, double* sum_sq) {
+    return run(gx, 1, bx, 1, [&] {
+        weighted_mse_grad<T>(static_cast<const T*>(A), static_cast<const T*>(Y), y_stride, static_cast<const T*>(w),
+                             w_stride, static_cast<T*>(dA), T(scale), rows, cols, sum_sq);
+    });
+}
+
 }  // namespace
 
 // The harness itself: each of gx blocks of bx threads reads slot threadIdx.x of a __shared__ array into
@@ -105,6 +115,12 @@ int k_act_backward(int act, int from_output, unsigned gx, unsigned bx, const D* 
 
 int k_mse_grad(unsigned gx, unsigned bx, const D* A, const D* Y, D* dA, D scale, LL n, double* sum_sq) {
     return run(gx, 1, bx, 1, [&] { mse_grad<D>(A, Y, dA, scale, n, sum_sq); });
+}
+
+int k_weighted_mse_grad(int is_double, unsigned gx, unsigned bx, const void* A, const void* Y, LL y_stride,
+                        const void* w, LL w_stride, void* dA, double scale, LL rows, LL cols, double* sum_sq) {
+    auto in = is_double ? weighted_mse_grad_in<double> : weighted_mse_grad_in<float>;
+    return in(gx, bx, A, Y, y_stride, w, w_stride, dA, scale, rows, cols, sum_sq);
 }
 
 int k_bias_grad(unsigned gx, unsigned gy, unsigned bx, unsigned by, const D* dZ, D* db, double* partial, LL rows,
