@@ -32,7 +32,7 @@ FAKE = cupy is not None and str(getattr(cupy, "__version__", "")).endswith("-fak
 ROWS = 500 if FAKE else 2100  # with a last partial batch either way
 
 
-def _train(graph, precision="float32", optimizer="adam", epochs=3, rows=ROWS, dtype="float32"):
+def _train(graph, precision="float32", optimizer="adam", epochs=3, rows=ROWS, dtype="float32", sample_weight=None):
     X, Y = gpunn.datasets.make("teacher", n_samples=rows, n_features=16, n_outputs=2, seed=0, device="cuda",
                                dtype=dtype)
     m = gpunn.MLP([16, 64, 64, 2], activation=["relu", "gelu"], device="cuda", seed=0, graph=graph,
@@ -40,8 +40,15 @@ def _train(graph, precision="float32", optimizer="adam", epochs=3, rows=ROWS, dt
     with warnings.catch_warnings():
         warnings.simplefilter("error", GraphWarning)  # a capture that falls back fails here
         h = m.fit(X, Y, epochs=epochs, batch_size=128, optimizer=OPTIMIZERS[optimizer](weight_decay=1e-4),
-                  schedule=gpunn.Schedule("exponential", gamma=0.7), verbose=False)  # a new rate each epoch
+                  schedule=gpunn.Schedule("exponential", gamma=0.7), verbose=False,  # a new rate each epoch
+                  sample_weight=sample_weight)
     return m, h
+
+
+def _weights(rows=ROWS):
+    w = np.random.default_rng(1).uniform(0.0, 3.0, rows)
+    w[::7] = 0.0  # rows that do not count
+    return w
 
 
 def _agree(m, ref, h, h_ref, rel):
@@ -146,6 +153,44 @@ def test_a_fit_after_set_precision_captures_the_new_precisions_step():
     (m, h), (ref, h_ref) = run(None), run(False)
     assert m.graph_trainer.captured, m.graph_trainer.reason
     _agree(m, ref, h, h_ref, 2e-2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_weighted_fit_captures_its_step_and_trains_like_the_eager_step(dtype):
+    """The weighted loss is one kernel (weighted_mse_grad, reading Y and its weights' column in the graph's batch
+    buffer), so a fit with sample_weight captures its step as an unweighted one does (it ran eagerly while the
+    weighted loss was CuPy's generic calls, which allocate: tests/fakecupy refuses an allocation in a capture)."""
+    ref, h_ref = _train(False, epochs=2, dtype=dtype, sample_weight=_weights())
+    captures = cupy.state.captures if FAKE else None
+    m, h = _train(None, epochs=2, dtype=dtype, sample_weight=_weights())
+    assert m.graph_trainer.captured and m.graph_trainer.reason is None, m.graph_trainer.reason
+    if FAKE:
+        assert cupy.state.captures - captures == 2  # the full batches and the last partial one
+    unweighted, _ = _train(False, epochs=2, dtype=dtype)
+    assert not np.allclose(cupy.asnumpy(unweighted.params), cupy.asnumpy(ref.params))  # the weights told
+    _agree(m, ref, h, h_ref, 1e-4 if dtype == "float32" else 1e-10)
+
+
+def test_a_fit_with_the_same_optimizer_captures_again_when_its_rows_gain_or_lose_their_weights():
+    """A weighted fit's batches carry one more column of Y (the weights: gpunn.sample_weights) and its captured step
+    reads it; the next fit with the same optimizer object keeps the trainer, and a batch of the same rows without the
+    column (or with it, after an unweighted fit) gets a step of its own, captured again, never the other's graph."""
+    X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda")
+
+    def run(graph):
+        m = gpunn.MLP([16, 64, 64, 2], device="cuda", seed=0, graph=graph)
+        opt = gpunn.optim.Adam(lr=1e-3)
+        histories = [m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False, sample_weight=w)
+                     for w in (None, _weights(), None)]
+        return m, histories
+
+    captures = cupy.state.captures if FAKE else None
+    (m, hs), (ref, hs_ref) = run(None), run(False)
+    assert m.graph_trainer.captured, m.graph_trainer.reason
+    if FAKE:  # each fit's full batches (a one-epoch fit's partial batch runs once, eagerly)
+        assert cupy.state.captures - captures == 3
+    for h, h_ref in zip(hs, hs_ref):
+        _agree(m, ref, h, h_ref, 1e-4)
 
 
 def test_the_default_captures_float64_too():

@@ -321,8 +321,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     sum_i w_i ||a_i - y_i||^2 / sum_i w_i (gpunn.sample_weights), and the weights of rows a validation_fraction holds
     out weigh val_loss, val_mse, val_mae and val_r2 (scikit-learn's r2_score(sample_weight=...)); validation_data
     takes a third item, the validation rows' weights (Keras's). Arrays, one process, an MLP's own step: a data
-    source, distributed training and an Ensemble are refused. Weights that are not all equal train with the
-    reference's step (not the CPU's one Numba call, nor a CUDA graph).
+    source, distributed training and an Ensemble are refused. Weights that are not all equal train on the CPU with
+    the reference's step (not the one Numba call); on a GPU the weighted loss is one kernel, in a CUDA graph.
     """
     if not hasattr(model, "layer_sizes"):  # gpunn.fit(X, Y) without the model: "'numpy.ndarray' object has no
         # attribute 'standardizer'" said not what was missing

@@ -219,6 +219,11 @@ class GraphTrainer:
             opt.step(model.params, model.grads, lr)
             return sum_sq
         step = self._steps.get(shape)
+        if step is not None and step.Y.shape != Y.shape:
+            # the same rows with or without the weights' column of Y (a weighted fit's, gpunn.sample_weights) after
+            # a fit with the same optimizer: its graph reads the other layout, so a step of its own, captured anew
+            del self._steps[shape]
+            step = None
         if step is None:
             if len(self._steps) >= 3:  # batch size, last partial batch, ...
                 self._steps.pop(next(iter(self._steps)))

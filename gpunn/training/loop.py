@@ -207,12 +207,10 @@ class Trainer:
             return None
         from .graph import graph_trainer_for
 
-        # nothing set up: a hook must see the gradients before the update; the weighted loss is the reference's
-        # CuPy calls, which allocate their temporaries
+        # nothing set up: a hook must see the gradients before the update (a weighted loss is one kernel, as the
+        # unweighted one: CupyOps.loss_gradient)
         blocked = ("a gradient hook (data-parallel training) runs between backward and the optimizer"
-                   if self.hook is not None else
-                   "sample_weight: the weighted loss's CuPy calls allocate temporaries"
-                   if getattr(self.model, "_sample_weighted", False) else None)
+                   if self.hook is not None else None)
         if blocked is not None:
             self.model.graph_trainer = graph_trainer_for(self.model, self.optimizer, auto=mode is None, blocked=blocked)
             self.model.graph_trainer.warn_if_forced()
