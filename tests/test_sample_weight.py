@@ -290,3 +290,21 @@ def test_gpunn_info_of_a_weighted_runs_checkpoint_says_so_and_how_it_resumes(dat
     MLP([4, 8, 2], device="cpu").fit(X, Y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "u.npz")])
     lines = describe(tmp_path / "u.npz")
     assert "sample_weight" not in lines["checkpoint"] + lines["trained"]
+
+
+def test_a_weighted_runs_divergence_reference_is_its_weighted_loss_of_predicting_zero(data):
+    """The reference TrainingDiverged measures against is the larger of the first batch's loss and the loss of
+    predicting zero; of a weighted run, both weighted. The weights' column counted as one more target added the mean
+    squared weight (about 1.4 here) to a loss of 1e-4: divergence was judged 5,000 times too late."""
+    X, Y, w = data
+    Y = 1e-2 * Y
+    seen = []
+
+    class Reference(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen.append(trainer.state.reference_loss)
+
+    model = MLP([4, 8, 2], dtype="float64", device="cpu", seed=0)
+    model.params[...] = 0.0  # predicts zero: the first batch's loss is the loss of predicting zero
+    model.fit(X, Y, epochs=1, batch_size=None, lr=1e-9, verbose=False, sample_weight=w, callbacks=[Reference()])
+    assert seen == [pytest.approx((w * (Y ** 2).sum(axis=1)).sum() / w.sum(), rel=1e-12)]

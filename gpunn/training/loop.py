@@ -24,6 +24,7 @@ from ..checks import flag
 from ..metrics import VALIDATION_KEYS
 from ..ops.denormals import flush_denormals
 from ..ops.fit_threads import fit_threads
+from .. import sample_weights
 from .callback_protocol import Callback
 from .history import History
 from .monitoring import EarlyStopping
@@ -34,16 +35,23 @@ DIVERGENCE_FACTOR = 1e4  # an epoch's loss this many times the run's first batch
 EPOCH_KEYS = ("epoch", "loss", "lr", "time_s", "samples_per_s")  # epoch_logs' (and an ensemble trainer's)
 
 
-def reference_loss(xp, sum_sq, Yb) -> float:
+def reference_loss(xp, sum_sq, Yb, weighted=False) -> float:
     """What divergence is measured against: the first batch's loss before any step (the largest
     member's, for K), or the loss of predicting zero (the mean squared norm of a target row) when
     that is larger. Taken once a run, at its first batch (a run resumed from a checkpoint that holds no
     reference, an older file, takes it at the first batch after the resume: see TrainState.reference_loss).
     A run that starts converged (fine-tuning a trained model: a first loss near float rounding) may then
     move its loss up by far more than DIVERGENCE_FACTOR without diverging.
-    A bootstrapped ensemble's batch is (K, rows, columns), each member its own rows: a loss is per row."""
+    A bootstrapped ensemble's batch is (K, rows, columns), each member its own rows: a loss is per row.
+    ``weighted``: Yb's last column is each row's weight (gpunn.sample_weights), and predicting zero's loss is
+    sum_i w_i ||y_i||^2 / rows, weighted as the batch's sum is."""
     first = xp.max(sum_sq).astype("float64") / Yb.shape[-2]
-    zero_loss = xp.sum(Yb * Yb, dtype="float64") * (Yb.shape[-1] / Yb.size)
+    if weighted:
+        targets, weights = sample_weights.split(Yb, Yb.shape[-1] - 1)
+        zero_loss = xp.dot((targets * targets).sum(axis=-1, dtype="float64"), weights.astype("float64"))
+        zero_loss = zero_loss / Yb.shape[-2]
+    else:
+        zero_loss = xp.sum(Yb * Yb, dtype="float64") * (Yb.shape[-1] / Yb.size)
     return float(xp.maximum(first, zero_loss))  # one host read
 
 
@@ -252,7 +260,7 @@ class Trainer:
                     total += xp.asarray(start_sum_sq, "float64")
             total += sum_sq
             if self.state.reference_loss is None:  # the run's first batch, before any step (one host read)
-                self.state.reference_loss = reference_loss(xp, sum_sq, Yb)
+                self.state.reference_loss = reference_loss(xp, sum_sq, Yb, getattr(source, "weighted", False))
             if graph is None and fused_update is None:
                 if hook is not None:
                     hook.on_gradients(trainable, Xb.shape[-2])  # (K, rows, n) when bootstrapped
