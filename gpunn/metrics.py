@@ -362,7 +362,7 @@ def forward_places(model, pieces) -> list:
     """:func:`not_finite_places` of ``model``'s forward pass (validation's) over (X, Y) device ``pieces`` (a
     generator, closed on leaving: a source's pass ends also where the forward pass stops it, as in evaluate)."""
     with contextlib.closing(pieces):
-        outputs = (model._forward(X, model._workspace(X.shape[0])) for X, _ in pieces)
+        outputs = (model._forward(X, model._workspace(X.shape[0])) for X, *_ in pieces)  # (X, Y) or (X, Y, weights)
         return not_finite_places(model, outputs, getattr(model, "n_models", 1))
 
 

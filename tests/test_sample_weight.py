@@ -308,3 +308,14 @@ def test_a_weighted_runs_divergence_reference_is_its_weighted_loss_of_predicting
     model.params[...] = 0.0  # predicts zero: the first batch's loss is the loss of predicting zero
     model.fit(X, Y, epochs=1, batch_size=None, lr=1e-9, verbose=False, sample_weight=w, callbacks=[Reference()])
     assert seen == [pytest.approx((w * (Y ** 2).sum(axis=1)).sum() / w.sum(), rel=1e-12)]
+
+
+def test_a_weighted_validation_the_models_output_overflows_on_is_validation_not_finite_naming_its_row():
+    """validation_data=(X_val, Y_val, w_val) whose row 3 the model's output overflows on: the place's search took the
+    weighted pieces (X, Y, w) as pairs, and a ValueError "too many values to unpack" replaced ValidationNotFinite."""
+    from test_validation_not_finite import rows
+
+    X, Y, X_val, Y_val = rows()
+    model = MLP([3, 8, 1], device="cpu", seed=0)
+    with pytest.raises(gpunn.ValidationNotFinite, match=r"\(1 value, the first at row 3 of X_val, column 0\)"):
+        model.fit(X, Y, epochs=3, batch_size=8, verbose=False, validation_data=(X_val, Y_val, numpy.arange(1.0, 11)))
