@@ -319,3 +319,22 @@ def test_a_weighted_validation_the_models_output_overflows_on_is_validation_not_
     model = MLP([3, 8, 1], device="cpu", seed=0)
     with pytest.raises(gpunn.ValidationNotFinite, match=r"\(1 value, the first at row 3 of X_val, column 0\)"):
         model.fit(X, Y, epochs=3, batch_size=8, verbose=False, validation_data=(X_val, Y_val, numpy.arange(1.0, 11)))
+
+
+def test_an_ensemble_refuses_validation_datas_weights_where_it_dropped_them(data, tmp_path):
+    """An Ensemble weighs every row the same: validation_data=(X_val, Y_val, w_val) gave its val_* metrics unweighted,
+    without a word (a fit's and a resume's alike)."""
+    X, Y, w = data
+    says = (r"^validation_data's third item weighs its rows' metrics, and an Ensemble weighs every row the same: pass "
+            r"\(X_val, Y_val\), or fit one MLP, gpunn\.MLP\(\.\.\.\)\.fit\(X, Y, validation_data=\(X_val, Y_val, "
+            r"w_val\)\)$")
+    ensemble = gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0)
+    with pytest.raises(ValueError, match=says):
+        ensemble.fit(X[60:], Y[60:], epochs=1, verbose=False, validation_data=(X[:60], Y[:60], w[:60]))
+    path = tmp_path / "ensemble.npz"
+    ensemble.fit(X[60:], Y[60:], epochs=1, verbose=False, validation_data=(X[:60], Y[:60]),
+                 callbacks=[gpunn.ModelCheckpoint(path)])
+    with pytest.raises(ValueError, match=says):
+        gpunn.load_checkpoint(path, device="cpu").resume(X[60:], Y[60:], epochs=2, verbose=False,
+                                                         validation_data=(X[:60], Y[:60], w[:60]))
+    ensemble.fit(X[60:], Y[60:], epochs=1, verbose=False, validation_data=(X[:60], Y[:60], numpy.ones(60)))

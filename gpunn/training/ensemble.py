@@ -603,7 +603,12 @@ def member_callbacks(callbacks, verbose=False):
 
 def ensemble_evaluator(model, evaluator):
     """A one-model validation evaluator (or None) made fit for ``model``'s K members: rows go through
-    in the ensemble's ``chunk_rows`` per member, as its memory check counts them."""
+    in the ensemble's ``chunk_rows`` per member, as its memory check counts them. Weighted validation rows
+    (validation_data's third item, gpunn.sample_weights) are refused: an Ensemble weighs every row the same."""
+    if getattr(evaluator, "weights", None) is not None:
+        raise ValueError("validation_data's third item weighs its rows' metrics, and an Ensemble weighs every row the "
+                         "same: pass (X_val, Y_val), or fit one MLP, gpunn.MLP(...).fit(X, Y, validation_data=(X_val, "
+                         "Y_val, w_val))")
     if isinstance(evaluator, SourceEvaluator):
         evaluator.chunk_rows = model.chunk_rows
         return evaluator
