@@ -120,9 +120,7 @@ class RegressionEvaluator:
         return self._described
 
     def _pieces(self):
-        if self.weights is None:
-            return window_pieces([(self.X, self.Y)], self.chunk_rows)
-        return weighted_pieces(self.X, self.Y, self.weights, self.chunk_rows)
+        return row_pieces(self.X, self.Y, self.weights, self.chunk_rows)
 
     def evaluate(self, model) -> dict:
         return evaluate_pieces(model, self._pieces(), self.ss_tot)
@@ -211,6 +209,14 @@ def window_pieces(windows, chunk_rows, moments=None, place=None):
             if place is not None:
                 place[:] = w, start
             yield X[start:start + chunk_rows], Y[start:start + chunk_rows]
+
+
+def row_pieces(X, Y, weights, chunk_rows):
+    """In-memory validation rows in pieces of ``chunk_rows`` rows: (X, Y), or (X, Y, weights) where ``weights``
+    (a device vector, or None) weighs them (``weighted_pieces``)."""
+    if weights is None:
+        return window_pieces([(X, Y)], chunk_rows)
+    return weighted_pieces(X, Y, weights, chunk_rows)
 
 
 def weighted_pieces(X, Y, weights, chunk_rows):

@@ -338,3 +338,34 @@ def test_an_ensemble_refuses_validation_datas_weights_where_it_dropped_them(data
         gpunn.load_checkpoint(path, device="cpu").resume(X[60:], Y[60:], epochs=2, verbose=False,
                                                          validation_data=(X[:60], Y[:60], w[:60]))
     ensemble.fit(X[60:], Y[60:], epochs=1, verbose=False, validation_data=(X[:60], Y[:60], numpy.ones(60)))
+
+
+def test_data_parallel_validation_weighs_validation_datas_rows_as_one_process_does(data):
+    """distributed=True with validation_data=(X_val, Y_val, w_val): each rank's piece of the rows weighs its errors by
+    its weights, so the ranks' sums are the single process's. Each rank summed its errors unweighted, against the
+    weighted R² denominator: val_r2 was neither metric."""
+    import copy
+    import threading
+
+    from thread_ranks import ThreadControl, _Job
+    from gpunn.distributed.comm import LocalComm
+    from gpunn.distributed.training import _ShardedValidation
+    from gpunn.metrics import validation_arrays
+
+    X, Y, w = data
+    model = MLP([4, 8, 2], dtype="float64", device="cpu", seed=0)
+    evaluator = validation_arrays(model, X, Y, w)
+    evaluator.chunk_rows = 7
+    expected = evaluator.evaluate(model)
+    assert _ShardedValidation(evaluator, LocalComm()).evaluate(model) == pytest.approx(expected, rel=1e-12)
+    job, got = _Job(2, timeout=30.0), [None, None]
+
+    def rank(r):  # (a copy of the model a rank: the ranks' forward passes run at once)
+        got[r] = _ShardedValidation(evaluator, ThreadControl(r, job)).evaluate(copy.deepcopy(model))
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got[0] == got[1] == pytest.approx(expected, rel=1e-12)

@@ -28,7 +28,8 @@ import math
 import numpy
 
 from ..metrics import (RegressionEvaluator, column_words, error_sums, forward_places, merged_places, place_words,
-                       r2_per_output, source_column_words, source_row_words, validation_logs, window_pieces)
+                       r2_per_output, row_pieces, source_column_words, source_row_words, validation_logs,
+                       window_pieces)
 from ..training.callbacks import Callback
 from ..training.sources import ArraySource
 from .comm import DistributedError, abort_on_error, agreeing_on_failure, is_raised_on_every_rank, world
@@ -142,11 +143,13 @@ class _ShardedValidation:
         self.comm, self.n_rows, self.chunk_rows = comm, evaluator.n_rows, evaluator.chunk_rows
         lo, hi = piece(evaluator.n_rows, comm.rank, comm.size)
         self.X, self.Y, self.ss_tot = evaluator.X[lo:hi], evaluator.Y[lo:hi], evaluator.ss_tot
+        # validation_data's weights (mean 1 over all its rows): each rank's sums weighted, their total the one process's
+        self.weights = None if evaluator.weights is None else evaluator.weights[lo:hi]
         self.describe = evaluator.describe  # a checkpoint records all the rows (rank 0 writes it)
         self._row_words = lambda row: evaluator.row_words(lo + row)  # this rank's row as the user's array has it
 
     def _pieces(self):
-        return window_pieces([(self.X, self.Y)], self.chunk_rows)
+        return row_pieces(self.X, self.Y, self.weights, self.chunk_rows)
 
     def evaluate(self, model) -> dict:
         ss_res, abs_sum = _sum_over_ranks(_error_sums(model, self._pieces()), self.comm)
