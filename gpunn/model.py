@@ -687,7 +687,7 @@ class MLP(DeviceModel):
         weight (gpunn.sample_weights), and the sum is of the weighted squares."""
         ops, bf16, activations, Zs, As, dAs = self.ops, self._bf16, self.activations, ws.Z, ws.A, ws.dA
         dW, dbs, weights = self._dW, self._db if self.bias else None, self._W16 if bf16 else self.weights
-        if self._sample_weighted:
+        if self._weighted_batch(Y):
             Y, row_weights = sample_weights.split(Y, self.layer_sizes[-1])
             sum_sq = ops.loss_gradient(As[-1], Y, dAs[-1], sum_sq, row_weights)
         else:
@@ -713,7 +713,7 @@ class MLP(DeviceModel):
         """Forward and backward on a device batch (the Trainable protocol, gpunn.training.protocols):
         gradients land in ``self.grads``; returns sum((A[L] - Y)^2) as a 0-d device array. A small net on the CPU
         runs it as one Numba call with the same bits (gpunn.ops.mlp_step.one_call_gradients)."""
-        if self.xp is numpy and not self._sample_weighted:
+        if self.xp is numpy and not self._weighted_batch(Y):
             sum_sq = one_call_gradients(self, X, Y)
             if sum_sq is not None:
                 return sum_sq
@@ -722,6 +722,12 @@ class MLP(DeviceModel):
         return self._backward(X, Y, ws)
 
     _train_step_gradients = train_step  # the name before the Trainable protocol
+
+    def _weighted_batch(self, Y) -> bool:
+        """Whether the batch's ``Y`` carries each row's weight as its last column: a batch of a fit with sample_weight
+        (``_sample_weighted``), one column more than the outputs; not the Y of a call made during that fit (a
+        callback's ``loss_and_gradients(X, Y)``), the outputs alone."""
+        return self._sample_weighted and Y.shape[-1] == self.layer_sizes[-1] + 1
 
     def steps_as_mlp(self) -> bool:
         """Whether this model's class steps as MLP does: its train_step, _forward and _backward are MLP's (not a
@@ -733,7 +739,7 @@ class MLP(DeviceModel):
         """train_step, then ``optimizer.step(params, grads, lr)``: what the training loop does with no gradient
         hook between the two. A small net with Adam or AdamW on the CPU runs both as one Numba call with the same
         bits (gpunn.ops.mlp_step.one_call_step: ~64 Python calls a step fewer)."""
-        if self.xp is numpy and not self._sample_weighted:
+        if self.xp is numpy and not self._weighted_batch(Y):
             sum_sq = one_call_step(self, X, Y, optimizer, lr)
             if sum_sq is not None:
                 return sum_sq

@@ -369,3 +369,22 @@ def test_data_parallel_validation_weighs_validation_datas_rows_as_one_process_do
     for thread in threads:
         thread.join()
     assert got[0] == got[1] == pytest.approx(expected, rel=1e-12)
+
+
+def test_loss_and_gradients_called_in_a_weighted_fit_are_the_unweighted_ones_of_the_rows_given(data):
+    """A callback's model.loss_and_gradients(X, Y) in a weighted fit read the Y given as a weighted batch (its last
+    column a weight): IndexError, "index 2 is out of bounds for axis 1 with size 2". The model's own calls are
+    the unweighted ones, in a fit as out of it."""
+    X, Y, w = data
+    seen = []
+
+    class Gradients(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen.append(trainer.model.loss_and_gradients(X, Y))
+
+    model = MLP([4, 8, 2], dtype="float64", device="cpu", seed=0)
+    model.fit(X, Y, epochs=1, batch_size=32, verbose=False, sample_weight=w, callbacks=[Gradients()])
+    loss, dW, db = model.loss_and_gradients(X, Y)
+    assert seen[0][0] == loss
+    for got, expected in zip(seen[0][1] + seen[0][2], dW + db):
+        numpy.testing.assert_array_equal(got, expected)
