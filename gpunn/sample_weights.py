@@ -64,11 +64,13 @@ def checked_weights(sample_weight, rows: int, name: str = "sample_weight"):
 def mean_one(weights, what: str):
     """``weights`` (a host float64 vector) times m / sum(weights): mean 1 over these m rows (the module's
     docstring says why). ``what`` names the rows in the error where their weights are all 0 (validation's
-    rows may all weigh 0 where the whole set does not)."""
-    total = weights.sum()
-    if not total > 0:
+    rows may all weigh 0 where the whole set does not). Divided by the largest first, so that their sum neither
+    overflows (1e306 a row) nor m / sum does (subnormal weights): unit weights stay exactly 1 either way."""
+    peak = weights.max(initial=0.0)
+    if not peak > 0:
         raise ValueError(f"sample_weight is zero for every one of {what}: no row of them counts")
-    return weights * (weights.shape[0] / total)
+    unit = weights / peak  # in [0, 1], one of them 1: a sum in [1, m]
+    return unit * (weights.shape[0] / unit.sum())
 
 
 def training_targets(xp, Y, weights):

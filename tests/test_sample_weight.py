@@ -388,3 +388,19 @@ def test_loss_and_gradients_called_in_a_weighted_fit_are_the_unweighted_ones_of_
     assert seen[0][0] == loss
     for got, expected in zip(seen[0][1] + seen[0][2], dW + db):
         numpy.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("scale", [2.0 ** 1020, 2.0 ** -1040], ids=["sum-overflows", "subnormal"])
+def test_weights_whose_sum_overflows_or_which_are_subnormal_train_as_the_same_weights_scaled(data, scale):
+    """Weights are scaled to mean 1 by their sum: 2^1020 x (0..3) summed to infinity and scaled to 0 (the fit trained
+    on nothing, loss 0, without a word); 2^-1040 x (0..3), subnormal, gave m / sum = infinity, and TrainingDiverged
+    said to lower the learning rate. Scaled by their largest first, they are the same weights."""
+    X, Y, _ = data
+    w = (numpy.arange(X.shape[0]) % 4).astype(float)
+    runs = []
+    for weights in (w, w * scale):
+        model = MLP([4, 8, 2], dtype="float64", device="cpu", seed=0)
+        runs.append((model.fit(X, Y, epochs=2, batch_size=32, verbose=False, sample_weight=weights)["loss"],
+                     model.params.copy()))
+    assert runs[1][0] == runs[0][0] and runs[0][0][-1] > 0
+    numpy.testing.assert_array_equal(runs[1][1], runs[0][1])
