@@ -110,13 +110,18 @@ class RegressionEvaluator:
 
     def describe(self) -> dict:
         """What a checkpoint records of the validation rows, which a resume compares: their count and a
-        checksum (gpunn.training.sources.fingerprint), computed once."""
+        checksum (gpunn.training.sources.fingerprint) of X and Y, computed once. Weighted rows: the weights
+        checksummed as one more column of Y, as training's Y carries them (a file holds two arrays' checksums),
+        and ``sample_weight`` True."""
         if self._described is None:
+            from .sample_weights import with_weights
             from .training.sources import FINGERPRINT_RULE, fingerprint
 
-            arrays = (self.X, self.Y) if self.weights is None else (self.X, self.Y, self.weights[:, None])
+            Y = self.Y if self.weights is None else with_weights(self._xp, self.Y, self.weights)
             self._described = {"kind": "arrays", "rows": self.n_rows,
-                               "fingerprint": fingerprint(self._xp, *arrays), "fingerprint_rule": FINGERPRINT_RULE}
+                               "fingerprint": fingerprint(self._xp, self.X, Y), "fingerprint_rule": FINGERPRINT_RULE}
+            if self.weights is not None:
+                self._described["sample_weight"] = True
         return self._described
 
     def _pieces(self):

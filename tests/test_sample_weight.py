@@ -404,3 +404,38 @@ def test_weights_whose_sum_overflows_or_which_are_subnormal_train_as_the_same_we
                      model.params.copy()))
     assert runs[1][0] == runs[0][0] and runs[0][0][-1] > 0
     numpy.testing.assert_array_equal(runs[1][1], runs[0][1])
+
+
+def test_a_run_validated_on_weighted_validation_data_resumes_exactly_and_only_with_those_weights(data, tmp_path):
+    """The checkpoint recorded a checksum of three arrays (X_val, Y_val, w_val) where a file holds two: every
+    checkpoint of a run with validation_data=(X_val, Y_val, w_val) was refused on loading, "invalid validation_data
+    record". The weights are checksummed as one more column of Y_val, as training's are."""
+    X, Y, w = data
+    path = tmp_path / "run.npz"
+    train, held = (X[60:], Y[60:]), (X[:60], Y[:60], w[:60])
+    whole = MLP([4, 16, 2], dtype="float64", device="cpu", seed=1)
+    expected = whole.fit(*train, epochs=3, batch_size=32, verbose=False, validation_data=held)
+
+    class StopAfter1(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop = True
+
+    MLP([4, 16, 2], dtype="float64", device="cpu", seed=1).fit(
+        *train, epochs=3, batch_size=32, verbose=False, validation_data=held,
+        callbacks=[gpunn.ModelCheckpoint(path), StopAfter1()])
+    for other, says in (((X[:60], Y[:60]), r"was validated with weights, validation_data's third item: resume with "
+                                           r"the same \(X_val, Y_val, w_val\)$"),
+                        ((X[:60], Y[:60], w[:60][::-1].copy()), r"was validated on other values")):
+        with pytest.raises(ValueError, match=says):
+            gpunn.load_checkpoint(path, device="cpu").resume(*train, verbose=False, validation_data=other)
+    checkpoint = gpunn.load_checkpoint(path, device="cpu")
+    history = checkpoint.resume(*train, verbose=False, validation_data=held)
+    numpy.testing.assert_array_equal(checkpoint.model.params, whole.params)
+    assert history["val_r2"] == expected["val_r2"]
+
+    plain = tmp_path / "plain.npz"
+    MLP([4, 8, 2], device="cpu").fit(*train, epochs=1, verbose=False, validation_data=held[:2],
+                                     callbacks=[gpunn.ModelCheckpoint(plain)])
+    with pytest.raises(ValueError, match=r"was validated without weights \(or with weights all equal\); these would "
+                                         r"validate another run: resume with \(X_val, Y_val\)$"):
+        gpunn.load_checkpoint(plain, device="cpu").resume(*train, epochs=2, verbose=False, validation_data=held)

@@ -455,6 +455,12 @@ def _check_validation(ckpt, evaluator) -> None:
         if saved["rows"] != now["rows"]:
             raise ValueError(f"{ckpt.path} was validated on {saved['rows']} rows; this validation_data has "
                              f"{now['rows']}. {fix}")
+        if bool(saved.get("sample_weight")) != bool(now.get("sample_weight")):  # (gpunn.sample_weights)
+            if saved.get("sample_weight"):
+                raise ValueError(f"{ckpt.path} was validated with weights, validation_data's third item: resume with "
+                                 "the same (X_val, Y_val, w_val)")
+            raise ValueError(f"{ckpt.path} was validated without weights (or with weights all equal); these would "
+                             "validate another run: resume with (X_val, Y_val)")
         if not fingerprint_matches(saved, lambda: now["fingerprint"], ckpt.model.xp, evaluator.X, evaluator.Y,
                                    where=ckpt.path):
             raise ValueError(f"{ckpt.path} was validated on other values: this validation_data has its {now['rows']} "
