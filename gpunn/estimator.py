@@ -82,7 +82,8 @@ except ImportError:  # a minimal stand-in with the same conventions
                     raise ValueError("Input contains NaN.")
                 if not numpy.isfinite(values).all():
                     raise ValueError("Input contains infinity or a value too large for dtype('float64').")
-            return r2(numpy, P, y.reshape(y.shape[0], -1), checked_weights(sample_weight, y.shape[0]))
+            weights = checked_weights(sample_weight, y.shape[0], counted="the score")
+            return r2(numpy, P, y.reshape(y.shape[0], -1), weights)
 
     class NotFittedError(ValueError, AttributeError):
         pass

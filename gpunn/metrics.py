@@ -83,8 +83,9 @@ def validation_arrays(model, Xv, Yv, weights=None):
     Xv, Yv = model._checked(Xv, Yv, "X_val", "Y_val")
     check_rows_match(Xv, Yv, "X_val", "Y_val")
     check_validation_rows(Xv.shape[0], "validation_data")
-    weights = evaluation_weights(model.xp, checked_weights(weights, Xv.shape[0], "validation_data's sample weights"),
-                                 "validation_data's rows")
+    weights = checked_weights(weights, Xv.shape[0], "validation_data's third item (the validation rows' weights)",
+                              "the validation metrics")
+    weights = evaluation_weights(model.xp, weights, "validation_data's rows")
     return RegressionEvaluator(model, Xv, Yv, weights=weights)
 
 

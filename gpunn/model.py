@@ -368,8 +368,8 @@ class RawUnits:
         Y = self._raw_target(Y)
         X, names = self._input_named(X)
         check_rows_match(X, Y)
-        weights = sample_weights.evaluation_weights(self.xp, sample_weights.checked_weights(sample_weight, Y.shape[0]),
-                                                    "these rows")
+        weights = sample_weights.checked_weights(sample_weight, Y.shape[0], counted="the metrics")
+        weights = sample_weights.evaluation_weights(self.xp, weights, "these rows")
         scaler = self.standardizer
 
         def predicted():  # (predict's output on each chunk, and its targets: a refusal names its row in the whole X)

@@ -19,11 +19,11 @@ import numpy
 from .hints import a_type
 
 
-def checked_weights(sample_weight, rows: int, name: str = "sample_weight"):
+def checked_weights(sample_weight, rows: int, name: str = "sample_weight", counted: str = "the loss"):
     """``sample_weight`` as a host float64 vector of ``rows`` entries, or None for None; a number weighs every row
     the same (scikit-learn's convention). Refused, with words that name ``name``: another shape or length, text,
     NaN or infinite weights, negative weights (they reward a larger error: the loss has no minimum) and weights
-    that are all 0 (no row counts)."""
+    that are all 0 (no row counts in ``counted``, what they weigh)."""
     if sample_weight is None:
         return None
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
@@ -57,7 +57,7 @@ def checked_weights(sample_weight, rows: int, name: str = "sample_weight"):
         raise ValueError(f"{name} is negative in row {first} ({weights[first]:g}): a weight must be 0 or more (a "
                          "negative one rewards a larger error, and the loss has no minimum)")
     if rows and not weights.any():
-        raise ValueError(f"{name} is zero for every row: no row counts in the loss")
+        raise ValueError(f"{name} is zero for every row: no row counts in {counted}")
     return weights
 
 

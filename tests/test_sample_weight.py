@@ -152,7 +152,8 @@ def test_sample_weight_is_checked_and_what_it_does_not_reach_is_refused(data):
     only_held[numpy.setdiff1d(numpy.arange(240), held)] = 1.0  # the held-out rows all weigh 0
     with pytest.raises(ValueError, match=r"^sample_weight is zero for every one of the validation rows"):
         fit(sample_weight=only_held, validation_fraction=0.25, seed=0)
-    with pytest.raises(ValueError, match=r"^validation_data's sample weights has 3 weights for 240 rows"):
+    with pytest.raises(ValueError, match=r"^validation_data's third item \(the validation rows' weights\) has 3 weights "
+                                         r"for 240 rows: one a row$"):
         fit(validation_data=(X, Y, numpy.ones(3)))
     with pytest.raises(ValueError, match=r"^validation_data must be a pair \(X_val, Y_val\), or \(X_val, Y_val, "
                                          r"sample_weight_val\)$"):
@@ -439,3 +440,15 @@ def test_a_run_validated_on_weighted_validation_data_resumes_exactly_and_only_wi
     with pytest.raises(ValueError, match=r"was validated without weights \(or with weights all equal\); these would "
                                          r"validate another run: resume with \(X_val, Y_val\)$"):
         gpunn.load_checkpoint(plain, device="cpu").resume(*train, epochs=2, verbose=False, validation_data=held)
+
+
+def test_weights_all_zero_for_validation_or_evaluate_are_refused_naming_what_they_weigh(data):
+    """validation_data's weights all 0 said "validation_data's sample weights is zero for every row: no row counts in
+    the loss", and evaluate's said the loss too: neither weighs the training loss."""
+    X, Y, _ = data
+    model = MLP([4, 8, 2], device="cpu", seed=0)
+    with pytest.raises(ValueError, match=r"^validation_data's third item \(the validation rows' weights\) is zero for "
+                                         r"every row: no row counts in the validation metrics$"):
+        model.fit(X, Y, epochs=1, verbose=False, validation_data=(X, Y, numpy.zeros(240)))
+    with pytest.raises(ValueError, match=r"^sample_weight is zero for every row: no row counts in the metrics$"):
+        model.evaluate(X, Y, sample_weight=numpy.zeros(240))
