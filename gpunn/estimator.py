@@ -23,7 +23,7 @@ from .hints import bracketed_hint, keyword_hint, keywords_checked, keywords_hint
 from .optim import MOMENTUM_OF_ONE, make_optimizer, make_schedule
 from .training.callbacks import Callback, EarlyStopping, History
 from .sample_weights import checked_weights, training_targets
-from .training.fit import held_out_count, is_weighted, scikit_learn_split, weighted_rows
+from .training.fit import held_out_count, held_out_rows, is_weighted, scikit_learn_split, weighted_rows
 from .training.loop import train
 from .training.sources import ArraySource
 from .training.state import FitSettings, TrainState
@@ -518,9 +518,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
 
     def _optimizer(self, batch_size, weights=None):
         """(gpunn optimizer name, make_optimizer keyword arguments) for the scikit-learn settings. ``weights`` (host
-        float64, one a row): alpha is divided by the batch's weight sum, as scikit-learn's, where the weights'
-        mean over the rows given stands for each row's (a full batch: its sum exactly, so weights w and the rows
-        repeated w times train alike)."""
+        float64, one a training row: ``_training_weights``): alpha is divided by the batch's weight sum, as
+        scikit-learn's, where the training rows' mean weight stands for each row's (a full batch: its sum exactly, so
+        weights w and the rows repeated w times train alike)."""
         per_row = 1.0 if weights is None else float(weights.mean())
         decay = 2.0 * self.alpha / (batch_size * per_row) or None  # scikit-learn's alpha·W/n on the half-MSE gradient
         if self.solver == "sgd":
@@ -534,6 +534,16 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
 
         return MLP([n_features, *self._hidden(), n_outputs], activation=activation,
                    output_activation=self.output_activation, dtype=self.dtype, device=self.device, seed=seed)
+
+    def _training_weights(self, sample_weight, rows):
+        """fit's ``sample_weight`` (checked) of the rows it trains on: with early_stopping, not those its split
+        holds out (by model.fit's seed, as scikit-learn's train_test_split splits the weights with the rows)."""
+        weights = checked_weights(sample_weight, rows)
+        if weights is None or not self.early_stopping:
+            return weights
+        with scikit_learn_split():
+            _, kept = held_out_rows(rows, validation_share(self.validation_fraction), self._seed_)
+        return weights[kept]
 
     # ---- estimator API ----------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
@@ -562,7 +572,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"validation_fraction={self.validation_fraction} of {X.shape[0]} "
                              f"row{'s' * (X.shape[0] != 1)} leaves no rows to train on")
         batch = self._batch_size(rows)
-        name, opt = self._optimizer(batch, checked_weights(sample_weight, X.shape[0]))
+        name, opt = self._optimizer(batch, self._training_weights(sample_weight, X.shape[0]))
         rule = self._no_improvement(Y.shape[1], warm)
         kept = self._kept_best(model, previous)
         callbacks = [rule]

@@ -452,3 +452,24 @@ def test_weights_all_zero_for_validation_or_evaluate_are_refused_naming_what_the
         model.fit(X, Y, epochs=1, verbose=False, validation_data=(X, Y, numpy.zeros(240)))
     with pytest.raises(ValueError, match=r"^sample_weight is zero for every row: no row counts in the metrics$"):
         model.evaluate(X, Y, sample_weight=numpy.zeros(240))
+
+
+def test_the_estimators_held_out_rows_weights_do_not_change_its_training(data):
+    """With early_stopping, alpha was divided by the batch's rows times the mean weight of every row given, the
+    held-out ones too: their weights changed the training (scikit-learn's divides it by the training batch's weight
+    sum). The mean is of the training rows' weights."""
+    import warnings
+
+    X, Y, w = data
+    held, _ = held_out_rows(X.shape[0], 0.25, 0)  # (the estimator's ceil count: 60 of 240 either way)
+    heavy = w.copy()
+    heavy[held] *= 100.0
+    curves = []
+    for weights in (w, heavy):
+        est = gpunn.MLPRegressor(hidden_layer_sizes=(8,), max_iter=4, alpha=0.1, early_stopping=True,
+                                 validation_fraction=0.25, random_state=0, device="cpu", dtype="float64")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gpunn.estimator.ConvergenceWarning)
+            est.fit(X, Y[:, 0], sample_weight=weights)
+        curves.append(est.loss_curve_)
+    assert curves[1] == curves[0]
