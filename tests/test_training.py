@@ -785,6 +785,136 @@ def test_a_logs_lines_give_the_epochs_rate_and_the_runs_time_left_and_come_at_mo
         "train [cpu] epoch 3/3: loss=0.5000; 11.1 rows/s, elapsed 04:00, left 00:00"]
 
 
+def test_a_resumed_runs_time_left_is_taken_at_the_rows_it_read_itself_a_short_last_batch_counted_as_its_rows(
+        monkeypatch, capsys):
+    """A run resumed after 2 of 5 batches of epoch 2 (of 3 epochs of 1,050 rows: batches of 250, the last of 50):
+    the run's rate, which the time left is taken at, counts the 550 rows this process read in its 22 s, not the 500
+    it resumed after (audit47's P20: 1,050 rows in 22 s put the 1,050 rows left at 00:22, not 00:42), and the
+    short last batch adds its 50 rows, not a batch's 250 (audit47's P30: the epoch's rate 34.1, left 00:24)."""
+    import types
+
+    from gpunn.training import progress
+    from gpunn.training.callbacks import ProgressBar
+
+    times = iter([0, 0, 10, 20, 22, 22])  # train begins, epoch 2 begins, its batches 3, 4 and 5 end, it ends
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=lambda: float(next(times))))
+    trainer = _progress_trainer(rows=1050, batch_size=250, epochs=3, start_epoch=1, batch=2)
+    lines = ProgressBar(lines=True)
+    lines.on_train_begin(trainer)
+    lines.on_epoch_begin(trainer, 1)
+    for batch in (2, 3, 4):
+        lines.on_batch_end(trainer, batch)
+    lines.on_epoch_end(trainer, 1, {"loss": 0.5})
+    assert capsys.readouterr().err.splitlines() == [
+        "train [cpu] epoch 2/3: loss=0.5000; 25.0 rows/s, elapsed 00:22, left 00:42"]
+
+
+class _NumbaSeconds:
+    """A stand-in for gpunn.training.numba_watch's watch: the seconds in Numba so far, and its compiles."""
+    seconds, compiles = 0.0, 0
+
+    def __call__(self):
+        return self.seconds
+
+    def stop(self):
+        pass
+
+
+def test_an_epoch_whose_seconds_in_numba_only_loaded_kernels_says_so_after_an_epoch_that_compiled(monkeypatch,
+                                                                                                  capsys):
+    """The compile's words are the epoch's whose seconds in Numba had a compile in them: a later epoch's (a kernel
+    first called there, loaded from the cache) says a load (audit47's P18: every epoch after the first compile said
+    "compile, first run only")."""
+    import itertools
+    import types
+
+    from gpunn.training import progress
+    from gpunn.training.callbacks import ProgressBar
+
+    watch = _NumbaSeconds()
+    monkeypatch.setattr(progress, "numba_seconds", lambda say: watch)
+    monkeypatch.setattr(ProgressBar, "says_compiling", True)
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=itertools.count(0.0, 1.0).__next__))
+    trainer = _progress_trainer(rows=300, batch_size=100, epochs=2)
+    lines = ProgressBar(lines=True)
+    lines.on_train_begin(trainer)
+    for epoch, seconds, compiles in ((0, 0.74, 1), (1, 1.24, 1)):
+        lines.on_epoch_begin(trainer, epoch)
+        watch.seconds, watch.compiles = seconds, compiles
+        for batch in range(3):
+            lines.on_batch_end(trainer, batch)
+        lines.on_epoch_end(trainer, epoch, {"loss": 0.5})
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.endswith(" (0.74s of it in Numba: its start and the CPU kernels' compile, first run only)")
+    assert second.endswith(" (0.50s of it in Numba: its start and the CPU kernels' load, once per process)")
+
+
+def test_the_bars_epoch_time_left_leaves_out_the_seconds_numba_took_once(monkeypatch, capsys):
+    """The bar's epoch_eta is taken at the run's rate without its seconds in Numba, as the lines' time left is
+    (test_the_time_left_leaves_out_the_seconds_numba_took_once): batches of 100 rows a second, 12 s of Numba in the
+    first; after two, the epoch's last 100 rows are 1 s away, not 7 (audit47's P12: the rate since the run began)."""
+    import types
+
+    from gpunn.training import progress
+    from gpunn.training.callbacks import ProgressBar
+
+    watch, now = _NumbaSeconds(), [0.0]
+    monkeypatch.setattr(progress, "numba_seconds", lambda say: watch)
+    monkeypatch.setattr(ProgressBar, "says_compiling", True)
+    monkeypatch.setattr(ProgressBar, "eta_every_s", 0.0)
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    trainer = _progress_trainer(rows=300, batch_size=100, epochs=2)
+    bar = ProgressBar(lines=False)
+    bar.on_train_begin(trainer)
+    bar.on_epoch_begin(trainer, 0)
+    watch.seconds, now[0] = 12.0, 13.0
+    bar.on_batch_end(trainer, 0)
+    assert bar.bar.postfix == "epoch_eta=00:02"
+    now[0] = 14.0
+    bar.on_batch_end(trainer, 1)
+    assert bar.bar.postfix == "epoch_eta=00:01"
+    bar.on_train_end(trainer)
+
+
+def test_a_resumed_bars_closed_rate_and_time_left_count_the_rows_it_moved_itself():
+    """A closed bar shows the run's mean rate (test_a_notebooks_bar_ends_with_the_runs_mean_rate_as_a_terminals_does):
+    for a bar that began at a resumed run's rows done, the rows it moved over the time elapsed, 200 in 10 s, and the
+    500 rows left at that rate (audit47's P26: 500 rows over 10 s, 50 rows/s and 00:10 left)."""
+    import io
+
+    from tqdm.std import tqdm
+
+    from gpunn.training.callbacks import _BAR_FORMAT, _readable_times
+
+    bar = _readable_times(tqdm)(total=1000, initial=300, unit="rows", unit_scale=True, file=io.StringIO(),
+                                smoothing=0.1, bar_format=_BAR_FORMAT)
+    bar.start_t -= 10.0
+    bar.update(200)
+    bar.close()
+    assert str(bar).endswith("| 500/1.00k [00:10<00:25, 20.0rows/s]")
+
+
+def test_a_pass_over_rows_says_its_rows_rate_and_time_left_at_most_every_line_every_s(monkeypatch):
+    """PassProgress's lines (the statistics pass of gpunn train --standardize in a log): one once line_every_s (60 s)
+    has passed since the last, with the rows read, their rate and the time left for the rows not read yet (audit47's
+    P27: a line at every piece after the first minute; P28: the time left of all 1,000 rows, 02:20)."""
+    import io
+    import types
+
+    from gpunn.training import progress
+    from gpunn.training.callbacks import PassProgress
+
+    times = iter([0, 30, 70, 100, 140])  # made, then four pieces of 250 rows read
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=lambda: float(next(times))))
+    stream = io.StringIO()
+    said = PassProgress("statistics", 1000, lines=True, stream=stream)
+    for _ in range(4):
+        said(250)
+    said.close()
+    assert stream.getvalue().splitlines() == ["statistics: 500/1,000 rows, 7.14 rows/s, left 01:10",
+                                              "statistics: 1,000/1,000 rows, 7.14 rows/s, left 00:00"]
+
+
 @pytest.mark.parametrize("seconds, text", [(307, "05:07"), (11_107, "3:05:07"), (86_399, "23:59:59"),
                                             (86_400, "1d 00h"), (376 * 3600 + 1604, "15d 16h"),
                                             (40_812 * 3600, "4.7 years"), (1e16, "316,880,878 years"),
