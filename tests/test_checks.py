@@ -1212,6 +1212,19 @@ def test_a_callback_a_schedule_or_an_optimizer_given_in_anothers_place_is_told_w
         make().fit(*data, epochs=1, verbose=False, **kwargs)
 
 
+def test_a_callback_of_another_library_in_callbacks_is_told_to_subclass_gpunns_not_that_it_goes_in_callbacks(model,
+                                                                                                            data):
+    """An object with the hooks of a callback that is no gpunn.Callback (a Keras callback's on_epoch_end) is in the
+    right place: optim.misplaced says nothing of it there (audit47's O30: it said "callbacks[0] is KerasLike(...), a
+    callback, not a callback: fit(..., callbacks=[...])"), and order_callbacks says to subclass gpunn.Callback."""
+    class KerasLike:
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+    with pytest.raises(TypeError, match=r"^callbacks\[0\] is a KerasLike, not a gpunn.Callback; subclass gpunn.Callback"):
+        model.fit(*data, epochs=1, verbose=False, callbacks=[KerasLike()])
+
+
 @pytest.mark.parametrize("mock_class", ["Mock", "MagicMock", "NonCallableMock"])
 def test_a_mock_given_as_the_optimizer_or_the_schedule_is_not_told_it_is_a_callback(model, data, mock_class):
     """A callback is told by the on_epoch_end it defines; a Mock answers every name, so it was "optimizer is

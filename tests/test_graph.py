@@ -143,6 +143,19 @@ def test_device_side_step_state_matches_the_host_scalars(beta1, beta2):
         assert state.tolist() == [t, 0.0, 1.0 - beta1**t, 1.0 - beta2**t], t
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_adams_graph_step_leaves_the_bias_corrections_of_its_own_betas_in_the_device_state(optimizer):
+    """Adam.graph_update ticks the device-side state with beta1 then beta2: the CUDA kernel reads state[2] as
+    1 - beta1**t and state[3] as 1 - beta2**t, where the generic adam_step_dev (this CPU's) recomputes them from
+    the step, so the bit-for-bit comparisons here could not tell the two swapped (audit47's O31)."""
+    params = np.linspace(-1.0, 1.0, 10)
+    adam = OPTIMIZERS[optimizer](lr=0.01, beta1=0.8, beta2=0.9).bind(params, Ops(np))
+    state = np.array([0.0, 0.01, 0.0, 0.0])
+    for t in (1, 2):
+        adam.graph_update(params, np.ones(10), state)
+        assert state.tolist() == [t, 0.01, 1.0 - 0.8**t, 1.0 - 0.9**t]
+
+
 def test_an_optimizer_without_graph_update_trains_normally(data):
     from gpunn.optim import Adam
 
