@@ -269,6 +269,26 @@ def test_a_standardized_model_fitted_again_on_a_source_keeps_its_statistics(time
         numpy.testing.assert_array_equal(model.params, plain.params)
 
 
+def test_a_standardized_model_fitted_again_on_an_iterable_of_float64_pieces_scales_them_in_float64(timestamps):
+    """An iterable made without standardize takes a model's statistics in a later fit, and reads its float64 pieces
+    in float64 to standardize them, as one made with standardize does (audit47's R38: they were cast to float32
+    first, the Unix times to 128 s, and the fit trained on other rows than fit(X, Y) would)."""
+    _, _, X, Y = timestamps
+    pieces = [(X[i:i + 1000], Y[i:i + 1000]) for i in range(0, 6000, 1000)]
+    model = gpunn.MLP([2, 1], device="cpu", seed=0)
+    model.fit(data.iterable(pieces, standardize=True), epochs=1, batch_size=256, lr=1e-2, verbose=False)
+    s = model.standardizer
+    plain = gpunn.MLP([2, 1], device="cpu")  # the same network without the statistics, on standardized pieces
+    plain.params[...] = model.params
+    standardized = [(exact_standardized(Xp, s.x_mean, s.x_scale), exact_standardized(Yp, s.y_mean, s.y_scale))
+                    for Xp, Yp in pieces]
+    tuned = model.fit(data.iterable(pieces), epochs=1, batch_size=64, lr=1e-3, verbose=False)
+    same = plain.fit(data.iterable(standardized), epochs=1, batch_size=64, lr=1e-3, verbose=False)
+    assert model.standardizer is s
+    assert tuned["loss"] == same["loss"]
+    numpy.testing.assert_array_equal(model.params, plain.params)
+
+
 @pytest.mark.parametrize("standardize", [False, True])
 def test_a_source_a_standardized_model_trained_on_gives_a_fresh_model_its_own_units(timestamps, standardize):
     """A fit of a model with statistics scales the source by them; a fresh model fitted on that source object

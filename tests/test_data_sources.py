@@ -87,6 +87,23 @@ def test_a_synthetic_source_holds_exactly_the_rows_make_returns(device):
     numpy.testing.assert_array_equal(sorted_rows(Xs, Ys), sorted_rows(host(X), host(Y)))
 
 
+def test_a_synthetic_pass_makes_each_of_makes_chunks_once_where_its_pieces_span_two_windows():
+    """make's chunk whose pieces a window leaves to the next (the short last chunk's 2 pieces first put the next
+    chunk's 8 across two windows of 8) is kept for that window, not made again (audit47's R9: the chunks were the
+    same rows, each made again at a window's edge, as many times the work of the chunks split)."""
+    source = data.synthetic("teacher", rows=150_000, n_features=3, seed=1, window=1, chunk_rows=8192, device="cpu")
+    made, make_chunk = [], source.task.chunk
+
+    def counted(backend, m, rows, dtype):
+        made.append(m)
+        return make_chunk(backend, m, rows, dtype)
+
+    source.task.chunk = counted
+    assert list(source.run_lengths) == [8, 8, 2]
+    assert sum(len(X) for X, _ in epoch(source, 0, 5000)) == 150_000
+    assert made == [2, 1, 0]  # (the short last chunk first: chunk 1's pieces span the first two windows)
+
+
 def test_each_epoch_has_its_own_order_and_an_epoch_replays_exactly(device):
     source = data.synthetic("linear", rows=140_000, n_features=3, seed=1, window=1, device=device)
     first, again, second = (stacked(epoch(source, e, 5000)) for e in (0, 0, 1))
@@ -770,6 +787,23 @@ def test_a_file_one_byte_short_of_a_chunk_while_an_epoch_reads_is_refused_naming
         fh.truncate(os.path.getsize(x) - 1)
     with pytest.raises(DataError, match=r"x\.npy: truncated or shrunk while reading rows 22000-23455: got 58239 of "
                                         r"58240 bytes$"):
+        list(batches)
+
+
+def test_a_fortran_ordered_file_cut_short_while_an_epoch_reads_is_refused_naming_that_chunks_rows(tmp_path):
+    """As a file in row order (above): a column-major file, read a column's range at a time, names the rows of the
+    chunk whose read came up short, rows 3000-3999 where its last column lost a byte (audit47's R25: "rows 0-999")."""
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    numpy.save(x, numpy.asfortranarray(numpy.arange(12_000.0).reshape(4000, 3)))
+    numpy.save(y, numpy.zeros(4000))
+    source = data.npy(x, y, chunk_rows=1000, window=1, shuffle=False, device="cpu")
+    assert source.x.fortran
+    batches = source.batches(0, 1000)
+    next(batches)
+    with open(x, "r+b") as fh:
+        fh.truncate(os.path.getsize(x) - 1)
+    with pytest.raises(DataError, match=r"x\.npy: truncated or shrunk while reading rows 3000-3999: got 7999 of "
+                                        r"8000 bytes$"):
         list(batches)
 
 
