@@ -917,9 +917,12 @@ def test_a_pass_over_rows_says_its_rows_rate_and_time_left_at_most_every_line_ev
 
 @pytest.mark.parametrize("seconds, text", [(307, "05:07"), (11_107, "3:05:07"), (86_399, "23:59:59"),
                                             (86_400, "1d 00h"), (376 * 3600 + 1604, "15d 16h"),
-                                            (40_812 * 3600, "4.7 years"), (1e16, "316,880,878 years"),
-                                            (1e17, "3.2e+09 years"), (1e300, "3.2e+292 years")])
+                                            (40_812 * 3600, "4.7 years"), (150 * 365.25 * 86400, "150 years"),
+                                            (1e16, "316,880,878 years"), (1e17, "3.2e+09 years"),
+                                            (1e300, "3.2e+292 years"), (-5, "00:00")])
 def test_a_time_past_a_day_is_said_in_days_and_hours_and_past_a_year_in_years(seconds, text):
+    """And a time below 0 (a clock stepped back) is 00:00 (audit47's P22: "-1:59:55"); 100 years and more are whole
+    years (audit47's P24: "150.0 years")."""
     from gpunn.training.callbacks import interval_text
 
     assert interval_text(seconds) == text
