@@ -73,7 +73,7 @@ except ImportError:  # a minimal stand-in with the same conventions
     class RegressorMixin:
         def score(self, X, y, sample_weight=None):
             from .metrics import r2
-            from .sample_weights import checked_weights
+            from .sample_weights import checked_weights, mean_one
 
             y = numpy.asarray(y, dtype=numpy.float64)
             P = self.predict(X).reshape(y.shape[0], -1)
@@ -83,6 +83,8 @@ except ImportError:  # a minimal stand-in with the same conventions
                 if not numpy.isfinite(values).all():
                     raise ValueError("Input contains infinity or a value too large for dtype('float64').")
             weights = checked_weights(sample_weight, y.shape[0], counted="the score")
+            if weights is not None:  # R² is the same for weights times any factor: mean 1 cannot overflow its sums
+                weights = mean_one(weights, "the rows scored")
             return r2(numpy, P, y.reshape(y.shape[0], -1), weights)
 
     class NotFittedError(ValueError, AttributeError):

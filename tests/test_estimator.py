@@ -222,6 +222,11 @@ def test_works_without_scikit_learn():
             assert "'seven' cannot be used to seed" in str(exc), exc
         else:
             raise AssertionError("random_state='seven' was taken")
+        w = numpy.linspace(0.0, 2.0, 200)  # the stand-in's weighted score: r2_score(sample_weight=w)'s formula
+        P = est.predict(X)
+        weighted = 1 - (w * (y - P) ** 2).sum() / (w * (y - (w * y).sum() / w.sum()) ** 2).sum()
+        assert abs(est.score(X, y, sample_weight=w) - weighted) < 1e-12
+        assert abs(est.score(X, y, sample_weight=w * 1e306) - weighted) < 1e-12  # (its sums overflowed: nan)
         est.model_.params[...] = numpy.nan  # a diverged network: scikit-learn's r2_score refuses its predictions
         try:
             est.score(X, y)

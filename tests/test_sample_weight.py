@@ -473,3 +473,28 @@ def test_the_estimators_held_out_rows_weights_do_not_change_its_training(data):
             est.fit(X, Y[:, 0], sample_weight=weights)
         curves.append(est.loss_curve_)
     assert curves[1] == curves[0]
+
+
+def test_a_weighted_fit_inside_another_weighted_fits_callback_leaves_the_outer_fits_rows_weighted(data):
+    """weighted_rows deleted the flag on leaving: a weighted fit of the model from a callback of its own weighted fit
+    left the outer fit training on Y's weights column as if unweighted."""
+    X, Y, w = data
+    model = MLP([4, 8, 2], device="cpu", seed=0)
+
+    class InnerFit(gpunn.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 0:
+                with weighted_rows(model, True):
+                    pass  # (an inner weighted fit's set-up and exit)
+            assert model._sample_weighted
+
+    model.fit(X, Y, epochs=2, batch_size=64, verbose=False, sample_weight=w, callbacks=[InnerFit()])
+    assert "_sample_weighted" not in model.__dict__
+
+
+def test_weighted_validation_data_for_a_fit_on_a_data_source_says_weights_weigh_arrays(data):
+    X, Y, w = data
+    with pytest.raises(ValueError, match=r"^validation_data's weights \(X_val, Y_val, sample_weight_val\) weigh a fit "
+                                         r"on in-memory arrays; a fit on a data source validates unweighted"):
+        MLP([4, 8, 2], device="cpu").fit(gpunn.data.iterable([(X, Y)]), epochs=1, verbose=False,
+                                         validation_data=(X, Y, w))

@@ -87,6 +87,9 @@ def prepare_source(model, source, validation_data=None, validation_fraction=None
         check_validation_rows(evaluator.n_rows, f"validation_data ({type(validation_data).__name__})")
         return evaluator
     refuse_torch_validation(validation_data)
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3:  # (Keras's weighted triple)
+        raise ValueError("validation_data's weights (X_val, Y_val, sample_weight_val) weigh a fit on in-memory arrays; "
+                         "a fit on a data source validates unweighted: pass the pair (X_val, Y_val)")
     try:
         Xv, Yv = validation_data
     except (TypeError, ValueError):

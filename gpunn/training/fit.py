@@ -154,11 +154,15 @@ def weighted_rows(model, weighted: bool):
     if not weighted:
         yield
         return
+    outer = model.__dict__.get("_sample_weighted")  # (a fit run from a callback of another fit of the model)
     model._sample_weighted = True
     try:
         yield
     finally:
-        del model._sample_weighted  # (back to the class's False)
+        if outer is None:
+            del model._sample_weighted  # (back to the class's False)
+        else:
+            model._sample_weighted = outer
 
 
 def not_data_parallel(distributed, call):
