@@ -874,6 +874,27 @@ def test_a_requeued_job_whose_run_early_stopping_ended_trains_nothing_and_rewrit
     assert len(calls) == passes + 2 and json.loads((tmp_path / "again.json").read_text())["result"]["epochs"] == 2
 
 
+def test_a_resume_of_a_run_early_stopping_ended_says_it_wrote_no_checkpoint_and_leaves_its_files(tmp_path, capsys):
+    """`gpunn train --resume es.npz` (no --save) of a run early stopping ended trains nothing, and the resume leaves
+    es.npz as it was (gpunn.checkpoint.resume drops the writer of the file it resumed): it said `checkpoint: es.npz
+    (config: es.npz.toml)` as if it had written them, and rewrote es.npz.toml with this process's resolved options.
+    --save another path still writes that file, and says so."""
+    save = tmp_path / "es.npz"  # (no epoch improves by 1e9: early stopping ends the run after epoch 2)
+    assert main(["train", *SMALL, "--epochs", "6", "--early-stopping", "--patience", "1", "--min-delta", "1e9",
+                 "--save", str(save)]) == 0
+    written = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(save)]) == 0
+    out = capsys.readouterr().out
+    assert f"checkpoint: none written, as nothing trained ({save} is as it was)\n" in out
+    assert f"checkpoint: {save} (" not in out
+    assert {path: path.read_bytes() for path in tmp_path.iterdir()} == written
+    other = tmp_path / "other.npz"
+    assert main(["train", "--resume", str(save), "--save", str(other)]) == 0
+    assert f"checkpoint: {other} (config: {other}.toml)\n" in capsys.readouterr().out
+    assert gpunn.load_checkpoint(other, device="cpu").epoch == 2 and (tmp_path / "other.npz.toml").exists()
+
+
 def test_a_requeued_job_interrupted_in_its_last_batch_has_its_outputs_and_rewrites_nothing(tmp_path, capsys,
                                                                                              monkeypatch, interrupt_at):
     """Ctrl-C in the last batch of the last epoch ends the run whole: its checkpoint holds every epoch, and its --json

@@ -726,8 +726,9 @@ def _run(args, opened) -> int:
     busy = None if backend.is_gpu or distributed else _busy_blas_note(model, load)  # said as the run ends
     if distributed and history.interrupted:
         ignore_late_interrupts()
-    if save_path and root and os.path.exists(save_path):  # (a run that fails validation rewrites nothing)
-        _save_config(args, save_path)
+    untouched = _resumed_file_untouched(args, ckpt, history)
+    if save_path and root and os.path.exists(save_path) and not untouched:  # (a run that fails validation rewrites
+        _save_config(args, save_path)  # nothing; nor one that trained nothing: its PATH.toml describes the file)
     completed = len(history["epoch"])
     if history.interrupted:
         unwritten = [option for option in ("--json", "--csv", "--plot") if getattr(args, option[2:])]
@@ -820,11 +821,24 @@ def _run(args, opened) -> int:
           + (f" ({args.precision})" if args.precision != "float32" else "") + _graph_note(model)
           + f", batch {_batch_trained(args, ckpt, distributed, n_train)}"
           + (f" per rank x {_ranks()} ranks" if distributed else ""))
-    if save_path:
+    if untouched:
+        print(f"checkpoint: none written, as nothing trained ({shell_word(save_path)} is as it was)")
+    elif save_path:
         print(f"checkpoint: {shell_word(save_path)} (config: {shell_word(save_path + '.toml')})")
     if busy:
         print(busy, file=sys.stderr, flush=True)
     return 130 if history.interrupted or cut else 0
+
+
+def _resumed_file_untouched(args, ckpt, history) -> bool:
+    """Whether the resume of ``ckpt`` that gave ``history`` left the file it resumed as it was, that file being where
+    this command saves (--resume PATH alone, or with --save PATH): it trained nothing (early stopping had ended the
+    run, or its held-out pass and outputs alone were left to do), and gpunn.checkpoint.resume then drops the writer of
+    the resumed file. A writer of another file (--save NEW.npz) still writes it."""
+    from . import resume
+
+    return (ckpt is not None and resume.in_place(args.resume, args.save or args.resume) and not history.interrupted
+            and len(history["epoch"]) == ckpt.epoch)
 
 
 BUSY_SHARE = 0.25  # of the machine's CPU time taken by other processes while a fit trained: gpunn bench's (!) too
