@@ -402,7 +402,8 @@ OTHER_OPTIMIZER_KEYWORDS = {
 OTHER_SCHEDULE_KEYWORDS = {"Schedule": {"eta_min": _ETA_MIN}}
 # fit's options given to a data source's maker (data.npy(x, y, batch_size=256)): the source cuts the batches fit
 # asks for
-SOURCE_MAKERS = ("SyntheticSource", "NpySource", "ParquetSource", "CsvSource", "IterableSource", "iterable")
+SOURCE_MAKERS = ("SyntheticSource", "NpySource", "ParquetSource", "CsvSource", "IterableSource",
+                 *(f"gpunn.data.{maker}" for maker in ("synthetic", "npy", "parquet", "csv", "iterable")))
 FIT_OPTIONS_TO_A_SOURCE = {key: f"{key} is fit's option: model.fit(source, {key}=...)"
                            for key in ("batch_size", "epochs", "lr", "optimizer", "callbacks", "validation_data")}
 

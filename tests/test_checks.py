@@ -1511,15 +1511,17 @@ def test_fits_options_given_to_a_data_source_say_they_are_fits(tmp_path):
 
     numpy.save(tmp_path / "x.npy", numpy.ones((10, 2)))
     numpy.save(tmp_path / "y.npy", numpy.ones((10, 1)))
-    makers = {"SyntheticSource": lambda **kw: data.synthetic("linear", rows=100, n_features=2, **kw),
-              "NpySource": lambda **kw: data.npy(tmp_path / "x.npy", tmp_path / "y.npy", **kw),
-              "iterable": lambda **kw: data.iterable([(numpy.ones((4, 2)), numpy.ones(4))], **kw)}
+    makers = {"gpunn.data.synthetic": lambda **kw: data.synthetic("linear", rows=100, n_features=2, **kw),
+              "gpunn.data.npy": lambda **kw: data.npy(tmp_path / "x.npy", tmp_path / "y.npy", **kw),
+              "gpunn.data.iterable": lambda **kw: data.iterable([(numpy.ones((4, 2)), numpy.ones(4))], **kw),
+              "NpySource": lambda **kw: data.NpySource(tmp_path / "x.npy", tmp_path / "y.npy", **kw)}
     for name, make in makers.items():
         for key in ("batch_size", "epochs", "lr", "optimizer", "callbacks", "validation_data"):
-            with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword argument '{key}' \({key} is "
+            with pytest.raises(TypeError, match=rf"^{re.escape(name)}\(\) got an unexpected keyword argument '{key}' \({key} is "
                                                 rf"fit's option: model.fit\(source, {key}=...\)\)$"):
                 make(**{key: 1})
-    with pytest.raises(TypeError, match=r"^iterable\(\) got an unexpected keyword argument 'row' \(did you mean rows"):
+    with pytest.raises(TypeError, match=r"^gpunn\.data\.iterable\(\) got an unexpected keyword argument 'row' \(did you "
+                                        r"mean rows"):
         data.iterable([(numpy.ones((4, 2)), numpy.ones(4))], row=4)
 
 
@@ -1742,7 +1744,7 @@ def test_pandas_and_other_names_for_a_tables_columns_name_the_source_option_mean
 
     (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n4,5,6\n")
     given_target = {} if meant == "target" else {"target": "y"}
-    with pytest.raises(TypeError, match=rf"^CsvSource\(\) got an unexpected keyword argument '{given}' "
+    with pytest.raises(TypeError, match=rf"^gpunn\.data\.csv\(\) got an unexpected keyword argument '{given}' "
                                         rf"\(did you mean {re.escape(meant)}\?\)$"):
         data.csv(tmp_path / "t.csv", **given_target, **{given: "y" if meant == "target" else ";"})
     assert data.csv(tmp_path / "t.csv", target="y", delimiter=",", features=["a"]).n_features == 1

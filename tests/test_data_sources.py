@@ -1052,6 +1052,21 @@ def _source_on_files(tmp_path, kind, **options):
     return data.csv(path, "y", block_size=256, **options), [path]
 
 
+@pytest.mark.parametrize("kind, key, hint", [("csv", "sep", " (did you mean delimiter?)"), ("parquet", "sep", ""),
+                                       ("npy", "chunk", " (did you mean chunk_rows?)"),
+                                       ("synthetic", "chunk", " (did you mean chunk_rows?)"), ("iterable", "row", " (did you mean rows?)")])
+def test_a_keyword_a_source_maker_does_not_take_is_refused_naming_the_call_made(tmp_path, kind, key, hint):
+    """gpunn.data.csv(path, sep=";") said "CsvSource() got an unexpected keyword argument 'sep'", naming a class the
+    user had not written (and data.iterable "iterable()"): each maker names itself, as gpunn.data.csv(); the class
+    made directly still names the class."""
+    with pytest.raises(TypeError) as caught:
+        _source_on_files(tmp_path, kind, **{key: ";" if key == "sep" else 4})
+    assert str(caught.value) == f"gpunn.data.{kind}() got an unexpected keyword argument {key!r}{hint}"
+    with pytest.raises(TypeError, match=r"^NpySource\(\) got an unexpected keyword argument 'chunk' \(did you mean "
+                                        r"chunk_rows\?\)$"):
+        data.NpySource(tmp_path / "x.npy", tmp_path / "y.npy", chunk=4)
+
+
 @pytest.mark.parametrize("kind", ["npy", "parquet", "csv", "synthetic", "iterable"])
 def test_a_source_closed_by_its_with_block_has_released_its_files_and_refuses_to_be_read_naming_itself(tmp_path,
                                                                                                          kind):

@@ -20,6 +20,9 @@ stored wider than the model's dtype in float64, before the cast.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+
 from ..hints import keywords_checked
 from ..training.protocols import is_source as _is_source
 from .base import ChunkedSource, DataError, HeldOutShareWarning
@@ -40,6 +43,16 @@ def _every_sources_options(function):
     return function
 
 
+def _made(cls, call, *args, **options):
+    """``cls(*args, **options)`` as the maker ``call`` makes it: a keyword the source does not take is refused naming
+    the call the user wrote, ``gpunn.data.csv()``, where the class's own refusal named the class it is handed to
+    ("CsvSource() got an unexpected keyword argument 'sep'"); hinted as the class's is (sep: delimiter)."""
+    __tracebackhide__ = True  # noqa: F841 (out of tracebacks: gpunn/hints.py's keywords_checked)
+    source = cls.__new__(cls)  # (what cls(...) does, its __init__ checked under the maker's name)
+    keywords_checked(cls.__init__, f"gpunn.data.{call}")(source, *args, **options)
+    return source
+
+
 __all__ = ["synthetic", "npy", "parquet", "csv", "iterable", "is_source", "ChunkedSource", "SyntheticSource",
            "NpySource", "IterableSource", "DataError", "HeldOutShareWarning", "Moments", "Standardizer"]
 
@@ -50,6 +63,11 @@ def synthetic(task="teacher", rows=1_000_000, n_features=None, n_outputs=1, nois
     ``n_outputs``, ``noise`` and ``seed`` (and the task's own options), any number of ``rows``. Options:
     ``chunk_rows`` (pieces of make's 65,536-row chunks), and every source's (below).
     See :class:`SyntheticSource`."""
+    from ..datasets import refuse_unknown_options
+
+    own = inspect.signature(SyntheticSource).parameters  # (the others are the task's options: checked here, as the
+    refuse_unknown_options("gpunn.data.synthetic", SyntheticSource.__init__, task,  # source's check names the class)
+                           [key for key in options if key not in own])
     return SyntheticSource(task, rows, n_features, n_outputs, noise, seed, **options)
 
 
@@ -58,7 +76,7 @@ def npy(x_path, y_path, **options):
     """Features and targets from two ``.npy`` files, ``x_path`` (rows x features) and ``y_path`` (rows x outputs,
     or rows). Options: ``chunk_rows`` (rows read at a time), and every source's (below).
     See :class:`NpySource`."""
-    return NpySource(x_path, y_path, **options)
+    return _made(NpySource, "npy", x_path, y_path, **options)
 
 
 @_every_sources_options
@@ -68,7 +86,7 @@ def parquet(path, target=None, features=None, **options):
     large row group read at a time), and every source's (below). See :class:`gpunn.data.parquet_tables.ParquetSource`."""
     from .parquet_tables import ParquetSource
 
-    return ParquetSource(path, target, features, **options)
+    return _made(ParquetSource, "parquet", path, target, features, **options)
 
 
 @_every_sources_options
@@ -80,10 +98,11 @@ def csv(path, target=None, features=None, **options):
     :class:`gpunn.data.csv_tables.CsvSource`."""
     from .csv_tables import CsvSource
 
-    return CsvSource(path, target, features, **options)
+    return _made(CsvSource, "csv", path, target, features, **options)
 
 
-@keywords_checked  # data.iterable(batches, batch_size=256): fit's option, said so (hints.FIT_OPTIONS_TO_A_SOURCE)
+# data.iterable(batches, batch_size=256): fit's option, said so (hints.FIT_OPTIONS_TO_A_SOURCE)
+@functools.partial(keywords_checked, name="gpunn.data.iterable")
 def iterable(batches, rows=None, n_features=None, n_outputs=None, standardize=False):
     """Any iterable of (X, Y) batches; see :class:`IterableSource`."""
     return IterableSource(batches, rows, n_features, n_outputs, standardize)
