@@ -750,7 +750,7 @@ def test_column_names_with_spaces_around_them_are_listed_in_quotes_and_said(tmp_
     'b'; the columns are: a, b, y"."""
     pytest.importorskip("pyarrow")
     (tmp_path / "t.csv").write_text("a, b, y\n" + "".join(f"{i}, {i % 3}, {2 * i}\n" for i in range(40)))
-    spaced = "the columns are: 'a', ' b', ' y'; the names have spaces around them"
+    spaced = "the columns are: a, ' b', ' y'; the names have spaces around them"
     assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", "y", *SMALL]) == 2
     err = capsys.readouterr().err
     assert err.endswith(f"no column 'y'; {spaced} (' y'), which are part of a name: remove them (in a CSV file, the "
@@ -761,7 +761,7 @@ def test_column_names_with_spaces_around_them_are_listed_in_quotes_and_said(tmp_
     assert main(["train", "--data", str(tmp_path / "t.csv"), "--target", '" y"', "--features", "a,b", *SMALL]) == 2
     assert "(\" b\": --features '\" b\"' on the command line)\n" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "t.csv"), *SMALL]) == 2
-    assert "the columns are: 'a', ' b', ' y'\n" in capsys.readouterr().err
+    assert "the columns are: a, ' b', ' y'\n" in capsys.readouterr().err
     (tmp_path / "u.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{2 * i}\n" for i in range(40)))
     model = str(tmp_path / "m.npz")
     assert main(["train", "--data", str(tmp_path / "u.csv"), "--target", "y", "--save", model, *SMALL]) == 0
@@ -927,7 +927,7 @@ def test_a_column_name_with_a_comma_is_named_in_double_quotes_as_a_csv_header_wr
     capsys.readouterr()
     assert main(["train", "--data", data, "--target", "x,y", *SMALL]) == 2  # unquoted: two names, and a hint
     assert capsys.readouterr().err == (
-        f"gpunn train: error: {data}: no column 'x'; the columns are: 'a', 'x,y', 'b', 'y'; the column 'x,y' has a "
+        f"gpunn train: error: {data}: no column 'x'; the columns are: a, 'x,y', b, y; the column 'x,y' has a "
         'comma in its name: in a line of names put it in double quotes, as a CSV header does ("x,y": --target '
         "'\"x,y\"' on the command line), or pass a list of names\n")
 
@@ -1078,7 +1078,7 @@ def test_columns_and_paths_with_spaces_are_named_in_quotes(spaced, capsys):
     """"the columns are: first col, second col, third, sale price" read as any number of names, and "IN
     /tmp/.../my dir/no file.csv does not exist" as a file named "my"; the --features a refusal suggests is quoted as a
     command line takes it."""
-    listed = "the columns are: 'first col', 'second col', 'third', 'sale price'"
+    listed = "the columns are: 'first col', 'second col', third, 'sale price'"  # (quoted: the names with a space)
     data = spaced / "a b.csv"
     assert main(["train", "--data", str(data), *SMALL]) == 2
     assert f"--data '{data}': name the target column(s) with --target; {listed}" in capsys.readouterr().err
@@ -1089,6 +1089,9 @@ def test_columns_and_paths_with_spaces_are_named_in_quotes(spaced, capsys):
         gpunn.data.csv(data)
     assert main(["predict", str(spaced / "m.npz"), str(spaced / "no file.csv"), str(spaced / "p.csv")]) == 2
     assert f"MODEL '{spaced / 'm.npz'}' does not exist" in capsys.readouterr().err
+    gpunn.save(spaced / "m3.npz", gpunn.MLP([3, 4, 1], device="cpu"))  # --keep's refusal lists them alike (bare, as
+    assert main(["predict", str(spaced / "m3.npz"), str(data), str(spaced / "p.csv"), "--keep", "id"]) == 2  # it was)
+    assert capsys.readouterr().err.endswith(f": no column 'id'; {listed}\n")
     (spaced / "ids.csv").write_text("item name,first col,third,sale price\nbob,1,2,3\ncat,4,5,6\n")
     assert main(["train", "--data", str(spaced / "ids.csv"), "--target", "sale price", *SMALL]) == 2
     assert "(--features 'first col,third', features=[...])" in capsys.readouterr().err

@@ -2026,14 +2026,36 @@ def test_a_word_among_booleans_in_the_first_block_is_named_on_its_line(tmp_path,
 
 
 def test_a_column_without_a_name_is_listed_in_quotes_where_the_columns_are_listed(tmp_path):
-    """A header "a,,y" lists its columns as 'a', '', 'y': bare, the empty name was a gap between two commas (audit41a
+    """A header "a,,y" lists its columns as a, '', y: bare, the empty name was a gap between two commas (audit41a
     t01: columns_are without its check of an empty name survived)."""
     pytest.importorskip("pyarrow")
     from gpunn.data.tables import NoTarget
 
     (tmp_path / "e.csv").write_text("a,,y\n" + "".join(f"{i},{2 * i},{3 * i}\n" for i in range(5)))
-    with pytest.raises(NoTarget, match="the columns are: 'a', '', 'y';"):
+    with pytest.raises(NoTarget, match="the columns are: a, '', y;"):
         data.csv(tmp_path / "e.csv")
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_tables_columns_are_listed_bare_and_a_name_a_bare_list_would_misread_in_quotes(tmp_path, kind):
+    """README's table.csv (columns a, b, "x,y", price) was listed 'a', 'b', 'x,y', 'price', every name in quotes for
+    the one with a comma, and its runs/ Parquet files x, y1, y2: a table's columns are listed bare now, as gpunn's
+    other lists of columns are (the model's, a DataFrame's, a header's), and only a name that a bare list would
+    misread (a comma, a space, no name) in quotes; a CSV file's and a Parquet file's alike."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    from gpunn.data.tables import NoTarget
+
+    path = tmp_path / f"table.{kind}"
+    if kind == "csv":
+        path.write_text('a,b,"x,y",price\n' + "".join(f"{i},{i % 3},{i % 2},{10 + i / 4}\n" for i in range(40)))
+    else:
+        pq.write_table(pa.table({"a": [1.0, 2.0], "b": [1.0, 0.0], "x,y": [0.0, 1.0], "price": [10.0, 11.0]}), path)
+    listed = "the columns are: a, b, 'x,y', price"
+    with pytest.raises(NoTarget, match=f"; {re.escape(listed)};"):
+        getattr(data, kind)(path)
+    with pytest.raises(DataError, match=f": no column 'q'; {re.escape(listed)}$"):
+        getattr(data, kind)(path, target="q")
 
 
 def test_a_csv_column_named_only_by_spaces_is_refused_as_unnamed(tmp_path):

@@ -54,10 +54,10 @@ class KeptColumns:
     def _check(self, file, listed, names) -> None:
         missing = [n for n in self.names if n not in names]
         if missing:
-            from .table_columns import MissingColumns
+            from .table_columns import MissingColumns, columns_are
 
-            raise MissingColumns(f"{file}: no column{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}; the "
-                                 f"columns are: {', '.join(listed)}", missing, listed)
+            raise MissingColumns(f"{file}: no column{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}; "
+                                 f"{columns_are(listed)}", missing, listed)
 
     @staticmethod
     def _check_types(first, fields, name, its):

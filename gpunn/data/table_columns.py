@@ -36,12 +36,13 @@ def pyarrow_module(name=None):
 
 
 def columns_are(names) -> str:
-    """A table's columns in a message, as written: each in quotes where one has a space or a comma in it or no name
-    (a header "a, b, y" names ' b' and ' y', which a bare list shows as b and y, the names just refused; "first col,
-    sale price" read as four names, or two)."""
-    names = list(names)
-    bare = all(n and not any(c.isspace() or c == "," for c in n) for n in names)
-    return f"the columns are: {', '.join(names if bare else map(repr, names))}"
+    """A table's columns in a message (a CSV file's and a Parquet file's alike), bare as gpunn's other lists of
+    columns are (a model's, a DataFrame's), a name in quotes where bare it would read as another: one with a space or
+    a comma in it or no name (a header "a, b, y" names ' b' and ' y', which a bare list shows as b and y, the names
+    just refused; "first col, sale price" read as four names, or two). Every name was quoted where one was: README's
+    table.csv listed 'a', 'b', 'x,y', 'price' for its "x,y", where its Parquet files listed x, y1, y2."""
+    return "the columns are: " + ", ".join(n if n and not any(c.isspace() or c == "," for c in n) else repr(n)
+                                           for n in names)
 
 
 def _spaced(missing, available, targets) -> str:
