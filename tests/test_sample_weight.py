@@ -177,6 +177,36 @@ def test_sample_weight_is_checked_and_what_it_does_not_reach_is_refused(data):
     assert not MLP._sample_weighted and "_sample_weighted" not in model.__dict__  # nothing left set
 
 
+def test_refused_weights_say_the_first_bad_row_and_how_many_rows_are_bad(data):
+    """Kills audit47b's mutations S5 (complex weights taken, their imaginary parts dropped), S6 (w.ravel() offered
+    for a shape of other size), S9 (an infinite weight taken: the weights scaled to NaN), S10-S12 (the last bad row
+    named, or one row counted)."""
+    X, Y, w = data
+    model = MLP([4, 8, 2], device="cpu", seed=0)
+    bad, negative = w.copy(), w.copy()
+    bad[[9, 30]] = numpy.nan, numpy.inf
+    negative[[5, 50]] = -1.0, -2.0
+    for weights, error, says in (
+            (bad, ValueError, r"^sample_weight is NaN or infinite in 2 row\(s\), the first row 9 \(nan\)"),
+            (numpy.where(numpy.arange(240) == 30, numpy.inf, w), ValueError,
+             r"^sample_weight is NaN or infinite in 1 row\(s\), the first row 30 \(inf\)"),
+            (negative, ValueError, r"^sample_weight is negative in row 5 \(-1\)"),
+            (w[:200].reshape(2, 100), ValueError, r"^sample_weight must be 1-D, one weight a row \(or one number\); got "
+                                                  r"shape \(2, 100\)$"),
+            (w + 1j, TypeError, r"^sample_weight must hold numbers; got complex128 values")):
+        with pytest.raises(error, match=says):
+            model.fit(X, Y, epochs=1, verbose=False, sample_weight=weights)
+
+
+def test_float32_weights_weigh_as_their_float64_values(data):
+    """The weights are scaled to mean 1 in float64 whatever their dtype. Kills S8 (float32 weights scaled in float32:
+    the metrics ~1e-8 off scikit-learn's)."""
+    X, Y, w = data
+    w32 = w.astype(numpy.float32)
+    model = MLP([4, 8, 2], dtype="float64", device="cpu", seed=0)
+    assert model.evaluate(X, Y, sample_weight=w32) == model.evaluate(X, Y, sample_weight=w32.astype(numpy.float64))
+
+
 def test_a_weighted_run_does_not_take_the_cpus_one_call_step(data, monkeypatch):
     import gpunn.model as model_module
 
