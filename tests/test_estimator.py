@@ -216,6 +216,10 @@ def test_works_without_scikit_learn():
             MLPRegressor(hidden_layer_sizes=(2,), max_iter=1, device="cpu").fit(X, y[:, None])
         assert [w.category for w in caught if w.category is not gs.ConvergenceWarning] == [gs.DataConversionWarning]
         print(round(est.fit(X, y).score(X, y), 3), est.predict(X).shape)
+        w = numpy.arange(200) % 3 + 0.5  # scikit-learn's r2_score(sample_weight=w), by its formula (audit47b's R1, R2, R5)
+        P, mean = est.predict(X), (w * y).sum() / w.sum()
+        r2 = 1 - (w * (y - P) ** 2).sum() / (w * (y - mean) ** 2).sum()
+        assert abs(est.score(X, y, sample_weight=w) - r2) < 1e-12 and r2 != est.score(X, y), (r2, est.score(X, y))
         try:  # scikit-learn's check_random_state refuses it; the stand-in returned it ("str" has no randint)
             MLPRegressor(random_state="seven", max_iter=1, device="cpu").fit(X, y)
         except ValueError as exc:

@@ -207,6 +207,39 @@ def test_float32_weights_weigh_as_their_float64_values(data):
     assert model.evaluate(X, Y, sample_weight=w32) == model.evaluate(X, Y, sample_weight=w32.astype(numpy.float64))
 
 
+def test_weighted_metrics_taken_in_chunks_are_those_of_one_pass(data, monkeypatch):
+    """evaluate and validation weigh each chunk's rows by their own weights. Kills MD5 and R9 (every chunk weighed by
+    the first chunk's weights)."""
+    import gpunn.model as model_module
+    from gpunn.metrics import validation_arrays
+
+    X, Y, w = data
+    model = MLP([4, 8, 2], dtype="float64", device="cpu", seed=0)
+    evaluator = validation_arrays(model, X, Y, w)
+    whole, evaluated = evaluator.evaluate(model), model.evaluate(X, Y, sample_weight=w)
+    evaluator.chunk_rows = 7
+    assert evaluator.evaluate(model) == pytest.approx(whole, rel=1e-12)
+    monkeypatch.setattr(model_module, "PREDICT_CHUNK_ROWS", 7)
+    assert model.evaluate(X, Y, sample_weight=w) == pytest.approx(evaluated, rel=1e-12)
+
+
+def test_validation_data_leaves_a_weighted_training_as_it_is(data):
+    """validation_data (with its own weights or without) measures the run and changes none of its steps: the training
+    rows are weighed by sample_weight alike. Kills F1 (validation_data's path dropped the training weights)."""
+    X, Y, w = data
+    params = []
+    for validation in (None, (X[:60], Y[:60]), (X[:60], Y[:60], w[:60])):
+        model = MLP([4, 8, 2], dtype="float64", device="cpu", seed=0)
+        model.fit(X[60:], Y[60:], epochs=2, batch_size=32, verbose=False, sample_weight=w[60:],
+                  validation_data=validation)
+        params.append(model.params.copy())
+    numpy.testing.assert_array_equal(params[1], params[0])
+    numpy.testing.assert_array_equal(params[2], params[0])
+    unweighted = MLP([4, 8, 2], dtype="float64", device="cpu", seed=0)
+    unweighted.fit(X[60:], Y[60:], epochs=2, batch_size=32, verbose=False)
+    assert not numpy.allclose(unweighted.params, params[0])
+
+
 def test_a_weighted_run_does_not_take_the_cpus_one_call_step(data, monkeypatch):
     import gpunn.model as model_module
 
