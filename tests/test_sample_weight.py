@@ -240,6 +240,50 @@ def test_validation_data_leaves_a_weighted_training_as_it_is(data):
     assert not numpy.allclose(unweighted.params, params[0])
 
 
+def test_resume_refuses_weights_for_an_ensembles_run_a_data_source_and_distributed_training(data, tmp_path):
+    """Checkpoint.resume's sample_weight reaches what fit's does. Kills RS1 (an Ensemble's run resumed with weights:
+    AttributeError) and RS2 (a data source's resume took the weights and dropped them, distributed=True too)."""
+    X, Y, w = data
+    ensemble, plain = tmp_path / "ensemble.npz", tmp_path / "plain.npz"
+    gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0).fit(X, Y, epochs=1, verbose=False,
+                                                           callbacks=[gpunn.ModelCheckpoint(ensemble)])
+    MLP([4, 8, 2], device="cpu").fit(X, Y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(plain)])
+    for path, data_given, kwargs, says in (
+            (ensemble, (X, Y), {}, r"ensemble\.npz holds an Ensemble's run, and an Ensemble weighs every row the same: "
+                                   r"resume it without sample_weight$"),
+            (plain, (gpunn.data.iterable([(X, Y)]),), {}, r"^sample_weight weighs the rows of in-memory arrays; a data "
+                                                          r"source \(\w+\) has no weights beside its rows"),
+            (plain, (X, Y), {"distributed": True}, r"^sample_weight is not taken with distributed training")):
+        with pytest.raises(ValueError, match=says):
+            gpunn.load_checkpoint(path, device="cpu").resume(*data_given, epochs=2, verbose=False, sample_weight=w,
+                                                             **kwargs)
+
+
+def test_a_weighted_runs_checkpoint_records_its_outputs_and_equal_validation_weights_weigh_nothing(data, tmp_path):
+    """The run's record counts the data's outputs, not the weights' column (kills SR1: n_outputs 3). Validation
+    weights all equal weigh nothing, as training's: the run resumes with (X_val, Y_val) (kills E1: a vector of ones
+    kept, and the record said the validation rows weighted)."""
+    X, Y, w = data
+    path = tmp_path / "run.npz"
+    MLP([4, 8, 2], device="cpu", seed=0).fit(X[60:], Y[60:], epochs=1, verbose=False, sample_weight=w[60:],
+                                             validation_data=(X[:60], Y[:60], numpy.full(60, 2.0)),
+                                             callbacks=[gpunn.ModelCheckpoint(path)])
+    checkpoint = gpunn.load_checkpoint(path, device="cpu")
+    assert checkpoint.training["source"]["n_outputs"] == 2 and checkpoint.training["source"]["sample_weight"]
+    checkpoint.resume(X[60:], Y[60:], epochs=2, verbose=False, sample_weight=w[60:], validation_data=(X[:60], Y[:60]))
+
+
+def test_ensemble_evaluate_and_score_say_one_mlp_takes_sample_weight(data):
+    """Kills H1 (the hint given by Ensemble.fit alone)."""
+    X, Y, w = data
+    ensemble = gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0)
+    for call in (ensemble.evaluate, ensemble.score):
+        with pytest.raises(TypeError, match=r"\(an Ensemble weighs every row the same: one MLP's fit, evaluate and "
+                                            r"score take sample_weight, gpunn\.MLP\(\.\.\.\)\.fit\(X, Y, "
+                                            r"sample_weight=w\)\)$"):
+            call(X, Y, sample_weight=w)
+
+
 def test_a_weighted_run_does_not_take_the_cpus_one_call_step(data, monkeypatch):
     import gpunn.model as model_module
 
