@@ -284,6 +284,37 @@ def test_ensemble_evaluate_and_score_say_one_mlp_takes_sample_weight(data):
             call(X, Y, sample_weight=w)
 
 
+def test_the_estimators_partial_fit_with_integer_weights_is_partial_fit_on_the_rows_repeated(data):
+    """Full-batch, weights 0..3 and alpha's division by the weights' mean are the rows repeated that many times. Kills
+    ES4 (partial_fit trained unweighted) and ES5 (its alpha divided by the rows alone)."""
+    X, Y, _ = data
+    y, w = Y[:, 0], numpy.arange(X.shape[0]) % 4
+    fitted = []
+    for Xs, ys, weights in ((X, y, w), (numpy.repeat(X, w, axis=0), numpy.repeat(y, w, axis=0), None)):
+        est = gpunn.MLPRegressor(hidden_layer_sizes=(8,), batch_size=1000, alpha=0.1, shuffle=False, random_state=0,
+                                 device="cpu", dtype="float64")
+        for _ in range(3):
+            est.partial_fit(Xs, ys, sample_weight=weights)
+        fitted.append(est.coefs_ + est.intercepts_)
+    for got, expected in zip(*fitted):
+        numpy.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_weights_on_the_device_weigh_as_the_same_weights_on_the_host(gpu, data):
+    """A CuPy vector of weights (fit's, validation_data's third item, evaluate's) is read to the host. Kills S3
+    (numpy.asarray of it: CuPy refuses, and the weights were refused as no vector of numbers)."""
+    X, Y, w = data
+    runs = []
+    for weights in (w, gpu.xp.asarray(w)):
+        model = MLP([4, 8, 2], dtype="float64", device="cuda", seed=0)
+        history = model.fit(X[60:], Y[60:], epochs=1, batch_size=32, verbose=False, sample_weight=weights[60:],
+                            validation_data=(X[:60], Y[:60], weights[:60]))
+        runs.append((model.params.get(), history["val_r2"], model.evaluate(X, Y, sample_weight=weights)))
+    numpy.testing.assert_array_equal(runs[1][0], runs[0][0])
+    assert runs[1][1:] == runs[0][1:]
+
+
 def test_a_weighted_run_does_not_take_the_cpus_one_call_step(data, monkeypatch):
     import gpunn.model as model_module
 
