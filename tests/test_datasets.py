@@ -1,4 +1,6 @@
 """Synthetic tasks: seeded, shaped, on the target device, and streamable past memory."""
+import re
+
 import numpy
 import pytest
 
@@ -241,7 +243,8 @@ def test_a_misspelt_keyword_is_named_before_a_missing_n_features(make, task, key
     make("teacher", 100, 3, hiden=8) "Teacher.__init__() got an unexpected keyword argument 'hiden'": the keyword
     given was named by neither. make, stream and gpunn.data.synthetic name it, and the one meant, first."""
     call = getattr(make, "__name__", "")
-    with pytest.raises(TypeError, match=rf"^{'SyntheticSource' if call == 'synthetic' else call}\(\) got an unexpected "
+    named = re.escape("gpunn.data.synthetic" if call == "synthetic" else call)  # (a maker names its own call)
+    with pytest.raises(TypeError, match=rf"^{named}\(\) got an unexpected "
                                         rf"keyword argument '{key}' \(did you mean {meant}\?\)$"):
         make(task, 100, **{key: 3}, **({} if key == "n_feature" else {"n_features": 5}), device="cpu")
 

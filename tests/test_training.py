@@ -1329,7 +1329,7 @@ def test_gpunn_fit_given_an_ensembles_fit_option_says_whose_it_is_as_mlp_fit_doe
     (lambda **kw: gpunn.Ensemble([2, 1], 2, device="cpu", **kw), "Ensemble", "sead", " (did you mean seed?)"),
     (lambda **kw: gpunn.EarlyStopping(**kw), "EarlyStopping", "patiance", " (did you mean patience?)"),
     (lambda **kw: gpunn.ModelCheckpoint("m.npz", **kw), "ModelCheckpoint", "save_best", " (did you mean save_best_only?)"),
-    (lambda **kw: gpunn.data.synthetic("linear", 100, 2, **kw), "SyntheticSource", "chunkrows",
+    (lambda **kw: gpunn.data.synthetic("linear", 100, 2, **kw), "gpunn.data.synthetic", "chunkrows",
      " (did you mean chunk_rows?)"),
     (lambda **kw: MLP([2, 1], device="cpu", **kw), "MLP", "colour", ""),  # nothing meant: Python's words alone
     # PyTorch's betas pair, which difflib took for beta2 alone
