@@ -148,13 +148,17 @@ class SourceEvaluator:
     """The same metrics over a data source's held-out chunks (``source.validation_windows()``, or
     ``windows()`` when given), streamed: one pass per evaluation, nothing held but a window. R²'s
     denominator comes from the targets' moments, computed in the first evaluation's pass
-    (gpunn.data.stats.Moments)."""
+    (gpunn.data.stats.Moments). A source with weights (gpunn.data.row_weights) weighs the rows' metrics by them,
+    scaled to mean 1 over the rows read (``weight_scale``: None where they weigh nothing), and R²'s denominator
+    by their moments (gpunn.data.row_weights.WeightedMoments)."""
 
     def __init__(self, source, chunk_rows=65536, windows=None):
         self.source, self.chunk_rows, self.ss_tot = source, int(chunk_rows), None
         self.windows = windows or source.validation_windows
         self._own_source = windows is not None  # a validation source (validation_data), not held-out chunks
         self.n_rows = int(source.rows + source.validation_rows if windows else source.validation_rows)
+        scale = getattr(source, "weight_scale", None)  # (a weighted source's; its rows all weighing 0 refused here)
+        self.weight_scale = None if scale is None else scale("all" if windows else "validation")
 
     def describe(self) -> dict | None:
         """A validation source's config (what a checkpoint records of it, which a resume compares); None for
@@ -162,12 +166,15 @@ class SourceEvaluator:
         return self.source.config() if self._own_source else None
 
     def evaluate(self, model) -> dict:
+        from .data.row_weights import WeightedMoments
         from .data.stats import Moments
 
-        moments = Moments(self.source.n_outputs) if self.ss_tot is None else None
+        weighted = self.weight_scale is not None
+        moments = (WeightedMoments if weighted else Moments)(self.source.n_outputs) if self.ss_tot is None else None
         # closed on leaving, also when the forward pass stops it (Ctrl-C, out of memory): its windows' pass, reader
-        # thread and buffers end then, not when the error's traceback goes
-        with contextlib.closing(window_pieces(self.windows(), self.chunk_rows, moments)) as passing:
+        # thread and buffers end then, not when the error's traceback goes (no name here holds the windows' pass)
+        with contextlib.closing(window_pieces(self.windows(weights=self.weight_scale) if weighted else self.windows(),
+                                              self.chunk_rows, moments, weighted=weighted)) as passing:
             return evaluate_pieces(model, passing, lambda: self._ss_tot(model, moments),
                                    watch=getattr(self.source, "overflow_watch", None))
 
@@ -204,17 +211,23 @@ class SourceEvaluator:
                            lambda column: source_column_words(self.source, column))
 
 
-def window_pieces(windows, chunk_rows, moments=None, place=None):
+def window_pieces(windows, chunk_rows, moments=None, place=None, weighted=False):
     """(X, Y) device pieces of ``chunk_rows`` rows from a source's (X, Y) ``windows``, adding each window's targets
     to ``moments`` (gpunn.data.stats.Moments) when given; ``place``, a list, is set to [window, first row in it] of
-    each piece as it is given (where a refusal of the piece's rows is)."""
+    each piece as it is given (where a refusal of the piece's rows is). ``weighted``: each window's Y holds the
+    rows' weights as its last column (gpunn.data.row_weights): the pieces are (X, Y, weights), weights in float64,
+    and ``moments`` a WeightedMoments."""
     for w, (X, Y) in enumerate(windows):
+        weights = None
+        if weighted:
+            Y, weights = Y[:, :-1], Y[:, -1].astype("float64")
         if moments is not None:
-            moments.update(Y)
+            moments.update(Y) if weights is None else moments.update(Y, weights)
         for start in range(0, X.shape[0], chunk_rows):
             if place is not None:
                 place[:] = w, start
-            yield X[start:start + chunk_rows], Y[start:start + chunk_rows]
+            rows = slice(start, start + chunk_rows)
+            yield (X[rows], Y[rows]) if weights is None else (X[rows], Y[rows], weights[rows])
 
 
 def row_pieces(X, Y, weights, chunk_rows):

@@ -252,7 +252,8 @@ def test_resume_refuses_weights_for_an_ensembles_run_a_data_source_and_distribut
             (ensemble, (X, Y), {}, r"ensemble\.npz holds an Ensemble's run, and an Ensemble weighs every row the same: "
                                    r"resume it without sample_weight$"),
             (plain, (gpunn.data.iterable([(X, Y)]),), {}, r"^sample_weight weighs the rows of in-memory arrays; a data "
-                                                          r"source \(\w+\) has no weights beside its rows"),
+                                                          r"source \(\w+\) carries its weights itself: make it "
+                                                          r"with them"),
             (plain, (X, Y), {"distributed": True}, r"^sample_weight is not taken with distributed training")):
         with pytest.raises(ValueError, match=says):
             gpunn.load_checkpoint(path, device="cpu").resume(*data_given, epochs=2, verbose=False, sample_weight=w,

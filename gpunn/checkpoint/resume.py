@@ -16,8 +16,8 @@ from ..training.callbacks import order_callbacks
 from ..training import ensemble as ens_training
 from ..training.ensemble import MemberEarlyStopping
 from ..sample_weights import checked_weights
-from ..training.fit import (is_weighted, not_data_parallel, refuse_weights_where_unweighted, split_validation,
-                            weighted_rows)
+from ..training.fit import (is_weighted, not_data_parallel, refuse_a_weighted_source, refuse_weights_where_unweighted,
+                            split_validation, weighted_rows)
 from ..training.loop import train
 from ..training.protocols import is_source
 from ..training.sources import ArraySource, fingerprint_matches
@@ -140,6 +140,7 @@ def _checked(ckpt, X, Y, epochs, validation_data, callbacks, verbose, checkpoint
                          "(the run continues as it started): resume without validation_data")
     shards = None
     if is_source(X, Y):
+        refuse_a_weighted_source(model, (X, validation_data), distributed)
         source, evaluator = _resume_source(ckpt, X, validation_data if settings.validation == "data" else None)
         if ensemble:
             evaluator = ens_training.ensemble_evaluator(model, evaluator)
@@ -387,9 +388,9 @@ def _other_contents(saved: dict, now: dict) -> bool:
 
 
 def source_files(config: dict) -> list:
-    """The files a source's config names: an .npy pair's two, a table's file or directory, none for a synthetic
+    """The files a source's config names: an .npy pair's two (and its weights' file), a table's file or directory, none for a synthetic
     source (the paths as recorded: absolute, see gpunn.cli.data.make_source)."""
-    return [config[k] for k in ("path", "x_path", "y_path") if config.get(k)]
+    return [config[k] for k in ("path", "x_path", "y_path", "w_path") if config.get(k)]
 
 
 def _same_files(saved: dict, now: dict) -> bool:
@@ -421,7 +422,7 @@ def _config_differences(saved: dict, now: dict, ignored=()) -> str:
     paths aside (the same files may be read from another place) and the keys ``ignored``."""
     from ..datasets import CHUNK_ROWS
 
-    moved = ("path", "x_path", "y_path", "rng") + _CONTENTS  # ("rng": _check_drawn_by's, which knows what a file
+    moved = ("path", "x_path", "y_path", "w_path", "rng") + _CONTENTS  # ("rng": _check_drawn_by's, which knows what a file
     # without it drew; the contents: _other_contents's)
     # a synthetic source records chunk_rows only when it is not make's 65,536 (as every run before pieces)
     unrecorded = {"chunk_rows": CHUNK_ROWS} if now.get("kind") == "synthetic" else {}

@@ -74,7 +74,8 @@ def synthetic(task="teacher", rows=1_000_000, n_features=None, n_outputs=1, nois
 @_every_sources_options
 def npy(x_path, y_path, **options):
     """Features and targets from two ``.npy`` files, ``x_path`` (rows x features) and ``y_path`` (rows x outputs,
-    or rows). Options: ``chunk_rows`` (rows read at a time), and every source's (below).
+    or rows). Options: ``weights`` (a third file, of shape (rows,): each row's weight in the loss, fit's
+    sample_weight), ``chunk_rows`` (rows read at a time), and every source's (below).
     See :class:`NpySource`."""
     return _made(NpySource, "npy", x_path, y_path, **options)
 

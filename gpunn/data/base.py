@@ -43,6 +43,7 @@ from ..checks import canonical_dtype, flag, got, positive_int, seed_int, validat
 from .errors import DataError, more_not_finite
 from .contents import CONTENTS_RULE, sampled_checksum
 from .overflow import OverflowWatch
+from .row_weights import ChunkWeights, scaled
 from .stats import Standardizer, standardizing_dtype
 
 
@@ -92,6 +93,8 @@ class ChunkedSource(Closable):
 
     resumable = True
     kind = "chunks"
+    #: the weight column's per-chunk summary (gpunn.data.row_weights.ChunkWeights), or None: no weights
+    _weights = None
     #: dtype the values are stored in, when the model's dtype may not hold them exactly (a float64 or
     #: int64 file for a float32 model); None: the model's dtype loses nothing. See ``_wide_dtype``.
     stored_dtype = None
@@ -274,7 +277,7 @@ class ChunkedSource(Closable):
         w0 = int(numpy.searchsorted(ends, start_row, side="right"))
         skip = start_row - (int(ends[w0 - 1]) if w0 else 0)
         pieces = self._windows(windows[w0:], epoch, w0, shuffle=self.shuffle,
-                               window_chunks=lambda w: self.plan(epoch)[w])
+                               window_chunks=lambda w: self.plan(epoch)[w], weights=self.weight_scale("training"))
         try:
             yield from self.backend.made_on_device(rebatch(pieces, batch_size, self.backend.xp, skip=skip))
         finally:  # also after an error in the batching (out of memory): the pipeline, its reader and buffers, ends
@@ -296,12 +299,13 @@ class ChunkedSource(Closable):
         wide = standardizing_dtype(stored, self.dtype)
         return None if wide == self.dtype else wide
 
-    def _windows(self, windows, epoch, first_index, shuffle, window_chunks=None):
+    def _windows(self, windows, epoch, first_index, shuffle, window_chunks=None, weights=None):
         """Device (X, Y) per window, permuted (when ``shuffle``) and standardized. ``epoch``: the training
         epoch (None: a pass in file order, validation's). Standardized on the device, each window is seen by
         ``overflow_watch`` (a value taken past the model's dtype is refused: gpunn.data.overflow), which keeps
         the pass's ``window_chunks`` (window w's chunks made again, on the refusal's path) until it is taken: a
-        callable that holds less than ``windows`` (default: ``windows[w - first_index]``)."""
+        callable that holds less than ``windows`` (default: ``windows[w - first_index]``). ``weights``: a set's
+        ``weight_scale``: Y then holds each row's weight, so scaled, as its last column (left unstandardized)."""
         self._check_open()  # (every pass: the epochs', validation's, the statistics')
         xp = self.backend.xp
         scaler = None if self._wide_dtype() is not None else self.standardizer  # wide: see _device_windows
@@ -310,7 +314,8 @@ class ChunkedSource(Closable):
 
             def refuse_at(w):  # one per pass
                 self._refuse_standardized(chunks_of(w), epoch)
-        for w, (X, Y, release) in enumerate(self._device_windows(windows), first_index):
+        device_windows = self._device_windows(windows) if weights is None else self._device_windows(windows, weights)
+        for w, (X, Y, release) in enumerate(device_windows, first_index):
             self._check_open()  # closed part-way: refused by name (a synthetic source's too), not cut short
             with self.backend.use():  # on the source's device, whichever the consumer has current (ordered_windows)
                 if shuffle and X.shape[0] > 1:
@@ -321,9 +326,10 @@ class ChunkedSource(Closable):
                 if release is not None:
                     release()
                 if scaler is not None:
+                    targets = Y if weights is None else Y[:, :-1]
                     with numpy.errstate(over="ignore", invalid="ignore"):  # (on the host) refused by the watch
-                        scaler.transform_(xp, X, Y)
-                    self.overflow_watch.see(xp, (X, Y) if scaler.scales_targets else (X,), refuse_at, w)
+                        scaler.transform_(xp, X, targets)
+                    self.overflow_watch.see(xp, (X, targets) if scaler.scales_targets else (X,), refuse_at, w)
             yield X, Y
 
     def _refuse_standardized(self, chunks, epoch):
@@ -351,9 +357,10 @@ class ChunkedSource(Closable):
         raise DataError(f"{places}: a value standardized past {self.dtype.name} on the device{when}; read again, the "
                         "rows standardize within it (the data changed since); clean or impute them before training")
 
-    def _device_windows(self, windows):
+    def _device_windows(self, windows, weights=None):
         """(X, Y, release) per window on the device (see gpunn.data.pipeline): read by a thread,
-        staged through pinned memory on a GPU. Sources generated on the device override this.
+        staged through pinned memory on a GPU. Sources generated on the device override this (and have no
+        ``weights``: a set's ``weight_scale``, with which Y's last column holds each row's weight so scaled).
 
         Values stored wider than the model's dtype and standardized (``_wide_dtype``) are read in
         float64: raw, for the statistics pass (no standardizer yet), or standardized on the
@@ -363,19 +370,28 @@ class ChunkedSource(Closable):
         capacity = int(self._window_rows(windows).max(initial=0))
         wide = self._wide_dtype()
         scaler = self.standardizer if wide is not None else None
-        scratch = []  # the reader thread's float64 chunk buffers, made on first use
+        scratch, scratch_weights = [], []  # the reader thread's float64 chunk buffers, made on first use
 
         def read(k, X, Y):
+            if weights is None:
+                return read_rows(k, X, Y)
+            if not scratch_weights:
+                scratch_weights.append(numpy.empty(int(self.chunk_sizes.max())))
+            w = scratch_weights[0][:len(Y)]
+            read_rows(k, X, Y[:, :-1], w)
+            Y[:, -1] = scaled(w, weights)
+
+        def read_rows(k, X, Y, w=None):
             self._check_open()  # a pass begun before close(): its next chunk refused by name, not by a closed file
             if scaler is None:
-                self._fill(k, X, Y)
+                self._fill_all(k, X, Y, w)
                 self._check_finite(k, X, Y)
                 return
             if not scratch:
                 most = int(self.chunk_sizes.max())
                 scratch.extend((numpy.empty((most, self.n_features), wide), numpy.empty((most, self.n_outputs), wide)))
             Xw, Yw = scratch[0][:len(X)], scratch[1][:len(Y)]
-            self._fill(k, Xw, Yw)
+            self._fill_all(k, Xw, Yw, w)
             self._check_finite(k, Xw, Yw)
             scaler.transform_(numpy, Xw, Yw)
             with numpy.errstate(over="ignore"):  # a value standardized past the model's dtype: refused just below
@@ -391,8 +407,8 @@ class ChunkedSource(Closable):
             return n
 
         dtype = wide if wide is not None and scaler is None else self.dtype
-        return self._counted(host_windows(self.backend, windows, fill, capacity, self.n_features, self.n_outputs,
-                                          dtype, depth=self.prefetch))
+        return self._counted(host_windows(self.backend, windows, fill, capacity, self.n_features,
+                                          self.n_outputs + (weights is not None), dtype, depth=self.prefetch))
 
     def _check_finite(self, k, X, Y, scaled=None):
         """Refuses chunk ``k``'s first value (features first) that is NaN or infinite as read (X, Y), or, given
@@ -468,16 +484,72 @@ class ChunkedSource(Closable):
         return self._chunk_starts[k]
 
     # ---- validation and statistics -------------------------------------------------------
-    def validation_windows(self):
-        """Device (X, Y) per held-out chunk, in file order, standardized like training data."""
-        return self.ordered_windows(self.validation_chunks)
+    def validation_windows(self, weights=None):
+        """Device (X, Y) per held-out chunk, in file order, standardized like training data (``weights``: see
+        ``ordered_windows``)."""
+        return self.ordered_windows(self.validation_chunks, weights)
 
-    def ordered_windows(self, chunks=None):
-        """Device (X, Y) per chunk (default: every chunk), in file order, standardized."""
+    def ordered_windows(self, chunks=None, weights=None):
+        """Device (X, Y) per chunk (default: every chunk), in file order, standardized; with ``weights`` (a set's
+        ``weight_scale``), Y's last column holds each row's weight, so scaled."""
         self._need_bound()
         chunks = range(len(self.chunk_sizes)) if chunks is None else chunks
         chunks = chunks if isinstance(chunks, (list, tuple, range, numpy.ndarray)) else list(chunks)
-        return self._windows([[k] for k in chunks], None, 0, shuffle=False, window_chunks=lambda w: [chunks[w]])
+        return self._windows([[k] for k in chunks], None, 0, shuffle=False, window_chunks=lambda w: [chunks[w]],
+                             weights=weights)
+
+    # ---- per-row weights (gpunn.data.row_weights) ------------------------------------------
+    @property
+    def has_weights(self) -> bool:
+        """Whether the source was made with a weight for each row (``weights=`` of an .npy pair, a table's
+        ``weight=`` column)."""
+        return self._weights is not None
+
+    @property
+    def weighted(self) -> bool:
+        """Whether training's batches carry each row's weight as Y's last column: weights that are not all equal
+        over the training chunks (equal ones weigh nothing)."""
+        return self.weight_scale("training") is not None
+
+    def weight_scale(self, part):
+        """The scale (gpunn.data.row_weights.ChunkWeights.scale) of the weights of ``part``'s rows: "training"
+        (the training chunks), "validation" (the held-out ones) or "all"; None where the source has no weights or
+        they are all equal there."""
+        if self._weights is None:
+            return None
+        chunks = {"training": self.train_chunks, "validation": self.validation_chunks,
+                  "all": numpy.arange(len(self.chunk_sizes))}[part]
+        what = {"training": "the training rows", "validation": "the validation rows (validation_fraction's chunks)",
+                "all": "its rows"}[part]
+        return self._weights.scale(chunks, self.chunk_sizes, what)
+
+    def _take_weights(self, name):
+        """The subclass's step after ``_ready`` where it has weights: one pass over them, checked
+        (gpunn.data.row_weights.ChunkWeights.scan); ``name`` names them in messages."""
+        self._weights = ChunkWeights.scan(self, name)
+
+    def _chunk_weights(self):
+        """Each chunk's raw weights (float64), in chunk order: the weight scan's pass (``_fill_weights``)."""
+        for k in range(len(self.chunk_sizes)):
+            self._check_open()
+            w = numpy.empty(int(self.chunk_sizes[k]))
+            self._fill_weights(k, w)
+            yield w
+
+    def _fill_all(self, k, X, Y, w=None):
+        """Chunk ``k``'s features into X, targets into Y and, given ``w``, raw weights into it (a table reads them
+        in one parse of the chunk: it overrides this)."""
+        self._fill(k, X, Y)
+        if w is not None:
+            self._fill_weights(k, w)
+
+    def _fill_weights(self, k, w):
+        """Chunk ``k``'s raw weights into the float64 vector ``w`` (a source with weights defines it)."""
+        raise NotImplementedError
+
+    def _weights_where(self, k) -> str:
+        """Where chunk ``k``'s weights are, for a refusal of one: the file and its rows."""
+        return f"{self._weights.name if self._weights else 'the weights'} ({self._where(k)})"
 
     def compute_standardizer(self, progress=None) -> Standardizer:
         """Mean and spread per column of the training chunks, in one streaming pass; ``progress(rows)``, when given,
@@ -503,11 +575,12 @@ class ChunkedSource(Closable):
         return self.kind
 
     def config(self) -> dict:
-        """JSON-able description saved in checkpoints: what to read and how it is cut and shuffled."""
+        """JSON-able description saved in checkpoints: what to read and how it is cut and shuffled (with
+        ``sample_weight`` True where each row has a weight, which ``_describe`` names)."""
         return {"kind": self.kind, **self._describe(), "seed": self.seed, "shuffle": self.shuffle,
                 "window": self.window, "validation_fraction": self.validation_fraction,
                 "standardize": self.standardize, "rows": self.rows, "chunks": len(self.chunk_sizes),
-                **self._contents()}
+                **({"sample_weight": True} if self.has_weights else {}), **self._contents()}
 
     def _describe(self) -> dict:
         return {}

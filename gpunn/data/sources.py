@@ -239,7 +239,7 @@ class _NpyFile:
     renamed over its name is another file; the one opened is read to the end.
     """
 
-    def __init__(self, path, role, allow_1d=False):
+    def __init__(self, path, role, allow_1d=False, only_1d=False):
         self.path = os.fspath(path)
         self._fd = None
         try:
@@ -267,6 +267,9 @@ class _NpyFile:
                             f"gpunn reads .npy files without pickle, and {role} must be numbers")
         if dtype.kind not in "biuf":
             raise DataError(f"{self.path}: {role} must be numbers; the file holds dtype {dtype}")
+        if only_1d and len(shape) != 1:
+            raise DataError(f"{self.path}: {role} must be a 1-D array, one a row; it has shape {shape}"
+                            + (": save w.ravel()" if len(shape) == 2 and 1 in shape else ""))
         if len(shape) == 1 and allow_1d:
             shape = (shape[0], 1)
         if len(shape) != 2:
@@ -352,7 +355,8 @@ class NpySource(ChunkedSource):
     """Features and targets from two ``.npy`` files of any size, read chunk by chunk.
 
     ``x_path`` holds a (rows x features) array, ``y_path`` (rows x outputs) or (rows,); any real
-    dtype (converted to the model's). Files are read with ``pread`` into the reader's buffers,
+    dtype (converted to the model's). ``weights``, a third file of shape (rows,), holds each row's weight in the
+    loss (fit's ``sample_weight``, read a chunk at a time: gpunn.data.row_weights), checked in one pass over it here. Files are read with ``pread`` into the reader's buffers,
     never whole: memory stays at a few windows of ``chunk_rows`` rows (default 65536, fewer for
     files under two million rows, so that there are about 32 chunks to shuffle and hold out). The
     other options (seed, shuffle, window, validation_fraction, standardize, prefetch, device, dtype)
@@ -362,13 +366,17 @@ class NpySource(ChunkedSource):
     kind = "npy"
 
     @closes_files_when_refused
-    def __init__(self, x_path, y_path, *, chunk_rows=None, seed=0, shuffle=True, window=16,
+    def __init__(self, x_path, y_path, *, weights=None, chunk_rows=None, seed=0, shuffle=True, window=16,
                  validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
         self.x = _NpyFile(x_path, "features")
         self.y = _NpyFile(y_path, "targets", allow_1d=True)
+        self.w = None if weights is None else _NpyFile(weights, "weights", allow_1d=True, only_1d=True)
         if self.x.rows != self.y.rows:
             raise DataError(f"{self.x.path} has {self.x.rows} rows but {self.y.path} has {self.y.rows}; they must match"
                             f"{self._transposed()}")
+        if self.w is not None and self.w.rows != self.x.rows:
+            raise DataError(f"{self.w.path} has {self.w.rows} weights but {self.x.path} has {self.x.rows} rows: one "
+                            "weight a row")
         self.n_features, self.n_outputs = self.x.columns, self.y.columns
         default = default_chunk_rows(self.x.rows)
         chunk_rows = default if chunk_rows is None else chunk_rows
@@ -377,6 +385,8 @@ class NpySource(ChunkedSource):
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
         self._ready(chunk_sizes(self.x.rows, self.chunk_rows), device, dtype, small=small)
+        if self.w is not None:
+            self._take_weights(self.w.path)
 
     def _transposed(self) -> str:
         """Which file looks saved with its rows and columns swapped, where one does (y of shape (1, n) saved as it
@@ -388,7 +398,7 @@ class NpySource(ChunkedSource):
         return ""
 
     def _close_files(self):
-        for file in (self.__dict__.get("x"), self.__dict__.get("y")):
+        for file in (self.__dict__.get("x"), self.__dict__.get("y"), self.__dict__.get("w")):
             if file is not None:
                 file.close()
 
@@ -398,8 +408,9 @@ class NpySource(ChunkedSource):
 
     def batches(self, epoch, batch_size, first_batch=0):
         self._check_open()
-        self.x.check_size()  # a file cut short since the last epoch fails here, before any step
-        self.y.check_size()
+        for file in (self.x, self.y, self.w):  # a file cut short since the last epoch fails here, before any step
+            if file is not None:
+                file.check_size()
         yield from super().batches(epoch, batch_size, first_batch)
 
     def _fill(self, k, X, Y):
@@ -410,6 +421,13 @@ class NpySource(ChunkedSource):
         start = k * self.chunk_rows + lo
         self.x.read(start, X)
         self.y.read(start, Y)
+
+    def _fill_weights(self, k, w):
+        self.w.read(k * self.chunk_rows, w[:, None])
+
+    def _weights_where(self, k):
+        start = k * self.chunk_rows
+        return f"{self.w.path} (rows {start}-{start + self.chunk_sizes[k] - 1})"
 
     def _where(self, k):
         start = k * self.chunk_rows
@@ -429,12 +447,15 @@ class NpySource(ChunkedSource):
         return self.x.path
 
     def _describe(self):
-        return {"x_path": os.path.abspath(self.x.path), "y_path": os.path.abspath(self.y.path),
-                "chunk_rows": self.chunk_rows, "n_features": self.n_features, "n_outputs": self.n_outputs}
+        described = {"x_path": os.path.abspath(self.x.path), "y_path": os.path.abspath(self.y.path),
+                     "chunk_rows": self.chunk_rows, "n_features": self.n_features, "n_outputs": self.n_outputs}
+        if self.w is not None:
+            described["w_path"] = os.path.abspath(self.w.path)
+        return described
 
     def _content_files(self):
-        return [f.path if f._fd is None else f._fd for f in (self.x, self.y)]  # (the files read, as opened; closed:
-        # their names)
+        files = (self.x, self.y) if self.w is None else (self.x, self.y, self.w)
+        return [f.path if f._fd is None else f._fd for f in files]  # (the files read, as opened; closed: their names)
 
 
 class IterableSource(Closable):

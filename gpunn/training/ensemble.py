@@ -38,8 +38,8 @@ from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, op
 from ..rng import DeviceRNG, generator
 from .callback_protocol import Callback, writes_checkpoints
 from .callbacks import order_callbacks
-from .fit import (checked_arrays, not_data_parallel, refuse_standardize_with_a_source, rows_trained_on,
-                  split_validation, statistics_kept_before_a_step, statistics_kept_on_refusal)
+from .fit import (checked_arrays, not_data_parallel, refuse_a_weighted_source, refuse_standardize_with_a_source,
+                  rows_trained_on, split_validation, statistics_kept_before_a_step, statistics_kept_on_refusal)
 from .history import History
 from .protocols import is_source
 from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, agreed, not_finite_validation,
@@ -776,6 +776,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
 
                 source = X
                 refuse_standardize_with_a_source(standardize, source)
+                refuse_a_weighted_source(model, (source, validation_data), distributed)
                 if bootstrap:
                     raise ValueError("bootstrap=True draws each member's resample from in-memory rows; pass arrays "
                                      "(X, Y), or the source without bootstrap")

@@ -133,14 +133,37 @@ def refuse_weights_where_unweighted(model, X, Y, distributed):
     read a window at a time, with no weights beside them), data-parallel training and a model whose training step is
     not MLP's own (a subclass's train_step or _backward would be given Y with the weights' column)."""
     if is_source(X, Y):
-        raise ValueError(f"sample_weight weighs the rows of in-memory arrays; a data source ({type(X).__name__}) has "
-                         "no weights beside its rows: load its rows (X, Y) and fit(X, Y, sample_weight=w)")
+        raise ValueError(f"sample_weight weighs the rows of in-memory arrays; a data source ({type(X).__name__}) "
+                         "carries its weights itself: make it with them, gpunn.data.npy(x_path, y_path, "
+                         "weights='w.npy') or a table's column, gpunn.data.parquet(path, target=[...], weight='w') "
+                         "(csv alike), and fit it without sample_weight")
     if distributed:
         raise ValueError("sample_weight is not taken with distributed training: fit each process's arrays without "
                          "distributed, or train unweighted")
     if not model.steps_as_mlp():
         raise TypeError(f"sample_weight needs MLP's own training step; {type(model).__name__} defines its own "
                         "train_step, _forward or _backward, which would be given Y with the weights as one more column")
+
+
+def refuse_a_weighted_source(model, sources, distributed):
+    """What a source's weights (gpunn.data.row_weights: made with ``weights=`` or ``weight=``) do not reach yet,
+    refused before anything runs, as ``refuse_weights_where_unweighted`` refuses arrays' ``sample_weight``: an
+    Ensemble, data-parallel training and a model with its own training step. ``sources``: the training source
+    and validation_data (anything; only a source with weights counts)."""
+    weighted = [source for source in sources if getattr(source, "has_weights", False)]
+    if not weighted:
+        return
+    name = f"{type(weighted[0]).__name__} {weighted[0]._name()}"
+    if hasattr(model, "n_models"):
+        raise ValueError(f"{name} has a weight for each row, and an Ensemble weighs every row the same: make the source "
+                         "without weights, or fit one MLP on it")
+    if distributed:
+        raise ValueError(f"{name} has a weight for each row, which data-parallel training does not take yet: fit it "
+                         "without distributed, or make the source without weights")
+    if not model.steps_as_mlp():
+        raise TypeError(f"{name} has a weight for each row, which needs MLP's own training step; "
+                        f"{type(model).__name__} defines its own train_step, _forward or _backward, which would be "
+                        "given Y with the weights as one more column")
 
 
 def is_weighted(model, Y) -> bool:
@@ -325,7 +348,8 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     sum_i w_i ||a_i - y_i||^2 / sum_i w_i (gpunn.sample_weights), and the weights of rows a validation_fraction holds
     out weigh val_loss, val_mse, val_mae and val_r2 (scikit-learn's r2_score(sample_weight=...)); validation_data
     takes a third item, the validation rows' weights (Keras's). Arrays, one process, an MLP's own step: a data
-    source, distributed training and an Ensemble are refused. Weights that are not all equal train on the CPU with
+    source carries its own weights instead (``gpunn.data.npy(..., weights="w.npy")``: gpunn.data.row_weights), and
+    distributed training and an Ensemble are refused. Weights that are not all equal train on the CPU with
     the reference's step (not the one Numba call); on a GPU the weighted loss is one kernel, in a CUDA graph.
     """
     if not hasattr(model, "layer_sizes"):  # gpunn.fit(X, Y) without the model: "'numpy.ndarray' object has no
@@ -353,6 +377,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
 
             source = X
             refuse_standardize_with_a_source(standardize, source)
+            refuse_a_weighted_source(model, (source, validation_data), distributed)
             seed, shuffle = source_order(source, seed, shuffle, model.seed)
             statistics = None
             if distributed:  # standardization statistics from each rank's own shard

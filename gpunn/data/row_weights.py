@@ -1,0 +1,117 @@
+"""Per-row weights of a file source: a 1-D .npy beside an .npy pair (``weights=``), a table's column (``weight=``).
+
+gpunn.sample_weights' design, read a chunk at a time: each set of rows (the training chunks, the chunks
+``validation_fraction`` holds out, every chunk of a validation source) has its weights scaled to mean 1 over
+itself, w' = (w / peak) x m / sum(w / peak), and training's windows carry them as one more column of Y, so the
+window permutation, every batch and a resume take them with their rows. The scale needs each set's sum before its
+first window: one pass over the weight column alone, at the source's construction (``ChunkWeights.scan``: an
+.npy file's 8 bytes a row, a Parquet column's pages; a CSV file's blocks parsed again, converting that column
+alone), keeping per chunk the largest weight, the smallest and sum(w / largest), from which any set of chunks'
+scale follows. Weights equal over a set weigh nothing there: the run is the unweighted one, bit for bit.
+"""
+from __future__ import annotations
+
+import numpy
+
+from .errors import DataError
+
+
+class ChunkWeights:
+    """Per chunk of a source, in chunk order: the largest weight (``peaks``), the smallest (``lows``) and the sum of
+    the weights divided by the largest (``unit_sums``, in [1, rows]; 0 for a chunk of zeros). ``name`` names the
+    weights in messages ("w.npy", "t.csv's column 'w'")."""
+
+    def __init__(self, name, peaks, lows, unit_sums):
+        self.name, self.peaks, self.lows, self.unit_sums = name, peaks, lows, unit_sums
+
+    @classmethod
+    def scan(cls, source, name) -> "ChunkWeights":
+        """One pass over ``source``'s weights (``source._chunk_weights()``: each chunk's raw float64 weights, in
+        chunk order), each checked as gpunn.sample_weights.checked_weights checks arrays, refused naming the chunk
+        (``source._weights_where(k)``: the file and its rows) and the first bad row (``source._at_row``)."""
+        n = len(source.chunk_sizes)
+        peaks, lows, unit_sums = numpy.zeros(n), numpy.zeros(n), numpy.zeros(n)
+        for k, w in enumerate(source._chunk_weights()):
+            refuse_bad(source, k, w)
+            peaks[k], lows[k] = w.max(), w.min()
+            unit_sums[k] = (w / peaks[k]).sum() if peaks[k] > 0 else 0.0
+        if not peaks.any():
+            raise DataError(f"{name}: every weight is 0: no row counts in the loss")
+        return cls(name, peaks, lows, unit_sums)
+
+    def scale(self, chunks, sizes, what):
+        """(peak, factor) with which the weights of ``chunks`` (indices) are w / peak x factor, mean 1 over their
+        rows (``sizes``: every chunk's rows); None where they are all equal (they weigh nothing) or there are none.
+        Refused where they are all 0 (``what`` names the rows: "the training rows")."""
+        chunks = numpy.asarray(chunks, numpy.int64)
+        if not len(chunks):
+            return None
+        peaks = self.peaks[chunks]
+        peak = peaks.max()
+        if not peak > 0:
+            raise DataError(f"{self.name}: the weights of {what} are 0 for every row: no row of them counts")
+        if self.lows[chunks].min() == peak:
+            return None
+        return float(peak), float(sizes[chunks].sum() / (self.unit_sums[chunks] * (peaks / peak)).sum())
+
+
+def cut_into(pieces, sizes):
+    """The values of ``pieces`` (1-D arrays, end to end) cut into arrays of ``sizes`` values each, in order."""
+    pieces, held = iter(pieces), []
+    for size in sizes.tolist():
+        have = sum(len(p) for p in held)
+        while have < size:
+            piece = next(pieces, None)
+            if piece is None:
+                raise DataError(f"the weights ended {size - have} short of a chunk's rows (was the file changed?)")
+            held.append(piece)
+            have += len(piece)
+        joined = held[0] if len(held) == 1 else numpy.concatenate(held)
+        yield joined[:size]
+        held = [joined[size:]] if have > size else []
+
+
+def refuse_bad(source, k, w):
+    """Refuse chunk ``k``'s weights ``w`` where one is NaN, infinite or negative, naming the first."""
+    for bad, what, must in ((~numpy.isfinite(w), "NaN or infinite", "a finite number"),
+                            (w < 0, "negative", "0 or more (a negative one rewards a larger error, and the loss has "
+                                                "no minimum)")):
+        if bad.any():
+            first = int(numpy.flatnonzero(bad)[0])
+            raise DataError(f"{source._weights_where(k)}: {int(bad.sum()):,} {what} weight(s), the first at "
+                            f"{source._at_row(k, first)} ({w[first]:g}): a weight must be {must}")
+
+
+def scaled(w, scale):
+    """Raw weights ``w`` (float64) of a set scaled by its ``scale`` (ChunkWeights.scale's): mean 1 over the set, as
+    gpunn.sample_weights.mean_one computes them (divided by the largest first)."""
+    peak, factor = scale
+    return (w / peak) * factor
+
+
+class WeightedMoments:
+    """The targets' weighted sum of squares about their weighted mean, per column, merged window by window (Chan's
+    pairwise update): R²'s denominator with weights, scikit-learn's r2_score(sample_weight=...). ``m2`` once read."""
+
+    def __init__(self, n_columns: int):
+        self.weight, self.mean, self.m2 = 0.0, numpy.zeros(n_columns), numpy.zeros(n_columns)
+
+    def update(self, Y, w) -> "WeightedMoments":
+        """Merge device rows ``Y`` weighed by ``w`` (one a row); two small reads back."""
+        from ..backend import backend_of
+
+        backend = backend_of(Y)
+        xp, host = backend.xp, backend.to_host
+        w64 = w.astype("float64")
+        total = float(host(w64.sum()))
+        if total <= 0:
+            return self
+        mean = (Y * w64[:, None]).sum(axis=0) / total  # (float64: w64 promotes)
+        m2 = host((w64[:, None] * xp.square(Y - mean)).sum(axis=0))
+        mean = host(mean)
+        weight = self.weight + total
+        delta = mean - self.mean
+        self.m2 = self.m2 + m2 + delta * delta * (self.weight * total / weight)
+        self.mean = self.mean + delta * (total / weight)
+        self.weight = weight
+        return self

@@ -1,0 +1,209 @@
+"""A file source's per-row weights (gpunn.data.row_weights): an .npy pair's ``weights=`` file, a table's ``weight=``
+column, weighing training, its validation and a resume as fit(X, Y, sample_weight=w) weighs arrays."""
+import numpy
+import pytest
+
+import gpunn
+from gpunn import MLP
+from gpunn.data import DataError
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = numpy.random.default_rng(0)
+    X = rng.standard_normal((240, 3))
+    Y = numpy.stack([numpy.sin(X[:, 0]) + X[:, 1] ** 2, X[:, 2]], axis=1)
+    w = rng.uniform(0.0, 3.0, 240)
+    w[::7] = 0.0  # rows that do not count
+    for name, a in (("X", X), ("Y", Y), ("w", w)):
+        numpy.save(tmp_path / f"{name}.npy", a)
+    return tmp_path, X, Y, w
+
+
+def npy(path, weights="w.npy", **options):
+    return gpunn.data.npy(path / "X.npy", path / "Y.npy", weights=None if weights is None else path / weights,
+                          **options)
+
+
+def fit(model, data, **options):
+    options = {"epochs": 3, "batch_size": 32, "verbose": False, "optimizer": "sgd", "lr": 0.05, **options}
+    return model.fit(data, **options) if not isinstance(data, tuple) else model.fit(*data, **options)
+
+
+def test_an_npy_sources_weights_train_as_fit_on_arrays_weighs_the_same_rows(files):
+    path, X, Y, w = files
+    source = npy(path, shuffle=False, chunk_rows=40)
+    assert source.weighted and source.config()["sample_weight"] is True
+    on_file, on_arrays = (MLP([3, 8, 2], dtype="float64", device="cpu", seed=1) for _ in range(2))
+    history = fit(on_file, source)
+    expected = fit(on_arrays, (X, Y), sample_weight=w, shuffle=False)
+    numpy.testing.assert_allclose(on_file.params, on_arrays.params, rtol=1e-12, atol=1e-14)
+    numpy.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-12)
+    unweighted = MLP([3, 8, 2], dtype="float64", device="cpu", seed=1)
+    fit(unweighted, npy(path, None, shuffle=False, chunk_rows=40))
+    assert not numpy.allclose(unweighted.params, on_file.params)
+
+
+@pytest.mark.parametrize("value", [1.0, 2.5])
+def test_equal_weights_in_a_file_train_the_unweighted_run_bit_for_bit(files, value):
+    path, *_ = files
+    numpy.save(path / "equal.npy", numpy.full(240, value))
+    source = npy(path, "equal.npy")
+    assert source.has_weights and not source.weighted
+    weighted, plain = (MLP([3, 8, 2], device="cpu", seed=1) for _ in range(2))
+    fit(weighted, source, validation_fraction=0.25)
+    fit(plain, npy(path, None), validation_fraction=0.25)
+    numpy.testing.assert_array_equal(weighted.params, plain.params)
+
+
+def test_held_out_chunks_are_weighed_by_their_own_weights_and_the_training_chunks_by_theirs(files):
+    path, X, Y, w = files
+    source = npy(path, shuffle=False, chunk_rows=20, validation_fraction=0.25)
+    model = MLP([3, 8, 2], dtype="float64", device="cpu", seed=2)
+    history = fit(model, source, batch_size=None)
+    held = numpy.concatenate([numpy.arange(k * 20, k * 20 + 20) for k in source.validation_chunks])
+    kept = numpy.setdiff1d(numpy.arange(240), held)
+    logs = model.evaluate(X[held], Y[held], sample_weight=w[held])
+    for key in ("loss", "mse", "mae", "r2"):
+        assert history[f"val_{key}"][-1] == pytest.approx(logs[key], rel=1e-9)
+    unweighted = model.evaluate(X[held], Y[held])
+    assert history["val_mse"][-1] != pytest.approx(unweighted["mse"], rel=1e-3)
+    on_arrays = MLP([3, 8, 2], dtype="float64", device="cpu", seed=2)  # the training rows, weighed by theirs
+    fit(on_arrays, (X[kept], Y[kept]), sample_weight=w[kept], shuffle=False, batch_size=None)
+    numpy.testing.assert_allclose(model.params, on_arrays.params, rtol=1e-12, atol=1e-14)
+
+
+def test_a_weighted_validation_source_weighs_its_rows_as_validation_datas_third_item(files):
+    path, X, Y, w = files
+    numpy.save(path / "Xv.npy", X[:100] * 0.5)
+    numpy.save(path / "Yv.npy", Y[:100])
+    numpy.save(path / "wv.npy", w[100:200])
+    validation = gpunn.data.npy(path / "Xv.npy", path / "Yv.npy", weights=path / "wv.npy", chunk_rows=30)
+    model, on_arrays = (MLP([3, 8, 2], dtype="float64", device="cpu", seed=1) for _ in range(2))
+    history = fit(model, npy(path, shuffle=False), validation_data=validation)
+    expected = fit(on_arrays, (X, Y), sample_weight=w, shuffle=False, validation_data=(X[:100] * 0.5, Y[:100],
+                                                                                        w[100:200]))
+    for key in ("val_loss", "val_mse", "val_mae", "val_r2"):
+        numpy.testing.assert_allclose(history[key], expected[key], rtol=1e-9)
+
+
+def test_standardize_takes_the_unweighted_statistics_and_leaves_the_weights_unscaled(files):
+    path, X, Y, w = files
+    weighted = npy(path, standardize=True, device="cpu", dtype="float64")
+    plain = npy(path, None, standardize=True, device="cpu", dtype="float64")
+    for a, b in zip(vars(weighted.standardizer).values(), vars(plain.standardizer).values()):
+        if isinstance(a, numpy.ndarray):
+            numpy.testing.assert_array_equal(a, b)
+    (Xb, Yb), = weighted.batches(0, 240)  # one window of every row: the weights ride as Y's last column, unscaled
+    Xp, Yp = next(iter(plain.batches(0, 240)))
+    numpy.testing.assert_array_equal(Yb[:, :2], Yp)
+    order = numpy.argsort(Yb[:, 2])
+    numpy.testing.assert_allclose(Yb[order, 2], numpy.sort(w * 240 / w.sum()), rtol=1e-12)
+    model = MLP([3, 8, 2], device="cpu", dtype="float64", seed=0)
+    fit(model, weighted)
+    assert model.standardizer is weighted.standardizer
+
+
+@pytest.mark.parametrize("weights, says", [
+    (lambda w: numpy.where(numpy.arange(240) == 45, -1.0, w), r"w\.npy \(rows 40-59\): 1 negative weight\(s\), the "
+                                                              r"first at row 45 \(-1\): a weight must be 0 or more"),
+    (lambda w: numpy.where(numpy.arange(240) % 50 == 3, numpy.nan, w), r"w\.npy \(rows 0-19\): 1 NaN or infinite "
+                                                                       r"weight\(s\), the first at row 3 \(nan\)"),
+    (lambda w: numpy.where(numpy.arange(240) == 239, numpy.inf, w), r"rows 220-239\): 1 NaN or infinite weight\(s\), "
+                                                                    r"the first at row 239 \(inf\)"),
+    (lambda w: numpy.zeros(240), r"w\.npy: every weight is 0: no row counts in the loss$"),
+    (lambda w: w[:-1], r"w\.npy has 239 weights but \S+X\.npy has 240 rows: one weight a row$"),
+    (lambda w: w[:, None], r"w\.npy: weights must be a 1-D array, one a row; it has shape \(240, 1\): save "
+                           r"w\.ravel\(\)$"),
+    (lambda w: w.astype(str), r"w\.npy: weights must be numbers; the file holds dtype <U"),
+])
+def test_bad_weights_in_a_file_are_refused_naming_it_and_the_rows(files, weights, says):
+    path, X, Y, w = files
+    numpy.save(path / "w.npy", weights(w))
+    with pytest.raises(DataError, match=says):
+        npy(path, chunk_rows=20)
+
+
+def test_weights_all_zero_in_the_training_or_the_held_out_chunks_are_refused_naming_them(files):
+    path, X, Y, w = files
+    held = npy(path, chunk_rows=20, validation_fraction=0.25).validation_chunks
+    in_held = numpy.zeros(240, bool)
+    for k in held:
+        in_held[k * 20:k * 20 + 20] = True
+    model = MLP([3, 8, 2], device="cpu")
+    for zero, what in ((~in_held, "the training rows"), (in_held, r"the validation rows \(validation_fraction's "
+                                                                  r"chunks\)")):
+        numpy.save(path / "w.npy", numpy.where(zero, 0.0, 1.0 + w))
+        with pytest.raises(DataError, match=rf"w\.npy: the weights of {what} are 0 for every row: no row of them "
+                                            "counts$"):
+            fit(model, npy(path, chunk_rows=20, validation_fraction=0.25))
+
+
+def test_what_a_sources_weights_do_not_reach_is_refused_before_anything_runs(files):
+    path, X, Y, w = files
+    source = npy(path)
+    with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays; a data source "
+                                         r"\(NpySource\) carries its weights itself: make it with them, "
+                                         r"gpunn\.data\.npy\(x_path, y_path, weights='w\.npy'\)"):
+        fit(MLP([3, 8, 2], device="cpu"), source, sample_weight=w)
+    with pytest.raises(ValueError, match=r"^NpySource \S+X\.npy has a weight for each row, and an Ensemble weighs every "
+                                         r"row the same"):
+        gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(source, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=r"^NpySource \S+X\.npy has a weight for each row, and an Ensemble"):
+        gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(npy(path, None), epochs=1, verbose=False,
+                                                       validation_data=source)
+    with pytest.raises(ValueError, match=r"has a weight for each row, which data-parallel training does not take "
+                                         r"yet: fit it without distributed"):
+        fit(MLP([3, 8, 2], device="cpu"), source, distributed=True)
+
+    class OwnStep(MLP):
+        def train_step(self, X, Y):
+            return super().train_step(X, Y)
+
+    with pytest.raises(TypeError, match=r"has a weight for each row, which needs MLP's own training step; OwnStep"):
+        fit(OwnStep([3, 8, 2], device="cpu"), source)
+
+
+def test_a_run_on_a_weighted_source_resumes_exactly_and_only_with_its_weights(files):
+    path, X, Y, w = files
+
+    def source(weights="w.npy"):
+        return npy(path, weights, chunk_rows=20, validation_fraction=0.25, seed=3)
+
+    whole = MLP([3, 8, 2], dtype="float64", device="cpu", seed=1)
+    expected = fit(whole, source(), epochs=4)
+
+    class StopPartWay(gpunn.Callback):  # in epoch 3, after its 2nd batch
+        def on_batch_end(self, trainer, batch):
+            if trainer.state.epoch == 2 and batch == 1:
+                trainer.interrupt()
+
+    run = path / "run.npz"
+    fit(MLP([3, 8, 2], dtype="float64", device="cpu", seed=1), source(), epochs=4,
+        callbacks=[gpunn.ModelCheckpoint(run), StopPartWay()])
+    assert gpunn.load_checkpoint(run, device="cpu").state.batch == 2
+    numpy.save(path / "other.npy", w[::-1])
+    for weights, says in ((None, r"was trained on another source: sample_weight was True, now None"),
+                          ("other.npy", r"was trained on other values: \S+X\.npy and \S+Y\.npy and \S+other\.npy have the "
+                                        r"run's shape but not its values")):
+        with pytest.raises(ValueError, match=says):
+            gpunn.load_checkpoint(run, device="cpu").resume(source(weights), verbose=False)
+    checkpoint = gpunn.load_checkpoint(run, device="cpu")
+    history = checkpoint.resume(source(), verbose=False)
+    numpy.testing.assert_array_equal(checkpoint.model.params, whole.params)
+    assert history["val_loss"][-2:] == expected["val_loss"][-2:]
+
+
+@pytest.mark.gpu
+def test_a_weighted_npy_source_on_the_gpu_follows_the_cpu(gpu, files):
+    """On CuPy a window's Y, the weights' column with it, goes through the pinned staging buffers and the side-stream
+    copy; the run (shuffle=False: no device draws) and its weighted held-out metrics follow the CPU's."""
+    path, *_ = files
+    results = []
+    for device in ("cpu", "cuda"):
+        model = MLP([3, 8, 2], dtype="float64", device=device, seed=2)
+        history = fit(model, npy(path, shuffle=False, chunk_rows=20, validation_fraction=0.25))
+        params = model.params.get() if device == "cuda" else model.params
+        results.append((params, history["loss"], history["val_r2"]))
+    for on_gpu, on_cpu in zip(results[1], results[0]):
+        numpy.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-10, atol=1e-12)
