@@ -21,7 +21,7 @@ import warnings
 
 import numpy
 
-from . import preflight
+from . import preflight, sample_weights
 from .backend import user_stacklevel
 from .checks import (check_rows_match, flag, got, held_warnings, member_index, per_member, positive_int,
                      seed_int, warn_read_by_position)
@@ -277,12 +277,19 @@ class Ensemble(DeviceModel):
 
     def _backward(self, X, Y, ws, sum_sq=None, members=slice(None), matmul=None):
         """Fill the flat gradient buffer; return each member's sum((A[L] - Y)^2), a (K,) device array
-        (``sum_sq`` when given: a CUDA graph's fixed buffer). ``members``, ``matmul``: as in _forward."""
+        (``sum_sq`` when given: a CUDA graph's fixed buffer). ``members``, ``matmul``: as in _forward. In a fit with
+        sample_weight, Y's last column is each row's weight (gpunn.sample_weights), and the sums are of the weighted
+        squares, as one MLP's (MLP._backward)."""
         mops, L, sl, bf16 = self.member_ops, self.n_layers, members, self._bf16
         matmul = matmul or mops.matmul
         if bf16:  # the forward pass's bf16 copy of X
             X = ws.input16(X)
-        sum_sq = mops.loss_gradient(ws.A[-1][sl], Y if Y.ndim == 2 else Y[sl], ws.dA[-1][sl], sum_sq)
+        Y_sl = Y if Y.ndim == 2 else Y[sl]
+        if self._weighted_batch(Y):
+            targets, row_weights = sample_weights.split(Y_sl, self.layer_sizes[-1])
+            sum_sq = mops.loss_gradient(ws.A[-1][sl], targets, ws.dA[-1][sl], sum_sq, row_weights)
+        else:
+            sum_sq = mops.loss_gradient(ws.A[-1][sl], Y_sl, ws.dA[-1][sl], sum_sq)
         done = None  # a layer whose dZ and db the fused outer product below computed already
         for l in range(L - 1, -1, -1):
             act, dZ = self.activations[l], ws.dA[l][sl]

@@ -304,7 +304,7 @@ def error_sums(model, pieces, predict=None):
         D = P - Yc  # (rows, outputs) or (K, rows, outputs)
         if weights:
             w = weights[0][:, None]
-            abs_sum += (xp.abs(D) * w).sum(dtype="float64")
+            abs_sum += (xp.abs(D) * w).sum(axis=(-2, -1), dtype="float64")  # (an ensemble's: per member)
             ss_res += (squares64(xp, D) * w).sum(axis=-2)
         else:
             abs_sum += xp.abs(D).sum(axis=(-2, -1), dtype="float64")

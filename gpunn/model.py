@@ -455,6 +455,15 @@ class DeviceModel(RawUnits):
     _COPIED = ("saved_precision", "standardizer", "data_columns")
     _REPR_NAME, _PICKLE_NAMES = "", ("a model", "model")  # the class, as the refusal calls it and its example
     _REPR_HEAD = ""
+    # True while a fit with sample_weight trains it: its batches' Y carry each row's weight as one more column
+    # (gpunn.sample_weights; set and cleared by gpunn.training.fit.weighted_rows)
+    _sample_weighted = False
+
+    def _weighted_batch(self, Y) -> bool:
+        """Whether the batch's ``Y`` carries each row's weight as its last column: a batch of a fit with sample_weight
+        (``_sample_weighted``), one column more than the outputs (an Ensemble's bootstrap batch: (K, rows, columns));
+        not the Y of a call made during that fit (a callback's ``loss_and_gradients(X, Y)``), the outputs alone."""
+        return self._sample_weighted and Y.shape[-1] == self.layer_sizes[-1] + 1
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -549,10 +558,6 @@ class MLP(DeviceModel):
     ``model.graph_trainer.reason`` says why. ``True`` forces it (a GraphWarning where it cannot
     capture), ``False`` turns it off.
     """
-
-    # True while a fit with sample_weight trains it: its batches' Y carry each row's weight as one more column
-    # (gpunn.sample_weights; set and cleared by gpunn.training.fit.weighted_rows)
-    _sample_weighted = False
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity", bias=True,
                  dtype="float32", device="auto", seed=None, fused=None, precision="float32", graph=None):
@@ -722,12 +727,6 @@ class MLP(DeviceModel):
         return self._backward(X, Y, ws)
 
     _train_step_gradients = train_step  # the name before the Trainable protocol
-
-    def _weighted_batch(self, Y) -> bool:
-        """Whether the batch's ``Y`` carries each row's weight as its last column: a batch of a fit with sample_weight
-        (``_sample_weighted``), one column more than the outputs; not the Y of a call made during that fit (a
-        callback's ``loss_and_gradients(X, Y)``), the outputs alone."""
-        return self._sample_weighted and Y.shape[-1] == self.layer_sizes[-1] + 1
 
     def steps_as_mlp(self) -> bool:
         """Whether this model's class steps as MLP does: its train_step, _forward and _backward are MLP's (not a

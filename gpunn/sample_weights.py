@@ -102,5 +102,6 @@ def with_weights(xp, Y, weights):
 
 
 def split(Y, outputs: int):
-    """(targets, weights) of a batch of ``with_weights``' Y whose model has ``outputs`` outputs: views."""
-    return Y[:, :outputs], Y[:, outputs]
+    """(targets, weights) of a batch of ``with_weights``' Y whose model has ``outputs`` outputs: views. An Ensemble's
+    bootstrap batch, (K, rows, outputs + 1): (K, rows, outputs) targets and (K, rows) weights, each member's rows'."""
+    return Y[..., :outputs], Y[..., outputs]

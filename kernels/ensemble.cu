@@ -96,6 +96,40 @@ __global__ void member_mse_grad(const T* A, const T* Y, long long y_stride, T* d
     }
 }
 
+// The weighted loss's gradient of every member (gpunn/sample_weights.py): weighted_mse_grad (reductions.cu) per
+// member, with its roundings: dA[k, r, c] = (scale * d) * w_kr with d = A[k, r, c] - Y_k[r, c], and
+// sum_sq[k] += sum over r, c of (d * w_kr) * d, each term formed in double and accumulated in double (one atomicAdd
+// per block and member). Training's Y carries each row's weight as one more, last column, so Y's rows are cols + 1
+// apart and the weights a column of it (a bootstrap batch: one such Y per member, each member's own weights): hence
+// member and row strides for Y and for w, where A and dA are contiguous. Launch with blockDim.x a multiple of 32.
+//   A        [K x rows x cols] predictions (read)
+//   Y        member k's row r's cols targets at Y + k * y_member + r * y_row (y_member 0: one Y for all members)
+//   w        member k's row r's weight at w[k * w_member + r * w_row] (w_member 0: one weight a row for all)
+//   dA       [K x rows x cols] receives the gradient; may be A
+//   scale    2/m for the mean over m rows of the summed weighted squared error
+//   sum_sq   [K] accumulators, zeroed by the caller
+template <typename T>
+__global__ void member_weighted_mse_grad(const T* A, const T* Y, long long y_member, long long y_row, const T* w,
+                                         long long w_member, long long w_row, T* dA, T scale, long long members,
+                                         long long rows, long long cols, double* sum_sq) {
+    const long long stride = (long long)blockDim.x * gridDim.x, n = rows * cols;
+    for (long long k = blockIdx.y; k < members; k += gridDim.y) {
+        const T* Yk = Y + k * y_member;
+        const T* wk = w + k * w_member;
+        double acc = 0.0;
+        for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+            const long long r = i / cols;
+            const T d = A[k * n + i] - Yk[r * y_row + (i - r * cols)];
+            const T wr = wk[r * w_row];
+            dA[k * n + i] = (scale * d) * wr;
+            acc += ((double)d * (double)wr) * (double)d;
+        }
+        acc = block_sum(acc);
+        if (threadIdx.x == 0) atomicAdd(sum_sq + k, acc);
+        __syncthreads();  // block_sum's shared memory is reused by the next member
+    }
+}
+
 // One SGD step of every active member (sgd_update with member k's lr, momentum, weight decay).
 //   w     [K x per_member] parameters, updated in place
 //   g     [K x per_member] gradients (read)

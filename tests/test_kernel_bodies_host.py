@@ -60,6 +60,8 @@ SIGNATURES = {
     "k_member_bias_act_forward": [I, U, U, U, P, P, LL, P, P, LL, LL, LL],
     "k_member_bias_grad": [U, U, U, U, P, P, LL, LL, LL, LL],
     "k_member_mse_grad": [U, U, U, P, P, LL, P, D, LL, LL, P],
+    "k_member_weighted_mse_grad": [U, U, U, P, ctypes.c_void_p, LL, LL, ctypes.c_void_p, LL, LL, P, D, LL, LL, LL,
+                                   P],
     "k_member_sgd_step": [U, U, U, P, P, P, P, I, LL, LL],
     "k_member_adam_step": [U, U, U, P, P, P, P, P, D, D, I, LL, LL],
     "k_member_adam_step_dev": [U, U, U, P, P, P, P, P, D, P, I, LL, LL],
@@ -425,6 +427,36 @@ def test_member_mse_grad_sums_each_member_apart(k, schedule, gx, gy, block, shar
     k.member_mse_grad(gx, gy, block, A, Y, 0 if shared_y else n, dA, 0.25, K, n, sums)
     close(dA, 0.25 * (A - Y))
     close(sums, ((A - Y) ** 2).sum(axis=1), SUMS)
+
+
+@pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
+@pytest.mark.parametrize("shared_y", [False, True], ids=["bootstrap-batch", "shared-batch"])
+@BOTH_ORDERS
+def test_member_weighted_mse_grad_reads_each_members_targets_and_weights_at_their_steps(
+        k, schedule, gx, gy, block, shared_y):
+    """Training's weighted Y carries each row's weight as its last column (gpunn.sample_weights): one (rows, cols + 1)
+    Y for every member, or a bootstrap batch's (K, rows, cols + 1), each member's rows and weights its own. dA is
+    EnsembleOps.loss_gradient(weights=)'s bit for bit, some weights 0; each member's sum to a sum's rounding."""
+    from gpunn.ops.ensemble import EnsembleOps
+
+    K, rows, cols = 3, 45, 3
+    r = rng(11)
+    A = r.standard_normal((K, rows, cols))
+    shape = (rows,) if shared_y else (K, rows)
+    w = r.uniform(0.0, 3.0, shape)
+    w[..., 1::4] = 0.0
+    Y = np.empty((*shape, cols + 1))
+    Y[..., :cols], Y[..., cols] = r.standard_normal((*shape, cols)), w
+    targets, weights = split(Y, cols)
+    want_dA = np.empty_like(A)
+    want = EnsembleOps(Ops(np)).loss_gradient(A, targets, want_dA, weights=weights)
+    dA, sums = np.full_like(A, np.nan), np.full(K, 0.5)  # accumulated into: the caller zeroes it
+    y_member, w_member = (0, 0) if shared_y else (rows * (cols + 1),) * 2
+    k.member_weighted_mse_grad(gx, gy, block, A, targets.ctypes.data, y_member, cols + 1, weights.ctypes.data,
+                               w_member, cols + 1, dA, 2.0 / rows, K, rows, cols, sums)
+    np.testing.assert_array_equal(dA, want_dA)
+    assert (dA[np.broadcast_to(weights, (K, rows)) == 0] == 0).all()
+    close(sums, 0.5 + want, SUMS)
 
 
 def _hyper(K):

@@ -205,9 +205,11 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
         bf16, plain = gk.name_expressions(source, True), gk.name_expressions(source, False)
         assert sorted(bf16 + plain) == sorted(names[source]) and all("gpunn::bf16" in n for n in bf16)
         assert not any("gpunn::bf16" in n for n in plain)
-    # bias + activation per activation, 5 more, in float and double; bf16 (Ensemble(precision="bf16")): the
+    # bias + activation per activation, 6 more, in float and double; bf16 (Ensemble(precision="bf16")): the
     # forward per activation and the bias gradient; the rest works on float32 master values
-    assert len(names["ensemble.cu"]) == 2 * (n_acts + 5) + n_acts + 1
+    assert len(names["ensemble.cu"]) == 2 * (n_acts + 6) + n_acts + 1
+    assert {"gpunn::member_weighted_mse_grad<float>", "gpunn::member_weighted_mse_grad<double>"} <= \
+        set(names["ensemble.cu"])
     assert "gpunn::member_bias_act_forward<float, 1>" in names["ensemble.cu"]
     assert "gpunn::member_bias_act_forward<gpunn::bf16, 1>" in names["ensemble.cu"]
     assert "gpunn::member_bias_grad<gpunn::bf16>" in names["ensemble.cu"]
@@ -216,7 +218,7 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
     assert "gpunn::act_backward_from_output<float, 6>" not in names["elementwise.cu"]  # gelu: no g'(a)
     assert gk.name_expression("adam_step", "float32") == "gpunn::adam_step<float>"
     assert gk.name_expression("bias_act_forward", "bfloat16", 1) == "gpunn::bias_act_forward<gpunn::bf16, 1>"
-    for loss in ("mse_grad", "weighted_mse_grad"):  # the output layer's A and dA are float32 in a bf16 model
+    for loss in ("mse_grad", "weighted_mse_grad", "member_weighted_mse_grad"):  # a bf16 model's output layer: float32
         with pytest.raises(gk.KernelError, match=f"no {loss} kernel for dtype bfloat16"):
             gk.name_expression(loss, "bfloat16")
     with pytest.raises(gk.KernelError, match="no to_storage kernel for dtype float32"):

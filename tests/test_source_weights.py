@@ -146,10 +146,10 @@ def test_what_a_sources_weights_do_not_reach_is_refused_before_anything_runs(fil
                                          r"\(NpySource\) carries its weights itself: make it with them, "
                                          r"gpunn\.data\.npy\(x_path, y_path, weights='w\.npy'\)"):
         fit(MLP([3, 8, 2], device="cpu"), source, sample_weight=w)
-    with pytest.raises(ValueError, match=r"^NpySource \S+X\.npy has a weight for each row, and an Ensemble weighs every "
-                                         r"row the same"):
+    with pytest.raises(ValueError, match=r"^NpySource \S+X\.npy has a weight for each row, which an Ensemble does not "
+                                         r"take from a source yet: .*ens\.fit\(X, Y, sample_weight=w\)$"):
         gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(source, epochs=1, verbose=False)
-    with pytest.raises(ValueError, match=r"^NpySource \S+X\.npy has a weight for each row, and an Ensemble"):
+    with pytest.raises(ValueError, match=r"^NpySource \S+X\.npy has a weight for each row, which an Ensemble"):
         gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(npy(path, None), epochs=1, verbose=False,
                                                        validation_data=source)
     with pytest.raises(ValueError, match=r"has a weight for each row, which data-parallel training does not take "

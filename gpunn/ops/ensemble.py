@@ -99,15 +99,25 @@ class EnsembleOps:
         """db[k] <- column sums of dZ[k], summed in float64 as the kernel sums them (a bf16 dZ into a float32 db)."""
         return sum_rows_into(self.xp, dZ, db, axis=1)
 
-    def loss_gradient(self, A, Y, dA, out=None):
+    def loss_gradient(self, A, Y, dA, out=None, weights=None):
         """dA <- (2/m)(A - Y); returns each member's sum((A - Y)^2) as a (K,) float64 device array
         (written into ``out`` when given: a CUDA graph's fixed buffer).
 
-        A is (K, m, n); Y is (m, n) (shared by the members) or (K, m, n).
+        A is (K, m, n); Y is (m, n) (shared by the members) or (K, m, n). ``weights``, one a row (gpunn.sample_weights),
+        (m,) shared or (K, m): dA <- (2/m) w (A - Y), and each member's sum of w (A - Y)^2, with the roundings of
+        ``Ops.loss_gradient(weights=)`` (its float64 dot product of w (A - Y) and (A - Y), per member).
         """
-        self.xp.subtract(A, Y, out=dA)
-        sums = self._member_sums_of_squares(dA)
+        xp = self.xp
+        xp.subtract(A, Y, out=dA)
+        if weights is None:
+            sums = self._member_sums_of_squares(dA)
+        else:
+            D = dA.astype(numpy.float64)
+            Dw = (D * weights.astype(numpy.float64)[..., None]).reshape(D.shape[0], 1, -1)
+            sums = xp.matmul(Dw, D.reshape(D.shape[0], -1, 1))[:, 0, 0]
         dA *= 2.0 / max(A.shape[1], 1)  # a data-parallel rank may get an empty last batch
+        if weights is not None:
+            dA *= weights[..., None]
         if out is not None:
             out[...] = sums
             return out
@@ -836,6 +846,7 @@ class CpuEnsembleOps(EnsembleOps):
         aside: gpunn.ops.mlp_step)."""
         return (_STANDS_IN_FOR.isdisjoint(vars(self))
                 and 2 <= X.shape[-2] <= GEMM_INT_MAX  # a CBLAS of C int dimensions (LP64) may be the one bound
+                and Y.shape[-1] == weights[-1].shape[-1]  # (not a weighted batch's Y: its weights' column, unread)
                 and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous
                 and Y.flags.c_contiguous and self._one_call_network(weights, biases, acts) is not None)
 

@@ -24,6 +24,20 @@ _NULL = numpy.uintp(0)
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y; the kernels step through more members themselves
 
 
+def _member_row_steps(a, dtype, shared_ndim):
+    """(member step, row step) in elements of ``a``, ``shared_ndim`` dimensions for one array shared by every member
+    (member step 0) or one more for one a member, whose last dimension must be contiguous (where it has more than one
+    element); None where a kernel cannot read it so (another dtype or shape, steps negative or not whole elements)."""
+    if a.dtype != dtype or a.ndim not in (shared_ndim, shared_ndim + 1):
+        return None
+    item, strides = a.itemsize, a.strides
+    if any(st < 0 or st % item for st in strides) or (shared_ndim == 2 and a.shape[-1] > 1 and strides[-1] != item):
+        return None
+    row = strides[-2] if shared_ndim == 2 else strides[-1]
+    member = strides[0] if a.ndim > shared_ndim else 0
+    return member // item, row // item
+
+
 class CupyEnsembleOps(EnsembleOps):
     def __init__(self, ops):
         super().__init__(ops)
@@ -124,10 +138,37 @@ class CupyEnsembleOps(EnsembleOps):
             return False
         return Y.shape == A.shape or Y.shape == A.shape[1:]
 
-    def loss_gradient(self, A, Y, dA, out=None):
+    def loss_gradient(self, A, Y, dA, out=None, weights=None):
+        if weights is not None:
+            return self._weighted_loss_gradient(A, Y, dA, out, weights)
         if not self._mse_ok(A, Y, dA):
             return super().loss_gradient(A, Y, dA, out)
         return self._mse(A, Y, dA, 2.0 / max(A.shape[1], 1), out)  # an empty data-parallel piece
+
+    def _weighted_loss_gradient(self, A, Y, dA, out, weights):
+        """The weighted loss (``weights`` (m,) or (K, m): gpunn.sample_weights) as member_weighted_mse_grad, which
+        reads Y and the weights through member and row steps of their own: training's Y carries them as its last
+        column, so both are views of it (a bootstrap batch's, (K, m, n + 1): each member's own). Elsewhere the
+        generic CuPy calls (not in a CUDA graph: they allocate)."""
+        import cupy
+
+        y_steps, w_steps = _member_row_steps(Y, A.dtype, 2), _member_row_steps(weights, A.dtype, 1)
+        if (self._dtype(A, dA) is None or None in (y_steps, w_steps) or A.ndim != 3 or dA.shape != A.shape
+                or Y.shape[-2:] != A.shape[1:] or weights.shape[-1] != A.shape[1]
+                or not (A.flags.c_contiguous and dA.flags.c_contiguous)):
+            return super().loss_gradient(A, Y, dA, out, weights)
+        members, rows, cols = A.shape
+        if out is None:
+            sums = cupy.zeros(members, numpy.float64)
+        else:  # a graph's fixed buffer: zeroed with a memset, as one model's loss is
+            sums = out
+            sums.data.memset_async(0, sums.nbytes)
+        if A.size:
+            kernels.get_kernel("member_weighted_mse_grad", A.dtype)(self._grid(rows * cols, members), (BLOCK,), (
+                A, Y, numpy.int64(y_steps[0]), numpy.int64(y_steps[1]), weights, numpy.int64(w_steps[0]),
+                numpy.int64(w_steps[1]), dA, A.dtype.type(2.0 / max(rows, 1)), numpy.int64(members), numpy.int64(rows),
+                numpy.int64(cols), sums))
+        return sums
 
     def squared_error(self, A, Y):
         if not self._mse_ok(A, Y):

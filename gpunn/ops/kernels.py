@@ -55,7 +55,7 @@ SOURCES = {
                       "adam_step_dev": None},
     # the member-axis kernels of gpunn.Ensemble
     "ensemble.cu": {"member_bias_act_forward": "act", "member_bias_grad": None, "member_mse_grad": None,
-                    "member_sgd_step": None, "member_adam_step": None, "member_adam_step_dev": None},
+                    "member_weighted_mse_grad": None, "member_sgd_step": None, "member_adam_step": None, "member_adam_step_dev": None},
     # gpunn.rng's draws on a GPU: several Philox streams per launch
     "random.cu": {"philox_normal": None, "philox_uniform": None},
 }

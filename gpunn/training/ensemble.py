@@ -36,10 +36,12 @@ from ..ops.fit_threads import member_blas_threads
 from ..ops.member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates
 from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG, generator
+from ..sample_weights import checked_weights, mean_one
 from .callback_protocol import Callback, writes_checkpoints
 from .callbacks import order_callbacks
-from .fit import (checked_arrays, not_data_parallel, refuse_a_weighted_source, refuse_standardize_with_a_source,
-                  rows_trained_on, split_validation, statistics_kept_before_a_step, statistics_kept_on_refusal)
+from .fit import (checked_arrays, is_weighted, not_data_parallel, refuse_a_weighted_source,
+                  refuse_standardize_with_a_source, refuse_weights_where_unweighted, rows_trained_on, split_validation,
+                  statistics_kept_before_a_step, statistics_kept_on_refusal, weighted_rows, weights_trained_on)
 from .history import History
 from .protocols import is_source
 from .loop import (DIVERGENCE_FACTOR, Trainer, TrainingDiverged, ValidationNotFinite, agreed, not_finite_validation,
@@ -306,8 +308,8 @@ class EnsembleEvaluator(RegressionEvaluator):
     """Validation MSE, MAE and R² of every member on one fixed (X, Y): lists of K, one host read. Rows go
     through in the ensemble's ``chunk_rows`` per member, as its memory check counts them."""
 
-    def __init__(self, model, X, Y, chunk_rows=None, rows_in=("X_val", None)):
-        super().__init__(model, X, Y, model.chunk_rows if chunk_rows is None else chunk_rows, rows_in)
+    def __init__(self, model, X, Y, chunk_rows=None, rows_in=("X_val", None), weights=None):
+        super().__init__(model, X, Y, model.chunk_rows if chunk_rows is None else chunk_rows, rows_in, weights)
 
 
 
@@ -467,14 +469,25 @@ class BootstrapSource(ArraySource):
     member k sees exactly the batches one model trained on X[rows_k] would see. ``cut`` (a data-parallel
     rank's, gpunn.distributed.PieceOfEachBatch): the [lo, hi) positions of a batch of M to gather, so
     that each rank gathers only its piece of every member's batch.
+
+    ``weights`` (host float64, one a row: gpunn.sample_weights), with a weighted Y (``weighted``): each member's
+    resample is a set of rows weighed on its own, its rows' weights scaled to mean 1 over it, as one model's fit on
+    X[rows_k] with the weights w[rows_k] scales them; each batch's weights' column is its member's (``member_weights``,
+    (K, rows) in Y's dtype, by position in the resample).
     """
 
     cuts = True  # batches() takes cut=
 
-    def __init__(self, X, Y, backend, members, *, seed=0, shuffle=True):
-        super().__init__(X, Y, backend, seed=seed, shuffle=shuffle)
+    def __init__(self, X, Y, backend, members, *, seed=0, shuffle=True, weighted=False, weights=None):
+        super().__init__(X, Y, backend, seed=seed, shuffle=shuffle, weighted=weighted)
         self.members = int(members)
         self.rows_of = backend.xp.stack([bootstrap_rows(backend, seed, k, self.rows) for k in range(members)])
+        self.member_weights = None
+        if weighted:
+            rows_of = backend.to_host(self.rows_of)
+            self.member_weights = backend.xp.asarray(numpy.stack([
+                mean_one(weights[rows], f"member {k}'s bootstrap resample's rows") for k, rows in enumerate(rows_of)]),
+                dtype=Y.dtype)
 
     def config(self) -> dict:
         return {**super().config(), "kind": "bootstrap", "members": self.members,
@@ -484,15 +497,19 @@ class BootstrapSource(ArraySource):
         return self.backend.made_on_device(self._batches(epoch, batch_size, first_batch, cut))
 
     def _batches(self, epoch, batch_size, first_batch, cut=None):
-        xp, rows = self.backend.xp, self.rows_of
+        xp, rows, weights = self.backend.xp, self.rows_of, self.member_weights
         if self.shuffle:
-            rows = rows[:, DeviceRNG(self.backend, self.seed, "shuffle", epoch).permutation(self.rows)]
+            order = DeviceRNG(self.backend, self.seed, "shuffle", epoch).permutation(self.rows)
+            rows, weights = rows[:, order], (None if weights is None else weights[:, order])
         for start in range(first_batch * batch_size, self.rows, batch_size):
-            idx = rows[:, start:start + batch_size]
+            lo, hi = start, min(start + batch_size, self.rows)
             if cut is not None:
-                lo, hi = cut(idx.shape[1])
-                idx = idx[:, lo:hi]
-            yield xp.take(self.X, idx, axis=0), xp.take(self.Y, idx, axis=0)
+                first, last = cut(hi - lo)
+                lo, hi = start + first, start + last
+            Y = xp.take(self.Y, rows[:, lo:hi], axis=0)
+            if weights is not None:
+                Y[..., -1] = weights[:, lo:hi]
+            yield xp.take(self.X, rows[:, lo:hi], axis=0), Y
 
 
 class EnsembleTrainer(Trainer):
@@ -603,24 +620,23 @@ def member_callbacks(callbacks, verbose=False):
 
 def ensemble_evaluator(model, evaluator):
     """A one-model validation evaluator (or None) made fit for ``model``'s K members: rows go through
-    in the ensemble's ``chunk_rows`` per member, as its memory check counts them. Weighted validation rows
-    (validation_data's third item, gpunn.sample_weights) are refused: an Ensemble weighs every row the same."""
-    if getattr(evaluator, "weights", None) is not None:
-        raise ValueError("validation_data's third item weighs its rows' metrics, and an Ensemble weighs every row the "
-                         "same: pass (X_val, Y_val), or fit one MLP, gpunn.MLP(...).fit(X, Y, validation_data=(X_val, "
-                         "Y_val, w_val))")
+    in the ensemble's ``chunk_rows`` per member, as its memory check counts them; weighted rows (a held-out
+    fraction's, validation_data's third item: gpunn.sample_weights) keep their weights."""
     if isinstance(evaluator, SourceEvaluator):
         evaluator.chunk_rows = model.chunk_rows
         return evaluator
     return None if evaluator is None else EnsembleEvaluator(model, evaluator.X, evaluator.Y,
-                                                            rows_in=evaluator.rows_in)
+                                                            rows_in=evaluator.rows_in, weights=evaluator.weights)
 
 
-def ensemble_source(model, X, Y, *, seed, shuffle, bootstrap):
-    """The training rows as the loop's data source: shared by all members, or a resample per member."""
+def ensemble_source(model, X, Y, *, seed, shuffle, bootstrap, weights=None):
+    """The training rows as the loop's data source: shared by all members, or a resample per member. A weighted Y's
+    last column (gpunn.sample_weights) goes with its rows; in a member's resample, their ``weights`` (host float64,
+    the training rows': ``weights_trained_on``) scaled over that resample (BootstrapSource)."""
     if bootstrap:
-        return BootstrapSource(X, Y, model.backend, model.n_models, seed=seed, shuffle=shuffle)
-    return ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle)
+        return BootstrapSource(X, Y, model.backend, model.n_models, seed=seed, shuffle=shuffle,
+                               weighted=is_weighted(model, Y), weights=weights)
+    return ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle, weighted=is_weighted(model, Y))
 
 
 def run_ensemble(model, source, optimizer, settings, state, *, callbacks, validation, hook=None,
@@ -635,7 +651,7 @@ def run_ensemble(model, source, optimizer, settings, state, *, callbacks, valida
     model.check_fit_memory(settings.batch_size)  # (rows a step on this rank) before the optimizer binds its state
     model._forget_kept_steps()
     model.diverged = sorted(int(k) for k in getattr(state.history, "diverged", ()))  # this run's (a resume's: so far)
-    with member_blas_threads(model.xp):
+    with member_blas_threads(model.xp), weighted_rows(model, getattr(source, "weighted", False)):
         history = dp.run(loop) if dp is not None else loop()
     if not isinstance(history.stopped_early, list):  # per member, also without early stopping
         history.stopped_early = [False] * model.n_models
@@ -720,7 +736,7 @@ def continued(optimizer, model, *, lr=None, **settings) -> EnsembleOptimizer:
 def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, weight_decay=None,
                  momentum=None, beta1=None, beta2=None, schedule="constant", shuffle=True, seed=None, verbose=True,
                  callbacks=(), validation_data=None, validation_fraction=None, standardize=False, bootstrap=False,
-                 handle_interrupt=True, distributed=None):
+                 handle_interrupt=True, distributed=None, sample_weight=None):
     """Train every member of ``model`` (an Ensemble) on (X, Y), or on a data source (``gpunn.data``)
     passed alone as X, as :func:`gpunn.fit` takes one (and leaves it open: it is yours to close); returns an
     :class:`EnsembleHistory`.
@@ -748,10 +764,16 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     ``bootstrap=True`` each rank gathers its piece of every member's global batch of its resample. Member k is then ``MLP.fit(..., distributed=True)`` with member k's settings, and the
     one-process ensemble at P x batch_size, to rounding. ``distributed=None`` (the default) is False, warned of
     under a launcher of several processes, as gpunn.fit's.
+    ``sample_weight`` (arrays, one process) is :func:`gpunn.fit`'s: every member weighs the rows by the same weights
+    (with ``bootstrap=True`` each row's weight goes with it into every resample), so member k is
+    ``MLP.fit(X, Y, sample_weight=w)`` with member k's settings; a held-out ``validation_fraction``'s rows and
+    ``validation_data=(X_val, Y_val, w_val)`` weigh every member's val_* metrics.
     """
     from ..data.base import standardize_option
 
     distributed = not_data_parallel(distributed, "Ensemble.fit")
+    if sample_weight is not None:
+        refuse_weights_where_unweighted(model, X, Y, distributed)
     epochs, bootstrap = positive_int(epochs, "epochs"), flag(bootstrap, "bootstrap")
     standardize, given = standardize_option(standardize), model.standardizer
     if isinstance(schedule, (list, tuple)):  # (make_schedule's refusal said only "must be a name ...")
@@ -792,7 +814,9 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
                 seed, shuffle = model.seeds[0] if seed is None else seed_int(seed), flag(shuffle, "shuffle")
                 X, Y = checked_arrays(model, X, Y, standardize,  # standardized copies for an ensemble with statistics
                                       rows_trained_on(validation_data, validation_fraction, seed))
-                X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed)
+                weights = checked_weights(sample_weight, X.shape[0])
+                X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed, weights)
+                weights = weights_trained_on(weights, validation_data, validation_fraction, seed)
                 validation, rows = ensemble_evaluator(model, validation), X.shape[0]
             if batch_size is not None:
                 batch_size = positive_int(batch_size, "batch_size")
@@ -818,7 +842,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
                 source, hook = dp.source, dp.hook
                 callbacks, validation = dp.callbacks(callbacks), dp.validation(validation)
             elif source is None:
-                source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=bootstrap)
+                source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=bootstrap, weights=weights)
 
         checked.give()
         history = EnsembleHistory()

@@ -131,7 +131,8 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
 def refuse_weights_where_unweighted(model, X, Y, distributed):
     """What fit's ``sample_weight`` does not reach, refused before anything runs: a data source (its rows are
     read a window at a time, with no weights beside them), data-parallel training and a model whose training step is
-    not MLP's own (a subclass's train_step or _backward would be given Y with the weights' column)."""
+    not MLP's own (a subclass's train_step or _backward would be given Y with the weights' column; an Ensemble's
+    step is its own, which reads them)."""
     if is_source(X, Y):
         raise ValueError(f"sample_weight weighs the rows of in-memory arrays; a data source ({type(X).__name__}) "
                          "carries its weights itself: make it with them, gpunn.data.npy(x_path, y_path, "
@@ -140,7 +141,7 @@ def refuse_weights_where_unweighted(model, X, Y, distributed):
     if distributed:
         raise ValueError("sample_weight is not taken with distributed training: fit each process's arrays without "
                          "distributed, or train unweighted")
-    if not model.steps_as_mlp():
+    if hasattr(model, "steps_as_mlp") and not model.steps_as_mlp():
         raise TypeError(f"sample_weight needs MLP's own training step; {type(model).__name__} defines its own "
                         "train_step, _forward or _backward, which would be given Y with the weights as one more column")
 
@@ -155,8 +156,9 @@ def refuse_a_weighted_source(model, sources, distributed):
         return
     name = f"{type(weighted[0]).__name__} {weighted[0]._name()}"
     if hasattr(model, "n_models"):
-        raise ValueError(f"{name} has a weight for each row, and an Ensemble weighs every row the same: make the source "
-                         "without weights, or fit one MLP on it")
+        raise ValueError(f"{name} has a weight for each row, which an Ensemble does not take from a source yet: make the "
+                         "source without weights, fit one MLP on it, or fit the Ensemble on its rows as arrays, "
+                         "ens.fit(X, Y, sample_weight=w)")
     if distributed:
         raise ValueError(f"{name} has a weight for each row, which data-parallel training does not take yet: fit it "
                          "without distributed, or make the source without weights")
@@ -242,6 +244,15 @@ def rows_trained_on(validation_data, validation_fraction, seed):
     if validation_data is not None or not fraction:
         return lambda m: None
     return lambda m: held_out_rows(m, fraction, seed)[1]
+
+
+def weights_trained_on(weights, validation_data, validation_fraction, seed):
+    """The training rows' ``weights`` (host float64, one a row of X; or None) of a fit on arrays, as
+    ``split_validation`` keeps its rows: what an Ensemble's bootstrap resamples draw theirs from."""
+    if weights is None:
+        return None
+    rows = rows_trained_on(validation_data, validation_fraction, seed)(weights.shape[0])
+    return weights if rows is None else weights[rows]
 
 
 def refuse_standardize_with_a_source(standardize, source):
@@ -349,8 +360,9 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     out weigh val_loss, val_mse, val_mae and val_r2 (scikit-learn's r2_score(sample_weight=...)); validation_data
     takes a third item, the validation rows' weights (Keras's). Arrays, one process, an MLP's own step: a data
     source carries its own weights instead (``gpunn.data.npy(..., weights="w.npy")``: gpunn.data.row_weights), and
-    distributed training and an Ensemble are refused. Weights that are not all equal train on the CPU with
-    the reference's step (not the one Numba call); on a GPU the weighted loss is one kernel, in a CUDA graph.
+    distributed training is refused (``Ensemble.fit`` takes sample_weight as this fit does). Weights that are not all
+    equal train on the CPU with the reference's step (not the one Numba call); on a GPU the weighted loss is one
+    kernel, in a CUDA graph.
     """
     if not hasattr(model, "layer_sizes"):  # gpunn.fit(X, Y) without the model: "'numpy.ndarray' object has no
         # attribute 'standardizer'" said not what was missing

@@ -44,12 +44,12 @@ def reference_loss(xp, sum_sq, Yb, weighted=False) -> float:
     move its loss up by far more than DIVERGENCE_FACTOR without diverging.
     A bootstrapped ensemble's batch is (K, rows, columns), each member its own rows: a loss is per row.
     ``weighted``: Yb's last column is each row's weight (gpunn.sample_weights), and predicting zero's loss is
-    sum_i w_i ||y_i||^2 / rows, weighted as the batch's sum is."""
+    sum_i w_i ||y_i||^2 / rows, weighted as the batch's sum is (a bootstrap batch's: its members' mean of it)."""
     first = xp.max(sum_sq).astype("float64") / Yb.shape[-2]
     if weighted:
         targets, weights = sample_weights.split(Yb, Yb.shape[-1] - 1)
-        zero_loss = xp.dot((targets * targets).sum(axis=-1, dtype="float64"), weights.astype("float64"))
-        zero_loss = zero_loss / Yb.shape[-2]
+        squares = (targets * targets).sum(axis=-1, dtype="float64")
+        zero_loss = xp.dot(squares.reshape(-1), weights.astype("float64").reshape(-1)) / weights.size
     else:
         zero_loss = xp.sum(Yb * Yb, dtype="float64") * (Yb.shape[-1] / Yb.size)
     return float(xp.maximum(first, zero_loss))  # one host read

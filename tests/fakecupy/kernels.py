@@ -496,6 +496,30 @@ def _member_mse_grad(launch, T, A, Y, y_stride, dA, scale, members, n, sum_sq):
         sums[k] += numpy.dot(d.astype(numpy.float64), d.astype(numpy.float64))
 
 
+@reference("member_weighted_mse_grad")
+def _member_weighted_mse_grad(launch, T, A, Y, y_member, y_row, w, w_member, w_row, dA, scale, members, rows, cols,
+                              sum_sq):
+    """EnsembleOps.loss_gradient(weights=)'s roundings, member by member: weighted_mse_grad's."""
+    launch.check(launch.block[0] % 32 == 0 and launch.block[1:] == (1, 1),
+                 "block_sum needs a one-dimensional block, a multiple of 32 threads")
+    K, rows, cols = int(members), int(rows), int(cols)
+    ym, yr, wm, wr = int(y_member), int(y_row), int(w_member), int(w_row)
+    launch.check(yr >= cols or rows <= 1, f"Y's rows, {yr} elements apart, overlap its {cols} columns")
+    launch.check(ym == 0 or ym >= (rows - 1) * yr + cols, f"Y's members, {ym} elements apart, overlap its rows")
+    n = rows * cols
+    targets = launch.read("Y", (K - 1) * ym + (rows - 1) * yr + cols if K else 0)
+    weights = launch.read("w", (K - 1) * wm + (rows - 1) * wr + 1 if K else 0)
+    a_all, grad, sums = launch.read("A", K * n), launch.write("dA", K * n), launch.write("sum_sq", K)
+    for k in _members(launch, members):
+        Yk = numpy.lib.stride_tricks.as_strided(targets[k * ym:], (rows, cols), (yr * targets.itemsize,
+                                                                                  targets.itemsize))
+        wk = numpy.lib.stride_tricks.as_strided(weights[k * wm:], (rows,), (wr * weights.itemsize,))
+        d = a_all[k * n:(k + 1) * n].reshape(rows, cols).astype(T) - Yk
+        grad[k * n:(k + 1) * n] = ((scale * d) * wk[:, None]).reshape(-1)
+        D = d.astype(numpy.float64)
+        sums[k] += numpy.dot((D * wk.astype(numpy.float64)[:, None]).reshape(-1), D.reshape(-1))
+
+
 @reference("member_sgd_step")
 def _member_sgd_step(launch, T, w, g, vel, hyper, nesterov, members, per_member):
     from gpunn.ops import Ops

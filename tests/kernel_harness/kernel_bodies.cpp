@@ -177,6 +177,14 @@ int k_member_mse_grad(unsigned gx, unsigned gy, unsigned bx, const D* A, const D
     return run(gx, gy, bx, 1, [&] { member_mse_grad<D>(A, Y, y_stride, dA, scale, members, n, sum_sq); });
 }
 
+int k_member_weighted_mse_grad(unsigned gx, unsigned gy, unsigned bx, const D* A, const D* Y, LL y_member, LL y_row,
+                               const D* w, LL w_member, LL w_row, D* dA, D scale, LL members, LL rows, LL cols,
+                               double* sum_sq) {
+    return run(gx, gy, bx, 1, [&] {
+        member_weighted_mse_grad<D>(A, Y, y_member, y_row, w, w_member, w_row, dA, scale, members, rows, cols, sum_sq);
+    });
+}
+
 int k_member_sgd_step(unsigned gx, unsigned gy, unsigned bx, D* w, const D* g, D* vel, const double* hyper,
                       int nesterov, LL members, LL per_member) {
     return run(gx, gy, bx, 1, [&] { member_sgd_step<D>(w, g, vel, hyper, nesterov, members, per_member); });

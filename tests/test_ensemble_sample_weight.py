@@ -1,0 +1,199 @@
+"""sample_weight for an Ensemble: every member weighs the rows by the same weights, so member k trains, validates and
+scores as ``MLP(seed=seed + k).fit(X, Y, sample_weight=w)`` (gpunn.sample_weights), bit for bit on the CPU."""
+import numpy
+import pytest
+
+import gpunn
+from gpunn.ops import ensemble_ops_for
+from gpunn.optim import make_optimizer
+from gpunn.training.ensemble import bootstrap_rows
+from test_sample_weight import data  # noqa: F401 (one MLP's weighted tests' rows and weights, some 0)
+
+
+LRS, WDS = [1e-3, 3e-3, 1e-2], [0.0, 1e-3, 1e-2]
+VALIDATION = ("val_loss", "val_mse", "val_mae", "val_r2")
+
+
+def assert_members_are_their_mlps(ens, history, X, Y, optimizer, lrs, fit, model=None):
+    """Member k's weights, losses and validation metrics are its MLP's, fit with its lr and weight decay, bit for
+    bit."""
+    for k in range(ens.n_models):
+        twin = gpunn.MLP(list(ens.layer_sizes), dtype=ens.dtype.name, device="cpu", seed=ens.seeds[k], **(model or {}))
+        h = twin.fit(X, Y, optimizer=make_optimizer(optimizer, weight_decay=WDS[k]), lr=lrs[k], **fit)
+        numpy.testing.assert_array_equal(ens.member_params[k], twin.params, err_msg=f"member {k}")
+        mine = history.member(k)
+        for key in ("loss", *VALIDATION):
+            assert mine.get(key) == h.get(key), (k, key)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer, outputs, activation", [
+    ("adam", 2, "tanh"), ("sgd", 2, "relu"), ("adamw", 1, "relu"), ("momentum", 1, "sigmoid")])
+def test_each_member_of_a_weighted_fit_trains_and_validates_as_its_weighted_mlp_bit_for_bit(
+        data, dtype, optimizer, outputs, activation):
+    """One output, ReLU/sigmoid, float32: where the unweighted step is the one Numba call over the members (its
+    kernel reads Y's first column alone), a weighted batch takes the plain pass, as one MLP's takes its reference
+    step. A held-out fraction's rows weigh every member's val_* metrics (val_mae per member)."""
+    X, Y, w = data
+    Y = Y[:, :outputs]
+    lrs = [lr * (10 if optimizer in ("sgd", "momentum") else 1) for lr in LRS]
+    fit = dict(epochs=3, batch_size=32, seed=5, validation_fraction=0.2, verbose=False, sample_weight=w)
+    ens = gpunn.Ensemble([4, 8, 7, outputs], 3, activation=activation, dtype=dtype, device="cpu", seed=10)
+    history = ens.fit(X, Y, optimizer=optimizer, lr=lrs, weight_decay=WDS, **fit)
+    assert_members_are_their_mlps(ens, history, X, Y, optimizer, lrs, fit, {"activation": activation})
+    unweighted = gpunn.Ensemble([4, 8, 7, outputs], 3, activation=activation, dtype=dtype, device="cpu", seed=10)
+    unweighted.fit(X, Y, optimizer=optimizer, lr=lrs, weight_decay=WDS, **{**fit, "sample_weight": None})
+    assert not numpy.allclose(unweighted.params, ens.params, rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_a_bootstrapped_member_trains_as_its_mlp_on_its_resample_with_its_rows_weights(data, dtype, shuffle):
+    """With bootstrap=True each row's weight goes with it into every member's resample, and the resample is a set of
+    rows weighed on its own (its weights scaled to mean 1 over it): member k is the MLP fit on X[rows_k] with
+    w[rows_k], bit for bit, losses too."""
+    X, Y, w = data
+    fit = dict(epochs=2, batch_size=32, seed=9, lr=1e-2, shuffle=shuffle, verbose=False)
+    ens = gpunn.Ensemble([4, 8, 2], 2, dtype=dtype, device="cpu", seed=0)
+    history = ens.fit(X, Y, bootstrap=True, sample_weight=w, **fit)
+    for k in range(2):
+        rows = bootstrap_rows(ens.backend, 9, k, X.shape[0])
+        twin = gpunn.MLP([4, 8, 2], dtype=dtype, device="cpu", seed=k)
+        h = twin.fit(X[rows], Y[rows], sample_weight=w[rows], **fit)
+        numpy.testing.assert_array_equal(ens.member_params[k], twin.params)
+        assert history.member(k)["loss"] == h["loss"]
+
+
+@pytest.mark.parametrize("bootstrap", [False, True])
+@pytest.mark.parametrize("weights", [lambda m: numpy.ones(m), lambda m: numpy.full(m, 2.5), lambda m: 4.0],
+                         ids=["ones", "constant", "number"])
+def test_equal_weights_train_the_unweighted_ensemble_bit_for_bit(data, weights, bootstrap):
+    X, Y, _ = data
+    runs = []
+    for sample_weight in (None, weights(X.shape[0])):
+        ens = gpunn.Ensemble([4, 16, 1], 2, dtype="float32", device="cpu", seed=2)
+        history = ens.fit(X, Y[:, :1], epochs=3, batch_size=32, validation_fraction=0.2, bootstrap=bootstrap,
+                          verbose=False, sample_weight=sample_weight)
+        runs.append((ens.params.copy(), dict(history)))
+    numpy.testing.assert_array_equal(runs[1][0], runs[0][0])
+    for key in ("loss", *VALIDATION):
+        assert runs[1][1][key] == runs[0][1][key]
+
+
+def test_a_weighted_step_in_member_groups_equals_one_pass_bit_for_bit(data, monkeypatch):
+    """On threads of their own, each member group's plain pass weighs its members' rows (bootstrap: each member's
+    own weights, Y[group]) as the whole pass does."""
+    import gpunn.ops.ensemble as ens_ops
+
+    for name in ("MIN_GROUP_FLOPS", "MIN_GROUP_FLOPS_ONE_CALL", "MIN_GROUP_ELEMENTS"):
+        monkeypatch.setattr(ens_ops, name, 0)
+    X, Y, w = data
+    for bootstrap in (False, True):
+        runs = []
+        for threads in (2, 1):
+            ens = gpunn.Ensemble([4, 8, 2], 4, dtype="float64", device="cpu", seed=1)
+            ens.member_ops.threads = threads
+            assert (ens._groups(X[:32], Y[:32], one_call=False) is None) == (threads == 1)
+            history = ens.fit(X, Y, epochs=2, batch_size=32, lr=[1e-3, 1e-2, 3e-2, 1e-1], bootstrap=bootstrap,
+                              verbose=False, sample_weight=w)
+            runs.append((ens.params.copy(), history["loss"]))
+        numpy.testing.assert_array_equal(runs[0][0], runs[1][0])
+        assert runs[0][1] == runs[1][1]
+
+
+def test_a_weighted_batch_does_not_take_the_one_call_pass(data, monkeypatch):
+    """The one Numba call reads Y's first column only: a weighted batch (its weights a column more) is not given to
+    it; an unweighted fit of the same ensemble still is."""
+    X, Y, w = data
+    ens = gpunn.Ensemble([4, 8, 6, 1], 3, dtype="float32", device="cpu", seed=0)
+    if not ensemble_ops_for(ens.ops).fused:
+        pytest.skip("the one-call pass needs Numba")
+    calls = []
+    group_pass = type(ens.member_ops).group_pass
+    monkeypatch.setattr(type(ens.member_ops), "group_pass",
+                        lambda self, *a, **k: calls.append(a[1].shape) or group_pass(self, *a, **k))
+    ens.fit(X, Y[:, :1], epochs=1, batch_size=32, verbose=False, sample_weight=w)
+    assert calls == []
+    ens.fit(X, Y[:, :1], epochs=1, batch_size=32, verbose=False)
+    assert calls and {shape[-1] for shape in calls} == {1}
+
+
+def test_validation_datas_weights_weigh_every_members_metrics(data):
+    """validation_data=(X_val, Y_val, w_val) (Keras's third item): each member's val_* metrics are its weighted MLP's,
+    bit for bit; the Ensemble refused the third item before."""
+    X, Y, w = data
+    fit = dict(epochs=2, batch_size=32, seed=1, verbose=False, sample_weight=w[60:],
+               validation_data=(X[:60], Y[:60], w[:60]))
+    ens = gpunn.Ensemble([4, 8, 2], 3, dtype="float64", device="cpu", seed=4)
+    history = ens.fit(X[60:], Y[60:], optimizer="adam", lr=LRS, weight_decay=WDS, **fit)
+    assert_members_are_their_mlps(ens, history, X[60:], Y[60:], "adam", LRS, fit)
+    unweighted = ens.fit(X[60:], Y[60:], epochs=1, verbose=False, validation_data=(X[:60], Y[:60]))
+    weighted = gpunn.Ensemble([4, 8, 2], 3, dtype="float64", device="cpu", seed=4)
+    weighted.params[...] = ens.params
+    assert weighted.fit(X[60:], Y[60:], epochs=1, verbose=False,
+                        validation_data=(X[:60], Y[:60], w[:60]))["val_mae"] != unweighted["val_mae"]
+
+
+def test_what_an_ensembles_sample_weight_does_not_reach_is_refused_in_words(data):
+    X, Y, w = data
+    ens = gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0)
+    with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays; a data source"):
+        ens.fit(gpunn.data.iterable([(X, Y)]), epochs=1, verbose=False, sample_weight=w)
+    with pytest.raises(ValueError, match=r"^sample_weight is not taken with distributed training"):
+        ens.fit(X, Y, epochs=1, verbose=False, sample_weight=w, distributed=True)
+    with pytest.raises(ValueError, match=r"^sample_weight has 239 weights for 240 rows: one a row$"):
+        ens.fit(X, Y, epochs=1, verbose=False, sample_weight=w[1:])
+    with pytest.raises(ValueError, match=r"zero for every one of member 1's bootstrap resample's rows"):
+        gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0).fit(X[:4], Y[:4], epochs=1, verbose=False,
+                                                               bootstrap=True, seed=_seed_leaving_member_1_unweighed(),
+                                                               sample_weight=[0.0, 0.0, 0.0, 1.0])
+
+
+def _seed_leaving_member_1_unweighed():
+    """A seed whose bootstrap resample of 4 rows for member 1 leaves out row 3, where member 0's takes it."""
+    backend = gpunn.backend.resolve("cpu")
+    for seed in range(1000):
+        if 3 in bootstrap_rows(backend, seed, 0, 4) and 3 not in bootstrap_rows(backend, seed, 1, 4):
+            return seed
+    raise AssertionError("no such seed under 1000")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_weighted_ensemble_on_the_gpu_follows_the_cpus(gpu, data, dtype):
+    """On CuPy the weighted loss of every member is one kernel, member_weighted_mse_grad (reading Y and its weights'
+    column through member and row steps), and the step is captured as a CUDA graph, the default; the run follows the
+    CPU's."""
+    X, Y, w = data
+    xp = gpu.xp
+    fake = str(getattr(xp, "__version__", "")).endswith("-fake")
+    if fake:
+        xp.state.launches.clear()
+    results = []
+    for device in ("cpu", "cuda"):
+        ens = gpunn.Ensemble([4, 16, 2], 3, dtype=dtype, device=device, seed=2)
+        history = ens.fit(X, Y, epochs=3, batch_size=32, shuffle=False, lr=LRS, verbose=False, sample_weight=w,
+                          validation_fraction=0.2)  # (the GPU draws its shuffles with cuRAND)
+        params = ens.params.get() if device == "cuda" else ens.params
+        results.append((params, history["loss"], history["val_r2"], history["val_mae"]))
+    assert ens.graph_trainer.captured, ens.graph_trainer.reason
+    if fake:  # (the eager step before each capture; the replays are not launches of their own)
+        assert any("member_weighted_mse_grad" in name for name, _, _ in xp.state.launches)
+    rtol, atol = (1e-10, 1e-12) if dtype == "float64" else (1e-4, 1e-5)
+    for got, expected in zip(results[1], results[0]):
+        numpy.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.gpu
+def test_a_bootstrapped_weighted_member_on_the_gpu_trains_as_its_mlp_on_its_resample(gpu, data):
+    """A bootstrap batch's Y is (K, rows, outputs + 1), each member's weights its own: the kernel reads them at each
+    member's step. Member k follows the MLP on cuda fit on its resample (drawn there) with its rows' weights."""
+    X, Y, w = data
+    fit = dict(epochs=2, batch_size=32, lr=1e-2, seed=3, shuffle=False, verbose=False)
+    ens = gpunn.Ensemble([4, 16, 2], 2, dtype="float64", device="cuda", seed=0)
+    ens.fit(X, Y, bootstrap=True, sample_weight=w, **fit)
+    for k in range(2):
+        rows = bootstrap_rows(ens.backend, 3, k, X.shape[0]).get()
+        twin = gpunn.MLP([4, 16, 2], dtype="float64", device="cuda", seed=k)
+        twin.fit(X[rows], Y[rows], sample_weight=w[rows], **fit)
+        numpy.testing.assert_allclose(ens.member_params[k].get(), twin.params.get(), rtol=1e-10, atol=1e-12)
