@@ -207,3 +207,95 @@ def test_a_weighted_npy_source_on_the_gpu_follows_the_cpu(gpu, files):
         results.append((params, history["loss"], history["val_r2"]))
     for on_gpu, on_cpu in zip(results[1], results[0]):
         numpy.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-10, atol=1e-12)
+
+
+@pytest.fixture
+def tables(files):
+    """The rows of ``files`` as a directory of two Parquet files and a CSV file: columns a, b, c, w, y1, y2."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path, X, Y, w = files
+    columns = {"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "w": w, "y1": Y[:, 0], "y2": Y[:, 1]}
+    (path / "runs").mkdir()
+    for part, rows in (("0", slice(0, 100)), ("1", slice(100, 240))):
+        pq.write_table(pa.table({k: v[rows] for k, v in columns.items()}), path / "runs" / f"{part}.parquet",
+                       row_group_size=30)
+    with open(path / "t.csv", "w") as f:
+        f.write("a,b,c,w,y1,y2\n" + "".join(",".join(repr(float(v[i])) for v in columns.values()) + "\n"
+                                            for i in range(240)))
+    return path, X, Y, w
+
+
+def table(path, kind, **options):
+    options = {"target": ["y1", "y2"], "weight": "w", **options}
+    if kind == "parquet":
+        return gpunn.data.parquet(path / "runs", **options)
+    return gpunn.data.csv(path / "t.csv", **options)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_tables_weight_column_trains_as_fit_on_arrays_with_sample_weight(tables, kind):
+    path, X, Y, w = tables
+    source = table(path, kind, shuffle=False)
+    assert source.feature_names == ["a", "b", "c"] and source.weighted  # (the weight is no feature by default)
+    assert source.config()["weight"] == "w" and source.config()["sample_weight"] is True
+    on_table, on_arrays = (MLP([3, 8, 2], dtype="float64", device="cpu", seed=1) for _ in range(2))
+    history = fit(on_table, source, batch_size=None)
+    expected = fit(on_arrays, (X, Y), sample_weight=w, shuffle=False, batch_size=None)
+    numpy.testing.assert_allclose(on_table.params, on_arrays.params, rtol=1e-12, atol=1e-14)
+    numpy.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-12)
+    assert on_table.data_columns == {"features": ["a", "b", "c"], "targets": ["y1", "y2"]}
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_tables_weight_column_is_checked_and_refused_in_words(tables, kind):
+    path, *_ = tables
+    for options, error, says in (
+            ({"weight": "wt"}, DataError, r"no column 'wt'; the columns are: a, b, c, w, y1, y2"),
+            ({"features": ["a", "w"]}, ValueError, r"^column 'w' is the weight and a feature: a row's weight is "
+                                                   r"neither \(leave it out of the features\)$"),
+            ({"target": ["y1", "w"]}, ValueError, r"^column 'w' is the weight and a target"),
+            ({"weight": ["w"]}, TypeError, r"^weight names one column of each row's weight, a str; got \['w'\]$")):
+        with pytest.raises(error, match=says):
+            table(path, kind, **options)
+
+
+def test_bad_weights_in_a_table_are_refused_naming_the_file_its_rows_and_the_first(tables):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path, X, Y, w = tables
+    bad = numpy.where(numpy.arange(140) == 37, -2.0, w[100:])
+    pq.write_table(pa.table({"a": X[100:, 0], "b": X[100:, 1], "c": X[100:, 2], "w": bad, "y1": Y[100:, 0],
+                             "y2": Y[100:, 1]}), path / "runs" / "1.parquet", row_group_size=30)
+    with pytest.raises(DataError, match=r"runs/1\.parquet \(row group 1, rows 30-37\): column 'w': 1 negative "
+                                        r"weight\(s\), the first at row 37 \(-2\): a weight must be 0 or more"):
+        table(path, "parquet")
+    lines = (path / "t.csv").read_text().splitlines()
+    lines[5] = "1,2,3,nan,4,5"  # the 4th row (line 5)
+    (path / "t.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"t\.csv \(lines 2-\d+\): column 'w': 1 NaN or infinite weight\(s\), the "
+                                        r"first at line 6 \(nan\)"):
+        table(path, "csv", cache=False)
+    lines[5] = "1,2,3,heavy,4,5"
+    (path / "t.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"t\.csv line 6: column 'w': 'heavy' is not a number"):
+        table(path, "csv", cache=False)
+    (path / "t.csv").write_text("a,w,y\n1,light,2\n2,heavy,3\n")
+    with pytest.raises(DataError, match=r"column 'w'.* not a number|column 'w' is string, not numeric; the weight "
+                                        r"column must hold numbers"):
+        gpunn.data.csv(path / "t.csv", target="y", weight="w", cache=False)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_run_on_a_tables_weight_column_resumes_only_with_it(tables, kind):
+    path, *_ = tables
+    run = path / "run.npz"
+    fit(MLP([3, 8, 2], dtype="float64", device="cpu", seed=1), table(path, kind, seed=2), epochs=1,
+        callbacks=[gpunn.ModelCheckpoint(run)])
+    with pytest.raises(ValueError, match=r"was trained on another source: sample_weight was True, now None; weight "
+                                         r"was 'w', now None"):
+        gpunn.load_checkpoint(run, device="cpu").resume(table(path, kind, seed=2, weight=None, features=["a", "b", "c"]),
+                                                        epochs=2, verbose=False)
+    gpunn.load_checkpoint(run, device="cpu").resume(table(path, kind, seed=2), epochs=2, verbose=False)

@@ -83,8 +83,9 @@ def npy(x_path, y_path, **options):
 @_every_sources_options
 def parquet(path, target=None, features=None, **options):
     """A Parquet file or a directory of them at ``path``, ``target`` columns as Y (none named: refused with the
-    file's columns listed), ``features`` the input columns (None: the others). Options: ``chunk_rows`` (rows of a
-    large row group read at a time), and every source's (below). See :class:`gpunn.data.parquet_tables.ParquetSource`."""
+    file's columns listed), ``features`` the input columns (None: the others). Options: ``weight`` (a column of each
+    row's weight in the loss, fit's sample_weight; no feature), ``chunk_rows`` (rows of a large row group read at a
+    time), and every source's (below). See :class:`gpunn.data.parquet_tables.ParquetSource`."""
     from .parquet_tables import ParquetSource
 
     return _made(ParquetSource, "parquet", path, target, features, **options)
@@ -93,10 +94,11 @@ def parquet(path, target=None, features=None, **options):
 @_every_sources_options
 def csv(path, target=None, features=None, **options):
     """A CSV file with a header row at ``path``, ``target`` columns as Y (none named: refused with the file's
-    columns listed), ``features`` the input columns (None: the others). Options: ``delimiter`` (",", or "\\t",
-    ";"), ``decimal`` ("." or ","), ``block_size`` (bytes read at a time), ``cache`` (True: the first pass's
-    index kept in gpunn's cache for the next run; False for a temporary file), and every source's (below). See
-    :class:`gpunn.data.csv_tables.CsvSource`."""
+    columns listed), ``features`` the input columns (None: the others). Options: ``weight`` (a column of each row's
+    weight in the loss, fit's sample_weight; no feature; its sums parse the file once more as the source is made),
+    ``delimiter`` (",", or "\\t", ";"), ``decimal`` ("." or ","), ``block_size`` (bytes read at a time), ``cache``
+    (True: the first pass's index kept in gpunn's cache for the next run; False for a temporary file), and every
+    source's (below). See :class:`gpunn.data.csv_tables.CsvSource`."""
     from .csv_tables import CsvSource
 
     return _made(CsvSource, "csv", path, target, features, **options)

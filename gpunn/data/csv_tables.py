@@ -18,7 +18,8 @@ from .. import environment
 from ..checks import flag, positive_int
 from ..csvtext import read_as
 from .base import ChunkedSource, DataError, PreadFile, closes_files_when_refused, default_chunk_rows, pread_full
-from .table_columns import MissingColumns, NoTarget, copy_columns, listed_columns, pick_columns, pyarrow_module
+from .table_columns import (MissingColumns, NoTarget, copy_columns, listed_columns, pick_columns, pyarrow_module,
+                            weight_column)
 
 
 def csv_column_types(schema, names) -> dict:
@@ -193,8 +194,10 @@ class CsvSource(ChunkedSource):
     whose header is one column holding ";" or a tab is said to look so delimited. ``decimal`` is the numbers'
     decimal mark (``","`` for that Excel CSV: ``data.csv(path, "y", delimiter=";", decimal=",")``; one
     character, not the delimiter); a number written with the other mark is refused as bad data, and a file
-    whose first row holds numbers like 0,5 read with ``"."`` is said to have decimal commas. The other options
-    are :class:`gpunn.data.base.ChunkedSource`'s.
+    whose first row holds numbers like 0,5 read with ``"."`` is said to have decimal commas. ``weight`` names a
+    column of each row's weight in the loss (fit's ``sample_weight``: gpunn.data.row_weights), left out of the
+    default features; its sums take one more pass over the file at construction, which parses every block again
+    (converting that column alone). The other options are :class:`gpunn.data.base.ChunkedSource`'s.
     """
 
     kind = "csv"
@@ -203,8 +206,8 @@ class CsvSource(ChunkedSource):
     BLOCK = 1 << 22  # bytes per chunk by default; a smaller file in about SPLIT_CHUNKS blocks (default_chunk_rows)
 
     @closes_files_when_refused
-    def __init__(self, path, target=None, features=None, *, block_size=None, delimiter=",", decimal=".", seed=0,
-                 shuffle=True, window=16, validation_fraction=None, standardize=False, prefetch=1, device=None,
+    def __init__(self, path, target=None, features=None, *, weight=None, block_size=None, delimiter=",", decimal=".",
+                 seed=0, shuffle=True, window=16, validation_fraction=None, standardize=False, prefetch=1, device=None,
                  dtype=None, cache=True):
         if not (isinstance(decimal, str) and len(decimal) == 1) or decimal in (delimiter, '"', "\n", "\r"):
             raise ValueError(f"decimal is the numbers' decimal mark, one character other than the delimiter "
@@ -237,7 +240,7 @@ class CsvSource(ChunkedSource):
                 raise NoTarget(listed_columns(schema), hint())
             self.feature_names, self.target_names = pick_columns(
                 self.path, schema, target, features, lambda i: csv_first_text(self.path, i, delimiter=self.delimiter, decimal=self.decimal),
-                lambda i: first_value_is_text(self.path, i, self.delimiter, self.decimal))
+                lambda i: first_value_is_text(self.path, i, self.delimiter, self.decimal), weight=weight)
         except MissingColumns as exc:  # (kept a MissingColumns, as a Parquet source's is: gpunn predict --score's
             # refusal of a CSV IN without the model's target columns names them by it)
             raise MissingColumns(f"{exc}{hint()}", exc.missing, exc.available, exc.first_file) from None
@@ -246,13 +249,17 @@ class CsvSource(ChunkedSource):
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         self._column_names = list(schema.names)
         self.table_columns = listed_columns(schema)  # every column, picked or not (checks.check_source_columns)
-        self._column_types = csv_column_types(schema, self.feature_names + self.target_names)
+        self.weight_name = weight
+        self._picked = self.feature_names + self.target_names + weight_column(weight)  # the columns read
+        self._column_types = csv_column_types(schema, self._picked)
         if index is None:
             index = self._build_index(schema)
         self._starts, sizes = index["starts"], index["rows"]
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
         self._ready(sizes, device, dtype, window_by_rows=True, small=small)
+        if weight is not None:
+            self._take_weights(f"{self.path}: column {weight!r}")
 
     # ---- the first pass and its index ---------------------------------------------------------
     def _build_index(self, schema):
@@ -337,22 +344,23 @@ class CsvSource(ChunkedSource):
                           environment.SettingWarning)
 
     # ---- reading ----------------------------------------------------------------------------
-    def _parse(self, start, end, first_row):
-        """The bytes [start, end) of the file (whole rows) as a table of the picked columns."""
+    def _parse(self, start, end, first_row, picked=None):
+        """The bytes [start, end) of the file (whole rows) as a table of the picked columns (or of ``picked``)."""
         buffer = read_range(self._fd, start, end)
         if buffer is None:
             raise DataError(f"{self.path}: truncated or shrunk while reading the rows from line "
                             f"{self._line(first_row, start, first_row)} (bytes {start}-{end - 1})")
         try:
-            return self._read(buffer)
+            return self._read(buffer, picked)
         except Exception as exc:  # ArrowInvalid: a value that is not a number, a ragged row
             with self._opened() as fh:
                 raise DataError(refused_rows(self.path, start, end, self._read, self._column_names, exc,
                                              self.decimal, self.delimiter, fh)) from None
 
-    def _read(self, buffer):
-        """The whole rows in ``buffer`` (a pyarrow buffer) as a table of the picked columns."""
-        return parse_rows(buffer, self._column_names, self.feature_names + self.target_names, self._column_types,
+    def _read(self, buffer, picked=None):
+        """The whole rows in ``buffer`` (a pyarrow buffer) as a table of the picked columns (or of ``picked``)."""
+        picked = self._picked if picked is None else picked
+        return parse_rows(buffer, self._column_names, picked, {name: self._column_types[name] for name in picked},
                           self.delimiter, self.decimal)
 
     def _line(self, row, start, first_row):
@@ -412,13 +420,30 @@ class CsvSource(ChunkedSource):
                             "construct the source again")
 
     def _fill(self, k, X, Y):
-        table = self._parse(self._starts[k], self._starts[k + 1], self._row_offset(k))
-        self._check_unchanged(written_over=True)
-        if table.num_rows != X.shape[0]:
-            raise DataError(f"{self._where(k)}: holds {table.num_rows} rows, the first pass read {X.shape[0]} "
-                            "(was the file changed?)")
+        self._fill_all(k, X, Y)
+
+    def _fill_all(self, k, X, Y, w=None):
+        table = self._chunk_table(k)
         copy_columns(table, self.feature_names, X)
         copy_columns(table, self.target_names, Y)
+        if w is not None:
+            copy_columns(table, [self.weight_name], w[:, None])
+
+    def _fill_weights(self, k, w):  # (the weights' scan: that column alone converted)
+        copy_columns(self._chunk_table(k, [self.weight_name]), [self.weight_name], w[:, None])
+
+    def _chunk_table(self, k, picked=None):
+        """Chunk ``k`` parsed, the picked columns (or ``picked``), its rows checked against the first pass's."""
+        where = self._starts[k], self._starts[k + 1], self._row_offset(k)
+        table = self._parse(*where) if picked is None else self._parse(*where, picked)
+        self._check_unchanged(written_over=True)
+        if table.num_rows != self.chunk_sizes[k]:
+            raise DataError(f"{self._where(k)}: holds {table.num_rows} rows, the first pass read {self.chunk_sizes[k]} "
+                            "(was the file changed?)")
+        return table
+
+    def _weights_where(self, k):
+        return f"{self._where(k)}: column {self.weight_name!r}"
 
     def _where(self, k):
         first, start = self._row_offset(k), self._starts[k]
@@ -433,7 +458,8 @@ class CsvSource(ChunkedSource):
 
     def _describe(self):
         return {"path": os.path.abspath(self.path), "target": self.target_names, "features": self.feature_names,
-                "block_size": self.block_size, "chunks_at": "byte offsets"}
+                "block_size": self.block_size, "chunks_at": "byte offsets",
+                **({} if self.weight_name is None else {"weight": self.weight_name})}
 
     def _content_files(self):
         fd = self.__dict__.get("_fd")

@@ -13,7 +13,9 @@ import numpy
 from ..checks import PARQUET_SUFFIXES, positive_int
 from ..forksafe import ForkSafeLock
 from .base import ChunkedSource, DataError, closes_files_when_refused, default_chunk_rows
-from .table_columns import NoTarget, copy_columns, listed_columns, pick_in_every_file, pyarrow_module
+from .row_weights import cut_into
+from .table_columns import (NoTarget, copy_columns, listed_columns, pick_in_every_file, pyarrow_module,
+                            weight_column)
 
 
 def open_parquet(name):
@@ -82,15 +84,17 @@ class ParquetSource(ChunkedSource):
     within a window are shuffled across them, so a file that is one huge sorted row group is
     shuffled only within windows of pieces. A resume part-way through a large row group
     reads (decodes) it from its start up to its position. ``target`` and ``features`` name columns (no
-    ``target``: a :class:`NoTarget` error listing the file's columns); the other options are :class:`gpunn.data.base.ChunkedSource`'s.
+    ``target``: a :class:`NoTarget` error listing the file's columns); ``weight`` names a column of each row's weight
+    in the loss (fit's ``sample_weight``: gpunn.data.row_weights), left out of the default features and read once
+    here, that column alone, to check it and sum it; the other options are :class:`gpunn.data.base.ChunkedSource`'s.
     """
 
     kind = "parquet"
     stored_dtype = numpy.dtype("float64")  # columns are read as float64 (see copy_columns)
 
     @closes_files_when_refused
-    def __init__(self, path, target=None, features=None, *, chunk_rows=None, seed=0, shuffle=True, window=16,
-                 validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
+    def __init__(self, path, target=None, features=None, *, weight=None, chunk_rows=None, seed=0, shuffle=True,
+                 window=16, validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
         self.path = os.fspath(path)
         files = self.list_files(self.path)
         self.files, self._open, sizes, run_lengths, self._chunks = files, [], [], [], []
@@ -100,7 +104,8 @@ class ParquetSource(ChunkedSource):
         schemas = [pf.schema_arrow for pf in self._open]
         if target is None:  # before the columns' checks, which a text column would fail first
             raise NoTarget(listed_columns(schemas[0]), reader="read_parquet")
-        self.feature_names, self.target_names = pick_in_every_file(files, schemas, target, features)
+        self.feature_names, self.target_names = pick_in_every_file(files, schemas, target, features, weight=weight)
+        self.weight_name = weight
         self.table_columns = listed_columns(schemas[0])  # every column (its first file's), picked or not
         default = default_chunk_rows(sum(pf.metadata.num_rows for pf in self._open))
         chunk_rows = default if chunk_rows is None else chunk_rows
@@ -120,6 +125,8 @@ class ParquetSource(ChunkedSource):
         super().__init__(seed=seed, shuffle=shuffle, window=window, validation_fraction=validation_fraction,
                          standardize=standardize, prefetch=prefetch)
         self._ready(sizes, device, dtype, window_by_rows=True, run_lengths=run_lengths, small=small)
+        if weight is not None:
+            self._take_weights(f"{self.path}: column {weight!r}")
         self._contents()  # now, of the files just opened: pyarrow reads on from them, but gives no descriptor to
         # read them by at the first checkpoint, when their names may hold other files (renamed over them)
 
@@ -143,13 +150,17 @@ class ParquetSource(ChunkedSource):
         return [path]
 
     def _fill(self, k, X, Y):
+        self._fill_all(k, X, Y)
+
+    def _fill_all(self, k, X, Y, w=None):
         i, g, start = self._chunks[k]
         with self._lock.current:
             try:
                 cursor = self._cursor
                 if cursor is None or cursor.group != (i, g) or cursor.position > start or cursor.pid != os.getpid():
                     cursor = self._cursor = _RowGroupCursor(self._open[i], (i, g), self.feature_names
-                                                            + self.target_names, self.chunk_rows)
+                                                            + self.target_names + weight_column(self.weight_name),
+                                                            self.chunk_rows)
                 parts = cursor.take(start, X.shape[0])
             except _EmptySlice as exc:  # gpunn's bug, not the file's: an internal error (no DataError), naming where
                 self._cursor = None
@@ -163,7 +174,24 @@ class ParquetSource(ChunkedSource):
         for part in parts:
             copy_columns(part, self.feature_names, X[n:n + part.num_rows])
             copy_columns(part, self.target_names, Y[n:n + part.num_rows])
+            if w is not None:
+                copy_columns(part, [self.weight_name], w[n:n + part.num_rows, None])
             n += part.num_rows
+
+    def _chunk_weights(self):
+        """Each chunk's raw weights, in chunk order: the weight column alone, read file by file (the scan's pass)."""
+        def pieces():
+            for pf in self._open:
+                for batch in pf.iter_batches(batch_size=65536, columns=[self.weight_name]):
+                    self._check_open()
+                    values = numpy.empty((batch.num_rows, 1))
+                    copy_columns(batch, [self.weight_name], values)
+                    yield values[:, 0]
+
+        return cut_into(pieces(), self.chunk_sizes)
+
+    def _weights_where(self, k):
+        return f"{self._where(k)}: column {self.weight_name!r}"
 
     def _check_unchanged(self, i):
         """Refuse file ``i`` written over in place since it was opened, its footer another (after each chunk's read):
@@ -216,7 +244,8 @@ class ParquetSource(ChunkedSource):
 
     def _describe(self):
         return {"path": os.path.abspath(self.path), "files": len(self.files), "target": self.target_names,
-                "features": self.feature_names, "chunk_rows": self.chunk_rows}
+                "features": self.feature_names, "chunk_rows": self.chunk_rows,
+                **({} if self.weight_name is None else {"weight": self.weight_name})}
 
     def _content_files(self):
         return list(self.files)

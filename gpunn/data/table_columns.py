@@ -139,8 +139,9 @@ def _names(value, what):
     return names
 
 
-def pick_columns(path, schema, target, features, text_at=None, text_from_the_start=None, width=None):
-    """(features, targets) column names, checked against ``schema``: present and numeric. ``text_at``: for a CSV
+def pick_columns(path, schema, target, features, text_at=None, text_from_the_start=None, width=None, weight=None):
+    """(features, targets) column names, checked against ``schema``: present and numeric; ``weight``, a column of
+    each row's weight (gpunn.data.row_weights), is checked so too, and is neither a feature nor a target. ``text_at``: for a CSV
     file, where a column read as text first holds a value that is not a number (its index in ``schema`` ->
     csvtext.csv_first_text's "line 3: column 'b': 'oops' is not a number", the refusal then), and
     ``text_from_the_start`` whether that column's first value is text (an id beside the numbers, not a stray value in
@@ -149,9 +150,10 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
     that leaves that many."""
     targets = _names(target, "target")
     features = _names(features, "features")
+    weights = weight_column(weight)
     available = list(schema.names)
     counts = collections.Counter(available)  # sets and counts, not list scans: a file may have 10^5 columns
-    wanted = (targets or []) + (features or [])
+    wanted = (targets or []) + (features or []) + weights
     missing = [n for n in wanted if n not in counts]
     if missing:
         hint = (_spaced(missing, available, targets) or _with_comma(missing, available, targets)
@@ -161,7 +163,7 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
     every_other = features is None
     if features is None:  # every other column, but not an index pandas wrote into the file
         index = _pandas_index_columns(schema)
-        left_out = set(targets or []) | set(index)
+        left_out = set(targets or []) | set(index) | set(weights)
         features = [n for n in available if n not in left_out]
         if not features:
             raise DataError(f"{path}: no feature columns are left besides the target{'s' * (len(targets) > 1)} "
@@ -169,6 +171,11 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
         unnamed = [available.index(n) + 1 for n in features if not n.strip()]
         if unnamed:
             raise DataError(_unnamed_column(path, unnamed[0], available, [n for n in features if n.strip()]))
+    for name in weights:
+        if name in features or name in (targets or []):
+            role = "a feature" if name in features else "a target"
+            raise ValueError(f"column {name!r} is the weight and {role}: a row's weight is neither (leave it out of the "
+                             f"{'features' if name in features else 'targets'})")
     overlap = set(features) & set(targets or [])
     if overlap:
         both = sorted(overlap)  # (it said "['y'] is both a feature and a target", a Python list, and no way out)
@@ -176,11 +183,17 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
                          f"{'are' if len(both) > 1 else 'is'} both a feature and a target: leave "
                          f"{'them' if len(both) > 1 else 'it'} out of the features (the features default to every "
                          "column but the targets)")
-    twice = [n for n in features + (targets or []) if counts[n] > 1]
+    twice = [n for n in features + (targets or []) + weights if counts[n] > 1]
     if twice:  # pyarrow's lookup by name then failed with "KeyError: 'Column a does not exist in schema'"
         where = [i + 1 for i, n in enumerate(available) if n == twice[0]]
         raise DataError(f"{path}: the header names columns {' and '.join(map(str, where))} both {twice[0]!r}; rename "
                         "one (or name the columns to use, leaving out the repeated name)")
+    for name in weights:
+        kind = schema.field(name).type
+        if read_as(kind) == "other":
+            found = text_at(available.index(name)) if text_at else ""
+            raise DataError(f"{path} {found}" if found else
+                            f"{path}: column {name!r} is {kind}, not numeric; the weight column must hold numbers")
     for name in features + (targets or []):
         kind = schema.field(name).type
         if read_as(kind) == "other":
@@ -196,15 +209,24 @@ def pick_columns(path, schema, target, features, text_at=None, text_from_the_sta
     return features, targets
 
 
-def pick_in_every_file(files, schemas, target, features, width=None):
+def weight_column(weight) -> list:
+    """``weight`` (a table source's: the name of one column) as [name], or [] for None."""
+    if weight is None:
+        return []
+    if not isinstance(weight, str) or not weight:
+        raise TypeError(f"weight names one column of each row's weight, a str; got {weight!r}")
+    return [weight]
+
+
+def pick_in_every_file(files, schemas, target, features, width=None, weight=None):
     """(features, targets) of a Parquet file or directory (``files``, their ``schemas``): picked in the first file
     (pick_columns) and looked for by name in every other, as a directory's files are read as one table. A later file
     without one is refused saying where the columns came from: "d/b.parquet: no column 'x2'; ... with the columns
     of its first file, d/a.parquet" (gpunn predict read it by name and failed with pyarrow's KeyError)."""
-    features, targets = pick_columns(files[0], schemas[0], target, features, width=width)
+    features, targets = pick_columns(files[0], schemas[0], target, features, width=width, weight=weight)
     for name, schema in zip(files[1:], schemas[1:]):
         try:
-            pick_columns(name, schema, targets, features)
+            pick_columns(name, schema, targets, features, weight=weight)
         except MissingColumns as exc:
             raise MissingColumns(f"{exc}; a directory's files are read as one table, with the columns of its first "
                                  f"file, {shell_word(files[0])}: give every file those columns, or move the others "
