@@ -470,13 +470,14 @@ class Ensemble(DeviceModel):
             check_rows_match(P[0], Y)
             return self.backend.to_host(self.member_ops.squared_error(P, Y)) / Y.shape[0]
 
-    def score(self, X, Y=None) -> list:
+    def score(self, X, Y=None, sample_weight=None) -> list:
         """Every member's R² on (X, Y), averaged over outputs (a list of K), as ``MLP.score`` gives one; NaN for a
-        member with no score (see ``evaluate``). ``score(source)``: on every row of a data source, streamed."""
+        member with no score (see ``evaluate``). ``score(source)``: on every row of a data source, streamed.
+        ``sample_weight``: see ``evaluate``."""
         source_given(X, Y, "score")  # (its own name in the error)
-        return self.evaluate(X, Y)["r2"]
+        return self.evaluate(X, Y, sample_weight=sample_weight)["r2"]
 
-    def evaluate(self, X, Y=None) -> dict:
+    def evaluate(self, X, Y=None, sample_weight=None) -> dict:
         """Every member's {"loss", "mse", "mae", "r2"} of ``predict(X)`` against Y (lists of K), in one pass and
         one host read: the metrics validation logs each epoch, in Y's units as ``predict`` and ``loss`` are
         (``evaluate(X, Y)["loss"]`` is ``loss(X, Y)``; with a ``standardizer``, not the standardized units of
@@ -489,17 +490,15 @@ class Ensemble(DeviceModel):
         where every member's weights are NaN or infinite, else ValidationNotFinite.
 
         ``evaluate(source)`` (Y omitted): over every row of a data source (training and held-out chunks), streamed a
-        window at a time, raw rows with the ensemble's ``standardizer`` applied, as ``MLP.evaluate(source)``."""
+        window at a time, raw rows with the ensemble's ``standardizer`` applied, as ``MLP.evaluate(source)``.
+
+        ``sample_weight`` (arrays: one weight a row, 0 or more) weighs each row's errors in every member's metrics, as
+        ``MLP.evaluate``'s: member k's are ``ens[k].evaluate(X, Y, sample_weight=w)``'s, the fit's validation metrics
+        with the same weights (gpunn.sample_weights)."""
         from .metrics import by_member, unscored
 
         with self.backend.use():
-            on_source = source_given(X, Y, "evaluate")
-            if on_source:
-                logs = self._evaluated_source(X, self.chunk_rows, (self.n_models,))
-            else:
-                with held_warnings():
-                    warn_read_by_position(X, self.data_columns, "X", self)
-                    logs = self._evaluated(X, Y, self.chunk_rows)
+            logs, on_source = self._evaluate_logs(X, Y, sample_weight, self.chunk_rows, (self.n_models,))
             bad = unscored(self, logs, None if on_source else X, self.chunk_rows, (self.n_models,))
         on = "the source" if on_source else "(X, Y)"
         if bad:

@@ -361,11 +361,6 @@ OTHER_KEYWORDS["fit"]["device"] = ("a model trains on the device it was made on,
 OTHER_MODEL_KEYWORDS = {"MLP.predict": {"return_std": "one network gives no spread of its predictions; an Ensemble's "
                                                       "predict(X, return_std=True) gives the mean and std across its "
                                                       "members"}}
-# one MLP's evaluate and score take scikit-learn's and Keras's sample_weight; an Ensemble's do not
-_ENSEMBLE_UNWEIGHTED = ("an Ensemble weighs every row the same: one MLP's fit, evaluate and score take sample_weight, "
-                        "gpunn.MLP(...).fit(X, Y, sample_weight=w)")
-OTHER_MODEL_KEYWORDS.update({f"Ensemble.{method}": {"sample_weight": _ENSEMBLE_UNWEIGHTED}
-                             for method in ("evaluate", "score")})
 
 # Keras's keywords to its callbacks of gpunn's names, which gpunn's do not take, {class: {keyword: hint}}: pasted
 # from Keras code (EarlyStopping(..., verbose=1)); difflib took save_weights_only for save_best_only, another option

@@ -382,6 +382,20 @@ class RawUnits:
 
         return evaluate_pieces(self, predicted(), total_squares(Y, weights), lambda P: P)
 
+    def _evaluate_logs(self, X, Y, sample_weight, chunk_rows, members=()):
+        """(logs, whether X is a data source) of ``evaluate``, MLP's and Ensemble's: ``_evaluated_source`` of a source
+        (refusing ``sample_weight``: its rows come a window at a time, without them), else ``_evaluated`` of (X, Y)
+        weighed by ``sample_weight``, a DataFrame's columns read by position warned of. Call inside
+        ``backend.use()``."""
+        if source_given(X, Y, "evaluate"):
+            if sample_weight is not None:
+                raise ValueError("sample_weight weighs the rows of in-memory arrays; a data source has no weights "
+                                 "beside its rows: evaluate its rows loaded as (X, Y)")
+            return self._evaluated_source(X, chunk_rows, members), True
+        with held_warnings():
+            warn_read_by_position(X, self.data_columns, "X", self)
+            return self._evaluated(X, Y, chunk_rows, sample_weight), False
+
     def _evaluated_source(self, source, chunk_rows, members=(), each=None) -> dict:
         """``_evaluated`` over every row of a data source, streamed a window at a time (gpunn.data.rawpass: raw
         rows, the model's standardizer applied as ``predict`` applies it); R²'s denominator from the targets'
@@ -838,16 +852,7 @@ class MLP(DeviceModel):
         weighted means, and r2 is scikit-learn's r2_score(sample_weight=...), the fit's validation metrics with the
         same weights (gpunn.sample_weights)."""
         with self.backend.use():
-            on_source = source_given(X, Y, "evaluate")
-            if on_source:
-                if sample_weight is not None:
-                    raise ValueError("sample_weight weighs the rows of in-memory arrays; a data source has no weights "
-                                     "beside its rows: evaluate its rows loaded as (X, Y)")
-                logs = self._evaluated_source(X, PREDICT_CHUNK_ROWS)
-            else:
-                with held_warnings():
-                    warn_read_by_position(X, self.data_columns, "X", self)
-                    logs = self._evaluated(X, Y, PREDICT_CHUNK_ROWS, sample_weight)
+            logs, on_source = self._evaluate_logs(X, Y, sample_weight, PREDICT_CHUNK_ROWS)
         return self._scored(logs, None if on_source else X)
 
     def _scored(self, logs, X) -> dict:

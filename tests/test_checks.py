@@ -1484,7 +1484,7 @@ def test_one_models_predict_given_return_std_says_an_ensemble_gives_the_spread(d
     """MLP.predict(X, return_std=True), scikit-learn's GaussianProcessRegressor habit (or a member taken out of an
     Ensemble, whose predict takes it), said only "unexpected keyword argument 'return_std'"; a keyword of
     hints.OTHER_MODEL_KEYWORDS is one the model's method lacks and the other kind's takes (an Ensemble's
-    return_std, one MLP's sample_weight)."""
+    return_std)."""
     from gpunn.hints import OTHER_MODEL_KEYWORDS
 
     X, _ = data

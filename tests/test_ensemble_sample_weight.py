@@ -134,6 +134,30 @@ def test_validation_datas_weights_weigh_every_members_metrics(data):
                         validation_data=(X[:60], Y[:60], w[:60]))["val_mae"] != unweighted["val_mae"]
 
 
+def test_evaluate_and_score_weigh_every_members_metrics_as_its_mlps_and_as_validation(data):
+    """ens.evaluate(X, Y, sample_weight=w) and score: member k's metrics are ens[k]'s weighted ones (MLP.evaluate's)
+    and the fit's weighted val_* metrics on the same rows; Ensemble.evaluate and score took no sample_weight (a
+    TypeError hinting at one MLP's)."""
+    X, Y, w = data
+    ens = gpunn.Ensemble([4, 8, 2], 3, dtype="float64", device="cpu", seed=4)
+    history = ens.fit(X[60:], Y[60:], epochs=2, batch_size=32, lr=LRS, verbose=False, sample_weight=w[60:],
+                      validation_data=(X[:60], Y[:60], w[:60]))
+    logs = ens.evaluate(X[:60], Y[:60], sample_weight=w[:60])
+    for key in VALIDATION:
+        assert logs[key.removeprefix("val_")] == history[key][-1]
+    for k in range(3):
+        member = ens[k].evaluate(X, Y, sample_weight=w)
+        for key, value in ens.evaluate(X, Y, sample_weight=w).items():
+            assert value[k] == pytest.approx(member[key], rel=1e-12, abs=1e-15), (k, key)
+    assert ens.score(X, Y, sample_weight=w) == ens.evaluate(X, Y, sample_weight=w)["r2"] != ens.score(X, Y)
+    assert ens.evaluate(X, Y, sample_weight=numpy.ones(240)) == ens.evaluate(X, Y)
+    with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays; a data source has no "
+                                         r"weights beside its rows: evaluate its rows loaded as \(X, Y\)$"):
+        ens.evaluate(gpunn.data.iterable([(X, Y)]), sample_weight=w)
+    with pytest.raises(ValueError, match=r"^sample_weight has 3 weights for 240 rows: one a row$"):
+        ens.score(X, Y, sample_weight=w[:3])
+
+
 def test_what_an_ensembles_sample_weight_does_not_reach_is_refused_in_words(data):
     X, Y, w = data
     ens = gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0)

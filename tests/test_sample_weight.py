@@ -271,17 +271,6 @@ def test_a_weighted_runs_checkpoint_records_its_outputs_and_equal_validation_wei
     checkpoint.resume(X[60:], Y[60:], epochs=2, verbose=False, sample_weight=w[60:], validation_data=(X[:60], Y[:60]))
 
 
-def test_ensemble_evaluate_and_score_say_one_mlp_takes_sample_weight(data):
-    """Kills H1 (the hint given by Ensemble.fit alone)."""
-    X, Y, w = data
-    ensemble = gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0)
-    for call in (ensemble.evaluate, ensemble.score):
-        with pytest.raises(TypeError, match=r"\(an Ensemble weighs every row the same: one MLP's fit, evaluate and "
-                                            r"score take sample_weight, gpunn\.MLP\(\.\.\.\)\.fit\(X, Y, "
-                                            r"sample_weight=w\)\)$"):
-            call(X, Y, sample_weight=w)
-
-
 def test_the_estimators_partial_fit_with_integer_weights_is_partial_fit_on_the_rows_repeated(data):
     """Full-batch, weights 0..3 and alpha's division by the weights' mean are the rows repeated that many times. Kills
     ES4 (partial_fit trained unweighted) and ES5 (its alpha divided by the rows alone)."""
