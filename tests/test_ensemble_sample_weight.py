@@ -158,6 +158,34 @@ def test_evaluate_and_score_weigh_every_members_metrics_as_its_mlps_and_as_valid
         ens.score(X, Y, sample_weight=w[:3])
 
 
+class StopAfter2(gpunn.Callback):
+    def on_epoch_end(self, trainer, epoch, logs):
+        trainer.stop = epoch == 1
+
+
+@pytest.mark.parametrize("bootstrap, validation", [(False, {"validation_fraction": 0.2}), (True, {})])
+def test_a_weighted_ensembles_run_resumes_exactly_and_only_with_its_weights(data, tmp_path, bootstrap, validation):
+    """A checkpoint of a weighted ensemble's run resumes, given the same weights, to the whole run's weights and
+    history bit for bit (a bootstrap's resamples weighed again by their rows' weights); without them, or with others,
+    it is refused as one MLP's run is. An Ensemble's run refused sample_weight in resume before."""
+    X, Y, w = data
+    path = tmp_path / "run.npz"
+    fit = dict(epochs=4, batch_size=32, lr=LRS, verbose=False, sample_weight=w, bootstrap=bootstrap, **validation)
+    whole = gpunn.Ensemble([4, 8, 2], 3, dtype="float64", device="cpu", seed=1)
+    expected = whole.fit(X, Y, **fit)
+    gpunn.Ensemble([4, 8, 2], 3, dtype="float64", device="cpu", seed=1).fit(
+        X, Y, callbacks=[gpunn.ModelCheckpoint(path), StopAfter2()], **fit)
+    for kwargs, says in (({}, r"was trained with sample_weight: pass the same weights to resume"),
+                         ({"sample_weight": w[::-1].copy()}, r"trained on other values: these X, Y and sample_weight")):
+        with pytest.raises(ValueError, match=says):
+            gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **kwargs)
+    checkpoint = gpunn.load_checkpoint(path, device="cpu")
+    history = checkpoint.resume(X, Y, verbose=False, sample_weight=w)
+    numpy.testing.assert_array_equal(checkpoint.model.params, whole.params)
+    for key in ("loss", *(VALIDATION if validation else ())):
+        assert history[key] == expected[key], key
+
+
 def test_what_an_ensembles_sample_weight_does_not_reach_is_refused_in_words(data):
     X, Y, w = data
     ens = gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0)

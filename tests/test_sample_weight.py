@@ -246,8 +246,8 @@ def test_resume_refuses_weights_for_an_ensembles_run_a_data_source_and_distribut
                                                            callbacks=[gpunn.ModelCheckpoint(ensemble)])
     MLP([4, 8, 2], device="cpu").fit(X, Y, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(plain)])
     for path, data_given, kwargs, says in (
-            (ensemble, (X, Y), {}, r"ensemble\.npz holds an Ensemble's run, and an Ensemble weighs every row the same: "
-                                   r"resume it without sample_weight$"),
+            (ensemble, (X, Y), {}, r"ensemble\.npz was trained without sample_weight \(or with weights all equal, which "
+                                   r"weigh nothing\); these weights would train another run"),
             (plain, (gpunn.data.iterable([(X, Y)]),), {}, r"^sample_weight weighs the rows of in-memory arrays; a data "
                                                           r"source \(\w+\) carries its weights itself: make it "
                                                           r"with them"),

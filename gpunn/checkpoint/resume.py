@@ -17,7 +17,7 @@ from ..training import ensemble as ens_training
 from ..training.ensemble import MemberEarlyStopping
 from ..sample_weights import checked_weights
 from ..training.fit import (is_weighted, not_data_parallel, refuse_a_weighted_source, refuse_weights_where_unweighted,
-                            split_validation, weighted_rows)
+                            split_validation, weighted_rows, weights_trained_on)
 from ..training.loop import train
 from ..training.protocols import is_source
 from ..training.sources import ArraySource, fingerprint_matches
@@ -106,9 +106,6 @@ def _checked(ckpt, X, Y, epochs, validation_data, callbacks, verbose, checkpoint
     (settings, the epochs given; the training source; the validation evaluator or None; a chunked source's shards,
     None for arrays; the callbacks, ordered, the run's resumed; the warning of another shuffle, or None)."""
     if sample_weight is not None:
-        if _members(ckpt.model) is not None:
-            raise ValueError(f"{ckpt.path} holds an Ensemble's run, and an Ensemble weighs every row the same: resume "
-                             "it without sample_weight")
         refuse_weights_where_unweighted(ckpt.model, X, Y, distributed)
     check_resume_precision(ckpt)
     if isinstance(checkpoint, (str, bytes, os.PathLike)) and not os.fspath(checkpoint):
@@ -218,8 +215,9 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data, sample_weight=None):
     check_rows_match(X, Y)
     given = X.shape[0]
     weights = checked_weights(sample_weight, given)
-    X, Y, evaluator = split_validation(model, X, Y, validation_data if settings.validation == "data" else None,
-                                       settings.validation_fraction, settings.seed, weights)
+    validation_data = validation_data if settings.validation == "data" else None
+    X, Y, evaluator = split_validation(model, X, Y, validation_data, settings.validation_fraction, settings.seed,
+                                       weights)
     if X.shape[0] != settings.train_rows:  # (it said "the checkpoint trained on 16200 rows; these data give 16195" of
         fraction = settings.validation_fraction  # an X of 17995 rows: the count after the split, unexplained)
         split = f" (those validation_fraction={fraction:g} left of X)" if settings.validation == "fraction" else ""
@@ -237,8 +235,9 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data, sample_weight=None):
     if _members(model) is None:
         source = ArraySource(X, Y, model.backend, seed=settings.seed, shuffle=settings.shuffle, weighted=weighted)
     else:
-        source = ens_training.ensemble_source(model, X, Y, seed=settings.seed, shuffle=settings.shuffle,
-                                              bootstrap=saved.get("kind") == "bootstrap")
+        source = ens_training.ensemble_source(  # (a bootstrap's resamples weighed by their rows' weights)
+            model, X, Y, seed=settings.seed, shuffle=settings.shuffle, bootstrap=saved.get("kind") == "bootstrap",
+            weights=weights_trained_on(weights, validation_data, settings.validation_fraction, settings.seed))
         if evaluator is not None:
             evaluator = ens_training.ensemble_evaluator(model, evaluator)
     # a run saved before the fingerprint existed (a data-parallel one before ShardedArraySource recorded it) has
