@@ -418,6 +418,31 @@ def test_gpunn_info_of_a_weighted_runs_checkpoint_says_so_and_how_it_resumes(dat
     assert "sample_weight" not in lines["checkpoint"] + lines["trained"]
 
 
+def test_gpunn_info_of_a_weighted_sources_run_names_its_weights_and_no_sample_weight_to_pass(data, tmp_path):
+    """A source made with weights (an .npy file beside the pair, a table's column) resumes with the source, which
+    holds them: info said to resume(X, Y, sample_weight=w) and 'weighted by sample_weight', as of arrays'."""
+    import pandas
+
+    from gpunn.cli.model_info import describe
+
+    X, Y, w = data
+    for name, values in (("X", X), ("Y", Y), ("w", w)):
+        numpy.save(tmp_path / f"{name}.npy", values)
+    table = pandas.DataFrame(numpy.column_stack([X, Y[:, 0], w]), columns=["a", "b", "c", "d", "y", "w"])
+    table.to_csv(tmp_path / "t.csv", index=False)
+    for source, by in ((gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", weights=tmp_path / "w.npy"),
+                        f"on {tmp_path / 'X.npy'} and {tmp_path / 'Y.npy'} (240 training rows, weighted by "
+                        f"{tmp_path / 'w.npy'})"),
+                       (gpunn.data.csv(tmp_path / "t.csv", target="y", weight="w"),
+                        f"on {tmp_path / 't.csv'} (240 training rows, weighted by its column w)")):
+        with source:
+            MLP([4, 8, source.n_outputs], device="cpu").fit(source, epochs=1, verbose=False,
+                                                            callbacks=[gpunn.ModelCheckpoint(tmp_path / "s.npz")])
+        lines = describe(tmp_path / "s.npz")
+        assert "sample_weight" not in lines["checkpoint"] and ".resume(source)" in lines["checkpoint"]
+        assert lines["trained"].endswith(by)
+
+
 def test_a_weighted_runs_divergence_reference_is_its_weighted_loss_of_predicting_zero(data):
     """The reference TrainingDiverged measures against is the larger of the first batch's loss and the loss of
     predicting zero; of a weighted run, both weighted. The weights' column counted as one more target added the mean

@@ -13,7 +13,8 @@ def describe(path) -> dict:
     ckpt = checkpoint.load_checkpoint(path, device="cpu")
     model, meta = ckpt.model, ckpt.meta
     members, training = getattr(model, "n_models", None), meta.get("kind") == "training"
-    weighted = training and bool((ckpt.training.get("source") or {}).get("sample_weight"))
+    source = (ckpt.training.get("source") or {}) if training else {}
+    weighted = source.get("kind") == "arrays" and bool(source.get("sample_weight"))  # (a source holds its own)
     lines = {"checkpoint": _kind(path, meta, training, members, weighted),
              "model": _network(model, members),
              "columns": _columns(model),
@@ -35,7 +36,8 @@ def describe(path) -> dict:
 
 def _kind(path, meta, training, members, weighted=False) -> str:
     """What the checkpoint is, and how it resumes: by the command that wrote it (its options recorded in it), else
-    in Python (a fit's ModelCheckpoint; ``weighted``: a fit with sample_weight, resumed with it)."""
+    in Python (a fit's ModelCheckpoint; ``weighted``: a fit of arrays with sample_weight, resumed with it: a weighted
+    source's run resumes with the source, made with its weights again)."""
     from .resume import saved_options, sweep_directory
 
     written = f"written by gpunn {meta.get('gpunn_version', '?')}"
@@ -91,12 +93,14 @@ def _trained(ckpt) -> str:
     source = training.get("source") or {}
     options = saved_options(ckpt.meta) or {}  # a command's synthetic task, held in memory ("arrays") or streamed
     task = options.get("task") if not options.get("data") else None
-    files = source_files(source)  # a table; an .npy pair
+    files = [f for f in source_files(source) if f != source.get("w_path")]  # a table; an .npy pair (weights: below)
     data = (f", on {' and '.join(files)}" if files else f", on task {task}" if task
             else f", on {source['kind']}" if source.get("kind") else "")
     rows = f" ({counted(settings.train_rows, 'training row')})" if settings.train_rows else ""
-    if source.get("sample_weight"):  # (a resume passes the same weights again)
-        rows = f"{rows[:-1]}, weighted by sample_weight)" if rows else " (weighted by sample_weight)"
+    if source.get("sample_weight"):  # (a resume passes the same weights again, or a source made with them)
+        by = (source["w_path"] if source.get("w_path") else f"its column {source['weight']}"
+              if source.get("weight") else "sample_weight")
+        rows = f"{rows[:-1]}, weighted by {by})" if rows else f" (weighted by {by})"
     return (f"{where}{stopped}; {config.get('name', '?')}{'' if lr is None else f' lr {_value(lr)}'}, "
             f"batch {settings.batch_size}{data}{rows}")
 
