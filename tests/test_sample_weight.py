@@ -378,6 +378,32 @@ def test_the_estimator_takes_sample_weight_in_fit_partial_fit_score_and_a_pipeli
             (240,)
 
 
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_bagging_gives_each_member_every_row_weighted_or_with_metadata_routing_the_rows_drawn(data, bootstrap):
+    """CHANGELOG's BaggingRegressor entry: bootstrap=False, max_samples=0.5 still passes 0/1 counts as weights with
+    every row (it said 'for subsets without weights'); scikit-learn's metadata routing on, where the estimator
+    requests no sample_weight, BaggingRegressor indexes the rows drawn, as before gpunn took weights."""
+    import sklearn
+    from sklearn.ensemble import BaggingRegressor
+
+    X, Y, _ = data
+    seen = []
+
+    class Seen(gpunn.MLPRegressor):
+        def fit(self, X, y, sample_weight=None):
+            seen.append((len(X), None if sample_weight is None else int(numpy.count_nonzero(sample_weight))))
+            return self
+
+    def bag():
+        return BaggingRegressor(Seen(), n_estimators=1, bootstrap=bootstrap, max_samples=0.5, random_state=0)
+
+    bag().fit(X, Y[:, 0])
+    assert seen[0][0] == 240 and 0 < seen[0][1] <= 120
+    with sklearn.config_context(enable_metadata_routing=True):
+        bag().fit(X, Y[:, 0])
+    assert seen[1] == (120, None)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_weighted_fit_on_the_gpu_follows_the_cpus(gpu, data, dtype):
