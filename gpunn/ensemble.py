@@ -57,12 +57,13 @@ class _Workspace:
 
     def group_buffers(self, key):
         """A member group's own buffers for CpuEnsembleOps.group_pass (``key``: the group's first member): one
-        member's hidden-layer Z and dA, (rows, n) each, as tuples, and a (rows,) float64 scratch."""
+        member's hidden-layer Z and dA, (rows, n) each, as tuples, and a (2 rows,) float64 scratch (a weighted batch's
+        loss takes both halves)."""
         bufs = self._groups.get(key)
         if bufs is None:
             Z = tuple(self.xp.empty(z.shape[1:], z.dtype) for z in self.Z[:-1])
             dA = tuple(self.xp.empty(z.shape[1:], z.dtype) for z in self.Z[:-1])
-            bufs = self._groups[key] = (Z, dA, self.xp.empty(self.Z[-1].shape[1], numpy.float64))
+            bufs = self._groups[key] = (Z, dA, self.xp.empty(2 * self.Z[-1].shape[1], numpy.float64))
         return bufs
 
     def input16(self, X):

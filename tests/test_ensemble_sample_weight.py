@@ -101,21 +101,40 @@ def test_a_weighted_step_in_member_groups_equals_one_pass_bit_for_bit(data, monk
         assert runs[0][1] == runs[1][1]
 
 
-def test_a_weighted_batch_does_not_take_the_one_call_pass(data, monkeypatch):
-    """The one Numba call reads Y's first column only: a weighted batch (its weights a column more) is not given to
-    it; an unweighted fit of the same ensemble still is."""
+@pytest.mark.parametrize("optimizer, activation, bootstrap", [
+    ("adam", "relu", False), ("sgd", "tanh", True), ("adamw", "sigmoid", True), ("momentum", "relu", False)])
+@pytest.mark.parametrize("split", [False, True])
+def test_a_weighted_step_runs_the_one_call_pass_with_the_plain_passs_bits(
+        data, monkeypatch, optimizer, activation, bootstrap, split):
+    """A weighted batch of a one-output net (Y's second column its rows' weights; a bootstrap batch's each member's
+    own) runs as the one Numba call over the members, the Adam step inside it, in one pass or in member groups, and
+    trains the weights and losses of Ensemble._forward and _backward (EnsembleOps.loss_gradient(weights=)) bit for
+    bit. The call read Y's first column alone: a weighted batch trained unweighted there."""
+    import gpunn.ops.ensemble as ens_ops
+    from test_ensemble import _record_group_passes
+
+    if split:
+        for name in ("MIN_GROUP_FLOPS", "MIN_GROUP_FLOPS_ONE_CALL", "MIN_GROUP_ELEMENTS"):
+            monkeypatch.setattr(ens_ops, name, 0)
+    calls, plain = _record_group_passes(monkeypatch)
     X, Y, w = data
-    ens = gpunn.Ensemble([4, 8, 6, 1], 3, dtype="float32", device="cpu", seed=0)
-    if not ensemble_ops_for(ens.ops).fused:
-        pytest.skip("the one-call pass needs Numba")
-    calls = []
-    group_pass = type(ens.member_ops).group_pass
-    monkeypatch.setattr(type(ens.member_ops), "group_pass",
-                        lambda self, *a, **k: calls.append(a[1].shape) or group_pass(self, *a, **k))
-    ens.fit(X, Y[:, :1], epochs=1, batch_size=32, verbose=False, sample_weight=w)
-    assert calls == []
-    ens.fit(X, Y[:, :1], epochs=1, batch_size=32, verbose=False)
-    assert calls and {shape[-1] for shape in calls} == {1}
+    X, Y = X.astype("float32"), Y[:, :1].astype("float32")
+    fit = dict(optimizer=optimizer, lr=[1e-3, 1e-2, 3e-2, 0.1], weight_decay=[0.0, 1e-3, 0.0, 1e-2], epochs=2,
+               batch_size=32, seed=1, verbose=False, bootstrap=bootstrap, sample_weight=w, validation_fraction=0.2)
+    runs = []
+    for one_call in (True, False):
+        ens = gpunn.Ensemble([4, 12, 6, 1], 4, device="cpu", dtype="float32", seed=3, activation=activation)
+        if not ens.member_ops.fused:
+            pytest.skip("the one-call pass needs Numba")
+        ens.member_ops.threads = 2 if split else 1
+        if not one_call:  # the plain pass
+            ens.member_ops.one_call_applies = lambda *a: False
+        calls.clear(), plain.clear()
+        history = ens.fit(X, Y, **fit)
+        assert bool(calls) == one_call and {c[:2] for c in calls} <= ({(0, 2), (2, 4)} if split else {(0, 4)})
+        runs.append((ens.params.copy(), history["loss"], history["val_r2"]))
+    numpy.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1:] == runs[1][1:]
 
 
 def test_validation_datas_weights_weigh_every_members_metrics(data):

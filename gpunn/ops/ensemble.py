@@ -445,11 +445,13 @@ def _define():
         gpunn.ops.cblas), or for a single model's small-k forward product the kernel CpuOps.matmul calls
         (_small_k_matmul), and each elementwise pass the kernel or NumPy operations those methods run.
 
-        X (1 or K, rows, n0) and Y (1 or K, rows, 1): shared by the K members or one per member; W, b, dW, db:
-        tuples of the (K, n_in, n_out) / (K, n_out) parameter and gradient views; Zo, dAo (K, rows, 1): the
+        X (1 or K, rows, n0) and Y (1 or K, rows, 1): shared by the K members or one per member; Y (1 or K, rows, 2)
+        is a weighted batch's (gpunn.sample_weights), each row's weight its second column: dA = (2/m) w (A - Y) and the
+        sum is the float64 dot product of w (A - Y) and (A - Y), EnsembleOps.loss_gradient(weights=)'s roundings. W,
+        b, dW, db: tuples of the (K, n_in, n_out) / (K, n_out) parameter and gradient views; Zo, dAo (K, rows, 1): the
         output layer's buffers; sums (K,): each member's sum of squared errors, in float64. Zh, dAh: one
         member's hidden-layer buffers (rows, n), reused by each member of the group in turn (they stay in cache);
-        d64: (rows,) float64 scratch. The output layer's bias gradient is summed here as bias_gradient sums it
+        d64: (2 rows,) float64 scratch. The output layer's bias gradient is summed here as bias_gradient sums it
         (_column_sums: in float64, in row order, rounded once). With flags[0], each member's Adam step follows its backward pass (_member_adam_in_pass; aw,
         ag, am, av: the (K, P) rows of the parameters, gradients and moments; rates, pow1, pow2: the members' table
         and beta1**step, beta2**step). On entry, with the GIL released, signal[slot] = value (_SpinningWorkers'
@@ -480,15 +482,22 @@ def _define():
             bo = b[L - 1][k, 0]
             for i in range(m):
                 Zk[i, 0] += bo
-            # loss_gradient: dA = A - Y; its squares summed in float64 (numpy.matmul's ddot); dA *= 2/rows
+            # loss_gradient: dA = A - Y; its squares summed in float64 (numpy.matmul's ddot); dA *= 2/rows. Weighted
+            # (Y's second column): the ddot of w (A - Y) and (A - Y), each product in float64, and dA *= w after
+            weighted = Yk.shape[1] == 2
             for i in range(m):
                 d = Zk[i, 0] - Yk[i, 0]
                 dk[i, 0] = d
                 d64[i] = d
-            sums[k] = cblas.dot(dot, ilp, m, d64.ctypes.data, 1, d64.ctypes.data, 1)
+                if weighted:
+                    d64[m + i] = numpy.float64(d) * numpy.float64(Yk[i, 1])
+            second = d64.ctypes.data + (8 * m if weighted else 0)
+            sums[k] = cblas.dot(dot, ilp, m, second, 1, d64.ctypes.data, 1)
             out_bias = 0.0  # db of the output layer: dA's column sum in float64, rounded once (bias_gradient's)
             for i in range(m):
                 dk[i, 0] *= scale
+                if weighted:
+                    dk[i, 0] *= Yk[i, 1]
                 out_bias += dk[i, 0]
             db[L - 1][k, 0] = out_bias
             # backward: dW[L-1] = A^T @ dZ (gemv, row-major transposed), dA below = the outer product dZ w^T,
@@ -816,7 +825,8 @@ class CpuEnsembleOps(EnsembleOps):
         (_member_group_pass), as a _GroupPass: ``run(group, signal)`` for each group (a slice of the members), which
         writes the gradients, ws's output-layer buffers and ``sums``. Or None where that pass
         does not apply: then the caller runs Ensemble._forward and _backward. It applies to ReLU, tanh or sigmoid
-        hidden layers with bias, an identity output layer of one column, no other size under 2, at least 2 rows,
+        hidden layers with bias, an identity output layer of one column (a weighted batch's Y of two: its second the rows'
+        weights, gpunn.sample_weights), no other size under 2, at least 2 rows,
         C-ordered X and Y, where NumPy's own BLAS could be bound (gpunn.ops.cblas), and for tanh or sigmoid NumPy's
         tanh or exp loop (gpunn.ops.ufuncs): the same products (the calls numpy.matmul makes), the same kernels and
         per-element arithmetic, the same bits as the two methods. Each group's hidden-layer buffers are one member's,
@@ -846,7 +856,7 @@ class CpuEnsembleOps(EnsembleOps):
         aside: gpunn.ops.mlp_step)."""
         return (_STANDS_IN_FOR.isdisjoint(vars(self))
                 and 2 <= X.shape[-2] <= GEMM_INT_MAX  # a CBLAS of C int dimensions (LP64) may be the one bound
-                and Y.shape[-1] == weights[-1].shape[-1]  # (not a weighted batch's Y: its weights' column, unread)
+                and Y.shape[-1] <= 2  # one output (below), or a weighted batch's: its weights the second column
                 and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous
                 and Y.flags.c_contiguous and self._one_call_network(weights, biases, acts) is not None)
 
