@@ -342,7 +342,7 @@ def test_readmes_command_line_data_examples_run_on_the_files_its_setup_block_mak
             continue
         assert cli.main(args[1:]) == 0, (line, capsys.readouterr())
         ran.append(args[1])
-    assert ran == ["train"] * 4 + ["predict"] * 5 and (tmp_path / "out.csv").exists()
+    assert ran == ["train"] * 5 + ["predict"] * 5 and (tmp_path / "out.csv").exists()
     assert pq.read_table(tmp_path / "p.parquet").column_names == ["x", "y1", "y2"]  # --keep x
     assert capsys.readouterr().out.splitlines()[-1].startswith("held-out (runs/, against y1, y2): mse ")  # --score
 

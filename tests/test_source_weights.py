@@ -1,5 +1,7 @@
 """A file source's per-row weights (gpunn.data.row_weights): an .npy pair's ``weights=`` file, a table's ``weight=``
 column, weighing training, its validation and a resume as fit(X, Y, sample_weight=w) weighs arrays."""
+import re
+
 import numpy
 import pytest
 
@@ -299,3 +301,54 @@ def test_a_run_on_a_tables_weight_column_resumes_only_with_it(tables, kind):
         gpunn.load_checkpoint(run, device="cpu").resume(table(path, kind, seed=2, weight=None, features=["a", "b", "c"]),
                                                         epochs=2, verbose=False)
     gpunn.load_checkpoint(run, device="cpu").resume(table(path, kind, seed=2), epochs=2, verbose=False)
+
+
+def test_gpunn_train_weighs_a_files_rows_by_weights_or_a_tables_column_and_resumes_with_them(tables, capsys):
+    from gpunn.cli import main
+
+    path, X, Y, w = tables
+    numpy.save(path / "ones.npy", numpy.ones(240))
+    small = ["--hidden", "8", "--batch-size", "32", "--epochs", "2", "--device", "cpu", "--quiet", "--seed", "1"]
+    npy_pair = ["--data", str(path / "X.npy"), "--targets", str(path / "Y.npy")]
+    models = {}
+    for name, extra in (("plain", []), ("ones", ["--weights", str(path / "ones.npy")]),
+                        ("weighted", ["--weights", str(path / "w.npy")])):
+        assert main(["train", *npy_pair, *extra, "--save", str(path / f"{name}.npz"), *small]) == 0
+        models[name] = gpunn.load(path / f"{name}.npz").params
+    numpy.testing.assert_array_equal(models["ones"], models["plain"])  # equal weights weigh nothing, bit for bit
+    assert not numpy.allclose(models["weighted"], models["plain"])
+    saved = gpunn.load_checkpoint(path / "weighted.npz").training["source"]
+    assert saved["w_path"] == str(path / "w.npy") and saved["sample_weight"] is True
+    assert main(["train", "--resume", str(path / "weighted.npz"), "--epochs", "3", "--device", "cpu", "--quiet"]) == 0
+    assert gpunn.load_checkpoint(path / "weighted.npz").epoch == 3
+    (path / "moved").mkdir()  # --weights, as --data and --targets, may say where the run's file is now
+    for name in ("X", "Y", "w"):
+        (path / "moved" / f"{name}.npy").write_bytes((path / f"{name}.npy").read_bytes())
+    moved = [str(path / "moved" / f"{name}.npy") for name in ("X", "Y", "w")]
+    assert main(["train", "--resume", str(path / "weighted.npz"), "--epochs", "4", "--data", moved[0], "--targets",
+                 moved[1], "--weights", moved[2], "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(path / "t.csv"), "--target", "y1,y2", "--weight", "w",
+                 "--save", str(path / "csv.npz"), *[a for a in small if a != "--quiet"]]) == 0
+    assert "each row weighed by column w" in capsys.readouterr().out
+    model = gpunn.load(path / "csv.npz")
+    assert model.data_columns == {"features": ["a", "b", "c"], "targets": ["y1", "y2"]}
+    assert gpunn.load_checkpoint(path / "csv.npz").training["source"]["weight"] == "w"
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--data", "t.csv", "--target", "y1", "--weights", "w.npy"], r"--weights goes with --data X\.npy; for --data "
+                                                                  r"\S*t\.csv, name the weight column with --weight"),
+    (["--data", "X.npy", "--targets", "Y.npy", "--weight", "w"], r"--weight w names a column of a Parquet or CSV "
+                                                                 r"table; for --data X\.npy give each row's weight in "
+                                                                 r"a file of its own, --weights W\.npy"),
+    (["--weights", "w.npy"], r"--weights \S*w\.npy names the rows' weights of a --data file, and this run trains on "
+                             r"the synthetic task teacher"),
+])
+def test_gpunn_train_refuses_weights_that_its_data_would_not_read(tables, capsys, monkeypatch, options, says):
+    from gpunn.cli import main
+
+    path, *_ = tables
+    monkeypatch.chdir(path)
+    assert main(["train", *options, "--epochs", "1", "--device", "cpu", "--quiet"]) == 2
+    assert re.search(says, capsys.readouterr().err)

@@ -67,8 +67,9 @@ def column_list_text(text) -> str:
     return text
 
 
-def add_arguments(parser, standardize=True, stream=True) -> None:
-    """The data options; ``standardize``/``stream``: with --standardize / --stream (gpunn sweep has no --stream)."""
+def add_arguments(parser, standardize=True, stream=True, weights=True) -> None:
+    """The data options; ``standardize``/``stream``/``weights``: with --standardize / --stream / --weights and
+    --weight (gpunn sweep has no --stream, and its ensembles take no source's weights yet)."""
     g = parser.add_argument_group("data beyond memory (gpunn.data)")
     task_options = ", ".join(["--task", "--rows", "--outputs", "--noise"] + ["--stream"] * stream) + " and a --features count"
     g.add_argument("--data", type=file_path, metavar="PATH", help="train on a file instead of a synthetic task: X.npy (with --targets "
@@ -80,6 +81,15 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
     g.add_argument("--target", metavar="COLUMNS", type=column_list_text,
                    help=f"target column(s) of a Parquet or CSV --data, comma-separated ({COLUMNS_HELP}); "
                    "--features names the feature columns (default: all the others)")
+    if weights:
+        g.add_argument("--weights", type=file_path, metavar="W.npy",
+                       help="each row's weight in the loss for --data X.npy: a 1-D .npy file, one weight a row, 0 or "
+                            "more (Python's sample_weight: the loss is sum w |a - y|^2 / sum w; the held-out tenth's "
+                            "weights weigh its metrics); read once before training, to check and sum them")
+        g.add_argument("--weight", metavar="COLUMN",
+                       help="the column of each row's weight in the loss of a Parquet or CSV --data, as --weights "
+                            "(neither a feature nor a target: the default features leave it out); a CSV file is "
+                            "parsed once more before training, to check and sum its weights")
     if standardize:
         g.add_argument("--standardize", action="store_true", help="train on inputs and targets scaled to mean 0, "
                        "std 1 (statistics from one pass over the training rows before the first epoch, its progress "
@@ -128,18 +138,19 @@ def counts_graph(args, backend) -> bool:
 def _check_files_there(args):
     """A resumed run's data files exist where its checkpoint recorded them (or where --data/--targets say),
     or the error says how to give their new place."""
-    for option in ("data", "targets"):
+    for option in ("data", "targets", "weights"):
         path = getattr(args, option, None)
         if path and not os.path.exists(path):
             raise ValueError(f"--{option} {path}: no such file; if the run's files have moved, give --data (and "
-                             "--targets) where they are now: the checkpoint checks that they hold the same data")
+                             "--targets) where they are now, and --weights where the run has them: the checkpoint "
+                             "checks that they hold the same data")
 
 
 def _check_config_paths(args):
     """A --config file's data and targets exist, or the refusal names the key and where its path was read from: the
     current directory, as the command line's paths are, not the file's (it said "t.csv: no such file", naming no
     file the user had typed)."""
-    for key in ("data", "targets"):
+    for key in ("data", "targets", "weights"):
         path = getattr(args, key, None)
         if path and key in getattr(args, "config_keys", ()) and not os.path.exists(path):
             from ..config import as_key
@@ -202,7 +213,8 @@ def make_source(args, backend, ckpt=None):
         common["window"] = _saved_window(args, ckpt)
         _check_column_options(args, kind)
         if kind == ".npy":
-            source = data.npy(args.data, args.targets, chunk_rows=cut.get("chunk_rows"), **common)
+            source = data.npy(args.data, args.targets, weights=getattr(args, "weights", None),
+                              chunk_rows=cut.get("chunk_rows"), **common)
             _note_targets_are_inputs(args)
         elif kind in PARQUET_SUFFIXES or os.path.isdir(args.data):
             source = _table(data.parquet, args, chunk_rows=cut.get("chunk_rows"), **common)
@@ -224,9 +236,11 @@ def make_source(args, backend, ckpt=None):
             source.close()
             raise
         _show_notes(notes, args, source, ckpt)
+        weighed = (f", each row weighed by {shell_word(args.weights)}" if getattr(args, "weights", None) else
+                   f", each row weighed by column {shell_word(args.weight)}" if getattr(args, "weight", None) else "")
         return source, f"data: {shell_word(args.data)}, {counted(source.rows, 'training row')} in " \
                        f"{counted(len(source.train_chunks), 'chunk')}, {source.validation_rows:,} validation rows " \
-                       "(whole chunks), read chunk by chunk"
+                       f"(whole chunks), read chunk by chunk{weighed}"
     from .. import preflight
 
     itemsize = 8 if args.dtype == "float64" else 4
@@ -350,9 +364,15 @@ def _check_column_options(args, kind):
                 raise ValueError(f"{option} {joined_columns(value) if isinstance(value, list) else value} names columns of "
                                  "a Parquet or CSV table; --data X.npy trains on every column of X.npy, with "
                                  "--targets Y.npy as the targets")
+        if getattr(args, "weight", None):
+            raise ValueError(f"--weight {shell_word(args.weight)} names a column of a Parquet or CSV table; for --data "
+                             "X.npy give each row's weight in a file of its own, --weights W.npy")
     elif args.targets:
         raise ValueError(f"--targets goes with --data X.npy; for --data {shell_word(args.data)}, name the target column(s) with "
                          "--target")
+    elif getattr(args, "weights", None):
+        raise ValueError(f"--weights goes with --data X.npy; for --data {shell_word(args.data)}, name the weight column "
+                         "with --weight")
 
 
 def _saved_cut(ckpt) -> dict:
@@ -437,7 +457,8 @@ def _table(make, args, **options):
     from ..data.table_columns import NoTarget, columns_are
 
     try:
-        return make(args.data, args.target or None, _feature_names(args), **options)
+        return make(args.data, args.target or None, _feature_names(args), weight=getattr(args, "weight", None),
+                    **options)
     except NoTarget as exc:
         raise ValueError(f"--data {shell_word(args.data)}: name the target column(s) with --target; {columns_are(exc.columns)}"
                          f"{exc.hint}") from None

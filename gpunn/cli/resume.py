@@ -41,7 +41,7 @@ RUN_LOCAL = frozenset({"resume", "save", "overwrite", "json", "csv", "plot", "sa
 BACKEND_KEY = "data_backend"  # recorded beside the options: "cpu" or "cuda", the generator of the data
 # where the data files are: recorded as absolute paths; with --resume they may name where the files are
 # now (the checkpoint then checks that the source holds the same data: rows, columns, chunks, ...)
-MOVABLE = ("data", "targets")
+MOVABLE = ("data", "targets", "weights")
 GROUP_KEY = "members_per_ensemble"  # gpunn sweep: recorded beside the options, how the grid was split
 
 

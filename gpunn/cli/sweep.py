@@ -179,7 +179,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "names, lists for the grid: lr = [1e-4, 1e-3]; top level or in a [sweep] table; a [train] table, gpunn train's, is skipped); flags on the "
                    "command line override it; a key this sweep would not use is noted, not refused")
     add_progress(s)
-    data_cli.add_arguments(s, stream=False)
+    data_cli.add_arguments(s, stream=False, weights=False)
     add_debug(s)
     for action in s._actions:  # the training's numbers, one for every member: told so where given a list
         if action.dest in _ONE_VALUE:

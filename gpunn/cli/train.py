@@ -137,7 +137,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "run with --resume PATH, or save elsewhere)")
     r.add_argument("--resume", type=file_path, metavar="PATH", help="continue the run saved in PATH exactly: its checkpoint records "
                    "every option; --epochs can extend it, --save, --json, --csv, --plot, --progress, --quiet and --device (same kind) apply, "
-                   "--data and --targets may say where its files are now (the same data), "
+                   "--data, --targets and --weights may say where its files are now (the same data), "
                    "any other option that differs from the recorded one is refused (--batch-size may also give the "
                    "per-rank batch the run goes on at on another number of ranks: its global batch over them); keeps "
                    "saving to PATH unless --save says otherwise. With --save PATH too (a batch job's line, run again "
@@ -240,8 +240,9 @@ def idle_options(args, resumed_too=False) -> dict:
     (the saved PATH.toml, which leaves them out as the first run's did)."""
     idle = {}
     if not getattr(args, "data", None):
-        for dest in ("target", "targets"):
-            idle[dest] = (f"names the targets of a --data file, and this run trains on the synthetic task {args.task}",
+        for dest, what in (("target", "targets"), ("targets", "targets"), ("weight", "rows' weights"),
+                           ("weights", "rows' weights")):
+            idle[dest] = (f"names the {what} of a --data file, and this run trains on the synthetic task {args.task}",
                           ": add --data PATH (or drop it)", f"this run trains on the synthetic task {args.task}")
         if getattr(args, "stream", None) == "off":
             sweep = getattr(args, "command", None) == "sweep"  # which has no --stream
