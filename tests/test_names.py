@@ -144,8 +144,8 @@ def test_help_says_the_names_take_any_letter_case(capsys):
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
-        # task, optimizer, schedule, two activations and --progress; train's --stream too
-        assert text.count("any letter case") == (7 if command == "train" else 6), (command, text)
+        # task, optimizer, schedule, two activations, --progress and --device; train's --stream too
+        assert text.count("any letter case") == (8 if command == "train" else 7), (command, text)
 
 
 @pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # (2 epochs: scikit-learn's ConvergenceWarning)

@@ -368,7 +368,7 @@ def counted(n: int, noun: str, plural: str = "") -> str:
 # --device's names, as gpunn.backend.resolve takes them (gpu: JAX's and TensorFlow's name for CUDA, the one
 # kind of GPU gpunn runs on)
 DEVICE_NAMES = ("cpu, cuda or cuda:N (gpu and gpu:N are the same as cuda and cuda:N; auto:N is cuda:N where a GPU is "
-                "usable and the CPU otherwise; cpu:0 is cpu)")
+                "usable and the CPU otherwise; cpu:0 is cpu; in any letter case)")
 
 
 def device_name(text: str) -> str:
