@@ -330,7 +330,8 @@ class Ensemble(DeviceModel):
         if self.precision != "float32":
             return None
         if one_call is None:
-            one_call = self.member_ops.one_call_applies(X, Y, self.weights, self.biases, self.activations)
+            one_call = self.member_ops.one_call_applies(X, Y, self.weights, self.biases, self.activations,
+                                                        self._weighted_batch(Y))
         # forward 2 and backward 4 multiply-adds' flops per parameter and row (weights; biases alike)
         return self.member_ops.member_groups(self.n_models, flops=6.0 * self.params_per_member * X.shape[-2],
                                              one_call=one_call)
@@ -341,7 +342,7 @@ class Ensemble(DeviceModel):
         _backward: float32 where the group pass applies. The same bits; per step one call instead of ~7 per
         layer: the K=4 tiny-net (8-32-32-1, batch 64) step took 46 us instead of 77 on the 2-core machine."""
         return self.precision == "float32" and \
-            self.member_ops.one_call_applies(X, Y, self.weights, self.biases, self.activations)
+            self.member_ops.one_call_applies(X, Y, self.weights, self.biases, self.activations, self._weighted_batch(Y))
 
     def _plan(self, X, Y):
         """(groups, one_pass) of a step on (X, Y): its member groups (``_groups``), and where there are none,
@@ -365,7 +366,7 @@ class Ensemble(DeviceModel):
         # where it applies, a group's whole pass is one call that does not take the GIL, with the update inside
         # when it is Adam's (CpuEnsembleOps.group_pass)
         one_call = self.member_ops.group_pass(X, Y, self.weights, self.biases, self._dW, self._db, self.activations,
-                                              ws, sums, update)
+                                              ws, sums, update, self._weighted_batch(Y))
         if one_call is not None:
             try:
                 if groups is None:  # one pass, on this thread

@@ -137,6 +137,26 @@ def test_a_weighted_step_runs_the_one_call_pass_with_the_plain_passs_bits(
     assert runs[0][1:] == runs[1][1:]
 
 
+def test_a_second_column_of_y_is_read_as_weights_only_in_a_weighted_fit(data):
+    """The one call takes a Y of two columns for a one-output net as a weighted batch only while a weighted fit trains
+    the ensemble (weighted_rows); a train_step given such a Y otherwise is refused as the plain pass refuses it, not
+    trained on its second column as weights."""
+    from gpunn.sample_weights import mean_one, with_weights
+    from gpunn.training.fit import weighted_rows
+
+    X, Y, w = data
+    X, Yw = X[:32].astype("float32"), with_weights(numpy, Y[:32, :1].astype("float32"), mean_one(w[:32], "rows"))
+    ens = gpunn.Ensemble([4, 8, 6, 1], 2, dtype="float32", device="cpu", seed=0)
+    with pytest.raises(ValueError, match="broadcast"):
+        ens.train_step(X, Yw)
+    with weighted_rows(ens, True):
+        sums = ens.train_step(X, Yw)
+    for k in range(2):
+        P = ens[k].predict(X).astype("float64")[:, 0]
+        expected = float(((P - Yw[:, 0]) ** 2 * Yw[:, 1]).sum())
+        assert sums[k] == pytest.approx(expected, rel=1e-5)
+
+
 def test_validation_datas_weights_weigh_every_members_metrics(data):
     """validation_data=(X_val, Y_val, w_val) (Keras's third item): each member's val_* metrics are its weighted MLP's,
     bit for bit; the Ensemble refused the third item before."""

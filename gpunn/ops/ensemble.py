@@ -195,11 +195,12 @@ class EnsembleOps:
             w[rows], m[rows], v[rows] = W, M, V
         return w
 
-    def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums, update=None):
-        """A member group's whole training pass (and ``update``) as one call per group (CpuEnsembleOps); None here."""
+    def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums, update=None, weighted=False):
+        """A member group's whole training pass (and ``update``) as one call per group (CpuEnsembleOps); None here.
+        ``weighted``: Y's last column is each row's weight (gpunn.sample_weights)."""
         return None
 
-    def one_call_applies(self, X, Y, weights, biases, acts) -> bool:
+    def one_call_applies(self, X, Y, weights, biases, acts, weighted=False) -> bool:
         """Whether group_pass gives a function for these arguments (False here)."""
         return False
 
@@ -820,7 +821,7 @@ class CpuEnsembleOps(EnsembleOps):
                                          db)
         return True
 
-    def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums, update=None):
+    def group_pass(self, X, Y, weights, biases, dW, db, acts, ws, sums, update=None, weighted=False):
         """A member group's whole forward and backward pass in one Numba call without the GIL
         (_member_group_pass), as a _GroupPass: ``run(group, signal)`` for each group (a slice of the members), which
         writes the gradients, ws's output-layer buffers and ``sums``. Or None where that pass
@@ -842,7 +843,7 @@ class CpuEnsembleOps(EnsembleOps):
         and class; a step then writes only its batch and ``sums`` into it. With adam_members' kept update, the
         Python around the kernel in a tiny-x4 step (8-32-32-1 at batch 64, K=4; the kernel 31.5 us) took 6 us of
         CPU time instead of 11 (2-core AMD EPYC, 2026-11-30)."""
-        if not self.one_call_applies(X, Y, weights, biases, acts):
+        if not self.one_call_applies(X, Y, weights, biases, acts, weighted):
             return None
         cls, hidden = _GroupPass, self._one_call_network(weights, biases, acts)
         made = ws.group_pass
@@ -850,13 +851,13 @@ class CpuEnsembleOps(EnsembleOps):
             made = ws.group_pass = cls(self, weights, biases, dW, db, hidden, ws, X.shape[-2], update)
         return made.on(X, Y, sums)
 
-    def one_call_applies(self, X, Y, weights, biases, acts) -> bool:
+    def one_call_applies(self, X, Y, weights, biases, acts, weighted=False) -> bool:
         """Whether group_pass gives a function for these arguments (see there). Not while a method it stands in
         for is set on these ops (``gpunn bench``'s step profile times them so, as one small MLP's one call steps
-        aside: gpunn.ops.mlp_step)."""
+        aside: gpunn.ops.mlp_step). ``weighted``: Y's second column is each row's weight (a weighted batch's)."""
         return (_STANDS_IN_FOR.isdisjoint(vars(self))
                 and 2 <= X.shape[-2] <= GEMM_INT_MAX  # a CBLAS of C int dimensions (LP64) may be the one bound
-                and Y.shape[-1] <= 2  # one output (below), or a weighted batch's: its weights the second column
+                and Y.shape[-1] == 1 + bool(weighted)  # one output (below), and a weighted batch's weights
                 and X.dtype == Y.dtype == weights[0].dtype and X.flags.c_contiguous
                 and Y.flags.c_contiguous and self._one_call_network(weights, biases, acts) is not None)
 
