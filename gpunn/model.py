@@ -384,13 +384,15 @@ class RawUnits:
 
     def _evaluate_logs(self, X, Y, sample_weight, chunk_rows, members=()):
         """(logs, whether X is a data source) of ``evaluate``, MLP's and Ensemble's: ``_evaluated_source`` of a source
-        (refusing ``sample_weight``: its rows come a window at a time, without them), else ``_evaluated`` of (X, Y)
+        (refusing ``sample_weight``: its rows come a window at a time, without them; a source's own weights weigh its
+        training and validation, not evaluate), else ``_evaluated`` of (X, Y)
         weighed by ``sample_weight``, a DataFrame's columns read by position warned of. Call inside
         ``backend.use()``."""
         if source_given(X, Y, "evaluate"):
             if sample_weight is not None:
-                raise ValueError("sample_weight weighs the rows of in-memory arrays; a data source has no weights "
-                                 "beside its rows: evaluate its rows loaded as (X, Y)")
+                raise ValueError("sample_weight weighs the rows of in-memory arrays; evaluate and score weigh every "
+                                 "row of a data source the same (weights it was made with weigh a fit's loss and val_* "
+                                 "metrics): evaluate its rows loaded as arrays, evaluate(X, Y, sample_weight=w)")
             return self._evaluated_source(X, chunk_rows, members), True
         with held_warnings():
             warn_read_by_position(X, self.data_columns, "X", self)

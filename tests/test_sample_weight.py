@@ -128,7 +128,7 @@ def test_a_validation_fraction_weighs_the_held_out_rows_by_theirs(data):
         assert history[f"val_{name}"][-1] == pytest.approx(got[name], rel=1e-6)  # float32 X: the cast's rounding
 
 
-def test_sample_weight_is_checked_and_what_it_does_not_reach_is_refused(data):
+def test_sample_weight_is_checked_and_what_it_does_not_reach_is_refused(data, tmp_path):
     X, Y, w = data
     model = MLP([4, 8, 2], device="cpu", seed=0)
 
@@ -164,6 +164,13 @@ def test_sample_weight_is_checked_and_what_it_does_not_reach_is_refused(data):
         fit(sample_weight=w, distributed=True)
     with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays"):
         model.evaluate(gpunn.data.iterable([(X, Y)]), sample_weight=w)
+    numpy.save(tmp_path / "X.npy", X), numpy.save(tmp_path / "Y.npy", Y), numpy.save(tmp_path / "w.npy", w)
+    with gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", weights=tmp_path / "w.npy") as weighted:
+        # (it said "a data source has no weights beside its rows", of a source made with them)
+        with pytest.raises(ValueError, match=r"evaluate and score weigh every row of a data source the same "
+                                             r"\(weights it was made with weigh a fit's loss and val_\* metrics\): "
+                                             r"evaluate its rows loaded as arrays, evaluate\(X, Y, sample_weight=w\)$"):
+            model.score(weighted, sample_weight=w)
 
     class OwnStep(MLP):
         def train_step(self, X, Y):
