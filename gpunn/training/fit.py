@@ -130,9 +130,9 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
 
 def refuse_weights_where_unweighted(model, X, Y, distributed):
     """What fit's ``sample_weight`` does not reach, refused before anything runs: a data source (its rows are
-    read a window at a time, with no weights beside them), data-parallel training and a model whose training step is
-    not MLP's own (a subclass's train_step or _backward would be given Y with the weights' column; an Ensemble's
-    step is its own, which reads them)."""
+    read a window at a time: it is made with its weights instead, gpunn.data.row_weights), data-parallel training
+    and a model whose training step is not MLP's own (a subclass's train_step or _backward would be given Y with the
+    weights' column; an Ensemble's step is its own, which reads them)."""
     if is_source(X, Y):
         raise ValueError(f"sample_weight weighs the rows of in-memory arrays; a data source ({type(X).__name__}) "
                          "carries its weights itself: make it with them, gpunn.data.npy(x_path, y_path, "
