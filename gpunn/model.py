@@ -384,15 +384,16 @@ class RawUnits:
 
     def _evaluate_logs(self, X, Y, sample_weight, chunk_rows, members=()):
         """(logs, whether X is a data source) of ``evaluate``, MLP's and Ensemble's: ``_evaluated_source`` of a source
-        (refusing ``sample_weight``: its rows come a window at a time, without them; a source's own weights weigh its
-        training and validation, not evaluate), else ``_evaluated`` of (X, Y)
+        (refusing ``sample_weight``: a source made with weights is weighed by its own, gpunn.data.row_weights),
+        else ``_evaluated`` of (X, Y)
         weighed by ``sample_weight``, a DataFrame's columns read by position warned of. Call inside
         ``backend.use()``."""
         if source_given(X, Y, "evaluate"):
             if sample_weight is not None:
-                raise ValueError("sample_weight weighs the rows of in-memory arrays; evaluate and score weigh every "
-                                 "row of a data source the same (weights it was made with weigh a fit's loss and val_* "
-                                 "metrics): evaluate its rows loaded as arrays, evaluate(X, Y, sample_weight=w)")
+                raise ValueError("sample_weight weighs the rows of in-memory arrays; a data source carries its own "
+                                 "(gpunn.data.npy(..., weights='w.npy'), a table's weight='w' column), which evaluate "
+                                 "weighs its rows by: make the source with them, or evaluate its rows loaded as (X, Y) "
+                                 "with sample_weight")
             return self._evaluated_source(X, chunk_rows, members), True
         with held_warnings():
             warn_read_by_position(X, self.data_columns, "X", self)
@@ -402,13 +403,17 @@ class RawUnits:
         """``_evaluated`` over every row of a data source, streamed a window at a time (gpunn.data.rawpass: raw
         rows, the model's standardizer applied as ``predict`` applies it); R²'s denominator from the targets'
         moments, merged window by window (gpunn.data.stats.Moments). ``each(P)``, when given, is called with each
-        piece's predictions in row order (gpunn predict --score writes them: one pass over the source). Call
-        inside ``backend.use()``."""
-        from .data.rawpass import overflow_named, raw_windows
+        piece's predictions in row order (gpunn predict --score writes them: one pass over the source). A source made
+        with weights (gpunn.data.row_weights) weighs each row's errors by them, scaled to mean 1 over its rows, and
+        R²'s denominator by their moments, as a fit's validation weighs them. Call inside ``backend.use()``."""
+        from .data.rawpass import overflow_named, raw_windows, weight_scale_of
+        from .data.row_weights import WeightedMoments
         from .data.stats import Moments
         from .metrics import evaluate_pieces, window_pieces
 
-        moments, place = Moments(self.layer_sizes[-1]), [0, 0]  # (the window and row the piece predicted starts at)
+        scale = weight_scale_of(source)
+        moments = (Moments if scale is None else WeightedMoments)(self.layer_sizes[-1])
+        place = [0, 0]  # (the window and row the piece predicted starts at)
 
         def predicted(Xc):
             with overflow_named(source, *place):
@@ -417,8 +422,9 @@ class RawUnits:
                 each(P)
             return P
 
-        with raw_windows(source, self) as windows:
-            pieces = ((Xc, self._raw_target(Yc)) for Xc, Yc in window_pieces(windows, chunk_rows, moments, place))
+        with raw_windows(source, self, scale) as windows:
+            pieces = ((Xc, self._raw_target(Yc), *weights) for Xc, Yc, *weights in
+                      window_pieces(windows, chunk_rows, moments, place, weighted=scale is not None))
             return evaluate_pieces(self, pieces, lambda: self.xp.asarray(moments.m2), predicted)
 
     def _predicted_source(self, source, chunk_rows, members=()):

@@ -190,9 +190,9 @@ def test_evaluate_and_score_weigh_every_members_metrics_as_its_mlps_and_as_valid
             assert value[k] == pytest.approx(member[key], rel=1e-12, abs=1e-15), (k, key)
     assert ens.score(X, Y, sample_weight=w) == ens.evaluate(X, Y, sample_weight=w)["r2"] != ens.score(X, Y)
     assert ens.evaluate(X, Y, sample_weight=numpy.ones(240)) == ens.evaluate(X, Y)
-    with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays; evaluate and score "
-                                         r"weigh every row of a data source the same .*: evaluate its rows loaded as "
-                                         r"arrays, evaluate\(X, Y, sample_weight=w\)$"):
+    with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays; a data source carries "
+                                         r"its own .*: make the source with them, or evaluate its rows loaded as "
+                                         r"\(X, Y\) with sample_weight$"):
         ens.evaluate(gpunn.data.iterable([(X, Y)]), sample_weight=w)
     with pytest.raises(ValueError, match=r"^sample_weight has 3 weights for 240 rows: one a row$"):
         ens.score(X, Y, sample_weight=w[:3])

@@ -167,9 +167,10 @@ def test_sample_weight_is_checked_and_what_it_does_not_reach_is_refused(data, tm
     numpy.save(tmp_path / "X.npy", X), numpy.save(tmp_path / "Y.npy", Y), numpy.save(tmp_path / "w.npy", w)
     with gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", weights=tmp_path / "w.npy") as weighted:
         # (it said "a data source has no weights beside its rows", of a source made with them)
-        with pytest.raises(ValueError, match=r"evaluate and score weigh every row of a data source the same "
-                                             r"\(weights it was made with weigh a fit's loss and val_\* metrics\): "
-                                             r"evaluate its rows loaded as arrays, evaluate\(X, Y, sample_weight=w\)$"):
+        with pytest.raises(ValueError, match=r"a data source carries its own \(gpunn\.data\.npy\(\.\.\., "
+                                             r"weights='w\.npy'\), a table's weight='w' column\), which evaluate weighs "
+                                             r"its rows by: make the source with them, or evaluate its rows loaded as "
+                                             r"\(X, Y\) with sample_weight$"):
             model.score(weighted, sample_weight=w)
 
     class OwnStep(MLP):

@@ -148,12 +148,6 @@ def test_what_a_sources_weights_do_not_reach_is_refused_before_anything_runs(fil
                                          r"\(NpySource\) carries its weights itself: make it with them, "
                                          r"gpunn\.data\.npy\(x_path, y_path, weights='w\.npy'\)"):
         fit(MLP([3, 8, 2], device="cpu"), source, sample_weight=w)
-    with pytest.raises(ValueError, match=r"^NpySource \S+X\.npy has a weight for each row, which an Ensemble does not "
-                                         r"take from a source yet: .*ens\.fit\(X, Y, sample_weight=w\)$"):
-        gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(source, epochs=1, verbose=False)
-    with pytest.raises(ValueError, match=r"^NpySource \S+X\.npy has a weight for each row, which an Ensemble"):
-        gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(npy(path, None), epochs=1, verbose=False,
-                                                       validation_data=source)
     with pytest.raises(ValueError, match=r"has a weight for each row, which data-parallel training does not take "
                                          r"yet: fit it without distributed"):
         fit(MLP([3, 8, 2], device="cpu"), source, distributed=True)
@@ -352,3 +346,58 @@ def test_gpunn_train_refuses_weights_that_its_data_would_not_read(tables, capsys
     monkeypatch.chdir(path)
     assert main(["train", *options, "--epochs", "1", "--device", "cpu", "--quiet"]) == 2
     assert re.search(says, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_an_ensemble_on_a_weighted_source_trains_each_member_as_the_mlp_on_it(files, outputs):
+    """Every member weighs the source's rows as one MLP's fit on the source does (Ensemble.fit's sample_weight on
+    arrays: member k is MLP(seed=seed + k)'s run), its held-out chunks' val_* too, bit for bit; a resume of the
+    ensemble's run part-way is exact."""
+    path, X, Y, w = files
+    numpy.save(path / "Y.npy", Y[:, :outputs])
+
+    def source():
+        return npy(path, chunk_rows=20, validation_fraction=0.25, seed=3)
+
+    ens = gpunn.Ensemble([3, 8, outputs], 3, dtype="float64", device="cpu", seed=5)
+    history = fit(ens, source())
+    for k in range(3):
+        member = MLP([3, 8, outputs], dtype="float64", device="cpu", seed=5 + k)
+        alone = fit(member, source())
+        numpy.testing.assert_array_equal(ens[k].params, member.params)
+        for key in ("loss", "val_loss", "val_mae", "val_r2"):
+            assert [epoch[k] for epoch in history[key]] == alone[key], key
+    unweighted = gpunn.Ensemble([3, 8, outputs], 3, dtype="float64", device="cpu", seed=5)
+    fit(unweighted, npy(path, None, chunk_rows=20, validation_fraction=0.25, seed=3))
+    assert not numpy.allclose(unweighted.params, ens.params)
+
+    class StopPartWay(gpunn.Callback):
+        def on_batch_end(self, trainer, batch):
+            if trainer.state.epoch == 1 and batch == 2:
+                trainer.interrupt()
+
+    run = path / "ens.npz"
+    fit(gpunn.Ensemble([3, 8, outputs], 3, dtype="float64", device="cpu", seed=5), source(),
+        callbacks=[gpunn.ModelCheckpoint(run), StopPartWay()])
+    checkpoint = gpunn.load_checkpoint(run, device="cpu")
+    assert checkpoint.state.batch == 3
+    checkpoint.resume(source(), verbose=False)
+    numpy.testing.assert_array_equal(checkpoint.model.params, ens.params)
+
+
+def test_evaluate_and_score_of_a_weighted_source_weigh_its_rows_as_sample_weight_weighs_arrays(files):
+    path, X, Y, w = files
+    source = npy(path, chunk_rows=20, validation_fraction=0.25)
+    model = MLP([3, 8, 2], dtype="float64", device="cpu", seed=2)
+    fit(model, source)
+    expected = model.evaluate(X, Y, sample_weight=w)  # (every row: the held-out chunks' too)
+    for key, value in model.evaluate(source).items():
+        assert value == pytest.approx(expected[key], rel=1e-10), key
+    assert model.score(source) == pytest.approx(model.score(X, Y, sample_weight=w), rel=1e-10)
+    assert model.evaluate(npy(path, None))["mse"] != pytest.approx(expected["mse"], rel=1e-3)
+    ens = gpunn.Ensemble([3, 8, 2], 2, dtype="float64", device="cpu", seed=2)
+    fit(ens, source)
+    numpy.testing.assert_allclose(ens.evaluate(source)["r2"], ens.evaluate(X, Y, sample_weight=w)["r2"], rtol=1e-10)
+    with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays; a data source carries "
+                                         r"its own \(gpunn\.data\.npy\(\.\.\., weights='w\.npy'\)"):
+        model.evaluate(source, sample_weight=w)

@@ -69,7 +69,7 @@ def column_list_text(text) -> str:
 
 def add_arguments(parser, standardize=True, stream=True, weights=True) -> None:
     """The data options; ``standardize``/``stream``/``weights``: with --standardize / --stream / --weights and
-    --weight (gpunn sweep has no --stream, and its ensembles take no source's weights yet)."""
+    --weight (gpunn sweep has no --stream, and no weights yet)."""
     g = parser.add_argument_group("data beyond memory (gpunn.data)")
     task_options = ", ".join(["--task", "--rows", "--outputs", "--noise"] + ["--stream"] * stream) + " and a --features count"
     g.add_argument("--data", type=file_path, metavar="PATH", help="train on a file instead of a synthetic task: X.npy (with --targets "

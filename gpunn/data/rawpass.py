@@ -8,8 +8,16 @@ import functools
 import types
 
 
+def weight_scale_of(source):
+    """The scale of every row's weight of a source made with weights (gpunn.data.row_weights: ``weight_scale("all")``),
+    which ``evaluate`` and ``score`` weigh its rows by; None for a source without them, or where they are all
+    equal."""
+    scale = getattr(every_row_of(source), "weight_scale", None)
+    return None if scale is None else scale("all")
+
+
 @contextlib.contextmanager
-def raw_windows(source, model):
+def raw_windows(source, model, weights=None):
     """Device (X, Y) windows of every chunk of ``source`` (training and held-out ones), in file order, raw: the
     source's own standardization is left off while the pass runs, as the model's ``standardizer`` (if any) is
     what ``predict`` applies, and its statistics, not a held-out source's own, are the ones the model learned
@@ -20,7 +28,8 @@ def raw_windows(source, model):
 
     An iterable source (gpunn.data.iterable) gives its pieces of one pass instead (``ordered_pieces``); a
     ShardedSource that owns every shard, the rows of the source it wraps; one that owns some is refused
-    (``every_row_of``)."""
+    (``every_row_of``). ``weights`` (``weight_scale_of``'s): each window's Y holds each row's weight so scaled as its
+    last column."""
     from ..checks import check_source_columns, check_source_widths, warn_source_read_by_position
 
     source = every_row_of(source)
@@ -37,7 +46,7 @@ def raw_windows(source, model):
     # (the source's statistics pass, ChunkedSource._wide_dtype): as RawUnits._raw_input takes arrays
     view.standardize = model.standardizer is not None
     read = getattr(view, "ordered_windows", None) or view.ordered_pieces
-    with contextlib.closing(read()) as windows:
+    with contextlib.closing(read() if weights is None else read(weights=weights)) as windows:
         yield windows
 
 

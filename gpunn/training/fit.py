@@ -148,21 +148,17 @@ def refuse_weights_where_unweighted(model, X, Y, distributed):
 
 def refuse_a_weighted_source(model, sources, distributed):
     """What a source's weights (gpunn.data.row_weights: made with ``weights=`` or ``weight=``) do not reach yet,
-    refused before anything runs, as ``refuse_weights_where_unweighted`` refuses arrays' ``sample_weight``: an
-    Ensemble, data-parallel training and a model with its own training step. ``sources``: the training source
-    and validation_data (anything; only a source with weights counts)."""
+    refused before anything runs, as ``refuse_weights_where_unweighted`` refuses arrays' ``sample_weight``:
+    data-parallel training and a model with its own training step (an Ensemble's step is its own, which reads them).
+    ``sources``: the training source and validation_data (anything; only a source with weights counts)."""
     weighted = [source for source in sources if getattr(source, "has_weights", False)]
     if not weighted:
         return
     name = f"{type(weighted[0]).__name__} {weighted[0]._name()}"
-    if hasattr(model, "n_models"):
-        raise ValueError(f"{name} has a weight for each row, which an Ensemble does not take from a source yet: make the "
-                         "source without weights, fit one MLP on it, or fit the Ensemble on its rows as arrays, "
-                         "ens.fit(X, Y, sample_weight=w)")
     if distributed:
         raise ValueError(f"{name} has a weight for each row, which data-parallel training does not take yet: fit it "
                          "without distributed, or make the source without weights")
-    if not model.steps_as_mlp():
+    if hasattr(model, "steps_as_mlp") and not model.steps_as_mlp():
         raise TypeError(f"{name} has a weight for each row, which needs MLP's own training step; "
                         f"{type(model).__name__} defines its own train_step, _forward or _backward, which would be "
                         "given Y with the weights as one more column")
