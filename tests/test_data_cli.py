@@ -1091,7 +1091,8 @@ def test_columns_and_paths_with_spaces_are_named_in_quotes(spaced, capsys):
     assert f"MODEL '{spaced / 'm.npz'}' does not exist" in capsys.readouterr().err
     gpunn.save(spaced / "m3.npz", gpunn.MLP([3, 4, 1], device="cpu"))  # --keep's refusal lists them alike (bare, as
     assert main(["predict", str(spaced / "m3.npz"), str(data), str(spaced / "p.csv"), "--keep", "id"]) == 2  # it was)
-    assert capsys.readouterr().err.endswith(f": no column 'id'; {listed}\n")
+    assert capsys.readouterr().err.endswith(f"--keep: IN '{data}': no column 'id'; {listed}\n")  # (IN quoted, as
+    # "IN '.../no file.csv' does not exist": bare, "IN .../my dir/a b.csv" read as a file "my")
     (spaced / "ids.csv").write_text("item name,first col,third,sale price\nbob,1,2,3\ncat,4,5,6\n")
     assert main(["train", "--data", str(spaced / "ids.csv"), "--target", "sale price", *SMALL]) == 2
     assert "(--features 'first col,third', features=[...])" in capsys.readouterr().err

@@ -636,12 +636,16 @@ def _width(exc) -> int | None:
 
 
 def _named_in(exc, path):
-    """A streamed read's error about the input file, named IN as the whole read's are ("IN x.csv: ..."):
+    """A streamed read's error about the input file, named IN as the whole read's are ("IN x.csv: ..."), the file
+    quoted as they quote it ("IN 'my dir/a b.csv': ..."; bare, "IN my dir/a b.csv" read as the file "my"):
     gpunn.data.files, a library, names the file alone ("x.csv: ...", "x.csv line 5: ...", a Parquet
     directory's file); any other error as it is."""
     text = str(exc)
-    if text.startswith((f"{path}:", f"{path} ", os.path.join(path, ""))):
-        return type(exc)(f"IN {text}")
+    if text.startswith((f"{path}:", f"{path} ")):
+        return type(exc)(f"IN {shell_word(path)}{text[len(path):]}")
+    if text.startswith(os.path.join(path, "")):  # (a Parquet directory's file)
+        file, said, rest = text.partition(": ")
+        return type(exc)(f"IN {shell_word(file)}{said}{rest}")
     return exc
 
 
