@@ -740,7 +740,7 @@ class MLP(DeviceModel):
         """Forward and backward on a device batch (the Trainable protocol, gpunn.training.protocols):
         gradients land in ``self.grads``; returns sum((A[L] - Y)^2) as a 0-d device array. A small net on the CPU
         runs it as one Numba call with the same bits (gpunn.ops.mlp_step.one_call_gradients)."""
-        if self.xp is numpy and not self._weighted_batch(Y):
+        if self.xp is numpy:
             sum_sq = one_call_gradients(self, X, Y)
             if sum_sq is not None:
                 return sum_sq
@@ -760,7 +760,7 @@ class MLP(DeviceModel):
         """train_step, then ``optimizer.step(params, grads, lr)``: what the training loop does with no gradient
         hook between the two. A small net with Adam or AdamW on the CPU runs both as one Numba call with the same
         bits (gpunn.ops.mlp_step.one_call_step: ~64 Python calls a step fewer)."""
-        if self.xp is numpy and not self._weighted_batch(Y):
+        if self.xp is numpy:
             sum_sq = one_call_step(self, X, Y, optimizer, lr)
             if sum_sq is not None:
                 return sum_sq

@@ -79,6 +79,10 @@ def assert_same(a, b):
     assert a[3] == b[3]
 
 
+def row_weights(rows):
+    return numpy.random.default_rng(7).uniform(0, 3, rows)
+
+
 RUNS = {  # the one call runs every step of these: with the optimizer's step in it for Adam and AdamW
     "adam": {},
     "sgd": dict(optimizer="sgd"),
@@ -128,6 +132,13 @@ RUNS = {  # the one call runs every step of these: with the optimizer's step in 
     # the first hidden layer has no dA below it: a width of 8 over 128 x 64 inputs is no small-k product
     "first hidden width 8 over input 64": dict(sizes=(64, 8, 16, 1), rows=256, fit=dict(batch_size=128)),
     "65535 parameters": dict(sizes=(432, 151, 1), rows=128, fit=dict(batch_size=64, epochs=1)),
+    # sample_weight: Y's second column is each row's weight (gpunn.sample_weights), which the kernel's loss reads
+    "weighted": dict(fit=dict(sample_weight=row_weights(300))),
+    "weighted sgd float64": dict(optimizer="sgd", dtype="float64", fit=dict(sample_weight=row_weights(300))),
+    "weighted tanh adamw, validation": dict(activation="tanh", optimizer=lambda: gpunn.AdamW(weight_decay=0.05),
+                                            fit=dict(sample_weight=row_weights(300), validation_fraction=0.2)),
+    "weighted, zeros, batch 128 width 64": dict(sizes=(16, 64, 64, 1), fit=dict(
+        batch_size=128, sample_weight=row_weights(300) * (numpy.arange(300) % 3 > 0))),
 }
 
 

@@ -310,17 +310,27 @@ def test_weights_on_the_device_weigh_as_the_same_weights_on_the_host(gpu, data):
     assert runs[1][1:] == runs[0][1:]
 
 
-def test_a_weighted_run_does_not_take_the_cpus_one_call_step(data, monkeypatch):
+def test_a_weighted_run_takes_the_cpus_one_call_step(data, monkeypatch):
+    """A small net's weighted step on the CPU is one Numba call, as the unweighted one (gpunn.ops.mlp_step; its bits:
+    tests/test_mlp_step.py's weighted cases); outside a weighted fit, a Y of a column too many is the generic step's
+    (refused there), not read as weights."""
     import gpunn.model as model_module
+    from gpunn.ops import lazynumba, mlp_step
+    from gpunn.ops.cpu import numba
 
+    if numba is None:
+        pytest.skip("the one-call step needs Numba")
+    lazynumba.load()  # (a short fit's first steps run the generic step until Numba is imported)
     X, Y, w = data
-    calls = []
-    monkeypatch.setattr(model_module, "one_call_step", lambda *a: calls.append(a) or None)
+    ran = []
+    monkeypatch.setattr(model_module, "one_call_step",
+                        lambda *a: ran.append(a[2].shape[1]) or mlp_step.one_call_step(*a))
     model = MLP([4, 8, 1], device="cpu", seed=0)
     model.fit(X, Y[:, :1], epochs=1, batch_size=32, verbose=False, sample_weight=w)
-    assert calls == []
-    model.fit(X, Y[:, :1], epochs=1, batch_size=32, verbose=False)  # unweighted: the one call is asked
-    assert calls
+    assert ran and set(ran) == {2}  # (the weights' column)
+    X32, Y32 = X.astype("float32"), numpy.ascontiguousarray(Y, "float32")
+    assert mlp_step.one_call_gradients(model, X32, numpy.ascontiguousarray(Y32[:, :1])) is not None
+    assert mlp_step.one_call_gradients(model, X32, Y32) is None
 
 
 def test_a_weighted_run_resumes_exactly_and_only_with_its_weights(data, tmp_path):

@@ -121,7 +121,7 @@ class _Net:
         one = lambda views: tuple(v[None] for v in views)  # a member axis of one
         hidden = len(model.layer_sizes) - 2
         rows = ws.Z[-1].shape[0]
-        d64 = numpy.empty(rows, numpy.float64)
+        d64 = numpy.empty(2 * rows, numpy.float64)  # (a weighted batch's loss takes both halves)
         blas, _, loops, layers = network
         layers = layers.copy()  # this batch size's products
         layers[:, LAYER_SMALL_K] = _small_k_forward(model.layer_sizes, rows)
@@ -177,7 +177,8 @@ def _takes(model, X, Y) -> bool:
     """The per-call conditions on the batch (see one_call_step)."""
     dt = model.dtype
     return (X.dtype == dt and Y.dtype == dt and X.flags.c_contiguous and Y.flags.c_contiguous
-            and X.ndim == Y.ndim == 2 and X.shape[1] == model.layer_sizes[0] and Y.shape == (X.shape[0], 1))
+            and X.ndim == Y.ndim == 2 and X.shape[1] == model.layer_sizes[0]
+            and Y.shape == (X.shape[0], 1 + model._weighted_batch(Y)))  # (a weighted batch: each row's weight too)
 
 
 def _optimizer_applies(model, optimizer) -> bool:
@@ -200,7 +201,8 @@ def one_call_step(model, X, Y, optimizer, lr):
     runs all the same (CpuOps.one_call_numpy_blas says why); or with MKL's (gpunn.ops.cblas.mkl_blas) where
     GPUNN_GEMM forces mkl, on one MKL thread, for products under its ONE_THREAD_MACS; not where it forces blis; with bias,
     ReLU, tanh or sigmoid hidden layers (tanh and sigmoid where NumPy's tanh or exp loop could be bound:
-    gpunn.ops.ufuncs), an identity output of one column, no size under 2, float32 precision and under
+    gpunn.ops.ufuncs), an identity output of one column (Y's, and in a fit with sample_weight a second, each row's
+    weight: gpunn.sample_weights), no size under 2, float32 precision and under
     PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it) bound to the model,
     with float settings, and a Python float ``lr``; on C-ordered X and Y of the model's dtype whose rows make each
     product one the generic path gives to BLAS, but a hidden layer's forward product, which may be its small-k

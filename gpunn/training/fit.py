@@ -356,9 +356,9 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     out weigh val_loss, val_mse, val_mae and val_r2 (scikit-learn's r2_score(sample_weight=...)); validation_data
     takes a third item, the validation rows' weights (Keras's). Arrays, one process, an MLP's own step: a data
     source carries its own weights instead (``gpunn.data.npy(..., weights="w.npy")``: gpunn.data.row_weights), and
-    distributed training is refused (``Ensemble.fit`` takes sample_weight as this fit does). Weights that are not all
-    equal train on the CPU with the reference's step (not the one Numba call); on a GPU the weighted loss is one
-    kernel, in a CUDA graph.
+    distributed training is refused (``Ensemble.fit`` takes sample_weight as this fit does). A small net's weighted
+    step on the CPU is its one Numba call (gpunn.ops.mlp_step), as an unweighted one; on a GPU the weighted loss is
+    one kernel, in a CUDA graph.
     """
     if not hasattr(model, "layer_sizes"):  # gpunn.fit(X, Y) without the model: "'numpy.ndarray' object has no
         # attribute 'standardizer'" said not what was missing
