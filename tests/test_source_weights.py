@@ -148,6 +148,11 @@ def test_what_a_sources_weights_do_not_reach_is_refused_before_anything_runs(fil
                                          r"\(NpySource\) carries its weights itself: make it with them, "
                                          r"gpunn\.data\.npy\(x_path, y_path, weights='w\.npy'\)"):
         fit(MLP([3, 8, 2], device="cpu"), source, sample_weight=w)
+    from gpunn.distributed import ShardedSource
+
+    with pytest.raises(ValueError, match=r"^ShardedSource \S+X\.npy has a weight for each row, which a ShardedSource's "
+                                         r"shards do not read yet: fit the source it wraps"):
+        fit(MLP([3, 8, 2], device="cpu"), ShardedSource(source, 2))  # (it trained on the last target as weights)
     with pytest.raises(ValueError, match=r"has a weight for each row, which data-parallel training does not take "
                                          r"yet: fit it without distributed"):
         fit(MLP([3, 8, 2], device="cpu"), source, distributed=True)

@@ -158,6 +158,11 @@ def refuse_a_weighted_source(model, sources, distributed):
     if distributed:
         raise ValueError(f"{name} has a weight for each row, which data-parallel training does not take yet: fit it "
                          "without distributed, or make the source without weights")
+    from ..distributed.shard import ShardedSource
+
+    if isinstance(sources[0], ShardedSource):  # (its shards' windows carry no weights, which it forwards as had)
+        raise ValueError(f"{name} has a weight for each row, which a ShardedSource's shards do not read yet: fit the "
+                         "source it wraps, or make that source without weights")
     if hasattr(model, "steps_as_mlp") and not model.steps_as_mlp():
         raise TypeError(f"{name} has a weight for each row, which needs MLP's own training step; "
                         f"{type(model).__name__} defines its own train_step, _forward or _backward, which would be "
