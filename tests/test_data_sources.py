@@ -1067,6 +1067,28 @@ def test_a_keyword_a_source_maker_does_not_take_is_refused_naming_the_call_made(
         data.NpySource(tmp_path / "x.npy", tmp_path / "y.npy", chunk=4)
 
 
+@pytest.mark.parametrize("kind, call, taken", [
+    ("npy", lambda path: data.npy("x.npy", "y.npy", "w.npy"), "x_path, y_path"),
+    ("csv", lambda path: data.csv(path, "y", None, ";"), "path, target, features"),
+    ("parquet", lambda path: data.parquet(path, "y", None, "w"), "path, target, features"),
+    ("synthetic", lambda path: data.synthetic("linear", 40, 2, 1, None, 0, 4096), "task, rows, n_features, n_outputs, "
+                                                                                  "noise, seed")])
+def test_a_source_maker_given_more_by_position_than_it_takes_says_so_naming_itself_and_its_options(
+        tmp_path, kind, call, taken):
+    """gpunn.data.npy("x.npy", "y.npy", "w.npy") said Python's "npy() takes 2 positional arguments but 3 were given"
+    (a weights file meant: weights=); each maker says what it takes by position and shows its options by keyword,
+    as fit(X, Y, 5) and a maker's refused keyword name it (the values' shown as given)."""
+    if kind in ("csv", "parquet"):
+        pytest.importorskip("pyarrow")
+    with pytest.raises(TypeError) as caught:
+        call(tmp_path / f"t.{kind}")
+    options = {"npy": "weights=..., chunk_rows=...", "csv": "weight=..., block_size=...",
+               "parquet": "weight=..., chunk_rows=...", "synthetic": "chunk_rows=..., shuffle=..."}[kind]
+    extra = {"npy": "'w.npy'", "csv": "';'", "parquet": "'w'", "synthetic": "4096"}[kind]
+    assert str(caught.value) == (f"gpunn.data.{kind}() takes {taken} by position and its options by keyword, and got "
+                                 f"1 more by position ({extra}): name them, gpunn.data.{kind}({taken}, {options})")
+
+
 @pytest.mark.parametrize("kind", ["npy", "parquet", "csv", "synthetic", "iterable"])
 def test_a_source_closed_by_its_with_block_has_released_its_files_and_refuses_to_be_read_naming_itself(tmp_path,
                                                                                                          kind):

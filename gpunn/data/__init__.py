@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 
-from ..hints import keywords_checked
+from ..hints import keywords_checked, too_many_positional
 from ..training.protocols import is_source as _is_source
 from .base import ChunkedSource, DataError, HeldOutShareWarning
 from .sources import IterableSource, NpySource, SyntheticSource
@@ -53,11 +53,45 @@ def _made(cls, call, *args, **options):
     return source
 
 
+def _positional_checked(source_class):
+    """A maker refusing positional arguments past those it takes in fit's words (hints.too_many_positional), naming
+    itself and its source's options, where Python said "npy() takes 2 positional arguments but 3 were given" of
+    ``gpunn.data.npy("X.npy", "Y.npy", "w.npy")``. ``source_class()`` gives the class whose options the maker passes
+    on (imported then: a table's needs pyarrow)."""
+    def decorate(maker):
+        taken = sum(p.kind == p.POSITIONAL_OR_KEYWORD for p in inspect.signature(maker).parameters.values())
+
+        @functools.wraps(maker)
+        def checked(*args, **options):
+            __tracebackhide__ = True  # noqa: F841 (out of tracebacks: gpunn/hints.py's keywords_checked)
+            if len(args) > taken:
+                params = inspect.signature(source_class().__init__).parameters.values()  # (self first: not shown)
+                raise too_many_positional(f"gpunn.data.{maker.__name__}",
+                                          [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD],
+                                          [p.name for p in params if p.kind == p.KEYWORD_ONLY], args[taken:])
+            return maker(*args, **options)
+        return checked
+    return decorate
+
+
+def _csv_source():
+    from .csv_tables import CsvSource
+
+    return CsvSource
+
+
+def _parquet_source():
+    from .parquet_tables import ParquetSource
+
+    return ParquetSource
+
+
 __all__ = ["synthetic", "npy", "parquet", "csv", "iterable", "is_source", "ChunkedSource", "SyntheticSource",
            "NpySource", "IterableSource", "DataError", "HeldOutShareWarning", "Moments", "Standardizer"]
 
 
 @_every_sources_options
+@_positional_checked(lambda: SyntheticSource)
 def synthetic(task="teacher", rows=1_000_000, n_features=None, n_outputs=1, noise=None, seed=0, **options):
     """A built-in task streamed from the device: ``datasets.make``'s rows for the same ``task``, ``n_features``,
     ``n_outputs``, ``noise`` and ``seed`` (and the task's own options), any number of ``rows``. Options:
@@ -72,6 +106,7 @@ def synthetic(task="teacher", rows=1_000_000, n_features=None, n_outputs=1, nois
 
 
 @_every_sources_options
+@_positional_checked(lambda: NpySource)
 def npy(x_path, y_path, **options):
     """Features and targets from two ``.npy`` files, ``x_path`` (rows x features) and ``y_path`` (rows x outputs,
     or rows). Options: ``weights`` (a third file, of shape (rows,): each row's weight in the loss, fit's
@@ -81,17 +116,17 @@ def npy(x_path, y_path, **options):
 
 
 @_every_sources_options
+@_positional_checked(_parquet_source)
 def parquet(path, target=None, features=None, **options):
     """A Parquet file or a directory of them at ``path``, ``target`` columns as Y (none named: refused with the
     file's columns listed), ``features`` the input columns (None: the others). Options: ``weight`` (a column of each
     row's weight in the loss, fit's sample_weight; no feature), ``chunk_rows`` (rows of a large row group read at a
     time), and every source's (below). See :class:`gpunn.data.parquet_tables.ParquetSource`."""
-    from .parquet_tables import ParquetSource
-
-    return _made(ParquetSource, "parquet", path, target, features, **options)
+    return _made(_parquet_source(), "parquet", path, target, features, **options)
 
 
 @_every_sources_options
+@_positional_checked(_csv_source)
 def csv(path, target=None, features=None, **options):
     """A CSV file with a header row at ``path``, ``target`` columns as Y (none named: refused with the file's
     columns listed), ``features`` the input columns (None: the others). Options: ``weight`` (a column of each row's
@@ -99,9 +134,7 @@ def csv(path, target=None, features=None, **options):
     ``delimiter`` (",", or "\\t", ";"), ``decimal`` ("." or ","), ``block_size`` (bytes read at a time), ``cache``
     (True: the first pass's index kept in gpunn's cache for the next run; False for a temporary file), and every
     source's (below). See :class:`gpunn.data.csv_tables.CsvSource`."""
-    from .csv_tables import CsvSource
-
-    return _made(CsvSource, "csv", path, target, features, **options)
+    return _made(_csv_source(), "csv", path, target, features, **options)
 
 
 # data.iterable(batches, batch_size=256): fit's option, said so (hints.FIT_OPTIONS_TO_A_SOURCE)
