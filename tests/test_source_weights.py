@@ -185,7 +185,7 @@ def test_a_run_on_a_weighted_source_resumes_exactly_and_only_with_its_weights(fi
     assert gpunn.load_checkpoint(run, device="cpu").state.batch == 2
     numpy.save(path / "other.npy", w[::-1])
     for weights, says in ((None, r"was trained on another source: sample_weight was True, now None"),
-                          ("other.npy", r"was trained on other values: \S+X\.npy and \S+Y\.npy and \S+other\.npy have the "
+                          ("other.npy", r"was trained on other values: \S+X\.npy, \S+Y\.npy and \S+other\.npy have the "
                                         r"run's shape but not its values")):
         with pytest.raises(ValueError, match=says):
             gpunn.load_checkpoint(run, device="cpu").resume(source(weights), verbose=False)

@@ -277,7 +277,7 @@ def _resume_source(ckpt, source, validation_data):
     now = source.config()
     differ = _config_differences(saved, now, ignored=("shards",))  # (how data-parallel ranks split it:
     read = source_files(saved)  # (the resume follows the checkpoint)
-    read = f" (the run read {' and '.join(map(str, read))})" if read else ""
+    read = f" (the run read {_and_listed(read)})" if read else ""
     if differ:
         raise ValueError(f"{ckpt.path} was trained on another source: {differ}. Resume with the same data{read}.")
     if _other_contents(saved, now):
@@ -392,6 +392,12 @@ def source_files(config: dict) -> list:
     return [config[k] for k in ("path", "x_path", "y_path", "w_path") if config.get(k)]
 
 
+def _and_listed(files) -> str:
+    """Files in a sentence: "X.npy and Y.npy"; three (an .npy pair and its weights) "X.npy, Y.npy and w.npy"."""
+    files = [str(f) for f in files]
+    return files[0] if len(files) == 1 else f"{', '.join(files[:-1])} and {files[-1]}"
+
+
 def _same_files(saved: dict, now: dict) -> bool:
     return source_files(saved) == source_files(now)
 
@@ -399,7 +405,7 @@ def _same_files(saved: dict, now: dict) -> bool:
 def _contents_differ(saved: dict, now: dict) -> str:
     """How the files differ from the run's: changed where the run read them, or others of its shape."""
     _, has, it, sampled = _said_of(now)
-    named = " and ".join(map(str, source_files(now)))
+    named = _and_listed(source_files(now))
     if _same_files(saved, now):
         return f"{named} {has} changed since the run read {it} ({sampled} differs)"
     return f"{named} {has} the run's shape but not its values ({sampled} differs)"
