@@ -31,11 +31,11 @@ BIAS_GRAD_ONE_LAUNCH_BLOCK = (32, 32)
 _NULL = numpy.uintp(0)  # a null pointer argument
 
 
-def _zeroed(sum_sq):
-    """A 0-d float64 device accumulator at 0: ``sum_sq`` zeroed with a memset (nothing allocated: the graph's
-    captured step passes its own), or a new one."""
+def _zeroed(sum_sq, shape=()):
+    """A float64 device accumulator at 0 (0-d; an Ensemble's, one a member: ``shape``): ``sum_sq`` zeroed with a
+    memset (nothing allocated: the graph's captured step passes its own), or a new one."""
     if sum_sq is None:
-        return cupy.zeros((), numpy.float64)
+        return cupy.zeros(shape, numpy.float64)
     sum_sq.data.memset_async(0, sum_sq.nbytes)
     return sum_sq
 

@@ -16,7 +16,7 @@ import numpy
 from ..activations import Activation
 from . import kernels
 from .base import is_bf16
-from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors
+from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors, _zeroed
 from .ensemble import EnsembleOps
 from .member_rates import MemberRates
 
@@ -115,15 +115,9 @@ class CupyEnsembleOps(EnsembleOps):
         return ops.gemm_ex(a, b, out, batched=True)  # k = 1 too: a * b exactly
 
     def _mse(self, A, Y, dA, scale, out=None):
-        import cupy
-
         members = A.shape[0]
         per_member = A.size // members if members else 0
-        if out is None:
-            sums = cupy.zeros(members, numpy.float64)
-        else:  # a graph's fixed buffer: zeroed with a memset, as one model's loss is
-            sums = out
-            sums.data.memset_async(0, sums.nbytes)
+        sums = _zeroed(out, members)  # (a graph's fixed buffer zeroed with a memset, as one model's loss is)
         y_stride = per_member if Y.ndim == A.ndim else 0
         if per_member:
             kernels.get_kernel("member_mse_grad", A.dtype)(self._grid(per_member, members), (BLOCK,), (
@@ -150,19 +144,13 @@ class CupyEnsembleOps(EnsembleOps):
         reads Y and the weights through member and row steps of their own: training's Y carries them as its last
         column, so both are views of it (a bootstrap batch's, (K, m, n + 1): each member's own). Elsewhere the
         generic CuPy calls (not in a CUDA graph: they allocate)."""
-        import cupy
-
         y_steps, w_steps = _member_row_steps(Y, A.dtype, 2), _member_row_steps(weights, A.dtype, 1)
         if (self._dtype(A, dA) is None or None in (y_steps, w_steps) or A.ndim != 3 or dA.shape != A.shape
                 or Y.shape[-2:] != A.shape[1:] or weights.shape[-1] != A.shape[1]
                 or not (A.flags.c_contiguous and dA.flags.c_contiguous)):
             return super().loss_gradient(A, Y, dA, out, weights)
         members, rows, cols = A.shape
-        if out is None:
-            sums = cupy.zeros(members, numpy.float64)
-        else:  # a graph's fixed buffer: zeroed with a memset, as one model's loss is
-            sums = out
-            sums.data.memset_async(0, sums.nbytes)
+        sums = _zeroed(out, members)  # (a graph's fixed buffer zeroed with a memset, as one model's loss is)
         if A.size:
             kernels.get_kernel("member_weighted_mse_grad", A.dtype)(self._grid(rows * cols, members), (BLOCK,), (
                 A, Y, numpy.int64(y_steps[0]), numpy.int64(y_steps[1]), weights, numpy.int64(w_steps[0]),
