@@ -1,4 +1,5 @@
 """gpunn.MLPRegressor against scikit-learn's own estimator checks, and in Pipeline / GridSearchCV."""
+import ast
 import math
 import os
 import pickle
@@ -46,6 +47,15 @@ def expected_failures(estimator):
                          expected_failed_checks=expected_failures)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_readmes_expected_failed_checks_are_the_float32_ones():
+    """README's check_estimator(MLPRegressor(), expected_failed_checks={...}) names the checks expected to fail in
+    float32: it named one after sample_weight made check_sample_weight_equivalence_on_dense_data a second, and the
+    call it shows raised in that check (scikit-learn 1.9.1)."""
+    readme = " ".join(open(os.path.join(REPO, "README.md"), encoding="utf-8").read().split())
+    shown = re.search(r"`expected_failed_checks=(\{.*?\})`", readme).group(1)
+    assert set(ast.literal_eval(shown)) == set(expected_failures(MLPRegressor()))
 
 
 @pytest.fixture(scope="module")
