@@ -406,3 +406,34 @@ def test_evaluate_and_score_of_a_weighted_source_weigh_its_rows_as_sample_weight
     with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays; a data source carries "
                                          r"its own \(gpunn\.data\.npy\(\.\.\., weights='w\.npy'\)"):
         model.evaluate(source, sample_weight=w)
+
+
+def test_a_one_member_gpunn_sweep_on_a_weighted_file_is_the_gpunn_train_run(tables, capsys):
+    """gpunn sweep takes --weights and --weight as gpunn train does: its ensembles train on a weighted source as
+    their members' MLPs would (the Ensemble test above), so a one-member sweep is the train run."""
+    from gpunn.cli import main
+
+    path, *_ = tables
+    common = ["--hidden", "8", "--epochs", "2", "--batch-size", "32", "--lr", "3e-3", "--device", "cpu", "--dtype",
+              "float64", "--quiet"]
+    for name, data in (("npy", ["--data", str(path / "X.npy"), "--targets", str(path / "Y.npy"), "--weights",
+                                str(path / "w.npy")]),
+                       ("csv", ["--data", str(path / "t.csv"), "--target", "y1,y2", "--weight", "w"])):
+        assert main(["sweep", *data, *common, "--save-best", str(path / f"swept-{name}.npz")]) == 0
+        assert main(["train", *data, *common, "--save", str(path / f"alone-{name}.npz")]) == 0
+        numpy.testing.assert_allclose(gpunn.load(path / f"swept-{name}.npz", device="cpu").params,
+                                      gpunn.load(path / f"alone-{name}.npz", device="cpu").params, rtol=1e-10)
+    assert main(["sweep", *data[:4], "--features", "a,b,c", *common, "--save-best", str(path / "plain.npz")]) == 0
+    assert not numpy.allclose(gpunn.load(path / "plain.npz", device="cpu").params,
+                              gpunn.load(path / "swept-csv.npz", device="cpu").params)
+    capsys.readouterr()
+    # the held-out targets' spread that the sweep's note reads is weighted as its val R2 is: targets that vary only
+    # in rows of weight 0 are all one value to the metrics (R² undefined, said once)
+    rng = numpy.random.default_rng(4)
+    numpy.save(path / "Yc.npy", numpy.where(numpy.arange(240) % 2, 5.0, rng.standard_normal(240))[:, None])
+    numpy.save(path / "wc.npy", (numpy.arange(240) % 2).astype(float))
+    assert main(["sweep", "--data", str(path / "X.npy"), "--targets", str(path / "Yc.npy"), "--weights",
+                 str(path / "wc.npy"), *common]) == 0
+    assert "note: the held-out targets are all the same value" in capsys.readouterr().err
+    assert main(["sweep", "--weight", "w", *common]) == 2
+    assert "--weight w names the rows' weights of a --data file" in capsys.readouterr().err

@@ -67,9 +67,8 @@ def column_list_text(text) -> str:
     return text
 
 
-def add_arguments(parser, standardize=True, stream=True, weights=True) -> None:
-    """The data options; ``standardize``/``stream``/``weights``: with --standardize / --stream / --weights and
-    --weight (gpunn sweep has no --stream, and no weights yet)."""
+def add_arguments(parser, standardize=True, stream=True) -> None:
+    """The data options; ``standardize``/``stream``: with --standardize / --stream (gpunn sweep has no --stream)."""
     g = parser.add_argument_group("data beyond memory (gpunn.data)")
     task_options = ", ".join(["--task", "--rows", "--outputs", "--noise"] + ["--stream"] * stream) + " and a --features count"
     g.add_argument("--data", type=file_path, metavar="PATH", help="train on a file instead of a synthetic task: X.npy (with --targets "
@@ -81,15 +80,14 @@ def add_arguments(parser, standardize=True, stream=True, weights=True) -> None:
     g.add_argument("--target", metavar="COLUMNS", type=column_list_text,
                    help=f"target column(s) of a Parquet or CSV --data, comma-separated ({COLUMNS_HELP}); "
                    "--features names the feature columns (default: all the others)")
-    if weights:
-        g.add_argument("--weights", type=file_path, metavar="W.npy",
-                       help="each row's weight in the loss for --data X.npy: a 1-D .npy file, one weight a row, 0 or "
-                            "more (Python's sample_weight: the loss is sum w |a - y|^2 / sum w; the held-out tenth's "
-                            "weights weigh its metrics); read once before training, to check and sum them")
-        g.add_argument("--weight", metavar="COLUMN",
-                       help="the column of each row's weight in the loss of a Parquet or CSV --data, as --weights "
-                            "(neither a feature nor a target: the default features leave it out); a CSV file is "
-                            "parsed once more before training, to check and sum its weights")
+    g.add_argument("--weights", type=file_path, metavar="W.npy",
+                   help="each row's weight in the loss for --data X.npy: a 1-D .npy file, one weight a row, 0 or more "
+                        "(Python's sample_weight: the loss is sum w |a - y|^2 / sum w; the held-out tenth's weights "
+                        "weigh its metrics); read once before training, to check and sum them")
+    g.add_argument("--weight", metavar="COLUMN",
+                   help="the column of each row's weight in the loss of a Parquet or CSV --data, as --weights (neither "
+                        "a feature nor a target: the default features leave it out); a CSV file is parsed once more "
+                        "before training, to check and sum its weights")
     if standardize:
         g.add_argument("--standardize", action="store_true", help="train on inputs and targets scaled to mean 0, "
                        "std 1 (statistics from one pass over the training rows before the first epoch, its progress "

@@ -179,7 +179,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "names, lists for the grid: lr = [1e-4, 1e-3]; top level or in a [sweep] table; a [train] table, gpunn train's, is skipped); flags on the "
                    "command line override it; a key this sweep would not use is noted, not refused")
     add_progress(s)
-    data_cli.add_arguments(s, stream=False, weights=False)
+    data_cli.add_arguments(s, stream=False)
     add_debug(s)
     for action in s._actions:  # the training's numbers, one for every member: told so where given a list
         if action.dest in _ONE_VALUE:
@@ -696,15 +696,23 @@ def _check_resume_order(args, meta, groups, distributed) -> None:
 def _held_out_spread(backend, validation, source):
     """R²'s denominator per output, on the host: the held-out targets' sum of squares about their mean, as the
     members' validation computed it (gpunn.metrics: ``total_squares`` of the held-out rows ``validation``, or the
-    moments of the held-out chunks of ``source``, a --data sweep's, read once more)."""
+    moments of the held-out chunks of ``source``, a --data sweep's, read once more: weighted by their rows' weights
+    where the source has them, --weights or --weight, as validation weighs them)."""
+    from ..data.row_weights import WeightedMoments
     from ..data.stats import Moments
     from ..metrics import total_squares
 
     if validation is not None:
         return backend.to_host(total_squares(validation[1]))
-    moments = Moments(source.n_outputs)
-    for _, Y in source.validation_windows():
-        moments.update(Y)
+    scale = source.weight_scale("validation")
+    if scale is None:
+        moments = Moments(source.n_outputs)
+        for _, Y in source.validation_windows():
+            moments.update(Y)
+        return moments.m2
+    moments = WeightedMoments(source.n_outputs)
+    for _, Y in source.validation_windows(weights=scale):
+        moments.update(Y[:, :-1], Y[:, -1])
     return moments.m2
 
 
