@@ -437,3 +437,20 @@ def test_a_one_member_gpunn_sweep_on_a_weighted_file_is_the_gpunn_train_run(tabl
     assert "note: the held-out targets are all the same value" in capsys.readouterr().err
     assert main(["sweep", "--weight", "w", *common]) == 2
     assert "--weight w names the rows' weights of a --data file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_standardized_weighted_source_trains_as_standardized_arrays_with_sample_weight(files, dtype):
+    """The weights' column rides past the standardization, on the device (float64) and on the reader's thread (a
+    float32 model of float64 files: standardized wide, then cast), unscaled: the run is fit(X, Y, standardize=True,
+    sample_weight=w)'s, and evaluate(source) its evaluate(X, Y, sample_weight=w) in raw units."""
+    path, X, Y, w = files
+    X = X * 100 + 50
+    numpy.save(path / "X.npy", X)
+    source = npy(path, shuffle=False, standardize=True)
+    on_file, on_arrays = (MLP([3, 8, 2], dtype=dtype, device="cpu", seed=1) for _ in range(2))
+    fit(on_file, source, batch_size=None)
+    fit(on_arrays, (X, Y), sample_weight=w, standardize=True, shuffle=False, batch_size=None)
+    numpy.testing.assert_allclose(on_file.params, on_arrays.params, rtol=1e-12, atol=1e-14)
+    for key, value in on_file.evaluate(source).items():
+        assert value == pytest.approx(on_arrays.evaluate(X, Y, sample_weight=w)[key], rel=1e-6), key
