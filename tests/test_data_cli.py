@@ -1098,6 +1098,29 @@ def test_columns_and_paths_with_spaces_are_named_in_quotes(spaced, capsys):
     assert "(--features 'first col,third', features=[...])" in capsys.readouterr().err
 
 
+def test_keeps_refusal_of_a_column_of_two_types_quotes_both_files_of_a_directory_with_a_space(tmp_path, capsys):
+    """"--keep: IN .../my dir/p1.parquet: column 'id' is int64, and int32 in .../my dir/p0.parquet: ..." read as
+    files named ".../my" twice: both are quoted, as a path with a space is wherever a line names it."""
+    pa = pytest.importorskip("pyarrow")
+    import pandas
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "my dir"
+    folder.mkdir()
+    X, Y = datasets.make("linear", 300, 2, seed=1, device="cpu")
+    for part, kind in enumerate(("int32", "int64")):
+        rows = slice(150 * part, 150 * (part + 1))
+        pq.write_table(pa.table({"id": pa.array(numpy.arange(300)[rows], kind), "a": X[rows, 0], "b": X[rows, 1]}),
+                       folder / f"p{part}.parquet")
+    model = gpunn.MLP([2, 4, 1], device="cpu")
+    model.fit(pandas.DataFrame(X, columns=["a", "b"]), Y, epochs=1, verbose=False)
+    gpunn.save(tmp_path / "m.npz", model)
+    assert main(["predict", str(tmp_path / "m.npz"), str(folder), str(tmp_path / "o.parquet"), "--keep", "id"]) == 2
+    assert capsys.readouterr().err == (f"gpunn predict: error: --keep: IN '{folder / 'p1.parquet'}': column 'id' is "
+                                       f"int64, and int32 in '{folder / 'p0.parquet'}': a column --keep copies is of "
+                                       "one type in every file\n")
+
+
 def test_predict_says_why_a_csv_read_by_position_has_another_width(tmp_path, capsys):
     """A CSV file is read by position for a model that knows no column names (trained on an .npy pair), and a file
     without a header for one that does: "X has 3 columns but the model expects 2" said neither, nor --features."""

@@ -12,6 +12,7 @@ import os
 
 from ..checks import PARQUET_SUFFIXES
 from ..csvtext import CSV_BLOCK
+from ..hints import shell_word
 from .base import DataError
 
 
@@ -64,8 +65,8 @@ class KeptColumns:
         """A kept column of one type in every file of a directory: OUT's column has one."""
         for f, g in zip(fields or its, its):
             if f.type != g.type:
-                raise DataError(f"{name}: column {f.name!r} is {g.type}, and {f.type} in {first}: a column --keep "
-                                "copies is of one type in every file")
+                raise DataError(f"{name}: column {f.name!r} is {g.type}, and {f.type} in {shell_word(first)}: a column "
+                                "--keep copies is of one type in every file")
 
     def _parquet_batches(self, files):
         from .parquet_tables import open_parquet
