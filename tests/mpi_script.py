@@ -53,13 +53,13 @@ class SlowEnd(gpunn.Callback):
         time.sleep(1.5)
 
 
-def resumed_on_ranks(path, *data):
+def resumed_on_ranks(path, *data, **options):
     """Rank 0's checkpoint ``path`` resumed data parallel on every rank: (checkpoint, history, whether every rank
     ends with the same weights)."""
     comm = world()
     comm.barrier()
     ckpt = gpunn.load_checkpoint(path, device="cpu")
-    history = ckpt.resume(*data, distributed=True, verbose=False, checkpoint=False)
+    history = ckpt.resume(*data, distributed=True, verbose=False, checkpoint=False, **options)
     return ckpt, history, len(set(comm.allgather(ckpt.model.params.tobytes()))) == 1
 
 
@@ -157,6 +157,7 @@ def exactness(out, tmp):
             out["bootstrap_params_rel"] = rel(boot.model.params, ref.params)
             out["bootstrap_val_rel"] = rel(numpy.array(h_boot["val_loss"]), numpy.array(h_ref["val_loss"]))
             out["bootstrap_epochs"] = h_boot["epoch"]
+    weighted(out, tmp)
     # checkpoint by rank 0 after 2 epochs (validation, early stopping on), resumed on 2 ranks to 4
     X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
     path = f"{tmp}/run.npz"
@@ -184,6 +185,30 @@ def exactness(out, tmp):
         alone = gpunn.load_checkpoint(f"{tmp}/after2.npz", device="cpu")
         alone.resume(X, Y, epochs=4, verbose=False, checkpoint=False)
         out["one_process_resume_params_rel"] = rel(alone.model.params, ref.params)
+
+
+def weighted(out, tmp):
+    """sample_weight over MPI: a weighted run with a held-out fraction, stopped in epoch 2 and resumed on 2 ranks with
+    its weights, against the one-process weighted run at the global batch; equal weights against the unweighted
+    2-rank run, bit for bit."""
+    comm = world()
+    X, Y = datasets.make("teacher", 203, 5, 2, device="cpu", dtype="float64", seed=1)
+    w = numpy.random.default_rng(2).uniform(0.0, 3.0, 203)
+    w[::5] = 0.0
+    path, opts = f"{tmp}/weighted.npz", dict(FIT, epochs=3, validation_fraction=0.1)
+    MLP(**ARCH).fit(X, Y, batch_size=8, distributed=True, sample_weight=w, handle_interrupt=False,
+                    callbacks=[StopAt(1, 3), gpunn.ModelCheckpoint(path)], **opts)
+    ckpt, h, out["weighted_same_on_ranks"] = resumed_on_ranks(path, X, Y, sample_weight=w)
+    plain, ones = MLP(**ARCH), MLP(**ARCH)
+    plain.fit(X, Y, batch_size=8, distributed=True, **opts)
+    ones.fit(X, Y, batch_size=8, distributed=True, sample_weight=numpy.ones(203), **opts)
+    out["equal_weights_bit_for_bit"] = plain.params.tobytes() == ones.params.tobytes()
+    if comm.rank == 0:
+        ref = MLP(**ARCH)
+        h_ref = ref.fit(X, Y, batch_size=16, sample_weight=w, **opts)
+        out["weighted_params_rel"] = rel(ckpt.model.params, ref.params)
+        out["weighted_rel"] = max(rel(numpy.array(h[k]), numpy.array(h_ref[k])) for k in ("loss", "val_loss", "val_r2"))
+        out["weighted_epochs"] = h["epoch"]
 
 
 def shards(out, tmp):

@@ -2781,6 +2781,11 @@ def test_two_ranks_at_batch_b_train_the_one_process_run_at_batch_2b(tmp_path):
         # bootstrap=True (each member its own resample), stopped mid-epoch and resumed on 2 ranks
         assert result["bootstrap_params_rel"] < 1e-10 and result["bootstrap_val_rel"] < 1e-10
         assert result["bootstrap_same_on_ranks"] and result["bootstrap_epochs"] == [1, 2, 3]
+    # sample_weight with a held-out fraction, stopped in epoch 2 and resumed on 2 ranks with its weights: the
+    # one-process weighted run at the global batch; equal weights: the unweighted 2-rank run bit for bit
+    assert result["weighted_params_rel"] < 1e-10 and result["weighted_rel"] < 1e-10
+    assert result["weighted_same_on_ranks"] and result["weighted_epochs"] == [1, 2, 3]
+    assert result["equal_weights_bit_for_bit"]
     # written by rank 0 after 2 epochs, resumed on 2 ranks to 4: the uninterrupted single-process run
     assert result["epochs"] == [1, 2, 3, 4]
     assert result["resumed_params_rel"] < 1e-10 and result["resumed_val_loss_rel"] < 1e-10

@@ -160,8 +160,6 @@ def test_sample_weight_is_checked_and_what_it_does_not_reach_is_refused(data, tm
         fit(validation_data=(X, Y, w, w))
     with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays; a data source "):
         model.fit(gpunn.data.iterable([(X, Y)]), epochs=1, verbose=False, sample_weight=w)
-    with pytest.raises(ValueError, match=r"^sample_weight is not taken with distributed training"):
-        fit(sample_weight=w, distributed=True)
     with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays"):
         model.evaluate(gpunn.data.iterable([(X, Y)]), sample_weight=w)
     numpy.save(tmp_path / "X.npy", X), numpy.save(tmp_path / "Y.npy", Y), numpy.save(tmp_path / "w.npy", w)
@@ -245,9 +243,10 @@ def test_validation_data_leaves_a_weighted_training_as_it_is(data):
     assert not numpy.allclose(unweighted.params, params[0])
 
 
-def test_resume_refuses_weights_for_an_ensembles_run_a_data_source_and_distributed_training(data, tmp_path):
+def test_resume_refuses_weights_for_an_ensembles_unweighted_run_and_a_data_source(data, tmp_path):
     """Checkpoint.resume's sample_weight reaches what fit's does. Kills RS1 (an Ensemble's run resumed with weights:
-    AttributeError) and RS2 (a data source's resume took the weights and dropped them, distributed=True too)."""
+    AttributeError) and RS2 (a data source's resume took the weights and dropped them). A data-parallel resume's:
+    tests/test_distributed_weights.py."""
     X, Y, w = data
     ensemble, plain = tmp_path / "ensemble.npz", tmp_path / "plain.npz"
     gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0).fit(X, Y, epochs=1, verbose=False,
@@ -258,8 +257,7 @@ def test_resume_refuses_weights_for_an_ensembles_run_a_data_source_and_distribut
                                    r"weigh nothing\); these weights would train another run"),
             (plain, (gpunn.data.iterable([(X, Y)]),), {}, r"^sample_weight weighs the rows of in-memory arrays; a data "
                                                           r"source \(\w+\) carries its weights itself: make it "
-                                                          r"with them"),
-            (plain, (X, Y), {"distributed": True}, r"^sample_weight is not taken with distributed training")):
+                                                          r"with them")):
         with pytest.raises(ValueError, match=says):
             gpunn.load_checkpoint(path, device="cpu").resume(*data_given, epochs=2, verbose=False, sample_weight=w,
                                                              **kwargs)

@@ -71,9 +71,10 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
                 return ens_training.run_ensemble(model, dp.source, opt, settings, state,
                                                  callbacks=dp.callbacks(callbacks), validation=dp.validation(evaluator),
                                                  hook=dp.hook, handle_interrupt=handle_interrupt, dp=dp)
-            return dp.run(lambda: train(model, dp.source, opt, settings, state, callbacks=dp.callbacks(callbacks),
-                                        validation=dp.validation(evaluator), hook=dp.hook,
-                                        handle_interrupt=handle_interrupt))
+            with weighted_rows(model, getattr(dp.source, "weighted", False)):
+                return dp.run(lambda: train(model, dp.source, opt, settings, state, callbacks=dp.callbacks(callbacks),
+                                            validation=dp.validation(evaluator), hook=dp.hook,
+                                            handle_interrupt=handle_interrupt))
         if settings.ranks != 1:  # a data-parallel run continued in one process, at its global batch
             settings = dataclasses.replace(settings, batch_size=settings.batch_size * settings.ranks, ranks=1)
         if shards:  # ... reading every rank's shard, interleaved as the ranks were

@@ -64,6 +64,8 @@ def check_same_config(comm, settings: dict) -> None:
     # that is not in its own line
     data = ("; give every rank the same data, all of it: each reads (or gathers) only its own share of the rows"
             if any(_names_the_rows(line) for line in differences.splitlines()) else "")
+    if data and any(_weighted(s) for s in per_rank):
+        data = data.replace("all of it:", "all of it (sample_weight too: its weights are in the data's checksum):")
     raise ConfigMismatch(f"the ranks are not training the same run{data}; these settings differ (before the first "
                          f"step):\n{differences}")
 
@@ -72,6 +74,12 @@ def check_same_config(comm, settings: dict) -> None:
 # statistics), which differ where the fit's do (MLP(seed=rank): data.seed beside fit.seed), not where ranks were
 # given parts of the data
 _HOW_READ = ("seed", "shuffle", "window", "validation_fraction", "standardize")
+
+
+def _weighted(settings: dict) -> bool:
+    """Whether a rank's run weighs its rows, the training rows' or the validation rows' (gpunn.sample_weights)."""
+    data = settings.get("data") or {}
+    return bool(data.get("sample_weight") or data.get("validation_sample_weight"))
 
 
 def _names_the_rows(line: str) -> bool:

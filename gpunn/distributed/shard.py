@@ -45,15 +45,18 @@ class ShardedArraySource:
     batch is ``size * b``. ``rows`` is this rank's rows per epoch at the ``batch_size`` given
     here (the loop's). While a batch is being trained, ``global_batch_rows`` holds the row
     count M of the global batch it belongs to, which the gradient hook needs to weight this
-    rank's mean gradient by its share (rows / M).
+    rank's mean gradient by its share (rows / M). With ``weighted``, Y's last column is each row's weight
+    (gpunn.sample_weights, scaled to mean 1 over every training row), which goes with its row into the rank's piece:
+    the ranks' weighted sums are the single process's.
     """
 
     resumable = True
 
-    def __init__(self, backend, X, Y, *, rank, size, seed, shuffle=True, batch_size=None, fingerprint=None):
+    def __init__(self, backend, X, Y, *, rank, size, seed, shuffle=True, batch_size=None, fingerprint=None,
+                 weighted=False):
         if not 0 <= rank < size:
             raise ValueError(f"rank {rank} is not in [0, {size})")
-        self.backend, self.X, self.Y = backend, X, Y
+        self.backend, self.X, self.Y, self.weighted = backend, X, Y, bool(weighted)
         self.rank, self.size, self.seed, self.shuffle = int(rank), int(size), int(seed), bool(shuffle)
         self.rows = None if batch_size is None else self.rows_for(batch_size)
         self.global_batch_rows = 0
@@ -71,7 +74,7 @@ class ShardedArraySource:
 
     @property
     def n_outputs(self) -> int:
-        return int(self.Y.shape[1])
+        return int(self.Y.shape[1]) - self.weighted
 
     def rows_for(self, batch_size: int) -> int:
         """Rows this rank trains on per epoch at per-rank batch ``batch_size``."""
@@ -87,12 +90,15 @@ class ShardedArraySource:
     def config(self) -> dict:
         """As :class:`~gpunn.training.sources.ArraySource`'s, with the ranks: the ``fingerprint`` of all the rows
         (every rank holds them all), computed once; the ranks' configuration check compares it, a checkpoint
-        records it, and a resume compares it with the arrays it is given."""
+        records it, and a resume compares it with the arrays it is given (weighted: the weights' column is in Y's)."""
         if self._fingerprint is None:
             self._fingerprint = fingerprint(self.backend.xp, self.X, self.Y)
-        return {"kind": "sharded-arrays", "rows": self.total_rows, "n_features": self.n_features,
-                "n_outputs": self.n_outputs, "ranks": self.size, "seed": self.seed, "shuffle": self.shuffle,
-                "fingerprint": self._fingerprint, "fingerprint_rule": FINGERPRINT_RULE}
+        config = {"kind": "sharded-arrays", "rows": self.total_rows, "n_features": self.n_features,
+                  "n_outputs": self.n_outputs, "ranks": self.size, "seed": self.seed, "shuffle": self.shuffle,
+                  "fingerprint": self._fingerprint, "fingerprint_rule": FINGERPRINT_RULE}
+        if self.weighted:
+            config["sample_weight"] = True
+        return config
 
     def _order(self, epoch, batch_size):
         """Indices of this rank's rows for the epoch, in training order (a device array)."""
@@ -117,7 +123,7 @@ class ShardedArraySource:
         order = self._order(epoch, batch_size)
         m = int(order.shape[0])
         if self._buffers is None or self._buffers[0].shape[0] != m:
-            self._buffers = (xp.empty((m, self.n_features), self.X.dtype), xp.empty((m, self.n_outputs), self.Y.dtype))
+            self._buffers = (xp.empty((m, self.n_features), self.X.dtype), xp.empty((m, self.Y.shape[1]), self.Y.dtype))
         Xs, Ys = self._buffers
         xp.take(self.X, order, axis=0, out=Xs)
         xp.take(self.Y, order, axis=0, out=Ys)

@@ -287,7 +287,7 @@ class DataParallel:
     """
 
     def __init__(self, model, X=None, Y=None, *, distributed=True, batch_size, seed=0, shuffle=True, verbose,
-                 timeout=None, source=None, shards=None, resuming=None):
+                 timeout=None, source=None, shards=None, resuming=None, weighted=False):
         control = world(None, timeout)
         self.rank, self.size = control.rank, control.size
         self.model, self.verbose = model, verbose
@@ -297,11 +297,12 @@ class DataParallel:
         # they end the job, as before, and the others, which cannot train without them, wait for that
         # (a resume: where some refuse, every rank raises, and no rank aborts: resume_refusals_agreed)
         self.source = agreeing_on_failure(control, lambda: self._set_up(model, X, Y, distributed, batch_size, seed,
-                                                                        shuffle, source, shards, resuming),
+                                                                        shuffle, source, shards, resuming,
+                                                                        weighted),
                                           SETTINGS_CHECK, gather=False, refused=None if resuming is None else RESUMING)
         self.comm = world(model.backend, timeout)  # (on GPUs, ranks of a node that share one are refused there)
         self.hook = GradientAllReduce(self.comm, self.source)
-        self._validation_fingerprint = None  # in-memory validation rows' checksum, set by validation()
+        self._validation_described = None  # in-memory validation rows' checksum, set by validation()
         if verbose and self.is_root and self.size == 1:  # (python script.py, where mpiexec -n P was meant)
             print(f"data parallel: {self.comm.describe()}, so the plain fit, batch {self.batch_size} (start it with "
                   "mpiexec -n P to train on P ranks)", flush=True)
@@ -309,9 +310,10 @@ class DataParallel:
             print(f"data parallel: {self.comm.describe()}; batch {self.batch_size} per rank, "
                   f"{self.batch_size * self.size} global", flush=True)
 
-    def _set_up(self, model, X, Y, distributed, batch_size, seed, shuffle, source, shards, resuming):
+    def _set_up(self, model, X, Y, distributed, batch_size, seed, shuffle, source, shards, resuming, weighted):
         """This rank's share of the data, after the checks of the arguments (the same on every rank);
-        ``resuming``: (checkpoint path, its FitSettings), whose global batch sets the per-rank one."""
+        ``resuming``: (checkpoint path, its FitSettings), whose global batch sets the per-rank one; ``weighted``: Y's
+        last column is each row's weight (gpunn.sample_weights)."""
         if isinstance(distributed, str):  # "MPI" and "NCCL", as the engines spell themselves, were refused
             distributed = distributed.lower()
         if distributed not in (True, "mpi", "nccl"):
@@ -334,7 +336,7 @@ class DataParallel:
         self.batch_size = cap if batch_size is None else min(batch_size, cap)
         if source is None:
             return ShardedArraySource(backend, X, Y, rank=self.rank, size=self.size, seed=seed, shuffle=shuffle,
-                                      batch_size=self.batch_size)
+                                      batch_size=self.batch_size, weighted=weighted)
         if not getattr(source, "resumable", False):
             raise ValueError("data-parallel training needs a source whose batches are a pure function of "
                              "(seed, epoch, batch) (resumable), so that every rank draws the same ones")
@@ -348,7 +350,7 @@ class DataParallel:
             # checksum the resume compared them by (computing it again took a second pass over every row)
             return ShardedArraySource(self.model.backend, source.X, source.Y, rank=self.rank, size=self.size,
                                       seed=source.seed, shuffle=source.shuffle, batch_size=self.batch_size,
-                                      fingerprint=source.config()["fingerprint"])
+                                      fingerprint=source.config()["fingerprint"], weighted=source.weighted)
         if isinstance(source, ShardedSource):  # the one-process layout passed in: its shards, shared out
             source, shards = source.source, source.shards if shards is None else shards
         if not isinstance(source, ChunkedSource) or shards == 0:  # 0: a resumed run that read the source whole
@@ -383,7 +385,7 @@ class DataParallel:
         if isinstance(evaluator, RegressionEvaluator):  # in-memory rows: a model's or an ensemble's
             # their checksum joins the configuration check, as the training arrays': the one a checkpoint records
             # (describe() computes it once, so the checkpoint's writes reuse it)
-            self._validation_fingerprint = evaluator.describe()["fingerprint"]
+            self._validation_described = evaluator.describe()
             return _ShardedValidation(evaluator, self.comm)
         chunks = _source_validation_chunks(evaluator)
         if chunks is not None:
@@ -394,8 +396,10 @@ class DataParallel:
         """What every rank must agree on before the first step (see :mod:`.digest`)."""
         model = trainer.model
         data = dict(self.source.config())  # in-memory arrays' holds the checksum a checkpoint records of them
-        if self._validation_fingerprint is not None:
-            data["validation_fingerprint"] = self._validation_fingerprint
+        if self._validation_described is not None:
+            data["validation_fingerprint"] = self._validation_described["fingerprint"]
+            if self._validation_described.get("sample_weight"):  # (its weights are in the checksum)
+                data["validation_sample_weight"] = True
         described = {k: getattr(model, k) for k in ("bias", "seed", "seeds", "n_models") if hasattr(model, k)}
         return {"model": dict(described, layer_sizes=list(model.layer_sizes), dtype=model.dtype.name,
                               activations=[a.name for a in model.activations]),

@@ -130,17 +130,18 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
 
 def refuse_weights_where_unweighted(model, X, Y, distributed):
     """What fit's ``sample_weight`` does not reach, refused before anything runs: a data source (its rows are
-    read a window at a time: it is made with its weights instead, gpunn.data.row_weights), data-parallel training
-    and a model whose training step is not MLP's own (a subclass's train_step or _backward would be given Y with the
-    weights' column; an Ensemble's step is its own, which reads them)."""
+    read a window at a time: it is made with its weights instead, gpunn.data.row_weights), an Ensemble's data-parallel
+    training and a model whose training step is not MLP's own (a subclass's train_step or _backward would be given Y
+    with the weights' column; an Ensemble's step is its own, which reads them). One MLP's data-parallel fit takes
+    them: every rank's piece of each global batch carries its rows' weights (gpunn.distributed.shard.ShardedArraySource)."""
     if is_source(X, Y):
         raise ValueError(f"sample_weight weighs the rows of in-memory arrays; a data source ({type(X).__name__}) "
                          "carries its weights itself: make it with them, gpunn.data.npy(x_path, y_path, "
                          "weights='w.npy') or a table's column, gpunn.data.parquet(path, target=[...], weight='w') "
                          "(csv alike), and fit it without sample_weight")
-    if distributed:
-        raise ValueError("sample_weight is not taken with distributed training: fit each process's arrays without "
-                         "distributed, or train unweighted")
+    if distributed and hasattr(model, "n_models"):
+        raise ValueError("sample_weight is not taken with distributed training of an Ensemble (one MLP's takes it): "
+                         "fit the Ensemble without distributed, or train it unweighted")
     if hasattr(model, "steps_as_mlp") and not model.steps_as_mlp():
         raise TypeError(f"sample_weight needs MLP's own training step; {type(model).__name__} defines its own "
                         "train_step, _forward or _backward, which would be given Y with the weights as one more column")
@@ -359,11 +360,13 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     sample_weight: one weight a row of X (or one number, which weighs nothing), 0 or more: the loss becomes
     sum_i w_i ||a_i - y_i||^2 / sum_i w_i (gpunn.sample_weights), and the weights of rows a validation_fraction holds
     out weigh val_loss, val_mse, val_mae and val_r2 (scikit-learn's r2_score(sample_weight=...)); validation_data
-    takes a third item, the validation rows' weights (Keras's). Arrays, one process, an MLP's own step: a data
-    source carries its own weights instead (``gpunn.data.npy(..., weights="w.npy")``: gpunn.data.row_weights), and
-    distributed training is refused (``Ensemble.fit`` takes sample_weight as this fit does). A small net's weighted
-    step on the CPU is its one Numba call (gpunn.ops.mlp_step), as an unweighted one; on a GPU the weighted loss is
-    one kernel, in a CUDA graph.
+    takes a third item, the validation rows' weights (Keras's). Arrays and an MLP's own step: a data source carries
+    its own weights instead (``gpunn.data.npy(..., weights="w.npy")``: gpunn.data.row_weights). With
+    ``distributed=True`` every rank passes the same weights (they are in the data's checksum the ranks compare before
+    the first step) and each rank's piece of every global batch carries its rows' weights: the single-process weighted
+    run at the global batch, as unweighted (``Ensemble.fit`` takes sample_weight as this fit does, in one process). A
+    small net's weighted step on the CPU is its one Numba call (gpunn.ops.mlp_step), as an unweighted one; on a GPU
+    the weighted loss is one kernel, in a CUDA graph.
     """
     if not hasattr(model, "layer_sizes"):  # gpunn.fit(X, Y) without the model: "'numpy.ndarray' object has no
         # attribute 'standardizer'" said not what was missing
@@ -418,13 +421,13 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
             from ..distributed.training import DataParallel
 
             dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed, shuffle=shuffle,
-                              verbose=verbose, source=source)
+                              verbose=verbose, source=source, weighted=source is None and is_weighted(model, Y))
             settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
         elif source is None:
             source = ArraySource(X, Y, model.backend, seed=seed, shuffle=shuffle, weighted=is_weighted(model, Y))
         checked.give()
     with model.backend.use(), statistics_kept_before_a_step(model, opt, given), \
-            weighted_rows(model, getattr(source, "weighted", False)):
+            weighted_rows(model, getattr(dp.source if distributed else source, "weighted", False)):
         if distributed:
             return dp.run(lambda: train(model, dp.source, opt, settings, callbacks=dp.callbacks(callbacks),
                                         validation=dp.validation(validation), hook=dp.hook,
