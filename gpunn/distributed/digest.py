@@ -62,10 +62,9 @@ def check_same_config(comm, settings: dict) -> None:
     differences = describe_differences(per_rank)
     # ranks each given a part of the data (files split per rank, X[rank::P]): the one difference with a way on
     # that is not in its own line
-    data = ("; give every rank the same data, all of it: each reads (or gathers) only its own share of the rows"
-            if any(_names_the_rows(line) for line in differences.splitlines()) else "")
-    if data and any(_weighted(s) for s in per_rank):
-        data = data.replace("all of it:", "all of it (sample_weight too: its weights are in the data's checksum):")
+    weights = " (sample_weight too: its weights are in the data's checksum)" if any(map(_weighted, per_rank)) else ""
+    data = (f"; give every rank the same data, all of it{weights}: each reads (or gathers) only its own share of the "
+            "rows" if any(_names_the_rows(line) for line in differences.splitlines()) else "")
     raise ConfigMismatch(f"the ranks are not training the same run{data}; these settings differ (before the first "
                          f"step):\n{differences}")
 
