@@ -148,14 +148,9 @@ def test_what_a_sources_weights_do_not_reach_is_refused_before_anything_runs(fil
                                          r"\(NpySource\) carries its weights itself: make it with them, "
                                          r"gpunn\.data\.npy\(x_path, y_path, weights='w\.npy'\)"):
         fit(MLP([3, 8, 2], device="cpu"), source, sample_weight=w)
-    from gpunn.distributed import ShardedSource
-
-    with pytest.raises(ValueError, match=r"^ShardedSource \S+X\.npy has a weight for each row, which a ShardedSource's "
-                                         r"shards do not read yet: fit the source it wraps"):
-        fit(MLP([3, 8, 2], device="cpu"), ShardedSource(source, 2))  # (it trained on the last target as weights)
-    with pytest.raises(ValueError, match=r"has a weight for each row, which data-parallel training does not take "
-                                         r"yet: fit it without distributed"):
-        fit(MLP([3, 8, 2], device="cpu"), source, distributed=True)
+    with pytest.raises(ValueError, match=r"has a weight for each row, which an Ensemble's data-parallel training does "
+                                         r"not take yet: fit it without distributed"):
+        gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(source, epochs=1, verbose=False, distributed=True)
 
     class OwnStep(MLP):
         def train_step(self, X, Y):
@@ -454,3 +449,104 @@ def test_a_standardized_weighted_source_trains_as_standardized_arrays_with_sampl
     numpy.testing.assert_allclose(on_file.params, on_arrays.params, rtol=1e-12, atol=1e-14)
     for key, value in on_file.evaluate(source).items():
         assert value == pytest.approx(on_arrays.evaluate(X, Y, sample_weight=w)[key], rel=1e-6), key
+
+
+@pytest.mark.parametrize("kind", ["npy", "csv"])
+def test_a_sharded_weighted_source_in_one_process_trains_its_global_batches_weighted(tables, kind):
+    """ShardedSource(source, 2) at batch 2b (what a 2-rank run resumed in one process reads): global batch i is b rows
+    of each shard, each with its weight, scaled over every training row; shuffle=False makes that the arrays' fit on
+    the rows so interleaved. (Its shards' windows had no weights while the model read Y's last target as them.)"""
+    from gpunn.distributed import ShardedSource
+
+    path, X, Y, w = tables
+    source = (npy(path, shuffle=False, chunk_rows=25) if kind == "npy" else
+              table(path, "csv", shuffle=False, block_size=700, cache=False))  # (chunks cut by the shards)
+    half, b = 120, 16
+    order = numpy.concatenate([numpy.concatenate([numpy.arange(s * half + i, min(s * half + i + b, (s + 1) * half))
+                                                  for s in (0, 1)]) for i in range(0, half, b)])
+    sharded, on_arrays = (MLP([3, 8, 2], dtype="float64", device="cpu", seed=1) for _ in range(2))
+    history = fit(sharded, ShardedSource(source, 2), batch_size=2 * b)
+    expected = fit(on_arrays, (X[order], Y[order]), sample_weight=w[order], shuffle=False, batch_size=2 * b)
+    numpy.testing.assert_allclose(sharded.params, on_arrays.params, rtol=1e-12, atol=1e-14)
+    numpy.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("validation", ["fraction", "source"])
+def test_two_ranks_on_a_weighted_source_train_the_one_process_sharded_run(files, monkeypatch, fake_cupy, validation):
+    """fit(source, distributed=True) on two ranks (threads on the stand-in's GPUs, NCCL): each rank reads its shard
+    with its rows' weights, scaled over every training row, and the held-out chunks (or a weighted validation
+    source) are split by chunks, each rank's weighed by theirs and R²'s denominator from the ranks' WeightedMoments
+    merged: the run is the one process's on ShardedSource(source, 2) at twice the batch, to summation order."""
+    from thread_ranks import run_ranks
+
+    from gpunn.distributed import ShardedSource
+
+    path, X, Y, w = files
+    numpy.save(path / "wv.npy", w[::-1].copy())
+
+    def source():
+        return npy(path, chunk_rows=20, seed=3, validation_fraction=0.25 if validation == "fraction" else None)
+
+    def options():
+        if validation == "fraction":
+            return {}
+        return {"validation_data": gpunn.data.npy(path / "X.npy", path / "Y.npy", weights=path / "wv.npy",
+                                                  chunk_rows=30)}
+
+    def model(device):
+        return MLP([3, 8, 2], activation="tanh", dtype="float64", device=device, seed=0)
+
+    def rank_fit(rank):
+        trained = model(f"cuda:{rank}")
+        history = fit(trained, source(), batch_size=8, distributed=True, **options())
+        return trained.backend.to_host(trained.params), history
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, rank_fit, timeout=20.0)
+    assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
+    reference = model("cuda:0")
+    expected = fit(reference, ShardedSource(source(), 2), batch_size=16, **options())
+    unweighted = model("cuda:0")
+    fit(unweighted, ShardedSource(npy(path, None, chunk_rows=20, seed=3, validation_fraction=0.25), 2), batch_size=16)
+    for (params, history), _ in outcomes:
+        numpy.testing.assert_allclose(params, reference.backend.to_host(reference.params), rtol=1e-10, atol=1e-12)
+        for key in ("loss", "val_loss", "val_mae", "val_r2"):
+            numpy.testing.assert_allclose(history[key], expected[key], rtol=1e-10)
+    assert numpy.abs(reference.backend.to_host(reference.params - unweighted.params)).max() > 1e-3
+
+
+def test_a_two_rank_run_on_a_weighted_source_stopped_part_way_resumes_in_one_process_exactly(files, monkeypatch,
+                                                                                             fake_cupy):
+    from thread_ranks import run_ranks
+
+    from gpunn.distributed import ShardedSource
+
+    path, *_ = files
+    run = path / "ranks.npz"
+
+    def source(weights="w.npy"):
+        return npy(path, weights, chunk_rows=20, seed=3, validation_fraction=0.25)
+
+    def model(device):
+        return MLP([3, 8, 2], activation="tanh", dtype="float64", device=device, seed=0)
+
+    class StopPartWay(gpunn.Callback):
+        def on_batch_end(self, trainer, batch):
+            if trainer.state.epoch == 1 and batch == 3:
+                trainer.interrupt()
+
+    def rank_fit(rank):
+        fit(model(f"cuda:{rank}"), source(), batch_size=8, distributed=True,
+            callbacks=[gpunn.ModelCheckpoint(run), StopPartWay()])
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, rank_fit, timeout=20.0)
+    assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
+    checkpoint = gpunn.load_checkpoint(run, device="cuda:0")
+    assert (checkpoint.state.epoch, checkpoint.state.batch) == (1, 4)
+    with pytest.raises(ValueError, match=r"was trained on another source: sample_weight was True, now None"):
+        gpunn.load_checkpoint(run, device="cuda:0").resume(source(None), verbose=False)
+    history = checkpoint.resume(source(), verbose=False)  # (its shards read in one process, weights and all)
+    whole = model("cuda:0")  # (a GPU's window permutations: the ranks')
+    expected = fit(whole, ShardedSource(source(), 2), batch_size=16)
+    numpy.testing.assert_allclose(checkpoint.model.backend.to_host(checkpoint.model.params),
+                                  whole.backend.to_host(whole.params), rtol=1e-10, atol=1e-12)
+    numpy.testing.assert_allclose(history["val_r2"][-1], expected["val_r2"][-1], rtol=1e-10)

@@ -91,10 +91,12 @@ def scaled(w, scale):
 
 class WeightedMoments:
     """The targets' weighted sum of squares about their weighted mean, per column, merged window by window (Chan's
-    pairwise update): R²'s denominator with weights, scikit-learn's r2_score(sample_weight=...). ``m2`` once read."""
+    pairwise update): R²'s denominator with weights, scikit-learn's r2_score(sample_weight=...). ``m2`` once read;
+    ``count``, the rows seen (as Moments' count: a data-parallel validation merges the ranks' with ``merge``)."""
 
     def __init__(self, n_columns: int):
         self.weight, self.mean, self.m2 = 0.0, numpy.zeros(n_columns), numpy.zeros(n_columns)
+        self.count = 0
 
     def update(self, Y, w) -> "WeightedMoments":
         """Merge device rows ``Y`` weighed by ``w`` (one a row); two small reads back."""
@@ -105,13 +107,23 @@ class WeightedMoments:
         w64 = w.astype("float64")
         total = float(host(w64.sum()))
         if total <= 0:
+            self.count += int(Y.shape[0])
             return self
         mean = (Y * w64[:, None]).sum(axis=0) / total  # (float64: w64 promotes)
         m2 = host((w64[:, None] * xp.square(Y - mean)).sum(axis=0))
-        mean = host(mean)
+        return self._merge(total, host(mean), m2, int(Y.shape[0]))
+
+    def merge(self, other: "WeightedMoments") -> "WeightedMoments":
+        """Merge another's (a rank's rows)."""
+        if other.weight <= 0:
+            self.count += other.count
+            return self
+        return self._merge(other.weight, other.mean, other.m2, other.count)
+
+    def _merge(self, total, mean, m2, rows):
         weight = self.weight + total
         delta = mean - self.mean
         self.m2 = self.m2 + m2 + delta * delta * (self.weight * total / weight)
         self.mean = self.mean + delta * (total / weight)
-        self.weight = weight
+        self.weight, self.count = weight, self.count + rows
         return self

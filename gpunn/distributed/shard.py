@@ -231,22 +231,37 @@ class _ShardView(ChunkedSource):
         return lo == 0 and hi == self.parent.chunk_sizes[k]
 
     def _fill(self, j, X, Y):
+        self._fill_all(j, X, Y)
+
+    def _fill_all(self, j, X, Y, w=None):
         k, lo, hi = self.parts[j]
         parent = self.parent
         if self._whole(j):
-            parent._fill(k, X, Y)
+            parent._fill_all(k, X, Y, w)
         elif hasattr(parent, "_fill_rows"):
             parent._fill_rows(k, lo, hi, X, Y)
+            if w is not None:  # (an .npy pair's weights file: the chunk's, sliced)
+                wk = numpy.empty(int(parent.chunk_sizes[k]))
+                parent._fill_weights(k, wk)
+                w[...] = wk[lo:hi]
         else:
             n = parent.chunk_sizes[k]
             Xk, Yk = numpy.empty((n, X.shape[1]), X.dtype), numpy.empty((n, Y.shape[1]), Y.dtype)
-            parent._fill(k, Xk, Yk)
+            wk = None if w is None else numpy.empty(n)
+            parent._fill_all(k, Xk, Yk, wk)
             X[...], Y[...] = Xk[lo:hi], Yk[lo:hi]
+            if w is not None:
+                w[...] = wk[lo:hi]
 
-    def _device_windows(self, windows):
+    def weight_scale(self, part):
+        """The parent's weights scaled over its training rows, every shard's (gpunn.data.row_weights): the global
+        batch's weights are those the single process trains on."""
+        return self.parent.weight_scale(part)
+
+    def _device_windows(self, windows, weights=None):
         if type(self.parent)._device_windows is ChunkedSource._device_windows:
-            return super()._device_windows(windows)  # read on the host through _fill
-        return self._sliced_windows(windows)
+            return super()._device_windows(windows, weights)  # read on the host through _fill
+        return self._sliced_windows(windows)  # (generated on the device: no weights)
 
     def _sliced_windows(self, windows):
         """A source generated on the device: its windows of whole chunks, cut to the parts. A window of whole
@@ -434,7 +449,8 @@ class ShardedSource(Closable):
         traceback held this frame."""
         source = self.source
         xp = source.backend.xp
-        empty = (xp.empty((0, source.n_features), source.dtype), xp.empty((0, source.n_outputs), source.dtype))
+        empty = (xp.empty((0, source.n_features), source.dtype),
+                 xp.empty((0, source.n_outputs + source.weighted), source.dtype))  # (the weights' column too)
         with contextlib.ExitStack() as passes:
             streams = []
             for view in views:

@@ -166,7 +166,9 @@ class _ShardedSourceValidation:
     whole chunks: each rank reads and evaluates its share, the error sums are added on rank 0 and
     broadcast, and R²'s denominator comes from the ranks' target moments merged in rank order (first
     evaluation). The single process's metrics up to summation order; no rank reads another's chunks.
-    An ensemble's the same way, with K sums and lists of K metrics."""
+    An ensemble's the same way, with K sums and lists of K metrics. A source with weights (gpunn.data.row_weights):
+    each rank's rows weighed by theirs, scaled over every rank's (the evaluator's ``weight_scale``), R²'s denominator
+    from the ranks' WeightedMoments."""
 
     def __init__(self, evaluator, chunks, comm):
         self.comm, self.source, self.chunk_rows = comm, evaluator.source, evaluator.chunk_rows
@@ -174,21 +176,27 @@ class _ShardedSourceValidation:
         lo, hi = piece(len(chunks), comm.rank, comm.size)
         self.chunks, self.ss_tot = list(chunks[lo:hi]), None
         self.describe = evaluator.describe  # what a checkpoint records of a validation source
+        self.weight_scale = evaluator.weight_scale
 
     def _pieces(self, moments=None):
-        return window_pieces(self.source.ordered_windows(self.chunks), self.chunk_rows, moments)
+        scale = self.weight_scale
+        windows = (self.source.ordered_windows(self.chunks) if scale is None else
+                   self.source.ordered_windows(self.chunks, weights=scale))
+        return window_pieces(windows, self.chunk_rows, moments, weighted=scale is not None)
 
     def evaluate(self, model) -> dict:
+        from ..data.row_weights import WeightedMoments
         from ..data.stats import Moments
 
         outputs = self.source.n_outputs
-        moments = Moments(outputs)
+        kind = Moments if self.weight_scale is None else WeightedMoments
+        moments = kind(outputs)
         first = self.ss_tot is None  # the first evaluation takes the targets' moments as it reads the windows
         # the pass is closed also when the forward pass stops it (SourceEvaluator.evaluate)
         with contextlib.closing(self._pieces(moments if first else None)) as passing:
             sums = _error_sums(model, passing, self.source.overflow_watch)
         if first:
-            merged = Moments(outputs)
+            merged = kind(outputs)
             for part in self.comm.allgather(moments, label="the validation target moments"):
                 merged.merge(part)
             self.ss_tot, self.n_rows = merged.m2, merged.count

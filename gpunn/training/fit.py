@@ -149,21 +149,17 @@ def refuse_weights_where_unweighted(model, X, Y, distributed):
 
 def refuse_a_weighted_source(model, sources, distributed):
     """What a source's weights (gpunn.data.row_weights: made with ``weights=`` or ``weight=``) do not reach yet,
-    refused before anything runs, as ``refuse_weights_where_unweighted`` refuses arrays' ``sample_weight``:
-    data-parallel training and a model with its own training step (an Ensemble's step is its own, which reads them).
+    refused before anything runs, as ``refuse_weights_where_unweighted`` refuses arrays' ``sample_weight``: an
+    Ensemble's data-parallel training and a model with its own training step (an Ensemble's step is its own, which
+    reads them).
     ``sources``: the training source and validation_data (anything; only a source with weights counts)."""
     weighted = [source for source in sources if getattr(source, "has_weights", False)]
     if not weighted:
         return
     name = f"{type(weighted[0]).__name__} {weighted[0]._name()}"
-    if distributed:
-        raise ValueError(f"{name} has a weight for each row, which data-parallel training does not take yet: fit it "
-                         "without distributed, or make the source without weights")
-    from ..distributed.shard import ShardedSource
-
-    if isinstance(sources[0], ShardedSource):  # (its shards' windows carry no weights, which it forwards as had)
-        raise ValueError(f"{name} has a weight for each row, which a ShardedSource's shards do not read yet: fit the "
-                         "source it wraps, or make that source without weights")
+    if distributed and hasattr(model, "n_models"):
+        raise ValueError(f"{name} has a weight for each row, which an Ensemble's data-parallel training does not take "
+                         "yet: fit it without distributed, or make the source without weights")
     if hasattr(model, "steps_as_mlp") and not model.steps_as_mlp():
         raise TypeError(f"{name} has a weight for each row, which needs MLP's own training step; "
                         f"{type(model).__name__} defines its own train_step, _forward or _backward, which would be "
