@@ -109,10 +109,11 @@ def test_standardize_takes_the_unweighted_statistics_and_leaves_the_weights_unsc
 @pytest.mark.parametrize("weights, says", [
     (lambda w: numpy.where(numpy.arange(240) == 45, -1.0, w), r"w\.npy \(rows 40-59\): 1 negative weight\(s\), the "
                                                               r"first at row 45 \(-1\): a weight must be 0 or more"),
-    (lambda w: numpy.where(numpy.arange(240) % 50 == 3, numpy.nan, w), r"w\.npy \(rows 0-19\): 1 NaN or infinite "
-                                                                       r"weight\(s\), the first at row 3 \(nan\)"),
-    (lambda w: numpy.where(numpy.arange(240) == 239, numpy.inf, w), r"rows 220-239\): 1 NaN or infinite weight\(s\), "
-                                                                    r"the first at row 239 \(inf\)"),
+    (lambda w: numpy.where(numpy.arange(240) % 50 == 3, numpy.nan, w), r"w\.npy \(rows 0-19\): 1 missing, NaN or "
+                                                                       r"infinite weight\(s\), the first at row 3 "
+                                                                       r"\(nan\)"),
+    (lambda w: numpy.where(numpy.arange(240) == 239, numpy.inf, w), r"rows 220-239\): 1 missing, NaN or infinite "
+                                                                    r"weight\(s\), the first at row 239 \(inf\)"),
     (lambda w: numpy.zeros(240), r"w\.npy: every weight is 0: no row counts in the loss$"),
     (lambda w: w[:-1], r"w\.npy has 239 weights but \S+X\.npy has 240 rows: one weight a row$"),
     (lambda w: w[:, None], r"w\.npy: weights must be a 1-D array, one a row; it has shape \(240, 1\): save "
@@ -271,8 +272,13 @@ def test_bad_weights_in_a_table_are_refused_naming_the_file_its_rows_and_the_fir
     lines = (path / "t.csv").read_text().splitlines()
     lines[5] = "1,2,3,nan,4,5"  # the 4th row (line 5)
     (path / "t.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"t\.csv \(lines 2-\d+\): column 'w': 1 NaN or infinite weight\(s\), the "
-                                        r"first at line 6 \(nan\)"):
+    with pytest.raises(DataError, match=r"t\.csv \(lines 2-\d+\): column 'w': 1 missing, NaN or infinite weight\(s\), "
+                                        r"the first at line 6 \(nan\)"):
+        table(path, "csv", cache=False)
+    lines[5] = "1,2,3,,4,5"  # (an empty cell: pyarrow's null)
+    (path / "t.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"column 'w': 1 missing, NaN or infinite weight\(s\), the first at line 6 "
+                                        r"\(nan\)"):
         table(path, "csv", cache=False)
     lines[5] = "1,2,3,heavy,4,5"
     (path / "t.csv").write_text("\n".join(lines) + "\n")
@@ -292,8 +298,8 @@ def test_a_run_on_a_tables_weight_column_resumes_only_with_it(tables, kind):
         callbacks=[gpunn.ModelCheckpoint(run)])
     with pytest.raises(ValueError, match=r"was trained on another source: sample_weight was True, now None; weight "
                                          r"was 'w', now None"):
-        gpunn.load_checkpoint(run, device="cpu").resume(table(path, kind, seed=2, weight=None, features=["a", "b", "c"]),
-                                                        epochs=2, verbose=False)
+        unweighted = table(path, kind, seed=2, weight=None, features=["a", "b", "c"])
+        gpunn.load_checkpoint(run, device="cpu").resume(unweighted, epochs=2, verbose=False)
     gpunn.load_checkpoint(run, device="cpu").resume(table(path, kind, seed=2), epochs=2, verbose=False)
 
 

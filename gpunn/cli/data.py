@@ -369,8 +369,8 @@ def _check_column_options(args, kind):
         raise ValueError(f"--targets goes with --data X.npy; for --data {shell_word(args.data)}, name the target column(s) with "
                          "--target")
     elif getattr(args, "weights", None):
-        raise ValueError(f"--weights goes with --data X.npy; for --data {shell_word(args.data)}, name the weight column "
-                         "with --weight")
+        raise ValueError(f"--weights goes with --data X.npy; for --data {shell_word(args.data)}, name the weight "
+                         "column with --weight")
 
 
 def _saved_cut(ckpt) -> dict:

@@ -73,7 +73,7 @@ def cut_into(pieces, sizes):
 
 def refuse_bad(source, k, w):
     """Refuse chunk ``k``'s weights ``w`` where one is NaN, infinite or negative, naming the first."""
-    for bad, what, must in ((~numpy.isfinite(w), "NaN or infinite", "a finite number"),
+    for bad, what, must in ((~numpy.isfinite(w), "missing, NaN or infinite", "a finite number"),
                             (w < 0, "negative", "0 or more (a negative one rewards a larger error, and the loss has "
                                                 "no minimum)")):
         if bad.any():
