@@ -134,6 +134,21 @@ def test_a_nan_in_a_directory_of_parquet_files_names_its_file_and_its_row_there(
     assert predict_refusals(tmp_path, monkeypatch, capsys, str(folder)) == [f"gpunn predict: error: IN {said}"]
 
 
+def test_gpunn_predict_quotes_the_file_of_a_directory_of_a_name_with_a_space_and_not_the_row_after_it(
+        tmp_path, monkeypatch, capsys):
+    """IN 'my d/1.parquet' row 7: the file quoted as a shell word, its row after it (b147e1e0 quoted the words up to
+    the first colon, 'my d/1.parquet row 7', and the bare path of a name without a space, '.../1.parquet row 7')."""
+    import shlex
+
+    folder = tmp_path / "my d"
+    folder.mkdir()
+    write(folder, "parquet", name="0")
+    path = write(folder, "parquet", float("nan"), name="1")
+    said = f"row {BAD_ROW}: column 'b': nan is NaN; clean or impute it first"
+    assert predict_refusals(tmp_path, monkeypatch, capsys, str(folder)) == [
+        f"gpunn predict: error: IN {shlex.quote(str(path))} {said}"]
+
+
 # ---- the file changed since it was read: the value read again is finite --------------------------------------
 def changed_after_reading(monkeypatch, read, rewrite):
     """``read``'s class reads its chunks, then the file is rewritten (``rewrite()``) as a refusal is worded. (Rewritten

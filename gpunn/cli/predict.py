@@ -643,10 +643,21 @@ def _named_in(exc, path):
     text = str(exc)
     if text.startswith((f"{path}:", f"{path} ")):
         return type(exc)(f"IN {shell_word(path)}{text[len(path):]}")
-    if text.startswith(os.path.join(path, "")):  # (a Parquet directory's file)
-        file, said, rest = text.partition(": ")
-        return type(exc)(f"IN {shell_word(file)}{said}{rest}")
+    folder = os.path.join(path, "")
+    if text.startswith(folder):  # (a Parquet directory's file: its name, the longest that the words go on after)
+        after = text[len(folder):]
+        names = [name for name in _listed(path) if after.startswith((f"{name}:", f"{name} "))]
+        if names:
+            file = folder + max(names, key=len)
+            return type(exc)(f"IN {shell_word(file)}{text[len(file):]}")
     return exc
+
+
+def _listed(path) -> list:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def _one_model(model, path):
