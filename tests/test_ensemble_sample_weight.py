@@ -289,3 +289,17 @@ def test_a_bootstrapped_weighted_member_on_the_gpu_trains_as_its_mlp_on_its_resa
         twin = gpunn.MLP([4, 16, 2], dtype="float64", device="cuda", seed=k)
         twin.fit(X[rows], Y[rows], sample_weight=w[rows], **fit)
         numpy.testing.assert_allclose(ens.member_params[k].get(), twin.params.get(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_gpunn_info_of_a_weighted_ensembles_run_says_it_resumes_with_the_weights(data, tmp_path, bootstrap):
+    """A bootstrapped ensemble's weighted run records its source as "bootstrap": info said to resume(X, Y) or
+    .resume(source), which a resume refuses (without the weights; a source with bootstrap)."""
+    from gpunn.cli.model_info import describe
+
+    X, Y, w = data
+    gpunn.Ensemble([4, 8, 2], 2, device="cpu").fit(X, Y, sample_weight=w, bootstrap=bootstrap, epochs=1,
+                                                   verbose=False, callbacks=[gpunn.ModelCheckpoint(tmp_path / "e.npz")])
+    lines = describe(tmp_path / "e.npz")
+    assert "resume(X, Y, sample_weight=w))" in lines["checkpoint"]
+    assert lines["trained"].endswith("(240 training rows, weighted by sample_weight)")

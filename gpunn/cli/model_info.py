@@ -14,8 +14,8 @@ def describe(path) -> dict:
     model, meta = ckpt.model, ckpt.meta
     members, training = getattr(model, "n_models", None), meta.get("kind") == "training"
     source = (ckpt.training.get("source") or {}) if training else {}
-    # arrays' weights, a data-parallel run's too (a source holds its own)
-    weighted = source.get("kind") in ("arrays", "sharded-arrays") and bool(source.get("sample_weight"))
+    # arrays' weights, a data-parallel run's and an Ensemble's bootstrap resamples' too (a source holds its own)
+    weighted = source.get("kind") in ("arrays", "sharded-arrays", "bootstrap") and bool(source.get("sample_weight"))
     lines = {"checkpoint": _kind(path, meta, training, members, weighted),
              "model": _network(model, members),
              "columns": _columns(model),
