@@ -19,6 +19,12 @@ _QUIET = ("quiet", "progress is shown by default; {0} turns it off", (True,))
 _HIDDEN = ("hidden", "did you mean {0} (the hidden layers' widths, e.g. {1})?", (None, [256, 256]))
 _DEVICE = ("device", "did you mean {0} (or cuda:N)?", ("cuda",))
 _MEMBERS = ("n-models", "did you mean {0} (the number of members)?", (None,))
+# each row's weight in the loss goes by three names, fit's sample_weight (scikit-learn's and Keras's), gpunn.data.npy's
+# weights= (a file; the commands' --weights) and a table's weight= (a column; --weight): a name for them, these or
+# other tools', is hinted as whichever of them the place takes (fit(X, Y, weight=w) was "did you mean weight_decay?")
+ROW_WEIGHTS = ("sample-weight", "weights", "weight")
+ROW_WEIGHT_NAMES = (*ROW_WEIGHTS, "sample-weights", "weight-column", "weights-column", "weight-col", "weights-col",
+                    "weight-file", "weights-file")
 WIDTHS = ("width", "widths", "hidden-size", "hidden-sizes", "units", "hidden-units", "neurons")  # a layer's width
 OTHER_NAMES = {
     "learning-rate": ("lr", "did you mean {0}?", (None,)),
@@ -189,7 +195,8 @@ def other_library(name: str, what: str) -> str | None:
 class Meant:
     """What an unknown name stands for: ``names`` (one, or each a shortened name begins), and how it was found:
     "case" (the name in other letter case), "alias" (another tool's name: ``words`` and ``values`` as in
-    OTHER_NAMES), "shortened" (the beginning of ``names``) or "close" (a misspelling)."""
+    OTHER_NAMES), "weights" (a name for the rows' weights: ROW_WEIGHTS), "shortened" (the beginning of ``names``)
+    or "close" (a misspelling)."""
     names: tuple
     how: str
     words: str = "did you mean {0}?"
@@ -216,6 +223,9 @@ def meant(name: str, names, aliases: bool = True) -> Meant | None:
     low = name.lower()
     if low in folded:
         return Meant((folded[low],), "case")
+    weights = tuple(known for known in ROW_WEIGHTS if known in names) if aliases and low in ROW_WEIGHT_NAMES else ()
+    if weights:
+        return Meant(weights, "weights")
     other = OTHER_NAMES.get(name if name.startswith("-") else low) if aliases else None
     if other and other[0] in names:
         return Meant((other[0],), "alias", other[1], other[2])
@@ -441,7 +451,8 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
         other_option = key if key in options else None if found else _option_meant(key, options)
         if other_option:
             return TypeError(f"{said} ({_other_kinds_option(call, other, other_option, key, shown, made_with)})")
-    fit_found = None if found else _keyword_meant(key, fit_options)
+    # (MLP(weights=W) may mean a start, not fit's sample_weight)
+    fit_found = None if found or key.replace("_", "-") in ROW_WEIGHT_NAMES else _keyword_meant(key, fit_options)
     if fit_found and len(fit_found.names) == 1:
         option = _as_keyword(fit_found.names[0], None)
         return TypeError(f"{said} (did you mean {option}? {option} is fit's option: model.fit(X, Y, {option}={shown}))")

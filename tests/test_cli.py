@@ -1173,6 +1173,26 @@ def test_an_option_named_as_other_tools_name_it_gets_the_option_meant(argv, hint
     assert hint in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, unknown, hints", [
+    # Python's name, a column's: the value after it was hinted too ("w.npy: a data file follows --data", beside
+    # --data; "w: options are written in full: did you mean --weight-decay or --weights or --weight or --window?")
+    (["train", "--data", "X.npy", "--targets", "Y.npy"], ["--sample-weight", "w.npy"],
+     "--sample-weight: did you mean --weights or --weight?"),
+    (["sweep", "--data", "t.csv", "--target", "y"], ["--weight-column", "w"],
+     "--weight-column: did you mean --weights or --weight?"),
+    (["train", "--data", "t.csv", "--target", "y"], ["--weight_column=w"],
+     "--weight_column: did you mean --weights or --weight?"),
+    (["train"], ["--verbose", "t.csv"],  # a flag meant: the file after it is no value of its
+     "--verbose: progress is shown by default; --quiet turns it off; t.csv: a data file follows --data, as in --data "
+     "t.csv"),
+])
+def test_a_name_for_the_rows_weights_is_hinted_as_both_options_and_its_value_alone(argv, unknown, hints, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(argv + unknown)
+    assert capsys.readouterr().err == (f"gpunn {argv[0]}: error: unrecognized arguments: {' '.join(unknown)} ({hints}) "
+                                       f"(see gpunn {argv[0]} --help)\n")
+
+
 @pytest.mark.parametrize("argv, hint", [
     (["train", "--rows", "1e10", "--max-steps", "100"], "--max-steps: gpunn train runs whole epochs (--epochs): fewer "
      "--rows of a synthetic task (or a smaller --data file) make a shorter one, and Ctrl-C stops after the current batch (with --save, in a checkpoint that --resume "

@@ -207,3 +207,31 @@ def test_pytorchs_betas_are_written_back_as_beta1_and_beta2_only_when_they_are_a
 
     assert hint((0.9, 0.99)) == "Adam(beta1=0.9, beta2=0.99))"
     assert hint((0.9, 0.99, 0.999)) == hint(0.9) == "Adam(beta1=..., beta2=...))"
+
+
+@pytest.mark.parametrize("call, said", [
+    # fit's weight= was "did you mean weight_decay?", weights= had no hint: the sources' and the commands' names
+    (lambda X, Y, w: gpunn.MLP([2, 1], device="cpu").fit(X, Y, weight=w), "'weight' (did you mean sample_weight?)"),
+    (lambda X, Y, w: gpunn.MLP([2, 1], device="cpu").fit(X, Y, weights=w), "'weights' (did you mean sample_weight?)"),
+    (lambda X, Y, w: gpunn.MLP([2, 1], device="cpu").evaluate(X, Y, weights=w), "(did you mean sample_weight?)"),
+    (lambda X, Y, w: gpunn.Ensemble([2, 1], n_models=2, device="cpu").fit(X, Y, weights=w),
+     "(did you mean sample_weight?)"),
+    (lambda X, Y, w: gpunn.MLPRegressor().fit(X, Y, weights=w), "(did you mean sample_weight?)"),
+    # and a source's maker given fit's name (was Python's words alone), or the other maker's
+    (lambda X, Y, w: gpunn.data.npy("X.npy", "Y.npy", sample_weight="w.npy"), "(did you mean weights?)"),
+    (lambda X, Y, w: gpunn.data.csv("t.csv", "y", sample_weight="w"), "(did you mean weight?)"),
+    (lambda X, Y, w: gpunn.data.parquet("t.parquet", "y", weight_column="w"), "(did you mean weight?)"),
+    (lambda X, Y, w: gpunn.data.parquet("t.parquet", "y", weights="w"), "(did you mean weight?)"),
+])
+def test_a_name_for_the_rows_weights_is_hinted_as_the_one_the_call_takes(call, said):
+    X, Y, w = [[0.0, 1.0]] * 4, [0.0] * 4, [1.0] * 4
+    with pytest.raises(TypeError, match="unexpected keyword argument") as refused:
+        call(X, Y, w)
+    assert str(refused.value).endswith(said)
+
+
+def test_a_models_constructor_given_weights_is_not_told_of_fits_sample_weight():
+    """MLP(weights=W) may mean a start: the hint of fit's sample_weight would mislead, so Python's words stay."""
+    with pytest.raises(TypeError) as refused:
+        gpunn.MLP([2, 1], weights=[[1.0]])
+    assert str(refused.value) == "MLP() got an unexpected keyword argument 'weights'"

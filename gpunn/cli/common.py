@@ -129,10 +129,13 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
     options = [option for option in option_names(command_parser) if option.startswith("--")]
     names = [option[2:] for option in options]
     command = command_parser.prog.rsplit(" ", 1)[-1]
-    hints = []
+    hints, takes_value = [], False
     for token in unknown:
         name = token.split("=", 1)[0]
         spelled = name.replace("_", "-")
+        if takes_value and not token.startswith("-"):  # the value of the option before it (--sample-weight w.npy)
+            takes_value = False
+            continue
         if name in options:  # written before the command (gpunn --rows 5 train): the top level has no such option
             hints.append(f"{name}: write it after '{command}'")
             continue
@@ -145,6 +148,8 @@ def refuse_unknown(command_parser, unknown, then="") -> None:
             hints.append(f"{name}: {absent}")
             continue
         found = meant(spelled[2:] if spelled.startswith("--") else spelled, names)  # -v: as written
+        takes_value = bool(found) and "=" not in token and spelled.startswith("--") and all(
+            command_parser._option_string_actions[f"--{meant_name}"].nargs != 0 for meant_name in found.names)
         whose = _whose(command_parser, command, spelled)
         if found is None:
             if whose:
