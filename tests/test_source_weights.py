@@ -556,3 +556,21 @@ def test_a_two_rank_run_on_a_weighted_source_stopped_part_way_resumes_in_one_pro
     numpy.testing.assert_allclose(checkpoint.model.backend.to_host(checkpoint.model.params),
                                   whole.backend.to_host(whole.params), rtol=1e-10, atol=1e-12)
     numpy.testing.assert_allclose(history["val_r2"][-1], expected["val_r2"][-1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
+def test_shuffled_windows_carry_each_rows_weight_with_it(tables, kind):
+    """With shuffle (chunk order and rows within each window permuted) each row's weight must move with it: at the
+    full batch the step does not depend on the row order, so the run is the array fit of the training chunks' rows
+    with their weights. (The other tests compare shuffled runs only with themselves, or train unshuffled.)"""
+    path, X, Y, w = tables
+    options = dict(seed=4, window=3, validation_fraction=0.25)
+    source = npy(path, chunk_rows=17, **options) if kind == "npy" else table(path, kind, **options)
+    starts = numpy.concatenate([[0], numpy.cumsum(source.chunk_sizes)])
+    kept = numpy.concatenate([numpy.arange(starts[k], starts[k + 1]) for k in sorted(source.train_chunks)])
+    assert source.shuffle and len(source.chunk_sizes) > 4 and len(kept) < 240
+    on_source, on_arrays = (MLP([3, 8, 2], dtype="float64", device="cpu", seed=1) for _ in range(2))
+    history = fit(on_source, source, batch_size=None)
+    expected = fit(on_arrays, (X[kept], Y[kept]), sample_weight=w[kept], batch_size=None)
+    numpy.testing.assert_allclose(on_source.params, on_arrays.params, rtol=1e-10, atol=1e-12)
+    numpy.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-10)
