@@ -258,6 +258,29 @@ def test_a_tables_weight_column_is_checked_and_refused_in_words(tables, kind):
             table(path, kind, **options)
 
 
+def test_data_in_memory_where_a_maker_takes_a_files_name_is_refused_saying_which_fit_takes_it(tables):
+    """gpunn.data.npy(X, Y) or weights=w of an array, csv(df, ...) of a DataFrame said Python's "expected str, bytes or
+    os.PathLike object, not ndarray"; a table's weight=w of an array repeated its values."""
+    pd = pytest.importorskip("pandas")
+    path, X, Y, w = tables
+    npy_file = r"a \.npy file holds the {}: give its name \(a str or pathlib\.Path\), not an ndarray; "
+    for call, says in (
+            (lambda: gpunn.data.npy(X, path / "Y.npy"), npy_file.format("features") + r"arrays in memory are fit as "
+             r"they are, model\.fit\(X, Y\) \(sample_weight=w weighs their rows\)$"),
+            (lambda: gpunn.data.npy(path / "X.npy", path / "Y.npy", weights=w), npy_file.format("weights") + r"weights in memory weigh "
+             r"arrays, model\.fit\(X, Y, sample_weight=w\); for this source save them, numpy\.save\('w\.npy', w\), "
+             r"and give that name$"),
+            (lambda: gpunn.data.csv(pd.read_csv(path / "t.csv"), "y1"), r"^a CSV file holds the table: give its name "
+             r"\(a str or pathlib\.Path\), not a DataFrame; a table in memory is fit as it is"),
+            (lambda: gpunn.data.parquet(pd.read_csv(path / "t.csv"), "y1"), r"^a Parquet file or directory holds "),
+            (lambda: table(path, "csv", weight=w), r"^weight names one column of each row's weight, a str; got an "
+             r"ndarray: weights in memory weigh arrays, model\.fit\(X, Y, sample_weight=w\); for this source add "
+             r"them to the table as a column, and name it$"),
+            (lambda: table(path, "parquet", weight=pd.Series(w)), r"got a Series: weights in memory")):
+        with pytest.raises(TypeError, match=says):
+            call()
+
+
 def test_bad_weights_in_a_table_are_refused_naming_the_file_its_rows_and_the_first(tables):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -18,6 +18,7 @@ from .. import environment
 from ..checks import flag, positive_int
 from ..csvtext import read_as
 from .base import ChunkedSource, DataError, PreadFile, closes_files_when_refused, default_chunk_rows, pread_full
+from .errors import file_name
 from .table_columns import (MissingColumns, NoTarget, copy_columns, listed_columns, pick_columns, pyarrow_module,
                             weight_column)
 
@@ -213,7 +214,7 @@ class CsvSource(ChunkedSource):
             raise ValueError(f"decimal is the numbers' decimal mark, one character other than the delimiter "
                              f"({delimiter!r}) and a quote or line end: '.' or ',', got {decimal!r}")
         pyarrow_module("csv")  # without pyarrow: MissingExtra, before the file is looked at
-        self.path = os.fspath(path)
+        self.path = file_name(path, "table", "a CSV file")
         if not os.path.isfile(self.path):
             raise DataError(f"{self.path}: no such file")
         from ..csvtext import csv_first_text, delimiter_hint, first_value_is_text, numbers_header_hint

@@ -1,6 +1,10 @@
 """gpunn.data's error: a module of its own, so that every part of gpunn.data (the statistics too, which
 gpunn.data.base imports) raises the same class without an import cycle."""
+import os
+
 import numpy
+
+from ..hints import a_type
 
 
 class DataError(ValueError):
@@ -45,3 +49,26 @@ def not_finite_value(path, row, column, number, dtype, scaled=None) -> str:
     narrow = isinstance(number, numpy.floating) and number.dtype.itemsize < 8  # 3e+38, not 3.0000000054977558e+38
     said = number_not_finite(float(number), str(number) if narrow else repr(float(number)), column, dtype, scaled)
     return f"{path} row {row}: {said}" if said else ""
+
+
+# what a source's maker takes in place of a file's name, the data already in memory, {role: the fit that takes it}
+IN_MEMORY = {
+    "features": "arrays in memory are fit as they are, model.fit(X, Y) (sample_weight=w weighs their rows)",
+    "targets": "arrays in memory are fit as they are, model.fit(X, Y) (sample_weight=w weighs their rows)",
+    "weights": ("weights in memory weigh arrays, model.fit(X, Y, sample_weight=w); for this source save them, "
+                "numpy.save('w.npy', w), and give that name"),
+    "inputs": "arrays in memory are predicted as they are, model.predict(X)",
+    "table": ("a table in memory is fit as it is, model.fit(df[features], df[targets]) (sample_weight=df['w'] weighs "
+              "its rows)"),
+}
+
+
+def file_name(path, role: str, read: str) -> str:
+    """``os.fspath(path)`` for the file (``read``: "a .npy file") a source reads its ``role`` from (IN_MEMORY's);
+    the data itself given there (an ndarray, a DataFrame) is refused saying which fit takes it,
+    where Python said "expected str, bytes or os.PathLike object, not ndarray"."""
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{read} holds the {role}: give its name (a str or pathlib.Path), not {a_type(path)}; "
+                        f"{IN_MEMORY[role]}") from None

@@ -13,6 +13,7 @@ import numpy
 from ..checks import PARQUET_SUFFIXES, positive_int
 from ..forksafe import ForkSafeLock
 from .base import ChunkedSource, DataError, closes_files_when_refused, default_chunk_rows
+from .errors import file_name
 from .row_weights import cut_into
 from .table_columns import (NoTarget, copy_columns, listed_columns, pick_in_every_file, pyarrow_module,
                             weight_column)
@@ -95,7 +96,7 @@ class ParquetSource(ChunkedSource):
     @closes_files_when_refused
     def __init__(self, path, target=None, features=None, *, weight=None, chunk_rows=None, seed=0, shuffle=True,
                  window=16, validation_fraction=None, standardize=False, prefetch=1, device=None, dtype=None):
-        self.path = os.fspath(path)
+        self.path = file_name(path, "table", "a Parquet file or directory")
         files = self.list_files(self.path)
         self.files, self._open, sizes, run_lengths, self._chunks = files, [], [], [], []
         for name in files:

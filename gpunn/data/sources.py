@@ -14,6 +14,7 @@ from ..hints import a_type
 from ..rng import generator
 from .base import (ChunkedSource, Closable, DataError, chunk_sizes, closes_files_when_refused,
                    default_chunk_rows, held_count, pread_full, standardize_option)
+from .errors import file_name
 from .overflow import OverflowWatch
 from .stats import Standardizer, dtype_of, standardizing_dtype
 
@@ -240,7 +241,7 @@ class _NpyFile:
     """
 
     def __init__(self, path, role, allow_1d=False, only_1d=False):
-        self.path = os.fspath(path)
+        self.path = file_name(path, role, "a .npy file")
         self._fd = None
         try:
             with open(self.path, "rb") as fh:

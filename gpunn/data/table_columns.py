@@ -20,7 +20,7 @@ import numpy
 
 from ..checks import MissingExtra, predicting_a_table_file
 from ..csvtext import joined_columns, named_twice, read_as, split_columns
-from ..hints import shell_word
+from ..hints import a_type, shell_word
 from .base import DataError
 
 
@@ -214,6 +214,10 @@ def weight_column(weight) -> list:
     if weight is None:
         return []
     if not isinstance(weight, str) or not weight:
+        if hasattr(weight, "__array__"):  # the weights themselves (an array, a Series), not their values shown
+            raise TypeError(f"weight names one column of each row's weight, a str; got {a_type(weight)}: weights in "
+                            f"memory weigh arrays, model.fit(X, Y, sample_weight=w); for this source add them to "
+                            f"the table as a column, and name it")
         raise TypeError(f"weight names one column of each row's weight, a str; got {weight!r}")
     return [weight]
 
