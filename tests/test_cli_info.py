@@ -271,7 +271,7 @@ def test_info_of_a_checkpoint_says_what_it_holds_and_how_to_predict_with_it(tmp_
                                                    callbacks=[gpunn.ModelCheckpoint(python)])
     assert cli.main(["info", python]) == 0
     out = capsys.readouterr().out
-    assert ("a training run, resumable (in Python: gpunn.load_checkpoint(path).resume(X, Y) or .resume(source))"
+    assert ("a training run, resumable (in Python: gpunn.load_checkpoint(path).resume(X, Y)), "
             in out and "unnamed: 3 features read by position, 1 output (arrays, " in out and " on arrays (" in out)
     alone = str(tmp_path / "alone.npz")
     gpunn.save(alone, gpunn.MLP([4, 2], seed=0))
@@ -344,14 +344,37 @@ def test_info_of_a_checkpoint_cut_in_its_first_epoch_says_where_and_its_models_d
     lines = dict(line.split("  ", 1) for line in capsys.readouterr().out.splitlines())
     lines = {k.strip(): v.strip() for k, v in lines.items()}
     assert lines == {
-        "checkpoint": "a training run, resumable (in Python: gpunn.load_checkpoint(path).resume(X, Y) or "
-                      f".resume(source)), written by gpunn {gpunn.__version__}",
+        "checkpoint": "a training run, resumable (in Python: gpunn.load_checkpoint(path).resume(X, Y)), written by "
+                      f"gpunn {gpunn.__version__}",
         "model": "MLP 3-4-1 (relu, identity), no bias, float64, 16 parameters",
         "columns": "features a, b, c (a table IN is read by these names)",
         "standardized": "inputs (predict takes raw inputs and gives targets in their units)",
         "trained": "epoch 0 of 2, and 3 batches of epoch 1 (interrupted); sgd lr 0.012346, batch 100, on arrays "
                    "(600 training rows)",
         "predict": f"gpunn predict {cut} IN OUT"}, lines
+
+
+@pytest.mark.parametrize("fit_on", ["arrays", "ensemble bootstrap", "npy source"])
+def test_info_of_a_python_runs_checkpoint_says_to_resume_with_what_it_trained_on(tmp_path, capsys, fit_on):
+    """A fit's ModelCheckpoint resumes in Python with the data it trained on: arrays (an Ensemble's bootstrap
+    resamples of them; a data-parallel run's, not started here: MPI would start in this process) with resume(X, Y), a
+    source with resume(source). It said "resume(X, Y) or .resume(source)" of each, where the other is refused."""
+    import gpunn
+    from gpunn import datasets
+
+    X, Y = datasets.make("linear", 200, 3, seed=2, device="cpu")
+    path, data = str(tmp_path / "run.npz"), (X, Y)
+    if fit_on == "npy source":
+        numpy.save(tmp_path / "X.npy", X)
+        numpy.save(tmp_path / "Y.npy", Y)
+        data = (gpunn.data.npy(str(tmp_path / "X.npy"), str(tmp_path / "Y.npy")),)
+    model = (gpunn.Ensemble([3, 4, 1], 2, device="cpu", seed=0) if fit_on == "ensemble bootstrap"
+             else gpunn.MLP([3, 4, 1], device="cpu", seed=0))
+    options = {"bootstrap": True} if fit_on == "ensemble bootstrap" else {}
+    model.fit(*data, epochs=1, batch_size=50, verbose=False, callbacks=[gpunn.ModelCheckpoint(path)], **options)
+    assert cli.main(["info", path]) == 0
+    call = "resume(source)" if fit_on == "npy source" else "resume(X, Y)"
+    assert f"(in Python: gpunn.load_checkpoint(path).{call})," in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name, says", [

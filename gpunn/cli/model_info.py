@@ -14,9 +14,7 @@ def describe(path) -> dict:
     model, meta = ckpt.model, ckpt.meta
     members, training = getattr(model, "n_models", None), meta.get("kind") == "training"
     source = (ckpt.training.get("source") or {}) if training else {}
-    # arrays' weights, a data-parallel run's and an Ensemble's bootstrap resamples' too (a source holds its own)
-    weighted = source.get("kind") in ("arrays", "sharded-arrays", "bootstrap") and bool(source.get("sample_weight"))
-    lines = {"checkpoint": _kind(path, meta, training, members, weighted),
+    lines = {"checkpoint": _kind(path, meta, training, members, source.get("kind"), bool(source.get("sample_weight"))),
              "model": _network(model, members),
              "columns": _columns(model),
              "standardized": _standardized(model)}
@@ -35,10 +33,16 @@ def describe(path) -> dict:
     return lines
 
 
-def _kind(path, meta, training, members, weighted=False) -> str:
+# the kinds of a run's data recorded for in-memory arrays: one process's, a data-parallel run's, an Ensemble's
+# bootstrap resamples'; a gpunn.data source records its own kind (npy, parquet, csv, synthetic, ...)
+ARRAY_KINDS = ("arrays", "sharded-arrays", "bootstrap")
+
+
+def _kind(path, meta, training, members, data_kind=None, weighted=False) -> str:
     """What the checkpoint is, and how it resumes: by the command that wrote it (its options recorded in it), else
-    in Python (a fit's ModelCheckpoint; ``weighted``: a fit of arrays with sample_weight, resumed with it: a weighted
-    source's run resumes with the source, made with its weights again)."""
+    in Python (a fit's ModelCheckpoint): a run on arrays with its arrays (``weighted``: and the sample_weight it
+    took), a source's with the source made again (its weights too: a source holds its own); a run whose data are
+    not recorded (``data_kind`` None) either way."""
     from .resume import saved_options, sweep_directory
 
     written = f"written by gpunn {meta.get('gpunn_version', '?')}"
@@ -47,10 +51,15 @@ def _kind(path, meta, training, members, weighted=False) -> str:
     sweep = sweep_directory(meta, path)
     resume = (f"gpunn sweep --resume {shell_word(sweep)}" if sweep else
               f"gpunn train --resume {shell_word(path)}" if saved_options(meta) and not members else
-              "in Python: gpunn.load_checkpoint(path).resume(X, Y, sample_weight=w)" if weighted else
-              "in Python: gpunn.load_checkpoint(path).resume(X, Y) or .resume(source)")
+              f"in Python: gpunn.load_checkpoint(path).{_resume_call(data_kind, weighted)}")
     what = f"an Ensemble's training run of {members} members" if members else "a training run"
     return f"{what}, resumable ({resume}), {written}"
+
+
+def _resume_call(data_kind, weighted) -> str:
+    if data_kind in ARRAY_KINDS:
+        return "resume(X, Y, sample_weight=w)" if weighted else "resume(X, Y)"
+    return "resume(X, Y) or .resume(source)" if data_kind is None else "resume(source)"
 
 
 def _network(model, members) -> str:
