@@ -597,3 +597,57 @@ def test_shuffled_windows_carry_each_rows_weight_with_it(tables, kind):
     expected = fit(on_arrays, (X[kept], Y[kept]), sample_weight=w[kept], batch_size=None)
     numpy.testing.assert_allclose(on_source.params, on_arrays.params, rtol=1e-10, atol=1e-12)
     numpy.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-10)
+
+
+def test_a_chunk_of_zero_weights_and_one_all_at_the_largest_weigh_as_the_arrays_weighed_so(files):
+    """Weights grouped by chunk, as sorted or grouped data gives them: chunk 1's rows all 0 and chunk 3's all at the
+    largest weight (that chunk's smallest is then the set's largest). The training rows' scale is taken over the
+    chunks' largest weights, neither refused as all 0 nor taken as equal weights (an unweighted run)."""
+    path, X, Y, w = files
+    w = w.copy()
+    w[20:40], w[60:80] = 0.0, 3.0  # (the others are under 3)
+    numpy.save(path / "w.npy", w)
+    on_file, on_arrays = (MLP([3, 8, 2], dtype="float64", device="cpu", seed=1) for _ in range(2))
+    history = fit(on_file, npy(path, shuffle=False, chunk_rows=20))
+    expected = fit(on_arrays, (X, Y), sample_weight=w, shuffle=False)
+    numpy.testing.assert_allclose(on_file.params, on_arrays.params, rtol=1e-12, atol=1e-14)
+    numpy.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["npy", "csv"])
+def test_a_sharded_weighted_source_with_held_out_chunks_and_shards_cut_mid_chunk_trains_its_global_batches(
+        tmp_path, kind):
+    """ShardedSource(source, 2) at batch 2b where the shards' boundary cuts a chunk (an .npy pair's part read by row
+    range, a CSV chunk's read whole and sliced: each with its rows' weights), shard 1 is a row longer (its last
+    global batch has shard 0's empty piece, with the weights' column) and chunks are held out (the training rows'
+    weights scaled over them, not over every row): the arrays' fit on the training rows so interleaved."""
+    from gpunn.distributed import ShardedSource
+
+    rng = numpy.random.default_rng(4)
+    n = 263
+    X = rng.standard_normal((n, 3))
+    Y = numpy.stack([numpy.sin(X[:, 0]) + X[:, 1] ** 2, X[:, 2]], axis=1)
+    w = rng.uniform(0.0, 3.0, n)
+    for name, a in (("X", X), ("Y", Y), ("w", w)):
+        numpy.save(tmp_path / f"{name}.npy", a)
+    with open(tmp_path / "t.csv", "w") as f:
+        f.write("a,b,c,w,y1,y2\n" + "".join(",".join(repr(float(v)) for v in (*X[i], w[i], *Y[i])) + "\n"
+                                            for i in range(n)))
+    options = dict(shuffle=False, validation_fraction=0.2, seed=2)
+    source = (npy(tmp_path, chunk_rows=10, **options) if kind == "npy" else
+              table(tmp_path, "csv", block_size=700, cache=False, **options))
+    starts = numpy.cumsum(source.chunk_sizes) - source.chunk_sizes
+    train = numpy.concatenate([numpy.arange(starts[k], starts[k] + source.chunk_sizes[k])
+                               for k in sorted(source.train_chunks)])
+    half = len(train) // 2
+    assert len(train) == 2 * half + 1, len(train)
+    b = max(d for d in range(2, 17) if half % d == 0)  # shard 0's batches all full: shard 1 has one more
+    sharded = ShardedSource(source, 2)
+    assert any(lo > 0 for _, lo, _ in sharded.views()[1].parts)  # (a chunk cut by the shards)
+    shards = (train[:half], train[half:])
+    order = numpy.concatenate([numpy.concatenate([s[i:i + b] for s in shards]) for i in range(0, half + 1, b)])
+    on_shards, on_arrays = (MLP([3, 8, 2], dtype="float64", device="cpu", seed=1) for _ in range(2))
+    history = fit(on_shards, sharded, batch_size=2 * b)
+    expected = fit(on_arrays, (X[order], Y[order]), sample_weight=w[order], shuffle=False, batch_size=2 * b)
+    numpy.testing.assert_allclose(on_shards.params, on_arrays.params, rtol=1e-12, atol=1e-14)
+    numpy.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-12)
