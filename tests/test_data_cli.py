@@ -221,7 +221,7 @@ def test_predict_score_reads_in_once_writing_predict_of_its_source_with_evaluate
         with kind(tmp_path / name, target=["y", "z"], features=list("abcde")) as source:
             numpy.testing.assert_array_equal(numpy.load(tmp_path / "p.npy"), model.predict(source))
             metrics = model.evaluate(source)
-        assert score == {"targets": ["y", "z"], **{k: metrics[k] for k in ("mse", "mae", "r2")}}
+        assert score == {"targets": ["y", "z"], "weight": None, **{k: metrics[k] for k in ("mse", "mae", "r2")}}
     capsys.readouterr()
     frame = pq.read_table(tmp_path / "h.parquet").to_pandas()
     frame.loc[450, "z"] = float("inf")
@@ -2885,7 +2885,8 @@ def test_predict_json_summarises_the_run_on_stdout_with_scores_or_in_a_file(tmp_
         metrics = model.evaluate(table)
     assert summary == {"model": model_path, "input": str(tmp_path / "t.parquet"), "output": out_path, "rows": 1200,
                        "outputs": 1, "dtype": "float32", "device": "cpu", "streamed": True, "keep": None,
-                       "score": {"targets": ["y"], "mse": metrics["mse"], "mae": metrics["mae"], "r2": metrics["r2"]}}
+                       "score": {"targets": ["y"], "weight": None, "mse": metrics["mse"], "mae": metrics["mae"],
+                                 "r2": metrics["r2"]}}
     numpy.save(tmp_path / "x.npy", X)
     assert main(["predict", model_path, str(tmp_path / "x.npy"), str(tmp_path / "p.npy"), "--json",
                  str(tmp_path / "s.json"), "--device", "cpu"]) == 0

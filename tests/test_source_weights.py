@@ -1,5 +1,6 @@
 """A file source's per-row weights (gpunn.data.row_weights): an .npy pair's ``weights=`` file, a table's ``weight=``
 column, weighing training, its validation and a resume as fit(X, Y, sample_weight=w) weighs arrays."""
+import json
 import re
 
 import numpy
@@ -357,6 +358,44 @@ def test_gpunn_train_weighs_a_files_rows_by_weights_or_a_tables_column_and_resum
     model = gpunn.load(path / "csv.npz")
     assert model.data_columns == {"features": ["a", "b", "c"], "targets": ["y1", "y2"]}
     assert gpunn.load_checkpoint(path / "csv.npz").training["source"]["weight"] == "w"
+
+
+def test_gpunn_predict_score_weighs_ins_rows_by_a_weight_column_as_evaluate_of_a_weighted_source(tables, capsys):
+    """gpunn predict --score scored a held-out table unweighted, where gpunn train's held-out line of a --weight run
+    and model.evaluate(gpunn.data.csv(..., weight="w")) weigh its rows: --weight COLUMN weighs them, the printed line
+    and --json's score evaluate's of that weighted source to the bit (CSV and a Parquet directory)."""
+    from gpunn.cli import main
+
+    path, *_ = tables
+    model_path = str(path / "m.npz")
+    small = ["--hidden", "8", "--batch-size", "32", "--epochs", "2", "--device", "cpu", "--quiet", "--seed", "1"]
+    assert main(["train", "--data", str(path / "t.csv"), "--target", "y1,y2", "--weight", "w", "--save", model_path,
+                 *small]) == 0
+    model = gpunn.load(model_path, device="cpu")
+    for name, kind in (("t.csv", "csv"), ("runs", "parquet")):
+        with table(path, kind, shuffle=False) as source:
+            weighted = model.evaluate(source)
+        with table(path, kind, weight=None, features=["a", "b", "c"]) as source:
+            plain = model.evaluate(source)
+        assert abs(weighted["mse"] - plain["mse"]) > 1e-3 * plain["mse"]  # (the weights change the score)
+        capsys.readouterr()
+        assert main(["predict", model_path, str(path / name), str(path / "p.csv"), "--score", "--weight", "w",
+                     "--json", "-", "--device", "cpu"]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.splitlines()[-1] == (
+            f"held-out ({path / name}, against y1, y2, each row weighed by column w): mse {weighted['mse']:.5g}  "
+            f"mae {weighted['mae']:.5g}  r2 {weighted['r2']:.4f}")
+        assert json.loads(captured.out)["score"] == {"targets": ["y1", "y2"], "weight": "w",
+                                                     **{k: weighted[k] for k in ("mse", "mae", "r2")}}
+    for extra, says in ((["--weight", "w"], "--weight w weighs --score's errors; add --score (predictions are not "
+                                            "weighted)"),
+                        (["--score", "--weight", "a"], "--weight a is one of the model's feature columns: a row's "
+                                                       "weight is neither"),
+                        (["--score", "--weight", "wt"], "no column 'wt'; the columns are: a, b, c, w, y1, y2 "
+                                                        "(--weight's column in IN)")):
+        (path / "q.csv").unlink(missing_ok=True)
+        assert main(["predict", model_path, str(path / "t.csv"), str(path / "q.csv"), *extra, "--device", "cpu"]) == 2
+        assert says in capsys.readouterr().err and not (path / "q.csv").exists()
 
 
 @pytest.mark.parametrize("options, says", [

@@ -66,10 +66,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "model.evaluate gives them, printed as gpunn train's held-out line; read in the "
                         "pass that writes OUT (a target that is not a number refuses IN, OUT not written). For a model trained on named columns (a CSV or Parquet --data) and a CSV "
                         "(with a header) or Parquet IN")
+    p.add_argument("--weight", metavar="COLUMN",
+                   help="with --score: weigh each row's error by IN's column COLUMN, as gpunn train --weight weighs "
+                        "the held-out rows (the weighted mse, mae and r2, scikit-learn's r2_score(..., "
+                        "sample_weight=w): model.evaluate(gpunn.data.csv(IN, ..., weight=COLUMN))); a weight must be "
+                        "a finite number, 0 or more")
     p.add_argument("--json", type=file_path, metavar="PATH",
                    help="also write a summary as JSON: model, input, output, rows, outputs, dtype, device, streamed, "
-                        "keep (--keep's columns, null without it) and score (--score's targets, mse, mae and r2; null "
-                        "without --score); - for standard output: "
+                        "keep (--keep's columns, null without it) and score (--score's targets, weight (--weight's "
+                        "column, or null), mse, mae and r2; null without --score); - for standard output: "
                         "the lines of text then go to stderr, so gpunn predict m.npz in.csv p.npy --json - | jq "
                         "works; a name that says another kind of file, .csv or .npz..., is refused")
     p.add_argument("--device", type=device_name, default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
@@ -207,6 +212,9 @@ def _run(args) -> int:
                              "columns are the model's features, in order")
     model = _one_model(io.load(args.model, device=args.device), args.model)
     _check_features_order(args, model)
+    if args.weight and not args.score:
+        raise ValueError(f"--weight {shell_word(args.weight)} weighs --score's errors; add --score (predictions are "
+                         "not weighted)")
     targets = _score_targets(args, model) if args.score else None  # refused before OUT is written
     if not (args.overwrite or to_stdout):
         _check_not_inputs(args, model, features)
@@ -285,7 +293,8 @@ def _finish(args, model, targets, rows, dtype, streamed, logs=None) -> None:
         _note_read_by_position(args, model)
     metrics = _print_score(args, model, targets, logs) if targets else None
     if args.json:
-        score = None if metrics is None else {"targets": targets, **{k: metrics[k] for k in ("mse", "mae", "r2")}}
+        score = None if metrics is None else {"targets": targets, "weight": args.weight,
+                                              **{k: metrics[k] for k in ("mse", "mae", "r2")}}
         write_output(args.json, json_text({"model": args.model, "input": "-" if getattr(args, "stdin", False)
                                            else args.input, "output": args.output,
                                            "rows": rows, "outputs": model.layer_sizes[-1], "dtype": dtype.name,
@@ -358,6 +367,10 @@ def _score_targets(args, model) -> list:
         raise ValueError(f"--score reads IN's columns by the model's names ({', '.join(columns['features'])}, and "
                          f"{', '.join(columns['targets'])}), and --features names others: rename IN's columns to the "
                          "model's, or score it in Python, model.evaluate(X, Y) of arrays")
+    if args.weight in [*columns["features"], *columns["targets"]]:
+        role = "feature" if args.weight in columns["features"] else "target"
+        raise ValueError(f"--weight {shell_word(args.weight)} is one of the model's {role} columns: a row's weight is "
+                         "neither; name IN's column of each row's weight")
     targets = list(columns["targets"])
     return targets
 
@@ -374,10 +387,12 @@ def _score_source(args, model, targets):
     kind = (functools.partial(data.csv, cache=not getattr(args, "stdin", False)) if args.input.lower().endswith(".csv")
             else data.parquet)
     try:
-        return kind(args.input, target=targets, features=list(model.data_columns["features"]))
+        return kind(args.input, target=targets, features=list(model.data_columns["features"]), weight=args.weight)
     except MissingColumns as exc:
-        raise DataError(f"--score: {_named_in(exc, args.input)} (the model's target "
-                        f"column{'s' * (len(targets) > 1)}, {', '.join(targets)}, in IN)") from None
+        weight = exc.missing == [args.weight]  # (--weight's column, not the model's)
+        raise DataError(f"--score: {_named_in(exc, args.input)} ("
+                        + (f"--weight's column in IN)" if weight else f"the model's target column"
+                           f"{'s' * (len(targets) > 1)}, {', '.join(targets)}, in IN)")) from None
     except DataError as exc:
         raise _named_in(exc, args.input) from None
 
@@ -401,7 +416,8 @@ def _print_score(args, model, targets, logs) -> dict:
     gpunn train's held-out words and digits."""
     metrics = model._scored(logs, None)
     named = "standard input" if getattr(args, "stdin", False) else shell_word(args.input)  # (its file is gone)
-    print(f"held-out ({named}, against {', '.join(targets)}): mse {metrics['mse']:.5g}  "
+    weighed = f", each row weighed by column {shell_word(args.weight)}" if args.weight else ""
+    print(f"held-out ({named}, against {', '.join(targets)}{weighed}): mse {metrics['mse']:.5g}  "
           f"mae {metrics['mae']:.5g}  r2 {metrics['r2']:.4f}")
     return metrics
 
