@@ -1,6 +1,7 @@
 """A file source's per-row weights (gpunn.data.row_weights): an .npy pair's ``weights=`` file, a table's ``weight=``
 column, weighing training, its validation and a resume as fit(X, Y, sample_weight=w) weighs arrays."""
 import json
+import os
 import re
 
 import numpy
@@ -110,6 +111,8 @@ def test_standardize_takes_the_unweighted_statistics_and_leaves_the_weights_unsc
 @pytest.mark.parametrize("weights, says", [
     (lambda w: numpy.where(numpy.arange(240) == 45, -1.0, w), r"w\.npy \(rows 40-59\): 1 negative weight\(s\), the "
                                                               r"first at row 45 \(-1\): a weight must be 0 or more"),
+    (lambda w: numpy.where(numpy.isin(numpy.arange(240), (45, 52)), -1.0, w), r"w\.npy \(rows 40-59\): 2 negative "
+                                                                            r"weight\(s\), the first at row 45 \(-1\)"),
     (lambda w: numpy.where(numpy.arange(240) % 50 == 3, numpy.nan, w), r"w\.npy \(rows 0-19\): 1 missing, NaN or "
                                                                        r"infinite weight\(s\), the first at row 3 "
                                                                        r"\(nan\)"),
@@ -539,18 +542,23 @@ def test_a_sharded_weighted_source_in_one_process_trains_its_global_batches_weig
     numpy.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-12)
 
 
-@pytest.mark.parametrize("validation", ["fraction", "source"])
+@pytest.mark.parametrize("validation", ["fraction", "source", "source weighing 0 on rank 0"])
 def test_two_ranks_on_a_weighted_source_train_the_one_process_sharded_run(files, monkeypatch, fake_cupy, validation):
     """fit(source, distributed=True) on two ranks (threads on the stand-in's GPUs, NCCL): each rank reads its shard
     with its rows' weights, scaled over every training row, and the held-out chunks (or a weighted validation
     source) are split by chunks, each rank's weighed by theirs and R²'s denominator from the ranks' WeightedMoments
-    merged: the run is the one process's on ShardedSource(source, 2) at twice the batch, to summation order."""
+    merged: the run is the one process's on ShardedSource(source, 2) at twice the batch, to summation order. A
+    validation source whose chunks rank 0 reads all weigh 0: that rank's moments still count its rows (the metrics
+    divide by every rank's: val_mse was doubled)."""
     from thread_ranks import run_ranks
 
     from gpunn.distributed import ShardedSource
 
     path, X, Y, w = files
-    numpy.save(path / "wv.npy", w[::-1].copy())
+    held = w[::-1].copy()
+    if validation == "source weighing 0 on rank 0":
+        held[:120] = 0.0  # (chunks 0-3 of 8)
+    numpy.save(path / "wv.npy", held)
 
     def source():
         return npy(path, chunk_rows=20, seed=3, validation_fraction=0.25 if validation == "fraction" else None)
@@ -690,3 +698,22 @@ def test_a_sharded_weighted_source_with_held_out_chunks_and_shards_cut_mid_chunk
     expected = fit(on_arrays, (X[order], Y[order]), sample_weight=w[order], shuffle=False, batch_size=2 * b)
     numpy.testing.assert_allclose(on_shards.params, on_arrays.params, rtol=1e-12, atol=1e-14)
     numpy.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-12)
+
+
+def test_a_weights_file_cut_short_is_refused_before_the_first_step_and_closed_with_the_source(files):
+    """The weights' file is checked before each epoch as X's and Y's are (a file cut short: no step trains on the
+    rows before it), and close() closes it with them."""
+    path, X, Y, w = files
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    source = npy(path, shuffle=False, chunk_rows=20)
+    with open(path / "w.npy", "r+b") as fh:
+        fh.truncate(os.path.getsize(path / "w.npy") - 8)
+    model = MLP([3, 8, 2], dtype="float64", device="cpu", seed=1)
+    before = model.params.copy()
+    with pytest.raises(DataError, match=r"w\.npy: truncated: its header describes 240 rows"):
+        fit(model, source)
+    numpy.testing.assert_array_equal(model.params, before)
+    source.close()
+    if fds is not None:
+        assert len(os.listdir("/proc/self/fd")) == fds  # (x, y and w closed)
+
