@@ -101,6 +101,28 @@ def test_a_weighted_step_in_member_groups_equals_one_pass_bit_for_bit(data, monk
         assert runs[0][1] == runs[1][1]
 
 
+def test_bootstrapped_members_with_a_held_out_fraction_resample_the_training_rows_with_their_own_weights(data):
+    """With validation_fraction the resamples are drawn from the training rows (X[kept]), each row with its own
+    weight: member k is the MLP fit on X[kept][rows_k] with w[kept][rows_k] (not the weights of X's first rows), and
+    its val_* weigh the held-out rows by theirs."""
+    from gpunn.training.fit import rows_trained_on
+
+    X, Y, w = data
+    fit = dict(epochs=2, batch_size=32, seed=9, lr=1e-2, verbose=False)
+    ens = gpunn.Ensemble([4, 8, 2], 2, dtype="float64", device="cpu", seed=0)
+    history = ens.fit(X, Y, bootstrap=True, sample_weight=w, validation_fraction=0.2, **fit)
+    kept = rows_trained_on(None, 0.2, 9)(X.shape[0])
+    held = numpy.setdiff1d(numpy.arange(X.shape[0]), kept)
+    for k in range(2):
+        rows = kept[bootstrap_rows(ens.backend, 9, k, len(kept))]
+        twin = gpunn.MLP([4, 8, 2], dtype="float64", device="cpu", seed=k)
+        h = twin.fit(X[rows], Y[rows], sample_weight=w[rows], **fit)
+        numpy.testing.assert_array_equal(ens.member_params[k], twin.params)
+        assert history.member(k)["loss"] == h["loss"]
+        logs = twin.evaluate(X[held], Y[held], sample_weight=w[held])
+        assert history.member(k)["val_mse"][-1] == pytest.approx(logs["mse"], rel=1e-9)
+
+
 @pytest.mark.parametrize("optimizer, activation, bootstrap", [
     ("adam", "relu", False), ("sgd", "tanh", True), ("adamw", "sigmoid", True), ("momentum", "relu", False)])
 @pytest.mark.parametrize("split", [False, True])
