@@ -406,14 +406,18 @@ def kind_words(kind) -> str:
             "text-8bit": "text"}.get(kind, kind)
 
 
+_ARRAY_NAMES = {"the targets": "Y", "the weights": "w"}  # the arrays README names so; the others' X
+
+
 def not_npy(path, kind, what) -> str:
     """Why the file ``path``, named or taken as a .npy array of ``what`` ("the inputs", "the features"...) but whose
     bytes are of ``kind`` (file_kind's, not "npy"), is not one, in the words of every gpunn reader of .npy files
     (gpunn predict read whole or streamed, training's gpunn.data.npy), to follow the path: " is a Python pickle;
     gpunn never unpickles: ...". Training and the streamed read said NumPy's "not a readable .npy file (the magic
     string is not correct; expected b'\\x93NUMPY', got b'\\x80\\x04...')" of each."""
+    saved = f"numpy.save(path, {_ARRAY_NAMES.get(what, 'X')})"  # (the weights: w, as sample_weight=w names them)
     if kind == "zip":
-        return f" is an .npz/zip archive (a checkpoint?), not one array; save {what} with numpy.save(path, X)"
+        return f" is an .npz/zip archive (a checkpoint?), not one array; save {what} with {saved}"
     if kind == "pickle":
         return f" is a Python pickle; gpunn never unpickles: save {what} with numpy.save"
     if kind == "compressed":
@@ -421,7 +425,7 @@ def not_npy(path, kind, what) -> str:
     if kind == "empty":
         return " is empty (0 bytes), not a .npy array"
     if kind in ("text", "text-8bit"):
-        return f" is text, not a .npy array (no .npy header): a CSV file? save {what} with numpy.save(path, X)"
+        return f" is text, not a .npy array (no .npy header): a CSV file? save {what} with {saved}"
     return ": not a .npy array (no .npy header), and binary"
 
 

@@ -13,10 +13,21 @@ and the rows ``evaluate`` scores. In training the scaled weights travel as one m
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy
 
 from .hints import a_type
+
+
+def _named_weights(named: str, name: str) -> str:
+    """What to give for the weights where ``name`` was given the name ``named``: a .npy file's loaded, or given to a
+    source of the files; a table's column, its values."""
+    if named.lower().endswith(".npy"):
+        return (f"load them, {name}=numpy.load({named!r}), or give the file to a source of the data's files, "
+                f"gpunn.data.npy(x_path, y_path, weights={named!r})")
+    return (f"give a table's column itself, {name}=df[{named!r}] (a source of a table file takes its name, "
+            f"gpunn.data.csv(path, target=..., weight={named!r}))")
 
 
 def checked_weights(sample_weight, rows: int, name: str = "sample_weight", counted: str = "the loss"):
@@ -28,7 +39,11 @@ def checked_weights(sample_weight, rows: int, name: str = "sample_weight", count
         return None
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
         weights = numpy.full(rows, float(sample_weight))
+    elif isinstance(sample_weight, (str, os.PathLike)):  # a file's or a column's name, as a source or a command takes
+        raise TypeError(f"{name} is the weights, one a row, not a name; got {sample_weight!r}: "
+                        + _named_weights(os.fspath(sample_weight), name))
     else:
+        frame_columns = list(getattr(sample_weight, "columns", ()))  # a DataFrame's, to say which to pass
         if hasattr(sample_weight, "get") and type(sample_weight).__module__.startswith("cupy"):
             sample_weight = sample_weight.get()
         elif hasattr(sample_weight, "to_numpy"):  # a pandas or polars Series
@@ -42,8 +57,9 @@ def checked_weights(sample_weight, rows: int, name: str = "sample_weight", count
             raise TypeError(f"{name} must hold numbers; got {weights.dtype} values (convert them first, "
                             f"{name}.astype(float))")
         if weights.ndim != 1:
+            one = f"its column, df[{frame_columns[0]!r}]" if len(frame_columns) == 1 else "w.ravel()"
             raise ValueError(f"{name} must be 1-D, one weight a row (or one number); got shape {weights.shape}"
-                             + (": pass w.ravel()" if weights.size == rows else ""))
+                             + (f": pass {one}" if weights.size == rows else ""))
         if weights.shape[0] != rows:
             raise ValueError(f"{name} has {weights.shape[0]:,} weights for {rows:,} rows: one a row")
         weights = weights.astype(numpy.float64)

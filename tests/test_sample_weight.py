@@ -180,6 +180,27 @@ def test_sample_weight_is_checked_and_what_it_does_not_reach_is_refused(data, tm
     assert not MLP._sample_weighted and "_sample_weighted" not in model.__dict__  # nothing left set
 
 
+def test_weights_given_by_name_or_as_a_one_column_frame_are_told_what_to_pass(data):
+    """sample_weight="w.npy" (a source's weights= and --weights take a file) said "must hold numbers; got <U5 values
+    (convert them first, sample_weight.astype(float))", and a DataFrame of the one column "pass w.ravel()", which a
+    DataFrame lacks."""
+    pd = pytest.importorskip("pandas")
+    X, Y, w = data
+    model = MLP([4, 8, 2], device="cpu", seed=0)
+    for weights, error, says in (
+            ("w.npy", TypeError, r"^sample_weight is the weights, one a row, not a name; got 'w\.npy': load them, "
+                                 r"sample_weight=numpy\.load\('w\.npy'\), or give the file to a source of the data's "
+                                 r"files, gpunn\.data\.npy\(x_path, y_path, weights='w\.npy'\)$"),
+            ("w", TypeError, r"^sample_weight is the weights, one a row, not a name; got 'w': give a table's column "
+                             r"itself, sample_weight=df\['w'\] \(a source of a table file takes its name, "
+                             r"gpunn\.data\.csv\(path, target=\.\.\., weight='w'\)\)$"),
+            (pd.DataFrame({"w": w}), ValueError, r"got shape \(240, 1\): pass its column, df\['w'\]$")):
+        with pytest.raises(error, match=says):
+            model.fit(X, Y, epochs=1, verbose=False, sample_weight=weights)
+        with pytest.raises(error, match=says):
+            model.evaluate(X, Y, sample_weight=weights)
+
+
 def test_refused_weights_say_the_first_bad_row_and_how_many_rows_are_bad(data):
     """Kills audit47b's mutations S5 (complex weights taken, their imaginary parts dropped), S6 (w.ravel() offered
     for a shape of other size), S9 (an infinite weight taken: the weights scaled to NaN), S10-S12 (the last bad row

@@ -268,6 +268,10 @@ def test_data_in_memory_where_a_maker_takes_a_files_name_is_refused_saying_which
     pd = pytest.importorskip("pandas")
     path, X, Y, w = tables
     npy_file = r"a \.npy file holds the {}: give its name \(a str or pathlib\.Path\), not an ndarray; "
+    (path / "w.txt.npy").write_text("0.5\n1.5\n")  # (text: said to save the weights as w, not as X)
+    with pytest.raises(DataError, match=r"w\.txt\.npy is text, not a \.npy array \(no \.npy header\): a CSV file\? "
+                                        r"save the weights with numpy\.save\(path, w\)$"):
+        npy(path, weights="w.txt.npy")
     for call, says in (
             (lambda: gpunn.data.npy(X, path / "Y.npy"), npy_file.format("features") + r"arrays in memory are fit as "
              r"they are, model\.fit\(X, Y\) \(sample_weight=w weighs their rows\)$"),
