@@ -405,6 +405,24 @@ def test_gpunn_predict_score_weighs_ins_rows_by_a_weight_column_as_evaluate_of_a
         assert says in capsys.readouterr().err and not (path / "q.csv").exists()
 
 
+def test_gpunn_train_resume_of_a_weighted_run_whose_weights_moved_says_to_give_where_they_are(files, capsys):
+    """It said "give --data (and --targets) where they are now, and --weights where the run has them"."""
+    from gpunn.cli import main
+
+    path, *_ = files
+    run = ["--data", str(path / "X.npy"), "--targets", str(path / "Y.npy"), "--weights", str(path / "w.npy")]
+    assert main(["train", *run, "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet", "--save",
+                 str(path / "r.npz")]) == 0
+    (path / "w.npy").rename(path / "w2.npy")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(path / "r.npz"), "--epochs", "2", "--quiet"]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"--weights {path / 'w.npy'}: no such file; if the run's files have moved, give --data (and --targets and "
+        "--weights) where they are now: the checkpoint checks that they hold the same data\n")
+    assert main(["train", "--resume", str(path / "r.npz"), "--epochs", "2", "--quiet", "--weights",
+                 str(path / "w2.npy")]) == 0
+
+
 @pytest.mark.parametrize("options, says", [
     (["--data", "t.csv", "--target", "y1", "--weights", "w.npy"], r"--weights goes with --data X\.npy; for --data "
                                                                   r"\S*t\.csv, name the weight column with --weight"),

@@ -139,9 +139,10 @@ def _check_files_there(args):
     for option in ("data", "targets", "weights"):
         path = getattr(args, option, None)
         if path and not os.path.exists(path):
+            weights = " and --weights" if getattr(args, "weights", None) else ""  # (a weighted .npy run's)
             raise ValueError(f"--{option} {path}: no such file; if the run's files have moved, give --data (and "
-                             "--targets) where they are now, and --weights where the run has them: the checkpoint "
-                             "checks that they hold the same data")
+                             f"--targets{weights}) where they are now: the checkpoint checks that they hold the same "
+                             "data")
 
 
 def _check_config_paths(args):
