@@ -257,6 +257,9 @@ def test_what_an_ensembles_sample_weight_does_not_reach_is_refused_in_words(data
         ens.fit(X, Y, epochs=1, verbose=False, sample_weight=w, distributed=True)
     with pytest.raises(ValueError, match=r"^sample_weight has 239 weights for 240 rows: one a row$"):
         ens.fit(X, Y, epochs=1, verbose=False, sample_weight=w[1:])
+    with pytest.raises(ValueError, match=r"^sample_weight of shape \(2, 240\), one vector of weights per member, is "
+                                         r"not taken: every member weighs the rows by the same weights"):
+        ens.fit(X, Y, epochs=1, verbose=False, sample_weight=numpy.stack([w, w]))  # (it said "must be 1-D")
     with pytest.raises(ValueError, match=r"zero for every one of member 1's bootstrap resample's rows"):
         gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0).fit(X[:4], Y[:4], epochs=1, verbose=False,
                                                                bootstrap=True, seed=_seed_leaving_member_1_unweighed(),

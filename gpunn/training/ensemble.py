@@ -80,6 +80,17 @@ class MembersDivergedWarning(RuntimeWarning):
 _member_naming = contextvars.ContextVar("gpunn_member_naming", default=None)
 
 
+def _shared_weights(model, sample_weight, rows):
+    """``sample_weight``, refused where it holds one vector per member (shape K x rows): every member weighs the rows
+    by the same weights (the check's "must be 1-D" said nothing of the members)."""
+    if sample_weight is not None and numpy.shape(sample_weight) == (model.n_models, rows) and rows != model.n_models:
+        raise ValueError(f"sample_weight of shape {numpy.shape(sample_weight)}, one vector of weights per member, is "
+                         "not taken: every member weighs the rows by the same weights, one a row (member k with its "
+                         "own: gpunn.MLP(sizes, seed=seed + k).fit(X, Y, sample_weight=w_k); bootstrap=True gives "
+                         "each member its own resample of the rows)")
+    return sample_weight
+
+
 @contextlib.contextmanager
 def members_named(number, name):
     """While it holds, an ensemble's fit in this thread says a diverged member k as ``number(k)``, described by
@@ -814,7 +825,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
                 seed, shuffle = model.seeds[0] if seed is None else seed_int(seed), flag(shuffle, "shuffle")
                 X, Y = checked_arrays(model, X, Y, standardize,  # standardized copies for an ensemble with statistics
                                       rows_trained_on(validation_data, validation_fraction, seed))
-                weights = checked_weights(sample_weight, X.shape[0])
+                weights = checked_weights(_shared_weights(model, sample_weight, X.shape[0]), X.shape[0])
                 X, Y, validation = split_validation(model, X, Y, validation_data, validation_fraction, seed, weights)
                 weights = weights_trained_on(weights, validation_data, validation_fraction, seed)
                 validation, rows = ensemble_evaluator(model, validation), X.shape[0]
