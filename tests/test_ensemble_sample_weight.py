@@ -225,11 +225,13 @@ class StopAfter2(gpunn.Callback):
         trainer.stop = epoch == 1
 
 
-@pytest.mark.parametrize("bootstrap, validation", [(False, {"validation_fraction": 0.2}), (True, {})])
+@pytest.mark.parametrize("bootstrap, validation", [(False, {"validation_fraction": 0.2}), (True, {}),
+                                                   (True, {"validation_fraction": 0.2})])
 def test_a_weighted_ensembles_run_resumes_exactly_and_only_with_its_weights(data, tmp_path, bootstrap, validation):
     """A checkpoint of a weighted ensemble's run resumes, given the same weights, to the whole run's weights and
-    history bit for bit (a bootstrap's resamples weighed again by their rows' weights); without them, or with others,
-    it is refused as one MLP's run is. An Ensemble's run refused sample_weight in resume before."""
+    history bit for bit (a bootstrap's resamples weighed again by their rows' weights: with a held-out fraction, the
+    training rows' weights); without them, or with others, it is refused as one MLP's run is. An Ensemble's run
+    refused sample_weight in resume before."""
     X, Y, w = data
     path = tmp_path / "run.npz"
     fit = dict(epochs=4, batch_size=32, lr=LRS, verbose=False, sample_weight=w, bootstrap=bootstrap, **validation)
