@@ -527,6 +527,23 @@ def test_a_one_member_gpunn_sweep_on_a_weighted_file_is_the_gpunn_train_run(tabl
     assert "--weight w names the rows' weights of a --data file" in capsys.readouterr().err
 
 
+def test_gpunn_sweep_resume_takes_the_weights_where_they_are_now_as_its_help_says(files, capsys):
+    """gpunn sweep --resume took --weights at the file's new place, as train's does, but its --help named only --data
+    and --targets as options that may say where the files are."""
+    from gpunn.cli import build_parser, main
+
+    path, *_ = files
+    run = ["--data", str(path / "X.npy"), "--targets", str(path / "Y.npy")]
+    assert main(["sweep", *run, "--weights", str(path / "w.npy"), "--lr", "1e-3,1e-2", "--hidden", "4", "--epochs",
+                 "1", "--device", "cpu", "--quiet", "--save", str(path / "swept")]) == 0
+    (path / "w.npy").rename(path / "w2.npy")
+    assert main(["sweep", "--resume", str(path / "swept"), "--epochs", "2", "--quiet", "--weights",
+                 str(path / "w2.npy")]) == 0, capsys.readouterr().err
+    for command in ("train", "sweep"):
+        resume = build_parser().commands[command]._option_string_actions["--resume"].help
+        assert "--data, --targets and --weights may say where its files are now" in resume, command
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_standardized_weighted_source_trains_as_standardized_arrays_with_sample_weight(files, dtype):
     """The weights' column rides past the standardization, on the device (float64) and on the reader's thread (a
