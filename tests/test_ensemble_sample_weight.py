@@ -255,8 +255,6 @@ def test_what_an_ensembles_sample_weight_does_not_reach_is_refused_in_words(data
     ens = gpunn.Ensemble([4, 8, 2], 2, device="cpu", seed=0)
     with pytest.raises(ValueError, match=r"^sample_weight weighs the rows of in-memory arrays; a data source"):
         ens.fit(gpunn.data.iterable([(X, Y)]), epochs=1, verbose=False, sample_weight=w)
-    with pytest.raises(ValueError, match=r"^sample_weight is not taken with distributed training"):
-        ens.fit(X, Y, epochs=1, verbose=False, sample_weight=w, distributed=True)
     with pytest.raises(ValueError, match=r"^sample_weight has 239 weights for 240 rows: one a row$"):
         ens.fit(X, Y, epochs=1, verbose=False, sample_weight=w[1:])
     with pytest.raises(ValueError, match=r"^sample_weight of shape \(2, 240\), one vector of weights per member, is "

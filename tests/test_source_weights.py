@@ -153,9 +153,6 @@ def test_what_a_sources_weights_do_not_reach_is_refused_before_anything_runs(fil
                                          r"\(NpySource\) carries its weights itself: make it with them, "
                                          r"gpunn\.data\.npy\(x_path, y_path, weights='w\.npy'\)"):
         fit(MLP([3, 8, 2], device="cpu"), source, sample_weight=w)
-    with pytest.raises(ValueError, match=r"has a weight for each row, which an Ensemble's data-parallel training does "
-                                         r"not take yet: fit it without distributed"):
-        gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(source, epochs=1, verbose=False, distributed=True)
 
     class OwnStep(MLP):
         def train_step(self, X, Y):
@@ -581,14 +578,24 @@ def test_a_sharded_weighted_source_in_one_process_trains_its_global_batches_weig
     numpy.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-12)
 
 
+def _ranks_model(device, members):
+    """One MLP (``members`` None) or an Ensemble of ``members``, and its fit options (each member an lr of its own)."""
+    if members is None:
+        return MLP([3, 8, 2], activation="tanh", dtype="float64", device=device, seed=0), {}
+    return (gpunn.Ensemble([3, 8, 2], members, activation="tanh", dtype="float64", device=device, seed=0),
+            {"lr": [0.05, 0.02, 0.1][:members]})
+
+
+@pytest.mark.parametrize("members", [None, 3], ids=["mlp", "ensemble"])
 @pytest.mark.parametrize("validation", ["fraction", "source", "source weighing 0 on rank 0"])
-def test_two_ranks_on_a_weighted_source_train_the_one_process_sharded_run(files, monkeypatch, fake_cupy, validation):
+def test_two_ranks_on_a_weighted_source_train_the_one_process_sharded_run(files, monkeypatch, fake_cupy, validation,
+                                                                          members):
     """fit(source, distributed=True) on two ranks (threads on the stand-in's GPUs, NCCL): each rank reads its shard
     with its rows' weights, scaled over every training row, and the held-out chunks (or a weighted validation
     source) are split by chunks, each rank's weighed by theirs and R²'s denominator from the ranks' WeightedMoments
-    merged: the run is the one process's on ShardedSource(source, 2) at twice the batch, to summation order. A
-    validation source whose chunks rank 0 reads all weigh 0: that rank's moments still count its rows (the metrics
-    divide by every rank's: val_mse was doubled)."""
+    merged: the run is the one process's on ShardedSource(source, 2) at twice the batch, to summation order, one
+    MLP's and an Ensemble's (every member, each with its own lr). A validation source whose chunks rank 0 reads all
+    weigh 0: that rank's moments still count its rows (the metrics divide by every rank's: val_mse was doubled)."""
     from thread_ranks import run_ranks
 
     from gpunn.distributed import ShardedSource
@@ -608,20 +615,23 @@ def test_two_ranks_on_a_weighted_source_train_the_one_process_sharded_run(files,
         return {"validation_data": gpunn.data.npy(path / "X.npy", path / "Y.npy", weights=path / "wv.npy",
                                                   chunk_rows=30)}
 
-    def model(device):
-        return MLP([3, 8, 2], activation="tanh", dtype="float64", device=device, seed=0)
-
     def rank_fit(rank):
-        trained = model(f"cuda:{rank}")
-        history = fit(trained, source(), batch_size=8, distributed=True, **options())
+        trained, lr = _ranks_model(f"cuda:{rank}", members)
+        history = fit(trained, source(), batch_size=8, distributed=True, **options(), **lr)
+        for k in range(members or 0):  # member k: MLP(seed=k)'s data-parallel fit with its lr
+            alone = MLP([3, 8, 2], activation="tanh", dtype="float64", device=f"cuda:{rank}", seed=k)
+            fit(alone, source(), batch_size=8, distributed=True, lr=lr["lr"][k], **options())
+            numpy.testing.assert_allclose(*(m.backend.to_host(m.params) for m in (trained[k], alone)), rtol=1e-10,
+                                          atol=1e-12)
         return trained.backend.to_host(trained.params), history
 
     outcomes, aborted = run_ranks(monkeypatch, 2, rank_fit, timeout=20.0)
     assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
-    reference = model("cuda:0")
-    expected = fit(reference, ShardedSource(source(), 2), batch_size=16, **options())
-    unweighted = model("cuda:0")
-    fit(unweighted, ShardedSource(npy(path, None, chunk_rows=20, seed=3, validation_fraction=0.25), 2), batch_size=16)
+    reference, lr = _ranks_model("cuda:0", members)
+    expected = fit(reference, ShardedSource(source(), 2), batch_size=16, **options(), **lr)
+    unweighted, _ = _ranks_model("cuda:0", members)
+    fit(unweighted, ShardedSource(npy(path, None, chunk_rows=20, seed=3, validation_fraction=0.25), 2), batch_size=16,
+        **lr)
     for (params, history), _ in outcomes:
         numpy.testing.assert_allclose(params, reference.backend.to_host(reference.params), rtol=1e-10, atol=1e-12)
         for key in ("loss", "val_loss", "val_mae", "val_r2"):
@@ -629,8 +639,10 @@ def test_two_ranks_on_a_weighted_source_train_the_one_process_sharded_run(files,
     assert numpy.abs(reference.backend.to_host(reference.params - unweighted.params)).max() > 1e-3
 
 
+@pytest.mark.parametrize("members", [None, 3], ids=["mlp", "ensemble"])
 def test_a_two_rank_run_on_a_weighted_source_stopped_part_way_resumes_in_one_process_exactly(files, monkeypatch,
-                                                                                             fake_cupy):
+                                                                                             fake_cupy, members):
+    """... and on two ranks: one MLP's run and an Ensemble's, to the one process's ShardedSource(source, 2) run."""
     from thread_ranks import run_ranks
 
     from gpunn.distributed import ShardedSource
@@ -641,17 +653,20 @@ def test_a_two_rank_run_on_a_weighted_source_stopped_part_way_resumes_in_one_pro
     def source(weights="w.npy"):
         return npy(path, weights, chunk_rows=20, seed=3, validation_fraction=0.25)
 
-    def model(device):
-        return MLP([3, 8, 2], activation="tanh", dtype="float64", device=device, seed=0)
-
     class StopPartWay(gpunn.Callback):
         def on_batch_end(self, trainer, batch):
             if trainer.state.epoch == 1 and batch == 3:
                 trainer.interrupt()
 
     def rank_fit(rank):
-        fit(model(f"cuda:{rank}"), source(), batch_size=8, distributed=True,
-            callbacks=[gpunn.ModelCheckpoint(run), StopPartWay()])
+        trained, lr = _ranks_model(f"cuda:{rank}", members)
+        fit(trained, source(), batch_size=8, distributed=True, callbacks=[gpunn.ModelCheckpoint(run), StopPartWay()],
+            **lr)
+
+    def rank_resume(rank):
+        resumed = gpunn.load_checkpoint(run, device=f"cuda:{rank}")
+        history = resumed.resume(source(), verbose=False, distributed=True, checkpoint=False)
+        return resumed.model.backend.to_host(resumed.model.params), history
 
     outcomes, aborted = run_ranks(monkeypatch, 2, rank_fit, timeout=20.0)
     assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
@@ -659,12 +674,15 @@ def test_a_two_rank_run_on_a_weighted_source_stopped_part_way_resumes_in_one_pro
     assert (checkpoint.state.epoch, checkpoint.state.batch) == (1, 4)
     with pytest.raises(ValueError, match=r"was trained on another source: sample_weight was True, now None"):
         gpunn.load_checkpoint(run, device="cuda:0").resume(source(None), verbose=False)
+    whole, lr = _ranks_model("cuda:0", members)  # (a GPU's window permutations: the ranks')
+    expected = fit(whole, ShardedSource(source(), 2), batch_size=16, **lr)
+    outcomes, aborted = run_ranks(monkeypatch, 2, rank_resume, timeout=20.0)
+    assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
     history = checkpoint.resume(source(), verbose=False)  # (its shards read in one process, weights and all)
-    whole = model("cuda:0")  # (a GPU's window permutations: the ranks')
-    expected = fit(whole, ShardedSource(source(), 2), batch_size=16)
-    numpy.testing.assert_allclose(checkpoint.model.backend.to_host(checkpoint.model.params),
-                                  whole.backend.to_host(whole.params), rtol=1e-10, atol=1e-12)
-    numpy.testing.assert_allclose(history["val_r2"][-1], expected["val_r2"][-1], rtol=1e-10)
+    for params, got in [(checkpoint.model.backend.to_host(checkpoint.model.params), history),
+                        *(value for value, _ in outcomes)]:
+        numpy.testing.assert_allclose(params, whole.backend.to_host(whole.params), rtol=1e-10, atol=1e-12)
+        numpy.testing.assert_allclose(got["val_r2"][-1], expected["val_r2"][-1], rtol=1e-10)
 
 
 @pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])

@@ -53,7 +53,7 @@ def resume_run(ckpt, X, Y=None, *, epochs=None, validation_data=None, callbacks=
     with model.backend.use(), held_warnings() as checked:  # (columns read by position: warned once all is checked)
         with _refusals_agreed(distributed):  # (data parallel: a rank's refusal ends every rank's resume, said)
             settings, source, evaluator, shards, callbacks, other_order = _checked(
-                ckpt, X, Y, epochs, validation_data, callbacks, verbose, checkpoint, distributed, sample_weight)
+                ckpt, X, Y, epochs, validation_data, callbacks, verbose, checkpoint, sample_weight)
         ckpt._resumed = True  # the model and optimizer train on from here: Checkpoint.resume refuses a second run
         if distributed:
             from ..distributed.training import DataParallel
@@ -102,12 +102,12 @@ def _refusals_agreed(distributed):
     return resume_refusals_agreed()
 
 
-def _checked(ckpt, X, Y, epochs, validation_data, callbacks, verbose, checkpoint, distributed, sample_weight):
+def _checked(ckpt, X, Y, epochs, validation_data, callbacks, verbose, checkpoint, sample_weight):
     """Every check of a resume of ``ckpt`` before it trains (each rank's own, data parallel), with what it gives:
     (settings, the epochs given; the training source; the validation evaluator or None; a chunked source's shards,
     None for arrays; the callbacks, ordered, the run's resumed; the warning of another shuffle, or None)."""
     if sample_weight is not None:
-        refuse_weights_where_unweighted(ckpt.model, X, Y, distributed)
+        refuse_weights_where_unweighted(ckpt.model, X, Y)
     check_resume_precision(ckpt)
     if isinstance(checkpoint, (str, bytes, os.PathLike)) and not os.fspath(checkpoint):
         # (the writer made of it refused its path as the file's "invalid saved state for ModelCheckpoint")
@@ -138,7 +138,7 @@ def _checked(ckpt, X, Y, epochs, validation_data, callbacks, verbose, checkpoint
                          "(the run continues as it started): resume without validation_data")
     shards = None
     if is_source(X, Y):
-        refuse_a_weighted_source(model, (X, validation_data), distributed)
+        refuse_a_weighted_source(model, (X, validation_data))
         source, evaluator = _resume_source(ckpt, X, validation_data if settings.validation == "data" else None)
         if ensemble:
             evaluator = ens_training.ensemble_evaluator(model, evaluator)

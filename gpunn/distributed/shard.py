@@ -151,6 +151,7 @@ class PieceOfEachBatch:
         self.source, self.rank, self.size = source, int(rank), int(size)
         self.n_features, self.n_outputs = source.n_features, source.n_outputs
         self.resumable = getattr(source, "resumable", False)
+        self.weighted = getattr(source, "weighted", False)  # (a weighted bootstrap's: Y's last column, the weights)
         self.total_rows = int(source.rows)
         B = self.size * batch_size
         full, tail = divmod(self.total_rows, B)

@@ -775,16 +775,18 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
     ``bootstrap=True`` each rank gathers its piece of every member's global batch of its resample. Member k is then ``MLP.fit(..., distributed=True)`` with member k's settings, and the
     one-process ensemble at P x batch_size, to rounding. ``distributed=None`` (the default) is False, warned of
     under a launcher of several processes, as gpunn.fit's.
-    ``sample_weight`` (arrays, one process) is :func:`gpunn.fit`'s: every member weighs the rows by the same weights
+    ``sample_weight`` (arrays) is :func:`gpunn.fit`'s: every member weighs the rows by the same weights
     (with ``bootstrap=True`` each row's weight goes with it into every resample), so member k is
     ``MLP.fit(X, Y, sample_weight=w)`` with member k's settings; a held-out ``validation_fraction``'s rows and
-    ``validation_data=(X_val, Y_val, w_val)`` weigh every member's val_* metrics.
+    ``validation_data=(X_val, Y_val, w_val)`` weigh every member's val_* metrics. Data parallel too (every rank
+    passing the same weights), as a weighted source: each rank's piece of every global batch carries its rows'
+    weights (a bootstrap's scaled over the member's whole resample), so the run is the one process's at P x batch_size.
     """
     from ..data.base import standardize_option
 
     distributed = not_data_parallel(distributed, "Ensemble.fit")
     if sample_weight is not None:
-        refuse_weights_where_unweighted(model, X, Y, distributed)
+        refuse_weights_where_unweighted(model, X, Y)
     epochs, bootstrap = positive_int(epochs, "epochs"), flag(bootstrap, "bootstrap")
     standardize, given = standardize_option(standardize), model.standardizer
     if isinstance(schedule, (list, tuple)):  # (make_schedule's refusal said only "must be a name ...")
@@ -809,7 +811,7 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
 
                 source = X
                 refuse_standardize_with_a_source(standardize, source)
-                refuse_a_weighted_source(model, (source, validation_data), distributed)
+                refuse_a_weighted_source(model, (source, validation_data))
                 if bootstrap:
                     raise ValueError("bootstrap=True draws each member's resample from in-memory rows; pass arrays "
                                      "(X, Y), or the source without bootstrap")
@@ -845,10 +847,12 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
             if distributed:
                 from ..distributed.training import DataParallel
 
-                if bootstrap:  # every rank gathers its piece of each member's global batch of its resample
-                    source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=True)
+                if bootstrap:  # every rank gathers its piece of each member's global batch of its resample (its
+                    # weights scaled over the whole resample: each rank's piece carries the one process's values)
+                    source = ensemble_source(model, X, Y, seed=seed, shuffle=shuffle, bootstrap=True, weights=weights)
                 dp = DataParallel(model, X, Y, distributed=distributed, batch_size=batch_size, seed=seed,
-                                  shuffle=shuffle, verbose=verbose, source=source)
+                                  shuffle=shuffle, verbose=verbose, source=source,
+                                  weighted=source is None and is_weighted(model, Y))
                 settings = dataclasses.replace(settings, batch_size=dp.batch_size, ranks=dp.size)
                 source, hook = dp.source, dp.hook
                 callbacks, validation = dp.callbacks(callbacks), dp.validation(validation)

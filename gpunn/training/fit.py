@@ -128,38 +128,32 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
             RegressionEvaluator(model, Xv, Yv, rows_in=("X", held), weights=val_weights))
 
 
-def refuse_weights_where_unweighted(model, X, Y, distributed):
+def refuse_weights_where_unweighted(model, X, Y):
     """What fit's ``sample_weight`` does not reach, refused before anything runs: a data source (its rows are
-    read a window at a time: it is made with its weights instead, gpunn.data.row_weights), an Ensemble's data-parallel
-    training and a model whose training step is not MLP's own (a subclass's train_step or _backward would be given Y
-    with the weights' column; an Ensemble's step is its own, which reads them). One MLP's data-parallel fit takes
-    them: every rank's piece of each global batch carries its rows' weights (gpunn.distributed.shard.ShardedArraySource)."""
+    read a window at a time: it is made with its weights instead, gpunn.data.row_weights) and a model whose training
+    step is not MLP's own (a subclass's train_step or _backward would be given Y with the weights' column; an
+    Ensemble's step is its own, which reads them). A data-parallel fit takes them, one MLP's and an Ensemble's: every
+    rank's piece of each global batch carries its rows' weights (gpunn.distributed.shard.ShardedArraySource; a
+    bootstrap's, PieceOfEachBatch's cut of each member's resample, weighed over the whole resample)."""
     if is_source(X, Y):
         raise ValueError(f"sample_weight weighs the rows of in-memory arrays; a data source ({type(X).__name__}) "
                          "carries its weights itself: make it with them, gpunn.data.npy(x_path, y_path, "
                          "weights='w.npy') or a table's column, gpunn.data.parquet(path, target=[...], weight='w') "
                          "(csv alike), and fit it without sample_weight")
-    if distributed and hasattr(model, "n_models"):
-        raise ValueError("sample_weight is not taken with distributed training of an Ensemble (one MLP's takes it): "
-                         "fit the Ensemble without distributed, or train it unweighted")
     if hasattr(model, "steps_as_mlp") and not model.steps_as_mlp():
         raise TypeError(f"sample_weight needs MLP's own training step; {type(model).__name__} defines its own "
                         "train_step, _forward or _backward, which would be given Y with the weights as one more column")
 
 
-def refuse_a_weighted_source(model, sources, distributed):
-    """What a source's weights (gpunn.data.row_weights: made with ``weights=`` or ``weight=``) do not reach yet,
-    refused before anything runs, as ``refuse_weights_where_unweighted`` refuses arrays' ``sample_weight``: an
-    Ensemble's data-parallel training and a model with its own training step (an Ensemble's step is its own, which
-    reads them).
+def refuse_a_weighted_source(model, sources):
+    """What a source's weights (gpunn.data.row_weights: made with ``weights=`` or ``weight=``) do not reach,
+    refused before anything runs, as ``refuse_weights_where_unweighted`` refuses arrays' ``sample_weight``: a model
+    with its own training step (an Ensemble's step is its own, which reads them).
     ``sources``: the training source and validation_data (anything; only a source with weights counts)."""
     weighted = [source for source in sources if getattr(source, "has_weights", False)]
     if not weighted:
         return
     name = f"{type(weighted[0]).__name__} {weighted[0]._name()}"
-    if distributed and hasattr(model, "n_models"):
-        raise ValueError(f"{name} has a weight for each row, which an Ensemble's data-parallel training does not take "
-                         "yet: fit it without distributed, or make the source without weights")
     if hasattr(model, "steps_as_mlp") and not model.steps_as_mlp():
         raise TypeError(f"{name} has a weight for each row, which needs MLP's own training step; "
                         f"{type(model).__name__} defines its own train_step, _forward or _backward, which would be "
@@ -360,7 +354,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     its own weights instead (``gpunn.data.npy(..., weights="w.npy")``: gpunn.data.row_weights). With
     ``distributed=True`` every rank passes the same weights (they are in the data's checksum the ranks compare before
     the first step) and each rank's piece of every global batch carries its rows' weights: the single-process weighted
-    run at the global batch, as unweighted (``Ensemble.fit`` takes sample_weight as this fit does, in one process). A
+    run at the global batch, as unweighted (``Ensemble.fit`` takes sample_weight as this fit does, data parallel too). A
     small net's weighted step on the CPU is its one Numba call (gpunn.ops.mlp_step), as an unweighted one; on a GPU
     the weighted loss is one kernel, in a CUDA graph.
     """
@@ -376,7 +370,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
         model.graph = graph_mode(graph)
     distributed = not_data_parallel(distributed, "fit")
     if sample_weight is not None:
-        refuse_weights_where_unweighted(model, X, Y, distributed)
+        refuse_weights_where_unweighted(model, X, Y)
     epochs = positive_int(epochs, "epochs")
     shuffle = flag(shuffle, "shuffle")
     from ..data.base import standardize_option
@@ -389,7 +383,7 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
 
             source = X
             refuse_standardize_with_a_source(standardize, source)
-            refuse_a_weighted_source(model, (source, validation_data), distributed)
+            refuse_a_weighted_source(model, (source, validation_data))
             seed, shuffle = source_order(source, seed, shuffle, model.seed)
             statistics = None
             if distributed:  # standardization statistics from each rank's own shard
