@@ -223,3 +223,24 @@ def test_a_weighted_bootstrap_on_two_ranks_trains_the_one_process_weighted_boots
     alone.resume(X, Y, verbose=False, checkpoint=False, sample_weight=w)
     numpy.testing.assert_allclose(alone.model.backend.to_host(alone.model.params), ref.backend.to_host(ref.params),
                                   rtol=1e-10, atol=1e-12)
+
+
+def test_ranks_of_a_weighted_bootstrap_given_other_weights_are_refused_by_the_configuration_check(monkeypatch,
+                                                                                                   fake_cupy, data):
+    """A bootstrap's ranks each scale their own copy of the weights over every member's resample: ranks given other
+    weights would train a mixture of runs. Its source's checksum holds the weights' column, so they stop before the
+    first step, as one MLP's do."""
+    from thread_ranks import run_ranks
+
+    from gpunn.distributed.digest import ConfigMismatch
+
+    X, Y, w = data
+
+    def fit(rank):
+        return _fit(_model(f"cuda:{rank}", 3), X, Y, batch_size=8, distributed=True, bootstrap=True,
+                    sample_weight=w if rank == 0 else w[::-1].copy())
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, fit, timeout=20.0)
+    assert [type(exc) for _, exc in outcomes] == [ConfigMismatch] * 2 and aborted == [], outcomes
+    assert "(sample_weight too: its weights are in the data's checksum): " in str(outcomes[0][1])
+    assert "data.fingerprint: " in str(outcomes[0][1])
