@@ -162,6 +162,22 @@ def test_what_a_sources_weights_do_not_reach_is_refused_before_anything_runs(fil
         fit(OwnStep([3, 8, 2], device="cpu"), source)
 
 
+def test_an_ensembles_data_parallel_fit_and_resume_refuse_a_weighted_validation_source_and_run(files, tmp_path):
+    """What an Ensemble's data-parallel training does not take is refused where the weights come in by validation_data
+    (the check looked at the training source alone: it ran) and where a one-process run on a weighted source is
+    resumed with distributed=True (without resume's check: 'operands could not be broadcast together')."""
+    path, *_ = files
+    says = r"has a weight for each row, which an Ensemble's data-parallel training does not take yet"
+    with pytest.raises(ValueError, match=says):
+        gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(npy(path, None), validation_data=npy(path), epochs=1,
+                                                       verbose=False, distributed=True)
+    run = tmp_path / "run.npz"
+    gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(npy(path, chunk_rows=20), epochs=1, verbose=False,
+                                                   callbacks=[gpunn.ModelCheckpoint(run)])
+    with pytest.raises(ValueError, match=says):
+        gpunn.load_checkpoint(run, device="cpu").resume(npy(path, chunk_rows=20), epochs=2, verbose=False,
+                                                        distributed=True)
+
 def test_a_run_on_a_weighted_source_resumes_exactly_and_only_with_its_weights(files):
     path, X, Y, w = files
 
@@ -258,6 +274,20 @@ def test_a_tables_weight_column_is_checked_and_refused_in_words(tables, kind):
         with pytest.raises(error, match=says):
             table(path, kind, **options)
 
+
+def test_a_weight_column_of_text_or_named_twice_is_refused_in_words(tmp_path):
+    """A Parquet weight column of strings (pyarrow said 'DataType is not compatible with DLPack spec: string') and a
+    CSV header naming the weight column twice (pyarrow's "KeyError: 'Column w does not exist in schema'")."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "w": ["1", "2", "1"], "y": [1.0, 2.0, 3.0]}), tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=r"t\.parquet: column 'w' is string, not numeric; the weight column must hold "
+                                        r"numbers$"):
+        gpunn.data.parquet(tmp_path / "t.parquet", target="y", weight="w")
+    (tmp_path / "t.csv").write_text("a,w,w,y\n1,1,2,1\n2,1,3,2\n3,1,4,3\n")
+    with pytest.raises(DataError, match=r"t\.csv: the header names columns 2 and 3 both 'w'; rename one"):
+        gpunn.data.csv(tmp_path / "t.csv", target="y", weight="w")
 
 def test_data_in_memory_where_a_maker_takes_a_files_name_is_refused_saying_which_fit_takes_it(tables):
     """gpunn.data.npy(X, Y) or weights=w of an array, csv(df, ...) of a DataFrame said Python's "expected str, bytes or
