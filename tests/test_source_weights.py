@@ -162,22 +162,6 @@ def test_what_a_sources_weights_do_not_reach_is_refused_before_anything_runs(fil
         fit(OwnStep([3, 8, 2], device="cpu"), source)
 
 
-def test_an_ensembles_data_parallel_fit_and_resume_refuse_a_weighted_validation_source_and_run(files, tmp_path):
-    """What an Ensemble's data-parallel training does not take is refused where the weights come in by validation_data
-    (the check looked at the training source alone: it ran) and where a one-process run on a weighted source is
-    resumed with distributed=True (without resume's check: 'operands could not be broadcast together')."""
-    path, *_ = files
-    says = r"has a weight for each row, which an Ensemble's data-parallel training does not take yet"
-    with pytest.raises(ValueError, match=says):
-        gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(npy(path, None), validation_data=npy(path), epochs=1,
-                                                       verbose=False, distributed=True)
-    run = tmp_path / "run.npz"
-    gpunn.Ensemble([3, 8, 2], 2, device="cpu").fit(npy(path, chunk_rows=20), epochs=1, verbose=False,
-                                                   callbacks=[gpunn.ModelCheckpoint(run)])
-    with pytest.raises(ValueError, match=says):
-        gpunn.load_checkpoint(run, device="cpu").resume(npy(path, chunk_rows=20), epochs=2, verbose=False,
-                                                        distributed=True)
-
 def test_a_run_on_a_weighted_source_resumes_exactly_and_only_with_its_weights(files):
     path, X, Y, w = files
 
