@@ -1842,16 +1842,51 @@ def test_a_checksum_rule_this_gpunn_does_not_know_is_refused_and_rule_1_is_plain
         gpunn.load_checkpoint(now, device="cpu").resume(X, Y, epochs=4, verbose=False, checkpoint=False)
 
 
-def test_only_a_run_given_validation_data_records_them_for_its_resume_to_compare(data, tmp_path):
-    """A run's checkpoint records validation_data (rows and checksum) when the run was given them; one holding out
-    validation_fraction of its rows records none, its resume drawing the same split again from the seed (audit37b
-    m23: such a run recorded its held-out rows too)."""
+def test_a_run_records_its_validation_data_or_its_held_out_rows_apart_for_its_resume_to_compare(data, tmp_path):
+    """A run's checkpoint records validation_data (rows and checksum) as "validation_data" when the run was given
+    them; one holding out validation_fraction of its rows records those as "held_out" (audit37b m23: recorded as
+    validation_data, a resume compared them as such)."""
     X, Y = data
-    for fit, recorded in ((dict(validation_fraction=0.2), False), (dict(validation_data=(X[:100], Y[:100])), True)):
+    for fit, key in ((dict(validation_fraction=0.2), "held_out"), (dict(validation_data=(X[:100], Y[:100])),
+                                                                   "validation_data")):
         path = tmp_path / "run.npz"
         MLP([6, 4, 2], device="cpu", seed=0).fit(X[100:], Y[100:], epochs=1, batch_size=200, verbose=False,
                                                  callbacks=[gpunn.ModelCheckpoint(path)], **fit)
-        assert ("validation_data" in gpunn.load_checkpoint(path).training) is recorded
+        training = gpunn.load_checkpoint(path).training
+        assert {k for k in ("validation_data", "held_out") if k in training} == {key}
+        assert training[key]["rows"] == (220 if key == "held_out" else 100)
+
+
+def test_a_resume_refuses_held_out_rows_other_than_the_runs(data, tmp_path):
+    """validation_fraction's held-out rows decide val_loss, and the early stopping, plateaus and best weights that
+    follow it: a resume checked the training rows' checksum alone, and X and Y whose held-out rows held other targets
+    or features (or the same rows in another order) went on without a word. A file from before the record (none)
+    resumes unchecked, as before."""
+    from gpunn.training.fit import held_out_rows
+
+    X, Y = data
+    path, old = tmp_path / "run.npz", tmp_path / "old.npz"
+    MLP([6, 8, 2], device="cpu", seed=0).fit(X, Y, epochs=1, validation_fraction=0.2, verbose=False,
+                                             callbacks=[EarlyStopping(patience=3), gpunn.ModelCheckpoint(path)])
+    held, _ = held_out_rows(len(X), 0.2, gpunn.load_checkpoint(path).settings.seed)
+    other_y, other_x, reordered = Y.copy(), X.copy(), (X.copy(), Y.copy())
+    other_y[held[0]] += 1
+    other_x[held[-1]] = other_x[held[-1], ::-1]
+    for a in reordered:
+        a[held] = a[held[::-1]]
+    for X2, Y2 in ((X, other_y), (other_x, Y), reordered):
+        with pytest.raises(ValueError, match=r"run\.npz held out other rows: the held-out rows \(validation_fraction="
+                                             r"0\.2's 240\) of these X and Y are not the run's, though its training "
+                                             r"rows are \(a checksum differs: .*\)\. .* Resume with the same X and "
+                                             r"Y, in the same order\.$"):
+            gpunn.load_checkpoint(path).resume(X2, Y2, epochs=2, verbose=False)
+    rewrite_meta(path, old, lambda meta: meta["training"].pop("held_out"))
+    assert gpunn.load_checkpoint(old).resume(X, other_y, epochs=2, verbose=False, checkpoint=False)["epoch"] == [1, 2]
+    assert gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False)["epoch"] == [1, 2]
+    assert "held_out" in gpunn.load_checkpoint(path).training  # (the resume's writes record it again)
+    rewrite_meta(path, old, lambda meta: meta["training"]["held_out"].update(fingerprint=[0.0]))
+    with pytest.raises(ValueError, match="invalid held_out record"):
+        gpunn.load_checkpoint(old)
 
 
 def test_resume_refuses_other_validation_data_or_validation_data_the_run_had_none_of(data, tmp_path):

@@ -1092,6 +1092,34 @@ def test_a_resume_with_a_validation_source_whose_files_changed_is_refused(tmp_pa
                                                                                    X[:500], changed), verbose=False)
 
 
+def test_a_resume_whose_files_changed_in_a_held_out_chunk_alone_is_refused(tmp_path):
+    """A source's held-out chunks are in its files' sampled checksum as its training chunks are (a small file is
+    read whole): a value changed there alone, targets or weights, is refused as other values, as validation_fraction's
+    held-out rows of in-memory arrays are."""
+    rng = numpy.random.default_rng(0)
+    X, Y, w = rng.standard_normal((600, 4)), rng.standard_normal((600, 2)), rng.uniform(0.5, 2, 600)
+
+    def source(name, Y, w):
+        for file, values in (("x", X), ("y", Y), ("w", w)):
+            numpy.save(tmp_path / f"{name}_{file}.npy", values)
+        return data.npy(tmp_path / f"{name}_x.npy", tmp_path / f"{name}_y.npy", weights=tmp_path / f"{name}_w.npy",
+                        chunk_rows=100, validation_fraction=0.2, seed=4)
+
+    run, ckpt = source("run", Y, w), tmp_path / "run.npz"
+    held = run.validation_chunks[0] * 100 + 99  # the last row of a held-out chunk
+    gpunn.MLP([4, 2], device="cpu", seed=1).fit(run, epochs=1, verbose=False, callbacks=[gpunn.ModelCheckpoint(ckpt)])
+    other_y, other_w = Y.copy(), w.copy()
+    other_y[held, 1] += 1
+    other_w[held] += 1
+    for other in (source("other", other_y, w), source("other", Y, other_w)):
+        assert list(other.validation_chunks) == list(run.validation_chunks)
+        with pytest.raises(ValueError, match=r"run.npz was trained on other values: \S*other_x.npy, \S*other_y.npy "
+                                             r"and \S*other_w.npy have the run's shape but not its values"):
+            gpunn.load_checkpoint(ckpt, device="cpu").resume(other, epochs=2, verbose=False)
+    assert gpunn.load_checkpoint(ckpt, device="cpu").resume(source("same", Y, w), epochs=2,
+                                                            verbose=False)["epoch"] == [1, 2]
+
+
 def test_resuming_with_another_validation_source_is_refused_saying_what_differs(tmp_path, linear_pair):
     x, y, X, Y = linear_pair
     for name, rows in (("v500", 500), ("v400", 400)):

@@ -3778,6 +3778,37 @@ def test_on_gpus_a_run_stopped_part_way_through_an_epoch_resumes_on_two_ranks_wi
         assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-6)
 
 
+def test_on_gpus_a_data_parallel_resume_refuses_held_out_rows_other_than_the_runs(tmp_path, fake_cupy, monkeypatch):
+    """A two-rank run holding out validation_fraction of in-memory arrays records those rows' checksum (every row's,
+    rank 0 writing it), and a two-rank resume on arrays whose held-out rows alone differ is refused by every rank;
+    it went on, its val_loss on other rows. Two ranks on the stand-in's GPUs (tests/thread_ranks.py)."""
+    import gpunn
+    from gpunn.training.fit import held_out_rows
+    from thread_ranks import run_ranks
+
+    X, Y = gpunn.datasets.make("teacher", 96, 3, 1, device="cpu", seed=1)
+    X, Y = numpy.asarray(X), numpy.asarray(Y)
+    path = tmp_path / "run.npz"
+    run_ranks(monkeypatch, 2, lambda rank: gpunn.MLP([3, 8, 1], device=f"cuda:{rank}", seed=0).fit(
+        X, Y, epochs=1, batch_size=8, validation_fraction=0.25, verbose=False, distributed=True,
+        callbacks=[gpunn.ModelCheckpoint(path)]))
+    assert gpunn.load_checkpoint(path, device="cpu").training["held_out"]["rows"] == 24
+    other = Y.copy()
+    other[held_out_rows(96, 0.25, gpunn.load_checkpoint(path, device="cpu").settings.seed)[0][0]] += 1
+
+    def resume(Y):
+        return lambda rank: gpunn.load_checkpoint(path, device=f"cuda:{rank}").resume(
+            X, Y, epochs=2, verbose=False, checkpoint=False, distributed=True)
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, resume(other), timeout=10.0)
+    assert aborted == [], (aborted, outcomes)
+    for _, exc in outcomes:
+        assert type(exc) is ValueError and "held out other rows: the held-out rows (validation_fraction=0.25's 24)" \
+            in str(exc), outcomes
+    outcomes, aborted = run_ranks(monkeypatch, 2, resume(Y))
+    assert aborted == [] and [history["epoch"] for history, _ in outcomes] == [[1, 2]] * 2, outcomes
+
+
 @pytest.fixture
 def srun_step(monkeypatch):
     """``srun_step(tasks, task, **more)``: this process as task ``task`` of an srun step of ``tasks`` tasks

@@ -186,6 +186,25 @@ def test_resuming_on_other_validation_data_is_refused(ensemble_data, tmp_path):
     assert resumed["epoch"] == [1, 2]
 
 
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_resuming_on_other_held_out_rows_is_refused(ensemble_data, tmp_path, bootstrap):
+    """validation_fraction's held-out rows of an ensemble's run (a bootstrapped one's too: its resamples are of the
+    training rows) with other targets went on without a word, the training rows' checksum alone compared."""
+    from gpunn.training.fit import held_out_rows
+
+    X, Y = ensemble_data
+    path = tmp_path / "run.npz"
+    gpunn.Ensemble(SIZES, 2, dtype="float64", seed=0).fit(X, Y, epochs=1, batch_size=40, verbose=False,
+                                                          validation_fraction=0.2, bootstrap=bootstrap,
+                                                          callbacks=[gpunn.ModelCheckpoint(path)])
+    other = Y.copy()
+    other[held_out_rows(len(X), 0.2, gpunn.load_checkpoint(path).settings.seed)[0][-1]] += 1
+    with pytest.raises(ValueError, match=r"held out other rows: the held-out rows \(validation_fraction=0\.2's 30\) "
+                                         r"of these X and Y are not the run's"):
+        gpunn.load_checkpoint(path).resume(X, other, epochs=2, verbose=False)
+    assert gpunn.load_checkpoint(path).resume(X, Y, epochs=2, verbose=False)["epoch"] == [1, 2]
+
+
 
 @pytest.mark.parametrize("rate", [50.0, 1e4])  # 1e4: the member's partial sum at the stop is infinite
 def test_a_diverged_member_stays_frozen_through_a_checkpoint(ensemble_data, tmp_path, interrupt_at, rate):

@@ -7,6 +7,7 @@ import gpunn
 from gpunn.ops import ensemble_ops_for
 from gpunn.optim import make_optimizer
 from gpunn.training.ensemble import bootstrap_rows
+from gpunn.training.fit import held_out_rows
 from test_sample_weight import data  # noqa: F401 (one MLP's weighted tests' rows and weights, some 0)
 
 
@@ -243,6 +244,11 @@ def test_a_weighted_ensembles_run_resumes_exactly_and_only_with_its_weights(data
                          ({"sample_weight": w[::-1].copy()}, r"trained on other values: these X, Y and sample_weight")):
         with pytest.raises(ValueError, match=says):
             gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **kwargs)
+    if validation:  # the held-out rows' weights alone other: refused too
+        other = w.copy()
+        other[held_out_rows(len(X), 0.2, gpunn.load_checkpoint(path).settings.seed)[0][0]] += 2.0
+        with pytest.raises(ValueError, match=r"held out other rows: .* of these X, Y and sample_weight are not the run's"):
+            gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, sample_weight=other)
     checkpoint = gpunn.load_checkpoint(path, device="cpu")
     history = checkpoint.resume(X, Y, verbose=False, sample_weight=w)
     numpy.testing.assert_array_equal(checkpoint.model.params, whole.params)

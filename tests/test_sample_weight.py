@@ -372,6 +372,12 @@ def test_a_weighted_run_resumes_exactly_and_only_with_its_weights(data, tmp_path
                                                              r"have its 192 training rows but not its data")):
         with pytest.raises(ValueError, match=says):
             gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, **kwargs)
+    other = w.copy()  # the held-out rows' weights alone other: the training rows' checksum took them
+    other[held_out_rows(240, 0.2, gpunn.load_checkpoint(path).settings.seed)[0][:2]] += (2.0, 0.5)
+    with pytest.raises(ValueError, match=r"held out other rows: the held-out rows \(validation_fraction=0\.2's 48\) "
+                                         r"of these X, Y and sample_weight are not the run's, though its training rows "
+                                         r"are \(a checksum differs: other targets, features or weights there\)"):
+        gpunn.load_checkpoint(path, device="cpu").resume(X, Y, verbose=False, sample_weight=other)
     checkpoint = gpunn.load_checkpoint(path, device="cpu")
     history = checkpoint.resume(X, Y, verbose=False, sample_weight=w)
     numpy.testing.assert_array_equal(checkpoint.model.params, whole.params)

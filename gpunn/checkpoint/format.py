@@ -182,12 +182,14 @@ def _check_training(training, path, members=None, diverged=()):
     _require(isinstance(training.get("lr_scale"), (int, float)) and training["lr_scale"] > 0, path, "invalid lr scale")
     history = training.get("history")
     _require(isinstance(history, dict) and all(isinstance(v, list) for v in history.values()), path, "invalid history")
-    held = training.get("validation_data")  # what resume compares validation_data with (see _check_validation)
-    _require(held is None or (isinstance(held, dict) and isinstance(held.get("kind"), str) and (
-        held["kind"] != "arrays" or (_is_int(held.get("rows"), 1) and isinstance(held.get("fingerprint"), list)
-                                     and len(held["fingerprint"]) == 6
-                                     and all(isinstance(v, (int, float)) for v in held["fingerprint"])))),
-             path, "invalid validation_data record")
+    # what resume compares validation_data and validation_fraction's held-out rows with (see _check_validation)
+    for key in ("validation_data", "held_out"):
+        held = training.get(key)
+        _require(held is None or (isinstance(held, dict) and isinstance(held.get("kind"), str) and (
+            held["kind"] != "arrays" or (_is_int(held.get("rows"), 1) and isinstance(held.get("fingerprint"), list)
+                                         and len(held["fingerprint"]) == 6
+                                         and all(isinstance(v, (int, float)) for v in held["fingerprint"])))),
+                 path, f"invalid {key} record")
     cbs = training.get("callbacks")
     _require(isinstance(cbs, list) and all(
         isinstance(c, dict) and isinstance(c.get("class"), str) and _is_int(c.get("index"))

@@ -101,7 +101,8 @@ def save_checkpoint(path, *, model, optimizer, settings: FitSettings, state: Tra
     """Save everything needed to resume a run (see gpunn.checkpoint.format): the model, the optimizer's
     config and state, the run's settings and state, the source's config and each callback's state;
     for a run given ``validation_data``, what its evaluator ``validation`` describes of them (``describe()``:
-    arrays' row count and checksum, a validation source's config), which a resume compares.
+    arrays' row count and checksum, a validation source's config), and for one holding out validation_fraction of
+    in-memory arrays the same of those rows, which a resume compares.
 
     For a gpunn.Ensemble the same, per member: the optimizer's config lists every member's, its state
     arrays are the flat (K * P) buffers, ``frozen`` lists the members that no longer train (stopped
@@ -191,11 +192,18 @@ def _class_record(cls) -> dict:
     return {"class": cls.__name__, "module": module if isinstance(module, str) else "", "qualname": cls.__qualname__}
 
 
+# where a checkpoint records what its evaluator describes, by how the run validated (FitSettings.validation)
+_VALIDATION_RECORDS = {"data": "validation_data", "fraction": "held_out"}
+
+
 def _validation_record(settings, validation) -> dict:
-    """``{"validation_data": what the evaluator describes}`` for a run given validation_data, else {}."""
+    """``{"validation_data": what the evaluator describes}`` for a run given validation_data; ``{"held_out": ...}``
+    for one holding out validation_fraction of in-memory arrays (their rows' count and checksum: a source's
+    held-out chunks describe nothing, its config and files' checksum cover them); else {}."""
     describe = getattr(validation, "describe", None)
-    record = describe() if settings.validation == "data" and describe is not None else None
-    return {} if record is None else {"validation_data": record}
+    key = _VALIDATION_RECORDS.get(settings.validation)
+    record = describe() if key is not None and describe is not None else None
+    return {} if record is None else {key: record}
 
 
 def _build_model(meta, arrays, device):

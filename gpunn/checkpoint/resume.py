@@ -440,6 +440,28 @@ def _config_differences(saved: dict, now: dict, ignored=()) -> str:
     return "; ".join(f"{k} was {value(saved, k)!r}, now {value(now, k)!r}" for k in differ)
 
 
+def _check_held_out(ckpt, evaluator) -> None:
+    """Refuse in-memory arrays whose rows validation_fraction holds out are not the run's, though its training rows
+    are (_resume_arrays compared those): val_loss would go on on other rows. The held-out rows' count and checksum
+    (with their weights, a weighted run's), as validation_data's; a checkpoint from before they were recorded, or a
+    source's (whose config and files' checksum cover its held-out chunks), has none to compare."""
+    saved = ckpt.training.get("held_out")
+    describe = getattr(evaluator, "describe", None)
+    now = describe() if saved is not None and describe is not None else None
+    if now is None or (saved["rows"] == now["rows"] and saved.get("sample_weight") == now.get("sample_weight")
+                       and fingerprint_matches(saved, lambda: now["fingerprint"], ckpt.model.xp, evaluator.X,
+                                               evaluator.Y, where=ckpt.path)):
+        return
+    weighted = (ckpt.training.get("source") or {}).get("sample_weight")
+    data, values = ("X, Y and sample_weight", "targets, features or weights") if weighted else ("X and Y",
+                                                                                                "targets or features")
+    raise ValueError(f"{ckpt.path} held out other rows: the held-out rows (validation_fraction="
+                     f"{ckpt.settings.validation_fraction:g}'s {saved['rows']:,}) of these {data} are not the run's, "
+                     f"though its training rows are (a checksum differs: other {values} there). The validation "
+                     "metrics, and the early stopping, plateaus and best weights that follow them, would go on on "
+                     f"other rows. Resume with the same {data}, in the same order.")
+
+
 # what a validation source's scores do not depend on: it is read whole, chunk by chunk in file order, scaled by the
 # training statistics (and a file's seed only shuffles; a synthetic source's draws its rows)
 _VALIDATION_SOURCE_FREE = ("shards", "shuffle", "window", "validation_fraction", "standardize")
@@ -447,8 +469,12 @@ _VALIDATION_SOURCE_FREE = ("shards", "shuffle", "window", "validation_fraction",
 
 def _check_validation(ckpt, evaluator) -> None:
     """Refuse validation data other than the run's (early stopping, plateaus and the best weights follow
-    them): arrays by row count and checksum, a validation source by its config. A checkpoint from before this
-    was recorded (or without validation_data) has nothing to compare."""
+    them): arrays by row count and checksum, a validation source by its config; the rows validation_fraction held
+    out of in-memory arrays by :func:`_check_held_out`. A checkpoint from before this was recorded (or without
+    validation_data) has nothing to compare."""
+    if ckpt.settings.validation == "fraction":
+        _check_held_out(ckpt, evaluator)
+        return
     saved = ckpt.training.get("validation_data")
     describe = getattr(evaluator, "describe", None)
     now = describe() if saved is not None and describe is not None else None
