@@ -390,6 +390,10 @@ def test_gpunn_predict_score_weighs_ins_rows_by_a_weight_column_as_evaluate_of_a
     assert main(["train", "--data", str(path / "t.csv"), "--target", "y1,y2", "--weight", "w", "--save", model_path,
                  *small]) == 0
     model = gpunn.load(model_path, device="cpu")
+    capsys.readouterr()
+    assert main(["info", model_path]) == 0  # (gpunn info says how, where it said "gpunn predict m.npz IN OUT" alone)
+    assert capsys.readouterr().out.splitlines()[-1] == (f"predict       gpunn predict {model_path} IN OUT (a held-out "
+                                                        "file's score weighted as its rows were: --score --weight w)")
     for name, kind in (("t.csv", "csv"), ("runs", "parquet")):
         with table(path, kind, shuffle=False) as source:
             weighted = model.evaluate(source)

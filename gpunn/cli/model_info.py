@@ -25,7 +25,10 @@ def describe(path) -> dict:
             lines["last epoch"] = (f"{'per member: ' if members else ''}"
                                    + "  ".join(f"{k} {_value(v)}" for k, v in last.items()))
     if members is None:
-        lines["predict"] = f"gpunn predict {shell_word(path)} IN OUT"
+        weighed = source.get("weight")  # a table's weight column: a held-out file scored as training weighed it
+        lines["predict"] = f"gpunn predict {shell_word(path)} IN OUT" + (
+            f" (a held-out file's score weighted as its rows were: --score --weight {shell_word(weighed)})"
+            if weighed else "")
     else:
         from .predict import one_member_words
 
