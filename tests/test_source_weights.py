@@ -414,9 +414,11 @@ def test_gpunn_predict_score_weighs_ins_rows_by_a_weight_column_as_evaluate_of_a
                         (["--score", "--weight", "a"], "--weight a is one of the model's feature columns: a row's "
                                                        "weight is neither"),
                         (["--score", "--weight", "wt"], "no column 'wt'; the columns are: a, b, c, w, y1, y2 "
-                                                        "(--weight's column in IN)")):
+                                                        "(--weight's column in IN)"),
+                        (["--score", "--weight", ""], "argument --weight: expected a column's name, got ''")):
         (path / "q.csv").unlink(missing_ok=True)
-        assert main(["predict", model_path, str(path / "t.csv"), str(path / "q.csv"), *extra, "--device", "cpu"]) == 2
+        assert status(main, ["predict", model_path, str(path / "t.csv"), str(path / "q.csv"), *extra, "--device",
+                             "cpu"]) == 2
         assert says in capsys.readouterr().err and not (path / "q.csv").exists()
 
 
@@ -446,14 +448,24 @@ def test_gpunn_train_resume_of_a_weighted_run_whose_weights_moved_says_to_give_w
                                                                  r"a file of its own, --weights W\.npy"),
     (["--weights", "w.npy"], r"--weights \S*w\.npy names the rows' weights of a --data file, and this run trains on "
                              r"the synthetic task teacher"),
+    # (it said Python's "weight names one column of each row's weight, a str; got ''")
+    (["--data", "t.csv", "--target", "y1", "--weight", ""], r"argument --weight: expected a column's name, got ''"),
 ])
 def test_gpunn_train_refuses_weights_that_its_data_would_not_read(tables, capsys, monkeypatch, options, says):
     from gpunn.cli import main
 
     path, *_ = tables
     monkeypatch.chdir(path)
-    assert main(["train", *options, "--epochs", "1", "--device", "cpu", "--quiet"]) == 2
+    assert status(main, ["train", *options, "--epochs", "1", "--device", "cpu", "--quiet"]) == 2
     assert re.search(says, capsys.readouterr().err)
+
+
+def status(main, argv) -> int:
+    """The command's exit status, a refusal by its parser (SystemExit) too."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
 
 
 @pytest.mark.parametrize("outputs", [1, 2])

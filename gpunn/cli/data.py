@@ -67,6 +67,14 @@ def column_list_text(text) -> str:
     return text
 
 
+def column_name(text) -> str:
+    """--weight's value: a column's name, any text but an empty one (--weight "" was refused in Python's words,
+    "weight names one column of each row's weight, a str; got ''")."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a column's name, got ''")
+    return text
+
+
 def add_arguments(parser, standardize=True, stream=True) -> None:
     """The data options; ``standardize``/``stream``: with --standardize / --stream (gpunn sweep has no --stream)."""
     g = parser.add_argument_group("data beyond memory (gpunn.data)")
@@ -84,7 +92,7 @@ def add_arguments(parser, standardize=True, stream=True) -> None:
                    help="each row's weight in the loss for --data X.npy: a 1-D .npy file, one weight a row, 0 or more "
                         "(Python's sample_weight: the loss is sum w |a - y|^2 / sum w; the held-out tenth's weights "
                         "weigh its metrics); read once before training, to check and sum them")
-    g.add_argument("--weight", metavar="COLUMN",
+    g.add_argument("--weight", metavar="COLUMN", type=column_name,
                    help="the column of each row's weight in the loss of a Parquet or CSV --data, as --weights (neither "
                         "a feature nor a target: the default features leave it out); a CSV file is parsed once more "
                         "before training, to check and sum its weights")

@@ -14,7 +14,7 @@ from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES
 from .common import (DEVICE_NAMES, add_debug, check_report_outputs, data_stdout, device_name, file_path, is_stdout,
                      json_text, refuse_replacing_data, write_output)
-from .data import COLUMNS_HELP, column_names
+from .data import COLUMNS_HELP, column_name, column_names
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -66,7 +66,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "model.evaluate gives them, printed as gpunn train's held-out line; read in the "
                         "pass that writes OUT (a target that is not a number refuses IN, OUT not written). For a model trained on named columns (a CSV or Parquet --data) and a CSV "
                         "(with a header) or Parquet IN")
-    p.add_argument("--weight", metavar="COLUMN",
+    p.add_argument("--weight", metavar="COLUMN", type=column_name,
                    help="with --score: weigh each row's error by IN's column COLUMN, as gpunn train --weight weighs "
                         "the held-out rows (the weighted mse, mae and r2, scikit-learn's r2_score(..., "
                         "sample_weight=w): model.evaluate(gpunn.data.csv(IN, ..., weight=COLUMN))); a weight must be "
