@@ -25,7 +25,7 @@ from . import preflight, sample_weights
 from .backend import user_stacklevel
 from .checks import (check_rows_match, flag, got, held_warnings, member_index, per_member, positive_int,
                      seed_int, warn_read_by_position)
-from .model import MLP, DeviceModel, ParamList, gradients_over, source_given
+from .model import MLP, DeviceModel, ParamList, gradients_over, source_given, weighted_row_errors
 from .ops import ensemble_ops_for
 from .training.history import missing_log_hint
 from .training.monitoring import monitor_mode
@@ -462,14 +462,17 @@ class Ensemble(DeviceModel):
                                    "rates, or standardize the targets and inputs")
         return kept
 
-    def loss(self, X, Y):
+    def loss(self, X, Y, sample_weight=None):
         """Each member's loss f = (1/m) ||A[L] - Y||_F^2 on (X, Y) (with k outputs, k x the mean squared error): a
         (K,) NumPy array. With a ``standardizer``, X and Y are in raw units and so is the error (that of
-        ``predict``), as for ``MLP.loss``; ``evaluate(X, Y)["loss"]`` gives the same."""
+        ``predict``), as for ``MLP.loss``; ``evaluate(X, Y)["loss"]`` gives the same. ``sample_weight``: each
+        member's weighted loss, as ``MLP.loss``'s."""
         with self.backend.use(), held_warnings():
             Y = self._raw_target(Y)
             P = self.predict(X)
             check_rows_match(P[0], Y)
+            if sample_weight is not None:
+                return self.backend.to_host(weighted_row_errors(self.xp, P, Y, sample_weight)) / Y.shape[0]
             return self.backend.to_host(self.member_ops.squared_error(P, Y)) / Y.shape[0]
 
     def score(self, X, Y=None, sample_weight=None) -> list:
@@ -520,12 +523,12 @@ class Ensemble(DeviceModel):
                     values[k] = float("nan")
         return {name.removeprefix("val_"): value for name, value in logs.items()}
 
-    def loss_and_gradients(self, X, Y):
+    def loss_and_gradients(self, X, Y, sample_weight=None):
         """(loss, dW, db): loss (K,) on the host, dW[l] (K, n[l-1], n[l]), db[l] (K, n[l]); db is None without bias.
         With a ``standardizer``, X and Y are in raw units, standardized first: the loss and gradients
-        training follows (standardized units), as for ``MLP.loss_and_gradients``."""
+        training follows (standardized units), as for ``MLP.loss_and_gradients``; ``sample_weight`` too."""
         with self.backend.use():
-            sum_sq, rows, dW, db = gradients_over(self, X, Y)
+            sum_sq, rows, dW, db = gradients_over(self, X, Y, sample_weight)
             return self.backend.to_host(sum_sq) / rows, dW, db
 
     def member(self, k) -> MLP:

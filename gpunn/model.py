@@ -37,7 +37,7 @@ from .ops.base import bf16_dtype
 from .ops.fit_threads import inference_threads
 from .ops.mlp_step import one_call_gradients, one_call_step
 from .training.ensemble import fit_ensemble
-from .training.fit import as_function, as_method, fit as _fit
+from .training.fit import as_function, as_method, fit as _fit, weighted_rows
 from .training.graph import graph_mode
 
 PRECISIONS = ("float32", "tf32", "bf16")
@@ -795,24 +795,29 @@ class MLP(DeviceModel):
                 warn_read_by_position(X, self.data_columns, "X", self)
                 return self._predicted(X, PREDICT_CHUNK_ROWS)
 
-    def loss(self, X, Y) -> float:
+    def loss(self, X, Y, sample_weight=None) -> float:
         """f = (1/m) ||A[L] - Y||_F^2 as a Python float. With a ``standardizer``, X and Y are in raw units
         and so is the error (that of ``predict``, in the targets' units, as ``evaluate``'s; training's loss is
-        in standardized units: see :meth:`loss_and_gradients`)."""
+        in standardized units: see :meth:`loss_and_gradients`). ``sample_weight``: the weighted loss a fit with
+        those weights minimizes, f = sum_i w_i ||a_i - y_i||^2 / sum_i w_i (``evaluate``'s weighted loss)."""
         with self.backend.use(), held_warnings():
             Y = self._raw_target(Y)
             A = self.predict(X)
             check_rows_match(A, Y)
+            if sample_weight is not None:
+                return float(weighted_row_errors(self.xp, A, Y, sample_weight)) / A.shape[0]
             return float(self.ops.squared_error(A, Y)) / A.shape[0]
 
-    def loss_and_gradients(self, X, Y):
+    def loss_and_gradients(self, X, Y, sample_weight=None):
         """(loss, dW, db) by the backward equations of README's "The math" over all rows of X; db is None without bias.
 
         With a ``standardizer``, X and Y are taken in raw units and standardized first: the loss and
         gradients are those training follows (standardized units), while ``loss`` is the mean squared
-        error of ``predict`` in the targets' units."""
+        error of ``predict`` in the targets' units. ``sample_weight``: the weighted loss's and its gradients, those
+        a full-batch fit with these weights steps by (dA[L] = (2/m) w'_i (a_i - y_i), w' the weights scaled to mean
+        1: README's "The math")."""
         with self.backend.use():
-            sum_sq, rows, dW, db = gradients_over(self, X, Y)
+            sum_sq, rows, dW, db = gradients_over(self, X, Y, sample_weight)
             return float(sum_sq) / rows, dW, db
 
     def score(self, X, Y=None, sample_weight=None) -> float:
@@ -900,17 +905,29 @@ class MLP(DeviceModel):
 fit = as_function(_fit, other_fits={"Ensemble": fit_ensemble})
 
 
-def gradients_over(model, X, Y):
+def weighted_row_errors(xp, A, Y, sample_weight):
+    """sum_i w'_i ||a_i - y_i||^2 on the device, w' the checked ``sample_weight`` scaled to mean 1 over A's rows
+    (gpunn.sample_weights): (K,) for an Ensemble's predictions A (K, m, n)."""
+    weights = sample_weights.checked_weights(sample_weight, A.shape[-2])
+    scaled = xp.asarray(sample_weights.mean_one(weights, "these rows"))
+    return ((A - Y) ** 2).sum(axis=-1) @ scaled
+
+
+def gradients_over(model, X, Y, sample_weight=None):
     """(device sum of squared errors, rows, copies of dW, copies of db or None) of one backward pass over
     all rows of X: what MLP.loss_and_gradients and Ensemble.loss_and_gradients share (they differ in
-    how the sum becomes a loss). Call inside ``model.backend.use()``."""
+    how the sum becomes a loss); with ``sample_weight``, the weighted sum and its gradients, as a weighted fit's
+    batch of every row (Y carrying the scaled weights: gpunn.sample_weights). Call inside ``model.backend.use()``."""
     given = X
     X, Y = model._checked(X, Y)  # raw units in, as for fit and predict
     check_rows_match(X, Y)
     warn_read_by_position(given, model.data_columns, "X", model)
     rows = X.shape[0]
+    weights = sample_weights.checked_weights(sample_weight, rows)
+    if weights is not None:
+        Y = sample_weights.with_weights(model.xp, Y, sample_weights.mean_one(weights, "these rows"))
     kept = rows in model._workspaces  # (a training batch's size)
-    with inference_threads(model, rows):  # (a fit's gradients' bits)
+    with inference_threads(model, rows), weighted_rows(model, weights is not None):  # (a fit's gradients' bits)
         sum_sq = model.train_step(X, Y)
     dW = [g.copy() for g in model._dW]
     db = [g.copy() for g in model._db] if model.bias else None

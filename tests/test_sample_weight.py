@@ -714,3 +714,39 @@ def test_weighted_validation_data_for_a_fit_on_a_data_source_says_weights_weigh_
                                          r"on in-memory arrays; a fit on a data source validates unweighted"):
         MLP([4, 8, 2], device="cpu").fit(gpunn.data.iterable([(X, Y)]), epochs=1, verbose=False,
                                          validation_data=(X, Y, w))
+
+
+def test_loss_and_loss_and_gradients_take_sample_weight_as_a_full_batch_weighted_fit_steps(data):
+    """model.loss(X, Y, sample_weight=w) and loss_and_gradients(..., sample_weight=w) were refused (Python's
+    'unexpected keyword argument'): the weighted loss and its gradients are the ones a weighted full-batch fit steps
+    by, its loss evaluate's weighted loss, its gradient the loss's central differences; equal weights give the
+    unweighted bits; an Ensemble's member k, the MLP's."""
+    X, Y, w = data
+    X, Y = X.astype(numpy.float64), Y.astype(numpy.float64)
+    model = MLP([4, 8, 2], "tanh", dtype="float64", device="cpu", seed=3)
+    loss, dW, db = model.loss_and_gradients(X, Y, sample_weight=w)
+    assert loss == pytest.approx(model.evaluate(X, Y, sample_weight=w)["loss"], rel=1e-12)
+    assert model.loss(X, Y, sample_weight=w) == pytest.approx(loss, rel=1e-12)
+    assert loss != pytest.approx(model.loss(X, Y), rel=1e-3)
+    stepped = MLP([4, 8, 2], "tanh", dtype="float64", device="cpu", seed=3)
+    start = stepped.params.copy()
+    stepped.fit(X, Y, sample_weight=w, epochs=1, batch_size=None, optimizer="sgd", lr=0.5, shuffle=False,
+                verbose=False)
+    gradient = numpy.concatenate([g.ravel() for pair in zip(dW, db) for g in pair])  # (params' layout: W1, b1, ...)
+    numpy.testing.assert_allclose((start - stepped.params) / 0.5, gradient, rtol=1e-10, atol=1e-13)
+    i, j, eps = 2, 5, 1e-6
+    W = model.weights[0]
+    W[i, j] += eps
+    up = model.loss(X, Y, sample_weight=w)
+    W[i, j] -= 2 * eps
+    down = model.loss(X, Y, sample_weight=w)
+    W[i, j] += eps
+    assert dW[0][i, j] == pytest.approx((up - down) / (2 * eps), rel=1e-6)
+    same = model.loss_and_gradients(X, Y, sample_weight=numpy.full(240, 3.0))
+    plain = model.loss_and_gradients(X, Y)
+    assert same[0] == plain[0] and all(numpy.array_equal(a, b) for a, b in zip(same[1] + same[2], plain[1] + plain[2]))
+    ens = gpunn.Ensemble([4, 8, 2], 2, "tanh", dtype="float64", device="cpu", seed=2)
+    losses, dWs, _ = ens.loss_and_gradients(X, Y, sample_weight=w)
+    one, dW1, _ = ens[1].loss_and_gradients(X, Y, sample_weight=w)
+    assert losses[1] == pytest.approx(one, rel=1e-12) and ens.loss(X, Y, sample_weight=w)[1] == pytest.approx(one)
+    numpy.testing.assert_allclose(dWs[0][1], dW1[0], rtol=1e-12, atol=1e-15)
