@@ -371,14 +371,20 @@ def _check_column_options(args, kind):
                 raise ValueError(f"{option} {joined_columns(value) if isinstance(value, list) else value} names columns of "
                                  "a Parquet or CSV table; --data X.npy trains on every column of X.npy, with "
                                  "--targets Y.npy as the targets")
-        if getattr(args, "weight", None):
-            raise ValueError(f"--weight {shell_word(args.weight)} names a column of a Parquet or CSV table; for --data "
-                             "X.npy give each row's weight in a file of its own, --weights W.npy")
     elif args.targets:
         raise ValueError(f"--targets goes with --data X.npy; for --data {shell_word(args.data)}, name the target column(s) with "
                          "--target")
-    elif getattr(args, "weights", None):
-        raise ValueError(f"--weights goes with --data X.npy; for --data {shell_word(args.data)}, name the weight "
+    weights_mismatch(args, "--data", args.data)
+
+
+def weights_mismatch(args, option, path) -> None:
+    """--weights W.npy goes with an .npy file (``path``, given as ``option``: train's --data, predict's IN), --weight
+    COLUMN with a table: the other is refused, in the same words for gpunn train, sweep and predict."""
+    if path.lower().endswith(".npy") and getattr(args, "weight", None):
+        raise ValueError(f"--weight {shell_word(args.weight)} names a column of a Parquet or CSV table; for {option} "
+                         "X.npy give each row's weight in a file of its own, --weights W.npy")
+    if not path.lower().endswith(".npy") and getattr(args, "weights", None):
+        raise ValueError(f"--weights goes with {option} X.npy; for {option} {shell_word(path)}, name the weight "
                          "column with --weight")
 
 
