@@ -1276,7 +1276,8 @@ def test_an_unknown_option_is_hinted_only_an_option_it_could_stand_for(argv, hin
     (["sweep", "--stream", "off"], "--stream: an option of gpunn train, not of gpunn sweep"),
     (["sweep", "--checkpoint_every", "2"], "--checkpoint_every: an option of gpunn train, not of gpunn sweep"),
     (["predict", "m.npz", "i.npy", "o.npy", "--target", "y"],
-     "--target: an option of gpunn train and sweep, not of gpunn predict"),
+     "--target: an option of gpunn train and sweep, not of gpunn predict: options are written in full: did you mean "
+     "--targets?"),  # (predict's --targets, Y.npy of an .npy IN's --score)
     (["info", "--json", "i.json"], "--json: an option of gpunn train, predict, sweep and bench, not of gpunn info"),
 ])
 def test_an_option_of_another_command_is_refused_saying_whose_it_is(argv, hint, capsys):

@@ -422,6 +422,78 @@ def test_gpunn_predict_score_weighs_ins_rows_by_a_weight_column_as_evaluate_of_a
         assert says in capsys.readouterr().err and not (path / "q.csv").exists()
 
 
+def test_gpunn_predict_score_of_an_npy_in_reads_targets_and_weights_files_as_evaluate_with_sample_weight(files,
+                                                                                                   capsys):
+    """--score refused an .npy IN ("an .npy array has none"), so a run trained on --data X.npy --targets Y.npy
+    --weights W.npy had its held-out file scored in Python alone: --targets Y.npy scores it, --weights W.npy weighs its
+    rows, the line and --json's score model.evaluate(X, Y, sample_weight=w)'s; each goes with --score and an .npy
+    IN, as gpunn train pairs --weights with --data X.npy, and bad weights are refused in training's words."""
+    from gpunn.cli import main
+
+    path, X, Y, w = files
+    model_path, out = str(path / "m.npz"), str(path / "p.npy")
+    npy_in = [model_path, str(path / "X.npy"), out]
+    assert main(["train", "--data", str(path / "X.npy"), "--targets", str(path / "Y.npy"), "--weights",
+                 str(path / "w.npy"), "--save", model_path, "--hidden", "8", "--epochs", "2", "--dtype", "float64",
+                 "--device", "cpu", "--quiet", "--seed", "1"]) == 0
+    model = gpunn.load(model_path, device="cpu")
+    weighted, plain = model.evaluate(X, Y, sample_weight=w), model.evaluate(X, Y)
+    assert abs(weighted["mse"] - plain["mse"]) > 1e-3 * plain["mse"]  # (the weights change the score)
+    sourced = {}  # (the files' source sums chunk by chunk: the arrays' metrics to float64's rounding, not bit for bit)
+    for name, weights, arrays in (("weighted", "w.npy", weighted), ("plain", None, plain)):
+        with npy(path, weights) as source:
+            sourced[name] = model.evaluate(source)
+        numpy.testing.assert_allclose([sourced[name][k] for k in arrays], list(arrays.values()), rtol=1e-12)
+    for weights, metrics, words in ((["--weights", str(path / "w.npy")], sourced["weighted"], f", each row weighed by "
+                                     f"{path / 'w.npy'}"), ([], sourced["plain"], "")):
+        capsys.readouterr()
+        assert main(["predict", *npy_in, "--score", "--targets", str(path / "Y.npy"), *weights, "--json", "-",
+                     "--device", "cpu"]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.splitlines()[-1] == (
+            f"held-out ({path / 'X.npy'}, against {path / 'Y.npy'}{words}): mse {metrics['mse']:.5g}  "
+            f"mae {metrics['mae']:.5g}  r2 {metrics['r2']:.4f}")
+        assert json.loads(captured.out)["score"] == {"targets": [str(path / "Y.npy")],
+                                                     "weight": weights[-1] if weights else None,
+                                                     **{k: metrics[k] for k in ("mse", "mae", "r2")}}
+        numpy.testing.assert_array_equal(numpy.load(out), model.predict(X))
+    bad = w.copy()
+    bad[[9, 30]] = -1.0
+    numpy.save(path / "neg.npy", bad)
+    numpy.save(path / "short.npy", w[:10])
+    targets = ["--targets", str(path / "Y.npy")]
+    for args, says in (([*npy_in, "--weights", str(path / "w.npy")], "--weights {w} is read by --score alone; add "
+                                                                     "--score (predictions are not weighted)"),
+                       ([*npy_in, *targets], "--targets {Y} is read by --score alone; add --score"),
+                       ([*npy_in, "--score"], "--score of an .npy IN needs --targets Y.npy"),
+                       ([*npy_in, "--score", *targets, "--weight", "w"], "--weight w names a column of a Parquet or "
+                        "CSV table; for IN X.npy give each row's weight in a file of its own, --weights W.npy"),
+                       ([*npy_in, "--score", *targets, "--weights", str(path / "neg.npy")], "neg.npy (rows 8-15): 1 "
+                        "negative weight(s), the first at row 9 (-1): a weight must be 0 or more"),
+                       ([*npy_in, "--score", *targets, "--weights", str(path / "short.npy")], "short.npy has 10 "
+                        "weights but {X} has 240 rows: one weight a row")):
+        (path / "p.npy").unlink(missing_ok=True)
+        assert status(main, ["predict", *args, "--device", "cpu"]) == 2
+        assert says.format(w=path / "w.npy", Y=path / "Y.npy", X=path / "X.npy") in capsys.readouterr().err and not (path / "p.npy").exists()
+
+
+def test_gpunn_predict_refuses_weights_of_an_npy_file_for_a_table_in_as_train_does(tables, capsys):
+    """--weights W.npy goes with an .npy IN and --targets with one, as gpunn train pairs them with --data X.npy."""
+    from gpunn.cli import main
+
+    path, *_ = tables
+    model_path = str(path / "m.npz")
+    assert main(["train", "--data", str(path / "t.csv"), "--target", "y1,y2", "--weight", "w", "--save", model_path,
+                 "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    for extra, says in ((["--weights", str(path / "w.npy")], f"--weights goes with IN X.npy; for IN {path / 't.csv'}, "
+                                                             "name the weight column with --weight"),
+                        (["--targets", str(path / "Y.npy")], "--targets goes with an .npy IN; --score reads IN")):
+        assert status(main, ["predict", model_path, str(path / "t.csv"), str(path / "q.csv"), "--score", *extra,
+                             "--device", "cpu"]) == 2
+        assert says in capsys.readouterr().err and not (path / "q.csv").exists()
+
+
 def test_gpunn_train_resume_of_a_weighted_run_whose_weights_moved_says_to_give_where_they_are(files, capsys):
     """It said "give --data (and --targets) where they are now, and --weights where the run has them"."""
     from gpunn.cli import main

@@ -14,7 +14,7 @@ from ..hints import shell_word
 from ..preflight import DATA_SUFFIXES
 from .common import (DEVICE_NAMES, add_debug, check_report_outputs, data_stdout, device_name, file_path, is_stdout,
                      json_text, refuse_replacing_data, write_output)
-from .data import COLUMNS_HELP, column_name, column_names
+from .data import COLUMNS_HELP, column_name, column_names, weights_mismatch
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -65,16 +65,22 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "columns it was trained on, a held-out file): mse, mae and r2 in the targets' units, as "
                         "model.evaluate gives them, printed as gpunn train's held-out line; read in the "
                         "pass that writes OUT (a target that is not a number refuses IN, OUT not written). For a model trained on named columns (a CSV or Parquet --data) and a CSV "
-                        "(with a header) or Parquet IN")
+                        "(with a header) or Parquet IN; for an .npy IN, with --targets Y.npy")
+    p.add_argument("--targets", type=file_path, metavar="Y.npy",
+                   help="with --score and an .npy IN: the rows' targets, as gpunn train --targets (model.evaluate("
+                        "gpunn.data.npy(IN, Y.npy)))")
     p.add_argument("--weight", metavar="COLUMN", type=column_name,
                    help="with --score: weigh each row's error by IN's column COLUMN, as gpunn train --weight weighs "
                         "the held-out rows (the weighted mse, mae and r2, scikit-learn's r2_score(..., "
                         "sample_weight=w): model.evaluate(gpunn.data.csv(IN, ..., weight=COLUMN))); a weight must be "
                         "a finite number, 0 or more")
+    p.add_argument("--weights", type=file_path, metavar="W.npy",
+                   help="with --score and an .npy IN: each row's weight in a file of its own, as gpunn train "
+                        "--weights (model.evaluate(X, Y, sample_weight=w))")
     p.add_argument("--json", type=file_path, metavar="PATH",
                    help="also write a summary as JSON: model, input, output, rows, outputs, dtype, device, streamed, "
-                        "keep (--keep's columns, null without it) and score (--score's targets, weight (--weight's "
-                        "column, or null), mse, mae and r2; null without --score); - for standard output: "
+                        "keep (--keep's columns, null without it) and score (--score's targets (the model's columns, or "
+                        "--targets' file), weight (--weight's column, --weights' file, or null), mse, mae and r2; null without --score); - for standard output: "
                         "the lines of text then go to stderr, so gpunn predict m.npz in.csv p.npy --json - | jq "
                         "works; a name that says another kind of file, .csv or .npz..., is refused")
     p.add_argument("--device", type=device_name, default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
@@ -215,6 +221,10 @@ def _run(args) -> int:
     if args.weight and not args.score:
         raise ValueError(f"--weight {shell_word(args.weight)} weighs --score's errors; add --score (predictions are "
                          "not weighted)")
+    for option, value in (("--targets", args.targets), ("--weights", args.weights)):
+        if value and not args.score:
+            raise ValueError(f"{option} {shell_word(value)} is read by --score alone; add --score (predictions "
+                             f"{'are not weighted' if option == '--weights' else 'need IN alone'})")
     targets = _score_targets(args, model) if args.score else None  # refused before OUT is written
     if not (args.overwrite or to_stdout):
         _check_not_inputs(args, model, features)
@@ -293,7 +303,7 @@ def _finish(args, model, targets, rows, dtype, streamed, logs=None) -> None:
         _note_read_by_position(args, model)
     metrics = _print_score(args, model, targets, logs) if targets else None
     if args.json:
-        score = None if metrics is None else {"targets": targets, "weight": args.weight,
+        score = None if metrics is None else {"targets": targets, "weight": args.weight or args.weights,
                                               **{k: metrics[k] for k in ("mse", "mae", "r2")}}
         write_output(args.json, json_text({"model": args.model, "input": "-" if getattr(args, "stdin", False)
                                            else args.input, "output": args.output,
@@ -354,15 +364,23 @@ def _score_targets(args, model) -> list:
     beside its features, refused here, before OUT is written, where there are none to read: a model trained on
     unnamed columns (an .npy pair, a synthetic task), an .npy IN, a --features naming other columns than the
     model's (model.evaluate scores a source of the model's own columns)."""
+    weights_mismatch(args, "IN", args.input)
+    if args.input.lower().endswith(".npy"):  # (its rows' targets in a file of their own, by position)
+        if not args.targets:
+            raise ValueError("--score of an .npy IN needs --targets Y.npy, the file of its rows' targets: --score "
+                             "reads a table's target columns by name, and an .npy array has none")
+        return [args.targets]
+    if args.targets:
+        raise ValueError(f"--targets goes with an .npy IN; --score reads IN {shell_word(args.input)}'s target "
+                         "columns by the model's names")
     columns = getattr(model, "data_columns", None) or {}
-    python = "score it in Python: model.evaluate(gpunn.data.npy('X.npy', 'Y.npy')), or evaluate(X, Y) of arrays"
+    python = ("score it in Python: model.evaluate(gpunn.data.npy('X.npy', 'Y.npy')), or evaluate(X, Y) of arrays, or "
+              "save it as .npy files: gpunn predict MODEL X.npy OUT --score --targets Y.npy")
     if not columns.get("targets") or not columns.get("features"):
         unnamed = ("the model's targets have none (it was fit on a DataFrame X with an array, or a Series of no name, "
                    "as Y)" if columns.get("features") else
                    "the model was trained on unnamed columns (an .npy pair or a synthetic task)")
         raise ValueError(f"--score reads IN's target columns by the model's names, and {unnamed}; {python}")
-    if args.input.lower().endswith(".npy"):
-        raise ValueError(f"--score reads IN's target columns by name, and an .npy array has none; {python}")
     if args.features and list(args.features) != list(columns["features"]):
         raise ValueError(f"--score reads IN's columns by the model's names ({', '.join(columns['features'])}, and "
                          f"{', '.join(columns['targets'])}), and --features names others: rename IN's columns to the "
@@ -383,6 +401,11 @@ def _score_source(args, model, targets):
     from ..data.errors import DataError
     from ..data.table_columns import MissingColumns
 
+    if args.input.lower().endswith(".npy"):
+        try:
+            return data.npy(args.input, args.targets, weights=args.weights)
+        except DataError as exc:
+            raise _named_in(exc, args.input) from None
     # (IN -'s file: no CSV index kept in gpunn's cache, where it would be left once a run, never to be read again)
     kind = (functools.partial(data.csv, cache=not getattr(args, "stdin", False)) if args.input.lower().endswith(".csv")
             else data.parquet)
@@ -416,7 +439,8 @@ def _print_score(args, model, targets, logs) -> dict:
     gpunn train's held-out words and digits."""
     metrics = model._scored(logs, None)
     named = "standard input" if getattr(args, "stdin", False) else shell_word(args.input)  # (its file is gone)
-    weighed = f", each row weighed by column {shell_word(args.weight)}" if args.weight else ""
+    weighed = (f", each row weighed by column {shell_word(args.weight)}" if args.weight else
+               f", each row weighed by {shell_word(args.weights)}" if args.weights else "")
     print(f"held-out ({named}, against {', '.join(targets)}{weighed}): mse {metrics['mse']:.5g}  "
           f"mae {metrics['mae']:.5g}  r2 {metrics['r2']:.4f}")
     return metrics
