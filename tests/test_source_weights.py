@@ -436,6 +436,11 @@ def test_gpunn_predict_score_of_an_npy_in_reads_targets_and_weights_files_as_eva
     assert main(["train", "--data", str(path / "X.npy"), "--targets", str(path / "Y.npy"), "--weights",
                  str(path / "w.npy"), "--save", model_path, "--hidden", "8", "--epochs", "2", "--dtype", "float64",
                  "--device", "cpu", "--quiet", "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert main(["info", model_path]) == 0  # (it said "gpunn predict m.npz IN OUT" alone)
+    assert capsys.readouterr().out.splitlines()[-1] == (f"predict       gpunn predict {model_path} IN OUT (a held-out "
+                                                        "file's score weighted as its rows were: --score --targets "
+                                                        "Y.npy --weights W.npy)")
     model = gpunn.load(model_path, device="cpu")
     weighted, plain = model.evaluate(X, Y, sample_weight=w), model.evaluate(X, Y)
     assert abs(weighted["mse"] - plain["mse"]) > 1e-3 * plain["mse"]  # (the weights change the score)

@@ -26,9 +26,11 @@ def describe(path) -> dict:
                                    + "  ".join(f"{k} {_value(v)}" for k, v in last.items()))
     if members is None:
         weighed = source.get("weight")  # a table's weight column: a held-out file scored as training weighed it
+        npy_weighed = source.get("kind") == "npy" and source.get("sample_weight")  # (an .npy pair's --weights file)
+        how = (f"--score --weight {shell_word(weighed)}" if weighed else
+               "--score --targets Y.npy --weights W.npy" if npy_weighed else "")
         lines["predict"] = f"gpunn predict {shell_word(path)} IN OUT" + (
-            f" (a held-out file's score weighted as its rows were: --score --weight {shell_word(weighed)})"
-            if weighed else "")
+            f" (a held-out file's score weighted as its rows were: {how})" if how else "")
     else:
         from .predict import one_member_words
 
