@@ -384,7 +384,7 @@ def test_gpunn_predict_score_weighs_ins_rows_by_a_weight_column_as_evaluate_of_a
     and --json's score evaluate's of that weighted source to the bit (CSV and a Parquet directory)."""
     from gpunn.cli import main
 
-    path, *_ = tables
+    path, _, _, w = tables
     model_path = str(path / "m.npz")
     small = ["--hidden", "8", "--batch-size", "32", "--epochs", "2", "--device", "cpu", "--quiet", "--seed", "1"]
     assert main(["train", "--data", str(path / "t.csv"), "--target", "y1,y2", "--weight", "w", "--save", model_path,
@@ -409,6 +409,13 @@ def test_gpunn_predict_score_weighs_ins_rows_by_a_weight_column_as_evaluate_of_a
             f"mae {weighted['mae']:.5g}  r2 {weighted['r2']:.4f}")
         assert json.loads(captured.out)["score"] == {"targets": ["y1", "y2"], "weight": "w",
                                                      **{k: weighted[k] for k in ("mse", "mae", "r2")}}
+        capsys.readouterr()  # --keep of the weight column copies it, the score the same
+        assert main(["predict", model_path, str(path / name), str(path / "k.csv"), "--score", "--weight", "w",
+                     "--keep", "w", "--overwrite", "--device", "cpu"]) == 0
+        assert capsys.readouterr().out.splitlines()[-1] == captured.err.splitlines()[-1]
+        kept = numpy.loadtxt(path / "k.csv", delimiter=",", skiprows=1)
+        numpy.testing.assert_array_equal(kept[:, 0], w)
+        numpy.testing.assert_array_equal(kept[:, 1:], numpy.loadtxt(path / "p.csv", delimiter=",", skiprows=1))
     for extra, says in ((["--weight", "w"], "--weight w weighs --score's errors; add --score (predictions are not "
                                             "weighted)"),
                         (["--score", "--weight", "a"], "--weight a is one of the model's feature columns: a row's "
