@@ -78,6 +78,10 @@ COMMAND_OPTIONS_ABSENT = {
     **{name: _TENTH_HELD_OUT for name in ("validation-fraction", "validation-split", "val-fraction", "val-split")},
     **{name: {"sweep": "did you mean --hidden (the hidden layers' widths: --hidden 32,64 is one net of two layers)? "
                        + ONE_ARCHITECTURE} for name in WIDTHS},
+    # gpunn predict --score reads a table IN's targets by the model's names (a prefix hint said "did you mean
+    # --targets?", the .npy IN's file of targets)
+    **{name: {"predict": "--score reads a table IN's targets by the names the model was trained on; an .npy IN's "
+                         "are a file, --score --targets Y.npy"} for name in ("target", "target-column")},
 }
 # and a sweep's config file's key, in its words
 ONE_ARCHITECTURE_KEYS = ("a sweep's members share one architecture: hidden = [32, 64] is one net of two layers, every "

@@ -1275,9 +1275,9 @@ def test_an_unknown_option_is_hinted_only_an_option_it_could_stand_for(argv, hin
     (["train", "--seeds", "2"], "--seeds: an option of gpunn sweep, not of gpunn train: did you mean --seed?"),
     (["sweep", "--stream", "off"], "--stream: an option of gpunn train, not of gpunn sweep"),
     (["sweep", "--checkpoint_every", "2"], "--checkpoint_every: an option of gpunn train, not of gpunn sweep"),
-    (["predict", "m.npz", "i.npy", "o.npy", "--target", "y"],
-     "--target: an option of gpunn train and sweep, not of gpunn predict: options are written in full: did you mean "
-     "--targets?"),  # (predict's --targets, Y.npy of an .npy IN's --score)
+    (["predict", "m.npz", "i.csv", "o.csv", "--target", "y"],
+     "--target: --score reads a table IN's targets by the names the model was trained on; an .npy IN's are a file, "
+     "--score --targets Y.npy"),  # (not "did you mean --targets?", the .npy IN's file)
     (["info", "--json", "i.json"], "--json: an option of gpunn train, predict, sweep and bench, not of gpunn info"),
 ])
 def test_an_option_of_another_command_is_refused_saying_whose_it_is(argv, hint, capsys):
