@@ -287,8 +287,18 @@ def not_a_number(value, column) -> str:
     shown = "an empty value (a missing number)" if value == "" else repr(value)
     quoted = " (a line end inside quotes: is a quote left open?)" if "\n" in value or "\r" in value else ""
     # a missing value is told what a NaN is (not_finite's words): the file holds a gap to fill, not a wrong word
-    missing = "; clean or impute it first" if value == "" or value in _null_values() else ""
+    missing = "; clean or impute it first" if missing_value(value) else ""
     return f"{column}: {shown} is not a number{quoted}{missing}"
+
+
+def missing_value(value):
+    """A CSV value that pyarrow reads as a missing one and is no number, in words: "an empty value (a missing
+    number)", "'NA' (a missing number)"; None for any other value ('nan' is a number, NaN)."""
+    if is_number(value):
+        return None
+    if value == "":
+        return "an empty value (a missing number)"
+    return f"{value!r} (a missing number)" if value in _null_values() else None
 
 
 def _null_values() -> list:

@@ -98,6 +98,8 @@ class ChunkedSource(Closable):
     #: dtype the values are stored in, when the model's dtype may not hold them exactly (a float64 or
     #: int64 file for a float32 model); None: the model's dtype loses nothing. See ``_wide_dtype``.
     stored_dtype = None
+    #: a value may be missing (a table's null, an empty CSV value), read as NaN: its refusal says "missing"
+    holds_missing = False
 
     def __init__(self, *, seed=0, shuffle=True, window=16, validation_fraction=None, standardize=False,
                  prefetch=1):
@@ -546,6 +548,12 @@ class ChunkedSource(Closable):
     def _fill_weights(self, k, w):
         """Chunk ``k``'s raw weights into the float64 vector ``w`` (a source with weights defines it)."""
         raise NotImplementedError
+
+    def _weight_shown(self, k, row, value) -> str:
+        """Chunk ``k``'s weight ``value`` at ``row``, refused, as the refusal shows it after the row: " (nan)"; a
+        table's missing one (``holds_missing``), read again, as its features' is said: ", an empty value (a missing
+        number)"."""
+        return f" ({value:g})"
 
     def _weights_where(self, k) -> str:
         """Where chunk ``k``'s weights are, for a refusal of one: the file and its rows."""

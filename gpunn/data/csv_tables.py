@@ -203,6 +203,7 @@ class CsvSource(ChunkedSource):
 
     kind = "csv"
     stored_dtype = numpy.dtype("float64")  # numbers are parsed as float64
+    holds_missing = True
     INDEX_FORMAT = 2  # 2: the schema typed from csvtext.typing_block's bytes (1: from block_size's)
     BLOCK = 1 << 22  # bytes per chunk by default; a smaller file in about SPLIT_CHUNKS blocks (default_chunk_rows)
 
@@ -387,21 +388,34 @@ class CsvSource(ChunkedSource):
         a missing value (pyarrow's null: "", NA) as one that is not a number ("x.csv line 3: column 'a': 'NA' is
         not a number"), not as a NaN the file does not hold; a NaN or infinite number as csvtext.not_finite says
         it ("x.csv line 3: column 'a': 'nan' is NaN; clean or impute it first")."""
-        import csv
-        import io
-
         from ..csvtext import csv_column, not_finite
 
         index = self._column_names.index((self.feature_names if role == "features" else self.target_names)[column])
+        value = self._field(k, row, index)
+        if value is None:  # cut short since: said by the chunk's count
+            return ""
+        said = not_finite(value, csv_column(self._column_names, index), dtype, self.decimal, scaled)
+        return f"{self.path} {self._at_row(k, row)}: {said}" if said else ""
+
+    def _field(self, k, row, index):
+        """The text of column ``index`` at ``row`` of chunk ``k``, read again (None: the file is cut short since)."""
+        import csv
+        import io
+
         chunk = bytearray(self._starts[k + 1] - self._starts[k])
         pread_full(self._fd, memoryview(chunk), self._starts[k])
         text = io.StringIO(chunk.decode("utf-8", "replace"), newline="")
         rows = [r for r in csv.reader(text, delimiter=self.delimiter) if r]  # rows as pyarrow counts them
-        if row >= len(rows):  # cut short since: said by the chunk's count
-            return ""
-        value = rows[row][index] if index < len(rows[row]) else ""
-        said = not_finite(value, csv_column(self._column_names, index), dtype, self.decimal, scaled)
-        return f"{self.path} {self._at_row(k, row)}: {said}" if said else ""
+        if row >= len(rows):
+            return None
+        return rows[row][index] if index < len(rows[row]) else ""
+
+    def _weight_shown(self, k, row, value):
+        from ..csvtext import missing_value
+
+        text = self._field(k, row, self._column_names.index(self.weight_name)) if numpy.isnan(value) else None
+        said = None if text is None else missing_value(text)
+        return f", {said}" if said else super()._weight_shown(k, row, value)
 
     def batches(self, epoch, batch_size, first_batch=0):
         self._check_open()

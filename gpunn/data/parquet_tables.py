@@ -92,6 +92,7 @@ class ParquetSource(ChunkedSource):
 
     kind = "parquet"
     stored_dtype = numpy.dtype("float64")  # columns are read as float64 (see copy_columns)
+    holds_missing = True
 
     @closes_files_when_refused
     def __init__(self, path, target=None, features=None, *, weight=None, chunk_rows=None, seed=0, shuffle=True,
@@ -239,6 +240,17 @@ class ParquetSource(ChunkedSource):
         except (IndexError, DataError):  # changed or cut short since: said by the chunk's count
             return ""
         return not_finite_value(path, row, name, number, dtype, scaled)
+
+    def _weight_shown(self, k, row, value):
+        if numpy.isnan(value):
+            try:
+                _, _, number = parquet_cell([self.files[self._chunks[k][0]]], self._row_offset(k) + row,
+                                            self.weight_name)
+            except (IndexError, DataError):  # changed or cut short since: the value as read
+                number = value
+            if number is None:
+                return ", a null (a missing number)"
+        return super()._weight_shown(k, row, value)
 
     def _name(self):
         return self.path

@@ -72,14 +72,17 @@ def cut_into(pieces, sizes):
 
 
 def refuse_bad(source, k, w):
-    """Refuse chunk ``k``'s weights ``w`` where one is NaN, infinite or negative, naming the first."""
-    for bad, what, must in ((~numpy.isfinite(w), "missing, NaN or infinite", "a finite number"),
+    """Refuse chunk ``k``'s weights ``w`` where one is NaN, infinite or negative, naming the first (a table's missing
+    one in its features' words, ``source._weight_shown``; an .npy file holds none missing)."""
+    missing = "missing, " if source.holds_missing else ""
+    for bad, what, must in ((~numpy.isfinite(w), f"{missing}NaN or infinite", "a finite number"),
                             (w < 0, "negative", "0 or more (a negative one rewards a larger error, and the loss has "
                                                 "no minimum)")):
         if bad.any():
             first = int(numpy.flatnonzero(bad)[0])
             raise DataError(f"{source._weights_where(k)}: {int(bad.sum()):,} {what} weight(s), the first at "
-                            f"{source._at_row(k, first)} ({w[first]:g}): a weight must be {must}")
+                            f"{source._at_row(k, first)}{source._weight_shown(k, first, w[first])}: a weight must be "
+                            f"{must}")
 
 
 def scaled(w, scale):
