@@ -181,8 +181,10 @@ def test_a_run_on_a_weighted_source_resumes_exactly_and_only_with_its_weights(fi
     assert gpunn.load_checkpoint(run, device="cpu").state.batch == 2
     numpy.save(path / "other.npy", w[::-1])
     for weights, says in ((None, r"was trained on another source: sample_weight was True, now None"),
-                          ("other.npy", r"was trained on other values: \S+X\.npy, \S+Y\.npy and \S+other\.npy have the "
-                                        r"run's shape but not its values")):
+                          ("other.npy", r"was trained on other values: \S+X\.npy and \S+Y\.npy are the run's, but "
+                                        r"\S+other\.npy is not the run's \S+w\.npy; over all of them, a checksum of "
+                                        r"their sizes and of bytes sampled through them differs\. Resume with the run's "
+                                        r"files \(the run read \S+X\.npy, \S+Y\.npy and \S+w\.npy\)")):
         with pytest.raises(ValueError, match=says):
             gpunn.load_checkpoint(run, device="cpu").resume(source(weights), verbose=False)
     checkpoint = gpunn.load_checkpoint(run, device="cpu")

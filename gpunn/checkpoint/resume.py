@@ -390,7 +390,10 @@ def _other_contents(saved: dict, now: dict) -> bool:
 def source_files(config: dict) -> list:
     """The files a source's config names: an .npy pair's two (and its weights' file), a table's file or directory, none for a synthetic
     source (the paths as recorded: absolute, see gpunn.cli.data.make_source)."""
-    return [config[k] for k in ("path", "x_path", "y_path", "w_path") if config.get(k)]
+    return [config[k] for k in _FILE_KEYS if config.get(k)]
+
+
+_FILE_KEYS = ("path", "x_path", "y_path", "w_path")
 
 
 def _and_listed(files) -> str:
@@ -404,11 +407,18 @@ def _same_files(saved: dict, now: dict) -> bool:
 
 
 def _contents_differ(saved: dict, now: dict) -> str:
-    """How the files differ from the run's: changed where the run read them, or others of its shape."""
+    """How the files differ from the run's: changed where the run read them, others of its shape, or, where some are
+    the run's own paths, which are not (the checksum is one over all of them: it cannot say which file differs)."""
     _, has, it, sampled = _said_of(now)
     named = _and_listed(source_files(now))
     if _same_files(saved, now):
         return f"{named} {has} changed since the run read {it} ({sampled} differs)"
+    pairs = [(saved[k], now[k]) for k in _FILE_KEYS if saved.get(k) and now.get(k)]
+    own = [path for was, path in pairs if was == path]
+    if own:
+        others = " and ".join(f"{path} is not the run's {was}" for was, path in pairs if was != path)
+        return (f"{_and_listed(own)} {'is' if len(own) == 1 else 'are'} the run's, but {others}; over all of them, "
+                f"{sampled} differs")
     return f"{named} {has} the run's shape but not its values ({sampled} differs)"
 
 
