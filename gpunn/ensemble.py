@@ -317,6 +317,12 @@ class Ensemble(DeviceModel):
                     matmul(dZ, (self._W16 if bf16 else self.weights)[l][sl].swapaxes(-1, -2), out=ws.dA[l - 1][sl])
         return sum_sq
 
+    def steps_as_ensemble(self) -> bool:
+        """Whether this model's class steps as Ensemble does: its train_step, _forward and _backward are Ensemble's
+        (not a subclass's, which a weighted fit would give Y with the weights' column: refused, as MLP's are)."""
+        return (type(self).train_step is Ensemble.train_step and type(self)._forward is Ensemble._forward
+                and type(self)._backward is Ensemble._backward)
+
     def train_step(self, X, Y):
         """Forward and backward on a device batch (the Trainable step): gradients land in ``grads``;
         returns the (K,) device sums of squared errors of the batch."""

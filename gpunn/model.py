@@ -37,7 +37,7 @@ from .ops.base import bf16_dtype
 from .ops.fit_threads import inference_threads
 from .ops.mlp_step import one_call_gradients, one_call_step
 from .training.ensemble import fit_ensemble
-from .training.fit import as_function, as_method, fit as _fit, weighted_rows
+from .training.fit import as_function, as_method, fit as _fit, refuse_weights_where_unweighted, weighted_rows
 from .training.graph import graph_mode
 
 PRECISIONS = ("float32", "tf32", "bf16")
@@ -925,6 +925,7 @@ def gradients_over(model, X, Y, sample_weight=None):
     rows = X.shape[0]
     weights = sample_weights.checked_weights(sample_weight, rows)
     if weights is not None:
+        refuse_weights_where_unweighted(model, X, Y)  # (a subclass's own step)
         Y = sample_weights.with_weights(model.xp, Y, sample_weights.mean_one(weights, "these rows"))
     kept = rows in model._workspaces  # (a training batch's size)
     with inference_threads(model, rows), weighted_rows(model, weights is not None):  # (a fit's gradients' bits)

@@ -272,6 +272,31 @@ def test_what_an_ensembles_sample_weight_does_not_reach_is_refused_in_words(data
                                                                sample_weight=[0.0, 0.0, 0.0, 1.0])
 
 
+@pytest.mark.parametrize("step", ["train_step", "_forward", "_backward"])
+def test_an_ensemble_or_mlp_subclass_with_its_own_step_is_refused_weights_as_an_mlps_is(data, tmp_path, step):
+    """An Ensemble subclass's own train_step, _forward or _backward would be given Y with the weights' column (the
+    plain pass, a GPU's, float64's, calls them): refused as an MLP subclass's was, a weighted source's too, and
+    loss_and_gradients(sample_weight=) of either, which took them."""
+    X, Y, w = data
+
+    def own(base):
+        return type("OwnStep", (base,), {step: lambda self, *a, **k: getattr(base, step)(self, *a, **k)})
+
+    says = r"needs Ensemble's own training step; OwnStep defines its own train_step, _forward or _backward"
+    ens = own(gpunn.Ensemble)([4, 8, 2], 2, device="cpu", dtype="float64", seed=0)
+    with pytest.raises(TypeError, match=r"^sample_weight " + says):
+        ens.fit(X, Y, epochs=1, verbose=False, sample_weight=w)
+    with pytest.raises(TypeError, match=r"^sample_weight " + says):
+        ens.loss_and_gradients(X, Y, sample_weight=w)
+    numpy.save(tmp_path / "X.npy", X), numpy.save(tmp_path / "Y.npy", Y), numpy.save(tmp_path / "w.npy", w)
+    with gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", weights=tmp_path / "w.npy") as weighted:
+        with pytest.raises(TypeError, match=r"has a weight for each row, which " + says):
+            ens.fit(weighted, epochs=1, verbose=False)
+    with pytest.raises(TypeError, match=r"^sample_weight needs MLP's own training step; OwnStep defines"):
+        own(gpunn.MLP)([4, 8, 2], device="cpu", seed=0).loss_and_gradients(X, Y, sample_weight=w)
+    assert ens.fit(X, Y, epochs=1, verbose=False)["loss"]  # (unweighted, its step is its own to take)
+
+
 def _seed_leaving_member_1_unweighed():
     """A seed whose bootstrap resample of 4 rows for member 1 leaves out row 3, where member 0's takes it."""
     backend = gpunn.backend.resolve("cpu")

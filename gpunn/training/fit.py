@@ -131,8 +131,8 @@ def split_validation(model, X, Y, validation_data=None, validation_fraction=None
 def refuse_weights_where_unweighted(model, X, Y):
     """What fit's ``sample_weight`` does not reach, refused before anything runs: a data source (its rows are
     read a window at a time: it is made with its weights instead, gpunn.data.row_weights) and a model whose training
-    step is not MLP's own (a subclass's train_step or _backward would be given Y with the weights' column; an
-    Ensemble's step is its own, which reads them). A data-parallel fit takes them, one MLP's and an Ensemble's: every
+    step is not MLP's or Ensemble's own (a subclass's train_step, _forward or _backward would be given Y with the
+    weights' column: ``own_step_of``). A data-parallel fit takes them, one MLP's and an Ensemble's: every
     rank's piece of each global batch carries its rows' weights (gpunn.distributed.shard.ShardedArraySource; a
     bootstrap's, PieceOfEachBatch's cut of each member's resample, weighed over the whole resample)."""
     if is_source(X, Y):
@@ -140,22 +140,33 @@ def refuse_weights_where_unweighted(model, X, Y):
                          "carries its weights itself: make it with them, gpunn.data.npy(x_path, y_path, "
                          "weights='w.npy') or a table's column, gpunn.data.parquet(path, target=[...], weight='w') "
                          "(csv alike), and fit it without sample_weight")
-    if hasattr(model, "steps_as_mlp") and not model.steps_as_mlp():
-        raise TypeError(f"sample_weight needs MLP's own training step; {type(model).__name__} defines its own "
+    own = own_step_of(model)
+    if own:
+        raise TypeError(f"sample_weight needs {own}'s own training step; {type(model).__name__} defines its own "
                         "train_step, _forward or _backward, which would be given Y with the weights as one more column")
+
+
+def own_step_of(model):
+    """"MLP" or "Ensemble" where ``model`` is a subclass of it with its own train_step, _forward or _backward, which a
+    weighted fit would give Y with the weights' column as targets; None where it steps as its gpunn class does."""
+    for name, steps_as in (("MLP", "steps_as_mlp"), ("Ensemble", "steps_as_ensemble")):
+        if hasattr(model, steps_as) and not getattr(model, steps_as)():
+            return name
+    return None
 
 
 def refuse_a_weighted_source(model, sources):
     """What a source's weights (gpunn.data.row_weights: made with ``weights=`` or ``weight=``) do not reach,
     refused before anything runs, as ``refuse_weights_where_unweighted`` refuses arrays' ``sample_weight``: a model
-    with its own training step (an Ensemble's step is its own, which reads them).
+    with its own training step (``own_step_of``).
     ``sources``: the training source and validation_data (anything; only a source with weights counts)."""
     weighted = [source for source in sources if getattr(source, "has_weights", False)]
     if not weighted:
         return
     name = f"{type(weighted[0]).__name__} {weighted[0]._name()}"
-    if hasattr(model, "steps_as_mlp") and not model.steps_as_mlp():
-        raise TypeError(f"{name} has a weight for each row, which needs MLP's own training step; "
+    own = own_step_of(model)
+    if own:
+        raise TypeError(f"{name} has a weight for each row, which needs {own}'s own training step; "
                         f"{type(model).__name__} defines its own train_step, _forward or _backward, which would be "
                         "given Y with the weights as one more column")
 
