@@ -333,6 +333,29 @@ def test_a_weighted_ensemble_on_the_gpu_follows_the_cpus(gpu, data, dtype):
 
 
 @pytest.mark.gpu
+def test_the_weighted_member_kernel_reads_y_and_weights_only_of_the_ensembles_members(gpu):
+    """member_weighted_mse_grad reads member k's Y and weights at k member steps: given a member axis of 1 (or of
+    another count than K) it read past them. Those go the generic way, as the unweighted kernel's do: one member's
+    are every member's (broadcast), another count is refused by NumPy's rules."""
+    from gpunn.ops import ops_for
+
+    xp, K, m, n = gpu.xp, 3, 5, 2
+    rng = numpy.random.default_rng(0)
+    A, Y, w = (xp.asarray(rng.uniform(0.5, 2, shape)) for shape in ((K, m, n), (m, n), (m,)))
+    member_ops = ensemble_ops_for(ops_for(gpu))
+    dA = xp.empty_like(A)
+    expected = member_ops.loss_gradient(A, Y, dA, weights=w)
+    for targets, weights in ((Y[None], w), (Y, w[None]), (Y[None], w[None])):
+        got = xp.empty_like(A)
+        numpy.testing.assert_allclose(gpu.to_host(member_ops.loss_gradient(A, targets, got, weights=weights)),
+                                      gpu.to_host(expected), rtol=1e-12)
+        numpy.testing.assert_allclose(gpu.to_host(got), gpu.to_host(dA), rtol=1e-12)
+    for targets, weights in ((xp.stack([Y, Y]), w), (Y, xp.stack([w, w]))):
+        with pytest.raises(ValueError):
+            member_ops.loss_gradient(A, targets, xp.empty_like(A), weights=weights)
+
+
+@pytest.mark.gpu
 def test_a_bootstrapped_weighted_member_on_the_gpu_trains_as_its_mlp_on_its_resample(gpu, data):
     """A bootstrap batch's Y is (K, rows, outputs + 1), each member's weights its own: the kernel reads them at each
     member's step. Member k follows the MLP on cuda fit on its resample (drawn there) with its rows' weights."""

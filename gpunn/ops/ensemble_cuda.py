@@ -143,10 +143,11 @@ class CupyEnsembleOps(EnsembleOps):
         """The weighted loss (``weights`` (m,) or (K, m): gpunn.sample_weights) as member_weighted_mse_grad, which
         reads Y and the weights through member and row steps of their own: training's Y carries them as its last
         column, so both are views of it (a bootstrap batch's, (K, m, n + 1): each member's own). Elsewhere the
-        generic CuPy calls (not in a CUDA graph: they allocate)."""
+        generic CuPy calls (not in a CUDA graph: they allocate), as for a member axis other than K (the kernel reads
+        member k's at k member steps), which they broadcast (one member's) or refuse, as the unweighted loss's do."""
         y_steps, w_steps = _member_row_steps(Y, A.dtype, 2), _member_row_steps(weights, A.dtype, 1)
         if (self._dtype(A, dA) is None or None in (y_steps, w_steps) or A.ndim != 3 or dA.shape != A.shape
-                or Y.shape[-2:] != A.shape[1:] or weights.shape[-1] != A.shape[1]
+                or Y.shape not in (A.shape, A.shape[1:]) or weights.shape not in (A.shape[:2], A.shape[1:2])
                 or not (A.flags.c_contiguous and dA.flags.c_contiguous)):
             return super().loss_gradient(A, Y, dA, out, weights)
         members, rows, cols = A.shape
