@@ -937,11 +937,23 @@ def test_an_interrupted_verbose_fit_says_where_it_stopped_and_what_the_model_hol
     said = capsys.readouterr().err.splitlines()
     assert h.interrupted and h["epoch"] == [1]
     assert said[-1] == (f"train [cpu]: interrupted after 1 of 3 epochs and 3 of 10 batches of epoch 2: the model "
-                        f"holds the weights of that last step; checkpoint in {path}; fit returns the history of the "
+                        f"holds the weights of that last step; checkpoint in {path} (resume: "
+                        f"gpunn.load_checkpoint({str(path)!r}).resume(X, Y)); fit returns the history of the "
                         "complete epochs (history.interrupted is True)")
     assert len([line for line in said if "interrupted" in line]) == 1
     numpy.testing.assert_array_equal(model.params, last.params)
     assert gpunn.load_checkpoint(path).state.batch == 3
+    assert gpunn.load_checkpoint(path).resume(X, Y, verbose=False)["epoch"] == [1, 2, 3]  # (as said)
+    w = numpy.linspace(0.5, 2, len(X))  # the call gpunn info gives: with the weights, or the source made again
+    MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=100, verbose=2, sample_weight=w,
+                                             callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)])
+    assert f"gpunn.load_checkpoint({str(path)!r}).resume(X, Y, sample_weight=w)); fit returns" in \
+        capsys.readouterr().err.splitlines()[-1]
+    numpy.save(tmp_path / "X.npy", X), numpy.save(tmp_path / "Y.npy", Y)
+    with gpunn.data.npy(tmp_path / "X.npy", tmp_path / "Y.npy", chunk_rows=100) as source:
+        MLP([5, 8, 1], device="cpu", seed=0).fit(source, epochs=3, batch_size=100, verbose=2,
+                                                 callbacks=[interrupt_at(1, 2), gpunn.ModelCheckpoint(path)])
+    assert f"gpunn.load_checkpoint({str(path)!r}).resume(source)); fit returns" in capsys.readouterr().err
     MLP([5, 8, 1], device="cpu", seed=0).fit(X, Y, epochs=3, batch_size=100, verbose=False,
                                              callbacks=[interrupt_at(1, 2)])
     assert capsys.readouterr().err == ""

@@ -3,6 +3,7 @@ and how to predict with it (read on the CPU: it runs nothing)."""
 from __future__ import annotations
 
 from ..hints import shell_word
+from ..training.sources import resume_call
 from .common import counted
 
 
@@ -38,11 +39,6 @@ def describe(path) -> dict:
     return lines
 
 
-# the kinds of a run's data recorded for in-memory arrays: one process's, a data-parallel run's, an Ensemble's
-# bootstrap resamples'; a gpunn.data source records its own kind (npy, parquet, csv, synthetic, ...)
-ARRAY_KINDS = ("arrays", "sharded-arrays", "bootstrap")
-
-
 def _kind(path, meta, training, members, data_kind=None, weighted=False) -> str:
     """What the checkpoint is, and how it resumes: by the command that wrote it (its options recorded in it), else
     in Python (a fit's ModelCheckpoint): a run on arrays with its arrays (``weighted``: and the sample_weight it
@@ -56,15 +52,9 @@ def _kind(path, meta, training, members, data_kind=None, weighted=False) -> str:
     sweep = sweep_directory(meta, path)
     resume = (f"gpunn sweep --resume {shell_word(sweep)}" if sweep else
               f"gpunn train --resume {shell_word(path)}" if saved_options(meta) and not members else
-              f"in Python: gpunn.load_checkpoint(path).{_resume_call(data_kind, weighted)}")
+              f"in Python: gpunn.load_checkpoint(path).{resume_call(data_kind, weighted)}")
     what = f"an Ensemble's training run of {members} members" if members else "a training run"
     return f"{what}, resumable ({resume}), {written}"
-
-
-def _resume_call(data_kind, weighted) -> str:
-    if data_kind in ARRAY_KINDS:
-        return "resume(X, Y, sample_weight=w)" if weighted else "resume(X, Y)"
-    return "resume(X, Y) or .resume(source)" if data_kind is None else "resume(source)"
 
 
 def _network(model, members) -> str:

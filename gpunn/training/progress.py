@@ -253,7 +253,8 @@ class ProgressBar(Callback):
             writer = next((cb for cb in trainer.callbacks if getattr(cb, "writes_checkpoint", False)), None)
             saved = "" if not getattr(writer, "path", None) else (
                 f"; {writer.path} left as it was (the end of the last epoch it was written at, if any: this source "
-                "cannot resume part-way through an epoch)" if getattr(writer, "left_as_was", False) else f"; checkpoint in {writer.path}")
+                "cannot resume part-way through an epoch)" if getattr(writer, "left_as_was", False) else
+                f"; checkpoint in {writer.path}{_resumed_by(trainer, writer.path)}")
             return (f"interrupted after {trainer.position(trainer.state.epoch, trainer.state.batch)}: the model "
                     f"holds the weights of that last step{saved}; fit returns the history of the complete epochs "
                     "(history.interrupted is True)")
@@ -264,6 +265,17 @@ class ProgressBar(Callback):
             return (f"KeyboardInterrupt after {trainer.position(epoch, stepped)}: the model holds the weights of "
                     "those steps, or of part or all of the next one where it landed during that step")
         return ""
+
+
+def _resumed_by(trainer, path) -> str:
+    """" (resume: gpunn.load_checkpoint('run.npz').resume(X, Y))" for the checkpoint of ``trainer``'s run, as gpunn
+    info says it (its source's config, computed at the checkpoint's write, says the kind of data and its weights)."""
+    from .sources import resume_call
+
+    config = getattr(getattr(trainer, "source", None), "config", None)
+    config = config() if config is not None else {}
+    call = resume_call(config.get("kind"), bool(config.get("sample_weight")))
+    return f" (resume: gpunn.load_checkpoint({os.fspath(path)!r}).{call})"
 
 
 DAY, YEAR = 86400, 365.25 * 86400

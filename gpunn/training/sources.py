@@ -3,6 +3,19 @@ from __future__ import annotations
 
 from ..rng import DeviceRNG
 
+# the kinds of a run's data recorded for in-memory arrays: one process's, a data-parallel run's, an Ensemble's
+# bootstrap resamples'; a gpunn.data source records its own kind (npy, parquet, csv, synthetic, ...)
+ARRAY_KINDS = ("arrays", "sharded-arrays", "bootstrap")
+
+
+def resume_call(data_kind, weighted) -> str:
+    """How a Python run's checkpoint resumes, after gpunn.load_checkpoint(path).: with its arrays (``weighted``: and
+    the sample_weight it took), or its source made again (which holds its own weights); either way where the data's
+    ``data_kind`` is not recorded (None). gpunn info's words, and an interrupted fit's."""
+    if data_kind in ARRAY_KINDS:
+        return "resume(X, Y, sample_weight=w)" if weighted else "resume(X, Y)"
+    return "resume(X, Y) or .resume(source)" if data_kind is None else "resume(source)"
+
 
 class ArraySource:
     """In-memory device arrays (X, Y), reshuffled on the device every epoch (with ``weighted``, Y's last column
