@@ -15,10 +15,11 @@ from ..optim import Schedule, make_schedule
 from ..training.callbacks import History
 from ..training.fit import fit, fit_options
 from ..training import ensemble as ens_training
+from ..training.sources import ARRAY_KINDS
 from ..training.state import FitSettings, TrainState
 from .format import CheckpointError, _optimizer_from_meta, read
 from .models import _build_model, _members, file_name
-from .resume import _ARRAY_KINDS, resume_run
+from .resume import resume_run
 
 
 @dataclasses.dataclass
@@ -201,7 +202,7 @@ def _the_runs_own(checkpoint, key: str, value) -> bool:
             return False
     if key == "seed":  # a seed of 4.0 is refused by fit, as here
         if value is None:  # fit's default: a source's own seed (its config is checked by the resume), else the model's
-            on_a_source = (checkpoint.training.get("source") or {}).get("kind") not in (None, *_ARRAY_KINDS)
+            on_a_source = (checkpoint.training.get("source") or {}).get("kind") not in (None, *ARRAY_KINDS)
             return on_a_source or settings.seed == (checkpoint.model.seed if members is None else
                                                     checkpoint.model.seeds[0])
         return isinstance(value, numbers.Integral) and value == settings.seed

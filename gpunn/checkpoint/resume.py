@@ -20,7 +20,7 @@ from ..training.fit import (is_weighted, not_data_parallel, refuse_a_weighted_so
                             split_validation, weighted_rows, weights_trained_on)
 from ..training.loop import train
 from ..training.protocols import is_source
-from ..training.sources import ArraySource, fingerprint_matches
+from ..training.sources import ARRAY_KINDS, ArraySource, fingerprint_matches
 from ..training.state import position_words
 from .callback import ModelCheckpoint
 from .models import _members
@@ -197,9 +197,6 @@ def _writes_to(cb, path) -> bool:
     return isinstance(cb, ModelCheckpoint) and same_file(cb.path, path)
 
 
-_ARRAY_KINDS = ("arrays", "bootstrap", "sharded-arrays")  # source kinds of a run on in-memory arrays (data parallel's too)
-
-
 def _resume_arrays(ckpt, settings, X, Y, validation_data, sample_weight=None):
     """(X, Y, source, evaluator) for resuming on in-memory (X, Y): the training rows of the same validation
     split as the run had, their source and the evaluator; an ensemble's evaluator, and its members'
@@ -207,7 +204,7 @@ def _resume_arrays(ckpt, settings, X, Y, validation_data, sample_weight=None):
     (gpunn.sample_weights), refused where the run had none, required where it had them."""
     model = ckpt.model
     kind = (ckpt.training.get("source") or {}).get("kind")
-    if kind is not None and kind not in _ARRAY_KINDS:  # in-memory arrays give other batches than its windows
+    if kind is not None and kind not in ARRAY_KINDS:  # in-memory arrays give other batches than its windows
         raise ValueError(f"{ckpt.path} was trained on a gpunn.data source ({kind}); in-memory arrays give other "
                          "batches (another shuffle): resume it on that source, resume(source)")
     _check_drawn_by(ckpt, ckpt.training.get("source"))  # a bootstrapped run's resamples
@@ -270,7 +267,7 @@ def _resume_source(ckpt, source, validation_data):
     from ..data.binding import prepare_source
 
     saved = ckpt.training.get("source") or {}
-    if saved.get("kind") in _ARRAY_KINDS:
+    if saved.get("kind") in ARRAY_KINDS:
         raise ValueError(f"{ckpt.path} was trained on in-memory arrays; a gpunn.data source gives other batches (its "
                          "own windows and shuffle): resume it with the same X and Y, resume(X, Y)")
     if hasattr(source, "follow_saved_cut"):  # a synthetic source cut by default: into the pieces the run was cut into
