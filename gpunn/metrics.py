@@ -232,17 +232,10 @@ def window_pieces(windows, chunk_rows, moments=None, place=None, weighted=False)
 
 def row_pieces(X, Y, weights, chunk_rows):
     """In-memory validation rows in pieces of ``chunk_rows`` rows: (X, Y), or (X, Y, weights) where ``weights``
-    (a device vector, or None) weighs them (``weighted_pieces``)."""
-    if weights is None:
-        return window_pieces([(X, Y)], chunk_rows)
-    return weighted_pieces(X, Y, weights, chunk_rows)
-
-
-def weighted_pieces(X, Y, weights, chunk_rows):
-    """(X, Y, weights) pieces of ``chunk_rows`` rows: ``error_sums`` weighs each row's errors by its weight."""
+    (a device vector, or None) weighs them (``error_sums`` weighs each row's errors by its weight)."""
     for start in range(0, X.shape[0], chunk_rows):
-        end = start + chunk_rows
-        yield X[start:end], Y[start:end], weights[start:end]
+        rows = slice(start, start + chunk_rows)
+        yield (X[rows], Y[rows]) if weights is None else (X[rows], Y[rows], weights[rows])
 
 
 def source_row_words(source, chunks, row) -> str:
@@ -294,7 +287,7 @@ def error_sums(model, pieces, predict=None):
     whose forward pass gives (K, rows, outputs). Validation's sums, one process's or one rank's, of the
     forward pass on X as training sees it; ``predict(X)``, when given, makes the predictions instead
     (``evaluate``'s: those of ``predict``, in the targets' units). A piece (X, Y, weights) weighs each row's
-    errors by its weight (``weighted_pieces``: weights of mean 1, so the sums over ``rows`` are weighted means)."""
+    errors by its weight (``row_pieces``: weights of mean 1, so the sums over ``rows`` are weighted means)."""
     xp = model.xp
     members = (model.n_models,) if hasattr(model, "n_models") else ()
     ss_res, abs_sum = xp.zeros((*members, model.layer_sizes[-1]), "float64"), xp.zeros(members, "float64")

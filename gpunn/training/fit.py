@@ -140,9 +140,15 @@ def refuse_weights_where_unweighted(model, X, Y):
                          "carries its weights itself: make it with them, gpunn.data.npy(x_path, y_path, "
                          "weights='w.npy') or a table's column, gpunn.data.parquet(path, target=[...], weight='w') "
                          "(csv alike), and fit it without sample_weight")
+    refuse_an_own_step(model, "sample_weight")
+
+
+def refuse_an_own_step(model, weighing):
+    """Refused where ``model`` steps otherwise than its gpunn class (``own_step_of``): ``weighing`` names the weights
+    ("sample_weight", or a source's "... has a weight for each row, which")."""
     own = own_step_of(model)
     if own:
-        raise TypeError(f"sample_weight needs {own}'s own training step; {type(model).__name__} defines its own "
+        raise TypeError(f"{weighing} needs {own}'s own training step; {type(model).__name__} defines its own "
                         "train_step, _forward or _backward, which would be given Y with the weights as one more column")
 
 
@@ -163,12 +169,7 @@ def refuse_a_weighted_source(model, sources):
     weighted = [source for source in sources if getattr(source, "has_weights", False)]
     if not weighted:
         return
-    name = f"{type(weighted[0]).__name__} {weighted[0]._name()}"
-    own = own_step_of(model)
-    if own:
-        raise TypeError(f"{name} has a weight for each row, which needs {own}'s own training step; "
-                        f"{type(model).__name__} defines its own train_step, _forward or _backward, which would be "
-                        "given Y with the weights as one more column")
+    refuse_an_own_step(model, f"{type(weighted[0]).__name__} {weighted[0]._name()} has a weight for each row, which")
 
 
 def is_weighted(model, Y) -> bool:

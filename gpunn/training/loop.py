@@ -215,12 +215,10 @@ class Trainer:
             return None
         from .graph import graph_trainer_for
 
-        # nothing set up: a hook must see the gradients before the update (a weighted loss is one kernel, as the
-        # unweighted one: CupyOps.loss_gradient)
-        blocked = ("a gradient hook (data-parallel training) runs between backward and the optimizer"
-                   if self.hook is not None else None)
-        if blocked is not None:
-            self.model.graph_trainer = graph_trainer_for(self.model, self.optimizer, auto=mode is None, blocked=blocked)
+        if self.hook is not None:  # nothing set up: the hook must see the gradients before the update
+            self.model.graph_trainer = graph_trainer_for(
+                self.model, self.optimizer, auto=mode is None,
+                blocked="a gradient hook (data-parallel training) runs between backward and the optimizer")
             self.model.graph_trainer.warn_if_forced()
             return None
         previous = getattr(self.model, "graph_trainer", None)
