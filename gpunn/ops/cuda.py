@@ -49,12 +49,22 @@ def _row_step(a, dtype):
     """The elements between two rows of ``a`` (a vector: between two of its elements), whose rows must be
     contiguous; None where a kernel cannot read it so (another dtype, or steps that are negative or not whole
     elements)."""
-    if a.dtype != dtype or a.ndim not in (1, 2):
+    steps = member_row_steps(a, dtype, a.ndim) if a.ndim in (1, 2) else None
+    return None if steps is None else steps[1]
+
+
+def member_row_steps(a, dtype, shared_ndim):
+    """(member step, row step) in elements of ``a``, ``shared_ndim`` dimensions for one array shared by every member
+    (member step 0) or one more for one a member, whose last dimension must be contiguous (where it has more than one
+    element); None where a kernel cannot read it so (another dtype or shape, steps negative or not whole elements)."""
+    if a.dtype != dtype or a.ndim not in (shared_ndim, shared_ndim + 1):
         return None
-    item = a.itemsize
-    if any(st < 0 or st % item for st in a.strides) or (a.ndim == 2 and a.shape[1] > 1 and a.strides[1] != item):
+    item, strides = a.itemsize, a.strides
+    if any(st < 0 or st % item for st in strides) or (shared_ndim == 2 and a.shape[-1] > 1 and strides[-1] != item):
         return None
-    return a.strides[0] // item
+    row = strides[-2] if shared_ndim == 2 else strides[-1]
+    member = strides[0] if a.ndim > shared_ndim else 0
+    return member // item, row // item
 
 
 def _multiprocessors() -> int:

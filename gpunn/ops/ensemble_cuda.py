@@ -16,26 +16,12 @@ import numpy
 from ..activations import Activation
 from . import kernels
 from .base import is_bf16
-from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors, _zeroed
+from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors, _zeroed, member_row_steps
 from .ensemble import EnsembleOps
 from .member_rates import MemberRates
 
 _NULL = numpy.uintp(0)
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y; the kernels step through more members themselves
-
-
-def _member_row_steps(a, dtype, shared_ndim):
-    """(member step, row step) in elements of ``a``, ``shared_ndim`` dimensions for one array shared by every member
-    (member step 0) or one more for one a member, whose last dimension must be contiguous (where it has more than one
-    element); None where a kernel cannot read it so (another dtype or shape, steps negative or not whole elements)."""
-    if a.dtype != dtype or a.ndim not in (shared_ndim, shared_ndim + 1):
-        return None
-    item, strides = a.itemsize, a.strides
-    if any(st < 0 or st % item for st in strides) or (shared_ndim == 2 and a.shape[-1] > 1 and strides[-1] != item):
-        return None
-    row = strides[-2] if shared_ndim == 2 else strides[-1]
-    member = strides[0] if a.ndim > shared_ndim else 0
-    return member // item, row // item
 
 
 class CupyEnsembleOps(EnsembleOps):
@@ -145,7 +131,7 @@ class CupyEnsembleOps(EnsembleOps):
         column, so both are views of it (a bootstrap batch's, (K, m, n + 1): each member's own). Elsewhere the
         generic CuPy calls (not in a CUDA graph: they allocate), as for a member axis other than K (the kernel reads
         member k's at k member steps), which they broadcast (one member's) or refuse, as the unweighted loss's do."""
-        y_steps, w_steps = _member_row_steps(Y, A.dtype, 2), _member_row_steps(weights, A.dtype, 1)
+        y_steps, w_steps = member_row_steps(Y, A.dtype, 2), member_row_steps(weights, A.dtype, 1)
         if (self._dtype(A, dA) is None or None in (y_steps, w_steps) or A.ndim != 3 or dA.shape != A.shape
                 or Y.shape not in (A.shape, A.shape[1:]) or weights.shape not in (A.shape[:2], A.shape[1:2])
                 or not (A.flags.c_contiguous and dA.flags.c_contiguous)):
