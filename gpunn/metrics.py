@@ -173,8 +173,9 @@ class SourceEvaluator:
         moments = (WeightedMoments if weighted else Moments)(self.source.n_outputs) if self.ss_tot is None else None
         # closed on leaving, also when the forward pass stops it (Ctrl-C, out of memory): its windows' pass, reader
         # thread and buffers end then, not when the error's traceback goes (no name here holds the windows' pass)
-        with contextlib.closing(window_pieces(self.windows(weights=self.weight_scale) if weighted else self.windows(),
-                                              self.chunk_rows, moments, weighted=weighted)) as passing:
+        read = {"weights": self.weight_scale, "weights_apart": True} if weighted else {}  # (the weights in float64)
+        with contextlib.closing(window_pieces(self.windows(**read), self.chunk_rows, moments,
+                                              weighted=weighted)) as passing:
             return evaluate_pieces(model, passing, lambda: self._ss_tot(model, moments),
                                    watch=getattr(self.source, "overflow_watch", None))
 
@@ -214,13 +215,11 @@ class SourceEvaluator:
 def window_pieces(windows, chunk_rows, moments=None, place=None, weighted=False):
     """(X, Y) device pieces of ``chunk_rows`` rows from a source's (X, Y) ``windows``, adding each window's targets
     to ``moments`` (gpunn.data.stats.Moments) when given; ``place``, a list, is set to [window, first row in it] of
-    each piece as it is given (where a refusal of the piece's rows is). ``weighted``: each window's Y holds the
-    rows' weights as its last column (gpunn.data.row_weights): the pieces are (X, Y, weights), weights in float64,
-    and ``moments`` a WeightedMoments."""
-    for w, (X, Y) in enumerate(windows):
-        weights = None
-        if weighted:
-            Y, weights = Y[:, :-1], Y[:, -1].astype("float64")
+    each piece as it is given (where a refusal of the piece's rows is). ``weighted``: the windows are (X, Y,
+    weights), the rows' weights in float64 (a source's ``ordered_windows(weights=..., weights_apart=True)``:
+    gpunn.data.row_weights), as the pieces are, and ``moments`` a WeightedMoments."""
+    for w, window in enumerate(windows):
+        X, Y, weights = window if weighted else (*window, None)
         if moments is not None:
             moments.update(Y) if weights is None else moments.update(Y, weights)
         for start in range(0, X.shape[0], chunk_rows):

@@ -619,6 +619,65 @@ def test_evaluate_and_score_of_a_weighted_source_weigh_its_rows_as_sample_weight
         model.evaluate(source, sample_weight=w)
 
 
+def held_rows(source):
+    """The rows of ``source``'s held-out chunks, in the order validation reads them."""
+    starts = numpy.concatenate([[0], numpy.cumsum(source.chunk_sizes)])
+    return numpy.concatenate([numpy.arange(starts[k], starts[k + 1]) for k in source.validation_chunks])
+
+
+def test_a_float32_models_weighted_validation_and_evaluate_on_a_source_weigh_by_the_float64_weights(files, device):
+    """A float32 model reads a source's rows in float32, and its metrics weigh them by their weights in float64 (read
+    apart from Y, not rounded to its dtype): the held-out chunk's val_* are evaluate(X_val, Y_val, sample_weight=
+    w_val) of its rows, a weighted validation source's those of its rows, and evaluate(source) and score(source)
+    those of every row, to the float64 sums' roundoff (the weights carried as Y's float32 column were ~1e-8 off).
+    Each window holds the rows evaluate takes in one piece, so the forward passes are the same products."""
+    path, X, Y, w = files
+    source = npy(path, shuffle=False, chunk_rows=60, validation_fraction=0.25)
+    model = MLP([3, 8, 2], dtype="float32", device=device, seed=2)
+    history = fit(model, source)
+    [k] = source.validation_chunks
+    held = slice(60 * k, 60 * k + 60)
+    logs = model.evaluate(X[held], Y[held], sample_weight=w[held])
+    for key in ("loss", "mse", "mae", "r2"):
+        assert history[f"val_{key}"][-1] == pytest.approx(logs[key], rel=1e-12), key
+    every_row = npy(path, chunk_rows=240)
+    expected = model.evaluate(X, Y, sample_weight=w)
+    for key, value in model.evaluate(every_row).items():
+        assert value == pytest.approx(expected[key], rel=1e-12), key
+    assert model.score(every_row) == pytest.approx(model.score(X, Y, sample_weight=w), rel=1e-12)
+    numpy.save(path / "wv.npy", w[::-1].copy())
+    history = fit(model, npy(path, None, shuffle=False, chunk_rows=60), epochs=1,
+                  validation_data=npy(path, "wv.npy", chunk_rows=240))
+    logs = model.evaluate(X, Y, sample_weight=w[::-1])
+    for key in ("loss", "mse", "mae", "r2"):
+        assert history[f"val_{key}"][-1] == pytest.approx(logs[key], rel=1e-12), key
+
+
+@pytest.mark.parametrize("members", [None, 2], ids=["mlp", "ensemble"])
+def test_two_ranks_validate_a_float32_model_by_the_held_out_rows_float64_weights(files, monkeypatch, fake_cupy,
+                                                                                 members):
+    """fit(source, distributed=True) of a float32 model on two ranks (threads on the stand-in's GPUs): each rank's
+    share of the held-out chunks is weighed by its rows' weights in float64, so the val_* every rank logs are
+    evaluate(X_val, Y_val, sample_weight=w_val) of those rows, one MLP's and an Ensemble's (each member's)."""
+    from thread_ranks import run_ranks
+
+    path, X, Y, w = files
+
+    def rank_fit(rank):
+        model = (MLP([3, 8, 2], dtype="float32", device=f"cuda:{rank}", seed=0) if members is None else
+                 gpunn.Ensemble([3, 8, 2], members, dtype="float32", device=f"cuda:{rank}", seed=0))
+        source = npy(path, chunk_rows=20, seed=3, validation_fraction=0.25)
+        history = fit(model, source, batch_size=8, distributed=True)
+        held = held_rows(source)
+        return history, model.evaluate(X[held], Y[held], sample_weight=w[held])
+
+    outcomes, aborted = run_ranks(monkeypatch, 2, rank_fit, timeout=20.0)
+    assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
+    for (history, logs), _ in outcomes:
+        for key in ("loss", "mse", "mae", "r2"):
+            numpy.testing.assert_allclose(history[f"val_{key}"][-1], logs[key], rtol=1e-12, err_msg=key)
+
+
 def test_a_one_member_gpunn_sweep_on_a_weighted_file_is_the_gpunn_train_run(tables, capsys):
     """gpunn sweep takes --weights and --weight as gpunn train does: its ensembles train on a weighted source as
     their members' MLPs would (the Ensemble test above), so a one-member sweep is the train run."""

@@ -301,13 +301,15 @@ class ChunkedSource(Closable):
         wide = standardizing_dtype(stored, self.dtype)
         return None if wide == self.dtype else wide
 
-    def _windows(self, windows, epoch, first_index, shuffle, window_chunks=None, weights=None):
+    def _windows(self, windows, epoch, first_index, shuffle, window_chunks=None, weights=None, weights_apart=False):
         """Device (X, Y) per window, permuted (when ``shuffle``) and standardized. ``epoch``: the training
         epoch (None: a pass in file order, validation's). Standardized on the device, each window is seen by
         ``overflow_watch`` (a value taken past the model's dtype is refused: gpunn.data.overflow), which keeps
         the pass's ``window_chunks`` (window w's chunks made again, on the refusal's path) until it is taken: a
         callable that holds less than ``windows`` (default: ``windows[w - first_index]``). ``weights``: a set's
-        ``weight_scale``: Y then holds each row's weight, so scaled, as its last column (left unstandardized)."""
+        ``weight_scale``: Y then holds each row's weight, so scaled, as its last column (left unstandardized), as
+        training's batches take them; with ``weights_apart``, the windows are (X, Y, w) instead, w those weights
+        in float64 (validation's and evaluate's: not rounded to the model's dtype)."""
         self._check_open()  # (every pass: the epochs', validation's, the statistics')
         xp = self.backend.xp
         scaler = None if self._wide_dtype() is not None else self.standardizer  # wide: see _device_windows
@@ -316,23 +318,25 @@ class ChunkedSource(Closable):
 
             def refuse_at(w):  # one per pass
                 self._refuse_standardized(chunks_of(w), epoch)
-        device_windows = self._device_windows(windows) if weights is None else self._device_windows(windows, weights)
-        for w, (X, Y, release) in enumerate(device_windows, first_index):
+        device_windows = (self._device_windows(windows) if weights is None else
+                          self._device_windows(windows, weights, weights_apart))
+        for w, (*arrays, release) in enumerate(device_windows, first_index):  # arrays: X, Y (and the weights apart)
             self._check_open()  # closed part-way: refused by name (a synthetic source's too), not cut short
             with self.backend.use():  # on the source's device, whichever the consumer has current (ordered_windows)
-                if shuffle and X.shape[0] > 1:
-                    order = DeviceRNG(self.backend, self.seed, "window", int(epoch), w).permutation(X.shape[0])
-                    X, Y = xp.take(X, order, axis=0), xp.take(Y, order, axis=0)
+                if shuffle and arrays[0].shape[0] > 1:
+                    order = DeviceRNG(self.backend, self.seed, "window", int(epoch), w).permutation(arrays[0].shape[0])
+                    arrays = [xp.take(A, order, axis=0) for A in arrays]
                 elif release is not None:
-                    X, Y = X.copy(), Y.copy()  # the pipeline's buffer is about to be reused
+                    arrays = [A.copy() for A in arrays]  # the pipeline's buffers are about to be reused
                 if release is not None:
                     release()
+                X, Y = arrays[:2]
                 if scaler is not None:
-                    targets = Y if weights is None else Y[:, :-1]
+                    targets = Y if weights is None or weights_apart else Y[:, :-1]
                     with numpy.errstate(over="ignore", invalid="ignore"):  # (on the host) refused by the watch
                         scaler.transform_(xp, X, targets)
                     self.overflow_watch.see(xp, (X, targets) if scaler.scales_targets else (X,), refuse_at, w)
-            yield X, Y
+            yield tuple(arrays)
 
     def _refuse_standardized(self, chunks, epoch):
         """Raise the DataError naming the first value of ``chunks`` (a window's, read in ``epoch``; None: in file
@@ -359,10 +363,11 @@ class ChunkedSource(Closable):
         raise DataError(f"{places}: a value standardized past {self.dtype.name} on the device{when}; read again, the "
                         "rows standardize within it (the data changed since); clean or impute them before training")
 
-    def _device_windows(self, windows, weights=None):
+    def _device_windows(self, windows, weights=None, weights_apart=False):
         """(X, Y, release) per window on the device (see gpunn.data.pipeline): read by a thread,
         staged through pinned memory on a GPU. Sources generated on the device override this (and have no
-        ``weights``: a set's ``weight_scale``, with which Y's last column holds each row's weight so scaled).
+        ``weights``: a set's ``weight_scale``, with which Y's last column holds each row's weight so scaled; with
+        ``weights_apart``, (X, Y, w, release), w those weights in float64).
 
         Values stored wider than the model's dtype and standardized (``_wide_dtype``) are read in
         float64: raw, for the statistics pass (no standardizer yet), or standardized on the
@@ -374,9 +379,13 @@ class ChunkedSource(Closable):
         scaler = self.standardizer if wide is not None else None
         scratch, scratch_weights = [], []  # the reader thread's float64 chunk buffers, made on first use
 
-        def read(k, X, Y):
+        def read(k, X, Y, w=None):
             if weights is None:
                 return read_rows(k, X, Y)
+            if w is not None:  # the weights apart, in float64
+                read_rows(k, X, Y, w)
+                w[...] = scaled(w, weights)
+                return
             if not scratch_weights:
                 scratch_weights.append(numpy.empty(int(self.chunk_sizes.max())))
             w = scratch_weights[0][:len(Y)]
@@ -400,17 +409,19 @@ class ChunkedSource(Closable):
                 X[...], Y[...] = Xw, Yw
             self._check_finite(k, X, Y, scaled=(Xw, Yw))
 
-        def fill(window, X, Y):
+        def fill(window, X, Y, w=None):
             n = 0
             for k in window:
                 rows = self.chunk_sizes[k]
-                read(k, X[n:n + rows], Y[n:n + rows])
+                read(k, X[n:n + rows], Y[n:n + rows], None if w is None else w[n:n + rows])
                 n += rows
             return n
 
         dtype = wide if wide is not None and scaler is None else self.dtype
+        column = weights is not None and not weights_apart  # training's: each row's weight as Y's last column
         return self._counted(host_windows(self.backend, windows, fill, capacity, self.n_features,
-                                          self.n_outputs + (weights is not None), dtype, depth=self.prefetch))
+                                          self.n_outputs + column, dtype, depth=self.prefetch,
+                                          weights=weights is not None and weights_apart))
 
     def _check_finite(self, k, X, Y, scaled=None):
         """Refuses chunk ``k``'s first value (features first) that is NaN or infinite as read (X, Y), or, given
@@ -486,19 +497,21 @@ class ChunkedSource(Closable):
         return self._chunk_starts[k]
 
     # ---- validation and statistics -------------------------------------------------------
-    def validation_windows(self, weights=None):
-        """Device (X, Y) per held-out chunk, in file order, standardized like training data (``weights``: see
-        ``ordered_windows``)."""
-        return self.ordered_windows(self.validation_chunks, weights)
+    def validation_windows(self, weights=None, weights_apart=False):
+        """Device (X, Y) per held-out chunk, in file order, standardized like training data (``weights``,
+        ``weights_apart``: see ``ordered_windows``)."""
+        return self.ordered_windows(self.validation_chunks, weights, weights_apart)
 
-    def ordered_windows(self, chunks=None, weights=None):
+    def ordered_windows(self, chunks=None, weights=None, weights_apart=False):
         """Device (X, Y) per chunk (default: every chunk), in file order, standardized; with ``weights`` (a set's
-        ``weight_scale``), Y's last column holds each row's weight, so scaled."""
+        ``weight_scale``), Y's last column holds each row's weight, so scaled, in Y's dtype; with ``weights_apart``
+        too, (X, Y, w) per chunk, w those weights in float64 (the metrics' weights: not rounded to a float32
+        model's dtype)."""
         self._need_bound()
         chunks = range(len(self.chunk_sizes)) if chunks is None else chunks
         chunks = chunks if isinstance(chunks, (list, tuple, range, numpy.ndarray)) else list(chunks)
         return self._windows([[k] for k in chunks], None, 0, shuffle=False, window_chunks=lambda w: [chunks[w]],
-                             weights=weights)
+                             weights=weights, weights_apart=weights_apart)
 
     # ---- per-row weights (gpunn.data.row_weights) ------------------------------------------
     @property

@@ -28,8 +28,8 @@ def raw_windows(source, model, weights=None):
 
     An iterable source (gpunn.data.iterable) gives its pieces of one pass instead (``ordered_pieces``); a
     ShardedSource that owns every shard, the rows of the source it wraps; one that owns some is refused
-    (``every_row_of``). ``weights`` (``weight_scale_of``'s): each window's Y holds each row's weight so scaled as its
-    last column."""
+    (``every_row_of``). ``weights`` (``weight_scale_of``'s): each window is (X, Y, w), w each row's weight so scaled,
+    in float64 (``ordered_windows(weights_apart=True)``)."""
     from ..checks import check_source_columns, check_source_widths, warn_source_read_by_position
 
     source = every_row_of(source)
@@ -46,7 +46,7 @@ def raw_windows(source, model, weights=None):
     # (the source's statistics pass, ChunkedSource._wide_dtype): as RawUnits._raw_input takes arrays
     view.standardize = model.standardizer is not None
     read = getattr(view, "ordered_windows", None) or view.ordered_pieces
-    with contextlib.closing(read() if weights is None else read(weights=weights)) as windows:
+    with contextlib.closing(read() if weights is None else read(weights=weights, weights_apart=True)) as windows:
         yield windows
 
 

@@ -259,9 +259,9 @@ class _ShardView(ChunkedSource):
         batch's weights are those the single process trains on."""
         return self.parent.weight_scale(part)
 
-    def _device_windows(self, windows, weights=None):
+    def _device_windows(self, windows, weights=None, weights_apart=False):
         if type(self.parent)._device_windows is ChunkedSource._device_windows:
-            return super()._device_windows(windows, weights)  # read on the host through _fill
+            return super()._device_windows(windows, weights, weights_apart)  # read on the host through _fill
         return self._sliced_windows(windows)  # (generated on the device: no weights)
 
     def _sliced_windows(self, windows):

@@ -180,8 +180,8 @@ class _ShardedSourceValidation:
 
     def _pieces(self, moments=None):
         scale = self.weight_scale
-        return window_pieces(self.source.ordered_windows(self.chunks, weights=scale), self.chunk_rows, moments,
-                             weighted=scale is not None)
+        return window_pieces(self.source.ordered_windows(self.chunks, weights=scale, weights_apart=True),
+                             self.chunk_rows, moments, weighted=scale is not None)
 
     def evaluate(self, model) -> dict:
         from ..data.row_weights import WeightedMoments
