@@ -195,8 +195,9 @@ def test_a_run_on_a_weighted_source_resumes_exactly_and_only_with_its_weights(fi
 
 @pytest.mark.gpu
 def test_a_weighted_npy_source_on_the_gpu_follows_the_cpu(gpu, files):
-    """On CuPy a window's Y, the weights' column with it, goes through the pinned staging buffers and the side-stream
-    copy; the run (shuffle=False: no device draws) and its weighted held-out metrics follow the CPU's."""
+    """On CuPy a training window's Y, the weights' column with it, goes through the pinned staging buffers and the
+    side-stream copy (a held-out window's weights through float64 ones of their own); the run (shuffle=False: no device
+    draws) and its weighted held-out metrics follow the CPU's."""
     path, *_ = files
     results = []
     for device in ("cpu", "cuda"):
