@@ -434,12 +434,20 @@ def test_gpunn_predict_score_weighs_ins_rows_by_a_weight_column_as_evaluate_of_a
                         (["--score", "--weight", "a"], "--weight a is one of the model's feature columns: a row's "
                                                        "weight is neither"),
                         (["--score", "--weight", "wt"], "no column 'wt'; the columns are: a, b, c, w, y1, y2 "
-                                                        "(--weight's column in IN)"),
+                                                        "(--weight's column in IN); OUT not written\n"),
                         (["--score", "--weight", ""], "argument --weight: expected a column's name, got ''")):
         (path / "q.csv").unlink(missing_ok=True)
         assert status(main, ["predict", model_path, str(path / "t.csv"), str(path / "q.csv"), *extra, "--device",
                              "cpu"]) == 2
         assert says in capsys.readouterr().err and not (path / "q.csv").exists()
+    lines = (path / "t.csv").read_text().splitlines()  # a bad weight: OUT not written, said as a bad target's is
+    lines[12] = ",".join(["nan" if i == 3 else v for i, v in enumerate(lines[12].split(","))])
+    (path / "nan.csv").write_text("\n".join(lines) + "\n")
+    assert status(main, ["predict", model_path, str(path / "nan.csv"), str(path / "q.csv"), "--score", "--weight",
+                         "w", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.endswith(f"(lines 9-15): column 'w': 1 missing, NaN or infinite weight(s), the "
+                                            "first at line 13 (nan): a weight must be a finite number; OUT not "
+                                            "written\n") and not (path / "q.csv").exists()
 
 
 def test_gpunn_predict_score_of_an_npy_in_reads_targets_and_weights_files_as_evaluate_with_sample_weight(files,
@@ -494,9 +502,10 @@ def test_gpunn_predict_score_of_an_npy_in_reads_targets_and_weights_files_as_eva
                        ([*npy_in, "--score", *targets, "--weight", "w"], "--weight w names a column of a Parquet or "
                         "CSV table; for IN X.npy give each row's weight in a file of its own, --weights W.npy"),
                        ([*npy_in, "--score", *targets, "--weights", str(path / "neg.npy")], "neg.npy (rows 8-15): 1 "
-                        "negative weight(s), the first at row 9 (-1): a weight must be 0 or more"),
+                        "negative weight(s), the first at row 9 (-1): a weight must be 0 or more (a negative one "
+                        "rewards a larger error, and the loss has no minimum); OUT not written\n"),
                        ([*npy_in, "--score", *targets, "--weights", str(path / "short.npy")], "short.npy has 10 "
-                        "weights but {X} has 240 rows: one weight a row")):
+                        "weights but {X} has 240 rows: one weight a row; OUT not written\n")):
         (path / "p.npy").unlink(missing_ok=True)
         assert status(main, ["predict", *args, "--device", "cpu"]) == 2
         assert says.format(w=path / "w.npy", Y=path / "Y.npy", X=path / "X.npy") in capsys.readouterr().err and not (path / "p.npy").exists()

@@ -64,7 +64,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="also score the predictions against IN's target columns, the model's (a table of the "
                         "columns it was trained on, a held-out file): mse, mae and r2 in the targets' units, as "
                         "model.evaluate gives them, printed as gpunn train's held-out line; read in the "
-                        "pass that writes OUT (a target that is not a number refuses IN, OUT not written). For a model trained on named columns (a CSV or Parquet --data) and a CSV "
+                        "pass that writes OUT (a target that is not a number refuses IN, OUT not written, as bad weights do). For a model trained on named columns (a CSV or Parquet --data) and a CSV "
                         "(with a header) or Parquet IN; for an .npy IN, with --targets Y.npy")
     p.add_argument("--targets", type=file_path, metavar="Y.npy",
                    help="with --score and an .npy IN: the rows' targets, as gpunn train --targets (model.evaluate("
@@ -402,10 +402,7 @@ def _score_source(args, model, targets):
     from ..data.table_columns import MissingColumns
 
     if args.input.lower().endswith(".npy"):
-        try:
-            return data.npy(args.input, args.targets, weights=args.weights)
-        except DataError as exc:
-            raise _named_in(exc, args.input) from None
+        return data.npy(args.input, args.targets, weights=args.weights)
     # (IN -'s file: no CSV index kept in gpunn's cache, where it would be left once a run, never to be read again)
     kind = (functools.partial(data.csv, cache=not getattr(args, "stdin", False)) if args.input.lower().endswith(".csv")
             else data.parquet)
@@ -416,8 +413,6 @@ def _score_source(args, model, targets):
         raise DataError(f"--score: {_named_in(exc, args.input)} ("
                         + (f"--weight's column in IN)" if weight else f"the model's target column"
                            f"{'s' * (len(targets) > 1)}, {', '.join(targets)}, in IN)")) from None
-    except DataError as exc:
-        raise _named_in(exc, args.input) from None
 
 
 def _predict_scored(args, model, targets, keep) -> tuple[int, dict]:
@@ -427,11 +422,13 @@ def _predict_scored(args, model, targets, keep) -> tuple[int, dict]:
     from ..data.files import predict_scored
     from ..model import PREDICT_CHUNK_ROWS
 
-    with _score_source(args, model, targets) as source:
-        try:
+    # (refused as the source is built, before OUT is opened: bad weights, a targets file of other rows; or by the
+    # pass, a target that is not a number: OUT, written in the same pass, is not)
+    try:
+        with _score_source(args, model, targets) as source:
             return predict_scored(model, source, _out(args), PREDICT_CHUNK_ROWS, keep)
-        except DataError as exc:  # (a NaN target too: OUT, written in the same pass, is not)
-            raise DataError(f"{_named_in(exc, args.input)}; OUT not written") from None
+    except DataError as exc:
+        raise DataError(f"{_named_in(exc, args.input)}; OUT not written") from None
 
 
 def _print_score(args, model, targets, logs) -> dict:
