@@ -109,14 +109,22 @@ def test_standardize_takes_the_unweighted_statistics_and_leaves_the_weights_unsc
 
 
 @pytest.mark.parametrize("weights, says", [
-    (lambda w: numpy.where(numpy.arange(240) == 45, -1.0, w), r"w\.npy \(rows 40-59\): 1 negative weight\(s\), the "
-                                                              r"first at row 45 \(-1\): a weight must be 0 or more"),
+    (lambda w: numpy.where(numpy.arange(240) == 45, -1.0, w), r"w\.npy \(rows 40-59\): 1 negative weight\(s\) among "
+                                                              r"all 240 rows, the first at row 45 \(-1\): a weight "
+                                                              r"must be 0 or more"),
     (lambda w: numpy.where(numpy.isin(numpy.arange(240), (45, 52)), -1.0, w), r"w\.npy \(rows 40-59\): 2 negative "
-                                                                            r"weight\(s\), the first at row 45 \(-1\)"),
-    (lambda w: numpy.where(numpy.arange(240) % 50 == 3, numpy.nan, w), r"w\.npy \(rows 0-19\): 1 NaN or infinite "
-                                                                       r"weight\(s\), the first at row 3 \(nan\)"),
+                                                                            r"weight\(s\) among all 240 rows, the "
+                                                                            r"first at row 45 \(-1\)"),
+    # counted over every chunk, where the first bad chunk's alone were (it said 1 of each)
+    (lambda w: numpy.where(numpy.isin(numpy.arange(240), (45, 130, 131)), -1.0, w), r"w\.npy \(rows 40-59\): 3 "
+                                                                                  r"negative weight\(s\) among all "
+                                                                                  r"240 rows, the first at row 45"),
+    (lambda w: numpy.where(numpy.arange(240) % 50 == 3, numpy.nan, w), r"w\.npy \(rows 0-19\): 5 NaN or infinite "
+                                                                       r"weight\(s\) among all 240 rows, the first at "
+                                                                       r"row 3 \(nan\)"),
     (lambda w: numpy.where(numpy.arange(240) == 239, numpy.inf, w), r"rows 220-239\): 1 NaN or infinite "
-                                                                    r"weight\(s\), the first at row 239 \(inf\)"),
+                                                                    r"weight\(s\) among all 240 rows, the first at row "
+                                                                    r"239 \(inf\)"),
     (lambda w: numpy.zeros(240), r"w\.npy: every weight is 0: no row counts in the loss$"),
     (lambda w: w[:-1], r"w\.npy has 239 weights but \S+X\.npy has 240 rows: one weight a row$"),
     (lambda w: w[:, None], r"w\.npy: weights must be a 1-D array, one a row; it has shape \(240, 1\): save "
@@ -307,29 +315,32 @@ def test_bad_weights_in_a_table_are_refused_naming_the_file_its_rows_and_the_fir
     import pyarrow.parquet as pq
 
     path, X, Y, w = tables
-    bad = numpy.where(numpy.arange(140) == 37, -2.0, w[100:])
+    bad = numpy.where(numpy.isin(numpy.arange(140), (37, 130)), -2.0, w[100:])  # (row groups 1 and 4: both counted)
     pq.write_table(pa.table({"a": X[100:, 0], "b": X[100:, 1], "c": X[100:, 2], "w": bad, "y1": Y[100:, 0],
                              "y2": Y[100:, 1]}), path / "runs" / "1.parquet", row_group_size=30)
-    with pytest.raises(DataError, match=r"runs/1\.parquet \(row group 1, rows 30-37\): column 'w': 1 negative "
-                                        r"weight\(s\), the first at row 37 \(-2\): a weight must be 0 or more"):
+    with pytest.raises(DataError, match=r"runs/1\.parquet \(row group 1, rows 30-37\): column 'w': 2 negative "
+                                        r"weight\(s\) among all 240 rows, the first at row 37 \(-2\): a weight must "
+                                        r"be 0 or more"):
         table(path, "parquet")
     nulls = pa.array(numpy.where(numpy.arange(140) == 37, numpy.nan, w[100:]), from_pandas=True)  # (NaN: a null)
     pq.write_table(pa.table({"a": X[100:, 0], "b": X[100:, 1], "c": X[100:, 2], "w": nulls, "y1": Y[100:, 0],
                              "y2": Y[100:, 1]}), path / "runs" / "1.parquet", row_group_size=30)
     with pytest.raises(DataError, match=r"runs/1\.parquet \(row group 1, rows 30-37\): column 'w': 1 missing, NaN or "
-                                        r"infinite weight\(s\), the first at row 37, a null \(a missing number\): "
-                                        r"a weight must be a finite number$"):
+                                        r"infinite weight\(s\) among all 240 rows, the first at row 37, a null \(a "
+                                        r"missing number\): a weight must be a finite number$"):
         table(path, "parquet")
     lines = (path / "t.csv").read_text().splitlines()
     lines[5] = "1,2,3,nan,4,5"  # the 4th row (line 5)
+    lines[200] = "1,2,3,inf,4,5"  # (a later chunk's: counted too)
     (path / "t.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"t\.csv \(lines 2-\d+\): column 'w': 1 missing, NaN or infinite weight\(s\), "
-                                        r"the first at line 6 \(nan\)"):
+    with pytest.raises(DataError, match=r"t\.csv \(lines 2-\d+\): column 'w': 2 missing, NaN or infinite weight\(s\) "
+                                        r"among all 240 rows, the first at line 6 \(nan\)"):
         table(path, "csv", cache=False)
     lines[5] = "1,2,3,,4,5"  # (an empty cell: pyarrow's null, said as a feature's is)
     (path / "t.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"column 'w': 1 missing, NaN or infinite weight\(s\), the first at line 6, "
-                                        r"an empty value \(a missing number\): a weight must be a finite number$"):
+    with pytest.raises(DataError, match=r"column 'w': 2 missing, NaN or infinite weight\(s\) among all 240 rows, "
+                                        r"the first at line 6, an empty value \(a missing number\): a weight must "
+                                        r"be a finite number$"):
         table(path, "csv", cache=False)
     lines[5] = "1,2,3,NA,4,5"
     (path / "t.csv").write_text("\n".join(lines) + "\n")
@@ -445,9 +456,9 @@ def test_gpunn_predict_score_weighs_ins_rows_by_a_weight_column_as_evaluate_of_a
     (path / "nan.csv").write_text("\n".join(lines) + "\n")
     assert status(main, ["predict", model_path, str(path / "nan.csv"), str(path / "q.csv"), "--score", "--weight",
                          "w", "--device", "cpu"]) == 2
-    assert capsys.readouterr().err.endswith(f"(lines 9-15): column 'w': 1 missing, NaN or infinite weight(s), the "
-                                            "first at line 13 (nan): a weight must be a finite number; OUT not "
-                                            "written\n") and not (path / "q.csv").exists()
+    assert capsys.readouterr().err.endswith(f"(lines 9-15): column 'w': 1 missing, NaN or infinite weight(s) among "
+                                            "all 240 rows, the first at line 13 (nan): a weight must be a finite "
+                                            "number; OUT not written\n") and not (path / "q.csv").exists()
 
 
 def test_gpunn_predict_score_of_an_npy_in_reads_targets_and_weights_files_as_evaluate_with_sample_weight(files,
@@ -501,9 +512,9 @@ def test_gpunn_predict_score_of_an_npy_in_reads_targets_and_weights_files_as_eva
                        ([*npy_in, "--score"], "--score of an .npy IN needs --targets Y.npy"),
                        ([*npy_in, "--score", *targets, "--weight", "w"], "--weight w names a column of a Parquet or "
                         "CSV table; for IN X.npy give each row's weight in a file of its own, --weights W.npy"),
-                       ([*npy_in, "--score", *targets, "--weights", str(path / "neg.npy")], "neg.npy (rows 8-15): 1 "
-                        "negative weight(s), the first at row 9 (-1): a weight must be 0 or more (a negative one "
-                        "rewards a larger error, and the loss has no minimum); OUT not written\n"),
+                       ([*npy_in, "--score", *targets, "--weights", str(path / "neg.npy")], "neg.npy (rows 8-15): 2 "
+                        "negative weight(s) among all 240 rows, the first at row 9 (-1): a weight must be 0 or more "
+                        "(a negative one rewards a larger error, and the loss has no minimum); OUT not written\n"),
                        ([*npy_in, "--score", *targets, "--weights", str(path / "short.npy")], "short.npy has 10 "
                         "weights but {X} has 240 rows: one weight a row; OUT not written\n")):
         (path / "p.npy").unlink(missing_ok=True)

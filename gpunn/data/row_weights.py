@@ -28,13 +28,22 @@ class ChunkWeights:
     def scan(cls, source, name) -> "ChunkWeights":
         """One pass over ``source``'s weights (``source._chunk_weights()``: each chunk's raw float64 weights, in
         chunk order), each checked as gpunn.sample_weights.checked_weights checks arrays, refused naming the chunk
-        (``source._weights_where(k)``: the file and its rows) and the first bad row (``source._at_row``)."""
+        (``source._weights_where(k)``: the file and its rows) and the first bad row (``source._at_row``), counted
+        over every chunk: the pass goes on to the end, as it does for good weights (a refusal costs no more), so
+        that the count is the source's, not the first bad chunk's."""
         n = len(source.chunk_sizes)
         peaks, lows, unit_sums = numpy.zeros(n), numpy.zeros(n), numpy.zeros(n)
+        bad = None
         for k, w in enumerate(source._chunk_weights()):
-            refuse_bad(source, k, w)
-            peaks[k], lows[k] = w.max(), w.min()
-            unit_sums[k] = (w / peaks[k]).sum() if peaks[k] > 0 else 0.0
+            if bad is None:
+                bad = BadWeights.first(source, k, w)
+            else:
+                bad.count(w)
+            if bad is None:
+                peaks[k], lows[k] = w.max(), w.min()
+                unit_sums[k] = (w / peaks[k]).sum() if peaks[k] > 0 else 0.0
+        if bad is not None:
+            raise bad.refusal(int(numpy.sum(source.chunk_sizes)))
         if not peaks.any():
             raise DataError(f"{name}: every weight is 0: no row counts in the loss")
         return cls(name, peaks, lows, unit_sums)
@@ -71,18 +80,37 @@ def cut_into(pieces, sizes):
         held = [joined[size:]] if have > size else []
 
 
-def refuse_bad(source, k, w):
-    """Refuse chunk ``k``'s weights ``w`` where one is NaN, infinite or negative, naming the first (a table's missing
-    one in its features' words, ``source._weight_shown``; an .npy file holds none missing)."""
-    missing = "missing, " if source.holds_missing else ""
-    for bad, what, must in ((~numpy.isfinite(w), f"{missing}NaN or infinite", "a finite number"),
-                            (w < 0, "negative", "0 or more (a negative one rewards a larger error, and the loss has "
-                                                "no minimum)")):
-        if bad.any():
-            first = int(numpy.flatnonzero(bad)[0])
-            raise DataError(f"{source._weights_where(k)}: {int(bad.sum()):,} {what} weight(s), the first at "
-                            f"{source._at_row(k, first)}{source._weight_shown(k, first, w[first])}: a weight must be "
-                            f"{must}")
+class BadWeights:
+    """A refusal of weights, one NaN, infinite or negative: the first bad chunk's (the first bad one named, a table's
+    missing one in its features' words, ``source._weight_shown``; an .npy file holds none missing), counted over
+    every chunk ``count`` is given after it."""
+
+    KINDS = (("{missing}NaN or infinite", lambda w: ~numpy.isfinite(w), "a finite number"),
+             ("negative", lambda w: w < 0, "0 or more (a negative one rewards a larger error, and the loss has no "
+                                           "minimum)"))
+
+    def __init__(self, source, k, w, kind):
+        what, self.test, self.must = kind
+        self.what = what.format(missing="missing, " if source.holds_missing else "")
+        bad = self.test(w)
+        first = int(numpy.flatnonzero(bad)[0])
+        self.where = source._weights_where(k)
+        self.at = f"{source._at_row(k, first)}{source._weight_shown(k, first, w[first])}"
+        self.bad = int(bad.sum())
+
+    @classmethod
+    def first(cls, source, k, w):
+        """Chunk ``k``'s refusal where its weights ``w`` hold a bad one (NaN or infinite first), else None."""
+        kind = next((kind for kind in cls.KINDS if kind[1](w).any()), None)
+        return None if kind is None else cls(source, k, w, kind)
+
+    def count(self, w):
+        """Add a later chunk's bad weights of the same kind."""
+        self.bad += int(self.test(w).sum())
+
+    def refusal(self, rows) -> DataError:
+        return DataError(f"{self.where}: {self.bad:,} {self.what} weight(s) among all {rows:,} rows, the first at "
+                         f"{self.at}: a weight must be {self.must}")
 
 
 def scaled(w, scale):
