@@ -243,7 +243,7 @@ def meant(name: str, names, aliases: bool = True) -> Meant | None:
 # the optimizers' options, which a model's fit takes in its optimizer, by the class a hint shows them in (an
 # Ensemble's fit takes them itself, per member); "betas" is PyTorch's pair, gpunn's beta1 and beta2
 OPTIMIZER_OPTIONS = {"weight_decay": "Adam", "beta1": "Adam", "beta2": "Adam", "eps": "Adam", "betas": "Adam",
-                     "momentum": "SGD", "nesterov": "SGD"}
+                     "momentum": "SGD", "nesterov": "SGD", "clip_norm": "Adam", "clip_value": "Adam"}
 
 # a Schedule's options, which fit takes in its schedule, and the schedules that read each (kept by hand too: this
 # module imports none of gpunn's; gpunn.optim.SCHEDULE_FIELDS is the same by schedule)
@@ -362,11 +362,18 @@ OTHER_KEYWORDS = {
 _ETA_MIN = ("PyTorch's eta_min is a rate; gpunn's cosine floor is min_factor, a fraction of lr: "
             "gpunn.Schedule('cosine', min_factor=eta_min / lr)")
 OTHER_KEYWORDS["fit"]["eta_min"] = _ETA_MIN
-# Keras's optimizers' clipping (Adam(clipnorm=1.0)), given to fit or to gpunn's optimizers: gpunn has none
-_NO_CLIPPING = ("gpunn clips no gradients: a lower lr, or a schedule, keeps the steps from diverging, and a fit whose "
-                "loss diverges stops with TrainingDiverged")
-OTHER_KEYWORDS["fit"].update(dict.fromkeys(("clipnorm", "clipvalue", "global_clipnorm", "max_norm", "clip_grad_norm"),
-                                           _NO_CLIPPING))
+# Keras's and PyTorch's gradient clipping, given to fit or to an optimizer: gpunn's optimizers clip (clip_norm,
+# clip_value). Keras's clipnorm clips each variable's gradient by its own norm, which gpunn does not: its clip_norm is
+# the global norm
+_GLOBAL_NORM = "clips the global norm, of every gradient together, as Keras's global_clipnorm and PyTorch's clip_grad_norm_"
+_BY_VALUE = "clamps each gradient element to [-clip_value, clip_value], as Keras's clipvalue and PyTorch's clip_grad_value_"
+_PER_VARIABLE = "Keras's clipnorm clips each variable's gradient by its own norm, which gpunn does not"
+_FIT_CLIPS = "clipping is the optimizer's option: model.fit(X, Y, optimizer=gpunn.Adam({}))"
+OTHER_KEYWORDS["fit"].update({
+    "clipnorm": f"{_PER_VARIABLE}; {_FIT_CLIPS.format('clip_norm=1.0')}: its clip_norm {_GLOBAL_NORM}",
+    **dict.fromkeys(("global_clipnorm", "max_norm", "clip_grad_norm"),
+                    f"{_FIT_CLIPS.format('clip_norm=1.0')}: clip_norm {_GLOBAL_NORM}"),
+    **dict.fromkeys(("clipvalue", "clip_grad_value"), f"{_FIT_CLIPS.format('clip_value=0.5')}: clip_value {_BY_VALUE}")})
 # PyTorch's model.to(device) done in fit (fit(X, Y, device="cuda")): a model's device is the one it was made on
 OTHER_KEYWORDS["fit"]["device"] = ("a model trains on the device it was made on, its constructor's device='cuda', "
                                    "or gpunn.load(path, device='cuda') of a saved one")
@@ -401,7 +408,9 @@ OTHER_CALLBACK_KEYWORDS["ReduceLROnPlateau"].update(threshold=_THRESHOLD, thresh
 _ONE_PASS = ("gpunn's step is one pass over the flat parameter buffer (a fused kernel on a GPU): there is nothing "
              "to choose")
 _TORCH_SWITCHES = {**dict.fromkeys(("foreach", "fused", "capturable", "differentiable"), _ONE_PASS),
-                   **dict.fromkeys(("clipnorm", "clipvalue", "global_clipnorm"), _NO_CLIPPING)}
+                   "clipnorm": f"{_PER_VARIABLE}; clip_norm=1.0 {_GLOBAL_NORM}",
+                   **dict.fromkeys(("global_clipnorm", "max_norm"), f"did you mean clip_norm? it {_GLOBAL_NORM}"),
+                   "clipvalue": f"did you mean clip_value? it {_BY_VALUE}"}
 OTHER_OPTIMIZER_KEYWORDS = {
     "Adam": {"decoupled_weight_decay": "PyTorch's Adam(decoupled_weight_decay=True) is gpunn.AdamW, Adam's step with "
                                        "the weight decay decoupled", **_TORCH_SWITCHES},

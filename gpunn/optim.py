@@ -25,6 +25,20 @@ def check_lr(lr) -> float:
     return number
 
 
+CLIP_OPTIONS = ("clip_norm", "clip_value")  # every optimizer's, in its config where set
+
+
+def clip_limit(value, name: str) -> float | None:
+    """A gradient clipping limit (``clip_norm``, ``clip_value``): None (off), or a finite real number > 0 as a Python
+    float; else ValueError naming ``name``."""
+    if value is None:
+        return None
+    number = real(value)
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a positive finite number (None: no clipping), {got(value)}")
+    return number
+
+
 def _parameters_like(value) -> bool:
     """Whether ``value``, an optimizer's first argument (its lr), is a model's parameters rather than a rate or
     several: an iterator (PyTorch's net.parameters()), a list of arrays (model.weights), an array of 2-D or more
@@ -62,6 +76,12 @@ class Optimizer:
     Adam and AdamW, 1e-2 for the SGD family; a schedule and ReduceLROnPlateau scale it per epoch), and
     ``weight_decay`` (>= 0, default 0; AdamW's 0.01), applied to every parameter, biases included.
 
+    Gradient clipping, one at a time (None: off), of the loss's gradient before the step (before weight decay is
+    added and before the moments; data parallel: of the gradient averaged over the ranks):
+    ``clip_norm`` = c scales every gradient (each dW and db, as one vector) by min(1, c / (||g||_2 + 1e-6)), as
+    PyTorch's ``torch.nn.utils.clip_grad_norm_(params, max_norm=c)`` and Keras's ``global_clipnorm``;
+    ``clip_value`` = v clamps each gradient element to [-v, v], as ``torch.nn.utils.clip_grad_value_``.
+
     An optimizer keeps its moments and step count (``steps``) between fits of the model it was bound
     to, so a second ``fit`` with the same object continues; bound to another model it starts afresh.
     A subclass names its state arrays (``state_names``) and defines ``step(params, grads, lr)`` over the
@@ -69,6 +89,7 @@ class Optimizer:
 
     name = "optimizer"
     default_lr = 1e-3
+    clip_norm = clip_value = None  # (an object made before clipping, unpickled, clips nothing)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -84,9 +105,14 @@ class Optimizer:
                             f"model's: model.fit(X, Y, optimizer=gpunn.{cls.__name__}(lr=...))")
         return super().__new__(cls)
 
-    def __init__(self, lr=None, weight_decay=0.0):
+    def __init__(self, lr=None, weight_decay=0.0, clip_norm=None, clip_value=None):
         self.lr = check_lr(self.default_lr if lr is None else lr)
         self.weight_decay = non_negative_number(weight_decay, "weight_decay")
+        self.clip_norm, self.clip_value = clip_limit(clip_norm, "clip_norm"), clip_limit(clip_value, "clip_value")
+        if self.clip_norm is not None and self.clip_value is not None:  # (as Keras 3 refuses two of its three)
+            raise ValueError(f"clip_norm={self.clip_norm!r} and clip_value={self.clip_value!r}: gpunn clips one way at "
+                             "a time; give one of them (clip_norm scales the gradients to a global 2-norm of at most "
+                             "clip_norm, clip_value clamps each element to [-clip_value, clip_value])")
         self.steps = 0
         self.state = {}  # name -> flat device array, shaped like the parameters
         self._params = None  # the buffer it was last bound to
@@ -115,12 +141,21 @@ class Optimizer:
     def step(self, params, grads, lr):
         raise NotImplementedError
 
+    def clip(self, grads):
+        """The loss's gradient ``grads`` (the flat buffer) clipped in place by ``clip_norm`` or ``clip_value``, as each
+        step does first; on the device, with no host synchronisation (a captured CUDA graph replays it)."""
+        if self.clip_norm is not None:
+            self.ops.clip_grad_norm(grads, self.clip_norm)
+        elif self.clip_value is not None:
+            self.ops.clip_grad_value(grads, self.clip_value)
+
     # Optimizers that define graph_update(params, grads, state) can run inside a captured CUDA
     # graph: their per-step scalars live in ``state`` (gpunn.training.graph), advanced on the device.
     graph_update = None
 
     def config(self) -> dict:
-        return {"name": self.name, "lr": self.lr, "weight_decay": self.weight_decay}
+        clipping = {key: getattr(self, key) for key in CLIP_OPTIONS if getattr(self, key) is not None}
+        return {"name": self.name, "lr": self.lr, "weight_decay": self.weight_decay, **clipping}  # (clipping where on)
 
     def __repr__(self):
         config = self.config()
@@ -139,13 +174,13 @@ class SGD(Optimizer):
 
     ``lr`` default 1e-2. ``momentum`` in [0, 1) (0: none): v <- momentum v + dW, W <- W - lr v.
     ``nesterov`` (needs momentum > 0): W <- W - lr (dW + momentum v). ``weight_decay``: L2,
-    weight_decay x W added to dW."""
+    weight_decay x W added to dW. ``clip_norm``, ``clip_value``: see Optimizer."""
 
     name = "sgd"
     default_lr = 1e-2
 
-    def __init__(self, lr=None, momentum=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr=None, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None, clip_value=None):
+        super().__init__(lr, weight_decay, clip_norm, clip_value)
         self.momentum = non_negative_number(momentum, "momentum")
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), {got(momentum)}"
@@ -160,11 +195,13 @@ class SGD(Optimizer):
 
     def step(self, params, grads, lr):
         self.steps += 1
+        self.clip(grads)
         self.ops.sgd_step(params, grads, self.state.get("velocity"), lr, self.momentum, self.nesterov, self.weight_decay)
 
     def graph_update(self, params, grads, state):
         """step() with lr = state[1], for CUDA-graph replay (the caller counts ``steps``)."""
         self.ops.optimizer_tick(state, 0.0, 0.0)
+        self.clip(grads)
         self.ops.sgd_step_dev(params, grads, self.state.get("velocity"), state, self.momentum, self.nesterov,
                               self.weight_decay)
 
@@ -177,8 +214,8 @@ class Momentum(SGD):
 
     name = "momentum"
 
-    def __init__(self, lr=None, momentum=0.9, nesterov=False, weight_decay=0.0):
-        super().__init__(lr, momentum, nesterov, weight_decay)
+    def __init__(self, lr=None, momentum=0.9, nesterov=False, weight_decay=0.0, clip_norm=None, clip_value=None):
+        super().__init__(lr, momentum, nesterov, weight_decay, clip_norm, clip_value)
 
 
 class Nesterov(SGD):
@@ -186,8 +223,8 @@ class Nesterov(SGD):
 
     name = "nesterov"
 
-    def __init__(self, lr=None, momentum=0.9, weight_decay=0.0):
-        super().__init__(lr, momentum, True, weight_decay)
+    def __init__(self, lr=None, momentum=0.9, weight_decay=0.0, clip_norm=None, clip_value=None):
+        super().__init__(lr, momentum, True, weight_decay, clip_norm, clip_value)
 
 
 class Adam(Optimizer):
@@ -195,13 +232,14 @@ class Adam(Optimizer):
 
     ``lr`` default 1e-3; ``beta1``, ``beta2`` in [0, 1): the decay rates of the mean (m) and uncentred
     variance (v) of the gradient; ``eps`` > 0, added to sqrt(v) after its bias correction;
-    ``weight_decay``: L2, weight_decay x W added to the gradient (AdamW decouples it)."""
+    ``weight_decay``: L2, weight_decay x W added to the gradient (AdamW decouples it); ``clip_norm``,
+    ``clip_value``: see Optimizer."""
 
     name = "adam"
     decoupled = False
 
-    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=None, clip_value=None):
+        super().__init__(lr, weight_decay, clip_norm, clip_value)
         betas = real(beta1), real(beta2)
         for label, beta, number in (("beta1", beta1, betas[0]), ("beta2", beta2, betas[1])):
             if number is None or not 0 <= number < 1:
@@ -216,6 +254,7 @@ class Adam(Optimizer):
 
     def step(self, params, grads, lr):
         self.steps += 1
+        self.clip(grads)
         s = self.state
         self.ops.adam_step(params, grads, s["m"], s["v"], lr, self.beta1, self.beta2, self.eps,
                            self.steps, self.weight_decay, self.decoupled)
@@ -224,6 +263,7 @@ class Adam(Optimizer):
         """step() with lr = state[1] and the step count in state[0], for CUDA-graph replay."""
         s = self.state
         self.ops.optimizer_tick(state, self.beta1, self.beta2)
+        self.clip(grads)
         self.ops.adam_step_dev(params, grads, s["m"], s["v"], state, self.beta1, self.beta2, self.eps,
                                self.weight_decay, self.decoupled)
 
@@ -238,8 +278,8 @@ class AdamW(Adam):
     name = "adamw"
     decoupled = True
 
-    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
-        super().__init__(lr, beta1, beta2, eps, weight_decay)
+    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, clip_norm=None, clip_value=None):
+        super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm, clip_value)
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW)}

@@ -1422,23 +1422,38 @@ def test_pytorchs_optimizer_keywords_say_what_gpunn_has_instead():
 
 def test_gradient_clipping_and_a_device_given_to_fit_say_what_gpunn_has_instead(data):
     """Keras's clipnorm (to an optimizer or a fit) and PyTorch's model.to(device) done in fit(device=...) said only
-    "unexpected keyword argument" (api45's note): gpunn clips no gradients, and a model trains where it was made."""
+    "unexpected keyword argument" (api45's note); then that gpunn clipped no gradients. Now its optimizers clip:
+    each name is shown the optimizer's clip_norm or clip_value, and Keras's clipnorm, per variable, is told that
+    gpunn's is the global norm."""
     X, Y = data
     model = gpunn.MLP([X.shape[1], 4, Y.shape[1]], device="cpu")
-    clipping = (r"\(gpunn clips no gradients: a lower lr, or a schedule, keeps the steps from diverging, and a fit "
-                r"whose loss diverges stops with TrainingDiverged\)$")
-    for call in (lambda: model.fit(X, Y, clipnorm=1.0), lambda: model.fit(X, Y, clipvalue=0.5),
-                 lambda: gpunn.Ensemble([X.shape[1], 4, Y.shape[1]], n_models=2, device="cpu").fit(X, Y, max_norm=1),
-                 lambda: gpunn.Adam(lr=1e-3, clipnorm=1.0), lambda: gpunn.SGD(global_clipnorm=1.0)):
-        with pytest.raises(TypeError, match=clipping):
-            call()
+    global_norm = (r"clips the global norm, of every gradient together, as Keras's global_clipnorm and PyTorch's "
+                   r"clip_grad_norm_\)$")
+    by_value = (r"clamps each gradient element to \[-clip_value, clip_value\], as Keras's clipvalue and PyTorch's "
+                r"clip_grad_value_\)$")
+    per_variable = r"\(Keras's clipnorm clips each variable's gradient by its own norm, which gpunn does not; "
+    in_fit = r"clipping is the optimizer's option: model.fit\(X, Y, optimizer=gpunn.Adam\({}\)\): "
     # each of Keras's and PyTorch's names, to fit and to each optimizer (checked by mutation: a name dropped passed)
-    for name in ("clipnorm", "clipvalue", "global_clipnorm", "max_norm", "clip_grad_norm"):
-        with pytest.raises(TypeError, match=rf"unexpected keyword argument '{name}' " + clipping):
+    fit_hints = {"clipnorm": per_variable + in_fit.format("clip_norm=1.0") + "its clip_norm " + global_norm,
+                 **dict.fromkeys(("global_clipnorm", "max_norm", "clip_grad_norm"),
+                                 r"\(" + in_fit.format("clip_norm=1.0") + "clip_norm " + global_norm),
+                 **dict.fromkeys(("clipvalue", "clip_grad_value"),
+                                 r"\(" + in_fit.format("clip_value=0.5") + "clip_value " + by_value)}
+    for name, hint in fit_hints.items():
+        with pytest.raises(TypeError, match=rf"^MLP.fit\(\) got an unexpected keyword argument '{name}' " + hint):
             model.fit(X, Y, **{name: 1.0})
+    for name in ("clip_norm", "clip_value"):  # gpunn's own names, given to fit
+        with pytest.raises(TypeError, match=rf"'{name}' \({name} is the optimizer's option: model.fit\(X, Y, "
+                                            rf"optimizer=gpunn.Adam\({name}=1.0\)\)\)$"):
+            model.fit(X, Y, **{name: 1.0})
+    with pytest.raises(TypeError, match=r"'max_norm' \(clipping is the optimizer's option"):
+        gpunn.Ensemble([X.shape[1], 4, Y.shape[1]], n_models=2, device="cpu").fit(X, Y, max_norm=1)
+    optimizer_hints = {"clipnorm": per_variable + "clip_norm=1.0 " + global_norm,
+                       **dict.fromkeys(("global_clipnorm", "max_norm"), r"\(did you mean clip_norm\? it " + global_norm),
+                       "clipvalue": r"\(did you mean clip_value\? it " + by_value}
     for optimizer in (gpunn.Adam, gpunn.AdamW, gpunn.SGD, gpunn.Momentum, gpunn.Nesterov):
-        for name in ("clipnorm", "clipvalue", "global_clipnorm"):
-            with pytest.raises(TypeError, match=rf"unexpected keyword argument '{name}' " + clipping):
+        for name, hint in optimizer_hints.items():
+            with pytest.raises(TypeError, match=rf"unexpected keyword argument '{name}' " + hint):
                 optimizer(**{name: 1.0})
     with pytest.raises(TypeError, match=r"^MLP.fit\(\) got an unexpected keyword argument 'device' \(a model trains "
                                         r"on the device it was made on, its constructor's device='cuda', or "

@@ -513,3 +513,19 @@ def test_tanh_and_sigmoid_nets_take_the_generic_step_where_numpys_loop_is_not_bo
     assert not kernel_calls
     trained(monkeypatch, False, fit=dict(epochs=1))
     assert kernel_calls == ["step"] * 5
+
+
+CLIPPED = {  # limits that clip most of these fits' steps
+    "adam clip_norm": lambda: gpunn.Adam(lr=1e-2, clip_norm=0.05),
+    "adamw clip_value": lambda: gpunn.AdamW(lr=1e-2, weight_decay=0.05, clip_value=0.01),
+    "sgd clip_norm": lambda: gpunn.SGD(lr=0.05, clip_norm=0.05),
+}
+
+
+@pytest.mark.parametrize("case", CLIPPED)
+def test_a_clipped_fit_takes_the_gradients_call_then_the_generic_clip_and_step(monkeypatch, kernel_calls, case):
+    one_call = trained(monkeypatch, False, optimizer=CLIPPED[case])
+    assert kernel_calls == ["gradients"] * one_call[3]
+    assert_same(one_call, trained(monkeypatch, True, optimizer=CLIPPED[case]))
+    unclipped = trained(monkeypatch, False, optimizer=lambda: type(CLIPPED[case]())(lr=1e-2))
+    assert numpy.abs(unclipped[0] - one_call[0]).max() > 1e-3

@@ -106,6 +106,9 @@ def matmul_in_blocks(product, a, b, out, limit, scratch):
     return out
 
 
+CLIP_EPS = 1e-6  # clip_grad_norm's max_norm / (total + 1e-6), PyTorch's (torch.nn.utils.clip_grad_norm_)
+
+
 def _array_module(x):
     return __import__("cupy") if is_device_array(x) else numpy
 
@@ -269,6 +272,21 @@ class Ops:
     def bias_gradient(self, dZ, db):
         """db <- column sums of dZ, summed in float64 as the kernel sums them (a bf16 dZ into a float32 db)."""
         return sum_rows_into(self.xp, dZ, db, axis=0)
+
+    # ---- gradient clipping over the flat gradient buffer (gpunn.optim.Optimizer.clip) -----
+    def clip_grad_norm(self, g, max_norm):
+        """g *= min(1, max_norm / (||g||_2 + 1e-6)), PyTorch's clip_grad_norm_ over every gradient as one vector: the
+        squares summed in float64 (``sums_of_squares64``), the factor formed in float64 and rounded once to g's dtype.
+        On the device, no host read (a 0-d device array all along)."""
+        xp = self.xp
+        total = xp.sqrt(sums_of_squares64(xp, g.reshape(-1)))
+        coef = xp.minimum(max_norm / (total + CLIP_EPS), 1.0)
+        g *= xp.asarray(coef, dtype=g.dtype)
+        return g
+
+    def clip_grad_value(self, g, clip_value):
+        """g <- g clamped to [-clip_value, clip_value] elementwise (PyTorch's clip_grad_value_; a NaN stays NaN)."""
+        return self.xp.clip(g, -clip_value, clip_value, out=g)
 
     # ---- optimizer updates over the flat parameter buffer ----------------------------
     def sgd_step(self, w, g, velocity, lr, momentum, nesterov, weight_decay):

@@ -203,13 +203,14 @@ def one_call_step(model, X, Y, optimizer, lr):
     ReLU, tanh or sigmoid hidden layers (tanh and sigmoid where NumPy's tanh or exp loop could be bound:
     gpunn.ops.ufuncs), an identity output of one column (Y's, and in a fit with sample_weight a second, each row's
     weight: gpunn.sample_weights), no size under 2, float32 precision and under
-    PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it) bound to the model,
-    with float settings, and a Python float ``lr``; on C-ordered X and Y of the model's dtype whose rows make each
+    PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it; clipping nothing) bound to
+    the model, with float settings, and a Python float ``lr``; on C-ordered X and Y of the model's dtype whose rows make each
     product one the generic path gives to BLAS, but a hidden layer's forward product, which may be its small-k
     product (an input or hidden width up to SMALL_K), and every layer's rows x width under PARALLEL_MIN_ELEMENTS
     (_batch_applies). Not before Numba is imported: until then (gpunn.ops.cpu.NUMBA_START_SECONDS) the generic
     step's ops run the reference, with the same bits, and import it once it pays."""
     if type(optimizer) not in _ADAMS or type(lr) is not float or "step" in optimizer.__dict__ or \
+            optimizer.clip_norm is not None or optimizer.clip_value is not None or \
             not _steps_as_made(model) or not lazynumba.imported():
         return None
     ws = model._workspace(X.shape[0])  # (train_step's)

@@ -1,0 +1,204 @@
+"""Gradient clipping of one model (gpunn.optim's clip_norm and clip_value): the optimizer's options, and a fit's steps
+against a NumPy reference of PyTorch's formulas in float64 (clip_grad_norm_: every gradient, as one vector, times
+min(1, c / (||g||_2 + 1e-6)); clip_grad_value_: each element clamped to [-v, v]), applied to the loss's gradient
+before weight decay and the optimizer's moments."""
+import numpy
+import pytest
+
+import gpunn
+from gpunn.optim import OPTIMIZERS
+
+SIZES = [3, 8, 6, 2]
+
+
+def _data(rows=48, seed=0):
+    rng = numpy.random.default_rng(seed)
+    X = rng.standard_normal((rows, SIZES[0]))
+    Y = numpy.stack([numpy.sin(3 * X[:, 0]) + X[:, 1] ** 2, 4 * X[:, 2]], axis=1)
+    return X, Y
+
+
+def _model(**options):
+    return gpunn.MLP(SIZES, activation="tanh", dtype="float64", device="cpu", seed=1, **options)
+
+
+def clip_norm_reference(g, c):
+    """PyTorch's clip_grad_norm_(max_norm=c) of the flat gradient g, in NumPy."""
+    total = numpy.sqrt(numpy.sum(numpy.asarray(g, numpy.float64) ** 2))
+    return g * min(c / (total + 1e-6), 1.0)
+
+
+def clip_value_reference(g, v):
+    return numpy.minimum(numpy.maximum(g, -v), v)
+
+
+def _reference_run(optimizer, clip, X, Y, epochs, batch_size):
+    """A fit's parameters, stepped by hand: each batch's gradient (train_step), clipped by ``clip`` (the formula in
+    NumPy), then the unclipped ``optimizer``'s step (its weight decay and moments on the clipped gradient)."""
+    model = _model()
+    optimizer.bind(model.params, model.ops)
+    for _ in range(epochs):
+        for lo in range(0, len(X), batch_size):
+            model.train_step(X[lo:lo + batch_size], Y[lo:lo + batch_size])
+            model.grads[...] = clip(model.grads.copy())
+            optimizer.step(model.params, model.grads, optimizer.lr)
+    return model.params.copy()
+
+
+def _fit(optimizer, X, Y, epochs=3, batch_size=16):
+    model = _model()
+    model.fit(X, Y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, shuffle=False, verbose=False)
+    return model
+
+
+# ---- the options ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_takes_clip_norm_and_clip_value_keeps_them_in_its_config_and_shows_them_set(name):
+    cls = OPTIMIZERS[name]
+    plain = cls()
+    assert plain.clip_norm is None and plain.clip_value is None
+    assert "clip_norm" not in plain.config() and "clip_value" not in plain.config()  # (off: as before clipping)
+    assert "clip" not in repr(plain)
+    by_norm, by_value = cls(clip_norm=2), cls(clip_value=numpy.float32(0.5))
+    assert (by_norm.clip_norm, by_norm.clip_value) == (2.0, None) and type(by_norm.clip_norm) is float
+    assert (by_value.clip_norm, by_value.clip_value) == (None, 0.5) and type(by_value.clip_value) is float
+    assert by_norm.config()["clip_norm"] == 2.0 and "clip_value" not in by_norm.config()
+    assert by_value.config()["clip_value"] == 0.5 and "clip_norm" not in by_value.config()
+    assert repr(by_norm).endswith(", clip_norm=2.0)") and repr(by_value).endswith(", clip_value=0.5)")
+    assert eval(repr(by_norm), vars(gpunn)).config() == by_norm.config()
+
+
+@pytest.mark.parametrize("option", ["clip_norm", "clip_value"])
+@pytest.mark.parametrize("value", [0, -1.0, float("inf"), float("nan"), "1.0", True, [1.0]])
+def test_a_clip_that_is_no_positive_finite_number_is_refused_naming_it(option, value):
+    with pytest.raises(ValueError, match=rf"^{option} must be a positive finite number \(None: no clipping\), got "):
+        gpunn.Adam(**{option: value})
+
+
+def test_clip_norm_and_clip_value_together_are_refused_as_one_at_a_time():
+    for cls in OPTIMIZERS.values():
+        with pytest.raises(ValueError, match=r"^clip_norm=1.0 and clip_value=0.5: gpunn clips one way at a time; give "
+                                             r"one of them \(clip_norm scales"):
+            cls(clip_norm=1.0, clip_value=0.5)
+
+
+def test_an_optimizer_from_before_clipping_clips_nothing():
+    """One unpickled from before the options (no clip_norm in its __dict__): the class's None, clipping off."""
+    opt = gpunn.Adam()
+    del opt.__dict__["clip_norm"], opt.__dict__["clip_value"]
+    X, Y = _data()
+    expected = _fit(gpunn.Adam(), X, Y).params
+    numpy.testing.assert_array_equal(_fit(opt, X, Y).params, expected)
+
+
+# ---- the generic CPU step ------------------------------------------------------------------------------------------
+CLIPPED = {  # (clipping optimizer, the same unclipped, the clip in NumPy): limits that clip most steps, not all
+    "sgd clip_norm": (lambda: gpunn.SGD(lr=0.05, clip_norm=0.5), lambda: gpunn.SGD(lr=0.05),
+                      lambda g: clip_norm_reference(g, 0.5)),
+    "momentum, weight decay, clip_norm": (
+        lambda: gpunn.Momentum(lr=0.02, momentum=0.8, weight_decay=0.1, clip_norm=0.7),
+        lambda: gpunn.Momentum(lr=0.02, momentum=0.8, weight_decay=0.1), lambda g: clip_norm_reference(g, 0.7)),
+    "nesterov clip_value": (lambda: gpunn.Nesterov(lr=0.02, clip_value=0.05), lambda: gpunn.Nesterov(lr=0.02),
+                            lambda g: clip_value_reference(g, 0.05)),
+    "adam, L2, clip_norm": (lambda: gpunn.Adam(lr=1e-2, weight_decay=0.2, clip_norm=0.3),
+                            lambda: gpunn.Adam(lr=1e-2, weight_decay=0.2), lambda g: clip_norm_reference(g, 0.3)),
+    "adamw clip_value": (lambda: gpunn.AdamW(lr=1e-2, weight_decay=0.1, clip_value=0.02),
+                         lambda: gpunn.AdamW(lr=1e-2, weight_decay=0.1), lambda g: clip_value_reference(g, 0.02)),
+}
+
+
+@pytest.mark.parametrize("case", CLIPPED)
+def test_a_fit_clips_each_steps_gradient_before_the_optimizers_decay_and_moments(case):
+    clipped, plain, clip = CLIPPED[case]
+    X, Y = _data()
+    model = _fit(clipped(), X, Y)
+    expected = _reference_run(plain(), clip, X, Y, epochs=3, batch_size=16)
+    numpy.testing.assert_allclose(model.params, expected, rtol=1e-12, atol=1e-14)
+    unclipped = _fit(plain(), X, Y).params
+    assert numpy.abs(unclipped - expected).max() > 1e-3  # (the clip clipped)
+
+
+def test_clip_norm_is_the_2_norm_of_every_gradient_together_and_leaves_a_smaller_one_as_it_is():
+    """One full-batch SGD step by hand: the weights and biases of every layer form the one norm; a clip_norm above it
+    changes nothing, bit for bit."""
+    X, Y = _data()
+    loss, dW, db = _model().loss_and_gradients(X, Y)
+    g = numpy.concatenate([a.ravel() for a in dW + db])
+    norm = numpy.linalg.norm(g)
+    for c in (norm / 4, norm / 2):
+        model = _fit(gpunn.SGD(lr=0.1, clip_norm=c), X, Y, epochs=1, batch_size=None)
+        start = _model()
+        coef = c / (norm + 1e-6)
+        for W, W0, G in zip(model.weights + model.biases, start.weights + start.biases, dW + db):
+            numpy.testing.assert_allclose(W, W0 - 0.1 * coef * G, rtol=1e-12, atol=1e-15)
+    above = _fit(gpunn.SGD(lr=0.1, clip_norm=norm * 1.01), X, Y, epochs=1, batch_size=None)
+    assert above.params.tobytes() == _fit(gpunn.SGD(lr=0.1), X, Y, epochs=1, batch_size=None).params.tobytes()
+
+
+def test_the_ops_clip_the_flat_buffer_in_place_by_the_formulas():
+    from gpunn.ops import Ops
+
+    g = numpy.random.default_rng(3).standard_normal(101) * 3
+    for dtype in ("float64", "float32"):
+        x = g.astype(dtype)
+        out = Ops().clip_grad_norm(x, 2.0)
+        assert out is x and x.dtype == dtype
+        coef = numpy.float64(2.0) / (numpy.sqrt(numpy.dot(g.astype(dtype).astype("float64"),
+                                                          g.astype(dtype).astype("float64"))) + 1e-6)
+        assert x.tobytes() == (g.astype(dtype) * coef.astype(dtype)).tobytes()  # the factor rounded once to dtype
+        assert numpy.linalg.norm(x.astype("float64")) == pytest.approx(2.0, rel=1e-6)
+        y = g.astype(dtype)
+        assert Ops().clip_grad_value(y, 0.5) is y
+        assert y.tobytes() == numpy.clip(g.astype(dtype), -0.5, 0.5).tobytes()
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", [lambda: gpunn.Adam(lr=1e-2, weight_decay=0.01, clip_norm=0.3),
+                                       lambda: gpunn.Momentum(lr=0.02, clip_value=0.05)], ids=["adam", "momentum"])
+def test_a_clipped_run_interrupted_mid_epoch_resumes_bit_for_bit_clipping_as_it_ran(tmp_path, interrupt_at, optimizer):
+    X, Y = _data(96)
+    fit = dict(epochs=4, batch_size=16, verbose=False, seed=2)
+    reference = _model()
+    expected = reference.fit(X, Y, optimizer=optimizer(), **fit)
+    path = tmp_path / "run.npz"
+    _model().fit(X, Y, optimizer=optimizer(), callbacks=[interrupt_at(1, 3), gpunn.ModelCheckpoint(path)], **fit)
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    made = optimizer()
+    assert (ckpt.optimizer.clip_norm, ckpt.optimizer.clip_value) == (made.clip_norm, made.clip_value)
+    resumed = ckpt.resume(X, Y, verbose=False)
+    assert ckpt.model.params.tobytes() == reference.params.tobytes()
+    assert resumed["loss"] == expected["loss"]
+    unclipped = _model()
+    unclipped.fit(X, Y, optimizer=type(made)(lr=made.lr), **fit)
+    assert numpy.abs(unclipped.params - reference.params).max() > 1e-3
+
+
+# ---- data parallel -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", [lambda: gpunn.Adam(lr=1e-2, clip_norm=0.3),
+                                       lambda: gpunn.SGD(lr=0.05, weight_decay=0.1, clip_value=0.05)],
+                         ids=["adam clip_norm", "sgd clip_value"])
+def test_two_ranks_clip_the_averaged_gradient_and_train_the_one_process_run_at_the_global_batch(monkeypatch, fake_cupy,
+                                                                                                optimizer):
+    """Ranks as threads on the stand-in's GPUs (tests/thread_ranks.py): each rank's piece of a global batch of 16,
+    the gradient averaged over the ranks, then clipped: the one process's run at batch 16, to summation order (a
+    rank clipping its own piece's gradient would take each piece's norm, not the batch's)."""
+    from thread_ranks import run_ranks
+
+    X, Y = _data(96)
+
+    def fit(rank):
+        model = gpunn.MLP(SIZES, activation="tanh", dtype="float64", device=f"cuda:{rank}", seed=1)
+        model.fit(X, Y, epochs=3, batch_size=8, optimizer=optimizer(), distributed=True, verbose=False, seed=2)
+        return model.backend.to_host(model.params)
+
+    ref = gpunn.MLP(SIZES, activation="tanh", dtype="float64", device="cuda:0", seed=1)
+    ref.fit(X, Y, epochs=3, batch_size=16, optimizer=optimizer(), verbose=False, seed=2)
+    expected = ref.backend.to_host(ref.params)
+    outcomes, aborted = run_ranks(monkeypatch, 2, fit, timeout=20.0)
+    assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
+    for params, _ in outcomes:
+        numpy.testing.assert_allclose(params, expected, rtol=1e-10, atol=1e-12)
+    opt = optimizer()
+    unclipped = gpunn.MLP(SIZES, activation="tanh", dtype="float64", device="cuda:0", seed=1)
+    unclipped.fit(X, Y, epochs=3, batch_size=16, optimizer=type(opt)(lr=opt.lr), verbose=False, seed=2)
+    assert numpy.abs(unclipped.backend.to_host(unclipped.params) - expected).max() > 1e-3
