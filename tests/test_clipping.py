@@ -202,3 +202,34 @@ def test_two_ranks_clip_the_averaged_gradient_and_train_the_one_process_run_at_t
     unclipped = gpunn.MLP(SIZES, activation="tanh", dtype="float64", device="cuda:0", seed=1)
     unclipped.fit(X, Y, epochs=3, batch_size=16, optimizer=type(opt)(lr=opt.lr), verbose=False, seed=2)
     assert numpy.abs(unclipped.backend.to_host(unclipped.params) - expected).max() > 1e-3
+
+
+# ---- the command line ----------------------------------------------------------------------------------------------
+def test_gpunn_train_clips_by_its_flags_records_them_and_info_and_resume_say_so(tmp_path, capsys):
+    from gpunn import cli
+
+    run = str(tmp_path / "run.npz")
+    small = ["--rows", "300", "--features", "4", "--hidden", "8", "--batch-size", "100", "--device", "cpu", "--quiet"]
+    assert cli.main(["train", *small, "--epochs", "2", "--clip-norm", "0.5", "--save", run]) == 0
+    ckpt = gpunn.load_checkpoint(run, device="cpu")
+    assert (ckpt.optimizer.clip_norm, ckpt.optimizer.clip_value) == (0.5, None)
+    assert "clip-norm = 0.5\n" in open(run + ".toml").read()
+    capsys.readouterr()
+    assert cli.main(["info", run]) == 0
+    assert "trained       epoch 2 of 2; adam lr 0.001, clip_norm 0.5, batch 100, on task teacher" in capsys.readouterr().out
+    assert cli.main(["train", "--resume", run, "--epochs", "3", "--clip-norm", "0.7", "--quiet"]) == 2
+    assert ("--clip-norm 0.7 would change the run, which has --clip-norm 0.5; a resumed run continues exactly"
+            in capsys.readouterr().err)
+    assert cli.main(["train", "--resume", run, "--epochs", "3", "--quiet"]) == 0
+    assert gpunn.load_checkpoint(run, device="cpu").optimizer.clip_norm == 0.5
+    by_value = str(tmp_path / "value.npz")
+    assert cli.main(["train", *small, "--epochs", "1", "--optimizer", "sgd", "--clip-value", "0.01", "--save",
+                     by_value]) == 0
+    assert gpunn.load_checkpoint(by_value, device="cpu").optimizer.config()["clip_value"] == 0.01
+    capsys.readouterr()
+    assert cli.main(["train", *small, "--clip-norm", "1", "--clip-value", "2"]) == 2
+    assert "error: --clip-norm 1 and --clip-value 2: gpunn clips one way at a time; give one of them" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", *small, "--clip-value", "0"])
+    assert "--clip-value: must be positive, got 0" in capsys.readouterr().err

@@ -3,6 +3,7 @@ and how to predict with it (read on the CPU: it runs nothing)."""
 from __future__ import annotations
 
 from ..hints import shell_word
+from ..optim import CLIP_OPTIONS
 from ..training.sources import resume_call
 from .common import counted
 
@@ -106,7 +107,8 @@ def _trained(ckpt) -> str:
         by = (source["w_path"] if source.get("w_path") else f"its column {source['weight']}"
               if source.get("weight") else "sample_weight")
         rows = f"{rows[:-1]}, weighted by {by})" if rows else f" (weighted by {by})"
-    return (f"{where}{stopped}; {config.get('name', '?')}{'' if lr is None else f' lr {_value(lr)}'}, "
+    clipping = "".join(f", {key} {_value(config[key])}" for key in CLIP_OPTIONS if config.get(key) is not None)
+    return (f"{where}{stopped}; {config.get('name', '?')}{'' if lr is None else f' lr {_value(lr)}'}{clipping}, "
             f"batch {settings.batch_size}{data}{rows}")
 
 

@@ -103,6 +103,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=non_negative(float), default=None, help="weight decay: L2 for sgd, momentum, nesterov and adam, decoupled for adamw "
                    "(default: 0; adamw: 0.01, as in PyTorch)")
     t.add_argument("--momentum", type=non_negative(float), default=None, help="momentum of sgd, momentum and nesterov (default: 0.9 for momentum and nesterov, 0 for sgd)")
+    t.add_argument("--clip-norm", type=positive(float), default=None, metavar="C",
+                   help="clip the gradients before each step to a global 2-norm of at most C, all of them as one "
+                        "vector, as PyTorch's clip_grad_norm_(max_norm=C) (default: no clipping)")
+    t.add_argument("--clip-value", type=positive(float), default=None, metavar="V",
+                   help="clamp each gradient element to [-V, V] before each step, as PyTorch's clip_grad_value_ "
+                        "(default: no clipping; one of --clip-norm and --clip-value)")
     t.add_argument("--device", type=device_name, default="auto", help=f"auto, {DEVICE_NAMES} (default: %(default)s; env GPUNN_DEVICE)")
     t.add_argument("--dtype", type=dtype, default="float32", help="float32 or float64, or any NumPy spelling of them "
                    "(f4, single, double...) (default: %(default)s)")
@@ -497,8 +503,13 @@ def optimizer_of(name, momentum=None, **settings):
 
 
 def _optimizer(args):
-    """The optimizer of --optimizer, --lr, --weight-decay and --momentum (see optimizer_of)."""
-    return optimizer_of(args.optimizer, args.momentum, lr=args.lr, weight_decay=args.weight_decay)
+    """The optimizer of --optimizer, --lr, --weight-decay, --momentum, --clip-norm and --clip-value (see
+    optimizer_of)."""
+    if args.clip_norm is not None and args.clip_value is not None:
+        raise ValueError(f"--clip-norm {args.clip_norm:g} and --clip-value {args.clip_value:g}: gpunn clips one way at "
+                         "a time; give one of them")
+    return optimizer_of(args.optimizer, args.momentum, lr=args.lr, weight_decay=args.weight_decay,
+                        clip_norm=args.clip_norm, clip_value=args.clip_value)
 
 
 def check_task_memory(args, backend, hidden, hint, graph=False):
