@@ -356,6 +356,32 @@ def test_bad_weights_in_a_table_are_refused_naming_the_file_its_rows_and_the_fir
         gpunn.data.csv(path / "t.csv", target="y", weight="w", cache=False)
 
 
+def test_a_csv_sources_index_pass_reads_its_weights_so_a_first_run_parses_the_file_once(tables, monkeypatch,
+                                                                                          tmp_path):
+    """A CSV source's weights' scan parsed every block again after its index pass, which had parsed the weight column
+    already: the first run (no saved index) read the file's rows twice (0.97 s against 0.66 unweighted, 1M rows of a
+    168 MB file). The index pass now keeps each chunk's summary of its weights: the rows read once, in a first run as
+    in a later one (whose saved index has no weights: its scan reads them), the summaries the same to the bit."""
+    from gpunn.data import csv_tables
+
+    path, *_ = tables
+    monkeypatch.setenv("GPUNN_CACHE_DIR", str(tmp_path / "cache"))
+    read, real_read_range = [], csv_tables.read_range
+    monkeypatch.setattr(csv_tables, "read_range", lambda fd, start, end: read.append(end - start) or
+                        real_read_range(fd, start, end))
+    rows_bytes = (path / "t.csv").stat().st_size - len("a,b,c,w,y1,y2\n")
+    summaries = []
+    for run in ("first", "indexed"):
+        read.clear()
+        with table(path, "csv") as source:
+            assert len(source.chunk_sizes) > 1
+            summaries.append([source._weights.peaks, source._weights.lows, source._weights.unit_sums])
+        assert sum(read) == rows_bytes, run
+        assert len(list((tmp_path / "cache").rglob("*.json"))) == 1  # (the second run's index is the saved one)
+    for first, indexed in zip(*summaries):
+        numpy.testing.assert_array_equal(first, indexed)
+
+
 @pytest.mark.parametrize("kind", ["parquet", "csv"])
 def test_a_run_on_a_tables_weight_column_resumes_only_with_it(tables, kind):
     path, *_ = tables

@@ -19,6 +19,7 @@ from ..checks import flag, positive_int
 from ..csvtext import read_as
 from .base import ChunkedSource, DataError, PreadFile, closes_files_when_refused, default_chunk_rows, pread_full
 from .errors import file_name
+from .row_weights import ChunkWeights, summary
 from .table_columns import (MissingColumns, NoTarget, copy_columns, listed_columns, pick_columns, pyarrow_module,
                             weight_column)
 
@@ -197,8 +198,9 @@ class CsvSource(ChunkedSource):
     character, not the delimiter); a number written with the other mark is refused as bad data, and a file
     whose first row holds numbers like 0,5 read with ``"."`` is said to have decimal commas. ``weight`` names a
     column of each row's weight in the loss (fit's ``sample_weight``: gpunn.data.row_weights), left out of the
-    default features; its sums take one more pass over the file at construction, which parses every block again
-    (converting that column alone). The other options are :class:`gpunn.data.base.ChunkedSource`'s.
+    default features; its sums are taken in the pass that indexes the file (no saved index read: its first use),
+    else in one more pass at construction, which parses every block again (converting that column alone). The
+    other options are :class:`gpunn.data.base.ChunkedSource`'s.
     """
 
     kind = "csv"
@@ -261,28 +263,38 @@ class CsvSource(ChunkedSource):
                          standardize=standardize, prefetch=prefetch)
         self._ready(sizes, device, dtype, window_by_rows=True, small=small)
         if weight is not None:
-            self._take_weights(f"{self.path}: column {weight!r}")
+            name, kept = f"{self.path}: column {weight!r}", index.get("weights")
+            if kept:  # (the index pass read them: the file parsed once, not twice)
+                self._weights = ChunkWeights.of(name, *numpy.array(kept).T)
+            else:
+                self._take_weights(name)
 
     # ---- the first pass and its index ---------------------------------------------------------
     def _build_index(self, schema):
-        """Byte ranges of the chunks (cut at line ends), each parsed once to count and check its rows."""
+        """Byte ranges of the chunks (cut at line ends), each parsed once to count and check its rows; with a weight
+        column, each chunk's summary of its weights too (row_weights.summary; None where one is bad, for the
+        weights' scan to refuse), not kept in the saved index."""
         from ..csvtext import csv_header_end
 
         size = self._stamp[0]
-        starts, rows = [], []
+        starts, rows, weights = [], [], []
         with self._opened() as fh:  # from past the header row
             for position, end in row_ranges(fh, csv_header_end(fh, size, self.delimiter), size, self.block_size):
-                n = self._parse(position, end, sum(rows)).num_rows
-                if n:
+                table = self._parse(position, end, sum(rows))
+                if table.num_rows:
                     starts.append(position)
-                    rows.append(n)
+                    rows.append(table.num_rows)
+                    if self.weight_name is not None:
+                        w = numpy.empty((table.num_rows, 1))
+                        copy_columns(table, [self.weight_name], w)
+                        weights.append(summary(w[:, 0]))
         starts.append(size)  # the end of the last chunk
         if not rows:
             raise DataError(f"{self.path}: no rows")
         index = {"starts": starts, "rows": rows, "schema": schema}
         if self.cache:
             self._save_index(index)
-        return index
+        return {**index, "weights": weights if None not in weights else None}
 
     def _index_path(self):
         import hashlib

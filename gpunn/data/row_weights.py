@@ -6,7 +6,7 @@ itself, w' = (w / peak) x m / sum(w / peak), and training's windows carry them a
 window permutation, every batch and a resume take them with their rows. The scale needs each set's sum before its
 first window: one pass over the weight column alone, at the source's construction (``ChunkWeights.scan``: an
 .npy file's 8 bytes a row, a Parquet column's pages; a CSV file's blocks parsed again, converting that column
-alone), keeping per chunk the largest weight, the smallest and sum(w / largest), from which any set of chunks'
+alone, unless its index pass read them: ``ChunkWeights.of``), keeping per chunk the largest weight, the smallest and sum(w / largest), from which any set of chunks'
 scale follows. Weights equal over a set weigh nothing there: the run is the unweighted one, bit for bit.
 """
 from __future__ import annotations
@@ -35,15 +35,20 @@ class ChunkWeights:
         peaks, lows, unit_sums = numpy.zeros(n), numpy.zeros(n), numpy.zeros(n)
         bad = None
         for k, w in enumerate(source._chunk_weights()):
-            if bad is None:
-                bad = BadWeights.first(source, k, w)
-            else:
+            if bad is not None:
                 bad.count(w)
-            if bad is None:
-                peaks[k], lows[k] = w.max(), w.min()
-                unit_sums[k] = (w / peaks[k]).sum() if peaks[k] > 0 else 0.0
+            elif (row := summary(w)) is not None:
+                peaks[k], lows[k], unit_sums[k] = row
+            else:
+                bad = BadWeights.first(source, k, w)
         if bad is not None:
             raise bad.refusal(int(numpy.sum(source.chunk_sizes)))
+        return cls.of(name, peaks, lows, unit_sums)
+
+    @classmethod
+    def of(cls, name, peaks, lows, unit_sums) -> "ChunkWeights":
+        """From each chunk's ``summary`` (arrays, in chunk order; a CSV source's index pass gives them, having read
+        the weights), refused where every weight is 0."""
         if not peaks.any():
             raise DataError(f"{name}: every weight is 0: no row counts in the loss")
         return cls(name, peaks, lows, unit_sums)
@@ -62,6 +67,15 @@ class ChunkWeights:
         if self.lows[chunks].min() == peak:
             return None
         return float(peak), float(sizes[chunks].sum() / (self.unit_sums[chunks] * (peaks / peak)).sum())
+
+
+def summary(w):
+    """(largest, smallest, sum(w / largest); 0 where the largest is 0) of a chunk's weights ``w``, ChunkWeights' per
+    chunk; None where one is NaN, infinite or negative (the min is NaN where one is: BadWeights refuses them)."""
+    peak, low = w.max(), w.min()
+    if not (low >= 0 and numpy.isfinite(peak)):
+        return None
+    return peak, low, (w / peak).sum() if peak > 0 else 0.0
 
 
 def cut_into(pieces, sizes):
