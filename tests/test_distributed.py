@@ -3244,6 +3244,38 @@ def test_gpunn_sweep_on_a_file_under_mpiexec_reads_rank_shards_and_resumes_in_on
     _same_table(*[json.loads((tmp_path / name).read_text())["members"] for name in ("resumed.json", "one.json")])
 
 
+@needs_mpi
+def test_gpunn_sweep_on_a_weighted_file_under_mpiexec_is_the_one_process_sweep_of_its_rank_shards(tmp_path,
+                                                                                                 monkeypatch):
+    """mpiexec -n 2 gpunn sweep --weights W.npy ran, untested: each rank weighs its shard's rows, and the table is the
+    one process's of the two shards at the global batch (as unweighted, above), not the unweighted sweep's."""
+    from gpunn import cli
+    from gpunn.cli import data as data_cli
+    from gpunn.distributed.shard import ShardedSource
+
+    rng = numpy.random.default_rng(1)
+    X = rng.standard_normal((600, 4))
+    w = rng.uniform(0.0, 3.0, 600)
+    w[::7] = 0.0  # rows that do not count
+    for name, a in (("X", X), ("Y", X @ [[1.0], [2.0], [-1.0], [0.5]] + 0.1 * rng.standard_normal((600, 1))),
+                    ("w", w)):
+        numpy.save(tmp_path / f"{name}.npy", a)
+    data = ["--data", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "Y.npy"), "--epochs", "2"]
+    _sweep_on_two_ranks(tmp_path, *data, "--weights", str(tmp_path / "w.npy"), "--batch-size", "8", "--json",
+                        "two.json")
+    monkeypatch.chdir(tmp_path)
+    make_source = data_cli.make_source
+    monkeypatch.setattr(data_cli, "make_source", lambda *a: (ShardedSource(make_source(*a)[0], 2), "2 shards"))
+    sweep = ["sweep", "--hidden", "8", "--lr", "1e-3,1e-2", "--dtype", "float64", "--device", "cpu", "--quiet", *data,
+             "--batch-size", "16"]
+    assert cli.main([*sweep, "--weights", str(tmp_path / "w.npy"), "--json", "one.json"]) == 0
+    assert cli.main([*sweep, "--json", "unweighted.json"]) == 0
+    two, one, unweighted = (json.loads((tmp_path / f"{name}.json").read_text())["members"]
+                            for name in ("two", "one", "unweighted"))
+    _same_table(two, one)
+    assert not numpy.allclose(two[0]["val_curve"], unweighted[0]["val_curve"], rtol=1e-3)  # (the weights count)
+
+
 def test_a_refused_command_line_names_the_rank_and_ends_the_job_only_in_a_launched_run(monkeypatch, capsys):
     """A rank of mpiexec gpunn train whose command line argparse refuses says so naming its rank and ends the job
     (end_launched_job, stubbed here). Outside a launch, and in a later command of the same process, the line is
