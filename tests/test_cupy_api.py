@@ -27,6 +27,7 @@ import types
 
 import numpy
 import pytest
+from stand_in import is_stand_in
 
 # (the marker: bench/gpu_check.sh's tests stage, -m "gpu or cupy_api", runs these where CuPy is, on the GPU machine;
 # nothing else installs CuPy, so until session 35 they ran nowhere by default and two had gone stale)
@@ -36,7 +37,7 @@ if os.environ.get("GPUNN_FAKE_CUPY") in ("1", "gpu"):
     pytest.skip("GPUNN_FAKE_CUPY: cupy is the stand-in here, not the package these tests compare it with",
                 allow_module_level=True)
 cupy = pytest.importorskip("cupy", reason="the real CuPy is not installed (pip install 'cupy-cuda13x[ctk]')")
-if str(cupy.__version__).endswith("-fake"):
+if is_stand_in(cupy):
     pytest.skip("cupy is tests/fakecupy here", allow_module_level=True)
 
 import cupyx.profiler  # noqa: E402

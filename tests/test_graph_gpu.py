@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+from stand_in import is_stand_in
 
 import gpunn
 from gpunn.optim import OPTIMIZERS
@@ -28,7 +29,7 @@ except Exception:  # not installed, or no driver / device
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _GPU, reason="needs CuPy and a CUDA device")]
 
-FAKE = cupy is not None and str(getattr(cupy, "__version__", "")).endswith("-fake")
+FAKE = is_stand_in(cupy)
 ROWS = 500 if FAKE else 2100  # with a last partial batch either way
 
 
