@@ -1,7 +1,9 @@
-// optimizers.cu -- one-launch SGD and Adam/AdamW steps over the flat parameter buffer.
+// optimizers.cu -- one-launch SGD and Adam/AdamW steps over the flat parameter buffer, and the gradient clipping
+// before them.
 //
 // Templates instantiated by name ("gpunn::sgd_step<float>", ...) through cupy.RawModule; the
 // per-element rules, with their formulas, are in optimizers.cuh. T is float or double.
+#include "block_sum.cuh"
 #include "optimizers.cuh"
 
 namespace gpunn {
@@ -94,6 +96,59 @@ __global__ void adam_step_dev(T* w, const T* g, T* m, T* v, const double* state,
                               T one_minus_beta2, T eps, T weight_decay, int decoupled, long long n) {
     adam_loop(w, g, m, v, (T)state[1], one_minus_beta1, one_minus_beta2, eps, (T)state[2], (T)state[3], weight_decay,
               decoupled, n);
+}
+
+// ---- gradient clipping over the flat gradient buffer, before a step (optimizers.cuh's rules) ----------------
+//
+// clip_norm in three launches with no atomics, so that a run clips with the same bits every time: clip_sum_sq's sum
+// of the squares per block, clip_factor's sum of those in a fixed order and the factor, clip_scale's product. The
+// factor stays on the device (no host read), so a captured graph replays all three.
+
+// partial[blockIdx.x] = the sum of (double)g[i]^2 over the block's elements (grid-stride), in double.
+// Launch with blockDim.x a multiple of 32.
+//   g       [n] gradient (read)
+//   partial [gridDim.x] receives each block's sum
+template <typename T>
+__global__ void clip_sum_sq(const T* g, long long n, double* partial) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    double acc = 0.0;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        acc += (double)g[i] * (double)g[i];
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+// factor[0] = clip_norm_factor(sum of partial[0 .. parts), max_norm). One block, blockDim.x a multiple of 32:
+// thread t adds partials t, t + blockDim.x, ... in order, then block_sum's fixed tree (the same bits every run).
+//   partial [parts] clip_sum_sq's sums (read)
+//   factor  [1] receives the factor (may follow partial in one buffer)
+template <typename T>
+__global__ void clip_factor(const double* partial, long long parts, double max_norm, double* factor) {
+    double acc = 0.0;
+    for (long long i = threadIdx.x; i < parts; i += blockDim.x) acc += partial[i];
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) factor[0] = clip_norm_factor(acc, max_norm);
+}
+
+// g[i] *= factor[0], the factor rounded once to T (as the reference multiplies by it cast to the gradient's dtype).
+//   g      [n] gradient, scaled in place
+//   factor [1] clip_factor's (read)
+template <typename T>
+__global__ void clip_scale(T* g, const double* factor, long long n) {
+    const T f = (T)factor[0];
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) g[i] = g[i] * f;
+}
+
+// g[i] = clip_to_value(g[i], clip_value): clip_value's clamp to [-clip_value, clip_value].
+//   g [n] gradient, clamped in place
+template <typename T>
+__global__ void clip_by_value(T* g, T clip_value, long long n) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        g[i] = clip_to_value(g[i], clip_value);
+    }
 }
 
 }  // namespace gpunn

@@ -50,4 +50,18 @@ GPUNN_HD T adam_update(T w, T g, T& m, T& v, T lr, T one_minus_beta1, T one_minu
     return w - (lr / bias_c1) * m / denom;
 }
 
+// Gradient clipping before the update (gpunn.optim's clip_norm and clip_value), as torch.nn.utils does it.
+// clip_grad_norm_'s factor from the sum of the squares of every gradient (formed and summed in double):
+// min(1, max_norm / (sqrt(sum_sq) + 1e-6)), a NaN kept (a NaN norm makes every gradient NaN, as there).
+GPUNN_HD double clip_norm_factor(double sum_sq, double max_norm) {
+    const double coef = max_norm / (m_sqrt(sum_sq) + 1e-6);
+    return coef > 1.0 ? 1.0 : coef;
+}
+
+// clip_grad_value_'s clamp of one gradient element to [-v, v]; a NaN stays NaN (no fmin/fmax, which drop it).
+template <typename T>
+GPUNN_HD T clip_to_value(T g, T v) {
+    return g < -v ? -v : (g > v ? v : g);
+}
+
 }  // namespace gpunn

@@ -57,6 +57,10 @@ SIGNATURES = {
     "k_optimizer_tick": [U, U, P, D, D],
     "k_sgd_step_dev": [U, U, P, P, P, P, D, D, I, LL],
     "k_adam_step_dev": [U, U, P, P, P, P, P, D, D, D, D, I, LL],
+    "k_clip_sum_sq": [U, U, P, LL, P],
+    "k_clip_factor": [U, P, LL, D, P],
+    "k_clip_scale": [U, U, P, P, LL],
+    "k_clip_by_value": [U, U, P, D, LL],
     "k_member_bias_act_forward": [I, U, U, U, P, P, LL, P, P, LL, LL, LL],
     "k_member_bias_grad": [U, U, U, U, P, P, LL, LL, LL, LL],
     "k_member_mse_grad": [U, U, U, P, P, LL, P, D, LL, LL, P],
@@ -552,3 +556,40 @@ def test_philox_draws_give_each_stream_the_first_values_of_its_own_draw(k, gx, g
         np.testing.assert_allclose(out[:n], want, rtol=8 * eps, atol=2 * eps)
     else:
         np.testing.assert_array_equal(out[:n], want)
+
+
+@BOTH_ORDERS  # block_sum's warps meet in shared memory
+@pytest.mark.parametrize("grid, block", SHAPES_1D + [(2, 1024)])
+@pytest.mark.parametrize("n", [1, 200, 1000])
+def test_clip_norm_sums_each_blocks_squares_then_all_in_one_block_then_scales_every_element(k, schedule, grid, block,
+                                                                                            n):
+    """clip_sum_sq's per-block sums (a block's elements are those of its grid-stride loop), clip_factor's total and
+    factor (one block, more threads than sums and fewer), clip_scale over every element: Ops.clip_grad_norm's
+    arithmetic, to the order of the sum."""
+    g = rng(9).standard_normal(n) * 2
+    partial = np.full(grid, np.nan)
+    k.clip_sum_sq(grid, block, g, n, partial)
+    block_of = (np.arange(n) // block) % grid
+    close(partial, [np.sum(g[block_of == b] ** 2) for b in range(grid)], SUMS)
+    norm = np.sqrt(np.sum(g**2))
+    for max_norm in (norm / 3, norm * 2):
+        for threads in (32, 256):
+            factor = np.array([np.nan])
+            k.clip_factor(threads, partial, grid, max_norm, factor)
+            close(factor[0], min(max_norm / (norm + 1e-6), 1.0), SUMS)
+        scaled = g.copy()
+        k.clip_scale(grid, block, scaled, factor, n)
+        close(scaled, g * factor[0])  # (every element, the loop wrapping where the grid is short)
+        expected = g.copy()
+        Ops(np).clip_grad_norm(expected, max_norm)
+        close(scaled, expected, SUMS)
+
+
+@pytest.mark.parametrize("grid, block", SHAPES_1D)
+def test_clip_by_value_clamps_every_element_keeping_a_nan(k, grid, block):
+    g = rng(10).standard_normal(300)
+    g[[3, 150, 299]] = np.nan, np.inf, -np.inf
+    out = g.copy()
+    k.clip_by_value(grid, block, out, 0.4, g.size)
+    np.testing.assert_array_equal(out, np.clip(g, -0.4, 0.4))
+

@@ -194,8 +194,9 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
     n_from_output = sum(a.grad_from_output is not None for a in ACTIVATIONS.values())
     # float, double and bf16 activation kernels, and to_storage for bf16 only
     assert len(names["elementwise.cu"]) == 3 * (2 * n_acts + n_from_output) + 1
-    # mse_grad and weighted_mse_grad for float and double; bias_grad and bias_grad_finish for bf16 too
-    assert len(names["reductions.cu"]) == 10 and len(names["optimizers.cu"]) == 10
+    # mse_grad and weighted_mse_grad for float and double; bias_grad and bias_grad_finish for bf16 too; the 5 optimizer
+    # steps and 4 clipping kernels for float and double
+    assert len(names["reductions.cu"]) == 10 and len(names["optimizers.cu"]) == 18
     assert {"gpunn::weighted_mse_grad<float>", "gpunn::weighted_mse_grad<double>"} <= set(names["reductions.cu"])
     assert "gpunn::to_storage<gpunn::bf16>" in names["elementwise.cu"]
     assert "gpunn::bias_grad<gpunn::bf16>" in names["reductions.cu"]
@@ -242,7 +243,7 @@ def test_sources_are_nvrtc_safe():
 def test_load_source_inlines_headers_once_with_line_markers():
     code = gk.load_source("optimizers.cu")
     assert '#include "' not in code
-    assert code.count("namespace gpunn {") == 3  # optimizers.cu, optimizers.cuh, activations.cuh once
+    assert code.count("namespace gpunn {") == 4  # optimizers.cu, block_sum.cuh, optimizers.cuh, activations.cuh once
     assert gk.load_source("elementwise.cu").count("namespace gpunn {") == 3  # + bfloat16.cuh
     lines = code.splitlines()
     for i, line in enumerate(lines):

@@ -44,6 +44,9 @@ def harness(tmp_path_factory):
         getattr(h, f"member_sgd_{suffix}").argtypes = [ptr, ptr, ptr, dptr, ctypes.c_int, ll, ll]
         getattr(h, f"member_adam_{suffix}").argtypes = [ptr] * 4 + [dptr, ct, ctypes.c_double, ctypes.c_int, ll, ll]
     h.bias_correction.argtypes, h.bias_correction.restype = [ctypes.c_double, ctypes.c_double], ctypes.c_double
+    h.clip_factor_of.argtypes, h.clip_factor_of.restype = [ctypes.c_double, ctypes.c_double], ctypes.c_double
+    h.clip_value_f32.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.c_float, ctypes.c_longlong]
+    h.clip_value_f64.argtypes = [ctypes.POINTER(ctypes.c_double), ctypes.c_double, ctypes.c_longlong]
     u16 = ctypes.POINTER(ctypes.c_uint16)
     h.act_bf16.argtypes = [ctypes.c_int, ctypes.c_int, u16, u16, ctypes.c_longlong]
     h.act_bf16.restype = ctypes.c_int
@@ -643,4 +646,23 @@ def test_the_member_kernels_read_a_table_as_gpunn_writes_it(harness):
         runs.append([w, m, v, ws, vel])
     for got, want in zip(runs[1], runs[0]):
         np.testing.assert_array_equal(got, want)
+
+
+def test_the_clip_norm_factor_is_torchs_min_of_one_and_max_norm_over_the_norm_keeping_a_nan(harness):
+    """optimizers.cuh's clip_norm_factor, which clip_factor (kernels/optimizers.cu) applies to the summed squares:
+    min(1, c / (sqrt(s) + 1e-6)) in double, as gpunn.ops.Ops.clip_grad_norm forms it, bit for bit; a NaN sum gives
+    NaN (torch's clamp keeps it; a min that returned 1 would leave NaN gradients' neighbours unclipped), inf 0."""
+    for s in (0.0, 1e-300, 1e-12, 0.25, 1.0, 4.0, 123.456, 1e300, np.inf, np.nan):
+        for c in (1e-3, 0.5, 1.0, 10.0):
+            want = np.minimum(np.float64(c) / (np.sqrt(np.float64(s)) + 1e-6), 1.0)
+            got = harness.clip_factor_of(s, c)
+            assert got == want or (np.isnan(got) and np.isnan(want)), (s, c, got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_clip_to_value_clamps_each_element_as_numpys_clip_keeping_a_nan(harness, dtype):
+    g = np.array([0.0, -0.0, 0.3, -0.3, 0.5, -0.5, 0.7, -2.0, 1e30, -np.inf, np.inf, np.nan, 1e-40], dtype)
+    want = np.clip(g, -0.5, 0.5)  # (NumPy rounds 0.5 to dtype, as the kernel's caller does)
+    getattr(harness, f"clip_value_{_suffix(dtype)}")(_ptr(g, dtype), dtype(0.5), g.size)
+    assert g.tobytes() == want.tobytes()
 

@@ -241,6 +241,36 @@ class CupyOps(Ops):
             self._launch("bias_grad_finish", dtype, None, cols, (partial, db, numpy.int64(chunks), numpy.int64(cols)))
         return db
 
+    # ---- gradient clipping (kernels/optimizers.cu) -----------------------------------
+    def clip_grad_norm(self, g, max_norm):
+        """g *= min(1, max_norm / (||g||_2 + 1e-6)) in three launches: clip_sum_sq (each block's sum of the squares,
+        in double), clip_factor (their sum in a fixed order and the factor, one block), clip_scale. The sums and the
+        factor live in a scratch buffer of this thread (made at the eager step before a capture): no atomics, so the
+        same bits every run, and no host read, so a captured graph replays it."""
+        dtype = self._kernel_dtype(g)
+        if dtype is None or is_bf16(dtype) or g.ndim != 1:
+            return super().clip_grad_norm(g, max_norm)
+        n = g.size
+        if not n:
+            return g
+        (blocks,) = self._grid(n)
+        sums = self.scratch((blocks + 1,), numpy.float64, slot="clip")  # the blocks' sums, then the factor
+        factor = sums[blocks:]
+        kernels.get_kernel("clip_sum_sq", dtype)((blocks,), (BLOCK,), (g, numpy.int64(n), sums))
+        kernels.get_kernel("clip_factor", numpy.float64)((1,), (BLOCK,), (sums, numpy.int64(blocks),
+                                                                          numpy.float64(max_norm), factor))
+        self._launch("clip_scale", dtype, None, n, (g, factor, numpy.int64(n)))
+        return g
+
+    def clip_grad_value(self, g, clip_value):
+        """g clamped to [-clip_value, clip_value] in one launch (clip_by_value; the limit rounded to g's dtype, as
+        NumPy rounds a Python float's)."""
+        dtype = self._kernel_dtype(g)
+        if dtype is None or is_bf16(dtype):
+            return super().clip_grad_value(g, clip_value)
+        self._launch("clip_by_value", dtype, None, g.size, (g, dtype.type(clip_value), numpy.int64(g.size)))
+        return g
+
     # ---- optimizer updates -----------------------------------------------------------
     def sgd_step(self, w, g, velocity, lr, momentum, nesterov, weight_decay):
         return self._sgd(w, g, velocity, lr, None, momentum, nesterov, weight_decay)

@@ -52,7 +52,8 @@ SOURCES = {
     },
     "reductions.cu": {"mse_grad": None, "weighted_mse_grad": None, "bias_grad": None, "bias_grad_finish": None},
     "optimizers.cu": {"sgd_step": None, "adam_step": None, "optimizer_tick": None, "sgd_step_dev": None,
-                      "adam_step_dev": None},
+                      "adam_step_dev": None, "clip_sum_sq": None, "clip_factor": None, "clip_scale": None,
+                      "clip_by_value": None},
     # the member-axis kernels of gpunn.Ensemble
     "ensemble.cu": {"member_bias_act_forward": "act", "member_bias_grad": None, "member_mse_grad": None,
                     "member_weighted_mse_grad": None, "member_sgd_step": None, "member_adam_step": None, "member_adam_step_dev": None},

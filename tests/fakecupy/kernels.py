@@ -422,6 +422,38 @@ def _adam_step(launch, T, w, g, m, v, lr, one_minus_beta1, one_minus_beta2, eps,
                T.type(_bias_correction(beta2, step)), weight_decay, decoupled, n)
 
 
+@reference("clip_sum_sq")
+def _clip_sum_sq(launch, T, g, n, partial):
+    """Each block's sum of the squares of its grid-stride elements, in float64."""
+    launch.check(launch.block[0] % 32 == 0 and launch.block[1:] == (1, 1) and launch.grid[1:] == (1, 1),
+                 "clip_sum_sq's block_sum needs a one-dimensional block, a multiple of 32 threads")
+    G = launch.read("g", n).astype(numpy.float64)
+    blocks, threads = launch.grid[0], launch.block[0]
+    block_of = (numpy.arange(int(n)) // threads) % blocks
+    launch.write("partial", blocks)[...] = numpy.bincount(block_of, weights=G * G, minlength=blocks)
+
+
+@reference("clip_factor")
+def _clip_factor(launch, T, partial, parts, max_norm, factor):
+    launch.check(launch.grid == (1, 1, 1) and launch.block[0] % 32 == 0 and launch.block[1:] == (1, 1),
+                 "clip_factor sums the partial sums in one block, a multiple of 32 threads")
+    total = numpy.float64(launch.read("partial", parts).sum())
+    coef = max_norm / (numpy.sqrt(total) + 1e-6)
+    launch.write("factor", 1)[0] = 1.0 if coef > 1.0 else coef  # (a NaN kept)
+
+
+@reference("clip_scale")
+def _clip_scale(launch, T, g, factor, n):
+    G = launch.write("g", n)
+    G *= T.type(launch.read("factor", 1)[0])
+
+
+@reference("clip_by_value")
+def _clip_by_value(launch, T, g, clip_value, n):
+    G = launch.write("g", n)
+    G[...] = numpy.where(G < -clip_value, -clip_value, numpy.where(G > clip_value, clip_value, G))
+
+
 def _adam_flat(launch, T, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1, bias_c2, weight_decay, decoupled, n):
     """adam_loop (optimizers.cu) over the launch's n parameters w, g, m, v."""
     W, G, M, V = (launch.write(k, n) for k in ("w", "g", "m", "v"))

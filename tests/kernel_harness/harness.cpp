@@ -179,6 +179,14 @@ void adam_f64(double* w, const double* g, double* m, double* v, double lr, doubl
 }
 // optimizers.cuh's rule for Adam's bias correction 1 - beta^t, which every kernel forming it calls.
 double bias_correction(double beta, double t) { return adam_bias_correction(beta, t); }
+// optimizers.cuh's gradient clipping rules: clip_norm's factor of a sum of squares, clip_value's clamp per element.
+double clip_factor_of(double sum_sq, double max_norm) { return clip_norm_factor(sum_sq, max_norm); }
+void clip_value_f32(float* g, float v, long long n) {
+    for (long long i = 0; i < n; ++i) g[i] = clip_to_value(g[i], v);
+}
+void clip_value_f64(double* g, double v, long long n) {
+    for (long long i = 0; i < n; ++i) g[i] = clip_to_value(g[i], v);
+}
 void member_sgd_f32(float* w, const float* g, float* vel, const double* hyper, int nesterov, long long members,
                     long long per_member) {
     members_sgd(w, g, vel, hyper, nesterov, members, per_member);

@@ -158,6 +158,22 @@ int k_adam_step_dev(unsigned gx, unsigned bx, D* w, const D* g, D* m, D* v, cons
     return run(gx, 1, bx, 1, [&] { adam_step_dev<D>(w, g, m, v, state, omb1, omb2, eps, weight_decay, decoupled, n); });
 }
 
+int k_clip_sum_sq(unsigned gx, unsigned bx, const D* g, LL n, double* partial) {
+    return run(gx, 1, bx, 1, [&] { clip_sum_sq<D>(g, n, partial); });
+}
+
+int k_clip_factor(unsigned bx, const double* partial, LL parts, double max_norm, double* factor) {
+    return run(1, 1, bx, 1, [&] { clip_factor<D>(partial, parts, max_norm, factor); });
+}
+
+int k_clip_scale(unsigned gx, unsigned bx, D* g, const double* factor, LL n) {
+    return run(gx, 1, bx, 1, [&] { clip_scale<D>(g, factor, n); });
+}
+
+int k_clip_by_value(unsigned gx, unsigned bx, D* g, D clip_value, LL n) {
+    return run(gx, 1, bx, 1, [&] { clip_by_value<D>(g, clip_value, n); });
+}
+
 int k_member_bias_act_forward(int act, unsigned gx, unsigned gy, unsigned bx, const D* Z, const D* b, LL b_stride,
                               D* keep, D* A, LL members, LL rows, LL cols) {
     return with_act(act, [&](auto a) {
