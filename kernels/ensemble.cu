@@ -130,6 +130,50 @@ __global__ void member_weighted_mse_grad(const T* A, const T* Y, long long y_mem
     }
 }
 
+// sum_sq[k] += sum over member k's gradient row of g^2, in double (one atomicAdd per block and member), for each
+// member that clips by norm (member_clips_by_norm; the others are skipped, whole blocks at a time). Launch with
+// blockDim.x a multiple of 32.
+//   g      [K x per_member] gradients (read)
+//   hyper  [K x kHyperFields] member settings (read)
+//   sum_sq [K] accumulators, zeroed by the caller
+template <typename T>
+__global__ void member_grad_sum_sq(const T* g, const double* hyper, long long members, long long per_member,
+                                   double* sum_sq) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long k = blockIdx.y; k < members; k += gridDim.y) {
+        if (!member_clips_by_norm(hyper + k * kHyperFields)) continue;  // the same for the whole block
+        const T* gk = g + k * per_member;
+        double acc = 0.0;
+        for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < per_member; i += stride) {
+            const double x = (double)gk[i];
+            acc += x * x;
+        }
+        acc = block_sum(acc);
+        if (threadIdx.x == 0) atomicAdd(sum_sq + k, acc);
+        __syncthreads();  // block_sum's shared memory is reused by the next member
+    }
+}
+
+// Each active member's gradient row clipped in place by its own setting (member_clip, clip_element): by norm
+// from sum_sq[k] (member_grad_sum_sq's), by value.
+//   g      [K x per_member] gradients, clipped in place
+//   hyper  [K x kHyperFields] member settings (read)
+//   sum_sq [K] the sums of squares of the members that clip by norm; nullptr where none does
+template <typename T>
+__global__ void member_clip_grad(T* g, const double* hyper, const double* sum_sq, long long members,
+                                 long long per_member) {
+    const long long stride = (long long)blockDim.x * gridDim.x;
+    for (long long k = blockIdx.y; k < members; k += gridDim.y) {
+        const double* h = hyper + k * kHyperFields;
+        if (!member_active(h)) continue;
+        const MemberClip<T> c = member_clip<T>(h, member_clips_by_norm(h) ? sum_sq[k] : 0.0);
+        if (!c.scales && !c.clamps) continue;
+        T* gk = g + k * per_member;
+        for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < per_member; i += stride)
+            gk[i] = clip_element(gk[i], c);
+    }
+}
+
 // One SGD step of every active member (sgd_update with member k's lr, momentum, weight decay).
 //   w     [K x per_member] parameters, updated in place
 //   g     [K x per_member] gradients (read)

@@ -2,8 +2,9 @@
 //
 // An ensemble of K members keeps its optimizer settings in a device vector of K rows of
 // kHyperFields doubles (gpunn/ensemble_ops.py writes it, once per epoch): row k holds member k's
-// learning rate for the epoch, weight decay, momentum, Adam's beta1 and beta2, and whether it is
-// still training. The rules below turn a row into the arguments of sgd_update / adam_update
+// learning rate for the epoch, weight decay, momentum, Adam's beta1 and beta2, whether it is
+// still training, and its gradient clipping by norm and by value (0: none). The rules below
+// turn a row into the arguments of sgd_update / adam_update and member_clip_grad's clipping
 // (optimizers.cuh) exactly as one model's launch does: each value rounded once to T, and
 // 1 - beta and the bias corrections 1 - beta^t (adam_bias_correction, on the device as one
 // model's adam_step and optimizer_tick form them) computed in double first.
@@ -17,7 +18,7 @@
 namespace gpunn {
 
 enum HyperField : int { kLr = 0, kWeightDecay = 1, kMomentum = 2, kBeta1 = 3, kBeta2 = 4, kActive = 5,
-                        kHyperFields = 6 };
+                        kClipNorm = 6, kClipValue = 7, kHyperFields = 8 };
 
 template <typename T>
 struct MemberSgd {
@@ -31,6 +32,38 @@ struct MemberAdam {
 
 // Whether member row h still trains (a frozen member's parameters and state stay as they are).
 GPUNN_HD bool member_active(const double* h) { return h[kActive] != 0.0; }
+
+// Whether member row h trains and clips its gradient by its norm (member_grad_sum_sq sums its squares).
+GPUNN_HD bool member_clips_by_norm(const double* h) { return member_active(h) && h[kClipNorm] > 0.0; }
+
+// A member's gradient clipping (torch's clip_grad_norm_ and clip_grad_value_, gpunn.ops.ensemble's
+// clip_gradients): g <- g * scale where `scales`, then into [-bound, bound] where `clamps`.
+template <typename T>
+struct MemberClip {
+    bool scales, clamps;
+    T scale, bound;
+};
+
+// Row h's clipping, given sum_sq, the double sum of its gradient's squares (read only where it clips by norm):
+// scale = T(c / (sqrt(sum_sq) + 1e-6)) where that is under 1 (formed in double, rounded once), bound = T(v).
+template <typename T>
+GPUNN_HD MemberClip<T> member_clip(const double* h, double sum_sq) {
+    MemberClip<T> c{false, h[kClipValue] > 0.0, T(1), T(h[kClipValue])};
+    if (h[kClipNorm] > 0.0) {
+        const double coef = h[kClipNorm] / (m_sqrt(sum_sq) + 1e-6);
+        c.scales = coef < 1.0;
+        if (c.scales) c.scale = T(coef);
+    }
+    return c;
+}
+
+// One gradient element clipped by c (a NaN stays NaN, as NumPy's clip keeps it).
+template <typename T>
+GPUNN_HD T clip_element(T g, const MemberClip<T>& c) {
+    if (c.scales) g = g * c.scale;
+    if (c.clamps) g = g > c.bound ? c.bound : (g < -c.bound ? -c.bound : g);
+    return g;
+}
 
 template <typename T>
 GPUNN_HD MemberSgd<T> member_sgd(const double* h) {

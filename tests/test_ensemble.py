@@ -15,7 +15,7 @@ import waiting
 import gpunn
 from gpunn.ops import ensemble_ops_for
 from gpunn.optim import make_optimizer
-from gpunn.ops.member_rates import MemberRates
+from gpunn.ops.member_rates import HYPER_FIELDS, MemberRates
 from gpunn.training.callbacks import Callback
 from gpunn.training.ensemble import bootstrap_rows
 from torch_formulas import torch_adam, torch_sgd
@@ -1011,7 +1011,7 @@ def test_member_kernels_match_the_generic_member_ops():
         ref.activation_bias_backward(d2, gpunn.ACTIVATIONS["relu"], Z1, True, d2, g2[:, 2:2 + cols])
         np.testing.assert_array_equal(d1, d2)
         np.testing.assert_array_equal(g1, g2)  # both sum the rows in order
-        table = np.zeros((K, 6))
+        table = np.zeros((K, HYPER_FIELDS))  # (no clipping)
         table[:, 0], table[:, 1], table[:, 3], table[:, 4], table[:, 5] = [1e-2, 1e-3, 3e-2], [0, 1e-2, 0.1], \
             [0.9, 0.8, 0.7], [0.999, 0.99, 0.9], [1, 0, 1]
         for decoupled in (False, True):
@@ -1044,8 +1044,8 @@ def test_each_active_members_step_is_torchs_with_its_own_settings_and_a_frozen_o
     ops = ensemble_ops_for(CpuOps(fused=fused))
     rng = np.random.default_rng(4)
     K, P = 3, 16
-    table = np.array([[0.05, 0.1, 0.9, 0.9, 0.999, 1], [0.05, 0.1, 0.9, 0.9, 0.999, 0],
-                      [0.02, 0.01, 0.5, 0.8, 0.95, 1]])
+    table = np.array([[0.05, 0.1, 0.9, 0.9, 0.999, 1, 0, 0], [0.05, 0.1, 0.9, 0.9, 0.999, 0, 0, 0],
+                      [0.02, 0.01, 0.5, 0.8, 0.95, 1, 0, 0]])  # (no clipping: the last two columns)
     grads = [rng.standard_normal((K, P)) for _ in range(3)]
     given = [g.copy() for g in grads]
     w0 = rng.standard_normal((K, P))

@@ -361,9 +361,14 @@ def test_each_member_op_on_cuda_computes_what_the_generic_member_ops_do_or_leave
     host = {name: rng.standard_normal(shape).astype(other if name == "other" else dtype) for name, shape in host.items()}
     host["v"] = abs(host["v"])
     tanh, relu = ACTIVATIONS["tanh"], ACTIVATIONS["relu"]
-    rates = MemberRates(xp, [[1e-2, 1e-3, 0.9, 0.9, 0.999, 1], [3e-2, 0.0, 0.5, 0.8, 0.99, 0],
-                             [5e-2, 1e-2, 0.3, 0.7, 0.9, 1]])  # member 1 frozen
-    no_momentum = MemberRates(xp, [[1e-2, 1e-3, 0.0, 0.9, 0.999, 1]] * K)
+    rates = MemberRates(xp, [[1e-2, 1e-3, 0.9, 0.9, 0.999, 1, 0, 0], [3e-2, 0.0, 0.5, 0.8, 0.99, 0, 0, 0],
+                             [5e-2, 1e-2, 0.3, 0.7, 0.9, 1, 0, 0]])  # member 1 frozen
+    no_momentum = MemberRates(xp, [[1e-2, 1e-3, 0.0, 0.9, 0.999, 1, 0, 0]] * K)
+    # member 0 clips by norm (under its norm, ~4.9: scaled), member 1 is frozen (its clip not applied), member 2
+    # clips by value
+    clipped = MemberRates(xp, [[1e-2, 1e-3, 0.9, 0.9, 0.999, 1, 2.0, 0], [3e-2, 0.0, 0.5, 0.8, 0.99, 0, 0.5, 0],
+                               [5e-2, 1e-2, 0.3, 0.7, 0.9, 1, 0, 0.4]])
+    by_norm = MemberRates(xp, [[1e-2, 1e-3, 0.9, 0.9, 0.999, 1, c, 0] for c in (2.0, 100.0, 0.1)])  # 1: not scaled
 
     def row_view(d, name="flat", start=2, step=1):  # member k's cols values of a flat buffer, P values apart
         return d[name].reshape(K, P)[:, start:start + step * cols:step]
@@ -396,6 +401,16 @@ def test_each_member_op_on_cuda_computes_what_the_generic_member_ops_do_or_leave
         "adam at the device's step": lambda o, d: o.adam_step_dev(d["flat"].reshape(K, P), d["g"], d["m"], d["v"],
                                                                   rates, 1e-8, xp.asarray([3.0, 0, 0, 0]), True),
         "adam, strided": lambda o, d: o.adam_step(d["wide"][:, :P], d["g"], d["m"], d["v"], rates, 1e-8, 2, False),
+        "clip": lambda o, d: o.clip_gradients(d["g"], clipped),
+        "clip by norm": lambda o, d: o.clip_gradients(d["g"], by_norm),
+        "clip, strided": lambda o, d: o.clip_gradients(d["wide"][:, :P], clipped),
+        "sgd, clipped": lambda o, d: o.sgd_step(d["flat"].reshape(K, P), d["g"], d["m"], clipped, True),
+        "adam, clipped": lambda o, d: o.adam_step(d["flat"].reshape(K, P), d["g"], d["m"], d["v"], clipped, 1e-8, 3,
+                                                  False),
+        "adam at the device's step, clipped": lambda o, d: o.adam_step_dev(
+            d["flat"].reshape(K, P), d["g"], d["m"], d["v"], by_norm, 1e-8, xp.asarray([3.0, 0, 0, 0]), True),
+        "adam, strided, clipped": lambda o, d: o.adam_step(d["wide"][:, :P], d["g"], d["m"], d["v"], clipped, 1e-8, 2,
+                                                           False),
     }
     tol = dict(rtol=1e-12, atol=1e-14) if dtype == "float64" else dict(rtol=1e-5, atol=1e-6)
     for name, case in cases.items():
@@ -409,3 +424,37 @@ def test_each_member_op_on_cuda_computes_what_the_generic_member_ops_do_or_leave
             numpy.testing.assert_allclose(out1, out2, **tol, err_msg=name)
         for key in host.keys() - ({"Z"} if name == "forward, A apart" else set()):
             numpy.testing.assert_allclose(arrays1[key], arrays2[key], **tol, err_msg=f"{name}: {key}")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer,clip", [("adam", "clip_norm"), ("adamw", "clip_value"), ("sgd", "clip_norm"),
+                                            ("momentum", "clip_value")])
+def test_each_member_clips_by_its_own_gradient_on_cuda_eager_and_in_the_graph_as_the_generic_ops_do(gpu, dtype,
+                                                                                                   optimizer, clip):
+    """Per-member clips (member 0 unclipped) on cuda: member_grad_sum_sq sums each clipping member's squares on the
+    device and member_clip_grad scales or clamps its row, before the optimizer's kernel, so the step is captured (the
+    stand-in refuses a host read in a capture) and trains, eager and as a graph, as the generic member ops
+    (fused=False: EnsembleOps.clip_gradients, whose members clip as their MLPs on the CPU: tests/test_ensemble_clip.py)
+    do; not as the unclipped run."""
+    X, Y = _data()
+    clips = [None, 0.05, 0.5] if clip == "clip_norm" else [None, 0.01, 0.05]
+    kwargs = dict(epochs=3, batch_size=64, seed=4, optimizer=optimizer, weight_decay=[0.0, 1e-3, 1e-2],
+                  lr=[1e-3, 3e-3, 1e-2] if "adam" in optimizer else [1e-2, 3e-2, 5e-2], verbose=False)
+    runs = {}
+    for fused, clipped in ((False, True), (False, False)):
+        ens = gpunn.Ensemble(SIZES, 3, dtype=dtype, device="cuda", seed=10, fused=fused)
+        ens.fit(X, Y, **kwargs, **({clip: clips} if clipped else {}))
+        runs[clipped] = ens.member_params.get()
+    numpy.testing.assert_array_equal(runs[True][0], runs[False][0])  # member 0 unclipped
+    assert _rel(runs[True][1:], runs[False][1:]) > 1e-3
+    fakecupy = __import__("sys").modules.get("fakecupy")
+    for graph in (False, True):
+        if fakecupy is not None and fakecupy.in_use():
+            fakecupy.state.launches.clear()
+        ens = gpunn.Ensemble(SIZES, 3, dtype=dtype, device="cuda", seed=10, graph=graph)
+        ens.fit(X, Y, **kwargs, **{clip: clips})
+        assert not graph or ens.graph_trainer.captured, ens.graph_trainer.reason
+        assert _rel(ens.member_params, runs[True]) <= TOL[dtype], f"graph={graph}"
+        if fakecupy is not None and fakecupy.in_use():
+            names = " ".join(str(launch[0]) for launch in fakecupy.state.launches)
+            assert "member_clip_grad" in names and ("member_grad_sum_sq" in names) == (clip == "clip_norm")

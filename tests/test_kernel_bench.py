@@ -7,6 +7,7 @@ import pytest
 import waiting
 
 from gpunn.bench import kernels
+from gpunn.ops.member_rates import HYPER_FIELDS
 
 
 def test_kernel_bench_runs_and_reports_every_op_and_gpu_report_prints_its_rows(tmp_path):
@@ -120,7 +121,7 @@ class _RecordedOps:
 def test_each_op_counts_the_fewest_bytes_it_must_move_on_data_of_the_size_asked():
     """Every input read once, every output written once; the data is n elements laid out as (n/cols) x cols,
     random (a second moment, Adam's v, non-negative). The ensemble row steps the same n parameters as K rows, each
-    member with Adam's defaults (its K x 6 settings table read once)."""
+    member with Adam's defaults (its K x HYPER_FIELDS settings table read once)."""
     import numpy
 
     from gpunn import backend
@@ -133,7 +134,7 @@ def test_each_op_counts_the_fewest_bytes_it_must_move_on_data_of_the_size_asked(
         "forward relu (A=g(Z+b), in place)": 2 * size, "forward gelu (keep Z, write A)": 3 * size,
         "backward relu from A": 3 * size, "backward tanh from A": 3 * size, "backward gelu from Z": 3 * size,
         "loss + dA[L]": 3 * size, "bias gradient (column sums)": size, "sgd momentum step": 5 * size,
-        "adam step": 7 * size, "ensemble adam step, K=16": 7 * size + 16 * 6 * 8}
+        "adam step": 7 * size, "ensemble adam step, K=16": 7 * size + 16 * HYPER_FIELDS * 8}
     for _, run_op, _ in got:
         run_op()
     Z, b = ops.calls["bias_activation"][:2]
@@ -142,7 +143,8 @@ def test_each_op_counts_the_fewest_bytes_it_must_move_on_data_of_the_size_asked(
     assert w.shape == v.shape == (4096,) and (v >= 0).all() and v.max() > 0
     W, G, M, V, rates, eps, step, decoupled = member_ops.calls["adam_step"]
     assert W.shape == G.shape == M.shape == V.shape == (16, 256) and W.flags.c_contiguous and (V >= 0).all()
-    assert rates.host.shape == (16, 6) and (rates.host[:, [LR, BETA1, BETA2, ACTIVE]] == [1e-3, 0.9, 0.999, 1]).all()
+    assert rates.host.shape == (16, HYPER_FIELDS) and \
+        (rates.host[:, [LR, BETA1, BETA2, ACTIVE]] == [1e-3, 0.9, 0.999, 1]).all()
     assert (rates.host[:, [WEIGHT_DECAY, MOMENTUM]] == 0).all()
     assert (eps, step, decoupled) == (1e-8, 10, False)  # as the one-model row's
 
@@ -211,7 +213,7 @@ def test_the_ensemble_row_is_one_member_adam_launch_that_steps_each_member_as_on
         ops = CupyOps(fused=fused)
         member_ops = _Given(ensemble_ops_for(ops))
         name, step, nbytes = kernels.cases(gpu, ops, 1 << 12, "float64", member_ops=member_ops)[-1]
-        assert name == "ensemble adam step, K=256" and nbytes == 7 * 8 * 4096 + 256 * 6 * 8
+        assert name == "ensemble adam step, K=256" and nbytes == 7 * 8 * 4096 + 256 * HYPER_FIELDS * 8
         launched.clear()
         step()
         assert launched == (["member_adam_step"] if fused else []), launched
@@ -274,7 +276,7 @@ def test_the_rows_are_each_ops_bandwidth_against_the_copys_at_each_size(monkeypa
         n = r["elements"]
         copy = 2 * 8 * n / 0.5 / 1e9
         assert r["seconds"] == 0.5 and r["copy_gb_per_s"] == pytest.approx(copy) and r["copy_by"] == "copy kernel"
-        table = 256 * 6 * 8 if r["op"] == "ensemble adam step, K=256" else 0  # the members' settings
+        table = 256 * HYPER_FIELDS * 8 if r["op"] == "ensemble adam step, K=256" else 0  # the members' settings
         assert (r["gb_per_s"] * 0.5 * 1e9 - table) / (8 * n) in (1, 2, 3, 5, 7) and r["dtype"] == "float64"
         assert r["fraction_of_copy"] == pytest.approx(r["gb_per_s"] / copy) and "fused_speedup" not in r
     assert sorted({r["elements"] for r in result["rows"]}) == [1024, 2048]

@@ -69,6 +69,8 @@ SIGNATURES = {
     "k_member_sgd_step": [U, U, U, P, P, P, P, I, LL, LL],
     "k_member_adam_step": [U, U, U, P, P, P, P, P, D, D, I, LL, LL],
     "k_member_adam_step_dev": [U, U, U, P, P, P, P, P, D, P, I, LL, LL],
+    "k_member_grad_sum_sq": [U, U, U, P, P, LL, LL, P],
+    "k_member_clip_grad": [U, U, U, P, P, P, LL, LL],
     "k_shared_probe": [U, U, P],
     "k_philox": [I, I, U, U, U, ctypes.c_void_p, LL, LL, D, D, ctypes.c_void_p],
 }
@@ -464,9 +466,11 @@ def test_member_weighted_mse_grad_reads_each_members_targets_and_weights_at_thei
 
 
 def _hyper(K):
-    # lr, weight decay, momentum, beta1, beta2, active; member 1 is frozen
-    return np.array([[0.05, 0.01, 0.9, 0.9, 0.999, 1], [0.2, 0.0, 0.5, 0.8, 0.99, 0],
-                     [0.01, 0.02, 0.0, 0.85, 0.995, 1], [0.03, 0.0, 0.7, 0.9, 0.9, 1]][:K], dtype=np.float64)
+    # lr, weight decay, momentum, beta1, beta2, active, clip_norm, clip_value; member 1 is frozen; member 0 clips by
+    # norm, member 2 by value (the optimizer kernels read neither: member_clip_grad does)
+    return np.array([[0.05, 0.01, 0.9, 0.9, 0.999, 1, 0.5, 0], [0.2, 0.0, 0.5, 0.8, 0.99, 0, 0.5, 0.1],
+                     [0.01, 0.02, 0.0, 0.85, 0.995, 1, 0, 0.3], [0.03, 0.0, 0.7, 0.9, 0.9, 1, 0, 0]][:K],
+                    dtype=np.float64)
 
 
 @pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
@@ -477,7 +481,7 @@ def test_member_sgd_step_follows_each_members_row_and_leaves_a_frozen_one(k, gx,
     w, grad, vel = r.standard_normal((K, per)), r.standard_normal((K, per)), r.standard_normal((K, per))
     H = _hyper(K)
     ew, ev = w.copy(), vel.copy()
-    for i, (lr, wd, mu, _, _, active) in enumerate(H):
+    for i, (lr, wd, mu, _, _, active, _, _) in enumerate(H):
         if active:
             Ops(np).sgd_step(ew[i], grad[i].copy(), ev[i] if mu else None, lr, mu, bool(nesterov), wd)
     k.member_sgd_step(gx, gy, block, w, grad, vel, H, nesterov, K, per)
@@ -500,7 +504,7 @@ def test_member_adam_step_follows_each_members_row_and_leaves_a_frozen_one(k, sc
     H = _hyper(K)
     before = [w.copy(), m.copy(), v.copy()]
     expect = [w.copy(), m.copy(), v.copy()]
-    for i, (lr, wd, _, b1, b2, active) in enumerate(H):
+    for i, (lr, wd, _, b1, b2, active, _, _) in enumerate(H):
         if active:
             for a, b in zip(expect, _adam_reference(w[i], grad[i], m[i], v[i], lr, b1, b2, eps, step, wd, decoupled)):
                 a[i] = b
@@ -515,13 +519,49 @@ def test_member_adam_step_follows_each_members_row_and_leaves_a_frozen_one(k, sc
     # (per-thread pows were 2 * gx * block per member: double pows, slow on a GPU); none for the frozen member
     assert k.lib.take_pow_calls() == 2 * gx * int(H[:, 5].sum())
     # and the bits of one model's adam_step kernel with the member's row (the same bias corrections and update)
-    for i, (lr, wd, _, b1, b2, active) in enumerate(H):
+    for i, (lr, wd, _, b1, b2, active, _, _) in enumerate(H):
         one = [a[i].copy() for a in before]
         if active:
             k.adam_step(gx, block, one[0], grad[i].copy(), one[1], one[2], lr, 1 - b1, 1 - b2, eps, b1, b2,
                         float(step), wd, decoupled, per)
         for a, b in zip((w, m, v), one):
             np.testing.assert_array_equal(a[i], b)
+
+
+@pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
+@BOTH_ORDERS
+def test_member_grad_sum_sq_sums_the_squares_of_each_member_that_clips_by_norm_apart(k, schedule, gx, gy, block):
+    """Member 0 clips by norm: its sum of squares over every block added to what the caller zeroed (here 0.5);
+    member 1 (frozen), 2 (by value) and 3 (none) are skipped, whole blocks at a time."""
+    K, per = 4, 203
+    g = rng(12).standard_normal((K, per))
+    sums = np.full(K, 0.5)
+    k.member_grad_sum_sq(gx, gy, block, g, _hyper(K), K, per, sums)
+    close(sums[0], 0.5 + (g[0] ** 2).sum(), SUMS)
+    assert (sums[1:] == 0.5).all()
+
+
+@pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
+def test_member_clip_grad_scales_or_clamps_each_active_members_row_as_the_cpus_clip(k, gx, gy, block):
+    """From the sums of squares: member 0 scaled to its limit (EnsembleOps.clip_gradients' bits), member 2 clamped,
+    member 1 (frozen) and 3 (no clip) untouched; then a limit over member 0's norm leaves it too."""
+    from gpunn.ops.ensemble import EnsembleOps
+    from gpunn.ops.member_rates import MemberRates
+
+    K, per = 4, 203
+    g = rng(13).standard_normal((K, per))
+    H = _hyper(K)
+    sums = np.array([float(np.dot(g[i], g[i])) for i in range(K)])  # (the generic op's own sum of member 0's squares)
+    got, want = g.copy(), g.copy()
+    k.member_clip_grad(gx, gy, block, got, H, sums, K, per)
+    EnsembleOps(Ops(np)).clip_gradients(want, MemberRates(np, H))
+    np.testing.assert_array_equal(got[1:], want[1:])
+    np.testing.assert_array_equal(got[0], g[0] * (0.5 / (np.sqrt(sums[0]) + 1e-6)))
+    assert not np.array_equal(got[2], g[2]) and np.array_equal(got[[1, 3]], g[[1, 3]])
+    H[0, 6] = 2 * np.sqrt(sums[0])
+    again = g.copy()
+    k.member_clip_grad(gx, gy, block, again, H, sums, K, per)
+    np.testing.assert_array_equal(again[0], g[0])
 
 
 # (grid x, grid y, block x): more threads than any stream's blocks, one block of 32 threads walking every stream,

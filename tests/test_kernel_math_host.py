@@ -43,6 +43,7 @@ def harness(tmp_path_factory):
         dptr, ll = ctypes.POINTER(ctypes.c_double), ctypes.c_longlong
         getattr(h, f"member_sgd_{suffix}").argtypes = [ptr, ptr, ptr, dptr, ctypes.c_int, ll, ll]
         getattr(h, f"member_adam_{suffix}").argtypes = [ptr] * 4 + [dptr, ct, ctypes.c_double, ctypes.c_int, ll, ll]
+        getattr(h, f"member_clip_{suffix}").argtypes = [ptr, dptr, dptr, ll, ll]
     h.bias_correction.argtypes, h.bias_correction.restype = [ctypes.c_double, ctypes.c_double], ctypes.c_double
     h.clip_factor_of.argtypes, h.clip_factor_of.restype = [ctypes.c_double, ctypes.c_double], ctypes.c_double
     h.clip_value_f32.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.c_float, ctypes.c_longlong]
@@ -508,11 +509,11 @@ def test_bf16_activation_math(harness, bfloat16, act):
             f"x={xf[i]!r} got {got[i]!r} want {want[i]!r}" for i in np.flatnonzero(bad)[:6]))
 # ---- the ensemble's per-member settings (kernels/ensemble.cuh) --------------------------------
 
-MEMBER_TABLE = np.array([  # lr, weight decay, momentum, beta1, beta2, active
-    [1e-3, 0.0, 0.9, 0.9, 0.999, 1],
-    [3e-2, 1e-2, 0.0, 0.8, 0.99, 1],
-    [0.1, 1e-3, 0.5, 0.5, 0.9, 0],  # frozen
-    [7e-3, 5e-4, 0.99, 0.95, 0.9999, 1],
+MEMBER_TABLE = np.array([  # lr, weight decay, momentum, beta1, beta2, active, clip_norm, clip_value
+    [1e-3, 0.0, 0.9, 0.9, 0.999, 1, 0.5, 0],
+    [3e-2, 1e-2, 0.0, 0.8, 0.99, 1, 0, 0.25],
+    [0.1, 1e-3, 0.5, 0.5, 0.9, 0, 0.5, 0],  # frozen
+    [7e-3, 5e-4, 0.99, 0.95, 0.9999, 1, 0, 0],
 ])
 
 
@@ -533,7 +534,7 @@ def test_member_adam_decodes_each_row_as_one_model_passes_its_settings(harness, 
         g = rng.standard_normal(K * P).astype(dtype)
         member(_ptr(w, dtype), _ptr(g, dtype), _ptr(m, dtype), _ptr(v, dtype),
                table.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), dtype(1e-8), float(step), int(decoupled), K, P)
-        for k, (lr, wd, _mom, b1, b2, active) in enumerate(MEMBER_TABLE):
+        for k, (lr, wd, _mom, b1, b2, active, _, _) in enumerate(MEMBER_TABLE):
             if not active:
                 continue
             rows = slice(k * P, (k + 1) * P)
@@ -564,7 +565,7 @@ def test_member_sgd_decodes_each_row_as_one_model_passes_its_settings(harness, d
         g = rng.standard_normal(K * P).astype(dtype)
         member(_ptr(w, dtype), _ptr(g, dtype), _ptr(vel, dtype), table.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
                int(nesterov), K, P)
-        for k, (lr, wd, mom, _b1, _b2, active) in enumerate(table):
+        for k, (lr, wd, mom, _b1, _b2, active, _, _) in enumerate(table):
             if not active:
                 continue
             rows = slice(k * P, (k + 1) * P)
@@ -618,16 +619,45 @@ def test_member_bias_grad_bf16_sums_widened_values_in_double_into_float(harness,
         assert np.isnan(db[k * P + cols:(k + 1) * P]).all()  # the rest of the member's row is not touched
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_member_clip_scales_by_each_members_norm_and_clamps_by_its_value_as_the_cpus_clip(harness, dtype):
+    """ensemble.cuh's member_clip and clip_element (member_clip_grad's math), given each member's sum of squares: the
+    bits of EnsembleOps.clip_gradients' g * T(c / (sqrt(s) + 1e-6)) where that is under 1 (member 0; member 3's limit
+    is over its norm: kept) and numpy.clip to [-T(v), T(v)] (member 1, a NaN kept); a frozen member (2) untouched."""
+    from gpunn.ops import Ops
+    from gpunn.ops.ensemble import EnsembleOps
+    from gpunn.ops.member_rates import MemberRates
+
+    rng = np.random.default_rng(8)
+    K, P = MEMBER_TABLE.shape[0], 301
+    g = rng.standard_normal(K * P).astype(dtype)
+    g[P + 5] = np.nan
+    sums = (g.reshape(K, P).astype(np.float64) ** 2).sum(axis=1)
+    table = MEMBER_TABLE.copy()
+    table[3, 6] = 2 * np.sqrt(sums[3])
+    got = g.copy()
+    getattr(harness, f"member_clip_{_suffix(dtype)}")(_ptr(got, dtype), table.ctypes.data_as(ctypes.POINTER(
+        ctypes.c_double)), _ptr(sums, np.float64), K, P)
+    want = g.reshape(K, P).copy()
+    want[0] *= dtype(0.5 / (np.sqrt(sums[0]) + 1e-6))
+    np.clip(want[1], -dtype(0.25), dtype(0.25), out=want[1])
+    np.testing.assert_array_equal(got.reshape(K, P), want)
+    generic = g.reshape(K, P).copy()  # (member 0: its sum of squares formed by the op, in its own order)
+    EnsembleOps(Ops(np)).clip_gradients(generic, MemberRates(np, table))
+    np.testing.assert_array_equal(generic[1:], want[1:])
+
+
 def test_the_member_kernels_read_a_table_as_gpunn_writes_it(harness):
     """A table laid out by gpunn.ops.member_rates' column numbers and HYPER_FIELDS (as gpunn.training.ensemble fills
     it) steps every member as MEMBER_TABLE, written out in the header's HyperField order, does: bit for bit, Adam and
     SGD. A column number or a width apart from the header's would give a member another's or no settings; the
     CPU's ops read the table by the same numbers, so only the header can tell."""
-    from gpunn.ops.member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates
+    from gpunn.ops.member_rates import (ACTIVE, BETA1, BETA2, CLIP_NORM, CLIP_VALUE, HYPER_FIELDS, LR, MOMENTUM,
+                                       WEIGHT_DECAY, MemberRates)
 
     K, P, dtype = MEMBER_TABLE.shape[0], 257, np.float64
     table = np.zeros((K, HYPER_FIELDS))
-    for header_column, column in enumerate((LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE)):
+    for header_column, column in enumerate((LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE, CLIP_NORM, CLIP_VALUE)):
         table[:, column] = MEMBER_TABLE[:, header_column]
     written = MemberRates(np, table).host
     rng = np.random.default_rng(7)
@@ -643,7 +673,10 @@ def test_the_member_kernels_read_a_table_as_gpunn_writes_it(harness):
         ws, vel = w0.copy(), np.zeros(K * P)
         for _ in range(2):
             harness.member_sgd_f64(_ptr(ws, dtype), _ptr(g, dtype), _ptr(vel, dtype), rows, 0, K, P)
-        runs.append([w, m, v, ws, vel])
+        clipped = g.copy()
+        harness.member_clip_f64(_ptr(clipped, dtype), rows, _ptr(np.full(K, 9.0), dtype), K, P)
+        runs.append([w, m, v, ws, vel, clipped])
+    assert not np.array_equal(runs[0][5], g)  # (the clips read from their columns: the rows changed)
     for got, want in zip(runs[1], runs[0]):
         np.testing.assert_array_equal(got, want)
 

@@ -13,8 +13,9 @@ call the single-model kernels of ``gpunn.ops.cpu``. As with ``Ops``, every metho
 caller-owned buffers and none synchronises with the host.
 
 The optimizer's per-member settings are :class:`gpunn.ops.member_rates.MemberRates`: a (K, HYPER_FIELDS) float64
-table (learning rate for the epoch, weight decay, momentum, beta1, beta2, active), kept on the host
-for the CPU and copied once per epoch to the device for the kernels (kernels/ensemble.cuh).
+table (learning rate for the epoch, weight decay, momentum, beta1, beta2, active, clip_norm, clip_value), kept on the
+host for the CPU and copied once per epoch to the device for the kernels (kernels/ensemble.cuh). Each optimizer step
+first clips each active member's gradient row by its own clip_norm or clip_value (``clip_gradients``).
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ from .cpu import _FLOATS, _bounds, numba, run_pieces, threads_setting, usable_co
 # (ENV_BLAS_THREADS, blas_threads_setting, member_blas_threads, MemberRates: re-exported, their home moved)
 from .fit_threads import ENV_BLAS_THREADS, blas_threads_setting, member_blas_threads
 from .lazynumba import kernels
-from .member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, BetaPowers, MemberRates
+from .member_rates import (ACTIVE, BETA1, BETA2, CLIP_NORM, CLIP_VALUE, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY,
+                           BetaPowers, MemberRates)
 from .ufuncs import numpy_exp, numpy_tanh
 
 
@@ -134,14 +136,36 @@ class EnsembleOps:
         return sums_of_squares64(self.xp, D.reshape(D.shape[0], -1))
 
     # ---- optimizer updates over the (K, P) parameter rows ------------------------------
+    def clip_gradients(self, g, rates: MemberRates):
+        """Each active member's gradient row ``g[k]`` clipped in place by its own setting (the table's CLIP_NORM,
+        CLIP_VALUE; 0: none), as its MLP's optimizer clips: by norm c, g[k] *= min(c / (||g[k]|| + 1e-6), 1), the
+        2-norm of the member's whole row (every dW and db), its squares summed in float64 (torch's
+        clip_grad_norm_); by value v, each element into [-v, v]. The optimizer steps below call it first."""
+        rows = self._active_rows(rates) if rates.clips else None
+        if rows is None:
+            return g
+        xp, dt, G, table = self.xp, g.dtype, g[rows], self._active_table(rates, rows)
+        limit = table[:, CLIP_NORM]
+        if limit.any():
+            coef = xp.asarray(limit) / (xp.sqrt(sums_of_squares64(xp, G)) + 1e-6)
+            G *= xp.where(xp.asarray(limit > 0) & (coef < 1), coef, 1.0).astype(dt)[:, None]
+        value = table[:, CLIP_VALUE]
+        if value.any():
+            bound = _column(xp, numpy.where(value > 0, value, numpy.inf), dt)
+            xp.clip(G, -bound, bound, out=G)
+        if rows is not Ellipsis:  # fancy indexing copied the active rows: write them back
+            g[rows] = G
+        return g
+
     def sgd_step(self, w, g, velocity, rates: MemberRates, nesterov: bool):
-        """Each active member's PyTorch SGD step (``Ops.sgd_step`` with its own lr, momentum, decay)."""
+        """Each active member's PyTorch SGD step (``Ops.sgd_step`` with its own lr, momentum, decay), after
+        clip_gradients."""
         rows = self._active_rows(rates)
         if rows is None:
             return w
         xp, dt = self.xp, w.dtype
         table = self._active_table(rates, rows)
-        W, G = w[rows], g[rows]
+        W, G = w[rows], self.clip_gradients(g, rates)[rows]
         V = None if velocity is None else velocity[rows]
         if table[:, WEIGHT_DECAY].any():
             G = xp.add(G, _column(xp, table[:, WEIGHT_DECAY], dt) * W)
@@ -164,13 +188,14 @@ class EnsembleOps:
         return w
 
     def adam_step(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
-        """Each active member's Adam/AdamW step at ``step`` (``Ops.adam_step`` with its own settings)."""
+        """Each active member's Adam/AdamW step at ``step`` (``Ops.adam_step`` with its own settings), after
+        clip_gradients."""
         rows = self._active_rows(rates)
         if rows is None:
             return w
         xp, dt = self.xp, w.dtype
         table = self._active_table(rates, rows)
-        W, G, M, V = w[rows], g[rows], m[rows], v[rows]
+        W, G, M, V = w[rows], self.clip_gradients(g, rates)[rows], m[rows], v[rows]
         lr, wd = table[:, LR], table[:, WEIGHT_DECAY]
         beta1, beta2 = table[:, BETA1], table[:, BETA2]
         if wd.any() and decoupled:
@@ -268,7 +293,7 @@ def group_pass_activations(acts, dtype):
 KERNELS = ("_member_bias_relu", "_member_column_sums", "_member_relu_backward_bias", "_outer_relu_backward_bias",
            "_member_outer_relu_backward_bias", "_bias_activation_inplace", "_derivative_from_output",
            "_activation_backward_bias", "_outer_backward_bias", "_member_adam", "_adam_row", "_member_adam_in_pass",
-           "_member_group_pass", "_wait_for", "_store_and_wait")
+           "_member_group_pass", "_wait_for", "_store_and_wait", "_clip_row", "_member_clip")
 
 
 @kernels(KERNELS)
@@ -278,7 +303,7 @@ def _define():
     global _member_bias_relu, _member_column_sums, _member_relu_backward_bias, _outer_relu_backward_bias
     global _member_outer_relu_backward_bias, _bias_activation_inplace, _derivative_from_output
     global _activation_backward_bias, _outer_backward_bias, _member_adam, _adam_row, _member_adam_in_pass
-    global _member_group_pass, _wait_for, _store_and_wait
+    global _member_group_pass, _wait_for, _store_and_wait, _clip_row, _member_clip
     global _adam, _adam_l2, _bias_relu_inplace, _column_sums, _relu_backward_bias_inplace, _small_k_matmul
     global loop_inplace
     from numba import njit
@@ -391,6 +416,51 @@ def _define():
         sums[:] = acc
 
     @njit(**_jit)
+    def _clip_row(g, clip_norm, clip_value, c):
+        """EnsembleOps.clip_gradients on one member's gradient row g, in place (``c``: scratch of g's dtype): by norm
+        (clip_norm > 0), g *= T(clip_norm / (sqrt(s) + 1e-6)) where that is under 1, s the float64 sum of the squares
+        in four interleaved partial sums (i mod 4), added as (s0 + s1) + (s2 + s3) (a fixed order: every path that
+        calls it gives the same bits; one chain of additions took ~4x as long); by value (clip_value > 0), each
+        element into [-T(clip_value), T(clip_value)]."""
+        n = g.size
+        if clip_norm > 0:
+            s0 = s1 = s2 = s3 = 0.0
+            n4 = n - n % 4
+            for i in range(0, n4, 4):
+                a, b, d, e = numpy.float64(g[i]), numpy.float64(g[i + 1]), numpy.float64(g[i + 2]), \
+                    numpy.float64(g[i + 3])
+                s0 += a * a
+                s1 += b * b
+                s2 += d * d
+                s3 += e * e
+            for i in range(n4, n):
+                a = numpy.float64(g[i])
+                s0 += a * a
+            coef = clip_norm / (numpy.sqrt((s0 + s1) + (s2 + s3)) + 1e-6)
+            if coef < 1.0:
+                c[0] = coef
+                scale = c[0]
+                for i in range(n):
+                    g[i] *= scale
+        if clip_value > 0:
+            c[0] = clip_value
+            hi = c[0]
+            lo = -hi
+            for i in range(n):
+                if g[i] > hi:
+                    g[i] = hi
+                elif g[i] < lo:
+                    g[i] = lo
+
+    @njit(**_jit)
+    def _member_clip(g, rates, active):
+        """_clip_row on each active member's row of g (K, P), with its table row's CLIP_NORM and CLIP_VALUE."""
+        c = numpy.empty(1, g.dtype)
+        for k in range(g.shape[0]):
+            if active[k]:
+                _clip_row(g[k], rates[k, CLIP_NORM], rates[k, CLIP_VALUE], c)
+
+    @njit(**_jit)
     def _member_adam(w, g, m, v, beta1, omb1, beta2, omb2, inv_sqrt_bc2, eps, lr_bc1, decay, l2, active):
         """The single-model Adam kernel on each active member's row, with its own scalars."""
         n = w.shape[1]
@@ -423,10 +493,12 @@ def _define():
 
     @njit(**_jit)
     def _member_adam_in_pass(k, w, g, m, v, rates, pow1, pow2, eps, flags, c):
-        """The group pass's Adam step of its member k (flags: [run it, coupled L2, AdamW]): AdamW's
-        w *= 1 - lr * wd, then Adam on every element of the member's row."""
+        """The group pass's Adam step of its member k (flags: [run it, coupled L2, AdamW]): its gradient row
+        clipped (_clip_row, by the table's CLIP_NORM and CLIP_VALUE), AdamW's w *= 1 - lr * wd, then Adam on every
+        element of the member's row."""
         if not flags[0] or rates[k, ACTIVE] == 0:
             return
+        _clip_row(g[k], rates[k, CLIP_NORM], rates[k, CLIP_VALUE], c)
         row = w[k]
         if flags[2]:
             c[0] = 1.0 - rates[k, LR] * rates[k, WEIGHT_DECAY]
@@ -971,8 +1043,11 @@ class _MemberAdam:
         inv_sqrt_bc2 = (1.0 / numpy.sqrt(1.0 - self.pow2)).astype(dt)
         lr_bc1 = (lr / (1.0 - self.pow1)).astype(dt)
         eps, l2 = self.eps, bool(self.wd_any and not self.decoupled)
+        clips = rates.clips
 
         def members(sl):
+            if clips:
+                _member_clip(g[sl], h[sl], active[sl])
             if scale is not None:
                 w[sl] *= scale[sl]
             _member_adam(w[sl], g[sl], m[sl], v[sl], b1[sl], omb1[sl], b2[sl], omb2[sl], inv_sqrt_bc2[sl], eps,

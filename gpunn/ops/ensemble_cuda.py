@@ -1,8 +1,9 @@
 """CupyEnsembleOps: an ensemble's member-axis ops as the fused CUDA kernels of kernels/ensemble.cu.
 
 One launch per op for all K members: the grid's y index walks the members, and the optimizer
-reads each member's settings from the (K, 6) float64 table ``MemberRates.device`` (copied when
-it changes, once per epoch), so a step never waits on the host. Anything the kernels do not
+reads each member's settings from the (K, HYPER_FIELDS) float64 table ``MemberRates.device`` (copied when
+it changes, once per epoch), so a step never waits on the host: gradient clipping too, each member's
+norm summed on the device (``clip_gradients``). Anything the kernels do not
 cover (another dtype, a strided stack, ``fused=False``) falls back to the generic
 ``EnsembleOps``, which is how the two are compared (tests/test_ensemble_gpu.py). With
 ``Ensemble(precision="bf16")`` the hidden layers' bias + activation and bias gradients run the
@@ -18,7 +19,7 @@ from . import kernels
 from .base import is_bf16
 from .cuda import BIAS_GRAD_BLOCK, BLOCK, _multiprocessors, _zeroed, member_row_steps
 from .ensemble import EnsembleOps
-from .member_rates import MemberRates
+from .member_rates import CLIP_NORM, MemberRates
 
 _NULL = numpy.uintp(0)
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y; the kernels step through more members themselves
@@ -155,9 +156,28 @@ class CupyEnsembleOps(EnsembleOps):
         return self._dtype(*arrays) is not None and all(
             a is None or (a.ndim == 2 and a.flags.c_contiguous) for a in arrays)
 
+    def clip_gradients(self, g, rates: MemberRates):
+        """Each member's clip (EnsembleOps.clip_gradients) in at most two launches and no host read: the float64
+        sums of squares of the members that clip by norm into a (K,) scratch of this thread's (allocated by the first,
+        eager step, so a captured step reuses it), then each active member's scale or clamp."""
+        if not rates.clips:
+            return g
+        if not self._step_ok(g):
+            return super().clip_gradients(g, rates)
+        members, per_member = g.shape
+        grid, sums = self._grid(per_member, members), _NULL
+        if rates.host[:, CLIP_NORM].any():
+            sums = _zeroed(self.ops.scratch((members,), numpy.float64, slot="clip"), members)
+            kernels.get_kernel("member_grad_sum_sq", g.dtype)(grid, (BLOCK,), (
+                g, rates.device, numpy.int64(members), numpy.int64(per_member), sums))
+        kernels.get_kernel("member_clip_grad", g.dtype)(grid, (BLOCK,), (
+            g, rates.device, sums, numpy.int64(members), numpy.int64(per_member)))
+        return g
+
     def sgd_step(self, w, g, velocity, rates: MemberRates, nesterov: bool):
         if not self._step_ok(w, g, velocity):
             return super().sgd_step(w, g, velocity, rates, nesterov)
+        self.clip_gradients(g, rates)
         members, per_member = w.shape
         kernels.get_kernel("member_sgd_step", w.dtype)(self._grid(per_member, members), (BLOCK,), (
             w, g, _NULL if velocity is None else velocity, rates.device, numpy.int32(bool(nesterov)),
@@ -167,6 +187,7 @@ class CupyEnsembleOps(EnsembleOps):
     def adam_step(self, w, g, m, v, rates: MemberRates, eps, step, decoupled: bool):
         if not self._step_ok(w, g, m, v):
             return super().adam_step(w, g, m, v, rates, eps, step, decoupled)
+        self.clip_gradients(g, rates)
         members, per_member = w.shape
         kernels.get_kernel("member_adam_step", w.dtype)(self._grid(per_member, members), (BLOCK,), (
             w, g, m, v, rates.device, w.dtype.type(eps), numpy.float64(step), numpy.int32(bool(decoupled)),
@@ -176,6 +197,7 @@ class CupyEnsembleOps(EnsembleOps):
     def adam_step_dev(self, w, g, m, v, rates: MemberRates, eps, state, decoupled: bool):
         if not self._step_ok(w, g, m, v):
             return super().adam_step_dev(w, g, m, v, rates, eps, state, decoupled)
+        self.clip_gradients(g, rates)
         members, per_member = w.shape
         kernels.get_kernel("member_adam_step_dev", w.dtype)(self._grid(per_member, members), (BLOCK,), (
             w, g, m, v, rates.device, w.dtype.type(eps), state, numpy.int32(bool(decoupled)),

@@ -1,16 +1,17 @@
 """An ensemble's per-member optimizer settings: :class:`MemberRates`, a (K, HYPER_FIELDS) float64 table (learning rate
-for the epoch, weight decay, momentum, beta1, beta2, active) kept on the host for the CPU and copied once per epoch to
-the device for the kernels (kernels/ensemble.cuh), and :class:`BetaPowers`, Adam's bias corrections per member as the
-single model forms them. Read by the member-axis ops (gpunn.ops.ensemble, gpunn.ops.ensemble_cuda) and filled by
-gpunn.training.ensemble's EnsembleOptimizer.
+for the epoch, weight decay, momentum, beta1, beta2, active, gradient clipping by norm and by value: 0 for none) kept
+on the host for the CPU and copied once per epoch to the device for the kernels (kernels/ensemble.cuh), and
+:class:`BetaPowers`, Adam's bias corrections per member as the single model forms them. Read by the member-axis ops
+(gpunn.ops.ensemble, gpunn.ops.ensemble_cuda) and filled by gpunn.training.ensemble's EnsembleOptimizer.
 """
 from __future__ import annotations
 
 import numpy
 
-# Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh.
-LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE = range(6)
-HYPER_FIELDS = 6
+# Columns of the per-member settings table; the same order as HyperField in kernels/ensemble.cuh. CLIP_NORM and
+# CLIP_VALUE: the member optimizer's clip_norm and clip_value, 0.0 where it has none (both are > 0 where given).
+LR, WEIGHT_DECAY, MOMENTUM, BETA1, BETA2, ACTIVE, CLIP_NORM, CLIP_VALUE = range(8)
+HYPER_FIELDS = 8
 
 
 class MemberRates:
@@ -24,6 +25,13 @@ class MemberRates:
 
     def column(self, field):
         return self.host[:, field]
+
+    @property
+    def clips(self) -> bool:
+        """Whether some member clips its gradients (by norm or by value)."""
+        if getattr(self, "_clips_version", None) != self.version:
+            self._clips, self._clips_version = bool(self.host[:, [CLIP_NORM, CLIP_VALUE]].any()), self.version
+        return self._clips
 
     @property
     def active(self):

@@ -33,7 +33,8 @@ from ..checks import (flag, held_warnings, member_index, non_negative_int, per_m
 from ..metrics import VALIDATION_KEYS, RegressionEvaluator, SourceEvaluator, by_member
 from ..ops import ensemble_ops_for
 from ..ops.fit_threads import member_blas_threads
-from ..ops.member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY, MemberRates
+from ..ops.member_rates import (ACTIVE, BETA1, BETA2, CLIP_NORM, CLIP_VALUE, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY,
+                                MemberRates)
 from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG, generator
 from ..sample_weights import checked_weights, mean_one
@@ -135,28 +136,38 @@ class EnsembleHistory(History):
         return {name: [v[k] if isinstance(v, list) else v for v in values][:last] for name, values in self.items()}
 
 
+CLIPS = ("clip_norm", "clip_value")  # an optimizer's gradient clipping (gpunn.optim), the table's CLIP_NORM, CLIP_VALUE
+
+
 class EnsembleOptimizer:
     """One optimizer of the gpunn.optim family for K members, with per-member settings.
 
     ``optimizer`` is a name or an Optimizer whose settings are the default for every member; ``lr``,
-    ``momentum``, ``weight_decay``, ``beta1``, ``beta2`` (a value, or K values) replace them. Each
-    member's settings are checked as one model's are (the error names the member).
+    ``momentum``, ``weight_decay``, ``beta1``, ``beta2``, ``clip_norm``, ``clip_value`` (a value, or K values)
+    replace them. Each member's settings are checked as one model's are (the error names the member). A clip given
+    replaces the optimizer's clip of the other kind (clip_value=0.5 with Adam(clip_norm=1.0): by value), and None in
+    a list of clips leaves that member unclipped.
     """
 
     def __init__(self, optimizer, n_models, xp, *, lr=None, momentum=None, weight_decay=None, beta1=None,
-                 beta2=None):
+                 beta2=None, clip_norm=None, clip_value=None):
         if isinstance(optimizer, Optimizer):
             # its config, less what its class does not take (Nesterov records nesterov=True, which it implies)
             template, name = optimizer.config(), optimizer.name
             template = {key: value for key, value in template.items() if key in options_of(type(optimizer))}
         else:
             template, name = {}, optimizer
-        given = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "beta1": beta1, "beta2": beta2}
+        if clip_norm is not None or clip_value is not None:  # the given kind of clip, not the optimizer's other kind
+            template = {key: value for key, value in template.items() if key not in CLIPS}
+        given = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "beta1": beta1, "beta2": beta2,
+                 "clip_norm": clip_norm, "clip_value": clip_value}
         lists = {key: per_member(value if value is not None else template.get(key), n_models, key)
                  for key, value in given.items()}
         for key, value in given.items():  # (None in a list of the members' values fell back to the class default,
-            # not to the Optimizer given's: lr=[1e-3, None] with SGD(lr=0.05) trained member 1 at 0.01)
-            missing = [k for k, v in enumerate(lists[key]) if v is None] if value is not None else []
+            # not to the Optimizer given's: lr=[1e-3, None] with SGD(lr=0.05) trained member 1 at 0.01; a clip's None
+            # is its default, none)
+            missing = [k for k, v in enumerate(lists[key]) if v is None] if value is not None and key not in CLIPS \
+                else []
             if missing:
                 raise ValueError(f"{key} lists None for member {missing[0]}: a list gives each member its value; leave "
                                  f"{key} out for the optimizer's own, for every member")
@@ -202,6 +213,8 @@ class EnsembleOptimizer:
             table[k, MOMENTUM] = getattr(opt, "momentum", 0.0)
             table[k, BETA1], table[k, BETA2] = getattr(opt, "beta1", 0.0), getattr(opt, "beta2", 0.0)
             table[k, ACTIVE] = 1.0
+            for key, field in zip(CLIPS, (CLIP_NORM, CLIP_VALUE)):  # 0.0: none
+                table[k, field] = getattr(opt, key, None) or 0.0
         self.rates = MemberRates(xp, table)
         self.lr = numpy.array([opt.lr for opt in self.members])  # the base rates, before any schedule
         self.n_models = n_models
@@ -302,13 +315,14 @@ class EnsembleOptimizer:
         return {"name": self.name, "members": [opt.config() for opt in self.members]}
 
     def __repr__(self) -> str:
-        """The kind, each setting (one value where every member has it, else the K values), the steps taken and any
+        """The kind, each setting (one value where every member has it, else the K values; clip_norm and clip_value
+        where some member clips), the steps taken and any
         frozen members: what ``ens.optimizer`` and a loaded checkpoint's optimizer show, as one model's does."""
         configs = [opt.config() for opt in self.members]
         settings = []
         for key in options_of(type(self.members[0])):
-            if key in configs[0]:
-                values = [config[key] for config in configs]
+            values = [config.get(key) for config in configs]
+            if key in configs[0] and not (key in CLIPS and values.count(None) == len(values)):  # (no clip: not shown)
                 settings.append(f"{key}={values[0] if values.count(values[0]) == len(values) else values!r}")
         frozen = f", frozen={self.frozen}" if self.frozen else ""
         return (f"EnsembleOptimizer({self.name!r}, n_models={self.n_models}, {', '.join(settings)}, "
@@ -745,21 +759,23 @@ def continued(optimizer, model, *, lr=None, **settings) -> EnsembleOptimizer:
 
 
 def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=None, weight_decay=None,
-                 momentum=None, beta1=None, beta2=None, schedule="constant", shuffle=True, seed=None, verbose=True,
-                 callbacks=(), validation_data=None, validation_fraction=None, standardize=False, bootstrap=False,
-                 handle_interrupt=True, distributed=None, sample_weight=None):
+                 momentum=None, beta1=None, beta2=None, clip_norm=None, clip_value=None, schedule="constant",
+                 shuffle=True, seed=None, verbose=True, callbacks=(), validation_data=None, validation_fraction=None,
+                 standardize=False, bootstrap=False, handle_interrupt=True, distributed=None, sample_weight=None):
     """Train every member of ``model`` (an Ensemble) on (X, Y), or on a data source (``gpunn.data``)
     passed alone as X, as :func:`gpunn.fit` takes one (and leaves it open: it is yours to close); returns an
     :class:`EnsembleHistory`.
 
     The options are :func:`gpunn.fit`'s; ``lr``, ``weight_decay``, ``momentum``, ``beta1`` and
     ``beta2`` take one value or K values (one per member), over the settings of ``optimizer`` (a name
-    or an Optimizer, from which each fit makes a fresh optimizer for the K members). ``optimizer=ens.optimizer``
+    or an Optimizer, from which each fit makes a fresh optimizer for the K members); so do ``clip_norm`` and
+    ``clip_value``, the optimizer's gradient clipping (gpunn.optim; None in a list: that member unclipped): member k
+    clips by the norm of its own gradient, as its MLP with that optimizer does. ``optimizer=ens.optimizer``
     (the last fit's, or a loaded checkpoint's) continues that one, as an Optimizer object continues for one
     model: its moments, step count and frozen members (early-stopped or diverged: one that diverged stays in
     ``ens.diverged`` and the history's ``diverged``), and on a GPU the CUDA graphs
     captured with it (a fresh optimizer means a new capture); ``lr`` replaces its members' base rates (as one
-    model's ``fit(optimizer=adam, lr=...)``), its other settings are its own, and the other four above are refused
+    model's ``fit(optimizer=adam, lr=...)``), its other settings are its own, and the other six above are refused
     with it (as is an ensemble of another member count or device). All members see the same batches in the same
     order, shuffled by ``seed``
     (default: member 0's seed; a source's are its own, as for one model), unless ``bootstrap=True``: then member k trains on its own resample of
@@ -834,9 +850,11 @@ def fit_ensemble(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam
             if batch_size is not None:
                 batch_size = positive_int(batch_size, "batch_size")
             opt = (continued(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay, beta1=beta1,
-                             beta2=beta2) if isinstance(optimizer, EnsembleOptimizer) else
+                             beta2=beta2, clip_norm=clip_norm, clip_value=clip_value)
+                   if isinstance(optimizer, EnsembleOptimizer) else
                    EnsembleOptimizer(optimizer, model.n_models, model.xp, lr=lr, momentum=momentum,
-                                     weight_decay=weight_decay, beta1=beta1, beta2=beta2))
+                                     weight_decay=weight_decay, beta1=beta1, beta2=beta2, clip_norm=clip_norm,
+                                     clip_value=clip_value))
             settings = FitSettings(epochs=epochs, batch_size=rows if batch_size is None else min(batch_size, rows),
                                    train_rows=int(rows), seed=seed, shuffle=bool(shuffle),
                                    schedule=make_schedule(schedule),

@@ -476,7 +476,7 @@ def _adam_math(T, W, G, M, V, lr, one_minus_beta1, one_minus_beta2, eps, bias_c1
 # ---- gpunn.Ensemble's kernels (kernels/ensemble.cu): a member axis k = 0..members-1 ------------------
 # Member k's activations are the k-th [rows x cols] block; its parameters the k-th run of per_member
 # values; its bias/targets at k * stride; its optimizer settings row k of `hyper` (ensemble.cuh).
-HYPER_FIELDS = 6  # lr, weight decay, momentum, beta1, beta2, active
+HYPER_FIELDS = 8  # lr, weight decay, momentum, beta1, beta2, active, clip_norm, clip_value
 
 
 def _members(launch, members):
@@ -552,6 +552,42 @@ def _member_weighted_mse_grad(launch, T, A, Y, y_member, y_row, w, w_member, w_r
         sums[k] += numpy.dot((D * wk.astype(numpy.float64)[:, None]).reshape(-1), D.reshape(-1))
 
 
+@reference("member_grad_sum_sq")
+def _member_grad_sum_sq(launch, T, g, hyper, members, per_member, sum_sq):
+    """Each active member's that clips by norm: sum_sq[k] += its gradient row's float64 squares."""
+    launch.check(launch.block[0] % 32 == 0 and launch.block[1:] == (1, 1),
+                 "block_sum needs a one-dimensional block, a multiple of 32 threads")
+    p, K = int(per_member), int(members)
+    G, H, sums = launch.read("g", K * p), launch.read("hyper", K * HYPER_FIELDS).reshape(K, HYPER_FIELDS), \
+        launch.write("sum_sq", K)
+    for k in _members(launch, members):
+        if H[k, 5] and H[k, 6] > 0:
+            row = G[k * p:(k + 1) * p].astype(numpy.float64)
+            sums[k] += numpy.dot(row, row)
+
+
+@reference("member_clip_grad")
+def _member_clip_grad(launch, T, g, hyper, sum_sq, members, per_member):
+    """EnsembleOps.clip_gradients' arithmetic per active member: g *= T(c / (sqrt(sum_sq[k]) + 1e-6)) where under 1;
+    g into [-T(v), T(v)]."""
+    p, K = int(per_member), int(members)
+    G, H = launch.write("g", K * p), launch.read("hyper", K * HYPER_FIELDS).reshape(K, HYPER_FIELDS)
+    launch.check(sum_sq is not None or not (H[:, 5].astype(bool) & (H[:, 6] > 0)).any(),
+                 "a member clips by norm but sum_sq is null")
+    sums = launch.read("sum_sq", K) if sum_sq is not None else None
+    for k in _members(launch, members):
+        *_, active, clip_norm, clip_value = H[k]
+        row = G[k * p:(k + 1) * p]
+        if not active:
+            continue
+        if clip_norm > 0:
+            coef = clip_norm / (numpy.sqrt(sums[k]) + 1e-6)
+            if coef < 1:
+                row *= T.type(coef)
+        if clip_value > 0:
+            numpy.clip(row, -T.type(clip_value), T.type(clip_value), out=row)
+
+
 @reference("member_sgd_step")
 def _member_sgd_step(launch, T, w, g, vel, hyper, nesterov, members, per_member):
     from gpunn.ops import Ops
@@ -561,7 +597,7 @@ def _member_sgd_step(launch, T, w, g, vel, hyper, nesterov, members, per_member)
     V = launch.write("vel", K * p) if vel is not None else None
     H = launch.read("hyper", K * HYPER_FIELDS).reshape(K, HYPER_FIELDS)
     for k in _members(launch, members):
-        lr, wd, mu, _, _, active = H[k]
+        lr, wd, mu, _, _, active, _, _ = H[k]
         if not active:
             continue
         launch.check(V is not None or mu == 0, f"member {k} has momentum {mu} but the velocity is null")
@@ -576,7 +612,7 @@ def _member_adam_step(launch, T, w, g, m, v, hyper, eps, step, decoupled, member
     W, G, M, V = (launch.write(name, K * p) for name in ("w", "g", "m", "v"))
     H = launch.read("hyper", K * HYPER_FIELDS).reshape(K, HYPER_FIELDS)
     for k in _members(launch, members):
-        lr, wd, _, beta1, beta2, active = H[k]
+        lr, wd, _, beta1, beta2, active, _, _ = H[k]
         if not active:
             continue
         part = slice(k * p, (k + 1) * p)

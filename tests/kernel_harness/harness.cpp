@@ -118,6 +118,18 @@ void members_adam(T* w, const T* g, T* m, T* v, const double* hyper, T eps, doub
     }
 }
 
+// Every active member's gradient clipped as member_clip_grad does it (ensemble.cuh's member_clip, clip_element),
+// given the members' sums of squares sum_sq.
+template <typename T>
+void members_clip(T* g, const double* hyper, const double* sum_sq, long long members, long long per_member) {
+    for (long long k = 0; k < members; ++k) {
+        const double* h = hyper + k * kHyperFields;
+        if (!member_active(h)) continue;
+        const MemberClip<T> c = member_clip<T>(h, sum_sq[k]);
+        for (long long i = 0; i < per_member; ++i) g[k * per_member + i] = clip_element(g[k * per_member + i], c);
+    }
+}
+
 // member_bias_act_forward's loop (kernels/ensemble.cu) on one thread, over bf16 arrays: members of
 // rows x cols, member k's bias at b + k * b_stride; the element is the kernel's own bias_act_element.
 template <int ACT>
@@ -202,6 +214,12 @@ void member_adam_f32(float* w, const float* g, float* m, float* v, const double*
 void member_adam_f64(double* w, const double* g, double* m, double* v, const double* hyper, double eps, double step,
                      int decoupled, long long members, long long per_member) {
     members_adam(w, g, m, v, hyper, eps, step, decoupled, members, per_member);
+}
+void member_clip_f32(float* g, const double* hyper, const double* sum_sq, long long members, long long per_member) {
+    members_clip(g, hyper, sum_sq, members, per_member);
+}
+void member_clip_f64(double* g, const double* hyper, const double* sum_sq, long long members, long long per_member) {
+    members_clip(g, hyper, sum_sq, members, per_member);
 }
 // bf16 arrays travel as their 16-bit patterns (see act_bf16).
 int member_bias_act_bf16(int act, const unsigned short* Z_in, const unsigned short* b, long long b_stride,

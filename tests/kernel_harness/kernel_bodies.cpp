@@ -221,6 +221,16 @@ int k_member_adam_step_dev(unsigned gx, unsigned gy, unsigned bx, D* w, const D*
     });
 }
 
+int k_member_grad_sum_sq(unsigned gx, unsigned gy, unsigned bx, const D* g, const double* hyper, LL members,
+                         LL per_member, double* sum_sq) {
+    return run(gx, gy, bx, 1, [&] { member_grad_sum_sq<D>(g, hyper, members, per_member, sum_sq); });
+}
+
+int k_member_clip_grad(unsigned gx, unsigned gy, unsigned bx, D* g, const double* hyper, const double* sum_sq,
+                       LL members, LL per_member) {
+    return run(gx, gy, bx, 1, [&] { member_clip_grad<D>(g, hyper, sum_sq, members, per_member); });
+}
+
 int k_philox(int is_double, int uniform, unsigned gx, unsigned gy, unsigned bx, const unsigned long long* streams,
              LL n_streams, LL n, double low, double scale, void* out) {
     if (is_double) return philox<double>(uniform, gx, gy, bx, streams, n_streams, n, low, scale, out);

@@ -1,0 +1,199 @@
+"""Gradient clipping in an Ensemble: member k clips by the norm of its own gradient (or by value), so it trains as its
+MLP with the same optimizer settings (``optimizer.clip_norm`` / ``clip_value``, gpunn.optim), on every CPU path: the
+generic member ops, the Numba update, the one-call group pass with Adam inside it, member groups on threads, and a
+resumed checkpoint. (tests/test_ensemble_gpu.py holds the CuPy kernels' side.)"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpunn
+from gpunn.ops import ensemble_ops_for
+from gpunn.ops.member_rates import ACTIVE, BETA1, BETA2, CLIP_NORM, CLIP_VALUE, HYPER_FIELDS, LR, MemberRates
+from gpunn.optim import make_optimizer
+
+CLIP_NORMS = [None, 0.05, 0.5]  # member 0 unclipped; 0.05 clips every step of these nets, 0.5 some
+TOL = {"float64": 1e-10, "float32": 1e-5}
+
+
+@pytest.fixture(autouse=True)
+def auto_is_the_cpu(monkeypatch):
+    """The CPU's contract, on any machine (as tests/test_ensemble.py's)."""
+    monkeypatch.setenv("GPUNN_DEVICE", "cpu")
+
+
+@pytest.fixture
+def groups_for_any_work(monkeypatch):
+    """Member groups however small the work (as tests/test_ensemble.py's)."""
+    import gpunn.ops.ensemble as ens_ops
+
+    for name in ("MIN_GROUP_FLOPS", "MIN_GROUP_FLOPS_ONE_CALL", "MIN_GROUP_ELEMENTS"):
+        monkeypatch.setattr(ens_ops, name, 0)
+
+
+def rel_err(a, b):
+    return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam", "adamw"])
+@pytest.mark.parametrize("outputs, fused", [(1, True), (2, True), (1, False)],
+                         ids=["one-call-pass", "numba-update", "generic"])
+@pytest.mark.parametrize("clip", ["clip_norm", "clip_value"])
+def test_each_member_clips_by_its_own_gradient_as_its_mlp_does(ensemble_data, dtype, optimizer, outputs, fused, clip):
+    """Member k with clip_norm=c_k (None: unclipped) holds the weights of MLP(seed=seed + k) fit with
+    make_optimizer(optimizer, clip_norm=c_k), per-member rates and decay too; likewise clip_value. One output and
+    ReLU: the one-call group pass (Adam inside its kernel); two: the Numba update after the pass; fused=False: the
+    generic member ops."""
+    X, Y = ensemble_data
+    Y = Y[:, :outputs]
+    sizes = [5, 8, 7, outputs]
+    clips = CLIP_NORMS if clip == "clip_norm" else [None, 0.01, 0.05]
+    lrs = [0.03, 0.05, 0.1] if optimizer in ("sgd", "nesterov") else [3e-3, 1e-2, 3e-2]
+    wds = [0.0, 1e-3, 1e-2]
+    fit = dict(epochs=3, batch_size=32, seed=5, verbose=False)
+    ens = gpunn.Ensemble(sizes, 3, dtype=dtype, seed=3, fused=fused)
+    h = ens.fit(X, Y, optimizer=optimizer, lr=lrs, weight_decay=wds, **{clip: clips}, **fit)
+    for k in range(3):
+        twin = gpunn.MLP(sizes, dtype=dtype, seed=3 + k, fused=fused)
+        th = twin.fit(X, Y, optimizer=make_optimizer(optimizer, weight_decay=wds[k], **{clip: clips[k]}), lr=lrs[k],
+                      **fit)
+        assert rel_err(ens.member_params[k], twin.params) <= TOL[dtype], f"member {k}"
+        np.testing.assert_allclose(h.member(k)["loss"], th["loss"], rtol=TOL[dtype])
+        if clips[k] is not None:  # it clipped: not the unclipped twin's weights
+            plain = gpunn.MLP(sizes, dtype=dtype, seed=3 + k, fused=fused)
+            plain.fit(X, Y, optimizer=make_optimizer(optimizer, weight_decay=wds[k]), lr=lrs[k], **fit)
+            assert rel_err(ens.member_params[k], plain.params) > 1e-3
+
+
+def test_the_optimizers_clip_is_every_members_and_a_clip_given_to_fit_replaces_its_other_kind(ensemble_data):
+    """Adam(clip_norm=c) clips every member by its own norm; fit(clip_value=v) with it clips by value instead (the
+    given kind, as fit's weight_decay replaces the optimizer's), and clip_norm=[None, ...] leaves member 0 unclipped."""
+    X, Y = ensemble_data
+    fit = dict(epochs=2, batch_size=32, seed=5, verbose=False, lr=1e-2)
+    ens = gpunn.Ensemble([5, 6, 2], 2, dtype="float64", seed=3)
+    ens.fit(X, Y, optimizer=gpunn.Adam(clip_norm=0.05), **fit)
+    assert [(m.clip_norm, m.clip_value) for m in ens.optimizer.members] == [(0.05, None)] * 2
+    for k in range(2):
+        twin = gpunn.MLP([5, 6, 2], dtype="float64", seed=3 + k)
+        twin.fit(X, Y, optimizer=gpunn.Adam(clip_norm=0.05), **fit)
+        assert rel_err(ens.member_params[k], twin.params) <= 1e-10
+    ens.fit(X, Y, optimizer=gpunn.Adam(clip_norm=0.05), clip_value=0.01, **fit)
+    assert [(m.clip_norm, m.clip_value) for m in ens.optimizer.members] == [(None, 0.01)] * 2
+    ens.fit(X, Y, optimizer=gpunn.Adam(clip_norm=0.05), clip_norm=[None, 0.5], **fit)
+    assert [m.clip_norm for m in ens.optimizer.members] == [None, 0.5]
+    table = ens.optimizer.rates.host
+    assert table[:, CLIP_NORM].tolist() == [0.0, 0.5] and table[:, CLIP_VALUE].tolist() == [0.0, 0.0]
+
+
+def test_clipping_is_refused_with_a_continued_ensemble_optimizer(ensemble_data):
+    X, Y = ensemble_data
+    ens = gpunn.Ensemble([5, 6, 2], 2, seed=3)
+    ens.fit(X, Y, epochs=1, clip_norm=1.0, verbose=False)
+    with pytest.raises(ValueError, match="clip_value with an ensemble's optimizer"):
+        ens.fit(X, Y, epochs=1, optimizer=ens.optimizer, clip_value=1.0, verbose=False)
+
+
+def _table(K, clip_norm=(), clip_value=(), active=None):
+    table = np.zeros((K, HYPER_FIELDS))
+    table[:, LR], table[:, BETA1], table[:, BETA2], table[:, ACTIVE] = 1e-2, 0.9, 0.999, 1
+    if active is not None:
+        table[:, ACTIVE] = active
+    table[:len(clip_norm), CLIP_NORM], table[:len(clip_value), CLIP_VALUE] = clip_norm, clip_value
+    return table
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_numba_clip_and_the_generic_one_scale_each_active_member_by_its_own_norm(dtype):
+    """clip_gradients (generic) and the Numba update's clip (_member_clip) against torch's clip_grad_norm_ formula
+    per member: member 0 over its limit (scaled to it), 1 under it (kept), 2 by value, 3 unclipped, 4 frozen (its row
+    left as it was)."""
+    from gpunn.ops.cpu import CpuOps
+    from gpunn.ops.ensemble import EnsembleOps
+
+    rng = np.random.default_rng(1)
+    K, P = 5, 203  # (203: a tail after the four partial sums)
+    g = rng.standard_normal((K, P)).astype(dtype)
+    norms = np.sqrt((g.astype(np.float64) ** 2).sum(axis=1))
+    table = _table(K, clip_norm=[0.5 * norms[0], 2 * norms[1], 0, 0, 0.1], clip_value=[0, 0, 0.3],
+                   active=[1, 1, 1, 1, 0])
+    want = g.copy()
+    want[0] *= dtype(0.5 * norms[0] / (norms[0] + 1e-6))
+    want[2] = np.clip(g[2], -dtype(0.3), dtype(0.3))
+    generic = g.copy()
+    EnsembleOps(CpuOps(fused=False)).clip_gradients(generic, MemberRates(np, table))
+    np.testing.assert_allclose(generic, want, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_array_equal(generic[1:], want[1:])
+    np.testing.assert_allclose(np.linalg.norm(generic[0].astype(np.float64)), 0.5 * norms[0], rtol=1e-6)
+    fast = ensemble_ops_for(CpuOps(fused=True))
+    if not fast.fused:
+        pytest.skip("Numba is not installed")
+    w, m, v = (np.zeros((K, P), dtype) for _ in range(3))
+    numba_g = g.copy()
+    members = fast.adam_members(w, numba_g, m, v, MemberRates(np, table), 1e-8, 1, False)
+    members(slice(None))
+    np.testing.assert_allclose(numba_g, want, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_array_equal(numba_g[1:], want[1:])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])  # leaky_relu: no one-call pass, the update after it
+@pytest.mark.parametrize("clip", ["clip_norm", "clip_value"])
+def test_clipping_in_member_groups_and_inside_the_one_call_pass_equals_one_pass_bit_for_bit(
+        optimizer, activation, clip, groups_for_any_work):
+    """With per-member clips and a member frozen part-way, a fit in 2 or 3 member groups (each group's update on its
+    thread; Adam inside the one-call kernel, right after each member's backward pass) gives the weights and losses of
+    one pass through train_step and then the optimizer's step, bit for bit."""
+    X, Y = gpunn.datasets.make("teacher", 120, 4, 1, seed=2, device="cpu")
+    clips = [None, 0.05, 0.5, 0.2, 1e-3] if clip == "clip_norm" else [None, 0.01, 0.1, 0.02, 1e-4]
+    results = {}
+    for threads in (1, 2, 3):
+        ens = gpunn.Ensemble([4, 9, 6, 1], 5, activation=activation, device="cpu", dtype="float32", seed=3)
+        ens.member_ops.threads = threads
+        if threads == 1:  # the reference: train_step, then the optimizer's step
+            ens.train_step_and_update = None
+        h = ens.fit(X, Y, optimizer=optimizer, lr=[1e-3, 1e-2, 3e-2, 0.1, 0.3], weight_decay=[0, 1e-3, 0, 1e-2, 0.1],
+                    epochs=4, batch_size=16, seed=1, verbose=False, callbacks=[_FreezeMember(2, after_epoch=1)],
+                    **{clip: clips})
+        results[threads] = (ens.params.copy(), np.array(h["loss"]))
+    for threads in (2, 3):
+        np.testing.assert_array_equal(results[threads][0], results[1][0])
+        np.testing.assert_array_equal(results[threads][1], results[1][1])
+
+
+class _FreezeMember(gpunn.Callback):
+    """Freezes member ``k`` (as early stopping does) at the end of epoch ``after_epoch``."""
+
+    def __init__(self, k, after_epoch):
+        self.k, self.after_epoch = k, after_epoch
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.after_epoch:
+            trainer.optimizer.freeze([self.k])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_an_interrupted_clipped_ensemble_run_resumes_bit_for_bit(ensemble_data, tmp_path, interrupt_at, dtype):
+    """The checkpoint keeps each member's clip (its optimizer's config): the resumed run is the uninterrupted one."""
+    X, Y = ensemble_data
+    fit = dict(epochs=4, batch_size=25, optimizer="adam", lr=[2e-3, 3e-2, 1e-2], clip_norm=[0.05, None, 0.5],
+               seed=4, verbose=False)
+    reference = gpunn.Ensemble([5, 8, 7, 2], 3, dtype=dtype, seed=7)
+    reference.fit(X, Y, **fit)
+    path = tmp_path / "run.npz"
+    ens = gpunn.Ensemble([5, 8, 7, 2], 3, dtype=dtype, seed=7)
+    assert ens.fit(X, Y, callbacks=[interrupt_at(2, 3), gpunn.ModelCheckpoint(path)], **fit).interrupted
+    ckpt = gpunn.load_checkpoint(path, device="cpu")
+    assert [m.clip_norm for m in ckpt.optimizer.members] == [0.05, None, 0.5]
+    ckpt.resume(X, Y, verbose=False)
+    np.testing.assert_array_equal(ckpt.model.params, reference.params)
+
+
+@pytest.mark.parametrize("option", ["clip_norm", "clip_value"])
+def test_an_mlps_fit_given_a_clip_says_it_is_the_optimizers_option(option):
+    """Ensemble.fit takes clip_norm and clip_value (one per member); MLP.fit was told they were an Ensemble's option,
+    where its optimizer takes them."""
+    X, Y = gpunn.datasets.make("linear", 32, 3, 1, seed=0, device="cpu")
+    with pytest.raises(TypeError, match=rf"{option} is the optimizer's option: model.fit\(X, Y, "
+                                        rf"optimizer=gpunn.Adam\({option}=1.0\)\)"):
+        gpunn.MLP([3, 4, 1]).fit(X, Y, **{option: 1.0}, verbose=False)
