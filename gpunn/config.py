@@ -91,7 +91,8 @@ def convert(parser: argparse.ArgumentParser, values: dict, source: str, other=No
                 kind, what = (int, "integers") if whole else ((int, float), "numbers")
             if whole and value and all(isinstance(v, (list, str)) for v in value):  # [[64], [128]]: several nets
                 raise ConfigError(f"{source}: {key} is one network's layer sizes, as {key} = [64, 64], got {value!r}: "
-                                  "a run (a sweep too: its grid is lr, weight_decay and seeds) trains one "
+                                  "a run (a sweep too: its grid is lr, weight_decay, clip_norm (or clip_value) and seeds) "
+                                  "trains one "
                                   f"architecture; run one per {key}")
             if not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
                 raise ConfigError(f"{source}: {key} must list {what}, got {value!r}")

@@ -71,7 +71,8 @@ _TENTH_HELD_OUT = {
 # gpunn sweep's refusal of several --hidden, and of a width's name: --hidden 32,64 there is one net of two layers, the
 # same for every member, where one who gave --widths 32,64 meant a grid of two widths
 ONE_ARCHITECTURE = ("a sweep's members share one architecture (they train as one ensemble; its grid is --lr, "
-                    "--weight-decay and --seeds): run one sweep per --hidden to compare sizes")
+                    "--weight-decay, --clip-norm (or --clip-value) and --seeds): run one sweep per --hidden to compare "
+                    "sizes")
 COMMAND_OPTIONS_ABSENT = {
     **{name: {command: _WHOLE_EPOCHS.format(command) for command in ("train", "sweep")}
        for name in ("max-steps", "steps", "steps-per-epoch", "max-time", "time-limit")},
@@ -85,7 +86,8 @@ COMMAND_OPTIONS_ABSENT = {
 }
 # and a sweep's config file's key, in its words
 ONE_ARCHITECTURE_KEYS = ("a sweep's members share one architecture: hidden = [32, 64] is one net of two layers, every "
-                         "member's (its grid is lr, weight-decay and seeds): run one sweep per hidden to compare sizes")
+                         "member's (its grid is lr, weight-decay, clip-norm (or clip-value) and seeds): run one sweep "
+                         "per hidden to compare sizes")
 
 # other libraries' names for gpunn's activations and optimizers: {what: {name: gpunn's name for the same function, or
 # None where gpunn has none}}. A hint, not a second name accepted: gpunn's models, checkpoints and config files name

@@ -370,7 +370,8 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, ca
     ("hidden = [true, 8]", "hidden must list integers, got [True, 8]"),  # True is an int to Python
     # several architectures: "hidden must list integers", without a word of one network per run
     ("hidden = [[16], [32, 32]]", "hidden is one network's layer sizes, as hidden = [64, 64], got [[16], [32, 32]]: "
-                                  "a run (a sweep too: its grid is lr, weight_decay and seeds) trains one architecture"),
+                                  "a run (a sweep too: its grid is lr, weight_decay, clip_norm (or clip_value) and seeds) trains one "
+                                  "architecture"),
     ('hidden = ["16", "32,32"]', "hidden is one network's layer sizes"),
     # several seeds: "expected a whole number, got '1,2'", without a word of gpunn sweep's members
     ("seed = [1, 2]", "got '1,2'): a run trains one seed; gpunn sweep trains several as an ensemble's members: seed = 1 "
@@ -428,19 +429,20 @@ def test_a_sweep_config_files_list_of_seeds_is_told_in_its_keys(tmp_path, capsys
 
 @pytest.mark.parametrize("args,message", [
     (["--momentum", "0.9,0.99"], "argument --momentum: expected a number, got '0.9,0.99': --momentum is one value for "
-                                 "every member (a sweep's grid is --lr, --weight-decay and --seeds); run a sweep for "
+                                 "every member (a sweep's grid is --lr, --weight-decay, --clip-norm (or --clip-value) and --seeds); run a sweep for "
                                  "each --momentum"),
     # whole numbers in a list that is not --seed's: no --seed/--seeds words (audit review40: m02)
     (["--patience", "2,3"], "argument --patience: expected a whole number, got '2,3': --patience is one value for every "
-                            "member (a sweep's grid is --lr, --weight-decay and --seeds); run a sweep for each "
+                            "member (a sweep's grid is --lr, --weight-decay, --clip-norm (or --clip-value) and --seeds); run a sweep for each "
                             "--patience ("),
     # one number, refused for itself, is no list (audit review40: m01 told it "--patience is one value")
     (["--patience", "1.5"], "argument --patience: expected a whole number, got '1.5' ("),
     (["--batch-size", "32, 64"], "got '32, 64': --batch-size is one value for every member"),
     (["--seed", "1,2"], "argument --seed: expected a whole number, got '1,2': --seed is one value for every member (a "
-                        "sweep's grid is --lr, --weight-decay and --seeds); --seed 1 --seeds 2 trains seeds 1, 2"),
-    (["--seed", "3,1"], "got '3,1': --seed is one value for every member (a sweep's grid is --lr, --weight-decay and "
-                        "--seeds); run a sweep for each --seed"),
+                        "sweep's grid is --lr, --weight-decay, --clip-norm (or --clip-value) and --seeds); --seed 1 "
+                        "--seeds 2 trains seeds 1, 2"),
+    (["--seed", "3,1"], "got '3,1': --seed is one value for every member (a sweep's grid is --lr, --weight-decay, "
+                        "--clip-norm (or --clip-value) and --seeds); run a sweep for each --seed"),
     (["--momentum", "x,y"], "argument --momentum: expected a number, got 'x,y' ("),  # not numbers: no hint
     (["--max-members", "2,3"], "argument --max-members: expected a whole number, got '2,3' ("),  # not a member's
 ])
@@ -453,10 +455,10 @@ def test_a_sweeps_one_value_options_given_a_list_are_told_what_the_grid_is(capsy
 
 @pytest.mark.parametrize("text, said", [
     ("momentum = [0.9, 0.99]", "invalid momentum = [0.9, 0.99] (--momentum: expected a number, got '0.9,0.99'): "
-                               "momentum is one value for every member (a sweep's grid is lr, weight-decay and seeds); "
+                               "momentum is one value for every member (a sweep's grid is lr, weight-decay, clip-norm (or clip-value) and seeds); "
                                "run a sweep for each momentum"),
     ("batch-size = [64, 128]", "(--batch-size: expected a whole number, got '64,128'): batch-size is one value for "
-                               "every member (a sweep's grid is lr, weight-decay and seeds); run a sweep for each "
+                               "every member (a sweep's grid is lr, weight-decay, clip-norm (or clip-value) and seeds); run a sweep for each "
                                "batch-size"),
     ("seed = [3, 1]", "(--seed: expected a whole number, got '3,1'): seed is one number; the members' seeds follow on "
                       "from seed (seed, seed + 1, ...; seeds = how many per setting)"),
@@ -519,7 +521,7 @@ def test_a_config_files_integer_for_a_number_and_string_for_a_count_or_names_are
     # hint to it alone (3da6ab8) led a user sweeping widths to train another net than meant, without a word
     ("sweep", "unrecognized arguments: --widths 32,64 (--widths: did you mean --hidden (the hidden layers' widths: "
               "--hidden 32,64 is one net of two layers)? a sweep's members share one architecture (they train as one "
-              "ensemble; its grid is --lr, --weight-decay and --seeds): run one sweep per --hidden to compare sizes)"),
+              "ensemble; its grid is --lr, --weight-decay, --clip-norm (or --clip-value) and --seeds): run one sweep per --hidden to compare sizes)"),
 ])
 def test_a_width_option_is_hinted_as_hidden_and_a_sweep_says_it_is_one_architecture(tmp_path, capsys, command, said):
     with pytest.raises(SystemExit) as stopped:
@@ -529,7 +531,7 @@ def test_a_width_option_is_hinted_as_hidden_and_a_sweep_says_it_is_one_architect
     assert main([command, "--config", str(tmp_path / "w.toml")]) == 2
     hint = "(did you mean 'hidden' (the hidden layers' widths, e.g. hidden = [256, 256])?"
     one = ("; a sweep's members share one architecture: hidden = [32, 64] is one net of two layers, every member's "
-           "(its grid is lr, weight-decay and seeds): run one sweep per hidden to compare sizes)")
+           "(its grid is lr, weight-decay, clip-norm (or clip-value) and seeds): run one sweep per hidden to compare sizes)")
     assert f"unknown option 'widths' {hint}{one if command == 'sweep' else ')'}; valid options: " in \
         capsys.readouterr().err
 

@@ -197,3 +197,32 @@ def test_an_mlps_fit_given_a_clip_says_it_is_the_optimizers_option(option):
     with pytest.raises(TypeError, match=rf"{option} is the optimizer's option: model.fit\(X, Y, "
                                         rf"optimizer=gpunn.Adam\({option}=1.0\)\)"):
         gpunn.MLP([3, 4, 1]).fit(X, Y, **{option: 1.0}, verbose=False)
+
+
+def test_two_ranks_clip_each_member_by_its_global_gradient_as_one_process_at_twice_the_batch(monkeypatch, fake_cupy):
+    """Data parallel (ranks as threads on the stand-in's GPUs): the optimizer clips after the gradients' all-reduce,
+    so each member clips by the norm of its gradient over the global batch, and the 2-rank run at batch 8 is the
+    one-process run at batch 16, every member, to summation order; not the unclipped run."""
+    from thread_ranks import run_ranks
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((90, 3))
+    Y = np.stack([np.sin(X[:, 0]) + X[:, 1] ** 2, X[:, 2]], axis=1)
+    fit = dict(epochs=3, optimizer="adam", lr=[1e-2, 3e-3, 3e-2], verbose=False, clip_norm=[0.05, None, 0.5])
+
+    def model(device):
+        return gpunn.Ensemble([3, 8, 2], 3, activation="tanh", dtype="float64", device=device, seed=0)
+
+    def ranked(rank):
+        ens = model(f"cuda:{rank}")
+        ens.fit(X, Y, batch_size=8, distributed=True, **fit)
+        return ens.member_params.get()
+
+    ref, plain = model("cuda:0"), model("cuda:0")
+    ref.fit(X, Y, batch_size=16, **fit)
+    plain.fit(X, Y, batch_size=16, **{**fit, "clip_norm": None})
+    outcomes, aborted = run_ranks(monkeypatch, 2, ranked, timeout=20.0)
+    assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
+    for params, _ in outcomes:
+        np.testing.assert_allclose(params, ref.member_params.get(), rtol=1e-10, atol=1e-12)
+    assert rel_err(ref.member_params[0].get(), plain.member_params[0].get()) > 1e-3  # member 0 clipped

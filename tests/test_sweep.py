@@ -332,8 +332,8 @@ def test_several_hidden_architectures_are_refused_saying_a_sweep_trains_one(caps
         cli.main(["sweep", "--hidden", hidden])
     assert exc.value.code == 2
     assert (f"--hidden takes positive integers separated by commas or x (256,256 or 256x256), got {hidden!r}; a "
-            "sweep's members share one architecture (they train as one ensemble; its grid is --lr, --weight-decay "
-            "and --seeds): run one sweep per --hidden to compare sizes") in capsys.readouterr().err
+            "sweep's members share one architecture (they train as one ensemble; its grid is --lr, --weight-decay, "
+            "--clip-norm (or --clip-value) and --seeds): run one sweep per --hidden to compare sizes") in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option, values, rule", [
@@ -1808,3 +1808,67 @@ def test_readmes_sweep_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert gpunn.load(tmp_path / "best.npz").data_columns is not None  # the second sweep's best: of the table's columns
     rows = (tmp_path / "predictions.csv").read_text().splitlines()
     assert rows[0] == '"y1","y2"' and len(rows) == 1 + 40
+
+
+CLIPPED = ["sweep", "--optimizer", "sgd", "--lr", "0.05", "--clip-norm", "0.1,1", "--seeds", "2", "--rows", "600",
+           "--features", "5", "--hidden", "8,8", "--epochs", "3", "--batch-size", "64", "--quiet", "--device", "cpu",
+           "--dtype", "float64"]
+
+
+def test_a_clip_norm_grid_trains_each_member_as_the_mlp_its_optimizers_clip_trains(tmp_path, capsys):
+    """--clip-norm 0.1,1: a dimension of the grid (lr x weight decay x clip x seed), a column of the table, the JSON
+    and the by-setting summary; each member clips by its own gradient's norm, so the saved best member is the MLP
+    trained with gpunn.SGD(clip_norm=its clip), and the members of one seed but another clip differ."""
+    path, js = tmp_path / "best.npz", tmp_path / "s.json"
+    out = run(CLIPPED + ["--save-best", str(path), "--json", str(js)], capsys)
+    assert "4 members (1 lr x 1 weight decay x 2 clip norm x 2 seed(s))" in out
+    assert re.search(r"rank +lr +weight_decay +clip_norm +seed +val MSE", out)
+    assert re.search(r"rank +lr +weight_decay +clip_norm +seeds +val MSE", out)  # (by setting)
+    result = json.loads(js.read_text())
+    members = sorted(result["members"], key=lambda r: r["member"])
+    assert [(r["clip_norm"], r["seed"]) for r in members] == [(0.1, 0), (0.1, 1), (1.0, 0), (1.0, 1)]
+    assert sorted(s["clip_norm"] for s in result["settings"]) == [0.1, 1.0]
+    assert members[0]["val_mse"] != members[2]["val_mse"]
+    best = result["members"][0]
+    assert f"best: lr 0.05, weight decay 0, clip norm {best['clip_norm']:.3g}, seed {best['seed']}:" in out
+    X, Y = gpunn.datasets.make("teacher", 600, 5, 1, noise=0.1, seed=0, device="cpu", dtype="float64")
+    twin = gpunn.MLP([5, 8, 8, 1], dtype="float64", seed=best["seed"], device="cpu")
+    twin.fit(X[60:], Y[60:], epochs=3, batch_size=64, optimizer=gpunn.SGD(clip_norm=best["clip_norm"]), lr=0.05,
+             seed=0, verbose=False)
+    numpy.testing.assert_allclose(gpunn.load(path, device="cpu").params, twin.params, rtol=1e-10)
+
+
+def test_a_clip_value_grid_names_its_clip_and_both_clips_are_refused(tmp_path, capsys):
+    js = tmp_path / "s.json"
+    unclipped = CLIPPED[:CLIPPED.index("--clip-norm")] + CLIPPED[CLIPPED.index("--clip-norm") + 2:]
+    out = run(with_options(unclipped, "--clip-value", "0.01,0.1", "--seeds", "1", "--json", str(js)), capsys)
+    assert "2 members (1 lr x 1 weight decay x 2 clip value x 1 seed(s))" in out and "clip_value" in out
+    assert sorted(r["clip_value"] for r in json.loads(js.read_text())["members"]) == [0.01, 0.1]
+    assert cli.main(with_options(CLIPPED, "--clip-value", "0.1")) == 2
+    assert "--clip-norm and --clip-value: a member clips its gradient by its norm or by value, not both" in \
+        capsys.readouterr().err
+
+
+def test_an_interrupted_clipped_sweep_resumes_to_the_sweep_that_never_stopped(tmp_path, capsys, monkeypatch,
+                                                                             interrupt_at):
+    """Each ensemble's checkpoint keeps its members' clips (their optimizers' config), and --resume the grid's."""
+    grid = CLIPPED + ["--max-members", "3"]  # ensembles of 3 and 1
+    straight = tmp_path / "straight.json"
+    run(grid + ["--json", str(straight)], capsys)
+    fit, calls = gpunn.ensemble.Ensemble.fit, []
+
+    def first_ensemble_interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            kwargs["callbacks"] = [*kwargs["callbacks"], interrupt_at(1, 3)]
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(gpunn.ensemble.Ensemble, "fit", first_ensemble_interrupted)
+    saved = tmp_path / "sweep"
+    run(grid + ["--save", str(saved)], capsys, status=130)
+    assert [m.clip_norm for m in gpunn.load_checkpoint(saved / "ensemble-0.npz").optimizer.members] == [0.1, 0.1, 1.0]
+    resumed = tmp_path / "resumed.json"
+    run(["sweep", "--resume", str(saved), "--json", str(resumed), "--quiet"], capsys)
+    assert members(resumed) == members(straight)
+    assert cli.main(["sweep", "--resume", str(saved), "--clip-norm", "0.5", "--quiet"]) != 0
+    assert "clip" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``gpunn sweep``: train a grid of learning rates, weight decays and seeds as one gpunn.Ensemble, ranked."""
+"""``gpunn sweep``: train a grid of learning rates, weight decays (gradient clips) and seeds as one gpunn.Ensemble,
+ranked."""
 from __future__ import annotations
 
 import argparse
@@ -80,11 +81,13 @@ def _non_negative(v):
 
 def add_parser(sub) -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="train a grid of learning rates, weight decays and seeds as one ensemble",
-                       description="Train every combination of --lr, --weight-decay and --seeds as the members of one "
+                       description="Train every combination of --lr, --weight-decay, --clip-norm (or --clip-value) "
+                                   "and --seeds as the members of one "
                                    "gpunn.Ensemble (one step trains them all), then rank them by the validation MSE of the "
                                    "weights each holds (the last epoch's; the best epoch's with --early-stopping), "
                                    "the weights --save-best saves and Ensemble.best() ranks by. A member "
-                                   "of the first seed trains as gpunn train would with its --lr and --weight-decay and "
+                                   "of the first seed trains as gpunn train would with its --lr and --weight-decay (and "
+                                   "an optimizer with its clip_norm or clip_value) and "
                                    "the same other options (to rounding: an ensemble sums in another order), though "
                                    "some defaults here are smaller (--rows, --hidden, --epochs, --batch-size, and "
                                    "--features for teacher and linear); the members of later seeds start from "
@@ -100,6 +103,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=None,
                    help="weight decays, comma-separated (default: the optimizer's, as gpunn train's: 0.01 for adamw, "
                         "0 for the others)")
+    s.add_argument("--clip-norm", type=_number_list(float, _positive), default=None,
+                   help="gradient clipping by norm, comma-separated values to grid over, e.g. 0.5,1,5: a member clips "
+                        "its gradient (every dW and db) to this 2-norm before each step, by its own norm, as the "
+                        "optimizer's clip_norm (gpunn.Adam(clip_norm=1.0)) clips one model's (default: no clipping)")
+    s.add_argument("--clip-value", type=_number_list(float, _positive), default=None,
+                   help="gradient clipping by value, comma-separated values to grid over: each gradient element into "
+                        "[-v, v] before each step, as the optimizer's clip_value; not with --clip-norm (default: no "
+                        "clipping)")
     s.add_argument("--seeds", type=seed_count, default=1, help="seeds per setting: members start as MLP(seed=s), "
                    "s = --seed, --seed + 1, ...; with more than one, a second table gives each setting's mean and std over "
                    "them (default: %(default)s)")
@@ -148,11 +159,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--max-members", type=positive(int), default=None,
                    help="at most this many members per ensemble (default: as many as the device memory holds)")
     s.add_argument("--json", type=file_path, metavar="PATH", help="write the ranked members as JSON, each with member (its place in "
-                   "the grid), lr, weight_decay, seed, val_mse and val_r2 (of the weights it holds and --save-best saves, "
+                   "the grid), lr, weight_decay, clip_norm or clip_value where the sweep clips, seed, val_mse and val_r2 (of the weights it holds and --save-best saves, "
                    "as Ensemble.best() ranks them), weights_epoch (their epoch: the last, the best with --early-stopping; "
                    "null where an interrupt cut an epoch short, partial_epoch naming it), "
                    "best_epoch, stopped_early, diverged and "
-                   "val_curve (its validation MSE per epoch), and per setting (lr, weight decay) the mean and std of its "
+                   "val_curve (its validation MSE per epoch), and per setting (lr, weight decay, clip) the mean and std of its "
                    "members' val_mse and val_r2 over the seeds (settings), beside the sweep's config, units and result (its "
                    "train_seconds, and each ensemble's train_seconds and samples_per_s, of one that finished an epoch) (- for standard output: the "
                    "lines of text then go to stderr; a name that says another kind of file, .csv or .npz..., is "
@@ -206,10 +217,12 @@ def _one_value(parse, flag):
             seeds = flag == "--seed" and all(v.isdigit() for v in values) and _counted_seeds([int(v) for v in values])
             how = seeds or f"run a sweep for each {flag}"
             hinted = argparse.ArgumentTypeError(f"{exc}: {flag} is one value for every member (a sweep's grid is "
-                                                f"--lr, --weight-decay and --seeds); {how}")
+                                                "--lr, --weight-decay, --clip-norm (or --clip-value) and --seeds); "
+                                                f"{how}")
             hinted.unhinted = exc  # (a config file's seed = [1, 2] is hinted in its own words: gpunn.config)
-            hinted.in_keys = lambda key: (f"{key} is one value for every member (a sweep's grid is lr, weight-decay "
-                                          f"and seeds); run a sweep for each {key}")  # (momentum = [0.9, 0.99])
+            hinted.in_keys = lambda key: (  # (momentum = [0.9, 0.99])
+                f"{key} is one value for every member (a sweep's grid is lr, weight-decay, clip-norm (or clip-value) "
+                f"and seeds); run a sweep for each {key}")
             raise hinted from None
     parse_one.toml_types = getattr(parse, "toml_types", None)  # (a config file's epochs = 5.0, as train's)
     return parse_one
@@ -321,10 +334,29 @@ def resolve_grid(args) -> None:
         args.momentum = default_of(args.optimizer, "momentum")
 
 
+CLIPS = {"clip_norm": "clip norm", "clip_value": "clip value"}  # a member's clip in the grid, and in words
+
+
+def clipping(args):
+    """(the grid's clip key, its values): ("clip_norm", [0.5, 1.0]) for --clip-norm 0.5,1, ("clip_value", ...) for
+    --clip-value; (None, [None]) for a sweep that does not clip. Both given: refused (a member clips by one)."""
+    norm, value = getattr(args, "clip_norm", None), getattr(args, "clip_value", None)
+    if norm and value:
+        raise ValueError("--clip-norm and --clip-value: a member clips its gradient by its norm or by value, not "
+                         "both; run a sweep for each")
+    return ("clip_norm", norm) if norm else ("clip_value", value) if value else (None, [None])
+
+
+def clip_of(row):
+    """The grid's clip key of a member's settings or table row (clip_norm or clip_value), or None."""
+    return next((key for key in CLIPS if key in row), None)
+
+
 def grid(args) -> list[dict]:
-    """Every member's settings: lr x weight decay x seed, in that order."""
-    return [{"lr": lr, "weight_decay": wd, "seed": args.seed + s}
-            for lr, wd, s in itertools.product(args.lr, args.weight_decay, range(args.seeds))]
+    """Every member's settings: lr x weight decay x clip (where the sweep clips) x seed, in that order."""
+    key, clips = clipping(args)
+    return [{"lr": lr, "weight_decay": wd, **({key: clip} if key else {}), "seed": args.seed + s}
+            for lr, wd, clip, s in itertools.product(args.lr, args.weight_decay, clips, range(args.seeds))]
 
 
 def bytes_per_member(sizes, batch_size, val_rows, itemsize, bias=True, precision="float32") -> int:
@@ -474,8 +506,9 @@ def format_table(rows) -> str:
     """The ranked table as printed: the val MSE and R2 of the weights each member holds, of epoch ``epoch``. A member
     with no score (NaN: no epoch scored it) shows "-", as its epochs do and as --csv leaves the cell empty; an
     infinite score shows inf, as --csv writes it."""
-    head = f"{'rank':>4}  {'lr':>9}  {'weight_decay':>12}  {'seed':>4}  {'val MSE':>10}  {'val R2':>7}  " \
-           f"{'epoch':>5}  {'best epoch':>10}  stopped early"
+    clip = clip_of(rows[0]) if rows else None
+    head = f"{'rank':>4}  {'lr':>9}  {'weight_decay':>12}  {_clip_head(clip)}{'seed':>4}  {'val MSE':>10}  " \
+           f"{'val R2':>7}  {'epoch':>5}  {'best epoch':>10}  stopped early"
     lines = [head, "-" * len(head)]
     for i, r in enumerate(rows, 1):
         flag = "diverged" if r["diverged"] else ("yes" if r["stopped_early"] else "no")
@@ -483,25 +516,35 @@ def format_table(rows) -> str:
         if r.get("partial_epoch"):  # weights part-way through that epoch (the note under the table says where)
             held = f"{r['partial_epoch']}*"
         r2 = r["val_r2"]  # (a diverged member's -5e104 took 100 digits in .4f)
-        lines.append(f"{i:>4}  {r['lr']:>9.3g}  {r['weight_decay']:>12.3g}  {r['seed']:>4}  "
+        lines.append(f"{i:>4}  {r['lr']:>9.3g}  {r['weight_decay']:>12.3g}  {_clip_cell(r, clip)}{r['seed']:>4}  "
                      f"{_score(r['val_mse'], '.5g'):>10}  {_score(r2, '.4f' if abs(r2) < 1e4 else '.4g'):>7}  "
                      f"{held:>5}  {epoch:>10}  {flag}")
     return "\n".join(lines)
 
 
+def _clip_head(clip) -> str:
+    """The table's clip column's head and its gap ('' for a sweep that does not clip)."""
+    return f"{clip:>10}  " if clip else ""
+
+
+def _clip_cell(row, clip) -> str:
+    return f"{row[clip]:>10.3g}  " if clip else ""
+
+
 def by_setting(rows, seeds) -> list[dict]:
-    """Per setting (lr, weight decay), the val MSE and R² of its members over the seeds: their mean and std (ddof 1,
-    as pandas' ``.std()`` gives it: the spread of the seeds as a sample; NaN with one score), over the members that
+    """Per setting (lr, weight decay; and clip, where the sweep clips), the val MSE and R² of its members over the
+    seeds: their mean and std (ddof 1, as pandas' ``.std()`` gives it: the spread of the seeds as a sample; NaN with
+    one score), over the members that
     scored and did not diverge, ``scored`` of the ``seeds`` (members holds the grid's places of those trained).
     Ranked as the members are: by mean val MSE, a setting no member of which scored last."""
-    groups = {}
+    groups, clip = {}, clip_of(rows[0]) if rows else None
     for r in rows:
-        groups.setdefault((r["lr"], r["weight_decay"]), []).append(r)
+        groups.setdefault((r["lr"], r["weight_decay"], r[clip] if clip else None), []).append(r)
     nan, out = float("nan"), []
-    for (lr, wd), members in groups.items():
+    for (lr, wd, c), members in groups.items():
         kept = [r for r in members if not r["diverged"] and not numpy.isnan(r["val_mse"])]
-        summary = {"lr": lr, "weight_decay": wd, "members": sorted(r["member"] for r in members), "seeds": seeds,
-                   "scored": len(kept)}
+        summary = {"lr": lr, "weight_decay": wd, **({clip: c} if clip else {}),
+                   "members": sorted(r["member"] for r in members), "seeds": seeds, "scored": len(kept)}
         for key in ("val_mse", "val_r2"):
             values = numpy.array([r[key] for r in kept], dtype=numpy.float64)
             summary[key + "_mean"] = float(values.mean()) if kept else nan
@@ -514,14 +557,15 @@ def by_setting(rows, seeds) -> list[dict]:
 def format_settings(settings) -> str:
     """by_setting's summary as printed, under the members' table: "-" for no score (a std of one seed), and the
     seeds column as "2/3" where some of a setting's members diverged, scored no epoch or were not trained."""
-    head = (f"{'rank':>4}  {'lr':>9}  {'weight_decay':>12}  {'seeds':>5}  {'val MSE':>10}  {'std':>10}  {'val R2':>7}  "
-            f"{'std':>7}")
+    clip = clip_of(settings[0]) if settings else None
+    head = (f"{'rank':>4}  {'lr':>9}  {'weight_decay':>12}  {_clip_head(clip)}{'seeds':>5}  {'val MSE':>10}  "
+            f"{'std':>10}  {'val R2':>7}  {'std':>7}")
     lines = ["by setting, over the seeds (mean and std of its members; std with ddof 1, as pandas' .std()):", head,
              "-" * len(head)]
     for i, s in enumerate(settings, 1):
         seeds = s["scored"] if s["scored"] == s["seeds"] else f"{s['scored']}/{s['seeds']}"
         r2, r2_std = s["val_r2_mean"], s["val_r2_std"]
-        lines.append(f"{i:>4}  {s['lr']:>9.3g}  {s['weight_decay']:>12.3g}  {seeds:>5}  "
+        lines.append(f"{i:>4}  {s['lr']:>9.3g}  {s['weight_decay']:>12.3g}  {_clip_cell(s, clip)}{seeds:>5}  "
                      f"{_score(s['val_mse_mean'], '.5g'):>10}  {_score(s['val_mse_std'], '.3g'):>10}  "
                      f"{_score(r2, '.4f' if abs(r2) < 1e4 else '.4g'):>7}  {_score(r2_std, '.3g'):>7}")
     return "\n".join(lines)
@@ -554,7 +598,8 @@ def plot_curves(rows, path) -> None:
         ax.plot(range(1, len(r["val_curve"]) + 1), r["val_curve"], color="0.7", lw=0.8)
     best = rows[0]
     ax.plot(range(1, len(best["val_curve"]) + 1), best["val_curve"], color="C3", lw=2,
-            label=f"best: lr {best['lr']:.3g}, wd {best['weight_decay']:.3g}, seed {best['seed']}")
+            label=f"best: lr {best['lr']:.3g}, wd {best['weight_decay']:.3g}{_clip_words(best, ', ')}, "
+                  f"seed {best['seed']}")
     epoch_axis(ax)
     ax.set_ylabel("validation MSE")
     ax.set_yscale("log")
@@ -572,7 +617,14 @@ def _members_of_the_grid(offset, group):
     from ..training.ensemble import members_named
 
     return members_named(lambda k: offset + k, lambda k: f"lr {group[k]['lr']:.3g}, weight decay "
-                                                         f"{group[k]['weight_decay']:.3g}, seed {group[k]['seed']}")
+                                                         f"{group[k]['weight_decay']:.3g}"
+                                                         f"{_clip_words(group[k])}, seed {group[k]['seed']}")
+
+
+def _clip_words(row, gap=", ") -> str:
+    """A member's clip as its lines say it, after ``gap`` ("", ", clip norm 0.5")."""
+    clip = clip_of(row)
+    return f"{gap}{CLIPS[clip]} {row[clip]:.3g}" if clip else ""
 
 
 def progress_of(args, g, groups) -> list:
@@ -754,6 +806,7 @@ def _run(args, opened) -> int:
     if args.rows < MIN_ROWS and not args.data:
         raise ValueError(f"--rows must be at least {MIN_ROWS} (a tenth is held out), got {args.rows}")
     optimizer = optimizer_of(args.optimizer, args.momentum)  # each member's lr and weight decay go on top
+    clip, clips = clipping(args)  # and its clip
     schedule = lr_schedule.schedule_of(args)  # (resumed: the recorded options, for the ensembles not started)
     resolve_grid(args)
     resolve_task(args, FEATURES)
@@ -809,7 +862,8 @@ def _run(args, opened) -> int:
     groups = [settings[i:i + per] for i in range(0, len(settings), per)]
     _check_resume_order(args, meta, groups, distributed)
     print(f"device: {backend.describe()}; {counted(len(settings), 'member')} ({len(args.lr)} lr x "
-          f"{len(args.weight_decay)} weight decay x {args.seeds} seed(s)) of {sizes}", flush=True)
+          f"{len(args.weight_decay)} weight decay x " + (f"{len(clips)} {CLIPS[clip]} x " if clip else "")
+          + f"{args.seeds} seed(s)) of {sizes}", flush=True)
     print(chosen, flush=True)
     if len(groups) > 1:
         print(f"the grid is split into {len(groups)} ensembles of up to {counted(per, 'member')} ({why})", flush=True)
@@ -854,6 +908,7 @@ def _run(args, opened) -> int:
                     history = ens.fit(*fresh, epochs=args.epochs, batch_size=batch_size,
                                       optimizer=optimizer, lr=[s["lr"] for s in group],
                                       weight_decay=[s["weight_decay"] for s in group], schedule=schedule,
+                                      **({clip: [s[clip] for s in group]} if clip else {}),
                                       **({} if args.data else {"seed": args.seed}), validation_data=validation,
                                       callbacks=callbacks, verbose=verbose_of(args), distributed=distributed)
         except (TrainingDiverged, ValidationNotFinite) as exc:  # every member of this ensemble diverged, or none
@@ -919,7 +974,8 @@ def _run(args, opened) -> int:
     ens = models[best["member"] // per]
     member = ens[best["member"] % per]
     scored = not numpy.isnan(best["val_mse"])  # (none: a second interrupt cut short the pass over the weights held)
-    print(f"\nbest: lr {best['lr']:.3g}, weight decay {best['weight_decay']:.3g}, seed {best['seed']}: val MSE "
+    print(f"\nbest: lr {best['lr']:.3g}, weight decay {best['weight_decay']:.3g}{_clip_words(best)}, seed "
+          f"{best['seed']}: val MSE "
           f"{best['val_mse']:.5g}, R2 {best['val_r2']:.4f} "
           + (f"part-way through epoch {best['partial_epoch']} ({cut})" if best["partial_epoch"]
              else f"at epoch {best['weights_epoch']}") + _earlier_best(args, best) if scored
