@@ -226,3 +226,22 @@ def test_two_ranks_clip_each_member_by_its_global_gradient_as_one_process_at_twi
     for params, _ in outcomes:
         np.testing.assert_allclose(params, ref.member_params.get(), rtol=1e-10, atol=1e-12)
     assert rel_err(ref.member_params[0].get(), plain.member_params[0].get()) > 1e-3  # member 0 clipped
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_the_graph_steps_eager_form_clips_as_the_ordinary_step(ensemble_data, optimizer):
+    """Ensemble(graph=True) on the CPU runs the captured step's launches eagerly (EnsembleOptimizer.graph_update, its
+    step count on the device): the same clipped weights as graph=False, bit for bit."""
+    import warnings
+
+    X, Y = ensemble_data
+    runs = []
+    for graph, clips in ((False, [0.05, None, 0.5]), (True, [0.05, None, 0.5]), (False, None)):
+        ens = gpunn.Ensemble([5, 8, 7, 2], 3, dtype="float64", seed=3, graph=graph)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gpunn.training.graph.GraphWarning)
+            ens.fit(X, Y, optimizer=optimizer, lr=[1e-2, 3e-2, 0.1], clip_norm=clips, epochs=2, batch_size=32, seed=1,
+                    verbose=False)
+        runs.append(ens.member_params.copy())
+    np.testing.assert_array_equal(runs[1], runs[0])
+    assert rel_err(runs[1][0], runs[2][0]) > 1e-3 and np.array_equal(runs[1][1], runs[2][1])  # (member 1 unclipped)
