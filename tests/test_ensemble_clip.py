@@ -245,3 +245,25 @@ def test_the_graph_steps_eager_form_clips_as_the_ordinary_step(ensemble_data, op
         runs.append(ens.member_params.copy())
     np.testing.assert_array_equal(runs[1], runs[0])
     assert rel_err(runs[1][0], runs[2][0]) > 1e-3 and np.array_equal(runs[1][1], runs[2][1])  # (member 1 unclipped)
+
+
+def test_an_ensembles_optimizer_shows_a_clip_where_some_member_clips():
+    """A member optimizer's config holds its clip only where it clips (gpunn.optim): member 0's alone decided what the
+    repr showed, so clip_norm=[None, 1.0] was left out."""
+    from gpunn.training.ensemble import EnsembleOptimizer
+
+    assert "clip" not in repr(EnsembleOptimizer("adam", 2, np))
+    assert repr(EnsembleOptimizer("adam", 2, np, clip_norm=[None, 1.0])).endswith(
+        "weight_decay=0.0, clip_norm=[None, 1.0], steps=0)")
+    assert "clip_value=0.5, steps=0)" in repr(EnsembleOptimizer("sgd", 2, np, clip_value=0.5))
+
+
+@pytest.mark.parametrize("kwargs, said", [
+    (dict(clip_norm=[1.0, -1.0]), r"member 1: clip_norm must be a positive finite number \(None: no clipping\)"),
+    (dict(clip_value=[0.5, float("inf")]), "member 1: clip_value must be a positive finite number"),
+    (dict(clip_norm=1.0, clip_value=[None, 0.5]), "member 1: clip_norm=1.0 and clip_value=0.5: gpunn clips one way"),
+    (dict(clip_norm=[1.0, 2.0, 3.0]), "clip_norm")])
+def test_a_bad_clip_of_a_member_is_refused_naming_it(ensemble_data, kwargs, said):
+    X, Y = ensemble_data
+    with pytest.raises(ValueError, match=said):
+        gpunn.Ensemble([5, 6, 2], 2, seed=3).fit(X, Y, epochs=1, verbose=False, **kwargs)

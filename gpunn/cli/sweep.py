@@ -86,8 +86,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "gpunn.Ensemble (one step trains them all), then rank them by the validation MSE of the "
                                    "weights each holds (the last epoch's; the best epoch's with --early-stopping), "
                                    "the weights --save-best saves and Ensemble.best() ranks by. A member "
-                                   "of the first seed trains as gpunn train would with its --lr and --weight-decay (and "
-                                   "an optimizer with its clip_norm or clip_value) and "
+                                   "of the first seed trains as gpunn train would with its --lr, --weight-decay (and "
+                                   "--clip-norm or --clip-value) and "
                                    "the same other options (to rounding: an ensemble sums in another order), though "
                                    "some defaults here are smaller (--rows, --hidden, --epochs, --batch-size, and "
                                    "--features for teacher and linear); the members of later seeds start from "
@@ -105,11 +105,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "0 for the others)")
     s.add_argument("--clip-norm", type=_number_list(float, _positive), default=None,
                    help="gradient clipping by norm, comma-separated values to grid over, e.g. 0.5,1,5: a member clips "
-                        "its gradient (every dW and db) to this 2-norm before each step, by its own norm, as the "
-                        "optimizer's clip_norm (gpunn.Adam(clip_norm=1.0)) clips one model's (default: no clipping)")
+                        "its gradient (every dW and db) to this 2-norm before each step, by its own norm, as gpunn "
+                        "train --clip-norm clips one model's (default: no clipping)")
     s.add_argument("--clip-value", type=_number_list(float, _positive), default=None,
                    help="gradient clipping by value, comma-separated values to grid over: each gradient element into "
-                        "[-v, v] before each step, as the optimizer's clip_value; not with --clip-norm (default: no "
+                        "[-v, v] before each step, as gpunn train --clip-value; not with --clip-norm (default: no "
                         "clipping)")
     s.add_argument("--seeds", type=seed_count, default=1, help="seeds per setting: members start as MLP(seed=s), "
                    "s = --seed, --seed + 1, ...; with more than one, a second table gives each setting's mean and std over "
@@ -334,7 +334,7 @@ def resolve_grid(args) -> None:
         args.momentum = default_of(args.optimizer, "momentum")
 
 
-CLIPS = {"clip_norm": "clip norm", "clip_value": "clip value"}  # a member's clip in the grid, and in words
+CLIP_WORDS = {"clip_norm": "clip norm", "clip_value": "clip value"}  # a member's clip in the grid, and in words
 
 
 def clipping(args):
@@ -349,7 +349,7 @@ def clipping(args):
 
 def clip_of(row):
     """The grid's clip key of a member's settings or table row (clip_norm or clip_value), or None."""
-    return next((key for key in CLIPS if key in row), None)
+    return next((key for key in CLIP_WORDS if key in row), None)
 
 
 def grid(args) -> list[dict]:
@@ -624,7 +624,7 @@ def _members_of_the_grid(offset, group):
 def _clip_words(row, gap=", ") -> str:
     """A member's clip as its lines say it, after ``gap`` ("", ", clip norm 0.5")."""
     clip = clip_of(row)
-    return f"{gap}{CLIPS[clip]} {row[clip]:.3g}" if clip else ""
+    return f"{gap}{CLIP_WORDS[clip]} {row[clip]:.3g}" if clip else ""
 
 
 def progress_of(args, g, groups) -> list:
@@ -862,7 +862,7 @@ def _run(args, opened) -> int:
     groups = [settings[i:i + per] for i in range(0, len(settings), per)]
     _check_resume_order(args, meta, groups, distributed)
     print(f"device: {backend.describe()}; {counted(len(settings), 'member')} ({len(args.lr)} lr x "
-          f"{len(args.weight_decay)} weight decay x " + (f"{len(clips)} {CLIPS[clip]} x " if clip else "")
+          f"{len(args.weight_decay)} weight decay x " + (f"{len(clips)} {CLIP_WORDS[clip]} x " if clip else "")
           + f"{args.seeds} seed(s)) of {sizes}", flush=True)
     print(chosen, flush=True)
     if len(groups) > 1:

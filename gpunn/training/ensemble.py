@@ -35,7 +35,7 @@ from ..ops import ensemble_ops_for
 from ..ops.fit_threads import member_blas_threads
 from ..ops.member_rates import (ACTIVE, BETA1, BETA2, CLIP_NORM, CLIP_VALUE, HYPER_FIELDS, LR, MOMENTUM, WEIGHT_DECAY,
                                 MemberRates)
-from ..optim import Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
+from ..optim import CLIP_OPTIONS, Adam, Optimizer, check_lr, make_optimizer, make_schedule, options_of
 from ..rng import DeviceRNG, generator
 from ..sample_weights import checked_weights, mean_one
 from .callback_protocol import Callback, writes_checkpoints
@@ -136,9 +136,6 @@ class EnsembleHistory(History):
         return {name: [v[k] if isinstance(v, list) else v for v in values][:last] for name, values in self.items()}
 
 
-CLIPS = ("clip_norm", "clip_value")  # an optimizer's gradient clipping (gpunn.optim), the table's CLIP_NORM, CLIP_VALUE
-
-
 class EnsembleOptimizer:
     """One optimizer of the gpunn.optim family for K members, with per-member settings.
 
@@ -158,7 +155,7 @@ class EnsembleOptimizer:
         else:
             template, name = {}, optimizer
         if clip_norm is not None or clip_value is not None:  # the given kind of clip, not the optimizer's other kind
-            template = {key: value for key, value in template.items() if key not in CLIPS}
+            template = {key: value for key, value in template.items() if key not in CLIP_OPTIONS}
         given = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "beta1": beta1, "beta2": beta2,
                  "clip_norm": clip_norm, "clip_value": clip_value}
         lists = {key: per_member(value if value is not None else template.get(key), n_models, key)
@@ -166,7 +163,7 @@ class EnsembleOptimizer:
         for key, value in given.items():  # (None in a list of the members' values fell back to the class default,
             # not to the Optimizer given's: lr=[1e-3, None] with SGD(lr=0.05) trained member 1 at 0.01; a clip's None
             # is its default, none)
-            missing = [k for k, v in enumerate(lists[key]) if v is None] if value is not None and key not in CLIPS \
+            missing = [k for k, v in enumerate(lists[key]) if v is None] if value is not None and key not in CLIP_OPTIONS \
                 else []
             if missing:
                 raise ValueError(f"{key} lists None for member {missing[0]}: a list gives each member its value; leave "
@@ -213,7 +210,7 @@ class EnsembleOptimizer:
             table[k, MOMENTUM] = getattr(opt, "momentum", 0.0)
             table[k, BETA1], table[k, BETA2] = getattr(opt, "beta1", 0.0), getattr(opt, "beta2", 0.0)
             table[k, ACTIVE] = 1.0
-            for key, field in zip(CLIPS, (CLIP_NORM, CLIP_VALUE)):  # 0.0: none
+            for key, field in zip(CLIP_OPTIONS, (CLIP_NORM, CLIP_VALUE)):  # 0.0: none
                 table[k, field] = getattr(opt, key, None) or 0.0
         self.rates = MemberRates(xp, table)
         self.lr = numpy.array([opt.lr for opt in self.members])  # the base rates, before any schedule
@@ -321,8 +318,8 @@ class EnsembleOptimizer:
         configs = [opt.config() for opt in self.members]
         settings = []
         for key in options_of(type(self.members[0])):
-            values = [config.get(key) for config in configs]
-            if key in configs[0] and not (key in CLIPS and values.count(None) == len(values)):  # (no clip: not shown)
+            values = [config.get(key) for config in configs]  # (a clip is in the configs of the members it clips)
+            if key in configs[0] if key not in CLIP_OPTIONS else values.count(None) < len(values):
                 settings.append(f"{key}={values[0] if values.count(values[0]) == len(values) else values!r}")
         frozen = f", frozen={self.frozen}" if self.frozen else ""
         return (f"EnsembleOptimizer({self.name!r}, n_models={self.n_models}, {', '.join(settings)}, "
