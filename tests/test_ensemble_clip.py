@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gpunn
+from gpunn import cli
 from gpunn.ops import ensemble_ops_for
 from gpunn.ops.member_rates import ACTIVE, BETA1, BETA2, CLIP_NORM, CLIP_VALUE, HYPER_FIELDS, LR, MemberRates
 from gpunn.optim import make_optimizer
@@ -173,8 +174,9 @@ class _FreezeMember(gpunn.Callback):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_an_interrupted_clipped_ensemble_run_resumes_bit_for_bit(ensemble_data, tmp_path, interrupt_at, dtype):
-    """The checkpoint keeps each member's clip (its optimizer's config): the resumed run is the uninterrupted one."""
+def test_an_interrupted_clipped_ensemble_run_resumes_bit_for_bit(ensemble_data, tmp_path, interrupt_at, dtype, capsys):
+    """The checkpoint keeps each member's clip (its optimizer's config; gpunn info shows them): the resumed run is the
+    uninterrupted one."""
     X, Y = ensemble_data
     fit = dict(epochs=4, batch_size=25, optimizer="adam", lr=[2e-3, 3e-2, 1e-2], clip_norm=[0.05, None, 0.5],
                seed=4, verbose=False)
@@ -185,6 +187,8 @@ def test_an_interrupted_clipped_ensemble_run_resumes_bit_for_bit(ensemble_data, 
     assert ens.fit(X, Y, callbacks=[interrupt_at(2, 3), gpunn.ModelCheckpoint(path)], **fit).interrupted
     ckpt = gpunn.load_checkpoint(path, device="cpu")
     assert [m.clip_norm for m in ckpt.optimizer.members] == [0.05, None, 0.5]
+    assert cli.main(["info", str(path)]) == 0  # its trained line: each member's rate and clip (none: unclipped)
+    assert "; adam lr 0.002, 0.03, 0.01, clip_norm 0.05, none, 0.5, batch 25" in capsys.readouterr().out
     ckpt.resume(X, Y, verbose=False)
     np.testing.assert_array_equal(ckpt.model.params, reference.params)
 

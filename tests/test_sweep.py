@@ -1867,6 +1867,8 @@ def test_an_interrupted_clipped_sweep_resumes_to_the_sweep_that_never_stopped(tm
     saved = tmp_path / "sweep"
     run(grid + ["--save", str(saved)], capsys, status=130)
     assert [m.clip_norm for m in gpunn.load_checkpoint(saved / "ensemble-0.npz").optimizer.members] == [0.1, 0.1, 1.0]
+    assert cli.main(["info", str(saved / "ensemble-0.npz")]) == 0  # (gpunn info's trained line: the members' clips)
+    assert "; sgd lr 0.05, clip_norm 0.1, 0.1, 1, batch 64, on task teacher" in capsys.readouterr().out
     resumed = tmp_path / "resumed.json"
     run(["sweep", "--resume", str(saved), "--json", str(resumed), "--quiet"], capsys)
     assert members(resumed) == members(straight)

@@ -94,7 +94,7 @@ def _trained(ckpt) -> str:
     if ckpt.state.batch:
         where += f", and {counted(ckpt.state.batch, 'batch', 'batches')} of epoch {ckpt.epoch + 1}"
     stopped = " (interrupted)" if training.get("interrupted") else ""
-    config = ckpt.meta["optimizer"]["config"]
+    config = _settings(ckpt.meta["optimizer"]["config"])
     lr = config.get("lr")
     source = training.get("source") or {}
     options = saved_options(ckpt.meta) or {}  # a command's synthetic task, held in memory ("arrays") or streamed
@@ -110,6 +110,21 @@ def _trained(ckpt) -> str:
     clipping = "".join(f", {key} {_value(config[key])}" for key in CLIP_OPTIONS if config.get(key) is not None)
     return (f"{where}{stopped}; {config.get('name', '?')}{'' if lr is None else f' lr {_value(lr)}'}{clipping}, "
             f"batch {settings.batch_size}{data}{rows}")
+
+
+def _settings(config) -> dict:
+    """An optimizer's config as the trained line reads it: an Ensemble's (its members' configs) as one, each setting
+    one value where every member has it, else the K values ("none" for a member without a clip)."""
+    members = config.get("members")
+    if not isinstance(members, list) or not members or not all(isinstance(m, dict) for m in members):
+        return config
+    settings = {"name": config.get("name", members[0].get("name"))}
+    for key in ("lr", *CLIP_OPTIONS):
+        values = [m.get(key) for m in members]
+        if any(v is not None for v in values):
+            settings[key] = values[0] if values.count(values[0]) == len(values) else [
+                "none" if v is None else v for v in values]
+    return settings
 
 
 def _value(v) -> str:
