@@ -1739,3 +1739,34 @@ def test_a_short_gpunn_train_and_predict_never_import_numba_and_give_the_kernels
         numpy.testing.assert_array_equal(child[name].view(numpy.uint32), here[name].view(numpy.uint32))
     numpy.testing.assert_array_equal(numpy.load(paths["child"][2]).view(numpy.uint32),
                                      numpy.load(paths["here"][2]).view(numpy.uint32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_clips_numpy_stand_in_gives_the_kernels_bits_and_both_are_the_references_formula(dtype):
+    """CpuOps' gradient clipping (gpunn.ops.cpu._clip_row, which the one-call step runs inside its kernel) and its
+    NumPy stand-in until Numba's start pays: bit for bit, over sizes of every remainder mod 4 (the kernel's four
+    partial sums), limits that clip and one that does not, and clip_value on NaN and infinities; both the reference's
+    formula (Ops.clip_grad_norm: its sum in BLAS's order) to the float64 sum's rounding (n ulps at most) and an ulp
+    of the factor in float32."""
+    if numba is None:
+        pytest.skip("Numba is not installed")
+    rng = numpy.random.default_rng(21)
+    bits = numpy.uint32 if dtype == "float32" else numpy.uint64
+    kernels, deferred = CpuOps(fused=True), CpuOps(fused=True)
+    deferred.kernels_now = lambda same_bits=True: False  # as before Numba's start pays
+    for n in (1, 2, 3, 4, 5, 7, 1001, PARALLEL_MIN_ELEMENTS + 3):
+        g = (rand(rng, n, dtype) * 10.0 ** rng.integers(-3, 4, n)).astype(dtype)
+        norm = numpy.linalg.norm(g.astype(numpy.float64))
+        for max_norm in (norm / 7, norm * 2):
+            got, want, ref = g.copy(), g.copy(), g.copy()
+            assert kernels.clip_grad_norm(got, max_norm) is got and deferred.clip_grad_norm(want, max_norm) is want
+            numpy.testing.assert_array_equal(got.view(bits), want.view(bits))
+            Ops().clip_grad_norm(ref, max_norm)
+            numpy.testing.assert_allclose(got, ref, rtol=max(2 * numpy.finfo(dtype).eps, 1e-13), atol=0)
+        special = g.copy()
+        special[: min(n, 3)] = [numpy.nan, numpy.inf, -numpy.inf][: min(n, 3)]
+        got, want = special.copy(), special.copy()
+        kernels.clip_grad_value(got, 0.3)
+        deferred.clip_grad_value(want, 0.3)
+        numpy.testing.assert_array_equal(got.view(bits), want.view(bits))
+        numpy.testing.assert_array_equal(got, numpy.clip(special, -0.3, 0.3))

@@ -59,14 +59,14 @@ _cpu_seconds = time.process_time
 _deferred_since: list = []  # the process's CPU seconds at the first op that ran NumPy in a kernel's stead
 _jit = dict(cache=True, error_model="numpy", nogil=True)
 KERNELS = ("_bias_relu_inplace", "_relu_backward_inplace", "_relu_backward_bias_inplace", "_column_sums",
-           "_small_k_matmul", "_adam", "_adam_l2")
+           "_small_k_matmul", "_adam", "_adam_l2", "_clip_row")
 
 
 @kernels(KERNELS)
 def _define():
     """Defines the kernels (gpunn.ops.lazynumba): at the first call of one."""
     global _bias_relu_inplace, _relu_backward_inplace, _relu_backward_bias_inplace, _column_sums, _small_k_matmul
-    global _adam, _adam_l2
+    global _adam, _adam_l2, _clip_row
     from numba import njit
 
     # Serial kernels over a range [lo, hi) of rows (or elements); CpuOps splits large arrays across
@@ -157,6 +157,64 @@ def _define():
             M[i] = mi
             V[i] = vi
             W[i] -= (mi / (numpy.sqrt(vi) * inv_sqrt_bc2 + eps)) * lr_bc1
+
+
+    @njit(**_jit)
+    def _clip_row(g, clip_norm, clip_value, c):
+        """Gradient clipping of the flat gradient g in place (``c``: scratch of g's dtype), as
+        gpunn.optim.Optimizer.clip asks it: by norm (clip_norm > 0), g *= T(clip_norm / (sqrt(s) + 1e-6)) where that
+        is under 1, s the float64 sum of the squares in four interleaved partial sums (i mod 4), added as
+        (s0 + s1) + (s2 + s3) (a fixed order, which _clip_row_numpy gives too; one chain of additions took ~4x as
+        long); by value (clip_value > 0), each element into [-T(clip_value), T(clip_value)]. One rule for one
+        model's step (CpuOps) and an Ensemble's members (gpunn.ops.ensemble: in its group pass too)."""
+        n = g.size
+        if clip_norm > 0:
+            s0 = s1 = s2 = s3 = 0.0
+            n4 = n - n % 4
+            for i in range(0, n4, 4):
+                a, b, d, e = numpy.float64(g[i]), numpy.float64(g[i + 1]), numpy.float64(g[i + 2]), \
+                    numpy.float64(g[i + 3])
+                s0 += a * a
+                s1 += b * b
+                s2 += d * d
+                s3 += e * e
+            for i in range(n4, n):
+                a = numpy.float64(g[i])
+                s0 += a * a
+            coef = clip_norm / (numpy.sqrt((s0 + s1) + (s2 + s3)) + 1e-6)
+            if coef < 1.0:
+                c[0] = coef
+                scale = c[0]
+                for i in range(n):
+                    g[i] *= scale
+        if clip_value > 0:
+            c[0] = clip_value
+            hi = c[0]
+            lo = -hi
+            for i in range(n):
+                if g[i] > hi:
+                    g[i] = hi
+                elif g[i] < lo:
+                    g[i] = lo
+
+
+def _clip_row_numpy(g, clip_norm, clip_value):
+    """_clip_row's bits without Numba: each partial sum's additions in its order (numpy.add.accumulate down the
+    columns of the (n/4, 4) squares, the last n mod 4 after, into s0), then the same double arithmetic."""
+    if clip_norm > 0:
+        n4 = g.size - g.size % 4
+        squares = numpy.square(g.astype(numpy.float64))
+        s = numpy.add.accumulate(squares[:n4].reshape(-1, 4), axis=0)[-1].tolist() if n4 else [0.0] * 4
+        for square in squares[n4:].tolist():
+            s[0] += square
+        coef = clip_norm / (math.sqrt((s[0] + s[1]) + (s[2] + s[3])) + 1e-6)
+        if coef < 1.0:
+            g *= g.dtype.type(coef)
+    if clip_value > 0:
+        hi = g.dtype.type(clip_value)
+        numpy.putmask(g, g > hi, hi)
+        numpy.putmask(g, g < -hi, -hi)
+    return g
 
 
 _SUM_BLOCK_ROWS = 4096
@@ -581,6 +639,31 @@ class CpuOps(Ops):
         bounds = _bounds(rows, parts)
         run_pieces(kernel, [(*args, sums[t], bounds[t], bounds[t + 1]) for t in range(parts)])
         db[...] = sums.sum(axis=0)
+
+    # ---- gradient clipping -------------------------------------------------------------
+    def clip_grad_norm(self, g, max_norm):
+        if not self._clips(g):
+            return super().clip_grad_norm(g, max_norm)
+        return self._clip(g, max_norm, 0.0)
+
+    def clip_grad_value(self, g, clip_value):
+        if not self._clips(g):
+            return super().clip_grad_value(g, clip_value)
+        return self._clip(g, 0.0, clip_value)
+
+    def _clips(self, g) -> bool:
+        """Whether the clips below take g: a flat buffer the kernels are compiled for (else the reference: its sum of
+        squares in BLAS's order, a few ulps off _clip_row's)."""
+        return self.fused and g.ndim == 1 and _fusable(g)
+
+    def _clip(self, g, clip_norm, clip_value):
+        """_clip_row (NumPy with its bits until Numba is imported): the clip the one-call step runs inside its kernel
+        (gpunn.ops.mlp_step), so that the two steps keep the same bits."""
+        if self.kernels_now():
+            _clip_row(g, clip_norm, clip_value, self.scratch((1,), g.dtype, slot="clip"))
+        else:
+            _clip_row_numpy(g, clip_norm, clip_value)  # (Numba not imported yet, or it did not import)
+        return g
 
     # ---- optimizer -------------------------------------------------------------------
     def adam_step(self, w, g, m, v, lr, beta1, beta2, eps, step, weight_decay, decoupled):

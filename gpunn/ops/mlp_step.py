@@ -25,14 +25,15 @@ from ..optim import Adam, AdamW
 if numba is not None:
     from . import ensemble  # its _member_group_pass read at each call: the kernel itself once defined (lazynumba)
     from .ensemble import LAYER_SMALL_K, group_pass_activations, no_optimizer_arguments
-    from .member_rates import ACTIVE, BETA1, BETA2, HYPER_FIELDS, LR, WEIGHT_DECAY
+    from .member_rates import ACTIVE, BETA1, BETA2, CLIP_NORM, CLIP_VALUE, HYPER_FIELDS, LR, WEIGHT_DECAY
 
 _ADAMS = (Adam, AdamW)  # exactly these classes: a subclass may step otherwise
 # the methods the one call stands in for: where one is set on the object (a spy, gpunn bench's timed profile run),
 # the generic step runs, and so that one
 _MODEL_METHODS = frozenset(("train_step", "_forward", "_backward"))
 _OPS_METHODS = frozenset(("matmul", "bias_activation", "activation_backward", "activation_bias_backward",
-                          "bias_gradient", "loss_gradient", "adam_step", "_split", "_sum_rows"))
+                          "bias_gradient", "loss_gradient", "adam_step", "_split", "_sum_rows", "clip_grad_norm",
+                          "clip_grad_value", "_clip"))
 # CpuOps.matmul computes a product of inner dimension k <= SMALL_K and an out of at least this many elements
 # outside BLAS (_small_k_matmul; k = 1 by a broadcast multiply)
 _SMALL_K_MIN_OUT = 4096
@@ -100,7 +101,8 @@ def _small_k_forward(sizes, rows) -> list:
 
 
 def _settings(optimizer) -> tuple:
-    return optimizer.beta1, optimizer.beta2, optimizer.eps, optimizer.weight_decay, optimizer.decoupled
+    return (optimizer.beta1, optimizer.beta2, optimizer.eps, optimizer.weight_decay, optimizer.decoupled,
+            optimizer.clip_norm, optimizer.clip_value)
 
 
 class _Net:
@@ -154,6 +156,8 @@ class _Plan:
         self.rates = numpy.zeros((1, HYPER_FIELDS))
         self.rates[0, BETA1], self.rates[0, BETA2], self.rates[0, ACTIVE] = optimizer.beta1, optimizer.beta2, 1
         self.rates[0, WEIGHT_DECAY] = optimizer.weight_decay
+        self.rates[0, CLIP_NORM] = optimizer.clip_norm or 0.0  # (0: none; the kernel clips as CpuOps.clip_grad_norm)
+        self.rates[0, CLIP_VALUE] = optimizer.clip_value or 0.0
         self.pow1, self.pow2 = numpy.zeros(1), numpy.zeros(1)
         decay = bool(optimizer.weight_decay)
         flags = numpy.array([1, decay and not optimizer.decoupled, decay and optimizer.decoupled], numpy.int64)
@@ -203,14 +207,14 @@ def one_call_step(model, X, Y, optimizer, lr):
     ReLU, tanh or sigmoid hidden layers (tanh and sigmoid where NumPy's tanh or exp loop could be bound:
     gpunn.ops.ufuncs), an identity output of one column (Y's, and in a fit with sample_weight a second, each row's
     weight: gpunn.sample_weights), no size under 2, float32 precision and under
-    PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it; clipping nothing) bound to
-    the model, with float settings, and a Python float ``lr``; on C-ordered X and Y of the model's dtype whose rows make each
+    PARALLEL_MIN_ELEMENTS parameters; with an Adam or AdamW (exactly; its step not set on it; its clip_norm or
+    clip_value, if any, clipped in the kernel by CpuOps' rule, gpunn.ops.cpu._clip_row) bound to the model, with float
+    settings, and a Python float ``lr``; on C-ordered X and Y of the model's dtype whose rows make each
     product one the generic path gives to BLAS, but a hidden layer's forward product, which may be its small-k
     product (an input or hidden width up to SMALL_K), and every layer's rows x width under PARALLEL_MIN_ELEMENTS
     (_batch_applies). Not before Numba is imported: until then (gpunn.ops.cpu.NUMBA_START_SECONDS) the generic
     step's ops run the reference, with the same bits, and import it once it pays."""
     if type(optimizer) not in _ADAMS or type(lr) is not float or "step" in optimizer.__dict__ or \
-            optimizer.clip_norm is not None or optimizer.clip_value is not None or \
             not _steps_as_made(model) or not lazynumba.imported():
         return None
     ws = model._workspace(X.shape[0])  # (train_step's)
