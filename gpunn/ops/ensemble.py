@@ -293,7 +293,7 @@ def group_pass_activations(acts, dtype):
 KERNELS = ("_member_bias_relu", "_member_column_sums", "_member_relu_backward_bias", "_outer_relu_backward_bias",
            "_member_outer_relu_backward_bias", "_bias_activation_inplace", "_derivative_from_output",
            "_activation_backward_bias", "_outer_backward_bias", "_member_adam", "_adam_row", "_member_adam_in_pass",
-           "_member_group_pass", "_wait_for", "_store_and_wait", "_clip_row", "_member_clip")
+           "_member_group_pass", "_wait_for", "_store_and_wait", "_member_clip")
 
 
 @kernels(KERNELS)
@@ -303,8 +303,8 @@ def _define():
     global _member_bias_relu, _member_column_sums, _member_relu_backward_bias, _outer_relu_backward_bias
     global _member_outer_relu_backward_bias, _bias_activation_inplace, _derivative_from_output
     global _activation_backward_bias, _outer_backward_bias, _member_adam, _adam_row, _member_adam_in_pass
-    global _member_group_pass, _wait_for, _store_and_wait, _clip_row, _member_clip
-    global _adam, _adam_l2, _bias_relu_inplace, _column_sums, _relu_backward_bias_inplace, _small_k_matmul
+    global _member_group_pass, _wait_for, _store_and_wait, _member_clip
+    global _adam, _adam_l2, _clip_row, _bias_relu_inplace, _column_sums, _relu_backward_bias_inplace, _small_k_matmul
     global loop_inplace
     from numba import njit
 
@@ -318,6 +318,7 @@ def _define():
     _adam, _adam_l2, _bias_relu_inplace, _column_sums = single["_adam"], single["_adam_l2"], \
         single["_bias_relu_inplace"], single["_column_sums"]
     _relu_backward_bias_inplace, _small_k_matmul = single["_relu_backward_bias_inplace"], single["_small_k_matmul"]
+    _clip_row = single["_clip_row"]  # (one model's clip: a member's row is clipped as one MLP's gradient)
     loop_inplace = single["loop_inplace"]
 
     @njit(**_jit)
@@ -414,43 +415,6 @@ def _define():
                 D[i, j] = d
                 acc[j] += d
         sums[:] = acc
-
-    @njit(**_jit)
-    def _clip_row(g, clip_norm, clip_value, c):
-        """EnsembleOps.clip_gradients on one member's gradient row g, in place (``c``: scratch of g's dtype): by norm
-        (clip_norm > 0), g *= T(clip_norm / (sqrt(s) + 1e-6)) where that is under 1, s the float64 sum of the squares
-        in four interleaved partial sums (i mod 4), added as (s0 + s1) + (s2 + s3) (a fixed order: every path that
-        calls it gives the same bits; one chain of additions took ~4x as long); by value (clip_value > 0), each
-        element into [-T(clip_value), T(clip_value)]."""
-        n = g.size
-        if clip_norm > 0:
-            s0 = s1 = s2 = s3 = 0.0
-            n4 = n - n % 4
-            for i in range(0, n4, 4):
-                a, b, d, e = numpy.float64(g[i]), numpy.float64(g[i + 1]), numpy.float64(g[i + 2]), \
-                    numpy.float64(g[i + 3])
-                s0 += a * a
-                s1 += b * b
-                s2 += d * d
-                s3 += e * e
-            for i in range(n4, n):
-                a = numpy.float64(g[i])
-                s0 += a * a
-            coef = clip_norm / (numpy.sqrt((s0 + s1) + (s2 + s3)) + 1e-6)
-            if coef < 1.0:
-                c[0] = coef
-                scale = c[0]
-                for i in range(n):
-                    g[i] *= scale
-        if clip_value > 0:
-            c[0] = clip_value
-            hi = c[0]
-            lo = -hi
-            for i in range(n):
-                if g[i] > hi:
-                    g[i] = hi
-                elif g[i] < lo:
-                    g[i] = lo
 
     @njit(**_jit)
     def _member_clip(g, rates, active):
