@@ -489,7 +489,7 @@ def test_a_missing_value_is_refused_in_one_wording_by_training_and_predict(tmp_p
                                         "first$"):
         trained_on(str(tmp_path / "nan.csv"), "b")  # a NaN written so is one
     if column == "a":  # gpunn predict reads features only
-        assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn predict: error: IN {said}"] * 2
+        assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn predict: error: IN {said}; OUT not written"] * 2
 
 
 # ---- the line of a refused row's fallback -----------------------------------------------------------------
@@ -509,7 +509,7 @@ def test_rows_refused_where_no_single_row_is_named_are_placed_on_one_line_by_tra
     said = refusal(trained_on, str(path), block_size=1 << 20)  # one chunk, as predict reads it in one batch
     assert said.startswith(f"{path}: bad data from line 4 on ("), said
     assert refusal(streamed, str(path), ["a"]) == said
-    assert predict_refusals(tmp_path, monkeypatch, capsys, str(path))[1] == f"gpunn predict: error: IN {said}"
+    assert predict_refusals(tmp_path, monkeypatch, capsys, str(path))[1] == f"gpunn predict: error: IN {said}; OUT not written"
 
 
 
@@ -557,7 +557,7 @@ def test_a_binary_file_named_csv_is_refused_alike_by_gpunn_predict_read_whole(tm
     said = refusal(trained_on, str(path))
     assert said == f"{path}: not a CSV file (binary, not text)"
     assert refusal(read_whole, str(path)) == said
-    assert predict_refusals(tmp_path, monkeypatch, capsys, str(path)) == [f"gpunn predict: error: IN {said}"] * 2
+    assert predict_refusals(tmp_path, monkeypatch, capsys, str(path)) == [f"gpunn predict: error: IN {said}; OUT not written"] * 2
     (tmp_path / "x.dat").write_bytes(content)
     assert refusal(read_whole, str(tmp_path / "x.dat")) == f"{tmp_path / 'x.dat'}: not a .npy array (no .npy header), and binary"
 
@@ -576,7 +576,7 @@ def test_a_file_named_csv_that_is_not_csv_text_is_refused_for_it_by_gpunn_predic
     model = str(tmp_path / "m.npz")
     gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
     assert main(["predict", model, str(path), str(tmp_path / "p.npy"), "--features", "a,b"]) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == f"gpunn predict: error: IN {said}"
+    assert capsys.readouterr().err.splitlines()[-1] == f"gpunn predict: error: IN {said}; OUT not written"
 
 
 # ---- a NaN or infinite number ------------------------------------------------------------------------------
@@ -604,7 +604,7 @@ def test_a_nan_or_infinite_number_is_refused_in_one_wording_by_training_and_pred
     if header:
         source = data.csv(path, "b", shuffle=False).bind("cpu", "float32")
         assert refusal(lambda: list(source.ordered_windows())) == said
-    assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn predict: error: IN {said}"] * 2
+    assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn predict: error: IN {said}; OUT not written"] * 2
 
 
 def test_a_header_ending_in_a_comma_is_named_the_cause_only_of_rows_one_value_short():

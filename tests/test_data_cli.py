@@ -1007,13 +1007,13 @@ def test_predict_on_a_table_without_a_models_column_says_what_the_model_picks_by
     assert capsys.readouterr().err == (
         f"gpunn predict: error: IN {typo}: no column 'rooms'; the columns are: area, roms, age, price; did you mean "
         "'roms'? The model was trained on the columns area, rooms, age and picks a table's by name: name the table's "
-        "columns for them, in that order, with --features area,roms,age\n")
+        "columns for them, in that order, with --features area,roms,age; OUT not written\n")
     assert main(["predict", model, typo, out, "--features", "area,roms,age"]) == 0
     capsys.readouterr()
     assert main(["predict", model, str(tmp_path / "other.csv"), out]) == 2
     assert capsys.readouterr().err.endswith(
         "the model was trained on the columns area, rooms, age and picks a table's by name: give the table those "
-        "columns, or name its columns for them, in that order, with --features\n")
+        "columns, or name its columns for them, in that order, with --features; OUT not written\n")
 
 
 def test_a_parquet_directory_whose_files_have_other_columns_is_refused_naming_its_first_file(tmp_path, capsys):
@@ -1038,7 +1038,7 @@ def test_a_parquet_directory_whose_files_have_other_columns_is_refused_naming_it
     assert main(["train", "--data", str(parts), "--target", "y", *SMALL]) == 2
     assert capsys.readouterr().err == f"gpunn train: error: {refusal}"
     assert main(["predict", model, str(parts), str(tmp_path / "p.csv")]) == 2
-    assert capsys.readouterr().err == f"gpunn predict: error: IN {refusal}"
+    assert capsys.readouterr().err == f"gpunn predict: error: IN {refusal[:-1]}; OUT not written\n"
     assert not (tmp_path / "p.csv").exists()
 
 
@@ -1137,7 +1137,7 @@ def test_predict_says_why_a_csv_read_by_position_has_another_width(tmp_path, cap
     assert ("IN {}: X has 3 columns but the model expects 2 (its target too?); its header names a, b, y, and the "
             "model was trained on "
             "unnamed columns (an .npy file or a synthetic task), so they are taken in order: pick the model's 2 with "
-            "--features, e.g. --features a,b\n".format(tmp_path / "t.csv")) in capsys.readouterr().err
+            "--features, e.g. --features a,b; OUT not written\n".format(tmp_path / "t.csv")) in capsys.readouterr().err
     assert main(["predict", unnamed, str(tmp_path / "t.csv"), str(tmp_path / "p.npy"), "--features", "a,b"]) == 0
     assert main(["predict", named, str(tmp_path / "bare.csv"), str(tmp_path / "p.npy")]) == 2
     assert ("X has 3 columns but the model expects 2; bare.csv has no header row, so its columns are taken in order "
@@ -1184,13 +1184,14 @@ def test_predict_of_another_width_names_what_gpunn_train_trained_the_model_on(pa
     assert main(["predict", task, x, str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err == (f"gpunn predict: error: IN {x}: X has 5 columns but the model expects 3; MODEL "
                                        f"{task} was trained on gpunn train's synthetic task teacher, of 3 features: "
-                                       "the model of another run?\n")
+                                       "the model of another run?; OUT not written\n")
     assert main(["predict", on_file, x3, str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err == (f"gpunn predict: error: IN {x3}: X has 3 columns but the model expects 5; MODEL "
                                        f"{on_file} was trained on --data {x}: give rows of that file's columns, in its "
-                                       "order\n")
+                                       "order; OUT not written\n")
     assert main(["predict", plain, x, str(tmp_path / "p.npy")]) == 2
-    assert capsys.readouterr().err == f"gpunn predict: error: IN {x}: X has 5 columns but the model expects 3\n"
+    assert capsys.readouterr().err == (f"gpunn predict: error: IN {x}: X has 5 columns but the model expects 3; OUT not "
+                                       "written\n")
 
 
 def test_predict_of_a_file_one_column_per_output_too_wide_asks_of_the_target_for_a_model_of_unnamed_columns(pair, capsys):
@@ -1214,7 +1215,7 @@ def test_predict_of_a_file_one_column_per_output_too_wide_asks_of_the_target_for
         assert main(["predict", on_file, str(tmp_path / name), str(tmp_path / "p.npy")]) == 2
         assert capsys.readouterr().err == (f"gpunn predict: error: IN {tmp_path / name}: X has 6 columns but the model "
                                            f"expects 5 (its target too?); MODEL {on_file} was trained on --data {x}: "
-                                           "give rows of that file's columns, in its order\n")
+                                           "give rows of that file's columns, in its order; OUT not written\n")
     assert main(["predict", on_file, str(tmp_path / "head.csv"), str(tmp_path / "p.npy")]) == 2
     assert "X has 6 columns but the model expects 5 (its target too?); its header names a, b, c, d, e, y, and" in \
         capsys.readouterr().err
@@ -1222,7 +1223,7 @@ def test_predict_of_a_file_one_column_per_output_too_wide_asks_of_the_target_for
     assert "expects 5; MODEL" in capsys.readouterr().err  # two columns more for one output: not asked
     assert main(["predict", plain, str(tmp_path / "whole.npy"), str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err == (f"gpunn predict: error: IN {tmp_path / 'whole.npy'}: X has 6 columns but the "
-                                       "model expects 4 (its 2 targets too?)\n")
+                                       "model expects 4 (its 2 targets too?); OUT not written\n")
 
 def test_train_and_predict_on_a_csv_that_starts_with_empty_lines(tmp_path, capsys):
     """Its header was taken to end at the first line end: gpunn train --data failed ("bad data after row 0"),
@@ -1289,7 +1290,46 @@ def test_predict_names_the_csv_line_of_a_nan_read_whole_or_streamed(tmp_path, ca
                         (["h.csv"], "IN {}h.csv " + said.format(250, "value 2 of the line"))):
         args = [str(tmp_path / args[0]), *args[1:]]
         assert main(["predict", model, args[0], str(tmp_path / "p.npy"), *args[1:]]) == 2
-        assert capsys.readouterr().err == f"gpunn predict: error: {words.format(str(tmp_path) + '/')}\n"
+        assert capsys.readouterr().err == f"gpunn predict: error: {words.format(str(tmp_path) + '/')}; OUT not written\n"
+
+
+def test_predict_refused_by_a_later_piece_of_in_leaves_no_out_and_says_so_or_what_standard_output_holds(
+        tmp_path, monkeypatch, capsys):
+    """A value refused in a later piece of a streamed IN, with pieces before it predicted and written, leaves OUT as
+    it was: no OUT, an earlier OUT unchanged, no temporary file (OUT is written under another name and renamed into
+    place once whole), and the refusal says "; OUT not written", as --score's do; it said nothing of OUT. OUT -
+    cannot take back what it wrote: the refusal says standard output holds the rows predicted before it, where
+    --score said "OUT not written" of rows already there."""
+    pytest.importorskip("pyarrow")
+    from gpunn.data import files
+
+    monkeypatch.setattr(files, "CSV_BLOCK", 1 << 12)  # 1000 rows of about 12 bytes: the bad row in the fourth block
+    X = numpy.column_stack([numpy.arange(1000) % 7 + 0.5, numpy.arange(1000) % 3, numpy.arange(1000) % 5])
+    numpy.savetxt(tmp_path / "t.csv", X, delimiter=",", header="a,b,y", comments="", fmt="%g")
+    model = gpunn.MLP([2, 4, 1], seed=0, device="cpu")
+    model.fit(gpunn.data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False)
+    gpunn.save(tmp_path / "m.npz", model)
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    lines[901] = "1,nan,2"  # features: refused by a plain run
+    (tmp_path / "x.csv").write_text("\n".join(lines) + "\n")
+    lines[901] = "1,1,nan"  # the target: refused by --score
+    (tmp_path / "y.csv").write_text("\n".join(lines) + "\n")
+    feature = f"IN {tmp_path}/x.csv line 902: column 'b': 'nan' is NaN; clean or impute it first"
+    target = f"IN {tmp_path}/y.csv line 902: column 'y': 'nan' is NaN; clean or impute it first"
+    for name, options, said in (("x.csv", [], feature), ("y.csv", ["--score"], target)):
+        for out in ("p.npy", "p.csv", "p.parquet"):
+            (tmp_path / out).write_bytes(b"earlier")
+            before = sorted(os.listdir(tmp_path))
+            assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / name), str(tmp_path / out),
+                         *options]) == 2, out  # (streamed: a table of the model's named columns)
+            assert capsys.readouterr().err == f"gpunn predict: error: {said}; OUT not written\n", out
+            assert (tmp_path / out).read_bytes() == b"earlier" and sorted(os.listdir(tmp_path)) == before, out
+            (tmp_path / out).unlink()
+        assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / name), "-", *options]) == 2
+        written = capsys.readouterr()
+        assert written.err.endswith(f"{said}; standard output holds only the rows predicted before it (the rest not "
+                                    "written)\n"), written.err
+        assert 0 < len(written.out.splitlines()) - 1 < 900  # (a header row, then the rows of the pieces before)
 
 
 def test_predict_says_how_many_more_missing_values_the_rows_read_with_the_first_hold_as_training_does(tmp_path,
@@ -1315,7 +1355,7 @@ def test_predict_says_how_many_more_missing_values_the_rows_read_with_the_first_
     for name, features in (("x.csv", []), ("x.csv", ["--features", "a,b"]), ("e.csv", ["--features", "a,b"])):
         assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / name), str(tmp_path / "p.npy"),
                      *features]) == 2  # read whole, streamed
-        assert capsys.readouterr().err == f"gpunn predict: error: {said.format(tmp_path, name)}\n"
+        assert capsys.readouterr().err == f"gpunn predict: error: {said.format(tmp_path, name)}; OUT not written\n"
     X = numpy.ones((300, 2))
     X[[20, 21, 40, 90, 95], [1, 0, 0, 0, 0]] = numpy.nan
     X[250, 1] = numpy.inf  # (in a later chunk of 100 rows: not counted)
@@ -1323,7 +1363,7 @@ def test_predict_says_how_many_more_missing_values_the_rows_read_with_the_first_
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err == (f"gpunn predict: error: IN {tmp_path}/x.npy row 20: column 1: nan is NaN; clean "
                                        "or impute it first (5 more missing or not finite among the 300 rows read with "
-                                       "it, at row 21, row 40, row 90, ...)\n")
+                                       "it, at row 21, row 40, row 90, ...); OUT not written\n")
     with pytest.raises(DataError, match=re.escape("x.npy row 20: column 1: nan is NaN; clean or impute it first (4 "
                                                   "more missing or not finite among the 100 rows read with it, at row "
                                                   "21, row 40, row 90, ...; the rows after them are not checked yet)")):
@@ -1377,7 +1417,7 @@ def test_predict_names_a_nan_of_an_array_saved_under_a_csv_name_by_its_row_and_c
         numpy.save(fh, X)
     assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err == (f"gpunn predict: error: IN {tmp_path}/x.csv row 6: column 1: nan is NaN; clean "
-                                       "or impute it first\n")
+                                       "or impute it first; OUT not written\n")
 
 
 def test_predict_names_its_input_in_one_form_read_whole_or_streamed(tmp_path, capsys):
@@ -1439,7 +1479,7 @@ def test_predict_words_a_bad_csv_row_alike_read_whole_or_streamed(tmp_path, caps
     path = str(tmp_path / "x.csv")
     (tmp_path / "x.csv").write_text(("a,b\n" if header else "") + "\n".join(rows) + "\n")
     columns = {"a": "column 'a'", "b": "column 'b'"} if header else {"a": "value 1 of the line", "b": "value 2 of the line"}
-    said = [f"gpunn predict: error: IN {path} line {at + 1 + header}: {problem.format(**columns)}"]
+    said = [f"gpunn predict: error: IN {path} line {at + 1 + header}: {problem.format(**columns)}; OUT not written"]
 
     def refusal(*options, stream_bytes=predict.STREAM_BYTES, block=files.CSV_BLOCK):
         monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
@@ -1479,7 +1519,7 @@ def test_a_csv_cut_short_mid_line_is_told_so_read_whole_or_streamed(tmp_path, ca
             monkeypatch.setattr(files, "CSV_BLOCK", block)
             assert main(["predict", model, str(path), str(tmp_path / "p.npy")]) == 2
             err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
-            assert err == [f"gpunn predict: error: IN {path} {said}"], (text[-12:], stream_bytes, block)
+            assert err == [f"gpunn predict: error: IN {path} {said}; OUT not written"], (text[-12:], stream_bytes, block)
     if header:
         path.write_text(rows + "1.5")
         assert main(["train", "--data", str(path), "--target", "b", *SMALL]) == 2
@@ -1508,7 +1548,7 @@ def test_predict_names_a_row_of_another_width_than_the_header_alike_read_whole_o
     model = str(tmp_path / "m.npz")
     gpunn.save(model, gpunn.MLP([width, 1], seed=0, device="cpu"))
     (tmp_path / "x.csv").write_text(text)
-    said = [f"gpunn predict: error: IN {tmp_path / 'x.csv'} {problem}"]
+    said = [f"gpunn predict: error: IN {tmp_path / 'x.csv'} {problem}; OUT not written"]
     for stream_bytes in (predict.STREAM_BYTES, 0):
         monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
         assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy")]) == 2
@@ -1570,7 +1610,7 @@ def test_predict_refuses_a_bad_value_among_booleans_alike_read_whole_or_streamed
         monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
         assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
         said = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
-        assert said == [f"gpunn predict: error: IN {path} line {line}: {problem}"], stream_bytes
+        assert said == [f"gpunn predict: error: IN {path} line {line}: {problem}; OUT not written"], stream_bytes
     assert not (tmp_path / "p.npy").exists()
 
 
@@ -1587,7 +1627,7 @@ def test_predict_names_text_after_a_missing_value_alike_read_whole_or_streamed(t
         monkeypatch.setattr(predict, "STREAM_BYTES", stream_bytes)
         assert main(["predict", model, str(tmp_path / "x.csv"), str(tmp_path / "p.npy")]) == 2
         assert capsys.readouterr().err.splitlines()[-1] == (f"gpunn predict: error: IN {tmp_path / 'x.csv'} line 3: column 'b': "
-                                                            "'oops' is not a number")
+                                                            "'oops' is not a number; OUT not written")
 
 
 @pytest.mark.parametrize("word", ["true", "FALSE", "True"])
@@ -1607,11 +1647,11 @@ def test_without_pyarrow_a_true_false_column_read_whole_is_refused_saying_what_r
     assert main(["predict", model, str(path), str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"gpunn predict: error: IN {path} line 1: value 2 of the line: {word!r} is not a number (a column of true/false is "
-        "read as 1 and 0 with pyarrow, which is not installed: pip install \"gpunn[data]\")")
+        "read as 1 and 0 with pyarrow, which is not installed: pip install \"gpunn[data]\"); OUT not written")
     path.write_text("1.5,oops\n2.5,0\n")  # another word: as before
     assert main(["predict", model, str(path), str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (f"gpunn predict: error: IN {path} line 1: value 2 of the line: "
-                                                        "'oops' is not a number")
+                                                        "'oops' is not a number; OUT not written")
 
 
 def test_predict_of_a_column_that_is_not_numeric_names_the_feature_columns_it_reads(tmp_path, capsys):
@@ -1628,7 +1668,7 @@ def test_predict_of_a_column_that_is_not_numeric_names_the_feature_columns_it_re
     assert main(["predict", model, path, str(tmp_path / "p.npy")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
     assert err == [f"gpunn predict: error: IN {path}: column 'b' is string, not numeric; every feature column must hold "
-                   "numbers"]  # (predict's features are the model's: no word of training's default)
+                   "numbers; OUT not written"]  # (predict's features are the model's: no word of training's default)
     with pytest.raises(gpunn.data.DataError, match="column 'b' is string, not numeric; every feature and target "
                                                    "column must hold numbers$"):  # no other feature: no hint
         gpunn.data.parquet(path, target="a")
@@ -1697,7 +1737,7 @@ def test_predict_of_a_table_with_a_text_column_and_more_numbers_than_features_sa
     pq.write_table(pa.table({"id": [1, 2], "name": ["bob", "cat"], "a": [1.0, 3.0], "b": [2.0, 4.0],
                              "y": [3.0, 5.0]}), tmp_path / "t.parquet")
     hint = ("; with no features named, every column is one: if 'name' is not, name the model's 2 among the columns "
-            "of numbers (id, a, b, y) with --features, in the order it was trained on\n")
+            "of numbers (id, a, b, y) with --features, in the order it was trained on; OUT not written\n")
     for name, refused in (("t.csv", " line 2: column 'name': 'bob' is not a number"),
                           ("t.parquet", ": column 'name' is string, not numeric; every feature column must hold "
                                         "numbers")):
@@ -1745,7 +1785,7 @@ def test_predict_names_the_text_column_to_leave_out_wherever_it_stands(tmp_path,
     assert main(["predict", model, str(tmp_path / "ids.csv"), str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err.endswith("line 2: column 'name': 'bob' is not a number; with no features named, "
                                            "every column is one: if 'name' is not, name those that are "
-                                           "(--features a,b)\n")
+                                           "(--features a,b); OUT not written\n")
 
 
 def test_predict_of_a_text_column_read_as_a_feature_by_default_says_how_to_leave_it_out(tmp_path, capsys):
@@ -1761,7 +1801,8 @@ def test_predict_of_a_text_column_read_as_a_feature_by_default_says_how_to_leave
     gpunn.save(model, gpunn.MLP([2, 1], seed=0, device="cpu"))
     pq.write_table(pa.table({"name": ["bob", "cat"], "a": [1.0, 3.0], "b": [2.0, 4.0]}), tmp_path / "ids.parquet")
     (tmp_path / "ids.csv").write_text("name,a,b\nbob,1,2\ncat,3,4\n")
-    hint = "; with no features named, every column is one: if 'name' is not, name those that are (--features a,b)"
+    hint = ("; with no features named, every column is one: if 'name' is not, name those that are (--features a,b); "
+            "OUT not written")
     for name, refused in (("ids.parquet", "column 'name' is string, not numeric; every feature column must hold "
                                           "numbers"),
                           ("ids.csv", "line 2: column 'name': 'bob' is not a number")):
@@ -1773,10 +1814,10 @@ def test_predict_of_a_text_column_read_as_a_feature_by_default_says_how_to_leave
         assert numpy.load(tmp_path / "p.npy").shape == (2, 1)
     (tmp_path / "ids.csv").write_text("name,a,b\n1,1,2\noops,3,4\n")  # a stray value: no word of the default
     assert main(["predict", model, str(tmp_path / "ids.csv"), str(tmp_path / "p.npy")]) == 2
-    assert capsys.readouterr().err.endswith("line 3: column 'name': 'oops' is not a number\n")
+    assert capsys.readouterr().err.endswith("line 3: column 'name': 'oops' is not a number; OUT not written\n")
     pq.write_table(pa.table({"name": ["bob", "cat"], "a": [1.0, 3.0]}), tmp_path / "ids.parquet")
     assert main(["predict", model, str(tmp_path / "ids.parquet"), str(tmp_path / "p.npy")]) == 2
-    assert capsys.readouterr().err.endswith("every feature column must hold numbers\n")  # 'a' alone is not the model's 2
+    assert capsys.readouterr().err.endswith("every feature column must hold numbers; OUT not written\n")  # 'a' alone is not the model's 2
 
 
 def test_npy_data_without_targets_and_unknown_files_are_errors(pair, capsys):

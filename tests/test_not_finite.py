@@ -100,7 +100,7 @@ def test_a_nan_or_infinite_value_of_an_npy_or_parquet_file_is_refused_in_one_wor
     column = "column 1" if kind == "npy" else "column 'b'"
     said = f"{path} row {BAD_ROW}: {column}: {shown} is {what}; clean or impute it first"
     assert training_refusal(path) == said
-    assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn predict: error: IN {said}"] * (1 + (kind == "npy"))
+    assert predict_refusals(tmp_path, monkeypatch, capsys, path) == [f"gpunn predict: error: IN {said}; OUT not written"] * (1 + (kind == "npy"))
 
 
 def test_a_nan_target_and_a_parquet_null_are_named_by_their_file_row_and_column(tmp_path):
@@ -131,7 +131,7 @@ def test_a_nan_in_a_directory_of_parquet_files_names_its_file_and_its_row_there(
     path = write(folder, "parquet", float("nan"), name="1")
     said = f"{path} row {BAD_ROW}: column 'b': nan is NaN; clean or impute it first"
     assert training_refusal(str(folder)) == said
-    assert predict_refusals(tmp_path, monkeypatch, capsys, str(folder)) == [f"gpunn predict: error: IN {said}"]
+    assert predict_refusals(tmp_path, monkeypatch, capsys, str(folder)) == [f"gpunn predict: error: IN {said}; OUT not written"]
 
 
 def test_gpunn_predict_quotes_the_file_of_a_directory_of_a_name_with_a_space_and_not_the_row_after_it(
@@ -146,7 +146,7 @@ def test_gpunn_predict_quotes_the_file_of_a_directory_of_a_name_with_a_space_and
     path = write(folder, "parquet", float("nan"), name="1")
     said = f"row {BAD_ROW}: column 'b': nan is NaN; clean or impute it first"
     assert predict_refusals(tmp_path, monkeypatch, capsys, str(folder)) == [
-        f"gpunn predict: error: IN {shlex.quote(str(path))} {said}"]
+        f"gpunn predict: error: IN {shlex.quote(str(path))} {said}; OUT not written"]
 
 
 # ---- the file changed since it was read: the value read again is finite --------------------------------------
@@ -240,7 +240,7 @@ def test_a_value_standardized_past_float32_is_refused_alike_by_training_and_pred
     place = "line 9: column 'b': '1e+39'" if kind == "csv" else f"row 7: column {1 if kind == 'npy' else repr('b')}: 1e+39"
     assert re.fullmatch(rf"{re.escape(f'{path} {place}')} is 3\.\de\+39 once standardized, infinite in float32 \(past its "
                         r"largest value\); clean or impute it first", said), said
-    assert predict_refusals(tmp_path, monkeypatch, capsys, path, model)[-1] == f"gpunn predict: error: IN {said}"
+    assert predict_refusals(tmp_path, monkeypatch, capsys, path, model)[-1] == f"gpunn predict: error: IN {said}; OUT not written"
 
 
 def test_predict_names_the_first_value_standardized_past_float32_alone_as_training_does(tmp_path, monkeypatch,
@@ -255,7 +255,7 @@ def test_predict_names_the_first_value_standardized_past_float32_alone_as_traini
     numpy.save(path, X)
     said = predict_refusals(tmp_path, monkeypatch, capsys, path, model)
     assert all(line.endswith(f"row {BAD_ROW}: column 1: 1e+39 is 3.3e+39 once standardized, infinite in float32 (past "
-                             "its largest value); clean or impute it first") for line in said), said
+                             "its largest value); clean or impute it first; OUT not written") for line in said), said
 
 
 def test_a_float32_value_standardized_past_float32_is_refused_by_predict_and_fit(tmp_path, device):
@@ -485,7 +485,7 @@ def test_a_value_left_past_float32_on_the_way_to_its_standardized_value_is_named
         model.predict(X)
     if device == "cpu":  # gpunn predict, on the CPU
         assert predict_refusals(tmp_path, monkeypatch, capsys, path, model) == [
-            f"gpunn predict: error: IN {path} row {BAD_ROW}: column 1: {ON_THE_WAY}"] * 2
+            f"gpunn predict: error: IN {path} row {BAD_ROW}: column 1: {ON_THE_WAY}; OUT not written"] * 2
 
 
 class PutsBadValue(gpunn.Callback):

@@ -212,7 +212,7 @@ def _run(args) -> int:
         try:  # a binary file is no CSV file, header or not: said so, as training and the streamed read say it
             check_csv_kind(args.input)
         except DataError as exc:
-            raise _named_in(exc, args.input) from None
+            raise DataError(f"{_named_in(exc, args.input)}{_unwritten(args)}") from None
         if not csv_has_header(args.input, columns=features):
             raise ValueError(f"--features names columns, and {os.path.basename(args.input)} has no header row: its "
                              "columns are the model's features, in order")
@@ -249,9 +249,10 @@ def _predict_and_say(args, model, features, targets, keep) -> int:
             else:
                 rows, logs = predict_file(model, args.input, _out(args), features=features, keep=keep), None
         except MissingColumns as exc:
-            raise DataError(f"{_named_in(exc, args.input)}{'' if features else _picked_by_name(model, exc)}") from None
+            raise DataError(f"{_named_in(exc, args.input)}{'' if features else _picked_by_name(model, exc)}"
+                            f"{_unwritten(args)}") from None
         except DataError as exc:
-            raise _named_in(exc, args.input) from None
+            raise DataError(f"{_named_in(exc, args.input)}{_unwritten(args)}") from None
         dtype = model._prediction_dtype()
         print(f"{_out_words(args)}: {rows:,} x {model.layer_sizes[-1]} predictions "
               f"({dtype.name}) from {shell_word(args.model)} on {model.device}, streamed")
@@ -260,7 +261,7 @@ def _predict_and_say(args, model, features, targets, keep) -> int:
     try:
         X = preflight.read_matrix(args.input, "IN")
     except preflight.PreflightError as exc:
-        raise preflight.PreflightError(f"{exc}{_text_read_by_position(args.input, model)}") from None
+        raise preflight.PreflightError(f"{exc}{_text_read_by_position(args.input, model)}{_unwritten(args)}") from None
     try:
         with read_by_position():  # an .npy or headerless file's columns, in order, as the help says
             P = numpy.asarray(model.backend.to_host(model.predict(X)))
@@ -270,10 +271,12 @@ def _predict_and_say(args, model, features, targets, keep) -> int:
         csv = preflight.file_kind(args.input) == "text"  # else an .npy array's row and column, as NumPy indexes them
         names = csvtext.csv_names(args.input) if csv else None
         raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv)}"
-                         f"{more_not_finite_in_file(args.input, exc, X, 0, names, csv, later=False)}") from None
+                         f"{more_not_finite_in_file(args.input, exc, X, 0, names, csv, later=False)}"
+                         f"{_unwritten(args)}") from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"IN {shell_word(args.input)}: {exc}"
-                         f"{_by_position(args.input, model, exc) or _trained_on(args.model, model, exc)}") from None
+                         f"{_by_position(args.input, model, exc) or _trained_on(args.model, model, exc)}"
+                         f"{_unwritten(args)}") from None
     if args.output.lower().endswith(".csv"):  # as the streamed path writes it (header, digits)
         from ..data.files import output_writer, write_rows
 
@@ -311,6 +314,15 @@ def _finish(args, model, targets, rows, dtype, streamed, logs=None) -> None:
                                            "device": str(model.device), "streamed": streamed, "keep": args.keep,
                                            "score": score}),
                      announce=True)
+
+
+def _unwritten(args) -> str:
+    """How a refusal of IN's rows ends once the read that writes OUT has begun: a file OUT is written under a
+    temporary name, removed on the refusal (an earlier OUT is left as it was), so "; OUT not written"; onto standard
+    output, the rows predicted before the refused piece of IN were written and stay written (its reader has them)."""
+    if is_stdout(args.output):
+        return "; standard output holds only the rows predicted before it (the rest not written)"
+    return "; OUT not written"
 
 
 def _out(args):
@@ -418,17 +430,13 @@ def _score_source(args, model, targets):
 def _predict_scored(args, model, targets, keep) -> tuple[int, dict]:
     """(rows, evaluate's logs) of one pass over a source of IN's feature and target columns (gpunn.data.files.
     predict_scored): OUT written as the metrics add up, the metrics model.evaluate's of that source to the bit."""
-    from ..data.errors import DataError
     from ..data.files import predict_scored
     from ..model import PREDICT_CHUNK_ROWS
 
     # (refused as the source is built, before OUT is opened: bad weights, a targets file of other rows; or by the
-    # pass, a target that is not a number: OUT, written in the same pass, is not)
-    try:
-        with _score_source(args, model, targets) as source:
-            return predict_scored(model, source, _out(args), PREDICT_CHUNK_ROWS, keep)
-    except DataError as exc:
-        raise DataError(f"{_named_in(exc, args.input)}; OUT not written") from None
+    # pass, a target that is not a number: OUT, written in the same pass, is not: _unwritten, by the caller)
+    with _score_source(args, model, targets) as source:
+        return predict_scored(model, source, _out(args), PREDICT_CHUNK_ROWS, keep)
 
 
 def _print_score(args, model, targets, logs) -> dict:
