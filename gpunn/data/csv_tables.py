@@ -198,9 +198,11 @@ class CsvSource(ChunkedSource):
     character, not the delimiter); a number written with the other mark is refused as bad data, and a file
     whose first row holds numbers like 0,5 read with ``"."`` is said to have decimal commas. ``weight`` names a
     column of each row's weight in the loss (fit's ``sample_weight``: gpunn.data.row_weights), left out of the
-    default features; its sums are taken in the pass that indexes the file (no saved index read: its first use),
-    else in one more pass at construction, which parses every block again (converting that column alone). The
-    other options are :class:`gpunn.data.base.ChunkedSource`'s.
+    default features; its sums are taken in the pass that indexes the file (its first use) and kept in the saved
+    index by the column's name, so that a later run parses nothing for them; where the saved index has none for it
+    (saved by an earlier gpunn, or weighted by another column) one more pass at construction parses every block again
+    (converting that column alone), and they are kept then. Bad weights are kept nowhere: each run scans and refuses
+    them. The other options are :class:`gpunn.data.base.ChunkedSource`'s.
     """
 
     kind = "csv"
@@ -263,17 +265,21 @@ class CsvSource(ChunkedSource):
                          standardize=standardize, prefetch=prefetch)
         self._ready(sizes, device, dtype, window_by_rows=True, small=small)
         if weight is not None:
-            name, kept = f"{self.path}: column {weight!r}", index.get("weights")
-            if kept:  # (the index pass read them: the file parsed once, not twice)
+            name, kept = f"{self.path}: column {weight!r}", index["weights"].get(weight)
+            if kept:  # (the index pass read them, or a saved index holds them: no block parsed for them again)
                 self._weights = ChunkWeights.of(name, *numpy.array(kept).T)
             else:
                 self._take_weights(name)
+                if self.cache:  # (kept for the next run: the scan's summaries are the index pass's to the bit)
+                    w = self._weights
+                    self._save_index({**index, "weights": {**index["weights"], weight: numpy.column_stack(
+                        [w.peaks, w.lows, w.unit_sums]).tolist()}})
 
     # ---- the first pass and its index ---------------------------------------------------------
     def _build_index(self, schema):
         """Byte ranges of the chunks (cut at line ends), each parsed once to count and check its rows; with a weight
-        column, each chunk's summary of its weights too (row_weights.summary; None where one is bad, for the
-        weights' scan to refuse), not kept in the saved index."""
+        column, each chunk's summary of its weights too (row_weights.summary), kept by the weight column's name
+        where each is good (one None, a bad weight, keeps none: the weights' scan refuses them)."""
         from ..csvtext import csv_header_end
 
         size = self._stamp[0]
@@ -291,10 +297,11 @@ class CsvSource(ChunkedSource):
         starts.append(size)  # the end of the last chunk
         if not rows:
             raise DataError(f"{self.path}: no rows")
-        index = {"starts": starts, "rows": rows, "schema": schema}
+        kept = {self.weight_name: [list(w) for w in weights]} if weights and None not in weights else {}
+        index = {"starts": starts, "rows": rows, "schema": schema, "weights": kept}
         if self.cache:
             self._save_index(index)
-        return {**index, "weights": weights if None not in weights else None}
+        return index
 
     def _index_path(self):
         import hashlib
@@ -327,7 +334,7 @@ class CsvSource(ChunkedSource):
             return None
         if len(starts) != len(rows) + 1 or not rows or starts[-1] != self._stamp[0]:
             return None
-        return {"starts": starts, "rows": rows, "schema": schema}
+        return {"starts": starts, "rows": rows, "schema": schema, "weights": _saved_weights(saved, len(rows))}
 
     def _save_index(self, index):
         """Writes the index for the next run (a cache: where it cannot be written, nothing is kept)."""
@@ -337,7 +344,8 @@ class CsvSource(ChunkedSource):
 
         path = self._index_path()
         record = {"key": self._index_key(), "starts": index["starts"], "rows": index["rows"],
-                  "schema": base64.b64encode(index["schema"].serialize().to_pybytes()).decode()}
+                  "schema": base64.b64encode(index["schema"].serialize().to_pybytes()).decode(),
+                  "weights": index["weights"]}  # (a float's JSON, repr's digits, reads back the same float)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             # (mkstemp's private mode kept, not atomic_write's: the index names a data file and its columns)
@@ -499,6 +507,22 @@ class CsvSource(ChunkedSource):
             os.close(fd)
 
     __del__ = _close_files
+
+
+def _saved_weights(saved, chunks) -> dict:
+    """A saved index's weight summaries, {column: [[largest, smallest, sum(w / largest)], ...] one a chunk}: those of
+    a column whose list fits (``chunks`` rows of 3 finite numbers, 0 <= smallest <= largest); none from an index saved
+    without them (an earlier gpunn's: its weights are scanned, then kept)."""
+    kept = saved.get("weights")
+    if not isinstance(kept, dict):
+        return {}
+
+    def fits(rows):
+        return (isinstance(rows, list) and len(rows) == chunks and all(
+            isinstance(row, list) and len(row) == 3 and all(type(v) in (int, float) for v in row)
+            and 0 <= row[1] <= row[0] < float("inf") and 0 <= row[2] < float("inf") for row in rows))
+
+    return {column: rows for column, rows in kept.items() if isinstance(column, str) and fits(rows)}
 
 
 def row_range_buffers(fh, path, start, block_size):

@@ -6,7 +6,7 @@ itself, w' = (w / peak) x m / sum(w / peak), and training's windows carry them a
 window permutation, every batch and a resume take them with their rows. The scale needs each set's sum before its
 first window: one pass over the weight column alone, at the source's construction (``ChunkWeights.scan``: an
 .npy file's 8 bytes a row, a Parquet column's pages; a CSV file's blocks parsed again, converting that column
-alone, unless its index pass read them: ``ChunkWeights.of``), keeping per chunk the largest weight, the smallest and sum(w / largest), from which any set of chunks'
+alone, unless its index pass read them or its saved index holds them: ``ChunkWeights.of``), keeping per chunk the largest weight, the smallest and sum(w / largest), from which any set of chunks'
 scale follows. Weights equal over a set weigh nothing there: the run is the unweighted one, bit for bit.
 """
 from __future__ import annotations
