@@ -1184,7 +1184,7 @@ def test_predict_of_another_width_names_what_gpunn_train_trained_the_model_on(pa
     assert main(["predict", task, x, str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err == (f"gpunn predict: error: IN {x}: X has 5 columns but the model expects 3; MODEL "
                                        f"{task} was trained on gpunn train's synthetic task teacher, of 3 features: "
-                                       "the model of another run?; OUT not written\n")
+                                                     "the model of another run? OUT not written\n")
     assert main(["predict", on_file, x3, str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err == (f"gpunn predict: error: IN {x3}: X has 3 columns but the model expects 5; MODEL "
                                        f"{on_file} was trained on --data {x}: give rows of that file's columns, in its "
@@ -1192,6 +1192,28 @@ def test_predict_of_another_width_names_what_gpunn_train_trained_the_model_on(pa
     assert main(["predict", plain, x, str(tmp_path / "p.npy")]) == 2
     assert capsys.readouterr().err == (f"gpunn predict: error: IN {x}: X has 5 columns but the model expects 3; OUT not "
                                        "written\n")
+
+
+def test_predict_refusal_that_ends_in_a_question_says_what_out_holds_in_a_sentence_of_its_own(tmp_path, capsys):
+    """A refusal of IN that ends in a question read "... did you mean 'A'?; OUT not written": what OUT holds is now a
+    sentence after it, a file OUT's and standard output's alike; a refusal that ends otherwise keeps its "; "."""
+    pytest.importorskip("pyarrow")
+    X = numpy.column_stack([numpy.arange(100) % 7 + 0.5, numpy.arange(100) % 3, numpy.arange(100) % 5])
+    numpy.savetxt(tmp_path / "t.csv", X, delimiter=",", header="a,b,y", comments="", fmt="%g")
+    numpy.savetxt(tmp_path / "x.csv", X[:, :2], delimiter=",", header="A,b", comments="", fmt="%g")
+    model = gpunn.MLP([2, 4, 1], seed=0, device="cpu")
+    model.fit(gpunn.data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False)
+    gpunn.save(tmp_path / "m.npz", model)
+    asked = f"IN {tmp_path}/x.csv: no column 'a'; the columns are: A, b; names are matched as written, letter case " \
+            "included: did you mean 'A'?"
+    stdout = "tandard output holds only the rows predicted before it (the rest not written)"
+    for out, holds, after in ((str(tmp_path / "p.csv"), "OUT not written", "OUT not written"),
+                              ("-", f"S{stdout}", f"s{stdout}")):
+        assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.csv"), out, "--features", "a,b"]) == 2
+        assert capsys.readouterr().err == f"gpunn predict: error: {asked} {holds}\n"
+        assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.csv"), out]) == 2  # (a sentence follows)
+        assert capsys.readouterr().err.endswith(f"with --features; {after}\n")
+    assert not os.path.exists(tmp_path / "p.csv")
 
 
 def test_predict_of_a_file_one_column_per_output_too_wide_asks_of_the_target_for_a_model_of_unnamed_columns(pair, capsys):

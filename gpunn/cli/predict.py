@@ -212,7 +212,7 @@ def _run(args) -> int:
         try:  # a binary file is no CSV file, header or not: said so, as training and the streamed read say it
             check_csv_kind(args.input)
         except DataError as exc:
-            raise DataError(f"{_named_in(exc, args.input)}{_unwritten(args)}") from None
+            raise DataError(_unwritten(args, _named_in(exc, args.input))) from None
         if not csv_has_header(args.input, columns=features):
             raise ValueError(f"--features names columns, and {os.path.basename(args.input)} has no header row: its "
                              "columns are the model's features, in order")
@@ -249,10 +249,10 @@ def _predict_and_say(args, model, features, targets, keep) -> int:
             else:
                 rows, logs = predict_file(model, args.input, _out(args), features=features, keep=keep), None
         except MissingColumns as exc:
-            raise DataError(f"{_named_in(exc, args.input)}{'' if features else _picked_by_name(model, exc)}"
-                            f"{_unwritten(args)}") from None
+            raise DataError(_unwritten(args, f"{_named_in(exc, args.input)}"
+                                             f"{'' if features else _picked_by_name(model, exc)}")) from None
         except DataError as exc:
-            raise DataError(f"{_named_in(exc, args.input)}{_unwritten(args)}") from None
+            raise DataError(_unwritten(args, _named_in(exc, args.input))) from None
         dtype = model._prediction_dtype()
         print(f"{_out_words(args)}: {rows:,} x {model.layer_sizes[-1]} predictions "
               f"({dtype.name}) from {shell_word(args.model)} on {model.device}, streamed")
@@ -261,7 +261,7 @@ def _predict_and_say(args, model, features, targets, keep) -> int:
     try:
         X = preflight.read_matrix(args.input, "IN")
     except preflight.PreflightError as exc:
-        raise preflight.PreflightError(f"{exc}{_text_read_by_position(args.input, model)}{_unwritten(args)}") from None
+        raise preflight.PreflightError(_unwritten(args, f"{exc}{_text_read_by_position(args.input, model)}")) from None
     try:
         with read_by_position():  # an .npy or headerless file's columns, in order, as the help says
             P = numpy.asarray(model.backend.to_host(model.predict(X)))
@@ -270,13 +270,12 @@ def _predict_and_say(args, model, features, targets, keep) -> int:
 
         csv = preflight.file_kind(args.input) == "text"  # else an .npy array's row and column, as NumPy indexes them
         names = csvtext.csv_names(args.input) if csv else None
-        raise ValueError(f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv)}"
-                         f"{more_not_finite_in_file(args.input, exc, X, 0, names, csv, later=False)}"
-                         f"{_unwritten(args)}") from None
+        said = (f"IN {not_finite_in_file(args.input, exc, exc.row, names, csv)}"
+                f"{more_not_finite_in_file(args.input, exc, X, 0, names, csv, later=False)}")
+        raise ValueError(_unwritten(args, said)) from None
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"IN {shell_word(args.input)}: {exc}"
-                         f"{_by_position(args.input, model, exc) or _trained_on(args.model, model, exc)}"
-                         f"{_unwritten(args)}") from None
+        said = f"IN {shell_word(args.input)}: {exc}{_by_position(args.input, model, exc) or _trained_on(args.model, model, exc)}"
+        raise ValueError(_unwritten(args, said)) from None
     if args.output.lower().endswith(".csv"):  # as the streamed path writes it (header, digits)
         from ..data.files import output_writer, write_rows
 
@@ -316,13 +315,17 @@ def _finish(args, model, targets, rows, dtype, streamed, logs=None) -> None:
                      announce=True)
 
 
-def _unwritten(args) -> str:
-    """How a refusal of IN's rows ends once the read that writes OUT has begun: a file OUT is written under a
-    temporary name, removed on the refusal (an earlier OUT is left as it was), so "; OUT not written"; onto standard
-    output, the rows predicted before the refused piece of IN were written and stay written (its reader has them)."""
+def _unwritten(args, said) -> str:
+    """``said``, a refusal of IN's rows once the read that writes OUT has begun, with what OUT holds: a file OUT is
+    written under a temporary name, removed on the refusal (an earlier OUT is left as it was), so "OUT not written";
+    onto standard output, the rows predicted before the refused piece of IN were written and stay written (its reader
+    has them). After a question ("the model of another run?") it is a sentence of its own, as _picked_by_name's."""
     if is_stdout(args.output):
-        return "; standard output holds only the rows predicted before it (the rest not written)"
-    return "; OUT not written"
+        words = "standard output holds only the rows predicted before it (the rest not written)"
+    else:
+        words = "OUT not written"
+    said = str(said)  # (_named_in's error, or text)
+    return f"{said} {words[0].upper()}{words[1:]}" if said.endswith("?") else f"{said}; {words}"
 
 
 def _out(args):
