@@ -292,14 +292,15 @@ def test_the_members_table_is_rewritten_at_its_device_address(gpu):
     new address on each change made every new epoch's rates cost a capture)."""
     from gpunn.ops.member_rates import ACTIVE, LR, MemberRates
 
-    rates = MemberRates(gpu.xp, [[0.1, 0.0, 0.9, 0.9, 0.999, 1]] * 3)
+    rates = MemberRates(gpu.xp, [[0.1, 0.0, 0.9, 0.9, 0.999, 1, 0, 0]] * 3)
     table = rates.device
     address = table.data.ptr
     rates.update(LR, [0.2, 0.3, 0.4])
     rates.update(ACTIVE, [1, 0, 1])
     assert rates.device.data.ptr == address
-    numpy.testing.assert_array_equal(table.get(), [[0.2, 0.0, 0.9, 0.9, 0.999, 1], [0.3, 0.0, 0.9, 0.9, 0.999, 0],
-                                                   [0.4, 0.0, 0.9, 0.9, 0.999, 1]])
+    numpy.testing.assert_array_equal(table.get(), [[0.2, 0.0, 0.9, 0.9, 0.999, 1, 0, 0],
+                                                   [0.3, 0.0, 0.9, 0.9, 0.999, 0, 0, 0],
+                                                   [0.4, 0.0, 0.9, 0.9, 0.999, 1, 0, 0]])
 
 
 def test_an_ensemble_on_a_file_source_trains_each_member_as_its_mlp_on_cuda(gpu, tmp_path):

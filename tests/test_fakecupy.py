@@ -245,7 +245,7 @@ def test_the_member_kernels_launch_shapes_are_the_documented_ones(fake_cupy, mon
             continue
         assert launches(lambda: members.loss_gradient(Z, Z, Z)) == [("member_mse_grad", grid, (256,))]
         w = fake_cupy.zeros((K, rows * cols))
-        rates = MemberRates(fake_cupy, [[0.1, 0.0, 0.9, 0.9, 0.999, 1]] * K)
+        rates = MemberRates(fake_cupy, [[0.1, 0.0, 0.9, 0.9, 0.999, 1, 0, 0]] * K)
         assert launches(lambda: members.sgd_step(w, w, w, rates, False)) == [("member_sgd_step", grid, (256,))]
         assert launches(lambda: members.adam_step(w, w, w, w, rates, 1e-8, 1, False)) == [
             ("member_adam_step", grid, (256,))]
@@ -269,7 +269,7 @@ def test_member_rates_are_copied_to_the_device_once_per_change_and_stay_at_one_a
     copies, set_ = [], fake_cupy.ndarray.set
     monkeypatch.setattr(fake_cupy.ndarray, "set", lambda self, arr, stream=None: (copies.append(arr.copy()),
                                                                                   set_(self, arr, stream))[1])
-    table = [[0.1, 0.0, 0.9, 0.9, 0.999, 1.0]] * 3
+    table = [[0.1, 0.0, 0.9, 0.9, 0.999, 1.0, 0.0, 0.0]] * 3
     rates = MemberRates(fake_cupy, table)
     assert rates.device_copy is None
     device = rates.device
@@ -279,7 +279,11 @@ def test_member_rates_are_copied_to_the_device_once_per_change_and_stay_at_one_a
     rates.update(ACTIVE, [1.0, 0.0, 1.0])
     assert rates.device is device and rates.device is device and rates.device_copy is device
     assert len(copies) == 1 and device.get().tolist() == rates.host.tolist() == [
-        [0.2, 0.0, 0.9, 0.9, 0.999, 1.0], [0.3, 0.0, 0.9, 0.9, 0.999, 0.0], [0.4, 0.0, 0.9, 0.9, 0.999, 1.0]]
+        [0.2, 0.0, 0.9, 0.9, 0.999, 1.0, 0.0, 0.0], [0.3, 0.0, 0.9, 0.9, 0.999, 0.0, 0.0, 0.0],
+        [0.4, 0.0, 0.9, 0.9, 0.999, 1.0, 0.0, 0.0]]
+    # a table of fewer columns (the six before the clips) is refused: the kernels would read past each member's row
+    with pytest.raises(ValueError, match=r"a member settings table is \(members, 8\), got shape \(3, 6\)"):
+        MemberRates(fake_cupy, [row[:6] for row in table])
 
 
 def test_adams_scalars_are_rounded_once_from_double(fake_cupy, monkeypatch):

@@ -20,6 +20,8 @@ class MemberRates:
     def __init__(self, xp, table):
         self.xp = xp
         self.host = numpy.array(table, dtype=numpy.float64)
+        if self.host.ndim != 2 or self.host.shape[1] != HYPER_FIELDS:  # (the kernels read HYPER_FIELDS a member)
+            raise ValueError(f"a member settings table is (members, {HYPER_FIELDS}), got shape {self.host.shape}")
         self._device, self._stale = None, False
         self.version = 0  # counts changes, for caches of values derived from the table
 
