@@ -45,13 +45,14 @@ struct MemberClip {
 };
 
 // Row h's clipping, given sum_sq, the double sum of its gradient's squares (read only where it clips by norm):
-// scale = T(c / (sqrt(sum_sq) + 1e-6)) where that is under 1 (formed in double, rounded once), bound = T(v).
+// scale = T(c / (sqrt(sum_sq) + 1e-6)) where that is not 1 or more (under 1, or NaN: torch's), formed in double and
+// rounded once, bound = T(v).
 template <typename T>
 GPUNN_HD MemberClip<T> member_clip(const double* h, double sum_sq) {
     MemberClip<T> c{false, h[kClipValue] > 0.0, T(1), T(h[kClipValue])};
     if (h[kClipNorm] > 0.0) {
         const double coef = h[kClipNorm] / (m_sqrt(sum_sq) + 1e-6);
-        c.scales = coef < 1.0;
+        c.scales = !(coef >= 1.0);  // a NaN norm scales by NaN: every gradient NaN, as torch's clip_grad_norm_
         if (c.scales) c.scale = T(coef);
     }
     return c;

@@ -233,3 +233,25 @@ def test_gpunn_train_clips_by_its_flags_records_them_and_info_and_resume_say_so(
     with pytest.raises(SystemExit):
         cli.main(["train", *small, "--clip-value", "0"])
     assert "--clip-value: must be positive, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_nan_gradient_makes_every_gradient_nan_under_clip_norm_on_every_cpu_path(dtype):
+    """torch's clip_grad_norm_ with a NaN norm scales by NaN (clamp keeps it), so every gradient is NaN: the reference
+    (Ops), CpuOps' kernel (_clip_row, which the one-call step and an Ensemble's group pass run) and its NumPy stand-in
+    alike, where the kernel and the stand-in left the finite ones unscaled. An infinite gradient: factor 0, as torch."""
+    from gpunn.ops.cpu import CpuOps, numba
+
+    g = numpy.linspace(-2.0, 3.0, 11).astype(dtype)
+    g[4] = numpy.nan
+    deferred = CpuOps(fused=True)
+    deferred.kernels_now = lambda same_bits=True: False  # the stand-in, before Numba's start pays
+    ops = [gpunn.ops.Ops(), deferred] + ([CpuOps(fused=True)] if numba is not None else [])
+    for op in ops:
+        got = g.copy()
+        op.clip_grad_norm(got, 1.0)
+        assert numpy.isnan(got).all(), (type(op).__name__, got)
+        inf = g.copy()
+        inf[4] = numpy.inf
+        op.clip_grad_norm(inf, 1.0)
+        numpy.testing.assert_array_equal(inf, numpy.where(numpy.arange(11) == 4, numpy.nan, 0.0 * g))

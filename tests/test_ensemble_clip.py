@@ -137,6 +137,34 @@ def test_the_numba_clip_and_the_generic_one_scale_each_active_member_by_its_own_
     np.testing.assert_array_equal(numba_g[1:], want[1:])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_members_nan_gradient_makes_its_whole_row_nan_under_clip_norm_and_leaves_the_others(dtype):
+    """torch's clip_grad_norm_ (and one MLP's clip, gpunn.ops.Ops) with a NaN norm scales by NaN: member 1's row, one
+    NaN in it, is NaN throughout on the generic ops and the Numba update, where both left its finite elements
+    unscaled; member 0 (finite, clipped) and member 2 (NaN, clipped by value: kept NaN there alone) as before."""
+    from gpunn.ops.cpu import CpuOps
+    from gpunn.ops.ensemble import EnsembleOps
+
+    K, P = 3, 13
+    g = np.linspace(-3.0, 4.0, K * P).reshape(K, P).astype(dtype)
+    g[1, 5] = g[2, 5] = np.nan
+    table = _table(K, clip_norm=[1.0, 1.0], clip_value=[0, 0, 0.5])
+    want = g.copy()
+    want[0] *= dtype(1.0 / (np.sqrt((g[0].astype(np.float64) ** 2).sum()) + 1e-6))
+    want[1] = np.nan
+    want[2] = np.clip(g[2], -dtype(0.5), dtype(0.5))
+    generic = g.copy()
+    EnsembleOps(CpuOps(fused=False)).clip_gradients(generic, MemberRates(np, table))
+    np.testing.assert_array_equal(generic, want)
+    fast = ensemble_ops_for(CpuOps(fused=True))
+    if not fast.fused:
+        pytest.skip("Numba is not installed")
+    w, m, v = (np.zeros((K, P), dtype) for _ in range(3))
+    numba_g = g.copy()
+    fast.adam_members(w, numba_g, m, v, MemberRates(np, table), 1e-8, 1, False)(slice(None))
+    np.testing.assert_array_equal(numba_g, want)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])  # leaky_relu: no one-call pass, the update after it
 @pytest.mark.parametrize("clip", ["clip_norm", "clip_value"])

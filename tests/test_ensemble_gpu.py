@@ -459,3 +459,24 @@ def test_each_member_clips_by_its_own_gradient_on_cuda_eager_and_in_the_graph_as
         if fakecupy is not None and fakecupy.in_use():
             names = " ".join(str(launch[0]) for launch in fakecupy.state.launches)
             assert "member_clip_grad" in names and ("member_grad_sum_sq" in names) == (clip == "clip_norm")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_members_nan_gradient_makes_its_row_nan_under_clip_norm_on_cuda_as_the_generic_op(gpu, dtype):
+    """member_grad_sum_sq + member_clip_grad on a NaN in member 1's row (clip_norm): that row NaN throughout, as torch's
+    clip_grad_norm_ and EnsembleOps.clip_gradients make it; members 0 (clipped) and 2 (unclipped) as the generic op."""
+    from gpunn.ops.ensemble import EnsembleOps
+    from gpunn.ops.member_rates import ACTIVE, CLIP_NORM, HYPER_FIELDS, MemberRates
+
+    ens = gpunn.Ensemble(SIZES, 3, dtype=dtype, device="cuda", seed=1)
+    table = numpy.zeros((3, HYPER_FIELDS))
+    table[:, ACTIVE], table[:2, CLIP_NORM] = 1, 1.0
+    g = numpy.linspace(-3.0, 3.0, 3 * 50).reshape(3, 50).astype(dtype)
+    g[1, 7] = numpy.nan
+    want = g.copy()
+    EnsembleOps(gpunn.ops.Ops(numpy)).clip_gradients(want, MemberRates(numpy, table))
+    assert numpy.isnan(want[1]).all() and not numpy.isnan(want[[0, 2]]).any()
+    cupy = ens.xp
+    d = cupy.asarray(g)
+    ens.member_ops.clip_gradients(d, MemberRates(cupy, table))
+    numpy.testing.assert_allclose(cupy.asnumpy(d), want, rtol=TOL[dtype], atol=0)

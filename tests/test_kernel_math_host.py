@@ -647,6 +647,28 @@ def test_member_clip_scales_by_each_members_norm_and_clamps_by_its_value_as_the_
     np.testing.assert_array_equal(generic[1:], want[1:])
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_member_clip_scales_a_row_of_nan_norm_by_nan_as_torch_and_the_generic_op(harness, dtype):
+    """A member clipping by norm whose sum of squares is NaN (a NaN in its row): every element of its row NaN, as
+    torch's clip_grad_norm_, one model's clip_norm_factor and EnsembleOps.clip_gradients give, where member_clip left
+    the finite ones unscaled; the other members as before."""
+    from gpunn.ops import Ops
+    from gpunn.ops.ensemble import EnsembleOps
+    from gpunn.ops.member_rates import MemberRates
+
+    K, P = MEMBER_TABLE.shape[0], 37
+    g = np.linspace(-2.0, 2.0, K * P).astype(dtype)
+    g[5] = np.nan  # member 0's row, clip_norm 0.5
+    sums = (g.reshape(K, P).astype(np.float64) ** 2).sum(axis=1)
+    got = g.copy()
+    getattr(harness, f"member_clip_{_suffix(dtype)}")(_ptr(got, dtype), MEMBER_TABLE.ctypes.data_as(ctypes.POINTER(
+        ctypes.c_double)), _ptr(sums, np.float64), K, P)
+    generic = g.reshape(K, P).copy()
+    EnsembleOps(Ops(np)).clip_gradients(generic, MemberRates(np, MEMBER_TABLE.copy()))
+    assert np.isnan(got[:P]).all()
+    np.testing.assert_array_equal(got.reshape(K, P), generic)
+
+
 def test_the_member_kernels_read_a_table_as_gpunn_writes_it(harness):
     """A table laid out by gpunn.ops.member_rates' column numbers and HYPER_FIELDS (as gpunn.training.ensemble fills
     it) steps every member as MEMBER_TABLE, written out in the header's HyperField order, does: bit for bit, Adam and

@@ -163,9 +163,9 @@ def _define():
     def _clip_row(g, clip_norm, clip_value, c):
         """Gradient clipping of the flat gradient g in place (``c``: scratch of g's dtype), as
         gpunn.optim.Optimizer.clip asks it: by norm (clip_norm > 0), g *= T(clip_norm / (sqrt(s) + 1e-6)) where that
-        is under 1, s the float64 sum of the squares in four interleaved partial sums (i mod 4), added as
-        (s0 + s1) + (s2 + s3) (a fixed order, which _clip_row_numpy gives too; one chain of additions took ~4x as
-        long); by value (clip_value > 0), each element into [-T(clip_value), T(clip_value)]. One rule for one
+        is not 1 or more (NaN where s is), s the float64 sum of the squares in four interleaved partial sums (i mod
+        4), added as (s0 + s1) + (s2 + s3) (a fixed order, which _clip_row_numpy gives too; one chain of additions
+        took ~4x as long); by value (clip_value > 0), each element into [-T(clip_value), T(clip_value)]. One rule for one
         model's step (CpuOps) and an Ensemble's members (gpunn.ops.ensemble: in its group pass too)."""
         n = g.size
         if clip_norm > 0:
@@ -182,7 +182,7 @@ def _define():
                 a = numpy.float64(g[i])
                 s0 += a * a
             coef = clip_norm / (numpy.sqrt((s0 + s1) + (s2 + s3)) + 1e-6)
-            if coef < 1.0:
+            if not coef >= 1.0:  # (a NaN norm scales by NaN: every gradient NaN, as torch's clip_grad_norm_)
                 c[0] = coef
                 scale = c[0]
                 for i in range(n):
@@ -208,7 +208,7 @@ def _clip_row_numpy(g, clip_norm, clip_value):
         for square in squares[n4:].tolist():
             s[0] += square
         coef = clip_norm / (math.sqrt((s[0] + s[1]) + (s[2] + s[3])) + 1e-6)
-        if coef < 1.0:
+        if not coef >= 1.0:
             g *= g.dtype.type(coef)
     if clip_value > 0:
         hi = g.dtype.type(clip_value)

@@ -148,7 +148,7 @@ class EnsembleOps:
         limit = table[:, CLIP_NORM]
         if limit.any():
             coef = xp.asarray(limit) / (xp.sqrt(sums_of_squares64(xp, G)) + 1e-6)
-            G *= xp.where(xp.asarray(limit > 0) & (coef < 1), coef, 1.0).astype(dt)[:, None]
+            G *= xp.where(xp.asarray(limit > 0) & ~(coef >= 1), coef, 1.0).astype(dt)[:, None]  # (NaN: all NaN, as torch)
         value = table[:, CLIP_VALUE]
         if value.any():
             bound = _column(xp, numpy.where(value > 0, value, numpy.inf), dt)

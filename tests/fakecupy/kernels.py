@@ -582,7 +582,7 @@ def _member_clip_grad(launch, T, g, hyper, sum_sq, members, per_member):
             continue
         if clip_norm > 0:
             coef = clip_norm / (numpy.sqrt(sums[k]) + 1e-6)
-            if coef < 1:
+            if not coef >= 1:  # (NaN too)
                 row *= T.type(coef)
         if clip_value > 0:
             numpy.clip(row, -T.type(clip_value), T.type(clip_value), out=row)
