@@ -840,9 +840,14 @@ class MLP(DeviceModel):
         They are in Y's units, as ``predict`` and ``loss`` are: ``evaluate(X, Y)["loss"]`` is ``loss(X, Y)``.
         For a model with a ``standardizer`` (fit on a source made with standardize=True) that is not the
         units its history's ``loss`` and ``val_*`` are in: training's, the standardized targets' (the
-        ``val_r2`` of the same rows agrees). Without one, on the validation rows, these are exactly the
-        ``val_loss``, ``val_mse``, ``val_mae`` and ``val_r2`` its history logged for the weights it holds: the last
-        epoch's, or the best epoch's where EarlyStopping(restore_best_weights=True) restored them.
+        ``val_r2`` of the same rows agrees). Without one, on the validation rows, these are the ``val_loss``,
+        ``val_mse``, ``val_mae`` and ``val_r2`` its history logged for the weights it holds (the last epoch's, or the
+        best epoch's where EarlyStopping(restore_best_weights=True) restored them): exactly where validation predicted
+        the rows in the pieces evaluate predicts them in (validation_data or validation_fraction of arrays: both in
+        pieces of up to 65,536 rows); a source's held-out chunks are predicted a window at a time, so where they
+        span more than one window, evaluate's products are of other shapes, blocked otherwise by the BLAS: a float32
+        model's values then differ by its rounding (~1e-9 relative, 2,400 rows in 200-row chunks on a CPU), a
+        float64 model's by float64's.
 
         Where they are not finite (``predict(X)`` NaN or infinite on some rows), there is no score, as for
         scikit-learn's metrics ("Input contains NaN"), and the error says where, as a fit's validation does:
