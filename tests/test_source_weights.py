@@ -739,6 +739,26 @@ def test_a_float32_models_weighted_validation_and_evaluate_on_a_source_weigh_by_
         assert history[f"val_{key}"][-1] == pytest.approx(logs[key], rel=1e-12), key
 
 
+def test_a_standardized_weighted_sources_validation_and_evaluate_weigh_its_rows_as_arrays_are(files, device):
+    """A source standardized on the device (standardize=True, its stored dtype the model's) standardizes every target
+    column of the windows that carry the weights apart (validation's, evaluate's), not all but the last as in
+    training's, where the last is the weight: the held-out chunk's val_r2 is evaluate(X_val, Y_val, sample_weight=
+    w_val)'s, and evaluate(source) and score(source) those of the arrays (audit49: without it, ValueError 'non-
+    broadcastable output operand' at the first validation)."""
+    path, X, Y, w = files
+    source = npy(path, shuffle=False, chunk_rows=60, validation_fraction=0.25, standardize=True)
+    model = MLP([3, 8, 2], dtype="float64", device=device, seed=2)
+    history = fit(model, source)
+    held = held_rows(source)
+    assert history["val_r2"][-1] == pytest.approx(model.evaluate(X[held], Y[held], sample_weight=w[held])["r2"],
+                                                  rel=1e-12)
+    every_row = npy(path, chunk_rows=60, standardize=True)
+    expected = model.evaluate(X, Y, sample_weight=w)
+    for key, value in model.evaluate(every_row).items():
+        assert value == pytest.approx(expected[key], rel=1e-12), key
+    assert model.score(every_row) == pytest.approx(model.score(X, Y, sample_weight=w), rel=1e-12)
+
+
 @pytest.mark.parametrize("members", [None, 2], ids=["mlp", "ensemble"])
 def test_two_ranks_validate_a_float32_model_by_the_held_out_rows_float64_weights(files, monkeypatch, fake_cupy,
                                                                                  members):
