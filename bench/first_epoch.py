@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from script_args import refusals_said, refuse, whole
+from script_args import count_argument, refusals_said
 
 CHILD = r"""
 import json, sys, time
@@ -107,12 +107,7 @@ def setup():
 
 
 def main(argv):
-    if {"-h", "--help"} & set(argv):  # the argument is read by position: --help is the docstring
-        print(__doc__.strip())
-        sys.exit(0)
-    if len(argv) > 1:
-        refuse(f"takes [RUNS], got {len(argv)} arguments")
-    n = whole(argv[0], "RUNS") if argv else 5
+    n = count_argument(argv, "RUNS", 5, __doc__)
     from gpunn.cli.common import exit_on_bad_settings
 
     exit_on_bad_settings(os.path.basename(sys.argv[0]))  # as gpunn's commands, before anything is measured

@@ -15,19 +15,14 @@ import statistics
 import sys
 import time
 
-from script_args import refusals_said, refuse, whole
+from script_args import count_argument, refusals_said
 
 NETS = {"tiny": ((8, 32, 32, 1), 64), "small": ((16, 64, 64, 1), 128)}
 STEPS = 2000
 
 
 def main(argv):
-    if {"-h", "--help"} & set(argv):  # the argument is read by position: --help is the docstring
-        print(__doc__.strip())
-        sys.exit(0)
-    if len(argv) > 1:
-        refuse(f"takes [ROUNDS], got {len(argv)} arguments")
-    rounds = whole(argv[0], "ROUNDS") if argv else 9
+    rounds = count_argument(argv, "ROUNDS", 9, __doc__)
     from gpunn.cli.common import exit_on_bad_settings
 
     exit_on_bad_settings(os.path.basename(sys.argv[0]))  # as gpunn's commands, before anything is measured

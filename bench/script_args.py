@@ -38,6 +38,17 @@ def whole(text, what) -> int:
     return int(text)
 
 
+def count_argument(argv, what, default, doc) -> int:
+    """A script's one optional positional argument that counts (``what``: "ROUNDS"), ``default`` without it; -h or
+    --help anywhere: ``doc`` (the script's docstring) printed, status 0 (the argument is read by position)."""
+    if {"-h", "--help"} & set(argv):
+        print(doc.strip())
+        sys.exit(0)
+    if len(argv) > 1:
+        refuse(f"takes [{what}], got {len(argv)} arguments")
+    return whole(argv[0], what) if argv else default
+
+
 @contextlib.contextmanager
 def refusals_said():
     """While it holds, a Refused is its line on stderr and status 2."""
