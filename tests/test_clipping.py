@@ -238,9 +238,10 @@ def test_gpunn_train_clips_by_its_flags_records_them_and_info_and_resume_say_so(
     assert cli.main(["train", *small, "--clip-norm", "1", "--clip-value", "2"]) == 2
     assert "error: --clip-norm 1 and --clip-value 2: gpunn clips one way at a time; give one of them" in \
         capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["train", *small, "--clip-value", "0"])
-    assert "--clip-value: must be positive, got 0" in capsys.readouterr().err
+    for flag in ("--clip-value", "--clip-norm"):
+        with pytest.raises(SystemExit):
+            cli.main(["train", *small, flag, "0"])
+        assert f"{flag}: must be positive, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -263,3 +264,21 @@ def test_a_nan_gradient_makes_every_gradient_nan_under_clip_norm_on_every_cpu_pa
         inf[4] = numpy.inf
         op.clip_grad_norm(inf, 1.0)
         numpy.testing.assert_array_equal(inf, numpy.where(numpy.arange(11) == 4, numpy.nan, 0.0 * g))
+
+
+def test_clip_norm_sums_the_squares_in_float64_so_a_float32_gradient_past_float32s_squares_is_clipped_to_the_norm():
+    """A float32 gradient of 3e19 and -4e19 (an exploding step, which clipping is for) has the norm 5e19, whose square
+    float32 cannot hold: summed in float32 it is infinite and the factor 0, which would zero the step. Every CPU path
+    sums in float64 and scales it to the limit: the reference (Ops), CpuOps(fused=False), CpuOps' kernel and its NumPy
+    stand-in (audit49: the reference's sum in g's dtype passed every other test)."""
+    from gpunn.ops.cpu import CpuOps, numba
+
+    g = numpy.array([3e19, -4e19, 0.0, 1e18, -2e18], numpy.float32)
+    want = g.astype(numpy.float64) / numpy.linalg.norm(g.astype(numpy.float64))
+    deferred = CpuOps(fused=True)
+    deferred.kernels_now = lambda same_bits=True: False  # the stand-in, before Numba's start pays
+    ops = [gpunn.ops.Ops(), CpuOps(fused=False), deferred] + ([CpuOps(fused=True)] if numba is not None else [])
+    for op in ops:
+        got = g.copy()
+        op.clip_grad_norm(got, 1.0)
+        numpy.testing.assert_allclose(got, want, rtol=1e-6, atol=0, err_msg=type(op).__name__)

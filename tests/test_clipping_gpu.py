@@ -74,6 +74,16 @@ def test_a_nan_gradient_stays_nan_under_either_clip():
     assert np.isnan(cupy.asnumpy(d)).all()
 
 
+
+def test_a_float32_gradient_past_float32s_squares_is_clipped_to_the_norm_on_the_device():
+    """clip_sum_sq squares each element in double: a float32 gradient of 3e19 and -4e19 (norm 5e19, whose square
+    float32 cannot hold) is scaled to the limit, not zeroed by an infinite sum (on a GPU this runs the .cu itself)."""
+    g = np.array([3e19, -4e19, 0.0, 1e18, -2e18], np.float32)
+    want = g.astype(np.float64) / np.linalg.norm(g.astype(np.float64))
+    d = cupy.asarray(g)
+    gpunn.MLP([2, 1], device="cuda").ops.clip_grad_norm(d, 1.0)
+    np.testing.assert_allclose(cupy.asnumpy(d), want, rtol=1e-6, atol=0)
+
 def _train(graph, optimizer, precision="float32", dtype="float32", fused=True):
     X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda",
                                dtype=dtype)

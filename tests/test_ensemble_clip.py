@@ -299,3 +299,26 @@ def test_a_bad_clip_of_a_member_is_refused_naming_it(ensemble_data, kwargs, said
     X, Y = ensemble_data
     with pytest.raises(ValueError, match=said):
         gpunn.Ensemble([5, 6, 2], 2, seed=3).fit(X, Y, epochs=1, verbose=False, **kwargs)
+
+
+def test_a_members_float32_gradient_past_float32s_squares_is_clipped_to_its_norm():
+    """Each member's squares summed in float64: member 0's float32 row of 3e19 and -4e19 (norm 5e19, whose square
+    float32 cannot hold) is scaled to its limit, not zeroed, on the generic ops and the Numba update; member 1 (no
+    clip) is left as it is."""
+    from gpunn.ops.cpu import CpuOps
+    from gpunn.ops.ensemble import EnsembleOps
+
+    g = np.array([[3e19, -4e19, 0.0, 1e18, -2e18], [3e19, -4e19, 0.0, 1e18, -2e18]], np.float32)
+    want = g.copy()
+    want[0] = g[0].astype(np.float64) / np.linalg.norm(g[0].astype(np.float64))
+    table = _table(2, clip_norm=[1.0], clip_value=[])
+    generic = g.copy()
+    EnsembleOps(CpuOps(fused=False)).clip_gradients(generic, MemberRates(np, table))
+    np.testing.assert_allclose(generic, want, rtol=1e-6, atol=0)
+    fast = ensemble_ops_for(CpuOps(fused=True))
+    if not fast.fused:
+        pytest.skip("Numba is not installed")
+    w, m, v = (np.zeros(g.shape, np.float32) for _ in range(3))
+    numba_g = g.copy()
+    fast.adam_members(w, numba_g, m, v, MemberRates(np, table), 1e-8, 1, False)(slice(None))
+    np.testing.assert_allclose(numba_g, want, rtol=1e-6, atol=0)

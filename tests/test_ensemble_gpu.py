@@ -480,3 +480,20 @@ def test_a_members_nan_gradient_makes_its_row_nan_under_clip_norm_on_cuda_as_the
     d = cupy.asarray(g)
     ens.member_ops.clip_gradients(d, MemberRates(cupy, table))
     numpy.testing.assert_allclose(cupy.asnumpy(d), want, rtol=TOL[dtype], atol=0)
+
+
+def test_a_members_float32_gradient_past_float32s_squares_is_clipped_to_its_norm_on_cuda(gpu):
+    """member_grad_sum_sq squares in double: member 0's float32 row of 3e19 and -4e19 (norm 5e19, whose square float32
+    cannot hold) is scaled to its limit, not zeroed; member 1 (no clip) left as it is (on a GPU: the .cu itself)."""
+    from gpunn.ops.member_rates import ACTIVE, CLIP_NORM, HYPER_FIELDS, MemberRates
+
+    ens = gpunn.Ensemble(SIZES, 2, dtype="float32", device="cuda", seed=1)
+    table = numpy.zeros((2, HYPER_FIELDS))
+    table[:, ACTIVE], table[0, CLIP_NORM] = 1, 1.0
+    g = numpy.array([[3e19, -4e19, 0.0, 1e18, -2e18]] * 2, numpy.float32)
+    want = g.copy()
+    want[0] = g[0].astype(numpy.float64) / numpy.linalg.norm(g[0].astype(numpy.float64))
+    cupy = ens.xp
+    d = cupy.asarray(g)
+    ens.member_ops.clip_gradients(d, MemberRates(cupy, table))
+    numpy.testing.assert_allclose(cupy.asnumpy(d), want, rtol=1e-6, atol=0)
