@@ -129,3 +129,26 @@ def test_a_float64_fit_clips_with_the_kernels_as_with_cupys_generic_expressions(
     generic, _ = _train(None, CLIPPING[case], dtype="float64", fused=False)
     assert gpu.graph_trainer.captured and not generic.graph_trainer.captured
     np.testing.assert_allclose(cupy.asnumpy(gpu.params), cupy.asnumpy(generic.params), rtol=1e-9, atol=1e-12)
+
+
+def test_a_clip_set_on_the_optimizer_between_fits_is_the_next_fits_clip_in_the_graph():
+    """The next fit with the same optimizer replays the graphs already captured (gpunn.training.loop): one captured
+    with no clip held none, so opt.clip_norm = 0.05 then trained unclipped, silently. A changed setting now captures
+    anew: the graph's three fits train as the eager steps' (bit for bit on the stand-in), clipped in the second."""
+    X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda")
+
+    def run(graph, clips=(None, 0.05, None)):
+        m = gpunn.MLP([16, 64, 2], device="cuda", seed=0, graph=graph)
+        opt = gpunn.Adam(lr=1e-2)
+        for clip_norm in clips:
+            opt.clip_norm = clip_norm
+            m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False)
+        assert m.graph_trainer is None or m.graph_trainer.captured == (graph is not False), m.graph_trainer.reason
+        return cupy.asnumpy(m.params)
+
+    eager, captured = run(False), run(None)
+    if FAKE:
+        assert captured.tobytes() == eager.tobytes()
+    else:
+        assert np.linalg.norm(captured - eager) <= 1e-4 * np.linalg.norm(eager)
+    assert np.abs(run(False, (None, None, None)) - eager).max() > 1e-3  # (the second fit clipped)

@@ -122,6 +122,17 @@ def graph_trainer_for(model, optimizer, **kwargs):
     return cls(model, optimizer, **kwargs)
 
 
+def captured_settings(optimizer):
+    """What a captured step holds of one model's optimizer: its settings but lr (a graph reads its lr from the device
+    each step), so clip_norm, clip_value, weight_decay, betas..., as launch arguments or as the kernels launched. A
+    next fit with the same optimizer replays the graphs only while these are the same (opt.clip_norm set between fits
+    is the next fit's clip). None for an ensemble's optimizer: its members' settings are a device table."""
+    config = getattr(optimizer, "config", None)
+    if config is None or getattr(optimizer, "members", None) is not None:
+        return None
+    return {key: value for key, value in config().items() if key != "lr"}
+
+
 def release_capture_resources():
     """Drop this thread's shared capture streams and cuBLAS handles and those left by exited threads (after
     the graphs that use them; destroying a handle synchronizes the device: not while a stream captures)."""
@@ -143,6 +154,7 @@ class GraphTrainer:
 
     def __init__(self, model, optimizer, auto=False, blocked=None):
         self.model, self.optimizer, self.auto = model, optimizer, bool(auto)
+        self.settings = captured_settings(optimizer)
         xp = model.xp
         # [step t, lr, 1 - beta1^t, 1 - beta2^t]: see kernels/optimizers.cu
         self.state = xp.zeros(4, numpy.float64)

@@ -206,14 +206,15 @@ class Trainer:
         True (forced: the eager form of the captured step where it cannot capture, with a warning) or
         False: one MLP's and an Ensemble's alike. A trainable without the attribute never uses one. The
         trainer is kept on the model (``graph_trainer.captured`` / ``.reason`` say what happened, also when
-        it was not used), and the next fit with the same optimizer replays the graphs already captured."""
+        it was not used), and the next fit with the same optimizer replays the graphs already captured (while
+        its settings but lr are the same: graph.captured_settings)."""
         if self._graph_decided:
             return self._graph
         self._graph_decided = True
         mode = getattr(self.model, "graph", False)
         if mode is False:
             return None
-        from .graph import graph_trainer_for
+        from .graph import captured_settings, graph_trainer_for
 
         if self.hook is not None:  # nothing set up: the hook must see the gradients before the update
             self.model.graph_trainer = graph_trainer_for(
@@ -222,7 +223,8 @@ class Trainer:
             self.model.graph_trainer.warn_if_forced()
             return None
         previous = getattr(self.model, "graph_trainer", None)
-        if previous is not None and previous.optimizer is self.optimizer:
+        if (previous is not None and previous.optimizer is self.optimizer
+                and previous.settings == captured_settings(self.optimizer)):  # (else its graphs hold the old ones)
             previous.resync()
             trainer = previous
         else:
