@@ -60,6 +60,20 @@ def writes_in_place(path) -> bool:
     return os.path.realpath(os.path.dirname(os.path.abspath(path))).startswith("/proc/")  # /dev/fd/N
 
 
+def in_place_kind(path) -> str:
+    """What a :func:`writes_in_place` path is, as a message names it: "a named pipe", "a socket", "a device" (a
+    terminal too), else "written in place" (a file reached through /proc: /dev/stdout, /dev/fd/3)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "written in place"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "written in place"
+
+
 def directory_named(path: str) -> str | None:
     """How ``path`` names a directory where a file's name is wanted, as a refusal says it: "is a directory", "names a
     directory (it ends in /)" (one not made yet: its parent passes, and a write failed only at its end); None for

@@ -1354,6 +1354,100 @@ def test_predict_refused_by_a_later_piece_of_in_leaves_no_out_and_says_so_or_wha
         assert 0 < len(written.out.splitlines()) - 1 < 900  # (a header row, then the rows of the pieces before)
 
 
+class _PipeReader:
+    """A reader of the named pipe ``path`` on a thread of its own, as a shell's ``cat path`` is: ``bytes`` once the
+    writer closes it. The pipe is held under a second name (in ``held``, a folder) too, so that a reader left waiting
+    (the command never opened the pipe: refused, or the pipe renamed over) is let go and the test fails, not hangs."""
+
+    def __init__(self, path, held):
+        import threading
+
+        held.mkdir()
+        self.held, self.bytes = held / "pipe", None
+        os.link(path, self.held)
+        self.thread = threading.Thread(target=self._read, args=(path,), daemon=True)
+        self.thread.start()
+
+    def _read(self, path):
+        with open(path, "rb") as fh:
+            self.bytes = fh.read()
+
+    def join(self):
+        """The bytes read (none where the command never opened the pipe)."""
+        try:
+            os.close(os.open(self.held, os.O_WRONLY | os.O_NONBLOCK))  # the reader let go, when still waiting
+        except OSError:  # (no reader on it: it has read to the end)
+            pass
+        self.thread.join(60)
+        assert not self.thread.is_alive()
+        return self.bytes
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_predict_into_a_named_pipe_writes_into_it_as_into_standard_output_and_leaves_it_a_pipe(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """An OUT that is no regular file (a named pipe here; a device) is written into as its rows are predicted, as OUT -
+    is: a CSV OUT was written under another name and renamed over the pipe, which became a regular file, the command
+    ending with status 0 and the pipe's reader left waiting for ever. Read whole or streamed, the reader gets what a
+    file OUT holds; a refusal of a later piece of IN says what the pipe holds, as OUT -'s says what standard output
+    does. An .npy OUT streamed (its header holds the row count) and a Parquet OUT are refused, saying what to do; an
+    .npy OUT read whole is written into whole (gpunn.atomic.atomic_write, as before)."""
+    import stat
+
+    pytest.importorskip("pyarrow")
+    from gpunn.data import files
+
+    monkeypatch.setattr(files, "CSV_BLOCK", 1 << 12)  # 1000 rows of about 12 bytes: the bad row in the fourth block
+    X = numpy.column_stack([numpy.arange(1000) % 7 + 0.5, numpy.arange(1000) % 3, numpy.arange(1000) % 5])
+    numpy.savetxt(tmp_path / "t.csv", X, delimiter=",", header="a,b,y", comments="", fmt="%g")
+    numpy.save(tmp_path / "x.npy", X[:, :2])
+    model = gpunn.MLP([2, 4, 1], seed=0, device="cpu")
+    model.fit(gpunn.data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False)
+    gpunn.save(tmp_path / "m.npz", model)
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    lines[901] = "1,nan,2"
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    runs = 0
+
+    def predict(IN, out, *options):
+        """(status, the bytes the pipe's reader got, stderr) of gpunn predict into the named pipe p.OUT"""
+        nonlocal runs
+        pipe, runs = tmp_path / f"p.{out}", runs + 1
+        os.mkfifo(pipe)
+        reader = _PipeReader(pipe, tmp_path / f"held{runs}")
+        status = main(["predict", str(tmp_path / "m.npz"), str(tmp_path / IN), str(pipe), *options])
+        got = reader.join()
+        assert stat.S_ISFIFO(os.stat(pipe).st_mode), "the pipe replaced by a file"
+        assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+        pipe.unlink()
+        return status, got, capsys.readouterr().err
+
+    for IN, options in (("t.csv", ["--features", "a,b"]), ("x.npy", [])):  # streamed, read whole
+        assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / IN), str(tmp_path / "f.csv"), *options]) == 0
+        assert predict(IN, "csv", *options)[:2] == (0, (tmp_path / "f.csv").read_bytes()), IN
+        (tmp_path / "f.csv").unlink()
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npy"), str(tmp_path / "f.npy")]) == 0
+    assert predict("x.npy", "npy")[:2] == (0, (tmp_path / "f.npy").read_bytes())
+    os.symlink(os.devnull, tmp_path / "null.csv")  # a device: written into (the link was replaced by a file)
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "t.csv"), str(tmp_path / "null.csv"),
+                 "--features", "a,b"]) == 0
+    assert os.path.islink(tmp_path / "null.csv") and stat.S_ISCHR(os.stat(tmp_path / "null.csv").st_mode)
+    capsys.readouterr()
+    for out, why, copy in (("npy", "an .npy array's header, written first, holds its row count, known once every row "
+                                   "is predicted", ".npy"),
+                           ("parquet", "pyarrow's Parquet writer needs a file it can seek in", ".parquet")):
+        status, got, err = predict("t.csv", out, "--features", "a,b")
+        assert (status, got) == (2, b"")
+        assert err == (f"gpunn predict: error: {tmp_path}/p.{out} is a named pipe, written into as the rows are "
+                       f"predicted, and {why}: write a .csv file into it, or write the {copy} file elsewhere and copy "
+                       "it in\n")
+    status, got, err = predict("bad.csv", "csv", "--features", "a,b")
+    assert status == 2 and err == (f"gpunn predict: error: IN {tmp_path}/bad.csv line 902: column 'b': 'nan' is NaN; "
+                                   f"clean or impute it first; OUT {tmp_path}/p.csv, a named pipe, holds only the rows "
+                                   "predicted before it (the rest not written)\n")
+    assert 0 < len(got.splitlines()) - 1 < 900  # (a header row, then the rows of the pieces before)
+
+
 def test_predict_says_how_many_more_missing_values_the_rows_read_with_the_first_hold_as_training_does(tmp_path,
                                                                                                     capsys):
     """gpunn predict named only the input's first NaN, infinite or empty value, where training's refusal adds how

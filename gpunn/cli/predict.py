@@ -44,7 +44,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    ".parquet (.parq, .pq) file or a directory of them; - for standard input (by its bytes: an .npy "
                    "array, a Parquet file, else CSV), read into a temporary file first")
     p.add_argument("output", type=file_path, metavar="OUT", help="file to write, by name: .npy, .csv (commas) or .parquet (.parq, .pq); - for "
-                   "standard output, as CSV (the lines of text then go to stderr: gpunn predict m.npz in.csv - | head)")
+                   "standard output, as CSV (the lines of text then go to stderr: gpunn predict m.npz in.csv - | head); "
+                   "a named pipe or a device (a .csv name) is written into as its rows are predicted, as - is")
     p.add_argument("--features", metavar="COLUMNS", type=column_names,
                    help=f"feature columns of a table input, comma-separated ({COLUMNS_HELP}; default: "
                    "the model's training columns, else every column), read as the model's features in this order "
@@ -319,9 +320,16 @@ def _unwritten(args, said) -> str:
     """``said``, a refusal of IN's rows once the read that writes OUT has begun, with what OUT holds: a file OUT is
     written under a temporary name, removed on the refusal (an earlier OUT is left as it was), so "OUT not written";
     onto standard output, the rows predicted before the refused piece of IN were written and stay written (its reader
-    has them). After a question ("the model of another run?") it is a sentence of its own, as _picked_by_name's."""
+    has them), as into an OUT that is no regular file (a named pipe, a device: written in place, gpunn.data.files.
+    InPlaceCsvWriter). After a question ("the model of another run?") it is a sentence of its own, as
+    _picked_by_name's."""
+    from .. import preflight
+
     if is_stdout(args.output):
         words = "standard output holds only the rows predicted before it (the rest not written)"
+    elif preflight.writes_in_place(args.output):
+        words = (f"OUT {shell_word(args.output)}, {preflight.in_place_kind(args.output)}, holds only the rows predicted "
+                 "before it (the rest not written)")
     else:
         words = "OUT not written"
     said = str(said)  # (_named_in's error, or text)

@@ -14,6 +14,7 @@ import numpy
 
 from ..checks import PARQUET_SUFFIXES, NotFinite, read_by_position
 from ..csvtext import CSV_BLOCK, tab_separated_hint, tab_separated_output_hint
+from ..preflight import writes_in_place
 from .base import DataError
 
 FORMATS = {".npy": "npy", ".csv": "csv", **dict.fromkeys(PARQUET_SUFFIXES, "parquet")}
@@ -246,13 +247,14 @@ def _removes_its_temp_when_refused(init):
 
 def _names_its_output(method):
     """A writer's ``write`` or ``close`` whose OSError (a full disk, a quota, an I/O error) names OUT, not the
-    temporary file or no file at all (``_Output.naming``); a writer onto a stream has no OUT to name."""
+    temporary file or no file at all (``_Output.naming``); a writer onto a stream has no OUT to name (one
+    written in place, InPlaceCsvWriter, its path)."""
     @functools.wraps(method)
     def naming_method(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except OSError as exc:
-            if not isinstance(self, _Output) or "tmp" not in self.__dict__:
+            if not isinstance(self, _Output) or "path" not in self.__dict__:
                 raise
             raise self.naming(exc) from None
     return naming_method
@@ -351,6 +353,26 @@ class StreamCsvWriter(CsvWriter):
 
     def abort(self):
         pass
+
+
+class InPlaceCsvWriter(StreamCsvWriter):
+    """CsvWriter's rows written into ``path`` where it is no regular file (a named pipe, a device: preflight.
+    writes_in_place), as StreamCsvWriter writes onto standard output: a temporary file renamed over it replaced the
+    pipe with a file and left its reader waiting. What was written before a failure stays written (its reader has
+    it); a write's error names ``path``."""
+
+    def __init__(self, path, n_columns, dtype, names=None, keep=None):
+        self.path = os.fspath(path)
+        fh = open(self.path, "w", newline="", encoding="utf-8")
+        try:
+            self._start(fh, n_columns, dtype, names, keep)
+        except BaseException:
+            fh.close()
+            raise
+
+    @_names_its_output
+    def close(self):
+        self.fh.close()
 
 
 class TableWriter(_Output):
@@ -591,12 +613,27 @@ def output_writer(out_path, n_columns, dtype, names=None, keep=None):
     if hasattr(out_path, "write"):  # a text stream: CSV onto it
         return StreamCsvWriter(out_path, n_columns, dtype, names, keep)
     kind = file_format(out_path, written=True)
+    if writes_in_place(out_path):  # a named pipe, a device: written into as its rows are predicted, never renamed over
+        if kind != "csv":
+            raise ValueError(_not_in_place(out_path, kind))
+        return InPlaceCsvWriter(out_path, n_columns, dtype, names, keep)
     if kind != "npy":
         return (CsvWriter if kind == "csv" else TableWriter)(out_path, n_columns, dtype, names, keep)
     if keep:
         raise ValueError(f"{out_path}: an .npy array holds the predictions alone; write a .csv or .parquet file to keep "
                          "columns of the input beside them")
     return NpyWriter(out_path, n_columns, dtype, names)
+
+
+def _not_in_place(path, kind) -> str:
+    """The refusal of an .npy or Parquet output streamed into ``path``, a named pipe or a device, which takes bytes in
+    order alone."""
+    from ..preflight import in_place_kind
+
+    why = ("an .npy array's header, written first, holds its row count, known once every row is predicted"
+           if kind == "npy" else "pyarrow's Parquet writer needs a file it can seek in")
+    return (f"{path} is {in_place_kind(path)}, written into as the rows are predicted, and {why}: write a .csv file "
+            f"into it, or write the .{kind} file elsewhere and copy it in")
 
 
 def write_rows(writer, chunks) -> None:
