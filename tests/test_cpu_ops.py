@@ -1770,3 +1770,33 @@ def test_the_clips_numpy_stand_in_gives_the_kernels_bits_and_both_are_the_refere
         deferred.clip_grad_value(want, 0.3)
         numpy.testing.assert_array_equal(got.view(bits), want.view(bits))
         numpy.testing.assert_array_equal(got, numpy.clip(special, -0.3, 0.3))
+
+
+def test_the_clips_stand_in_adds_the_squares_past_a_multiple_of_4_into_the_first_partial_sum_as_the_kernel_does():
+    """g = [1, t, 0, 0, t], t^2 0.6 of an ulp of 1: the kernel adds the fifth square into s0 (1 + t^2: 1 + ulp), then s1
+    (1 + 2 ulp), where into s1 the sum is 1 + ulp: the norm and so the float64 factor an ulp apart. The stand-in gives
+    the kernel's bits (audit49: adding it into s1 passed every other test), both the sums written out in that order;
+    CpuOps(fused=False) clips by the reference's formula (Ops.clip_grad_norm), bit for bit."""
+    import math
+
+    if numba is None:
+        pytest.skip("Numba is not installed")
+    t = math.sqrt(0.6 * numpy.finfo(numpy.float64).eps)
+    g = numpy.array([1.0, t, 0.0, 0.0, t])
+    kernels, deferred = CpuOps(fused=True), CpuOps(fused=True)
+    deferred.kernels_now = lambda same_bits=True: False  # as before Numba's start pays
+    got, want = g.copy(), g.copy()
+    kernels.clip_grad_norm(got, 0.5)
+    deferred.clip_grad_norm(want, 0.5)
+    s = ((1.0 + t * t) + t * t) + (0.0 + 0.0)
+    assert s == 1.0 + 2 * numpy.finfo(numpy.float64).eps
+    expected = g * (0.5 / (math.sqrt(s) + 1e-6))
+    assert got.tobytes() == expected.tobytes() and want.tobytes() == expected.tobytes()
+    rng = numpy.random.default_rng(5)
+    for n in (5, 1001, PARALLEL_MIN_ELEMENTS + 3):
+        for dtype in DTYPES:
+            g = (rand(rng, n, dtype) * 10.0 ** rng.integers(-3, 4, n)).astype(dtype)
+            got, want = g.copy(), g.copy()
+            CpuOps(fused=False).clip_grad_norm(got, 0.1)
+            Ops().clip_grad_norm(want, 0.1)
+            assert got.tobytes() == want.tobytes(), (n, dtype)

@@ -322,3 +322,17 @@ def test_a_members_float32_gradient_past_float32s_squares_is_clipped_to_its_norm
     numba_g = g.copy()
     fast.adam_members(w, numba_g, m, v, MemberRates(np, table), 1e-8, 1, False)(slice(None))
     np.testing.assert_allclose(numba_g, want, rtol=1e-6, atol=0)
+
+
+def test_gpunn_info_shows_the_members_clips_where_member_0_has_none(ensemble_data, tmp_path, capsys):
+    """The trained line shows a clip where any member clips, not only where member 0 does (audit49: reading member
+    0's alone passed every test): clip_value none, 0.5 for an unclipped member 0; no clip_norm, which none has."""
+    X, Y = ensemble_data
+    path = tmp_path / "run.npz"
+    ens = gpunn.Ensemble([5, 8, 2], 2, seed=7)
+    ens.fit(X, Y, epochs=1, batch_size=25, optimizer="sgd", lr=0.05, clip_value=[None, 0.5], verbose=False,
+            callbacks=[gpunn.ModelCheckpoint(path)])
+    capsys.readouterr()
+    assert cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "; sgd lr 0.05, clip_value none, 0.5, batch 25" in out and "clip_norm" not in out

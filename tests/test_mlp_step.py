@@ -515,6 +515,26 @@ def test_tanh_and_sigmoid_nets_take_the_generic_step_where_numpys_loop_is_not_bo
     assert kernel_calls == ["step"] * 5
 
 
+
+@pytest.mark.parametrize("method, clip", [("clip_grad_norm", {"clip_norm": 0.05}), ("_clip", {"clip_norm": 0.05}),
+                                          ("clip_grad_value", {"clip_value": 0.01})])
+def test_a_clip_method_set_on_the_ops_runs_the_clipped_step_generically(kernel_calls, method, clip):
+    """The clip the one call runs inside its kernel is one it stands in for too: a clip method replaced on the model's
+    ops (a spy) is called by the generic step from then on, and the one call comes back once it goes (audit49: without
+    the clip methods among those it stands in for, the one call ran on and the spy was never called)."""
+    X, Y = data(64)
+    model = gpunn.MLP([16, 32, 1], device="cpu", seed=0)
+    opt = gpunn.Adam(lr=1e-2, **clip).bind(model.params, model.ops)
+    model.train_step_and_update(X, Y, opt, 1e-2)
+    assert kernel_calls == ["step"]
+    seen, original = [], getattr(model.ops, method)
+    setattr(model.ops, method, lambda *args, **kwargs: (seen.append(1), original(*args, **kwargs))[1])
+    model.train_step_and_update(X, Y, opt, 1e-2)
+    assert seen and kernel_calls == ["step"]
+    delattr(model.ops, method)
+    model.train_step_and_update(X, Y, opt, 1e-2)
+    assert kernel_calls == ["step", "step"]
+
 CLIPPED = {  # limits that clip most of these fits' steps (sgd: the gradients call, then CpuOps' clip and step)
     "adam clip_norm": lambda: gpunn.Adam(lr=1e-2, clip_norm=0.05),
     "adamw clip_value": lambda: gpunn.AdamW(lr=1e-2, weight_decay=0.05, clip_value=0.01),
