@@ -384,6 +384,17 @@ OTHER_KEYWORDS["fit"]["device"] = ("a model trains on the device it was made on,
 OTHER_MODEL_KEYWORDS = {"MLP.predict": {"return_std": "one network gives no spread of its predictions; an Ensemble's "
                                                       "predict(X, return_std=True) gives the mean and std across its "
                                                       "members"}}
+# one model kind's method's own words for a keyword of OTHER_KEYWORDS, which they replace there: an Ensemble's fit takes
+# the clips itself, one or K, each member clipping by its own gradient's norm (not fit's words: the optimizer's option,
+# "every gradient together")
+_MEMBER_NORM = ("ens.fit(X, Y, clip_norm=1.0) (or K values, one per member) clips each member's gradient by its own "
+                "global norm, as Keras's global_clipnorm and PyTorch's clip_grad_norm_ clip one model's")
+_MEMBER_VALUE = ("ens.fit(X, Y, clip_value=0.5) (or K values) clamps each gradient element to [-clip_value, "
+                 "clip_value], as Keras's clipvalue and PyTorch's clip_grad_value_")
+OTHER_CALL_KEYWORDS = {"Ensemble.fit": {
+    "clipnorm": f"{_PER_VARIABLE}; {_MEMBER_NORM}",
+    **dict.fromkeys(("global_clipnorm", "max_norm", "clip_grad_norm"), f"did you mean clip_norm? {_MEMBER_NORM}"),
+    **dict.fromkeys(("clipvalue", "clip_grad_value"), f"did you mean clip_value? {_MEMBER_VALUE}")}}
 
 # Keras's keywords to its callbacks of gpunn's names, which gpunn's do not take, {class: {keyword: hint}}: pasted
 # from Keras code (EarlyStopping(..., verbose=1)); difflib took save_weights_only for save_best_only, another option
@@ -442,7 +453,7 @@ def unexpected_keyword(call: str, key: str, names, value=None, fit_options=(), g
     (``made_with``: an Ensemble's graph), it is shown there, as Checkpoint.resume's refusal says whose it is."""
     said = f"{call}() got an unexpected keyword argument {key!r}"
     shown = _shown(value)
-    other = (OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
+    other = (OTHER_CALL_KEYWORDS.get(call, {}).get(key) or OTHER_KEYWORDS.get(call.rsplit(".", 1)[-1], {}).get(key)
              or OTHER_MODEL_KEYWORDS.get(call, {}).get(key) or OTHER_CALLBACK_KEYWORDS.get(call, {}).get(key)
              or OTHER_SCHEDULE_KEYWORDS.get(call, {}).get(key)
              or OTHER_OPTIMIZER_KEYWORDS.get(call, {}).get(key)

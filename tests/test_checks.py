@@ -1381,18 +1381,20 @@ def test_another_librarys_keyword_to_fit_predict_evaluate_or_score_says_what_gpu
     so did fit(loss=...), sample_weight, steps_per_epoch and initial_epoch, and fit(steps=3) asked "did you mean eps?"
     (Adam's). Each method of hints.OTHER_KEYWORDS
     names what gpunn does instead; none of its keywords is one the method takes (which the hint would never reach)."""
-    from gpunn.hints import OTHER_KEYWORDS
+    from gpunn.hints import OTHER_CALL_KEYWORDS, OTHER_KEYWORDS
 
     model = make()
     X, Y = data
     for method, hints in OTHER_KEYWORDS.items():
         call = getattr(model, method)
         assert not set(hints) & set(inspect.signature(call).parameters), method
+        own = OTHER_CALL_KEYWORDS.get(f"{type(model).__name__}.{method}", {})  # (that kind's own words: Ensemble.fit's)
+        assert set(own) <= set(hints)
         for key, hint in hints.items():
             with pytest.raises(TypeError) as caught:
                 call(X, Y, **{key: 0}) if method != "predict" else call(X, **{key: 0})
             assert str(caught.value) == (f"{type(model).__name__}.{method}() got an unexpected keyword argument "
-                                         f"{key!r} ({hint})")
+                                         f"{key!r} ({own.get(key, hint)})")
     with pytest.raises(TypeError, match=r"^MLP.predict\(\) got an unexpected keyword argument 'x' "
                                         r"\(did you mean X\?\)$"):
         MLP([3, 4, 2], device="cpu").predict(x=X)  # predict's own, in scikit-learn's and PyTorch's case: hinted
@@ -1446,8 +1448,17 @@ def test_gradient_clipping_and_a_device_given_to_fit_say_what_gpunn_has_instead(
         with pytest.raises(TypeError, match=rf"'{name}' \({name} is the optimizer's option: model.fit\(X, Y, "
                                             rf"optimizer=gpunn.Adam\({name}=1.0\)\)\)$"):
             model.fit(X, Y, **{name: 1.0})
-    with pytest.raises(TypeError, match=r"'max_norm' \(clipping is the optimizer's option"):
-        gpunn.Ensemble([X.shape[1], 4, Y.shape[1]], n_models=2, device="cpu").fit(X, Y, max_norm=1)
+    ens = gpunn.Ensemble([X.shape[1], 4, Y.shape[1]], n_models=2, device="cpu")
+    member_norm = (r"ens.fit\(X, Y, clip_norm=1.0\) \(or K values, one per member\) clips each member's gradient by "
+                   r"its own global norm, as Keras's global_clipnorm and PyTorch's clip_grad_norm_ clip one model's\)$")
+    member_value = r"\(did you mean clip_value\? ens.fit\(X, Y, clip_value=0.5\) \(or K values\) clamps each gradient "
+    ensemble_hints = {"clipnorm": per_variable + member_norm,
+                      **dict.fromkeys(("global_clipnorm", "max_norm", "clip_grad_norm"),
+                                      r"\(did you mean clip_norm\? " + member_norm),
+                      **dict.fromkeys(("clipvalue", "clip_grad_value"), member_value)}
+    for name, hint in ensemble_hints.items():  # (an Ensemble's fit takes the clips itself, per member: not fit's words)
+        with pytest.raises(TypeError, match=rf"^Ensemble.fit\(\) got an unexpected keyword argument '{name}' " + hint):
+            ens.fit(X, Y, **{name: 1.0})
     optimizer_hints = {"clipnorm": per_variable + "clip_norm=1.0 " + global_norm,
                        **dict.fromkeys(("global_clipnorm", "max_norm"), r"\(did you mean clip_norm\? it " + global_norm),
                        "clipvalue": r"\(did you mean clip_value\? it " + by_value}
