@@ -61,6 +61,8 @@ SIGNATURES = {
     "k_clip_factor": [U, P, LL, D, P],
     "k_clip_scale": [U, U, P, P, LL],
     "k_clip_by_value": [U, U, P, D, LL],
+    "k_clip_sum_sq_f32": [U, U, ctypes.c_void_p, LL, P],
+    "k_clip_scale_f32": [U, U, ctypes.c_void_p, P, LL],
     "k_member_bias_act_forward": [I, U, U, U, P, P, LL, P, P, LL, LL, LL],
     "k_member_bias_grad": [U, U, U, U, P, P, LL, LL, LL, LL],
     "k_member_mse_grad": [U, U, U, P, P, LL, P, D, LL, LL, P],
@@ -71,6 +73,7 @@ SIGNATURES = {
     "k_member_adam_step_dev": [U, U, U, P, P, P, P, P, D, P, I, LL, LL],
     "k_member_grad_sum_sq": [U, U, U, P, P, LL, LL, P],
     "k_member_clip_grad": [U, U, U, P, P, P, LL, LL],
+    "k_member_grad_sum_sq_f32": [U, U, U, ctypes.c_void_p, P, LL, LL, P],
     "k_shared_probe": [U, U, P],
     "k_philox": [I, I, U, U, U, ctypes.c_void_p, LL, LL, D, D, ctypes.c_void_p],
 }
@@ -542,6 +545,19 @@ def test_member_grad_sum_sq_sums_the_squares_of_each_member_that_clips_by_norm_a
 
 
 @pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
+def test_member_grad_sum_sq_of_float_squares_each_element_in_double(k, gx, gy, block):
+    """member_grad_sum_sq<float>: member 0's squares of 3e19 and -4e19 (past float32) sum to 2.5e39 plus the rest, not
+    infinity (audit49: a float square passed in double)."""
+    K, per = 4, 203
+    g = rng(13).standard_normal((K, per)).astype(np.float32)
+    g[0, [0, 100]] = 3e19, -4e19
+    sums = np.zeros(K)
+    k.member_grad_sum_sq_f32(gx, gy, block, g, _hyper(K), K, per, sums)
+    close(sums[0], (g[0].astype(np.float64) ** 2).sum(), SUMS * 2.5e39)
+    assert (sums[1:] == 0).all()
+
+
+@pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
 def test_member_clip_grad_scales_or_clamps_each_active_members_row_as_the_cpus_clip(k, gx, gy, block):
     """From the sums of squares: member 0 scaled to its limit (EnsembleOps.clip_gradients' bits), member 2 clamped,
     member 1 (frozen) and 3 (no clip) untouched; then a limit over member 0's norm leaves it too."""
@@ -623,6 +639,24 @@ def test_clip_norm_sums_each_blocks_squares_then_all_in_one_block_then_scales_ev
         expected = g.copy()
         Ops(np).clip_grad_norm(expected, max_norm)
         close(scaled, expected, SUMS)
+
+
+@pytest.mark.parametrize("grid, block", SHAPES_1D)
+def test_the_float_clip_kernels_square_in_double_and_scale_by_the_factor_rounded_once_to_float(k, grid, block):
+    """clip_sum_sq<float> squares each element in double: 3e19 and -4e19 (squares past float32) sum to 2.5e39, not
+    infinity (which makes the factor 0: the step zeroed); clip_scale<float> multiplies by float(factor), the
+    reference's g * factor cast to g's dtype, bit for bit, not by the double factor (audit49: both passed in double)."""
+    g = rng(11).standard_normal(300).astype(np.float32)
+    g[[0, 150]] = 3e19, -4e19
+    partial = np.full(grid, np.nan)
+    k.clip_sum_sq_f32(grid, block, g, g.size, partial)
+    close(partial.sum(), (g.astype(np.float64) ** 2).sum(), SUMS * 2.5e39)
+    factor = np.array([0.1])
+    scaled = rng(11).standard_normal(300).astype(np.float32)
+    want = scaled * np.float32(0.1)
+    assert want.tobytes() != (scaled.astype(np.float64) * 0.1).astype(np.float32).tobytes()  # (the two roundings)
+    k.clip_scale_f32(grid, block, scaled, factor, scaled.size)
+    assert scaled.tobytes() == want.tobytes()
 
 
 @pytest.mark.parametrize("grid, block", SHAPES_1D)

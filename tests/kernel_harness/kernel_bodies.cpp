@@ -174,6 +174,16 @@ int k_clip_by_value(unsigned gx, unsigned bx, D* g, D clip_value, LL n) {
     return run(gx, 1, bx, 1, [&] { clip_by_value<D>(g, clip_value, n); });
 }
 
+// The clip kernels in float, where they differ from double: each square formed in double (a float32 square of 3e19 is
+// past float32), the factor rounded once to float before it scales.
+int k_clip_sum_sq_f32(unsigned gx, unsigned bx, const float* g, LL n, double* partial) {
+    return run(gx, 1, bx, 1, [&] { clip_sum_sq<float>(g, n, partial); });
+}
+
+int k_clip_scale_f32(unsigned gx, unsigned bx, float* g, const double* factor, LL n) {
+    return run(gx, 1, bx, 1, [&] { clip_scale<float>(g, factor, n); });
+}
+
 int k_member_bias_act_forward(int act, unsigned gx, unsigned gy, unsigned bx, const D* Z, const D* b, LL b_stride,
                               D* keep, D* A, LL members, LL rows, LL cols) {
     return with_act(act, [&](auto a) {
@@ -229,6 +239,11 @@ int k_member_grad_sum_sq(unsigned gx, unsigned gy, unsigned bx, const D* g, cons
 int k_member_clip_grad(unsigned gx, unsigned gy, unsigned bx, D* g, const double* hyper, const double* sum_sq,
                        LL members, LL per_member) {
     return run(gx, gy, bx, 1, [&] { member_clip_grad<D>(g, hyper, sum_sq, members, per_member); });
+}
+
+int k_member_grad_sum_sq_f32(unsigned gx, unsigned gy, unsigned bx, const float* g, const double* hyper, LL members,
+                             LL per_member, double* sum_sq) {
+    return run(gx, gy, bx, 1, [&] { member_grad_sum_sq<float>(g, hyper, members, per_member, sum_sq); });
 }
 
 int k_philox(int is_double, int uniform, unsigned gx, unsigned gy, unsigned bx, const unsigned long long* streams,
