@@ -194,6 +194,36 @@ def test_a_fit_with_the_same_optimizer_captures_again_when_its_rows_gain_or_lose
         _agree(m, ref, h, h_ref, 1e-4)
 
 
+
+@pytest.mark.parametrize("optimizer, setting, value", [("adam", "weight_decay", 0.05), ("adam", "beta2", 0.9),
+                                                        ("momentum", "momentum", 0.5), ("sgd", "lr", 0.003)])
+def test_an_optimizer_setting_set_between_fits_is_the_next_fits_in_the_graph_and_an_lr_replays_it(optimizer, setting,
+                                                                                                   value):
+    """A next fit with the same optimizer replays the graphs captured only while its settings but lr are the same
+    (graph.captured_settings): weight_decay, beta2 or momentum set between fits is the next fit's, captured anew (the
+    old graph held the old value as a launch argument), as the eager step trains; an lr set between fits, which a
+    graph reads from the device, replays the graphs already captured (audit49: settings without weight_decay, and
+    settings with lr, passed every test)."""
+    X, Y = gpunn.datasets.make("teacher", n_samples=ROWS, n_features=16, n_outputs=2, seed=0, device="cuda")
+
+    def run(graph, change=True):
+        m = gpunn.MLP([16, 64, 64, 2], device="cuda", seed=0, graph=graph)
+        opt = OPTIMIZERS[optimizer](lr=1e-2)
+        histories = [m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False)]
+        first = m.graph_trainer
+        if change:
+            setattr(opt, setting, value)
+        histories.append(m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False))
+        return m, histories, first
+
+    (m, hs, first), (ref, hs_ref, _) = run(None), run(False)
+    assert m.graph_trainer.captured, m.graph_trainer.reason
+    assert (m.graph_trainer is first) == (setting == "lr")  # (replayed, or captured anew)
+    for h, h_ref in zip(hs, hs_ref):
+        _agree(m, ref, h, h_ref, 1e-4)
+    unchanged, _, _ = run(False, change=False)
+    assert not np.array_equal(cupy.asnumpy(unchanged.params), cupy.asnumpy(ref.params))  # (the setting told)
+
 def test_the_default_captures_float64_too():
     """float64 products go to GemmEx with CUBLAS_COMPUTE_64F on the capture handle."""
     ref, h_ref = _train(False, epochs=2, dtype="float64")

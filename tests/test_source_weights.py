@@ -390,7 +390,10 @@ def test_a_csv_sources_weights_are_parsed_once_then_kept_in_its_saved_index(tabl
     first, summaries = run()
     assert first == rows_bytes and sorted(saved()["weights"]) == ["w"]
     for edit in (None, lambda record: record.pop("weights"),  # an index saved before the weights were kept
-                 lambda record: record["weights"]["w"].pop()):  # a list one chunk short: not trusted
+                 lambda record: record["weights"]["w"].pop(),  # a list one chunk short: not trusted
+                 # nor one whose numbers no chunk's weights give (audit49: either passed without the check)
+                 lambda record: record["weights"]["w"][1].__setitem__(1, 2 * record["weights"]["w"][1][0] + 1),
+                 lambda record: record["weights"]["w"][0].__setitem__(2, -1.0)):  # (smallest > largest; sum < 0)
         if edit:
             saved(edit)
         for expected in (0 if edit is None else rows_bytes, 0):  # (then kept by the scan)
