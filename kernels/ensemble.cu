@@ -130,15 +130,17 @@ __global__ void member_weighted_mse_grad(const T* A, const T* Y, long long y_mem
     }
 }
 
-// sum_sq[k] += sum over member k's gradient row of g^2, in double (one atomicAdd per block and member), for each
-// member that clips by norm (member_clips_by_norm; the others are skipped, whole blocks at a time). Launch with
-// blockDim.x a multiple of 32.
-//   g      [K x per_member] gradients (read)
-//   hyper  [K x kHyperFields] member settings (read)
-//   sum_sq [K] accumulators, zeroed by the caller
+// partial[k * gridDim.x + blockIdx.x] = this block's sum over member k's gradient row of g^2 (grid-stride), in
+// double, for each member that clips by norm (member_clips_by_norm; the others are skipped, whole blocks at a time,
+// their slots left as they are). No atomics: member_grad_sum_total adds the blocks' sums in a fixed order, so a run
+// clips with the same bits every time (as one model's clip_sum_sq / clip_factor). Launch with blockDim.x a multiple
+// of 32.
+//   g       [K x per_member] gradients (read)
+//   hyper   [K x kHyperFields] member settings (read)
+//   partial [K x gridDim.x] receives each block's sums
 template <typename T>
 __global__ void member_grad_sum_sq(const T* g, const double* hyper, long long members, long long per_member,
-                                   double* sum_sq) {
+                                   double* partial) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long k = blockIdx.y; k < members; k += gridDim.y) {
         if (!member_clips_by_norm(hyper + k * kHyperFields)) continue;  // the same for the whole block
@@ -149,13 +151,31 @@ __global__ void member_grad_sum_sq(const T* g, const double* hyper, long long me
             acc += x * x;
         }
         acc = block_sum(acc);
-        if (threadIdx.x == 0) atomicAdd(sum_sq + k, acc);
+        if (threadIdx.x == 0) partial[k * gridDim.x + blockIdx.x] = acc;
         __syncthreads();  // block_sum's shared memory is reused by the next member
     }
 }
 
+// sum_sq[k] = the sum of member k's parts block sums partial[k * parts ...] (member_grad_sum_sq's), for each member
+// that clips by norm: thread t adds sums t, t + blockDim.x, ... in order, then block_sum's fixed tree (the same bits
+// every run). One block per member (grid x 1; grid y walks the members), blockDim.x a multiple of 32.
+//   partial [K x parts] member_grad_sum_sq's block sums (read)
+//   sum_sq  [K] receives each clipping member's sum of squares
+template <typename T>
+__global__ void member_grad_sum_total(const double* partial, long long parts, const double* hyper, long long members,
+                                      double* sum_sq) {
+    for (long long k = blockIdx.y; k < members; k += gridDim.y) {
+        if (!member_clips_by_norm(hyper + k * kHyperFields)) continue;  // the same for the whole block
+        double acc = 0.0;
+        for (long long i = threadIdx.x; i < parts; i += blockDim.x) acc += partial[k * parts + i];
+        acc = block_sum(acc);
+        if (threadIdx.x == 0) sum_sq[k] = acc;
+        __syncthreads();
+    }
+}
+
 // Each active member's gradient row clipped in place by its own setting (member_clip, clip_element): by norm
-// from sum_sq[k] (member_grad_sum_sq's), by value.
+// from sum_sq[k] (member_grad_sum_total's), by value.
 //   g      [K x per_member] gradients, clipped in place
 //   hyper  [K x kHyperFields] member settings (read)
 //   sum_sq [K] the sums of squares of the members that clip by norm; nullptr where none does

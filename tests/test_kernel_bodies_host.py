@@ -72,6 +72,7 @@ SIGNATURES = {
     "k_member_adam_step": [U, U, U, P, P, P, P, P, D, D, I, LL, LL],
     "k_member_adam_step_dev": [U, U, U, P, P, P, P, P, D, P, I, LL, LL],
     "k_member_grad_sum_sq": [U, U, U, P, P, LL, LL, P],
+    "k_member_grad_sum_total": [U, U, P, LL, P, LL, P],
     "k_member_clip_grad": [U, U, U, P, P, P, LL, LL],
     "k_member_grad_sum_sq_f32": [U, U, U, ctypes.c_void_p, P, LL, LL, P],
     "k_shared_probe": [U, U, P],
@@ -534,14 +535,22 @@ def test_member_adam_step_follows_each_members_row_and_leaves_a_frozen_one(k, sc
 @pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
 @BOTH_ORDERS
 def test_member_grad_sum_sq_sums_the_squares_of_each_member_that_clips_by_norm_apart(k, schedule, gx, gy, block):
-    """Member 0 clips by norm: its sum of squares over every block added to what the caller zeroed (here 0.5);
-    member 1 (frozen), 2 (by value) and 3 (none) are skipped, whole blocks at a time."""
+    """Member 0 clips by norm: each block's sum of its grid-stride squares in a slot of its own (no atomics, whose
+    order of arrival a GPU does not fix), then member_grad_sum_total adds them in a fixed order, thread t the slots
+    t, t + blockDim.x, ..., then block_sum's tree: the same bits whatever the blocks' order; member 1 (frozen),
+    2 (by value) and 3 (none) are skipped, whole blocks at a time, their slots and sums left as they were (0.5)."""
     K, per = 4, 203
     g = rng(12).standard_normal((K, per))
-    sums = np.full(K, 0.5)
-    k.member_grad_sum_sq(gx, gy, block, g, _hyper(K), K, per, sums)
-    close(sums[0], 0.5 + (g[0] ** 2).sum(), SUMS)
-    assert (sums[1:] == 0.5).all()
+    partial = np.full((K, gx), 0.5)
+    k.member_grad_sum_sq(gx, gy, block, g, _hyper(K), K, per, partial)
+    block_of = (np.arange(per) // block) % gx
+    close(partial[0], np.bincount(block_of, weights=g[0] ** 2, minlength=gx), SUMS)
+    assert (partial[1:] == 0.5).all()
+    for threads in (32, 64):  # (fewer threads than slots, and more)
+        sums = np.full(K, 0.5)
+        k.member_grad_sum_total(gy, threads, partial, gx, _hyper(K), K, sums)
+        close(sums[0], (g[0] ** 2).sum(), SUMS)
+        assert (sums[1:] == 0.5).all()
 
 
 @pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
@@ -551,10 +560,10 @@ def test_member_grad_sum_sq_of_float_squares_each_element_in_double(k, gx, gy, b
     K, per = 4, 203
     g = rng(13).standard_normal((K, per)).astype(np.float32)
     g[0, [0, 100]] = 3e19, -4e19
-    sums = np.zeros(K)
-    k.member_grad_sum_sq_f32(gx, gy, block, g, _hyper(K), K, per, sums)
-    close(sums[0], (g[0].astype(np.float64) ** 2).sum(), SUMS * 2.5e39)
-    assert (sums[1:] == 0).all()
+    partial = np.zeros((K, gx))  # (each block's sum: member_grad_sum_total adds them)
+    k.member_grad_sum_sq_f32(gx, gy, block, g, _hyper(K), K, per, partial)
+    close(partial[0].sum(), (g[0].astype(np.float64) ** 2).sum(), SUMS * 2.5e39)
+    assert (partial[1:] == 0).all()
 
 
 @pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)

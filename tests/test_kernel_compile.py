@@ -206,11 +206,11 @@ def test_name_expressions_cover_every_kernel_dtype_and_activation():
         bf16, plain = gk.name_expressions(source, True), gk.name_expressions(source, False)
         assert sorted(bf16 + plain) == sorted(names[source]) and all("gpunn::bf16" in n for n in bf16)
         assert not any("gpunn::bf16" in n for n in plain)
-    # bias + activation per activation, 8 more (the clip's two among them), in float and double; bf16
+    # bias + activation per activation, 9 more (the clip's three among them), in float and double; bf16
     # (Ensemble(precision="bf16")): the forward per activation and the bias gradient; the rest works on float32 master
     # values
-    assert len(names["ensemble.cu"]) == 2 * (n_acts + 8) + n_acts + 1
-    assert {f"gpunn::{kernel}<{t}>" for kernel in ("member_grad_sum_sq", "member_clip_grad")
+    assert len(names["ensemble.cu"]) == 2 * (n_acts + 9) + n_acts + 1
+    assert {f"gpunn::{kernel}<{t}>" for kernel in ("member_grad_sum_sq", "member_grad_sum_total", "member_clip_grad")
             for t in ("float", "double")} <= set(names["ensemble.cu"])
     assert {"gpunn::member_weighted_mse_grad<float>", "gpunn::member_weighted_mse_grad<double>"} <= \
         set(names["ensemble.cu"])

@@ -157,9 +157,10 @@ class CupyEnsembleOps(EnsembleOps):
             a is None or (a.ndim == 2 and a.flags.c_contiguous) for a in arrays)
 
     def clip_gradients(self, g, rates: MemberRates):
-        """Each member's clip (EnsembleOps.clip_gradients) in at most two launches and no host read: the float64
-        sums of squares of the members that clip by norm into a (K,) scratch of this thread's (allocated by the first,
-        eager step, so a captured step reuses it), then each active member's scale or clamp."""
+        """Each member's clip (EnsembleOps.clip_gradients) in at most three launches and no host read: the float64
+        sums of squares of the members that clip by norm, each block's into a scratch of this thread's (allocated by
+        the first, eager step, so a captured step reuses it), then each member's blocks' sums added in a fixed order
+        (no atomics: the same bits every run, as one model's clip), then each active member's scale or clamp."""
         if not rates.clips:
             return g
         if not self._step_ok(g):
@@ -167,9 +168,13 @@ class CupyEnsembleOps(EnsembleOps):
         members, per_member = g.shape
         grid, sums = self._grid(per_member, members), _NULL
         if rates.host[:, CLIP_NORM].any():
-            sums = _zeroed(self.ops.scratch((members,), numpy.float64, slot="clip"), members)
+            parts = grid[0]
+            scratch = self.ops.scratch((members * (parts + 1),), numpy.float64, slot="clip")
+            partial, sums = scratch[:members * parts], scratch[members * parts:]
             kernels.get_kernel("member_grad_sum_sq", g.dtype)(grid, (BLOCK,), (
-                g, rates.device, numpy.int64(members), numpy.int64(per_member), sums))
+                g, rates.device, numpy.int64(members), numpy.int64(per_member), partial))
+            kernels.get_kernel("member_grad_sum_total", g.dtype)((1, grid[1]), (BLOCK,), (
+                partial, numpy.int64(parts), rates.device, numpy.int64(members), sums))
         kernels.get_kernel("member_clip_grad", g.dtype)(grid, (BLOCK,), (
             g, rates.device, sums, numpy.int64(members), numpy.int64(per_member)))
         return g

@@ -57,7 +57,8 @@ SOURCES = {
     # the member-axis kernels of gpunn.Ensemble
     "ensemble.cu": {"member_bias_act_forward": "act", "member_bias_grad": None, "member_mse_grad": None,
                     "member_weighted_mse_grad": None, "member_sgd_step": None, "member_adam_step": None,
-                    "member_adam_step_dev": None, "member_grad_sum_sq": None, "member_clip_grad": None},
+                    "member_adam_step_dev": None, "member_grad_sum_sq": None, "member_grad_sum_total": None,
+                    "member_clip_grad": None},
     # gpunn.rng's draws on a GPU: several Philox streams per launch
     "random.cu": {"philox_normal": None, "philox_uniform": None},
 }

@@ -553,17 +553,33 @@ def _member_weighted_mse_grad(launch, T, A, Y, y_member, y_row, w, w_member, w_r
 
 
 @reference("member_grad_sum_sq")
-def _member_grad_sum_sq(launch, T, g, hyper, members, per_member, sum_sq):
-    """Each active member's that clips by norm: sum_sq[k] += its gradient row's float64 squares."""
+def _member_grad_sum_sq(launch, T, g, hyper, members, per_member, partial):
+    """Each active member's that clips by norm: partial[k, b] = block b's sum of its gradient row's float64 squares
+    (its grid-stride elements); the other members' slots left as they are."""
     launch.check(launch.block[0] % 32 == 0 and launch.block[1:] == (1, 1),
                  "block_sum needs a one-dimensional block, a multiple of 32 threads")
     p, K = int(per_member), int(members)
-    G, H, sums = launch.read("g", K * p), launch.read("hyper", K * HYPER_FIELDS).reshape(K, HYPER_FIELDS), \
-        launch.write("sum_sq", K)
+    blocks, threads = launch.grid[0], launch.block[0]
+    G, H = launch.read("g", K * p), launch.read("hyper", K * HYPER_FIELDS).reshape(K, HYPER_FIELDS)
+    parts = launch.write("partial", K * blocks).reshape(K, blocks)
+    block_of = (numpy.arange(p) // threads) % blocks
     for k in _members(launch, members):
         if H[k, 5] and H[k, 6] > 0:
             row = G[k * p:(k + 1) * p].astype(numpy.float64)
-            sums[k] += numpy.dot(row, row)
+            parts[k] = numpy.bincount(block_of, weights=row * row, minlength=blocks)
+
+
+@reference("member_grad_sum_total")
+def _member_grad_sum_total(launch, T, partial, parts, hyper, members, sum_sq):
+    """Each active member's that clips by norm: sum_sq[k] = the sum of its blocks' sums (one block per member)."""
+    launch.check(launch.grid[0] == 1 and launch.grid[2] == 1 and launch.block[0] % 32 == 0
+                 and launch.block[1:] == (1, 1), "member_grad_sum_total adds a member's sums in one block of x")
+    K, n = int(members), int(parts)
+    P, H = launch.read("partial", K * n).reshape(K, n), launch.read("hyper", K * HYPER_FIELDS).reshape(K, HYPER_FIELDS)
+    sums = launch.write("sum_sq", K)
+    for k in _members(launch, members):
+        if H[k, 5] and H[k, 6] > 0:
+            sums[k] = P[k].sum()
 
 
 @reference("member_clip_grad")

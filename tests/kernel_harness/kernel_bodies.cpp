@@ -232,8 +232,13 @@ int k_member_adam_step_dev(unsigned gx, unsigned gy, unsigned bx, D* w, const D*
 }
 
 int k_member_grad_sum_sq(unsigned gx, unsigned gy, unsigned bx, const D* g, const double* hyper, LL members,
-                         LL per_member, double* sum_sq) {
-    return run(gx, gy, bx, 1, [&] { member_grad_sum_sq<D>(g, hyper, members, per_member, sum_sq); });
+                         LL per_member, double* partial) {
+    return run(gx, gy, bx, 1, [&] { member_grad_sum_sq<D>(g, hyper, members, per_member, partial); });
+}
+
+int k_member_grad_sum_total(unsigned gy, unsigned bx, const double* partial, LL parts, const double* hyper,
+                            LL members, double* sum_sq) {
+    return run(1, gy, bx, 1, [&] { member_grad_sum_total<D>(partial, parts, hyper, members, sum_sq); });
 }
 
 int k_member_clip_grad(unsigned gx, unsigned gy, unsigned bx, D* g, const double* hyper, const double* sum_sq,
@@ -242,8 +247,8 @@ int k_member_clip_grad(unsigned gx, unsigned gy, unsigned bx, D* g, const double
 }
 
 int k_member_grad_sum_sq_f32(unsigned gx, unsigned gy, unsigned bx, const float* g, const double* hyper, LL members,
-                             LL per_member, double* sum_sq) {
-    return run(gx, gy, bx, 1, [&] { member_grad_sum_sq<float>(g, hyper, members, per_member, sum_sq); });
+                             LL per_member, double* partial) {
+    return run(gx, gy, bx, 1, [&] { member_grad_sum_sq<float>(g, hyper, members, per_member, partial); });
 }
 
 int k_philox(int is_double, int uniform, unsigned gx, unsigned gy, unsigned bx, const unsigned long long* streams,
