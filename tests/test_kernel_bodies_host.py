@@ -553,6 +553,22 @@ def test_member_grad_sum_sq_sums_the_squares_of_each_member_that_clips_by_norm_a
         assert (sums[1:] == 0.5).all()
 
 
+@BOTH_ORDERS
+@pytest.mark.parametrize("block", [64, BLOCK])
+def test_member_grad_sum_sq_of_several_members_in_one_block_reuses_block_sums_memory_after_a_barrier(k, schedule,
+                                                                                                     block):
+    """One block (grid 1 x 1) sums every member that clips by norm in turn: block_sum's shared memory is the next
+    member's only after every warp has read this one's (the barrier after it; audit49: without it every test passed,
+    as none gave one block two members to sum)."""
+    K, per = 3, 301
+    g = rng(14).standard_normal((K, per))
+    hyper = _hyper(K)
+    hyper[:, 5], hyper[:, 6] = 1, 0.5  # every member active, clipping by norm
+    sums = np.zeros(K)
+    k.member_grad_sum_sq(1, 1, block, g, hyper, K, per, sums)
+    close(sums, (g**2).sum(axis=1), SUMS)
+
+
 @pytest.mark.parametrize("gx, gy, block", MEMBER_SHAPES)
 def test_member_grad_sum_sq_of_float_squares_each_element_in_double(k, gx, gy, block):
     """member_grad_sum_sq<float>: member 0's squares of 3e19 and -4e19 (past float32) sum to 2.5e39 plus the rest, not
