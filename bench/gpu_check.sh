@@ -36,7 +36,9 @@
 #   hooks      optional checks that run only where their feature has landed: bench/gpu_checks/NAME.py
 #              for NAME in precision (issues 10-11: the measured member-vs-MLP errors, batched GemmEx
 #              calls eager and captured, R², alignment), ensemble (issue 11), streams (issue 12), nccl
-#              (issue 13, one rank). Contract:
+#              (issue 13, one rank), clip (gradient clipping, session 49: a clipped step's time over the unclipped
+#              one's, paired by round, for the medium MLP and a small-x256 Ensemble, the default CUDA graph, float32;
+#              expected ~10 s; it exits 1 where a clip broke the capture). Contract:
 #              `python bench/gpu_checks/NAME.py --device DEV --out DIR --max-seconds S`, exit 0 = pass;
 #              no file = "not landed", not a failure. GPUNN_CHECK_<NAME>_SECONDS raises one hook's cap,
 #              e.g. GPUNN_CHECK_STREAMS_SECONDS=240 (with GPUNN_CHECK_BUDGET=600) lets the streams hook
@@ -59,7 +61,8 @@
 # In calls 1 and 3, SHA is this checkout's `git rev-parse --short HEAD`, run here and typed in (GPUNN_CHECK_COMMIT).
 # 1. everything but the 10^9-row stream, with the bf16 ensemble row and room for the streams hook's
 #    large-configuration .npy part (timeout_s 480; expected ~350-400 s: its own budget, 440 s, ends it
-#    before the 460 s backstop, and stages that run late squeeze the last hooks, not the call):
+#    before the 460 s backstop, and stages that run late squeeze the last hooks, not the call; the clip hook,
+#    last, expected ~10 s (not yet run on a GPU), keeps 30 s from each stage before it: session 23's 292 s call would have had room):
 #    (while sleep 20; do tar czf /tmp/gcp.tgz -C /tmp/gc . 2>/dev/null; cp /tmp/gcp.tgz $OUT/gcp.tmp && mv $OUT/gcp.tmp $OUT/gc-partial.tgz; cp /tmp/gc.log $OUT/console.log; done) >/dev/null 2>&1 & timeout -k 5 460 env GPUNN_CHECK_COMMIT=SHA GPUNN_CHECK_BUDGET=440 GPUNN_CHECK_ENSEMBLE_SECONDS=90 GPUNN_CHECK_STREAMS_SECONDS=60 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; kill $!; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc . && rm -f $OUT/gc-partial.tgz; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt; exit $rc
 # 2. issue 12's 10^9-row stream against the in-memory rate (timeout_s 200, the most that fits after call 1's
 #    worst; give it what call 1 actually left, below):
@@ -78,8 +81,10 @@
 # python bench/gpu_report.py GC_DIR --add streams=CALL2/streams.json > section.md is the bench/RESULTS.md
 # section of both calls (CALL2: where the second call's files came back). A run killed part-way still
 # reports what it finished.
-# 3. a rerun after fixes: the tests and the hooks again, not the kernels and train (their code unchanged: call 1's
-#    figures stand, and the 2 min they take go to the rest), as call 1 with GPUNN_CHECK_STAGES (timeout_s 310;
+# 3. a rerun after fixes: the tests and the hooks again, not the kernels, train and clip (their code unchanged: call
+#    1's figures stand, and the 2 min they take go to the rest; where a fix touched clipping, the clip hook alone,
+#    `python3 bench/gpu_checks/clip.py --device cuda --out $OUT --max-seconds 35`, in a call of its own
+#    or after this one's command), as call 1 with GPUNN_CHECK_STAGES (timeout_s 310;
 #    expected ~210-230 s: device 4, tests ~70, precision ~5, ensemble <= 60, streams ~85, nccl ~5, the report):
 #    (while sleep 20; do tar czf /tmp/gcp.tgz -C /tmp/gc . 2>/dev/null; cp /tmp/gcp.tgz $OUT/gcp.tmp && mv $OUT/gcp.tmp $OUT/gc-partial.tgz; cp /tmp/gc.log $OUT/console.log; done) >/dev/null 2>&1 & timeout -k 5 295 env GPUNN_CHECK_COMMIT=SHA GPUNN_CHECK_STAGES=tests,precision,ensemble,streams,nccl GPUNN_CHECK_BUDGET=280 GPUNN_CHECK_ENSEMBLE_SECONDS=60 GPUNN_CHECK_STREAMS_SECONDS=110 bash bench/gpu_check.sh /tmp/gc > /tmp/gc.log 2>&1; rc=$?; kill $!; cp /tmp/gc.log $OUT/console.log; cp /tmp/gc/summary.txt /tmp/gc/report.md $OUT/; tar czf $OUT/gc.tgz -C /tmp/gc . && rm -f $OUT/gc-partial.tgz; sed '/^### The stages/,$d' /tmp/gc/report.md || cat /tmp/gc/summary.txt /tmp/gc.log; exit $rc
 #    (a refused GPUNN_CHECK_STAGES writes nothing into /tmp/gc: the last `cat` shows why, from /tmp/gc.log). The
@@ -107,7 +112,7 @@
 # present; a stage not asked for reserves nothing), so a slow early stage cannot starve the rest; a stage with
 # under 10 s is skipped, saying so, and the run then fails as incomplete.
 set -uo pipefail
-HOOKS="precision ensemble streams nccl"
+HOOKS="precision ensemble streams nccl clip"
 STAGES="device tests kernels train $HOOKS"
 # GPUNN_CHECK_STAGES: the stages to run, comma-separated (unset or empty: all); an unknown name is refused before
 # anything runs or is written, as a typo would otherwise cost the device call the stage it meant

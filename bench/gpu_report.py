@@ -44,7 +44,7 @@ import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-HOOKS = ("precision", "ensemble", "streams", "nccl")
+HOOKS = ("precision", "ensemble", "streams", "nccl", "clip")
 STAGES = ("device", "tests", "kernels", "train", *HOOKS)  # gpu_check.sh's, in the order it runs them
 # the file each stage's figures are read from (a stage's other files, e.g. its console, hold none of them)
 FIGURES = {"device": "device.txt", "tests": "gpu_tests.xml", "kernels": "kernels.json", "train": "train.json",

@@ -289,7 +289,7 @@ TOOLS = {  # the entry points beside gpunn's commands: (their prog, main, argv w
     "bench.stream": ("python -m gpunn.bench.stream", _bench("stream"), ["make-npy", "OUT", "--rows", "100"],
                      "OUT/X.npy"),
     **{f"hook {name}": (f"{name}.py", _hook(name), ["--device", "cpu", "--out", "OUT"], "OUT")
-       for name in ("ensemble", "nccl", "precision", "streams")},
+       for name in ("ensemble", "nccl", "precision", "streams", "clip")},
 }
 TOOL_CASES = [(tool, name) for tool in TOOLS for name in ("GPUNN_DEVICE", "GPUNN_CPU_THREADS", "GPUNN_DIST_TIMEOUT")]
 

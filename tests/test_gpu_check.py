@@ -60,6 +60,55 @@ def test_the_precision_hook_answers_each_question_on_the_cupy_path(gpu, tmp_path
     assert "precision: pass" in capsys.readouterr().out
 
 
+def _clip_hook(monkeypatch):
+    """bench/gpu_checks/clip.py with tiny nets (one MLP, 3 clips; an Ensemble of 3, 2), 3 steps an epoch, 3 rounds."""
+    hook = _load("bench/gpu_checks/clip.py", "clip_hook")
+    monkeypatch.setattr(hook, "ROUNDS", 3)
+    monkeypatch.setattr(hook, "nets", lambda gpu: [("t", [4, 6, 1], 1, 8, 3, ("unclipped", "clip_norm", "clip_value")),
+                                                   ("t-x3", [4, 6, 1], 3, 8, 3, ("unclipped", "clip_norm"))])
+    return hook
+
+
+@pytest.mark.slow
+def test_the_clip_hook_times_each_clip_against_the_unclipped_step_paired_by_round(tmp_path, monkeypatch, capsys):
+    """Each net's clipped cases against its unclipped one: every round times each case's epoch, and a ratio is the
+    median over rounds of the clipped case's time over the unclipped one's of the same round."""
+    hook = _clip_hook(monkeypatch)
+    assert hook.main(["--device", "cpu", "--out", str(tmp_path), "--max-seconds", "600"]) == 0
+    report = json.loads((tmp_path / "clip.json").read_text())
+    assert report["finished"] and not report["errors"] and report["device"].startswith("cpu")
+    nets = report["nets"]
+    assert set(nets["t"]["ratio"]) == {"clip_norm", "clip_value"} and set(nets["t-x3"]["ratio"]) == {"clip_norm"}
+    for net in nets.values():
+        us = net["us_per_step"]
+        assert all(len(times) == 3 and min(times) > 0 for times in us.values()), us
+        for clip, ratio in net["ratio"].items():
+            assert ratio == pytest.approx(statistics.median(c / u for c, u in zip(us[clip], us["unclipped"])))
+    out = capsys.readouterr().out
+    assert out.count("(paired by round over 3 rounds: ") == 3 and out.rstrip().endswith("clip check: PASS"), out
+
+
+@pytest.mark.gpu
+def test_the_clip_hook_fails_where_a_clip_breaks_the_capture_on_the_cupy_path(gpu, tmp_path, monkeypatch, capsys):
+    """On CUDA every case's step is the captured graph; where the clip cannot be captured (one MLP's clip_norm by
+    CuPy's generic expressions, as before kernels/optimizers.cu's clip kernels), "auto" trains eagerly without a
+    word, and the hook fails, naming the clip: its ratio would be the eager step's."""
+    hook = _clip_hook(monkeypatch)
+    assert hook.main(["--device", "cuda", "--out", str(tmp_path / "ok"), "--max-seconds", "600"]) == 0
+    nets = json.loads((tmp_path / "ok" / "clip.json").read_text())["nets"]
+    assert all(set(net["step"].values()) == {"CUDA graph"} for net in nets.values()), nets
+    capsys.readouterr()
+    from gpunn.ops import Ops
+    from gpunn.ops.cuda import CupyOps
+
+    monkeypatch.setattr(CupyOps, "clip_grad_norm", Ops.clip_grad_norm)
+    assert hook.main(["--device", "cuda", "--out", str(tmp_path / "broken"), "--max-seconds", "600"]) == 1
+    nets = json.loads((tmp_path / "broken" / "clip.json").read_text())["nets"]
+    assert nets["t"]["step"]["clip_norm"].startswith("eager: ") and nets["t"]["step"]["unclipped"] == "CUDA graph"
+    out = capsys.readouterr().out
+    assert "NOT CAPTURED with the clip: clip_norm\n" in out and out.rstrip().endswith("clip check: FAIL"), out
+
+
 # ---- bench/gpu_report.py ----------------------------------------------------------------------------------
 
 RUNS = ROOT / "tests" / "gpu_check_runs"
@@ -1049,7 +1098,7 @@ def test_a_stage_name_gpu_check_does_not_know_is_refused_before_anything_runs(tm
     rc, err = _dry_run(tmp_path / "out", GPUNN_CHECK_STAGES="tests,trian,nccl", GPUNN_CHECK_BUDGET="1")
     assert rc == 2, err[-2000:]
     assert "GPUNN_CHECK_STAGES='tests,trian,nccl': no stage 'trian'; the stages are device, tests, kernels, train, " \
-           "precision, ensemble, streams, nccl (device always runs)" in err
+           "precision, ensemble, streams, nccl, clip (device always runs)" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -1076,8 +1125,8 @@ def test_a_commit_the_caller_names_is_the_reports_and_the_checkouts_git_is_only_
 
 
 def _all_reserves() -> int:
-    """The seconds gpu_check.sh keeps for the stages after the tests when all of them run (240: kernels 30, train 90,
-    30 for each hook in bench/gpu_checks), read from the script."""
+    """The seconds gpu_check.sh keeps for the stages after the tests when all of them run (270: kernels 30, train 90,
+    30 for each of the five hooks in bench/gpu_checks), read from the script."""
     script = (ROOT / "bench" / "gpu_check.sh").read_text()
     kernels, train = (int(re.search(rf"wants {stage} && RESERVE_{stage.upper()}=(\d+)", script)[1])
                       for stage in ("kernels", "train"))
@@ -1089,25 +1138,25 @@ def _all_reserves() -> int:
 @pytest.mark.slow
 def test_a_dry_run_of_the_stages_asked_for_reports_the_others_as_not_asked_for(tmp_path):
     """GPUNN_CHECK_STAGES=tests: the device and tests stages run; each other stage's summary line says it was not
-    asked for, which fails nothing, and reserves no budget: at 249 s the tests stage gets its time (with the other
-    stages' 240 s kept, it would have under the 10 s a stage needs from the start, and be skipped at any speed). The
+    asked for, which fails nothing, and reserves no budget: at 279 s the tests stage gets its time (with the other
+    stages' 270 s kept, it would have under the 10 s a stage needs from the start, and be skipped at any speed). The
     report built from the folder gives every target "not measured: not asked for", reading none of the files an
     earlier run left there (here CI's dry run's): they are not this run's. (The budget is the script's wall clock:
-    at 60 s, a loaded machine (load 9 on 2 CPUs) once left the tests stage too little of it. At 249 s the stage has
-    its whole cap, 130 s, until the device stage has taken 119 s.)"""
+    at 60 s, a loaded machine (load 9 on 2 CPUs) once left the tests stage too little of it. At 279 s the stage has
+    its whole cap, 130 s, until the device stage has taken 149 s.)"""
     out = tmp_path / "out"
     shutil.copytree(RUNS / "cpu-dry-run", out)
     (out / "summary.txt").unlink()
-    budget = _all_reserves() + 9  # 249
+    budget = _all_reserves() + 9  # 279
     rc, err = _dry_run(out, GPUNN_CHECK_STAGES="tests", GPUNN_CHECK_BUDGET=str(budget))
     summary = (out / "summary.txt").read_text().splitlines()
     assert rc == 0 and summary[0].startswith("ok   device: ") and summary[1].startswith("ok   tests: 3 passed"), (
         summary, err[-2000:])
     assert summary[2:-1] == [f"--   {stage}: not asked for (GPUNN_CHECK_STAGES)" for stage in (
-        "kernels", "train", "precision", "ensemble", "streams", "nccl")]
+        "kernels", "train", "precision", "ensemble", "streams", "nccl", "clip")]
     assert summary[-1].endswith(f"{budget}s budget: PASSED")
     report = (out / "report.md").read_text()
-    assert ("budget; not run, not asked for (GPUNN_CHECK_STAGES): kernels, train, precision, ensemble, streams, nccl."
+    assert ("budget; not run, not asked for (GPUNN_CHECK_STAGES): kernels, train, precision, ensemble, streams, nccl, clip."
             in report)
     t = _targets(report)
     assert len(t) == 17 and set(t.values()) == {("not measured: not asked for in this run (GPUNN_CHECK_STAGES)", "")}, t
@@ -1988,7 +2037,7 @@ def test_an_ensemble_benchmark_that_fails_is_saved_and_raised_after_the_later_pr
         "failed: RuntimeError: the check made to fail by the test (cuda)", "**not met**")
 
 
-@pytest.mark.parametrize("hook", ["precision", "ensemble", "streams", "nccl"])
+@pytest.mark.parametrize("hook", ["precision", "ensemble", "streams", "nccl", "clip"])
 def test_each_hooks_help_says_what_its_contract_options_mean_and_their_defaults(hook):
     """`python bench/gpu_checks/NAME.py --help`, as a person on the GPU machine would read it, names gpu_check.sh's
     three options with a word on each and its default (the hook's own time cap differs per hook)."""

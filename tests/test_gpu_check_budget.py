@@ -20,7 +20,8 @@ import pytest
 import waiting
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-HOOKS = ("precision", "ensemble", "streams", "nccl")
+HOOKS = ("precision", "ensemble", "streams", "nccl")  # the stand-in's: the clip hook, last, is not landed in it
+CLIP_NOT_LANDED = "--   clip: not landed (bench/gpu_checks/clip.py absent)"
 
 PYTHON = """#!/usr/bin/env bash
 echo "RUN $*" >> "$STUB_LOG"
@@ -181,7 +182,7 @@ def test_the_reserves_count_only_the_hooks_that_landed(tmp_path):
     assert rc == 0 and summary[-1].endswith("PASSED"), summary
     assert [line for line in summary if line.startswith("--")] == [
         "--   ensemble: not landed (bench/gpu_checks/ensemble.py absent)",
-        "--   nccl: not landed (bench/gpu_checks/nccl.py absent)"]
+        "--   nccl: not landed (bench/gpu_checks/nccl.py absent)", CLIP_NOT_LANDED]
     cap = dict(caps)
     assert cap["tests"] == 130 and set(cap) & set(HOOKS) == {"precision", "streams"}, caps
 
@@ -201,7 +202,8 @@ def test_the_rerun_after_fixes_gives_the_stages_asked_for_the_time_the_others_wo
     assert rc == 0 and summary[-1].endswith("280s budget: PASSED"), summary
     assert [stage for stage, _ in caps] == ["nvidia-smi", "info", "probe", "tests", *HOOKS]
     assert [line for line in summary if line.startswith("--")] == [
-        "--   kernels: not asked for (GPUNN_CHECK_STAGES)", "--   train: not asked for (GPUNN_CHECK_STAGES)"]
+        "--   kernels: not asked for (GPUNN_CHECK_STAGES)", "--   train: not asked for (GPUNN_CHECK_STAGES)",
+        "--   clip: not asked for (GPUNN_CHECK_STAGES)"]
     assert not any("gpunn bench" in run or "import matplotlib" in run for run in runs), runs
     cap = dict(caps)
     assert {k: cap[k] for k in ("tests", *HOOKS)} == {"tests": 130, "precision": 40, "ensemble": 60, "streams": 110,
@@ -220,7 +222,7 @@ def test_a_hook_not_asked_for_reserves_nothing_and_says_so_landed_or_not(tmp_pat
     assert _about(cap["tests"], 120, seconds) and cap["streams"] == 40 and set(cap) & set(HOOKS) == {"streams"}, caps
     assert [line for line in summary if line.startswith("--")] == [
         f"--   {stage}: not asked for (GPUNN_CHECK_STAGES)" for stage in
-        ("kernels", "train", "precision", "ensemble", "nccl")], summary
+        ("kernels", "train", "precision", "ensemble", "nccl", "clip")], summary
 
 
 def test_the_dry_run_gives_its_hooks_the_gpus_max_seconds_and_60_s_more_before_the_cut(tmp_path):
@@ -316,7 +318,8 @@ def test_gpunn_info_failing_otherwise_fails_the_device_stage_and_the_run_goes_on
     crashed = "Traceback (most recent call last):\\nRuntimeError: boom\\n"
     caps, runs, summary, rc, seconds = _run(tmp_path, STUB_INFO=crashed, STUB_RC_info=status)
     assert rc == 1 and summary[0].startswith(f"FAIL device: {said}"), summary
-    assert [line.split()[0] for line in summary[:-1]] == ["FAIL"] + ["ok"] * (len(summary) - 2), summary
+    assert [line.split()[0] for line in summary[:-2]] == ["FAIL"] + ["ok"] * (len(summary) - 3), summary
+    assert summary[-2] == CLIP_NOT_LANDED, summary
     assert [stage for stage, _ in caps][-7:] == ["tests", "kernels", "train", *HOOKS]
     assert summary[-1].endswith("FAILED")
 
@@ -339,7 +342,8 @@ def test_a_run_removes_an_earlier_runs_files_so_a_stage_that_writes_none_leaves_
     (out / "streams" / "rows.npy").write_bytes(b"not the script's")  # the user's stay, in a hook's folder too
     (out / "notes.txt").write_text("mine")
     caps, runs, summary, rc, seconds = _run(tmp_path, GPUNN_CHECK_BUDGET="1")
-    assert rc == 1 and [line.split()[0] for line in summary[1:-1]] == ["SKIP"] * 7, summary
+    assert rc == 1 and [line.split()[0] for line in summary[1:-2]] == ["SKIP"] * 7, summary
+    assert summary[-2] == CLIP_NOT_LANDED, summary
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     # this run's device stage and report stage (the stand-ins') wrote their files anew; the rest are gone
     assert left == ["device.txt", "notes.txt", "report.err", "report.md", "streams/rows.npy", "summary.txt"], left
@@ -362,7 +366,7 @@ def test_the_files_a_hook_writes_into_its_folder_are_those_a_run_removes_as_it_s
 
     elsewhere = {"streams": {"x.npy", "y.npy", "X.npy", "Y.npy"}}
     listed = _hook_files()
-    for hook in HOOKS:
+    for hook in (*HOOKS, "clip"):
         tree = ast.parse((ROOT / "bench" / "gpu_checks" / f"{hook}.py").read_text())
         names = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
                  and isinstance(node.value, str) and re.fullmatch(r"[\w.-]+\.(json|npy)", node.value)}

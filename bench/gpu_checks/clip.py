@@ -1,0 +1,140 @@
+"""gpu_check hook for gradient clipping: what a clipped training step costs against the unclipped one, in one run.
+
+    python bench/gpu_checks/clip.py --device cuda --out DIR --max-seconds 35     # what gpu_check.sh runs
+    python bench/gpu_checks/clip.py --device cpu --out DIR                        # the plumbing, no GPU
+
+Float32, Adam (lr 1e-3), the step as fit runs it (on a GPU the default: a captured CUDA graph), limits small enough
+that every step clips:
+- one MLP, medium (64-256-256-1 at batch 256, the configuration of gpunn bench's and the nccl hook's timings):
+  unclipped, clip_norm=1e-3 (kernels/optimizers.cu clip_sum_sq, clip_factor, clip_scale) and clip_value=1e-4
+  (clip_by_value);
+- an Ensemble, small-x256 (256 members 16-64-64-1 at batch 128, the ensemble hook's): unclipped and clip_norm=1e-3
+  (kernels/ensemble.cu member_grad_sum_sq, member_grad_sum_total, member_clip_grad).
+Each case keeps its model and optimizer from fit to fit (its step captured once, in an untimed warm-up fit). A round
+times one epoch of each case of a net in turn (the order rotated from round to round), synchronized; a ratio is the
+median over rounds of the clipped epoch's seconds over the unclipped one's in the same round (paired by round).
+Rounds go on to ROUNDS, or while half the time cap is left. Exit 1 where a case raised or (on a GPU) a clipped
+step ran eagerly while its unclipped one was captured: the clip broke the capture, which "auto" falls back from
+silently. DIR/clip.json holds the rounds, rewritten after each net. CPU figures: bench/mlp_clip.py and
+bench/ensemble_clip.py. With --device cpu: tiny nets (8-32-32-1 at batch 64, and K=4), few steps.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+import traceback
+
+from hook_args import hook_parser, write_json
+
+ROUNDS = 9
+LR = 1e-3
+CLIPS = {"unclipped": {}, "clip_norm": {"clip_norm": 1e-3}, "clip_value": {"clip_value": 1e-4}}
+
+
+def nets(gpu):
+    """(name, sizes, members (1: one MLP), batch, steps per epoch, the clips timed) per net."""
+    if gpu:
+        return [("medium", [64, 256, 256, 1], 1, 256, 200, ("unclipped", "clip_norm", "clip_value")),
+                ("small-x256", [16, 64, 64, 1], 256, 128, 100, ("unclipped", "clip_norm"))]
+    return [("tiny", [8, 32, 32, 1], 1, 64, 20, ("unclipped", "clip_norm", "clip_value")),
+            ("tiny-x4", [8, 32, 32, 1], 4, 64, 20, ("unclipped", "clip_norm"))]
+
+
+def step_words(model, gpu):
+    """"CUDA graph" where the last fit's steps replayed a captured graph, else "eager" (with why, on a GPU)."""
+    trainer = model.graph_trainer
+    if trainer is not None and trainer.active and trainer.captured:
+        return "CUDA graph"
+    return f"eager: {getattr(trainer, 'reason', None)}" if gpu else "eager"
+
+
+def time_net(gpunn, device, sizes, members, batch, steps, clips, deadline):
+    """{clip: (model, fit)} warmed up, then {clip: [seconds per step of each round]}."""
+    from gpunn.training.ensemble import EnsembleOptimizer
+
+    X, Y = gpunn.datasets.make("teacher", batch * steps, sizes[0], 1, seed=0, device=device, dtype="float32")
+    runs = {}
+    for clip in clips:
+        if members == 1:
+            model = gpunn.MLP(sizes, device=device, dtype="float32", seed=0)
+            optimizer = gpunn.Adam(lr=LR, **CLIPS[clip])
+        else:
+            model = gpunn.Ensemble(sizes, members, device=device, dtype="float32", seed=0)
+            optimizer = EnsembleOptimizer("adam", members, model.xp, lr=LR, **CLIPS[clip])
+
+        def fit(seed, model=model, optimizer=optimizer):
+            model.fit(X, Y, epochs=1, batch_size=batch, optimizer=optimizer, seed=seed, verbose=False,
+                      handle_interrupt=False)
+            if model.backend.is_gpu:
+                model.xp.cuda.get_current_stream().synchronize()
+        fit(0)  # the warm-up: kernels compiled, the step captured
+        runs[clip] = (model, fit)
+    times = {clip: [] for clip in clips}
+    for r in range(ROUNDS):
+        if r >= 2 and time.monotonic() > deadline:
+            break
+        order = clips[r % len(clips):] + clips[:r % len(clips)]
+        for clip in order:
+            t0 = time.perf_counter()
+            runs[clip][1](r + 1)
+            times[clip].append((time.perf_counter() - t0) / steps)
+    return runs, times
+
+
+def main(argv=None) -> int:
+    parser = hook_parser(__doc__, max_seconds=35.0)
+    args = parser.parse_args(argv)
+    t_start = time.monotonic()
+
+    import gpunn
+    from gpunn.backend import resolve
+
+    backend = resolve(args.device)
+    gpu = backend.is_gpu
+    report = {"device": backend.describe(), "lr": LR, "clips": CLIPS, "nets": {}, "errors": {}}
+
+    def save():
+        os.makedirs(args.out, exist_ok=True)
+        write_json(os.path.join(args.out, "clip.json"),
+                   {**report, "seconds": round(time.monotonic() - t_start, 1)})
+
+    ok = True
+    for name, sizes, members, batch, steps, clips in nets(gpu):
+        kind = "MLP" if members == 1 else f"Ensemble K={members}"
+        setup = f"{name} {kind} {'-'.join(map(str, sizes))}, batch {batch}, float32, Adam lr {LR:g}"
+        deadline = t_start + args.max_seconds / 2
+        try:
+            runs, times = time_net(gpunn, backend.device, sizes, members, batch, steps, clips, deadline)
+        except Exception as exc:  # noqa: BLE001 - this net's failure, the next net still runs
+            ok = False
+            report["errors"][name] = f"{type(exc).__name__}: {exc}"[:400]
+            traceback.print_exc()
+            print(f"{setup}: FAILED: {report['errors'][name]}")
+            save()
+            continue
+        step = {clip: step_words(runs[clip][0], gpu) for clip in clips}
+        medians = {clip: statistics.median(t) * 1e6 for clip, t in times.items()}
+        ratios = {clip: [c / u for c, u in zip(times[clip], times["unclipped"])] for clip in clips[1:]}
+        report["nets"][name] = {"sizes": sizes, "members": members, "batch": batch, "steps_per_epoch": steps,
+                                "step": step, "us_per_step": {c: [t * 1e6 for t in ts] for c, ts in times.items()},
+                                "median_us_per_step": medians,
+                                "ratio": {c: statistics.median(r) for c, r in ratios.items()}}
+        save()
+        broke = [clip for clip in clips[1:] if gpu and step["unclipped"] == "CUDA graph" and step[clip] != "CUDA graph"]
+        ok &= not broke
+        words = "; ".join(
+            f"{clip}={CLIPS[clip][clip]:g} {medians[clip]:.1f} us, {statistics.median(ratios[clip]):.3f}x "
+            f"(paired by round over {len(ratios[clip])} rounds: {min(ratios[clip]):.3f}-{max(ratios[clip]):.3f}x)"
+            + ("" if step[clip] == step["unclipped"] else f", {step[clip]}") for clip in clips[1:])
+        print(f"{setup}, {step['unclipped']} ({report['device']}): unclipped {medians['unclipped']:.1f} us per step; "
+              f"{words}" + (f"; NOT CAPTURED with the clip: {', '.join(broke)}" if broke else ""))
+    report["finished"] = True  # the last record: a file without it was cut short
+    save()
+    print("clip check:", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
