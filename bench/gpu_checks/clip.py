@@ -11,7 +11,8 @@ that every step clips:
 - an Ensemble, small-x256 (256 members 16-64-64-1 at batch 128, the ensemble hook's): unclipped and clip_norm=1e-3
   (kernels/ensemble.cu member_grad_sum_sq, member_grad_sum_total, member_clip_grad).
 Each case keeps its model and optimizer from fit to fit (its step captured once, in an untimed warm-up fit). A round
-times one epoch of each case of a net in turn (the order rotated from round to round), synchronized; a ratio is the
+times one epoch of each case of a net in turn (the order rotated from round to round: the history's time_s, which
+ends at the epoch's loss read, so on the device's time, and leaves fit's set-up out); a ratio is the
 median over rounds of the clipped epoch's seconds over the unclipped one's in the same round (paired by round).
 Rounds go on to ROUNDS, or while half the time cap is left. Exit 1 where a case raised or (on a GPU) a clipped
 step ran eagerly while its unclipped one was captured: the clip broke the capture, which "auto" falls back from
@@ -65,10 +66,10 @@ def time_net(gpunn, device, sizes, members, batch, steps, clips, deadline):
             optimizer = EnsembleOptimizer("adam", members, model.xp, lr=LR, **CLIPS[clip])
 
         def fit(seed, model=model, optimizer=optimizer):
-            model.fit(X, Y, epochs=1, batch_size=batch, optimizer=optimizer, seed=seed, verbose=False,
-                      handle_interrupt=False)
-            if model.backend.is_gpu:
-                model.xp.cuda.get_current_stream().synchronize()
+            """The epoch's own seconds (the history's time_s: to its loss's read, which waits for the device; not
+            fit's set-up, which would water the ratio down)."""
+            return model.fit(X, Y, epochs=1, batch_size=batch, optimizer=optimizer, seed=seed, verbose=False,
+                             handle_interrupt=False)["time_s"][0]
         fit(0)  # the warm-up: kernels compiled, the step captured
         runs[clip] = (model, fit)
     times = {clip: [] for clip in clips}
@@ -77,9 +78,7 @@ def time_net(gpunn, device, sizes, members, batch, steps, clips, deadline):
             break
         order = clips[r % len(clips):] + clips[:r % len(clips)]
         for clip in order:
-            t0 = time.perf_counter()
-            runs[clip][1](r + 1)
-            times[clip].append((time.perf_counter() - t0) / steps)
+            times[clip].append(runs[clip][1](r + 1) / steps)
     return runs, times
 
 
