@@ -44,25 +44,25 @@ struct MemberClip {
     T scale, bound;
 };
 
-// Row h's clipping, given sum_sq, the double sum of its gradient's squares (read only where it clips by norm):
-// scale = T(c / (sqrt(sum_sq) + 1e-6)) where that is not 1 or more (under 1, or NaN: torch's), formed in double and
-// rounded once, bound = T(v).
+// Row h's clipping, given sum_sq, the double sum of its gradient's squares (read only where it clips by norm): one
+// model's rules (optimizers.cuh): scale = T(clip_norm_factor(sum_sq, c)) where that is not 1 (under 1, or NaN:
+// torch's), formed in double and rounded once, bound = T(v).
 template <typename T>
 GPUNN_HD MemberClip<T> member_clip(const double* h, double sum_sq) {
     MemberClip<T> c{false, h[kClipValue] > 0.0, T(1), T(h[kClipValue])};
     if (h[kClipNorm] > 0.0) {
-        const double coef = h[kClipNorm] / (m_sqrt(sum_sq) + 1e-6);
+        const double coef = clip_norm_factor(sum_sq, h[kClipNorm]);
         c.scales = !(coef >= 1.0);  // a NaN norm scales by NaN: every gradient NaN, as torch's clip_grad_norm_
         if (c.scales) c.scale = T(coef);
     }
     return c;
 }
 
-// One gradient element clipped by c (a NaN stays NaN, as NumPy's clip keeps it).
+// One gradient element clipped by c (clip_to_value's clamp: a NaN stays NaN, as NumPy's clip keeps it).
 template <typename T>
 GPUNN_HD T clip_element(T g, const MemberClip<T>& c) {
     if (c.scales) g = g * c.scale;
-    if (c.clamps) g = g > c.bound ? c.bound : (g < -c.bound ? -c.bound : g);
+    if (c.clamps) g = clip_to_value(g, c.bound);
     return g;
 }
 

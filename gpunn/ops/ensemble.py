@@ -30,7 +30,7 @@ import numpy
 
 from ..activations import ACTIVATIONS, Activation
 from ..forksafe import ForkSafeLock
-from .base import GEMM_INT_MAX, is_bf16, sum_rows_into, sums_of_squares64
+from .base import CLIP_EPS, GEMM_INT_MAX, is_bf16, sum_rows_into, sums_of_squares64
 from . import denormals
 from . import cblas
 from .cblas import COL_MAJOR, NO_TRANS, ROW_MAJOR, TRANS, numpy_blas
@@ -147,7 +147,7 @@ class EnsembleOps:
         xp, dt, G, table = self.xp, g.dtype, g[rows], self._active_table(rates, rows)
         limit = table[:, CLIP_NORM]
         if limit.any():
-            coef = xp.asarray(limit) / (xp.sqrt(sums_of_squares64(xp, G)) + 1e-6)
+            coef = xp.asarray(limit) / (xp.sqrt(sums_of_squares64(xp, G)) + CLIP_EPS)
             G *= xp.where(xp.asarray(limit > 0) & ~(coef >= 1), coef, 1.0).astype(dt)[:, None]  # (NaN: all NaN, as torch)
         value = table[:, CLIP_VALUE]
         if value.any():
