@@ -818,6 +818,37 @@ def test_a_one_member_gpunn_sweep_on_a_weighted_file_is_the_gpunn_train_run(tabl
     assert "--weight w names the rows' weights of a --data file" in capsys.readouterr().err
 
 
+def test_a_float32_sweeps_held_out_spread_is_its_validations_r2_denominator_bit_for_bit(files):
+    """The note on held-out targets that do not vary reads their spread once more: it took the weights through Y's
+    float32 column, while validation weighs by them in float64, so the two sums of squares differed (~1e-8 relative),
+    and where validation's is 0 or not decided apart from it. They are now the same numbers."""
+    from gpunn.cli.sweep import _held_out_spread
+    from gpunn.metrics import SourceEvaluator
+
+    path, *_ = files
+    source = npy(path, chunk_rows=20, seed=3, validation_fraction=0.25).bind("cpu", "float32")
+    evaluator = SourceEvaluator(source)
+    evaluator.evaluate(MLP([3, 4, 2], dtype="float32", device="cpu", seed=0))
+    numpy.testing.assert_array_equal(_held_out_spread(source.backend, None, source), evaluator.ss_tot)
+
+
+def test_a_float32_sweeps_note_on_one_valued_held_out_targets_agrees_with_its_val_r2(files, capsys):
+    """Held-out targets of one value (0.1) with uneven weights: validation's weighted mean, in float64, rounds off
+    it, so its R² denominator is ~1e-31, not 0, and val R2 is not 0 (as scikit-learn's r2_score with these weights).
+    The note read the spread with the weights rounded to float32, found 0, and said "val R2 says 0" beside a val R2
+    of -2e34; it now reads validation's own spread and says nothing where val R2 is not the convention's 0."""
+    from gpunn.cli import main
+
+    path, *_ = files
+    numpy.save(path / "Yc.npy", numpy.full((240, 1), 0.1))
+    js = path / "s.json"
+    assert main(["sweep", "--data", str(path / "X.npy"), "--targets", str(path / "Yc.npy"), "--weights",
+                 str(path / "w.npy"), "--hidden", "4", "--epochs", "1", "--batch-size", "32", "--device", "cpu",
+                 "--dtype", "float32", "--quiet", "--json", str(js)]) == 0
+    r2 = json.loads(js.read_text())["members"][0]["val_r2"]
+    assert r2 != 0 and "all the same" not in capsys.readouterr().err, r2
+
+
 def test_gpunn_sweep_resume_takes_the_weights_where_they_are_now_as_its_help_says(files, capsys):
     """gpunn sweep --resume took --weights at the file's new place, as train's does, but its --help named only --data
     and --targets as options that may say where the files are."""

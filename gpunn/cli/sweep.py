@@ -750,7 +750,7 @@ def _held_out_spread(backend, validation, source):
     """R²'s denominator per output, on the host: the held-out targets' sum of squares about their mean, as the
     members' validation computed it (gpunn.metrics: ``total_squares`` of the held-out rows ``validation``, or the
     moments of the held-out chunks of ``source``, a --data sweep's, read once more: weighted by their rows' weights
-    where the source has them, --weights or --weight, as validation weighs them)."""
+    where the source has them, --weights or --weight, as validation weighs them: in float64, a float32 model's too)."""
     from ..data.row_weights import WeightedMoments
     from ..data.stats import Moments
     from ..metrics import total_squares
@@ -764,8 +764,8 @@ def _held_out_spread(backend, validation, source):
             moments.update(Y)
         return moments.m2
     moments = WeightedMoments(source.n_outputs)
-    for _, Y in source.validation_windows(weights=scale):
-        moments.update(Y[:, :-1], Y[:, -1])
+    for _, Y, w in source.validation_windows(weights=scale, weights_apart=True):  # (w in float64, as validation's)
+        moments.update(Y, w)
     return moments.m2
 
 
