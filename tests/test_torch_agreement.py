@@ -60,20 +60,110 @@ def test_a_fit_is_torch_optim_step_for_step(ours, theirs):
     # 40 rows in batches of 16 (the last one 8), a step schedule, weight decay on biases too
     X, Y = _data(40, 4, 2, seed=2)
     model = MLP([4, 6, 2], activation="tanh", dtype="float64", device="cpu", seed=5)
-    params = [torch.tensor(numpy.array(t), requires_grad=True) for pair in zip(model.weights, model.biases) for t in pair]
+    params = _torch_params(model)
     opt = theirs(params)
     scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
     model.fit(X, Y, epochs=4, batch_size=16, shuffle=False, optimizer=ours(),
               schedule=gpunn.Schedule("step", step_size=2, gamma=0.5), verbose=False)
-    for _ in range(4):
-        for start in range(0, 40, 16):
-            opt.zero_grad()
-            A = _torch_forward(X[start:start + 16], params[0::2], params[1::2], "tanh", "identity")
-            (((A - torch.tensor(Y[start:start + 16])) ** 2).sum() / A.shape[0]).backward()
-            opt.step()
-        scheduler.step()
+    _torch_fit(params, opt, X, Y, epochs=4, batch_size=16, per_epoch=scheduler)
+    _assert_torchs(model, params)
+
+
+def _torch_params(model):
+    """An MLP's weights and biases, W0, b0, W1, b1, ... (model.params' order), as torch leaves (a copy)."""
+    return [torch.tensor(numpy.array(t), requires_grad=True) for pair in zip(model.weights, model.biases) for t in pair]
+
+
+def _assert_torchs(model, params, rtol=1e-12):
     for ours_p, theirs_p in zip([t for pair in zip(model.weights, model.biases) for t in pair], params):
-        numpy.testing.assert_allclose(ours_p, theirs_p.detach().numpy(), rtol=1e-12, atol=1e-14)
+        numpy.testing.assert_allclose(ours_p, theirs_p.detach().numpy(), rtol=rtol, atol=1e-14)
+
+
+def _torch_fit(params, opt, X, Y, epochs, batch_size, activation="tanh", clip=lambda: None, per_batch=None,
+               per_epoch=None):
+    """A torch loop over the rows in order, gpunn's loss (1/m)||A - Y||^2: backward, ``clip()`` (a clip_grad_*_ of
+    params), opt.step(), ``per_batch.step()``; ``per_epoch.step()`` after each epoch. Returns what each clip gave."""
+    clipped = []
+    for _ in range(epochs):
+        for start in range(0, len(X), batch_size):
+            opt.zero_grad()
+            A = _torch_forward(X[start:start + batch_size], params[0::2], params[1::2], activation, "identity")
+            (((A - torch.tensor(Y[start:start + batch_size])) ** 2).sum() / A.shape[0]).backward()
+            clipped.append(clip())
+            opt.step()
+            if per_batch is not None:
+                per_batch.step()
+        if per_epoch is not None:
+            per_epoch.step()
+    return clipped
+
+
+OPTIMIZERS = {  # name: (gpunn's, given weight_decay and a clip; torch.optim's, given the params and weight_decay)
+    "sgd": (lambda **o: gpunn.SGD(lr=0.05, **o), lambda p, wd: torch.optim.SGD(p, lr=0.05, weight_decay=wd)),
+    "momentum": (lambda **o: gpunn.Momentum(lr=0.05, momentum=0.8, **o),
+                 lambda p, wd: torch.optim.SGD(p, lr=0.05, momentum=0.8, weight_decay=wd)),
+    "nesterov": (lambda **o: gpunn.Nesterov(lr=0.05, momentum=0.7, **o),
+                 lambda p, wd: torch.optim.SGD(p, lr=0.05, momentum=0.7, nesterov=True, weight_decay=wd)),
+    "adam": (lambda **o: gpunn.Adam(lr=0.05, beta1=0.8, beta2=0.99, eps=1e-6, **o),
+             lambda p, wd: torch.optim.Adam(p, lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=wd)),
+    "adamw": (lambda **o: gpunn.AdamW(lr=0.05, beta1=0.85, beta2=0.95, eps=1e-7, **o),
+              lambda p, wd: torch.optim.AdamW(p, lr=0.05, betas=(0.85, 0.95), eps=1e-7, weight_decay=wd)),
+}
+CLIP_NORM, CLIP_VALUE = 1.5, 0.2  # these nets' gradient norms are 0.6-2.6, about half their elements past 0.2
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "generic"])
+@pytest.mark.parametrize("clip", ["clip_norm", "clip_value"])
+def test_a_clipped_fit_is_torchs_clip_grad_before_opt_step_step_for_step(clip, fused, name, weight_decay):
+    """README's gradient clipping: clip_norm=c is loss.backward(); clip_grad_norm_(params, c); opt.step() (weight decay
+    added inside the step, after the clip; AdamW's decoupled), clip_value=v clip_grad_value_(params, v), with
+    every optimizer, with weight decay and without, on the CPU's fused paths (a small net's one-call step, its Adam
+    inside the kernel) and the generic ops; most steps clip (by norm, not all: min(1, ...) keeps the others)."""
+    ours, theirs = OPTIMIZERS[name]
+    X, Y = _data(40, 4, 2, seed=2)
+    model = MLP([4, 6, 2], activation="tanh", dtype="float64", device="cpu", seed=5, fused=fused)
+    params = _torch_params(model)
+    opt = theirs(params, weight_decay)
+    limit = CLIP_NORM if clip == "clip_norm" else CLIP_VALUE
+    model.fit(X, Y, epochs=6, batch_size=16, shuffle=False, optimizer=ours(weight_decay=weight_decay, **{clip: limit}),
+              schedule=gpunn.Schedule("step", step_size=2, gamma=0.5), verbose=False)
+    clipped = _torch_fit(params, opt, X, Y, epochs=6, batch_size=16,
+                         clip=lambda: _torch_clip(params, clip, limit),
+                         per_epoch=torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5))
+    assert len(clipped) // 2 < sum(clipped) <= len(clipped) - (clip == "clip_norm"), clipped  # (of 18 steps)
+    _assert_torchs(model, params)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "generic"])
+def test_each_ensemble_member_clips_by_its_own_norm_as_a_torch_loop_does(fused, name):
+    """An Ensemble's clip_norm=[None, c1, c2]: member k is the torch loop from its initial weights with
+    clip_grad_norm_(its params, c_k) before each opt.step() (member 0 unclipped), weight decay added after the clip."""
+    ours, theirs = OPTIMIZERS[name]
+    X, Y = _data(40, 4, 2, seed=2)
+    ens = gpunn.Ensemble([4, 6, 2], 3, activation="tanh", dtype="float64", device="cpu", seed=5, fused=fused)
+    members = [_torch_params(ens.member(k)) for k in range(3)]
+    clips = [None, CLIP_NORM, CLIP_NORM / 3]
+    ens.fit(X, Y, epochs=6, batch_size=16, shuffle=False, optimizer=ours(weight_decay=0.1), clip_norm=clips,
+            schedule=gpunn.Schedule("step", step_size=2, gamma=0.5), verbose=False)
+    for k, (params, limit) in enumerate(zip(members, clips)):
+        opt = theirs(params, 0.1)
+        clipped = _torch_fit(params, opt, X, Y, epochs=6, batch_size=16,
+                             clip=lambda: limit is not None and _torch_clip(params, "clip_norm", limit),
+                             per_epoch=torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5))
+        assert sum(clipped) > len(clipped) // 2 or limit is None, (k, clipped)
+        _assert_torchs(ens.member(k), params)
+
+
+def _torch_clip(params, clip, limit) -> bool:
+    """torch.nn.utils' clip_grad_norm_(params, limit) or clip_grad_value_(params, limit); whether it changed a grad."""
+    if clip == "clip_norm":
+        return torch.nn.utils.clip_grad_norm_(params, limit).item() > limit
+    clips = any(bool((p.grad.abs() > limit).any()) for p in params)
+    torch.nn.utils.clip_grad_value_(params, limit)
+    return clips
 
 
 K = 3  # outputs: gpunn's loss sums their squared errors, nn.MSELoss means over them, so its gradients are K times
