@@ -12,9 +12,15 @@ pay for Numba's start (NUMBA_START_SECONDS there): a short run never imports it.
 Numba is installed but does not import, the CPU ops find it out before their first kernel call and run the NumPy
 reference with a warning, or refuse where the kernels were asked for (gpunn.ops.cpu.fused_kernels); a kernel called
 otherwise raises ImportError with Numba's reason.
+
+Numba's on-disk cache of a kernel checks only the file that defines it (numba/numba#1833), while ensemble.py's
+kernels inline cpu.py's and call cblas.py's and ufuncs.py's intrinsics, and every kernel compiles in the constants
+it reads. So each kernel's cache is also keyed on a hash of SOURCES (:func:`key_cache`): where one of those files
+changed, every kernel's cached code is found stale and compiled anew, into the same cache files.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import time
@@ -22,6 +28,11 @@ import time
 from ..forksafe import ForkSafeLock
 
 _HOOKS: list = []  # called as hook(seconds) once Numba is imported, with the seconds its import took
+# the modules gpunn's kernels are compiled from: their code (ensemble's kernels inline cpu's; cblas's and ufuncs'
+# intrinsics), and the constants they read (member_rates' table columns; activations' kernel ids, through ensemble)
+SOURCES = ("gpunn.activations", "gpunn.ops.cblas", "gpunn.ops.cpu", "gpunn.ops.ensemble", "gpunn.ops.member_rates",
+           "gpunn.ops.ufuncs")
+_DIGEST: list = []  # sources_digest(), once per process
 
 
 class _Numba:
@@ -95,6 +106,37 @@ def forget(hook):
         pass
 
 
+def sources_digest() -> str:
+    """The SHA-256 of the SOURCES' files as this process finds them (read once per process, at the first kernel
+    definition: 0.25 ms). A file its loader cannot read (a frozen application's) adds only its name: there Numba's
+    own stamp is the executable's."""
+    if not _DIGEST:
+        digest = hashlib.sha256()
+        for name in SOURCES:
+            spec = importlib.util.find_spec(name)
+            try:
+                text = spec.loader.get_data(spec.origin)
+            except (AttributeError, OSError):
+                text = b""
+            digest.update(b"%s %d\n%s" % (name.encode(), len(text), text))
+        _DIGEST.append(digest.hexdigest())
+    return _DIGEST[0]
+
+
+def key_cache(kernel):
+    """Keys a kernel's on-disk cache (``cache=True``) on sources_digest() too. Numba loads a kernel from its index
+    file only where the stamp stored there is the one it makes now (of the kernel's own file), else starts the index
+    afresh, its new entries overwriting the old files: that stamp becomes (Numba's, the digest) here (the index's
+    private ``_source_stamp``, as in Numba 0.68 and earlier). A Numba whose cache has no such stamp has it turned
+    off instead: kernels compiled in each process rather than run stale. Where Numba caches is its own choice."""
+    cache = getattr(kernel, "_cache", None)
+    index = getattr(cache, "_cache_file", None)
+    if hasattr(index, "_source_stamp"):
+        index._source_stamp = (index._source_stamp, sources_digest())
+    elif hasattr(cache, "disable"):
+        cache.disable()
+
+
 class Stub:
     """A kernel's name before its definition: calling it defines the module's kernels, then calls the kernel."""
 
@@ -113,8 +155,9 @@ class Stub:
 def kernels(names):
     """Decorates a module's ``_define()`` (which binds ``names`` as globals): binds a Stub to each name now and returns
     ``ensure()``, which runs ``_define()`` once (under a lock: threads may call kernels at once; a forked child gets a
-    new one) and returns the kernels it defined, by name. A name set on the module meanwhile (a test's monkeypatch)
-    is kept there; another module's kernels that call these take them from ``ensure()``, not from the module."""
+    new one) and returns the kernels it defined, by name, their caches keyed on SOURCES (key_cache). A name set on the
+    module meanwhile (a test's monkeypatch) is kept there; another module's kernels that call these take them from
+    ``ensure()``, not from the module."""
 
     def decorate(define):
         g, lock, done = define.__globals__, ForkSafeLock(), []
@@ -134,6 +177,8 @@ def kernels(names):
                 kept = {name: g[name] for name in names if g.get(name) is not stubs[name]}
                 define()
                 defined = {name: g[name] for name in names}
+                for kernel in defined.values():
+                    key_cache(kernel)
                 for name, stub in stubs.items():
                     stub.target = defined[name]
                 g.update(kept)
