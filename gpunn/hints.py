@@ -109,12 +109,24 @@ OTHER_LIBRARIES = {
         "lbfgs": None, "l-bfgs": None, "ftrl": None, "lamb": None, "lion": None,
     },
     # PyTorch's lr schedulers, by their class names (difflib found nothing for CosineAnnealingLR; ConstantLR is a
-    # warm-up factor, not gpunn's constant)
+    # warm-up factor, not gpunn's constant; LinearLR, a linear warm-up, is an option of gpunn's schedules:
+    # OTHER_LIBRARY_WORDS)
     "schedule": {
         "steplr": "step", "exponentiallr": "exponential", "cosineannealinglr": "cosine", "cosineannealing": "cosine",
-        "onecyclelr": None, "onecycle": None, "cycliclr": None, "linearlr": None, "constantlr": None,
+        "onecyclelr": "onecycle", "cycliclr": None, "constantlr": None,
         "lambdalr": None, "multiplicativelr": None, "multisteplr": None, "polynomiallr": None, "sequentiallr": None,
-        "cosineannealingwarmrestarts": None, "warmup": None,
+        "cosineannealingwarmrestarts": None,
+    },
+}
+# what gpunn has for another library's name where it is no name of gpunn's (an option), or said with a caveat:
+# "'{name}' is {words}"
+_WARM_UP = ("gpunn's warmup_steps, a linear warm-up from lr / N to lr over the run's first N optimizer steps, of any "
+            "schedule but onecycle: gpunn.Schedule(\"constant\", warmup_steps=N), or \"cosine\" and so on")
+OTHER_LIBRARY_WORDS = {
+    "schedule": {
+        "linearlr": _WARM_UP, "warmup": _WARM_UP, "linearwarmup": _WARM_UP,
+        "onecyclelr": "gpunn's 'onecycle', with lr its peak (max_lr); momentum and Adam's beta1 are not cycled "
+                      "(PyTorch's cycle_momentum=False)",
     },
 }
 
@@ -191,6 +203,9 @@ def other_library(name: str, what: str) -> str | None:
     'silu'", or "'rmsprop' is not supported" where gpunn has none; None for a name not in OTHER_LIBRARIES."""
     table = OTHER_LIBRARIES.get(what, {})
     low = name.lower()
+    words = OTHER_LIBRARY_WORDS.get(what, {}).get(low)
+    if words:
+        return f"{low!r} is {words}"
     if low not in table:
         return None
     ours = table[low]
@@ -250,7 +265,9 @@ OPTIMIZER_OPTIONS = {"weight_decay": "Adam", "beta1": "Adam", "beta2": "Adam", "
 # a Schedule's options, which fit takes in its schedule, and the schedules that read each (kept by hand too: this
 # module imports none of gpunn's; gpunn.optim.SCHEDULE_FIELDS is the same by schedule)
 SCHEDULE_OPTIONS = {"gamma": ("step", "exponential"), "step_size": ("step",), "total_epochs": ("cosine",),
-                    "min_factor": ("cosine",)}
+                    "min_factor": ("cosine",), "warmup_steps": ("constant", "step", "exponential", "cosine"),
+                    **{option: ("onecycle",) for option in ("pct_start", "div_factor", "final_div_factor", "anneal",
+                                                           "total_steps")}}
 
 
 def _betas(value) -> str:
@@ -316,7 +333,9 @@ def _schedules_reading(key: str, value, given) -> tuple:
         if named is not schedule:  # a Schedule: the options it holds that the call does not give, kept (those it has)
             held = {option: user_attribute(schedule, option) for option, used in SCHEDULE_OPTIONS.items()
                     if readers[0] in used and option not in options}
-            options.update({option: value for option, value in held.items() if value is not None})
+            # (a warm-up of 0, the default, is none: not shown, as the Schedule's repr shows none)
+            options.update({option: value for option, value in held.items()
+                            if value is not None and (value or option != "warmup_steps")})
     else:
         readers = tuple(name for name in readers if all(name in SCHEDULE_OPTIONS[o] for o in options)) or readers
     schedules = []

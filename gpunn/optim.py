@@ -362,17 +362,29 @@ def _defines_hook(value) -> bool:
 _KINDS = {"optimizer": "an optimizer", "schedule": "a schedule", "callbacks": "a callback"}
 
 
-# ---- learning-rate schedules: epoch index -> multiplier of the base rate -----------------
-SCHEDULES = ("constant", "step", "exponential", "cosine")
-SCHEDULE_FIELDS = {"constant": (), "step": ("step_size", "gamma"), "exponential": ("gamma",),
-                   "cosine": ("total_epochs", "min_factor")}  # the fields each schedule reads
+# ---- learning-rate schedules: (epoch, optimizer step) -> multiplier of the base rate --------------
+SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
+ONECYCLE_FIELDS = ("pct_start", "div_factor", "final_div_factor", "anneal", "total_steps")
+SCHEDULE_FIELDS = {"constant": ("warmup_steps",), "step": ("step_size", "gamma", "warmup_steps"),
+                   "exponential": ("gamma", "warmup_steps"), "cosine": ("total_epochs", "min_factor", "warmup_steps"),
+                   "onecycle": ONECYCLE_FIELDS}  # the fields each schedule reads
 STEP_GAMMA = 0.1  # step's default factor per decay, PyTorch's StepLR's; exponential has none (as ExponentialLR)
+ANNEALS = ("cos", "linear")  # onecycle's anneal_strategy, PyTorch's OneCycleLR's names
 # what each option sets, as a refusal of one given to a schedule that does not read it says (as --gamma's does)
 SCHEDULE_OPTION_USES = {
     "step_size": "sets the epochs between a step schedule's decays",
     "gamma": "sets the factor of a step schedule (per decay) and of an exponential one (per epoch)",
-    "total_epochs": "sets a cosine schedule's period", "min_factor": "sets a cosine schedule's floor"}
-_OPTIONS = ("step_size", "gamma", "total_epochs", "min_factor")  # a Schedule's options, each read by some schedules
+    "total_epochs": "sets a cosine schedule's period", "min_factor": "sets a cosine schedule's floor",
+    "warmup_steps": "sets a linear warm-up over the run's first optimizer steps (onecycle has its own warm phase, "
+                    "pct_start)",
+    "pct_start": "sets the share of a onecycle schedule's steps spent rising to the peak",
+    "div_factor": "sets a onecycle schedule's first rate, lr / div_factor",
+    "final_div_factor": "sets a onecycle schedule's last rate, lr / div_factor / final_div_factor",
+    "anneal": "sets how a onecycle schedule moves between its rates (cos or linear)",
+    "total_steps": "sets a onecycle schedule's length in optimizer steps"}
+PER_STEP_FIELDS = {"warmup_steps", *ONECYCLE_FIELDS}  # (a checkpoint from before them records none)
+# a Schedule's options, each read by some schedules
+_OPTIONS = ("step_size", "gamma", "total_epochs", "min_factor", "warmup_steps", *ONECYCLE_FIELDS)
 NEEDS_GAMMA = ("an exponential schedule needs its gamma, the factor per epoch; it has no default, as PyTorch's "
                "ExponentialLR has none (a tenth per epoch, step's default, takes lr 1e-3 to 1e-8 by epoch 6)")
 
@@ -387,27 +399,52 @@ class _NotGivenFloat(float):
     __slots__ = ()
 
 
+class _NotGivenStr(str):
+    """A string a Schedule holds that its caller did not give (:func:`_not_given`): onecycle's anneal."""
+    __slots__ = ()
+
+
+_NOT_GIVEN = (_NotGivenInt, _NotGivenFloat, _NotGivenStr)
+
+
 def _not_given(value):
-    """``value`` marked as a Schedule's own number, not its caller's: an option's default, or one a checkpoint
+    """``value`` marked as a Schedule's own option, not its caller's: an option's default, or one a checkpoint
     records. The mark is its type, so that it goes through dataclasses.replace and a copy (which give every field
-    back to the constructor) and is told apart from the same number given (``Schedule("cosine", gamma=0.1)``:
-    refused); it is the number for all else (arithmetic, ==, JSON). Anything but an int or a float is left as it is."""
-    if isinstance(value, (int, float)) and not isinstance(value, (bool, _NotGivenInt, _NotGivenFloat)):
-        return _NotGivenInt(value) if isinstance(value, int) else _NotGivenFloat(value)
+    back to the constructor) and is told apart from the same value given (``Schedule("cosine", gamma=0.1)``:
+    refused); it is the value for all else (arithmetic, ==, JSON). Anything but an int, a float or a string is left
+    as it is."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, (bool, *_NOT_GIVEN)):
+        return (_NotGivenStr if isinstance(value, str) else _NotGivenInt if isinstance(value, int)
+                else _NotGivenFloat)(value)
     return value
 
 
 def _given(value) -> bool:
     """Whether the caller gave a Schedule this option's ``value``: not None (unset), not :func:`_not_given`'s."""
-    return value is not None and not isinstance(value, (_NotGivenInt, _NotGivenFloat))
+    return value is not None and not isinstance(value, _NOT_GIVEN)
+
+
+def _positive_finite(value, name: str) -> float:
+    number = real(value)
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a positive finite number, {got(value)}")
+    return number
 
 
 @keywords_hinted
 @dataclass(frozen=True)
 class Schedule:
-    """The learning rate of epoch e is ``lr x factor(e)``: "constant"; "step" (x gamma every step_size
-    epochs); "exponential" (x gamma per epoch); "cosine" (to min_factor over total_epochs, default the
-    run's). E.g. ``fit(..., schedule=gpunn.Schedule("step", step_size=2, gamma=0.5))``, or a name, which takes the
+    """The learning rate of optimizer step s (counted from 0 over the whole run) in epoch e is
+    ``lr x factor(e) x warm(s)``. factor(e): "constant" (1); "step" (x gamma every step_size epochs);
+    "exponential" (x gamma per epoch); "cosine" (to min_factor over total_epochs, default the run's).
+    warm(s) = min(1, (s + 1) / warmup_steps), a linear warm-up over the first warmup_steps steps (0: none), as
+    PyTorch's LinearLR(start_factor=1/N, total_iters=N - 1) stepped after every batch, chained with the epoch's.
+    "onecycle" is PyTorch's OneCycleLR (cycle_momentum=False: momentum and Adam's beta1 are not cycled) stepped
+    after every batch, with lr its peak, max_lr: from lr / div_factor up to lr over the first pct_start of
+    total_steps (0: the run's, epochs x batches per epoch), then down to lr / div_factor / final_div_factor, by
+    ``anneal`` "cos" or "linear"; a run of more steps than total_steps is refused.
+
+    E.g. ``fit(..., schedule=gpunn.Schedule("step", step_size=2, gamma=0.5))``, or a name, which takes the
     defaults below; "exponential" has no default gamma (PyTorch's ExponentialLR has none): give it one,
     ``Schedule("exponential", gamma=0.95)``. ``gamma`` holds the resolved number (a checkpoint records it). An
     option the schedule does not read, given at any value (``Schedule("cosine", gamma=0.5)``, and ``gamma=0.1``,
@@ -420,23 +457,36 @@ class Schedule:
     gamma: float | None = None  # step: factor per decay (None: 0.1); exponential: factor per epoch (required)
     total_epochs: int = _NotGivenInt(0)  # cosine: period (0 means the run's epoch count)
     min_factor: float = _NotGivenFloat(0.0)  # cosine: floor as a fraction of the base rate
+    warmup_steps: int = _NotGivenInt(0)  # all but onecycle: linear warm-up over the run's first steps (0: none)
+    pct_start: float = _NotGivenFloat(0.3)  # onecycle: share of total_steps rising to the peak (PyTorch's default)
+    div_factor: float = _NotGivenFloat(25.0)  # onecycle: first rate = lr / div_factor
+    final_div_factor: float = _NotGivenFloat(1e4)  # onecycle: last rate = lr / div_factor / final_div_factor
+    anneal: str = _NotGivenStr("cos")  # onecycle: "cos" or "linear" (PyTorch's anneal_strategy)
+    total_steps: int = _NotGivenInt(0)  # onecycle: its length in optimizer steps (0 means the run's)
 
     def __post_init__(self):
         object.__setattr__(self, "name", known_name(self.name, SCHEDULES, "schedule"))  # "Cosine" is cosine
         given = [option for option in _OPTIONS if _given(getattr(self, option))]
         # Python ints (a NumPy integer was refused, and would not go into a checkpoint's JSON)
         object.__setattr__(self, "step_size", positive_int(self.step_size, "step_size"))
-        object.__setattr__(self, "total_epochs", non_negative_int(self.total_epochs, "total_epochs"))
+        for option in ("total_epochs", "warmup_steps", "total_steps"):
+            object.__setattr__(self, option, non_negative_int(getattr(self, option), option))
         if self.gamma is None and self.name == "exponential":
             raise ValueError(f"{NEEDS_GAMMA}: gpunn.Schedule(\"exponential\", gamma=0.95), say")
         gamma = STEP_GAMMA if self.gamma is None else real(self.gamma)  # floats, as the checkpoint's JSON records them
-        min_factor = real(self.min_factor)
+        min_factor, pct_start = real(self.min_factor), real(self.pct_start)
         if gamma is None or not 0 < gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1], {got(self.gamma)}")
         if min_factor is None or not 0 <= min_factor <= 1:
             raise ValueError(f"min_factor must be in [0, 1], {got(self.min_factor)}")
+        if pct_start is None or not 0 < pct_start < 1:
+            raise ValueError(f"pct_start must be in (0, 1), {got(self.pct_start)}")
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "min_factor", min_factor)
+        object.__setattr__(self, "pct_start", pct_start)
+        for option in ("div_factor", "final_div_factor"):
+            object.__setattr__(self, option, _positive_finite(getattr(self, option), option))
+        object.__setattr__(self, "anneal", known_name(self.anneal, ANNEALS, "anneal"))  # "Cos" is cos
         for option in _OPTIONS:
             value = getattr(self, option)
             if option in given and option not in SCHEDULE_FIELDS[self.name]:
@@ -449,15 +499,17 @@ class Schedule:
 
     def __repr__(self) -> str:
         """The schedule and the options it reads, as a call that makes it again (the fields it does not read, which
-        dataclass's repr showed, would be refused as given)."""
-        read = "".join(f", {option}={getattr(self, option)!r}" for option in SCHEDULE_FIELDS[self.name])
+        dataclass's repr showed, would be refused as given); warmup_steps where a warm-up is set."""
+        read = "".join(f", {option}={getattr(self, option)!r}" for option in SCHEDULE_FIELDS[self.name]
+                       if option != "warmup_steps" or self.warmup_steps)
         return f"Schedule(name={self.name!r}{read})"
 
     @classmethod
     def recorded(cls, fields: dict) -> Schedule:
         """The Schedule a checkpoint records as ``fields`` (``dataclasses.asdict``'s), with the options its schedule
         does not read kept as written, unchecked: gpunn took any before it refused them (``Schedule("cosine",
-        gamma=0.5)``), and such a run resumes quietly, the file it writes holding the same record."""
+        gamma=0.5)``), and such a run resumes quietly, the file it writes holding the same record. A record from
+        before per-step schedules (no warmup_steps, no onecycle's options) takes their defaults."""
         name = known_name(fields.get("name", "constant"), SCHEDULES, "schedule")
         unread = {option: fields[option] for option in _OPTIONS
                   if option in fields and option not in SCHEDULE_FIELDS[name]}
@@ -466,16 +518,67 @@ class Schedule:
             object.__setattr__(schedule, option, _not_given(value))
         return schedule
 
+    @property
+    def per_step(self) -> bool:
+        """Whether the rate changes within an epoch: a warm-up, or onecycle."""
+        return self.name == "onecycle" or self.warmup_steps > 0
+
     def factor(self, epoch: int, epochs: int) -> float:
+        """The epoch's factor, the per-epoch part of :meth:`rate_factor` (onecycle has none: it is per step)."""
         if self.name == "constant":
             return 1.0
         if self.name == "step":
             return self.gamma ** (epoch // self.step_size)
         if self.name == "exponential":
             return self.gamma**epoch
+        if self.name == "onecycle":
+            raise ValueError("a onecycle schedule's rate changes every optimizer step: "
+                             "rate_factor(epoch, epochs, step, total_steps) gives it")
         period = self.total_epochs or epochs
         cos = 0.5 * (1 + math.cos(math.pi * min(epoch, period) / period))
         return self.min_factor + (1 - self.min_factor) * cos
+
+    def rate_factor(self, epoch: int, epochs: int, step: int, total_steps: int) -> float:
+        """The whole factor of the base rate at optimizer step ``step`` (0-based, counted over the run) in epoch
+        ``epoch`` of ``epochs``; ``total_steps`` is the run's steps (epochs x batches per epoch), onecycle's length
+        where its total_steps is 0. Without a warm-up, a per-epoch schedule's is ``factor(epoch, epochs)``, the
+        same float."""
+        if self.name == "onecycle":
+            return self._onecycle(step, self.steps_of(total_steps))
+        factor = self.factor(epoch, epochs)
+        if self.warmup_steps and step < self.warmup_steps:
+            return factor * ((step + 1) / self.warmup_steps)
+        return factor
+
+    def steps_of(self, run_steps: int) -> int:
+        """onecycle's length for a run of ``run_steps`` optimizer steps: its total_steps, else the run's."""
+        return self.total_steps or run_steps
+
+    def check_run(self, run_steps: int) -> None:
+        """Refuse a onecycle schedule shorter than the run of ``run_steps`` optimizer steps (PyTorch's OneCycleLR
+        raises at the step past its total_steps; gpunn before training starts)."""
+        if self.name == "onecycle" and run_steps > self.steps_of(run_steps):
+            raise ValueError(f"this run takes {run_steps} optimizer steps and the onecycle schedule's total_steps is "
+                             f"{self.total_steps}: give total_steps={run_steps} or more (0: the run's), or train "
+                             "fewer epochs")
+
+    def _onecycle(self, step: int, total: int) -> float:
+        """PyTorch's OneCycleLR.get_lr (two phases) at ``step`` of ``total``, as a factor of max_lr: up from
+        1/div_factor to 1 until step pct_start x total - 1, then down to 1/div_factor/final_div_factor at total - 1.
+        A phase of no steps (pct_start x total = 1, where PyTorch divides by zero) is at its end."""
+        if step >= total:
+            raise ValueError(f"optimizer step {step + 1} is past the onecycle schedule's total_steps, {total}")
+        initial = 1.0 / self.div_factor
+        phases = ((float(self.pct_start * total) - 1, initial, 1.0),
+                  (total - 1, 1.0, initial / self.final_div_factor))
+        start_step = 0
+        for k, (end_step, start, end) in enumerate(phases):
+            if step <= end_step or k == len(phases) - 1:
+                pct = (step - start_step) / (end_step - start_step) if end_step != start_step else 1.0
+                if self.anneal == "cos":
+                    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+                return (end - start) * pct + start
+            start_step = end_step
 
 
 def make_schedule(schedule="constant", **kwargs) -> Schedule:

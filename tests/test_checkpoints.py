@@ -305,7 +305,9 @@ def test_a_run_recording_an_option_its_schedule_does_not_read_resumes_quietly_bi
         ckpt.resume(X, Y, verbose=False)
     numpy.testing.assert_array_equal(ckpt.model.params, reference.params)
     schedule = gio.read_meta(path)["training"]["settings"]["schedule"]
-    assert schedule == {"name": "cosine", "step_size": 3, "gamma": 0.5, "total_epochs": 0, "min_factor": 0.0}
+    assert schedule == {"name": "cosine", "step_size": 3, "gamma": 0.5, "total_epochs": 0, "min_factor": 0.0,
+                        "warmup_steps": 0, "pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4,
+                        "anneal": "cos", "total_steps": 0}
 
 
 def written_before_callback_order(name, tmp_path):
@@ -375,8 +377,8 @@ def test_a_run_stopped_at_random_batches_and_resumed_each_time_ends_as_the_run_n
     bootstrap when validated on data), early stopping with or without restoring the best: stopped after
     random batches (mid-epoch, at an epoch's end, or past the run's end) and resumed from the checkpoint
     each time, the run ends with the uninterrupted run's weights, optimizer state and history, bit for bit;
-    also when it was started with 3 epochs and the last resume raises them to 5 (not with a cosine schedule,
-    whose period is the run's epochs)."""
+    also when it was started with 3 epochs and the last resume raises them to 5 (not with a cosine or a onecycle
+    schedule, whose period is the run's epochs or steps)."""
     X, Y = _SMALL
     fit = dict(epochs=5, batch_size=32, optimizer=optimizer, lr=[3e-3, 0.05] if ensemble else 0.01,
                schedule=gpunn.Schedule(schedule, gamma=0.7) if schedule == "exponential" else schedule, seed=2,
@@ -403,7 +405,7 @@ def test_a_run_stopped_at_random_batches_and_resumed_each_time_ends_as_the_run_n
     stops = sorted(stops)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "run.npz")
-        started = {**fit, "epochs": 3} if extend and schedule != "cosine" else fit
+        started = {**fit, "epochs": 3} if extend and schedule not in ("cosine", "onecycle") else fit
         model().fit(X, Y, callbacks=callbacks() + [interrupt_at(*stops[0]), gpunn.ModelCheckpoint(path)], **started)
         for stop in stops[1:] + [None]:
             ckpt = gpunn.load_checkpoint(path, device="cpu")

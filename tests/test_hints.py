@@ -153,7 +153,7 @@ def test_an_odd_object_given_for_a_name_is_refused_without_a_hint_not_by_the_hin
     assert str(caught.value) == f"unknown activation {given!r}; choose one of: {names}"
     with pytest.raises(ValueError) as caught:
         gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), schedule=given, epochs=1)
-    assert str(caught.value) == ("schedule must be a name (constant, step, exponential, cosine) or a gpunn.Schedule, "
+    assert str(caught.value) == ("schedule must be a name (constant, step, exponential, cosine, onecycle) or a gpunn.Schedule, "
                                  f"got {given!r}")
     with pytest.raises(ValueError) as caught:
         gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), optimizer=given, epochs=1)
@@ -166,7 +166,7 @@ def test_an_odd_object_given_for_a_name_is_refused_without_a_hint_not_by_the_hin
     (lambda odd: gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), optimizer=odd, epochs=1),
      f"unknown optimizer <_ReprRaises object>; choose one of: {', '.join(gpunn.optim.OPTIMIZERS)}"),
     (lambda odd: gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), schedule=odd, epochs=1),
-     "schedule must be a name (constant, step, exponential, cosine) or a gpunn.Schedule, got <_ReprRaises object>"),
+     "schedule must be a name (constant, step, exponential, cosine, onecycle) or a gpunn.Schedule, got <_ReprRaises object>"),
     (lambda odd: gpunn.MLP([3, 4, 1], device="cpu").fit(*_fit_args(), lr=odd, epochs=1),
      "learning rate must be a positive finite number, got <_ReprRaises object>"),
     (lambda odd: gpunn.MLP([3, 4, 1], dtype=odd, device="cpu"),

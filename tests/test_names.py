@@ -184,8 +184,11 @@ OTHER_LIBRARIES = [  # (what, name, the hint): other libraries' names, which dif
     ("optimizer", "nadam", "'nadam' is not supported"),  # difflib: 'adam', another optimizer
     ("schedule", "CosineAnnealingLR", "'cosineannealinglr' is gpunn's 'cosine'"),  # PyTorch's: difflib found none
     ("schedule", "StepLR", "'steplr' is gpunn's 'step'"),
-    ("schedule", "OneCycleLR", "'onecyclelr' is not supported"),
-    ("schedule", "OneCycle", "'onecycle' is not supported"),  # a warm-up then an anneal: not cosine (audit37d h24)
+    ("schedule", "OneCycleLR", "'onecyclelr' is gpunn's 'onecycle', with lr its peak (max_lr); momentum and Adam's "
+                               "beta1 are not cycled (PyTorch's cycle_momentum=False)"),
+    ("schedule", "LinearLR", "'linearlr' is gpunn's warmup_steps, a linear warm-up from lr / N to lr over the run's "
+                             "first N optimizer steps, of any schedule but onecycle: gpunn.Schedule(\"constant\", "
+                             "warmup_steps=N), or \"cosine\" and so on"),
     ("schedule", "ExponentialLR", "'exponentiallr' is gpunn's 'exponential'"),  # audit37d h25
     ("schedule", "ConstantLR", "'constantlr' is not supported"),  # a warm-up factor: not gpunn's constant
     ("schedule", "CosineAnnealingWarmRestarts", "'cosineannealingwarmrestarts' is not supported"),  # restarts: not cosine
@@ -230,7 +233,7 @@ def _torchs_function(name, module):
     (lambda: gpunn.optim.make_optimizer(_torchs("Adam", "torch.optim.adam")),
      r"^unknown optimizer <class '.*Adam'> \(a name, not torch's Adam: did you mean 'adam'\?\); choose one of: sgd"),
     (lambda: gpunn.optim.make_schedule(_torchs("CosineAnnealingLR", "torch.optim.lr_scheduler")()),
-     r"^schedule must be a name \(constant, step, exponential, cosine\) or a gpunn.Schedule, got "
+     r"^schedule must be a name \(constant, step, exponential, cosine, onecycle\) or a gpunn.Schedule, got "
      r"CosineAnnealingLR\(\) \(a name, not torch's CosineAnnealingLR: 'cosineannealinglr' is gpunn's 'cosine'\)$"),
     # activation=F.relu (torch.nn.functional's) or torch.tanh, PyTorch's functions, said "unknown activation
     # <function relu at 0x...>" alone where nn.ReLU() had its hint

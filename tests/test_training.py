@@ -1389,7 +1389,10 @@ def test_a_step_schedule_by_name_is_a_tenth_every_10_epochs_recorded_as_numbers(
     assert [step.factor(e, 30) for e in (0, 9, 10, 19, 20)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
     assert step == gpunn.Schedule("step", step_size=10, gamma=0.1) and isinstance(step.gamma, float)
     assert json.loads(json.dumps(dataclasses.asdict(step))) == {"name": "step", "step_size": 10, "gamma": 0.1,
-                                                                "total_epochs": 0, "min_factor": 0.0}
+                                                                "total_epochs": 0, "min_factor": 0.0,
+                                                                "warmup_steps": 0, "pct_start": 0.3,
+                                                                "div_factor": 25.0, "final_div_factor": 1e4,
+                                                                "anneal": "cos", "total_steps": 0}
     assert gpunn.optim.make_schedule("step", gamma=None, step_size=None) == step
 
 

@@ -57,7 +57,7 @@ import numpy
 from .._version import __version__
 from ..activations import ACTIVATIONS
 from ..hints import shell_word
-from ..optim import OPTIMIZERS, SCHEDULES, Schedule, options_of
+from ..optim import OPTIMIZERS, PER_STEP_FIELDS, SCHEDULES, Schedule, options_of
 from ..preflight import (CHECKPOINT_META, ZIP_MAGIC, archive_words, file_kind, foreign_file, kind_words,
                          misnamed_member, torch_saved)
 from ..training import ensemble as ens_training
@@ -163,8 +163,10 @@ def _check_training(training, path, members=None, diverged=()):
                                             "int)")
     sched = st.get("schedule")
     fields = {f.name for f in dataclasses.fields(Schedule)}
-    # (gamma recorded as the number the run used: a null would be read as a schedule's default)
-    _require(isinstance(sched, dict) and set(sched) == fields and sched.get("name") in SCHEDULES
+    # (gamma recorded as the number the run used: a null would be read as a schedule's default; a file from before
+    # per-step schedules has none of their fields, which take their defaults)
+    _require(isinstance(sched, dict) and fields - PER_STEP_FIELDS <= set(sched) <= fields
+             and sched.get("name") in SCHEDULES
              and sched.get("gamma") is not None, path, "invalid schedule")
     try:
         settings = FitSettings.from_dict(st)

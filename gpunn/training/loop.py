@@ -111,7 +111,8 @@ class Trainer:
 
     Callbacks read ``model`` (the trainable), ``optimizer``, ``settings`` (FitSettings), ``state``
     (TrainState), ``history``, ``epoch``, ``epochs``, ``validation``, ``log_keys`` (what the loop puts in every
-    epoch's logs, before the callbacks' own); they may set ``stop = True`` (end
+    epoch's logs, before the callbacks' own), ``lr`` (the rate of the step being taken: in ``on_batch_end``, the one
+    just taken; an Ensemble's K rates); they may set ``stop = True`` (end
     after this epoch; in ``on_train_begin``, before any), ``lr_scale`` (ReduceLROnPlateau) or call
     ``interrupt()``; ``failure`` is the exception ending the run, where one is, and ``position(epoch, batch)`` says
     where a run is in words. Build it with :func:`train`, not directly.
@@ -134,6 +135,8 @@ class Trainer:
         self._halt = False
         self._reference_shared = False  # see run_epoch: a data-parallel run's divergence reference is rank 0's
         self._graph, self._graph_decided = None, False  # see _graph_trainer
+        self.lr = None  # the rate of the step being taken (run_epoch)
+        settings.schedule.check_run(settings.epochs * settings.batches_per_epoch)  # onecycle's total_steps
 
     # the run's settings and state under the names callbacks use
     @property
@@ -185,8 +188,17 @@ class Trainer:
         "3 of 10 epochs and 2 of 27 batches of epoch 4"; "3 of 10 epochs" at an epoch's end."""
         return position_words(epoch, batch, self.settings.batches_per_epoch, self.epochs)
 
-    def lr_at(self, epoch):
-        return self.optimizer.lr * self.schedule.factor(epoch, self.epochs) * self.lr_scale
+    def lr_at(self, epoch, batch=0):
+        """The rate of batch ``batch`` of epoch ``epoch`` (both from 0): the optimizer's lr x the schedule's factor at
+        that global step (epoch x batches per epoch + batch, so a resume part-way through an epoch takes the same
+        rates) x ReduceLROnPlateau's scale."""
+        return self.scheduled_lr(epoch, batch) * self.lr_scale
+
+    def scheduled_lr(self, epoch, batch=0):
+        """:meth:`lr_at` before ReduceLROnPlateau's scale."""
+        per_epoch = self.settings.batches_per_epoch
+        return self.optimizer.lr * self.schedule.rate_factor(epoch, self.epochs, epoch * per_epoch + batch,
+                                                             self.epochs * per_epoch)
 
     def snapshot(self, pending_logs=None) -> TrainState:
         """A copy of the state for a checkpoint; ``pending_logs``: an epoch's logs not yet in the history
@@ -238,7 +250,8 @@ class Trainer:
         """One epoch's logs; None when interrupt() stopped it part-way (``state`` says where)."""
         trainable, optimizer, hook = self.model, self.optimizer, self.hook
         xp, source, batch_size = trainable.xp, self.source, self.settings.batch_size
-        lr = self.lr_at(epoch)
+        per_step = self.schedule.per_step  # a rate per step (a warm-up, onecycle); else one per epoch
+        lr = self.lr = self.lr_at(epoch, first_batch)
         total = None
         batch_callbacks = [cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
         graph = self._graph_trainer()
@@ -248,6 +261,8 @@ class Trainer:
         t0 = time.perf_counter()
         batch = first_batch - 1
         for batch, (Xb, Yb) in enumerate(source.batches(epoch, batch_size, first_batch), first_batch):
+            if per_step:
+                lr = self.lr = self.lr_at(epoch, batch)
             if graph is not None:  # forward, backward and optimizer: one replayed CUDA graph
                 sum_sq = graph.step(Xb, Yb, lr)
             elif fused_update is not None:  # forward, backward and the optimizer's step in one call
@@ -290,7 +305,7 @@ class Trainer:
                 self.state.reference_loss = hook.from_root(self.state.reference_loss)
                 self._reference_shared = True
         seen = rows - first_batch * batch_size * self.settings.ranks  # fewer when resumed mid-epoch
-        return self.epoch_logs(epoch, total, rows, seen, lr, t0)
+        return self.epoch_logs(epoch, total, rows, seen, lr, t0)  # (lr: the epoch's last step's)
 
     def epoch_logs(self, epoch, total, rows, seen, lr, t0) -> dict:
         """The logs of a finished epoch from its device sum of squared errors ``total`` over ``rows``

@@ -290,7 +290,7 @@ class ReduceLROnPlateau(_Monitoring):
             return
         self.wait += 1
         if self.wait >= self.patience:
-            next_lr = trainer.optimizer.lr * trainer.schedule.factor(epoch + 1, trainer.epochs)
+            next_lr = _next_rate(trainer, epoch)
             scale = trainer.lr_scale * self.factor
             if next_lr > 0 and next_lr * scale < self.min_lr:
                 scale = min(trainer.lr_scale, self.min_lr / next_lr)  # (>= 0: min_lr is, next_lr > 0)
@@ -305,6 +305,18 @@ class ReduceLROnPlateau(_Monitoring):
     def load_state_dict(self, state, arrays):
         self._load_base(state)
         self.cooldown_left, self.reductions = int(state["cooldown_left"]), int(state["reductions"])
+
+
+def _next_rate(trainer, epoch):
+    """The rate of the first step after epoch ``epoch`` (from 0) before a plateau's scale: the next epoch's; after the
+    run's last epoch, for a resume that trains more, a per-step schedule's rate of the step after the run's (onecycle
+    has none: its last)."""
+    schedule = trainer.schedule
+    if not schedule.per_step:
+        return trainer.optimizer.lr * schedule.factor(epoch + 1, trainer.epochs)
+    if epoch + 1 < trainer.epochs or schedule.name != "onecycle":
+        return trainer.scheduled_lr(epoch + 1)
+    return trainer.scheduled_lr(epoch, trainer.settings.batches_per_epoch - 1)
 
 
 def _an_optimizer(value) -> bool:
