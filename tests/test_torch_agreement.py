@@ -79,23 +79,24 @@ def _assert_torchs(model, params, rtol=1e-12):
         numpy.testing.assert_allclose(ours_p, theirs_p.detach().numpy(), rtol=rtol, atol=1e-14)
 
 
-def _torch_fit(params, opt, X, Y, epochs, batch_size, activation="tanh", clip=lambda: None, per_batch=None,
+def _torch_fit(params, opt, X, Y, epochs, batch_size, activation="tanh", before_step=lambda: None, per_batch=None,
                per_epoch=None):
-    """A torch loop over the rows in order, gpunn's loss (1/m)||A - Y||^2: backward, ``clip()`` (a clip_grad_*_ of
-    params), opt.step(), ``per_batch.step()``; ``per_epoch.step()`` after each epoch. Returns what each clip gave."""
-    clipped = []
+    """A torch loop over the rows in order, gpunn's loss (1/m)||A - Y||^2: backward, ``before_step()`` (a clip_grad_*_
+    of params), opt.step(), ``per_batch.step()``; ``per_epoch.step()`` after each epoch. Returns what before_step gave
+    at each step."""
+    given = []
     for _ in range(epochs):
         for start in range(0, len(X), batch_size):
             opt.zero_grad()
             A = _torch_forward(X[start:start + batch_size], params[0::2], params[1::2], activation, "identity")
             (((A - torch.tensor(Y[start:start + batch_size])) ** 2).sum() / A.shape[0]).backward()
-            clipped.append(clip())
+            given.append(before_step())
             opt.step()
             if per_batch is not None:
                 per_batch.step()
         if per_epoch is not None:
             per_epoch.step()
-    return clipped
+    return given
 
 
 OPTIMIZERS = {  # name: (gpunn's, given weight_decay and a clip; torch.optim's, given the params and weight_decay)
@@ -130,7 +131,7 @@ def test_a_clipped_fit_is_torchs_clip_grad_before_opt_step_step_for_step(clip, f
     model.fit(X, Y, epochs=6, batch_size=16, shuffle=False, optimizer=ours(weight_decay=weight_decay, **{clip: limit}),
               schedule=gpunn.Schedule("step", step_size=2, gamma=0.5), verbose=False)
     clipped = _torch_fit(params, opt, X, Y, epochs=6, batch_size=16,
-                         clip=lambda: _torch_clip(params, clip, limit),
+                         before_step=lambda: _torch_clip(params, clip, limit),
                          per_epoch=torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5))
     assert len(clipped) // 2 < sum(clipped) <= len(clipped) - (clip == "clip_norm"), clipped  # (of 18 steps)
     _assert_torchs(model, params)
@@ -151,7 +152,7 @@ def test_each_ensemble_member_clips_by_its_own_norm_as_a_torch_loop_does(fused, 
     for k, (params, limit) in enumerate(zip(members, clips)):
         opt = theirs(params, 0.1)
         clipped = _torch_fit(params, opt, X, Y, epochs=6, batch_size=16,
-                             clip=lambda: limit is not None and _torch_clip(params, "clip_norm", limit),
+                             before_step=lambda: limit is not None and _torch_clip(params, "clip_norm", limit),
                              per_epoch=torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5))
         assert sum(clipped) > len(clipped) // 2 or limit is None, (k, clipped)
         _assert_torchs(ens.member(k), params)
@@ -164,6 +165,109 @@ def _torch_clip(params, clip, limit) -> bool:
     clips = any(bool((p.grad.abs() > limit).any()) for p in params)
     torch.nn.utils.clip_grad_value_(params, limit)
     return clips
+
+
+ONECYCLE = [dict(), dict(pct_start=0.4, div_factor=10.0, final_div_factor=100.0)]  # torch's defaults; others
+
+
+@pytest.mark.parametrize("options", ONECYCLE, ids=["defaults", "options"])
+@pytest.mark.parametrize("anneal", ["cos", "linear"])
+@pytest.mark.parametrize("name", ["momentum", "adamw"])
+def test_a_onecycle_fit_is_torchs_onecycle_lr_stepped_per_batch(name, anneal, options):
+    """Schedule("onecycle") is torch's OneCycleLR(opt, max_lr=lr, total_steps=epochs x batches, anneal_strategy,
+    cycle_momentum=False) stepped after every batch (18 steps here, a partial last batch each epoch): the same
+    weights, and each epoch's logged lr is the rate of its last step."""
+    ours, theirs = OPTIMIZERS[name]
+    X, Y = _data(40, 4, 2, seed=2)
+    model = MLP([4, 6, 2], activation="tanh", dtype="float64", device="cpu", seed=5)
+    params = _torch_params(model)
+    opt = theirs(params, 0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=6 * 3, anneal_strategy=anneal,
+                                                    cycle_momentum=False, **options)
+    history = model.fit(X, Y, epochs=6, batch_size=16, shuffle=False, optimizer=ours(weight_decay=0.1),
+                        schedule=gpunn.Schedule("onecycle", anneal=anneal, **options), verbose=False)
+    rates = _torch_fit(params, opt, X, Y, epochs=6, batch_size=16, before_step=lambda: opt.param_groups[0]["lr"],
+                       per_batch=scheduler)
+    _assert_torchs(model, params)
+    # (to an ulp of lr: linear's last rate, lr / 2.5e5, is a difference of numbers near 1 in gpunn's factor and near
+    # lr in torch's rate, 1.4e-18 apart, 7e-12 of it)
+    numpy.testing.assert_allclose(history["lr"], rates[2::3], rtol=1e-13, atol=1e-17)
+    assert rates[0] == pytest.approx(0.05 / options.get("div_factor", 25.0))  # (up from lr / div_factor, then down)
+
+
+def test_a_onecycle_of_more_steps_than_the_run_is_torchs_cut_short():
+    """Schedule("onecycle", total_steps=T) with T past the run's steps: torch's OneCycleLR(total_steps=T) stopped
+    after the run's 18 (the rate not yet at its floor)."""
+    ours, theirs = OPTIMIZERS["adam"]
+    X, Y = _data(40, 4, 2, seed=2)
+    model = MLP([4, 6, 2], activation="tanh", dtype="float64", device="cpu", seed=5)
+    params = _torch_params(model)
+    opt = theirs(params, 0.0)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=30, cycle_momentum=False)
+    history = model.fit(X, Y, epochs=6, batch_size=16, shuffle=False, optimizer=ours(),
+                        schedule=gpunn.Schedule("onecycle", total_steps=30), verbose=False)
+    rates = _torch_fit(params, opt, X, Y, epochs=6, batch_size=16, before_step=lambda: opt.param_groups[0]["lr"],
+                       per_batch=scheduler)
+    _assert_torchs(model, params)
+    assert history["lr"][-1] == pytest.approx(rates[-1], rel=1e-13) and rates[-1] > 0.05 / 25 / 2
+
+
+PER_EPOCH = {  # gpunn's schedule's name and options; torch's scheduler of the optimizer, stepped after each epoch
+    "constant": ({}, lambda opt: None),
+    "step": (dict(step_size=1, gamma=0.5), lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)),
+    "exponential": (dict(gamma=0.8), lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.8)),
+    "cosine": ({}, lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=6)),
+}
+
+
+@pytest.mark.parametrize("warmup_steps", [2, 5, 30])
+@pytest.mark.parametrize("schedule", sorted(PER_EPOCH))
+def test_a_warm_up_is_torchs_linear_lr_per_batch_chained_with_the_per_epoch_scheduler(schedule, warmup_steps):
+    """Schedule(name, warmup_steps=N) is LinearLR(opt, start_factor=1/N, end_factor=1, total_iters=N - 1) stepped
+    after every batch and the name's torch scheduler after every epoch: warm(s) = min(1, (s + 1) / N) over the
+    run's global step s. N = 5 spans the first epoch's 3 steps and (step_size 1) a decay; N = 30 outlasts the run."""
+    options, per_epoch = PER_EPOCH[schedule]
+    ours, theirs = OPTIMIZERS["nesterov"]
+    X, Y = _data(40, 4, 2, seed=2)
+    model = MLP([4, 6, 2], activation="tanh", dtype="float64", device="cpu", seed=5)
+    params = _torch_params(model)
+    opt = theirs(params, 0.1)
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warmup_steps, end_factor=1.0,
+                                             total_iters=warmup_steps - 1)
+    model.fit(X, Y, epochs=6, batch_size=16, shuffle=False, optimizer=ours(weight_decay=0.1),
+              schedule=gpunn.Schedule(schedule, warmup_steps=warmup_steps, **options), verbose=False)
+    rates = _torch_fit(params, opt, X, Y, epochs=6, batch_size=16, before_step=lambda: opt.param_groups[0]["lr"],
+                       per_batch=warm, per_epoch=per_epoch(opt))
+    _assert_torchs(model, params)
+    assert rates[0] == pytest.approx(0.05 / warmup_steps)
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "warm-up"])
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "generic"])
+def test_each_ensemble_member_takes_a_per_step_schedule_as_its_torch_loop(fused, schedule):
+    """An Ensemble's members at their own rates [0.05, 0.02] under Schedule("onecycle", anneal="linear") or
+    Schedule("cosine", warmup_steps=5): member k is the torch loop at lr_k with OneCycleLR(max_lr=lr_k) per batch, or
+    LinearLR per batch and CosineAnnealingLR per epoch."""
+    ours, theirs = OPTIMIZERS["adam"]
+    X, Y = _data(40, 4, 2, seed=2)
+    ens = gpunn.Ensemble([4, 6, 2], 2, activation="tanh", dtype="float64", device="cpu", seed=5, fused=fused)
+    members, lrs = [_torch_params(ens.member(k)) for k in range(2)], [0.05, 0.02]
+    ours_schedule = (gpunn.Schedule("onecycle", anneal="linear") if schedule == "onecycle" else
+                     gpunn.Schedule("cosine", warmup_steps=5))
+    ens.fit(X, Y, epochs=6, batch_size=16, shuffle=False, optimizer=ours(weight_decay=0.1), lr=lrs,
+            schedule=ours_schedule, verbose=False)
+    for k, (params, lr) in enumerate(zip(members, lrs)):
+        opt = theirs(params, 0.1)
+        opt.param_groups[0]["lr"] = lr
+        if schedule == "onecycle":
+            per_batch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=6 * 3, anneal_strategy="linear",
+                                                            cycle_momentum=False)
+            per_epoch = None
+        else:
+            per_batch = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / 5, end_factor=1.0, total_iters=4)
+            per_epoch = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=6)
+        _torch_fit(params, opt, X, Y, epochs=6, batch_size=16, per_batch=per_batch, per_epoch=per_epoch)
+        _assert_torchs(ens.member(k), params)
 
 
 K = 3  # outputs: gpunn's loss sums their squared errors, nn.MSELoss means over them, so its gradients are K times
