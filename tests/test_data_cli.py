@@ -1196,7 +1196,8 @@ def test_predict_of_another_width_names_what_gpunn_train_trained_the_model_on(pa
 
 def test_predict_refusal_that_ends_in_a_question_says_what_out_holds_in_a_sentence_of_its_own(tmp_path, capsys):
     """A refusal of IN that ends in a question read "... did you mean 'A'?; OUT not written": what OUT holds is now a
-    sentence after it, a file OUT's and standard output's alike; a refusal that ends otherwise keeps its "; "."""
+    sentence after it, a file OUT's and standard output's alike; a refusal that ends otherwise keeps its "; ". (IN's
+    columns are refused before a row is written: standard output was given none, which it says.)"""
     pytest.importorskip("pyarrow")
     X = numpy.column_stack([numpy.arange(100) % 7 + 0.5, numpy.arange(100) % 3, numpy.arange(100) % 5])
     numpy.savetxt(tmp_path / "t.csv", X, delimiter=",", header="a,b,y", comments="", fmt="%g")
@@ -1206,9 +1207,9 @@ def test_predict_refusal_that_ends_in_a_question_says_what_out_holds_in_a_senten
     gpunn.save(tmp_path / "m.npz", model)
     asked = f"IN {tmp_path}/x.csv: no column 'a'; the columns are: A, b; names are matched as written, letter case " \
             "included: did you mean 'A'?"
-    stdout = "tandard output holds only the rows predicted before it (the rest not written)"
+    stdout = "o prediction was written to standard output"
     for out, holds, after in ((str(tmp_path / "p.csv"), "OUT not written", "OUT not written"),
-                              ("-", f"S{stdout}", f"s{stdout}")):
+                              ("-", f"N{stdout}", f"n{stdout}")):
         assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.csv"), out, "--features", "a,b"]) == 2
         assert capsys.readouterr().err == f"gpunn predict: error: {asked} {holds}\n"
         assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.csv"), out]) == 2  # (a sentence follows)
@@ -1372,13 +1373,37 @@ class _PipeReader:
         with open(path, "rb") as fh:
             self.bytes = fh.read()
 
-    def join(self):
-        """The bytes read (none where the command never opened the pipe)."""
+    def waiting(self, ceiling=20.0):
+        """Once the reader waits in its open for a writer (the kernel's wait_for_partner, as /proc's wchan says it),
+        as ``cat path`` started first does: a command run next meets a reader. Skips where /proc does not say."""
+        import time
+
+        wchan, deadline, seen = f"/proc/self/task/{self.thread.native_id}/wchan", time.monotonic() + ceiling, set()
+        while time.monotonic() < deadline:
+            try:
+                with open(wchan) as fh:
+                    seen.add(fh.read().strip())
+            except OSError:
+                pytest.skip("no /proc: cannot tell the pipe's reader is waiting")
+            if "wait_for_partner" in seen:
+                return self
+            time.sleep(0.005)  # (polled, with a ceiling: not a timed assertion)
+        if seen == {"0"}:  # (0 while a thread runs, and for every thread where the kernel hides where they wait)
+            pytest.skip("/proc does not say where a thread waits: cannot tell the pipe's reader is waiting")
+        raise AssertionError(f"the pipe's reader did not wait in its open ({sorted(seen)})")
+
+    def join(self, let_go=True):
+        """The bytes read (none where the command never opened the pipe); ``let_go=False``: the reader is not let go
+        (it must have had end of file from the command), a reader still waiting after 30 s fails."""
+        if not let_go:
+            self.thread.join(30)
         try:
             os.close(os.open(self.held, os.O_WRONLY | os.O_NONBLOCK))  # the reader let go, when still waiting
         except OSError:  # (no reader on it: it has read to the end)
             pass
+        alive = self.thread.is_alive()
         self.thread.join(60)
+        assert not (alive and not let_go), "the pipe's reader was left waiting"
         assert not self.thread.is_alive()
         return self.bytes
 
@@ -1446,6 +1471,41 @@ def test_predict_into_a_named_pipe_writes_into_it_as_into_standard_output_and_le
                                    f"clean or impute it first; OUT {tmp_path}/p.csv, a named pipe, holds only the rows "
                                    "predicted before it (the rest not written)\n")
     assert 0 < len(got.splitlines()) - 1 < 900  # (a header row, then the rows of the pieces before)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_predict_refused_before_it_writes_a_named_pipe_gives_its_reader_end_of_file_and_says_none_was_written(
+        tmp_path, capsys):
+    """A refusal before OUT, a named pipe, was opened (an option, IN's width read whole) left the pipe's reader (cat
+    OUT, waiting in its open for a writer) waiting for ever: the pipe is now opened without blocking and closed, so
+    its reader sees end of file (with no reader, nothing to do: the command ends at once). A refusal of IN before any
+    row was predicted said the pipe "holds only the rows predicted before it" (none): it says none was written, of
+    standard output too."""
+    X = numpy.column_stack([numpy.arange(100) % 7 + 0.5, numpy.arange(100) % 3, numpy.arange(100) % 5])
+    numpy.savetxt(tmp_path / "t.csv", X, delimiter=",", header="a,b,y", comments="", fmt="%g")
+    numpy.save(tmp_path / "wide.npy", X)
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    lines[1] = "1,nan,2"  # IN's first row: refused in the first piece, the header written
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    model = gpunn.MLP([2, 4, 1], seed=0, device="cpu")
+    model.fit(gpunn.data.csv(tmp_path / "t.csv", target="y"), epochs=1, verbose=False)
+    gpunn.save(tmp_path / "m.npz", model)
+    pipe = tmp_path / "p.csv"
+    none = f"no prediction was written to OUT {pipe}, a named pipe\n"
+    for n, (IN, options, said, header) in enumerate((
+            ("t.csv", ["--weight", "y"], "--weight y weighs --score's errors; add --score", False),
+            ("wide.npy", [], none, False), ("bad.csv", [], none, True))):
+        os.mkfifo(pipe)
+        reader = _PipeReader(pipe, tmp_path / f"held{n}").waiting()
+        assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / IN), str(pipe), *options]) == 2
+        assert reader.join(let_go=False) == (b'"y"\n' if header else b""), IN
+        assert said in capsys.readouterr().err, IN
+        if not header:  # refused before OUT is opened, with no reader: ends at once (bad.csv's opens OUT, waiting)
+            assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / IN), str(pipe), *options]) == 2
+        pipe.unlink()
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "bad.csv"), "-"]) == 2
+    written = capsys.readouterr()
+    assert written.out == '"y"\n' and written.err.endswith("; no prediction was written to standard output\n")
 
 
 def test_predict_says_how_many_more_missing_values_the_rows_read_with_the_first_hold_as_training_does(tmp_path,

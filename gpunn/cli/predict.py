@@ -144,11 +144,30 @@ def _check_model_first(args) -> None:
 
 
 def run(args) -> int:
-    if args.input != "-":
-        return _run(args)
-    with spooled_stdin() as path:  # IN -: standard input, read into a file (a table is read more than once)
-        args.input, args.stdin = path, True
-        return _run(args)
+    try:
+        if args.input != "-":
+            return _run(args)
+        with spooled_stdin() as path:  # IN -: standard input, read into a file (a table is read more than once)
+            args.input, args.stdin = path, True
+            return _run(args)
+    except BaseException:
+        _let_the_pipes_reader_go(args.output)
+        raise
+
+
+def _let_the_pipes_reader_go(path) -> None:
+    """OUT a named pipe, the command refused (or interrupted) before opening it: the pipe's reader (``cat OUT``, waiting
+    in its open for a writer) would wait for ever. The pipe opened for writing without blocking and closed at once
+    gives it end of file (an open that fails, ENXIO where no reader has it open, leaves nothing to do). Where the
+    command had opened and closed it, its reader has had end of file already: this gives it nothing more."""
+    import stat
+
+    try:
+        if is_stdout(path) or not stat.S_ISFIFO(os.stat(path).st_mode):
+            return
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager
@@ -251,9 +270,10 @@ def _predict_and_say(args, model, features, targets, keep) -> int:
                 rows, logs = predict_file(model, args.input, _out(args), features=features, keep=keep), None
         except MissingColumns as exc:
             raise DataError(_unwritten(args, f"{_named_in(exc, args.input)}"
-                                             f"{'' if features else _picked_by_name(model, exc)}")) from None
-        except DataError as exc:
-            raise DataError(_unwritten(args, _named_in(exc, args.input))) from None
+                                             f"{'' if features else _picked_by_name(model, exc)}",
+                                       getattr(exc, "rows_written", 0))) from None
+        except DataError as exc:  # (rows_written: where OUT was opened, gpunn.data.files.rows_written_said)
+            raise DataError(_unwritten(args, _named_in(exc, args.input), getattr(exc, "rows_written", 0))) from None
         dtype = model._prediction_dtype()
         print(f"{_out_words(args)}: {rows:,} x {model.layer_sizes[-1]} predictions "
               f"({dtype.name}) from {shell_word(args.model)} on {model.device}, streamed")
@@ -316,20 +336,20 @@ def _finish(args, model, targets, rows, dtype, streamed, logs=None) -> None:
                      announce=True)
 
 
-def _unwritten(args, said) -> str:
+def _unwritten(args, said, rows=0) -> str:
     """``said``, a refusal of IN's rows once the read that writes OUT has begun, with what OUT holds: a file OUT is
     written under a temporary name, removed on the refusal (an earlier OUT is left as it was), so "OUT not written";
-    onto standard output, the rows predicted before the refused piece of IN were written and stay written (its reader
+    onto standard output, the ``rows`` of predictions written before the refused piece of IN stay written (its reader
     has them), as into an OUT that is no regular file (a named pipe, a device: written in place, gpunn.data.files.
-    InPlaceCsvWriter). After a question ("the model of another run?") it is a sentence of its own, as
-    _picked_by_name's."""
+    InPlaceCsvWriter); none written (a refusal before OUT is opened, or of IN's first piece), it says so. After a
+    question ("the model of another run?") it is a sentence of its own, as _picked_by_name's."""
     from .. import preflight
 
-    if is_stdout(args.output):
-        words = "standard output holds only the rows predicted before it (the rest not written)"
-    elif preflight.writes_in_place(args.output):
-        words = (f"OUT {shell_word(args.output)}, {preflight.in_place_kind(args.output)}, holds only the rows predicted "
-                 "before it (the rest not written)")
+    if is_stdout(args.output) or preflight.writes_in_place(args.output):
+        out = ("standard output" if is_stdout(args.output) else
+               f"OUT {shell_word(args.output)}, {preflight.in_place_kind(args.output)},")
+        words = (f"{out} holds only the rows predicted before it (the rest not written)" if rows else
+                 f"no prediction was written to {out.rstrip(',')}")
     else:
         words = "OUT not written"
     said = str(said)  # (_named_in's error, or text)

@@ -580,7 +580,8 @@ def predict_file(model, in_path, out_path, features=None, chunk_rows=65536, keep
             if rows == 0:
                 raise DataError(f"{in_path}: no rows to predict")
 
-        write_rows(writer, predictions())
+        with rows_written_said(lambda: rows):
+            write_rows(writer, predictions())
     return rows
 
 
@@ -601,9 +602,21 @@ def predict_scored(model, source, out_path, chunk_rows, keep=None) -> tuple[int,
         writer.write(P)
         rows += P.shape[0]
 
-    with committed(writer), model.backend.use():  # (a table source has rows: an empty one is refused as made)
+    with rows_written_said(lambda: rows), committed(writer), model.backend.use():  # (an empty table is refused as made)
         logs = model._evaluated_source(source, chunk_rows, each=write)
     return rows, logs
+
+
+@contextlib.contextmanager
+def rows_written_said(rows):
+    """A DataError out of the block (a refusal of the input's rows) given ``rows_written``, ``rows()``: the rows of
+    predictions written before it, which an output written in place (a named pipe) or onto a stream keeps; gpunn
+    predict says so (none: none written). A refusal before the output is opened has no ``rows_written``."""
+    try:
+        yield
+    except DataError as exc:
+        exc.rows_written = rows()
+        raise
 
 
 def output_writer(out_path, n_columns, dtype, names=None, keep=None):
