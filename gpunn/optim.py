@@ -73,7 +73,8 @@ def _parameters_words(value) -> str:
 
 class Optimizer:
     """What every optimizer takes: ``lr``, the learning rate (None: the class's ``default_lr``, 1e-3 for
-    Adam and AdamW, 1e-2 for the SGD family; a schedule and ReduceLROnPlateau scale it per epoch), and
+    Adam and AdamW, 1e-2 for the SGD family; a schedule and ReduceLROnPlateau scale it per epoch, or per step
+    with a warm-up or onecycle, whose peak it is), and
     ``weight_decay`` (>= 0, default 0; AdamW's 0.01), applied to every parameter, biases included.
 
     Gradient clipping, one at a time (None: off), of the loss's gradient before the step (before weight decay is
@@ -544,11 +545,10 @@ class Schedule:
         where its total_steps is 0. Without a warm-up, a per-epoch schedule's is ``factor(epoch, epochs)``, the
         same float."""
         if self.name == "onecycle":
-            return self._onecycle(step, self.steps_of(total_steps))
+            return self._onecycle(step, self.total_steps or total_steps)
         factor = self.factor(epoch, epochs)
-        if self.warmup_steps and step < self.warmup_steps:
-            return factor * ((step + 1) / self.warmup_steps)
-        return factor
+        warmup = self.warmup_steps
+        return factor * ((step + 1) / warmup) if step < warmup else factor
 
     def steps_of(self, run_steps: int) -> int:
         """onecycle's length for a run of ``run_steps`` optimizer steps: its total_steps, else the run's."""
@@ -569,16 +569,15 @@ class Schedule:
         if step >= total:
             raise ValueError(f"optimizer step {step + 1} is past the onecycle schedule's total_steps, {total}")
         initial = 1.0 / self.div_factor
-        phases = ((float(self.pct_start * total) - 1, initial, 1.0),
-                  (total - 1, 1.0, initial / self.final_div_factor))
-        start_step = 0
-        for k, (end_step, start, end) in enumerate(phases):
-            if step <= end_step or k == len(phases) - 1:
-                pct = (step - start_step) / (end_step - start_step) if end_step != start_step else 1.0
-                if self.anneal == "cos":
-                    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
-                return (end - start) * pct + start
-            start_step = end_step
+        peak = float(self.pct_start * total) - 1  # (PyTorch's phase ends: this step, then total - 1)
+        if step <= peak:
+            start_step, end_step, start, end = 0, peak, initial, 1.0
+        else:
+            start_step, end_step, start, end = peak, total - 1, 1.0, initial / self.final_div_factor
+        pct = (step - start_step) / (end_step - start_step) if end_step != start_step else 1.0
+        if self.anneal == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
 
 
 def make_schedule(schedule="constant", **kwargs) -> Schedule:

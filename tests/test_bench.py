@@ -1290,7 +1290,7 @@ def test_the_measurement_scripts_readme_names_answer_help_with_their_usage(scrip
 
 @pytest.mark.parametrize("script, argv", [("dist_bench.py", ["t:4:8:1:8", "4", "3"]), ("regression_probe.py", ["small"]),
                                           ("first_epoch.py", ["1"]), ("cpu_speed.py", ["1"]),
-                                          ("mlp_clip.py", ["1"])])
+                                          ("mlp_clip.py", ["1"]), ("schedule_steps.py", ["1"])])
 def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_start(script, argv):
     """As gpunn's commands and its python -m gpunn.bench.* tools: one line in the script's name and status 2 before
     it measures, where it failed with a traceback as its first fit read the variable. bench/ensemble_products.py
@@ -1328,6 +1328,8 @@ def test_the_measurement_scripts_on_gpunn_refuse_a_bad_gpunn_variable_as_they_st
     ("wide_first_layer.py", ["small", "3", "4"], "takes [CONFIG] [ROUNDS], got 3 arguments"),
     ("mlp_clip.py", ["0"], "ROUNDS must be a whole number, 1 or more, got '0'"),
     ("mlp_clip.py", ["3", "4"], "takes [ROUNDS], got 2 arguments"),
+    ("schedule_steps.py", ["0"], "ROUNDS must be a whole number, 1 or more, got '0'"),
+    ("schedule_steps.py", ["3", "4"], "takes [ROUNDS], got 2 arguments"),
     ("cpu_speed.py", ["0"], "SECONDS must be a whole number, 1 or more, got '0'"),
     ("cpu_speed.py", ["3", "4"], "takes [SECONDS], got 2 arguments"),
     ("stream_setup.py", ["1e9", "0.5"], "ROWS must be a whole number of rows, 1 or more (1e12 or 1000000000000), "

@@ -436,3 +436,102 @@ def test_reduce_lr_on_plateau_bounds_the_next_epochs_first_step_by_min_lr():
     assert unscaled[14] * 0.1 < 0.01 < unscaled[14] and unscaled[13] < unscaled[14]  # (bounded by the next step's)
     for epoch in (2, 3):
         assert opt.given[7 * epoch] == pytest.approx(0.01, rel=1e-12)
+
+
+# ---- on the GPU's code paths: tests/fakecupy (any machine), a GPU (marked gpu) -------------------------------------
+class DeviceRates(Callback):
+    """Each step's rate as the device holds it for the step just taken, beside trainer.lr: one model's graph state
+    (GraphTrainer.state[1]), an Ensemble's table's LR column (its device copy, which the member kernels read)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_batch_end(self, trainer, batch):
+        graph = trainer.model.graph_trainer
+        if hasattr(trainer.optimizer, "rates"):
+            held = trainer.model.backend.to_host(trainer.optimizer.rates.device_copy)[:, 0].tolist()
+        else:
+            held = float(trainer.model.backend.to_host(graph.state)[1])
+        self.seen.append((held, trainer.lr.tolist() if hasattr(trainer.lr, "tolist") else trainer.lr))
+
+
+def graph_runs(make, fit):
+    """(the eager run's params and history, the captured run's, and the device's rate at each captured step)."""
+    runs, rates = [], DeviceRates()
+    for graph in (False, None):
+        model = make(graph)
+        h = model.fit(**fit, callbacks=[rates] if graph is None else [])
+        runs.append((model.backend.to_host(model.params), h))
+    assert model.graph_trainer.captured, model.graph_trainer.reason
+    return runs, rates.seen
+
+
+def check_graph_rates(device, dtype, exact):
+    X, Y = gpunn.datasets.make("teacher", n_samples=300, n_features=6, n_outputs=2, seed=0, device=device,
+                               dtype=dtype)
+    fit = dict(X=X, Y=Y, epochs=3, batch_size=64, optimizer="adam", lr=0.01, seed=2, verbose=False,
+               schedule=Schedule("onecycle", pct_start=0.4))
+    runs, seen = graph_runs(lambda graph: gpunn.MLP([6, 32, 2], device=device, seed=0, graph=graph, dtype=dtype),
+                            fit)
+    want = expected_rates(fit["schedule"], 0.01, 3, 5)
+    assert [held for held, _ in seen] == [lr for _, lr in seen] == want  # written every step, in float64
+    (eager, h_eager), (graphed, h_graph) = runs
+    if exact:
+        numpy.testing.assert_array_equal(graphed, eager)
+    else:
+        numpy.testing.assert_allclose(graphed, eager, rtol=1e-4, atol=1e-6)
+    assert h_graph["lr"] == h_eager["lr"] == [want[4], want[9], want[14]]
+
+    lrs = [0.01, 0.003]
+    fit = dict(fit, lr=lrs, schedule=Schedule("cosine", warmup_steps=8))
+    runs, seen = graph_runs(lambda graph: gpunn.Ensemble([6, 16, 2], 2, device=device, seed=0, graph=graph,
+                                                         dtype=dtype), fit)
+    want = [[lr * f for lr in lrs] for f in expected_rates(fit["schedule"], 1.0, 3, 5)]
+    assert [held for held, _ in seen] == want
+    assert [lr for _, lr in seen] == want
+    (eager, _), (graphed, _) = runs
+    if exact:
+        numpy.testing.assert_array_equal(graphed, eager)
+    else:
+        numpy.testing.assert_allclose(graphed, eager, rtol=1e-4, atol=1e-6)
+
+
+def test_the_captured_cuda_graph_replays_each_steps_rate_on_the_stand_in(fake_cupy):
+    """One model's captured step reads its rate from state[1] (GraphTrainer._set_lr), an Ensemble's from its members'
+    table (EnsembleGraphTrainer._set_lr: set_rates, then the table's copy to the device): both rewritten before each
+    replay where the rate changes, every step here. The stand-in's capture replays the recorded launches: the
+    captured run is the eager run bit for bit."""
+    check_graph_rates("cuda", "float64", exact=True)
+
+
+@pytest.mark.gpu
+def test_the_captured_cuda_graph_replays_each_steps_rate(gpu):
+    """As above on a GPU (or GPUNN_FAKE_CUPY=1 -m gpu): the graph's products are cuBLAS calls on its own handle, so
+    the captured run agrees with the eager one to float32 rounding; the rates are the same floats."""
+    check_graph_rates("cuda", "float32", exact=False)
+
+
+def test_data_parallel_ranks_take_the_global_steps_rates(monkeypatch, fake_cupy):
+    """Two ranks as threads (tests/thread_ranks.py), each a piece of a global batch of 16: a run's steps are its
+    global batches, so the warm-up and the onecycle take the one process's rates at batch 16 and train its weights
+    (to summation order)."""
+    from thread_ranks import run_ranks
+
+    X, Y = data(96)
+    for schedule in (Schedule("onecycle"), Schedule("step", step_size=1, gamma=0.5, warmup_steps=5)):
+        def fit(rank):
+            opt = RecordingSGD(lr=0.05, momentum=0.9)
+            model = gpunn.MLP([4, 8, 1], dtype="float64", device=f"cuda:{rank}", seed=1)
+            model.fit(X, Y, epochs=3, batch_size=8, optimizer=opt, distributed=True, verbose=False, seed=2,
+                      schedule=schedule)
+            return model.backend.to_host(model.params), opt.given
+
+        ref = gpunn.MLP([4, 8, 1], dtype="float64", device="cuda:0", seed=1, graph=False)  # (its steps: opt.step)
+        opt = RecordingSGD(lr=0.05, momentum=0.9)
+        ref.fit(X, Y, epochs=3, batch_size=16, optimizer=opt, verbose=False, seed=2, schedule=schedule)
+        assert opt.given == expected_rates(schedule, 0.05, 3, 6)
+        outcomes, aborted = run_ranks(monkeypatch, 2, fit, timeout=20.0)
+        assert aborted == [] and all(exc is None for _, exc in outcomes), outcomes
+        for (params, given), _ in outcomes:
+            assert given == opt.given
+            numpy.testing.assert_allclose(params, ref.backend.to_host(ref.params), rtol=1e-10, atol=1e-12)

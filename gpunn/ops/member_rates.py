@@ -23,7 +23,9 @@ class MemberRates:
         if self.host.ndim != 2 or self.host.shape[1] != HYPER_FIELDS:  # (the kernels read HYPER_FIELDS a member)
             raise ValueError(f"a member settings table is (members, {HYPER_FIELDS}), got shape {self.host.shape}")
         self._device, self._stale = None, False
-        self.version = 0  # counts changes, for caches of values derived from the table
+        # counts changes of the columns that caches derive values from: all but LR, which every step reads from the
+        # table as it is (a per-step schedule rewrites it each step: rebuilding the caches then doubled a tiny-x4 step)
+        self.version = 0
 
     def column(self, field):
         return self.host[:, field]
@@ -42,10 +44,11 @@ class MemberRates:
         return self._active
 
     def update(self, field, values):
-        """Change one column (e.g. the epoch's learning rates); the device copy follows on next use."""
+        """Change one column (e.g. the step's learning rates); the device copy follows on next use."""
         self.host[:, field] = values
         self._stale = True
-        self.version += 1
+        if field != LR:
+            self.version += 1
 
     @property
     def device_copy(self):

@@ -194,6 +194,14 @@ class Trainer:
         rates) x ReduceLROnPlateau's scale."""
         return self.scheduled_lr(epoch, batch) * self.lr_scale
 
+    def step_rates(self, epoch):
+        """``batch -> lr_at(epoch, batch)``, the same floats, with what it reads but ReduceLROnPlateau's scale read once:
+        a per-step schedule's rate each step (run_epoch)."""
+        schedule, epochs, lr, state = self.schedule, self.epochs, self.optimizer.lr, self.state
+        per_epoch = self.settings.batches_per_epoch
+        first, total = epoch * per_epoch, epochs * per_epoch
+        return lambda batch: lr * schedule.rate_factor(epoch, epochs, first + batch, total) * state.lr_scale
+
     def scheduled_lr(self, epoch, batch=0):
         """:meth:`lr_at` before ReduceLROnPlateau's scale."""
         per_epoch = self.settings.batches_per_epoch
@@ -250,7 +258,7 @@ class Trainer:
         """One epoch's logs; None when interrupt() stopped it part-way (``state`` says where)."""
         trainable, optimizer, hook = self.model, self.optimizer, self.hook
         xp, source, batch_size = trainable.xp, self.source, self.settings.batch_size
-        per_step = self.schedule.per_step  # a rate per step (a warm-up, onecycle); else one per epoch
+        rate = self.step_rates(epoch) if self.schedule.per_step else None  # a warm-up, onecycle; else once an epoch
         lr = self.lr = self.lr_at(epoch, first_batch)
         total = None
         batch_callbacks = [cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
@@ -261,8 +269,8 @@ class Trainer:
         t0 = time.perf_counter()
         batch = first_batch - 1
         for batch, (Xb, Yb) in enumerate(source.batches(epoch, batch_size, first_batch), first_batch):
-            if per_step:
-                lr = self.lr = self.lr_at(epoch, batch)
+            if rate is not None:
+                lr = self.lr = rate(batch)
             if graph is not None:  # forward, backward and optimizer: one replayed CUDA graph
                 sum_sq = graph.step(Xb, Yb, lr)
             elif fused_update is not None:  # forward, backward and the optimizer's step in one call
