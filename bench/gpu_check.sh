@@ -36,9 +36,10 @@
 #   hooks      optional checks that run only where their feature has landed: bench/gpu_checks/NAME.py
 #              for NAME in precision (issues 10-11: the measured member-vs-MLP errors, batched GemmEx
 #              calls eager and captured, R², alignment), ensemble (issue 11), streams (issue 12), nccl
-#              (issue 13, one rank), clip (gradient clipping, session 49: a clipped step's time over the unclipped
-#              one's, paired by round, for the medium MLP and a small-x256 Ensemble, the default CUDA graph, float32;
-#              expected ~10 s; it exits 1 where a clip broke the capture). Contract:
+#              (issue 13, one rank), clip (gradient clipping, session 49, and a per-step schedule, session 50: a
+#              clipped step's time, and a onecycle step's, over the plain one's, paired by round, for the medium
+#              MLP and a small-x256 Ensemble, the default CUDA graph, float32; expected ~10-15 s; it exits 1 where a
+#              clip or the per-step rate broke the capture). Contract:
 #              `python bench/gpu_checks/NAME.py --device DEV --out DIR --max-seconds S`, exit 0 = pass;
 #              no file = "not landed", not a failure. GPUNN_CHECK_<NAME>_SECONDS raises one hook's cap,
 #              e.g. GPUNN_CHECK_STREAMS_SECONDS=240 (with GPUNN_CHECK_BUDGET=600) lets the streams hook

@@ -61,11 +61,13 @@ def test_the_precision_hook_answers_each_question_on_the_cupy_path(gpu, tmp_path
 
 
 def _clip_hook(monkeypatch):
-    """bench/gpu_checks/clip.py with tiny nets (one MLP, 3 clips; an Ensemble of 3, 2), 3 steps an epoch, 3 rounds."""
+    """bench/gpu_checks/clip.py with tiny nets (one MLP: 3 clips and onecycle; an Ensemble of 3: 2 and onecycle), 3
+    steps an epoch, 3 rounds."""
     hook = _load("bench/gpu_checks/clip.py", "clip_hook")
     monkeypatch.setattr(hook, "ROUNDS", 3)
-    monkeypatch.setattr(hook, "nets", lambda gpu: [("t", [4, 6, 1], 1, 8, 3, ("unclipped", "clip_norm", "clip_value")),
-                                                   ("t-x3", [4, 6, 1], 3, 8, 3, ("unclipped", "clip_norm"))])
+    monkeypatch.setattr(hook, "nets", lambda gpu: [
+        ("t", [4, 6, 1], 1, 8, 3, ("unclipped", "clip_norm", "clip_value", "onecycle")),
+        ("t-x3", [4, 6, 1], 3, 8, 3, ("unclipped", "clip_norm", "onecycle"))])
     return hook
 
 
@@ -78,19 +80,22 @@ def test_the_clip_hook_times_each_clip_against_the_unclipped_step_paired_by_roun
     report = json.loads((tmp_path / "clip.json").read_text())
     assert report["finished"] and not report["errors"] and report["device"].startswith("cpu")
     nets = report["nets"]
-    assert set(nets["t"]["ratio"]) == {"clip_norm", "clip_value"} and set(nets["t-x3"]["ratio"]) == {"clip_norm"}
+    assert set(nets["t"]["ratio"]) == {"clip_norm", "clip_value", "onecycle"}
+    assert set(nets["t-x3"]["ratio"]) == {"clip_norm", "onecycle"}
     for net in nets.values():
         us = net["us_per_step"]
         assert all(len(times) == 3 and min(times) > 0 for times in us.values()), us
         for clip, ratio in net["ratio"].items():
             assert ratio == pytest.approx(statistics.median(c / u for c, u in zip(us[clip], us["unclipped"])))
     out = capsys.readouterr().out
-    assert out.count("(paired by round over 3 rounds: ") == 3 and out.rstrip().endswith("clip check: PASS"), out
+    assert out.count("(paired by round over 3 rounds: ") == 5 and out.rstrip().endswith("clip check: PASS"), out
+    assert out.count("schedule onecycle ") == 2, out
 
 
 @pytest.mark.gpu
 def test_the_clip_hooks_every_case_is_its_captured_graph_on_the_cupy_path(gpu, tmp_path, monkeypatch):
-    """On CUDA (the stand-in, and the GPU's tests stage) every case's step, clipped or not, replays its CUDA graph."""
+    """On CUDA (the stand-in, and the GPU's tests stage) every case's step, clipped, scheduled per step or neither,
+    replays its CUDA graph."""
     hook = _clip_hook(monkeypatch)
     assert hook.main(["--device", "cuda", "--out", str(tmp_path), "--max-seconds", "600"]) == 0
     nets = json.loads((tmp_path / "clip.json").read_text())["nets"]
@@ -116,7 +121,7 @@ def test_the_clip_hook_fails_where_a_clip_breaks_the_capture(gpu, tmp_path, monk
     nets = json.loads((tmp_path / "clip.json").read_text())["nets"]
     assert nets["t"]["step"]["clip_norm"].startswith("eager: ") and nets["t"]["step"]["unclipped"] == "CUDA graph"
     out = capsys.readouterr().out
-    assert "NOT CAPTURED with the clip: clip_norm\n" in out and out.rstrip().endswith("clip check: FAIL"), out
+    assert "NOT CAPTURED with: clip_norm\n" in out and out.rstrip().endswith("clip check: FAIL"), out
 
 
 # ---- bench/gpu_report.py ----------------------------------------------------------------------------------
