@@ -283,13 +283,14 @@ class CsvSource(ChunkedSource):
         from ..csvtext import csv_header_end
 
         size = self._stamp[0]
-        starts, rows, weights = [], [], []
+        starts, rows, weights, before = [], [], [], 0  # (before: the rows of the chunks so far, a running total)
         with self._opened() as fh:  # from past the header row
             for position, end in row_ranges(fh, csv_header_end(fh, size, self.delimiter), size, self.block_size):
-                table = self._parse(position, end, sum(rows))
+                table = self._parse(position, end, before)
                 if table.num_rows:
                     starts.append(position)
                     rows.append(table.num_rows)
+                    before += table.num_rows
                     if self.weight_name is not None:
                         w = numpy.empty((table.num_rows, 1))
                         copy_columns(table, [self.weight_name], w)
