@@ -1,6 +1,7 @@
 """An ensemble's per-member optimizer settings: :class:`MemberRates`, a (K, HYPER_FIELDS) float64 table (learning rate
 for the epoch, weight decay, momentum, beta1, beta2, active, gradient clipping by norm and by value: 0 for none) kept
-on the host for the CPU and copied once per epoch to the device for the kernels (kernels/ensemble.cuh), and
+on the host for the CPU and copied to the device for the kernels (kernels/ensemble.cuh) after each change (the
+learning rates: once an epoch, or every step with a per-step schedule; gpunn.ops.pinned_writes), and
 :class:`BetaPowers`, Adam's bias corrections per member as the single model forms them. Read by the member-axis ops
 (gpunn.ops.ensemble, gpunn.ops.ensemble_cuda) and filled by gpunn.training.ensemble's EnsembleOptimizer.
 """
@@ -22,7 +23,7 @@ class MemberRates:
         self.host = numpy.array(table, dtype=numpy.float64)
         if self.host.ndim != 2 or self.host.shape[1] != HYPER_FIELDS:  # (the kernels read HYPER_FIELDS a member)
             raise ValueError(f"a member settings table is (members, {HYPER_FIELDS}), got shape {self.host.shape}")
-        self._device, self._stale = None, False
+        self._device, self._stale, self._writes = None, False, None
         # counts changes of the columns that caches derive values from: all but LR, which every step reads from the
         # table as it is (a per-step schedule rewrites it each step: rebuilding the caches then doubled a tiny-x4 step)
         self.version = 0
@@ -57,14 +58,19 @@ class MemberRates:
 
     @property
     def device(self):
-        """The table on the device (one small copy after each change: at most once per epoch), always at
-        the same address once made (a captured CUDA graph reads it there)."""
+        """The table on the device (one small asynchronous copy on the current stream after each change: once an
+        epoch, or every step with a per-step schedule), always at the same address once made (a captured CUDA graph
+        reads it there)."""
         if self.xp is numpy:
             return self.host
         if self._device is None:
             self._device = self.xp.asarray(self.host)
         elif self._stale:
-            self._device.set(self.host)
+            if self._writes is None:
+                from .pinned_writes import PinnedWrites
+
+                self._writes = PinnedWrites(self._device)
+            self._writes.write(self.host)
         self._stale = False
         return self._device
 

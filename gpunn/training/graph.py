@@ -160,6 +160,7 @@ class GraphTrainer:
         self.state = xp.zeros(4, numpy.float64)
         self.state[0] = self._host_steps = optimizer.steps
         self._lr = None
+        self._lr_writes = None  # on a GPU: gpunn.ops.pinned_writes into state[1]
         self._steps = {}  # rows (or a (K, rows, n) batch's shape) -> _Step
         self._warned = None  # the reason a GraphWarning gave last: each reason is said once
         self.reason = blocked or self._why_not_capture()
@@ -278,8 +279,16 @@ class GraphTrainer:
                 step.graph = None
 
     def _set_lr(self, lr):
+        """The step's rate into state[1] where it changed (once an epoch, or every step with a per-step schedule)."""
         if lr != self._lr:
-            self.state[1] = lr
+            if self.model.xp is numpy:
+                self.state[1] = lr
+            else:  # an asynchronous copy from pinned memory: CuPy's setitem launched a fill kernel (16 us a step)
+                if self._lr_writes is None:
+                    from ..ops.pinned_writes import PinnedWrites
+
+                    self._lr_writes = PinnedWrites(self.state[1:2])
+                self._lr_writes.write(lr)
             self._lr = lr
 
     def _on_stream(self, step, X, Y):
