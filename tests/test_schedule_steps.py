@@ -417,7 +417,14 @@ def test_an_iterable_of_batches_knows_its_steps_and_trains_a_onecycle():
     assert opt.given == expected_rates(Schedule("onecycle"), 0.05, 3, 7)
     with pytest.raises(gpunn.data.DataError, match="the iterable gave 200 rows in epoch 1; rows=150 was expected"):
         gpunn.MLP([4, 8, 1], device="cpu", seed=0).fit(gpunn.data.iterable(pieces, rows=150), epochs=3,
-                                                       batch_size=32, schedule="onecycle", verbose=False)
+                                                       batch_size=32, verbose=False)  # (a rate once an epoch)
+    # a per-step schedule's step past the rows said (the next epoch's step, or past onecycle's last: "optimizer step 6
+    # is past the onecycle schedule's total_steps, 5" in a run of 1 epoch) is refused as the source's, when it comes
+    for epochs in (1, 3):
+        with pytest.raises(gpunn.data.DataError, match=r"^the source gave more than its 150 rows \(5 batches of 32\) "
+                                                       r"in epoch 1, which a per-step schedule counts its steps by"):
+            gpunn.MLP([4, 8, 1], device="cpu", seed=0).fit(gpunn.data.iterable(pieces, rows=150), epochs=epochs,
+                                                           batch_size=32, schedule="onecycle", verbose=False)
 
 
 def test_reduce_lr_on_plateau_bounds_the_next_epochs_first_step_by_min_lr():

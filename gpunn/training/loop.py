@@ -200,7 +200,23 @@ class Trainer:
         schedule, epochs, lr, state = self.schedule, self.epochs, self.optimizer.lr, self.state
         per_epoch = self.settings.batches_per_epoch
         first, total = epoch * per_epoch, epochs * per_epoch
-        return lambda batch: lr * schedule.rate_factor(epoch, epochs, first + batch, total) * state.lr_scale
+
+        def rate(batch):
+            if batch >= per_epoch:  # (the step would be the next epoch's, or past a onecycle's last)
+                self._past_the_epoch(epoch, per_epoch)
+            return lr * schedule.rate_factor(epoch, epochs, first + batch, total) * state.lr_scale
+        return rate
+
+    def _past_the_epoch(self, epoch, per_epoch):
+        """Refuse a batch past the epoch's ``per_epoch``: a source that gave more rows than it said (an iterable told
+        ``rows=`` too few), which the source refuses at the epoch's end, where a per-step schedule needs its step
+        now."""
+        from ..data.errors import DataError
+
+        rows = self.settings.train_rows
+        raise DataError(f"the source gave more than its {rows:,} rows ({per_epoch} batches of "
+                        f"{self.settings.batch_size * self.settings.ranks}) in epoch {epoch + 1}, which a per-step "
+                        "schedule counts its steps by: give the source its rows (gpunn.data.iterable(..., rows=N))")
 
     def scheduled_lr(self, epoch, batch=0):
         """:meth:`lr_at` before ReduceLROnPlateau's scale."""
