@@ -542,3 +542,18 @@ def test_data_parallel_ranks_take_the_global_steps_rates(monkeypatch, fake_cupy)
         for (params, given), _ in outcomes:
             assert given == opt.given
             numpy.testing.assert_allclose(params, ref.backend.to_host(ref.params), rtol=1e-10, atol=1e-12)
+
+
+def test_a_pinned_slot_is_written_again_only_after_its_last_copy_is_done(fake_cupy, monkeypatch):
+    """gpunn.ops.pinned_writes: each write is an asynchronous copy from its own slot of pinned memory; a slot is
+    reused (here a ring of 2, so every third write) after the host waited for its last copy's event, which the
+    stand-in's stream-order check (tests/fakecupy/ordering.py: pinned bytes written while a copy from them may be in
+    flight) requires: without the wait this test fails there."""
+    from gpunn.ops.pinned_writes import PinnedWrites
+
+    monkeypatch.setattr(PinnedWrites, "SLOTS", 2)
+    target = fake_cupy.zeros(3)
+    writes = PinnedWrites(target[1:2])
+    for value in (0.5, 0.25, 0.125, 2.0, 3.0):  # (no read between them: a read would wait for the stream)
+        writes.write(value)
+    assert fake_cupy.asnumpy(target).tolist() == [0.0, 3.0, 0.0]
