@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gpunn.activations import ACTIVATIONS
+from stand_in import is_stand_in
 from torch_formulas import torch_adam, torch_sgd
 
 try:
@@ -174,7 +175,8 @@ def test_loss_gradient_and_squared_error(ops, dtype, rows, cols):
 def test_weighted_loss_gradient_reads_y_and_its_weights_column(ops, dtype, rows, cols):
     """Training's Y carries each row's weight as its last column (gpunn.sample_weights), so the targets and the
     weights are views of it, whose rows are cols + 1 apart: weighted_mse_grad reads them so. Some weights are 0.
-    Unit weights give the unweighted kernel's bits (the same products, the same sums: on a GPU, the same FMAs)."""
+    Unit weights give the unweighted kernel's dA bit for bit, and its sum's terms (the same products: on a GPU, the
+    same FMAs)."""
     rng = _rng("weighted mse", rows, cols)
     A0 = rng.standard_normal((rows, cols)).astype(dtype)
     w = rng.uniform(0.0, 3.0, rows)
@@ -191,7 +193,13 @@ def test_weighted_loss_gradient_reads_y_and_its_weights_column(ops, dtype, rows,
     ops.loss_gradient(A, Y[:, :cols], dA1, sums[0], weights=Y[:, cols])
     ops.loss_gradient(A, cupy.ascontiguousarray(Y[:, :cols]), dA0, sums[1])
     np.testing.assert_array_equal(cupy.asnumpy(dA1), cupy.asnumpy(dA0))
-    assert float(sums[0]) == float(sums[1])
+    # the same terms, summed in double per block; a GPU adds the blocks' sums by atomicAdd in the order they finish,
+    # so two launches of several blocks agree to the last bits only (the H200, session 50: 6096.156619228275 against
+    # 6096.1566192282735); the stand-in adds them in order, bit for bit
+    if is_stand_in(cupy):
+        assert float(sums[0]) == float(sums[1])
+    else:
+        assert float(sums[0]) == pytest.approx(float(sums[1]), rel=1e-13, abs=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
