@@ -3,7 +3,7 @@ and how to predict with it (read on the CPU: it runs nothing)."""
 from __future__ import annotations
 
 from ..hints import shell_word
-from ..optim import CLIP_OPTIONS
+from ..optim import CLIP_OPTIONS, SCHEDULE_FIELDS
 from ..training.sources import resume_call
 from .common import counted
 
@@ -108,8 +108,25 @@ def _trained(ckpt) -> str:
               if source.get("weight") else "sample_weight")
         rows = f"{rows[:-1]}, weighted by {by})" if rows else f" (weighted by {by})"
     clipping = "".join(f", {key} {_value(config[key])}" for key in CLIP_OPTIONS if config.get(key) is not None)
-    return (f"{where}{stopped}; {config.get('name', '?')}{'' if lr is None else f' lr {_value(lr)}'}{clipping}, "
-            f"batch {settings.batch_size}{data}{rows}")
+    return (f"{where}{stopped}; {config.get('name', '?')}{'' if lr is None else f' lr {_value(lr)}'}{clipping}"
+            f"{_schedule(settings)}, batch {settings.batch_size}{data}{rows}")
+
+
+RUNS_OWN = {"total_epochs": "epochs", "total_steps": "steps"}  # a schedule's fields whose 0 is the run's count
+
+
+def _schedule(settings) -> str:
+    """", schedule onecycle (pct_start 0.3, ..., total_steps 40 (the run's))": the run's schedule and the options it
+    reads, a warm-up where it has one (a count of 0 that means the run's shown as the run's count); "" for a
+    constant rate without a warm-up, the line as it was before the schedule was shown."""
+    schedule = settings.schedule
+    runs = {"epochs": settings.epochs, "steps": settings.epochs * settings.batches_per_epoch}
+    options = [f"{field} {runs[RUNS_OWN[field]]} (the run's)" if field in RUNS_OWN and not value else
+               f"{field} {_value(value)}" for field in SCHEDULE_FIELDS[schedule.name]
+               if (value := getattr(schedule, field)) or field != "warmup_steps"]
+    if schedule.name == "constant" and not options:
+        return ""
+    return f", schedule {schedule.name}" + (f" ({', '.join(options)})" if options else "")
 
 
 def _settings(config) -> dict:

@@ -99,7 +99,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "sweep's at P x --batch-size), each rank reads its shard of --data, and rank 0 "
                                    "alone prints and writes.")
     s.add_argument("--lr", type=_number_list(float, _positive), default=None,
-                   help=f"learning rates, comma-separated, e.g. 1e-4,3e-4,1e-3,3e-3 (default: {LR_DEFAULT})")
+                   help=f"learning rates, comma-separated, e.g. 1e-4,3e-4,1e-3,3e-3 (default: {LR_DEFAULT}); with --schedule "
+                        "onecycle each is its member's peak, OneCycleLR's max_lr")
     s.add_argument("--weight-decay", type=_number_list(float, _non_negative), default=None,
                    help="weight decays, comma-separated (default: the optimizer's, as gpunn train's: 0.01 for adamw, "
                         "0 for the others)")
@@ -200,7 +201,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return s
 
 
-_ONE_VALUE = ("momentum", "gamma", "step_size", "min_factor", "patience", "min_delta", "batch_size", "epochs", "seed")
+_ONE_VALUE = ("momentum", "gamma", "step_size", "min_factor", "warmup_steps", "pct_start", "div_factor", "final_div_factor",
+              "total_steps", "patience", "min_delta", "batch_size", "epochs", "seed")
 
 
 def _one_value(parse, flag):
@@ -791,8 +793,8 @@ def _refuse_best_over_a_run(path) -> None:
 
 
 def run(args) -> int:
-    with contextlib.ExitStack() as opened:  # the source of --data (or a stream) closed at the end, on an error too
-        return _run(args, opened)
+    with contextlib.ExitStack() as opened, lr_schedule.said_in_options():  # (the source of --data, or a stream,
+        return _run(args, opened)  # closed at the end, on an error too)
 
 
 def _run(args, opened) -> int:

@@ -98,7 +98,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="rows per step; per rank under mpiexec (default: %(default)s)")
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), type=folding(OPTIMIZERS, "optimizer"), default=d["optimizer"],
                    help="optimizer, in any letter case (default: %(default)s)")
-    t.add_argument("--lr", type=positive(float), default=d["lr"], help=f"learning rate (default: {LR_DEFAULT})")
+    t.add_argument("--lr", type=positive(float), default=d["lr"], help=f"learning rate (default: {LR_DEFAULT}); the schedule scales it, and --schedule onecycle rises to it: "
+                        "its peak, OneCycleLR's max_lr")
     lr_schedule.add_arguments(t)
     t.add_argument("--weight-decay", type=non_negative(float), default=None, help="weight decay: L2 for sgd, momentum, nesterov and adam, decoupled for adamw "
                    "(default: 0; adamw: 0.01, as in PyTorch)")
@@ -606,8 +607,8 @@ def _kept_words(args, save_path, trained) -> str:
 
 
 def run(args) -> int:
-    with contextlib.ExitStack() as opened:  # the source of --data (or a stream) closed at the end, on an error too
-        return _run(args, opened)
+    with contextlib.ExitStack() as opened, lr_schedule.said_in_options():  # (the source of --data, or a stream,
+        return _run(args, opened)  # closed at the end, on an error too)
 
 
 def _run(args, opened) -> int:
