@@ -1,4 +1,5 @@
 """gpunn train --data/--target/--stream/--standardize and gpunn predict on .npy, .parquet and .csv files."""
+import contextlib
 import json
 import os
 import re
@@ -1355,6 +1356,26 @@ def test_predict_refused_by_a_later_piece_of_in_leaves_no_out_and_says_so_or_wha
         assert 0 < len(written.out.splitlines()) - 1 < 900  # (a header row, then the rows of the pieces before)
 
 
+def waiting_in_open(thread, ceiling=20.0):
+    """Once ``thread`` waits in its open of a named pipe for the other end (the kernel's wait_for_partner, as /proc's
+    wchan says it). Skips where /proc does not say."""
+    import time
+
+    wchan, deadline, seen = f"/proc/self/task/{thread.native_id}/wchan", time.monotonic() + ceiling, set()
+    while time.monotonic() < deadline:
+        try:
+            with open(wchan) as fh:
+                seen.add(fh.read().strip())
+        except OSError:
+            pytest.skip("no /proc: cannot tell a pipe's reader or writer is waiting")
+        if "wait_for_partner" in seen:
+            return
+        time.sleep(0.005)  # (polled, with a ceiling: not a timed assertion)
+    if seen == {"0"}:  # (0 while a thread runs, and for every thread where the kernel hides where they wait)
+        pytest.skip("/proc does not say where a thread waits: cannot tell a pipe's reader or writer is waiting")
+    raise AssertionError(f"the thread did not wait in its open of the pipe ({sorted(seen)})")
+
+
 class _PipeReader:
     """A reader of the named pipe ``path`` on a thread of its own, as a shell's ``cat path`` is: ``bytes`` once the
     writer closes it. The pipe is held under a second name (in ``held``, a folder) too, so that a reader left waiting
@@ -1373,24 +1394,11 @@ class _PipeReader:
         with open(path, "rb") as fh:
             self.bytes = fh.read()
 
-    def waiting(self, ceiling=20.0):
-        """Once the reader waits in its open for a writer (the kernel's wait_for_partner, as /proc's wchan says it),
-        as ``cat path`` started first does: a command run next meets a reader. Skips where /proc does not say."""
-        import time
-
-        wchan, deadline, seen = f"/proc/self/task/{self.thread.native_id}/wchan", time.monotonic() + ceiling, set()
-        while time.monotonic() < deadline:
-            try:
-                with open(wchan) as fh:
-                    seen.add(fh.read().strip())
-            except OSError:
-                pytest.skip("no /proc: cannot tell the pipe's reader is waiting")
-            if "wait_for_partner" in seen:
-                return self
-            time.sleep(0.005)  # (polled, with a ceiling: not a timed assertion)
-        if seen == {"0"}:  # (0 while a thread runs, and for every thread where the kernel hides where they wait)
-            pytest.skip("/proc does not say where a thread waits: cannot tell the pipe's reader is waiting")
-        raise AssertionError(f"the pipe's reader did not wait in its open ({sorted(seen)})")
+    def waiting(self):
+        """Once the reader waits in its open for a writer, as ``cat path`` started first does: a command run next
+        meets a reader."""
+        waiting_in_open(self.thread)
+        return self
 
     def join(self, let_go=True):
         """The bytes read (none where the command never opened the pipe); ``let_go=False``: the reader is not let go
@@ -1506,6 +1514,57 @@ def test_predict_refused_before_it_writes_a_named_pipe_gives_its_reader_end_of_f
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "bad.csv"), "-"]) == 2
     written = capsys.readouterr()
     assert written.out == '"y"\n' and written.err.endswith("; no prediction was written to standard output\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+@pytest.mark.parametrize("IN", ["p.csv", "p.npy"])
+def test_predict_refuses_an_in_that_is_a_named_pipe_saying_to_give_it_as_in_dash_and_lets_its_writer_go(tmp_path,
+                                                                                                     capsys, IN):
+    """gpunn predict reads IN more than once (a CSV file's kind and header, then its rows), and a named pipe gives its
+    bytes once: with a writer (cat x.csv > p.csv), the run waited for ever for a second one, or was refused in words
+    of what the first read left ("IN p.npy is a damaged .npy file", "IN p.csv: no such file"). Refused before any
+    read, saying to give it as IN -; the writer waiting in its open is let go (its write fails: broken pipe)."""
+    import threading
+
+    X = numpy.column_stack([numpy.arange(100) % 7 + 0.5, numpy.arange(100) % 3])
+    numpy.savetxt(tmp_path / "x.csv", X, delimiter=",", header="a,b", comments="", fmt="%g")
+    numpy.save(tmp_path / "x.npy", X)
+    gpunn.save(tmp_path / "m.npz", gpunn.MLP([2, 4, 1], seed=0, device="cpu"))
+    pipe, sent = tmp_path / IN, (tmp_path / f"x{IN[1:]}").read_bytes()
+    os.mkfifo(pipe)
+    os.link(pipe, tmp_path / "held")  # (the command's read let go through it where it waits for a second writer)
+    outcome = []
+
+    def write():
+        try:
+            with open(pipe, "wb") as fh:
+                fh.write(sent)
+            outcome.append("written")
+        except BrokenPipeError:
+            outcome.append("broken pipe")
+
+    def let_go():  # after a 30 s ceiling, a command waiting in its open for a second writer is let go, each time
+        if not done.wait(30):
+            while not done.wait(0.05):
+                with contextlib.suppress(OSError):
+                    os.close(os.open(tmp_path / "held", os.O_WRONLY | os.O_NONBLOCK))
+
+    writer, done = threading.Thread(target=write, daemon=True), threading.Event()
+    writer.start()
+    waiting_in_open(writer)
+    watchdog = threading.Thread(target=let_go, daemon=True)
+    watchdog.start()
+    try:
+        status = main(["predict", str(tmp_path / "m.npz"), str(pipe), str(tmp_path / "o.csv")])
+    finally:
+        done.set()
+    writer.join(30)
+    assert (status, outcome) == (2, ["broken pipe"])
+    assert capsys.readouterr().err == (
+        f"gpunn predict: error: IN {pipe} is a named pipe, whose bytes can be read once, and gpunn predict reads IN "
+        "more than once: give it as IN -, standard input, which is read once into a temporary file (gpunn predict "
+        f"MODEL - OUT < {pipe})\n")
+    assert not os.path.exists(tmp_path / "o.csv")
 
 
 def test_predict_says_how_many_more_missing_values_the_rows_read_with_the_first_hold_as_training_does(tmp_path,

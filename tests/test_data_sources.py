@@ -974,6 +974,18 @@ def test_a_missing_file_is_refused_naming_it(tmp_path, kind):
     assert str(missing) in str(info.value)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_a_csv_source_on_a_named_pipe_says_it_is_one_and_to_save_the_rows_to_a_file(tmp_path):
+    """A CSV source reads its file at each chunk's byte offset, every epoch; a named pipe, whose bytes can be read
+    once, was refused as "p.csv: no such file", though it was there. Said as it is, without opening it."""
+    pytest.importorskip("pyarrow")
+    os.mkfifo(tmp_path / "p.csv")
+    with pytest.raises(DataError) as info:
+        data.csv(tmp_path / "p.csv", target="y")
+    assert str(info.value) == (f"{tmp_path}/p.csv is a named pipe, whose bytes can be read once, and a CSV source "
+                               "reads its file at each chunk's place, every epoch: save the rows to a file and give that")
+
+
 def open_descriptors(paths):
     """This process's file descriptors open on any of ``paths`` (Linux's /proc/self/fd), as 'path (fd N)'."""
     if not os.path.isdir("/proc/self/fd"):

@@ -107,6 +107,7 @@ def _check_input_name(path) -> None:
     if not os.path.exists(path):  # (a name mistyped is missing, not "unknown file type" or "an .npz/zip archive";
         # an .npy or .csv one, for a model without column names, said "[Errno 2] No such file or directory: 'x.npy'")
         raise preflight.PreflightError(f"IN {shell_word(path)} does not exist")
+    _refuse_a_pipe_in(path)
     if os.path.isdir(path) or path.lower().endswith(SUFFIXES):
         return
     suffix = os.path.splitext(path)[1].lower()
@@ -118,6 +119,28 @@ def _check_input_name(path) -> None:
     raise preflight.PreflightError(f"IN {shell_word(path)}: unknown file type; the name must end in {', '.join(SUFFIXES[:-1])} "
                                    f"or {SUFFIXES[-1]}, as it says how the file is read (or be a directory of "
                                    f"Parquet files){tab_separated_hint(path, TSV_PREDICTED)}")
+
+
+def _refuse_a_pipe_in(path) -> None:
+    """IN a named pipe (or a socket, a device): gpunn predict reads IN more than once (a CSV file's kind and header,
+    then its rows), and a pipe gives its bytes once: the run waited for ever for a second writer, or said what the
+    first read left ("IN p.csv: no such file", "a damaged .npy file"). Refused before any read, saying to pipe it
+    into IN -, read once into a file. A writer waiting in its open for a reader (cat x.csv > p.csv &) is let go, as
+    a reader that exits lets it go (its writes then fail, broken pipe), not left waiting for ever."""
+    import stat
+
+    from .. import preflight
+
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    if stat.S_ISFIFO(mode):
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    raise preflight.PreflightError(f"IN {shell_word(path)} is {preflight.in_place_kind(path)}, whose bytes can be read "
+                                   "once, and gpunn predict reads IN more than once: give it as IN -, standard input, "
+                                   f"which is read once into a temporary file (gpunn predict MODEL - OUT < "
+                                   f"{shell_word(path)})")
 
 
 def _check_model_first(args) -> None:

@@ -24,6 +24,18 @@ from .table_columns import (MissingColumns, NoTarget, copy_columns, listed_colum
                             weight_column)
 
 
+def _no_file(path) -> str:
+    """The refusal of a CSV source's ``path`` that is no file: missing, or a named pipe (a socket, a device), whose
+    bytes can be read once: a source reads its file at each chunk's byte offset, every epoch (it said "no such file"
+    of a pipe that was there, and its writer waited for ever)."""
+    from ..preflight import in_place_kind
+
+    if not os.path.exists(path) or os.path.isdir(path):
+        return f"{path}: no such file"
+    return (f"{path} is {in_place_kind(path)}, whose bytes can be read once, and a CSV source reads its file at each "
+            "chunk's place, every epoch: save the rows to a file and give that")
+
+
 def csv_column_types(schema, names) -> dict:
     """The types pyarrow's CSV reader parses the picked columns ``names`` as, the same in every block: float64, or
     bool for a column ``schema`` (the first block's) gives as one (csvtext.read_as: true/false, which float64
@@ -221,7 +233,7 @@ class CsvSource(ChunkedSource):
         pyarrow_module("csv")  # without pyarrow: MissingExtra, before the file is looked at
         self.path = file_name(path, "table", "a CSV file")
         if not os.path.isfile(self.path):
-            raise DataError(f"{self.path}: no such file")
+            raise DataError(_no_file(self.path))
         from ..csvtext import csv_first_text, delimiter_hint, first_value_is_text, numbers_header_hint
 
         check_csv_kind(self.path)
