@@ -320,9 +320,10 @@ def test_a_fit_on_another_thread_runs_an_eager_step_there_before_it_captures():
     _agree(m, ref, h, h_ref, 1e-4)
 
 
-def _capturing_while(device, go, thread, ended):
-    """Hold a capture open on this thread's capture stream while ``thread`` goes on (``go``) and ends; what
-    end_capture raised (CUDA invalidated the capture for what the thread did) goes to ``ended``."""
+def _capturing_while(device, go, thread, ended, done=None):
+    """Hold a capture open on this thread's capture stream while ``thread`` goes on (``go``) and ends (or, given
+    ``done``, until it sets that event: its exit then comes after the capture); what end_capture raised (CUDA
+    invalidated the capture for what the thread did) goes to ``ended``."""
     from gpunn.training.graph import capture_resources
 
     stream = capture_resources(device)[0]
@@ -335,7 +336,7 @@ def _capturing_while(device, go, thread, ended):
         stream.begin_capture(mode=cupy.cuda.runtime.streamCaptureModeRelaxed)
         try:
             go.set()
-            thread.join()
+            done.wait() if done is not None else thread.join()
         finally:
             try:
                 stream.end_capture()
@@ -422,6 +423,7 @@ def test_a_fit_continued_where_no_capture_stream_can_be_made_runs_eagerly_off_th
         opt = gpunn.optim.Adam(lr=1e-3)  # one optimizer: the second fit takes up the first's trainer
         m.fit(X, Y, epochs=1, batch_size=128, optimizer=opt, verbose=False)
         errors, said, histories, go = [], [], [], threading.Event()
+        done, release = threading.Event(), threading.Event()
 
         def continue_there():
             try:
@@ -432,16 +434,28 @@ def test_a_fit_continued_where_no_capture_stream_can_be_made_runs_eagerly_off_th
                 said.extend(str(w.message) for w in caught if issubclass(w.category, GraphWarning))
             except Exception as exc:  # noqa: BLE001 - reported by the assertion below
                 errors.append(exc)
+            finally:
+                # alive until the capture has ended: the eager form's products made CuPy's cuBLAS handle on this
+                # thread, which CuPy destroys as the thread exits, and cublasDestroy synchronizes the device,
+                # invalidating any capture (the H200, session 50: the capture was found invalidated only after
+                # the thread's last call, its fit's work issued off the capture stream as the test means)
+                done.set()
+                release.wait(600)
 
         if not moved:
             go.set()
+            release.set()  # (nothing to wait for on this thread)
             continue_there()
             return m, histories[-1], errors, said, []
         monkeypatch.setattr(graph_mod, "capture_resources", none_on_other_threads)
         thread = threading.Thread(target=continue_there, daemon=True)  # daemon: as the continued-fit test's
         thread.start()
         ended = []
-        _capturing_while(m.backend.device, go, thread, ended)  # the first thread captures while the other trains
+        try:  # the first thread captures while the other trains
+            _capturing_while(m.backend.device, go, thread, ended, done)
+        finally:
+            release.set()
+            thread.join()
         return m, histories[-1] if histories else None, errors, said, ended
 
     m, h, errors, said, ended = run(True, True)
