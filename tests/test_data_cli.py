@@ -1517,20 +1517,23 @@ def test_predict_refused_before_it_writes_a_named_pipe_gives_its_reader_end_of_f
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
-@pytest.mark.parametrize("IN", ["p.csv", "p.npy"])
+@pytest.mark.parametrize("IN, named", [("p.csv", "IN"), ("p.npy", "IN"), ("y.npy", "--targets"),
+                                       ("w.npy", "--weights")])
 def test_predict_refuses_an_in_that_is_a_named_pipe_saying_to_give_it_as_in_dash_and_lets_its_writer_go(tmp_path,
-                                                                                                     capsys, IN):
+                                                                                                     capsys, IN, named):
     """gpunn predict reads IN more than once (a CSV file's kind and header, then its rows), and a named pipe gives its
     bytes once: with a writer (cat x.csv > p.csv), the run waited for ever for a second one, or was refused in words
     of what the first read left ("IN p.npy is a damaged .npy file", "IN p.csv: no such file"). Refused before any
-    read, saying to give it as IN -; the writer waiting in its open is let go (its write fails: broken pipe)."""
+    read, saying to give it as IN -; the writer waiting in its open is let go (its write fails: broken pipe). So are
+    --score's --targets and --weights files (the run waited for ever), saying to save them to a file."""
     import threading
 
     X = numpy.column_stack([numpy.arange(100) % 7 + 0.5, numpy.arange(100) % 3])
     numpy.savetxt(tmp_path / "x.csv", X, delimiter=",", header="a,b", comments="", fmt="%g")
     numpy.save(tmp_path / "x.npy", X)
+    numpy.save(tmp_path / "y.npy.rows", X[:, :1])
     gpunn.save(tmp_path / "m.npz", gpunn.MLP([2, 4, 1], seed=0, device="cpu"))
-    pipe, sent = tmp_path / IN, (tmp_path / f"x{IN[1:]}").read_bytes()
+    pipe, sent = tmp_path / IN, (tmp_path / ("y.npy.rows.npy" if named != "IN" else f"x{IN[1:]}")).read_bytes()
     os.mkfifo(pipe)
     os.link(pipe, tmp_path / "held")  # (the command's read let go through it where it waits for a second writer)
     outcome = []
@@ -1549,21 +1552,24 @@ def test_predict_refuses_an_in_that_is_a_named_pipe_saying_to_give_it_as_in_dash
                 with contextlib.suppress(OSError):
                     os.close(os.open(tmp_path / "held", os.O_WRONLY | os.O_NONBLOCK))
 
+    scored = {"--targets": ["--targets", str(pipe)], "--weights": ["--targets", str(tmp_path / "y.npy.rows.npy"),
+                                                                  "--weights", str(pipe)]}
+    IN_and_options = [str(pipe)] if named == "IN" else [str(tmp_path / "x.npy"), "--score", *scored[named]]
     writer, done = threading.Thread(target=write, daemon=True), threading.Event()
     writer.start()
     waiting_in_open(writer)
     watchdog = threading.Thread(target=let_go, daemon=True)
     watchdog.start()
     try:
-        status = main(["predict", str(tmp_path / "m.npz"), str(pipe), str(tmp_path / "o.csv")])
+        status = main(["predict", str(tmp_path / "m.npz"), *IN_and_options, str(tmp_path / "o.csv")])
     finally:
         done.set()
     writer.join(30)
     assert (status, outcome) == (2, ["broken pipe"])
-    assert capsys.readouterr().err == (
-        f"gpunn predict: error: IN {pipe} is a named pipe, whose bytes can be read once, and gpunn predict reads IN "
-        "more than once: give it as IN -, standard input, which is read once into a temporary file (gpunn predict "
-        f"MODEL - OUT < {pipe})\n")
+    remedy = ("save it to a file and give that" if named != "IN" else "give it as IN -, standard input, which is read "
+              f"once into a temporary file (gpunn predict MODEL - OUT < {pipe})")
+    assert capsys.readouterr().err == (f"gpunn predict: error: {named} {pipe} is a named pipe, whose bytes can be read "
+                                       f"once, and gpunn predict reads {named} more than once: {remedy}\n")
     assert not os.path.exists(tmp_path / "o.csv")
 
 

@@ -121,26 +121,31 @@ def _check_input_name(path) -> None:
                                    f"Parquet files){tab_separated_hint(path, TSV_PREDICTED)}")
 
 
-def _refuse_a_pipe_in(path) -> None:
-    """IN a named pipe (or a socket, a device): gpunn predict reads IN more than once (a CSV file's kind and header,
-    then its rows), and a pipe gives its bytes once: the run waited for ever for a second writer, or said what the
-    first read left ("IN p.csv: no such file", "a damaged .npy file"). Refused before any read, saying to pipe it
-    into IN -, read once into a file. A writer waiting in its open for a reader (cat x.csv > p.csv &) is let go, as
-    a reader that exits lets it go (its writes then fail, broken pipe), not left waiting for ever."""
+def _refuse_a_pipe_in(path, named="IN", remedy=None) -> None:
+    """IN (or --score's ``named`` file) a named pipe, a socket or a device: gpunn predict reads IN more than once (a
+    CSV file's kind and header, then its rows; an .npy file's header, then its rows), and a pipe gives its bytes once:
+    the run waited for ever for a second writer, or said what the first read left ("IN p.csv: no such file", "a
+    damaged .npy file"). Refused before any read, saying to pipe IN into IN -, read once into a file (``remedy``, for
+    another file). A writer waiting in its open for a reader (cat x.csv > p.csv &) is let go, as a reader that exits
+    lets it go (its writes then fail, broken pipe), not left waiting for ever. A path not there is left to the
+    reader's refusal."""
     import stat
 
     from .. import preflight
 
-    mode = os.stat(path).st_mode
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return
     if stat.S_ISFIFO(mode):
         with contextlib.suppress(OSError):
             os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
-    raise preflight.PreflightError(f"IN {shell_word(path)} is {preflight.in_place_kind(path)}, whose bytes can be read "
-                                   "once, and gpunn predict reads IN more than once: give it as IN -, standard input, "
-                                   f"which is read once into a temporary file (gpunn predict MODEL - OUT < "
-                                   f"{shell_word(path)})")
+    remedy = remedy or ("give it as IN -, standard input, which is read once into a temporary file (gpunn predict "
+                        f"MODEL - OUT < {shell_word(path)})")
+    raise preflight.PreflightError(f"{named} {shell_word(path)} is {preflight.in_place_kind(path)}, whose bytes can be "
+                                   f"read once, and gpunn predict reads {named} more than once: {remedy}")
 
 
 def _check_model_first(args) -> None:
@@ -268,6 +273,9 @@ def _run(args) -> int:
         if value and not args.score:
             raise ValueError(f"{option} {shell_word(value)} is read by --score alone; add --score (predictions "
                              f"{'are not weighted' if option == '--weights' else 'need IN alone'})")
+    for option, value in (("--targets", args.targets), ("--weights", args.weights)):
+        if value:
+            _refuse_a_pipe_in(value, option, "save it to a file and give that")
     targets = _score_targets(args, model) if args.score else None  # refused before OUT is written
     if not (args.overwrite or to_stdout):
         _check_not_inputs(args, model, features)
