@@ -1486,7 +1486,8 @@ def test_predict_refused_before_it_writes_a_named_pipe_gives_its_reader_end_of_f
         tmp_path, capsys):
     """A refusal before OUT, a named pipe, was opened (an option, IN's width read whole) left the pipe's reader (cat
     OUT, waiting in its open for a writer) waiting for ever: the pipe is now opened without blocking and closed, so
-    its reader sees end of file (with no reader, nothing to do: the command ends at once). A refusal of IN before any
+    its reader sees end of file (with no reader, nothing to do: the command ends at once), a --json pipe's too. A
+    refusal of IN before any
     row was predicted said the pipe "holds only the rows predicted before it" (none): it says none was written, of
     standard output too."""
     X = numpy.column_stack([numpy.arange(100) % 7 + 0.5, numpy.arange(100) % 3, numpy.arange(100) % 5])
@@ -1514,6 +1515,11 @@ def test_predict_refused_before_it_writes_a_named_pipe_gives_its_reader_end_of_f
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "bad.csv"), "-"]) == 2
     written = capsys.readouterr()
     assert written.out == '"y"\n' and written.err.endswith("; no prediction was written to standard output\n")
+    os.mkfifo(tmp_path / "j.json")  # --json a named pipe, refused before it is written: its reader let go too
+    reader = _PipeReader(tmp_path / "j.json", tmp_path / "held-json").waiting()
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "t.csv"), str(tmp_path / "o.csv"), "--weight", "y",
+                 "--json", str(tmp_path / "j.json")]) == 2
+    assert reader.join(let_go=False) == b"" and not os.path.exists(tmp_path / "o.csv")
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
@@ -1541,7 +1547,7 @@ def test_predict_refuses_an_in_that_is_a_named_pipe_saying_to_give_it_as_in_dash
     def write():
         try:
             with open(pipe, "wb") as fh:
-                fh.write(sent)
+                fh.write(sent + bytes(16 << 20))  # (more than a pipe holds: a write after the reader left fails)
             outcome.append("written")
         except BrokenPipeError:
             outcome.append("broken pipe")

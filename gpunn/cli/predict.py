@@ -179,19 +179,20 @@ def run(args) -> int:
             args.input, args.stdin = path, True
             return _run(args)
     except BaseException:
-        _let_the_pipes_reader_go(args.output)
+        for path in (args.output, args.json):
+            _let_the_pipes_reader_go(path)
         raise
 
 
 def _let_the_pipes_reader_go(path) -> None:
-    """OUT a named pipe, the command refused (or interrupted) before opening it: the pipe's reader (``cat OUT``, waiting
-    in its open for a writer) would wait for ever. The pipe opened for writing without blocking and closed at once
+    """OUT (or --json) a named pipe, the command refused (or interrupted) before opening it: the pipe's reader (``cat
+    OUT``, waiting in its open for a writer) would wait for ever. The pipe opened for writing without blocking and closed at once
     gives it end of file (an open that fails, ENXIO where no reader has it open, leaves nothing to do). Where the
     command had opened and closed it, its reader has had end of file already: this gives it nothing more."""
     import stat
 
     try:
-        if is_stdout(path) or not stat.S_ISFIFO(os.stat(path).st_mode):
+        if not path or is_stdout(path) or not stat.S_ISFIFO(os.stat(path).st_mode):
             return
         os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
     except OSError:
