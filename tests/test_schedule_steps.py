@@ -557,3 +557,21 @@ def test_a_pinned_slot_is_written_again_only_after_its_last_copy_is_done(fake_cu
     for value in (0.5, 0.25, 0.125, 2.0, 3.0):  # (no read between them: a read would wait for the stream)
         writes.write(value)
     assert fake_cupy.asnumpy(target).tolist() == [0.0, 3.0, 0.0]
+
+
+def test_a_dropped_pinned_ring_waits_for_its_copies_before_going_back_to_the_pool(fake_cupy):
+    """Dropped (a CUDA graph's trainer replaced, a members' table let go), the ring goes back to CuPy's pinned memory
+    pool, which hands it to the next empty_pinned at once: only after the host waited for each slot's last copy. The
+    stand-in's stream-order check (a pinned buffer freed while a copy from it may be in flight) fails this test
+    without the finalizer's wait, as it failed test_cublas_errors' fallback, whose trainer it dropped."""
+    import gc
+
+    from gpunn.ops.pinned_writes import PinnedWrites
+
+    target = fake_cupy.zeros(4)
+    writes = PinnedWrites(target[1:3])
+    writes.write([0.5, 0.25])
+    writes.write([2.0, 3.0])
+    del writes
+    gc.collect()
+    assert fake_cupy.asnumpy(target).tolist() == [0.0, 2.0, 3.0, 0.0]

@@ -5,9 +5,14 @@ CuPy's ``a[1] = lr`` launches a fill kernel (16.1 us of host time per call on an
 memory is a synchronous copy (8.1 us for 256 bytes); an asynchronous copy from pinned memory took 5.5-6.8 us there
 (bench/RESULTS.md, session 50). Each write copies from a slot of a ring of pinned buffers on the current stream; a
 slot is written again only after the host has waited for the event recorded after its last copy (SLOTS writes
-earlier, long done in practice): CUDA may read pinned memory until the copy runs.
+earlier, long done in practice): CUDA may read pinned memory until the copy runs. For the same reason the ring goes
+back to CuPy's pinned memory pool, which hands it to the next ``empty_pinned`` at once, only after the host has
+waited for every slot's last copy (a finalizer, when the writes are dropped: a CUDA graph's trainer replaced, a
+members' table let go).
 """
 from __future__ import annotations
+
+import weakref
 
 
 class PinnedWrites:
@@ -26,6 +31,8 @@ class PinnedWrites:
         self._slots = [self._ring[k] for k in range(self.SLOTS)]
         self._events = [None] * self.SLOTS
         self._next = 0
+        # (not at the interpreter's exit: the process's pinned memory goes with it, and CUDA may be gone first)
+        weakref.finalize(self, _release, self._ring, self._events).atexit = False
 
     def write(self, values):
         """``target[...] = values`` on the current stream (values: anything NumPy assigns to the slot)."""
@@ -41,3 +48,11 @@ class PinnedWrites:
         stream = self._cuda.get_current_stream()
         self.target.set(slot, stream=stream)
         event.record(stream)
+
+
+def _release(ring, events):
+    """The ring's last references, let go after every copy from it has run (see the module's docstring)."""
+    for event in events:
+        if event is not None:
+            event.synchronize()
+    del ring
