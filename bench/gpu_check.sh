@@ -50,8 +50,13 @@
 #              (card, driver, versions, the summary, each issue's target with its value: met, not met, or no
 #              verdict where it was not measured or its stage was cut short part-way, saying why)
 #
-# The next GPU session: two calls that answer every owed GPU question of issues 10-13 in 15 minutes (900 s)
-# of device time, counted from the machine's start (2-3 min) to its give-back, the gaps included: at worst
+# Session 50 (2026-12-04, bench/RESULTS.md) measured issue 12's last owed figure, the 10^9-row stream (call 2:
+# 0.98x, met), and ran the tests stage and the clip hook by hand; not call 1's kernels, train, precision, ensemble
+# and nccl stages, whose figures stand from session 23. The next GPU session: call 1 first (the code of 24+ sessions
+# since session 23's run, and two GPU tests changed in session 50 but not re-run there:
+# test_weighted_loss_gradient_reads_y_and_its_weights_column, test_a_fit_continued_where_no_capture_stream_can_be_made...),
+# then call 2 with what is left.
+# The two calls that answer every owed GPU question of issues 10-13 in 15 minutes (900 s) of device time, counted from the machine's start (2-3 min) to its give-back, the gaps included: at worst
 # 180 s start + 480 + ~20 s between the calls + 200 = 880 s (the rest: transfers, give_back). The machine
 # stays warm only 30 s after a call: send the second at once, then give it back. At most 8 files come back
 # from $OUT, hence the tar. A call that outlives its timeout_s (or the device time left, to which the tool
