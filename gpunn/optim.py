@@ -5,6 +5,7 @@ parameters), so each step is one ``ops`` call over the whole model.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from dataclasses import dataclass
@@ -505,6 +506,19 @@ class Schedule:
                        if option != "warmup_steps" or self.warmup_steps)
         return f"Schedule(name={self.name!r}{read})"
 
+    def record(self) -> dict:
+        """The fields a checkpoint records (``dataclasses.asdict``'s), less the per-step ones at their defaults that
+        the schedule does not use: a warm-up of 0, and onecycle's options but in a onecycle schedule. A schedule
+        without a per-step rate is then recorded as gpunn recorded it before per-step schedules, and an older gpunn
+        reads the file (it checked for exactly its fields), as an optimizer's config leaves out clip_norm where it is
+        unset; :meth:`recorded` reads the missing fields as their defaults."""
+        fields = dataclasses.asdict(self)
+        for option in PER_STEP_FIELDS:
+            if (option not in SCHEDULE_FIELDS[self.name] or option == "warmup_steps") \
+                    and fields[option] == _DEFAULTS[option]:
+                del fields[option]
+        return fields
+
     @classmethod
     def recorded(cls, fields: dict) -> Schedule:
         """The Schedule a checkpoint records as ``fields`` (``dataclasses.asdict``'s), with the options its schedule
@@ -578,6 +592,9 @@ class Schedule:
         if self.anneal == "cos":
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Schedule)}
 
 
 def make_schedule(schedule="constant", **kwargs) -> Schedule:

@@ -82,6 +82,24 @@ def test_a_warm_up_reaches_the_run_and_is_recorded_beside_the_schedules_options(
     assert saved["warmup-steps"] == 4 and not {"pct-start", "div-factor", "anneal", "total-steps"} & set(saved)
 
 
+@pytest.mark.parametrize("schedule", [[], ["--schedule", "cosine", "--warmup-steps", "0"]], ids=["constant", "cosine"])
+def test_a_run_without_a_per_step_rate_records_no_per_step_option_as_before_them(tmp_path, schedule):
+    """A run without a warm-up or onecycle records its options, schedule and PATH.toml as gpunn did before them (an
+    older gpunn refused an option it did not know, 'unknown option warmup-steps', and a schedule with more fields,
+    'invalid schedule'); it resumes with --warmup-steps 0 taken, another count refused naming 0."""
+    from gpunn import config as cfgmod
+
+    path = tmp_path / "run.npz"
+    assert run("train", *TINY, *schedule, "--epochs", "1", "--save", str(path))[0] == 0
+    meta = gpunn.checkpoint.read_meta(path)
+    assert not set(NEW) & set(run_options(meta)) and not set(NEW) & set(meta["training"]["settings"]["schedule"])
+    assert not {name.replace("_", "-") for name in NEW} & set(cfgmod.read_toml(str(path) + ".toml"))
+    status, _, err = run("train", "--resume", str(path), "--epochs", "2", "--warmup-steps", "2")
+    assert status == 2 and "--warmup-steps 2 would change the run, which has --warmup-steps 0" in err, err
+    assert run("train", "--resume", str(path), "--epochs", "2", "--warmup-steps", "0")[0] == 0
+    assert not set(NEW) & set(run_options(gpunn.checkpoint.read_meta(path)))
+
+
 def test_a_sweeps_members_take_onecycle_each_at_its_own_peak(tmp_path):
     """gpunn sweep --lr is each member's peak; the ensemble's checkpoint records the schedule and the options."""
     from gpunn.cli import resume
@@ -93,7 +111,7 @@ def test_a_sweeps_members_take_onecycle_each_at_its_own_peak(tmp_path):
     ckpt = gpunn.load_checkpoint(saved / "ensemble-0.npz")
     assert ckpt.settings.schedule == gpunn.Schedule("onecycle", total_steps=8)
     options = resume.saved_options(gpunn.checkpoint.read_meta(saved / "ensemble-0.npz"))
-    assert (options["total_steps"], options["pct_start"], options["warmup_steps"]) == (8, 0.3, None)
+    assert (options["total_steps"], options["pct_start"]) == (8, 0.3) and "warmup_steps" not in options
     expected = [one_cycle(step, 8, lr) for step in (PER_EPOCH - 1, 2 * PER_EPOCH - 1) for lr in (1e-2, 2e-2)]
     assert numpy.ravel(ckpt.training["history"]["lr"]).tolist() == pytest.approx(expected, rel=1e-12)
 
@@ -217,7 +235,7 @@ def as_saved_before_per_step_schedules(path):
     def before_them(meta):
         options = run_options(meta)
         for newer in NEW:
-            del options[newer]
+            options.pop(newer, None)
         for newer in NEW:
             meta["training"]["settings"]["schedule"].pop(newer, None)
 
@@ -228,7 +246,7 @@ def as_saved_before_per_step_schedules(path):
 def test_a_run_saved_before_warm_ups_resumes_as_it_ran_without_one(tmp_path):
     """A step run from before --warmup-steps records no warmup_steps, in its options or its schedule: resumed alone
     it goes on bit for bit without a warm-up; --warmup-steps 0 passes, another count is refused naming 0, and the
-    resumed PATH.toml records warmup-steps 0 and no option of onecycle."""
+    resumed PATH.toml records neither a warm-up nor an option of onecycle (as a file from before them)."""
     from gpunn import config as cfgmod
 
     old, straight = tmp_path / "old.npz", tmp_path / "straight.npz"
@@ -244,7 +262,7 @@ def test_a_run_saved_before_warm_ups_resumes_as_it_ran_without_one(tmp_path):
     numpy.testing.assert_array_equal(resumed.model.params, gpunn.load_checkpoint(straight, device="cpu").model.params)
     assert resumed.training["history"]["lr"] == pytest.approx([1e-2, 5e-3, 2.5e-3], rel=1e-12)
     saved = cfgmod.read_toml(str(old) + ".toml")
-    assert saved["warmup-steps"] == 0 and not {"pct-start", "div-factor", "anneal", "total-steps"} & set(saved)
+    assert not {"warmup-steps", "pct-start", "div-factor", "anneal", "total-steps"} & set(saved)
 
 
 def test_a_sweep_saved_before_warm_ups_resumes_its_ensembles_not_started_without_one(tmp_path):
@@ -259,7 +277,7 @@ def test_a_sweep_saved_before_warm_ups_resumes_its_ensembles_not_started_without
     status, _, err = run("sweep", "--resume", str(saved), "--quiet")
     assert status == 0, err
     assert gpunn.load_checkpoint(saved / "ensemble-1.npz").settings.schedule == gpunn.Schedule("cosine")
-    assert run_options(gpunn.checkpoint.read_meta(saved / "ensemble-1.npz"))["warmup_steps"] == 0
+    assert "warmup_steps" not in run_options(gpunn.checkpoint.read_meta(saved / "ensemble-1.npz"))
 
 
 @pytest.mark.parametrize("options, shown", [  # the options the schedule reads, in its fields' order

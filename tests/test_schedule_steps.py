@@ -212,6 +212,29 @@ def test_per_step_options_go_through_repr_copies_and_a_checkpoints_record():
     assert Schedule.recorded(old) == Schedule("step", step_size=3, gamma=0.5)
 
 
+BEFORE_PER_STEP = {"name", "step_size", "gamma", "total_epochs", "min_factor"}  # the fields gpunn 0.1.0 checked for
+
+
+@pytest.mark.parametrize("schedule, recorded", [
+    (Schedule("constant"), BEFORE_PER_STEP), (Schedule("step", step_size=2, gamma=0.5), BEFORE_PER_STEP),
+    (Schedule("exponential", gamma=0.9), BEFORE_PER_STEP), (Schedule("cosine", warmup_steps=0), BEFORE_PER_STEP),
+    (Schedule("cosine", warmup_steps=5), BEFORE_PER_STEP | {"warmup_steps"}),
+    (Schedule("onecycle", total_steps=40), BEFORE_PER_STEP | set(gpunn.optim.ONECYCLE_FIELDS))], ids=repr)
+def test_a_checkpoint_records_a_per_step_field_only_where_the_run_uses_it(tmp_path, schedule, recorded):
+    """A run without a per-step rate records its schedule as gpunn did before per-step schedules, exactly the five
+    fields an older gpunn checked for (it refused a file with more: "invalid schedule"), as an optimizer's config
+    leaves clip_norm out where it is unset; a warm-up records warmup_steps, onecycle its options (not a warm-up of
+    0); each loads as the schedule it ran."""
+    from gpunn import checkpoint as gio
+
+    X, Y = data()
+    path = tmp_path / "run.npz"
+    gpunn.MLP([4, 8, 1], seed=0).fit(X, Y, epochs=2, batch_size=20, lr=0.01, optimizer="sgd", schedule=schedule,
+                                     callbacks=[gpunn.ModelCheckpoint(str(path))], verbose=False)
+    assert set(gio.read_meta(path)["training"]["settings"]["schedule"]) == recorded
+    assert gpunn.load_checkpoint(path, device="cpu").settings.schedule == schedule
+
+
 # ---- the training loop ----------------------------------------------------------------------------------------------
 class Rates(Callback):
     """Each step's rate, as the loop gave it (trainer.lr after the step), by (epoch, batch)."""

@@ -9,7 +9,7 @@ import dataclasses
 import re
 
 from ..hints import folding
-from ..optim import ANNEALS, SCHEDULE_FIELDS, SCHEDULES, Schedule, make_schedule
+from ..optim import ANNEALS, PER_STEP_FIELDS, SCHEDULE_FIELDS, SCHEDULES, Schedule, make_schedule
 from .common import bounded, non_negative, positive
 
 # the Schedule fields the command line sets, by their dests
@@ -114,6 +114,15 @@ def schedule_of(args) -> Schedule:
     for dest in read:
         setattr(args, dest, getattr(schedule, dest))
     return schedule
+
+
+def as_recorded(options: dict) -> dict:
+    """``options`` (dest -> value) as a checkpoint's options and PATH.toml record them: without the per-step ones a run
+    does not use, None (onecycle's options of another schedule) or a warm-up of 0, as gpunn.Schedule.record leaves
+    them out of its schedule, so that an older gpunn, which refuses an option it does not know, reads them; a resume
+    takes the missing ones from the schedule (recorded_options)."""
+    return {dest: value for dest, value in options.items()
+            if dest not in PER_STEP_FIELDS or (value if dest == "warmup_steps" else value is not None)}
 
 
 def recorded_options(schedule: dict) -> dict:

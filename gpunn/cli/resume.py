@@ -65,7 +65,7 @@ class RunOptions(Callback):
 def record(args, parser, backend) -> RunOptions:
     from .. import config as cfgmod
 
-    options = {k: v for k, v in cfgmod.resolved(args, parser).items() if k not in RUN_LOCAL}
+    options = {k: v for k, v in lr_schedule.as_recorded(cfgmod.resolved(args, parser)).items() if k not in RUN_LOCAL}
     for name in MOVABLE:  # absolute, so that --resume finds the files from any directory
         if options.get(name):
             options[name] = os.path.abspath(options[name])

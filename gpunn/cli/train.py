@@ -549,7 +549,7 @@ def _save_config(args, save_path) -> None:
     from . import resume
 
     idle = idle_options(args, resumed_too=True)
-    resolved = {k: v for k, v in cfgmod.resolved(args, standalone_parser()).items()
+    resolved = {k: v for k, v in lr_schedule.as_recorded(cfgmod.resolved(args, standalone_parser())).items()
                 if k not in resume.RUN_LOCAL and k not in idle}
     resolved["save"] = save_path
     for name in resume.MOVABLE:  # absolute, as the checkpoint records them: --config works from anywhere

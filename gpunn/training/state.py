@@ -7,7 +7,6 @@ are not the file format.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from ..checks import got, real
@@ -45,9 +44,9 @@ class FitSettings:
             object.__setattr__(self, "validation_fraction", fraction)
 
     def to_dict(self) -> dict:
-        """JSON-able: the schedule as its fields."""
+        """JSON-able: the schedule as its fields (Schedule.record: those of a per-step schedule where it has one)."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "train_rows": self.train_rows,
-                "seed": self.seed, "shuffle": self.shuffle, "schedule": dataclasses.asdict(self.schedule),
+                "seed": self.seed, "shuffle": self.shuffle, "schedule": self.schedule.record(),
                 "validation": self.validation, "validation_fraction": self.validation_fraction, "ranks": self.ranks}
 
     @classmethod
