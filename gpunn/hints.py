@@ -83,6 +83,11 @@ COMMAND_OPTIONS_ABSENT = {
     # --targets?", the .npy IN's file of targets)
     **{name: {"predict": "--score reads a table IN's targets by the names the model was trained on; an .npy IN's "
                          "are a file, --score --targets Y.npy"} for name in ("target", "target-column")},
+    # PyTorch's OneCycleLR(max_lr=..., anneal_strategy=...) (unrecognized, without a word)
+    "max-lr": {command: "did you mean --lr? it is --schedule onecycle's peak, OneCycleLR's max_lr"
+               for command in ("train", "sweep")},
+    "anneal-strategy": {command: "did you mean --anneal? it is PyTorch's anneal_strategy, cos or linear"
+                        for command in ("train", "sweep")},
 }
 # and a sweep's config file's key, in its words
 ONE_ARCHITECTURE_KEYS = ("a sweep's members share one architecture: hidden = [32, 64] is one net of two layers, every "
@@ -122,11 +127,22 @@ OTHER_LIBRARIES = {
 # "'{name}' is {words}"
 _WARM_UP = ("gpunn's warmup_steps, a linear warm-up from lr / N to lr over the run's first N optimizer steps, of any "
             "schedule but onecycle: gpunn.Schedule(\"constant\", warmup_steps=N), or \"cosine\" and so on")
+# Keras's CosineDecay and Hugging Face's schedules with a warm-up (their functions' and SchedulerType's names) decay
+# per step where gpunn's cosine does per epoch
+_LINEAR_DECAY = ("not in gpunn, whose schedules do not decay linearly to 0: a warm-up is warmup_steps, "
+                 "gpunn.Schedule(\"cosine\", warmup_steps=N) a cosine decay after it (per epoch), and 'onecycle' with "
+                 "anneal='linear' rises and falls linearly per step")
+_COSINE_WITH_WARM_UP = ("gpunn's 'cosine' with its warmup_steps: gpunn.Schedule(\"cosine\", warmup_steps=N), a linear "
+                        "warm-up over the first N steps, then a cosine decay to min_factor x lr over the run's epochs, "
+                        "once an epoch (not per step)")
 OTHER_LIBRARY_WORDS = {
     "schedule": {
         "linearlr": _WARM_UP, "warmup": _WARM_UP, "linearwarmup": _WARM_UP,
         "onecyclelr": "gpunn's 'onecycle', with lr its peak (max_lr); momentum and Adam's beta1 are not cycled "
                       "(PyTorch's cycle_momentum=False)",
+        **dict.fromkeys(("cosinedecay", "get_cosine_schedule_with_warmup", "cosine_with_warmup"), _COSINE_WITH_WARM_UP),
+        "constant_with_warmup": _WARM_UP, "get_constant_schedule_with_warmup": _WARM_UP,
+        **dict.fromkeys(("linear", "get_linear_schedule_with_warmup"), _LINEAR_DECAY),
     },
 }
 
@@ -383,6 +399,11 @@ OTHER_KEYWORDS = {
 _ETA_MIN = ("PyTorch's eta_min is a rate; gpunn's cosine floor is min_factor, a fraction of lr: "
             "gpunn.Schedule('cosine', min_factor=eta_min / lr)")
 OTHER_KEYWORDS["fit"]["eta_min"] = _ETA_MIN
+# PyTorch's OneCycleLR(max_lr=..., anneal_strategy=...) given to fit
+OTHER_KEYWORDS["fit"].update({
+    "max_lr": "did you mean lr? it is onecycle's peak, OneCycleLR's max_lr: fit(X, Y, lr=max_lr, schedule='onecycle')",
+    "anneal_strategy": ("PyTorch's anneal_strategy is onecycle's anneal, 'cos' or 'linear': "
+                        "fit(X, Y, schedule=gpunn.Schedule('onecycle', anneal='linear'))")})
 # Keras's and PyTorch's gradient clipping, given to fit or to an optimizer: gpunn's optimizers clip (clip_norm,
 # clip_value). Keras's clipnorm clips each variable's gradient by its own norm, which gpunn does not: its clip_norm is
 # the global norm
@@ -449,7 +470,32 @@ OTHER_OPTIMIZER_KEYWORDS = {
     **{name: _TORCH_SWITCHES for name in ("AdamW", "SGD", "Momentum", "Nesterov")},
 }
 # and PyTorch's to its lr schedulers, which gpunn's Schedule does not take, {class: {keyword: hint}}
-OTHER_SCHEDULE_KEYWORDS = {"Schedule": {"eta_min": _ETA_MIN}}
+_OUR_WARM_UP = ("a warm-up is warmup_steps=N: from lr / N up to lr over the run's first N optimizer steps, PyTorch's "
+                "LinearLR(start_factor=1/N, end_factor=1, total_iters=N - 1) stepped after every batch")
+_CYCLE_LENGTH = ("onecycle's length is total_steps, 0 (its default) for the run's, epochs x batches per epoch, which "
+                 "OneCycleLR(epochs=..., steps_per_epoch=...) makes it")
+_NOT_CYCLED = ("gpunn's onecycle does not cycle the momentum or Adam's beta1 (OneCycleLR's cycle_momentum=False): the "
+               "optimizer's stays as set")
+OTHER_SCHEDULE_KEYWORDS = {"Schedule": {
+    "eta_min": _ETA_MIN,
+    # PyTorch's OneCycleLR(optimizer, max_lr, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy,
+    # cycle_momentum, base_momentum, max_momentum, div_factor, final_div_factor, three_phase)
+    "anneal_strategy": "did you mean anneal? PyTorch's anneal_strategy is gpunn's anneal, 'cos' or 'linear': "
+                       "gpunn.Schedule('onecycle', anneal='linear')",
+    "max_lr": ("onecycle's peak is the optimizer's lr, OneCycleLR's max_lr: "
+               "fit(X, Y, lr=max_lr, schedule=gpunn.Schedule('onecycle'))"),
+    **dict.fromkeys(("epochs", "steps_per_epoch"), _CYCLE_LENGTH),
+    **dict.fromkeys(("cycle_momentum", "base_momentum", "max_momentum"), _NOT_CYCLED),
+    "three_phase": "gpunn's onecycle has OneCycleLR's two phases (three_phase=False), up to lr and down",
+    # PyTorch's LinearLR(optimizer, start_factor, end_factor, total_iters) (difflib took total_iters for total_steps,
+    # onecycle's length)
+    **dict.fromkeys(("start_factor", "end_factor", "total_iters"), _OUR_WARM_UP),
+    # Keras's CosineDecay(initial_learning_rate, decay_steps, alpha, warmup_target, warmup_steps)
+    "decay_steps": "gpunn's cosine decays once an epoch, over total_epochs (0, its default: the run's epochs)",
+    "alpha": "did you mean min_factor? Keras's CosineDecay alpha, the floor as a fraction of the rate, is gpunn's "
+             "cosine min_factor",
+    "warmup_target": "gpunn's warm-up rises to the optimizer's lr (fit's lr=), from lr / warmup_steps",
+}}
 # fit's options given to a data source's maker (data.npy(x, y, batch_size=256)): the source cuts the batches fit
 # asks for
 SOURCE_MAKERS = ("SyntheticSource", "NpySource", "ParquetSource", "CsvSource", "IterableSource",

@@ -1203,6 +1203,11 @@ def test_a_name_for_the_rows_weights_is_hinted_as_both_options_and_its_value_alo
      "validation_fraction= of a gpunn.data source in Python"),
     (["sweep", "--validation_split", "0.2"], "--validation_split: gpunn sweep holds out 10% of the rows for "
      "validation (a --data file's in whole chunks);"),
+    # PyTorch OneCycleLR's names (were "unrecognized arguments" alone)
+    (["train", "--schedule", "onecycle", "--max-lr", "0.1"], "--max-lr: did you mean --lr? it is --schedule onecycle's "
+     "peak, OneCycleLR's max_lr"),
+    (["sweep", "--anneal-strategy", "linear"], "--anneal-strategy: did you mean --anneal? it is PyTorch's "
+     "anneal_strategy, cos or linear"),
 ])
 def test_a_step_limit_or_a_held_out_share_the_commands_lack_is_told_what_they_do_instead(argv, hint, capsys):
     """A user of 10^10 streamed rows asks for a short run or a smaller held-out share first: --max-steps and

@@ -189,6 +189,13 @@ OTHER_LIBRARIES = [  # (what, name, the hint): other libraries' names, which dif
     ("schedule", "LinearLR", "'linearlr' is gpunn's warmup_steps, a linear warm-up from lr / N to lr over the run's "
                              "first N optimizer steps, of any schedule but onecycle: gpunn.Schedule(\"constant\", "
                              "warmup_steps=N), or \"cosine\" and so on"),
+    ("schedule", "CosineDecay", "'cosinedecay' is gpunn's 'cosine' with its warmup_steps: gpunn.Schedule(\"cosine\", "
+                                "warmup_steps=N), a linear warm-up over the first N steps, then a cosine decay to "
+                                "min_factor x lr over the run's epochs, once an epoch (not per step)"),  # Keras's
+    ("schedule", "get_linear_schedule_with_warmup",  # Hugging Face's: a linear decay to 0, which gpunn has not
+     "'get_linear_schedule_with_warmup' is not in gpunn, whose schedules do not decay linearly to 0: a warm-up is "
+     "warmup_steps, gpunn.Schedule(\"cosine\", warmup_steps=N) a cosine decay after it (per epoch), and 'onecycle' with "
+     "anneal='linear' rises and falls linearly per step"),
     ("schedule", "ExponentialLR", "'exponentiallr' is gpunn's 'exponential'"),  # audit37d h25
     ("schedule", "ConstantLR", "'constantlr' is not supported"),  # a warm-up factor: not gpunn's constant
     ("schedule", "CosineAnnealingWarmRestarts", "'cosineannealingwarmrestarts' is not supported"),  # restarts: not cosine
@@ -257,6 +264,33 @@ def test_pytorchs_module_optimizer_or_scheduler_where_gpunn_takes_a_name_is_told
     for python_or_numpys in (len, numpy.tanh, lambda x: x):  # nor for Python's functions, NumPy's or a lambda
         with pytest.raises(ValueError, match=r"^unknown activation <[^(]*; choose one of"):
             gpunn.MLP([3, 4, 1], activation=python_or_numpys)
+
+
+@pytest.mark.parametrize("key, value, hint", [
+    ("anneal_strategy", "linear", "did you mean anneal? PyTorch's anneal_strategy is gpunn's anneal, 'cos' or 'linear': "
+                                  "gpunn.Schedule('onecycle', anneal='linear')"),
+    ("max_lr", 0.1, "onecycle's peak is the optimizer's lr, OneCycleLR's max_lr: "
+                    "fit(X, Y, lr=max_lr, schedule=gpunn.Schedule('onecycle'))"),
+    ("steps_per_epoch", 10, "onecycle's length is total_steps, 0 (its default) for the run's, epochs x batches per "
+                            "epoch, which OneCycleLR(epochs=..., steps_per_epoch=...) makes it"),
+    ("cycle_momentum", True, "gpunn's onecycle does not cycle the momentum or Adam's beta1"),
+    ("three_phase", True, "gpunn's onecycle has OneCycleLR's two phases (three_phase=False), up to lr and down"),
+    # LinearLR's: total_iters was "did you mean total_steps?", onecycle's length, not a warm-up's
+    ("total_iters", 4, "a warm-up is warmup_steps=N: from lr / N up to lr over the run's first N optimizer steps, "
+                       "PyTorch's LinearLR(start_factor=1/N, end_factor=1, total_iters=N - 1) stepped after every batch"),
+    ("alpha", 0.1, "did you mean min_factor? Keras's CosineDecay alpha"),  # Keras CosineDecay's
+    ("decay_steps", 100, "gpunn's cosine decays once an epoch, over total_epochs"),
+])
+def test_pytorchs_and_keras_schedule_options_say_gpunns(key, value, hint):
+    """OneCycleLR's, LinearLR's and Keras CosineDecay's keywords given to gpunn.Schedule said only "unexpected keyword
+    argument" (or named onecycle's total_steps for LinearLR's total_iters); fit's max_lr and anneal_strategy too."""
+    with pytest.raises(TypeError) as caught:
+        gpunn.Schedule("onecycle", **{key: value})
+    assert str(caught.value).startswith(f"Schedule() got an unexpected keyword argument {key!r} ({hint}")
+    X, Y = _data()
+    if key in ("max_lr", "anneal_strategy"):
+        with pytest.raises(TypeError, match=rf"^MLP.fit\(\) got an unexpected keyword argument '{key}' \(.*onecycle"):
+            gpunn.MLP([3, 4, 1], device="cpu").fit(X, Y, schedule="onecycle", **{key: value})
 
 
 def test_pytorchs_cosine_annealing_options_say_gpunns():
