@@ -316,7 +316,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
       early-stopping fit's best keeps that fit's weights, ``history_.best`` and ``history_.best_epoch``, which
       counts in the fit that found it; scikit-learn ends that warm fit on its last epoch). ``learning_rate="adaptive"`` (sgd) divides
       the rate by 5 on that plateau instead, and stops there once the rate is at most 1e-6, as
-      scikit-learn does; "invscaling" is refused (gpunn's schedules are per epoch);
+      scikit-learn does; "invscaling" is refused (gpunn has no lr / t ** power_t);
       for adam, learning_rate and power_t are ignored, as in scikit-learn. As scikit-learn's, the count
       and the best value go on across a warm start and ``partial_fit`` calls (a warm start after a fit
       that stopped trains one epoch unless it beats the best by more than ``tol``), and partial_fit
@@ -485,8 +485,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"learning_rate must be one of {LEARNING_RATES}, got {self.learning_rate!r}"
                              f"{bracketed_hint(self.learning_rate, LEARNING_RATES, 'learning_rate')}")
         if self.learning_rate == "invscaling" and self.solver == "sgd":
-            raise ValueError("learning_rate='invscaling' is not available in gpunn (its schedules change the rate per "
-                             "epoch, not per step); use 'constant' or 'adaptive'")
+            raise ValueError("learning_rate='invscaling' is not available in gpunn (none of its schedules divides the "
+                             "rate by t ** power_t: gpunn.MLP's fit takes schedule= step, exponential, cosine or "
+                             "onecycle, and warmup_steps); use 'constant' or 'adaptive'")
         # every one whatever the solver, as scikit-learn checks them at fit: sgd's momentum was read by its truth
         # first (momentum="" or None trained plain SGD without a word), and sgd took any beta_1 or beta_2
         for name, (low, high, ends) in REAL_RANGES.items():

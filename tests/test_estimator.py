@@ -794,7 +794,10 @@ def test_adams_settings_reach_its_optimizer(data, solver, name):
 @pytest.mark.parametrize("params, message", [
     (dict(solver="lbfgs"), "solver='lbfgs' is not available"),
     (dict(loss="poisson"), "loss='poisson' is not available"),
-    (dict(solver="sgd", learning_rate="invscaling"), "learning_rate='invscaling' is not available"),
+    # (it said gpunn's schedules change the rate per epoch, not per step: warm-ups and onecycle are per step)
+    (dict(solver="sgd", learning_rate="invscaling"), r"^learning_rate='invscaling' is not available in gpunn \(none of "
+     r"its schedules divides the rate by t \*\* power_t: gpunn.MLP's fit takes schedule= step, exponential, cosine or "
+     r"onecycle, and warmup_steps\); use 'constant' or 'adaptive'$"),
     (dict(max_iter=0), "max_iter must be a positive integer"),
     (dict(solver="sgd", epsilon=0), "epsilon must be a positive number, got 0"),  # as scikit-learn, whatever the solver
     # True is an int to Python: it trained one neuron (numpy.True_ raised "'numpy.bool' object is not iterable")
