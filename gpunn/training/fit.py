@@ -327,7 +327,9 @@ def fit(model, X, Y=None, *, epochs=10, batch_size=256, optimizer="adam", lr=Non
     (its epochs count from 1 again, with a new run's shuffles and schedule: a checkpoint's ``resume``
     continues a run exactly), and another model given it starts afresh. schedule: a ``gpunn.Schedule`` (``Schedule("step", step_size=5,
     gamma=0.5)``) or a name: "constant", "step" (x0.1 every 10 epochs), "cosine" (to zero over the run);
-    "exponential" (x gamma per epoch) has no default gamma: ``Schedule("exponential", gamma=0.95)``. batch_size=None trains full-batch. seed (default: the model's) fixes the shuffles.
+    "exponential" (x gamma per epoch) has no default gamma: ``Schedule("exponential", gamma=0.95)``; each takes a
+    linear warm-up over the run's first optimizer steps, ``Schedule("cosine", warmup_steps=500)``; "onecycle" is
+    PyTorch's OneCycleLR stepped every batch, with ``lr`` its peak (momentum not cycled). batch_size=None trains full-batch. seed (default: the model's) fixes the shuffles.
 
     Validation: ``validation_data=(X_val, Y_val)`` or ``validation_fraction`` (round(fraction x rows) rows held out
     by the seed; at least 2, as R² needs) adds val_loss, val_mse, val_mae and val_r2 to each epoch's logs, at one extra host
