@@ -219,7 +219,9 @@ BEFORE_PER_STEP = {"name", "step_size", "gamma", "total_epochs", "min_factor"}  
     (Schedule("constant"), BEFORE_PER_STEP), (Schedule("step", step_size=2, gamma=0.5), BEFORE_PER_STEP),
     (Schedule("exponential", gamma=0.9), BEFORE_PER_STEP), (Schedule("cosine", warmup_steps=0), BEFORE_PER_STEP),
     (Schedule("cosine", warmup_steps=5), BEFORE_PER_STEP | {"warmup_steps"}),
-    (Schedule("onecycle", total_steps=40), BEFORE_PER_STEP | set(gpunn.optim.ONECYCLE_FIELDS))], ids=repr)
+    (Schedule("onecycle", total_steps=40), BEFORE_PER_STEP | set(gpunn.optim.ONECYCLE_FIELDS))],
+    ids=lambda value: repr(sorted(value)) if isinstance(value, set) else repr(value))  # (a set's repr: hash order,
+# which differs between pytest-xdist's workers, whose collections must agree)
 def test_a_checkpoint_records_a_per_step_field_only_where_the_run_uses_it(tmp_path, schedule, recorded):
     """A run without a per-step rate records its schedule as gpunn did before per-step schedules, exactly the five
     fields an older gpunn checked for (it refused a file with more: "invalid schedule"), as an optimizer's config
